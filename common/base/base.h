@@ -1,0 +1,123 @@
+/* base.h -- small file utilities shared by e2d, e2worker and e2ctl.
+ *
+ * Library e2_base, prefix e2_. What lives here is what every component needs
+ * to write durable files (checkpoints, manifests, job state): atomic writes,
+ * directory fsync, mkdir -p, bounded whole-file reads, SHA-256 of buffers and
+ * files for checkpoint manifests.
+ *
+ * Error convention (used by e2_base and by every e2 library that follows it):
+ *  - a function that can fail returns int: 0 (or a count) on success, a
+ *    negative value on failure (E2_ERR, or a more specific E2_E* code below);
+ *  - it takes `char *err, size_t errlen` last and, on failure, writes ONE
+ *    line (no trailing newline) saying what failed and, where it helps, what
+ *    to do: "open /x/model.safetensors: No such file or directory".
+ *    err may be NULL (or errlen 0) when the caller does not want the text.
+ *  - nothing is ever printed by library code.
+ * e2_errf() is the helper that formats such a line.
+ */
+#ifndef E2_COMMON_BASE_H
+#define E2_COMMON_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Suggested size of an error buffer. Longer messages are truncated. */
+#define E2_ERRLEN 512
+
+/* Failure codes (all < 0). Most callers only test `< 0`. */
+#define E2_ERR      (-1)  /* generic failure; the message says why */
+#define E2_ENOENT   (-2)  /* a file or directory does not exist */
+#define E2_ETOOBIG  (-3)  /* a file is larger than the caller's limit */
+
+/* Formats one error line into err (printf-style), replacing any newline in
+ * the result by a space. Returns E2_ERR so that callers can write
+ * `return e2_errf(err, errlen, "...", ...);`. err may be NULL. */
+int e2_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- directories ---- */
+
+/* mkdir -p: creates path and its missing parents with mode (e.g. 0755).
+ * An existing directory is success; an existing non-directory is an error. */
+int e2_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen);
+
+/* fsync of a directory, so that a rename or create inside it is durable. */
+int e2_fsync_dir(const char *path, char *err, size_t errlen);
+
+/* fsync of the directory that contains path ("." for a bare file name). */
+int e2_fsync_parent(const char *path, char *err, size_t errlen);
+
+/* ---- atomic writes ----
+ *
+ * A file written atomically is either the complete new content or (after a
+ * crash) the old one: the bytes go to "<path>.tmp.<pid>", which is fsynced,
+ * renamed over path, and then the parent directory is fsynced. */
+
+/* Writes len bytes atomically to path (mode 0644). */
+int e2_write_file_atomic(const char *path, const void *data, size_t len,
+                         char *err, size_t errlen);
+
+/* Streaming form for files too large to build in memory:
+ *     e2_afile f;
+ *     if (e2_afile_open(&f, path, err, errlen) < 0) return -1;
+ *     if (e2_afile_write(&f, buf, n, err, errlen) < 0) { e2_afile_abort(&f); ...}
+ *     if (e2_afile_commit(&f, err, errlen) < 0) ...   (commit always closes)
+ * abort removes the temporary file; it is safe after a failed write. */
+typedef struct {
+    int fd;           /* -1 when closed */
+    char *path;       /* final path (owned) */
+    char *tmp;        /* "<path>.tmp.<pid>" (owned) */
+    uint64_t written; /* bytes written so far */
+} e2_afile;
+
+int e2_afile_open(e2_afile *f, const char *path, char *err, size_t errlen);
+int e2_afile_write(e2_afile *f, const void *data, size_t len, char *err,
+                   size_t errlen);
+/* Writes n zero bytes (padding). */
+int e2_afile_pad(e2_afile *f, size_t n, char *err, size_t errlen);
+int e2_afile_commit(e2_afile *f, char *err, size_t errlen);
+void e2_afile_abort(e2_afile *f);
+
+/* ---- reads ---- */
+
+/* Reads the whole file at path into a malloc'd buffer (*out, freed by the
+ * caller with free()), of *len bytes plus a terminating NUL that is not
+ * counted, so text files can be parsed in place. Files larger than max_size
+ * bytes fail with E2_ETOOBIG; a missing file fails with E2_ENOENT. */
+int e2_read_file(const char *path, size_t max_size, char **out, size_t *len,
+                 char *err, size_t errlen);
+
+/* ---- SHA-256 (FIPS 180-4) ---- */
+
+#define E2_SHA256_LEN 32
+#define E2_SHA256_HEXLEN 65 /* 64 hex digits + NUL */
+
+typedef struct {
+    uint32_t h[8];
+    uint64_t nbytes;  /* total bytes hashed */
+    uint8_t buf[64];  /* pending partial block */
+    size_t nbuf;
+} e2_sha256_ctx;
+
+void e2_sha256_init(e2_sha256_ctx *c);
+void e2_sha256_update(e2_sha256_ctx *c, const void *data, size_t len);
+void e2_sha256_final(e2_sha256_ctx *c, uint8_t out[E2_SHA256_LEN]);
+/* One-shot digest of a buffer. */
+void e2_sha256(const void *data, size_t len, uint8_t out[E2_SHA256_LEN]);
+/* Digest of a file's content (streamed; any size). *size receives the
+ * file's size in bytes when size is not NULL. */
+int e2_sha256_file(const char *path, uint8_t out[E2_SHA256_LEN],
+                   uint64_t *size, char *err, size_t errlen);
+/* Lower-case hex of a digest: hex must hold E2_SHA256_HEXLEN bytes. */
+void e2_sha256_hex(const uint8_t d[E2_SHA256_LEN], char hex[E2_SHA256_HEXLEN]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
