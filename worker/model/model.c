@@ -1,0 +1,365 @@
+/* model.c -- the model's memory: config, size tables, the parameter,
+ * gradient, optimizer and activation allocations, initialisation, and the
+ * Hugging Face view of the parameter buffer. The passes live in pass.c. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "e2/v1/job.pb-c.h"
+
+int e2w_model_config_from_proto(e2w_model_config *c,
+                                const E2__V1__LlamaConfig *p,
+                                char *err, size_t errlen) {
+    memset(c, 0, sizeof *c);
+    if (p == NULL) {
+        snprintf(err, errlen, "model.config is missing: give model.hf_dir or model.config");
+        return -1;
+    }
+    c->C = (int)p->hidden_size;
+    c->n_layer = (int)p->num_hidden_layers;
+    c->H = (int)p->num_attention_heads;
+    c->KVH = p->has_num_key_value_heads ? (int)p->num_key_value_heads : c->H;
+    c->F = (int)p->intermediate_size;
+    c->V = (int)p->vocab_size;
+    c->max_pos = (int)p->max_position_embeddings;
+    c->eps = p->has_rms_norm_eps ? (float)p->rms_norm_eps : 1e-5f;
+    c->theta = p->has_rope_theta ? (float)p->rope_theta : 10000.0f;
+    c->tied = p->has_tie_word_embeddings && p->tie_word_embeddings;
+    const struct { const char *name; int v; } req[] = {
+        {"hidden_size", c->C}, {"num_hidden_layers", c->n_layer},
+        {"num_attention_heads", c->H}, {"num_key_value_heads", c->KVH},
+        {"intermediate_size", c->F}, {"vocab_size", c->V},
+        {"max_position_embeddings", c->max_pos},
+    };
+    for (size_t i = 0; i < sizeof req / sizeof req[0]; i++) {
+        if (req[i].v <= 0) {
+            snprintf(err, errlen, "model.config.%s must be >= 1 (got %d)",
+                     req[i].name, req[i].v);
+            return -1;
+        }
+    }
+    if (c->C % c->H != 0) {
+        snprintf(err, errlen, "model.config.hidden_size (%d) must be a multiple of num_attention_heads (%d)",
+                 c->C, c->H);
+        return -1;
+    }
+    if (c->H % c->KVH != 0) {
+        snprintf(err, errlen, "model.config.num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
+                 c->H, c->KVH);
+        return -1;
+    }
+    c->D = c->C / c->H;
+    if (c->D % 2 != 0) {
+        snprintf(err, errlen, "model.config: head dimension hidden_size/num_attention_heads must be even for RoPE (got %d)",
+                 c->D);
+        return -1;
+    }
+    if (!(c->eps > 0.0f) || !(c->theta > 0.0f)) {
+        snprintf(err, errlen, "model.config.rms_norm_eps and rope_theta must be > 0");
+        return -1;
+    }
+    return 0;
+}
+
+void e2w_model_config_to_proto(const e2w_model_config *c,
+                               E2__V1__LlamaConfig *p) {
+    p->has_hidden_size = 1; p->hidden_size = (uint32_t)c->C;
+    p->has_num_hidden_layers = 1; p->num_hidden_layers = (uint32_t)c->n_layer;
+    p->has_num_attention_heads = 1; p->num_attention_heads = (uint32_t)c->H;
+    p->has_num_key_value_heads = 1; p->num_key_value_heads = (uint32_t)c->KVH;
+    p->has_intermediate_size = 1; p->intermediate_size = (uint32_t)c->F;
+    p->has_vocab_size = 1; p->vocab_size = (uint32_t)c->V;
+    p->has_rms_norm_eps = 1; p->rms_norm_eps = c->eps;
+    p->has_rope_theta = 1; p->rope_theta = c->theta;
+    p->has_max_position_embeddings = 1;
+    p->max_position_embeddings = (uint32_t)c->max_pos;
+    p->has_tie_word_embeddings = 1; p->tie_word_embeddings = c->tied != 0;
+}
+
+static void model_size_table(e2w_model *m) {
+    const e2w_model_config *c = &m->cfg;
+    size_t L = (size_t)c->n_layer, C = (size_t)c->C, D = (size_t)c->D;
+    size_t qkv = (size_t)(c->H + 2 * c->KVH) * D;
+    m->psize[E2W_P_WTE] = (size_t)c->V * C;
+    m->psize[E2W_P_LN1] = L * C;
+    m->psize[E2W_P_QKV] = L * qkv * C;
+    m->psize[E2W_P_WO] = L * C * (size_t)c->H * D;
+    m->psize[E2W_P_LN2] = L * C;
+    m->psize[E2W_P_GU] = L * 2 * (size_t)c->F * C;
+    m->psize[E2W_P_DOWN] = L * C * (size_t)c->F;
+    m->psize[E2W_P_LNF] = C;
+    m->psize[E2W_P_HEAD] = c->tied ? 0 : (size_t)c->V * C;
+    size_t off = 0;
+    for (int i = 0; i < E2W_P_COUNT; i++) {
+        m->poff[i] = off;
+        off += m->psize[i];
+    }
+    m->n_params = off;
+}
+
+int e2w_model_create(e2w_model *m, const k_backend *k,
+                     const e2w_model_config *cfg, char *err, size_t errlen) {
+    memset(m, 0, sizeof *m);
+    m->k = k;
+    m->cfg = *cfg;
+    m->esz = k->act_dtype == K_F32 ? 4 : 2;
+    model_size_table(m);
+    m->params = k->alloc(m->n_params * m->esz);
+    if (m->params == NULL) {
+        snprintf(err, errlen, "model: cannot allocate %.1f MiB of parameters",
+                 (double)(m->n_params * m->esz) / 1048576.0);
+        return -1;
+    }
+    return 0;
+}
+
+int e2w_model_alloc_train(e2w_model *m, char *err, size_t errlen) {
+    const k_backend *k = m->k;
+    int need_master = k->act_dtype != K_F32;
+    size_t n = m->n_params;
+    m->grads = k->alloc(n * m->esz);
+    m->opt = k->alloc(n * sizeof(float) * (need_master ? 3 : 2));
+    if (m->grads == NULL || m->opt == NULL) {
+        snprintf(err, errlen, "model: cannot allocate %.1f MiB of gradients and optimizer state",
+                 (double)(n * (m->esz + 4 * (need_master ? 3 : 2))) / 1048576.0);
+        return -1;
+    }
+    m->m = m->opt;
+    m->v = m->opt + n;
+    if (need_master) {
+        m->master = m->opt + 2 * n;
+        float *host = malloc(n * sizeof(float));
+        if (host == NULL) {
+            snprintf(err, errlen, "model: out of host memory for the master copy");
+            return -1;
+        }
+        k->download(host, m->params, n);
+        k->upload_raw(m->master, host, n * sizeof(float));
+        free(host);
+    }
+    return 0;
+}
+
+void e2w_model_free(e2w_model *m) {
+    if (m->k == NULL) return;
+    if (m->params) m->k->free(m->params);
+    if (m->grads) m->k->free(m->grads);
+    if (m->opt) m->k->free(m->opt);
+    memset(m, 0, sizeof *m);
+}
+
+/* splitmix64: a tiny seeded generator; one stream for the whole init so the
+ * weights are a pure function of (config, seed). */
+static uint64_t init_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static double init_uniform(uint64_t *s) {
+    return ((double)(init_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static void init_normal(float *x, size_t n, double std, uint64_t *s) {
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = init_uniform(s), u2 = init_uniform(s);
+        double r = sqrt(-2.0 * log(u1)) * std;
+        x[i] = (float)(r * cos(2.0 * M_PI * u2));
+        if (i + 1 < n) x[i + 1] = (float)(r * sin(2.0 * M_PI * u2));
+    }
+}
+
+void e2w_model_init(e2w_model *m, uint64_t seed) {
+    float *host = malloc(m->n_params * sizeof(float));
+    if (host == NULL) abort();
+    uint64_t s = seed;
+    double std = 0.02, res_std = 0.02 / sqrt(2.0 * m->cfg.n_layer);
+    for (int i = 0; i < E2W_P_COUNT; i++) {
+        float *x = host + m->poff[i];
+        size_t n = m->psize[i];
+        if (i == E2W_P_LN1 || i == E2W_P_LN2 || i == E2W_P_LNF) {
+            for (size_t j = 0; j < n; j++) x[j] = 1.0f;
+        } else {
+            init_normal(x, n, (i == E2W_P_WO || i == E2W_P_DOWN) ? res_std : std, &s);
+        }
+    }
+    e2w_model_upload(m, 0, host, m->n_params);
+    free(host);
+}
+
+size_t e2w_model_matmul_params(const e2w_model *m) {
+    return m->psize[E2W_P_QKV] + m->psize[E2W_P_WO] + m->psize[E2W_P_GU] +
+           m->psize[E2W_P_DOWN] + (size_t)m->cfg.V * (size_t)m->cfg.C;
+}
+
+double e2w_model_flops_per_token(const e2w_model *m, int T) {
+    const e2w_model_config *c = &m->cfg;
+    return 6.0 * (double)e2w_model_matmul_params(m) +
+           6.0 * c->n_layer * (double)c->H * c->D * T;
+}
+
+void e2w_model_upload(e2w_model *m, size_t offset, const float *src, size_t n) {
+    m->k->upload((char *)m->params + offset * m->esz, src, n);
+    if (m->master) m->k->upload_raw(m->master + offset, src, n * sizeof(float));
+}
+
+void e2w_model_download(const e2w_model *m, size_t offset, float *dst, size_t n) {
+    m->k->download(dst, (const char *)m->params + offset * m->esz, n);
+}
+
+void e2w_model_download_grad(const e2w_model *m, size_t offset, float *dst,
+                             size_t n) {
+    m->k->download(dst, (const char *)m->grads + offset * m->esz, n);
+}
+
+/* ---- activations ---- */
+
+static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
+
+/* One block's activations for N rows: byte offsets inside one set. */
+static e2w_layer_layout acts_layer(const e2w_model *m, size_t N) {
+    const e2w_model_config *c = &m->cfg;
+    size_t e = m->esz, C = (size_t)c->C, D = (size_t)c->D;
+    size_t qkv = (size_t)(c->H + 2 * c->KVH) * D, F = (size_t)c->F;
+    e2w_layer_layout l;
+    size_t o = 0;
+    l.ln1 = o;   o += align64(N * C * e);
+    l.rstd1 = o; o += align64(N * 4);
+    l.qkv = o;   o += align64(N * qkv * e);
+    l.atty = o;  o += align64(N * (size_t)c->H * D * e);
+    l.lse = o;   o += align64(N * (size_t)c->H * 4);
+    l.mid = o;   o += align64(N * C * e);
+    l.ln2 = o;   o += align64(N * C * e);
+    l.rstd2 = o; o += align64(N * 4);
+    l.fch = o;   o += align64(N * 2 * F * e);
+    l.swi = o;   o += align64(N * F * e);
+    l.total = o;
+    return l;
+}
+
+int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T,
+                    int backward, int recompute, char *err, size_t errlen) {
+    memset(a, 0, sizeof *a);
+    const e2w_model_config *c = &m->cfg;
+    size_t N = (size_t)B * (size_t)T, e = m->esz, C = (size_t)c->C;
+    size_t D = (size_t)c->D, qkv = (size_t)(c->H + 2 * c->KVH) * D;
+    a->B = B;
+    a->T = T;
+    a->backward = backward;
+    a->recompute = recompute || !backward;
+    e2w_layer_layout ll = acts_layer(m, N);
+    a->ll = ll;
+    size_t nsets = a->recompute ? 1 : (size_t)c->n_layer;
+    size_t o = 0, o_tok, o_tgt, o_loss, o_res, o_lnf, o_rstdf, o_logits, o_layers;
+    size_t o_dres = 0, o_dln = 0, o_dqkv = 0, o_datty = 0, o_dfch = 0, o_dswi = 0, o_delta = 0;
+    o_tok = o;    o += align64(N * 4);
+    o_tgt = o;    o += align64(N * 4);
+    o_loss = o;   o += align64(N * 4);
+    o_res = o;    o += align64((size_t)(c->n_layer + 1) * N * C * e);
+    o_lnf = o;    o += align64(N * C * e);
+    o_rstdf = o;  o += align64(N * 4);
+    o_logits = o; o += align64(N * (size_t)c->V * e);
+    o_layers = o; o += nsets * ll.total;
+    if (backward) {
+        o_dres = o;  o += align64(N * C * e);
+        o_dln = o;   o += align64(N * C * e);
+        o_dqkv = o;  o += align64(N * qkv * e);
+        o_datty = o; o += align64(N * (size_t)c->H * D * e);
+        o_dfch = o;  o += align64(N * 2 * (size_t)c->F * e);
+        o_dswi = o;  o += align64(N * (size_t)c->F * e);
+        o_delta = o; o += align64(N * (size_t)c->H * 4);
+    }
+    a->bytes = o;
+    char *p = m->k->alloc(o);
+    a->host_losses = malloc(N * sizeof(float));
+    if (p == NULL || a->host_losses == NULL) {
+        if (p) m->k->free(p);
+        free(a->host_losses);
+        a->host_losses = NULL;
+        snprintf(err, errlen, "model: cannot allocate %.1f MiB of activations for B=%d T=%d",
+                 (double)o / 1048576.0, B, T);
+        return -1;
+    }
+    a->mem = p;
+    a->tokens = (int32_t *)(p + o_tok);
+    a->targets = (int32_t *)(p + o_tgt);
+    a->losses = (float *)(p + o_loss);
+    a->res = p + o_res;
+    a->lnf = p + o_lnf;
+    a->rstdf = (float *)(p + o_rstdf);
+    a->logits = p + o_logits;
+    a->layers = p + o_layers;
+    if (backward) {
+        a->dres = p + o_dres;
+        a->dln = p + o_dln;
+        a->dqkv = p + o_dqkv;
+        a->datty = p + o_datty;
+        a->dfch = p + o_dfch;
+        a->dswi = p + o_dswi;
+        a->delta = (float *)(p + o_delta);
+    }
+    return 0;
+}
+
+void e2w_acts_free(e2w_acts *a, const e2w_model *m) {
+    if (a->mem) m->k->free(a->mem);
+    free(a->host_losses);
+    memset(a, 0, sizeof *a);
+}
+
+void e2w_acts_set_batch(e2w_acts *a, const e2w_model *m, const int32_t *tokens,
+                        const int32_t *targets, int B, int T) {
+    size_t n = (size_t)B * (size_t)T * sizeof(int32_t);
+    m->k->upload_raw(a->tokens, tokens, n);
+    if (targets) m->k->upload_raw(a->targets, targets, n);
+}
+
+/* ---- Hugging Face view ---- */
+
+int e2w_model_hf_count(const e2w_model *m) {
+    return 2 + 9 * m->cfg.n_layer + (m->cfg.tied ? 0 : 1);
+}
+
+static void hf_set(e2w_model_hf_tensor *t, const char *name, size_t offset,
+                   int64_t rows, int64_t cols) {
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = cols > 0 ? 2 : 1;
+    t->shape[0] = rows;
+    t->shape[1] = cols > 0 ? cols : 0;
+    t->offset = offset;
+    t->numel = (size_t)rows * (size_t)(cols > 0 ? cols : 1);
+}
+
+void e2w_model_hf_tensor_at(const e2w_model *m, int i, e2w_model_hf_tensor *t) {
+    const e2w_model_config *c = &m->cfg;
+    int64_t C = c->C, D = c->D, HD = (int64_t)c->H * D, KD = (int64_t)c->KVH * D;
+    int64_t F = c->F, QKV = HD + 2 * KD;
+    char name[96];
+    if (i == 0) { hf_set(t, "model.embed_tokens.weight", m->poff[E2W_P_WTE], c->V, C); return; }
+    if (i == 1) { hf_set(t, "model.norm.weight", m->poff[E2W_P_LNF], C, 0); return; }
+    int j = i - 2;
+    if (j >= 9 * c->n_layer) { hf_set(t, "lm_head.weight", m->poff[E2W_P_HEAD], c->V, C); return; }
+    int l = j / 9, w = j % 9;
+    static const char *const names[9] = {
+        "input_layernorm", "self_attn.q_proj", "self_attn.k_proj",
+        "self_attn.v_proj", "self_attn.o_proj", "post_attention_layernorm",
+        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+    snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, names[w]);
+    size_t qkv0 = m->poff[E2W_P_QKV] + (size_t)(l * QKV * C);
+    size_t gu0 = m->poff[E2W_P_GU] + (size_t)(l * 2 * F * C);
+    switch (w) {
+    case 0: hf_set(t, name, m->poff[E2W_P_LN1] + (size_t)(l * C), C, 0); break;
+    case 1: hf_set(t, name, qkv0, HD, C); break;
+    case 2: hf_set(t, name, qkv0 + (size_t)(HD * C), KD, C); break;
+    case 3: hf_set(t, name, qkv0 + (size_t)((HD + KD) * C), KD, C); break;
+    case 4: hf_set(t, name, m->poff[E2W_P_WO] + (size_t)(l * C * HD), C, HD); break;
+    case 5: hf_set(t, name, m->poff[E2W_P_LN2] + (size_t)(l * C), C, 0); break;
+    case 6: hf_set(t, name, gu0, F, C); break;
+    case 7: hf_set(t, name, gu0 + (size_t)(F * C), F, C); break;
+    default: hf_set(t, name, m->poff[E2W_P_DOWN] + (size_t)(l * C * F), C, F); break;
+    }
+}
