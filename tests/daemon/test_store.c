@@ -1,0 +1,267 @@
+/* test_store.c -- e2d's SQLite store: schema migrations from an older
+ * version, reopen keeps every row, a newer schema is refused, idempotency
+ * by request_id, list filters and paging, events, checkpoints, metrics and
+ * rendezvous. Each case runs in a fresh temporary directory. */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "check.h"
+#include "jobstate.h"
+
+static char g_db[512];
+
+static void scratch(void)
+{
+    char dir[] = "/tmp/e2d_store_XXXXXX";
+    if (!mkdtemp(dir))
+        abort();
+    snprintf(g_db, sizeof g_db, "%s/e2d.db", dir);
+}
+
+static int insert(store *s, const char *rid, int prio, const char *team,
+                  store_job *j)
+{
+    char err[E2_ERRLEN];
+    store_label l = {"team", team};
+    memset(j, 0, sizeof *j);
+    j->request_id = rid ? strdup(rid) : NULL;
+    j->spec_json = strdup("{\"name\":\"t\"}");
+    j->state = JOBSTATE_PENDING;
+    j->priority = prio;
+    snprintf(j->device, sizeof j->device, "cpu");
+    j->num_workers = 2;
+    j->max_restarts = 3;
+    j->keep_last = 2;
+    j->created_ms = 1000;
+    j->total_steps = 10;
+    int rc = store_job_insert(s, j, &l, team ? 1 : 0, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "insert: %s\n", err);
+    return rc;
+}
+
+static int migrate_then_reopen(void)
+{
+    char err[E2_ERRLEN];
+    store *s;
+    store_job j, g;
+    scratch();
+    CHECK(store_open(&s, g_db, 1, err, sizeof err) == 0);
+    CHECK(store_version(s) == 1);
+    CHECK(insert(s, "r1", 0, "a", &j) == 0);
+    store_close(s);
+    /* Version 1 -> 2 keeps the row and adds the meta table. */
+    CHECK(store_open(&s, g_db, STORE_SCHEMA_VERSION, err, sizeof err) == 0);
+    CHECK(store_version(s) == STORE_SCHEMA_VERSION);
+    CHECK(store_next_worker_seq(s, err, sizeof err) == 1);
+    CHECK(store_job_get(s, j.id, &g, err, sizeof err) == 0);
+    CHECK(strcmp(g.request_id, "r1") == 0);
+    CHECK(g.num_workers == 2 && g.state == JOBSTATE_PENDING);
+    store_job_free(&g);
+    store_close(s);
+    /* Reopen at the current version: nothing migrates, data stays. */
+    CHECK(store_open(&s, g_db, STORE_SCHEMA_VERSION, err, sizeof err) == 0);
+    CHECK(store_next_worker_seq(s, err, sizeof err) == 2);
+    CHECK(store_job_count(s) == 1);
+    store_close(s);
+    store_job_free(&j);
+    return 0;
+}
+
+static int newer_schema_refused(void)
+{
+    char err[E2_ERRLEN];
+    store *s;
+    sqlite3 *db;
+    scratch();
+    CHECK(sqlite3_open(g_db, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL) ==
+          SQLITE_OK);
+    sqlite3_close(db);
+    CHECK(store_open(&s, g_db, STORE_SCHEMA_VERSION, err, sizeof err) < 0);
+    CHECK(s == NULL);
+    CHECK(strstr(err, "99") && strstr(err, "upgrade e2d"));
+    return 0;
+}
+
+static int update_roundtrip(void)
+{
+    char err[E2_ERRLEN];
+    store *s;
+    store_job j, g;
+    scratch();
+    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(insert(s, NULL, 0, NULL, &j) == 0);
+    CHECK(strcmp(j.id, "j-000001") == 0);
+    j.state = JOBSTATE_FAILED;
+    free(j.reason);
+    j.reason = strdup("rank 1 exited with code 2");
+    j.fail_exit_code = 2;
+    j.fail_rank = 1;
+    j.fail_log = strdup("a\nb");
+    j.attempt = 3;
+    j.restarts = 2;
+    j.loss = 1.5;
+    CHECK(store_job_update(s, &j, err, sizeof err) == 0);
+    store_close(s);
+    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(store_job_get(s, j.id, &g, err, sizeof err) == 0);
+    CHECK(g.state == JOBSTATE_FAILED && g.fail_exit_code == 2);
+    CHECK(g.fail_rank == 1 && g.attempt == 3 && g.restarts == 2);
+    CHECK(strcmp(g.fail_log, "a\nb") == 0 && g.loss == 1.5);
+    CHECK(strcmp(g.reason, "rank 1 exited with code 2") == 0);
+    CHECK(g.request_id == NULL);
+    store_job_free(&g);
+    CHECK(store_job_get(s, "j-999999", &g, err, sizeof err) ==
+          STORE_NOTFOUND);
+    store_close(s);
+    store_job_free(&j);
+    return 0;
+}
+
+static int request_id_unique(void)
+{
+    char err[E2_ERRLEN];
+    store *s;
+    store_job a, b, g;
+    scratch();
+    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(insert(s, "same", 0, NULL, &a) == 0);
+    CHECK(insert(s, "same", 0, NULL, &b) < 0);
+    CHECK(store_job_count(s) == 1);
+    CHECK(store_job_by_request(s, "same", &g, err, sizeof err) == 0);
+    CHECK(strcmp(g.id, a.id) == 0);
+    store_job_free(&g);
+    store_close(s);
+    store_job_free(&a);
+    store_job_free(&b);
+    return 0;
+}
+
+struct seen { int n; char ids[16][STORE_IDLEN]; int64_t last; };
+
+static int collect(void *ud, const store_job *j)
+{
+    struct seen *v = ud;
+    snprintf(v->ids[v->n++], STORE_IDLEN, "%s", j->id);
+    v->last = j->seq;
+    return 0;
+}
+
+static int list_filters_and_pages(void)
+{
+    char err[E2_ERRLEN];
+    store *s;
+    store_job j;
+    struct seen v;
+    scratch();
+    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
+    for (int i = 0; i < 5; i++) {
+        CHECK(insert(s, NULL, 0, i % 2 ? "b" : "a", &j) == 0);
+        if (i == 4) {
+            j.state = JOBSTATE_RUNNING;
+            CHECK(store_job_update(s, &j, err, sizeof err) == 0);
+        }
+        store_job_free(&j);
+    }
+    memset(&v, 0, sizeof v);
+    store_jobq q = {.label_key = "team", .label_value = "a"};
+    CHECK(store_job_list(s, &q, collect, &v, err, sizeof err) == 3);
+    CHECK(strcmp(v.ids[0], "j-000001") == 0 && strcmp(v.ids[2], "j-000005") == 0);
+    memset(&v, 0, sizeof v);
+    store_jobq r = {.states = 1u << JOBSTATE_RUNNING};
+    CHECK(store_job_list(s, &r, collect, &v, err, sizeof err) == 1);
+    CHECK(strcmp(v.ids[0], "j-000005") == 0);
+    /* Pages of 2 via after_seq. */
+    memset(&v, 0, sizeof v);
+    store_jobq p = {.limit = 2};
+    CHECK(store_job_list(s, &p, collect, &v, err, sizeof err) == 2);
+    p.after_seq = v.last;
+    CHECK(store_job_list(s, &p, collect, &v, err, sizeof err) == 2);
+    p.after_seq = v.last;
+    CHECK(store_job_list(s, &p, collect, &v, err, sizeof err) == 1);
+    CHECK(v.n == 5 && strcmp(v.ids[4], "j-000005") == 0);
+    store_close(s);
+    return 0;
+}
+
+static void count_event(void *ud, const store_event *e)
+{
+    int *n = ud;
+    if (e->to == JOBSTATE_STARTING && strcmp(e->reason, "assigned") == 0)
+        (*n)++;
+}
+
+static void count_ckpt(void *ud, const store_ckpt *c)
+{
+    int64_t *sum = ud;
+    *sum += c->step;
+}
+
+static void count_metric(void *ud, const store_metric *m)
+{
+    double *sum = ud;
+    *sum += m->loss;
+}
+
+static int events_ckpts_metrics_rdv(void)
+{
+    char err[E2_ERRLEN];
+    store *s;
+    int n = 0;
+    int64_t steps = 0;
+    double loss = 0;
+    void *val;
+    size_t len;
+    scratch();
+    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
+    store_event e = {5, JOBSTATE_PENDING, JOBSTATE_STARTING, "assigned"};
+    CHECK(store_event_add(s, "j-000001", &e, err, sizeof err) == 0);
+    CHECK(store_event_list(s, "j-000001", count_event, &n, err, sizeof err) == 0);
+    CHECK(n == 1);
+    store_ckpt c = {10, "/x/step_10", 7, 1, "{}"};
+    CHECK(store_ckpt_add(s, "j-000001", &c, err, sizeof err) == 0);
+    c.step = 20;
+    CHECK(store_ckpt_add(s, "j-000001", &c, err, sizeof err) == 0);
+    CHECK(store_ckpt_delete(s, "j-000001", 10, err, sizeof err) == 0);
+    CHECK(store_ckpt_list(s, "j-000001", count_ckpt, &steps, err, sizeof err) == 0);
+    CHECK(steps == 20);
+    /* A step reported again by a later attempt replaces the earlier one. */
+    store_metric m = {.step = 1, .attempt = 1, .loss = 2.0};
+    CHECK(store_metric_add(s, "j-000001", &m, err, sizeof err) == 0);
+    m.attempt = 2;
+    m.loss = 3.0;
+    CHECK(store_metric_add(s, "j-000001", &m, err, sizeof err) == 0);
+    CHECK(store_metric_list(s, "j-000001", count_metric, &loss, err, sizeof err) == 0);
+    CHECK(loss == 3.0);
+    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) ==
+          STORE_NOTFOUND);
+    CHECK(store_rdv_put(s, "j-000001", 1, "k", "abc", 3, err, sizeof err) == 0);
+    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == 0);
+    CHECK(len == 3 && memcmp(val, "abc", 3) == 0);
+    free(val);
+    CHECK(store_rdv_clear(s, "j-000001", 2, err, sizeof err) == 0);
+    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) ==
+          STORE_NOTFOUND);
+    store_close(s);
+    return 0;
+}
+
+int main(void)
+{
+    int fails = 0;
+    fails += migrate_then_reopen();
+    fails += newer_schema_refused();
+    fails += update_roundtrip();
+    fails += request_id_unique();
+    fails += list_filters_and_pages();
+    fails += events_ckpts_metrics_rdv();
+    if (fails)
+        fprintf(stderr, "%d case(s) failed\n", fails);
+    return fails ? 1 : 0;
+}
