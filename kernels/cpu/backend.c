@@ -25,6 +25,11 @@ const k_backend *k_cpu(void) {
         .rmsnorm_fwd = kcpu_rmsnorm_fwd,
         .rmsnorm_bwd = kcpu_rmsnorm_bwd,
 
+        .rope_fwd = kcpu_rope_fwd,
+        .rope_bwd = kcpu_rope_bwd,
+        .attn_fwd = kcpu_attn_fwd,
+        .attn_bwd = kcpu_attn_bwd,
+
         .swiglu_fwd = kcpu_swiglu_fwd,
         .swiglu_bwd = kcpu_swiglu_bwd,
 

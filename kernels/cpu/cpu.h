@@ -35,6 +35,19 @@ void kcpu_rmsnorm_bwd(void *dinp, void *dweight, const void *dout,
                       const void *inp, const void *weight, const float *rstd,
                       int N, int C);
 
+/* rope.c */
+void kcpu_rope_fwd(void *x, int B, int T, int nh, int D, int row_stride,
+                   const k_rope *r);
+void kcpu_rope_bwd(void *dx, int B, int T, int nh, int D, int row_stride,
+                   const k_rope *r);
+
+/* attn.c */
+void kcpu_attn_fwd(void *out, float *lse, const void *qkv, int B, int T, int H,
+                   int KVH, int D);
+void kcpu_attn_bwd(void *dqkv, float *delta, const void *dout, const void *qkv,
+                   const void *out, const float *lse, int B, int T, int H,
+                   int KVH, int D);
+
 /* swiglu.c */
 void kcpu_swiglu_fwd(void *out, const void *inp, int N, int F);
 void kcpu_swiglu_bwd(void *dinp, const void *dout, const void *inp, int N,

@@ -1,0 +1,422 @@
+/* attn.c -- causal grouped-query attention, flash style (fp32, OpenMP).
+ *
+ * out_i = sum_{j<=i} softmax_j(q_i . k_j / sqrt(D)) v_j for every query head
+ * h, with k and v read from kv head h / (H / KVH) of the fused qkv rows in
+ * place (k.h). No T x T matrix exists, not even per head: queries and keys
+ * are cut into tiles of KCPU_ATTN_TILE, and the forward walks the key tiles
+ * of a query tile with an online softmax, saving only the row log-sum-exp.
+ * The backward recomputes the probabilities of a tile from lse:
+ *   P = exp(S - lse), dP = dO V^T, dS = P * (dP - delta), delta = rowsum(dO*O)
+ *   dQ = scale dS K, dK = scale dS^T Q, dV = P^T dO.
+ * It runs in two passes so that every thread owns what it writes: one over
+ * (kv head, key tile) units that sum dK/dV over the group's query heads and
+ * the later query tiles, one over (head, query tile) units for dQ. That costs
+ * two extra tile products per tile pair but needs no atomics and no partial
+ * buffers, and since each unit's order of summation is fixed, the results
+ * are bitwise the same for any number of threads.
+ *
+ * Tile products run on a small register-blocked kernel (GCC vector
+ * extensions, explicit FMA where the ISA has it) over packed, zero-padded
+ * tiles: head dim padded to Dp (a multiple of 16), rows padded to the tile.
+ * Scores are kept in base 2 (K is packed pre-multiplied by log2(e)/sqrt(D))
+ * so the softmax needs only 2^x, computed by a branch-free polynomial.
+ * Extra memory: a few tiles per thread, allocated per call. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX512F__) || defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+#include "cpu.h"
+
+/* Queries per query tile and keys per key tile (equal, so the diagonal tile
+ * of a query tile is its last key tile and every row sees a key in it). */
+#define KCPU_ATTN_TILE 64
+
+/* Vector width in floats, and the register block of the tile kernel:
+ * KCPU_MR rows by KCPU_NV vectors of accumulators. */
+#if defined(__AVX512F__)
+#define KCPU_VW 16
+#define KCPU_NV 4
+#elif defined(__AVX__)
+#define KCPU_VW 8
+#define KCPU_NV 2
+#else
+#define KCPU_VW 4
+#define KCPU_NV 2
+#endif
+#define KCPU_MR 4
+
+typedef float kcpu_vf __attribute__((vector_size(KCPU_VW * sizeof(float))));
+typedef int32_t kcpu_vi __attribute__((vector_size(KCPU_VW * sizeof(float))));
+
+#define KCPU_LOG2E 1.44269504088896340736
+#define KCPU_LN2 0.69314718055994530942
+
+/* a * b + c, fused where the ISA allows (ISO C mode does not contract). */
+static inline kcpu_vf kcpu_fma(kcpu_vf a, kcpu_vf b, kcpu_vf c) {
+#if defined(__AVX512F__)
+    return (kcpu_vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(__FMA__)
+    return (kcpu_vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+    return a * b + c;
+#endif
+}
+
+static inline kcpu_vf kcpu_splat(float x) { return (kcpu_vf){0} + x; }
+
+/* 2^x for scores already shifted to x <= ~0; exactly 0 below -125 (masked
+ * scores are -inf). x = n + f with |f| <= 1/2, 2^f by its degree-7 Taylor
+ * polynomial (relative error < 1e-8), 2^n added to the exponent bits. */
+static inline kcpu_vf kcpu_exp2v(kcpu_vf x) {
+    const kcpu_vf lo = kcpu_splat(-125.0f);
+    kcpu_vi keep = x >= lo;
+    x = (kcpu_vf)(((kcpu_vi)x & keep) | ((kcpu_vi)lo & ~keep));
+    const kcpu_vf shifter = kcpu_splat(12582912.0f); /* 1.5 * 2^23 */
+    kcpu_vf n = (x + shifter) - shifter;             /* round to nearest */
+    kcpu_vf f = x - n;
+    kcpu_vf p = kcpu_splat(1.5252733804059840e-5f);
+    p = kcpu_fma(p, f, kcpu_splat(1.5403530393381606e-4f));
+    p = kcpu_fma(p, f, kcpu_splat(1.3333558146428443e-3f));
+    p = kcpu_fma(p, f, kcpu_splat(9.6181291076284772e-3f));
+    p = kcpu_fma(p, f, kcpu_splat(5.5504108664821580e-2f));
+    p = kcpu_fma(p, f, kcpu_splat(2.4022650695910071e-1f));
+    p = kcpu_fma(p, f, kcpu_splat(6.9314718055994531e-1f));
+    p = kcpu_fma(p, f, kcpu_splat(1.0f));
+    kcpu_vi e = __builtin_convertvector(n, kcpu_vi) << 23;
+    return (kcpu_vf)(((kcpu_vi)p + e) & keep);
+}
+
+/* c (MR, nv*VW) [+]= a (MR, K) . b (K, nv*VW): the register block. */
+static inline __attribute__((always_inline)) void
+kcpu_block(float *c, int ldc, const float *a, int ars, int aks, const float *b,
+           int ldb, int K, int nv, int accumulate) {
+    kcpu_vf acc[KCPU_MR][KCPU_NV];
+    for (int r = 0; r < KCPU_MR; r++)
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = accumulate
+                            ? *(const kcpu_vf *)(c + (size_t)r * ldc + v * KCPU_VW)
+                            : kcpu_splat(0.0f);
+    for (int k = 0; k < K; k++) {
+        const float *bk = b + (size_t)k * ldb;
+        kcpu_vf bv[KCPU_NV];
+        for (int v = 0; v < nv; v++) bv[v] = *(const kcpu_vf *)(bk + v * KCPU_VW);
+        for (int r = 0; r < KCPU_MR; r++) {
+            kcpu_vf av = kcpu_splat(a[(size_t)r * ars + (size_t)k * aks]);
+            for (int v = 0; v < nv; v++) acc[r][v] = kcpu_fma(av, bv[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < KCPU_MR; r++)
+        for (int v = 0; v < nv; v++)
+            *(kcpu_vf *)(c + (size_t)r * ldc + v * KCPU_VW) = acc[r][v];
+}
+
+/* c (M, N) [+]= A (M, K) . b (K, N) on packed tiles, with A(i, k) =
+ * a[i * ars + k * aks]: ars = lda, aks = 1 for a row-major A, ars = 1,
+ * aks = lda for A stored transposed. b and c are 64-byte aligned with ldb and
+ * ldc multiples of the vector width; M % KCPU_MR == 0, N % KCPU_VW == 0. */
+static void kcpu_tile_gemm(float *c, int ldc, const float *a, int ars, int aks,
+                           const float *b, int ldb, int M, int N, int K,
+                           int accumulate) {
+    for (int i = 0; i < M; i += KCPU_MR) {
+        float *ci = c + (size_t)i * ldc;
+        const float *ai = a + (size_t)i * ars;
+        int j = 0;
+        for (; j + KCPU_NV * KCPU_VW <= N; j += KCPU_NV * KCPU_VW)
+            kcpu_block(ci + j, ldc, ai, ars, aks, b + j, ldb, K, KCPU_NV,
+                       accumulate);
+        for (; j < N; j += KCPU_VW)
+            kcpu_block(ci + j, ldc, ai, ars, aks, b + j, ldb, K, 1, accumulate);
+    }
+}
+
+/* ---- packing: strided rows of qkv into zero-padded tiles ---- */
+
+/* dst (TILE, Dp) = src rows [0, n) (row stride ld, D channels); rows n.. are
+ * zeroed, channels D.. stay zero from the allocation. */
+static void kcpu_pack_rows(float *dst, int Dp, const float *src, size_t ld,
+                           int n, int D) {
+    for (int r = 0; r < KCPU_ATTN_TILE; r++) {
+        if (r < n)
+            memcpy(dst + (size_t)r * Dp, src + r * ld, (size_t)D * sizeof(float));
+        else
+            memset(dst + (size_t)r * Dp, 0, (size_t)D * sizeof(float));
+    }
+}
+
+/* dst (Dp, TILE) = mul * src^T for rows [0, n); columns n.. are zeroed. */
+static void kcpu_pack_cols(float *dst, const float *src, size_t ld, int n,
+                           int D, float mul) {
+    for (int d = 0; d < D; d++) {
+        float *out = dst + (size_t)d * KCPU_ATTN_TILE;
+        for (int c = 0; c < n; c++) out[c] = mul * src[c * ld + d];
+        for (int c = n; c < KCPU_ATTN_TILE; c++) out[c] = 0.0f;
+    }
+}
+
+/* Scores above the diagonal of a diagonal tile (key c > query r) to -inf. */
+static void kcpu_mask_diag(float *s) {
+    for (int r = 0; r < KCPU_ATTN_TILE; r++)
+        for (int c = r + 1; c < KCPU_ATTN_TILE; c++)
+            s[r * KCPU_ATTN_TILE + c] = -INFINITY;
+}
+
+static inline float kcpu_hmax(kcpu_vf v) {
+    float m = v[0];
+    for (int i = 1; i < KCPU_VW; i++) m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+static inline float kcpu_hsum(kcpu_vf v) {
+    float s = v[0];
+    for (int i = 1; i < KCPU_VW; i++) s += v[i];
+    return s;
+}
+
+/* Per-thread tiles: `slots` buffers of TILE * max(Dp, TILE) floats, zeroed.
+ * They are small (at most a few hundred KiB) and the kernel ops have no
+ * error path, so running out of memory here ends the process, as llm.c's
+ * mallocCheck does. */
+static float *kcpu_attn_tiles(int slots, size_t slot) {
+    size_t bytes = (size_t)slots * slot * sizeof(float);
+    float *p = aligned_alloc(64, bytes);
+    if (p == NULL) {
+        fprintf(stderr, "kcpu attn: out of memory for %zu bytes of tiles\n",
+                bytes);
+        abort();
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+static int kcpu_pad_dim(int D) { return (D + 15) / 16 * 16; }
+
+static size_t kcpu_slot(int Dp) {
+    return (size_t)KCPU_ATTN_TILE * (size_t)(Dp > KCPU_ATTN_TILE ? Dp : KCPU_ATTN_TILE);
+}
+
+/* ---- forward ---- */
+
+void kcpu_attn_fwd(void *out_,          /* (B, T, H*D) */
+                   float *lse,          /* (B, H, T) */
+                   const void *qkv_,    /* (B, T, (H+2*KVH)*D) */
+                   int B, int T, int H, int KVH, int D) {
+    float *out = out_;
+    const float *qkv = qkv_;
+    if (B <= 0 || T <= 0 || H <= 0) return;
+    const int TL = KCPU_ATTN_TILE, Dp = kcpu_pad_dim(D);
+    const int group = H / KVH, nt = (T + TL - 1) / TL;
+    const size_t ld = (size_t)(H + 2 * KVH) * D, ldo = (size_t)H * D;
+    const float kmul = (float)(KCPU_LOG2E / sqrt((double)D));
+    const size_t slot = kcpu_slot(Dp);
+#pragma omp parallel
+    {
+        float *ws = kcpu_attn_tiles(5, slot);
+        float *Qp = ws, *Kt = ws + slot, *Vp = ws + 2 * slot, *S = ws + 3 * slot;
+        float *O = ws + 4 * slot;
+        float mx[KCPU_ATTN_TILE], l[KCPU_ATTN_TILE];
+        /* Longest query tiles first, so the dynamic schedule balances. */
+#pragma omp for schedule(dynamic, 1)
+        for (int u = 0; u < nt * B * H; u++) {
+            int qt = nt - 1 - u / (B * H), b = (u % (B * H)) / H, h = u % H;
+            int kvh = h / group, i0 = qt * TL;
+            int nq = T - i0 < TL ? T - i0 : TL;
+            const float *rows = qkv + (size_t)b * T * ld;
+            kcpu_pack_rows(Qp, Dp, rows + i0 * ld + (size_t)h * D, ld, nq, D);
+            for (int r = 0; r < TL; r++) {
+                mx[r] = -INFINITY;
+                l[r] = 0.0f;
+            }
+            memset(O, 0, (size_t)TL * Dp * sizeof(float));
+            for (int kt = 0; kt <= qt; kt++) {
+                int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL;
+                const float *k = rows + j0 * ld + (size_t)(H + kvh) * D;
+                kcpu_pack_cols(Kt, k, ld, nk, D, kmul);
+                kcpu_pack_rows(Vp, Dp, k + (size_t)KVH * D, ld, nk, D);
+                kcpu_tile_gemm(S, TL, Qp, Dp, 1, Kt, TL, TL, TL, Dp, 0);
+                if (kt == qt) kcpu_mask_diag(S);
+                for (int r = 0; r < TL; r++) {
+                    float *s = S + r * TL;
+                    kcpu_vf vm = *(kcpu_vf *)s;
+                    for (int c = KCPU_VW; c < TL; c += KCPU_VW) {
+                        kcpu_vf x = *(kcpu_vf *)(s + c);
+                        vm = (kcpu_vf)(((kcpu_vi)x & (x > vm)) |
+                                       ((kcpu_vi)vm & ~(x > vm)));
+                    }
+                    float mnew = kcpu_hmax(vm);
+                    mnew = mnew > mx[r] ? mnew : mx[r];
+                    float alpha = exp2f(mx[r] - mnew);
+                    kcpu_vf vs = kcpu_splat(0.0f), vmn = kcpu_splat(mnew);
+                    for (int c = 0; c < TL; c += KCPU_VW) {
+                        kcpu_vf p = kcpu_exp2v(*(kcpu_vf *)(s + c) - vmn);
+                        *(kcpu_vf *)(s + c) = p;
+                        vs += p;
+                    }
+                    l[r] = l[r] * alpha + kcpu_hsum(vs);
+                    mx[r] = mnew;
+                    if (kt > 0) {
+                        float *o = O + (size_t)r * Dp;
+                        for (int d = 0; d < Dp; d++) o[d] *= alpha;
+                    }
+                }
+                kcpu_tile_gemm(O, Dp, S, TL, 1, Vp, Dp, TL, Dp, TL, 1);
+            }
+            for (int r = 0; r < nq; r++) {
+                float inv = 1.0f / l[r];
+                float *o = out + ((size_t)b * T + i0 + r) * ldo + (size_t)h * D;
+                for (int d = 0; d < D; d++) o[d] = O[(size_t)r * Dp + d] * inv;
+                lse[((size_t)b * H + h) * T + i0 + r] =
+                    (float)(((double)mx[r] + log2((double)l[r])) * KCPU_LN2);
+            }
+        }
+        free(ws);
+    }
+}
+
+/* ---- backward ---- */
+
+/* Tile state shared by the two backward passes: the base-2 lse and delta of
+ * the query rows of a tile (+inf / 0 on padding rows, so their P is 0). */
+static void kcpu_row_stats(float *lse2, float *dl, const float *lse,
+                           const float *delta, int nq) {
+    for (int r = 0; r < KCPU_ATTN_TILE; r++) {
+        lse2[r] = r < nq ? (float)(lse[r] * KCPU_LOG2E) : INFINITY;
+        dl[r] = r < nq ? delta[r] : 0.0f;
+    }
+}
+
+/* S (scores, base 2) -> P in place; dP -> dS = P * (dP - delta) in place. */
+static void kcpu_probs_and_dscores(float *S, float *dP, const float *lse2,
+                                   const float *dl) {
+    for (int r = 0; r < KCPU_ATTN_TILE; r++) {
+        float *s = S + r * KCPU_ATTN_TILE, *dp = dP + r * KCPU_ATTN_TILE;
+        kcpu_vf vl = kcpu_splat(lse2[r]), vd = kcpu_splat(dl[r]);
+        for (int c = 0; c < KCPU_ATTN_TILE; c += KCPU_VW) {
+            kcpu_vf p = kcpu_exp2v(*(kcpu_vf *)(s + c) - vl);
+            *(kcpu_vf *)(s + c) = p;
+            *(kcpu_vf *)(dp + c) = p * (*(kcpu_vf *)(dp + c) - vd);
+        }
+    }
+}
+
+/* delta[b, h, i] = dout[b, i, h] . out[b, i, h] (double accumulation). */
+static void kcpu_attn_delta(float *delta, const float *dout, const float *out,
+                            int B, int T, int H, int D) {
+#pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        int b = bt / T, t = bt % T;
+        for (int h = 0; h < H; h++) {
+            size_t o = (size_t)bt * H * D + (size_t)h * D;
+            double acc = 0.0;
+            for (int d = 0; d < D; d++) acc += (double)dout[o + d] * out[o + d];
+            delta[((size_t)b * H + h) * T + t] = (float)acc;
+        }
+    }
+}
+
+void kcpu_attn_bwd(void *dqkv_,         /* (B, T, (H+2*KVH)*D) += */
+                   float *delta,        /* (B, H, T) scratch */
+                   const void *dout_,   /* (B, T, H*D) */
+                   const void *qkv_,    /* (B, T, (H+2*KVH)*D) */
+                   const void *out_,    /* (B, T, H*D) */
+                   const float *lse,    /* (B, H, T) */
+                   int B, int T, int H, int KVH, int D) {
+    float *dqkv = dqkv_;
+    const float *dout = dout_, *qkv = qkv_, *out = out_;
+    if (B <= 0 || T <= 0 || H <= 0) return;
+    const int TL = KCPU_ATTN_TILE, Dp = kcpu_pad_dim(D);
+    const int group = H / KVH, nt = (T + TL - 1) / TL;
+    const size_t ld = (size_t)(H + 2 * KVH) * D, ldo = (size_t)H * D;
+    const float scale = (float)(1.0 / sqrt((double)D));
+    const float kmul = (float)(KCPU_LOG2E / sqrt((double)D));
+    const size_t slot = kcpu_slot(Dp);
+    kcpu_attn_delta(delta, dout, out, B, T, H, D);
+#pragma omp parallel
+    {
+        float *ws = kcpu_attn_tiles(8, slot);
+        float *Qp = ws, *dOp = ws + slot, *Kt = ws + 2 * slot, *Vt = ws + 3 * slot;
+        float *S = ws + 4 * slot, *dP = ws + 5 * slot;
+        float *A1 = ws + 6 * slot, *A2 = ws + 7 * slot;
+        float lse2[KCPU_ATTN_TILE], dl[KCPU_ATTN_TILE];
+
+        /* Pass 1: dK, dV of one key tile of one kv head, summed over the
+         * query heads of its group and the query tiles at or after it.
+         * Early key tiles see the most queries, so they come first. */
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int u = 0; u < nt * B * KVH; u++) {
+            int kt = u / (B * KVH), b = (u % (B * KVH)) / KVH, kvh = u % KVH;
+            int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL;
+            const float *rows = qkv + (size_t)b * T * ld;
+            const float *k = rows + j0 * ld + (size_t)(H + kvh) * D;
+            kcpu_pack_cols(Kt, k, ld, nk, D, kmul);
+            kcpu_pack_cols(Vt, k + (size_t)KVH * D, ld, nk, D, 1.0f);
+            float *dK = A1, *dV = A2;
+            memset(dK, 0, (size_t)TL * Dp * sizeof(float));
+            memset(dV, 0, (size_t)TL * Dp * sizeof(float));
+            for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+                for (int qt = kt; qt < nt; qt++) {
+                    int i0 = qt * TL, nq = T - i0 < TL ? T - i0 : TL;
+                    size_t st = ((size_t)b * H + h) * T + i0;
+                    kcpu_pack_rows(Qp, Dp, rows + i0 * ld + (size_t)h * D, ld,
+                                   nq, D);
+                    kcpu_pack_rows(dOp, Dp,
+                                   dout + ((size_t)b * T + i0) * ldo + (size_t)h * D,
+                                   ldo, nq, D);
+                    kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
+                    kcpu_tile_gemm(S, TL, Qp, Dp, 1, Kt, TL, TL, TL, Dp, 0);
+                    if (qt == kt) kcpu_mask_diag(S);
+                    kcpu_tile_gemm(dP, TL, dOp, Dp, 1, Vt, TL, TL, TL, Dp, 0);
+                    kcpu_probs_and_dscores(S, dP, lse2, dl);
+                    kcpu_tile_gemm(dV, Dp, S, 1, TL, dOp, Dp, TL, Dp, TL, 1);
+                    kcpu_tile_gemm(dK, Dp, dP, 1, TL, Qp, Dp, TL, Dp, TL, 1);
+                }
+            }
+            for (int c = 0; c < nk; c++) {
+                float *dk = dqkv + ((size_t)b * T + j0 + c) * ld + (size_t)(H + kvh) * D;
+                float *dv = dk + (size_t)KVH * D;
+                for (int d = 0; d < D; d++) {
+                    dk[d] += scale * dK[(size_t)c * Dp + d];
+                    dv[d] += dV[(size_t)c * Dp + d];
+                }
+            }
+        }
+
+        /* Pass 2: dQ of one query tile of one head, over its key tiles. */
+#pragma omp for schedule(dynamic, 1)
+        for (int u = 0; u < nt * B * H; u++) {
+            int qt = nt - 1 - u / (B * H), b = (u % (B * H)) / H, h = u % H;
+            int kvh = h / group, i0 = qt * TL;
+            int nq = T - i0 < TL ? T - i0 : TL;
+            size_t st = ((size_t)b * H + h) * T + i0;
+            const float *rows = qkv + (size_t)b * T * ld;
+            float *Kp = A1, *dQ = A2;
+            kcpu_pack_rows(Qp, Dp, rows + i0 * ld + (size_t)h * D, ld, nq, D);
+            kcpu_pack_rows(dOp, Dp, dout + ((size_t)b * T + i0) * ldo + (size_t)h * D,
+                           ldo, nq, D);
+            kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
+            memset(dQ, 0, (size_t)TL * Dp * sizeof(float));
+            for (int kt = 0; kt <= qt; kt++) {
+                int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL;
+                const float *k = rows + j0 * ld + (size_t)(H + kvh) * D;
+                kcpu_pack_cols(Kt, k, ld, nk, D, kmul);
+                kcpu_pack_cols(Vt, k + (size_t)KVH * D, ld, nk, D, 1.0f);
+                kcpu_pack_rows(Kp, Dp, k, ld, nk, D);
+                kcpu_tile_gemm(S, TL, Qp, Dp, 1, Kt, TL, TL, TL, Dp, 0);
+                if (kt == qt) kcpu_mask_diag(S);
+                kcpu_tile_gemm(dP, TL, dOp, Dp, 1, Vt, TL, TL, TL, Dp, 0);
+                kcpu_probs_and_dscores(S, dP, lse2, dl);
+                kcpu_tile_gemm(dQ, Dp, dP, TL, 1, Kp, Dp, TL, Dp, TL, 1);
+            }
+            for (int r = 0; r < nq; r++) {
+                float *dq = dqkv + ((size_t)b * T + i0 + r) * ld + (size_t)h * D;
+                for (int d = 0; d < D; d++) dq[d] += scale * dQ[(size_t)r * Dp + d];
+            }
+        }
+        free(ws);
+    }
+}
