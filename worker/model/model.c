@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "e2/v1/job.pb-c.h"
+#include "llama_names.h"
 
 int e2w_model_config_from_proto(e2w_model_config *c,
                                 const E2__V1__LlamaConfig *p,
@@ -321,45 +322,45 @@ void e2w_acts_set_batch(e2w_acts *a, const e2w_model *m, const int32_t *tokens,
 /* ---- Hugging Face view ---- */
 
 int e2w_model_hf_count(const e2w_model *m) {
-    return 2 + 9 * m->cfg.n_layer + (m->cfg.tied ? 0 : 1);
+    E2__V1__LlamaConfig p = E2__V1__LLAMA_CONFIG__INIT;
+    e2w_model_config_to_proto(&m->cfg, &p);
+    return (int)e2w_llama_tensor_count(&p);
 }
 
-static void hf_set(e2w_model_hf_tensor *t, const char *name, size_t offset,
-                   int64_t rows, int64_t cols) {
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->ndim = cols > 0 ? 2 : 1;
-    t->shape[0] = rows;
-    t->shape[1] = cols > 0 ? cols : 0;
-    t->offset = offset;
-    t->numel = (size_t)rows * (size_t)(cols > 0 ? cols : 1);
+/* Element offset of one transformers tensor inside the parameter buffer. */
+static size_t hf_offset(const e2w_model *m, const e2w_llama_tensor *lt) {
+    const e2w_model_config *c = &m->cfg;
+    size_t C = (size_t)c->C, D = (size_t)c->D, F = (size_t)c->F;
+    size_t HD = (size_t)c->H * D, KD = (size_t)c->KVH * D;
+    size_t l = lt->layer < 0 ? 0 : (size_t)lt->layer;
+    size_t qkv0 = m->poff[E2W_P_QKV] + l * (HD + 2 * KD) * C;
+    size_t gu0 = m->poff[E2W_P_GU] + l * 2 * F * C;
+    switch (lt->kind) {
+    case E2W_LT_EMBED: return m->poff[E2W_P_WTE];
+    case E2W_LT_Q: return qkv0;
+    case E2W_LT_K: return qkv0 + HD * C;
+    case E2W_LT_V: return qkv0 + (HD + KD) * C;
+    case E2W_LT_O: return m->poff[E2W_P_WO] + l * C * HD;
+    case E2W_LT_GATE: return gu0;
+    case E2W_LT_UP: return gu0 + F * C;
+    case E2W_LT_DOWN: return m->poff[E2W_P_DOWN] + l * C * F;
+    case E2W_LT_ATTN_NORM: return m->poff[E2W_P_LN1] + l * C;
+    case E2W_LT_MLP_NORM: return m->poff[E2W_P_LN2] + l * C;
+    case E2W_LT_NORM: return m->poff[E2W_P_LNF];
+    case E2W_LT_LM_HEAD: return m->poff[E2W_P_HEAD];
+    }
+    return 0;
 }
 
 void e2w_model_hf_tensor_at(const e2w_model *m, int i, e2w_model_hf_tensor *t) {
-    const e2w_model_config *c = &m->cfg;
-    int64_t C = c->C, D = c->D, HD = (int64_t)c->H * D, KD = (int64_t)c->KVH * D;
-    int64_t F = c->F, QKV = HD + 2 * KD;
-    char name[96];
-    if (i == 0) { hf_set(t, "model.embed_tokens.weight", m->poff[E2W_P_WTE], c->V, C); return; }
-    if (i == 1) { hf_set(t, "model.norm.weight", m->poff[E2W_P_LNF], C, 0); return; }
-    int j = i - 2;
-    if (j >= 9 * c->n_layer) { hf_set(t, "lm_head.weight", m->poff[E2W_P_HEAD], c->V, C); return; }
-    int l = j / 9, w = j % 9;
-    static const char *const names[9] = {
-        "input_layernorm", "self_attn.q_proj", "self_attn.k_proj",
-        "self_attn.v_proj", "self_attn.o_proj", "post_attention_layernorm",
-        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
-    snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, names[w]);
-    size_t qkv0 = m->poff[E2W_P_QKV] + (size_t)(l * QKV * C);
-    size_t gu0 = m->poff[E2W_P_GU] + (size_t)(l * 2 * F * C);
-    switch (w) {
-    case 0: hf_set(t, name, m->poff[E2W_P_LN1] + (size_t)(l * C), C, 0); break;
-    case 1: hf_set(t, name, qkv0, HD, C); break;
-    case 2: hf_set(t, name, qkv0 + (size_t)(HD * C), KD, C); break;
-    case 3: hf_set(t, name, qkv0 + (size_t)((HD + KD) * C), KD, C); break;
-    case 4: hf_set(t, name, m->poff[E2W_P_WO] + (size_t)(l * C * HD), C, HD); break;
-    case 5: hf_set(t, name, m->poff[E2W_P_LN2] + (size_t)(l * C), C, 0); break;
-    case 6: hf_set(t, name, gu0, F, C); break;
-    case 7: hf_set(t, name, gu0 + (size_t)(F * C), F, C); break;
-    default: hf_set(t, name, m->poff[E2W_P_DOWN] + (size_t)(l * C * F), C, F); break;
-    }
+    E2__V1__LlamaConfig p = E2__V1__LLAMA_CONFIG__INIT;
+    e2w_llama_tensor lt;
+    e2w_model_config_to_proto(&m->cfg, &p);
+    e2w_llama_tensor_at(&p, (size_t)i, &lt);
+    snprintf(t->name, sizeof t->name, "%s", lt.name);
+    t->ndim = lt.ndim;
+    t->shape[0] = lt.shape[0];
+    t->shape[1] = lt.ndim == 2 ? lt.shape[1] : 0;
+    t->numel = (size_t)lt.numel;
+    t->offset = hf_offset(m, &lt);
 }

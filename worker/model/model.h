@@ -155,9 +155,10 @@ double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T,
 void e2w_model_backward(e2w_model *m, e2w_acts *a, int B, int T,
                         const k_rope *rope, float dloss);
 
-/* Hugging Face tensors: the i-th one (0 <= i < e2w_model_hf_count) has a
- * transformers name, a 1- or 2-d shape and a contiguous element range of the
- * parameter (and gradient) buffer. */
+/* Hugging Face tensors, in the order of ckpt's name table (llama_names.h):
+ * the i-th one (0 <= i < e2w_model_hf_count) has a transformers name, a 1-
+ * or 2-d shape and a contiguous element range of the parameter (and
+ * gradient) buffer. */
 typedef struct {
     char name[96];
     int ndim;
@@ -166,6 +167,16 @@ typedef struct {
 } e2w_model_hf_tensor;
 int e2w_model_hf_count(const e2w_model *m);
 void e2w_model_hf_tensor_at(const e2w_model *m, int i, e2w_model_hf_tensor *t);
+
+/* Loads every tensor of the model from a safetensors checkpoint (a
+ * directory with model.safetensors or a sharded index, or one file); shapes
+ * must match the config exactly; bf16/fp16 are widened exactly. */
+int e2w_model_load_hf(e2w_model *m, const char *path, char *err, size_t errlen);
+/* Writes the weights as transformers tensors into dir (fp32, or bf16 when
+ * bf16 != 0), one file or shards of at most max_shard_bytes (0 = one file).
+ * config.json is written by the caller (ckpt). */
+int e2w_model_save_hf(const e2w_model *m, const char *dir, int bf16,
+                      uint64_t max_shard_bytes, char *err, size_t errlen);
 
 /* Copies between fp32 host arrays and the parameter buffer (also the fp32
  * master, when present, on upload). */

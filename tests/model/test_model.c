@@ -1,0 +1,288 @@
+/* test_model.c -- the whole model against itself: analytic gradients vs
+ * central finite differences (with E² scale g > 1, offset t > 0 and attention
+ * sinks), recomputation bit-identical to stored activations, and the Hugging
+ * Face slice view covering every parameter exactly once.
+ *
+ * Run as `test_model CASE` (one ctest entry per case). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "e2/v1/job.pb-c.h"
+#include "model.h"
+
+static int failures;
+#define EXPECT(cond, ...)                                            \
+    do {                                                             \
+        if (!(cond)) {                                               \
+            fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__);    \
+            fprintf(stderr, __VA_ARGS__);                            \
+            fputc('\n', stderr);                                     \
+            failures++;                                              \
+        }                                                            \
+    } while (0)
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+static double rng_unif(uint64_t *s) { return (double)(rng_next(s) >> 11) / 9007199254740992.0; }
+
+enum { B = 2, T = 9 };
+
+static e2w_model_config tiny(int tied) {
+    e2w_model_config c = {.C = 16, .n_layer = 2, .H = 4, .KVH = 2, .D = 4,
+                          .F = 24, .V = 11, .max_pos = 64, .eps = 1e-5f,
+                          .theta = 10000.0f, .tied = tied};
+    return c;
+}
+
+/* A model whose weights are large enough (uniform +-0.5, norms around 1)
+ * that every gradient is well above fp32 finite-difference noise. */
+static void make_model(e2w_model *m, int tied) {
+    char err[256];
+    e2w_model_config c = tiny(tied);
+    if (e2w_model_create(m, k_get("cpu"), &c, err, sizeof err) < 0 ||
+        e2w_model_alloc_train(m, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    float *w = malloc(m->n_params * sizeof(float));
+    uint64_t s = 7;
+    for (size_t i = 0; i < m->n_params; i++) w[i] = (float)(rng_unif(&s) - 0.5);
+    const int norms[3] = {E2W_P_LN1, E2W_P_LN2, E2W_P_LNF};
+    for (int n = 0; n < 3; n++)
+        for (size_t i = 0; i < m->psize[norms[n]]; i++)
+            w[m->poff[norms[n]] + i] = (float)(0.8 + 0.4 * rng_unif(&s));
+    e2w_model_upload(m, 0, w, m->n_params);
+    free(w);
+}
+
+typedef struct {
+    int32_t tokens[B * T], targets[B * T];
+    float g[B];
+    int32_t t[B];
+    k_rope rope;
+} batch;
+
+static void make_batch(batch *b) {
+    uint64_t s = 11;
+    for (int i = 0; i < B * T; i++) {
+        b->tokens[i] = (int32_t)(rng_next(&s) % 11);
+        b->targets[i] = (int32_t)(rng_next(&s) % 11);
+    }
+    b->targets[3] = -1; /* one ignored row */
+    b->g[0] = 2.5f; b->g[1] = 7.0f;
+    b->t[0] = 5; b->t[1] = 13;
+    b->rope.theta = 10000.0f;
+    b->rope.n_sink = 3;
+    b->rope.g = b->g;
+    b->rope.t = b->t;
+}
+
+static double loss_of(e2w_model *m, e2w_acts *a, batch *b) {
+    e2w_acts_set_batch(a, m, b->tokens, b->targets, B, T);
+    return e2w_model_forward(m, a, B, T, &b->rope, 1) / (B * T);
+}
+
+static float *grads_of(e2w_model *m, e2w_acts *a, batch *b) {
+    m->k->zero(m->grads, m->n_params * m->esz);
+    loss_of(m, a, b);
+    e2w_model_backward(m, a, B, T, &b->rope, 1.0f / (B * T));
+    float *g = malloc(m->n_params * sizeof(float));
+    e2w_model_download_grad(m, 0, g, m->n_params);
+    return g;
+}
+
+static void check_fd(int tied, int recompute) {
+    e2w_model m;
+    e2w_acts a;
+    char err[256];
+    batch b;
+    make_model(&m, tied);
+    make_batch(&b);
+    if (e2w_acts_create(&a, &m, B, T, 1, recompute, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    float *g = grads_of(&m, &a, &b);
+    float *w = malloc(m.n_params * sizeof(float));
+    e2w_model_download(&m, 0, w, m.n_params);
+    uint64_t s = 3;
+    const double h = 1e-2;
+    int checked = 0;
+    for (int p = 0; p < E2W_P_COUNT; p++) {
+        for (int r = 0; r < 4 && m.psize[p] > 0; r++) {
+            size_t i = m.poff[p] + rng_next(&s) % m.psize[p];
+            float w0 = w[i];
+            /* (L(w+h) - L(w-h)) / 2h in double from fp32 forwards; the step
+             * is exact in fp32 since w0 +- h is re-read below. */
+            float wp = w0 + (float)h, wm = w0 - (float)h;
+            e2w_model_upload(&m, i, &wp, 1);
+            double lp = loss_of(&m, &a, &b);
+            e2w_model_upload(&m, i, &wm, 1);
+            double lm = loss_of(&m, &a, &b);
+            e2w_model_upload(&m, i, &w0, 1);
+            double fd = (lp - lm) / ((double)wp - (double)wm);
+            EXPECT(fabs(fd - g[i]) <= 2e-4 + 2e-2 * fabs(fd),
+                   "tensor %d elem %zu: analytic %.6g vs finite difference %.6g", p,
+                   i - m.poff[p], g[i], fd);
+            checked++;
+        }
+    }
+    /* Directional derivative along the whole gradient: every parameter at
+     * once, so a gradient missing anywhere shows. */
+    double gn = 0;
+    for (size_t i = 0; i < m.n_params; i++) gn += (double)g[i] * g[i];
+    gn = sqrt(gn);
+    const double eps = 1e-2;
+    float *x = malloc(m.n_params * sizeof(float));
+    for (size_t i = 0; i < m.n_params; i++) x[i] = w[i] + (float)(eps * g[i] / gn);
+    e2w_model_upload(&m, 0, x, m.n_params);
+    double lp = loss_of(&m, &a, &b);
+    for (size_t i = 0; i < m.n_params; i++) x[i] = w[i] - (float)(eps * g[i] / gn);
+    e2w_model_upload(&m, 0, x, m.n_params);
+    double lm = loss_of(&m, &a, &b);
+    double dd = (lp - lm) / (2 * eps);
+    EXPECT(fabs(dd - gn) <= 2e-2 * gn, "directional derivative %.6g vs |grad| %.6g", dd, gn);
+    EXPECT(checked >= 4 * (E2W_P_COUNT - (tied ? 1 : 0)), "too few elements checked (%d)", checked);
+    free(x);
+    free(w);
+    free(g);
+    e2w_acts_free(&a, &m);
+    e2w_model_free(&m);
+}
+
+static void test_grad_fd(void) { check_fd(0, 0); }
+static void test_grad_fd_tied(void) { check_fd(1, 0); }
+static void test_grad_fd_recompute(void) { check_fd(0, 1); }
+
+/* Recomputation must change memory, never numbers. */
+static void test_recompute_bitwise(void) {
+    e2w_model m;
+    e2w_acts a0, a1;
+    char err[256];
+    batch b;
+    make_model(&m, 0);
+    make_batch(&b);
+    if (e2w_acts_create(&a0, &m, B, T, 1, 0, err, sizeof err) < 0 ||
+        e2w_acts_create(&a1, &m, B, T, 1, 1, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    EXPECT(a1.bytes < a0.bytes, "recompute should use less memory (%zu vs %zu)", a1.bytes, a0.bytes);
+    float *g0 = grads_of(&m, &a0, &b);
+    float *g1 = grads_of(&m, &a1, &b);
+    EXPECT(memcmp(g0, g1, m.n_params * sizeof(float)) == 0, "gradients differ with recompute");
+    free(g0);
+    free(g1);
+    e2w_acts_free(&a0, &m);
+    e2w_acts_free(&a1, &m);
+    e2w_model_free(&m);
+}
+
+/* Each HF tensor is a distinct slice and together they cover the buffer. */
+static void test_hf_view_covers_params(void) {
+    for (int tied = 0; tied < 2; tied++) {
+        e2w_model m;
+        char err[256];
+        e2w_model_config c = tiny(tied);
+        if (e2w_model_create(&m, k_get("cpu"), &c, err, sizeof err) < 0) exit(1);
+        unsigned char *seen = calloc(m.n_params, 1);
+        int n = e2w_model_hf_count(&m);
+        for (int i = 0; i < n; i++) {
+            e2w_model_hf_tensor t;
+            e2w_model_hf_tensor_at(&m, i, &t);
+            size_t want = (size_t)t.shape[0] * (size_t)(t.ndim == 2 ? t.shape[1] : 1);
+            EXPECT(t.numel == want, "%s: numel %zu vs shape %zu", t.name, t.numel, want);
+            for (size_t j = 0; j < t.numel; j++) seen[t.offset + j]++;
+            EXPECT(strncmp(t.name, "model.", 6) == 0 || strcmp(t.name, "lm_head.weight") == 0,
+                   "unexpected name %s", t.name);
+        }
+        for (size_t j = 0; j < m.n_params; j++)
+            if (seen[j] != 1) {
+                EXPECT(0, "element %zu covered %d times (tied=%d)", j, seen[j], tied);
+                break;
+            }
+        EXPECT(n == 2 + 9 * 2 + !tied, "tensor count %d", n);
+        free(seen);
+        e2w_model_free(&m);
+    }
+}
+
+/* The seeded init is a pure function of the seed, with norms at 1 and the
+ * residual projections at the smaller scale. */
+static void test_init_seeded(void) {
+    e2w_model m;
+    char err[256];
+    e2w_model_config c = tiny(0);
+    c.C = 64; c.H = 4; c.KVH = 2; c.D = 16; c.F = 128; c.V = 97;
+    if (e2w_model_create(&m, k_get("cpu"), &c, err, sizeof err) < 0) exit(1);
+    float *w0 = malloc(m.n_params * sizeof(float)), *w1 = malloc(m.n_params * sizeof(float));
+    e2w_model_init(&m, 42);
+    e2w_model_download(&m, 0, w0, m.n_params);
+    e2w_model_init(&m, 42);
+    e2w_model_download(&m, 0, w1, m.n_params);
+    EXPECT(memcmp(w0, w1, m.n_params * sizeof(float)) == 0, "init is not a function of the seed");
+    e2w_model_init(&m, 43);
+    e2w_model_download(&m, 0, w1, m.n_params);
+    EXPECT(memcmp(w0, w1, m.n_params * sizeof(float)) != 0, "different seeds give the same init");
+    EXPECT(w0[m.poff[E2W_P_LN1]] == 1.0f && w0[m.poff[E2W_P_LNF] + 3] == 1.0f, "norms not 1");
+    double s2 = 0, d2 = 0;
+    for (size_t i = 0; i < m.psize[E2W_P_QKV]; i++) s2 += (double)w0[m.poff[E2W_P_QKV] + i] * w0[m.poff[E2W_P_QKV] + i];
+    for (size_t i = 0; i < m.psize[E2W_P_DOWN]; i++) d2 += (double)w0[m.poff[E2W_P_DOWN] + i] * w0[m.poff[E2W_P_DOWN] + i];
+    double sd = sqrt(s2 / m.psize[E2W_P_QKV]), dd = sqrt(d2 / m.psize[E2W_P_DOWN]);
+    EXPECT(fabs(sd - 0.02) < 0.002, "qkv std %.4f, want 0.02", sd);
+    EXPECT(fabs(dd - 0.01) < 0.001, "down std %.4f, want 0.02/sqrt(4)", dd);
+    free(w0);
+    free(w1);
+    e2w_model_free(&m);
+}
+
+static void test_config_errors(void) {
+    e2w_model_config c;
+    char err[256] = "";
+    E2__V1__LlamaConfig p = E2__V1__LLAMA_CONFIG__INIT;
+    EXPECT(e2w_model_config_from_proto(&c, &p, err, sizeof err) < 0, "empty config accepted");
+    EXPECT(strstr(err, "hidden_size") != NULL, "error does not name the field: %s", err);
+    p.has_hidden_size = 1; p.hidden_size = 30;
+    p.has_num_hidden_layers = 1; p.num_hidden_layers = 1;
+    p.has_num_attention_heads = 1; p.num_attention_heads = 4;
+    p.has_intermediate_size = 1; p.intermediate_size = 8;
+    p.has_vocab_size = 1; p.vocab_size = 8;
+    p.has_max_position_embeddings = 1; p.max_position_embeddings = 8;
+    EXPECT(e2w_model_config_from_proto(&c, &p, err, sizeof err) < 0, "C %% H != 0 accepted");
+    EXPECT(strstr(err, "num_attention_heads") != NULL, "error does not name the field: %s", err);
+    p.hidden_size = 32;
+    EXPECT(e2w_model_config_from_proto(&c, &p, err, sizeof err) == 0, "valid config refused: %s", err);
+    EXPECT(c.KVH == 4 && c.D == 8 && fabsf(c.eps - 1e-5f) < 1e-12f && c.theta == 10000.0f,
+           "defaults not applied");
+}
+
+static const struct { const char *name; void (*fn)(void); } cases[] = {
+    {"grad_fd", test_grad_fd},
+    {"grad_fd_tied", test_grad_fd_tied},
+    {"grad_fd_recompute", test_grad_fd_recompute},
+    {"recompute_bitwise", test_recompute_bitwise},
+    {"hf_view_covers_params", test_hf_view_covers_params},
+    {"init_seeded", test_init_seeded},
+    {"config_errors", test_config_errors},
+};
+
+int main(int argc, char **argv) {
+    int ran = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (argc > 1 && strcmp(argv[1], cases[i].name) != 0) continue;
+        cases[i].fn();
+        ran++;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "test_model: no case named %s\n", argc > 1 ? argv[1] : "?");
+        return 2;
+    }
+    if (failures) fprintf(stderr, "test_model: %d failure(s)\n", failures);
+    return failures ? 1 : 0;
+}
