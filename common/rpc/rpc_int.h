@@ -1,0 +1,30 @@
+/* rpc_int.h: helpers shared by the server and client halves of e2_rpc
+ * (not installed, not for users of the library). */
+#ifndef E2_RPC_INT_H
+#define E2_RPC_INT_H
+
+#include <stddef.h>
+
+#include <grpc/byte_buffer.h>
+#include <protobuf-c/protobuf-c.h>
+
+/* grpc_init/grpc_shutdown, counted, with gRPC's log routed to rpc_log_set. */
+void rpc__grpc_ref(void);
+void rpc__grpc_unref(void);
+
+/* The last ERROR line gRPC logged on this thread ("" if none); cleared by
+ * rpc__last_error_clear. Lets rpc_server_listen say why a bind failed. */
+const char *rpc__last_error(void);
+void rpc__last_error_clear(void);
+
+/* A message serialized into a new byte buffer; NULL when out of memory. */
+grpc_byte_buffer *rpc__pack(const ProtobufCMessage *message);
+/* A byte buffer decoded as `type`; NULL when it is not a valid encoding. */
+ProtobufCMessage *rpc__unpack(const ProtobufCMessageDescriptor *type,
+                              grpc_byte_buffer *buffer);
+
+/* snprintf into (buf, len) when buf is not NULL. */
+void rpc__errf(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
