@@ -1,0 +1,299 @@
+/* hf_config.c -- read and write Hugging Face config.json for Llama-family
+ * models (see hf_config.h for what is accepted and the window/scaling
+ * rule). */
+#include "hf_config.h"
+
+#include "base.h"
+#include "llama_names.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define E2W_CONFIG_MAX (16u << 20)
+
+void e2w_hf_meta_init(e2w_hf_meta *meta) {
+    memset(meta, 0, sizeof *meta);
+    meta->rope_scale = 1.0;
+    meta->bos_token_id = -1;
+    meta->eos_token_id = -1;
+}
+
+/* Reads key as an integer in [1, UINT32_MAX] into *out. Absent or null:
+ * *out = def when def > 0, else an error (required). */
+static int e2w__get_u32(const char *file, json_t *root, const char *key,
+                        uint32_t def, uint32_t *out, char *err, size_t errlen) {
+    json_t *v = json_object_get(root, key);
+    if (v == NULL || json_is_null(v)) {
+        if (def == 0)
+            return e2_errf(err, errlen, "%s: missing required field %s", file,
+                           key);
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+        json_integer_value(v) > (json_int_t)UINT32_MAX)
+        return e2_errf(err, errlen, "%s: %s must be a positive integer below "
+                       "2^32", file, key);
+    *out = (uint32_t)json_integer_value(v);
+    return 0;
+}
+
+static int e2w__get_pos_double(const char *file, json_t *root, const char *key,
+                               double def, double *out, char *err,
+                               size_t errlen) {
+    json_t *v = json_object_get(root, key);
+    if (v == NULL || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_number(v) || !(json_number_value(v) > 0))
+        return e2_errf(err, errlen, "%s: %s must be a positive number", file, key);
+    *out = json_number_value(v);
+    return 0;
+}
+
+/* Absent or null: -1. An integer, or a list whose first element is used. */
+static int e2w__get_token(const char *file, json_t *root, const char *key,
+                          int64_t *out, char *err, size_t errlen) {
+    json_t *v = json_object_get(root, key);
+    *out = -1;
+    if (v == NULL || json_is_null(v)) return 0;
+    if (json_is_array(v) && json_array_size(v) > 0) v = json_array_get(v, 0);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return e2_errf(err, errlen, "%s: %s must be a non-negative integer or a "
+                       "list of them", file, key);
+    *out = (int64_t)json_integer_value(v);
+    return 0;
+}
+
+/* A boolean key that must be false (or absent) for the Llama layout. */
+static int e2w__must_be_false(const char *file, json_t *root, const char *key,
+                              char *err, size_t errlen) {
+    json_t *v = json_object_get(root, key);
+    if (v == NULL || json_is_null(v) || json_is_false(v)) return 0;
+    return e2_errf(err, errlen, "%s: %s = true is not supported (e2's Llama "
+                   "layers have no biases)", file, key);
+}
+
+/* rope_scaling: null, default, or linear with factor >= 1. */
+static int e2w__get_rope_scaling(const char *file, json_t *root, double *g,
+                                 char *err, size_t errlen) {
+    json_t *rs = json_object_get(root, "rope_scaling");
+    *g = 1.0;
+    if (rs == NULL || json_is_null(rs)) return 0;
+    if (!json_is_object(rs))
+        return e2_errf(err, errlen, "%s: rope_scaling must be an object or null",
+                       file);
+    json_t *ty = json_object_get(rs, "rope_type");
+    if (ty == NULL) ty = json_object_get(rs, "type");
+    if (!json_is_string(ty))
+        return e2_errf(err, errlen, "%s: rope_scaling has no rope_type", file);
+    const char *t = json_string_value(ty);
+    if (strcmp(t, "default") == 0) return 0;
+    if (strcmp(t, "linear") != 0)
+        return e2_errf(err, errlen, "%s: rope_scaling type '%s' is not supported "
+                       "(e2 accepts none, default or linear)", file, t);
+    json_t *f = json_object_get(rs, "factor");
+    if (!json_is_number(f) || !(json_number_value(f) >= 1.0) ||
+        !isfinite(json_number_value(f)))
+        return e2_errf(err, errlen, "%s: rope_scaling.factor must be a number "
+                       ">= 1 for linear scaling", file);
+    *g = json_number_value(f);
+    return 0;
+}
+
+/* Layout checks: model type, activation, biases, head_dim, sliding window. */
+static int e2w__check_family(const char *file, json_t *root, uint32_t C,
+                             uint32_t H, uint32_t mpe, char *err,
+                             size_t errlen) {
+    json_t *mt = json_object_get(root, "model_type");
+    if (!json_is_string(mt))
+        return e2_errf(err, errlen, "%s: missing model_type (expected \"llama\")",
+                       file);
+    const char *m = json_string_value(mt);
+    int mistral = strcmp(m, "mistral") == 0;
+    if (!mistral && strcmp(m, "llama") != 0)
+        return e2_errf(err, errlen, "%s: model_type '%s' is not supported (e2 "
+                       "trains the Llama layout: llama, mistral)", file, m);
+    json_t *act = json_object_get(root, "hidden_act");
+    if (act != NULL && !(json_is_string(act) &&
+                         (strcmp(json_string_value(act), "silu") == 0 ||
+                          strcmp(json_string_value(act), "swish") == 0)))
+        return e2_errf(err, errlen, "%s: hidden_act must be \"silu\" (SwiGLU)",
+                       file);
+    if (e2w__must_be_false(file, root, "attention_bias", err, errlen) < 0 ||
+        e2w__must_be_false(file, root, "mlp_bias", err, errlen) < 0)
+        return E2_ERR;
+    json_t *hd = json_object_get(root, "head_dim");
+    if (hd != NULL && !json_is_null(hd) &&
+        !(json_is_integer(hd) && H > 0 && json_integer_value(hd) == C / H))
+        return e2_errf(err, errlen, "%s: head_dim must equal hidden_size / "
+                       "num_attention_heads (%u)", file, H ? C / H : 0);
+    json_t *sw = json_object_get(root, "sliding_window");
+    if (mistral && sw != NULL && !json_is_null(sw) &&
+        !(json_is_integer(sw) && json_integer_value(sw) >= (json_int_t)mpe))
+        return e2_errf(err, errlen, "%s: sliding_window attention is not "
+                       "supported (e2 attends to the full window; need "
+                       "sliding_window null or >= max_position_embeddings %u)",
+                       file, mpe);
+    return 0;
+}
+
+static int e2w__config_from_json(const char *file, json_t *root,
+                                 E2__V1__LlamaConfig *c, e2w_hf_meta *meta,
+                                 char *err, size_t errlen) {
+    if (!json_is_object(root))
+        return e2_errf(err, errlen, "%s: not a JSON object", file);
+    if (e2w__get_u32(file, root, "hidden_size", 0, &c->hidden_size, err, errlen) ||
+        e2w__get_u32(file, root, "num_hidden_layers", 0, &c->num_hidden_layers,
+                     err, errlen) ||
+        e2w__get_u32(file, root, "num_attention_heads", 0,
+                     &c->num_attention_heads, err, errlen) ||
+        e2w__get_u32(file, root, "num_key_value_heads", c->num_attention_heads,
+                     &c->num_key_value_heads, err, errlen) ||
+        e2w__get_u32(file, root, "intermediate_size", 0, &c->intermediate_size,
+                     err, errlen) ||
+        e2w__get_u32(file, root, "vocab_size", 0, &c->vocab_size, err, errlen) ||
+        e2w__get_u32(file, root, "max_position_embeddings", 2048,
+                     &meta->max_position, err, errlen) ||
+        e2w__get_pos_double(file, root, "rms_norm_eps", 1e-6, &c->rms_norm_eps,
+                            err, errlen) ||
+        e2w__get_pos_double(file, root, "rope_theta", 10000.0, &c->rope_theta,
+                            err, errlen) ||
+        e2w__get_rope_scaling(file, root, &meta->rope_scale, err, errlen) ||
+        e2w__get_token(file, root, "bos_token_id", &meta->bos_token_id, err,
+                       errlen) ||
+        e2w__get_token(file, root, "eos_token_id", &meta->eos_token_id, err,
+                       errlen))
+        return E2_ERR;
+    if (e2w__check_family(file, root, c->hidden_size, c->num_attention_heads,
+                          meta->max_position, err, errlen) < 0)
+        return E2_ERR;
+    json_t *tie = json_object_get(root, "tie_word_embeddings");
+    if (tie != NULL && !json_is_boolean(tie) && !json_is_null(tie))
+        return e2_errf(err, errlen, "%s: tie_word_embeddings must be true or "
+                       "false", file);
+    c->tie_word_embeddings = json_is_true(tie);
+    json_t *dt = json_object_get(root, "torch_dtype");
+    if (dt == NULL) dt = json_object_get(root, "dtype");
+    if (json_is_string(dt))
+        snprintf(meta->torch_dtype, sizeof meta->torch_dtype, "%s",
+                 json_string_value(dt));
+    double L = round(meta->max_position / meta->rope_scale);
+    c->max_position_embeddings = L >= 1 ? (uint32_t)L : 1;
+    c->has_hidden_size = c->has_num_hidden_layers = 1;
+    c->has_num_attention_heads = c->has_num_key_value_heads = 1;
+    c->has_intermediate_size = c->has_vocab_size = 1;
+    c->has_rms_norm_eps = c->has_rope_theta = 1;
+    c->has_max_position_embeddings = c->has_tie_word_embeddings = 1;
+    char why[E2_ERRLEN];
+    if (e2w_llama_config_check(c, why, sizeof why) < 0)
+        return e2_errf(err, errlen, "%s: %s", file, why);
+    return 0;
+}
+
+int e2w_hf_config_read(const char *path, E2__V1__LlamaConfig *cfg,
+                       e2w_hf_meta *meta, char *err, size_t errlen) {
+    e2__v1__llama_config__init(cfg);
+    e2w_hf_meta local;
+    if (meta == NULL) meta = &local;
+    e2w_hf_meta_init(meta);
+    struct stat sb;
+    char file[4096];
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        snprintf(file, sizeof file, "%s/config.json", path);
+    else
+        snprintf(file, sizeof file, "%s", path);
+    char *text;
+    size_t len;
+    if (e2_read_file(file, E2W_CONFIG_MAX, &text, &len, err, errlen) < 0)
+        return E2_ERR;
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (root == NULL)
+        return e2_errf(err, errlen, "%s: not valid JSON: %s (line %d)", file,
+                       je.text, je.line);
+    int rc = e2w__config_from_json(file, root, cfg, meta, err, errlen);
+    json_decref(root);
+    return rc;
+}
+
+int e2w_hf_config_write(const char *dir, const E2__V1__LlamaConfig *cfg,
+                        const e2w_hf_meta *meta, char *err, size_t errlen) {
+    char why[E2_ERRLEN];
+    if (e2w_llama_config_check(cfg, why, sizeof why) < 0)
+        return e2_errf(err, errlen, "%s/config.json: %s", dir, why);
+    if (e2_mkdir_p(dir, 0755, err, errlen) < 0) return E2_ERR;
+    e2w_hf_meta defaults;
+    if (meta == NULL) {
+        e2w_hf_meta_init(&defaults);
+        meta = &defaults;
+    }
+    double g = meta->rope_scale;
+    if (!(g >= 1.0) || !isfinite(g))
+        return e2_errf(err, errlen, "%s/config.json: rope scale g must be >= 1 "
+                       "(got %g)", dir, g);
+    uint32_t L = cfg->has_max_position_embeddings && cfg->max_position_embeddings
+                     ? cfg->max_position_embeddings : 2048;
+    double mpe = meta->max_position ? (double)meta->max_position : round(g * L);
+    if (mpe > (double)UINT32_MAX)
+        return e2_errf(err, errlen, "%s/config.json: max_position_embeddings "
+                       "g * L = %.0f does not fit 32 bits", dir, mpe);
+    json_t *o = json_object();
+    json_object_set_new(o, "architectures", json_pack("[s]", "LlamaForCausalLM"));
+    json_object_set_new(o, "model_type", json_string("llama"));
+    json_object_set_new(o, "hidden_size", json_integer(cfg->hidden_size));
+    json_object_set_new(o, "intermediate_size",
+                        json_integer(cfg->intermediate_size));
+    json_object_set_new(o, "num_hidden_layers",
+                        json_integer(cfg->num_hidden_layers));
+    json_object_set_new(o, "num_attention_heads",
+                        json_integer(cfg->num_attention_heads));
+    json_object_set_new(o, "num_key_value_heads",
+                        json_integer(e2w_llama_kv_heads(cfg)));
+    json_object_set_new(o, "vocab_size", json_integer(cfg->vocab_size));
+    json_object_set_new(o, "hidden_act", json_string("silu"));
+    json_object_set_new(o, "rms_norm_eps",
+                        json_real(cfg->has_rms_norm_eps ? cfg->rms_norm_eps : 1e-5));
+    json_object_set_new(o, "rope_theta",
+                        json_real(cfg->has_rope_theta ? cfg->rope_theta : 1e4));
+    json_object_set_new(o, "max_position_embeddings", json_integer((json_int_t)mpe));
+    json_object_set_new(o, "tie_word_embeddings",
+                        json_boolean(cfg->has_tie_word_embeddings &&
+                                     cfg->tie_word_embeddings));
+    json_object_set_new(o, "attention_bias", json_false());
+    json_object_set_new(o, "mlp_bias", json_false());
+    json_object_set_new(o, "torch_dtype", json_string(meta->torch_dtype[0]
+                                                      ? meta->torch_dtype
+                                                      : "float32"));
+    if (meta->bos_token_id >= 0)
+        json_object_set_new(o, "bos_token_id", json_integer(meta->bos_token_id));
+    if (meta->eos_token_id >= 0)
+        json_object_set_new(o, "eos_token_id", json_integer(meta->eos_token_id));
+    if (g > 1.0 && meta->legacy_rope_scaling)
+        json_object_set_new(o, "rope_scaling", json_pack("{s:s, s:f}", "type",
+                            "linear", "factor", g));
+    else if (g > 1.0)
+        json_object_set_new(o, "rope_scaling",
+                            json_pack("{s:s, s:s, s:f}", "rope_type", "linear",
+                                      "type", "linear", "factor", g));
+    else
+        json_object_set_new(o, "rope_scaling", json_null());
+    json_object_set_new(o, "use_cache", json_true());
+    char *text = json_dumps(o, JSON_INDENT(2));
+    json_decref(o);
+    if (text == NULL)
+        return e2_errf(err, errlen, "%s/config.json: cannot encode", dir);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    size_t len = strlen(text);
+    text[len] = '\n'; /* json_dumps' NUL becomes the final newline */
+    int rc = e2_write_file_atomic(path, text, len + 1, err, errlen);
+    free(text);
+    return rc;
+}
