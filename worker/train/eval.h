@@ -1,0 +1,77 @@
+/* eval.h -- evaluation of a model at any window (e2-method.md section 4):
+ * sliding-window perplexity and passkey retrieval, at inference RoPE
+ * (scale g, offset t = 0, no sinks).
+ *
+ * Memory: one activation set for a single sequence of the window, forward
+ * only (no gradient scratch, one block of activations reused by every
+ * block: e2w_acts with backward = 0), and flash attention keeps attention
+ * O(T): evaluating at 8x the training length costs O(T) extra memory.
+ */
+#ifndef E2_WORKER_EVAL_H
+#define E2_WORKER_EVAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int window;           /* L' */
+    double scale;         /* g */
+    int stride;           /* new tokens scored per window after the first */
+    uint64_t max_tokens;  /* stop after this many scored tokens */
+} e2w_eval_ppl_cfg;
+
+typedef struct {
+    double nll;           /* mean negative log-likelihood (nats/token) */
+    double ppl;           /* exp(nll) */
+    uint64_t tokens;      /* tokens scored */
+    int windows;          /* forward passes */
+    size_t act_bytes;     /* activation memory used */
+} e2w_eval_ppl;
+
+/* Sliding windows over tokens[0..n): window w starts at w * stride; the
+ * first window scores all its predictions, every later one only its last
+ * `stride` (so each token is scored once, with at least window - stride
+ * tokens of context). Needs n >= 2. */
+int e2w_eval_perplexity(e2w_model *m, const int32_t *tokens, size_t n,
+                        const e2w_eval_ppl_cfg *cfg, e2w_eval_ppl *out,
+                        char *err, size_t errlen);
+
+/* Passkey prompt pieces, as token ids. */
+typedef struct {
+    const int32_t *prefix; size_t n_prefix;   /* task statement */
+    const int32_t *filler; size_t n_filler;   /* repeated text */
+    const int32_t *key_pre; size_t n_key_pre; /* before the key digits */
+    const int32_t *key_post; size_t n_key_post;
+    const int32_t *suffix; size_t n_suffix;   /* the question */
+    int32_t digits[10];                       /* ids of '0'..'9' */
+} e2w_passkey_prompt;
+
+/* The built-in English prompt for byte-level tokenizers (token = byte
+ * value + offset). The arrays are static; the call is thread-compatible
+ * only with itself. */
+void e2w_passkey_bytes(e2w_passkey_prompt *p, int32_t offset);
+
+typedef struct {
+    int window;           /* L': prompt + key length */
+    double scale;         /* g */
+    int trials, n_digits;
+    uint64_t seed;
+} e2w_eval_passkey_cfg;
+
+/* Each trial hides a random n_digits key at a random depth of filler and
+ * decodes n_digits tokens greedily; *correct counts trials with every digit
+ * right. */
+int e2w_eval_passkey(e2w_model *m, const e2w_passkey_prompt *p,
+                     const e2w_eval_passkey_cfg *cfg, int *correct,
+                     char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
