@@ -223,6 +223,17 @@ int e2w_hf_config_read(const char *path, E2__V1__LlamaConfig *cfg,
     return rc;
 }
 
+/* Fewest significant digits (15..17) that print x so it reads back
+ * exactly: 1e-05 rather than 1.0000000000000001e-05. */
+static int e2w__digits(double x) {
+    char buf[40];
+    for (int p = 15; p < 17; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, x);
+        if (strtod(buf, NULL) == x) return p;
+    }
+    return 17;
+}
+
 int e2w_hf_config_write(const char *dir, const E2__V1__LlamaConfig *cfg,
                         const e2w_hf_meta *meta, char *err, size_t errlen) {
     char why[E2_ERRLEN];
@@ -285,7 +296,12 @@ int e2w_hf_config_write(const char *dir, const E2__V1__LlamaConfig *cfg,
     else
         json_object_set_new(o, "rope_scaling", json_null());
     json_object_set_new(o, "use_cache", json_true());
-    char *text = json_dumps(o, JSON_INDENT(2));
+    int p = e2w__digits(json_real_value(json_object_get(o, "rms_norm_eps")));
+    int q = e2w__digits(json_real_value(json_object_get(o, "rope_theta")));
+    int r = e2w__digits(g);
+    p = p > q ? p : q;
+    p = p > r ? p : r;
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(p));
     json_decref(o);
     if (text == NULL)
         return e2_errf(err, errlen, "%s/config.json: cannot encode", dir);
