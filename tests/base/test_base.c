@@ -4,6 +4,7 @@
  * ctest test. */
 #include "base.h"
 
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,15 @@
         }                                                                   \
     } while (0)
 
-/* A fresh scratch directory under the test's working directory. */
+/* A fresh scratch directory under the test's working directory; removed
+ * when the case passes, kept for inspection when it fails. */
 static char g_dir[256];
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+                    struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
 
 static int make_scratch(const char *name) {
     char err[E2_ERRLEN];
@@ -207,8 +215,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: test_base <case>\n");
         return 2;
     }
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (strcmp(argv[1], cases[i].name) == 0) return cases[i].fn();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (strcmp(argv[1], cases[i].name) != 0) continue;
+        int rc = cases[i].fn();
+        if (rc == 0 && g_dir[0]) nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        return rc;
+    }
     fprintf(stderr, "test_base: unknown case %s\n", argv[1]);
     return 2;
 }
