@@ -31,7 +31,10 @@ int ctl_submit(ctl_ctx *ctx) {
   }
   for (int i = 0; i < a->n_sets; i++) {
     if (e2_spec_set_arg(spec, a->sets[i], err, sizeof err) != 0) {
-      ctl_err("--set %s: %s", a->sets[i], err);
+      if (strncmp(err, "--set", 5) == 0)
+        ctl_err("%s", err);
+      else
+        ctl_err("--set %s: %s", a->sets[i], err);
       e2_spec_free(spec);
       return CTL_EXIT_INPUT;
     }

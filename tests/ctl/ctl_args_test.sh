@@ -46,7 +46,7 @@ broken_spec_json) expect 65 ".*broken.json.*" submit "$tmp/broken.json" ;;
 unknown_spec_field) expect 65 ".*trian.*" submit "$tmp/unknown.json" ;;
 bad_set_value) expect 65 "--set train.steps=many: .*steps.*" submit "$tmp/ok.json" --set train.steps=many ;;
 bad_set_path) expect 65 "--set train.nosuch=1: .*nosuch.*" submit "$tmp/ok.json" --set train.nosuch=1 ;;
-bad_set_syntax) expect 65 "--set train.steps: .*" submit "$tmp/ok.json" --set train.steps ;;
+bad_set_syntax) expect 65 "--set train.steps: expected path=value" submit "$tmp/ok.json" --set train.steps ;;
 unreachable) expect 4 "cannot reach e2d at unix:$tmp/no-e2d.sock" status j-000001 ;;
 help)
   "$E2CTL" --help > "$tmp/out" 2>&1 || { echo "FAIL: --help exit $?"; exit 1; }
