@@ -1,0 +1,209 @@
+/* shard: llm.c token shard reader (mmap) and atomic writer; see shard.h. */
+#include "shard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int sh_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int sh_err(char *err, size_t errlen, int rc, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+void e2w_shard_close(e2w_shard *s) {
+    if (s->map) munmap(s->map, s->map_len);
+    free(s->path);
+    memset(s, 0, sizeof *s);
+}
+
+/* The header decides the width; every way it can disagree with the file
+ * gets its own message. */
+static int sh_check(e2w_shard *s, const int32_t *h, uint64_t size, char *err, size_t errlen) {
+    const char *p = s->path;
+    if (h[0] == E2W_SHARD_MAGIC_U16) {
+        if (h[1] != E2W_SHARD_VERSION_U16)
+            return sh_err(err, errlen, -EINVAL, "%s: bad version %d for magic %d (uint16 tokens need version %d)",
+                          p, h[1], h[0], E2W_SHARD_VERSION_U16);
+        s->width = 2;
+    } else if (h[0] == E2W_SHARD_MAGIC_U32) {
+        if (h[1] != E2W_SHARD_VERSION_U32)
+            return sh_err(err, errlen, -EINVAL, "%s: bad version %d for magic %d (uint32 tokens need version %d)",
+                          p, h[1], h[0], E2W_SHARD_VERSION_U32);
+        s->width = 4;
+    } else {
+        return sh_err(err, errlen, -EINVAL,
+                      "%s: bad magic %d (expected %d for uint16 or %d for uint32 tokens): not an llm.c token shard",
+                      p, h[0], E2W_SHARD_MAGIC_U16, E2W_SHARD_MAGIC_U32);
+    }
+    if (h[2] < 0) return sh_err(err, errlen, -EINVAL, "%s: negative token count %d in the header", p, h[2]);
+    uint64_t want = E2W_SHARD_HEADER_BYTES + (uint64_t)h[2] * (uint64_t)s->width;
+    if (size != want)
+        return sh_err(err, errlen, -EINVAL,
+                      "%s: size mismatch: the header says %d tokens of %d bytes (%llu bytes with the header) "
+                      "but the file has %llu bytes",
+                      p, h[2], s->width, (unsigned long long)want, (unsigned long long)size);
+    s->n_tokens = (uint64_t)h[2];
+    return 0;
+}
+
+int e2w_shard_open(e2w_shard *s, const char *path, char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    s->path = strdup(path);
+    if (!s->path) return sh_err(err, errlen, -ENOMEM, "%s: out of memory", path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int rc = sh_err(err, errlen, -errno, "%s: cannot open token shard: %s", path, strerror(errno));
+        e2w_shard_close(s);
+        return rc;
+    }
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0) rc = sh_err(err, errlen, -errno, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode)) rc = sh_err(err, errlen, -EINVAL, "%s: not a regular file", path);
+    else if ((uint64_t)st.st_size < E2W_SHARD_HEADER_BYTES)
+        rc = sh_err(err, errlen, -EINVAL, "%s: truncated header (%lld bytes; a shard starts with a %d-byte header)",
+                    path, (long long)st.st_size, E2W_SHARD_HEADER_BYTES);
+    if (rc == 0) {
+        s->map_len = (size_t)st.st_size;
+        s->map = mmap(NULL, s->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (s->map == MAP_FAILED) {
+            s->map = NULL;
+            rc = sh_err(err, errlen, -errno, "%s: cannot map: %s", path, strerror(errno));
+        }
+    }
+    close(fd);
+    if (rc == 0) {
+        int32_t h[3];
+        memcpy(h, s->map, sizeof h);
+        rc = sh_check(s, h, (uint64_t)st.st_size, err, errlen);
+        s->data = (const uint8_t *)s->map + E2W_SHARD_HEADER_BYTES;
+    }
+    if (rc) e2w_shard_close(s);
+    return rc;
+}
+
+int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char *err, size_t errlen) {
+    memset(w, 0, sizeof *w);
+    if (width != 2 && width != 4)
+        return sh_err(err, errlen, -EINVAL, "%s: token width must be 2 (uint16) or 4 (uint32), got %d", path, width);
+    w->width = width;
+    size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
+    w->path = strdup(path);
+    w->tmp = malloc(n);
+    if (!w->path || !w->tmp) {
+        e2w_shard_writer_abort(w);
+        return sh_err(err, errlen, -ENOMEM, "%s: out of memory", path);
+    }
+    snprintf(w->tmp, n, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(w->tmp);
+    if (fd < 0) {
+        int rc = sh_err(err, errlen, -errno, "%s: cannot create %s: %s", path, w->tmp, strerror(errno));
+        free(w->tmp);
+        w->tmp = NULL;
+        e2w_shard_writer_abort(w);
+        return rc;
+    }
+    w->f = fdopen(fd, "wb");
+    static const int32_t zero[E2W_SHARD_HEADER_INTS];
+    if (!w->f || fwrite(zero, 4, E2W_SHARD_HEADER_INTS, w->f) != E2W_SHARD_HEADER_INTS) {
+        if (!w->f) close(fd);
+        e2w_shard_writer_abort(w);
+        return sh_err(err, errlen, -EIO, "%s: cannot write the header", path);
+    }
+    return 0;
+}
+
+int e2w_shard_writer_append(e2w_shard_writer *w, const uint32_t *tokens, size_t n, char *err, size_t errlen) {
+    if (w->n_tokens + n > E2W_SHARD_MAX_TOKENS)
+        return sh_err(err, errlen, -EINVAL, "%s: more than %u tokens in one shard", w->path, E2W_SHARD_MAX_TOKENS);
+    uint8_t buf[8192];
+    size_t per = sizeof buf / (size_t)w->width;
+    for (size_t i = 0; i < n; i += per) {
+        size_t m = n - i < per ? n - i : per;
+        for (size_t k = 0; k < m; k++) {
+            uint32_t t = tokens[i + k];
+            if (w->width == 2) {
+                if (t > 0xFFFF)
+                    return sh_err(err, errlen, -EINVAL, "%s: token %u at %llu does not fit uint16 (use 4-byte tokens)",
+                                  w->path, t, (unsigned long long)(w->n_tokens + i + k));
+                uint16_t v = (uint16_t)t;
+                memcpy(buf + k * 2, &v, 2);
+            } else {
+                memcpy(buf + k * 4, &t, 4);
+            }
+        }
+        if (fwrite(buf, (size_t)w->width, m, w->f) != m)
+            return sh_err(err, errlen, -EIO, "%s: write failed: %s", w->tmp, strerror(errno));
+    }
+    w->n_tokens += n;
+    return 0;
+}
+
+static int sh_fsync_dir(const char *path) {
+    char *d = strdup(path);
+    if (!d) return -ENOMEM;
+    char *slash = strrchr(d, '/');
+    const char *dir = ".";
+    if (slash == d) dir = "/";
+    else if (slash) {
+        *slash = '\0';
+        dir = d;
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd < 0 || fsync(fd) != 0 ? -errno : 0;
+    if (fd >= 0) close(fd);
+    free(d);
+    return rc;
+}
+
+int e2w_shard_writer_commit(e2w_shard_writer *w, char *err, size_t errlen) {
+    int32_t h[3] = {w->width == 2 ? E2W_SHARD_MAGIC_U16 : E2W_SHARD_MAGIC_U32,
+                    w->width == 2 ? E2W_SHARD_VERSION_U16 : E2W_SHARD_VERSION_U32, (int32_t)w->n_tokens};
+    int rc = 0;
+    if (fflush(w->f) != 0 || fseek(w->f, 0, SEEK_SET) != 0 || fwrite(h, 4, 3, w->f) != 3 || fflush(w->f) != 0 ||
+        fsync(fileno(w->f)) != 0)
+        rc = sh_err(err, errlen, -EIO, "%s: cannot write %s: %s", w->path, w->tmp, strerror(errno));
+    if (fclose(w->f) != 0 && rc == 0) rc = sh_err(err, errlen, -EIO, "%s: close failed: %s", w->tmp, strerror(errno));
+    w->f = NULL;
+    if (rc == 0 && rename(w->tmp, w->path) != 0)
+        rc = sh_err(err, errlen, -errno, "%s: cannot rename %s into place: %s", w->path, w->tmp, strerror(errno));
+    if (rc == 0 && sh_fsync_dir(w->path) != 0)
+        rc = sh_err(err, errlen, -EIO, "%s: cannot fsync its folder", w->path);
+    if (rc == 0) {
+        free(w->tmp);
+        w->tmp = NULL;
+    }
+    e2w_shard_writer_abort(w);
+    return rc;
+}
+
+void e2w_shard_writer_abort(e2w_shard_writer *w) {
+    if (w->f) fclose(w->f);
+    if (w->tmp) unlink(w->tmp);
+    free(w->tmp);
+    free(w->path);
+    memset(w, 0, sizeof *w);
+}
+
+int e2w_shard_write(const char *path, const uint32_t *tokens, size_t n, int width, char *err, size_t errlen) {
+    e2w_shard_writer w;
+    int rc = e2w_shard_writer_open(&w, path, width, err, errlen);
+    if (rc) return rc;
+    if ((rc = e2w_shard_writer_append(&w, tokens, n, err, errlen))) {
+        e2w_shard_writer_abort(&w);
+        return rc;
+    }
+    return e2w_shard_writer_commit(&w, err, errlen);
+}
