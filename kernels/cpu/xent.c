@@ -15,18 +15,39 @@
 #include "kmath.h"
 
 #define KCPU_XENT_CHUNK 512 /* logits per chunk: 2 KiB, stays in L1 */
+#define KCPU_LANES 16       /* independent partial results: one AVX-512 vector */
+
+/* max and sum of exp(x - max) over one chunk of n <= KCPU_XENT_CHUNK logits.
+ * The partial results live in KCPU_LANES lanes that the compiler keeps in
+ * vector registers (an `omp simd reduction` goes through memory on every
+ * iteration with GCC); the lanes are combined in a fixed order. */
+static void kcpu_chunk_max_sumexp(const float *c, int n, float *max, float *sum) {
+    float lm[KCPU_LANES], ls[KCPU_LANES];
+    int full = n / KCPU_LANES * KCPU_LANES;
+    for (int j = 0; j < KCPU_LANES; j++) lm[j] = c[0];
+    for (int i = 0; i < full; i += KCPU_LANES)
+#pragma omp simd
+        for (int j = 0; j < KCPU_LANES; j++) lm[j] = c[i + j] > lm[j] ? c[i + j] : lm[j];
+    float m = c[0];
+    for (int j = 0; j < KCPU_LANES; j++) m = lm[j] > m ? lm[j] : m;
+    for (int i = full; i < n; i++) m = c[i] > m ? c[i] : m;
+    for (int j = 0; j < KCPU_LANES; j++) ls[j] = 0.0f;
+    for (int i = 0; i < full; i += KCPU_LANES)
+#pragma omp simd
+        for (int j = 0; j < KCPU_LANES; j++) ls[j] += kcpu_expf(c[i + j] - m);
+    float s = 0.0f;
+    for (int j = 0; j < KCPU_LANES; j++) s += ls[j];
+    for (int i = full; i < n; i++) s += kcpu_expf(c[i] - m);
+    *max = m;
+    *sum = s;
+}
 
 static float kcpu_logsumexp(const float *x, int V) {
     float m = -INFINITY, s = 0.0f;
     for (int v0 = 0; v0 < V; v0 += KCPU_XENT_CHUNK) {
         int nv = V - v0 < KCPU_XENT_CHUNK ? V - v0 : KCPU_XENT_CHUNK;
-        const float *c = x + v0;
-        float cm = c[0];
-#pragma omp simd reduction(max : cm)
-        for (int i = 0; i < nv; i++) cm = c[i] > cm ? c[i] : cm;
-        float cs = 0.0f;
-#pragma omp simd reduction(+ : cs)
-        for (int i = 0; i < nv; i++) cs += kcpu_expf(c[i] - cm);
+        float cm, cs;
+        kcpu_chunk_max_sumexp(x + v0, nv, &cm, &cs);
         if (cm > m) {
             s = s * expf(m - cm) + cs;
             m = cm;
