@@ -159,24 +159,25 @@ static void kcpu_pack_cols(float *dst, const float *src, size_t ld, int n,
     }
 }
 
-/* Scores above the diagonal of a diagonal tile (key c > query r) to -inf. */
-static void kcpu_mask_diag(float *s) {
+/* Future keys of a diagonal tile to -inf: key c > query r, with the tile
+ * stored by query rows (s[r][c]) or by key rows (s[c][r]). */
+static void kcpu_mask_rows(float *s) {
     for (int r = 0; r < KCPU_ATTN_TILE; r++)
         for (int c = r + 1; c < KCPU_ATTN_TILE; c++)
             s[r * KCPU_ATTN_TILE + c] = -INFINITY;
 }
 
-static inline float kcpu_hmax(kcpu_vf v) {
-    float m = v[0];
-    for (int i = 1; i < KCPU_VW; i++) m = v[i] > m ? v[i] : m;
-    return m;
+static void kcpu_mask_cols(float *s) {
+    for (int c = 1; c < KCPU_ATTN_TILE; c++)
+        for (int r = 0; r < c; r++) s[c * KCPU_ATTN_TILE + r] = -INFINITY;
 }
 
-static inline float kcpu_hsum(kcpu_vf v) {
-    float s = v[0];
-    for (int i = 1; i < KCPU_VW; i++) s += v[i];
-    return s;
+static inline kcpu_vf kcpu_vmax(kcpu_vf a, kcpu_vf b) {
+    kcpu_vi gt = a > b;
+    return (kcpu_vf)(((kcpu_vi)a & gt) | ((kcpu_vi)b & ~gt));
 }
+
+#define KCPU_TV (KCPU_ATTN_TILE / KCPU_VW) /* vectors across a tile */
 
 /* Per-thread tiles: `slots` buffers of TILE * max(Dp, TILE) floats, zeroed.
  * They are small (at most a few hundred KiB) and the kernel ops have no
@@ -200,7 +201,46 @@ static size_t kcpu_slot(int Dp) {
     return (size_t)KCPU_ATTN_TILE * (size_t)(Dp > KCPU_ATTN_TILE ? Dp : KCPU_ATTN_TILE);
 }
 
+/* Rows of a key or value tile as the A operand of a tile product: read in
+ * place from qkv when the tile is full, else from a zero-padded copy. */
+static const float *kcpu_rows_operand(float *buf, int Dp, const float *src,
+                                      size_t ld, int n, int D, int *ars) {
+    if (n == KCPU_ATTN_TILE) {
+        *ars = (int)ld;
+        return src;
+    }
+    kcpu_pack_rows(buf, Dp, src, ld, n, D);
+    *ars = Dp;
+    return buf;
+}
+
 /* ---- forward ---- */
+
+/* Online softmax over one key tile, scores stored by key rows (s[c][r],
+ * base 2): raises the running max mx of each query, rescales its running sum
+ * l, turns s into the probabilities relative to the new max, and returns in
+ * alpha the factor by which the query's output accumulator must shrink. All
+ * vector lanes are queries, so the reductions over keys are plain adds. */
+static void kcpu_softmax_tile(float *s, float *mx, float *l, float *alpha) {
+    kcpu_vf m[KCPU_TV], sum[KCPU_TV];
+    for (int v = 0; v < KCPU_TV; v++) m[v] = *(kcpu_vf *)(mx + v * KCPU_VW);
+    for (int c = 0; c < KCPU_ATTN_TILE; c++)
+        for (int v = 0; v < KCPU_TV; v++)
+            m[v] = kcpu_vmax(*(kcpu_vf *)(s + c * KCPU_ATTN_TILE + v * KCPU_VW), m[v]);
+    for (int v = 0; v < KCPU_TV; v++) {
+        kcpu_vf a = kcpu_exp2v(*(kcpu_vf *)(mx + v * KCPU_VW) - m[v]);
+        *(kcpu_vf *)(alpha + v * KCPU_VW) = a;
+        sum[v] = *(kcpu_vf *)(l + v * KCPU_VW) * a;
+        *(kcpu_vf *)(mx + v * KCPU_VW) = m[v];
+    }
+    for (int c = 0; c < KCPU_ATTN_TILE; c++)
+        for (int v = 0; v < KCPU_TV; v++) {
+            kcpu_vf *p = (kcpu_vf *)(s + c * KCPU_ATTN_TILE + v * KCPU_VW);
+            *p = kcpu_exp2v(*p - m[v]);
+            sum[v] += *p;
+        }
+    for (int v = 0; v < KCPU_TV; v++) *(kcpu_vf *)(l + v * KCPU_VW) = sum[v];
+}
 
 void kcpu_attn_fwd(void *out_,          /* (B, T, H*D) */
                    float *lse,          /* (B, H, T) */
@@ -212,14 +252,16 @@ void kcpu_attn_fwd(void *out_,          /* (B, T, H*D) */
     const int TL = KCPU_ATTN_TILE, Dp = kcpu_pad_dim(D);
     const int group = H / KVH, nt = (T + TL - 1) / TL;
     const size_t ld = (size_t)(H + 2 * KVH) * D, ldo = (size_t)H * D;
-    const float kmul = (float)(KCPU_LOG2E / sqrt((double)D));
+    const float qmul = (float)(KCPU_LOG2E / sqrt((double)D));
     const size_t slot = kcpu_slot(Dp);
 #pragma omp parallel
     {
         float *ws = kcpu_attn_tiles(5, slot);
-        float *Qp = ws, *Kt = ws + slot, *Vp = ws + 2 * slot, *S = ws + 3 * slot;
+        float *Qt = ws, *Kp = ws + slot, *Vp = ws + 2 * slot, *S = ws + 3 * slot;
         float *O = ws + 4 * slot;
-        float mx[KCPU_ATTN_TILE], l[KCPU_ATTN_TILE];
+        float mx[KCPU_ATTN_TILE] __attribute__((aligned(64)));
+        float l[KCPU_ATTN_TILE] __attribute__((aligned(64)));
+        float alpha[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         /* Longest query tiles first, so the dynamic schedule balances. */
 #pragma omp for schedule(dynamic, 1)
         for (int u = 0; u < nt * B * H; u++) {
@@ -227,44 +269,25 @@ void kcpu_attn_fwd(void *out_,          /* (B, T, H*D) */
             int kvh = h / group, i0 = qt * TL;
             int nq = T - i0 < TL ? T - i0 : TL;
             const float *rows = qkv + (size_t)b * T * ld;
-            kcpu_pack_rows(Qp, Dp, rows + i0 * ld + (size_t)h * D, ld, nq, D);
+            /* Q^T, pre-scaled so that scores come out in base 2. */
+            kcpu_pack_cols(Qt, rows + i0 * ld + (size_t)h * D, ld, nq, D, qmul);
             for (int r = 0; r < TL; r++) {
                 mx[r] = -INFINITY;
                 l[r] = 0.0f;
             }
             memset(O, 0, (size_t)TL * Dp * sizeof(float));
             for (int kt = 0; kt <= qt; kt++) {
-                int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL;
+                int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL, ars;
                 const float *k = rows + j0 * ld + (size_t)(H + kvh) * D;
-                kcpu_pack_cols(Kt, k, ld, nk, D, kmul);
+                const float *Ka = kcpu_rows_operand(Kp, Dp, k, ld, nk, D, &ars);
+                kcpu_tile_gemm(S, TL, Ka, ars, 1, Qt, TL, TL, TL, D, 0);
+                if (kt == qt) kcpu_mask_cols(S);
+                kcpu_softmax_tile(S, mx, l, alpha);
+                if (kt > 0)
+                    for (int r = 0; r < TL; r++)
+                        for (int d = 0; d < Dp; d++) O[(size_t)r * Dp + d] *= alpha[r];
                 kcpu_pack_rows(Vp, Dp, k + (size_t)KVH * D, ld, nk, D);
-                kcpu_tile_gemm(S, TL, Qp, Dp, 1, Kt, TL, TL, TL, Dp, 0);
-                if (kt == qt) kcpu_mask_diag(S);
-                for (int r = 0; r < TL; r++) {
-                    float *s = S + r * TL;
-                    kcpu_vf vm = *(kcpu_vf *)s;
-                    for (int c = KCPU_VW; c < TL; c += KCPU_VW) {
-                        kcpu_vf x = *(kcpu_vf *)(s + c);
-                        vm = (kcpu_vf)(((kcpu_vi)x & (x > vm)) |
-                                       ((kcpu_vi)vm & ~(x > vm)));
-                    }
-                    float mnew = kcpu_hmax(vm);
-                    mnew = mnew > mx[r] ? mnew : mx[r];
-                    float alpha = exp2f(mx[r] - mnew);
-                    kcpu_vf vs = kcpu_splat(0.0f), vmn = kcpu_splat(mnew);
-                    for (int c = 0; c < TL; c += KCPU_VW) {
-                        kcpu_vf p = kcpu_exp2v(*(kcpu_vf *)(s + c) - vmn);
-                        *(kcpu_vf *)(s + c) = p;
-                        vs += p;
-                    }
-                    l[r] = l[r] * alpha + kcpu_hsum(vs);
-                    mx[r] = mnew;
-                    if (kt > 0) {
-                        float *o = O + (size_t)r * Dp;
-                        for (int d = 0; d < Dp; d++) o[d] *= alpha;
-                    }
-                }
-                kcpu_tile_gemm(O, Dp, S, TL, 1, Vp, Dp, TL, Dp, TL, 1);
+                kcpu_tile_gemm(O, Dp, S, 1, TL, Vp, Dp, TL, Dp, TL, 1);
             }
             for (int r = 0; r < nq; r++) {
                 float inv = 1.0f / l[r];
@@ -280,8 +303,8 @@ void kcpu_attn_fwd(void *out_,          /* (B, T, H*D) */
 
 /* ---- backward ---- */
 
-/* Tile state shared by the two backward passes: the base-2 lse and delta of
- * the query rows of a tile (+inf / 0 on padding rows, so their P is 0). */
+/* The base-2 lse and the delta of the query rows of a tile (+inf and 0 on
+ * padding rows, so that their probabilities are 0). */
 static void kcpu_row_stats(float *lse2, float *dl, const float *lse,
                            const float *delta, int nq) {
     for (int r = 0; r < KCPU_ATTN_TILE; r++) {
@@ -290,18 +313,31 @@ static void kcpu_row_stats(float *lse2, float *dl, const float *lse,
     }
 }
 
-/* S (scores, base 2) -> P in place; dP -> dS = P * (dP - delta) in place. */
-static void kcpu_probs_and_dscores(float *S, float *dP, const float *lse2,
-                                   const float *dl) {
+/* S (base-2 scores) -> P = 2^(S - lse2) in place, dP -> dS = P (dP - delta)
+ * in place; tiles stored by query rows (s[r][c]). */
+static void kcpu_dscores_rows(float *S, float *dP, const float *lse2,
+                              const float *dl) {
     for (int r = 0; r < KCPU_ATTN_TILE; r++) {
-        float *s = S + r * KCPU_ATTN_TILE, *dp = dP + r * KCPU_ATTN_TILE;
         kcpu_vf vl = kcpu_splat(lse2[r]), vd = kcpu_splat(dl[r]);
-        for (int c = 0; c < KCPU_ATTN_TILE; c += KCPU_VW) {
-            kcpu_vf p = kcpu_exp2v(*(kcpu_vf *)(s + c) - vl);
-            *(kcpu_vf *)(s + c) = p;
-            *(kcpu_vf *)(dp + c) = p * (*(kcpu_vf *)(dp + c) - vd);
+        for (int v = 0; v < KCPU_TV; v++) {
+            kcpu_vf *s = (kcpu_vf *)(S + r * KCPU_ATTN_TILE + v * KCPU_VW);
+            kcpu_vf *dp = (kcpu_vf *)(dP + r * KCPU_ATTN_TILE + v * KCPU_VW);
+            *s = kcpu_exp2v(*s - vl);
+            *dp = *s * (*dp - vd);
         }
     }
+}
+
+/* Same with tiles stored by key rows (s[c][r]). */
+static void kcpu_dscores_cols(float *S, float *dP, const float *lse2,
+                              const float *dl) {
+    for (int c = 0; c < KCPU_ATTN_TILE; c++)
+        for (int v = 0; v < KCPU_TV; v++) {
+            kcpu_vf *s = (kcpu_vf *)(S + c * KCPU_ATTN_TILE + v * KCPU_VW);
+            kcpu_vf *dp = (kcpu_vf *)(dP + c * KCPU_ATTN_TILE + v * KCPU_VW);
+            *s = kcpu_exp2v(*s - *(const kcpu_vf *)(lse2 + v * KCPU_VW));
+            *dp = *s * (*dp - *(const kcpu_vf *)(dl + v * KCPU_VW));
+        }
 }
 
 /* delta[b, h, i] = dout[b, i, h] . out[b, i, h] (double accumulation). */
@@ -333,7 +369,7 @@ void kcpu_attn_bwd(void *dqkv_,         /* (B, T, (H+2*KVH)*D) += */
     const int group = H / KVH, nt = (T + TL - 1) / TL;
     const size_t ld = (size_t)(H + 2 * KVH) * D, ldo = (size_t)H * D;
     const float scale = (float)(1.0 / sqrt((double)D));
-    const float kmul = (float)(KCPU_LOG2E / sqrt((double)D));
+    const float qmul = (float)(KCPU_LOG2E / sqrt((double)D));
     const size_t slot = kcpu_slot(Dp);
     kcpu_attn_delta(delta, dout, out, B, T, H, D);
 #pragma omp parallel
@@ -342,18 +378,22 @@ void kcpu_attn_bwd(void *dqkv_,         /* (B, T, (H+2*KVH)*D) += */
         float *Qp = ws, *dOp = ws + slot, *Kt = ws + 2 * slot, *Vt = ws + 3 * slot;
         float *S = ws + 4 * slot, *dP = ws + 5 * slot;
         float *A1 = ws + 6 * slot, *A2 = ws + 7 * slot;
-        float lse2[KCPU_ATTN_TILE], dl[KCPU_ATTN_TILE];
+        float lse2[KCPU_ATTN_TILE] __attribute__((aligned(64)));
+        float dl[KCPU_ATTN_TILE] __attribute__((aligned(64)));
 
         /* Pass 1: dK, dV of one key tile of one kv head, summed over the
-         * query heads of its group and the query tiles at or after it.
-         * Early key tiles see the most queries, so they come first. */
+         * query heads of its group and the query tiles at or after it. K^T
+         * and V^T are packed once; a tile pair then needs only row copies of
+         * Q and dO, and the products with P^T and dS^T read P and dS
+         * transposed in place. Early key tiles see the most queries, so they
+         * come first. */
 #pragma omp for schedule(dynamic, 1) nowait
         for (int u = 0; u < nt * B * KVH; u++) {
             int kt = u / (B * KVH), b = (u % (B * KVH)) / KVH, kvh = u % KVH;
             int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL;
             const float *rows = qkv + (size_t)b * T * ld;
             const float *k = rows + j0 * ld + (size_t)(H + kvh) * D;
-            kcpu_pack_cols(Kt, k, ld, nk, D, kmul);
+            kcpu_pack_cols(Kt, k, ld, nk, D, qmul);
             kcpu_pack_cols(Vt, k + (size_t)KVH * D, ld, nk, D, 1.0f);
             float *dK = A1, *dV = A2;
             memset(dK, 0, (size_t)TL * Dp * sizeof(float));
@@ -368,10 +408,10 @@ void kcpu_attn_bwd(void *dqkv_,         /* (B, T, (H+2*KVH)*D) += */
                                    dout + ((size_t)b * T + i0) * ldo + (size_t)h * D,
                                    ldo, nq, D);
                     kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
-                    kcpu_tile_gemm(S, TL, Qp, Dp, 1, Kt, TL, TL, TL, Dp, 0);
-                    if (qt == kt) kcpu_mask_diag(S);
-                    kcpu_tile_gemm(dP, TL, dOp, Dp, 1, Vt, TL, TL, TL, Dp, 0);
-                    kcpu_probs_and_dscores(S, dP, lse2, dl);
+                    kcpu_tile_gemm(S, TL, Qp, Dp, 1, Kt, TL, TL, TL, D, 0);
+                    if (qt == kt) kcpu_mask_rows(S);
+                    kcpu_tile_gemm(dP, TL, dOp, Dp, 1, Vt, TL, TL, TL, D, 0);
+                    kcpu_dscores_rows(S, dP, lse2, dl);
                     kcpu_tile_gemm(dV, Dp, S, 1, TL, dOp, Dp, TL, Dp, TL, 1);
                     kcpu_tile_gemm(dK, Dp, dP, 1, TL, Qp, Dp, TL, Dp, TL, 1);
                 }
@@ -386,7 +426,9 @@ void kcpu_attn_bwd(void *dqkv_,         /* (B, T, (H+2*KVH)*D) += */
             }
         }
 
-        /* Pass 2: dQ of one query tile of one head, over its key tiles. */
+        /* Pass 2: dQ of one query tile of one head, over its key tiles, with
+         * the mirror layout: Q^T and dO^T packed once, scores stored by key
+         * rows so that K and V rows are read in place. */
 #pragma omp for schedule(dynamic, 1)
         for (int u = 0; u < nt * B * H; u++) {
             int qt = nt - 1 - u / (B * H), b = (u % (B * H)) / H, h = u % H;
@@ -394,23 +436,23 @@ void kcpu_attn_bwd(void *dqkv_,         /* (B, T, (H+2*KVH)*D) += */
             int nq = T - i0 < TL ? T - i0 : TL;
             size_t st = ((size_t)b * H + h) * T + i0;
             const float *rows = qkv + (size_t)b * T * ld;
-            float *Kp = A1, *dQ = A2;
-            kcpu_pack_rows(Qp, Dp, rows + i0 * ld + (size_t)h * D, ld, nq, D);
-            kcpu_pack_rows(dOp, Dp, dout + ((size_t)b * T + i0) * ldo + (size_t)h * D,
-                           ldo, nq, D);
+            float *Qt = Qp, *dOt = dOp, *Kp = A1, *dQ = A2, *Vp = Kt;
+            kcpu_pack_cols(Qt, rows + i0 * ld + (size_t)h * D, ld, nq, D, qmul);
+            kcpu_pack_cols(dOt, dout + ((size_t)b * T + i0) * ldo + (size_t)h * D,
+                           ldo, nq, D, 1.0f);
             kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
             memset(dQ, 0, (size_t)TL * Dp * sizeof(float));
             for (int kt = 0; kt <= qt; kt++) {
-                int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL;
+                int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL, vrs;
                 const float *k = rows + j0 * ld + (size_t)(H + kvh) * D;
-                kcpu_pack_cols(Kt, k, ld, nk, D, kmul);
-                kcpu_pack_cols(Vt, k + (size_t)KVH * D, ld, nk, D, 1.0f);
                 kcpu_pack_rows(Kp, Dp, k, ld, nk, D);
-                kcpu_tile_gemm(S, TL, Qp, Dp, 1, Kt, TL, TL, TL, Dp, 0);
-                if (kt == qt) kcpu_mask_diag(S);
-                kcpu_tile_gemm(dP, TL, dOp, Dp, 1, Vt, TL, TL, TL, Dp, 0);
-                kcpu_probs_and_dscores(S, dP, lse2, dl);
-                kcpu_tile_gemm(dQ, Dp, dP, TL, 1, Kp, Dp, TL, Dp, TL, 1);
+                const float *Va =
+                    kcpu_rows_operand(Vp, Dp, k + (size_t)KVH * D, ld, nk, D, &vrs);
+                kcpu_tile_gemm(S, TL, Kp, Dp, 1, Qt, TL, TL, TL, D, 0);
+                if (kt == qt) kcpu_mask_cols(S);
+                kcpu_tile_gemm(dP, TL, Va, vrs, 1, dOt, TL, TL, TL, D, 0);
+                kcpu_dscores_cols(S, dP, lse2, dl);
+                kcpu_tile_gemm(dQ, Dp, dP, 1, TL, Kp, Dp, TL, Dp, TL, 1);
             }
             for (int r = 0; r < nq; r++) {
                 float *dq = dqkv + ((size_t)b * T + i0 + r) * ld + (size_t)h * D;
