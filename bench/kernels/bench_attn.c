@@ -1,0 +1,160 @@
+/* bench_attn.c -- speed and memory of the CPU backend's flash attention.
+ *
+ * For T = 512, 2048, 8192 (B = 1, H = KVH = 8 heads of D = 64, as a small
+ * Llama layer) it times attn_fwd and attn_bwd (median of `reps` calls after
+ * one warm-up) and reports GFLOP/s under the causal convention
+ *     fwd = 2 matmuls * 2 flop * (T^2 / 2) * D * H,   bwd = 2.5 * fwd
+ * (the five T x T x D products of the backward, not the two the two-pass
+ * backward recomputes). It also times rope_fwd on q and k together.
+ * Then one forward + backward at T = mem_T (default 16384) and the process's
+ * peak resident memory (getrusage ru_maxrss), next to the size of the
+ * tensors the caller holds and of one T x T fp32 matrix: a peak below the
+ * latter shows that no T x T buffer exists. Asserts nothing.
+ *
+ * usage: bench_attn [reps (default 3)] [mem_T (default 16384, 0 skips)]
+ */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "k.h"
+
+typedef struct {
+    int T, H, KVH, D;
+    float *qkv, *out, *lse, *dout, *dqkv, *delta;
+} ba_bufs;
+
+static double ba_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int ba_cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void ba_fill(float *x, size_t n, uint64_t seed) {
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(s >> 40) / 16777216.0 * 2.0 - 1.0);
+    }
+}
+
+static size_t ba_bytes(const ba_bufs *b) {
+    size_t row = (size_t)(b->H + 2 * b->KVH) * b->D, orow = (size_t)b->H * b->D;
+    return ((size_t)b->T * (2 * row + 2 * orow) + 2 * (size_t)b->H * b->T) *
+           sizeof(float);
+}
+
+static int ba_alloc(ba_bufs *b, int T, int H, int KVH, int D) {
+    const k_backend *k = k_cpu();
+    size_t row = (size_t)(H + 2 * KVH) * D, orow = (size_t)H * D;
+    b->T = T, b->H = H, b->KVH = KVH, b->D = D;
+    b->qkv = k->alloc((size_t)T * row * sizeof(float));
+    b->dqkv = k->alloc((size_t)T * row * sizeof(float));
+    b->out = k->alloc((size_t)T * orow * sizeof(float));
+    b->dout = k->alloc((size_t)T * orow * sizeof(float));
+    b->lse = k->alloc((size_t)H * T * sizeof(float));
+    b->delta = k->alloc((size_t)H * T * sizeof(float));
+    if (!b->qkv || !b->dqkv || !b->out || !b->dout || !b->lse || !b->delta)
+        return -1;
+    ba_fill(b->qkv, (size_t)T * row, 1);
+    ba_fill(b->dout, (size_t)T * orow, 2);
+    return 0;
+}
+
+static void ba_free(ba_bufs *b) {
+    const k_backend *k = k_cpu();
+    k->free(b->qkv);
+    k->free(b->dqkv);
+    k->free(b->out);
+    k->free(b->dout);
+    k->free(b->lse);
+    k->free(b->delta);
+}
+
+static void ba_fwd(const ba_bufs *b) {
+    k_cpu()->attn_fwd(b->out, b->lse, b->qkv, 1, b->T, b->H, b->KVH, b->D);
+}
+
+static void ba_bwd(const ba_bufs *b) {
+    k_cpu()->attn_bwd(b->dqkv, b->delta, b->dout, b->qkv, b->out, b->lse, 1, b->T,
+                      b->H, b->KVH, b->D);
+}
+
+static void ba_rope(const ba_bufs *b) {
+    static const float g = 4.0f;
+    static const int32_t t = 1000;
+    k_rope r = {10000.0f, 4, &g, &t};
+    k_cpu()->rope_fwd(b->qkv, 1, b->T, b->H + b->KVH, b->D,
+                      (b->H + 2 * b->KVH) * b->D, &r);
+}
+
+/* Median seconds of reps calls of fn after a warm-up call. */
+static double ba_time(void (*fn)(const ba_bufs *), const ba_bufs *b, int reps) {
+    double t[64];
+    fn(b);
+    for (int i = 0; i < reps; i++) {
+        double t0 = ba_now();
+        fn(b);
+        t[i] = ba_now() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof(double), ba_cmp);
+    return t[reps / 2];
+}
+
+int main(int argc, char **argv) {
+    int reps = argc > 1 ? atoi(argv[1]) : 3;
+    int memT = argc > 2 ? atoi(argv[2]) : 16384;
+    if (reps < 1 || reps > 64 || memT < 0) {
+        fprintf(stderr, "usage: bench_attn [reps 1..64] [mem_T >= 0]\n");
+        return 2;
+    }
+    const int H = 8, KVH = 8, D = 64;
+    static const int Ts[] = {512, 2048, 8192};
+    printf("bench_attn: B=1 H=%d KVH=%d D=%d, %d OpenMP threads, median of %d\n",
+           H, KVH, D, omp_get_max_threads(), reps);
+    printf("flops (causal): fwd = 4*(T^2/2)*D*H, bwd = 2.5*fwd\n");
+    printf("%6s %10s %10s %10s %10s %12s %10s\n", "T", "fwd ms", "fwd GF/s",
+           "bwd ms", "bwd GF/s", "fwd+bwd GF/s", "rope ms");
+    for (int i = 0; i < (int)(sizeof(Ts) / sizeof(Ts[0])); i++) {
+        ba_bufs b;
+        if (ba_alloc(&b, Ts[i], H, KVH, D) != 0) {
+            fprintf(stderr, "bench_attn: out of memory at T=%d\n", Ts[i]);
+            return 1;
+        }
+        double fl = 4.0 * ((double)Ts[i] * Ts[i] / 2.0) * D * H;
+        double tf = ba_time(ba_fwd, &b, reps), tb = ba_time(ba_bwd, &b, reps);
+        double tr = ba_time(ba_rope, &b, reps);
+        printf("%6d %10.2f %10.1f %10.2f %10.1f %12.1f %10.3f\n", Ts[i], 1e3 * tf,
+               fl / tf * 1e-9, 1e3 * tb, 2.5 * fl / tb * 1e-9,
+               3.5 * fl / (tf + tb) * 1e-9, 1e3 * tr);
+        ba_free(&b);
+    }
+    if (memT > 0) {
+        ba_bufs b;
+        if (ba_alloc(&b, memT, H, KVH, D) != 0) {
+            fprintf(stderr, "bench_attn: out of memory at T=%d\n", memT);
+            return 1;
+        }
+        double t0 = ba_now();
+        ba_fwd(&b);
+        ba_bwd(&b);
+        double el = ba_now() - t0;
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double mib = 1.0 / (1024.0 * 1024.0);
+        printf("T=%d fwd+bwd once: %.2f s\n", memT, el);
+        printf("peak RSS %.1f MiB; caller's tensors (qkv, dqkv, out, dout, lse, "
+               "delta) %.1f MiB; one T x T fp32 matrix %.1f MiB\n",
+               (double)ru.ru_maxrss / 1024.0, (double)ba_bytes(&b) * mib,
+               (double)memT * memT * sizeof(float) * mib);
+        ba_free(&b);
+    }
+    return 0;
+}
