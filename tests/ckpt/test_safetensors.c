@@ -336,6 +336,22 @@ static int test_rewrite_removes_stale(void) {
     return 0;
 }
 
+/* With both layouts present, model.safetensors wins, as in transformers. */
+static int test_single_file_preferred(void) {
+    e2w_st_out t[NS];
+    make_many(t);
+    char dir[320], path[512];
+    snprintf(dir, sizeof dir, "%s/d", ckpt_scratch("prefer"));
+    CHECK_OK(e2w_st_write_dir(dir, t, NS, 100, NULL, err, sizeof err));
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK_OK(e2w_st_write_file(path, t, 2, err, sizeof err));
+    e2w_st *st;
+    CHECK_OK(e2w_st_open(&st, dir, err, sizeof err));
+    CHECK(e2w_st_count(st) == 2);
+    e2w_st_close(st);
+    return 0;
+}
+
 /* ---- hand-made files ---- */
 
 /* Writes path: 8-byte length field nfield, header text, then dlen data
@@ -582,7 +598,7 @@ static int test_reject_index_bad_json(void) {
 static int test_reject_empty_dir(void) {
     e2w_st *st;
     CHECK_ERR(e2w_st_open(&st, ckpt_scratch("empty"), err, sizeof err),
-              "no model.safetensors.index.json or model.safetensors");
+              "no model.safetensors or model.safetensors.index.json");
     return 0;
 }
 
@@ -641,6 +657,7 @@ static const ckpt_case cases[] = {
     {"layout", test_layout},
     {"sharded_equals_single", test_sharded_equals_single},
     {"rewrite_removes_stale", test_rewrite_removes_stale},
+    {"single_file_preferred", test_single_file_preferred},
     {"f16_read", test_f16_read},
     {"reject_truncated_file", test_reject_truncated_file},
     {"reject_header_past_eof", test_reject_header_past_eof},

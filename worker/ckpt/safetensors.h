@@ -70,12 +70,13 @@ typedef struct {
 
 typedef struct e2w_st e2w_st;
 
-/* Opens a checkpoint: path is a directory holding
- * model.safetensors.index.json (used first, as transformers does) or
- * model.safetensors, or the path of one .safetensors file. All files are
- * mapped and validated; a sharded checkpoint also checks that every
- * weight_map entry exists in its shard and every shard tensor is in the
- * weight_map, and that shard names are plain file names. */
+/* Opens a checkpoint: path is a directory holding model.safetensors (used
+ * first, as transformers does) or model.safetensors.index.json, or the path
+ * of one .safetensors file. All files are mapped and validated; a sharded
+ * checkpoint also checks that every weight_map entry exists in its shard
+ * and every shard tensor is in the weight_map, and that shard names are
+ * plain file names. An open e2w_st is read-only: several threads may read
+ * tensors from it at once. */
 int e2w_st_open(e2w_st **out, const char *path, char *err, size_t errlen);
 void e2w_st_close(e2w_st *st);
 
@@ -123,7 +124,7 @@ int e2w_st_write_file(const char *path, const e2w_st_out *t, size_t n,
  * bytes) and weight_map sorted by name, like transformers. Files of the
  * other layout left from an earlier write into dir (model.safetensors, the
  * index, shards of another count) are removed afterwards so readers cannot
- * pick up stale weights. *n_shards receives the shard count (1 for a
+ * pick up stale weights. One writer per directory at a time. *n_shards receives the shard count (1 for a
  * single file) when not NULL. */
 int e2w_st_write_dir(const char *dir, const e2w_st_out *t, size_t n,
                      uint64_t max_shard_bytes, int *n_shards, char *err,

@@ -507,14 +507,14 @@ int e2w_st_open(e2w_st **out, const char *path, char *err, size_t errlen) {
         char *single = e2w__join(path, E2W_SINGLE_NAME);
         if (index == NULL || single == NULL)
             rc = e2_errf(err, errlen, "%s: out of memory", path);
-        else if (access(index, F_OK) == 0)
-            rc = e2w__open_index(st, path, index, err, errlen);
         else if (access(single, F_OK) == 0) {
             rc = e2w__add_file(st, single, err, errlen);
             if (rc == 0) qsort(st->t, st->n, sizeof *st->t, e2w__cmp_name);
-        } else
+        } else if (access(index, F_OK) == 0)
+            rc = e2w__open_index(st, path, index, err, errlen);
+        else
             rc = e2_errf(err, errlen, "%s: no %s or %s in this directory", path,
-                         E2W_INDEX_NAME, E2W_SINGLE_NAME);
+                         E2W_SINGLE_NAME, E2W_INDEX_NAME);
         free(index);
         free(single);
     }
