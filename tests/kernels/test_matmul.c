@@ -1,6 +1,9 @@
 /* test_matmul.c -- matmul_fwd against a double reference; matmul_bwd against
  * central finite differences, with and without bias, NULL outputs skipped,
- * and gradients that accumulate. */
+ * gradients that accumulate, and a bias gradient that does not depend on the
+ * number of threads. */
+#include <omp.h>
+
 #include "check.h"
 #include "k.h"
 
@@ -145,12 +148,31 @@ static void matmul_bwd_accumulates(void) {
     mm_free(&m);
 }
 
+/* dbias is our own reduction (the sgemms are OpenBLAS's): bit-identical for
+ * 1, 2 and 3 threads. */
+static void matmul_bwd_bias_threads(void) {
+    const k_backend *k = k_cpu();
+    mm_shape s = {1024, 3, 200, 1};
+    mm_case m = mm_make(s, 500);
+    float *gb[3];
+    for (int t = 0; t < 3; t++) {
+        gb[t] = kc_floats(s.OC);
+        omp_set_num_threads(t + 1);
+        k->matmul_bwd(NULL, NULL, gb[t], m.dout, m.inp, m.w, s.N, s.C, s.OC);
+    }
+    KC_EXPECT(memcmp(gb[0], gb[1], s.OC * sizeof(float)) == 0, "1 vs 2 threads differ");
+    KC_EXPECT(memcmp(gb[0], gb[2], s.OC * sizeof(float)) == 0, "1 vs 3 threads differ");
+    for (int t = 0; t < 3; t++) free(gb[t]);
+    mm_free(&m);
+}
+
 int main(int argc, char **argv) {
     const kc_case cases[] = {
         {"matmul_fwd", matmul_fwd},
         {"matmul_bwd", matmul_bwd},
         {"matmul_bwd_null_outputs", matmul_bwd_null_outputs},
         {"matmul_bwd_accumulates", matmul_bwd_accumulates},
+        {"matmul_bwd_bias_threads", matmul_bwd_bias_threads},
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }
