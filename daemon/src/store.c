@@ -81,7 +81,7 @@ enum {
     Q_JOB_UPDATE, Q_LABELS, Q_JOB_COUNT, Q_EVENT_ADD, Q_EVENT_LIST,
     Q_WSEQ_BUMP, Q_WSEQ_GET, Q_WORKER_PUT, Q_WORKER_LIST, Q_WORKER_MARK,
     Q_CKPT_ADD, Q_CKPT_DEL, Q_CKPT_LIST, Q_METRIC_ADD, Q_METRIC_LIST,
-    Q_RDV_PUT, Q_RDV_GET, Q_RDV_CLEAR, Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_N
+    Q_RDV_PUT, Q_RDV_GET, Q_RDV_CLEAR, Q_JOB_QUEUED, Q_JOB_STATES, Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_N
 };
 
 #define JOB_COLS \
@@ -142,6 +142,10 @@ static const char *store_sql[Q_N] = {
     [Q_RDV_GET] = "SELECT value FROM rendezvous WHERE job = ?1"
                   " AND attempt = ?2 AND key = ?3",
     [Q_RDV_CLEAR] = "DELETE FROM rendezvous WHERE job = ?1 AND attempt < ?2",
+    [Q_JOB_QUEUED] = "SELECT " JOB_COLS " FROM jobs WHERE state IN (1, 4)"
+                     " ORDER BY priority DESC, seq",
+    [Q_JOB_STATES] = "SELECT " JOB_COLS " FROM jobs"
+                     " WHERE ((1 << state) & ?1) != 0 ORDER BY seq",
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
@@ -150,7 +154,7 @@ static const char *store_sql[Q_N] = {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *stmt[Q_N];
-    int in_tx; /* inside store_begin .. store_commit */
+    int in_tx; /* depth of store_begin .. store_commit nesting */
 };
 
 static int store_fail(store *s, char *err, size_t errlen, const char *what)
@@ -289,24 +293,31 @@ static int store_simple(store *s, int q, char *err, size_t errlen)
 
 int store_begin(store *s, char *err, size_t errlen)
 {
-    if (store_simple(s, Q_BEGIN, err, errlen) < 0)
+    if (s->in_tx == 0 && store_simple(s, Q_BEGIN, err, errlen) < 0)
         return E2_ERR;
-    s->in_tx = 1;
+    s->in_tx++;
     return 0;
 }
 
 int store_commit(store *s, char *err, size_t errlen)
 {
-    int rc = store_simple(s, Q_COMMIT, err, errlen);
-    if (rc < 0)
+    int rc;
+    if (s->in_tx <= 0)
+        return e2_errf(err, errlen, "commit without a transaction "
+                       "(rolled back earlier)");
+    if (--s->in_tx > 0)
+        return 0;
+    rc = store_simple(s, Q_COMMIT, err, errlen);
+    if (rc < 0) {
+        s->in_tx = 1;
         store_rollback(s);
-    s->in_tx = 0;
+    }
     return rc;
 }
 
 void store_rollback(store *s)
 {
-    if (s->in_tx)
+    if (s->in_tx > 0)
         store_simple(s, Q_ROLLBACK, NULL, 0);
     s->in_tx = 0;
 }
@@ -374,9 +385,8 @@ static void job_from_row(sqlite3_stmt *st, store_job *j)
 int store_job_insert(store *s, store_job *j, const store_label *labels,
                      int nlabels, char *err, size_t errlen)
 {
-    int own_tx = !s->in_tx;
     sqlite3_stmt *st;
-    if (own_tx && store_begin(s, err, errlen) < 0)
+    if (store_begin(s, err, errlen) < 0)
         return E2_ERR;
     if (!(st = store_q(s, Q_JOB_INSERT, err, errlen)))
         goto err;
@@ -412,12 +422,9 @@ int store_job_insert(store *s, store_job *j, const store_label *labels,
         if (store_done(s, st, err, errlen) < 0)
             goto err;
     }
-    if (own_tx && store_commit(s, err, errlen) < 0)
-        return E2_ERR;
-    return 0;
+    return store_commit(s, err, errlen);
 err:
-    if (own_tx)
-        store_rollback(s);
+    store_rollback(s);
     return E2_ERR;
 }
 
@@ -489,29 +496,13 @@ int store_job_update(store *s, const store_job *j, char *err, size_t errlen)
     return 0;
 }
 
-/* The list query is built per call (its WHERE clause depends on the filter)
- * and is therefore not cached; ListJobs is not a hot path. */
-int store_job_list(store *s, const store_jobq *q,
-                   int (*fn)(void *ud, const store_job *j), void *ud,
-                   char *err, size_t errlen)
+/* Steps st and calls fn per row; finalizes st when `own` (an uncached
+ * statement), else resets it. */
+static int store_job_rows(store *s, sqlite3_stmt *st, int own,
+                          int (*fn)(void *ud, const store_job *j), void *ud,
+                          char *err, size_t errlen)
 {
-    char sql[1024];
-    int n = 0, rc, arg = 1;
-    sqlite3_stmt *st;
-    snprintf(sql, sizeof sql,
-             "SELECT " JOB_COLS " FROM jobs WHERE seq > ?1%s%s"
-             " ORDER BY seq LIMIT ?4",
-             q->states ? " AND ((1 << state) & ?2) != 0" : "",
-             q->label_key ? " AND EXISTS (SELECT 1 FROM job_labels l"
-                            " WHERE l.job = jobs.id AND l.key = ?3"
-                            " AND l.value = ?5)" : "");
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return store_fail(s, err, errlen, "prepare list");
-    sqlite3_bind_int64(st, arg, q->after_seq);
-    sqlite3_bind_int64(st, 2, q->states);
-    bind_text(st, 3, q->label_key);
-    sqlite3_bind_int(st, 4, q->limit > 0 ? q->limit : -1);
-    bind_text(st, 5, q->label_value ? q->label_value : "");
+    int n = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         store_job j;
         int stop;
@@ -522,13 +513,66 @@ int store_job_list(store *s, const store_jobq *q,
         if (stop)
             break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        store_fail(s, err, errlen, "list jobs");
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        n = store_fail(s, err, errlen, "list jobs");
+    if (own)
         sqlite3_finalize(st);
-        return E2_ERR;
-    }
-    sqlite3_finalize(st);
+    else
+        sqlite3_reset(st);
     return n;
+}
+
+/* The list query is built per call (its WHERE clause depends on the filter)
+ * and is therefore not cached; ListJobs is not a hot path. */
+int store_job_list(store *s, const store_jobq *q,
+                   int (*fn)(void *ud, const store_job *j), void *ud,
+                   char *err, size_t errlen)
+{
+    char sql[2048];
+    size_t n;
+    sqlite3_stmt *st;
+    if (q->nlabels < 0 || q->nlabels > STORE_MAX_SELECTORS)
+        return e2_errf(err, errlen, "at most %d label selectors",
+                       STORE_MAX_SELECTORS);
+    n = (size_t)snprintf(sql, sizeof sql,
+                         "SELECT " JOB_COLS " FROM jobs WHERE seq < ?1%s",
+                         q->states ? " AND ((1 << state) & ?2) != 0" : "");
+    for (int i = 0; i < q->nlabels && n < sizeof sql; i++)
+        n += (size_t)snprintf(sql + n, sizeof sql - n,
+                              " AND EXISTS (SELECT 1 FROM job_labels l"
+                              " WHERE l.job = jobs.id AND l.key = ?%d"
+                              " AND l.value = ?%d)", 4 + 2 * i, 5 + 2 * i);
+    if (n < sizeof sql)
+        snprintf(sql + n, sizeof sql - n, " ORDER BY seq DESC LIMIT ?3");
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return store_fail(s, err, errlen, "prepare list");
+    sqlite3_bind_int64(st, 1, q->before_seq > 0 ? q->before_seq : INT64_MAX);
+    if (q->states)
+        sqlite3_bind_int64(st, 2, q->states);
+    sqlite3_bind_int(st, 3, q->limit > 0 ? q->limit : -1);
+    for (int i = 0; i < q->nlabels; i++) {
+        bind_text(st, 4 + 2 * i, q->labels[i].key);
+        bind_text(st, 5 + 2 * i, q->labels[i].value);
+    }
+    return store_job_rows(s, st, 1, fn, ud, err, errlen);
+}
+
+int store_job_queued(store *s, int (*fn)(void *ud, const store_job *j),
+                     void *ud, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = store_q(s, Q_JOB_QUEUED, err, errlen);
+    return st ? store_job_rows(s, st, 0, fn, ud, err, errlen) : E2_ERR;
+}
+
+int store_job_in_states(store *s, unsigned states,
+                        int (*fn)(void *ud, const store_job *j), void *ud,
+                        char *err, size_t errlen)
+{
+    sqlite3_stmt *st = store_q(s, Q_JOB_STATES, err, errlen);
+    if (!st)
+        return E2_ERR;
+    sqlite3_bind_int64(st, 1, states);
+    return store_job_rows(s, st, 0, fn, ud, err, errlen);
 }
 
 int store_job_labels(store *s, const char *id,

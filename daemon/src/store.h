@@ -92,12 +92,15 @@ typedef struct store_metric {
     int64_t time_ms;
 } store_metric;
 
-/* ListJobs query: states is a bit mask (1 << state; 0 = all), label_key
- * NULL = no label filter, after_seq pages (0 = from the start). */
+/* ListJobs query, newest first: states is a bit mask (1 << state; 0 =
+ * all); a job must carry every label of labels[0..nlabels); before_seq
+ * pages (0 = from the newest); limit <= 0 = no limit. */
+#define STORE_MAX_SELECTORS 8
 typedef struct store_jobq {
     unsigned states;
-    const char *label_key, *label_value;
-    int64_t after_seq;
+    store_label labels[STORE_MAX_SELECTORS];
+    int nlabels;
+    int64_t before_seq;
     int limit;
 } store_jobq;
 
@@ -106,7 +109,9 @@ int store_open(store **out, const char *path, int upto_version, char *err,
 void store_close(store *s);
 int store_version(store *s);
 
-/* Explicit transactions group several writes into one commit. */
+/* Explicit transactions group several writes into one commit. They nest:
+ * only the outermost begin/commit pair reaches SQLite; a rollback at any
+ * depth rolls the whole transaction back. */
 int store_begin(store *s, char *err, size_t errlen);
 int store_commit(store *s, char *err, size_t errlen);
 void store_rollback(store *s);
@@ -122,11 +127,19 @@ int store_job_by_request(store *s, const char *request_id, store_job *j,
                          char *err, size_t errlen);
 /* Writes every mutable column of j back. */
 int store_job_update(store *s, const store_job *j, char *err, size_t errlen);
-/* Calls fn for each matching job, in seq order; fn returning non-zero
+/* Calls fn for each matching job, newest first; fn returning non-zero
  * stops. Returns the number visited or < 0. */
 int store_job_list(store *s, const store_jobq *q,
                    int (*fn)(void *ud, const store_job *j), void *ud,
                    char *err, size_t errlen);
+/* The scheduler's queue: PENDING and RESTARTING jobs, higher priority
+ * first, FIFO (submission order) within a priority. */
+int store_job_queued(store *s, int (*fn)(void *ud, const store_job *j),
+                     void *ud, char *err, size_t errlen);
+/* Jobs in any state of the mask (1 << state), in submission order. */
+int store_job_in_states(store *s, unsigned states,
+                        int (*fn)(void *ud, const store_job *j), void *ud,
+                        char *err, size_t errlen);
 int store_job_labels(store *s, const char *id,
                      void (*fn)(void *ud, const char *k, const char *v),
                      void *ud, char *err, size_t errlen);

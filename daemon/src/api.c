@@ -1,0 +1,672 @@
+/* api.c -- the e2.v1.Coordinator handlers (SubmitJob, GetJob, ListJobs,
+ * CancelJob, WatchJob, StreamLogs, ListWorkers, GetMetrics) and the
+ * conversion of stored rows into API messages. Every reply is built on the
+ * heap and freed with protobuf_c_message_free_unpacked once sent. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "e2d.h"
+#include "pbjson.h"
+#include "spec.h"
+
+#define API_PAGE_DEFAULT 100
+#define API_PAGE_MAX 1000
+#define API_CANCEL_GRACE_MS 30000
+
+static void api_reply(rpc_call *call, void *msg)
+{
+    if (!msg) {
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
+        return;
+    }
+    rpc_call_reply(call, msg);
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void api_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void api_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
+{
+    char msg[E2_ERRLEN + 64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rpc_call_finish(call, code, msg);
+}
+
+/* Loads a job named by a request, or answers the call with the error. */
+static int api_load(e2d_server *srv, rpc_call *call, const char *id,
+                    store_job *j)
+{
+    char err[E2_ERRLEN];
+    int rc;
+    if (!id || !*id) {
+        api_fail(call, RPC_INVALID_ARGUMENT, "id is required (a job id such "
+                 "as j-000001)");
+        return E2_ERR;
+    }
+    rc = store_job_get(srv->db, id, j, err, sizeof err);
+    if (rc == STORE_NOTFOUND)
+        api_fail(call, RPC_NOT_FOUND, "job %s not found", id);
+    else if (rc < 0)
+        api_fail(call, RPC_INTERNAL, "state store: %s", err);
+    return rc;
+}
+
+/* ---- rows -> messages ---- */
+
+static E2__V1__GetMetricsResponse *api_eval_parse(const char *text)
+{
+    char err[E2_ERRLEN];
+    if (!text || !*text)
+        return NULL;
+    return (E2__V1__GetMetricsResponse *)e2_pbjson_parse(
+        &e2__v1__get_metrics_response__descriptor, text, strlen(text), "eval",
+        err, sizeof err);
+}
+
+static char *api_eval_table(E2__V1__EvalResult **ev, size_t n)
+{
+    size_t cap = 256 + 128 * n, off = 0;
+    char *t = malloc(cap);
+    if (!t)
+        return NULL;
+    off += (size_t)snprintf(t + off, cap - off,
+                            "| model | window | scale | loss | perplexity | "
+                            "passkey |\n|---|---:|---:|---:|---:|---:|\n");
+    for (size_t i = 0; i < n && off < cap; i++) {
+        char pk[32] = "-";
+        if (ev[i]->passkey_trials)
+            snprintf(pk, sizeof pk, "%u/%u", ev[i]->passkey_correct,
+                     ev[i]->passkey_trials);
+        off += (size_t)snprintf(t + off, cap - off,
+                                "| %s | %u | %g | %.4f | %.3f | %s |\n",
+                                ev[i]->before_training ? "base" : "trained",
+                                ev[i]->window, ev[i]->scale, ev[i]->loss,
+                                ev[i]->perplexity, pk);
+    }
+    return t;
+}
+
+typedef struct api_list {
+    void **v;
+    size_t n;
+} api_list;
+
+static void api_push(api_list *l, void *m)
+{
+    void **v;
+    if (!m || !(v = realloc(l->v, (l->n + 1) * sizeof *v))) {
+        if (m)
+            protobuf_c_message_free_unpacked(m, NULL);
+        return;
+    }
+    l->v = v;
+    l->v[l->n++] = m;
+}
+
+static void api_ckpt_msg(void *ud, const store_ckpt *c)
+{
+    E2__V1__Checkpoint *m = malloc(sizeof *m);
+    if (m) {
+        e2__v1__checkpoint__init(m);
+        m->has_step = m->has_committed_unix_ms = m->has_attempt = 1;
+        m->step = (uint32_t)c->step;
+        m->path = strdup(c->path);
+        m->committed_unix_ms = c->committed_ms;
+        m->attempt = (uint32_t)c->attempt;
+    }
+    api_push(ud, m);
+}
+
+static void api_event_msg(void *ud, const store_event *e)
+{
+    api_list *l = ud;
+    E2__V1__JobEvent *m = malloc(sizeof *m);
+    if (m) {
+        e2__v1__job_event__init(m);
+        m->has_kind = m->has_state = m->has_time_unix_ms = 1;
+        m->kind = E2__V1__JOB_EVENT_KIND__JOB_EVENT_KIND_TRANSITION;
+        m->state = e->to;
+        m->reason = strdup(e->reason ? e->reason : "");
+        m->time_unix_ms = e->time_ms;
+    }
+    api_push(l, m);
+}
+
+static E2__V1__Failure *api_failure_msg(const store_job *j)
+{
+    E2__V1__Failure *f;
+    size_t n = 0;
+    if (j->fail_rank < 0 && !j->fail_exit_code && !j->fail_signal &&
+        !j->fail_user && !j->fail_log && !j->fail_worker[0])
+        return NULL;
+    if (!(f = malloc(sizeof *f)))
+        return NULL;
+    e2__v1__failure__init(f);
+    f->has_exit_code = f->has_signal = f->has_rank = f->has_user_error = 1;
+    f->exit_code = j->fail_exit_code;
+    f->signal = j->fail_signal;
+    f->rank = j->fail_rank;
+    f->user_error = j->fail_user != 0;
+    f->worker_id = strdup(j->fail_worker);
+    if (j->fail_log) {
+        for (const char *p = j->fail_log; *p; p++)
+            n += *p == '\n';
+        n++;
+        if ((f->last_log_lines = calloc(n, sizeof *f->last_log_lines))) {
+            const char *p = j->fail_log;
+            for (size_t i = 0; i < n; i++) {
+                const char *e = strchr(p, '\n');
+                size_t len = e ? (size_t)(e - p) : strlen(p);
+                f->last_log_lines[f->n_last_log_lines++] = strndup(p, len);
+                p = e ? e + 1 : p + len;
+            }
+        }
+    }
+    return f;
+}
+
+static E2__V1__Job *api_job_msg(e2d_server *srv, const store_job *j,
+                                int with_events)
+{
+    char err[E2_ERRLEN], dir[JOBDIR_PATHLEN];
+    E2__V1__Job *m = malloc(sizeof *m);
+    E2__V1__GetMetricsResponse *ev;
+    api_list l = {0};
+    e2d_run *run;
+    if (!m)
+        return NULL;
+    e2__v1__job__init(m);
+    m->id = strdup(j->id);
+    m->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err,
+                            sizeof err);
+    m->has_state = m->has_created_unix_ms = m->has_updated_unix_ms = 1;
+    m->state = j->state;
+    m->reason = strdup(j->reason ? j->reason : "");
+    m->created_unix_ms = j->created_ms;
+    m->updated_unix_ms = j->updated_ms;
+    m->has_attempt = m->has_restarts = m->has_user_errors = 1;
+    m->attempt = (uint32_t)j->attempt;
+    m->restarts = (uint32_t)j->restarts;
+    m->user_errors = (uint32_t)j->user_errors;
+    m->has_step = m->has_total_steps = m->has_loss = 1;
+    m->step = (uint32_t)j->step;
+    m->total_steps = (uint32_t)j->total_steps;
+    m->loss = j->loss;
+    m->has_tokens_per_second = m->has_eta_seconds = 1;
+    m->tokens_per_second = j->tokens_per_second;
+    m->eta_seconds = e2d_job_eta(srv, j);
+    m->has_started_unix_ms = m->has_finished_unix_ms = 1;
+    m->started_unix_ms = j->started_ms;
+    m->finished_unix_ms = j->finished_ms;
+    if (j->request_id)
+        m->request_id = strdup(j->request_id);
+    jobdir_path(srv->cfg.state_dir, j->id, dir);
+    m->job_dir = strdup(dir);
+    if (store_ckpt_list(srv->db, j->id, api_ckpt_msg, &l, err, sizeof err) ==
+        0) {
+        m->checkpoints = (E2__V1__Checkpoint **)l.v;
+        m->n_checkpoints = l.n;
+    } else {
+        free(l.v);
+    }
+    if (with_events) {
+        memset(&l, 0, sizeof l);
+        if (store_event_list(srv->db, j->id, api_event_msg, &l, err,
+                             sizeof err) == 0) {
+            for (size_t i = 0; i < l.n; i++)
+                ((E2__V1__JobEvent *)l.v[i])->job_id = strdup(j->id);
+            m->events = (E2__V1__JobEvent **)l.v;
+            m->n_events = l.n;
+        } else {
+            free(l.v);
+        }
+    }
+    m->failure = api_failure_msg(j);
+    if ((ev = api_eval_parse(j->eval_json))) {
+        m->eval = ev->eval;
+        m->n_eval = ev->n_eval;
+        ev->eval = NULL;
+        ev->n_eval = 0;
+        protobuf_c_message_free_unpacked(&ev->base, NULL);
+        m->eval_table = api_eval_table(m->eval, m->n_eval);
+    }
+    if ((run = sched_run_find(srv, j->id)) &&
+        (m->worker_ids = calloc((size_t)run->world, sizeof(char *)))) {
+        for (int r = 0; r < run->world; r++)
+            m->worker_ids[m->n_worker_ids++] = strdup(run->workers[r]);
+    }
+    return m;
+}
+
+/* ---- SubmitJob ---- */
+
+static int api_request_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 128)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("._-", *s))
+            return 0;
+    return 1;
+}
+
+static void api_reply_submit(e2d_server *srv, rpc_call *call,
+                             const store_job *j, int created)
+{
+    E2__V1__SubmitJobResponse *r = malloc(sizeof *r);
+    if (r) {
+        e2__v1__submit_job_response__init(r);
+        r->job = api_job_msg(srv, j, 0);
+        r->has_created = 1;
+        r->created = created;
+    }
+    api_reply(call, r);
+}
+
+/* Inserts the job, its first event and its directory in one transaction:
+ * the reply goes out only once all three are durable. */
+static int api_store_job(e2d_server *srv, const E2__V1__JobSpec *spec,
+                         const E2__V1__JobSpec *full, const char *rid,
+                         store_job *j, char *err, size_t errlen)
+{
+    store_label *labels = calloc(spec->n_labels + 1, sizeof *labels);
+    char *pretty = e2_spec_to_json(spec, 2);
+    int rc = E2_ERR;
+    memset(j, 0, sizeof *j);
+    j->request_id = rid ? strdup(rid) : NULL;
+    j->spec_json = e2_spec_to_json(spec, 0);
+    j->reason = strdup("submitted");
+    if (!labels || !pretty || !j->spec_json || !j->reason) {
+        e2_errf(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < spec->n_labels; i++) {
+        labels[i].key = spec->labels[i]->key;
+        labels[i].value = spec->labels[i]->value;
+    }
+    j->state = JOBSTATE_PENDING;
+    j->priority = full->priority;
+    snprintf(j->device, sizeof j->device, "%s", full->device);
+    j->num_workers = (int)full->num_workers;
+    j->max_restarts = (int)full->max_restarts;
+    j->keep_last = (int)full->checkpoint->keep_last;
+    j->total_steps = full->train->steps;
+    j->created_ms = e2d_now_ms();
+    if (store_begin(srv->db, err, errlen) < 0)
+        goto out;
+    store_event e = {j->created_ms, JOBSTATE_UNSPECIFIED, JOBSTATE_PENDING,
+                     "submitted"};
+    if (store_job_insert(srv->db, j, labels, (int)spec->n_labels, err,
+                         errlen) < 0 ||
+        store_event_add(srv->db, j->id, &e, err, errlen) < 0 ||
+        jobdir_create(srv->cfg.state_dir, j->id, pretty, err, errlen) < 0 ||
+        store_commit(srv->db, err, errlen) < 0) {
+        store_rollback(srv->db);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(labels);
+    free(pretty);
+    return rc;
+}
+
+static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+    const E2__V1__SubmitJobRequest *req = (const void *)msg;
+    e2d_server *srv = ud;
+    const char *rid = req->request_id && *req->request_id ? req->request_id
+                                                          : NULL;
+    char err[E2_ERRLEN];
+    E2__V1__JobSpec *full;
+    store_job j;
+    int rc;
+    if (srv->shutting_down) {
+        api_fail(call, RPC_UNAVAILABLE, "e2d is shutting down");
+        return;
+    }
+    if (rid && !api_request_id_ok(rid)) {
+        api_fail(call, RPC_INVALID_ARGUMENT,
+                 "request_id must match [A-Za-z0-9._-]{1,128} (got \"%.64s\")",
+                 rid);
+        return;
+    }
+    if (rid) {
+        rc = store_job_by_request(srv->db, rid, &j, err, sizeof err);
+        if (rc == 0) {
+            api_reply_submit(srv, call, &j, 0);
+            store_job_free(&j);
+            return;
+        }
+        if (rc != STORE_NOTFOUND) {
+            api_fail(call, RPC_INTERNAL, "state store: %s", err);
+            return;
+        }
+    }
+    if (!req->spec) {
+        api_fail(call, RPC_INVALID_ARGUMENT,
+                 "spec is required: the request carries no job spec");
+        return;
+    }
+    if (e2_spec_validate(req->spec, err, sizeof err) < 0) {
+        api_fail(call, RPC_INVALID_ARGUMENT, "%s", err);
+        return;
+    }
+    if (!(full = e2_spec_copy(req->spec)) ||
+        e2_spec_apply_defaults(full, err, sizeof err) < 0) {
+        if (full)
+            e2_spec_free(full);
+        api_fail(call, RPC_INVALID_ARGUMENT, "%s", full ? err : "out of memory");
+        return;
+    }
+    rc = api_store_job(srv, req->spec, full, rid, &j, err, sizeof err);
+    e2_spec_free(full);
+    if (rc < 0) {
+        store_job_free(&j);
+        api_fail(call, RPC_INTERNAL, "storing the job failed: %s", err);
+        return;
+    }
+    e2d_log("job %s: submitted (%s, %d %s worker%s, priority %d)", j.id,
+            req->spec->name, j.num_workers, j.device,
+            j.num_workers == 1 ? "" : "s", j.priority);
+    api_reply_submit(srv, call, &j, 1);
+    store_job_free(&j);
+    sched_run_queue(srv);
+}
+
+/* ---- GetJob, CancelJob ---- */
+
+static void api_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+    const E2__V1__GetJobRequest *req = (const void *)msg;
+    e2d_server *srv = ud;
+    E2__V1__GetJobResponse *r;
+    store_job j;
+    if (api_load(srv, call, req->id, &j) < 0)
+        return;
+    if ((r = malloc(sizeof *r))) {
+        e2__v1__get_job_response__init(r);
+        r->job = api_job_msg(srv, &j, 1);
+    }
+    api_reply(call, r);
+    store_job_free(&j);
+}
+
+static void api_cancel(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+    const E2__V1__CancelJobRequest *req = (const void *)msg;
+    e2d_server *srv = ud;
+    E2__V1__CancelJobResponse *r;
+    int64_t grace = req->has_grace_seconds
+                        ? (int64_t)req->grace_seconds * 1000
+                        : API_CANCEL_GRACE_MS;
+    store_job j;
+    if (api_load(srv, call, req->id, &j) < 0)
+        return;
+    if (sched_cancel(srv, &j, grace) < 0) {
+        api_fail(call, RPC_INTERNAL, "job %s: the cancel could not be stored",
+                 j.id);
+        store_job_free(&j);
+        return;
+    }
+    if ((r = malloc(sizeof *r))) {
+        e2__v1__cancel_job_response__init(r);
+        r->job = api_job_msg(srv, &j, 0);
+    }
+    api_reply(call, r);
+    store_job_free(&j);
+}
+
+/* ---- ListJobs ---- */
+
+typedef struct api_page {
+    e2d_server *srv;
+    api_list jobs;
+    int64_t prev_seq, last_seq; /* of the last two jobs listed */
+} api_page;
+
+static int api_page_add(void *ud, const store_job *j)
+{
+    api_page *p = ud;
+    api_push(&p->jobs, api_job_msg(p->srv, j, 0));
+    p->prev_seq = p->last_seq;
+    p->last_seq = j->seq;
+    return 0;
+}
+
+static void api_list_jobs(rpc_call *call, const ProtobufCMessage *msg,
+                          void *ud)
+{
+    const E2__V1__ListJobsRequest *req = (const void *)msg;
+    e2d_server *srv = ud;
+    store_jobq q;
+    api_page page = {srv, {0}, 0, 0};
+    char err[E2_ERRLEN], *labels[STORE_MAX_SELECTORS] = {0};
+    uint32_t size = req->has_page_size && req->page_size ? req->page_size
+                                                         : API_PAGE_DEFAULT;
+    E2__V1__ListJobsResponse *r;
+    memset(&q, 0, sizeof q);
+    if (size > API_PAGE_MAX) {
+        api_fail(call, RPC_INVALID_ARGUMENT,
+                 "page_size must be in [0, %d] (got %u)", API_PAGE_MAX, size);
+        return;
+    }
+    for (size_t i = 0; i < req->n_states; i++) {
+        if ((int)req->states[i] <= 0 || (int)req->states[i] >= JOBSTATE_N) {
+            api_fail(call, RPC_INVALID_ARGUMENT,
+                     "states[%zu]: unknown job state %d (use PENDING .. "
+                     "CANCELLED)", i, (int)req->states[i]);
+            return;
+        }
+        q.states |= 1u << req->states[i];
+    }
+    if (req->n_labels > STORE_MAX_SELECTORS) {
+        api_fail(call, RPC_INVALID_ARGUMENT,
+                 "labels: at most %d selectors (got %zu)", STORE_MAX_SELECTORS,
+                 req->n_labels);
+        return;
+    }
+    if (req->page_token && *req->page_token) {
+        char *end;
+        errno = 0;
+        q.before_seq = strtoll(req->page_token, &end, 10);
+        if (*end || errno || q.before_seq <= 0) {
+            api_fail(call, RPC_INVALID_ARGUMENT,
+                     "page_token: \"%.32s\" is not a next_page_token of "
+                     "ListJobs", req->page_token);
+            return;
+        }
+    }
+    for (size_t i = 0; i < req->n_labels; i++) {
+        char *eq;
+        if (!(labels[i] = strdup(req->labels[i])) ||
+            !(eq = strchr(labels[i], '=')) || eq == labels[i]) {
+            api_fail(call, RPC_INVALID_ARGUMENT,
+                     "labels[%zu]: expected key=value (got \"%.64s\")", i,
+                     req->labels[i]);
+            goto out;
+        }
+        *eq = 0;
+        q.labels[i].key = labels[i];
+        q.labels[i].value = eq + 1;
+    }
+    q.nlabels = (int)req->n_labels;
+    q.limit = (int)size + 1;
+    if (store_job_list(srv->db, &q, api_page_add, &page, err, sizeof err) <
+        0) {
+        api_fail(call, RPC_INTERNAL, "state store: %s", err);
+        goto out;
+    }
+    if (!(r = malloc(sizeof *r))) {
+        api_reply(call, NULL);
+        goto out;
+    }
+    e2__v1__list_jobs_response__init(r);
+    if (page.jobs.n > size) {
+        /* One more than a page exists: the token resumes before the last
+         * job shown. */
+        E2__V1__Job *extra = page.jobs.v[--page.jobs.n];
+        char tok[32];
+        protobuf_c_message_free_unpacked(&extra->base, NULL);
+        snprintf(tok, sizeof tok, "%lld", (long long)page.prev_seq);
+        r->next_page_token = strdup(tok);
+    }
+    r->jobs = (E2__V1__Job **)page.jobs.v;
+    r->n_jobs = page.jobs.n;
+    api_reply(call, r);
+out:
+    for (size_t i = 0; i < STORE_MAX_SELECTORS; i++)
+        free(labels[i]);
+}
+
+/* ---- WatchJob ---- */
+
+static void api_watch(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+    const E2__V1__WatchJobRequest *req = (const void *)msg;
+    e2d_server *srv = ud;
+    E2__V1__JobEvent *e;
+    store_job j;
+    if (api_load(srv, call, req->id, &j) < 0)
+        return;
+    if ((e = e2d_job_event_msg(srv, &j,
+                               E2__V1__JOB_EVENT_KIND__JOB_EVENT_KIND_SNAPSHOT,
+                               NULL))) {
+        rpc_call_send(call, &e->base);
+        protobuf_c_message_free_unpacked(&e->base, NULL);
+    }
+    if (jobstate_terminal(j.state))
+        rpc_call_finish(call, RPC_OK, NULL);
+    else if (!e2d_waiter_add(&srv->watches, call, j.id))
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
+    store_job_free(&j);
+}
+
+static void api_logs(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+    logs_start(ud, call, (const E2__V1__StreamLogsRequest *)msg);
+}
+
+/* ---- ListWorkers ---- */
+
+static E2__V1__Worker *api_worker_msg(const e2d_worker *w)
+{
+    E2__V1__Worker *m = malloc(sizeof *m);
+    if (!m)
+        return NULL;
+    e2__v1__worker__init(m);
+    m->id = strdup(w->row.id);
+    m->hostname = strdup(w->row.host);
+    m->device = strdup(w->row.device);
+    m->has_device_index = m->has_pid = m->has_state = 1;
+    m->device_index = (uint32_t)w->row.device_index;
+    m->pid = w->row.pid;
+    m->state = w->row.state;
+    m->job_id = strdup(w->row.job);
+    m->has_attempt = m->has_rank = 1;
+    m->attempt = (uint32_t)w->row.attempt;
+    m->rank = w->row.rank > 0 ? (uint32_t)w->row.rank : 0;
+    m->has_last_heartbeat_unix_ms = m->has_registered_unix_ms = 1;
+    m->last_heartbeat_unix_ms = w->seen_ms;
+    m->registered_unix_ms = w->row.registered_ms;
+    m->version = strdup(w->row.version);
+    m->has_spawned_by_e2d = 1;
+    m->spawned_by_e2d = w->row.spawned != 0;
+    return m;
+}
+
+static void api_workers(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+    const E2__V1__ListWorkersRequest *req = (const void *)msg;
+    e2d_server *srv = ud;
+    E2__V1__ListWorkersResponse *r = malloc(sizeof *r);
+    api_list l = {0};
+    if (r) {
+        e2__v1__list_workers_response__init(r);
+        for (e2d_worker *w = srv->workers; w; w = w->next)
+            if (w->row.state != E2__V1__WORKER_STATE__WORKER_STATE_LOST ||
+                req->include_lost)
+                api_push(&l, api_worker_msg(w));
+        r->workers = (E2__V1__Worker **)l.v;
+        r->n_workers = l.n;
+    }
+    api_reply(call, r);
+}
+
+/* ---- GetMetrics ---- */
+
+typedef struct api_points {
+    api_list l;
+    uint32_t since;
+} api_points;
+
+static void api_point_msg(void *ud, const store_metric *s)
+{
+    api_points *p = ud;
+    E2__V1__MetricPoint *m;
+    if (s->step <= p->since || !(m = malloc(sizeof *m)))
+        return;
+    e2__v1__metric_point__init(m);
+    m->has_step = m->has_loss = m->has_lr = m->has_grad_norm = 1;
+    m->has_tokens_per_second = m->has_time_unix_ms = m->has_attempt = 1;
+    m->step = (uint32_t)s->step;
+    m->loss = s->loss;
+    m->lr = s->lr;
+    m->grad_norm = s->grad_norm;
+    m->tokens_per_second = s->tokens_per_second;
+    m->time_unix_ms = s->time_ms;
+    m->attempt = (uint32_t)s->attempt;
+    api_push(&p->l, m);
+}
+
+static void api_metrics(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+    const E2__V1__GetMetricsRequest *req = (const void *)msg;
+    e2d_server *srv = ud;
+    char err[E2_ERRLEN];
+    api_points p = {{0}, req->has_since_step ? req->since_step : 0};
+    E2__V1__GetMetricsResponse *r;
+    store_job j;
+    if (api_load(srv, call, req->id, &j) < 0)
+        return;
+    if (store_metric_list(srv->db, j.id, api_point_msg, &p, err, sizeof err) <
+        0) {
+        api_fail(call, RPC_INTERNAL, "state store: %s", err);
+        store_job_free(&j);
+        return;
+    }
+    if (!(r = api_eval_parse(j.eval_json)) && (r = malloc(sizeof *r)))
+        e2__v1__get_metrics_response__init(r);
+    if (r) {
+        r->points = (E2__V1__MetricPoint **)p.l.v;
+        r->n_points = p.l.n;
+    }
+    api_reply(call, r);
+    store_job_free(&j);
+}
+
+int api_register(e2d_server *srv, char *err, size_t errlen)
+{
+    const rpc_method methods[] = {
+        {"SubmitJob", RPC_UNARY, api_submit, srv},
+        {"GetJob", RPC_UNARY, api_get, srv},
+        {"ListJobs", RPC_UNARY, api_list_jobs, srv},
+        {"CancelJob", RPC_UNARY, api_cancel, srv},
+        {"WatchJob", RPC_SERVER_STREAMING, api_watch, srv},
+        {"StreamLogs", RPC_SERVER_STREAMING, api_logs, srv},
+        {"ListWorkers", RPC_UNARY, api_workers, srv},
+        {"GetMetrics", RPC_UNARY, api_metrics, srv},
+    };
+    return rpc_server_add_service(srv->rpc, &e2__v1__coordinator__descriptor,
+                                  methods, sizeof methods / sizeof methods[0],
+                                  err, errlen);
+}

@@ -1,0 +1,275 @@
+/* config.c -- parsing of e2d's flags and config file, and the defaults
+ * that depend on the environment (state directory, socket, worker binary). */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base.h"
+
+static const char config_usage_text[] =
+    "usage: e2d [options]\n"
+    "\n"
+    "The e2 coordinator daemon: stores jobs in SQLite, schedules them onto\n"
+    "e2worker processes (gang scheduling), serves e2.v1.Coordinator and\n"
+    "e2.v1.WorkerControl over gRPC.\n"
+    "\n"
+    "options (each can also be a `key = value` line of --config, without\n"
+    "the dashes; flags override the file):\n"
+    "  --listen ADDR             where to serve: unix:/path or host:port\n"
+    "                            (default unix:<state-dir>/e2d.sock)\n"
+    "  --state-dir DIR           SQLite database, job directories, worker\n"
+    "                            logs (default $E2_STATE_DIR, else /var/lib/e2\n"
+    "                            when run as root and writable, else\n"
+    "                            $XDG_STATE_HOME/e2, else ~/.local/state/e2)\n"
+    "  --local-workers N         spawn N `e2worker --coordinator ADDR`\n"
+    "                            processes (own process group each, output in\n"
+    "                            <state-dir>/workers/local-<i>.log, restarted\n"
+    "                            with backoff when they die; default 0)\n"
+    "  --worker-bin PATH         e2worker to spawn (default: the e2worker next\n"
+    "                            to the e2d binary)\n"
+    "  --heartbeat-timeout SEC   a worker silent this long is LOST and its job\n"
+    "                            attempt ends (default 10)\n"
+    "  --hang-timeout SEC        a running job without step progress this long\n"
+    "                            is treated as hung, like a lost worker\n"
+    "                            (default 600; 0 disables)\n"
+    "  --shutdown-grace SEC      at SIGTERM/SIGINT, calls in flight get this\n"
+    "                            long before they are cancelled (default 5)\n"
+    "  --config FILE             read settings from FILE first\n"
+    "  --help                    this text\n"
+    "\n"
+    "Restart: jobs that were running when e2d stopped come back. Attempts\n"
+    "run by workers e2d spawned itself restart from the last committed\n"
+    "checkpoint (those workers are stopped with e2d); workers that dialled\n"
+    "in and reconnect within --heartbeat-timeout carry on with their attempt.\n";
+
+const char *config_usage(void)
+{
+    return config_usage_text;
+}
+
+void config_init(e2d_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->heartbeat_timeout = 10;
+    c->hang_timeout = 600;
+    c->shutdown_grace = 5;
+}
+
+static int config_num(const char *key, const char *v, double lo, double hi,
+                      double *out, char *err, size_t errlen)
+{
+    char *end;
+    double d = 0;
+    errno = 0;
+    d = strtod(v, &end);
+    if (end == v || *end || errno || !(d >= lo && d <= hi))
+        return e2_errf(err, errlen, "%s must be a number in [%g, %g] (got '%s')",
+                       key, lo, hi, v);
+    *out = d;
+    return 0;
+}
+
+static int config_str(const char *key, const char *v, char *dst, size_t n,
+                      char *err, size_t errlen)
+{
+    if (!*v)
+        return e2_errf(err, errlen, "%s must not be empty", key);
+    if (strlen(v) >= n)
+        return e2_errf(err, errlen, "%s is too long (at most %zu bytes)", key,
+                       n - 1);
+    memcpy(dst, v, strlen(v) + 1);
+    return 0;
+}
+
+int config_set(e2d_config *c, const char *key, const char *value, char *err,
+               size_t errlen)
+{
+    double d = 0;
+    if (!strcmp(key, "listen"))
+        return config_str(key, value, c->listen, sizeof c->listen, err, errlen);
+    if (!strcmp(key, "state-dir"))
+        return config_str(key, value, c->state_dir, sizeof c->state_dir, err,
+                          errlen);
+    if (!strcmp(key, "worker-bin"))
+        return config_str(key, value, c->worker_bin, sizeof c->worker_bin,
+                          err, errlen);
+    if (!strcmp(key, "local-workers")) {
+        if (config_num(key, value, 0, 256, &d, err, errlen) < 0)
+            return E2_ERR;
+        if (d != (int)d)
+            return e2_errf(err, errlen,
+                           "local-workers must be a whole number (got '%s')",
+                           value);
+        c->local_workers = (int)d;
+        return 0;
+    }
+    if (!strcmp(key, "heartbeat-timeout"))
+        return config_num(key, value, 0.1, 86400, &c->heartbeat_timeout, err,
+                          errlen);
+    if (!strcmp(key, "hang-timeout"))
+        return config_num(key, value, 0, 604800, &c->hang_timeout, err,
+                          errlen);
+    if (!strcmp(key, "shutdown-grace"))
+        return config_num(key, value, 0, 3600, &c->shutdown_grace, err,
+                          errlen);
+    return e2_errf(err, errlen, "%s: unknown setting (see e2d --help)", key);
+}
+
+static char *config_trim(char *s)
+{
+    char *e;
+    while (isspace((unsigned char)*s))
+        s++;
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = 0;
+    return s;
+}
+
+int config_load(e2d_config *c, const char *path, char *err, size_t errlen)
+{
+    char line[2048], msg[E2_ERRLEN];
+    int lineno = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return e2_errf(err, errlen, "config %s: %s", path, strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        char *hash, *eq, *key, *val;
+        lineno++;
+        if ((hash = strchr(line, '#')))
+            *hash = 0;
+        key = config_trim(line);
+        if (!*key)
+            continue;
+        if (!(eq = strchr(key, '='))) {
+            fclose(f);
+            return e2_errf(err, errlen, "%s:%d: expected `key = value`", path,
+                           lineno);
+        }
+        *eq = 0;
+        key = config_trim(key);
+        val = config_trim(eq + 1);
+        if (!strcmp(key, "config") ||
+            config_set(c, key, val, msg, sizeof msg) < 0) {
+            fclose(f);
+            if (!strcmp(key, "config"))
+                snprintf(msg, sizeof msg, "config files do not nest");
+            return e2_errf(err, errlen, "%s:%d: %s", path, lineno, msg);
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Splits "--key=value" / "--key value"; returns the argv index consumed up
+ * to, or < 0 with err set. */
+static int config_flag(int argc, char **argv, int i, char *key, size_t keyn,
+                       const char **val, char *err, size_t errlen)
+{
+    const char *a = argv[i] + 2, *eq = strchr(a, '=');
+    size_t n = eq ? (size_t)(eq - a) : strlen(a);
+    if (n >= keyn)
+        n = keyn - 1;
+    memcpy(key, a, n);
+    key[n] = 0;
+    if (eq) {
+        *val = eq + 1;
+        return i;
+    }
+    if (i + 1 >= argc)
+        return e2_errf(err, errlen, "--%s needs a value (see e2d --help)",
+                       key);
+    *val = argv[i + 1];
+    return i + 1;
+}
+
+int config_parse(e2d_config *c, int argc, char **argv, char *err,
+                 size_t errlen)
+{
+    char key[64];
+    const char *val = NULL;
+    /* The file first, so that flags override it. */
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--config", 8) ||
+            (argv[i][8] && argv[i][8] != '='))
+            continue;
+        if ((i = config_flag(argc, argv, i, key, sizeof key, &val, err,
+                             errlen)) < 0)
+            return E2_ERR;
+        if (config_str("config", val, c->config_file, sizeof c->config_file,
+                       err, errlen) < 0 ||
+            config_load(c, c->config_file, err, errlen) < 0)
+            return E2_ERR;
+    }
+    for (int i = 1; i < argc; i++) {
+        char msg[E2_ERRLEN];
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            c->help = 1;
+            return 0;
+        }
+        if (strncmp(argv[i], "--", 2))
+            return e2_errf(err, errlen,
+                           "unexpected argument '%s' (see e2d --help)",
+                           argv[i]);
+        if ((i = config_flag(argc, argv, i, key, sizeof key, &val, err,
+                             errlen)) < 0)
+            return E2_ERR;
+        if (!strcmp(key, "config"))
+            continue;
+        if (config_set(c, key, val, msg, sizeof msg) < 0)
+            return e2_errf(err, errlen, "--%s", msg);
+    }
+    return 0;
+}
+
+/* The default state directory (see --help). */
+static int config_default_state_dir(e2d_config *c, char *err, size_t errlen)
+{
+    const char *env = getenv("E2_STATE_DIR"), *xdg, *home;
+    if (env && *env)
+        return config_str("E2_STATE_DIR", env, c->state_dir,
+                          sizeof c->state_dir, err, errlen);
+    if (geteuid() == 0 && (access("/var/lib/e2", W_OK) == 0 ||
+                           access("/var/lib", W_OK) == 0)) {
+        snprintf(c->state_dir, sizeof c->state_dir, "/var/lib/e2");
+        return 0;
+    }
+    if ((xdg = getenv("XDG_STATE_HOME")) && *xdg) {
+        snprintf(c->state_dir, sizeof c->state_dir, "%s/e2", xdg);
+        return 0;
+    }
+    if (!(home = getenv("HOME")) || !*home)
+        return e2_errf(err, errlen,
+                       "no state directory: set --state-dir, E2_STATE_DIR or "
+                       "HOME");
+    snprintf(c->state_dir, sizeof c->state_dir, "%s/.local/state/e2", home);
+    return 0;
+}
+
+int config_finish(e2d_config *c, const char *self_exe, char *err,
+                  size_t errlen)
+{
+    if (!c->state_dir[0] && config_default_state_dir(c, err, errlen) < 0)
+        return E2_ERR;
+    if (!c->listen[0]) {
+        if (strlen(c->state_dir) + sizeof "unix:/e2d.sock" > 108)
+            return e2_errf(err, errlen,
+                           "state dir %s is too long for a unix socket path: "
+                           "give --listen", c->state_dir);
+        snprintf(c->listen, sizeof c->listen, "unix:%s/e2d.sock",
+                 c->state_dir);
+    }
+    if (!c->worker_bin[0] && self_exe) {
+        const char *slash = strrchr(self_exe, '/');
+        int dirlen = slash ? (int)(slash - self_exe) : 1;
+        snprintf(c->worker_bin, sizeof c->worker_bin, "%.*s/e2worker", dirlen,
+                 slash ? self_exe : ".");
+    }
+    return 0;
+}

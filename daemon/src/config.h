@@ -1,0 +1,41 @@
+/* config.h -- e2d's settings: defaults, the --config file and the command
+ * line (prefix config_). A file holds `key = value` lines with the flag
+ * names without dashes ("state-dir = /srv/e2"); '#' starts a comment.
+ * Flags override the file. Nothing here prints: errors are one line in
+ * err, with file:line for the config file. */
+#ifndef E2D_CONFIG_H
+#define E2D_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct e2d_config {
+    char listen[512];          /* "unix:/path" or "host:port" */
+    char state_dir[400];
+    char worker_bin[512];      /* e2worker used by --local-workers */
+    char config_file[512];     /* "" when none */
+    int local_workers;         /* 0..256 */
+    double heartbeat_timeout;  /* seconds before a silent worker is LOST */
+    double hang_timeout;       /* seconds without step progress; 0 = off */
+    double shutdown_grace;     /* seconds calls get at SIGTERM */
+    int help;                  /* --help was given */
+} e2d_config;
+
+/* Fills defaults that do not depend on other settings. */
+void config_init(e2d_config *c);
+/* Applies the config file named by --config (if any), then the flags.
+ * self is argv[0]'s resolved path, used for the default worker-bin. */
+int config_parse(e2d_config *c, int argc, char **argv, char *err,
+                 size_t errlen);
+/* Applies one key = value setting (flag name without dashes). */
+int config_set(e2d_config *c, const char *key, const char *value, char *err,
+               size_t errlen);
+/* Reads a config file. */
+int config_load(e2d_config *c, const char *path, char *err, size_t errlen);
+/* Resolves the settings that depend on others (state dir, listen address,
+ * worker binary next to e2d). */
+int config_finish(e2d_config *c, const char *self_exe, char *err,
+                  size_t errlen);
+/* The --help text. */
+const char *config_usage(void);
+
+#endif

@@ -1,0 +1,241 @@
+/* e2d.h -- the coordinator daemon's central state and the functions its
+ * modules share (prefix e2d_, module prefixes sched_, api_, wapi_,
+ * logs_, local_).
+ *
+ * One e2d_server holds everything. Every field is touched from the libuv
+ * loop thread only: RPC handlers, timers, signal and child-exit callbacks
+ * all run there, so nothing here is locked. SQLite (store.h) is the truth
+ * for jobs; the in-memory structures below are what a restart rebuilds
+ * from it: registered workers, the current attempt ("run") of each job
+ * that holds workers, and the calls waiting for something (watchers, log
+ * followers, rendezvous readers).
+ *
+ * Module map:
+ *   main.c    flags, startup recovery, signals, shutdown
+ *   jobs.c    transitions (store + event + watchers), progress, failures
+ *   sched.c   worker registry, gang scheduling, faults, cancel, cron
+ *   ckpt.c    two-phase checkpoint commit and retention
+ *   api.c     e2.v1.Coordinator handlers
+ *   wapi.c    e2.v1.WorkerControl handlers (with rendezvous waits)
+ *   logs.c    StreamLogs (file reads, follow)
+ *   local.c   --local-workers: spawn, capture, restart with backoff
+ */
+#ifndef E2D_H
+#define E2D_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "e2/v1/coordinator.pb-c.h"
+#include "e2/v1/worker.pb-c.h"
+#include "jobdir.h"
+#include "jobstate.h"
+#include "rpc.h"
+#include "store.h"
+
+#define E2D_VERSION "0.1.0"
+#define E2D_FAIL_LINES 20      /* Failure.last_log_lines kept */
+#define E2D_CRON_MS 100        /* period of e2d_cron */
+#define E2D_KILL_AFTER_MS 5000 /* SIGTERM -> SIGKILL for spawned workers */
+
+/* A registered worker (ids are never reused; LOST ones stay listed). */
+typedef struct e2d_worker {
+    struct e2d_worker *next;
+    store_worker row;          /* what ListWorkers shows and SQLite keeps */
+    int64_t seen_ms;           /* last heartbeat (or registration/restart) */
+    E2__V1__Command **cmds;    /* queued for the next heartbeat reply */
+    size_t ncmds;
+    /* Holds an attempt that has ended (aborted, cancelled): stays BUSY
+     * until it says IDLE or reports done, so it is not double-booked. */
+    int draining;
+} e2d_worker;
+
+/* A checkpoint step some ranks of a run have reported. */
+typedef struct e2d_pending_ckpt {
+    struct e2d_pending_ckpt *next;
+    int64_t step;
+    unsigned char *reported;   /* (world) */
+    jobdir_file *files;        /* strings owned */
+    size_t nfiles;
+} e2d_pending_ckpt;
+
+/* The current attempt of a job in STARTING, RUNNING or CANCELLING. */
+typedef struct e2d_run {
+    struct e2d_run *next;
+    char job[STORE_IDLEN];
+    int attempt, world;
+    char (*workers)[STORE_IDLEN]; /* (world) worker id per rank */
+    int *outcome;                 /* (world) Outcome reported, 0 = none */
+    unsigned char *progressed;    /* (world) sent progress this attempt */
+    int64_t *steps;               /* (world) newest step per rank */
+    double *tps;                  /* (world) tokens/s per rank */
+    int64_t start_step;           /* step resumed from */
+    int64_t started_ms;           /* assignment time */
+    int64_t last_progress_ms;     /* newest step advance (hang check) */
+    int64_t last_step;            /* newest step of rank 0 */
+    int64_t cancel_deadline_ms;   /* 0: no cancel asked */
+    e2d_pending_ckpt *pending;
+} e2d_run;
+
+/* A call waiting on the loop: WatchJob, StreamLogs --follow, or a
+ * RendezvousGet with wait_ms. */
+typedef struct e2d_waiter {
+    struct e2d_waiter *next;
+    rpc_call *call;
+    char job[STORE_IDLEN];
+    int attempt;
+    int rank;                  /* logs: -1 = all */
+    int nranks;                /* logs: ranks followed */
+    uint64_t *offsets;         /* logs: (nranks) next byte per rank */
+    int follow;                /* logs: keep going until the attempt ends */
+    char *key;                 /* rendezvous key */
+    int64_t deadline_ms;       /* rendezvous: answer not-found after */
+    struct e2d_waiter **list;  /* the list it is on */
+} e2d_waiter;
+
+/* A process group to SIGKILL at a time (after SIGTERM). */
+typedef struct e2d_kill {
+    struct e2d_kill *next;
+    int pgid;
+    int64_t at_ms;
+} e2d_kill;
+
+/* One --local-workers process. */
+typedef struct e2d_local {
+    struct e2d_server *srv;
+    int index;
+    uv_process_t proc;
+    uv_timer_t timer;          /* restart backoff */
+    int alive;                 /* proc is running (handle open) */
+    int pid;
+    int backoff_ms;
+    int64_t started_ms;
+} e2d_local;
+
+typedef struct e2d_server {
+    e2d_config cfg;
+    uv_loop_t *loop;
+    store *db;
+    rpc_server *rpc;
+    uv_timer_t cron;
+    uv_signal_t sigterm, sigint;
+    e2d_worker *workers;       /* registration order */
+    e2d_run *runs;
+    e2d_waiter *watches, *follows, *rdvwaits;
+    e2d_kill *kills;
+    e2d_local *locals;
+    int nlocals;
+    int64_t hb_interval_ms, hb_timeout_ms, hang_timeout_ms;
+    int sched_pending;         /* run the scheduler at the next cron */
+    int shutting_down;         /* SIGTERM/SIGINT seen */
+    int rpc_down;              /* the RPC server has shut down */
+    int64_t kill_locals_ms;    /* shutdown: SIGKILL local workers then */
+    int lock_fd;               /* flock on <state-dir>/e2d.lock */
+} e2d_server;
+
+/* ---- main.c ---- */
+int64_t e2d_now_ms(void);
+void e2d_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- jobs.c ---- */
+/* Moves j to state `to` (must be legal), stores row + event in one
+ * transaction, tells watchers. Returns < 0 when the store failed. */
+int e2d_job_transition(e2d_server *srv, store_job *j, int to,
+                       const char *reason);
+/* Writes j's row (progress, counters) without a transition. */
+int e2d_job_save(e2d_server *srv, store_job *j);
+/* Sends a PROGRESS event to j's watchers. */
+void e2d_job_notify_progress(e2d_server *srv, const store_job *j);
+/* Fills j's failure fields from a rank's report and its log's tail. */
+void e2d_job_set_failure(e2d_server *srv, store_job *j, int rank,
+                         const char *worker, int exit_code, int sig,
+                         int user_error);
+/* JobEvent for j (kind, with current progress), heap-allocated. */
+E2__V1__JobEvent *e2d_job_event_msg(e2d_server *srv, const store_job *j,
+                                    int kind, const char *reason);
+/* ETA in seconds from the run's rate; 0 when unknown. */
+double e2d_job_eta(e2d_server *srv, const store_job *j);
+/* Finishes every watcher of a job (terminal state reached). */
+void e2d_watch_notify(e2d_server *srv, const store_job *j, int kind,
+                      const char *reason);
+
+/* ---- sched.c ---- */
+e2d_worker *sched_worker_find(e2d_server *srv, const char *id);
+e2d_run *sched_run_find(e2d_server *srv, const char *job);
+/* Saves the worker's row. */
+void sched_worker_save(e2d_server *srv, e2d_worker *w);
+/* The worker holds nothing any more (it reported done or went idle). */
+void sched_worker_idle(e2d_server *srv, e2d_worker *w);
+/* Queues a command (takes ownership). */
+void sched_worker_push(e2d_worker *w, E2__V1__Command *c);
+void sched_queue_abort(e2d_worker *w, const char *job, int attempt,
+                       const char *reason);
+/* Gang scheduling pass: starts every queued job whose gang fits. */
+void sched_run_queue(e2d_server *srv);
+/* Ends the run of j for an infrastructure fault at `rank` (-1: not rank
+ * specific): aborts the other ranks, then RESTARTING (budget left),
+ * FAILED (spent) or CANCELLED (it was being cancelled). */
+void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank,
+                          int exit_code, int sig, const char *reason);
+/* Ends a run without a fault (job terminal): frees its workers that have
+ * reported, marks the others draining with an Abort. */
+void sched_run_end(e2d_server *srv, e2d_run *run, const char *why);
+/* CancelJob: returns < 0 on store failure. */
+int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms);
+/* A spawned worker process exited (local.c). */
+void sched_process_exited(e2d_server *srv, int pid, int64_t status, int sig);
+/* Rebuilds workers and runs from SQLite at startup. */
+int sched_recover(e2d_server *srv, char *err, size_t errlen);
+/* Periodic checks: lost workers, hangs, cancel deadlines, kills. */
+void sched_cron(e2d_server *srv);
+void sched_free(e2d_server *srv);
+
+/* ---- ckpt.c ---- */
+/* One rank's report; *committed and path set when it completed the set.
+ * Returns an rpc status (RPC_OK or an error with msg). */
+int ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,
+                const E2__V1__ReportCheckpointRequest *req, int *committed,
+                char *path, char *msg, size_t msglen);
+/* The newest committed checkpoint of a job: step (or -1) and path. */
+int64_t ckpt_latest(e2d_server *srv, const char *job, char *path);
+void ckpt_pending_free(e2d_pending_ckpt *p);
+
+/* ---- api.c / wapi.c / logs.c ---- */
+int api_register(e2d_server *srv, char *err, size_t errlen);
+int wapi_register(e2d_server *srv, char *err, size_t errlen);
+/* Answers rendezvous waiters of (job, attempt, key) after a put, and
+ * expired ones. */
+void wapi_rdv_wake(e2d_server *srv, const char *job, int attempt,
+                   const char *key);
+void wapi_cron(e2d_server *srv);
+void logs_start(e2d_server *srv, rpc_call *call,
+                const E2__V1__StreamLogsRequest *req);
+void logs_cron(e2d_server *srv);
+/* A waiter on *list for call, whose client going away finishes the call
+ * and frees the waiter. NULL when out of memory. */
+e2d_waiter *e2d_waiter_add(e2d_waiter **list, rpc_call *call,
+                           const char *job);
+/* Finishes the waiter's call with a status, unlinks and frees it. */
+void e2d_waiter_done(e2d_waiter *w, rpc_status code, const char *msg);
+/* Unlinks and frees a waiter whose call was finished by other means. */
+void e2d_waiter_remove(e2d_waiter *w);
+/* Finishes (with code) and frees every waiter of every list (shutdown). */
+void e2d_waiters_finish_all(e2d_server *srv);
+
+/* ---- local.c ---- */
+int local_start(e2d_server *srv, char *err, size_t errlen);
+/* SIGTERM to every local worker's process group; SIGKILL follows. */
+void local_stop(e2d_server *srv);
+/* SIGKILL to every local worker's process group (after the grace). */
+void local_kill(e2d_server *srv);
+/* Closes the restart timers (last step of shutdown). */
+void local_close(e2d_server *srv);
+/* 1 once every local worker has exited. */
+int local_all_exited(e2d_server *srv);
+/* Kills workers a previous e2d left behind (pid files). */
+void local_reap_stale(e2d_server *srv);
+/* 1 when pid is one of ours (then its process group is its pid). */
+int local_owns_pid(e2d_server *srv, int pid);
+
+#endif

@@ -1,0 +1,221 @@
+/* main.c -- e2d's entry point: settings, the state directory lock, the
+ * store, startup recovery, the RPC server, the cron tick, local workers,
+ * and the graceful shutdown on SIGTERM/SIGINT:
+ *
+ *   stop accepting calls, give calls in flight --shutdown-grace, end
+ *   streams with UNAVAILABLE, SIGTERM the local workers (SIGKILL 5 s
+ *   later), then close the loop and SQLite. Jobs left running are found
+ *   STARTING/RUNNING at the next start and recovered (see --help). */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "e2d.h"
+
+int64_t e2d_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void e2d_log(const char *fmt, ...)
+{
+    char stamp[32];
+    struct timeval tv;
+    struct tm tm;
+    va_list ap;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(stderr, "%s.%03dZ e2d: ", stamp, (int)(tv.tv_usec / 1000));
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void e2d_rpc_log(int severity, const char *file, int line,
+                        const char *message, void *data)
+{
+    (void)data;
+    if (severity >= 2)
+        e2d_log("grpc: %s (%s:%d)", message, file, line);
+}
+
+static void e2d_close_all(e2d_server *srv)
+{
+    uv_close((uv_handle_t *)&srv->cron, NULL);
+    uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    uv_close((uv_handle_t *)&srv->sigint, NULL);
+    local_close(srv);
+}
+
+static void e2d_rpc_down(rpc_server *rpc)
+{
+    e2d_server *srv = rpc_server_data(rpc);
+    rpc_server_free(rpc);
+    srv->rpc = NULL;
+    srv->rpc_down = 1;
+}
+
+static void e2d_cron(uv_timer_t *t)
+{
+    e2d_server *srv = t->data;
+    if (srv->shutting_down) {
+        if (srv->kill_locals_ms && e2d_now_ms() >= srv->kill_locals_ms) {
+            local_kill(srv);
+            srv->kill_locals_ms = 0;
+        }
+        if (srv->rpc_down && local_all_exited(srv)) {
+            uv_timer_stop(&srv->cron);
+            e2d_close_all(srv);
+        }
+        return;
+    }
+    sched_cron(srv);
+    wapi_cron(srv);
+    logs_cron(srv);
+}
+
+static void e2d_shutdown(uv_signal_t *s, int signum)
+{
+    e2d_server *srv = s->data;
+    if (srv->shutting_down)
+        return;
+    srv->shutting_down = 1;
+    e2d_log("signal %d: shutting down (grace %.1f s)", signum,
+            srv->cfg.shutdown_grace);
+    e2d_waiters_finish_all(srv);
+    rpc_server_shutdown(srv->rpc, (uint64_t)(srv->cfg.shutdown_grace * 1000),
+                        e2d_rpc_down);
+    local_stop(srv);
+    srv->kill_locals_ms = e2d_now_ms() + E2D_KILL_AFTER_MS;
+}
+
+/* One e2d per state directory: a second one would corrupt nothing in
+ * SQLite, but would double-schedule jobs. */
+static int e2d_lock(e2d_server *srv, char *err, size_t errlen)
+{
+    char p[JOBDIR_PATHLEN];
+    snprintf(p, sizeof p, "%s/e2d.lock", srv->cfg.state_dir);
+    if ((srv->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+        return e2_errf(err, errlen, "open %s: %s", p, strerror(errno));
+    if (flock(srv->lock_fd, LOCK_EX | LOCK_NB) < 0)
+        return e2_errf(err, errlen,
+                       "another e2d is running on state dir %s (%s is locked)",
+                       srv->cfg.state_dir, p);
+    return 0;
+}
+
+static int e2d_listen(e2d_server *srv, char *err, size_t errlen)
+{
+    const char *addr = srv->cfg.listen;
+    int port = 0;
+    if (!strncmp(addr, "unix:", 5)) {
+        /* Under our lock, a socket file left there is stale. */
+        unlink(addr + 5);
+    }
+    if (api_register(srv, err, errlen) < 0 ||
+        wapi_register(srv, err, errlen) < 0 ||
+        rpc_server_listen(srv->rpc, addr, NULL, &port, err, errlen) < 0 ||
+        rpc_server_start(srv->rpc, err, errlen) < 0)
+        return E2_ERR;
+    if (!strncmp(addr, "unix:", 5))
+        chmod(addr + 5, 0660);
+    if (port)
+        e2d_log("listening on %s (port %d)", addr, port);
+    else
+        e2d_log("listening on %s", addr);
+    return 0;
+}
+
+static int e2d_run_server(e2d_server *srv, char *err, size_t errlen)
+{
+    char p[JOBDIR_PATHLEN];
+    double hb = srv->cfg.heartbeat_timeout * 1000.0;
+    snprintf(p, sizeof p, "%s/jobs", srv->cfg.state_dir);
+    if (e2_mkdir_p(p, 0755, err, errlen) < 0 || e2d_lock(srv, err, errlen) < 0)
+        return E2_ERR;
+    snprintf(p, sizeof p, "%s/e2d.db", srv->cfg.state_dir);
+    if (store_open(&srv->db, p, STORE_SCHEMA_VERSION, err, errlen) < 0)
+        return E2_ERR;
+    srv->hb_timeout_ms = (int64_t)hb;
+    srv->hb_interval_ms = (int64_t)(hb / 4 < 1000 ? hb / 4 : 1000);
+    if (srv->hb_interval_ms < 20)
+        srv->hb_interval_ms = 20;
+    srv->hang_timeout_ms = (int64_t)(srv->cfg.hang_timeout * 1000.0);
+    srv->loop = uv_default_loop();
+    local_reap_stale(srv);
+    if (sched_recover(srv, err, errlen) < 0)
+        return E2_ERR;
+    rpc_log_set(e2d_rpc_log, srv);
+    if (!(srv->rpc = rpc_server_new(srv->loop, srv)))
+        return e2_errf(err, errlen, "out of memory");
+    if (e2d_listen(srv, err, errlen) < 0)
+        return E2_ERR;
+    uv_timer_init(srv->loop, &srv->cron);
+    srv->cron.data = srv;
+    uv_timer_start(&srv->cron, e2d_cron, E2D_CRON_MS, E2D_CRON_MS);
+    uv_signal_init(srv->loop, &srv->sigterm);
+    uv_signal_init(srv->loop, &srv->sigint);
+    srv->sigterm.data = srv->sigint.data = srv;
+    uv_signal_start(&srv->sigterm, e2d_shutdown, SIGTERM);
+    uv_signal_start(&srv->sigint, e2d_shutdown, SIGINT);
+    if (local_start(srv, err, errlen) < 0)
+        return E2_ERR;
+    e2d_log("state in %s (%d jobs stored), heartbeat timeout %.1f s",
+            srv->cfg.state_dir, store_job_count(srv->db),
+            srv->cfg.heartbeat_timeout);
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+    e2d_log("stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static e2d_server srv;
+    char err[E2_ERRLEN], self[4096];
+    size_t selflen = sizeof self;
+    int rc;
+    signal(SIGPIPE, SIG_IGN);
+    srv.lock_fd = -1;
+    config_init(&srv.cfg);
+    if (config_parse(&srv.cfg, argc, argv, err, sizeof err) < 0) {
+        fprintf(stderr, "e2d: %s\n", err);
+        return 2;
+    }
+    if (srv.cfg.help) {
+        fputs(config_usage(), stdout);
+        return 0;
+    }
+    if (uv_exepath(self, &selflen) < 0)
+        snprintf(self, sizeof self, "%s", argv[0]);
+    if (config_finish(&srv.cfg, self, err, sizeof err) < 0) {
+        fprintf(stderr, "e2d: %s\n", err);
+        return 2;
+    }
+    rc = e2d_run_server(&srv, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "e2d: %s\n", err);
+    if (srv.rpc)
+        rpc_server_free(srv.rpc);
+    sched_free(&srv);
+    free(srv.locals);
+    store_close(srv.db);
+    if (srv.loop)
+        uv_loop_close(srv.loop);
+    if (srv.lock_fd >= 0)
+        close(srv.lock_fd);
+    return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,689 @@
+/* sched.c -- the worker registry and the scheduler.
+ *
+ * Workers register, heartbeat and are declared LOST after
+ * --heartbeat-timeout without a heartbeat. Jobs are gang-scheduled: a job
+ * starts only when num_workers idle workers of its device kind exist, all
+ * ranks at once. The queue is SQLite's (PENDING and RESTARTING jobs,
+ * higher priority first, FIFO within a priority); per device kind the
+ * first job that does not fit blocks the ones behind it, so a large job is
+ * never starved by a stream of small ones (no backfilling).
+ *
+ * Commands for a worker (assignment, cancel, abort) are queued on it and
+ * delivered in its next heartbeat reply. An attempt ends on a lost worker,
+ * a worker process exit, a rank reporting an infrastructure failure, or a
+ * hang (no step progress within --hang-timeout); the other ranks get an
+ * Abort and the job is re-queued from its last committed checkpoint while
+ * spec.max_restarts lasts. User errors are never retried. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "e2d.h"
+#include "spec.h"
+
+#define WS_IDLE E2__V1__WORKER_STATE__WORKER_STATE_IDLE
+#define WS_BUSY E2__V1__WORKER_STATE__WORKER_STATE_BUSY
+#define WS_LOST E2__V1__WORKER_STATE__WORKER_STATE_LOST
+
+e2d_worker *sched_worker_find(e2d_server *srv, const char *id)
+{
+    if (!id)
+        return NULL;
+    for (e2d_worker *w = srv->workers; w; w = w->next)
+        if (!strcmp(w->row.id, id))
+            return w;
+    return NULL;
+}
+
+e2d_run *sched_run_find(e2d_server *srv, const char *job)
+{
+    if (!job)
+        return NULL;
+    for (e2d_run *r = srv->runs; r; r = r->next)
+        if (!strcmp(r->job, job))
+            return r;
+    return NULL;
+}
+
+void sched_worker_save(e2d_server *srv, e2d_worker *w)
+{
+    char err[E2_ERRLEN];
+    w->row.last_heartbeat_ms = w->seen_ms;
+    if (store_worker_put(srv->db, &w->row, err, sizeof err) < 0)
+        e2d_log("worker %s: saving failed: %s", w->row.id, err);
+}
+
+void sched_worker_push(e2d_worker *w, E2__V1__Command *c)
+{
+    E2__V1__Command **v = realloc(w->cmds, (w->ncmds + 1) * sizeof *v);
+    if (!v) {
+        protobuf_c_message_free_unpacked(&c->base, NULL);
+        return;
+    }
+    w->cmds = v;
+    w->cmds[w->ncmds++] = c;
+}
+
+static void sched_worker_clear_cmds(e2d_worker *w)
+{
+    for (size_t i = 0; i < w->ncmds; i++)
+        protobuf_c_message_free_unpacked(&w->cmds[i]->base, NULL);
+    free(w->cmds);
+    w->cmds = NULL;
+    w->ncmds = 0;
+}
+
+void sched_queue_abort(e2d_worker *w, const char *job, int attempt,
+                       const char *reason)
+{
+    E2__V1__Command *c = malloc(sizeof *c);
+    E2__V1__Abort *a = malloc(sizeof *a);
+    if (!c || !a) {
+        free(c);
+        free(a);
+        return;
+    }
+    e2__v1__command__init(c);
+    e2__v1__abort__init(a);
+    a->job_id = strdup(job);
+    a->has_attempt = 1;
+    a->attempt = (uint32_t)attempt;
+    a->reason = strdup(reason);
+    c->kind_case = E2__V1__COMMAND__KIND_ABORT;
+    c->abort = a;
+    sched_worker_push(w, c);
+}
+
+static void sched_queue_cancel(e2d_worker *w, const char *job, int attempt,
+                               int64_t deadline)
+{
+    E2__V1__Command *c = malloc(sizeof *c);
+    E2__V1__Cancel *k = malloc(sizeof *k);
+    if (!c || !k) {
+        free(c);
+        free(k);
+        return;
+    }
+    e2__v1__command__init(c);
+    e2__v1__cancel__init(k);
+    k->job_id = strdup(job);
+    k->has_attempt = 1;
+    k->attempt = (uint32_t)attempt;
+    k->has_deadline_unix_ms = 1;
+    k->deadline_unix_ms = deadline;
+    c->kind_case = E2__V1__COMMAND__KIND_CANCEL;
+    c->cancel = k;
+    sched_worker_push(w, c);
+}
+
+/* The worker holds rank `rank` of (job, attempt). */
+static int sched_worker_holds(const e2d_worker *w, const char *job,
+                              int attempt)
+{
+    return w->row.state != WS_LOST && !strcmp(w->row.job, job) &&
+           w->row.attempt == attempt;
+}
+
+void sched_worker_idle(e2d_server *srv, e2d_worker *w)
+{
+    if (w->row.state == WS_LOST)
+        return;
+    w->row.state = WS_IDLE;
+    w->row.job[0] = 0;
+    w->row.attempt = 0;
+    w->row.rank = -1;
+    w->draining = 0;
+    sched_worker_save(srv, w);
+    srv->sched_pending = 1;
+}
+
+/* ---- runs ---- */
+
+static void sched_run_free(e2d_run *r)
+{
+    while (r->pending) {
+        e2d_pending_ckpt *p = r->pending;
+        r->pending = p->next;
+        ckpt_pending_free(p);
+    }
+    free(r->workers);
+    free(r->outcome);
+    free(r->progressed);
+    free(r->steps);
+    free(r->tps);
+    free(r);
+}
+
+static e2d_run *sched_run_new(e2d_server *srv, const char *job, int attempt,
+                              int world, int64_t start_step)
+{
+    e2d_run *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->workers = calloc((size_t)world, sizeof *r->workers);
+    r->outcome = calloc((size_t)world, sizeof *r->outcome);
+    r->progressed = calloc((size_t)world, 1);
+    r->steps = calloc((size_t)world, sizeof *r->steps);
+    r->tps = calloc((size_t)world, sizeof *r->tps);
+    if (!r->workers || !r->outcome || !r->progressed || !r->steps ||
+        !r->tps) {
+        sched_run_free(r);
+        return NULL;
+    }
+    snprintf(r->job, sizeof r->job, "%s", job);
+    r->attempt = attempt;
+    r->world = world;
+    r->start_step = start_step;
+    r->last_step = start_step;
+    for (int i = 0; i < world; i++)
+        r->steps[i] = -1;
+    r->started_ms = r->last_progress_ms = e2d_now_ms();
+    r->next = srv->runs;
+    srv->runs = r;
+    return r;
+}
+
+void sched_run_end(e2d_server *srv, e2d_run *run, const char *why)
+{
+    e2d_run **p;
+    for (int i = 0; i < run->world; i++) {
+        e2d_worker *w = sched_worker_find(srv, run->workers[i]);
+        if (!w || !sched_worker_holds(w, run->job, run->attempt) ||
+            run->outcome[i])
+            continue;
+        sched_queue_abort(w, run->job, run->attempt, why);
+        w->draining = 1;
+    }
+    for (p = &srv->runs; *p; p = &(*p)->next)
+        if (*p == run) {
+            *p = run->next;
+            break;
+        }
+    sched_run_free(run);
+}
+
+static int sched_load(e2d_server *srv, const char *id, store_job *j)
+{
+    char err[E2_ERRLEN];
+    if (store_job_get(srv->db, id, j, err, sizeof err) < 0) {
+        e2d_log("job %s: %s", id, err);
+        return E2_ERR;
+    }
+    return 0;
+}
+
+void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank,
+                          int exit_code, int sig, const char *reason)
+{
+    store_job j;
+    char why[1024];
+    int attempt = run->attempt;
+    if (sched_load(srv, run->job, &j) < 0) {
+        sched_run_end(srv, run, reason);
+        return;
+    }
+    e2d_job_set_failure(srv, &j, rank,
+                        rank >= 0 && rank < run->world ? run->workers[rank]
+                                                       : NULL,
+                        exit_code, sig, 0);
+    sched_run_end(srv, run, reason);
+    if (j.state == JOBSTATE_CANCELLING) {
+        snprintf(why, sizeof why, "cancelled (attempt %d ended: %s)", attempt,
+                 reason);
+        e2d_job_transition(srv, &j, JOBSTATE_CANCELLED, why);
+    } else if (j.restarts < j.max_restarts) {
+        j.restarts++;
+        snprintf(why, sizeof why, "attempt %d failed: %s; restart %d of %d",
+                 attempt, reason, j.restarts, j.max_restarts);
+        e2d_job_transition(srv, &j, JOBSTATE_RESTARTING, why);
+    } else {
+        snprintf(why, sizeof why,
+                 "attempt %d failed: %s; restart budget spent (%d of %d)",
+                 attempt, reason, j.restarts, j.max_restarts);
+        e2d_job_transition(srv, &j, JOBSTATE_FAILED, why);
+    }
+    store_job_free(&j);
+}
+
+/* ---- scheduling ---- */
+
+static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j,
+                                         int rank, const char *ckpt,
+                                         int64_t start_step)
+{
+    char err[E2_ERRLEN], dir[JOBDIR_PATHLEN];
+    E2__V1__Command *c = malloc(sizeof *c);
+    E2__V1__Assignment *a = malloc(sizeof *a);
+    if (!c || !a) {
+        free(c);
+        free(a);
+        return NULL;
+    }
+    e2__v1__command__init(c);
+    e2__v1__assignment__init(a);
+    c->kind_case = E2__V1__COMMAND__KIND_ASSIGNMENT;
+    c->assignment = a;
+    a->job_id = strdup(j->id);
+    a->has_attempt = a->has_rank = a->has_world_size = a->has_start_step = 1;
+    a->attempt = (uint32_t)j->attempt;
+    a->rank = (uint32_t)rank;
+    a->world_size = (uint32_t)j->num_workers;
+    a->start_step = (uint32_t)(start_step > 0 ? start_step : 0);
+    a->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err,
+                            sizeof err);
+    jobdir_path(srv->cfg.state_dir, j->id, dir);
+    a->job_dir = strdup(dir);
+    a->resume_checkpoint = strdup(ckpt ? ckpt : "");
+    if (!a->spec) {
+        e2d_log("job %s: stored spec does not parse: %s", j->id, err);
+        protobuf_c_message_free_unpacked(&c->base, NULL);
+        return NULL;
+    }
+    return c;
+}
+
+/* Starts attempt j->attempt + 1 on the given workers (all idle, of j's
+ * device kind): rows and transition in one transaction, then commands. */
+static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
+{
+    char err[E2_ERRLEN], ckpt[JOBDIR_PATHLEN], reason[1024];
+    size_t off;
+    int attempt = j->attempt + 1;
+    int64_t step = ckpt_latest(srv, j->id, ckpt);
+    e2d_run *run;
+    if (jobdir_attempt_start(srv->cfg.state_dir, j->id, attempt, err,
+                             sizeof err) < 0) {
+        e2d_log("job %s: cannot prepare attempt %d: %s", j->id, attempt, err);
+        return E2_ERR;
+    }
+    off = (size_t)snprintf(reason, sizeof reason, "attempt %d on ", attempt);
+    for (int r = 0; r < j->num_workers && off < sizeof reason; r++)
+        off += (size_t)snprintf(reason + off, sizeof reason - off, "%s%s",
+                                r ? "," : "", gang[r]->row.id);
+    if (step >= 0 && off < sizeof reason)
+        snprintf(reason + off, sizeof reason - off,
+                 ", resuming from checkpoint step %lld", (long long)step);
+    if (!(run = sched_run_new(srv, j->id, attempt, j->num_workers,
+                              step > 0 ? step : 0)))
+        return E2_ERR;
+    if (store_begin(srv->db, err, sizeof err) < 0)
+        goto fail;
+    j->attempt = attempt;
+    j->step = step > 0 ? step : 0;
+    for (int r = 0; r < j->num_workers; r++) {
+        e2d_worker *w = gang[r];
+        w->row.state = WS_BUSY;
+        snprintf(w->row.job, sizeof w->row.job, "%s", j->id);
+        w->row.attempt = attempt;
+        w->row.rank = r;
+        w->draining = 0;
+        sched_worker_save(srv, w);
+        snprintf(run->workers[r], sizeof run->workers[r], "%s", w->row.id);
+    }
+    if (store_rdv_clear(srv->db, j->id, attempt, err, sizeof err) < 0 ||
+        e2d_job_transition(srv, j, JOBSTATE_STARTING, reason) < 0 ||
+        store_commit(srv->db, err, sizeof err) < 0)
+        goto fail_tx;
+    for (int r = 0; r < j->num_workers; r++) {
+        E2__V1__Command *c = sched_assignment(srv, j, r, step >= 0 ? ckpt : "",
+                                              step);
+        if (c)
+            sched_worker_push(gang[r], c);
+    }
+    return 0;
+fail_tx:
+    store_rollback(srv->db);
+    e2d_log("job %s: start failed: %s", j->id, err);
+    j->attempt = attempt - 1;
+    for (int r = 0; r < j->num_workers; r++) {
+        gang[r]->row.state = WS_IDLE;
+        gang[r]->row.job[0] = 0;
+    }
+fail:
+    for (e2d_run **p = &srv->runs; *p; p = &(*p)->next)
+        if (*p == run) {
+            *p = run->next;
+            break;
+        }
+    sched_run_free(run);
+    return E2_ERR;
+}
+
+typedef struct sched_queue_ctx {
+    char (*ids)[STORE_IDLEN];
+    size_t n, cap;
+} sched_queue_ctx;
+
+static int sched_collect(void *ud, const store_job *j)
+{
+    sched_queue_ctx *q = ud;
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? 2 * q->cap : 64;
+        void *v = realloc(q->ids, cap * sizeof *q->ids);
+        if (!v)
+            return 1;
+        q->ids = v;
+        q->cap = cap;
+    }
+    snprintf(q->ids[q->n++], STORE_IDLEN, "%s", j->id);
+    return 0;
+}
+
+static int sched_idle(const e2d_worker *w, const char *device)
+{
+    return w->row.state == WS_IDLE && !w->draining &&
+           !strcmp(w->row.device, device);
+}
+
+void sched_run_queue(e2d_server *srv)
+{
+    char err[E2_ERRLEN], blocked[8][16];
+    int nblocked = 0, idle = 0;
+    sched_queue_ctx q = {0};
+    srv->sched_pending = 0;
+    if (srv->shutting_down)
+        return;
+    for (e2d_worker *w = srv->workers; w; w = w->next)
+        idle += w->row.state == WS_IDLE && !w->draining;
+    if (!idle)
+        return;
+    if (store_job_queued(srv->db, sched_collect, &q, err, sizeof err) < 0)
+        e2d_log("scheduler: %s", err);
+    for (size_t i = 0; i < q.n; i++) {
+        store_job j;
+        e2d_worker **gang;
+        int n = 0, skip = 0;
+        if (sched_load(srv, q.ids[i], &j) < 0)
+            continue;
+        for (int b = 0; b < nblocked; b++)
+            skip |= !strcmp(blocked[b], j.device);
+        if (skip || !(gang = calloc((size_t)j.num_workers, sizeof *gang))) {
+            store_job_free(&j);
+            continue;
+        }
+        for (e2d_worker *w = srv->workers; w && n < j.num_workers;
+             w = w->next)
+            if (sched_idle(w, j.device))
+                gang[n++] = w;
+        if (n == j.num_workers)
+            sched_start(srv, &j, gang);
+        else if (nblocked < 8)
+            snprintf(blocked[nblocked++], sizeof blocked[0], "%s", j.device);
+        free(gang);
+        store_job_free(&j);
+    }
+    free(q.ids);
+}
+
+/* ---- faults ---- */
+
+static void sched_worker_lost(e2d_server *srv, e2d_worker *w,
+                              const char *reason, int exit_code, int sig)
+{
+    char job[STORE_IDLEN], why[512];
+    int attempt = w->row.attempt, rank = w->row.rank, draining = w->draining;
+    e2d_run *run;
+    snprintf(job, sizeof job, "%s", w->row.job);
+    e2d_log("worker %s lost: %s", w->row.id, reason);
+    w->row.state = WS_LOST;
+    w->row.job[0] = 0;
+    w->row.attempt = 0;
+    w->row.rank = -1;
+    w->draining = 0;
+    sched_worker_clear_cmds(w);
+    sched_worker_save(srv, w);
+    if (!job[0] || draining || !(run = sched_run_find(srv, job)) ||
+        run->attempt != attempt || run->outcome[rank])
+        return;
+    snprintf(why, sizeof why, "worker %s (rank %d) %s", w->row.id, rank,
+             reason);
+    sched_attempt_failed(srv, run, rank, exit_code, sig, why);
+}
+
+void sched_process_exited(e2d_server *srv, int pid, int64_t status, int sig)
+{
+    char why[128];
+    if (srv->shutting_down)
+        return;
+    if (sig)
+        snprintf(why, sizeof why, "process %d was killed by signal %d", pid,
+                 sig);
+    else
+        snprintf(why, sizeof why, "process %d exited with code %lld", pid,
+                 (long long)status);
+    for (e2d_worker *w = srv->workers; w; w = w->next)
+        if (w->row.spawned && w->row.pid == pid && w->row.state != WS_LOST)
+            sched_worker_lost(srv, w, why, sig ? 0 : (int)status, sig);
+}
+
+/* Grace is over: SIGTERM the process groups of the ranks e2d spawned
+ * (SIGKILL follows), and the job is CANCELLED. */
+static void sched_cancel_expire(e2d_server *srv, e2d_run *run)
+{
+    store_job j;
+    int killed = 0;
+    for (int r = 0; r < run->world; r++) {
+        e2d_worker *w = sched_worker_find(srv, run->workers[r]);
+        e2d_kill *k;
+        if (!w || run->outcome[r] || !sched_worker_holds(w, run->job,
+                                                         run->attempt))
+            continue;
+        if (!w->row.spawned || !local_owns_pid(srv, w->row.pid))
+            continue;
+        kill(-w->row.pid, SIGTERM);
+        killed++;
+        if ((k = calloc(1, sizeof *k))) {
+            k->pgid = w->row.pid;
+            k->at_ms = e2d_now_ms() + E2D_KILL_AFTER_MS;
+            k->next = srv->kills;
+            srv->kills = k;
+        }
+    }
+    if (sched_load(srv, run->job, &j) < 0) {
+        sched_run_end(srv, run, "cancelled");
+        return;
+    }
+    sched_run_end(srv, run, "cancelled: grace period over");
+    e2d_job_transition(srv, &j, JOBSTATE_CANCELLED,
+                       killed ? "cancelled: grace period over, remaining "
+                                "ranks terminated"
+                              : "cancelled: grace period over");
+    store_job_free(&j);
+}
+
+int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms)
+{
+    char why[128];
+    e2d_run *run;
+    if (jobstate_terminal(j->state) || j->state == JOBSTATE_CANCELLING)
+        return 0;
+    j->cancellations++;
+    if (jobstate_queued(j->state) || !(run = sched_run_find(srv, j->id)))
+        return e2d_job_transition(srv, j, JOBSTATE_CANCELLED,
+                                  "cancelled on request before it started");
+    snprintf(why, sizeof why, "cancel requested (grace %.0f s)",
+             (double)grace_ms / 1000.0);
+    if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING, why) < 0)
+        return E2_ERR;
+    run->cancel_deadline_ms = e2d_now_ms() + grace_ms;
+    for (int r = 0; r < run->world; r++) {
+        e2d_worker *w = sched_worker_find(srv, run->workers[r]);
+        if (w && !run->outcome[r] &&
+            sched_worker_holds(w, run->job, run->attempt))
+            sched_queue_cancel(w, run->job, run->attempt,
+                               run->cancel_deadline_ms);
+    }
+    return 0;
+}
+
+void sched_cron(e2d_server *srv)
+{
+    int64_t now = e2d_now_ms();
+    e2d_run *r, *rnext;
+    e2d_kill **kp;
+    char why[128];
+    for (e2d_worker *w = srv->workers; w; w = w->next)
+        if (w->row.state != WS_LOST && now - w->seen_ms > srv->hb_timeout_ms) {
+            snprintf(why, sizeof why, "lost: no heartbeat for %.1f s",
+                     (double)(now - w->seen_ms) / 1000.0);
+            sched_worker_lost(srv, w, why, 0, 0);
+        }
+    for (r = srv->runs; r; r = rnext) {
+        rnext = r->next;
+        if (r->cancel_deadline_ms) {
+            if (now >= r->cancel_deadline_ms)
+                sched_cancel_expire(srv, r);
+        } else if (srv->hang_timeout_ms > 0 &&
+                   now - r->last_progress_ms > srv->hang_timeout_ms) {
+            snprintf(why, sizeof why, "hang: no step progress for %.1f s",
+                     (double)(now - r->last_progress_ms) / 1000.0);
+            sched_attempt_failed(srv, r, -1, 0, 0, why);
+        }
+    }
+    for (kp = &srv->kills; *kp;) {
+        e2d_kill *k = *kp;
+        if (k->at_ms > now) {
+            kp = &k->next;
+            continue;
+        }
+        if (local_owns_pid(srv, k->pgid))
+            kill(-k->pgid, SIGKILL);
+        *kp = k->next;
+        free(k);
+    }
+    if (srv->sched_pending)
+        sched_run_queue(srv);
+}
+
+/* ---- startup ---- */
+
+static void sched_restore_worker(void *ud, const store_worker *row)
+{
+    e2d_server *srv = ud;
+    e2d_worker *w = calloc(1, sizeof *w), **p;
+    if (!w)
+        return;
+    w->row = *row;
+    w->seen_ms = e2d_now_ms();
+    /* Workers this e2d's predecessor spawned were stopped with it. */
+    if (w->row.spawned && w->row.state != WS_LOST) {
+        w->row.state = WS_LOST;
+        w->row.job[0] = 0;
+        w->row.attempt = 0;
+        w->row.rank = -1;
+    }
+    for (p = &srv->workers; *p; p = &(*p)->next)
+        ;
+    *p = w;
+}
+
+static int sched_collect_job(void *ud, const store_job *j)
+{
+    return sched_collect(ud, j);
+}
+
+/* An attempt found running at startup carries on when every rank's
+ * worker is still registered (not LOST); it then has one heartbeat
+ * timeout to check in, like any worker. Otherwise the attempt is over. */
+static void sched_recover_job(e2d_server *srv, store_job *j)
+{
+    e2d_worker **gang = calloc((size_t)j->num_workers, sizeof *gang);
+    int n = 0;
+    char why[256];
+    e2d_run *run;
+    if (!gang)
+        return;
+    for (e2d_worker *w = srv->workers; w; w = w->next)
+        if (sched_worker_holds(w, j->id, j->attempt) && w->row.rank >= 0 &&
+            w->row.rank < j->num_workers && !gang[w->row.rank]) {
+            gang[w->row.rank] = w;
+            n++;
+        }
+    if (n == j->num_workers &&
+        (run = sched_run_new(srv, j->id, j->attempt, j->num_workers,
+                             j->step))) {
+        for (int r = 0; r < n; r++)
+            snprintf(run->workers[r], sizeof run->workers[r], "%s",
+                     gang[r]->row.id);
+        if (j->state == JOBSTATE_CANCELLING)
+            sched_cancel_expire(srv, run);
+        else
+            e2d_log("job %s: attempt %d carries on after restart", j->id,
+                    j->attempt);
+        free(gang);
+        return;
+    }
+    for (int r = 0; r < j->num_workers; r++)
+        if (gang[r]) {
+            sched_queue_abort(gang[r], j->id, j->attempt,
+                              "e2d restarted; the attempt is over");
+            gang[r]->draining = 1;
+        }
+    free(gang);
+    if (j->state == JOBSTATE_CANCELLING) {
+        e2d_job_transition(srv, j, JOBSTATE_CANCELLED,
+                           "cancelled (e2d restarted during the cancel)");
+        return;
+    }
+    /* Not counted against max_restarts: the fault was e2d's own. */
+    snprintf(why, sizeof why,
+             "e2d restarted and attempt %d's workers are gone; restarting "
+             "from the last committed checkpoint", j->attempt);
+    e2d_job_transition(srv, j, JOBSTATE_RESTARTING, why);
+}
+
+int sched_recover(e2d_server *srv, char *err, size_t errlen)
+{
+    sched_queue_ctx q = {0};
+    unsigned active = (1u << JOBSTATE_STARTING) | (1u << JOBSTATE_RUNNING) |
+                      (1u << JOBSTATE_CANCELLING);
+    if (store_worker_list(srv->db, sched_restore_worker, srv, err, errlen) < 0)
+        return E2_ERR;
+    for (e2d_worker *w = srv->workers; w; w = w->next)
+        sched_worker_save(srv, w);
+    if (store_job_in_states(srv->db, active, sched_collect_job, &q, err,
+                            errlen) < 0) {
+        free(q.ids);
+        return E2_ERR;
+    }
+    for (size_t i = 0; i < q.n; i++) {
+        store_job j;
+        if (sched_load(srv, q.ids[i], &j) < 0)
+            continue;
+        sched_recover_job(srv, &j);
+        store_job_free(&j);
+    }
+    free(q.ids);
+    /* BUSY workers whose attempt did not survive only drain. */
+    for (e2d_worker *w = srv->workers; w; w = w->next)
+        if (w->row.state == WS_BUSY && !w->draining) {
+            e2d_run *r = sched_run_find(srv, w->row.job);
+            if (!r || r->attempt != w->row.attempt)
+                w->draining = 1;
+        }
+    srv->sched_pending = 1;
+    return 0;
+}
+
+void sched_free(e2d_server *srv)
+{
+    while (srv->workers) {
+        e2d_worker *w = srv->workers;
+        srv->workers = w->next;
+        sched_worker_clear_cmds(w);
+        free(w);
+    }
+    while (srv->runs) {
+        e2d_run *r = srv->runs;
+        srv->runs = r->next;
+        sched_run_free(r);
+    }
+    while (srv->kills) {
+        e2d_kill *k = srv->kills;
+        srv->kills = k->next;
+        free(k);
+    }
+}

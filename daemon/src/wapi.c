@@ -1,0 +1,598 @@
+/* wapi.c -- the e2.v1.WorkerControl handlers: RegisterWorker, Heartbeat
+ * (progress and log lines up, queued commands down), ReportCheckpoint,
+ * RendezvousPut/Get (a Get may wait on the loop for the key) and
+ * ReportDone. A request naming an unknown worker gets NOT_FOUND (the
+ * worker registers again); one naming an attempt the worker no longer
+ * holds gets FAILED_PRECONDITION. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "e2d.h"
+#include "pbjson.h"
+
+#define WS_IDLE E2__V1__WORKER_STATE__WORKER_STATE_IDLE
+#define WS_BUSY E2__V1__WORKER_STATE__WORKER_STATE_BUSY
+#define WS_LOST E2__V1__WORKER_STATE__WORKER_STATE_LOST
+#define WAPI_RDV_MAX_VALUE (1u << 20)
+#define WAPI_RDV_MAX_WAIT_MS 60000u
+
+static void wapi_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void wapi_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
+{
+    char msg[E2_ERRLEN + 64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rpc_call_finish(call, code, msg);
+}
+
+static void wapi_reply(rpc_call *call, void *msg)
+{
+    if (!msg) {
+        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
+        return;
+    }
+    rpc_call_reply(call, msg);
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+/* The worker named by a request, or NULL with the call answered. */
+static e2d_worker *wapi_worker(e2d_server *srv, rpc_call *call,
+                               const char *id)
+{
+    e2d_worker *w = sched_worker_find(srv, id);
+    if (!w)
+        wapi_fail(call, RPC_NOT_FOUND, "worker %s is not registered: register "
+                  "again", id ? id : "(none)");
+    return w;
+}
+
+/* The current run of (job, attempt) with the worker holding `rank`, or
+ * NULL with the call answered FAILED_PRECONDITION. */
+static e2d_run *wapi_run(e2d_server *srv, rpc_call *call, e2d_worker *w,
+                         const char *job, int attempt, int rank)
+{
+    e2d_run *run = sched_run_find(srv, job);
+    if (!job || !run || run->attempt != attempt || rank < 0 ||
+        rank >= run->world || strcmp(run->workers[rank], w->row.id) ||
+        w->draining) {
+        wapi_fail(call, RPC_FAILED_PRECONDITION,
+                  "attempt %d of job %s is not current for worker %s (rank "
+                  "%d): stop it", attempt, job ? job : "(none)", w->row.id,
+                  rank);
+        return NULL;
+    }
+    return run;
+}
+
+static e2d_worker *wapi_worker_new(e2d_server *srv, char *err, size_t errlen)
+{
+    int64_t seq = store_next_worker_seq(srv->db, err, errlen);
+    e2d_worker *w, **p;
+    if (seq < 0 || !(w = calloc(1, sizeof *w)))
+        return NULL;
+    snprintf(w->row.id, sizeof w->row.id, "w-%06lld", (long long)seq);
+    w->row.rank = -1;
+    for (p = &srv->workers; *p; p = &(*p)->next)
+        ;
+    *p = w;
+    return w;
+}
+
+/* ---- RegisterWorker ---- */
+
+static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
+                                 void *ud)
+{
+    const E2__V1__RegisterWorkerRequest *req = (const void *)msg;
+    const E2__V1__Progress *run_p = req->running;
+    e2d_server *srv = ud;
+    const char *device = req->device && *req->device ? req->device : "cpu";
+    char err[E2_ERRLEN];
+    E2__V1__RegisterWorkerResponse *r;
+    e2d_worker *w;
+    e2d_run *run;
+    if (srv->shutting_down) {
+        wapi_fail(call, RPC_UNAVAILABLE, "e2d is shutting down");
+        return;
+    }
+    if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+        wapi_fail(call, RPC_INVALID_ARGUMENT,
+                  "device must be \"cpu\" or \"cuda\" (got \"%.32s\")", device);
+        return;
+    }
+    w = sched_worker_find(srv, req->previous_worker_id);
+    if (w && w->row.state == WS_BUSY && !w->draining &&
+        (run = sched_run_find(srv, w->row.job)) &&
+        run->attempt == w->row.attempt &&
+        !(run_p && run_p->job_id && !strcmp(run_p->job_id, w->row.job) &&
+          (int)run_p->attempt == w->row.attempt)) {
+        char why[128];
+        snprintf(why, sizeof why, "worker %s (rank %d) registered again "
+                 "without its rank", w->row.id, w->row.rank);
+        sched_attempt_failed(srv, run, w->row.rank, 0, 0, why);
+    }
+    if (!w && !(w = wapi_worker_new(srv, err, sizeof err))) {
+        wapi_fail(call, RPC_INTERNAL, "registering failed: %s", err);
+        return;
+    }
+    snprintf(w->row.host, sizeof w->row.host, "%s",
+             req->hostname ? req->hostname : "");
+    snprintf(w->row.device, sizeof w->row.device, "%s", device);
+    snprintf(w->row.version, sizeof w->row.version, "%s",
+             req->version ? req->version : "");
+    w->row.device_index = (int)req->device_index;
+    w->row.pid = req->pid;
+    w->row.spawned = req->spawned_by_e2d && local_owns_pid(srv, req->pid);
+    w->row.registered_ms = w->seen_ms = e2d_now_ms();
+    w->draining = 0;
+    w->row.state = WS_IDLE;
+    w->row.job[0] = 0;
+    w->row.attempt = 0;
+    w->row.rank = -1;
+    if (run_p && run_p->job_id) {
+        /* It still runs a rank: carry on if that attempt is current and
+         * the rank is this worker's, else stop it. */
+        int rank = (int)run_p->rank;
+        w->row.state = WS_BUSY;
+        snprintf(w->row.job, sizeof w->row.job, "%s", run_p->job_id);
+        w->row.attempt = (int)run_p->attempt;
+        w->row.rank = rank;
+        run = sched_run_find(srv, run_p->job_id);
+        if (!run || run->attempt != (int)run_p->attempt || rank < 0 ||
+            rank >= run->world || strcmp(run->workers[rank], w->row.id)) {
+            sched_queue_abort(w, run_p->job_id, (int)run_p->attempt,
+                              "the attempt is no longer current");
+            w->draining = 1;
+        }
+    }
+    sched_worker_save(srv, w);
+    e2d_log("worker %s registered (%s, %s:%d, pid %d%s)", w->row.id,
+            w->row.host, w->row.device, w->row.device_index, w->row.pid,
+            w->row.spawned ? ", spawned by e2d" : "");
+    if ((r = malloc(sizeof *r))) {
+        e2__v1__register_worker_response__init(r);
+        r->worker_id = strdup(w->row.id);
+        r->has_heartbeat_interval_ms = r->has_heartbeat_timeout_ms = 1;
+        r->heartbeat_interval_ms = (uint32_t)srv->hb_interval_ms;
+        r->heartbeat_timeout_ms = (uint32_t)srv->hb_timeout_ms;
+    }
+    wapi_reply(call, r);
+    sched_run_queue(srv);
+}
+
+/* ---- Heartbeat ---- */
+
+static void wapi_metric_line(e2d_server *srv, const store_job *j,
+                             const E2__V1__Progress *p, int64_t now)
+{
+    char line[512], err[E2_ERRLEN];
+    snprintf(line, sizeof line,
+             "{\"step\":%u,\"attempt\":%d,\"loss\":%.9g,\"lr\":%.9g,"
+             "\"grad_norm\":%.9g,\"tokens_per_second\":%.6g,"
+             "\"time_unix_ms\":%lld}",
+             p->step, j->attempt, p->loss, p->lr, p->grad_norm,
+             j->tokens_per_second, (long long)now);
+    if (jobdir_metrics_append(srv->cfg.state_dir, j->id, line, err,
+                              sizeof err) < 0)
+        e2d_log("job %s: %s", j->id, err);
+}
+
+/* A progress report of a current rank: hang clock, RUNNING once every
+ * rank reported, and rank 0's step becomes the job's (stored with its
+ * metric point in one transaction). */
+static void wapi_progress(e2d_server *srv, e2d_run *run, int rank,
+                          const E2__V1__Progress *p)
+{
+    char err[E2_ERRLEN], why[64];
+    int64_t now = e2d_now_ms();
+    int all = 1, advanced = 0;
+    store_job j;
+    run->progressed[rank] = 1;
+    run->tps[rank] = p->tokens_per_second;
+    if ((int64_t)p->step > run->steps[rank]) {
+        run->steps[rank] = p->step;
+        run->last_progress_ms = now;
+        advanced = rank == 0;
+    }
+    if (store_job_get(srv->db, run->job, &j, err, sizeof err) < 0)
+        return;
+    for (int r = 0; r < run->world; r++)
+        all &= run->progressed[r];
+    if (j.state == JOBSTATE_STARTING && all) {
+        snprintf(why, sizeof why, "all %d rank%s training", run->world,
+                 run->world == 1 ? "" : "s");
+        e2d_job_transition(srv, &j, JOBSTATE_RUNNING, why);
+    }
+    if (advanced) {
+        double tps = 0;
+        for (int r = 0; r < run->world; r++)
+            tps += run->tps[r];
+        run->last_step = p->step;
+        j.step = p->step;
+        j.loss = p->loss;
+        j.lr = p->lr;
+        j.tokens_per_second = tps;
+        j.updated_ms = now;
+        store_metric m = {p->step, j.attempt, p->loss, p->lr, p->grad_norm,
+                          tps, now};
+        if (store_begin(srv->db, err, sizeof err) < 0 ||
+            store_job_update(srv->db, &j, err, sizeof err) < 0 ||
+            store_metric_add(srv->db, j.id, &m, err, sizeof err) < 0 ||
+            store_commit(srv->db, err, sizeof err) < 0) {
+            store_rollback(srv->db);
+            e2d_log("job %s: progress not stored: %s", j.id, err);
+        } else {
+            wapi_metric_line(srv, &j, p, now);
+            e2d_job_notify_progress(srv, &j);
+        }
+    }
+    store_job_free(&j);
+}
+
+static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
+                           void *ud)
+{
+    const E2__V1__HeartbeatRequest *req = (const void *)msg;
+    const E2__V1__Progress *p = req->progress;
+    e2d_server *srv = ud;
+    char err[E2_ERRLEN];
+    E2__V1__HeartbeatResponse *r;
+    e2d_worker *w = wapi_worker(srv, call, req->worker_id);
+    if (!w)
+        return;
+    w->seen_ms = e2d_now_ms();
+    if (w->row.state == WS_LOST) {
+        /* Back after being declared lost: its attempt has ended. */
+        w->row.state = WS_IDLE;
+        sched_worker_save(srv, w);
+        srv->sched_pending = 1;
+    }
+    if (p && p->job_id) {
+        int mine = w->row.state == WS_BUSY && !strcmp(w->row.job, p->job_id) &&
+                   w->row.attempt == (int)p->attempt &&
+                   w->row.rank == (int)p->rank;
+        e2d_run *run = sched_run_find(srv, p->job_id);
+        if (mine && req->n_log_lines &&
+            jobdir_log_append(srv->cfg.state_dir, p->job_id, (int)p->attempt,
+                              (int)p->rank, req->log_lines, req->n_log_lines,
+                              err, sizeof err) < 0)
+            e2d_log("job %s: %s", p->job_id, err);
+        if (mine && !w->draining && run && run->attempt == (int)p->attempt)
+            wapi_progress(srv, run, (int)p->rank, p);
+        else if (!w->ncmds)
+            sched_queue_abort(w, p->job_id, (int)p->attempt,
+                              "the attempt is no longer current");
+    } else if (req->has_state && req->state == WS_IDLE && w->draining) {
+        sched_worker_idle(srv, w);
+    } else if (req->n_log_lines && w->row.state == WS_BUSY &&
+               jobdir_log_append(srv->cfg.state_dir, w->row.job,
+                                 w->row.attempt, w->row.rank, req->log_lines,
+                                 req->n_log_lines, err, sizeof err) < 0) {
+        e2d_log("job %s: %s", w->row.job, err);
+    }
+    if (!(r = malloc(sizeof *r))) {
+        wapi_reply(call, NULL);
+        return;
+    }
+    e2__v1__heartbeat_response__init(r);
+    r->commands = w->cmds;
+    r->n_commands = w->ncmds;
+    w->cmds = NULL;
+    w->ncmds = 0;
+    wapi_reply(call, r);
+}
+
+/* ---- ReportCheckpoint ---- */
+
+static void wapi_report_checkpoint(rpc_call *call, const ProtobufCMessage *msg,
+                                   void *ud)
+{
+    const E2__V1__ReportCheckpointRequest *req = (const void *)msg;
+    e2d_server *srv = ud;
+    char emsg[E2_ERRLEN], path[JOBDIR_PATHLEN];
+    E2__V1__ReportCheckpointResponse *r;
+    e2d_worker *w;
+    e2d_run *run;
+    int committed, rc;
+    if (!(w = wapi_worker(srv, call, req->worker_id)) ||
+        !(run = wapi_run(srv, call, w, req->job_id, (int)req->attempt,
+                         (int)req->rank)))
+        return;
+    if (!req->has_step) {
+        wapi_fail(call, RPC_INVALID_ARGUMENT, "step is required");
+        return;
+    }
+    rc = ckpt_report(srv, run, (int)req->rank, req->step, req, &committed,
+                     path, emsg, sizeof emsg);
+    if (rc != RPC_OK) {
+        wapi_fail(call, rc, "%s", emsg);
+        return;
+    }
+    if ((r = malloc(sizeof *r))) {
+        e2__v1__report_checkpoint_response__init(r);
+        r->has_committed = 1;
+        r->committed = committed;
+        if (committed)
+            r->path = strdup(path);
+    }
+    wapi_reply(call, r);
+}
+
+/* ---- Rendezvous ---- */
+
+static void wapi_rdv_answer(rpc_call *call, const void *val, size_t len,
+                            int found)
+{
+    E2__V1__RendezvousGetResponse *r = malloc(sizeof *r);
+    if (r) {
+        e2__v1__rendezvous_get_response__init(r);
+        r->has_found = 1;
+        r->found = found;
+        if (found) {
+            r->has_value = 1;
+            r->value.len = len;
+            r->value.data = malloc(len ? len : 1);
+            if (r->value.data && len)
+                memcpy(r->value.data, val, len);
+        }
+    }
+    wapi_reply(call, r);
+}
+
+static void wapi_rdv_put(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+    const E2__V1__RendezvousPutRequest *req = (const void *)msg;
+    e2d_server *srv = ud;
+    char err[E2_ERRLEN];
+    E2__V1__RendezvousPutResponse *r;
+    e2d_worker *w;
+    if (!(w = wapi_worker(srv, call, req->worker_id)) ||
+        !wapi_run(srv, call, w, req->job_id, (int)req->attempt, w->row.rank))
+        return;
+    if (!req->key || !*req->key || req->value.len > WAPI_RDV_MAX_VALUE) {
+        wapi_fail(call, RPC_INVALID_ARGUMENT,
+                  "%s", !req->key || !*req->key
+                            ? "key is required"
+                            : "value must be at most 1 MiB");
+        return;
+    }
+    if (store_rdv_put(srv->db, req->job_id, (int)req->attempt, req->key,
+                      req->value.data, req->value.len, err, sizeof err) < 0) {
+        wapi_fail(call, RPC_INTERNAL, "state store: %s", err);
+        return;
+    }
+    if ((r = malloc(sizeof *r)))
+        e2__v1__rendezvous_put_response__init(r);
+    wapi_reply(call, r);
+    wapi_rdv_wake(srv, req->job_id, (int)req->attempt, req->key);
+}
+
+static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+    const E2__V1__RendezvousGetRequest *req = (const void *)msg;
+    e2d_server *srv = ud;
+    char err[E2_ERRLEN];
+    void *val;
+    size_t len;
+    e2d_worker *w;
+    e2d_waiter *wt;
+    int rc;
+    if (!(w = wapi_worker(srv, call, req->worker_id)) ||
+        !wapi_run(srv, call, w, req->job_id, (int)req->attempt, w->row.rank))
+        return;
+    if (!req->key || !*req->key || req->wait_ms > WAPI_RDV_MAX_WAIT_MS) {
+        wapi_fail(call, RPC_INVALID_ARGUMENT, "%s",
+                  !req->key || !*req->key ? "key is required"
+                                          : "wait_ms must be in [0, 60000]");
+        return;
+    }
+    rc = store_rdv_get(srv->db, req->job_id, (int)req->attempt, req->key,
+                       &val, &len, err, sizeof err);
+    if (rc == 0 || (rc == STORE_NOTFOUND && !req->wait_ms)) {
+        wapi_rdv_answer(call, val, len, rc == 0);
+        free(val);
+        return;
+    }
+    if (rc < 0 && rc != STORE_NOTFOUND) {
+        wapi_fail(call, RPC_INTERNAL, "state store: %s", err);
+        return;
+    }
+    if (!(wt = e2d_waiter_add(&srv->rdvwaits, call, req->job_id)) ||
+        !(wt->key = strdup(req->key))) {
+        if (wt)
+            e2d_waiter_done(wt, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
+        else
+            wapi_fail(call, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
+        return;
+    }
+    wt->attempt = (int)req->attempt;
+    wt->deadline_ms = e2d_now_ms() + req->wait_ms;
+}
+
+static void wapi_rdv_finish(e2d_waiter *wt, const void *val, size_t len,
+                            int found)
+{
+    rpc_call *call = wt->call;
+    rpc_call_set_data(call, NULL);
+    e2d_waiter_remove(wt);
+    wapi_rdv_answer(call, val, len, found);
+}
+
+void wapi_rdv_wake(e2d_server *srv, const char *job, int attempt,
+                   const char *key)
+{
+    e2d_waiter *wt, *next;
+    for (wt = srv->rdvwaits; wt; wt = next) {
+        char err[E2_ERRLEN];
+        void *val;
+        size_t len;
+        next = wt->next;
+        if (strcmp(wt->job, job) || wt->attempt != attempt ||
+            strcmp(wt->key, key))
+            continue;
+        if (store_rdv_get(srv->db, job, attempt, key, &val, &len, err,
+                          sizeof err) == 0) {
+            wapi_rdv_finish(wt, val, len, 1);
+            free(val);
+        }
+    }
+}
+
+void wapi_cron(e2d_server *srv)
+{
+    int64_t now = e2d_now_ms();
+    e2d_waiter *wt, *next;
+    for (wt = srv->rdvwaits; wt; wt = next) {
+        e2d_run *run = sched_run_find(srv, wt->job);
+        next = wt->next;
+        if (!run || run->attempt != wt->attempt)
+            e2d_waiter_done(wt, RPC_FAILED_PRECONDITION,
+                            "the attempt ended while waiting for the key");
+        else if (now >= wt->deadline_ms)
+            wapi_rdv_finish(wt, NULL, 0, 0);
+    }
+}
+
+/* ---- ReportDone ---- */
+
+static void wapi_store_eval(e2d_server *srv, store_job *j,
+                            const E2__V1__ReportDoneRequest *req)
+{
+    char err[E2_ERRLEN];
+    E2__V1__GetMetricsResponse ev;
+    if (req->eval_json && *req->eval_json &&
+        jobdir_write_eval(srv->cfg.state_dir, j->id, req->eval_json, err,
+                          sizeof err) < 0)
+        e2d_log("job %s: %s", j->id, err);
+    if (!req->n_eval)
+        return;
+    e2__v1__get_metrics_response__init(&ev);
+    ev.eval = req->eval;
+    ev.n_eval = req->n_eval;
+    free(j->eval_json);
+    j->eval_json = e2_pbjson_to_string(&ev.base, 0);
+}
+
+static void wapi_done_outcome(e2d_server *srv, e2d_run *run, int rank,
+                              const E2__V1__ReportDoneRequest *req,
+                              const char *worker)
+{
+    char why[1024];
+    const char *reason = req->reason && *req->reason ? req->reason
+                                                     : "no reason given";
+    int all = 1, all_ok = 1;
+    store_job j;
+    char err[E2_ERRLEN];
+    if (store_job_get(srv->db, run->job, &j, err, sizeof err) < 0) {
+        e2d_log("job %s: %s", run->job, err);
+        return;
+    }
+    run->outcome[rank] = req->outcome ? (int)req->outcome
+                                      : E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
+    for (int r = 0; r < run->world; r++) {
+        all &= run->outcome[r] != 0;
+        all_ok &= run->outcome[r] == E2__V1__OUTCOME__OUTCOME_SUCCEEDED;
+    }
+    switch (run->outcome[rank]) {
+    case E2__V1__OUTCOME__OUTCOME_SUCCEEDED:
+        if (rank == 0)
+            wapi_store_eval(srv, &j, req);
+        if (all_ok) {
+            snprintf(why, sizeof why, "finished: all %d rank%s succeeded",
+                     run->world, run->world == 1 ? "" : "s");
+            sched_run_end(srv, run, why);
+            e2d_job_transition(srv, &j, JOBSTATE_SUCCEEDED, why);
+        } else if (rank == 0) {
+            e2d_job_save(srv, &j);
+        }
+        break;
+    case E2__V1__OUTCOME__OUTCOME_FAILED_USER:
+        j.user_errors++;
+        e2d_job_set_failure(srv, &j, rank, worker, req->exit_code, 0, 1);
+        snprintf(why, sizeof why, "rank %d failed: %s (exit code %d; user "
+                 "error, not retried)", rank, reason, req->exit_code);
+        sched_run_end(srv, run, why);
+        e2d_job_transition(srv, &j, JOBSTATE_FAILED, why);
+        break;
+    case E2__V1__OUTCOME__OUTCOME_CANCELLED:
+        if (j.state == JOBSTATE_CANCELLING) {
+            if (all) {
+                sched_run_end(srv, run, "cancelled");
+                e2d_job_transition(srv, &j, JOBSTATE_CANCELLED,
+                                   "cancelled on request: every rank "
+                                   "stopped");
+            }
+            break;
+        }
+        snprintf(why, sizeof why, "rank %d stopped without a cancel request "
+                 "(%s)", rank, reason);
+        sched_attempt_failed(srv, run, rank, req->exit_code, 0, why);
+        break;
+    default:
+        snprintf(why, sizeof why, "rank %d on %s failed: %s (exit code %d)",
+                 rank, worker, reason, req->exit_code);
+        sched_attempt_failed(srv, run, rank, req->exit_code, 0, why);
+        break;
+    }
+    store_job_free(&j);
+}
+
+static void wapi_report_done(rpc_call *call, const ProtobufCMessage *msg,
+                             void *ud)
+{
+    const E2__V1__ReportDoneRequest *req = (const void *)msg;
+    e2d_server *srv = ud;
+    char err[E2_ERRLEN], worker[STORE_IDLEN];
+    E2__V1__ReportDoneResponse *r;
+    e2d_worker *w;
+    e2d_run *run;
+    int rank = (int)req->rank, attempt = (int)req->attempt, current;
+    if (!(w = wapi_worker(srv, call, req->worker_id)))
+        return;
+    if (!req->job_id || w->row.state != WS_BUSY ||
+        strcmp(w->row.job, req->job_id) || w->row.attempt != attempt ||
+        w->row.rank != rank) {
+        wapi_fail(call, RPC_FAILED_PRECONDITION,
+                  "worker %s holds no rank %d of job %s attempt %d",
+                  w->row.id, rank, req->job_id ? req->job_id : "(none)",
+                  attempt);
+        return;
+    }
+    if (req->n_log_lines &&
+        jobdir_log_append(srv->cfg.state_dir, req->job_id, attempt, rank,
+                          req->log_lines, req->n_log_lines, err,
+                          sizeof err) < 0)
+        e2d_log("job %s: %s", req->job_id, err);
+    run = sched_run_find(srv, req->job_id);
+    current = run && run->attempt == attempt && !w->draining &&
+              rank < run->world && !run->outcome[rank];
+    snprintf(worker, sizeof worker, "%s", w->row.id);
+    sched_worker_idle(srv, w);
+    if (current)
+        wapi_done_outcome(srv, run, rank, req, worker);
+    if ((r = malloc(sizeof *r)))
+        e2__v1__report_done_response__init(r);
+    wapi_reply(call, r);
+    sched_run_queue(srv);
+}
+
+int wapi_register(e2d_server *srv, char *err, size_t errlen)
+{
+    const rpc_method methods[] = {
+        {"RegisterWorker", RPC_UNARY, wapi_register_worker, srv},
+        {"Heartbeat", RPC_UNARY, wapi_heartbeat, srv},
+        {"ReportCheckpoint", RPC_UNARY, wapi_report_checkpoint, srv},
+        {"RendezvousPut", RPC_UNARY, wapi_rdv_put, srv},
+        {"RendezvousGet", RPC_UNARY, wapi_rdv_get, srv},
+        {"ReportDone", RPC_UNARY, wapi_report_done, srv},
+    };
+    return rpc_server_add_service(srv->rpc, &e2__v1__worker_control__descriptor,
+                                  methods, sizeof methods / sizeof methods[0],
+                                  err, errlen);
+}
