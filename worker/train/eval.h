@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "e2/v1/job.pb-c.h"
 #include "model.h"
 
 #ifdef __cplusplus
@@ -64,12 +65,59 @@ typedef struct {
     uint64_t seed;
 } e2w_eval_passkey_cfg;
 
+/* Shortest window that holds the prompt, an n_digits key and its answer. */
+int e2w_eval_passkey_min_window(const e2w_passkey_prompt *p, int n_digits);
+
 /* Each trial hides a random n_digits key at a random depth of filler and
  * decodes n_digits tokens greedily; *correct counts trials with every digit
  * right. */
 int e2w_eval_passkey(e2w_model *m, const e2w_passkey_prompt *p,
                      const e2w_eval_passkey_cfg *cfg, int *correct,
                      char *err, size_t errlen);
+
+/* ---- spec level: a job's evaluation (eval_spec.c) ---- */
+
+/* One evaluated (model, window). */
+typedef struct {
+    char tag[16];           /* "base" (before training) or "final" */
+    int window;             /* L' */
+    double scale;           /* g */
+    int stride;
+    uint64_t tokens;        /* tokens scored; 0 when there is no eval data */
+    double nll, ppl;
+    int passkey_trials;     /* 0: no passkey (disabled, or window too short) */
+    int passkey_correct;
+    double seconds;
+} e2w_eval_row;
+
+typedef struct {
+    e2w_eval_row *rows;
+    int n, cap;
+} e2w_eval_results;
+
+void e2w_eval_results_init(e2w_eval_results *r);
+void e2w_eval_results_free(e2w_eval_results *r);
+
+/* The first min(want, N) tokens of the data's eval shards, each checked
+ * < vocab; *out is malloc'd. */
+int e2w_eval_read_tokens(const E2__V1__DataSpec *d, size_t want, int vocab,
+                         int32_t **out, size_t *n, char *err, size_t errlen);
+
+/* Evaluates m at every window of spec.eval (scale eval.scales[i], stride
+ * e2_spec_eval_stride, at most eval.max_tokens scored), appending rows
+ * tagged tag: perplexity when data.eval_shards is set, passkey when
+ * eval.passkey_trials > 0 (built-in English byte prompt, or the spec's
+ * token ids). */
+int e2w_eval_spec(e2w_model *m, const E2__V1__JobSpec *spec, const char *tag,
+                  e2w_eval_results *r, char *err, size_t errlen);
+
+/* eval.json text ({"results": [rows]}) and the markdown table; malloc'd,
+ * NULL when out of memory. */
+char *e2w_eval_results_json(const e2w_eval_results *r);
+char *e2w_eval_results_markdown(const e2w_eval_results *r);
+/* Writes dir/eval.json and dir/eval.md atomically. */
+int e2w_eval_results_write(const e2w_eval_results *r, const char *dir,
+                           char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

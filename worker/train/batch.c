@@ -1,0 +1,70 @@
+/* batch.c -- training samples and their E² draws for the trainer: the
+ * dataset's seeded order and the (g, t) sampler of worker/data, both pure
+ * functions of (seed, step, global sample index). */
+#include <stdlib.h>
+
+#include "aug.h"
+#include "base.h"
+#include "dataset.h"
+#include "train_internal.h"
+
+struct train_data {
+    e2w_dataset *ds;
+    e2w_aug aug;
+    uint64_t seed;
+    int R;
+    int32_t *seq; /* (R + 1) */
+};
+
+int train_data_open(train_data **out, const E2__V1__JobSpec *spec, int R, int vocab,
+                    char *err, size_t errlen) {
+    *out = NULL;
+    train_data *d = calloc(1, sizeof *d);
+    if (d == NULL) return e2_errf(err, errlen, "trainer: out of memory");
+    d->R = R;
+    d->seed = spec->train->seed;
+    d->seq = malloc(((size_t)R + 1) * sizeof(int32_t));
+    if (d->seq == NULL) {
+        train_data_close(d);
+        return e2_errf(err, errlen, "trainer: out of memory");
+    }
+    if (spec->data == NULL || spec->data->n_train_shards == 0) {
+        train_data_close(d);
+        return e2_errf(err, errlen, "spec.data.train_shards is empty: give at least one token shard");
+    }
+    if (e2w_dataset_open(&d->ds, (const char *const *)spec->data->train_shards,
+                         spec->data->n_train_shards, (uint32_t)R, err, errlen) < 0 ||
+        e2w_dataset_check_vocab(d->ds, (uint32_t)vocab, err, errlen) < 0 ||
+        e2w_aug_init_spec(&d->aug, spec->augment, err, errlen) < 0) {
+        train_data_close(d);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+void train_data_close(train_data *d) {
+    if (d == NULL) return;
+    if (d->ds) e2w_dataset_close(d->ds);
+    free(d->seq);
+    free(d);
+}
+
+int train_data_batch(train_data *d, uint64_t step0, uint64_t first, int B,
+                     int32_t *tokens, int32_t *targets, float *g, int32_t *t,
+                     char *err, size_t errlen) {
+    int R = d->R;
+    for (int i = 0; i < B; i++) {
+        uint64_t k = first + (uint64_t)i, s;
+        if (e2w_dataset_sample_at(d->ds, d->seed, k, &s) < 0)
+            return e2_errf(err, errlen, "trainer: out of memory for the sample order");
+        if (e2w_dataset_read_sample(d->ds, s, d->seq) < 0)
+            return e2_errf(err, errlen, "trainer: cannot read sample %llu", (unsigned long long)s);
+        for (int j = 0; j < R; j++) {
+            tokens[(size_t)i * R + j] = d->seq[j];
+            targets[(size_t)i * R + j] = d->seq[j + 1];
+        }
+        e2w_aug_draw(&d->aug, d->seed, step0, k, &g[i], &t[i]);
+    }
+    return 0;
+}

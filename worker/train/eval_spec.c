@@ -1,0 +1,195 @@
+/* eval_spec.c -- a job's evaluation (eval.h, "spec level"): for each
+ * eval window L' with its scale g, sliding-window perplexity on the
+ * held-out shards and, when eval.passkey_trials > 0, passkey retrieval;
+ * results as JSON (eval.json) and a markdown table (eval.md). Shared by
+ * `e2worker run` and the agent. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base.h"
+#include "dataset.h"
+#include "eval.h"
+#include "spec.h"
+
+static double eval_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void e2w_eval_results_init(e2w_eval_results *r) { memset(r, 0, sizeof *r); }
+void e2w_eval_results_free(e2w_eval_results *r) {
+    free(r->rows);
+    memset(r, 0, sizeof *r);
+}
+
+static e2w_eval_row *eval_add(e2w_eval_results *r) {
+    if (r->n == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 8;
+        e2w_eval_row *rows = realloc(r->rows, (size_t)cap * sizeof *rows);
+        if (rows == NULL) return NULL;
+        r->rows = rows;
+        r->cap = cap;
+    }
+    e2w_eval_row *row = &r->rows[r->n++];
+    memset(row, 0, sizeof *row);
+    return row;
+}
+
+/* The first min(want, N) tokens of the eval shards, each checked < vocab. */
+int e2w_eval_read_tokens(const E2__V1__DataSpec *d, size_t want, int vocab,
+                       int32_t **out, size_t *n, char *err, size_t errlen) {
+    e2w_dataset *ds = NULL;
+    *out = NULL;
+    *n = 0;
+    if (e2w_dataset_open(&ds, (const char *const *)d->eval_shards, d->n_eval_shards, 1, err, errlen) < 0)
+        return -1;
+    int rc = -1;
+    if (e2w_dataset_check_vocab(ds, (uint32_t)vocab, err, errlen) < 0) goto done;
+    uint64_t total = e2w_dataset_tokens(ds);
+    size_t len = total < want ? (size_t)total : want;
+    *out = malloc(len * sizeof(int32_t));
+    if (*out == NULL) {
+        e2_errf(err, errlen, "eval: out of memory for %zu tokens", len);
+        goto done;
+    }
+    if (e2w_dataset_read_tokens(ds, 0, len, *out) < 0) {
+        e2_errf(err, errlen, "eval: cannot read the eval shards");
+        goto done;
+    }
+    *n = len;
+    rc = 0;
+done:
+    e2w_dataset_close(ds);
+    return rc;
+}
+
+/* The passkey prompt: the spec's token ids, or the built-in English text
+ * through the byte-level tokenizer of worker/data (token = byte value). */
+static void eval_passkey_prompt(const E2__V1__EvalSpec *e, e2w_passkey_prompt *p) {
+    e2w_passkey_bytes(p, 0);
+    if (e->n_digit_tokens == 10) {
+        for (int d = 0; d < 10; d++) p->digits[d] = e->digit_tokens[d];
+        p->n_key_pre = p->n_key_post = 0;
+    }
+    if (e->n_filler_tokens) { p->filler = e->filler_tokens; p->n_filler = e->n_filler_tokens; }
+    if (e->n_prompt_prefix_tokens) { p->prefix = e->prompt_prefix_tokens; p->n_prefix = e->n_prompt_prefix_tokens; }
+    if (e->n_prompt_suffix_tokens) { p->suffix = e->prompt_suffix_tokens; p->n_suffix = e->n_prompt_suffix_tokens; }
+}
+
+int e2w_eval_spec(e2w_model *m, const E2__V1__JobSpec *spec, const char *tag,
+                   e2w_eval_results *r, char *err, size_t errlen) {
+    const E2__V1__EvalSpec *e = spec->eval;
+    if (e == NULL || e->n_windows == 0) return 0;
+    int32_t *tokens = NULL;
+    size_t n = 0;
+    if (spec->data && spec->data->n_eval_shards > 0) {
+        uint32_t wmax = 0;
+        for (size_t i = 0; i < e->n_windows; i++)
+            if (e->windows[i] > wmax) wmax = e->windows[i];
+        size_t want = (size_t)e->max_tokens + wmax + 1;
+        if (e2w_eval_read_tokens(spec->data, want, m->cfg.V, &tokens, &n, err, errlen) < 0) {
+            free(tokens);
+            return -1;
+        }
+    }
+    int rc = -1;
+    for (size_t i = 0; i < e->n_windows; i++) {
+        e2w_eval_row *row = eval_add(r);
+        if (row == NULL) {
+            e2_errf(err, errlen, "eval: out of memory");
+            goto done;
+        }
+        snprintf(row->tag, sizeof row->tag, "%s", tag);
+        row->window = (int)e->windows[i];
+        row->scale = i < e->n_scales ? e->scales[i] : 1.0;
+        row->stride = (int)e2_spec_eval_stride(spec, e->windows[i]);
+        double t0 = eval_now();
+        if (n >= 2) {
+            e2w_eval_ppl_cfg pc = {row->window, row->scale, row->stride, e->max_tokens};
+            e2w_eval_ppl out;
+            if (e2w_eval_perplexity(m, tokens, n, &pc, &out, err, errlen) < 0) goto done;
+            row->tokens = out.tokens;
+            row->nll = out.nll;
+            row->ppl = out.ppl;
+        }
+        e2w_passkey_prompt p;
+        eval_passkey_prompt(e, &p);
+        /* A window too short for the prompt gets no passkey row entry. */
+        if (e->passkey_trials > 0 && row->window >= e2w_eval_passkey_min_window(&p, (int)e->passkey_digits)) {
+            e2w_eval_passkey_cfg kc = {row->window, row->scale, (int)e->passkey_trials,
+                                       (int)e->passkey_digits, e->seed};
+            row->passkey_trials = (int)e->passkey_trials;
+            if (e2w_eval_passkey(m, &p, &kc, &row->passkey_correct, err, errlen) < 0) goto done;
+        }
+        row->seconds = eval_now() - t0;
+    }
+    rc = 0;
+done:
+    free(tokens);
+    return rc;
+}
+
+char *e2w_eval_results_json(const e2w_eval_results *r) {
+    size_t cap = 64 + (size_t)r->n * 400, len = 0;
+    char *js = malloc(cap);
+    if (js == NULL) return NULL;
+    len += (size_t)snprintf(js + len, cap - len, "{\"results\": [");
+    for (int i = 0; i < r->n; i++) {
+        const e2w_eval_row *w = &r->rows[i];
+        len += (size_t)snprintf(js + len, cap - len,
+                                "%s\n  {\"model\": \"%s\", \"window\": %d, \"scale\": %.17g, \"stride\": %d, "
+                                "\"tokens\": %llu, \"nll\": %.17g, \"perplexity\": %.17g, "
+                                "\"passkey_trials\": %d, \"passkey_correct\": %d, \"seconds\": %.3f}",
+                                i ? "," : "", w->tag, w->window, w->scale, w->stride,
+                                (unsigned long long)w->tokens, w->nll, w->tokens ? w->ppl : 0.0,
+                                w->passkey_trials, w->passkey_correct, w->seconds);
+    }
+    snprintf(js + len, cap - len, "\n]}\n");
+    return js;
+}
+
+char *e2w_eval_results_markdown(const e2w_eval_results *r) {
+    size_t cap = 256 + (size_t)r->n * 200, len = 0;
+    char *md = malloc(cap);
+    if (md == NULL) return NULL;
+    len += (size_t)snprintf(md, cap,
+                            "| model | window | scale | stride | tokens | nll | perplexity | passkey |\n"
+                            "|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < r->n; i++) {
+        const e2w_eval_row *w = &r->rows[i];
+        char pk[32] = "-", nll[32] = "-", ppl[32] = "-";
+        if (w->passkey_trials) snprintf(pk, sizeof pk, "%d/%d", w->passkey_correct, w->passkey_trials);
+        if (w->tokens) {
+            snprintf(nll, sizeof nll, "%.4f", w->nll);
+            snprintf(ppl, sizeof ppl, "%.4f", w->ppl);
+        }
+        len += (size_t)snprintf(md + len, cap - len, "| %s | %d | %g | %d | %llu | %s | %s | %s |\n",
+                                w->tag, w->window, w->scale, w->stride,
+                                (unsigned long long)w->tokens, nll, ppl, pk);
+    }
+    return md;
+}
+
+int e2w_eval_results_write(const e2w_eval_results *r, const char *dir, char *err,
+                           size_t errlen) {
+    char *js = e2w_eval_results_json(r), *md = e2w_eval_results_markdown(r);
+    char path[4200];
+    int rc = -1;
+    if (js == NULL || md == NULL) {
+        e2_errf(err, errlen, "eval: out of memory");
+        goto done;
+    }
+    snprintf(path, sizeof path, "%s/eval.json", dir);
+    if (e2_write_file_atomic(path, js, strlen(js), err, errlen) < 0) goto done;
+    snprintf(path, sizeof path, "%s/eval.md", dir);
+    if (e2_write_file_atomic(path, md, strlen(md), err, errlen) < 0) goto done;
+    rc = 0;
+done:
+    free(js);
+    free(md);
+    return rc;
+}
