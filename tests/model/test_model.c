@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "e2/v1/job.pb-c.h"
 #include "model.h"
@@ -262,7 +264,75 @@ static void test_config_errors(void) {
            "defaults not applied");
 }
 
+/* import -> export -> import is the identity, for one file and for shards;
+ * a bf16 export reads back as the bf16 rounding of every weight. */
+static void test_hf_roundtrip(void) {
+    char root[256], one[300], many[300], bf[300], err[512];
+    snprintf(root, sizeof root, "%s/e2-model-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (mkdtemp(root) == NULL) exit(1);
+    snprintf(one, sizeof one, "%s/one", root);
+    snprintf(many, sizeof many, "%s/many", root);
+    snprintf(bf, sizeof bf, "%s/bf16", root);
+    for (int tied = 0; tied < 2; tied++) {
+        e2w_model a, b;
+        e2w_model_config c = tiny(tied);
+        if (e2w_model_create(&a, k_get("cpu"), &c, err, sizeof err) < 0 ||
+            e2w_model_create(&b, k_get("cpu"), &c, err, sizeof err) < 0) exit(1);
+        e2w_model_init(&a, 9);
+        float *wa = malloc(a.n_params * sizeof(float)), *wb = malloc(a.n_params * sizeof(float));
+        e2w_model_download(&a, 0, wa, a.n_params);
+        EXPECT(e2w_model_save_hf(&a, one, 0, 0, err, sizeof err) == 0, "save: %s", err);
+        EXPECT(e2w_model_load_hf(&b, one, err, sizeof err) == 0, "load: %s", err);
+        e2w_model_download(&b, 0, wb, b.n_params);
+        EXPECT(memcmp(wa, wb, a.n_params * sizeof(float)) == 0, "single file round trip differs (tied=%d)", tied);
+        /* Shards of at most 2 KiB: many files, same weights. */
+        memset(wb, 0, a.n_params * sizeof(float));
+        e2w_model_upload(&b, 0, wb, b.n_params);
+        EXPECT(e2w_model_save_hf(&a, many, 0, 2048, err, sizeof err) == 0, "save sharded: %s", err);
+        char idx[400];
+        struct stat st;
+        snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", many);
+        EXPECT(stat(idx, &st) == 0, "no shard index written");
+        EXPECT(e2w_model_load_hf(&b, many, err, sizeof err) == 0, "load sharded: %s", err);
+        e2w_model_download(&b, 0, wb, b.n_params);
+        EXPECT(memcmp(wa, wb, a.n_params * sizeof(float)) == 0, "sharded round trip differs (tied=%d)", tied);
+        /* Export of the re-imported model, imported again: still identical. */
+        EXPECT(e2w_model_save_hf(&b, one, 0, 0, err, sizeof err) == 0, "re-save: %s", err);
+        EXPECT(e2w_model_load_hf(&a, one, err, sizeof err) == 0, "re-load: %s", err);
+        e2w_model_download(&a, 0, wa, a.n_params);
+        EXPECT(memcmp(wa, wb, a.n_params * sizeof(float)) == 0, "second round trip differs");
+        /* bf16: every weight within half a bf16 ulp (2^-8 relative). */
+        EXPECT(e2w_model_save_hf(&a, bf, 1, 0, err, sizeof err) == 0, "save bf16: %s", err);
+        EXPECT(e2w_model_load_hf(&b, bf, err, sizeof err) == 0, "load bf16: %s", err);
+        e2w_model_download(&b, 0, wb, b.n_params);
+        size_t bad = 0, same = 0;
+        for (size_t i = 0; i < a.n_params; i++) {
+            if (fabsf(wb[i] - wa[i]) > fabsf(wa[i]) * (1.0f / 256.0f)) bad++;
+            if (wb[i] == wa[i]) same++;
+        }
+        EXPECT(bad == 0, "%zu weights off by more than a bf16 rounding", bad);
+        EXPECT(same < a.n_params, "bf16 export stored fp32 values");
+        /* A checkpoint of another shape is refused, naming a tensor. */
+        e2w_model_config c2 = c;
+        c2.F = 32;
+        e2w_model d;
+        if (e2w_model_create(&d, k_get("cpu"), &c2, err, sizeof err) < 0) exit(1);
+        err[0] = '\0';
+        EXPECT(e2w_model_load_hf(&d, one, err, sizeof err) < 0, "mismatched checkpoint accepted");
+        EXPECT(strstr(err, "proj") != NULL, "error does not name the tensor: %s", err);
+        e2w_model_free(&d);
+        free(wa);
+        free(wb);
+        e2w_model_free(&a);
+        e2w_model_free(&b);
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
+}
+
 static const struct { const char *name; void (*fn)(void); } cases[] = {
+    {"hf_roundtrip", test_hf_roundtrip},
     {"grad_fd", test_grad_fd},
     {"grad_fd_tied", test_grad_fd_tied},
     {"grad_fd_recompute", test_grad_fd_recompute},
