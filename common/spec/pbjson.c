@@ -658,7 +658,7 @@ static int pj_set_text(pj_ctx *c, ProtobufCMessage *m, const ProtobufCFieldDescr
         return rc;
     }
     json_t *arr;
-    if (pj_is_map(f) || f->type == PROTOBUF_C_TYPE_MESSAGE) {
+    if (pj_is_map(f) || f->type == PROTOBUF_C_TYPE_MESSAGE || value[0] == '[') {
         arr = json_loads(value, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
         if (!arr) return pj_fail(c, "invalid JSON at column %d: %s", je.column, je.text);
     } else {

@@ -55,8 +55,10 @@ int e2_pbjson_merge(ProtobufCMessage *msg, const json_t *json,
 /* Sets one field by dotted path ("train.lr", "labels.team", "gMax") from
  * its command-line text, creating the sub-messages on the way: numbers and
  * enum names as written, bools as true/false/1/0, strings verbatim,
- * repeated fields as comma-separated lists (an empty value clears them),
- * a map entry as "<map>.<key>". */
+ * repeated fields as comma-separated lists (an empty value clears them) or
+ * as a JSON array when the value starts with '[', a map entry as
+ * "<map>.<key>", a message (or map, or repeated message) as JSON text;
+ * "null" for a message clears it. */
 int e2_pbjson_set(ProtobufCMessage *msg, const char *path, const char *value,
                   const char *root, char *err, size_t errlen);
 

@@ -79,6 +79,7 @@ static int shard_round_trip(int width, uint32_t max_token) {
     CHECK(e2w_shard_write(p, tok, N, width, err, sizeof err) == 0);
     struct stat st;
     CHECK(stat(p, &st) == 0 && st.st_size == E2W_SHARD_HEADER_BYTES + N * width);
+    CHECK((st.st_mode & 0777) == 0644);
     e2w_shard s;
     CHECK(e2w_shard_open(&s, p, err, sizeof err) == 0);
     CHECK(s.width == width && s.n_tokens == N);

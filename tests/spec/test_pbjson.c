@@ -213,6 +213,12 @@ static int case_set_path(void) {
     CHECK(strcmp(m->text, "a,b") == 0);
     CHECK(e2_pbjson_set(&m->base, "many64", "", "m", err, sizeof err) == 0);
     CHECK(m->n_many64 == 0);
+    CHECK(e2_pbjson_set(&m->base, "inner.tags", "[\"a,b\", \"c\"]", "m", err, sizeof err) == 0);
+    CHECK(m->inner->n_tags == 2 && strcmp(m->inner->tags[0], "a,b") == 0);
+    CHECK(e2_pbjson_set(&m->base, "inners", "[{\"a\": 5}]", "m", err, sizeof err) == 0);
+    CHECK(m->n_inners == 1 && m->inners[0]->a == 5);
+    CHECK(e2_pbjson_set(&m->base, "inner", "null", "m", err, sizeof err) == 0);
+    CHECK(m->inner == NULL);
     CHECK(e2_pbjson_set(&m->base, "db", "x1", "m", err, sizeof err) != 0);
     CHECK_MSG(err, "m.db: expected a number, got \"x1\"");
     CHECK(e2_pbjson_set(&m->base, "inner.b", "1", "m", err, sizeof err) != 0);

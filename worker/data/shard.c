@@ -115,6 +115,13 @@ int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char
         e2w_shard_writer_abort(w);
         return rc;
     }
+    /* mkstemp creates 0600; shards are data for every user of the job. */
+    if (fchmod(fd, 0644) != 0) {
+        int rc = sh_err(err, errlen, -errno, "%s: cannot chmod %s: %s", path, w->tmp, strerror(errno));
+        close(fd);
+        e2w_shard_writer_abort(w);
+        return rc;
+    }
     w->f = fdopen(fd, "wb");
     static const int32_t zero[E2W_SHARD_HEADER_INTS];
     if (!w->f || fwrite(zero, 4, E2W_SHARD_HEADER_INTS, w->f) != E2W_SHARD_HEADER_INTS) {

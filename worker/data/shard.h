@@ -5,7 +5,7 @@
  *   header[2] token count; the file is exactly 1024 + count * width bytes.
  * Readers map the file (mmap); writers are atomic (temp file in the same
  * folder, fsync, rename, fsync of the folder), so a reader never sees half
- * a shard. */
+ * a shard; shards are created with mode 0644. */
 #ifndef E2W_SHARD_H
 #define E2W_SHARD_H
 
