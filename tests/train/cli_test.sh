@@ -1,0 +1,166 @@
+#!/bin/sh
+# cli_test.sh -- e2worker driven as a user would: `run` end to end on a tiny
+# spec (files written, resume, --fresh), `inspect`, `export`, and malformed
+# spec / shard / checkpoint / model giving one clear line and a non-zero
+# exit. Usage: cli_test.sh E2WORKER CASE
+set -u
+E2W=$1
+CASE=$2
+PY=/usr/bin/python3
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2-cli-XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+cd "$TMP" || exit 1
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# expect_error "what" "pattern" cmd...: non-zero exit and exactly one error
+# line ("e2worker: ...", the last line on stderr; progress may precede it)
+# matching pattern.
+expect_error() {
+    what=$1; pat=$2; shift 2
+    "$@" >out.txt 2>err.txt && fail "$what: exit 0"
+    [ "$(grep -c '^e2worker: ' err.txt)" -eq 1 ] || { cat err.txt >&2; fail "$what: not one error line"; }
+    tail -n 1 err.txt | grep -q '^e2worker: ' || fail "$what: error is not the last line: $(cat err.txt)"
+    grep '^e2worker: ' err.txt | grep -qi -- "$pat" || fail "$what: error does not mention '$pat': $(cat err.txt)"
+}
+
+make_data() {
+    i=0
+    while [ $i -lt 200 ]; do
+        echo "The quick brown fox number $i jumps over the lazy dog. A journey of a thousand miles begins with one step."
+        i=$((i + 1))
+    done >text.txt
+    "$E2W" prep --out data --val-fraction 0.1 text.txt >/dev/null || fail "prep"
+}
+
+write_spec() { # $1 = steps, $2 = output dir
+    cat >spec.json <<EOF
+{"name": "tiny",
+ "model": {"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+   "num_key_value_heads": 2, "intermediate_size": 48, "vocab_size": 257,
+   "max_position_embeddings": 32}},
+ "data": {"train_shards": ["data_train_*.bin"], "eval_shards": ["data_val_*.bin"]},
+ "augment": {"train_length": 16, "g_max": 4, "n_sink": 2},
+ "train": {"steps": $1, "global_batch": 4, "micro_batch": 2, "lr": 0.003},
+ "checkpoint": {"every": 2, "keep_last": 5},
+ "eval": {"windows": [32, 256], "max_tokens": 300, "passkey_trials": 1, "passkey_digits": 2},
+ "output_dir": "$2"}
+EOF
+}
+
+case $CASE in
+run_end_to_end)
+    make_data
+    write_spec 4 out
+    "$E2W" run spec.json >stdout.txt 2>stderr.txt || { cat stderr.txt >&2; fail "run exit"; }
+    for f in spec.json log metrics.jsonl eval.json eval.md \
+             checkpoints/step_2/model.safetensors checkpoints/step_4/config.json \
+             checkpoints/step_4/train_state.bin; do
+        [ -f "out/$f" ] || fail "out/$f missing"
+    done
+    [ "$(wc -l <out/metrics.jsonl)" -eq 4 ] || fail "metrics.jsonl has $(wc -l <out/metrics.jsonl) lines, want 4"
+    grep -q '| final | 256 | 8 |' stdout.txt || fail "no result table for window 256 at scale 8: $(cat stdout.txt)"
+    $PY - <<'EOF' || fail "eval.json"
+import json, math
+r = json.load(open("out/eval.json"))["results"]
+assert [x["window"] for x in r] == [32, 256], r
+assert all(x["tokens"] == 300 and math.isfinite(x["perplexity"]) for x in r), r
+assert r[1]["passkey_trials"] == 1, r
+s = json.load(open("out/spec.json"))
+assert s["train"]["micro_batch"] == 2 and s["augment"]["original_window"] == 32, s
+EOF
+    [ -d out/checkpoints/step_4.tmp ] && fail "step_4.tmp left behind"
+    # A longer run resumes from step 4 and appends only the new steps.
+    "$E2W" run spec.json --set train.steps=6 >stdout2.txt 2>stderr2.txt && fail "resume with another spec accepted"
+    grep -q "another spec" stderr2.txt || fail "spec change not explained: $(cat stderr2.txt)"
+    "$E2W" run spec.json >stdout2.txt 2>stderr2.txt || { cat stderr2.txt >&2; fail "rerun"; }
+    grep -q "resumed from .*step_4" stderr2.txt || fail "rerun did not resume: $(cat stderr2.txt)"
+    [ "$(wc -l <out/metrics.jsonl)" -eq 4 ] || fail "a finished run trained again"
+    expect_error "--fresh" "fresh" "$E2W" run spec.json --fresh
+    ;;
+bad_spec)
+    make_data
+    printf '{"name": "x", "train": {"steps": 3,}}' >bad.json
+    expect_error "malformed JSON" "line" "$E2W" run bad.json
+    write_spec 2 out
+    sed 's/"g_max"/"gmax"/' spec.json >unknown.json
+    expect_error "unknown field" "gmax" "$E2W" run unknown.json
+    expect_error "bad --set" "train.lr" "$E2W" run spec.json --set train.lr=-1
+    expect_error "missing spec" "nope.json" "$E2W" run nope.json
+    expect_error "no spec" "SPEC" "$E2W" run
+    ;;
+bad_shard)
+    make_data
+    write_spec 2 out
+    printf 'this is not a token shard at all, just text that is long enough' >data_train_000000.bin
+    expect_error "bad shard" "data_train_000000.bin" "$E2W" run spec.json
+    ;;
+bad_vocab)
+    make_data
+    write_spec 2 out
+    sed 's/"vocab_size": 257/"vocab_size": 100/' spec.json >small.json
+    expect_error "token >= vocab" "vocab" "$E2W" run small.json
+    ;;
+bad_checkpoint)
+    make_data
+    write_spec 2 out
+    "$E2W" run spec.json >/dev/null 2>&1 || fail "first run"
+    printf 'garbage' >out/checkpoints/step_2/train_state.bin
+    expect_error "corrupt training state" "train_state.bin" "$E2W" run spec.json
+    ;;
+inspect)
+    make_data
+    write_spec 2 out
+    "$E2W" run spec.json >/dev/null 2>&1 || fail "run"
+    "$E2W" inspect --model out/checkpoints/step_2 --tokens data_train_000000.bin --batch 2 --seq 8 \
+        --scale 2 --offset 3 --sinks 1 --out ins.safetensors >/dev/null || fail "inspect exit"
+    $PY - <<'EOF' || fail "inspect output"
+import json, struct
+b = open("ins.safetensors", "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+assert h["logits"]["shape"] == [2, 8, 257], h["logits"]
+assert h["loss"]["shape"] == [], h["loss"]
+grads = [k for k in h if k.startswith("grad.")]
+assert len(grads) == 2 + 9 * 2 + 1, len(grads)
+assert h["grad.model.layers.1.self_attn.k_proj.weight"]["shape"] == [16, 32]
+off = h["loss"]["data_offsets"]
+loss = struct.unpack("<f", b[8 + n + off[0]:8 + n + off[1]])[0]
+assert 0 < loss < 20, loss
+EOF
+    expect_error "missing model" "nowhere" "$E2W" inspect --model nowhere --tokens data_train_000000.bin \
+        --batch 1 --seq 4 --out x.safetensors
+    mkdir broken && cp out/checkpoints/step_2/config.json broken/ && printf 'xx' >broken/model.safetensors
+    expect_error "broken weights" "model.safetensors" "$E2W" inspect --model broken \
+        --tokens data_train_000000.bin --batch 1 --seq 4 --out x.safetensors
+    expect_error "too few tokens" "tokens" "$E2W" inspect --model out/checkpoints/step_2 \
+        --tokens data_val_000000.bin --batch 500 --seq 64 --out x.safetensors
+    expect_error "bad --batch" "batch" "$E2W" inspect --model out/checkpoints/step_2 \
+        --tokens data_val_000000.bin --batch zero --seq 4 --out x.safetensors
+    ;;
+export)
+    make_data
+    write_spec 2 out
+    "$E2W" run spec.json >/dev/null 2>&1 || fail "run"
+    "$E2W" export --checkpoint out/checkpoints/step_2 --window 256 --out hf256 >/dev/null || fail "export"
+    $PY - <<'EOF' || fail "exported config"
+import json
+c = json.load(open("hf256/config.json"))
+rs = c["rope_scaling"]
+assert rs.get("rope_type", rs.get("type")) == "linear" and rs["factor"] == 8, rs
+assert c["max_position_embeddings"] == 256, c
+EOF
+    cmp hf256/model.safetensors out/checkpoints/step_2/model.safetensors || fail "exported weights differ"
+    expect_error "window below L" "window" "$E2W" export --checkpoint out/checkpoints/step_2 --window 8 --out x
+    ;;
+usage)
+    "$E2W" --help | grep -q "run SPEC.json" || fail "--help"
+    "$E2W" version | grep -q "^e2worker [0-9]" || fail "version"
+    "$E2W" frobnicate >/dev/null 2>err.txt && fail "unknown command accepted"
+    grep -q "unknown command" err.txt || fail "unknown command message"
+    ;;
+*)
+    fail "no case $CASE"
+    ;;
+esac
+exit 0

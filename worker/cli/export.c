@@ -1,0 +1,57 @@
+/* export.c -- `e2worker export --checkpoint DIR --window L' --out DIR`:
+ * a Hugging Face model that serves window L' = g L (e2-method.md section
+ * 4): the checkpoint's weights unchanged, config.json with rope_scaling
+ * linear, factor g = L'/L, and max_position_embeddings L'. */
+#include <stdio.h>
+#include <string.h>
+
+#include "base.h"
+#include "cli.h"
+#include "hf_config.h"
+#include "model.h"
+
+int cli_export(int argc, char **argv, char *err, size_t errlen) {
+    const char *ckpt = NULL, *out = NULL;
+    long window = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--checkpoint") == 0 && v) ckpt = argv[++i];
+        else if (strcmp(a, "--out") == 0 && v) out = argv[++i];
+        else if (strcmp(a, "--window") == 0) {
+            if (cli_parse_long("--window", v, 1, 1L << 30, &window, err, errlen) < 0) return 1;
+            i++;
+        } else {
+            e2_errf(err, errlen, "export: unexpected argument '%s' (usage: e2worker export --checkpoint DIR --window L' --out DIR)", a);
+            return 1;
+        }
+    }
+    if (ckpt == NULL || out == NULL || window == 0) {
+        e2_errf(err, errlen, "export: --checkpoint, --window and --out are required");
+        return 1;
+    }
+    E2__V1__LlamaConfig cfg = E2__V1__LLAMA_CONFIG__INIT;
+    e2w_hf_meta meta;
+    if (e2w_hf_config_read(ckpt, &cfg, &meta, err, errlen) < 0) return 1;
+    e2w_model_config mc;
+    if (e2w_model_config_from_proto(&mc, &cfg, err, errlen) < 0) return 1;
+    if (window < mc.max_pos) {
+        e2_errf(err, errlen, "export: --window %ld is below the model's original window %d", window, mc.max_pos);
+        return 1;
+    }
+    e2w_model m;
+    int rc = 1;
+    if (e2w_model_create(&m, k_get("cpu"), &mc, err, errlen) < 0) return 1;
+    if (e2w_model_load_hf(&m, ckpt, err, errlen) < 0 ||
+        e2_mkdir_p(out, 0755, err, errlen) < 0 ||
+        e2w_model_save_hf(&m, out, 0, 0, err, errlen) < 0)
+        goto done;
+    meta.rope_scale = (double)window / (double)mc.max_pos;
+    meta.max_position = (uint32_t)window;
+    if (e2w_hf_config_write(out, &cfg, &meta, err, errlen) < 0) goto done;
+    printf("exported %s -> %s: window %ld, rope_scaling linear factor %g\n", ckpt, out, window,
+           meta.rope_scale);
+    rc = 0;
+done:
+    e2w_model_free(&m);
+    return rc;
+}

@@ -1,0 +1,96 @@
+/* main.c -- `e2worker`: the worker process of e2. Subcommands:
+ *   run SPEC.json     train + evaluate one job alone, no daemon (run.c)
+ *   inspect ...       one forward+backward, logits/loss/grads out (inspect.c)
+ *   export ...        Hugging Face export for a target window (export.c)
+ *   prep ...          byte-level text -> token shards (prep.c)
+ *   version, --help
+ *   --coordinator ADDR ...  agent mode under e2d (worker/agent)
+ * Every failure is one line on stderr and a non-zero exit status. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "cli.h"
+
+static const char usage[] =
+    "usage: e2worker <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run SPEC.json [--set path=value ...] [--fresh]\n"
+    "      Train and evaluate the job of SPEC.json in this process, writing\n"
+    "      output_dir/ (spec.json, log, metrics.jsonl, checkpoints/,\n"
+    "      eval.json, eval.md). Resumes from the newest complete checkpoint\n"
+    "      in output_dir; --fresh refuses to start when one exists.\n"
+    "  inspect --model DIR --tokens SHARD --batch B --seq T [--scale G]\n"
+    "          [--offset T0] [--sinks N] --out FILE.safetensors\n"
+    "      One forward+backward on the first B sequences of T+1 tokens;\n"
+    "      writes logits (B,T,V), loss and grad.<hf name> of every parameter.\n"
+    "  export --checkpoint DIR --window L' --out DIR\n"
+    "      Hugging Face model for window L' (rope_scaling linear L'/L).\n"
+    "  prep --out PREFIX [--val-fraction F] FILES...\n"
+    "      Byte-level tokenisation of text files into llm.c token shards.\n"
+    "  version\n"
+    "      Print the version.\n"
+    "  --coordinator ADDR [...]\n"
+    "      Agent mode: serve the e2d at ADDR (e2worker --coordinator --help).\n";
+
+int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out,
+                   char *err, size_t errlen) {
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (s == NULL || errno || end == s || *end != '\0' || v < lo || v > hi) {
+        snprintf(err, errlen, "%s needs an integer in [%ld, %ld] (got %s)", opt, lo, hi,
+                 s ? s : "nothing");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_double(const char *opt, const char *s, double *out, char *err,
+                     size_t errlen) {
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (s == NULL || errno || end == s || *end != '\0') {
+        snprintf(err, errlen, "%s needs a number (got %s)", opt, s ? s : "nothing");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    char err[CLI_ERRLEN] = "";
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    int rc;
+    if (strcmp(cmd, "--coordinator") == 0 || strncmp(cmd, "--coordinator=", 14) == 0)
+        return e2w_agent_main(argc, argv);
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    } else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("e2worker %s\n", E2_VERSION);
+        return 0;
+    } else if (strcmp(cmd, "run") == 0) {
+        rc = cli_run(argc - 2, argv + 2, err, sizeof err);
+    } else if (strcmp(cmd, "inspect") == 0) {
+        rc = cli_inspect(argc - 2, argv + 2, err, sizeof err);
+    } else if (strcmp(cmd, "export") == 0) {
+        rc = cli_export(argc - 2, argv + 2, err, sizeof err);
+    } else if (strcmp(cmd, "prep") == 0) {
+        rc = cli_prep(argc - 2, argv + 2, err, sizeof err);
+    } else {
+        fprintf(stderr, "e2worker: unknown command '%s' (see e2worker --help)\n", cmd);
+        return 2;
+    }
+    if (rc != 0 && err[0] != '\0') fprintf(stderr, "e2worker: %s\n", err);
+    return rc;
+}

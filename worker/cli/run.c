@@ -1,0 +1,213 @@
+/* run.c -- `e2worker run SPEC.json`: one job, trained and evaluated in this
+ * process with no daemon. The spec is resolved (overrides, defaults, the
+ * model's own config for an hf_dir model), validated and written back as
+ * output_dir/spec.json; training resumes from the newest complete
+ * checkpoint; progress goes to stderr, output_dir/log and one JSON line per
+ * step to output_dir/metrics.jsonl; evaluation ends the run (eval.c). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "cli.h"
+#include "eval.h"
+#include "hf_config.h"
+#include "spec.h"
+#include "train.h"
+
+typedef struct {
+    FILE *log, *metrics;
+    unsigned log_every;
+} run_ctx;
+
+/* One line to stderr and the log file. */
+static void run_say(run_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void run_say(run_ctx *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s\n", line);
+    if (c->log) {
+        fprintf(c->log, "%s\n", line);
+        fflush(c->log);
+    }
+}
+
+static void run_progress(void *ud, const e2w_train_progress *p) {
+    run_ctx *c = ud;
+    fprintf(c->metrics,
+            "{\"step\":%d,\"loss\":%.17g,\"lr\":%.9g,\"grad_norm\":%.9g,"
+            "\"step_s\":%.6f,\"tokens_per_s\":%.3f,\"gflops\":%.3f,\"tokens\":%llu}\n",
+            p->step, p->loss, p->lr, p->grad_norm, p->step_s, p->tokens_per_s,
+            p->gflops, (unsigned long long)p->tokens);
+    fflush(c->metrics);
+    if (p->step % (int)c->log_every == 0 || p->step == p->steps)
+        run_say(c, "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s | %.2f GFLOP/s",
+                p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s, p->gflops);
+}
+
+/* An hf_dir model brings its architecture: config.json fills model.config
+ * and the model-dependent defaults. */
+static int run_model_config(E2__V1__JobSpec *spec, char *err, size_t errlen) {
+    E2__V1__ModelSpec *ms = spec->model;
+    if (ms == NULL || ms->hf_dir == NULL || ms->hf_dir[0] == '\0') return 0;
+    E2__V1__LlamaConfig *cfg = malloc(sizeof *cfg);
+    if (cfg == NULL) return e2_errf(err, errlen, "out of memory");
+    e2__v1__llama_config__init(cfg);
+    if (e2w_hf_config_read(ms->hf_dir, cfg, NULL, err, errlen) < 0) {
+        free(cfg);
+        return -1;
+    }
+    if (ms->config) protobuf_c_message_free_unpacked(&ms->config->base, NULL);
+    ms->config = cfg;
+    return e2_spec_apply_model_defaults(spec, cfg, err, errlen);
+}
+
+static int run_resolve(const char *path, char **sets, int n_sets,
+                       E2__V1__JobSpec **out, char *err, size_t errlen) {
+    E2__V1__JobSpec *spec = e2_spec_load(path, err, errlen);
+    if (spec == NULL) return -1;
+    for (int i = 0; i < n_sets; i++)
+        if (e2_spec_set_arg(spec, sets[i], err, errlen) < 0) goto fail;
+    if (run_model_config(spec, err, errlen) < 0 ||
+        e2_spec_apply_defaults(spec, err, errlen) < 0 ||
+        e2_spec_validate(spec, err, errlen) < 0 ||
+        e2_spec_check_files(spec, err, errlen) < 0)
+        goto fail;
+    if (spec->output_dir == NULL || spec->output_dir[0] == '\0') {
+        char dir[512];
+        snprintf(dir, sizeof dir, "e2-run-%s", spec->name ? spec->name : "job");
+        free(spec->output_dir);
+        spec->output_dir = strdup(dir);
+        if (spec->output_dir == NULL) {
+            e2_errf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    *out = spec;
+    return 0;
+fail:
+    e2_spec_free(spec);
+    return -1;
+}
+
+static int run_write_spec(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/spec.json", spec->output_dir);
+    char *json = e2_spec_to_json(spec, 2);
+    if (json == NULL) return e2_errf(err, errlen, "out of memory");
+    size_t n = strlen(json);
+    char *text = malloc(n + 2);
+    if (text == NULL) {
+        free(json);
+        return e2_errf(err, errlen, "out of memory");
+    }
+    memcpy(text, json, n);
+    text[n] = '\n';
+    int rc = e2_write_file_atomic(path, text, n + 1, err, errlen);
+    free(text);
+    free(json);
+    return rc < 0 ? -1 : 0;
+}
+
+static FILE *run_open(const char *dir, const char *name, char *err, size_t errlen) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "a");
+    if (f == NULL) e2_errf(err, errlen, "open %s: %s", path, strerror(errno));
+    return f;
+}
+
+int cli_run(int argc, char **argv, char *err, size_t errlen) {
+    const char *spec_path = NULL;
+    char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    int n_sets = 0, fresh = 0, rc = 1;
+    E2__V1__JobSpec *spec = NULL;
+    e2w_train *t = NULL;
+    run_ctx ctx = {0};
+    e2w_eval_results ev;
+    e2w_eval_results_init(&ev);
+    if (sets == NULL) {
+        e2_errf(err, errlen, "out of memory");
+        return 1;
+    }
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--set") == 0) {
+            if (i + 1 >= argc) {
+                e2_errf(err, errlen, "--set needs path=value");
+                goto done;
+            }
+            sets[n_sets++] = argv[++i];
+        } else if (strncmp(argv[i], "--set=", 6) == 0) {
+            sets[n_sets++] = argv[i] + 6;
+        } else if (strcmp(argv[i], "--fresh") == 0) {
+            fresh = 1;
+        } else if (argv[i][0] == '-' || spec_path != NULL) {
+            e2_errf(err, errlen, "run: unexpected argument '%s' (usage: e2worker run SPEC.json [--set path=value ...] [--fresh])", argv[i]);
+            goto done;
+        } else {
+            spec_path = argv[i];
+        }
+    }
+    if (spec_path == NULL) {
+        e2_errf(err, errlen, "run: missing SPEC.json (usage: e2worker run SPEC.json [--set path=value ...] [--fresh])");
+        goto done;
+    }
+    if (run_resolve(spec_path, sets, n_sets, &spec, err, errlen) < 0) goto done;
+    const k_backend *k = k_get(spec->device);
+    if (k == NULL) {
+        e2_errf(err, errlen, "spec.device '%s' is not available in this build/machine (use \"cpu\")", spec->device);
+        goto done;
+    }
+    if (e2_mkdir_p(spec->output_dir, 0755, err, errlen) < 0) goto done;
+    char latest[4200];
+    int have_ckpt = e2w_train_find_latest(spec->output_dir, latest, sizeof latest);
+    if (have_ckpt && fresh) {
+        e2_errf(err, errlen, "--fresh: %s already holds a checkpoint (%s); remove it or choose another output_dir",
+                spec->output_dir, latest);
+        goto done;
+    }
+    if (run_write_spec(spec, err, errlen) < 0) goto done;
+    if ((ctx.log = run_open(spec->output_dir, "log", err, errlen)) == NULL ||
+        (ctx.metrics = run_open(spec->output_dir, "metrics.jsonl", err, errlen)) == NULL)
+        goto done;
+    ctx.log_every = spec->has_log_every && spec->log_every > 0 ? spec->log_every : 1;
+    e2w_train_hooks hooks = {.ud = &ctx, .rank = 0, .world_size = 1, .progress = run_progress};
+    if (e2w_train_create(&t, spec, k, spec->output_dir, &hooks, err, errlen) < 0) goto done;
+    e2w_train_memory mem;
+    e2w_train_memory_report(t, &mem);
+    run_say(&ctx, "e2worker run: job %s on %s, output %s", spec->name ? spec->name : "?",
+            k->name, spec->output_dir);
+    run_say(&ctx, "model: %zu parameters | memory MiB: params %.1f, grads %.1f, optimizer %.1f, activations %.1f",
+            mem.n_params, mem.param_bytes / 1048576.0, mem.grad_bytes / 1048576.0,
+            mem.optim_bytes / 1048576.0, mem.act_bytes / 1048576.0);
+    if (have_ckpt) {
+        if (e2w_train_resume(t, latest, err, errlen) < 0) goto done;
+        run_say(&ctx, "resumed from %s (step %d)", latest, e2w_train_step(t));
+    } else if (spec->eval && spec->eval->eval_base) {
+        run_say(&ctx, "evaluating the starting model");
+        if (e2w_eval_spec(e2w_train_model(t), spec, "base", &ev, err, errlen) < 0) goto done;
+    }
+    int r = e2w_train_run(t, err, errlen);
+    if (r < 0) goto done;
+    run_say(&ctx, "training done at step %d; evaluating", e2w_train_step(t));
+    if (e2w_eval_spec(e2w_train_model(t), spec, "final", &ev, err, errlen) < 0 ||
+        e2w_eval_results_write(&ev, spec->output_dir, err, errlen) < 0)
+        goto done;
+    char *table = e2w_eval_results_markdown(&ev);
+    if (table) fputs(table, stdout);
+    free(table);
+    rc = 0;
+done:
+    e2w_eval_results_free(&ev);
+    e2w_train_free(t);
+    if (ctx.log) fclose(ctx.log);
+    if (ctx.metrics) fclose(ctx.metrics);
+    e2_spec_free(spec);
+    free(sets);
+    return rc;
+}
