@@ -16,9 +16,12 @@
  * are bitwise the same for any number of threads.
  *
  * Tile products run on a small register-blocked kernel (GCC vector
- * extensions, explicit FMA where the ISA has it) over packed, zero-padded
- * tiles: head dim padded to Dp (a multiple of 16), rows padded to the tile.
- * Scores are kept in base 2 (K is packed pre-multiplied by log2(e)/sqrt(D))
+ * extensions, explicit FMA where the ISA has it). Rows of q, k, v and dout
+ * are read in place from the strided tensors; a transposed operand (Q^T,
+ * K^T, V^T, dO^T) is packed once per work unit and reused over its whole
+ * loop; the last, partial tile and head dims that are not a multiple of 16
+ * go through zero-padded copies (head dim padded to Dp).
+ * Scores are kept in base 2 (the packed Q^T or K^T carries log2(e)/sqrt(D))
  * so the softmax needs only 2^x, computed by a branch-free polynomial.
  * Extra memory: a few tiles per thread, allocated per call. */
 #include <math.h>
@@ -53,6 +56,8 @@
 
 typedef float kcpu_vf __attribute__((vector_size(KCPU_VW * sizeof(float))));
 typedef int32_t kcpu_vi __attribute__((vector_size(KCPU_VW * sizeof(float))));
+/* The same vector at float alignment, for B rows read in place from qkv. */
+typedef float kcpu_vfu __attribute__((vector_size(KCPU_VW * sizeof(float)), aligned(4)));
 
 #define KCPU_LOG2E 1.44269504088896340736
 #define KCPU_LN2 0.69314718055994530942
@@ -105,7 +110,7 @@ kcpu_block(float *c, int ldc, const float *a, int ars, int aks, const float *b,
     for (int k = 0; k < K; k++) {
         const float *bk = b + (size_t)k * ldb;
         kcpu_vf bv[KCPU_NV];
-        for (int v = 0; v < nv; v++) bv[v] = *(const kcpu_vf *)(bk + v * KCPU_VW);
+        for (int v = 0; v < nv; v++) bv[v] = *(const kcpu_vfu *)(bk + v * KCPU_VW);
         for (int r = 0; r < KCPU_MR; r++) {
             kcpu_vf av = kcpu_splat(a[(size_t)r * ars + (size_t)k * aks]);
             for (int v = 0; v < nv; v++) acc[r][v] = kcpu_fma(av, bv[v], acc[r][v]);
@@ -116,10 +121,10 @@ kcpu_block(float *c, int ldc, const float *a, int ars, int aks, const float *b,
             *(kcpu_vf *)(c + (size_t)r * ldc + v * KCPU_VW) = acc[r][v];
 }
 
-/* c (M, N) [+]= A (M, K) . b (K, N) on packed tiles, with A(i, k) =
- * a[i * ars + k * aks]: ars = lda, aks = 1 for a row-major A, ars = 1,
- * aks = lda for A stored transposed. b and c are 64-byte aligned with ldb and
- * ldc multiples of the vector width; M % KCPU_MR == 0, N % KCPU_VW == 0. */
+/* c (M, N) [+]= A (M, K) . b (K, N), with A(i, k) = a[i * ars + k * aks]:
+ * ars = lda, aks = 1 for a row-major A, ars = 1, aks = lda for A stored
+ * transposed. c is a packed tile (64-byte aligned, ldc a multiple of the
+ * vector width); M % KCPU_MR == 0 and N % KCPU_VW == 0. */
 static void kcpu_tile_gemm(float *c, int ldc, const float *a, int ars, int aks,
                            const float *b, int ldb, int M, int N, int K,
                            int accumulate) {
@@ -201,11 +206,12 @@ static size_t kcpu_slot(int Dp) {
     return (size_t)KCPU_ATTN_TILE * (size_t)(Dp > KCPU_ATTN_TILE ? Dp : KCPU_ATTN_TILE);
 }
 
-/* Rows of a key or value tile as the A operand of a tile product: read in
- * place from qkv when the tile is full, else from a zero-padded copy. */
+/* A tile of n rows of D channels as an operand of tile products (A rows,
+ * or B with N = Dp): read in place when the tile is full and D needs no
+ * padding, else from a zero-padded copy in buf. *ars gets the row stride. */
 static const float *kcpu_rows_operand(float *buf, int Dp, const float *src,
                                       size_t ld, int n, int D, int *ars) {
-    if (n == KCPU_ATTN_TILE) {
+    if (n == KCPU_ATTN_TILE && D == Dp) {
         *ars = (int)ld;
         return src;
     }
@@ -286,8 +292,10 @@ void kcpu_attn_fwd(void *out_,          /* (B, T, H*D) */
                 if (kt > 0)
                     for (int r = 0; r < TL; r++)
                         for (int d = 0; d < Dp; d++) O[(size_t)r * Dp + d] *= alpha[r];
-                kcpu_pack_rows(Vp, Dp, k + (size_t)KVH * D, ld, nk, D);
-                kcpu_tile_gemm(O, Dp, S, 1, TL, Vp, Dp, TL, Dp, TL, 1);
+                int vrs;
+                const float *Vb =
+                    kcpu_rows_operand(Vp, Dp, k + (size_t)KVH * D, ld, nk, D, &vrs);
+                kcpu_tile_gemm(O, Dp, S, 1, TL, Vb, vrs, TL, Dp, TL, 1);
             }
             for (int r = 0; r < nq; r++) {
                 float inv = 1.0f / l[r];
@@ -383,8 +391,8 @@ void kcpu_attn_bwd(void *dqkv_,         /* (B, T, (H+2*KVH)*D) += */
 
         /* Pass 1: dK, dV of one key tile of one kv head, summed over the
          * query heads of its group and the query tiles at or after it. K^T
-         * and V^T are packed once; a tile pair then needs only row copies of
-         * Q and dO, and the products with P^T and dS^T read P and dS
+         * and V^T are packed once; a tile pair then reads Q and dO rows in
+         * place, and the products with P^T and dS^T read P and dS
          * transposed in place. Early key tiles see the most queries, so they
          * come first. */
 #pragma omp for schedule(dynamic, 1) nowait
@@ -402,18 +410,19 @@ void kcpu_attn_bwd(void *dqkv_,         /* (B, T, (H+2*KVH)*D) += */
                 for (int qt = kt; qt < nt; qt++) {
                     int i0 = qt * TL, nq = T - i0 < TL ? T - i0 : TL;
                     size_t st = ((size_t)b * H + h) * T + i0;
-                    kcpu_pack_rows(Qp, Dp, rows + i0 * ld + (size_t)h * D, ld,
-                                   nq, D);
-                    kcpu_pack_rows(dOp, Dp,
-                                   dout + ((size_t)b * T + i0) * ldo + (size_t)h * D,
-                                   ldo, nq, D);
+                    int qs, os;
+                    const float *Q = kcpu_rows_operand(
+                        Qp, Dp, rows + i0 * ld + (size_t)h * D, ld, nq, D, &qs);
+                    const float *dO = kcpu_rows_operand(
+                        dOp, Dp, dout + ((size_t)b * T + i0) * ldo + (size_t)h * D,
+                        ldo, nq, D, &os);
                     kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
-                    kcpu_tile_gemm(S, TL, Qp, Dp, 1, Kt, TL, TL, TL, D, 0);
+                    kcpu_tile_gemm(S, TL, Q, qs, 1, Kt, TL, TL, TL, D, 0);
                     if (qt == kt) kcpu_mask_rows(S);
-                    kcpu_tile_gemm(dP, TL, dOp, Dp, 1, Vt, TL, TL, TL, D, 0);
+                    kcpu_tile_gemm(dP, TL, dO, os, 1, Vt, TL, TL, TL, D, 0);
                     kcpu_dscores_rows(S, dP, lse2, dl);
-                    kcpu_tile_gemm(dV, Dp, S, 1, TL, dOp, Dp, TL, Dp, TL, 1);
-                    kcpu_tile_gemm(dK, Dp, dP, 1, TL, Qp, Dp, TL, Dp, TL, 1);
+                    kcpu_tile_gemm(dV, Dp, S, 1, TL, dO, os, TL, Dp, TL, 1);
+                    kcpu_tile_gemm(dK, Dp, dP, 1, TL, Q, qs, TL, Dp, TL, 1);
                 }
             }
             for (int c = 0; c < nk; c++) {
@@ -443,16 +452,16 @@ void kcpu_attn_bwd(void *dqkv_,         /* (B, T, (H+2*KVH)*D) += */
             kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
             memset(dQ, 0, (size_t)TL * Dp * sizeof(float));
             for (int kt = 0; kt <= qt; kt++) {
-                int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL, vrs;
+                int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL, ks, vs;
                 const float *k = rows + j0 * ld + (size_t)(H + kvh) * D;
-                kcpu_pack_rows(Kp, Dp, k, ld, nk, D);
-                const float *Va =
-                    kcpu_rows_operand(Vp, Dp, k + (size_t)KVH * D, ld, nk, D, &vrs);
-                kcpu_tile_gemm(S, TL, Kp, Dp, 1, Qt, TL, TL, TL, D, 0);
+                const float *K = kcpu_rows_operand(Kp, Dp, k, ld, nk, D, &ks);
+                const float *V =
+                    kcpu_rows_operand(Vp, Dp, k + (size_t)KVH * D, ld, nk, D, &vs);
+                kcpu_tile_gemm(S, TL, K, ks, 1, Qt, TL, TL, TL, D, 0);
                 if (kt == qt) kcpu_mask_cols(S);
-                kcpu_tile_gemm(dP, TL, Va, vrs, 1, dOt, TL, TL, TL, D, 0);
+                kcpu_tile_gemm(dP, TL, V, vs, 1, dOt, TL, TL, TL, D, 0);
                 kcpu_dscores_cols(S, dP, lse2, dl);
-                kcpu_tile_gemm(dQ, Dp, dP, 1, TL, Kp, Dp, TL, Dp, TL, 1);
+                kcpu_tile_gemm(dQ, Dp, dP, 1, TL, K, ks, TL, Dp, TL, 1);
             }
             for (int r = 0; r < nq; r++) {
                 float *dq = dqkv + ((size_t)b * T + i0 + r) * ld + (size_t)h * D;
