@@ -148,8 +148,6 @@ static size_t pj_edit_distance(const char *a, const char *b) {
     return row[lb];
 }
 
-static json_t *pj_map_json(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f);
-
 static int pj_unknown(pj_ctx *c, const ProtobufCMessageDescriptor *d, const char *key) {
     const char *best = NULL;
     size_t bestd = 3;
@@ -271,6 +269,7 @@ static void pj_clear(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f) {
 /* --- JSON -> values -------------------------------------------------------- */
 
 static int pj_merge_object(pj_ctx *c, ProtobufCMessage *m, const json_t *obj);
+static json_t *pj_map_json(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f);
 
 /* Reads an integer (JSON integer, integral real, or decimal string when
  * allowed) into *s (signed) or *u (unsigned), 64-bit range checked. */
