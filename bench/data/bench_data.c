@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
     }
     double t_write = now() - t0;
     free(tok);
-    const char *pat[] = {path};
+    char *pat[] = {path};
     e2w_dataset *ds;
     if (e2w_dataset_open(&ds, pat, 1, R, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);

@@ -73,7 +73,8 @@ char *e2_pbjson_to_string(const ProtobufCMessage *msg, int indent);
  * (object keys in insertion order). NULL only when out of memory. */
 char *e2_pbjson_format(const json_t *json, int indent);
 
-/* A new heap copy of `msg` (NULL when out of memory). */
+/* A new heap copy of `msg` (NULL when out of memory, or when a proto2
+ * required field is unset). */
 ProtobufCMessage *e2_pbjson_copy(const ProtobufCMessage *msg);
 
 #endif

@@ -47,7 +47,7 @@ static int count_files(void) {
     return n;
 }
 
-static const char *in_dir(const char *name) {
+static char *in_dir(const char *name) {
     static char p[4][512];
     static int k;
     k = (k + 1) % 4;
@@ -192,7 +192,7 @@ static int case_dataset_windows(void) {
     const uint32_t sizes[] = {50, 3, 48};
     uint32_t total;
     CHECK(write_counting(sizes, 3, &total) == 0);
-    const char *pat[] = {in_dir("c_*.bin")};
+    char *pat[] = {in_dir("c_*.bin")};
     e2w_dataset *ds;
     const uint32_t R = 7;
     CHECK(e2w_dataset_open(&ds, pat, 1, R, err, sizeof err) == 0);
@@ -220,17 +220,17 @@ static int case_dataset_errors(void) {
     uint32_t total;
     CHECK(write_counting(sizes, 1, &total) == 0);
     e2w_dataset *ds;
-    const char *none[] = {in_dir("nothing_*.bin")};
+    char *none[] = {in_dir("nothing_*.bin")};
     CHECK(e2w_dataset_open(&ds, none, 1, 4, err, sizeof err) == -ENOENT);
     CHECK_MSG(err, "nothing_*.bin: no token shard matches");
-    const char *one[] = {in_dir("c_00.bin")};
+    char *one[] = {in_dir("c_00.bin")};
     CHECK(e2w_dataset_open(&ds, one, 1, 5, err, sizeof err) != 0);
     CHECK_MSG(err, "5 tokens in 1 shard(s), fewer than one training sequence of 5 + 1 tokens");
     CHECK(e2w_dataset_open(&ds, one, 1, 4, err, sizeof err) == 0 && e2w_dataset_samples(ds) == 1);
     e2w_dataset_close(ds);
     int32_t bad[3] = {20240520, 2, 0};
     CHECK(write_raw(in_dir("c_01.bin"), bad, 3, 0) == 0);
-    const char *all[] = {in_dir("c_*.bin")};
+    char *all[] = {in_dir("c_*.bin")};
     CHECK(e2w_dataset_open(&ds, all, 1, 2, err, sizeof err) != 0);
     CHECK_MSG(err, "c_01.bin: bad version 2");
     remove_dir();
@@ -291,7 +291,7 @@ static int case_order_sample_at(void) {
     const uint32_t sizes[] = {101};
     uint32_t total;
     CHECK(write_counting(sizes, 1, &total) == 0);
-    const char *one[] = {in_dir("c_00.bin")};
+    char *one[] = {in_dir("c_00.bin")};
     e2w_dataset *ds;
     CHECK(e2w_dataset_open(&ds, one, 1, 4, err, sizeof err) == 0);
     uint64_t n = e2w_dataset_samples(ds);
@@ -614,7 +614,7 @@ static int case_prep_text(void) {
     CHECK(make_dir() == 0);
     CHECK(write_text(in_dir("a.txt"), "hello") == 0);
     CHECK(write_text(in_dir("b.txt"), "ab\xff") == 0);
-    const char *files[] = {in_dir("a.txt"), in_dir("b.txt")};
+    char *files[] = {in_dir("a.txt"), in_dir("b.txt")};
     const uint32_t want[] = {256, 'h', 'e', 'l', 'l', 'o', 256, 'a', 'b', 255};
     char prefix[256];
     snprintf(prefix, sizeof prefix, "%s", in_dir("one"));
@@ -638,7 +638,7 @@ static int case_prep_text(void) {
     snprintf(prefix, sizeof prefix, "%s", in_dir("split_train_000000.bin"));
     CHECK(e2w_shard_open(&s, prefix, err, sizeof err) == 0 && s.width == 2);
     e2w_shard_close(&s);
-    const char *missing[] = {in_dir("nope.txt")};
+    char *missing[] = {in_dir("nope.txt")};
     CHECK(e2w_prep_text(missing, 1, in_dir("x"), 10, 0, NULL, err, sizeof err) != 0);
     CHECK_MSG(err, "nope.txt: No such file");
     CHECK(e2w_prep_text(files, 2, in_dir("x"), 10, 1.0, NULL, err, sizeof err) != 0);

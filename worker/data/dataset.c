@@ -60,7 +60,7 @@ static int ds_add_shard(e2w_dataset *ds, const char *path, size_t *cap, char *er
     return rc;
 }
 
-int e2w_dataset_open(e2w_dataset **out, const char *const *patterns, size_t n_patterns, uint32_t seq_len,
+int e2w_dataset_open(e2w_dataset **out, char *const *patterns, size_t n_patterns, uint32_t seq_len,
                      char *err, size_t errlen) {
     *out = NULL;
     if (seq_len < 1) return ds_err(err, errlen, -EINVAL, "dataset: sequence length must be >= 1");

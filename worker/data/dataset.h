@@ -22,8 +22,9 @@ typedef struct e2w_dataset e2w_dataset;
 
 /* Opens the shards; fails (one line naming the file or pattern) when a
  * pattern matches nothing, a shard is bad, or there are fewer than R + 1
- * tokens. seq_len is R (>= 1). */
-int e2w_dataset_open(e2w_dataset **out, const char *const *patterns, size_t n_patterns, uint32_t seq_len,
+ * tokens. seq_len is R (>= 1). patterns is `char *const *` (as execv's
+ * argv) so that argv and protobuf-c string arrays pass without a cast. */
+int e2w_dataset_open(e2w_dataset **out, char *const *patterns, size_t n_patterns, uint32_t seq_len,
                      char *err, size_t errlen);
 void e2w_dataset_close(e2w_dataset *ds);
 

@@ -93,7 +93,7 @@ static int prep_file(prep_out *o, const char *path, char *err, size_t errlen) {
     return rc;
 }
 
-int e2w_prep_text(const char *const *files, int n, const char *out_prefix, size_t shard_tokens,
+int e2w_prep_text(char *const *files, int n, const char *out_prefix, size_t shard_tokens,
                   double val_fraction, e2w_prep_stats *stats, char *err, size_t errlen) {
     e2w_prep_stats local;
     prep_out o;

@@ -25,7 +25,7 @@ typedef struct {
  * val_fraction of it (at least one token when val_fraction > 0) goes to
  * <out_prefix>_val_NNNNNN.bin, the rest to <out_prefix>_train_NNNNNN.bin,
  * at most shard_tokens tokens per shard. stats may be NULL. */
-int e2w_prep_text(const char *const *files, int n, const char *out_prefix, size_t shard_tokens,
+int e2w_prep_text(char *const *files, int n, const char *out_prefix, size_t shard_tokens,
                   double val_fraction, e2w_prep_stats *stats, char *err, size_t errlen);
 
 /* Deterministic English-like text (a pure function of seed; a longer
