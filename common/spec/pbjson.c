@@ -869,7 +869,7 @@ json_t *e2_pbjson_from_message(const ProtobufCMessage *msg) {
         } else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
             v = json_array();
             size_t n = *CMEMBER(msg, f->quantifier_offset, size_t);
-            const char *arr = *CMEMBER(msg, f->offset, const char *);
+            const char *arr = *CMEMBER(msg, f->offset, char *);
             size_t es = pj_elt_size(f->type);
             for (size_t k = 0; v && k < n; k++)
                 if (json_array_append_new(v, pj_value_json(f, arr + k * es))) {
