@@ -79,8 +79,8 @@ typedef struct rpc_call rpc_call;
 
 typedef enum { RPC_UNARY = 0, RPC_SERVER_STREAMING = 1 } rpc_kind;
 
-/* A handler gets the decoded request (owned by the call, valid until the
- * call is freed) and the data of its rpc_method. */
+/* A handler gets the decoded request (owned by the call: valid until the
+ * handler finishes the call) and the data of its rpc_method. */
 typedef void (*rpc_handler_cb)(rpc_call *call, const ProtobufCMessage *request,
                                void *data);
 /* The client is gone (cancelled, deadline passed, connection dropped, or
@@ -161,7 +161,8 @@ void rpc_call_on_cancel(rpc_call *call, rpc_cancel_cb cb);
 /* Unary: answer with `response` and status OK; this finishes the call. */
 int rpc_call_reply(rpc_call *call, const ProtobufCMessage *response);
 /* Streaming: queue one message (sent in order, one at a time).
- * RPC_ECANCELLED when the client is gone. */
+ * RPC_ECANCELLED when the client is gone; RPC_EINVAL on a unary method
+ * (use rpc_call_reply). */
 int rpc_call_send(rpc_call *call, const ProtobufCMessage *message);
 /* Finish with a status (after the queued messages) and a one-line message
  * (NULL for none). Unary calls use it for errors. */

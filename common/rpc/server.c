@@ -390,6 +390,8 @@ void rpc_call_on_cancel(rpc_call *call, rpc_cancel_cb cb) { call->on_cancel = cb
 size_t rpc_call_queued(const rpc_call *call) { return call->queued; }
 
 int rpc_call_send(rpc_call *c, const ProtobufCMessage *message) {
+  if (c->method == NULL || c->method->kind != RPC_SERVER_STREAMING)
+    return RPC_EINVAL;
   if (c->finished)
     return RPC_ESTATE;
   if (c->cancelled)

@@ -100,6 +100,9 @@ static void handle_get_job(rpc_call *call, const ProtobufCMessage *request,
                   &lr->timer);
     lr->timer.data = lr;
     uv_timer_start(&lr->timer, on_later, 50, 0);
+  } else if (rpc_call_send(call, request) != RPC_EINVAL) {
+    /* a unary method must refuse stream sends */
+    rpc_call_finish(call, RPC_INTERNAL, "rpc_call_send accepted a unary call");
   } else {
     reply_job(call, id);
   }
