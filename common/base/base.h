@@ -92,7 +92,10 @@ void e2_afile_abort(e2_afile *f);
 int e2_read_file(const char *path, size_t max_size, char **out, size_t *len,
                  char *err, size_t errlen);
 
-/* ---- SHA-256 (FIPS 180-4) ---- */
+/* ---- SHA-256 (FIPS 180-4) ----
+ * Uses the x86 SHA extensions when the CPU has them, else portable C;
+ * setting E2_SHA256_PORTABLE in the environment forces the portable code
+ * (the tests run both). */
 
 #define E2_SHA256_LEN 32
 #define E2_SHA256_HEXLEN 65 /* 64 hex digits + NUL */

@@ -1,8 +1,13 @@
 /* sha256.c -- SHA-256 (FIPS 180-4) for checkpoint manifests and train-state
- * checksums. Portable C, byte-at-a-time big-endian loads; about 200 MB/s,
- * which is far faster than the disks checkpoints are written to. */
+ * checksums. Portable C (about 150-250 MB/s), plus the x86 SHA extensions
+ * when the CPU has them (checked at run time; about 1.5 GB/s), because
+ * checksumming multi-gigabyte optimizer state must not cost minutes. */
 #include "base.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -25,7 +30,7 @@ static const uint32_t e2__k256[64] = {
 
 static uint32_t e2__ror(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-/* Compresses one 64-byte block into the state. */
+/* Compresses one 64-byte block into the state (portable). */
 static void e2__sha256_block(uint32_t h[8], const uint8_t *p) {
     uint32_t w[64];
     for (int i = 0; i < 16; i++)
@@ -50,6 +55,75 @@ static void e2__sha256_block(uint32_t h[8], const uint8_t *p) {
     h[4] += e; h[5] += f; h[6] += g; h[7] += k;
 }
 
+#if defined(__x86_64__)
+/* The SHA-NI form keeps the state as two vectors, ABEF and CDGH (lanes high
+ * to low); sha256rnds2 does two rounds, sha256msg1/msg2 extend the message
+ * schedule four words at a time. */
+__attribute__((target("sha,sse4.1,ssse3")))
+static void e2__sha256_blocks_ni(uint32_t h[8], const uint8_t *p, size_t n) {
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    __m128i dcba = _mm_loadu_si128((const __m128i *)&h[0]);
+    __m128i hgfe = _mm_loadu_si128((const __m128i *)&h[4]);
+    __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+    __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+    __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
+    __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+    for (; n > 0; n--, p += 64) {
+        __m128i abef0 = abef, cdgh0 = cdgh, m[4];
+        for (int i = 0; i < 4; i++)
+            m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)),
+                                    bswap);
+        for (int g = 0; g < 16; g++) {
+            __m128i cur = m[g & 3];
+            __m128i k = _mm_add_epi32(
+                cur, _mm_loadu_si128((const __m128i *)&e2__k256[4 * g]));
+            /* Two rounds turn ABEF into the next CDGH: after both calls the
+             * variables hold ABEF and CDGH again. */
+            cdgh = _mm_sha256rnds2_epu32(cdgh, abef, k);
+            abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(k, 0x0E));
+            if (g >= 3 && g <= 14) { /* words 4(g+1) .. 4(g+1)+3 */
+                __m128i w7 = _mm_alignr_epi8(cur, m[(g + 3) & 3], 4);
+                m[(g + 1) & 3] = _mm_sha256msg2_epu32(
+                    _mm_add_epi32(m[(g + 1) & 3], w7), cur);
+            }
+            if (g >= 1 && g <= 12)
+                m[(g + 3) & 3] = _mm_sha256msg1_epu32(m[(g + 3) & 3], cur);
+        }
+        abef = _mm_add_epi32(abef, abef0);
+        cdgh = _mm_add_epi32(cdgh, cdgh0);
+    }
+    __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+    __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+    _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(feba, dchg, 0xF0));
+    _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(dchg, feba, 8));
+}
+
+/* 1 when the CPU has SHA, SSE4.1 and SSSE3; asked once. */
+static int e2__have_sha_ni(void) {
+    static _Atomic int have = -1;
+    int v = have;
+    if (v < 0) {
+        unsigned a, b, c, d;
+        v = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 19)) && (c & (1u << 9)) &&
+            __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29)) &&
+            getenv("E2_SHA256_PORTABLE") == NULL;
+        have = v;
+    }
+    return v;
+}
+#endif
+
+/* Compresses n consecutive 64-byte blocks. */
+static void e2__sha256_blocks(uint32_t h[8], const uint8_t *p, size_t n) {
+#if defined(__x86_64__)
+    if (e2__have_sha_ni()) {
+        e2__sha256_blocks_ni(h, p, n);
+        return;
+    }
+#endif
+    for (; n > 0; n--, p += 64) e2__sha256_block(h, p);
+}
+
 void e2_sha256_init(e2_sha256_ctx *c) {
     static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372,
                                    0xa54ff53a, 0x510e527f, 0x9b05688c,
@@ -69,10 +143,12 @@ void e2_sha256_update(e2_sha256_ctx *c, const void *data, size_t len) {
         p += k;
         len -= k;
         if (c->nbuf < 64) return;
-        e2__sha256_block(c->h, c->buf);
+        e2__sha256_blocks(c->h, c->buf, 1);
         c->nbuf = 0;
     }
-    for (; len >= 64; p += 64, len -= 64) e2__sha256_block(c->h, p);
+    e2__sha256_blocks(c->h, p, len / 64);
+    p += len / 64 * 64;
+    len %= 64;
     memcpy(c->buf, p, len);
     c->nbuf = len;
 }

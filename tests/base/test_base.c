@@ -82,6 +82,44 @@ static int test_sha256_vectors(void) {
     return 0;
 }
 
+/* Lengths around the block and padding boundaries, streamed in two
+ * pieces at every split point; digests from Python's hashlib. */
+static int test_sha256_lengths(void) {
+    static const struct {
+        size_t n;
+        const char *hex;
+    } v[] = {
+        {55, "8af594de0e003fdee5c8bb088216c824349b4137070f559574f4a4bddd27b714"},
+        {56, "db81bc2bfd43620591df192139062da77d4c376f1888ea3d2190bd07c8d901f9"},
+        {63, "bd535b38bf0d0d1a09d370b7e34b2696cea3767801a45d5611a4aaa6954e8527"},
+        {64, "292be91abe8c0909fe3d26575af5755eee74d23816dc68c3ba41765136967654"},
+        {65, "ba65aedf7884642499a59ae124894611d986cf429e69f569488048af3a99e25a"},
+        {119, "d367ab298e74477421127b0b448667c37c006c636f5738f081c39388756e5fad"},
+        {120, "be7beb9c82089eb08da8fe6eb30c13b9d56869014e228a8c3eb0fdfe832efab2"},
+        {127, "770cba7b80c7615a327db5812ccd3f80895d801b587448fcd0b2c1a10f5c88a3"},
+        {128, "cb5311e1d7aa8e11d6af7081f3ffc3e4efa008c7483a1a791fe170bf37546ba7"},
+        {1000, "59425e4412e296fc74736673ce067027f384203f59c0d2c3e6be7b13347b3ffc"},
+        {4097, "cccd1be35d39d5af1686e69fcdcab1831ffbecbd9e95c9205326ebfb16dbe2c1"},
+    };
+    static uint8_t buf[4097];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)(i * 7 % 251);
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+        CHECK(hex_of(buf, v[k].n, v[k].hex) == 0);
+        for (size_t split = 0; split <= v[k].n && v[k].n <= 128; split++) {
+            e2_sha256_ctx c;
+            uint8_t d[E2_SHA256_LEN];
+            char hex[E2_SHA256_HEXLEN];
+            e2_sha256_init(&c);
+            e2_sha256_update(&c, buf, split);
+            e2_sha256_update(&c, buf + split, v[k].n - split);
+            e2_sha256_final(&c, d);
+            e2_sha256_hex(d, hex);
+            CHECK(strcmp(hex, v[k].hex) == 0);
+        }
+    }
+    return 0;
+}
+
 static int test_sha256_file(void) {
     char err[E2_ERRLEN], path[512];
     CHECK(make_scratch("sha") == 0);
@@ -201,6 +239,7 @@ static const struct {
     int (*fn)(void);
 } cases[] = {
     {"sha256_vectors", test_sha256_vectors},
+    {"sha256_lengths", test_sha256_lengths},
     {"sha256_file", test_sha256_file},
     {"atomic_write_replaces", test_atomic_write_replaces},
     {"afile_abort_keeps_old", test_afile_abort_keeps_old},
