@@ -427,7 +427,7 @@ static void sched_worker_lost(e2d_server *srv, e2d_worker *w,
     int attempt = w->row.attempt, rank = w->row.rank, draining = w->draining;
     e2d_run *run;
     snprintf(job, sizeof job, "%s", w->row.job);
-    e2d_log("worker %s lost: %s", w->row.id, reason);
+    e2d_log("worker %s: %s", w->row.id, reason);
     w->row.state = WS_LOST;
     w->row.job[0] = 0;
     w->row.attempt = 0;
@@ -438,7 +438,7 @@ static void sched_worker_lost(e2d_server *srv, e2d_worker *w,
     if (!job[0] || draining || !(run = sched_run_find(srv, job)) ||
         run->attempt != attempt || run->outcome[rank])
         return;
-    snprintf(why, sizeof why, "worker %s (rank %d) %s", w->row.id, rank,
+    snprintf(why, sizeof why, "worker %s (rank %d): %s", w->row.id, rank,
              reason);
     sched_attempt_failed(srv, run, rank, exit_code, sig, why);
 }
@@ -608,11 +608,16 @@ static void sched_recover_job(e2d_server *srv, store_job *j)
         for (int r = 0; r < n; r++)
             snprintf(run->workers[r], sizeof run->workers[r], "%s",
                      gang[r]->row.id);
-        if (j->state == JOBSTATE_CANCELLING)
-            sched_cancel_expire(srv, run);
-        else
-            e2d_log("job %s: attempt %d carries on after restart", j->id,
-                    j->attempt);
+        /* A cancel in progress gets its workers a fresh short grace (the
+         * deadline was not stored). */
+        if (j->state == JOBSTATE_CANCELLING) {
+            run->cancel_deadline_ms = e2d_now_ms() + E2D_KILL_AFTER_MS;
+            for (int r = 0; r < n; r++)
+                sched_queue_cancel(gang[r], j->id, j->attempt,
+                                   run->cancel_deadline_ms);
+        }
+        e2d_log("job %s: attempt %d carries on after restart", j->id,
+                j->attempt);
         free(gang);
         return;
     }

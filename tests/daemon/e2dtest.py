@@ -157,6 +157,7 @@ class Daemon:
 
     def start(self):
         sock = os.path.join(self.state_dir, "e2d.sock")
+        os.makedirs(self.state_dir, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [e2d_binary(), "--state-dir", self.state_dir,

@@ -162,30 +162,43 @@ static int list_filters_and_pages(void)
     scratch();
     CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
     for (int i = 0; i < 5; i++) {
-        CHECK(insert(s, NULL, 0, i % 2 ? "b" : "a", &j) == 0);
+        CHECK(insert(s, NULL, i == 3 ? 5 : 0, i % 2 ? "b" : "a", &j) == 0);
         if (i == 4) {
             j.state = JOBSTATE_RUNNING;
             CHECK(store_job_update(s, &j, err, sizeof err) == 0);
         }
         store_job_free(&j);
     }
+    /* Newest first, label selector. */
     memset(&v, 0, sizeof v);
-    store_jobq q = {.label_key = "team", .label_value = "a"};
+    store_jobq q = {.labels = {{"team", "a"}}, .nlabels = 1};
     CHECK(store_job_list(s, &q, collect, &v, err, sizeof err) == 3);
-    CHECK(strcmp(v.ids[0], "j-000001") == 0 && strcmp(v.ids[2], "j-000005") == 0);
+    CHECK(strcmp(v.ids[0], "j-000005") == 0 && strcmp(v.ids[2], "j-000001") == 0);
+    /* Every selector must match. */
+    memset(&v, 0, sizeof v);
+    store_jobq q2 = {.labels = {{"team", "a"}, {"team", "b"}}, .nlabels = 2};
+    CHECK(store_job_list(s, &q2, collect, &v, err, sizeof err) == 0);
     memset(&v, 0, sizeof v);
     store_jobq r = {.states = 1u << JOBSTATE_RUNNING};
     CHECK(store_job_list(s, &r, collect, &v, err, sizeof err) == 1);
     CHECK(strcmp(v.ids[0], "j-000005") == 0);
-    /* Pages of 2 via after_seq. */
+    /* Pages of 2 via before_seq. */
     memset(&v, 0, sizeof v);
     store_jobq p = {.limit = 2};
     CHECK(store_job_list(s, &p, collect, &v, err, sizeof err) == 2);
-    p.after_seq = v.last;
+    p.before_seq = v.last;
     CHECK(store_job_list(s, &p, collect, &v, err, sizeof err) == 2);
-    p.after_seq = v.last;
+    p.before_seq = v.last;
     CHECK(store_job_list(s, &p, collect, &v, err, sizeof err) == 1);
-    CHECK(v.n == 5 && strcmp(v.ids[4], "j-000005") == 0);
+    CHECK(v.n == 5 && strcmp(v.ids[4], "j-000001") == 0);
+    /* The queue: priority first, then FIFO; RUNNING is not queued. */
+    memset(&v, 0, sizeof v);
+    CHECK(store_job_queued(s, collect, &v, err, sizeof err) == 4);
+    CHECK(strcmp(v.ids[0], "j-000004") == 0 && strcmp(v.ids[1], "j-000001") == 0);
+    CHECK(strcmp(v.ids[3], "j-000003") == 0);
+    memset(&v, 0, sizeof v);
+    CHECK(store_job_in_states(s, 1u << JOBSTATE_RUNNING, collect, &v, err,
+                              sizeof err) == 1);
     store_close(s);
     return 0;
 }

@@ -1,0 +1,334 @@
+"""test_sched -- e2d's scheduler and fault handling with fake workers (real
+WorkerControl clients over the real socket): gang scheduling, priority and
+FIFO order, lost worker -> RESTARTING -> rescheduled from the last
+committed checkpoint, hang detection, user errors never retried, the
+restart budget, cancel, the checkpoint commit with retention, and
+rendezvous waits. Usage: test_sched.py [case ...] (E2D_BIN set)."""
+
+import os
+import threading
+import time
+
+import grpc
+
+import e2dtest as t
+from e2dtest import M
+
+
+def with_daemon(*args, heartbeat_timeout=2.0):
+    def wrap(fn):
+        def run():
+            d = t.Daemon("--shutdown-grace", "1", *args,
+                         heartbeat_timeout=heartbeat_timeout)
+            c = d.start()
+            try:
+                fn(d, c)
+            except BaseException:
+                print(d.log())
+                raise
+            finally:
+                c.close()
+                d.stop()
+                d.cleanup()
+        run.__name__ = fn.__name__
+        return run
+    return wrap
+
+
+def spec2(name="g", workers=2, **over):
+    over.setdefault("train", {"steps": 10, "global_batch": 12})
+    return t.small_spec(name, num_workers=workers, **over)
+
+
+@with_daemon()
+def gang_all_or_nothing(d, c):
+    job = c.call("SubmitJob", spec=spec2(workers=3)).job.id
+    w1, w2 = t.FakeWorker(c), t.FakeWorker(c)
+    gpu = t.FakeWorker(c, device="cuda")
+    for _ in range(5):
+        for w in (w1, w2, gpu):
+            assert not w.beat(), "a partial gang got work"
+        time.sleep(0.05)
+    assert c.job(job).state == t.PENDING
+    w3 = t.FakeWorker(c)
+    gang = [w1, w2, w3]
+    got = [w.wait_command("assignment") for w in gang]
+    assert sorted(a.rank for a in got) == [0, 1, 2]
+    assert all(a.world_size == 3 and a.attempt == 1 for a in got)
+    assert all(a.spec.name == "g" and a.job_id == job for a in got)
+    assert not gpu.beat(), "the cuda worker was given a cpu rank"
+    j = c.job(job)
+    assert j.state == t.STARTING and len(j.worker_ids) == 3
+    # RUNNING only once every rank reported.
+    for i, w in enumerate(gang):
+        w.progress(1)
+        want = t.RUNNING if i == 2 else t.STARTING
+        assert c.job(job).state == want
+    ws = {w.id: w for w in c.call("ListWorkers").workers}
+    assert all(ws[w.id].state == t.BUSY and ws[w.id].job_id == job
+               for w in gang)
+    assert ws[gpu.id].state == t.IDLE
+
+
+@with_daemon()
+def priority_then_fifo(d, c):
+    a = c.call("SubmitJob", spec=t.small_spec("a")).job.id
+    b = c.call("SubmitJob", spec=t.small_spec("b")).job.id
+    hi = c.call("SubmitJob", spec=t.small_spec("hi", priority=5)).job.id
+    w = t.FakeWorker(c)
+    order = []
+    for _ in range(3):
+        asg = w.wait_command("assignment")
+        order.append(asg.job_id)
+        w.progress(10)
+        w.done()
+        assert c.job(asg.job_id).state == t.SUCCEEDED
+    assert order == [hi, a, b], order
+
+
+@with_daemon()
+def big_job_blocks_smaller_behind_it(d, c):
+    big = c.call("SubmitJob", spec=spec2("big", workers=2)).job.id
+    small = c.call("SubmitJob", spec=t.small_spec("small")).job.id
+    w1 = t.FakeWorker(c)
+    for _ in range(5):
+        assert not w1.beat()
+        time.sleep(0.05)
+    assert c.job(small).state == t.PENDING  # no backfilling past `big`
+    w2 = t.FakeWorker(c)
+    assert w1.wait_command("assignment").job_id == big
+    assert w2.wait_command("assignment").job_id == big
+
+
+def _keep_beating(workers, stop):
+    while not stop.is_set():
+        for w in workers:
+            try:
+                w.beat(t.BUSY if w.assignment else t.IDLE)
+            except grpc.RpcError:
+                pass
+        time.sleep(0.1)
+
+
+def _write_ckpt(job_dir, step, rank, payload):
+    tmp = os.path.join(job_dir, "checkpoints", "step_%d.tmp" % step)
+    os.makedirs(tmp, exist_ok=True)
+    name = "rank-%d.bin" % rank
+    with open(os.path.join(tmp, name), "wb") as f:
+        f.write(payload)
+    return M("CheckpointFile", name=name, size=len(payload), sha256="00")
+
+
+def _report(c, w, step, files):
+    a = w.assignment
+    return c.call("ReportCheckpoint", worker_id=w.id, job_id=a.job_id,
+                  attempt=a.attempt, rank=a.rank, step=step, files=files)
+
+
+@with_daemon(heartbeat_timeout=1.0)
+def lost_worker_restarts_from_checkpoint(d, c):
+    job = c.call("SubmitJob", spec=spec2()).job.id
+    w1, w2 = t.FakeWorker(c), t.FakeWorker(c)
+    a1, a2 = w1.wait_command("assignment"), w2.wait_command("assignment")
+    by_rank = {a1.rank: w1, a2.rank: w2}
+    for r in (0, 1):
+        by_rank[r].progress(2, logs=["rank %d line %d" % (r, i) for i in range(3)])
+    r0 = _report(c, by_rank[0], 2, [_write_ckpt(a1.job_dir, 2, 0, b"x" * 10)])
+    assert not r0.committed
+    r1 = _report(c, by_rank[1], 2, [_write_ckpt(a1.job_dir, 2, 1, b"y" * 20)])
+    assert r1.committed and r1.path.endswith("/checkpoints/step_2")
+    assert os.path.exists(os.path.join(r1.path, "manifest.json"))
+    assert not os.path.exists(r1.path + ".tmp")
+    # Rank 1 goes silent; rank 0 keeps heartbeating.
+    lost, alive = by_rank[1], by_rank[0]
+    stop = threading.Event()
+    th = threading.Thread(target=_keep_beating, args=([alive], stop))
+    th.start()
+    try:
+        j = c.wait_state(job, t.RESTARTING, timeout=10)
+    finally:
+        stop.set()
+        th.join()
+    assert j.restarts == 1 and "lost" in j.reason, j.reason
+    assert j.failure.rank == 1 and j.failure.worker_id == lost.id
+    assert list(j.failure.last_log_lines) == ["rank 1 line %d" % i for i in range(3)]
+    alive.beat(t.BUSY)
+    kinds = [cmd.WhichOneof("kind") for cmd in alive.commands]
+    assert "abort" in kinds, kinds
+    ws = {w.id: w for w in c.call("ListWorkers", include_lost=True).workers}
+    assert ws[lost.id].state == t.LOST
+    # The survivor drains (says IDLE); a new worker joins; attempt 2 resumes.
+    alive.assignment = None
+    alive.commands.clear()
+    w3 = t.FakeWorker(c)
+    b1 = alive.wait_command("assignment")
+    b3 = w3.wait_command("assignment")
+    assert b1.attempt == b3.attempt == 2
+    assert b1.resume_checkpoint == r1.path and b1.start_step == 2
+    j = c.job(job)
+    assert j.state == t.STARTING and j.attempt == 2
+    assert [cp.step for cp in j.checkpoints] == [2]
+    # A report from the lost worker's old attempt is refused.
+    t.expect_rpc_error(lambda: c.call(
+        "ReportDone", worker_id=lost.id, job_id=job, attempt=1, rank=1,
+        outcome=t.OUT_SUCCEEDED), grpc.StatusCode.FAILED_PRECONDITION)
+
+
+@with_daemon("--hang-timeout", "1")
+def hang_is_handled_like_a_lost_worker(d, c):
+    job = c.call("SubmitJob", spec=t.small_spec()).job.id
+    w = t.FakeWorker(c)
+    w.wait_command("assignment")
+    deadline = time.time() + 10
+    while time.time() < deadline and c.job(job).state != t.RESTARTING:
+        w.progress(3)  # alive, but the step never advances
+        time.sleep(0.1)
+    j = c.job(job)
+    assert j.state == t.RESTARTING and "hang" in j.reason, j.reason
+    w.beat(t.BUSY)
+    assert any(cmd.WhichOneof("kind") == "abort" for cmd in w.commands)
+
+
+@with_daemon()
+def user_error_is_not_retried(d, c):
+    job = c.call("SubmitJob", spec=t.small_spec()).job.id
+    w = t.FakeWorker(c)
+    w.wait_command("assignment")
+    w.progress(1, logs=["step 1 loss nan"])
+    w.done(t.OUT_FAILED_USER, exit_code=3, reason="loss is NaN at step 1")
+    j = c.job(job)
+    assert j.state == t.FAILED and j.user_errors == 1 and j.restarts == 0
+    assert "loss is NaN" in j.reason and "not retried" in j.reason
+    f = j.failure
+    assert f.user_error and f.exit_code == 3 and f.rank == 0
+    assert list(f.last_log_lines) == ["step 1 loss nan"]
+    for _ in range(5):
+        assert not w.beat()  # idle worker, nothing rescheduled
+    assert c.job(job).state == t.FAILED
+
+
+@with_daemon()
+def restart_budget_is_finite(d, c):
+    job = c.call("SubmitJob", spec=t.small_spec(max_restarts=1)).job.id
+    w = t.FakeWorker(c)
+    w.wait_command("assignment")
+    w.done(t.OUT_FAILED_INFRA, exit_code=137, reason="out of memory")
+    j = c.job(job)
+    # Re-queued, and at once rescheduled on the now idle worker.
+    assert j.restarts == 1 and j.state in (t.RESTARTING, t.STARTING)
+    assert t.RESTARTING in [e.state for e in j.events]
+    a = w.wait_command("assignment")
+    assert a.attempt == 2
+    w.done(t.OUT_FAILED_INFRA, exit_code=137, reason="out of memory")
+    j = c.job(job)
+    assert j.state == t.FAILED and "budget spent (1 of 1)" in j.reason, j.reason
+    assert j.failure.exit_code == 137 and not j.failure.user_error
+
+
+@with_daemon()
+def cancel_pending_and_running(d, c):
+    pending = c.call("SubmitJob", spec=spec2("p", workers=2)).job.id
+    j = c.call("CancelJob", id=pending).job
+    assert j.state == t.CANCELLED
+    # Running: CANCELLING, a Cancel command with the deadline, the rank
+    # stops and reports, CANCELLED.
+    job = c.call("SubmitJob", spec=t.small_spec()).job.id
+    w = t.FakeWorker(c)
+    w.wait_command("assignment")
+    w.progress(1)
+    t0 = time.time()
+    j = c.call("CancelJob", id=job, grace_seconds=30).job
+    assert j.state == t.CANCELLING
+    cancel = w.wait_command("cancel", state=t.BUSY)
+    assert cancel.job_id == job and cancel.attempt == 1
+    assert abs(cancel.deadline_unix_ms / 1000.0 - (t0 + 30)) < 5
+    w.done(t.OUT_CANCELLED, reason="cancelled at step 1")
+    j = c.job(job)
+    assert j.state == t.CANCELLED, j.reason
+    # Cancelling a finished job changes nothing.
+    assert c.call("CancelJob", id=job).job.state == t.CANCELLED
+    # A worker that ignores the cancel: CANCELLED when the grace ends.
+    job2 = c.call("SubmitJob", spec=t.small_spec("ignored")).job.id
+    w.assignment = None
+    w.wait_command("assignment")
+    c.call("CancelJob", id=job2, grace_seconds=1)
+    j = c.wait_state(job2, t.CANCELLED, timeout=5)
+    assert "grace period over" in j.reason, j.reason
+    assert [e.state for e in j.events][-2:] == [t.CANCELLING, t.CANCELLED]
+
+
+@with_daemon()
+def checkpoint_commit_and_retention(d, c):
+    spec = t.small_spec(checkpoint={"every": 2, "keep_last": 2})
+    job = c.call("SubmitJob", spec=spec).job.id
+    w = t.FakeWorker(c)
+    a = w.wait_command("assignment")
+    for step in (2, 4, 6):
+        r = _report(c, w, step, [_write_ckpt(a.job_dir, step, 0, b"z" * step)])
+        assert r.committed
+    ck = os.path.join(a.job_dir, "checkpoints")
+    assert sorted(os.listdir(ck)) == ["step_4", "step_6"]
+    j = c.job(job)
+    assert [cp.step for cp in j.checkpoints] == [4, 6]
+    assert all(cp.attempt == 1 for cp in j.checkpoints)
+    with open(os.path.join(ck, "step_6", "manifest.json")) as f:
+        text = f.read()
+    assert '"step": 6' in text and '"rank-0.bin"' in text
+    # A file whose size differs from the report is not committed.
+    f = _write_ckpt(a.job_dir, 8, 0, b"short")
+    f.size = 99
+    t.expect_rpc_error(lambda: _report(c, w, 8, [f]),
+                       grpc.StatusCode.FAILED_PRECONDITION, "99")
+    assert [cp.step for cp in c.job(job).checkpoints] == [4, 6]
+    # The next attempt starts clean (no stale .tmp) and resumes from 6.
+    w.done(t.OUT_FAILED_INFRA, reason="device lost")
+    w.assignment = None
+    b = w.wait_command("assignment")
+    assert b.attempt == 2 and b.start_step == 6
+    assert b.resume_checkpoint.endswith("step_6")
+    assert sorted(os.listdir(ck)) == ["step_4", "step_6"]
+
+
+@with_daemon()
+def rendezvous_waits_for_the_key(d, c):
+    job = c.call("SubmitJob", spec=spec2()).job.id
+    w1, w2 = t.FakeWorker(c), t.FakeWorker(c)
+    a1, a2 = w1.wait_command("assignment"), w2.wait_command("assignment")
+    got = {}
+
+    def getter():
+        t0 = time.time()
+        got["r"] = c.call("RendezvousGet", worker_id=w2.id, job_id=job,
+                          attempt=a2.attempt, key="nccl-id", wait_ms=10000)
+        got["dt"] = time.time() - t0
+
+    th = threading.Thread(target=getter)
+    th.start()
+    time.sleep(0.3)
+    c.call("RendezvousPut", worker_id=w1.id, job_id=job, attempt=a1.attempt,
+           key="nccl-id", value=b"\x01\x02secret")
+    th.join(10)
+    assert got["r"].found and got["r"].value == b"\x01\x02secret"
+    assert 0.2 < got["dt"] < 5, got["dt"]
+    t0 = time.time()
+    r = c.call("RendezvousGet", worker_id=w2.id, job_id=job, attempt=1,
+               key="absent", wait_ms=300)
+    assert not r.found and 0.25 < time.time() - t0 < 3
+    r = c.call("RendezvousGet", worker_id=w2.id, job_id=job, attempt=1,
+               key="nccl-id")
+    assert r.found
+    t.expect_rpc_error(lambda: c.call(
+        "RendezvousGet", worker_id=w2.id, job_id=job, attempt=7, key="k"),
+        grpc.StatusCode.FAILED_PRECONDITION)
+    t.expect_rpc_error(lambda: c.call(
+        "Heartbeat", worker_id="w-999999"), grpc.StatusCode.NOT_FOUND)
+
+
+if __name__ == "__main__":
+    t.run_cases([gang_all_or_nothing, priority_then_fifo,
+                 big_job_blocks_smaller_behind_it,
+                 lost_worker_restarts_from_checkpoint,
+                 hang_is_handled_like_a_lost_worker,
+                 user_error_is_not_retried, restart_budget_is_finite,
+                 cancel_pending_and_running, checkpoint_commit_and_retention,
+                 rendezvous_waits_for_the_key])
