@@ -127,7 +127,11 @@ static void handle_watch_job(rpc_call *call, const ProtobufCMessage *request,
     ev.step = (uint32_t)i;
     CHECK(rpc_call_send(call, &ev.base) == 0);
   }
-  rpc_call_finish(call, RPC_OK, NULL);
+  /* the first message is in flight at once, the others wait their turn */
+  if (k > 0 && rpc_call_queued(call) != (size_t)k - 1)
+    rpc_call_finish(call, RPC_INTERNAL, "unexpected rpc_call_queued");
+  else
+    rpc_call_finish(call, RPC_OK, NULL);
 }
 
 static void on_shut_down(rpc_server *srv) {
