@@ -37,3 +37,9 @@ if(NOT OpenMP_C_FOUND)
   message(FATAL_ERROR "e2: OpenMP for C not found: apt-get install build-essential")
 endif()
 find_package(Threads REQUIRED)
+
+# Gloo (CPU collectives of worker/comm): Debian ships a CMake package.
+find_package(Gloo CONFIG QUIET)
+if(NOT Gloo_FOUND)
+  message(FATAL_ERROR "e2: Gloo not found: apt-get install libgloo-dev")
+endif()

@@ -1,0 +1,248 @@
+/* test_comm.c -- e2w_comm's Gloo engine across real processes on loopback:
+ * the parent forks W ranks (fork + exec of this binary) that rendezvous
+ * through a directory store, run one case, and exit 0 only when every
+ * check of their rank held.
+ *
+ * Usage: test_comm CASE W            (parent: runs W ranks of CASE)
+ *        test_comm CASE W RANK DIR   (one rank; started by the parent)
+ * Cases: allreduce, broadcast, barrier, abort, peer_exit, timeout. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "comm.h"
+
+#define CHECK(c)                                                              \
+    do {                                                                      \
+        if (!(c)) {                                                           \
+            fprintf(stderr, "rank %d: %s:%d: check failed: %s\n", g_rank,     \
+                    __FILE__, __LINE__, #c);                                  \
+            _exit(1);                                                         \
+        }                                                                     \
+    } while (0)
+
+static int g_rank = -1, g_world;
+static char g_err[E2_ERRLEN];
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static e2w_comm *connect_rank(const char *dir, int timeout_ms) {
+    e2w_comm_config cfg = {0};
+    cfg.engine = E2W_COMM_GLOO;
+    cfg.rank = g_rank;
+    cfg.world_size = g_world;
+    cfg.timeout_ms = timeout_ms;
+    CHECK(e2w_comm_dirstore_open(&cfg.store, dir, g_err, sizeof g_err) == 0);
+    e2w_comm *c = NULL;
+    int rc = e2w_comm_init(&c, &cfg, g_err, sizeof g_err);
+    if (rc < 0) fprintf(stderr, "rank %d: %s\n", g_rank, g_err);
+    CHECK(rc == 0);
+    e2w_comm_dirstore_close(&cfg.store);
+    CHECK(e2w_comm_rank(c) == g_rank && e2w_comm_world_size(c) == g_world);
+    return c;
+}
+
+/* ---- cases (one rank each) ---- */
+
+/* Rank r contributes (r + 1) * (i % 7 + 1): the average is
+ * (W + 1) / 2 * (i % 7 + 1) and the sum W (W + 1) / 2 * (i % 7 + 1). */
+static void case_allreduce(e2w_comm *c) {
+    static const size_t sizes[] = {1, 1000, 1u << 20};
+    for (size_t s = 0; s < 3; s++) {
+        size_t n = sizes[s];
+        float *x = malloc(n * sizeof *x);
+        CHECK(x != NULL);
+        for (size_t i = 0; i < n; i++) x[i] = (float)((g_rank + 1) * (int)(i % 7 + 1));
+        CHECK(e2w_comm_allreduce(c, x, n, E2W_COMM_F32, E2W_COMM_AVG, g_err, sizeof g_err) == 0);
+        for (size_t i = 0; i < n; i++) {
+            double want = (g_world + 1) / 2.0 * (double)(i % 7 + 1);
+            double d = x[i] - want;
+            if (d < 0) d = -d;
+            CHECK(d <= 1e-6 * want);
+        }
+        free(x);
+    }
+    double h[3] = {g_rank, 1.0, 0.5 * g_rank};
+    CHECK(e2w_comm_allreduce(c, h, 3, E2W_COMM_F64, E2W_COMM_SUM, g_err, sizeof g_err) == 0);
+    double tri = g_world * (g_world - 1) / 2.0;
+    CHECK(h[0] == tri && h[1] == (double)g_world && h[2] == 0.5 * tri);
+    CHECK(e2w_comm_allreduce(c, h, 1, E2W_COMM_BF16, E2W_COMM_SUM, g_err, sizeof g_err) < 0);
+}
+
+static void case_broadcast(e2w_comm *c) {
+    int root = g_world - 1;
+    size_t n = 4099;
+    unsigned char *b = calloc(n, 1);
+    CHECK(b != NULL);
+    if (g_rank == root)
+        for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(i * 31 + 7);
+    CHECK(e2w_comm_broadcast(c, b, n, root, g_err, sizeof g_err) == 0);
+    for (size_t i = 0; i < n; i++) CHECK(b[i] == (unsigned char)(i * 31 + 7));
+    CHECK(e2w_comm_broadcast(c, b, n, g_world, g_err, sizeof g_err) < 0);
+    free(b);
+}
+
+/* Every rank leaves a mark before the barrier, the last one late: after
+ * the barrier every mark must be there. */
+static void case_barrier(e2w_comm *c, const char *dir) {
+    char path[4200];
+    if (g_rank == g_world - 1) sleep_ms(300);
+    snprintf(path, sizeof path, "%s/mark-%d", dir, g_rank);
+    CHECK(e2_write_file_atomic(path, "x", 1, g_err, sizeof g_err) == 0);
+    CHECK(e2w_comm_barrier(c, g_err, sizeof g_err) == 0);
+    for (int r = 0; r < g_world; r++) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/mark-%d", dir, r);
+        CHECK(stat(path, &st) == 0);
+    }
+}
+
+static void *abort_later(void *arg) {
+    sleep_ms(300);
+    e2w_comm_abort(arg);
+    return NULL;
+}
+
+/* Rank 0 is aborted (from another thread) while it waits in an all-reduce
+ * the last rank has not joined: rank 0's call returns EABORTED, and the
+ * others fail soon after instead of waiting for the 20 s timeout. */
+static void case_abort(e2w_comm *c) {
+    float x[256] = {0};
+    double t0 = now_s();
+    if (g_rank == 0) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, abort_later, c) == 0);
+        int rc = e2w_comm_allreduce(c, x, 256, E2W_COMM_F32, E2W_COMM_AVG, g_err, sizeof g_err);
+        pthread_join(t, NULL);
+        CHECK(rc == E2W_COMM_EABORTED);
+        CHECK(now_s() - t0 < 3.0);
+        double t1 = now_s();
+        CHECK(e2w_comm_allreduce(c, x, 256, E2W_COMM_F32, E2W_COMM_AVG, g_err, sizeof g_err) ==
+              E2W_COMM_EABORTED);
+        CHECK(e2w_comm_barrier(c, g_err, sizeof g_err) == E2W_COMM_EABORTED);
+        CHECK(now_s() - t1 < 0.1);
+        e2w_comm_abort(c); /* twice is harmless */
+        return;
+    }
+    if (g_rank == g_world - 1) sleep_ms(1000);
+    int rc = e2w_comm_allreduce(c, x, 256, E2W_COMM_F32, E2W_COMM_AVG, g_err, sizeof g_err);
+    CHECK(rc < 0);
+    CHECK(now_s() - t0 < 4.0);
+}
+
+/* The last rank's process dies after connecting; the others' all-reduce
+ * fails within seconds (timeout 20 s). */
+static void case_peer_exit(e2w_comm *c) {
+    CHECK(e2w_comm_barrier(c, g_err, sizeof g_err) == 0);
+    if (g_rank == g_world - 1) _exit(0);
+    float x[1000] = {0};
+    double t0 = now_s();
+    CHECK(e2w_comm_allreduce(c, x, 1000, E2W_COMM_F32, E2W_COMM_SUM, g_err, sizeof g_err) < 0);
+    CHECK(now_s() - t0 < 4.0);
+}
+
+/* The last rank is alive but never joins: the others time out. */
+static void case_timeout(e2w_comm *c) {
+    CHECK(e2w_comm_barrier(c, g_err, sizeof g_err) == 0);
+    if (g_rank == g_world - 1) {
+        sleep_ms(2500);
+        return;
+    }
+    float x[10] = {0};
+    double t0 = now_s();
+    int rc = e2w_comm_allreduce(c, x, 10, E2W_COMM_F32, E2W_COMM_SUM, g_err, sizeof g_err);
+    CHECK(rc == E2W_COMM_ETIMEDOUT);
+    CHECK(strstr(g_err, "allreduce") != NULL);
+    double dt = now_s() - t0;
+    CHECK(dt >= 0.4 && dt < 2.0);
+}
+
+static int run_rank(const char *name, const char *dir) {
+    int timeout_ms = !strcmp(name, "timeout") ? 500 : 20000;
+    e2w_comm *c = connect_rank(dir, timeout_ms);
+    if (!strcmp(name, "allreduce")) case_allreduce(c);
+    else if (!strcmp(name, "broadcast")) case_broadcast(c);
+    else if (!strcmp(name, "barrier")) case_barrier(c, dir);
+    else if (!strcmp(name, "abort")) case_abort(c);
+    else if (!strcmp(name, "peer_exit")) case_peer_exit(c);
+    else if (!strcmp(name, "timeout")) case_timeout(c);
+    else CHECK(!"unknown case");
+    e2w_comm_free(c);
+    return 0;
+}
+
+/* ---- parent ---- */
+
+static int run_parent(const char *self, const char *name, int world) {
+    char dir[] = "/tmp/e2-comm-test-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    pid_t pids[8];
+    char ws[16], rs[16];
+    snprintf(ws, sizeof ws, "%d", world);
+    for (int r = 0; r < world; r++) {
+        snprintf(rs, sizeof rs, "%d", r);
+        pids[r] = fork();
+        CHECK(pids[r] >= 0);
+        if (pids[r] == 0) {
+            execl(self, self, name, ws, rs, dir, (char *)NULL);
+            _exit(127);
+        }
+    }
+    int failed = 0, left = world;
+    double end = now_s() + 25.0;
+    while (left > 0) {
+        int st;
+        pid_t p = waitpid(-1, &st, WNOHANG);
+        if (p > 0) {
+            left--;
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                fprintf(stderr, "a rank of %s failed (status 0x%x)\n", name, st);
+                failed = 1;
+            }
+            continue;
+        }
+        if (now_s() > end) {
+            fprintf(stderr, "%s: ranks still running after 25 s: killing them\n", name);
+            for (int r = 0; r < world; r++) kill(pids[r], SIGKILL);
+            while (waitpid(-1, NULL, 0) > 0) {
+            }
+            failed = 1;
+            break;
+        }
+        sleep_ms(10);
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) failed = 1;
+    return failed;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5) {
+        g_world = atoi(argv[2]);
+        g_rank = atoi(argv[3]);
+        return run_rank(argv[1], argv[4]);
+    }
+    if (argc != 3 || atoi(argv[2]) < 2 || atoi(argv[2]) > 8) {
+        fprintf(stderr, "usage: test_comm CASE W (2 <= W <= 8)\n");
+        return 2;
+    }
+    return run_parent("/proc/self/exe", argv[1], atoi(argv[2]));
+}

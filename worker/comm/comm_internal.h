@@ -1,0 +1,34 @@
+/* comm_internal.h -- the table each engine of e2w_comm fills (gloo_shim.cc,
+ * nccl.c) and comm.c dispatches to. Not for users of the library. */
+#ifndef E2W_COMM_INTERNAL_H
+#define E2W_COMM_INTERNAL_H
+
+#include "comm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int (*allreduce)(void *impl, void *buf, size_t n, e2w_comm_dtype dtype,
+                     e2w_comm_op op, char *err, size_t errlen);
+    int (*broadcast)(void *impl, void *buf, size_t bytes, int root, char *err,
+                     size_t errlen);
+    int (*barrier)(void *impl, char *err, size_t errlen);
+    void (*abort)(void *impl);   /* any thread */
+    void (*free)(void *impl);
+} e2w_comm_ops;
+
+/* Connect an engine for cfg (already validated by comm.c). */
+int e2w_comm_gloo_create(const e2w_comm_config *cfg, void **impl,
+                         const e2w_comm_ops **ops, char *err, size_t errlen);
+#ifdef E2_HAVE_CUDA
+int e2w_comm_nccl_create(const e2w_comm_config *cfg, void **impl,
+                         const e2w_comm_ops **ops, char *err, size_t errlen);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,230 @@
+/* nccl.c -- e2w_comm's NCCL engine for GPU ranks (built with E2_HAVE_CUDA).
+ *
+ * Rank 0 creates the ncclUniqueId and puts it in the rendezvous store under
+ * "nccl/uid"; the others get it. The communicator is non-blocking
+ * (ncclCommInitRankConfig with blocking = 0), so neither its creation nor a
+ * collective can trap the thread: every wait is a poll loop (the watcher)
+ * that reads ncclCommGetAsyncError and the stream's state every 200 us and,
+ * on e2w_comm_abort, a timeout or an asynchronous error, calls
+ * ncclCommAbort, which also makes the peers' collectives fail.
+ *
+ * Buffers are device memory on cfg->device; collectives run on cfg->stream
+ * and the call returns once the stream has finished them. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include "base.h"
+#include "comm_internal.h"
+
+typedef struct {
+    ncclComm_t comm;
+    cudaStream_t stream;
+    int device, world_size;
+    int timeout_ms;
+    float *scratch;            /* one float on the device, for barrier */
+    atomic_int abort_requested;
+    int aborted;               /* ncclCommAbort done (owner thread only) */
+} nccl_engine;
+
+static double mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static void nap(void) {
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+}
+
+/* Aborts the communicator once (the owner thread's side of an abort). */
+static void kill_comm(nccl_engine *e) {
+    if (e->aborted || !e->comm) return;
+    ncclCommAbort(e->comm);
+    e->aborted = 1;
+}
+
+/* The watcher: waits until NCCL has finished the last call (and, when
+ * stream_too, the stream its kernels run on), aborting on request, on an
+ * asynchronous error or after timeout_ms. */
+static int watch(nccl_engine *e, const char *what, int stream_too, char *err,
+                 size_t errlen) {
+    double end = mono_ms() + e->timeout_ms;
+    for (;;) {
+        if (atomic_load(&e->abort_requested)) {
+            kill_comm(e);
+            e2_errf(err, errlen, "comm %s: aborted", what);
+            return E2W_COMM_EABORTED;
+        }
+        ncclResult_t async;
+        ncclResult_t r = ncclCommGetAsyncError(e->comm, &async);
+        if (r != ncclSuccess) async = r;
+        if (async != ncclSuccess && async != ncclInProgress) {
+            const char *msg = ncclGetErrorString(async);
+            kill_comm(e);
+            return e2_errf(err, errlen, "comm %s: NCCL: %s", what, msg);
+        }
+        if (async == ncclSuccess) {
+            if (!stream_too) return 0;
+            cudaError_t q = cudaStreamQuery(e->stream);
+            if (q == cudaSuccess) return 0;
+            if (q != cudaErrorNotReady) {
+                kill_comm(e);
+                return e2_errf(err, errlen, "comm %s: CUDA: %s", what, cudaGetErrorString(q));
+            }
+        }
+        if (mono_ms() > end) {
+            kill_comm(e);
+            e2_errf(err, errlen, "comm %s: no progress within %d ms (a peer is gone or hangs)",
+                    what, e->timeout_ms);
+            return E2W_COMM_ETIMEDOUT;
+        }
+        nap();
+    }
+}
+
+/* Checks a call that only enqueues; ncclInProgress is fine (non-blocking). */
+static int enqueued(nccl_engine *e, ncclResult_t r, const char *what,
+                    char *err, size_t errlen) {
+    if (r == ncclSuccess || r == ncclInProgress) return 0;
+    kill_comm(e);
+    return e2_errf(err, errlen, "comm %s: NCCL: %s", what, ncclGetErrorString(r));
+}
+
+static int usable(nccl_engine *e, const char *what, char *err, size_t errlen) {
+    if (e->aborted || atomic_load(&e->abort_requested)) {
+        kill_comm(e);
+        e2_errf(err, errlen, "comm %s: aborted", what);
+        return E2W_COMM_EABORTED;
+    }
+    cudaError_t c = cudaSetDevice(e->device);
+    if (c != cudaSuccess)
+        return e2_errf(err, errlen, "comm %s: cudaSetDevice(%d): %s", what, e->device,
+                       cudaGetErrorString(c));
+    return 0;
+}
+
+static int nccl_allreduce(void *impl, void *buf, size_t n, e2w_comm_dtype dtype,
+                          e2w_comm_op op, char *err, size_t errlen) {
+    nccl_engine *e = impl;
+    int rc = usable(e, "allreduce", err, errlen);
+    if (rc < 0) return rc;
+    ncclDataType_t t = dtype == E2W_COMM_F64 ? ncclFloat64
+                       : dtype == E2W_COMM_BF16 ? ncclBfloat16 : ncclFloat32;
+    ncclRedOp_t o = op == E2W_COMM_AVG ? ncclAvg : ncclSum;
+    if ((rc = enqueued(e, ncclAllReduce(buf, buf, n, t, o, e->comm, e->stream),
+                       "allreduce", err, errlen)) < 0)
+        return rc;
+    return watch(e, "allreduce", 1, err, errlen);
+}
+
+static int nccl_broadcast(void *impl, void *buf, size_t bytes, int root,
+                          char *err, size_t errlen) {
+    nccl_engine *e = impl;
+    int rc = usable(e, "broadcast", err, errlen);
+    if (rc < 0) return rc;
+    if ((rc = enqueued(e, ncclBroadcast(buf, buf, bytes, ncclUint8, root, e->comm, e->stream),
+                       "broadcast", err, errlen)) < 0)
+        return rc;
+    return watch(e, "broadcast", 1, err, errlen);
+}
+
+/* NCCL has no barrier: an all-reduce of one float is one. */
+static int nccl_barrier(void *impl, char *err, size_t errlen) {
+    nccl_engine *e = impl;
+    int rc = usable(e, "barrier", err, errlen);
+    if (rc < 0) return rc;
+    if ((rc = enqueued(e, ncclAllReduce(e->scratch, e->scratch, 1, ncclFloat32, ncclSum,
+                                        e->comm, e->stream),
+                       "barrier", err, errlen)) < 0)
+        return rc;
+    return watch(e, "barrier", 1, err, errlen);
+}
+
+/* Any thread: the owner's watcher (or free) performs the abort. */
+static void nccl_abort(void *impl) {
+    nccl_engine *e = impl;
+    atomic_store(&e->abort_requested, 1);
+}
+
+static void nccl_free(void *impl) {
+    nccl_engine *e = impl;
+    if (e->comm) {
+        cudaSetDevice(e->device);
+        if (e->aborted || atomic_load(&e->abort_requested))
+            kill_comm(e);
+        else
+            ncclCommDestroy(e->comm);
+    }
+    if (e->scratch) cudaFree(e->scratch);
+    free(e);
+}
+
+static const e2w_comm_ops nccl_ops = {nccl_allreduce, nccl_broadcast, nccl_barrier,
+                                      nccl_abort, nccl_free};
+
+/* Rank 0 publishes the unique id; the others wait for it. */
+static int exchange_uid(const e2w_comm_config *cfg, ncclUniqueId *id, char *err,
+                        size_t errlen) {
+    if (cfg->rank == 0) {
+        ncclResult_t r = ncclGetUniqueId(id);
+        if (r != ncclSuccess)
+            return e2_errf(err, errlen, "comm connect: ncclGetUniqueId: %s", ncclGetErrorString(r));
+        return cfg->store.set(cfg->store.ud, "nccl/uid", id, sizeof *id, err, errlen);
+    }
+    void *v = NULL;
+    size_t n = 0;
+    int rc = cfg->store.get(cfg->store.ud, "nccl/uid", cfg->timeout_ms, &v, &n, err, errlen);
+    if (rc < 0) return rc;
+    if (n != sizeof *id) {
+        free(v);
+        return e2_errf(err, errlen, "comm connect: nccl/uid holds %zu bytes, want %zu", n,
+                       sizeof *id);
+    }
+    memcpy(id, v, n);
+    free(v);
+    return 0;
+}
+
+int e2w_comm_nccl_create(const e2w_comm_config *cfg, void **impl,
+                         const e2w_comm_ops **ops, char *err, size_t errlen) {
+    nccl_engine *e = calloc(1, sizeof *e);
+    if (!e) return e2_errf(err, errlen, "comm: out of memory");
+    e->device = cfg->device;
+    e->world_size = cfg->world_size;
+    e->timeout_ms = cfg->timeout_ms;
+    e->stream = (cudaStream_t)cfg->stream;
+    atomic_init(&e->abort_requested, 0);
+    ncclUniqueId id;
+    int rc = exchange_uid(cfg, &id, err, errlen);
+    if (rc < 0) goto fail;
+    cudaError_t c = cudaSetDevice(e->device);
+    if (c == cudaSuccess) c = cudaMalloc((void **)&e->scratch, sizeof(float));
+    if (c != cudaSuccess) {
+        rc = e2_errf(err, errlen, "comm connect: CUDA device %d: %s", e->device,
+                     cudaGetErrorString(c));
+        goto fail;
+    }
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclResult_t r = ncclCommInitRankConfig(&e->comm, cfg->world_size, id, cfg->rank, &config);
+    if (r != ncclSuccess && r != ncclInProgress) {
+        e->comm = NULL;
+        rc = e2_errf(err, errlen, "comm connect: ncclCommInitRankConfig: %s",
+                     ncclGetErrorString(r));
+        goto fail;
+    }
+    if ((rc = watch(e, "connect", 0, err, errlen)) < 0) goto fail;
+    *impl = e;
+    *ops = &nccl_ops;
+    return 0;
+fail:
+    nccl_free(e);
+    return rc;
+}
