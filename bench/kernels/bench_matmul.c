@@ -4,8 +4,8 @@
  * For each layer shape (N tokens, C inputs, OC outputs) it times, in the same
  * run: the bare sgemm of the forward, the two bare sgemms of the backward,
  * and k_cpu()'s matmul_fwd and matmul_bwd (dinp and dweight, no bias, as the
- * Llama layers use). Each figure is the median of `reps` timed calls after
- * one warm-up call. Prints the configuration and a table; asserts nothing.
+ * Llama layers use), taking turns. Each figure is the median of `reps` timed
+ * calls after one warm-up call. Prints the configuration and a table; asserts nothing.
  *
  * The "core" line shows which OpenBLAS kernels ran; see kernels/cpu/blas.h.
  *
@@ -63,20 +63,27 @@ static void bm_call(int kind, const bm_bufs *b) {
     }
 }
 
-/* Median seconds per call. */
-static double bm_time(int kind, const bm_bufs *b, int reps) {
-    double *t = malloc((size_t)reps * sizeof(double));
-    if (t == NULL) return 0.0;
-    bm_call(kind, b);
-    for (int r = 0; r < reps; r++) {
-        double t0 = bm_now();
-        bm_call(kind, b);
-        t[r] = bm_now() - t0;
+/* Median seconds per call of each kind into t[BM_KINDS]. The kinds take
+ * turns within each repetition, so load from other processes on a shared
+ * machine hits the bare sgemm and k_cpu() alike. */
+static void bm_time(const bm_bufs *b, int reps, double *t) {
+    double *s = malloc((size_t)reps * BM_KINDS * sizeof(double));
+    if (s == NULL) {
+        fprintf(stderr, "bench_matmul: out of memory\n");
+        exit(1);
     }
-    qsort(t, (size_t)reps, sizeof(double), bm_cmp);
-    double med = t[reps / 2];
-    free(t);
-    return med;
+    for (int kind = 0; kind < BM_KINDS; kind++) bm_call(kind, b);
+    for (int r = 0; r < reps; r++)
+        for (int kind = 0; kind < BM_KINDS; kind++) {
+            double t0 = bm_now();
+            bm_call(kind, b);
+            s[kind * reps + r] = bm_now() - t0;
+        }
+    for (int kind = 0; kind < BM_KINDS; kind++) {
+        qsort(s + kind * reps, (size_t)reps, sizeof(double), bm_cmp);
+        t[kind] = s[kind * reps + reps / 2];
+    }
+    free(s);
 }
 
 static float *bm_floats(size_t n) {
@@ -127,7 +134,7 @@ int main(int argc, char **argv) {
         b.dinp = bm_floats((size_t)N * b.C);
         b.dw = bm_floats((size_t)b.OC * b.C);
         double t[BM_KINDS];
-        for (int kind = 0; kind < BM_KINDS; kind++) t[kind] = bm_time(kind, &b, reps);
+        bm_time(&b, reps, t);
         double f = 2.0 * N * b.C * b.OC;
         printf("%-8s %5d %5d | %10.1f %10.1f | %10.1f %10.1f | %5.0f%% %5.0f%%\n",
                layers[l].name, b.C, b.OC, f / t[BM_SGEMM_FWD] * 1e-9,
