@@ -18,7 +18,8 @@
  * section exactly (no overlap, no gap, nothing after the last tensor),
  * `__metadata__` is an object of strings. F32, BF16 and F16 are read (and
  * converted exactly to fp32); other safetensors dtypes are rejected by name.
- * Files are mmap'd read-only; no read ever leaves the validated ranges.
+ * Files are mmap'd read-only; no read ever leaves the validated ranges
+ * (a file truncated by someone else while open would still fault: don't).
  * Every error is one line naming the file and, where there is one, the
  * tensor.
  *

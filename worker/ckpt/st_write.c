@@ -7,6 +7,7 @@
 #include "base.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,7 +157,8 @@ static int e2w__shard_total(const char *name) {
 static int e2w__remove_stale(const char *dir, int n_shards, char *err,
                              size_t errlen) {
     DIR *d = opendir(dir);
-    if (d == NULL) return e2_errf(err, errlen, "opendir %s: failed", dir);
+    if (d == NULL)
+        return e2_errf(err, errlen, "opendir %s: %s", dir, strerror(errno));
     struct dirent *de;
     int rc = 0;
     char path[4096];
@@ -169,7 +171,8 @@ static int e2w__remove_stale(const char *dir, int n_shards, char *err,
         if (!stale) continue;
         snprintf(path, sizeof path, "%s/%s", dir, nm);
         if (unlink(path) != 0)
-            rc = e2_errf(err, errlen, "remove stale %s: failed", path);
+            rc = e2_errf(err, errlen, "remove stale %s: %s", path,
+                         strerror(errno));
     }
     closedir(d);
     return rc;
