@@ -9,6 +9,10 @@
 #include "cpu.h"
 
 #define KCPU_ALIGN 64
+/* zero() splits buffers larger than this into blocks of this size across the
+ * OpenMP threads (the model clears tens of MiB of gradient scratch per
+ * layer); smaller ones are one memset. */
+#define KCPU_ZERO_BLOCK ((size_t)1 << 20)
 
 void *kcpu_alloc(size_t bytes) {
     /* aligned_alloc wants a multiple of the alignment; 0 bytes still gets a
@@ -24,7 +28,17 @@ void *kcpu_alloc(size_t bytes) {
 void kcpu_free(void *p) { free(p); }
 
 void kcpu_zero(void *p, size_t bytes) {
-    if (bytes) memset(p, 0, bytes);
+    if (bytes <= KCPU_ZERO_BLOCK) {
+        if (bytes) memset(p, 0, bytes);
+        return;
+    }
+    char *c = p;
+    size_t nblk = (bytes + KCPU_ZERO_BLOCK - 1) / KCPU_ZERO_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < nblk; i++) {
+        size_t off = i * KCPU_ZERO_BLOCK, len = bytes - off;
+        memset(c + off, 0, len < KCPU_ZERO_BLOCK ? len : KCPU_ZERO_BLOCK);
+    }
 }
 
 void kcpu_upload(void *dst, const float *src, size_t n) {

@@ -45,6 +45,23 @@ static void copies_round_trip(void) {
     free(src); free(back);
 }
 
+/* Sizes below, at and above the parallel block size, from unaligned starts:
+ * exactly the given bytes become zero, nothing around them. */
+static void zero_exact_range(void) {
+    const k_backend *k = k_cpu();
+    const size_t sizes[] = {1, 1000, (size_t)1 << 20, ((size_t)3 << 20) + 13};
+    for (int i = 0; i < 4; i++) {
+        size_t n = sizes[i] + 64;
+        unsigned char *p = k->alloc(n);
+        memset(p, 0xAB, n);
+        k->zero(p + 7, sizes[i]);
+        size_t bad = 0;
+        for (size_t j = 0; j < n; j++) bad += p[j] != ((j >= 7 && j < 7 + sizes[i]) ? 0 : 0xAB);
+        KC_EXPECT(bad == 0, "zero(%zu bytes): %zu bytes wrong", sizes[i], bad);
+        k->free(p);
+    }
+}
+
 static void table_complete(void) {
     const k_backend *k = k_get("cpu");
     KC_EXPECT(k != NULL && k == k_cpu(), "k_get(\"cpu\") is not k_cpu()");
@@ -62,6 +79,7 @@ int main(int argc, char **argv) {
     const kc_case cases[] = {
         {"alloc_aligned_zeroed", alloc_aligned_zeroed},
         {"copies_round_trip", copies_round_trip},
+        {"zero_exact_range", zero_exact_range},
         {"table_complete", table_complete},
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
