@@ -377,6 +377,9 @@ static void test_args(void) {
     CHECK(strstr(err, "--bogus") != NULL);
     char *miss[] = {"e2worker", "--coordinator"};
     CHECK(e2w_agent_parse_args(2, miss, &c, err, sizeof err) < 0);
+    char *eq[] = {"e2worker", "--coordinator=unix:/a.sock", "--device=cpu", "--name=n2"};
+    CHECK(e2w_agent_parse_args(4, eq, &c, err, sizeof err) == 0);
+    CHECK(!strcmp(c.coordinator, "unix:/a.sock") && !strcmp(c.name, "n2"));
     char *help[] = {"e2worker", "--help"};
     CHECK(e2w_agent_parse_args(2, help, &c, err, sizeof err) == 1);
 }

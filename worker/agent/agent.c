@@ -217,13 +217,8 @@ int e2w_agent_new(e2w_agent **out, const e2w_agent_config *cfg, char *err,
     if (a->cfg.rpc_timeout_ms <= 0) a->cfg.rpc_timeout_ms = 5000;
     if (a->cfg.backoff_max_ms <= 0) a->cfg.backoff_max_ms = 2000;
     if (!a->cfg.runner) {
-#ifdef E2W_AGENT_HAVE_TRAIN
         a->cfg.runner = e2w_agent_train_runner;
         a->cfg.runner_data = NULL;
-#else
-        e2w_agent_free(a);
-        return e2_errf(err, errlen, "e2worker was built without worker/train");
-#endif
     }
     a->interval_ms = DEFAULT_INTERVAL_MS;
     pthread_mutex_init(&a->mu, NULL);
@@ -559,6 +554,9 @@ static void job_free(e2w_agent_job *j) {
     if (j->asg) protobuf_c_message_free_unpacked(&j->asg->base, NULL);
     if (j->client) rpc_client_free(j->client);
     free(j->result.eval_json);
+    for (size_t i = 0; i < j->result.n_eval; i++)
+        protobuf_c_message_free_unpacked(&j->result.eval[i]->base, NULL);
+    free(j->result.eval);
     free(j);
 }
 
@@ -767,6 +765,8 @@ static int do_report_done(e2w_agent *a, char *msg, size_t msglen) {
     req.has_exit_code = 1, req.exit_code = j->result.exit_code;
     req.reason = j->result.reason;
     req.eval_json = j->result.eval_json;
+    req.n_eval = j->result.n_eval;
+    req.eval = j->result.eval;
     req.n_log_lines = log_peek(a, lines, LOG_BATCH);
     req.log_lines = lines;
     ProtobufCMessage *resp = NULL;

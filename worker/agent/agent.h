@@ -38,6 +38,10 @@ typedef struct {
     int exit_code;      /* 0 on success */
     char reason[512];   /* one line for humans; empty on success */
     char *eval_json;    /* rank 0: eval.json text (malloc'd, freed by the agent) or NULL */
+    /* rank 0: evaluation results, each row and the array malloc'd (freed by
+     * the agent); NULL when none */
+    E2__V1__EvalResult **eval;
+    size_t n_eval;
 } e2w_agent_result;
 
 /* Runs one rank to its end (in the training thread) and fills *result.

@@ -46,11 +46,21 @@ int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg,
             cfg->spawned_by_e2d = 1;
             continue;
         }
+        /* --flag VALUE or --flag=VALUE */
+        char flag[32];
+        const char *eq = strchr(f, '='), *v;
+        size_t fl = eq ? (size_t)(eq - f) : strlen(f);
+        snprintf(flag, sizeof flag, "%.*s", (int)(fl < sizeof flag ? fl : sizeof flag - 1), f);
+        f = flag;
         int takes = !strcmp(f, "--coordinator") || !strcmp(f, "--device") ||
                     !strcmp(f, "--device-index") || !strcmp(f, "--name");
-        if (!takes) return e2_errf(err, errlen, "unknown flag %s (see --help)", f);
-        if (i + 1 >= argc) return e2_errf(err, errlen, "%s needs a value", f);
-        const char *v = argv[++i];
+        if (!takes) return e2_errf(err, errlen, "unknown flag %s (see --help)", argv[i]);
+        if (eq) {
+            v = eq + 1;
+        } else {
+            if (i + 1 >= argc) return e2_errf(err, errlen, "%s needs a value", f);
+            v = argv[++i];
+        }
         if (!strcmp(f, "--coordinator")) {
             cfg->coordinator = v;
         } else if (!strcmp(f, "--device")) {

@@ -1,0 +1,292 @@
+/* train_runner.c -- the agent's default runner: one rank of an assignment
+ * trained by worker/train, with the agent's hooks plugged in.
+ *
+ * The spec arrives as submitted; it is resolved here as `e2worker run`
+ * does (the hf_dir model's config, defaults, validation, files), and a spec
+ * that fails is a user error, never retried. The trainer's checkpoint hook
+ * hands each step_N.tmp/ to e2d (which commits it once every rank
+ * reported) instead of renaming it. Rank 0 evaluates the trained model at
+ * every eval window (e2w_eval_spec, shared with `e2worker run`) and returns
+ * the results, structured and as eval.json text.
+ *
+ * Outcomes: trained -> SUCCEEDED; stopped by Cancel -> CANCELLED (after a
+ * final checkpoint when the deadline leaves room for one); stopped by Abort
+ * or a failed collective -> FAILED_INFRA; bad spec or a non-finite loss ->
+ * FAILED_USER. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent_internal.h"
+#include "base.h"
+#include "eval.h"
+#include "hf_config.h"
+#include "pbjson.h"
+#include "spec.h"
+#include "train.h"
+
+typedef struct {
+    e2w_agent_job *job;
+    const E2__V1__Assignment *as;
+    unsigned log_every;
+    double last_step_s;        /* wall time of the last step */
+    int last_ckpt_step;        /* step of the last checkpoint reported */
+} runner_ctx;
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void say(runner_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(runner_ctx *c, const char *fmt, ...) {
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    e2w_agent_job_log(c->job, line);
+}
+
+static void finish(e2w_agent_result *r, int outcome, const char *reason) {
+    r->outcome = outcome;
+    r->exit_code = outcome == E2__V1__OUTCOME__OUTCOME_SUCCEEDED ? 0 : 1;
+    snprintf(r->reason, sizeof r->reason, "%s", reason);
+}
+
+/* ---- trainer hooks ---- */
+
+static void on_progress(void *ud, const e2w_train_progress *p) {
+    runner_ctx *c = ud;
+    c->last_step_s = p->step_s;
+    e2w_agent_job_progress(c->job, (uint32_t)p->step, p->loss, p->lr,
+                           p->grad_norm, p->tokens_per_s);
+    if (p->step % (int)c->log_every == 0 || p->step == p->steps)
+        say(c, "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s",
+            p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s);
+}
+
+/* Rank 0 writes the whole state (ranks hold identical weights); the other
+ * ranks report an empty file list so e2d still hears from every rank. */
+static int on_checkpoint(void *ud, int step, const char *tmp_dir,
+                         const char *final_dir, char *err, size_t errlen) {
+    runner_ctx *c = ud;
+    (void)tmp_dir, (void)final_dir;
+    static const char *const none[1] = {NULL};
+    int committed = 0;
+    int rc = e2w_agent_job_checkpoint(c->job, (uint32_t)step,
+                                      c->as->rank == 0 ? NULL : none, 0,
+                                      &committed, err, errlen);
+    if (rc < 0) return rc;
+    c->last_ckpt_step = step;
+    say(c, "checkpoint step %d reported%s", step, committed ? " (committed)" : "");
+    return 0;
+}
+
+static int on_should_stop(void *ud) {
+    runner_ctx *c = ud;
+    return e2w_agent_job_should_stop(c->job) != E2W_AGENT_RUN;
+}
+
+/* ---- spec ---- */
+
+/* As `e2worker run`: an hf_dir model's config.json fills model.config,
+ * then defaults, validation and the files. */
+static int resolve_spec(E2__V1__JobSpec *spec, char *err, size_t errlen) {
+    E2__V1__ModelSpec *ms = spec->model;
+    if (ms && ms->hf_dir && *ms->hf_dir) {
+        E2__V1__LlamaConfig *cfg = malloc(sizeof *cfg);
+        if (!cfg) return e2_errf(err, errlen, "out of memory");
+        e2__v1__llama_config__init(cfg);
+        if (e2w_hf_config_read(ms->hf_dir, cfg, NULL, err, errlen) < 0) {
+            free(cfg);
+            return -1;
+        }
+        if (ms->config) protobuf_c_message_free_unpacked(&ms->config->base, NULL);
+        ms->config = cfg;
+        if (e2_spec_apply_model_defaults(spec, cfg, err, errlen) < 0) return -1;
+    }
+    if (e2_spec_apply_defaults(spec, err, errlen) < 0 ||
+        e2_spec_validate(spec, err, errlen) < 0 ||
+        e2_spec_check_files(spec, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- evaluation (rank 0) ---- */
+
+/* Evaluates at every eval window (worker/train's e2w_eval_spec, as
+ * `e2worker run` does), logging one line per row. */
+static int evaluate(runner_ctx *c, e2w_model *m, const E2__V1__JobSpec *spec,
+                    const char *tag, e2w_eval_results *ev, char *err,
+                    size_t errlen) {
+    int first = ev->n;
+    if (e2w_eval_spec(m, spec, tag, ev, err, errlen) < 0) return -1;
+    for (int i = first; i < ev->n; i++) {
+        const e2w_eval_row *w = &ev->rows[i];
+        say(c, "eval %s window %d scale %g: nll %.4f perplexity %.4f (%llu tokens) passkey %d/%d",
+            w->tag, w->window, w->scale, w->nll, w->ppl, (unsigned long long)w->tokens,
+            w->passkey_correct, w->passkey_trials);
+    }
+    return 0;
+}
+
+/* Hands the rows to the result as e2.v1.EvalResult messages (each row
+ * malloc'd on its own: the agent frees them as unpacked messages) and as
+ * eval.json text. */
+static int eval_to_result(const e2w_eval_results *ev, e2w_agent_result *res) {
+    if (ev->n == 0) return 0;
+    res->eval = calloc((size_t)ev->n, sizeof *res->eval);
+    res->eval_json = e2w_eval_results_json(ev);
+    if (!res->eval || !res->eval_json) return -1;
+    for (int i = 0; i < ev->n; i++) {
+        const e2w_eval_row *w = &ev->rows[i];
+        E2__V1__EvalResult *r = malloc(sizeof *r);
+        if (!r) return -1;
+        e2__v1__eval_result__init(r);
+        res->eval[res->n_eval++] = r;
+        r->has_window = 1, r->window = (uint32_t)w->window;
+        r->has_scale = 1, r->scale = w->scale;
+        r->has_before_training = 1, r->before_training = !strcmp(w->tag, "base");
+        if (w->tokens) {
+            r->has_loss = 1, r->loss = w->nll;
+            r->has_perplexity = 1, r->perplexity = w->ppl;
+            r->has_tokens = 1, r->tokens = w->tokens;
+        }
+        if (w->passkey_trials) {
+            r->has_passkey_trials = 1, r->passkey_trials = (uint32_t)w->passkey_trials;
+            r->has_passkey_correct = 1, r->passkey_correct = (uint32_t)w->passkey_correct;
+        }
+    }
+    return 0;
+}
+
+/* ---- the runner ---- */
+
+/* Failures the user must fix (the loss diverged) are told apart from the
+ * machinery's by the trainer's message. */
+static int run_failure_outcome(const char *msg) {
+    if (strstr(msg, "loss is NaN") || strstr(msg, "loss is infinite") ||
+        strstr(msg, "gradient norm is not finite"))
+        return E2__V1__OUTCOME__OUTCOME_FAILED_USER;
+    return E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
+}
+
+/* Cancel leaves room for a final checkpoint when the deadline allows a
+ * step's worth of time plus a second. */
+static void final_checkpoint(runner_ctx *c, e2w_train *t) {
+    int64_t deadline = e2w_agent_job_cancel_deadline(c->job);
+    int step = e2w_train_step(t);
+    if (e2w_agent_job_should_stop(c->job) != E2W_AGENT_CANCEL || !deadline ||
+        step == c->last_ckpt_step || step <= (int)c->as->start_step)
+        return;
+    if (deadline - wall_ms() < (int64_t)(c->last_step_s * 1000.0) + 1000) return;
+    char err[E2_ERRLEN];
+    if (e2w_train_checkpoint(t, err, sizeof err) < 0)
+        say(c, "final checkpoint failed: %s", err);
+}
+
+void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
+                            void *data) {
+    (void)data;
+    const E2__V1__Assignment *as = e2w_agent_job_assignment(job);
+    runner_ctx c = {.job = job, .as = as, .last_ckpt_step = -1};
+    char err[E2_ERRLEN] = "";
+    e2w_train *t = NULL;
+    e2w_eval_results ev;
+    e2w_eval_results_init(&ev);
+    E2__V1__JobSpec *spec = NULL;
+    if (as->spec)
+        spec = (E2__V1__JobSpec *)e2_pbjson_copy(&as->spec->base);
+    if (!spec) {
+        finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, "the assignment carries no spec");
+        return;
+    }
+    if (resolve_spec(spec, err, sizeof err) < 0) {
+        finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
+        goto done;
+    }
+    if (as->world_size > 1) {
+        snprintf(err, sizeof err, "num_workers %u: this e2worker trains one rank per job only (set num_workers to 1)",
+                 as->world_size);
+        finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
+        goto done;
+    }
+    const k_backend *k = k_get(spec->device);
+    if (!k) {
+        snprintf(err, sizeof err, "spec.device '%s' is not available on this worker",
+                 spec->device);
+        finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
+        goto done;
+    }
+    c.log_every = spec->has_log_every && spec->log_every ? spec->log_every : 1;
+    e2w_train_hooks hooks = {
+        .ud = &c,
+        .rank = (int)as->rank,
+        .world_size = (int)(as->world_size ? as->world_size : 1),
+        .progress = on_progress,
+        .checkpoint = on_checkpoint,
+        .should_stop = on_should_stop,
+    };
+    if (e2_mkdir_p(as->job_dir, 0755, err, sizeof err) < 0 ||
+        e2w_train_create(&t, spec, k, as->job_dir, &hooks, err, sizeof err) < 0) {
+        finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
+        goto done;
+    }
+    say(&c, "job %s attempt %u rank %u/%u on %s, job dir %s", as->job_id, as->attempt,
+        as->rank, hooks.world_size, k->name, as->job_dir);
+    int fresh = !as->resume_checkpoint || !*as->resume_checkpoint;
+    if (!fresh) {
+        if (e2w_train_resume(t, as->resume_checkpoint, err, sizeof err) < 0) {
+            finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
+            goto done;
+        }
+        c.last_ckpt_step = e2w_train_step(t);
+        say(&c, "resumed from %s (step %d)", as->resume_checkpoint, e2w_train_step(t));
+    } else if (as->rank == 0 && spec->eval && spec->eval->eval_base) {
+        if (evaluate(&c, e2w_train_model(t), spec, "base", &ev, err, sizeof err) < 0) {
+            finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
+            goto done;
+        }
+    }
+    int r = e2w_train_run(t, err, sizeof err);
+    if (r < 0) {
+        if (e2w_agent_job_should_stop(job) == E2W_AGENT_ABORT)
+            finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, "aborted");
+        else
+            finish(res, run_failure_outcome(err), err);
+        say(&c, "failed: %s", err);
+        goto done;
+    }
+    if (r == 1) {
+        final_checkpoint(&c, t);
+        snprintf(err, sizeof err, "%s at step %d",
+                 e2w_agent_job_should_stop(job) == E2W_AGENT_ABORT ? "aborted" : "cancelled",
+                 e2w_train_step(t));
+        say(&c, "%s", err);
+        finish(res, e2w_agent_job_should_stop(job) == E2W_AGENT_ABORT
+                        ? E2__V1__OUTCOME__OUTCOME_FAILED_INFRA
+                        : E2__V1__OUTCOME__OUTCOME_CANCELLED,
+               err);
+        goto done;
+    }
+    say(&c, "training done at step %d", e2w_train_step(t));
+    if (as->rank == 0) {
+        if (evaluate(&c, e2w_train_model(t), spec, "final", &ev, err, sizeof err) < 0) {
+            finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
+            goto done;
+        }
+        if (eval_to_result(&ev, res) < 0) {
+            finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, "out of memory");
+            goto done;
+        }
+    }
+    finish(res, E2__V1__OUTCOME__OUTCOME_SUCCEEDED, "");
+done:
+    e2w_train_free(t);
+    e2_spec_free(spec);
+    e2w_eval_results_free(&ev);
+}
