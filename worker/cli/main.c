@@ -11,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "agent.h"
 #include "cli.h"
+#include "cpu/blas.h"
 
 static const char usage[] =
     "usage: e2worker <command> [options]\n"
@@ -65,6 +68,12 @@ int cli_parse_double(const char *opt, const char *s, double *out, char *err,
 
 int main(int argc, char **argv) {
     char err[CLI_ERRLEN] = "";
+    /* OpenBLAS picks its kernels when it loads; on a CPU it does not know it
+     * runs ~6x slower ones (kernels/cpu/blas.h). Choose the core through the
+     * environment and start again; execv only returns on failure, and then
+     * the slow kernels still compute the same results. */
+    const char *core = kcpu_blas_coretype_hint();
+    if (core != NULL && setenv("OPENBLAS_CORETYPE", core, 1) == 0) execv("/proc/self/exe", argv);
     if (argc < 2) {
         fputs(usage, stderr);
         return 2;

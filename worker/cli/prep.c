@@ -13,7 +13,7 @@
 int cli_prep(int argc, char **argv, char *err, size_t errlen) {
     const char *out = NULL;
     double val = 0.0;
-    const char **files = (const char **)argv;
+    char **files = argv;
     int n = 0;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {

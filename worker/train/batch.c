@@ -32,7 +32,7 @@ int train_data_open(train_data **out, const E2__V1__JobSpec *spec, int R, int vo
         train_data_close(d);
         return e2_errf(err, errlen, "spec.data.train_shards is empty: give at least one token shard");
     }
-    if (e2w_dataset_open(&d->ds, (const char *const *)spec->data->train_shards,
+    if (e2w_dataset_open(&d->ds, spec->data->train_shards,
                          spec->data->n_train_shards, (uint32_t)R, err, errlen) < 0 ||
         e2w_dataset_check_vocab(d->ds, (uint32_t)vocab, err, errlen) < 0 ||
         e2w_aug_init_spec(&d->aug, spec->augment, err, errlen) < 0) {

@@ -45,7 +45,7 @@ int e2w_eval_read_tokens(const E2__V1__DataSpec *d, size_t want, int vocab,
     e2w_dataset *ds = NULL;
     *out = NULL;
     *n = 0;
-    if (e2w_dataset_open(&ds, (const char *const *)d->eval_shards, d->n_eval_shards, 1, err, errlen) < 0)
+    if (e2w_dataset_open(&ds, d->eval_shards, d->n_eval_shards, 1, err, errlen) < 0)
         return -1;
     int rc = -1;
     if (e2w_dataset_check_vocab(ds, (uint32_t)vocab, err, errlen) < 0) goto done;
