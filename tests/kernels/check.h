@@ -111,11 +111,15 @@ static inline double kc_max_rel_err_f(const float *got, const float *want,
     return worst;
 }
 
-/* Records a failure when the max relative error exceeds tol; returns the
- * error so a case can print it. */
+/* Records a failure when the max relative error exceeds tol. With the
+ * environment variable KC_VERBOSE set, every comparison prints its error, to
+ * see how much room a tolerance leaves. */
 #define KC_CLOSE(got, want, n, floor, tol, what)                              \
     do {                                                                      \
         double kc_e_ = kc_max_rel_err((got), (want), (n), (floor));           \
+        if (getenv("KC_VERBOSE"))                                             \
+            fprintf(stderr, "  %s: max rel err %.3g (tol %.3g)\n", (what),    \
+                    kc_e_, (double)(tol));                                    \
         KC_EXPECT(kc_e_ <= (tol), "%s: max rel err %.3g > tol %.3g", (what),  \
                   kc_e_, (double)(tol));                                      \
     } while (0)
