@@ -212,6 +212,26 @@ static int expect_config_reject(const char *tag, const char *extra,
     return 0;
 }
 
+/* transformers 5 form: rope_parameters carries theta and scaling. */
+static int test_config_reads_rope_parameters(void) {
+    E2__V1__LlamaConfig c;
+    e2w_hf_meta m;
+    CHECK_OK(e2w_hf_config_read(write_text("cfg_rp",
+        "{\"model_type\": \"llama\", \"hidden_size\": 64,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+        " \"intermediate_size\": 100, \"vocab_size\": 50,"
+        " \"max_position_embeddings\": 16384, \"rope_parameters\":"
+        " {\"rope_type\": \"linear\", \"rope_theta\": 500000.0,"
+        " \"factor\": 4.0}}"), &c, &m, err, sizeof err));
+    CHECK(c.rope_theta == 500000.0 && m.rope_scale == 4.0);
+    CHECK(c.max_position_embeddings == 4096);
+    CHECK(expect_config_reject("rj_rp", "\"model_type\": \"llama\", "
+                               "\"rope_parameters\": {\"rope_type\": \"yarn\", "
+                               "\"rope_theta\": 10000.0, \"factor\": 4}",
+                               "rope_parameters type 'yarn' is not supported") == 0);
+    return 0;
+}
+
 static int test_config_rejects_other_models(void) {
     CHECK(expect_config_reject("rj_qwen", "\"model_type\": \"qwen2\"",
                                "model_type 'qwen2' is not supported") == 0);
@@ -295,6 +315,7 @@ static const ckpt_case cases[] = {
     {"config_reads_llama2", test_config_reads_llama2},
     {"config_defaults_and_lists", test_config_defaults_and_lists},
     {"config_accepts_mistral", test_config_accepts_mistral},
+    {"config_reads_rope_parameters", test_config_reads_rope_parameters},
     {"config_rejects_other_models", test_config_rejects_other_models},
     {"config_rejects_rope_scaling", test_config_rejects_rope_scaling},
     {"config_rejects_bad_fields", test_config_rejects_bad_fields},

@@ -306,6 +306,12 @@ static int test_sharded_equals_single(void) {
     }
     e2w_st_close(a);
     e2w_st_close(b);
+    /* The index file itself opens the same checkpoint. */
+    char index[400];
+    snprintf(index, sizeof index, "%s/model.safetensors.index.json", many);
+    CHECK_OK(e2w_st_open(&b, index, err, sizeof err));
+    CHECK(e2w_st_count(b) == NS);
+    e2w_st_close(b);
     return check_index(many, t, NS, ns, 200);
 }
 

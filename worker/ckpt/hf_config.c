@@ -79,29 +79,48 @@ static int e2w__must_be_false(const char *file, json_t *root, const char *key,
                    "layers have no biases)", file, key);
 }
 
-/* rope_scaling: null, default, or linear with factor >= 1. */
-static int e2w__get_rope_scaling(const char *file, json_t *root, double *g,
-                                 char *err, size_t errlen) {
-    json_t *rs = json_object_get(root, "rope_scaling");
+/* RoPE base and scale. transformers 4 writes rope_theta and rope_scaling
+ * (null, or {"rope_type" or "type", "factor"}); transformers 5 writes
+ * rope_parameters {"rope_type", "rope_theta", "factor"}, which wins when
+ * present. Accepted types: default, and linear with factor >= 1. */
+static int e2w__get_rope(const char *file, json_t *root, double *theta,
+                         double *g, char *err, size_t errlen) {
+    const char *key = "rope_scaling";
+    json_t *rs = json_object_get(root, key);
+    json_t *rp = json_object_get(root, "rope_parameters");
     *g = 1.0;
+    if (e2w__get_pos_double(file, root, "rope_theta", 10000.0, theta, err,
+                            errlen) < 0)
+        return E2_ERR;
+    if (rp != NULL && !json_is_null(rp)) {
+        key = "rope_parameters";
+        if (!json_is_object(rp))
+            return e2_errf(err, errlen, "%s: rope_parameters must be an object",
+                           file);
+        json_t *th = json_object_get(rp, "rope_theta");
+        if (th != NULL && !(json_is_number(th) && json_number_value(th) > 0))
+            return e2_errf(err, errlen, "%s: rope_parameters.rope_theta must be "
+                           "a positive number", file);
+        if (th != NULL) *theta = json_number_value(th);
+        rs = rp;
+    }
     if (rs == NULL || json_is_null(rs)) return 0;
     if (!json_is_object(rs))
-        return e2_errf(err, errlen, "%s: rope_scaling must be an object or null",
-                       file);
+        return e2_errf(err, errlen, "%s: %s must be an object or null", file, key);
     json_t *ty = json_object_get(rs, "rope_type");
     if (ty == NULL) ty = json_object_get(rs, "type");
     if (!json_is_string(ty))
-        return e2_errf(err, errlen, "%s: rope_scaling has no rope_type", file);
+        return e2_errf(err, errlen, "%s: %s has no rope_type", file, key);
     const char *t = json_string_value(ty);
     if (strcmp(t, "default") == 0) return 0;
     if (strcmp(t, "linear") != 0)
-        return e2_errf(err, errlen, "%s: rope_scaling type '%s' is not supported "
-                       "(e2 accepts none, default or linear)", file, t);
+        return e2_errf(err, errlen, "%s: %s type '%s' is not supported (e2 "
+                       "accepts none, default or linear)", file, key, t);
     json_t *f = json_object_get(rs, "factor");
     if (!json_is_number(f) || !(json_number_value(f) >= 1.0) ||
         !isfinite(json_number_value(f)))
-        return e2_errf(err, errlen, "%s: rope_scaling.factor must be a number "
-                       ">= 1 for linear scaling", file);
+        return e2_errf(err, errlen, "%s: %s.factor must be a number >= 1 for "
+                       "linear scaling", file, key);
     *g = json_number_value(f);
     return 0;
 }
@@ -162,9 +181,8 @@ static int e2w__config_from_json(const char *file, json_t *root,
                      &meta->max_position, err, errlen) ||
         e2w__get_pos_double(file, root, "rms_norm_eps", 1e-6, &c->rms_norm_eps,
                             err, errlen) ||
-        e2w__get_pos_double(file, root, "rope_theta", 10000.0, &c->rope_theta,
-                            err, errlen) ||
-        e2w__get_rope_scaling(file, root, &meta->rope_scale, err, errlen) ||
+        e2w__get_rope(file, root, &c->rope_theta, &meta->rope_scale, err,
+                      errlen) ||
         e2w__get_token(file, root, "bos_token_id", &meta->bos_token_id, err,
                        errlen) ||
         e2w__get_token(file, root, "eos_token_id", &meta->eos_token_id, err,

@@ -9,6 +9,8 @@
  * a rope_scaling other than null, {"rope_type"/"type": "default"} or
  * {"rope_type"/"type": "linear", "factor": g >= 1} (dynamic, yarn, llama3,
  * longrope, ... change the RoPE frequencies, which e2's kernels do not do).
+ * transformers 5's rope_parameters {"rope_type", "rope_theta", "factor"}
+ * is read the same way and takes precedence over rope_theta/rope_scaling.
  *
  * Fields absent from the file get transformers' LlamaConfig defaults
  * (num_key_value_heads = heads, rms_norm_eps 1e-6, rope_theta 10000,

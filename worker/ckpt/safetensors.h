@@ -73,7 +73,7 @@ typedef struct e2w_st e2w_st;
 
 /* Opens a checkpoint: path is a directory holding model.safetensors (used
  * first, as transformers does) or model.safetensors.index.json, or the path
- * of one .safetensors file. All files are mapped and validated; a sharded
+ * of an index (*.index.json) or of one .safetensors file. All files are mapped and validated; a sharded
  * checkpoint also checks that every weight_map entry exists in its shard
  * and every shard tensor is in the weight_map, and that shard names are
  * plain file names. An open e2w_st is read-only: several threads may read

@@ -400,6 +400,11 @@ static int e2w__plain_name(const char *s) {
            strcmp(s, "..") != 0;
 }
 
+static int e2w__ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
 static size_t e2w__base_len(const char *path) {
     const char *s = strrchr(path, '/');
     return s ? (size_t)(s - path) + 1 : 0;
@@ -499,6 +504,17 @@ int e2w_st_open(e2w_st **out, const char *path, char *err, size_t errlen) {
     int rc;
     if (stat(path, &sb) != 0) {
         rc = e2_errf(err, errlen, "open checkpoint %s: %s", path, strerror(errno));
+    } else if (!S_ISDIR(sb.st_mode) && e2w__ends_with(path, ".index.json")) {
+        size_t k = e2w__base_len(path);
+        char *dir = strdup(k ? path : ".");
+        if (dir == NULL)
+            rc = e2_errf(err, errlen, "%s: out of memory", path);
+        else {
+            if (k > 1) dir[k - 1] = '\0'; /* "/x.json" keeps "/" */
+            else if (k == 1) dir[1] = '\0';
+            rc = e2w__open_index(st, dir, path, err, errlen);
+        }
+        free(dir);
     } else if (!S_ISDIR(sb.st_mode)) {
         rc = e2w__add_file(st, path, err, errlen);
         if (rc == 0) qsort(st->t, st->n, sizeof *st->t, e2w__cmp_name);
