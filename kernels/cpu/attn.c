@@ -143,7 +143,9 @@ static void kcpu_tile_gemm(float *c, int ldc, const float *a, int ars, int aks,
 /* ---- packing: strided rows of qkv into zero-padded tiles ---- */
 
 /* dst (TILE, Dp) = src rows [0, n) (row stride ld, D channels); rows n.. are
- * zeroed, channels D.. stay zero from the allocation. */
+ * zeroed. Channels D.. keep whatever the buffer held: as an A operand only
+ * the first D are read, and as a B operand they only reach padding columns
+ * of the result, which are never read. */
 static void kcpu_pack_rows(float *dst, int Dp, const float *src, size_t ld,
                            int n, int D) {
     for (int r = 0; r < KCPU_ATTN_TILE; r++) {
