@@ -65,7 +65,9 @@ int e2_fsync_dir(const char *path, char *err, size_t errlen) {
         return e2_errf(err, errlen, "open directory %s: %s", path,
                        strerror(errno));
     int rc = 0;
-    if (fsync(fd) != 0)
+    /* EINVAL: the filesystem cannot sync directories (some network and
+     * FUSE filesystems); there is nothing more to do. */
+    if (fsync(fd) != 0 && errno != EINVAL)
         rc = e2_errf(err, errlen, "fsync directory %s: %s", path,
                      strerror(errno));
     close(fd);
