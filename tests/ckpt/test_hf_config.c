@@ -248,6 +248,9 @@ static int test_config_rejects_other_models(void) {
                                "\"max_position_embeddings\": 8192, "
                                "\"sliding_window\": 4096",
                                "sliding_window attention is not supported") == 0);
+    CHECK(expect_config_reject("rj_sw0", "\"model_type\": \"mistral\", "
+                               "\"max_position_embeddings\": 8192",
+                               "sliding_window attention is not supported") == 0);
     return 0;
 }
 

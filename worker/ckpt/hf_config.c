@@ -152,9 +152,12 @@ static int e2w__check_family(const char *file, json_t *root, uint32_t C,
         !(json_is_integer(hd) && H > 0 && json_integer_value(hd) == C / H))
         return e2_errf(err, errlen, "%s: head_dim must equal hidden_size / "
                        "num_attention_heads (%u)", file, H ? C / H : 0);
+    /* transformers' MistralConfig defaults sliding_window to 4096. */
     json_t *sw = json_object_get(root, "sliding_window");
-    if (mistral && sw != NULL && !json_is_null(sw) &&
-        !(json_is_integer(sw) && json_integer_value(sw) >= (json_int_t)mpe))
+    json_int_t window = sw == NULL            ? 4096
+                        : json_is_integer(sw) ? json_integer_value(sw)
+                                              : -1;
+    if (mistral && !json_is_null(sw) && window < (json_int_t)mpe)
         return e2_errf(err, errlen, "%s: sliding_window attention is not "
                        "supported (e2 attends to the full window; need "
                        "sliding_window null or >= max_position_embeddings %u)",
