@@ -13,13 +13,15 @@
 #include <stdint.h>
 
 static inline float kcpu_expf(float x) {
-    x = x < -87.3f ? -87.3f : x;
-    x = x > 88.3f ? 88.3f : x;
+    /* Clamped so that n below converts to int exactly; a NaN becomes -87.3
+     * here (keeping the conversion defined) and is restored at the end. */
+    float xc = x > -87.3f ? x : -87.3f;
+    xc = xc < 88.3f ? xc : 88.3f;
     /* Adding and removing 1.5 * 2^23 rounds to the nearest integer without a
      * call to rintf, which plain SSE2 cannot vectorise. */
     const float shifter = 12582912.0f;
-    float n = (x * 1.44269504088896341f + shifter) - shifter;
-    float r = x - n * 0.693359375f; /* ln 2 split in two for exactness */
+    float n = (xc * 1.44269504088896341f + shifter) - shifter;
+    float r = xc - n * 0.693359375f; /* ln 2 split in two for exactness */
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -30,7 +32,7 @@ static inline float kcpu_expf(float x) {
     p = p * r * r + r + 1.0f;
     union { int32_t i; float f; } scale;
     scale.i = ((int32_t)n + 127) * (1 << 23);
-    return p * scale.f;
+    return x == x ? p * scale.f : x;
 }
 
 #endif
