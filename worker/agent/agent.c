@@ -37,6 +37,7 @@
 #define LOG_BATCH 512   /* lines per Heartbeat */
 #define DONE_TRIES_STOPPING 3  /* ReportDone tries once the worker is ending */
 #define DEFAULT_INTERVAL_MS 1000
+#define PROGRESS_GAP_MS 100    /* a new step is sent this soon after the last beat */
 
 #define PATH_WC "/e2.v1.WorkerControl/"
 
@@ -53,6 +54,7 @@ struct e2w_agent_job {
     E2__V1__Progress progress;
     int finished;              /* the runner returned */
     int joined;                /* control thread only */
+    int final_beat;            /* control thread only: last progress sent */
     e2w_agent_result result;
     e2w_agent_abort_cb abort_cb; /* collectives to break on Abort */
     void *abort_data;
@@ -67,6 +69,8 @@ struct e2w_agent {
     char worker_id[128];
     char prev_worker_id[128];
     uint32_t interval_ms;
+    int64_t last_beat_ms;      /* monotonic, when the last Heartbeat left */
+    int progress_dirty;        /* a step ended since that Heartbeat */
     e2w_agent_job *job;
     char **logs;               /* ring of LOG_CAP lines */
     size_t log_head, log_n;
@@ -79,6 +83,12 @@ struct e2w_agent {
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -298,6 +308,8 @@ void e2w_agent_job_progress(e2w_agent_job *job, uint32_t step, double loss,
     p->has_grad_norm = 1, p->grad_norm = grad_norm;
     p->has_tokens_per_second = 1, p->tokens_per_second = tokens_per_second;
     p->has_time_unix_ms = 1, p->time_unix_ms = now_ms();
+    a->progress_dirty = 1;
+    pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
 }
 
@@ -714,6 +726,8 @@ static int do_heartbeat(e2w_agent *a, char *msg, size_t msglen) {
         job_progress(a->job, &prog);
         req.progress = &prog;
     }
+    a->last_beat_ms = mono_ms();
+    a->progress_dirty = 0;
     pthread_mutex_unlock(&a->mu);
     req.n_log_lines = a->job ? log_peek(a, lines, LOG_BATCH) : 0;
     req.log_lines = lines;
@@ -805,6 +819,21 @@ static void job_release(e2w_agent *a, e2w_agent_job *j) {
     job_free(j);
 }
 
+/* Sleeps until the next Heartbeat is due (mu held): heartbeat_interval_ms
+ * after the last one, or PROGRESS_GAP_MS after it once a step ended, so
+ * e2d sees (nearly) every step; wakes early on stop or a finished rank. */
+static void wait_next_beat(e2w_agent *a) {
+    for (;;) {
+        if (a->stop_requested || (a->job && a->job->finished)) return;
+        int64_t since = mono_ms() - a->last_beat_ms;
+        int64_t due = (int64_t)a->interval_ms - since;
+        if (a->progress_dirty && PROGRESS_GAP_MS - since < due)
+            due = PROGRESS_GAP_MS - since;
+        if (due <= 0) return;
+        timed_wait(a, (int)due);
+    }
+}
+
 static void forget_worker_id(e2w_agent *a) {
     pthread_mutex_lock(&a->mu);
     *a->worker_id = 0;
@@ -828,6 +857,13 @@ int e2w_agent_run(e2w_agent *a, char *err, size_t errlen) {
         int st;
         if (!registered) {
             st = do_register(a, msg, sizeof msg);
+        } else if (finished && !j->final_beat) {
+            /* the last step's progress and lines go before ReportDone */
+            st = do_heartbeat(a, msg, sizeof msg);
+            if (st == RPC_OK) {
+                j->final_beat = 1;
+                continue;
+            }
         } else if (finished) {
             st = do_report_done(a, msg, sizeof msg);
             if (st == RPC_OK) {
@@ -861,8 +897,7 @@ int e2w_agent_run(e2w_agent *a, char *err, size_t errlen) {
             backoff = 50;
             if (unreachable) emit(a, "e2d reachable again");
             unreachable = 0;
-            if (!a->stop_requested && !(a->job && a->job->finished))
-                timed_wait(a, (int)a->interval_ms);
+            wait_next_beat(a);
         } else {
             if (!unreachable)
                 emit(a, "e2d at %s unreachable (%s: %s): retrying",

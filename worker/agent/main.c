@@ -3,10 +3,11 @@
  *
  * SIGTERM or SIGINT stops the worker: the rank in progress stops at its
  * next step boundary, ReportDone is sent, and the process exits 0. A second
- * signal exits at once (128 + signal). Signals are taken by a sigwait
- * thread, so no handler runs inside the trainer or gRPC. Trainer lines go
+ * signal exits at once (128 + signal). The handler only writes to a pipe;
+ * a signal thread does the rest, outside the trainer and gRPC. Trainer lines go
  * to stdout (e2d captures a spawned worker's output), agent events to
  * stderr. */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -89,24 +90,32 @@ static void print_line(const char *line, void *data) {
     fflush(f);
 }
 
-typedef struct {
-    e2w_agent *agent;
-    sigset_t set;
-} signal_ctx;
+/* Signals arrive on whatever thread the kernel picks (OpenBLAS starts its
+ * threads before main, with signals unblocked), so a handler forwards them
+ * through a pipe to the signal thread; a second one ends the process. */
+static int sig_pipe[2] = {-1, -1};
+static volatile sig_atomic_t sig_seen;
 
-/* Waits for signals: the first stops the agent, a second one ends the
- * process; SIGUSR1 (sent by main when the agent is done) ends the thread. */
+static void on_signal(int sig) {
+    if (sig_seen) _exit(128 + sig);
+    sig_seen = sig;
+    unsigned char b = (unsigned char)sig;
+    ssize_t n = write(sig_pipe[1], &b, 1);
+    (void)n;
+}
+
+/* Reads the pipe: a signal stops the agent; 0 (written by main when the
+ * agent is done) ends the thread. */
 static void *signal_main(void *arg) {
-    signal_ctx *s = arg;
-    int stopping = 0, sig;
+    e2w_agent *a = arg;
+    unsigned char b;
     for (;;) {
-        if (sigwait(&s->set, &sig) != 0) continue;
-        if (sig == SIGUSR1) return NULL;
-        if (stopping) _exit(128 + sig);
-        stopping = 1;
+        ssize_t n = read(sig_pipe[0], &b, 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || b == 0) return NULL;
         fprintf(stderr, "e2worker: %s: stopping after the current step\n",
-                sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        e2w_agent_stop(s->agent, 0);
+                b == SIGTERM ? "SIGTERM" : "SIGINT");
+        e2w_agent_stop(a, 0);
     }
 }
 
@@ -131,21 +140,22 @@ int e2w_agent_main(int argc, char **argv) {
         fprintf(stderr, "e2worker: %s\n", err);
         return 2;
     }
-    signal_ctx sc = {.agent = a};
-    sigemptyset(&sc.set);
-    sigaddset(&sc.set, SIGTERM);
-    sigaddset(&sc.set, SIGINT);
-    sigaddset(&sc.set, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
     pthread_t st;
-    if (pthread_create(&st, NULL, signal_main, &sc) != 0) {
-        fprintf(stderr, "e2worker: cannot start the signal thread\n");
+    if (pipe(sig_pipe) < 0 || pthread_create(&st, NULL, signal_main, a) != 0) {
+        fprintf(stderr, "e2worker: cannot set up signal handling\n");
         e2w_agent_free(a);
         return 1;
     }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     rc = e2w_agent_run(a, err, sizeof err);
-    pthread_kill(st, SIGUSR1);
-    pthread_join(st, NULL);
+    unsigned char done = 0;
+    if (write(sig_pipe[1], &done, 1) == 1) pthread_join(st, NULL);
     if (rc < 0) fprintf(stderr, "e2worker: %s\n", err);
     e2w_agent_free(a);
     return rc < 0 ? 1 : 0;

@@ -1,0 +1,191 @@
+#!/bin/sh
+# agent_e2d_test.sh -- the agent end to end: a real e2d and one real
+# `e2worker --coordinator` on a unix socket in a temp dir, jobs submitted
+# with e2ctl. Usage: agent_e2d_test.sh E2D E2WORKER E2CTL CASE
+# Cases:
+#   succeeds        a tiny job reaches SUCCEEDED with committed checkpoints,
+#                   per-step metrics, evaluation and the rank's log
+#   cancel          cancel of a running job: CANCELLED within the grace, the
+#                   rank's log stops growing, the worker lives on, idle
+#   e2d_restart     e2d killed (-9) and restarted mid-job: the same worker
+#                   process reconnects and the job still succeeds
+#   worker_sigterm  SIGTERM stops the worker within seconds, exit status 0
+set -u
+E2D=$1
+E2W=$2
+E2CTL=$3
+CASE=$4
+PY=/usr/bin/python3
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2-agent-e2e-XXXXXX")
+SOCK=unix:$TMP/e2d.sock
+E2D_PID=
+W_PID=
+
+cleanup() {
+    [ -n "$W_PID" ] && kill -9 "$W_PID" 2>/dev/null
+    [ -n "$E2D_PID" ] && kill -9 "$E2D_PID" 2>/dev/null
+    wait 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+cd "$TMP" || exit 1
+
+fail() {
+    echo "FAIL ($CASE): $*" >&2
+    for f in e2d.log worker.err; do
+        [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+    done
+    exit 1
+}
+
+start_e2d() {
+    "$E2D" --state-dir "$TMP/state" --listen "$SOCK" --heartbeat-timeout 10 >>e2d.log 2>&1 &
+    E2D_PID=$!
+    i=0
+    while [ ! -S "$TMP/e2d.sock" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    [ -S "$TMP/e2d.sock" ] || fail "e2d did not listen"
+}
+
+start_worker() {
+    "$E2W" --coordinator "$SOCK" --name agent-test >worker.out 2>worker.err &
+    W_PID=$!
+}
+
+ctl() { "$E2CTL" --server "$SOCK" "$@"; }
+
+# jq-like: json_get EXPR < file (d is the parsed document)
+json_get() { $PY -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+job_field() { # job_field JOB EXPR (j is the job)
+    ctl status "$1" --json 2>/dev/null | json_get "(lambda j: $2)(d['job'])" 2>/dev/null
+}
+
+# wait_until SECONDS CMD...: polls CMD every 0.1 s.
+wait_until() {
+    limit=$1; shift
+    n=0
+    while ! "$@"; do
+        n=$((n + 1))
+        [ $n -gt $((limit * 10)) ] && return 1
+        sleep 0.1
+    done
+}
+
+state_is() { [ "$(job_field "$1" "j['state']")" = "$2" ]; }
+step_at_least() { s=$(job_field "$1" "j.get('step', 0)"); [ -n "$s" ] && [ "$s" -ge "$2" ]; }
+
+make_data() {
+    i=0
+    while [ $i -lt 200 ]; do
+        echo "The quick brown fox number $i jumps over the lazy dog. A journey of a thousand miles begins with one step."
+        i=$((i + 1))
+    done >text.txt
+    "$E2W" prep --out data --val-fraction 0.1 text.txt >/dev/null || fail "prep"
+}
+
+write_spec() { # $1 = steps, $2 = checkpoint every
+    cat >spec.json <<EOF
+{"name": "agent-tiny",
+ "model": {"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+   "num_key_value_heads": 2, "intermediate_size": 48, "vocab_size": 257,
+   "max_position_embeddings": 32}},
+ "data": {"train_shards": ["data_train_*.bin"], "eval_shards": ["data_val_*.bin"]},
+ "augment": {"train_length": 16, "g_max": 4, "n_sink": 2},
+ "train": {"steps": $1, "global_batch": 4, "micro_batch": 2, "lr": 0.003},
+ "checkpoint": {"every": $2, "keep_last": 5},
+ "eval": {"windows": [32, 128], "max_tokens": 300}}
+EOF
+}
+
+make_data
+start_e2d
+start_worker
+
+case $CASE in
+succeeds)
+    write_spec 6 2
+    ctl submit spec.json --wait >submit.out 2>submit.err || fail "submit --wait exit $?: $(cat submit.err)"
+    ctl status j-000001 --json >status.json || fail "status"
+    $PY - "$TMP/state/jobs/j-000001" <<'EOF' || fail "job record: $(cat status.json)"
+import json, os, sys
+jobdir = sys.argv[1]
+j = json.load(open("status.json"))["job"]
+assert j["state"] == "JOB_STATE_SUCCEEDED", j["state"]
+assert j["step"] == 6, j["step"]
+steps = [c["step"] for c in j["checkpoints"]]
+assert 6 in steps, steps
+for s in steps:
+    assert os.path.isdir(os.path.join(jobdir, "checkpoints", "step_%d" % s)), s
+assert not os.path.exists(os.path.join(jobdir, "checkpoints", "step_6.tmp"))
+assert os.path.isfile(os.path.join(jobdir, "eval.json"))
+EOF
+    ctl metrics j-000001 --json >metrics.json || fail "metrics"
+    $PY - <<'EOF' || fail "metrics: $(cat metrics.json)"
+import json, math
+d = json.load(open("metrics.json"))
+pts = d.get("points") or d.get("metrics") or []
+steps = [p["step"] for p in pts]
+assert steps and steps[-1] == 6, steps
+assert all(math.isfinite(p["loss"]) and p["loss"] > 0 for p in pts), pts
+ev = d.get("eval") or []
+assert [e["window"] for e in ev] == [32, 128], ev
+assert all(e["perplexity"] > 1 for e in ev), ev
+EOF
+    log=state/jobs/j-000001/attempt-1/rank-0.log
+    grep -q "step 6/6" "$log" || fail "rank log lacks the last step: $(cat "$log")"
+    grep -q "eval final window 128" "$log" || fail "rank log lacks the evaluation"
+    ;;
+cancel)
+    write_spec 100000 0
+    ctl submit spec.json >/dev/null || fail "submit"
+    wait_until 20 step_at_least j-000001 3 || fail "job did not train"
+    ctl cancel j-000001 --grace 10 >/dev/null || fail "cancel"
+    t0=$(date +%s)
+    wait_until 15 state_is j-000001 JOB_STATE_CANCELLED || fail "not CANCELLED within grace + 5 s"
+    [ $(($(date +%s) - t0)) -le 10 ] || fail "cancel took longer than the grace"
+    kill -0 "$W_PID" 2>/dev/null || fail "the worker process died"
+    log=state/jobs/j-000001/attempt-1/rank-0.log
+    grep -q "cancelled at step" "$log" || fail "rank log does not say cancelled: $(tail -3 "$log")"
+    n1=$(wc -l <"$log")
+    sleep 1.5
+    n2=$(wc -l <"$log")
+    [ "$n1" = "$n2" ] || fail "the rank log still grows after the cancel ($n1 -> $n2 lines)"
+    idle() { [ "$(ctl workers --json | json_get "[w['state'] for w in d['workers']]")" = "['WORKER_STATE_IDLE']" ]; }
+    wait_until 5 idle || fail "worker not idle after the cancel: $(ctl workers)"
+    grep -q "ended: CANCELLED" worker.err || fail "worker did not report CANCELLED"
+    ;;
+e2d_restart)
+    write_spec 60 20
+    ctl submit spec.json >/dev/null || fail "submit"
+    wait_until 20 step_at_least j-000001 5 || fail "job did not train"
+    kill -9 "$E2D_PID"
+    wait "$E2D_PID" 2>/dev/null
+    E2D_PID=
+    sleep 1
+    kill -0 "$W_PID" 2>/dev/null || fail "the worker died with e2d"
+    start_e2d
+    wait_until 25 state_is j-000001 JOB_STATE_SUCCEEDED || fail "job did not succeed after the restart: $(ctl status j-000001)"
+    kill -0 "$W_PID" 2>/dev/null || fail "the worker process did not survive"
+    grep -q "unreachable" worker.err || fail "worker never noticed e2d was gone"
+    grep -q "ended: SUCCEEDED" worker.err || fail "worker did not finish its rank"
+    [ "$(job_field j-000001 "j['step']")" = 60 ] || fail "job step is not 60"
+    ;;
+worker_sigterm)
+    write_spec 100000 0
+    ctl submit spec.json >/dev/null || fail "submit"
+    wait_until 20 step_at_least j-000001 2 || fail "job did not train"
+    kill -TERM "$W_PID"
+    gone() { ! kill -0 "$W_PID" 2>/dev/null; }
+    wait_until 10 gone || fail "worker still running 10 s after SIGTERM"
+    wait "$W_PID"
+    rc=$?
+    W_PID=
+    [ $rc = 0 ] || fail "worker exit status $rc after SIGTERM"
+    grep -q "SIGTERM" worker.err || fail "worker did not say why it stopped"
+    grep -q "ended: FAILED_INFRA" worker.err || fail "worker did not report its rank as an infrastructure stop"
+    ;;
+*)
+    fail "unknown case"
+    ;;
+esac
+exit 0
