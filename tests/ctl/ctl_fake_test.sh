@@ -19,7 +19,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-for _ in $(seq 100); do
+for _ in $(seq 400); do
   grep -q ready "$tmp/fake.out" 2> /dev/null && break
   sleep 0.05
 done

@@ -535,6 +535,8 @@ static void test_bad_service_method_rejected(void) {
                                sizeof err) == RPC_EINVAL);
   CHECK(strstr(err, "NoSuchMethod") != NULL);
   CHECK(rpc_server_listen(s, "", NULL, NULL, err, sizeof err) == RPC_EINVAL);
+  rpc_tls tls = {"cert.pem", "key.pem", NULL};
+  CHECK(rpc_server_listen(s, "127.0.0.1:0", &tls, NULL, err, sizeof err) == RPC_ENOTSUP);
   rpc_server_free(s);
   uv_loop_close(&loop);
 }
