@@ -525,7 +525,7 @@ static void test_client_shared_by_threads(void) {
   harness_stop(h, 100);
 }
 
-static void test_bad_service_method_rejected(void) {
+static void test_bad_setup_rejected(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   rpc_server *s = rpc_server_new(&loop, NULL);
@@ -558,7 +558,7 @@ static const struct {
     {"second_server_same_port_fails", test_second_server_same_port_fails},
     {"unreachable_server_unavailable", test_unreachable_server_unavailable},
     {"client_shared_by_threads", test_client_shared_by_threads},
-    {"bad_service_method_rejected", test_bad_service_method_rejected},
+    {"bad_setup_rejected", test_bad_setup_rejected},
 };
 
 int main(int argc, char **argv) {
