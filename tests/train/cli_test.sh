@@ -153,6 +153,26 @@ EOF
     cmp hf256/model.safetensors out/checkpoints/step_2/model.safetensors || fail "exported weights differ"
     expect_error "window below L" "window" "$E2W" export --checkpoint out/checkpoints/step_2 --window 8 --out x
     ;;
+finetune_hf)
+    make_data
+    write_spec 2 out
+    "$E2W" run spec.json >/dev/null 2>&1 || fail "run"
+    cat >ft.json <<'EOF'
+{"name": "ft", "model": {"hf_dir": "out/checkpoints/step_2"},
+ "data": {"train_shards": ["data_train_*.bin"], "eval_shards": ["data_val_*.bin"]},
+ "augment": {"train_length": 16, "g_max": 4},
+ "train": {"steps": 2, "global_batch": 2, "micro_batch": 1, "lr": 0.001},
+ "eval": {"windows": [64], "max_tokens": 200, "eval_base": true}, "output_dir": "ft"}
+EOF
+    "$E2W" run ft.json >stdout.txt 2>stderr.txt || { cat stderr.txt >&2; fail "fine-tune from hf_dir"; }
+    grep -q '| base | 64 | 2 |' stdout.txt || fail "no base row: $(cat stdout.txt)"
+    grep -q '| final | 64 | 2 |' stdout.txt || fail "no final row: $(cat stdout.txt)"
+    $PY - <<'EOF' || fail "fine-tune spec"
+import json
+s = json.load(open("ft/spec.json"))
+assert s["augment"]["original_window"] == 32 and "config" not in s["model"], s
+EOF
+    ;;
 usage)
     "$E2W" --help | grep -q "run SPEC.json" || fail "--help"
     "$E2W" version | grep -q "^e2worker [0-9]" || fail "version"

@@ -50,21 +50,14 @@ static void run_progress(void *ud, const e2w_train_progress *p) {
                 p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s, p->gflops);
 }
 
-/* An hf_dir model brings its architecture: config.json fills model.config
- * and the model-dependent defaults. */
+/* An hf_dir model brings its architecture: config.json gives the
+ * model-dependent defaults (original_window, eval windows and scales). */
 static int run_model_config(E2__V1__JobSpec *spec, char *err, size_t errlen) {
     E2__V1__ModelSpec *ms = spec->model;
     if (ms == NULL || ms->hf_dir == NULL || ms->hf_dir[0] == '\0') return 0;
-    E2__V1__LlamaConfig *cfg = malloc(sizeof *cfg);
-    if (cfg == NULL) return e2_errf(err, errlen, "out of memory");
-    e2__v1__llama_config__init(cfg);
-    if (e2w_hf_config_read(ms->hf_dir, cfg, NULL, err, errlen) < 0) {
-        free(cfg);
-        return -1;
-    }
-    if (ms->config) protobuf_c_message_free_unpacked(&ms->config->base, NULL);
-    ms->config = cfg;
-    return e2_spec_apply_model_defaults(spec, cfg, err, errlen);
+    E2__V1__LlamaConfig cfg = E2__V1__LLAMA_CONFIG__INIT;
+    if (e2w_hf_config_read(ms->hf_dir, &cfg, NULL, err, errlen) < 0) return -1;
+    return e2_spec_apply_model_defaults(spec, &cfg, err, errlen);
 }
 
 static int run_resolve(const char *path, char **sets, int n_sets,

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "hf_config.h"
 #include "spec.h"
 #include "train_internal.h"
 
@@ -40,12 +41,17 @@ uint64_t e2w_train_spec_hash(const E2__V1__JobSpec *spec) {
     return h;
 }
 
+/* The model: architecture and weights from model.hf_dir (config.json +
+ * safetensors), or model.config with the seeded init. */
 static int train_model_create(e2w_train *t, char *err, size_t errlen) {
     const E2__V1__ModelSpec *ms = t->spec->model;
+    int from_hf = ms->hf_dir != NULL && ms->hf_dir[0] != '\0';
+    E2__V1__LlamaConfig hf = E2__V1__LLAMA_CONFIG__INIT;
+    if (from_hf && e2w_hf_config_read(ms->hf_dir, &hf, NULL, err, errlen) < 0) return -1;
     e2w_model_config cfg;
-    if (e2w_model_config_from_proto(&cfg, ms ? ms->config : NULL, err, errlen) < 0) return -1;
+    if (e2w_model_config_from_proto(&cfg, from_hf ? &hf : ms->config, err, errlen) < 0) return -1;
     if (e2w_model_create(&t->model, t->k, &cfg, err, errlen) < 0) return -1;
-    if (ms->hf_dir != NULL && ms->hf_dir[0] != '\0') {
+    if (from_hf) {
         if (e2w_model_load_hf(&t->model, ms->hf_dir, err, errlen) < 0) return -1;
     } else {
         e2w_model_init(&t->model, ms->has_init_seed ? ms->init_seed : 1);
