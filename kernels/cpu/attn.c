@@ -73,7 +73,9 @@ static inline kcpu_vf kcpu_fma(kcpu_vf a, kcpu_vf b, kcpu_vf c) {
 #endif
 }
 
-static inline kcpu_vf kcpu_splat(float x) { return (kcpu_vf){0} + x; }
+/* x in every lane. x - 0 is x for every x (x + 0 is not, for x = -0), so
+ * the compiler folds the subtraction away and emits a bare broadcast. */
+static inline kcpu_vf kcpu_splat(float x) { return x - (kcpu_vf){0}; }
 
 /* 2^x for scores already shifted to x <= ~0; exactly 0 below -125 (masked
  * scores are -inf). x = n + f with |f| <= 1/2, 2^f by its degree-7 Taylor
