@@ -83,9 +83,17 @@ cancel_running)
     "$E2CTL" status j-000001 --json 2> /dev/null | grep -q JOB_STATE_RUNNING && break
     sleep 0.1
   done
+  timeout 60 "$E2CTL" logs j-000001 -f > follow.out 2> follow.err &
+  follower=$!
   run 0 "$E2CTL" cancel j-000001 --grace 2
   run 2 "$E2CTL" watch j-000001
   grep -q "^j-000001 CANCELLED" out || fail "watch did not end CANCELLED"
+  wait "$follower"
+  rc=$?
+  cp follow.out out
+  cp follow.err err
+  [ "$rc" = 0 ] || fail "logs -f exited $rc after the attempt ended"
+  grep -q "^step 1/100000" out || fail "logs -f showed no training line"
   ;;
 *) echo "no case $CASE"; exit 2 ;;
 esac
