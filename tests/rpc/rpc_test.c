@@ -52,6 +52,7 @@ typedef struct {
   int port;
   atomic_int cancels;    /* cancel callbacks seen */
   atomic_int shut_down;  /* shutdown callback ran */
+  atomic_int later;      /* "later" calls received */
 } harness;
 
 static void on_cancel_finish(rpc_call *call) {
@@ -94,6 +95,7 @@ static void handle_get_job(rpc_call *call, const ProtobufCMessage *request,
   if (strcmp(id, "slow") == 0) {
     rpc_call_on_cancel(call, on_cancel_finish);
   } else if (strcmp(id, "later") == 0) {
+    atomic_fetch_add(&((harness *)rpc_server_data(rpc_call_server(call)))->later, 1);
     later_reply *lr = calloc(1, sizeof *lr);
     lr->call = call;
     uv_timer_init(&((harness *)rpc_server_data(rpc_call_server(call)))->loop,
@@ -445,6 +447,37 @@ static void test_shutdown_grace_ends_stream(void) {
   rpc_client_free(c);
 }
 
+typedef struct {
+  const char *addr;
+  int code;
+} later_caller;
+
+static void call_later(void *arg) {
+  later_caller *k = arg;
+  rpc_client *c = rpc_client_new(k->addr, NULL, 0);
+  E2__V1__GetJobResponse *r = NULL;
+  char msg[128];
+  k->code = get_job(c, "later", 5000, &r, msg, sizeof msg);
+  if (r != NULL)
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+  rpc_client_free(c);
+}
+
+/* A call answered within the grace period succeeds, and the server is down
+ * as soon as it is answered (not at the end of the grace period). */
+static void test_shutdown_lets_calls_finish(void) {
+  harness *h = harness_start("unix");
+  later_caller k = {h->addr, -1};
+  uv_thread_t t;
+  uv_thread_create(&t, call_later, &k);
+  CHECK(wait_for(&h->later, 1, 5.0));
+  double t0 = now_s();
+  harness_stop(h, 5000);
+  CHECK(now_s() - t0 < 2.5);
+  uv_thread_join(&t);
+  CHECK(k.code == RPC_OK);
+}
+
 static void test_client_cancel_tells_handler(void) {
   harness *h = harness_start("tcp");
   rpc_client *c = rpc_client_new(h->addr, NULL, 0);
@@ -554,6 +587,7 @@ static const struct {
     {"undecodable_body_invalid_argument", test_undecodable_body_invalid_argument},
     {"metadata_peer_deadline_visible", test_metadata_peer_deadline_visible},
     {"shutdown_grace_ends_stream", test_shutdown_grace_ends_stream},
+    {"shutdown_lets_calls_finish", test_shutdown_lets_calls_finish},
     {"client_cancel_tells_handler", test_client_cancel_tells_handler},
     {"second_server_same_port_fails", test_second_server_same_port_fails},
     {"unreachable_server_unavailable", test_unreachable_server_unavailable},
