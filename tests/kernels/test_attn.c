@@ -228,7 +228,7 @@ static void check_grad_fd(const shape *s, uint64_t seed) {
     fd_ctx c = {s};
     const double h = 1e-4;
     int slots = s->H + 2 * s->KVH;
-    size_t total = nq < 400 ? nq : 400;
+    size_t total = nq <= 2048 ? nq : 240;
     double worst = 0.0, scale = 0.0;
     double *fd = kc_doubles(total);
     float *got = kc_floats(total);
