@@ -2,6 +2,7 @@
  * returns the process exit code (ctl.h) and prints errors as one line. */
 #include "ctl.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,10 +201,25 @@ static int is_terminal(E2__V1__JobState s) {
          s == E2__V1__JOB_STATE__JOB_STATE_CANCELLED;
 }
 
+static char follow_hint[256];
+
+/* Ctrl-C while following: the job keeps running; say how to resume. Only
+ * write(2) and _exit(2) here (async-signal-safe). */
+static void on_interrupt(int sig) {
+  (void)sig;
+  ssize_t n = write(STDERR_FILENO, follow_hint, strlen(follow_hint));
+  (void)n;
+  _exit(CTL_EXIT_INTERRUPTED);
+}
+
 /* Human output: on a terminal, one progress line rewritten in place and a
  * line per state change; otherwise state changes and a progress line at
  * most every 10 s. */
 int ctl_follow(ctl_ctx *ctx, const char *job_id) {
+  snprintf(follow_hint, sizeof follow_hint,
+           "\ne2ctl: stopped following %s; it keeps running (e2ctl watch %s)\n",
+           job_id, job_id);
+  signal(SIGINT, on_interrupt);
   const int tty = isatty(STDOUT_FILENO), json = ctx->args->json;
   E2__V1__WatchJobRequest req = E2__V1__WATCH_JOB_REQUEST__INIT;
   req.id = (char *)job_id;

@@ -20,6 +20,7 @@
 #define CTL_EXIT_UNREACHABLE 4  /* e2d could not be reached or timed out */
 #define CTL_EXIT_USAGE 64       /* bad command line */
 #define CTL_EXIT_INPUT 65       /* unreadable or invalid spec file or --set */
+#define CTL_EXIT_INTERRUPTED 130 /* Ctrl-C while following a job (it keeps running) */
 
 #define CTL_MAX_LIST 64         /* repeated options (--set, --state, --label) */
 #define CTL_CALL_TIMEOUT_MS 30000

@@ -53,7 +53,8 @@ static const char usage[] =
     "  3   e2d rejected the request (invalid spec, unknown job, ...)\n"
     "  4   e2d could not be reached, or did not answer in time\n"
     "  64  bad command line\n"
-    "  65  unreadable or invalid spec file, or a bad --set\n";
+    "  65  unreadable or invalid spec file, or a bad --set\n"
+    "  130 interrupted (Ctrl-C) while following a job; the job keeps running\n";
 
 void ctl_err(const char *fmt, ...) {
   va_list ap;

@@ -73,6 +73,18 @@ cancel_pending_then_watch)
   run 2 "$E2CTL" watch j-000001
   grep -q "^j-000001 CANCELLED" "$tmp/out" || fail "watch of a cancelled job"
   ;;
+interrupted_wait_leaves_job)
+  "$E2CTL" submit "$tmp/job.json" --wait > "$tmp/out" 2> "$tmp/err" &
+  ctl=$!
+  for _ in $(seq 200); do grep -q "PENDING: submitted" "$tmp/out" 2> /dev/null && break; sleep 0.05; done
+  kill -INT "$ctl"
+  wait "$ctl"
+  rc=$?
+  [ "$rc" = 130 ] || fail "interrupted --wait exited $rc, want 130"
+  grep -q "^e2ctl: stopped following j-000001; it keeps running (e2ctl watch j-000001)" "$tmp/err" || fail "no hint"
+  run 0 "$E2CTL" status j-000001 --json
+  [ "$(json_get "d['job']['state']" < "$tmp/out")" = JOB_STATE_PENDING ] || fail "job changed"
+  ;;
 unknown_job)
   run 3 "$E2CTL" status j-000099
   [ "$(wc -l < "$tmp/err")" = 1 ] && grep -q "j-000099" "$tmp/err" || fail "NOT_FOUND line"
