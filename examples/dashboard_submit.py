@@ -53,7 +53,8 @@ def default_server():
         return os.environ["E2_SERVER"]
     if os.environ.get("E2_STATE_DIR"):
         return "unix:%s/e2d.sock" % os.environ["E2_STATE_DIR"]
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and (os.access("/var/lib/e2", os.W_OK) or
+                              os.access("/var/lib", os.W_OK)):
         return "unix:/var/lib/e2/e2d.sock"
     if os.environ.get("XDG_STATE_HOME"):
         return "unix:%s/e2/e2d.sock" % os.environ["XDG_STATE_HOME"]
