@@ -10,6 +10,11 @@
 #   e2d_restart     e2d killed (-9) and restarted mid-job: the same worker
 #                   process reconnects and the job still succeeds
 #   worker_sigterm  SIGTERM stops the worker within seconds, exit status 0
+#   two_ranks       a 2-rank job (Gloo through e2d's rendezvous) succeeds
+#                   and trains the same numbers as the 1-rank job
+#   rank_dies       kill -9 of one rank's worker: the other rank's
+#                   collective fails at once, it reports FAILED_INFRA and
+#                   lives on; the job leaves RUNNING
 set -u
 E2D=$1
 E2W=$2
@@ -20,9 +25,11 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2-agent-e2e-XXXXXX")
 SOCK=unix:$TMP/e2d.sock
 E2D_PID=
 W_PID=
+W2_PID=
 
 cleanup() {
     [ -n "$W_PID" ] && kill -9 "$W_PID" 2>/dev/null
+    [ -n "$W2_PID" ] && kill -9 "$W2_PID" 2>/dev/null
     [ -n "$E2D_PID" ] && kill -9 "$E2D_PID" 2>/dev/null
     wait 2>/dev/null
     rm -rf "$TMP"
@@ -32,14 +39,14 @@ cd "$TMP" || exit 1
 
 fail() {
     echo "FAIL ($CASE): $*" >&2
-    for f in e2d.log worker.err; do
+    for f in e2d.log worker.err worker2.err; do
         [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
     done
     exit 1
 }
 
 start_e2d() {
-    "$E2D" --state-dir "$TMP/state" --listen "$SOCK" --heartbeat-timeout 10 >>e2d.log 2>&1 &
+    "$E2D" --state-dir "$TMP/state" --listen "$SOCK" --heartbeat-timeout "${HB_TIMEOUT:-10}" >>e2d.log 2>&1 &
     E2D_PID=$!
     i=0
     while [ ! -S "$TMP/e2d.sock" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
@@ -49,6 +56,11 @@ start_e2d() {
 start_worker() {
     "$E2W" --coordinator "$SOCK" --name agent-test >worker.out 2>worker.err &
     W_PID=$!
+}
+
+start_worker2() {
+    "$E2W" --coordinator "$SOCK" --name agent-test-2 >worker2.out 2>worker2.err &
+    W2_PID=$!
 }
 
 ctl() { "$E2CTL" --server "$SOCK" "$@"; }
@@ -98,6 +110,7 @@ EOF
 }
 
 make_data
+[ "$CASE" = rank_dies ] && HB_TIMEOUT=3
 start_e2d
 start_worker
 
@@ -155,9 +168,9 @@ cancel)
     grep -q "ended: CANCELLED" worker.err || fail "worker did not report CANCELLED"
     ;;
 e2d_restart)
-    write_spec 60 20
+    write_spec 30 10
     ctl submit spec.json >/dev/null || fail "submit"
-    wait_until 20 step_at_least j-000001 5 || fail "job did not train"
+    wait_until 20 step_at_least j-000001 3 || fail "job did not train"
     kill -9 "$E2D_PID"
     wait "$E2D_PID" 2>/dev/null
     E2D_PID=
@@ -168,7 +181,7 @@ e2d_restart)
     kill -0 "$W_PID" 2>/dev/null || fail "the worker process did not survive"
     grep -q "unreachable" worker.err || fail "worker never noticed e2d was gone"
     grep -q "ended: SUCCEEDED" worker.err || fail "worker did not finish its rank"
-    [ "$(job_field j-000001 "j['step']")" = 60 ] || fail "job step is not 60"
+    [ "$(job_field j-000001 "j['step']")" = 30 ] || fail "job step is not 30"
     ;;
 worker_sigterm)
     write_spec 100000 0
@@ -183,6 +196,46 @@ worker_sigterm)
     [ $rc = 0 ] || fail "worker exit status $rc after SIGTERM"
     grep -q "SIGTERM" worker.err || fail "worker did not say why it stopped"
     grep -q "ended: FAILED_INFRA" worker.err || fail "worker did not report its rank as an infrastructure stop"
+    ;;
+two_ranks)
+    start_worker2
+    write_spec 6 3
+    ctl submit spec.json --set num_workers=2 --wait >/dev/null 2>submit.err || fail "2-rank job: $(cat submit.err)"
+    ctl submit spec.json --set num_workers=1 --wait >/dev/null 2>submit.err || fail "1-rank job: $(cat submit.err)"
+    for r in 0 1; do
+        grep -q "step 6/6" state/jobs/j-000001/attempt-1/rank-$r.log || fail "rank $r log lacks step 6"
+    done
+    ctl metrics j-000001 --json >m2.json && ctl metrics j-000002 --json >m1.json || fail "metrics"
+    $PY - <<'EOF' || fail "2 ranks and 1 rank disagree"
+import json
+def last(f):
+    d = json.load(open(f))
+    pts = d.get("points") or d.get("metrics") or []
+    return pts[-1], [e["perplexity"] for e in d.get("eval") or []]
+(p2, e2), (p1, e1) = last("m2.json"), last("m1.json")
+assert p2["step"] == p1["step"] == 6, (p2, p1)
+assert abs(p2["loss"] - p1["loss"]) <= 1e-4 * p1["loss"], (p2["loss"], p1["loss"])
+assert len(e2) == len(e1) == 2 and all(abs(a - b) <= 1e-3 * b for a, b in zip(e2, e1)), (e2, e1)
+EOF
+    ;;
+rank_dies)
+    start_worker2
+    write_spec 100000 0
+    ctl submit spec.json --set num_workers=2 >/dev/null || fail "submit"
+    wait_until 30 step_at_least j-000001 2 || fail "job did not train"
+    if grep -q "rank 1/2" worker2.err; then
+        victim=$W2_PID survivor=$W_PID log=worker.err
+    else
+        victim=$W_PID survivor=$W2_PID log=worker2.err
+    fi
+    kill -9 "$victim"
+    t0=$(date +%s)
+    ended() { grep -q "ended: FAILED_INFRA" "$log"; }
+    wait_until 15 ended || fail "the surviving rank did not stop"
+    [ $(($(date +%s) - t0)) -le 10 ] || fail "the surviving rank took more than 10 s to stop"
+    kill -0 "$survivor" 2>/dev/null || fail "the surviving worker process died"
+    left() { s=$(job_field j-000001 "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_RUNNING ]; }
+    wait_until 15 left || fail "job still RUNNING after losing a rank"
     ;;
 *)
     fail "unknown case"

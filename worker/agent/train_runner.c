@@ -21,6 +21,7 @@
 
 #include "agent_internal.h"
 #include "base.h"
+#include "comm.h"
 #include "eval.h"
 #include "hf_config.h"
 #include "pbjson.h"
@@ -30,10 +31,17 @@
 typedef struct {
     e2w_agent_job *job;
     const E2__V1__Assignment *as;
+    const k_backend *k;
+    e2w_comm *comm;            /* NULL for a single rank */
+    int comm_on_device;        /* NCCL: collectives on device memory */
     unsigned log_every;
     double last_step_s;        /* wall time of the last step */
     int last_ckpt_step;        /* step of the last checkpoint reported */
 } runner_ctx;
+
+/* A collective that makes no progress for this long fails the rank (e2d's
+ * hang and heartbeat timeouts act on the worker long before). */
+#define E2W_AGENT_COMM_TIMEOUT_MS 300000
 
 static int64_t wall_ms(void) {
     struct timespec ts;
@@ -89,6 +97,74 @@ static int on_checkpoint(void *ud, int step, const char *tmp_dir,
 static int on_should_stop(void *ud) {
     runner_ctx *c = ud;
     return e2w_agent_job_should_stop(c->job) != E2W_AGENT_RUN;
+}
+
+/* ---- data parallelism: e2w_comm over e2d's rendezvous store ---- */
+
+static int rdzv_set(void *ud, const char *key, const void *value, size_t len,
+                    char *err, size_t errlen) {
+    return e2w_agent_job_rdzv_put(ud, key, value, len, err, errlen);
+}
+
+static int rdzv_get(void *ud, const char *key, int timeout_ms, void **value,
+                    size_t *len, char *err, size_t errlen) {
+    return e2w_agent_job_rdzv_get(ud, key, timeout_ms, value, len, err, errlen);
+}
+
+/* Gradients: summed in place on the backend's device (the trainer weights
+ * each micro-batch by 1 / (GB R), so the sum is the global mean). */
+static int on_allreduce(void *ud, void *buf, size_t n, k_dtype dtype, char *err,
+                        size_t errlen) {
+    runner_ctx *c = ud;
+    return e2w_comm_allreduce(c->comm, buf, n,
+                              dtype == K_BF16 ? E2W_COMM_BF16 : E2W_COMM_F32,
+                              E2W_COMM_SUM, err, errlen);
+}
+
+/* Host doubles (the loss): Gloo reduces host memory; NCCL needs them on
+ * the device and back. */
+static int on_allreduce_host(void *ud, double *x, size_t n, char *err,
+                             size_t errlen) {
+    runner_ctx *c = ud;
+    if (!c->comm_on_device)
+        return e2w_comm_allreduce(c->comm, x, n, E2W_COMM_F64, E2W_COMM_SUM, err, errlen);
+    void *d = c->k->alloc(n * sizeof *x);
+    if (!d) return e2_errf(err, errlen, "comm: out of device memory");
+    c->k->upload_raw(d, x, n * sizeof *x);
+    int rc = e2w_comm_allreduce(c->comm, d, n, E2W_COMM_F64, E2W_COMM_SUM, err, errlen);
+    if (rc == 0) c->k->download_raw(x, d, n * sizeof *x);
+    c->k->free(d);
+    return rc;
+}
+
+static void on_abort(void *data) { e2w_comm_abort(data); }
+
+/* Connects the ranks of the attempt: Gloo for cpu, NCCL for cuda. The Gloo
+ * address comes from E2_COMM_IFACE (an interface) or E2_COMM_HOST (a host
+ * name or address), else loopback: ranks on one machine. */
+static int comm_connect(runner_ctx *c, const E2__V1__JobSpec *spec, char *err,
+                        size_t errlen) {
+    e2w_comm_config cc = {0};
+    cc.engine = strcmp(spec->device, "cuda") ? E2W_COMM_GLOO : E2W_COMM_NCCL;
+    cc.rank = (int)c->as->rank;
+    cc.world_size = (int)c->as->world_size;
+    cc.timeout_ms = E2W_AGENT_COMM_TIMEOUT_MS;
+    cc.hostname = getenv("E2_COMM_HOST");
+    cc.iface = getenv("E2_COMM_IFACE");
+    cc.store.ud = c->job;
+    cc.store.set = rdzv_set;
+    cc.store.get = rdzv_get;
+    if (e2w_comm_init(&c->comm, &cc, err, errlen) < 0) return -1;
+    c->comm_on_device = cc.engine == E2W_COMM_NCCL;
+    e2w_agent_job_set_abort(c->job, on_abort, c->comm);
+    return 0;
+}
+
+static void comm_close(runner_ctx *c) {
+    if (!c->comm) return;
+    e2w_agent_job_set_abort(c->job, NULL, NULL);
+    e2w_comm_free(c->comm);
+    c->comm = NULL;
 }
 
 /* ---- spec ---- */
@@ -209,16 +285,15 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
         goto done;
     }
-    if (as->world_size > 1) {
-        snprintf(err, sizeof err, "num_workers %u: this e2worker trains one rank per job only (set num_workers to 1)",
-                 as->world_size);
-        finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
-        goto done;
-    }
     const k_backend *k = k_get(spec->device);
     if (!k) {
         snprintf(err, sizeof err, "spec.device '%s' is not available on this worker",
                  spec->device);
+        finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
+        goto done;
+    }
+    c.k = k;
+    if (as->world_size > 1 && comm_connect(&c, spec, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
         goto done;
     }
@@ -230,6 +305,8 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         .progress = on_progress,
         .checkpoint = on_checkpoint,
         .should_stop = on_should_stop,
+        .allreduce = c.comm ? on_allreduce : NULL,
+        .allreduce_host = c.comm ? on_allreduce_host : NULL,
     };
     if (e2_mkdir_p(as->job_dir, 0755, err, sizeof err) < 0 ||
         e2w_train_create(&t, spec, k, as->job_dir, &hooks, err, sizeof err) < 0) {
@@ -287,6 +364,7 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
     finish(res, E2__V1__OUTCOME__OUTCOME_SUCCEEDED, "");
 done:
     e2w_train_free(t);
+    comm_close(&c);
     e2_spec_free(spec);
     e2w_eval_results_free(&ev);
 }
