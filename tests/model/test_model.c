@@ -331,7 +331,50 @@ static void test_hf_roundtrip(void) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
 }
 
+/* Forward-only acts compute the head in chunks of rows: the same losses
+ * and last-row logits as the training acts, in less memory. */
+static void test_forward_only_chunked(void) {
+    e2w_model m;
+    e2w_acts full, fwd;
+    char err[256];
+    make_model(&m, 0);
+    const int T2 = 2 * E2W_LOGIT_CHUNK + 37;
+    if (e2w_acts_create(&full, &m, 1, T2, 1, 0, err, sizeof err) < 0 ||
+        e2w_acts_create(&fwd, &m, 1, T2, 0, 0, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    EXPECT(fwd.bytes < full.bytes / 2, "forward-only acts %zu vs %zu bytes", fwd.bytes, full.bytes);
+    int32_t *tok = malloc((size_t)T2 * sizeof(int32_t)), *tgt = malloc((size_t)T2 * sizeof(int32_t));
+    uint64_t s = 5;
+    for (int i = 0; i < T2; i++) {
+        tok[i] = (int32_t)(rng_next(&s) % 11);
+        tgt[i] = (int32_t)(rng_next(&s) % 11);
+    }
+    float g = 3.0f;
+    int32_t t0 = 0;
+    k_rope rope = {.theta = 10000.0f, .n_sink = 0, .g = &g, .t = &t0};
+    e2w_acts_set_batch(&full, &m, tok, tgt, 1, T2);
+    e2w_acts_set_batch(&fwd, &m, tok, tgt, 1, T2);
+    double l0 = e2w_model_forward(&m, &full, 1, T2, &rope, 1);
+    double l1 = e2w_model_forward(&m, &fwd, 1, T2, &rope, 1);
+    EXPECT(fabs(l0 - l1) <= 1e-5 * fabs(l0), "loss %.9g (full) vs %.9g (chunked)", l0, l1);
+    float a[11], b[11];
+    e2w_model_forward(&m, &fwd, 1, T2, &rope, 0);
+    EXPECT(fwd.logits_row0 == 2 * E2W_LOGIT_CHUNK, "last chunk starts at %d", fwd.logits_row0);
+    m.k->download(a, (char *)full.logits + (size_t)(T2 - 1) * 11 * m.esz, 11);
+    m.k->download(b, (char *)fwd.logits + (size_t)(T2 - 1 - fwd.logits_row0) * 11 * m.esz, 11);
+    for (int v = 0; v < 11; v++)
+        EXPECT(fabsf(a[v] - b[v]) <= 1e-4f * (1.0f + fabsf(a[v])), "last-row logit %d: %g vs %g", v, a[v], b[v]);
+    free(tok);
+    free(tgt);
+    e2w_acts_free(&full, &m);
+    e2w_acts_free(&fwd, &m);
+    e2w_model_free(&m);
+}
+
 static const struct { const char *name; void (*fn)(void); } cases[] = {
+    {"forward_only_chunked", test_forward_only_chunked},
     {"hf_roundtrip", test_hf_roundtrip},
     {"grad_fd", test_grad_fd},
     {"grad_fd_tied", test_grad_fd_tied},

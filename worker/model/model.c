@@ -263,7 +263,8 @@ int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T,
     o_res = o;    o += align64((size_t)(c->n_layer + 1) * N * C * e);
     o_lnf = o;    o += align64(N * C * e);
     o_rstdf = o;  o += align64(N * 4);
-    o_logits = o; o += align64(N * (size_t)c->V * e);
+    size_t rows = backward || N < E2W_LOGIT_CHUNK ? N : E2W_LOGIT_CHUNK;
+    o_logits = o; o += align64(rows * (size_t)c->V * e);
     o_layers = o; o += nsets * ll.total;
     if (backward) {
         o_dres = o;  o += align64(N * C * e);
@@ -293,6 +294,7 @@ int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T,
     a->lnf = p + o_lnf;
     a->rstdf = (float *)(p + o_rstdf);
     a->logits = p + o_logits;
+    a->logit_rows = (int)rows;
     a->layers = p + o_layers;
     if (backward) {
         a->dres = p + o_dres;

@@ -90,6 +90,10 @@ typedef struct {
     size_t ln1, rstd1, qkv, atty, lse, mid, ln2, rstd2, fch, swi, total;
 } e2w_layer_layout;
 
+/* Forward-only activations keep the logits of this many rows at a time, so
+ * evaluation memory does not grow with T * V. */
+#define E2W_LOGIT_CHUNK 256
+
 /* Activations for micro-batches of up to B sequences of up to T tokens. */
 typedef struct e2w_acts {
     int B, T;
@@ -104,7 +108,10 @@ typedef struct e2w_acts {
     void *res;        /* (L+1, B*T, C) residual stream at each block input */
     void *lnf;        /* (B*T, C) */
     float *rstdf;     /* (B*T) */
-    void *logits;     /* (B*T, V); after backward: d logits */
+    int logit_rows;   /* rows of logits held: B*T when backward, else at
+                         most E2W_LOGIT_CHUNK (the head runs chunk by chunk) */
+    int logits_row0;  /* first token row whose logits a->logits holds */
+    void *logits;     /* (logit_rows, V); after backward: d logits */
     void *layers;     /* block activations, L sets (or 1 when recompute) */
     e2w_layer_layout ll;
     /* backward scratch (NULL when !backward) */
@@ -145,8 +152,9 @@ void e2w_acts_set_batch(e2w_acts *a, const e2w_model *m, const int32_t *tokens,
 
 /* Forward over the batch set by e2w_acts_set_batch. With targets, per-token
  * losses land in a->losses and the function returns their sum (host double,
- * rows whose target is -1 ignored); without, the logits are left in
- * a->logits and 0 is returned. */
+ * rows whose target is -1 ignored); without, 0 is returned. Either way
+ * a->logits holds the logits of rows [a->logits_row0, B*T): all rows when
+ * the acts have backward buffers, the last chunk of rows otherwise. */
 double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T,
                          const k_rope *rope, int with_targets);
 /* Backward of the last forward (with targets): gradients ACCUMULATE into

@@ -119,12 +119,21 @@ double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T,
     for (int l = 0; l < c->n_layer; l++) block_forward(m, a, l, B, T, rope, 1);
     k->rmsnorm_fwd(a->lnf, a->rstdf, res_at(m, a, c->n_layer),
                    at(m->params, m->poff[E2W_P_LNF], m->esz), c->eps, N, C);
-    k->matmul_fwd(a->logits, a->lnf, head_weight(m), NULL, N, C, V);
+    /* The head and the loss, a chunk of rows at a time when the acts hold
+     * fewer logit rows than tokens (forward-only); without targets only the
+     * last chunk, whose logits the caller reads. */
+    int first = with_targets ? 0 : (N - 1) / a->logit_rows * a->logit_rows;
+    for (int r0 = first; r0 < N; r0 += a->logit_rows) {
+        int rows = N - r0 < a->logit_rows ? N - r0 : a->logit_rows;
+        k->matmul_fwd(a->logits, at(a->lnf, (size_t)r0 * C, m->esz), head_weight(m), NULL, rows, C, V);
+        if (with_targets)
+            k->xent_fwd(a->losses + r0, a->logits, a->targets + r0, IGNORE_INDEX, rows, V);
+        a->logits_row0 = r0;
+    }
     if (!with_targets) {
         k->sync();
         return 0.0;
     }
-    k->xent_fwd(a->losses, a->logits, a->targets, IGNORE_INDEX, N, V);
     k->download_raw(a->host_losses, a->losses, (size_t)N * sizeof(float));
     double sum = 0.0;
     for (int i = 0; i < N; i++) sum += a->host_losses[i];

@@ -148,7 +148,8 @@ int e2w_eval_passkey(e2w_model *m, const e2w_passkey_prompt *p,
         for (int d = 0; d < K; d++) {
             e2w_acts_set_batch(&a, m, seq, NULL, 1, (int)len);
             e2w_model_forward(m, &a, 1, (int)len, &rope, 0);
-            m->k->download(row, (char *)a.logits + (len - 1) * (size_t)V * m->esz, (size_t)V);
+            size_t last = len - 1 - (size_t)a.logits_row0;
+            m->k->download(row, (char *)a.logits + last * (size_t)V * m->esz, (size_t)V);
             int best = 0;
             for (int v = 1; v < V; v++)
                 if (row[v] > row[best]) best = v;
