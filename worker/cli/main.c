@@ -16,6 +16,7 @@
 #include "agent.h"
 #include "cli.h"
 #include "cpu/blas.h"
+#include "plan.h"
 
 static const char usage[] =
     "usage: e2worker <command> [options]\n"
@@ -34,6 +35,9 @@ static const char usage[] =
     "      Hugging Face model for window L' (rope_scaling linear L'/L).\n"
     "  prep --out PREFIX [--val-fraction F] FILES...\n"
     "      Byte-level tokenisation of text files into llm.c token shards.\n"
+    "  plan --model CONFIG --gpus N --gpu-mem GB [--zero1] [--recompute] ...\n"
+    "      Per-GPU memory of training CONFIG (config.json or a preset) and\n"
+    "      whether it fits (e2worker plan --help).\n"
     "  version\n"
     "      Print the version.\n"
     "  --coordinator ADDR [...]\n"
@@ -96,6 +100,8 @@ int main(int argc, char **argv) {
         rc = cli_export(argc - 2, argv + 2, err, sizeof err);
     } else if (strcmp(cmd, "prep") == 0) {
         rc = cli_prep(argc - 2, argv + 2, err, sizeof err);
+    } else if (strcmp(cmd, "plan") == 0) {
+        rc = e2w_plan_main(argc - 2, argv + 2, err, sizeof err);
     } else {
         fprintf(stderr, "e2worker: unknown command '%s' (see e2worker --help)\n", cmd);
         return 2;
