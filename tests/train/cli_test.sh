@@ -173,6 +173,22 @@ s = json.load(open("ft/spec.json"))
 assert s["augment"]["original_window"] == 32 and "config" not in s["model"], s
 EOF
     ;;
+interrupt)
+    make_data
+    write_spec 100000 out
+    "$E2W" run spec.json >stdout.txt 2>stderr.txt &
+    pid=$!
+    n=0
+    while [ ! -s out/metrics.jsonl ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+    [ -s out/metrics.jsonl ] || { kill -9 $pid; fail "no step within 60 s"; }
+    kill -INT $pid
+    wait $pid
+    rc=$?
+    [ $rc -eq 130 ] || fail "exit status $rc after SIGINT, want 130"
+    grep -q "stopped by a signal at step" stderr.txt || fail "no stop message: $(cat stderr.txt)"
+    step=$(sed -n 's/.*stopped by a signal at step \([0-9]*\).*/\1/p' stderr.txt)
+    [ -f "out/checkpoints/step_$step/train_state.bin" ] || fail "no checkpoint of step $step"
+    ;;
 usage)
     "$E2W" --help | grep -q "run SPEC.json" || fail "--help"
     "$E2W" version | grep -q "^e2worker [0-9]" || fail "version"

@@ -3,8 +3,11 @@
  * model's own config for an hf_dir model), validated and written back as
  * output_dir/spec.json; training resumes from the newest complete
  * checkpoint; progress goes to stderr, output_dir/log and one JSON line per
- * step to output_dir/metrics.jsonl; evaluation ends the run (eval.c). */
+ * step to output_dir/metrics.jsonl; evaluation (e2w_eval_spec) ends the run
+ * with eval.json, eval.md and the table on stdout. SIGINT/SIGTERM stop at a
+ * step boundary with a checkpoint (exit status 130). */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,37 @@ typedef struct {
     FILE *log, *metrics;
     unsigned log_every;
 } run_ctx;
+
+/* SIGINT / SIGTERM ask the trainer to stop at the next step boundary; the
+ * run then writes a checkpoint, so rerunning resumes where it stopped. */
+static volatile sig_atomic_t run_stop_requested;
+
+static void run_on_signal(int sig) {
+    (void)sig;
+    run_stop_requested = 1;
+}
+
+static int run_should_stop(void *ud) {
+    (void)ud;
+    return run_stop_requested != 0;
+}
+
+static void run_catch_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = run_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* After a stop: a checkpoint of the current step, unless one exists. */
+static int run_checkpoint_now(e2w_train *t, const char *dir, char *err, size_t errlen) {
+    char latest[4200], want[4200];
+    snprintf(want, sizeof want, "%s/checkpoints/step_%d", dir, e2w_train_step(t));
+    if (e2w_train_find_latest(dir, latest, sizeof latest) && strcmp(latest, want) == 0) return 0;
+    return e2w_train_checkpoint(t, err, errlen);
+}
 
 /* One line to stderr and the log file. */
 static void run_say(run_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -169,7 +203,8 @@ int cli_run(int argc, char **argv, char *err, size_t errlen) {
         (ctx.metrics = run_open(spec->output_dir, "metrics.jsonl", err, errlen)) == NULL)
         goto done;
     ctx.log_every = spec->has_log_every && spec->log_every > 0 ? spec->log_every : 1;
-    e2w_train_hooks hooks = {.ud = &ctx, .rank = 0, .world_size = 1, .progress = run_progress};
+    e2w_train_hooks hooks = {.ud = &ctx, .rank = 0, .world_size = 1, .progress = run_progress,
+                             .should_stop = run_should_stop};
     if (e2w_train_create(&t, spec, k, spec->output_dir, &hooks, err, errlen) < 0) goto done;
     e2w_train_memory mem;
     e2w_train_memory_report(t, &mem);
@@ -185,8 +220,16 @@ int cli_run(int argc, char **argv, char *err, size_t errlen) {
         run_say(&ctx, "evaluating the starting model");
         if (e2w_eval_spec(e2w_train_model(t), spec, "base", &ev, err, errlen) < 0) goto done;
     }
+    run_catch_signals();
     int r = e2w_train_run(t, err, errlen);
     if (r < 0) goto done;
+    if (r == 1) {
+        if (run_checkpoint_now(t, spec->output_dir, err, errlen) < 0) goto done;
+        run_say(&ctx, "stopped by a signal at step %d; checkpoint written, rerun to resume",
+                e2w_train_step(t));
+        rc = 130;
+        goto done;
+    }
     run_say(&ctx, "training done at step %d; evaluating", e2w_train_step(t));
     if (e2w_eval_spec(e2w_train_model(t), spec, "final", &ev, err, errlen) < 0 ||
         e2w_eval_results_write(&ev, spec->output_dir, err, errlen) < 0)
@@ -196,6 +239,7 @@ int cli_run(int argc, char **argv, char *err, size_t errlen) {
     free(table);
     rc = 0;
 done:
+    if (rc != 0 && rc != 130 && ctx.log && err[0] != '\0') fprintf(ctx.log, "e2worker: %s\n", err);
     e2w_eval_results_free(&ev);
     e2w_train_free(t);
     if (ctx.log) fclose(ctx.log);

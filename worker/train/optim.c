@@ -28,6 +28,7 @@ double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts,
                             int step, double lr, uint64_t seed) {
     const k_backend *k = m->k;
     double norm = sqrt(k->sumsq(m->grads, m->n_params));
+    if (!isfinite(norm)) return norm; /* no update: the caller stops the run */
     float scale = 1.0f;
     if (ts->grad_clip > 0 && norm > ts->grad_clip) scale = (float)(ts->grad_clip / norm);
     k_adamw hp = {

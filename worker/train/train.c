@@ -139,8 +139,8 @@ e2w_model *e2w_train_model(e2w_train *t) { return &t->model; }
 const E2__V1__JobSpec *e2w_train_spec(const e2w_train *t) { return t->spec; }
 
 /* One optimizer step: n_micro forward/backward passes accumulate into the
- * gradients, then all-reduce, clip, AdamW. Returns the global mean loss
- * in *loss. */
+ * gradients, then all-reduce, clip, AdamW; fills *p. A non-finite loss or
+ * gradient norm fails the step before the weights change. */
 static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err,
                           size_t errlen) {
     const E2__V1__TrainSpec *ts = t->spec->train;

@@ -28,7 +28,8 @@ struct e2w_train {
 };
 
 /* AdamW over every tensor kind after clipping the global gradient norm to
- * train.grad_clip; returns the norm before clipping. */
+ * train.grad_clip; returns the norm before clipping. A non-finite norm is
+ * returned without touching the weights. */
 double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts,
                             int step, double lr, uint64_t seed);
 
