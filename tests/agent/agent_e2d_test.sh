@@ -12,6 +12,8 @@
 #   worker_sigterm  SIGTERM stops the worker within seconds, exit status 0
 #   two_ranks       a 2-rank job (Gloo through e2d's rendezvous) succeeds
 #                   and trains the same numbers as the 1-rank job
+#   two_ranks_cancel  cancel of a 2-rank job: both ranks stop at the same
+#                   step boundary and report CANCELLED within the grace
 #   rank_dies       kill -9 of one rank's worker: the other rank's
 #                   collective fails at once, it reports FAILED_INFRA and
 #                   lives on; the job leaves RUNNING
@@ -217,6 +219,20 @@ assert p2["step"] == p1["step"] == 6, (p2, p1)
 assert abs(p2["loss"] - p1["loss"]) <= 1e-4 * p1["loss"], (p2["loss"], p1["loss"])
 assert len(e2) == len(e1) == 2 and all(abs(a - b) <= 1e-3 * b for a, b in zip(e2, e1)), (e2, e1)
 EOF
+    ;;
+two_ranks_cancel)
+    start_worker2
+    write_spec 100000 0
+    ctl submit spec.json --set num_workers=2 >/dev/null || fail "submit"
+    wait_until 30 step_at_least j-000001 2 || fail "job did not train"
+    ctl cancel j-000001 --grace 10 >/dev/null || fail "cancel"
+    wait_until 15 state_is j-000001 JOB_STATE_CANCELLED || fail "not CANCELLED within grace + 5 s"
+    for f in worker.err worker2.err; do
+        grep -q "ended: CANCELLED" $f || fail "$f: rank did not report CANCELLED"
+    done
+    s0=$(grep -o "cancelled at step [0-9]*" state/jobs/j-000001/attempt-1/rank-0.log)
+    s1=$(grep -o "cancelled at step [0-9]*" state/jobs/j-000001/attempt-1/rank-1.log)
+    [ -n "$s0" ] && [ "$s0" = "$s1" ] || fail "ranks stopped at different steps: '$s0' / '$s1'"
     ;;
 rank_dies)
     start_worker2

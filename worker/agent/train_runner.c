@@ -34,6 +34,8 @@ typedef struct {
     const k_backend *k;
     e2w_comm *comm;            /* NULL for a single rank */
     int comm_on_device;        /* NCCL: collectives on device memory */
+    int comm_failed;           /* a collective outside the trainer failed */
+    char comm_err[E2_ERRLEN];
     unsigned log_every;
     double last_step_s;        /* wall time of the last step */
     int last_ckpt_step;        /* step of the last checkpoint reported */
@@ -94,11 +96,6 @@ static int on_checkpoint(void *ud, int step, const char *tmp_dir,
     return 0;
 }
 
-static int on_should_stop(void *ud) {
-    runner_ctx *c = ud;
-    return e2w_agent_job_should_stop(c->job) != E2W_AGENT_RUN;
-}
-
 /* ---- data parallelism: e2w_comm over e2d's rendezvous store ---- */
 
 static int rdzv_set(void *ud, const char *key, const void *value, size_t len,
@@ -138,6 +135,27 @@ static int on_allreduce_host(void *ud, double *x, size_t n, char *err,
 }
 
 static void on_abort(void *data) { e2w_comm_abort(data); }
+
+/* How many ranks say yes; -1 when the collective failed (comm_err says
+ * why). */
+static int ranks_agree(runner_ctx *c, int yes) {
+    double v = yes ? 1.0 : 0.0;
+    if (on_allreduce_host(c, &v, 1, c->comm_err, sizeof c->comm_err) < 0) {
+        c->comm_failed = 1;
+        return -1;
+    }
+    return (int)(v + 0.5);
+}
+
+/* Every rank must stop at the same step boundary, or the others would wait
+ * for it in the next all-reduce: with several ranks, one rank's stop (a
+ * Cancel seen first there) stops them all. */
+static int on_should_stop(void *ud) {
+    runner_ctx *c = ud;
+    int stop = e2w_agent_job_should_stop(c->job) != E2W_AGENT_RUN;
+    if (!c->comm) return stop;
+    return ranks_agree(c, stop) != 0;
+}
 
 /* Connects the ranks of the attempt: Gloo for cpu, NCCL for cuda. The Gloo
  * address comes from E2_COMM_IFACE (an interface) or E2_COMM_HOST (a host
@@ -252,14 +270,17 @@ static int run_failure_outcome(const char *msg) {
 }
 
 /* Cancel leaves room for a final checkpoint when the deadline allows a
- * step's worth of time plus a second. */
+ * step's worth of time plus a second, on every rank (a checkpoint commits
+ * only once all ranks reported it). */
 static void final_checkpoint(runner_ctx *c, e2w_train *t) {
     int64_t deadline = e2w_agent_job_cancel_deadline(c->job);
     int step = e2w_train_step(t);
-    if (e2w_agent_job_should_stop(c->job) != E2W_AGENT_CANCEL || !deadline ||
-        step == c->last_ckpt_step || step <= (int)c->as->start_step)
-        return;
-    if (deadline - wall_ms() < (int64_t)(c->last_step_s * 1000.0) + 1000) return;
+    int go = e2w_agent_job_should_stop(c->job) == E2W_AGENT_CANCEL && deadline &&
+             step != c->last_ckpt_step && step > (int)c->as->start_step &&
+             deadline - wall_ms() >= (int64_t)(c->last_step_s * 1000.0) + 1000;
+    if (c->comm && !c->comm_failed)
+        go = ranks_agree(c, go) == (int)c->as->world_size;
+    if (!go) return;
     char err[E2_ERRLEN];
     if (e2w_train_checkpoint(t, err, sizeof err) < 0)
         say(c, "final checkpoint failed: %s", err);
@@ -339,14 +360,18 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         goto done;
     }
     if (r == 1) {
-        final_checkpoint(&c, t);
-        snprintf(err, sizeof err, "%s at step %d",
-                 e2w_agent_job_should_stop(job) == E2W_AGENT_ABORT ? "aborted" : "cancelled",
+        int aborted = e2w_agent_job_should_stop(job) == E2W_AGENT_ABORT;
+        if (!aborted && c.comm_failed) {
+            finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, c.comm_err);
+            say(&c, "failed: %s", c.comm_err);
+            goto done;
+        }
+        if (!aborted) final_checkpoint(&c, t);
+        snprintf(err, sizeof err, "%s at step %d", aborted ? "aborted" : "cancelled",
                  e2w_train_step(t));
         say(&c, "%s", err);
-        finish(res, e2w_agent_job_should_stop(job) == E2W_AGENT_ABORT
-                        ? E2__V1__OUTCOME__OUTCOME_FAILED_INFRA
-                        : E2__V1__OUTCOME__OUTCOME_CANCELLED,
+        finish(res, aborted ? E2__V1__OUTCOME__OUTCOME_FAILED_INFRA
+                            : E2__V1__OUTCOME__OUTCOME_CANCELLED,
                err);
         goto done;
     }
