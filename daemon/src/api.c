@@ -12,6 +12,7 @@
 #include "base.h"
 #include "e2d.h"
 #include "pbjson.h"
+#include "plan.h"
 #include "spec.h"
 
 #define API_PAGE_DEFAULT 100
@@ -366,6 +367,11 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         if (full)
             e2_spec_free(full);
         api_fail(call, RPC_INVALID_ARGUMENT, "%s", full ? err : "out of memory");
+        return;
+    }
+    if (e2w_plan_check_job(full, srv->cfg.gpu_mem, err, sizeof err) < 0) {
+        e2_spec_free(full);
+        api_fail(call, RPC_INVALID_ARGUMENT, "%s", err);
         return;
     }
     rc = api_store_job(srv, req->spec, full, rid, &j, err, sizeof err);

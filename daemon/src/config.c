@@ -40,6 +40,9 @@ static const char config_usage_text[] =
     "                            (default 600; 0 disables)\n"
     "  --shutdown-grace SEC      at SIGTERM/SIGINT, calls in flight get this\n"
     "                            long before they are cancelled (default 5)\n"
+    "  --gpu-mem GB              refuse cuda jobs whose per-GPU memory plan\n"
+    "                            (e2worker plan) exceeds GB (10^9 bytes);\n"
+    "                            default 0: no check\n"
     "  --config FILE             read settings from FILE first\n"
     "  --help                    this text\n"
     "\n"
@@ -118,6 +121,8 @@ int config_set(e2d_config *c, const char *key, const char *value, char *err,
     if (!strcmp(key, "shutdown-grace"))
         return config_num(key, value, 0, 3600, &c->shutdown_grace, err,
                           errlen);
+    if (!strcmp(key, "gpu-mem"))
+        return config_num(key, value, 0, 1e6, &c->gpu_mem, err, errlen);
     return e2_errf(err, errlen, "%s: unknown setting (see e2d --help)", key);
 }
 

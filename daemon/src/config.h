@@ -17,6 +17,7 @@ typedef struct e2d_config {
     double heartbeat_timeout;  /* seconds before a silent worker is LOST */
     double hang_timeout;       /* seconds without step progress; 0 = off */
     double shutdown_grace;     /* seconds calls get at SIGTERM */
+    double gpu_mem;            /* GB per GPU for SubmitJob's memory check; 0 = off */
     int help;                  /* --help was given */
 } e2d_config;
 
