@@ -40,6 +40,11 @@ static void h_heartbeat(rpc_call *call, const ProtobufCMessage *m, void *data) {
         rpc_call_finish(call, RPC_NOT_FOUND, "unknown worker");
         return;
     }
+    if (f->stale && r->progress) {
+        pthread_mutex_unlock(&f->mu);
+        rpc_call_finish(call, RPC_FAILED_PRECONDITION, "attempt is not current");
+        return;
+    }
     f->heartbeats++;
     if (r->state == E2__V1__WORKER_STATE__WORKER_STATE_BUSY) f->busy_heartbeats++;
     if (r->progress) {
@@ -113,7 +118,14 @@ static void h_done(rpc_call *call, const ProtobufCMessage *m, void *data) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     pthread_mutex_lock(&f->mu);
+    if (f->stale) {
+        f->refused_dones++;
+        pthread_mutex_unlock(&f->mu);
+        rpc_call_finish(call, RPC_FAILED_PRECONDITION, "attempt is not current");
+        return;
+    }
     f->dones++;
+    f->done_last_step = f->last_step;
     f->done_outcome = r->outcome;
     f->done_exit_code = r->exit_code;
     f->done_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;

@@ -25,6 +25,8 @@ typedef struct {
     char last_hostname[64], last_device[16], last_prev_id[32];
     int last_pid, last_spawned, last_running_step, last_had_running;
     int forget;                 /* answer the next Heartbeat NOT_FOUND */
+    int stale;                  /* the attempt is over: FAILED_PRECONDITION to
+                                   heartbeats with progress and ReportDone */
     uint32_t interval_ms;
     /* heartbeats */
     int heartbeats, busy_heartbeats;
@@ -41,8 +43,9 @@ typedef struct {
     char ckpt_name[FAKE_MAX_FILES][64], ckpt_sha[FAKE_MAX_FILES][65];
     uint64_t ckpt_size[FAKE_MAX_FILES];
     /* done */
-    int dones;
+    int dones, refused_dones;
     int done_outcome, done_exit_code;
+    uint32_t done_last_step;    /* last_step when ReportDone arrived */
     char done_reason[256], done_eval[256];
     int64_t done_unix_ms;
     /* rendezvous: one key is enough for the tests */

@@ -192,6 +192,7 @@ static void test_runs_assignment_to_success(void) {
     CHECK(h.f.done_outcome == E2__V1__OUTCOME__OUTCOME_SUCCEEDED);
     CHECK(h.f.done_exit_code == 0);
     CHECK(!strcmp(h.f.done_eval, "{\"windows\":[64]}"));
+    CHECK(h.f.done_last_step == 10); /* the last step went up before the end */
     CHECK(h.f.busy_heartbeats >= 1);
     /* two checkpoints (steps 5 and 10), the last one of step 10 */
     CHECK(h.f.ckpts == 2 && h.f.ckpt_step == 10);
@@ -282,6 +283,27 @@ static void test_reregisters_on_not_found(void) {
     char wid[64];
     e2w_agent_worker_id(h.agent, wid, sizeof wid);
     CHECK(!strcmp(wid, "w-2"));
+    teardown(&h, 1);
+}
+
+/* e2d says the attempt is over (FAILED_PRECONDITION): the rank is stopped,
+ * its refused ReportDone is not retried, and the worker is idle again. */
+static void test_stale_attempt_is_dropped(void) {
+    harness h;
+    setup(&h, 1);
+    WAIT_FOR(&h.f, h.f.heartbeats >= 1, 5000);
+    fake_assign(&h.f, "j-000001", 1, 0, 1, 100000, 0, h.job_dir);
+    WAIT_FOR(&h.f, h.f.last_step >= 2, 5000);
+    pthread_mutex_lock(&h.f.mu);
+    h.f.stale = 1;
+    pthread_mutex_unlock(&h.f.mu);
+    WAIT_FOR(&h.f, h.f.refused_dones == 1, 5000);
+    CHECK(atomic_load(&runners_active) == 0);
+    pthread_mutex_lock(&h.f.mu);
+    int beats = h.f.heartbeats, busy = h.f.busy_heartbeats;
+    pthread_mutex_unlock(&h.f.mu);
+    WAIT_FOR(&h.f, h.f.heartbeats >= beats + 2, 5000);
+    CHECK(h.f.busy_heartbeats == busy && h.f.refused_dones == 1 && h.f.dones == 0);
     teardown(&h, 1);
 }
 
@@ -426,6 +448,7 @@ int main(int argc, char **argv) {
         {"cancel_of_other_job_is_ignored", test_cancel_of_other_job_is_ignored},
         {"abort_stops_the_rank", test_abort_stops_the_rank},
         {"reregisters_on_not_found", test_reregisters_on_not_found},
+        {"stale_attempt_is_dropped", test_stale_attempt_is_dropped},
         {"reconnects_after_server_restart", test_reconnects_after_server_restart},
         {"stop_reports_and_returns", test_stop_reports_and_returns},
         {"stop_without_server", test_stop_without_server},

@@ -735,6 +735,14 @@ static int do_heartbeat(e2w_agent *a, char *msg, size_t msglen) {
     int st = call(a, &a->client, "Heartbeat", &req.base,
                   &e2__v1__heartbeat_response__descriptor, &resp,
                   a->cfg.rpc_timeout_ms, msg, msglen);
+    if (st == RPC_FAILED_PRECONDITION) {
+        /* the attempt this rank belongs to is over: stop it */
+        pthread_mutex_lock(&a->mu);
+        if (a->job) abort_job(a->job);
+        pthread_mutex_unlock(&a->mu);
+        emit(a, "e2d ended the attempt: %s", msg);
+        return RPC_OK;
+    }
     if (st != RPC_OK) return st;
     log_drop(a, req.n_log_lines);
     apply_commands(a, (E2__V1__HeartbeatResponse *)resp);
