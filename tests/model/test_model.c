@@ -373,7 +373,150 @@ static void test_forward_only_chunked(void) {
     e2w_model_free(&m);
 }
 
+/* ---- double-precision reference of the whole model ----
+ * Written from model.h's equations and e2-method.md's RoPE (pos = m/g for
+ * sinks, (m+t)/g after them, rotate_half pairs), independently of the
+ * kernels: its loss is the truth for the fp32 model, and its finite
+ * differences (in double, step 1e-6) hold the analytic gradients to a tight
+ * tolerance. Loss = sum of token losses / (B*T), targets of -1 ignored. */
+static void ref_rmsnorm(double *out, const double *x, const double *w, int C, double eps) {
+    double ss = 0;
+    for (int i = 0; i < C; i++) ss += x[i] * x[i];
+    double r = 1.0 / sqrt(ss / C + eps);
+    for (int i = 0; i < C; i++) out[i] = x[i] * r * w[i];
+}
+
+static void ref_linear(double *out, const double *x, const double *W, int C, int OC) {
+    for (int o = 0; o < OC; o++) {
+        double a = 0;
+        for (int i = 0; i < C; i++) a += x[i] * W[(size_t)o * C + i];
+        out[o] = a;
+    }
+}
+
+static double ref_loss(const e2w_model *m, const double *w, const batch *b) {
+    const e2w_model_config *c = &m->cfg;
+    int C = c->C, H = c->H, KVH = c->KVH, D = c->D, F = c->F, V = c->V, L = c->n_layer;
+    int QKV = (H + 2 * KVH) * D, N = B * T;
+    double *x = calloc((size_t)N * C, sizeof(double)), *ln = calloc((size_t)C, sizeof(double));
+    double *qkv = calloc((size_t)N * QKV, sizeof(double)), *att = calloc((size_t)N * H * D, sizeof(double));
+    double *tmp = calloc((size_t)(2 * F + V + C), sizeof(double)), *p = calloc((size_t)T, sizeof(double));
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < C; i++) x[(size_t)n * C + i] = w[m->poff[E2W_P_WTE] + (size_t)b->tokens[n] * C + i];
+    for (int l = 0; l < L; l++) {
+        const double *ln1 = w + m->poff[E2W_P_LN1] + (size_t)l * C, *ln2 = w + m->poff[E2W_P_LN2] + (size_t)l * C;
+        const double *Wq = w + m->poff[E2W_P_QKV] + (size_t)l * QKV * C;
+        const double *Wo = w + m->poff[E2W_P_WO] + (size_t)l * C * H * D;
+        const double *Wgu = w + m->poff[E2W_P_GU] + (size_t)l * 2 * F * C;
+        const double *Wd = w + m->poff[E2W_P_DOWN] + (size_t)l * C * F;
+        for (int n = 0; n < N; n++) {
+            ref_rmsnorm(ln, x + (size_t)n * C, ln1, C, c->eps);
+            ref_linear(qkv + (size_t)n * QKV, ln, Wq, C, QKV);
+            int bb = n / T, mpos = n % T;
+            double g = b->g[bb];
+            double pos = mpos < b->rope.n_sink ? mpos / g : (mpos + (double)b->t[bb]) / g;
+            for (int h = 0; h < H + KVH; h++) {
+                double *v = qkv + (size_t)n * QKV + (size_t)h * D;
+                for (int j = 0; j < D / 2; j++) {
+                    double ang = pos * pow(b->rope.theta, -2.0 * j / D), x1 = v[j], x2 = v[j + D / 2];
+                    v[j] = x1 * cos(ang) - x2 * sin(ang);
+                    v[j + D / 2] = x2 * cos(ang) + x1 * sin(ang);
+                }
+            }
+        }
+        for (int bb = 0; bb < B; bb++)
+            for (int h = 0; h < H; h++)
+                for (int t = 0; t < T; t++) {
+                    const double *q = qkv + ((size_t)bb * T + t) * QKV + (size_t)h * D;
+                    int kh = h / (H / KVH);
+                    double mx = -1e300, z = 0;
+                    for (int u = 0; u <= t; u++) {
+                        const double *k = qkv + ((size_t)bb * T + u) * QKV + (size_t)(H + kh) * D;
+                        double d = 0;
+                        for (int j = 0; j < D; j++) d += q[j] * k[j];
+                        p[u] = d / sqrt((double)D);
+                        if (p[u] > mx) mx = p[u];
+                    }
+                    for (int u = 0; u <= t; u++) z += (p[u] = exp(p[u] - mx));
+                    double *o = att + ((size_t)bb * T + t) * H * D + (size_t)h * D;
+                    for (int j = 0; j < D; j++) o[j] = 0;
+                    for (int u = 0; u <= t; u++) {
+                        const double *v = qkv + ((size_t)bb * T + u) * QKV + (size_t)(H + KVH + kh) * D;
+                        for (int j = 0; j < D; j++) o[j] += p[u] / z * v[j];
+                    }
+                }
+        for (int n = 0; n < N; n++) {
+            double *xn = x + (size_t)n * C;
+            ref_linear(tmp, att + (size_t)n * H * D, Wo, H * D, C);
+            for (int i = 0; i < C; i++) xn[i] += tmp[i];
+            ref_rmsnorm(ln, xn, ln2, C, c->eps);
+            ref_linear(tmp, ln, Wgu, C, 2 * F);
+            for (int i = 0; i < F; i++) tmp[2 * F + i] = tmp[i] / (1.0 + exp(-tmp[i])) * tmp[F + i];
+            ref_linear(tmp, tmp + 2 * F, Wd, F, C);
+            for (int i = 0; i < C; i++) xn[i] += tmp[i];
+        }
+    }
+    const double *head = w + (c->tied ? m->poff[E2W_P_WTE] : m->poff[E2W_P_HEAD]);
+    double sum = 0;
+    for (int n = 0; n < N; n++) {
+        if (b->targets[n] < 0) continue;
+        ref_rmsnorm(ln, x + (size_t)n * C, w + m->poff[E2W_P_LNF], C, c->eps);
+        ref_linear(tmp, ln, head, C, V);
+        double mx = -1e300, z = 0;
+        for (int v = 0; v < V; v++) mx = tmp[v] > mx ? tmp[v] : mx;
+        for (int v = 0; v < V; v++) z += exp(tmp[v] - mx);
+        sum += mx + log(z) - tmp[b->targets[n]];
+    }
+    free(x); free(ln); free(qkv); free(att); free(tmp); free(p);
+    return sum / N;
+}
+
+/* fp32 model vs the double reference: loss, and analytic gradients vs the
+ * reference's central differences on four elements of every tensor. */
+static void check_vs_double(int tied) {
+    e2w_model m;
+    e2w_acts a;
+    char err[256];
+    batch b;
+    make_model(&m, tied);
+    make_batch(&b);
+    if (e2w_acts_create(&a, &m, B, T, 1, 0, err, sizeof err) < 0) exit(1);
+    float *g = grads_of(&m, &a, &b);
+    double l32 = loss_of(&m, &a, &b);
+    float *wf = malloc(m.n_params * sizeof(float));
+    double *w = malloc(m.n_params * sizeof(double));
+    e2w_model_download(&m, 0, wf, m.n_params);
+    for (size_t i = 0; i < m.n_params; i++) w[i] = wf[i];
+    double l64 = ref_loss(&m, w, &b);
+    EXPECT(fabs(l32 - l64) <= 1e-5 * fabs(l64), "loss fp32 %.9g vs double reference %.9g", l32, l64);
+    uint64_t s = 17;
+    for (int p = 0; p < E2W_P_COUNT; p++) {
+        for (int r = 0; r < 4 && m.psize[p] > 0; r++) {
+            size_t i = m.poff[p] + rng_next(&s) % m.psize[p];
+            double w0 = w[i], h = 1e-6;
+            w[i] = w0 + h;
+            double lp = ref_loss(&m, w, &b);
+            w[i] = w0 - h;
+            double lm = ref_loss(&m, w, &b);
+            w[i] = w0;
+            double fd = (lp - lm) / (2 * h);
+            EXPECT(fabs(fd - g[i]) <= 2e-5 + 2e-3 * fabs(fd),
+                   "tensor %d elem %zu: analytic %.8g vs double finite difference %.8g", p, i - m.poff[p], g[i], fd);
+        }
+    }
+    free(w);
+    free(wf);
+    free(g);
+    e2w_acts_free(&a, &m);
+    e2w_model_free(&m);
+}
+
+static void test_vs_double(void) { check_vs_double(0); }
+static void test_vs_double_tied(void) { check_vs_double(1); }
+
 static const struct { const char *name; void (*fn)(void); } cases[] = {
+    {"vs_double", test_vs_double},
+    {"vs_double_tied", test_vs_double_tied},
     {"forward_only_chunked", test_forward_only_chunked},
     {"hf_roundtrip", test_hf_roundtrip},
     {"grad_fd", test_grad_fd},
