@@ -134,7 +134,7 @@ done:
 }
 
 char *e2w_eval_results_json(const e2w_eval_results *r) {
-    size_t cap = 64 + (size_t)r->n * 400, len = 0;
+    size_t cap = 64 + (size_t)r->n * 1024, len = 0; /* a row is < 600 bytes */
     char *js = malloc(cap);
     if (js == NULL) return NULL;
     len += (size_t)snprintf(js + len, cap - len, "{\"results\": [");
@@ -143,17 +143,20 @@ char *e2w_eval_results_json(const e2w_eval_results *r) {
         len += (size_t)snprintf(js + len, cap - len,
                                 "%s\n  {\"model\": \"%s\", \"window\": %d, \"scale\": %.17g, \"stride\": %d, "
                                 "\"tokens\": %llu, \"nll\": %.17g, \"perplexity\": %.17g, "
-                                "\"passkey_trials\": %d, \"passkey_correct\": %d, \"seconds\": %.3f}",
+                                "\"passkey_trials\": %d, \"passkey_correct\": %d, \"passkey_accuracy\": %.6g, "
+                                "\"seconds\": %.3f}",
                                 i ? "," : "", w->tag, w->window, w->scale, w->stride,
                                 (unsigned long long)w->tokens, w->nll, w->tokens ? w->ppl : 0.0,
-                                w->passkey_trials, w->passkey_correct, w->seconds);
+                                w->passkey_trials, w->passkey_correct,
+                                w->passkey_trials ? (double)w->passkey_correct / w->passkey_trials : 0.0,
+                                w->seconds);
     }
     snprintf(js + len, cap - len, "\n]}\n");
     return js;
 }
 
 char *e2w_eval_results_markdown(const e2w_eval_results *r) {
-    size_t cap = 256 + (size_t)r->n * 200, len = 0;
+    size_t cap = 256 + (size_t)r->n * 512, len = 0; /* a row is < 300 bytes */
     char *md = malloc(cap);
     if (md == NULL) return NULL;
     len += (size_t)snprintf(md, cap,
