@@ -44,11 +44,11 @@ PK_SUFFIX = "\nWhat is the pass key? The pass key is "
 MODES = {
     "full": dict(L=128, hidden=128, layers=4, heads=4, inter=384,
                  pre_steps=700, pre_lr=3e-3, ft_steps=200, ft_lr=1e-3, batch=16,
-                 passkey_frac=0.3, digits=5, pk_trials=100, depth_buckets=5,
+                 passkey_frac=0.3, repeat_frac=0.2, digits=5, pk_trials=100, depth_buckets=5,
                  factors=(1, 2, 4, 8, 16), ppl_tokens=8192, corpus_bytes=0),
     "tiny": dict(L=128, hidden=32, layers=2, heads=2, inter=64,
                  pre_steps=4, pre_lr=3e-3, ft_steps=2, ft_lr=1e-3, batch=2,
-                 passkey_frac=0.3, digits=5, pk_trials=2, depth_buckets=2,
+                 passkey_frac=0.3, repeat_frac=0.2, digits=5, pk_trials=2, depth_buckets=2,
                  factors=(1, 2), ppl_tokens=256, corpus_bytes=200000),
 }
 
@@ -127,6 +127,20 @@ def passkey_doc(rng, L, digits):
     return doc
 
 
+def repeat_doc(rng, L):
+    """One document of exactly L tokens: a random string of digits and
+    letters, a newline, and the same string again (cut to fit). Predicting
+    the copy takes an induction head (find the previous occurrence of the
+    current token, copy what followed), the mechanism passkey retrieval
+    needs; these documents make a small model learn it within a few hundred
+    steps instead of only from the few answer digits of passkey documents."""
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz "
+    half = (L - 2) // 2
+    s = [ord(rng.choice(alphabet)) for _ in range(half)]
+    doc = [EOT] + s + [ord("\n")] + s
+    return (doc + s)[:L]
+
+
 def synthetic_text(seed, n_bytes):
     """Deterministic English-like sentences, used only when Debian's
     fortunes package is missing (the tiny mode may run without it)."""
@@ -178,15 +192,18 @@ def build_corpus(cfg, out, seed):
         stream.append(EOT)
         stream.extend(d)
     prose = [stream[i:i + L] for i in range(0, len(stream) - L + 1, L)]
-    frac = cfg["passkey_frac"]
-    n_pk = int(round(len(prose) * frac / (1 - frac)))
+    frac, rfrac = cfg["passkey_frac"], cfg["repeat_frac"]
+    n_pk = int(round(len(prose) * frac / (1 - frac - rfrac)))
+    n_rep = int(round(len(prose) * rfrac / (1 - frac - rfrac)))
     rng = random.Random(seed)
-    kinds = [0] * len(prose) + [1] * n_pk
+    kinds = [0] * len(prose) + [1] * n_pk + [2] * n_rep
     rng.shuffle(kinds)
     tokens, pi = [], 0
     for k in kinds:
-        if k:
+        if k == 1:
             tokens.extend(passkey_doc(rng, L, cfg["digits"]))
+        elif k == 2:
+            tokens.extend(repeat_doc(rng, L))
         else:
             tokens.extend(prose[pi])
             pi += 1
@@ -199,7 +216,7 @@ def build_corpus(cfg, out, seed):
     write_shard(os.path.join(out, "train.bin"), tokens)
     write_shard(os.path.join(out, "eval.bin"), held)
     return dict(description=desc, train_tokens=len(tokens), eval_tokens=len(held),
-                prose_slots=len(prose), passkey_docs=n_pk)
+                prose_slots=len(prose), passkey_docs=n_pk, repeat_docs=n_rep)
 
 
 # ---------------------------------------------------------------- jobs
