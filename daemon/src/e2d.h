@@ -37,7 +37,9 @@
 #define E2D_VERSION "0.1.0"
 #define E2D_FAIL_LINES 20      /* Failure.last_log_lines kept */
 #define E2D_CRON_MS 100        /* period of e2d_cron */
-#define E2D_KILL_AFTER_MS 5000 /* SIGTERM -> SIGKILL for spawned workers */
+/* SIGTERM -> SIGKILL for spawned workers: short enough that nothing of a
+ * cancelled job survives grace + 5 s. */
+#define E2D_KILL_AFTER_MS 3000
 
 /* A registered worker (ids are never reused; LOST ones stay listed). */
 typedef struct e2d_worker {

@@ -324,6 +324,7 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
         snprintf(run->workers[r], sizeof run->workers[r], "%s", w->row.id);
     }
     if (store_rdv_clear(srv->db, j->id, attempt, err, sizeof err) < 0 ||
+        store_metric_trim(srv->db, j->id, j->step, err, sizeof err) < 0 ||
         e2d_job_transition(srv, j, JOBSTATE_STARTING, reason) < 0 ||
         store_commit(srv->db, err, sizeof err) < 0)
         goto fail_tx;

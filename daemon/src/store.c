@@ -81,6 +81,7 @@ enum {
     Q_JOB_UPDATE, Q_LABELS, Q_JOB_COUNT, Q_EVENT_ADD, Q_EVENT_LIST,
     Q_WSEQ_BUMP, Q_WSEQ_GET, Q_WORKER_PUT, Q_WORKER_LIST, Q_WORKER_MARK,
     Q_CKPT_ADD, Q_CKPT_DEL, Q_CKPT_LIST, Q_METRIC_ADD, Q_METRIC_LIST,
+    Q_METRIC_TRIM,
     Q_RDV_PUT, Q_RDV_GET, Q_RDV_CLEAR, Q_JOB_QUEUED, Q_JOB_STATES, Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_N
 };
 
@@ -138,6 +139,7 @@ static const char *store_sql[Q_N] = {
     [Q_METRIC_LIST] = "SELECT step, attempt, loss, lr, grad_norm,"
                       " tokens_per_second, time_ms FROM metrics"
                       " WHERE job = ?1 ORDER BY step",
+    [Q_METRIC_TRIM] = "DELETE FROM metrics WHERE job = ?1 AND step > ?2",
     [Q_RDV_PUT] = "INSERT OR REPLACE INTO rendezvous VALUES(?1, ?2, ?3, ?4)",
     [Q_RDV_GET] = "SELECT value FROM rendezvous WHERE job = ?1"
                   " AND attempt = ?2 AND key = ?3",
@@ -784,6 +786,17 @@ int store_metric_add(store *s, const char *job, const store_metric *m,
     sqlite3_bind_double(st, 6, m->grad_norm);
     sqlite3_bind_double(st, 7, m->tokens_per_second);
     sqlite3_bind_int64(st, 8, m->time_ms);
+    return store_done(s, st, err, errlen);
+}
+
+int store_metric_trim(store *s, const char *job, int64_t step, char *err,
+                      size_t errlen)
+{
+    sqlite3_stmt *st = store_q(s, Q_METRIC_TRIM, err, errlen);
+    if (!st)
+        return E2_ERR;
+    bind_text(st, 1, job);
+    sqlite3_bind_int64(st, 2, step);
     return store_done(s, st, err, errlen);
 }
 

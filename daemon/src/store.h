@@ -175,6 +175,10 @@ int store_ckpt_list(store *s, const char *job,
 /* ---- metrics ---- */
 int store_metric_add(store *s, const char *job, const store_metric *m,
                      char *err, size_t errlen);
+/* Drops the points after `step`: a new attempt resumed from there, and
+ * the abandoned attempt's later points would mix two timelines. */
+int store_metric_trim(store *s, const char *job, int64_t step, char *err,
+                      size_t errlen);
 int store_metric_list(store *s, const char *job,
                       void (*fn)(void *ud, const store_metric *m), void *ud,
                       char *err, size_t errlen);

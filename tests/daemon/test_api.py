@@ -26,8 +26,10 @@ def with_daemon(fn):
             raise
         finally:
             c.close()
-            d.stop()
+            rc = d.stop()
+            log = d.log()
             d.cleanup()
+        assert rc == 0, "e2d exited with %s:\n%s" % (rc, log)
     run.__name__ = fn.__name__
     return run
 

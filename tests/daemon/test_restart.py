@@ -82,8 +82,10 @@ def kill9_then_restart():
         raise
     finally:
         c.close()
-        d.stop()
+        rc = d.stop()
+        log = d.log()
         d.cleanup()
+    assert rc == 0, "e2d exited with %s:\n%s" % (rc, log)
 
 
 def sigterm_is_graceful():

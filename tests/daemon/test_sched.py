@@ -28,8 +28,10 @@ def with_daemon(*args, heartbeat_timeout=2.0):
                 raise
             finally:
                 c.close()
-                d.stop()
+                rc = d.stop()
+                log = d.log()
                 d.cleanup()
+            assert rc == 0, "e2d exited with %s:\n%s" % (rc, log)
         run.__name__ = fn.__name__
         return run
     return wrap

@@ -252,6 +252,12 @@ static int events_ckpts_metrics_rdv(void)
     CHECK(store_metric_add(s, "j-000001", &m, err, sizeof err) == 0);
     CHECK(store_metric_list(s, "j-000001", count_metric, &loss, err, sizeof err) == 0);
     CHECK(loss == 3.0);
+    m.step = 2;
+    CHECK(store_metric_add(s, "j-000001", &m, err, sizeof err) == 0);
+    CHECK(store_metric_trim(s, "j-000001", 1, err, sizeof err) == 0);
+    loss = 0;
+    CHECK(store_metric_list(s, "j-000001", count_metric, &loss, err, sizeof err) == 0);
+    CHECK(loss == 3.0);
     CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) ==
           STORE_NOTFOUND);
     CHECK(store_rdv_put(s, "j-000001", 1, "k", "abc", 3, err, sizeof err) == 0);
