@@ -5,7 +5,10 @@
  * one warm-up) and reports GFLOP/s under the causal convention
  *     fwd = 2 matmuls * 2 flop * (T^2 / 2) * D * H,   bwd = 2.5 * fwd
  * (the five T x T x D products of the backward, not the two the two-pass
- * backward recomputes). It also times rope_fwd on q and k together.
+ * backward recomputes). Next to wall-clock rates it prints fwd+bwd flops per
+ * second of process CPU time (all threads), a per-core rate that holds up
+ * on a machine shared with other jobs. It also times rope_fwd on q and k
+ * together.
  * Then one forward + backward at T = mem_T (default 16384) and the process's
  * peak resident memory (getrusage ru_maxrss), next to the size of the
  * tensors the caller holds and of one T x T fp32 matrix: a peak below the
@@ -26,11 +29,13 @@ typedef struct {
     float *qkv, *out, *lse, *dout, *dqkv, *delta;
 } ba_bufs;
 
-static double ba_now(void) {
+static double ba_clock(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+static double ba_now(void) { return ba_clock(CLOCK_MONOTONIC); }
 
 static int ba_cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -95,16 +100,21 @@ static void ba_rope(const ba_bufs *b) {
                       (b->H + 2 * b->KVH) * b->D, &r);
 }
 
-/* Median seconds of reps calls of fn after a warm-up call. */
-static double ba_time(void (*fn)(const ba_bufs *), const ba_bufs *b, int reps) {
-    double t[64];
+/* Median wall seconds of reps calls of fn after a warm-up call; *cpu gets
+ * the median process CPU seconds of the same calls. */
+static double ba_time(void (*fn)(const ba_bufs *), const ba_bufs *b, int reps,
+                      double *cpu) {
+    double t[64], c[64];
     fn(b);
     for (int i = 0; i < reps; i++) {
-        double t0 = ba_now();
+        double t0 = ba_now(), c0 = ba_clock(CLOCK_PROCESS_CPUTIME_ID);
         fn(b);
         t[i] = ba_now() - t0;
+        c[i] = ba_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
     }
     qsort(t, (size_t)reps, sizeof(double), ba_cmp);
+    qsort(c, (size_t)reps, sizeof(double), ba_cmp);
+    *cpu = c[reps / 2];
     return t[reps / 2];
 }
 
@@ -120,8 +130,8 @@ int main(int argc, char **argv) {
     printf("bench_attn: B=1 H=%d KVH=%d D=%d, %d OpenMP threads, median of %d\n",
            H, KVH, D, omp_get_max_threads(), reps);
     printf("flops (causal): fwd = 4*(T^2/2)*D*H, bwd = 2.5*fwd\n");
-    printf("%6s %10s %10s %10s %10s %12s %10s\n", "T", "fwd ms", "fwd GF/s",
-           "bwd ms", "bwd GF/s", "fwd+bwd GF/s", "rope ms");
+    printf("%6s %9s %9s %9s %9s %13s %14s %8s\n", "T", "fwd ms", "fwd GF/s",
+           "bwd ms", "bwd GF/s", "fwd+bwd GF/s", "GF/s per core", "rope ms");
     for (int i = 0; i < (int)(sizeof(Ts) / sizeof(Ts[0])); i++) {
         ba_bufs b;
         if (ba_alloc(&b, Ts[i], H, KVH, D) != 0) {
@@ -129,11 +139,12 @@ int main(int argc, char **argv) {
             return 1;
         }
         double fl = 4.0 * ((double)Ts[i] * Ts[i] / 2.0) * D * H;
-        double tf = ba_time(ba_fwd, &b, reps), tb = ba_time(ba_bwd, &b, reps);
-        double tr = ba_time(ba_rope, &b, reps);
-        printf("%6d %10.2f %10.1f %10.2f %10.1f %12.1f %10.3f\n", Ts[i], 1e3 * tf,
+        double cf, cb, cr;
+        double tf = ba_time(ba_fwd, &b, reps, &cf), tb = ba_time(ba_bwd, &b, reps, &cb);
+        double tr = ba_time(ba_rope, &b, reps, &cr);
+        printf("%6d %9.2f %9.1f %9.2f %9.1f %13.1f %14.1f %8.3f\n", Ts[i], 1e3 * tf,
                fl / tf * 1e-9, 1e3 * tb, 2.5 * fl / tb * 1e-9,
-               3.5 * fl / (tf + tb) * 1e-9, 1e3 * tr);
+               3.5 * fl / (tf + tb) * 1e-9, 3.5 * fl / (cf + cb) * 1e-9, 1e3 * tr);
         ba_free(&b);
     }
     if (memT > 0) {
