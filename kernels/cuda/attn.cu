@@ -22,9 +22,9 @@
  * (b, h, 16 queries) over the key tiles up to the diagonal. Scores are
  * recomputed in both (as the CPU backend does).
  *
- * These kernels run on the CUDA cores (fp32 FMA), not on tensor cores; the
- * head dimension may be any even D <= 256 (channels per lane DC = 1, 2, 4
- * or 8 by template). */
+ * Head dims 64 and 128 (with 16-byte aligned tensors) run on tensor cores
+ * (attn_tc.cu); these kernels, on the CUDA cores in fp32, take every other
+ * even D <= 256 (channels per lane DC = 1, 2, 4 or 8 by template). */
 #include <math.h>
 
 #include "kcuda.h"
@@ -384,6 +384,7 @@ void kcuda_attn_fwd(void *out,       /* (B, T, H*D) */
                     const void *qkv, /* (B, T, (H+2*KVH)*D) */
                     int B, int T, int H, int KVH, int D) {
     if (B <= 0 || T <= 0 || H <= 0) return;
+    if (kcuda_attn_tc_fwd(out, lse, qkv, B, T, H, KVH, D)) return;
     switch (kcuda_attn_dc(D)) {
     case 1: kcuda_attn_fwd_launch<1>(out, lse, qkv, B, T, H, KVH, D); break;
     case 2: kcuda_attn_fwd_launch<2>(out, lse, qkv, B, T, H, KVH, D); break;
@@ -404,6 +405,7 @@ void kcuda_attn_bwd(void *dqkv,       /* (B, T, (H+2*KVH)*D) += */
     kcuda_attn_delta_k<<<kcuda_blocks(rows * 32, 256), 256, 0, kcuda.stream>>>(
         delta, (const bf16 *)dout, (const bf16 *)out, T, H, D, rows);
     kcuda_launched();
+    if (kcuda_attn_tc_bwd(dqkv, delta, dout, qkv, lse, B, T, H, KVH, D)) return;
     switch (kcuda_attn_dc(D)) {
     case 1: kcuda_attn_bwd_launch<1>(dqkv, delta, dout, qkv, lse, B, T, H, KVH, D); break;
     case 2: kcuda_attn_bwd_launch<2>(dqkv, delta, dout, qkv, lse, B, T, H, KVH, D); break;

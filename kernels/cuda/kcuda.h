@@ -119,6 +119,14 @@ void kcuda_xent_bwd(void *logits, const int32_t *targets, float dloss,
 double kcuda_sumsq(const void *x, size_t n);
 void kcuda_adamw(float *master, void *param, const void *grad, float *m,
                  float *v, size_t n, const k_adamw *hp);
+/* Tensor-core attention (attn_tc.cu) for head dims 64 and 128 with
+ * 16-byte aligned tensors: returns 1 when it ran, 0 when the shapes or
+ * pointers need the CUDA-core kernels of attn.cu. The backward expects delta
+ * already computed. */
+int kcuda_attn_tc_fwd(void *out, float *lse, const void *qkv, int B, int T, int H, int KVH,
+                      int D);
+int kcuda_attn_tc_bwd(void *dqkv, const float *delta, const void *dout, const void *qkv,
+                      const float *lse, int B, int T, int H, int KVH, int D);
 /* Column sums for the bias gradient: dbias (OC) += sum over rows of dout. */
 void kcuda_colsum_acc(bf16 *dbias, const bf16 *dout, int N, int OC);
 #ifdef __cplusplus
