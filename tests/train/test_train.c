@@ -5,6 +5,7 @@
  *
  * Run as `test_train CASE [TMPDIR]` (one ctest entry per case). */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,7 +291,112 @@ static void test_eval_long_window(void) {
     e2_spec_free(s);
 }
 
+/* Two ranks in two threads with an all-reduce hook (sum through shared
+ * memory, the same order on both ranks) give the losses of one process
+ * with the same global batch: the W-independence the hooks promise. */
+typedef struct {
+    pthread_barrier_t bar;
+    void *buf[2];
+    double host[2];
+    float *scratch[2];
+} dp_shared;
+
+typedef struct {
+    dp_shared *sh;
+    int rank;
+    run_log log;
+    E2__V1__JobSpec *spec;
+    int rc;
+    char err[512];
+} dp_rank;
+
+static int dp_allreduce(void *ud, void *buf, size_t n, k_dtype dt, char *err, size_t errlen) {
+    dp_rank *r = ud;
+    dp_shared *sh = r->sh;
+    (void)err; (void)errlen;
+    if (dt != K_F32) return -1;
+    sh->buf[r->rank] = buf;
+    pthread_barrier_wait(&sh->bar);
+    float *a = sh->buf[0], *b = sh->buf[1], *out = sh->scratch[r->rank];
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    pthread_barrier_wait(&sh->bar);
+    memcpy(buf, out, n * sizeof(float));
+    return 0;
+}
+
+static int dp_allreduce_host(void *ud, double *x, size_t n, char *err, size_t errlen) {
+    dp_rank *r = ud;
+    (void)err; (void)errlen;
+    if (n != 1) return -1;
+    r->sh->host[r->rank] = *x;
+    pthread_barrier_wait(&r->sh->bar);
+    double s = r->sh->host[0] + r->sh->host[1];
+    pthread_barrier_wait(&r->sh->bar);
+    *x = s;
+    return 0;
+}
+
+static void dp_progress(void *ud, const e2w_train_progress *p) { on_progress(&((dp_rank *)ud)->log, p); }
+
+static int dp_checkpoint(void *ud, int step, const char *tmp, const char *fin, char *err, size_t errlen) {
+    (void)ud; (void)step; (void)tmp; (void)fin; (void)err; (void)errlen;
+    return 0;
+}
+
+static void *dp_run(void *arg) {
+    dp_rank *r = arg;
+    e2w_train_hooks h = {.ud = r, .rank = r->rank, .world_size = 2, .allreduce = dp_allreduce,
+                         .allreduce_host = dp_allreduce_host, .progress = dp_progress,
+                         .checkpoint = dp_checkpoint};
+    e2w_train *t;
+    r->rc = e2w_train_create(&t, r->spec, k_get("cpu"), r->spec->output_dir, &h, r->err, sizeof r->err);
+    if (r->rc == 0) {
+        r->rc = e2w_train_run(t, r->err, sizeof r->err);
+        e2w_train_free(t);
+    }
+    return NULL;
+}
+
+static void test_data_parallel(void) {
+    char a[600], b[600], err[512];
+    dir_for(a, sizeof a, "dp1");
+    dir_for(b, sizeof b, "dp2");
+    E2__V1__JobSpec *s1 = make_spec(a, 3, 4, 2, 2e-3, 0, "");
+    E2__V1__JobSpec *s2 = make_spec(b, 3, 4, 2, 2e-3, 0, "");
+    run_log l1 = {0};
+    e2w_train *t1 = make_trainer(s1, &l1);
+    EXPECT(e2w_train_run(t1, err, sizeof err) == 0, "%s", err);
+    size_t n = e2w_train_model(t1)->n_params;
+    dp_shared sh;
+    pthread_barrier_init(&sh.bar, NULL, 2);
+    dp_rank r[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        r[i].sh = &sh;
+        r[i].rank = i;
+        r[i].spec = s2;
+        sh.scratch[i] = malloc(n * sizeof(float));
+        pthread_create(&th[i], NULL, dp_run, &r[i]);
+    }
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) EXPECT(r[i].rc == 0, "rank %d: %s", i, r[i].err);
+    EXPECT(r[0].log.n == 3 && r[1].log.n == 3, "steps %d %d", r[0].log.n, r[1].log.n);
+    for (int i = 0; i < 3 && r[0].log.n == 3 && r[1].log.n == 3; i++) {
+        EXPECT(r[0].log.loss[i] == r[1].log.loss[i], "ranks disagree at step %d", i + 1);
+        EXPECT(fabs(r[0].log.loss[i] - l1.loss[i]) <= 1e-5 * fabs(l1.loss[i]),
+               "step %d: 2 ranks %.9g vs 1 rank %.9g", i + 1, r[0].log.loss[i], l1.loss[i]);
+    }
+    pthread_barrier_destroy(&sh.bar);
+    free(sh.scratch[0]);
+    free(sh.scratch[1]);
+    e2w_train_free(t1);
+    e2_spec_free(s1);
+    e2_spec_free(s2);
+}
+
 static const struct { const char *name; void (*fn)(void); } cases[] = {
+    {"data_parallel", test_data_parallel},
     {"resume_bitwise", test_resume_bitwise},
     {"microbatch_invariance", test_microbatch_invariance},
     {"loss_decreases", test_loss_decreases},
