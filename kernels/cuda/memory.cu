@@ -13,6 +13,10 @@
 /* Alignment that keeps every allocation good for vector loads and for the
  * 256-byte alignment cuBLASLt prefers; cudaMalloc gives at least that. */
 #define KCUDA_MIN_ALLOC 256
+/* Conversions go through the host staging buffer in pieces of this many
+ * elements (64 MiB of bf16), so loading a 7B model does not keep a
+ * model-sized staging buffer alive. */
+#define KCUDA_STAGE_ELEMS ((size_t)32 << 20)
 
 void *kcuda_alloc(size_t bytes) {
     void *p = NULL;
@@ -44,21 +48,27 @@ static uint16_t kcuda_f32_to_bf16(float f) {
 }
 
 void kcuda_upload(void *dst, const float *src, size_t n) {
-    if (n == 0) return;
-    uint16_t *h = (uint16_t *)kcuda_host(n * 2);
-    for (size_t i = 0; i < n; i++) h[i] = kcuda_f32_to_bf16(src[i]);
-    kcuda_check(cudaMemcpyAsync(dst, h, n * 2, cudaMemcpyHostToDevice, kcuda.stream));
-    kcuda_check(cudaStreamSynchronize(kcuda.stream));
+    for (size_t i0 = 0; i0 < n; i0 += KCUDA_STAGE_ELEMS) {
+        size_t m = n - i0 < KCUDA_STAGE_ELEMS ? n - i0 : KCUDA_STAGE_ELEMS;
+        uint16_t *h = (uint16_t *)kcuda_host(m * 2);
+        for (size_t i = 0; i < m; i++) h[i] = kcuda_f32_to_bf16(src[i0 + i]);
+        kcuda_check(cudaMemcpyAsync((uint16_t *)dst + i0, h, m * 2, cudaMemcpyHostToDevice,
+                                    kcuda.stream));
+        kcuda_check(cudaStreamSynchronize(kcuda.stream));
+    }
 }
 
 void kcuda_download(float *dst, const void *src, size_t n) {
-    if (n == 0) return;
-    uint16_t *h = (uint16_t *)kcuda_host(n * 2);
-    kcuda_check(cudaMemcpyAsync(h, src, n * 2, cudaMemcpyDeviceToHost, kcuda.stream));
-    kcuda_check(cudaStreamSynchronize(kcuda.stream));
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)h[i] << 16;
-        memcpy(dst + i, &u, 4);
+    for (size_t i0 = 0; i0 < n; i0 += KCUDA_STAGE_ELEMS) {
+        size_t m = n - i0 < KCUDA_STAGE_ELEMS ? n - i0 : KCUDA_STAGE_ELEMS;
+        uint16_t *h = (uint16_t *)kcuda_host(m * 2);
+        kcuda_check(cudaMemcpyAsync(h, (const uint16_t *)src + i0, m * 2,
+                                    cudaMemcpyDeviceToHost, kcuda.stream));
+        kcuda_check(cudaStreamSynchronize(kcuda.stream));
+        for (size_t i = 0; i < m; i++) {
+            uint32_t u = (uint32_t)h[i] << 16;
+            memcpy(dst + i0 + i, &u, 4);
+        }
     }
 }
 
