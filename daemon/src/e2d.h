@@ -34,7 +34,6 @@
 #include "rpc.h"
 #include "store.h"
 
-#define E2D_VERSION "0.1.0"
 #define E2D_FAIL_LINES 20      /* Failure.last_log_lines kept */
 #define E2D_CRON_MS 100        /* period of e2d_cron */
 /* SIGTERM -> SIGKILL for spawned workers: short enough that nothing of a

@@ -1,8 +1,6 @@
 /* jobstate.c -- the legal-transition table of the job lifecycle. */
 #include "jobstate.h"
 
-#include <strings.h>
-
 static const char *jobstate_names[JOBSTATE_N] = {
     "UNSPECIFIED", "PENDING",   "STARTING", "RUNNING",   "RESTARTING",
     "SUCCEEDED",   "FAILED",    "CANCELLING", "CANCELLED",
@@ -33,16 +31,6 @@ static const unsigned jobstate_next[JOBSTATE_N] = {
 const char *jobstate_name(int s)
 {
     return s >= 0 && s < JOBSTATE_N ? jobstate_names[s] : "UNKNOWN";
-}
-
-int jobstate_parse(const char *s)
-{
-    if (!strncasecmp(s, "JOB_STATE_", 10))
-        s += 10;
-    for (int i = 1; i < JOBSTATE_N; i++)
-        if (!strcasecmp(s, jobstate_names[i]))
-            return i;
-    return JOBSTATE_UNSPECIFIED;
 }
 
 int jobstate_can(int from, int to)

@@ -22,9 +22,6 @@ typedef enum {
 
 /* "PENDING", ... ; "UNKNOWN" for an out-of-range value. */
 const char *jobstate_name(int s);
-/* The state named s (case-insensitive, with or without "JOB_STATE_"), or
- * JOBSTATE_UNSPECIFIED. */
-int jobstate_parse(const char *s);
 /* 1 when from -> to is a legal transition. */
 int jobstate_can(int from, int to);
 /* SUCCEEDED, FAILED and CANCELLED: nothing follows them. */

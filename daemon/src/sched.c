@@ -502,9 +502,18 @@ int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms)
     if (jobstate_terminal(j->state) || j->state == JOBSTATE_CANCELLING)
         return 0;
     j->cancellations++;
-    if (jobstate_queued(j->state) || !(run = sched_run_find(srv, j->id)))
+    if (jobstate_queued(j->state))
         return e2d_job_transition(srv, j, JOBSTATE_CANCELLED,
                                   "cancelled on request before it started");
+    if (!(run = sched_run_find(srv, j->id))) {
+        /* Active without a run cannot outlive startup recovery; should it
+         * happen, there are no workers to wait for. */
+        if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING,
+                               "cancel requested") < 0)
+            return E2_ERR;
+        return e2d_job_transition(srv, j, JOBSTATE_CANCELLED,
+                                  "cancelled on request (no workers held it)");
+    }
     snprintf(why, sizeof why, "cancel requested (grace %.0f s)",
              (double)grace_ms / 1000.0);
     if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING, why) < 0)

@@ -78,8 +78,8 @@ static const char *store_migrations[STORE_SCHEMA_VERSION] = {
 
 enum {
     Q_JOB_INSERT, Q_JOB_SETID, Q_LABEL_INSERT, Q_JOB_GET, Q_JOB_BY_REQ,
-    Q_JOB_UPDATE, Q_LABELS, Q_JOB_COUNT, Q_EVENT_ADD, Q_EVENT_LIST,
-    Q_WSEQ_BUMP, Q_WSEQ_GET, Q_WORKER_PUT, Q_WORKER_LIST, Q_WORKER_MARK,
+    Q_JOB_UPDATE, Q_JOB_COUNT, Q_EVENT_ADD, Q_EVENT_LIST,
+    Q_WSEQ_BUMP, Q_WSEQ_GET, Q_WORKER_PUT, Q_WORKER_LIST,
     Q_CKPT_ADD, Q_CKPT_DEL, Q_CKPT_LIST, Q_METRIC_ADD, Q_METRIC_LIST,
     Q_METRIC_TRIM,
     Q_RDV_PUT, Q_RDV_GET, Q_RDV_CLEAR, Q_JOB_QUEUED, Q_JOB_STATES, Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_N
@@ -111,8 +111,6 @@ static const char *store_sql[Q_N] = {
         " fail_signal = ?16, fail_rank = ?17, fail_log = ?18, eval = ?19,"
         " fail_worker = ?20, fail_user = ?21, finished_ms = ?22"
         " WHERE id = ?1",
-    [Q_LABELS] = "SELECT key, value FROM job_labels WHERE job = ?1"
-                 " ORDER BY key",
     [Q_JOB_COUNT] = "SELECT count(*) FROM jobs",
     [Q_EVENT_ADD] = "INSERT INTO job_events(job, time_ms, from_state,"
                     " to_state, reason) VALUES(?1, ?2, ?3, ?4, ?5)",
@@ -126,9 +124,7 @@ static const char *store_sql[Q_N] = {
     [Q_WORKER_LIST] = "SELECT id, host, device, device_index, pid, state,"
                       " job, attempt, rank, last_heartbeat_ms,"
                       " registered_ms, version, spawned FROM workers"
-                      " ORDER BY rowid",
-    [Q_WORKER_MARK] = "UPDATE workers SET state = ?1, job = '', rank = -1"
-                      " WHERE state != ?1",
+                      " ORDER BY id",
     [Q_CKPT_ADD] = "INSERT OR REPLACE INTO checkpoints VALUES(?1, ?2, ?3,"
                    " ?4, ?5, ?6)",
     [Q_CKPT_DEL] = "DELETE FROM checkpoints WHERE job = ?1 AND step = ?2",
@@ -577,22 +573,6 @@ int store_job_in_states(store *s, unsigned states,
     return store_job_rows(s, st, 0, fn, ud, err, errlen);
 }
 
-int store_job_labels(store *s, const char *id,
-                     void (*fn)(void *ud, const char *k, const char *v),
-                     void *ud, char *err, size_t errlen)
-{
-    sqlite3_stmt *st = store_q(s, Q_LABELS, err, errlen);
-    int rc;
-    if (!st)
-        return E2_ERR;
-    bind_text(st, 1, id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        fn(ud, (const char *)sqlite3_column_text(st, 0),
-           (const char *)sqlite3_column_text(st, 1));
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : store_fail(s, err, errlen, "labels");
-}
-
 int store_job_count(store *s)
 {
     sqlite3_stmt *st = store_q(s, Q_JOB_COUNT, NULL, 0);
@@ -708,15 +688,6 @@ int store_worker_list(store *s, void (*fn)(void *ud, const store_worker *w),
     }
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : store_fail(s, err, errlen, "workers");
-}
-
-int store_worker_mark_all(store *s, int state, char *err, size_t errlen)
-{
-    sqlite3_stmt *st = store_q(s, Q_WORKER_MARK, err, errlen);
-    if (!st)
-        return E2_ERR;
-    sqlite3_bind_int(st, 1, state);
-    return store_done(s, st, err, errlen);
 }
 
 /* ---- checkpoints ---- */

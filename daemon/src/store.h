@@ -140,9 +140,6 @@ int store_job_queued(store *s, int (*fn)(void *ud, const store_job *j),
 int store_job_in_states(store *s, unsigned states,
                         int (*fn)(void *ud, const store_job *j), void *ud,
                         char *err, size_t errlen);
-int store_job_labels(store *s, const char *id,
-                     void (*fn)(void *ud, const char *k, const char *v),
-                     void *ud, char *err, size_t errlen);
 int store_job_count(store *s);
 
 /* ---- events ---- */
@@ -159,8 +156,6 @@ int store_worker_put(store *s, const store_worker *w, char *err,
                      size_t errlen);
 int store_worker_list(store *s, void (*fn)(void *ud, const store_worker *w),
                       void *ud, char *err, size_t errlen);
-/* Marks every non-LOST worker LOST (at startup: they must re-register). */
-int store_worker_mark_all(store *s, int state, char *err, size_t errlen);
 
 /* ---- checkpoints ---- */
 int store_ckpt_add(store *s, const char *job, const store_ckpt *c,

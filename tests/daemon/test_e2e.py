@@ -164,6 +164,38 @@ def cancel_kills_a_stubborn_worker():
         env.close(c)
 
 
+def dead_local_worker_is_replaced():
+    env = Env(worker_bin=os.path.join(HERE, "stubborn_worker.py"))
+    c = env.d.start()
+    try:
+        job = c.call("SubmitJob", spec=job_spec(env.data, "victim")).job.id
+        c.wait_state(job, t.RUNNING, timeout=30)
+        pid = [w.pid for w in c.call("ListWorkers").workers][0]
+        os.kill(pid, signal.SIGKILL)
+        # The exit ends the attempt at once (no heartbeat timeout), with
+        # the signal recorded; the respawned worker takes attempt 2.
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            j = c.job(job)
+            if j.attempt == 2 and j.state == t.RUNNING:
+                break
+            time.sleep(0.05)
+        assert j.attempt == 2 and j.state == t.RUNNING, j
+        assert j.restarts == 1 and j.failure.signal == 9, j.failure
+        assert "killed by signal 9" in [e for e in j.events
+                                        if e.state == t.RESTARTING][0].reason
+        ws = c.call("ListWorkers", include_lost=True).workers
+        new = [w for w in ws if w.state == t.BUSY]
+        assert len(new) == 1 and new[0].pid != pid and new[0].spawned_by_e2d
+        assert [w.state for w in ws if w.pid == pid] == [t.LOST]
+        assert not alive(pid)
+    except BaseException:
+        print(env.d.log())
+        raise
+    finally:
+        env.close(c)
+
+
 def kill9_mid_job_restarts_from_checkpoint():
     env = Env()
     c = env.d.start()
@@ -207,5 +239,5 @@ def kill9_mid_job_restarts_from_checkpoint():
 
 if __name__ == "__main__":
     t.run_cases([submit_to_succeeded, cancel_leaves_no_process,
-                 cancel_kills_a_stubborn_worker,
+                 cancel_kills_a_stubborn_worker, dead_local_worker_is_replaced,
                  kill9_mid_job_restarts_from_checkpoint])
