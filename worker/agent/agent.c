@@ -47,7 +47,7 @@ struct e2w_agent_job {
     pthread_t thread;
     atomic_int stop;           /* E2W_AGENT_RUN / CANCEL / ABORT */
     atomic_llong deadline_ms;  /* Cancel's deadline, 0 none */
-    int stop_by_worker;        /* stop came from e2w_agent_stop, not e2d */
+    int stop_by_worker;        /* under agent->mu: stop came from e2w_agent_stop */
     rpc_client *client;        /* training thread's channel */
     /* under agent->mu */
     int has_progress;
@@ -65,7 +65,7 @@ struct e2w_agent {
     char *coordinator, *device, *name;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int stop_requested, stop_graceful;
+    int stop_requested;
     char worker_id[128];
     char prev_worker_id[128];
     uint32_t interval_ms;
@@ -215,6 +215,12 @@ int e2w_agent_new(e2w_agent **out, const e2w_agent_config *cfg, char *err,
         return e2_errf(err, errlen, "--device must be cpu or cuda (got %s)", dev);
     e2w_agent *a = calloc(1, sizeof *a);
     if (!a) return e2_errf(err, errlen, "out of memory");
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->cv, &ca);
+    pthread_condattr_destroy(&ca);
     a->cfg = *cfg;
     a->coordinator = xstrdup(cfg->coordinator);
     a->device = xstrdup(dev);
@@ -231,12 +237,6 @@ int e2w_agent_new(e2w_agent **out, const e2w_agent_config *cfg, char *err,
         a->cfg.runner_data = NULL;
     }
     a->interval_ms = DEFAULT_INTERVAL_MS;
-    pthread_mutex_init(&a->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&a->cv, &ca);
-    pthread_condattr_destroy(&ca);
     *out = a;
     return 0;
 }
@@ -249,10 +249,8 @@ void e2w_agent_free(e2w_agent *a) {
         free(a->logs);
     }
     if (a->client) rpc_client_free(a->client);
-    if (a->coordinator) {
-        pthread_mutex_destroy(&a->mu);
-        pthread_cond_destroy(&a->cv);
-    }
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
     free(a->coordinator);
     free(a->device);
     free(a->name);
@@ -272,7 +270,6 @@ static void raise_stop(e2w_agent_job *j, int level) {
 void e2w_agent_stop(e2w_agent *a, int graceful) {
     pthread_mutex_lock(&a->mu);
     a->stop_requested = 1;
-    a->stop_graceful = graceful;
     if (a->job) {
         a->job->stop_by_worker = 1;
         raise_stop(a->job, graceful ? E2W_AGENT_CANCEL : E2W_AGENT_ABORT);
@@ -762,9 +759,12 @@ static const char *outcome_name(int o) {
 
 /* Turns a rank stopped by the worker itself (SIGTERM) into an infrastructure
  * failure: e2d must run the rank elsewhere, not call the job cancelled. */
-static void settle_result(e2w_agent_job *j) {
+static void settle_result(e2w_agent *a, e2w_agent_job *j) {
     e2w_agent_result *r = &j->result;
-    if (j->stop_by_worker && r->outcome == E2__V1__OUTCOME__OUTCOME_CANCELLED) {
+    pthread_mutex_lock(&a->mu);
+    int by_worker = j->stop_by_worker;
+    pthread_mutex_unlock(&a->mu);
+    if (by_worker && r->outcome == E2__V1__OUTCOME__OUTCOME_CANCELLED) {
         r->outcome = E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
         r->exit_code = 1;
         snprintf(r->reason, sizeof r->reason, "e2worker was stopped (signal)");
@@ -810,7 +810,7 @@ static void job_join(e2w_agent *a, e2w_agent_job *j) {
     if (j->joined) return;
     pthread_join(j->thread, NULL);
     j->joined = 1;
-    settle_result(j);
+    settle_result(a, j);
     emit(a, "%s rank %u ended: %s%s%s", j->asg->job_id, j->asg->rank,
          outcome_name(j->result.outcome), *j->result.reason ? ": " : "",
          j->result.reason);
