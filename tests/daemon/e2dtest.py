@@ -146,13 +146,15 @@ class Client:
 class Daemon:
     """The real e2d on a temporary state dir."""
 
-    def __init__(self, *args, state_dir=None, heartbeat_timeout=2.0):
+    def __init__(self, *args, state_dir=None, heartbeat_timeout=2.0,
+                 listen=None):
         self.own_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="e2d_test_")
-        self.args = list(args)
+        self.args = list(args) + (["--listen", listen] if listen else [])
         self.heartbeat_timeout = heartbeat_timeout
         self.proc = None
-        self.address = "unix:" + os.path.join(self.state_dir, "e2d.sock")
+        self.address = listen or "unix:" + os.path.join(self.state_dir,
+                                                        "e2d.sock")
         self.log_path = os.path.join(self.state_dir, "e2d.log")
 
     def start(self):
@@ -169,7 +171,7 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise AssertionError("e2d exited with %d:\n%s" % (
                     self.proc.returncode, self.log()))
-            if os.path.exists(sock):
+            if os.path.exists(sock) or not self.address.startswith("unix:"):
                 c = Client(self.address)
                 try:
                     c.call("ListWorkers", timeout=2)

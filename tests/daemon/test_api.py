@@ -242,7 +242,30 @@ def flags_and_config():
         assert p.wait(20) == 0
 
 
+def tcp_listen():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    d = t.Daemon("--shutdown-grace", "1", listen="127.0.0.1:%d" % port)
+    c = d.start()
+    try:
+        job = c.call("SubmitJob", spec=t.small_spec()).job
+        assert c.job(job.id).state == t.PENDING
+        assert not os.path.exists(os.path.join(d.state_dir, "e2d.sock"))
+        # A second daemon cannot take the same port (no SO_REUSEPORT).
+        with tempfile.TemporaryDirectory() as other:
+            r = _e2d("--state-dir", other, "--listen", "127.0.0.1:%d" % port)
+        assert r.returncode == 1 and "127.0.0.1:%d" % port in r.stderr, r.stderr
+    finally:
+        c.close()
+        rc = d.stop()
+        d.cleanup()
+    assert rc == 0
+
+
 if __name__ == "__main__":
     t.run_cases([submit_validation, request_id_idempotent,
                  list_filters_and_pages, watch_and_logs, metrics_and_events,
-                 flags_and_config])
+                 flags_and_config, tcp_listen])
