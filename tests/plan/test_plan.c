@@ -106,6 +106,7 @@ static void case_acts_match_model(void) {
         {8, 2, 2, 1, 16, 32, 0, 1, 4},
         {48, 3, 6, 2, 72, 100, 1, 2, 37},
         {64, 1, 4, 4, 160, 257, 0, 3, 65},
+        {32, 2, 4, 2, 64, 300, 0, 2, 300}, /* forward-only logits in chunks */
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         E2__V1__LlamaConfig c = E2__V1__LLAMA_CONFIG__INIT;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "hf_config.h"
+#include "model.h" /* E2W_LOGIT_CHUNK only: the library does not link the model */
 
 /* What the CUDA backend keeps beside the model's buffers (kernels/cuda):
  * the cuBLASLt workspace, the column-sum partials (64 chunks x C fp32), the
@@ -39,7 +40,8 @@ uint64_t e2w_plan_acts_bytes(const E2__V1__LlamaConfig *cfg, int B, int T, int e
                + align64((L + 1) * N * C * e)   /* residual stream */
                + align64(N * C * e)             /* lnf */
                + align64(N * 4)                 /* rstdf */
-               + align64(N * V * e)             /* logits */
+               + align64((backward || N < E2W_LOGIT_CHUNK ? N : E2W_LOGIT_CHUNK) * V * e)
+                                                /* logits (forward-only: one chunk) */
                + (one_set ? 1 : L) * layer;
     if (backward)
         o += align64(N * C * e) + align64(N * C * e) /* dres, dln */
