@@ -11,14 +11,23 @@ endif()
 set(E2_BINDIR ${CMAKE_INSTALL_PREFIX}/bin)
 set(E2_DOCDIR ${CMAKE_INSTALL_PREFIX}/share/doc/e2)
 
+# One folder per destination, so installs to different places at the same
+# time (ctest -j, cpack) do not overwrite each other's units.
+string(MD5 key "$ENV{DESTDIR}${CMAKE_INSTALL_PREFIX}")
+set(gen ${E2_DEPLOY_GEN}/${key})
 foreach(unit e2d.service e2worker@.service)
-  configure_file(${E2_DEPLOY_SRC}/systemd/${unit}.in ${E2_DEPLOY_GEN}/${unit}
-                 @ONLY)
+  configure_file(${E2_DEPLOY_SRC}/systemd/${unit}.in ${gen}/${unit} @ONLY)
 endforeach()
-file(INSTALL ${E2_DEPLOY_GEN}/e2d.service ${E2_DEPLOY_GEN}/e2worker@.service
+file(INSTALL ${gen}/e2d.service ${gen}/e2worker@.service
      DESTINATION ${CMAKE_INSTALL_PREFIX}/lib/systemd/system
      FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
-# No secrets in them (tokens and keys live in files they name): 0644.
-file(INSTALL ${E2_DEPLOY_SRC}/etc/e2d.conf ${E2_DEPLOY_SRC}/etc/worker.conf
-     DESTINATION ${E2_ETCDIR}
-     FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+# No secrets in them (tokens and keys live in files they name): 0644. A
+# config already there is the admin's and stays as it is.
+foreach(conf e2d.conf worker.conf)
+  if(EXISTS "$ENV{DESTDIR}${E2_ETCDIR}/${conf}")
+    message(STATUS "Keeping: $ENV{DESTDIR}${E2_ETCDIR}/${conf}")
+  else()
+    file(INSTALL ${E2_DEPLOY_SRC}/etc/${conf} DESTINATION ${E2_ETCDIR}
+         FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+  endif()
+endforeach()

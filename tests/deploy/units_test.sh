@@ -1,0 +1,64 @@
+#!/bin/sh
+# deploy_units: `cmake --install` into a scratch prefix gives units that
+# `systemd-analyze verify` accepts without a single warning (their
+# ExecStart binaries are the installed ones), and example configs that
+# e2d and e2worker accept as shipped. Usage: units_test.sh BUILD_DIR
+set -eu
+build=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "deploy_units: $*" >&2; exit 1; }
+
+prefix=$tmp/usr
+cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" 2>&1 ||
+    { cat "$tmp/install.log" >&2; fail "cmake --install failed"; }
+units=$prefix/lib/systemd/system
+etc=$prefix/etc/e2
+for f in "$units/e2d.service" "$units/e2worker@.service" "$etc/e2d.conf" \
+         "$etc/worker.conf" "$prefix/lib/sysusers.d/e2.conf" \
+         "$prefix/lib/tmpfiles.d/e2.conf"; do
+    [ -f "$f" ] || fail "not installed: $f"
+done
+
+# A template is verified through an instance of it.
+cp "$units/e2worker@.service" "$tmp/e2worker@0.service"
+for u in "$units/e2d.service" "$tmp/e2worker@0.service"; do
+    out=$(systemd-analyze verify "$u" 2>&1) || fail "verify $u: $out"
+    [ -z "$out" ] || fail "verify $u warns: $out"
+done
+
+grep -qx "ExecStart=$prefix/bin/e2d --config $etc/e2d.conf" "$units/e2d.service" ||
+    fail "e2d.service does not start $prefix/bin/e2d with $etc/e2d.conf"
+grep -qx "EnvironmentFile=$etc/worker.conf" "$units/e2worker@.service" ||
+    fail "e2worker@.service does not read $etc/worker.conf"
+
+# e2d reads its config before --help, so a config it rejects fails here.
+out=$("$prefix/bin/e2d" --config "$etc/e2d.conf" --help 2>&1) ||
+    fail "e2d rejects the example e2d.conf: $out"
+sed 's/^heartbeat-timeout =/heartbeat-timout =/' "$etc/e2d.conf" > "$tmp/bad.conf"
+line=$(grep -n '^heartbeat-timout' "$tmp/bad.conf" | cut -d: -f1)
+set +e
+out=$("$prefix/bin/e2d" --config "$tmp/bad.conf" --help 2>&1)
+rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "e2d with a misspelt key exits $rc, want 2 (RestartPreventExitStatus)"
+case $out in
+    *"$tmp/bad.conf:$line:"*heartbeat-timout*) ;;
+    *) fail "e2d's error does not name file:line and the key: $out" ;;
+esac
+
+# The worker's command line as systemd builds it for e2worker@0 from
+# worker.conf (%i = 0, %H = host), checked by e2worker's flag parser.
+# EnvironmentFile= takes each KEY=value line verbatim (spaces included).
+exec_line=$(sed -n 's/^ExecStart=//p' "$units/e2worker@.service" |
+    sed 's/%i/0/g; s/%H/testhost/g')
+set --
+while IFS= read -r l; do
+    case $l in '' | '#'* | ';'*) continue ;; esac
+    set -- "$@" "$l"
+done < "$etc/worker.conf"
+out=$(env -i "$@" sh -c "exec $exec_line --help" 2>&1) ||
+    fail "e2worker rejects the unit's command line with worker.conf: $out"
+grep -q '^E2_COORDINATOR=..*' "$etc/worker.conf" ||
+    fail "worker.conf sets no E2_COORDINATOR"
+echo "deploy_units: ok"
