@@ -2,7 +2,8 @@
 # tests/gpu/run.sh -- the CUDA backend's check on a GPU machine, one command
 # sized for one device call (~8 minutes): builds e2 for the card in
 # build-gpu/, runs gpu_probe, then gpu_check's op-by-op comparison with the
-# CPU backend and its 20-step training comparison (both must pass), then the
+# CPU backend and its 20-step training comparison, then one tiny job through
+# `e2worker run` on cpu and cuda (run_spec.sh; all must pass), then the
 # figures (bf16 GEMM rate, attention fwd+bwd TFLOP/s, ~1B training tokens/s
 # and MFU). Exits non-zero when the build or any check fails; the figures
 # are printed either way and never fail the run.
@@ -27,7 +28,7 @@ if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DE2_CUDA=ON \
     echo "run.sh: configure failed (log: $dir/e2-configure.log)"
     exit 1
 fi
-if ! cmake --build "$dir" --target gpu_check gpu_probe -j "$jobs" >"$dir/e2-build.log" 2>&1; then
+if ! cmake --build "$dir" --target gpu_check gpu_probe e2worker -j "$jobs" >"$dir/e2-build.log" 2>&1; then
     grep -E "error|Error" "$dir/e2-build.log" | head -30
     echo "run.sh: build failed (log: $dir/e2-build.log)"
     exit 1
@@ -47,6 +48,7 @@ stage() { # stage NAME SECONDS ARGS...: one gpu_check part under a time limit
 stage probe 30 "$dir/tests/gpu/gpu_probe"
 stage ops 120 "$dir/tests/gpu/gpu_check" ops
 stage train 60 "$dir/tests/gpu/gpu_check" train
+stage e2worker-run 120 sh tests/gpu/run_spec.sh "$dir/worker/cli/e2worker"
 timeout 240 "$dir/tests/gpu/gpu_check" bench || echo "run.sh: bench did not finish (exit $?)"
 
 if [ "$status" -eq 0 ]; then echo "run.sh: PASS"; else echo "run.sh: FAIL"; fi
