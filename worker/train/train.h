@@ -75,8 +75,13 @@ typedef struct {
 
 typedef struct e2w_train e2w_train;
 
-/* The training-state file inside a checkpoint directory (state.c); a step_N
- * directory without it is not a complete checkpoint. */
+/* A checkpoint directory <output_dir>/checkpoints/step_N/ holds
+ * model.safetensors + config.json (a Hugging Face model) and the training
+ * state (AdamW moments, fp32 master when the backend has one, step, data
+ * cursor, spec hash) in ckpt's container. It is written as step_N.tmp/ and
+ * renamed when complete. Ranks of a data-parallel job hold identical state:
+ * rank 0 writes the files, the others none. A step_N directory without the
+ * state file is not a complete checkpoint. */
 #define E2W_TRAIN_STATE_FILE "train_state.bin"
 
 /* Builds the trainer for a resolved spec (defaults applied, validated):
