@@ -19,7 +19,53 @@ static uint32_t kcuda_align_of(const void *p) {
     return al;
 }
 
-/* Column-major D (m, n) = op(A) (m, k) . op(B) (k, n) + beta * D [+ bias]. */
+/* ---- fallback for shapes cuBLASLt has no kernel for ----
+ * (e.g. odd leading dimensions such as a vocabulary of 257). A plain
+ * shared-memory tiled product, fp32 accumulation in a fixed order; slow but
+ * exact in its contract. Column-major X(r, c) = x[r + c * ldx]. */
+#define KCUDA_GEMM_TILE 16
+
+__global__ void kcuda_gemm_fallback_k(bf16 *d, const bf16 *a, const bf16 *b, int m, int n,
+                                      int k, int lda, int ldb, int ldd, int ta, int tb,
+                                      float beta, const bf16 *bias) {
+    __shared__ float As[KCUDA_GEMM_TILE][KCUDA_GEMM_TILE + 1];
+    __shared__ float Bs[KCUDA_GEMM_TILE][KCUDA_GEMM_TILE + 1];
+    int tx = threadIdx.x, ty = threadIdx.y;
+    int r = blockIdx.x * KCUDA_GEMM_TILE + tx, c = blockIdx.y * KCUDA_GEMM_TILE + ty;
+    float acc = 0.0f;
+    for (int k0 = 0; k0 < k; k0 += KCUDA_GEMM_TILE) {
+        int ak = k0 + ty, bk = k0 + tx;
+        /* As[kk][row] = op(A)(row, kk); Bs[kk][col] = op(B)(kk, col) */
+        As[ty][tx] = r < m && ak < k
+                         ? kcuda_f(ta ? a[(size_t)ak + (size_t)r * lda] : a[(size_t)r + (size_t)ak * lda])
+                         : 0.0f;
+        Bs[tx][ty] = c < n && bk < k
+                         ? kcuda_f(tb ? b[(size_t)c + (size_t)bk * ldb] : b[(size_t)bk + (size_t)c * ldb])
+                         : 0.0f;
+        __syncthreads();
+        for (int kk = 0; kk < KCUDA_GEMM_TILE; kk++) acc += As[kk][tx] * Bs[kk][ty];
+        __syncthreads();
+    }
+    if (r >= m || c >= n) return;
+    bf16 *dst = d + (size_t)r + (size_t)c * ldd;
+    float v = acc + (beta != 0.0f ? beta * kcuda_f(*dst) : 0.0f) + (bias ? kcuda_f(bias[r]) : 0.0f);
+    *dst = kcuda_b(v);
+}
+
+static void kcuda_gemm_fallback(void *d, const void *a, const void *b, int m, int n, int k,
+                                int lda, int ldb, int ldd, int ta, int tb, float beta,
+                                const void *bias) {
+    dim3 block(KCUDA_GEMM_TILE, KCUDA_GEMM_TILE);
+    dim3 grid((unsigned)((m + KCUDA_GEMM_TILE - 1) / KCUDA_GEMM_TILE),
+              (unsigned)((n + KCUDA_GEMM_TILE - 1) / KCUDA_GEMM_TILE));
+    kcuda_gemm_fallback_k<<<grid, block, 0, kcuda.stream>>>(
+        (bf16 *)d, (const bf16 *)a, (const bf16 *)b, m, n, k, lda, ldb, ldd, ta, tb, beta,
+        (const bf16 *)bias);
+    kcuda_launched();
+}
+
+/* Column-major D (m, n) = op(A) (m, k) . op(B) (k, n) + beta * D [+ bias];
+ * cuBLASLt when it has a kernel for the shape, else the fallback above. */
 static void kcuda_lt_gemm(void *d, const void *a, const void *b, int m, int n,
                           int k, int lda, int ldb, int ldd, int ta, int tb,
                           float beta, const void *bias) {
@@ -51,11 +97,17 @@ static void kcuda_lt_gemm(void *d, const void *a, const void *b, int m, int n,
     kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    kcuda_cublas_check(cublasLtMatmulAlgoGetHeuristic(kcuda.lt, op, la, lb, ld, ld, pref, 1, &heur, &found));
-    if (found == 0) kcuda_fail("cuBLASLt found no bf16 algorithm for this matmul shape", __FILE__, __LINE__);
-    float alpha = 1.0f;
-    kcuda_cublas_check(cublasLtMatmul(kcuda.lt, op, &alpha, a, la, b, lb, &beta, d, ld, d, ld,
-                                      &heur.algo, kcuda.lt_ws, kcuda.lt_ws_bytes, kcuda.stream));
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(kcuda.lt, op, la, lb, ld, ld, pref, 1,
+                                                       &heur, &found);
+    if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
+        float alpha = 1.0f;
+        kcuda_cublas_check(cublasLtMatmul(kcuda.lt, op, &alpha, a, la, b, lb, &beta, d, ld, d, ld,
+                                          &heur.algo, kcuda.lt_ws, kcuda.lt_ws_bytes, kcuda.stream));
+    } else if (st == CUBLAS_STATUS_SUCCESS || st == CUBLAS_STATUS_NOT_SUPPORTED) {
+        kcuda_gemm_fallback(d, a, b, m, n, k, lda, ldb, ldd, ta, tb, beta, bias);
+    } else {
+        kcuda_cublas_check(st);
+    }
     kcuda_cublas_check(cublasLtMatmulPreferenceDestroy(pref));
     kcuda_cublas_check(cublasLtMatrixLayoutDestroy(ld));
     kcuda_cublas_check(cublasLtMatrixLayoutDestroy(lb));

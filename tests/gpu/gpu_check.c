@@ -382,6 +382,7 @@ static int run_ops(void) {
     printf("== ops: CUDA vs CPU (act tol %.0e, fp32 tol %.0e)\n", TOL_BF16, TOL_F32);
     check_matmul(67, 96, 80, 0);
     check_matmul(64, 256, 192, 1);
+    check_matmul(50, 40, 257, 1); /* odd leading dimensions (a 257-token vocabulary) */
     check_embed();
     check_rmsnorm();
     check_rope();
