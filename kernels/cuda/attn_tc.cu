@@ -40,8 +40,6 @@ __device__ __forceinline__ void tc_mma(float c[4], const uint32_t a[4], const ui
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-__device__ __forceinline__ uint32_t tc_ld32(const bf16 *p) { return *(const uint32_t *)p; }
-
 __device__ __forceinline__ uint32_t tc_pack(bf16 lo, bf16 hi) {
     return (uint32_t)__bfloat16_as_ushort(lo) | ((uint32_t)__bfloat16_as_ushort(hi) << 16);
 }
@@ -50,30 +48,40 @@ __device__ __forceinline__ uint32_t tc_packf(float lo, float hi) {
     return tc_pack(__float2bfloat16_rn(lo), __float2bfloat16_rn(hi));
 }
 
+/* Fragments come from shared memory through ldmatrix: thread l gives the
+ * address of row l % 8 of 8x8 matrix l / 8, and receives (row l/4, columns
+ * 2(l%4), 2(l%4)+1) of each matrix, or with .trans (rows 2(l%4), 2(l%4)+1,
+ * column l/4): exactly the mma operand layouts above. Rows are 16-byte
+ * aligned (the padded row of D + 8 bf16 is a multiple of 16 bytes). */
+__device__ __forceinline__ uint32_t tc_saddr(const bf16 *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
 /* A from a row-major smem tile: rows r0.., columns c0.. */
 template <int SD>
 __device__ __forceinline__ void tc_frag_a(uint32_t a[4], const bf16 *s, int r0, int c0, int lane) {
-    const bf16 *p = s + (r0 + (lane >> 2)) * SD + c0 + 2 * (lane & 3);
-    a[0] = tc_ld32(p);
-    a[1] = tc_ld32(p + 8 * SD);
-    a[2] = tc_ld32(p + 8);
-    a[3] = tc_ld32(p + 8 * SD + 8);
+    const bf16 *p = s + (r0 + (lane & 7) + ((lane >> 3) & 1) * 8) * SD + c0 + (lane >> 4) * 8;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+                 : "r"(tc_saddr(p)));
 }
 
 /* B[k][n] = s[n0 + n][k0 + k]: the tile's rows are B's columns (K in Q K^T). */
 template <int SD>
 __device__ __forceinline__ void tc_frag_b_rows(uint32_t b[2], const bf16 *s, int n0, int k0, int lane) {
-    const bf16 *p = s + (n0 + (lane >> 2)) * SD + k0 + 2 * (lane & 3);
-    b[0] = tc_ld32(p);
-    b[1] = tc_ld32(p + 8);
+    const bf16 *p = s + (n0 + (lane & 7)) * SD + k0 + ((lane >> 3) & 1) * 8;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(b[0]), "=r"(b[1])
+                 : "r"(tc_saddr(p)));
 }
 
 /* B[k][n] = s[k0 + k][n0 + n]: the tile's rows are B's rows (V in P V). */
 template <int SD>
 __device__ __forceinline__ void tc_frag_b_cols(uint32_t b[2], const bf16 *s, int k0, int n0, int lane) {
-    const bf16 *p = s + (k0 + 2 * (lane & 3)) * SD + n0 + (lane >> 2);
-    b[0] = tc_pack(p[0], p[SD]);
-    b[1] = tc_pack(p[8 * SD], p[9 * SD]);
+    const bf16 *p = s + (k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * SD + n0;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(b[0]), "=r"(b[1])
+                 : "r"(tc_saddr(p)));
 }
 
 /* The A operand of a second product from two C accumulators (16 x 8 each)
