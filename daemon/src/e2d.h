@@ -225,7 +225,10 @@ void e2d_waiter_remove(e2d_waiter *w);
 void e2d_waiters_finish_all(e2d_server *srv);
 
 /* ---- local.c ---- */
-int local_start(e2d_server *srv, char *err, size_t errlen);
+/* Checks --worker-bin and prepares the workers/ folder (before serving). */
+int local_init(e2d_server *srv, char *err, size_t errlen);
+/* Spawns the workers (once the listener is up). */
+void local_start(e2d_server *srv);
 /* SIGTERM to every local worker's process group; SIGKILL follows. */
 void local_stop(e2d_server *srv);
 /* SIGKILL to every local worker's process group (after the grace). */

@@ -42,6 +42,23 @@ static void local_restart(uv_timer_t *t)
     local_spawn(t->data);
 }
 
+/* Waits out the backoff, then tries again; doubles the backoff. */
+static void local_backoff(e2d_local *l)
+{
+    uv_timer_start(&l->timer, local_restart, (uint64_t)l->backoff_ms, 0);
+    l->backoff_ms *= 2;
+    if (l->backoff_ms > LOCAL_BACKOFF_MAX_MS)
+        l->backoff_ms = LOCAL_BACKOFF_MAX_MS;
+}
+
+/* A failed uv_spawn still leaves a handle to close before it is reused. */
+static void local_spawn_failed(uv_handle_t *h)
+{
+    e2d_local *l = h->data;
+    if (!l->srv->shutting_down)
+        local_backoff(l);
+}
+
 static void local_exited(uv_process_t *p, int64_t status, int sig)
 {
     e2d_local *l = p->data;
@@ -62,10 +79,7 @@ static void local_exited(uv_process_t *p, int64_t status, int sig)
         return;
     if (lived > LOCAL_STABLE_MS)
         l->backoff_ms = LOCAL_BACKOFF_MIN_MS;
-    uv_timer_start(&l->timer, local_restart, (uint64_t)l->backoff_ms, 0);
-    l->backoff_ms *= 2;
-    if (l->backoff_ms > LOCAL_BACKOFF_MAX_MS)
-        l->backoff_ms = LOCAL_BACKOFF_MAX_MS;
+    local_backoff(l);
 }
 
 static void local_spawn(e2d_local *l)
@@ -118,10 +132,7 @@ static void local_spawn(e2d_local *l)
     if (rc < 0) {
         e2d_log("local worker %d: spawn %s: %s", l->index, srv->cfg.worker_bin,
                 uv_strerror(rc));
-        uv_close((uv_handle_t *)&l->proc, NULL);
-        uv_timer_start(&l->timer, local_restart, (uint64_t)l->backoff_ms, 0);
-        if ((l->backoff_ms *= 2) > LOCAL_BACKOFF_MAX_MS)
-            l->backoff_ms = LOCAL_BACKOFF_MAX_MS;
+        uv_close((uv_handle_t *)&l->proc, local_spawn_failed);
         return;
     }
     l->alive = 1;
@@ -133,7 +144,7 @@ static void local_spawn(e2d_local *l)
     e2d_log("local worker %d started (pid %d)", l->index, l->pid);
 }
 
-int local_start(e2d_server *srv, char *err, size_t errlen)
+int local_init(e2d_server *srv, char *err, size_t errlen)
 {
     char dir[JOBDIR_PATHLEN];
     if (!srv->cfg.local_workers)
@@ -156,9 +167,14 @@ int local_start(e2d_server *srv, char *err, size_t errlen)
         l->backoff_ms = LOCAL_BACKOFF_MIN_MS;
         uv_timer_init(srv->loop, &l->timer);
         l->timer.data = l;
-        local_spawn(l);
     }
     return 0;
+}
+
+void local_start(e2d_server *srv)
+{
+    for (int i = 0; i < srv->nlocals; i++)
+        local_spawn(&srv->locals[i]);
 }
 
 void local_stop(e2d_server *srv)

@@ -157,7 +157,8 @@ static int e2d_run_server(e2d_server *srv, char *err, size_t errlen)
     srv->hang_timeout_ms = (int64_t)(srv->cfg.hang_timeout * 1000.0);
     srv->loop = uv_default_loop();
     local_reap_stale(srv);
-    if (sched_recover(srv, err, errlen) < 0)
+    if (local_init(srv, err, errlen) < 0 ||
+        sched_recover(srv, err, errlen) < 0)
         return E2_ERR;
     rpc_log_set(e2d_rpc_log, srv);
     if (!(srv->rpc = rpc_server_new(srv->loop, srv)))
@@ -172,8 +173,7 @@ static int e2d_run_server(e2d_server *srv, char *err, size_t errlen)
     srv->sigterm.data = srv->sigint.data = srv;
     uv_signal_start(&srv->sigterm, e2d_shutdown, SIGTERM);
     uv_signal_start(&srv->sigint, e2d_shutdown, SIGINT);
-    if (local_start(srv, err, errlen) < 0)
-        return E2_ERR;
+    local_start(srv);
     e2d_log("state in %s (%d jobs stored), heartbeat timeout %.1f s",
             srv->cfg.state_dir, store_job_count(srv->db),
             srv->cfg.heartbeat_timeout);

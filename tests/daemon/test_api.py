@@ -242,6 +242,32 @@ def flags_and_config():
         assert p.wait(20) == 0
 
 
+def local_workers_restart_with_backoff():
+    r = _e2d("--state-dir", tempfile.mkdtemp(prefix="e2d_test_"),
+             "--local-workers", "1", "--worker-bin", "/nonexistent/e2worker")
+    assert r.returncode == 1 and "--worker-bin" in r.stderr, r.stderr
+    # A worker binary that dies at once is restarted, with growing pauses.
+    d = t.Daemon("--shutdown-grace", "1", "--local-workers", "2",
+                 "--worker-bin", "/bin/false")
+    c = d.start()
+    try:
+        time.sleep(2.5)
+        log = d.log()
+        for i in (0, 1):
+            n = log.count("local worker %d (pid" % i)
+            # 0.5 + 1 + 2 s of backoff: 2 or 3 exits in 2.5 s, not dozens.
+            assert 2 <= n <= 4, (i, n, log)
+        assert "exited with code 1" in log
+        assert len(c.call("ListJobs").jobs) == 0  # still serving
+        wlog = os.path.join(d.state_dir, "workers", "local-0.log")
+        assert os.path.exists(wlog)
+    finally:
+        c.close()
+        rc = d.stop()
+        d.cleanup()
+    assert rc == 0
+
+
 def tcp_listen():
     import socket
     s = socket.socket()
@@ -268,4 +294,5 @@ def tcp_listen():
 if __name__ == "__main__":
     t.run_cases([submit_validation, request_id_idempotent,
                  list_filters_and_pages, watch_and_logs, metrics_and_events,
-                 flags_and_config, tcp_listen])
+                 flags_and_config, local_workers_restart_with_backoff,
+                 tcp_listen])
