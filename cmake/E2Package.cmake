@@ -16,6 +16,10 @@ set(CPACK_PACKAGE_DESCRIPTION
 set(CPACK_SET_DESTDIR ON)
 set(CPACK_INSTALL_PREFIX /usr)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+if(E2_HAVE_CUDA)
+  string(APPEND CPACK_PACKAGE_DESCRIPTION
+         "\nBuilt with CUDA: GPU nodes need the NVIDIA driver and the CUDA runtime,\ncuBLAS and NCCL of the toolkit it was built with.")
+endif()
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
