@@ -57,10 +57,10 @@ case $out in
 esac
 
 # The worker's command line as systemd builds it for e2worker@0 from
-# worker.conf (%i = 0, %H = host), checked by e2worker's flag parser.
+# worker.conf (%i = 0), checked by e2worker's flag parser.
 # EnvironmentFile= takes each KEY=value line verbatim (spaces included).
 exec_line=$(sed -n 's/^ExecStart=//p' "$units/e2worker@.service" |
-    sed 's/%i/0/g; s/%H/testhost/g')
+    sed "s/%i/0/g")
 set --
 while IFS= read -r l; do
     case $l in '' | '#'* | ';'*) continue ;; esac
