@@ -131,29 +131,17 @@ static long bench_rss_kb(pid_t pid)
     return kb;
 }
 
-int main(int argc, char **argv)
+/* Starts e2d on a new temporary state dir; fills dir and addr. */
+static pid_t bench_daemon(const char *e2d, char *dir, char *addr, size_t n)
 {
-    char dir[] = "/tmp/bench_e2d_XXXXXX", sock[128], addr[160], err[256];
-    const char *e2d = E2D_PATH;
-    double secs = 3;
-    rpc_client *client;
-    E2__V1__JobSpec *spec;
-    bench_ctx one;
-    char *job = NULL;
+    char sock[160];
     pid_t pid;
-    int stored;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--seconds"))
-            secs = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--e2d"))
-            e2d = argv[i + 1];
-    }
     if (!mkdtemp(dir)) {
         perror("bench: mkdtemp");
-        return 1;
+        return -1;
     }
     snprintf(sock, sizeof sock, "%s/e2d.sock", dir);
-    snprintf(addr, sizeof addr, "unix:%s", sock);
+    snprintf(addr, n, "unix:%s", sock);
     if ((pid = fork()) == 0) {
         if (!freopen("/dev/null", "w", stderr))
             _exit(127);
@@ -162,18 +150,66 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < 200 && access(sock, F_OK) < 0; i++)
         usleep(50000);
+    return pid;
+}
+
+static void bench_daemon_stop(pid_t pid, const char *dir)
+{
+    char cmd[256];
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench: could not remove %s\n", dir);
+}
+
+typedef struct bench_fill {
+    bench_ctx c;
+    int n;
+} bench_fill;
+
+static void *bench_fill_thread(void *arg)
+{
+    bench_fill *f = arg;
+    for (int i = 0; i < f->n; i++)
+        if (bench_call(&f->c, NULL) != RPC_OK)
+            f->c.errors++;
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    char dir[] = "/tmp/bench_e2d_XXXXXX", dir2[] = "/tmp/bench_e2d_XXXXXX";
+    char addr[200], err[256];
+    const char *e2d = E2D_PATH;
+    double secs = 3;
+    rpc_client *client;
+    E2__V1__JobSpec *spec;
+    bench_ctx one;
+    bench_fill fill[8];
+    pthread_t th[8];
+    char *job = NULL;
+    long rss0;
+    pid_t pid;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--seconds"))
+            secs = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--e2d"))
+            e2d = argv[i + 1];
+    }
     if (!(spec = e2_spec_parse(bench_spec_json, strlen(bench_spec_json), err,
                                sizeof err))) {
         fprintf(stderr, "bench: %s\n", err);
         return 1;
     }
+    if ((pid = bench_daemon(e2d, dir, addr, sizeof addr)) < 0)
+        return 1;
     if (!(client = rpc_client_new(addr, err, sizeof err))) {
         fprintf(stderr, "bench: %s\n", err);
         return 1;
     }
-    printf("e2d bench: %s, state dir %s (unix socket), %.1f s per figure, "
-           "%ld CPUs\n", e2d, dir, secs, sysconf(_SC_NPROCESSORS_ONLN));
-    printf("e2d RSS at start: %ld KiB\n", bench_rss_kb(pid));
+    printf("e2d bench: %s, state dir under /tmp, unix socket, %.1f s per "
+           "figure, %ld CPUs\n", e2d, secs, sysconf(_SC_NPROCESSORS_ONLN));
     one = (bench_ctx){client, spec, NULL, 1, 0, 0, 0, 0};
     if (bench_call(&one, &job) != RPC_OK) {
         kill(pid, SIGKILL);
@@ -183,36 +219,25 @@ int main(int argc, char **argv)
     bench_run(client, spec, job, 1, 8, secs);
     bench_run(client, spec, job, 0, 1, secs);
     bench_run(client, spec, job, 0, 8, secs);
-    /* Memory with 1 000 stored jobs: bring the count to exactly that when
-     * the runs above stored fewer (more is reported as is). */
-    {
-        E2__V1__ListJobsRequest lr = E2__V1__LIST_JOBS_REQUEST__INIT;
-        ProtobufCMessage *resp = NULL;
-        char msg[256];
-        stored = 0;
-        lr.has_page_size = 1;
-        lr.page_size = 1;
-        if (rpc_client_call(client, "/e2.v1.Coordinator/ListJobs", &lr.base,
-                            &e2__v1__list_jobs_response__descriptor, &resp,
-                            10000, msg, sizeof msg) == RPC_OK &&
-            ((E2__V1__ListJobsResponse *)resp)->n_jobs)
-            stored = atoi(((E2__V1__ListJobsResponse *)resp)->jobs[0]->id + 2);
-        if (resp)
-            protobuf_c_message_free_unpacked(resp, NULL);
-    }
-    for (; stored < 1000; stored++)
-        bench_call(&one, NULL);
-    printf("e2d RSS with %d stored jobs: %ld KiB\n", stored, bench_rss_kb(pid));
     rpc_client_free(client);
+    bench_daemon_stop(pid, dir);
+
+    /* Memory: a fresh e2d, exactly 1 000 jobs stored through it. */
+    if ((pid = bench_daemon(e2d, dir2, addr, sizeof addr)) < 0 ||
+        !(client = rpc_client_new(addr, err, sizeof err)))
+        return 1;
+    rss0 = bench_rss_kb(pid);
+    for (int i = 0; i < 8; i++) {
+        fill[i] = (bench_fill){{client, spec, NULL, 1, 0, 0, 0, 0}, 125};
+        pthread_create(&th[i], NULL, bench_fill_thread, &fill[i]);
+    }
+    for (int i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    printf("e2d VmRSS: %ld KiB at start, %ld KiB with 1000 stored jobs\n",
+           rss0, bench_rss_kb(pid));
+    rpc_client_free(client);
+    bench_daemon_stop(pid, dir2);
     e2_spec_free(spec);
     free(job);
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
-    {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "bench: could not remove %s\n", dir);
-    }
     return 0;
 }

@@ -260,6 +260,7 @@ static int api_request_id_ok(const char *s)
     return 1;
 }
 
+/* The reply leaves with its batch's commit (batch.c). */
 static void api_reply_submit(e2d_server *srv, rpc_call *call,
                              const store_job *j, int created)
 {
@@ -270,11 +271,11 @@ static void api_reply_submit(e2d_server *srv, rpc_call *call,
         r->has_created = 1;
         r->created = created;
     }
-    api_reply(call, r);
+    e2d_batch_reply(srv, call, r ? &r->base : NULL);
 }
 
-/* Inserts the job, its first event and its directory in one transaction:
- * the reply goes out only once all three are durable. */
+/* Inserts the job, its first event and its directory in one savepoint of
+ * the open batch: the reply goes out only once all three are durable. */
 static int api_store_job(e2d_server *srv, const E2__V1__JobSpec *spec,
                          const E2__V1__JobSpec *full, const char *rid,
                          store_job *j, char *err, size_t errlen)
@@ -306,14 +307,14 @@ static int api_store_job(e2d_server *srv, const E2__V1__JobSpec *spec,
         goto out;
     store_event e = {j->created_ms, JOBSTATE_UNSPECIFIED, JOBSTATE_PENDING,
                      "submitted"};
-    if (store_job_insert(srv->db, j, labels, (int)spec->n_labels, err,
-                         errlen) < 0 ||
-        store_event_add(srv->db, j->id, &e, err, errlen) < 0 ||
-        jobdir_create(srv->cfg.state_dir, j->id, pretty, err, errlen) < 0 ||
-        store_commit(srv->db, err, errlen) < 0) {
-        store_rollback(srv->db);
+    if (store_end(srv->db,
+                  store_job_insert(srv->db, j, labels, (int)spec->n_labels,
+                                   err, errlen) == 0 &&
+                      store_event_add(srv->db, j->id, &e, err, errlen) == 0 &&
+                      jobdir_create(srv->cfg.state_dir, j->id, pretty, err,
+                                    errlen) == 0,
+                  err, errlen) < 0)
         goto out;
-    }
     rc = 0;
 out:
     free(labels);
@@ -374,7 +375,9 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         api_fail(call, RPC_INVALID_ARGUMENT, "%s", err);
         return;
     }
-    rc = api_store_job(srv, req->spec, full, rid, &j, err, sizeof err);
+    rc = e2d_batch_join(srv, err, sizeof err);
+    if (rc == 0)
+        rc = api_store_job(srv, req->spec, full, rid, &j, err, sizeof err);
     e2_spec_free(full);
     if (rc < 0) {
         store_job_free(&j);
@@ -386,7 +389,7 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
             j.num_workers == 1 ? "" : "s", j.priority);
     api_reply_submit(srv, call, &j, 1);
     store_job_free(&j);
-    sched_run_queue(srv);
+    srv->sched_pending = 1;
 }
 
 /* ---- GetJob, CancelJob ---- */
@@ -397,6 +400,7 @@ static void api_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     e2d_server *srv = ud;
     E2__V1__GetJobResponse *r;
     store_job j;
+    e2d_batch_flush(srv);
     if (api_load(srv, call, req->id, &j) < 0)
         return;
     if ((r = malloc(sizeof *r))) {
@@ -416,6 +420,7 @@ static void api_cancel(rpc_call *call, const ProtobufCMessage *msg, void *ud)
                         ? (int64_t)req->grace_seconds * 1000
                         : API_CANCEL_GRACE_MS;
     store_job j;
+    e2d_batch_flush(srv);
     if (api_load(srv, call, req->id, &j) < 0)
         return;
     if (sched_cancel(srv, &j, grace) < 0) {
@@ -460,6 +465,7 @@ static void api_list_jobs(rpc_call *call, const ProtobufCMessage *msg,
     uint32_t size = req->has_page_size && req->page_size ? req->page_size
                                                          : API_PAGE_DEFAULT;
     E2__V1__ListJobsResponse *r;
+    e2d_batch_flush(srv);
     memset(&q, 0, sizeof q);
     if (size > API_PAGE_MAX) {
         api_fail(call, RPC_INVALID_ARGUMENT,
@@ -542,6 +548,7 @@ static void api_watch(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     e2d_server *srv = ud;
     E2__V1__JobEvent *e;
     store_job j;
+    e2d_batch_flush(srv);
     if (api_load(srv, call, req->id, &j) < 0)
         return;
     if ((e = e2d_job_event_msg(srv, &j,
@@ -559,6 +566,7 @@ static void api_watch(rpc_call *call, const ProtobufCMessage *msg, void *ud)
 
 static void api_logs(rpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
+    e2d_batch_flush(ud);
     logs_start(ud, call, (const E2__V1__StreamLogsRequest *)msg);
 }
 
@@ -596,6 +604,7 @@ static void api_workers(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     e2d_server *srv = ud;
     E2__V1__ListWorkersResponse *r = malloc(sizeof *r);
     api_list l = {0};
+    e2d_batch_flush(srv);
     if (r) {
         e2__v1__list_workers_response__init(r);
         for (e2d_worker *w = srv->workers; w; w = w->next)
@@ -642,6 +651,7 @@ static void api_metrics(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     api_points p = {{0}, req->has_since_step ? req->since_step : 0};
     E2__V1__GetMetricsResponse *r;
     store_job j;
+    e2d_batch_flush(srv);
     if (api_load(srv, call, req->id, &j) < 0)
         return;
     if (store_metric_list(srv->db, j.id, api_point_msg, &p, err, sizeof err) <

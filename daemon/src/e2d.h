@@ -12,6 +12,7 @@
  *
  * Module map:
  *   main.c    flags, startup recovery, signals, shutdown
+ *   batch.c   group commit of SubmitJob
  *   jobs.c    transitions (store + event + watchers), progress, failures
  *   sched.c   worker registry, gang scheduling, faults, cancel, cron
  *   ckpt.c    two-phase checkpoint commit and retention
@@ -102,6 +103,13 @@ typedef struct e2d_kill {
     int64_t at_ms;
 } e2d_kill;
 
+/* A SubmitJob reply waiting for its batch's commit (batch.c). */
+typedef struct e2d_reply {
+    struct e2d_reply *next;
+    rpc_call *call;
+    ProtobufCMessage *msg;
+} e2d_reply;
+
 /* One --local-workers process. */
 typedef struct e2d_local {
     struct e2d_server *srv;
@@ -128,6 +136,9 @@ typedef struct e2d_server {
     e2d_local *locals;
     int nlocals;
     int64_t hb_interval_ms, hb_timeout_ms, hang_timeout_ms;
+    uv_check_t batch_check;    /* flushes the batch at the end of a turn */
+    e2d_reply *batch, **batch_tail; /* replies waiting for the commit */
+    int batch_open;            /* a group-commit transaction is open */
     int sched_pending;         /* run the scheduler at the next cron */
     int shutting_down;         /* SIGTERM/SIGINT seen */
     int rpc_down;              /* the RPC server has shut down */
@@ -138,6 +149,17 @@ typedef struct e2d_server {
 /* ---- main.c ---- */
 int64_t e2d_now_ms(void);
 void e2d_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- batch.c ---- */
+/* Opens the group-commit transaction (if not open). */
+int e2d_batch_join(e2d_server *srv, char *err, size_t errlen);
+/* Replies after the batch commits (at once when none is open); takes the
+ * message. */
+void e2d_batch_reply(e2d_server *srv, rpc_call *call, ProtobufCMessage *msg);
+/* Commits the open batch and sends its replies; every entry point other
+ * than SubmitJob calls it first. */
+void e2d_batch_flush(e2d_server *srv);
+void e2d_batch_start(e2d_server *srv);
 
 /* ---- jobs.c ---- */
 /* Moves j to state `to` (must be legal), stores row + event in one

@@ -21,6 +21,12 @@ void jobdir_path(const char *state_dir, const char *id, char *out)
     snprintf(out, JOBDIR_PATHLEN, "%s/jobs/%s", state_dir, id);
 }
 
+static int jobdir_append(const char *path, const char *data, size_t len,
+                         char *err, size_t errlen);
+
+/* spec.json is a copy for people and tools; the record is the database
+ * (and workers get the spec in their Assignment), so it is written without
+ * an fsync: a SubmitJob then costs one fsync, the database's. */
 int jobdir_create(const char *state_dir, const char *id, const char *spec_json,
                   char *err, size_t errlen)
 {
@@ -30,7 +36,8 @@ int jobdir_create(const char *state_dir, const char *id, const char *spec_json,
     if (e2_mkdir_p(p, 0755, err, errlen) < 0)
         return E2_ERR;
     snprintf(p, sizeof p, "%s/spec.json", dir);
-    return e2_write_file_atomic(p, spec_json, strlen(spec_json), err, errlen);
+    unlink(p);
+    return jobdir_append(p, spec_json, strlen(spec_json), err, errlen);
 }
 
 static int jobdir_rm_one(const char *path, const struct stat *st, int flag,

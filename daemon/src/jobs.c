@@ -41,10 +41,10 @@ int e2d_job_transition(e2d_server *srv, store_job *j, int to,
     if (to == JOBSTATE_STARTING && !j->started_ms)
         j->started_ms = now;
     if (store_begin(srv->db, err, sizeof err) < 0 ||
-        store_job_update(srv->db, j, err, sizeof err) < 0 ||
-        store_event_add(srv->db, j->id, &e, err, sizeof err) < 0 ||
-        store_commit(srv->db, err, sizeof err) < 0) {
-        store_rollback(srv->db);
+        store_end(srv->db,
+                  store_job_update(srv->db, j, err, sizeof err) == 0 &&
+                      store_event_add(srv->db, j->id, &e, err, sizeof err) == 0,
+                  err, sizeof err) < 0) {
         e2d_log("job %s: storing %s -> %s failed: %s", j->id,
                 jobstate_name(from), jobstate_name(to), err);
         free(j->reason);

@@ -66,6 +66,7 @@ static void local_exited(uv_process_t *p, int64_t status, int sig)
     char pf[JOBDIR_PATHLEN];
     int pid = l->pid;
     int64_t lived = e2d_now_ms() - l->started_ms;
+    e2d_batch_flush(srv);
     local_pidfile(srv, l->index, pf, sizeof pf);
     unlink(pf);
     /* Its children (the group) go with it: a trainer must not outlive it. */

@@ -56,6 +56,7 @@ static void e2d_rpc_log(int severity, const char *file, int line,
 static void e2d_close_all(e2d_server *srv)
 {
     uv_close((uv_handle_t *)&srv->cron, NULL);
+    uv_close((uv_handle_t *)&srv->batch_check, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     local_close(srv);
@@ -72,6 +73,7 @@ static void e2d_rpc_down(rpc_server *rpc)
 static void e2d_cron(uv_timer_t *t)
 {
     e2d_server *srv = t->data;
+    e2d_batch_flush(srv);
     if (srv->shutting_down) {
         if (srv->kill_locals_ms && e2d_now_ms() >= srv->kill_locals_ms) {
             local_kill(srv);
@@ -93,6 +95,7 @@ static void e2d_shutdown(uv_signal_t *s, int signum)
     e2d_server *srv = s->data;
     if (srv->shutting_down)
         return;
+    e2d_batch_flush(srv);
     srv->shutting_down = 1;
     e2d_log("signal %d: shutting down (grace %.1f s)", signum,
             srv->cfg.shutdown_grace);
@@ -165,6 +168,7 @@ static int e2d_run_server(e2d_server *srv, char *err, size_t errlen)
         return e2_errf(err, errlen, "out of memory");
     if (e2d_listen(srv, err, errlen) < 0)
         return E2_ERR;
+    e2d_batch_start(srv);
     uv_timer_init(srv->loop, &srv->cron);
     srv->cron.data = srv;
     uv_timer_start(&srv->cron, e2d_cron, E2D_CRON_MS, E2D_CRON_MS);

@@ -323,10 +323,14 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
         sched_worker_save(srv, w);
         snprintf(run->workers[r], sizeof run->workers[r], "%s", w->row.id);
     }
-    if (store_rdv_clear(srv->db, j->id, attempt, err, sizeof err) < 0 ||
-        store_metric_trim(srv->db, j->id, j->step, err, sizeof err) < 0 ||
-        e2d_job_transition(srv, j, JOBSTATE_STARTING, reason) < 0 ||
-        store_commit(srv->db, err, sizeof err) < 0)
+    if (store_end(srv->db,
+                  store_rdv_clear(srv->db, j->id, attempt, err,
+                                  sizeof err) == 0 &&
+                      store_metric_trim(srv->db, j->id, j->step, err,
+                                        sizeof err) == 0 &&
+                      e2d_job_transition(srv, j, JOBSTATE_STARTING,
+                                         reason) == 0,
+                  err, sizeof err) < 0)
         goto fail_tx;
     for (int r = 0; r < j->num_workers; r++) {
         E2__V1__Command *c = sched_assignment(srv, j, r, step >= 0 ? ckpt : "",
@@ -336,12 +340,13 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
     }
     return 0;
 fail_tx:
-    store_rollback(srv->db);
     e2d_log("job %s: start failed: %s", j->id, err);
     j->attempt = attempt - 1;
     for (int r = 0; r < j->num_workers; r++) {
         gang[r]->row.state = WS_IDLE;
         gang[r]->row.job[0] = 0;
+        gang[r]->row.attempt = 0;
+        gang[r]->row.rank = -1;
     }
 fail:
     for (e2d_run **p = &srv->runs; *p; p = &(*p)->next)

@@ -82,7 +82,8 @@ enum {
     Q_WSEQ_BUMP, Q_WSEQ_GET, Q_WORKER_PUT, Q_WORKER_LIST,
     Q_CKPT_ADD, Q_CKPT_DEL, Q_CKPT_LIST, Q_METRIC_ADD, Q_METRIC_LIST,
     Q_METRIC_TRIM,
-    Q_RDV_PUT, Q_RDV_GET, Q_RDV_CLEAR, Q_JOB_QUEUED, Q_JOB_STATES, Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_N
+    Q_RDV_PUT, Q_RDV_GET, Q_RDV_CLEAR, Q_JOB_QUEUED, Q_JOB_STATES, Q_BEGIN,
+    Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO, Q_N
 };
 
 #define JOB_COLS \
@@ -147,12 +148,15 @@ static const char *store_sql[Q_N] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
+    [Q_SAVEPOINT] = "SAVEPOINT n",
+    [Q_RELEASE] = "RELEASE n",
+    [Q_ROLLBACK_TO] = "ROLLBACK TO n",
 };
 
 struct store {
     sqlite3 *db;
     sqlite3_stmt *stmt[Q_N];
-    int in_tx; /* depth of store_begin .. store_commit nesting */
+    int in_tx; /* open levels: 1 = BEGIN, each further one a SAVEPOINT */
 };
 
 static int store_fail(store *s, char *err, size_t errlen, const char *what)
@@ -291,7 +295,7 @@ static int store_simple(store *s, int q, char *err, size_t errlen)
 
 int store_begin(store *s, char *err, size_t errlen)
 {
-    if (s->in_tx == 0 && store_simple(s, Q_BEGIN, err, errlen) < 0)
+    if (store_simple(s, s->in_tx ? Q_SAVEPOINT : Q_BEGIN, err, errlen) < 0)
         return E2_ERR;
     s->in_tx++;
     return 0;
@@ -299,25 +303,36 @@ int store_begin(store *s, char *err, size_t errlen)
 
 int store_commit(store *s, char *err, size_t errlen)
 {
-    int rc;
     if (s->in_tx <= 0)
-        return e2_errf(err, errlen, "commit without a transaction "
-                       "(rolled back earlier)");
-    if (--s->in_tx > 0)
-        return 0;
-    rc = store_simple(s, Q_COMMIT, err, errlen);
-    if (rc < 0) {
-        s->in_tx = 1;
+        return e2_errf(err, errlen, "commit without a transaction");
+    if (store_simple(s, s->in_tx > 1 ? Q_RELEASE : Q_COMMIT, err, errlen) <
+        0) {
         store_rollback(s);
+        return E2_ERR;
     }
-    return rc;
+    s->in_tx--;
+    return 0;
+}
+
+int store_end(store *s, int ok, char *err, size_t errlen)
+{
+    if (ok)
+        return store_commit(s, err, errlen);
+    store_rollback(s);
+    return E2_ERR;
 }
 
 void store_rollback(store *s)
 {
-    if (s->in_tx > 0)
+    if (s->in_tx <= 0)
+        return;
+    if (s->in_tx > 1) {
+        store_simple(s, Q_ROLLBACK_TO, NULL, 0);
+        store_simple(s, Q_RELEASE, NULL, 0);
+    } else {
         store_simple(s, Q_ROLLBACK, NULL, 0);
-    s->in_tx = 0;
+    }
+    s->in_tx--;
 }
 
 /* ---- jobs ---- */

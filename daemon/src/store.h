@@ -110,9 +110,14 @@ void store_close(store *s);
 int store_version(store *s);
 
 /* Explicit transactions group several writes into one commit. They nest:
- * only the outermost begin/commit pair reaches SQLite; a rollback at any
- * depth rolls the whole transaction back. */
+ * the outermost level is a transaction, inner ones are savepoints, so a
+ * rollback undoes only its own level. Every store_begin that succeeded is
+ * closed by exactly one store_commit or store_rollback; a failed
+ * store_commit has already rolled its level back. Only the outermost
+ * commit makes anything durable. */
 int store_begin(store *s, char *err, size_t errlen);
+/* Closes the level: commits when ok, else rolls back and fails. */
+int store_end(store *s, int ok, char *err, size_t errlen);
 int store_commit(store *s, char *err, size_t errlen);
 void store_rollback(store *s);
 

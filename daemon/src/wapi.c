@@ -97,6 +97,7 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
     E2__V1__RegisterWorkerResponse *r;
     e2d_worker *w;
     e2d_run *run;
+    e2d_batch_flush(srv);
     if (srv->shutting_down) {
         wapi_fail(call, RPC_UNAVAILABLE, "e2d is shutting down");
         return;
@@ -222,10 +223,11 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank,
         store_metric m = {p->step, j.attempt, p->loss, p->lr, p->grad_norm,
                           tps, now};
         if (store_begin(srv->db, err, sizeof err) < 0 ||
-            store_job_update(srv->db, &j, err, sizeof err) < 0 ||
-            store_metric_add(srv->db, j.id, &m, err, sizeof err) < 0 ||
-            store_commit(srv->db, err, sizeof err) < 0) {
-            store_rollback(srv->db);
+            store_end(srv->db,
+                      store_job_update(srv->db, &j, err, sizeof err) == 0 &&
+                          store_metric_add(srv->db, j.id, &m, err,
+                                           sizeof err) == 0,
+                      err, sizeof err) < 0) {
             e2d_log("job %s: progress not stored: %s", j.id, err);
         } else {
             wapi_metric_line(srv, &j, p, now);
@@ -243,8 +245,9 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
     e2d_server *srv = ud;
     char err[E2_ERRLEN];
     E2__V1__HeartbeatResponse *r;
-    e2d_worker *w = wapi_worker(srv, call, req->worker_id);
-    if (!w)
+    e2d_worker *w;
+    e2d_batch_flush(srv);
+    if (!(w = wapi_worker(srv, call, req->worker_id)))
         return;
     w->seen_ms = e2d_now_ms();
     if (w->row.state == WS_LOST) {
@@ -300,6 +303,7 @@ static void wapi_report_checkpoint(rpc_call *call, const ProtobufCMessage *msg,
     e2d_worker *w;
     e2d_run *run;
     int committed, rc;
+    e2d_batch_flush(srv);
     if (!(w = wapi_worker(srv, call, req->worker_id)) ||
         !(run = wapi_run(srv, call, w, req->job_id, (int)req->attempt,
                          (int)req->rank)))
@@ -352,6 +356,7 @@ static void wapi_rdv_put(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     char err[E2_ERRLEN];
     E2__V1__RendezvousPutResponse *r;
     e2d_worker *w;
+    e2d_batch_flush(srv);
     if (!(w = wapi_worker(srv, call, req->worker_id)) ||
         !wapi_run(srv, call, w, req->job_id, (int)req->attempt, w->row.rank))
         return;
@@ -383,6 +388,7 @@ static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     e2d_worker *w;
     e2d_waiter *wt;
     int rc;
+    e2d_batch_flush(srv);
     if (!(w = wapi_worker(srv, call, req->worker_id)) ||
         !wapi_run(srv, call, w, req->job_id, (int)req->attempt, w->row.rank))
         return;
@@ -553,6 +559,7 @@ static void wapi_report_done(rpc_call *call, const ProtobufCMessage *msg,
     e2d_worker *w;
     e2d_run *run;
     int rank = (int)req->rank, attempt = (int)req->attempt, current;
+    e2d_batch_flush(srv);
     if (!(w = wapi_worker(srv, call, req->worker_id)))
         return;
     if (!req->job_id || w->row.state != WS_BUSY ||

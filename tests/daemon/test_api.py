@@ -91,6 +91,34 @@ def request_id_idempotent(d, c):
 
 
 @with_daemon
+def concurrent_submits(d, c):
+    """Concurrent SubmitJobs share commits (group commit): each reply names
+    a stored job, ids are distinct, and one request_id still makes one
+    job even when its copies arrive together."""
+    import concurrent.futures as cf
+    def submit(i):
+        rid = "same" if i % 2 else "r%d" % i
+        r = c.call("SubmitJob", spec=t.small_spec("c%d" % i), request_id=rid)
+        return rid, r.job.id, r.created
+    with cf.ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(submit, range(64)))
+    same = {jid for rid, jid, _ in got if rid == "same"}
+    assert len(same) == 1, same
+    assert sum(1 for rid, _, created in got if rid == "same" and created) == 1
+    others = [jid for rid, jid, _ in got if rid != "same"]
+    assert len(set(others)) == 32 and not (set(others) & same)
+    listed = {j.id for j in c.call("ListJobs", page_size=1000).jobs}
+    assert listed == set(others) | same
+    # Durable: a kill -9 right now loses none of them.
+    d.kill9()
+    c2 = d.start()
+    try:
+        assert {j.id for j in c2.call("ListJobs", page_size=1000).jobs} == listed
+    finally:
+        c2.close()
+
+
+@with_daemon
 def list_filters_and_pages(d, c):
     ids = []
     for i in range(7):
@@ -292,7 +320,7 @@ def tcp_listen():
 
 
 if __name__ == "__main__":
-    t.run_cases([submit_validation, request_id_idempotent,
+    t.run_cases([submit_validation, request_id_idempotent, concurrent_submits,
                  list_filters_and_pages, watch_and_logs, metrics_and_events,
                  flags_and_config, local_workers_restart_with_backoff,
                  tcp_listen])

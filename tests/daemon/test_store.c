@@ -143,6 +143,43 @@ static int request_id_unique(void)
     return 0;
 }
 
+/* Inner levels are savepoints: rolling one back keeps the outer work. */
+static int nested_transactions(void)
+{
+    char err[E2_ERRLEN];
+    store *s;
+    store_job a, b, g;
+    scratch();
+    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(store_begin(s, err, sizeof err) == 0);
+    CHECK(insert(s, "outer", 0, NULL, &a) == 0);
+    CHECK(store_begin(s, err, sizeof err) == 0);
+    CHECK(insert(s, "inner", 0, NULL, &b) == 0);
+    store_rollback(s);
+    CHECK(store_begin(s, err, sizeof err) == 0);
+    CHECK(store_end(s, 1, err, sizeof err) == 0);
+    CHECK(store_commit(s, err, sizeof err) == 0);
+    CHECK(store_commit(s, err, sizeof err) < 0); /* nothing left open */
+    store_close(s);
+    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(store_job_by_request(s, "outer", &g, err, sizeof err) == 0);
+    store_job_free(&g);
+    CHECK(store_job_by_request(s, "inner", &g, err, sizeof err) ==
+          STORE_NOTFOUND);
+    CHECK(store_job_count(s) == 1);
+    /* An uncommitted outer level is gone after close. */
+    CHECK(store_begin(s, err, sizeof err) == 0);
+    store_job_free(&b);
+    CHECK(insert(s, "lost", 0, NULL, &b) == 0);
+    store_close(s);
+    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(store_job_count(s) == 1);
+    store_close(s);
+    store_job_free(&a);
+    store_job_free(&b);
+    return 0;
+}
+
 struct seen { int n; char ids[16][STORE_IDLEN]; int64_t last; };
 
 static int collect(void *ud, const store_job *j)
@@ -278,6 +315,7 @@ int main(void)
     fails += newer_schema_refused();
     fails += update_roundtrip();
     fails += request_id_unique();
+    fails += nested_transactions();
     fails += list_filters_and_pages();
     fails += events_ckpts_metrics_rdv();
     if (fails)
