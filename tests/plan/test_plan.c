@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "e2/v1/job.pb-c.h"
 #include "k.h"
@@ -214,6 +215,30 @@ static void case_cli_status(void) {
     EXPECT(e2w_plan_main(2, missing, err, sizeof err) == 2 && strstr(err, "--model"), "missing: %s", err);
 }
 
+/* --model takes a Hugging Face config.json (or its directory). */
+static void case_cli_config_file(void) {
+    char dir[] = "/tmp/e2-plan-XXXXXX", path[64], err[512] = "";
+    EXPECT(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    EXPECT(f != NULL, "create %s", path);
+    if (f == NULL) return;
+    fputs("{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_hidden_layers\": 2,"
+          " \"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"intermediate_size\": 16,"
+          " \"vocab_size\": 32, \"max_position_embeddings\": 64}\n", f);
+    fclose(f);
+    char *fits[] = {"--model", dir, "--gpus", "1", "--gpu-mem", "80"};
+    char *tiny[] = {"--model", path, "--gpus", "1", "--gpu-mem", "0.5"};
+    EXPECT(e2w_plan_main(6, fits, err, sizeof err) == 0, "small config.json on 80 GB: %s", err);
+    EXPECT(e2w_plan_main(6, tiny, err, sizeof err) == 1, "0.5 GB is below the runtime reserve");
+    char missing[80];
+    snprintf(missing, sizeof missing, "%s/nope", dir);
+    char *bad[] = {"--model", missing, "--gpus", "1", "--gpu-mem", "80"};
+    EXPECT(e2w_plan_main(6, bad, err, sizeof err) == 2, "missing config: %s", err);
+    remove(path);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv) {
     struct { const char *name; void (*fn)(void); } cases[] = {
         {"hand_counts", case_hand_counts},
@@ -224,6 +249,7 @@ int main(int argc, char **argv) {
         {"bad_config", case_bad_config},
         {"check_job", case_check_job},
         {"cli_status", case_cli_status},
+        {"cli_config_file", case_cli_config_file},
     };
     int ran = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
