@@ -41,7 +41,8 @@ static const char usage[] =
     "  version\n"
     "      Print the version.\n"
     "  --coordinator ADDR [...]\n"
-    "      Agent mode: serve the e2d at ADDR (e2worker --coordinator --help).\n";
+    "      Agent mode: register with the e2d at ADDR and run the job ranks it\n"
+    "      assigns (flags: e2worker --coordinator ADDR --help).\n";
 
 int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out,
                    char *err, size_t errlen) {
