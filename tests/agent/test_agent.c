@@ -402,8 +402,8 @@ static void test_args(void) {
     char *eq[] = {"e2worker", "--coordinator=unix:/a.sock", "--device=cpu", "--name=n2"};
     CHECK(e2w_agent_parse_args(4, eq, &c, err, sizeof err) == 0);
     CHECK(!strcmp(c.coordinator, "unix:/a.sock") && !strcmp(c.name, "n2"));
-    char *help[] = {"e2worker", "--help"};
-    CHECK(e2w_agent_parse_args(2, help, &c, err, sizeof err) == 1);
+    char *help[] = {"e2worker", "--coordinator", "--help"};
+    CHECK(e2w_agent_parse_args(3, help, &c, err, sizeof err) == 1);
 }
 
 /* ---- rendezvous through the agent's job hooks ---- */

@@ -28,10 +28,16 @@ const char *e2w_agent_usage(void) {
            "\n"
            "  --coordinator ADDR  e2d's WorkerControl address: unix:/path or host:port\n"
            "  --device KIND       cpu (default) or cuda\n"
-           "  --device-index N    GPU ordinal for cuda (default 0)\n"
+           "  --device-index N    GPU ordinal for cuda (default 0; among CUDA_VISIBLE_DEVICES\n"
+           "                      when set); the worker then sees that GPU alone\n"
            "  --name NAME         hostname reported to e2d (default: gethostname)\n"
            "  --spawned           started by e2d --local-workers (also E2_SPAWNED_BY_E2D=1)\n"
-           "  -h, --help          this text\n";
+
+           "  -h, --help          this text\n"
+           "\n"
+           "Data-parallel ranks on several machines: E2_COMM_IFACE (an interface) or\n"
+           "E2_COMM_HOST (this machine's address) sets where Gloo listens; default\n"
+           "127.0.0.1 (all ranks on one machine).\n";
 }
 
 int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg,
@@ -40,9 +46,10 @@ int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg,
     cfg->device = "cpu";
     const char *env = getenv("E2_SPAWNED_BY_E2D");
     cfg->spawned_by_e2d = env && !strcmp(env, "1");
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
-        if (!strcmp(f, "-h") || !strcmp(f, "--help")) return 1;
         if (!strcmp(f, "--spawned")) {
             cfg->spawned_by_e2d = 1;
             continue;
@@ -81,6 +88,32 @@ int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg,
     }
     if (!cfg->coordinator || !*cfg->coordinator)
         return e2_errf(err, errlen, "--coordinator ADDR is required (unix:/path or host:port)");
+    return 0;
+}
+
+/* A cuda worker uses one GPU: --device-index picks it among those the
+ * process may see (CUDA_VISIBLE_DEVICES, when set, lists them), and the
+ * process is then shown that GPU alone, as device 0, before anything
+ * initialises CUDA; the kernels and NCCL simply use device 0. */
+static int select_gpu(uint32_t index, char *err, size_t errlen) {
+    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+    char pick[64];
+    if (!vis || !*vis) {
+        snprintf(pick, sizeof pick, "%u", index);
+    } else {
+        const char *p = vis;
+        for (uint32_t i = 0; i < index && p; i++) {
+            p = strchr(p, ',');
+            if (p) p++;
+        }
+        if (!p || !*p)
+            return e2_errf(err, errlen, "--device-index %u: CUDA_VISIBLE_DEVICES=%s lists fewer GPUs",
+                           index, vis);
+        size_t n = strcspn(p, ",");
+        snprintf(pick, sizeof pick, "%.*s", (int)(n < sizeof pick ? n : sizeof pick - 1), p);
+    }
+    if (setenv("CUDA_VISIBLE_DEVICES", pick, 1) < 0)
+        return e2_errf(err, errlen, "setenv CUDA_VISIBLE_DEVICES: %s", strerror(errno));
     return 0;
 }
 
@@ -128,6 +161,10 @@ int e2w_agent_main(int argc, char **argv) {
         return 0;
     }
     if (rc < 0) {
+        fprintf(stderr, "e2worker: %s\n", err);
+        return 2;
+    }
+    if (!strcmp(cfg.device, "cuda") && select_gpu(cfg.device_index, err, sizeof err) < 0) {
         fprintf(stderr, "e2worker: %s\n", err);
         return 2;
     }
