@@ -32,7 +32,6 @@ const char *e2w_agent_usage(void) {
            "                      when set); the worker then sees that GPU alone\n"
            "  --name NAME         hostname reported to e2d (default: gethostname)\n"
            "  --spawned           started by e2d --local-workers (also E2_SPAWNED_BY_E2D=1)\n"
-
            "  -h, --help          this text\n"
            "\n"
            "Data-parallel ranks on several machines: E2_COMM_IFACE (an interface) or\n"
