@@ -151,6 +151,14 @@ assert rs.get("rope_type", rs.get("type")) == "linear" and rs["factor"] == 8, rs
 assert c["max_position_embeddings"] == 256, c
 EOF
     cmp hf256/model.safetensors out/checkpoints/step_2/model.safetensors || fail "exported weights differ"
+    # inspect reads the exported factor as its default scale.
+    a=$("$E2W" inspect --model hf256 --tokens data_train_000000.bin --batch 1 --seq 16 --out a.st) || fail "inspect hf256"
+    b=$("$E2W" inspect --model out/checkpoints/step_2 --tokens data_train_000000.bin --batch 1 --seq 16 \
+        --scale 8 --out b.st) || fail "inspect step_2"
+    c=$("$E2W" inspect --model out/checkpoints/step_2 --tokens data_train_000000.bin --batch 1 --seq 16 \
+        --out c.st) || fail "inspect step_2 at scale 1"
+    [ "${a%%,*}" = "${b%%,*}" ] || fail "exported model at its factor: $a vs $b"
+    [ "${a%%,*}" != "${c%%,*}" ] || fail "scale 8 and scale 1 give the same loss: $a"
     expect_error "window below L" "window" "$E2W" export --checkpoint out/checkpoints/step_2 --window 8 --out x
     ;;
 finetune_hf)

@@ -2,7 +2,8 @@
  * model on the first B sequences of T+1 tokens of a shard, for comparing
  * e2 against a reference implementation (e.g. transformers). Sequence b is
  * tokens[b(T+1) .. b(T+1)+T]; its first T tokens are the input, the last T
- * the targets; every sequence gets RoPE scale --scale, offset --offset and
+ * the targets; every sequence gets RoPE scale --scale (default: the
+ * model's rope_scaling linear factor, 1 without one), offset --offset and
  * --sinks sink tokens. Output (one safetensors file, fp32):
  *   logits              (B, T, V)
  *   loss                ()  mean token cross-entropy
@@ -26,7 +27,7 @@ typedef struct {
 
 static int inspect_parse(int argc, char **argv, inspect_args *a, char *err, size_t errlen) {
     memset(a, 0, sizeof *a);
-    a->scale = 1.0;
+    a->scale = 0.0; /* unset: the model's own factor */
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int r = 0;
@@ -54,10 +55,12 @@ int cli_inspect(int argc, char **argv, char *err, size_t errlen) {
     inspect_args a;
     if (inspect_parse(argc, argv, &a, err, errlen) < 0) return 1;
     E2__V1__LlamaConfig cfg = E2__V1__LLAMA_CONFIG__INIT;
+    e2w_hf_meta meta;
     e2w_model_config mc;
-    if (e2w_hf_config_read(a.model, &cfg, NULL, err, errlen) < 0 ||
+    if (e2w_hf_config_read(a.model, &cfg, &meta, err, errlen) < 0 ||
         e2w_model_config_from_proto(&mc, &cfg, err, errlen) < 0)
         return 1;
+    if (a.scale == 0.0) a.scale = meta.rope_scale;
     int B = (int)a.B, T = (int)a.T, V = mc.V, rc = 1;
     size_t need = (size_t)B * (size_t)(T + 1), n = 0;
     int32_t *all = NULL, *tok = malloc((size_t)B * T * sizeof(int32_t));
