@@ -50,13 +50,14 @@ static int train_model_create(e2w_train *t, char *err, size_t errlen) {
     if (from_hf && e2w_hf_config_read(ms->hf_dir, &hf, NULL, err, errlen) < 0) return -1;
     e2w_model_config cfg;
     if (e2w_model_config_from_proto(&cfg, from_hf ? &hf : ms->config, err, errlen) < 0) return -1;
-    if (e2w_model_create(&t->model, t->k, &cfg, err, errlen) < 0) return -1;
-    if (from_hf) {
-        if (e2w_model_load_hf(&t->model, ms->hf_dir, err, errlen) < 0) return -1;
-    } else {
-        e2w_model_init(&t->model, ms->has_init_seed ? ms->init_seed : 1);
-    }
-    return e2w_model_alloc_train(&t->model, err, errlen);
+    /* Training buffers first, so the weights land in the fp32 master too
+     * (when the backend keeps one) unrounded. */
+    if (e2w_model_create(&t->model, t->k, &cfg, err, errlen) < 0 ||
+        e2w_model_alloc_train(&t->model, err, errlen) < 0)
+        return -1;
+    if (from_hf) return e2w_model_load_hf(&t->model, ms->hf_dir, err, errlen);
+    e2w_model_init(&t->model, ms->has_init_seed ? ms->init_seed : 1);
+    return 0;
 }
 
 int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec,
