@@ -97,7 +97,7 @@ make_data() {
     "$E2W" prep --out data --val-fraction 0.1 text.txt >/dev/null || fail "prep"
 }
 
-write_spec() { # $1 = steps, $2 = checkpoint every
+write_spec() { # $1 = steps, $2 = checkpoint every, $3 = eval windows (default 32, 128)
     cat >spec.json <<EOF
 {"name": "agent-tiny",
  "model": {"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -107,7 +107,7 @@ write_spec() { # $1 = steps, $2 = checkpoint every
  "augment": {"train_length": 16, "g_max": 4, "n_sink": 2},
  "train": {"steps": $1, "global_batch": 4, "micro_batch": 2, "lr": 0.003},
  "checkpoint": {"every": $2, "keep_last": 5},
- "eval": {"windows": [32, 128], "max_tokens": 300}}
+ "eval": {"windows": [${3:-32, 128}], "max_tokens": 300}}
 EOF
 }
 
@@ -170,7 +170,7 @@ cancel)
     grep -q "ended: CANCELLED" worker.err || fail "worker did not report CANCELLED"
     ;;
 e2d_restart)
-    write_spec 30 10
+    write_spec 12 4 32
     ctl submit spec.json >/dev/null || fail "submit"
     wait_until 20 step_at_least j-000001 3 || fail "job did not train"
     kill -9 "$E2D_PID"
@@ -183,7 +183,7 @@ e2d_restart)
     kill -0 "$W_PID" 2>/dev/null || fail "the worker process did not survive"
     grep -q "unreachable" worker.err || fail "worker never noticed e2d was gone"
     grep -q "ended: SUCCEEDED" worker.err || fail "worker did not finish its rank"
-    [ "$(job_field j-000001 "j['step']")" = 30 ] || fail "job step is not 30"
+    [ "$(job_field j-000001 "j['step']")" = 12 ] || fail "job step is not 12"
     ;;
 worker_sigterm)
     write_spec 100000 0
