@@ -14,6 +14,8 @@
 #                   and trains the same numbers as the 1-rank job
 #   two_ranks_cancel  cancel of a 2-rank job: both ranks stop at the same
 #                   step boundary and report CANCELLED within the grace
+#   user_error      data gone by the time the rank starts: FAILED as a user
+#                   error, never retried; the worker lives on, idle
 #   rank_dies       kill -9 of one rank's worker: the other rank's
 #                   collective fails at once, it reports FAILED_INFRA and
 #                   lives on; the job leaves RUNNING
@@ -114,7 +116,7 @@ EOF
 make_data
 [ "$CASE" = rank_dies ] && HB_TIMEOUT=3
 start_e2d
-start_worker
+[ "$CASE" = user_error ] || start_worker
 
 case $CASE in
 succeeds)
@@ -233,6 +235,19 @@ two_ranks_cancel)
     s0=$(grep -o "cancelled at step [0-9]*" state/jobs/j-000001/attempt-1/rank-0.log)
     s1=$(grep -o "cancelled at step [0-9]*" state/jobs/j-000001/attempt-1/rank-1.log)
     [ -n "$s0" ] && [ "$s0" = "$s1" ] || fail "ranks stopped at different steps: '$s0' / '$s1'"
+    ;;
+user_error)
+    write_spec 6 0
+    ctl submit spec.json >/dev/null || fail "submit"
+    mkdir gone && mv data_train_*.bin gone/
+    start_worker
+    wait_until 20 state_is j-000001 JOB_STATE_FAILED || fail "job did not fail: $(ctl status j-000001)"
+    [ "$(job_field j-000001 "(j['user_errors'], j['restarts'], j['failure']['user_error'])")" = "(1, 0, True)" ] ||
+        fail "not counted as one user error: $(ctl status j-000001)"
+    job_field j-000001 "j['reason']" | grep -q "train_shards" || fail "reason does not name the field"
+    sleep 1
+    state_is j-000001 JOB_STATE_FAILED || fail "a user error was retried"
+    kill -0 "$W_PID" 2>/dev/null || fail "the worker process died"
     ;;
 rank_dies)
     start_worker2
