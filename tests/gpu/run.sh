@@ -48,7 +48,7 @@ stage() { # stage NAME SECONDS ARGS...: one gpu_check part under a time limit
 stage probe 30 "$dir/tests/gpu/gpu_probe"
 stage ops 120 "$dir/tests/gpu/gpu_check" ops
 stage train 60 "$dir/tests/gpu/gpu_check" train
-stage e2worker-run 120 sh tests/gpu/run_spec.sh "$dir/worker/cli/e2worker"
+stage e2worker-run 120 sh tests/gpu/run_spec.sh "$PWD/$dir/worker/cli/e2worker"
 timeout 240 "$dir/tests/gpu/gpu_check" bench || echo "run.sh: bench did not finish (exit $?)"
 
 if [ "$status" -eq 0 ]; then echo "run.sh: PASS"; else echo "run.sh: FAIL"; fi

@@ -5,7 +5,7 @@
 # eval.json, and the cuda loss curve must stay within 5% of the cpu one at
 # every step. Usage: run_spec.sh E2WORKER
 set -u
-E2W=$1
+E2W=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") # absolute: the job runs in a scratch dir
 PY=/usr/bin/python3
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2-gpu-run-XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
