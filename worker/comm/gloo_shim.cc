@@ -14,12 +14,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -39,16 +39,17 @@ struct Aborted : std::exception {
 };
 
 // gloo::rendezvous::Store over the caller's callbacks. wait() fetches the
-// values and keeps them, so the get() that follows costs nothing.
+// values and keeps them, so the get() that follows costs nothing. (No abort
+// check here: the communicator does not exist for anyone to abort until the
+// connect is over; the callbacks themselves give up when the caller's rank
+// is stopped.)
 class CallbackStore : public gloo::rendezvous::Store {
   public:
-    CallbackStore(const e2w_comm_store &s, int timeout_ms,
-                  const std::atomic<bool> &aborted)
-        : s_(s), timeout_ms_(timeout_ms), aborted_(aborted) {}
+    CallbackStore(const e2w_comm_store &s, int timeout_ms)
+        : s_(s), timeout_ms_(timeout_ms) {}
 
     void set(const std::string &key, const std::vector<char> &data) override {
         char err[E2_ERRLEN] = "";
-        if (aborted_) throw Aborted();
         if (s_.set(s_.ud, key.c_str(), data.data(), data.size(), err, sizeof err) < 0)
             throw std::runtime_error(std::string("rendezvous set: ") + err);
     }
@@ -77,7 +78,6 @@ class CallbackStore : public gloo::rendezvous::Store {
         char err[E2_ERRLEN] = "";
         void *v = nullptr;
         size_t n = 0;
-        if (aborted_) throw Aborted();
         if (s_.get(s_.ud, key.c_str(), (int)timeout.count(), &v, &n, err, sizeof err) < 0)
             throw std::runtime_error(std::string("rendezvous get: ") + err);
         cache_[key] = std::vector<char>((char *)v, (char *)v + n);
@@ -86,7 +86,6 @@ class CallbackStore : public gloo::rendezvous::Store {
 
     e2w_comm_store s_;
     int timeout_ms_;
-    const std::atomic<bool> &aborted_;
     std::map<std::string, std::vector<char>> cache_;
 };
 
@@ -281,7 +280,7 @@ extern "C" int e2w_comm_gloo_create(const e2w_comm_config *cfg, void **impl,
         else
             attr.hostname = cfg->hostname && *cfg->hostname ? cfg->hostname : "127.0.0.1";
         auto dev = gloo::transport::tcp::CreateDevice(attr);
-        CallbackStore store(cfg->store, cfg->timeout_ms, g->aborted);
+        CallbackStore store(cfg->store, cfg->timeout_ms);
         gloo::rendezvous::PrefixStore prefixed("gloo", store);
         auto ctx = std::make_shared<gloo::rendezvous::Context>(cfg->rank, cfg->world_size);
         ctx->setTimeout(g->timeout);
