@@ -1,12 +1,14 @@
 /* bench_e2d.c -- e2d round trips per second and memory, on loopback.
  *
  * Starts the real e2d on a temporary state dir (unix socket), then for 1
- * and 8 client threads measures SubmitJob and GetJob round trips per
- * second (each thread its own blocking calls over one shared rpc_client),
- * and finally e2d's resident memory (VmRSS from /proc) with 1 000 stored
- * jobs. SubmitJob is durable (SQLite WAL, synchronous=FULL: one fsync per
- * job), so its rate is bounded by the disk. Prints the configuration and
- * the figures; asserts nothing.
+ * and 8 client threads measures SubmitJob, GetJob and (idle) worker
+ * Heartbeat round trips per second (each thread its own blocking calls
+ * over one shared rpc_client; each heartbeating thread is one registered
+ * worker), and finally e2d's resident memory (VmRSS from /proc) with
+ * 1 000 stored jobs on a fresh e2d. SubmitJob is durable (SQLite WAL,
+ * synchronous=FULL; concurrent submits share a commit), so its rate is
+ * bounded by fsync. Prints the configuration and the figures; asserts
+ * nothing.
  *
  * usage: bench_e2d [--seconds S] [--e2d PATH] */
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "e2/v1/coordinator.pb-c.h"
+#include "e2/v1/worker.pb-c.h"
 #include "rpc.h"
 #include "spec.h"
 
@@ -33,11 +36,15 @@ static const char bench_spec_json[] =
     "\"augment\":{\"train_length\":64},\"train\":{\"steps\":10,"
     "\"global_batch\":4},\"eval\":{\"windows\":[64]}}";
 
+enum { BENCH_GET, BENCH_SUBMIT, BENCH_HEARTBEAT, BENCH_REGISTER };
+static const char *bench_names[] = {"GetJob", "SubmitJob", "Heartbeat"};
+
 typedef struct bench_ctx {
     rpc_client *client;
     E2__V1__JobSpec *spec;
     const char *job_id;  /* GetJob target */
-    int submit;          /* 1: SubmitJob, 0: GetJob */
+    int kind;            /* BENCH_* */
+    char worker[32];     /* Heartbeat: this thread's worker id */
     double seconds;
     long calls, errors;
     double lat_sum;      /* seconds */
@@ -55,7 +62,26 @@ static int bench_call(bench_ctx *c, char **id_out)
     char msg[256];
     ProtobufCMessage *resp = NULL;
     int rc;
-    if (c->submit) {
+    if (c->kind == BENCH_HEARTBEAT) {
+        E2__V1__HeartbeatRequest req = E2__V1__HEARTBEAT_REQUEST__INIT;
+        req.worker_id = c->worker;
+        req.has_state = 1;
+        req.state = E2__V1__WORKER_STATE__WORKER_STATE_IDLE;
+        rc = rpc_client_call(c->client, "/e2.v1.WorkerControl/Heartbeat",
+                             &req.base, &e2__v1__heartbeat_response__descriptor,
+                             &resp, 10000, msg, sizeof msg);
+    } else if (c->kind == BENCH_REGISTER) {
+        E2__V1__RegisterWorkerRequest req = E2__V1__REGISTER_WORKER_REQUEST__INIT;
+        req.hostname = "bench";
+        req.device = "cuda"; /* no cpu job is ever given to it */
+        rc = rpc_client_call(c->client, "/e2.v1.WorkerControl/RegisterWorker",
+                             &req.base,
+                             &e2__v1__register_worker_response__descriptor,
+                             &resp, 10000, msg, sizeof msg);
+        if (rc == RPC_OK)
+            snprintf(c->worker, sizeof c->worker, "%s",
+                     ((E2__V1__RegisterWorkerResponse *)resp)->worker_id);
+    } else if (c->kind == BENCH_SUBMIT) {
         E2__V1__SubmitJobRequest req = E2__V1__SUBMIT_JOB_REQUEST__INIT;
         req.spec = c->spec;
         rc = rpc_client_call(c->client, "/e2.v1.Coordinator/SubmitJob",
@@ -93,14 +119,21 @@ static void *bench_thread(void *arg)
 }
 
 static void bench_run(rpc_client *client, E2__V1__JobSpec *spec,
-                      const char *job, int submit, int threads, double secs)
+                      const char *job, int kind, int threads, double secs)
 {
     bench_ctx ctx[8];
     pthread_t th[8];
     long calls = 0, errors = 0;
     double lat = 0, t0 = bench_now(), dt;
     for (int i = 0; i < threads; i++) {
-        ctx[i] = (bench_ctx){client, spec, job, submit, secs, 0, 0, 0};
+        ctx[i] = (bench_ctx){client, spec, job, kind, "", secs, 0, 0, 0};
+        if (kind == BENCH_HEARTBEAT) {
+            ctx[i].kind = BENCH_REGISTER;
+            bench_call(&ctx[i], NULL);
+            ctx[i].kind = kind;
+        }
+    }
+    for (int i = 0; i < threads; i++) {
         pthread_create(&th[i], NULL, bench_thread, &ctx[i]);
     }
     for (int i = 0; i < threads; i++) {
@@ -111,7 +144,7 @@ static void bench_run(rpc_client *client, E2__V1__JobSpec *spec,
     }
     dt = bench_now() - t0;
     printf("%-9s threads=%d  calls=%-7ld errors=%-3ld  %8.0f calls/s  "
-           "mean latency %7.3f ms\n", submit ? "SubmitJob" : "GetJob",
+           "mean latency %7.3f ms\n", bench_names[kind],
            threads, calls, errors, (double)calls / dt,
            calls ? lat / (double)calls * 1e3 : 0.0);
 }
@@ -210,15 +243,17 @@ int main(int argc, char **argv)
     }
     printf("e2d bench: %s, state dir under /tmp, unix socket, %.1f s per "
            "figure, %ld CPUs\n", e2d, secs, sysconf(_SC_NPROCESSORS_ONLN));
-    one = (bench_ctx){client, spec, NULL, 1, 0, 0, 0, 0};
+    one = (bench_ctx){client, spec, NULL, BENCH_SUBMIT, "", 0, 0, 0, 0};
     if (bench_call(&one, &job) != RPC_OK) {
         kill(pid, SIGKILL);
         return 1;
     }
-    bench_run(client, spec, job, 1, 1, secs);
-    bench_run(client, spec, job, 1, 8, secs);
-    bench_run(client, spec, job, 0, 1, secs);
-    bench_run(client, spec, job, 0, 8, secs);
+    bench_run(client, spec, job, BENCH_SUBMIT, 1, secs);
+    bench_run(client, spec, job, BENCH_SUBMIT, 8, secs);
+    bench_run(client, spec, job, BENCH_GET, 1, secs);
+    bench_run(client, spec, job, BENCH_GET, 8, secs);
+    bench_run(client, spec, job, BENCH_HEARTBEAT, 1, secs);
+    bench_run(client, spec, job, BENCH_HEARTBEAT, 8, secs);
     rpc_client_free(client);
     bench_daemon_stop(pid, dir);
 
@@ -228,7 +263,8 @@ int main(int argc, char **argv)
         return 1;
     rss0 = bench_rss_kb(pid);
     for (int i = 0; i < 8; i++) {
-        fill[i] = (bench_fill){{client, spec, NULL, 1, 0, 0, 0, 0}, 125};
+        fill[i] = (bench_fill){{client, spec, NULL, BENCH_SUBMIT, "", 0, 0, 0,
+                                0}, 125};
         pthread_create(&th[i], NULL, bench_fill_thread, &fill[i]);
     }
     for (int i = 0; i < 8; i++)

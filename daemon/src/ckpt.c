@@ -128,38 +128,49 @@ static char *ckpt_manifest(const e2d_run *run, const e2d_pending_ckpt *p,
 }
 
 typedef struct ckpt_all {
-    int64_t steps[64];
-    char paths[64][JOBDIR_PATHLEN];
-    int n;
+    int64_t *steps;
+    char **paths;
+    int n, cap;
 } ckpt_all;
 
 static void ckpt_collect(void *ud, const store_ckpt *c)
 {
     ckpt_all *a = ud;
-    if (a->n < 64) {
-        a->steps[a->n] = c->step;
-        snprintf(a->paths[a->n++], JOBDIR_PATHLEN, "%s", c->path);
+    if (a->n == a->cap) {
+        int cap = a->cap ? 2 * a->cap : 16;
+        int64_t *s = realloc(a->steps, (size_t)cap * sizeof *s);
+        char **p = s ? realloc(a->paths, (size_t)cap * sizeof *p) : NULL;
+        if (s)
+            a->steps = s;
+        if (!p)
+            return;
+        a->paths = p;
+        a->cap = cap;
     }
+    a->steps[a->n] = c->step;
+    a->paths[a->n++] = strdup(c->path);
 }
 
 /* keep_last retention: the oldest go first; the newest always stays. */
 static void ckpt_retain(e2d_server *srv, const char *job, int keep_last)
 {
     char err[E2_ERRLEN];
-    ckpt_all *a = calloc(1, sizeof *a);
-    if (!a)
-        return;
+    ckpt_all a = {0};
     if (keep_last < 1)
         keep_last = 1;
-    if (store_ckpt_list(srv->db, job, ckpt_collect, a, err, sizeof err) < 0)
+    if (store_ckpt_list(srv->db, job, ckpt_collect, &a, err, sizeof err) < 0)
         e2d_log("job %s: %s", job, err);
-    for (int i = 0; i + keep_last < a->n; i++) {
-        if (store_ckpt_delete(srv->db, job, a->steps[i], err, sizeof err) < 0 ||
-            jobdir_ckpt_remove(a->paths[i], err, sizeof err) < 0)
+    for (int i = 0; i + keep_last < a.n; i++) {
+        if (!a.paths[i] ||
+            store_ckpt_delete(srv->db, job, a.steps[i], err, sizeof err) < 0 ||
+            jobdir_ckpt_remove(a.paths[i], err, sizeof err) < 0)
             e2d_log("job %s: retention of step %lld: %s", job,
-                    (long long)a->steps[i], err);
+                    (long long)a.steps[i], a.paths[i] ? err : "out of memory");
     }
-    free(a);
+    for (int i = 0; i < a.n; i++)
+        free(a.paths[i]);
+    free(a.paths);
+    free(a.steps);
 }
 
 int ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,

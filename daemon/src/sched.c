@@ -595,11 +595,6 @@ static void sched_restore_worker(void *ud, const store_worker *row)
     *p = w;
 }
 
-static int sched_collect_job(void *ud, const store_job *j)
-{
-    return sched_collect(ud, j);
-}
-
 /* An attempt found running at startup carries on when every rank's
  * worker is still registered (not LOST); it then has one heartbeat
  * timeout to check in, like any worker. Otherwise the attempt is over. */
@@ -664,7 +659,7 @@ int sched_recover(e2d_server *srv, char *err, size_t errlen)
         return E2_ERR;
     for (e2d_worker *w = srv->workers; w; w = w->next)
         sched_worker_save(srv, w);
-    if (store_job_in_states(srv->db, active, sched_collect_job, &q, err,
+    if (store_job_in_states(srv->db, active, sched_collect, &q, err,
                             errlen) < 0) {
         free(q.ids);
         return E2_ERR;
