@@ -101,13 +101,17 @@ static void kcuda_lt_gemm(void *d, const void *a, const void *b, int m, int n,
                                                        &heur, &found);
     if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
         float alpha = 1.0f;
-        kcuda_cublas_check(cublasLtMatmul(kcuda.lt, op, &alpha, a, la, b, lb, &beta, d, ld, d, ld,
-                                          &heur.algo, kcuda.lt_ws, kcuda.lt_ws_bytes, kcuda.stream));
-    } else if (st == CUBLAS_STATUS_SUCCESS || st == CUBLAS_STATUS_NOT_SUPPORTED) {
-        kcuda_gemm_fallback(d, a, b, m, n, k, lda, ldb, ldd, ta, tb, beta, bias);
-    } else {
+        st = cublasLtMatmul(kcuda.lt, op, &alpha, a, la, b, lb, &beta, d, ld, d, ld, &heur.algo,
+                            kcuda.lt_ws, kcuda.lt_ws_bytes, kcuda.stream);
+        if (st != CUBLAS_STATUS_NOT_SUPPORTED) kcuda_cublas_check(st);
+    } else if (st == CUBLAS_STATUS_SUCCESS) {
+        st = CUBLAS_STATUS_NOT_SUPPORTED; /* no algorithm found */
+    } else if (st != CUBLAS_STATUS_NOT_SUPPORTED) {
         kcuda_cublas_check(st);
     }
+    /* NOT_SUPPORTED from the heuristic or the launch: nothing was written. */
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED)
+        kcuda_gemm_fallback(d, a, b, m, n, k, lda, ldb, ldd, ta, tb, beta, bias);
     kcuda_cublas_check(cublasLtMatmulPreferenceDestroy(pref));
     kcuda_cublas_check(cublasLtMatrixLayoutDestroy(ld));
     kcuda_cublas_check(cublasLtMatrixLayoutDestroy(lb));
