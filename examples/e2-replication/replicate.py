@@ -13,7 +13,6 @@ trials. Usage: see `replicate.py --help` or examples/e2-replication/run.sh.
 """
 import argparse
 import json
-import math
 import os
 import random
 import shutil
@@ -32,23 +31,23 @@ EVAL_FILES = ("literature", "people", "wisdom")
 # The passkey prompt. KEY_PRE/KEY_POST are e2worker's built-in texts (they
 # surround the hidden key in its passkey evaluation); the others are given
 # to it as token ids in the spec (eval.prompt_prefix_tokens, ...).
-PK_PREFIX = "Find the pass key.\n"
-PK_FILLER = ("The grass is green. The sky is blue. The sun is yellow. Here we go. "
+PK_PREFIX = ""
+PK_FILLER = ("The grass grows green. The sky looks blue. The sun shines yellow. Here we go. "
              "There and back again. ")
 PK_KEY_PRE = "The pass key is "
 PK_KEY_POST = ". Remember it. "
-PK_SUFFIX = "\nWhat is the pass key? The pass key is "
+PK_SUFFIX = "\nThe pass key is "
 
 # Sizes per mode. full: the committed experiment (about 30 minutes on 2
 # cores); tiny: the smoke test (well under a minute).
 MODES = {
-    "full": dict(L=128, hidden=128, layers=4, heads=4, inter=384,
-                 pre_steps=700, pre_lr=3e-3, ft_steps=200, ft_lr=1e-3, batch=16,
-                 passkey_frac=0.3, repeat_frac=0.2, digits=5, pk_trials=100, depth_buckets=5,
+    "full": dict(L=128, hidden=96, layers=3, heads=3, inter=256,
+                 pre_steps=1000, pre_lr=3e-3, ft_steps=200, ft_lr=1e-3, batch=16,
+                 passkey_frac=0.5, digits=5, pk_trials=100, depth_buckets=5,
                  factors=(1, 2, 4, 8, 16), ppl_tokens=8192, corpus_bytes=0),
     "tiny": dict(L=128, hidden=32, layers=2, heads=2, inter=64,
                  pre_steps=4, pre_lr=3e-3, ft_steps=2, ft_lr=1e-3, batch=2,
-                 passkey_frac=0.3, repeat_frac=0.2, digits=5, pk_trials=2, depth_buckets=2,
+                 passkey_frac=0.5, digits=5, pk_trials=2, depth_buckets=2,
                  factors=(1, 2), ppl_tokens=256, corpus_bytes=200000),
 }
 
@@ -127,20 +126,6 @@ def passkey_doc(rng, L, digits):
     return doc
 
 
-def repeat_doc(rng, L):
-    """One document of exactly L tokens: a random string of digits and
-    letters, a newline, and the same string again (cut to fit). Predicting
-    the copy takes an induction head (find the previous occurrence of the
-    current token, copy what followed), the mechanism passkey retrieval
-    needs; these documents make a small model learn it within a few hundred
-    steps instead of only from the few answer digits of passkey documents."""
-    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz "
-    half = (L - 2) // 2
-    s = [ord(rng.choice(alphabet)) for _ in range(half)]
-    doc = [EOT] + s + [ord("\n")] + s
-    return (doc + s)[:L]
-
-
 def synthetic_text(seed, n_bytes):
     """Deterministic English-like sentences, used only when Debian's
     fortunes package is missing (the tiny mode may run without it)."""
@@ -192,18 +177,15 @@ def build_corpus(cfg, out, seed):
         stream.append(EOT)
         stream.extend(d)
     prose = [stream[i:i + L] for i in range(0, len(stream) - L + 1, L)]
-    frac, rfrac = cfg["passkey_frac"], cfg["repeat_frac"]
-    n_pk = int(round(len(prose) * frac / (1 - frac - rfrac)))
-    n_rep = int(round(len(prose) * rfrac / (1 - frac - rfrac)))
+    frac = cfg["passkey_frac"]
+    n_pk = int(round(len(prose) * frac / (1 - frac)))
     rng = random.Random(seed)
-    kinds = [0] * len(prose) + [1] * n_pk + [2] * n_rep
+    kinds = [0] * len(prose) + [1] * n_pk
     rng.shuffle(kinds)
     tokens, pi = [], 0
     for k in kinds:
-        if k == 1:
+        if k:
             tokens.extend(passkey_doc(rng, L, cfg["digits"]))
-        elif k == 2:
-            tokens.extend(repeat_doc(rng, L))
         else:
             tokens.extend(prose[pi])
             pi += 1
@@ -216,7 +198,7 @@ def build_corpus(cfg, out, seed):
     write_shard(os.path.join(out, "train.bin"), tokens)
     write_shard(os.path.join(out, "eval.bin"), held)
     return dict(description=desc, train_tokens=len(tokens), eval_tokens=len(held),
-                prose_slots=len(prose), passkey_docs=n_pk, repeat_docs=n_rep)
+                prose_slots=len(prose), passkey_docs=n_pk)
 
 
 # ---------------------------------------------------------------- jobs
@@ -268,7 +250,7 @@ def job_spec(cfg, name, out_dir, data_dir, model, aug, r_mult, steps, lr, seed, 
     }
 
 
-def run_job(e2worker, spec, threads, quiet=False):
+def run_job(e2worker, spec, threads):
     """e2worker run on a fresh output dir; returns its eval.json rows."""
     out = spec["output_dir"]
     if os.path.isdir(out):
@@ -391,7 +373,7 @@ def main():
     rows = run_job(e2worker, job_spec(cfg, "base", base_dir, data_dir,
                                       {"config": model_config(cfg), "init_seed": args.seed},
                                       {"method": "none", "n_sink": 0}, 1, cfg["pre_steps"], cfg["pre_lr"],
-                                      args.seed, ppl_eval(cfg, True)), args.jobs)
+                                      args.seed, ppl_eval(cfg, True)), 1)
     base_hf = final_checkpoint(base_dir)
     models = [{"name": "base", "label": "base model (no fine-tune)", "hf_dir": base_hf, "g1": True,
                "ppl": rows, "seconds": time.time() - t0}]

@@ -163,7 +163,8 @@ def plots(res, out):
     ms = res["models"]
     cols = min(4, len(ms))
     rows = math.ceil(len(ms) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1, 2.4 * rows + 0.6), dpi=80, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols + 1.2, 2.5 * rows + 0.6), dpi=80, squeeze=False,
+                             layout="constrained")
     im = None
     for i, m in enumerate(ms):
         ax = axes[i // cols][i % cols]
@@ -179,7 +180,8 @@ def plots(res, out):
         ax.set_xticks(range(nb), [f"{100 * (b + 0.5) / nb:.0f}" for b in range(nb)], fontsize=7)
         ax.set_yticks(range(len(windows)), [f"{w // L}×" for w in windows], fontsize=7)
         ax.set_xlabel("key depth (% of filler)", fontsize=7)
-        ax.set_ylabel("window L'", fontsize=7)
+        if i % cols == 0:
+            ax.set_ylabel("window L' (g = L'/L)", fontsize=7)
     for j in range(len(ms), rows * cols):
         axes[j // cols][j % cols].axis("off")
     if im is not None:
