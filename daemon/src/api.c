@@ -41,23 +41,58 @@ static void api_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
     rpc_call_finish(call, code, msg);
 }
 
+/* Formats an error line into msg; returns code. */
+static rpc_status api_err(char *msg, size_t msglen, rpc_status code,
+                          const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static rpc_status api_err(char *msg, size_t msglen, rpc_status code,
+                          const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, msglen, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Answers a call with a builder's result (api_build_*). */
+static void api_answer(rpc_call *call, rpc_status code, void *reply,
+                       const char *msg)
+{
+    if (code != RPC_OK)
+        rpc_call_finish(call, code, msg);
+    else
+        api_reply(call, reply);
+}
+
+/* Loads a job named by a request, or says why not in msg. */
+static rpc_status api_find(e2d_server *srv, const char *id, store_job *j,
+                           char *msg, size_t msglen)
+{
+    char err[E2_ERRLEN];
+    int rc;
+    if (!id || !*id)
+        return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
+                       "id is required (a job id such as j-000001)");
+    rc = store_job_get(srv->db, id, j, err, sizeof err);
+    if (rc == STORE_NOTFOUND)
+        return api_err(msg, msglen, RPC_NOT_FOUND, "job %s not found", id);
+    if (rc < 0)
+        return api_err(msg, msglen, RPC_INTERNAL, "state store: %s", err);
+    return RPC_OK;
+}
+
 /* Loads a job named by a request, or answers the call with the error. */
 static int api_load(e2d_server *srv, rpc_call *call, const char *id,
                     store_job *j)
 {
-    char err[E2_ERRLEN];
-    int rc;
-    if (!id || !*id) {
-        api_fail(call, RPC_INVALID_ARGUMENT, "id is required (a job id such "
-                 "as j-000001)");
+    char msg[E2_ERRLEN + 64];
+    rpc_status code = api_find(srv, id, j, msg, sizeof msg);
+    if (code != RPC_OK) {
+        rpc_call_finish(call, code, msg);
         return E2_ERR;
     }
-    rc = store_job_get(srv->db, id, j, err, sizeof err);
-    if (rc == STORE_NOTFOUND)
-        api_fail(call, RPC_NOT_FOUND, "job %s not found", id);
-    else if (rc < 0)
-        api_fail(call, RPC_INTERNAL, "state store: %s", err);
-    return rc;
+    return 0;
 }
 
 /* ---- rows -> messages ---- */
@@ -394,21 +429,35 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
 
 /* ---- GetJob, CancelJob ---- */
 
-static void api_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+rpc_status api_build_get_job(e2d_server *srv, const E2__V1__GetJobRequest *req,
+                             E2__V1__GetJobResponse **out, char *msg,
+                             size_t msglen)
 {
-    const E2__V1__GetJobRequest *req = (const void *)msg;
-    e2d_server *srv = ud;
     E2__V1__GetJobResponse *r;
     store_job j;
+    rpc_status code;
     e2d_batch_flush(srv);
-    if (api_load(srv, call, req->id, &j) < 0)
-        return;
+    *out = NULL;
+    if ((code = api_find(srv, req->id, &j, msg, msglen)) != RPC_OK)
+        return code;
     if ((r = malloc(sizeof *r))) {
         e2__v1__get_job_response__init(r);
         r->job = api_job_msg(srv, &j, 1);
     }
-    api_reply(call, r);
     store_job_free(&j);
+    if (!(*out = r))
+        return api_err(msg, msglen, RPC_RESOURCE_EXHAUSTED,
+                       "e2d: out of memory");
+    return RPC_OK;
+}
+
+static void api_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+    E2__V1__GetJobResponse *r;
+    char m[E2_ERRLEN + 64];
+    rpc_status code = api_build_get_job(ud, (const void *)msg, &r, m,
+                                        sizeof m);
+    api_answer(call, code, r, m);
 }
 
 static void api_cancel(rpc_call *call, const ProtobufCMessage *msg, void *ud)
@@ -454,57 +503,52 @@ static int api_page_add(void *ud, const store_job *j)
     return 0;
 }
 
-static void api_list_jobs(rpc_call *call, const ProtobufCMessage *msg,
-                          void *ud)
+rpc_status api_build_list_jobs(e2d_server *srv,
+                               const E2__V1__ListJobsRequest *req,
+                               E2__V1__ListJobsResponse **out, char *msg,
+                               size_t msglen)
 {
-    const E2__V1__ListJobsRequest *req = (const void *)msg;
-    e2d_server *srv = ud;
     store_jobq q;
     api_page page = {srv, {0}, 0, 0};
     char err[E2_ERRLEN], *labels[STORE_MAX_SELECTORS] = {0};
     uint32_t size = req->has_page_size && req->page_size ? req->page_size
                                                          : API_PAGE_DEFAULT;
     E2__V1__ListJobsResponse *r;
+    rpc_status code = RPC_OK;
     e2d_batch_flush(srv);
+    *out = NULL;
     memset(&q, 0, sizeof q);
-    if (size > API_PAGE_MAX) {
-        api_fail(call, RPC_INVALID_ARGUMENT,
-                 "page_size must be in [0, %d] (got %u)", API_PAGE_MAX, size);
-        return;
-    }
+    if (size > API_PAGE_MAX)
+        return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
+                       "page_size must be in [0, %d] (got %u)", API_PAGE_MAX,
+                       size);
     for (size_t i = 0; i < req->n_states; i++) {
-        if ((int)req->states[i] <= 0 || (int)req->states[i] >= JOBSTATE_N) {
-            api_fail(call, RPC_INVALID_ARGUMENT,
-                     "states[%zu]: unknown job state %d (use PENDING .. "
-                     "CANCELLED)", i, (int)req->states[i]);
-            return;
-        }
+        if ((int)req->states[i] <= 0 || (int)req->states[i] >= JOBSTATE_N)
+            return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
+                           "states[%zu]: unknown job state %d (use PENDING "
+                           ".. CANCELLED)", i, (int)req->states[i]);
         q.states |= 1u << req->states[i];
     }
-    if (req->n_labels > STORE_MAX_SELECTORS) {
-        api_fail(call, RPC_INVALID_ARGUMENT,
-                 "labels: at most %d selectors (got %zu)", STORE_MAX_SELECTORS,
-                 req->n_labels);
-        return;
-    }
+    if (req->n_labels > STORE_MAX_SELECTORS)
+        return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
+                       "labels: at most %d selectors (got %zu)",
+                       STORE_MAX_SELECTORS, req->n_labels);
     if (req->page_token && *req->page_token) {
         char *end;
         errno = 0;
         q.before_seq = strtoll(req->page_token, &end, 10);
-        if (*end || errno || q.before_seq <= 0) {
-            api_fail(call, RPC_INVALID_ARGUMENT,
-                     "page_token: \"%.32s\" is not a next_page_token of "
-                     "ListJobs", req->page_token);
-            return;
-        }
+        if (*end || errno || q.before_seq <= 0)
+            return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
+                           "page_token: \"%.32s\" is not a next_page_token "
+                           "of ListJobs", req->page_token);
     }
     for (size_t i = 0; i < req->n_labels; i++) {
         char *eq;
         if (!(labels[i] = strdup(req->labels[i])) ||
             !(eq = strchr(labels[i], '=')) || eq == labels[i]) {
-            api_fail(call, RPC_INVALID_ARGUMENT,
-                     "labels[%zu]: expected key=value (got \"%.64s\")", i,
-                     req->labels[i]);
+            code = api_err(msg, msglen, RPC_INVALID_ARGUMENT,
+                           "labels[%zu]: expected key=value (got \"%.64s\")",
+                           i, req->labels[i]);
             goto out;
         }
         *eq = 0;
@@ -515,11 +559,12 @@ static void api_list_jobs(rpc_call *call, const ProtobufCMessage *msg,
     q.limit = (int)size + 1;
     if (store_job_list(srv->db, &q, api_page_add, &page, err, sizeof err) <
         0) {
-        api_fail(call, RPC_INTERNAL, "state store: %s", err);
+        code = api_err(msg, msglen, RPC_INTERNAL, "state store: %s", err);
         goto out;
     }
     if (!(r = malloc(sizeof *r))) {
-        api_reply(call, NULL);
+        code = api_err(msg, msglen, RPC_RESOURCE_EXHAUSTED,
+                       "e2d: out of memory");
         goto out;
     }
     e2__v1__list_jobs_response__init(r);
@@ -534,10 +579,26 @@ static void api_list_jobs(rpc_call *call, const ProtobufCMessage *msg,
     }
     r->jobs = (E2__V1__Job **)page.jobs.v;
     r->n_jobs = page.jobs.n;
-    api_reply(call, r);
+    page.jobs.v = NULL;
+    page.jobs.n = 0;
+    *out = r;
 out:
+    for (size_t i = 0; i < page.jobs.n; i++)
+        protobuf_c_message_free_unpacked(page.jobs.v[i], NULL);
+    free(page.jobs.v);
     for (size_t i = 0; i < STORE_MAX_SELECTORS; i++)
         free(labels[i]);
+    return code;
+}
+
+static void api_list_jobs(rpc_call *call, const ProtobufCMessage *msg,
+                          void *ud)
+{
+    E2__V1__ListJobsResponse *r;
+    char m[E2_ERRLEN + 64];
+    rpc_status code = api_build_list_jobs(ud, (const void *)msg, &r, m,
+                                          sizeof m);
+    api_answer(call, code, r, m);
 }
 
 /* ---- WatchJob ---- */
@@ -643,31 +704,48 @@ static void api_point_msg(void *ud, const store_metric *s)
     api_push(&p->l, m);
 }
 
-static void api_metrics(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+rpc_status api_build_metrics(e2d_server *srv,
+                             const E2__V1__GetMetricsRequest *req,
+                             E2__V1__GetMetricsResponse **out, char *msg,
+                             size_t msglen)
 {
-    const E2__V1__GetMetricsRequest *req = (const void *)msg;
-    e2d_server *srv = ud;
     char err[E2_ERRLEN];
     api_points p = {{0}, req->has_since_step ? req->since_step : 0};
-    E2__V1__GetMetricsResponse *r;
+    E2__V1__GetMetricsResponse *r = NULL;
     store_job j;
+    rpc_status code;
     e2d_batch_flush(srv);
-    if (api_load(srv, call, req->id, &j) < 0)
-        return;
+    *out = NULL;
+    if ((code = api_find(srv, req->id, &j, msg, msglen)) != RPC_OK)
+        return code;
     if (store_metric_list(srv->db, j.id, api_point_msg, &p, err, sizeof err) <
-        0) {
-        api_fail(call, RPC_INTERNAL, "state store: %s", err);
-        store_job_free(&j);
-        return;
-    }
-    if (!(r = api_eval_parse(j.eval_json)) && (r = malloc(sizeof *r)))
+        0)
+        code = api_err(msg, msglen, RPC_INTERNAL, "state store: %s", err);
+    else if (!(r = api_eval_parse(j.eval_json)) && (r = malloc(sizeof *r)))
         e2__v1__get_metrics_response__init(r);
-    if (r) {
+    store_job_free(&j);
+    if (code == RPC_OK && r) {
         r->points = (E2__V1__MetricPoint **)p.l.v;
         r->n_points = p.l.n;
+        *out = r;
+        return RPC_OK;
     }
-    api_reply(call, r);
-    store_job_free(&j);
+    for (size_t i = 0; i < p.l.n; i++)
+        protobuf_c_message_free_unpacked(p.l.v[i], NULL);
+    free(p.l.v);
+    if (code == RPC_OK)
+        code = api_err(msg, msglen, RPC_RESOURCE_EXHAUSTED,
+                       "e2d: out of memory");
+    return code;
+}
+
+static void api_metrics(rpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+    E2__V1__GetMetricsResponse *r;
+    char m[E2_ERRLEN + 64];
+    rpc_status code = api_build_metrics(ud, (const void *)msg, &r, m,
+                                        sizeof m);
+    api_answer(call, code, r, m);
 }
 
 int api_register(e2d_server *srv, char *err, size_t errlen)

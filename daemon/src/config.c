@@ -43,6 +43,18 @@ static const char config_usage_text[] =
     "  --gpu-mem GB              refuse cuda jobs whose per-GPU memory plan\n"
     "                            (e2worker plan) exceeds GB (10^9 bytes);\n"
     "                            default 0: no check\n"
+    "  --http-listen HOST:PORT   also serve HTTP for dashboards: Prometheus\n"
+    "                            /metrics, /healthz, a read-only JSON API\n"
+    "                            (/api/v1/jobs[/ID[/metrics]]) and the status\n"
+    "                            page at /; plaintext, no auth: bind loopback\n"
+    "                            or fence the port (default: off)\n"
+    "  --http-root DIR           the status page's files (default: the\n"
+    "                            share/e2/web installed next to e2d's bin/,\n"
+    "                            else the source tree's web/)\n"
+    "  --http-metrics-public yes|no\n"
+    "                            /metrics skips the token check that guards\n"
+    "                            the other HTTP paths once e2d has tokens\n"
+    "                            (default no)\n"
     "  --config FILE             read settings from FILE first\n"
     "  --help                    this text\n"
     "\n"
@@ -123,6 +135,20 @@ int config_set(e2d_config *c, const char *key, const char *value, char *err,
                           errlen);
     if (!strcmp(key, "gpu-mem"))
         return config_num(key, value, 0, 1e6, &c->gpu_mem, err, errlen);
+    if (!strcmp(key, "http-listen"))
+        return config_str(key, value, c->http_listen, sizeof c->http_listen,
+                          err, errlen);
+    if (!strcmp(key, "http-root"))
+        return config_str(key, value, c->http_root, sizeof c->http_root, err,
+                          errlen);
+    if (!strcmp(key, "http-metrics-public")) {
+        if (strcmp(value, "yes") && strcmp(value, "no"))
+            return e2_errf(err, errlen,
+                           "http-metrics-public must be yes or no (got '%s')",
+                           value);
+        c->http_metrics_public = !strcmp(value, "yes");
+        return 0;
+    }
     return e2_errf(err, errlen, "%s: unknown setting (see e2d --help)", key);
 }
 
@@ -269,6 +295,16 @@ int config_finish(e2d_config *c, const char *self_exe, char *err,
                            "give --listen", c->state_dir);
         snprintf(c->listen, sizeof c->listen, "unix:%s/e2d.sock",
                  c->state_dir);
+    }
+    if (!c->http_root[0] && self_exe) {
+        /* <prefix>/bin/e2d serves <prefix>/share/e2/web; a build-tree e2d
+         * has no such folder and serves the source tree's web/. */
+        const char *slash = strrchr(self_exe, '/');
+        int dirlen = slash ? (int)(slash - self_exe) : 1;
+        snprintf(c->http_root, sizeof c->http_root,
+                 "%.*s/../share/e2/web", dirlen, slash ? self_exe : ".");
+        if (access(c->http_root, R_OK) < 0)
+            snprintf(c->http_root, sizeof c->http_root, "%s", E2D_SOURCE_WEB);
     }
     if (!c->worker_bin[0] && self_exe) {
         const char *slash = strrchr(self_exe, '/');

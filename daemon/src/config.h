@@ -18,6 +18,9 @@ typedef struct e2d_config {
     double hang_timeout;       /* seconds without step progress; 0 = off */
     double shutdown_grace;     /* seconds calls get at SIGTERM */
     double gpu_mem;            /* GB per GPU for SubmitJob's memory check; 0 = off */
+    char http_listen[256];     /* "host:port" of the HTTP listener; "" = off */
+    char http_root[512];       /* status page files (index.html, app.js) */
+    int http_metrics_public;   /* /metrics needs no token */
     int help;                  /* --help was given */
 } e2d_config;
 

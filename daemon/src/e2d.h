@@ -20,6 +20,8 @@
  *   wapi.c    e2.v1.WorkerControl handlers (with rendezvous waits)
  *   logs.c    StreamLogs (file reads, follow)
  *   local.c   --local-workers: spawn, capture, restart with backoff
+ *   http.c    --http-listen: /metrics, /healthz, JSON API, status page
+ *   notify.c  systemd readiness (sd_notify) and watchdog
  */
 #ifndef E2D_H
 #define E2D_H
@@ -30,8 +32,10 @@
 #include "config.h"
 #include "e2/v1/coordinator.pb-c.h"
 #include "e2/v1/worker.pb-c.h"
+#include "http.h"
 #include "jobdir.h"
 #include "jobstate.h"
+#include "notify.h"
 #include "rpc.h"
 #include "store.h"
 
@@ -144,6 +148,8 @@ typedef struct e2d_server {
     int rpc_down;              /* the RPC server has shut down */
     int64_t kill_locals_ms;    /* shutdown: SIGKILL local workers then */
     int lock_fd;               /* flock on <state-dir>/e2d.lock */
+    http_server *http;         /* --http-listen; NULL when off */
+    notify_state notify;       /* systemd readiness and watchdog */
 } e2d_server;
 
 /* ---- main.c ---- */
@@ -226,6 +232,21 @@ void ckpt_pending_free(e2d_pending_ckpt *p);
 
 /* ---- api.c / wapi.c / logs.c ---- */
 int api_register(e2d_server *srv, char *err, size_t errlen);
+/* GetJob, ListJobs and GetMetrics without an rpc_call (the HTTP API of
+ * http.c answers from the same code): RPC_OK with the reply in *out (free
+ * with protobuf_c_message_free_unpacked), or an error status with one line
+ * in msg. */
+rpc_status api_build_get_job(e2d_server *srv, const E2__V1__GetJobRequest *req,
+                             E2__V1__GetJobResponse **out, char *msg,
+                             size_t msglen);
+rpc_status api_build_list_jobs(e2d_server *srv,
+                               const E2__V1__ListJobsRequest *req,
+                               E2__V1__ListJobsResponse **out, char *msg,
+                               size_t msglen);
+rpc_status api_build_metrics(e2d_server *srv,
+                             const E2__V1__GetMetricsRequest *req,
+                             E2__V1__GetMetricsResponse **out, char *msg,
+                             size_t msglen);
 int wapi_register(e2d_server *srv, char *err, size_t errlen);
 /* Answers rendezvous waiters of (job, attempt, key) after a put, and
  * expired ones. */

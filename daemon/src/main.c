@@ -99,6 +99,9 @@ static void e2d_shutdown(uv_signal_t *s, int signum)
     srv->shutting_down = 1;
     e2d_log("signal %d: shutting down (grace %.1f s)", signum,
             srv->cfg.shutdown_grace);
+    notify_stopping(&srv->notify);
+    http_close(srv->http);
+    srv->http = NULL;
     e2d_waiters_finish_all(srv);
     rpc_server_shutdown(srv->rpc, (uint64_t)(srv->cfg.shutdown_grace * 1000),
                         e2d_rpc_down);
@@ -143,8 +146,24 @@ static int e2d_listen(e2d_server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/* The dashboards' HTTP listener (--http-listen), after the gRPC one. */
+static int e2d_listen_http(e2d_server *srv, char *err, size_t errlen)
+{
+    http_options opt = {srv->cfg.http_listen, srv->cfg.http_root, NULL, NULL,
+                        srv->cfg.http_metrics_public};
+    int port = 0;
+    if (!srv->cfg.http_listen[0])
+        return 0;
+    if (http_start(&srv->http, srv, &opt, &port, err, errlen) < 0)
+        return E2_ERR;
+    e2d_log("http on %s (port %d), pages from %s", srv->cfg.http_listen, port,
+            srv->cfg.http_root);
+    return 0;
+}
+
 static int e2d_run_server(e2d_server *srv, char *err, size_t errlen)
 {
+    char status[600];
     char p[JOBDIR_PATHLEN];
     double hb = srv->cfg.heartbeat_timeout * 1000.0;
     snprintf(p, sizeof p, "%s/jobs", srv->cfg.state_dir);
@@ -166,7 +185,8 @@ static int e2d_run_server(e2d_server *srv, char *err, size_t errlen)
     rpc_log_set(e2d_rpc_log, srv);
     if (!(srv->rpc = rpc_server_new(srv->loop, srv)))
         return e2_errf(err, errlen, "out of memory");
-    if (e2d_listen(srv, err, errlen) < 0)
+    if (e2d_listen(srv, err, errlen) < 0 ||
+        e2d_listen_http(srv, err, errlen) < 0)
         return E2_ERR;
     e2d_batch_start(srv);
     uv_timer_init(srv->loop, &srv->cron);
@@ -181,6 +201,9 @@ static int e2d_run_server(e2d_server *srv, char *err, size_t errlen)
     e2d_log("state in %s (%d jobs stored), heartbeat timeout %.1f s",
             srv->cfg.state_dir, store_job_count(srv->db),
             srv->cfg.heartbeat_timeout);
+    snprintf(status, sizeof status, "serving on %s", srv->cfg.listen);
+    if (notify_ready(&srv->notify, srv->loop, status, err, errlen) < 0)
+        return E2_ERR;
     uv_run(srv->loop, UV_RUN_DEFAULT);
     e2d_log("stopped");
     return 0;
