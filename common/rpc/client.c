@@ -3,7 +3,8 @@
  * Each call gets its own completion queue and keeps at most one batch in
  * flight, so a thread blocks only on its own events; the channel is shared
  * (gRPC channels are thread-safe), which makes one rpc_client usable from
- * several threads with separate calls.
+ * several threads with separate calls. A channel is plaintext or TLS
+ * (optionally with a client certificate for mutual TLS).
  */
 #include "rpc.h"
 #include "rpc_int.h"
@@ -64,7 +65,53 @@ static void copy_slice(char *dst, size_t len, grpc_slice s) {
   dst[n] = '\0';
 }
 
+/* The key is wiped before it is freed (see server.c). */
+static void wipe_free(char *p) {
+  if (p == NULL)
+    return;
+  volatile char *v = p;
+  while (*v)
+    *v++ = '\0';
+  free(p);
+}
+
+/* TLS channel credentials from the files of `tls`; NULL with err set. */
+static grpc_channel_credentials *client_tls_creds(const rpc_client_tls *tls,
+                                                  char *err, size_t errlen) {
+  if ((tls->cert_file == NULL) != (tls->key_file == NULL)) {
+    rpc__errf(err, errlen, "mutual TLS needs both a client certificate and "
+                           "its key (only one was given)");
+    return NULL;
+  }
+  char *ca = NULL, *cert = NULL, *key = NULL;
+  grpc_channel_credentials *creds = NULL;
+  if (tls->ca_file != NULL &&
+      (ca = rpc__read_pem(tls->ca_file, "TLS CA", err, errlen)) == NULL)
+    goto done;
+  if (tls->cert_file != NULL &&
+      ((cert = rpc__read_pem(tls->cert_file, "TLS client certificate", err,
+                             errlen)) == NULL ||
+       (key = rpc__read_pem(tls->key_file, "TLS client key", err, errlen)) ==
+           NULL))
+    goto done;
+  grpc_ssl_pem_key_cert_pair pair = {key, cert};
+  creds = grpc_ssl_credentials_create(ca, cert != NULL ? &pair : NULL, NULL,
+                                      NULL);
+  if (creds == NULL)
+    rpc__errf(err, errlen, "gRPC refused the TLS client settings");
+done:
+  free(ca);
+  free(cert);
+  wipe_free(key);
+  return creds;
+}
+
 rpc_client *rpc_client_new(const char *target, char *err, size_t errlen) {
+  return rpc_client_new_tls(target, NULL, err, errlen);
+}
+
+rpc_client *rpc_client_new_tls(const char *target, const rpc_client_tls *tls,
+                               char *err, size_t errlen) {
   if (target == NULL || target[0] == '\0') {
     rpc__errf(err, errlen, "empty server address: use unix:/path or host:port");
     return NULL;
@@ -75,8 +122,21 @@ rpc_client *rpc_client_new(const char *target, char *err, size_t errlen) {
     return NULL;
   }
   rpc__grpc_ref();
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-  c->channel = grpc_channel_create(target, creds, NULL);
+  grpc_channel_credentials *creds =
+      tls != NULL ? client_tls_creds(tls, err, errlen)
+                  : grpc_insecure_credentials_create();
+  if (creds == NULL) {
+    free(c);
+    rpc__grpc_unref();
+    return NULL;
+  }
+  grpc_arg arg;
+  arg.type = GRPC_ARG_STRING;
+  arg.key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+  arg.value.string = (char *)(tls != NULL ? tls->server_name : NULL);
+  grpc_channel_args args = {1, &arg};
+  c->channel = grpc_channel_create(target, creds,
+                                   arg.value.string != NULL ? &args : NULL);
   grpc_channel_credentials_release(creds);
   return c;
 }

@@ -1,11 +1,13 @@
 /* rpc.c: the parts of e2_rpc shared by server and client: gRPC start-up
  * reference counting, log routing, error and status names, and the
- * protobuf-c <-> gRPC byte buffer conversions. */
+ * protobuf-c <-> gRPC byte buffer conversions, reading PEM files for TLS. */
 #include "rpc.h"
 #include "rpc_int.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <grpc/byte_buffer_reader.h>
@@ -104,4 +106,47 @@ void rpc__errf(char *buf, size_t len, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(buf, len, fmt, ap);
   va_end(ap);
+}
+
+char *rpc__read_pem(const char *path, const char *what, char *err,
+                    size_t errlen) {
+  if (path == NULL || path[0] == '\0') {
+    rpc__errf(err, errlen, "no %s file given", what);
+    return NULL;
+  }
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    rpc__errf(err, errlen, "cannot read %s file %s: %s", what, path,
+              strerror(errno));
+    return NULL;
+  }
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  while (buf != NULL) {
+    n += fread(buf + n, 1, cap - n - 1, f);
+    if (n < cap - 1)
+      break;
+    char *grown = realloc(buf, cap * 2);
+    if (grown == NULL) {
+      free(buf);
+      buf = NULL;
+      break;
+    }
+    buf = grown;
+    cap *= 2;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (buf == NULL) {
+    rpc__errf(err, errlen, "out of memory reading %s", path);
+    return NULL;
+  }
+  buf[n] = '\0';
+  if (bad || strstr(buf, "-----BEGIN ") == NULL) {
+    rpc__errf(err, errlen, "%s file %s is not PEM (no -----BEGIN line)", what,
+              path);
+    free(buf);
+    return NULL;
+  }
+  return buf;
 }

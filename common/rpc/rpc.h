@@ -100,17 +100,39 @@ typedef struct {
   void *data;
 } rpc_method;
 
-/* Optional TLS for a listener (reserved: only NULL, plaintext, is
- * supported now; a non-NULL value fails with RPC_ENOTSUP). */
+/* Optional TLS for a listener (NULL: plaintext). The files are read when
+ * the listener is added. With ca_file, every client must present a
+ * certificate signed by that CA (mutual TLS); a client without one fails
+ * the handshake and never reaches a handler. */
 typedef struct {
   const char *cert_file;   /* PEM server certificate chain */
   const char *key_file;    /* PEM private key */
   const char *ca_file;     /* PEM CA for client certificates; NULL: none asked */
 } rpc_tls;
 
+/* Who made a call, as the server's auth hook decided. */
+typedef struct {
+  char name[64];  /* e.g. the token's name; "" when anonymous */
+  char role[16];  /* e.g. "admin"; meaning is the hook's business */
+} rpc_principal;
+
+/* Runs on the loop thread for every call (unknown methods included) after
+ * its metadata arrived and before its body is decoded or a handler runs;
+ * rpc_call_method and rpc_call_metadata work on `call`. Return RPC_OK and
+ * fill *principal to let the call go on; any other status (normally
+ * RPC_UNAUTHENTICATED or RPC_PERMISSION_DENIED) ends the call with that
+ * status and `message`. */
+typedef rpc_status (*rpc_auth_cb)(const rpc_call *call, rpc_principal *principal,
+                                  char *message, size_t message_len,
+                                  void *data);
+
 /* A server whose handlers run on `loop`. NULL when out of memory. */
 rpc_server *rpc_server_new(uv_loop_t *loop, void *data);
 void *rpc_server_data(const rpc_server *server);
+
+/* Install the auth hook (NULL: none; every call proceeds without a
+ * principal). Before rpc_server_start only. */
+int rpc_server_set_auth(rpc_server *server, rpc_auth_cb cb, void *data);
 
 /* Register the methods of a protoc-c service descriptor. Every entry of
  * `methods` must name a method of `service`; methods left out answer
@@ -148,6 +170,8 @@ const char *rpc_call_peer(const rpc_call *call);    /* "unix:", "ipv4:127.0.0.1:
 /* Value of a request metadata key (lower case, e.g. "authorization"), or
  * NULL when the client sent none. Valid while the call lives. */
 const char *rpc_call_metadata(const rpc_call *call, const char *key);
+/* The principal the auth hook set; NULL when the server has no hook. */
+const rpc_principal *rpc_call_principal(const rpc_call *call);
 /* Milliseconds until the client's deadline (0 once passed), or -1 when the
  * client set none. */
 int64_t rpc_call_deadline_ms(const rpc_call *call);
@@ -178,6 +202,22 @@ typedef struct rpc_stream rpc_stream;
 /* A channel to "unix:/path" or "host:port" (plaintext). Connecting happens
  * on the first call; a server that is not there gives UNAVAILABLE. */
 rpc_client *rpc_client_new(const char *target, char *err, size_t errlen);
+
+/* TLS for a client. The server's certificate must chain to ca_file (NULL:
+ * gRPC's default roots) and name the target's host (or server_name). For
+ * mutual TLS give cert_file and key_file together. */
+typedef struct {
+  const char *ca_file;      /* PEM roots that sign the server certificate */
+  const char *cert_file;    /* PEM client certificate chain, or NULL */
+  const char *key_file;     /* PEM client private key, or NULL */
+  const char *server_name;  /* name to check instead of the target host, or NULL */
+} rpc_client_tls;
+
+/* Like rpc_client_new, over TLS when tls is not NULL. The files are read
+ * here; NULL with a line in err when one cannot be read. A TLS handshake
+ * that fails later shows up as UNAVAILABLE on the calls. */
+rpc_client *rpc_client_new_tls(const char *target, const rpc_client_tls *tls,
+                               char *err, size_t errlen);
 void rpc_client_free(rpc_client *client);
 
 /* Metadata sent with every later call of this client (e.g.

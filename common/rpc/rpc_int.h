@@ -23,6 +23,11 @@ grpc_byte_buffer *rpc__pack(const ProtobufCMessage *message);
 ProtobufCMessage *rpc__unpack(const ProtobufCMessageDescriptor *type,
                               grpc_byte_buffer *buffer);
 
+/* The whole PEM file at `path` as a new string (free it; keys: wipe it
+ * first); NULL with "cannot read <what> file ..." in err. */
+char *rpc__read_pem(const char *path, const char *what, char *err,
+                    size_t errlen);
+
 /* snprintf into (buf, len) when buf is not NULL. */
 void rpc__errf(char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

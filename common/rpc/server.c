@@ -82,6 +82,8 @@ struct rpc_call {
 
   void *data;
   rpc_cancel_cb on_cancel;
+  rpc_principal principal;
+  int has_principal;
 };
 
 typedef struct {
@@ -113,6 +115,8 @@ struct rpc_server {
   rpc_tag tag_shutdown;
   int shutdown_notified, cq_shut;
   rpc_shutdown_cb on_shutdown;
+  rpc_auth_cb auth;
+  void *auth_data;
 };
 
 static void call_pump(rpc_call *c);
@@ -260,6 +264,15 @@ static void call_accept(rpc_call *c) {
     rpc_call_finish(c, RPC_RESOURCE_EXHAUSTED, "server out of memory");
     return;
   }
+  if (s->auth != NULL) {
+    msg[0] = '\0';
+    rpc_status st = s->auth(c, &c->principal, msg, sizeof msg, s->auth_data);
+    if (st != RPC_OK) {
+      rpc_call_finish(c, st, msg[0] ? msg : rpc_status_name(st));
+      return;
+    }
+    c->has_principal = 1;
+  }
   if (c->method == NULL) {
     snprintf(msg, sizeof msg, "unknown method %s", c->path);
     rpc_call_finish(c, RPC_UNIMPLEMENTED, msg);
@@ -381,6 +394,10 @@ int64_t rpc_call_deadline_ms(const rpc_call *call) {
   gpr_timespec left = gpr_time_sub(dl, gpr_now(GPR_CLOCK_MONOTONIC));
   int64_t ms = gpr_time_to_millis(left);
   return ms > 0 ? ms : 0;
+}
+
+const rpc_principal *rpc_call_principal(const rpc_call *call) {
+  return call->has_principal ? &call->principal : NULL;
 }
 
 int rpc_call_cancelled(const rpc_call *call) { return call->cancelled; }
@@ -580,6 +597,51 @@ rpc_server *rpc_server_new(uv_loop_t *loop, void *data) {
 
 void *rpc_server_data(const rpc_server *server) { return server->data; }
 
+int rpc_server_set_auth(rpc_server *s, rpc_auth_cb cb, void *data) {
+  if (s->state != SRV_NEW)
+    return RPC_ESTATE;
+  s->auth = cb;
+  s->auth_data = data;
+  return 0;
+}
+
+/* The PEM key is wiped before it is freed: it should not linger in freed
+ * heap memory a later crash dump could show. */
+static void wipe_free(char *p) {
+  if (p == NULL)
+    return;
+  volatile char *v = p;
+  while (*v)
+    *v++ = '\0';
+  free(p);
+}
+
+/* TLS server credentials from the files of `tls`; NULL with err set. */
+static grpc_server_credentials *server_tls_creds(const rpc_tls *tls, char *err,
+                                                 size_t errlen) {
+  grpc_server_credentials *creds = NULL;
+  char *cert = rpc__read_pem(tls->cert_file, "TLS certificate", err, errlen);
+  char *key = cert ? rpc__read_pem(tls->key_file, "TLS key", err, errlen) : NULL;
+  char *ca = NULL;
+  if (key != NULL && tls->ca_file != NULL)
+    ca = rpc__read_pem(tls->ca_file, "TLS client CA", err, errlen);
+  if (key != NULL && (tls->ca_file == NULL || ca != NULL)) {
+    grpc_ssl_pem_key_cert_pair pair = {key, cert};
+    creds = grpc_ssl_server_credentials_create_ex(
+        ca, &pair, 1,
+        ca != NULL ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                   : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+        NULL);
+    if (creds == NULL)
+      rpc__errf(err, errlen, "gRPC refused the TLS certificate %s / key %s",
+                tls->cert_file, tls->key_file);
+  }
+  free(cert);
+  wipe_free(key);
+  free(ca);
+  return creds;
+}
+
 int rpc_server_add_service(rpc_server *s,
                            const ProtobufCServiceDescriptor *service,
                            const rpc_method *methods, size_t n_methods,
@@ -627,15 +689,15 @@ int rpc_server_listen(rpc_server *s, const char *address, const rpc_tls *tls,
     rpc__errf(err, errlen, "listeners must be added before rpc_server_start");
     return RPC_ESTATE;
   }
-  if (tls != NULL) {
-    rpc__errf(err, errlen, "TLS listeners are not supported yet (%s)", address);
-    return RPC_ENOTSUP;
-  }
   if (address == NULL || address[0] == '\0') {
     rpc__errf(err, errlen, "empty listen address: use unix:/path or host:port");
     return RPC_EINVAL;
   }
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  grpc_server_credentials *creds =
+      tls != NULL ? server_tls_creds(tls, err, errlen)
+                  : grpc_insecure_server_credentials_create();
+  if (creds == NULL)
+    return RPC_EINVAL;
   rpc__last_error_clear();
   int p = grpc_server_add_http2_port(s->srv, address, creds);
   grpc_server_credentials_release(creds);

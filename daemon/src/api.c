@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authz.h"
 #include "base.h"
 #include "e2d.h"
 #include "pbjson.h"
@@ -413,6 +414,8 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     rc = e2d_batch_join(srv, err, sizeof err);
     if (rc == 0)
         rc = api_store_job(srv, req->spec, full, rid, &j, err, sizeof err);
+    if (rc == 0)
+        rc = authz_set_owner(srv, call, j.id, err, sizeof err);
     e2_spec_free(full);
     if (rc < 0) {
         store_job_free(&j);
@@ -472,6 +475,10 @@ static void api_cancel(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     e2d_batch_flush(srv);
     if (api_load(srv, call, req->id, &j) < 0)
         return;
+    if (authz_check_cancel(srv, call, j.id) < 0) {
+        store_job_free(&j);
+        return;
+    }
     if (sched_cancel(srv, &j, grace) < 0) {
         api_fail(call, RPC_INTERNAL, "job %s: the cancel could not be stored",
                  j.id);

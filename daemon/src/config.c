@@ -46,15 +46,27 @@ static const char config_usage_text[] =
     "  --http-listen HOST:PORT   also serve HTTP for dashboards: Prometheus\n"
     "                            /metrics, /healthz, a read-only JSON API\n"
     "                            (/api/v1/jobs[/ID[/metrics]]) and the status\n"
-    "                            page at /; plaintext, no auth: bind loopback\n"
-    "                            or fence the port (default: off)\n"
+    "                            page at /; plaintext (bind loopback or put a\n"
+    "                            TLS proxy in front); with --token-file the\n"
+    "                            API and /metrics need a viewer token\n"
+    "                            (Authorization: Bearer; default: off)\n"
     "  --http-root DIR           the status page's files (default: the\n"
     "                            share/e2/web installed next to e2d's bin/,\n"
     "                            else the source tree's web/)\n"
     "  --http-metrics-public yes|no\n"
-    "                            /metrics skips the token check that guards\n"
-    "                            the other HTTP paths once e2d has tokens\n"
-    "                            (default no)\n"
+    "                            yes: /metrics needs no token (default no)\n"
+    "  --tls-cert FILE           PEM certificate (chain) of a TLS listener\n"
+    "  --tls-key FILE            its PEM private key\n"
+    "  --tls-client-ca FILE      require client certificates signed by this\n"
+    "                            PEM CA (mutual TLS, e.g. for workers)\n"
+    "  --token-file FILE         bearer tokens, `<token> <name> <role>` per\n"
+    "                            line (roles admin, submitter, viewer,\n"
+    "                            worker); not readable by others. With it,\n"
+    "                            every call needs a token, on the unix socket\n"
+    "                            too; without it, every caller is admin\n"
+    "  --insecure                allow a TCP --listen without TLS (a warning\n"
+    "                            is logged); without it e2d refuses to start\n"
+    "                            (config file: insecure = yes)\n"
     "  --config FILE             read settings from FILE first\n"
     "  --help                    this text\n"
     "\n"
@@ -108,6 +120,25 @@ int config_set(e2d_config *c, const char *key, const char *value, char *err,
     double d = 0;
     if (!strcmp(key, "listen"))
         return config_str(key, value, c->listen, sizeof c->listen, err, errlen);
+    if (!strcmp(key, "tls-cert"))
+        return config_str(key, value, c->tls_cert, sizeof c->tls_cert, err,
+                          errlen);
+    if (!strcmp(key, "tls-key"))
+        return config_str(key, value, c->tls_key, sizeof c->tls_key, err,
+                          errlen);
+    if (!strcmp(key, "tls-client-ca"))
+        return config_str(key, value, c->tls_client_ca,
+                          sizeof c->tls_client_ca, err, errlen);
+    if (!strcmp(key, "token-file"))
+        return config_str(key, value, c->token_file, sizeof c->token_file, err,
+                          errlen);
+    if (!strcmp(key, "insecure")) {
+        if (strcmp(value, "yes") && strcmp(value, "no"))
+            return e2_errf(err, errlen, "insecure must be yes or no (got '%s')",
+                           value);
+        c->insecure = !strcmp(value, "yes");
+        return 0;
+    }
     if (!strcmp(key, "state-dir"))
         return config_str(key, value, c->state_dir, sizeof c->state_dir, err,
                           errlen);
@@ -244,6 +275,10 @@ int config_parse(e2d_config *c, int argc, char **argv, char *err,
             c->help = 1;
             return 0;
         }
+        if (!strcmp(argv[i], "--insecure")) {
+            c->insecure = 1;
+            continue;
+        }
         if (strncmp(argv[i], "--", 2))
             return e2_errf(err, errlen,
                            "unexpected argument '%s' (see e2d --help)",
@@ -306,6 +341,14 @@ int config_finish(e2d_config *c, const char *self_exe, char *err,
         if (access(c->http_root, R_OK) < 0)
             snprintf(c->http_root, sizeof c->http_root, "%s", E2D_SOURCE_WEB);
     }
+    if (!c->tls_cert[0] != !c->tls_key[0])
+        return e2_errf(err, errlen,
+                       "TLS needs both --tls-cert and --tls-key (got only %s)",
+                       c->tls_cert[0] ? "--tls-cert" : "--tls-key");
+    if (c->tls_client_ca[0] && !c->tls_cert[0])
+        return e2_errf(err, errlen,
+                       "--tls-client-ca needs a TLS listener: give --tls-cert "
+                       "and --tls-key too");
     if (!c->worker_bin[0] && self_exe) {
         const char *slash = strrchr(self_exe, '/');
         int dirlen = slash ? (int)(slash - self_exe) : 1;

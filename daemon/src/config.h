@@ -13,6 +13,11 @@ typedef struct e2d_config {
     char state_dir[400];
     char worker_bin[512];      /* e2worker used by --local-workers */
     char config_file[512];     /* "" when none */
+    char tls_cert[512];        /* PEM server certificate; "" = plaintext */
+    char tls_key[512];         /* its PEM private key */
+    char tls_client_ca[512];   /* CA of client certificates (mutual TLS) */
+    char token_file[512];      /* bearer tokens; "" = no token checks */
+    int insecure;              /* allow a plaintext TCP listener */
     int local_workers;         /* 0..256 */
     double heartbeat_timeout;  /* seconds before a silent worker is LOST */
     double hang_timeout;       /* seconds without step progress; 0 = off */

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "authz.h"
 #include "base.h"
 #include "e2d.h"
 
@@ -134,11 +135,9 @@ static int e2d_listen(e2d_server *srv, char *err, size_t errlen)
     }
     if (api_register(srv, err, errlen) < 0 ||
         wapi_register(srv, err, errlen) < 0 ||
-        rpc_server_listen(srv->rpc, addr, NULL, &port, err, errlen) < 0 ||
+        authz_listen(srv, &port, err, errlen) < 0 ||
         rpc_server_start(srv->rpc, err, errlen) < 0)
         return E2_ERR;
-    if (!strncmp(addr, "unix:", 5))
-        chmod(addr + 5, 0660);
     if (port)
         e2d_log("listening on %s (port %d)", addr, port);
     else
@@ -146,7 +145,25 @@ static int e2d_listen(e2d_server *srv, char *err, size_t errlen)
     return 0;
 }
 
-/* The dashboards' HTTP listener (--http-listen), after the gRPC one. */
+/* HTTP requests follow the gRPC token rules: allowed when the token's
+ * role may call the method the request mirrors. */
+static int e2d_http_auth(const char *authorization, const char *method,
+                         char *msg, size_t msglen, void *data)
+{
+    rpc_principal who;
+    (void)data;
+    switch (authz_check(authorization, method, &who, msg, msglen)) {
+    case RPC_OK:
+        return 0;
+    case RPC_UNAUTHENTICATED:
+        return 401;
+    default:
+        return 403;
+    }
+}
+
+/* The dashboards' HTTP listener (--http-listen), after the gRPC one (whose
+ * setup loaded the tokens). */
 static int e2d_listen_http(e2d_server *srv, char *err, size_t errlen)
 {
     http_options opt = {srv->cfg.http_listen, srv->cfg.http_root, NULL, NULL,
@@ -154,6 +171,8 @@ static int e2d_listen_http(e2d_server *srv, char *err, size_t errlen)
     int port = 0;
     if (!srv->cfg.http_listen[0])
         return 0;
+    if (authz_enabled())
+        opt.auth = e2d_http_auth;
     if (http_start(&srv->http, srv, &opt, &port, err, errlen) < 0)
         return E2_ERR;
     e2d_log("http on %s (port %d), pages from %s", srv->cfg.http_listen, port,
@@ -240,6 +259,7 @@ int main(int argc, char **argv)
     sched_free(&srv);
     free(srv.locals);
     store_close(srv.db);
+    authz_close();
     if (srv.loop)
         uv_loop_close(srv.loop);
     if (srv.lock_fd >= 0)

@@ -74,6 +74,9 @@ static const char *store_migrations[STORE_SCHEMA_VERSION] = {
     "INSERT INTO meta VALUES('worker_seq', 0);"
     "CREATE INDEX jobs_state ON jobs(state, priority, seq);"
     "CREATE INDEX job_events_job ON job_events(job, id);",
+    /* 2 -> 3: who submitted each job (the bearer token's name; '' when
+     * e2d runs without a token file). */
+    "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';",
 };
 
 enum {
@@ -83,7 +86,8 @@ enum {
     Q_CKPT_ADD, Q_CKPT_DEL, Q_CKPT_LIST, Q_METRIC_ADD, Q_METRIC_LIST,
     Q_METRIC_TRIM,
     Q_RDV_PUT, Q_RDV_GET, Q_RDV_CLEAR, Q_JOB_QUEUED, Q_JOB_STATES, Q_BEGIN,
-    Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO, Q_N
+    Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
+    Q_OWNER_SET, Q_OWNER_GET, Q_N
 };
 
 #define JOB_COLS \
@@ -113,6 +117,8 @@ static const char *store_sql[Q_N] = {
         " fail_worker = ?20, fail_user = ?21, finished_ms = ?22"
         " WHERE id = ?1",
     [Q_JOB_COUNT] = "SELECT count(*) FROM jobs",
+    [Q_OWNER_SET] = "UPDATE jobs SET owner = ?2 WHERE id = ?1",
+    [Q_OWNER_GET] = "SELECT owner FROM jobs WHERE id = ?1",
     [Q_EVENT_ADD] = "INSERT INTO job_events(job, time_ms, from_state,"
                     " to_state, reason) VALUES(?1, ?2, ?3, ?4, ?5)",
     [Q_EVENT_LIST] = "SELECT time_ms, from_state, to_state, reason"
@@ -597,6 +603,38 @@ int store_job_count(store *s)
     if (st)
         sqlite3_reset(st);
     return n;
+}
+
+int store_job_set_owner(store *s, const char *id, const char *owner,
+                        char *err, size_t errlen)
+{
+    sqlite3_stmt *st = store_q(s, Q_OWNER_SET, err, errlen);
+    if (!st)
+        return E2_ERR;
+    bind_text(st, 1, id);
+    bind_text(st, 2, owner);
+    return store_done(s, st, err, errlen);
+}
+
+int store_job_owner(store *s, const char *id, char *owner, size_t len,
+                    char *err, size_t errlen)
+{
+    sqlite3_stmt *st = store_q(s, Q_OWNER_GET, err, errlen);
+    int rc;
+    if (!st)
+        return E2_ERR;
+    bind_text(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        col_copy(st, 0, owner, len);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE) {
+        e2_errf(err, errlen, "job %s not found", id);
+        return STORE_NOTFOUND;
+    }
+    return store_fail(s, err, errlen, "read job owner");
 }
 
 /* ---- events ---- */

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_NOTFOUND (-2) /* = E2_ENOENT: no such row */
 #define STORE_IDLEN 32
 
@@ -128,6 +128,12 @@ int store_job_insert(store *s, store_job *j, const store_label *labels,
                      int nlabels, char *err, size_t errlen);
 int store_job_get(store *s, const char *id, store_job *j, char *err,
                   size_t errlen);
+/* The job's owner (the name of the token that submitted it; "" without
+ * tokens). Kept out of store_job: only access control reads it. */
+int store_job_set_owner(store *s, const char *id, const char *owner,
+                        char *err, size_t errlen);
+int store_job_owner(store *s, const char *id, char *owner, size_t len,
+                    char *err, size_t errlen);
 int store_job_by_request(store *s, const char *request_id, store_job *j,
                          char *err, size_t errlen);
 /* Writes every mutable column of j back. */

@@ -302,7 +302,8 @@ def tcp_listen():
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    d = t.Daemon("--shutdown-grace", "1", listen="127.0.0.1:%d" % port)
+    d = t.Daemon("--shutdown-grace", "1", "--insecure",
+                 listen="127.0.0.1:%d" % port)
     c = d.start()
     try:
         job = c.call("SubmitJob", spec=t.small_spec()).job
@@ -310,7 +311,8 @@ def tcp_listen():
         assert not os.path.exists(os.path.join(d.state_dir, "e2d.sock"))
         # A second daemon cannot take the same port (no SO_REUSEPORT).
         with tempfile.TemporaryDirectory() as other:
-            r = _e2d("--state-dir", other, "--listen", "127.0.0.1:%d" % port)
+            r = _e2d("--state-dir", other, "--insecure", "--listen",
+                     "127.0.0.1:%d" % port)
         assert r.returncode == 1 and "127.0.0.1:%d" % port in r.stderr, r.stderr
     finally:
         c.close()
