@@ -98,7 +98,9 @@ typedef struct {
 typedef struct e2w_acts {
     int B, T;
     int backward;     /* gradient scratch allocated */
-    int recompute;    /* one layer of block activations, rebuilt in backward */
+    int recompute;    /* one set of block activations, shared by the blocks
+                         (rebuilt before each block's backward); always so
+                         for forward-only acts */
     size_t bytes;
     void *mem;        /* the one allocation */
     int32_t *tokens;  /* (B*T) device */
@@ -134,14 +136,18 @@ void e2w_model_free(e2w_model *m);
  * independent of depth), RMSNorm weights 1. */
 void e2w_model_init(e2w_model *m, uint64_t seed);
 
-/* Parameter counts: total, and those that take part in a matmul (per token
- * forward+backward cost 6 * matmul_params; the embedding lookup is free). */
+/* Parameters that take part in a matmul (per token, forward + backward cost
+ * 6 * matmul_params; the embedding lookup is free, a tied head counts once
+ * as the head). */
 size_t e2w_model_matmul_params(const e2w_model *m);
 /* Model FLOPs per trained token at sequence length T (forward + backward):
  * 6 * matmul_params + 6 * n_layer * H * D * T (causal attention: the QK^T
  * and AV products over T/2 keys on average, times 3 for the backward). */
 double e2w_model_flops_per_token(const e2w_model *m, int T);
 
+/* Activations for up to B x T tokens: with backward (training) or without
+ * (evaluation: no gradient scratch, one set of block activations, the head
+ * in chunks), with or without recomputation. Returns 0 or -1. */
 int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T,
                     int backward, int recompute, char *err, size_t errlen);
 void e2w_acts_free(e2w_acts *a, const e2w_model *m);
