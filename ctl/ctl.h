@@ -29,6 +29,7 @@ typedef struct {
   const char *command;
   const char *server;
   const char *token_file;
+  const char *tls_ca, *tls_cert, *tls_key;
   int json;
   const char *positional[4];
   int n_positional;

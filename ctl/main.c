@@ -9,10 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "pbjson.h"
 
 static const char usage[] =
-    "usage: e2ctl [--server ADDR] [--token-file PATH] COMMAND [ARGS] [--json]\n"
+    "usage: e2ctl [--server ADDR] [--token-file PATH] [--tls-ca FILE] COMMAND [ARGS]\n"
+    "             [--json]\n"
     "\n"
     "Commands:\n"
     "  submit SPEC.json [--set path=value ...] [--request-id ID] [--wait]\n"
@@ -40,8 +42,15 @@ static const char usage[] =
     "                       else unix:<state dir>/e2d.sock with e2d's default state\n"
     "                       dir: $E2_STATE_DIR, /var/lib/e2 (root),\n"
     "                       $XDG_STATE_HOME/e2, ~/.local/state/e2\n"
-    "  --token-file PATH    send 'authorization: Bearer <token>' read from PATH\n"
-    "                       (or $E2_TOKEN_FILE)\n"
+    "  --token-file PATH    send 'authorization: Bearer <token>' with the token\n"
+    "                       read from PATH (its first word; the file must not be\n"
+    "                       readable by others). Default: $E2_TOKEN_FILE, else\n"
+    "                       $XDG_CONFIG_HOME/e2/token or ~/.config/e2/token when\n"
+    "                       it exists. Tokens are never taken on the command line\n"
+    "  --tls-ca FILE        talk TLS to a host:port server whose certificate this\n"
+    "                       PEM CA signed (or $E2_TLS_CA)\n"
+    "  --tls-cert FILE      client certificate for mutual TLS, with --tls-key\n"
+    "  --tls-key FILE       (or $E2_TLS_CERT, $E2_TLS_KEY)\n"
     "  --json               print the API's JSON instead of text (read commands;\n"
     "                       watch/--wait: one JSON event per line)\n"
     "  -h, --help           this text\n"
@@ -134,6 +143,9 @@ typedef struct {
 static const optdef options[] = {
     {"--server", 1, "*"},
     {"--token-file", 1, "*"},
+    {"--tls-ca", 1, "*"},
+    {"--tls-cert", 1, "*"},
+    {"--tls-key", 1, "*"},
     {"--json", 0, " submit status list cancel watch logs workers metrics eval "},
     {"--set", 1, " submit "},
     {"--wait", 0, " submit "},
@@ -199,6 +211,9 @@ static int push(const char **list, int *n, const char *opt, const char *v) {
 static int apply_option(ctl_args *a, const char *name, const char *v) {
   if (strcmp(name, "--server") == 0) a->server = v;
   else if (strcmp(name, "--token-file") == 0) a->token_file = v;
+  else if (strcmp(name, "--tls-ca") == 0) a->tls_ca = v;
+  else if (strcmp(name, "--tls-cert") == 0) a->tls_cert = v;
+  else if (strcmp(name, "--tls-key") == 0) a->tls_key = v;
   else if (strcmp(name, "--json") == 0) a->json = 1;
   else if (strcmp(name, "--set") == 0) return push(a->sets, &a->n_sets, name, v);
   else if (strcmp(name, "--wait") == 0) a->wait = 1;
@@ -294,6 +309,24 @@ static int parse_args(int argc, char **argv, ctl_args *a) {
   return 0;
 }
 
+/* The token file: --token-file, $E2_TOKEN_FILE, else the per-user one
+ * when it exists. 0 when there is none (calls go without a token). */
+static int token_path(const ctl_args *a, char *path, size_t len) {
+  const char *p = a->token_file != NULL ? a->token_file : getenv("E2_TOKEN_FILE");
+  const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+  if (p != NULL && p[0] != '\0') {
+    snprintf(path, len, "%s", p);
+    return 1;
+  }
+  if (xdg != NULL && xdg[0] == '/')
+    snprintf(path, len, "%s/e2/token", xdg);
+  else if (home != NULL && home[0] != '\0')
+    snprintf(path, len, "%s/.config/e2/token", home);
+  else
+    return 0;
+  return access(path, F_OK) == 0;
+}
+
 static int connect_ctx(ctl_ctx *ctx) {
   const ctl_args *a = ctx->args;
   if (a->server != NULL)
@@ -302,31 +335,27 @@ static int connect_ctx(ctl_ctx *ctx) {
     ctl_err("no e2d address: give --server ADDR or set E2_SERVER");
     return CTL_EXIT_USAGE;
   }
-  char err[256];
-  ctx->client = rpc_client_new(ctx->target, err, sizeof err);
+  char err[512];
+  const char *ca = a->tls_ca != NULL ? a->tls_ca : getenv("E2_TLS_CA");
+  const char *cert = a->tls_cert != NULL ? a->tls_cert : getenv("E2_TLS_CERT");
+  const char *key = a->tls_key != NULL ? a->tls_key : getenv("E2_TLS_KEY");
+  rpc_client_tls tls = {ca, cert, key, NULL};
+  int use_tls = (ca != NULL && ca[0] != '\0') || cert != NULL || key != NULL;
+  ctx->client = rpc_client_new_tls(ctx->target, use_tls ? &tls : NULL, err,
+                                   sizeof err);
   if (ctx->client == NULL) {
-    ctl_err("--server: %s", err);
+    ctl_err("%s: %s", use_tls ? "TLS" : "--server", err);
     return CTL_EXIT_USAGE;
   }
-  const char *token_file = a->token_file != NULL ? a->token_file : getenv("E2_TOKEN_FILE");
-  if (token_file != NULL && token_file[0] != '\0') {
-    FILE *f = fopen(token_file, "r");
-    char token[4096], header[4200];
-    if (f == NULL) {
-      ctl_err("cannot read token file %s: %s", token_file, strerror(errno));
-      return CTL_EXIT_USAGE;
-    }
-    size_t n = fread(token, 1, sizeof token - 1, f);
-    fclose(f);
-    token[n] = '\0';
-    token[strcspn(token, "\r\n")] = '\0';
-    if (token[0] == '\0') {
-      ctl_err("token file %s is empty", token_file);
-      return CTL_EXIT_USAGE;
-    }
-    snprintf(header, sizeof header, "Bearer %s", token);
-    rpc_client_set_metadata(ctx->client, "authorization", header);
+  char path[1024], token[AUTH_TOKEN_MAX + 1], header[AUTH_TOKEN_MAX + 16];
+  if (!token_path(a, path, sizeof path))
+    return 0;
+  if (auth_token_read(path, token, sizeof token, err, sizeof err) < 0) {
+    ctl_err("%s", err);
+    return CTL_EXIT_USAGE;
   }
+  snprintf(header, sizeof header, "Bearer %s", token);
+  rpc_client_set_metadata(ctx->client, "authorization", header);
   return 0;
 }
 

@@ -3,6 +3,7 @@ TLS listener (certificates made by gen_certs.sh with openssl, per test),
 a token file with one token per role, and Debian's python3-grpcio as the
 client. Run with /usr/bin/python3; E2D_BIN names e2d (set by ctest)."""
 
+import json
 import os
 import re
 import secrets
@@ -298,6 +299,70 @@ def readable_token_file_refused():
         env.close()
 
 
+def e2ctl_tls_and_token_file():
+    env = Env()
+    try:
+        port = env.tls_e2d()
+        home = os.path.join(env.dir, "home")
+        os.makedirs(os.path.join(home, ".config", "e2"))
+        user_tok = os.path.join(home, ".config", "e2", "token")
+        with open(user_tok, "w") as f:
+            f.write(env.tokens["vera"] + "\n")
+        os.chmod(user_tok, 0o600)
+        alice_tok = os.path.join(env.dir, "alice.token")
+        with open(alice_tok, "w") as f:
+            f.write(env.tokens["alice"] + " alice submitter\n")
+        os.chmod(alice_tok, 0o600)
+        spec = os.path.join(env.dir, "spec.json")
+        with open(spec, "w") as f:
+            json.dump({
+                "name": "ctl",
+                "model": {"config": {"hidden_size": 32,
+                                     "num_hidden_layers": 1,
+                                     "num_attention_heads": 2,
+                                     "intermediate_size": 64,
+                                     "vocab_size": 256,
+                                     "max_position_embeddings": 64}},
+                "data": {"train_shards": ["/nonexistent/train_*.bin"]},
+                "augment": {"train_length": 64},
+                "train": {"steps": 10, "global_batch": 4},
+                "eval": {"windows": [64]}}, f)
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith("E2_") and k != "XDG_CONFIG_HOME"}
+        base.update(HOME=home, E2_SERVER="127.0.0.1:%d" % port)
+
+        def ctl(*args, **env_over):
+            e = dict(base, **env_over)
+            return subprocess.run([os.environ["E2CTL_BIN"]] + list(args),
+                                  env=e, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True,
+                                  timeout=30)
+
+        ca = env.pem("ca.pem")
+        # plaintext e2ctl against the TLS port: unreachable
+        r = ctl("list")
+        assert r.returncode == 4, (r.returncode, r.stderr)
+        # TLS via --tls-ca and via E2_TLS_CA; ~/.config/e2/token (viewer)
+        r = ctl("--tls-ca", ca, "list")
+        assert r.returncode == 0, r.stderr
+        r = ctl("submit", spec, E2_TLS_CA=ca)
+        assert r.returncode == 3 and "vera (role viewer) may not call" in \
+            r.stderr, (r.returncode, r.stderr)
+        # E2_TOKEN_FILE (a line copied from e2d's file) beats the default
+        r = ctl("submit", spec, E2_TLS_CA=ca, E2_TOKEN_FILE=alice_tok)
+        assert r.returncode == 0, r.stderr
+        # a token file others can read is refused before connecting
+        os.chmod(alice_tok, 0o644)
+        r = ctl("--token-file", alice_tok, "--tls-ca", ca, "list")
+        assert r.returncode == 64 and "chmod 600" in r.stderr, r.stderr
+        # no token file at all: UNAUTHENTICATED
+        os.remove(user_tok)
+        r = ctl("--tls-ca", ca, "list")
+        assert r.returncode == 3 and "no bearer token" in r.stderr, r.stderr
+    finally:
+        env.close()
+
+
 if __name__ == "__main__":
     t.run_cases([plaintext_client_vs_tls_port_fails,
                  tcp_without_tls_needs_insecure,
@@ -305,4 +370,5 @@ if __name__ == "__main__":
                  roles_allowed_and_refused,
                  unix_socket_needs_token_with_token_file,
                  unix_socket_without_token_file_is_admin,
-                 readable_token_file_refused])
+                 readable_token_file_refused,
+                 e2ctl_tls_and_token_file])
