@@ -250,8 +250,10 @@ static void http_error(http_conn *c, int status, int fatal, int head_only,
         uv_read_stop((uv_stream_t *)&c->tcp);
     }
     http_send(c, status, "text/plain; charset=utf-8",
-              status == 405 ? "Allow: GET, HEAD\r\n" : NULL, msg, (size_t)n,
-              head_only);
+              status == 405   ? "Allow: GET, HEAD\r\n"
+              : status == 401 ? "WWW-Authenticate: Bearer realm=\"e2d\"\r\n"
+                              : NULL,
+              msg, (size_t)n, head_only);
 }
 
 /* ---- JSON API ---- */
