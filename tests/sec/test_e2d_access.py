@@ -363,6 +363,40 @@ def e2ctl_tls_and_token_file():
         env.close()
 
 
+def worker_agent_over_mutual_tls_with_token():
+    env = Env()
+    agent = None
+    try:
+        port = env.tls_e2d("--tls-client-ca", env.pem("ca.pem"))
+        tok = os.path.join(env.dir, "worker.token")
+        with open(tok, "w") as f:
+            f.write(env.tokens["worker-1"] + "\n")
+        os.chmod(tok, 0o600)
+        agent_log = open(os.path.join(env.dir, "agent.log"), "wb")
+        agent = subprocess.Popen(
+            [os.environ["E2WORKER_BIN"], "--coordinator", "127.0.0.1:%d" % port,
+             "--tls-ca", env.pem("ca.pem"), "--tls-cert", env.pem("client.pem"),
+             "--tls-key", env.pem("client.key")],
+            env=dict(os.environ, E2_TOKEN_FILE=tok), stdout=agent_log,
+            stderr=agent_log)
+        agent_log.close()
+        admin = Client("127.0.0.1:%d" % port, env, env.tokens["root"],
+                       cert=True)
+        deadline = time.time() + 20
+        while not admin.call("ListWorkers").workers:
+            assert time.time() < deadline, "agent never registered:\n" + \
+                open(os.path.join(env.dir, "agent.log")).read()
+            assert agent.poll() is None, "agent exited:\n" + \
+                open(os.path.join(env.dir, "agent.log")).read()
+            time.sleep(0.1)
+        assert env.tokens["worker-1"] not in env.log()
+    finally:
+        if agent and agent.poll() is None:
+            agent.terminate()
+            agent.wait(20)
+        env.close()
+
+
 if __name__ == "__main__":
     t.run_cases([plaintext_client_vs_tls_port_fails,
                  tcp_without_tls_needs_insecure,
@@ -371,4 +405,5 @@ if __name__ == "__main__":
                  unix_socket_needs_token_with_token_file,
                  unix_socket_without_token_file_is_admin,
                  readable_token_file_refused,
-                 e2ctl_tls_and_token_file])
+                 e2ctl_tls_and_token_file,
+                 worker_agent_over_mutual_tls_with_token])

@@ -30,6 +30,7 @@
 
 #include "agent.h"
 #include "agent_internal.h"
+#include "auth.h"
 #include "base.h"
 #include "rpc.h"
 
@@ -76,6 +77,7 @@ struct e2w_agent {
     size_t log_head, log_n;
     uint64_t log_dropped;
     rpc_client *client;        /* control thread's channel */
+    char bearer[AUTH_TOKEN_MAX + 8]; /* "Bearer <token>"; "" without one */
 };
 
 /* ---- small helpers ---- */
@@ -130,8 +132,18 @@ static int call(e2w_agent *a, rpc_client **client, const char *method,
     snprintf(path, sizeof path, PATH_WC "%s", method);
     *resp = NULL;
     if (!*client) {
-        *client = rpc_client_new(a->coordinator, msg, msglen);
+        rpc_client_tls tls = {a->cfg.tls_ca, a->cfg.tls_cert, a->cfg.tls_key,
+                              NULL};
+        int use_tls = a->cfg.tls_ca || a->cfg.tls_cert || a->cfg.tls_key;
+        *client = rpc_client_new_tls(a->coordinator, use_tls ? &tls : NULL,
+                                     msg, msglen);
         if (!*client) return RPC_UNAVAILABLE;
+        if (a->bearer[0] &&
+            rpc_client_set_metadata(*client, "authorization", a->bearer) < 0) {
+            rpc_client_free(*client);
+            *client = NULL;
+            return RPC_UNAVAILABLE;
+        }
     }
     int st = rpc_client_call(*client, path, req, rt, resp, timeout_ms, msg,
                              msglen);
@@ -237,6 +249,15 @@ int e2w_agent_new(e2w_agent **out, const e2w_agent_config *cfg, char *err,
         a->cfg.runner_data = NULL;
     }
     a->interval_ms = DEFAULT_INTERVAL_MS;
+    if (cfg->token_file && *cfg->token_file) {
+        char tok[AUTH_TOKEN_MAX + 1];
+        if (auth_token_read(cfg->token_file, tok, sizeof tok, err, errlen) < 0) {
+            e2w_agent_free(a);
+            return E2_ERR;
+        }
+        snprintf(a->bearer, sizeof a->bearer, "Bearer %s", tok);
+        memset(tok, 0, sizeof tok);
+    }
     *out = a;
     return 0;
 }
@@ -254,6 +275,7 @@ void e2w_agent_free(e2w_agent *a) {
     free(a->coordinator);
     free(a->device);
     free(a->name);
+    memset(a->bearer, 0, sizeof a->bearer);
     free(a);
 }
 

@@ -57,6 +57,10 @@ typedef struct {
     int spawned_by_e2d;        /* started by e2d --local-workers */
     int rpc_timeout_ms;        /* per call; default 5000 */
     int backoff_max_ms;        /* ceiling of the reconnect backoff; default 2000 */
+    const char *token_file;    /* bearer token (role worker) for e2d; NULL: none */
+    const char *tls_ca;        /* PEM CA of e2d's certificate: TLS; NULL: plaintext */
+    const char *tls_cert;      /* client certificate and key for mutual TLS */
+    const char *tls_key;
     e2w_agent_runner runner;   /* NULL: the trainer (worker/train) */
     void *runner_data;
     /* Called from the training thread with each trainer log line (no '\n')

@@ -32,11 +32,23 @@ const char *e2w_agent_usage(void) {
            "                      when set); the worker then sees that GPU alone\n"
            "  --name NAME         hostname reported to e2d (default: gethostname)\n"
            "  --spawned           started by e2d --local-workers (also E2_SPAWNED_BY_E2D=1)\n"
+           "  --token-file PATH   bearer token (role worker) for e2d, the first word of\n"
+           "                      PATH, which others must not read (or $E2_TOKEN_FILE)\n"
+           "  --tls-ca FILE       TLS to e2d, whose certificate this PEM CA signed\n"
+           "                      (or $E2_TLS_CA)\n"
+           "  --tls-cert FILE     client certificate and key for mutual TLS\n"
+           "  --tls-key FILE      (or $E2_TLS_CERT, $E2_TLS_KEY)\n"
            "  -h, --help          this text\n"
            "\n"
            "Data-parallel ranks on several machines: E2_COMM_IFACE (an interface) or\n"
            "E2_COMM_HOST (this machine's address) sets where Gloo listens; default\n"
            "127.0.0.1 (all ranks on one machine).\n";
+}
+
+/* An environment variable's value; NULL when unset or empty. */
+static const char *env_or_null(const char *name) {
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
 }
 
 int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg,
@@ -45,6 +57,10 @@ int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg,
     cfg->device = "cpu";
     const char *env = getenv("E2_SPAWNED_BY_E2D");
     cfg->spawned_by_e2d = env && !strcmp(env, "1");
+    cfg->token_file = env_or_null("E2_TOKEN_FILE");
+    cfg->tls_ca = env_or_null("E2_TLS_CA");
+    cfg->tls_cert = env_or_null("E2_TLS_CERT");
+    cfg->tls_key = env_or_null("E2_TLS_KEY");
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
     for (int i = 1; i < argc; i++) {
@@ -60,7 +76,9 @@ int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg,
         snprintf(flag, sizeof flag, "%.*s", (int)(fl < sizeof flag ? fl : sizeof flag - 1), f);
         f = flag;
         int takes = !strcmp(f, "--coordinator") || !strcmp(f, "--device") ||
-                    !strcmp(f, "--device-index") || !strcmp(f, "--name");
+                    !strcmp(f, "--device-index") || !strcmp(f, "--name") ||
+                    !strcmp(f, "--token-file") || !strcmp(f, "--tls-ca") ||
+                    !strcmp(f, "--tls-cert") || !strcmp(f, "--tls-key");
         if (!takes) return e2_errf(err, errlen, "unknown flag %s (see --help)", argv[i]);
         if (eq) {
             v = eq + 1;
@@ -70,6 +88,14 @@ int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg,
         }
         if (!strcmp(f, "--coordinator")) {
             cfg->coordinator = v;
+        } else if (!strcmp(f, "--token-file")) {
+            cfg->token_file = v;
+        } else if (!strcmp(f, "--tls-ca")) {
+            cfg->tls_ca = v;
+        } else if (!strcmp(f, "--tls-cert")) {
+            cfg->tls_cert = v;
+        } else if (!strcmp(f, "--tls-key")) {
+            cfg->tls_key = v;
         } else if (!strcmp(f, "--device")) {
             if (strcmp(v, "cpu") && strcmp(v, "cuda"))
                 return e2_errf(err, errlen, "--device must be cpu or cuda (got %s)", v);
