@@ -185,10 +185,60 @@ static int auth_parse_line(char *line, auth_token *e, const char *path,
     return 0;
 }
 
+/* Appends e (taking its token) unless the token is already there. */
+static int auth_tokens_push(auth_tokens *t, auth_token *e, size_t *cap,
+                            char *err, size_t errlen)
+{
+    if (auth_tokens_find(t, e->token)) {
+        auth_wipe(e->token, e->len);
+        free(e->token);
+        return e2_errf(err, errlen,
+                       "token of %s is used by an earlier line too; give "
+                       "every principal its own token",
+                       e->name);
+    }
+    if (t->n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        auth_token *grown = realloc(t->v, ncap * sizeof *grown);
+        if (!grown) {
+            auth_wipe(e->token, e->len);
+            free(e->token);
+            return e2_errf(err, errlen, "out of memory");
+        }
+        t->v = grown;
+        *cap = ncap;
+    }
+    t->v[t->n++] = *e;
+    return 0;
+}
+
+int auth_tokens_add(auth_tokens *t, const char *token, const char *name,
+                    auth_role role, char *err, size_t errlen)
+{
+    auth_token e;
+    size_t cap = t->n;
+    memset(&e, 0, sizeof e);
+    if (strlen(token) < AUTH_TOKEN_MIN || strlen(token) > AUTH_TOKEN_MAX ||
+        strcspn(token, " \t\r\n") != strlen(token))
+        return e2_errf(err, errlen,
+                       "token of %s must be %d to %d characters without "
+                       "blanks",
+                       name, AUTH_TOKEN_MIN, AUTH_TOKEN_MAX);
+    if (!auth_name_ok(name) || role == AUTH_ROLE_NONE)
+        return e2_errf(err, errlen, "bad token name '%.64s' or role", name);
+    snprintf(e.name, sizeof e.name, "%s", name);
+    e.role = role;
+    e.len = strlen(token);
+    if (!(e.token = malloc(e.len + 1)))
+        return e2_errf(err, errlen, "out of memory");
+    memcpy(e.token, token, e.len + 1);
+    return auth_tokens_push(t, &e, &cap, err, errlen);
+}
+
 int auth_tokens_load(auth_tokens *t, const char *path, char *err,
                      size_t errlen)
 {
-    char line[AUTH_LINE_MAX + 2];
+    char line[AUTH_LINE_MAX + 2], msg[256];
     int lineno = 0, rc = 0;
     size_t cap = 0;
     FILE *f;
@@ -214,27 +264,10 @@ int auth_tokens_load(auth_tokens *t, const char *path, char *err,
         memset(&e, 0, sizeof e);
         if ((rc = auth_parse_line(p, &e, path, lineno, err, errlen)) < 0)
             break;
-        if (auth_tokens_find(t, e.token)) {
-            auth_wipe(e.token, e.len);
-            free(e.token);
-            rc = e2_errf(err, errlen,
-                         "%s:%d: token of %s is used by an earlier line too; "
-                         "give every principal its own token",
-                         path, lineno, e.name);
+        if ((rc = auth_tokens_push(t, &e, &cap, msg, sizeof msg)) < 0) {
+            e2_errf(err, errlen, "%s:%d: %s", path, lineno, msg);
             break;
         }
-        if (t->n == cap) {
-            auth_token *grown;
-            cap = cap ? cap * 2 : 8;
-            if (!(grown = realloc(t->v, cap * sizeof *grown))) {
-                auth_wipe(e.token, e.len);
-                free(e.token);
-                rc = e2_errf(err, errlen, "out of memory");
-                break;
-            }
-            t->v = grown;
-        }
-        t->v[t->n++] = e;
     }
     auth_wipe(line, sizeof line);
     if (rc == 0 && ferror(f))

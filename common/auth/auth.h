@@ -50,6 +50,10 @@ typedef struct {
  * naming file:line and the fix. */
 int auth_tokens_load(auth_tokens *t, const char *path, char *err,
                      size_t errlen);
+/* Adds one token (copied) as a file line would, e.g. one e2d makes for
+ * its own local workers. The same checks as for a line of the file. */
+int auth_tokens_add(auth_tokens *t, const char *token, const char *name,
+                    auth_role role, char *err, size_t errlen);
 /* Wipes the secrets and frees them. */
 void auth_tokens_free(auth_tokens *t);
 /* The entry whose token equals `token`, or NULL. Compares against every

@@ -3,9 +3,12 @@
 #include "authz.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -81,6 +84,38 @@ static void authz_socket_access(const char *path)
                 "can connect)", path, strerror(errno));
 }
 
+/* --local-workers with a token file: a fresh random worker token for this
+ * run, in <state-dir>/local-worker.token (0600), named by E2_TOKEN_FILE in
+ * e2d's environment, which the spawned workers inherit (local.c). */
+static int authz_local_token(const e2d_config *c, char *err, size_t errlen)
+{
+    unsigned char raw[32];
+    char tok[2 * sizeof raw + 2], path[600];
+    int fd, rc = 0;
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+        return e2_errf(err, errlen, "getrandom: %s", strerror(errno));
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(tok + 2 * i, 3, "%02x", raw[i]);
+    snprintf(path, sizeof path, "%s/local-worker.token", c->state_dir);
+    unlink(path);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return e2_errf(err, errlen, "create %s: %s", path, strerror(errno));
+    tok[2 * sizeof raw] = '\n';
+    if (write(fd, tok, 2 * sizeof raw + 1) != (ssize_t)(2 * sizeof raw + 1))
+        rc = e2_errf(err, errlen, "write %s: %s", path, strerror(errno));
+    close(fd);
+    tok[2 * sizeof raw] = 0;
+    if (rc == 0)
+        rc = auth_tokens_add(&authz_tokens, tok, "e2d-local-workers",
+                             AUTH_ROLE_WORKER, err, errlen);
+    if (rc == 0 && setenv("E2_TOKEN_FILE", path, 1) < 0)
+        rc = e2_errf(err, errlen, "setenv: %s", strerror(errno));
+    memset(tok, 0, sizeof tok);
+    memset(raw, 0, sizeof raw);
+    return rc;
+}
+
 int authz_listen(struct e2d_server *srv, int *port, char *err, size_t errlen)
 {
     const e2d_config *c = &srv->cfg;
@@ -97,6 +132,8 @@ int authz_listen(struct e2d_server *srv, int *port, char *err, size_t errlen)
         if (auth_tokens_load(&authz_tokens, c->token_file, err, errlen) < 0)
             return E2_ERR;
         authz_on = 1;
+        if (c->local_workers > 0 && authz_local_token(c, err, errlen) < 0)
+            return E2_ERR;
         if (rpc_server_set_auth(srv->rpc, authz_hook, srv) < 0)
             return e2_errf(err, errlen, "cannot install the auth hook");
         e2d_log("access: %zu token(s) from %s; every call needs one",

@@ -12,6 +12,11 @@
  *     token file, every caller is admin and jobs have no owner.
  *   - A job's owner is the name of the token that submitted it; a
  *     submitter may cancel only its own jobs.
+ *   - With a token file and --local-workers, e2d makes a worker token for
+ *     its own workers at each start (<state-dir>/local-worker.token, mode
+ *     0600, name e2d-local-workers) and hands it to them through
+ *     E2_TOKEN_FILE. Over TCP with TLS they also need E2_TLS_CA (and
+ *     E2_TLS_CERT/E2_TLS_KEY for mutual TLS) in e2d's environment.
  * Tokens are never logged: log lines name the token's name and the peer.
  * State is process-wide (one e2d per process). */
 #ifndef E2D_AUTHZ_H

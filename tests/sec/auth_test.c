@@ -138,6 +138,16 @@ static void test_find_is_exact(void) {
   CHECK(auth_equal("ab", 2, "abc", 3) == 0);
   CHECK(auth_equal("abcd", 4, "abc", 3) == 0);
   CHECK(auth_equal("", 0, "", 0) == 1);
+  /* e2d adds its local workers' token to the file's */
+  CHECK(auth_tokens_add(&t, "0123456789abcdef0123", "e2d-local",
+                        AUTH_ROLE_WORKER, err, sizeof err) == 0);
+  CHECK(t.n == 5);
+  CHECK(auth_tokens_find(&t, "0123456789abcdef0123")->role == AUTH_ROLE_WORKER);
+  CHECK(auth_tokens_find(&t, TOK_V)->role == AUTH_ROLE_VIEWER);
+  CHECK(auth_tokens_add(&t, TOK_V, "again", AUTH_ROLE_ADMIN, err,
+                        sizeof err) < 0);
+  CHECK(auth_tokens_add(&t, "short", "x", AUTH_ROLE_ADMIN, err, sizeof err) < 0);
+  CHECK(t.n == 5);
   auth_tokens_free(&t);
 }
 

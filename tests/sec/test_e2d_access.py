@@ -397,6 +397,31 @@ def worker_agent_over_mutual_tls_with_token():
         env.close()
 
 
+def local_workers_get_a_worker_token():
+    env = Env()
+    try:
+        env.run_e2d("--token-file", env.token_file, "--local-workers", "1",
+                    "--worker-bin", os.environ["E2WORKER_BIN"])
+        state = os.path.join(env.dir, "state")
+        admin = Client("unix:" + os.path.join(state, "e2d.sock"),
+                       token=env.tokens["root"])
+        deadline = time.time() + 20
+        while not admin.call("ListWorkers").workers:
+            assert time.time() < deadline, "local worker never registered:\n" \
+                + env.log()
+            time.sleep(0.1)
+        tok_path = os.path.join(state, "local-worker.token")
+        assert stat.S_IMODE(os.stat(tok_path).st_mode) == 0o600
+        with open(tok_path) as f:
+            tok = f.read().strip()
+        assert len(tok) == 64 and tok not in env.log()
+        # the worker token opens WorkerControl only
+        w = Client("unix:" + os.path.join(state, "e2d.sock"), token=tok)
+        denied(lambda: w.call("ListJobs"), "e2d-local-workers (role worker)")
+    finally:
+        env.close()
+
+
 if __name__ == "__main__":
     t.run_cases([plaintext_client_vs_tls_port_fails,
                  tcp_without_tls_needs_insecure,
@@ -406,4 +431,5 @@ if __name__ == "__main__":
                  unix_socket_without_token_file_is_admin,
                  readable_token_file_refused,
                  e2ctl_tls_and_token_file,
-                 worker_agent_over_mutual_tls_with_token])
+                 worker_agent_over_mutual_tls_with_token,
+                 local_workers_get_a_worker_token])
