@@ -848,10 +848,10 @@ static void http_handle(http_conn *c, char *head)
         for (char *e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t');)
             *--e = 0;
         if (!strcasecmp(next, "Connection")) {
+            /* HTTP/1.0 connections always close: its keep-alive
+             * extension is not worth supporting. */
             if (http_has_token(v, "close"))
                 r.keep_alive = 0;
-            else if (http_has_token(v, "keep-alive"))
-                r.keep_alive = 1;
         } else if (!strcasecmp(next, "Content-Length")) {
             long long n = http_number(v, INT64_MAX);
             if (n != 0) {
@@ -927,6 +927,13 @@ static void http_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     http_conn *c = stream->data;
     (void)buf;
+    if (nread == UV_EOF && c->writes) {
+        /* The client is done sending: finish the replies queued, then
+         * close. */
+        c->close_after = 1;
+        uv_read_stop(stream);
+        return;
+    }
     if (nread < 0) {
         http_conn_close(c);
         return;

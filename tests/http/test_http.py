@@ -96,12 +96,15 @@ class Daemon:
             fail("GET %s: Content-Type %s" % (path, ctype))
         return json.loads(body)
 
-    def raw(self, data, read_all=True):
-        """Sends bytes on a new connection; returns what came back until
-        the server closed it (or 5 s passed)."""
+    def raw(self, data, read_all=True, half_close=False):
+        """Sends bytes on a new connection (then shuts down its sending
+        side when half_close); returns what came back until the server
+        closed it (or 5 s passed)."""
         s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
         try:
             s.sendall(data)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass
         out = b""
@@ -194,8 +197,10 @@ def prep_data(tmp):
 
 
 def running_job(tmp, d, min_step=3):
-    """Submits a long tiny job and waits until it reported min_step steps
-    and committed a checkpoint. Returns its id."""
+    """Submits a long tiny job and waits until it reported min_step steps,
+    e2d holds at least 3 metric points (a heartbeat carries the newest step
+    only, so points can be fewer than steps) and a checkpoint is
+    committed. Returns its id."""
     prep_data(tmp)
     tiny_spec(os.path.join(tmp, "long.json"), 100000)
     out = d.ctl("submit", os.path.join(tmp, "long.json"), "--json")
@@ -203,7 +208,9 @@ def running_job(tmp, d, min_step=3):
     deadline = time.time() + 60
     while time.time() < deadline:
         j = d.get_json("/api/v1/jobs/" + job)["job"]
-        if j.get("step", 0) >= min_step and j.get("checkpoints"):
+        if j.get("step", 0) >= min_step and j.get("checkpoints") and \
+           len(d.get_json("/api/v1/jobs/%s/metrics" % job)
+               .get("points", [])) >= 3:
             return job
         if j["state"] in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
             fail("job ended: %s" % j)
@@ -332,6 +339,14 @@ def case_bad_requests_get_4xx_and_e2d_keeps_serving(tmp):
                      b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
         if resp.count(b"HTTP/1.1 200 OK") != 2:
             fail("pipelined: %r" % resp)
+        # A client that shuts down its side after the request still gets
+        # the reply; HTTP/1.0 closes after one reply.
+        resp = d.raw(b"GET /healthz HTTP/1.1\r\n\r\n", half_close=True)
+        if not resp.startswith(b"HTTP/1.1 200 OK") or b"ok\n" not in resp:
+            fail("half-closed client: %r" % resp)
+        resp = d.raw(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        if status_of(resp) != 200 or b"Connection: close" not in resp:
+            fail("HTTP/1.0: %r" % resp)
         # A flood of idle connections: the ones past the limit get 503, and
         # e2d still serves once they are gone.
         socks = [socket.create_connection(("127.0.0.1", d.port))
