@@ -60,6 +60,18 @@ rpc_status authz_check(const char *authorization, const char *path,
     return RPC_OK;
 }
 
+int authz_http(const char *authorization, const char *path, char *msg,
+               size_t msglen, void *data)
+{
+    rpc_principal p;
+    rpc_status st = authz_check(authorization, path, &p, msg, msglen);
+    (void)data;
+    if (st == RPC_OK)
+        return 0;
+    e2d_log("access: HTTP %s refused (%s)", path, rpc_status_name(st));
+    return st == RPC_UNAUTHENTICATED ? 401 : 403;
+}
+
 /* The rpc auth hook: refusals are logged with the peer, never the token. */
 static rpc_status authz_hook(const rpc_call *call, rpc_principal *principal,
                              char *msg, size_t msglen, void *data)

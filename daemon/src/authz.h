@@ -45,6 +45,11 @@ int authz_enabled(void);
 rpc_status authz_check(const char *authorization, const char *path,
                        rpc_principal *principal, char *msg, size_t msglen);
 
+/* authz_check for the HTTP listener (an http_auth_cb): 0 to allow, else
+ * 401 or 403 with a line in msg. */
+int authz_http(const char *authorization, const char *path, char *msg,
+               size_t msglen, void *data);
+
 /* Records the caller as the owner of job_id (nothing without a token
  * file). Part of the caller's open store transaction. */
 int authz_set_owner(struct e2d_server *srv, rpc_call *call, const char *job_id,

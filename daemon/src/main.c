@@ -166,7 +166,8 @@ static int e2d_http_auth(const char *authorization, const char *method,
  * setup loaded the tokens). */
 static int e2d_listen_http(e2d_server *srv, char *err, size_t errlen)
 {
-    http_options opt = {srv->cfg.http_listen, srv->cfg.http_root, NULL, NULL,
+    http_options opt = {srv->cfg.http_listen, srv->cfg.http_root,
+                        authz_enabled() ? authz_http : NULL, NULL,
                         srv->cfg.http_metrics_public};
     int port = 0;
     if (!srv->cfg.http_listen[0])

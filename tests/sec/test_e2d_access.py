@@ -422,6 +422,40 @@ def local_workers_get_a_worker_token():
         env.close()
 
 
+def http_listener_checks_tokens():
+    import urllib.error
+    import urllib.request
+    env = Env()
+    try:
+        env.run_e2d("--token-file", env.token_file, "--http-listen",
+                    "127.0.0.1:0")
+        m = re.search(r"http on \S+ \(port (\d+)\)", env.log())
+        assert m, env.log()
+        base = "http://127.0.0.1:%s" % m.group(1)
+
+        def get(path, token=None):
+            req = urllib.request.Request(base + path)
+            if token:
+                req.add_header("Authorization", "Bearer " + token)
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        assert get("/healthz") == 200
+        assert get("/api/v1/jobs") == 401
+        assert get("/metrics") == 401
+        assert get("/api/v1/jobs", secrets.token_hex(24)) == 401
+        assert get("/api/v1/jobs", env.tokens["worker-1"]) == 403
+        assert get("/api/v1/jobs", env.tokens["vera"]) == 200
+        assert get("/metrics", env.tokens["vera"]) == 200
+        for tok in env.tokens.values():
+            assert tok not in env.log()
+    finally:
+        env.close()
+
+
 if __name__ == "__main__":
     t.run_cases([plaintext_client_vs_tls_port_fails,
                  tcp_without_tls_needs_insecure,
@@ -431,5 +465,6 @@ if __name__ == "__main__":
                  unix_socket_without_token_file_is_admin,
                  readable_token_file_refused,
                  e2ctl_tls_and_token_file,
+                 http_listener_checks_tokens,
                  worker_agent_over_mutual_tls_with_token,
                  local_workers_get_a_worker_token])
