@@ -425,11 +425,32 @@ static void http_api_metrics(http_conn *c, http_req *r, char *id)
 
 /* ---- /metrics ---- */
 
+/* The gauges of each live job, one family per row of http_job_gauges. */
+enum {
+    HTTP_G_STEP, HTTP_G_TOTAL, HTTP_G_LOSS, HTTP_G_TPS, HTTP_G_RESTARTS,
+    HTTP_G_ATTEMPT, HTTP_G_CKPT_AGE, HTTP_G_N
+};
+
+static const struct {
+    const char *name, *help;
+} http_job_gauges[HTTP_G_N] = {
+    [HTTP_G_STEP] = {"e2_job_step", "Newest training step of a live job."},
+    [HTTP_G_TOTAL] = {"e2_job_total_steps", "Steps the job trains for."},
+    [HTTP_G_LOSS] = {"e2_job_loss", "Training loss at the newest step."},
+    [HTTP_G_TPS] = {"e2_job_tokens_per_second",
+                    "Training throughput of the job (all ranks)."},
+    [HTTP_G_RESTARTS] = {"e2_job_restarts",
+                         "Restarts after infrastructure faults."},
+    [HTTP_G_ATTEMPT] = {"e2_job_attempt", "Current attempt number."},
+    [HTTP_G_CKPT_AGE] = {"e2_job_checkpoint_age_seconds",
+                         "Seconds since the newest committed checkpoint "
+                         "(absent before the first)."},
+};
+
 typedef struct http_active {
     char id[STORE_IDLEN];
-    int attempt, restarts;
-    int64_t step, total_steps;
-    double loss, tps;
+    double v[HTTP_G_N];
+    int has_ckpt;
 } http_active;
 
 typedef struct http_scan {
@@ -465,13 +486,14 @@ static int http_scan_job(void *ud, const store_job *j)
         s->cap = cap;
     }
     a = &s->active[s->nactive++];
+    memset(a, 0, sizeof *a);
     memcpy(a->id, j->id, sizeof a->id);
-    a->attempt = j->attempt;
-    a->restarts = j->restarts;
-    a->step = j->step;
-    a->total_steps = j->total_steps;
-    a->loss = j->loss;
-    a->tps = j->tokens_per_second;
+    a->v[HTTP_G_STEP] = (double)j->step;
+    a->v[HTTP_G_TOTAL] = (double)j->total_steps;
+    a->v[HTTP_G_LOSS] = j->loss;
+    a->v[HTTP_G_TPS] = j->tokens_per_second;
+    a->v[HTTP_G_RESTARTS] = j->restarts;
+    a->v[HTTP_G_ATTEMPT] = j->attempt;
     return 0;
 }
 
@@ -485,7 +507,7 @@ static void http_gauge_head(http_buf *b, const char *name, const char *help)
     http_bprintf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
 }
 
-/* Prometheus wants +Inf/-Inf/NaN spelled so; %.17g would give "inf". */
+/* Prometheus spells NaN and +Inf/-Inf so; %.17g would give "nan", "inf". */
 static void http_value(http_buf *b, double v)
 {
     if (v != v)
@@ -496,54 +518,44 @@ static void http_value(http_buf *b, double v)
         http_bprintf(b, "%.17g\n", v);
 }
 
-static void http_job_gauges(http_buf *b, const http_scan *s, const char *name,
-                            const char *help, int which, const int64_t *ages)
+/* Counts every stored job by state (one pass over the jobs table, O(jobs)
+ * per scrape) and collects the live ones with their newest checkpoint. */
+static int http_scan_jobs(e2d_server *srv, http_scan *s, char *err,
+                          size_t errlen)
 {
-    http_gauge_head(b, name, help);
+    int64_t now = e2d_now_ms();
+    unsigned all = 0;
+    for (int st = 1; st < JOBSTATE_N; st++)
+        all |= 1u << st;
+    if (store_job_in_states(srv->db, all, http_scan_job, s, err, errlen) < 0)
+        return E2_ERR;
+    if (s->failed)
+        return e2_errf(err, errlen, "out of memory");
     for (size_t i = 0; i < s->nactive; i++) {
-        const http_active *a = &s->active[i];
-        if (which == 5 && ages[i] < 0)
-            continue;
-        http_bprintf(b, "%s{job=\"%s\"} ", name, a->id);
-        switch (which) {
-        case 0: http_bprintf(b, "%lld\n", (long long)a->step); break;
-        case 1: http_bprintf(b, "%lld\n", (long long)a->total_steps); break;
-        case 2: http_value(b, a->loss); break;
-        case 3: http_value(b, a->tps); break;
-        case 4: http_bprintf(b, "%d\n", a->restarts); break;
-        case 5: http_value(b, (double)ages[i] / 1000.0); break;
-        default: http_bprintf(b, "%d\n", a->attempt); break;
-        }
+        http_active *a = &s->active[i];
+        int64_t at = -1;
+        if (store_ckpt_list(srv->db, a->id, http_newest_ckpt, &at, err,
+                            errlen) < 0)
+            return E2_ERR;
+        a->has_ckpt = at >= 0;
+        a->v[HTTP_G_CKPT_AGE] = at >= 0 && now > at ? (now - at) / 1000.0 : 0;
     }
+    return 0;
 }
 
 static void http_metrics(http_conn *c, const http_req *r)
 {
     e2d_server *srv = c->h->srv;
     static const char *wstates[] = {"UNSPECIFIED", "IDLE", "BUSY", "LOST"};
-    int64_t workers[4] = {0}, now = e2d_now_ms(), *ages = NULL;
+    int64_t workers[4] = {0};
     http_scan s = {{0}, NULL, 0, 0, 0};
     http_buf b = {0};
     char err[E2_ERRLEN];
-    unsigned all = 0;
     e2d_batch_flush(srv);
-    for (int st = 1; st < JOBSTATE_N; st++)
-        all |= 1u << st;
-    if (store_job_in_states(srv->db, all, http_scan_job, &s, err,
-                            sizeof err) < 0 ||
-        s.failed) {
+    if (http_scan_jobs(srv, &s, err, sizeof err) < 0) {
         free(s.active);
-        http_error(c, 500, 0, r->head_only, "state store: %s",
-                   s.failed ? "out of memory" : err);
+        http_error(c, 500, 0, r->head_only, "state store: %s", err);
         return;
-    }
-    if (s.nactive && !(ages = malloc(s.nactive * sizeof *ages)))
-        b.failed = 1;
-    for (size_t i = 0; ages && i < s.nactive; i++) {
-        int64_t at = -1;
-        store_ckpt_list(srv->db, s.active[i].id, http_newest_ckpt, &at, err,
-                        sizeof err);
-        ages[i] = at < 0 ? -1 : (now > at ? now - at : 0);
     }
     for (e2d_worker *w = srv->workers; w; w = w->next)
         if (w->row.state >= 0 && w->row.state < 4)
@@ -558,21 +570,16 @@ static void http_metrics(http_conn *c, const http_req *r)
     for (int st = 1; st < 4; st++)
         http_bprintf(&b, "e2_workers{state=\"%s\"} %lld\n", wstates[st],
                      (long long)workers[st]);
-    http_job_gauges(&b, &s, "e2_job_step",
-                    "Newest training step of a live job.", 0, ages);
-    http_job_gauges(&b, &s, "e2_job_total_steps", "Steps the job trains for.",
-                    1, ages);
-    http_job_gauges(&b, &s, "e2_job_loss", "Training loss at the newest step.",
-                    2, ages);
-    http_job_gauges(&b, &s, "e2_job_tokens_per_second",
-                    "Training throughput of the job (all ranks).", 3, ages);
-    http_job_gauges(&b, &s, "e2_job_restarts",
-                    "Restarts after infrastructure faults.", 4, ages);
-    http_job_gauges(&b, &s, "e2_job_checkpoint_age_seconds",
-                    "Seconds since the newest committed checkpoint.", 5, ages);
-    http_job_gauges(&b, &s, "e2_job_attempt", "Current attempt number.", 6,
-                    ages);
-    free(ages);
+    for (int g = 0; g < HTTP_G_N; g++) {
+        http_gauge_head(&b, http_job_gauges[g].name, http_job_gauges[g].help);
+        for (size_t i = 0; i < s.nactive; i++) {
+            if (g == HTTP_G_CKPT_AGE && !s.active[i].has_ckpt)
+                continue;
+            http_bprintf(&b, "%s{job=\"%s\"} ", http_job_gauges[g].name,
+                         s.active[i].id);
+            http_value(&b, s.active[i].v[g]);
+        }
+    }
     free(s.active);
     if (b.failed)
         http_error(c, 500, 0, r->head_only, "e2d: out of memory");
