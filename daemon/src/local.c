@@ -4,8 +4,10 @@
  * its pid and a cancel can signal the whole group), stdout and stderr
  * appended to <state-dir>/workers/local-<i>.log, restarted when it dies
  * with a backoff that doubles from 0.5 s to 30 s and resets after a minute
- * of life. Its pid is kept in workers/local-<i>.pid so that an e2d that
- * was killed -9 can stop the orphans at its next start. */
+ * of life. Unless OMP_NUM_THREADS is set, each worker gets
+ * max(1, cores / N) OpenMP threads. Its pid is kept in
+ * workers/local-<i>.pid so that an e2d that was killed -9 can stop the
+ * orphans at its next start. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -87,6 +89,7 @@ static void local_spawn(e2d_local *l)
 {
     e2d_server *srv = l->srv;
     char logp[JOBDIR_PATHLEN], pf[JOBDIR_PATHLEN], idx[32], pid[32];
+    char omp[48];
     char *args[] = {srv->cfg.worker_bin, "--coordinator", srv->cfg.listen,
                     NULL};
     char **env;
@@ -107,7 +110,7 @@ static void local_spawn(e2d_local *l)
     }
     while (environ[n])
         n++;
-    if (!(env = calloc(n + 3, sizeof *env))) {
+    if (!(env = calloc(n + 4, sizeof *env))) {
         close(fd);
         return;
     }
@@ -115,6 +118,15 @@ static void local_spawn(e2d_local *l)
     snprintf(idx, sizeof idx, "E2_LOCAL_WORKER_INDEX=%d", l->index);
     env[n] = "E2_SPAWNED_BY_E2D=1";
     env[n + 1] = idx;
+    /* N workers each running OpenMP on every core oversubscribe the
+     * machine (a 2-rank job ran ~15x slower): each gets cores / N threads
+     * unless the user chose. */
+    if (!getenv("OMP_NUM_THREADS")) {
+        unsigned cores = uv_available_parallelism();
+        unsigned t = cores / (unsigned)srv->nlocals;
+        snprintf(omp, sizeof omp, "OMP_NUM_THREADS=%u", t ? t : 1);
+        env[n + 2] = omp;
+    }
     memset(&o, 0, sizeof o);
     io[0].flags = UV_IGNORE;
     io[1].flags = io[2].flags = UV_INHERIT_FD;

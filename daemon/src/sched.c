@@ -11,7 +11,8 @@
  * Commands for a worker (assignment, cancel, abort) are queued on it and
  * delivered in its next heartbeat reply. An attempt ends on a lost worker,
  * a worker process exit, a rank reporting an infrastructure failure, or a
- * hang (no step progress within --hang-timeout); the other ranks get an
+ * hang (no step progress within --hang-timeout; a silent worker e2d
+ * spawned itself is killed, to be respawned); the other ranks get an
  * Abort and the job is re-queued from its last committed checkpoint while
  * spec.max_restarts lasts. User errors are never retried. */
 #include <errno.h>
@@ -545,6 +546,10 @@ void sched_cron(e2d_server *srv)
             snprintf(why, sizeof why, "lost: no heartbeat for %.1f s",
                      (double)(now - w->seen_ms) / 1000.0);
             sched_worker_lost(srv, w, why, 0, 0);
+            /* A silent worker e2d spawned (stopped, wedged) is killed so
+             * that local.c starts a fresh one in its place. */
+            if (w->row.spawned && local_owns_pid(srv, w->row.pid))
+                kill(-w->row.pid, SIGKILL);
         }
     for (r = srv->runs; r; r = rnext) {
         rnext = r->next;

@@ -1,0 +1,258 @@
+#!/bin/sh
+# dist_test.sh -- distributed data-parallel training end to end: a real e2d
+# spawning CPU workers itself (--local-workers 2, Gloo through e2d's
+# rendezvous), jobs submitted with e2ctl, faults injected from outside.
+# Usage: dist_test.sh E2D E2WORKER E2CTL CASE
+# Cases:
+#   one_vs_two    the same 20-step job on 1 and on 2 workers: per-step
+#                 losses equal within 1e-5 relative
+#   kill9         kill -9 of one worker after a committed checkpoint: the
+#                 job restarts from it and SUCCEEDS, its final weights
+#                 bit-identical to an uninterrupted 2-worker run's
+#   kill_in_ckpt  a worker killed while writing checkpoint step_N.tmp: the
+#                 half-written folder is never used (the restart resumes
+#                 from the committed one before) and is removed
+#   sigstop       SIGSTOP of one worker: detected within the heartbeat
+#                 timeout, the job restarts and SUCCEEDS
+#   two_to_one    a 2-worker job interrupted (cancelled after a committed
+#                 checkpoint) and resumed on 1 worker: losses equal to the
+#                 uninterrupted 2-worker run's within 1e-5 relative
+set -u
+E2D=$1
+E2W=$2
+E2CTL=$3
+CASE=$4
+PY=/usr/bin/python3
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2-dist-XXXXXX")
+SOCK=unix:$TMP/e2d.sock
+HB=4
+E2D_PID=
+
+cleanup() {
+    if [ -n "$E2D_PID" ]; then
+        for f in "$TMP"/state/workers/local-*.pid; do
+            [ -f "$f" ] && kill -CONT "$(cat "$f")" 2>/dev/null
+        done
+        kill -TERM "$E2D_PID" 2>/dev/null
+        wait "$E2D_PID" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+cd "$TMP" || exit 1
+
+fail() {
+    echo "FAIL ($CASE): $*" >&2
+    for f in e2d.log state/workers/local-0.log state/workers/local-1.log; do
+        [ -f "$f" ] && { echo "--- $f" >&2; tail -n 25 "$f" >&2; }
+    done
+    exit 1
+}
+
+ctl() { "$E2CTL" --server "$SOCK" "$@"; }
+json_get() { $PY -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+job_field() { ctl status "$1" --json 2>/dev/null | json_get "(lambda j: $2)(d['job'])" 2>/dev/null; }
+state_is() { [ "$(job_field "$1" "j['state']")" = "$2" ]; }
+wait_until() {
+    limit=$1; shift
+    n=0
+    while ! "$@"; do
+        n=$((n + 1))
+        [ $n -gt $((limit * 10)) ] && return 1
+        sleep 0.1
+    done
+}
+idle_workers() {
+    [ "$(ctl workers --json 2>/dev/null | json_get "sum(w['state'] == 'WORKER_STATE_IDLE' for w in d['workers'])")" = "$1" ]
+}
+
+start_e2d() {
+    "$E2D" --state-dir "$TMP/state" --listen "$SOCK" --local-workers 2 \
+        --worker-bin "$E2W" --heartbeat-timeout $HB >>e2d.log 2>&1 &
+    E2D_PID=$!
+    wait_until 10 test -S "$TMP/e2d.sock" || fail "e2d did not listen"
+    wait_until 30 idle_workers 2 || fail "the 2 local workers did not register: $(ctl workers)"
+}
+
+make_data() {
+    i=0
+    while [ $i -lt 200 ]; do
+        echo "The quick brown fox number $i jumps over the lazy dog. A journey of a thousand miles begins with one step."
+        i=$((i + 1))
+    done >text.txt
+    "$E2W" prep --out data --val-fraction 0.1 text.txt >/dev/null || fail "prep"
+}
+
+write_spec() { # $1 = steps, $2 = checkpoint every
+    cat >spec.json <<EOF
+{"name": "dist-tiny",
+ "model": {"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+   "num_key_value_heads": 2, "intermediate_size": 48, "vocab_size": 257,
+   "max_position_embeddings": 32}},
+ "data": {"train_shards": ["$TMP/data_train_*.bin"], "eval_shards": ["$TMP/data_val_*.bin"]},
+ "augment": {"train_length": 16, "g_max": 4, "n_sink": 2},
+ "train": {"steps": $1, "global_batch": 4, "micro_batch": 2, "lr": 0.003, "warmup_steps": 2},
+ "checkpoint": {"every": $2, "keep_last": 10},
+ "max_restarts": 2,
+ "eval": {"windows": [32], "max_tokens": 64}}
+EOF
+}
+
+submit() { # submit NUM_WORKERS [--wait]: prints the job id (after its end)
+    ctl submit spec.json --set num_workers=$1 --json 2>submit.err >submit.json || return 1
+    id=$(json_get "d['job']['id']" <submit.json) || return 1
+    if [ "${2:-}" = --wait ]; then
+        wait_until 120 state_is "$id" JOB_STATE_SUCCEEDED ||
+            { ctl status "$id" >submit.err; return 1; }
+    fi
+    echo "$id"
+}
+
+jobdir() { echo "$TMP/state/jobs/$1"; }
+
+# losses JOB: "step loss" per line, from rank 0's log of each attempt (a
+# later attempt's step replaces an earlier one's); the log prints 7
+# significant digits, 50x finer than the 1e-5 compared.
+losses() {
+    $PY - "$(jobdir "$1")" <<'EOF'
+import glob, os, re, sys
+d = {}
+for a in sorted(glob.glob(os.path.join(sys.argv[1], "attempt-*")),
+                key=lambda p: int(p.rsplit("-", 1)[1])):
+    for l in open(os.path.join(a, "rank-0.log")):
+        m = re.match(r"step (\d+)/\d+ \| loss (\S+)", l)
+        if m:
+            d[int(m.group(1))] = m.group(2)
+for s in sorted(d):
+    print(s, d[s])
+EOF
+}
+
+# same_losses A B [FROM]: per-step losses of A and B equal within 1e-5
+# relative for every step >= FROM both have (at least one).
+same_losses() {
+    losses "$1" >la.txt && losses "$2" >lb.txt || fail "losses of $1 / $2"
+    $PY - "${3:-1}" <<'EOF' || fail "losses of $1 and $2 differ"
+import sys
+lo = int(sys.argv[1])
+a = dict(map(float, l.split()) for l in open("la.txt") if l.strip())
+b = dict(map(float, l.split()) for l in open("lb.txt") if l.strip())
+common = sorted(s for s in a if s in b and s >= lo)
+assert common, (sorted(a), sorted(b))
+for s in common:
+    assert abs(a[s] - b[s]) <= 1e-5 * abs(b[s]), "step %d: %r vs %r" % (s, a[s], b[s])
+print("%d steps compared, largest relative difference %.3g" % (
+    len(common), max(abs(a[s] - b[s]) / abs(b[s]) for s in common)))
+EOF
+}
+
+# worker_pid INDEX: pid of local worker INDEX
+worker_pid() { cat "$TMP/state/workers/local-$1.pid"; }
+
+# kill_when PATH SIGNAL PID: sends SIGNAL to PID as soon as PATH exists
+# (polled every 2 ms, at most 60 s).
+kill_when() {
+    $PY - "$@" <<'EOF' || fail "$1 never appeared"
+import os, signal, sys, time
+path, sig, pid = sys.argv[1], getattr(signal, "SIG" + sys.argv[2]), int(sys.argv[3])
+end = time.time() + 60
+while not os.path.exists(path):
+    if time.time() > end:
+        sys.exit(1)
+    time.sleep(0.002)
+os.kill(pid, sig)
+EOF
+}
+
+events() { job_field "$1" "'\n'.join(e.get('reason', '') for e in j.get('events', []))"; }
+
+make_data
+start_e2d
+
+case $CASE in
+one_vs_two)
+    write_spec 20 0
+    j1=$(submit 1 --wait) || fail "1-worker job: $(cat submit.err)"
+    j2=$(submit 2 --wait) || fail "2-worker job: $(cat submit.err)"
+    [ "$(job_field "$j2" "j['step']")" = 20 ] || fail "2-worker job did not train 20 steps"
+    same_losses "$j1" "$j2"
+    ;;
+kill9)
+    write_spec 40 5
+    j=$(submit 2) || fail "submit: $(cat submit.err)"
+    kill_when "$(jobdir "$j")/checkpoints/step_10" KILL "$(worker_pid 1)"
+    wait_until 60 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not succeed: $(ctl status "$j")"
+    [ "$(job_field "$j" "j['restarts']")" = 1 ] || fail "expected one restart: $(ctl status "$j")"
+    events "$j" | grep -q "resuming from checkpoint step" || fail "the restart did not resume from a checkpoint: $(events "$j")"
+    ref=$(submit 2 --wait) || fail "uninterrupted job: $(cat submit.err)"
+    [ "$(job_field "$ref" "j['restarts']")" = 0 ] || fail "the reference job restarted"
+    cmp "$(jobdir "$j")/checkpoints/step_40/model.safetensors" \
+        "$(jobdir "$ref")/checkpoints/step_40/model.safetensors" ||
+        fail "final weights differ from the uninterrupted run's"
+    same_losses "$j" "$ref"
+    ;;
+kill_in_ckpt)
+    write_spec 12 4
+    j=$(submit 2) || fail "submit: $(cat submit.err)"
+    ck=$(jobdir "$j")/checkpoints
+    started() { s=$(job_field "$j" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_PENDING ]; }
+    wait_until 20 started || fail "job did not start"
+    # Rank 0 writes model.safetensors, then train_state.bin, each through a
+    # temporary <name>.tmp.<pid>: a FIFO in place of the state file's stops
+    # it mid-checkpoint (its open blocks until it is killed there).
+    mkdir -p "$ck/step_8.tmp"
+    for i in 0 1; do
+        mkfifo "$ck/step_8.tmp/train_state.bin.tmp.$(worker_pid $i)" || fail "mkfifo"
+    done
+    wait_until 30 test -f "$ck/step_8.tmp/model.safetensors" || fail "rank 0 never wrote into step_8.tmp"
+    ranks=$(ctl workers --json | json_get "' '.join('%s:%s' % (w['pid'], w.get('rank', 0)) for w in d['workers'] if w['state'] == 'WORKER_STATE_BUSY')")
+    victim=$(echo "$ranks" | tr ' ' '\n' | grep ':0$' | cut -d: -f1)
+    [ -n "$victim" ] || fail "no rank 0 among the busy workers: $ranks"
+    kill -9 "$victim"
+    wait_until 60 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not succeed: $(ctl status "$j")"
+    events "$j" | grep -q "resuming from checkpoint step 4" || fail "the restart did not resume from step 4: $(events "$j")"
+    ls "$ck" | grep -q '\.tmp' && fail "a .tmp folder is left: $(ls "$ck")"
+    $PY - "$ck/step_8/manifest.json" <<'EOF' || fail "step_8 is not the restart's own"
+import json, sys
+m = json.load(open(sys.argv[1]))
+assert m["attempt"] == 2, m
+EOF
+    ;;
+sigstop)
+    write_spec 40 5
+    j=$(submit 2) || fail "submit: $(cat submit.err)"
+    kill_when "$(jobdir "$j")/checkpoints/step_5" STOP "$(worker_pid 1)"
+    t0=$(date +%s)
+    left() { s=$(job_field "$j" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_RUNNING ]; }
+    wait_until $((HB + 10)) left || fail "hang not detected within $((HB + 10)) s"
+    dt=$(($(date +%s) - t0))
+    [ $dt -le $((HB + 3)) ] || fail "hang detected after $dt s (heartbeat timeout $HB s)"
+    wait_until 90 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not recover: $(ctl status "$j")"
+    [ "$(job_field "$j" "j['restarts']")" = 1 ] || fail "expected one restart: $(ctl status "$j")"
+    events "$j" | grep -q "no heartbeat" || fail "no heartbeat loss recorded: $(events "$j")"
+    ;;
+two_to_one)
+    write_spec 20 5
+    ref=$(submit 2 --wait) || fail "uninterrupted job: $(cat submit.err)"
+    j=$(submit 2) || fail "submit: $(cat submit.err)"
+    wait_until 60 test -d "$(jobdir "$j")/checkpoints/step_10" || fail "no committed step_10"
+    ctl cancel "$j" --grace 10 >/dev/null || fail "cancel"
+    wait_until 20 state_is "$j" JOB_STATE_CANCELLED || fail "not CANCELLED"
+    last=$(ls "$(jobdir "$j")/checkpoints" | grep -v tmp | sed 's/step_//' | sort -n | tail -1)
+    $PY - "$(jobdir "$j")/checkpoints/step_$last" <<'EOF' || fail "spec with resume_from"
+import json, sys
+s = json.load(open("spec.json"))
+s["resume_from"] = sys.argv[1]
+json.dump(s, open("spec.json", "w"))
+EOF
+    j1=$(submit 1 --wait) || fail "resumed 1-worker job: $(cat submit.err)"
+    [ "$(job_field "$j1" "j['step']")" = 20 ] || fail "resumed job did not reach step 20"
+    first=$(losses "$j1" | head -1 | cut -d' ' -f1)
+    [ "$first" = $((last + 1)) ] || fail "resumed job started at step $first, not $((last + 1))"
+    same_losses "$j1" "$ref" "$first"
+    ;;
+*)
+    fail "unknown case"
+    ;;
+esac
+exit 0
