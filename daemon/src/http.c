@@ -163,20 +163,20 @@ static void http_write_done(uv_write_t *req, int status)
         http_conn_close(c);
 }
 
-static void http_reason(int status, const char **reason)
+static const char *http_reason(int status)
 {
     switch (status) {
-    case 200: *reason = "OK"; break;
-    case 400: *reason = "Bad Request"; break;
-    case 401: *reason = "Unauthorized"; break;
-    case 403: *reason = "Forbidden"; break;
-    case 404: *reason = "Not Found"; break;
-    case 405: *reason = "Method Not Allowed"; break;
-    case 413: *reason = "Content Too Large"; break;
-    case 431: *reason = "Request Header Fields Too Large"; break;
-    case 500: *reason = "Internal Server Error"; break;
-    case 503: *reason = "Service Unavailable"; break;
-    default: *reason = "Error"; break;
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Error";
     }
 }
 
@@ -185,19 +185,17 @@ static void http_send(http_conn *c, int status, const char *ctype,
                       const char *extra, const char *body, size_t len,
                       int head_only)
 {
-    const char *reason;
     char head[512];
     int n;
     http_write *w;
     uv_buf_t buf;
     if (c->closing)
         return;
-    http_reason(status, &reason);
     n = snprintf(head, sizeof head,
                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
                  "Content-Length: %zu\r\nCache-Control: no-store\r\n"
                  "X-Content-Type-Options: nosniff\r\n%s%s\r\n",
-                 status, reason, ctype, len, extra ? extra : "",
+                 status, http_reason(status), ctype, len, extra ? extra : "",
                  c->close_after ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof head) {
         http_conn_close(c);
@@ -612,7 +610,8 @@ static const char *http_ctype(const char *name)
 }
 
 /* Files directly in the root only, by a plain name: no '/', no leading
- * dot, so no path can leave the root. */
+ * dot, so no path can leave the root. O_NONBLOCK: a FIFO put there must
+ * not block the loop (it then fails the regular-file check). */
 static void http_file(http_conn *c, const http_req *r, const char *name)
 {
     char path[1024];
@@ -627,7 +626,7 @@ static void http_file(http_conn *c, const http_req *r, const char *name)
     if (!ctype || name[0] == '.' ||
         (size_t)snprintf(path, sizeof path, "%s/%s", c->h->root, name) >=
             sizeof path ||
-        (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        (fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
         http_error(c, 404, 0, r->head_only, "%s: no such page", r->path);
         return;
     }
