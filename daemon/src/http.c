@@ -1013,6 +1013,16 @@ static int http_addr(const char *listen, struct sockaddr_storage *sa,
                    "address such as 127.0.0.1 or [::1])", host);
 }
 
+static int http_loopback(const struct sockaddr_storage *sa)
+{
+    static const unsigned char v6_loopback[16] = {[15] = 1};
+    if (sa->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >>
+                24) == 127;
+    return !memcmp(&((const struct sockaddr_in6 *)sa)->sin6_addr, v6_loopback,
+                   16);
+}
+
 static void http_listener_closed(uv_handle_t *handle)
 {
     http_server *h = handle->data;
@@ -1029,6 +1039,12 @@ int http_start(http_server **out, e2d_server *srv, const http_options *opt,
     *out = NULL;
     if (http_addr(opt->listen, &sa, err, errlen) < 0)
         return E2_ERR;
+    if (!opt->insecure && !http_loopback(&sa))
+        return e2_errf(err, errlen,
+                       "http-listen %s: the HTTP listener is plaintext: bind "
+                       "a loopback address (127.0.0.1:PORT, [::1]:PORT) and "
+                       "put a TLS proxy in front, or give --insecure on a "
+                       "fenced network", opt->listen);
     if (!(h = calloc(1, sizeof *h)))
         return e2_errf(err, errlen, "out of memory");
     h->srv = srv;

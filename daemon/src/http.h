@@ -42,6 +42,9 @@ typedef struct http_options {
     http_auth_cb auth;         /* NULL: every request is allowed */
     void *auth_data;
     int metrics_public;        /* /metrics is not asked about */
+    /* The listener is plaintext: an address other than loopback is
+     * refused unless this is set (e2d's --insecure). */
+    int insecure;
 } http_options;
 
 /* Binds and starts listening on srv->loop. *port gets the bound port. */

@@ -168,7 +168,7 @@ static int e2d_listen_http(e2d_server *srv, char *err, size_t errlen)
 {
     http_options opt = {srv->cfg.http_listen, srv->cfg.http_root,
                         authz_enabled() ? authz_http : NULL, NULL,
-                        srv->cfg.http_metrics_public};
+                        srv->cfg.http_metrics_public, srv->cfg.insecure};
     int port = 0;
     if (!srv->cfg.http_listen[0])
         return 0;

@@ -571,7 +571,8 @@ def case_bad_settings_are_refused(tmp):
     for flags, words in (
             (["--http-listen", "localhost"], "http-listen must be host:port"),
             (["--http-listen", "example.org:80"], "not an IP address"),
-            (["--http-metrics-public", "maybe"], "yes or no")):
+            (["--http-metrics-public", "maybe"], "yes or no"),
+            (["--http-listen", "0.0.0.0:0"], "plaintext")):
         args = [E2D, "--state-dir", os.path.join(tmp, "s")] + flags
         if "--http-listen" not in flags:
             args += ["--http-listen", "127.0.0.1:0"]
@@ -589,6 +590,14 @@ def case_bad_settings_are_refused(tmp):
     busy.close()
     if r.returncode == 0 or "http-listen 127.0.0.1:%d" % port not in r.stderr:
         fail("busy port: exit %d, stderr %r" % (r.returncode, r.stderr))
+    # Any address with --insecure (a fenced network).
+    d = Daemon(os.path.join(tmp, "open"), "--http-listen", "0.0.0.0:0",
+               "--insecure")
+    try:
+        if d.get("/healthz")[0] != 200:
+            fail("0.0.0.0 with --insecure does not serve")
+    finally:
+        d.stop()
 
 
 def main():
