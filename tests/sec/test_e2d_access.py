@@ -87,6 +87,9 @@ class Env:
         return r.stderr
 
     def close(self):
+        """Stops e2d with SIGTERM; unless a failure is already on its way,
+        checks that it exited cleanly (no sanitizer report)."""
+        clean = True
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -94,7 +97,13 @@ class Env:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                clean = False
+        log = self.log() if self.proc else ""
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.proc and sys.exc_info()[0] is None:
+            assert clean and self.proc.returncode == 0 and \
+                "Sanitizer" not in log, "e2d did not stop cleanly (%s):\n%s" % (
+                    self.proc.returncode, log[-4000:])
 
 
 class Client(t.Client):
