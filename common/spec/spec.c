@@ -560,6 +560,8 @@ static int spec_validate_filled(const E2__V1__JobSpec *s, vctx *v) {
     if (s->output_dir[0] == '\0' || strlen(s->output_dir) > 4095)
         return vfail(v, "spec.output_dir must be a path of 1 to 4095 bytes");
     TRY(vu32(v, "spec.log_every", s->log_every, 1, 1000000000u));
+    if (s->resume_from && (s->resume_from[0] != '/' || strlen(s->resume_from) > 4095))
+        return vfail(v, "spec.resume_from must be an absolute path (of a committed step_N checkpoint folder) of at most 4095 bytes");
     return 0;
 }
 

@@ -5,7 +5,8 @@
 # Usage: dist_test.sh E2D E2WORKER E2CTL CASE
 # Cases:
 #   one_vs_two    the same 20-step job on 1 and on 2 workers: per-step
-#                 losses equal within 1e-5 relative
+#                 losses equal within 1e-5 relative; each local worker
+#                 got OMP_NUM_THREADS = max(1, cores / 2)
 #   kill9         kill -9 of one worker after a committed checkpoint: the
 #                 job restarts from it and SUCCEEDS, its final weights
 #                 bit-identical to an uninterrupted 2-worker run's
@@ -14,9 +15,11 @@
 #                 from the committed one before) and is removed
 #   sigstop       SIGSTOP of one worker: detected within the heartbeat
 #                 timeout, the job restarts and SUCCEEDS
-#   two_to_one    a 2-worker job interrupted (cancelled after a committed
-#                 checkpoint) and resumed on 1 worker: losses equal to the
-#                 uninterrupted 2-worker run's within 1e-5 relative
+#   two_to_one    a 2-worker job interrupted (frozen after a committed
+#                 checkpoint, cancelled, killed by e2d at the end of the
+#                 grace) and resumed on 1 worker (spec.resume_from): losses
+#                 equal to the uninterrupted 2-worker run's within 1e-5
+#                 relative
 set -u
 E2D=$1
 E2W=$2
@@ -149,18 +152,19 @@ EOF
 # worker_pid INDEX: pid of local worker INDEX
 worker_pid() { cat "$TMP/state/workers/local-$1.pid"; }
 
-# kill_when PATH SIGNAL PID: sends SIGNAL to PID as soon as PATH exists
-# (polled every 2 ms, at most 60 s).
+# kill_when PATH SIGNAL PID...: sends SIGNAL to each PID as soon as PATH
+# exists (polled every 2 ms, at most 60 s).
 kill_when() {
     $PY - "$@" <<'EOF' || fail "$1 never appeared"
 import os, signal, sys, time
-path, sig, pid = sys.argv[1], getattr(signal, "SIG" + sys.argv[2]), int(sys.argv[3])
+path, sig = sys.argv[1], getattr(signal, "SIG" + sys.argv[2])
 end = time.time() + 60
 while not os.path.exists(path):
     if time.time() > end:
         sys.exit(1)
     time.sleep(0.002)
-os.kill(pid, sig)
+for pid in sys.argv[3:]:
+    os.kill(int(pid), sig)
 EOF
 }
 
@@ -171,6 +175,10 @@ start_e2d
 
 case $CASE in
 one_vs_two)
+    want=${OMP_NUM_THREADS:-$(($(nproc) / 2))}
+    [ "$want" -ge 1 ] || want=1
+    tr '\0' '\n' </proc/"$(worker_pid 0)"/environ | grep -qx "OMP_NUM_THREADS=$want" ||
+        fail "local worker lacks OMP_NUM_THREADS=$want"
     write_spec 20 0
     j1=$(submit 1 --wait) || fail "1-worker job: $(cat submit.err)"
     j2=$(submit 2 --wait) || fail "2-worker job: $(cat submit.err)"
@@ -235,9 +243,12 @@ two_to_one)
     write_spec 20 5
     ref=$(submit 2 --wait) || fail "uninterrupted job: $(cat submit.err)"
     j=$(submit 2) || fail "submit: $(cat submit.err)"
-    wait_until 60 test -d "$(jobdir "$j")/checkpoints/step_10" || fail "no committed step_10"
-    ctl cancel "$j" --grace 10 >/dev/null || fail "cancel"
-    wait_until 20 state_is "$j" JOB_STATE_CANCELLED || fail "not CANCELLED"
+    # Both workers frozen right after the step 10 commit, then cancelled:
+    # the grace runs out and e2d kills them (SIGTERM, then SIGKILL).
+    kill_when "$(jobdir "$j")/checkpoints/step_10" STOP "$(worker_pid 0)" "$(worker_pid 1)"
+    ctl cancel "$j" --grace 1 >/dev/null || fail "cancel"
+    wait_until 20 state_is "$j" JOB_STATE_CANCELLED || fail "not CANCELLED: $(ctl status "$j")"
+    wait_until 30 idle_workers 2 || fail "the local workers were not replaced: $(ctl workers)"
     last=$(ls "$(jobdir "$j")/checkpoints" | grep -v tmp | sed 's/step_//' | sort -n | tail -1)
     $PY - "$(jobdir "$j")/checkpoints/step_$last" <<'EOF' || fail "spec with resume_from"
 import json, sys

@@ -5,9 +5,11 @@
  * does (the hf_dir model's config, defaults, validation, files), and a spec
  * that fails is a user error, never retried. The trainer's checkpoint hook
  * hands each step_N.tmp/ to e2d (which commits it once every rank
- * reported) instead of renaming it. Rank 0 evaluates the trained model at
- * every eval window (e2w_eval_spec, shared with `e2worker run`) and returns
- * the results, structured and as eval.json text.
+ * reported) instead of renaming it. A resume (the job's last committed
+ * checkpoint, else spec.resume_from) first checks every file against the
+ * sizes and sha256 of the checkpoint's manifest.json. Rank 0 evaluates the
+ * trained model at every eval window (e2w_eval_spec, shared with `e2worker
+ * run`) and returns the results, structured and as eval.json text.
  *
  * Outcomes: trained -> SUCCEEDED; stopped by Cancel -> CANCELLED (after a
  * final checkpoint when the deadline leaves room for one); stopped by Abort
@@ -19,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "agent_internal.h"
 #include "base.h"
 #include "comm.h"
@@ -27,6 +31,47 @@
 #include "pbjson.h"
 #include "spec.h"
 #include "train.h"
+
+/* Checks a committed checkpoint folder against its manifest.json (written
+ * by e2d at the commit): every file listed there has its size and sha256. */
+static int verify_manifest(const char *dir, char *err, size_t errlen) {
+    char path[4200];
+    json_error_t je;
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    json_t *m = json_load_file(path, 0, &je);
+    json_t *files = m ? json_object_get(m, "files") : NULL;
+    size_t i;
+    json_t *f;
+    int rc = 0;
+    if (!json_is_array(files)) {
+        json_decref(m);
+        return e2_errf(err, errlen, "%s: not a committed checkpoint (%s)", dir,
+                       m ? "manifest.json lists no files" : je.text);
+    }
+    json_array_foreach(files, i, f) {
+        const char *name = json_string_value(json_object_get(f, "name"));
+        const char *want = json_string_value(json_object_get(f, "sha256"));
+        json_int_t size = json_integer_value(json_object_get(f, "size"));
+        uint8_t d[E2_SHA256_LEN];
+        char hex[E2_SHA256_HEXLEN];
+        uint64_t got = 0;
+        if (!name || !want || strchr(name, '/')) {
+            rc = e2_errf(err, errlen, "%s: manifest.json entry %zu is malformed", dir, i);
+            break;
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        if ((rc = e2_sha256_file(path, d, &got, err, errlen)) < 0) break;
+        e2_sha256_hex(d, hex);
+        if (got != (uint64_t)size || strcmp(hex, want)) {
+            rc = e2_errf(err, errlen, "%s: %s does not match its checksum in manifest.json "
+                         "(size %llu, want %lld): the checkpoint is damaged", dir, name,
+                         (unsigned long long)got, (long long)size);
+            break;
+        }
+    }
+    json_decref(m);
+    return rc;
+}
 
 typedef struct {
     e2w_agent_job *job;
@@ -336,14 +381,22 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
     }
     say(&c, "job %s attempt %u rank %u/%u on %s, job dir %s", as->job_id, as->attempt,
         as->rank, hooks.world_size, k->name, as->job_dir);
-    int fresh = !as->resume_checkpoint || !*as->resume_checkpoint;
-    if (!fresh) {
-        if (e2w_train_resume(t, as->resume_checkpoint, err, sizeof err) < 0) {
-            finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
+    const char *from = as->resume_checkpoint && *as->resume_checkpoint
+                           ? as->resume_checkpoint
+                           : spec->resume_from && *spec->resume_from ? spec->resume_from : NULL;
+    if (from) {
+        /* The job's own checkpoint failing its checksums is a fault of the
+         * storage; a resume_from the user named that fails is theirs. */
+        int own = from == as->resume_checkpoint;
+        if (verify_manifest(from, err, sizeof err) < 0 ||
+            e2w_train_resume(t, from, err, sizeof err) < 0) {
+            finish(res, own ? E2__V1__OUTCOME__OUTCOME_FAILED_INFRA
+                            : E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
+            say(&c, "failed: %s", err);
             goto done;
         }
         c.last_ckpt_step = e2w_train_step(t);
-        say(&c, "resumed from %s (step %d)", as->resume_checkpoint, e2w_train_step(t));
+        say(&c, "resumed from %s (step %d)", from, e2w_train_step(t));
     } else if (as->rank == 0 && spec->eval && spec->eval->eval_base) {
         if (evaluate(&c, e2w_train_model(t), spec, "base", &ev, err, sizeof err) < 0) {
             finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
