@@ -138,7 +138,9 @@ void ctl_print_job(const E2__V1__Job *j) {
   if (spec != NULL)
     printf("Device:     %s x %u\n", spec->device != NULL ? spec->device : "cpu",
            spec->has_num_workers ? spec->num_workers : 1);
-  printf("Attempt:    %u (restarts %u)\n", j->attempt, j->restarts);
+  printf("Attempt:    %u\n", j->attempt);
+  printf("Faults:     infrastructure %u (restarts), user errors %u, "
+         "cancellations %u\n", j->restarts, j->user_errors, j->cancellations);
   format_rate(j->tokens_per_second, rate, sizeof rate);
   ctl_format_duration(j->eta_seconds > 0 ? j->eta_seconds : -1, eta, sizeof eta);
   printf("Progress:   step %u/%u  loss %.4f  %s tok/s  ETA %s\n", j->step,

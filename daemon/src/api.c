@@ -233,6 +233,8 @@ static E2__V1__Job *api_job_msg(e2d_server *srv, const store_job *j,
     m->attempt = (uint32_t)j->attempt;
     m->restarts = (uint32_t)j->restarts;
     m->user_errors = (uint32_t)j->user_errors;
+    m->has_cancellations = 1;
+    m->cancellations = (uint32_t)j->cancellations;
     m->has_step = m->has_total_steps = m->has_loss = 1;
     m->step = (uint32_t)j->step;
     m->total_steps = (uint32_t)j->total_steps;

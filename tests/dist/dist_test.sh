@@ -191,6 +191,8 @@ kill9)
     kill_when "$(jobdir "$j")/checkpoints/step_10" KILL "$(worker_pid 1)"
     wait_until 60 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not succeed: $(ctl status "$j")"
     [ "$(job_field "$j" "j['restarts']")" = 1 ] || fail "expected one restart: $(ctl status "$j")"
+    ctl status "$j" | grep -q "infrastructure 1 (restarts), user errors 0, cancellations 0" ||
+        fail "e2ctl status does not show the fault counts: $(ctl status "$j")"
     events "$j" | grep -q "resuming from checkpoint step" || fail "the restart did not resume from a checkpoint: $(events "$j")"
     ref=$(submit 2 --wait) || fail "uninterrupted job: $(cat submit.err)"
     [ "$(job_field "$ref" "j['restarts']")" = 0 ] || fail "the reference job restarted"
@@ -248,6 +250,8 @@ two_to_one)
     kill_when "$(jobdir "$j")/checkpoints/step_10" STOP "$(worker_pid 0)" "$(worker_pid 1)"
     ctl cancel "$j" --grace 1 >/dev/null || fail "cancel"
     wait_until 20 state_is "$j" JOB_STATE_CANCELLED || fail "not CANCELLED: $(ctl status "$j")"
+    ctl status "$j" | grep -q "infrastructure 0 (restarts), user errors 0, cancellations 1" ||
+        fail "e2ctl status does not show the cancellation: $(ctl status "$j")"
     wait_until 30 idle_workers 2 || fail "the local workers were not replaced: $(ctl workers)"
     last=$(ls "$(jobdir "$j")/checkpoints" | grep -v tmp | sed 's/step_//' | sort -n | tail -1)
     $PY - "$(jobdir "$j")/checkpoints/step_$last" <<'EOF' || fail "spec with resume_from"
