@@ -2,9 +2,10 @@
  * (fork + exec of this binary) rendezvous through a directory store and
  * time an in-place f32 SUM all-reduce per buffer size. Prints the
  * configuration, time per call and bus bandwidth (2 (W-1)/W * bytes / time,
- * the traffic a ring moves per rank). Nothing is asserted.
+ * the traffic a ring moves per rank) for buffers of MIN_MB to MAX_MB
+ * (doubling). Nothing is asserted.
  *
- * Usage: bench_comm [W [MAX_FLOATS]]   (default 2 ranks, up to 4M floats) */
+ * Usage: bench_comm [W [MIN_MB [MAX_MB]]]   (default 2 ranks, 1 to 256 MB) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +22,13 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int run_rank(int rank, int world, size_t max_n, const char *dir) {
+static int run_rank(int rank, int world, size_t min_n, size_t max_n, const char *dir) {
     char err[E2_ERRLEN];
     e2w_comm_config cfg = {0};
     cfg.engine = E2W_COMM_GLOO;
     cfg.rank = rank;
     cfg.world_size = world;
-    cfg.timeout_ms = 60000;
+    cfg.timeout_ms = 120000;
     if (e2w_comm_dirstore_open(&cfg.store, dir, err, sizeof err) < 0) return 1;
     e2w_comm *c;
     if (e2w_comm_init(&c, &cfg, err, sizeof err) < 0) {
@@ -38,9 +39,10 @@ static int run_rank(int rank, int world, size_t max_n, const char *dir) {
     float *x = calloc(max_n, sizeof *x);
     if (!x) return 1;
     if (rank == 0)
-        printf("%12s %8s %12s %12s\n", "floats", "iters", "us/call", "busbw GB/s");
-    for (size_t n = 1024; n <= max_n; n *= 4) {
-        int iters = n <= 65536 ? 200 : n <= (1u << 20) ? 20 : 5;
+        printf("%10s %12s %6s %12s %12s\n", "MB", "floats", "iters", "ms/call", "busbw GB/s");
+    for (size_t n = min_n; n <= max_n; n *= 2) {
+        size_t bytes = n * sizeof *x;
+        int iters = bytes <= (8u << 20) ? 20 : bytes <= (64u << 20) ? 5 : 3;
         if (e2w_comm_allreduce(c, x, n, E2W_COMM_F32, E2W_COMM_SUM, err, sizeof err) < 0 ||
             e2w_comm_barrier(c, err, sizeof err) < 0)
             goto fail;
@@ -49,8 +51,12 @@ static int run_rank(int rank, int world, size_t max_n, const char *dir) {
             if (e2w_comm_allreduce(c, x, n, E2W_COMM_F32, E2W_COMM_SUM, err, sizeof err) < 0)
                 goto fail;
         double dt = (now_s() - t0) / iters;
-        double bus = 2.0 * (world - 1) / world * (double)(n * sizeof *x) / dt / 1e9;
-        if (rank == 0) printf("%12zu %8d %12.1f %12.3f\n", n, iters, dt * 1e6, bus);
+        double bus = 2.0 * (world - 1) / world * (double)bytes / dt / 1e9;
+        if (rank == 0) {
+            printf("%10.0f %12zu %6d %12.2f %12.3f\n", (double)bytes / (1 << 20), n, iters,
+                   dt * 1e3, bus);
+            fflush(stdout);
+        }
     }
     free(x);
     e2w_comm_free(c);
@@ -61,25 +67,30 @@ fail:
 }
 
 int main(int argc, char **argv) {
-    if (argc == 5) return run_rank(atoi(argv[1]), atoi(argv[2]), strtoul(argv[3], NULL, 10), argv[4]);
+    if (argc == 6)
+        return run_rank(atoi(argv[1]), atoi(argv[2]), strtoul(argv[3], NULL, 10),
+                        strtoul(argv[4], NULL, 10), argv[5]);
     int world = argc > 1 ? atoi(argv[1]) : 2;
-    size_t max_n = argc > 2 ? strtoul(argv[2], NULL, 10) : (4u << 20);
-    if (world < 2 || world > 16 || max_n < 1024) {
-        fprintf(stderr, "usage: bench_comm [W (2..16) [MAX_FLOATS (>= 1024)]]\n");
+    size_t min_mb = argc > 2 ? strtoul(argv[2], NULL, 10) : 1;
+    size_t max_mb = argc > 3 ? strtoul(argv[3], NULL, 10) : 256;
+    if (world < 2 || world > 16 || min_mb < 1 || max_mb < min_mb || max_mb > 4096) {
+        fprintf(stderr, "usage: bench_comm [W (2..16) [MIN_MB (>= 1) [MAX_MB (MIN_MB..4096)]]]\n");
         return 2;
     }
+    size_t min_n = min_mb << 18, max_n = max_mb << 18; /* floats: 2^20 / 4 per MB */
     char dir[] = "/tmp/e2-bench-comm-XXXXXX";
     if (!mkdtemp(dir)) return 1;
-    printf("e2w_comm Gloo ring all-reduce, f32 SUM, %d ranks on loopback, %ld CPUs\n",
-           world, sysconf(_SC_NPROCESSORS_ONLN));
+    printf("e2w_comm Gloo ring all-reduce, f32 SUM, %d ranks on loopback, %zu-%zu MB, %ld CPUs\n",
+           world, min_mb, max_mb, sysconf(_SC_NPROCESSORS_ONLN));
     fflush(stdout);
-    char ws[16], rs[16], ns[32];
+    char ws[16], rs[16], mins[32], maxs[32];
     snprintf(ws, sizeof ws, "%d", world);
-    snprintf(ns, sizeof ns, "%zu", max_n);
+    snprintf(mins, sizeof mins, "%zu", min_n);
+    snprintf(maxs, sizeof maxs, "%zu", max_n);
     for (int r = 0; r < world; r++) {
         snprintf(rs, sizeof rs, "%d", r);
         if (fork() == 0) {
-            execl("/proc/self/exe", argv[0], rs, ws, ns, dir, (char *)NULL);
+            execl("/proc/self/exe", argv[0], rs, ws, mins, maxs, dir, (char *)NULL);
             _exit(127);
         }
     }
