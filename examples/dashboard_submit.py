@@ -9,6 +9,12 @@ grpc's generic channel methods, so no grpc_tools plugin is needed.
 
     /usr/bin/python3 examples/dashboard_submit.py job.json \
         [--server unix:/path/e2d.sock | host:port] [--request-id ID] [--json]
+        [--token-file PATH] [--tls-ca FILE]
+
+With tokens (docs/security.md) each call carries `authorization: Bearer
+<token>`, the token read like e2ctl does: --token-file, $E2_TOKEN_FILE, else
+~/.config/e2/token when it exists. --tls-ca (or $E2_TLS_CA) makes the
+channel TLS, for e2d on host:port.
 
 Exit status like `e2ctl submit --wait`: 0 SUCCEEDED, 1 FAILED, 2 CANCELLED
 (or the stream ended early), 3 e2d rejected the request, 4 e2d unreachable.
@@ -86,6 +92,10 @@ def main():
                     help="directory holding e2/v1/*.proto")
     ap.add_argument("--json", action="store_true",
                     help="print the API's messages as JSON lines")
+    ap.add_argument("--token-file", default=os.environ.get("E2_TOKEN_FILE"),
+                    help="file whose first word is the bearer token")
+    ap.add_argument("--tls-ca", default=os.environ.get("E2_TLS_CA"),
+                    help="PEM CA of e2d's certificate: use TLS")
     args = ap.parse_args()
 
     proto_dir = args.proto_dir or next(
@@ -103,7 +113,27 @@ def main():
         return 65
     resolve_paths(spec, os.path.dirname(os.path.abspath(args.spec)))
 
-    channel = grpc.insecure_channel(args.server)
+    metadata = None
+    token_file = args.token_file or os.path.expanduser("~/.config/e2/token")
+    if args.token_file or os.path.exists(token_file):
+        try:
+            with open(token_file) as f:
+                words = [ln.split()[0] for ln in f
+                         if ln.strip() and not ln.lstrip().startswith("#")]
+        except OSError as e:
+            print("dashboard_submit: %s" % e, file=sys.stderr)
+            return 64
+        if not words:
+            print("dashboard_submit: %s holds no token" % token_file,
+                  file=sys.stderr)
+            return 64
+        metadata = [("authorization", "Bearer " + words[0])]
+    if args.tls_ca:
+        with open(args.tls_ca, "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        channel = grpc.secure_channel(args.server, creds)
+    else:
+        channel = grpc.insecure_channel(args.server)
     submit = channel.unary_unary(
         "/e2.v1.Coordinator/SubmitJob",
         request_serializer=pb.SubmitJobRequest.SerializeToString,
@@ -119,7 +149,7 @@ def main():
 
     try:
         resp = submit(pb.SubmitJobRequest(spec=spec, request_id=args.request_id),
-                      timeout=30)
+                      timeout=30, metadata=metadata)
         job_id = resp.job.id
         if args.json:
             show(resp)
@@ -127,7 +157,7 @@ def main():
             print("%s %s" % (job_id, "submitted" if resp.created
                              else "already submitted"), flush=True)
         state = "JOB_STATE_UNSPECIFIED"
-        for ev in watch(pb.WatchJobRequest(id=job_id)):
+        for ev in watch(pb.WatchJobRequest(id=job_id), metadata=metadata):
             state = pb.JobState.Name(ev.state)
             if args.json:
                 show(ev)

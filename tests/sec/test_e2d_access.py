@@ -15,6 +15,7 @@ import tempfile
 import time
 
 import grpc
+from google.protobuf import json_format
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "daemon"))
@@ -431,6 +432,46 @@ def local_workers_get_a_worker_token():
         env.close()
 
 
+def python_example_with_tls_and_token():
+    env = Env()
+    try:
+        port = env.tls_e2d()
+        tok = os.path.join(env.dir, "alice.token")
+        with open(tok, "w") as f:
+            f.write(env.tokens["alice"] + "\n")
+        os.chmod(tok, 0o600)
+        spec = os.path.join(env.dir, "spec.json")
+        with open(spec, "w") as f:
+            f.write(json_format.MessageToJson(t.small_spec("py")))
+        example = os.path.join(os.path.dirname(os.path.dirname(HERE)),
+                               "examples", "dashboard_submit.py")
+        proc = subprocess.Popen(
+            ["/usr/bin/python3", example, spec, "--server",
+             "127.0.0.1:%d" % port, "--tls-ca", env.pem("ca.pem"),
+             "--token-file", tok],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        admin = Client("127.0.0.1:%d" % port, env, env.tokens["root"])
+        deadline = time.time() + 30
+        while not admin.call("ListJobs").jobs:
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "the example submitted nothing"
+            time.sleep(0.1)
+        job = admin.call("ListJobs").jobs[0].id
+        admin.call("CancelJob", id=job)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 2 and "CANCELLED" in out, (out, err)
+        # no token: the example cannot submit (exit 3, e2d refused)
+        r = subprocess.run(
+            ["/usr/bin/python3", example, spec, "--server",
+             "127.0.0.1:%d" % port, "--tls-ca", env.pem("ca.pem")],
+            env=dict(os.environ, HOME=env.dir, E2_TOKEN_FILE=""),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            timeout=30)
+        assert r.returncode == 3 and "no bearer token" in r.stderr, r.stderr
+    finally:
+        env.close()
+
+
 def http_listener_checks_tokens():
     import urllib.error
     import urllib.request
@@ -475,5 +516,6 @@ if __name__ == "__main__":
                  readable_token_file_refused,
                  e2ctl_tls_and_token_file,
                  http_listener_checks_tokens,
+                 python_example_with_tls_and_token,
                  worker_agent_over_mutual_tls_with_token,
                  local_workers_get_a_worker_token])
