@@ -1,6 +1,6 @@
 """report.py -- the replication's markdown table and PNG plots from
 results.json (replicate.py writes it; `report.py RESULTS.json [OUT]`
-redraws them). Plots: perplexity vs window, passkey accuracy vs window,
+redraws them and prints the table). Plots: perplexity vs window, passkey accuracy vs window,
 passkey accuracy by window and depth (one panel per model)."""
 import json
 import math
@@ -11,7 +11,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter  # noqa: E402
 
+# (colour, marker); "pose" is drawn with hollow, larger markers and a dotted
+# line so that it stays visible where it coincides with "pi".
 STYLE = {"base": ("black", "o"), "none": ("grey", "v"), "e2": ("tab:red", "s"), "pi": ("tab:blue", "^"),
          "pose": ("tab:green", "D"), "pi_long": ("tab:purple", "P"), "e2_no_offset": ("tab:orange", "x"),
          "e2_no_scale": ("tab:brown", "*"), "e2_no_sink": ("tab:pink", "h")}
@@ -110,12 +113,15 @@ def plots(res, out):
     files = []
 
     # perplexity vs window
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=90)
+    fig, ax = plt.subplots(figsize=(9.5, 4.8), dpi=90)
+    values = []
     for m in res["models"]:
         col, mk = STYLE.get(m["name"], ("black", "."))
         scaled, g1 = ppl_by_window(m, L)
+        values += list(scaled.values()) + list(g1.values())
         ws = [w for w in windows if w in scaled]
-        ax.plot(ws, [scaled[w] for w in ws], color=col, marker=mk, label=f"{m['label']}, g = L'/L")
+        kw = dict(linestyle=":", markerfacecolor="none", markersize=10) if m["name"] == "pose" else {}
+        ax.plot(ws, [scaled[w] for w in ws], color=col, marker=mk, label=f"{m['label']}, g = L'/L", **kw)
         if len(g1) > 1:
             ws = [w for w in windows if w in g1]
             ax.plot(ws, [g1[w] for w in ws], color=col, marker=mk, linestyle="--", label=f"{m['label']}, g = 1")
@@ -125,15 +131,20 @@ def plots(res, out):
     ax.set_xlabel("evaluation window L' (tokens = bytes)")
     ax.set_ylabel("perplexity (held-out prose, log scale)")
     ax.set_title(f"Perplexity vs window (original window L = {L})")
+    ticks = [t for t in (2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 50, 70, 100, 150, 200, 300)
+             if values and min(values) * 0.9 <= t <= max(values) * 1.1]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     files.append("perplexity_vs_window.png")
     fig.savefig(os.path.join(out, files[-1]))
     plt.close(fig)
 
     # passkey vs window
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=90)
+    fig, ax = plt.subplots(figsize=(9.5, 4.8), dpi=90)
     for m in res["models"]:
         col, mk = STYLE.get(m["name"], ("black", "."))
         for g, ls, gl in (("gL", "-", "g = L'/L"), ("g1", "--", "g = 1")):
@@ -143,8 +154,9 @@ def plots(res, out):
             if g == "g1":
                 acc[L] = passkey_by_window(m, "gL").get(L, (0, 0))
             ws = [w for w in windows if acc.get(w, (0, 0))[1]]
+            kw = dict(markerfacecolor="none", markersize=10) if m["name"] == "pose" else {}
             ax.plot(ws, [100.0 * acc[w][0] / acc[w][1] for w in ws], color=col, marker=mk, linestyle=ls,
-                    label=f"{m['label']}, {gl}")
+                    label=f"{m['label']}, {gl}", **kw)
     ax.set_xscale("log", base=2)
     ax.set_xticks(windows, [f"{w}\n({w // L}×L)" for w in windows])
     ax.set_ylim(-3, 103)
@@ -152,7 +164,7 @@ def plots(res, out):
     ax.set_ylabel("passkey accuracy (%)")
     ax.set_title(f"Passkey retrieval vs window ({cfg['pk_trials']} trials per window)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     files.append("passkey_vs_window.png")
     fig.savefig(os.path.join(out, files[-1]))
@@ -213,3 +225,4 @@ if __name__ == "__main__":
     with open(sys.argv[1]) as f:
         r = json.load(f)
     write(r, sys.argv[2] if len(sys.argv) > 2 else os.path.dirname(os.path.abspath(sys.argv[1])))
+    print(table(r), end="")
