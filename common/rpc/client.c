@@ -65,16 +65,6 @@ static void copy_slice(char *dst, size_t len, grpc_slice s) {
   dst[n] = '\0';
 }
 
-/* The key is wiped before it is freed (see server.c). */
-static void wipe_free(char *p) {
-  if (p == NULL)
-    return;
-  volatile char *v = p;
-  while (*v)
-    *v++ = '\0';
-  free(p);
-}
-
 /* TLS channel credentials from the files of `tls`; NULL with err set. */
 static grpc_channel_credentials *client_tls_creds(const rpc_client_tls *tls,
                                                   char *err, size_t errlen) {
@@ -102,7 +92,7 @@ static grpc_channel_credentials *client_tls_creds(const rpc_client_tls *tls,
 done:
   free(ca);
   free(cert);
-  wipe_free(key);
+  rpc__wipe_free(key);
   return creds;
 }
 

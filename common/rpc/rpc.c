@@ -150,3 +150,12 @@ char *rpc__read_pem(const char *path, const char *what, char *err,
   }
   return buf;
 }
+
+void rpc__wipe_free(char *s) {
+  if (s == NULL)
+    return;
+  volatile char *v = s;
+  while (*v)
+    *v++ = '\0';
+  free(s);
+}

@@ -28,6 +28,10 @@ ProtobufCMessage *rpc__unpack(const ProtobufCMessageDescriptor *type,
 char *rpc__read_pem(const char *path, const char *what, char *err,
                     size_t errlen);
 
+/* Overwrites a string (a private key) before freeing it, so that it does
+ * not linger in freed heap memory a crash dump could show. NULL is fine. */
+void rpc__wipe_free(char *s);
+
 /* snprintf into (buf, len) when buf is not NULL. */
 void rpc__errf(char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

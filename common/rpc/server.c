@@ -605,17 +605,6 @@ int rpc_server_set_auth(rpc_server *s, rpc_auth_cb cb, void *data) {
   return 0;
 }
 
-/* The PEM key is wiped before it is freed: it should not linger in freed
- * heap memory a later crash dump could show. */
-static void wipe_free(char *p) {
-  if (p == NULL)
-    return;
-  volatile char *v = p;
-  while (*v)
-    *v++ = '\0';
-  free(p);
-}
-
 /* TLS server credentials from the files of `tls`; NULL with err set. */
 static grpc_server_credentials *server_tls_creds(const rpc_tls *tls, char *err,
                                                  size_t errlen) {
@@ -637,7 +626,7 @@ static grpc_server_credentials *server_tls_creds(const rpc_tls *tls, char *err,
                 tls->cert_file, tls->key_file);
   }
   free(cert);
-  wipe_free(key);
+  rpc__wipe_free(key);
   free(ca);
   return creds;
 }
