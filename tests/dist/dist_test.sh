@@ -270,4 +270,14 @@ EOF
     fail "unknown case"
     ;;
 esac
+# e2d stops its workers at SIGTERM; it must exit 0 and nothing may carry a
+# sanitizer report (the ASan+UBSan build runs these tests too).
+kill -TERM "$E2D_PID"
+wait "$E2D_PID"
+rc=$?
+E2D_PID=
+[ $rc = 0 ] || fail "e2d exited with status $rc"
+if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" e2d.log state/workers/*.log; then
+    fail "sanitizer report"
+fi
 exit 0
