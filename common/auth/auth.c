@@ -287,11 +287,10 @@ int auth_token_read(const char *path, char *tok, size_t tok_len, char *err,
                     size_t errlen)
 {
     char line[AUTH_LINE_MAX + 2];
-    int rc = E2_ERR;
+    int rc = E2_ERR, too_long = 0;
     FILE *f = auth_open_secret(path, "token file", err, errlen);
     if (!f)
         return E2_ERR;
-    e2_errf(err, errlen, "token file %s holds no token", path);
     while (fgets(line, sizeof line, f)) {
         char *p = line;
         size_t n;
@@ -301,8 +300,7 @@ int auth_token_read(const char *path, char *tok, size_t tok_len, char *err,
             continue;
         n = strcspn(p, " \t\r\n");
         if (n >= tok_len || n > AUTH_TOKEN_MAX) {
-            e2_errf(err, errlen, "token in %s is longer than %d characters",
-                    path, AUTH_TOKEN_MAX);
+            too_long = 1;
             break;
         }
         memcpy(tok, p, n);
@@ -312,5 +310,10 @@ int auth_token_read(const char *path, char *tok, size_t tok_len, char *err,
     }
     auth_wipe(line, sizeof line);
     fclose(f);
+    if (too_long)
+        e2_errf(err, errlen, "token in %s is longer than %d characters", path,
+                AUTH_TOKEN_MAX);
+    else if (rc < 0)
+        e2_errf(err, errlen, "token file %s holds no token", path);
     return rc;
 }
