@@ -55,6 +55,10 @@ typedef struct e2d_worker {
     /* Holds an attempt that has ended (aborted, cancelled): stays BUSY
      * until it says IDLE or reports done, so it is not double-booked. */
     int draining;
+    /* When the first Abort since its last assignment or idle was queued:
+     * a worker e2d spawned still draining a heartbeat timeout later (its
+     * rank is wedged) is killed. 0: none. */
+    int64_t abort_ms;
 } e2d_worker;
 
 /* A checkpoint step some ranks of a run have reported. */

@@ -11,10 +11,12 @@
  * Commands for a worker (assignment, cancel, abort) are queued on it and
  * delivered in its next heartbeat reply. An attempt ends on a lost worker,
  * a worker process exit, a rank reporting an infrastructure failure, or a
- * hang (no step progress within --hang-timeout; a silent worker e2d
- * spawned itself is killed, to be respawned); the other ranks get an
+ * hang (no step progress within --hang-timeout); the other ranks get an
  * Abort and the job is re-queued from its last committed checkpoint while
- * spec.max_restarts lasts. User errors are never retried. */
+ * spec.max_restarts lasts. User errors are never retried. A worker e2d
+ * spawned itself that goes silent, or still holds its rank a heartbeat
+ * timeout after an Abort, is killed (local.c starts a fresh one in its
+ * place). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -96,6 +98,8 @@ void sched_queue_abort(e2d_worker *w, const char *job, int attempt,
     c->kind_case = E2__V1__COMMAND__KIND_ABORT;
     c->abort = a;
     sched_worker_push(w, c);
+    if (!w->abort_ms) /* repeated Aborts do not postpone the kill */
+        w->abort_ms = e2d_now_ms();
 }
 
 static void sched_queue_cancel(e2d_worker *w, const char *job, int attempt,
@@ -137,6 +141,7 @@ void sched_worker_idle(e2d_server *srv, e2d_worker *w)
     w->row.attempt = 0;
     w->row.rank = -1;
     w->draining = 0;
+    w->abort_ms = 0;
     sched_worker_save(srv, w);
     srv->sched_pending = 1;
 }
@@ -321,6 +326,7 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
         w->row.attempt = attempt;
         w->row.rank = r;
         w->draining = 0;
+        w->abort_ms = 0;
         sched_worker_save(srv, w);
         snprintf(run->workers[r], sizeof run->workers[r], "%s", w->row.id);
     }
@@ -440,6 +446,7 @@ static void sched_worker_lost(e2d_server *srv, e2d_worker *w,
     w->row.attempt = 0;
     w->row.rank = -1;
     w->draining = 0;
+    w->abort_ms = 0;
     sched_worker_clear_cmds(w);
     sched_worker_save(srv, w);
     if (!job[0] || draining || !(run = sched_run_find(srv, job)) ||
@@ -550,6 +557,16 @@ void sched_cron(e2d_server *srv)
              * that local.c starts a fresh one in its place. */
             if (w->row.spawned && local_owns_pid(srv, w->row.pid))
                 kill(-w->row.pid, SIGKILL);
+        } else if (w->draining && w->abort_ms &&
+                   now - w->abort_ms > srv->hb_timeout_ms && w->row.spawned &&
+                   local_owns_pid(srv, w->row.pid)) {
+            /* Its rank ignored the Abort (stuck in a system call, a
+             * deadlock): a fresh process takes its place. */
+            e2d_log("worker %s (pid %d): still in job %s %.1f s after its "
+                    "abort; killing it", w->row.id, w->row.pid, w->row.job,
+                    (double)(now - w->abort_ms) / 1000.0);
+            w->abort_ms = 0;
+            kill(-w->row.pid, SIGKILL);
         }
     for (r = srv->runs; r; r = rnext) {
         rnext = r->next;

@@ -15,6 +15,10 @@
 #                 from the committed one before) and is removed
 #   sigstop       SIGSTOP of one worker: detected within the heartbeat
 #                 timeout, the job restarts and SUCCEEDS
+#   hang          rank 0 stuck in a checkpoint write while its worker still
+#                 heartbeats: detected within --hang-timeout, the wedged
+#                 worker is killed by e2d (it ignores the Abort) and the
+#                 job restarts from the last committed checkpoint
 #   two_to_one    a 2-worker job interrupted (frozen after a committed
 #                 checkpoint, cancelled, killed by e2d at the end of the
 #                 grace) and resumed on 1 worker (spec.resume_from): losses
@@ -29,6 +33,8 @@ PY=/usr/bin/python3
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2-dist-XXXXXX")
 SOCK=unix:$TMP/e2d.sock
 HB=4
+HANG=600
+[ "$CASE" = hang ] && HANG=4
 E2D_PID=
 
 cleanup() {
@@ -71,7 +77,7 @@ idle_workers() {
 
 start_e2d() {
     "$E2D" --state-dir "$TMP/state" --listen "$SOCK" --local-workers 2 \
-        --worker-bin "$E2W" --heartbeat-timeout $HB >>e2d.log 2>&1 &
+        --worker-bin "$E2W" --heartbeat-timeout $HB --hang-timeout $HANG >>e2d.log 2>&1 &
     E2D_PID=$!
     wait_until 10 test -S "$TMP/e2d.sock" || fail "e2d did not listen"
     wait_until 30 idle_workers 2 || fail "the 2 local workers did not register: $(ctl workers)"
@@ -168,6 +174,21 @@ for pid in sys.argv[3:]:
 EOF
 }
 
+started() { s=$(job_field "$1" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_PENDING ]; }
+
+# wedge_ckpt DIR: rank 0 gets stuck while writing checkpoint DIR (a
+# step_N.tmp of the running attempt). It writes model.safetensors, then
+# train_state.bin, each through a temporary <name>.tmp.<pid>: a FIFO in
+# place of the state file's blocks its open for good. Returns once
+# model.safetensors is there (rank 0 is in the middle of the checkpoint).
+wedge_ckpt() {
+    mkdir -p "$1"
+    for i in 0 1; do
+        mkfifo "$1/train_state.bin.tmp.$(worker_pid $i)" || fail "mkfifo"
+    done
+    wait_until 30 test -f "$1/model.safetensors" || fail "rank 0 never wrote into $1"
+}
+
 events() { job_field "$1" "'\n'.join(e.get('reason', '') for e in j.get('events', []))"; }
 
 make_data
@@ -205,16 +226,8 @@ kill_in_ckpt)
     write_spec 12 4
     j=$(submit 2) || fail "submit: $(cat submit.err)"
     ck=$(jobdir "$j")/checkpoints
-    started() { s=$(job_field "$j" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_PENDING ]; }
-    wait_until 20 started || fail "job did not start"
-    # Rank 0 writes model.safetensors, then train_state.bin, each through a
-    # temporary <name>.tmp.<pid>: a FIFO in place of the state file's stops
-    # it mid-checkpoint (its open blocks until it is killed there).
-    mkdir -p "$ck/step_8.tmp"
-    for i in 0 1; do
-        mkfifo "$ck/step_8.tmp/train_state.bin.tmp.$(worker_pid $i)" || fail "mkfifo"
-    done
-    wait_until 30 test -f "$ck/step_8.tmp/model.safetensors" || fail "rank 0 never wrote into step_8.tmp"
+    wait_until 20 started "$j" || fail "job did not start"
+    wedge_ckpt "$ck/step_8.tmp"
     ranks=$(ctl workers --json | json_get "' '.join('%s:%s' % (w['pid'], w.get('rank', 0)) for w in d['workers'] if w['state'] == 'WORKER_STATE_BUSY')")
     victim=$(echo "$ranks" | tr ' ' '\n' | grep ':0$' | cut -d: -f1)
     [ -n "$victim" ] || fail "no rank 0 among the busy workers: $ranks"
@@ -240,6 +253,23 @@ sigstop)
     wait_until 90 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not recover: $(ctl status "$j")"
     [ "$(job_field "$j" "j['restarts']")" = 1 ] || fail "expected one restart: $(ctl status "$j")"
     events "$j" | grep -q "no heartbeat" || fail "no heartbeat loss recorded: $(events "$j")"
+    ;;
+hang)
+    write_spec 12 4
+    j=$(submit 2) || fail "submit: $(cat submit.err)"
+    ck=$(jobdir "$j")/checkpoints
+    wait_until 20 started "$j" || fail "job did not start"
+    wedge_ckpt "$ck/step_8.tmp"
+    t0=$(date +%s)
+    left() { s=$(job_field "$j" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_RUNNING ]; }
+    wait_until $((HANG + 10)) left || fail "hang not detected within $((HANG + 10)) s"
+    dt=$(($(date +%s) - t0))
+    [ $dt -le $((HANG + 2)) ] || fail "hang detected after $dt s (hang timeout $HANG s)"
+    wait_until 60 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not recover: $(ctl status "$j")"
+    events "$j" | grep -q "hang: no step progress" || fail "no hang recorded: $(events "$j")"
+    events "$j" | grep -q "resuming from checkpoint step 4" || fail "the restart did not resume from step 4: $(events "$j")"
+    grep -q "after its abort; killing it" e2d.log || fail "e2d did not kill the wedged worker"
+    ls "$ck" | grep -q '\.tmp' && fail "a .tmp folder is left: $(ls "$ck")"
     ;;
 two_to_one)
     write_spec 20 5
