@@ -83,6 +83,7 @@ typedef struct {
     char comm_err[E2_ERRLEN];
     unsigned log_every;
     double last_step_s;        /* wall time of the last step */
+    double comm_s;             /* in collectives since the last progress */
     int last_ckpt_step;        /* step of the last checkpoint reported */
 } runner_ctx;
 
@@ -119,9 +120,15 @@ static void on_progress(void *ud, const e2w_train_progress *p) {
     c->last_step_s = p->step_s;
     e2w_agent_job_progress(c->job, (uint32_t)p->step, p->loss, p->lr,
                            p->grad_norm, p->tokens_per_s);
-    if (p->step % (int)c->log_every == 0 || p->step == p->steps)
+    if ((p->step % (int)c->log_every == 0 || p->step == p->steps) && c->comm)
+        say(c, "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s | "
+            "%.2f ms, allreduce %.2f ms",
+            p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s,
+            p->step_s * 1e3, c->comm_s * 1e3);
+    else if (p->step % (int)c->log_every == 0 || p->step == p->steps)
         say(c, "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s",
             p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s);
+    c->comm_s = 0;
 }
 
 /* Rank 0 writes the whole state (ranks hold identical weights); the other
@@ -155,12 +162,23 @@ static int rdzv_get(void *ud, const char *key, int timeout_ms, void **value,
 
 /* Gradients: summed in place on the backend's device (the trainer weights
  * each micro-batch by 1 / (GB R), so the sum is the global mean). */
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Gradients: one all-reduce after the step's last backward (nothing
+ * overlaps it yet), timed for the step's log line. */
 static int on_allreduce(void *ud, void *buf, size_t n, k_dtype dtype, char *err,
                         size_t errlen) {
     runner_ctx *c = ud;
-    return e2w_comm_allreduce(c->comm, buf, n,
-                              dtype == K_BF16 ? E2W_COMM_BF16 : E2W_COMM_F32,
-                              E2W_COMM_SUM, err, errlen);
+    double t0 = mono_s();
+    int rc = e2w_comm_allreduce(c->comm, buf, n,
+                                dtype == K_BF16 ? E2W_COMM_BF16 : E2W_COMM_F32,
+                                E2W_COMM_SUM, err, errlen);
+    c->comm_s += mono_s() - t0;
+    return rc;
 }
 
 /* Host doubles (the loss): Gloo reduces host memory; NCCL needs them on
