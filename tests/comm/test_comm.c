@@ -235,6 +235,9 @@ static int run_parent(const char *self, const char *name, int world) {
 }
 
 int main(int argc, char **argv) {
+    /* As in e2worker: a peer that dies closes its sockets, and the next
+     * write to one must fail with EPIPE, not kill this rank. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc == 5) {
         g_world = atoi(argv[2]);
         g_rank = atoi(argv[3]);

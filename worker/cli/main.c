@@ -7,6 +7,7 @@
  *   --coordinator ADDR ...  agent mode under e2d (worker/agent)
  * Every failure is one line on stderr and a non-zero exit status. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,9 @@ int cli_parse_double(const char *opt, const char *s, double *out, char *err,
 
 int main(int argc, char **argv) {
     char err[CLI_ERRLEN] = "";
+    /* A data-parallel peer or e2d that dies closes its sockets; the next
+     * write must fail with EPIPE and be reported, not kill this worker. */
+    signal(SIGPIPE, SIG_IGN);
     /* OpenBLAS picks its kernels when it loads; on a CPU it does not know it
      * runs ~6x slower ones (kernels/cpu/blas.h). Choose the core through the
      * environment and start again; execv only returns on failure, and then

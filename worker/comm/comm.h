@@ -13,7 +13,9 @@
  * fails after timeout_ms instead of blocking forever; e2w_comm_abort, from
  * any thread, makes the collective in progress and every later one fail at
  * once, and closes the connections so the peers' collectives fail too.
- * After a failure the communicator is unusable: destroy it.
+ * After a failure the communicator is unusable: destroy it. The process
+ * must ignore SIGPIPE (e2worker does): a write to a dead peer's socket
+ * has to fail with EPIPE rather than kill the rank.
  *
  * Errors follow common/base/base.h: negative return, one line in err. */
 #ifndef E2W_COMM_H
