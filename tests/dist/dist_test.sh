@@ -34,7 +34,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2-dist-XXXXXX")
 SOCK=unix:$TMP/e2d.sock
 HB=4
 HANG=600
-[ "$CASE" = hang ] && HANG=4
+[ "$CASE" = hang ] && HANG=6
 E2D_PID=
 
 cleanup() {
@@ -264,7 +264,7 @@ hang)
     left() { s=$(job_field "$j" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_RUNNING ]; }
     wait_until $((HANG + 10)) left || fail "hang not detected within $((HANG + 10)) s"
     dt=$(($(date +%s) - t0))
-    [ $dt -le $((HANG + 2)) ] || fail "hang detected after $dt s (hang timeout $HANG s)"
+    [ $dt -le $((HANG + 3)) ] || fail "hang detected after $dt s (hang timeout $HANG s)"
     wait_until 60 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not recover: $(ctl status "$j")"
     events "$j" | grep -q "hang: no step progress" || fail "no hang recorded: $(events "$j")"
     events "$j" | grep -q "resuming from checkpoint step 4" || fail "the restart did not resume from step 4: $(events "$j")"
