@@ -7,6 +7,7 @@
 #   one_vs_two    the same 20-step job on 1 and on 2 workers: per-step
 #                 losses equal within 1e-5 relative; each local worker
 #                 got OMP_NUM_THREADS = max(1, cores / 2)
+#   one_vs_four   the same on 1 and on 4 workers (micro-batches of 1)
 #   kill9         kill -9 of one worker after a committed checkpoint: the
 #                 job restarts from it and SUCCEEDS, its final weights
 #                 bit-identical to an uninterrupted 2-worker run's
@@ -35,6 +36,8 @@ SOCK=unix:$TMP/e2d.sock
 HB=4
 HANG=600
 [ "$CASE" = hang ] && HANG=6
+LOCAL=2
+[ "$CASE" = one_vs_four ] && LOCAL=4
 E2D_PID=
 
 cleanup() {
@@ -76,11 +79,11 @@ idle_workers() {
 }
 
 start_e2d() {
-    "$E2D" --state-dir "$TMP/state" --listen "$SOCK" --local-workers 2 \
+    "$E2D" --state-dir "$TMP/state" --listen "$SOCK" --local-workers $LOCAL \
         --worker-bin "$E2W" --heartbeat-timeout $HB --hang-timeout $HANG >>e2d.log 2>&1 &
     E2D_PID=$!
     wait_until 10 test -S "$TMP/e2d.sock" || fail "e2d did not listen"
-    wait_until 30 idle_workers 2 || fail "the 2 local workers did not register: $(ctl workers)"
+    wait_until 30 idle_workers $LOCAL || fail "the $LOCAL local workers did not register: $(ctl workers)"
 }
 
 make_data() {
@@ -92,7 +95,7 @@ make_data() {
     "$E2W" prep --out data --val-fraction 0.1 text.txt >/dev/null || fail "prep"
 }
 
-write_spec() { # $1 = steps, $2 = checkpoint every
+write_spec() { # $1 = steps, $2 = checkpoint every, $3 = micro batch (default 2)
     cat >spec.json <<EOF
 {"name": "dist-tiny",
  "model": {"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -100,7 +103,7 @@ write_spec() { # $1 = steps, $2 = checkpoint every
    "max_position_embeddings": 32}},
  "data": {"train_shards": ["$TMP/data_train_*.bin"], "eval_shards": ["$TMP/data_val_*.bin"]},
  "augment": {"train_length": 16, "g_max": 4, "n_sink": 2},
- "train": {"steps": $1, "global_batch": 4, "micro_batch": 2, "lr": 0.003, "warmup_steps": 2},
+ "train": {"steps": $1, "global_batch": 4, "micro_batch": ${3:-2}, "lr": 0.003, "warmup_steps": 2},
  "checkpoint": {"every": $2, "keep_last": 10},
  "max_restarts": 2,
  "eval": {"windows": [32], "max_tokens": 64}}
@@ -205,6 +208,14 @@ one_vs_two)
     j2=$(submit 2 --wait) || fail "2-worker job: $(cat submit.err)"
     [ "$(job_field "$j2" "j['step']")" = 20 ] || fail "2-worker job did not train 20 steps"
     same_losses "$j1" "$j2"
+    ;;
+one_vs_four)
+    write_spec 20 0 1
+    j1=$(submit 1 --wait) || fail "1-worker job: $(cat submit.err)"
+    j4=$(submit 4 --wait) || fail "4-worker job: $(cat submit.err)"
+    [ "$(job_field "$j4" "j['step']")" = 20 ] || fail "4-worker job did not train 20 steps"
+    grep -q "step 20/20" "$(jobdir "$j4")/attempt-1/rank-3.log" || fail "rank 3 of 4 did not train"
+    same_losses "$j1" "$j4"
     ;;
 kill9)
     write_spec 40 5
