@@ -485,10 +485,8 @@ static int vtrain(vctx *v, const E2__V1__TrainSpec *t, uint32_t num_workers) {
     if (t->global_batch % t->micro_batch != 0)
         return vfail(v, "spec.train.micro_batch (%u) must divide spec.train.global_batch (%u)", t->micro_batch,
                      t->global_batch);
-    uint32_t per_rank = t->global_batch / num_workers;
-    if (per_rank % t->micro_batch != 0)
-        return vfail(v, "spec.train.micro_batch (%u) must divide the per-rank batch spec.train.global_batch / "
-                        "spec.num_workers (%u / %u = %u)", t->micro_batch, t->global_batch, num_workers, per_rank);
+    /* The per-rank batch need not be a multiple of micro_batch: the
+     * trainer takes its largest divisor not above micro_batch. */
     TRY(vf64(v, "spec.train.lr", t->lr, 0, 1, 1, 0));
     TRY(vf64(v, "spec.train.min_lr", t->min_lr, 0, 0, t->lr, 0));
     TRY(vu32(v, "spec.train.warmup_steps", t->warmup_steps, 0, t->steps));

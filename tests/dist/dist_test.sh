@@ -7,7 +7,8 @@
 #   one_vs_two    the same 20-step job on 1 and on 2 workers: per-step
 #                 losses equal within 1e-5 relative; each local worker
 #                 got OMP_NUM_THREADS = max(1, cores / 2)
-#   one_vs_four   the same on 1 and on 4 workers (micro-batches of 1)
+#   one_vs_four   the same on 1 and on 4 workers (global batch 4: each of
+#                 the 4 ranks lowers micro_batch 2 to its 1 sequence)
 #   kill9         kill -9 of one worker after a committed checkpoint: the
 #                 job restarts from it and SUCCEEDS, its final weights
 #                 bit-identical to an uninterrupted 2-worker run's
@@ -95,7 +96,7 @@ make_data() {
     "$E2W" prep --out data --val-fraction 0.1 text.txt >/dev/null || fail "prep"
 }
 
-write_spec() { # $1 = steps, $2 = checkpoint every, $3 = micro batch (default 2)
+write_spec() { # $1 = steps, $2 = checkpoint every
     cat >spec.json <<EOF
 {"name": "dist-tiny",
  "model": {"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -103,7 +104,7 @@ write_spec() { # $1 = steps, $2 = checkpoint every, $3 = micro batch (default 2)
    "max_position_embeddings": 32}},
  "data": {"train_shards": ["$TMP/data_train_*.bin"], "eval_shards": ["$TMP/data_val_*.bin"]},
  "augment": {"train_length": 16, "g_max": 4, "n_sink": 2},
- "train": {"steps": $1, "global_batch": 4, "micro_batch": ${3:-2}, "lr": 0.003, "warmup_steps": 2},
+ "train": {"steps": $1, "global_batch": 4, "micro_batch": 2, "lr": 0.003, "warmup_steps": 2},
  "checkpoint": {"every": $2, "keep_last": 10},
  "max_restarts": 2,
  "eval": {"windows": [32], "max_tokens": 64}}
@@ -210,7 +211,7 @@ one_vs_two)
     same_losses "$j1" "$j2"
     ;;
 one_vs_four)
-    write_spec 20 0 1
+    write_spec 20 0
     j1=$(submit 1 --wait) || fail "1-worker job: $(cat submit.err)"
     j4=$(submit 4 --wait) || fail "4-worker job: $(cat submit.err)"
     [ "$(job_field "$j4" "j['step']")" = 20 ] || fail "4-worker job did not train 20 steps"

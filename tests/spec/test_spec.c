@@ -341,7 +341,7 @@ static int case_validate_ranges(void) {
         {"augment.original_window", "1", "spec.augment.original_window must be in [2, 16777216] (got 1)"},
         {"train.steps", "0", "spec.train.steps must be in [1, 1000000000] (got 0)"},
         {"train.global_batch", "0", "spec.train.global_batch must be in [1, 1048576] (got 0)"},
-        {"train.global_batch", "2", "spec.train.micro_batch (2) must divide the per-rank batch spec.train.global_batch / spec.num_workers (2 / 2 = 1)"},
+        {"train.global_batch", "3", "spec.num_workers (2) must divide spec.train.global_batch (3)"},
         {"train.micro_batch", "0", "spec.train.micro_batch must be in [1, 1048576] (got 0)"},
         {"train.micro_batch", "3", "spec.train.micro_batch (3) must divide spec.train.global_batch (8)"},
         {"train.lr", "0", "spec.train.lr must be in (0, 1] (got 0)"},

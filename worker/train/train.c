@@ -83,13 +83,18 @@ int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec,
     int W = t->hooks.world_size;
     t->R = (int)t->spec->augment->train_length;
     t->micro_batch = (int)ts->micro_batch;
-    if (t->micro_batch <= 0 || ts->global_batch % (uint32_t)W != 0 ||
-        (ts->global_batch / (uint32_t)W) % (uint32_t)t->micro_batch != 0) {
-        e2_errf(err, errlen, "train.global_batch (%u) must be a multiple of num_workers (%d) x train.micro_batch (%d)",
-                ts->global_batch, W, t->micro_batch);
+    if (t->micro_batch <= 0 || ts->global_batch % (uint32_t)W != 0) {
+        e2_errf(err, errlen, "train.global_batch (%u) must be a multiple of num_workers (%d)",
+                ts->global_batch, W);
         goto fail;
     }
-    t->n_micro = (int)(ts->global_batch / (uint32_t)W) / t->micro_batch;
+    /* Micro-batching adapts to the world size (a job resumed on another
+     * number of workers keeps its global batch): the largest divisor of the
+     * per-rank batch that is at most train.micro_batch. */
+    int per_rank = (int)(ts->global_batch / (uint32_t)W);
+    if (t->micro_batch > per_rank) t->micro_batch = per_rank;
+    while (per_rank % t->micro_batch != 0) t->micro_batch--;
+    t->n_micro = per_rank / t->micro_batch;
     t->spec_hash = e2w_train_spec_hash(t->spec);
     if (train_model_create(t, err, errlen) < 0) goto fail;
     if (e2w_acts_create(&t->acts, &t->model, t->micro_batch, t->R, 1,
