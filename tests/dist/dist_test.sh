@@ -21,6 +21,9 @@
 #                 heartbeats: detected within --hang-timeout, the wedged
 #                 worker is killed by e2d (it ignores the Abort) and the
 #                 job restarts from the last committed checkpoint
+#   damaged       a committed checkpoint with a flipped byte: the restarts
+#                 refuse it (sha256 against manifest.json), never train
+#                 from it, and the job FAILS once its restart budget is spent
 #   two_to_one    a 2-worker job interrupted (frozen after a committed
 #                 checkpoint, cancelled, killed by e2d at the end of the
 #                 grace) and resumed on 1 worker (spec.resume_from): losses
@@ -282,6 +285,27 @@ hang)
     events "$j" | grep -q "resuming from checkpoint step 4" || fail "the restart did not resume from step 4: $(events "$j")"
     grep -q "after its abort; killing it" e2d.log || fail "e2d did not kill the wedged worker"
     ls "$ck" | grep -q '\.tmp' && fail "a .tmp folder is left: $(ls "$ck")"
+    ;;
+damaged)
+    write_spec 40 4
+    j=$(submit 2) || fail "submit: $(cat submit.err)"
+    ck=$(jobdir "$j")/checkpoints
+    kill_when "$ck/step_8" STOP "$(worker_pid 0)" "$(worker_pid 1)"
+    # One byte of the committed weights flipped (size unchanged), then both
+    # workers killed: every restart must refuse to load step_8.
+    $PY - "$ck/step_8/model.safetensors" <<'EOF' || fail "corrupt"
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(-1, 2)
+    b = f.read(1)
+    f.seek(-1, 2)
+    f.write(bytes([b[0] ^ 0x40]))
+EOF
+    kill -9 "$(worker_pid 0)" "$(worker_pid 1)"
+    wait_until 90 state_is "$j" JOB_STATE_FAILED || fail "job did not fail: $(ctl status "$j")"
+    grep -q "model.safetensors does not match its checksum" "$(jobdir "$j")/attempt-2/rank-0.log" ||
+        fail "rank 0 of attempt 2 did not refuse the damaged checkpoint: $(cat "$(jobdir "$j")/attempt-2/rank-0.log")"
+    grep -q "step 9/" "$(jobdir "$j")"/attempt-[2-9]/rank-*.log && fail "a rank trained on from the damaged checkpoint"
     ;;
 two_to_one)
     write_spec 20 5
