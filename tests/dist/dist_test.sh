@@ -100,6 +100,7 @@ make_data() {
 }
 
 write_spec() { # $1 = steps, $2 = checkpoint every
+    STEPS=$1
     cat >spec.json <<EOF
 {"name": "dist-tiny",
  "model": {"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -166,19 +167,46 @@ EOF
 worker_pid() { cat "$TMP/state/workers/local-$1.pid"; }
 
 # kill_when PATH SIGNAL PID...: sends SIGNAL to each PID as soon as PATH
-# exists (polled every 2 ms, at most 60 s).
+# exists (polled every 2 ms, at most 60 s); fails the test if it never
+# does. Returns 3 without signalling when $FINAL exists by then: the job
+# outran the poll (a loaded machine) and the caller tries a new job.
 kill_when() {
-    $PY - "$@" <<'EOF' || fail "$1 never appeared"
+    $PY - "$FINAL" "$@" <<'EOF'
 import os, signal, sys, time
-path, sig = sys.argv[1], getattr(signal, "SIG" + sys.argv[2])
+final, path, sig = sys.argv[1], sys.argv[2], getattr(signal, "SIG" + sys.argv[3])
 end = time.time() + 60
 while not os.path.exists(path):
     if time.time() > end:
         sys.exit(1)
     time.sleep(0.002)
-for pid in sys.argv[3:]:
+if os.path.exists(final):
+    sys.exit(3)
+for pid in sys.argv[4:]:
     os.kill(int(pid), sig)
 EOF
+    rc=$?
+    [ $rc = 1 ] && fail "$1 never appeared"
+    [ $rc = 3 ] && echo "note: the job finished before $1 was seen; another job" >&2
+    return $rc
+}
+
+# interrupt N PATH SIGNAL WORKER_INDEX...: submits the spec on N workers and
+# signals the given local workers once PATH (relative to the job's
+# checkpoints/) exists, while it still trains; up to 3 jobs. Sets j.
+interrupt() {
+    inw=$1 inpath=$2 insig=$3
+    shift 3
+    for try in 1 2 3; do
+        j=$(submit "$inw") || fail "submit: $(cat submit.err)"
+        FINAL=$(jobdir "$j")/checkpoints/step_$STEPS
+        pids=
+        for i in "$@"; do pids="$pids $(worker_pid "$i")"; done
+        # shellcheck disable=SC2086
+        kill_when "$(jobdir "$j")/checkpoints/$inpath" "$insig" $pids && return 0
+        wait_until 60 state_is "$j" JOB_STATE_SUCCEEDED || fail "job $j did not end"
+        wait_until 30 idle_workers $LOCAL || fail "workers not idle"
+    done
+    fail "3 jobs finished before they could be interrupted"
 }
 
 started() { s=$(job_field "$1" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_PENDING ]; }
@@ -223,8 +251,7 @@ one_vs_four)
     ;;
 kill9)
     write_spec 40 5
-    j=$(submit 2) || fail "submit: $(cat submit.err)"
-    kill_when "$(jobdir "$j")/checkpoints/step_10" KILL "$(worker_pid 1)"
+    interrupt 2 step_10 KILL 1
     wait_until 60 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not succeed: $(ctl status "$j")"
     [ "$(job_field "$j" "j['restarts']")" = 1 ] || fail "expected one restart: $(ctl status "$j")"
     ctl status "$j" | grep -q "infrastructure 1 (restarts), user errors 0, cancellations 0" ||
@@ -258,8 +285,7 @@ EOF
     ;;
 sigstop)
     write_spec 40 5
-    j=$(submit 2) || fail "submit: $(cat submit.err)"
-    kill_when "$(jobdir "$j")/checkpoints/step_5" STOP "$(worker_pid 1)"
+    interrupt 2 step_5 STOP 1
     t0=$(date +%s)
     left() { s=$(job_field "$j" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_RUNNING ]; }
     wait_until $((HB + 10)) left || fail "hang not detected within $((HB + 10)) s"
@@ -288,9 +314,8 @@ hang)
     ;;
 damaged)
     write_spec 40 4
-    j=$(submit 2) || fail "submit: $(cat submit.err)"
+    interrupt 2 step_8 STOP 0 1
     ck=$(jobdir "$j")/checkpoints
-    kill_when "$ck/step_8" STOP "$(worker_pid 0)" "$(worker_pid 1)"
     # One byte of the committed weights flipped (size unchanged), then both
     # workers killed: every restart must refuse to load step_8.
     $PY - "$ck/step_8/model.safetensors" <<'EOF' || fail "corrupt"
@@ -310,10 +335,9 @@ EOF
 two_to_one)
     write_spec 20 5
     ref=$(submit 2 --wait) || fail "uninterrupted job: $(cat submit.err)"
-    j=$(submit 2) || fail "submit: $(cat submit.err)"
     # Both workers frozen right after the step 10 commit, then cancelled:
     # the grace runs out and e2d kills them (SIGTERM, then SIGKILL).
-    kill_when "$(jobdir "$j")/checkpoints/step_10" STOP "$(worker_pid 0)" "$(worker_pid 1)"
+    interrupt 2 step_10 STOP 0 1
     ctl cancel "$j" --grace 1 >/dev/null || fail "cancel"
     wait_until 20 state_is "$j" JOB_STATE_CANCELLED || fail "not CANCELLED: $(ctl status "$j")"
     ctl status "$j" | grep -q "infrastructure 0 (restarts), user errors 0, cancellations 1" ||
