@@ -38,8 +38,8 @@ PK_KEY_PRE = "The pass key is "
 PK_KEY_POST = ". Remember it. "
 PK_SUFFIX = "\nThe pass key is "
 
-# Sizes per mode. full: the committed experiment (about 30 minutes on 2
-# cores); tiny: the smoke test (well under a minute).
+# Sizes per mode. full: the committed experiment (6 minutes on 2 quiet
+# cores, 21 under heavy load); tiny: the smoke test (seconds).
 MODES = {
     "full": dict(L=128, hidden=96, layers=3, heads=3, inter=256,
                  pre_steps=1000, pre_lr=3e-3, ft_steps=200, ft_lr=1e-3, batch=16,
