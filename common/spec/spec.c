@@ -215,6 +215,7 @@ static void spec_defaults_augment(E2__V1__AugmentSpec *a) {
     DEF(a, n_sink, 4);
     DEF(a, train_length, 4096);
     DEF(a, fixed_g, 8.0);
+    DEF(a, random_offset, 1);
 }
 
 static void spec_defaults_eval(E2__V1__EvalSpec *e) {
@@ -223,6 +224,7 @@ static void spec_defaults_eval(E2__V1__EvalSpec *e) {
     DEF(e, passkey_digits, 5);
     DEF(e, seed, 1);
     DEF(e, eval_base, 0);
+    DEF(e, passkey_depth_buckets, 1);
 }
 
 int e2_spec_apply_model_defaults(E2__V1__JobSpec *spec, const E2__V1__LlamaConfig *cfg,
@@ -527,6 +529,9 @@ static int veval(vctx *v, const E2__V1__EvalSpec *e, uint32_t vocab) {
     TRY(vu32(v, "spec.eval.max_tokens", e->max_tokens, 1, (uint32_t)INT32_MAX));
     TRY(vu32(v, "spec.eval.passkey_trials", e->passkey_trials, 0, 100000));
     TRY(vu32(v, "spec.eval.passkey_digits", e->passkey_digits, 1, 18));
+    TRY(vu32(v, "spec.eval.passkey_depth_buckets", e->passkey_depth_buckets, 1,
+             e->passkey_trials > 0 && e->passkey_trials < E2_SPEC_PASSKEY_BUCKETS_LIMIT
+                 ? e->passkey_trials : E2_SPEC_PASSKEY_BUCKETS_LIMIT));
     TRY(vtokens(v, "spec.eval.filler_tokens", e->filler_tokens, e->n_filler_tokens, vocab));
     TRY(vtokens(v, "spec.eval.prompt_prefix_tokens", e->prompt_prefix_tokens, e->n_prompt_prefix_tokens, vocab));
     TRY(vtokens(v, "spec.eval.prompt_suffix_tokens", e->prompt_suffix_tokens, e->n_prompt_suffix_tokens, vocab));

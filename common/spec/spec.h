@@ -32,6 +32,7 @@
 
 /* Limits the validator enforces (also the ranges in its messages). */
 #define E2_SPEC_G_MAX_LIMIT 1024u
+#define E2_SPEC_PASSKEY_BUCKETS_LIMIT 64u /* eval.passkey_depth_buckets: at most this, and at most passkey_trials */
 #define E2_SPEC_NAME_MAX 64u
 
 /* Reads and parses a spec file; relative data shard paths and model.hf_dir

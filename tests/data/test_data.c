@@ -693,6 +693,53 @@ static int case_rng(void) {
     return 0;
 }
 
+/* augment.random_offset = false: t = 0 for e2 and pose, and g is the same
+ * draw as with offsets (g and t use separate RNG domains); the spec path
+ * maps the proto field, unset meaning offsets on. */
+static int case_aug_no_offset(void) {
+    const uint32_t L = 128, R = 256;
+    e2w_aug on, off;
+    float g1, g2;
+    int32_t t1, t2;
+    e2w_aug_config c = aug_cfg(E2W_AUG_E2, 20, L, R);
+    CHECK(e2w_aug_init(&on, &c, err, sizeof err) == 0);
+    c.no_offset = 1;
+    CHECK(e2w_aug_init(&off, &c, err, sizeof err) == 0);
+    int moved = 0;
+    for (uint64_t i = 0; i < 2000; i++) {
+        e2w_aug_draw(&on, 9, i / 8, i, &g1, &t1);
+        e2w_aug_draw(&off, 9, i / 8, i, &g2, &t2);
+        CHECK(g1 == g2 && t2 == 0);
+        moved += t1 != 0;
+    }
+    CHECK(moved > 1000);
+    c = aug_cfg(E2W_AUG_POSE, 20, L, R);
+    c.no_offset = 1;
+    CHECK(e2w_aug_init(&off, &c, err, sizeof err) == 0);
+    for (uint64_t i = 0; i < 500; i++) {
+        e2w_aug_draw(&off, 1, i, i, &g2, &t2);
+        CHECK(g2 == 8.0f && t2 == 0);
+    }
+    E2__V1__AugmentSpec s = E2__V1__AUGMENT_SPEC__INIT;
+    s.method = "e2";
+    s.granularity = "per_sample";
+    s.has_g_max = s.has_n_sink = s.has_train_length = s.has_fixed_g = s.has_original_window = 1;
+    s.g_max = 20;
+    s.n_sink = 4;
+    s.train_length = R;
+    s.original_window = L;
+    s.fixed_g = 8;
+    CHECK(e2w_aug_init_spec(&on, &s, err, sizeof err) == 0 && on.cfg.no_offset == 0);
+    s.has_random_offset = 1;
+    s.random_offset = 1;
+    CHECK(e2w_aug_init_spec(&on, &s, err, sizeof err) == 0 && on.cfg.no_offset == 0);
+    s.random_offset = 0;
+    CHECK(e2w_aug_init_spec(&off, &s, err, sizeof err) == 0 && off.cfg.no_offset == 1);
+    e2w_aug_draw(&off, 3, 7, 11, &g2, &t2);
+    CHECK(t2 == 0 && g2 >= 1.0f && g2 <= 20.0f);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const check_case cases[] = {
         {"shard_u16", case_shard_u16},
@@ -713,6 +760,7 @@ int main(int argc, char **argv) {
         {"aug_per_step", case_aug_per_step},
         {"aug_methods", case_aug_methods},
         {"aug_init_errors", case_aug_init_errors},
+        {"aug_no_offset", case_aug_no_offset},
         {"prep_text", case_prep_text},
         {"gen_text", case_gen_text},
         {"rng", case_rng},

@@ -99,6 +99,7 @@ int e2w_aug_init_spec(e2w_aug *a, const E2__V1__AugmentSpec *s, char *err, size_
     c.original_window = s->original_window;
     c.train_length = s->train_length;
     c.fixed_g = s->fixed_g;
+    c.no_offset = s->has_random_offset && !s->random_offset;
     return e2w_aug_init(a, &c, err, errlen);
 }
 
@@ -137,7 +138,7 @@ void e2w_aug_draw(const e2w_aug *a, uint64_t seed, uint64_t step, uint64_t sampl
     case E2W_AUG_NONE: break;
     }
     int32_t tv = 0;
-    if (random_t) {
+    if (random_t && !a->cfg.no_offset) {
         uint64_t ctr = 0;
         tv = (int32_t)e2w_rng_below(e2w_rng_key(E2W_RNG_AUG_T, seed, step, unit), &ctr,
                                     (uint64_t)e2w_aug_t_max(a, gv) + 1);

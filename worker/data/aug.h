@@ -7,6 +7,8 @@
  *   pi:   g = fixed_g, t = 0 (Position Interpolation);
  *   pose: g = fixed_g, t uniform in {0..t_max} (PoSE-style);
  *   none: g = 1, t = 0.
+ * With random_offset = 0 (augment.random_offset false) e2 and pose keep
+ * t = 0 and draw g exactly as with offsets (the no-offset ablation).
  * A unit is one sample (per_sample, the default) or one optimizer step
  * (per_step). Each draw is a pure function of (seed, step, global sample
  * index), or of (seed, step) per step, through the counter-based RNG of
@@ -39,6 +41,7 @@ typedef struct {
     uint32_t original_window; /* L */
     uint32_t train_length;    /* R */
     double fixed_g;           /* pi / pose */
+    int no_offset;            /* e2 / pose: t = 0 (augment.random_offset false) */
 } e2w_aug_config;
 
 typedef struct {
