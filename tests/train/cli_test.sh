@@ -1,6 +1,8 @@
 #!/bin/sh
 # cli_test.sh -- e2worker driven as a user would: `run` end to end on a tiny
-# spec (files written, resume, --fresh), `inspect`, `export`, and malformed
+# spec (files written, resume, --fresh), `eval` of a run's checkpoint
+# (same numbers as the run's own eval, passkey depth buckets), `inspect`,
+# `export`, and malformed
 # spec / shard / checkpoint / model giving one clear line and a non-zero
 # exit. Usage: cli_test.sh E2WORKER CASE
 set -u
@@ -196,6 +198,57 @@ interrupt)
     grep -q "stopped by a signal at step" stderr.txt || fail "no stop message: $(cat stderr.txt)"
     step=$(sed -n 's/.*stopped by a signal at step \([0-9]*\).*/\1/p' stderr.txt)
     [ -f "out/checkpoints/step_$step/train_state.bin" ] || fail "no checkpoint of step $step"
+    ;;
+eval_checkpoint)
+    # eval of a run's final checkpoint repeats the run's own evaluation
+    # number for number (same code path, same weights), depth buckets
+    # included; bad --model / buckets give one error line.
+    make_data
+    write_spec 4 out
+    "$PY" - <<'EOF'
+import json
+s = json.load(open("spec.json"))
+s["eval"].update({"passkey_trials": 6, "passkey_depth_buckets": 3})
+json.dump(s, open("spec.json", "w"))
+EOF
+    "$E2W" run spec.json >/dev/null 2>stderr.txt || { cat stderr.txt >&2; fail "run exit"; }
+    "$E2W" eval spec.json --model out/checkpoints/step_4 --out ck.json >stdout.txt 2>stderr.txt \
+        || { cat stderr.txt >&2; fail "eval exit"; }
+    [ -f ck.md ] || fail "ck.md missing"
+    grep -q "| eval | 256 |" stdout.txt || fail "no table on stdout: $(cat stdout.txt)"
+    [ "$(ls out/checkpoints | tr '\n' ' ')" = "step_2 step_4 " ] || fail "eval touched checkpoints: $(ls out/checkpoints)"
+    "$E2W" eval spec.json --model out/checkpoints/step_4 --set output_dir=ev2 >/dev/null 2>stderr.txt \
+        || { cat stderr.txt >&2; fail "eval to output_dir"; }
+    [ -f ev2/eval.json ] && [ -f ev2/eval.md ] || fail "eval.json/eval.md not in output_dir"
+    "$PY" - <<'EOF' || fail "eval numbers differ from the run's"
+import json
+run = json.load(open("out/eval.json"))["results"]
+ev = json.load(open("ck.json"))["results"]
+ev2 = json.load(open("ev2/eval.json"))["results"]
+assert len(run) == len(ev) == len(ev2) == 2, (run, ev)
+keys = ["window", "scale", "stride", "tokens", "nll", "perplexity", "passkey_trials", "passkey_correct",
+        "passkey_depth"]
+for a, b, c in zip(run, ev, ev2):
+    assert a["model"] == "final" and b["model"] == "eval", (a, b)
+    assert a["tokens"] > 0 and a["passkey_trials"] == (6 if a["window"] == 256 else 0), a
+    for k in keys:
+        assert a[k] == b[k] == c[k], (k, a[k], b[k], c[k])
+    d = a["passkey_depth"]
+    if a["window"] == 32:
+        assert d == [], d
+        continue
+    assert [x["bucket"] for x in d] == [0, 1, 2] and [x["trials"] for x in d] == [2, 2, 2], d
+    assert sum(x["correct"] for x in d) == a["passkey_correct"], d
+    assert d[0]["filler_before"][0] == 0 and d[0]["depth"][0] == 0 and d[-1]["depth"][1] == 1, d
+    for x, y in zip(d, d[1:]):
+        assert y["filler_before"][0] == x["filler_before"][1] + 1 and y["depth"][0] == x["depth"][1], d
+EOF
+    expect_error "missing model dir" "--model" "$E2W" eval spec.json --model nowhere
+    mkdir empty
+    expect_error "model dir without config.json" "config.json" "$E2W" eval spec.json --model empty
+    expect_error "no --model" "--model" "$E2W" eval spec.json
+    expect_error "more buckets than trials" "passkey_depth_buckets" \
+        "$E2W" eval spec.json --model out/checkpoints/step_4 --set eval.passkey_depth_buckets=7
     ;;
 usage)
     "$E2W" --help | grep -q "run SPEC.json" || fail "--help"

@@ -6,12 +6,22 @@
 
 #include <stddef.h>
 
+#include "e2/v1/job.pb-c.h"
+
 #define CLI_ERRLEN 1024
 
 int cli_run(int argc, char **argv, char *err, size_t errlen);
 int cli_inspect(int argc, char **argv, char *err, size_t errlen);
 int cli_export(int argc, char **argv, char *err, size_t errlen);
 int cli_prep(int argc, char **argv, char *err, size_t errlen);
+int cli_eval(int argc, char **argv, char *err, size_t errlen);
+
+/* Loads SPEC.json, applies the --set overrides, points model.hf_dir at
+ * model_dir (when not NULL; model.config dropped), then the model's
+ * config.json defaults, the spec defaults, validation and the file checks;
+ * output_dir defaults to e2-run-NAME. *out is the caller's (e2_spec_free). */
+int cli_resolve_spec(const char *path, char **sets, int n_sets, const char *model_dir,
+                     E2__V1__JobSpec **out, char *err, size_t errlen);
 
 /* Parses a whole decimal/real argument of option opt; -1 with err set. */
 int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out,

@@ -1,5 +1,6 @@
 /* main.c -- `e2worker`: the worker process of e2. Subcommands:
  *   run SPEC.json     train + evaluate one job alone, no daemon (run.c)
+ *   eval SPEC.json --model DIR   evaluation only (eval.c)
  *   inspect ...       one forward+backward, logits/loss/grads out (inspect.c)
  *   export ...        Hugging Face export for a target window (export.c)
  *   prep ...          byte-level text -> token shards (prep.c)
@@ -28,6 +29,11 @@ static const char usage[] =
     "      output_dir/ (spec.json, log, metrics.jsonl, checkpoints/,\n"
     "      eval.json, eval.md). Resumes from the newest complete checkpoint\n"
     "      in output_dir; --fresh refuses to start when one exists.\n"
+    "  eval SPEC.json --model DIR [--set path=value ...] [--out FILE.json]\n"
+    "      Evaluate the model in DIR (Hugging Face directory or a run's\n"
+    "      checkpoints/step_N) with exactly the spec's eval section, as run\n"
+    "      does after training; no training. Writes output_dir/eval.json and\n"
+    "      eval.md, or FILE.json and FILE.md.\n"
     "  inspect --model DIR --tokens SHARD --batch B --seq T [--scale G]\n"
     "          [--offset T0] [--sinks N] --out FILE.safetensors\n"
     "      One forward+backward on the first B sequences of T+1 tokens;\n"
@@ -99,6 +105,8 @@ int main(int argc, char **argv) {
         return 0;
     } else if (strcmp(cmd, "run") == 0) {
         rc = cli_run(argc - 2, argv + 2, err, sizeof err);
+    } else if (strcmp(cmd, "eval") == 0) {
+        rc = cli_eval(argc - 2, argv + 2, err, sizeof err);
     } else if (strcmp(cmd, "inspect") == 0) {
         rc = cli_inspect(argc - 2, argv + 2, err, sizeof err);
     } else if (strcmp(cmd, "export") == 0) {

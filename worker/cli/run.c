@@ -94,12 +94,30 @@ static int run_model_config(E2__V1__JobSpec *spec, char *err, size_t errlen) {
     return e2_spec_apply_model_defaults(spec, &cfg, err, errlen);
 }
 
-static int run_resolve(const char *path, char **sets, int n_sets,
-                       E2__V1__JobSpec **out, char *err, size_t errlen) {
+int cli_resolve_spec(const char *path, char **sets, int n_sets, const char *model_dir,
+                     E2__V1__JobSpec **out, char *err, size_t errlen) {
     E2__V1__JobSpec *spec = e2_spec_load(path, err, errlen);
     if (spec == NULL) return -1;
     for (int i = 0; i < n_sets; i++)
         if (e2_spec_set_arg(spec, sets[i], err, errlen) < 0) goto fail;
+    if (model_dir != NULL) {
+        if (spec->model == NULL) {
+            spec->model = malloc(sizeof *spec->model);
+            if (spec->model == NULL) {
+                e2_errf(err, errlen, "out of memory");
+                goto fail;
+            }
+            e2__v1__model_spec__init(spec->model);
+        }
+        if (spec->model->config) e2__v1__llama_config__free_unpacked(spec->model->config, NULL);
+        spec->model->config = NULL;
+        free(spec->model->hf_dir);
+        spec->model->hf_dir = strdup(model_dir);
+        if (spec->model->hf_dir == NULL) {
+            e2_errf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     if (run_model_config(spec, err, errlen) < 0 ||
         e2_spec_apply_defaults(spec, err, errlen) < 0 ||
         e2_spec_validate(spec, err, errlen) < 0 ||
@@ -184,7 +202,7 @@ int cli_run(int argc, char **argv, char *err, size_t errlen) {
         e2_errf(err, errlen, "run: missing SPEC.json (usage: e2worker run SPEC.json [--set path=value ...] [--fresh])");
         goto done;
     }
-    if (run_resolve(spec_path, sets, n_sets, &spec, err, errlen) < 0) goto done;
+    if (cli_resolve_spec(spec_path, sets, n_sets, NULL, &spec, err, errlen) < 0) goto done;
     const k_backend *k = k_get(spec->device);
     if (k == NULL) {
         e2_errf(err, errlen, "spec.device '%s' is not available in this build/machine (use \"cpu\")", spec->device);

@@ -108,13 +108,32 @@ int e2w_eval_passkey_min_window(const e2w_passkey_prompt *p, int n_digits) {
 int e2w_eval_passkey(e2w_model *m, const e2w_passkey_prompt *p,
                      const e2w_eval_passkey_cfg *cfg, int *correct,
                      char *err, size_t errlen) {
-    *correct = 0;
-    int W = cfg->window, K = cfg->n_digits, V = m->cfg.V;
+    e2w_passkey_result r;
+    int rc = e2w_eval_passkey_buckets(m, p, cfg, &r, err, errlen);
+    *correct = r.correct;
+    return rc;
+}
+
+int e2w_eval_passkey_buckets(e2w_model *m, const e2w_passkey_prompt *p,
+                             const e2w_eval_passkey_cfg *cfg, e2w_passkey_result *out,
+                             char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    int W = cfg->window, K = cfg->n_digits, V = m->cfg.V, B = cfg->buckets > 0 ? cfg->buckets : 1;
     size_t fixed = p->n_prefix + p->n_key_pre + (size_t)K + p->n_key_post + p->n_suffix;
     if (K < 1 || K > 20 || p->n_filler == 0)
         return e2_errf(err, errlen, "passkey: digits must be 1..20 and filler non-empty");
     if (W < e2w_eval_passkey_min_window(p, K))
         return e2_errf(err, errlen, "passkey: window %d is too short for the prompt (%zu tokens)", W, fixed + (size_t)K);
+    size_t n_fill = (size_t)W - (size_t)K - fixed;
+    if (B > E2W_PASSKEY_MAX_BUCKETS || (size_t)B > n_fill + 1)
+        return e2_errf(err, errlen, "passkey: %d depth buckets need 1..%d and at most %zu (filler slots + 1) at window %d",
+                       B, E2W_PASSKEY_MAX_BUCKETS, n_fill + 1, W);
+    out->buckets = B;
+    out->n_fill = (int)n_fill;
+    for (int b = 0; b < B; b++) {
+        out->fill_lo[b] = (int)((size_t)b * (n_fill + 1) / (size_t)B);
+        out->fill_hi[b] = (int)((size_t)(b + 1) * (n_fill + 1) / (size_t)B);
+    }
     for (int d = 0; d < 10; d++)
         if (p->digits[d] < 0 || p->digits[d] >= V)
             return e2_errf(err, errlen, "passkey: digit token %d is outside the vocabulary (%d)", p->digits[d], V);
@@ -131,12 +150,13 @@ int e2w_eval_passkey(e2w_model *m, const e2w_passkey_prompt *p,
     float g = (float)cfg->scale;
     int32_t t0 = 0;
     k_rope rope = {.theta = m->cfg.theta, .n_sink = 0, .g = &g, .t = &t0};
-    size_t n_fill = (size_t)W - (size_t)K - fixed;
     uint64_t s = cfg->seed;
     for (int trial = 0; trial < cfg->trials; trial++) {
         int key[20];
         for (int d = 0; d < K; d++) key[d] = (int)(pk_next(&s) % 10);
-        size_t before = (size_t)(pk_next(&s) % (n_fill + 1)), len = 0;
+        int b = (int)((int64_t)trial * B / cfg->trials);
+        size_t lo = (size_t)out->fill_lo[b], span = (size_t)out->fill_hi[b] - lo;
+        size_t before = lo + (size_t)(pk_next(&s) % span), len = 0;
         pk_copy(seq, &len, p->prefix, p->n_prefix);
         pk_fill(seq, &len, p, before);
         pk_copy(seq, &len, p->key_pre, p->n_key_pre);
@@ -159,7 +179,9 @@ int e2w_eval_passkey(e2w_model *m, const e2w_passkey_prompt *p,
             }
             seq[len++] = best;
         }
-        *correct += ok;
+        out->correct += ok;
+        out->correct_b[b] += ok;
+        out->trials_b[b]++;
     }
     free(seq);
     free(row);

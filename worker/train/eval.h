@@ -58,19 +58,44 @@ typedef struct {
  * only with itself. */
 void e2w_passkey_bytes(e2w_passkey_prompt *p, int32_t offset);
 
+#define E2W_PASSKEY_MAX_BUCKETS 64
+
 typedef struct {
     int window;           /* L': prompt + key length */
     double scale;         /* g */
     int trials, n_digits;
     uint64_t seed;
+    int buckets;          /* depth buckets B, 1..E2W_PASSKEY_MAX_BUCKETS; 0 means 1 */
 } e2w_eval_passkey_cfg;
+
+/* Passkey outcome, overall and per depth bucket. A prompt has
+ * n_fill = window - n_digits (answer) - the fixed pieces filler slots;
+ * `before` of them precede the key. Bucket b of B holds the trials i with
+ * floor(i * B / trials) = b and draws before uniformly in
+ * [fill_lo[b], fill_hi[b]), fill_lo[b] = floor(b * (n_fill + 1) / B), so
+ * the buckets split {0..n_fill} into B nearly equal consecutive ranges
+ * (B = 1: before uniform in {0..n_fill}, the draws of earlier versions).
+ * Depth of a bucket as a fraction of the filler: fill_lo / (n_fill + 1)
+ * to fill_hi / (n_fill + 1). */
+typedef struct {
+    int correct;
+    int buckets, n_fill;
+    int trials_b[E2W_PASSKEY_MAX_BUCKETS], correct_b[E2W_PASSKEY_MAX_BUCKETS];
+    int fill_lo[E2W_PASSKEY_MAX_BUCKETS], fill_hi[E2W_PASSKEY_MAX_BUCKETS];
+} e2w_passkey_result;
 
 /* Shortest window that holds the prompt, an n_digits key and its answer. */
 int e2w_eval_passkey_min_window(const e2w_passkey_prompt *p, int n_digits);
 
-/* Each trial hides a random n_digits key at a random depth of filler and
- * decodes n_digits tokens greedily; *correct counts trials with every digit
- * right. */
+/* Each trial hides a random n_digits key at a random depth of filler (in
+ * its depth bucket, see e2w_passkey_result) and decodes n_digits tokens
+ * greedily; a trial is correct when every digit is right. Needs
+ * n_fill + 1 >= buckets. Per trial the draws are: the key digits, then
+ * before (splitmix64 stream seeded with cfg->seed). */
+int e2w_eval_passkey_buckets(e2w_model *m, const e2w_passkey_prompt *p,
+                             const e2w_eval_passkey_cfg *cfg, e2w_passkey_result *out,
+                             char *err, size_t errlen);
+/* The same, *correct = out.correct only. */
 int e2w_eval_passkey(e2w_model *m, const e2w_passkey_prompt *p,
                      const e2w_eval_passkey_cfg *cfg, int *correct,
                      char *err, size_t errlen);
@@ -87,6 +112,7 @@ typedef struct {
     double nll, ppl;
     int passkey_trials;     /* 0: no passkey (disabled, or window too short) */
     int passkey_correct;
+    e2w_passkey_result passkey; /* per depth bucket (when passkey_trials > 0) */
     double seconds;
 } e2w_eval_row;
 

@@ -121,9 +121,11 @@ int e2w_eval_spec(e2w_model *m, const E2__V1__JobSpec *spec, const char *tag,
         /* A window too short for the prompt gets no passkey row entry. */
         if (e->passkey_trials > 0 && row->window >= e2w_eval_passkey_min_window(&p, (int)e->passkey_digits)) {
             e2w_eval_passkey_cfg kc = {row->window, row->scale, (int)e->passkey_trials,
-                                       (int)e->passkey_digits, e->seed};
+                                       (int)e->passkey_digits, e->seed,
+                                       e->has_passkey_depth_buckets ? (int)e->passkey_depth_buckets : 1};
             row->passkey_trials = (int)e->passkey_trials;
-            if (e2w_eval_passkey(m, &p, &kc, &row->passkey_correct, err, errlen) < 0) goto done;
+            if (e2w_eval_passkey_buckets(m, &p, &kc, &row->passkey, err, errlen) < 0) goto done;
+            row->passkey_correct = row->passkey.correct;
         }
         row->seconds = eval_now() - t0;
     }
@@ -134,7 +136,8 @@ done:
 }
 
 char *e2w_eval_results_json(const e2w_eval_results *r) {
-    size_t cap = 64 + (size_t)r->n * 1024, len = 0; /* a row is < 600 bytes */
+    /* a row is < 600 bytes, a depth bucket < 200 */
+    size_t cap = 64 + (size_t)r->n * (1024 + 200 * E2W_PASSKEY_MAX_BUCKETS), len = 0;
     char *js = malloc(cap);
     if (js == NULL) return NULL;
     len += (size_t)snprintf(js + len, cap - len, "{\"results\": [");
@@ -143,13 +146,25 @@ char *e2w_eval_results_json(const e2w_eval_results *r) {
         len += (size_t)snprintf(js + len, cap - len,
                                 "%s\n  {\"model\": \"%s\", \"window\": %d, \"scale\": %.17g, \"stride\": %d, "
                                 "\"tokens\": %llu, \"nll\": %.17g, \"perplexity\": %.17g, "
-                                "\"passkey_trials\": %d, \"passkey_correct\": %d, \"passkey_accuracy\": %.6g, "
-                                "\"seconds\": %.3f}",
+                                "\"passkey_trials\": %d, \"passkey_correct\": %d, \"passkey_accuracy\": %.6g, ",
                                 i ? "," : "", w->tag, w->window, w->scale, w->stride,
                                 (unsigned long long)w->tokens, w->nll, w->tokens ? w->ppl : 0.0,
                                 w->passkey_trials, w->passkey_correct,
-                                w->passkey_trials ? (double)w->passkey_correct / w->passkey_trials : 0.0,
-                                w->seconds);
+                                w->passkey_trials ? (double)w->passkey_correct / w->passkey_trials : 0.0);
+        /* Depth bucket b: the key follows fill_lo..fill_hi-1 filler tokens
+         * of n_fill; depth is that range as a fraction of n_fill + 1. */
+        const e2w_passkey_result *pk = &w->passkey;
+        len += (size_t)snprintf(js + len, cap - len, "\"passkey_depth\": [");
+        for (int b = 0; w->passkey_trials && b < pk->buckets; b++)
+            len += (size_t)snprintf(js + len, cap - len,
+                                    "%s{\"bucket\": %d, \"filler_before\": [%d, %d], \"depth\": [%.6g, %.6g], "
+                                    "\"trials\": %d, \"correct\": %d, \"accuracy\": %.6g}",
+                                    b ? ", " : "", b, pk->fill_lo[b], pk->fill_hi[b] - 1,
+                                    (double)pk->fill_lo[b] / (pk->n_fill + 1),
+                                    (double)pk->fill_hi[b] / (pk->n_fill + 1), pk->trials_b[b],
+                                    pk->correct_b[b],
+                                    pk->trials_b[b] ? (double)pk->correct_b[b] / pk->trials_b[b] : 0.0);
+        len += (size_t)snprintf(js + len, cap - len, "], \"seconds\": %.3f}", w->seconds);
     }
     snprintf(js + len, cap - len, "\n]}\n");
     return js;
