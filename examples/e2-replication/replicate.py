@@ -59,12 +59,11 @@ METHODS = [
     ("pi_long", "PI g=8 at R=8L", {"method": "pi", "fixed_g": 8, "n_sink": 0}, 8),
     ("none", "no augmentation (control)", {"method": "none", "n_sink": 0}, 1),
 ]
-# Ablations of E² (--ablations). "no offset" keeps t = 0 by declaring an
-# augmentation window of R / g_max, so t_max = floor(g * R / g_max) - R <= 0
-# for every g (the spec has no switch for the offset alone); "no scale" is
+# Ablations of E² (--ablations). "no offset" is E² with
+# augment.random_offset = false (g drawn as in E², t = 0); "no scale" is
 # E² with one g (PoSE-style g = 8 with the 4 sinks).
 ABLATIONS = [
-    ("e2_no_offset", "E² without offset aug.", {"method": "e2", "g_max": 20, "n_sink": 4, "no_offset": True}, 1),
+    ("e2_no_offset", "E² without offset aug.", {"method": "e2", "g_max": 20, "n_sink": 4, "random_offset": False}, 1),
     ("e2_no_scale", "E² without scale aug. (g=8)", {"method": "pose", "fixed_g": 8, "n_sink": 4}, 1),
     ("e2_no_sink", "E² with n_sink = 0", {"method": "e2", "g_max": 20, "n_sink": 0}, 1),
 ]
@@ -104,9 +103,9 @@ def prompt_fixed_len(digits):
 def passkey_doc(rng, L, digits):
     """One training document of exactly L tokens, the layout e2worker's
     passkey evaluation uses: EOT, prefix, filler, "The pass key is KEY.
-    Remember it. ", filler, question, KEY. The filler before the key is
-    sometimes two pieces, each from the filler's start, as the depth-bucketed
-    evaluation prompts are."""
+    Remember it. ", filler, question, KEY. The filler before or after the
+    key is sometimes two pieces, each from the filler's start (kept so the
+    committed corpus, and with it every result, stays the same)."""
     key = [ord("0") + rng.randrange(10) for _ in range(digits)]
     n_fill = L - prompt_fixed_len(digits)
     before = rng.randrange(n_fill + 1)
@@ -224,11 +223,9 @@ def ppl_eval(cfg, with_g1):
 
 def augment_spec(cfg, aug, r_mult):
     L = cfg["L"]
-    a = {k: v for k, v in aug.items() if k != "no_offset"}
+    a = dict(aug)
     a["train_length"] = L * r_mult
     a["original_window"] = L
-    if aug.get("no_offset"):
-        a["original_window"] = max(2, (L * r_mult) // aug["g_max"])
     return a
 
 
@@ -277,30 +274,45 @@ def final_checkpoint(out_dir):
     return os.path.join(ck, f"step_{steps[-1]}")
 
 
-def passkey_spec(cfg, name, out_dir, data_dir, hf_dir, window, bucket, scales):
-    """Evaluation-only job (one step at a negligible learning rate, 1e-30:
-    AdamW moves no fp32 weight) whose passkey prompts hide the key in depth
-    bucket `bucket` of `window`: filler moved into the prompt's prefix and
-    suffix confines e2worker's uniform key position to the bucket."""
-    L, K, NB = cfg["L"], cfg["digits"], cfg["depth_buckets"]
-    n_fill = window - prompt_fixed_len(K)  # filler slots of a `window`-token prompt with its answer
-    lo = (bucket * n_fill) // NB
-    hi = ((bucket + 1) * n_fill) // NB
-    prefix = [EOT] + enc(PK_PREFIX) + fill(lo)
-    suffix = fill(n_fill - hi) + enc(PK_SUFFIX)
-    ev = {"windows": [window] * len(scales), "scales": scales, "passkey_trials": cfg["pk_trials"] // NB,
-          "passkey_digits": K, "seed": 1000 + 37 * window + bucket,
-          "filler_tokens": enc(PK_FILLER), "prompt_prefix_tokens": prefix, "prompt_suffix_tokens": suffix}
+def passkey_spec(cfg, name, out_dir, data_dir, window, scales):
+    """Passkey evaluation spec for `e2worker eval`: every scale at `window`,
+    cfg["pk_trials"] trials spread evenly over cfg["depth_buckets"] depth
+    buckets (eval.passkey_depth_buckets: trial i goes to bucket
+    floor(i * B / trials), its key after a uniform number of filler tokens
+    within the bucket's share of the window's filler)."""
+    K = cfg["digits"]
+    ev = {"windows": [window] * len(scales), "scales": scales, "passkey_trials": cfg["pk_trials"],
+          "passkey_depth_buckets": cfg["depth_buckets"], "passkey_digits": K, "seed": 1000 + 37 * window,
+          "filler_tokens": enc(PK_FILLER), "prompt_prefix_tokens": [EOT] + enc(PK_PREFIX),
+          "prompt_suffix_tokens": enc(PK_SUFFIX)}
     return {
         "name": name,
-        "model": {"hf_dir": hf_dir},
         "data": {"train_shards": [os.path.join(data_dir, "train.bin")]},
-        "augment": {"method": "none", "train_length": L, "original_window": L},
-        "train": {"steps": 1, "global_batch": 1, "micro_batch": 1, "lr": 1e-30, "seed": 1},
-        "checkpoint": {"every": 0, "keep_last": 1},
+        "augment": {"method": "none", "train_length": cfg["L"], "original_window": cfg["L"]},
         "eval": ev,
         "output_dir": out_dir,
     }
+
+
+def eval_job(e2worker, spec, model_dir, threads):
+    """e2worker eval of model_dir with spec's eval section; its eval.json rows."""
+    out = spec["output_dir"]
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    path = os.path.join(out, "job.json")
+    with open(path, "w") as f:
+        json.dump(spec, f, indent=1)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1")
+    with open(os.path.join(out, "stderr.txt"), "w") as errf:
+        p = subprocess.run([e2worker, "eval", path, "--model", model_dir], stdout=subprocess.DEVNULL,
+                           stderr=errf, env=env)
+    if p.returncode != 0:
+        with open(os.path.join(out, "stderr.txt")) as f:
+            tail = f.read()[-2000:]
+        raise RuntimeError(f"e2worker eval {path} --model {model_dir} failed ({p.returncode}):\n{tail}")
+    with open(os.path.join(out, "eval.json")) as f:
+        return json.load(f)["results"]
 
 
 # ---------------------------------------------------------------- experiment
@@ -316,17 +328,15 @@ def passkey_runs(e2worker, cfg, models, work, data_dir, jobs):
             scales = [float(f)] + ([1.0] if m["g1"] and f > 1 else [])
             if W < prompt_fixed_len(cfg["digits"]):
                 continue
-            for b in range(cfg["depth_buckets"]):
-                out = os.path.join(work, "passkey", f"{m['name']}_w{W}_d{b}")
-                tasks.append((m["name"], W, b, passkey_spec(cfg, f"pk-{m['name']}-{W}-{b}", out, data_dir,
-                                                             m["hf_dir"], W, b, scales)))
+            out = os.path.join(work, "passkey", f"{m['name']}_w{W}")
+            tasks.append((m["name"], W, m["hf_dir"], passkey_spec(cfg, f"pk-{m['name']}-{W}", out, data_dir,
+                                                                   W, scales)))
 
     def one(t):
-        name, W, b, spec = t
-        rows = run_job(e2worker, spec, 1)
-        shutil.rmtree(os.path.join(spec["output_dir"], "checkpoints"), ignore_errors=True)
-        return [((name, "g1" if r["scale"] == 1.0 and W > L else "gL", W, b),
-                 (r["passkey_correct"], r["passkey_trials"])) for r in rows]
+        name, W, model_dir, spec = t
+        rows = eval_job(e2worker, spec, model_dir, 1)
+        return [((name, "g1" if r["scale"] == 1.0 and W > L else "gL", W, d["bucket"]),
+                 (d["correct"], d["trials"])) for r in rows for d in r["passkey_depth"]]
 
     res = {}
     with ThreadPoolExecutor(jobs) as ex:
