@@ -133,7 +133,9 @@ int e2w_eval_read_tokens(const E2__V1__DataSpec *d, size_t want, int vocab,
  * e2_spec_eval_stride, at most eval.max_tokens scored), appending rows
  * tagged tag: perplexity when data.eval_shards is set, passkey when
  * eval.passkey_trials > 0 (built-in English byte prompt, or the spec's
- * token ids). */
+ * token ids; eval.passkey_depth_buckets depth buckets, per-bucket results
+ * in row.passkey). Used by `e2worker run` after training and by
+ * `e2worker eval` alone. */
 int e2w_eval_spec(e2w_model *m, const E2__V1__JobSpec *spec, const char *tag,
                   e2w_eval_results *r, char *err, size_t errlen);
 
