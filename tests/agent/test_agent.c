@@ -2,7 +2,7 @@
  * scripted runner in place of the trainer: registration fields, progress
  * and log lines in heartbeats, checkpoint reports with SHA-256, ReportDone,
  * Cancel and Abort, re-registration on NOT_FOUND, reconnection after the
- * server restarts, stop, and the command-line flags.
+ * server restarts, stop, the command-line flags and the --config file.
  *
  * Usage: test_agent CASE (one ctest per case). */
 #include <pthread.h>
@@ -406,6 +406,189 @@ static void test_args(void) {
     CHECK(e2w_agent_parse_args(3, help, &c, err, sizeof err) == 1);
 }
 
+/* ---- --config FILE ---- */
+
+/* Writes text to a fresh file under /tmp; its path goes to path. */
+static void write_conf(char *path, size_t n, const char *text) {
+    snprintf(path, n, "/tmp/agent_config_XXXXXX");
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* Parses `e2worker --config FILE [extra...]` with FILE holding text;
+ * returns parse_args' code, cfg and err filled, FILE's path in path. */
+static int parse_conf(const char *text, char **extra, int n_extra, e2w_agent_config *c,
+                      char *path, size_t pathn, char *err, size_t errlen) {
+    write_conf(path, pathn, text);
+    char *argv[16] = {"e2worker", "--config", path};
+    CHECK(n_extra <= 13);
+    for (int i = 0; i < n_extra; i++) argv[3 + i] = extra[i];
+    int rc = e2w_agent_parse_args(3 + n_extra, argv, c, err, errlen);
+    unlink(path);
+    return rc;
+}
+
+static void test_config_good_file(void) {
+    e2w_agent_config c;
+    char err[E2_ERRLEN], path[64];
+    unsetenv("E2_SPAWNED_BY_E2D");
+    unsetenv("E2_TOKEN_FILE");
+    const char *text = "# worker settings\n"
+                       "\n"
+                       "coordinator = head.example.org:7070   # the head node\n"
+                       "  device=cuda\n"
+                       "device-index = 2\r\n"
+                       "name = gpu1\n"
+                       "token-file = /etc/e2/worker.token\n"
+                       "tls-ca = /etc/e2/ca.pem\n"
+                       "tls-cert = /etc/e2/c.pem\n"
+                       "tls-key = /etc/e2/c.key\n"
+                       "comm-iface = eth0\n"
+                       "comm-host = 10.0.0.7\n"
+                       "spawned = yes\n"
+                       "name = gpu2";
+    CHECK(parse_conf(text, NULL, 0, &c, path, sizeof path, err, sizeof err) == 0);
+    CHECK(!strcmp(c.coordinator, "head.example.org:7070"));
+    CHECK(!strcmp(c.device, "cuda") && c.device_index == 2);
+    CHECK(!strcmp(c.name, "gpu2")); /* the last line of a key wins */
+    CHECK(!strcmp(c.token_file, "/etc/e2/worker.token"));
+    CHECK(!strcmp(c.tls_ca, "/etc/e2/ca.pem") && !strcmp(c.tls_cert, "/etc/e2/c.pem") &&
+          !strcmp(c.tls_key, "/etc/e2/c.key"));
+    CHECK(!strcmp(c.comm_iface, "eth0") && !strcmp(c.comm_host, "10.0.0.7"));
+    CHECK(c.spawned_by_e2d == 1 && c.n_env == 0);
+    e2w_agent_args_free(&c);
+    /* The file is read before --help, so `e2worker --config FILE --help`
+     * checks FILE (the deploy test checks the example config that way). */
+    char *help[] = {"--help"};
+    CHECK(parse_conf("coordinator = h:1\n", help, 1, &c, path, sizeof path, err, sizeof err) == 1);
+    e2w_agent_args_free(&c);
+    CHECK(parse_conf("cordinator = h:1\n", help, 1, &c, path, sizeof path, err, sizeof err) < 0);
+    e2w_agent_args_free(&c);
+    /* The file names no coordinator and no flag does either. */
+    CHECK(parse_conf("device = cpu\n", NULL, 0, &c, path, sizeof path, err, sizeof err) < 0);
+    CHECK(strstr(err, "coordinator") != NULL);
+    e2w_agent_args_free(&c);
+    char *missing[] = {"e2worker", "--config", "/nonexistent/worker.conf"};
+    CHECK(e2w_agent_parse_args(3, missing, &c, err, sizeof err) < 0);
+    CHECK(strstr(err, "/nonexistent/worker.conf") != NULL);
+    e2w_agent_args_free(&c);
+}
+
+/* err is "FILE:LINE: ..." with the given line and contains want. */
+static void check_file_line(const char *err, const char *path, int line, const char *want) {
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "%s:%d: ", path, line);
+    if (strncmp(err, prefix, strlen(prefix)) || !strstr(err, want)) {
+        fprintf(stderr, "error line '%s' lacks '%s' or '%s'\n", err, prefix, want);
+        exit(1);
+    }
+}
+
+static void test_config_unknown_key(void) {
+    e2w_agent_config c;
+    char err[E2_ERRLEN], path[64];
+    CHECK(parse_conf("coordinator = h:1\n# fine\ndevice_index = 1\n", NULL, 0, &c, path,
+                     sizeof path, err, sizeof err) < 0);
+    check_file_line(err, path, 3, "device_index");
+    e2w_agent_args_free(&c);
+    CHECK(parse_conf("coordinator = h:1\nconfig = /etc/e2/other.conf\n", NULL, 0, &c, path,
+                     sizeof path, err, sizeof err) < 0);
+    check_file_line(err, path, 2, "nest");
+    e2w_agent_args_free(&c);
+    CHECK(parse_conf("\n\ncoordinator h:1\n", NULL, 0, &c, path, sizeof path, err,
+                     sizeof err) < 0);
+    check_file_line(err, path, 3, "key = value");
+    e2w_agent_args_free(&c);
+}
+
+static void test_config_bad_value(void) {
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"coordinator = h:1\ndevice = tpu\n", "tpu"},
+        {"coordinator = h:1\ndevice-index = 1024\n", "device-index"},
+        {"coordinator = h:1\ndevice-index = 1x\n", "device-index"},
+        {"coordinator = h:1\ndevice-index =\n", "device-index"},
+        {"coordinator = h:1\nspawned = maybe\n", "spawned"},
+        {"coordinator = h:1\nname = \n", "name"},
+        {"coordinator = h:1\nenv.NCCL_DEBUG =\n", "NCCL_DEBUG"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        e2w_agent_config c;
+        char err[E2_ERRLEN], path[64];
+        CHECK(parse_conf(cases[i].text, NULL, 0, &c, path, sizeof path, err, sizeof err) < 0);
+        check_file_line(err, path, 2, cases[i].want);
+        e2w_agent_args_free(&c);
+    }
+}
+
+static void test_config_flag_overrides_file(void) {
+    e2w_agent_config c;
+    char err[E2_ERRLEN], path[64];
+    setenv("E2_TLS_CA", "/env/ca.pem", 1);
+    setenv("E2_TOKEN_FILE", "/env/token", 1);
+    char *flags[] = {"--coordinator", "unix:/run/e2/e2d.sock", "--device-index=1", "--name", "n9"};
+    CHECK(parse_conf("coordinator = head:7070\ndevice = cuda\ndevice-index = 3\n"
+                     "name = from-file\ntls-ca = /file/ca.pem\n",
+                     flags, 5, &c, path, sizeof path, err, sizeof err) == 0);
+    CHECK(!strcmp(c.coordinator, "unix:/run/e2/e2d.sock"));
+    CHECK(!strcmp(c.device, "cuda") && c.device_index == 1 && !strcmp(c.name, "n9"));
+    CHECK(!strcmp(c.tls_ca, "/file/ca.pem"));       /* the file beats the environment */
+    CHECK(!strcmp(c.token_file, "/env/token"));     /* which gives the default */
+    e2w_agent_args_free(&c);
+    /* A bad flag is still an error after a good file. */
+    char *bad[] = {"--device", "gpu"};
+    CHECK(parse_conf("coordinator = h:1\n", bad, 2, &c, path, sizeof path, err, sizeof err) < 0);
+    CHECK(!strncmp(err, "--device", 8));
+    e2w_agent_args_free(&c);
+    unsetenv("E2_TLS_CA");
+    unsetenv("E2_TOKEN_FILE");
+}
+
+static void test_config_env_lines(void) {
+    e2w_agent_config c;
+    char err[E2_ERRLEN], path[64];
+    const char *text = "coordinator = h:1\n"
+                       "env.NCCL_SOCKET_IFNAME = ib0\n"
+                       "env.NCCL_IB_DISABLE = 0\n"
+                       "env.NCCL_SOCKET_IFNAME = eth1\n"
+                       "comm-iface = eth1\n"
+                       "device = cuda\n"
+                       "device-index = 1\n";
+    CHECK(parse_conf(text, NULL, 0, &c, path, sizeof path, err, sizeof err) == 0);
+    CHECK(c.n_env == 2);
+    CHECK(!strcmp(c.env[0][0], "NCCL_SOCKET_IFNAME") && !strcmp(c.env[0][1], "eth1"));
+    CHECK(!strcmp(c.env[1][0], "NCCL_IB_DISABLE") && !strcmp(c.env[1][1], "0"));
+    e2w_agent_args_free(&c);
+    static const char *const refused[] = {"env.LD_PRELOAD = /x.so\n", "env.OMP_NUM_THREADS = 4\n",
+                                          "env.NCCL_ = 1\n", "env.NCCL_debug = INFO\n",
+                                          "env.CUDA_VISIBLE_DEVICES = 1\n"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        CHECK(parse_conf(refused[i], NULL, 0, &c, path, sizeof path, err, sizeof err) < 0);
+        check_file_line(err, path, 1, "NCCL_");
+        e2w_agent_args_free(&c);
+    }
+    /* e2worker sets them before it picks the GPU: here the pick fails
+     * (CUDA_VISIBLE_DEVICES lists one GPU, device-index is 1), after the
+     * environment was set and before anything connects. */
+    unsetenv("NCCL_SOCKET_IFNAME");
+    unsetenv("NCCL_IB_DISABLE");
+    unsetenv("E2_COMM_IFACE");
+    setenv("CUDA_VISIBLE_DEVICES", "0", 1);
+    write_conf(path, sizeof path, text);
+    char *argv[] = {"e2worker", "--config", path};
+    CHECK(e2w_agent_main(3, argv) == 2);
+    unlink(path);
+    const char *v = getenv("NCCL_SOCKET_IFNAME");
+    CHECK(v && !strcmp(v, "eth1"));
+    v = getenv("NCCL_IB_DISABLE");
+    CHECK(v && !strcmp(v, "0"));
+    v = getenv("E2_COMM_IFACE");
+    CHECK(v && !strcmp(v, "eth1"));
+}
+
 /* ---- rendezvous through the agent's job hooks ---- */
 
 static int rdzv_result = -1;
@@ -454,6 +637,11 @@ int main(int argc, char **argv) {
         {"stop_without_server", test_stop_without_server},
         {"rendezvous_roundtrip", test_rendezvous_roundtrip},
         {"args", test_args},
+        {"config_good_file", test_config_good_file},
+        {"config_unknown_key", test_config_unknown_key},
+        {"config_bad_value", test_config_bad_value},
+        {"config_flag_overrides_file", test_config_flag_overrides_file},
+        {"config_env_lines", test_config_env_lines},
     };
     if (argc != 2) {
         fprintf(stderr, "usage: test_agent CASE\n");

@@ -49,6 +49,9 @@ typedef struct {
 typedef void (*e2w_agent_runner)(e2w_agent_job *job, e2w_agent_result *result,
                                  void *data);
 
+/* At most this many `env.NAME = value` lines in a --config file. */
+#define E2W_AGENT_MAX_ENV 64
+
 typedef struct {
     const char *coordinator;   /* "unix:/path" or "host:port" */
     const char *device;        /* "cpu" or "cuda" */
@@ -61,6 +64,16 @@ typedef struct {
     const char *tls_ca;        /* PEM CA of e2d's certificate: TLS; NULL: plaintext */
     const char *tls_cert;      /* client certificate and key for mutual TLS */
     const char *tls_key;
+    /* Where this machine's collectives listen (E2_COMM_IFACE, E2_COMM_HOST,
+     * which e2w_agent_main sets from these); NULL: the environment's. */
+    const char *comm_iface;
+    const char *comm_host;
+    /* The --config file's text, which the strings above may point into
+     * (malloc'd; released by e2w_agent_args_free), and its `env.NAME =
+     * value` lines: env[i][0] the name, env[i][1] the value. */
+    char *config_text;
+    const char *env[E2W_AGENT_MAX_ENV][2];
+    int n_env;
     e2w_agent_runner runner;   /* NULL: the trainer (worker/train) */
     void *runner_data;
     /* Called from the training thread with each trainer log line (no '\n')
@@ -75,12 +88,22 @@ typedef struct {
 
 /* ---- the agent ---- */
 
-/* Fills cfg from `e2worker --coordinator ADDR [--device cpu|cuda]
- * [--device-index N] [--name NAME] [--spawned]` (argv[0] is the program;
- * strings point into argv). E2_SPAWNED_BY_E2D=1 in the environment also sets
- * spawned_by_e2d. Returns 0, 1 for --help, or E2_ERR naming the bad flag. */
+/* Fills cfg from `e2worker [--config FILE] --coordinator ADDR [--device
+ * cpu|cuda] [--device-index N] [--name NAME] [--spawned] ...` (argv[0] is
+ * the program; strings point into argv or cfg->config_text). FILE holds
+ * `key = value` lines, keys being the flags without dashes, plus `env.NAME
+ * = value` for NCCL_* variables; '#' starts a comment. The environment
+ * (E2_TOKEN_FILE, E2_TLS_*, E2_SPAWNED_BY_E2D=1) gives defaults, the file
+ * overrides them and flags override the file. The file is read before
+ * --help, so `--config FILE --help` checks it. Returns 0, 1 for --help, or
+ * E2_ERR naming the bad flag, or FILE:LINE and the bad key or value. Call
+ * e2w_agent_args_free(cfg) after it, whatever it returned. */
 int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg,
                          char *err, size_t errlen);
+
+/* Frees what e2w_agent_parse_args allocated in cfg (the config file's
+ * text); strings of cfg that came from the file are invalid after it. */
+void e2w_agent_args_free(e2w_agent_config *cfg);
 
 /* Usage text of the flags above. */
 const char *e2w_agent_usage(void);
