@@ -47,7 +47,7 @@ static const char usage[] =
     "      whether it fits (e2worker plan --help).\n"
     "  version\n"
     "      Print the version.\n"
-    "  --coordinator ADDR [...]\n"
+    "  --coordinator ADDR [...], --config FILE [...]\n"
     "      Agent mode: register with the e2d at ADDR and run the job ranks it\n"
     "      assigns (flags: e2worker --coordinator ADDR --help).\n";
 
@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     int rc;
-    if (strcmp(cmd, "--coordinator") == 0 || strncmp(cmd, "--coordinator=", 14) == 0)
+    if (strncmp(cmd, "--coordinator", 13) == 0 || strncmp(cmd, "--config", 8) == 0)
         return e2w_agent_main(argc, argv);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         fputs(usage, stdout);
