@@ -46,9 +46,9 @@ done
 grep -qx 'ExecStart=/usr/bin/e2d --config /etc/e2/e2d.conf' \
     "$root/usr/lib/systemd/system/e2d.service" ||
     fail "e2d.service does not run /usr/bin/e2d --config /etc/e2/e2d.conf"
-grep -qx 'EnvironmentFile=/etc/e2/worker.conf' \
+grep -qx 'ExecStart=/usr/bin/e2worker --config /etc/e2/worker.conf --device cuda --device-index 0' \
     "$root/usr/lib/systemd/system/e2worker@.service" ||
-    fail "e2worker@.service does not read /etc/e2/worker.conf"
+    fail "e2worker@.service does not run /usr/bin/e2worker --config /etc/e2/worker.conf"
 for c in /etc/e2/e2d.conf /etc/e2/worker.conf; do
     grep -qx "$c" "$root/var/lib/dpkg/info/e2.conffiles" ||
         fail "$c is not a conffile"

@@ -2,7 +2,8 @@
 # deploy_units: `cmake --install` into a scratch prefix gives units that
 # `systemd-analyze verify` accepts without a single warning (their
 # ExecStart binaries are the installed ones), and example configs that
-# e2d and e2worker accept as shipped. Usage: units_test.sh BUILD_DIR
+# e2d and e2worker accept as shipped and whose misspelt keys they reject
+# with file:line. Usage: units_test.sh BUILD_DIR
 set -eu
 build=$1
 tmp=$(mktemp -d)
@@ -38,8 +39,9 @@ done
 
 grep -qx "ExecStart=$prefix/bin/e2d --config $etc/e2d.conf" "$units/e2d.service" ||
     fail "e2d.service does not start $prefix/bin/e2d with $etc/e2d.conf"
-grep -qx "EnvironmentFile=$etc/worker.conf" "$units/e2worker@.service" ||
-    fail "e2worker@.service does not read $etc/worker.conf"
+grep -qx "ExecStart=$prefix/bin/e2worker --config $etc/worker.conf --device cuda --device-index 0" \
+    "$units/e2worker@.service" ||
+    fail "e2worker@.service does not start $prefix/bin/e2worker with $etc/worker.conf"
 
 # e2d reads its config before --help, so a config it rejects fails here.
 out=$("$prefix/bin/e2d" --config "$etc/e2d.conf" --help 2>&1) ||
@@ -56,22 +58,34 @@ case $out in
     *) fail "e2d's error does not name file:line and the key: $out" ;;
 esac
 
-# The worker's command line as systemd builds it for e2worker@0 from
-# worker.conf (%i = 0), checked by e2worker's flag parser.
-# EnvironmentFile= takes each KEY=value line verbatim (spaces included).
-exec_line=$(sed -n 's/^ExecStart=//p' "$units/e2worker@.service" |
-    sed "s/%i/0/g")
-set --
-while IFS= read -r l; do
-    case $l in '' | '#'* | ';'*) continue ;; esac
-    set -- "$@" "$l"
-done < "$etc/worker.conf"
-out=$(env -i "$@" sh -c "exec $exec_line --help" 2>&1) ||
+# The worker's command line as systemd builds it for e2worker@0; e2worker
+# reads --config before --help, so a config it rejects fails here.
+exec_line=$(sed -n 's/^ExecStart=//p' "$units/e2worker@.service" | sed "s/%i/0/g")
+out=$(env -i sh -c "exec $exec_line --help" 2>&1) ||
     fail "e2worker rejects the unit's command line with worker.conf: $out"
-# systemd keeps a trailing "# ..." as part of the value.
-if grep -n '^[^#;].*#' "$etc/worker.conf" >"$tmp/inline.txt"; then
-    fail "worker.conf has an inline comment: $(cat "$tmp/inline.txt")"
-fi
-grep -q '^E2_COORDINATOR=..*' "$etc/worker.conf" ||
-    fail "worker.conf sets no E2_COORDINATOR"
+grep -q '^coordinator = ..*' "$etc/worker.conf" ||
+    fail "worker.conf sets no coordinator"
+# Every key of e2worker's agent mode is documented in worker.conf, and the
+# commented examples are accepted once uncommented.
+"$prefix/bin/e2worker" --coordinator x --help |
+    sed -n 's/^  --\([a-z-]*\) [A-Z].*/\1/p' > "$tmp/keys.txt"
+[ -s "$tmp/keys.txt" ] || fail "no flags found in e2worker --coordinator x --help"
+while read -r k; do
+    [ "$k" = config ] && continue
+    grep -Eq "^(# )?$k = " "$etc/worker.conf" || fail "worker.conf does not document $k"
+done < "$tmp/keys.txt"
+sed 's/^# \([a-zA-Z_.-]* = \)/\1/' "$etc/worker.conf" > "$tmp/all.conf"
+out=$("$prefix/bin/e2worker" --config "$tmp/all.conf" --help 2>&1) ||
+    fail "e2worker rejects worker.conf's examples uncommented: $out"
+sed 's/^coordinator =/coordinater =/' "$etc/worker.conf" > "$tmp/wbad.conf"
+line=$(grep -n '^coordinater' "$tmp/wbad.conf" | cut -d: -f1)
+set +e
+out=$(env -i sh -c "exec $(printf '%s' "$exec_line" | sed "s|$etc/worker.conf|$tmp/wbad.conf|") --help" 2>&1)
+rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "e2worker with a misspelt key exits $rc, want 2 (RestartPreventExitStatus)"
+case $out in
+    *"e2worker: $tmp/wbad.conf:$line:"*coordinater*) ;;
+    *) fail "e2worker's error does not name file:line and the key: $out" ;;
+esac
 echo "deploy_units: ok"
