@@ -69,7 +69,9 @@ int main(int argc, char **argv) {
     e2w_dataset_close(ds);
 
     e2w_aug a;
-    e2w_aug_config c = {E2W_AUG_E2, E2W_AUG_PER_SAMPLE, 20, NULL, 0, 4, 4096, R, 8};
+    e2w_aug_config c = {.method = E2W_AUG_E2, .granularity = E2W_AUG_PER_SAMPLE,
+                        .g_max = 20, .n_sink = 4, .original_window = 4096,
+                        .train_length = R, .fixed_g = 8};
     if (e2w_aug_init(&a, &c, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
