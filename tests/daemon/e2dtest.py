@@ -259,6 +259,31 @@ class FakeWorker:
                            exit_code=exit_code, reason=reason, **kw)
 
 
+def with_daemon(*args, heartbeat_timeout=2.0):
+    """Decorator: runs the case against a fresh e2d started with ARGS
+    (and --shutdown-grace 1), prints its log when the case fails, and
+    requires e2d to exit 0."""
+    def wrap(fn):
+        def run():
+            d = Daemon("--shutdown-grace", "1", *args,
+                         heartbeat_timeout=heartbeat_timeout)
+            c = d.start()
+            try:
+                fn(d, c)
+            except BaseException:
+                print(d.log())
+                raise
+            finally:
+                c.close()
+                rc = d.stop()
+                log = d.log()
+                d.cleanup()
+            assert rc == 0, "e2d exited with %s:\n%s" % (rc, log)
+        run.__name__ = fn.__name__
+        return run
+    return wrap
+
+
 def expect_rpc_error(fn, code, *needles):
     """Runs fn, which must fail with grpc status `code` and a message
     containing every needle. Returns the message."""

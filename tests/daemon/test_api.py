@@ -15,26 +15,7 @@ import e2dtest as t
 from e2dtest import M
 
 
-def with_daemon(fn):
-    def run():
-        d = t.Daemon("--shutdown-grace", "1")
-        c = d.start()
-        try:
-            fn(d, c)
-        except BaseException:
-            print(d.log())
-            raise
-        finally:
-            c.close()
-            rc = d.stop()
-            log = d.log()
-            d.cleanup()
-        assert rc == 0, "e2d exited with %s:\n%s" % (rc, log)
-    run.__name__ = fn.__name__
-    return run
-
-
-@with_daemon
+@t.with_daemon()
 def submit_validation(d, c):
     bad = grpc.StatusCode.INVALID_ARGUMENT
     # Empty body: no spec at all.
@@ -72,7 +53,7 @@ def submit_validation(d, c):
     assert len(c.call("ListJobs").jobs) == 0
 
 
-@with_daemon
+@t.with_daemon()
 def request_id_idempotent(d, c):
     r1 = c.call("SubmitJob", spec=t.small_spec("first"), request_id="req-1")
     r2 = c.call("SubmitJob", spec=t.small_spec("second"), request_id="req-1")
@@ -90,7 +71,7 @@ def request_id_idempotent(d, c):
         assert '"first"' in f.read()
 
 
-@with_daemon
+@t.with_daemon()
 def concurrent_submits(d, c):
     """Concurrent SubmitJobs share commits (group commit): each reply names
     a stored job, ids are distinct, and one request_id still makes one
@@ -118,7 +99,7 @@ def concurrent_submits(d, c):
         c2.close()
 
 
-@with_daemon
+@t.with_daemon()
 def list_filters_and_pages(d, c):
     ids = []
     for i in range(7):
@@ -151,7 +132,7 @@ def list_filters_and_pages(d, c):
                        grpc.StatusCode.NOT_FOUND, "j-999999")
 
 
-@with_daemon
+@t.with_daemon()
 def watch_and_logs(d, c):
     job = c.call("SubmitJob", spec=t.small_spec()).job.id
     stream = c.stubs["WatchJob"](M("WatchJobRequest", id=job), timeout=20)
@@ -185,7 +166,7 @@ def watch_and_logs(d, c):
         grpc.StatusCode.INVALID_ARGUMENT, "rank")
 
 
-@with_daemon
+@t.with_daemon()
 def metrics_and_events(d, c):
     job = c.call("SubmitJob", spec=t.small_spec()).job.id
     w = t.FakeWorker(c)

@@ -15,34 +15,12 @@ import e2dtest as t
 from e2dtest import M
 
 
-def with_daemon(*args, heartbeat_timeout=2.0):
-    def wrap(fn):
-        def run():
-            d = t.Daemon("--shutdown-grace", "1", *args,
-                         heartbeat_timeout=heartbeat_timeout)
-            c = d.start()
-            try:
-                fn(d, c)
-            except BaseException:
-                print(d.log())
-                raise
-            finally:
-                c.close()
-                rc = d.stop()
-                log = d.log()
-                d.cleanup()
-            assert rc == 0, "e2d exited with %s:\n%s" % (rc, log)
-        run.__name__ = fn.__name__
-        return run
-    return wrap
-
-
 def spec2(name="g", workers=2, **over):
     over.setdefault("train", {"steps": 10, "global_batch": 12})
     return t.small_spec(name, num_workers=workers, **over)
 
 
-@with_daemon()
+@t.with_daemon()
 def gang_all_or_nothing(d, c):
     job = c.call("SubmitJob", spec=spec2(workers=3)).job.id
     w1, w2 = t.FakeWorker(c), t.FakeWorker(c)
@@ -72,7 +50,7 @@ def gang_all_or_nothing(d, c):
     assert ws[gpu.id].state == t.IDLE
 
 
-@with_daemon()
+@t.with_daemon()
 def priority_then_fifo(d, c):
     a = c.call("SubmitJob", spec=t.small_spec("a")).job.id
     b = c.call("SubmitJob", spec=t.small_spec("b")).job.id
@@ -88,7 +66,7 @@ def priority_then_fifo(d, c):
     assert order == [hi, a, b], order
 
 
-@with_daemon()
+@t.with_daemon()
 def big_job_blocks_smaller_behind_it(d, c):
     big = c.call("SubmitJob", spec=spec2("big", workers=2)).job.id
     small = c.call("SubmitJob", spec=t.small_spec("small")).job.id
@@ -127,7 +105,7 @@ def _report(c, w, step, files):
                   attempt=a.attempt, rank=a.rank, step=step, files=files)
 
 
-@with_daemon(heartbeat_timeout=1.0)
+@t.with_daemon(heartbeat_timeout=1.0)
 def lost_worker_restarts_from_checkpoint(d, c):
     job = c.call("SubmitJob", spec=spec2()).job.id
     w1, w2 = t.FakeWorker(c), t.FakeWorker(c)
@@ -176,7 +154,7 @@ def lost_worker_restarts_from_checkpoint(d, c):
         outcome=t.OUT_SUCCEEDED), grpc.StatusCode.FAILED_PRECONDITION)
 
 
-@with_daemon("--hang-timeout", "1")
+@t.with_daemon("--hang-timeout", "1")
 def hang_is_handled_like_a_lost_worker(d, c):
     job = c.call("SubmitJob", spec=t.small_spec()).job.id
     w = t.FakeWorker(c)
@@ -191,7 +169,7 @@ def hang_is_handled_like_a_lost_worker(d, c):
     assert any(cmd.WhichOneof("kind") == "abort" for cmd in w.commands)
 
 
-@with_daemon()
+@t.with_daemon()
 def user_error_is_not_retried(d, c):
     job = c.call("SubmitJob", spec=t.small_spec()).job.id
     w = t.FakeWorker(c)
@@ -209,7 +187,7 @@ def user_error_is_not_retried(d, c):
     assert c.job(job).state == t.FAILED
 
 
-@with_daemon()
+@t.with_daemon()
 def restart_budget_is_finite(d, c):
     job = c.call("SubmitJob", spec=t.small_spec(max_restarts=1)).job.id
     w = t.FakeWorker(c)
@@ -227,7 +205,7 @@ def restart_budget_is_finite(d, c):
     assert j.failure.exit_code == 137 and not j.failure.user_error
 
 
-@with_daemon()
+@t.with_daemon()
 def cancel_pending_and_running(d, c):
     pending = c.call("SubmitJob", spec=spec2("p", workers=2)).job.id
     j = c.call("CancelJob", id=pending).job
@@ -259,7 +237,7 @@ def cancel_pending_and_running(d, c):
     assert [e.state for e in j.events][-2:] == [t.CANCELLING, t.CANCELLED]
 
 
-@with_daemon()
+@t.with_daemon()
 def checkpoint_commit_and_retention(d, c):
     spec = t.small_spec(checkpoint={"every": 2, "keep_last": 2})
     job = c.call("SubmitJob", spec=spec).job.id
@@ -291,7 +269,7 @@ def checkpoint_commit_and_retention(d, c):
     assert sorted(os.listdir(ck)) == ["step_4", "step_6"]
 
 
-@with_daemon()
+@t.with_daemon()
 def rendezvous_waits_for_the_key(d, c):
     job = c.call("SubmitJob", spec=spec2()).job.id
     w1, w2 = t.FakeWorker(c), t.FakeWorker(c)
