@@ -95,6 +95,34 @@ __device__ __forceinline__ void tc_frag_a_acc(uint32_t a[4], const float c0[4], 
 
 /* rows r0 .. r0+63 of one head (src = row 0's first channel, rows ld apart)
  * into a padded smem tile; rows past T are zero. 16-byte loads. */
+/* The paired products of the backward kernels over one tile, sharing the
+ * k loop: s = A1 B1^T and dp = A2 B2^T, A rows a_row..a_row+15 of the warp,
+ * B rows 0..8*NT-1, both over D = 16*KS channels (fp32 accumulators). */
+template <int SD, int KS, int NT>
+__device__ __forceinline__ void tc_mma_pair(float s[NT][4], float dp[NT][4],
+                                            const bf16 *A1, const bf16 *B1,
+                                            const bf16 *A2, const bf16 *B2,
+                                            int a_row, int lane) {
+    #pragma unroll
+    for (int n = 0; n < NT; n++)
+        #pragma unroll
+        for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.0f;
+    #pragma unroll
+    for (int ks = 0; ks < KS; ks++) {
+        uint32_t a1[4], a2[4];
+        tc_frag_a<SD>(a1, A1, a_row, ks * 16, lane);
+        tc_frag_a<SD>(a2, A2, a_row, ks * 16, lane);
+        #pragma unroll
+        for (int n = 0; n < NT; n++) {
+            uint32_t b1[2], b2[2];
+            tc_frag_b_rows<SD>(b1, B1, n * 8, ks * 16, lane);
+            tc_frag_b_rows<SD>(b2, B2, n * 8, ks * 16, lane);
+            tc_mma(s[n], a1, b1);
+            tc_mma(dp[n], a2, b2);
+        }
+    }
+}
+
 template <int D>
 __device__ __forceinline__ void tc_load(bf16 *dst, const bf16 *src, size_t ld, int r0, int T) {
     constexpr int CH = D / 8, SD = D + 8;
@@ -248,24 +276,7 @@ kcuda_attn_tc_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *l
         tc_load<D>(Vs, base + (size_t)(H + KVH + kvh) * D, ld, j0, T);
         __syncthreads();
         float s[NT][4], dp[NT][4];
-        #pragma unroll
-        for (int n = 0; n < NT; n++)
-            #pragma unroll
-            for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.0f;
-        #pragma unroll
-        for (int ks = 0; ks < KS; ks++) {
-            uint32_t qa[4], oa[4];
-            tc_frag_a<SD>(qa, Qs, w * 16, ks * 16, lane);
-            tc_frag_a<SD>(oa, Os, w * 16, ks * 16, lane);
-            #pragma unroll
-            for (int n = 0; n < NT; n++) {
-                uint32_t bk[2], bv[2];
-                tc_frag_b_rows<SD>(bk, Ks, n * 8, ks * 16, lane);
-                tc_frag_b_rows<SD>(bv, Vs, n * 8, ks * 16, lane);
-                tc_mma(s[n], qa, bk);
-                tc_mma(dp[n], oa, bv);
-            }
-        }
+        tc_mma_pair<SD, KS, NT>(s, dp, Qs, Ks, Os, Vs, w * 16, lane);
         #pragma unroll
         for (int n = 0; n < NT; n++)
             #pragma unroll
@@ -340,24 +351,7 @@ kcuda_attn_tc_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *
             }
             __syncthreads();
             float s[NT][4], dp[NT][4]; /* S^T and dP^T: keys x queries */
-            #pragma unroll
-            for (int n = 0; n < NT; n++)
-                #pragma unroll
-                for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.0f;
-            #pragma unroll
-            for (int ks = 0; ks < KS; ks++) {
-                uint32_t ka[4], va[4];
-                tc_frag_a<SD>(ka, Ks, w * 16, ks * 16, lane);
-                tc_frag_a<SD>(va, Vs, w * 16, ks * 16, lane);
-                #pragma unroll
-                for (int n = 0; n < NT; n++) {
-                    uint32_t bq[2], bo[2];
-                    tc_frag_b_rows<SD>(bq, Qs, n * 8, ks * 16, lane);
-                    tc_frag_b_rows<SD>(bo, Os, n * 8, ks * 16, lane);
-                    tc_mma(s[n], ka, bq);
-                    tc_mma(dp[n], va, bo);
-                }
-            }
+            tc_mma_pair<SD, KS, NT>(s, dp, Ks, Qs, Vs, Os, w * 16, lane);
             #pragma unroll
             for (int n = 0; n < NT; n++)
                 #pragma unroll
