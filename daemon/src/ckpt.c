@@ -221,6 +221,15 @@ int ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,
     }
     if (store_job_get(srv->db, run->job, &j, err, sizeof err) == 0) {
         ckpt_retain(srv, run->job, j.keep_last);
+        /* Every rank saved a trained step: the job runs even if no
+         * heartbeat has carried progress yet (a fast job can commit a
+         * checkpoint between two heartbeats). */
+        if (j.state == JOBSTATE_STARTING) {
+            for (int r = 0; r < run->world; r++)
+                run->progressed[r] = 1;
+            e2d_job_transition(srv, &j, JOBSTATE_RUNNING,
+                               "all ranks saved a checkpoint");
+        }
         store_job_free(&j);
     }
     *committed = 1;

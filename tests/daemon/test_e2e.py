@@ -200,8 +200,10 @@ def kill9_mid_job_restarts_from_checkpoint():
     env = Env()
     c = env.d.start()
     try:
+        # Long enough (several seconds) that the poll below sees the
+        # step-20 checkpoint well before the job could finish.
         job = c.call("SubmitJob", spec=job_spec(
-            env.data, "resume", steps=60, every=10, keep_last=3)).job.id
+            env.data, "resume", steps=1000, every=20, keep_last=3)).job.id
         deadline = time.time() + 60
         while time.time() < deadline:
             j = c.job(job)
@@ -227,7 +229,7 @@ def kill9_mid_job_restarts_from_checkpoint():
         # One timeline: attempt 1 up to the checkpoint, attempt 2 after it.
         pts = c.call("GetMetrics", id=job).points
         steps = [p.step for p in pts]
-        assert steps == sorted(set(steps)) and steps[-1] == 60, steps
+        assert steps == sorted(set(steps)) and steps[-1] == 1000, steps
         assert all(p.attempt == 2 for p in pts if p.step > step), pts
         assert all(p.attempt == 1 for p in pts if p.step < step), pts
     except BaseException:
