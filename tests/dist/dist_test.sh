@@ -100,7 +100,7 @@ make_data() {
 }
 
 write_spec() { # $1 = steps, $2 = checkpoint every
-    STEPS=$1
+    STEPS=$1 EVERY=$2
     cat >spec.json <<EOF
 {"name": "dist-tiny",
  "model": {"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -214,17 +214,33 @@ interrupt() {
 
 started() { s=$(job_field "$1" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_PENDING ]; }
 
-# wedge_ckpt DIR: rank 0 gets stuck while writing checkpoint DIR (a
-# step_N.tmp of the running attempt). It writes model.safetensors, then
-# train_state.bin, each through a temporary <name>.tmp.<pid>: a FIFO in
-# place of the state file's blocks its open for good. Returns once
-# model.safetensors is there (rank 0 is in the middle of the checkpoint).
+# wedge_ckpt JOB: rank 0 of JOB gets stuck in the middle of a checkpoint.
+# It writes model.safetensors, then train_state.bin, each through a
+# temporary <name>.tmp.<pid>: a FIFO in place of the state file's blocks
+# its open for good. The FIFOs go into step_N.tmp for the first checkpoint
+# step N >= 2 * EVERY that no rank has begun (above every step_* folder),
+# while both workers are frozen (SIGSTOP), so that a fast machine cannot
+# pass step N before they are there. Sets WEDGED=N; returns once
+# model.safetensors is in step_N.tmp (rank 0 is in the middle of it).
 wedge_ckpt() {
-    mkdir -p "$1"
-    for i in 0 1; do
-        mkfifo "$1/train_state.bin.tmp.$(worker_pid $i)" || fail "mkfifo"
+    wck=$(jobdir "$1")/checkpoints
+    p0=$(worker_pid 0) p1=$(worker_pid 1)
+    kill -STOP "$p0" "$p1" || fail "SIGSTOP of the workers"
+    WEDGED=$((2 * EVERY))
+    for d in "$wck"/step_*; do
+        [ -e "$d" ] || continue
+        s=${d##*/step_}
+        s=${s%.tmp}
+        [ $((s + EVERY)) -gt $WEDGED ] && WEDGED=$((s + EVERY))
     done
-    wait_until 30 test -f "$1/model.safetensors" || fail "rank 0 never wrote into $1"
+    ok=0
+    [ $WEDGED -lt "$STEPS" ] && mkdir -p "$wck/step_$WEDGED.tmp" &&
+        mkfifo "$wck/step_$WEDGED.tmp/train_state.bin.tmp.$p0" \
+               "$wck/step_$WEDGED.tmp/train_state.bin.tmp.$p1" && ok=1
+    kill -CONT "$p0" "$p1"
+    [ $ok = 1 ] || fail "could not wedge checkpoint step $WEDGED of $STEPS"
+    wait_until 30 test -f "$wck/step_$WEDGED.tmp/model.safetensors" ||
+        fail "rank 0 never wrote into step_$WEDGED.tmp"
 }
 
 events() { job_field "$1" "'\n'.join(e.get('reason', '') for e in j.get('events', []))"; }
@@ -268,19 +284,20 @@ kill9)
     same_losses "$j" "$ref"
     ;;
 kill_in_ckpt)
-    write_spec 12 4
+    write_spec 40 4
     j=$(submit 2) || fail "submit: $(cat submit.err)"
     ck=$(jobdir "$j")/checkpoints
     wait_until 20 started "$j" || fail "job did not start"
-    wedge_ckpt "$ck/step_8.tmp"
+    wedge_ckpt "$j"
     ranks=$(ctl workers --json | json_get "' '.join('%s:%s' % (w['pid'], w.get('rank', 0)) for w in d.get('workers', []) if w['state'] == 'WORKER_STATE_BUSY')")
     victim=$(echo "$ranks" | tr ' ' '\n' | grep ':0$' | cut -d: -f1)
     [ -n "$victim" ] || fail "no rank 0 among the busy workers: $ranks"
     kill -9 "$victim"
     wait_until 60 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not succeed: $(ctl status "$j")"
-    events "$j" | grep -q "resuming from checkpoint step 4" || fail "the restart did not resume from step 4: $(events "$j")"
+    events "$j" | grep -q "resuming from checkpoint step $((WEDGED - EVERY))$" ||
+        fail "the restart did not resume from step $((WEDGED - EVERY)): $(events "$j")"
     ls "$ck" | grep -q '\.tmp' && fail "a .tmp folder is left: $(ls "$ck")"
-    $PY - "$ck/step_8/manifest.json" <<'EOF' || fail "step_8 is not the restart's own"
+    $PY - "$ck/step_$WEDGED/manifest.json" <<'EOF' || fail "step_$WEDGED is not the restart's own"
 import json, sys
 m = json.load(open(sys.argv[1]))
 assert m["attempt"] == 2, m
@@ -299,11 +316,11 @@ sigstop)
     events "$j" | grep -q "no heartbeat" || fail "no heartbeat loss recorded: $(events "$j")"
     ;;
 hang)
-    write_spec 12 4
+    write_spec 40 4
     j=$(submit 2) || fail "submit: $(cat submit.err)"
     ck=$(jobdir "$j")/checkpoints
     wait_until 20 started "$j" || fail "job did not start"
-    wedge_ckpt "$ck/step_8.tmp"
+    wedge_ckpt "$j"
     t0=$(date +%s)
     left() { s=$(job_field "$j" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_RUNNING ]; }
     wait_until $((HANG + 10)) left || fail "hang not detected within $((HANG + 10)) s"
@@ -311,7 +328,8 @@ hang)
     [ $dt -le $((HANG + 3)) ] || fail "hang detected after $dt s (hang timeout $HANG s)"
     wait_until 60 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not recover: $(ctl status "$j")"
     events "$j" | grep -q "hang: no step progress" || fail "no hang recorded: $(events "$j")"
-    events "$j" | grep -q "resuming from checkpoint step 4" || fail "the restart did not resume from step 4: $(events "$j")"
+    events "$j" | grep -q "resuming from checkpoint step $((WEDGED - EVERY))$" ||
+        fail "the restart did not resume from step $((WEDGED - EVERY)): $(events "$j")"
     grep -q "after its abort; killing it" e2d.log || fail "e2d did not kill the wedged worker"
     ls "$ck" | grep -q '\.tmp' && fail "a .tmp folder is left: $(ls "$ck")"
     ;;
