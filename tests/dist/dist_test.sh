@@ -337,9 +337,14 @@ damaged)
     write_spec 40 4
     interrupt 2 step_8 STOP 0 1
     ck=$(jobdir "$j")/checkpoints
-    # One byte of the committed weights flipped (size unchanged), then both
-    # workers killed: every restart must refuse to load step_8.
-    $PY - "$ck/step_8/model.safetensors" <<'EOF' || fail "corrupt"
+    # The restarts resume from e2d's last committed checkpoint: step_8, or
+    # a later one when the workers outran the poll before they froze.
+    last=$(job_field "$j" "j['checkpoints'][-1]['step']")
+    [ -n "$last" ] && [ "$last" -ge 8 ] && [ "$last" -lt "$STEPS" ] ||
+        fail "last committed checkpoint '$last': $(ctl status "$j")"
+    # One byte of its weights flipped (size unchanged), then both workers
+    # killed: every restart must refuse to load it.
+    $PY - "$ck/step_$last/model.safetensors" <<'EOF' || fail "corrupt"
 import sys
 with open(sys.argv[1], "r+b") as f:
     f.seek(-1, 2)
@@ -355,7 +360,8 @@ EOF
     { cat "$(jobdir "$j")"/attempt-2/rank-*.log 2>/dev/null; ctl status "$j"; } |
         grep -q "model.safetensors does not match its checksum" ||
         fail "attempt 2 did not refuse the damaged checkpoint: $(ctl status "$j")"
-    grep -q "step 9/" "$(jobdir "$j")"/attempt-[2-9]/rank-*.log && fail "a rank trained on from the damaged checkpoint"
+    grep -q "step $((last + 1))/" "$(jobdir "$j")"/attempt-[2-9]/rank-*.log &&
+        fail "a rank trained on from the damaged checkpoint"
     ;;
 two_to_one)
     write_spec 20 5
