@@ -172,12 +172,18 @@ cancel)
     grep -q "ended: CANCELLED" worker.err || fail "worker did not report CANCELLED"
     ;;
 e2d_restart)
-    write_spec 12 4 32
+    write_spec 40 4 32
     ctl submit spec.json >/dev/null || fail "submit"
     wait_until 20 step_at_least j-000001 3 || fail "job did not train"
+    # The worker is frozen while e2d is killed, so that the kill lands
+    # mid-job however fast the machine trains.
+    kill -STOP "$W_PID"
+    state_is j-000001 JOB_STATE_RUNNING ||
+        { kill -CONT "$W_PID"; fail "the job ended before e2d was killed: $(ctl status j-000001)"; }
     kill -9 "$E2D_PID"
     wait "$E2D_PID" 2>/dev/null
     E2D_PID=
+    kill -CONT "$W_PID"
     sleep 1
     kill -0 "$W_PID" 2>/dev/null || fail "the worker died with e2d"
     start_e2d
@@ -185,7 +191,7 @@ e2d_restart)
     kill -0 "$W_PID" 2>/dev/null || fail "the worker process did not survive"
     grep -q "unreachable" worker.err || fail "worker never noticed e2d was gone"
     grep -q "ended: SUCCEEDED" worker.err || fail "worker did not finish its rank"
-    [ "$(job_field j-000001 "j['step']")" = 12 ] || fail "job step is not 12"
+    [ "$(job_field j-000001 "j['step']")" = 40 ] || fail "job step is not 40"
     ;;
 worker_sigterm)
     write_spec 100000 0
