@@ -61,10 +61,13 @@ static void sleep_ms(int ms) {
 
 static atomic_int runners_active;   /* training threads inside the runner */
 static atomic_int runner_last_step;
+static atomic_int runner_finish;    /* set: the rank succeeds before its next step */
 static const char ckpt_content[] = "rank weights of a scripted runner\n";
 
 /* Steps of 20 ms; a line and a progress report per step; a checkpoint file
- * rank-<r>.bin every checkpoint.every steps; eval JSON on success. */
+ * rank-<r>.bin every checkpoint.every steps; eval JSON on success, which
+ * comes after the spec's steps or, in a long job, once the case sets
+ * runner_finish (so a case can act mid-job however slow the machine). */
 static void scripted_runner(e2w_agent_job *job, e2w_agent_result *res,
                             void *data) {
     (void)data;
@@ -83,6 +86,7 @@ static void scripted_runner(e2w_agent_job *job, e2w_agent_result *res,
             atomic_fetch_sub(&runners_active, 1);
             return;
         }
+        if (atomic_load(&runner_finish)) break;
         sleep_ms(20);
         char line[64];
         snprintf(line, sizeof line, "step %u loss %.3f\n", s, 5.0 / s);
@@ -270,7 +274,7 @@ static void test_reregisters_on_not_found(void) {
     harness h;
     setup(&h, 1);
     WAIT_FOR(&h.f, h.f.heartbeats >= 1, 5000);
-    fake_assign(&h.f, "j-000001", 1, 0, 1, 40, 0, h.job_dir);
+    fake_assign(&h.f, "j-000001", 1, 0, 1, 100000, 0, h.job_dir);
     WAIT_FOR(&h.f, h.f.last_step >= 3, 5000);
     pthread_mutex_lock(&h.f.mu);
     h.f.forget = 1;
@@ -278,6 +282,7 @@ static void test_reregisters_on_not_found(void) {
     WAIT_FOR(&h.f, h.f.registers == 2, 5000);
     CHECK(!strcmp(h.f.last_prev_id, "w-1"));
     CHECK(h.f.last_had_running == 1 && h.f.last_running_step >= 3);
+    atomic_store(&runner_finish, 1);
     WAIT_FOR(&h.f, h.f.dones == 1, 10000);
     CHECK(h.f.done_outcome == E2__V1__OUTCOME__OUTCOME_SUCCEEDED);
     char wid[64];
@@ -314,7 +319,7 @@ static void test_reconnects_after_server_restart(void) {
     harness h;
     setup(&h, 1);
     WAIT_FOR(&h.f, h.f.heartbeats >= 1, 5000);
-    fake_assign(&h.f, "j-000001", 1, 0, 1, 60, 0, h.job_dir);
+    fake_assign(&h.f, "j-000001", 1, 0, 1, 100000, 0, h.job_dir);
     WAIT_FOR(&h.f, h.f.last_step >= 2, 5000);
     fake_stop(&h.f);
     int during = atomic_load(&runner_last_step);
@@ -327,6 +332,7 @@ static void test_reconnects_after_server_restart(void) {
     WAIT_FOR(&h.f, h.f.registers == 1, 5000);
     CHECK(!strcmp(h.f.last_prev_id, "w-1"));
     CHECK(h.f.last_had_running == 1);
+    atomic_store(&runner_finish, 1);
     WAIT_FOR(&h.f, h.f.dones == 1, 10000);
     CHECK(h.f.done_outcome == E2__V1__OUTCOME__OUTCOME_SUCCEEDED);
     teardown(&h, 1);
