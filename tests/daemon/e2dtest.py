@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import grpc
@@ -257,6 +258,35 @@ class FakeWorker:
         return self.c.call("ReportDone", worker_id=self.id, job_id=a.job_id,
                            attempt=a.attempt, rank=a.rank, outcome=outcome,
                            exit_code=exit_code, reason=reason, **kw)
+
+
+class keep_beating:
+    """with keep_beating(w1, w2): a thread heartbeats the workers every
+    0.1 s (BUSY while assigned, else IDLE; commands land in w.commands)
+    until the block ends, so that they stay alive however long the block
+    takes on a slow machine. Failed calls (e2d down) are retried."""
+
+    def __init__(self, *workers):
+        self.workers = workers
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self):
+        while not self.stop.is_set():
+            for w in self.workers:
+                try:
+                    w.beat(BUSY if w.assignment else IDLE)
+                except (grpc.RpcError, ValueError):
+                    pass  # ValueError: the channel was closed meanwhile
+            self.stop.wait(0.1)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
 
 
 def with_daemon(*args, heartbeat_timeout=2.0):

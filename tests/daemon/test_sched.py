@@ -80,16 +80,6 @@ def big_job_blocks_smaller_behind_it(d, c):
     assert w2.wait_command("assignment").job_id == big
 
 
-def _keep_beating(workers, stop):
-    while not stop.is_set():
-        for w in workers:
-            try:
-                w.beat(t.BUSY if w.assignment else t.IDLE)
-            except grpc.RpcError:
-                pass
-        time.sleep(0.1)
-
-
 def _write_ckpt(job_dir, step, rank, payload):
     tmp = os.path.join(job_dir, "checkpoints", "step_%d.tmp" % step)
     os.makedirs(tmp, exist_ok=True)
@@ -111,24 +101,22 @@ def lost_worker_restarts_from_checkpoint(d, c):
     w1, w2 = t.FakeWorker(c), t.FakeWorker(c)
     a1, a2 = w1.wait_command("assignment"), w2.wait_command("assignment")
     by_rank = {a1.rank: w1, a2.rank: w2}
-    for r in (0, 1):
-        by_rank[r].progress(2, logs=["rank %d line %d" % (r, i) for i in range(3)])
-    r0 = _report(c, by_rank[0], 2, [_write_ckpt(a1.job_dir, 2, 0, b"x" * 10)])
-    assert not r0.committed
-    r1 = _report(c, by_rank[1], 2, [_write_ckpt(a1.job_dir, 2, 1, b"y" * 20)])
+    # Both beat until the checkpoint is in (a slow machine may take longer
+    # than the 1 s heartbeat timeout over these calls).
+    with t.keep_beating(w1, w2):
+        for r in (0, 1):
+            by_rank[r].progress(2, logs=["rank %d line %d" % (r, i)
+                                         for i in range(3)])
+        r0 = _report(c, by_rank[0], 2, [_write_ckpt(a1.job_dir, 2, 0, b"x" * 10)])
+        assert not r0.committed
+        r1 = _report(c, by_rank[1], 2, [_write_ckpt(a1.job_dir, 2, 1, b"y" * 20)])
     assert r1.committed and r1.path.endswith("/checkpoints/step_2")
     assert os.path.exists(os.path.join(r1.path, "manifest.json"))
     assert not os.path.exists(r1.path + ".tmp")
     # Rank 1 goes silent; rank 0 keeps heartbeating.
     lost, alive = by_rank[1], by_rank[0]
-    stop = threading.Event()
-    th = threading.Thread(target=_keep_beating, args=([alive], stop))
-    th.start()
-    try:
+    with t.keep_beating(alive):
         j = c.wait_state(job, t.RESTARTING, timeout=10)
-    finally:
-        stop.set()
-        th.join()
     assert j.restarts == 1 and "lost" in j.reason, j.reason
     assert j.failure.rank == 1 and j.failure.worker_id == lost.id
     assert list(j.failure.last_log_lines) == ["rank 1 line %d" % i for i in range(3)]
@@ -231,8 +219,11 @@ def cancel_pending_and_running(d, c):
     job2 = c.call("SubmitJob", spec=t.small_spec("ignored")).job.id
     w.assignment = None
     w.wait_command("assignment")
-    c.call("CancelJob", id=job2, grace_seconds=1)
-    j = c.wait_state(job2, t.CANCELLED, timeout=5)
+    # It keeps heartbeating BUSY: the grace (1 s) ends the job, never the
+    # heartbeat timeout (2 s), however slow the machine.
+    with t.keep_beating(w):
+        c.call("CancelJob", id=job2, grace_seconds=1)
+        j = c.wait_state(job2, t.CANCELLED, timeout=5)
     assert "grace period over" in j.reason, j.reason
     assert [e.state for e in j.events][-2:] == [t.CANCELLING, t.CANCELLED]
 
