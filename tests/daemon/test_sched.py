@@ -276,11 +276,14 @@ def rendezvous_waits_for_the_key(d, c):
     th = threading.Thread(target=getter)
     th.start()
     time.sleep(0.3)
+    # Still waiting: it returns only once the key is put (its call may
+    # reach e2d late on a loaded machine, so its own time says nothing).
+    assert th.is_alive(), "RendezvousGet returned before the put: %r" % got
     c.call("RendezvousPut", worker_id=w1.id, job_id=job, attempt=a1.attempt,
            key="nccl-id", value=b"\x01\x02secret")
     th.join(10)
     assert got["r"].found and got["r"].value == b"\x01\x02secret"
-    assert 0.2 < got["dt"] < 5, got["dt"]
+    assert got["dt"] < 5, got["dt"]
     t0 = time.time()
     r = c.call("RendezvousGet", worker_id=w2.id, job_id=job, attempt=1,
                key="absent", wait_ms=300)
