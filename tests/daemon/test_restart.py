@@ -41,28 +41,32 @@ def kill9_then_restart():
         w.assignment = None
         w.wait_command("assignment")
         w.progress(3)
-        gone = c.call("SubmitJob", spec=t.small_spec("gone")).job.id
-        g = t.FakeWorker(c)
-        g.wait_command("assignment")
-        g.progress(4)
-        ckpt = _ckpt(c, g, 4)
-        pending = c.call("SubmitJob", spec=t.small_spec(
-            "wide", num_workers=4)).job.id
-        before = {i: c.job(i) for i in (done, cancelled)}
+        # w beats on while `gone` is set up: the 1.5 s heartbeat timeout
+        # must not end `back` before the kill on a slow machine.
+        with t.keep_beating(w):
+            gone = c.call("SubmitJob", spec=t.small_spec("gone")).job.id
+            g = t.FakeWorker(c)
+            g.wait_command("assignment")
+            g.progress(4)
+            ckpt = _ckpt(c, g, 4)
+            pending = c.call("SubmitJob", spec=t.small_spec(
+                "wide", num_workers=4)).job.id
+            before = {i: c.job(i) for i in (done, cancelled)}
         all_ids = {done, cancelled, back, gone, pending}
         d.kill9()
         c.close()
 
         c = d.start()
+        # `back`'s worker heartbeats again at once (the restarted e2d gives
+        # it 1.5 s): same attempt, it finishes.
+        w.c = c
+        w.progress(5)
         listed = {j.id for j in c.call("ListJobs").jobs}
         assert listed == all_ids, listed
         for i, old in before.items():
             new = c.job(i)
             assert new == old, "job %s changed:\n%s\n---\n%s" % (i, old, new)
         assert c.job(pending).state == t.PENDING
-        # `back`'s worker heartbeats again: same attempt, it finishes.
-        w.c = c
-        w.progress(5)
         j = c.job(back)
         assert j.state == t.RUNNING and j.attempt == 1 and j.step == 5, j
         w.progress(10)
