@@ -5,7 +5,8 @@
  *
  * Usage: test_comm CASE W            (parent: runs W ranks of CASE)
  *        test_comm CASE W RANK DIR   (one rank; started by the parent)
- * Cases: allreduce, broadcast, barrier, abort, peer_exit, timeout. */
+ * Cases: allreduce, broadcast, allgather, barrier, abort, allgather_abort,
+ *        peer_exit, timeout. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -99,6 +100,39 @@ static void case_broadcast(e2w_comm *c) {
     free(b);
 }
 
+/* Byte j of element i (of esz bytes) after an all-gather, on every rank. */
+static unsigned char gather_byte(size_t i, size_t j) {
+    return (unsigned char)((i * 2654435761u >> 5) + j * 77 + 1);
+}
+
+/* Odd sizes (n < W, so some chunks are empty; n = 1; n not a multiple of
+ * W; a large one) in 2-, 4- and 8-byte elements: each rank fills only its
+ * chunk [min(r S, n), min((r + 1) S, n)), S = ceil(n / W), and garbage
+ * elsewhere; afterwards every byte is right on every rank. */
+static void case_allgather(e2w_comm *c) {
+    static const size_t sizes[] = {1, 2, 7, 1001, (1u << 20) + 3};
+    static const e2w_comm_dtype dts[] = {E2W_COMM_BF16, E2W_COMM_F32, E2W_COMM_F64};
+    static const size_t eszs[] = {2, 4, 8};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        for (size_t d = 0; d < 3; d++) {
+            size_t n = sizes[s], esz = eszs[d], W = (size_t)g_world;
+            size_t S = (n + W - 1) / W, lo = (size_t)g_rank * S, hi = lo + S;
+            if (lo > n) lo = n;
+            if (hi > n) hi = n;
+            unsigned char *b = malloc(n * esz);
+            CHECK(b != NULL);
+            memset(b, 0xA5 ^ g_rank, n * esz);
+            for (size_t i = lo; i < hi; i++)
+                for (size_t j = 0; j < esz; j++) b[i * esz + j] = gather_byte(i, j);
+            CHECK(e2w_comm_allgather(c, b, n, dts[d], g_err, sizeof g_err) == 0);
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < esz; j++) CHECK(b[i * esz + j] == gather_byte(i, j));
+            free(b);
+        }
+    }
+    CHECK(e2w_comm_allgather(c, NULL, 0, E2W_COMM_F32, g_err, sizeof g_err) == 0);
+}
+
 /* Every rank leaves a mark before the barrier, the last one late: after
  * the barrier every mark must be there. */
 static void case_barrier(e2w_comm *c, const char *dir) {
@@ -147,6 +181,31 @@ static void case_abort(e2w_comm *c) {
     CHECK(now_s() - t0 < 4.0);
 }
 
+/* As case_abort, in an all-gather: rank 0 is aborted while the last rank
+ * has not joined yet; rank 0 returns EABORTED at once, the others fail
+ * within seconds (timeout 20 s). */
+static void case_allgather_abort(e2w_comm *c) {
+    size_t n = 4097;
+    float *x = calloc(n, sizeof *x);
+    CHECK(x != NULL);
+    double t0 = now_s();
+    if (g_rank == 0) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, abort_later, c) == 0);
+        int rc = e2w_comm_allgather(c, x, n, E2W_COMM_F32, g_err, sizeof g_err);
+        pthread_join(t, NULL);
+        CHECK(rc == E2W_COMM_EABORTED);
+        CHECK(strstr(g_err, "allgather") != NULL);
+        CHECK(now_s() - t0 < 3.0);
+        CHECK(e2w_comm_allgather(c, x, n, E2W_COMM_F32, g_err, sizeof g_err) == E2W_COMM_EABORTED);
+    } else {
+        if (g_rank == g_world - 1) sleep_ms(1000);
+        CHECK(e2w_comm_allgather(c, x, n, E2W_COMM_F32, g_err, sizeof g_err) < 0);
+        CHECK(now_s() - t0 < 4.0);
+    }
+    free(x);
+}
+
 /* The last rank's process dies after connecting; the others' all-reduce
  * fails within seconds (timeout 20 s). */
 static void case_peer_exit(e2w_comm *c) {
@@ -179,6 +238,8 @@ static int run_rank(const char *name, const char *dir) {
     e2w_comm *c = connect_rank(dir, timeout_ms);
     if (!strcmp(name, "allreduce")) case_allreduce(c);
     else if (!strcmp(name, "broadcast")) case_broadcast(c);
+    else if (!strcmp(name, "allgather")) case_allgather(c);
+    else if (!strcmp(name, "allgather_abort")) case_allgather_abort(c);
     else if (!strcmp(name, "barrier")) case_barrier(c, dir);
     else if (!strcmp(name, "abort")) case_abort(c);
     else if (!strcmp(name, "peer_exit")) case_peer_exit(c);

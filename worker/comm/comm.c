@@ -62,6 +62,13 @@ int e2w_comm_allreduce(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype,
     return c->ops->allreduce(c->impl, buf, n, dtype, op, err, errlen);
 }
 
+int e2w_comm_allgather(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype,
+                       char *err, size_t errlen) {
+    if (n == 0) return 0;
+    size_t esz = dtype == E2W_COMM_F64 ? 8 : dtype == E2W_COMM_BF16 ? 2 : 4;
+    return c->ops->allgather(c->impl, buf, n, esz, err, errlen);
+}
+
 int e2w_comm_broadcast(e2w_comm *c, void *buf, size_t bytes, int root,
                        char *err, size_t errlen) {
     if (root < 0 || root >= c->world_size)

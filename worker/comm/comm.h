@@ -72,6 +72,15 @@ int e2w_comm_init(e2w_comm **out, const e2w_comm_config *cfg, char *err,
 int e2w_comm_allreduce(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype,
                        e2w_comm_op op, char *err, size_t errlen);
 
+/* In-place all-gather of n elements (ZeRO-1's parameters): the buffer is
+ * cut into W chunks of S = ceil(n / W) elements, the last ones shorter or
+ * empty (chunk c is [min(c S, n), min((c + 1) S, n))); rank r contributes
+ * chunk r of its buf, and afterwards every rank's buf holds every chunk.
+ * No padding: n is the buffer's length. A plain copy, so any dtype. Gloo:
+ * host memory; NCCL: device memory. */
+int e2w_comm_allgather(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype,
+                       char *err, size_t errlen);
+
 /* Copies `bytes` bytes of root's buf into every rank's buf. */
 int e2w_comm_broadcast(e2w_comm *c, void *buf, size_t bytes, int root,
                        char *err, size_t errlen);

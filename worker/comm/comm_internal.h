@@ -14,6 +14,9 @@ typedef struct {
                      e2w_comm_op op, char *err, size_t errlen);
     int (*broadcast)(void *impl, void *buf, size_t bytes, int root, char *err,
                      size_t errlen);
+    /* n elements of esz bytes, chunks as in e2w_comm_allgather. */
+    int (*allgather)(void *impl, void *buf, size_t n, size_t esz, char *err,
+                     size_t errlen);
     int (*barrier)(void *impl, char *err, size_t errlen);
     void (*abort)(void *impl);   /* any thread */
     void (*free)(void *impl);

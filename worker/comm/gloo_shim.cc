@@ -5,8 +5,9 @@
 // and slot), turning every exception into an error code and one line.
 //
 // The collectives are written here (a ring all-reduce: reduce-scatter then
-// all-gather, 2 (W-1)/W of the buffer sent per rank; broadcast from the
-// root; barrier as a one-float all-reduce) rather than taken from
+// all-gather, 2 (W-1)/W of the buffer sent per rank; the ring all-gather
+// alone, (W-1)/W; broadcast from the root; barrier as a one-float
+// all-reduce) rather than taken from
 // gloo/allreduce.h because an abort must be able to wake a collective
 // blocked in another thread: holding the buffers lets gloo_abort call
 // abortWaitRecv/abortWaitSend on them, then close the pairs so the peers'
@@ -208,6 +209,38 @@ int gloo_allreduce(void *impl, void *buf, size_t n, e2w_comm_dtype dtype,
     });
 }
 
+// Ring all-gather of n elements of esz bytes in place, chunk c being
+// [min(c S, n), min((c + 1) S, n)) with S = ceil(n / W) (e2w_comm_allgather):
+// at step s rank r sends chunk r - s, which it holds, to its right
+// neighbour and receives chunk r - s - 1 from its left one; after W - 1
+// steps it holds them all. Empty chunks (n < W) are neither sent nor waited
+// for, on both sides of a link alike.
+void ring_allgather(Gloo *g, char *buf, size_t n, size_t esz) {
+    const int W = g->ctx->size, r = g->ctx->rank;
+    if (W == 1) return;
+    const size_t S = (n + (size_t)W - 1) / (size_t)W;
+    auto lo = [&](int c) { return std::min((size_t)c * S, n) * esz; };
+    auto len = [&](int c) { return lo(c + 1) - lo(c); };
+    auto data = g->ctx->createUnboundBuffer(buf, n * esz);
+    LiveBuffers live(g, {data.get()});
+    const int right = (r + 1) % W, left = (r + W - 1) % W;
+    const uint64_t slot = (uint64_t)g->ctx->nextSlot();
+    for (int s = 0; s < W - 1; s++) {
+        int cs = ((r - s) % W + W) % W, cr = ((r - s - 1) % W + W) % W;
+        if (len(cs)) data->send(right, slot, lo(cs), len(cs));
+        if (len(cr)) data->recv(left, slot, lo(cr), len(cr));
+        if (len(cr)) wait_recv(g, data.get());
+        if (len(cs)) wait_send(g, data.get());
+    }
+}
+
+int gloo_allgather(void *impl, void *buf, size_t n, size_t esz, char *err,
+                   size_t errlen) {
+    Gloo *g = static_cast<Gloo *>(impl);
+    return guarded(g, "allgather", err, errlen,
+                   [&] { ring_allgather(g, static_cast<char *>(buf), n, esz); });
+}
+
 // The root sends the whole buffer to every rank: W - 1 copies from one
 // link, fine for the small state broadcasts of a job's start.
 int gloo_broadcast(void *impl, void *buf, size_t bytes, int root, char *err,
@@ -262,7 +295,7 @@ void gloo_abort(void *impl) {
 
 void gloo_free(void *impl) { delete static_cast<Gloo *>(impl); }
 
-const e2w_comm_ops gloo_ops = {gloo_allreduce, gloo_broadcast, gloo_barrier,
+const e2w_comm_ops gloo_ops = {gloo_allreduce, gloo_broadcast, gloo_allgather, gloo_barrier,
                                gloo_abort, gloo_free};
 
 } // namespace

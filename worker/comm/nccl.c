@@ -25,7 +25,7 @@
 typedef struct {
     ncclComm_t comm;
     cudaStream_t stream;
-    int device, world_size;
+    int device, rank, world_size;
     int timeout_ms;
     float *scratch;            /* one float on the device, for barrier */
     atomic_int abort_requested;
@@ -135,6 +135,36 @@ static int nccl_broadcast(void *impl, void *buf, size_t bytes, int root,
     return watch(e, "broadcast", 1, err, errlen);
 }
 
+/* Equal chunks (W divides n): one in-place ncclAllGather (this rank's
+ * chunk already sits at its place in the output). Otherwise the chunks of
+ * e2w_comm_allgather are uneven and ncclAllGather's equal counts do not
+ * fit: one ncclBroadcast per rank's chunk, fused in a group. As bytes. */
+static int nccl_allgather(void *impl, void *buf, size_t n, size_t esz, char *err,
+                          size_t errlen) {
+    nccl_engine *e = impl;
+    int rc = usable(e, "allgather", err, errlen);
+    if (rc < 0) return rc;
+    size_t W = (size_t)e->world_size, S = (n + W - 1) / W;
+    char *b = buf;
+    ncclResult_t r;
+    if (S * W == n) {
+        r = ncclAllGather(b + (size_t)e->rank * S * esz, b, S * esz, ncclUint8, e->comm,
+                          e->stream);
+    } else {
+        r = ncclGroupStart();
+        for (size_t q = 0; q < W && (r == ncclSuccess || r == ncclInProgress); q++) {
+            size_t lo = q * S < n ? q * S : n, hi = (q + 1) * S < n ? (q + 1) * S : n;
+            if (hi > lo)
+                r = ncclBroadcast(b + lo * esz, b + lo * esz, (hi - lo) * esz, ncclUint8, (int)q,
+                                  e->comm, e->stream);
+        }
+        ncclResult_t end = ncclGroupEnd();
+        if (r == ncclSuccess || r == ncclInProgress) r = end;
+    }
+    if ((rc = enqueued(e, r, "allgather", err, errlen)) < 0) return rc;
+    return watch(e, "allgather", 1, err, errlen);
+}
+
 /* NCCL has no barrier: an all-reduce of one float is one. */
 static int nccl_barrier(void *impl, char *err, size_t errlen) {
     nccl_engine *e = impl;
@@ -166,7 +196,7 @@ static void nccl_free(void *impl) {
     free(e);
 }
 
-static const e2w_comm_ops nccl_ops = {nccl_allreduce, nccl_broadcast, nccl_barrier,
+static const e2w_comm_ops nccl_ops = {nccl_allreduce, nccl_broadcast, nccl_allgather, nccl_barrier,
                                       nccl_abort, nccl_free};
 
 /* Rank 0 publishes the unique id; the others wait for it. */
@@ -197,6 +227,7 @@ int e2w_comm_nccl_create(const e2w_comm_config *cfg, void **impl,
     nccl_engine *e = calloc(1, sizeof *e);
     if (!e) return e2_errf(err, errlen, "comm: out of memory");
     e->device = cfg->device;
+    e->rank = cfg->rank;
     e->world_size = cfg->world_size;
     e->timeout_ms = cfg->timeout_ms;
     e->stream = (cudaStream_t)cfg->stream;
