@@ -61,6 +61,9 @@ typedef struct {
     int step;           /* 1-based */
     float grad_scale;   /* multiplies every gradient first (clipping, 1/accum) */
     uint64_t seed;      /* for stochastic rounding into a low-precision param */
+    size_t index0;      /* element 0's index in the rounding's (seed, index)
+                           stream: an update split into pieces (ZeRO-1's
+                           shards) rounds exactly as the whole would */
 } k_adamw;
 
 typedef struct k_backend {

@@ -44,7 +44,7 @@ typedef struct {
 static void bo_run(int op, bo_bufs *b) {
     const k_backend *k = k_cpu();
     int N = b->N, C = b->C, F = b->F, V = b->V;
-    k_adamw hp = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 10, 1.0f, 0};
+    k_adamw hp = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 10, 1.0f, 0, 0};
     switch (op) {
     case OP_RMS_F: k->rmsnorm_fwd(b->y, b->rstd, b->x, b->w, 1e-5f, N, C); break;
     case OP_RMS_B: k->rmsnorm_bwd(b->dy, b->dw, b->y, b->x, b->w, b->rstd, N, C); break;

@@ -8,7 +8,7 @@
  * adamw: the CPU reference's update (decoupled weight decay, bias correction
  * with the 1-based step) on the fp32 master and moments; the new master is
  * written to the bf16 param with stochastic rounding: a 16-bit random number,
- * a pure function of (seed, element index), is added to the fp32 bits below
+ * a pure function of (seed, index0 + element index), is added to the fp32 bits below
  * bf16's mantissa before truncation, so the rounding is unbiased and small
  * updates are not lost to round-to-nearest. */
 #include <math.h>
@@ -70,7 +70,7 @@ __device__ __forceinline__ bf16 kcuda_round_stochastic(float w, uint64_t seed, s
 __global__ void kcuda_adamw_k(float *master, bf16 *param, const bf16 *grad, float *m,
                               float *v, size_t n, float lr, float b1, float b2, float eps,
                               float wd, float gs, float inv_bc1, float inv_bc2,
-                              uint64_t seed) {
+                              uint64_t seed, size_t index0) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float g = kcuda_f(grad[i]) * gs;
@@ -81,7 +81,7 @@ __global__ void kcuda_adamw_k(float *master, bf16 *param, const bf16 *grad, floa
     float w = master[i];
     w -= lr * ((mi * inv_bc1) / (sqrtf(vi * inv_bc2) + eps) + wd * w);
     master[i] = w;
-    param[i] = kcuda_round_stochastic(w, seed, i);
+    param[i] = kcuda_round_stochastic(w, seed, index0 + i);
 }
 
 void kcuda_adamw(float *master,      /* (n) */
@@ -94,6 +94,6 @@ void kcuda_adamw(float *master,      /* (n) */
     float inv_bc2 = (float)(1.0 / (1.0 - pow(hp->beta2, hp->step)));
     kcuda_adamw_k<<<kcuda_blocks(n, 256), 256, 0, kcuda.stream>>>(
         master, (bf16 *)param, (const bf16 *)grad, m, v, n, hp->lr, hp->beta1, hp->beta2,
-        hp->eps, hp->weight_decay, hp->grad_scale, inv_bc1, inv_bc2, hp->seed);
+        hp->eps, hp->weight_decay, hp->grad_scale, inv_bc1, inv_bc2, hp->seed, hp->index0);
     kcuda_launched();
 }

@@ -118,26 +118,33 @@ int e2w_model_create(e2w_model *m, const k_backend *k,
 }
 
 int e2w_model_alloc_train(e2w_model *m, char *err, size_t errlen) {
+    return e2w_model_alloc_train_shard(m, 0, m->n_params, err, errlen);
+}
+
+int e2w_model_alloc_train_shard(e2w_model *m, size_t lo, size_t n, char *err,
+                                size_t errlen) {
     const k_backend *k = m->k;
     int need_master = k->act_dtype != K_F32;
-    size_t n = m->n_params;
-    m->grads = k->alloc(n * m->esz);
-    m->opt = k->alloc(n * sizeof(float) * (need_master ? 3 : 2));
+    size_t per = need_master ? 3 : 2;
+    m->grads = k->alloc(m->n_params * m->esz);
+    m->opt = k->alloc((n ? n : 1) * sizeof(float) * per);
     if (m->grads == NULL || m->opt == NULL) {
         snprintf(err, errlen, "model: cannot allocate %.1f MiB of gradients and optimizer state",
-                 (double)(n * (m->esz + 4 * (need_master ? 3 : 2))) / 1048576.0);
+                 (double)(m->n_params * m->esz + n * 4 * per) / 1048576.0);
         return -1;
     }
+    m->opt_lo = lo;
+    m->opt_n = n;
     m->m = m->opt;
     m->v = m->opt + n;
     if (need_master) {
         m->master = m->opt + 2 * n;
-        float *host = malloc(n * sizeof(float));
+        float *host = malloc((n ? n : 1) * sizeof(float));
         if (host == NULL) {
             snprintf(err, errlen, "model: out of host memory for the master copy");
             return -1;
         }
-        k->download(host, m->params, n);
+        k->download(host, (const char *)m->params + lo * m->esz, n);
         k->upload_raw(m->master, host, n * sizeof(float));
         free(host);
     }
@@ -205,7 +212,12 @@ double e2w_model_flops_per_token(const e2w_model *m, int T) {
 
 void e2w_model_upload(e2w_model *m, size_t offset, const float *src, size_t n) {
     m->k->upload((char *)m->params + offset * m->esz, src, n);
-    if (m->master) m->k->upload_raw(m->master + offset, src, n * sizeof(float));
+    if (m->master == NULL) return;
+    size_t lo = offset > m->opt_lo ? offset : m->opt_lo;
+    size_t hi = offset + n < m->opt_lo + m->opt_n ? offset + n : m->opt_lo + m->opt_n;
+    if (hi > lo)
+        m->k->upload_raw(m->master + (lo - m->opt_lo), src + (lo - offset),
+                         (hi - lo) * sizeof(float));
 }
 
 void e2w_model_download(const e2w_model *m, size_t offset, float *dst, size_t n) {

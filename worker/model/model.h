@@ -80,9 +80,13 @@ typedef struct e2w_model {
     size_t n_params;
     void *params;                   /* (n_params) act dtype */
     void *grads;                    /* (n_params) act dtype, NULL until train */
+    /* The optimizer state covers parameters [opt_lo, opt_lo + opt_n): all
+     * of them (0, n_params), or one rank's shard under ZeRO-1. Parameter
+     * i's moments are m[i - opt_lo], v[i - opt_lo]. */
+    size_t opt_lo, opt_n;
     float *opt;                     /* m | v | master, one allocation */
-    float *m, *v;                   /* (n_params) AdamW moments */
-    float *master;                  /* (n_params) fp32 master, or NULL (fp32 act) */
+    float *m, *v;                   /* (opt_n) AdamW moments */
+    float *master;                  /* (opt_n) fp32 master, or NULL (fp32 act) */
 } e2w_model;
 
 /* Byte offsets of one block's activations inside a layer set. */
@@ -127,6 +131,10 @@ int e2w_model_create(e2w_model *m, const k_backend *k,
 /* Adds gradients and AdamW state (moments; fp32 master when needed, filled
  * from the current parameters). */
 int e2w_model_alloc_train(e2w_model *m, char *err, size_t errlen);
+/* The same with the optimizer state of parameters [lo, lo + n) only
+ * (ZeRO-1's shard; lo + n <= n_params); the gradients stay whole. */
+int e2w_model_alloc_train_shard(e2w_model *m, size_t lo, size_t n, char *err,
+                                size_t errlen);
 void e2w_model_free(e2w_model *m);
 
 /* From-scratch initialisation, a pure function of (config, seed):
@@ -193,7 +201,8 @@ int e2w_model_save_hf(const e2w_model *m, const char *dir, int bf16,
                       uint64_t max_shard_bytes, char *err, size_t errlen);
 
 /* Copies between fp32 host arrays and the parameter buffer (also the fp32
- * master, when present, on upload). */
+ * master, when present, on upload: the part of [offset, offset + n) that it
+ * covers). */
 void e2w_model_upload(e2w_model *m, size_t offset, const float *src, size_t n);
 void e2w_model_download(const e2w_model *m, size_t offset, float *dst, size_t n);
 void e2w_model_download_grad(const e2w_model *m, size_t offset, float *dst,

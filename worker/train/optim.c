@@ -1,7 +1,10 @@
-/* optim.c -- learning-rate schedule, global gradient-norm clipping and the
- * AdamW update per tensor kind (weight decay only on matrices, train.h). */
+/* optim.c -- learning-rate schedule, global gradient-norm clipping, the
+ * AdamW update per tensor kind (weight decay only on matrices, train.h) and
+ * ZeRO-1: each rank updates only the parameters whose optimizer state it
+ * holds, then the ranks all-gather the parameters. */
 #include <math.h>
 
+#include "base.h"
 #include "train_internal.h"
 
 double e2w_train_lr(const E2__V1__TrainSpec *ts, int s) {
@@ -24,6 +27,25 @@ static int decays(int kind, int tied) {
     }
 }
 
+void train_shard(size_t n, int world, int rank, size_t *lo, size_t *len) {
+    size_t W = (size_t)world, S = (n + W - 1) / W, a = (size_t)rank * S, b = a + S;
+    *lo = a < n ? a : n;
+    *len = (b < n ? b : n) - *lo;
+}
+
+int train_optim_alloc(e2w_train *t, char *err, size_t errlen) {
+    int W = t->hooks.world_size;
+    t->zero1 = t->spec->train->has_zero1 && t->spec->train->zero1 && W > 1;
+    if (t->zero1 && t->hooks.allgather == NULL)
+        return e2_errf(err, errlen, "train.zero1 with %d ranks needs the all-gather hook", W);
+    size_t lo, n;
+    train_shard(t->model.n_params, t->zero1 ? W : 1, t->zero1 ? t->hooks.rank : 0, &lo, &n);
+    return e2w_model_alloc_train_shard(&t->model, lo, n, err, errlen);
+}
+
+/* Each tensor kind's range intersected with the held state [opt_lo,
+ * opt_lo + opt_n): the same k_adamw call per element as the whole update
+ * (index0 keeps a bf16 parameter's stochastic rounding per element). */
 double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts,
                             int step, double lr, uint64_t seed) {
     const k_backend *k = m->k;
@@ -36,14 +58,24 @@ double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts,
         .eps = (float)ts->adam_eps, .step = step, .grad_scale = scale,
         .seed = seed ^ (uint64_t)step,
     };
+    size_t held_lo = m->opt_lo, held_hi = m->opt_lo + m->opt_n;
     for (int i = 0; i < E2W_P_COUNT; i++) {
-        size_t off = m->poff[i], n = m->psize[i];
-        if (n == 0) continue;
+        size_t off = m->poff[i], end = off + m->psize[i];
+        size_t lo = off > held_lo ? off : held_lo, hi = end < held_hi ? end : held_hi;
+        if (hi <= lo) continue;
         hp.weight_decay = decays(i, m->cfg.tied) ? (float)ts->weight_decay : 0.0f;
-        char *param = (char *)m->params + off * m->esz;
-        float *master = m->master ? m->master + off : (float *)param;
-        k->adamw(master, param, (char *)m->grads + off * m->esz, m->m + off,
-                 m->v + off, n, &hp);
+        hp.index0 = lo - off;
+        char *param = (char *)m->params + lo * m->esz;
+        float *master = m->master ? m->master + (lo - held_lo) : (float *)param;
+        k->adamw(master, param, (char *)m->grads + lo * m->esz, m->m + (lo - held_lo),
+                 m->v + (lo - held_lo), hi - lo, &hp);
     }
     return norm;
+}
+
+int train_params_gather(e2w_train *t, char *err, size_t errlen) {
+    if (!t->zero1) return 0;
+    e2w_model *m = &t->model;
+    return t->hooks.allgather(t->hooks.ud, m->params, m->n_params, t->k->act_dtype, err,
+                              errlen);
 }

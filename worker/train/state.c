@@ -11,7 +11,11 @@
  * The sample order and the E² draws are pure functions of (seed, step,
  * global sample index), so step and cursor are the whole data/RNG state.
  * Data-parallel ranks hold identical weights and moments: rank 0 writes the
- * files, the others write nothing. */
+ * files, the others write nothing. Under ZeRO-1 each rank holds a shard of
+ * the moments (and master): every rank takes part in gathering them to
+ * rank 0 first, so the files are those of the same job without ZeRO-1 (on
+ * any number of ranks), and a resume reads the whole state on every rank
+ * and keeps its shard. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,26 +24,85 @@
 #include "train_internal.h"
 #include "train_state.h"
 
-static int state_download(const e2w_model *m, const float *dev, float **host) {
-    *host = malloc(m->n_params * sizeof(float));
-    if (*host == NULL) return -1;
+/* Per-rank elements of one all-gather of the checkpoint gather: W x this
+ * many floats (16 MiB) of extra device memory per rank at most. */
+#define TRAIN_GATHER_FLOATS ((size_t)1 << 22)
+
+int train_state_gather(const e2w_train *t, const float *shard, float *full,
+                       size_t piece, char *err, size_t errlen) {
+    const e2w_model *m = &t->model;
+    const k_backend *k = t->k;
+    int W = t->hooks.world_size, r = t->hooks.rank;
+    size_t n = m->n_params, S = (n + (size_t)W - 1) / (size_t)W;
+    size_t P = piece < S ? piece : S;
+    if (P == 0) P = 1;
+    float *dev = k->alloc((size_t)W * P * sizeof(float));
+    float *stage = malloc((r == 0 ? (size_t)W : 1) * P * sizeof(float));
+    int rc = 0;
+    if (dev == NULL || stage == NULL)
+        rc = e2_errf(err, errlen, "checkpoint: out of memory for the ZeRO-1 gather (%zu floats)",
+                     (size_t)W * P);
+    for (size_t p0 = 0; rc == 0 && p0 < S; p0 += P) {
+        /* Rank q's piece [p0, p0 + P) of its shard goes to [q P, q P + P). */
+        size_t have = m->opt_n > p0 ? m->opt_n - p0 : 0;
+        if (have > P) have = P;
+        if (have) {
+            k->download_raw(stage, shard + p0, have * sizeof(float));
+            k->upload_raw(dev + (size_t)r * P, stage, have * sizeof(float));
+        }
+        rc = t->hooks.allgather(t->hooks.ud, dev, (size_t)W * P, K_F32, err, errlen);
+        if (rc < 0 || r != 0) continue;
+        k->download_raw(stage, dev, (size_t)W * P * sizeof(float));
+        for (int q = 0; q < W; q++) {
+            size_t lo, len;
+            train_shard(n, W, q, &lo, &len);
+            size_t got = len > p0 ? len - p0 : 0;
+            if (got > P) got = P;
+            memcpy(full + lo + p0, stage + (size_t)q * P, got * sizeof(float));
+        }
+    }
+    if (dev) k->free(dev);
+    free(stage);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Rank 0's host copy of a whole optimizer array (n_params fp32): the
+ * download of dev, or under ZeRO-1 the gather of every rank's shard (all
+ * ranks call it then; *host stays NULL off rank 0). */
+static int state_fetch(const e2w_train *t, const float *dev, float **host,
+                       char *err, size_t errlen) {
+    const e2w_model *m = &t->model;
+    *host = NULL;
+    if (t->hooks.rank == 0 && (*host = malloc(m->n_params * sizeof(float))) == NULL)
+        return e2_errf(err, errlen, "checkpoint: out of memory");
+    if (t->zero1)
+        return train_state_gather(t, dev, *host, TRAIN_GATHER_FLOATS / (size_t)t->hooks.world_size,
+                                  err, errlen);
     m->k->download_raw(*host, dev, m->n_params * sizeof(float));
     return 0;
 }
 
 int train_state_write(const e2w_train *t, const char *dir, char *err,
                       size_t errlen) {
-    if (t->hooks.rank != 0) return 0;
+    if (t->hooks.rank != 0 && !t->zero1) return 0;
     const e2w_model *m = &t->model;
+    float *mh = NULL, *vh = NULL, *master = NULL;
+    e2w_ts_writer *w = NULL;
+    int rc = -1;
+    if (state_fetch(t, m->m, &mh, err, errlen) < 0 ||
+        state_fetch(t, m->v, &vh, err, errlen) < 0 ||
+        (m->master && state_fetch(t, m->master, &master, err, errlen) < 0))
+        goto done;
+    if (t->hooks.rank != 0) {
+        rc = 0;
+        goto done;
+    }
     E2__V1__LlamaConfig cfg = E2__V1__LLAMA_CONFIG__INIT;
     e2w_model_config_to_proto(&m->cfg, &cfg);
-    if (e2w_model_save_hf(m, dir, 0, 0, err, errlen) < 0) return -1;
-    if (e2w_hf_config_write(dir, &cfg, NULL, err, errlen) < 0) return -1;
-    float *mh = NULL, *vh = NULL, *master = NULL;
-    e2w_ts_writer *w = e2w_ts_writer_new();
-    int rc = -1;
-    if (w == NULL || state_download(m, m->m, &mh) < 0 || state_download(m, m->v, &vh) < 0 ||
-        (m->master && state_download(m, m->master, &master) < 0)) {
+    if (e2w_model_save_hf(m, dir, 0, 0, err, errlen) < 0 ||
+        e2w_hf_config_write(dir, &cfg, NULL, err, errlen) < 0)
+        goto done;
+    if ((w = e2w_ts_writer_new()) == NULL) {
         e2_errf(err, errlen, "checkpoint: out of memory");
         goto done;
     }
@@ -63,10 +126,12 @@ done:
     return rc;
 }
 
+/* Reads the whole array and keeps the part this rank holds (its ZeRO-1
+ * shard, or all of it). */
 static int state_upload(e2w_model *m, const e2w_ts *ts, const char *name,
                         float *dev, float *host, char *err, size_t errlen) {
     if (e2w_ts_read(ts, name, E2W_TS_F32, host, m->n_params, err, errlen) < 0) return -1;
-    m->k->upload_raw(dev, host, m->n_params * sizeof(float));
+    m->k->upload_raw(dev, host + m->opt_lo, m->opt_n * sizeof(float));
     return 0;
 }
 

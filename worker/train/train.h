@@ -18,6 +18,14 @@
  * batch; each micro-batch's backward is weighted by 1 / (GB * R), so the
  * all-reduce is a plain SUM.
  *
+ * ZeRO-1 (train.zero1, W > 1): the gradient is all-reduced in full as
+ * above and its norm clipped alike; rank r then runs AdamW only on its
+ * shard [r S, (r+1) S) of the flat parameter buffer (S = ceil(n_params /
+ * W)), holding moments (and an fp32 master) for that shard alone, and the
+ * ranks all-gather the parameters. The numbers are those of the same job
+ * without ZeRO-1 (bit for bit on the CPU); checkpoints gather the state to
+ * rank 0 and are the same files, so they resume on any W, with or without.
+ *
  * AdamW (k_adamw): weight decay applies to the matrices (q/k/v, o, gate/up,
  * down, an untied lm_head) and NOT to the RMSNorm weights or the token
  * embeddings (nor to a head tied to them): decaying a norm gain or an
@@ -57,6 +65,12 @@ typedef struct {
     /* Sums n act-dtype elements of a device buffer over all ranks in place.
      * NULL: single process. Returns 0 or < 0 with err set. */
     int (*allreduce)(void *ud, void *buf, size_t n, k_dtype dtype, char *err,
+                     size_t errlen);
+    /* ZeRO-1 (train.zero1 with world_size > 1; NULL otherwise): all-gather
+     * in place of n elements of dtype in a device buffer, where rank r
+     * holds the right values of [min(r S, n), min((r + 1) S, n)),
+     * S = ceil(n / world_size) (e2w_comm_allgather's chunks). */
+    int (*allgather)(void *ud, void *buf, size_t n, k_dtype dtype, char *err,
                      size_t errlen);
     /* Sums n host doubles over all ranks in place (the loss). */
     int (*allreduce_host)(void *ud, double *x, size_t n, char *err,

@@ -1,6 +1,7 @@
 /* train_internal.h -- the trainer's state, shared by its files (train.c:
- * the loop; optim.c: schedule and AdamW; batch.c: samples and E² draws;
- * state.c: checkpoints and resume). Not part of the public API. */
+ * the loop; optim.c: schedule, AdamW and ZeRO-1's shard; batch.c: samples
+ * and E² draws; state.c: checkpoints and resume). Not part of the public
+ * API. */
 #ifndef E2_WORKER_TRAIN_INTERNAL_H
 #define E2_WORKER_TRAIN_INTERNAL_H
 
@@ -25,13 +26,30 @@ struct e2w_train {
     float *g;                    /* (micro_batch) */
     int32_t *t;                  /* (micro_batch) */
     uint64_t spec_hash;
+    int zero1;                   /* optimizer state sharded over the ranks
+                                    (train.zero1 and world_size > 1) */
 };
 
-/* AdamW over every tensor kind after clipping the global gradient norm to
- * train.grad_clip; returns the norm before clipping. A non-finite norm is
- * returned without touching the weights. */
+/* ZeRO-1's shard of rank r among W over n parameters: [lo, lo + len) with
+ * lo = min(r S, n), S = ceil(n / W) (the chunks of e2w_comm_allgather and
+ * of e2worker plan's ceil(n / gpus); the last shards shorter or empty). */
+void train_shard(size_t n, int world, int rank, size_t *lo, size_t *len);
+
+/* Decides ZeRO-1 (t->zero1) and allocates the model's gradients and its
+ * optimizer state: all of it, or this rank's shard. */
+int train_optim_alloc(e2w_train *t, char *err, size_t errlen);
+
+/* AdamW over every tensor kind after clipping the global gradient norm
+ * (of the whole, all-reduced gradient) to train.grad_clip; returns the norm
+ * before clipping. Updates the parameters the model holds optimizer state
+ * for (m->opt_lo, m->opt_n): all, or this rank's ZeRO-1 shard, which
+ * train_params_gather then spreads. A non-finite norm is returned without
+ * touching the weights. */
 double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts,
                             int step, double lr, uint64_t seed);
+/* ZeRO-1: all-gathers the parameters after the shards' updates (every rank
+ * calls it); nothing without ZeRO-1. */
+int train_params_gather(e2w_train *t, char *err, size_t errlen);
 
 /* Training data: the shards of spec.data.train_shards as R+1-token
  * sequences in the seeded order (every token checked < vocab), and the E²
@@ -49,5 +67,12 @@ int train_data_batch(train_data *d, uint64_t step0, uint64_t first, int B,
 int train_state_write(const e2w_train *t, const char *dir, char *err,
                       size_t errlen);
 int train_state_read(e2w_train *t, const char *dir, char *err, size_t errlen);
+/* ZeRO-1: the full (n_params) fp32 array whose rank-local shard (the
+ * model's opt_n elements, device memory) is `shard`, gathered into rank 0's
+ * host array `full` (NULL on the other ranks) through the all-gather hook,
+ * in pieces of at most `piece` elements per rank (a device buffer of W x
+ * piece floats). Every rank must call it. */
+int train_state_gather(const e2w_train *t, const float *shard, float *full,
+                       size_t piece, char *err, size_t errlen);
 
 #endif
