@@ -196,6 +196,20 @@ static void case_check_job(void) {
     EXPECT(e2w_plan_check_job(&spec, 80, err, sizeof err) == 0, "tiny model on 80 GB: %s", err);
     EXPECT(e2w_plan_check_job(&spec, 0.5, err, sizeof err) == -1, "tiny model on 0.5 GB");
     EXPECT(strstr(err, "B=2 T=16") != NULL, "refusal uses the spec's shape: %s", err);
+    /* train.zero1 shards the optimizer in e2d's plan too: on 4 GPUs with
+     * room between the two totals, the job fits only with it. */
+    spec.has_num_workers = 1, spec.num_workers = 4;
+    e2w_plan_opts o = {.gpus = 4, .micro_batch = 2, .seq = 16, .act_bytes = 2};
+    e2w_plan plain, sharded;
+    EXPECT(e2w_plan_compute(&plain, &c, &o, err, sizeof err) == 0, "%s", err);
+    o.zero1 = 1;
+    EXPECT(e2w_plan_compute(&sharded, &c, &o, err, sizeof err) == 0, "%s", err);
+    double between = (double)(plain.total + sharded.total) / 2e9;
+    EXPECT(sharded.total < plain.total, "zero1 plan %llu vs %llu", (unsigned long long)sharded.total,
+           (unsigned long long)plain.total);
+    EXPECT(e2w_plan_check_job(&spec, between, err, sizeof err) == -1, "fits without zero1 at %g GB", between);
+    train.has_zero1 = 1, train.zero1 = 1;
+    EXPECT(e2w_plan_check_job(&spec, between, err, sizeof err) == 0, "zero1 job at %g GB: %s", between, err);
     model.config = NULL;
     model.hf_dir = "/nonexistent/e2-plan-test";
     EXPECT(e2w_plan_check_job(&spec, 80, err, sizeof err) == 1, "unreadable config is 'cannot tell'");

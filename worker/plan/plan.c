@@ -168,7 +168,7 @@ void e2w_plan_refusal(const e2w_plan *p, char *err, size_t errlen) {
     const char *hint = !p->o.recompute ? "set train.recompute = true"
                        : p->o.micro_batch > 1 ? "lower train.micro_batch"
                        : !p->o.zero1 && p->o.gpus > 1 && p->optim > p->capacity / 2
-                           ? "the optimizer state needs sharding over the GPUs (ZeRO-1) or GPUs with more memory"
+                           ? "the optimizer state needs sharding over the GPUs (set train.zero1 = true) or GPUs with more memory"
                            : "use GPUs with more memory or a smaller model";
     snprintf(err, errlen,
              "job needs %.2f GB per GPU (parameters %.2f, gradients %.2f, optimizer %.2f, "
@@ -193,7 +193,7 @@ int e2w_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb,
     }
     e2w_plan_opts o = {
         .gpus = spec->has_num_workers && spec->num_workers > 0 ? (int)spec->num_workers : 1,
-        .zero1 = 0,
+        .zero1 = spec->train && spec->train->has_zero1 && spec->train->zero1,
         .recompute = spec->train && spec->train->has_recompute && spec->train->recompute,
         .micro_batch = spec->train && spec->train->has_micro_batch ? (int)spec->train->micro_batch : 1,
         .seq = spec->augment && spec->augment->has_train_length ? (int)spec->augment->train_length : 4096,
