@@ -81,6 +81,10 @@ typedef struct k_backend {
     void (*upload_raw)(void *dst, const void *src, size_t bytes);
     void (*download_raw)(void *dst, const void *src, size_t bytes);
     void (*sync)(void);
+    /* The queue the kernels run on, for devices that have one (a
+     * cudaStream_t: collectives order themselves after it); NULL on the
+     * CPU, where every operation has finished when it returns. */
+    void *(*stream)(void);
 
     /* ---- matmul: out = inp @ weight^T + bias ---- */
     void (*matmul_fwd)(void *out,             /* (N, OC) */

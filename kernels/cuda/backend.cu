@@ -66,6 +66,7 @@ static const k_backend kcuda_table = {
     .upload_raw = kcuda_upload_raw,
     .download_raw = kcuda_download_raw,
     .sync = kcuda_sync,
+    .stream = kcuda_stream_handle,
 
     .matmul_fwd = kcuda_matmul_fwd,
     .matmul_bwd = kcuda_matmul_bwd,

@@ -84,6 +84,7 @@ void kcuda_download(float *dst, const void *src, size_t n);
 void kcuda_upload_raw(void *dst, const void *src, size_t bytes);
 void kcuda_download_raw(void *dst, const void *src, size_t bytes);
 void kcuda_sync(void);
+void *kcuda_stream_handle(void);
 
 void kcuda_matmul_fwd(void *out, const void *inp, const void *weight,
                       const void *bias, int N, int C, int OC);

@@ -88,3 +88,5 @@ void kcuda_sync(void) {
     kcuda_check(cudaStreamSynchronize(kcuda.stream));
     kcuda_check(cudaGetLastError());
 }
+
+void *kcuda_stream_handle(void) { return kcuda.stream; }

@@ -6,7 +6,7 @@
  * Usage: test_comm CASE W            (parent: runs W ranks of CASE)
  *        test_comm CASE W RANK DIR   (one rank; started by the parent)
  * Cases: allreduce, broadcast, allgather, barrier, abort, allgather_abort,
- *        peer_exit, timeout. */
+ *        peer_exit, timeout, reducer, reducer_abort. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -20,6 +20,7 @@
 
 #include "base.h"
 #include "comm.h"
+#include "reducer.h"
 
 #define CHECK(c)                                                              \
     do {                                                                      \
@@ -233,6 +234,63 @@ static void case_timeout(e2w_comm *c) {
     CHECK(dt >= 0.4 && dt < 2.0);
 }
 
+/* The reducer sums the buckets pushed (packed groups of small ranges, one
+ * large range alone) while this thread goes on, and leaves every other
+ * element alone; twice, as two training steps would. */
+static void case_reducer(e2w_comm *c) {
+    size_t n = 300000;
+    float *x = malloc(n * sizeof *x);
+    CHECK(x != NULL);
+    e2w_reducer *r = NULL;
+    CHECK(e2w_reducer_create(&r, c, x, E2W_COMM_F32, NULL, g_err, sizeof g_err) == 0);
+    const e2w_reducer_range packed[3] = {{50, 10}, {0, 10}, {2000, 300}};
+    const e2w_reducer_range alone = {100000, 200000};
+    const e2w_reducer_range last[2] = {{3000, 1}, {99999, 1}};
+    for (int step = 0; step < 2; step++) {
+        for (size_t i = 0; i < n; i++) x[i] = (float)((g_rank + 1) * (int)(i % 7 + 1));
+        e2w_reducer_push(r, packed, 3);
+        sleep_ms(20);
+        e2w_reducer_push(r, &alone, 1);
+        e2w_reducer_push(r, last, 2);
+        CHECK(e2w_reducer_wait(r, NULL, g_err, sizeof g_err) == 0);
+        for (size_t i = 0; i < n; i++) {
+            int summed = i < 10 || (i >= 50 && i < 60) || (i >= 2000 && i < 2300) ||
+                         i == 3000 || i >= 99999;
+            double mine = (g_rank + 1) * (double)(i % 7 + 1);
+            double want = summed ? g_world * (g_world + 1) / 2.0 * (double)(i % 7 + 1) : mine;
+            CHECK(x[i] == (float)want);
+        }
+    }
+    CHECK(e2w_reducer_busy_seconds(r) > 0);
+    e2w_reducer_free(r);
+    free(x);
+}
+
+/* Rank 0 is aborted while its reducer waits for the last rank, which never
+ * pushes: wait reports the failure instead of hanging, every later wait
+ * too, and free returns. */
+static void case_reducer_abort(e2w_comm *c) {
+    float x[512] = {0};
+    e2w_reducer *r = NULL;
+    CHECK(e2w_reducer_create(&r, c, x, E2W_COMM_F32, NULL, g_err, sizeof g_err) == 0);
+    const e2w_reducer_range all = {0, 512};
+    double t0 = now_s();
+    if (g_rank == g_world - 1) {
+        sleep_ms(1000);
+    } else {
+        pthread_t t;
+        if (g_rank == 0) CHECK(pthread_create(&t, NULL, abort_later, c) == 0);
+        e2w_reducer_push(r, &all, 1);
+        CHECK(e2w_reducer_wait(r, NULL, g_err, sizeof g_err) < 0);
+        CHECK(g_err[0] != 0);
+        if (g_rank == 0) pthread_join(t, NULL);
+        CHECK(now_s() - t0 < 4.0);
+        e2w_reducer_push(r, &all, 1);
+        CHECK(e2w_reducer_wait(r, NULL, g_err, sizeof g_err) < 0);
+    }
+    e2w_reducer_free(r);
+}
+
 static int run_rank(const char *name, const char *dir) {
     int timeout_ms = !strcmp(name, "timeout") ? 500 : 20000;
     e2w_comm *c = connect_rank(dir, timeout_ms);
@@ -244,6 +302,8 @@ static int run_rank(const char *name, const char *dir) {
     else if (!strcmp(name, "abort")) case_abort(c);
     else if (!strcmp(name, "peer_exit")) case_peer_exit(c);
     else if (!strcmp(name, "timeout")) case_timeout(c);
+    else if (!strcmp(name, "reducer")) case_reducer(c);
+    else if (!strcmp(name, "reducer_abort")) case_reducer_abort(c);
     else CHECK(!"unknown case");
     e2w_comm_free(c);
     return 0;

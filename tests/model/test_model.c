@@ -186,6 +186,70 @@ static void test_recompute_bitwise(void) {
     e2w_model_free(&m);
 }
 
+/* What the backward announced: each range's gradient at the moment it was
+ * announced, and how often each element was. */
+typedef struct {
+    e2w_model *m;
+    float *at_ready;
+    unsigned char *seen;
+    int groups;
+    size_t first, last; /* offset of the first and last group's first range */
+} ready_log;
+
+static void on_ready(void *ud, const e2w_grad_range *r, int nr) {
+    ready_log *l = ud;
+    EXPECT(nr >= 1 && nr <= 6, "group of %d ranges", nr);
+    if (l->groups++ == 0) l->first = r[0].offset;
+    l->last = r[0].offset;
+    for (int i = 0; i < nr; i++) {
+        e2w_model_download_grad(l->m, r[i].offset, l->at_ready + r[i].offset, r[i].n);
+        for (size_t j = 0; j < r[i].n; j++) l->seen[r[i].offset + j]++;
+    }
+}
+
+/* The groups the backward announces partition the gradient buffer, in the
+ * documented order (head and final norm first, embeddings last, one group
+ * per block), each already final when announced; announcing changes no
+ * number. */
+static void test_grads_ready(void) {
+    for (int tied = 0; tied < 2; tied++) {
+        e2w_model m;
+        e2w_acts a;
+        char err[256];
+        batch b;
+        make_model(&m, tied);
+        make_batch(&b);
+        if (e2w_acts_create(&a, &m, B, T, 1, 0, err, sizeof err) < 0) {
+            fprintf(stderr, "%s\n", err);
+            exit(1);
+        }
+        float *plain = grads_of(&m, &a, &b);
+        ready_log l = {&m, calloc(m.n_params, sizeof(float)), calloc(m.n_params, 1), 0, 0, 0};
+        m.k->zero(m.grads, m.n_params * m.esz);
+        loss_of(&m, &a, &b);
+        e2w_model_backward_notify(&m, &a, B, T, &b.rope, 1.0f / (B * T), on_ready, &l);
+        float *g = malloc(m.n_params * sizeof(float));
+        e2w_model_download_grad(&m, 0, g, m.n_params);
+        EXPECT(memcmp(g, plain, m.n_params * sizeof(float)) == 0, "notify changed the gradients");
+        EXPECT(memcmp(g, l.at_ready, m.n_params * sizeof(float)) == 0,
+               "a range changed after it was announced (tied=%d)", tied);
+        for (size_t j = 0; j < m.n_params; j++)
+            if (l.seen[j] != 1) {
+                EXPECT(0, "element %zu announced %d times (tied=%d)", j, l.seen[j], tied);
+                break;
+            }
+        EXPECT(l.groups == m.cfg.n_layer + 2, "%d groups for %d layers", l.groups, m.cfg.n_layer);
+        EXPECT(l.first == m.poff[E2W_P_LNF] && l.last == m.poff[E2W_P_WTE],
+               "order: first group at %zu, last at %zu", l.first, l.last);
+        free(g);
+        free(plain);
+        free(l.at_ready);
+        free(l.seen);
+        e2w_acts_free(&a, &m);
+        e2w_model_free(&m);
+    }
+}
+
 /* Each HF tensor is a distinct slice and together they cover the buffer. */
 static void test_hf_view_covers_params(void) {
     for (int tied = 0; tied < 2; tied++) {
@@ -524,6 +588,7 @@ static const struct { const char *name; void (*fn)(void); } cases[] = {
     {"grad_fd_recompute", test_grad_fd_recompute},
     {"recompute_bitwise", test_recompute_bitwise},
     {"hf_view_covers_params", test_hf_view_covers_params},
+    {"grads_ready", test_grads_ready},
     {"init_seeded", test_init_seeded},
     {"config_errors", test_config_errors},
 };

@@ -29,6 +29,7 @@
 #include "eval.h"
 #include "hf_config.h"
 #include "pbjson.h"
+#include "reducer.h"
 #include "spec.h"
 #include "train.h"
 
@@ -83,7 +84,9 @@ typedef struct {
     char comm_err[E2_ERRLEN];
     unsigned log_every;
     double last_step_s;        /* wall time of the last step */
-    double comm_s;             /* in collectives since the last progress */
+    e2w_reducer *red;          /* gradient buckets, with comm */
+    double red_busy_s;         /* reducer's busy seconds at the last progress */
+    double exposed_s;          /* waited for the reducer since then */
     int last_ckpt_step;        /* step of the last checkpoint reported */
 } runner_ctx;
 
@@ -120,15 +123,20 @@ static void on_progress(void *ud, const e2w_train_progress *p) {
     c->last_step_s = p->step_s;
     e2w_agent_job_progress(c->job, (uint32_t)p->step, p->loss, p->lr,
                            p->grad_norm, p->tokens_per_s);
-    if ((p->step % (int)c->log_every == 0 || p->step == p->steps) && c->comm)
+    /* With several ranks: the step's time in gradient all-reduces (on the
+     * reducer's thread, beside the backward) and the part of it the step
+     * waited for (exposed; the rest was hidden by the backward). */
+    double busy = c->red ? e2w_reducer_busy_seconds(c->red) : 0;
+    if ((p->step % (int)c->log_every == 0 || p->step == p->steps) && c->red)
         say(c, "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s | "
-            "%.2f ms, allreduce %.2f ms",
+            "%.2f ms, allreduce %.2f ms, exposed %.2f ms",
             p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s,
-            p->step_s * 1e3, c->comm_s * 1e3);
+            p->step_s * 1e3, (busy - c->red_busy_s) * 1e3, c->exposed_s * 1e3);
     else if (p->step % (int)c->log_every == 0 || p->step == p->steps)
         say(c, "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s",
             p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s);
-    c->comm_s = 0;
+    c->red_busy_s = busy;
+    c->exposed_s = 0;
 }
 
 /* Rank 0 writes the whole state (ranks hold identical weights); the other
@@ -160,25 +168,28 @@ static int rdzv_get(void *ud, const char *key, int timeout_ms, void **value,
     return e2w_agent_job_rdzv_get(ud, key, timeout_ms, value, len, err, errlen);
 }
 
-/* Gradients: summed in place on the backend's device (the trainer weights
- * each micro-batch by 1 / (GB R), so the sum is the global mean). */
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+/* Gradients: each group the backward finished goes to the reducer, whose
+ * thread sums it over the ranks while the backward goes on; the optimizer
+ * waits for the last. The sum is the global mean: the trainer weights each
+ * micro-batch by 1 / (GB R). */
+static void on_grads_ready(void *ud, const e2w_grad_range *r, int nr) {
+    runner_ctx *c = ud;
+    e2w_reducer_range rr[8];
+    while (nr > 0) {
+        int n = nr < 8 ? nr : 8;
+        for (int i = 0; i < n; i++) {
+            rr[i].offset = r[i].offset;
+            rr[i].n = r[i].n;
+        }
+        e2w_reducer_push(c->red, rr, n);
+        r += n;
+        nr -= n;
+    }
 }
 
-/* Gradients: one all-reduce after the step's last backward (nothing
- * overlaps it yet), timed for the step's log line. */
-static int on_allreduce(void *ud, void *buf, size_t n, k_dtype dtype, char *err,
-                        size_t errlen) {
+static int on_grads_wait(void *ud, char *err, size_t errlen) {
     runner_ctx *c = ud;
-    double t0 = mono_s();
-    int rc = e2w_comm_allreduce(c->comm, buf, n,
-                                dtype == K_BF16 ? E2W_COMM_BF16 : E2W_COMM_F32,
-                                E2W_COMM_SUM, err, errlen);
-    c->comm_s += mono_s() - t0;
-    return rc;
+    return e2w_reducer_wait(c->red, &c->exposed_s, err, errlen);
 }
 
 /* Host doubles (the loss): Gloo reduces host memory; NCCL needs them on
@@ -191,7 +202,9 @@ static int on_allreduce_host(void *ud, double *x, size_t n, char *err,
     void *d = c->k->alloc(n * sizeof *x);
     if (!d) return e2_errf(err, errlen, "comm: out of device memory");
     c->k->upload_raw(d, x, n * sizeof *x);
-    int rc = e2w_comm_allreduce(c->comm, d, n, E2W_COMM_F64, E2W_COMM_SUM, err, errlen);
+    int rc = e2w_comm_order_after(c->comm, c->k->stream ? c->k->stream() : NULL, err, errlen);
+    if (rc == 0)
+        rc = e2w_comm_allreduce(c->comm, d, n, E2W_COMM_F64, E2W_COMM_SUM, err, errlen);
     if (rc == 0) c->k->download_raw(x, d, n * sizeof *x);
     c->k->free(d);
     return rc;
@@ -242,6 +255,8 @@ static int comm_connect(runner_ctx *c, const E2__V1__JobSpec *spec, char *err,
 }
 
 static void comm_close(runner_ctx *c) {
+    e2w_reducer_free(c->red);
+    c->red = NULL;
     if (!c->comm) return;
     e2w_agent_job_set_abort(c->job, NULL, NULL);
     e2w_comm_free(c->comm);
@@ -389,11 +404,19 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         .progress = on_progress,
         .checkpoint = on_checkpoint,
         .should_stop = on_should_stop,
-        .allreduce = c.comm ? on_allreduce : NULL,
+        .grad_ready = c.comm ? on_grads_ready : NULL,
+        .grad_wait = c.comm ? on_grads_wait : NULL,
         .allreduce_host = c.comm ? on_allreduce_host : NULL,
     };
     if (e2_mkdir_p(as->job_dir, 0755, err, sizeof err) < 0 ||
         e2w_train_create(&t, spec, k, as->job_dir, &hooks, err, sizeof err) < 0) {
+        finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
+        goto done;
+    }
+    if (c.comm &&
+        e2w_reducer_create(&c.red, c.comm, e2w_train_model(t)->grads,
+                           k->act_dtype == K_BF16 ? E2W_COMM_BF16 : E2W_COMM_F32,
+                           k->stream ? k->stream() : NULL, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
         goto done;
     }
@@ -459,8 +482,8 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
     }
     finish(res, E2__V1__OUTCOME__OUTCOME_SUCCEEDED, "");
 done:
-    e2w_train_free(t);
     comm_close(&c);
+    e2w_train_free(t);
     e2_spec_free(spec);
     e2w_eval_results_free(&ev);
 }

@@ -82,6 +82,11 @@ int e2w_comm_barrier(e2w_comm *c, char *err, size_t errlen) {
     return c->ops->barrier(c->impl, err, errlen);
 }
 
+int e2w_comm_order_after(e2w_comm *c, void *stream, char *err, size_t errlen) {
+    if (!c->ops->order_after || !stream) return 0;
+    return c->ops->order_after(c->impl, stream, err, errlen);
+}
+
 void e2w_comm_abort(e2w_comm *c) { c->ops->abort(c->impl); }
 
 void e2w_comm_free(e2w_comm *c) {

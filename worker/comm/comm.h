@@ -88,6 +88,12 @@ int e2w_comm_broadcast(e2w_comm *c, void *buf, size_t bytes, int root,
 /* Returns once every rank entered it. */
 int e2w_comm_barrier(e2w_comm *c, char *err, size_t errlen);
 
+/* Device engines: the collectives this rank issues after this call start
+ * only once the work queued so far on `stream` (the cudaStream_t of the
+ * compute kernels) is done, and the host does not wait for it. Call it on
+ * the thread that queued that work. Host engines: nothing to order. */
+int e2w_comm_order_after(e2w_comm *c, void *stream, char *err, size_t errlen);
+
 /* Breaks the communicator: the collective in progress (on another thread)
  * and every later one fail with E2W_COMM_EABORTED; the peers' collectives
  * fail as their connections close. Safe from any thread, more than once. */

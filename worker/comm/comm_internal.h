@@ -20,6 +20,9 @@ typedef struct {
     int (*barrier)(void *impl, char *err, size_t errlen);
     void (*abort)(void *impl);   /* any thread */
     void (*free)(void *impl);
+    /* Device engines: order later collectives after the work queued on a
+     * compute stream (e2w_comm_order_after); NULL for host engines. */
+    int (*order_after)(void *impl, void *stream, char *err, size_t errlen);
 } e2w_comm_ops;
 
 /* Connect an engine for cfg (already validated by comm.c). */

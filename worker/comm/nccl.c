@@ -9,7 +9,10 @@
  * ncclCommAbort, which also makes the peers' collectives fail.
  *
  * Buffers are device memory on cfg->device; collectives run on cfg->stream
- * and the call returns once the stream has finished them. */
+ * (NULL: a non-blocking stream of the engine's own, so that they can run
+ * beside the compute kernels) and the call returns once the stream has
+ * finished them. order_after makes that stream wait for an event recorded
+ * on the compute stream. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -25,6 +28,8 @@
 typedef struct {
     ncclComm_t comm;
     cudaStream_t stream;
+    int own_stream;            /* created here, destroyed in free */
+    cudaEvent_t mark;          /* order_after's event on the compute stream */
     int device, rank, world_size;
     int timeout_ms;
     float *scratch;            /* one float on the device, for barrier */
@@ -193,11 +198,28 @@ static void nccl_free(void *impl) {
             ncclCommDestroy(e->comm);
     }
     if (e->scratch) cudaFree(e->scratch);
+    if (e->mark) cudaEventDestroy(e->mark);
+    if (e->own_stream) cudaStreamDestroy(e->stream);
     free(e);
 }
 
-static const e2w_comm_ops nccl_ops = {nccl_allreduce, nccl_broadcast, nccl_allgather, nccl_barrier,
-                                      nccl_abort, nccl_free};
+/* The collective stream waits (on the device) for the compute stream's work
+ * queued so far; one event serves every call, since the wait takes the
+ * event's state at the time it is queued. */
+static int nccl_order_after(void *impl, void *stream, char *err, size_t errlen) {
+    nccl_engine *e = impl;
+    cudaStream_t s = (cudaStream_t)stream;
+    if (s == e->stream) return 0;
+    cudaError_t c = cudaEventRecord(e->mark, s);
+    if (c == cudaSuccess) c = cudaStreamWaitEvent(e->stream, e->mark, 0);
+    if (c != cudaSuccess)
+        return e2_errf(err, errlen, "comm order_after: CUDA: %s", cudaGetErrorString(c));
+    return 0;
+}
+
+static const e2w_comm_ops nccl_ops = {nccl_allreduce, nccl_broadcast, nccl_allgather,
+                                      nccl_barrier, nccl_abort, nccl_free,
+                                      nccl_order_after};
 
 /* Rank 0 publishes the unique id; the others wait for it. */
 static int exchange_uid(const e2w_comm_config *cfg, ncclUniqueId *id, char *err,
@@ -237,6 +259,11 @@ int e2w_comm_nccl_create(const e2w_comm_config *cfg, void **impl,
     if (rc < 0) goto fail;
     cudaError_t c = cudaSetDevice(e->device);
     if (c == cudaSuccess) c = cudaMalloc((void **)&e->scratch, sizeof(float));
+    if (c == cudaSuccess) c = cudaEventCreateWithFlags(&e->mark, cudaEventDisableTiming);
+    if (c == cudaSuccess && !e->stream) {
+        c = cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking);
+        e->own_stream = c == cudaSuccess;
+    }
     if (c != cudaSuccess) {
         rc = e2_errf(err, errlen, "comm connect: CUDA device %d: %s", e->device,
                      cudaGetErrorString(c));

@@ -177,6 +177,26 @@ double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T,
 void e2w_model_backward(e2w_model *m, e2w_acts *a, int B, int T,
                         const k_rope *rope, float dloss);
 
+/* A range of the gradient buffer, in elements. */
+typedef struct {
+    size_t offset, n;
+} e2w_grad_range;
+
+/* Called during a backward each time a group of gradient ranges is final
+ * (nothing later in this backward adds to them), in this order: the head
+ * and final norm; then each block from the last to the first (its six
+ * per-layer slices); then the token embeddings (which hold the head too
+ * when tied). The groups partition the gradient buffer; on a device the
+ * kernels that wrote them may still be queued (order after k->stream). */
+typedef void (*e2w_grads_ready)(void *ud, const e2w_grad_range *r, int nr);
+
+/* e2w_model_backward, announcing each finished group to ready (data-parallel
+ * training sums a layer's gradients over the ranks while the backward of the
+ * layers below it still runs). */
+void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T,
+                               const k_rope *rope, float dloss,
+                               e2w_grads_ready ready, void *ud);
+
 /* Hugging Face tensors, in the order of ckpt's name table (llama_names.h):
  * the i-th one (0 <= i < e2w_model_hf_count) has a transformers name, a 1-
  * or 2-d shape and a contiguous element range of the parameter (and

@@ -171,8 +171,26 @@ static void block_backward(const e2w_model *m, const e2w_acts *a, int l, int B,
     k->rmsnorm_bwd(a->dres, g.ln1, a->dln, res_at(m, a, l), p.ln1, b.rstd1, N, C);
 }
 
+/* Layer l's six per-layer gradient slices, in block_offsets order. */
+static void block_ranges(const e2w_model *m, int l, e2w_grad_range r[6]) {
+    size_t o[6];
+    block_offsets(m, l, o);
+    static const int kind[6] = {E2W_P_LN1, E2W_P_QKV, E2W_P_WO,
+                                E2W_P_LN2, E2W_P_GU,  E2W_P_DOWN};
+    for (int i = 0; i < 6; i++) {
+        r[i].offset = o[i];
+        r[i].n = m->psize[kind[i]] / (size_t)m->cfg.n_layer;
+    }
+}
+
 void e2w_model_backward(e2w_model *m, e2w_acts *a, int B, int T,
                         const k_rope *rope, float dloss) {
+    e2w_model_backward_notify(m, a, B, T, rope, dloss, NULL, NULL);
+}
+
+void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T,
+                               const k_rope *rope, float dloss,
+                               e2w_grads_ready ready, void *ud) {
     const k_backend *k = m->k;
     const e2w_model_config *c = &m->cfg;
     int N = B * T, C = c->C, V = c->V;
@@ -185,6 +203,22 @@ void e2w_model_backward(e2w_model *m, e2w_acts *a, int B, int T,
     k->rmsnorm_bwd(a->dres, at(m->grads, m->poff[E2W_P_LNF], e), a->dln,
                    res_at(m, a, c->n_layer), at(m->params, m->poff[E2W_P_LNF], e),
                    a->rstdf, N, C);
-    for (int l = c->n_layer - 1; l >= 0; l--) block_backward(m, a, l, B, T, rope);
+    if (ready) {
+        e2w_grad_range r[6] = {{m->poff[E2W_P_LNF], m->psize[E2W_P_LNF]},
+                               {m->poff[E2W_P_HEAD], m->psize[E2W_P_HEAD]}};
+        ready(ud, r, c->tied ? 1 : 2);
+    }
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        block_backward(m, a, l, B, T, rope);
+        if (ready) {
+            e2w_grad_range r[6];
+            block_ranges(m, l, r);
+            ready(ud, r, 6);
+        }
+    }
     k->embed_bwd(at(m->grads, m->poff[E2W_P_WTE], e), a->dres, a->tokens, N, C);
+    if (ready) {
+        e2w_grad_range r = {m->poff[E2W_P_WTE], m->psize[E2W_P_WTE]};
+        ready(ud, &r, 1);
+    }
 }

@@ -66,6 +66,14 @@ typedef struct {
      * NULL: single process. Returns 0 or < 0 with err set. */
     int (*allreduce)(void *ud, void *buf, size_t n, k_dtype dtype, char *err,
                      size_t errlen);
+    /* Overlapped gradient sum (instead of allreduce): during the backward
+     * of the step's last micro-batch, grad_ready receives each group of
+     * gradient ranges as soon as it is final (e2w_grads_ready: head, each
+     * block from the top, embeddings) and may start summing it over the
+     * ranks; grad_wait, called once before the optimizer, returns when every
+     * group is summed (0), or < 0 with err set. */
+    e2w_grads_ready grad_ready;
+    int (*grad_wait)(void *ud, char *err, size_t errlen);
     /* ZeRO-1 (train.zero1 with world_size > 1; NULL otherwise): all-gather
      * in place of n elements of dtype in a device buffer, where rank r
      * holds the right values of [min(r S, n), min((r + 1) S, n)),
