@@ -183,6 +183,27 @@ s = json.load(open("ft/spec.json"))
 assert s["augment"]["original_window"] == 32 and "config" not in s["model"], s
 EOF
     ;;
+resume_from)
+    # A second run that starts from the first one's step-2 checkpoint
+    # (spec.resume_from) ends with the first run's step-4 weights, bit for
+    # bit; its own checkpoint then wins over resume_from on a rerun.
+    make_data
+    write_spec 4 a
+    "$E2W" run spec.json >/dev/null 2>err.txt || { cat err.txt >&2; fail "first run"; }
+    "$E2W" run spec.json --set output_dir=b --set "resume_from=$TMP/a/checkpoints/step_2" \
+        >/dev/null 2>err.txt || { cat err.txt >&2; fail "resumed run"; }
+    grep -q "resumed from $TMP/a/checkpoints/step_2 (step 2)" err.txt || fail "no resume line: $(cat err.txt)"
+    [ "$(wc -l <b/metrics.jsonl)" -eq 2 ] || fail "b trained $(wc -l <b/metrics.jsonl) steps, want 2"
+    cmp a/checkpoints/step_4/model.safetensors b/checkpoints/step_4/model.safetensors ||
+        fail "resumed weights differ from the uninterrupted run"
+    cmp a/checkpoints/step_4/train_state.bin b/checkpoints/step_4/train_state.bin ||
+        fail "resumed optimizer state differs"
+    "$E2W" run spec.json --set output_dir=b --set "resume_from=$TMP/a/checkpoints/step_2" \
+        >/dev/null 2>err.txt || { cat err.txt >&2; fail "rerun"; }
+    grep -q "resumed from b/checkpoints/step_4 (step 4)" err.txt || fail "rerun did not use its own checkpoint: $(cat err.txt)"
+    expect_error "resume_from a missing checkpoint" "no_such" \
+        "$E2W" run spec.json --set output_dir=c --set "resume_from=$TMP/no_such/step_2"
+    ;;
 interrupt)
     make_data
     write_spec 100000 out

@@ -2,7 +2,7 @@
  * process with no daemon. The spec is resolved (overrides, defaults, the
  * model's own config for an hf_dir model), validated and written back as
  * output_dir/spec.json; training resumes from the newest complete
- * checkpoint; progress goes to stderr, output_dir/log and one JSON line per
+ * checkpoint of output_dir, else from spec.resume_from; progress goes to stderr, output_dir/log and one JSON line per
  * step to output_dir/metrics.jsonl; evaluation (e2w_eval_spec) ends the run
  * with eval.json, eval.md and the table on stdout. SIGINT/SIGTERM stop at a
  * step boundary with a checkpoint (exit status 130). */
@@ -231,9 +231,13 @@ int cli_run(int argc, char **argv, char *err, size_t errlen) {
     run_say(&ctx, "model: %zu parameters | memory MiB: params %.1f, grads %.1f, optimizer %.1f, activations %.1f",
             mem.n_params, mem.param_bytes / 1048576.0, mem.grad_bytes / 1048576.0,
             mem.optim_bytes / 1048576.0, mem.act_bytes / 1048576.0);
-    if (have_ckpt) {
-        if (e2w_train_resume(t, latest, err, errlen) < 0) goto done;
-        run_say(&ctx, "resumed from %s (step %d)", latest, e2w_train_step(t));
+    /* The run's own newest checkpoint first; else the spec's resume_from
+     * (a checkpoint of another run or e2d job with the same training). */
+    const char *from = have_ckpt ? latest
+                       : spec->resume_from && *spec->resume_from ? spec->resume_from : NULL;
+    if (from) {
+        if (e2w_train_resume(t, from, err, errlen) < 0) goto done;
+        run_say(&ctx, "resumed from %s (step %d)", from, e2w_train_step(t));
     } else if (spec->eval && spec->eval->eval_base) {
         run_say(&ctx, "evaluating the starting model");
         if (e2w_eval_spec(e2w_train_model(t), spec, "base", &ev, err, errlen) < 0) goto done;
