@@ -8,12 +8,16 @@
 # medians: the rest of the all-reduce time was hidden by the backward.
 # Nothing is asserted.
 #
-# Usage: overlap.sh E2D E2WORKER E2CTL [STEPS (default 40)]
+# Usage: overlap.sh E2D E2WORKER E2CTL [STEPS (default 40)] [HIDDEN LAYERS]
+# (default: the tiny model, hidden 64 and 2 layers; the FFN is twice the
+# hidden size, 4 heads, 2 key/value heads)
 set -eu
 E2D=$1
 E2W=$2
 E2CTL=$3
 STEPS=${4:-40}
+HIDDEN=${5:-64}
+LAYERS=${6:-2}
 PY=/usr/bin/python3
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2-bench-overlap-XXXXXX")
 SOCK=unix:$TMP/e2d.sock
@@ -33,8 +37,8 @@ done >text.txt
 "$E2W" prep --out data --val-fraction 0.1 text.txt >/dev/null
 cat >spec.json <<EOF
 {"name": "overlap-tiny", "num_workers": 2,
- "model": {"config": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-   "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 257,
+ "model": {"config": {"hidden_size": $HIDDEN, "num_hidden_layers": $LAYERS, "num_attention_heads": 4,
+   "num_key_value_heads": 2, "intermediate_size": $((2 * HIDDEN)), "vocab_size": 257,
    "max_position_embeddings": 64}},
  "data": {"train_shards": ["$TMP/data_train_*.bin"], "eval_shards": ["$TMP/data_val_*.bin"]},
  "augment": {"train_length": 64, "g_max": 4, "n_sink": 2},
@@ -47,7 +51,7 @@ E2D_PID=$!
 n=0
 while [ ! -S "$TMP/e2d.sock" ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
 "$E2CTL" --server "$SOCK" submit spec.json --wait >/dev/null
-echo "config: tiny Llama (hidden 64, 2 layers, ffn 128, vocab 257), R = 64 tokens,"
+echo "config: Llama hidden $HIDDEN, $LAYERS layers, ffn $((2 * HIDDEN)), vocab 257, R = 64 tokens,"
 echo "        global batch 8 = 2 workers x 2 micro-batches of 2, $STEPS steps,"
 echo "        Gloo on loopback, $(nproc) CPUs, OMP_NUM_THREADS ${OMP_NUM_THREADS:-set by e2d (cores / 2)}"
 $PY - "$TMP/state/jobs/j-000001/attempt-1/rank-0.log" <<'EOF'
