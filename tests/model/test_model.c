@@ -99,17 +99,22 @@ static float *grads_of(e2w_model *m, e2w_acts *a, batch *b) {
     return g;
 }
 
-static void check_fd(int tied, int recompute) {
-    e2w_model m;
-    e2w_acts a;
+/* The model, the batch and training activations for B x T. */
+static void make_all(e2w_model *m, e2w_acts *a, batch *b, int tied, int recompute) {
     char err[256];
-    batch b;
-    make_model(&m, tied);
-    make_batch(&b);
-    if (e2w_acts_create(&a, &m, B, T, 1, recompute, err, sizeof err) < 0) {
+    make_model(m, tied);
+    make_batch(b);
+    if (e2w_acts_create(a, m, B, T, 1, recompute, err, sizeof err) < 0) {
         fprintf(stderr, "%s\n", err);
         exit(1);
     }
+}
+
+static void check_fd(int tied, int recompute) {
+    e2w_model m;
+    e2w_acts a;
+    batch b;
+    make_all(&m, &a, &b, tied, recompute);
     float *g = grads_of(&m, &a, &b);
     float *w = malloc(m.n_params * sizeof(float));
     e2w_model_download(&m, 0, w, m.n_params);
@@ -215,14 +220,8 @@ static void test_grads_ready(void) {
     for (int tied = 0; tied < 2; tied++) {
         e2w_model m;
         e2w_acts a;
-        char err[256];
         batch b;
-        make_model(&m, tied);
-        make_batch(&b);
-        if (e2w_acts_create(&a, &m, B, T, 1, 0, err, sizeof err) < 0) {
-            fprintf(stderr, "%s\n", err);
-            exit(1);
-        }
+        make_all(&m, &a, &b, tied, 0);
         float *plain = grads_of(&m, &a, &b);
         ready_log l = {&m, calloc(m.n_params, sizeof(float)), calloc(m.n_params, 1), 0, 0, 0};
         m.k->zero(m.grads, m.n_params * m.esz);
