@@ -208,6 +208,7 @@ static void spec_defaults_train(E2__V1__TrainSpec *t, uint32_t num_workers) {
     DEF(t, grad_clip, 1.0);
     DEF(t, seed, 1);
     DEF(t, recompute, 0);
+    DEF(t, zero1, 0);
 }
 
 static void spec_defaults_augment(E2__V1__AugmentSpec *a) {

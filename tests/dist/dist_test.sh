@@ -29,6 +29,14 @@
 #                 grace) and resumed on 1 worker (spec.resume_from): losses
 #                 equal to the uninterrupted 2-worker run's within 1e-5
 #                 relative
+#   zero1         the same 2-worker job with and without train.zero1: the
+#                 same losses, final weights and train_state.bin bit for
+#                 bit; each rank's logged optimizer memory is its shard's
+#                 (the two add up to one plain rank's)
+#   zero1_kill9   kill -9 of one worker of a train.zero1 job after a
+#                 committed checkpoint: the job restarts from it and
+#                 SUCCEEDS with the final weights and optimizer state of an
+#                 uninterrupted train.zero1 run, bit for bit
 set -u
 E2D=$1
 E2W=$2
@@ -99,7 +107,7 @@ make_data() {
     "$E2W" prep --out data --val-fraction 0.1 text.txt >/dev/null || fail "prep"
 }
 
-write_spec() { # $1 = steps, $2 = checkpoint every
+write_spec() { # $1 = steps, $2 = checkpoint every, $3 = more train fields
     STEPS=$1 EVERY=$2
     cat >spec.json <<EOF
 {"name": "dist-tiny",
@@ -108,7 +116,7 @@ write_spec() { # $1 = steps, $2 = checkpoint every
    "max_position_embeddings": 32}},
  "data": {"train_shards": ["$TMP/data_train_*.bin"], "eval_shards": ["$TMP/data_val_*.bin"]},
  "augment": {"train_length": 16, "g_max": 4, "n_sink": 2},
- "train": {"steps": $1, "global_batch": 4, "micro_batch": 2, "lr": 0.003, "warmup_steps": 2},
+ "train": {"steps": $1, "global_batch": 4, "micro_batch": 2, "lr": 0.003, "warmup_steps": 2${3:-}},
  "checkpoint": {"every": $2, "keep_last": 10},
  "max_restarts": 2,
  "eval": {"windows": [32], "max_tokens": 64}}
@@ -244,6 +252,21 @@ wedge_ckpt() {
 }
 
 events() { job_field "$1" "'\n'.join(e.get('reason', '') for e in j.get('events', []))"; }
+
+# optim_bytes JOB RANK: the optimizer bytes rank RANK of the job's first
+# attempt logged at start ("memory: ... optimizer N ...").
+optim_bytes() {
+    sed -n 's/.*memory: .* optimizer \([0-9]*\).*/\1/p' "$(jobdir "$1")/attempt-1/rank-$2.log" | head -1
+}
+
+# same_final A B: the two jobs' last checkpoints hold the same weights and
+# training state, byte for byte.
+same_final() {
+    for f in model.safetensors train_state.bin; do
+        cmp "$(jobdir "$1")/checkpoints/step_$STEPS/$f" "$(jobdir "$2")/checkpoints/step_$STEPS/$f" ||
+            fail "$f of $1 and $2 differ"
+    done
+}
 
 make_data
 start_e2d
@@ -386,6 +409,34 @@ EOF
     first=$(losses "$j1" | head -1 | cut -d' ' -f1)
     [ "$first" = $((last + 1)) ] || fail "resumed job started at step $first, not $((last + 1))"
     same_losses "$j1" "$ref" "$first"
+    ;;
+zero1)
+    write_spec 20 10
+    plain=$(submit 2 --wait) || fail "plain job: $(cat submit.err)"
+    write_spec 20 10 ', "zero1": true'
+    z=$(submit 2 --wait) || fail "zero1 job: $(cat submit.err)"
+    same_final "$plain" "$z"
+    losses "$plain" >lp.txt && losses "$z" >lz.txt || fail "losses"
+    [ "$(wc -l <lz.txt)" = 20 ] || fail "the zero1 job logged $(wc -l <lz.txt) steps"
+    cmp lp.txt lz.txt || fail "per-step losses differ with zero1: $(diff lp.txt lz.txt | head -4)"
+    grep -q "ZeRO-1: this rank's shard" "$(jobdir "$z")/attempt-1/rank-1.log" ||
+        fail "rank 1 does not report a ZeRO-1 shard"
+    p0=$(optim_bytes "$plain" 0) p1=$(optim_bytes "$plain" 1)
+    z0=$(optim_bytes "$z" 0) z1=$(optim_bytes "$z" 1)
+    [ -n "$p0" ] && [ -n "$z0" ] && [ -n "$z1" ] || fail "no memory line: '$p0' '$z0' '$z1'"
+    [ "$p0" = "$p1" ] && [ $((z0 + z1)) = "$p0" ] && [ "$z0" -lt "$p0" ] && [ "$z1" -lt "$p0" ] ||
+        fail "optimizer bytes: plain $p0 $p1, zero1 $z0 $z1 (want two shards adding up to $p0)"
+    ;;
+zero1_kill9)
+    write_spec 40 5 ', "zero1": true'
+    interrupt 2 step_10 KILL 1
+    wait_until 60 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not succeed: $(ctl status "$j")"
+    [ "$(job_field "$j" "j['restarts']")" = 1 ] || fail "expected one restart: $(ctl status "$j")"
+    events "$j" | grep -q "resuming from checkpoint step" || fail "the restart did not resume from a checkpoint: $(events "$j")"
+    ref=$(submit 2 --wait) || fail "uninterrupted job: $(cat submit.err)"
+    [ "$(job_field "$ref" "j['restarts']")" = 0 ] || fail "the reference job restarted"
+    same_final "$j" "$ref"
+    same_losses "$j" "$ref"
     ;;
 *)
     fail "unknown case"

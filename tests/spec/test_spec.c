@@ -30,7 +30,7 @@ static const char *good =
     "              \"granularity\": \"per_step\", \"train_length\": 128},\n"
     "  \"train\": {\"steps\": 50, \"global_batch\": 8, \"micro_batch\": 2, \"lr\": 3e-4, \"min_lr\": 3e-5,\n"
     "            \"warmup_steps\": 5, \"schedule\": \"linear\", \"weight_decay\": 0.1, \"seed\": 7,\n"
-    "            \"recompute\": true},\n"
+    "            \"recompute\": true, \"zero1\": true},\n"
     "  \"checkpoint\": {\"every\": 10, \"keep_last\": 3},\n"
     "  \"eval\": {\"windows\": [256, 1024], \"stride\": 128, \"passkey_trials\": 4},\n"
     "  \"log_every\": 5\n"
@@ -50,7 +50,7 @@ static int case_round_trip(void) {
     CHECK(s->model->init_seed == 42 && s->model->config->num_hidden_layers == 2);
     CHECK(s->model->config->tie_word_embeddings && s->model->config->rms_norm_eps == 1e-6);
     CHECK(s->data->n_eval_shards == 1 && s->augment->n_g_weights == 4 && s->augment->g_weights[3] == 4);
-    CHECK(s->train->lr == 3e-4 && s->train->recompute);
+    CHECK(s->train->lr == 3e-4 && s->train->recompute && s->train->zero1);
     char *t1 = e2_spec_to_json(s, 2);
     CHECK(t1);
     E2__V1__JobSpec *s2 = parse(t1);
@@ -220,7 +220,7 @@ static int case_defaults(void) {
     CHECK(t->has_min_lr && t->min_lr == 0 && t->has_warmup_steps && t->warmup_steps == 0);
     CHECK(strcmp(t->schedule, "cosine") == 0 && t->has_weight_decay && t->weight_decay == 0);
     CHECK(t->beta1 == 0.9 && t->beta2 == 0.95 && t->adam_eps == 1e-8 && t->grad_clip == 1.0);
-    CHECK(t->seed == 1 && t->has_recompute && !t->recompute);
+    CHECK(t->seed == 1 && t->has_recompute && !t->recompute && t->has_zero1 && !t->zero1);
     CHECK(s->checkpoint->has_every && s->checkpoint->every == 0 && s->checkpoint->keep_last == 2);
     E2__V1__EvalSpec *e = s->eval;
     CHECK(e->n_windows == 1 && e->windows[0] == 512 && e->n_scales == 1 && e->scales[0] == 1.0);

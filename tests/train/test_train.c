@@ -1,7 +1,9 @@
 /* test_train.c -- the trainer end to end on a tiny model: exact resume,
  * micro-batch invariance, learning on real text, the NaN guard, retention,
- * the LR schedule, and evaluation at 8x the training length in O(T)
- * memory. Token shards are written here in llm.c format.
+ * the LR schedule, evaluation at 8x the training length in O(T) memory,
+ * data parallelism and ZeRO-1 over ranks in threads (bit-exact against the
+ * same job without ZeRO-1, resumes on another number of ranks, the
+ * checkpoint gather). Token shards are written here in llm.c format.
  *
  * Run as `test_train CASE [TMPDIR]` (one ctest entry per case). */
 #include <math.h>
@@ -15,6 +17,7 @@
 #include "eval.h"
 #include "spec.h"
 #include "train.h"
+#include "train_internal.h"
 
 static int failures;
 #define EXPECT(cond, ...)                                            \
@@ -291,21 +294,29 @@ static void test_eval_long_window(void) {
     e2_spec_free(s);
 }
 
-/* Two ranks in two threads with an all-reduce hook (sum through shared
- * memory, the same order on both ranks) give the losses of one process
- * with the same global batch: the W-independence the hooks promise. */
+/* W ranks (W <= DP_MAX) in W threads, with the collective hooks through
+ * shared memory: the all-reduce sums the ranks' buffers in rank order (the
+ * same order on every rank), the all-gather copies each rank's chunk
+ * [min(q S, n), min((q + 1) S, n)), S = ceil(n / W), as e2w_comm does, and
+ * rank 0 commits a checkpoint once every rank has written its part. */
+#define DP_MAX 4
+
 typedef struct {
+    int world;
     pthread_barrier_t bar;
-    void *buf[2];
-    double host[2];
-    float *scratch[2];
+    void *buf[DP_MAX];
+    double host[DP_MAX];
+    float *scratch[DP_MAX];
 } dp_shared;
 
 typedef struct {
     dp_shared *sh;
     int rank;
     run_log log;
-    E2__V1__JobSpec *spec;
+    const E2__V1__JobSpec *spec;
+    const char *resume;       /* checkpoint to resume from, or NULL */
+    float *weights;           /* final weights (malloc'd) */
+    e2w_train_memory mem;
     int rc;
     char err[512];
 } dp_rank;
@@ -315,12 +326,35 @@ static int dp_allreduce(void *ud, void *buf, size_t n, k_dtype dt, char *err, si
     dp_shared *sh = r->sh;
     (void)err; (void)errlen;
     if (dt != K_F32) return -1;
+    if (sh->scratch[r->rank] == NULL && (sh->scratch[r->rank] = malloc(n * sizeof(float))) == NULL)
+        return -1;
     sh->buf[r->rank] = buf;
     pthread_barrier_wait(&sh->bar);
-    float *a = sh->buf[0], *b = sh->buf[1], *out = sh->scratch[r->rank];
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    float *out = sh->scratch[r->rank];
+    for (size_t i = 0; i < n; i++) {
+        float s = ((const float *)sh->buf[0])[i];
+        for (int q = 1; q < sh->world; q++) s += ((const float *)sh->buf[q])[i];
+        out[i] = s;
+    }
     pthread_barrier_wait(&sh->bar);
     memcpy(buf, out, n * sizeof(float));
+    return 0;
+}
+
+static int dp_allgather(void *ud, void *buf, size_t n, k_dtype dt, char *err, size_t errlen) {
+    dp_rank *r = ud;
+    dp_shared *sh = r->sh;
+    (void)err; (void)errlen;
+    if (dt != K_F32) return -1;
+    size_t W = (size_t)sh->world, S = (n + W - 1) / W;
+    sh->buf[r->rank] = buf;
+    pthread_barrier_wait(&sh->bar);
+    for (size_t q = 0; q < W; q++) {
+        size_t lo = q * S < n ? q * S : n, hi = lo + S < n ? lo + S : n;
+        if ((int)q != r->rank)
+            memcpy((float *)buf + lo, (const float *)sh->buf[q] + lo, (hi - lo) * sizeof(float));
+    }
+    pthread_barrier_wait(&sh->bar);
     return 0;
 }
 
@@ -330,7 +364,8 @@ static int dp_allreduce_host(void *ud, double *x, size_t n, char *err, size_t er
     if (n != 1) return -1;
     r->sh->host[r->rank] = *x;
     pthread_barrier_wait(&r->sh->bar);
-    double s = r->sh->host[0] + r->sh->host[1];
+    double s = r->sh->host[0];
+    for (int q = 1; q < r->sh->world; q++) s += r->sh->host[q];
     pthread_barrier_wait(&r->sh->bar);
     *x = s;
     return 0;
@@ -338,25 +373,69 @@ static int dp_allreduce_host(void *ud, double *x, size_t n, char *err, size_t er
 
 static void dp_progress(void *ud, const e2w_train_progress *p) { on_progress(&((dp_rank *)ud)->log, p); }
 
+static int dp_should_stop(void *ud) { return on_should_stop(&((dp_rank *)ud)->log); }
+
 static int dp_checkpoint(void *ud, int step, const char *tmp, const char *fin, char *err, size_t errlen) {
-    (void)ud; (void)step; (void)tmp; (void)fin; (void)err; (void)errlen;
-    return 0;
+    dp_rank *r = ud;
+    int rc = 0;
+    (void)step;
+    pthread_barrier_wait(&r->sh->bar);
+    if (r->rank == 0 && rename(tmp, fin) != 0) rc = -1, snprintf(err, errlen, "rename %s", tmp);
+    pthread_barrier_wait(&r->sh->bar);
+    return rc;
 }
 
 static void *dp_run(void *arg) {
     dp_rank *r = arg;
-    e2w_train_hooks h = {.ud = r, .rank = r->rank, .world_size = 2, .allreduce = dp_allreduce,
+    e2w_train_hooks h = {.ud = r, .rank = r->rank, .world_size = r->sh->world,
+                         .allreduce = dp_allreduce, .allgather = dp_allgather,
                          .allreduce_host = dp_allreduce_host, .progress = dp_progress,
-                         .checkpoint = dp_checkpoint};
+                         .checkpoint = dp_checkpoint, .should_stop = dp_should_stop};
     e2w_train *t;
     r->rc = e2w_train_create(&t, r->spec, k_get("cpu"), r->spec->output_dir, &h, r->err, sizeof r->err);
-    if (r->rc == 0) {
-        r->rc = e2w_train_run(t, r->err, sizeof r->err);
-        e2w_train_free(t);
-    }
+    if (r->rc < 0) return NULL;
+    r->log.t = t;
+    e2w_train_memory_report(t, &r->mem);
+    if (r->resume) r->rc = e2w_train_resume(t, r->resume, r->err, sizeof r->err);
+    if (r->rc == 0) r->rc = e2w_train_run(t, r->err, sizeof r->err);
+    r->weights = weights(t);
+    r->log.t = NULL;
+    e2w_train_free(t);
     return NULL;
 }
 
+/* Trains spec on W thread ranks (from checkpoint `resume` when not NULL,
+ * stopping after step stop_at when > 0); r[0..W-1] get each rank's log,
+ * final weights and memory report. */
+static void dp_train(const E2__V1__JobSpec *spec, int world, const char *resume, int stop_at,
+                     dp_rank *r) {
+    dp_shared sh = {.world = world};
+    pthread_t th[DP_MAX];
+    pthread_barrier_init(&sh.bar, NULL, (unsigned)world);
+    for (int i = 0; i < world; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        r[i].sh = &sh;
+        r[i].rank = i;
+        r[i].spec = spec;
+        r[i].resume = resume;
+        r[i].log.stop_at = stop_at;
+        pthread_create(&th[i], NULL, dp_run, &r[i]);
+    }
+    for (int i = 0; i < world; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < world; i++) {
+        EXPECT(r[i].rc == (stop_at > 0 ? 1 : 0), "%d ranks, rank %d: rc %d: %s", world, i, r[i].rc,
+               r[i].err);
+        free(sh.scratch[i]);
+    }
+    pthread_barrier_destroy(&sh.bar);
+}
+
+static void dp_free(dp_rank *r, int world) {
+    for (int i = 0; i < world; i++) free(r[i].weights);
+}
+
+/* Two ranks give the losses of one process with the same global batch:
+ * the W-independence the hooks promise. */
 static void test_data_parallel(void) {
     char a[600], b[600], err[512];
     dir_for(a, sizeof a, "dp1");
@@ -366,37 +445,222 @@ static void test_data_parallel(void) {
     run_log l1 = {0};
     e2w_train *t1 = make_trainer(s1, &l1);
     EXPECT(e2w_train_run(t1, err, sizeof err) == 0, "%s", err);
-    size_t n = e2w_train_model(t1)->n_params;
-    dp_shared sh;
-    pthread_barrier_init(&sh.bar, NULL, 2);
     dp_rank r[2];
-    pthread_t th[2];
-    for (int i = 0; i < 2; i++) {
-        memset(&r[i], 0, sizeof r[i]);
-        r[i].sh = &sh;
-        r[i].rank = i;
-        r[i].spec = s2;
-        sh.scratch[i] = malloc(n * sizeof(float));
-        pthread_create(&th[i], NULL, dp_run, &r[i]);
-    }
-    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
-    for (int i = 0; i < 2; i++) EXPECT(r[i].rc == 0, "rank %d: %s", i, r[i].err);
+    dp_train(s2, 2, NULL, 0, r);
     EXPECT(r[0].log.n == 3 && r[1].log.n == 3, "steps %d %d", r[0].log.n, r[1].log.n);
     for (int i = 0; i < 3 && r[0].log.n == 3 && r[1].log.n == 3; i++) {
         EXPECT(r[0].log.loss[i] == r[1].log.loss[i], "ranks disagree at step %d", i + 1);
         EXPECT(fabs(r[0].log.loss[i] - l1.loss[i]) <= 1e-5 * fabs(l1.loss[i]),
                "step %d: 2 ranks %.9g vs 1 rank %.9g", i + 1, r[0].log.loss[i], l1.loss[i]);
     }
-    pthread_barrier_destroy(&sh.bar);
-    free(sh.scratch[0]);
-    free(sh.scratch[1]);
+    dp_free(r, 2);
     e2w_train_free(t1);
     e2_spec_free(s1);
     e2_spec_free(s2);
 }
 
+/* The bytes of a file (NULL when unreadable); *n its size. */
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return NULL;
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*n ? *n : 1);
+    if (b && fread(b, 1, *n, f) != *n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    return b;
+}
+
+static int same_file(const char *dir_a, const char *dir_b, const char *name) {
+    char pa[800], pb[800];
+    size_t na = 0, nb = 0;
+    snprintf(pa, sizeof pa, "%s/%s", dir_a, name);
+    snprintf(pb, sizeof pb, "%s/%s", dir_b, name);
+    unsigned char *a = slurp(pa, &na), *b = slurp(pb, &nb);
+    int same = a && b && na == nb && memcmp(a, b, na) == 0;
+    free(a);
+    free(b);
+    return same;
+}
+
+/* ZeRO-1 on 2 and 3 ranks against the same job without it: losses and
+ * final weights bit for bit on every rank, the checkpoint files (weights
+ * and train_state.bin, whose moments rank 0 gathered) byte for byte, and
+ * each rank's optimizer memory its shard's: ceil(n / W) x 8 bytes (m, v) on
+ * the first ranks, the rest on the last, n x 8 over all. */
+static void test_zero1_bitwise(void) {
+    for (int W = 2; W <= 3; W++) {
+        char a[600], b[600], ca[32], cb[32];
+        snprintf(ca, sizeof ca, "plain%d", W);
+        snprintf(cb, sizeof cb, "zero1_%d", W);
+        dir_for(a, sizeof a, ca);
+        dir_for(b, sizeof b, cb);
+        E2__V1__JobSpec *sa = make_spec(a, 4, 6, 2, 2e-3, 2, "");
+        E2__V1__JobSpec *sb = make_spec(b, 4, 6, 2, 2e-3, 2, ", \"zero1\": true");
+        dp_rank ra[DP_MAX], rb[DP_MAX];
+        dp_train(sa, W, NULL, 0, ra);
+        dp_train(sb, W, NULL, 0, rb);
+        size_t n = ra[0].mem.n_params, S = (n + (size_t)W - 1) / (size_t)W, total = 0;
+        EXPECT(ra[0].log.n == 4 && rb[0].log.n == 4, "W=%d: steps %d %d", W, ra[0].log.n, rb[0].log.n);
+        for (int i = 0; i < 4 && ra[0].log.n == 4 && rb[0].log.n == 4; i++)
+            EXPECT(memcmp(&ra[0].log.loss[i], &rb[0].log.loss[i], sizeof(double)) == 0,
+                   "W=%d step %d: plain %.17g vs zero1 %.17g", W, i + 1, ra[0].log.loss[i],
+                   rb[0].log.loss[i]);
+        EXPECT(ra[0].log.loss[0] != ra[0].log.loss[3], "W=%d: losses do not move", W);
+        for (int q = 0; q < W; q++) {
+            EXPECT(ra[q].weights && rb[q].weights &&
+                       memcmp(ra[0].weights, rb[q].weights, n * sizeof(float)) == 0,
+                   "W=%d: rank %d's weights with zero1 differ from the plain run's", W, q);
+            size_t want = (q < W - 1 ? S : n - (size_t)(W - 1) * S) * 2 * sizeof(float);
+            EXPECT(ra[q].mem.optim_bytes == n * 2 * sizeof(float), "W=%d plain rank %d: optimizer %zu bytes",
+                   W, q, ra[q].mem.optim_bytes);
+            EXPECT(rb[q].mem.optim_bytes == want, "W=%d zero1 rank %d: optimizer %zu bytes, want %zu", W, q,
+                   rb[q].mem.optim_bytes, want);
+            total += rb[q].mem.optim_bytes;
+        }
+        EXPECT(total == n * 2 * sizeof(float), "W=%d: the shards hold %zu bytes, want %zu", W, total,
+               n * 2 * sizeof(float));
+        char da[700], db[700];
+        snprintf(da, sizeof da, "%s/checkpoints/step_4", a);
+        snprintf(db, sizeof db, "%s/checkpoints/step_4", b);
+        EXPECT(same_file(da, db, E2W_TRAIN_STATE_FILE), "W=%d: train_state.bin differs with zero1", W);
+        EXPECT(same_file(da, db, "model.safetensors"), "W=%d: model.safetensors differs with zero1", W);
+        dp_free(ra, W);
+        dp_free(rb, W);
+        e2_spec_free(sa);
+        e2_spec_free(sb);
+    }
+}
+
+/* A ZeRO-1 job on 2 ranks stopped at step 3 and resumed on 2 ranks ends
+ * with the uninterrupted run's weights, bit for bit; its step-3 checkpoint
+ * also resumes on 3 ranks (with ZeRO-1: the same weights as without it
+ * from there) and on 1 (the losses of the 2-rank run within 1e-5). */
+static void test_zero1_resume(void) {
+    char ref[600], b[600], c[600], d[600], e[600], ck[700];
+    dir_for(ref, sizeof ref, "z1ref");
+    dir_for(b, sizeof b, "z1stop");
+    dir_for(c, sizeof c, "z1three");
+    dir_for(d, sizeof d, "plain_three");
+    dir_for(e, sizeof e, "z1one");
+    const char *z1 = ", \"zero1\": true";
+    E2__V1__JobSpec *sref = make_spec(ref, 6, 6, 2, 2e-3, 3, z1), *sb = make_spec(b, 6, 6, 2, 2e-3, 3, z1);
+    E2__V1__JobSpec *sc = make_spec(c, 6, 6, 2, 2e-3, 3, z1), *sd = make_spec(d, 6, 6, 2, 2e-3, 3, "");
+    E2__V1__JobSpec *se = make_spec(e, 6, 6, 2, 2e-3, 3, z1);
+    dp_rank rr[DP_MAX], r1[DP_MAX], r2[DP_MAX], r3[DP_MAX], r4[DP_MAX], r5[DP_MAX];
+    dp_train(sref, 2, NULL, 0, rr);
+    dp_train(sb, 2, NULL, 3, r1);
+    snprintf(ck, sizeof ck, "%s/checkpoints/step_3", b);
+    dp_train(sb, 2, ck, 0, r2);
+    size_t n = rr[0].mem.n_params;
+    EXPECT(r1[0].log.n == 3 && r2[0].log.n == 3, "steps %d + %d", r1[0].log.n, r2[0].log.n);
+    for (int q = 0; q < 2; q++)
+        EXPECT(rr[0].weights && r2[q].weights && memcmp(rr[0].weights, r2[q].weights, n * sizeof(float)) == 0,
+               "rank %d: resumed zero1 weights differ from the uninterrupted run's", q);
+    for (int i = 0; i < 3 && r2[0].log.n == 3; i++)
+        EXPECT(memcmp(&rr[0].log.loss[i + 3], &r2[0].log.loss[i], sizeof(double)) == 0,
+               "step %d after resume: %.17g vs %.17g", i + 4, rr[0].log.loss[i + 3], r2[0].log.loss[i]);
+    dp_train(sc, 3, ck, 0, r3);
+    dp_train(sd, 3, ck, 0, r4);
+    EXPECT(r3[0].log.n == 3 && r4[0].log.n == 3, "3-rank resumes: steps %d %d", r3[0].log.n, r4[0].log.n);
+    for (int q = 0; q < 3; q++)
+        EXPECT(r4[0].weights && r3[q].weights && memcmp(r4[0].weights, r3[q].weights, n * sizeof(float)) == 0,
+               "3 ranks from a 2-rank zero1 checkpoint: rank %d's zero1 weights differ from plain", q);
+    for (int i = 0; i < 3 && r3[0].log.n == 3; i++)
+        EXPECT(fabs(r3[0].log.loss[i] - rr[0].log.loss[i + 3]) <= 1e-5 * fabs(rr[0].log.loss[i + 3]),
+               "step %d on 3 ranks: %.9g vs %.9g on 2", i + 4, r3[0].log.loss[i], rr[0].log.loss[i + 3]);
+    dp_train(se, 1, ck, 0, r5);
+    EXPECT(r5[0].log.n == 3, "1-rank resume: %d steps", r5[0].log.n);
+    EXPECT(r5[0].mem.optim_bytes == n * 2 * sizeof(float), "1 rank with zero1 holds %zu optimizer bytes",
+           r5[0].mem.optim_bytes);
+    for (int i = 0; i < 3 && r5[0].log.n == 3; i++)
+        EXPECT(fabs(r5[0].log.loss[i] - rr[0].log.loss[i + 3]) <= 1e-5 * fabs(rr[0].log.loss[i + 3]),
+               "step %d on 1 rank: %.9g vs %.9g on 2", i + 4, r5[0].log.loss[i], rr[0].log.loss[i + 3]);
+    dp_free(rr, 2);
+    dp_free(r1, 2);
+    dp_free(r2, 2);
+    dp_free(r3, 3);
+    dp_free(r4, 3);
+    dp_free(r5, 1);
+    e2_spec_free(sref);
+    e2_spec_free(sb);
+    e2_spec_free(sc);
+    e2_spec_free(sd);
+    e2_spec_free(se);
+}
+
+/* train_state_gather on 3 ranks, in pieces of 97 elements (the last piece
+ * of each shard partial) and in one piece: rank 0 gets every element of
+ * the ranks' shards at its place. */
+typedef struct {
+    dp_rank r;
+    float *full;
+    size_t n;
+} gather_rank;
+
+static float gather_value(size_t i) { return (float)i * 0.5f - 3.0f; }
+
+static void *gather_run(void *arg) {
+    gather_rank *g = arg;
+    dp_rank *r = &g->r;
+    e2w_train_hooks h = {.ud = r, .rank = r->rank, .world_size = r->sh->world,
+                         .allreduce = dp_allreduce, .allgather = dp_allgather,
+                         .allreduce_host = dp_allreduce_host};
+    e2w_train *t;
+    r->rc = e2w_train_create(&t, r->spec, k_get("cpu"), r->spec->output_dir, &h, r->err, sizeof r->err);
+    if (r->rc < 0) return NULL;
+    e2w_model *m = e2w_train_model(t);
+    g->n = m->n_params;
+    for (size_t i = 0; i < m->opt_n; i++) m->m[i] = gather_value(m->opt_lo + i);
+    static const size_t pieces[] = {97, (size_t)1 << 30};
+    /* Every rank takes part in both gathers whatever rank 0 finds. */
+    for (int p = 0; p < 2; p++) {
+        if (r->rank == 0) g->full = calloc(m->n_params, sizeof(float));
+        if (train_state_gather(t, m->m, g->full, pieces[p], r->err, sizeof r->err) < 0) r->rc = -1;
+        for (size_t i = 0; r->rank == 0 && r->rc == 0 && i < m->n_params; i++)
+            if (g->full[i] != gather_value(i)) {
+                snprintf(r->err, sizeof r->err, "piece %zu: element %zu is %g, want %g", pieces[p], i,
+                         g->full[i], gather_value(i));
+                r->rc = -1;
+            }
+        free(g->full);
+        g->full = NULL;
+    }
+    e2w_train_free(t);
+    return NULL;
+}
+
+static void test_zero1_gather(void) {
+    char a[600];
+    dir_for(a, sizeof a, "z1gather");
+    E2__V1__JobSpec *s = make_spec(a, 1, 6, 2, 2e-3, 0, ", \"zero1\": true");
+    dp_shared sh = {.world = 3};
+    gather_rank g[3];
+    pthread_t th[3];
+    pthread_barrier_init(&sh.bar, NULL, 3);
+    for (int i = 0; i < 3; i++) {
+        memset(&g[i], 0, sizeof g[i]);
+        g[i].r.sh = &sh;
+        g[i].r.rank = i;
+        g[i].r.spec = s;
+        pthread_create(&th[i], NULL, gather_run, &g[i]);
+    }
+    for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 3; i++) EXPECT(g[i].r.rc == 0, "rank %d: %s", i, g[i].r.err);
+    EXPECT(g[0].n > 97 * 3 * 2, "the model (%zu parameters) is too small to need several pieces", g[0].n);
+    pthread_barrier_destroy(&sh.bar);
+    e2_spec_free(s);
+}
+
 static const struct { const char *name; void (*fn)(void); } cases[] = {
     {"data_parallel", test_data_parallel},
+    {"zero1_bitwise", test_zero1_bitwise},
+    {"zero1_resume", test_zero1_resume},
+    {"zero1_gather", test_zero1_gather},
     {"resume_bitwise", test_resume_bitwise},
     {"microbatch_invariance", test_microbatch_invariance},
     {"loss_decreases", test_loss_decreases},

@@ -87,12 +87,20 @@ typedef struct {
     e2w_reducer *red;          /* gradient buckets, with comm */
     double red_busy_s;         /* reducer's busy seconds at the last progress */
     double exposed_s;          /* waited for the reducer since then */
+    int zero1;                 /* train.zero1 with several ranks */
+    double gather_s;           /* in ZeRO-1 all-gathers since then */
     int last_ckpt_step;        /* step of the last checkpoint reported */
 } runner_ctx;
 
 /* A collective that makes no progress for this long fails the rank (e2d's
  * hang and heartbeat timeouts act on the worker long before). */
 #define E2W_AGENT_COMM_TIMEOUT_MS 300000
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static int64_t wall_ms(void) {
     struct timespec ts;
@@ -125,18 +133,22 @@ static void on_progress(void *ud, const e2w_train_progress *p) {
                            p->grad_norm, p->tokens_per_s);
     /* With several ranks: the step's time in gradient all-reduces (on the
      * reducer's thread, beside the backward) and the part of it the step
-     * waited for (exposed; the rest was hidden by the backward). */
+     * waited for (exposed; the rest was hidden by the backward); with
+     * ZeRO-1 also the parameters' all-gather (never hidden). */
     double busy = c->red ? e2w_reducer_busy_seconds(c->red) : 0;
+    char gather[48] = "";
+    if (c->zero1) snprintf(gather, sizeof gather, ", allgather %.2f ms", c->gather_s * 1e3);
     if ((p->step % (int)c->log_every == 0 || p->step == p->steps) && c->red)
         say(c, "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s | "
-            "%.2f ms, allreduce %.2f ms, exposed %.2f ms",
+            "%.2f ms, allreduce %.2f ms, exposed %.2f ms%s",
             p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s,
-            p->step_s * 1e3, (busy - c->red_busy_s) * 1e3, c->exposed_s * 1e3);
+            p->step_s * 1e3, (busy - c->red_busy_s) * 1e3, c->exposed_s * 1e3, gather);
     else if (p->step % (int)c->log_every == 0 || p->step == p->steps)
         say(c, "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s",
             p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s);
     c->red_busy_s = busy;
     c->exposed_s = 0;
+    c->gather_s = 0;
 }
 
 /* Rank 0 writes the whole state (ranks hold identical weights); the other
@@ -207,6 +219,21 @@ static int on_allreduce_host(void *ud, double *x, size_t n, char *err,
         rc = e2w_comm_allreduce(c->comm, d, n, E2W_COMM_F64, E2W_COMM_SUM, err, errlen);
     if (rc == 0) c->k->download_raw(x, d, n * sizeof *x);
     c->k->free(d);
+    return rc;
+}
+
+/* ZeRO-1: the updated parameters (and, at a checkpoint, the optimizer
+ * state's pieces) gathered from every rank's shard, on the backend's
+ * device; a device engine waits for the kernels that wrote them. */
+static int on_allgather(void *ud, void *buf, size_t n, k_dtype dtype, char *err,
+                        size_t errlen) {
+    runner_ctx *c = ud;
+    double t0 = mono_s();
+    int rc = e2w_comm_order_after(c->comm, c->k->stream ? c->k->stream() : NULL, err, errlen);
+    if (rc == 0)
+        rc = e2w_comm_allgather(c->comm, buf, n, dtype == K_BF16 ? E2W_COMM_BF16 : E2W_COMM_F32,
+                                err, errlen);
+    c->gather_s += mono_s() - t0;
     return rc;
 }
 
@@ -406,6 +433,7 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         .should_stop = on_should_stop,
         .grad_ready = c.comm ? on_grads_ready : NULL,
         .grad_wait = c.comm ? on_grads_wait : NULL,
+        .allgather = c.comm ? on_allgather : NULL,
         .allreduce_host = c.comm ? on_allreduce_host : NULL,
     };
     if (e2_mkdir_p(as->job_dir, 0755, err, sizeof err) < 0 ||
@@ -422,6 +450,12 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
     }
     say(&c, "job %s attempt %u rank %u/%u on %s, job dir %s", as->job_id, as->attempt,
         as->rank, hooks.world_size, k->name, as->job_dir);
+    e2w_train_memory mem;
+    e2w_train_memory_report(t, &mem);
+    c.zero1 = c.comm && spec->train->zero1;
+    say(&c, "memory: %zu parameters; bytes: weights %zu, gradients %zu, optimizer %zu%s, "
+        "activations %zu", mem.n_params, mem.param_bytes, mem.grad_bytes, mem.optim_bytes,
+        c.zero1 ? " (ZeRO-1: this rank's shard)" : "", mem.act_bytes);
     const char *from = as->resume_checkpoint && *as->resume_checkpoint
                            ? as->resume_checkpoint
                            : spec->resume_from && *spec->resume_from ? spec->resume_from : NULL;

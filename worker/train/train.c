@@ -37,7 +37,13 @@ uint64_t e2w_train_spec_hash(const E2__V1__JobSpec *spec) {
     h = fnv_message(h, spec->model ? &spec->model->base : NULL);
     h = fnv_message(h, spec->data ? &spec->data->base : NULL);
     h = fnv_message(h, spec->augment ? &spec->augment->base : NULL);
-    h = fnv_message(h, spec->train ? &spec->train->base : NULL);
+    if (spec->train == NULL) return fnv_message(h, NULL);
+    /* train.zero1 changes where the optimizer state lives, not the numbers:
+     * a checkpoint resumes with it switched either way. */
+    E2__V1__TrainSpec tr = *spec->train;
+    tr.has_zero1 = 0;
+    tr.zero1 = 0;
+    h = fnv_message(h, &tr.base);
     return h;
 }
 
@@ -53,7 +59,7 @@ static int train_model_create(e2w_train *t, char *err, size_t errlen) {
     /* Training buffers first, so the weights land in the fp32 master too
      * (when the backend keeps one) unrounded. */
     if (e2w_model_create(&t->model, t->k, &cfg, err, errlen) < 0 ||
-        e2w_model_alloc_train(&t->model, err, errlen) < 0)
+        train_optim_alloc(t, err, errlen) < 0)
         return -1;
     if (from_hf) return e2w_model_load_hf(&t->model, ms->hf_dir, err, errlen);
     e2w_model_init(&t->model, ms->has_init_seed ? ms->init_seed : 1);
@@ -136,7 +142,7 @@ void e2w_train_memory_report(const e2w_train *t, e2w_train_memory *m) {
     m->n_params = md->n_params;
     m->param_bytes = md->n_params * md->esz;
     m->grad_bytes = md->grads ? md->n_params * md->esz : 0;
-    m->optim_bytes = md->opt ? md->n_params * sizeof(float) * (md->master ? 3 : 2) : 0;
+    m->optim_bytes = md->opt ? md->opt_n * sizeof(float) * (md->master ? 3 : 2) : 0;
     m->act_bytes = t->acts.bytes;
 }
 
@@ -189,6 +195,7 @@ static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err,
     double norm = train_optimizer_step(m, ts, s, lr, ts->seed);
     if (!isfinite(norm))
         return e2_errf(err, errlen, "step %d: gradient norm is not finite; stopping (last committed checkpoint left intact)", s);
+    if (train_params_gather(t, err, errlen) < 0) return -1;
     k->sync();
     t->step = s;
     double dt = now_s() - t0;
