@@ -58,7 +58,7 @@ int train_state_gather(const e2w_train *t, const float *shard, float *full,
             train_shard(n, W, q, &lo, &len);
             size_t got = len > p0 ? len - p0 : 0;
             if (got > P) got = P;
-            memcpy(full + lo + p0, stage + (size_t)q * P, got * sizeof(float));
+            if (got) memcpy(full + lo + p0, stage + (size_t)q * P, got * sizeof(float));
         }
     }
     if (dev) k->free(dev);
