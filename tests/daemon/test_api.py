@@ -4,6 +4,7 @@ filters and pages, GetJob history, WatchJob and StreamLogs streams,
 GetMetrics, and the daemon's flags and config file errors.
 Usage: test_api.py [case ...] (E2D_BIN names the binary)."""
 
+import datetime
 import os
 import subprocess
 import tempfile
@@ -259,13 +260,26 @@ def local_workers_restart_with_backoff():
     d = t.Daemon("--shutdown-grace", "1", "--local-workers", "2",
                  "--worker-bin", "/bin/false")
     c = d.start()
+
+    def exits(log, i):
+        # "<ISO time> e2d: local worker I (pid P) exited with code 1"
+        return [datetime.datetime.strptime(l.split(" ")[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+                for l in log.splitlines() if ("local worker %d (pid" % i) in l]
     try:
-        time.sleep(2.5)
+        deadline = time.time() + 20
+        while time.time() < deadline and \
+                min(len(exits(d.log(), i)) for i in (0, 1)) < 3:
+            time.sleep(0.1)
         log = d.log()
         for i in (0, 1):
-            n = log.count("local worker %d (pid" % i)
-            # 0.5 + 1 + 2 s of backoff: 2 or 3 exits in 2.5 s, not dozens.
-            assert 2 <= n <= 4, (i, n, log)
+            e = exits(log, i)
+            # Pauses of 0.5 s, then 1 s (a timer never fires early), not a
+            # loop of restarts: the third exit comes at least 1.5 s after
+            # the first, and the next not before 2 s more.
+            assert len(e) in (3, 4), (i, len(e), log)
+            gaps = [(b - a).total_seconds() for a, b in zip(e, e[1:])]
+            assert gaps[0] >= 0.45 and gaps[1] >= 0.95, (i, gaps, log)
+            assert len(e) == 3 or gaps[2] >= 1.95, (i, gaps, log)
         assert "exited with code 1" in log
         assert len(c.call("ListJobs").jobs) == 0  # still serving
         wlog = os.path.join(d.state_dir, "workers", "local-0.log")
