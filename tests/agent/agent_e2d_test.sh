@@ -172,7 +172,9 @@ cancel)
     grep -q "ended: CANCELLED" worker.err || fail "worker did not report CANCELLED"
     ;;
 e2d_restart)
-    write_spec 40 4 32
+    # Long enough (seconds) that the poll below sees step 3 well before
+    # the job could end, even on a fast machine.
+    write_spec 1000 10 32
     ctl submit spec.json >/dev/null || fail "submit"
     wait_until 20 step_at_least j-000001 3 || fail "job did not train"
     # The worker is frozen while e2d is killed, so that the kill lands
@@ -187,11 +189,11 @@ e2d_restart)
     sleep 1
     kill -0 "$W_PID" 2>/dev/null || fail "the worker died with e2d"
     start_e2d
-    wait_until 25 state_is j-000001 JOB_STATE_SUCCEEDED || fail "job did not succeed after the restart: $(ctl status j-000001)"
+    wait_until 120 state_is j-000001 JOB_STATE_SUCCEEDED || fail "job did not succeed after the restart: $(ctl status j-000001)"
     kill -0 "$W_PID" 2>/dev/null || fail "the worker process did not survive"
     grep -q "unreachable" worker.err || fail "worker never noticed e2d was gone"
     grep -q "ended: SUCCEEDED" worker.err || fail "worker did not finish its rank"
-    [ "$(job_field j-000001 "j['step']")" = 40 ] || fail "job step is not 40"
+    [ "$(job_field j-000001 "j['step']")" = 1000 ] || fail "job step is not 1000"
     ;;
 worker_sigterm)
     write_spec 100000 0
