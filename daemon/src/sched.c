@@ -18,10 +18,12 @@
  * timeout after an Abort, is killed (local.c starts a fresh one in its
  * place). */
 #include <errno.h>
+#include <glob.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base.h"
 #include "e2d.h"
@@ -256,6 +258,60 @@ void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank,
 
 /* ---- scheduling ---- */
 
+/* The assignment's shard manifest: every absolute pattern of
+ * spec.data.train_shards expanded (sorted, as the ranks would) with each
+ * file's size. All or nothing: a relative pattern (the ranks' working
+ * directory is not e2d's), one that matches nothing here, or a file that
+ * cannot be stat'ed leaves the manifest empty and the ranks expand the
+ * patterns themselves (and report what they cannot read). */
+static void sched_shard_manifest(E2__V1__Assignment *a)
+{
+    const E2__V1__DataSpec *d = a->spec->data;
+    E2__V1__ShardFile **files = NULL;
+    size_t n = 0, cap = 0;
+    int ok = d && d->n_train_shards > 0;
+    for (size_t i = 0; ok && i < d->n_train_shards; i++) {
+        glob_t g;
+        if (d->train_shards[i][0] != '/') {
+            ok = 0;
+            break;
+        }
+        ok = glob(d->train_shards[i], 0, NULL, &g) == 0;
+        for (size_t k = 0; ok && k < g.gl_pathc; k++) {
+            struct stat st;
+            E2__V1__ShardFile *f = NULL;
+            if (n == cap) {
+                void *v = realloc(files, (cap ? 2 * cap : 16) * sizeof *files);
+                if (!v) {
+                    ok = 0;
+                    break;
+                }
+                files = v;
+                cap = cap ? 2 * cap : 16;
+            }
+            ok = stat(g.gl_pathv[k], &st) == 0 && S_ISREG(st.st_mode) &&
+                 (f = malloc(sizeof *f)) != NULL;
+            if (!ok)
+                break;
+            e2__v1__shard_file__init(f);
+            f->path = strdup(g.gl_pathv[k]);
+            f->has_bytes = 1;
+            f->bytes = (uint64_t)st.st_size;
+            files[n++] = f;
+            ok = f->path != NULL;
+        }
+        globfree(&g);
+    }
+    if (!ok) {
+        for (size_t k = 0; k < n; k++)
+            protobuf_c_message_free_unpacked(&files[k]->base, NULL);
+        free(files);
+        return;
+    }
+    a->train_shards = files;
+    a->n_train_shards = n;
+}
+
 static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j,
                                          int rank, const char *ckpt,
                                          int64_t start_step)
@@ -288,6 +344,7 @@ static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j,
         protobuf_c_message_free_unpacked(&c->base, NULL);
         return NULL;
     }
+    sched_shard_manifest(a);
     return c;
 }
 

@@ -5,6 +5,7 @@
  * server restarts, stop, the command-line flags and the --config file.
  *
  * Usage: test_agent CASE (one ctest per case). */
+#include <glob.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "agent_internal.h"
 #include "base.h"
 #include "fake_e2d.h"
 
@@ -635,6 +637,49 @@ static void test_rendezvous_roundtrip(void) {
     teardown(&h, 1);
 }
 
+/* The assignment's shard manifest: files this worker sees with the sizes
+ * e2d saw become glob patterns matching exactly those files (special
+ * characters in a name included); a size or a file that differs is one
+ * error line naming the file. */
+static void test_shard_manifest(void) {
+    char dir[] = "/tmp/e2-agent-shards-XXXXXX", path[2][256], err[E2_ERRLEN];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path[0], sizeof path[0], "%s/train_[0]*.bin", dir);
+    snprintf(path[1], sizeof path[1], "%s/train_1.bin", dir);
+    CHECK(e2_write_file_atomic(path[0], "abcdef", 6, err, sizeof err) == 0);
+    CHECK(e2_write_file_atomic(path[1], "abc", 3, err, sizeof err) == 0);
+    E2__V1__ShardFile f[2] = {E2__V1__SHARD_FILE__INIT, E2__V1__SHARD_FILE__INIT};
+    E2__V1__ShardFile *fp[2] = {&f[0], &f[1]};
+    for (int i = 0; i < 2; i++) {
+        f[i].path = path[i];
+        f[i].has_bytes = 1;
+        f[i].bytes = i ? 3 : 6;
+    }
+    E2__V1__Assignment as = E2__V1__ASSIGNMENT__INIT;
+    char **files;
+    size_t n;
+    CHECK(e2w_agent_shard_files(&as, &files, &n, err, sizeof err) == 0 && n == 0 && !files);
+    as.train_shards = fp;
+    as.n_train_shards = 2;
+    CHECK(e2w_agent_shard_files(&as, &files, &n, err, sizeof err) == 0 && n == 2);
+    for (size_t i = 0; i < n; i++) {
+        glob_t g;
+        CHECK(glob(files[i], 0, NULL, &g) == 0);
+        CHECK(g.gl_pathc == 1 && !strcmp(g.gl_pathv[0], path[i]));
+        globfree(&g);
+    }
+    e2w_agent_shard_files_free(files, n);
+    f[1].bytes = 4;
+    CHECK(e2w_agent_shard_files(&as, &files, &n, err, sizeof err) < 0 && !files);
+    CHECK(strstr(err, path[1]) && strstr(err, "3 bytes on this worker but 4 bytes"));
+    CHECK(!strchr(err, '\n'));
+    f[1].bytes = 3;
+    CHECK(remove(path[1]) == 0);
+    CHECK(e2w_agent_shard_files(&as, &files, &n, err, sizeof err) < 0);
+    CHECK(strstr(err, path[1]) && strstr(err, "not readable on this worker"));
+    CHECK(remove(path[0]) == 0 && rmdir(dir) == 0);
+}
+
 int main(int argc, char **argv) {
     static const struct {
         const char *name;
@@ -657,6 +702,7 @@ int main(int argc, char **argv) {
         {"config_bad_value", test_config_bad_value},
         {"config_flag_overrides_file", test_config_flag_overrides_file},
         {"config_env_lines", test_config_env_lines},
+        {"shard_manifest", test_shard_manifest},
     };
     if (argc != 2) {
         fprintf(stderr, "usage: test_agent CASE\n");

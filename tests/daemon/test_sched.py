@@ -6,6 +6,8 @@ restart budget, cancel, the checkpoint commit with retention, and
 rendezvous waits. Usage: test_sched.py [case ...] (E2D_BIN set)."""
 
 import os
+import shutil
+import tempfile
 import threading
 import time
 
@@ -298,6 +300,38 @@ def rendezvous_waits_for_the_key(d, c):
         "Heartbeat", worker_id="w-999999"), grpc.StatusCode.NOT_FOUND)
 
 
+@t.with_daemon()
+def assignment_carries_the_shard_manifest(d, c):
+    # Absolute patterns e2d can see: every rank gets the same expanded,
+    # sorted file list with sizes. A relative pattern (or one that matches
+    # nothing here): no manifest, the ranks expand the patterns themselves.
+    tmp = tempfile.mkdtemp(prefix="e2d_shards_")
+    try:
+        files = {"b_train_1.bin": 700, "a_train_0.bin": 300, "b_train_0.bin": 512}
+        for name, size in files.items():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(b"\0" * size)
+        pats = [os.path.join(tmp, "b_train_*.bin"), os.path.join(tmp, "a_train_0.bin")]
+        job = c.call("SubmitJob", spec=spec2(data={"train_shards": pats})).job.id
+        w1, w2 = t.FakeWorker(c), t.FakeWorker(c)
+        got = [w.wait_command("assignment") for w in (w1, w2)]
+        want = [(os.path.join(tmp, n), files[n])
+                for n in ("b_train_0.bin", "b_train_1.bin", "a_train_0.bin")]
+        for a in got:
+            assert a.job_id == job
+            assert [(s.path, s.bytes) for s in a.train_shards] == want, a.train_shards
+        c.call("CancelJob", id=job, grace_seconds=0)
+        for pats in (["data/train_*.bin"], [os.path.join(tmp, "none_*.bin")]):
+            job = c.call("SubmitJob", spec=t.small_spec(
+                "rel", data={"train_shards": pats})).job.id
+            w = t.FakeWorker(c)
+            a = w.wait_command("assignment")
+            assert a.job_id == job and len(a.train_shards) == 0, a.train_shards
+            c.call("CancelJob", id=job, grace_seconds=0)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     t.run_cases([gang_all_or_nothing, priority_then_fifo,
                  big_job_blocks_smaller_behind_it,
@@ -305,4 +339,5 @@ if __name__ == "__main__":
                  hang_is_handled_like_a_lost_worker,
                  user_error_is_not_retried, restart_budget_is_finite,
                  cancel_pending_and_running, checkpoint_commit_and_retention,
-                 rendezvous_waits_for_the_key])
+                 rendezvous_waits_for_the_key,
+                 assignment_carries_the_shard_manifest])

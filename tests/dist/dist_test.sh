@@ -281,6 +281,11 @@ one_vs_two)
     j1=$(submit 1 --wait) || fail "1-worker job: $(cat submit.err)"
     j2=$(submit 2 --wait) || fail "2-worker job: $(cat submit.err)"
     [ "$(job_field "$j2" "j['step']")" = 20 ] || fail "2-worker job did not train 20 steps"
+    # Both ranks read the files of e2d's shard manifest.
+    for r in 0 1; do
+        grep -q "data: [0-9]* shard files\{0,1\} of e2d's manifest, sizes checked" \
+            "$(jobdir "$j2")/attempt-1/rank-$r.log" || fail "rank $r did not use e2d's shard manifest"
+    done
     same_losses "$j1" "$j2"
     ;;
 one_vs_four)

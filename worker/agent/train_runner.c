@@ -401,6 +401,8 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
     e2w_eval_results ev;
     e2w_eval_results_init(&ev);
     E2__V1__JobSpec *spec = NULL;
+    char **shards = NULL;      /* e2d's shard manifest, as the trainer reads it */
+    size_t n_shards = 0;
     if (as->spec)
         spec = (E2__V1__JobSpec *)e2_pbjson_copy(&as->spec->base);
     if (!spec) {
@@ -436,6 +438,15 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         .allgather = c.comm ? on_allgather : NULL,
         .allreduce_host = c.comm ? on_allreduce_host : NULL,
     };
+    /* A worker that sees other shard files than e2d found is a fault of
+     * that machine's storage, not of the job. */
+    if (e2w_agent_shard_files(as, &shards, &n_shards, err, sizeof err) < 0) {
+        finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
+        say(&c, "failed: %s", err);
+        goto done;
+    }
+    hooks.shard_files = shards;
+    hooks.n_shard_files = n_shards;
     if (e2_mkdir_p(as->job_dir, 0755, err, sizeof err) < 0 ||
         e2w_train_create(&t, spec, k, as->job_dir, &hooks, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
@@ -450,6 +461,11 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
     }
     say(&c, "job %s attempt %u rank %u/%u on %s, job dir %s", as->job_id, as->attempt,
         as->rank, hooks.world_size, k->name, as->job_dir);
+    if (n_shards)
+        say(&c, "data: %zu shard file%s of e2d's manifest, sizes checked", n_shards,
+            n_shards == 1 ? "" : "s");
+    else
+        say(&c, "data: no shard manifest from e2d; spec.data.train_shards expanded here");
     e2w_train_memory mem;
     e2w_train_memory_report(t, &mem);
     c.zero1 = c.comm && spec->train->zero1;
@@ -518,6 +534,7 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
 done:
     comm_close(&c);
     e2w_train_free(t);
+    e2w_agent_shard_files_free(shards, n_shards);
     e2_spec_free(spec);
     e2w_eval_results_free(&ev);
 }

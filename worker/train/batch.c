@@ -16,7 +16,8 @@ struct train_data {
     int32_t *seq; /* (R + 1) */
 };
 
-int train_data_open(train_data **out, const E2__V1__JobSpec *spec, int R, int vocab,
+int train_data_open(train_data **out, const E2__V1__JobSpec *spec,
+                    char *const *files, size_t n_files, int R, int vocab,
                     char *err, size_t errlen) {
     *out = NULL;
     train_data *d = calloc(1, sizeof *d);
@@ -32,8 +33,9 @@ int train_data_open(train_data **out, const E2__V1__JobSpec *spec, int R, int vo
         train_data_close(d);
         return e2_errf(err, errlen, "spec.data.train_shards is empty: give at least one token shard");
     }
-    if (e2w_dataset_open(&d->ds, spec->data->train_shards,
-                         spec->data->n_train_shards, (uint32_t)R, err, errlen) < 0 ||
+    if (e2w_dataset_open(&d->ds, n_files ? files : spec->data->train_shards,
+                         n_files ? n_files : spec->data->n_train_shards, (uint32_t)R,
+                         err, errlen) < 0 ||
         e2w_dataset_check_vocab(d->ds, (uint32_t)vocab, err, errlen) < 0 ||
         e2w_aug_init_spec(&d->aug, spec->augment, err, errlen) < 0) {
         train_data_close(d);

@@ -54,7 +54,8 @@ int train_params_gather(e2w_train *t, char *err, size_t errlen);
 /* Training data: the shards of spec.data.train_shards as R+1-token
  * sequences in the seeded order (every token checked < vocab), and the E²
  * sampler. */
-int train_data_open(train_data **out, const E2__V1__JobSpec *spec, int R,
+int train_data_open(train_data **out, const E2__V1__JobSpec *spec,
+                    char *const *files, size_t n_files, int R,
                     int vocab, char *err, size_t errlen);
 void train_data_close(train_data *d);
 /* Fills B sequences starting at global sample index first of step (0-based
