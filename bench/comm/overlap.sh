@@ -8,9 +8,12 @@
 # medians: the rest of the all-reduce time was hidden by the backward.
 # Nothing is asserted.
 #
-# Usage: overlap.sh E2D E2WORKER E2CTL [STEPS (default 40)] [HIDDEN LAYERS]
+# Usage: [ZERO1=true] overlap.sh E2D E2WORKER E2CTL [STEPS (default 40)]
+#        [HIDDEN LAYERS]
 # (default: the tiny model, hidden 64 and 2 layers; the FFN is twice the
-# hidden size, 4 heads, 2 key/value heads)
+# hidden size, 4 heads, 2 key/value heads). ZERO1=true trains with
+# train.zero1 and also prints the parameter all-gather's time and each
+# rank's optimizer bytes.
 set -eu
 E2D=$1
 E2W=$2
@@ -18,6 +21,7 @@ E2CTL=$3
 STEPS=${4:-40}
 HIDDEN=${5:-64}
 LAYERS=${6:-2}
+ZERO1=${ZERO1:-false}
 PY=/usr/bin/python3
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2-bench-overlap-XXXXXX")
 SOCK=unix:$TMP/e2d.sock
@@ -42,7 +46,7 @@ cat >spec.json <<EOF
    "max_position_embeddings": 64}},
  "data": {"train_shards": ["$TMP/data_train_*.bin"], "eval_shards": ["$TMP/data_val_*.bin"]},
  "augment": {"train_length": 64, "g_max": 4, "n_sink": 2},
- "train": {"steps": $STEPS, "global_batch": 8, "micro_batch": 2, "lr": 0.003},
+ "train": {"steps": $STEPS, "global_batch": 8, "micro_batch": 2, "lr": 0.003, "zero1": $ZERO1},
  "eval": {"windows": [64], "max_tokens": 64}}
 EOF
 "$E2D" --state-dir "$TMP/state" --listen "$SOCK" --local-workers 2 --worker-bin "$E2W" \
@@ -53,17 +57,23 @@ while [ ! -S "$TMP/e2d.sock" ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); do
 "$E2CTL" --server "$SOCK" submit spec.json --wait >/dev/null
 echo "config: Llama hidden $HIDDEN, $LAYERS layers, ffn $((2 * HIDDEN)), vocab 257, R = 64 tokens,"
 echo "        global batch 8 = 2 workers x 2 micro-batches of 2, $STEPS steps,"
-echo "        Gloo on loopback, $(nproc) CPUs, OMP_NUM_THREADS ${OMP_NUM_THREADS:-set by e2d (cores / 2)}"
+echo "        Gloo on loopback, $(nproc) CPUs, OMP_NUM_THREADS ${OMP_NUM_THREADS:-set by e2d (cores / 2)}, zero1 $ZERO1"
 $PY - "$TMP/state/jobs/j-000001/attempt-1/rank-0.log" <<'EOF'
 import re, statistics, sys
-steps, comm, exposed = [], [], []
+steps, comm, exposed, gather, optim = [], [], [], [], None
 for l in open(sys.argv[1]):
+    g = re.search(r"allgather ([\d.]+) ms", l)
+    o = re.search(r"optimizer (\d+)", l)
+    if o and optim is None:
+        optim = int(o.group(1))
     m = re.search(r"tok/s \| ([\d.]+) ms, allreduce ([\d.]+) ms, exposed ([\d.]+) ms", l)
     s = re.match(r"step (\d+)/", l)
     if m and s and int(s.group(1)) > 2:  # the first steps warm up
         steps.append(float(m.group(1)))
         comm.append(float(m.group(2)))
         exposed.append(float(m.group(3)))
+        if g:
+            gather.append(float(g.group(1)))
 step, ar, ex = (statistics.median(v) for v in (steps, comm, exposed))
 hidden = [c - e for c, e in zip(comm, exposed)]
 print("steps measured:            %d (median over steps 3..)" % len(steps))
@@ -73,4 +83,8 @@ print("exposed (step waited):     %.2f ms = %.1f %% of the step" % (ex, 100 * ex
 print("hidden by the backward:    %.2f ms = %.1f %% of the all-reduce, %.1f %% of the step"
       % (statistics.median(hidden), 100 * statistics.median(hidden) / ar if ar else 0,
          100 * statistics.median(hidden) / step))
+if gather:
+    print("parameter all-gather:      %.2f ms (ZeRO-1)" % statistics.median(gather))
+if optim is not None:
+    print("optimizer state, rank 0:   %d bytes" % optim)
 EOF
