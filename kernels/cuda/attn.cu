@@ -37,6 +37,20 @@
 #define KCUDA_LOG2E 1.4426950408889634f
 #define KCUDA_LN2 0.6931471805599453f
 
+/* Rows r0 .. r0+n-1 of two heads (a, b: row 0's first channel, rows lda /
+ * ldb apart, D channels each) into fp32 smem tiles of row stride sa / sb;
+ * rows past T are zero. */
+__device__ __forceinline__ void kcuda_attn_load2(float *A, int sa, const bf16 *a, size_t lda,
+                                                 float *B, int sb, const bf16 *b, size_t ldb,
+                                                 int r0, int n, int T, int D) {
+    for (int x = threadIdx.x; x < n * D; x += blockDim.x) {
+        int r = x / D, d = x % D, i = r0 + r;
+        bool in = i < T;
+        A[r * sa + d] = in ? kcuda_f(a[(size_t)i * lda + d]) : 0.0f;
+        B[r * sb + d] = in ? kcuda_f(b[(size_t)i * ldb + d]) : 0.0f;
+    }
+}
+
 /* ---- forward ---- */
 
 template <int DC>
@@ -69,12 +83,7 @@ kcuda_attn_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KVH, 
     const int kend = min(T, i0 + KCUDA_ATTN_BR);
     for (int j0 = 0; j0 < kend; j0 += KCUDA_ATTN_BC) {
         __syncthreads();
-        for (int x = threadIdx.x; x < KCUDA_ATTN_BC * D; x += blockDim.x) {
-            int jj = x / D, d = x % D, j = j0 + jj;
-            bool in = j < T;
-            Ks[jj * DP + d] = in ? kcuda_f(kb[(size_t)j * ld + d]) : 0.0f;
-            Vs[jj * D + d] = in ? kcuda_f(vb[(size_t)j * ld + d]) : 0.0f;
-        }
+        kcuda_attn_load2(Ks, DP, kb, ld, Vs, D, vb, ld, j0, KCUDA_ATTN_BC, T, D);
         __syncthreads();
         float s[KCUDA_ATTN_RW];
         for (int r = 0; r < KCUDA_ATTN_RW; r++) s[r] = 0.0f;
@@ -164,12 +173,8 @@ kcuda_attn_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse
     const bf16 *base = qkv + (size_t)b * T * ld;
     const bf16 *dob = dout + (size_t)b * T * H * D;
     const int k0 = kt * KCUDA_ATTN_BR;
-    for (int x = threadIdx.x; x < KCUDA_ATTN_BR * D; x += blockDim.x) {
-        int r = x / D, d = x % D, j = k0 + r;
-        bool in = j < T;
-        Ks[x] = in ? kcuda_f(base[(size_t)j * ld + (size_t)(H + kvh) * D + d]) : 0.0f;
-        Vs[x] = in ? kcuda_f(base[(size_t)j * ld + (size_t)(H + KVH + kvh) * D + d]) : 0.0f;
-    }
+    kcuda_attn_load2(Ks, D, base + (size_t)(H + kvh) * D, ld, Vs, D,
+                     base + (size_t)(H + KVH + kvh) * D, ld, k0, KCUDA_ATTN_BR, T, D);
     float dk[KCUDA_ATTN_RW][DC], dv[KCUDA_ATTN_RW][DC];
     for (int r = 0; r < KCUDA_ATTN_RW; r++)
         for (int c = 0; c < DC; c++) dk[r][c] = dv[r][c] = 0.0f;
@@ -177,12 +182,8 @@ kcuda_attn_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse
         const float *lh = lse + ((size_t)b * H + h) * T, *dh = delta + ((size_t)b * H + h) * T;
         for (int i0 = k0; i0 < T; i0 += KCUDA_ATTN_BC) {
             __syncthreads();
-            for (int x = threadIdx.x; x < KCUDA_ATTN_BC * D; x += blockDim.x) {
-                int ii = x / D, d = x % D, i = i0 + ii;
-                bool in = i < T;
-                Qs[ii * DP + d] = in ? kcuda_f(base[(size_t)i * ld + (size_t)h * D + d]) : 0.0f;
-                Os[ii * DP + d] = in ? kcuda_f(dob[((size_t)i * H + h) * D + d]) : 0.0f;
-            }
+            kcuda_attn_load2(Qs, DP, base + (size_t)h * D, ld, Os, DP, dob + (size_t)h * D,
+                             (size_t)H * D, i0, KCUDA_ATTN_BC, T, D);
             if (threadIdx.x < KCUDA_ATTN_BC) {
                 int i = i0 + threadIdx.x;
                 L2[threadIdx.x] = i < T ? lh[i] * KCUDA_LOG2E : INFINITY;
@@ -261,12 +262,8 @@ kcuda_attn_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
     const bf16 *kb = base + (size_t)(H + kvh) * D, *vb = base + (size_t)(H + KVH + kvh) * D;
     const bf16 *dob = dout + (size_t)b * T * H * D;
     const int i0 = qt * KCUDA_ATTN_BR;
-    for (int x = threadIdx.x; x < KCUDA_ATTN_BR * D; x += blockDim.x) {
-        int r = x / D, d = x % D, i = i0 + r;
-        bool in = i < T;
-        Qs[x] = in ? kcuda_f(base[(size_t)i * ld + (size_t)h * D + d]) : 0.0f;
-        Os[x] = in ? kcuda_f(dob[((size_t)i * H + h) * D + d]) : 0.0f;
-    }
+    kcuda_attn_load2(Qs, D, base + (size_t)h * D, ld, Os, D, dob + (size_t)h * D,
+                     (size_t)H * D, i0, KCUDA_ATTN_BR, T, D);
     float l2[KCUDA_ATTN_RW], dl[KCUDA_ATTN_RW], dq[KCUDA_ATTN_RW][DC];
     for (int r = 0; r < KCUDA_ATTN_RW; r++) {
         int i = i0 + w * KCUDA_ATTN_RW + r;
@@ -278,12 +275,7 @@ kcuda_attn_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
     const int kend = min(T, i0 + KCUDA_ATTN_BR);
     for (int j0 = 0; j0 < kend; j0 += KCUDA_ATTN_BC) {
         __syncthreads();
-        for (int x = threadIdx.x; x < KCUDA_ATTN_BC * D; x += blockDim.x) {
-            int jj = x / D, d = x % D, j = j0 + jj;
-            bool in = j < T;
-            Ks[jj * DP + d] = in ? kcuda_f(kb[(size_t)j * ld + d]) : 0.0f;
-            Vs[jj * DP + d] = in ? kcuda_f(vb[(size_t)j * ld + d]) : 0.0f;
-        }
+        kcuda_attn_load2(Ks, DP, kb, ld, Vs, DP, vb, ld, j0, KCUDA_ATTN_BC, T, D);
         __syncthreads();
         float s[KCUDA_ATTN_RW], dp[KCUDA_ATTN_RW];
         for (int r = 0; r < KCUDA_ATTN_RW; r++) s[r] = dp[r] = 0.0f;

@@ -93,8 +93,6 @@ __device__ __forceinline__ void tc_frag_a_acc(uint32_t a[4], const float c0[4], 
     a[3] = tc_packf(c1[2], c1[3]);
 }
 
-/* rows r0 .. r0+63 of one head (src = row 0's first channel, rows ld apart)
- * into a padded smem tile; rows past T are zero. 16-byte loads. */
 /* The paired products of the backward kernels over one tile, sharing the
  * k loop: s = A1 B1^T and dp = A2 B2^T, A rows a_row..a_row+15 of the warp,
  * B rows 0..8*NT-1, both over D = 16*KS channels (fp32 accumulators). */
@@ -123,6 +121,27 @@ __device__ __forceinline__ void tc_mma_pair(float s[NT][4], float dp[NT][4],
     }
 }
 
+/* acc += P B over one key tile: P the warp's 16 x TC_KEYS fp32 accumulators
+ * (rounded to bf16 as A fragments), B a TC_KEYS x 8*DN smem tile (row
+ * stride SD). */
+template <int SD, int DN>
+__device__ __forceinline__ void tc_mma_pb(float acc[DN][4], const float p[][4], const bf16 *B,
+                                          int lane) {
+    #pragma unroll
+    for (int kk = 0; kk < TC_KEYS / 16; kk++) {
+        uint32_t a[4];
+        tc_frag_a_acc(a, p[2 * kk], p[2 * kk + 1]);
+        #pragma unroll
+        for (int dn = 0; dn < DN; dn++) {
+            uint32_t bf[2];
+            tc_frag_b_cols<SD>(bf, B, kk * 16, dn * 8, lane);
+            tc_mma(acc[dn], a, bf);
+        }
+    }
+}
+
+/* rows r0 .. r0+63 of one head (src = row 0's first channel, rows ld apart)
+ * into a padded smem tile; rows past T are zero. 16-byte loads. */
 template <int D>
 __device__ __forceinline__ void tc_load(bf16 *dst, const bf16 *src, size_t ld, int r0, int T) {
     constexpr int CH = D / 8, SD = D + 8;
@@ -213,17 +232,7 @@ kcuda_attn_tc_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KV
             o[dn][2] *= alpha[1];
             o[dn][3] *= alpha[1];
         }
-        #pragma unroll
-        for (int kk = 0; kk < TC_KEYS / 16; kk++) {
-            uint32_t pa[4];
-            tc_frag_a_acc(pa, s[2 * kk], s[2 * kk + 1]);
-            #pragma unroll
-            for (int dn = 0; dn < DN; dn++) {
-                uint32_t bv[2];
-                tc_frag_b_cols<SD>(bv, Vs, kk * 16, dn * 8, lane);
-                tc_mma(o[dn], pa, bv);
-            }
-        }
+        tc_mma_pb<SD, DN>(o, s, Vs, lane);
     }
     #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -286,17 +295,7 @@ kcuda_attn_tc_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *l
                 float p = keep ? exp2f(s[n][e] * qscale - l2[e >> 1]) : 0.0f;
                 s[n][e] = p * (dp[n][e] - dl[e >> 1]);
             }
-        #pragma unroll
-        for (int kk = 0; kk < TC_KEYS / 16; kk++) {
-            uint32_t da[4];
-            tc_frag_a_acc(da, s[2 * kk], s[2 * kk + 1]);
-            #pragma unroll
-            for (int dn = 0; dn < DN; dn++) {
-                uint32_t bk[2];
-                tc_frag_b_cols<SD>(bk, Ks, kk * 16, dn * 8, lane);
-                tc_mma(dq[dn], da, bk);
-            }
-        }
+        tc_mma_pb<SD, DN>(dq, s, Ks, lane);
     }
     bf16 *db = dqkv + (size_t)b * T * ld + (size_t)h * D + 2 * t;
     #pragma unroll
@@ -362,20 +361,8 @@ kcuda_attn_tc_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *
                     s[n][e] = p;
                     dp[n][e] = p * (dp[n][e] - Dl[qi]);
                 }
-            #pragma unroll
-            for (int kk = 0; kk < TC_KEYS / 16; kk++) {
-                uint32_t pa[4], da[4];
-                tc_frag_a_acc(pa, s[2 * kk], s[2 * kk + 1]);
-                tc_frag_a_acc(da, dp[2 * kk], dp[2 * kk + 1]);
-                #pragma unroll
-                for (int dn = 0; dn < DN; dn++) {
-                    uint32_t bo[2], bq[2];
-                    tc_frag_b_cols<SD>(bo, Os, kk * 16, dn * 8, lane);
-                    tc_frag_b_cols<SD>(bq, Qs, kk * 16, dn * 8, lane);
-                    tc_mma(dv[dn], pa, bo);
-                    tc_mma(dk[dn], da, bq);
-                }
-            }
+            tc_mma_pb<SD, DN>(dv, s, Os, lane);
+            tc_mma_pb<SD, DN>(dk, dp, Qs, lane);
         }
     }
     bf16 *db = dqkv + (size_t)b * T * ld + 2 * t;
