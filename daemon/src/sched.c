@@ -312,9 +312,42 @@ static void sched_shard_manifest(E2__V1__Assignment *a)
     a->n_train_shards = n;
 }
 
+/* Copies rank 0's manifest into another rank's assignment (the expansion
+ * runs once per attempt); on failure that rank expands the patterns. */
+static void sched_shard_copy(E2__V1__Assignment *a, const E2__V1__Assignment *from)
+{
+    size_t n = from->n_train_shards;
+    if (n == 0 || !(a->train_shards = calloc(n, sizeof *a->train_shards)))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        E2__V1__ShardFile *f = malloc(sizeof *f);
+        if (f) {
+            e2__v1__shard_file__init(f);
+            f->has_bytes = 1;
+            f->bytes = from->train_shards[i]->bytes;
+            f->path = strdup(from->train_shards[i]->path);
+        }
+        if (!f || !f->path) {
+            free(f);
+            break;
+        }
+        a->train_shards[a->n_train_shards++] = f;
+    }
+    if (a->n_train_shards == n)
+        return;
+    for (size_t i = 0; i < a->n_train_shards; i++)
+        protobuf_c_message_free_unpacked(&a->train_shards[i]->base, NULL);
+    free(a->train_shards);
+    a->train_shards = NULL;
+    a->n_train_shards = 0;
+}
+
+/* The assignment of one rank; like: rank 0's, whose shard manifest it
+ * shares, or NULL to expand the manifest (rank 0). */
 static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j,
                                          int rank, const char *ckpt,
-                                         int64_t start_step)
+                                         int64_t start_step,
+                                         const E2__V1__Assignment *like)
 {
     char err[E2_ERRLEN], dir[JOBDIR_PATHLEN];
     E2__V1__Command *c = malloc(sizeof *c);
@@ -344,7 +377,10 @@ static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j,
         protobuf_c_message_free_unpacked(&c->base, NULL);
         return NULL;
     }
-    sched_shard_manifest(a);
+    if (like)
+        sched_shard_copy(a, like);
+    else
+        sched_shard_manifest(a);
     return c;
 }
 
@@ -356,6 +392,7 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
     size_t off;
     int attempt = j->attempt + 1;
     int64_t step = ckpt_latest(srv, j->id, ckpt);
+    E2__V1__Command *first;
     e2d_run *run;
     if (jobdir_attempt_start(srv->cfg.state_dir, j->id, attempt, err,
                              sizeof err) < 0) {
@@ -396,12 +433,18 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
                                          reason) == 0,
                   err, sizeof err) < 0)
         goto fail_tx;
-    for (int r = 0; r < j->num_workers; r++) {
+    /* Rank 0's assignment expands the shard manifest, the others copy it;
+     * it is handed over last, when nothing reads it any more. */
+    first = sched_assignment(srv, j, 0, step >= 0 ? ckpt : "", step, NULL);
+    for (int r = 1; r < j->num_workers; r++) {
         E2__V1__Command *c = sched_assignment(srv, j, r, step >= 0 ? ckpt : "",
-                                              step);
+                                              step,
+                                              first ? first->assignment : NULL);
         if (c)
             sched_worker_push(gang[r], c);
     }
+    if (first)
+        sched_worker_push(gang[0], first);
     return 0;
 fail_tx:
     e2d_log("job %s: start failed: %s", j->id, err);
