@@ -20,6 +20,7 @@
 #                   collective fails at once, it reports FAILED_INFRA and
 #                   lives on; the job leaves RUNNING
 set -u
+. "$(dirname "$0")/../lib.sh"
 E2D=$1
 E2W=$2
 E2CTL=$3
@@ -77,27 +78,8 @@ job_field() { # job_field JOB EXPR (j is the job)
 }
 
 # wait_until SECONDS CMD...: polls CMD every 0.1 s.
-wait_until() {
-    limit=$1; shift
-    n=0
-    while ! "$@"; do
-        n=$((n + 1))
-        [ $n -gt $((limit * 10)) ] && return 1
-        sleep 0.1
-    done
-}
-
 state_is() { [ "$(job_field "$1" "j['state']")" = "$2" ]; }
 step_at_least() { s=$(job_field "$1" "j.get('step', 0)"); [ -n "$s" ] && [ "$s" -ge "$2" ]; }
-
-make_data() {
-    i=0
-    while [ $i -lt 200 ]; do
-        echo "The quick brown fox number $i jumps over the lazy dog. A journey of a thousand miles begins with one step."
-        i=$((i + 1))
-    done >text.txt
-    "$E2W" prep --out data --val-fraction 0.1 text.txt >/dev/null || fail "prep"
-}
 
 write_spec() { # $1 = steps, $2 = checkpoint every, $3 = eval windows (default 32, 128)
     cat >spec.json <<EOF

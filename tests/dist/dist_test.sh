@@ -38,6 +38,7 @@
 #                 SUCCEEDS with the final weights and optimizer state of an
 #                 uninterrupted train.zero1 run, bit for bit
 set -u
+. "$(dirname "$0")/../lib.sh"
 E2D=$1
 E2W=$2
 E2CTL=$3
@@ -77,15 +78,6 @@ ctl() { "$E2CTL" --server "$SOCK" "$@"; }
 json_get() { $PY -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 job_field() { ctl status "$1" --json 2>/dev/null | json_get "(lambda j: $2)(d['job'])" 2>/dev/null; }
 state_is() { [ "$(job_field "$1" "j['state']")" = "$2" ]; }
-wait_until() {
-    limit=$1; shift
-    n=0
-    while ! "$@"; do
-        n=$((n + 1))
-        [ $n -gt $((limit * 10)) ] && return 1
-        sleep 0.1
-    done
-}
 idle_workers() {
     [ "$(ctl workers --json 2>/dev/null | json_get "sum(w['state'] == 'WORKER_STATE_IDLE' for w in d.get('workers', []))")" = "$1" ]
 }
@@ -96,15 +88,6 @@ start_e2d() {
     E2D_PID=$!
     wait_until 10 test -S "$TMP/e2d.sock" || fail "e2d did not listen"
     wait_until 30 idle_workers $LOCAL || fail "the $LOCAL local workers did not register: $(ctl workers)"
-}
-
-make_data() {
-    i=0
-    while [ $i -lt 200 ]; do
-        echo "The quick brown fox number $i jumps over the lazy dog. A journey of a thousand miles begins with one step."
-        i=$((i + 1))
-    done >text.txt
-    "$E2W" prep --out data --val-fraction 0.1 text.txt >/dev/null || fail "prep"
 }
 
 write_spec() { # $1 = steps, $2 = checkpoint every, $3 = more train fields

@@ -6,6 +6,7 @@
 # spec / shard / checkpoint / model giving one clear line and a non-zero
 # exit. Usage: cli_test.sh E2WORKER CASE
 set -u
+. "$(dirname "$0")/../lib.sh"
 E2W=$1
 CASE=$2
 PY=/usr/bin/python3
@@ -24,15 +25,6 @@ expect_error() {
     [ "$(grep -c '^e2worker: ' err.txt)" -eq 1 ] || { cat err.txt >&2; fail "$what: not one error line"; }
     tail -n 1 err.txt | grep -q '^e2worker: ' || fail "$what: error is not the last line: $(cat err.txt)"
     grep '^e2worker: ' err.txt | grep -qi -- "$pat" || fail "$what: error does not mention '$pat': $(cat err.txt)"
-}
-
-make_data() {
-    i=0
-    while [ $i -lt 200 ]; do
-        echo "The quick brown fox number $i jumps over the lazy dog. A journey of a thousand miles begins with one step."
-        i=$((i + 1))
-    done >text.txt
-    "$E2W" prep --out data --val-fraction 0.1 text.txt >/dev/null || fail "prep"
 }
 
 write_spec() { # $1 = steps, $2 = output dir
