@@ -247,8 +247,10 @@ def job_spec(cfg, name, out_dir, data_dir, model, aug, r_mult, steps, lr, seed, 
     }
 
 
-def run_job(e2worker, spec, threads):
-    """e2worker run on a fresh output dir; returns its eval.json rows."""
+def e2worker_job(e2worker, spec, threads, command):
+    """Writes spec into a fresh output dir, runs `e2worker COMMAND... job.json`
+    (the spec's path replaces "{spec}" in command) and returns its eval.json
+    rows."""
     out = spec["output_dir"]
     if os.path.isdir(out):
         shutil.rmtree(out)
@@ -256,16 +258,21 @@ def run_job(e2worker, spec, threads):
     path = os.path.join(out, "job.json")
     with open(path, "w") as f:
         json.dump(spec, f, indent=1)
+    argv = [e2worker] + [path if a == "{spec}" else a for a in command]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1")
     with open(os.path.join(out, "stderr.txt"), "w") as errf:
-        p = subprocess.run([e2worker, "run", path, "--fresh"], stdout=subprocess.DEVNULL,
-                           stderr=errf, env=env)
+        p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=errf, env=env)
     if p.returncode != 0:
         with open(os.path.join(out, "stderr.txt")) as f:
             tail = f.read()[-2000:]
-        raise RuntimeError(f"e2worker run {path} failed ({p.returncode}):\n{tail}")
+        raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}):\n{tail}")
     with open(os.path.join(out, "eval.json")) as f:
         return json.load(f)["results"]
+
+
+def run_job(e2worker, spec, threads):
+    """e2worker run on a fresh output dir; returns its eval.json rows."""
+    return e2worker_job(e2worker, spec, threads, ["run", "{spec}", "--fresh"])
 
 
 def final_checkpoint(out_dir):
@@ -296,23 +303,7 @@ def passkey_spec(cfg, name, out_dir, data_dir, window, scales):
 
 def eval_job(e2worker, spec, model_dir, threads):
     """e2worker eval of model_dir with spec's eval section; its eval.json rows."""
-    out = spec["output_dir"]
-    if os.path.isdir(out):
-        shutil.rmtree(out)
-    os.makedirs(out)
-    path = os.path.join(out, "job.json")
-    with open(path, "w") as f:
-        json.dump(spec, f, indent=1)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1")
-    with open(os.path.join(out, "stderr.txt"), "w") as errf:
-        p = subprocess.run([e2worker, "eval", path, "--model", model_dir], stdout=subprocess.DEVNULL,
-                           stderr=errf, env=env)
-    if p.returncode != 0:
-        with open(os.path.join(out, "stderr.txt")) as f:
-            tail = f.read()[-2000:]
-        raise RuntimeError(f"e2worker eval {path} --model {model_dir} failed ({p.returncode}):\n{tail}")
-    with open(os.path.join(out, "eval.json")) as f:
-        return json.load(f)["results"]
+    return e2worker_job(e2worker, spec, threads, ["eval", "{spec}", "--model", model_dir])
 
 
 # ---------------------------------------------------------------- experiment
