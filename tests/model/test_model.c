@@ -14,16 +14,7 @@
 #include "e2/v1/job.pb-c.h"
 #include "model.h"
 
-static int failures;
-#define EXPECT(cond, ...)                                            \
-    do {                                                             \
-        if (!(cond)) {                                               \
-            fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__);    \
-            fprintf(stderr, __VA_ARGS__);                            \
-            fputc('\n', stderr);                                     \
-            failures++;                                              \
-        }                                                            \
-    } while (0)
+#include "../expect.h"
 
 static uint64_t rng_next(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);

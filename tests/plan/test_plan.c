@@ -12,17 +12,7 @@
 #include "model.h"
 #include "plan.h"
 
-static int failures;
-
-#define EXPECT(cond, ...)                                            \
-    do {                                                             \
-        if (!(cond)) {                                               \
-            fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__);    \
-            fprintf(stderr, __VA_ARGS__);                            \
-            fputc('\n', stderr);                                     \
-            failures++;                                              \
-        }                                                            \
-    } while (0)
+#include "../expect.h"
 
 /* C=8, 2 layers, 2 heads of D=4, 1 kv head, F=16, V=32, untied. */
 static E2__V1__LlamaConfig small_cfg(void) {

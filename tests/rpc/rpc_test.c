@@ -24,14 +24,7 @@
 
 #include "e2/v1/coordinator.pb-c.h"
 
-static int failures;
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
+#include "../expect.h"
 
 static double now_s(void) {
   struct timespec ts;

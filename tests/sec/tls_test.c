@@ -16,14 +16,7 @@
 
 #include "e2/v1/coordinator.pb-c.h"
 
-static int failures;
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
+#include "../expect.h"
 
 static char pki[128];  /* temp dir with the certificates */
 

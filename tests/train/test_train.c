@@ -19,16 +19,7 @@
 #include "train.h"
 #include "train_internal.h"
 
-static int failures;
-#define EXPECT(cond, ...)                                            \
-    do {                                                             \
-        if (!(cond)) {                                               \
-            fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__);    \
-            fprintf(stderr, __VA_ARGS__);                            \
-            fputc('\n', stderr);                                     \
-            failures++;                                              \
-        }                                                            \
-    } while (0)
+#include "../expect.h"
 
 static char tmp_root[512];
 
