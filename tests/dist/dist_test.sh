@@ -204,6 +204,16 @@ interrupt() {
 }
 
 started() { s=$(job_field "$1" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_PENDING ]; }
+left_running() { s=$(job_field "$1" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_RUNNING ]; }
+
+# leaves_running_within JOB TIMEOUT WHAT: e2d ends JOB's attempt (it leaves
+# RUNNING) within TIMEOUT + 3 s from now, as WHAT should make it.
+leaves_running_within() {
+    t0=$(date +%s)
+    wait_until $(($2 + 10)) left_running "$1" || fail "$3 not detected within $(($2 + 10)) s"
+    dt=$(($(date +%s) - t0))
+    [ $dt -le $(($2 + 3)) ] || fail "$3 detected after $dt s (timeout $2 s)"
+}
 
 # wedge_ckpt JOB: rank 0 of JOB gets stuck in the middle of a checkpoint.
 # It writes model.safetensors, then train_state.bin, each through a
@@ -317,11 +327,7 @@ EOF
 sigstop)
     write_spec 40 5
     interrupt 2 step_5 STOP 1
-    t0=$(date +%s)
-    left() { s=$(job_field "$j" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_RUNNING ]; }
-    wait_until $((HB + 10)) left || fail "hang not detected within $((HB + 10)) s"
-    dt=$(($(date +%s) - t0))
-    [ $dt -le $((HB + 3)) ] || fail "hang detected after $dt s (heartbeat timeout $HB s)"
+    leaves_running_within "$j" $HB "the frozen worker (heartbeat timeout)"
     wait_until 90 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not recover: $(ctl status "$j")"
     [ "$(job_field "$j" "j['restarts']")" = 1 ] || fail "expected one restart: $(ctl status "$j")"
     events "$j" | grep -q "no heartbeat" || fail "no heartbeat loss recorded: $(events "$j")"
@@ -332,11 +338,7 @@ hang)
     ck=$(jobdir "$j")/checkpoints
     wait_until 20 started "$j" || fail "job did not start"
     wedge_ckpt "$j"
-    t0=$(date +%s)
-    left() { s=$(job_field "$j" "j['state']"); [ -n "$s" ] && [ "$s" != JOB_STATE_RUNNING ]; }
-    wait_until $((HANG + 10)) left || fail "hang not detected within $((HANG + 10)) s"
-    dt=$(($(date +%s) - t0))
-    [ $dt -le $((HANG + 3)) ] || fail "hang detected after $dt s (hang timeout $HANG s)"
+    leaves_running_within "$j" $HANG "the hang (hang timeout)"
     wait_until 60 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not recover: $(ctl status "$j")"
     events "$j" | grep -q "hang: no step progress" || fail "no hang recorded: $(events "$j")"
     events "$j" | grep -q "resuming from checkpoint step $((WEDGED - EVERY))$" ||
