@@ -31,6 +31,8 @@ e2_require_pkg(LIBUV libuv libuv1-dev)
 e2_require_pkg(SQLITE sqlite3 libsqlite3-dev)
 e2_require_pkg(JANSSON jansson libjansson-dev)
 e2_require_pkg(SYSTEMD libsystemd libsystemd-dev)
+e2_require_pkg(MHD libmicrohttpd libmicrohttpd-dev)
+e2_require_pkg(CRYPTO libcrypto libssl-dev)
 e2_require_program(E2_PROTOC_C protoc-c protobuf-c-compiler)
 
 find_package(OpenMP QUIET COMPONENTS C)

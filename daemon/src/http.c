@@ -1,23 +1,41 @@
-/* http.c -- the HTTP/1.1 listener of e2d (see http.h): connections,
- * request parsing, routing, Prometheus text, JSON API and static files.
+/* http.c -- the HTTP listener of e2d (see http.h): routing, Prometheus
+ * text, JSON API and static files on libmicrohttpd, driven from e2d's
+ * libuv loop.
  *
- * A connection reads into one fixed buffer of HTTP_MAX_HEAD bytes; a
- * request is handled once its head (up to the empty line) is complete, and
- * the bytes after it stay for the next request (pipelining). Requests carry
- * no body: this API is read-only, so a Content-Length above 0 or any
- * Transfer-Encoding is answered 413 and the connection closed. Replies are
- * whole buffers handed to uv_write; a client that lets more than
- * HTTP_MAX_UNSENT bytes pile up is dropped. */
+ * libmicrohttpd does the connections, the parsing, pipelining, keep-alive
+ * and the limits; it runs in its epoll mode without a thread of its own:
+ * a uv_poll_t watches its epoll descriptor and a uv timer follows
+ * MHD_get_timeout, and both call MHD_run, so the handlers below run on the
+ * loop thread and read e2d's state directly.
+ *
+ * Limits: HTTP_MAX_CONNS connections in all and HTTP_MAX_PER_IP from one
+ * address (past them a connection is closed at accept), HTTP_CONN_MEMORY
+ * bytes per connection (a longer request head gets 431), an idle timeout,
+ * and an absolute deadline per request: libmicrohttpd's idle timeout is
+ * reset by every byte received, so a client trickling its head a byte at
+ * a time would hold its connection forever (slowloris). Each connection's
+ * next request head must therefore be complete HTTP_HEAD_MS after the
+ * connection opened or its previous reply was sent, and the reply sent
+ * HTTP_REPLY_MS after the head; a sweep shuts a late connection down
+ * (shutdown(2): libmicrohttpd then sees the end of the stream and closes
+ * it itself). Requests carry no body: this API is read-only, so a
+ * Content-Length above 0 or a Transfer-Encoding gets 413, both at once
+ * (ambiguous framing, the request-smuggling pattern) 400, and the
+ * connection is closed after that reply. */
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,58 +43,53 @@
 #include "e2d.h"
 #include "pbjson.h"
 
-#define HTTP_MAX_HEAD 16384        /* request line + headers */
-#define HTTP_MAX_CONNS 64
-#define HTTP_IDLE_MS 30000         /* a connection silent this long is closed */
-#define HTTP_MAX_UNSENT (16 << 20) /* bytes queued to a client that reads not */
+#define HTTP_MAX_CONNS 256         /* connections in all */
+#define HTTP_MAX_PER_IP 32         /* connections from one address */
+#define HTTP_CONN_MEMORY 16384     /* request head + reply head, per conn */
+#define HTTP_IDLE_S 30             /* no byte either way this long: closed */
+#define HTTP_HEAD_MS 10000         /* open/last reply -> whole request head */
+#define HTTP_REPLY_MS 60000        /* request head -> reply sent */
+#define HTTP_SWEEP_MS 500          /* how often deadlines are checked */
 #define HTTP_MAX_FILE (4 << 20)    /* largest static file served */
 #define HTTP_MAX_QUERY 16          /* query parameters of one request */
 
+/* One TCP connection, as libmicrohttpd reports them (socket context). */
+typedef struct http_conn {
+    struct http_conn *prev, *next;
+    int fd;
+    int64_t deadline_ms;           /* the current request's absolute end */
+    int cut;                       /* shut down at its deadline */
+} http_conn;
+
 struct http_server {
     e2d_server *srv;
-    uv_tcp_t tcp;
-    struct http_conn *conns;
-    int nconns;
-    int closing;
-    int tcp_open;                  /* the listener's handle is open */
+    struct MHD_Daemon *d;
+    uv_poll_t poll;                /* libmicrohttpd's epoll descriptor */
+    uv_timer_t timer;              /* MHD_get_timeout */
+    uv_timer_t sweep;              /* deadlines */
+    int open_handles;              /* freed when it drops to 0 */
+    http_conn *conns;
     char root[512];
     http_auth_cb auth;
     void *auth_data;
     int metrics_public;
+    /* Per-request states, as the request's context pointer: target
+     * checked (escapes fine or not), head in, reply queued. */
+    char uri_ok, uri_bad, head_ok, head_bad, answered;
 };
 
-typedef struct http_conn {
-    struct http_conn *next;
-    http_server *h;
-    uv_tcp_t tcp;
-    uv_timer_t idle;
-    int open_handles;              /* freed when it drops to 0 */
-    int closing;
-    int close_after;               /* close once the queued replies are sent */
-    int writes;                    /* uv_write requests in flight */
-    size_t len;                    /* bytes in buf */
-    char buf[HTTP_MAX_HEAD];
-} http_conn;
-
-typedef struct http_write {
-    uv_write_t req;
-    http_conn *c;
-    char data[];
-} http_write;
-
-/* One parsed request; strings point into a NUL-terminated copy of the
- * head. */
+/* One request being answered. */
 typedef struct http_req {
-    const char *method;
+    http_server *h;
+    struct MHD_Connection *mc;
     char *path;                    /* percent-decoded */
-    char *query;                   /* raw, NULL when none */
-    int head_only;                 /* HEAD */
-    int keep_alive;
     const char *authorization;
+    int close;                     /* Connection: close on the reply */
+    int failed;                    /* queueing the reply failed */
     struct {
-        char *key, *value;         /* percent-decoded */
+        const char *key, *value;   /* percent-decoded */
     } q[HTTP_MAX_QUERY];
-    int nq;
+    int nq, too_many;
 } http_req;
 
 /* A growable text buffer; `failed` is set once an allocation failed. */
@@ -120,116 +133,47 @@ static void http_bprintf(http_buf *b, const char *fmt, ...)
     }
 }
 
-/* ---- connections ---- */
+/* ---- replies ---- */
 
-static void http_server_maybe_free(http_server *h)
+/* Queues the reply. `extra` is one more header line ("Name: value") or
+ * NULL. libmicrohttpd adds Content-Length and Date, and leaves the body
+ * out for HEAD. */
+static void http_send(http_req *r, int status, const char *ctype,
+                      const char *extra, const char *body, size_t len)
 {
-    if (h->closing && !h->tcp_open && !h->conns)
-        free(h);
-}
-
-static void http_conn_closed(uv_handle_t *handle)
-{
-    http_conn *c = handle->data;
-    http_server *h = c->h;
-    if (--c->open_handles > 0)
-        return;
-    for (http_conn **p = &h->conns; *p; p = &(*p)->next)
-        if (*p == c) {
-            *p = c->next;
-            break;
-        }
-    h->nconns--;
-    free(c);
-    http_server_maybe_free(h);
-}
-
-static void http_conn_close(http_conn *c)
-{
-    if (c->closing)
-        return;
-    c->closing = 1;
-    uv_close((uv_handle_t *)&c->tcp, http_conn_closed);
-    uv_close((uv_handle_t *)&c->idle, http_conn_closed);
-}
-
-static void http_write_done(uv_write_t *req, int status)
-{
-    http_write *w = (http_write *)req;
-    http_conn *c = w->c;
-    free(w);
-    c->writes--;
-    if (status < 0 || (c->close_after && !c->writes))
-        http_conn_close(c);
-}
-
-static const char *http_reason(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Content Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Error";
-    }
-}
-
-/* Queues one reply. `extra` holds more header lines, each ending "\r\n". */
-static void http_send(http_conn *c, int status, const char *ctype,
-                      const char *extra, const char *body, size_t len,
-                      int head_only)
-{
-    char head[512];
-    int n;
-    http_write *w;
-    uv_buf_t buf;
-    if (c->closing)
-        return;
-    n = snprintf(head, sizeof head,
-                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
-                 "Content-Length: %zu\r\nCache-Control: no-store\r\n"
-                 "X-Content-Type-Options: nosniff\r\n%s%s\r\n",
-                 status, http_reason(status), ctype, len, extra ? extra : "",
-                 c->close_after ? "Connection: close\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof head) {
-        http_conn_close(c);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    char name[64];
+    const char *colon;
+    int ok;
+    if (!resp) {
+        r->failed = 1;
         return;
     }
-    if (head_only)
-        len = 0;
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) +
-            (size_t)n + len > HTTP_MAX_UNSENT ||
-        !(w = malloc(sizeof *w + (size_t)n + len))) {
-        http_conn_close(c);
-        return;
+    ok = MHD_add_response_header(resp, "Content-Type", ctype) == MHD_YES &&
+         MHD_add_response_header(resp, "Cache-Control", "no-store") ==
+             MHD_YES &&
+         MHD_add_response_header(resp, "X-Content-Type-Options",
+                                 "nosniff") == MHD_YES;
+    if (ok && extra && (colon = strchr(extra, ':')) &&
+        (size_t)(colon - extra) < sizeof name) {
+        memcpy(name, extra, (size_t)(colon - extra));
+        name[colon - extra] = 0;
+        ok = MHD_add_response_header(resp, name, colon + 2) == MHD_YES;
     }
-    memcpy(w->data, head, (size_t)n);
-    if (len)
-        memcpy(w->data + n, body, len);
-    w->c = c;
-    buf = uv_buf_init(w->data, (unsigned)((size_t)n + len));
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, http_write_done) <
-        0) {
-        free(w);
-        http_conn_close(c);
-        return;
-    }
-    c->writes++;
+    if (ok && r->close)
+        ok = MHD_add_response_header(resp, "Connection", "close") == MHD_YES;
+    if (!ok || MHD_queue_response(r->mc, (unsigned)status, resp) != MHD_YES)
+        r->failed = 1;
+    MHD_destroy_response(resp);
 }
 
-/* A plain-text error; `fatal` closes the connection after it (framing
- * lost, or the request was refused before its end was known). */
-static void http_error(http_conn *c, int status, int fatal, int head_only,
-                       const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void http_error(http_conn *c, int status, int fatal, int head_only,
-                       const char *fmt, ...)
+/* A plain-text error of one line; `fatal` closes the connection after it
+ * (the request's framing cannot be trusted). */
+static void http_error(http_req *r, int status, int fatal, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+static void http_error(http_req *r, int status, int fatal, const char *fmt,
+                       ...)
 {
     char msg[E2_ERRLEN + 64];
     va_list ap;
@@ -243,15 +187,13 @@ static void http_error(http_conn *c, int status, int fatal, int head_only,
         n = (int)sizeof msg - 2;
     msg[n++] = '\n';
     msg[n] = 0;
-    if (fatal) {
-        c->close_after = 1;
-        uv_read_stop((uv_stream_t *)&c->tcp);
-    }
-    http_send(c, status, "text/plain; charset=utf-8",
-              status == 405   ? "Allow: GET, HEAD\r\n"
-              : status == 401 ? "WWW-Authenticate: Bearer realm=\"e2d\"\r\n"
+    if (fatal)
+        r->close = 1;
+    http_send(r, status, "text/plain; charset=utf-8",
+              status == 405   ? "Allow: GET, HEAD"
+              : status == 401 ? "WWW-Authenticate: Bearer realm=\"e2d\""
                               : NULL,
-              msg, (size_t)n, head_only);
+              msg, (size_t)n);
 }
 
 /* ---- JSON API ---- */
@@ -267,7 +209,7 @@ static int http_status_of(rpc_status code)
     }
 }
 
-static void http_json_error(http_conn *c, const http_req *r, rpc_status code,
+static void http_json_error(http_req *r, rpc_status code,
                             const char *msg)
 {
     json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code",
@@ -275,31 +217,30 @@ static void http_json_error(http_conn *c, const http_req *r, rpc_status code,
     char *text = o ? e2_pbjson_format(o, 0) : NULL;
     json_decref(o);
     if (!text) {
-        http_error(c, 500, 0, r->head_only, "e2d: out of memory");
+        http_error(r, 500, 0, "e2d: out of memory");
         return;
     }
-    http_send(c, http_status_of(code), "application/json", NULL, text,
-              strlen(text), r->head_only);
+    http_send(r, http_status_of(code), "application/json", NULL, text,
+              strlen(text));
     free(text);
 }
 
 /* Sends reply (and frees it) or the error of a builder. */
-static void http_json_reply(http_conn *c, const http_req *r, rpc_status code,
+static void http_json_reply(http_req *r, rpc_status code,
                             void *reply, const char *msg)
 {
     char *text;
     if (code != RPC_OK) {
-        http_json_error(c, r, code, msg);
+        http_json_error(r, code, msg);
         return;
     }
     text = e2_pbjson_to_string(reply, 0);
     protobuf_c_message_free_unpacked(reply, NULL);
     if (!text) {
-        http_json_error(c, r, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
+        http_json_error(r, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
         return;
     }
-    http_send(c, 200, "application/json", NULL, text, strlen(text),
-              r->head_only);
+    http_send(r, 200, "application/json", NULL, text, strlen(text));
     free(text);
 }
 
@@ -330,9 +271,9 @@ static int http_state_value(const char *s)
     return v && v->value > 0 ? v->value : -1;
 }
 
-static void http_api_list(http_conn *c, http_req *r)
+static void http_api_list(http_req *r)
 {
-    e2d_server *srv = c->h->srv;
+    e2d_server *srv = r->h->srv;
     E2__V1__ListJobsRequest q = E2__V1__LIST_JOBS_REQUEST__INIT;
     E2__V1__JobState states[HTTP_MAX_QUERY];
     char *labels[HTTP_MAX_QUERY], msg[E2_ERRLEN + 64];
@@ -346,7 +287,7 @@ static void http_api_list(http_conn *c, http_req *r)
         if (!strcmp(k, "state")) {
             int s = http_state_value(v);
             if (s < 0) {
-                http_json_error(c, r, RPC_INVALID_ARGUMENT,
+                http_json_error(r, RPC_INVALID_ARGUMENT,
                                 "state: unknown job state (use PENDING, "
                                 "STARTING, RUNNING, RESTARTING, SUCCEEDED, "
                                 "FAILED, CANCELLING or CANCELLED)");
@@ -354,46 +295,46 @@ static void http_api_list(http_conn *c, http_req *r)
             }
             states[q.n_states++] = (E2__V1__JobState)s;
         } else if (!strcmp(k, "label")) {
-            labels[q.n_labels++] = r->q[i].value;
+            labels[q.n_labels++] = (char *)(uintptr_t)r->q[i].value;
         } else if (!strcmp(k, "page_size")) {
             if ((n = http_number(v, 1000000)) < 0) {
-                http_json_error(c, r, RPC_INVALID_ARGUMENT,
+                http_json_error(r, RPC_INVALID_ARGUMENT,
                                 "page_size must be a whole number");
                 return;
             }
             q.has_page_size = 1;
             q.page_size = (uint32_t)n;
         } else if (!strcmp(k, "page_token")) {
-            q.page_token = r->q[i].value;
+            q.page_token = (char *)(uintptr_t)r->q[i].value;
         } else {
             snprintf(msg, sizeof msg,
                      "%.64s: unknown query parameter (use state, label, "
                      "page_size, page_token)", k);
-            http_json_error(c, r, RPC_INVALID_ARGUMENT, msg);
+            http_json_error(r, RPC_INVALID_ARGUMENT, msg);
             return;
         }
     }
     code = api_build_list_jobs(srv, &q, &out, msg, sizeof msg);
-    http_json_reply(c, r, code, out, msg);
+    http_json_reply(r, code, out, msg);
 }
 
-static void http_api_job(http_conn *c, http_req *r, char *id)
+static void http_api_job(http_req *r, char *id)
 {
     E2__V1__GetJobRequest q = E2__V1__GET_JOB_REQUEST__INIT;
     E2__V1__GetJobResponse *out = NULL;
     char msg[E2_ERRLEN + 64];
     rpc_status code;
     if (r->nq) {
-        http_json_error(c, r, RPC_INVALID_ARGUMENT,
+        http_json_error(r, RPC_INVALID_ARGUMENT,
                         "this resource takes no query parameters");
         return;
     }
     q.id = id;
-    code = api_build_get_job(c->h->srv, &q, &out, msg, sizeof msg);
-    http_json_reply(c, r, code, out, msg);
+    code = api_build_get_job(r->h->srv, &q, &out, msg, sizeof msg);
+    http_json_reply(r, code, out, msg);
 }
 
-static void http_api_metrics(http_conn *c, http_req *r, char *id)
+static void http_api_metrics(http_req *r, char *id)
 {
     E2__V1__GetMetricsRequest q = E2__V1__GET_METRICS_REQUEST__INIT;
     E2__V1__GetMetricsResponse *out = NULL;
@@ -406,19 +347,19 @@ static void http_api_metrics(http_conn *c, http_req *r, char *id)
             snprintf(msg, sizeof msg,
                      "%.64s: unknown query parameter (use since_step)",
                      r->q[i].key);
-            http_json_error(c, r, RPC_INVALID_ARGUMENT, msg);
+            http_json_error(r, RPC_INVALID_ARGUMENT, msg);
             return;
         }
         if ((n = http_number(r->q[i].value, UINT32_MAX)) < 0) {
-            http_json_error(c, r, RPC_INVALID_ARGUMENT,
+            http_json_error(r, RPC_INVALID_ARGUMENT,
                             "since_step must be a whole number");
             return;
         }
         q.has_since_step = 1;
         q.since_step = (uint32_t)n;
     }
-    code = api_build_metrics(c->h->srv, &q, &out, msg, sizeof msg);
-    http_json_reply(c, r, code, out, msg);
+    code = api_build_metrics(r->h->srv, &q, &out, msg, sizeof msg);
+    http_json_reply(r, code, out, msg);
 }
 
 /* ---- /metrics ---- */
@@ -541,9 +482,9 @@ static int http_scan_jobs(e2d_server *srv, http_scan *s, char *err,
     return 0;
 }
 
-static void http_metrics(http_conn *c, const http_req *r)
+static void http_metrics(http_req *r)
 {
-    e2d_server *srv = c->h->srv;
+    e2d_server *srv = r->h->srv;
     static const char *wstates[] = {"UNSPECIFIED", "IDLE", "BUSY", "LOST"};
     int64_t workers[4] = {0};
     http_scan s = {{0}, NULL, 0, 0, 0};
@@ -552,7 +493,7 @@ static void http_metrics(http_conn *c, const http_req *r)
     e2d_batch_flush(srv);
     if (http_scan_jobs(srv, &s, err, sizeof err) < 0) {
         free(s.active);
-        http_error(c, 500, 0, r->head_only, "state store: %s", err);
+        http_error(r, 500, 0, "state store: %s", err);
         return;
     }
     for (e2d_worker *w = srv->workers; w; w = w->next)
@@ -580,10 +521,10 @@ static void http_metrics(http_conn *c, const http_req *r)
     }
     free(s.active);
     if (b.failed)
-        http_error(c, 500, 0, r->head_only, "e2d: out of memory");
+        http_error(r, 500, 0, "e2d: out of memory");
     else
-        http_send(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
-                  b.p, b.len, r->head_only);
+        http_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
+                  b.p, b.len);
     free(b.p);
 }
 
@@ -612,7 +553,7 @@ static const char *http_ctype(const char *name)
 /* Files directly in the root only, by a plain name: no '/', no leading
  * dot, so no path can leave the root. O_NONBLOCK: a FIFO put there must
  * not block the loop (it then fails the regular-file check). */
-static void http_file(http_conn *c, const http_req *r, const char *name)
+static void http_file(http_req *r, const char *name)
 {
     char path[1024];
     const char *ctype = http_ctype(name);
@@ -624,17 +565,17 @@ static void http_file(http_conn *c, const http_req *r, const char *name)
         if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
             ctype = NULL;
     if (!ctype || name[0] == '.' ||
-        (size_t)snprintf(path, sizeof path, "%s/%s", c->h->root, name) >=
+        (size_t)snprintf(path, sizeof path, "%s/%s", r->h->root, name) >=
             sizeof path ||
         (fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
-        http_error(c, 404, 0, r->head_only, "%s: no such page", r->path);
+        http_error(r, 404, 0, "%s: no such page", r->path);
         return;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
         st.st_size > HTTP_MAX_FILE ||
         !(data = malloc((size_t)st.st_size + 1))) {
         close(fd);
-        http_error(c, 404, 0, r->head_only, "%s: no such page", r->path);
+        http_error(r, 404, 0, "%s: no such page", r->path);
         return;
     }
     while (got < st.st_size) {
@@ -645,73 +586,18 @@ static void http_file(http_conn *c, const http_req *r, const char *name)
     }
     close(fd);
     if (got != st.st_size)
-        http_error(c, 500, 0, r->head_only, "%s: read failed", r->path);
+        http_error(r, 500, 0, "%s: read failed", r->path);
     else
-        http_send(c, 200, ctype, NULL, data, (size_t)got, r->head_only);
+        http_send(r, 200, ctype, NULL, data, (size_t)got);
     free(data);
-}
-
-/* ---- parsing and routing ---- */
-
-static int http_hex(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch = tolower(ch);
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
-/* Decodes %XX (and '+' as space when plus) in place; -1 on a bad or NUL
- * escape. */
-static int http_unescape(char *s, int plus)
-{
-    char *o = s;
-    for (; *s; s++) {
-        if (*s == '%') {
-            int hi = http_hex((unsigned char)s[1]), lo;
-            if (hi < 0 || (lo = http_hex((unsigned char)s[2])) < 0 ||
-                !(hi | lo))
-                return -1;
-            *o++ = (char)(hi * 16 + lo);
-            s += 2;
-        } else {
-            *o++ = plus && *s == '+' ? ' ' : *s;
-        }
-    }
-    *o = 0;
-    return 0;
-}
-
-static int http_parse_query(http_req *r)
-{
-    char *p = r->query;
-    while (p && *p) {
-        char *amp = strchr(p, '&'), *eq;
-        if (amp)
-            *amp = 0;
-        if (*p) {
-            if (r->nq == HTTP_MAX_QUERY)
-                return -1;
-            if ((eq = strchr(p, '=')))
-                *eq = 0;
-            r->q[r->nq].key = p;
-            r->q[r->nq].value = eq ? eq + 1 : p + strlen(p);
-            if (http_unescape(r->q[r->nq].key, 1) < 0 ||
-                http_unescape(r->q[r->nq].value, 1) < 0)
-                return -1;
-            r->nq++;
-        }
-        p = amp ? amp + 1 : NULL;
-    }
-    return 0;
 }
 
 /* Asks the auth hook about a request that reads what the gRPC method
  * `method` reads; answers 401/403 itself when refused. */
-static int http_authorized(http_conn *c, const http_req *r,
+static int http_authorized(http_req *r,
                            const char *method)
 {
-    http_server *h = c->h;
+    http_server *h = r->h;
     char msg[E2_ERRLEN];
     int status;
     if (!h->auth)
@@ -720,7 +606,7 @@ static int http_authorized(http_conn *c, const http_req *r,
     if (!(status = h->auth(r->authorization, method, msg, sizeof msg,
                            h->auth_data)))
         return 1;
-    http_error(c, status, 0, r->head_only, "%s", msg[0] ? msg : "denied");
+    http_error(r, status, 0, "%s", msg[0] ? msg : "denied");
     return 0;
 }
 
@@ -729,259 +615,275 @@ static int http_authorized(http_conn *c, const http_req *r,
 /* /healthz and the page's files hold no data and need no token; /metrics
  * counts as ListJobs unless --http-metrics-public; the API as the methods
  * it mirrors. */
-static void http_route(http_conn *c, http_req *r)
+static void http_route(http_req *r)
 {
     char *p = r->path, *id, *slash;
     if (!strcmp(p, "/healthz")) {
-        int down = c->h->srv->shutting_down;
-        http_send(c, down ? 503 : 200, "text/plain; charset=utf-8", NULL,
-                  down ? "shutting down\n" : "ok\n", down ? 14 : 3,
-                  r->head_only);
+        int down = r->h->srv->shutting_down;
+        http_send(r, down ? 503 : 200, "text/plain; charset=utf-8", NULL,
+                  down ? "shutting down\n" : "ok\n", down ? 14 : 3);
         return;
     }
     if (!strcmp(p, "/metrics")) {
-        if (c->h->metrics_public ||
-            http_authorized(c, r, HTTP_COORD "ListJobs"))
-            http_metrics(c, r);
+        if (r->h->metrics_public ||
+            http_authorized(r, HTTP_COORD "ListJobs"))
+            http_metrics(r);
         return;
     }
     if (!strcmp(p, "/api/v1/jobs")) {
-        if (http_authorized(c, r, HTTP_COORD "ListJobs"))
-            http_api_list(c, r);
+        if (http_authorized(r, HTTP_COORD "ListJobs"))
+            http_api_list(r);
         return;
     }
     if (!strncmp(p, "/api/v1/jobs/", 13) && p[13]) {
         id = p + 13;
         slash = strchr(id, '/');
         if (!slash) {
-            if (http_authorized(c, r, HTTP_COORD "GetJob"))
-                http_api_job(c, r, id);
+            if (http_authorized(r, HTTP_COORD "GetJob"))
+                http_api_job(r, id);
             return;
         }
         if (!strcmp(slash, "/metrics")) {
             *slash = 0;
-            if (http_authorized(c, r, HTTP_COORD "GetMetrics"))
-                http_api_metrics(c, r, id);
+            if (http_authorized(r, HTTP_COORD "GetMetrics"))
+                http_api_metrics(r, id);
             return;
         }
     }
     if (!strncmp(p, "/api/", 5)) {
-        http_json_error(c, r, RPC_NOT_FOUND,
+        http_json_error(r, RPC_NOT_FOUND,
                         "no such API path (use /api/v1/jobs, "
                         "/api/v1/jobs/<id>, /api/v1/jobs/<id>/metrics)");
         return;
     }
-    http_file(c, r, !strcmp(p, "/") ? "index.html" : p + 1);
+    http_file(r, !strcmp(p, "/") ? "index.html" : p + 1);
 }
 
-static int http_token_char(int ch)
+/* ---- requests ---- */
+
+/* The connection's context (see http_notify), or NULL. */
+static http_conn *http_conn_of(struct MHD_Connection *mc)
 {
-    return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch));
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
 }
 
-/* 1 when the comma-separated header value v lists token (any case). */
-static int http_has_token(const char *v, const char *token)
+/* Called with each request's raw target, before libmicrohttpd decodes
+ * it: a bad or NUL escape (%zz, %00) would otherwise be passed through
+ * or cut the string short. Its answer is the request's context. */
+static void *http_uri(void *cls, const char *uri, struct MHD_Connection *mc)
 {
-    size_t n = strlen(token);
-    while (*v) {
-        while (*v == ' ' || *v == '\t' || *v == ',')
-            v++;
-        if (!strncasecmp(v, token, n) &&
-            (!v[n] || v[n] == ',' || v[n] == ' ' || v[n] == '\t'))
-            return 1;
-        while (*v && *v != ',')
-            v++;
+    http_server *h = cls;
+    (void)mc;
+    for (const char *p = uri; *p; p++)
+        if (*p == '%' &&
+            (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]) ||
+             (p[1] == '0' && p[2] == '0')))
+            return &h->uri_bad;
+    return &h->uri_ok;
+}
+
+static enum MHD_Result http_header(void *cls, enum MHD_ValueKind kind,
+                                   const char *key, const char *value)
+{
+    int *n = cls; /* [0] Content-Length, [1] Transfer-Encoding, [2] CL>0 */
+    (void)kind;
+    if (!strcasecmp(key, "Content-Length")) {
+        n[0]++;
+        if (!value || strspn(value, "0") != strlen(value) || !*value)
+            n[2] = 1;
+    } else if (!strcasecmp(key, "Transfer-Encoding")) {
+        n[1]++;
     }
-    return 0;
+    return MHD_YES;
 }
 
-/* Handles the request whose head is head[0..len) (NUL-terminated, the
- * final CRLF CRLF included). */
-static void http_handle(http_conn *c, char *head)
+static enum MHD_Result http_arg(void *cls, enum MHD_ValueKind kind,
+                                const char *key, const char *value)
 {
+    http_req *r = cls;
+    (void)kind;
+    if (r->nq == HTTP_MAX_QUERY) {
+        r->too_many = 1;
+        return MHD_NO;
+    }
+    r->q[r->nq].key = key;
+    r->q[r->nq].value = value ? value : "";
+    r->nq++;
+    return MHD_YES;
+}
+
+/* The request handler. libmicrohttpd calls it once the head is in, and
+ * again once the whole request is: a reply queued on the first call
+ * closes the connection without reading any further (right for a request
+ * with a body, which is refused there), so the answer to any other request
+ * is queued on the second call and the connection stays open. */
+static enum MHD_Result http_access(void *cls, struct MHD_Connection *mc,
+                                   const char *url, const char *method,
+                                   const char *version,
+                                   const char *upload_data,
+                                   size_t *upload_size, void **req_cls)
+{
+    http_server *h = cls;
     http_req r;
-    char *line, *next, *sp1, *sp2, *version;
+    char path[2048];
+    int framing[3] = {0, 0, 0};
+    (void)upload_data;
     memset(&r, 0, sizeof r);
-    next = strstr(head, "\r\n");
-    *next = 0;
-    line = head;
-    next += 2;
-    sp1 = strchr(line, ' ');
-    sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-    if (!sp1 || !sp2 || sp1 == line || strchr(sp2 + 1, ' ')) {
-        http_error(c, 400, 1, 0,
-                   "malformed request line (expected `GET /path HTTP/1.1`)");
-        return;
+    r.h = h;
+    r.mc = mc;
+    r.path = path;
+    /* HTTP/1.0 connections always close: its keep-alive extension is not
+     * worth supporting. */
+    r.close = strcmp(version, MHD_HTTP_VERSION_1_1) != 0;
+    if (*req_cls == &h->answered) {
+        *upload_size = 0; /* the body of a refused request */
+        return MHD_YES;
     }
-    *sp1 = *sp2 = 0;
-    version = sp2 + 1;
-    for (char *p = line; *p; p++)
-        if (!http_token_char((unsigned char)*p)) {
-            http_error(c, 400, 1, 0, "malformed method in the request line");
-            return;
-        }
-    if (strcmp(version, "HTTP/1.1") && strcmp(version, "HTTP/1.0")) {
-        http_error(c, 400, 1, 0,
-                   "unsupported protocol version (HTTP/1.0 or HTTP/1.1)");
-        return;
-    }
-    r.method = line;
-    r.head_only = !strcmp(line, "HEAD");
-    r.keep_alive = !strcmp(version, "HTTP/1.1");
-    r.path = sp1 + 1;
-    if (r.path[0] != '/') {
-        http_error(c, 400, 1, r.head_only,
-                   "request target must be an absolute path such as /metrics");
-        return;
-    }
-    while (*next) {
-        char *end = strstr(next, "\r\n"), *colon, *v;
-        *end = 0;
-        if (!(colon = strchr(next, ':')) || colon == next) {
-            http_error(c, 400, 1, r.head_only,
-                       "malformed header line (expected `Name: value`)");
-            return;
-        }
-        *colon = 0;
-        for (char *p = next; *p; p++)
-            if (!http_token_char((unsigned char)*p)) {
-                http_error(c, 400, 1, r.head_only,
-                           "malformed header name");
-                return;
-            }
-        for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
-            ;
-        for (char *e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t');)
-            *--e = 0;
-        if (!strcasecmp(next, "Connection")) {
-            /* HTTP/1.0 connections always close: its keep-alive
-             * extension is not worth supporting. */
-            if (http_has_token(v, "close"))
-                r.keep_alive = 0;
-        } else if (!strcasecmp(next, "Content-Length")) {
-            long long n = http_number(v, INT64_MAX);
-            if (n != 0) {
-                http_error(c, n < 0 ? 400 : 413, 1, r.head_only,
-                           n < 0 ? "malformed Content-Length"
-                                 : "request bodies are not accepted: this "
-                                   "API is read-only");
-                return;
-            }
-        } else if (!strcasecmp(next, "Transfer-Encoding")) {
-            http_error(c, 413, 1, r.head_only,
+    if (*req_cls == &h->uri_ok || *req_cls == &h->uri_bad) {
+        /* First call: the head is in. */
+        http_conn *c = http_conn_of(mc);
+        if (c)
+            c->deadline_ms = e2d_now_ms() + HTTP_REPLY_MS;
+        MHD_get_connection_values(mc, MHD_HEADER_KIND, http_header, framing);
+        if (framing[0] > 1 || (framing[0] && framing[1])) {
+            http_error(&r, 400, 1,
+                       "ambiguous request framing (Content-Length given "
+                       "twice, or with Transfer-Encoding): refused");
+        } else if (framing[1] || framing[2]) {
+            http_error(&r, 413, 1,
                        "request bodies are not accepted: this API is "
                        "read-only");
-            return;
-        } else if (!strcasecmp(next, "Authorization")) {
-            r.authorization = v;
+        } else {
+            *req_cls = *req_cls == &h->uri_ok ? &h->head_ok : &h->head_bad;
+            return MHD_YES;
         }
-        next = end + 2;
+        *req_cls = &h->answered;
+        return r.failed ? MHD_NO : MHD_YES;
     }
-    if (!r.keep_alive || c->h->closing)
-        c->close_after = 1;
-    if ((r.query = strchr(r.path, '?')))
-        *r.query++ = 0;
-    if (http_unescape(r.path, 0) < 0 || http_parse_query(&r) < 0) {
-        http_error(c, 400, 1, r.head_only,
+    /* Second call: the request is complete (it has no body). */
+    if (strcmp(version, MHD_HTTP_VERSION_1_1) &&
+        strcmp(version, MHD_HTTP_VERSION_1_0)) {
+        http_error(&r, 400, 1,
+                   "unsupported protocol version (HTTP/1.0 or HTTP/1.1)");
+    } else if (url[0] != '/') {
+        http_error(&r, 400, 1,
+                   "request target must be an absolute path such as "
+                   "/metrics");
+    } else if (*req_cls == &h->head_bad ||
+               (MHD_get_connection_values(mc, MHD_GET_ARGUMENT_KIND, http_arg,
+                                          &r),
+                r.too_many)) {
+        http_error(&r, 400, 0,
                    "malformed percent-escape or too many query parameters "
                    "(at most %d)", HTTP_MAX_QUERY);
-        return;
+    } else if (strcmp(method, MHD_HTTP_METHOD_GET) &&
+               strcmp(method, MHD_HTTP_METHOD_HEAD)) {
+        http_error(&r, 405, 0,
+                   "%.32s: method not allowed (this API is read-only: GET or "
+                   "HEAD)", method);
+    } else if ((size_t)snprintf(path, sizeof path, "%s", url) >= sizeof path) {
+        http_error(&r, 404, 0, "%.64s...: no such page", url);
+    } else {
+        r.authorization =
+            MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Authorization");
+        http_route(&r);
     }
-    if (strcmp(r.method, "GET") && !r.head_only) {
-        http_error(c, 405, 0, 0, "%s: method not allowed (this API is "
-                   "read-only: GET or HEAD)", r.method);
-        return;
-    }
-    http_route(c, &r);
+    *req_cls = &h->answered;
+    return r.failed ? MHD_NO : MHD_YES;
 }
 
-/* Handles every complete request head in the buffer. */
-static void http_process(http_conn *c)
+/* The reply is sent: the next request head is due HTTP_HEAD_MS from now. */
+static void http_completed(void *cls, struct MHD_Connection *mc,
+                           void **req_cls, enum MHD_RequestTerminationCode toe)
 {
-    while (!c->closing && !c->close_after) {
-        char *end, head[HTTP_MAX_HEAD + 1];
-        size_t n;
-        if (memchr(c->buf, 0, c->len)) {
-            http_error(c, 400, 1, 0, "NUL byte in the request head");
-            return;
+    http_conn *c = http_conn_of(mc);
+    (void)cls;
+    (void)req_cls;
+    (void)toe;
+    if (c)
+        c->deadline_ms = e2d_now_ms() + HTTP_HEAD_MS;
+}
+
+/* ---- connections and the loop ---- */
+
+static void http_notify(void *cls, struct MHD_Connection *mc, void **ctx,
+                        enum MHD_ConnectionNotificationCode toe)
+{
+    http_server *h = cls;
+    http_conn *c = *ctx;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci || !(c = calloc(1, sizeof *c)))
+            return; /* without a deadline: the idle timeout still holds */
+        c->fd = ci->connect_fd;
+        c->deadline_ms = e2d_now_ms() + HTTP_HEAD_MS;
+        c->next = h->conns;
+        if (h->conns)
+            h->conns->prev = c;
+        h->conns = c;
+        *ctx = c;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && c) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            h->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        free(c);
+        *ctx = NULL;
+    }
+}
+
+static void http_timer_cb(uv_timer_t *t);
+
+/* Runs libmicrohttpd and arms the timer for its next timeout. */
+static void http_run(http_server *h)
+{
+    MHD_UNSIGNED_LONG_LONG ms;
+    MHD_run(h->d);
+    if (MHD_get_timeout(h->d, &ms) == MHD_YES)
+        uv_timer_start(&h->timer, http_timer_cb, ms < 60000 ? ms : 60000, 0);
+    else
+        uv_timer_stop(&h->timer);
+}
+
+static void http_timer_cb(uv_timer_t *t)
+{
+    http_run(t->data);
+}
+
+static void http_poll_cb(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    http_run(p->data);
+}
+
+/* Shuts down every connection past its deadline; libmicrohttpd reads the
+ * end of the stream and closes it. */
+static void http_sweep_cb(uv_timer_t *t)
+{
+    http_server *h = t->data;
+    int64_t now = e2d_now_ms();
+    int cut = 0;
+    for (http_conn *c = h->conns; c; c = c->next)
+        if (!c->cut && now >= c->deadline_ms) {
+            shutdown(c->fd, SHUT_RDWR);
+            c->cut = 1;
+            cut = 1;
         }
-        memcpy(head, c->buf, c->len);
-        head[c->len] = 0;
-        if (!(end = strstr(head, "\r\n\r\n"))) {
-            if (c->len == sizeof c->buf)
-                http_error(c, 431, 1, 0,
-                           "request head larger than %d bytes",
-                           HTTP_MAX_HEAD);
-            return;
-        }
-        n = (size_t)(end - head) + 4;
-        end[2] = 0;
-        http_handle(c, head);
-        memmove(c->buf, c->buf + n, c->len - n);
-        c->len -= n;
-    }
+    if (cut)
+        http_run(h);
 }
 
-static void http_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+static void http_handle_closed(uv_handle_t *handle)
 {
-    http_conn *c = handle->data;
-    (void)suggested;
-    *buf = uv_buf_init(c->buf + c->len, (unsigned)(sizeof c->buf - c->len));
-}
-
-static void http_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    http_conn *c = stream->data;
-    (void)buf;
-    if (nread == UV_EOF && c->writes) {
-        /* The client is done sending: finish the replies queued, then
-         * close. */
-        c->close_after = 1;
-        uv_read_stop(stream);
-        return;
-    }
-    if (nread < 0) {
-        http_conn_close(c);
-        return;
-    }
-    if (nread == 0)
-        return;
-    c->len += (size_t)nread;
-    uv_timer_again(&c->idle);
-    http_process(c);
-    /* A full buffer means a head was refused: reading stopped above. */
-}
-
-static void http_idle(uv_timer_t *t)
-{
-    http_conn_close(t->data);
-}
-
-static void http_accept(uv_stream_t *server, int status)
-{
-    http_server *h = server->data;
-    http_conn *c;
-    if (status < 0 || h->closing || !(c = calloc(1, sizeof *c)))
-        return;
-    c->h = h;
-    uv_tcp_init(h->srv->loop, &c->tcp);
-    uv_timer_init(h->srv->loop, &c->idle);
-    c->tcp.data = c->idle.data = c;
-    c->open_handles = 2;
-    c->next = h->conns;
-    h->conns = c;
-    h->nconns++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
-        http_conn_close(c);
-        return;
-    }
-    uv_timer_start(&c->idle, http_idle, HTTP_IDLE_MS, HTTP_IDLE_MS);
-    if (h->nconns > HTTP_MAX_CONNS) {
-        http_error(c, 503, 1, 0, "too many connections (at most %d)",
-                   HTTP_MAX_CONNS);
-        return;
-    }
-    uv_read_start((uv_stream_t *)&c->tcp, http_alloc, http_read);
+    http_server *h = handle->data;
+    if (--h->open_handles == 0)
+        free(h);
 }
 
 /* "host:port" -> sockaddr; IPv6 as "[::1]:port". */
@@ -1023,20 +925,42 @@ static int http_loopback(const struct sockaddr_storage *sa)
                    16);
 }
 
-static void http_listener_closed(uv_handle_t *handle)
+/* Binds and listens on the address; the socket goes to libmicrohttpd. */
+static int http_bind(const char *listen_addr, struct sockaddr_storage *sa,
+                     int *fd_out, char *err, size_t errlen)
 {
-    http_server *h = handle->data;
-    h->tcp_open = 0;
-    http_server_maybe_free(h);
+    socklen_t len = sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    int one = 1, fd;
+    *fd_out = -1;
+    if ((fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                     0)) < 0)
+        return e2_errf(err, errlen, "http-listen %s: socket: %s", listen_addr,
+                       strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)sa, len) < 0 || listen(fd, 128) < 0 ||
+        getsockname(fd, (struct sockaddr *)sa, &len) < 0) {
+        int e = errno;
+        close(fd);
+        return e2_errf(err, errlen, "http-listen %s: %s%s", listen_addr,
+                       strerror(e),
+                       e == EADDRINUSE ? " (another program listens on "
+                                         "that port: pick another one)"
+                                       : "");
+    }
+    *fd_out = fd;
+    return 0;
 }
 
 int http_start(http_server **out, e2d_server *srv, const http_options *opt,
                int *port, char *err, size_t errlen)
 {
     struct sockaddr_storage sa;
-    int namelen = sizeof sa, rc;
+    const union MHD_DaemonInfo *di;
     http_server *h;
+    int fd;
     *out = NULL;
+    memset(&sa, 0, sizeof sa);
     if (http_addr(opt->listen, &sa, err, errlen) < 0)
         return E2_ERR;
     if (!opt->insecure && !http_loopback(&sa))
@@ -1045,24 +969,47 @@ int http_start(http_server **out, e2d_server *srv, const http_options *opt,
                        "a loopback address (127.0.0.1:PORT, [::1]:PORT) and "
                        "put a TLS proxy in front, or give --insecure on a "
                        "fenced network", opt->listen);
-    if (!(h = calloc(1, sizeof *h)))
+    if (http_bind(opt->listen, &sa, &fd, err, errlen) < 0)
+        return E2_ERR;
+    if (!(h = calloc(1, sizeof *h))) {
+        close(fd);
         return e2_errf(err, errlen, "out of memory");
+    }
     h->srv = srv;
     snprintf(h->root, sizeof h->root, "%s", opt->root ? opt->root : "");
     h->auth = opt->auth;
     h->auth_data = opt->auth_data;
     h->metrics_public = opt->metrics_public;
-    uv_tcp_init(srv->loop, &h->tcp);
-    h->tcp.data = h;
-    h->tcp_open = 1;
-    if ((rc = uv_tcp_bind(&h->tcp, (struct sockaddr *)&sa, 0)) < 0 ||
-        (rc = uv_listen((uv_stream_t *)&h->tcp, 128, http_accept)) < 0) {
-        h->closing = 1;
-        uv_close((uv_handle_t *)&h->tcp, http_listener_closed);
-        return e2_errf(err, errlen, "http-listen %s: %s", opt->listen,
-                       uv_strerror(rc));
+    h->d = MHD_start_daemon(
+        MHD_USE_EPOLL | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0,
+        NULL, NULL, http_access, h,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNS,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_MAX_PER_IP,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
+        MHD_OPTION_URI_LOG_CALLBACK, http_uri, h,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, h,
+        MHD_OPTION_NOTIFY_CONNECTION, http_notify, h,
+        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
+        MHD_OPTION_END);
+    if (!h->d || !(di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD))) {
+        if (h->d)
+            MHD_stop_daemon(h->d);
+        else
+            close(fd);
+        free(h);
+        return e2_errf(err, errlen, "http-listen %s: libmicrohttpd did not "
+                       "start", opt->listen);
     }
-    uv_tcp_getsockname(&h->tcp, (struct sockaddr *)&sa, &namelen);
+    uv_poll_init(srv->loop, &h->poll, di->epoll_fd);
+    uv_timer_init(srv->loop, &h->timer);
+    uv_timer_init(srv->loop, &h->sweep);
+    h->poll.data = h->timer.data = h->sweep.data = h;
+    h->open_handles = 3;
+    uv_poll_start(&h->poll, UV_READABLE, http_poll_cb);
+    uv_timer_start(&h->sweep, http_sweep_cb, HTTP_SWEEP_MS, HTTP_SWEEP_MS);
+    http_run(h);
     *port = ntohs(sa.ss_family == AF_INET6
                       ? ((struct sockaddr_in6 *)&sa)->sin6_port
                       : ((struct sockaddr_in *)&sa)->sin_port);
@@ -1072,10 +1019,14 @@ int http_start(http_server **out, e2d_server *srv, const http_options *opt,
 
 void http_close(http_server *h)
 {
-    if (!h || h->closing)
+    if (!h)
         return;
-    h->closing = 1;
-    for (http_conn *c = h->conns; c; c = c->next)
-        http_conn_close(c);
-    uv_close((uv_handle_t *)&h->tcp, http_listener_closed);
+    /* The poll handle lets go of the epoll descriptor before
+     * libmicrohttpd closes it (with the listener and every connection). */
+    uv_poll_stop(&h->poll);
+    MHD_stop_daemon(h->d);
+    h->d = NULL;
+    uv_close((uv_handle_t *)&h->poll, http_handle_closed);
+    uv_close((uv_handle_t *)&h->timer, http_handle_closed);
+    uv_close((uv_handle_t *)&h->sweep, http_handle_closed);
 }

@@ -125,6 +125,8 @@ static int e2d_lock(e2d_server *srv, char *err, size_t errlen)
     return 0;
 }
 
+static int e2d_listen_http(e2d_server *srv, char *err, size_t errlen);
+
 static int e2d_listen(e2d_server *srv, char *err, size_t errlen)
 {
     const char *addr = srv->cfg.listen;
@@ -133,9 +135,14 @@ static int e2d_listen(e2d_server *srv, char *err, size_t errlen)
         /* Under our lock, a socket file left there is stale. */
         unlink(addr + 5);
     }
+    /* The HTTP listener starts before the gRPC server: a refused
+     * --http-listen (port in use, plaintext on a public address) then
+     * leaves a server that was never started, which main() can free, and
+     * its socket file goes with it. */
     if (api_register(srv, err, errlen) < 0 ||
         wapi_register(srv, err, errlen) < 0 ||
         authz_listen(srv, &port, err, errlen) < 0 ||
+        e2d_listen_http(srv, err, errlen) < 0 ||
         rpc_server_start(srv->rpc, err, errlen) < 0)
         return E2_ERR;
     if (port)
@@ -162,8 +169,8 @@ static int e2d_http_auth(const char *authorization, const char *method,
     }
 }
 
-/* The dashboards' HTTP listener (--http-listen), after the gRPC one (whose
- * setup loaded the tokens). */
+/* The dashboards' HTTP listener (--http-listen), once the gRPC setup
+ * loaded the tokens. */
 static int e2d_listen_http(e2d_server *srv, char *err, size_t errlen)
 {
     http_options opt = {srv->cfg.http_listen, srv->cfg.http_root,
@@ -205,8 +212,7 @@ static int e2d_run_server(e2d_server *srv, char *err, size_t errlen)
     rpc_log_set(e2d_rpc_log, srv);
     if (!(srv->rpc = rpc_server_new(srv->loop, srv)))
         return e2_errf(err, errlen, "out of memory");
-    if (e2d_listen(srv, err, errlen) < 0 ||
-        e2d_listen_http(srv, err, errlen) < 0)
+    if (e2d_listen(srv, err, errlen) < 0)
         return E2_ERR;
     e2d_batch_start(srv);
     uv_timer_init(srv->loop, &srv->cron);
@@ -253,8 +259,14 @@ int main(int argc, char **argv)
         return 2;
     }
     rc = e2d_run_server(&srv, err, sizeof err);
-    if (rc < 0)
+    if (rc < 0) {
         fprintf(stderr, "e2d: %s\n", err);
+        if (srv.http) { /* a later step failed: close it, run its closes */
+            http_close(srv.http);
+            srv.http = NULL;
+            uv_run(srv.loop, UV_RUN_NOWAIT);
+        }
+    }
     if (srv.rpc)
         rpc_server_free(srv.rpc);
     sched_free(&srv);
