@@ -93,18 +93,17 @@ int e2_read_file(const char *path, size_t max_size, char **out, size_t *len,
                  char *err, size_t errlen);
 
 /* ---- SHA-256 (FIPS 180-4) ----
- * Uses the x86 SHA extensions when the CPU has them, else portable C;
- * setting E2_SHA256_PORTABLE in the environment forces the portable code
- * (the tests run both). */
+ * From OpenSSL's libcrypto (EVP), which uses the CPU's SHA extensions when
+ * it has them. A context holds libcrypto's digest state from init to
+ * final: every e2_sha256_init must be followed by e2_sha256_final, which
+ * frees it. */
 
 #define E2_SHA256_LEN 32
 #define E2_SHA256_HEXLEN 65 /* 64 hex digits + NUL */
 
 typedef struct {
-    uint32_t h[8];
+    void *evp;        /* EVP_MD_CTX */
     uint64_t nbytes;  /* total bytes hashed */
-    uint8_t buf[64];  /* pending partial block */
-    size_t nbuf;
 } e2_sha256_ctx;
 
 void e2_sha256_init(e2_sha256_ctx *c);

@@ -166,12 +166,12 @@ int e2w_ts_write(const e2w_ts_writer *w, const char *path, char *err,
     }
     uint64_t total = off + E2W__SUM;
     e2_sha256_ctx sha;
-    e2_sha256_init(&sha);
     e2_afile f;
     if (e2_afile_open(&f, path, err, errlen) < 0) {
         free(at);
         return E2_ERR;
     }
+    e2_sha256_init(&sha);
     uint8_t hdr[E2W__HDR];
     memcpy(hdr, e2w__magic, 8);
     e2w__le32(hdr + 8, E2W__VERSION);
