@@ -2,12 +2,14 @@
  * /metrics, /healthz, a read-only JSON API mirroring GetJob, ListJobs and
  * GetMetrics, and the status page's static files (web/ in the source tree).
  *
- * A small HTTP/1.1 server on e2d's libuv loop: handlers run on the loop
- * thread and read the same state the gRPC handlers read (api.c builds the
- * replies), so nothing is locked. GET and HEAD only; keep-alive; bounded
- * request heads, connections and unsent output; idle connections are
- * closed. Bad input gets a 4xx with one line saying what was wrong, and
- * the connection is closed when its framing cannot be trusted.
+ * libmicrohttpd serves HTTP/1.1 for it, driven from e2d's libuv loop:
+ * handlers run on the loop thread and read the same state the gRPC
+ * handlers read (api.c builds the replies), so nothing is locked. GET and
+ * HEAD only; keep-alive; bounded connections (in all and per address),
+ * memory per connection, and time per request head (an absolute deadline
+ * that a trickle of bytes does not extend). Bad input gets a 4xx with one
+ * line saying what was wrong, and the connection is closed when its
+ * framing cannot be trusted.
  *
  * Routes:
  *   /healthz                       "ok" (503 while shutting down)
