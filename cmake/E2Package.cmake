@@ -23,7 +23,7 @@ endif()
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libc6, libgcc-s1, libstdc++6, libgomp1, libopenblas0, libgrpc29, libprotobuf-c1, libuv1, libsqlite3-0, libjansson4, libgloo0, libsystemd0, systemd")
+    "libc6, libgcc-s1, libstdc++6, libgomp1, libopenblas0, libgrpc29, libprotobuf-c1, libuv1, libsqlite3-0, libjansson4, libgloo0, libsystemd0, libmicrohttpd12, libssl3, systemd")
 set(_e2_pkg ${CMAKE_CURRENT_BINARY_DIR}/cpack-control)
 configure_file(${CMAKE_CURRENT_SOURCE_DIR}/deploy/debian/postinst
                ${_e2_pkg}/postinst COPYONLY FILE_PERMISSIONS OWNER_READ

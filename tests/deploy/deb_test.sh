@@ -16,7 +16,7 @@ set -- "$tmp"/pkg/e2_*.deb
 deb=$1
 
 deps=$(dpkg-deb -f "$deb" Depends)
-for d in systemd libgrpc29 libsqlite3-0 libuv1 libopenblas0; do
+for d in systemd libgrpc29 libsqlite3-0 libuv1 libopenblas0 libmicrohttpd12 libssl3; do
     echo "$deps" | tr -d ' ' | tr ',' '\n' | grep -qx "$d" ||
         fail "Depends lacks $d: $deps"
 done
