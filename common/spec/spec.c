@@ -409,21 +409,32 @@ static int vname(vctx *v, const char *name) {
 }
 
 static int vlabels(vctx *v, const E2__V1__JobSpec *s) {
-    if (s->n_labels > 64) return vfail(v, "spec.labels must have at most 64 entries (got %zu)", s->n_labels);
+    if (s->n_labels > E2_SPEC_LABELS_MAX)
+        return vfail(v, "spec.labels must have at most %u entries (got %zu)", E2_SPEC_LABELS_MAX, s->n_labels);
     for (size_t i = 0; i < s->n_labels; i++) {
         const char *k = s->labels[i]->key ? s->labels[i]->key : "";
         const char *val = s->labels[i]->value ? s->labels[i]->value : "";
         size_t n = strlen(k);
-        if (n < 1 || n > 63 || !vcharset(k, "._/-"))
-            return vfail(v, "spec.labels key \"%.80s\" must match [A-Za-z0-9._/-]{1,63}", k);
-        if (strlen(val) > 256) return vfail(v, "spec.labels.%s must be at most 256 bytes", k);
+        if (n < 1 || n > E2_SPEC_LABEL_KEY_MAX || !vcharset(k, "._/-"))
+            return vfail(v, "spec.labels key \"%.80s\" must match [A-Za-z0-9._/-]{1,%u}", k, E2_SPEC_LABEL_KEY_MAX);
+        if (strlen(val) > E2_SPEC_LABEL_VALUE_MAX)
+            return vfail(v, "spec.labels.%s must be at most %u bytes (got %zu)", k, E2_SPEC_LABEL_VALUE_MAX,
+                         strlen(val));
         for (const char *p = val; *p; p++)
-            if ((unsigned char)*p < 0x20) return vfail(v, "spec.labels.%s must not contain control characters", k);
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                return vfail(v, "spec.labels.%s must not contain control characters", k);
+        /* A map sent on the wire may repeat a key; JSON and the store
+         * cannot hold both, so neither entry is silently dropped. */
+        for (size_t j = 0; j < i; j++)
+            if (s->labels[j]->key && strcmp(s->labels[j]->key, k) == 0)
+                return vfail(v, "spec.labels: duplicate key \"%s\"", k);
     }
     return 0;
 }
 
 static int vpaths(vctx *v, const char *path, char *const *list, size_t n) {
+    if (n > E2_SPEC_SHARD_PATTERNS_MAX)
+        return vfail(v, "%s must have at most %u entries (got %zu)", path, E2_SPEC_SHARD_PATTERNS_MAX, n);
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(list[i]);
         if (len == 0) return vfail(v, "%s[%zu] must be a non-empty path", path, i);
@@ -510,8 +521,16 @@ static int vtokens(vctx *v, const char *path, const int32_t *ids, size_t n, uint
     return 0;
 }
 
+static int vcount(vctx *v, const char *path, size_t n, unsigned max) {
+    if (n > max) return vfail(v, "%s must have at most %u entries (got %zu)", path, max, n);
+    return 0;
+}
+
 static int veval(vctx *v, const E2__V1__EvalSpec *e, uint32_t vocab) {
-    if (e->n_windows > 64) return vfail(v, "spec.eval.windows must have at most 64 entries (got %zu)", e->n_windows);
+    TRY(vcount(v, "spec.eval.windows", e->n_windows, E2_SPEC_EVAL_WINDOWS_MAX));
+    TRY(vcount(v, "spec.eval.filler_tokens", e->n_filler_tokens, E2_SPEC_FILLER_TOKENS_MAX));
+    TRY(vcount(v, "spec.eval.prompt_prefix_tokens", e->n_prompt_prefix_tokens, E2_SPEC_PROMPT_TOKENS_MAX));
+    TRY(vcount(v, "spec.eval.prompt_suffix_tokens", e->n_prompt_suffix_tokens, E2_SPEC_PROMPT_TOKENS_MAX));
     uint32_t min_window = U32_MAX_ANY;
     char p[64];
     for (size_t i = 0; i < e->n_windows; i++) {
@@ -571,6 +590,12 @@ static int spec_validate_filled(const E2__V1__JobSpec *s, vctx *v) {
 
 int e2_spec_validate(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
     vctx v = {err, errlen};
+    /* Size first: everything after it walks the spec. */
+    size_t bytes = protobuf_c_message_get_packed_size(&spec->base);
+    if (bytes > E2_SPEC_MAX_BYTES)
+        return vfail(&v, "spec is %zu bytes encoded, over the limit of %u bytes (%u KiB): shorten its lists "
+                         "(eval.filler_tokens, data shard patterns, labels)",
+                     bytes, E2_SPEC_MAX_BYTES, E2_SPEC_MAX_BYTES / 1024);
     /* Name first: the output_dir default is derived from it. */
     TRY(vname(&v, spec->name));
     E2__V1__JobSpec *s = e2_spec_copy(spec);

@@ -34,6 +34,14 @@
 #define E2_SPEC_G_MAX_LIMIT 1024u
 #define E2_SPEC_PASSKEY_BUCKETS_LIMIT 64u /* eval.passkey_depth_buckets: at most this, and at most passkey_trials */
 #define E2_SPEC_NAME_MAX 64u
+#define E2_SPEC_MAX_BYTES 65536u        /* the whole spec, protobuf-encoded */
+#define E2_SPEC_LABELS_MAX 64u          /* spec.labels entries */
+#define E2_SPEC_LABEL_KEY_MAX 63u       /* bytes of a label key */
+#define E2_SPEC_LABEL_VALUE_MAX 256u    /* bytes of a label value */
+#define E2_SPEC_SHARD_PATTERNS_MAX 256u /* spec.data.train_shards, and eval_shards */
+#define E2_SPEC_FILLER_TOKENS_MAX 4096u /* spec.eval.filler_tokens */
+#define E2_SPEC_PROMPT_TOKENS_MAX 1024u /* spec.eval.prompt_prefix_tokens, and prompt_suffix_tokens */
+#define E2_SPEC_EVAL_WINDOWS_MAX 64u    /* spec.eval.windows */
 
 /* Reads and parses a spec file; relative data shard paths and model.hf_dir
  * are resolved against the directory of `path`. */

@@ -517,6 +517,109 @@ static int case_fuzz(void) {
     return 0;
 }
 
+/* A comma list of n token ids (1,1,...) for --set. */
+static char *id_list(size_t n) {
+    char *t = malloc(2 * n + 1);
+    for (size_t i = 0; i < n; i++) t[2 * i] = '1', t[2 * i + 1] = ',';
+    t[n ? 2 * n - 1 : 0] = '\0';
+    return t;
+}
+
+/* eval.filler_tokens has a count limit, named with the limit in the error. */
+static int case_limit_filler_tokens(void) {
+    E2__V1__JobSpec *s = parse(good);
+    CHECK(s);
+    char *ok = id_list(E2_SPEC_FILLER_TOKENS_MAX), *over = id_list(E2_SPEC_FILLER_TOKENS_MAX + 1);
+    CHECK(e2_spec_set(s, "eval.filler_tokens", ok, err, sizeof err) == 0);
+    CHECK(e2_spec_validate(s, err, sizeof err) == 0);
+    CHECK(e2_spec_set(s, "eval.filler_tokens", over, err, sizeof err) == 0);
+    CHECK(e2_spec_validate(s, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.eval.filler_tokens must have at most 4096 entries (got 4097)");
+    free(ok);
+    free(over);
+    e2_spec_free(s);
+    return 0;
+}
+
+/* Shard pattern lists have a count limit. */
+static int case_limit_shard_patterns(void) {
+    E2__V1__JobSpec *s = parse(good);
+    CHECK(s);
+    size_t n = E2_SPEC_SHARD_PATTERNS_MAX + 1;
+    char *list = malloc(n * 8 + 1);
+    list[0] = '\0';
+    for (size_t i = 0; i < n; i++) strcat(list, i ? ",/d/x" : "/d/x");
+    CHECK(e2_spec_set(s, "data.eval_shards", list, err, sizeof err) == 0);
+    CHECK(e2_spec_validate(s, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.data.eval_shards must have at most 256 entries (got 257)");
+    free(list);
+    e2_spec_free(s);
+    return 0;
+}
+
+/* The whole spec has a byte limit (64 KiB encoded), whatever field makes
+ * it large. */
+static int case_limit_spec_bytes(void) {
+    E2__V1__JobSpec *s = parse(good);
+    CHECK(s);
+    char *big = malloc(4096);
+    memset(big, 'a', 4000);
+    big[0] = '/';
+    big[4000] = '\0';
+    char *list = malloc(20 * 4001 + 1);
+    list[0] = '\0';
+    for (int i = 0; i < 20; i++) {
+        if (i) strcat(list, ",");
+        strcat(list, big);
+    }
+    CHECK(e2_spec_set(s, "data.train_shards", list, err, sizeof err) == 0);
+    CHECK(e2_spec_validate(s, err, sizeof err) != 0);
+    CHECK_MSG(err, "over the limit of 65536 bytes");
+    free(big);
+    free(list);
+    e2_spec_free(s);
+    return 0;
+}
+
+/* Labels: count, key and value length limits named in the error. */
+static int case_limit_labels(void) {
+    E2__V1__JobSpec *s = parse(good);
+    CHECK(s);
+    char v[300];
+    memset(v, 'x', 257);
+    v[257] = '\0';
+    CHECK(e2_spec_set(s, "labels.team", v, err, sizeof err) == 0);
+    CHECK(e2_spec_validate(s, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.labels.team must be at most 256 bytes (got 257)");
+    e2_spec_free(s);
+    s = parse(good);
+    char k[80];
+    for (int i = 0; i < 64; i++) {
+        snprintf(k, sizeof k, "labels.k%d", i);
+        CHECK(e2_spec_set(s, k, "v", err, sizeof err) == 0);
+    }
+    CHECK(e2_spec_validate(s, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.labels must have at most 64 entries (got 66)");
+    e2_spec_free(s);
+    return 0;
+}
+
+/* A labels map that repeats a key (possible on the wire, not in JSON) is
+ * refused naming the key, instead of one entry winning silently. */
+static int case_labels_duplicate_key(void) {
+    E2__V1__JobSpec *s = parse(good);
+    CHECK(s);
+    CHECK(s->n_labels == 2);
+    free(s->labels[1]->key);
+    s->labels[1]->key = strdup(s->labels[0]->key);
+    CHECK(e2_spec_validate(s, err, sizeof err) != 0);
+    char want[128];
+    snprintf(want, sizeof want, "spec.labels: duplicate key \"%s\"", s->labels[0]->key);
+    CHECK_MSG(err, want);
+    e2_spec_free(s);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const check_case cases[] = {
         {"round_trip", case_round_trip},
@@ -535,6 +638,11 @@ int main(int argc, char **argv) {
         {"load_resolves", case_load_resolves},
         {"check_files", case_check_files},
         {"fuzz", case_fuzz},
+        {"limit_filler_tokens", case_limit_filler_tokens},
+        {"limit_shard_patterns", case_limit_shard_patterns},
+        {"limit_spec_bytes", case_limit_spec_bytes},
+        {"limit_labels", case_limit_labels},
+        {"labels_duplicate_key", case_labels_duplicate_key},
         {NULL, NULL},
     };
     return check_main(cases, argc, argv);
