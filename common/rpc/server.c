@@ -259,7 +259,7 @@ static void call_accept(rpc_call *c) {
   else
     c->cancelled = 1;
 
-  char msg[256];
+  char msg[512];
   if (call_copy_metadata(c) != 0) {
     rpc_call_finish(c, RPC_RESOURCE_EXHAUSTED, "server out of memory");
     return;
@@ -284,11 +284,8 @@ static void call_accept(rpc_call *c) {
     rpc_call_finish(c, RPC_INVALID_ARGUMENT, msg);
     return;
   }
-  c->request = rpc__unpack(t, c->payload);
+  c->request = rpc__unpack_request(t, c->payload, msg, sizeof msg);
   if (c->request == NULL) {
-    snprintf(msg, sizeof msg,
-             "request body is not a valid %s (protobuf decoding failed)",
-             t->name);
     rpc_call_finish(c, RPC_INVALID_ARGUMENT, msg);
     return;
   }
@@ -610,7 +607,7 @@ static grpc_server_credentials *server_tls_creds(const rpc_tls *tls, char *err,
                                                  size_t errlen) {
   grpc_server_credentials *creds = NULL;
   char *cert = rpc__read_pem(tls->cert_file, "TLS certificate", err, errlen);
-  char *key = cert ? rpc__read_pem(tls->key_file, "TLS key", err, errlen) : NULL;
+  char *key = cert ? rpc__read_key(tls->key_file, "TLS key", err, errlen) : NULL;
   char *ca = NULL;
   if (key != NULL && tls->ca_file != NULL)
     ca = rpc__read_pem(tls->ca_file, "TLS client CA", err, errlen);
