@@ -87,6 +87,24 @@ int e2_spec_validate_config(const E2__V1__LlamaConfig *cfg, const char *path, ch
  * model.hf_dir holds a config.json. */
 int e2_spec_check_files(const E2__V1__JobSpec *spec, char *err, size_t errlen);
 
+/* Data access. `data_roots` is a ':'-separated list of folders; every path
+ * a spec names that is read (data.train_shards and data.eval_shards
+ * patterns, model.hf_dir, resume_from) must be a normalized absolute path
+ * under one of them, and output_dir under `export_root` when that is set.
+ * NULL or "" disables that part (no roots: any path, today's behaviour).
+ * deep = 0 (e2d at submit): the text, and the realpath of the part before
+ * any glob character when it exists; deep = 1 (the worker, before opening):
+ * also every file a pattern matches and every entry of hf_dir and
+ * resume_from, each resolved with realpath (symlinks). The error names the
+ * field and the roots, never what a link points to or a file holds. */
+int e2_spec_check_roots(const E2__V1__JobSpec *spec, const char *data_roots, const char *export_root,
+                        int deep, char *err, size_t errlen);
+
+/* One file about to be opened: its realpath must be under one of the
+ * roots (0 when it is, or when it does not exist or roots is empty). */
+int e2_spec_check_path_root(const char *field, const char *path, const char *data_roots, char *err,
+                            size_t errlen);
+
 /* Perplexity stride for one eval window: eval.stride, or window / 2. */
 uint32_t e2_spec_eval_stride(const E2__V1__JobSpec *spec, uint32_t window);
 

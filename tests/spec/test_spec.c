@@ -620,6 +620,83 @@ static int case_labels_duplicate_key(void) {
     return 0;
 }
 
+/* Data roots: a path outside them is refused naming the field and the
+ * roots; paths inside (and globs there) pass; ".." cannot climb out. */
+static int case_roots_outside_refused(void) {
+    E2__V1__JobSpec *s = parse(good);
+    CHECK(s);
+    const char *roots = "/srv/a:/data";
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) == 0);
+    CHECK(e2_spec_set(s, "data.eval_shards", "/etc/shadow", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.data.eval_shards[0]: \"/etc/shadow\" is outside the data roots (/srv/a:/data)");
+    CHECK(e2_spec_set(s, "data.eval_shards", "/data/../etc/shadow", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.data.eval_shards[0]: \"/data/../etc/shadow\" must be an absolute path without");
+    CHECK(e2_spec_set(s, "data.eval_shards", "/database/x.bin", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
+    CHECK(e2_spec_set(s, "data.eval_shards", "/data/v/*.bin", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) == 0);
+    CHECK(e2_spec_set(s, "resume_from", "/home/u/run/step_10", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.resume_from: \"/home/u/run/step_10\" is outside the data roots");
+    CHECK(e2_spec_set(s, "resume_from", "", err, sizeof err) == 0);
+    CHECK(e2_spec_set(s, "output_dir", "/tmp/out", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, "/srv/export", 0, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.output_dir: \"/tmp/out\" is outside the export root (/srv/export)");
+    /* No roots: any path, as before. */
+    CHECK(e2_spec_set(s, "data.eval_shards", "/etc/shadow", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, "", NULL, 0, err, sizeof err) == 0);
+    e2_spec_free(s);
+    return 0;
+}
+
+/* A link inside a root that points outside is refused once resolved: at
+ * submit when the link is a folder on the way, on the worker (deep) for
+ * every matched file and every entry of hf_dir; the error never names the
+ * link's target. */
+static int case_roots_symlink_resolved(void) {
+    char root[] = "/tmp/e2-roots-XXXXXX", out[] = "/tmp/e2-out-XXXXXX";
+    CHECK(mkdtemp(root) && mkdtemp(out));
+    char p[512], q[512], pat[512];
+    snprintf(p, sizeof p, "%s/secret.txt", out);
+    CHECK(write_file(p, "secret") == 0);
+    snprintf(q, sizeof q, "%s/t_000.bin", root);
+    CHECK(symlink(p, q) == 0);
+    snprintf(pat, sizeof pat, "%s/t_*.bin", root);
+    E2__V1__JobSpec *s = parse("{}");
+    CHECK(e2_spec_set(s, "data.train_shards", pat, err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, root, NULL, 0, err, sizeof err) == 0); /* the text is inside */
+    CHECK(e2_spec_check_roots(s, root, NULL, 1, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.data.train_shards[0]");
+    CHECK_MSG(err, "resolves (through a symbolic link) to a path outside the data roots");
+    CHECK(strstr(err, "secret") == NULL && strstr(err, out) == NULL);
+    /* A linked folder on the way is caught at submit already. */
+    snprintf(q, sizeof q, "%s/linkdir", root);
+    CHECK(symlink(out, q) == 0);
+    snprintf(pat, sizeof pat, "%s/linkdir/*.txt", root);
+    CHECK(e2_spec_set(s, "data.train_shards", pat, err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, root, NULL, 0, err, sizeof err) != 0);
+    CHECK_MSG(err, "resolves (through a symbolic link)");
+    /* hf_dir: a real folder inside whose config.json links out. */
+    char m[512];
+    snprintf(m, sizeof m, "%s/model", root);
+    CHECK(mkdir(m, 0755) == 0);
+    snprintf(q, sizeof q, "%s/model/config.json", root);
+    CHECK(symlink(p, q) == 0);
+    e2_spec_free(s);
+    s = parse("{}");
+    CHECK(e2_spec_set(s, "model.hf_dir", m, err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, root, NULL, 0, err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, root, NULL, 1, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.model.hf_dir");
+    e2_spec_free(s);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", root, out);
+    CHECK(system(cmd) == 0);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const check_case cases[] = {
         {"round_trip", case_round_trip},
@@ -643,6 +720,8 @@ int main(int argc, char **argv) {
         {"limit_spec_bytes", case_limit_spec_bytes},
         {"limit_labels", case_limit_labels},
         {"labels_duplicate_key", case_labels_duplicate_key},
+        {"roots_outside_refused", case_roots_outside_refused},
+        {"roots_symlink_resolved", case_roots_symlink_resolved},
         {NULL, NULL},
     };
     return check_main(cases, argc, argv);
