@@ -401,6 +401,12 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         api_fail(call, RPC_INVALID_ARGUMENT, "%s", err);
         return;
     }
+    /* Data access: paths outside --data-roots / --export-root. */
+    if (e2_spec_check_roots(req->spec, srv->cfg.data_roots,
+                            srv->cfg.export_root, 0, err, sizeof err) < 0) {
+        api_fail(call, RPC_INVALID_ARGUMENT, "%s", err);
+        return;
+    }
     if (!(full = e2_spec_copy(req->spec)) ||
         e2_spec_apply_defaults(full, err, sizeof err) < 0) {
         if (full)

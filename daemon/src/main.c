@@ -264,6 +264,13 @@ static int e2d_run_server(e2d_server *srv, char *err, size_t errlen)
     e2d_log("state in %s (%d jobs stored), heartbeat timeout %.1f s",
             srv->cfg.state_dir, store_job_count(srv->db),
             srv->cfg.heartbeat_timeout);
+    if (!srv->cfg.data_roots[0])
+        e2d_log("warning: no data-roots: jobs may read any file e2d's user "
+                "can read (set data-roots, see docs/security.md)");
+    else
+        e2d_log("data roots %s%s%s", srv->cfg.data_roots,
+                srv->cfg.export_root[0] ? ", export root " : "",
+                srv->cfg.export_root);
     snprintf(status, sizeof status, "serving on %s", srv->cfg.listen);
     if (notify_ready(&srv->notify, srv->loop, status, err, errlen) < 0)
         return E2_ERR;

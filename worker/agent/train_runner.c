@@ -293,8 +293,14 @@ static void comm_close(runner_ctx *c) {
 /* ---- spec ---- */
 
 /* As `e2worker run`: an hf_dir model's config.json fills model.config,
- * then defaults, validation and the files. */
-static int resolve_spec(E2__V1__JobSpec *spec, char *err, size_t errlen) {
+ * then defaults, validation and the files. First, every file the spec
+ * names is checked against this worker's data roots (links resolved),
+ * before any is opened: e2d checked the text at submit, this machine's
+ * files may differ. */
+static int resolve_spec(E2__V1__JobSpec *spec, const e2w_agent_config *cfg_agent, char *err,
+                        size_t errlen) {
+    if (e2_spec_check_roots(spec, cfg_agent->data_roots, cfg_agent->export_root, 1, err, errlen) < 0)
+        return -1;
     E2__V1__ModelSpec *ms = spec->model;
     if (ms && ms->hf_dir && *ms->hf_dir) {
         E2__V1__LlamaConfig *cfg = malloc(sizeof *cfg);
@@ -409,7 +415,8 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, "the assignment carries no spec");
         return;
     }
-    if (resolve_spec(spec, err, sizeof err) < 0) {
+    const e2w_agent_config *acfg = e2w_agent_job_config(job);
+    if (resolve_spec(spec, acfg, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
         goto done;
     }
@@ -445,6 +452,13 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         say(&c, "failed: %s", err);
         goto done;
     }
+    for (size_t i = 0; i < as->n_train_shards; i++)
+        if (e2_spec_check_path_root("data: shard of e2d's manifest", as->train_shards[i]->path,
+                                    acfg->data_roots, err, sizeof err) < 0) {
+            finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
+            say(&c, "failed: %s", err);
+            goto done;
+        }
     hooks.shard_files = shards;
     hooks.n_shard_files = n_shards;
     if (e2_mkdir_p(as->job_dir, 0755, err, sizeof err) < 0 ||
