@@ -208,7 +208,7 @@ static int case_dataset_windows(void) {
     CHECK(e2w_dataset_read_tokens(ds, total - 2, 2, out) == 0 && out[1] == (int32_t)total - 1);
     CHECK(e2w_dataset_check_vocab(ds, total, err, sizeof err) == 0);
     CHECK(e2w_dataset_check_vocab(ds, 60, err, sizeof err) != 0);
-    CHECK_MSG(err, "c_02.bin: token 60 at position 7 is outside the model's vocabulary (vocab_size 60)");
+    CHECK_MSG(err, "c_02.bin: the token at position 7 is outside the model's vocabulary (vocab_size 60)");
     e2w_dataset_close(ds);
     remove_dir();
     return 0;

@@ -13,8 +13,9 @@
  *
  * Outcomes: trained -> SUCCEEDED; stopped by Cancel -> CANCELLED (after a
  * final checkpoint when the deadline leaves room for one); stopped by Abort
- * or a failed collective -> FAILED_INFRA; bad spec or a non-finite loss ->
- * FAILED_USER. */
+ * or a failed collective -> FAILED_INFRA; bad spec, data that fails its
+ * checks (found before training: shard headers, eval shards), a model too
+ * large for this worker's memory, or a non-finite loss -> FAILED_USER. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include "agent_internal.h"
 #include "base.h"
 #include "comm.h"
+#include "dataset.h"
 #include "eval.h"
 #include "hf_config.h"
 #include "pbjson.h"
@@ -380,6 +382,38 @@ static int run_failure_outcome(const char *msg) {
     return E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
 }
 
+/* The trainer's set-up failures that the job's spec or data cause, and
+ * that every retry would meet again: a data problem its checks name, or a
+ * model (with its optimizer state and activations) larger than this
+ * worker's memory. */
+static int create_failure_outcome(const char *msg) {
+    if (strstr(msg, "outside the model's vocabulary") || strstr(msg, "fewer than one training sequence") ||
+        strstr(msg, "cannot allocate"))
+        return E2__V1__OUTCOME__OUTCOME_FAILED_USER;
+    return E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
+}
+
+/* Data problems are the job's and are found before training, not after:
+ * every training shard's header (e2d's manifest, else the spec's
+ * patterns), and the eval shards as evaluation will read them (headers
+ * and the vocabulary). */
+static int preflight_data(const E2__V1__JobSpec *spec, char **shards, size_t n_shards, char *err,
+                          size_t errlen) {
+    e2w_dataset *ds = NULL;
+    const E2__V1__DataSpec *d = spec->data;
+    if (n_shards ? e2w_dataset_open(&ds, shards, n_shards, 1, err, errlen) < 0
+                 : e2w_dataset_open(&ds, d->train_shards, d->n_train_shards, 1, err, errlen) < 0)
+        return -1;
+    e2w_dataset_close(ds);
+    if (d->n_eval_shards == 0 || !spec->eval || spec->eval->n_windows == 0) return 0;
+    if (e2w_dataset_open(&ds, d->eval_shards, d->n_eval_shards, 1, err, errlen) < 0) return -1;
+    uint32_t vocab = spec->model && spec->model->config ? spec->model->config->vocab_size : 0;
+    int rc = vocab ? e2w_dataset_check_vocab(ds, vocab, err, errlen) : 0;
+    e2w_dataset_close(ds);
+    if (rc < 0) return -1;
+    return 0;
+}
+
 /* Cancel leaves room for a final checkpoint when the deadline allows a
  * step's worth of time plus a second, on every rank (a checkpoint commits
  * only once all ranks reported it). */
@@ -461,9 +495,25 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         }
     hooks.shard_files = shards;
     hooks.n_shard_files = n_shards;
-    if (e2_mkdir_p(as->job_dir, 0755, err, sizeof err) < 0 ||
-        e2w_train_create(&t, spec, k, as->job_dir, &hooks, err, sizeof err) < 0) {
+    if (preflight_data(spec, shards, n_shards, err, sizeof err) < 0) {
+        finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
+        say(&c, "failed: %s", err);
+        goto done;
+    }
+    if (e2_mkdir_p(as->job_dir, 0755, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
+        goto done;
+    }
+    if (e2w_train_create(&t, spec, k, as->job_dir, &hooks, err, sizeof err) < 0) {
+        int outcome = create_failure_outcome(err);
+        if (outcome == E2__V1__OUTCOME__OUTCOME_FAILED_USER && strstr(err, "cannot allocate")) {
+            char why[E2_ERRLEN];
+            snprintf(why, sizeof why, "the model does not fit this worker's memory (%s): use more workers "
+                     "with train.zero1, train.recompute or a smaller train.micro_batch", err);
+            snprintf(err, sizeof err, "%s", why);
+        }
+        finish(res, outcome, err);
+        say(&c, "failed: %s", err);
         goto done;
     }
     if (c.comm &&
