@@ -207,7 +207,8 @@ static int wire_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p,
 }
 
 ProtobufCMessage *rpc__unpack_request(const ProtobufCMessageDescriptor *type,
-                                      grpc_byte_buffer *buffer, char *msg,
+                                      grpc_byte_buffer *buffer,
+                                      int check_strings, char *msg,
                                       size_t msglen) {
   grpc_byte_buffer_reader reader;
   if (!grpc_byte_buffer_reader_init(&reader, buffer)) {
@@ -224,8 +225,8 @@ ProtobufCMessage *rpc__unpack_request(const ProtobufCMessageDescriptor *type,
     rpc__errf(msg, msglen,
               "request body is not a valid %s (protobuf decoding failed)",
               type->name);
-  else if (wire_strings(type, data, data + n, path, sizeof path, 0, msg,
-                        msglen) < 0) {
+  else if (check_strings && wire_strings(type, data, data + n, path,
+                                        sizeof path, 0, msg, msglen) < 0) {
     protobuf_c_message_free_unpacked(m, NULL);
     m = NULL;
   }

@@ -23,13 +23,14 @@ grpc_byte_buffer *rpc__pack(const ProtobufCMessage *message);
 ProtobufCMessage *rpc__unpack(const ProtobufCMessageDescriptor *type,
                               grpc_byte_buffer *buffer);
 
-/* A request body decoded as `type`, refusing what protobuf-c would accept
- * but change: a string field (at any depth) that holds a NUL byte (C
- * strings end there) or is not valid UTF-8 (proto3 strings are UTF-8).
- * NULL with one line in msg naming the field ("spec.name: string ...") or
- * the decoding failure. */
+/* A request body decoded as `type`; with check_strings, refusing what
+ * protobuf-c would accept but change: a string field (at any depth) that
+ * holds a NUL byte (C strings end there) or is not valid UTF-8 (proto3
+ * strings are UTF-8). NULL with one line in msg naming the field
+ * ("spec.name: the string ...") or the decoding failure. */
 ProtobufCMessage *rpc__unpack_request(const ProtobufCMessageDescriptor *type,
-                                      grpc_byte_buffer *buffer, char *msg,
+                                      grpc_byte_buffer *buffer,
+                                      int check_strings, char *msg,
                                       size_t msglen);
 
 /* The whole PEM file at `path` as a new string (free it; keys: wipe it

@@ -45,6 +45,7 @@ typedef struct {
   rpc_handler_cb handler;
   void *data;
   void *registered;  /* grpc_server_register_method handle */
+  int check_strings; /* rpc_server_check_strings */
 } method_entry;
 
 typedef struct outmsg {
@@ -284,7 +285,8 @@ static void call_accept(rpc_call *c) {
     rpc_call_finish(c, RPC_INVALID_ARGUMENT, msg);
     return;
   }
-  c->request = rpc__unpack_request(t, c->payload, msg, sizeof msg);
+  c->request = rpc__unpack_request(t, c->payload, c->method->check_strings,
+                                   msg, sizeof msg);
   if (c->request == NULL) {
     rpc_call_finish(c, RPC_INVALID_ARGUMENT, msg);
     return;
@@ -664,9 +666,20 @@ int rpc_server_add_service(rpc_server *s,
       return RPC_EINVAL;
     }
     s->methods[s->n_methods++] = (method_entry){
-        path, md->input, methods[i].kind, methods[i].handler, methods[i].data, reg};
+        path, md->input, methods[i].kind, methods[i].handler, methods[i].data, reg,
+        0};
   }
   return 0;
+}
+
+void rpc_server_check_strings(rpc_server *s,
+                              const ProtobufCServiceDescriptor *service) {
+  size_t n = strlen(service->name);
+  for (size_t i = 0; i < s->n_methods; i++)
+    if (s->methods[i].path[0] == '/' &&
+        strncmp(s->methods[i].path + 1, service->name, n) == 0 &&
+        s->methods[i].path[n + 1] == '/')
+      s->methods[i].check_strings = 1;
 }
 
 int rpc_server_listen(rpc_server *s, const char *address, const rpc_tls *tls,

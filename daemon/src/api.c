@@ -775,7 +775,12 @@ int api_register(e2d_server *srv, char *err, size_t errlen)
         {"ListWorkers", RPC_UNARY, api_workers, srv},
         {"GetMetrics", RPC_UNARY, api_metrics, srv},
     };
-    return rpc_server_add_service(srv->rpc, &e2__v1__coordinator__descriptor,
-                                  methods, sizeof methods / sizeof methods[0],
-                                  err, errlen);
+    if (rpc_server_add_service(srv->rpc, &e2__v1__coordinator__descriptor,
+                               methods, sizeof methods / sizeof methods[0],
+                               err, errlen) != 0)
+        return E2_ERR;
+    /* Specs are stored as JSON and paths are globbed: a NUL or invalid
+     * UTF-8 would change them silently. */
+    rpc_server_check_strings(srv->rpc, &e2__v1__coordinator__descriptor);
+    return 0;
 }
