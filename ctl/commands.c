@@ -413,7 +413,7 @@ int ctl_eval(ctl_ctx *ctx) {
     out.eval = j->eval;
     ctl_print_json(&out.base);
   } else if (j->eval_table != NULL && j->eval_table[0] != '\0') {
-    fputs(j->eval_table, stdout);
+    fputs(ctl_esc_lines(j->eval_table), stdout);
     if (j->eval_table[strlen(j->eval_table) - 1] != '\n')
       putchar('\n');
   } else {

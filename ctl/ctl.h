@@ -78,9 +78,9 @@ const char *ctl_worker_state_name(E2__V1__WorkerState s);
 void ctl_format_duration(double seconds, char *buf, size_t len); /* "1h02m", "3m05s", "12s" */
 /* A server-provided string made safe for a terminal: C0 controls, DEL,
  * C1 controls (U+0080..U+009F in UTF-8, or such raw bytes) and bytes that
- * are not UTF-8 become \xNN; keep_newlines leaves '\n' as is. The
- * result lives in one of 8 rotating static buffers (truncated at 2 KiB),
- * so several may appear in one printf. NULL gives "". */
+ * are not UTF-8 become \xNN; ctl_esc_lines leaves '\n' as is. The
+ * result lives in one of 8 rotating buffers (grown to fit; never freed),
+ * so up to 8 may appear in one printf. NULL gives "". */
 const char *ctl_esc(const char *s);
 const char *ctl_esc_lines(const char *s);
 

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -121,12 +122,22 @@ void ctl_print_eval(const E2__V1__EvalResult *const *eval, size_t n) {
 }
 
 static const char *esc(const char *s, int keep_newlines) {
-  static char bufs[8][2048];
+  static char *bufs[8];
+  static size_t caps[8];
   static int next;
-  char *b = bufs[next++ % 8];
-  size_t k = 0, cap = sizeof bufs[0] - 5; /* room for one \xNN and NUL */
+  int slot = next++ % 8;
   const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
-  while (*p && k < cap) {
+  size_t need = 4 * strlen((const char *)p) + 1; /* every byte may become \xNN */
+  if (caps[slot] < need) {
+    char *nb = realloc(bufs[slot], need);
+    if (nb == NULL)
+      return "(out of memory)";
+    bufs[slot] = nb;
+    caps[slot] = need;
+  }
+  char *b = bufs[slot];
+  size_t k = 0;
+  while (*p) {
     unsigned c = *p;
     size_t len = 1;
     int bad = c < 0x20 || c == 0x7f;
@@ -152,8 +163,6 @@ static const char *esc(const char *s, int keep_newlines) {
       p++;
       continue;
     }
-    if (k + len > cap)
-      break;
     memcpy(b + k, p, len);
     k += len;
     p += len;
