@@ -130,6 +130,41 @@ def data_roots_refuse_outside_paths():
         shutil.rmtree(root, ignore_errors=True)
 
 
+def worker_refuses_link_outside_roots():
+    """Defence in depth: a shard pattern whose text is inside the roots
+    passes SubmitJob, but the file it matches is a link to outside; the
+    local worker (given e2d's roots) resolves it before opening and fails
+    the job as a user error, without naming the link's target."""
+    root = tempfile.mkdtemp(prefix="e2_roots_")
+    outside = tempfile.mkdtemp(prefix="e2_outside_")
+    secret = os.path.join(outside, "secret-file")
+    with open(secret, "wb") as f:
+        f.write(b"not for the submitter" * 100)
+    os.symlink(secret, os.path.join(root, "t_000.bin"))
+    d = t.Daemon("--shutdown-grace", "1", "--data-roots", root,
+                 "--local-workers", "1", "--worker-bin",
+                 os.environ["E2WORKER_BIN"])
+    c = d.start()
+    try:
+        r = c.call("SubmitJob", spec=t.small_spec(
+            data={"train_shards": [root + "/t_*.bin"]}))
+        j = c.wait_state(r.job.id, t.FAILED, timeout=40)
+        assert "resolves (through a symbolic link) to a path outside the " \
+            "data roots" in j.reason, j.reason
+        assert outside not in j.reason and "secret" not in j.reason, j.reason
+        assert j.user_errors == 1 and j.restarts == 0, (j.user_errors,
+                                                        j.restarts)
+    except BaseException:
+        print(d.log())
+        raise
+    finally:
+        c.close()
+        d.stop()
+        d.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(outside, ignore_errors=True)
+
+
 @t.with_daemon()
 def no_data_roots_warns(d, c):
     assert "warning: no data-roots" in d.log(), d.log()
@@ -219,5 +254,6 @@ def state_dir_wide_modes_tightened():
 if __name__ == "__main__":
     t.run_cases([spec_string_with_nul_refused, spec_string_invalid_utf8_refused,
                  spec_duplicate_label_keys_refused, spec_over_limits_refused,
-                 data_roots_refuse_outside_paths, no_data_roots_warns,
+                 data_roots_refuse_outside_paths,
+                 worker_refuses_link_outside_roots, no_data_roots_warns,
                  state_dir_created_private, state_dir_wide_modes_tightened])
