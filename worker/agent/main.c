@@ -353,6 +353,9 @@ int e2w_agent_main(int argc, char **argv) {
         e2w_agent_args_free(&cfg);
         return 2;
     }
+    if (!cfg.data_roots && !cfg.spawned_by_e2d) /* e2d warns for its own */
+        fprintf(stderr, "e2worker: warning: no data-roots: assigned jobs may read any file this "
+                        "user can read (docs/security.md)\n");
     cfg.on_log = print_line;
     cfg.on_log_data = stdout;
     cfg.on_event = print_line;
