@@ -346,8 +346,8 @@ static int roots_one(const char *field, const char *path, const char *roots, con
                      int dir, char *err, size_t errlen) {
     if (!roots_normalized(path))
         return spec_err(err, errlen, -EACCES,
-                        "%s: \"%.300s\" must be an absolute path without \".\" or \"..\" parts when the %s "
-                        "are set (%s)", field, path, what, roots);
+                        "%s: \"%.300s\" must be a normalized absolute path (no \"//\", \".\" or \"..\" parts) "
+                        "when the %s are set (%s)", field, path, what, roots);
     if (!roots_any(roots, path, strlen(path), 0))
         return spec_err(err, errlen, -EACCES,
                         "%s: \"%.300s\" is outside the %s (%s): move the files under one of them, or ask the "
