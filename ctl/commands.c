@@ -181,7 +181,7 @@ int ctl_cancel(ctl_ctx *ctx) {
   if (a->json)
     ctl_print_json(&resp->base);
   else if (resp->job != NULL)
-    printf("%s %s\n", resp->job->id != NULL ? resp->job->id : a->positional[0],
+    printf("%s %s\n", resp->job->id != NULL ? ctl_esc(resp->job->id) : a->positional[0],
            ctl_state_name(resp->job->state));
   FREE_MSG(resp);
   return CTL_EXIT_OK;
@@ -254,9 +254,9 @@ int ctl_follow(ctl_ctx *ctx, const char *job_id) {
       if (progress_shown)
         putchar('\n');
       progress_shown = 0;
-      printf("%s %s%s%s\n", job_id, ctl_state_name(ev->state),
+      printf("%s %s%s%s\n", ctl_esc(job_id), ctl_state_name(ev->state),
              ev->reason != NULL && ev->reason[0] ? ": " : "",
-             ev->reason != NULL ? ev->reason : "");
+             ctl_esc(ev->reason));
     }
     fflush(stdout);
     protobuf_c_message_free_unpacked(m, NULL);
@@ -360,9 +360,9 @@ int ctl_workers(ctl_ctx *ctx) {
       snprintf(rank, sizeof rank, busy ? "%u" : "-", w->rank);
       ctl_format_duration((double)(now - w->last_heartbeat_unix_ms) / 1000.0, seen,
                           sizeof seen);
-      printf("%-10s %-20.20s %-8s %-6s %-10s %-6s %-9d %s ago\n", w->id != NULL ? w->id : "",
-             w->hostname != NULL ? w->hostname : "", dev, ctl_worker_state_name(w->state),
-             busy ? w->job_id : "-", rank, w->pid, seen);
+      printf("%-10s %-20.20s %-8s %-6s %-10s %-6s %-9d %s ago\n", ctl_esc(w->id),
+             ctl_esc(w->hostname), ctl_esc(dev), ctl_worker_state_name(w->state),
+             busy ? ctl_esc(w->job_id) : "-", rank, w->pid, seen);
     }
   }
   FREE_MSG(resp);
@@ -413,7 +413,7 @@ int ctl_eval(ctl_ctx *ctx) {
     out.eval = j->eval;
     ctl_print_json(&out.base);
   } else if (j->eval_table != NULL && j->eval_table[0] != '\0') {
-    fputs(j->eval_table, stdout);
+    fputs(ctl_esc_lines(j->eval_table), stdout);
     if (j->eval_table[strlen(j->eval_table) - 1] != '\n')
       putchar('\n');
   } else {

@@ -76,6 +76,14 @@ const char *ctl_state_name(E2__V1__JobState s);      /* "RUNNING" */
 int ctl_parse_state(const char *text, E2__V1__JobState *out);
 const char *ctl_worker_state_name(E2__V1__WorkerState s);
 void ctl_format_duration(double seconds, char *buf, size_t len); /* "1h02m", "3m05s", "12s" */
+/* A server-provided string made safe for a terminal: C0 controls, DEL,
+ * C1 controls (U+0080..U+009F in UTF-8, or such raw bytes) and bytes that
+ * are not UTF-8 become \xNN; ctl_esc_lines leaves '\n' as is. The
+ * result lives in one of 8 rotating buffers (grown to fit; never freed),
+ * so up to 8 may appear in one printf. NULL gives "". */
+const char *ctl_esc(const char *s);
+const char *ctl_esc_lines(const char *s);
+
 void ctl_print_job(const E2__V1__Job *job);
 void ctl_print_job_row_header(void);
 void ctl_print_job_row(const E2__V1__Job *job, int64_t now_ms);

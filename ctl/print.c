@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -97,7 +98,7 @@ void ctl_format_progress(const E2__V1__JobEvent *ev, char *buf, size_t len) {
   format_rate(ev->tokens_per_second, rate, sizeof rate);
   ctl_format_duration(ev->eta_seconds > 0 ? ev->eta_seconds : -1, eta, sizeof eta);
   snprintf(buf, len, "%s %-10s [%s] step %u/%u  loss %.4f  %s tok/s  ETA %s",
-           ev->job_id != NULL ? ev->job_id : "", ctl_state_name(ev->state), bar,
+           ctl_esc(ev->job_id), ctl_state_name(ev->state), bar,
            ev->step, ev->total_steps, ev->loss, rate, eta);
 }
 
@@ -120,23 +121,76 @@ void ctl_print_eval(const E2__V1__EvalResult *const *eval, size_t n) {
   }
 }
 
+static const char *esc(const char *s, int keep_newlines) {
+  static char *bufs[8];
+  static size_t caps[8];
+  static int next;
+  int slot = next++ % 8;
+  const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
+  size_t need = 4 * strlen((const char *)p) + 1; /* every byte may become \xNN */
+  if (caps[slot] < need) {
+    char *nb = realloc(bufs[slot], need);
+    if (nb == NULL)
+      return "(out of memory)";
+    bufs[slot] = nb;
+    caps[slot] = need;
+  }
+  char *b = bufs[slot];
+  size_t k = 0;
+  while (*p) {
+    unsigned c = *p;
+    size_t len = 1;
+    int bad = c < 0x20 || c == 0x7f;
+    if (c == '\n' && keep_newlines)
+      bad = 0;
+    if (c >= 0x80) {
+      /* One UTF-8 sequence, copied whole when it is valid and not C1. */
+      len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+      for (size_t i = 1; i < len; i++)
+        if ((p[i] & 0xc0) != 0x80)
+          len = 0;
+      bad = len == 0 || (c == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f);
+      if (bad)
+        len = 1;
+    }
+    if (bad) {
+      if (c == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+        k += (size_t)snprintf(b + k, 5, "\\x%02x", p[1]);
+        p += 2;
+        continue;
+      }
+      k += (size_t)snprintf(b + k, 5, "\\x%02x", c);
+      p++;
+      continue;
+    }
+    memcpy(b + k, p, len);
+    k += len;
+    p += len;
+  }
+  b[k] = '\0';
+  return b;
+}
+
+const char *ctl_esc(const char *s) { return esc(s, 0); }
+const char *ctl_esc_lines(const char *s) { return esc(s, 1); }
+
 void ctl_print_job(const E2__V1__Job *j) {
   char t[64], eta[32], rate[32];
   const E2__V1__JobSpec *spec = j->spec;
-  printf("Job:        %s\n", j->id != NULL ? j->id : "");
+  printf("Job:        %s\n", ctl_esc(j->id));
   if (spec != NULL && spec->name != NULL)
-    printf("Name:       %s\n", spec->name);
+    printf("Name:       %s\n", ctl_esc(spec->name));
   printf("State:      %s\n", ctl_state_name(j->state));
   if (j->reason != NULL && j->reason[0] != '\0')
-    printf("Reason:     %s\n", j->reason);
+    printf("Reason:     %s\n", ctl_esc(j->reason));
   if (spec != NULL && spec->n_labels > 0) {
     printf("Labels:    ");
     for (size_t i = 0; i < spec->n_labels; i++)
-      printf(" %s=%s", spec->labels[i]->key, spec->labels[i]->value);
+      printf(" %s=%s", ctl_esc(spec->labels[i]->key), ctl_esc(spec->labels[i]->value));
     putchar('\n');
   }
   if (spec != NULL)
-    printf("Device:     %s x %u\n", spec->device != NULL ? spec->device : "cpu",
+    printf("Device:     %s x %u\n", spec->device != NULL ? ctl_esc(spec->device) : "cpu",
            spec->has_num_workers ? spec->num_workers : 1);
   printf("Attempt:    %u\n", j->attempt);
   printf("Faults:     infrastructure %u (restarts), user errors %u, "
@@ -158,26 +212,26 @@ void ctl_print_job(const E2__V1__Job *j) {
   if (j->n_worker_ids > 0) {
     printf("Workers:   ");
     for (size_t i = 0; i < j->n_worker_ids; i++)
-      printf(" %s", j->worker_ids[i]);
+      printf(" %s", ctl_esc(j->worker_ids[i]));
     putchar('\n');
   }
   if (j->job_dir != NULL && j->job_dir[0] != '\0')
-    printf("Directory:  %s\n", j->job_dir);
+    printf("Directory:  %s\n", ctl_esc(j->job_dir));
   if (j->failure != NULL) {
     const E2__V1__Failure *f = j->failure;
     printf("Failure:    rank %d%s%s: exit code %d, signal %d%s\n", f->rank,
            f->worker_id != NULL && f->worker_id[0] ? " on " : "",
-           f->worker_id != NULL ? f->worker_id : "", f->exit_code, f->signal,
+           ctl_esc(f->worker_id), f->exit_code, f->signal,
            f->user_error ? " (user error, not retried)" : "");
     for (size_t i = 0; i < f->n_last_log_lines; i++)
-      printf("  | %s\n", f->last_log_lines[i]);
+      printf("  | %s\n", ctl_esc(f->last_log_lines[i]));
   }
   if (j->n_checkpoints > 0) {
     printf("Checkpoints:\n");
     for (size_t i = 0; i < j->n_checkpoints; i++) {
       format_time(j->checkpoints[i]->committed_unix_ms, t, sizeof t);
       printf("  step %-8u %s  (%s)\n", j->checkpoints[i]->step,
-             j->checkpoints[i]->path != NULL ? j->checkpoints[i]->path : "", t);
+             ctl_esc(j->checkpoints[i]->path), t);
     }
   }
   if (j->n_events > 0) {
@@ -186,11 +240,11 @@ void ctl_print_job(const E2__V1__Job *j) {
       const E2__V1__JobEvent *e = j->events[i];
       format_time(e->time_unix_ms, t, sizeof t);
       printf("  %s  %-11s %s\n", t, ctl_state_name(e->state),
-             e->reason != NULL ? e->reason : "");
+             ctl_esc(e->reason));
     }
   }
   if (j->eval_table != NULL && j->eval_table[0] != '\0') {
-    printf("Evaluation:\n%s", j->eval_table);
+    printf("Evaluation:\n%s", ctl_esc_lines(j->eval_table));
     if (j->eval_table[strlen(j->eval_table) - 1] != '\n')
       putchar('\n');
   } else if (j->n_eval > 0) {
@@ -213,6 +267,6 @@ void ctl_print_job_row(const E2__V1__Job *j, int64_t now_ms) {
   else
     snprintf(loss, sizeof loss, "-");
   const char *name = j->spec != NULL && j->spec->name != NULL ? j->spec->name : "";
-  printf("%-10s %-24.24s %-11s %-13s %-9s %s\n", j->id != NULL ? j->id : "", name,
+  printf("%-10s %-24.24s %-11s %-13s %-9s %s\n", ctl_esc(j->id), ctl_esc(name),
          ctl_state_name(j->state), step, loss, age);
 }

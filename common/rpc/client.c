@@ -81,7 +81,7 @@ static grpc_channel_credentials *client_tls_creds(const rpc_client_tls *tls,
   if (tls->cert_file != NULL &&
       ((cert = rpc__read_pem(tls->cert_file, "TLS client certificate", err,
                              errlen)) == NULL ||
-       (key = rpc__read_pem(tls->key_file, "TLS client key", err, errlen)) ==
+       (key = rpc__read_key(tls->key_file, "TLS client key", err, errlen)) ==
            NULL))
     goto done;
   grpc_ssl_pem_key_cert_pair pair = {key, cert};

@@ -142,6 +142,15 @@ int rpc_server_add_service(rpc_server *server,
                            const rpc_method *methods, size_t n_methods,
                            char *err, size_t errlen);
 
+/* Requests of the methods of `service` added so far are refused with
+ * INVALID_ARGUMENT, naming the field, when a string field at any depth
+ * holds a NUL byte or is not valid UTF-8: protobuf-c would accept both and
+ * change them (a C string ends at the NUL; the JSON form of a stored
+ * message cannot hold invalid UTF-8). For services whose strings are
+ * stored or acted on; others keep protobuf-c's leniency. */
+void rpc_server_check_strings(rpc_server *server,
+                              const ProtobufCServiceDescriptor *service);
+
 /* Listen on "unix:/path" or "host:port" (port 0 picks a free port). The
  * port bound is stored in *port when port is not NULL (0 for unix:). A TCP
  * port another process holds fails (SO_REUSEPORT is off). Before

@@ -45,6 +45,7 @@ typedef struct {
   rpc_handler_cb handler;
   void *data;
   void *registered;  /* grpc_server_register_method handle */
+  int check_strings; /* rpc_server_check_strings */
 } method_entry;
 
 typedef struct outmsg {
@@ -259,7 +260,7 @@ static void call_accept(rpc_call *c) {
   else
     c->cancelled = 1;
 
-  char msg[256];
+  char msg[512];
   if (call_copy_metadata(c) != 0) {
     rpc_call_finish(c, RPC_RESOURCE_EXHAUSTED, "server out of memory");
     return;
@@ -284,11 +285,9 @@ static void call_accept(rpc_call *c) {
     rpc_call_finish(c, RPC_INVALID_ARGUMENT, msg);
     return;
   }
-  c->request = rpc__unpack(t, c->payload);
+  c->request = rpc__unpack_request(t, c->payload, c->method->check_strings,
+                                   msg, sizeof msg);
   if (c->request == NULL) {
-    snprintf(msg, sizeof msg,
-             "request body is not a valid %s (protobuf decoding failed)",
-             t->name);
     rpc_call_finish(c, RPC_INVALID_ARGUMENT, msg);
     return;
   }
@@ -610,7 +609,7 @@ static grpc_server_credentials *server_tls_creds(const rpc_tls *tls, char *err,
                                                  size_t errlen) {
   grpc_server_credentials *creds = NULL;
   char *cert = rpc__read_pem(tls->cert_file, "TLS certificate", err, errlen);
-  char *key = cert ? rpc__read_pem(tls->key_file, "TLS key", err, errlen) : NULL;
+  char *key = cert ? rpc__read_key(tls->key_file, "TLS key", err, errlen) : NULL;
   char *ca = NULL;
   if (key != NULL && tls->ca_file != NULL)
     ca = rpc__read_pem(tls->ca_file, "TLS client CA", err, errlen);
@@ -667,9 +666,20 @@ int rpc_server_add_service(rpc_server *s,
       return RPC_EINVAL;
     }
     s->methods[s->n_methods++] = (method_entry){
-        path, md->input, methods[i].kind, methods[i].handler, methods[i].data, reg};
+        path, md->input, methods[i].kind, methods[i].handler, methods[i].data, reg,
+        0};
   }
   return 0;
+}
+
+void rpc_server_check_strings(rpc_server *s,
+                              const ProtobufCServiceDescriptor *service) {
+  size_t n = strlen(service->name);
+  for (size_t i = 0; i < s->n_methods; i++)
+    if (s->methods[i].path[0] == '/' &&
+        strncmp(s->methods[i].path + 1, service->name, n) == 0 &&
+        s->methods[i].path[n + 1] == '/')
+      s->methods[i].check_strings = 1;
 }
 
 int rpc_server_listen(rpc_server *s, const char *address, const rpc_tls *tls,

@@ -6,6 +6,7 @@
 #include "spec.h"
 #include "pbjson.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <glob.h>
 #include <limits.h>
@@ -289,6 +290,139 @@ int e2_spec_apply_defaults(E2__V1__JobSpec *spec, char *err, size_t errlen) {
     return 0;
 }
 
+/* --- data roots ------------------------------------------------------------ */
+
+/* Is `path` (len bytes) `root` or below it? Trailing '/' of root ignored. */
+static int roots_below(const char *path, size_t len, const char *root, size_t rlen) {
+    while (rlen > 1 && root[rlen - 1] == '/') rlen--;
+    if (rlen == 1 && root[0] == '/') return 1;
+    return len >= rlen && memcmp(path, root, rlen) == 0 && (len == rlen || path[rlen] == '/');
+}
+
+/* Is `path` under one root of the ':' list `roots`? */
+static int roots_any(const char *roots, const char *path, size_t len, int resolved) {
+    for (const char *r = roots; *r;) {
+        const char *end = strchr(r, ':');
+        size_t n = end ? (size_t)(end - r) : strlen(r);
+        if (n > 0 && n < PATH_MAX) {
+            char root[PATH_MAX], real[PATH_MAX];
+            memcpy(root, r, n);
+            root[n] = '\0';
+            /* A resolved path is compared with the resolved root. */
+            const char *cmp = resolved && realpath(root, real) ? real : root;
+            if (roots_below(path, len, cmp, strlen(cmp))) return 1;
+        }
+        if (!end) break;
+        r = end + 1;
+    }
+    return 0;
+}
+
+/* Absolute, without empty, "." or ".." components. */
+static int roots_normalized(const char *p) {
+    if (p[0] != '/') return 0;
+    for (const char *c = p + 1; *c;) {
+        const char *e = strchr(c, '/');
+        size_t n = e ? (size_t)(e - c) : strlen(c);
+        if ((n == 0 && e) || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.')) return 0;
+        if (!e) break;
+        c = e + 1;
+    }
+    return 1;
+}
+
+/* The realpath of `path` (when it exists) must be under the roots. */
+static int roots_real(const char *field, const char *path, const char *roots, const char *what,
+                      char *err, size_t errlen) {
+    char real[PATH_MAX];
+    if (!realpath(path, real)) return 0; /* missing: the file checks say so */
+    if (roots_any(roots, real, strlen(real), 1)) return 0;
+    return spec_err(err, errlen, -EACCES,
+                    "%s: \"%s\" resolves (through a symbolic link) to a path outside the %s (%s)", field, path,
+                    what, roots);
+}
+
+static int roots_one(const char *field, const char *path, const char *roots, const char *what, int deep,
+                     int dir, char *err, size_t errlen) {
+    if (!roots_normalized(path))
+        return spec_err(err, errlen, -EACCES,
+                        "%s: \"%.300s\" must be a normalized absolute path (no \"//\", \".\" or \"..\" parts) "
+                        "when the %s are set (%s)", field, path, what, roots);
+    if (!roots_any(roots, path, strlen(path), 0))
+        return spec_err(err, errlen, -EACCES,
+                        "%s: \"%.300s\" is outside the %s (%s): move the files under one of them, or ask the "
+                        "admin to add a root", field, path, what, roots);
+    /* The folders up to the first glob character exist on this machine:
+     * links among them must stay inside too. */
+    size_t fixed = strcspn(path, "*?[");
+    char *pre = strndup(path, fixed);
+    if (!pre) return spec_err(err, errlen, -ENOMEM, "spec: out of memory");
+    if (path[fixed]) {
+        char *slash = strrchr(pre, '/');
+        slash[slash == pre ? 1 : 0] = '\0';
+    }
+    int rc = roots_real(field, pre, roots, what, err, errlen);
+    free(pre);
+    if (rc || !deep) return rc;
+    if (!dir) {
+        glob_t g;
+        if (glob(path, 0, NULL, &g) == 0) {
+            for (size_t k = 0; rc == 0 && k < g.gl_pathc; k++)
+                rc = roots_real(field, g.gl_pathv[k], roots, what, err, errlen);
+            globfree(&g);
+        }
+        return rc;
+    }
+    DIR *d = opendir(path);
+    struct dirent *de;
+    while (d && rc == 0 && (de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        size_t n = strlen(path) + strlen(de->d_name) + 2;
+        char *f = malloc(n);
+        if (!f) {
+            rc = spec_err(err, errlen, -ENOMEM, "spec: out of memory");
+            break;
+        }
+        snprintf(f, n, "%s/%s", path, de->d_name);
+        rc = roots_real(field, f, roots, what, err, errlen);
+        free(f);
+    }
+    if (d) closedir(d);
+    return rc;
+}
+
+int e2_spec_check_roots(const E2__V1__JobSpec *spec, const char *data_roots, const char *export_root,
+                        int deep, char *err, size_t errlen) {
+    char field[64];
+    int rc = 0;
+    if (data_roots && *data_roots) {
+        static const char what[] = "data roots";
+        if (spec->data) {
+            for (size_t i = 0; rc == 0 && i < spec->data->n_train_shards; i++) {
+                snprintf(field, sizeof field, "spec.data.train_shards[%zu]", i);
+                rc = roots_one(field, spec->data->train_shards[i], data_roots, what, deep, 0, err, errlen);
+            }
+            for (size_t i = 0; rc == 0 && i < spec->data->n_eval_shards; i++) {
+                snprintf(field, sizeof field, "spec.data.eval_shards[%zu]", i);
+                rc = roots_one(field, spec->data->eval_shards[i], data_roots, what, deep, 0, err, errlen);
+            }
+        }
+        if (rc == 0 && spec->model && spec->model->hf_dir && *spec->model->hf_dir)
+            rc = roots_one("spec.model.hf_dir", spec->model->hf_dir, data_roots, what, deep, 1, err, errlen);
+        if (rc == 0 && spec->resume_from && *spec->resume_from)
+            rc = roots_one("spec.resume_from", spec->resume_from, data_roots, what, deep, 1, err, errlen);
+    }
+    if (rc == 0 && export_root && *export_root && spec->output_dir && *spec->output_dir)
+        rc = roots_one("spec.output_dir", spec->output_dir, export_root, "export root", 0, 0, err, errlen);
+    return rc;
+}
+
+int e2_spec_check_path_root(const char *field, const char *path, const char *data_roots, char *err,
+                            size_t errlen) {
+    if (!data_roots || !*data_roots) return 0;
+    return roots_real(field, path, data_roots, "data roots", err, errlen);
+}
+
 uint32_t e2_spec_eval_stride(const E2__V1__JobSpec *spec, uint32_t window) {
     if (spec->eval && spec->eval->has_stride) return spec->eval->stride;
     return window / 2 > 0 ? window / 2 : 1;
@@ -409,21 +543,32 @@ static int vname(vctx *v, const char *name) {
 }
 
 static int vlabels(vctx *v, const E2__V1__JobSpec *s) {
-    if (s->n_labels > 64) return vfail(v, "spec.labels must have at most 64 entries (got %zu)", s->n_labels);
+    if (s->n_labels > E2_SPEC_LABELS_MAX)
+        return vfail(v, "spec.labels must have at most %u entries (got %zu)", E2_SPEC_LABELS_MAX, s->n_labels);
     for (size_t i = 0; i < s->n_labels; i++) {
         const char *k = s->labels[i]->key ? s->labels[i]->key : "";
         const char *val = s->labels[i]->value ? s->labels[i]->value : "";
         size_t n = strlen(k);
-        if (n < 1 || n > 63 || !vcharset(k, "._/-"))
-            return vfail(v, "spec.labels key \"%.80s\" must match [A-Za-z0-9._/-]{1,63}", k);
-        if (strlen(val) > 256) return vfail(v, "spec.labels.%s must be at most 256 bytes", k);
+        if (n < 1 || n > E2_SPEC_LABEL_KEY_MAX || !vcharset(k, "._/-"))
+            return vfail(v, "spec.labels key \"%.80s\" must match [A-Za-z0-9._/-]{1,%u}", k, E2_SPEC_LABEL_KEY_MAX);
+        if (strlen(val) > E2_SPEC_LABEL_VALUE_MAX)
+            return vfail(v, "spec.labels.%s must be at most %u bytes (got %zu)", k, E2_SPEC_LABEL_VALUE_MAX,
+                         strlen(val));
         for (const char *p = val; *p; p++)
-            if ((unsigned char)*p < 0x20) return vfail(v, "spec.labels.%s must not contain control characters", k);
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                return vfail(v, "spec.labels.%s must not contain control characters", k);
+        /* A map sent on the wire may repeat a key; JSON and the store
+         * cannot hold both, so neither entry is silently dropped. */
+        for (size_t j = 0; j < i; j++)
+            if (s->labels[j]->key && strcmp(s->labels[j]->key, k) == 0)
+                return vfail(v, "spec.labels: duplicate key \"%s\"", k);
     }
     return 0;
 }
 
 static int vpaths(vctx *v, const char *path, char *const *list, size_t n) {
+    if (n > E2_SPEC_SHARD_PATTERNS_MAX)
+        return vfail(v, "%s must have at most %u entries (got %zu)", path, E2_SPEC_SHARD_PATTERNS_MAX, n);
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(list[i]);
         if (len == 0) return vfail(v, "%s[%zu] must be a non-empty path", path, i);
@@ -510,8 +655,16 @@ static int vtokens(vctx *v, const char *path, const int32_t *ids, size_t n, uint
     return 0;
 }
 
+static int vcount(vctx *v, const char *path, size_t n, unsigned max) {
+    if (n > max) return vfail(v, "%s must have at most %u entries (got %zu)", path, max, n);
+    return 0;
+}
+
 static int veval(vctx *v, const E2__V1__EvalSpec *e, uint32_t vocab) {
-    if (e->n_windows > 64) return vfail(v, "spec.eval.windows must have at most 64 entries (got %zu)", e->n_windows);
+    TRY(vcount(v, "spec.eval.windows", e->n_windows, E2_SPEC_EVAL_WINDOWS_MAX));
+    TRY(vcount(v, "spec.eval.filler_tokens", e->n_filler_tokens, E2_SPEC_FILLER_TOKENS_MAX));
+    TRY(vcount(v, "spec.eval.prompt_prefix_tokens", e->n_prompt_prefix_tokens, E2_SPEC_PROMPT_TOKENS_MAX));
+    TRY(vcount(v, "spec.eval.prompt_suffix_tokens", e->n_prompt_suffix_tokens, E2_SPEC_PROMPT_TOKENS_MAX));
     uint32_t min_window = U32_MAX_ANY;
     char p[64];
     for (size_t i = 0; i < e->n_windows; i++) {
@@ -571,6 +724,12 @@ static int spec_validate_filled(const E2__V1__JobSpec *s, vctx *v) {
 
 int e2_spec_validate(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
     vctx v = {err, errlen};
+    /* Size first: everything after it walks the spec. */
+    size_t bytes = protobuf_c_message_get_packed_size(&spec->base);
+    if (bytes > E2_SPEC_MAX_BYTES)
+        return vfail(&v, "spec is %zu bytes encoded, over the limit of %u bytes (%u KiB): shorten its lists "
+                         "(eval.filler_tokens, data shard patterns, labels)",
+                     bytes, E2_SPEC_MAX_BYTES, E2_SPEC_MAX_BYTES / 1024);
     /* Name first: the output_dir default is derived from it. */
     TRY(vname(&v, spec->name));
     E2__V1__JobSpec *s = e2_spec_copy(spec);

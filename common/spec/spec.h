@@ -34,6 +34,14 @@
 #define E2_SPEC_G_MAX_LIMIT 1024u
 #define E2_SPEC_PASSKEY_BUCKETS_LIMIT 64u /* eval.passkey_depth_buckets: at most this, and at most passkey_trials */
 #define E2_SPEC_NAME_MAX 64u
+#define E2_SPEC_MAX_BYTES 65536u        /* the whole spec, protobuf-encoded */
+#define E2_SPEC_LABELS_MAX 64u          /* spec.labels entries */
+#define E2_SPEC_LABEL_KEY_MAX 63u       /* bytes of a label key */
+#define E2_SPEC_LABEL_VALUE_MAX 256u    /* bytes of a label value */
+#define E2_SPEC_SHARD_PATTERNS_MAX 256u /* spec.data.train_shards, and eval_shards */
+#define E2_SPEC_FILLER_TOKENS_MAX 4096u /* spec.eval.filler_tokens */
+#define E2_SPEC_PROMPT_TOKENS_MAX 1024u /* spec.eval.prompt_prefix_tokens, and prompt_suffix_tokens */
+#define E2_SPEC_EVAL_WINDOWS_MAX 64u    /* spec.eval.windows */
 
 /* Reads and parses a spec file; relative data shard paths and model.hf_dir
  * are resolved against the directory of `path`. */
@@ -78,6 +86,24 @@ int e2_spec_validate_config(const E2__V1__LlamaConfig *cfg, const char *path, ch
 /* Checks that every data shard pattern matches readable files and that
  * model.hf_dir holds a config.json. */
 int e2_spec_check_files(const E2__V1__JobSpec *spec, char *err, size_t errlen);
+
+/* Data access. `data_roots` is a ':'-separated list of folders; every path
+ * a spec names that is read (data.train_shards and data.eval_shards
+ * patterns, model.hf_dir, resume_from) must be a normalized absolute path
+ * under one of them, and output_dir under `export_root` when that is set.
+ * NULL or "" disables that part (no roots: any path, today's behaviour).
+ * deep = 0 (e2d at submit): the text, and the realpath of the part before
+ * any glob character when it exists; deep = 1 (the worker, before opening):
+ * also every file a pattern matches and every entry of hf_dir and
+ * resume_from, each resolved with realpath (symlinks). The error names the
+ * field and the roots, never what a link points to or a file holds. */
+int e2_spec_check_roots(const E2__V1__JobSpec *spec, const char *data_roots, const char *export_root,
+                        int deep, char *err, size_t errlen);
+
+/* One file about to be opened: its realpath must be under one of the
+ * roots (0 when it is, or when it does not exist or roots is empty). */
+int e2_spec_check_path_root(const char *field, const char *path, const char *data_roots, char *err,
+                            size_t errlen);
 
 /* Perplexity stride for one eval window: eval.stride, or window / 2. */
 uint32_t e2_spec_eval_stride(const E2__V1__JobSpec *spec, uint32_t window);

@@ -401,6 +401,12 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         api_fail(call, RPC_INVALID_ARGUMENT, "%s", err);
         return;
     }
+    /* Data access: paths outside --data-roots / --export-root. */
+    if (e2_spec_check_roots(req->spec, srv->cfg.data_roots,
+                            srv->cfg.export_root, 0, err, sizeof err) < 0) {
+        api_fail(call, RPC_INVALID_ARGUMENT, "%s", err);
+        return;
+    }
     if (!(full = e2_spec_copy(req->spec)) ||
         e2_spec_apply_defaults(full, err, sizeof err) < 0) {
         if (full)
@@ -769,7 +775,12 @@ int api_register(e2d_server *srv, char *err, size_t errlen)
         {"ListWorkers", RPC_UNARY, api_workers, srv},
         {"GetMetrics", RPC_UNARY, api_metrics, srv},
     };
-    return rpc_server_add_service(srv->rpc, &e2__v1__coordinator__descriptor,
-                                  methods, sizeof methods / sizeof methods[0],
-                                  err, errlen);
+    if (rpc_server_add_service(srv->rpc, &e2__v1__coordinator__descriptor,
+                               methods, sizeof methods / sizeof methods[0],
+                               err, errlen) != 0)
+        return E2_ERR;
+    /* Specs are stored as JSON and paths are globbed: a NUL or invalid
+     * UTF-8 would change them silently. */
+    rpc_server_check_strings(srv->rpc, &e2__v1__coordinator__descriptor);
+    return 0;
 }

@@ -58,6 +58,15 @@ static const char config_usage_text[] =
     "                            else the source tree's web/)\n"
     "  --http-metrics-public yes|no\n"
     "                            yes: /metrics needs no token (default no)\n"
+    "  --data-roots DIR[:DIR..]  every file a spec names to read (data shards,\n"
+    "                            model.hf_dir, resume_from) must lie under one\n"
+    "                            of these folders (after resolving links);\n"
+    "                            SubmitJob refuses other paths, and local\n"
+    "                            workers check again before opening (default:\n"
+    "                            none, any path e2d's user can read: a warning\n"
+    "                            is logged)\n"
+    "  --export-root DIR         spec.output_dir must lie under it (default:\n"
+    "                            any)\n"
     "  --tls-cert FILE           PEM certificate (chain) of a TLS listener\n"
     "  --tls-key FILE            its PEM private key\n"
     "  --tls-client-ca FILE      require client certificates signed by this\n"
@@ -117,10 +126,37 @@ static int config_str(const char *key, const char *v, char *dst, size_t n,
     return 0;
 }
 
+int config_roots_ok(const char *key, const char *v, char *err, size_t errlen)
+{
+    for (const char *r = v;;) {
+        const char *end = strchr(r, ':');
+        size_t n = end ? (size_t)(end - r) : strlen(r);
+        if (n == 0 || r[0] != '/')
+            return e2_errf(err, errlen,
+                           "%s must be absolute folders separated by ':' "
+                           "(got '%s')", key, v);
+        if (!end)
+            return 0;
+        r = end + 1;
+    }
+}
+
 int config_set(e2d_config *c, const char *key, const char *value, char *err,
                size_t errlen)
 {
     double d = 0;
+    if (!strcmp(key, "data-roots") || !strcmp(key, "export-root")) {
+        int roots = !strcmp(key, "data-roots");
+        if (config_roots_ok(key, value, err, errlen) < 0)
+            return E2_ERR;
+        if (!roots && strchr(value, ':'))
+            return e2_errf(err, errlen, "export-root is one folder (got '%s')",
+                           value);
+        return roots ? config_str(key, value, c->data_roots,
+                                  sizeof c->data_roots, err, errlen)
+                     : config_str(key, value, c->export_root,
+                                  sizeof c->export_root, err, errlen);
+    }
     if (!strcmp(key, "listen"))
         return config_str(key, value, c->listen, sizeof c->listen, err, errlen);
     if (!strcmp(key, "tls-cert"))

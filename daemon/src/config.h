@@ -26,6 +26,9 @@ typedef struct e2d_config {
     char http_listen[256];     /* "host:port" of the HTTP listener; "" = off */
     char http_root[512];       /* status page files (index.html, app.js) */
     int http_metrics_public;   /* /metrics needs no token */
+    char data_roots[2048];     /* ':'-separated folders spec paths must be
+                                  under; "" = any path (a warning) */
+    char export_root[512];     /* spec.output_dir must be under it; "" = any */
     int help;                  /* --help was given */
 } e2d_config;
 
@@ -44,6 +47,8 @@ int config_load(e2d_config *c, const char *path, char *err, size_t errlen);
  * worker binary next to e2d). */
 int config_finish(e2d_config *c, const char *self_exe, char *err,
                   size_t errlen);
+/* Checks a ':'-separated list of absolute folders ("data-roots"). */
+int config_roots_ok(const char *key, const char *v, char *err, size_t errlen);
 /* The --help text. */
 const char *config_usage(void);
 

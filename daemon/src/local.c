@@ -90,8 +90,8 @@ static void local_spawn(e2d_local *l)
     e2d_server *srv = l->srv;
     char logp[JOBDIR_PATHLEN], pf[JOBDIR_PATHLEN], idx[32], pid[32];
     char omp[48];
-    char *args[] = {srv->cfg.worker_bin, "--coordinator", srv->cfg.listen,
-                    NULL};
+    char *args[8] = {srv->cfg.worker_bin, "--coordinator", srv->cfg.listen};
+    int na = 3;
     char **env;
     size_t n = 0;
     int fd, rc;
@@ -99,6 +99,15 @@ static void local_spawn(e2d_local *l)
     uv_stdio_container_t io[3];
     if (srv->shutting_down || l->alive)
         return;
+    /* The workers check e2d's data roots again before opening a file. */
+    if (srv->cfg.data_roots[0]) {
+        args[na++] = "--data-roots";
+        args[na++] = srv->cfg.data_roots;
+    }
+    if (srv->cfg.export_root[0]) {
+        args[na++] = "--export-root";
+        args[na++] = srv->cfg.export_root;
+    }
     snprintf(logp, sizeof logp, "%s/workers/local-%d.log", srv->cfg.state_dir,
              l->index);
     if ((fd = open(logp, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) <

@@ -110,13 +110,55 @@ static void e2d_shutdown(uv_signal_t *s, int signum)
     srv->kill_locals_ms = e2d_now_ms() + E2D_KILL_AFTER_MS;
 }
 
+/* The state directory holds every spec (e2d.db, jobs/<id>/spec.json): a
+ * directory e2d creates is 0750, and one that others may enter loses
+ * those bits (with a warning); e2d.db, its -wal/-shm and e2d.lock are
+ * 0600, wider ones are tightened. SQLite gives -wal/-shm the mode of
+ * e2d.db, so the database file is created here first. */
+static int e2d_private_state(const char *dir, char *err, size_t errlen)
+{
+    static const char *const files[] = {"e2d.db", "e2d.db-wal", "e2d.db-shm",
+                                        "e2d.lock"};
+    char p[JOBDIR_PATHLEN];
+    struct stat st;
+    int fd;
+    if (e2_mkdir_p(dir, 0750, err, errlen) < 0)
+        return E2_ERR;
+    if (stat(dir, &st) < 0)
+        return e2_errf(err, errlen, "state dir %s: %s", dir, strerror(errno));
+    if ((st.st_mode & 0007) && st.st_uid == geteuid()) {
+        if (chmod(dir, st.st_mode & 0770) < 0)
+            return e2_errf(err, errlen, "chmod %s: %s", dir, strerror(errno));
+        e2d_log("warning: state dir %s was open to other users (mode %03o); "
+                "now %03o", dir, (unsigned)(st.st_mode & 0777),
+                (unsigned)(st.st_mode & 0770));
+    } else if (st.st_mode & 0007) {
+        e2d_log("warning: state dir %s is open to other users (mode %03o) "
+                "and not owned by e2d's user: run chmod o-rwx %s", dir,
+                (unsigned)(st.st_mode & 0777), dir);
+    }
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        if (i == 0 && (fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                                 0600)) >= 0)
+            close(fd);
+        if (stat(p, &st) < 0 || !(st.st_mode & 0077))
+            continue;
+        if (chmod(p, 0600) < 0)
+            return e2_errf(err, errlen, "chmod %s: %s", p, strerror(errno));
+        e2d_log("warning: %s was readable by others (mode %03o); now 600", p,
+                (unsigned)(st.st_mode & 0777));
+    }
+    return 0;
+}
+
 /* One e2d per state directory: a second one would corrupt nothing in
  * SQLite, but would double-schedule jobs. */
 static int e2d_lock(e2d_server *srv, char *err, size_t errlen)
 {
     char p[JOBDIR_PATHLEN];
     snprintf(p, sizeof p, "%s/e2d.lock", srv->cfg.state_dir);
-    if ((srv->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+    if ((srv->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
         return e2_errf(err, errlen, "open %s: %s", p, strerror(errno));
     if (flock(srv->lock_fd, LOCK_EX | LOCK_NB) < 0)
         return e2_errf(err, errlen,
@@ -194,7 +236,8 @@ static int e2d_run_server(e2d_server *srv, char *err, size_t errlen)
     char p[JOBDIR_PATHLEN];
     double hb = srv->cfg.heartbeat_timeout * 1000.0;
     snprintf(p, sizeof p, "%s/jobs", srv->cfg.state_dir);
-    if (e2_mkdir_p(p, 0755, err, errlen) < 0 || e2d_lock(srv, err, errlen) < 0)
+    if (e2d_private_state(srv->cfg.state_dir, err, errlen) < 0 ||
+        e2_mkdir_p(p, 0755, err, errlen) < 0 || e2d_lock(srv, err, errlen) < 0)
         return E2_ERR;
     snprintf(p, sizeof p, "%s/e2d.db", srv->cfg.state_dir);
     if (store_open(&srv->db, p, STORE_SCHEMA_VERSION, err, errlen) < 0)
@@ -227,6 +270,13 @@ static int e2d_run_server(e2d_server *srv, char *err, size_t errlen)
     e2d_log("state in %s (%d jobs stored), heartbeat timeout %.1f s",
             srv->cfg.state_dir, store_job_count(srv->db),
             srv->cfg.heartbeat_timeout);
+    if (!srv->cfg.data_roots[0])
+        e2d_log("warning: no data-roots: jobs may read any file e2d's user "
+                "can read (set data-roots, see docs/security.md)");
+    else
+        e2d_log("data roots %s%s%s", srv->cfg.data_roots,
+                srv->cfg.export_root[0] ? ", export root " : "",
+                srv->cfg.export_root);
     snprintf(status, sizeof status, "serving on %s", srv->cfg.listen);
     if (notify_ready(&srv->notify, srv->loop, status, err, errlen) < 0)
         return E2_ERR;

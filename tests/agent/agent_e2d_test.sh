@@ -16,6 +16,12 @@
 #                   step boundary and report CANCELLED within the grace
 #   user_error      data gone by the time the rank starts: FAILED as a user
 #                   error, never retried; the worker lives on, idle
+#   bad_shard_user_error  a training shard that is not a shard (bad magic):
+#                   FAILED as a user error at once, never retried
+#   bad_eval_shard_before_training  an eval shard with tokens outside the
+#                   vocabulary: FAILED as a user error before step 1
+#   model_too_big_user_error  a model larger than the worker's memory:
+#                   FAILED as a user error, never retried
 #   rank_dies       kill -9 of one rank's worker: the other rank's
 #                   collective fails at once, it reports FAILED_INFRA and
 #                   lives on; the job leaves RUNNING
@@ -98,7 +104,22 @@ EOF
 make_data
 [ "$CASE" = rank_dies ] && HB_TIMEOUT=3
 start_e2d
-[ "$CASE" = user_error ] || start_worker
+case $CASE in
+user_error | bad_shard_user_error | bad_eval_shard_before_training | model_too_big_user_error) ;;
+*) start_worker ;;
+esac
+
+# expect_user_failure WHAT NEEDLE: the job FAILED once as a user error (no
+# restart), its reason holds NEEDLE, and it stays FAILED.
+expect_user_failure() {
+    wait_until 30 state_is j-000001 JOB_STATE_FAILED || fail "$1: job did not fail: $(ctl status j-000001)"
+    [ "$(job_field j-000001 "(j['user_errors'], j['restarts'], j['failure']['user_error'])")" = "(1, 0, True)" ] ||
+        fail "$1: not counted as one user error: $(ctl status j-000001)"
+    job_field j-000001 "j['reason']" | grep -q "$2" || fail "$1: reason lacks '$2': $(ctl status j-000001)"
+    sleep 1
+    state_is j-000001 JOB_STATE_FAILED || fail "$1: a user error was retried"
+    kill -0 "$W_PID" 2>/dev/null || fail "$1: the worker process died"
+}
 
 case $CASE in
 succeeds)
@@ -238,6 +259,39 @@ user_error)
     sleep 1
     state_is j-000001 JOB_STATE_FAILED || fail "a user error was retried"
     kill -0 "$W_PID" 2>/dev/null || fail "the worker process died"
+    ;;
+bad_shard_user_error)
+    write_spec 6 0
+    ctl submit spec.json >/dev/null || fail "submit"
+    for f in data_train_*.bin; do printf 'ACBA not a token shard %01100d' 0 >"$f"; done
+    start_worker
+    expect_user_failure "bad shard" "bad magic"
+    job_field j-000001 "j['reason']" | grep -q "1094861633" && fail "the reason echoes the file's bytes"
+    ;;
+bad_eval_shard_before_training)
+    write_spec 100000 0
+    ctl submit spec.json >/dev/null || fail "submit"
+    # One token (65535) outside vocab_size 257, in a valid uint16 shard.
+    for f in data_val_*.bin; do
+        $PY -c "import struct,sys; open(sys.argv[1],'wb').write(struct.pack('<256i',20240520,1,4,*[0]*253)+struct.pack('<4H',1,2,65535,3))" "$f"
+    done
+    start_worker
+    expect_user_failure "bad eval shard" "outside the model's vocabulary"
+    [ "$(job_field j-000001 "j.get('step', 0)")" = 0 ] || fail "training ran before the eval shards were checked"
+    ;;
+model_too_big_user_error)
+    write_spec 6 0
+    # ~900 TB of parameters: the allocation fails at once.
+    $PY - <<'PYEOF' || fail "spec"
+import json
+s = json.load(open("spec.json"))
+s["model"]["config"].update(hidden_size=65536, num_hidden_layers=1024, num_attention_heads=512,
+                            num_key_value_heads=512, intermediate_size=1048576)
+json.dump(s, open("spec.json", "w"))
+PYEOF
+    ctl submit spec.json >/dev/null || fail "submit"
+    start_worker
+    expect_user_failure "model too big" "does not fit this worker's memory"
     ;;
 rank_dies)
     start_worker2

@@ -78,6 +78,18 @@ status_json)
   run 0 "$E2CTL" status j-000001
   grep -q "^State: *PENDING" "$tmp/out" || fail "human status"
   ;;
+status_escapes_control_chars)
+  # A label value with C1 controls (U+009B is a one-character CSI on many
+  # terminals) reaches the table escaped, never as raw bytes.
+  spec ok '\u009b31mred\u0085x' > /dev/null
+  run 0 "$E2CTL" submit "$tmp/ok.json"
+  run 0 "$E2CTL" status j-000001
+  grep -q 'team=\\x9b31mred\\x85x' "$tmp/out" || fail "label not escaped"
+  LC_ALL=C grep -q $'\xc2[\x80-\x9f]' "$tmp/out" && fail "raw C1 bytes in the output"
+  run 0 "$E2CTL" status j-000001 --json
+  [ "$(json_get "d['job']['spec']['labels']['team'] == '\u009b31mred\u0085x'" < "$tmp/out")" = True ] ||
+    fail "--json changed the value"
+  ;;
 status_not_found)
   run 3 "$E2CTL" status j-999999
   [ "$(cat "$tmp/err")" = "e2ctl: job j-999999 not found" ] || fail "NOT_FOUND message"

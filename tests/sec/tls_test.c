@@ -270,6 +270,36 @@ static void test_bad_tls_files_rejected(void) {
   CHECK(strstr(err, "missing-ca.pem") != NULL);
 }
 
+/* A private key other users may read is refused before it is read, by the
+ * server and by a mutual-TLS client, with one line naming the file and the
+ * mode (the token file rule); 0640 is fine. */
+static void test_tls_key_readable_by_others_refused(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  rpc_server *s = rpc_server_new(&loop, NULL);
+  char err[512];
+  CHECK(chmod(pem("server.key"), 0644) == 0);
+  rpc_tls open_key = {pem("server.pem"), pem("server.key"), NULL};
+  CHECK(rpc_server_listen(s, "127.0.0.1:0", &open_key, NULL, err, sizeof err) ==
+        RPC_EINVAL);
+  CHECK(strstr(err, "server.key is accessible by other users (mode 644)") !=
+        NULL);
+  CHECK(strstr(err, "chmod 600") != NULL);
+  rpc_server_free(s);
+  uv_loop_close(&loop);
+
+  CHECK(chmod(pem("client.key"), 0604) == 0);
+  rpc_client_tls client = {pem("ca.pem"), pem("client.pem"), pem("client.key"),
+                           NULL};
+  CHECK(rpc_client_new_tls("127.0.0.1:1", &client, err, sizeof err) == NULL);
+  CHECK(strstr(err, "client.key is accessible by other users") != NULL);
+  CHECK(chmod(pem("client.key"), 0640) == 0);
+  rpc_client *c = rpc_client_new_tls("127.0.0.1:1", &client, err, sizeof err);
+  CHECK(c != NULL);
+  if (c != NULL)
+    rpc_client_free(c);
+}
+
 static const struct {
   const char *name;
   void (*fn)(void);
@@ -281,6 +311,8 @@ static const struct {
     {"mutual_tls", test_mutual_tls},
     {"auth_hook", test_auth_hook},
     {"bad_tls_files_rejected", test_bad_tls_files_rejected},
+    {"tls_key_readable_by_others_refused",
+     test_tls_key_readable_by_others_refused},
 };
 
 int main(int argc, char **argv) {

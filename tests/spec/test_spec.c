@@ -517,6 +517,190 @@ static int case_fuzz(void) {
     return 0;
 }
 
+/* A comma list of n token ids (1,1,...) for --set. */
+static char *id_list(size_t n) {
+    char *t = malloc(2 * n + 1);
+    for (size_t i = 0; i < n; i++) t[2 * i] = '1', t[2 * i + 1] = ',';
+    t[n ? 2 * n - 1 : 0] = '\0';
+    return t;
+}
+
+/* eval.filler_tokens has a count limit, named with the limit in the error. */
+static int case_limit_filler_tokens(void) {
+    E2__V1__JobSpec *s = parse(good);
+    CHECK(s);
+    char *ok = id_list(E2_SPEC_FILLER_TOKENS_MAX), *over = id_list(E2_SPEC_FILLER_TOKENS_MAX + 1);
+    CHECK(e2_spec_set(s, "eval.filler_tokens", ok, err, sizeof err) == 0);
+    CHECK(e2_spec_validate(s, err, sizeof err) == 0);
+    CHECK(e2_spec_set(s, "eval.filler_tokens", over, err, sizeof err) == 0);
+    CHECK(e2_spec_validate(s, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.eval.filler_tokens must have at most 4096 entries (got 4097)");
+    free(ok);
+    free(over);
+    e2_spec_free(s);
+    return 0;
+}
+
+/* Shard pattern lists have a count limit. */
+static int case_limit_shard_patterns(void) {
+    E2__V1__JobSpec *s = parse(good);
+    CHECK(s);
+    size_t n = E2_SPEC_SHARD_PATTERNS_MAX + 1;
+    char *list = malloc(n * 8 + 1);
+    list[0] = '\0';
+    for (size_t i = 0; i < n; i++) strcat(list, i ? ",/d/x" : "/d/x");
+    CHECK(e2_spec_set(s, "data.eval_shards", list, err, sizeof err) == 0);
+    CHECK(e2_spec_validate(s, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.data.eval_shards must have at most 256 entries (got 257)");
+    free(list);
+    e2_spec_free(s);
+    return 0;
+}
+
+/* The whole spec has a byte limit (64 KiB encoded), whatever field makes
+ * it large. */
+static int case_limit_spec_bytes(void) {
+    E2__V1__JobSpec *s = parse(good);
+    CHECK(s);
+    char *big = malloc(4096);
+    memset(big, 'a', 4000);
+    big[0] = '/';
+    big[4000] = '\0';
+    char *list = malloc(20 * 4001 + 1);
+    list[0] = '\0';
+    for (int i = 0; i < 20; i++) {
+        if (i) strcat(list, ",");
+        strcat(list, big);
+    }
+    CHECK(e2_spec_set(s, "data.train_shards", list, err, sizeof err) == 0);
+    CHECK(e2_spec_validate(s, err, sizeof err) != 0);
+    CHECK_MSG(err, "over the limit of 65536 bytes");
+    free(big);
+    free(list);
+    e2_spec_free(s);
+    return 0;
+}
+
+/* Labels: count, key and value length limits named in the error. */
+static int case_limit_labels(void) {
+    E2__V1__JobSpec *s = parse(good);
+    CHECK(s);
+    char v[300];
+    memset(v, 'x', 257);
+    v[257] = '\0';
+    CHECK(e2_spec_set(s, "labels.team", v, err, sizeof err) == 0);
+    CHECK(e2_spec_validate(s, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.labels.team must be at most 256 bytes (got 257)");
+    e2_spec_free(s);
+    s = parse(good);
+    char k[80];
+    for (int i = 0; i < 64; i++) {
+        snprintf(k, sizeof k, "labels.k%d", i);
+        CHECK(e2_spec_set(s, k, "v", err, sizeof err) == 0);
+    }
+    CHECK(e2_spec_validate(s, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.labels must have at most 64 entries (got 66)");
+    e2_spec_free(s);
+    return 0;
+}
+
+/* A labels map that repeats a key (possible on the wire, not in JSON) is
+ * refused naming the key, instead of one entry winning silently. */
+static int case_labels_duplicate_key(void) {
+    E2__V1__JobSpec *s = parse(good);
+    CHECK(s);
+    CHECK(s->n_labels == 2);
+    free(s->labels[1]->key);
+    s->labels[1]->key = strdup(s->labels[0]->key);
+    CHECK(e2_spec_validate(s, err, sizeof err) != 0);
+    char want[128];
+    snprintf(want, sizeof want, "spec.labels: duplicate key \"%s\"", s->labels[0]->key);
+    CHECK_MSG(err, want);
+    e2_spec_free(s);
+    return 0;
+}
+
+/* Data roots: a path outside them is refused naming the field and the
+ * roots; paths inside (and globs there) pass; ".." cannot climb out. */
+static int case_roots_outside_refused(void) {
+    E2__V1__JobSpec *s = parse(good);
+    CHECK(s);
+    const char *roots = "/srv/a:/data";
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) == 0);
+    CHECK(e2_spec_set(s, "data.eval_shards", "/etc/shadow", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.data.eval_shards[0]: \"/etc/shadow\" is outside the data roots (/srv/a:/data)");
+    CHECK(e2_spec_set(s, "data.eval_shards", "/data/../etc/shadow", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.data.eval_shards[0]: \"/data/../etc/shadow\" must be a normalized absolute path");
+    CHECK(e2_spec_set(s, "data.eval_shards", "/data//x.bin", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
+    CHECK(e2_spec_set(s, "data.eval_shards", "data/x.bin", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
+    CHECK(e2_spec_set(s, "data.eval_shards", "/database/x.bin", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
+    CHECK(e2_spec_set(s, "data.eval_shards", "/data/v/*.bin", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) == 0);
+    CHECK(e2_spec_set(s, "resume_from", "/home/u/run/step_10", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.resume_from: \"/home/u/run/step_10\" is outside the data roots");
+    CHECK(e2_spec_set(s, "resume_from", "", err, sizeof err) == 0);
+    CHECK(e2_spec_set(s, "output_dir", "/tmp/out", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, roots, "/srv/export", 0, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.output_dir: \"/tmp/out\" is outside the export root (/srv/export)");
+    /* No roots: any path, as before. */
+    CHECK(e2_spec_set(s, "data.eval_shards", "/etc/shadow", err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, "", NULL, 0, err, sizeof err) == 0);
+    e2_spec_free(s);
+    return 0;
+}
+
+/* A link inside a root that points outside is refused once resolved: at
+ * submit when the link is a folder on the way, on the worker (deep) for
+ * every matched file and every entry of hf_dir; the error never names the
+ * link's target. */
+static int case_roots_symlink_resolved(void) {
+    char root[] = "/tmp/e2-roots-XXXXXX", out[] = "/tmp/e2-out-XXXXXX";
+    CHECK(mkdtemp(root) && mkdtemp(out));
+    char p[512], q[512], pat[512];
+    snprintf(p, sizeof p, "%s/secret.txt", out);
+    CHECK(write_file(p, "secret") == 0);
+    snprintf(q, sizeof q, "%s/t_000.bin", root);
+    CHECK(symlink(p, q) == 0);
+    snprintf(pat, sizeof pat, "%s/t_*.bin", root);
+    E2__V1__JobSpec *s = parse("{}");
+    CHECK(e2_spec_set(s, "data.train_shards", pat, err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, root, NULL, 0, err, sizeof err) == 0); /* the text is inside */
+    CHECK(e2_spec_check_roots(s, root, NULL, 1, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.data.train_shards[0]");
+    CHECK_MSG(err, "resolves (through a symbolic link) to a path outside the data roots");
+    CHECK(strstr(err, "secret") == NULL && strstr(err, out) == NULL);
+    /* A linked folder on the way is caught at submit already. */
+    snprintf(q, sizeof q, "%s/linkdir", root);
+    CHECK(symlink(out, q) == 0);
+    snprintf(pat, sizeof pat, "%s/linkdir/*.txt", root);
+    CHECK(e2_spec_set(s, "data.train_shards", pat, err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, root, NULL, 0, err, sizeof err) != 0);
+    CHECK_MSG(err, "resolves (through a symbolic link)");
+    /* hf_dir: a real folder inside whose config.json links out. */
+    char m[512];
+    snprintf(m, sizeof m, "%s/model", root);
+    CHECK(mkdir(m, 0755) == 0);
+    snprintf(q, sizeof q, "%s/model/config.json", root);
+    CHECK(symlink(p, q) == 0);
+    e2_spec_free(s);
+    s = parse("{}");
+    CHECK(e2_spec_set(s, "model.hf_dir", m, err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, root, NULL, 0, err, sizeof err) == 0);
+    CHECK(e2_spec_check_roots(s, root, NULL, 1, err, sizeof err) != 0);
+    CHECK_MSG(err, "spec.model.hf_dir");
+    e2_spec_free(s);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", root, out);
+    CHECK(system(cmd) == 0);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const check_case cases[] = {
         {"round_trip", case_round_trip},
@@ -535,6 +719,13 @@ int main(int argc, char **argv) {
         {"load_resolves", case_load_resolves},
         {"check_files", case_check_files},
         {"fuzz", case_fuzz},
+        {"limit_filler_tokens", case_limit_filler_tokens},
+        {"limit_shard_patterns", case_limit_shard_patterns},
+        {"limit_spec_bytes", case_limit_spec_bytes},
+        {"limit_labels", case_limit_labels},
+        {"labels_duplicate_key", case_labels_duplicate_key},
+        {"roots_outside_refused", case_roots_outside_refused},
+        {"roots_symlink_resolved", case_roots_symlink_resolved},
         {NULL, NULL},
     };
     return check_main(cases, argc, argv);

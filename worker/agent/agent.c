@@ -306,6 +306,10 @@ const E2__V1__Assignment *e2w_agent_job_assignment(const e2w_agent_job *job) {
     return job->asg;
 }
 
+const e2w_agent_config *e2w_agent_job_config(const e2w_agent_job *job) {
+    return &job->agent->cfg;
+}
+
 int e2w_agent_job_should_stop(e2w_agent_job *job) {
     return atomic_load(&job->stop);
 }

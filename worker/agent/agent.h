@@ -68,6 +68,11 @@ typedef struct {
      * which e2w_agent_main sets from these); NULL: the environment's. */
     const char *comm_iface;
     const char *comm_host;
+    /* Data access (e2_spec_check_roots): ':'-separated folders the files
+     * a spec names must resolve under, and the folder output_dir must be
+     * under; NULL: no check. */
+    const char *data_roots;
+    const char *export_root;
     /* The --config file's text, which the strings above may point into
      * (malloc'd; released by e2w_agent_args_free), and its `env.NAME =
      * value` lines: env[i][0] the name, env[i][1] the value. */

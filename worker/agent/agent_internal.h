@@ -18,6 +18,9 @@ int e2w_agent_shard_files(const E2__V1__Assignment *as, char ***paths,
                           size_t *n, char *err, size_t errlen);
 void e2w_agent_shard_files_free(char **paths, size_t n);
 
+/* The agent's settings (data roots for the runner's file checks). */
+const e2w_agent_config *e2w_agent_job_config(const e2w_agent_job *job);
+
 /* Called from the control thread when the rank is aborted, so collectives
  * blocked in the training thread return instead of waiting for peers that
  * are gone. Set to NULL before what data points to is freed. */

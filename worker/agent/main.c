@@ -43,6 +43,11 @@ const char *e2w_agent_usage(void) {
            "  --comm-host ADDR    interface, or this machine's address, other ranks reach\n"
            "                      it on (or $E2_COMM_IFACE, $E2_COMM_HOST; default\n"
            "                      127.0.0.1: all ranks on one machine)\n"
+           "  --data-roots DIR[:DIR..]  every file an assigned spec names to read (data\n"
+           "                      shards, model.hf_dir, resume_from) must resolve\n"
+           "                      (links followed) under one of these folders, else the\n"
+           "                      job fails before the file is opened (default: none)\n"
+           "  --export-root DIR   spec.output_dir must lie under it (default: any)\n"
            "  --config FILE       read settings from FILE first: `key = value` lines,\n"
            "                      keys being the flags above without dashes\n"
            "                      (coordinator = head:7070), and `env.NAME = value`\n"
@@ -62,6 +67,7 @@ static const char *env_or_null(const char *name) {
 static const char *const agent_keys[] = {
     "coordinator", "device",  "device-index", "name",       "token-file",
     "tls-ca",      "tls-cert", "tls-key",     "comm-iface", "comm-host",
+    "data-roots",  "export-root",
 };
 
 static int agent_takes_value(const char *key) {
@@ -107,6 +113,18 @@ static int agent_set(e2w_agent_config *cfg, const char *key, const char *v,
         cfg->tls_key = v;
     } else if (!strcmp(key, "comm-iface")) {
         cfg->comm_iface = v;
+    } else if (!strcmp(key, "data-roots") || !strcmp(key, "export-root")) {
+        int roots = !strcmp(key, "data-roots");
+        for (const char *r = v;;) {
+            const char *end = strchr(r, ':');
+            if (r[0] != '/' || (!roots && end))
+                return e2_errf(err, errlen, "%s must be %s (got '%s')", key,
+                               roots ? "absolute folders separated by ':'" : "one absolute folder", v);
+            if (!end) break;
+            r = end + 1;
+        }
+        if (roots) cfg->data_roots = v;
+        else cfg->export_root = v;
     } else {
         cfg->comm_host = v;
     }
@@ -335,6 +353,9 @@ int e2w_agent_main(int argc, char **argv) {
         e2w_agent_args_free(&cfg);
         return 2;
     }
+    if (!cfg.data_roots && !cfg.spawned_by_e2d) /* e2d warns for its own */
+        fprintf(stderr, "e2worker: warning: no data-roots: assigned jobs may read any file this "
+                        "user can read (docs/security.md)\n");
     cfg.on_log = print_line;
     cfg.on_log_data = stdout;
     cfg.on_event = print_line;

@@ -13,8 +13,9 @@
  *
  * Outcomes: trained -> SUCCEEDED; stopped by Cancel -> CANCELLED (after a
  * final checkpoint when the deadline leaves room for one); stopped by Abort
- * or a failed collective -> FAILED_INFRA; bad spec or a non-finite loss ->
- * FAILED_USER. */
+ * or a failed collective -> FAILED_INFRA; bad spec, data that fails its
+ * checks (found before training: shard headers, eval shards), a model too
+ * large for this worker's memory, or a non-finite loss -> FAILED_USER. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include "agent_internal.h"
 #include "base.h"
 #include "comm.h"
+#include "dataset.h"
 #include "eval.h"
 #include "hf_config.h"
 #include "pbjson.h"
@@ -293,8 +295,14 @@ static void comm_close(runner_ctx *c) {
 /* ---- spec ---- */
 
 /* As `e2worker run`: an hf_dir model's config.json fills model.config,
- * then defaults, validation and the files. */
-static int resolve_spec(E2__V1__JobSpec *spec, char *err, size_t errlen) {
+ * then defaults, validation and the files. First, every file the spec
+ * names is checked against this worker's data roots (links resolved),
+ * before any is opened: e2d checked the text at submit, this machine's
+ * files may differ. */
+static int resolve_spec(E2__V1__JobSpec *spec, const e2w_agent_config *cfg_agent, char *err,
+                        size_t errlen) {
+    if (e2_spec_check_roots(spec, cfg_agent->data_roots, cfg_agent->export_root, 1, err, errlen) < 0)
+        return -1;
     E2__V1__ModelSpec *ms = spec->model;
     if (ms && ms->hf_dir && *ms->hf_dir) {
         E2__V1__LlamaConfig *cfg = malloc(sizeof *cfg);
@@ -374,6 +382,38 @@ static int run_failure_outcome(const char *msg) {
     return E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
 }
 
+/* The trainer's set-up failures that the job's spec or data cause, and
+ * that every retry would meet again: a data problem its checks name, or a
+ * model (with its optimizer state and activations) larger than this
+ * worker's memory. */
+static int create_failure_outcome(const char *msg) {
+    if (strstr(msg, "outside the model's vocabulary") || strstr(msg, "fewer than one training sequence") ||
+        strstr(msg, "cannot allocate"))
+        return E2__V1__OUTCOME__OUTCOME_FAILED_USER;
+    return E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
+}
+
+/* Data problems are the job's and are found before training, not after:
+ * every training shard's header (e2d's manifest, else the spec's
+ * patterns), and the eval shards as evaluation will read them (headers
+ * and the vocabulary). */
+static int preflight_data(const E2__V1__JobSpec *spec, char **shards, size_t n_shards, char *err,
+                          size_t errlen) {
+    e2w_dataset *ds = NULL;
+    const E2__V1__DataSpec *d = spec->data;
+    if (n_shards ? e2w_dataset_open(&ds, shards, n_shards, 1, err, errlen) < 0
+                 : e2w_dataset_open(&ds, d->train_shards, d->n_train_shards, 1, err, errlen) < 0)
+        return -1;
+    e2w_dataset_close(ds);
+    if (d->n_eval_shards == 0 || !spec->eval || spec->eval->n_windows == 0) return 0;
+    if (e2w_dataset_open(&ds, d->eval_shards, d->n_eval_shards, 1, err, errlen) < 0) return -1;
+    uint32_t vocab = spec->model && spec->model->config ? spec->model->config->vocab_size : 0;
+    int rc = vocab ? e2w_dataset_check_vocab(ds, vocab, err, errlen) : 0;
+    e2w_dataset_close(ds);
+    if (rc < 0) return -1;
+    return 0;
+}
+
 /* Cancel leaves room for a final checkpoint when the deadline allows a
  * step's worth of time plus a second, on every rank (a checkpoint commits
  * only once all ranks reported it). */
@@ -409,7 +449,8 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, "the assignment carries no spec");
         return;
     }
-    if (resolve_spec(spec, err, sizeof err) < 0) {
+    const e2w_agent_config *acfg = e2w_agent_job_config(job);
+    if (resolve_spec(spec, acfg, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
         goto done;
     }
@@ -445,11 +486,34 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         say(&c, "failed: %s", err);
         goto done;
     }
+    for (size_t i = 0; i < as->n_train_shards; i++)
+        if (e2_spec_check_path_root("data: shard of e2d's manifest", as->train_shards[i]->path,
+                                    acfg->data_roots, err, sizeof err) < 0) {
+            finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
+            say(&c, "failed: %s", err);
+            goto done;
+        }
     hooks.shard_files = shards;
     hooks.n_shard_files = n_shards;
-    if (e2_mkdir_p(as->job_dir, 0755, err, sizeof err) < 0 ||
-        e2w_train_create(&t, spec, k, as->job_dir, &hooks, err, sizeof err) < 0) {
+    if (preflight_data(spec, shards, n_shards, err, sizeof err) < 0) {
+        finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
+        say(&c, "failed: %s", err);
+        goto done;
+    }
+    if (e2_mkdir_p(as->job_dir, 0755, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
+        goto done;
+    }
+    if (e2w_train_create(&t, spec, k, as->job_dir, &hooks, err, sizeof err) < 0) {
+        int outcome = create_failure_outcome(err);
+        if (outcome == E2__V1__OUTCOME__OUTCOME_FAILED_USER && strstr(err, "cannot allocate")) {
+            char why[E2_ERRLEN];
+            snprintf(why, sizeof why, "the model does not fit this worker's memory (%s): use more workers "
+                     "with train.zero1, train.recompute or a smaller train.micro_batch", err);
+            snprintf(err, sizeof err, "%s", why);
+        }
+        finish(res, outcome, err);
+        say(&c, "failed: %s", err);
         goto done;
     }
     if (c.comm &&

@@ -237,8 +237,9 @@ int e2w_hf_config_read(const char *path, E2__V1__LlamaConfig *cfg,
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);
     if (root == NULL)
-        return e2_errf(err, errlen, "%s: not valid JSON: %s (line %d)", file,
-                       je.text, je.line);
+        /* Line and column only: jansson's text quotes the file. */
+        return e2_errf(err, errlen, "%s: not valid JSON (line %d, column %d)",
+                       file, je.line, je.column);
     int rc = e2w__config_from_json(file, root, cfg, meta, err, errlen);
     json_decref(root);
     return rc;

@@ -174,12 +174,12 @@ static int e2w__map_file(e2w__file *f, const char *path, char *err,
     memcpy(&n, f->map, 8);
     if (n > f->size - 8)
         return e2_errf(err, errlen,
-                       "%s: header length %llu runs past the end of the file "
-                       "(%zu bytes): truncated or not a safetensors file",
-                       path, (unsigned long long)n, f->size);
+                       "%s: the 8-byte header length runs past the end of the "
+                       "file: truncated or not a safetensors file",
+                       path);
     if (n > E2W_ST_MAX_HEADER)
-        return e2_errf(err, errlen, "%s: header length %llu exceeds the %u "
-                       "byte limit", path, (unsigned long long)n,
+        return e2_errf(err, errlen, "%s: the header length exceeds the %u "
+                       "byte limit (not a safetensors file?)", path,
                        E2W_ST_MAX_HEADER);
     f->data = f->map + 8 + n;
     f->data_len = f->size - 8 - n;
@@ -323,8 +323,8 @@ static int e2w__parse_file(e2w_st *st, size_t fi, char *err, size_t errlen) {
     json_t *root = json_loadb((const char *)f->map + 8, (size_t)hlen,
                               JSON_REJECT_DUPLICATES, &je);
     if (root == NULL)
-        return e2_errf(err, errlen, "%s: header is not valid JSON: %s (header "
-                       "byte %d)", f->path, je.text, je.position);
+        return e2_errf(err, errlen, "%s: header is not valid JSON (header "
+                       "byte %d)", f->path, je.position);
     if (!json_is_object(root)) {
         json_decref(root);
         return e2_errf(err, errlen, "%s: header is not a JSON object", f->path);
@@ -427,8 +427,8 @@ static int e2w__open_index(e2w_st *st, const char *dir, const char *index,
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);
     if (root == NULL)
-        return e2_errf(err, errlen, "%s: not valid JSON: %s (line %d)", index,
-                       je.text, je.line);
+        return e2_errf(err, errlen, "%s: not valid JSON (line %d, column %d)",
+                       index, je.line, je.column);
     int rc = 0;
     json_t *wm = json_object_get(root, "weight_map");
     json_t *md = json_object_get(root, "metadata");

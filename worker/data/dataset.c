@@ -166,8 +166,8 @@ int e2w_dataset_check_vocab(const e2w_dataset *ds, uint32_t vocab, char *err, si
             uint32_t t = e2w_shard_token(sh, i);
             if (t >= vocab)
                 return ds_err(err, errlen, -EINVAL,
-                              "%s: token %u at position %llu is outside the model's vocabulary (vocab_size %u)",
-                              sh->path, t, (unsigned long long)i, vocab);
+                              "%s: the token at position %llu is outside the model's vocabulary (vocab_size %u)",
+                              sh->path, (unsigned long long)i, vocab);
         }
     }
     return 0;

@@ -31,29 +31,32 @@ void e2w_shard_close(e2w_shard *s) {
 /* The header decides the width; every way it can disagree with the file
  * gets its own message. */
 static int sh_check(e2w_shard *s, const int32_t *h, uint64_t size, char *err, size_t errlen) {
+    /* Messages name the check that failed and the expected values, never
+     * the header's bytes: the file may not be a shard at all (a path into
+     * someone's secrets), and its content is not ours to print. */
     const char *p = s->path;
     if (h[0] == E2W_SHARD_MAGIC_U16) {
         if (h[1] != E2W_SHARD_VERSION_U16)
-            return sh_err(err, errlen, -EINVAL, "%s: bad version %d for magic %d (uint16 tokens need version %d)",
-                          p, h[1], h[0], E2W_SHARD_VERSION_U16);
+            return sh_err(err, errlen, -EINVAL, "%s: bad header: uint16 token shards need version %d",
+                          p, E2W_SHARD_VERSION_U16);
         s->width = 2;
     } else if (h[0] == E2W_SHARD_MAGIC_U32) {
         if (h[1] != E2W_SHARD_VERSION_U32)
-            return sh_err(err, errlen, -EINVAL, "%s: bad version %d for magic %d (uint32 tokens need version %d)",
-                          p, h[1], h[0], E2W_SHARD_VERSION_U32);
+            return sh_err(err, errlen, -EINVAL, "%s: bad header: uint32 token shards need version %d",
+                          p, E2W_SHARD_VERSION_U32);
         s->width = 4;
     } else {
         return sh_err(err, errlen, -EINVAL,
-                      "%s: bad magic %d (expected %d for uint16 or %d for uint32 tokens): not an llm.c token shard",
-                      p, h[0], E2W_SHARD_MAGIC_U16, E2W_SHARD_MAGIC_U32);
+                      "%s: bad magic (expected %d for uint16 or %d for uint32 tokens): not an llm.c token shard",
+                      p, E2W_SHARD_MAGIC_U16, E2W_SHARD_MAGIC_U32);
     }
-    if (h[2] < 0) return sh_err(err, errlen, -EINVAL, "%s: negative token count %d in the header", p, h[2]);
+    if (h[2] < 0) return sh_err(err, errlen, -EINVAL, "%s: bad header: negative token count", p);
     uint64_t want = E2W_SHARD_HEADER_BYTES + (uint64_t)h[2] * (uint64_t)s->width;
     if (size != want)
         return sh_err(err, errlen, -EINVAL,
-                      "%s: size mismatch: the header says %d tokens of %d bytes (%llu bytes with the header) "
-                      "but the file has %llu bytes",
-                      p, h[2], s->width, (unsigned long long)want, (unsigned long long)size);
+                      "%s: size mismatch: the file's size is not the %d-byte header plus the header's token "
+                      "count times %d bytes (truncated or not a shard)",
+                      p, E2W_SHARD_HEADER_BYTES, s->width);
     s->n_tokens = (uint64_t)h[2];
     return 0;
 }
@@ -73,8 +76,8 @@ int e2w_shard_open(e2w_shard *s, const char *path, char *err, size_t errlen) {
     if (fstat(fd, &st) != 0) rc = sh_err(err, errlen, -errno, "%s: cannot stat: %s", path, strerror(errno));
     else if (!S_ISREG(st.st_mode)) rc = sh_err(err, errlen, -EINVAL, "%s: not a regular file", path);
     else if ((uint64_t)st.st_size < E2W_SHARD_HEADER_BYTES)
-        rc = sh_err(err, errlen, -EINVAL, "%s: truncated header (%lld bytes; a shard starts with a %d-byte header)",
-                    path, (long long)st.st_size, E2W_SHARD_HEADER_BYTES);
+        rc = sh_err(err, errlen, -EINVAL, "%s: truncated header (a shard starts with a %d-byte header)",
+                    path, E2W_SHARD_HEADER_BYTES);
     if (rc == 0) {
         s->map_len = (size_t)st.st_size;
         s->map = mmap(NULL, s->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
