@@ -176,8 +176,9 @@ cancel)
     ;;
 e2d_restart)
     # Long enough (seconds) that the poll below sees step 3 well before
-    # the job could end, even on a fast machine.
-    write_spec 1000 10 32
+    # the job could end, even on a fast machine; a checkpoint every 100
+    # steps, since 100 fsynced commits take minutes on a loaded disk.
+    write_spec 1000 100 32
     ctl submit spec.json >/dev/null || fail "submit"
     wait_until 20 step_at_least j-000001 3 || fail "job did not train"
     # The worker is frozen while e2d is killed, so that the kill lands
@@ -192,7 +193,7 @@ e2d_restart)
     sleep 1
     kill -0 "$W_PID" 2>/dev/null || fail "the worker died with e2d"
     start_e2d
-    wait_until 120 state_is j-000001 JOB_STATE_SUCCEEDED || fail "job did not succeed after the restart: $(ctl status j-000001)"
+    wait_until 400 state_is j-000001 JOB_STATE_SUCCEEDED || fail "job did not succeed after the restart: $(ctl status j-000001)"
     kill -0 "$W_PID" 2>/dev/null || fail "the worker process did not survive"
     grep -q "unreachable" worker.err || fail "worker never noticed e2d was gone"
     grep -q "ended: SUCCEEDED" worker.err || fail "worker did not finish its rank"
