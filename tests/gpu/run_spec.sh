@@ -6,7 +6,9 @@
 # every step. Usage: run_spec.sh E2WORKER
 set -u
 E2W=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") # absolute: the job runs in a scratch dir
-PY=/usr/bin/python3
+# python3 from PATH: on the GPU machine that is the PyTorch one, and
+# /usr/bin/python3 may not exist there.
+PY=$(command -v python3) || { echo "run_spec: python3 not found on PATH"; exit 1; }
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2-gpu-run-XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 cd "$TMP" || exit 1
