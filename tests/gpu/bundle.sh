@@ -36,13 +36,14 @@ launch=""
 if command -v ccache >/dev/null 2>&1; then
     launch="-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
 fi
+mkdir -p "$dir"
 # shellcheck disable=SC2086 # $launch is two words or none
 nice -n 10 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DE2_CUDA=ON -DE2_NATIVE=OFF \
-    "-DCMAKE_CUDA_ARCHITECTURES=$arch" $launch >"$dir.configure.log" 2>&1 ||
-    { tail -20 "$dir.configure.log"; echo "bundle: configure failed"; exit 1; }
+    "-DCMAKE_CUDA_ARCHITECTURES=$arch" $launch >"$dir/bundle-configure.log" 2>&1 ||
+    { tail -20 "$dir/bundle-configure.log"; echo "bundle: configure failed"; exit 1; }
 nice -n 10 cmake --build "$dir" -j "$jobs" --target gpu_probe gpu_check nccl_check e2worker \
-    >"$dir.build.log" 2>&1 ||
-    { grep -E "error|Error" "$dir.build.log" | head -30; echo "bundle: build failed"; exit 1; }
+    >"$dir/bundle-build.log" 2>&1 ||
+    { grep -E "error|Error" "$dir/bundle-build.log" | head -30; echo "bundle: build failed"; exit 1; }
 
 stage=$(mktemp -d "${TMPDIR:-/tmp}/e2-gpu-bundle-XXXXXX")
 trap 'rm -rf "$stage"' EXIT

@@ -44,8 +44,10 @@
 #include <cuda_runtime.h>
 
 #include "grad_check.h"
+#include "e2/v1/job.pb-c.h"
 #include "k.h"
 #include "model.h"
+#include "plan.h"
 
 #define TOL_BF16 1e-2
 #define TOL_F32 1e-5
@@ -845,6 +847,23 @@ static void bench_train(double gemm) {
     figure("train_1b_R4096_model_tflops", flops * 1e-12, "TFLOP/s");
     figure("train_1b_R4096_mfu_pct_of_gemm", 100.0 * flops / gemm, "%");
     figure("train_1b_R4096_device_gib", held / (1 << 30), "GiB");
+    /* e2worker plan's prediction for the same job, less its runtime
+     * reserve (the CUDA context, not a cudaMalloc of ours) and the cuBLASLt
+     * workspace (allocated before base was taken). */
+    E2__V1__LlamaConfig pc = E2__V1__LLAMA_CONFIG__INIT;
+    e2w_model_config_to_proto(&cfg, &pc);
+    e2w_plan_opts po = {.gpus = 1, .micro_batch = B, .seq = T, .act_bytes = 2};
+    e2w_plan plan;
+    char err[256];
+    if (e2w_plan_compute(&plan, &pc, &po, err, sizeof err) == 0) {
+        double pred = (double)(plan.total - plan.reserve) - (double)(32u << 20);
+        printf("      e2worker plan predicts %.2f GiB of the same (measured/predicted %.3f)\n",
+               pred / (1 << 30), held / pred);
+        figure("plan_1b_R4096_predicted_gib", pred / (1 << 30), "GiB");
+        figure("plan_1b_R4096_measured_over_predicted", held / pred, "ratio");
+    } else {
+        printf("      e2worker plan: %s\n", err);
+    }
     free(tok);
     free(tgt);
     trainee_free(&t);
