@@ -511,7 +511,8 @@ static void check_accum_ops(void) {
 }
 
 /* A whole model: ACCUM_MICRO micro-batches of one sequence, each weighted
- * 1 / (all tokens), into one gradient; the gradient must match the CPU's. */
+ * 1 / (all tokens), into one gradient; the gradient must match the CPU's
+ * (the trainer's gradient accumulation, with E² RoPE and a tied head). */
 static void check_accum_model(void) {
     e2w_model_config cfg = {.C = 64, .n_layer = 2, .H = 4, .KVH = 2, .D = 16, .F = 128,
                             .V = 128, .max_pos = 128, .eps = 1e-5f, .theta = 10000.0f,
@@ -546,7 +547,10 @@ static void check_accum_model(void) {
     float *gc = xmalloc(n * sizeof(float)), *gg = xmalloc(n * sizeof(float));
     e2w_model_download_grad(&tc.m, 0, gc, n);
     e2w_model_download_grad(&tg.m, 0, gg, n);
-    check_arrays("accum x64 model", "grads", gg, gc, n, 2e-2);
+    /* A whole bf16 forward and backward per micro-batch: looser than one
+     * op. The discriminating check of the fp32 accumulation is
+     * check_accum_ops (values near 1, increments far below bf16's step). */
+    check_arrays("accum x64 model", "grads", gg, gc, n, 5e-2);
     free(gc);
     free(gg);
     free(tok);
