@@ -31,6 +31,8 @@ arch=${E2_CUDA_ARCH:-90}
 dir=build-gpu-bundle
 out=build-gpu-carry
 jobs=${E2_BUNDLE_JOBS:-2}
+# The sources built: the commit, and whether the tree had changes on top.
+commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (plus uncommitted changes)')"
 
 launch=""
 if command -v ccache >/dev/null 2>&1; then
@@ -71,11 +73,11 @@ need_cxx=$(for f in "$b"/bin/* "$b"/lib/*; do objdump -T "$f" 2>/dev/null; done 
     grep -o 'GLIBCXX_[0-9.]*' | sort -u -V | tail -1)
 {
     echo "e2 GPU bundle"
-    echo "commit: $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (plus uncommitted changes)')"
+    echo "commit: $commit"
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m), CUDA architectures $arch"
     echo "nvcc: $(nvcc --version 2>/dev/null | tail -1)"
     echo "device must provide: $(for f in $bins; do ldd "$f"; done | awk '$2 == "=>" {print $1}' |
-        grep -E '^(libcuda|libcublas|libnccl)' | sort -u | tr '\n' ' ')"
+        grep -E '^(libcuda\.so|libcublas|libnccl)' | sort -u | tr '\n' ' ')"
     echo "newest glibc symbol needed: ${need_glibc:-none}; newest libstdc++ symbol: ${need_cxx:-none}"
     echo "bundled libraries:"
     ls "$b/lib" | sed 's/^/  /'

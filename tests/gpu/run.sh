@@ -16,6 +16,8 @@
 #
 # Every stage has a time limit, and each limit is cut to what is left of
 # E2_GPU_BUDGET (default 540 s) so the whole run ends inside one 600 s call.
+# E2_GPU_STAGES="ops-attn train" (shell patterns) runs only the stages
+# named, plus env: for a second run after a fix.
 # Exits 0 when every check passed (the figures never fail the run).
 #
 #   bash tests/gpu/run.sh --prebuilt build-gpu-carry/e2-gpu.tar.xz
@@ -50,9 +52,14 @@ if [ -z "${E2_GPU_RUN_TEED:-}" ]; then
     exit "$(cat "$logdir/.rc" 2>/dev/null || echo 1)"
 fi
 
+# A previous run's stage logs and results (run.log is this run's).
+find "$logdir" -maxdepth 1 \( -name '*.log' ! -name run.log -o -name '*.json' \) -exec rm -f {} +
+
 stages=""   # JSON objects, comma-separated
 status=0
+unpack=""
 finish() {
+    [ -n "$unpack" ] && rm -rf "$unpack"
     if [ "$status" -eq 0 ]; then pass=true; echo "run.sh: PASS"; else pass=false; echo "run.sh: FAIL"; fi
     echo "run.sh: $(( $(date +%s) - t_start )) s in all; logs and result.json in $logdir"
     {
@@ -75,6 +82,16 @@ stage() {
     shift 2
     counts=1
     if [ "$1" = "--figures" ]; then counts=0; shift; fi
+    if [ -n "${E2_GPU_STAGES:-}" ] && [ "$name" != env ]; then
+        want=0
+        set -f # the patterns are for stage names, not files
+        for p in $E2_GPU_STAGES; do
+            # shellcheck disable=SC2254 # $p is a pattern
+            case $name in $p) want=1 ;; esac
+        done
+        set +f
+        [ "$want" -eq 1 ] || { rc=0; return 0; }
+    fi
     l=$(( $(left) - 5 ))
     [ "$l" -lt "$limit" ] && limit=$l
     if [ "$limit" -lt 5 ]; then
@@ -102,7 +119,7 @@ if [ -n "$prebuilt" ]; then
     case $prebuilt in /*) ;; *) prebuilt=$root/$prebuilt ;; esac
     if [ -f "$prebuilt" ]; then
         unpack=$(mktemp -d "${TMPDIR:-/tmp}/e2-gpu-XXXXXX")
-        tar -C "$unpack" -xJf "$prebuilt" || { echo "run.sh: cannot unpack $prebuilt"; finish; }
+        tar -C "$unpack" -xJf "$prebuilt" || { echo "run.sh: cannot unpack $prebuilt"; status=1; finish; }
         bundle=$unpack/e2-gpu
     else
         bundle=$prebuilt
@@ -139,6 +156,9 @@ if [ -n "$prebuilt" ]; then
             echo "run.sh: $lib not found in: $dirs"
         fi
     done
+    # run_spec.sh runs python3 with the device's own libraries, not the
+    # bundle's (libz, libssl, ...).
+    export E2_GPU_PREBUILT=1 E2_GPU_SYSTEM_LDP="${LD_LIBRARY_PATH:-}"
     export LD_LIBRARY_PATH="$ldp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     # This machine's libstdc++ is kept aside: used only when the device's is
     # older than what the bundle was built against.
