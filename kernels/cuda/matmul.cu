@@ -111,7 +111,9 @@ static kcuda_plan kcuda_plans[KCUDA_PLANS];
 static int kcuda_n_plans;
 static pthread_mutex_t kcuda_plan_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void kcuda_plan_make(kcuda_plan *p, const kcuda_plan_key *key) {
+/* bias: the first call's bias pointer (NULL without), set before the
+ * heuristic runs as in an uncached call; the key holds its alignment. */
+static void kcuda_plan_make(kcuda_plan *p, const kcuda_plan_key *key, const void *bias) {
     p->key = *key;
     cublasOperation_t opa = key->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t opb = key->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -123,6 +125,7 @@ static void kcuda_plan_make(kcuda_plan *p, const kcuda_plan_key *key) {
         cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
         cudaDataType_t bt = CUDA_R_16BF;
         kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
         kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     }
     int m = key->m, n = key->n, k = key->k;
@@ -176,10 +179,10 @@ static void kcuda_lt_gemm(void *d, int d_f32, const void *a, const void *b, int 
     int cached = 1;
     if (!p && kcuda_n_plans < KCUDA_PLANS) {
         p = &kcuda_plans[kcuda_n_plans++];
-        kcuda_plan_make(p, &key);
+        kcuda_plan_make(p, &key, bias);
     } else if (!p) {
         p = &once;
-        kcuda_plan_make(p, &key);
+        kcuda_plan_make(p, &key, bias);
         cached = 0;
     }
     cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
