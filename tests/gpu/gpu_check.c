@@ -24,9 +24,11 @@
  *                     model's shapes); attention fwd+bwd TFLOP/s at T = 4096
  *                     and 16384 (32 heads, 8 kv heads, head dim 128);
  *                     training tokens/s, MFU (against the GEMM rate measured
- *                     here) and peak device memory of a ~1B Llama at
- *                     R = 4096. Figures only, never a failure; also written
- *                     as one JSON object to the file JSON when given.
+ *                     here) and device memory of a ~1B Llama at R = 4096
+ *                     against e2worker plan's prediction; its evaluation
+ *                     tokens/s at 16x the window. Figures only, never a
+ *                     failure; also written as one JSON object to the file
+ *                     JSON when given.
  *
  * Inputs of both backends are identical: random fp32 values are uploaded to
  * the GPU (rounded to bf16) and the rounded values read back are what the
@@ -870,7 +872,38 @@ static void bench_train(double gemm) {
     }
     free(tok);
     free(tgt);
-    trainee_free(&t);
+    /* Evaluation at 16x the window (the same weights): one forward with
+     * targets over R = 16 * 4096 tokens, the activations of an evaluation
+     * (no backward buffers, the head in chunks), E2 scale g = 16. */
+    e2w_acts_free(&t.a, &t.m);
+    int TE = 16 * cfg.max_pos;
+    e2w_acts ea;
+    if (e2w_acts_create(&ea, &t.m, 1, TE, 0, 0, err, sizeof err) == 0) {
+        int32_t *et = xmalloc((size_t)TE * 4), *eg = xmalloc((size_t)TE * 4);
+        for (int i = 0; i < TE; i++) {
+            et[i] = (int32_t)(rng_next() % (uint64_t)cfg.V);
+            eg[i] = (int32_t)(rng_next() % (uint64_t)cfg.V);
+        }
+        float ge[1] = {16.0f};
+        int32_t te[1] = {0};
+        k_rope re = {.theta = cfg.theta, .n_sink = 4, .g = ge, .t = te};
+        e2w_acts_set_batch(&ea, &t.m, et, eg, 1, TE);
+        (void)e2w_model_forward(&t.m, &ea, 1, TE, &re, 1); /* warm-up */
+        G->sync();
+        double e0 = now();
+        (void)e2w_model_forward(&t.m, &ea, 1, TE, &re, 1);
+        G->sync();
+        double de = now() - e0;
+        printf("  eval ~1B Llama at %d tokens (16x the window %d): %.0f tokens/s (%.2f s)\n", TE,
+               cfg.max_pos, TE / de, de);
+        figure("eval_1b_T65536_tokens_per_s", TE / de, "tokens/s");
+        e2w_acts_free(&ea, &t.m);
+        free(et);
+        free(eg);
+    } else {
+        printf("  eval at %d tokens: %s\n", TE, err);
+    }
+    e2w_model_free(&t.m);
 }
 
 static void run_bench(const char *json) {
