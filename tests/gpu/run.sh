@@ -160,6 +160,18 @@ if [ -n "$prebuilt" ]; then
     # bundle's (libz, libssl, ...).
     export E2_GPU_PREBUILT=1 E2_GPU_SYSTEM_LDP="${LD_LIBRARY_PATH:-}"
     export LD_LIBRARY_PATH="$ldp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    # What those libraries need in turn (a wheel's cuBLASLt may want its
+    # siblings): every name ldd still misses, from the same folders.
+    for lib in $(for f in "$bin"/*; do ldd "$f"; done 2>/dev/null |
+                 awk '$2 == "=>" && $3 == "not" {print $1}' | sort -u); do
+        for d in $dirs; do
+            if [ -e "$d/$lib" ]; then
+                echo "run.sh: $lib (needed in turn) from $d"
+                export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+                break
+            fi
+        done
+    done
     # This machine's libstdc++ is kept aside: used only when the device's is
     # older than what the bundle was built against.
     if for f in "$bin"/*; do ldd "$f"; done 2>&1 | grep -q 'GLIBCXX\|CXXABI'; then
