@@ -13,6 +13,11 @@
  *    Token ids are int32.
  *  - Shapes are given in a comment after each argument, row-major, last index
  *    fastest: (N, C) means N rows of C contiguous elements.
+ *  - Parameter gradients (matmul_bwd's dweight and dbias, embed_bwd's dwte,
+ *    rmsnorm_bwd's dweight, and what sumsq and adamw's grad read) hold
+ *    elements of the backend's grad_dtype: fp32 on both backends, so that
+ *    accumulating many micro-batches into them loses nothing to bf16's
+ *    8-bit mantissa. Activation gradients are act tensors.
  *  - Every gradient output ACCUMULATES (+=); the caller zeroes it when it must.
  *    This makes gradient accumulation over micro-batches free and lets two
  *    consumers of one tensor (residual stream, tied embeddings) add into the
@@ -69,6 +74,8 @@ typedef struct {
 typedef struct k_backend {
     const char *name;     /* "cpu", "cuda" */
     k_dtype act_dtype;    /* element type of act tensors */
+    k_dtype grad_dtype;   /* element type of parameter gradients (K_F32, the
+                             zero value, on both backends) */
 
     /* ---- memory ---- */
     void *(*alloc)(size_t bytes);                 /* zeroed; NULL on failure */
@@ -94,8 +101,8 @@ typedef struct k_backend {
                        int N, int C, int OC);
     /* Any of dinp, dweight, dbias may be NULL to skip that product. */
     void (*matmul_bwd)(void *dinp,            /* (N, C) += */
-                       void *dweight,         /* (OC, C) += */
-                       void *dbias,           /* (OC) += */
+                       void *dweight,         /* (OC, C) += grad dtype */
+                       void *dbias,           /* (OC) += grad dtype */
                        const void *dout,      /* (N, OC) */
                        const void *inp,       /* (N, C) */
                        const void *weight,    /* (OC, C) */
@@ -106,7 +113,7 @@ typedef struct k_backend {
                       const int32_t *tokens,  /* (N) device */
                       const void *wte,        /* (V, C) */
                       int N, int C);
-    void (*embed_bwd)(void *dwte,             /* (V, C) += scatter-add */
+    void (*embed_bwd)(void *dwte,             /* (V, C) += scatter-add, grad dtype */
                       const void *dout,       /* (N, C) */
                       const int32_t *tokens,  /* (N) device */
                       int N, int C);
@@ -118,7 +125,7 @@ typedef struct k_backend {
                         const void *weight,   /* (C) */
                         float eps, int N, int C);
     void (*rmsnorm_bwd)(void *dinp,           /* (N, C) += */
-                        void *dweight,        /* (C) += */
+                        void *dweight,        /* (C) += grad dtype */
                         const void *dout,     /* (N, C) */
                         const void *inp,      /* (N, C) */
                         const void *weight,   /* (C) */
@@ -177,14 +184,14 @@ typedef struct k_backend {
                      int ignore_index, int N, int V);
 
     /* ---- optimizer ---- */
-    /* Sum of squares of n act elements, reduced deterministically. */
+    /* Sum of squares of n grad-dtype elements, reduced deterministically. */
     double (*sumsq)(const void *x, size_t n);
     /* master (fp32) and moments are updated; param (act dtype, what the
      * forward reads) receives the new master, rounded. On the CPU param may
      * equal master. */
     void (*adamw)(float *master,              /* (n) */
                   void *param,                /* (n) */
-                  const void *grad,           /* (n) */
+                  const void *grad,           /* (n) grad dtype */
                   float *m, float *v,         /* (n) */
                   size_t n, const k_adamw *hp);
 } k_backend;

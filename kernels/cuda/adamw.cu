@@ -1,4 +1,5 @@
-/* adamw.cu -- the optimizer step and the squared gradient norm.
+/* adamw.cu -- the optimizer step and the squared gradient norm, both over
+ * the fp32 gradients (k.h's grad_dtype).
  *
  * sumsq: a fixed grid (KCUDA_SUMSQ_BLOCKS x 256 threads, independent of the
  * device) walks x in a fixed stride; each thread sums in double, each block
@@ -19,12 +20,12 @@
 #define KCUDA_SUMSQ_BLOCKS 1024
 #define KCUDA_SUMSQ_THREADS 256
 
-__global__ void kcuda_sumsq_k(double *part, const bf16 *x, size_t n) {
+__global__ void kcuda_sumsq_k(double *part, const float *x, size_t n) {
     __shared__ double sh[KCUDA_SUMSQ_THREADS];
     double acc = 0.0;
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        double v = (double)kcuda_f(x[i]);
+        double v = (double)x[i];
         acc += v * v;
     }
     sh[threadIdx.x] = acc;
@@ -40,7 +41,7 @@ double kcuda_sumsq(const void *x, size_t n) {
     if (n == 0) return 0.0;
     double *part = (double *)kcuda_scratch(KCUDA_SCR_SUMSQ, KCUDA_SUMSQ_BLOCKS * sizeof(double));
     kcuda_sumsq_k<<<KCUDA_SUMSQ_BLOCKS, KCUDA_SUMSQ_THREADS, 0, kcuda.stream>>>(
-        part, (const bf16 *)x, n);
+        part, (const float *)x, n);
     kcuda_launched();
     double host[KCUDA_SUMSQ_BLOCKS];
     kcuda_download_raw(host, part, sizeof host);
@@ -67,13 +68,13 @@ __device__ __forceinline__ bf16 kcuda_round_stochastic(float w, uint64_t seed, s
     return __ushort_as_bfloat16((unsigned short)(t >> 16));
 }
 
-__global__ void kcuda_adamw_k(float *master, bf16 *param, const bf16 *grad, float *m,
+__global__ void kcuda_adamw_k(float *master, bf16 *param, const float *grad, float *m,
                               float *v, size_t n, float lr, float b1, float b2, float eps,
                               float wd, float gs, float inv_bc1, float inv_bc2,
                               uint64_t seed, size_t index0) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float g = kcuda_f(grad[i]) * gs;
+    float g = grad[i] * gs;
     float mi = b1 * m[i] + (1.0f - b1) * g;
     float vi = b2 * v[i] + (1.0f - b2) * g * g;
     m[i] = mi;
@@ -86,14 +87,14 @@ __global__ void kcuda_adamw_k(float *master, bf16 *param, const bf16 *grad, floa
 
 void kcuda_adamw(float *master,      /* (n) */
                  void *param,        /* (n) bf16 */
-                 const void *grad,   /* (n) bf16 */
+                 const void *grad,   /* (n) fp32 */
                  float *m, float *v, /* (n) */
                  size_t n, const k_adamw *hp) {
     if (n == 0) return;
     float inv_bc1 = (float)(1.0 / (1.0 - pow(hp->beta1, hp->step)));
     float inv_bc2 = (float)(1.0 / (1.0 - pow(hp->beta2, hp->step)));
     kcuda_adamw_k<<<kcuda_blocks(n, 256), 256, 0, kcuda.stream>>>(
-        master, (bf16 *)param, (const bf16 *)grad, m, v, n, hp->lr, hp->beta1, hp->beta2,
+        master, (bf16 *)param, (const float *)grad, m, v, n, hp->lr, hp->beta1, hp->beta2,
         hp->eps, hp->weight_decay, hp->grad_scale, inv_bc1, inv_bc2, hp->seed, hp->index0);
     kcuda_launched();
 }

@@ -33,6 +33,15 @@ void kcuda_fail(const char *what, const char *file, int line) {
     abort();
 }
 
+void kcuda_after_launch(const char *file, int line) {
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) kcuda_fail_cuda(e, "kernel launch", file, line);
+    if (!kcuda.sync_each) return;
+    e = cudaStreamSynchronize(kcuda.stream);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    if (e != cudaSuccess) kcuda_fail_cuda(e, "kernel run (E2_CUDA_SYNC=1)", file, line);
+}
+
 void *kcuda_scratch(int s, size_t bytes) {
     if (bytes <= kcuda.scr_bytes[s]) return kcuda.scr[s];
     /* cudaFree waits for the device, so no queued op still reads the old
@@ -57,6 +66,7 @@ void *kcuda_host(size_t bytes) {
 static const k_backend kcuda_table = {
     .name = "cuda",
     .act_dtype = K_BF16,
+    .grad_dtype = K_F32,
 
     .alloc = kcuda_alloc,
     .free = kcuda_free,
@@ -110,6 +120,8 @@ static void kcuda_init(void) {
         (void)cudaGetLastError();
         return;
     }
+    const char *sync = getenv("E2_CUDA_SYNC");
+    kcuda.sync_each = sync != NULL && sync[0] != '\0' && sync[0] != '0';
     kcuda_check(cudaStreamCreateWithFlags(&kcuda.stream, cudaStreamNonBlocking));
     kcuda_cublas_check(cublasLtCreate(&kcuda.lt));
     kcuda.lt_ws_bytes = KCUDA_LT_WS_BYTES;

@@ -21,15 +21,14 @@ __global__ void kcuda_embed_fwd_k(bf16 *out, const int32_t *tokens, const bf16 *
 }
 
 /* Group u covers rows[start[u] .. start[u+1]) of token tok[u]. */
-__global__ void kcuda_embed_bwd_k(bf16 *dwte, const bf16 *dout, const int32_t *tok,
+__global__ void kcuda_embed_bwd_k(float *dwte, const bf16 *dout, const int32_t *tok,
                                   const int32_t *start, const int32_t *rows, int C) {
     int u = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) return;
     float acc = 0.0f;
     for (int k = start[u]; k < start[u + 1]; k++)
         acc += kcuda_f(dout[(size_t)rows[k] * C + c]);
-    bf16 *dst = dwte + (size_t)tok[u] * C + c;
-    *dst = kcuda_b(kcuda_f(*dst) + acc);
+    dwte[(size_t)tok[u] * C + c] += acc;
 }
 
 void kcuda_embed_fwd(void *out,             /* (N, C) */
@@ -50,7 +49,7 @@ static int kcuda_pair_cmp(const void *a, const void *b) {
     return (x[1] > y[1]) - (x[1] < y[1]);
 }
 
-void kcuda_embed_bwd(void *dwte,            /* (V, C) += */
+void kcuda_embed_bwd(void *dwte,            /* (V, C) += fp32 */
                      const void *dout,      /* (N, C) */
                      const int32_t *tokens, /* (N) device */
                      int N, int C) {
@@ -81,7 +80,7 @@ void kcuda_embed_bwd(void *dwte,            /* (V, C) += */
     kcuda_check(cudaMemcpyAsync(dstart, start, (size_t)(U + 1) * sizeof(int32_t), cudaMemcpyHostToDevice, kcuda.stream));
     kcuda_check(cudaMemcpyAsync(drows, rows, n * sizeof(int32_t), cudaMemcpyHostToDevice, kcuda.stream));
     dim3 grid((unsigned)U, kcuda_blocks((size_t)C, 128));
-    kcuda_embed_bwd_k<<<grid, 128, 0, kcuda.stream>>>((bf16 *)dwte, (const bf16 *)dout,
+    kcuda_embed_bwd_k<<<grid, 128, 0, kcuda.stream>>>((float *)dwte, (const bf16 *)dout,
                                                       dtok, dstart, drows, C);
     kcuda_launched();
     /* The host staging buffer is reused by the next op: let the copies out. */

@@ -38,6 +38,7 @@ typedef struct {
     size_t scr_bytes[KCUDA_SCR_COUNT];
     void *host;        /* grow-only host staging for conversions */
     size_t host_bytes;
+    int sync_each;     /* E2_CUDA_SYNC=1: wait for and check every launch */
 } kcuda_state;
 
 extern kcuda_state kcuda;
@@ -45,6 +46,7 @@ extern kcuda_state kcuda;
 void kcuda_fail_cuda(cudaError_t e, const char *call, const char *file, int line);
 void kcuda_fail_cublas(cublasStatus_t s, const char *call, const char *file, int line);
 void kcuda_fail(const char *what, const char *file, int line);
+void kcuda_after_launch(const char *file, int line);
 
 #define kcuda_check(call)                                                    \
     do {                                                                     \
@@ -58,9 +60,12 @@ void kcuda_fail(const char *what, const char *file, int line);
         if (kcuda_s_ != CUBLAS_STATUS_SUCCESS)                               \
             kcuda_fail_cublas(kcuda_s_, #call, __FILE__, __LINE__);          \
     } while (0)
-/* After every kernel launch: a bad configuration is reported where it was
- * launched, not at the next synchronisation. */
-#define kcuda_launched() kcuda_check(cudaGetLastError())
+/* After every kernel launch (and cuBLASLt call): a bad configuration is
+ * reported where it was launched, not at the next synchronisation. With
+ * E2_CUDA_SYNC=1 in the environment it also waits for the stream and
+ * checks, so an asynchronous fault (an illegal address in a kernel) names
+ * the launch that caused it instead of a later call (slow: debugging only). */
+#define kcuda_launched() kcuda_after_launch(__FILE__, __LINE__)
 
 /* Device scratch of at least bytes in slot s (contents undefined). */
 void *kcuda_scratch(int s, size_t bytes);
@@ -128,8 +133,8 @@ int kcuda_attn_tc_fwd(void *out, float *lse, const void *qkv, int B, int T, int 
                       int D);
 int kcuda_attn_tc_bwd(void *dqkv, const float *delta, const void *dout, const void *qkv,
                       const float *lse, int B, int T, int H, int KVH, int D);
-/* Column sums for the bias gradient: dbias (OC) += sum over rows of dout. */
-void kcuda_colsum_acc(bf16 *dbias, const bf16 *dout, int N, int OC);
+/* Column sums for the bias gradient: dbias (OC, fp32) += sum over rows of dout. */
+void kcuda_colsum_acc(float *dbias, const bf16 *dout, int N, int OC);
 #ifdef __cplusplus
 }
 #endif

@@ -5,9 +5,14 @@
  * column-major product out^T (OC, N) = weight^T(op T) . inp^T. The bias rides
  * the epilogue (CUBLASLT_EPILOGUE_BIAS adds a per-row vector of the
  * column-major result, which is per output channel here), so the forward is
- * one pass. The backward's two products accumulate with beta = 1. The bias
- * gradient, a column sum, is a separate deterministic reduction because it
- * must accumulate (+=), which the BGRAD epilogues do not. */
+ * one pass. The backward's two products accumulate with beta = 1; the
+ * weight gradient's into fp32 (k.h: parameter gradients are fp32), with
+ * bf16 A and B and fp32 C and D, a type combination cuBLASLt supports. The
+ * bias gradient, a column sum, is a separate deterministic reduction into
+ * fp32 because it must accumulate (+=), which the BGRAD epilogues do not. */
+#include <pthread.h>
+#include <string.h>
+
 #include "kcuda.h"
 
 /* Largest power of two (up to 256) that divides the address: cuBLASLt picks
@@ -22,10 +27,17 @@ static uint32_t kcuda_align_of(const void *p) {
 /* ---- fallback for shapes cuBLASLt has no kernel for ----
  * (e.g. odd leading dimensions such as a vocabulary of 257). A plain
  * shared-memory tiled product, fp32 accumulation in a fixed order; slow but
- * exact in its contract. Column-major X(r, c) = x[r + c * ldx]. */
+ * exact in its contract. Column-major X(r, c) = x[r + c * ldx]. D is bf16 or
+ * fp32 (the weight gradients). */
 #define KCUDA_GEMM_TILE 16
 
-__global__ void kcuda_gemm_fallback_k(bf16 *d, const bf16 *a, const bf16 *b, int m, int n,
+__device__ __forceinline__ float kcuda_ld(const bf16 *p) { return kcuda_f(*p); }
+__device__ __forceinline__ float kcuda_ld(const float *p) { return *p; }
+__device__ __forceinline__ void kcuda_st(bf16 *p, float v) { *p = kcuda_b(v); }
+__device__ __forceinline__ void kcuda_st(float *p, float v) { *p = v; }
+
+template <typename TD>
+__global__ void kcuda_gemm_fallback_k(TD *d, const bf16 *a, const bf16 *b, int m, int n,
                                       int k, int lda, int ldb, int ldd, int ta, int tb,
                                       float beta, const bf16 *bias) {
     __shared__ float As[KCUDA_GEMM_TILE][KCUDA_GEMM_TILE + 1];
@@ -47,76 +59,150 @@ __global__ void kcuda_gemm_fallback_k(bf16 *d, const bf16 *a, const bf16 *b, int
         __syncthreads();
     }
     if (r >= m || c >= n) return;
-    bf16 *dst = d + (size_t)r + (size_t)c * ldd;
-    float v = acc + (beta != 0.0f ? beta * kcuda_f(*dst) : 0.0f) + (bias ? kcuda_f(bias[r]) : 0.0f);
-    *dst = kcuda_b(v);
+    TD *dst = d + (size_t)r + (size_t)c * ldd;
+    float v = acc + (beta != 0.0f ? beta * kcuda_ld(dst) : 0.0f) + (bias ? kcuda_f(bias[r]) : 0.0f);
+    kcuda_st(dst, v);
 }
 
-static void kcuda_gemm_fallback(void *d, const void *a, const void *b, int m, int n, int k,
-                                int lda, int ldb, int ldd, int ta, int tb, float beta,
+static void kcuda_gemm_fallback(void *d, int d_f32, const void *a, const void *b, int m, int n,
+                                int k, int lda, int ldb, int ldd, int ta, int tb, float beta,
                                 const void *bias) {
     dim3 block(KCUDA_GEMM_TILE, KCUDA_GEMM_TILE);
     dim3 grid((unsigned)((m + KCUDA_GEMM_TILE - 1) / KCUDA_GEMM_TILE),
               (unsigned)((n + KCUDA_GEMM_TILE - 1) / KCUDA_GEMM_TILE));
-    kcuda_gemm_fallback_k<<<grid, block, 0, kcuda.stream>>>(
-        (bf16 *)d, (const bf16 *)a, (const bf16 *)b, m, n, k, lda, ldb, ldd, ta, tb, beta,
-        (const bf16 *)bias);
+    if (d_f32)
+        kcuda_gemm_fallback_k<float><<<grid, block, 0, kcuda.stream>>>(
+            (float *)d, (const bf16 *)a, (const bf16 *)b, m, n, k, lda, ldb, ldd, ta, tb, beta,
+            (const bf16 *)bias);
+    else
+        kcuda_gemm_fallback_k<bf16><<<grid, block, 0, kcuda.stream>>>(
+            (bf16 *)d, (const bf16 *)a, (const bf16 *)b, m, n, k, lda, ldb, ldd, ta, tb, beta,
+            (const bf16 *)bias);
     kcuda_launched();
 }
 
-/* Column-major D (m, n) = op(A) (m, k) . op(B) (k, n) + beta * D [+ bias];
- * cuBLASLt when it has a kernel for the shape, else the fallback above. */
-static void kcuda_lt_gemm(void *d, const void *a, const void *b, int m, int n,
-                          int k, int lda, int ldb, int ldd, int ta, int tb,
-                          float beta, const void *bias) {
+/* ---- cuBLASLt plans, cached by shape ----
+ * A plan is everything cublasLtMatmul needs except the pointers: the
+ * operation descriptor, the three layouts and the heuristic's algorithm (or
+ * the verdict that cuBLASLt has none). Its key is every input the
+ * heuristic sees: shape, leading dimensions, transposes, D's type, whether
+ * beta is 0, whether there is a bias, and the pointers' alignments. A
+ * training step calls a few dozen distinct shapes hundreds of times, so the
+ * descriptors and the heuristic run once per shape instead of per call. A
+ * plan is never changed after it is made, except the bias pointer, set
+ * under the lock right before its launch. When the table is full, plans are
+ * made and destroyed per call as before. */
+#define KCUDA_PLANS 128
+
+typedef struct {
+    int m, n, k, lda, ldb, ldd, ta, tb, d_f32, beta0, has_bias;
+    uint32_t al_a, al_b, al_d, al_bias;
+} kcuda_plan_key;
+
+typedef struct {
+    kcuda_plan_key key;
     cublasLtMatmulDesc_t op;
-    cublasLtMatrixLayout_t la, lb, ld;
-    cublasLtMatmulPreference_t pref;
-    cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    kcuda_cublas_check(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    kcuda_cublas_check(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
-    kcuda_cublas_check(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
-    if (bias != NULL) {
+    cublasLtMatrixLayout_t la, lb, lc, ld;
+    cublasLtMatmulAlgo_t algo;
+    int have_algo; /* 0: cuBLASLt has no kernel for it, use the fallback */
+} kcuda_plan;
+
+static kcuda_plan kcuda_plans[KCUDA_PLANS];
+static int kcuda_n_plans;
+static pthread_mutex_t kcuda_plan_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* bias: the first call's bias pointer (NULL without), set before the
+ * heuristic runs as in an uncached call; the key holds its alignment. */
+static void kcuda_plan_make(kcuda_plan *p, const kcuda_plan_key *key, const void *bias) {
+    p->key = *key;
+    cublasOperation_t opa = key->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opb = key->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cudaDataType_t td = key->d_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    kcuda_cublas_check(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    if (key->has_bias) {
         cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
         cudaDataType_t bt = CUDA_R_16BF;
-        kcuda_cublas_check(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-        kcuda_cublas_check(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-        kcuda_cublas_check(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+        kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+        kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     }
-    kcuda_cublas_check(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ta ? k : m, ta ? m : k, lda));
-    kcuda_cublas_check(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, tb ? n : k, tb ? k : n, ldb));
-    kcuda_cublas_check(cublasLtMatrixLayoutCreate(&ld, CUDA_R_16BF, m, n, ldd));
+    int m = key->m, n = key->n, k = key->k;
+    kcuda_cublas_check(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, key->ta ? k : m, key->ta ? m : k, key->lda));
+    kcuda_cublas_check(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, key->tb ? n : k, key->tb ? k : n, key->ldb));
+    kcuda_cublas_check(cublasLtMatrixLayoutCreate(&p->lc, td, m, n, key->ldd));
+    kcuda_cublas_check(cublasLtMatrixLayoutCreate(&p->ld, td, m, n, key->ldd));
+    cublasLtMatmulPreference_t pref;
     kcuda_cublas_check(cublasLtMatmulPreferenceCreate(&pref));
     kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &kcuda.lt_ws_bytes, sizeof kcuda.lt_ws_bytes));
-    uint32_t al_a = kcuda_align_of(a), al_b = kcuda_align_of(b), al_d = kcuda_align_of(d);
-    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
-    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
-    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d));
-    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d));
+    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key->al_a, sizeof key->al_a));
+    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key->al_b, sizeof key->al_b));
+    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key->al_d, sizeof key->al_d));
+    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key->al_d, sizeof key->al_d));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(kcuda.lt, op, la, lb, ld, ld, pref, 1,
-                                                       &heur, &found);
-    if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
-        float alpha = 1.0f;
-        st = cublasLtMatmul(kcuda.lt, op, &alpha, a, la, b, lb, &beta, d, ld, d, ld, &heur.algo,
-                            kcuda.lt_ws, kcuda.lt_ws_bytes, kcuda.stream);
-        if (st != CUBLAS_STATUS_NOT_SUPPORTED) kcuda_cublas_check(st);
-    } else if (st == CUBLAS_STATUS_SUCCESS) {
-        st = CUBLAS_STATUS_NOT_SUPPORTED; /* no algorithm found */
-    } else if (st != CUBLAS_STATUS_NOT_SUPPORTED) {
-        kcuda_cublas_check(st);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(kcuda.lt, p->op, p->la, p->lb, p->lc, p->ld,
+                                                       pref, 1, &heur, &found);
+    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) kcuda_cublas_check(st);
+    p->have_algo = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (p->have_algo) p->algo = heur.algo;
+    kcuda_cublas_check(cublasLtMatmulPreferenceDestroy(pref));
+}
+
+static void kcuda_plan_destroy(kcuda_plan *p) {
+    kcuda_cublas_check(cublasLtMatrixLayoutDestroy(p->ld));
+    kcuda_cublas_check(cublasLtMatrixLayoutDestroy(p->lc));
+    kcuda_cublas_check(cublasLtMatrixLayoutDestroy(p->lb));
+    kcuda_cublas_check(cublasLtMatrixLayoutDestroy(p->la));
+    kcuda_cublas_check(cublasLtMatmulDescDestroy(p->op));
+}
+
+/* Column-major D (m, n) = op(A) (m, k) . op(B) (k, n) + beta * D [+ bias];
+ * D bf16 or (d_f32) fp32, A and B bf16, fp32 accumulation; cuBLASLt when it
+ * has a kernel for the shape, else the fallback above. beta is 0 or 1. */
+static void kcuda_lt_gemm(void *d, int d_f32, const void *a, const void *b, int m, int n,
+                          int k, int lda, int ldb, int ldd, int ta, int tb, float beta,
+                          const void *bias) {
+    kcuda_plan_key key;
+    memset(&key, 0, sizeof key); /* compared with memcmp: no stray padding */
+    key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldb, key.ldd = ldd;
+    key.ta = ta, key.tb = tb, key.d_f32 = d_f32, key.beta0 = beta == 0.0f;
+    key.has_bias = bias != NULL;
+    key.al_a = kcuda_align_of(a), key.al_b = kcuda_align_of(b), key.al_d = kcuda_align_of(d);
+    key.al_bias = bias ? kcuda_align_of(bias) : 0;
+    pthread_mutex_lock(&kcuda_plan_mu);
+    kcuda_plan *p = NULL, once;
+    for (int i = 0; i < kcuda_n_plans && !p; i++)
+        if (memcmp(&kcuda_plans[i].key, &key, sizeof key) == 0) p = &kcuda_plans[i];
+    int cached = 1;
+    if (!p && kcuda_n_plans < KCUDA_PLANS) {
+        p = &kcuda_plans[kcuda_n_plans++];
+        kcuda_plan_make(p, &key, bias);
+    } else if (!p) {
+        p = &once;
+        kcuda_plan_make(p, &key, bias);
+        cached = 0;
     }
+    cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
+    if (p->have_algo) {
+        float alpha = 1.0f;
+        if (bias != NULL)
+            kcuda_cublas_check(cublasLtMatmulDescSetAttribute(
+                p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+        st = cublasLtMatmul(kcuda.lt, p->op, &alpha, a, p->la, b, p->lb, &beta, d, p->lc, d,
+                            p->ld, &p->algo, kcuda.lt_ws, kcuda.lt_ws_bytes, kcuda.stream);
+        if (st != CUBLAS_STATUS_NOT_SUPPORTED) {
+            kcuda_cublas_check(st);
+            kcuda_launched();
+        }
+    }
+    if (!cached) kcuda_plan_destroy(p);
+    pthread_mutex_unlock(&kcuda_plan_mu);
     /* NOT_SUPPORTED from the heuristic or the launch: nothing was written. */
     if (st == CUBLAS_STATUS_NOT_SUPPORTED)
-        kcuda_gemm_fallback(d, a, b, m, n, k, lda, ldb, ldd, ta, tb, beta, bias);
-    kcuda_cublas_check(cublasLtMatmulPreferenceDestroy(pref));
-    kcuda_cublas_check(cublasLtMatrixLayoutDestroy(ld));
-    kcuda_cublas_check(cublasLtMatrixLayoutDestroy(lb));
-    kcuda_cublas_check(cublasLtMatrixLayoutDestroy(la));
-    kcuda_cublas_check(cublasLtMatmulDescDestroy(op));
+        kcuda_gemm_fallback(d, d_f32, a, b, m, n, k, lda, ldb, ldd, ta, tb, beta, bias);
 }
 
 void kcuda_matmul_fwd(void *out,          /* (N, OC) */
@@ -126,7 +212,7 @@ void kcuda_matmul_fwd(void *out,          /* (N, OC) */
                       int N, int C, int OC) {
     if (N <= 0 || C <= 0 || OC <= 0) return;
     /* out^T (OC, N) = weight^T (op T of col-major (C, OC)) . inp^T (C, N) */
-    kcuda_lt_gemm(out, weight, inp, OC, N, C, C, C, OC, 1, 0, 0.0f, bias);
+    kcuda_lt_gemm(out, 0, weight, inp, OC, N, C, C, C, OC, 1, 0, 0.0f, bias);
 }
 
 void kcuda_matmul_bwd(void *dinp,         /* (N, C) += */
@@ -138,10 +224,12 @@ void kcuda_matmul_bwd(void *dinp,         /* (N, C) += */
                       int N, int C, int OC) {
     if (N <= 0 || C <= 0 || OC <= 0) return;
     /* dinp^T (C, N) += weight^T col-major (C, OC) . dout^T (OC, N) */
-    if (dinp != NULL) kcuda_lt_gemm(dinp, weight, dout, C, N, OC, C, OC, C, 0, 0, 1.0f, NULL);
-    /* dweight^T (C, OC) += inp^T (C, N) . dout (op T of (OC, N)) */
-    if (dweight != NULL) kcuda_lt_gemm(dweight, inp, dout, C, OC, N, C, OC, C, 0, 1, 1.0f, NULL);
-    if (dbias != NULL) kcuda_colsum_acc((bf16 *)dbias, (const bf16 *)dout, N, OC);
+    if (dinp != NULL) kcuda_lt_gemm(dinp, 0, weight, dout, C, N, OC, C, OC, C, 0, 0, 1.0f, NULL);
+    /* dweight^T (C, OC) += inp^T (C, N) . dout (op T of (OC, N)), into the
+     * fp32 gradient (C and D fp32): no bf16 rounding per micro-batch */
+    if (dweight != NULL)
+        kcuda_lt_gemm(dweight, 1, inp, dout, C, OC, N, C, OC, C, 0, 1, 1.0f, NULL);
+    if (dbias != NULL) kcuda_colsum_acc((float *)dbias, (const bf16 *)dout, N, OC);
 }
 
 /* ---- bias gradient: deterministic column sums ----
@@ -160,15 +248,15 @@ __global__ void kcuda_colsum_part_k(float *part, const bf16 *dout, int N, int OC
     part[(size_t)p * OC + c] = acc;
 }
 
-__global__ void kcuda_colsum_fold_k(bf16 *dst, const float *part, int OC, int parts) {
+__global__ void kcuda_colsum_fold_k(float *dst, const float *part, int OC, int parts) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= OC) return;
     float acc = 0.0f;
     for (int p = 0; p < parts; p++) acc += part[(size_t)p * OC + c];
-    dst[c] = kcuda_b(kcuda_f(dst[c]) + acc);
+    dst[c] += acc;
 }
 
-void kcuda_colsum_acc(bf16 *dbias, const bf16 *dout, int N, int OC) {
+void kcuda_colsum_acc(float *dbias, const bf16 *dout, int N, int OC) {
     int rows_per = (N + KCUDA_COLSUM_CHUNKS - 1) / KCUDA_COLSUM_CHUNKS;
     float *part = (float *)kcuda_scratch(KCUDA_SCR_COLSUM,
                                          (size_t)KCUDA_COLSUM_CHUNKS * OC * sizeof(float));

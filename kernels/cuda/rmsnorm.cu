@@ -55,12 +55,12 @@ __global__ void kcuda_rmsnorm_dw_part_k(float *part, const bf16 *dout, const bf1
     part[(size_t)p * C + c] = acc;
 }
 
-__global__ void kcuda_rmsnorm_dw_fold_k(bf16 *dweight, const float *part, int C) {
+__global__ void kcuda_rmsnorm_dw_fold_k(float *dweight, const float *part, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     float acc = 0.0f;
     for (int p = 0; p < KCUDA_RMS_CHUNKS; p++) acc += part[(size_t)p * C + c];
-    dweight[c] = kcuda_b(kcuda_f(dweight[c]) + acc);
+    dweight[c] += acc;
 }
 
 void kcuda_rmsnorm_fwd(void *out,          /* (N, C) */
@@ -75,7 +75,7 @@ void kcuda_rmsnorm_fwd(void *out,          /* (N, C) */
 }
 
 void kcuda_rmsnorm_bwd(void *dinp,         /* (N, C) += */
-                       void *dweight,      /* (C) += */
+                       void *dweight,      /* (C) += fp32 */
                        const void *dout,   /* (N, C) */
                        const void *inp,    /* (N, C) */
                        const void *weight, /* (C) */
@@ -93,6 +93,6 @@ void kcuda_rmsnorm_bwd(void *dinp,         /* (N, C) += */
         part, (const bf16 *)dout, (const bf16 *)inp, rstd, N, C, rows_per);
     kcuda_launched();
     kcuda_rmsnorm_dw_fold_k<<<kcuda_blocks((size_t)C, 256), 256, 0, kcuda.stream>>>(
-        (bf16 *)dweight, part, C);
+        (float *)dweight, part, C);
     kcuda_launched();
 }

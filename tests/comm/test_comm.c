@@ -6,7 +6,7 @@
  * Usage: test_comm CASE W            (parent: runs W ranks of CASE)
  *        test_comm CASE W RANK DIR   (one rank; started by the parent)
  * Cases: allreduce, broadcast, allgather, barrier, abort, allgather_abort,
- *        peer_exit, timeout, reducer, reducer_abort. */
+ *        peer_exit, timeout, reducer, reducer_abort, spans. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -267,6 +267,24 @@ static void case_timeout(e2w_comm *c) {
     CHECK(dt >= 0.4 && dt < 2.0);
 }
 
+/* The reducer's device API on a host engine: no mark (nothing to order
+ * after), and allreduce_spans sums each span and nothing between them. */
+static void case_spans(e2w_comm *c) {
+    float x[40];
+    for (int i = 0; i < 40; i++) x[i] = (float)((g_rank + 1) * (i + 1));
+    void *mark = (void *)&g_rank;
+    CHECK(e2w_comm_mark(c, NULL, &mark, g_err, sizeof g_err) == 0 && mark == NULL);
+    e2w_comm_span sp[3] = {{x, 5}, {x + 10, 1}, {x + 30, 10}};
+    CHECK(e2w_comm_allreduce_spans(c, mark, sp, 3, E2W_COMM_F32, E2W_COMM_SUM, g_err,
+                                   sizeof g_err) == 0);
+    e2w_comm_mark_free(c, mark);
+    for (int i = 0; i < 40; i++) {
+        int summed = i < 5 || i == 10 || i >= 30;
+        double w = summed ? g_world * (g_world + 1) / 2.0 : g_rank + 1;
+        CHECK(x[i] == (float)(w * (i + 1)));
+    }
+}
+
 /* The reducer sums the buckets pushed (packed groups of small ranges, one
  * large range alone) while this thread goes on, and leaves every other
  * element alone; twice, as two training steps would. */
@@ -337,6 +355,7 @@ static int run_rank(const char *name, const char *dir) {
     else if (!strcmp(name, "peer_exit")) case_peer_exit(c);
     else if (!strcmp(name, "timeout")) case_timeout(c);
     else if (!strcmp(name, "reducer")) case_reducer(c);
+    else if (!strcmp(name, "spans")) case_spans(c);
     else if (!strcmp(name, "reducer_abort")) case_reducer_abort(c);
     else CHECK(!"unknown case");
     e2w_comm_free(c);

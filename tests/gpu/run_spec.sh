@@ -6,9 +6,12 @@
 # every step. Usage: run_spec.sh E2WORKER
 set -u
 E2W=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") # absolute: the job runs in a scratch dir
-PY=/usr/bin/python3
+# python3 from PATH: on the GPU machine that is the PyTorch one, and
+# /usr/bin/python3 may not exist there.
+PY=$(command -v python3) || { echo "run_spec: python3 not found on PATH"; exit 1; }
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2-gpu-run-XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
+trap 'exit 143' TERM INT # run.sh's time limit: the EXIT trap still cleans up
 cd "$TMP" || exit 1
 i=0
 while [ $i -lt 400 ]; do
@@ -35,6 +38,9 @@ SPEC
         exit 1
     fi
 done
+# Under run.sh --prebuilt, LD_LIBRARY_PATH starts with the bundle's
+# libraries: python3 gets the device's own.
+[ -n "${E2_GPU_PREBUILT:-}" ] && export LD_LIBRARY_PATH="${E2_GPU_SYSTEM_LDP:-}"
 $PY - <<'PYEOF'
 import json, math, sys
 def losses(d):

@@ -82,6 +82,8 @@ typedef struct {
     const k_backend *k;
     e2w_comm *comm;            /* NULL for a single rank */
     int comm_on_device;        /* NCCL: collectives on device memory */
+    void *dev_doubles;         /* NCCL: device buffer of on_allreduce_host, */
+    size_t dev_doubles_n;      /* grown as needed, kept until comm_close */
     int comm_failed;           /* a collective outside the trainer failed */
     char comm_err[E2_ERRLEN];
     unsigned log_every;
@@ -213,14 +215,19 @@ static int on_allreduce_host(void *ud, double *x, size_t n, char *err,
     runner_ctx *c = ud;
     if (!c->comm_on_device)
         return e2w_comm_allreduce(c->comm, x, n, E2W_COMM_F64, E2W_COMM_SUM, err, errlen);
-    void *d = c->k->alloc(n * sizeof *x);
-    if (!d) return e2_errf(err, errlen, "comm: out of device memory");
+    if (n > c->dev_doubles_n) { /* once or twice per job, not per step */
+        if (c->dev_doubles) c->k->free(c->dev_doubles);
+        c->dev_doubles_n = 0;
+        if (!(c->dev_doubles = c->k->alloc(n * sizeof *x)))
+            return e2_errf(err, errlen, "comm: out of device memory");
+        c->dev_doubles_n = n;
+    }
+    void *d = c->dev_doubles;
     c->k->upload_raw(d, x, n * sizeof *x);
     int rc = e2w_comm_order_after(c->comm, c->k->stream ? c->k->stream() : NULL, err, errlen);
     if (rc == 0)
         rc = e2w_comm_allreduce(c->comm, d, n, E2W_COMM_F64, E2W_COMM_SUM, err, errlen);
     if (rc == 0) c->k->download_raw(x, d, n * sizeof *x);
-    c->k->free(d);
     return rc;
 }
 
@@ -286,6 +293,9 @@ static int comm_connect(runner_ctx *c, const E2__V1__JobSpec *spec, char *err,
 static void comm_close(runner_ctx *c) {
     e2w_reducer_free(c->red);
     c->red = NULL;
+    if (c->dev_doubles) c->k->free(c->dev_doubles);
+    c->dev_doubles = NULL;
+    c->dev_doubles_n = 0;
     if (!c->comm) return;
     e2w_agent_job_set_abort(c->job, NULL, NULL);
     e2w_comm_free(c->comm);
@@ -518,7 +528,7 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
     }
     if (c.comm &&
         e2w_reducer_create(&c.red, c.comm, e2w_train_model(t)->grads,
-                           k->act_dtype == K_BF16 ? E2W_COMM_BF16 : E2W_COMM_F32,
+                           k->grad_dtype == K_BF16 ? E2W_COMM_BF16 : E2W_COMM_F32,
                            k->stream ? k->stream() : NULL, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
         goto done;

@@ -87,6 +87,27 @@ int e2w_comm_order_after(e2w_comm *c, void *stream, char *err, size_t errlen) {
     return c->ops->order_after(c->impl, stream, err, errlen);
 }
 
+int e2w_comm_mark(e2w_comm *c, void *stream, void **mark, char *err, size_t errlen) {
+    *mark = NULL;
+    if (!c->ops->mark || !stream) return 0;
+    return c->ops->mark(c->impl, stream, mark, err, errlen);
+}
+
+void e2w_comm_mark_free(e2w_comm *c, void *mark) {
+    if (mark && c->ops->mark_free) c->ops->mark_free(c->impl, mark);
+}
+
+int e2w_comm_allreduce_spans(e2w_comm *c, void *after, const e2w_comm_span *spans, int n,
+                             e2w_comm_dtype dtype, e2w_comm_op op, char *err, size_t errlen) {
+    if (c->ops->allreduce_spans)
+        return c->ops->allreduce_spans(c->impl, after, spans, n, dtype, op, err, errlen);
+    for (int i = 0; i < n; i++) {
+        int rc = e2w_comm_allreduce(c, spans[i].buf, spans[i].n, dtype, op, err, errlen);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
 void e2w_comm_abort(e2w_comm *c) { c->ops->abort(c->impl); }
 
 void e2w_comm_free(e2w_comm *c) {

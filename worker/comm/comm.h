@@ -94,6 +94,22 @@ int e2w_comm_barrier(e2w_comm *c, char *err, size_t errlen);
  * the thread that queued that work. Host engines: nothing to order. */
 int e2w_comm_order_after(e2w_comm *c, void *stream, char *err, size_t errlen);
 
+/* Overlap for the gradient reducer (reducer.h). A mark is the work queued
+ * on `stream` (the compute stream) at the time of the call, taken on the
+ * thread that queued it; *mark is NULL for host engines or a NULL stream.
+ * e2w_comm_allreduce_spans then sums the spans in place (SUM or AVG), on
+ * any thread, after the marked work only (not the work queued on stream
+ * since), and returns when they are summed; after NULL: no ordering. Give
+ * every mark back with e2w_comm_mark_free (any thread; NULL is fine). */
+typedef struct {
+    void *buf;
+    size_t n;
+} e2w_comm_span;
+int e2w_comm_mark(e2w_comm *c, void *stream, void **mark, char *err, size_t errlen);
+void e2w_comm_mark_free(e2w_comm *c, void *mark);
+int e2w_comm_allreduce_spans(e2w_comm *c, void *after, const e2w_comm_span *spans, int n,
+                             e2w_comm_dtype dtype, e2w_comm_op op, char *err, size_t errlen);
+
 /* Breaks the communicator: the collective in progress (on another thread)
  * and every later one fail with E2W_COMM_EABORTED; the peers' collectives
  * fail as their connections close. Safe from any thread, more than once. */

@@ -23,6 +23,16 @@ typedef struct {
     /* Device engines: order later collectives after the work queued on a
      * compute stream (e2w_comm_order_after); NULL for host engines. */
     int (*order_after)(void *impl, void *stream, char *err, size_t errlen);
+    /* Device engines, for the gradient reducer (e2w_comm_mark,
+     * e2w_comm_allreduce_spans); NULL for host engines. mark records an
+     * event on stream now, on the thread that queued the work; mark_free
+     * gives it back (any thread); allreduce_spans makes the engine's stream
+     * wait for the mark right before it enqueues the spans' all-reduces, and
+     * waits for an event of its own recorded after them. */
+    int (*mark)(void *impl, void *stream, void **mark, char *err, size_t errlen);
+    void (*mark_free)(void *impl, void *mark);
+    int (*allreduce_spans)(void *impl, void *after, const e2w_comm_span *spans, int n,
+                           e2w_comm_dtype dtype, e2w_comm_op op, char *err, size_t errlen);
 } e2w_comm_ops;
 
 /* Connect an engine for cfg (already validated by comm.c). */

@@ -296,7 +296,7 @@ void gloo_abort(void *impl) {
 void gloo_free(void *impl) { delete static_cast<Gloo *>(impl); }
 
 const e2w_comm_ops gloo_ops = {gloo_allreduce, gloo_broadcast, gloo_allgather, gloo_barrier,
-                               gloo_abort, gloo_free, nullptr};
+                               gloo_abort, gloo_free, nullptr, nullptr, nullptr, nullptr};
 
 } // namespace
 

@@ -12,6 +12,7 @@
 
 typedef struct bucket {
     struct bucket *next;
+    void *mark;                /* device engines: the compute stream at push */
     int n;
     e2w_reducer_range r[];
 } bucket;
@@ -74,12 +75,25 @@ static int reduce_bucket(e2w_reducer *r, const bucket *b, char *err,
         }
         return 0;
     }
-    for (int i = 0; i < b->n; i++) {
-        int rc = e2w_comm_allreduce(r->comm, r->base + b->r[i].offset * r->esz, b->r[i].n,
-                                    r->dtype, E2W_COMM_SUM, err, errlen);
+    /* Device engines: one group of in-place all-reduces, ordered after the
+     * kernels queued before this bucket's push only (its mark). */
+    e2w_comm_span sp[16];
+    for (int i0 = 0; i0 < b->n; i0 += 16) {
+        int n = b->n - i0 < 16 ? b->n - i0 : 16;
+        for (int i = 0; i < n; i++) {
+            sp[i].buf = r->base + b->r[i0 + i].offset * r->esz;
+            sp[i].n = b->r[i0 + i].n;
+        }
+        int rc = e2w_comm_allreduce_spans(r->comm, i0 == 0 ? b->mark : NULL, sp, n, r->dtype,
+                                          E2W_COMM_SUM, err, errlen);
         if (rc < 0) return rc;
     }
     return 0;
+}
+
+static void bucket_free(e2w_reducer *r, bucket *b) {
+    e2w_comm_mark_free(r->comm, b->mark);
+    free(b);
 }
 
 /* The reducer's thread: takes the oldest bucket, sums it, repeats. After a
@@ -101,7 +115,7 @@ static void *reducer_main(void *arg) {
         double t0 = mono_s();
         if (!failed) rc = reduce_bucket(r, b, err, sizeof err);
         double dt = mono_s() - t0;
-        free(b);
+        bucket_free(r, b);
         pthread_mutex_lock(&r->mu);
         r->busy_s += dt;
         if (rc < 0 && r->rc == 0) {
@@ -144,13 +158,20 @@ void e2w_reducer_push(e2w_reducer *r, const e2w_reducer_range *ranges,
     char err[E2_ERRLEN];
     int rc = 0;
     if (nranges <= 0) return;
-    if (r->stream) rc = e2w_comm_order_after(r->comm, r->stream, err, sizeof err);
-    bucket *b = rc < 0 ? NULL : malloc(sizeof *b + (size_t)nranges * sizeof *ranges);
+    bucket *b = malloc(sizeof *b + (size_t)nranges * sizeof *ranges);
     if (b) {
         b->next = NULL;
         b->n = nranges;
         memcpy(b->r, ranges, (size_t)nranges * sizeof *ranges);
-    } else if (rc == 0) {
+        /* The kernels queued so far wrote this bucket: its all-reduces wait
+         * for them (and for nothing queued later). */
+        b->mark = NULL;
+        if (r->stream) rc = e2w_comm_mark(r->comm, r->stream, &b->mark, err, sizeof err);
+        if (rc < 0) {
+            free(b);
+            b = NULL;
+        }
+    } else {
         rc = e2_errf(err, sizeof err, "reducer: out of memory");
     }
     pthread_mutex_lock(&r->mu);
@@ -195,7 +216,7 @@ void e2w_reducer_free(e2w_reducer *r) {
     while (r->head) {
         bucket *b = r->head;
         r->head = b->next;
-        free(b);
+        bucket_free(r, b);
     }
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);

@@ -12,9 +12,12 @@
  * Host engines (Gloo): a bucket of several ranges is packed into one
  * staging buffer (at most E2W_REDUCER_STAGE_BYTES; larger buckets are
  * summed range by range in place), so a layer costs one collective.
- * Device engines (NCCL): e2w_reducer_push orders the collectives after the
- * compute stream's queued kernels (e2w_comm_order_after) and each range is
- * summed in place on the engine's own stream.
+ * Device engines (NCCL): e2w_reducer_push marks the compute stream (an
+ * event: the kernels that wrote the bucket), and the reducer's thread makes
+ * the engine's stream wait for that mark only right before it enqueues the
+ * bucket's in-place all-reduces (e2w_comm_mark, e2w_comm_allreduce_spans),
+ * so the first bucket's sum runs while the backward of the later ones is
+ * still queued.
  *
  * The bucket boundaries depend only on the model, so the sums are the same
  * from step to step and run to run (bit-identical results for a fixed

@@ -107,6 +107,7 @@ int e2w_model_create(e2w_model *m, const k_backend *k,
     m->k = k;
     m->cfg = *cfg;
     m->esz = k->act_dtype == K_F32 ? 4 : 2;
+    m->gesz = k->grad_dtype == K_F32 ? 4 : 2;
     model_size_table(m);
     m->params = k->alloc(m->n_params * m->esz);
     if (m->params == NULL) {
@@ -126,11 +127,11 @@ int e2w_model_alloc_train_shard(e2w_model *m, size_t lo, size_t n, char *err,
     const k_backend *k = m->k;
     int need_master = k->act_dtype != K_F32;
     size_t per = need_master ? 3 : 2;
-    m->grads = k->alloc(m->n_params * m->esz);
+    m->grads = k->alloc(m->n_params * m->gesz);
     m->opt = k->alloc((n ? n : 1) * sizeof(float) * per);
     if (m->grads == NULL || m->opt == NULL) {
         snprintf(err, errlen, "model: cannot allocate %.1f MiB of gradients and optimizer state",
-                 (double)(m->n_params * m->esz + n * 4 * per) / 1048576.0);
+                 (double)(m->n_params * m->gesz + n * 4 * per) / 1048576.0);
         return -1;
     }
     m->opt_lo = lo;
@@ -226,7 +227,9 @@ void e2w_model_download(const e2w_model *m, size_t offset, float *dst, size_t n)
 
 void e2w_model_download_grad(const e2w_model *m, size_t offset, float *dst,
                              size_t n) {
-    m->k->download(dst, (const char *)m->grads + offset * m->esz, n);
+    const char *g = (const char *)m->grads + offset * m->gesz;
+    if (m->k->grad_dtype == K_F32) m->k->download_raw(dst, g, n * sizeof(float));
+    else m->k->download(dst, g, n);
 }
 
 /* ---- activations ---- */

@@ -75,11 +75,13 @@ typedef struct e2w_model {
     const k_backend *k;
     e2w_model_config cfg;
     size_t esz;                     /* bytes per act element */
+    size_t gesz;                    /* bytes per gradient element (the
+                                       backend's grad_dtype: fp32, 4) */
     size_t psize[E2W_P_COUNT];      /* elements per tensor kind */
     size_t poff[E2W_P_COUNT];       /* element offset in the buffers */
     size_t n_params;
     void *params;                   /* (n_params) act dtype */
-    void *grads;                    /* (n_params) act dtype, NULL until train */
+    void *grads;                    /* (n_params) grad dtype, NULL until train */
     /* The optimizer state covers parameters [opt_lo, opt_lo + opt_n): all
      * of them (0, n_params), or one rank's shard under ZeRO-1. Parameter
      * i's moments are m[i - opt_lo], v[i - opt_lo]. */

@@ -66,9 +66,9 @@ static block_grads block_grads_at(const e2w_model *m, int l) {
     size_t o[6];
     block_offsets(m, l, o);
     block_grads g = {
-        at(m->grads, o[0], m->esz), at(m->grads, o[1], m->esz),
-        at(m->grads, o[2], m->esz), at(m->grads, o[3], m->esz),
-        at(m->grads, o[4], m->esz), at(m->grads, o[5], m->esz),
+        at(m->grads, o[0], m->gesz), at(m->grads, o[1], m->gesz),
+        at(m->grads, o[2], m->gesz), at(m->grads, o[3], m->gesz),
+        at(m->grads, o[4], m->gesz), at(m->grads, o[5], m->gesz),
     };
     return g;
 }
@@ -195,12 +195,12 @@ void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T,
     const e2w_model_config *c = &m->cfg;
     int N = B * T, C = c->C, V = c->V;
     size_t e = m->esz;
-    void *dhead = at(m->grads, c->tied ? m->poff[E2W_P_WTE] : m->poff[E2W_P_HEAD], e);
+    void *dhead = at(m->grads, c->tied ? m->poff[E2W_P_WTE] : m->poff[E2W_P_HEAD], m->gesz);
     k->xent_bwd(a->logits, a->targets, dloss, IGNORE_INDEX, N, V);
     k->zero(a->dln, (size_t)N * C * e);
     k->matmul_bwd(a->dln, dhead, NULL, a->logits, a->lnf, head_weight(m), N, C, V);
     k->zero(a->dres, (size_t)N * C * e);
-    k->rmsnorm_bwd(a->dres, at(m->grads, m->poff[E2W_P_LNF], e), a->dln,
+    k->rmsnorm_bwd(a->dres, at(m->grads, m->poff[E2W_P_LNF], m->gesz), a->dln,
                    res_at(m, a, c->n_layer), at(m->params, m->poff[E2W_P_LNF], e),
                    a->rstdf, N, C);
     if (ready) {
@@ -216,7 +216,7 @@ void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T,
             ready(ud, r, 6);
         }
     }
-    k->embed_bwd(at(m->grads, m->poff[E2W_P_WTE], e), a->dres, a->tokens, N, C);
+    k->embed_bwd(at(m->grads, m->poff[E2W_P_WTE], m->gesz), a->dres, a->tokens, N, C);
     if (ready) {
         e2w_grad_range r = {m->poff[E2W_P_WTE], m->psize[E2W_P_WTE]};
         ready(ud, &r, 1);

@@ -106,7 +106,7 @@ int e2w_plan_compute(e2w_plan *p, const E2__V1__LlamaConfig *cfg,
                   L * 2 * F * C + L * C * F + C + (p->tied ? 0 : V * C);
     uint64_t e = (uint64_t)o->act_bytes;
     p->params = p->n_params * e;
-    p->grads = p->n_params * e;
+    p->grads = p->n_params * 4; /* fp32 gradients on every backend (k.h) */
     uint64_t per_param = o->act_bytes == 4 ? 8 : 12;
     uint64_t held = o->zero1 ? (p->n_params + (uint64_t)o->gpus - 1) / (uint64_t)o->gpus : p->n_params;
     p->optim = held * per_param;
@@ -155,7 +155,7 @@ int e2w_plan_format(const e2w_plan *p, char *buf, size_t len) {
         o->zero1 ? "on" : "off", o->recompute ? "on" : "off",
         "per GPU", "GB",
         o->act_bytes == 2 ? "parameters (bf16)" : "parameters (fp32)", gb(p->params),
-        o->act_bytes == 2 ? "gradients (bf16)" : "gradients (fp32)", gb(p->grads),
+        "gradients (fp32)", gb(p->grads),
         optim, gb(p->optim),
         o->recompute ? "activations (1 block kept, recompute)" : "activations (all blocks kept)",
         gb(p->acts),

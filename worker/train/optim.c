@@ -44,8 +44,11 @@ int train_optim_alloc(e2w_train *t, char *err, size_t errlen) {
 }
 
 /* Each tensor kind's range intersected with the held state [opt_lo,
- * opt_lo + opt_n): the same k_adamw call per element as the whole update
- * (index0 keeps a bf16 parameter's stochastic rounding per element). */
+ * opt_lo + opt_n): the same k_adamw call per element as the whole update.
+ * index0 is the element's global offset in the parameter vector, so every
+ * parameter has its own stochastic-rounding stream: neither restarted per
+ * tensor kind (element i of every tensor would get the same dither) nor per
+ * ZeRO-1 shard. */
 double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts,
                             int step, double lr, uint64_t seed) {
     const k_backend *k = m->k;
@@ -64,10 +67,10 @@ double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts,
         size_t lo = off > held_lo ? off : held_lo, hi = end < held_hi ? end : held_hi;
         if (hi <= lo) continue;
         hp.weight_decay = decays(i, m->cfg.tied) ? (float)ts->weight_decay : 0.0f;
-        hp.index0 = lo - off;
+        hp.index0 = lo;
         char *param = (char *)m->params + lo * m->esz;
         float *master = m->master ? m->master + (lo - held_lo) : (float *)param;
-        k->adamw(master, param, (char *)m->grads + lo * m->esz, m->m + (lo - held_lo),
+        k->adamw(master, param, (char *)m->grads + lo * m->gesz, m->m + (lo - held_lo),
                  m->v + (lo - held_lo), hi - lo, &hp);
     }
     return norm;

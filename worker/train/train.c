@@ -145,7 +145,7 @@ void e2w_train_memory_report(const e2w_train *t, e2w_train_memory *m) {
     const e2w_model *md = &t->model;
     m->n_params = md->n_params;
     m->param_bytes = md->n_params * md->esz;
-    m->grad_bytes = md->grads ? md->n_params * md->esz : 0;
+    m->grad_bytes = md->grads ? md->n_params * md->gesz : 0;
     m->optim_bytes = md->opt ? md->opt_n * sizeof(float) * (md->master ? 3 : 2) : 0;
     m->act_bytes = t->acts.bytes;
 }
@@ -170,7 +170,7 @@ static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err,
     k_rope rope = {.theta = m->cfg.theta, .n_sink = (int)t->spec->augment->n_sink,
                    .g = t->g, .t = t->t};
     double t0 = now_s(), loss = 0.0;
-    k->zero(m->grads, m->n_params * m->esz);
+    k->zero(m->grads, m->n_params * m->gesz);
     for (int j = 0; j < t->n_micro; j++) {
         if (train_data_batch(t->data, (uint64_t)(s - 1), base + (uint64_t)j * (uint64_t)MB,
                              MB, t->tokens, t->targets, t->g, t->t, err, errlen) < 0)
@@ -186,7 +186,7 @@ static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err,
     if (t->hooks.grad_wait && t->hooks.grad_wait(t->hooks.ud, err, errlen) < 0)
         return -1;
     if (t->hooks.allreduce &&
-        t->hooks.allreduce(t->hooks.ud, m->grads, m->n_params, k->act_dtype, err, errlen) < 0)
+        t->hooks.allreduce(t->hooks.ud, m->grads, m->n_params, k->grad_dtype, err, errlen) < 0)
         return -1;
     if (t->hooks.allreduce_host &&
         t->hooks.allreduce_host(t->hooks.ud, &loss, 1, err, errlen) < 0)
