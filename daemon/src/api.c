@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "authz.h"
 #include "base.h"
@@ -360,6 +361,103 @@ out:
     return rc;
 }
 
+/* ---- submit limits: what a job may ask for (docs/limits.md) ---- */
+
+/* The caller is an admin: its token's role, or no token file at all. */
+static int api_caller_admin(rpc_call *call)
+{
+    const rpc_principal *p = rpc_call_principal(call);
+    return !p || !strcmp(p->role, "admin");
+}
+
+/* Memory per cpu worker in GB: --cpu-mem, else this host's memory. */
+static double api_cpu_mem_gb(const e2d_server *srv)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (srv->cfg.cpu_mem > 0)
+        return srv->cfg.cpu_mem;
+    return pages > 0 && size > 0 ? (double)pages * (double)size / 1e9 : 0;
+}
+
+/* A cpu job's memory plan against the bound (the cuda one is
+ * e2w_plan_check_job's, with --gpu-mem). Inline model configs only: an
+ * hf_dir is read by the workers. */
+static int api_check_cpu_mem(const e2d_server *srv, const E2__V1__JobSpec *full,
+                             char *err, size_t errlen)
+{
+    const E2__V1__LlamaConfig *cfg = full->model ? full->model->config : NULL;
+    double gb = api_cpu_mem_gb(srv);
+    e2w_plan p;
+    e2w_plan_opts o = {
+        .gpus = (int)full->num_workers,
+        .recompute = full->train->has_recompute && full->train->recompute,
+        .micro_batch = full->train->has_micro_batch
+                           ? (int)full->train->micro_batch : 1,
+        .seq = (int)full->augment->train_length,
+        .act_bytes = 4,
+        .gpu_mem_gb = gb,
+    };
+    if (strcmp(full->device, "cpu") || !cfg || gb <= 0)
+        return 0;
+    if (e2w_plan_compute(&p, cfg, &o, err, errlen) < 0)
+        return E2_ERR;
+    p.reserve = 0; /* no CUDA context on a cpu worker */
+    p.total = p.params + p.grads + p.optim + p.acts + p.scratch;
+    if (p.total <= p.capacity)
+        return 0;
+    return e2_errf(err, errlen,
+                   "spec: a cpu worker needs %.2f GB for this job (parameters "
+                   "%.2f, activations %.2f at T=%d) but the limit cpu-mem is "
+                   "%.2f GB: use a smaller model, micro_batch or train_length",
+                   (double)p.total / 1e9, (double)p.params / 1e9,
+                   (double)p.acts / 1e9, o.seq, gb);
+}
+
+/* Limits of e2d.conf a valid spec (defaults applied) must also meet:
+ * spec.num_workers (max-workers-per-job), spec.priority (the caller's
+ * role's ceiling) and the memory plan. RPC_OK, or INVALID_ARGUMENT /
+ * PERMISSION_DENIED with one line naming the limit. */
+static rpc_status api_check_limits(e2d_server *srv, rpc_call *call,
+                                   const E2__V1__JobSpec *full, char *msg,
+                                   size_t msglen)
+{
+    int admin = api_caller_admin(call);
+    int ceiling = admin ? srv->cfg.priority_max_admin
+                        : srv->cfg.priority_max_submitter;
+    if ((int)full->num_workers > srv->cfg.max_workers_per_job)
+        return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
+                       "spec.num_workers: %u is above the limit "
+                       "max-workers-per-job = %d of this e2d",
+                       full->num_workers, srv->cfg.max_workers_per_job);
+    if (full->priority > ceiling)
+        return api_err(msg, msglen, RPC_PERMISSION_DENIED,
+                       "spec.priority: %d is above %d, the ceiling of role %s "
+                       "(priority-max-%s in e2d.conf)",
+                       full->priority, ceiling, admin ? "admin" : "submitter",
+                       admin ? "admin" : "submitter");
+    if (api_check_cpu_mem(srv, full, msg, msglen) < 0)
+        return RPC_INVALID_ARGUMENT;
+    return RPC_OK;
+}
+
+/* A request_id seen before: the same spec gets the stored job back
+ * (created = false); another spec is refused naming that job. */
+static void api_submit_again(e2d_server *srv, rpc_call *call,
+                             const E2__V1__SubmitJobRequest *req, store_job *j)
+{
+    char *json = req->spec ? e2_spec_to_json(req->spec, 0) : NULL;
+    int same = json && j->spec_json && !strcmp(json, j->spec_json);
+    free(json);
+    if (same) {
+        api_reply_submit(srv, call, j, 0);
+        return;
+    }
+    api_fail(call, RPC_ALREADY_EXISTS,
+             "request_id \"%.64s\" was used by job %s with a different spec: "
+             "use a new request_id, or resend that job's spec", j->request_id,
+             j->id);
+}
+
 static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
     const E2__V1__SubmitJobRequest *req = (const void *)msg;
@@ -383,7 +481,7 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     if (rid) {
         rc = store_job_by_request(srv->db, rid, &j, err, sizeof err);
         if (rc == 0) {
-            api_reply_submit(srv, call, &j, 0);
+            api_submit_again(srv, call, req, &j);
             store_job_free(&j);
             return;
         }
@@ -412,6 +510,15 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         e2_spec_free(full);
         api_fail(call, RPC_INVALID_ARGUMENT, "%s", err);
         return;
+    }
+    {
+        char lmsg[E2_ERRLEN];
+        rpc_status code = api_check_limits(srv, call, full, lmsg, sizeof lmsg);
+        if (code != RPC_OK) {
+            e2_spec_free(full);
+            rpc_call_finish(call, code, lmsg);
+            return;
+        }
     }
     rc = e2d_batch_join(srv, err, sizeof err);
     if (rc == 0)
@@ -465,6 +572,18 @@ static void api_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     api_answer(call, code, r, m);
 }
 
+/* A job already SUCCEEDED, FAILED or CANCELLED: FAILED_PRECONDITION (as
+ * coordinator.proto says), the call answered. */
+static int api_cancel_finished(rpc_call *call, const store_job *j)
+{
+    if (!jobstate_terminal(j->state))
+        return 0;
+    api_fail(call, RPC_FAILED_PRECONDITION,
+             "job %s is already %s: there is nothing to cancel", j->id,
+             jobstate_name(j->state));
+    return E2_ERR;
+}
+
 static void api_cancel(rpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
     const E2__V1__CancelJobRequest *req = (const void *)msg;
@@ -477,7 +596,8 @@ static void api_cancel(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     e2d_batch_flush(srv);
     if (api_load(srv, call, req->id, &j) < 0)
         return;
-    if (authz_check_cancel(srv, call, j.id) < 0) {
+    if (authz_check_cancel(srv, call, j.id) < 0 ||
+        api_cancel_finished(call, &j) < 0) {
         store_job_free(&j);
         return;
     }
@@ -660,7 +780,7 @@ static E2__V1__Worker *api_worker_msg(const e2d_worker *w)
     m->attempt = (uint32_t)w->row.attempt;
     m->rank = w->row.rank > 0 ? (uint32_t)w->row.rank : 0;
     m->has_last_heartbeat_unix_ms = m->has_registered_unix_ms = 1;
-    m->last_heartbeat_unix_ms = w->seen_ms;
+    m->last_heartbeat_unix_ms = w->seen_wall_ms;
     m->registered_unix_ms = w->row.registered_ms;
     m->version = strdup(w->row.version);
     m->has_spawned_by_e2d = 1;

@@ -30,20 +30,84 @@ int64_t e2d_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t e2d_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Length of the valid UTF-8 sequence at p (2..4), 0 if none. */
+static size_t e2d_utf8_len(const unsigned char *p)
+{
+    size_t n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
+               : p[0] >= 0xe0               ? 3
+               : p[0] >= 0xc2 && p[0] < 0xe0 ? 2
+                                            : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+size_t e2d_log_escape(char *out, size_t outlen, const char *in)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (!outlen)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p;) {
+        /* Valid UTF-8 passes except C1 controls (U+0080..U+009F, 0xc2
+         * 0x80..0x9f); C0 controls, DEL and stray bytes become \xNN. */
+        size_t n = e2d_utf8_len(p);
+        unsigned c = *p;
+        if (n == 2 && p[0] == 0xc2 && p[1] <= 0x9f) {
+            c = p[1];
+            n = 0;
+            p++;
+        }
+        if (n) {
+            if (o + n >= outlen)
+                break;
+            memcpy(out + o, p, n);
+            o += n;
+            p += n;
+        } else if (c < 0x20 || c >= 0x7f) {
+            if (o + 4 >= outlen)
+                break;
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+            p++;
+        } else {
+            if (o + 1 >= outlen)
+                break;
+            out[o++] = (char)c;
+            p++;
+        }
+    }
+    out[o] = 0;
+    return o;
+}
+
 void e2d_log(const char *fmt, ...)
 {
-    char stamp[32];
+    char stamp[32], line[4096], safe[4096];
     struct timeval tv;
     struct tm tm;
     va_list ap;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03dZ e2d: ", stamp, (int)(tv.tv_usec / 1000));
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    /* One line per message whatever its arguments hold (a worker's
+     * hostname, a job's reason): no terminal escapes, no forged lines. */
+    e2d_log_escape(safe, sizeof safe, line);
+    fprintf(stderr, "%s.%03dZ e2d: %s\n", stamp, (int)(tv.tv_usec / 1000),
+            safe);
 }
 
 static void e2d_rpc_log(int severity, const char *file, int line,
@@ -76,7 +140,7 @@ static void e2d_cron(uv_timer_t *t)
     e2d_server *srv = t->data;
     e2d_batch_flush(srv);
     if (srv->shutting_down) {
-        if (srv->kill_locals_ms && e2d_now_ms() >= srv->kill_locals_ms) {
+        if (srv->kill_locals_ms && e2d_mono_ms() >= srv->kill_locals_ms) {
             local_kill(srv);
             srv->kill_locals_ms = 0;
         }
@@ -107,7 +171,7 @@ static void e2d_shutdown(uv_signal_t *s, int signum)
     rpc_server_shutdown(srv->rpc, (uint64_t)(srv->cfg.shutdown_grace * 1000),
                         e2d_rpc_down);
     local_stop(srv);
-    srv->kill_locals_ms = e2d_now_ms() + E2D_KILL_AFTER_MS;
+    srv->kill_locals_ms = e2d_mono_ms() + E2D_KILL_AFTER_MS;
 }
 
 /* One e2d per state directory: a second one would corrupt nothing in

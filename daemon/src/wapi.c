@@ -122,15 +122,17 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
         wapi_fail(call, RPC_INTERNAL, "registering failed: %s", err);
         return;
     }
-    snprintf(w->row.host, sizeof w->row.host, "%s",
-             req->hostname ? req->hostname : "");
+    /* Shown by ListWorkers and logged: control characters escaped. */
+    e2d_log_escape(w->row.host, sizeof w->row.host,
+                   req->hostname ? req->hostname : "");
     snprintf(w->row.device, sizeof w->row.device, "%s", device);
-    snprintf(w->row.version, sizeof w->row.version, "%s",
-             req->version ? req->version : "");
+    e2d_log_escape(w->row.version, sizeof w->row.version,
+                   req->version ? req->version : "");
     w->row.device_index = (int)req->device_index;
     w->row.pid = req->pid;
     w->row.spawned = req->spawned_by_e2d && local_owns_pid(srv, req->pid);
-    w->row.registered_ms = w->seen_ms = e2d_now_ms();
+    w->row.registered_ms = w->seen_wall_ms = e2d_now_ms();
+    w->seen_ms = e2d_mono_ms();
     w->draining = 0;
     w->row.state = WS_IDLE;
     w->row.job[0] = 0;
@@ -191,14 +193,14 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank,
                           const E2__V1__Progress *p)
 {
     char err[E2_ERRLEN], why[64];
-    int64_t now = e2d_now_ms();
+    int64_t now = e2d_now_ms(), mono = e2d_mono_ms();
     int all = 1, advanced = 0;
     store_job j;
     run->progressed[rank] = 1;
     run->tps[rank] = p->tokens_per_second;
     if ((int64_t)p->step > run->steps[rank]) {
         run->steps[rank] = p->step;
-        run->last_progress_ms = now;
+        run->last_progress_ms = mono;
         advanced = rank == 0;
     }
     if (store_job_get(srv->db, run->job, &j, err, sizeof err) < 0)
@@ -249,7 +251,8 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
     e2d_batch_flush(srv);
     if (!(w = wapi_worker(srv, call, req->worker_id)))
         return;
-    w->seen_ms = e2d_now_ms();
+    w->seen_ms = e2d_mono_ms();
+    w->seen_wall_ms = e2d_now_ms();
     if (w->row.state == WS_LOST) {
         /* Back after being declared lost: its attempt has ended. */
         w->row.state = WS_IDLE;
@@ -418,7 +421,7 @@ static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         return;
     }
     wt->attempt = (int)req->attempt;
-    wt->deadline_ms = e2d_now_ms() + req->wait_ms;
+    wt->deadline_ms = e2d_mono_ms() + req->wait_ms;
 }
 
 static void wapi_rdv_finish(e2d_waiter *wt, const void *val, size_t len,
@@ -452,7 +455,7 @@ void wapi_rdv_wake(e2d_server *srv, const char *job, int attempt,
 
 void wapi_cron(e2d_server *srv)
 {
-    int64_t now = e2d_now_ms();
+    int64_t now = e2d_mono_ms();
     e2d_waiter *wt, *next;
     for (wt = srv->rdvwaits; wt; wt = next) {
         e2d_run *run = sched_run_find(srv, wt->job);

@@ -68,18 +68,126 @@ def priority_then_fifo(d, c):
     assert order == [hi, a, b], order
 
 
+def _one_busy_one_idle(c):
+    """Two cpu workers, w1 running job `busy`: capacity for a 2-worker job
+    exists, but only one worker is idle."""
+    busy = c.call("SubmitJob", spec=t.small_spec("busy", priority=9)).job.id
+    w1, w2 = t.FakeWorker(c), t.FakeWorker(c)
+    assert w1.wait_command("assignment").job_id == busy
+    w1.progress(1)
+    return busy, w1, w2
+
+
 @t.with_daemon()
 def big_job_blocks_smaller_behind_it(d, c):
+    busy, w1, w2 = _one_busy_one_idle(c)
     big = c.call("SubmitJob", spec=spec2("big", workers=2)).job.id
     small = c.call("SubmitJob", spec=t.small_spec("small")).job.id
-    w1 = t.FakeWorker(c)
     for _ in range(5):
-        assert not w1.beat()
+        assert not w2.beat()
         time.sleep(0.05)
-    assert c.job(small).state == t.PENDING  # no backfilling past `big`
-    w2 = t.FakeWorker(c)
+    # `big` fits the registered workers: no backfilling past it.
+    assert c.job(small).state == t.PENDING
+    assert c.job(big).state == t.PENDING
+    w1.done()
+    w1.assignment = None
     assert w1.wait_command("assignment").job_id == big
     assert w2.wait_command("assignment").job_id == big
+
+
+@t.with_daemon()
+def cancelled_head_unblocks_the_queue(d, c):
+    """Cancelling the pending job at the head of the queue runs a pass: the
+    job behind it starts on the idle worker without any other event."""
+    busy, w1, w2 = _one_busy_one_idle(c)
+    big = c.call("SubmitJob", spec=spec2("big", workers=2)).job.id
+    small = c.call("SubmitJob", spec=t.small_spec("small")).job.id
+    with t.keep_beating(w1):
+        for _ in range(5):
+            assert not w2.beat()
+            time.sleep(0.05)
+        assert c.job(small).state == t.PENDING
+        c.call("CancelJob", id=big)
+        assert w2.wait_command("assignment", timeout=15).job_id == small
+
+
+@t.with_daemon()
+def unschedulable_job_is_parked_and_backfilled(d, c):
+    """A job that needs more workers than are registered says so in its
+    reason and holds up nothing: the job behind it runs."""
+    w = t.FakeWorker(c)
+    big = c.call("SubmitJob", spec=spec2("big", workers=2)).job.id
+    small = c.call("SubmitJob", spec=t.small_spec("small")).job.id
+    assert w.wait_command("assignment").job_id == small
+    j = c.job(big)
+    assert j.state == t.PENDING, j
+    assert "unschedulable: needs 2 cpu workers, 1 registered" in j.reason, \
+        j.reason
+    # A second worker makes it schedulable; it starts once both are idle.
+    w.progress(10)
+    w.done()
+    w.assignment = None
+    w2 = t.FakeWorker(c)
+    assert w.wait_command("assignment").job_id == big
+    assert w2.wait_command("assignment").job_id == big
+
+
+@t.with_daemon("--max-workers-per-job", "4", "--cpu-mem", "16")
+def submit_refuses_jobs_above_the_limits(d, c):
+    t.expect_rpc_error(
+        lambda: c.call("SubmitJob", spec=spec2("many", workers=6)),
+        grpc.StatusCode.INVALID_ARGUMENT, "spec.num_workers", "6",
+        "max-workers-per-job = 4")
+    huge = t.small_spec("huge", model={"config": {
+        "hidden_size": 65536, "num_hidden_layers": 512,
+        "num_attention_heads": 64, "intermediate_size": 262144,
+        "vocab_size": 256000, "max_position_embeddings": 4096}})
+    t.expect_rpc_error(lambda: c.call("SubmitJob", spec=huge),
+                       grpc.StatusCode.INVALID_ARGUMENT, "cpu-mem", "16.00 GB")
+    long = t.small_spec("long", augment={"train_length": 1 << 20})
+    t.expect_rpc_error(lambda: c.call("SubmitJob", spec=long),
+                       grpc.StatusCode.INVALID_ARGUMENT, "cpu-mem")
+    assert c.call("SubmitJob", spec=spec2("ok", workers=4)).created
+
+
+def priority_ceiling_per_role():
+    """A submitter's spec.priority is capped (priority-max-submitter); an
+    admin's ceiling is its own."""
+    tmp = tempfile.mkdtemp(prefix="e2d_prio_")
+    tokens = os.path.join(tmp, "tokens")
+    sub, adm = "s" * 32, "a" * 32
+    fd = os.open(tokens, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, ("%s alice submitter\n%s root admin\n" % (sub, adm)).encode())
+    os.close(fd)
+    d = t.Daemon("--shutdown-grace", "1", "--token-file", tokens,
+                 "--priority-max-submitter", "10", "--priority-max-admin",
+                 "50", token=adm)
+    c = d.start()
+    alice = t.Client(d.address, sub)
+    try:
+        assert alice.call("SubmitJob", spec=t.small_spec(priority=10)).created
+        t.expect_rpc_error(
+            lambda: alice.call("SubmitJob", spec=t.small_spec(priority=11)),
+            grpc.StatusCode.PERMISSION_DENIED, "spec.priority", "11",
+            "role submitter", "priority-max-submitter")
+        t.expect_rpc_error(
+            lambda: alice.call("SubmitJob",
+                               spec=t.small_spec(priority=2**31 - 1)),
+            grpc.StatusCode.PERMISSION_DENIED, "spec.priority")
+        assert c.call("SubmitJob", spec=t.small_spec(priority=50)).created
+        t.expect_rpc_error(
+            lambda: c.call("SubmitJob", spec=t.small_spec(priority=51)),
+            grpc.StatusCode.PERMISSION_DENIED, "role admin")
+    except BaseException:
+        print(d.log())
+        raise
+    finally:
+        alice.close()
+        c.close()
+        rc = d.stop()
+        d.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert rc == 0
 
 
 def _write_ckpt(job_dir, step, rank, payload):
@@ -215,8 +323,10 @@ def cancel_pending_and_running(d, c):
     w.done(t.OUT_CANCELLED, reason="cancelled at step 1")
     j = c.job(job)
     assert j.state == t.CANCELLED, j.reason
-    # Cancelling a finished job changes nothing.
-    assert c.call("CancelJob", id=job).job.state == t.CANCELLED
+    # Cancelling a finished job: FAILED_PRECONDITION, nothing changes.
+    t.expect_rpc_error(lambda: c.call("CancelJob", id=job),
+                       grpc.StatusCode.FAILED_PRECONDITION, job, "CANCELLED")
+    assert c.job(job).state == t.CANCELLED
     # A worker that ignores the cancel: CANCELLED when the grace ends.
     job2 = c.call("SubmitJob", spec=t.small_spec("ignored")).job.id
     w.assignment = None
@@ -228,6 +338,22 @@ def cancel_pending_and_running(d, c):
         j = c.wait_state(job2, t.CANCELLED, timeout=5)
     assert "grace period over" in j.reason, j.reason
     assert [e.state for e in j.events][-2:] == [t.CANCELLING, t.CANCELLED]
+
+
+@t.with_daemon()
+def cancel_of_a_finished_job_fails(d, c):
+    """coordinator.proto: cancelling a finished job is FAILED_PRECONDITION."""
+    job = c.call("SubmitJob", spec=t.small_spec()).job.id
+    w = t.FakeWorker(c)
+    w.wait_command("assignment")
+    w.progress(10)
+    w.done()
+    assert c.job(job).state == t.SUCCEEDED
+    t.expect_rpc_error(lambda: c.call("CancelJob", id=job),
+                       grpc.StatusCode.FAILED_PRECONDITION,
+                       "job %s is already SUCCEEDED" % job)
+    j = c.job(job)
+    assert j.state == t.SUCCEEDED and j.cancellations == 0, j
 
 
 @t.with_daemon()
@@ -335,6 +461,10 @@ def assignment_carries_the_shard_manifest(d, c):
 if __name__ == "__main__":
     t.run_cases([gang_all_or_nothing, priority_then_fifo,
                  big_job_blocks_smaller_behind_it,
+                 cancelled_head_unblocks_the_queue,
+                 unschedulable_job_is_parked_and_backfilled,
+                 submit_refuses_jobs_above_the_limits,
+                 priority_ceiling_per_role, cancel_of_a_finished_job_fails,
                  lost_worker_restarts_from_checkpoint,
                  hang_is_handled_like_a_lost_worker,
                  user_error_is_not_retried, restart_budget_is_finite,
