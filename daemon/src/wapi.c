@@ -3,11 +3,19 @@
  * RendezvousPut/Get (a Get may wait on the loop for the key) and
  * ReportDone. A request naming an unknown worker gets NOT_FOUND (the
  * worker registers again); one naming an attempt the worker no longer
- * holds gets FAILED_PRECONDITION. */
+ * holds gets FAILED_PRECONDITION.
+ *
+ * Worker identity: RegisterWorker draws an unguessable id and a secret
+ * (getrandom) and keeps only the secret's SHA-256 (store.c, so that it
+ * survives an e2d restart); every other request must carry the secret of
+ * the worker it names, else PERMISSION_DENIED. A re-registration keeps
+ * its id only with that id's secret. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "base.h"
 #include "e2d.h"
@@ -18,6 +26,8 @@
 #define WS_LOST E2__V1__WORKER_STATE__WORKER_STATE_LOST
 #define WAPI_RDV_MAX_VALUE (1u << 20)
 #define WAPI_RDV_MAX_WAIT_MS 60000u
+#define WAPI_SECRET_BYTES 32 /* worker secret: 64 hex digits */
+#define WAPI_ID_BYTES 12     /* worker id: "w-" and 24 hex digits */
 
 static void wapi_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -41,14 +51,69 @@ static void wapi_reply(rpc_call *call, void *msg)
     protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-/* The worker named by a request, or NULL with the call answered. */
+/* ---- worker identity ---- */
+
+/* nbytes (<= 32) random bytes from getrandom as lowercase hex. */
+static int wapi_random_hex(char *out, size_t nbytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[32];
+    size_t got = 0;
+    while (got < nbytes) {
+        ssize_t r = getrandom(b + got, nbytes - got, 0);
+        if (r < 0 && errno != EINTR)
+            return E2_ERR;
+        got += r > 0 ? (size_t)r : 0;
+    }
+    for (size_t i = 0; i < nbytes; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[2 * nbytes] = 0;
+    return 0;
+}
+
+static void wapi_secret_hash(const char *secret, char hex[65])
+{
+    uint8_t d[E2_SHA256_LEN];
+    e2_sha256(secret, strlen(secret), d);
+    e2_sha256_hex(d, hex);
+}
+
+/* 1 when secret is w's (compared in constant time). */
+static int wapi_secret_ok(const e2d_worker *w, const char *secret)
+{
+    char h[65];
+    unsigned diff = 0;
+    if (!w->row.secret_sha256[0] || !secret || !*secret)
+        return 0;
+    wapi_secret_hash(secret, h);
+    for (size_t i = 0; i < 64; i++)
+        diff |= (unsigned)(h[i] ^ w->row.secret_sha256[i]);
+    return diff == 0;
+}
+
+/* The worker named by a request, if `secret` is its own; else NULL with
+ * the call answered: NOT_FOUND (unknown id, or a row from before worker
+ * secrets: register again) or PERMISSION_DENIED (another's secret). */
 static e2d_worker *wapi_worker(e2d_server *srv, rpc_call *call,
-                               const char *id)
+                               const char *id, const char *secret)
 {
     e2d_worker *w = sched_worker_find(srv, id);
-    if (!w)
-        wapi_fail(call, RPC_NOT_FOUND, "worker %s is not registered: register "
-                  "again", id ? id : "(none)");
+    if (!w || !w->row.secret_sha256[0]) {
+        wapi_fail(call, RPC_NOT_FOUND, "worker %.40s is not registered: "
+                  "register again", id ? id : "(none)");
+        return NULL;
+    }
+    if (!wapi_secret_ok(w, secret)) {
+        e2d_log("access: %s request for worker %s refused: worker_secret "
+                "is not its secret", rpc_call_method(call), w->row.id);
+        wapi_fail(call, RPC_PERMISSION_DENIED,
+                  "worker_secret is %s the secret of worker %s (a worker "
+                  "may act only as itself)",
+                  secret && *secret ? "not" : "required:", w->row.id);
+        return NULL;
+    }
     return w;
 }
 
@@ -70,13 +135,30 @@ static e2d_run *wapi_run(e2d_server *srv, rpc_call *call, e2d_worker *w,
     return run;
 }
 
-static e2d_worker *wapi_worker_new(e2d_server *srv, char *err, size_t errlen)
+/* A new worker with a fresh id (unused by any row, LOST ones included:
+ * every row is in srv->workers) and secret (written to secret). */
+static e2d_worker *wapi_worker_new(e2d_server *srv, char secret[65],
+                                   char *err, size_t errlen)
 {
-    int64_t seq = store_next_worker_seq(srv->db, err, errlen);
+    char hex[2 * WAPI_ID_BYTES + 1], id[STORE_IDLEN];
     e2d_worker *w, **p;
-    if (seq < 0 || !(w = calloc(1, sizeof *w)))
+    do {
+        if (wapi_random_hex(hex, WAPI_ID_BYTES) < 0) {
+            e2_errf(err, errlen, "getrandom: %s", strerror(errno));
+            return NULL;
+        }
+        snprintf(id, sizeof id, "w-%s", hex);
+    } while (sched_worker_find(srv, id));
+    if (wapi_random_hex(secret, WAPI_SECRET_BYTES) < 0) {
+        e2_errf(err, errlen, "getrandom: %s", strerror(errno));
         return NULL;
-    snprintf(w->row.id, sizeof w->row.id, "w-%06lld", (long long)seq);
+    }
+    if (!(w = calloc(1, sizeof *w))) {
+        e2_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(w->row.id, sizeof w->row.id, "%s", id);
+    wapi_secret_hash(secret, w->row.secret_sha256);
     w->row.rank = -1;
     for (p = &srv->workers; *p; p = &(*p)->next)
         ;
@@ -86,6 +168,18 @@ static e2d_worker *wapi_worker_new(e2d_server *srv, char *err, size_t errlen)
 
 /* ---- RegisterWorker ---- */
 
+/* Another live worker already registered as the spawned process pid: a
+ * second claim is not believed (e2d signals the process groups of the
+ * workers it spawned). */
+static int wapi_pid_claimed(e2d_server *srv, const e2d_worker *self, int pid)
+{
+    for (e2d_worker *w = srv->workers; w; w = w->next)
+        if (w != self && w->row.spawned && w->row.pid == pid &&
+            w->row.state != WS_LOST)
+            return 1;
+    return 0;
+}
+
 static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
                                  void *ud)
 {
@@ -93,7 +187,7 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
     const E2__V1__Progress *run_p = req->running;
     e2d_server *srv = ud;
     const char *device = req->device && *req->device ? req->device : "cpu";
-    char err[E2_ERRLEN];
+    char err[E2_ERRLEN], secret[65];
     E2__V1__RegisterWorkerResponse *r;
     e2d_worker *w;
     e2d_run *run;
@@ -108,6 +202,14 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
         return;
     }
     w = sched_worker_find(srv, req->previous_worker_id);
+    if (w && !wapi_secret_ok(w, req->previous_worker_secret)) {
+        /* Not its secret: never another worker's id, a new one. */
+        e2d_log("access: RegisterWorker with previous_worker_id %s but not "
+                "its secret: registered as a new worker", w->row.id);
+        w = NULL;
+    }
+    if (w)
+        snprintf(secret, sizeof secret, "%s", req->previous_worker_secret);
     if (w && w->row.state == WS_BUSY && !w->draining &&
         (run = sched_run_find(srv, w->row.job)) &&
         run->attempt == w->row.attempt &&
@@ -118,7 +220,7 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
                  "without its rank", w->row.id, w->row.rank);
         sched_attempt_failed(srv, run, w->row.rank, 0, 0, why);
     }
-    if (!w && !(w = wapi_worker_new(srv, err, sizeof err))) {
+    if (!w && !(w = wapi_worker_new(srv, secret, err, sizeof err))) {
         wapi_fail(call, RPC_INTERNAL, "registering failed: %s", err);
         return;
     }
@@ -130,7 +232,8 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
                    req->version ? req->version : "");
     w->row.device_index = (int)req->device_index;
     w->row.pid = req->pid;
-    w->row.spawned = req->spawned_by_e2d && local_owns_pid(srv, req->pid);
+    w->row.spawned = req->spawned_by_e2d && local_owns_pid(srv, req->pid) &&
+                     !wapi_pid_claimed(srv, w, req->pid);
     w->row.registered_ms = w->seen_wall_ms = e2d_now_ms();
     w->seen_ms = e2d_mono_ms();
     w->draining = 0;
@@ -161,6 +264,7 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
     if ((r = malloc(sizeof *r))) {
         e2__v1__register_worker_response__init(r);
         r->worker_id = strdup(w->row.id);
+        r->worker_secret = strdup(secret);
         r->has_heartbeat_interval_ms = r->has_heartbeat_timeout_ms = 1;
         r->heartbeat_interval_ms = (uint32_t)srv->hb_interval_ms;
         r->heartbeat_timeout_ms = (uint32_t)srv->hb_timeout_ms;
@@ -249,7 +353,7 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
     E2__V1__HeartbeatResponse *r;
     e2d_worker *w;
     e2d_batch_flush(srv);
-    if (!(w = wapi_worker(srv, call, req->worker_id)))
+    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)))
         return;
     w->seen_ms = e2d_mono_ms();
     w->seen_wall_ms = e2d_now_ms();
@@ -307,7 +411,7 @@ static void wapi_report_checkpoint(rpc_call *call, const ProtobufCMessage *msg,
     e2d_run *run;
     int committed, rc;
     e2d_batch_flush(srv);
-    if (!(w = wapi_worker(srv, call, req->worker_id)) ||
+    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)) ||
         !(run = wapi_run(srv, call, w, req->job_id, (int)req->attempt,
                          (int)req->rank)))
         return;
@@ -360,7 +464,7 @@ static void wapi_rdv_put(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     E2__V1__RendezvousPutResponse *r;
     e2d_worker *w;
     e2d_batch_flush(srv);
-    if (!(w = wapi_worker(srv, call, req->worker_id)) ||
+    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)) ||
         !wapi_run(srv, call, w, req->job_id, (int)req->attempt, w->row.rank))
         return;
     if (!req->key || !*req->key || req->value.len > WAPI_RDV_MAX_VALUE) {
@@ -392,7 +496,7 @@ static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     e2d_waiter *wt;
     int rc;
     e2d_batch_flush(srv);
-    if (!(w = wapi_worker(srv, call, req->worker_id)) ||
+    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)) ||
         !wapi_run(srv, call, w, req->job_id, (int)req->attempt, w->row.rank))
         return;
     if (!req->key || !*req->key || req->wait_ms > WAPI_RDV_MAX_WAIT_MS) {
@@ -563,7 +667,7 @@ static void wapi_report_done(rpc_call *call, const ProtobufCMessage *msg,
     e2d_run *run;
     int rank = (int)req->rank, attempt = (int)req->attempt, current;
     e2d_batch_flush(srv);
-    if (!(w = wapi_worker(srv, call, req->worker_id)))
+    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)))
         return;
     if (!req->job_id || w->row.state != WS_BUSY ||
         strcmp(w->row.job, req->job_id) || w->row.attempt != attempt ||

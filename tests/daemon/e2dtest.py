@@ -253,12 +253,14 @@ class FakeWorker:
         r = client.call("RegisterWorker", hostname=host, device=device,
                         pid=os.getpid(), version="test")
         self.id = r.worker_id
+        self.secret = r.worker_secret
         self.interval = r.heartbeat_interval_ms / 1000.0
         self.assignment = None
         self.commands = []
 
     def beat(self, state=IDLE, progress=None, logs=()):
-        kw = {"worker_id": self.id, "state": state, "log_lines": list(logs)}
+        kw = {"worker_id": self.id, "worker_secret": self.secret,
+              "state": state, "log_lines": list(logs)}
         if progress:
             kw["progress"] = M("Progress", **progress)
         r = self.c.call("Heartbeat", **kw)
@@ -287,7 +289,8 @@ class FakeWorker:
 
     def done(self, outcome=OUT_SUCCEEDED, exit_code=0, reason="", **kw):
         a = self.assignment
-        return self.c.call("ReportDone", worker_id=self.id, job_id=a.job_id,
+        return self.c.call("ReportDone", worker_id=self.id,
+                           worker_secret=self.secret, job_id=a.job_id,
                            attempt=a.attempt, rank=a.rank, outcome=outcome,
                            exit_code=exit_code, reason=reason, **kw)
 

@@ -201,7 +201,8 @@ def _write_ckpt(job_dir, step, rank, payload):
 
 def _report(c, w, step, files):
     a = w.assignment
-    return c.call("ReportCheckpoint", worker_id=w.id, job_id=a.job_id,
+    return c.call("ReportCheckpoint", worker_id=w.id,
+                  worker_secret=w.secret, job_id=a.job_id,
                   attempt=a.attempt, rank=a.rank, step=step, files=files)
 
 
@@ -248,7 +249,8 @@ def lost_worker_restarts_from_checkpoint(d, c):
     assert [cp.step for cp in j.checkpoints] == [2]
     # A report from the lost worker's old attempt is refused.
     t.expect_rpc_error(lambda: c.call(
-        "ReportDone", worker_id=lost.id, job_id=job, attempt=1, rank=1,
+        "ReportDone", worker_id=lost.id,
+        worker_secret=lost.secret, job_id=job, attempt=1, rank=1,
         outcome=t.OUT_SUCCEEDED), grpc.StatusCode.FAILED_PRECONDITION)
 
 
@@ -341,6 +343,58 @@ def cancel_pending_and_running(d, c):
 
 
 @t.with_daemon()
+def worker_cannot_act_as_another(d, c):
+    """Issue 12 item 1: a worker (any worker-role caller) naming another
+    worker's id without that worker's secret is refused: it cannot report
+    the job done with a made-up evaluation, nor take its commands, nor
+    register under its id."""
+    job = c.call("SubmitJob", spec=t.small_spec(
+        "victim", train={"steps": 200000, "global_batch": 4})).job.id
+    victim, thief = t.FakeWorker(c), t.FakeWorker(c)
+    assert victim.wait_command("assignment").job_id == job
+    victim.progress(3)
+    fake_eval = [M("EvalResult", window=64, loss=0.001, perplexity=1.001)]
+    for secret in (thief.secret, "", "0" * 64):
+        t.expect_rpc_error(lambda: c.call(
+            "ReportDone", worker_id=victim.id, worker_secret=secret,
+            job_id=job, attempt=1, rank=0, outcome=t.OUT_SUCCEEDED,
+            eval=fake_eval), grpc.StatusCode.PERMISSION_DENIED, victim.id)
+        t.expect_rpc_error(lambda: c.call(
+            "Heartbeat", worker_id=victim.id, worker_secret=secret,
+            state=t.IDLE), grpc.StatusCode.PERMISSION_DENIED)
+    t.expect_rpc_error(lambda: c.call(
+        "ReportDone", worker_id=victim.id, job_id=job, attempt=1, rank=0,
+        outcome=t.OUT_FAILED_USER), grpc.StatusCode.PERMISSION_DENIED,
+        "worker_secret is required")
+    r = c.call("RegisterWorker", hostname="thief", device="cpu",
+               previous_worker_id=victim.id,
+               previous_worker_secret=thief.secret)
+    assert r.worker_id not in (victim.id, thief.id), r.worker_id
+    j = c.job(job)
+    assert j.state == t.RUNNING and len(j.eval) == 0, j
+    victim.progress(4)
+    assert c.job(job).step == 4
+    assert "refused: worker_secret is not its secret" in d.log()
+
+
+@t.with_daemon()
+def worker_ids_are_unguessable_and_kept(d, c):
+    """Ids are "w-" and 24 random hex digits, secrets 64; a worker that
+    registers again with its own id and secret keeps both."""
+    import re
+    ws = [t.FakeWorker(c) for _ in range(4)]
+    for w in ws:
+        assert re.fullmatch(r"w-[0-9a-f]{24}", w.id), w.id
+        assert re.fullmatch(r"[0-9a-f]{64}", w.secret), w.secret
+    assert len({w.id for w in ws}) == 4 and len({w.secret for w in ws}) == 4
+    r = c.call("RegisterWorker", hostname="h", device="cpu",
+               previous_worker_id=ws[0].id,
+               previous_worker_secret=ws[0].secret)
+    assert r.worker_id == ws[0].id and r.worker_secret == ws[0].secret
+    assert len(c.call("ListWorkers").workers) == 4
+
+
+@t.with_daemon()
 def cancel_of_a_finished_job_fails(d, c):
     """coordinator.proto: cancelling a finished job is FAILED_PRECONDITION."""
     job = c.call("SubmitJob", spec=t.small_spec()).job.id
@@ -397,7 +451,8 @@ def rendezvous_waits_for_the_key(d, c):
 
     def getter():
         t0 = time.time()
-        got["r"] = c.call("RendezvousGet", worker_id=w2.id, job_id=job,
+        got["r"] = c.call("RendezvousGet", worker_id=w2.id,
+                          worker_secret=w2.secret, job_id=job,
                           attempt=a2.attempt, key="nccl-id", wait_ms=10000)
         got["dt"] = time.time() - t0
 
@@ -407,20 +462,24 @@ def rendezvous_waits_for_the_key(d, c):
     # Still waiting: it returns only once the key is put (its call may
     # reach e2d late on a loaded machine, so its own time says nothing).
     assert th.is_alive(), "RendezvousGet returned before the put: %r" % got
-    c.call("RendezvousPut", worker_id=w1.id, job_id=job, attempt=a1.attempt,
+    c.call("RendezvousPut", worker_id=w1.id,
+           worker_secret=w1.secret, job_id=job, attempt=a1.attempt,
            key="nccl-id", value=b"\x01\x02secret")
     th.join(10)
     assert got["r"].found and got["r"].value == b"\x01\x02secret"
     assert got["dt"] < 5, got["dt"]
     t0 = time.time()
-    r = c.call("RendezvousGet", worker_id=w2.id, job_id=job, attempt=1,
+    r = c.call("RendezvousGet", worker_id=w2.id,
+               worker_secret=w2.secret, job_id=job, attempt=1,
                key="absent", wait_ms=300)
     assert not r.found and 0.25 < time.time() - t0 < 3
-    r = c.call("RendezvousGet", worker_id=w2.id, job_id=job, attempt=1,
+    r = c.call("RendezvousGet", worker_id=w2.id,
+               worker_secret=w2.secret, job_id=job, attempt=1,
                key="nccl-id")
     assert r.found
     t.expect_rpc_error(lambda: c.call(
-        "RendezvousGet", worker_id=w2.id, job_id=job, attempt=7, key="k"),
+        "RendezvousGet", worker_id=w2.id,
+        worker_secret=w2.secret, job_id=job, attempt=7, key="k"),
         grpc.StatusCode.FAILED_PRECONDITION)
     t.expect_rpc_error(lambda: c.call(
         "Heartbeat", worker_id="w-999999"), grpc.StatusCode.NOT_FOUND)
@@ -465,6 +524,8 @@ if __name__ == "__main__":
                  unschedulable_job_is_parked_and_backfilled,
                  submit_refuses_jobs_above_the_limits,
                  priority_ceiling_per_role, cancel_of_a_finished_job_fails,
+                 worker_cannot_act_as_another,
+                 worker_ids_are_unguessable_and_kept,
                  lost_worker_restarts_from_checkpoint,
                  hang_is_handled_like_a_lost_worker,
                  user_error_is_not_retried, restart_budget_is_finite,
