@@ -19,6 +19,10 @@
 
 #define API_PAGE_DEFAULT 100
 #define API_PAGE_MAX 1000
+/* ListJobs stops a page at this many bytes of jobs (next_page_token goes
+ * on from there): half of gRPC's default 4 MiB receive limit, so that no
+ * client needs a larger one. */
+#define API_PAGE_MAX_BYTES (2u << 20)
 #define API_CANCEL_GRACE_MS 30000
 
 static void api_reply(rpc_call *call, void *msg)
@@ -211,8 +215,43 @@ static E2__V1__Failure *api_failure_msg(const store_job *j)
     return f;
 }
 
+/* Job.spec from the stored row, without parsing JSON on the loop thread:
+ * raw (gRPC replies): the packed bytes go out as they are, as an unknown
+ * field 2 (= Job.spec) that protobuf-c writes verbatim; otherwise (the
+ * HTTP JSON API needs a message) the packed bytes are unpacked. Rows
+ * stored before schema 4 have only the JSON. */
+static void api_job_spec(E2__V1__Job *m, const store_job *j, int raw)
+{
+    char err[E2_ERRLEN];
+    ProtobufCMessageUnknownField *uf;
+    size_t n = j->spec_pb_len, pre = 1;
+    if (!j->spec_pb) {
+        m->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err,
+                                sizeof err);
+        return;
+    }
+    if (!raw) {
+        m->spec = e2__v1__job_spec__unpack(NULL, n, j->spec_pb);
+        return;
+    }
+    for (size_t v = n; v >= 0x80; v >>= 7)
+        pre++;
+    if (!(uf = calloc(1, sizeof *uf)) || !(uf->data = malloc(pre + n))) {
+        free(uf);
+        return;
+    }
+    uf->tag = 2; /* Job.spec */
+    uf->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+    uf->len = pre + n;
+    for (size_t v = n, i = 0; i < pre; i++, v >>= 7)
+        uf->data[i] = (uint8_t)((v & 0x7f) | (i + 1 < pre ? 0x80 : 0));
+    memcpy(uf->data + pre, j->spec_pb, n);
+    m->base.unknown_fields = uf;
+    m->base.n_unknown_fields = 1;
+}
+
 static E2__V1__Job *api_job_msg(e2d_server *srv, const store_job *j,
-                                int with_events)
+                                int with_events, int raw)
 {
     char err[E2_ERRLEN], dir[JOBDIR_PATHLEN];
     E2__V1__Job *m = malloc(sizeof *m);
@@ -223,8 +262,7 @@ static E2__V1__Job *api_job_msg(e2d_server *srv, const store_job *j,
         return NULL;
     e2__v1__job__init(m);
     m->id = strdup(j->id);
-    m->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err,
-                            sizeof err);
+    api_job_spec(m, j, raw);
     m->has_state = m->has_created_unix_ms = m->has_updated_unix_ms = 1;
     m->state = j->state;
     m->reason = strdup(j->reason ? j->reason : "");
@@ -306,7 +344,7 @@ static void api_reply_submit(e2d_server *srv, rpc_call *call,
     E2__V1__SubmitJobResponse *r = malloc(sizeof *r);
     if (r) {
         e2__v1__submit_job_response__init(r);
-        r->job = api_job_msg(srv, j, 0);
+        r->job = api_job_msg(srv, j, 0, 1);
         r->has_created = 1;
         r->created = created;
     }
@@ -326,7 +364,10 @@ static int api_store_job(e2d_server *srv, const E2__V1__JobSpec *spec,
     j->request_id = rid ? strdup(rid) : NULL;
     j->spec_json = e2_spec_to_json(spec, 0);
     j->reason = strdup("submitted");
-    if (!labels || !pretty || !j->spec_json || !j->reason) {
+    j->spec_pb_len = e2__v1__job_spec__get_packed_size(spec);
+    if ((j->spec_pb = malloc(j->spec_pb_len ? j->spec_pb_len : 1)))
+        e2__v1__job_spec__pack(spec, j->spec_pb);
+    if (!labels || !pretty || !j->spec_json || !j->reason || !j->spec_pb) {
         e2_errf(err, errlen, "out of memory");
         goto out;
     }
@@ -541,9 +582,23 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
 
 /* ---- GetJob, CancelJob ---- */
 
+static rpc_status api_get_job_reply(e2d_server *srv,
+                                    const E2__V1__GetJobRequest *req,
+                                    E2__V1__GetJobResponse **out, char *msg,
+                                    size_t msglen, int raw);
+
 rpc_status api_build_get_job(e2d_server *srv, const E2__V1__GetJobRequest *req,
                              E2__V1__GetJobResponse **out, char *msg,
                              size_t msglen)
+{
+    return api_get_job_reply(srv, req, out, msg, msglen, 0);
+}
+
+/* GetJob's reply; raw: the spec as stored bytes (gRPC). */
+static rpc_status api_get_job_reply(e2d_server *srv,
+                                    const E2__V1__GetJobRequest *req,
+                                    E2__V1__GetJobResponse **out, char *msg,
+                                    size_t msglen, int raw)
 {
     E2__V1__GetJobResponse *r;
     store_job j;
@@ -554,7 +609,7 @@ rpc_status api_build_get_job(e2d_server *srv, const E2__V1__GetJobRequest *req,
         return code;
     if ((r = malloc(sizeof *r))) {
         e2__v1__get_job_response__init(r);
-        r->job = api_job_msg(srv, &j, 1);
+        r->job = api_job_msg(srv, &j, 1, raw);
     }
     store_job_free(&j);
     if (!(*out = r))
@@ -567,8 +622,8 @@ static void api_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
     E2__V1__GetJobResponse *r;
     char m[E2_ERRLEN + 64];
-    rpc_status code = api_build_get_job(ud, (const void *)msg, &r, m,
-                                        sizeof m);
+    rpc_status code = api_get_job_reply(ud, (const void *)msg, &r, m,
+                                        sizeof m, 1);
     api_answer(call, code, r, m);
 }
 
@@ -609,7 +664,7 @@ static void api_cancel(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     }
     if ((r = malloc(sizeof *r))) {
         e2__v1__cancel_job_response__init(r);
-        r->job = api_job_msg(srv, &j, 0);
+        r->job = api_job_msg(srv, &j, 0, 1);
     }
     api_reply(call, r);
     store_job_free(&j);
@@ -621,24 +676,51 @@ typedef struct api_page {
     e2d_server *srv;
     api_list jobs;
     int64_t prev_seq, last_seq; /* of the last two jobs listed */
+    int raw;                    /* specs as stored bytes (gRPC) */
+    size_t bytes;               /* packed size of the jobs so far */
+    int full;                   /* API_PAGE_MAX_BYTES reached: more follow */
 } api_page;
 
+/* Adds a job unless the page's bytes would pass API_PAGE_MAX_BYTES (a
+ * page holds at least one job): then the page ends there. */
 static int api_page_add(void *ud, const store_job *j)
 {
     api_page *p = ud;
-    api_push(&p->jobs, api_job_msg(p->srv, j, 0));
+    E2__V1__Job *m = api_job_msg(p->srv, j, 0, p->raw);
+    size_t n = m ? protobuf_c_message_get_packed_size(&m->base) + 8 : 0;
+    if (m && p->jobs.n && p->bytes + n > API_PAGE_MAX_BYTES) {
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        p->full = 1;
+        return 1;
+    }
+    p->bytes += n;
+    api_push(&p->jobs, m);
     p->prev_seq = p->last_seq;
     p->last_seq = j->seq;
     return 0;
 }
+
+static rpc_status api_list_jobs_reply(e2d_server *srv,
+                                      const E2__V1__ListJobsRequest *req,
+                                      E2__V1__ListJobsResponse **out,
+                                      char *msg, size_t msglen, int raw);
 
 rpc_status api_build_list_jobs(e2d_server *srv,
                                const E2__V1__ListJobsRequest *req,
                                E2__V1__ListJobsResponse **out, char *msg,
                                size_t msglen)
 {
+    return api_list_jobs_reply(srv, req, out, msg, msglen, 0);
+}
+
+/* ListJobs's reply; raw: the specs as stored bytes (gRPC). */
+static rpc_status api_list_jobs_reply(e2d_server *srv,
+                                      const E2__V1__ListJobsRequest *req,
+                                      E2__V1__ListJobsResponse **out,
+                                      char *msg, size_t msglen, int raw)
+{
     store_jobq q;
-    api_page page = {srv, {0}, 0, 0};
+    api_page page = {srv, {0}, 0, 0, raw, 0, 0};
     char err[E2_ERRLEN], *labels[STORE_MAX_SELECTORS] = {0};
     uint32_t size = req->has_page_size && req->page_size ? req->page_size
                                                          : API_PAGE_DEFAULT;
@@ -697,7 +779,12 @@ rpc_status api_build_list_jobs(e2d_server *srv,
         goto out;
     }
     e2__v1__list_jobs_response__init(r);
-    if (page.jobs.n > size) {
+    if (page.full) {
+        /* Cut by bytes: the token resumes after the last job shown. */
+        char tok[32];
+        snprintf(tok, sizeof tok, "%lld", (long long)page.last_seq);
+        r->next_page_token = strdup(tok);
+    } else if (page.jobs.n > size) {
         /* One more than a page exists: the token resumes before the last
          * job shown. */
         E2__V1__Job *extra = page.jobs.v[--page.jobs.n];
@@ -725,8 +812,8 @@ static void api_list_jobs(rpc_call *call, const ProtobufCMessage *msg,
 {
     E2__V1__ListJobsResponse *r;
     char m[E2_ERRLEN + 64];
-    rpc_status code = api_build_list_jobs(ud, (const void *)msg, &r, m,
-                                          sizeof m);
+    rpc_status code = api_list_jobs_reply(ud, (const void *)msg, &r, m,
+                                          sizeof m, 1);
     api_answer(call, code, r, m);
 }
 

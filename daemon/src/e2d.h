@@ -44,6 +44,9 @@
 /* SIGTERM -> SIGKILL for spawned workers: short enough that nothing of a
  * cancelled job survives grace + 5 s. */
 #define E2D_KILL_AFTER_MS 3000
+/* The largest Assignment e2d sends: a heartbeat reply must stay under the
+ * worker's 4 MiB gRPC receive limit with room for other commands. */
+#define E2D_ASSIGNMENT_MAX_BYTES (2u << 20)
 
 /* A registered worker (ids are never reused; LOST ones stay listed). */
 typedef struct e2d_worker {
@@ -62,6 +65,11 @@ typedef struct e2d_worker {
      * a worker e2d spawned still draining a heartbeat timeout later (its
      * rank is wedged) is killed. 0: none. */
     int64_t abort_ms;
+    /* An Assignment went out in a heartbeat reply and the worker has not
+     * reported that rank since: its next heartbeat saying IDLE without
+     * progress means the reply never reached it (too large, connection
+     * dropped), and the attempt fails at once. */
+    int assign_out;
 } e2d_worker;
 
 /* A checkpoint step some ranks of a run have reported. */

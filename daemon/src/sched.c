@@ -151,6 +151,7 @@ void sched_worker_idle(e2d_server *srv, e2d_worker *w)
     w->row.rank = -1;
     w->draining = 0;
     w->abort_ms = 0;
+    w->assign_out = 0;
     sched_worker_save(srv, w);
     srv->sched_pending = 1;
 }
@@ -375,8 +376,15 @@ static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j,
     a->rank = (uint32_t)rank;
     a->world_size = (uint32_t)j->num_workers;
     a->start_step = (uint32_t)(start_step > 0 ? start_step : 0);
-    a->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err,
-                            sizeof err);
+    /* The packed spec (no JSON parse on the loop thread); rows from
+     * before schema 4 have only the JSON. */
+    if (j->spec_pb) {
+        a->spec = e2__v1__job_spec__unpack(NULL, j->spec_pb_len, j->spec_pb);
+        snprintf(err, sizeof err, "the packed spec does not unpack");
+    } else {
+        a->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err,
+                                sizeof err);
+    }
     jobdir_path(srv->cfg.state_dir, j->id, dir);
     a->job_dir = strdup(dir);
     a->resume_checkpoint = strdup(ckpt ? ckpt : "");
@@ -390,6 +398,28 @@ static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j,
     else
         sched_shard_manifest(a);
     return c;
+}
+
+/* An assignment above E2D_ASSIGNMENT_MAX_BYTES (its shard manifest, in
+ * practice) would not reach the worker: the job FAILS now as a user error
+ * with the sizes and the fix. Returns 1 when it did. */
+static int sched_assignment_too_big(e2d_server *srv, store_job *j,
+                                    const E2__V1__Command *first)
+{
+    size_t n = protobuf_c_message_get_packed_size(&first->base);
+    char why[512];
+    if (n <= E2D_ASSIGNMENT_MAX_BYTES)
+        return 0;
+    snprintf(why, sizeof why,
+             "the assignment is %.1f MiB (shard manifest of %zu files), above "
+             "the %u MiB a worker accepts: use fewer, larger shards "
+             "(spec.data.train_shards); user error, not retried",
+             (double)n / 1048576.0, first->assignment->n_train_shards,
+             E2D_ASSIGNMENT_MAX_BYTES >> 20);
+    j->user_errors++;
+    j->fail_user = 1;
+    e2d_job_transition(srv, j, JOBSTATE_FAILED, why);
+    return 1;
 }
 
 /* Starts attempt j->attempt + 1 on the given workers (all idle, of j's
@@ -414,9 +444,21 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
     if (step >= 0 && off < sizeof reason)
         snprintf(reason + off, sizeof reason - off,
                  ", resuming from checkpoint step %lld", (long long)step);
-    if (!(run = sched_run_new(srv, j->id, attempt, j->num_workers,
-                              step > 0 ? step : 0)))
+    /* Rank 0's assignment expands the shard manifest, the others copy it;
+     * it is handed over last, when nothing reads it any more. One that
+     * would not fit a worker's message limit fails the job here, with the
+     * reason, instead of being lost on the way. */
+    j->attempt = attempt;
+    first = sched_assignment(srv, j, 0, step >= 0 ? ckpt : "", step, NULL);
+    j->attempt = attempt - 1;
+    if (first && sched_assignment_too_big(srv, j, first))
         return E2_ERR;
+    if (!(run = sched_run_new(srv, j->id, attempt, j->num_workers,
+                              step > 0 ? step : 0))) {
+        if (first)
+            protobuf_c_message_free_unpacked(&first->base, NULL);
+        return E2_ERR;
+    }
     if (store_begin(srv->db, err, sizeof err) < 0)
         goto fail;
     j->attempt = attempt;
@@ -429,6 +471,7 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
         w->row.rank = r;
         w->draining = 0;
         w->abort_ms = 0;
+        w->assign_out = 0;
         sched_worker_save(srv, w);
         snprintf(run->workers[r], sizeof run->workers[r], "%s", w->row.id);
     }
@@ -441,9 +484,6 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
                                          reason) == 0,
                   err, sizeof err) < 0)
         goto fail_tx;
-    /* Rank 0's assignment expands the shard manifest, the others copy it;
-     * it is handed over last, when nothing reads it any more. */
-    first = sched_assignment(srv, j, 0, step >= 0 ? ckpt : "", step, NULL);
     for (int r = 1; r < j->num_workers; r++) {
         E2__V1__Command *c = sched_assignment(srv, j, r, step >= 0 ? ckpt : "",
                                               step,
@@ -470,6 +510,8 @@ fail:
             break;
         }
     sched_run_free(run);
+    if (first)
+        protobuf_c_message_free_unpacked(&first->base, NULL);
     return E2_ERR;
 }
 
@@ -605,6 +647,7 @@ static void sched_worker_lost(e2d_server *srv, e2d_worker *w,
     w->row.rank = -1;
     w->draining = 0;
     w->abort_ms = 0;
+    w->assign_out = 0;
     sched_worker_clear_cmds(w);
     sched_worker_save(srv, w);
     if (!job[0] || draining || !(run = sched_run_find(srv, job)) ||

@@ -343,6 +343,32 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank,
     store_job_free(&j);
 }
 
+/* The worker's heartbeat says IDLE, without progress, after its
+ * assignment went out: the reply was lost on the way (above the worker's
+ * message limit, or the connection dropped), so the attempt fails now
+ * with that reason instead of waiting for the hang timeout. */
+static void wapi_assignment_lost(e2d_server *srv, e2d_worker *w,
+                                 const E2__V1__HeartbeatRequest *req)
+{
+    char why[256];
+    e2d_run *run;
+    int rank = w->row.rank;
+    if (!w->assign_out || w->row.state != WS_BUSY || w->draining ||
+        (req->progress && req->progress->job_id) || !req->has_state ||
+        req->state != WS_IDLE)
+        return;
+    w->assign_out = 0;
+    run = sched_run_find(srv, w->row.job);
+    if (!run || run->attempt != w->row.attempt || rank < 0 ||
+        rank >= run->world || run->outcome[rank])
+        return;
+    snprintf(why, sizeof why, "the assignment of rank %d did not reach worker "
+             "%s (its next heartbeat says IDLE): the reply was lost (too "
+             "large for the worker, or the connection dropped)", rank,
+             w->row.id);
+    sched_attempt_failed(srv, run, rank, 0, 0, why);
+}
+
 static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
                            void *ud)
 {
@@ -363,6 +389,7 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
         sched_worker_save(srv, w);
         srv->sched_pending = 1;
     }
+    wapi_assignment_lost(srv, w, req);
     if (p && p->job_id) {
         int mine = w->row.state == WS_BUSY && !strcmp(w->row.job, p->job_id) &&
                    w->row.attempt == (int)p->attempt &&
@@ -373,6 +400,8 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
                               (int)p->rank, req->log_lines, req->n_log_lines,
                               err, sizeof err) < 0)
             e2d_log("job %s: %s", p->job_id, err);
+        if (mine)
+            w->assign_out = 0;
         if (mine && !w->draining && run && run->attempt == (int)p->attempt)
             wapi_progress(srv, run, (int)p->rank, p);
         else if (!w->ncmds)
@@ -391,6 +420,10 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
         return;
     }
     e2__v1__heartbeat_response__init(r);
+    for (size_t i = 0; i < w->ncmds; i++)
+        if (w->cmds[i]->kind_case == E2__V1__COMMAND__KIND_ASSIGNMENT &&
+            w->row.state == WS_BUSY)
+            w->assign_out = 1;
     r->commands = w->cmds;
     r->n_commands = w->ncmds;
     w->cmds = NULL;

@@ -127,8 +127,8 @@ class Client:
     """A gRPC client of e2d on its unix socket (with a bearer token when
     given one)."""
 
-    def __init__(self, address, token=None):
-        self.channel = grpc.insecure_channel(address)
+    def __init__(self, address, token=None, options=None):
+        self.channel = grpc.insecure_channel(address, options=options)
         if token:
             self.channel = grpc.intercept_channel(
                 self.channel, _BearerToken(token))

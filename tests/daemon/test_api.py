@@ -106,6 +106,48 @@ def worker_hostname_is_escaped_in_the_log(d, c):
 
 
 @t.with_daemon()
+def replies_carry_the_stored_spec_without_parsing(d, c):
+    """GetJob, ListJobs and CancelJob send the spec as stored in packed
+    form: the JSON copy is never parsed for a reply (here it is made
+    unparsable behind e2d's back, and every reply still has the spec)."""
+    import sqlite3
+    spec = t.small_spec("packed", labels={"k": "v"})
+    job = c.call("SubmitJob", spec=spec).job
+    assert job.spec == spec, job.spec
+    db = sqlite3.connect(os.path.join(d.state_dir, "e2d.db"), timeout=10)
+    db.execute("UPDATE jobs SET spec = '{not json' WHERE id = ?", (job.id,))
+    db.commit()
+    db.close()
+    assert c.job(job.id).spec == spec
+    assert c.call("ListJobs").jobs[0].spec == spec
+    assert c.call("CancelJob", id=job.id).job.spec == spec
+
+
+@t.with_daemon()
+def list_pages_stop_at_the_byte_limit(d, c):
+    """A ListJobs page stays under 2 MiB whatever page_size asks for, so
+    that `e2ctl list` never exceeds a client's 4 MiB message limit; the
+    tokens still walk every job once."""
+    filler = [i % 200 for i in range(3000)]
+    ids = set()
+    for i in range(400):
+        ids.add(c.call("SubmitJob", spec=t.small_spec(
+            "big%d" % i, eval={"windows": [64], "filler_tokens": filler})
+        ).job.id)
+    seen, token, pages = [], "", 0
+    while True:
+        r = c.call("ListJobs", page_size=1000, page_token=token)
+        assert r.ByteSize() <= 2 << 20, r.ByteSize()
+        seen += [j.id for j in r.jobs]
+        pages += 1
+        token = r.next_page_token
+        if not token:
+            break
+    assert pages >= 2, pages
+    assert len(seen) == len(set(seen)) and set(seen) == ids, len(seen)
+
+
+@t.with_daemon()
 def concurrent_submits(d, c):
     """Concurrent SubmitJobs share commits (group commit): each reply names
     a stored job, ids are distinct, and one request_id still makes one
@@ -353,7 +395,9 @@ def tcp_listen():
 if __name__ == "__main__":
     t.run_cases([submit_validation, request_id_idempotent,
                  request_id_reused_with_another_spec,
-                 worker_hostname_is_escaped_in_the_log, concurrent_submits,
+                 worker_hostname_is_escaped_in_the_log,
+                 replies_carry_the_stored_spec_without_parsing,
+                 list_pages_stop_at_the_byte_limit, concurrent_submits,
                  list_filters_and_pages, watch_and_logs, metrics_and_events,
                  flags_and_config, local_workers_restart_with_backoff,
                  tcp_listen])

@@ -394,6 +394,69 @@ def worker_ids_are_unguessable_and_kept(d, c):
     assert len(c.call("ListWorkers").workers) == 4
 
 
+def _many_shards(n, name_len=240):
+    tmp = tempfile.mkdtemp(prefix="e2d_many_")
+    for i in range(n):
+        name = ("s%06d_" % i).ljust(name_len, "x") + ".bin"
+        with open(os.path.join(tmp, name), "wb") as f:
+            f.write(b"\0" * 8)
+    return tmp
+
+
+@t.with_daemon()
+def oversized_shard_manifest_fails_at_assignment(d, c):
+    """A shard pattern matching so many files that the assignment would
+    pass the 2 MiB a worker accepts: the job FAILS at assignment, as a
+    user error, with the sizes and the fix; the worker stays free."""
+    tmp = _many_shards(9000)
+    try:
+        job = c.call("SubmitJob", spec=t.small_spec(
+            "many", data={"train_shards": [tmp + "/s*.bin"]})).job.id
+        w = t.FakeWorker(c)
+        j = c.wait_state(job, t.FAILED, timeout=30)
+        assert "shard manifest of 9000 files" in j.reason, j.reason
+        assert "fewer, larger shards" in j.reason, j.reason
+        assert j.failure.user_error and j.restarts == 0, j
+        assert not w.beat()
+        ws = c.call("ListWorkers").workers
+        assert ws[0].state == t.IDLE, ws
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@t.with_daemon()
+def lost_assignment_fails_the_attempt_at_once(d, c):
+    """The heartbeat reply with the assignment does not reach the worker
+    (larger than its receive limit): its next heartbeat says IDLE, and the
+    attempt fails within seconds with that reason, not at the 600 s hang
+    timeout."""
+    tmp = _many_shards(40)
+    small = t.Client(d.address, options=[
+        ("grpc.max_receive_message_length", 4096)])
+    try:
+        job = c.call("SubmitJob", spec=t.small_spec(
+            "lost", data={"train_shards": [tmp + "/s*.bin"]})).job.id
+        w = t.FakeWorker(small)
+        deadline = time.time() + 20
+        j = c.job(job)
+        while time.time() < deadline and j.attempt < 1 or \
+                j.state in (t.PENDING, t.STARTING):
+            try:
+                w.beat()
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
+            j = c.job(job)
+            if time.time() > deadline:
+                break
+            time.sleep(0.05)
+        reasons = [e.reason for e in j.events]
+        assert any("did not reach worker %s" % w.id in r for r in reasons), \
+            (t.STATE_NAMES[j.state], reasons)
+    finally:
+        small.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @t.with_daemon()
 def cancel_of_a_finished_job_fails(d, c):
     """coordinator.proto: cancelling a finished job is FAILED_PRECONDITION."""
@@ -526,6 +589,8 @@ if __name__ == "__main__":
                  priority_ceiling_per_role, cancel_of_a_finished_job_fails,
                  worker_cannot_act_as_another,
                  worker_ids_are_unguessable_and_kept,
+                 oversized_shard_manifest_fails_at_assignment,
+                 lost_assignment_fails_the_attempt_at_once,
                  lost_worker_restarts_from_checkpoint,
                  hang_is_handled_like_a_lost_worker,
                  user_error_is_not_retried, restart_budget_is_finite,
