@@ -3,9 +3,10 @@
  * and the graceful shutdown on SIGTERM/SIGINT:
  *
  *   stop accepting calls, give calls in flight --shutdown-grace, end
- *   streams with UNAVAILABLE, SIGTERM the local workers (SIGKILL 5 s
- *   later), then close the loop and SQLite. Jobs left running are found
- *   STARTING/RUNNING at the next start and recovered (see --help). */
+ *   streams with UNAVAILABLE, SIGTERM the local workers (SIGKILL 3 s
+ *   later, E2D_KILL_AFTER_MS), then close the loop and SQLite. Jobs left
+ *   running are found STARTING/RUNNING at the next start and recovered
+ *   (see --help). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
