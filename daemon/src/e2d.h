@@ -20,6 +20,7 @@
  *   wapi.c    e2.v1.WorkerControl handlers (with rendezvous waits)
  *   logs.c    StreamLogs (file reads, follow)
  *   local.c   --local-workers: spawn, capture, restart with backoff
+ *   log.c     clocks (wall for stored times, monotonic for durations), log
  *   http.c    --http-listen: /metrics, /healthz, JSON API, status page
  *   notify.c  systemd readiness (sd_notify) and watchdog
  */
