@@ -451,8 +451,10 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
     j->attempt = attempt;
     first = sched_assignment(srv, j, 0, step >= 0 ? ckpt : "", step, NULL);
     j->attempt = attempt - 1;
-    if (first && sched_assignment_too_big(srv, j, first))
+    if (first && sched_assignment_too_big(srv, j, first)) {
+        protobuf_c_message_free_unpacked(&first->base, NULL);
         return E2_ERR;
+    }
     if (!(run = sched_run_new(srv, j->id, attempt, j->num_workers,
                               step > 0 ? step : 0))) {
         if (first)
