@@ -652,6 +652,7 @@ static void sched_worker_lost(e2d_server *srv, e2d_worker *w,
     w->assign_out = 0;
     sched_worker_clear_cmds(w);
     sched_worker_save(srv, w);
+    srv->sched_pending = 1; /* capacity changed: parked jobs' reasons */
     if (!job[0] || draining || !(run = sched_run_find(srv, job)) ||
         run->attempt != attempt || run->outcome[rank])
         return;

@@ -237,6 +237,7 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
     w->row.registered_ms = w->seen_wall_ms = e2d_now_ms();
     w->seen_ms = e2d_mono_ms();
     w->draining = 0;
+    w->assign_out = 0;
     w->row.state = WS_IDLE;
     w->row.job[0] = 0;
     w->row.attempt = 0;
