@@ -45,6 +45,7 @@ typedef struct bench_ctx {
     const char *job_id;  /* GetJob target */
     int kind;            /* BENCH_* */
     char worker[32];     /* Heartbeat: this thread's worker id */
+    char secret[80];     /* and its worker secret */
     double seconds;
     long calls, errors;
     double lat_sum;      /* seconds */
@@ -65,6 +66,7 @@ static int bench_call(bench_ctx *c, char **id_out)
     if (c->kind == BENCH_HEARTBEAT) {
         E2__V1__HeartbeatRequest req = E2__V1__HEARTBEAT_REQUEST__INIT;
         req.worker_id = c->worker;
+        req.worker_secret = c->secret;
         req.has_state = 1;
         req.state = E2__V1__WORKER_STATE__WORKER_STATE_IDLE;
         rc = rpc_client_call(c->client, "/e2.v1.WorkerControl/Heartbeat",
@@ -78,9 +80,12 @@ static int bench_call(bench_ctx *c, char **id_out)
                              &req.base,
                              &e2__v1__register_worker_response__descriptor,
                              &resp, 10000, msg, sizeof msg);
-        if (rc == RPC_OK)
-            snprintf(c->worker, sizeof c->worker, "%s",
-                     ((E2__V1__RegisterWorkerResponse *)resp)->worker_id);
+        if (rc == RPC_OK) {
+            const E2__V1__RegisterWorkerResponse *r = (const void *)resp;
+            snprintf(c->worker, sizeof c->worker, "%s", r->worker_id);
+            snprintf(c->secret, sizeof c->secret, "%s",
+                     r->worker_secret ? r->worker_secret : "");
+        }
     } else if (c->kind == BENCH_SUBMIT) {
         E2__V1__SubmitJobRequest req = E2__V1__SUBMIT_JOB_REQUEST__INIT;
         req.spec = c->spec;
@@ -126,7 +131,7 @@ static void bench_run(rpc_client *client, E2__V1__JobSpec *spec,
     long calls = 0, errors = 0;
     double lat = 0, t0 = bench_now(), dt;
     for (int i = 0; i < threads; i++) {
-        ctx[i] = (bench_ctx){client, spec, job, kind, "", secs, 0, 0, 0};
+        ctx[i] = (bench_ctx){client, spec, job, kind, "", "", secs, 0, 0, 0};
         if (kind == BENCH_HEARTBEAT) {
             ctx[i].kind = BENCH_REGISTER;
             bench_call(&ctx[i], NULL);
@@ -243,7 +248,7 @@ int main(int argc, char **argv)
     }
     printf("e2d bench: %s, state dir under /tmp, unix socket, %.1f s per "
            "figure, %ld CPUs\n", e2d, secs, sysconf(_SC_NPROCESSORS_ONLN));
-    one = (bench_ctx){client, spec, NULL, BENCH_SUBMIT, "", 0, 0, 0, 0};
+    one = (bench_ctx){client, spec, NULL, BENCH_SUBMIT, "", "", 0, 0, 0, 0};
     if (bench_call(&one, &job) != RPC_OK) {
         kill(pid, SIGKILL);
         return 1;
@@ -263,7 +268,7 @@ int main(int argc, char **argv)
         return 1;
     rss0 = bench_rss_kb(pid);
     for (int i = 0; i < 8; i++) {
-        fill[i] = (bench_fill){{client, spec, NULL, BENCH_SUBMIT, "", 0, 0, 0,
+        fill[i] = (bench_fill){{client, spec, NULL, BENCH_SUBMIT, "", "", 0, 0, 0,
                                 0}, 125};
         pthread_create(&th[i], NULL, bench_fill_thread, &fill[i]);
     }

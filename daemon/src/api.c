@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "authz.h"
 #include "base.h"
@@ -18,6 +19,10 @@
 
 #define API_PAGE_DEFAULT 100
 #define API_PAGE_MAX 1000
+/* ListJobs stops a page at this many bytes of jobs (next_page_token goes
+ * on from there): half of gRPC's default 4 MiB receive limit, so that no
+ * client needs a larger one. */
+#define API_PAGE_MAX_BYTES (2u << 20)
 #define API_CANCEL_GRACE_MS 30000
 
 static void api_reply(rpc_call *call, void *msg)
@@ -210,8 +215,43 @@ static E2__V1__Failure *api_failure_msg(const store_job *j)
     return f;
 }
 
+/* Job.spec from the stored row, without parsing JSON on the loop thread:
+ * raw (gRPC replies): the packed bytes go out as they are, as an unknown
+ * field 2 (= Job.spec) that protobuf-c writes verbatim; otherwise (the
+ * HTTP JSON API needs a message) the packed bytes are unpacked. Rows
+ * stored before schema 4 have only the JSON. */
+static void api_job_spec(E2__V1__Job *m, const store_job *j, int raw)
+{
+    char err[E2_ERRLEN];
+    ProtobufCMessageUnknownField *uf;
+    size_t n = j->spec_pb_len, pre = 1;
+    if (!j->spec_pb) {
+        m->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err,
+                                sizeof err);
+        return;
+    }
+    if (!raw) {
+        m->spec = e2__v1__job_spec__unpack(NULL, n, j->spec_pb);
+        return;
+    }
+    for (size_t v = n; v >= 0x80; v >>= 7)
+        pre++;
+    if (!(uf = calloc(1, sizeof *uf)) || !(uf->data = malloc(pre + n))) {
+        free(uf);
+        return;
+    }
+    uf->tag = 2; /* Job.spec */
+    uf->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+    uf->len = pre + n;
+    for (size_t v = n, i = 0; i < pre; i++, v >>= 7)
+        uf->data[i] = (uint8_t)((v & 0x7f) | (i + 1 < pre ? 0x80 : 0));
+    memcpy(uf->data + pre, j->spec_pb, n);
+    m->base.unknown_fields = uf;
+    m->base.n_unknown_fields = 1;
+}
+
 static E2__V1__Job *api_job_msg(e2d_server *srv, const store_job *j,
-                                int with_events)
+                                int with_events, int raw)
 {
     char err[E2_ERRLEN], dir[JOBDIR_PATHLEN];
     E2__V1__Job *m = malloc(sizeof *m);
@@ -222,8 +262,7 @@ static E2__V1__Job *api_job_msg(e2d_server *srv, const store_job *j,
         return NULL;
     e2__v1__job__init(m);
     m->id = strdup(j->id);
-    m->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err,
-                            sizeof err);
+    api_job_spec(m, j, raw);
     m->has_state = m->has_created_unix_ms = m->has_updated_unix_ms = 1;
     m->state = j->state;
     m->reason = strdup(j->reason ? j->reason : "");
@@ -305,7 +344,7 @@ static void api_reply_submit(e2d_server *srv, rpc_call *call,
     E2__V1__SubmitJobResponse *r = malloc(sizeof *r);
     if (r) {
         e2__v1__submit_job_response__init(r);
-        r->job = api_job_msg(srv, j, 0);
+        r->job = api_job_msg(srv, j, 0, 1);
         r->has_created = 1;
         r->created = created;
     }
@@ -325,7 +364,10 @@ static int api_store_job(e2d_server *srv, const E2__V1__JobSpec *spec,
     j->request_id = rid ? strdup(rid) : NULL;
     j->spec_json = e2_spec_to_json(spec, 0);
     j->reason = strdup("submitted");
-    if (!labels || !pretty || !j->spec_json || !j->reason) {
+    j->spec_pb_len = e2__v1__job_spec__get_packed_size(spec);
+    if ((j->spec_pb = malloc(j->spec_pb_len ? j->spec_pb_len : 1)))
+        e2__v1__job_spec__pack(spec, j->spec_pb);
+    if (!labels || !pretty || !j->spec_json || !j->reason || !j->spec_pb) {
         e2_errf(err, errlen, "out of memory");
         goto out;
     }
@@ -360,6 +402,103 @@ out:
     return rc;
 }
 
+/* ---- submit limits: what a job may ask for (docs/limits.md) ---- */
+
+/* The caller is an admin: its token's role, or no token file at all. */
+static int api_caller_admin(rpc_call *call)
+{
+    const rpc_principal *p = rpc_call_principal(call);
+    return !p || !strcmp(p->role, "admin");
+}
+
+/* Memory per cpu worker in GB: --cpu-mem, else this host's memory. */
+static double api_cpu_mem_gb(const e2d_server *srv)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (srv->cfg.cpu_mem > 0)
+        return srv->cfg.cpu_mem;
+    return pages > 0 && size > 0 ? (double)pages * (double)size / 1e9 : 0;
+}
+
+/* A cpu job's memory plan against the bound (the cuda one is
+ * e2w_plan_check_job's, with --gpu-mem). Inline model configs only: an
+ * hf_dir is read by the workers. */
+static int api_check_cpu_mem(const e2d_server *srv, const E2__V1__JobSpec *full,
+                             char *err, size_t errlen)
+{
+    const E2__V1__LlamaConfig *cfg = full->model ? full->model->config : NULL;
+    double gb = api_cpu_mem_gb(srv);
+    e2w_plan p;
+    e2w_plan_opts o = {
+        .gpus = (int)full->num_workers,
+        .recompute = full->train->has_recompute && full->train->recompute,
+        .micro_batch = full->train->has_micro_batch
+                           ? (int)full->train->micro_batch : 1,
+        .seq = (int)full->augment->train_length,
+        .act_bytes = 4,
+        .gpu_mem_gb = gb,
+    };
+    if (strcmp(full->device, "cpu") || !cfg || gb <= 0)
+        return 0;
+    if (e2w_plan_compute(&p, cfg, &o, err, errlen) < 0)
+        return E2_ERR;
+    p.reserve = 0; /* no CUDA context on a cpu worker */
+    p.total = p.params + p.grads + p.optim + p.acts + p.scratch;
+    if (p.total <= p.capacity)
+        return 0;
+    return e2_errf(err, errlen,
+                   "spec: a cpu worker needs %.2f GB for this job (parameters "
+                   "%.2f, activations %.2f at T=%d) but the limit cpu-mem is "
+                   "%.2f GB: use a smaller model, micro_batch or train_length",
+                   (double)p.total / 1e9, (double)p.params / 1e9,
+                   (double)p.acts / 1e9, o.seq, gb);
+}
+
+/* Limits of e2d.conf a valid spec (defaults applied) must also meet:
+ * spec.num_workers (max-workers-per-job), spec.priority (the caller's
+ * role's ceiling) and the memory plan. RPC_OK, or INVALID_ARGUMENT /
+ * PERMISSION_DENIED with one line naming the limit. */
+static rpc_status api_check_limits(e2d_server *srv, rpc_call *call,
+                                   const E2__V1__JobSpec *full, char *msg,
+                                   size_t msglen)
+{
+    int admin = api_caller_admin(call);
+    int ceiling = admin ? srv->cfg.priority_max_admin
+                        : srv->cfg.priority_max_submitter;
+    if ((int)full->num_workers > srv->cfg.max_workers_per_job)
+        return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
+                       "spec.num_workers: %u is above the limit "
+                       "max-workers-per-job = %d of this e2d",
+                       full->num_workers, srv->cfg.max_workers_per_job);
+    if (full->priority > ceiling)
+        return api_err(msg, msglen, RPC_PERMISSION_DENIED,
+                       "spec.priority: %d is above %d, the ceiling of role %s "
+                       "(priority-max-%s in e2d.conf)",
+                       full->priority, ceiling, admin ? "admin" : "submitter",
+                       admin ? "admin" : "submitter");
+    if (api_check_cpu_mem(srv, full, msg, msglen) < 0)
+        return RPC_INVALID_ARGUMENT;
+    return RPC_OK;
+}
+
+/* A request_id seen before: the same spec gets the stored job back
+ * (created = false); another spec is refused naming that job. */
+static void api_submit_again(e2d_server *srv, rpc_call *call,
+                             const E2__V1__SubmitJobRequest *req, store_job *j)
+{
+    char *json = req->spec ? e2_spec_to_json(req->spec, 0) : NULL;
+    int same = json && j->spec_json && !strcmp(json, j->spec_json);
+    free(json);
+    if (same) {
+        api_reply_submit(srv, call, j, 0);
+        return;
+    }
+    api_fail(call, RPC_ALREADY_EXISTS,
+             "request_id \"%.64s\" was used by job %s with a different spec: "
+             "use a new request_id, or resend that job's spec", j->request_id,
+             j->id);
+}
+
 static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
     const E2__V1__SubmitJobRequest *req = (const void *)msg;
@@ -383,7 +522,7 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     if (rid) {
         rc = store_job_by_request(srv->db, rid, &j, err, sizeof err);
         if (rc == 0) {
-            api_reply_submit(srv, call, &j, 0);
+            api_submit_again(srv, call, req, &j);
             store_job_free(&j);
             return;
         }
@@ -419,6 +558,15 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         api_fail(call, RPC_INVALID_ARGUMENT, "%s", err);
         return;
     }
+    {
+        char lmsg[E2_ERRLEN];
+        rpc_status code = api_check_limits(srv, call, full, lmsg, sizeof lmsg);
+        if (code != RPC_OK) {
+            e2_spec_free(full);
+            rpc_call_finish(call, code, lmsg);
+            return;
+        }
+    }
     rc = e2d_batch_join(srv, err, sizeof err);
     if (rc == 0)
         rc = api_store_job(srv, req->spec, full, rid, &j, err, sizeof err);
@@ -440,9 +588,23 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
 
 /* ---- GetJob, CancelJob ---- */
 
+static rpc_status api_get_job_reply(e2d_server *srv,
+                                    const E2__V1__GetJobRequest *req,
+                                    E2__V1__GetJobResponse **out, char *msg,
+                                    size_t msglen, int raw);
+
 rpc_status api_build_get_job(e2d_server *srv, const E2__V1__GetJobRequest *req,
                              E2__V1__GetJobResponse **out, char *msg,
                              size_t msglen)
+{
+    return api_get_job_reply(srv, req, out, msg, msglen, 0);
+}
+
+/* GetJob's reply; raw: the spec as stored bytes (gRPC). */
+static rpc_status api_get_job_reply(e2d_server *srv,
+                                    const E2__V1__GetJobRequest *req,
+                                    E2__V1__GetJobResponse **out, char *msg,
+                                    size_t msglen, int raw)
 {
     E2__V1__GetJobResponse *r;
     store_job j;
@@ -453,7 +615,7 @@ rpc_status api_build_get_job(e2d_server *srv, const E2__V1__GetJobRequest *req,
         return code;
     if ((r = malloc(sizeof *r))) {
         e2__v1__get_job_response__init(r);
-        r->job = api_job_msg(srv, &j, 1);
+        r->job = api_job_msg(srv, &j, 1, raw);
     }
     store_job_free(&j);
     if (!(*out = r))
@@ -466,9 +628,21 @@ static void api_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
     E2__V1__GetJobResponse *r;
     char m[E2_ERRLEN + 64];
-    rpc_status code = api_build_get_job(ud, (const void *)msg, &r, m,
-                                        sizeof m);
+    rpc_status code = api_get_job_reply(ud, (const void *)msg, &r, m,
+                                        sizeof m, 1);
     api_answer(call, code, r, m);
+}
+
+/* A job already SUCCEEDED, FAILED or CANCELLED: FAILED_PRECONDITION (as
+ * coordinator.proto says), the call answered. */
+static int api_cancel_finished(rpc_call *call, const store_job *j)
+{
+    if (!jobstate_terminal(j->state))
+        return 0;
+    api_fail(call, RPC_FAILED_PRECONDITION,
+             "job %s is already %s: there is nothing to cancel", j->id,
+             jobstate_name(j->state));
+    return E2_ERR;
 }
 
 static void api_cancel(rpc_call *call, const ProtobufCMessage *msg, void *ud)
@@ -483,7 +657,8 @@ static void api_cancel(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     e2d_batch_flush(srv);
     if (api_load(srv, call, req->id, &j) < 0)
         return;
-    if (authz_check_cancel(srv, call, j.id) < 0) {
+    if (authz_check_cancel(srv, call, j.id) < 0 ||
+        api_cancel_finished(call, &j) < 0) {
         store_job_free(&j);
         return;
     }
@@ -495,7 +670,7 @@ static void api_cancel(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     }
     if ((r = malloc(sizeof *r))) {
         e2__v1__cancel_job_response__init(r);
-        r->job = api_job_msg(srv, &j, 0);
+        r->job = api_job_msg(srv, &j, 0, 1);
     }
     api_reply(call, r);
     store_job_free(&j);
@@ -507,24 +682,51 @@ typedef struct api_page {
     e2d_server *srv;
     api_list jobs;
     int64_t prev_seq, last_seq; /* of the last two jobs listed */
+    int raw;                    /* specs as stored bytes (gRPC) */
+    size_t bytes;               /* packed size of the jobs so far */
+    int full;                   /* API_PAGE_MAX_BYTES reached: more follow */
 } api_page;
 
+/* Adds a job unless the page's bytes would pass API_PAGE_MAX_BYTES (a
+ * page holds at least one job): then the page ends there. */
 static int api_page_add(void *ud, const store_job *j)
 {
     api_page *p = ud;
-    api_push(&p->jobs, api_job_msg(p->srv, j, 0));
+    E2__V1__Job *m = api_job_msg(p->srv, j, 0, p->raw);
+    size_t n = m ? protobuf_c_message_get_packed_size(&m->base) + 8 : 0;
+    if (m && p->jobs.n && p->bytes + n > API_PAGE_MAX_BYTES) {
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        p->full = 1;
+        return 1;
+    }
+    p->bytes += n;
+    api_push(&p->jobs, m);
     p->prev_seq = p->last_seq;
     p->last_seq = j->seq;
     return 0;
 }
+
+static rpc_status api_list_jobs_reply(e2d_server *srv,
+                                      const E2__V1__ListJobsRequest *req,
+                                      E2__V1__ListJobsResponse **out,
+                                      char *msg, size_t msglen, int raw);
 
 rpc_status api_build_list_jobs(e2d_server *srv,
                                const E2__V1__ListJobsRequest *req,
                                E2__V1__ListJobsResponse **out, char *msg,
                                size_t msglen)
 {
+    return api_list_jobs_reply(srv, req, out, msg, msglen, 0);
+}
+
+/* ListJobs's reply; raw: the specs as stored bytes (gRPC). */
+static rpc_status api_list_jobs_reply(e2d_server *srv,
+                                      const E2__V1__ListJobsRequest *req,
+                                      E2__V1__ListJobsResponse **out,
+                                      char *msg, size_t msglen, int raw)
+{
     store_jobq q;
-    api_page page = {srv, {0}, 0, 0};
+    api_page page = {srv, {0}, 0, 0, raw, 0, 0};
     char err[E2_ERRLEN], *labels[STORE_MAX_SELECTORS] = {0};
     uint32_t size = req->has_page_size && req->page_size ? req->page_size
                                                          : API_PAGE_DEFAULT;
@@ -583,7 +785,12 @@ rpc_status api_build_list_jobs(e2d_server *srv,
         goto out;
     }
     e2__v1__list_jobs_response__init(r);
-    if (page.jobs.n > size) {
+    if (page.full) {
+        /* Cut by bytes: the token resumes after the last job shown. */
+        char tok[32];
+        snprintf(tok, sizeof tok, "%lld", (long long)page.last_seq);
+        r->next_page_token = strdup(tok);
+    } else if (page.jobs.n > size) {
         /* One more than a page exists: the token resumes before the last
          * job shown. */
         E2__V1__Job *extra = page.jobs.v[--page.jobs.n];
@@ -611,8 +818,8 @@ static void api_list_jobs(rpc_call *call, const ProtobufCMessage *msg,
 {
     E2__V1__ListJobsResponse *r;
     char m[E2_ERRLEN + 64];
-    rpc_status code = api_build_list_jobs(ud, (const void *)msg, &r, m,
-                                          sizeof m);
+    rpc_status code = api_list_jobs_reply(ud, (const void *)msg, &r, m,
+                                          sizeof m, 1);
     api_answer(call, code, r, m);
 }
 
@@ -666,7 +873,7 @@ static E2__V1__Worker *api_worker_msg(const e2d_worker *w)
     m->attempt = (uint32_t)w->row.attempt;
     m->rank = w->row.rank > 0 ? (uint32_t)w->row.rank : 0;
     m->has_last_heartbeat_unix_ms = m->has_registered_unix_ms = 1;
-    m->last_heartbeat_unix_ms = w->seen_ms;
+    m->last_heartbeat_unix_ms = w->seen_wall_ms;
     m->registered_unix_ms = w->row.registered_ms;
     m->version = strdup(w->row.version);
     m->has_spawned_by_e2d = 1;

@@ -79,6 +79,15 @@ static const char config_usage_text[] =
     "  --insecure                allow a TCP --listen without TLS (a warning\n"
     "                            is logged); without it e2d refuses to start\n"
     "                            (config file: insecure = yes)\n"
+    "  --max-workers-per-job N   refuse jobs with spec.num_workers above N\n"
+    "                            (default 256)\n"
+    "  --cpu-mem GB              refuse cpu jobs whose memory plan exceeds\n"
+    "                            GB per worker (default: this host's memory)\n"
+    "  --priority-max-submitter P\n"
+    "                            highest spec.priority a submitter token may\n"
+    "                            set (default 100)\n"
+    "  --priority-max-admin P    the same for admins, and for every caller\n"
+    "                            without --token-file (default 1000000)\n"
     "  --config FILE             read settings from FILE first\n"
     "  --help                    this text\n"
     "\n"
@@ -98,6 +107,9 @@ void config_init(e2d_config *c)
     c->heartbeat_timeout = 10;
     c->hang_timeout = 600;
     c->shutdown_grace = 5;
+    c->max_workers_per_job = 256;
+    c->priority_max_submitter = 100;
+    c->priority_max_admin = 1000000;
 }
 
 static int config_num(const char *key, const char *v, double lo, double hi,
@@ -141,6 +153,35 @@ int config_roots_ok(const char *key, const char *v, char *err, size_t errlen)
     }
 }
 
+/* The submit limits (see e2d_config): 1 when key is one of them. */
+static int config_limit(e2d_config *c, const char *key, const char *value,
+                        int *rc, char *err, size_t errlen)
+{
+    double d = 0;
+    int *dst = NULL;
+    double lo = 0, hi = 0;
+    if (!strcmp(key, "cpu-mem")) {
+        *rc = config_num(key, value, 0, 1e6, &c->cpu_mem, err, errlen);
+        return 1;
+    }
+    if (!strcmp(key, "max-workers-per-job"))
+        dst = &c->max_workers_per_job, lo = 1, hi = 1024;
+    else if (!strcmp(key, "priority-max-submitter"))
+        dst = &c->priority_max_submitter, lo = -2147483647.0, hi = 2147483647.0;
+    else if (!strcmp(key, "priority-max-admin"))
+        dst = &c->priority_max_admin, lo = -2147483647.0, hi = 2147483647.0;
+    else
+        return 0;
+    if ((*rc = config_num(key, value, lo, hi, &d, err, errlen)) < 0)
+        return 1;
+    if (d != (int)d)
+        *rc = e2_errf(err, errlen, "%s must be a whole number (got '%s')", key,
+                      value);
+    else
+        *dst = (int)d;
+    return 1;
+}
+
 int config_set(e2d_config *c, const char *key, const char *value, char *err,
                size_t errlen)
 {
@@ -157,6 +198,9 @@ int config_set(e2d_config *c, const char *key, const char *value, char *err,
                      : config_str(key, value, c->export_root,
                                   sizeof c->export_root, err, errlen);
     }
+    int rc = 0;
+    if (config_limit(c, key, value, &rc, err, errlen))
+        return rc;
     if (!strcmp(key, "listen"))
         return config_str(key, value, c->listen, sizeof c->listen, err, errlen);
     if (!strcmp(key, "tls-cert"))

@@ -30,6 +30,13 @@ typedef struct e2d_config {
                                   under; "" = any path (a warning) */
     char export_root[512];     /* spec.output_dir must be under it; "" = any */
     int help;                  /* --help was given */
+    /* Submit limits (harden-daemon): SubmitJob refuses a job above them. */
+    int max_workers_per_job;   /* spec.num_workers ceiling (default 256) */
+    double cpu_mem;            /* GB per cpu worker for the memory plan;
+                                  0 = this host's physical memory */
+    int priority_max_submitter; /* spec.priority ceiling, role submitter */
+    int priority_max_admin;     /* the same for admins (no token file:
+                                   every caller is admin) */
 } e2d_config;
 
 /* Fills defaults that do not depend on other settings. */

@@ -20,6 +20,7 @@
  *   wapi.c    e2.v1.WorkerControl handlers (with rendezvous waits)
  *   logs.c    StreamLogs (file reads, follow)
  *   local.c   --local-workers: spawn, capture, restart with backoff
+ *   log.c     clocks (wall for stored times, monotonic for durations), log
  *   http.c    --http-listen: /metrics, /healthz, JSON API, status page
  *   notify.c  systemd readiness (sd_notify) and watchdog
  */
@@ -44,21 +45,32 @@
 /* SIGTERM -> SIGKILL for spawned workers: short enough that nothing of a
  * cancelled job survives grace + 5 s. */
 #define E2D_KILL_AFTER_MS 3000
+/* The largest Assignment e2d sends: a heartbeat reply must stay under the
+ * worker's 4 MiB gRPC receive limit with room for other commands. */
+#define E2D_ASSIGNMENT_MAX_BYTES (2u << 20)
 
 /* A registered worker (ids are never reused; LOST ones stay listed). */
 typedef struct e2d_worker {
     struct e2d_worker *next;
     store_worker row;          /* what ListWorkers shows and SQLite keeps */
-    int64_t seen_ms;           /* last heartbeat (or registration/restart) */
+    int64_t seen_ms;           /* last heartbeat (or registration/restart),
+                                  monotonic */
+    int64_t seen_wall_ms;      /* the same on the wall clock (shown) */
     E2__V1__Command **cmds;    /* queued for the next heartbeat reply */
     size_t ncmds;
     /* Holds an attempt that has ended (aborted, cancelled): stays BUSY
      * until it says IDLE or reports done, so it is not double-booked. */
     int draining;
-    /* When the first Abort since its last assignment or idle was queued:
+    /* When (monotonic) the first Abort since its last assignment or idle
+     * was queued:
      * a worker e2d spawned still draining a heartbeat timeout later (its
      * rank is wedged) is killed. 0: none. */
     int64_t abort_ms;
+    /* An Assignment went out in a heartbeat reply and the worker has not
+     * reported that rank since: its next heartbeat saying IDLE without
+     * progress means the reply never reached it (too large, connection
+     * dropped), and the attempt fails at once. */
+    int assign_out;
 } e2d_worker;
 
 /* A checkpoint step some ranks of a run have reported. */
@@ -81,10 +93,15 @@ typedef struct e2d_run {
     int64_t *steps;               /* (world) newest step per rank */
     double *tps;                  /* (world) tokens/s per rank */
     int64_t start_step;           /* step resumed from */
-    int64_t started_ms;           /* assignment time */
-    int64_t last_progress_ms;     /* newest step advance (hang check) */
+    int64_t started_ms;           /* assignment time (monotonic) */
+    int64_t last_progress_ms;     /* newest step advance (hang check;
+                                     monotonic) */
     int64_t last_step;            /* newest step of rank 0 */
-    int64_t cancel_deadline_ms;   /* 0: no cancel asked */
+    int64_t cancel_deadline_ms;   /* 0: no cancel asked (monotonic) */
+    /* The grace is over and these ranks' processes (spawned by e2d) got
+     * SIGTERM: the job is CANCELLED once each of them has exited.
+     * NULL: not in that phase. (world) */
+    unsigned char *killed;
     e2d_pending_ckpt *pending;
 } e2d_run;
 
@@ -100,7 +117,8 @@ typedef struct e2d_waiter {
     uint64_t *offsets;         /* logs: (nranks) next byte per rank */
     int follow;                /* logs: keep going until the attempt ends */
     char *key;                 /* rendezvous key */
-    int64_t deadline_ms;       /* rendezvous: answer not-found after */
+    int64_t deadline_ms;       /* rendezvous: answer not-found after
+                                  (monotonic) */
     struct e2d_waiter **list;  /* the list it is on */
 } e2d_waiter;
 
@@ -108,7 +126,7 @@ typedef struct e2d_waiter {
 typedef struct e2d_kill {
     struct e2d_kill *next;
     int pgid;
-    int64_t at_ms;
+    int64_t at_ms;             /* monotonic */
 } e2d_kill;
 
 /* A SubmitJob reply waiting for its batch's commit (batch.c). */
@@ -127,7 +145,7 @@ typedef struct e2d_local {
     int alive;                 /* proc is running (handle open) */
     int pid;
     int backoff_ms;
-    int64_t started_ms;
+    int64_t started_ms;        /* monotonic */
 } e2d_local;
 
 typedef struct e2d_server {
@@ -150,14 +168,23 @@ typedef struct e2d_server {
     int sched_pending;         /* run the scheduler at the next cron */
     int shutting_down;         /* SIGTERM/SIGINT seen */
     int rpc_down;              /* the RPC server has shut down */
-    int64_t kill_locals_ms;    /* shutdown: SIGKILL local workers then */
+    int64_t kill_locals_ms;    /* shutdown: SIGKILL local workers then
+                                  (monotonic) */
     int lock_fd;               /* flock on <state-dir>/e2d.lock */
     http_server *http;         /* --http-listen; NULL when off */
     notify_state notify;       /* systemd readiness and watchdog */
 } e2d_server;
 
 /* ---- main.c ---- */
+/* Wall clock (CLOCK_REALTIME), only for stored and shown timestamps. */
 int64_t e2d_now_ms(void);
+/* Monotonic clock (CLOCK_MONOTONIC) for every duration, timeout and
+ * deadline: a step of the wall clock neither loses nor keeps workers. */
+int64_t e2d_mono_ms(void);
+/* Copies in to out with control characters (C0, DEL, C1) written as
+ * \xNN, so that text from a client (a hostname, a reason) cannot forge
+ * log lines or send terminal escapes. Returns the length written. */
+size_t e2d_log_escape(char *out, size_t outlen, const char *in);
 void e2d_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- batch.c ---- */

@@ -58,8 +58,10 @@ int e2d_job_transition(e2d_server *srv, store_job *j, int to,
     free(old_reason);
     e2d_log("job %s: %s -> %s: %s", j->id, jobstate_name(from),
             jobstate_name(to), reason);
-    if (jobstate_queued(to))
-        srv->sched_pending = 1;
+    /* Every transition can change what the queue may start: a job joins
+     * it, or one leaves it (a cancelled head no longer blocks the jobs
+     * behind it), or an attempt ends. The pass runs at the next cron. */
+    srv->sched_pending = 1;
     e2d_watch_notify(srv, j, E2__V1__JOB_EVENT_KIND__JOB_EVENT_KIND_TRANSITION,
                      reason);
     return 0;

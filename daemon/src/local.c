@@ -67,7 +67,7 @@ static void local_exited(uv_process_t *p, int64_t status, int sig)
     e2d_server *srv = l->srv;
     char pf[JOBDIR_PATHLEN];
     int pid = l->pid;
-    int64_t lived = e2d_now_ms() - l->started_ms;
+    int64_t lived = e2d_mono_ms() - l->started_ms;
     e2d_batch_flush(srv);
     local_pidfile(srv, l->index, pf, sizeof pf);
     unlink(pf);
@@ -159,7 +159,7 @@ static void local_spawn(e2d_local *l)
     }
     l->alive = 1;
     l->pid = l->proc.pid;
-    l->started_ms = e2d_now_ms();
+    l->started_ms = e2d_mono_ms();
     local_pidfile(srv, l->index, pf, sizeof pf);
     snprintf(pid, sizeof pid, "%d\n", l->pid);
     e2_write_file_atomic(pf, pid, strlen(pid), NULL, 0);

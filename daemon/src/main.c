@@ -3,9 +3,10 @@
  * and the graceful shutdown on SIGTERM/SIGINT:
  *
  *   stop accepting calls, give calls in flight --shutdown-grace, end
- *   streams with UNAVAILABLE, SIGTERM the local workers (SIGKILL 5 s
- *   later), then close the loop and SQLite. Jobs left running are found
- *   STARTING/RUNNING at the next start and recovered (see --help). */
+ *   streams with UNAVAILABLE, SIGTERM the local workers (SIGKILL 3 s
+ *   later, E2D_KILL_AFTER_MS), then close the loop and SQLite. Jobs left
+ *   running are found STARTING/RUNNING at the next start and recovered
+ *   (see --help). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -22,29 +23,6 @@
 #include "authz.h"
 #include "base.h"
 #include "e2d.h"
-
-int64_t e2d_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void e2d_log(const char *fmt, ...)
-{
-    char stamp[32];
-    struct timeval tv;
-    struct tm tm;
-    va_list ap;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03dZ e2d: ", stamp, (int)(tv.tv_usec / 1000));
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
 
 static void e2d_rpc_log(int severity, const char *file, int line,
                         const char *message, void *data)
@@ -76,7 +54,7 @@ static void e2d_cron(uv_timer_t *t)
     e2d_server *srv = t->data;
     e2d_batch_flush(srv);
     if (srv->shutting_down) {
-        if (srv->kill_locals_ms && e2d_now_ms() >= srv->kill_locals_ms) {
+        if (srv->kill_locals_ms && e2d_mono_ms() >= srv->kill_locals_ms) {
             local_kill(srv);
             srv->kill_locals_ms = 0;
         }
@@ -107,7 +85,7 @@ static void e2d_shutdown(uv_signal_t *s, int signum)
     rpc_server_shutdown(srv->rpc, (uint64_t)(srv->cfg.shutdown_grace * 1000),
                         e2d_rpc_down);
     local_stop(srv);
-    srv->kill_locals_ms = e2d_now_ms() + E2D_KILL_AFTER_MS;
+    srv->kill_locals_ms = e2d_mono_ms() + E2D_KILL_AFTER_MS;
 }
 
 /* The state directory holds every spec (e2d.db, jobs/<id>/spec.json): a

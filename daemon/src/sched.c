@@ -5,8 +5,13 @@
  * starts only when num_workers idle workers of its device kind exist, all
  * ranks at once. The queue is SQLite's (PENDING and RESTARTING jobs,
  * higher priority first, FIFO within a priority); per device kind the
- * first job that does not fit blocks the ones behind it, so a large job is
- * never starved by a stream of small ones (no backfilling).
+ * first job that does not fit the idle workers blocks the ones behind it,
+ * so a large job is never starved by a stream of small ones. A job that
+ * cannot fit even the registered workers of its device (LOST ones not
+ * counted) blocks nothing: it stays PENDING as unschedulable, with the
+ * reason in Job.reason, and the jobs behind it are backfilled. Every
+ * event that can change the answer runs a pass: a transition (submit,
+ * cancel, end of an attempt), a worker registering, going idle or lost.
  *
  * Commands for a worker (assignment, cancel, abort) are queued on it and
  * delivered in its next heartbeat reply. An attempt ends on a lost worker,
@@ -56,7 +61,7 @@ e2d_run *sched_run_find(e2d_server *srv, const char *job)
 void sched_worker_save(e2d_server *srv, e2d_worker *w)
 {
     char err[E2_ERRLEN];
-    w->row.last_heartbeat_ms = w->seen_ms;
+    w->row.last_heartbeat_ms = w->seen_wall_ms;
     if (store_worker_put(srv->db, &w->row, err, sizeof err) < 0)
         e2d_log("worker %s: saving failed: %s", w->row.id, err);
 }
@@ -101,11 +106,13 @@ void sched_queue_abort(e2d_worker *w, const char *job, int attempt,
     c->abort = a;
     sched_worker_push(w, c);
     if (!w->abort_ms) /* repeated Aborts do not postpone the kill */
-        w->abort_ms = e2d_now_ms();
+        w->abort_ms = e2d_mono_ms();
 }
 
+/* The worker's deadline is on the wall clock (it is another host's):
+ * `left_ms` from now. */
 static void sched_queue_cancel(e2d_worker *w, const char *job, int attempt,
-                               int64_t deadline)
+                               int64_t left_ms)
 {
     E2__V1__Command *c = malloc(sizeof *c);
     E2__V1__Cancel *k = malloc(sizeof *k);
@@ -120,7 +127,7 @@ static void sched_queue_cancel(e2d_worker *w, const char *job, int attempt,
     k->has_attempt = 1;
     k->attempt = (uint32_t)attempt;
     k->has_deadline_unix_ms = 1;
-    k->deadline_unix_ms = deadline;
+    k->deadline_unix_ms = e2d_now_ms() + left_ms;
     c->kind_case = E2__V1__COMMAND__KIND_CANCEL;
     c->cancel = k;
     sched_worker_push(w, c);
@@ -144,6 +151,7 @@ void sched_worker_idle(e2d_server *srv, e2d_worker *w)
     w->row.rank = -1;
     w->draining = 0;
     w->abort_ms = 0;
+    w->assign_out = 0;
     sched_worker_save(srv, w);
     srv->sched_pending = 1;
 }
@@ -162,6 +170,7 @@ static void sched_run_free(e2d_run *r)
     free(r->progressed);
     free(r->steps);
     free(r->tps);
+    free(r->killed);
     free(r);
 }
 
@@ -188,7 +197,7 @@ static e2d_run *sched_run_new(e2d_server *srv, const char *job, int attempt,
     r->last_step = start_step;
     for (int i = 0; i < world; i++)
         r->steps[i] = -1;
-    r->started_ms = r->last_progress_ms = e2d_now_ms();
+    r->started_ms = r->last_progress_ms = e2d_mono_ms();
     r->next = srv->runs;
     srv->runs = r;
     return r;
@@ -367,8 +376,15 @@ static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j,
     a->rank = (uint32_t)rank;
     a->world_size = (uint32_t)j->num_workers;
     a->start_step = (uint32_t)(start_step > 0 ? start_step : 0);
-    a->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err,
-                            sizeof err);
+    /* The packed spec (no JSON parse on the loop thread); rows from
+     * before schema 4 have only the JSON. */
+    if (j->spec_pb) {
+        a->spec = e2__v1__job_spec__unpack(NULL, j->spec_pb_len, j->spec_pb);
+        snprintf(err, sizeof err, "the packed spec does not unpack");
+    } else {
+        a->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err,
+                                sizeof err);
+    }
     jobdir_path(srv->cfg.state_dir, j->id, dir);
     a->job_dir = strdup(dir);
     a->resume_checkpoint = strdup(ckpt ? ckpt : "");
@@ -382,6 +398,28 @@ static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j,
     else
         sched_shard_manifest(a);
     return c;
+}
+
+/* An assignment above E2D_ASSIGNMENT_MAX_BYTES (its shard manifest, in
+ * practice) would not reach the worker: the job FAILS now as a user error
+ * with the sizes and the fix. Returns 1 when it did. */
+static int sched_assignment_too_big(e2d_server *srv, store_job *j,
+                                    const E2__V1__Command *first)
+{
+    size_t n = protobuf_c_message_get_packed_size(&first->base);
+    char why[512];
+    if (n <= E2D_ASSIGNMENT_MAX_BYTES)
+        return 0;
+    snprintf(why, sizeof why,
+             "the assignment is %.1f MiB (shard manifest of %zu files), above "
+             "the %u MiB a worker accepts: use fewer, larger shards "
+             "(spec.data.train_shards); user error, not retried",
+             (double)n / 1048576.0, first->assignment->n_train_shards,
+             E2D_ASSIGNMENT_MAX_BYTES >> 20);
+    j->user_errors++;
+    j->fail_user = 1;
+    e2d_job_transition(srv, j, JOBSTATE_FAILED, why);
+    return 1;
 }
 
 /* Starts attempt j->attempt + 1 on the given workers (all idle, of j's
@@ -406,9 +444,23 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
     if (step >= 0 && off < sizeof reason)
         snprintf(reason + off, sizeof reason - off,
                  ", resuming from checkpoint step %lld", (long long)step);
-    if (!(run = sched_run_new(srv, j->id, attempt, j->num_workers,
-                              step > 0 ? step : 0)))
+    /* Rank 0's assignment expands the shard manifest, the others copy it;
+     * it is handed over last, when nothing reads it any more. One that
+     * would not fit a worker's message limit fails the job here, with the
+     * reason, instead of being lost on the way. */
+    j->attempt = attempt;
+    first = sched_assignment(srv, j, 0, step >= 0 ? ckpt : "", step, NULL);
+    j->attempt = attempt - 1;
+    if (first && sched_assignment_too_big(srv, j, first)) {
+        protobuf_c_message_free_unpacked(&first->base, NULL);
         return E2_ERR;
+    }
+    if (!(run = sched_run_new(srv, j->id, attempt, j->num_workers,
+                              step > 0 ? step : 0))) {
+        if (first)
+            protobuf_c_message_free_unpacked(&first->base, NULL);
+        return E2_ERR;
+    }
     if (store_begin(srv->db, err, sizeof err) < 0)
         goto fail;
     j->attempt = attempt;
@@ -421,6 +473,7 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
         w->row.rank = r;
         w->draining = 0;
         w->abort_ms = 0;
+        w->assign_out = 0;
         sched_worker_save(srv, w);
         snprintf(run->workers[r], sizeof run->workers[r], "%s", w->row.id);
     }
@@ -433,9 +486,6 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
                                          reason) == 0,
                   err, sizeof err) < 0)
         goto fail_tx;
-    /* Rank 0's assignment expands the shard manifest, the others copy it;
-     * it is handed over last, when nothing reads it any more. */
-    first = sched_assignment(srv, j, 0, step >= 0 ? ckpt : "", step, NULL);
     for (int r = 1; r < j->num_workers; r++) {
         E2__V1__Command *c = sched_assignment(srv, j, r, step >= 0 ? ckpt : "",
                                               step,
@@ -462,6 +512,8 @@ fail:
             break;
         }
     sched_run_free(run);
+    if (first)
+        protobuf_c_message_free_unpacked(&first->base, NULL);
     return E2_ERR;
 }
 
@@ -491,6 +543,47 @@ static int sched_idle(const e2d_worker *w, const char *device)
            !strcmp(w->row.device, device);
 }
 
+/* Workers of a device kind that are registered and not LOST. */
+static int sched_registered(e2d_server *srv, const char *device)
+{
+    int n = 0;
+    for (e2d_worker *w = srv->workers; w; w = w->next)
+        n += w->row.state != WS_LOST && !strcmp(w->row.device, device);
+    return n;
+}
+
+#define SCHED_UNSCHEDULABLE "unschedulable: "
+
+/* Says in the job's reason (stored, shown by GetJob; no event) why it
+ * waits, when that changed: too few workers of its device registered
+ * (parked; it blocks nothing), or enough registered but busy. */
+static void sched_wait_reason(e2d_server *srv, store_job *j, int registered)
+{
+    char why[256];
+    int parked = registered < j->num_workers;
+    int was = j->reason && !strncmp(j->reason, SCHED_UNSCHEDULABLE,
+                                    strlen(SCHED_UNSCHEDULABLE));
+    char *copy;
+    if (!parked && !was)
+        return;
+    if (parked)
+        snprintf(why, sizeof why, SCHED_UNSCHEDULABLE "needs %d %s worker%s, "
+                 "%d registered; it waits for more and holds up no other job",
+                 j->num_workers, j->device, j->num_workers == 1 ? "" : "s",
+                 registered);
+    else
+        snprintf(why, sizeof why, "waiting for %d idle %s worker%s",
+                 j->num_workers, j->device, j->num_workers == 1 ? "" : "s");
+    if (j->reason && !strcmp(j->reason, why))
+        return;
+    if (!(copy = strdup(why)))
+        return;
+    free(j->reason);
+    j->reason = copy;
+    if (e2d_job_save(srv, j) == 0 && parked)
+        e2d_log("job %s: %s", j->id, why);
+}
+
 void sched_run_queue(e2d_server *srv)
 {
     char err[E2_ERRLEN], blocked[8][16];
@@ -513,7 +606,14 @@ void sched_run_queue(e2d_server *srv)
             continue;
         for (int b = 0; b < nblocked; b++)
             skip |= !strcmp(blocked[b], j.device);
-        if (skip || !(gang = calloc((size_t)j.num_workers, sizeof *gang))) {
+        if (!skip) {
+            /* A job the registered workers can never hold blocks nothing. */
+            int registered = sched_registered(srv, j.device);
+            sched_wait_reason(srv, &j, registered);
+            skip = registered < j.num_workers;
+        }
+        if (skip || j.num_workers <= 0 ||
+            !(gang = calloc((size_t)j.num_workers, sizeof *gang))) {
             store_job_free(&j);
             continue;
         }
@@ -533,6 +633,8 @@ void sched_run_queue(e2d_server *srv)
 
 /* ---- faults ---- */
 
+static void sched_cancel_settle(e2d_server *srv, e2d_run *run, int late);
+
 static void sched_worker_lost(e2d_server *srv, e2d_worker *w,
                               const char *reason, int exit_code, int sig)
 {
@@ -547,11 +649,19 @@ static void sched_worker_lost(e2d_server *srv, e2d_worker *w,
     w->row.rank = -1;
     w->draining = 0;
     w->abort_ms = 0;
+    w->assign_out = 0;
     sched_worker_clear_cmds(w);
     sched_worker_save(srv, w);
+    srv->sched_pending = 1; /* capacity changed: parked jobs' reasons */
     if (!job[0] || draining || !(run = sched_run_find(srv, job)) ||
         run->attempt != attempt || run->outcome[rank])
         return;
+    if (run->killed) {
+        /* A rank cancel terminated has exited: part of the cancel. */
+        run->outcome[rank] = E2__V1__OUTCOME__OUTCOME_CANCELLED;
+        sched_cancel_settle(srv, run, 0);
+        return;
+    }
     snprintf(why, sizeof why, "worker %s (rank %d): %s", w->row.id, rank,
              reason);
     sched_attempt_failed(srv, run, rank, exit_code, sig, why);
@@ -573,12 +683,41 @@ void sched_process_exited(e2d_server *srv, int pid, int64_t status, int sig)
             sched_worker_lost(srv, w, why, sig ? 0 : (int)status, sig);
 }
 
+/* CANCELLED once every rank that got SIGTERM at the end of the grace has
+ * exited (its process group is killed when it does, local.c); the ranks
+ * on workers e2d did not spawn get an Abort. `late`: the backstop after
+ * SIGKILL fired; ends the wait whatever is left. */
+static void sched_cancel_settle(e2d_server *srv, e2d_run *run, int late)
+{
+    store_job j;
+    for (int r = 0; r < run->world && !late; r++)
+        if (run->killed[r] && !run->outcome[r])
+            return;
+    if (sched_load(srv, run->job, &j) < 0) {
+        sched_run_end(srv, run, "cancelled");
+        return;
+    }
+    sched_run_end(srv, run, "cancelled: grace period over");
+    e2d_job_transition(srv, &j, JOBSTATE_CANCELLED,
+                       late ? "cancelled: grace period over; a rank's process "
+                              "did not exit after SIGKILL"
+                            : "cancelled: grace period over, remaining ranks "
+                              "terminated (their processes have exited)");
+    store_job_free(&j);
+}
+
 /* Grace is over: SIGTERM the process groups of the ranks e2d spawned
- * (SIGKILL follows), and the job is CANCELLED. */
+ * (SIGKILL follows E2D_KILL_AFTER_MS later) and wait for them to exit
+ * (sched_cancel_settle); without such ranks the job is CANCELLED now. */
 static void sched_cancel_expire(e2d_server *srv, e2d_run *run)
 {
     store_job j;
     int killed = 0;
+    if (run->killed) {
+        /* SIGKILL went out a heartbeat timeout ago (backstop). */
+        sched_cancel_settle(srv, run, 1);
+        return;
+    }
     for (int r = 0; r < run->world; r++) {
         e2d_worker *w = sched_worker_find(srv, run->workers[r]);
         e2d_kill *k;
@@ -587,14 +726,26 @@ static void sched_cancel_expire(e2d_server *srv, e2d_run *run)
             continue;
         if (!w->row.spawned || !local_owns_pid(srv, w->row.pid))
             continue;
+        if (!run->killed &&
+            !(run->killed = calloc((size_t)run->world, 1)))
+            break;
         kill(-w->row.pid, SIGTERM);
+        run->killed[r] = 1;
         killed++;
         if ((k = calloc(1, sizeof *k))) {
             k->pgid = w->row.pid;
-            k->at_ms = e2d_now_ms() + E2D_KILL_AFTER_MS;
+            k->at_ms = e2d_mono_ms() + E2D_KILL_AFTER_MS;
             k->next = srv->kills;
             srv->kills = k;
         }
+    }
+    if (killed) {
+        e2d_log("job %s: grace period over; SIGTERM to %d rank%s (SIGKILL "
+                "%d s later); CANCELLED once they have exited", run->job,
+                killed, killed == 1 ? "" : "s", E2D_KILL_AFTER_MS / 1000);
+        run->cancel_deadline_ms = e2d_mono_ms() + E2D_KILL_AFTER_MS +
+                                  srv->hb_timeout_ms;
+        return;
     }
     if (sched_load(srv, run->job, &j) < 0) {
         sched_run_end(srv, run, "cancelled");
@@ -602,9 +753,8 @@ static void sched_cancel_expire(e2d_server *srv, e2d_run *run)
     }
     sched_run_end(srv, run, "cancelled: grace period over");
     e2d_job_transition(srv, &j, JOBSTATE_CANCELLED,
-                       killed ? "cancelled: grace period over, remaining "
-                                "ranks terminated"
-                              : "cancelled: grace period over");
+                       "cancelled: grace period over (ranks on workers e2d "
+                       "did not spawn were told to abort)");
     store_job_free(&j);
 }
 
@@ -631,20 +781,19 @@ int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms)
              (double)grace_ms / 1000.0);
     if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING, why) < 0)
         return E2_ERR;
-    run->cancel_deadline_ms = e2d_now_ms() + grace_ms;
+    run->cancel_deadline_ms = e2d_mono_ms() + grace_ms;
     for (int r = 0; r < run->world; r++) {
         e2d_worker *w = sched_worker_find(srv, run->workers[r]);
         if (w && !run->outcome[r] &&
             sched_worker_holds(w, run->job, run->attempt))
-            sched_queue_cancel(w, run->job, run->attempt,
-                               run->cancel_deadline_ms);
+            sched_queue_cancel(w, run->job, run->attempt, grace_ms);
     }
     return 0;
 }
 
 void sched_cron(e2d_server *srv)
 {
-    int64_t now = e2d_now_ms();
+    int64_t now = e2d_mono_ms();
     e2d_run *r, *rnext;
     e2d_kill **kp;
     char why[128];
@@ -704,7 +853,8 @@ static void sched_restore_worker(void *ud, const store_worker *row)
     if (!w)
         return;
     w->row = *row;
-    w->seen_ms = e2d_now_ms();
+    w->seen_ms = e2d_mono_ms();
+    w->seen_wall_ms = e2d_now_ms();
     /* Workers this e2d's predecessor spawned were stopped with it. */
     if (w->row.spawned && w->row.state != WS_LOST) {
         w->row.state = WS_LOST;
@@ -743,10 +893,10 @@ static void sched_recover_job(e2d_server *srv, store_job *j)
         /* A cancel in progress gets its workers a fresh short grace (the
          * deadline was not stored). */
         if (j->state == JOBSTATE_CANCELLING) {
-            run->cancel_deadline_ms = e2d_now_ms() + E2D_KILL_AFTER_MS;
+            run->cancel_deadline_ms = e2d_mono_ms() + E2D_KILL_AFTER_MS;
             for (int r = 0; r < n; r++)
                 sched_queue_cancel(gang[r], j->id, j->attempt,
-                                   run->cancel_deadline_ms);
+                                   E2D_KILL_AFTER_MS);
         }
         e2d_log("job %s: attempt %d carries on after restart", j->id,
                 j->attempt);

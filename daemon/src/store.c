@@ -77,10 +77,15 @@ static const char *store_migrations[STORE_SCHEMA_VERSION] = {
     /* 2 -> 3: who submitted each job (the bearer token's name; '' when
      * e2d runs without a token file). */
     "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';",
+    /* 3 -> 4: worker identity (the SHA-256 of each worker's secret, never
+     * the secret) and each job's spec packed as protobuf, which replies
+     * embed as it is instead of parsing spec's JSON. */
+    "ALTER TABLE workers ADD COLUMN secret_sha256 TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN spec_pb BLOB;",
 };
 
 enum {
-    Q_JOB_INSERT, Q_JOB_SETID, Q_LABEL_INSERT, Q_JOB_GET, Q_JOB_BY_REQ,
+    Q_JOB_INSERT, Q_JOB_SETID, Q_JOB_SETPB, Q_LABEL_INSERT, Q_JOB_GET, Q_JOB_BY_REQ,
     Q_JOB_UPDATE, Q_JOB_COUNT, Q_EVENT_ADD, Q_EVENT_LIST,
     Q_WSEQ_BUMP, Q_WSEQ_GET, Q_WORKER_PUT, Q_WORKER_LIST,
     Q_CKPT_ADD, Q_CKPT_DEL, Q_CKPT_LIST, Q_METRIC_ADD, Q_METRIC_LIST,
@@ -96,7 +101,7 @@ enum {
     " attempt, restarts, user_errors, cancellations, step, total_steps," \
     " loss, lr, tokens_per_second, started_ms, fail_exit_code," \
     " fail_signal, fail_rank, fail_log, eval, fail_worker, fail_user," \
-    " finished_ms"
+    " finished_ms, spec_pb"
 
 static const char *store_sql[Q_N] = {
     [Q_JOB_INSERT] =
@@ -104,6 +109,7 @@ static const char *store_sql[Q_N] = {
         " device, num_workers, max_restarts, keep_last, created_ms,"
         " updated_ms, total_steps) VALUES('', ?1, ?2, ?3, ?4, ?5, ?6, ?7,"
         " ?8, ?9, ?10, ?10, ?11)",
+    [Q_JOB_SETPB] = "UPDATE jobs SET spec_pb = ?2 WHERE seq = ?1",
     [Q_JOB_SETID] = "UPDATE jobs SET id = ?2 WHERE seq = ?1",
     [Q_LABEL_INSERT] = "INSERT INTO job_labels VALUES(?1, ?2, ?3)",
     [Q_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
@@ -126,12 +132,15 @@ static const char *store_sql[Q_N] = {
     [Q_WSEQ_BUMP] = "UPDATE meta SET value = value + 1"
                     " WHERE key = 'worker_seq'",
     [Q_WSEQ_GET] = "SELECT value FROM meta WHERE key = 'worker_seq'",
-    [Q_WORKER_PUT] = "INSERT OR REPLACE INTO workers VALUES(?1, ?2, ?3, ?4,"
-                     " ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [Q_WORKER_PUT] = "INSERT OR REPLACE INTO workers(id, host, device,"
+                     " device_index, pid, state, job, attempt, rank,"
+                     " last_heartbeat_ms, registered_ms, version, spawned,"
+                     " secret_sha256) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+                     " ?9, ?10, ?11, ?12, ?13, ?14)",
     [Q_WORKER_LIST] = "SELECT id, host, device, device_index, pid, state,"
                       " job, attempt, rank, last_heartbeat_ms,"
-                      " registered_ms, version, spawned FROM workers"
-                      " ORDER BY id",
+                      " registered_ms, version, spawned, secret_sha256"
+                      " FROM workers ORDER BY registered_ms, id",
     [Q_CKPT_ADD] = "INSERT OR REPLACE INTO checkpoints VALUES(?1, ?2, ?3,"
                    " ?4, ?5, ?6)",
     [Q_CKPT_DEL] = "DELETE FROM checkpoints WHERE job = ?1 AND step = ?2",
@@ -347,6 +356,7 @@ void store_job_free(store_job *j)
 {
     free(j->request_id);
     free(j->spec_json);
+    free(j->spec_pb);
     free(j->reason);
     free(j->fail_log);
     free(j->eval_json);
@@ -399,6 +409,14 @@ static void job_from_row(sqlite3_stmt *st, store_job *j)
     col_copy(st, 28, j->fail_worker, sizeof j->fail_worker);
     j->fail_user = sqlite3_column_int(st, 29);
     j->finished_ms = sqlite3_column_int64(st, 30);
+    if (sqlite3_column_type(st, 31) == SQLITE_BLOB) {
+        int n = sqlite3_column_bytes(st, 31);
+        const void *b = sqlite3_column_blob(st, 31);
+        if (n > 0 && b && (j->spec_pb = malloc((size_t)n))) {
+            memcpy(j->spec_pb, b, (size_t)n);
+            j->spec_pb_len = (size_t)n;
+        }
+    }
 }
 
 int store_job_insert(store *s, store_job *j, const store_label *labels,
@@ -422,6 +440,15 @@ int store_job_insert(store *s, store_job *j, const store_label *labels,
     sqlite3_bind_int64(st, 11, j->total_steps);
     if (store_done(s, st, err, errlen) < 0)
         goto err;
+    if (j->spec_pb) {
+        if (!(st = store_q(s, Q_JOB_SETPB, err, errlen)))
+            goto err;
+        sqlite3_bind_int64(st, 1, sqlite3_last_insert_rowid(s->db));
+        sqlite3_bind_blob(st, 2, j->spec_pb, (int)j->spec_pb_len,
+                          SQLITE_TRANSIENT);
+        if (store_done(s, st, err, errlen) < 0)
+            goto err;
+    }
     j->seq = sqlite3_last_insert_rowid(s->db);
     j->updated_ms = j->created_ms;
     j->fail_rank = -1;
@@ -711,6 +738,7 @@ int store_worker_put(store *s, const store_worker *w, char *err,
     sqlite3_bind_int64(st, 11, w->registered_ms);
     bind_text(st, 12, w->version);
     sqlite3_bind_int(st, 13, w->spawned);
+    bind_text(st, 14, w->secret_sha256);
     return store_done(s, st, err, errlen);
 }
 
@@ -737,6 +765,7 @@ int store_worker_list(store *s, void (*fn)(void *ud, const store_worker *w),
         w.registered_ms = sqlite3_column_int64(st, 10);
         col_copy(st, 11, w.version, sizeof w.version);
         w.spawned = sqlite3_column_int(st, 12);
+        col_copy(st, 13, w.secret_sha256, sizeof w.secret_sha256);
         fn(ud, &w);
     }
     sqlite3_reset(st);

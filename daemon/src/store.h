@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_NOTFOUND (-2) /* = E2_ENOENT: no such row */
 #define STORE_IDLEN 32
 
@@ -30,6 +30,10 @@ typedef struct store_job {
     char id[STORE_IDLEN];          /* "j-000042" */
     char *request_id;              /* NULL when the client gave none */
     char *spec_json;               /* the validated spec, defaults applied */
+    /* The same spec packed (protobuf binary), so that replies carry it
+     * without parsing anything; NULL for rows stored before schema 4. */
+    uint8_t *spec_pb;
+    size_t spec_pb_len;
     int state;                     /* jobstate_t */
     char *reason;                  /* why the last transition happened */
     int priority;
@@ -75,6 +79,8 @@ typedef struct store_worker {
     int64_t registered_ms;
     char version[64];
     int spawned;                   /* started by this e2d (--local-workers) */
+    char secret_sha256[65];        /* hex SHA-256 of its worker secret; ""
+                                      for rows of schema < 4 (no secret) */
 } store_worker;
 
 typedef struct store_ckpt {

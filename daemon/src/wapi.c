@@ -3,11 +3,19 @@
  * RendezvousPut/Get (a Get may wait on the loop for the key) and
  * ReportDone. A request naming an unknown worker gets NOT_FOUND (the
  * worker registers again); one naming an attempt the worker no longer
- * holds gets FAILED_PRECONDITION. */
+ * holds gets FAILED_PRECONDITION.
+ *
+ * Worker identity: RegisterWorker draws an unguessable id and a secret
+ * (getrandom) and keeps only the secret's SHA-256 (store.c, so that it
+ * survives an e2d restart); every other request must carry the secret of
+ * the worker it names, else PERMISSION_DENIED. A re-registration keeps
+ * its id only with that id's secret. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "base.h"
 #include "e2d.h"
@@ -18,6 +26,8 @@
 #define WS_LOST E2__V1__WORKER_STATE__WORKER_STATE_LOST
 #define WAPI_RDV_MAX_VALUE (1u << 20)
 #define WAPI_RDV_MAX_WAIT_MS 60000u
+#define WAPI_SECRET_BYTES 32 /* worker secret: 64 hex digits */
+#define WAPI_ID_BYTES 12     /* worker id: "w-" and 24 hex digits */
 
 static void wapi_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -41,14 +51,69 @@ static void wapi_reply(rpc_call *call, void *msg)
     protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-/* The worker named by a request, or NULL with the call answered. */
+/* ---- worker identity ---- */
+
+/* nbytes (<= 32) random bytes from getrandom as lowercase hex. */
+static int wapi_random_hex(char *out, size_t nbytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[32];
+    size_t got = 0;
+    while (got < nbytes) {
+        ssize_t r = getrandom(b + got, nbytes - got, 0);
+        if (r < 0 && errno != EINTR)
+            return E2_ERR;
+        got += r > 0 ? (size_t)r : 0;
+    }
+    for (size_t i = 0; i < nbytes; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[2 * nbytes] = 0;
+    return 0;
+}
+
+static void wapi_secret_hash(const char *secret, char hex[65])
+{
+    uint8_t d[E2_SHA256_LEN];
+    e2_sha256(secret, strlen(secret), d);
+    e2_sha256_hex(d, hex);
+}
+
+/* 1 when secret is w's (compared in constant time). */
+static int wapi_secret_ok(const e2d_worker *w, const char *secret)
+{
+    char h[65];
+    unsigned diff = 0;
+    if (!w->row.secret_sha256[0] || !secret || !*secret)
+        return 0;
+    wapi_secret_hash(secret, h);
+    for (size_t i = 0; i < 64; i++)
+        diff |= (unsigned)(h[i] ^ w->row.secret_sha256[i]);
+    return diff == 0;
+}
+
+/* The worker named by a request, if `secret` is its own; else NULL with
+ * the call answered: NOT_FOUND (unknown id, or a row from before worker
+ * secrets: register again) or PERMISSION_DENIED (another's secret). */
 static e2d_worker *wapi_worker(e2d_server *srv, rpc_call *call,
-                               const char *id)
+                               const char *id, const char *secret)
 {
     e2d_worker *w = sched_worker_find(srv, id);
-    if (!w)
-        wapi_fail(call, RPC_NOT_FOUND, "worker %s is not registered: register "
-                  "again", id ? id : "(none)");
+    if (!w || !w->row.secret_sha256[0]) {
+        wapi_fail(call, RPC_NOT_FOUND, "worker %.40s is not registered: "
+                  "register again", id ? id : "(none)");
+        return NULL;
+    }
+    if (!wapi_secret_ok(w, secret)) {
+        e2d_log("access: %s request for worker %s refused: worker_secret "
+                "is not its secret", rpc_call_method(call), w->row.id);
+        wapi_fail(call, RPC_PERMISSION_DENIED,
+                  "worker_secret is %s the secret of worker %s (a worker "
+                  "may act only as itself)",
+                  secret && *secret ? "not" : "required:", w->row.id);
+        return NULL;
+    }
     return w;
 }
 
@@ -70,13 +135,30 @@ static e2d_run *wapi_run(e2d_server *srv, rpc_call *call, e2d_worker *w,
     return run;
 }
 
-static e2d_worker *wapi_worker_new(e2d_server *srv, char *err, size_t errlen)
+/* A new worker with a fresh id (unused by any row, LOST ones included:
+ * every row is in srv->workers) and secret (written to secret). */
+static e2d_worker *wapi_worker_new(e2d_server *srv, char secret[65],
+                                   char *err, size_t errlen)
 {
-    int64_t seq = store_next_worker_seq(srv->db, err, errlen);
+    char hex[2 * WAPI_ID_BYTES + 1], id[STORE_IDLEN];
     e2d_worker *w, **p;
-    if (seq < 0 || !(w = calloc(1, sizeof *w)))
+    do {
+        if (wapi_random_hex(hex, WAPI_ID_BYTES) < 0) {
+            e2_errf(err, errlen, "getrandom: %s", strerror(errno));
+            return NULL;
+        }
+        snprintf(id, sizeof id, "w-%s", hex);
+    } while (sched_worker_find(srv, id));
+    if (wapi_random_hex(secret, WAPI_SECRET_BYTES) < 0) {
+        e2_errf(err, errlen, "getrandom: %s", strerror(errno));
         return NULL;
-    snprintf(w->row.id, sizeof w->row.id, "w-%06lld", (long long)seq);
+    }
+    if (!(w = calloc(1, sizeof *w))) {
+        e2_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(w->row.id, sizeof w->row.id, "%s", id);
+    wapi_secret_hash(secret, w->row.secret_sha256);
     w->row.rank = -1;
     for (p = &srv->workers; *p; p = &(*p)->next)
         ;
@@ -86,6 +168,18 @@ static e2d_worker *wapi_worker_new(e2d_server *srv, char *err, size_t errlen)
 
 /* ---- RegisterWorker ---- */
 
+/* Another live worker already registered as the spawned process pid: a
+ * second claim is not believed (e2d signals the process groups of the
+ * workers it spawned). */
+static int wapi_pid_claimed(e2d_server *srv, const e2d_worker *self, int pid)
+{
+    for (e2d_worker *w = srv->workers; w; w = w->next)
+        if (w != self && w->row.spawned && w->row.pid == pid &&
+            w->row.state != WS_LOST)
+            return 1;
+    return 0;
+}
+
 static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
                                  void *ud)
 {
@@ -93,7 +187,7 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
     const E2__V1__Progress *run_p = req->running;
     e2d_server *srv = ud;
     const char *device = req->device && *req->device ? req->device : "cpu";
-    char err[E2_ERRLEN];
+    char err[E2_ERRLEN], secret[65];
     E2__V1__RegisterWorkerResponse *r;
     e2d_worker *w;
     e2d_run *run;
@@ -108,6 +202,14 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
         return;
     }
     w = sched_worker_find(srv, req->previous_worker_id);
+    if (w && !wapi_secret_ok(w, req->previous_worker_secret)) {
+        /* Not its secret: never another worker's id, a new one. */
+        e2d_log("access: RegisterWorker with previous_worker_id %s but not "
+                "its secret: registered as a new worker", w->row.id);
+        w = NULL;
+    }
+    if (w)
+        snprintf(secret, sizeof secret, "%s", req->previous_worker_secret);
     if (w && w->row.state == WS_BUSY && !w->draining &&
         (run = sched_run_find(srv, w->row.job)) &&
         run->attempt == w->row.attempt &&
@@ -118,20 +220,24 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
                  "without its rank", w->row.id, w->row.rank);
         sched_attempt_failed(srv, run, w->row.rank, 0, 0, why);
     }
-    if (!w && !(w = wapi_worker_new(srv, err, sizeof err))) {
+    if (!w && !(w = wapi_worker_new(srv, secret, err, sizeof err))) {
         wapi_fail(call, RPC_INTERNAL, "registering failed: %s", err);
         return;
     }
-    snprintf(w->row.host, sizeof w->row.host, "%s",
-             req->hostname ? req->hostname : "");
+    /* Shown by ListWorkers and logged: control characters escaped. */
+    e2d_log_escape(w->row.host, sizeof w->row.host,
+                   req->hostname ? req->hostname : "");
     snprintf(w->row.device, sizeof w->row.device, "%s", device);
-    snprintf(w->row.version, sizeof w->row.version, "%s",
-             req->version ? req->version : "");
+    e2d_log_escape(w->row.version, sizeof w->row.version,
+                   req->version ? req->version : "");
     w->row.device_index = (int)req->device_index;
     w->row.pid = req->pid;
-    w->row.spawned = req->spawned_by_e2d && local_owns_pid(srv, req->pid);
-    w->row.registered_ms = w->seen_ms = e2d_now_ms();
+    w->row.spawned = req->spawned_by_e2d && local_owns_pid(srv, req->pid) &&
+                     !wapi_pid_claimed(srv, w, req->pid);
+    w->row.registered_ms = w->seen_wall_ms = e2d_now_ms();
+    w->seen_ms = e2d_mono_ms();
     w->draining = 0;
+    w->assign_out = 0;
     w->row.state = WS_IDLE;
     w->row.job[0] = 0;
     w->row.attempt = 0;
@@ -159,6 +265,7 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
     if ((r = malloc(sizeof *r))) {
         e2__v1__register_worker_response__init(r);
         r->worker_id = strdup(w->row.id);
+        r->worker_secret = strdup(secret);
         r->has_heartbeat_interval_ms = r->has_heartbeat_timeout_ms = 1;
         r->heartbeat_interval_ms = (uint32_t)srv->hb_interval_ms;
         r->heartbeat_timeout_ms = (uint32_t)srv->hb_timeout_ms;
@@ -191,14 +298,14 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank,
                           const E2__V1__Progress *p)
 {
     char err[E2_ERRLEN], why[64];
-    int64_t now = e2d_now_ms();
+    int64_t now = e2d_now_ms(), mono = e2d_mono_ms();
     int all = 1, advanced = 0;
     store_job j;
     run->progressed[rank] = 1;
     run->tps[rank] = p->tokens_per_second;
     if ((int64_t)p->step > run->steps[rank]) {
         run->steps[rank] = p->step;
-        run->last_progress_ms = now;
+        run->last_progress_ms = mono;
         advanced = rank == 0;
     }
     if (store_job_get(srv->db, run->job, &j, err, sizeof err) < 0)
@@ -237,6 +344,32 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank,
     store_job_free(&j);
 }
 
+/* The worker's heartbeat says IDLE, without progress, after its
+ * assignment went out: the reply was lost on the way (above the worker's
+ * message limit, or the connection dropped), so the attempt fails now
+ * with that reason instead of waiting for the hang timeout. */
+static void wapi_assignment_lost(e2d_server *srv, e2d_worker *w,
+                                 const E2__V1__HeartbeatRequest *req)
+{
+    char why[256];
+    e2d_run *run;
+    int rank = w->row.rank;
+    if (!w->assign_out || w->row.state != WS_BUSY || w->draining ||
+        (req->progress && req->progress->job_id) || !req->has_state ||
+        req->state != WS_IDLE)
+        return;
+    w->assign_out = 0;
+    run = sched_run_find(srv, w->row.job);
+    if (!run || run->attempt != w->row.attempt || rank < 0 ||
+        rank >= run->world || run->outcome[rank])
+        return;
+    snprintf(why, sizeof why, "the assignment of rank %d did not reach worker "
+             "%s (its next heartbeat says IDLE): the reply was lost (too "
+             "large for the worker, or the connection dropped)", rank,
+             w->row.id);
+    sched_attempt_failed(srv, run, rank, 0, 0, why);
+}
+
 static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
                            void *ud)
 {
@@ -247,15 +380,17 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
     E2__V1__HeartbeatResponse *r;
     e2d_worker *w;
     e2d_batch_flush(srv);
-    if (!(w = wapi_worker(srv, call, req->worker_id)))
+    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)))
         return;
-    w->seen_ms = e2d_now_ms();
+    w->seen_ms = e2d_mono_ms();
+    w->seen_wall_ms = e2d_now_ms();
     if (w->row.state == WS_LOST) {
         /* Back after being declared lost: its attempt has ended. */
         w->row.state = WS_IDLE;
         sched_worker_save(srv, w);
         srv->sched_pending = 1;
     }
+    wapi_assignment_lost(srv, w, req);
     if (p && p->job_id) {
         int mine = w->row.state == WS_BUSY && !strcmp(w->row.job, p->job_id) &&
                    w->row.attempt == (int)p->attempt &&
@@ -266,6 +401,8 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
                               (int)p->rank, req->log_lines, req->n_log_lines,
                               err, sizeof err) < 0)
             e2d_log("job %s: %s", p->job_id, err);
+        if (mine)
+            w->assign_out = 0;
         if (mine && !w->draining && run && run->attempt == (int)p->attempt)
             wapi_progress(srv, run, (int)p->rank, p);
         else if (!w->ncmds)
@@ -284,6 +421,10 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
         return;
     }
     e2__v1__heartbeat_response__init(r);
+    for (size_t i = 0; i < w->ncmds; i++)
+        if (w->cmds[i]->kind_case == E2__V1__COMMAND__KIND_ASSIGNMENT &&
+            w->row.state == WS_BUSY)
+            w->assign_out = 1;
     r->commands = w->cmds;
     r->n_commands = w->ncmds;
     w->cmds = NULL;
@@ -304,7 +445,7 @@ static void wapi_report_checkpoint(rpc_call *call, const ProtobufCMessage *msg,
     e2d_run *run;
     int committed, rc;
     e2d_batch_flush(srv);
-    if (!(w = wapi_worker(srv, call, req->worker_id)) ||
+    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)) ||
         !(run = wapi_run(srv, call, w, req->job_id, (int)req->attempt,
                          (int)req->rank)))
         return;
@@ -357,7 +498,7 @@ static void wapi_rdv_put(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     E2__V1__RendezvousPutResponse *r;
     e2d_worker *w;
     e2d_batch_flush(srv);
-    if (!(w = wapi_worker(srv, call, req->worker_id)) ||
+    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)) ||
         !wapi_run(srv, call, w, req->job_id, (int)req->attempt, w->row.rank))
         return;
     if (!req->key || !*req->key || req->value.len > WAPI_RDV_MAX_VALUE) {
@@ -389,7 +530,7 @@ static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     e2d_waiter *wt;
     int rc;
     e2d_batch_flush(srv);
-    if (!(w = wapi_worker(srv, call, req->worker_id)) ||
+    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)) ||
         !wapi_run(srv, call, w, req->job_id, (int)req->attempt, w->row.rank))
         return;
     if (!req->key || !*req->key || req->wait_ms > WAPI_RDV_MAX_WAIT_MS) {
@@ -418,7 +559,7 @@ static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         return;
     }
     wt->attempt = (int)req->attempt;
-    wt->deadline_ms = e2d_now_ms() + req->wait_ms;
+    wt->deadline_ms = e2d_mono_ms() + req->wait_ms;
 }
 
 static void wapi_rdv_finish(e2d_waiter *wt, const void *val, size_t len,
@@ -452,7 +593,7 @@ void wapi_rdv_wake(e2d_server *srv, const char *job, int attempt,
 
 void wapi_cron(e2d_server *srv)
 {
-    int64_t now = e2d_now_ms();
+    int64_t now = e2d_mono_ms();
     e2d_waiter *wt, *next;
     for (wt = srv->rdvwaits; wt; wt = next) {
         e2d_run *run = sched_run_find(srv, wt->job);
@@ -560,7 +701,7 @@ static void wapi_report_done(rpc_call *call, const ProtobufCMessage *msg,
     e2d_run *run;
     int rank = (int)req->rank, attempt = (int)req->attempt, current;
     e2d_batch_flush(srv);
-    if (!(w = wapi_worker(srv, call, req->worker_id)))
+    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)))
         return;
     if (!req->job_id || w->row.state != WS_BUSY ||
         strcmp(w->row.job, req->job_id) || w->row.attempt != attempt ||

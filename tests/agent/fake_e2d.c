@@ -9,6 +9,15 @@ static void copy_str(char *dst, size_t n, const char *src) {
     snprintf(dst, n, "%s", src ? src : "");
 }
 
+/* Like e2d: a request must carry the secret of its worker (mu held).
+ * Returns 0, or refuses the call with PERMISSION_DENIED. */
+static int secret_ok(fake_e2d *f, rpc_call *call, const char *secret) {
+    if (secret && !strcmp(secret, f->secret)) return 0;
+    f->bad_secrets++;
+    rpc_call_finish(call, RPC_PERMISSION_DENIED, "worker_secret is not the worker's");
+    return -1;
+}
+
 static void h_register(rpc_call *call, const ProtobufCMessage *m, void *data) {
     fake_e2d *f = data;
     const E2__V1__RegisterWorkerRequest *r = (const void *)m;
@@ -18,13 +27,16 @@ static void h_register(rpc_call *call, const ProtobufCMessage *m, void *data) {
     copy_str(f->last_hostname, sizeof f->last_hostname, r->hostname);
     copy_str(f->last_device, sizeof f->last_device, r->device);
     copy_str(f->last_prev_id, sizeof f->last_prev_id, r->previous_worker_id);
+    copy_str(f->last_prev_secret, sizeof f->last_prev_secret, r->previous_worker_secret);
     f->last_pid = r->pid;
     f->last_spawned = r->spawned_by_e2d;
     f->last_had_running = r->running != NULL;
     f->last_running_step = r->running ? (int)r->running->step : -1;
     snprintf(f->worker_id, sizeof f->worker_id, "w-%d", f->registers);
+    snprintf(f->secret, sizeof f->secret, "secret-%d", f->registers);
     f->forget = 0;
     resp.worker_id = f->worker_id;
+    resp.worker_secret = f->secret;
     resp.has_heartbeat_interval_ms = 1;
     resp.heartbeat_interval_ms = f->interval_ms;
     rpc_call_reply(call, &resp.base);
@@ -38,6 +50,10 @@ static void h_heartbeat(rpc_call *call, const ProtobufCMessage *m, void *data) {
     if (f->forget || !r->worker_id || strcmp(r->worker_id, f->worker_id)) {
         pthread_mutex_unlock(&f->mu);
         rpc_call_finish(call, RPC_NOT_FOUND, "unknown worker");
+        return;
+    }
+    if (secret_ok(f, call, r->worker_secret) < 0) {
+        pthread_mutex_unlock(&f->mu);
         return;
     }
     if (f->stale && r->progress) {
@@ -67,6 +83,10 @@ static void h_checkpoint(rpc_call *call, const ProtobufCMessage *m, void *data) 
     fake_e2d *f = data;
     const E2__V1__ReportCheckpointRequest *r = (const void *)m;
     pthread_mutex_lock(&f->mu);
+    if (secret_ok(f, call, r->worker_secret) < 0) {
+        pthread_mutex_unlock(&f->mu);
+        return;
+    }
     f->ckpts++;
     f->ckpt_step = r->step;
     f->ckpt_n_files = (int)r->n_files;
@@ -86,6 +106,10 @@ static void h_put(rpc_call *call, const ProtobufCMessage *m, void *data) {
     fake_e2d *f = data;
     const E2__V1__RendezvousPutRequest *r = (const void *)m;
     pthread_mutex_lock(&f->mu);
+    if (secret_ok(f, call, r->worker_secret) < 0) {
+        pthread_mutex_unlock(&f->mu);
+        return;
+    }
     copy_str(f->rdzv_key, sizeof f->rdzv_key, r->key);
     f->rdzv_len = r->value.len < sizeof f->rdzv_val ? r->value.len : sizeof f->rdzv_val;
     if (f->rdzv_len) memcpy(f->rdzv_val, r->value.data, f->rdzv_len);
@@ -101,6 +125,10 @@ static void h_get(rpc_call *call, const ProtobufCMessage *m, void *data) {
     const E2__V1__RendezvousGetRequest *r = (const void *)m;
     E2__V1__RendezvousGetResponse resp = E2__V1__RENDEZVOUS_GET_RESPONSE__INIT;
     pthread_mutex_lock(&f->mu);
+    if (secret_ok(f, call, r->worker_secret) < 0) {
+        pthread_mutex_unlock(&f->mu);
+        return;
+    }
     resp.has_found = 1;
     resp.found = f->rdzv_set && r->key && !strcmp(r->key, f->rdzv_key);
     if (resp.found) {
@@ -118,6 +146,10 @@ static void h_done(rpc_call *call, const ProtobufCMessage *m, void *data) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     pthread_mutex_lock(&f->mu);
+    if (secret_ok(f, call, r->worker_secret) < 0) {
+        pthread_mutex_unlock(&f->mu);
+        return;
+    }
     if (f->stale) {
         f->refused_dones++;
         pthread_mutex_unlock(&f->mu);

@@ -22,6 +22,9 @@ typedef struct {
     /* registrations */
     int registers;
     char worker_id[32];
+    char secret[32];           /* worker_secret issued at registration */
+    char last_prev_secret[32]; /* previous_worker_secret of the last one */
+    int bad_secrets;           /* requests refused for a wrong secret */
     char last_hostname[64], last_device[16], last_prev_id[32];
     int last_pid, last_spawned, last_running_step, last_had_running;
     int forget;                 /* answer the next Heartbeat NOT_FOUND */

@@ -183,6 +183,8 @@ static void test_registers_with_identity(void) {
     CHECK(h.f.last_spawned == 0);
     CHECK(h.f.last_prev_id[0] == 0);
     CHECK(h.f.busy_heartbeats == 0);
+    /* Every heartbeat carried the secret registration answered. */
+    CHECK(h.f.bad_secrets == 0);
     char wid[64];
     e2w_agent_worker_id(h.agent, wid, sizeof wid);
     CHECK(!strcmp(wid, "w-1"));
@@ -292,6 +294,8 @@ static void test_reregisters_on_not_found(void) {
     pthread_mutex_unlock(&h.f.mu);
     WAIT_FOR(&h.f, h.f.registers == 2, 5000);
     CHECK(!strcmp(h.f.last_prev_id, "w-1"));
+    /* It proves the old id is its own with that id's secret. */
+    CHECK(!strcmp(h.f.last_prev_secret, "secret-1"));
     CHECK(h.f.last_had_running == 1 && h.f.last_running_step >= 3);
     atomic_store(&runner_finish, 1);
     WAIT_FOR(&h.f, h.f.dones == 1, 10000);

@@ -98,11 +98,40 @@ def small_spec(name="t", **over):
     return M("JobSpec", **spec)
 
 
-class Client:
-    """A gRPC client of e2d on its unix socket."""
+class _BearerToken(grpc.UnaryUnaryClientInterceptor,
+                   grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call."""
 
-    def __init__(self, address):
-        self.channel = grpc.insecure_channel(address)
+    def __init__(self, token):
+        self.md = ("authorization", "Bearer " + token)
+
+    def _details(self, d):
+        md = list(d.metadata or []) + [self.md]
+        return d._replace(metadata=md) if hasattr(d, "_replace") else \
+            _CallDetails(d.method, d.timeout, md, d.credentials)
+
+    def intercept_unary_unary(self, cont, details, request):
+        return cont(self._details(details), request)
+
+    def intercept_unary_stream(self, cont, details, request):
+        return cont(self._details(details), request)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials):
+        self.method, self.timeout = method, timeout
+        self.metadata, self.credentials = metadata, credentials
+
+
+class Client:
+    """A gRPC client of e2d on its unix socket (with a bearer token when
+    given one)."""
+
+    def __init__(self, address, token=None, options=None):
+        self.channel = grpc.insecure_channel(address, options=options)
+        if token:
+            self.channel = grpc.intercept_channel(
+                self.channel, _BearerToken(token))
         self.stubs = {}
         for name, (svc, req, resp, stream) in METHODS.items():
             path = "/e2.v1.%s/%s" % (svc, name)
@@ -148,7 +177,9 @@ class Daemon:
     """The real e2d on a temporary state dir."""
 
     def __init__(self, *args, state_dir=None, heartbeat_timeout=2.0,
-                 listen=None):
+                 listen=None, env=None, token=None):
+        self.env = env
+        self.token = token
         self.own_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="e2d_test_")
         self.args = list(args) + (["--listen", listen] if listen else [])
@@ -165,7 +196,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             [e2d_binary(), "--state-dir", self.state_dir,
              "--heartbeat-timeout", str(self.heartbeat_timeout)] + self.args,
-            stdout=log, stderr=log)
+            stdout=log, stderr=log,
+            env=dict(os.environ, **self.env) if self.env else None)
         log.close()
         deadline = time.time() + 15
         while time.time() < deadline:
@@ -173,7 +205,7 @@ class Daemon:
                 raise AssertionError("e2d exited with %d:\n%s" % (
                     self.proc.returncode, self.log()))
             if os.path.exists(sock) or not self.address.startswith("unix:"):
-                c = Client(self.address)
+                c = Client(self.address, self.token)
                 try:
                     c.call("ListWorkers", timeout=2)
                     return c
@@ -221,12 +253,14 @@ class FakeWorker:
         r = client.call("RegisterWorker", hostname=host, device=device,
                         pid=os.getpid(), version="test")
         self.id = r.worker_id
+        self.secret = r.worker_secret
         self.interval = r.heartbeat_interval_ms / 1000.0
         self.assignment = None
         self.commands = []
 
     def beat(self, state=IDLE, progress=None, logs=()):
-        kw = {"worker_id": self.id, "state": state, "log_lines": list(logs)}
+        kw = {"worker_id": self.id, "worker_secret": self.secret,
+              "state": state, "log_lines": list(logs)}
         if progress:
             kw["progress"] = M("Progress", **progress)
         r = self.c.call("Heartbeat", **kw)
@@ -255,7 +289,8 @@ class FakeWorker:
 
     def done(self, outcome=OUT_SUCCEEDED, exit_code=0, reason="", **kw):
         a = self.assignment
-        return self.c.call("ReportDone", worker_id=self.id, job_id=a.job_id,
+        return self.c.call("ReportDone", worker_id=self.id,
+                           worker_secret=self.secret, job_id=a.job_id,
                            attempt=a.attempt, rank=a.rank, outcome=outcome,
                            exit_code=exit_code, reason=reason, **kw)
 
@@ -289,14 +324,14 @@ class keep_beating:
         self.thread.join()
 
 
-def with_daemon(*args, heartbeat_timeout=2.0):
+def with_daemon(*args, heartbeat_timeout=2.0, env=None):
     """Decorator: runs the case against a fresh e2d started with ARGS
-    (and --shutdown-grace 1), prints its log when the case fails, and
-    requires e2d to exit 0."""
+    (and --shutdown-grace 1; ENV added to its environment), prints its log
+    when the case fails, and requires e2d to exit 0."""
     def wrap(fn):
         def run():
             d = Daemon("--shutdown-grace", "1", *args,
-                         heartbeat_timeout=heartbeat_timeout)
+                       heartbeat_timeout=heartbeat_timeout, env=env)
             c = d.start()
             try:
                 fn(d, c)

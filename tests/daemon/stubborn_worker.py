@@ -23,7 +23,8 @@ def main():
                pid=os.getpid(), spawned_by_e2d=True, version="stubborn")
     wid, step, job = r.worker_id, 0, None
     while True:
-        kw = {"worker_id": wid, "state": t.BUSY if job else t.IDLE}
+        kw = {"worker_id": wid, "worker_secret": r.worker_secret,
+              "state": t.BUSY if job else t.IDLE}
         if job:
             step += 1
             kw["progress"] = t.M("Progress", job_id=job.job_id,

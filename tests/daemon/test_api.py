@@ -57,10 +57,10 @@ def submit_validation(d, c):
 @t.with_daemon()
 def request_id_idempotent(d, c):
     r1 = c.call("SubmitJob", spec=t.small_spec("first"), request_id="req-1")
-    r2 = c.call("SubmitJob", spec=t.small_spec("second"), request_id="req-1")
+    r2 = c.call("SubmitJob", spec=t.small_spec("first"), request_id="req-1")
     assert r1.created and not r2.created
     assert r1.job.id == r2.job.id
-    assert r2.job.spec.name == "first"  # the second spec is ignored
+    assert r2.job.spec.name == "first"
     assert r2.job.request_id == "req-1"
     r3 = c.call("SubmitJob", spec=t.small_spec("third"), request_id="req-2")
     assert r3.created and r3.job.id != r1.job.id
@@ -73,6 +73,81 @@ def request_id_idempotent(d, c):
 
 
 @t.with_daemon()
+def request_id_reused_with_another_spec(d, c):
+    """A request_id sent again with a different spec is ALREADY_EXISTS,
+    naming the job the first request created; nothing new is stored."""
+    r1 = c.call("SubmitJob", spec=t.small_spec("first"), request_id="req-1")
+    t.expect_rpc_error(
+        lambda: c.call("SubmitJob", spec=t.small_spec("second"),
+                       request_id="req-1"),
+        grpc.StatusCode.ALREADY_EXISTS, "req-1", r1.job.id)
+    jobs = c.call("ListJobs").jobs
+    assert [j.id for j in jobs] == [r1.job.id]
+    assert jobs[0].spec.name == "first"
+
+
+@t.with_daemon()
+def worker_hostname_is_escaped_in_the_log(d, c):
+    """A hostname with ESC, CSI (C1) and a newline reaches e2d's log (and
+    ListWorkers) as \\xNN escapes: no terminal control, no forged line."""
+    evil = "node\x1b[31mred\nFORGED e2d: job j-1 SUCCEEDED\u009bX\u00e9"
+    w = t.FakeWorker(c, host=evil)
+    deadline = time.time() + 10
+    while w.id not in d.log() and time.time() < deadline:
+        time.sleep(0.05)
+    log = d.log()
+    assert "registered" in log and w.id in log, log
+    assert "\x1b" not in log and "\x9b" not in log, repr(log)
+    assert not any(l.startswith("FORGED") for l in log.splitlines()), log
+    assert "node\\x1b[31mred\\x0aFORGED" in log, repr(log)
+    host = [x.hostname for x in c.call("ListWorkers").workers][0]
+    assert "\x1b" not in host and "\n" not in host, repr(host)
+    assert "\u009b" not in host and host.endswith("\\x9bX\u00e9"), repr(host)
+
+
+@t.with_daemon()
+def replies_carry_the_stored_spec_without_parsing(d, c):
+    """GetJob, ListJobs and CancelJob send the spec as stored in packed
+    form: the JSON copy is never parsed for a reply (here it is made
+    unparsable behind e2d's back, and every reply still has the spec)."""
+    import sqlite3
+    spec = t.small_spec("packed", labels={"k": "v"})
+    job = c.call("SubmitJob", spec=spec).job
+    assert job.spec == spec, job.spec
+    db = sqlite3.connect(os.path.join(d.state_dir, "e2d.db"), timeout=10)
+    db.execute("UPDATE jobs SET spec = '{not json' WHERE id = ?", (job.id,))
+    db.commit()
+    db.close()
+    assert c.job(job.id).spec == spec
+    assert c.call("ListJobs").jobs[0].spec == spec
+    assert c.call("CancelJob", id=job.id).job.spec == spec
+
+
+@t.with_daemon()
+def list_pages_stop_at_the_byte_limit(d, c):
+    """A ListJobs page stays under 2 MiB whatever page_size asks for, so
+    that `e2ctl list` never exceeds a client's 4 MiB message limit; the
+    tokens still walk every job once."""
+    filler = [i % 200 for i in range(3000)]
+    ids = set()
+    for i in range(400):
+        ids.add(c.call("SubmitJob", spec=t.small_spec(
+            "big%d" % i, eval={"windows": [64], "filler_tokens": filler})
+        ).job.id)
+    seen, token, pages = [], "", 0
+    while True:
+        r = c.call("ListJobs", page_size=1000, page_token=token)
+        assert r.ByteSize() <= 2 << 20, r.ByteSize()
+        seen += [j.id for j in r.jobs]
+        pages += 1
+        token = r.next_page_token
+        if not token:
+            break
+    assert pages >= 2, pages
+    assert len(seen) == len(set(seen)) and set(seen) == ids, len(seen)
+
+
+@t.with_daemon()
 def concurrent_submits(d, c):
     """Concurrent SubmitJobs share commits (group commit): each reply names
     a stored job, ids are distinct, and one request_id still makes one
@@ -80,7 +155,8 @@ def concurrent_submits(d, c):
     import concurrent.futures as cf
     def submit(i):
         rid = "same" if i % 2 else "r%d" % i
-        r = c.call("SubmitJob", spec=t.small_spec("c%d" % i), request_id=rid)
+        name = "same" if i % 2 else "c%d" % i
+        r = c.call("SubmitJob", spec=t.small_spec(name), request_id=rid)
         return rid, r.job.id, r.created
     with cf.ThreadPoolExecutor(8) as ex:
         got = list(ex.map(submit, range(64)))
@@ -317,7 +393,11 @@ def tcp_listen():
 
 
 if __name__ == "__main__":
-    t.run_cases([submit_validation, request_id_idempotent, concurrent_submits,
+    t.run_cases([submit_validation, request_id_idempotent,
+                 request_id_reused_with_another_spec,
+                 worker_hostname_is_escaped_in_the_log,
+                 replies_carry_the_stored_spec_without_parsing,
+                 list_pages_stop_at_the_byte_limit, concurrent_submits,
                  list_filters_and_pages, watch_and_logs, metrics_and_events,
                  flags_and_config, local_workers_restart_with_backoff,
                  tcp_listen])

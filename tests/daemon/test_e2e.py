@@ -164,6 +164,34 @@ def cancel_kills_a_stubborn_worker():
         env.close(c)
 
 
+def cancelled_only_once_processes_are_gone():
+    """A rank that ignores the cancel and SIGTERM: the job stays CANCELLING
+    until SIGKILL has taken its process, and is CANCELLED only then."""
+    env = Env(worker_bin=os.path.join(HERE, "stubborn_worker.py"))
+    c = env.d.start()
+    try:
+        job = c.call("SubmitJob", spec=job_spec(env.data, "long", steps=100000,
+                                                every=0)).job.id
+        c.wait_state(job, t.RUNNING, timeout=30)
+        pid = [w.pid for w in c.call("ListWorkers").workers
+               if w.job_id == job][0]
+        c.call("CancelJob", id=job, grace_seconds=1)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            j = c.job(job)
+            if j.state == t.CANCELLED:
+                assert not alive(pid), "CANCELLED while pid %d runs" % pid
+                break
+            time.sleep(0.02)
+        assert j.state == t.CANCELLED, j
+        assert "processes have exited" in j.reason, j.reason
+    except BaseException:
+        print(env.d.log())
+        raise
+    finally:
+        env.close(c)
+
+
 def dead_local_worker_is_replaced():
     env = Env(worker_bin=os.path.join(HERE, "stubborn_worker.py"))
     c = env.d.start()
@@ -250,5 +278,7 @@ def kill9_mid_job_restarts_from_checkpoint():
 
 if __name__ == "__main__":
     t.run_cases([submit_to_succeeded, cancel_leaves_no_process,
-                 cancel_kills_a_stubborn_worker, dead_local_worker_is_replaced,
+                 cancel_kills_a_stubborn_worker,
+                 cancelled_only_once_processes_are_gone,
+                 dead_local_worker_is_replaced,
                  kill9_mid_job_restarts_from_checkpoint])

@@ -18,7 +18,8 @@ def _ckpt(c, w, step):
     os.makedirs(tmp)
     with open(os.path.join(tmp, "w.bin"), "wb") as f:
         f.write(b"w" * 64)
-    r = c.call("ReportCheckpoint", worker_id=w.id, job_id=a.job_id,
+    r = c.call("ReportCheckpoint", worker_id=w.id,
+               worker_secret=w.secret, job_id=a.job_id,
                attempt=a.attempt, rank=a.rank, step=step,
                files=[M("CheckpointFile", name="w.bin", size=64, sha256="0")])
     assert r.committed

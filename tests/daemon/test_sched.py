@@ -68,18 +68,126 @@ def priority_then_fifo(d, c):
     assert order == [hi, a, b], order
 
 
+def _one_busy_one_idle(c):
+    """Two cpu workers, w1 running job `busy`: capacity for a 2-worker job
+    exists, but only one worker is idle."""
+    busy = c.call("SubmitJob", spec=t.small_spec("busy", priority=9)).job.id
+    w1, w2 = t.FakeWorker(c), t.FakeWorker(c)
+    assert w1.wait_command("assignment").job_id == busy
+    w1.progress(1)
+    return busy, w1, w2
+
+
 @t.with_daemon()
 def big_job_blocks_smaller_behind_it(d, c):
+    busy, w1, w2 = _one_busy_one_idle(c)
     big = c.call("SubmitJob", spec=spec2("big", workers=2)).job.id
     small = c.call("SubmitJob", spec=t.small_spec("small")).job.id
-    w1 = t.FakeWorker(c)
     for _ in range(5):
-        assert not w1.beat()
+        assert not w2.beat()
         time.sleep(0.05)
-    assert c.job(small).state == t.PENDING  # no backfilling past `big`
-    w2 = t.FakeWorker(c)
+    # `big` fits the registered workers: no backfilling past it.
+    assert c.job(small).state == t.PENDING
+    assert c.job(big).state == t.PENDING
+    w1.done()
+    w1.assignment = None
     assert w1.wait_command("assignment").job_id == big
     assert w2.wait_command("assignment").job_id == big
+
+
+@t.with_daemon()
+def cancelled_head_unblocks_the_queue(d, c):
+    """Cancelling the pending job at the head of the queue runs a pass: the
+    job behind it starts on the idle worker without any other event."""
+    busy, w1, w2 = _one_busy_one_idle(c)
+    big = c.call("SubmitJob", spec=spec2("big", workers=2)).job.id
+    small = c.call("SubmitJob", spec=t.small_spec("small")).job.id
+    with t.keep_beating(w1):
+        for _ in range(5):
+            assert not w2.beat()
+            time.sleep(0.05)
+        assert c.job(small).state == t.PENDING
+        c.call("CancelJob", id=big)
+        assert w2.wait_command("assignment", timeout=15).job_id == small
+
+
+@t.with_daemon()
+def unschedulable_job_is_parked_and_backfilled(d, c):
+    """A job that needs more workers than are registered says so in its
+    reason and holds up nothing: the job behind it runs."""
+    w = t.FakeWorker(c)
+    big = c.call("SubmitJob", spec=spec2("big", workers=2)).job.id
+    small = c.call("SubmitJob", spec=t.small_spec("small")).job.id
+    assert w.wait_command("assignment").job_id == small
+    j = c.job(big)
+    assert j.state == t.PENDING, j
+    assert "unschedulable: needs 2 cpu workers, 1 registered" in j.reason, \
+        j.reason
+    # A second worker makes it schedulable; it starts once both are idle.
+    w.progress(10)
+    w.done()
+    w.assignment = None
+    w2 = t.FakeWorker(c)
+    assert w.wait_command("assignment").job_id == big
+    assert w2.wait_command("assignment").job_id == big
+
+
+@t.with_daemon("--max-workers-per-job", "4", "--cpu-mem", "16")
+def submit_refuses_jobs_above_the_limits(d, c):
+    t.expect_rpc_error(
+        lambda: c.call("SubmitJob", spec=spec2("many", workers=6)),
+        grpc.StatusCode.INVALID_ARGUMENT, "spec.num_workers", "6",
+        "max-workers-per-job = 4")
+    huge = t.small_spec("huge", model={"config": {
+        "hidden_size": 65536, "num_hidden_layers": 512,
+        "num_attention_heads": 64, "intermediate_size": 262144,
+        "vocab_size": 256000, "max_position_embeddings": 4096}})
+    t.expect_rpc_error(lambda: c.call("SubmitJob", spec=huge),
+                       grpc.StatusCode.INVALID_ARGUMENT, "cpu-mem", "16.00 GB")
+    long = t.small_spec("long", augment={"train_length": 1 << 20})
+    t.expect_rpc_error(lambda: c.call("SubmitJob", spec=long),
+                       grpc.StatusCode.INVALID_ARGUMENT, "cpu-mem")
+    assert c.call("SubmitJob", spec=spec2("ok", workers=4)).created
+
+
+def priority_ceiling_per_role():
+    """A submitter's spec.priority is capped (priority-max-submitter); an
+    admin's ceiling is its own."""
+    tmp = tempfile.mkdtemp(prefix="e2d_prio_")
+    tokens = os.path.join(tmp, "tokens")
+    sub, adm = "s" * 32, "a" * 32
+    fd = os.open(tokens, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, ("%s alice submitter\n%s root admin\n" % (sub, adm)).encode())
+    os.close(fd)
+    d = t.Daemon("--shutdown-grace", "1", "--token-file", tokens,
+                 "--priority-max-submitter", "10", "--priority-max-admin",
+                 "50", token=adm)
+    c = d.start()
+    alice = t.Client(d.address, sub)
+    try:
+        assert alice.call("SubmitJob", spec=t.small_spec(priority=10)).created
+        t.expect_rpc_error(
+            lambda: alice.call("SubmitJob", spec=t.small_spec(priority=11)),
+            grpc.StatusCode.PERMISSION_DENIED, "spec.priority", "11",
+            "role submitter", "priority-max-submitter")
+        t.expect_rpc_error(
+            lambda: alice.call("SubmitJob",
+                               spec=t.small_spec(priority=2**31 - 1)),
+            grpc.StatusCode.PERMISSION_DENIED, "spec.priority")
+        assert c.call("SubmitJob", spec=t.small_spec(priority=50)).created
+        t.expect_rpc_error(
+            lambda: c.call("SubmitJob", spec=t.small_spec(priority=51)),
+            grpc.StatusCode.PERMISSION_DENIED, "role admin")
+    except BaseException:
+        print(d.log())
+        raise
+    finally:
+        alice.close()
+        c.close()
+        rc = d.stop()
+        d.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert rc == 0
 
 
 def _write_ckpt(job_dir, step, rank, payload):
@@ -93,7 +201,8 @@ def _write_ckpt(job_dir, step, rank, payload):
 
 def _report(c, w, step, files):
     a = w.assignment
-    return c.call("ReportCheckpoint", worker_id=w.id, job_id=a.job_id,
+    return c.call("ReportCheckpoint", worker_id=w.id,
+                  worker_secret=w.secret, job_id=a.job_id,
                   attempt=a.attempt, rank=a.rank, step=step, files=files)
 
 
@@ -140,7 +249,8 @@ def lost_worker_restarts_from_checkpoint(d, c):
     assert [cp.step for cp in j.checkpoints] == [2]
     # A report from the lost worker's old attempt is refused.
     t.expect_rpc_error(lambda: c.call(
-        "ReportDone", worker_id=lost.id, job_id=job, attempt=1, rank=1,
+        "ReportDone", worker_id=lost.id,
+        worker_secret=lost.secret, job_id=job, attempt=1, rank=1,
         outcome=t.OUT_SUCCEEDED), grpc.StatusCode.FAILED_PRECONDITION)
 
 
@@ -215,8 +325,10 @@ def cancel_pending_and_running(d, c):
     w.done(t.OUT_CANCELLED, reason="cancelled at step 1")
     j = c.job(job)
     assert j.state == t.CANCELLED, j.reason
-    # Cancelling a finished job changes nothing.
-    assert c.call("CancelJob", id=job).job.state == t.CANCELLED
+    # Cancelling a finished job: FAILED_PRECONDITION, nothing changes.
+    t.expect_rpc_error(lambda: c.call("CancelJob", id=job),
+                       grpc.StatusCode.FAILED_PRECONDITION, job, "CANCELLED")
+    assert c.job(job).state == t.CANCELLED
     # A worker that ignores the cancel: CANCELLED when the grace ends.
     job2 = c.call("SubmitJob", spec=t.small_spec("ignored")).job.id
     w.assignment = None
@@ -228,6 +340,137 @@ def cancel_pending_and_running(d, c):
         j = c.wait_state(job2, t.CANCELLED, timeout=5)
     assert "grace period over" in j.reason, j.reason
     assert [e.state for e in j.events][-2:] == [t.CANCELLING, t.CANCELLED]
+
+
+@t.with_daemon()
+def worker_cannot_act_as_another(d, c):
+    """Issue 12 item 1: a worker (any worker-role caller) naming another
+    worker's id without that worker's secret is refused: it cannot report
+    the job done with a made-up evaluation, nor take its commands, nor
+    register under its id."""
+    job = c.call("SubmitJob", spec=t.small_spec(
+        "victim", train={"steps": 200000, "global_batch": 4})).job.id
+    victim, thief = t.FakeWorker(c), t.FakeWorker(c)
+    assert victim.wait_command("assignment").job_id == job
+    victim.progress(3)
+    fake_eval = [M("EvalResult", window=64, loss=0.001, perplexity=1.001)]
+    for secret in (thief.secret, "", "0" * 64):
+        t.expect_rpc_error(lambda: c.call(
+            "ReportDone", worker_id=victim.id, worker_secret=secret,
+            job_id=job, attempt=1, rank=0, outcome=t.OUT_SUCCEEDED,
+            eval=fake_eval), grpc.StatusCode.PERMISSION_DENIED, victim.id)
+        t.expect_rpc_error(lambda: c.call(
+            "Heartbeat", worker_id=victim.id, worker_secret=secret,
+            state=t.IDLE), grpc.StatusCode.PERMISSION_DENIED)
+    t.expect_rpc_error(lambda: c.call(
+        "ReportDone", worker_id=victim.id, job_id=job, attempt=1, rank=0,
+        outcome=t.OUT_FAILED_USER), grpc.StatusCode.PERMISSION_DENIED,
+        "worker_secret is required")
+    r = c.call("RegisterWorker", hostname="thief", device="cpu",
+               previous_worker_id=victim.id,
+               previous_worker_secret=thief.secret)
+    assert r.worker_id not in (victim.id, thief.id), r.worker_id
+    j = c.job(job)
+    assert j.state == t.RUNNING and len(j.eval) == 0, j
+    victim.progress(4)
+    assert c.job(job).step == 4
+    assert "refused: worker_secret is not its secret" in d.log()
+
+
+@t.with_daemon()
+def worker_ids_are_unguessable_and_kept(d, c):
+    """Ids are "w-" and 24 random hex digits, secrets 64; a worker that
+    registers again with its own id and secret keeps both."""
+    import re
+    ws = [t.FakeWorker(c) for _ in range(4)]
+    for w in ws:
+        assert re.fullmatch(r"w-[0-9a-f]{24}", w.id), w.id
+        assert re.fullmatch(r"[0-9a-f]{64}", w.secret), w.secret
+    assert len({w.id for w in ws}) == 4 and len({w.secret for w in ws}) == 4
+    r = c.call("RegisterWorker", hostname="h", device="cpu",
+               previous_worker_id=ws[0].id,
+               previous_worker_secret=ws[0].secret)
+    assert r.worker_id == ws[0].id and r.worker_secret == ws[0].secret
+    assert len(c.call("ListWorkers").workers) == 4
+
+
+def _many_shards(n, name_len=240):
+    tmp = tempfile.mkdtemp(prefix="e2d_many_")
+    for i in range(n):
+        name = ("s%06d_" % i).ljust(name_len, "x") + ".bin"
+        with open(os.path.join(tmp, name), "wb") as f:
+            f.write(b"\0" * 8)
+    return tmp
+
+
+@t.with_daemon()
+def oversized_shard_manifest_fails_at_assignment(d, c):
+    """A shard pattern matching so many files that the assignment would
+    pass the 2 MiB a worker accepts: the job FAILS at assignment, as a
+    user error, with the sizes and the fix; the worker stays free."""
+    tmp = _many_shards(9000)
+    try:
+        job = c.call("SubmitJob", spec=t.small_spec(
+            "many", data={"train_shards": [tmp + "/s*.bin"]})).job.id
+        w = t.FakeWorker(c)
+        j = c.wait_state(job, t.FAILED, timeout=30)
+        assert "shard manifest of 9000 files" in j.reason, j.reason
+        assert "fewer, larger shards" in j.reason, j.reason
+        assert j.failure.user_error and j.restarts == 0, j
+        assert not w.beat()
+        ws = c.call("ListWorkers").workers
+        assert ws[0].state == t.IDLE, ws
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@t.with_daemon()
+def lost_assignment_fails_the_attempt_at_once(d, c):
+    """The heartbeat reply with the assignment does not reach the worker
+    (larger than its receive limit): its next heartbeat says IDLE, and the
+    attempt fails within seconds with that reason, not at the 600 s hang
+    timeout."""
+    tmp = _many_shards(40)
+    small = t.Client(d.address, options=[
+        ("grpc.max_receive_message_length", 4096)])
+    try:
+        job = c.call("SubmitJob", spec=t.small_spec(
+            "lost", data={"train_shards": [tmp + "/s*.bin"]})).job.id
+        w = t.FakeWorker(small)
+        deadline = time.time() + 20
+        j = c.job(job)
+        while time.time() < deadline and j.attempt < 1 or \
+                j.state in (t.PENDING, t.STARTING):
+            try:
+                w.beat()
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
+            j = c.job(job)
+            if time.time() > deadline:
+                break
+            time.sleep(0.05)
+        reasons = [e.reason for e in j.events]
+        assert any("did not reach worker %s" % w.id in r for r in reasons), \
+            (t.STATE_NAMES[j.state], reasons)
+    finally:
+        small.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@t.with_daemon()
+def cancel_of_a_finished_job_fails(d, c):
+    """coordinator.proto: cancelling a finished job is FAILED_PRECONDITION."""
+    job = c.call("SubmitJob", spec=t.small_spec()).job.id
+    w = t.FakeWorker(c)
+    w.wait_command("assignment")
+    w.progress(10)
+    w.done()
+    assert c.job(job).state == t.SUCCEEDED
+    t.expect_rpc_error(lambda: c.call("CancelJob", id=job),
+                       grpc.StatusCode.FAILED_PRECONDITION,
+                       "job %s is already SUCCEEDED" % job)
+    j = c.job(job)
+    assert j.state == t.SUCCEEDED and j.cancellations == 0, j
 
 
 @t.with_daemon()
@@ -271,7 +514,8 @@ def rendezvous_waits_for_the_key(d, c):
 
     def getter():
         t0 = time.time()
-        got["r"] = c.call("RendezvousGet", worker_id=w2.id, job_id=job,
+        got["r"] = c.call("RendezvousGet", worker_id=w2.id,
+                          worker_secret=w2.secret, job_id=job,
                           attempt=a2.attempt, key="nccl-id", wait_ms=10000)
         got["dt"] = time.time() - t0
 
@@ -281,20 +525,24 @@ def rendezvous_waits_for_the_key(d, c):
     # Still waiting: it returns only once the key is put (its call may
     # reach e2d late on a loaded machine, so its own time says nothing).
     assert th.is_alive(), "RendezvousGet returned before the put: %r" % got
-    c.call("RendezvousPut", worker_id=w1.id, job_id=job, attempt=a1.attempt,
+    c.call("RendezvousPut", worker_id=w1.id,
+           worker_secret=w1.secret, job_id=job, attempt=a1.attempt,
            key="nccl-id", value=b"\x01\x02secret")
     th.join(10)
     assert got["r"].found and got["r"].value == b"\x01\x02secret"
     assert got["dt"] < 5, got["dt"]
     t0 = time.time()
-    r = c.call("RendezvousGet", worker_id=w2.id, job_id=job, attempt=1,
+    r = c.call("RendezvousGet", worker_id=w2.id,
+               worker_secret=w2.secret, job_id=job, attempt=1,
                key="absent", wait_ms=300)
     assert not r.found and 0.25 < time.time() - t0 < 3
-    r = c.call("RendezvousGet", worker_id=w2.id, job_id=job, attempt=1,
+    r = c.call("RendezvousGet", worker_id=w2.id,
+               worker_secret=w2.secret, job_id=job, attempt=1,
                key="nccl-id")
     assert r.found
     t.expect_rpc_error(lambda: c.call(
-        "RendezvousGet", worker_id=w2.id, job_id=job, attempt=7, key="k"),
+        "RendezvousGet", worker_id=w2.id,
+        worker_secret=w2.secret, job_id=job, attempt=7, key="k"),
         grpc.StatusCode.FAILED_PRECONDITION)
     t.expect_rpc_error(lambda: c.call(
         "Heartbeat", worker_id="w-999999"), grpc.StatusCode.NOT_FOUND)
@@ -335,6 +583,14 @@ def assignment_carries_the_shard_manifest(d, c):
 if __name__ == "__main__":
     t.run_cases([gang_all_or_nothing, priority_then_fifo,
                  big_job_blocks_smaller_behind_it,
+                 cancelled_head_unblocks_the_queue,
+                 unschedulable_job_is_parked_and_backfilled,
+                 submit_refuses_jobs_above_the_limits,
+                 priority_ceiling_per_role, cancel_of_a_finished_job_fails,
+                 worker_cannot_act_as_another,
+                 worker_ids_are_unguessable_and_kept,
+                 oversized_shard_manifest_fails_at_assignment,
+                 lost_assignment_fails_the_attempt_at_once,
                  lost_worker_restarts_from_checkpoint,
                  hang_is_handled_like_a_lost_worker,
                  user_error_is_not_retried, restart_budget_is_finite,

@@ -14,7 +14,10 @@ cat >"$dir/spec.json" <<'SPEC'
  "data": {"train_shards": ["x.bin"]},
  "train": {"micro_batch": 1, "recompute": true}}
 SPEC
-"$e2d" --state-dir "$dir/state" --listen "unix:$dir/e2d.sock" --gpu-mem 80 >"$dir/e2d.log" 2>&1 &
+# --cpu-mem 1000: the cpu copy of the job (112 GB on cpu) must pass e2d's
+# cpu memory check (default: this host's memory) to show that --gpu-mem
+# applies to cuda jobs only.
+"$e2d" --state-dir "$dir/state" --listen "unix:$dir/e2d.sock" --gpu-mem 80 --cpu-mem 1000 >"$dir/e2d.log" 2>&1 &
 pid=$!
 i=0
 while [ ! -S "$dir/e2d.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done

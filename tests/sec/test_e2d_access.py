@@ -146,8 +146,11 @@ def submit(c, name):
 
 
 def register(c):
-    return c.call("RegisterWorker", hostname="h", device="cpu", pid=1,
-                  version="test").worker_id
+    """Registers a worker; returns the keyword arguments that name it in
+    later WorkerControl calls (its id and secret)."""
+    r = c.call("RegisterWorker", hostname="h", device="cpu", pid=1,
+               version="test")
+    return {"worker_id": r.worker_id, "worker_secret": r.worker_secret}
 
 
 def denied(fn, *needles):
@@ -195,8 +198,7 @@ def mutual_tls_needs_client_cert():
         c = Client(addr, env, tok)
         t.expect_rpc_error(lambda: register(c), CODES.UNAVAILABLE)
         w = Client(addr, env, tok, cert=True)
-        wid = register(w)
-        w.call("Heartbeat", worker_id=wid, state=t.IDLE)
+        w.call("Heartbeat", state=t.IDLE, **register(w))
     finally:
         env.close()
 
@@ -243,14 +245,13 @@ def roles_allowed_and_refused():
         # worker: WorkerControl only
         denied(lambda: submit(worker, "w"), "worker-1 (role worker)")
         denied(lambda: worker.call("GetJob", id=a2))
-        wid = register(worker)
-        worker.call("Heartbeat", worker_id=wid, state=t.IDLE)
+        worker.call("Heartbeat", state=t.IDLE, **register(worker))
 
         # admin: everything, also another's cancel
         submit(admin, "r1")
         admin.call("CancelJob", id=b1)
         admin.wait_state(b1, t.CANCELLED)
-        admin.call("Heartbeat", worker_id=register(admin), state=t.IDLE)
+        admin.call("Heartbeat", state=t.IDLE, **register(admin))
         assert len(admin.call("ListWorkers").workers) == 2
 
         # refusals are logged, tokens never

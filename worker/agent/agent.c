@@ -69,6 +69,10 @@ struct e2w_agent {
     int stop_requested;
     char worker_id[128];
     char prev_worker_id[128];
+    /* RegisterWorkerResponse.worker_secret: sent with every request (and
+     * when registering again); never logged. */
+    char worker_secret[128];
+    char prev_worker_secret[128];
     uint32_t interval_ms;
     int64_t last_beat_ms;      /* monotonic, when the last Heartbeat left */
     int progress_dirty;        /* a step ended since that Heartbeat */
@@ -157,6 +161,12 @@ static int call(e2w_agent *a, rpc_client **client, const char *method,
 static void copy_worker_id(e2w_agent *a, char *buf, size_t len) {
     pthread_mutex_lock(&a->mu);
     snprintf(buf, len, "%s", a->worker_id);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void copy_worker_secret(e2w_agent *a, char *buf, size_t len) {
+    pthread_mutex_lock(&a->mu);
+    snprintf(buf, len, "%s", a->worker_secret);
     pthread_mutex_unlock(&a->mu);
 }
 
@@ -370,18 +380,22 @@ static int retryable(int st) {
  * does not know the worker yet: the control thread re-registers), until
  * the rank is aborted. */
 static int job_call(e2w_agent_job *j, const char *method, ProtobufCMessage *req,
-                    char **worker_id_field, const ProtobufCMessageDescriptor *rt,
+                    char **worker_id_field, char **secret_field,
+                    const ProtobufCMessageDescriptor *rt,
                     ProtobufCMessage **resp, int64_t timeout_ms, char *err,
                     size_t errlen) {
     e2w_agent *a = j->agent;
-    char wid[128], msg[512];
+    char wid[128], secret[128], msg[512];
     int backoff = 50;
     for (;;) {
         copy_worker_id(a, wid, sizeof wid);
+        copy_worker_secret(a, secret, sizeof secret);
         *worker_id_field = wid;
+        *secret_field = secret;
         int st = call(a, &j->client, method, req, rt, resp, timeout_ms, msg,
                       sizeof msg);
         *worker_id_field = NULL;
+        *secret_field = NULL;
         if (st == RPC_OK) return 0;
         if (!retryable(st))
             return e2_errf(err, errlen, "%s: %s: %s", method,
@@ -489,6 +503,7 @@ int e2w_agent_job_checkpoint(e2w_agent_job *job, uint32_t step,
     req.files = fp;
     ProtobufCMessage *resp = NULL;
     rc = job_call(job, "ReportCheckpoint", &req.base, &req.worker_id,
+                  &req.worker_secret,
                   &e2__v1__report_checkpoint_response__descriptor, &resp,
                   job->agent->cfg.rpc_timeout_ms, err, errlen);
     if (rc == 0) {
@@ -518,6 +533,7 @@ int e2w_agent_job_rdzv_put(e2w_agent_job *job, const char *key,
     req.value.len = len;
     ProtobufCMessage *resp = NULL;
     int rc = job_call(job, "RendezvousPut", &req.base, &req.worker_id,
+                      &req.worker_secret,
                       &e2__v1__rendezvous_put_response__descriptor, &resp,
                       job->agent->cfg.rpc_timeout_ms, err, errlen);
     if (resp) protobuf_c_message_free_unpacked(resp, NULL);
@@ -541,6 +557,7 @@ int e2w_agent_job_rdzv_get(e2w_agent_job *job, const char *key,
         req.has_wait_ms = 1, req.wait_ms = (uint32_t)left;
         ProtobufCMessage *resp = NULL;
         int rc = job_call(job, "RendezvousGet", &req.base, &req.worker_id,
+                          &req.worker_secret,
                           &e2__v1__rendezvous_get_response__descriptor, &resp,
                           job->agent->cfg.rpc_timeout_ms + left, err, errlen);
         if (rc < 0) return rc;
@@ -692,7 +709,7 @@ static int do_register(e2w_agent *a, char *msg, size_t msglen) {
     host[sizeof host - 1] = 0;
     E2__V1__RegisterWorkerRequest req = E2__V1__REGISTER_WORKER_REQUEST__INIT;
     E2__V1__Progress running;
-    char prev[128];
+    char prev[128], prev_secret[128];
     req.hostname = host;
     req.device = a->device;
     req.has_device_index = 1, req.device_index = a->cfg.device_index;
@@ -701,7 +718,9 @@ static int do_register(e2w_agent *a, char *msg, size_t msglen) {
     req.has_spawned_by_e2d = 1, req.spawned_by_e2d = a->cfg.spawned_by_e2d != 0;
     pthread_mutex_lock(&a->mu);
     snprintf(prev, sizeof prev, "%s", a->prev_worker_id);
+    snprintf(prev_secret, sizeof prev_secret, "%s", a->prev_worker_secret);
     if (*prev) req.previous_worker_id = prev;
+    if (*prev && *prev_secret) req.previous_worker_secret = prev_secret;
     if (a->job && !a->job->finished) {
         job_progress(a->job, &running);
         req.running = &running;
@@ -722,6 +741,11 @@ static int do_register(e2w_agent *a, char *msg, size_t msglen) {
     pthread_mutex_lock(&a->mu);
     snprintf(a->worker_id, sizeof a->worker_id, "%s", prev);
     snprintf(a->prev_worker_id, sizeof a->prev_worker_id, "%s", prev);
+    /* An e2d without worker identity answers none: requests go without. */
+    snprintf(a->worker_secret, sizeof a->worker_secret, "%s",
+             r->worker_secret ? r->worker_secret : "");
+    snprintf(a->prev_worker_secret, sizeof a->prev_worker_secret, "%s",
+             a->worker_secret);
     a->interval_ms = r->has_heartbeat_interval_ms && r->heartbeat_interval_ms
                          ? r->heartbeat_interval_ms
                          : DEFAULT_INTERVAL_MS;
@@ -737,11 +761,13 @@ static int do_register(e2w_agent *a, char *msg, size_t msglen) {
 static int do_heartbeat(e2w_agent *a, char *msg, size_t msglen) {
     E2__V1__HeartbeatRequest req = E2__V1__HEARTBEAT_REQUEST__INIT;
     E2__V1__Progress prog;
-    char wid[128];
+    char wid[128], secret[128];
     char *lines[LOG_BATCH];
     pthread_mutex_lock(&a->mu);
     snprintf(wid, sizeof wid, "%s", a->worker_id);
+    snprintf(secret, sizeof secret, "%s", a->worker_secret);
     req.worker_id = wid;
+    if (*secret) req.worker_secret = secret;
     req.has_state = 1;
     req.state = a->job ? E2__V1__WORKER_STATE__WORKER_STATE_BUSY
                        : E2__V1__WORKER_STATE__WORKER_STATE_IDLE;
@@ -802,10 +828,12 @@ static void settle_result(e2w_agent *a, e2w_agent_job *j) {
 static int do_report_done(e2w_agent *a, char *msg, size_t msglen) {
     e2w_agent_job *j = a->job;
     E2__V1__ReportDoneRequest req = E2__V1__REPORT_DONE_REQUEST__INIT;
-    char wid[128];
+    char wid[128], secret[128];
     char *lines[LOG_BATCH];
     copy_worker_id(a, wid, sizeof wid);
+    copy_worker_secret(a, secret, sizeof secret);
     req.worker_id = wid;
+    if (*secret) req.worker_secret = secret;
     req.job_id = j->asg->job_id;
     req.has_attempt = 1, req.attempt = j->asg->attempt;
     req.has_rank = 1, req.rank = j->asg->rank;
