@@ -269,6 +269,26 @@ usage)
     "$E2W" frobnicate >/dev/null 2>err.txt && fail "unknown command accepted"
     grep -q "unknown command" err.txt || fail "unknown command message"
     ;;
+omp_wait_policy)
+    # e2worker sleeps its OpenMP threads between regions unless the user
+    # chose a policy: a worker dialling a socket nobody serves keeps
+    # retrying, so its environment can be read while it lives.
+    policy_of() { # $1 = pid: the OMP_WAIT_POLICY of its current image
+        tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | grep '^OMP_WAIT_POLICY=' | cut -d= -f2
+    }
+    for want in PASSIVE ACTIVE; do
+        if [ $want = PASSIVE ]; then
+            env -u OMP_WAIT_POLICY "$E2W" --coordinator "unix:$TMP/none.sock" >/dev/null 2>&1 &
+        else
+            OMP_WAIT_POLICY=ACTIVE "$E2W" --coordinator "unix:$TMP/none.sock" >/dev/null 2>&1 &
+        fi
+        pid=$!
+        wait_until 30 sh -c "[ \"\$(tr '\\0' '\\n' </proc/$pid/environ | grep -c '^OMP_WAIT_POLICY=')\" = 1 ]"
+        got=$(policy_of $pid)
+        kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+        [ "$got" = $want ] || fail "OMP_WAIT_POLICY is '$got', want $want"
+    done
+    ;;
 *)
     fail "no case $CASE"
     ;;

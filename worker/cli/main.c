@@ -88,7 +88,15 @@ int main(int argc, char **argv) {
      * environment and start again; execv only returns on failure, and then
      * the slow kernels still compute the same results. */
     const char *core = kcpu_blas_coretype_hint();
-    if (core != NULL && setenv("OPENBLAS_CORETYPE", core, 1) == 0) execv("/proc/self/exe", argv);
+    int again = core != NULL && setenv("OPENBLAS_CORETYPE", core, 1) == 0;
+    /* OpenMP threads that spin between parallel regions (libgomp's default)
+     * starve everything else on a busy machine: the gradient reducer's
+     * thread, e2d, a second worker. Measured on 2 loaded cores, a 100-step
+     * tiny job: 35 s spinning, 1.3 s passive. Sleep instead, unless the
+     * user chose a policy. libgomp reads it when it loads, hence the exec. */
+    if (getenv("OMP_WAIT_POLICY") == NULL && setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0)
+        again = 1;
+    if (again) execv("/proc/self/exe", argv);
     if (argc < 2) {
         fputs(usage, stderr);
         return 2;
