@@ -211,11 +211,14 @@ int main(int argc, char **argv) {
     int rc = -1;
     for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++) {
         if (strcmp(cmd, commands[c].name) != 0) continue;
-        for (int i = 2; commands[c].usage && i < argc; i++) {
-            if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-                fputs(commands[c].usage, stdout);
-                return 0;
+        for (int i = 2; i < argc; i++) {
+            if (strcmp(argv[i], "--help") != 0 && strcmp(argv[i], "-h") != 0) continue;
+            if (commands[c].usage == NULL) { /* plan prints its own */
+                char *help[] = {argv[i], NULL};
+                return commands[c].fn(1, help, err, sizeof err);
             }
+            fputs(commands[c].usage, stdout);
+            return 0;
         }
         rc = commands[c].fn(argc - 2, argv + 2, err, sizeof err);
         break;
