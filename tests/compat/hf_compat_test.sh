@@ -8,8 +8,10 @@
 #                AutoModelForCausalLM, and its logits against e2's.
 #   MODE config: no torch (PyPI's torch wheels pull GBs of CUDA libraries,
 #                and Debian's torch 1.13 is older than transformers 5
-#                accepts); AutoConfig, and the weights read with
-#                safetensors.numpy against the config transformers parsed.
+#                accepts); AutoConfig, the weights read with
+#                safetensors.numpy against the config transformers parsed,
+#                and the logits of a numpy forward driven by that config
+#                against e2's.
 # The e2 side: a tiny model trained 2 steps, its checkpoint's config.json
 # given token ids, pad, eps 1e-05 and unknown fields, trained 2 more steps
 # from there (model.hf_dir), exported for 4x its window.

@@ -7,11 +7,13 @@ scaling with factor G, max_position_embeddings WINDOW, the source's token
 ids (bos 1, eos [2, 256], pad 0), rms_norm_eps exactly 1e-05 and the
 unknown field kept; every tensor of model.safetensors (read with
 safetensors.numpy) has the name and shape the parsed config implies.
-MODE model: AutoModelForCausalLM.from_pretrained too (no missing or
-unexpected weights), and its logits on the first T tokens of SHARD match
-e2's (`e2worker inspect` at the model's own factor, E2_LOGITS) to 2e-5 of
-their scale, while e2's logits at scale 1 (E2_SCALE1) are at least 10x
-further off (the check can tell whether the factor was applied). Prints one line of figures; AssertionError on any mismatch."""
+Then logits on the first T tokens of SHARD must match e2's (`e2worker
+inspect` at the model's own factor, E2_LOGITS) to 2e-5 of their scale,
+while e2's logits at scale 1 (E2_SCALE1) are at least 10x further off (the
+check can tell whether the factor was applied). MODE model: the logits of
+AutoModelForCausalLM.from_pretrained (no missing or unexpected weights).
+MODE config (no torch): a float64 numpy Llama forward driven by the RoPE
+factor, theta and eps that transformers parsed. Prints one line of figures; AssertionError on any mismatch."""
 import json
 import struct
 import sys
@@ -61,9 +63,70 @@ got = {k: tuple(v.shape) for k, v in weights.items()}
 assert got == want, (sorted(set(got) ^ set(want)), [k for k in want if got.get(k) != want[k]])
 assert all(np.isfinite(v).all() for v in weights.values())
 
+raw = open(shard, "rb").read()
+magic = struct.unpack("<i", raw[:4])[0]
+dt = np.uint16 if magic == 20240520 else np.uint32
+tokens = np.frombuffer(raw[1024:], dtype=dt)[:T].astype(np.int64)
+theirs = load_file(e2_path)["logits"][0]
+theirs1 = load_file(e2_scale1)["logits"][0]
+TOL = 2e-5  # of the logits' scale; both sides compute in fp32 or better
+
+
+def compare(ours, what):
+    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+    err = float(np.abs(ours - theirs).max())
+    scale = float(np.abs(theirs).max())
+    err1 = float(np.abs(ours - theirs1).max())
+    print("transformers %s: %s vs e2 on %d tokens at factor %g: max |diff| %.3g, "
+          "max |logit| %.3g, ratio %.3g (e2 at scale 1 instead: %.3g)"
+          % (ver, what, T, G, err, scale, err / scale, err1))
+    assert err <= TOL * scale, "logits differ: %g of %g" % (err, scale)
+    assert err1 >= 10 * TOL * scale, "the factor does not change the logits enough to be checked"
+
+
+def numpy_llama(w, factor, theta, eps):
+    """A float64 Llama forward from the weights and the RoPE settings as
+    transformers parsed them (linear: positions divided by the factor)."""
+    x = w["model.embed_tokens.weight"][tokens].astype(np.float64)
+    n = len(tokens)
+    inv = 1.0 / theta ** (np.arange(0, D, 2, dtype=np.float64) / D)
+    ang = np.outer(np.arange(n) / factor, inv)
+    cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+
+    def rope(q):
+        return q * cos + np.concatenate([-q[..., D // 2:], q[..., :D // 2]], -1) * sin
+
+    def rms(v, wt):
+        return v / np.sqrt((v * v).mean(-1, keepdims=True) + eps) * wt
+
+    def lin(v, name):
+        return v @ w[name].astype(np.float64).T
+
+    mask = np.triu(np.full((n, n), -np.inf), 1)
+    for i in range(L):
+        p = "model.layers.%d." % i
+        h = rms(x, w[p + "input_layernorm.weight"])
+        q = rope(lin(h, p + "self_attn.q_proj.weight").reshape(n, H, D).transpose(1, 0, 2))
+        k = rope(lin(h, p + "self_attn.k_proj.weight").reshape(n, KV, D).transpose(1, 0, 2))
+        v = lin(h, p + "self_attn.v_proj.weight").reshape(n, KV, D).transpose(1, 0, 2)
+        k, v = np.repeat(k, H // KV, axis=0), np.repeat(v, H // KV, axis=0)
+        a = q @ k.transpose(0, 2, 1) / np.sqrt(D) + mask
+        a = np.exp(a - a.max(-1, keepdims=True))
+        a /= a.sum(-1, keepdims=True)
+        x = x + lin((a @ v).transpose(1, 0, 2).reshape(n, H * D), p + "self_attn.o_proj.weight")
+        h = rms(x, w[p + "post_attention_layernorm.weight"])
+        gate = lin(h, p + "mlp.gate_proj.weight")
+        x = x + lin(gate / (1 + np.exp(-gate)) * lin(h, p + "mlp.up_proj.weight"),
+                    p + "mlp.down_proj.weight")
+    x = rms(x, w["model.norm.weight"])
+    head = "model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"
+    return lin(x, head)
+
+
 if mode == "config":
-    print("transformers %s: config (linear x%g, window %d, ids, eps 1e-05) and %d tensors "
-          "match; no model load (no torch)" % (ver, G, W, len(got)))
+    # No torch: the forward pass is numpy's, the config transformers' reading.
+    compare(numpy_llama(weights, float(rope["factor"]), float(theta), cfg.rms_norm_eps),
+            "config + numpy forward on its RoPE settings (%d tensors)" % len(got))
     sys.exit(0)
 
 import torch
@@ -74,21 +137,6 @@ model, info = AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.flo
 bad = {k: v for k, v in info.items() if v}
 assert not bad, bad
 model.eval()
-raw = open(shard, "rb").read()
-magic = struct.unpack("<i", raw[:4])[0]
-dt = np.uint16 if magic == 20240520 else np.uint32
-tokens = np.frombuffer(raw[1024:], dtype=dt)[:T].astype(np.int64)
 with torch.no_grad():
     ours = model(torch.from_numpy(tokens)[None]).logits[0].numpy()
-theirs = load_file(e2_path)["logits"][0]
-assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
-err = float(np.abs(ours - theirs).max())
-scale = float(np.abs(theirs).max())
-print("transformers %s (torch %s): AutoModelForCausalLM logits vs e2 on %d tokens at "
-      "factor %g: max |diff| %.3g, max |logit| %.3g, ratio %.3g"
-      % (ver, torch.__version__, T, G, err, scale, err / scale))
-TOL = 2e-5  # of the logits' scale; both sides compute in fp32
-assert err <= TOL * scale, "logits differ: %g of %g" % (err, scale)
-err1 = float(np.abs(ours - load_file(e2_scale1)["logits"][0]).max())
-print("  e2 at scale 1 instead: max |diff| %.3g" % err1)
-assert err1 >= 10 * TOL * scale, "the factor does not change the logits enough to be checked"
+compare(ours, "AutoModelForCausalLM (torch %s) logits" % torch.__version__)
