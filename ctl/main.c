@@ -36,6 +36,7 @@ static const char usage[] =
     "  metrics JOB          loss, learning rate and throughput per step\n"
     "  eval JOB             the job's evaluation table\n"
     "  version              e2ctl's version\n"
+    "  (e2ctl COMMAND --help: that command's usage)\n"
     "\n"
     "Options:\n"
     "  --server ADDR        e2d address: unix:/path or host:port. Default: $E2_SERVER,\n"
@@ -165,7 +166,97 @@ typedef struct {
   int positional;           /* required positional arguments */
   const char *positional_name;
   int (*run)(ctl_ctx *ctx);
+  const char *usage;        /* `e2ctl NAME --help` */
 } command;
+
+/* Each command's own usage (`e2ctl COMMAND --help`); the global options
+ * (--server, --token-file, --tls-*) are in `e2ctl --help`. */
+#define CTL_GLOBAL_OPTS                                                        \
+  "\nGlobal options (--server, --token-file, --tls-ca, ...): e2ctl --help\n"
+static const char submit_usage[] =
+    "usage: e2ctl submit SPEC.json [--set path=value ...] [--request-id ID]\n"
+    "                    [--wait] [--json]\n"
+    "\n"
+    "Submit a job; SPEC.json is the JSON form of e2.v1.JobSpec. Relative paths\n"
+    "in it are relative to the spec file. Prints the job id.\n"
+    "\n"
+    "  --set path=value   override one field (train.lr=3e-4, labels.team=nlp)\n"
+    "  --request-id ID    idempotency key: a retry returns the same job\n"
+    "  --wait             follow the job to its end, like watch; the exit code\n"
+    "                     is 0 SUCCEEDED, 1 FAILED, 2 CANCELLED\n"
+    "  --json             print the API's JSON\n"
+    "  -h, --help         this text\n" CTL_GLOBAL_OPTS;
+static const char status_usage[] =
+    "usage: e2ctl status JOB [--json]\n"
+    "\n"
+    "One job: state, progress, failure, checkpoints, evaluation.\n"
+    "\n"
+    "  --json             print the API's JSON\n"
+    "  -h, --help         this text\n" CTL_GLOBAL_OPTS;
+static const char list_usage[] =
+    "usage: e2ctl list [--state S ...] [--label k=v ...] [--json]\n"
+    "\n"
+    "Jobs, newest first.\n"
+    "\n"
+    "  --state S          only jobs in state S (pending, starting, running,\n"
+    "                     restarting, succeeded, failed, cancelling, cancelled);\n"
+    "                     repeatable\n"
+    "  --label k=v        only jobs with this label; repeatable\n"
+    "  --json             print the API's JSON\n"
+    "  -h, --help         this text\n" CTL_GLOBAL_OPTS;
+static const char cancel_usage[] =
+    "usage: e2ctl cancel JOB [--grace SECONDS] [--json]\n"
+    "\n"
+    "Stop a job. Its workers get SECONDS (default 30) to stop at a step\n"
+    "boundary before they are killed.\n"
+    "\n"
+    "  --grace SECONDS    grace period\n"
+    "  --json             print the API's JSON\n"
+    "  -h, --help         this text\n" CTL_GLOBAL_OPTS;
+static const char watch_usage[] =
+    "usage: e2ctl watch JOB [--json]\n"
+    "\n"
+    "Follow a job's progress until it ends. Exit code 0 SUCCEEDED, 1 FAILED,\n"
+    "2 CANCELLED (or the stream ended early), 130 interrupted.\n"
+    "\n"
+    "  --json             one JSON event per line\n"
+    "  -h, --help         this text\n" CTL_GLOBAL_OPTS;
+static const char logs_usage[] =
+    "usage: e2ctl logs JOB [-f] [--attempt N] [--rank R] [--json]\n"
+    "\n"
+    "A job's training log: the latest attempt, all ranks.\n"
+    "\n"
+    "  -f, --follow       keep following until the attempt ends\n"
+    "  --attempt N        that attempt instead of the latest\n"
+    "  --rank R           only rank R's lines\n"
+    "  --json             print the API's JSON\n"
+    "  -h, --help         this text\n" CTL_GLOBAL_OPTS;
+static const char workers_usage[] =
+    "usage: e2ctl workers [--all] [--json]\n"
+    "\n"
+    "Registered workers and what they run.\n"
+    "\n"
+    "  --all              also LOST workers\n"
+    "  --json             print the API's JSON\n"
+    "  -h, --help         this text\n" CTL_GLOBAL_OPTS;
+static const char metrics_usage[] =
+    "usage: e2ctl metrics JOB [--json]\n"
+    "\n"
+    "Loss, learning rate and throughput per step.\n"
+    "\n"
+    "  --json             print the API's JSON\n"
+    "  -h, --help         this text\n" CTL_GLOBAL_OPTS;
+static const char eval_usage[] =
+    "usage: e2ctl eval JOB [--json]\n"
+    "\n"
+    "The job's evaluation table (perplexity per window and scale, passkey).\n"
+    "\n"
+    "  --json             print the API's JSON\n"
+    "  -h, --help         this text\n" CTL_GLOBAL_OPTS;
+static const char version_usage[] =
+    "usage: e2ctl version\n"
+    "\n"
+    "Print e2ctl's version.\n";
 
 static int ctl_version(ctl_ctx *ctx) {
   (void)ctx;
@@ -174,16 +265,16 @@ static int ctl_version(ctl_ctx *ctx) {
 }
 
 static const command commands[] = {
-    {"submit", 1, "SPEC.json", ctl_submit},
-    {"status", 1, "JOB", ctl_status},
-    {"list", 0, NULL, ctl_list},
-    {"cancel", 1, "JOB", ctl_cancel},
-    {"watch", 1, "JOB", ctl_watch},
-    {"logs", 1, "JOB", ctl_logs},
-    {"workers", 0, NULL, ctl_workers},
-    {"metrics", 1, "JOB", ctl_metrics},
-    {"eval", 1, "JOB", ctl_eval},
-    {"version", 0, NULL, ctl_version},
+    {"submit", 1, "SPEC.json", ctl_submit, submit_usage},
+    {"status", 1, "JOB", ctl_status, status_usage},
+    {"list", 0, NULL, ctl_list, list_usage},
+    {"cancel", 1, "JOB", ctl_cancel, cancel_usage},
+    {"watch", 1, "JOB", ctl_watch, watch_usage},
+    {"logs", 1, "JOB", ctl_logs, logs_usage},
+    {"workers", 0, NULL, ctl_workers, workers_usage},
+    {"metrics", 1, "JOB", ctl_metrics, metrics_usage},
+    {"eval", 1, "JOB", ctl_eval, eval_usage},
+    {"version", 0, NULL, ctl_version, version_usage},
 };
 
 static int parse_u32(const char *opt, const char *text, uint32_t *out) {
@@ -234,22 +325,26 @@ static int apply_option(ctl_args *a, const char *name, const char *v) {
   return 0;
 }
 
-/* Options may come before or after the command. Returns 0, 1 for --help,
- * or -1 after printing the error. */
+/* Options may come before or after the command. Returns 0, 1 for --help
+ * (a->command set when one was given), or -1 after printing the error. */
 static int parse_args(int argc, char **argv, ctl_args *a) {
   memset(a, 0, sizeof *a);
   a->rank = -1;
   const char *opts[128], *vals[128];
-  int n_opts = 0;
+  int n_opts = 0, help = 0;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
-    if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)
-      return 1;
+    if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+      help = 1;
+      continue;
+    }
     if (arg[0] != '-' || strcmp(arg, "-") == 0) {
       if (a->command == NULL)
         a->command = arg;
       else if (a->n_positional < 4)
         a->positional[a->n_positional++] = arg;
+      else if (help)
+        continue;
       else {
         ctl_err("unexpected argument '%s'", arg);
         return -1;
@@ -264,6 +359,8 @@ static int parse_args(int argc, char **argv, ctl_args *a) {
     for (size_t k = 0; k < sizeof options / sizeof options[0]; k++)
       if (strcmp(options[k].name, name) == 0)
         d = &options[k];
+    if (d == NULL && help)
+      continue;
     if (d == NULL) {
       ctl_err("unknown option '%s' (see e2ctl --help)", name);
       return -1;
@@ -288,6 +385,8 @@ static int parse_args(int argc, char **argv, ctl_args *a) {
     opts[n_opts] = d->name;
     vals[n_opts++] = value;
   }
+  if (help)
+    return 1;
   if (a->command == NULL) {
     ctl_err("no command given (see e2ctl --help)");
     return -1;
@@ -363,7 +462,12 @@ int main(int argc, char **argv) {
   ctl_args args;
   int rc = parse_args(argc, argv, &args);
   if (rc == 1) {
-    fputs(usage, stdout);
+    /* `e2ctl COMMAND --help`: that command's usage; else the global one. */
+    const char *text = usage;
+    for (size_t i = 0; args.command && i < sizeof commands / sizeof commands[0]; i++)
+      if (strcmp(commands[i].name, args.command) == 0)
+        text = commands[i].usage;
+    fputs(text, stdout);
     return CTL_EXIT_OK;
   }
   if (rc != 0)

@@ -1,10 +1,11 @@
 #!/bin/sh
-# The test command of the README and of CI: installs dependencies, builds e2
-# in build/ (or build-sanitize/ with --sanitize: ASan + UBSan) and runs every
-# test with ctest.
+# The test command of the README and of CI: installs the dependencies (the
+# test-only ones too: install-deps.sh --test), builds e2 in build/ (or
+# build-sanitize/ with --sanitize: ASan + UBSan) and runs every test with
+# ctest.
 set -eu
 cd "$(dirname "$0")/.."
-./deploy/install-deps.sh
+./deploy/install-deps.sh --test
 
 dir=build
 flags="-DCMAKE_BUILD_TYPE=Release"

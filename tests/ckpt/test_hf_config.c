@@ -68,8 +68,9 @@ static int test_config_roundtrip_plain(void) {
     return 0;
 }
 
-/* g = 4 on L = 4096: rope_scaling linear factor 4 under both keys,
- * max_position_embeddings 16384; reading gives back L and g. */
+/* g = 4 on L = 4096: rope_scaling {"type": "linear", "factor": 4.0} (the
+ * form transformers 4.31 .. 5.x all load), max_position_embeddings 16384;
+ * reading gives back L and g. */
 static int test_config_roundtrip_scaled(void) {
     E2__V1__LlamaConfig c, r;
     tiny_config(&c);
@@ -81,10 +82,10 @@ static int test_config_roundtrip_scaled(void) {
     json_t *j = load_config(dir);
     CHECK(j != NULL);
     json_t *rs = json_object_get(j, "rope_scaling");
-    CHECK(json_object_size(rs) == 3);
-    CHECK(strcmp(json_string_value(json_object_get(rs, "rope_type")), "linear") == 0);
+    CHECK(json_object_size(rs) == 2);
     CHECK(strcmp(json_string_value(json_object_get(rs, "type")), "linear") == 0);
-    CHECK(json_number_value(json_object_get(rs, "factor")) == 4.0);
+    CHECK(json_is_real(json_object_get(rs, "factor"))); /* 4.0, not 4 */
+    CHECK(json_real_value(json_object_get(rs, "factor")) == 4.0);
     CHECK(json_integer_value(json_object_get(j, "max_position_embeddings")) == 16384);
     CHECK(strcmp(json_string_value(json_object_get(j, "torch_dtype")), "float32") == 0);
     CHECK(json_object_get(j, "bos_token_id") == NULL);
@@ -95,22 +96,22 @@ static int test_config_roundtrip_scaled(void) {
     return 0;
 }
 
-/* Legacy form: exactly {"type", "factor"}; an explicit target window. */
-static int test_config_legacy_rope_scaling(void) {
+/* Modern form: exactly {"rope_type", "factor"}; an explicit target window. */
+static int test_config_modern_rope_scaling(void) {
     E2__V1__LlamaConfig c, r;
     tiny_config(&c);
     e2w_hf_meta m, rm;
     e2w_hf_meta_init(&m);
     m.rope_scale = 2.5;
     m.max_position = 10000;
-    m.legacy_rope_scaling = 1;
-    const char *dir = ckpt_scratch("cfg_legacy");
+    m.rope_scaling_form = E2W_ROPE_SCALING_MODERN;
+    const char *dir = ckpt_scratch("cfg_modern");
     CHECK_OK(e2w_hf_config_write(dir, &c, &m, err, sizeof err));
     json_t *j = load_config(dir);
     CHECK(j != NULL);
     json_t *rs = json_object_get(j, "rope_scaling");
     CHECK(json_object_size(rs) == 2);
-    CHECK(strcmp(json_string_value(json_object_get(rs, "type")), "linear") == 0);
+    CHECK(strcmp(json_string_value(json_object_get(rs, "rope_type")), "linear") == 0);
     CHECK(json_number_value(json_object_get(rs, "factor")) == 2.5);
     CHECK(json_integer_value(json_object_get(j, "max_position_embeddings")) == 10000);
     json_decref(j);
@@ -311,10 +312,139 @@ static int test_config_write_rejects_invalid(void) {
     return 0;
 }
 
+/* A source config with token ids (eos a list), pad, numbers that fp32
+ * would change and fields e2 does not know: written back over it with
+ * g = 2, every source field is kept (same JSON value, same text for the
+ * numbers) except max_position_embeddings and rope_scaling. */
+static const char *source_cfg =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\","
+    " \"hidden_size\": 64, \"num_hidden_layers\": 3, \"num_attention_heads\": 8,"
+    " \"num_key_value_heads\": 2, \"intermediate_size\": 176, \"vocab_size\": 256,"
+    " \"max_position_embeddings\": 4096, \"rms_norm_eps\": 1e-05,"
+    " \"rope_theta\": 100000.0, \"initializer_range\": 0.02,"
+    " \"bos_token_id\": 11, \"eos_token_id\": [12, 13], \"pad_token_id\": 14,"
+    " \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\","
+    " \"attention_dropout\": 0.0, \"pretraining_tp\": 1,"
+    " \"transformers_version\": \"4.40.2\", \"rope_scaling\": null,"
+    " \"custom_block\": {\"a\": [1, 2.5, \"x\\u00e9\"], \"b\": {}},"
+    " \"tiny_real\": 0.30000000000000004}";
+
+static int test_config_keeps_source_fields(void) {
+    char src[256]; /* ckpt_scratch's buffer is reused */
+    snprintf(src, sizeof src, "%s", write_text("cfg_src", source_cfg));
+    E2__V1__LlamaConfig c;
+    e2w_hf_meta m;
+    CHECK_OK(e2w_hf_config_read(src, &c, &m, err, sizeof err));
+    CHECK(m.bos_token_id == 11 && m.eos_token_id == 12);
+    /* What the trainer hands back: eps through the model's fp32. */
+    c.rms_norm_eps = (double)(float)c.rms_norm_eps;
+    m.rope_scale = 2.0;
+    m.max_position = 8192;
+    m.source = src;
+    const char *dir = ckpt_scratch("cfg_keep");
+    CHECK_OK(e2w_hf_config_write(dir, &c, &m, err, sizeof err));
+    json_t *in = json_loads(source_cfg, 0, NULL), *out = load_config(dir);
+    CHECK(in != NULL && out != NULL);
+    const char *key;
+    json_t *v;
+    json_object_foreach(in, key, v) {
+        if (strcmp(key, "max_position_embeddings") == 0 ||
+            strcmp(key, "rope_scaling") == 0)
+            continue;
+        if (!json_equal(v, json_object_get(out, key))) {
+            fprintf(stderr, "field %s changed\n", key);
+            return 1;
+        }
+    }
+    CHECK(json_integer_value(json_object_get(out, "max_position_embeddings")) == 8192);
+    json_t *rs = json_object_get(out, "rope_scaling");
+    CHECK(json_real_value(json_object_get(rs, "factor")) == 2.0);
+    json_decref(in);
+    json_decref(out);
+    char path[512], *text;
+    size_t len;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK_OK(e2_read_file(path, 1 << 20, &text, &len, err, sizeof err));
+    int ok = strstr(text, "\"rms_norm_eps\": 1e-05,") != NULL &&
+             strstr(text, "\"rope_theta\": 100000.0,") != NULL &&
+             strstr(text, "\"initializer_range\": 0.02,") != NULL &&
+             strstr(text, "\"tiny_real\": 0.30000000000000004") != NULL &&
+             strstr(text, "\"pad_token_id\": 14,") != NULL;
+    if (!ok) fprintf(stderr, "%s", text);
+    free(text);
+    CHECK(ok);
+    /* Written over its own source: reads back the same model. */
+    E2__V1__LlamaConfig r;
+    e2w_hf_meta rm;
+    CHECK_OK(e2w_hf_config_read(dir, &r, &rm, err, sizeof err));
+    CHECK(r.max_position_embeddings == 4096 && rm.rope_scale == 2.0);
+    CHECK(r.rms_norm_eps == 1e-5 && rm.bos_token_id == 11);
+    return 0;
+}
+
+/* Without a source, eps and theta print with the fewest digits that read
+ * back: 1e-05, not 1.0000000000000001e-05. */
+static int test_config_eps_printed_exactly(void) {
+    E2__V1__LlamaConfig c;
+    tiny_config(&c);
+    c.rms_norm_eps = 1e-6;
+    const char *dir = ckpt_scratch("cfg_eps");
+    CHECK_OK(e2w_hf_config_write(dir, &c, NULL, err, sizeof err));
+    char path[512], *text;
+    size_t len;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK_OK(e2_read_file(path, 1 << 20, &text, &len, err, sizeof err));
+    int ok = strstr(text, "\"rms_norm_eps\": 1e-06,") != NULL &&
+             strstr(text, "\"rope_theta\": 500000.0,") != NULL;
+    if (!ok) fprintf(stderr, "%s", text);
+    free(text);
+    CHECK(ok);
+    return 0;
+}
+
+/* A transformers 5 source (rope_parameters, no top-level rope_theta):
+ * rope_parameters gets type linear and the factor, keeps its theta; the
+ * top-level rope_theta is added for transformers 4. */
+static int test_config_updates_rope_parameters(void) {
+    char src[256];
+    snprintf(src, sizeof src, "%s", write_text("cfg_rp5",
+        "{\"model_type\": \"llama\", \"hidden_size\": 64,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+        " \"intermediate_size\": 100, \"vocab_size\": 50,"
+        " \"max_position_embeddings\": 1024, \"dtype\": \"float32\","
+        " \"rope_parameters\": {\"rope_type\": \"default\","
+        " \"rope_theta\": 500000.0}}"));
+    E2__V1__LlamaConfig c;
+    e2w_hf_meta m;
+    CHECK_OK(e2w_hf_config_read(src, &c, &m, err, sizeof err));
+    m.rope_scale = 4.0;
+    m.max_position = 4096;
+    m.source = src;
+    const char *dir = ckpt_scratch("cfg_rp5_out");
+    CHECK_OK(e2w_hf_config_write(dir, &c, &m, err, sizeof err));
+    json_t *j = load_config(dir);
+    CHECK(j != NULL);
+    json_t *rp = json_object_get(j, "rope_parameters");
+    CHECK(strcmp(json_string_value(json_object_get(rp, "rope_type")), "linear") == 0);
+    CHECK(json_real_value(json_object_get(rp, "factor")) == 4.0);
+    CHECK(json_real_value(json_object_get(rp, "rope_theta")) == 500000.0);
+    CHECK(json_real_value(json_object_get(j, "rope_theta")) == 500000.0);
+    CHECK(json_object_get(j, "torch_dtype") == NULL); /* dtype kept instead */
+    json_decref(j);
+    E2__V1__LlamaConfig r;
+    e2w_hf_meta rm;
+    CHECK_OK(e2w_hf_config_read(dir, &r, &rm, err, sizeof err));
+    CHECK(r.max_position_embeddings == 1024 && rm.rope_scale == 4.0);
+    return 0;
+}
+
 static const ckpt_case cases[] = {
     {"config_roundtrip_plain", test_config_roundtrip_plain},
     {"config_roundtrip_scaled", test_config_roundtrip_scaled},
-    {"config_legacy_rope_scaling", test_config_legacy_rope_scaling},
+    {"config_modern_rope_scaling", test_config_modern_rope_scaling},
+    {"config_keeps_source_fields", test_config_keeps_source_fields},
+    {"config_eps_printed_exactly", test_config_eps_printed_exactly},
+    {"config_updates_rope_parameters", test_config_updates_rope_parameters},
     {"config_reads_llama2", test_config_reads_llama2},
     {"config_defaults_and_lists", test_config_defaults_and_lists},
     {"config_accepts_mistral", test_config_accepts_mistral},

@@ -176,14 +176,39 @@ static int test_llama_check_rejects(void) {
     CHECK_ERR(e2w_llama_check_ckpt(st, &c, err, sizeof err),
               "unexpected tensor model.layers.0.self_attn.q_proj.bias");
     e2w_st_close(st);
-    /* Ignored: inv_freq buffers, and lm_head when the head is tied. */
+    /* Ignored: inv_freq buffers. */
     extra.name = "model.layers.0.self_attn.rotary_emb.inv_freq";
     extra.shape[0] = 2;
     snprintf(dir, sizeof dir, "%s/invfreq", ckpt_scratch("lrej"));
     CHECK_OK(write_model(dir, &c, -1, &extra));
     CHECK_OK(e2w_st_open(&st, dir, err, sizeof err));
     CHECK_OK(e2w_llama_check_ckpt(st, &c, err, sizeof err));
+    e2w_st_close(st);
+    return 0;
+}
+
+/* A tied config over a file that also holds lm_head.weight: a copy of the
+ * embedding (as some exporters write it, here in another dtype) is
+ * accepted; a different head is an error naming both tensors. */
+static int test_llama_tied_head_conflict(void) {
+    E2__V1__LlamaConfig c;
+    tiny(&c, 0);
+    char dir[320];
+    e2w_st *st;
+    snprintf(dir, sizeof dir, "%s/differs", ckpt_scratch("ltie"));
+    CHECK_OK(write_model(dir, &c, -1, NULL)); /* lm_head = 20000 + j, embed = j */
+    CHECK_OK(e2w_st_open(&st, dir, err, sizeof err));
     c.tie_word_embeddings = 1;
+    CHECK_ERR(e2w_llama_check_ckpt(st, &c, err, sizeof err),
+              "tie_word_embeddings is true but lm_head.weight differs from "
+              "model.embed_tokens.weight");
+    CHECK(strstr(err, "model.safetensors") != NULL);
+    e2w_st_close(st);
+    /* The head as a bf16 copy of the (bf16-exact) embedding. */
+    e2w_st_out head = {"lm_head.weight", g_data[0], 2, {16, 8}, E2W_DT_BF16};
+    snprintf(dir, sizeof dir, "%s/copy", ckpt_scratch("ltie"));
+    CHECK_OK(write_model(dir, &c, -1, &head)); /* tied: the table has no head */
+    CHECK_OK(e2w_st_open(&st, dir, err, sizeof err));
     CHECK_OK(e2w_llama_check_ckpt(st, &c, err, sizeof err));
     e2w_st_close(st);
     return 0;
@@ -196,6 +221,7 @@ static const ckpt_case cases[] = {
     {"llama_config_check_errors", test_llama_config_check_errors},
     {"llama_check_and_stacked_reads", test_llama_check_and_stacked_reads},
     {"llama_check_rejects", test_llama_check_rejects},
+    {"llama_tied_head_conflict", test_llama_tied_head_conflict},
 };
 
 int main(int argc, char **argv) {

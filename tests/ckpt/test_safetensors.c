@@ -717,6 +717,55 @@ static int test_fuzz_mutations(void) {
     return 0;
 }
 
+/* A NaN, +Inf or -Inf weight, in any stored dtype, is an error naming the
+ * tensor and the element; finite extremes read. */
+static int expect_nonfinite(const char *tag, const char *dtype, const void *data,
+                            size_t bytes, const char *want) {
+    const char *dir = ckpt_scratch(tag);
+    char path[512], hdr[160];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    size_t n = bytes / (strcmp(dtype, "F32") == 0 ? 4 : 2);
+    snprintf(hdr, sizeof hdr, "{\"w\":{\"dtype\":\"%s\",\"shape\":[%zu],"
+             "\"data_offsets\":[0,%zu]}}", dtype, n, bytes);
+    raw_file(path, strlen(hdr), hdr, data, bytes);
+    e2w_st *st;
+    CHECK_OK(e2w_st_open(&st, dir, err, sizeof err));
+    float out[8];
+    int64_t shape[1] = {(int64_t)n};
+    err[0] = '\0';
+    int rc = e2w_st_read_f32(st, "w", 1, shape, out, err, sizeof err);
+    e2w_st_close(st);
+    if (want == NULL) {
+        CHECK(rc == 0);
+        return 0;
+    }
+    CHECK(rc < 0);
+    if (strstr(err, want) == NULL || strstr(err, "tensor w") == NULL ||
+        strstr(err, "model.safetensors") == NULL) {
+        fprintf(stderr, "error \"%s\" lacks \"%s\"\n", err, want);
+        return 1;
+    }
+    return 0;
+}
+
+static int test_reject_nonfinite_weight(void) {
+    const float f_nan[3] = {1.0f, NAN, 2.0f};
+    const float f_inf[2] = {0.5f, INFINITY};
+    const float f_ninf[1] = {-INFINITY};
+    const float f_max[2] = {3.4028234663852886e38f, -3.4028234663852886e38f};
+    const uint16_t b_nan[2] = {0x3f80, 0x7fc0};
+    const uint16_t h_inf[3] = {0x3c00, 0x3c00, 0x7c00};
+    const uint16_t h_max[1] = {0x7bff};
+    CHECK(expect_nonfinite("nf_f32", "F32", f_nan, sizeof f_nan, "NaN at element 1") == 0);
+    CHECK(expect_nonfinite("nf_inf", "F32", f_inf, sizeof f_inf, "Inf at element 1") == 0);
+    CHECK(expect_nonfinite("nf_ninf", "F32", f_ninf, sizeof f_ninf, "-Inf at element 0") == 0);
+    CHECK(expect_nonfinite("nf_bf16", "BF16", b_nan, sizeof b_nan, "NaN at element 1") == 0);
+    CHECK(expect_nonfinite("nf_f16", "F16", h_inf, sizeof h_inf, "Inf at element 2") == 0);
+    CHECK(expect_nonfinite("nf_max", "F32", f_max, sizeof f_max, NULL) == 0);
+    CHECK(expect_nonfinite("nf_hmax", "F16", h_max, sizeof h_max, NULL) == 0);
+    return 0;
+}
+
 static const ckpt_case cases[] = {
     {"bf16_rounding", test_bf16_rounding},
     {"f16_exhaustive", test_f16_exhaustive},
@@ -757,6 +806,7 @@ static const ckpt_case cases[] = {
     {"read_missing_tensor", test_read_missing_tensor},
     {"write_rejects_bad_input", test_write_rejects_bad_input},
     {"fuzz_mutations", test_fuzz_mutations},
+    {"reject_nonfinite_weight", test_reject_nonfinite_weight},
 };
 
 int main(int argc, char **argv) {

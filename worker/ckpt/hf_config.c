@@ -245,15 +245,127 @@ int e2w_hf_config_read(const char *path, E2__V1__LlamaConfig *cfg,
     return rc;
 }
 
-/* Fewest significant digits (15..17) that print x so it reads back
- * exactly: 1e-05 rather than 1.0000000000000001e-05. */
-static int e2w__digits(double x) {
-    char buf[40];
-    for (int p = 15; p < 17; p++) {
-        snprintf(buf, sizeof buf, "%.*g", p, x);
-        if (strtod(buf, NULL) == x) return p;
+/* ---- writing ---- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int failed;
+} e2w__out;
+
+static void e2w__put(e2w__out *o, const char *s, size_t n) {
+    if (o->failed) return;
+    if (o->len + n + 2 > o->cap) {
+        size_t cap = o->cap ? o->cap : 4096;
+        while (o->len + n + 2 > cap) cap *= 2;
+        char *b = realloc(o->buf, cap);
+        if (b == NULL) {
+            o->failed = 1;
+            return;
+        }
+        o->buf = b;
+        o->cap = cap;
     }
-    return 17;
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
+static void e2w__puts(e2w__out *o, const char *s) { e2w__put(o, s, strlen(s)); }
+
+/* x as Python's repr() prints a float, which is how transformers writes
+ * config.json: the fewest significant digits that read back exactly,
+ * positional notation for decimal exponents -4 .. 15 with at least one
+ * decimal ("10000.0", "0.02": a float stays a float, which transformers
+ * 4.31-4.42 insist on for rope_scaling.factor), else "1e-05". */
+static void e2w__put_real(e2w__out *o, double x) {
+    char buf[64];
+    int p = 1;
+    for (; p < 17; p++) {
+        snprintf(buf, sizeof buf, "%.*e", p - 1, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    snprintf(buf, sizeof buf, "%.*e", p - 1, x);
+    int exp10 = atoi(strchr(buf, 'e') + 1);
+    if (exp10 >= -4 && exp10 < 16) {
+        int decimals = p - 1 - exp10;
+        snprintf(buf, sizeof buf, "%.*f", decimals > 0 ? decimals : 0, x);
+        if (decimals <= 0) strcat(buf, ".0");
+    }
+    e2w__puts(o, buf);
+}
+
+/* JSON text of v, indented by 2 per level like transformers' own
+ * config.json; keys in the object's order. */
+static void e2w__emit(e2w__out *o, json_t *v, int depth) {
+    char pad[2 * 64 + 2];
+    int n = depth + 1 < 64 ? depth + 1 : 64;
+    pad[0] = '\n';
+    memset(pad + 1, ' ', (size_t)(2 * n));
+    if (json_is_object(v) && json_object_size(v) > 0) {
+        const char *key;
+        json_t *x;
+        int first = 1;
+        e2w__puts(o, "{");
+        json_object_foreach(v, key, x) {
+            if (!first) e2w__puts(o, ",");
+            first = 0;
+            e2w__put(o, pad, (size_t)(1 + 2 * n));
+            json_t *k = json_string(key);
+            char *ks = k ? json_dumps(k, JSON_ENCODE_ANY) : NULL;
+            if (ks == NULL) o->failed = 1;
+            else e2w__puts(o, ks);
+            free(ks);
+            json_decref(k);
+            e2w__puts(o, ": ");
+            e2w__emit(o, x, depth + 1);
+        }
+        e2w__put(o, pad, (size_t)(1 + 2 * (n - 1)));
+        e2w__puts(o, "}");
+    } else if (json_is_array(v) && json_array_size(v) > 0) {
+        e2w__puts(o, "[");
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i) e2w__puts(o, ",");
+            e2w__put(o, pad, (size_t)(1 + 2 * n));
+            e2w__emit(o, json_array_get(v, i), depth + 1);
+        }
+        e2w__put(o, pad, (size_t)(1 + 2 * (n - 1)));
+        e2w__puts(o, "]");
+    } else if (json_is_real(v)) {
+        e2w__put_real(o, json_real_value(v));
+    } else {
+        char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (t == NULL) o->failed = 1;
+        else e2w__puts(o, t);
+        free(t);
+    }
+}
+
+/* rope_scaling for a linear RoPE scale g (null when g == 1), in the form
+ * asked for; a transformers 5 rope_parameters already in the config gets
+ * the same type and factor, its rope_theta kept. The one place that
+ * decides how a position scheme's scaling is written. */
+static void e2w__set_rope_scaling(json_t *o, double g, int form) {
+    json_t *rs;
+    if (!(g > 1.0))
+        rs = json_null();
+    else if (form == E2W_ROPE_SCALING_MODERN)
+        rs = json_pack("{s:s, s:f}", "rope_type", "linear", "factor", g);
+    else
+        rs = json_pack("{s:s, s:f}", "type", "linear", "factor", g);
+    json_object_set_new(o, "rope_scaling", rs);
+    json_t *rp = json_object_get(o, "rope_parameters");
+    if (json_is_object(rp)) {
+        json_object_del(rp, "type");
+        json_object_set_new(rp, "rope_type", json_string(g > 1.0 ? "linear" : "default"));
+        if (g > 1.0) json_object_set_new(rp, "factor", json_real(g));
+        else json_object_del(rp, "factor");
+    }
+}
+
+/* Sets key to v unless the config already has it (v is consumed). */
+static void e2w__set_default(json_t *o, const char *key, json_t *v) {
+    if (json_object_get(o, key) == NULL) json_object_set_new(o, key, v);
+    else json_decref(v);
 }
 
 int e2w_hf_config_write(const char *dir, const E2__V1__LlamaConfig *cfg,
@@ -261,7 +373,6 @@ int e2w_hf_config_write(const char *dir, const E2__V1__LlamaConfig *cfg,
     char why[E2_ERRLEN];
     if (e2w_llama_config_check(cfg, why, sizeof why) < 0)
         return e2_errf(err, errlen, "%s/config.json: %s", dir, why);
-    if (e2_mkdir_p(dir, 0755, err, errlen) < 0) return E2_ERR;
     e2w_hf_meta defaults;
     if (meta == NULL) {
         e2w_hf_meta_init(&defaults);
@@ -277,7 +388,33 @@ int e2w_hf_config_write(const char *dir, const E2__V1__LlamaConfig *cfg,
     if (mpe > (double)UINT32_MAX)
         return e2_errf(err, errlen, "%s/config.json: max_position_embeddings "
                        "g * L = %.0f does not fit 32 bits", dir, mpe);
-    json_t *o = json_object();
+    /* The source, read before dir is touched (dir may be its directory). */
+    json_t *o = NULL;
+    if (meta->source != NULL) {
+        struct stat sb;
+        char file[4096];
+        if (stat(meta->source, &sb) == 0 && S_ISDIR(sb.st_mode))
+            snprintf(file, sizeof file, "%s/config.json", meta->source);
+        else
+            snprintf(file, sizeof file, "%s", meta->source);
+        char *text;
+        size_t len;
+        if (e2_read_file(file, E2W_CONFIG_MAX, &text, &len, err, errlen) < 0)
+            return E2_ERR;
+        json_error_t je;
+        o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        free(text);
+        if (!json_is_object(o)) {
+            json_decref(o);
+            return e2_errf(err, errlen, "%s: not a JSON object", file);
+        }
+    } else {
+        o = json_object();
+    }
+    if (e2_mkdir_p(dir, 0755, err, errlen) < 0) {
+        json_decref(o);
+        return E2_ERR;
+    }
     json_object_set_new(o, "architectures", json_pack("[s]", "LlamaForCausalLM"));
     json_object_set_new(o, "model_type", json_string("llama"));
     json_object_set_new(o, "hidden_size", json_integer(cfg->hidden_size));
@@ -290,48 +427,40 @@ int e2w_hf_config_write(const char *dir, const E2__V1__LlamaConfig *cfg,
     json_object_set_new(o, "num_key_value_heads",
                         json_integer(e2w_llama_kv_heads(cfg)));
     json_object_set_new(o, "vocab_size", json_integer(cfg->vocab_size));
-    json_object_set_new(o, "hidden_act", json_string("silu"));
-    json_object_set_new(o, "rms_norm_eps",
-                        json_real(cfg->has_rms_norm_eps ? cfg->rms_norm_eps : 1e-5));
-    json_object_set_new(o, "rope_theta",
-                        json_real(cfg->has_rope_theta ? cfg->rope_theta : 1e4));
+    e2w__set_default(o, "hidden_act", json_string("silu"));
+    /* The numbers as the source wrote them: cfg may hold them rounded
+     * (the model keeps eps in fp32). */
+    e2w__set_default(o, "rms_norm_eps",
+                     json_real(cfg->has_rms_norm_eps ? cfg->rms_norm_eps : 1e-5));
+    e2w__set_default(o, "rope_theta",
+                     json_real(cfg->has_rope_theta ? cfg->rope_theta : 1e4));
     json_object_set_new(o, "max_position_embeddings", json_integer((json_int_t)mpe));
     json_object_set_new(o, "tie_word_embeddings",
                         json_boolean(cfg->has_tie_word_embeddings &&
                                      cfg->tie_word_embeddings));
-    json_object_set_new(o, "attention_bias", json_false());
-    json_object_set_new(o, "mlp_bias", json_false());
-    json_object_set_new(o, "torch_dtype", json_string(meta->torch_dtype[0]
-                                                      ? meta->torch_dtype
-                                                      : "float32"));
+    e2w__set_default(o, "attention_bias", json_false());
+    e2w__set_default(o, "mlp_bias", json_false());
+    if (json_object_get(o, "dtype") == NULL)
+        e2w__set_default(o, "torch_dtype", json_string(meta->torch_dtype[0]
+                                                       ? meta->torch_dtype
+                                                       : "float32"));
     if (meta->bos_token_id >= 0)
-        json_object_set_new(o, "bos_token_id", json_integer(meta->bos_token_id));
+        e2w__set_default(o, "bos_token_id", json_integer(meta->bos_token_id));
     if (meta->eos_token_id >= 0)
-        json_object_set_new(o, "eos_token_id", json_integer(meta->eos_token_id));
-    if (g > 1.0 && meta->legacy_rope_scaling)
-        json_object_set_new(o, "rope_scaling", json_pack("{s:s, s:f}", "type",
-                            "linear", "factor", g));
-    else if (g > 1.0)
-        json_object_set_new(o, "rope_scaling",
-                            json_pack("{s:s, s:s, s:f}", "rope_type", "linear",
-                                      "type", "linear", "factor", g));
-    else
-        json_object_set_new(o, "rope_scaling", json_null());
-    json_object_set_new(o, "use_cache", json_true());
-    int p = e2w__digits(json_real_value(json_object_get(o, "rms_norm_eps")));
-    int q = e2w__digits(json_real_value(json_object_get(o, "rope_theta")));
-    int r = e2w__digits(g);
-    p = p > q ? p : q;
-    p = p > r ? p : r;
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(p));
+        e2w__set_default(o, "eos_token_id", json_integer(meta->eos_token_id));
+    e2w__set_rope_scaling(o, g, meta->rope_scaling_form);
+    e2w__set_default(o, "use_cache", json_true());
+    e2w__out out = {0};
+    e2w__emit(&out, o, 0);
+    e2w__put(&out, "\n", 1);
     json_decref(o);
-    if (text == NULL)
-        return e2_errf(err, errlen, "%s/config.json: cannot encode", dir);
+    if (out.failed) {
+        free(out.buf);
+        return e2_errf(err, errlen, "%s/config.json: out of memory", dir);
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    size_t len = strlen(text);
-    text[len] = '\n'; /* json_dumps' NUL becomes the final newline */
-    int rc = e2_write_file_atomic(path, text, len + 1, err, errlen);
-    free(text);
+    int rc = e2_write_file_atomic(path, out.buf, out.len, err, errlen);
+    free(out.buf);
     return rc;
 }

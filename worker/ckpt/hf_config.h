@@ -54,14 +54,33 @@ typedef struct {
     int64_t eos_token_id;
     /* "float32", "bfloat16", ...; "" = absent (read) / "float32" (write). */
     char torch_dtype[16];
-    /* Write only. 0 (default): rope_scaling carries both "rope_type" and the
-     * legacy "type" key (transformers >= 4.43 reads either). 1: only
-     * {"type", "factor"}, for transformers 4.31-4.42, which insist on
-     * exactly those two keys. */
-    int legacy_rope_scaling;
+    /* Write only: the form of rope_scaling (e2w_rope_scaling_form). */
+    int rope_scaling_form;
+    /* Write only: a config.json (or the directory holding it) to start
+     * from, NULL for none. Every field of it is kept as written (token ids,
+     * rms_norm_eps and every other number to the digit, fields e2 does not
+     * know); e2 sets architectures ["LlamaForCausalLM"], model_type "llama",
+     * the LlamaConfig sizes (the same model: cfg must have been read from
+     * it), max_position_embeddings and rope_scaling (and rope_parameters,
+     * when the source has that transformers 5 key). torch_dtype and token
+     * ids come from meta only where the source has none. */
+    const char *source;
 } e2w_hf_meta;
 
-/* rope_scale 1, max_position 0, ids -1, torch_dtype "", legacy 0. */
+/* How rope_scaling is written when g > 1.
+ * LEGACY {"type": "linear", "factor": g}: what transformers 4.31 .. 4.42
+ *   demand (exactly these two keys, factor a float > 1), and what 4.43 and
+ *   later (5.x included) still read as rope_type linear. The default: it
+ *   loads everywhere.
+ * MODERN {"rope_type": "linear", "factor": g}: transformers >= 4.43 only
+ *   (4.31-4.42 reject it). */
+typedef enum {
+    E2W_ROPE_SCALING_LEGACY = 0,
+    E2W_ROPE_SCALING_MODERN = 1,
+} e2w_rope_scaling_form;
+
+/* rope_scale 1, max_position 0, ids -1, torch_dtype "", form LEGACY,
+ * source NULL. */
 void e2w_hf_meta_init(e2w_hf_meta *meta);
 
 /* Reads path (a checkpoint directory holding config.json, or the file
@@ -72,8 +91,11 @@ int e2w_hf_config_read(const char *path, E2__V1__LlamaConfig *cfg,
 /* Writes dir/config.json atomically: a transformers-loadable
  * LlamaForCausalLM config (architectures, model_type "llama", hidden_act
  * "silu", no biases, the LlamaConfig fields, torch_dtype, token ids when
- * known, rope_scaling per meta). cfg must pass e2w_llama_config_check;
- * meta may be NULL (no scaling, float32). */
+ * known, rope_scaling per meta), on top of meta->source when given. Every
+ * real number is printed with the fewest digits that read back exactly
+ * (1e-05 stays 1e-05) and keeps a decimal point (10000.0, 4.0).
+ * cfg must pass e2w_llama_config_check; meta may be NULL (no scaling,
+ * float32, no source). dir may be meta->source's directory. */
 int e2w_hf_config_write(const char *dir, const E2__V1__LlamaConfig *cfg,
                         const e2w_hf_meta *meta, char *err, size_t errlen);
 

@@ -174,7 +174,24 @@ int e2w_llama_check_ckpt(const e2w_st *st, const E2__V1__LlamaConfig *cfg,
     for (size_t i = 0; i < e2w_st_count(st); i++) {
         const e2w_st_tensor_info *x = e2w_st_tensor(st, i);
         if (e2w__ends_with(x->name, ".rotary_emb.inv_freq")) continue;
-        if (e2w__tied(cfg) && strcmp(x->name, "lm_head.weight") == 0) continue;
+        if (e2w__tied(cfg) && strcmp(x->name, "lm_head.weight") == 0) {
+            /* A copy of the embedding is harmless; anything else would be
+             * silently replaced by the embedding (transformers ties over
+             * it), so one of the two is not what the user trained. */
+            int same;
+            if (e2w_st_same_values(st, "lm_head.weight", "model.embed_tokens.weight",
+                                   &same, err, errlen) < 0)
+                return E2_ERR;
+            if (!same)
+                return e2_errf(err, errlen, "%s: tie_word_embeddings is true but "
+                               "lm_head.weight differs from "
+                               "model.embed_tokens.weight: set "
+                               "tie_word_embeddings false in config.json to use "
+                               "lm_head.weight, or remove lm_head.weight from "
+                               "the checkpoint to tie it to the embedding",
+                               x->file);
+            continue;
+        }
         if (e2w_llama_tensor_find(cfg, x->name, NULL) < 0)
             return e2_errf(err, errlen, "%s: unexpected tensor %s (not part of "
                            "a Llama model with this config)", x->file, x->name);

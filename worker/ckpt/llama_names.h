@@ -92,8 +92,10 @@ long e2w_llama_tensor_find(const E2__V1__LlamaConfig *cfg, const char *name,
                            e2w_llama_tensor *out);
 
 /* Checks that a checkpoint holds exactly the Llama tensors of cfg with the
- * right shapes. Ignored: rotary_emb.inv_freq buffers (old checkpoints) and
- * lm_head.weight when the head is tied (transformers ties over it). Errors
+ * right shapes. Ignored: rotary_emb.inv_freq buffers (old checkpoints) and,
+ * when the head is tied, an lm_head.weight equal to the embedding; a tied
+ * config with a different lm_head.weight is an error naming both tensors
+ * (transformers would silently tie over it). Errors
  * name the tensor: "checkpoint /m: missing tensor model.norm.weight",
  * "... unexpected tensor model.layers.0.self_attn.q_proj.bias (not part of
  * a Llama model)". */

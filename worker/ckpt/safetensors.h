@@ -90,10 +90,18 @@ const e2w_st_tensor_info *e2w_st_find(const e2w_st *st, const char *name);
 /* Reads tensor `name` into dst (fp32, numel elements) after checking that
  * its shape is exactly shape[0..ndim). Errors name the tensor, the file and
  * both shapes: "model.safetensors: tensor lm_head.weight has shape
- * [32000, 4096], expected [32000, 5120]". */
+ * [32000, 4096], expected [32000, 5120]". A NaN or Inf among the values is
+ * an error naming the tensor and the element (dst is then partly
+ * written). */
 int e2w_st_read_f32(const e2w_st *st, const char *name, int ndim,
                     const int64_t *shape, float *dst, char *err,
                     size_t errlen);
+
+/* *same = 1 when tensors a and b have the same shape and the same values
+ * (as fp32, bit for bit; the stored dtypes may differ), else 0. Errors
+ * only when one of them is missing. */
+int e2w_st_same_values(const e2w_st *st, const char *a, const char *b,
+                       int *same, char *err, size_t errlen);
 
 /* ---- writing ---- */
 

@@ -602,5 +602,56 @@ int e2w_st_read_f32(const e2w_st *st, const char *name, int ndim,
         }
         break;
     }
+    /* A NaN or Inf weight only shows later as a nan loss: refuse it here,
+     * naming the tensor (exponent bits all ones is Inf or NaN in fp32). */
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, dst + i, 4);
+        if ((bits & 0x7f800000u) == 0x7f800000u)
+            return e2_errf(err, errlen, "%s: tensor %s holds a non-finite value "
+                           "(%s at element %llu): the weights are corrupt or "
+                           "diverged", t->info.file, name,
+                           (bits & 0x007fffffu) ? "NaN"
+                           : (bits >> 31)       ? "-Inf"
+                                                : "Inf",
+                           (unsigned long long)i);
+    }
+    return 0;
+}
+
+/* Element i of t as fp32 (exact for every stored dtype). */
+static float e2w__elem(const e2w_st *st, const e2w__tensor *t, uint64_t i) {
+    const uint8_t *src = st->files[t->file].data + t->begin;
+    uint16_t h;
+    float f;
+    switch (t->info.dtype) {
+    case E2W_DT_BF16:
+        memcpy(&h, src + 2 * i, 2);
+        return e2w_bf16_to_f32(h);
+    case E2W_DT_F16:
+        memcpy(&h, src + 2 * i, 2);
+        return e2w_f16_to_f32(h);
+    case E2W_DT_F32:
+    default:
+        memcpy(&f, src + 4 * i, 4);
+        return f;
+    }
+}
+
+int e2w_st_same_values(const e2w_st *st, const char *a, const char *b,
+                       int *same, char *err, size_t errlen) {
+    const e2w__tensor *ta = e2w__find(st, a), *tb = e2w__find(st, b);
+    *same = 0;
+    if (ta == NULL || tb == NULL)
+        return e2_errf(err, errlen, "%s: no tensor named %s", st->path,
+                       ta == NULL ? a : b);
+    if (ta->info.ndim != tb->info.ndim) return 0;
+    for (int d = 0; d < ta->info.ndim; d++)
+        if (ta->info.shape[d] != tb->info.shape[d]) return 0;
+    for (uint64_t i = 0; i < ta->info.numel; i++) {
+        float x = e2w__elem(st, ta, i), y = e2w__elem(st, tb, i);
+        if (memcmp(&x, &y, 4) != 0) return 0;
+    }
+    *same = 1;
     return 0;
 }

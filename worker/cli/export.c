@@ -1,7 +1,10 @@
 /* export.c -- `e2worker export --checkpoint DIR --window L' --out DIR`:
  * a Hugging Face model that serves window L' = g L (e2-method.md section
- * 4): the checkpoint's weights unchanged, config.json with rope_scaling
- * linear, factor g = L'/L, and max_position_embeddings L'. */
+ * 4): the checkpoint's weights unchanged, its config.json kept field for
+ * field but for rope_scaling linear, factor g = L'/L, and
+ * max_position_embeddings L'. rope_scaling is written in the two-key form
+ * {"type", "factor"} that transformers 4.31 to 5.x all load, or with
+ * --rope-scaling modern as {"rope_type", "factor"} (4.43 on). */
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +16,7 @@
 int cli_export(int argc, char **argv, char *err, size_t errlen) {
     const char *ckpt = NULL, *out = NULL;
     long window = 0;
+    int form = E2W_ROPE_SCALING_LEGACY;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--checkpoint") == 0 && v) ckpt = argv[++i];
@@ -20,13 +24,22 @@ int cli_export(int argc, char **argv, char *err, size_t errlen) {
         else if (strcmp(a, "--window") == 0) {
             if (cli_parse_long("--window", v, 1, 1L << 30, &window, err, errlen) < 0) return 1;
             i++;
+        } else if (strcmp(a, "--rope-scaling") == 0) {
+            if (v != NULL && strcmp(v, "legacy") == 0) form = E2W_ROPE_SCALING_LEGACY;
+            else if (v != NULL && strcmp(v, "modern") == 0) form = E2W_ROPE_SCALING_MODERN;
+            else {
+                e2_errf(err, errlen, "export: --rope-scaling must be legacy (loads in every "
+                        "transformers from 4.31 on) or modern (4.43 on) (got %s)", v ? v : "nothing");
+                return 1;
+            }
+            i++;
         } else {
-            e2_errf(err, errlen, "export: unexpected argument '%s' (usage: e2worker export --checkpoint DIR --window L' --out DIR)", a);
+            e2_errf(err, errlen, "export: unexpected argument '%s' (see e2worker export --help)", a);
             return 1;
         }
     }
     if (ckpt == NULL || out == NULL || window == 0) {
-        e2_errf(err, errlen, "export: --checkpoint, --window and --out are required");
+        e2_errf(err, errlen, "export: --checkpoint, --window and --out are required (see e2worker export --help)");
         return 1;
     }
     E2__V1__LlamaConfig cfg = E2__V1__LLAMA_CONFIG__INIT;
@@ -47,6 +60,8 @@ int cli_export(int argc, char **argv, char *err, size_t errlen) {
         goto done;
     meta.rope_scale = (double)window / (double)mc.max_pos;
     meta.max_position = (uint32_t)window;
+    meta.rope_scaling_form = form;
+    meta.source = ckpt; /* every other field of the checkpoint's config kept */
     if (e2w_hf_config_write(out, &cfg, &meta, err, errlen) < 0) goto done;
     printf("exported %s -> %s: window %ld, rope_scaling linear factor %g\n", ckpt, out, window,
            meta.rope_scale);

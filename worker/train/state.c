@@ -99,8 +99,23 @@ int train_state_write(const e2w_train *t, const char *dir, char *err,
     }
     E2__V1__LlamaConfig cfg = E2__V1__LLAMA_CONFIG__INIT;
     e2w_model_config_to_proto(&m->cfg, &cfg);
+    /* A model from model.hf_dir keeps its config.json field for field
+     * (token ids, eps as written, rope_scaling, unknown keys). Should the
+     * source have gone, the checkpoint still gets e2's own config. */
+    e2w_hf_meta meta;
+    e2w_hf_meta_init(&meta);
+    const char *src = t->spec->model->hf_dir;
+    E2__V1__LlamaConfig src_cfg;
+    char why[E2_ERRLEN];
+    if (src != NULL && src[0] != '\0') {
+        if (e2w_hf_config_read(src, &src_cfg, &meta, why, sizeof why) == 0)
+            meta.source = src;
+        else
+            fprintf(stderr, "e2worker: checkpoint %s: config.json without the source's extra "
+                    "fields: %s\n", dir, why);
+    }
     if (e2w_model_save_hf(m, dir, 0, 0, err, errlen) < 0 ||
-        e2w_hf_config_write(dir, &cfg, NULL, err, errlen) < 0)
+        e2w_hf_config_write(dir, &cfg, &meta, err, errlen) < 0)
         goto done;
     if ((w = e2w_ts_writer_new()) == NULL) {
         e2_errf(err, errlen, "checkpoint: out of memory");
