@@ -57,7 +57,7 @@ fail() {
 }
 
 start_e2d() {
-    "$E2D" --state-dir "$TMP/state" --listen "$SOCK" --heartbeat-timeout "${HB_TIMEOUT:-10}" >>e2d.log 2>&1 &
+    "$E2D" --state-dir "$TMP/state" --listen "$SOCK" --heartbeat-timeout "${HB_TIMEOUT:-10}" ${E2D_EXTRA:-} >>e2d.log 2>&1 &
     E2D_PID=$!
     i=0
     while [ ! -S "$TMP/e2d.sock" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
@@ -103,6 +103,9 @@ EOF
 
 make_data
 [ "$CASE" = rank_dies ] && HB_TIMEOUT=3
+# e2d's own memory check (cpu-mem) would refuse that job at submit; this
+# case is about the worker finding out.
+[ "$CASE" = model_too_big_user_error ] && E2D_EXTRA="--cpu-mem 1000000"
 start_e2d
 case $CASE in
 user_error | bad_shard_user_error | bad_eval_shard_before_training | model_too_big_user_error) ;;
@@ -282,11 +285,12 @@ bad_eval_shard_before_training)
     ;;
 model_too_big_user_error)
     write_spec 6 0
-    # ~900 TB of parameters: the allocation fails at once.
+    # ~60 TB of parameters (under e2d's --cpu-mem above): the worker's
+    # allocation fails at once.
     $PY - <<'PYEOF' || fail "spec"
 import json
 s = json.load(open("spec.json"))
-s["model"]["config"].update(hidden_size=65536, num_hidden_layers=1024, num_attention_heads=512,
+s["model"]["config"].update(hidden_size=65536, num_hidden_layers=64, num_attention_heads=512,
                             num_key_value_heads=512, intermediate_size=1048576)
 json.dump(s, open("spec.json", "w"))
 PYEOF
