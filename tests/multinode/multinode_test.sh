@@ -2,16 +2,17 @@
 # multinode_test.sh -- e2d, three agent hosts and Gloo across a network, on
 # one machine: every "host" is a network namespace of its own.
 #
-#   e2d       namespace e2mn-<id>-d    eth0 10.251.7.1/24
-#   host-N    namespace e2mn-<id>-hN   eth0 10.251.7.1N/24   (N = 1, 2, 3)
-#   switch    namespace e2mn-<id>-br   bridge br0 joining the peers p-d, p-hN
+#   e2d       namespace e2mn-<pid>-<id>-d    eth0 10.251.7.1/24
+#   host-N    namespace e2mn-<pid>-<id>-hN   eth0 10.251.7.1N/24  (N = 1, 2, 3)
+#   switch    namespace e2mn-<pid>-<id>-br   bridge br0 joining peers p-d, p-hN
 #
-# The namespaces, veth pairs and the bridge are this run's own (a random
-# <id>); nothing is added to the root namespace, and the addresses exist
-# only inside these namespaces, so no packet leaves the machine. e2d
-# listens on TCP with TLS (a CA and certificates made here with openssl)
-# and bearer tokens; each host runs `e2worker --coordinator` with its own
-# worker token, and a job's ranks talk Gloo over the hosts' eth0.
+# The namespaces, veth pairs and the bridge are this run's own (its pid
+# and a random <id>); nothing is added to the root namespace, and the
+# addresses exist only inside these namespaces, so no packet leaves the
+# machine. e2d listens on TCP with TLS (a CA and certificates made here
+# with openssl) and bearer tokens; each host runs `e2worker --coordinator`
+# with its own worker token, and a job's ranks talk Gloo over the hosts'
+# eth0.
 # A host "drops off the network" when its switch port goes down
 # (`ip link set p-h3 down` in the switch namespace: its cable is pulled).
 #
@@ -52,8 +53,18 @@ if [ "$(id -u)" != 0 ]; then
 fi
 command -v ip >/dev/null || { echo "FAIL ($CASE): 'ip' (iproute2) not found" >&2; exit 1; }
 
+# A run killed outright (SIGKILL: ctest's timeout) could not clean up;
+# its namespaces carry its shell's pid and go once that pid is gone.
+for ns in $(ip netns list 2>/dev/null | sed -n 's/^\(e2mn-[0-9]*-[0-9a-f]*-[a-z0-9]*\).*/\1/p'); do
+    pid=${ns#e2mn-}
+    pid=${pid%%-*}
+    kill -0 "$pid" 2>/dev/null && continue
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+done
+
 ID=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
-P=e2mn-$ID
+P=e2mn-$$-$ID
 NSB=$P-br NSD=$P-d
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/e2-multinode-XXXXXX")
 PIDS=
