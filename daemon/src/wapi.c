@@ -263,6 +263,8 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
             w->row.rank = (int)p->rank;
             w->draining = 1;
         }
+        e2d_log("worker %s: heartbeat again after being lost%s", w->row.id,
+                w->draining ? "; stopping the rank it still runs" : "");
         sched_worker_save(srv, w);
         srv->sched_pending = 1;
     }
