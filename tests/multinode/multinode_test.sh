@@ -253,6 +253,7 @@ host_lost_detected_and_resumed_on_survivors)
 host_link_restored_rejoins)
     ip -n "$NSB" link set p-h3 up || fail "link up"
     wait_until 30 worker_not host-3 WORKER_STATE_LOST || fail "host-3 did not come back: $(ctl workers --all)"
+    grep -q "worker .*: heartbeat again after being lost" e2d.log || fail "e2d's log does not say host-3 is back"
     wait_until 150 state_is "$j" JOB_STATE_SUCCEEDED || fail "the job did not succeed: $(ctl status "$j")"
     [ "$(job_field "$j" "j['restarts']")" = 1 ] || fail "expected one restart: $(ctl status "$j")"
     events "$j" | grep -q "resuming from checkpoint step $last$" ||
