@@ -11,7 +11,7 @@ PKGS="build-essential cmake pkg-config git python3
 libopenblas-dev libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
 libprotobuf-dev protobuf-compiler libuv1-dev libsqlite3-dev libjansson-dev
 libgloo-dev python3-grpcio python3-protobuf python3-numpy python3-matplotlib
-libsystemd-dev libmicrohttpd-dev libssl-dev openssl fortunes systemd"
+libsystemd-dev libmicrohttpd-dev libssl-dev openssl fortunes systemd iproute2"
 
 # Test-only: headless Chromium for the status-page test (tests/http);
 # venv + pip for the throwaway transformers venvs (tests/compat) and the

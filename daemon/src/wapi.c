@@ -385,8 +385,20 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
     w->seen_ms = e2d_mono_ms();
     w->seen_wall_ms = e2d_now_ms();
     if (w->row.state == WS_LOST) {
-        /* Back after being declared lost: its attempt has ended. */
+        /* Back after being declared lost: its attempt has ended. One that
+         * still runs that rank drains it first (the Abort below; IDLE once
+         * it reports the rank done or itself idle), as at RegisterWorker:
+         * given a new rank now, it would never start it. */
         w->row.state = WS_IDLE;
+        if (p && p->job_id) {
+            w->row.state = WS_BUSY;
+            snprintf(w->row.job, sizeof w->row.job, "%s", p->job_id);
+            w->row.attempt = (int)p->attempt;
+            w->row.rank = (int)p->rank;
+            w->draining = 1;
+        }
+        e2d_log("worker %s: heartbeat again after being lost%s", w->row.id,
+                w->draining ? "; stopping the rank it still runs" : "");
         sched_worker_save(srv, w);
         srv->sched_pending = 1;
     }
