@@ -307,13 +307,14 @@ int e2w_hf_config_write(const char *dir, const E2__V1__LlamaConfig *cfg,
         json_object_set_new(o, "bos_token_id", json_integer(meta->bos_token_id));
     if (meta->eos_token_id >= 0)
         json_object_set_new(o, "eos_token_id", json_integer(meta->eos_token_id));
+    const char *rtype = meta->rope_type ? meta->rope_type : "linear";
     if (g > 1.0 && meta->legacy_rope_scaling)
         json_object_set_new(o, "rope_scaling", json_pack("{s:s, s:f}", "type",
-                            "linear", "factor", g));
+                            rtype, "factor", g));
     else if (g > 1.0)
         json_object_set_new(o, "rope_scaling",
-                            json_pack("{s:s, s:s, s:f}", "rope_type", "linear",
-                                      "type", "linear", "factor", g));
+                            json_pack("{s:s, s:s, s:f}", "rope_type", rtype,
+                                      "type", rtype, "factor", g));
     else
         json_object_set_new(o, "rope_scaling", json_null());
     json_object_set_new(o, "use_cache", json_true());

@@ -59,6 +59,10 @@ typedef struct {
      * {"type", "factor"}, for transformers 4.31-4.42, which insist on
      * exactly those two keys. */
     int legacy_rope_scaling;
+    /* Write only: the rope_scaling type written when rope_scale > 1; NULL
+     * = "linear". Set from a position scheme's export
+     * (common/pos, e2_pos_hf_rope_scaling). */
+    const char *rope_type;
 } e2w_hf_meta;
 
 /* rope_scale 1, max_position 0, ids -1, torch_dtype "", legacy 0. */
