@@ -6,6 +6,7 @@ docs/results/science.json (driver.py: gates, fine-tunes, evaluations).
 Every number in the page is read from those files.
   make_docs.py [--curve JSON] [--results JSON] [--out docs/results.md]"""
 import argparse
+import glob
 import json
 import os
 
@@ -15,10 +16,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
-def curve_section(c):
+def curve_section(c, name):
     cfg = c["config"]
     L = cfg["L"]
-    o = ["## The base model's learning curve (gate measurements)\n",
+    o = [f"## A base model's learning curve (gate measurements; `{name}`)\n",
          f"Command: `{c.get('command', 'examples/e2-science/curve.py')}`; pretraining took "
          f"{c['train_seconds'] / 60:.1f} min on `{c.get('host', '?')}`"
          f"{' (' + c['cpu'] + ')' if c.get('cpu') else ''}.\n",
@@ -41,16 +42,18 @@ def curve_section(c):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--curve", default=os.path.join(ROOT, "docs/results/science_curve.json"))
+    ap.add_argument("--curve", action="append",
+                    help="curve.py JSON (repeatable; default docs/results/science_curve*.json)")
     ap.add_argument("--results", default=os.path.join(ROOT, "docs/results/science.json"))
     ap.add_argument("--intro", default=os.path.join(HERE, "results_intro.md"))
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/results.md"))
     a = ap.parse_args()
     with open(a.intro) as f:
         parts = [f.read()]
-    if os.path.exists(a.curve):
-        with open(a.curve) as f:
-            parts.append(curve_section(json.load(f)))
+    curves = a.curve or sorted(glob.glob(os.path.join(ROOT, "docs/results/science_curve*.json")))
+    for path in curves:
+        with open(path) as f:
+            parts.append(curve_section(json.load(f), os.path.relpath(path, ROOT)))
     if os.path.exists(a.results):
         with open(a.results) as f:
             res = json.load(f)

@@ -111,14 +111,19 @@ def render(res):
                 sp = "yes" if len(dp) > 1 and (all(x < 0 for x in dp) or all(x > 0 for x in dp)) else "no"
                 sa = "yes" if len(da) > 1 and (all(x < 0 for x in da) or all(x > 0 for x in da)) else "no"
                 o.append(f"| `{key}` | {w // L}× | {ms(dp, '{:+.3f}')} | {sp} | {ms(da, '{:+.1f}')} | {sa} |")
-                if sa == "yes":
+                if sa == "yes" and g["retrieval"]:
                     claims.append(f"at {w // L}× L, E² {'retrieves better' if da[0] > 0 else 'retrieves worse'} than "
                                   f"`{key}` in all {len(da)} seeds ({ms(da, '{:+.1f}')} points)")
-                if sp == "yes":
+                if sp == "yes" and g["perplexity"]:
                     claims.append(f"at {w // L}× L, E² has {'lower' if dp[0] < 0 else 'higher'} perplexity than "
                                   f"`{key}` in all {len(dp)} seeds ({ms(dp, '{:+.3f}')})")
         o.append("")
         o.append("### What all seeds agree on\n")
+        if not g["retrieval"]:
+            o.append("(No retrieval claims: the base failed the retrieval gate, so passkey differences are noise "
+                     "around chance.)\n")
+        if not g["perplexity"]:
+            o.append("(No perplexity claims: the base failed the perplexity gate.)\n")
         o.extend(f"* {c}" for c in claims) if claims else o.append("* nothing: no difference has one sign in every seed.")
         o.append("")
     return "\n".join(o) + "\n"
