@@ -13,7 +13,8 @@ def ms(xs, fmt="{:.2f}"):
         return "—"
     if len(xs) == 1:
         return fmt.format(xs[0])
-    return f"{fmt.format(statistics.mean(xs))} ± {fmt.format(statistics.stdev(xs))}"
+    sd = fmt.replace("+", "").format(statistics.stdev(xs))
+    return f"{fmt.format(statistics.mean(xs))} ± {sd}"
 
 
 def acc(row):
@@ -68,6 +69,25 @@ def render(res):
                 xs = [fn(r) for _, rows in runs for r in rows if r["window"] == w]
                 cells.append(ms(xs, fmt))
             o.append(f"| {label} (`{key}`, n={len(runs)}) | " + " | ".join(cells) + " |")
+        o.append("")
+    # Context use beyond L: does a longer window ever beat the control at L?
+    if "none" in A:
+        ref = statistics.mean(r["perplexity"] for _, rows in A["none"][1] for r in rows if r["window"] == L)
+        o.append("### Does any method turn context beyond L into lower perplexity?\n")
+        o.append(f"Each arm's lowest mean perplexity at a window above L, against the control's at L "
+                 f"({ref:.3f}); below it means the arm used the extra context.\n")
+        o.append("| method | best window > L | its perplexity | minus control at L |")
+        o.append("|---|---|---|---|")
+        for key, (label, runs) in A.items():
+            best = None
+            for w in wins:
+                if w <= L:
+                    continue
+                xs = [r["perplexity"] for _, rows in runs for r in rows if r["window"] == w]
+                if xs and (best is None or statistics.mean(xs) < best[1]):
+                    best = (w, statistics.mean(xs))
+            if best:
+                o.append(f"| `{key}` | {best[0] // L}× | {best[1]:.3f} | {best[1] - ref:+.3f} |")
         o.append("")
     # Depth buckets.
     o.append("### Passkey exact match by depth bucket (%, mean over seeds)\n")
