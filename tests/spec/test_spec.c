@@ -328,6 +328,7 @@ static int case_validate_ranges(void) {
         {"data.train_shards", "", "spec.data.train_shards is required"},
         {"data.eval_shards", "a,,b", "spec.data.eval_shards[1] must be a non-empty path"},
         {"augment.method", "yarn", "spec.augment.method must be one of \"e2\", \"pi\", \"pose\", \"none\", \"ntk\" (got \"yarn\")"},
+        {"eval.rope_scheme", "yarn", "spec.eval.rope_scheme must be one of e2, pi, pose, none, ntk (got \"yarn\")"},
         {"augment.g_max", "0", "spec.augment.g_max must be in [1, 1024] (got 0)"},
         {"augment.g_max", "2000", "spec.augment.g_max must be in [1, 1024] (got 2000)"},
         {"augment.g_weights", "1,2,3", "spec.augment.g_weights must have g_max (4) entries, one per g in 1..4 (got 3)"},
