@@ -7,8 +7,10 @@
 #   4. submits a small E² job with e2ctl and follows it: a tiny Llama trained
 #      at window L = 128 with random RoPE scale g in {1..8} and offset t per
 #      sample, 4 attention sinks;
-#   5. prints the evaluation table: perplexity at 1x, 4x and 8x the training
-#      window, each with g = L'/L, from the one set of weights.
+#   5. trains a control beside it (the same job with no augmentation: same
+#      data, steps and tokens) and prints both evaluation tables: perplexity
+#      at 1x, 4x and 8x the training window, each with g = L'/L, from one
+#      set of weights per job.
 # Everything lands in $E2_QUICKSTART_DIR (default ./e2-quickstart); run it
 # again and it starts a fresh job. Takes a few minutes on 2 cores.
 set -eu
@@ -56,8 +58,8 @@ cat >"$work/job.json" <<'JSON'
 }
 JSON
 
-echo "quickstart: starting e2d with 1 local CPU worker (state in $E2_STATE_DIR)"
-"$E2D" --local-workers 1 --worker-bin "$E2W" >"$work/e2d.log" 2>&1 &
+echo "quickstart: starting e2d with 2 local CPU workers (state in $E2_STATE_DIR)"
+"$E2D" --local-workers 2 --worker-bin "$E2W" >"$work/e2d.log" 2>&1 &
 e2d=$!
 trap 'kill -TERM $e2d 2>/dev/null; wait $e2d 2>/dev/null' EXIT INT TERM
 i=0
@@ -71,12 +73,25 @@ until [ -S "$E2_STATE_DIR/e2d.sock" ]; do
     sleep 0.1
 done
 
+# The control: the same job without augmentation (g = 1, t = 0, no sinks).
+"$E2CTL" submit "$work/job.json" --set train.steps="$steps" --set name=quickstart-control \
+    --set augment.method=none --set augment.n_sink=0 >/dev/null
 "$E2CTL" submit "$work/job.json" --set train.steps="$steps" --wait
-job=$("$E2CTL" list --json | /usr/bin/python3 -c \
-    'import json,sys; print(json.load(sys.stdin)["jobs"][0]["id"])')
+ids=$("$E2CTL" list --json | /usr/bin/python3 -c '
+import json, sys
+jobs = json.load(sys.stdin)["jobs"]
+name = lambda j: j.get("name") or j.get("spec", {}).get("name", "")
+by = {name(j): j["id"] for j in jobs}
+print(by["quickstart-e2"], by["quickstart-control"])')
+job=${ids% *}
+control=${ids#* }
+"$E2CTL" watch "$control" >/dev/null
 echo
-echo "quickstart: $job evaluation, one set of weights, g = L'/L (L = 128):"
+echo "quickstart: $job (E²) evaluation, one set of weights, g = L'/L (L = 128):"
 "$E2CTL" eval "$job"
 echo
-echo "quickstart: job directory $E2_STATE_DIR/jobs/$job"
+echo "quickstart: $control (control: same steps and tokens, no augmentation), g = L'/L:"
+"$E2CTL" eval "$control"
+echo
+echo "quickstart: job directories $E2_STATE_DIR/jobs/$job and .../$control"
 echo "  (checkpoints/, metrics.jsonl, eval.json; e2ctl status $job for more)"

@@ -45,19 +45,36 @@ extern "C" {
 
 typedef enum { K_F32 = 0, K_BF16 = 1 } k_dtype;
 
-/* RoPE positions for one batch, per e2-method.md sections 2-3.
+/* RoPE positions for one batch, per e2-method.md sections 2-3 and 6.
  * Sequence b, token m (0-based within the sequence) gets the position
- *     pos = m / g[b]             for m <  n_sink
- *     pos = (m + t[b]) / g[b]    for m >= n_sink
- * and channel pair (j, j + D/2) (rotate_half) is rotated by pos * theta_j,
+ *     pos = m / g[b]                           for m <  n_sink
+ *     pos = (m + t[b] + skip_b(m)) / g[b]      for m >= n_sink
+ * where skip_b(m) is 0 without chunks (n_chunks = 0) and otherwise the skip
+ * bias of the last chunk c of sequence b whose first token is <= m (PoSE's
+ * skip-wise positions: chunks[(b * n_chunks + c) * 2] is the first token of
+ * chunk c, chunks[... + 1] its skip bias >= 0; 0 if no chunk starts <= m).
+ * Channel pair (j, j + D/2) (rotate_half) is rotated by pos * theta_j,
  * theta_j = theta^(-2j / D). The angle is computed from pos in fp32 or better
  * (CPU: double), never from an integer table. */
+#define K_ROPE_MAX_CHUNKS 4
 typedef struct {
     float theta;      /* rope_theta, e.g. 10000 */
     int n_sink;       /* leading tokens that keep offset 0 */
     const float *g;   /* (B) scale, g >= 1 */
     const int32_t *t; /* (B) offset in raw token units, t >= 0 */
+    int n_chunks;     /* 0..K_ROPE_MAX_CHUNKS; 0 = no skip biases */
+    const int32_t *chunks; /* (B, n_chunks, 2) first token, skip bias; NULL if n_chunks = 0 */
 } k_rope;
+
+/* skip_b(m) of the comment above (host reference, used by the backends). */
+static inline int32_t k_rope_skip(const k_rope *r, int b, int m) {
+    int32_t s = 0;
+    for (int c = 0; c < r->n_chunks; c++) {
+        const int32_t *e = r->chunks + ((size_t)b * (size_t)r->n_chunks + (size_t)c) * 2;
+        if (e[0] <= m) s = e[1];
+    }
+    return s;
+}
 
 /* AdamW hyper-parameters for one update (decoupled weight decay, bias
  * correction with the 1-based step). */

@@ -95,7 +95,7 @@ static void ba_bwd(const ba_bufs *b) {
 static void ba_rope(const ba_bufs *b) {
     static const float g = 4.0f;
     static const int32_t t = 1000;
-    k_rope r = {10000.0f, 4, &g, &t};
+    k_rope r = {10000.0f, 4, &g, &t, 0, NULL};
     k_cpu()->rope_fwd(b->qkv, 1, b->T, b->H + b->KVH, b->D,
                       (b->H + 2 * b->KVH) * b->D, &r);
 }

@@ -5,6 +5,7 @@
  * (`spec.augment.g_max must be in [1, 1024] (got 0)`). */
 #include "spec.h"
 #include "pbjson.h"
+#include "scheme.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -590,8 +591,10 @@ static int vmodel(vctx *v, const E2__V1__ModelSpec *m) {
 }
 
 static int vaugment(vctx *v, const E2__V1__AugmentSpec *a) {
-    static const char *const methods[] = {"e2", "pi", "pose", "none", NULL};
     static const char *const grans[] = {"per_sample", "per_step", NULL};
+    const char *methods[E2_POS_N + 1];
+    for (int i = 0; i < E2_POS_N; i++) methods[i] = e2_pos_schemes[i]->name;
+    methods[E2_POS_N] = NULL;
     TRY(vstr_one_of(v, "spec.augment.method", a->method, methods));
     TRY(vu32(v, "spec.augment.g_max", a->g_max, 1, E2_SPEC_G_MAX_LIMIT));
     if (a->n_g_weights != 0) {
@@ -619,6 +622,8 @@ static int vaugment(vctx *v, const E2__V1__AugmentSpec *a) {
             return vfail(v, "spec.augment: the largest interpolated window g * original_window (%g * %u) must "
                             "be below 2^31", gmax, a->original_window);
     }
+    const e2_pos_scheme *sch = e2_pos_scheme_find(a->method, NULL);
+    if (sch && sch->check && sch->check(a, v->err, v->errlen) < 0) return -EINVAL;
     return 0;
 }
 
@@ -681,6 +686,7 @@ static int veval(vctx *v, const E2__V1__EvalSpec *e, uint32_t vocab) {
     }
     if (e->has_stride) TRY(vu32(v, "spec.eval.stride", e->stride, 1, e->n_windows ? min_window : (1u << 24)));
     TRY(vu32(v, "spec.eval.max_tokens", e->max_tokens, 1, (uint32_t)INT32_MAX));
+    if (e->has_score_from) TRY(vu32(v, "spec.eval.score_from", e->score_from, 0, (uint32_t)INT32_MAX));
     TRY(vu32(v, "spec.eval.passkey_trials", e->passkey_trials, 0, 100000));
     TRY(vu32(v, "spec.eval.passkey_digits", e->passkey_digits, 1, 18));
     TRY(vu32(v, "spec.eval.passkey_depth_buckets", e->passkey_depth_buckets, 1,
@@ -693,6 +699,11 @@ static int veval(vctx *v, const E2__V1__EvalSpec *e, uint32_t vocab) {
         return vfail(v, "spec.eval.digit_tokens must be empty or hold ten ids for '0'..'9' (got %zu)",
                      e->n_digit_tokens);
     TRY(vtokens(v, "spec.eval.digit_tokens", e->digit_tokens, e->n_digit_tokens, vocab));
+    if (e->rope_scheme && e->rope_scheme[0] && !e2_pos_scheme_find(e->rope_scheme, NULL))
+        return vfail(v, "spec.eval.rope_scheme must be one of %s (got \"%s\")", e2_pos_scheme_names(),
+                     e->rope_scheme);
+    TRY(vtokens(v, "spec.eval.key_pre_tokens", e->key_pre_tokens, e->n_key_pre_tokens, vocab));
+    TRY(vtokens(v, "spec.eval.key_post_tokens", e->key_post_tokens, e->n_key_post_tokens, vocab));
     return 0;
 }
 

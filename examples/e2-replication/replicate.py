@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """replicate.py -- a small-scale replication of E²-LLM (arXiv 2401.06951)
 with e2worker: pretrain a byte-level Llama at a short window L, fine-tune it
-the same way with E², PI, PoSE-style, PI at its target length and no
-augmentation, then evaluate every model at 1x..16x L (perplexity on
+the same way with E², PI, PoSE (chunked skip positions), PI at its target
+length and no augmentation, then evaluate every model at 1x..16x L (perplexity on
 held-out prose, passkey retrieval by window and depth) and write a markdown
 table and PNG plots.
 
@@ -55,16 +55,17 @@ MODES = {
 METHODS = [
     ("e2", "E² (g_max 20, 4 sinks)", {"method": "e2", "g_max": 20, "n_sink": 4}, 1),
     ("pi", "PI g=8 at R=L", {"method": "pi", "fixed_g": 8, "n_sink": 0}, 1),
-    ("pose", "PoSE-style g=8 at R=L", {"method": "pose", "fixed_g": 8, "n_sink": 0}, 1),
+    ("pose", "PoSE, 2 chunks, target 8L", {"method": "pose", "pose_chunks": 2, "n_sink": 0}, 1),
     ("pi_long", "PI g=8 at R=8L", {"method": "pi", "fixed_g": 8, "n_sink": 0}, 8),
     ("none", "no augmentation (control)", {"method": "none", "n_sink": 0}, 1),
 ]
 # Ablations of E² (--ablations). "no offset" is E² with
 # augment.random_offset = false (g drawn as in E², t = 0); "no scale" is
-# E² with one g (PoSE-style g = 8 with the 4 sinks).
+# E² with one g (g_weights all on g = 8; random t, the 4 sinks).
 ABLATIONS = [
     ("e2_no_offset", "E² without offset aug.", {"method": "e2", "g_max": 20, "n_sink": 4, "random_offset": False}, 1),
-    ("e2_no_scale", "E² without scale aug. (g=8)", {"method": "pose", "fixed_g": 8, "n_sink": 4}, 1),
+    ("e2_no_scale", "E² without scale aug. (g=8)",
+     {"method": "e2", "g_max": 8, "g_weights": [0] * 7 + [1], "n_sink": 4}, 1),
     ("e2_no_sink", "E² with n_sink = 0", {"method": "e2", "g_max": 20, "n_sink": 0}, 1),
 ]
 

@@ -1,7 +1,7 @@
 /* rope.c -- E² rotary position embedding, in place on a strided tensor.
  *
  * Token m of sequence b sits at pos = m / g[b] (m < n_sink) or
- * (m + t[b]) / g[b], and channel pair (j, j + D/2) of every head turns by
+ * (m + t[b] + skip_b(m)) / g[b] (skip_b: PoSE chunk biases, k.h), and channel pair (j, j + D/2) of every head turns by
  * pos * theta^(-2j/D) (rotate_half pairing, as Hugging Face Llama).
  *
  * Angles are exact in double without D/2 sincos per row: a work unit is a
@@ -36,6 +36,7 @@ static void kcpu_rope_apply(float *x,          /* (B*T rows, row_stride) */
         int m0 = (u % blocks) * KCPU_ROPE_ROWS;
         int m1 = m0 + KCPU_ROPE_ROWS < T ? m0 + KCPU_ROPE_ROWS : T;
         double g = (double)r->g[b], t = (double)r->t[b];
+        int32_t skip0 = m0 > 0 ? k_rope_skip(r, b, m0 - 1) : 0;
         for (int j0 = 0; j0 < half; j0 += KCPU_ROPE_PAIRS) {
             int nj = half - j0 < KCPU_ROPE_PAIRS ? half - j0 : KCPU_ROPE_PAIRS;
             double freq[KCPU_ROPE_PAIRS], c[KCPU_ROPE_PAIRS], s[KCPU_ROPE_PAIRS];
@@ -46,15 +47,19 @@ static void kcpu_rope_apply(float *x,          /* (B*T rows, row_stride) */
                 step_c[j] = cos(freq[j] / g);
                 step_s[j] = dir * sin(freq[j] / g);
             }
+            int32_t skip = skip0;
             for (int m = m0; m < m1; m++) {
-                if (m == m0 || m <= r->n_sink) {
-                    /* First row of the block, a sink, or the first token
-                     * after the sinks (where pos jumps by t / g). */
-                    double pos = ((double)m + (m < r->n_sink ? 0.0 : t)) / g;
+                int32_t sk = r->n_chunks ? k_rope_skip(r, b, m) : 0;
+                if (m == m0 || m <= r->n_sink || sk != skip) {
+                    /* First row of the block, a sink, the first token
+                     * after the sinks (where pos jumps by t / g), or the
+                     * first token of a chunk with a new skip bias. */
+                    double pos = ((double)m + (m < r->n_sink ? 0.0 : t + (double)sk)) / g;
                     for (int j = 0; j < nj; j++) {
                         c[j] = cos(pos * freq[j]);
                         s[j] = dir * sin(pos * freq[j]);
                     }
+                    skip = sk;
                 } else {
 #pragma omp simd
                     for (int j = 0; j < nj; j++) {

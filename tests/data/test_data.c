@@ -408,12 +408,8 @@ static int case_aug_t_range(void) {
     double chi = 0, expect = n4 / 161.0;
     for (int t = 0; t <= 160; t++) chi += (tc[t] - expect) * (tc[t] - expect) / expect;
     CHECK(chi < 221.4);
-    /* Fractional fixed g (pose): t_max = floor(g L) - R. */
-    e2w_aug p;
-    e2w_aug_config pc = aug_cfg(E2W_AUG_POSE, 1, L, R);
-    pc.fixed_g = 2.5;
-    CHECK(e2w_aug_init(&p, &pc, err, sizeof err) == 0);
-    CHECK(e2w_aug_t_max(&p, 2.5f) == 160 - 96);
+    /* Fractional g: t_max = floor(g L) - R. */
+    CHECK(e2w_aug_t_max(&a, 2.5f) == 160 - 96);
     return 0;
 }
 
@@ -514,21 +510,15 @@ static int case_aug_methods(void) {
         e2w_aug_draw(&a, 1, i, i, &g, &t);
         CHECK(g == 8.0f && t == 0);
     }
-    c.method = E2W_AUG_POSE;
-    CHECK(e2w_aug_init(&a, &c, err, sizeof err) == 0);
-    int nonzero = 0, top = 0;
-    for (uint64_t i = 0; i < 10000; i++) {
-        e2w_aug_draw(&a, 1, i, i, &g, &t);
-        CHECK(g == 8.0f && t >= 0 && t <= 8 * 128 - 256);
-        nonzero += t != 0;
-        top += t == 8 * 128 - 256;
-    }
-    CHECK(nonzero > 9900 && top > 0);
-    c.method = E2W_AUG_NONE;
-    CHECK(e2w_aug_init(&a, &c, err, sizeof err) == 0);
-    for (uint64_t i = 0; i < 500; i++) {
-        e2w_aug_draw(&a, 1, i, i, &g, &t);
-        CHECK(g == 1.0f && t == 0);
+    /* none, and ntk (inference-only: it trains as none). */
+    for (int mth = 0; mth < 2; mth++) {
+        c.method = mth ? E2W_AUG_NTK : E2W_AUG_NONE;
+        CHECK(e2w_aug_init(&a, &c, err, sizeof err) == 0);
+        for (uint64_t i = 0; i < 500; i++) {
+            e2_pos_draw d;
+            e2w_aug_draw_pos(&a, 1, i, i, &d);
+            CHECK(d.g == 1.0f && d.t == 0 && d.n_chunks == 0);
+        }
     }
     /* g_max = 1 with R >= L: E² degenerates to no augmentation. */
     c = aug_cfg(E2W_AUG_E2, 1, L, R);
@@ -581,7 +571,7 @@ static int case_aug_init_errors(void) {
     CHECK(a.cfg.g_max == 20 && a.uniform && a.cfg.original_window == 4096);
     s.method = "yarn";
     CHECK(e2w_aug_init_spec(&a, &s, err, sizeof err) != 0);
-    CHECK_MSG(err, "augment.method must be one of e2, pi, pose, none (got \"yarn\")");
+    CHECK_MSG(err, "augment.method must be one of e2, pi, pose, none, ntk (got \"yarn\")");
     return 0;
 }
 
@@ -693,7 +683,7 @@ static int case_rng(void) {
     return 0;
 }
 
-/* augment.random_offset = false: t = 0 for e2 and pose, and g is the same
+/* augment.random_offset = false: t = 0 for e2, and g is the same
  * draw as with offsets (g and t use separate RNG domains); the spec path
  * maps the proto field, unset meaning offsets on. */
 static int case_aug_no_offset(void) {
@@ -713,13 +703,6 @@ static int case_aug_no_offset(void) {
         moved += t1 != 0;
     }
     CHECK(moved > 1000);
-    c = aug_cfg(E2W_AUG_POSE, 20, L, R);
-    c.no_offset = 1;
-    CHECK(e2w_aug_init(&off, &c, err, sizeof err) == 0);
-    for (uint64_t i = 0; i < 500; i++) {
-        e2w_aug_draw(&off, 1, i, i, &g2, &t2);
-        CHECK(g2 == 8.0f && t2 == 0);
-    }
     E2__V1__AugmentSpec s = E2__V1__AUGMENT_SPEC__INIT;
     s.method = "e2";
     s.granularity = "per_sample";
@@ -737,6 +720,101 @@ static int case_aug_no_offset(void) {
     CHECK(e2w_aug_init_spec(&off, &s, err, sizeof err) == 0 && off.cfg.no_offset == 1);
     e2w_aug_draw(&off, 3, 7, 11, &g2, &t2);
     CHECK(t2 == 0 && g2 >= 1.0f && g2 <= 20.0f);
+    return 0;
+}
+
+/* --- PoSE: chunked skip-wise positions -------------------------------------- */
+
+/* Every draw: g = 1, t = 0, pose_chunks chunks, the first at token 0, starts
+ * non-decreasing in [0, R), skips non-decreasing in [0, Lt - R], so every
+ * position is below Lt; all (cuts, skips) extremes are reached; a draw is a
+ * pure function of (seed, step, sample). */
+static int case_pose_draws(void) {
+    const uint32_t L = 64, R = 64, Lt = 512;
+    for (uint32_t nc = 1; nc <= 4; nc++) {
+        e2w_aug a;
+        e2w_aug_config c = aug_cfg(E2W_AUG_POSE, 1, L, R);
+        c.n_sink = 0;
+        c.pose_chunks = nc;
+        c.pose_target_length = Lt;
+        CHECK(e2w_aug_init(&a, &c, err, sizeof err) == 0);
+        int top = 0, long_dist = 0;
+        for (uint64_t i = 0; i < 4000; i++) {
+            e2_pos_draw d, d2;
+            e2w_aug_draw_pos(&a, 3, i / 16, i, &d);
+            e2w_aug_draw_pos(&a, 3, i / 16, i, &d2);
+            CHECK(memcmp(&d, &d2, sizeof d) == 0);
+            CHECK(d.g == 1.0f && d.t == 0 && d.n_chunks == (int)nc && d.chunks[0][0] == 0);
+            for (uint32_t k = 0; k < nc; k++) {
+                CHECK(d.chunks[k][0] >= 0 && d.chunks[k][0] < (int32_t)R);
+                CHECK(d.chunks[k][1] >= 0 && d.chunks[k][1] <= (int32_t)(Lt - R));
+                if (k) CHECK(d.chunks[k][0] >= d.chunks[k - 1][0] && d.chunks[k][1] >= d.chunks[k - 1][1]);
+            }
+            float last = e2w_aug_position_draw(0, R - 1, &d), first = e2w_aug_position_draw(0, 0, &d);
+            CHECK(last <= (float)(Lt - 1));
+            top += d.chunks[nc - 1][1] == (int32_t)(Lt - R);
+            long_dist += last - first >= (float)(4 * L);
+        }
+        CHECK(top > 0);
+        /* With more than one chunk, distances far beyond R occur. */
+        if (nc > 1) CHECK(long_dist > 400);
+        else CHECK(long_dist == 0);
+    }
+    return 0;
+}
+
+/* A hand-computed draw's positions: chunks at 0 (skip 3) and 5 (skip 40),
+ * 2 sinks: 0, 1, 2+3, 3+3, 4+3, 5+40, 6+40. */
+static int case_pose_positions(void) {
+    e2_pos_draw d = {.g = 1.0f, .t = 0, .n_chunks = 2, .chunks = {{0, 3}, {5, 40}}};
+    const float want[7] = {0, 1, 5, 6, 7, 45, 46};
+    for (uint32_t m = 0; m < 7; m++) CHECK(e2w_aug_position_draw(2, m, &d) == want[m]);
+    return 0;
+}
+
+/* The scheme table: knob errors name the knob; the inference rules (e2:
+ * L'/L, pi: its g, pose and none: 1, ntk: g = 1 and theta * s^(D/(D-2)));
+ * the rope_scaling export values. */
+static int case_scheme_table(void) {
+    e2w_aug a;
+    e2w_aug_config c = aug_cfg(E2W_AUG_POSE, 1, 64, 64);
+    c.pose_chunks = 5;
+    c.pose_target_length = 512;
+    CHECK(e2w_aug_init(&a, &c, err, sizeof err) != 0);
+    CHECK_MSG(err, "augment.pose_chunks must be in [1, 4] (got 5)");
+    c.pose_chunks = 2;
+    c.pose_target_length = 63;
+    CHECK(e2w_aug_init(&a, &c, err, sizeof err) != 0);
+    CHECK_MSG(err, "augment.pose_target_length");
+    e2_pos_infer inf;
+    e2_pos_hf hf;
+    c = aug_cfg(E2W_AUG_E2, 20, 64, 64);
+    e2_pos_inference(&c, 256, 32, &inf);
+    CHECK(inf.g == 4.0 && inf.theta_factor == 1.0);
+    e2_pos_inference(&c, 32, 32, &inf);
+    CHECK(inf.g == 1.0);
+    e2_pos_hf_rope_scaling(&c, 4.0, &hf);
+    CHECK(hf.type && strcmp(hf.type, "linear") == 0 && hf.factor == 4.0);
+    c.method = E2W_AUG_PI;
+    e2_pos_inference(&c, 256, 32, &inf);
+    CHECK(inf.g == 8.0);
+    e2_pos_hf_rope_scaling(&c, 1.0, &hf);
+    CHECK(hf.type && strcmp(hf.type, "linear") == 0 && hf.factor == 8.0);
+    c.method = E2W_AUG_POSE;
+    e2_pos_inference(&c, 256, 32, &inf);
+    CHECK(inf.g == 1.0 && inf.theta_factor == 1.0);
+    e2_pos_hf_rope_scaling(&c, 1.0, &hf);
+    CHECK(hf.type == NULL);
+    c.method = E2W_AUG_NTK;
+    e2_pos_inference(&c, 256, 32, &inf);
+    CHECK(inf.g == 1.0 && fabs(inf.theta_factor - pow(4.0, 32.0 / 30.0)) < 1e-12);
+    e2_pos_inference(&c, 64, 32, &inf);
+    CHECK(inf.theta_factor == 1.0);
+    e2_pos_hf_rope_scaling(&c, 1.0, &hf);
+    CHECK(hf.type && strcmp(hf.type, "dynamic") == 0 && hf.factor == 8.0);
+    CHECK(strcmp(e2_pos_scheme_names(), "e2, pi, pose, none, ntk") == 0);
+    e2w_aug_method m;
+    CHECK(e2w_aug_method_parse("ntk", &m) == 0 && m == E2W_AUG_NTK && !e2_pos_schemes[m]->trains);
     return 0;
 }
 
@@ -761,6 +839,9 @@ int main(int argc, char **argv) {
         {"aug_methods", case_aug_methods},
         {"aug_init_errors", case_aug_init_errors},
         {"aug_no_offset", case_aug_no_offset},
+        {"pose_draws", case_pose_draws},
+        {"pose_positions", case_pose_positions},
+        {"scheme_table", case_scheme_table},
         {"prep_text", case_prep_text},
         {"gen_text", case_gen_text},
         {"rng", case_rng},

@@ -274,6 +274,17 @@ static void check_rope(void) {
     check("rope_bwd", "dqkv", &dx, TOL_BF16);
     dual_free(&x);
     dual_free(&dx);
+    /* PoSE chunk skip biases (k_rope.chunks): 3 chunks per sequence. */
+    int32_t ck[3 * 3 * 2] = {0, 0, 20, 300, 41, 900, 0, 7, 5, 7, 69, 4000, 0, 1, 1, 2, 2, 3};
+    k_rope rc = {.theta = 10000.0f, .n_sink = 0, .g = g, .t = t, .n_chunks = 3, .chunks = ck};
+    dual y = dual_new((size_t)B * T * ld, 1, -1, 1);
+    C->rope_fwd(y.c, B, T, H + KVH, D, ld, &rc);
+    G->rope_fwd(y.g, B, T, H + KVH, D, ld, &rc);
+    check("rope_fwd pose chunks", "qkv", &y, TOL_BF16);
+    C->rope_bwd(y.c, B, T, H + KVH, D, ld, &rc);
+    G->rope_bwd(y.g, B, T, H + KVH, D, ld, &rc);
+    check("rope_bwd pose chunks", "qkv", &y, TOL_BF16);
+    dual_free(&y);
 }
 
 static void check_attn(int B, int T, int H, int KVH, int D) {

@@ -74,6 +74,8 @@ static void make_batch(batch *b) {
     b->rope.n_sink = 3;
     b->rope.g = b->g;
     b->rope.t = b->t;
+    b->rope.n_chunks = 0; /* no PoSE chunks */
+    b->rope.chunks = NULL;
 }
 
 static double loss_of(e2w_model *m, e2w_acts *a, batch *b) {

@@ -262,7 +262,7 @@ static void test_eval_long_window(void) {
     int32_t *tok = malloc(2000 * sizeof(int32_t));
     for (int i = 0; i < 2000; i++) tok[i] = (unsigned char)text[i % (sizeof text - 1)];
     e2w_eval_ppl r1, r8, r32;
-    e2w_eval_ppl_cfg c1 = {16, 1.0, 8, 512}, c8 = {128, 8.0, 64, 512}, c32 = {512, 32.0, 256, 512};
+    e2w_eval_ppl_cfg c1 = {16, 1.0, 8, 512, 0}, c8 = {128, 8.0, 64, 512, 0}, c32 = {512, 32.0, 256, 512, 0};
     EXPECT(e2w_eval_perplexity(m, tok, 2000, &c1, &r1, err, sizeof err) == 0, "%s", err);
     EXPECT(e2w_eval_perplexity(m, tok, 2000, &c8, &r8, err, sizeof err) == 0, "%s", err);
     EXPECT(e2w_eval_perplexity(m, tok, 2000, &c32, &r32, err, sizeof err) == 0, "%s", err);

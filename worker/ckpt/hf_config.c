@@ -344,19 +344,19 @@ static void e2w__emit(e2w__out *o, json_t *v, int depth) {
  * asked for; a transformers 5 rope_parameters already in the config gets
  * the same type and factor, its rope_theta kept. The one place that
  * decides how a position scheme's scaling is written. */
-static void e2w__set_rope_scaling(json_t *o, double g, int form) {
+static void e2w__set_rope_scaling(json_t *o, double g, int form, const char *type) {
     json_t *rs;
     if (!(g > 1.0))
         rs = json_null();
     else if (form == E2W_ROPE_SCALING_MODERN)
-        rs = json_pack("{s:s, s:f}", "rope_type", "linear", "factor", g);
+        rs = json_pack("{s:s, s:f}", "rope_type", type, "factor", g);
     else
-        rs = json_pack("{s:s, s:f}", "type", "linear", "factor", g);
+        rs = json_pack("{s:s, s:f}", "type", type, "factor", g);
     json_object_set_new(o, "rope_scaling", rs);
     json_t *rp = json_object_get(o, "rope_parameters");
     if (json_is_object(rp)) {
         json_object_del(rp, "type");
-        json_object_set_new(rp, "rope_type", json_string(g > 1.0 ? "linear" : "default"));
+        json_object_set_new(rp, "rope_type", json_string(g > 1.0 ? type : "default"));
         if (g > 1.0) json_object_set_new(rp, "factor", json_real(g));
         else json_object_del(rp, "factor");
     }
@@ -448,7 +448,8 @@ int e2w_hf_config_write(const char *dir, const E2__V1__LlamaConfig *cfg,
         e2w__set_default(o, "bos_token_id", json_integer(meta->bos_token_id));
     if (meta->eos_token_id >= 0)
         e2w__set_default(o, "eos_token_id", json_integer(meta->eos_token_id));
-    e2w__set_rope_scaling(o, g, meta->rope_scaling_form);
+    e2w__set_rope_scaling(o, g, meta->rope_scaling_form,
+                          meta->rope_type ? meta->rope_type : "linear");
     e2w__set_default(o, "use_cache", json_true());
     e2w__out out = {0};
     e2w__emit(&out, o, 0);

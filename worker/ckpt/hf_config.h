@@ -65,6 +65,10 @@ typedef struct {
      * when the source has that transformers 5 key). torch_dtype and token
      * ids come from meta only where the source has none. */
     const char *source;
+    /* Write only: the rope_scaling type written when rope_scale > 1; NULL
+     * = "linear". Set from a position scheme's export
+     * (common/pos, e2_pos_hf_rope_scaling). */
+    const char *rope_type;
 } e2w_hf_meta;
 
 /* How rope_scaling is written when g > 1.

@@ -1,12 +1,15 @@
 /* batch.c -- training samples and their E² draws for the trainer: the
  * dataset's seeded order and the (g, t) sampler of worker/data, both pure
- * functions of (seed, step, global sample index). */
+ * functions of (seed, step, global sample index). PoSE's chunk skip
+ * biases travel in a (B, n_chunks, 2) table to k_rope. */
 #include <stdlib.h>
 
 #include "aug.h"
 #include "base.h"
 #include "dataset.h"
 #include "train_internal.h"
+
+_Static_assert(E2_POS_MAX_CHUNKS == K_ROPE_MAX_CHUNKS, "scheme.h and k.h disagree on the chunk limit");
 
 struct train_data {
     e2w_dataset *ds;
@@ -45,6 +48,10 @@ int train_data_open(train_data **out, const E2__V1__JobSpec *spec,
     return 0;
 }
 
+int train_data_chunks(const train_data *d) {
+    return d->aug.cfg.method == E2W_AUG_POSE ? (int)d->aug.cfg.pose_chunks : 0;
+}
+
 void train_data_close(train_data *d) {
     if (d == NULL) return;
     if (d->ds) e2w_dataset_close(d->ds);
@@ -54,7 +61,8 @@ void train_data_close(train_data *d) {
 
 int train_data_batch(train_data *d, uint64_t step0, uint64_t first, int B,
                      int32_t *tokens, int32_t *targets, float *g, int32_t *t,
-                     char *err, size_t errlen) {
+                     int32_t *chunks, char *err, size_t errlen) {
+    int nc = train_data_chunks(d);
     int R = d->R;
     for (int i = 0; i < B; i++) {
         uint64_t k = first + (uint64_t)i, s;
@@ -66,7 +74,14 @@ int train_data_batch(train_data *d, uint64_t step0, uint64_t first, int B,
             tokens[(size_t)i * R + j] = d->seq[j];
             targets[(size_t)i * R + j] = d->seq[j + 1];
         }
-        e2w_aug_draw(&d->aug, d->seed, step0, k, &g[i], &t[i]);
+        e2_pos_draw pd;
+        e2w_aug_draw_pos(&d->aug, d->seed, step0, k, &pd);
+        g[i] = pd.g;
+        t[i] = pd.t;
+        for (int c = 0; c < nc; c++) {
+            chunks[((size_t)i * nc + c) * 2] = pd.chunks[c][0];
+            chunks[((size_t)i * nc + c) * 2 + 1] = pd.chunks[c][1];
+        }
     }
     return 0;
 }

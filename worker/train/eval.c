@@ -29,7 +29,18 @@ int e2w_eval_perplexity(e2w_model *m, const int32_t *tokens, size_t n,
     k_rope rope = {.theta = m->cfg.theta, .n_sink = 0, .g = &g, .t = &t0};
     double sum = 0.0;
     uint64_t scored = 0;
-    for (size_t begin = 0; begin + 1 < n && scored < cfg->max_tokens; begin += (size_t)S) {
+    for (size_t j0 = cfg->score_from; cfg->score_from > 0 && j0 < n && scored < cfg->max_tokens; j0 += (size_t)S) {
+        /* Targets [j0, j1); inputs tokens[begin, j1 - 1). */
+        size_t j1 = j0 + (size_t)S < n ? j0 + (size_t)S : n;
+        if (j1 - j0 > cfg->max_tokens - scored) j1 = j0 + (size_t)(cfg->max_tokens - scored);
+        size_t begin = j1 - 1 > (size_t)W ? j1 - 1 - (size_t)W : 0, len = j1 - 1 - begin;
+        for (size_t i = 0; i < len; i++) tgt[i] = begin + i + 1 >= j0 ? tokens[begin + i + 1] : -1;
+        e2w_acts_set_batch(&a, m, tokens + begin, tgt, 1, (int)len);
+        sum += e2w_model_forward(m, &a, 1, (int)len, &rope, 1);
+        scored += j1 - j0;
+        out->windows++;
+    }
+    for (size_t begin = 0; cfg->score_from == 0 && begin + 1 < n && scored < cfg->max_tokens; begin += (size_t)S) {
         size_t len = n - 1 - begin < (size_t)W ? n - 1 - begin : (size_t)W;
         /* The first window scores everything; later ones what is new. */
         size_t from = begin == 0 ? 0 : (size_t)(W - S);

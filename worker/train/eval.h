@@ -25,6 +25,7 @@ typedef struct {
     double scale;         /* g */
     int stride;           /* new tokens scored per window after the first */
     uint64_t max_tokens;  /* stop after this many scored tokens */
+    uint64_t score_from;  /* > 0: score only targets at index >= score_from */
 } e2w_eval_ppl_cfg;
 
 typedef struct {
@@ -38,7 +39,11 @@ typedef struct {
 /* Sliding windows over tokens[0..n): window w starts at w * stride; the
  * first window scores all its predictions, every later one only its last
  * `stride` (so each token is scored once, with at least window - stride
- * tokens of context). Needs n >= 2. */
+ * tokens of context). Needs n >= 2.
+ * With score_from > 0 the scored targets are tokens[j] for j >= score_from
+ * (the same tokens at every window): window k scores the targets
+ * j in [score_from + k*stride, score_from + (k+1)*stride) from the `window`
+ * tokens before the last of them (fewer where the stream starts). */
 int e2w_eval_perplexity(e2w_model *m, const int32_t *tokens, size_t n,
                         const e2w_eval_ppl_cfg *cfg, e2w_eval_ppl *out,
                         char *err, size_t errlen);
@@ -107,6 +112,7 @@ typedef struct {
     char tag[16];           /* "base" (before training) or "final" */
     int window;             /* L' */
     double scale;           /* g */
+    float theta;            /* rope_theta used (eval.rope_scheme may change it) */
     int stride;
     uint64_t tokens;        /* tokens scored; 0 when there is no eval data */
     double nll, ppl;

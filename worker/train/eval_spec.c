@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "aug.h"
 #include "base.h"
 #include "dataset.h"
 #include "eval.h"
@@ -75,6 +76,8 @@ static void eval_passkey_prompt(const E2__V1__EvalSpec *e, e2w_passkey_prompt *p
         for (int d = 0; d < 10; d++) p->digits[d] = e->digit_tokens[d];
         p->n_key_pre = p->n_key_post = 0;
     }
+    if (e->n_key_pre_tokens) { p->key_pre = e->key_pre_tokens; p->n_key_pre = e->n_key_pre_tokens; }
+    if (e->n_key_post_tokens) { p->key_post = e->key_post_tokens; p->n_key_post = e->n_key_post_tokens; }
     if (e->n_filler_tokens) { p->filler = e->filler_tokens; p->n_filler = e->n_filler_tokens; }
     if (e->n_prompt_prefix_tokens) { p->prefix = e->prompt_prefix_tokens; p->n_prefix = e->n_prompt_prefix_tokens; }
     if (e->n_prompt_suffix_tokens) { p->suffix = e->prompt_suffix_tokens; p->n_suffix = e->n_prompt_suffix_tokens; }
@@ -90,13 +93,14 @@ int e2w_eval_spec(e2w_model *m, const E2__V1__JobSpec *spec, const char *tag,
         uint32_t wmax = 0;
         for (size_t i = 0; i < e->n_windows; i++)
             if (e->windows[i] > wmax) wmax = e->windows[i];
-        size_t want = (size_t)e->max_tokens + wmax + 1;
+        size_t want = (size_t)e->max_tokens + (e->score_from > wmax ? e->score_from : wmax) + 1;
         if (e2w_eval_read_tokens(spec->data, want, m->cfg.V, &tokens, &n, err, errlen) < 0) {
             free(tokens);
             return -1;
         }
     }
     int rc = -1;
+    const float theta_model = m->cfg.theta; /* eval.rope_scheme may change it per window */
     for (size_t i = 0; i < e->n_windows; i++) {
         e2w_eval_row *row = eval_add(r);
         if (row == NULL) {
@@ -106,10 +110,24 @@ int e2w_eval_spec(e2w_model *m, const E2__V1__JobSpec *spec, const char *tag,
         snprintf(row->tag, sizeof row->tag, "%s", tag);
         row->window = (int)e->windows[i];
         row->scale = i < e->n_scales ? e->scales[i] : 1.0;
+        if (e->rope_scheme && e->rope_scheme[0]) {
+            /* The scheme's inference rule: g and rope_theta at this window. */
+            e2w_aug_config ac;
+            if (spec->augment == NULL || e2w_aug_config_spec(&ac, spec->augment, err, errlen) < 0 ||
+                e2w_aug_method_parse(e->rope_scheme, &ac.method) < 0) {
+                if (spec->augment == NULL) e2_errf(err, errlen, "eval.rope_scheme needs the augment section");
+                goto done;
+            }
+            e2_pos_infer inf;
+            e2_pos_inference(&ac, e->windows[i], (uint32_t)m->cfg.D, &inf);
+            row->scale = inf.g;
+            m->cfg.theta = (float)((double)theta_model * inf.theta_factor);
+        }
+        row->theta = m->cfg.theta;
         row->stride = (int)e2_spec_eval_stride(spec, e->windows[i]);
         double t0 = eval_now();
         if (n >= 2) {
-            e2w_eval_ppl_cfg pc = {row->window, row->scale, row->stride, e->max_tokens};
+            e2w_eval_ppl_cfg pc = {row->window, row->scale, row->stride, e->max_tokens, e->score_from};
             e2w_eval_ppl out;
             if (e2w_eval_perplexity(m, tokens, n, &pc, &out, err, errlen) < 0) goto done;
             row->tokens = out.tokens;
@@ -127,10 +145,12 @@ int e2w_eval_spec(e2w_model *m, const E2__V1__JobSpec *spec, const char *tag,
             if (e2w_eval_passkey_buckets(m, &p, &kc, &row->passkey, err, errlen) < 0) goto done;
             row->passkey_correct = row->passkey.correct;
         }
+        m->cfg.theta = theta_model;
         row->seconds = eval_now() - t0;
     }
     rc = 0;
 done:
+    m->cfg.theta = theta_model;
     free(tokens);
     return rc;
 }
@@ -144,10 +164,10 @@ char *e2w_eval_results_json(const e2w_eval_results *r) {
     for (int i = 0; i < r->n; i++) {
         const e2w_eval_row *w = &r->rows[i];
         len += (size_t)snprintf(js + len, cap - len,
-                                "%s\n  {\"model\": \"%s\", \"window\": %d, \"scale\": %.17g, \"stride\": %d, "
+                                "%s\n  {\"model\": \"%s\", \"window\": %d, \"scale\": %.17g, \"theta\": %.9g, \"stride\": %d, "
                                 "\"tokens\": %llu, \"nll\": %.17g, \"perplexity\": %.17g, "
                                 "\"passkey_trials\": %d, \"passkey_correct\": %d, \"passkey_accuracy\": %.6g, ",
-                                i ? "," : "", w->tag, w->window, w->scale, w->stride,
+                                i ? "," : "", w->tag, w->window, w->scale, (double)w->theta, w->stride,
                                 (unsigned long long)w->tokens, w->nll, w->tokens ? w->ppl : 0.0,
                                 w->passkey_trials, w->passkey_correct,
                                 w->passkey_trials ? (double)w->passkey_correct / w->passkey_trials : 0.0);

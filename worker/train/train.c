@@ -116,7 +116,9 @@ int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec,
     t->targets = malloc(n * sizeof(int32_t));
     t->g = malloc((size_t)t->micro_batch * sizeof(float));
     t->t = malloc((size_t)t->micro_batch * sizeof(int32_t));
-    if (!t->tokens || !t->targets || !t->g || !t->t) {
+    t->n_chunks = train_data_chunks(t->data);
+    t->chunks = malloc(((size_t)t->micro_batch * (size_t)t->n_chunks * 2 + 1) * sizeof(int32_t));
+    if (!t->tokens || !t->targets || !t->g || !t->t || !t->chunks) {
         e2_errf(err, errlen, "trainer: out of memory");
         goto fail;
     }
@@ -138,6 +140,7 @@ void e2w_train_free(e2w_train *t) {
     free(t->targets);
     free(t->g);
     free(t->t);
+    free(t->chunks);
     free(t);
 }
 
@@ -168,12 +171,13 @@ static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err,
                     (uint64_t)t->hooks.rank * (GB / (uint64_t)t->hooks.world_size);
     float dloss = (float)(1.0 / ((double)GB * (double)R));
     k_rope rope = {.theta = m->cfg.theta, .n_sink = (int)t->spec->augment->n_sink,
-                   .g = t->g, .t = t->t};
+                   .g = t->g, .t = t->t, .n_chunks = t->n_chunks,
+                   .chunks = t->n_chunks ? t->chunks : NULL};
     double t0 = now_s(), loss = 0.0;
     k->zero(m->grads, m->n_params * m->gesz);
     for (int j = 0; j < t->n_micro; j++) {
         if (train_data_batch(t->data, (uint64_t)(s - 1), base + (uint64_t)j * (uint64_t)MB,
-                             MB, t->tokens, t->targets, t->g, t->t, err, errlen) < 0)
+                             MB, t->tokens, t->targets, t->g, t->t, t->chunks, err, errlen) < 0)
             return -1;
         e2w_acts_set_batch(&t->acts, m, t->tokens, t->targets, MB, R);
         loss += e2w_model_forward(m, &t->acts, MB, R, &rope, 1);

@@ -25,6 +25,8 @@ struct e2w_train {
     int32_t *tokens, *targets;   /* (micro_batch * R) host */
     float *g;                    /* (micro_batch) */
     int32_t *t;                  /* (micro_batch) */
+    int n_chunks;                /* PoSE chunks per sample (0: none) */
+    int32_t *chunks;             /* (micro_batch, n_chunks, 2): k_rope.chunks */
     uint64_t spec_hash;
     int zero1;                   /* optimizer state sharded over the ranks
                                     (train.zero1 and world_size > 1) */
@@ -59,10 +61,13 @@ int train_data_open(train_data **out, const E2__V1__JobSpec *spec,
                     int vocab, char *err, size_t errlen);
 void train_data_close(train_data *d);
 /* Fills B sequences starting at global sample index first of step (0-based
- * step index): tokens/targets (B, R), g (B), t (B). */
+ * step index): tokens/targets (B, R), g (B), t (B), and chunks
+ * (B, train_data_chunks(d), 2) when that is > 0. */
 int train_data_batch(train_data *d, uint64_t step0, uint64_t first, int B,
                      int32_t *tokens, int32_t *targets, float *g, int32_t *t,
-                     char *err, size_t errlen);
+                     int32_t *chunks, char *err, size_t errlen);
+/* Chunks per sample of the position scheme (PoSE), 0 for the others. */
+int train_data_chunks(const train_data *d);
 
 /* Checkpoint files of this rank into dir (created). */
 int train_state_write(const e2w_train *t, const char *dir, char *err,

@@ -15,6 +15,7 @@ enum {
     E2W_RNG_AUG_G = 2, /* E² scale g: (seed, step, sample) */
     E2W_RNG_AUG_T = 3, /* E² offset t: (seed, step, sample) */
     E2W_RNG_GEN = 4,   /* generated text: (seed) */
+    E2W_RNG_POSE = 5,  /* PoSE chunk cuts and skips: (seed, step, sample) */
 };
 
 static inline uint64_t e2w_mix64(uint64_t x) {

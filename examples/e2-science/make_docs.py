@@ -1,0 +1,69 @@
+#!/usr/bin/python3
+"""make_docs.py -- docs/results.md from the committed JSON of the science
+experiment: docs/results/science_curve.json (curve.py: the base model's
+learning curve and gate measurements) and, when present,
+docs/results/science.json (driver.py: gates, fine-tunes, evaluations).
+Every number in the page is read from those files.
+  make_docs.py [--curve JSON] [--results JSON] [--out docs/results.md]"""
+import argparse
+import glob
+import json
+import os
+
+import report
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def curve_section(c, name):
+    cfg = c["config"]
+    L = cfg["L"]
+    o = [f"## A base model's learning curve (gate measurements; `{name}`)\n",
+         f"Command: `{c.get('command', 'examples/e2-science/curve.py')}`; pretraining took "
+         f"{c['train_seconds'] / 60:.1f} min on `{c.get('host', '?')}`"
+         f"{' (' + c['cpu'] + ')' if c.get('cpu') else ''}.\n",
+         f"Model: Llama, vocab 256, hidden {cfg['hidden']}, {cfg['layers']} layers, {cfg['heads']} heads, "
+         f"SwiGLU {cfg['inter']}, tied embeddings; window L = {L}; batch {cfg['batch']} × {L} tokens, "
+         f"lr {cfg['pre_lr']} cosine; corpus slots (text, passkey, kv, copy) = {cfg['mix']} %; passkey key "
+         f"of {cfg['K']} symbol(s) (chance {100 / 10 ** cfg['K']:.0f} %), {cfg['pk_trials']} trials in "
+         f"{cfg['buckets']} depth buckets.\n"]
+    wins = sorted(c["rows"][0]["ppl_by_window"], key=int)
+    nb = len(c["rows"][0]["passkey_buckets"])
+    o.append("| step | " + " | ".join(f"ppl @ {w}" for w in wins) + " | " +
+             " | ".join(f"passkey bucket {b} (%)" for b in range(nb)) + " |")
+    o.append("|---" * (1 + len(wins) + nb) + "|")
+    for r in c["rows"]:
+        o.append(f"| {r['step']} | " + " | ".join(f"{r['ppl_by_window'][w]:.3f}" for w in wins) + " | " +
+                 " | ".join(f"{100 * b['correct'] / b['trials']:.0f}" for b in r["passkey_buckets"]) + " |")
+    o.append("")
+    return "\n".join(o)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--curve", action="append",
+                    help="curve.py JSON (repeatable; default docs/results/science_curve*.json)")
+    ap.add_argument("--results", default=os.path.join(ROOT, "docs/results/science.json"))
+    ap.add_argument("--intro", default=os.path.join(HERE, "results_intro.md"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs/results.md"))
+    a = ap.parse_args()
+    with open(a.intro) as f:
+        parts = [f.read()]
+    curves = a.curve or sorted(glob.glob(os.path.join(ROOT, "docs/results/science_curve*.json")))
+    for path in curves:
+        with open(path) as f:
+            parts.append(curve_section(json.load(f), os.path.relpath(path, ROOT)))
+    if os.path.exists(a.results):
+        with open(a.results) as f:
+            res = json.load(f)
+        parts.append("## The experiment (driver.py)\n")
+        parts.append(report.render(res))
+    else:
+        parts.append("## The experiment (driver.py)\n\nNot run to the end in this session: see the intro.\n")
+    with open(a.out, "w") as f:
+        f.write("\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()
