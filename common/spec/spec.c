@@ -540,6 +540,8 @@ static int veval(vctx *v, const E2__V1__EvalSpec *e, uint32_t vocab) {
         return vfail(v, "spec.eval.digit_tokens must be empty or hold ten ids for '0'..'9' (got %zu)",
                      e->n_digit_tokens);
     TRY(vtokens(v, "spec.eval.digit_tokens", e->digit_tokens, e->n_digit_tokens, vocab));
+    TRY(vtokens(v, "spec.eval.key_prefix_tokens", e->key_prefix_tokens, e->n_key_prefix_tokens, vocab));
+    TRY(vtokens(v, "spec.eval.key_suffix_tokens", e->key_suffix_tokens, e->n_key_suffix_tokens, vocab));
     return 0;
 }
 

@@ -75,6 +75,8 @@ static void eval_passkey_prompt(const E2__V1__EvalSpec *e, e2w_passkey_prompt *p
         for (int d = 0; d < 10; d++) p->digits[d] = e->digit_tokens[d];
         p->n_key_pre = p->n_key_post = 0;
     }
+    if (e->n_key_prefix_tokens) { p->key_pre = e->key_prefix_tokens; p->n_key_pre = e->n_key_prefix_tokens; }
+    if (e->n_key_suffix_tokens) { p->key_post = e->key_suffix_tokens; p->n_key_post = e->n_key_suffix_tokens; }
     if (e->n_filler_tokens) { p->filler = e->filler_tokens; p->n_filler = e->n_filler_tokens; }
     if (e->n_prompt_prefix_tokens) { p->prefix = e->prompt_prefix_tokens; p->n_prefix = e->n_prompt_prefix_tokens; }
     if (e->n_prompt_suffix_tokens) { p->suffix = e->prompt_suffix_tokens; p->n_suffix = e->n_prompt_suffix_tokens; }
