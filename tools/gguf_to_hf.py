@@ -273,7 +273,7 @@ def write_safetensors(path, tensors):
     write_atomic(path, chunks())
 
 
-def convert(gguf_path, out_dir, log=print):
+def convert(gguf_path, out_dir, keep_gguf_rope_layout=False):
     import numpy as np
     from gguf import GGUFReader, GGMLQuantizationType
     from gguf.quants import dequantize
@@ -293,7 +293,9 @@ def convert(gguf_path, out_dir, log=print):
         w = np.ascontiguousarray(w.reshape(shape))
         if not np.isfinite(w).all():
             raise ConvertError(f"tensor {t.name}: non-finite values after dequantization")
-        if name.endswith("q_proj.weight"):
+        if keep_gguf_rope_layout:
+            pass
+        elif name.endswith("q_proj.weight"):
             w = np.ascontiguousarray(unpermute_rope_rows(w, H))
         elif name.endswith("k_proj.weight"):
             w = np.ascontiguousarray(unpermute_rope_rows(w, KVH))
@@ -313,7 +315,8 @@ def convert(gguf_path, out_dir, log=print):
                  (json.dumps(tokenizer_config(reader, cfg), indent=2, ensure_ascii=False) + "\n").encode())
     summary = {"gguf": os.path.abspath(gguf_path), "out": os.path.abspath(out_dir), "tensors": len(tensors),
                "gguf_types": kinds, "params": int(sum(w.size for _, w in tensors)),
-               "tokenizer_pre": field(reader, "tokenizer.ggml.pre", "default"), "config": cfg}
+               "tokenizer_pre": field(reader, "tokenizer.ggml.pre", "default"),
+               "qk_rows": "gguf (NOT unpermuted: broken model)" if keep_gguf_rope_layout else "hf", "config": cfg}
     return summary
 
 
@@ -334,6 +337,8 @@ def main(argv=None):
     ap.add_argument("gguf", help="the .gguf file")
     ap.add_argument("--out", required=True, help="output folder (created)")
     ap.add_argument("--check", action="store_true", help="load tokenizer.json with `tokenizers` and round-trip text")
+    ap.add_argument("--keep-gguf-rope-layout", action="store_true",
+                    help="do NOT undo the q/k row permutation: writes a broken model, only to show the pitfall")
     args = ap.parse_args(argv)
     try:
         import gguf  # noqa: F401
@@ -342,7 +347,7 @@ def main(argv=None):
         print(f"gguf_to_hf: {e.name} is missing: pip install gguf numpy", file=sys.stderr)
         return 2
     try:
-        summary = convert(args.gguf, args.out)
+        summary = convert(args.gguf, args.out, args.keep_gguf_rope_layout)
         if args.check:
             summary.update(check_tokenizer(args.out))
     except (ConvertError, OSError, ValueError, KeyError) as e:
