@@ -25,7 +25,8 @@ that the tokenizer knows.
 Requirements: `pip install tokenizers` (the Hugging Face `tokenizers` package;
 it is not part of e2's dependencies) and the model's tokenizer.json, e.g. from
 the checkpoint folder of meta-llama/Llama-2-7b-hf, meta-llama/Meta-Llama-3-8B
-or HuggingFaceTB/SmolLM-135M.
+or HuggingFaceTB/SmolLM-135M, or the folder tools/gguf_to_hf.py writes from a
+GGUF file (examples/real-model: SmolLM2-135M-Instruct from PyPI).
 
 Example:
 
@@ -192,7 +193,8 @@ def prepare(tokenizer, paths, out_prefix, shard_tokens=100_000_000, val_fraction
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tokenizer", required=True, help="path to the model's tokenizer.json")
+    ap.add_argument("--tokenizer", required=True,
+                    help="the model's tokenizer.json, or the model folder holding it")
     ap.add_argument("--out-prefix", required=True, help="shards are <prefix>_train_NNNNNN.bin / _val_")
     ap.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default 1e8)")
     ap.add_argument("--val-fraction", type=float, default=0.0, help="last fraction of tokens for validation")
@@ -207,7 +209,12 @@ def main(argv=None):
         print("prep_hf: the Hugging Face tokenizers package is missing: pip install tokenizers", file=sys.stderr)
         return 2
     try:
-        tok = Tokenizer.from_file(args.tokenizer)
+        path = args.tokenizer
+        if os.path.isdir(path):
+            path = os.path.join(path, "tokenizer.json")
+            if not os.path.exists(path):
+                raise ValueError(f"--tokenizer {args.tokenizer}: the folder has no tokenizer.json")
+        tok = Tokenizer.from_file(path)
         counts = prepare(tok, args.files, args.out_prefix, args.shard_tokens, args.val_fraction, args.sep,
                          args.text_key, (lambda s: print(s, file=sys.stderr)) if args.verbose else None)
     except Exception as e:  # tokenizers raises its own exception types

@@ -369,6 +369,8 @@ static int case_validate_ranges(void) {
         {"eval.prompt_prefix_tokens", "-1", "spec.eval.prompt_prefix_tokens[0] must be a token id in [0, 256] (got -1)"},
         {"eval.prompt_suffix_tokens", "300", "spec.eval.prompt_suffix_tokens[0] must be a token id"},
         {"eval.digit_tokens", "1,2,3", "spec.eval.digit_tokens must be empty or hold ten ids for '0'..'9' (got 3)"},
+        {"eval.key_pre_tokens", "257", "spec.eval.key_pre_tokens[0] must be a token id"},
+        {"eval.key_post_tokens", "1,-1", "spec.eval.key_post_tokens[1] must be a token id"},
         {"output_dir", "", "spec.output_dir must be a path of 1 to 4095 bytes"},
         {"log_every", "0", "spec.log_every must be in [1, 1000000000] (got 0)"},
     };
