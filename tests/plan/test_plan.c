@@ -10,7 +10,7 @@
 #include "e2/v1/job.pb-c.h"
 #include "k.h"
 #include "model.h"
-#include "plan.h"
+#include "plan_cli.h"
 
 #include "../expect.h"
 

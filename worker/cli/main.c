@@ -18,7 +18,7 @@
 #include "agent.h"
 #include "cli.h"
 #include "cpu/blas.h"
-#include "plan.h"
+#include "plan_cli.h"
 
 static const char usage[] =
     "usage: e2worker <command> [options]\n"

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "hf_config.h"
-#include "plan.h"
+#include "plan_cli.h"
 
 typedef struct {
     const char *name;
