@@ -28,6 +28,8 @@ void e2_layout_params_fill(e2_layout_params *p, const e2_layout_dims *d) {
     p->n_params = off;
 }
 
+size_t e2_layout_optim_floats(int master) { return master ? 3 : 2; }
+
 static size_t align_up(size_t x) {
     return (x + E2_LAYOUT_ALIGN - 1) & ~(size_t)(E2_LAYOUT_ALIGN - 1);
 }

@@ -56,6 +56,10 @@ typedef struct {
 /* Fills p from d (d's fields >= 1, D = C / H). */
 void e2_layout_params_fill(e2_layout_params *p, const e2_layout_dims *d);
 
+/* fp32 values the optimizer keeps per parameter it owns: AdamW's m and v,
+ * plus the fp32 master copy when the act dtype is not fp32 (master != 0). */
+size_t e2_layout_optim_floats(int master);
+
 /* ---- activations ---- */
 
 /* Forward-only activations keep the logits of this many rows at a time, so

@@ -40,7 +40,7 @@ static int plan_field(const char *name, uint64_t v, char *err, size_t errlen) {
 }
 
 int e2_plan_compute(e2_plan *p, const E2__V1__LlamaConfig *cfg,
-                     const e2_plan_opts *o, char *err, size_t errlen) {
+                    const e2_plan_opts *o, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
     if (plan_field("hidden_size", cfg->hidden_size, err, errlen) < 0 ||
         plan_field("num_hidden_layers", cfg->num_hidden_layers, err, errlen) < 0 ||
@@ -84,7 +84,7 @@ int e2_plan_compute(e2_plan *p, const E2__V1__LlamaConfig *cfg,
     uint64_t e = (uint64_t)o->act_bytes;
     p->params = p->n_params * e;
     p->grads = p->n_params * 4; /* fp32 gradients on every backend (k.h) */
-    uint64_t per_param = o->act_bytes == 4 ? 8 : 12;
+    uint64_t per_param = 4 * e2_layout_optim_floats(o->act_bytes != 4); /* m, v (, master) */
     uint64_t held = o->zero1 ? (p->n_params + (uint64_t)o->gpus - 1) / (uint64_t)o->gpus : p->n_params;
     p->optim = held * per_param;
     p->acts = e2_plan_acts_bytes(cfg, o->micro_batch, o->seq, o->act_bytes, 1, o->recompute);
@@ -154,7 +154,7 @@ void e2_plan_refusal(const e2_plan *p, char *err, size_t errlen) {
 }
 
 int e2_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb,
-                       char *err, size_t errlen) {
+                      char *err, size_t errlen) {
     if (spec->device == NULL || strcmp(spec->device, "cuda") != 0 || gpu_mem_gb <= 0) return 0;
     E2__V1__LlamaConfig hf = E2__V1__LLAMA_CONFIG__INIT;
     const E2__V1__LlamaConfig *cfg = spec->model ? spec->model->config : NULL;

@@ -61,11 +61,11 @@ typedef struct {
  * tokens, elements of esz bytes, with or without the backward's scratch and
  * recomputation: the size e2w_acts_create allocates. */
 uint64_t e2_plan_acts_bytes(const E2__V1__LlamaConfig *cfg, int B, int T, int esz,
-                             int backward, int recompute);
+                            int backward, int recompute);
 
 /* Fills p. Returns 0, or -1 with one line in err naming the bad field. */
 int e2_plan_compute(e2_plan *p, const E2__V1__LlamaConfig *cfg,
-                     const e2_plan_opts *o, char *err, size_t errlen);
+                    const e2_plan_opts *o, char *err, size_t errlen);
 
 /* 1 when capacity is known and total <= capacity, else 0. */
 int e2_plan_fits(const e2_plan *p);
@@ -79,14 +79,15 @@ void e2_plan_refusal(const e2_plan *p, char *err, size_t errlen);
 
 /* For a coordinator: the plan of a job spec (defaults applied) as the
  * worker will run it (act dtype from spec.device, B = train.micro_batch,
- * T = augment.train_length, recompute = train.recompute, no ZeRO-1: the
- * trainer keeps full optimizer state on every rank) on GPUs of gpu_mem_gb.
- * The model comes from model.config, or from model.hf_dir's config.json.
+ * T = augment.train_length, recompute = train.recompute, ZeRO-1 =
+ * train.zero1 over num_workers ranks) on GPUs of gpu_mem_gb. The model
+ * comes from model.config, or from model.hf_dir's config.json
+ * (e2_plan_config_read).
  * Returns 0 when the job fits or is not a cuda job, 1 when its model config
  * cannot be read here (err says why; the worker will find out), -1 when it
  * does not fit (err: e2_plan_refusal's line). */
 int e2_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb,
-                       char *err, size_t errlen);
+                      char *err, size_t errlen);
 
 /* The few config.json fields a plan needs, read without the checkpoint
  * code: path is a checkpoint directory holding config.json, or the file.

@@ -34,6 +34,8 @@ static void case_params_hand_counts(void) {
     e2_layout_params_fill(&p, &d);
     EXPECT(p.numel[E2_LAYOUT_P_HEAD] == 0 && p.n_params == 1704 - 256, "tied: head %zu, n_params %zu",
            p.numel[E2_LAYOUT_P_HEAD], p.n_params);
+    /* AdamW m, v, and the fp32 master beside bf16 weights */
+    EXPECT(e2_layout_optim_floats(0) == 2 && e2_layout_optim_floats(1) == 3, "optimizer floats");
 }
 
 /* Regions in table order, each on a 64-byte boundary, none overlapping the

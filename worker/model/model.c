@@ -124,7 +124,7 @@ int e2w_model_alloc_train_shard(e2w_model *m, size_t lo, size_t n, char *err,
                                 size_t errlen) {
     const k_backend *k = m->k;
     int need_master = k->act_dtype != K_F32;
-    size_t per = need_master ? 3 : 2;
+    size_t per = e2_layout_optim_floats(need_master); /* m, v (, master) */
     m->grads = k->alloc(m->n_params * m->gesz);
     m->opt = k->alloc((n ? n : 1) * sizeof(float) * per);
     if (m->grads == NULL || m->opt == NULL) {
