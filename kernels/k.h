@@ -220,6 +220,17 @@ const k_backend *k_cuda(void);
 /* "cpu" or "cuda"; NULL when unknown or unavailable. */
 const k_backend *k_get(const char *name);
 
+/* Device memory the CUDA backend keeps beside the model's buffers, stated
+ * once here for the backend (kernels/cuda) and for the memory plan
+ * (common/layout: e2_layout_cuda_scratch_bytes):
+ *  - the cuBLASLt workspace, what Hopper's fastest bf16 kernels ask for;
+ *  - the column-sum partials of matmul_bwd's dbias and rmsnorm_bwd's
+ *    dweight: K_CUDA_COLSUM_CHUNKS row chunks x C fp32;
+ *  - the gradient-norm partials of sumsq: K_CUDA_SUMSQ_BLOCKS doubles. */
+#define K_CUDA_LT_WORKSPACE_BYTES ((size_t)32 << 20)
+#define K_CUDA_COLSUM_CHUNKS 64
+#define K_CUDA_SUMSQ_BLOCKS 1024
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,7 +17,7 @@
 
 #include "kcuda.h"
 
-#define KCUDA_SUMSQ_BLOCKS 1024
+#define KCUDA_SUMSQ_BLOCKS K_CUDA_SUMSQ_BLOCKS /* k.h */
 #define KCUDA_SUMSQ_THREADS 256
 
 __global__ void kcuda_sumsq_k(double *part, const float *x, size_t n) {

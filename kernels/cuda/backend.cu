@@ -11,8 +11,8 @@
 
 #include "kcuda.h"
 
-/* cuBLASLt workspace: what Hopper's fastest bf16 kernels ask for. */
-#define KCUDA_LT_WS_BYTES ((size_t)32 << 20)
+/* cuBLASLt workspace (k.h). */
+#define KCUDA_LT_WS_BYTES K_CUDA_LT_WORKSPACE_BYTES
 
 kcuda_state kcuda;
 

@@ -236,7 +236,7 @@ void kcuda_matmul_bwd(void *dinp,         /* (N, C) += */
  * Pass 1: row chunk p, column c -> part[p][c] (rows in order). Pass 2: per
  * column, the chunks in order, added to dbias. The chunk count is fixed, so
  * the sum does not depend on the device. */
-#define KCUDA_COLSUM_CHUNKS 64
+#define KCUDA_COLSUM_CHUNKS K_CUDA_COLSUM_CHUNKS /* k.h */
 
 __global__ void kcuda_colsum_part_k(float *part, const bf16 *dout, int N, int OC,
                                     int rows_per) {

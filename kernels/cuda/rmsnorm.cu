@@ -8,7 +8,7 @@
 #include "kcuda.h"
 
 #define KCUDA_RMS_THREADS 256
-#define KCUDA_RMS_CHUNKS 64
+#define KCUDA_RMS_CHUNKS K_CUDA_COLSUM_CHUNKS /* k.h: shares the column-sum scratch */
 
 __global__ void kcuda_rmsnorm_fwd_k(bf16 *out, float *rstd, const bf16 *inp,
                                     const bf16 *weight, float eps, int C) {

@@ -10,7 +10,7 @@
 #include "e2/v1/job.pb-c.h"
 #include "k.h"
 #include "model.h"
-#include "plan.h"
+#include "plan_cli.h"
 
 #include "../expect.h"
 
@@ -244,6 +244,69 @@ static void case_cli_config_file(void) {
     rmdir(dir);
 }
 
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    EXPECT(f != NULL, "create %s", path);
+    if (f == NULL) return;
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The planner's own config.json reader (e2d has no checkpoint code): the
+ * fields a plan needs, the defaults, and one line naming a bad field. */
+static void case_config_read(void) {
+    char dir[] = "/tmp/e2-plan-XXXXXX", path[64], err[512] = "";
+    EXPECT(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_file(path, "{\"model_type\": \"mistral\", \"hidden_size\": 8, \"num_hidden_layers\": 2,"
+                     " \"num_attention_heads\": 2, \"intermediate_size\": 16, \"vocab_size\": 32,"
+                     " \"tie_word_embeddings\": true, \"secret_key\": \"do-not-echo\"}\n");
+    E2__V1__LlamaConfig c;
+    EXPECT(e2_plan_config_read(dir, &c, err, sizeof err) == 0, "%s", err);
+    EXPECT(c.hidden_size == 8 && c.num_hidden_layers == 2 && c.num_attention_heads == 2 &&
+               c.intermediate_size == 16 && c.vocab_size == 32,
+           "fields %u %u %u %u %u", c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
+           c.intermediate_size, c.vocab_size);
+    EXPECT(c.has_num_key_value_heads && c.num_key_value_heads == 2, "kv heads default to the heads: %u",
+           c.num_key_value_heads);
+    EXPECT(c.has_tie_word_embeddings && c.tie_word_embeddings, "tied");
+    write_file(path, "{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_hidden_layers\": 2,"
+                     " \"num_attention_heads\": 2, \"intermediate_size\": \"do-not-echo\", \"vocab_size\": 32}\n");
+    EXPECT(e2_plan_config_read(path, &c, err, sizeof err) < 0, "string intermediate_size accepted");
+    EXPECT(strstr(err, "intermediate_size") && !strstr(err, "do-not-echo"), "names the field only: %s", err);
+    write_file(path, "{\"model_type\": \"gpt2\", \"hidden_size\": 8}\n");
+    EXPECT(e2_plan_config_read(dir, &c, err, sizeof err) < 0 && strstr(err, "model_type"),
+           "gpt2: %s", err);
+    write_file(path, "{\"model_type\": \"llama\", \"hidden_size\": 8}\n");
+    EXPECT(e2_plan_config_read(dir, &c, err, sizeof err) < 0 && strstr(err, "num_hidden_layers"),
+           "missing field: %s", err);
+    remove(path);
+    rmdir(dir);
+}
+
+/* e2d's check of a job whose model is model.hf_dir: the same plan as from
+ * model.config. */
+static void case_check_job_hf_dir(void) {
+    char dir[] = "/tmp/e2-plan-XXXXXX", path[64], err[512] = "";
+    EXPECT(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_file(path, "{\"model_type\": \"llama\", \"hidden_size\": 4096, \"num_hidden_layers\": 32,"
+                     " \"num_attention_heads\": 32, \"intermediate_size\": 11008, \"vocab_size\": 32000}\n");
+    E2__V1__ModelSpec model = E2__V1__MODEL_SPEC__INIT;
+    E2__V1__TrainSpec train = E2__V1__TRAIN_SPEC__INIT;
+    E2__V1__JobSpec spec = E2__V1__JOB_SPEC__INIT;
+    model.hf_dir = dir;
+    train.has_recompute = 1, train.recompute = 1;
+    spec.model = &model, spec.train = &train, spec.device = "cuda";
+    spec.has_num_workers = 1, spec.num_workers = 8;
+    /* Llama-2-7B: 12 bytes x 6.74 B of optimizer state alone exceed 80 GB. */
+    EXPECT(e2w_plan_check_job(&spec, 80, err, sizeof err) == -1, "7B without ZeRO-1 on 80 GB");
+    EXPECT(strstr(err, "optimizer 80.86") != NULL, "refusal with the numbers: %s", err);
+    EXPECT(e2w_plan_check_job(&spec, 200, err, sizeof err) == 0, "7B on 200 GB: %s", err);
+    remove(path);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv) {
     struct { const char *name; void (*fn)(void); } cases[] = {
         {"hand_counts", case_hand_counts},
@@ -255,6 +318,8 @@ int main(int argc, char **argv) {
         {"check_job", case_check_job},
         {"cli_status", case_cli_status},
         {"cli_config_file", case_cli_config_file},
+        {"config_read", case_config_read},
+        {"check_job_hf_dir", case_check_job_hf_dir},
     };
     int ran = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

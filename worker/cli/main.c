@@ -19,7 +19,7 @@
 #include "agent.h"
 #include "cli.h"
 #include "cpu/blas.h"
-#include "plan.h"
+#include "plan_cli.h"
 
 /* Each command's own usage, printed by `e2worker CMD --help` (or -h). */
 static const char run_usage[] =

@@ -1,5 +1,6 @@
-/* model.c -- the model's memory: config, size tables, the parameter,
- * gradient, optimizer and activation allocations, initialisation, and the
+/* model.c -- the model's memory: config, the parameter, gradient,
+ * optimizer and activation allocations (sized and laid out by the layout
+ * table, common/layout), initialisation, and the
  * Hugging Face view of the parameter buffer. The passes live in pass.c. */
 #include "model.h"
 
@@ -80,25 +81,22 @@ void e2w_model_config_to_proto(const e2w_model_config *c,
     p->has_tie_word_embeddings = 1; p->tie_word_embeddings = c->tied != 0;
 }
 
+/* The model's dims in the layout table's terms. */
+static e2_layout_dims model_dims(const e2w_model_config *c) {
+    e2_layout_dims d = {c->C, c->n_layer, c->H, c->KVH, c->D, c->F, c->V, c->tied};
+    return d;
+}
+
+/* Sizes and offsets of the parameter tensors: the layout table's. */
 static void model_size_table(e2w_model *m) {
-    const e2w_model_config *c = &m->cfg;
-    size_t L = (size_t)c->n_layer, C = (size_t)c->C, D = (size_t)c->D;
-    size_t qkv = (size_t)(c->H + 2 * c->KVH) * D;
-    m->psize[E2W_P_WTE] = (size_t)c->V * C;
-    m->psize[E2W_P_LN1] = L * C;
-    m->psize[E2W_P_QKV] = L * qkv * C;
-    m->psize[E2W_P_WO] = L * C * (size_t)c->H * D;
-    m->psize[E2W_P_LN2] = L * C;
-    m->psize[E2W_P_GU] = L * 2 * (size_t)c->F * C;
-    m->psize[E2W_P_DOWN] = L * C * (size_t)c->F;
-    m->psize[E2W_P_LNF] = C;
-    m->psize[E2W_P_HEAD] = c->tied ? 0 : (size_t)c->V * C;
-    size_t off = 0;
+    e2_layout_dims d = model_dims(&m->cfg);
+    e2_layout_params p;
+    e2_layout_params_fill(&p, &d);
     for (int i = 0; i < E2W_P_COUNT; i++) {
-        m->poff[i] = off;
-        off += m->psize[i];
+        m->psize[i] = p.numel[i];
+        m->poff[i] = p.offset[i];
     }
-    m->n_params = off;
+    m->n_params = p.n_params;
 }
 
 int e2w_model_create(e2w_model *m, const k_backend *k,
@@ -126,7 +124,7 @@ int e2w_model_alloc_train_shard(e2w_model *m, size_t lo, size_t n, char *err,
                                 size_t errlen) {
     const k_backend *k = m->k;
     int need_master = k->act_dtype != K_F32;
-    size_t per = need_master ? 3 : 2;
+    size_t per = e2_layout_optim_floats(need_master); /* m, v (, master) */
     m->grads = k->alloc(m->n_params * m->gesz);
     m->opt = k->alloc((n ? n : 1) * sizeof(float) * per);
     if (m->grads == NULL || m->opt == NULL) {
@@ -234,91 +232,56 @@ void e2w_model_download_grad(const e2w_model *m, size_t offset, float *dst,
 
 /* ---- activations ---- */
 
-static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
-
-/* One block's activations for N rows: byte offsets inside one set. */
-static e2w_layer_layout acts_layer(const e2w_model *m, size_t N) {
-    const e2w_model_config *c = &m->cfg;
-    size_t e = m->esz, C = (size_t)c->C, D = (size_t)c->D;
-    size_t qkv = (size_t)(c->H + 2 * c->KVH) * D, F = (size_t)c->F;
-    e2w_layer_layout l;
-    size_t o = 0;
-    l.ln1 = o;   o += align64(N * C * e);
-    l.rstd1 = o; o += align64(N * 4);
-    l.qkv = o;   o += align64(N * qkv * e);
-    l.atty = o;  o += align64(N * (size_t)c->H * D * e);
-    l.lse = o;   o += align64(N * (size_t)c->H * 4);
-    l.mid = o;   o += align64(N * C * e);
-    l.ln2 = o;   o += align64(N * C * e);
-    l.rstd2 = o; o += align64(N * 4);
-    l.fch = o;   o += align64(N * 2 * F * e);
-    l.swi = o;   o += align64(N * F * e);
-    l.total = o;
-    return l;
-}
-
 int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T,
                     int backward, int recompute, char *err, size_t errlen) {
     memset(a, 0, sizeof *a);
-    const e2w_model_config *c = &m->cfg;
-    size_t N = (size_t)B * (size_t)T, e = m->esz, C = (size_t)c->C;
-    size_t D = (size_t)c->D, qkv = (size_t)(c->H + 2 * c->KVH) * D;
+    e2_layout_dims d = model_dims(&m->cfg);
+    e2_layout_acts t;
+    e2_layout_acts_fill(&t, &d, B, T, m->esz, backward, recompute);
     a->B = B;
     a->T = T;
     a->backward = backward;
-    a->recompute = recompute || !backward;
-    e2w_layer_layout ll = acts_layer(m, N);
-    a->ll = ll;
-    size_t nsets = a->recompute ? 1 : (size_t)c->n_layer;
-    size_t o = 0, o_tok, o_tgt, o_loss, o_res, o_lnf, o_rstdf, o_logits, o_layers;
-    size_t o_dres = 0, o_dln = 0, o_dqkv = 0, o_datty = 0, o_dfch = 0, o_dswi = 0, o_delta = 0;
-    o_tok = o;    o += align64(N * 4);
-    o_tgt = o;    o += align64(N * 4);
-    o_loss = o;   o += align64(N * 4);
-    o_res = o;    o += align64((size_t)(c->n_layer + 1) * N * C * e);
-    o_lnf = o;    o += align64(N * C * e);
-    o_rstdf = o;  o += align64(N * 4);
-    size_t rows = backward || N < E2W_LOGIT_CHUNK ? N : E2W_LOGIT_CHUNK;
-    o_logits = o; o += align64(rows * (size_t)c->V * e);
-    o_layers = o; o += nsets * ll.total;
-    if (backward) {
-        o_dres = o;  o += align64(N * C * e);
-        o_dln = o;   o += align64(N * C * e);
-        o_dqkv = o;  o += align64(N * qkv * e);
-        o_datty = o; o += align64(N * (size_t)c->H * D * e);
-        o_dfch = o;  o += align64(N * 2 * (size_t)c->F * e);
-        o_dswi = o;  o += align64(N * (size_t)c->F * e);
-        o_delta = o; o += align64(N * (size_t)c->H * 4);
-    }
-    a->bytes = o;
-    char *p = m->k->alloc(o);
+    a->recompute = t.recompute;
+    const e2_layout_region *l = t.layer;
+    a->ll = (e2w_layer_layout){
+        .ln1 = l[E2_LAYOUT_L_LN1].offset, .rstd1 = l[E2_LAYOUT_L_RSTD1].offset,
+        .qkv = l[E2_LAYOUT_L_QKV].offset, .atty = l[E2_LAYOUT_L_ATTY].offset,
+        .lse = l[E2_LAYOUT_L_LSE].offset, .mid = l[E2_LAYOUT_L_MID].offset,
+        .ln2 = l[E2_LAYOUT_L_LN2].offset, .rstd2 = l[E2_LAYOUT_L_RSTD2].offset,
+        .fch = l[E2_LAYOUT_L_FCH].offset, .swi = l[E2_LAYOUT_L_SWI].offset,
+        .total = t.layer_bytes,
+    };
+    a->bytes = t.bytes;
+    size_t N = t.N;
+    char *p = m->k->alloc(t.bytes);
     a->host_losses = malloc(N * sizeof(float));
     if (p == NULL || a->host_losses == NULL) {
         if (p) m->k->free(p);
         free(a->host_losses);
         a->host_losses = NULL;
         snprintf(err, errlen, "model: cannot allocate %.1f MiB of activations for B=%d T=%d",
-                 (double)o / 1048576.0, B, T);
+                 (double)t.bytes / 1048576.0, B, T);
         return -1;
     }
+    const e2_layout_region *r = t.a;
     a->mem = p;
-    a->tokens = (int32_t *)(p + o_tok);
-    a->targets = (int32_t *)(p + o_tgt);
-    a->losses = (float *)(p + o_loss);
-    a->res = p + o_res;
-    a->lnf = p + o_lnf;
-    a->rstdf = (float *)(p + o_rstdf);
-    a->logits = p + o_logits;
-    a->logit_rows = (int)rows;
-    a->layers = p + o_layers;
+    a->tokens = (int32_t *)(p + r[E2_LAYOUT_A_TOKENS].offset);
+    a->targets = (int32_t *)(p + r[E2_LAYOUT_A_TARGETS].offset);
+    a->losses = (float *)(p + r[E2_LAYOUT_A_LOSSES].offset);
+    a->res = p + r[E2_LAYOUT_A_RES].offset;
+    a->lnf = p + r[E2_LAYOUT_A_LNF].offset;
+    a->rstdf = (float *)(p + r[E2_LAYOUT_A_RSTDF].offset);
+    a->logits = p + r[E2_LAYOUT_A_LOGITS].offset;
+    a->logit_rows = (int)t.logit_rows;
+    a->layers = p + r[E2_LAYOUT_A_LAYERS].offset;
     if (backward) {
-        a->dres = p + o_dres;
-        a->dln = p + o_dln;
-        a->dqkv = p + o_dqkv;
-        a->datty = p + o_datty;
-        a->dfch = p + o_dfch;
-        a->dswi = p + o_dswi;
-        a->delta = (float *)(p + o_delta);
+        a->dres = p + r[E2_LAYOUT_A_DRES].offset;
+        a->dln = p + r[E2_LAYOUT_A_DLN].offset;
+        a->dqkv = p + r[E2_LAYOUT_A_DQKV].offset;
+        a->datty = p + r[E2_LAYOUT_A_DATTY].offset;
+        a->dfch = p + r[E2_LAYOUT_A_DFCH].offset;
+        a->dswi = p + r[E2_LAYOUT_A_DSWI].offset;
+        a->delta = (float *)(p + r[E2_LAYOUT_A_DELTA].offset);
     }
     return 0;
 }

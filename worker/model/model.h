@@ -15,8 +15,9 @@
  * Memory (llm.c style): parameters, gradients, optimizer state (AdamW m, v
  * and, when the backend's act dtype is not fp32, an fp32 master copy) and
  * activations are each ONE backend allocation, sized up front from the
- * config and (B, T); a size table points the named tensors into it and
- * nothing is allocated per step.
+ * config and (B, T) by the layout table (common/layout: sizes apart from
+ * allocation, the same table the memory planner reads); the named tensors
+ * point into it at the table's offsets and nothing is allocated per step.
  *
  * Parameter layout: each kind of tensor is stored for all layers together
  * (wte, ln1 (L, C), qkv (L, QKV, C), ...). Every Hugging Face tensor is then a
@@ -31,6 +32,7 @@
 #include <stdint.h>
 
 #include "k.h"
+#include "layout.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,18 +59,19 @@ int e2w_model_config_from_proto(e2w_model_config *c,
 void e2w_model_config_to_proto(const e2w_model_config *c,
                                E2__V1__LlamaConfig *p);
 
-/* Parameter tensors, in buffer order. */
+/* Parameter tensors, in buffer order: the rows of the layout table
+ * (common/layout/layout.h), which gives their shapes. */
 enum {
-    E2W_P_WTE,   /* (V, C)               embed_tokens */
-    E2W_P_LN1,   /* (L, C)               input_layernorm */
-    E2W_P_QKV,   /* (L, (H+2KVH)*D, C)   q_proj | k_proj | v_proj */
-    E2W_P_WO,    /* (L, C, H*D)          o_proj */
-    E2W_P_LN2,   /* (L, C)               post_attention_layernorm */
-    E2W_P_GU,    /* (L, 2F, C)           gate_proj | up_proj */
-    E2W_P_DOWN,  /* (L, C, F)            down_proj */
-    E2W_P_LNF,   /* (C)                  norm */
-    E2W_P_HEAD,  /* (V, C)               lm_head; empty when tied */
-    E2W_P_COUNT
+    E2W_P_WTE = E2_LAYOUT_P_WTE,
+    E2W_P_LN1 = E2_LAYOUT_P_LN1,
+    E2W_P_QKV = E2_LAYOUT_P_QKV,
+    E2W_P_WO = E2_LAYOUT_P_WO,
+    E2W_P_LN2 = E2_LAYOUT_P_LN2,
+    E2W_P_GU = E2_LAYOUT_P_GU,
+    E2W_P_DOWN = E2_LAYOUT_P_DOWN,
+    E2W_P_LNF = E2_LAYOUT_P_LNF,
+    E2W_P_HEAD = E2_LAYOUT_P_HEAD,
+    E2W_P_COUNT = E2_LAYOUT_P_COUNT
 };
 
 typedef struct e2w_model {
@@ -91,14 +94,15 @@ typedef struct e2w_model {
     float *master;                  /* (opt_n) fp32 master, or NULL (fp32 act) */
 } e2w_model;
 
-/* Byte offsets of one block's activations inside a layer set. */
+/* Byte offsets of one block's activations inside a layer set (from the
+ * layout table's layer regions). */
 typedef struct {
     size_t ln1, rstd1, qkv, atty, lse, mid, ln2, rstd2, fch, swi, total;
 } e2w_layer_layout;
 
 /* Forward-only activations keep the logits of this many rows at a time, so
- * evaluation memory does not grow with T * V. */
-#define E2W_LOGIT_CHUNK 256
+ * evaluation memory does not grow with T * V (the layout's constant). */
+#define E2W_LOGIT_CHUNK E2_LAYOUT_LOGIT_CHUNK
 
 /* Activations for micro-batches of up to B sequences of up to T tokens. */
 typedef struct e2w_acts {

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "hf_config.h"
-#include "plan.h"
+#include "plan_cli.h"
 
 typedef struct {
     const char *name;
@@ -68,7 +68,7 @@ static int plan_number(const char *opt, const char *s, double lo, double hi, int
 int e2w_plan_main(int argc, char **argv, char *err, size_t errlen) {
     const char *model = NULL;
     double gpus = 0, mem = 0, seq = 4096, mb = 1;
-    e2w_plan_opts o = {.act_bytes = 2};
+    e2_plan_opts o = {.act_bytes = 2};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
@@ -114,12 +114,12 @@ int e2w_plan_main(int argc, char **argv, char *err, size_t errlen) {
     o.gpu_mem_gb = mem;
     o.seq = (int)seq;
     o.micro_batch = (int)mb;
-    e2w_plan p;
-    if (e2w_plan_compute(&p, &cfg, &o, err, errlen) < 0) return 2;
+    e2_plan p;
+    if (e2_plan_compute(&p, &cfg, &o, err, errlen) < 0) return 2;
     char table[4096];
-    e2w_plan_format(&p, table, sizeof table);
+    e2_plan_format(&p, table, sizeof table);
     fputs(table, stdout);
-    if (e2w_plan_fits(&p)) return 0;
-    e2w_plan_refusal(&p, err, errlen);
+    if (e2_plan_fits(&p)) return 0;
+    e2_plan_refusal(&p, err, errlen);
     return 1;
 }

@@ -1,56 +1,34 @@
-/* plan.c -- the memory plan: the worker's allocations recomputed from the
- * config, without allocating (plan.h). */
+/* plan.c -- the memory plan: the worker's allocations computed from the
+ * layout table (common/layout) that the model allocates by, without
+ * allocating (plan.h). */
 #include "plan.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "hf_config.h"
-#include "model.h" /* E2W_LOGIT_CHUNK only: the library does not link the model */
+#include "layout.h"
 
-/* What the CUDA backend keeps beside the model's buffers (kernels/cuda):
- * the cuBLASLt workspace, the column-sum partials (64 chunks x C fp32), the
- * embedding backward's token groups (3N+1 int32) and the norm partials. */
-#define PLAN_LT_WORKSPACE ((uint64_t)32 << 20)
-#define PLAN_COLSUM_CHUNKS 64
-#define PLAN_SUMSQ_BYTES 8192
+/* The layout's dims of a config (fields >= 1, checked by the caller). */
+static e2_layout_dims plan_dims(const E2__V1__LlamaConfig *cfg) {
+    e2_layout_dims d;
+    d.C = (int)cfg->hidden_size;
+    d.n_layer = (int)cfg->num_hidden_layers;
+    d.H = (int)cfg->num_attention_heads;
+    d.KVH = cfg->has_num_key_value_heads ? (int)cfg->num_key_value_heads : d.H;
+    d.D = d.C / d.H;
+    d.F = (int)cfg->intermediate_size;
+    d.V = (int)cfg->vocab_size;
+    d.tied = cfg->has_tie_word_embeddings && cfg->tie_word_embeddings;
+    return d;
+}
 
-static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
-
-/* The same walk as e2w_acts_create and its per-block layout (worker/model). */
-uint64_t e2w_plan_acts_bytes(const E2__V1__LlamaConfig *cfg, int B, int T, int esz,
-                             int backward, int recompute) {
-    uint64_t N = (uint64_t)B * (uint64_t)T, e = (uint64_t)esz;
-    uint64_t C = cfg->hidden_size, L = cfg->num_hidden_layers, H = cfg->num_attention_heads;
-    uint64_t KVH = cfg->has_num_key_value_heads ? cfg->num_key_value_heads : H;
-    uint64_t D = C / H, F = cfg->intermediate_size, V = cfg->vocab_size;
-    uint64_t qkv = (H + 2 * KVH) * D;
-    uint64_t layer = align64(N * C * e)         /* ln1 */
-                   + align64(N * 4)             /* rstd1 */
-                   + align64(N * qkv * e)       /* qkv */
-                   + align64(N * H * D * e)     /* atty */
-                   + align64(N * H * 4)         /* lse */
-                   + align64(N * C * e)         /* mid */
-                   + align64(N * C * e)         /* ln2 */
-                   + align64(N * 4)             /* rstd2 */
-                   + align64(N * 2 * F * e)     /* fch */
-                   + align64(N * F * e);        /* swi */
-    int one_set = recompute || !backward;
-    uint64_t o = 3 * align64(N * 4)             /* tokens, targets, losses */
-               + align64((L + 1) * N * C * e)   /* residual stream */
-               + align64(N * C * e)             /* lnf */
-               + align64(N * 4)                 /* rstdf */
-               + align64((backward || N < E2W_LOGIT_CHUNK ? N : E2W_LOGIT_CHUNK) * V * e)
-                                                /* logits (forward-only: one chunk) */
-               + (one_set ? 1 : L) * layer;
-    if (backward)
-        o += align64(N * C * e) + align64(N * C * e) /* dres, dln */
-           + align64(N * qkv * e)                    /* dqkv */
-           + align64(N * H * D * e)                  /* datty */
-           + align64(N * 2 * F * e)                  /* dfch */
-           + align64(N * F * e)                      /* dswi */
-           + align64(N * H * 4);                     /* delta */
-    return o;
+/* The activation allocation of the layout table: e2w_acts_create's size. */
+uint64_t e2_plan_acts_bytes(const E2__V1__LlamaConfig *cfg, int B, int T, int esz,
+                            int backward, int recompute) {
+    e2_layout_dims d = plan_dims(cfg);
+    e2_layout_acts a;
+    e2_layout_acts_fill(&a, &d, B, T, (size_t)esz, backward, recompute);
+    return a.bytes;
 }
 
 static int plan_field(const char *name, uint64_t v, char *err, size_t errlen) {
@@ -61,8 +39,8 @@ static int plan_field(const char *name, uint64_t v, char *err, size_t errlen) {
     return 0;
 }
 
-int e2w_plan_compute(e2w_plan *p, const E2__V1__LlamaConfig *cfg,
-                     const e2w_plan_opts *o, char *err, size_t errlen) {
+int e2_plan_compute(e2_plan *p, const E2__V1__LlamaConfig *cfg,
+                    const e2_plan_opts *o, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
     if (plan_field("hidden_size", cfg->hidden_size, err, errlen) < 0 ||
         plan_field("num_hidden_layers", cfg->num_hidden_layers, err, errlen) < 0 ||
@@ -91,54 +69,52 @@ int e2w_plan_compute(e2w_plan *p, const E2__V1__LlamaConfig *cfg,
         return -1;
     }
     p->o = *o;
-    p->C = (int)cfg->hidden_size;
-    p->n_layer = (int)cfg->num_hidden_layers;
-    p->H = (int)cfg->num_attention_heads;
-    p->KVH = cfg->has_num_key_value_heads ? (int)cfg->num_key_value_heads : p->H;
-    p->D = p->C / p->H;
-    p->F = (int)cfg->intermediate_size;
-    p->V = (int)cfg->vocab_size;
-    p->tied = cfg->has_tie_word_embeddings && cfg->tie_word_embeddings;
-    /* The model's size table (worker/model: model_size_table). */
-    uint64_t C = (uint64_t)p->C, L = (uint64_t)p->n_layer, D = (uint64_t)p->D;
-    uint64_t qkv = (uint64_t)(p->H + 2 * p->KVH) * D, F = (uint64_t)p->F, V = (uint64_t)p->V;
-    p->n_params = V * C + L * C + L * qkv * C + L * C * (uint64_t)p->H * D + L * C +
-                  L * 2 * F * C + L * C * F + C + (p->tied ? 0 : V * C);
+    e2_layout_dims d = plan_dims(cfg);
+    p->C = d.C;
+    p->n_layer = d.n_layer;
+    p->H = d.H;
+    p->KVH = d.KVH;
+    p->D = d.D;
+    p->F = d.F;
+    p->V = d.V;
+    p->tied = d.tied;
+    e2_layout_params lp;
+    e2_layout_params_fill(&lp, &d); /* the model's parameter table */
+    p->n_params = lp.n_params;
     uint64_t e = (uint64_t)o->act_bytes;
     p->params = p->n_params * e;
     p->grads = p->n_params * 4; /* fp32 gradients on every backend (k.h) */
-    uint64_t per_param = o->act_bytes == 4 ? 8 : 12;
+    uint64_t per_param = 4 * e2_layout_optim_floats(o->act_bytes != 4); /* m, v (, master) */
     uint64_t held = o->zero1 ? (p->n_params + (uint64_t)o->gpus - 1) / (uint64_t)o->gpus : p->n_params;
     p->optim = held * per_param;
-    p->acts = e2w_plan_acts_bytes(cfg, o->micro_batch, o->seq, o->act_bytes, 1, o->recompute);
+    p->acts = e2_plan_acts_bytes(cfg, o->micro_batch, o->seq, o->act_bytes, 1, o->recompute);
     if (o->act_bytes == 2) {
         uint64_t N = (uint64_t)o->micro_batch * (uint64_t)o->seq;
-        p->scratch = PLAN_LT_WORKSPACE + (uint64_t)PLAN_COLSUM_CHUNKS * C * 4 +
-                     (3 * N + 1) * 4 + PLAN_SUMSQ_BYTES;
-        p->reserve = E2W_PLAN_RUNTIME_RESERVE;
+        p->scratch = e2_layout_cuda_scratch_bytes(N, (size_t)p->C);
+        p->reserve = E2_PLAN_RUNTIME_RESERVE;
     }
     p->total = p->params + p->grads + p->optim + p->acts + p->scratch + p->reserve;
     p->capacity = o->gpu_mem_gb > 0 ? (uint64_t)(o->gpu_mem_gb * 1e9) : 0;
     return 0;
 }
 
-int e2w_plan_fits(const e2w_plan *p) {
+int e2_plan_fits(const e2_plan *p) {
     return p->capacity > 0 && p->total <= p->capacity;
 }
 
 static double gb(uint64_t b) { return (double)b / 1e9; }
 
-int e2w_plan_format(const e2w_plan *p, char *buf, size_t len) {
-    const e2w_plan_opts *o = &p->o;
+int e2_plan_format(const e2_plan *p, char *buf, size_t len) {
+    const e2_plan_opts *o = &p->o;
     const char *dt = o->act_bytes == 2 ? "bf16" : "fp32";
     char optim[64], verdict[96] = "";
     if (o->zero1) snprintf(optim, sizeof optim, "optimizer m, v%s (1/%d, ZeRO-1)",
                            o->act_bytes == 2 ? ", master" : "", o->gpus);
     else snprintf(optim, sizeof optim, "optimizer m, v%s (full)", o->act_bytes == 2 ? ", master" : "");
     if (p->capacity > 0)
-        snprintf(verdict, sizeof verdict, "%s: %.2f GB %s", e2w_plan_fits(p) ? "fits" : "DOES NOT FIT",
-                 gb(e2w_plan_fits(p) ? p->capacity - p->total : p->total - p->capacity),
-                 e2w_plan_fits(p) ? "free" : "over");
+        snprintf(verdict, sizeof verdict, "%s: %.2f GB %s", e2_plan_fits(p) ? "fits" : "DOES NOT FIT",
+                 gb(e2_plan_fits(p) ? p->capacity - p->total : p->total - p->capacity),
+                 e2_plan_fits(p) ? "free" : "over");
     return snprintf(buf, len,
         "model: C=%d layers=%d heads=%d kv_heads=%d head_dim=%d F=%d V=%d%s, %.3f B parameters\n"
         "run: %d GPU(s) x %.1f GB, R=%d, micro-batch %d, %s acts, ZeRO-1 %s, recompute %s\n"
@@ -164,7 +140,7 @@ int e2w_plan_format(const e2w_plan *p, char *buf, size_t len) {
         "total", gb(p->total), verdict);
 }
 
-void e2w_plan_refusal(const e2w_plan *p, char *err, size_t errlen) {
+void e2_plan_refusal(const e2_plan *p, char *err, size_t errlen) {
     const char *hint = !p->o.recompute ? "set train.recompute = true"
                        : p->o.micro_batch > 1 ? "lower train.micro_batch"
                        : !p->o.zero1 && p->o.gpus > 1 && p->optim > p->capacity / 2
@@ -177,8 +153,8 @@ void e2w_plan_refusal(const e2w_plan *p, char *err, size_t errlen) {
              p->o.micro_batch, p->o.seq, gb(p->scratch + p->reserve), gb(p->capacity), hint);
 }
 
-int e2w_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb,
-                       char *err, size_t errlen) {
+int e2_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb,
+                      char *err, size_t errlen) {
     if (spec->device == NULL || strcmp(spec->device, "cuda") != 0 || gpu_mem_gb <= 0) return 0;
     E2__V1__LlamaConfig hf = E2__V1__LLAMA_CONFIG__INIT;
     const E2__V1__LlamaConfig *cfg = spec->model ? spec->model->config : NULL;
@@ -188,10 +164,10 @@ int e2w_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb,
             snprintf(err, errlen, "model.config and model.hf_dir are both empty");
             return 1;
         }
-        if (e2w_hf_config_read(dir, &hf, NULL, err, errlen) < 0) return 1;
+        if (e2_plan_config_read(dir, &hf, err, errlen) < 0) return 1;
         cfg = &hf;
     }
-    e2w_plan_opts o = {
+    e2_plan_opts o = {
         .gpus = spec->has_num_workers && spec->num_workers > 0 ? (int)spec->num_workers : 1,
         .zero1 = spec->train && spec->train->has_zero1 && spec->train->zero1,
         .recompute = spec->train && spec->train->has_recompute && spec->train->recompute,
@@ -200,9 +176,9 @@ int e2w_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb,
         .act_bytes = 2,
         .gpu_mem_gb = gpu_mem_gb,
     };
-    e2w_plan p;
-    if (e2w_plan_compute(&p, cfg, &o, err, errlen) < 0) return 1;
-    if (e2w_plan_fits(&p)) return 0;
-    e2w_plan_refusal(&p, err, errlen);
+    e2_plan p;
+    if (e2_plan_compute(&p, cfg, &o, err, errlen) < 0) return 1;
+    if (e2_plan_fits(&p)) return 0;
+    e2_plan_refusal(&p, err, errlen);
     return -1;
 }
