@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "base.h"
 #include "e2d.h"
@@ -589,6 +590,7 @@ void sched_run_queue(e2d_server *srv)
     char err[E2_ERRLEN], blocked[8][16];
     int nblocked = 0, idle = 0;
     sched_queue_ctx q = {0};
+    struct timespec t0, t1;
     srv->sched_pending = 0;
     if (srv->shutting_down)
         return;
@@ -596,6 +598,7 @@ void sched_run_queue(e2d_server *srv)
         idle += w->row.state == WS_IDLE && !w->draining;
     if (!idle)
         return;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (store_job_queued(srv->db, sched_collect, &q, err, sizeof err) < 0)
         e2d_log("scheduler: %s", err);
     for (size_t i = 0; i < q.n; i++) {
@@ -629,6 +632,12 @@ void sched_run_queue(e2d_server *srv)
         store_job_free(&j);
     }
     free(q.ids);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    srv->sched_passes++;
+    srv->sched_pass_s += dt;
+    if (dt > srv->sched_pass_max_s)
+        srv->sched_pass_max_s = dt;
 }
 
 /* ---- faults ---- */
@@ -956,6 +965,10 @@ int sched_recover(e2d_server *srv, char *err, size_t errlen)
 
 void sched_free(e2d_server *srv)
 {
+    if (srv->sched_passes)
+        e2d_log("scheduler: %ld passes, mean %.3f ms, max %.3f ms",
+                srv->sched_passes, srv->sched_pass_s * 1e3 / (double)srv->sched_passes,
+                srv->sched_pass_max_s * 1e3);
     while (srv->workers) {
         e2d_worker *w = srv->workers;
         srv->workers = w->next;
