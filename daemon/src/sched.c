@@ -520,6 +520,7 @@ fail:
 
 typedef struct sched_queue_ctx {
     char (*ids)[STORE_IDLEN];
+    char (*devs)[16];  /* each job's device, to skip a blocked one unread */
     size_t n, cap;
 } sched_queue_ctx;
 
@@ -532,8 +533,12 @@ static int sched_collect(void *ud, const store_job *j)
         if (!v)
             return 1;
         q->ids = v;
+        if (!(v = realloc(q->devs, cap * sizeof *q->devs)))
+            return 1;
+        q->devs = v;
         q->cap = cap;
     }
+    snprintf(q->devs[q->n], sizeof q->devs[0], "%s", j->device);
     snprintf(q->ids[q->n++], STORE_IDLEN, "%s", j->id);
     return 0;
 }
@@ -604,17 +609,17 @@ void sched_run_queue(e2d_server *srv)
     for (size_t i = 0; i < q.n; i++) {
         store_job j;
         e2d_worker **gang;
-        int n = 0, skip = 0;
-        if (sched_load(srv, q.ids[i], &j) < 0)
-            continue;
+        int n = 0, skip = 0, registered;
+        /* Behind a blocked job of its device: skipped without reading its
+         * row again (the pass is O(queue); a read per job made it slow). */
         for (int b = 0; b < nblocked; b++)
-            skip |= !strcmp(blocked[b], j.device);
-        if (!skip) {
-            /* A job the registered workers can never hold blocks nothing. */
-            int registered = sched_registered(srv, j.device);
-            sched_wait_reason(srv, &j, registered);
-            skip = registered < j.num_workers;
-        }
+            skip |= !strcmp(blocked[b], q.devs[i]);
+        if (skip || sched_load(srv, q.ids[i], &j) < 0)
+            continue;
+        /* A job the registered workers can never hold blocks nothing. */
+        registered = sched_registered(srv, j.device);
+        sched_wait_reason(srv, &j, registered);
+        skip = registered < j.num_workers;
         if (skip || j.num_workers <= 0 ||
             !(gang = calloc((size_t)j.num_workers, sizeof *gang))) {
             store_job_free(&j);
@@ -632,6 +637,7 @@ void sched_run_queue(e2d_server *srv)
         store_job_free(&j);
     }
     free(q.ids);
+    free(q.devs);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     srv->sched_passes++;
