@@ -524,7 +524,7 @@ typedef struct sched_queue_ctx {
     size_t n, cap;
 } sched_queue_ctx;
 
-static int sched_collect(void *ud, const store_job *j)
+static int sched_collect(void *ud, const char *id, const char *device)
 {
     sched_queue_ctx *q = ud;
     if (q->n == q->cap) {
@@ -538,9 +538,14 @@ static int sched_collect(void *ud, const store_job *j)
         q->devs = v;
         q->cap = cap;
     }
-    snprintf(q->devs[q->n], sizeof q->devs[0], "%s", j->device);
-    snprintf(q->ids[q->n++], STORE_IDLEN, "%s", j->id);
+    snprintf(q->devs[q->n], sizeof q->devs[0], "%s", device);
+    snprintf(q->ids[q->n++], STORE_IDLEN, "%s", id);
     return 0;
+}
+
+static int sched_collect_job(void *ud, const store_job *j)
+{
+    return sched_collect(ud, j->id, j->device);
 }
 
 static int sched_idle(const e2d_worker *w, const char *device)
@@ -604,7 +609,7 @@ void sched_run_queue(e2d_server *srv)
     if (!idle)
         return;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (store_job_queued(srv->db, sched_collect, &q, err, sizeof err) < 0)
+    if (store_job_queued_ids(srv->db, sched_collect, &q, err, sizeof err) < 0)
         e2d_log("scheduler: %s", err);
     for (size_t i = 0; i < q.n; i++) {
         store_job j;
@@ -945,9 +950,10 @@ int sched_recover(e2d_server *srv, char *err, size_t errlen)
         return E2_ERR;
     for (e2d_worker *w = srv->workers; w; w = w->next)
         sched_worker_save(srv, w);
-    if (store_job_in_states(srv->db, active, sched_collect, &q, err,
+    if (store_job_in_states(srv->db, active, sched_collect_job, &q, err,
                             errlen) < 0) {
         free(q.ids);
+        free(q.devs);
         return E2_ERR;
     }
     for (size_t i = 0; i < q.n; i++) {
@@ -958,6 +964,7 @@ int sched_recover(e2d_server *srv, char *err, size_t errlen)
         store_job_free(&j);
     }
     free(q.ids);
+    free(q.devs);
     /* BUSY workers whose attempt did not survive only drain. */
     for (e2d_worker *w = srv->workers; w; w = w->next)
         if (w->row.state == WS_BUSY && !w->draining) {
