@@ -608,7 +608,7 @@ void sched_run_queue(e2d_server *srv)
         idle += w->row.state == WS_IDLE && !w->draining;
     if (!idle)
         return;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
     if (store_job_queued_ids(srv->db, sched_collect, &q, err, sizeof err) < 0)
         e2d_log("scheduler: %s", err);
     for (size_t i = 0; i < q.n; i++) {
@@ -643,7 +643,7 @@ void sched_run_queue(e2d_server *srv)
     }
     free(q.ids);
     free(q.devs);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
     double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     srv->sched_passes++;
     srv->sched_pass_s += dt;
@@ -979,7 +979,7 @@ int sched_recover(e2d_server *srv, char *err, size_t errlen)
 void sched_free(e2d_server *srv)
 {
     if (srv->sched_passes)
-        e2d_log("scheduler: %ld passes, mean %.3f ms, max %.3f ms",
+        e2d_log("scheduler: %ld passes, CPU time mean %.3f ms, max %.3f ms",
                 srv->sched_passes, srv->sched_pass_s * 1e3 / (double)srv->sched_passes,
                 srv->sched_pass_max_s * 1e3);
     while (srv->workers) {
