@@ -207,24 +207,34 @@ static pid_t sim_daemon(char *dir, char *addr, size_t n)
     return pid;
 }
 
-/* Stops e2d and prints its scheduler line; removes the state dir. */
-static void sim_daemon_stop(pid_t pid, const char *dir)
+/* Stops e2d and prints its scheduler line (and, when e2d did not exit 0,
+ * the sanitizer or error lines of its log); removes the state dir.
+ * Returns e2d's exit status. */
+static int sim_daemon_stop(pid_t pid, const char *dir)
 {
     char path[256], line[1024], cmd[300];
     const char *s;
+    int st = 0, code;
     FILE *f;
     kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
+    waitpid(pid, &st, 0);
+    code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     snprintf(path, sizeof path, "%s/e2d.log", dir);
     if ((f = fopen(path, "r"))) {
         while (fgets(line, sizeof line, f))
             if ((s = strstr(line, "scheduler: ")) && strstr(s, "passes"))
                 printf("scheduling pass (e2d's log): %s", s + 11);
+            else if (code && (strstr(line, "ERROR") ||
+                              strstr(line, "runtime error")))
+                printf("e2d: %s", line);
         fclose(f);
     }
+    if (code)
+        printf("e2d exited with status %d\n", code);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "bench_cluster: could not remove %s\n", dir);
+    return code;
 }
 
 /* ---- Coordinator calls */
@@ -738,7 +748,8 @@ int main(int argc, char **argv)
     if (listed != cfg.jobs || succeeded != cfg.jobs)
         status = 1;
     rpc_client_free(client);
-    sim_daemon_stop(pid, dir);
+    if (sim_daemon_stop(pid, dir) != 0)
+        status = 1;
     printf("result: %s\n", status ? "NOT every job SUCCEEDED"
                                   : "every job SUCCEEDED");
     free(hb.v);
