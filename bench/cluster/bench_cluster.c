@@ -73,7 +73,9 @@ typedef struct sim_thread {
 static sim_cfg cfg = {1000, 10000, 8, 3, 1000, 10, 3600, E2D_PATH};
 static rpc_client *client;
 static atomic_int stop;
-static atomic_long ranks_done, ranks_failed, heartbeats;
+static atomic_long ranks_done, ranks_failed, heartbeats, jobs_rank0_done;
+static atomic_int registered;
+static sim_worker *workers_base;
 static double t_start;
 
 static double sim_now(void)
@@ -434,6 +436,8 @@ static void sim_done(sim_thread *t, sim_worker *w, E2__V1__Outcome outcome)
         atomic_fetch_add(&ranks_failed, 1);
     } else if (outcome == E2__V1__OUTCOME__OUTCOME_SUCCEEDED) {
         atomic_fetch_add(&ranks_done, 1);
+        if (w->rank == 0)
+            atomic_fetch_add(&jobs_rank0_done, 1);
     }
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
@@ -476,6 +480,14 @@ static void sim_tick(sim_thread *t, sim_worker *w)
     E2__V1__HeartbeatResponse *r = NULL;
     double t0;
     int rc;
+    if (!w->id[0]) {
+        /* First turn of this worker: register, then beat from now on. */
+        if (sim_register(w, (int)(w - workers_base)) < 0) {
+            t->errors++;
+            return;
+        }
+        atomic_fetch_add(&registered, 1);
+    }
     req.worker_id = w->id;
     req.worker_secret = w->secret;
     req.has_state = 1;
@@ -606,6 +618,7 @@ int main(int argc, char **argv)
     if (sim_args(argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
     for (int g = 0; g < 4; g++)
         if (!(specs[g] = sim_spec(sim_gangs[g])))
             return 1;
@@ -648,13 +661,7 @@ int main(int argc, char **argv)
     tid = calloc((size_t)cfg.threads, sizeof *tid);
     if (!workers || !th || !tid)
         return 1;
-    t0 = sim_now();
-    for (int i = 0; i < cfg.workers; i++)
-        if (sim_register(&workers[i], i) < 0) {
-            kill(pid, SIGKILL);
-            return 1;
-        }
-    printf("registered %d workers in %.2f s\n", cfg.workers, sim_now() - t0);
+    workers_base = workers;
     for (int i = 0; i < cfg.threads; i++) {
         th[i].index = i;
         th[i].w = calloc((size_t)cfg.workers / (size_t)cfg.threads + 1,
@@ -669,6 +676,13 @@ int main(int argc, char **argv)
     t_start = sim_now();
     for (int i = 0; i < cfg.threads; i++)
         pthread_create(&tid[i], NULL, sim_worker_thread, &th[i]);
+    /* Each worker registers at its first turn and heartbeats from then on
+     * (registering all first would leave the early ones silent). */
+    while (atomic_load(&registered) < cfg.workers &&
+           sim_now() - t_start < cfg.timeout_s)
+        usleep(20000);
+    printf("registered %d workers in %.2f s (each at its first turn)\n",
+           atomic_load(&registered), sim_now() - t_start);
 
     /* Until every rank reported done (or the timeout). */
     for (;;) {
@@ -690,7 +704,9 @@ int main(int argc, char **argv)
             sim_list_figure("during the run, half the ranks done", 1000);
             fflush(stdout);
         }
-        if (done + atomic_load(&ranks_failed) >= total_ranks)
+        /* Every job's rank 0 succeeded (restarted attempts included);
+         * ListJobs below checks that every job ended SUCCEEDED. */
+        if (atomic_load(&jobs_rank0_done) >= cfg.jobs)
             break;
         if (now - t_start > cfg.timeout_s) {
             printf("TIMEOUT after %.0f s: %ld of %ld ranks done\n",
