@@ -166,6 +166,10 @@ typedef struct e2d_server {
     e2d_reply *batch, **batch_tail; /* replies waiting for the commit */
     int batch_open;            /* a group-commit transaction is open */
     int sched_pending;         /* run the scheduler at the next cron */
+    /* Scheduling passes over the queue: count, total and longest CPU seconds
+     * (logged at exit; bench/cluster reads them). */
+    long sched_passes;
+    double sched_pass_s, sched_pass_max_s;
     int shutting_down;         /* SIGTERM/SIGINT seen */
     int rpc_down;              /* the RPC server has shut down */
     int64_t kill_locals_ms;    /* shutdown: SIGKILL local workers then

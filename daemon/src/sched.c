@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "base.h"
 #include "e2d.h"
@@ -519,10 +520,11 @@ fail:
 
 typedef struct sched_queue_ctx {
     char (*ids)[STORE_IDLEN];
+    char (*devs)[16];  /* each job's device, to skip a blocked one unread */
     size_t n, cap;
 } sched_queue_ctx;
 
-static int sched_collect(void *ud, const store_job *j)
+static int sched_collect(void *ud, const char *id, const char *device)
 {
     sched_queue_ctx *q = ud;
     if (q->n == q->cap) {
@@ -531,10 +533,19 @@ static int sched_collect(void *ud, const store_job *j)
         if (!v)
             return 1;
         q->ids = v;
+        if (!(v = realloc(q->devs, cap * sizeof *q->devs)))
+            return 1;
+        q->devs = v;
         q->cap = cap;
     }
-    snprintf(q->ids[q->n++], STORE_IDLEN, "%s", j->id);
+    snprintf(q->devs[q->n], sizeof q->devs[0], "%s", device);
+    snprintf(q->ids[q->n++], STORE_IDLEN, "%s", id);
     return 0;
+}
+
+static int sched_collect_job(void *ud, const store_job *j)
+{
+    return sched_collect(ud, j->id, j->device);
 }
 
 static int sched_idle(const e2d_worker *w, const char *device)
@@ -589,6 +600,7 @@ void sched_run_queue(e2d_server *srv)
     char err[E2_ERRLEN], blocked[8][16];
     int nblocked = 0, idle = 0;
     sched_queue_ctx q = {0};
+    struct timespec t0, t1;
     srv->sched_pending = 0;
     if (srv->shutting_down)
         return;
@@ -596,22 +608,23 @@ void sched_run_queue(e2d_server *srv)
         idle += w->row.state == WS_IDLE && !w->draining;
     if (!idle)
         return;
-    if (store_job_queued(srv->db, sched_collect, &q, err, sizeof err) < 0)
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    if (store_job_queued_ids(srv->db, sched_collect, &q, err, sizeof err) < 0)
         e2d_log("scheduler: %s", err);
     for (size_t i = 0; i < q.n; i++) {
         store_job j;
         e2d_worker **gang;
-        int n = 0, skip = 0;
-        if (sched_load(srv, q.ids[i], &j) < 0)
-            continue;
+        int n = 0, skip = 0, registered;
+        /* Behind a blocked job of its device: skipped without reading its
+         * row again (the pass is O(queue); a read per job made it slow). */
         for (int b = 0; b < nblocked; b++)
-            skip |= !strcmp(blocked[b], j.device);
-        if (!skip) {
-            /* A job the registered workers can never hold blocks nothing. */
-            int registered = sched_registered(srv, j.device);
-            sched_wait_reason(srv, &j, registered);
-            skip = registered < j.num_workers;
-        }
+            skip |= !strcmp(blocked[b], q.devs[i]);
+        if (skip || sched_load(srv, q.ids[i], &j) < 0)
+            continue;
+        /* A job the registered workers can never hold blocks nothing. */
+        registered = sched_registered(srv, j.device);
+        sched_wait_reason(srv, &j, registered);
+        skip = registered < j.num_workers;
         if (skip || j.num_workers <= 0 ||
             !(gang = calloc((size_t)j.num_workers, sizeof *gang))) {
             store_job_free(&j);
@@ -629,6 +642,13 @@ void sched_run_queue(e2d_server *srv)
         store_job_free(&j);
     }
     free(q.ids);
+    free(q.devs);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    srv->sched_passes++;
+    srv->sched_pass_s += dt;
+    if (dt > srv->sched_pass_max_s)
+        srv->sched_pass_max_s = dt;
 }
 
 /* ---- faults ---- */
@@ -931,9 +951,10 @@ int sched_recover(e2d_server *srv, char *err, size_t errlen)
         return E2_ERR;
     for (e2d_worker *w = srv->workers; w; w = w->next)
         sched_worker_save(srv, w);
-    if (store_job_in_states(srv->db, active, sched_collect, &q, err,
+    if (store_job_in_states(srv->db, active, sched_collect_job, &q, err,
                             errlen) < 0) {
         free(q.ids);
+        free(q.devs);
         return E2_ERR;
     }
     for (size_t i = 0; i < q.n; i++) {
@@ -944,6 +965,7 @@ int sched_recover(e2d_server *srv, char *err, size_t errlen)
         store_job_free(&j);
     }
     free(q.ids);
+    free(q.devs);
     /* BUSY workers whose attempt did not survive only drain. */
     for (e2d_worker *w = srv->workers; w; w = w->next)
         if (w->row.state == WS_BUSY && !w->draining) {
@@ -957,6 +979,10 @@ int sched_recover(e2d_server *srv, char *err, size_t errlen)
 
 void sched_free(e2d_server *srv)
 {
+    if (srv->sched_passes)
+        e2d_log("scheduler: %ld passes, CPU time mean %.3f ms, max %.3f ms",
+                srv->sched_passes, srv->sched_pass_s * 1e3 / (double)srv->sched_passes,
+                srv->sched_pass_max_s * 1e3);
     while (srv->workers) {
         e2d_worker *w = srv->workers;
         srv->workers = w->next;

@@ -90,7 +90,8 @@ enum {
     Q_WSEQ_BUMP, Q_WSEQ_GET, Q_WORKER_PUT, Q_WORKER_LIST,
     Q_CKPT_ADD, Q_CKPT_DEL, Q_CKPT_LIST, Q_METRIC_ADD, Q_METRIC_LIST,
     Q_METRIC_TRIM,
-    Q_RDV_PUT, Q_RDV_GET, Q_RDV_CLEAR, Q_JOB_QUEUED, Q_JOB_STATES, Q_BEGIN,
+    Q_RDV_PUT, Q_RDV_GET, Q_RDV_CLEAR, Q_JOB_QUEUED, Q_JOB_QUEUED_IDS,
+    Q_JOB_STATES, Q_BEGIN,
     Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
     Q_OWNER_SET, Q_OWNER_GET, Q_N
 };
@@ -158,6 +159,9 @@ static const char *store_sql[Q_N] = {
     [Q_RDV_CLEAR] = "DELETE FROM rendezvous WHERE job = ?1 AND attempt < ?2",
     [Q_JOB_QUEUED] = "SELECT " JOB_COLS " FROM jobs WHERE state IN (1, 4)"
                      " ORDER BY priority DESC, seq",
+    /* The same order, id and device only: a small in-memory sort. */
+    [Q_JOB_QUEUED_IDS] = "SELECT id, device FROM jobs WHERE state IN (1, 4)"
+                         " ORDER BY priority DESC, seq",
     [Q_JOB_STATES] = "SELECT " JOB_COLS " FROM jobs"
                      " WHERE ((1 << state) & ?1) != 0 ORDER BY seq",
     [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -608,6 +612,27 @@ int store_job_queued(store *s, int (*fn)(void *ud, const store_job *j),
 {
     sqlite3_stmt *st = store_q(s, Q_JOB_QUEUED, err, errlen);
     return st ? store_job_rows(s, st, 0, fn, ud, err, errlen) : E2_ERR;
+}
+
+int store_job_queued_ids(store *s,
+                         int (*fn)(void *ud, const char *id, const char *device),
+                         void *ud, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = store_q(s, Q_JOB_QUEUED_IDS, err, errlen);
+    int n = 0, rc;
+    if (!st)
+        return E2_ERR;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        const char *dev = (const char *)sqlite3_column_text(st, 1);
+        n++;
+        if (fn(ud, id ? id : "", dev ? dev : ""))
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        n = store_fail(s, err, errlen, "list queued jobs");
+    sqlite3_reset(st);
+    return n;
 }
 
 int store_job_in_states(store *s, unsigned states,

@@ -153,6 +153,11 @@ int store_job_list(store *s, const store_jobq *q,
  * first, FIFO (submission order) within a priority. */
 int store_job_queued(store *s, int (*fn)(void *ud, const store_job *j),
                      void *ud, char *err, size_t errlen);
+/* The same queue, id and device of each job only (the scheduler's scan:
+ * no row decoded, no large sort). */
+int store_job_queued_ids(store *s,
+                         int (*fn)(void *ud, const char *id, const char *device),
+                         void *ud, char *err, size_t errlen);
 /* Jobs in any state of the mask (1 << state), in submission order. */
 int store_job_in_states(store *s, unsigned states,
                         int (*fn)(void *ud, const store_job *j), void *ud,
