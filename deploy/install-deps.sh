@@ -8,7 +8,7 @@ PKGS="build-essential cmake pkg-config git python3
 libopenblas-dev libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
 libprotobuf-dev protobuf-compiler libuv1-dev libsqlite3-dev libjansson-dev
 libgloo-dev python3-grpcio python3-protobuf python3-numpy python3-matplotlib
-libsystemd-dev openssl fortunes systemd chromium"
+libsystemd-dev openssl fortunes systemd chromium clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do
