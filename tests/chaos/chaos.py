@@ -84,6 +84,19 @@ def resize_tmpfs(path, size):
     subprocess.run(["mount", "-o", "remount,size=%d" % size, path], check=True)
 
 
+def shrink_tmpfs(path, spare):
+    """Shrinks the tmpfs at path to what it uses plus spare bytes; a writer
+    may add to it meanwhile (then the size is below the use and the
+    remount is refused): measure again and retry."""
+    for _ in range(200):
+        r = subprocess.run(["mount", "-o", "remount,size=%d" % (
+            used_bytes(path) + spare), path], stderr=subprocess.DEVNULL)
+        if r.returncode == 0:
+            return
+        time.sleep(0.01)
+    raise AssertionError("chaos: could not shrink %s" % path)
+
+
 def used_bytes(path):
     s = os.statvfs(path)
     return (s.f_blocks - s.f_bfree) * s.f_frsize
@@ -165,7 +178,8 @@ def train_spec(data, name, steps, every, keep_last=2, max_restarts=3):
 
 def make_data(tmp):
     import test_e2e
-    return test_e2e.make_data(tmp)
+    make_data.cached = test_e2e.make_data(tmp)
+    return make_data.cached
 
 
 def job_logs(c, job):
@@ -228,8 +242,6 @@ def kill9_storm():
                 except grpc.RpcError:
                     with lock:
                         unacked.add(rid)
-                    if d.proc.poll() is not None:
-                        return
         finally:
             client.close()
 
@@ -245,8 +257,9 @@ def kill9_storm():
         wait_for("submits acknowledged", lambda: len(acked) >= before + 5, 30)
         time.sleep(random.uniform(0.0, 0.3))
         c.close()
-        d.kill9()
-        stop.set()
+        d.proc.send_signal(signal.SIGKILL)
+        stop.set()  # calls failing on the dead socket are not submits
+        d.proc.wait(10)
         for th in ths:
             th.join(30)
         c = d.start()
@@ -330,7 +343,13 @@ def enospc_state():
 
 # ---- ENOSPC on the checkpoint dir ----
 
+def _newer_ckpt(c, job_id, after):
+    cps = [cp for cp in c.job(job_id).checkpoints if cp.step > after]
+    return cps[-1] if cps else None
+
+
 def enospc_checkpoint():
+    rounds = 4 if FULL else 1
     tmp = tmpdir("enospc_ckpt")
     data = make_data(tmp)
     d = daemon("--hang-timeout", "30", state_dir=os.path.join(tmp, "state"))
@@ -338,37 +357,40 @@ def enospc_checkpoint():
     steps = 400 if FULL else 40
     job = c.call("SubmitJob", spec=train_spec(
         data, "ckfull", steps=steps, every=5, keep_last=2,
-        max_restarts=5)).job
+        max_restarts=rounds + 2)).job
     ck = os.path.join(job.job_dir, "checkpoints")
     mount_tmpfs(ck, 64 << 20)
     Worker(d, "chaos-w1", tmp)
-    # The first committed checkpoint shows how big one is; then the disk
-    # shrinks to what is used plus half a checkpoint, so the next one
-    # cannot be written whole.
-    first = wait_for("a committed checkpoint",
-                     lambda: c.job(job.id).checkpoints, 120, 0.02)
-    one = sum(os.path.getsize(os.path.join(first[0].path, f))
-              for f in os.listdir(first[0].path))
-    resize_tmpfs(ck, used_bytes(ck) + one // 2)
-    shrunk_at = c.job(job.id).step
-
-    # The attempt that hits the full disk must fail with the reason.
-    def failed_attempt():
-        j = c.job(job.id)
-        if j.attempt >= 2 or j.state in (t.FAILED, t.SUCCEEDED):
-            return j
-        return None
-    j = wait_for("the attempt on the full disk to end", failed_attempt, 120,
-                 0.05)
-    reason = j.failure.last_log_lines[-1] if j.failure.last_log_lines else ""
-    events = [e.reason for e in c.job(job.id).events]
-    full_reason = next((r for r in events if "space" in r.lower()), "") or \
-        reason
-    committed_while_full = [cp.step for cp in c.job(job.id).checkpoints
-                            if cp.step > shrunk_at]
-    # Space is back: the job resumes from its last committed checkpoint.
-    resize_tmpfs(ck, 64 << 20)
-    j = c.wait_state(job.id, (t.SUCCEEDED, t.FAILED, t.CANCELLED), 240)
+    reasons, shrunk_at, committed_while_full, last = [], [], 0, 0
+    one = 0
+    for _ in range(rounds):
+        # A checkpoint committed by the current attempt shows how big one
+        # is; then the disk shrinks to what is used plus half a checkpoint,
+        # so the next one cannot be written whole.
+        cp = wait_for("a new committed checkpoint",
+                      lambda: _newer_ckpt(c, job.id, last), 120, 0.02)
+        attempt = cp.attempt
+        one = sum(os.path.getsize(os.path.join(cp.path, f))
+                  for f in os.listdir(cp.path))
+        shrink_tmpfs(ck, one // 2)
+        t0 = time.time()
+        before = {x.step for x in c.job(job.id).checkpoints}
+        shrunk_at.append(c.job(job.id).step)
+        # The attempt that hits the full disk must fail with the reason.
+        j = wait_for("the attempt on the full disk to end",
+                     lambda: (lambda j: j if j.attempt > attempt or j.state in (
+                         t.FAILED, t.SUCCEEDED) else None)(c.job(job.id)),
+                     120, 0.05)
+        reasons.append(next((r for r in _reasons_since(c, job.id, t0)
+                             if "failed" in r), j.reason))
+        committed_while_full += len({x.step for x in j.checkpoints} - before)
+        last = max([x.step for x in j.checkpoints] or [0])
+        # Space is back: the next attempt resumes from the last committed
+        # checkpoint.
+        resize_tmpfs(ck, 64 << 20)
+        if j.state in (t.FAILED, t.SUCCEEDED):
+            break
+    j = c.wait_state(job.id, (t.SUCCEEDED, t.FAILED, t.CANCELLED), 300)
     logs = job_logs(c, job.id)
     resumed = [line.split("resumed from ", 1)[1].split(" (step")[0]
                for line in logs.splitlines() if "resumed from " in line]
@@ -380,22 +402,25 @@ def enospc_checkpoint():
                                          not ckpt_complete(p))]
     kept = [cp.path for cp in j.checkpoints]
     incomplete = [p for p in kept if not ckpt_complete(p)]
+    nospace = [r for r in reasons if "space" in r.lower()]
     c.close()
     rc = d.stop()
-    print("chaos enospc_checkpoint: checkpoint dir shrunk at step %d (one "
-          "checkpoint %d bytes); failed attempt's reason: %s; checkpoints "
-          "committed after the shrink while full: %d; attempts resumed from "
-          "%s; partial checkpoints resumed: %d; kept checkpoints complete: "
-          "%d/%d; final state %s at step %d/%d" % (
-              shrunk_at, one, (full_reason or "(none)")[:300],
-              len(committed_while_full), resumed or "none", len(partial),
+    print("chaos enospc_checkpoint: %d full-disk rounds (checkpoint dir "
+          "shrunk at steps %s, one checkpoint %d bytes); failed attempts "
+          "naming the full disk: %d/%d (first: %s); checkpoints committed "
+          "while full: %d; resumed from %s; partial checkpoints resumed: %d; "
+          "kept checkpoints complete: %d/%d; final state %s at step %d/%d" % (
+              len(reasons), shrunk_at, one, len(nospace), len(reasons),
+              (reasons[0] if reasons else "(none)")[:300],
+              committed_while_full,
+              [os.path.basename(p) for p in resumed] or "none", len(partial),
               len(kept) - len(incomplete), len(kept),
               t.STATE_NAMES[j.state], j.step, j.total_steps), flush=True)
     assert not partial, "resumed from partial checkpoints: %s" % partial
     assert not incomplete, "committed but incomplete: %s" % incomplete
-    assert "space" in full_reason.lower() or "enospc" in full_reason.lower(), \
-        "the failed attempt's reason does not say the disk is full: %r" % (
-            full_reason,)
+    assert len(nospace) == len(reasons) == rounds, \
+        "failed attempts that do not say the disk is full: %r" % reasons
+    assert len(resumed) >= rounds
     assert j.state == t.SUCCEEDED, (j.reason, list(j.failure.last_log_lines))
     assert rc == 0
 
@@ -428,80 +453,113 @@ def _holder(c, job_id, workers):
 
 
 def frozen_worker():
+    rounds = 3 if FULL else 1
     tmp = tmpdir("frozen")
     d, c, workers, job = _two_workers_job(tmp, "frozen", 100000, 5)
-    wait_for("a committed checkpoint", lambda: c.job(job.id).checkpoints, 120,
-             0.05)
-    held = wait_for("the job's worker", lambda: _holder(c, job.id, workers),
-                    30)
-    os.kill(held.pid, signal.SIGSTOP)
-    t0 = time.time()
-    j = wait_for("the frozen attempt to end",
-                 lambda: (lambda j: j if j.attempt >= 2 or j.state not in (
-                     t.RUNNING, t.STARTING) else None)(c.job(job.id)), 60,
-                 0.05)
-    detect = time.time() - t0
-    reason = "; ".join(_reasons_since(c, job.id, t0)) or j.reason
-    j = wait_for("the job to run on the other worker",
-                 lambda: (lambda j: j if j.attempt >= 2 and j.state ==
-                          t.RUNNING else None)(c.job(job.id)), 120, 0.05)
-    resume = time.time() - t0
-    other = _holder(c, job.id, workers)
-    logs = job_logs(c, job.id)
-    resumed = [line for line in logs.splitlines() if "resumed from" in line]
-    # Thawed, the old worker must not take the job back or corrupt it.
-    os.kill(held.pid, signal.SIGCONT)
+    detects, resumes, reasons = [], [], []
+    for r in range(rounds):
+        # Freeze the holder once the attempt has committed a checkpoint.
+        attempt = c.wait_state(job.id, t.RUNNING, 120).attempt
+        wait_for("a checkpoint of attempt %d" % attempt,
+                 lambda: [cp for cp in c.job(job.id).checkpoints
+                          if cp.attempt == attempt], 120, 0.05)
+        held = wait_for("the job's worker",
+                        lambda: _holder(c, job.id, workers), 30)
+        os.kill(held.pid, signal.SIGSTOP)
+        t0 = time.time()
+        j = wait_for("the frozen attempt to end",
+                     lambda: (lambda j: j if j.attempt > attempt or j.state
+                              not in (t.RUNNING, t.STARTING) else None)(
+                                  c.job(job.id)), 60, 0.05)
+        detects.append(time.time() - t0)
+        reasons.append(next((x for x in _reasons_since(c, job.id, t0)
+                             if "failed" in x), j.reason))
+        j = wait_for("the job to run on the other worker",
+                     lambda: (lambda j: j if j.attempt > attempt and j.state ==
+                              t.RUNNING else None)(c.job(job.id)), 120, 0.05)
+        resumes.append(time.time() - t0)
+        other = _holder(c, job.id, workers)
+        assert other is not None and other is not held
+        # Thawed, the old worker must not take the job back; it becomes
+        # the spare of the next round.
+        os.kill(held.pid, signal.SIGCONT)
+        wait_for("the thawed worker to be idle", lambda: [
+            w for w in c.call("ListWorkers").workers
+            if w.pid == held.pid and w.state == t.IDLE], 60)
     step = c.job(job.id).step
-    wait_for("progress after the thaw",
+    wait_for("progress after the last thaw",
              lambda: c.job(job.id).step >= step + 5, 60)
     j = c.job(job.id)
+    resumed = [line.split("resumed from ", 1)[1]
+               for line in job_logs(c, job.id).splitlines()
+               if "resumed from " in line]
     c.call("CancelJob", id=job.id)
     c.wait_state(job.id, t.CANCELLED, 30)
     c.close()
     rc = d.stop()
-    print("chaos frozen_worker: SIGSTOP detected in %.1f s (heartbeat "
-          "timeout 2 s): %s; running again on the other worker after %.1f s; "
-          "%s; attempt %d after the thaw" % (
-              detect, reason, resume,
-              resumed[-1].strip() if resumed else "no resume line",
-              j.attempt), flush=True)
-    assert detect < 15, "frozen worker detected only after %.1f s" % detect
-    assert other is not None and other is not held
-    assert resumed, "the restarted attempt did not resume from a checkpoint"
-    assert j.attempt == 2, "the thawed worker disturbed the job: %s" % j
+    print("chaos frozen_worker: %d SIGSTOPs, detected in %s s (heartbeat "
+          "timeout 2 s); running again on the other worker after %s s; "
+          "first reason: %s; resumed from %s; attempt %d after the last thaw "
+          "(expected %d)" % (
+              rounds, ", ".join("%.1f" % x for x in detects),
+              ", ".join("%.1f" % x for x in resumes), reasons[0],
+              [os.path.basename(x) for x in resumed], j.attempt, rounds + 1),
+          flush=True)
+    assert max(detects) < 15, "a frozen worker was detected only after " \
+        "%.1f s" % max(detects)
+    assert len(resumed) >= rounds, \
+        "a restarted attempt did not resume from a checkpoint"
+    assert j.attempt == rounds + 1, "the thawed worker disturbed the job"
     assert rc == 0
 
 
 # ---- a worker gone between assignment and its first step ----
 
 def dropped_worker():
+    rounds = 5 if FULL else 1
     tmp = tmpdir("dropped")
     d, c, workers, job = _two_workers_job(tmp, "dropped", 100000, 0)
-    # Kill the assigned worker the moment e2d hands it the job.
-    held = wait_for("the assignment", lambda: _holder(c, job.id, workers),
-                    30, 0.005)
-    state_at_kill = t.STATE_NAMES[c.job(job.id).state]
-    held.proc.kill()
-    t0 = time.time()
-    j = wait_for("the attempt to fail",
-                 lambda: (lambda j: j if j.attempt >= 2 or j.state not in (
-                     t.RUNNING, t.STARTING) else None)(c.job(job.id)), 60,
-                 0.05)
-    fail_s = time.time() - t0
-    reason = "; ".join(_reasons_since(c, job.id, t0)) or j.reason
-    j = wait_for("the job to run on the other worker",
-                 lambda: (lambda j: j if j.attempt >= 2 and j.state ==
-                          t.RUNNING else None)(c.job(job.id)), 120, 0.05)
-    run_s = time.time() - t0
+    fails, runs, reasons, states = [], [], [], []
+    for r in range(rounds):
+        if r > 0:
+            # A fresh job for a fresh assignment, and a spare worker.
+            c.call("CancelJob", id=job.id)
+            c.wait_state(job.id, t.CANCELLED, 30)
+            workers = [w for w in workers if w.proc.poll() is None]
+            workers.append(Worker(d, "chaos-r%d" % r, tmp))
+            idle_workers(c, 2)
+            job = c.call("SubmitJob", spec=train_spec(
+                make_data.cached, "dropped%d" % r, 100000, 0)).job
+        # Kill the assigned worker the moment e2d hands it the job.
+        held = wait_for("the assignment", lambda: _holder(c, job.id, workers),
+                        30, 0.005)
+        states.append(t.STATE_NAMES[c.job(job.id).state])
+        held.proc.kill()
+        t0 = time.time()
+        j = wait_for("the attempt to fail",
+                     lambda: (lambda j: j if j.attempt >= 2 or j.state not in (
+                         t.RUNNING, t.STARTING) else None)(c.job(job.id)), 60,
+                     0.05)
+        fails.append(time.time() - t0)
+        reasons.append(next((x for x in _reasons_since(c, job.id, t0)
+                             if "failed" in x), j.reason))
+        j = wait_for("the job to run on the other worker",
+                     lambda: (lambda j: j if j.attempt >= 2 and j.state ==
+                              t.RUNNING else None)(c.job(job.id)), 120, 0.05)
+        runs.append(time.time() - t0)
     c.call("CancelJob", id=job.id)
     c.wait_state(job.id, t.CANCELLED, 30)
     c.close()
     rc = d.stop()
-    print("chaos dropped_worker: worker killed while the job was %s; attempt "
-          "failed after %.1f s: %s; running on the other worker after %.1f s"
-          % (state_at_kill, fail_s, reason, run_s), flush=True)
-    assert fail_s < 15, "the dropped attempt failed only after %.1f s" % fail_s
-    assert reason
+    print("chaos dropped_worker: %d workers killed right after their "
+          "assignment (job %s); attempt failed after %s s; first reason: %s; "
+          "running on the other worker after %s s" % (
+              rounds, "/".join(sorted(set(states))),
+              ", ".join("%.1f" % x for x in fails), reasons[0],
+              ", ".join("%.1f" % x for x in runs)), flush=True)
+    assert max(fails) < 15, "a dropped attempt failed only after %.1f s" % (
+        max(fails),)
+    assert all(reasons)
     assert rc == 0
 
 
