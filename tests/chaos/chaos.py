@@ -183,12 +183,17 @@ def make_data(tmp):
 
 
 def job_logs(c, job):
-    try:
-        return b"".join(ch.data for ch in c.stubs["StreamLogs"](
-            M("StreamLogsRequest", id=job), timeout=10)).decode(
-                errors="replace")
-    except grpc.RpcError:
-        return ""
+    """Every attempt's rank logs (<job dir>/attempt-N/rank-R.log), oldest
+    attempt first: StreamLogs serves one attempt."""
+    jd = c.job(job).job_dir
+    out = []
+    atts = sorted((int(n.split("-")[1]), n) for n in os.listdir(jd)
+                  if n.startswith("attempt-"))
+    for _, n in atts:
+        for f in sorted(os.listdir(os.path.join(jd, n))):
+            with open(os.path.join(jd, n, f), errors="replace") as fh:
+                out.append(fh.read())
+    return "\n".join(out)
 
 
 def ckpt_complete(path):
