@@ -16,8 +16,9 @@ libsystemd-dev libmicrohttpd-dev libssl-dev openssl fortunes systemd iproute2"
 # Test-only: headless Chromium for the status-page test (tests/http);
 # venv + pip for the throwaway transformers venvs (tests/compat) and the
 # Python client's install test (tests/python); Debian's CPU-only torch for
-# transformers' model load in tests/compat.
-TEST_PKGS="chromium python3-venv python3-pip python3-torch"
+# transformers' model load in tests/compat; clang and its fuzzer runtime
+# for the libFuzzer targets (tests/fuzz).
+TEST_PKGS="chromium python3-venv python3-pip python3-torch clang libclang-rt-14-dev"
 
 case "${1:-}" in
 "") ;;

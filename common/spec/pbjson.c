@@ -761,6 +761,7 @@ static int pj_is_set(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *
 }
 
 static json_t *pj_string_json(const char *s) {
+    if (!s) s = ""; /* a map entry unpacked without its value */
     json_t *j = json_string(s);
     if (j) return j;
     /* Not UTF-8 (wire strings are not validated): replace non-ASCII bytes. */

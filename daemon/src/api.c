@@ -373,7 +373,8 @@ static int api_store_job(e2d_server *srv, const E2__V1__JobSpec *spec,
     }
     for (size_t i = 0; i < spec->n_labels; i++) {
         labels[i].key = spec->labels[i]->key;
-        labels[i].value = spec->labels[i]->value;
+        /* A map entry may arrive without its value: it means "". */
+        labels[i].value = spec->labels[i]->value ? spec->labels[i]->value : "";
     }
     j->state = JOBSTATE_PENDING;
     j->priority = full->priority;

@@ -47,20 +47,22 @@ void e2d_batch_reply(e2d_server *srv, rpc_call *call, ProtobufCMessage *msg)
 
 void e2d_batch_flush(e2d_server *srv)
 {
-    char err[E2_ERRLEN];
+    char err[E2_ERRLEN], msg[E2_ERRLEN + 32];
     e2d_reply *r;
     int rc;
     if (!srv->batch_open)
         return;
     srv->batch_open = 0;
-    if ((rc = store_commit(srv->db, err, sizeof err)) < 0)
+    if ((rc = store_commit(srv->db, err, sizeof err)) < 0) {
         e2d_log("group commit failed: %s", err);
+        snprintf(msg, sizeof msg, "storing the job failed: %s", err);
+    }
     while ((r = srv->batch)) {
         srv->batch = r->next;
         if (rc == 0)
             rpc_call_reply(r->call, r->msg);
         else
-            rpc_call_finish(r->call, RPC_INTERNAL, "storing the job failed");
+            rpc_call_finish(r->call, RPC_INTERNAL, msg);
         protobuf_c_message_free_unpacked(r->msg, NULL);
         free(r);
     }

@@ -461,7 +461,7 @@ static int e2w__open_index(e2w_st *st, const char *dir, const char *index,
             if (rc < 0) break;
         }
     }
-    if (rc == 0) qsort(st->t, st->n, sizeof *st->t, e2w__cmp_name);
+    if (rc == 0 && st->n > 1) qsort(st->t, st->n, sizeof *st->t, e2w__cmp_name);
     for (size_t i = 0; rc == 0 && i < st->n; i++) {
         json_t *want = json_object_get(wm, st->t[i].info.name);
         const char *shard = e2w__file_base(st, st->t[i].file);
@@ -517,7 +517,7 @@ int e2w_st_open(e2w_st **out, const char *path, char *err, size_t errlen) {
         free(dir);
     } else if (!S_ISDIR(sb.st_mode)) {
         rc = e2w__add_file(st, path, err, errlen);
-        if (rc == 0) qsort(st->t, st->n, sizeof *st->t, e2w__cmp_name);
+        if (rc == 0 && st->n > 1) qsort(st->t, st->n, sizeof *st->t, e2w__cmp_name);
     } else {
         char *index = e2w__join(path, E2W_INDEX_NAME);
         char *single = e2w__join(path, E2W_SINGLE_NAME);
@@ -525,7 +525,7 @@ int e2w_st_open(e2w_st **out, const char *path, char *err, size_t errlen) {
             rc = e2_errf(err, errlen, "%s: out of memory", path);
         else if (access(single, F_OK) == 0) {
             rc = e2w__add_file(st, single, err, errlen);
-            if (rc == 0) qsort(st->t, st->n, sizeof *st->t, e2w__cmp_name);
+            if (rc == 0 && st->n > 1) qsort(st->t, st->n, sizeof *st->t, e2w__cmp_name);
         } else if (access(index, F_OK) == 0)
             rc = e2w__open_index(st, path, index, err, errlen);
         else

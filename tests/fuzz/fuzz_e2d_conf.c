@@ -1,0 +1,20 @@
+/* fuzz_e2d_conf.c -- e2d's --config file (daemon/src/config.c): the input
+ * is the file, read with config_load into a config filled by config_init. */
+#include "fuzz.h"
+
+#include <stdio.h>
+
+#include "config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static char path[512];
+    char err[512];
+    e2d_config c;
+    if (!path[0])
+        snprintf(path, sizeof path, "%s", fuzz_file("e2d.conf"));
+    fuzz_write(path, data, size, 0600);
+    config_init(&c);
+    (void)config_load(&c, path, err, sizeof err);
+    return 0;
+}
