@@ -71,6 +71,10 @@ typedef struct e2d_worker {
      * progress means the reply never reached it (too large, connection
      * dropped), and the attempt fails at once. */
     int assign_out;
+    /* When (monotonic) an assignment last failed to reach it; 0: never.
+     * The scheduler gives such a worker a rank only when no other idle
+     * worker can take it, so a restart does not land on it again. */
+    int64_t missed_ms;
 } e2d_worker;
 
 /* A checkpoint step some ranks of a run have reported. */

@@ -555,6 +555,12 @@ static int sched_idle(const e2d_worker *w, const char *device)
 }
 
 /* Workers of a device kind that are registered and not LOST. */
+/* 1 when an assignment failed to reach w in the last minute. */
+static int sched_missed(const e2d_worker *w)
+{
+    return w->missed_ms && e2d_mono_ms() - w->missed_ms < 60000;
+}
+
 static int sched_registered(e2d_server *srv, const char *device)
 {
     int n = 0;
@@ -630,10 +636,12 @@ void sched_run_queue(e2d_server *srv)
             store_job_free(&j);
             continue;
         }
-        for (e2d_worker *w = srv->workers; w && n < j.num_workers;
-             w = w->next)
-            if (sched_idle(w, j.device))
-                gang[n++] = w;
+        /* Workers an assignment recently failed to reach come last. */
+        for (int late = 0; late < 2; late++)
+            for (e2d_worker *w = srv->workers; w && n < j.num_workers;
+                 w = w->next)
+                if (sched_idle(w, j.device) && sched_missed(w) == late)
+                    gang[n++] = w;
         if (n == j.num_workers)
             sched_start(srv, &j, gang);
         else if (nblocked < 8)

@@ -359,6 +359,7 @@ static void wapi_assignment_lost(e2d_server *srv, e2d_worker *w,
         req->state != WS_IDLE)
         return;
     w->assign_out = 0;
+    w->missed_ms = e2d_mono_ms();
     run = sched_run_find(srv, w->row.job);
     if (!run || run->attempt != w->row.attempt || rank < 0 ||
         rank >= run->world || run->outcome[rank])

@@ -588,7 +588,8 @@ def undelivered_assignment():
     def beat_idle():
         while not stop.is_set():
             try:
-                r = deaf.c.call("Heartbeat", worker_id=deaf.id, state=t.IDLE)
+                r = deaf.c.call("Heartbeat", worker_id=deaf.id,
+                                worker_secret=deaf.secret, state=t.IDLE)
                 del r
             except grpc.RpcError:
                 pass
