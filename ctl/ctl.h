@@ -13,47 +13,47 @@
 #include "rpc.h"
 
 /* Exit codes (documented in `e2ctl --help`). */
-#define CTL_EXIT_OK 0           /* done; with --wait/watch: job SUCCEEDED */
-#define CTL_EXIT_JOB_FAILED 1   /* --wait/watch: the job ended FAILED */
-#define CTL_EXIT_JOB_OTHER 2    /* --wait/watch: CANCELLED (or stream ended early) */
-#define CTL_EXIT_REJECTED 3     /* e2d answered with an error (bad spec, unknown job, ...) */
-#define CTL_EXIT_UNREACHABLE 4  /* e2d could not be reached or timed out */
-#define CTL_EXIT_USAGE 64       /* bad command line */
-#define CTL_EXIT_INPUT 65       /* unreadable or invalid spec file or --set */
+#define CTL_EXIT_OK          0   /* done; with --wait/watch: job SUCCEEDED */
+#define CTL_EXIT_JOB_FAILED  1   /* --wait/watch: the job ended FAILED */
+#define CTL_EXIT_JOB_OTHER   2   /* --wait/watch: CANCELLED (or stream ended early) */
+#define CTL_EXIT_REJECTED    3   /* e2d answered with an error (bad spec, unknown job, ...) */
+#define CTL_EXIT_UNREACHABLE 4   /* e2d could not be reached or timed out */
+#define CTL_EXIT_USAGE       64  /* bad command line */
+#define CTL_EXIT_INPUT       65  /* unreadable or invalid spec file or --set */
 #define CTL_EXIT_INTERRUPTED 130 /* Ctrl-C while following a job (it keeps running) */
 
-#define CTL_MAX_LIST 64         /* repeated options (--set, --state, --label) */
-#define CTL_CALL_TIMEOUT_MS 30000
+#define CTL_MAX_LIST         64 /* repeated options (--set, --state, --label) */
+#define CTL_CALL_TIMEOUT_MS  30000
 
 typedef struct {
-  const char *command;
-  const char *server;
-  const char *token_file;
-  const char *tls_ca, *tls_cert, *tls_key;
-  int json;
-  const char *positional[4];
-  int n_positional;
-  const char *sets[CTL_MAX_LIST];
-  int n_sets;
-  const char *states[CTL_MAX_LIST];
-  int n_states;
-  const char *labels[CTL_MAX_LIST];
-  int n_labels;
-  int wait;
-  const char *request_id;
-  int has_grace;
-  uint32_t grace;
-  int follow;
-  uint32_t attempt;
-  int rank;      /* -1: all */
-  int all;       /* workers --all: include LOST */
+    const char *command;
+    const char *server;
+    const char *token_file;
+    const char *tls_ca, *tls_cert, *tls_key;
+    int json;
+    const char *positional[4];
+    int n_positional;
+    const char *sets[CTL_MAX_LIST];
+    int n_sets;
+    const char *states[CTL_MAX_LIST];
+    int n_states;
+    const char *labels[CTL_MAX_LIST];
+    int n_labels;
+    int wait;
+    const char *request_id;
+    int has_grace;
+    uint32_t grace;
+    int follow;
+    uint32_t attempt;
+    int rank; /* -1: all */
+    int all;  /* workers --all: include LOST */
 } ctl_args;
 
 /* Connection state of one run of e2ctl. */
 typedef struct {
-  const ctl_args *args;
-  rpc_client *client;
-  char target[512];
+    const ctl_args *args;
+    rpc_client *client;
+    char target[512];
 } ctl_ctx;
 
 /* Print "e2ctl: <message>" on stderr (one line). */
@@ -63,8 +63,7 @@ void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * returns the exit code (CTL_EXIT_REJECTED / CTL_EXIT_UNREACHABLE); 0 and
  * *response on success. */
 int ctl_call(ctl_ctx *ctx, const char *method, const ProtobufCMessage *request,
-             const ProtobufCMessageDescriptor *response_type,
-             ProtobufCMessage **response);
+             const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response);
 /* The exit code and the one line for a failed RPC status. */
 int ctl_rpc_failed(ctl_ctx *ctx, const char *method, int code, const char *message);
 
@@ -72,7 +71,7 @@ int ctl_rpc_failed(ctl_ctx *ctx, const char *method, int code, const char *messa
 void ctl_print_json(const ProtobufCMessage *msg);
 
 /* print.c */
-const char *ctl_state_name(E2__V1__JobState s);      /* "RUNNING" */
+const char *ctl_state_name(E2__V1__JobState s); /* "RUNNING" */
 int ctl_parse_state(const char *text, E2__V1__JobState *out);
 const char *ctl_worker_state_name(E2__V1__WorkerState s);
 void ctl_format_duration(double seconds, char *buf, size_t len); /* "1h02m", "3m05s", "12s" */

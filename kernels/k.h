@@ -58,11 +58,11 @@ typedef enum { K_F32 = 0, K_BF16 = 1 } k_dtype;
  * (CPU: double), never from an integer table. */
 #define K_ROPE_MAX_CHUNKS 4
 typedef struct {
-    float theta;      /* rope_theta, e.g. 10000 */
-    int n_sink;       /* leading tokens that keep offset 0 */
-    const float *g;   /* (B) scale, g >= 1 */
-    const int32_t *t; /* (B) offset in raw token units, t >= 0 */
-    int n_chunks;     /* 0..K_ROPE_MAX_CHUNKS; 0 = no skip biases */
+    float theta;           /* rope_theta, e.g. 10000 */
+    int n_sink;            /* leading tokens that keep offset 0 */
+    const float *g;        /* (B) scale, g >= 1 */
+    const int32_t *t;      /* (B) offset in raw token units, t >= 0 */
+    int n_chunks;          /* 0..K_ROPE_MAX_CHUNKS; 0 = no skip biases */
     const int32_t *chunks; /* (B, n_chunks, 2) first token, skip bias; NULL if n_chunks = 0 */
 } k_rope;
 
@@ -80,22 +80,22 @@ static inline int32_t k_rope_skip(const k_rope *r, int b, int m) {
  * correction with the 1-based step). */
 typedef struct {
     float lr, beta1, beta2, eps, weight_decay;
-    int step;           /* 1-based */
-    float grad_scale;   /* multiplies every gradient first (clipping, 1/accum) */
-    uint64_t seed;      /* for stochastic rounding into a low-precision param */
-    size_t index0;      /* element 0's index in the rounding's (seed, index)
+    int step;         /* 1-based */
+    float grad_scale; /* multiplies every gradient first (clipping, 1/accum) */
+    uint64_t seed;    /* for stochastic rounding into a low-precision param */
+    size_t index0;    /* element 0's index in the rounding's (seed, index)
                            stream: an update split into pieces (ZeRO-1's
                            shards) rounds exactly as the whole would */
 } k_adamw;
 
 typedef struct k_backend {
-    const char *name;     /* "cpu", "cuda" */
-    k_dtype act_dtype;    /* element type of act tensors */
-    k_dtype grad_dtype;   /* element type of parameter gradients (K_F32, the
+    const char *name;   /* "cpu", "cuda" */
+    k_dtype act_dtype;  /* element type of act tensors */
+    k_dtype grad_dtype; /* element type of parameter gradients (K_F32, the
                              zero value, on both backends) */
 
     /* ---- memory ---- */
-    void *(*alloc)(size_t bytes);                 /* zeroed; NULL on failure */
+    void *(*alloc)(size_t bytes); /* zeroed; NULL on failure */
     void (*free)(void *p);
     void (*zero)(void *p, size_t bytes);
     /* Convert between fp32 host arrays and act tensors of n elements. */
@@ -111,93 +111,91 @@ typedef struct k_backend {
     void *(*stream)(void);
 
     /* ---- matmul: out = inp @ weight^T + bias ---- */
-    void (*matmul_fwd)(void *out,             /* (N, OC) */
-                       const void *inp,       /* (N, C) */
-                       const void *weight,    /* (OC, C) */
-                       const void *bias,      /* (OC) or NULL */
+    void (*matmul_fwd)(void *out,          /* (N, OC) */
+                       const void *inp,    /* (N, C) */
+                       const void *weight, /* (OC, C) */
+                       const void *bias,   /* (OC) or NULL */
                        int N, int C, int OC);
     /* Any of dinp, dweight, dbias may be NULL to skip that product. */
-    void (*matmul_bwd)(void *dinp,            /* (N, C) += */
-                       void *dweight,         /* (OC, C) += grad dtype */
-                       void *dbias,           /* (OC) += grad dtype */
-                       const void *dout,      /* (N, OC) */
-                       const void *inp,       /* (N, C) */
-                       const void *weight,    /* (OC, C) */
+    void (*matmul_bwd)(void *dinp,         /* (N, C) += */
+                       void *dweight,      /* (OC, C) += grad dtype */
+                       void *dbias,        /* (OC) += grad dtype */
+                       const void *dout,   /* (N, OC) */
+                       const void *inp,    /* (N, C) */
+                       const void *weight, /* (OC, C) */
                        int N, int C, int OC);
 
     /* ---- token embedding ---- */
-    void (*embed_fwd)(void *out,              /* (N, C) */
-                      const int32_t *tokens,  /* (N) device */
-                      const void *wte,        /* (V, C) */
+    void (*embed_fwd)(void *out,             /* (N, C) */
+                      const int32_t *tokens, /* (N) device */
+                      const void *wte,       /* (V, C) */
                       int N, int C);
-    void (*embed_bwd)(void *dwte,             /* (V, C) += scatter-add, grad dtype */
-                      const void *dout,       /* (N, C) */
-                      const int32_t *tokens,  /* (N) device */
+    void (*embed_bwd)(void *dwte,            /* (V, C) += scatter-add, grad dtype */
+                      const void *dout,      /* (N, C) */
+                      const int32_t *tokens, /* (N) device */
                       int N, int C);
 
     /* ---- RMSNorm: out = inp / rms(inp) * weight ---- */
-    void (*rmsnorm_fwd)(void *out,            /* (N, C) */
-                        float *rstd,          /* (N) saved for backward */
-                        const void *inp,      /* (N, C) */
-                        const void *weight,   /* (C) */
+    void (*rmsnorm_fwd)(void *out,          /* (N, C) */
+                        float *rstd,        /* (N) saved for backward */
+                        const void *inp,    /* (N, C) */
+                        const void *weight, /* (C) */
                         float eps, int N, int C);
-    void (*rmsnorm_bwd)(void *dinp,           /* (N, C) += */
-                        void *dweight,        /* (C) += grad dtype */
-                        const void *dout,     /* (N, C) */
-                        const void *inp,      /* (N, C) */
-                        const void *weight,   /* (C) */
-                        const float *rstd,    /* (N) */
+    void (*rmsnorm_bwd)(void *dinp,         /* (N, C) += */
+                        void *dweight,      /* (C) += grad dtype */
+                        const void *dout,   /* (N, C) */
+                        const void *inp,    /* (N, C) */
+                        const void *weight, /* (C) */
+                        const float *rstd,  /* (N) */
                         int N, int C);
 
     /* ---- RoPE, in place on q and k of a fused qkv tensor ----
      * x points at the first head to rotate in row 0; rows are B*T, row_stride
      * elements apart; nh heads of D channels are rotated per row. */
-    void (*rope_fwd)(void *x, int B, int T, int nh, int D, int row_stride,
-                     const k_rope *r);
+    void (*rope_fwd)(void *x, int B, int T, int nh, int D, int row_stride, const k_rope *r);
     /* Backward of a rotation is the inverse rotation, applied in place to the
      * gradient (no accumulation: dx is overwritten by its rotated self). */
-    void (*rope_bwd)(void *dx, int B, int T, int nh, int D, int row_stride,
-                     const k_rope *r);
+    void (*rope_bwd)(void *dx, int B, int T, int nh, int D, int row_stride, const k_rope *r);
 
     /* ---- causal grouped-query attention, flash style ----
      * Extra memory is O(B*H*T): only the row log-sum-exp is saved. */
-    void (*attn_fwd)(void *out,               /* (B, T, H*D) */
-                     float *lse,              /* (B, H, T) */
-                     const void *qkv,         /* (B, T, (H+2*KVH)*D) */
+    void (*attn_fwd)(void *out,       /* (B, T, H*D) */
+                     float *lse,      /* (B, H, T) */
+                     const void *qkv, /* (B, T, (H+2*KVH)*D) */
                      int B, int T, int H, int KVH, int D);
-    void (*attn_bwd)(void *dqkv,              /* (B, T, (H+2*KVH)*D) += */
-                     float *delta,            /* (B, H, T) scratch */
-                     const void *dout,        /* (B, T, H*D) */
-                     const void *qkv,         /* (B, T, (H+2*KVH)*D) */
-                     const void *out,         /* (B, T, H*D) */
-                     const float *lse,        /* (B, H, T) */
+    void (*attn_bwd)(void *dqkv,       /* (B, T, (H+2*KVH)*D) += */
+                     float *delta,     /* (B, H, T) scratch */
+                     const void *dout, /* (B, T, H*D) */
+                     const void *qkv,  /* (B, T, (H+2*KVH)*D) */
+                     const void *out,  /* (B, T, H*D) */
+                     const float *lse, /* (B, H, T) */
                      int B, int T, int H, int KVH, int D);
 
     /* ---- SwiGLU: out = silu(inp[:, :F]) * inp[:, F:] ----
      * inp is the output of one matmul with W_gate stacked over W_up. */
-    void (*swiglu_fwd)(void *out,             /* (N, F) */
-                       const void *inp,       /* (N, 2F) */
+    void (*swiglu_fwd)(void *out,       /* (N, F) */
+                       const void *inp, /* (N, 2F) */
                        int N, int F);
-    void (*swiglu_bwd)(void *dinp,            /* (N, 2F) += */
-                       const void *dout,      /* (N, F) */
-                       const void *inp,       /* (N, 2F) */
+    void (*swiglu_bwd)(void *dinp,       /* (N, 2F) += */
+                       const void *dout, /* (N, F) */
+                       const void *inp,  /* (N, 2F) */
                        int N, int F);
 
     /* ---- residual ---- */
     void (*add)(void *out, const void *a, const void *b, size_t n); /* out = a + b */
-    void (*accumulate)(void *dst, const void *src, size_t n);        /* dst += src */
+    void (*accumulate)(void *dst, const void *src, size_t n);       /* dst += src */
 
     /* ---- fused softmax + cross-entropy over the vocabulary ----
      * Rows whose target equals ignore_index get loss 0 and gradient 0. */
-    void (*xent_fwd)(float *losses,           /* (N) */
-                     const void *logits,      /* (N, V) */
-                     const int32_t *targets,  /* (N) device */
+    void (*xent_fwd)(float *losses,          /* (N) */
+                     const void *logits,     /* (N, V) */
+                     const int32_t *targets, /* (N) device */
                      int ignore_index, int N, int V);
     /* Overwrites logits with dloss/dlogits * dloss, in place: no second
      * V-sized buffer per token. */
-    void (*xent_bwd)(void *logits,            /* (N, V) in: logits, out: grad */
-                     const int32_t *targets,  /* (N) device */
-                     float dloss,             /* d(total loss)/d(each row loss) */
+    void (*xent_bwd)(void *logits,           /* (N, V) in: logits, out: grad */
+                     const int32_t *targets, /* (N) device */
+                     float dloss,            /* d(total loss)/d(each row loss) */
                      int ignore_index, int N, int V);
 
     /* ---- optimizer ---- */
@@ -206,10 +204,10 @@ typedef struct k_backend {
     /* master (fp32) and moments are updated; param (act dtype, what the
      * forward reads) receives the new master, rounded. On the CPU param may
      * equal master. */
-    void (*adamw)(float *master,              /* (n) */
-                  void *param,                /* (n) */
-                  const void *grad,           /* (n) grad dtype */
-                  float *m, float *v,         /* (n) */
+    void (*adamw)(float *master,      /* (n) */
+                  void *param,        /* (n) */
+                  const void *grad,   /* (n) grad dtype */
+                  float *m, float *v, /* (n) */
                   size_t n, const k_adamw *hp);
 } k_backend;
 
@@ -228,8 +226,8 @@ const k_backend *k_get(const char *name);
  *    dweight: K_CUDA_COLSUM_CHUNKS row chunks x C fp32;
  *  - the gradient-norm partials of sumsq: K_CUDA_SUMSQ_BLOCKS doubles. */
 #define K_CUDA_LT_WORKSPACE_BYTES ((size_t)32 << 20)
-#define K_CUDA_COLSUM_CHUNKS 64
-#define K_CUDA_SUMSQ_BLOCKS 1024
+#define K_CUDA_COLSUM_CHUNKS      64
+#define K_CUDA_SUMSQ_BLOCKS       1024
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,9 @@
 #include "k.h"
 
 #ifndef E2_HAVE_CUDA
-const k_backend *k_cuda(void) { return NULL; }
+const k_backend *k_cuda(void) {
+    return NULL;
+}
 #endif
 
 const k_backend *k_get(const char *name) {

@@ -69,8 +69,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_sha256: %s\n", err);
         return 1;
     }
-    printf("sha256 file %s, %llu MiB, %d passes\n", path,
-           (unsigned long long)mib, reps);
+    printf("sha256 file %s, %llu MiB, %d passes\n", path, (unsigned long long)mib, reps);
     for (int r = 0; r < reps; r++) {
         double t = now();
         if (e2_sha256_file(path, d, NULL, err, sizeof err) < 0) {

@@ -28,12 +28,12 @@ static int rm_entry(const char *p, const struct stat *s, int f, struct FTW *w) {
     return remove(p);
 }
 
-#define TRY(call)                                                   \
-    do {                                                            \
-        if ((call) < 0) {                                           \
-            fprintf(stderr, "bench_ckpt: %s\n", err);               \
-            return 1;                                               \
-        }                                                           \
+#define TRY(call)                                     \
+    do {                                              \
+        if ((call) < 0) {                             \
+            fprintf(stderr, "bench_ckpt: %s\n", err); \
+            return 1;                                 \
+        }                                             \
     } while (0)
 
 int main(int argc, char **argv) {
@@ -59,8 +59,7 @@ int main(int argc, char **argv) {
     }
     float *w = malloc(numel * sizeof *w), *back = malloc(numel * sizeof *back);
     if (!t || !out || !w || !back) {
-        fprintf(stderr, "bench_ckpt: out of memory (%llu params)\n",
-                (unsigned long long)numel);
+        fprintf(stderr, "bench_ckpt: out of memory (%llu params)\n", (unsigned long long)numel);
         return 1;
     }
     uint64_t s = 1;
@@ -68,14 +67,15 @@ int main(int argc, char **argv) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
         w[i] = (float)((int64_t)(s >> 33) - (1LL << 30)) * 1e-9f;
     }
-    printf("bench_ckpt: C=%u layers=%u F=%u V=%u tensors=%zu params=%.1fM dir=%s\n",
-           C, layers, cfg.intermediate_size, cfg.vocab_size, n, numel / 1e6, dir);
-    const e2w_dtype dts[2] = {E2W_DT_F32, E2W_DT_BF16};
+    printf("bench_ckpt: C=%u layers=%u F=%u V=%u tensors=%zu params=%.1fM dir=%s\n", C, layers,
+           cfg.intermediate_size, cfg.vocab_size, n, numel / 1e6, dir);
+    const e2w_dtype dts[2] = { E2W_DT_F32, E2W_DT_BF16 };
     for (int k = 0; k < 2; k++) {
         uint64_t off = 0;
         for (size_t i = 0; i < n; i++) {
-            out[i] = (e2w_st_out){t[i].name, w + off, t[i].ndim,
-                                  {t[i].shape[0], t[i].shape[1]}, dts[k]};
+            out[i] = (e2w_st_out){
+                t[i].name, w + off, t[i].ndim, { t[i].shape[0], t[i].shape[1] }, dts[k]
+            };
             off += t[i].numel;
         }
         double bytes = (double)numel * (double)e2w_dtype_size(dts[k]);
@@ -88,16 +88,14 @@ int main(int argc, char **argv) {
         double t2 = now();
         off = 0;
         for (size_t i = 0; i < n; i++) {
-            TRY(e2w_st_read_f32(st, t[i].name, t[i].ndim, t[i].shape, back + off,
-                                err, sizeof err));
+            TRY(e2w_st_read_f32(st, t[i].name, t[i].ndim, t[i].shape, back + off, err, sizeof err));
             off += t[i].numel;
         }
         double t3 = now();
         e2w_st_close(st);
         double sha = 0;
         for (int f = 1; f <= ns; f++) {
-            snprintf(path, sizeof path, "%s/model-%05d-of-%05d.safetensors", dir,
-                     f, ns);
+            snprintf(path, sizeof path, "%s/model-%05d-of-%05d.safetensors", dir, f, ns);
             if (ns == 1) snprintf(path, sizeof path, "%s/model.safetensors", dir);
             uint8_t d[E2_SHA256_LEN];
             double a = now();
@@ -106,9 +104,8 @@ int main(int argc, char **argv) {
         }
         printf("  %-4s %7.1f MB in %d shards: write %.3f s (%.0f MB/s), open+validate "
                "%.4f s, read->fp32 %.3f s (%.0f MB/s), sha256 %.3f s (%.0f MB/s)\n",
-               e2w_dtype_name(dts[k]), bytes / 1e6, ns, t1 - t0,
-               bytes / 1e6 / (t1 - t0), t2 - t1, t3 - t2,
-               bytes / 1e6 / (t3 - t2), sha, bytes / 1e6 / sha);
+               e2w_dtype_name(dts[k]), bytes / 1e6, ns, t1 - t0, bytes / 1e6 / (t1 - t0), t2 - t1,
+               t3 - t2, bytes / 1e6 / (t3 - t2), sha, bytes / 1e6 / sha);
     }
     snprintf(path, sizeof path, "%s/state.bin", dir);
     e2w_ts_writer *tw = e2w_ts_writer_new();
@@ -125,7 +122,8 @@ int main(int argc, char **argv) {
     e2w_ts_writer_free(tw);
     double mb = 2.0 * (double)numel * 4 / 1e6;
     printf("  train state %.1f MB: write %.3f s (%.0f MB/s), open+verify %.3f s "
-           "(%.0f MB/s)\n", mb, t1 - t0, mb / (t1 - t0), t2 - t1, mb / (t2 - t1));
+           "(%.0f MB/s)\n",
+           mb, t1 - t0, mb / (t1 - t0), t2 - t1, mb / (t2 - t1));
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(w);
     free(back);

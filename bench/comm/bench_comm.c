@@ -24,7 +24,7 @@ static double now_s(void) {
 
 static int run_rank(int rank, int world, size_t min_n, size_t max_n, const char *dir) {
     char err[E2_ERRLEN];
-    e2w_comm_config cfg = {0};
+    e2w_comm_config cfg = { 0 };
     cfg.engine = E2W_COMM_GLOO;
     cfg.rank = rank;
     cfg.world_size = world;

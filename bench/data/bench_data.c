@@ -35,15 +35,15 @@ int main(int argc, char **argv) {
     }
     double t_write = now() - t0;
     free(tok);
-    char *pat[] = {path};
+    char *pat[] = { path };
     e2w_dataset *ds;
     if (e2w_dataset_open(&ds, pat, 1, R, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
     uint64_t n = e2w_dataset_samples(ds);
-    printf("config: %llu uint16 tokens in one shard, R = %u, %llu samples\n", (unsigned long long)n_tokens, R,
-           (unsigned long long)n);
+    printf("config: %llu uint16 tokens in one shard, R = %u, %llu samples\n",
+           (unsigned long long)n_tokens, R, (unsigned long long)n);
     printf("shard write (atomic, fsync): %.1f M tokens/s\n", (double)n_tokens / t_write / 1e6);
 
     uint64_t *perm = malloc(n * sizeof *perm);
@@ -69,9 +69,13 @@ int main(int argc, char **argv) {
     e2w_dataset_close(ds);
 
     e2w_aug a;
-    e2w_aug_config c = {.method = E2W_AUG_E2, .granularity = E2W_AUG_PER_SAMPLE,
-                        .g_max = 20, .n_sink = 4, .original_window = 4096,
-                        .train_length = R, .fixed_g = 8};
+    e2w_aug_config c = { .method = E2W_AUG_E2,
+                         .granularity = E2W_AUG_PER_SAMPLE,
+                         .g_max = 20,
+                         .n_sink = 4,
+                         .original_window = 4096,
+                         .train_length = R,
+                         .fixed_g = 8 };
     if (e2w_aug_init(&a, &c, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
@@ -85,7 +89,8 @@ int main(int argc, char **argv) {
         gs += g + (float)(t & 1);
     }
     double t_aug = now() - t0;
-    printf("E2 draws (g_max 20, uniform): %.1f M draws/s (checksum %.0f)\n", (double)draws / t_aug / 1e6, gs);
+    printf("E2 draws (g_max 20, uniform): %.1f M draws/s (checksum %.0f)\n",
+           (double)draws / t_aug / 1e6, gs);
     unlink(path);
     rmdir(dir);
     return 0;

@@ -35,7 +35,9 @@ static double ba_clock(clockid_t id) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static double ba_now(void) { return ba_clock(CLOCK_MONOTONIC); }
+static double ba_now(void) {
+    return ba_clock(CLOCK_MONOTONIC);
+}
 
 static int ba_cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -52,8 +54,7 @@ static void ba_fill(float *x, size_t n, uint64_t seed) {
 
 static size_t ba_bytes(const ba_bufs *b) {
     size_t row = (size_t)(b->H + 2 * b->KVH) * b->D, orow = (size_t)b->H * b->D;
-    return ((size_t)b->T * (2 * row + 2 * orow) + 2 * (size_t)b->H * b->T) *
-           sizeof(float);
+    return ((size_t)b->T * (2 * row + 2 * orow) + 2 * (size_t)b->H * b->T) * sizeof(float);
 }
 
 static int ba_alloc(ba_bufs *b, int T, int H, int KVH, int D) {
@@ -66,8 +67,7 @@ static int ba_alloc(ba_bufs *b, int T, int H, int KVH, int D) {
     b->dout = k->alloc((size_t)T * orow * sizeof(float));
     b->lse = k->alloc((size_t)H * T * sizeof(float));
     b->delta = k->alloc((size_t)H * T * sizeof(float));
-    if (!b->qkv || !b->dqkv || !b->out || !b->dout || !b->lse || !b->delta)
-        return -1;
+    if (!b->qkv || !b->dqkv || !b->out || !b->dout || !b->lse || !b->delta) return -1;
     ba_fill(b->qkv, (size_t)T * row, 1);
     ba_fill(b->dout, (size_t)T * orow, 2);
     return 0;
@@ -88,22 +88,20 @@ static void ba_fwd(const ba_bufs *b) {
 }
 
 static void ba_bwd(const ba_bufs *b) {
-    k_cpu()->attn_bwd(b->dqkv, b->delta, b->dout, b->qkv, b->out, b->lse, 1, b->T,
-                      b->H, b->KVH, b->D);
+    k_cpu()->attn_bwd(b->dqkv, b->delta, b->dout, b->qkv, b->out, b->lse, 1, b->T, b->H, b->KVH,
+                      b->D);
 }
 
 static void ba_rope(const ba_bufs *b) {
     static const float g = 4.0f;
     static const int32_t t = 1000;
-    k_rope r = {10000.0f, 4, &g, &t, 0, NULL};
-    k_cpu()->rope_fwd(b->qkv, 1, b->T, b->H + b->KVH, b->D,
-                      (b->H + 2 * b->KVH) * b->D, &r);
+    k_rope r = { 10000.0f, 4, &g, &t, 0, NULL };
+    k_cpu()->rope_fwd(b->qkv, 1, b->T, b->H + b->KVH, b->D, (b->H + 2 * b->KVH) * b->D, &r);
 }
 
 /* Median wall seconds of reps calls of fn after a warm-up call; *cpu gets
  * the median process CPU seconds of the same calls. */
-static double ba_time(void (*fn)(const ba_bufs *), const ba_bufs *b, int reps,
-                      double *cpu) {
+static double ba_time(void (*fn)(const ba_bufs *), const ba_bufs *b, int reps, double *cpu) {
     double t[64], c[64];
     fn(b);
     for (int i = 0; i < reps; i++) {
@@ -126,12 +124,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     const int H = 8, KVH = 8, D = 64;
-    static const int Ts[] = {512, 2048, 8192};
-    printf("bench_attn: B=1 H=%d KVH=%d D=%d, %d OpenMP threads, median of %d\n",
-           H, KVH, D, omp_get_max_threads(), reps);
+    static const int Ts[] = { 512, 2048, 8192 };
+    printf("bench_attn: B=1 H=%d KVH=%d D=%d, %d OpenMP threads, median of %d\n", H, KVH, D,
+           omp_get_max_threads(), reps);
     printf("flops (causal): fwd = 4*(T^2/2)*D*H, bwd = 2.5*fwd\n");
-    printf("%6s %9s %9s %9s %9s %13s %14s %8s\n", "T", "fwd ms", "fwd GF/s",
-           "bwd ms", "bwd GF/s", "fwd+bwd GF/s", "GF/s per core", "rope ms");
+    printf("%6s %9s %9s %9s %9s %13s %14s %8s\n", "T", "fwd ms", "fwd GF/s", "bwd ms", "bwd GF/s",
+           "fwd+bwd GF/s", "GF/s per core", "rope ms");
     for (int i = 0; i < (int)(sizeof(Ts) / sizeof(Ts[0])); i++) {
         ba_bufs b;
         if (ba_alloc(&b, Ts[i], H, KVH, D) != 0) {
@@ -142,9 +140,9 @@ int main(int argc, char **argv) {
         double cf, cb, cr;
         double tf = ba_time(ba_fwd, &b, reps, &cf), tb = ba_time(ba_bwd, &b, reps, &cb);
         double tr = ba_time(ba_rope, &b, reps, &cr);
-        printf("%6d %9.2f %9.1f %9.2f %9.1f %13.1f %14.1f %8.3f\n", Ts[i], 1e3 * tf,
-               fl / tf * 1e-9, 1e3 * tb, 2.5 * fl / tb * 1e-9,
-               3.5 * fl / (tf + tb) * 1e-9, 3.5 * fl / (cf + cb) * 1e-9, 1e3 * tr);
+        printf("%6d %9.2f %9.1f %9.2f %9.1f %13.1f %14.1f %8.3f\n", Ts[i], 1e3 * tf, fl / tf * 1e-9,
+               1e3 * tb, 2.5 * fl / tb * 1e-9, 3.5 * fl / (tf + tb) * 1e-9,
+               3.5 * fl / (cf + cb) * 1e-9, 1e3 * tr);
         ba_free(&b);
     }
     if (memT > 0) {

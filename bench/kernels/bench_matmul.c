@@ -20,7 +20,10 @@
 #include "cpu/blas.h"
 #include "k.h"
 
-typedef struct { const char *name; int C, OC; } bm_layer;
+typedef struct {
+    const char *name;
+    int C, OC;
+} bm_layer;
 
 static double bm_now(void) {
     struct timespec ts;
@@ -45,21 +48,17 @@ static void bm_call(int kind, const bm_bufs *b) {
     int N = b->N, C = b->C, OC = b->OC;
     switch (kind) {
     case BM_SGEMM_FWD:
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, b->inp, C,
-                    b->w, C, 0.0f, b->out, OC);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, b->inp, C, b->w, C,
+                    0.0f, b->out, OC);
         break;
     case BM_SGEMM_BWD: /* out doubles as dout */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, b->out, OC,
-                    b->w, C, 1.0f, b->dinp, C);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, b->out, OC,
-                    b->inp, C, 1.0f, b->dw, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, b->out, OC, b->w, C,
+                    1.0f, b->dinp, C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, b->out, OC, b->inp, C,
+                    1.0f, b->dw, C);
         break;
-    case BM_K_FWD:
-        k->matmul_fwd(b->out, b->inp, b->w, NULL, N, C, OC);
-        break;
-    case BM_K_BWD:
-        k->matmul_bwd(b->dinp, b->dw, NULL, b->out, b->inp, b->w, N, C, OC);
-        break;
+    case BM_K_FWD: k->matmul_fwd(b->out, b->inp, b->w, NULL, N, C, OC); break;
+    case BM_K_BWD: k->matmul_bwd(b->dinp, b->dw, NULL, b->out, b->inp, b->w, N, C, OC); break;
     }
 }
 
@@ -105,14 +104,17 @@ int main(int argc, char **argv) {
     }
     const int C = 512, H = 8, KVH = 4, D = C / H, F = 1408, V = 32000;
     const bm_layer layers[] = {
-        {"qkv", C, (H + 2 * KVH) * D}, {"o", H * D, C}, {"gate_up", C, 2 * F},
-        {"down", F, C}, {"lm_head", C, V},
+        { "qkv", C, (H + 2 * KVH) * D },
+        { "o", H * D, C },
+        { "gate_up", C, 2 * F },
+        { "down", F, C },
+        { "lm_head", C, V },
     };
     const int n_layers = (int)(sizeof layers / sizeof layers[0]);
 
     printf("bench_matmul: fp32, k_cpu() vs bare OpenBLAS cblas_sgemm\n");
-    printf("model: hidden %d, heads %d, kv heads %d, head dim %d, ffn %d, vocab %d\n", C, H,
-           KVH, D, F, V);
+    printf("model: hidden %d, heads %d, kv heads %d, head dim %d, ffn %d, vocab %d\n", C, H, KVH, D,
+           F, V);
     printf("tokens N = %d, median of %d calls after 1 warm-up\n", N, reps);
     printf("threads: OpenMP %d, OpenBLAS %d; %s; core %s\n", omp_get_max_threads(),
            openblas_get_num_threads(), openblas_get_config(), kcpu_blas_core());
@@ -122,12 +124,12 @@ int main(int argc, char **argv) {
                "for the machine's real sgemm rate rerun with OPENBLAS_CORETYPE=%s\n",
                kcpu_blas_core(), hint, hint);
     printf("GFLOP/s: fwd = 2*N*C*OC / t, bwd (dinp + dweight) = 4*N*C*OC / t\n\n");
-    printf("%-8s %5s %5s | %10s %10s | %10s %10s | %6s %6s\n", "layer", "C", "OC",
-           "sgemm fwd", "sgemm bwd", "k fwd", "k bwd", "fwd %", "bwd %");
+    printf("%-8s %5s %5s | %10s %10s | %10s %10s | %6s %6s\n", "layer", "C", "OC", "sgemm fwd",
+           "sgemm bwd", "k fwd", "k bwd", "fwd %", "bwd %");
 
     double flop_fwd_all = 0, t_sg_all = 0, t_k_all = 0;
     for (int l = 0; l < n_layers; l++) {
-        bm_bufs b = {N, layers[l].C, layers[l].OC, NULL, NULL, NULL, NULL, NULL};
+        bm_bufs b = { N, layers[l].C, layers[l].OC, NULL, NULL, NULL, NULL, NULL };
         b.inp = bm_floats((size_t)N * b.C);
         b.w = bm_floats((size_t)b.OC * b.C);
         b.out = bm_floats((size_t)N * b.OC);
@@ -136,16 +138,19 @@ int main(int argc, char **argv) {
         double t[BM_KINDS];
         bm_time(&b, reps, t);
         double f = 2.0 * N * b.C * b.OC;
-        printf("%-8s %5d %5d | %10.1f %10.1f | %10.1f %10.1f | %5.0f%% %5.0f%%\n",
-               layers[l].name, b.C, b.OC, f / t[BM_SGEMM_FWD] * 1e-9,
-               2 * f / t[BM_SGEMM_BWD] * 1e-9, f / t[BM_K_FWD] * 1e-9,
-               2 * f / t[BM_K_BWD] * 1e-9, 100 * t[BM_SGEMM_FWD] / t[BM_K_FWD],
-               100 * t[BM_SGEMM_BWD] / t[BM_K_BWD]);
+        printf("%-8s %5d %5d | %10.1f %10.1f | %10.1f %10.1f | %5.0f%% %5.0f%%\n", layers[l].name,
+               b.C, b.OC, f / t[BM_SGEMM_FWD] * 1e-9, 2 * f / t[BM_SGEMM_BWD] * 1e-9,
+               f / t[BM_K_FWD] * 1e-9, 2 * f / t[BM_K_BWD] * 1e-9,
+               100 * t[BM_SGEMM_FWD] / t[BM_K_FWD], 100 * t[BM_SGEMM_BWD] / t[BM_K_BWD]);
         flop_fwd_all += f;
         t_sg_all += t[BM_SGEMM_FWD] + t[BM_SGEMM_BWD];
         t_k_all += t[BM_K_FWD] + t[BM_K_BWD];
         const k_backend *k = k_cpu();
-        k->free(b.inp); k->free(b.w); k->free(b.out); k->free(b.dinp); k->free(b.dw);
+        k->free(b.inp);
+        k->free(b.w);
+        k->free(b.out);
+        k->free(b.dinp);
+        k->free(b.dw);
     }
     printf("\nall layers once, fwd + bwd: sgemm %.1f GFLOP/s, k_cpu %.1f GFLOP/s (%.0f%%)\n",
            3 * flop_fwd_all / t_sg_all * 1e-9, 3 * flop_fwd_all / t_k_all * 1e-9,

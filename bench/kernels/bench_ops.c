@@ -26,13 +26,29 @@ static int bo_cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-enum { OP_RMS_F, OP_RMS_B, OP_SWI_F, OP_SWI_B, OP_ADD, OP_ACC, OP_EMB_F, OP_EMB_B,
-       OP_XENT_F, OP_XENT_B, OP_SUMSQ, OP_ADAMW, OP_MM_F, OP_MM_B, N_OPS };
+enum {
+    OP_RMS_F,
+    OP_RMS_B,
+    OP_SWI_F,
+    OP_SWI_B,
+    OP_ADD,
+    OP_ACC,
+    OP_EMB_F,
+    OP_EMB_B,
+    OP_XENT_F,
+    OP_XENT_B,
+    OP_SUMSQ,
+    OP_ADAMW,
+    OP_MM_F,
+    OP_MM_B,
+    N_OPS
+};
 
 static const char *const op_name[N_OPS] = {
-    "rmsnorm_fwd", "rmsnorm_bwd", "swiglu_fwd", "swiglu_bwd", "add", "accumulate",
-    "embed_fwd", "embed_bwd", "xent_fwd", "xent_bwd", "sumsq", "adamw",
-    "matmul_fwd gate_up", "matmul_bwd gate_up"};
+    "rmsnorm_fwd", "rmsnorm_bwd", "swiglu_fwd",         "swiglu_bwd",        "add",
+    "accumulate",  "embed_fwd",   "embed_bwd",          "xent_fwd",          "xent_bwd",
+    "sumsq",       "adamw",       "matmul_fwd gate_up", "matmul_bwd gate_up"
+};
 
 typedef struct {
     int N, C, F, V;
@@ -44,7 +60,7 @@ typedef struct {
 static void bo_run(int op, bo_bufs *b) {
     const k_backend *k = k_cpu();
     int N = b->N, C = b->C, F = b->F, V = b->V;
-    k_adamw hp = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 10, 1.0f, 0, 0};
+    k_adamw hp = { 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 10, 1.0f, 0, 0 };
     switch (op) {
     case OP_RMS_F: k->rmsnorm_fwd(b->y, b->rstd, b->x, b->w, 1e-5f, N, C); break;
     case OP_RMS_B: k->rmsnorm_bwd(b->dy, b->dw, b->y, b->x, b->w, b->rstd, N, C); break;
@@ -59,16 +75,18 @@ static void bo_run(int op, bo_bufs *b) {
     case OP_SUMSQ: (void)k->sumsq(b->wg, b->P); break;
     case OP_ADAMW: k->adamw(b->big, b->big, b->wg, b->m, b->v, b->P, &hp); break;
     case OP_MM_F: k->matmul_fwd(b->h, b->x, b->big, NULL, N, C, 2 * F); break;
-    case OP_MM_B: k->matmul_bwd(b->dy, b->big + (size_t)V * C, NULL, b->h, b->x, b->big, N, C, 2 * F); break;
+    case OP_MM_B:
+        k->matmul_bwd(b->dy, b->big + (size_t)V * C, NULL, b->h, b->x, b->big, N, C, 2 * F);
+        break;
     }
 }
 
 /* Bytes an op must move at least once. */
 static double bo_bytes(int op, const bo_bufs *b) {
     double nc = (double)b->N * b->C, nf = (double)b->N * b->F, nv = (double)b->N * b->V;
-    const double per_op[N_OPS] = {
-        2 * nc, 4 * nc, 3 * nf, 6 * nf, 3 * nc, 3 * nc, 2 * nc, 3 * nc,
-        nv, 2 * nv, (double)b->P, 6.0 * (double)b->P, 0, 0};
+    const double per_op[N_OPS] = { 2 * nc, 4 * nc, 3 * nf, 6 * nf, 3 * nc,       3 * nc,
+                                   2 * nc, 3 * nc, nv,     2 * nv, (double)b->P, 6.0 * (double)b->P,
+                                   0,      0 };
     return 4.0 * per_op[op];
 }
 
@@ -94,7 +112,8 @@ static float *bo_floats(size_t n, float scale) {
         fprintf(stderr, "bench_ops: out of memory (%zu floats)\n", n);
         exit(1);
     }
-    for (size_t i = 0; i < n; i++) p[i] = scale * ((float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f);
+    for (size_t i = 0; i < n; i++)
+        p[i] = scale * ((float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f);
     return p;
 }
 
@@ -105,21 +124,31 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_ops [reps >= 1] [N tokens >= 1]\n");
         return 2;
     }
-    bo_bufs b = {.N = N, .C = 512, .F = 1408, .V = 32000};
+    bo_bufs b = { .N = N, .C = 512, .F = 1408, .V = 32000 };
     b.P = (size_t)b.V * b.C + 8 * ((size_t)b.C * 2048 + 3 * (size_t)b.C * b.F); /* 8 layers */
     size_t nc = (size_t)N * b.C, nf = (size_t)N * b.F;
-    b.x = bo_floats(nc, 2); b.y = bo_floats(nc, 1); b.dy = bo_floats(nc, 1);
-    b.w = bo_floats(b.C, 1); b.dw = bo_floats(b.C, 1); b.rstd = bo_floats(N, 1);
-    b.h = bo_floats(2 * nf, 4); b.dh = bo_floats(2 * nf, 1); b.g = bo_floats(nf, 1);
-    b.logits = bo_floats((size_t)N * b.V, 10); b.loss = bo_floats(N, 1);
-    b.big = bo_floats(b.P, 0.1f); b.m = bo_floats(b.P, 0.01f); b.v = bo_floats(b.P, 0.0001f);
+    b.x = bo_floats(nc, 2);
+    b.y = bo_floats(nc, 1);
+    b.dy = bo_floats(nc, 1);
+    b.w = bo_floats(b.C, 1);
+    b.dw = bo_floats(b.C, 1);
+    b.rstd = bo_floats(N, 1);
+    b.h = bo_floats(2 * nf, 4);
+    b.dh = bo_floats(2 * nf, 1);
+    b.g = bo_floats(nf, 1);
+    b.logits = bo_floats((size_t)N * b.V, 10);
+    b.loss = bo_floats(N, 1);
+    b.big = bo_floats(b.P, 0.1f);
+    b.m = bo_floats(b.P, 0.01f);
+    b.v = bo_floats(b.P, 0.0001f);
     b.wg = bo_floats(b.P, 0.01f);
     b.tok = malloc((size_t)N * sizeof(int32_t));
     if (b.tok == NULL) return 1;
     for (int i = 0; i < N; i++) b.tok[i] = (int32_t)((i * 7919u) % (unsigned)b.V);
 
     printf("bench_ops: fp32 k_cpu() ops, N = %d tokens, hidden %d, ffn %d, vocab %d, "
-           "adamw/sumsq over %zu params; median of %d\n", N, b.C, b.F, b.V, b.P, reps);
+           "adamw/sumsq over %zu params; median of %d\n",
+           N, b.C, b.F, b.V, b.P, reps);
     printf("threads: OpenMP %d; OpenBLAS core %s\n\n", omp_get_max_threads(), kcpu_blas_core());
     printf("%-20s %10s %8s %16s\n", "op", "ms", "GB/s", "ms after sgemm");
     for (int op = 0; op < N_OPS; op++) {

@@ -56,18 +56,21 @@ static float *bt_floats(size_t n, uint64_t seed) {
         fprintf(stderr, "bench_train: out of memory\n");
         exit(1);
     }
-    for (size_t i = 0; i < n; i++) x[i] = (float)((double)bt_rand(&seed) / 2147483648.0 - 1.0) * 0.1f;
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((double)bt_rand(&seed) / 2147483648.0 - 1.0) * 0.1f;
     return x;
 }
 
 /* Seconds for one step's worth of bare sgemms; *flops receives their count. */
 static double bt_sgemm_step(int N, const e2w_model_config *c, double *flops) {
-    const struct { int C, OC, count; } w[] = {
-        {c->C, (c->H + 2 * c->KVH) * c->D, c->n_layer},
-        {c->H * c->D, c->C, c->n_layer},
-        {c->C, 2 * c->F, c->n_layer},
-        {c->F, c->C, c->n_layer},
-        {c->C, c->V, 1},
+    const struct {
+        int C, OC, count;
+    } w[] = {
+        { c->C, (c->H + 2 * c->KVH) * c->D, c->n_layer },
+        { c->H * c->D, c->C, c->n_layer },
+        { c->C, 2 * c->F, c->n_layer },
+        { c->F, c->C, c->n_layer },
+        { c->C, c->V, 1 },
     };
     double t = 0;
     *flops = 0;
@@ -79,13 +82,20 @@ static double bt_sgemm_step(int N, const e2w_model_config *c, double *flops) {
         double t0 = bt_now();
         for (int r = 0; r < w[i].count; r++) {
             /* out = inp @ W^T; dinp += dout @ W; dW += dout^T @ inp */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, wt, C, 0.0f, out, OC);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, out, OC, wt, C, 1.0f, dinp, C);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, out, OC, inp, C, 1.0f, dw, C);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, wt, C,
+                        0.0f, out, OC);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, out, OC, wt, C,
+                        1.0f, dinp, C);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, out, OC, inp, C,
+                        1.0f, dw, C);
         }
         t += bt_now() - t0;
         *flops += 6.0 * N * (double)C * OC * w[i].count;
-        free(inp); free(wt); free(out); free(dinp); free(dw);
+        free(inp);
+        free(wt);
+        free(out);
+        free(dinp);
+        free(dw);
     }
     return t;
 }
@@ -102,9 +112,17 @@ int main(int argc, char **argv) {
         return 2;
     }
     const int R = 512;
-    e2w_model_config cfg = {.C = 512, .n_layer = 8, .H = 8, .KVH = 4, .D = 64, .F = 1408,
-                            .V = 32000, .max_pos = 4096, .eps = 1e-5f, .theta = 10000.0f,
-                            .tied = 0};
+    e2w_model_config cfg = { .C = 512,
+                             .n_layer = 8,
+                             .H = 8,
+                             .KVH = 4,
+                             .D = 64,
+                             .F = 1408,
+                             .V = 32000,
+                             .max_pos = 4096,
+                             .eps = 1e-5f,
+                             .theta = 10000.0f,
+                             .tied = 0 };
     const k_backend *k = k_get("cpu");
     char err[512];
     e2w_model m;
@@ -129,8 +147,8 @@ int main(int argc, char **argv) {
         g[b] = (float)(1 + bt_rand(&s) % 20);
         t[b] = (int32_t)(bt_rand(&s) % (uint64_t)(g[b] * cfg.max_pos - R + 1));
     }
-    k_rope rope = {.theta = cfg.theta, .n_sink = 4, .g = g, .t = t};
-    k_adamw hp = {.lr = 1e-5f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .grad_scale = 1.0f};
+    k_rope rope = { .theta = cfg.theta, .n_sink = 4, .g = g, .t = t };
+    k_adamw hp = { .lr = 1e-5f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .grad_scale = 1.0f };
 
     printf("bench_train: fp32 CPU backend, forward + backward + AdamW per step\n");
     printf("model: hidden %d, layers %d, heads %d, kv heads %d, ffn %d, vocab %d, untied\n", cfg.C,
@@ -141,8 +159,9 @@ int main(int argc, char **argv) {
            m.n_params * 4 / 1048576.0, m.n_params * 4 / 1048576.0, m.n_params * 8 / 1048576.0,
            a.bytes / 1048576.0);
     const char *core_env = getenv("OPENBLAS_CORETYPE");
-    printf("threads: OpenMP %d, OpenBLAS %d; core %s (OPENBLAS_CORETYPE=%s)\n", omp_get_max_threads(),
-           openblas_get_num_threads(), kcpu_blas_core(), core_env ? core_env : "unset");
+    printf("threads: OpenMP %d, OpenBLAS %d; core %s (OPENBLAS_CORETYPE=%s)\n",
+           omp_get_max_threads(), openblas_get_num_threads(), kcpu_blas_core(),
+           core_env ? core_env : "unset");
 
     double *ts = malloc((size_t)steps * sizeof(double)), loss = 0;
     for (int i = -1; i < steps; i++) {
@@ -164,10 +183,10 @@ int main(int argc, char **argv) {
     double sg_flops, sg_t = bt_sgemm_step(N, &cfg, &sg_flops);
     double sg_rate = sg_flops / sg_t * 1e-9;
     printf("\nloss %.4f (random tokens: about ln V = %.2f)\n", loss, log((double)cfg.V));
-    printf("step %.3f s (median of %d) | %.0f tokens/s | model %.1f GFLOP/s (%.1f MFLOP/token)\n", step_s,
-           steps, tok_s, gflops, e2w_model_flops_per_token(&m, R) * 1e-6);
-    printf("OpenBLAS sgemm on the model's shapes: %.1f GFLOP/s (%.3f s for one step's products)\n", sg_rate,
-           sg_t);
+    printf("step %.3f s (median of %d) | %.0f tokens/s | model %.1f GFLOP/s (%.1f MFLOP/token)\n",
+           step_s, steps, tok_s, gflops, e2w_model_flops_per_token(&m, R) * 1e-6);
+    printf("OpenBLAS sgemm on the model's shapes: %.1f GFLOP/s (%.3f s for one step's products)\n",
+           sg_rate, sg_t);
     printf("training / sgemm: %.0f%%\n", 100.0 * gflops / sg_rate);
     free(ts);
     free(tok);

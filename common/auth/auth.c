@@ -14,55 +14,41 @@
 
 #define AUTH_LINE_MAX 1024
 
-static const char *const auth_role_names[] = {"none", "viewer", "submitter",
-                                              "worker", "admin"};
+static const char *const auth_role_names[] = { "none", "viewer", "submitter", "worker", "admin" };
 
 /* Methods a viewer may call; a submitter adds SubmitJob and CancelJob. */
-static const char *const auth_read_methods[] = {
-    "GetJob", "ListJobs", "WatchJob", "StreamLogs", "ListWorkers", "GetMetrics"};
+static const char *const auth_read_methods[] = { "GetJob",     "ListJobs",    "WatchJob",
+                                                 "StreamLogs", "ListWorkers", "GetMetrics" };
 
-#define COORD_PREFIX "/e2.v1.Coordinator/"
+#define COORD_PREFIX  "/e2.v1.Coordinator/"
 #define WORKER_PREFIX "/e2.v1.WorkerControl/"
 
-const char *auth_role_name(auth_role role)
-{
-    if ((unsigned)role > AUTH_ROLE_ADMIN)
-        return "none";
+const char *auth_role_name(auth_role role) {
+    if ((unsigned)role > AUTH_ROLE_ADMIN) return "none";
     return auth_role_names[role];
 }
 
-auth_role auth_role_parse(const char *name)
-{
+auth_role auth_role_parse(const char *name) {
     for (int r = AUTH_ROLE_VIEWER; r <= AUTH_ROLE_ADMIN; r++)
-        if (!strcmp(name, auth_role_names[r]))
-            return (auth_role)r;
+        if (!strcmp(name, auth_role_names[r])) return (auth_role)r;
     return AUTH_ROLE_NONE;
 }
 
-int auth_role_allows(auth_role role, const char *path)
-{
+int auth_role_allows(auth_role role, const char *path) {
     const char *m;
-    if (role == AUTH_ROLE_ADMIN)
-        return 1;
-    if (!strncmp(path, WORKER_PREFIX, strlen(WORKER_PREFIX)))
-        return role == AUTH_ROLE_WORKER;
-    if (strncmp(path, COORD_PREFIX, strlen(COORD_PREFIX)))
-        return 0;
+    if (role == AUTH_ROLE_ADMIN) return 1;
+    if (!strncmp(path, WORKER_PREFIX, strlen(WORKER_PREFIX))) return role == AUTH_ROLE_WORKER;
+    if (strncmp(path, COORD_PREFIX, strlen(COORD_PREFIX))) return 0;
     m = path + strlen(COORD_PREFIX);
-    if (role == AUTH_ROLE_SUBMITTER &&
-        (!strcmp(m, "SubmitJob") || !strcmp(m, "CancelJob")))
+    if (role == AUTH_ROLE_SUBMITTER && (!strcmp(m, "SubmitJob") || !strcmp(m, "CancelJob")))
         return 1;
-    if (role != AUTH_ROLE_VIEWER && role != AUTH_ROLE_SUBMITTER)
-        return 0;
-    for (size_t i = 0; i < sizeof auth_read_methods / sizeof *auth_read_methods;
-         i++)
-        if (!strcmp(m, auth_read_methods[i]))
-            return 1;
+    if (role != AUTH_ROLE_VIEWER && role != AUTH_ROLE_SUBMITTER) return 0;
+    for (size_t i = 0; i < sizeof auth_read_methods / sizeof *auth_read_methods; i++)
+        if (!strcmp(m, auth_read_methods[i])) return 1;
     return 0;
 }
 
-int auth_equal(const char *a, size_t an, const char *b, size_t bn)
-{
+int auth_equal(const char *a, size_t an, const char *b, size_t bn) {
     unsigned diff = (unsigned)(an != bn);
     for (size_t i = 0; i < bn; i++) {
         unsigned char x = i < an ? (unsigned char)a[i] : 0;
@@ -71,38 +57,29 @@ int auth_equal(const char *a, size_t an, const char *b, size_t bn)
     return diff == 0;
 }
 
-const auth_token *auth_tokens_find(const auth_tokens *t, const char *token)
-{
+const auth_token *auth_tokens_find(const auth_tokens *t, const char *token) {
     const auth_token *hit = NULL;
     size_t n;
-    if (!token)
-        return NULL;
+    if (!token) return NULL;
     n = strnlen(token, AUTH_TOKEN_MAX + 1);
     for (size_t i = 0; i < t->n; i++)
-        if (auth_equal(token, n, t->v[i].token, t->v[i].len))
-            hit = &t->v[i];
+        if (auth_equal(token, n, t->v[i].token, t->v[i].len)) hit = &t->v[i];
     return hit;
 }
 
-const char *auth_bearer(const char *authorization)
-{
-    if (!authorization || strncasecmp(authorization, "Bearer ", 7))
-        return NULL;
+const char *auth_bearer(const char *authorization) {
+    if (!authorization || strncasecmp(authorization, "Bearer ", 7)) return NULL;
     authorization += 7;
-    while (*authorization == ' ')
-        authorization++;
+    while (*authorization == ' ') authorization++;
     return *authorization ? authorization : NULL;
 }
 
-static void auth_wipe(char *p, size_t n)
-{
+static void auth_wipe(char *p, size_t n) {
     volatile char *v = p;
-    while (n--)
-        *v++ = 0;
+    while (n--) *v++ = 0;
 }
 
-void auth_tokens_free(auth_tokens *t)
-{
+void auth_tokens_free(auth_tokens *t) {
     for (size_t i = 0; i < t->n; i++) {
         auth_wipe(t->v[i].token, t->v[i].len);
         free(t->v[i].token);
@@ -113,14 +90,11 @@ void auth_tokens_free(auth_tokens *t)
 }
 
 /* Opens a secret file, refusing one that others may read or write. */
-static FILE *auth_open_secret(const char *path, const char *what, char *err,
-                              size_t errlen)
-{
+static FILE *auth_open_secret(const char *path, const char *what, char *err, size_t errlen) {
     struct stat st;
     FILE *f = fopen(path, "r");
     if (!f) {
-        e2_errf(err, errlen, "cannot read %s %s: %s", what, path,
-                strerror(errno));
+        e2_errf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
         return NULL;
     }
     if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -139,39 +113,33 @@ static FILE *auth_open_secret(const char *path, const char *what, char *err,
     return f;
 }
 
-static int auth_name_ok(const char *s)
-{
+static int auth_name_ok(const char *s) {
     size_t n = strlen(s);
-    if (n == 0 || n > AUTH_NAME_MAX)
-        return 0;
+    if (n == 0 || n > AUTH_NAME_MAX) return 0;
     for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && !strchr("._@-", *s))
-            return 0;
+        if (!isalnum((unsigned char)*s) && !strchr("._@-", *s)) return 0;
     return 1;
 }
 
 /* Parses one non-comment line "<token> <name> <role>" into e. */
-static int auth_parse_line(char *line, auth_token *e, const char *path,
-                           int lineno, char *err, size_t errlen)
-{
+static int auth_parse_line(char *line, auth_token *e, const char *path, int lineno, char *err,
+                           size_t errlen) {
     char *save = NULL, *tok, *name, *role, *extra;
     tok = strtok_r(line, " \t", &save);
     name = strtok_r(NULL, " \t", &save);
     role = strtok_r(NULL, " \t", &save);
     extra = strtok_r(NULL, " \t", &save);
     if (!role || extra)
-        return e2_errf(err, errlen,
-                       "%s:%d: expected `<token> <name> <role>` (3 fields)",
-                       path, lineno);
+        return e2_errf(err, errlen, "%s:%d: expected `<token> <name> <role>` (3 fields)", path,
+                       lineno);
     if (strlen(tok) < AUTH_TOKEN_MIN || strlen(tok) > AUTH_TOKEN_MAX)
         return e2_errf(err, errlen,
                        "%s:%d: token of %s must be %d to %d characters "
                        "(e.g. `openssl rand -hex 32`)",
                        path, lineno, name, AUTH_TOKEN_MIN, AUTH_TOKEN_MAX);
     if (!auth_name_ok(name))
-        return e2_errf(err, errlen,
-                       "%s:%d: name '%.64s' must be 1 to %d of [A-Za-z0-9._@-]",
-                       path, lineno, name, AUTH_NAME_MAX);
+        return e2_errf(err, errlen, "%s:%d: name '%.64s' must be 1 to %d of [A-Za-z0-9._@-]", path,
+                       lineno, name, AUTH_NAME_MAX);
     if ((e->role = auth_role_parse(role)) == AUTH_ROLE_NONE)
         return e2_errf(err, errlen,
                        "%s:%d: role '%.32s' must be admin, submitter, viewer "
@@ -179,16 +147,13 @@ static int auth_parse_line(char *line, auth_token *e, const char *path,
                        path, lineno, role);
     snprintf(e->name, sizeof e->name, "%s", name);
     e->len = strlen(tok);
-    if (!(e->token = malloc(e->len + 1)))
-        return e2_errf(err, errlen, "out of memory");
+    if (!(e->token = malloc(e->len + 1))) return e2_errf(err, errlen, "out of memory");
     memcpy(e->token, tok, e->len + 1);
     return 0;
 }
 
 /* Appends e (taking its token) unless the token is already there. */
-static int auth_tokens_push(auth_tokens *t, auth_token *e, size_t *cap,
-                            char *err, size_t errlen)
-{
+static int auth_tokens_push(auth_tokens *t, auth_token *e, size_t *cap, char *err, size_t errlen) {
     if (auth_tokens_find(t, e->token)) {
         auth_wipe(e->token, e->len);
         free(e->token);
@@ -212,9 +177,8 @@ static int auth_tokens_push(auth_tokens *t, auth_token *e, size_t *cap,
     return 0;
 }
 
-int auth_tokens_add(auth_tokens *t, const char *token, const char *name,
-                    auth_role role, char *err, size_t errlen)
-{
+int auth_tokens_add(auth_tokens *t, const char *token, const char *name, auth_role role, char *err,
+                    size_t errlen) {
     auth_token e;
     size_t cap = t->n;
     memset(&e, 0, sizeof e);
@@ -229,75 +193,60 @@ int auth_tokens_add(auth_tokens *t, const char *token, const char *name,
     snprintf(e.name, sizeof e.name, "%s", name);
     e.role = role;
     e.len = strlen(token);
-    if (!(e.token = malloc(e.len + 1)))
-        return e2_errf(err, errlen, "out of memory");
+    if (!(e.token = malloc(e.len + 1))) return e2_errf(err, errlen, "out of memory");
     memcpy(e.token, token, e.len + 1);
     return auth_tokens_push(t, &e, &cap, err, errlen);
 }
 
-int auth_tokens_load(auth_tokens *t, const char *path, char *err,
-                     size_t errlen)
-{
+int auth_tokens_load(auth_tokens *t, const char *path, char *err, size_t errlen) {
     char line[AUTH_LINE_MAX + 2], msg[256];
     int lineno = 0, rc = 0;
     size_t cap = 0;
     FILE *f;
     memset(t, 0, sizeof *t);
-    if (!(f = auth_open_secret(path, "token file", err, errlen)))
-        return E2_ERR;
+    if (!(f = auth_open_secret(path, "token file", err, errlen))) return E2_ERR;
     while (rc == 0 && fgets(line, sizeof line, f)) {
         char *p = line, *end;
         auth_token e;
         lineno++;
         if (!strchr(line, '\n') && !feof(f)) {
-            rc = e2_errf(err, errlen, "%s:%d: line longer than %d characters",
-                         path, lineno, AUTH_LINE_MAX);
+            rc = e2_errf(err, errlen, "%s:%d: line longer than %d characters", path, lineno,
+                         AUTH_LINE_MAX);
             break;
         }
         line[strcspn(line, "\r\n")] = 0;
-        while (isspace((unsigned char)*p))
-            p++;
-        if (!*p || *p == '#')
-            continue;
-        for (end = p + strlen(p); end > p && isspace((unsigned char)end[-1]);)
-            *--end = 0;
+        while (isspace((unsigned char)*p)) p++;
+        if (!*p || *p == '#') continue;
+        for (end = p + strlen(p); end > p && isspace((unsigned char)end[-1]);) *--end = 0;
         memset(&e, 0, sizeof e);
-        if ((rc = auth_parse_line(p, &e, path, lineno, err, errlen)) < 0)
-            break;
+        if ((rc = auth_parse_line(p, &e, path, lineno, err, errlen)) < 0) break;
         if ((rc = auth_tokens_push(t, &e, &cap, msg, sizeof msg)) < 0) {
             e2_errf(err, errlen, "%s:%d: %s", path, lineno, msg);
             break;
         }
     }
     auth_wipe(line, sizeof line);
-    if (rc == 0 && ferror(f))
-        rc = e2_errf(err, errlen, "read %s: %s", path, strerror(errno));
+    if (rc == 0 && ferror(f)) rc = e2_errf(err, errlen, "read %s: %s", path, strerror(errno));
     fclose(f);
     if (rc == 0 && t->n == 0)
         rc = e2_errf(err, errlen,
                      "token file %s has no tokens: add `<token> <name> <role>` "
                      "lines",
                      path);
-    if (rc < 0)
-        auth_tokens_free(t);
+    if (rc < 0) auth_tokens_free(t);
     return rc;
 }
 
-int auth_token_read(const char *path, char *tok, size_t tok_len, char *err,
-                    size_t errlen)
-{
+int auth_token_read(const char *path, char *tok, size_t tok_len, char *err, size_t errlen) {
     char line[AUTH_LINE_MAX + 2];
     int rc = E2_ERR, too_long = 0;
     FILE *f = auth_open_secret(path, "token file", err, errlen);
-    if (!f)
-        return E2_ERR;
+    if (!f) return E2_ERR;
     while (fgets(line, sizeof line, f)) {
         char *p = line;
         size_t n;
-        while (isspace((unsigned char)*p))
-            p++;
-        if (!*p || *p == '#')
-            continue;
+        while (isspace((unsigned char)*p)) p++;
+        if (!*p || *p == '#') continue;
         n = strcspn(p, " \t\r\n");
         if (n >= tok_len || n > AUTH_TOKEN_MAX) {
             too_long = 1;
@@ -311,8 +260,7 @@ int auth_token_read(const char *path, char *tok, size_t tok_len, char *err,
     auth_wipe(line, sizeof line);
     fclose(f);
     if (too_long)
-        e2_errf(err, errlen, "token in %s is longer than %d characters", path,
-                AUTH_TOKEN_MAX);
+        e2_errf(err, errlen, "token in %s is longer than %d characters", path, AUTH_TOKEN_MAX);
     else if (rc < 0)
         e2_errf(err, errlen, "token file %s holds no token", path);
     return rc;

@@ -29,12 +29,12 @@ typedef enum {
     AUTH_ROLE_ADMIN
 } auth_role;
 
-#define AUTH_NAME_MAX 63     /* longest token name */
-#define AUTH_TOKEN_MIN 16    /* shortest token accepted (guessing is cheap) */
-#define AUTH_TOKEN_MAX 256   /* longest token accepted */
+#define AUTH_NAME_MAX  63  /* longest token name */
+#define AUTH_TOKEN_MIN 16  /* shortest token accepted (guessing is cheap) */
+#define AUTH_TOKEN_MAX 256 /* longest token accepted */
 
 typedef struct {
-    char *token;                  /* the secret; wiped when freed */
+    char *token; /* the secret; wiped when freed */
     size_t len;
     char name[AUTH_NAME_MAX + 1]; /* [A-Za-z0-9._@-]+, the principal */
     auth_role role;
@@ -48,12 +48,11 @@ typedef struct {
 /* Reads a token file into *t (zeroed first). Refuses a file others may
  * read or write, short or duplicate tokens, bad names and unknown roles,
  * naming file:line and the fix. */
-int auth_tokens_load(auth_tokens *t, const char *path, char *err,
-                     size_t errlen);
+int auth_tokens_load(auth_tokens *t, const char *path, char *err, size_t errlen);
 /* Adds one token (copied) as a file line would, e.g. one e2d makes for
  * its own local workers. The same checks as for a line of the file. */
-int auth_tokens_add(auth_tokens *t, const char *token, const char *name,
-                    auth_role role, char *err, size_t errlen);
+int auth_tokens_add(auth_tokens *t, const char *token, const char *name, auth_role role, char *err,
+                    size_t errlen);
 /* Wipes the secrets and frees them. */
 void auth_tokens_free(auth_tokens *t);
 /* The entry whose token equals `token`, or NULL. Compares against every
@@ -78,7 +77,6 @@ const char *auth_bearer(const char *authorization);
 
 /* Client side: the token in the file at `path` into tok (tok_len bytes).
  * Refuses a file others may read, an empty file and an oversized token. */
-int auth_token_read(const char *path, char *tok, size_t tok_len, char *err,
-                    size_t errlen);
+int auth_token_read(const char *path, char *tok, size_t tok_len, char *err, size_t errlen);
 
 #endif

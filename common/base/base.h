@@ -30,15 +30,14 @@ extern "C" {
 #define E2_ERRLEN 512
 
 /* Failure codes (all < 0). Most callers only test `< 0`. */
-#define E2_ERR      (-1)  /* generic failure; the message says why */
-#define E2_ENOENT   (-2)  /* a file or directory does not exist */
-#define E2_ETOOBIG  (-3)  /* a file is larger than the caller's limit */
+#define E2_ERR     (-1) /* generic failure; the message says why */
+#define E2_ENOENT  (-2) /* a file or directory does not exist */
+#define E2_ETOOBIG (-3) /* a file is larger than the caller's limit */
 
 /* Formats one error line into err (printf-style), replacing any newline in
  * the result by a space. Returns E2_ERR so that callers can write
  * `return e2_errf(err, errlen, "...", ...);`. err may be NULL. */
-int e2_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int e2_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- directories ---- */
 
@@ -59,8 +58,7 @@ int e2_fsync_parent(const char *path, char *err, size_t errlen);
  * renamed over path, and then the parent directory is fsynced. */
 
 /* Writes len bytes atomically to path (mode 0644). */
-int e2_write_file_atomic(const char *path, const void *data, size_t len,
-                         char *err, size_t errlen);
+int e2_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
 
 /* Streaming form for files too large to build in memory:
  *     e2_afile f;
@@ -76,8 +74,7 @@ typedef struct {
 } e2_afile;
 
 int e2_afile_open(e2_afile *f, const char *path, char *err, size_t errlen);
-int e2_afile_write(e2_afile *f, const void *data, size_t len, char *err,
-                   size_t errlen);
+int e2_afile_write(e2_afile *f, const void *data, size_t len, char *err, size_t errlen);
 /* Writes n zero bytes (padding). */
 int e2_afile_pad(e2_afile *f, size_t n, char *err, size_t errlen);
 int e2_afile_commit(e2_afile *f, char *err, size_t errlen);
@@ -89,8 +86,8 @@ void e2_afile_abort(e2_afile *f);
  * caller with free()), of *len bytes plus a terminating NUL that is not
  * counted, so text files can be parsed in place. Files larger than max_size
  * bytes fail with E2_ETOOBIG; a missing file fails with E2_ENOENT. */
-int e2_read_file(const char *path, size_t max_size, char **out, size_t *len,
-                 char *err, size_t errlen);
+int e2_read_file(const char *path, size_t max_size, char **out, size_t *len, char *err,
+                 size_t errlen);
 
 /* ---- SHA-256 (FIPS 180-4) ----
  * From OpenSSL's libcrypto (EVP), which uses the CPU's SHA extensions when
@@ -98,12 +95,12 @@ int e2_read_file(const char *path, size_t max_size, char **out, size_t *len,
  * final: every e2_sha256_init must be followed by e2_sha256_final, which
  * frees it. */
 
-#define E2_SHA256_LEN 32
+#define E2_SHA256_LEN    32
 #define E2_SHA256_HEXLEN 65 /* 64 hex digits + NUL */
 
 typedef struct {
-    void *evp;        /* EVP_MD_CTX */
-    uint64_t nbytes;  /* total bytes hashed */
+    void *evp;       /* EVP_MD_CTX */
+    uint64_t nbytes; /* total bytes hashed */
 } e2_sha256_ctx;
 
 void e2_sha256_init(e2_sha256_ctx *c);
@@ -113,8 +110,8 @@ void e2_sha256_final(e2_sha256_ctx *c, uint8_t out[E2_SHA256_LEN]);
 void e2_sha256(const void *data, size_t len, uint8_t out[E2_SHA256_LEN]);
 /* Digest of a file's content (streamed; any size). *size receives the
  * file's size in bytes when size is not NULL. */
-int e2_sha256_file(const char *path, uint8_t out[E2_SHA256_LEN],
-                   uint64_t *size, char *err, size_t errlen);
+int e2_sha256_file(const char *path, uint8_t out[E2_SHA256_LEN], uint64_t *size, char *err,
+                   size_t errlen);
 /* Lower-case hex of a digest: hex must hold E2_SHA256_HEXLEN bytes. */
 void e2_sha256_hex(const uint8_t d[E2_SHA256_LEN], char hex[E2_SHA256_HEXLEN]);
 

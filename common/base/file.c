@@ -31,8 +31,7 @@ static char *e2__strdup(const char *s) {
 }
 
 int e2_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen) {
-    if (path == NULL || path[0] == '\0')
-        return e2_errf(err, errlen, "mkdir: empty path");
+    if (path == NULL || path[0] == '\0') return e2_errf(err, errlen, "mkdir: empty path");
     char *p = e2__strdup(path);
     if (p == NULL) return e2_errf(err, errlen, "mkdir %s: out of memory", path);
     /* Create each prefix ending at a '/', then the whole path. */
@@ -51,25 +50,20 @@ int e2_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen) {
     }
     free(p);
     struct stat st;
-    if (stat(path, &st) != 0)
-        return e2_errf(err, errlen, "mkdir %s: %s", path, strerror(errno));
+    if (stat(path, &st) != 0) return e2_errf(err, errlen, "mkdir %s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode))
-        return e2_errf(err, errlen, "mkdir %s: exists and is not a directory",
-                       path);
+        return e2_errf(err, errlen, "mkdir %s: exists and is not a directory", path);
     return 0;
 }
 
 int e2_fsync_dir(const char *path, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return e2_errf(err, errlen, "open directory %s: %s", path,
-                       strerror(errno));
+    if (fd < 0) return e2_errf(err, errlen, "open directory %s: %s", path, strerror(errno));
     int rc = 0;
     /* EINVAL: the filesystem cannot sync directories (some network and
      * FUSE filesystems); there is nothing more to do. */
     if (fsync(fd) != 0 && errno != EINVAL)
-        rc = e2_errf(err, errlen, "fsync directory %s: %s", path,
-                     strerror(errno));
+        rc = e2_errf(err, errlen, "fsync directory %s: %s", path, strerror(errno));
     close(fd);
     return rc;
 }
@@ -116,8 +110,7 @@ int e2_afile_open(e2_afile *f, const char *path, char *err, size_t errlen) {
     return 0;
 }
 
-int e2_afile_write(e2_afile *f, const void *data, size_t len, char *err,
-                   size_t errlen) {
+int e2_afile_write(e2_afile *f, const void *data, size_t len, char *err, size_t errlen) {
     const char *p = data;
     while (len > 0) {
         ssize_t w = write(f->fd, p, len);
@@ -144,14 +137,12 @@ int e2_afile_pad(e2_afile *f, size_t n, char *err, size_t errlen) {
 
 int e2_afile_commit(e2_afile *f, char *err, size_t errlen) {
     int rc = 0;
-    if (fsync(f->fd) != 0)
-        rc = e2_errf(err, errlen, "fsync %s: %s", f->tmp, strerror(errno));
+    if (fsync(f->fd) != 0) rc = e2_errf(err, errlen, "fsync %s: %s", f->tmp, strerror(errno));
     if (close(f->fd) != 0 && rc == 0)
         rc = e2_errf(err, errlen, "close %s: %s", f->tmp, strerror(errno));
     f->fd = -1;
     if (rc == 0 && rename(f->tmp, f->path) != 0)
-        rc = e2_errf(err, errlen, "rename %s -> %s: %s", f->tmp, f->path,
-                     strerror(errno));
+        rc = e2_errf(err, errlen, "rename %s -> %s: %s", f->tmp, f->path, strerror(errno));
     if (rc == 0)
         rc = e2_fsync_parent(f->path, err, errlen);
     else
@@ -165,8 +156,7 @@ void e2_afile_abort(e2_afile *f) {
     e2__afile_release(f);
 }
 
-int e2_write_file_atomic(const char *path, const void *data, size_t len,
-                         char *err, size_t errlen) {
+int e2_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
     e2_afile f;
     if (e2_afile_open(&f, path, err, errlen) < 0) return E2_ERR;
     if (e2_afile_write(&f, data, len, err, errlen) < 0) {
@@ -176,8 +166,8 @@ int e2_write_file_atomic(const char *path, const void *data, size_t len,
     return e2_afile_commit(&f, err, errlen);
 }
 
-int e2_read_file(const char *path, size_t max_size, char **out, size_t *len,
-                 char *err, size_t errlen) {
+int e2_read_file(const char *path, size_t max_size, char **out, size_t *len, char *err,
+                 size_t errlen) {
     *out = NULL;
     *len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -198,8 +188,8 @@ int e2_read_file(const char *path, size_t max_size, char **out, size_t *len,
     }
     if ((uint64_t)st.st_size > (uint64_t)max_size) {
         close(fd);
-        e2_errf(err, errlen, "read %s: file is %lld bytes, limit is %zu",
-                path, (long long)st.st_size, max_size);
+        e2_errf(err, errlen, "read %s: file is %lld bytes, limit is %zu", path,
+                (long long)st.st_size, max_size);
         return E2_ETOOBIG;
     }
     size_t n = (size_t)st.st_size;

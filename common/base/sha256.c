@@ -29,8 +29,7 @@ void e2_sha256_init(e2_sha256_ctx *c) {
 
 void e2_sha256_update(e2_sha256_ctx *c, const void *data, size_t len) {
     if (len == 0) return;
-    if (EVP_DigestUpdate(c->evp, data, len) != 1)
-        e2__sha256_fail("EVP_DigestUpdate");
+    if (EVP_DigestUpdate(c->evp, data, len) != 1) e2__sha256_fail("EVP_DigestUpdate");
     c->nbytes += len;
 }
 
@@ -44,13 +43,12 @@ void e2_sha256_final(e2_sha256_ctx *c, uint8_t out[E2_SHA256_LEN]) {
 
 void e2_sha256(const void *data, size_t len, uint8_t out[E2_SHA256_LEN]) {
     unsigned n = 0;
-    if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 ||
-        n != E2_SHA256_LEN)
+    if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != E2_SHA256_LEN)
         e2__sha256_fail("EVP_Digest");
 }
 
-int e2_sha256_file(const char *path, uint8_t out[E2_SHA256_LEN],
-                   uint64_t *size, char *err, size_t errlen) {
+int e2_sha256_file(const char *path, uint8_t out[E2_SHA256_LEN], uint64_t *size, char *err,
+                   size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;

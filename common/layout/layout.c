@@ -28,7 +28,9 @@ void e2_layout_params_fill(e2_layout_params *p, const e2_layout_dims *d) {
     p->n_params = off;
 }
 
-size_t e2_layout_optim_floats(int master) { return master ? 3 : 2; }
+size_t e2_layout_optim_floats(int master) {
+    return master ? 3 : 2;
+}
 
 static size_t align_up(size_t x) {
     return (x + E2_LAYOUT_ALIGN - 1) & ~(size_t)(E2_LAYOUT_ALIGN - 1);
@@ -46,12 +48,12 @@ static size_t place(e2_layout_region *r, int n) {
 }
 
 static e2_layout_region region(const char *name, size_t numel, size_t esz) {
-    e2_layout_region r = {name, numel, esz, 0, 0};
+    e2_layout_region r = { name, numel, esz, 0, 0 };
     return r;
 }
 
-void e2_layout_acts_fill(e2_layout_acts *a, const e2_layout_dims *d, int B, int T,
-                         size_t esz, int backward, int recompute) {
+void e2_layout_acts_fill(e2_layout_acts *a, const e2_layout_dims *d, int B, int T, size_t esz,
+                         int backward, int recompute) {
     size_t N = (size_t)B * (size_t)T, e = esz, C = (size_t)d->C, D = (size_t)d->D;
     size_t H = (size_t)d->H, qkv = (size_t)(d->H + 2 * d->KVH) * D, F = (size_t)d->F;
     a->B = B;

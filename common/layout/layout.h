@@ -34,15 +34,15 @@ typedef struct {
 /* Parameter tensors, in buffer order. Each kind is stored for all layers
  * together, so every Hugging Face tensor is a contiguous slice. */
 enum {
-    E2_LAYOUT_P_WTE,   /* (V, C)               embed_tokens */
-    E2_LAYOUT_P_LN1,   /* (L, C)               input_layernorm */
-    E2_LAYOUT_P_QKV,   /* (L, (H+2KVH)*D, C)   q_proj | k_proj | v_proj */
-    E2_LAYOUT_P_WO,    /* (L, C, H*D)          o_proj */
-    E2_LAYOUT_P_LN2,   /* (L, C)               post_attention_layernorm */
-    E2_LAYOUT_P_GU,    /* (L, 2F, C)           gate_proj | up_proj */
-    E2_LAYOUT_P_DOWN,  /* (L, C, F)            down_proj */
-    E2_LAYOUT_P_LNF,   /* (C)                  norm */
-    E2_LAYOUT_P_HEAD,  /* (V, C)               lm_head; 0 elements when tied */
+    E2_LAYOUT_P_WTE,  /* (V, C)               embed_tokens */
+    E2_LAYOUT_P_LN1,  /* (L, C)               input_layernorm */
+    E2_LAYOUT_P_QKV,  /* (L, (H+2KVH)*D, C)   q_proj | k_proj | v_proj */
+    E2_LAYOUT_P_WO,   /* (L, C, H*D)          o_proj */
+    E2_LAYOUT_P_LN2,  /* (L, C)               post_attention_layernorm */
+    E2_LAYOUT_P_GU,   /* (L, 2F, C)           gate_proj | up_proj */
+    E2_LAYOUT_P_DOWN, /* (L, C, F)            down_proj */
+    E2_LAYOUT_P_LNF,  /* (C)                  norm */
+    E2_LAYOUT_P_HEAD, /* (V, C)               lm_head; 0 elements when tied */
     E2_LAYOUT_P_COUNT
 };
 
@@ -96,13 +96,13 @@ enum {
     E2_LAYOUT_A_LOGITS,  /* (logit_rows, V) act */
     E2_LAYOUT_A_LAYERS,  /* nsets layer sets of layer_bytes each */
     /* backward scratch: 0 bytes without backward */
-    E2_LAYOUT_A_DRES,    /* (N, C) act */
-    E2_LAYOUT_A_DLN,     /* (N, C) act */
-    E2_LAYOUT_A_DQKV,    /* (N, (H+2KVH)*D) act */
-    E2_LAYOUT_A_DATTY,   /* (N, H*D) act */
-    E2_LAYOUT_A_DFCH,    /* (N, 2F) act */
-    E2_LAYOUT_A_DSWI,    /* (N, F) act */
-    E2_LAYOUT_A_DELTA,   /* (B, H, T) fp32 */
+    E2_LAYOUT_A_DRES,  /* (N, C) act */
+    E2_LAYOUT_A_DLN,   /* (N, C) act */
+    E2_LAYOUT_A_DQKV,  /* (N, (H+2KVH)*D) act */
+    E2_LAYOUT_A_DATTY, /* (N, H*D) act */
+    E2_LAYOUT_A_DFCH,  /* (N, 2F) act */
+    E2_LAYOUT_A_DSWI,  /* (N, F) act */
+    E2_LAYOUT_A_DELTA, /* (B, H, T) fp32 */
     E2_LAYOUT_A_COUNT
 };
 
@@ -131,8 +131,8 @@ typedef struct {
 /* Fills a for micro-batches of B sequences of T tokens, act elements of esz
  * bytes (4 fp32, 2 bf16), with or without the backward's scratch and
  * recomputation. */
-void e2_layout_acts_fill(e2_layout_acts *a, const e2_layout_dims *d, int B, int T,
-                         size_t esz, int backward, int recompute);
+void e2_layout_acts_fill(e2_layout_acts *a, const e2_layout_dims *d, int B, int T, size_t esz,
+                         int backward, int recompute);
 
 /* ---- what the CUDA backend keeps beside the model's buffers ---- */
 

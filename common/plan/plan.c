@@ -23,8 +23,8 @@ static e2_layout_dims plan_dims(const E2__V1__LlamaConfig *cfg) {
 }
 
 /* The activation allocation of the layout table: e2w_acts_create's size. */
-uint64_t e2_plan_acts_bytes(const E2__V1__LlamaConfig *cfg, int B, int T, int esz,
-                            int backward, int recompute) {
+uint64_t e2_plan_acts_bytes(const E2__V1__LlamaConfig *cfg, int B, int T, int esz, int backward,
+                            int recompute) {
     e2_layout_dims d = plan_dims(cfg);
     e2_layout_acts a;
     e2_layout_acts_fill(&a, &d, B, T, (size_t)esz, backward, recompute);
@@ -39,8 +39,8 @@ static int plan_field(const char *name, uint64_t v, char *err, size_t errlen) {
     return 0;
 }
 
-int e2_plan_compute(e2_plan *p, const E2__V1__LlamaConfig *cfg,
-                    const e2_plan_opts *o, char *err, size_t errlen) {
+int e2_plan_compute(e2_plan *p, const E2__V1__LlamaConfig *cfg, const e2_plan_opts *o, char *err,
+                    size_t errlen) {
     memset(p, 0, sizeof *p);
     if (plan_field("hidden_size", cfg->hidden_size, err, errlen) < 0 ||
         plan_field("num_hidden_layers", cfg->num_hidden_layers, err, errlen) < 0 ||
@@ -50,17 +50,20 @@ int e2_plan_compute(e2_plan *p, const E2__V1__LlamaConfig *cfg,
         return -1;
     if (cfg->has_num_key_value_heads &&
         (cfg->num_key_value_heads == 0 || cfg->num_attention_heads % cfg->num_key_value_heads)) {
-        snprintf(err, errlen, "model.config.num_key_value_heads (%u) must divide num_attention_heads (%u)",
+        snprintf(err, errlen,
+                 "model.config.num_key_value_heads (%u) must divide num_attention_heads (%u)",
                  cfg->num_key_value_heads, cfg->num_attention_heads);
         return -1;
     }
     if (cfg->hidden_size % cfg->num_attention_heads) {
-        snprintf(err, errlen, "model.config.hidden_size (%u) must be a multiple of num_attention_heads (%u)",
+        snprintf(err, errlen,
+                 "model.config.hidden_size (%u) must be a multiple of num_attention_heads (%u)",
                  cfg->hidden_size, cfg->num_attention_heads);
         return -1;
     }
     if (o->gpus < 1 || o->micro_batch < 1 || o->seq < 1) {
-        snprintf(err, errlen, "plan: gpus, micro-batch and sequence length must be >= 1 (got %d, %d, %d)",
+        snprintf(err, errlen,
+                 "plan: gpus, micro-batch and sequence length must be >= 1 (got %d, %d, %d)",
                  o->gpus, o->micro_batch, o->seq);
         return -1;
     }
@@ -85,7 +88,8 @@ int e2_plan_compute(e2_plan *p, const E2__V1__LlamaConfig *cfg,
     p->params = p->n_params * e;
     p->grads = p->n_params * 4; /* fp32 gradients on every backend (k.h) */
     uint64_t per_param = 4 * e2_layout_optim_floats(o->act_bytes != 4); /* m, v (, master) */
-    uint64_t held = o->zero1 ? (p->n_params + (uint64_t)o->gpus - 1) / (uint64_t)o->gpus : p->n_params;
+    uint64_t held =
+        o->zero1 ? (p->n_params + (uint64_t)o->gpus - 1) / (uint64_t)o->gpus : p->n_params;
     p->optim = held * per_param;
     p->acts = e2_plan_acts_bytes(cfg, o->micro_batch, o->seq, o->act_bytes, 1, o->recompute);
     if (o->act_bytes == 2) {
@@ -102,20 +106,27 @@ int e2_plan_fits(const e2_plan *p) {
     return p->capacity > 0 && p->total <= p->capacity;
 }
 
-static double gb(uint64_t b) { return (double)b / 1e9; }
+static double gb(uint64_t b) {
+    return (double)b / 1e9;
+}
 
 int e2_plan_format(const e2_plan *p, char *buf, size_t len) {
     const e2_plan_opts *o = &p->o;
     const char *dt = o->act_bytes == 2 ? "bf16" : "fp32";
     char optim[64], verdict[96] = "";
-    if (o->zero1) snprintf(optim, sizeof optim, "optimizer m, v%s (1/%d, ZeRO-1)",
-                           o->act_bytes == 2 ? ", master" : "", o->gpus);
-    else snprintf(optim, sizeof optim, "optimizer m, v%s (full)", o->act_bytes == 2 ? ", master" : "");
+    if (o->zero1)
+        snprintf(optim, sizeof optim, "optimizer m, v%s (1/%d, ZeRO-1)",
+                 o->act_bytes == 2 ? ", master" : "", o->gpus);
+    else
+        snprintf(optim, sizeof optim, "optimizer m, v%s (full)",
+                 o->act_bytes == 2 ? ", master" : "");
     if (p->capacity > 0)
-        snprintf(verdict, sizeof verdict, "%s: %.2f GB %s", e2_plan_fits(p) ? "fits" : "DOES NOT FIT",
+        snprintf(verdict, sizeof verdict, "%s: %.2f GB %s",
+                 e2_plan_fits(p) ? "fits" : "DOES NOT FIT",
                  gb(e2_plan_fits(p) ? p->capacity - p->total : p->total - p->capacity),
                  e2_plan_fits(p) ? "free" : "over");
-    return snprintf(buf, len,
+    return snprintf(
+        buf, len,
         "model: C=%d layers=%d heads=%d kv_heads=%d head_dim=%d F=%d V=%d%s, %.3f B parameters\n"
         "run: %d GPU(s) x %.1f GB, R=%d, micro-batch %d, %s acts, ZeRO-1 %s, recompute %s\n"
         "  %-40s %10s\n"
@@ -128,33 +139,29 @@ int e2_plan_format(const e2_plan *p, char *buf, size_t len) {
         "  %-40s %10.2f  %s\n",
         p->C, p->n_layer, p->H, p->KVH, p->D, p->F, p->V, p->tied ? " tied" : "",
         (double)p->n_params / 1e9, o->gpus, o->gpu_mem_gb, o->seq, o->micro_batch, dt,
-        o->zero1 ? "on" : "off", o->recompute ? "on" : "off",
-        "per GPU", "GB",
+        o->zero1 ? "on" : "off", o->recompute ? "on" : "off", "per GPU", "GB",
         o->act_bytes == 2 ? "parameters (bf16)" : "parameters (fp32)", gb(p->params),
-        "gradients (fp32)", gb(p->grads),
-        optim, gb(p->optim),
+        "gradients (fp32)", gb(p->grads), optim, gb(p->optim),
         o->recompute ? "activations (1 block kept, recompute)" : "activations (all blocks kept)",
-        gb(p->acts),
-        "kernel scratch + cuBLASLt workspace", gb(p->scratch),
-        "CUDA context + NCCL reserve (estimate)", gb(p->reserve),
-        "total", gb(p->total), verdict);
+        gb(p->acts), "kernel scratch + cuBLASLt workspace", gb(p->scratch),
+        "CUDA context + NCCL reserve (estimate)", gb(p->reserve), "total", gb(p->total), verdict);
 }
 
 void e2_plan_refusal(const e2_plan *p, char *err, size_t errlen) {
-    const char *hint = !p->o.recompute ? "set train.recompute = true"
+    const char *hint = !p->o.recompute        ? "set train.recompute = true"
                        : p->o.micro_batch > 1 ? "lower train.micro_batch"
                        : !p->o.zero1 && p->o.gpus > 1 && p->optim > p->capacity / 2
-                           ? "the optimizer state needs sharding over the GPUs (set train.zero1 = true) or GPUs with more memory"
+                           ? "the optimizer state needs sharding over the GPUs (set train.zero1 = "
+                             "true) or GPUs with more memory"
                            : "use GPUs with more memory or a smaller model";
     snprintf(err, errlen,
              "job needs %.2f GB per GPU (parameters %.2f, gradients %.2f, optimizer %.2f, "
              "activations %.2f at B=%d T=%d, runtime %.2f) but a GPU has %.2f GB: %s",
-             gb(p->total), gb(p->params), gb(p->grads), gb(p->optim), gb(p->acts),
-             p->o.micro_batch, p->o.seq, gb(p->scratch + p->reserve), gb(p->capacity), hint);
+             gb(p->total), gb(p->params), gb(p->grads), gb(p->optim), gb(p->acts), p->o.micro_batch,
+             p->o.seq, gb(p->scratch + p->reserve), gb(p->capacity), hint);
 }
 
-int e2_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb,
-                      char *err, size_t errlen) {
+int e2_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb, char *err, size_t errlen) {
     if (spec->device == NULL || strcmp(spec->device, "cuda") != 0 || gpu_mem_gb <= 0) return 0;
     E2__V1__LlamaConfig hf = E2__V1__LLAMA_CONFIG__INIT;
     const E2__V1__LlamaConfig *cfg = spec->model ? spec->model->config : NULL;
@@ -171,8 +178,10 @@ int e2_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb,
         .gpus = spec->has_num_workers && spec->num_workers > 0 ? (int)spec->num_workers : 1,
         .zero1 = spec->train && spec->train->has_zero1 && spec->train->zero1,
         .recompute = spec->train && spec->train->has_recompute && spec->train->recompute,
-        .micro_batch = spec->train && spec->train->has_micro_batch ? (int)spec->train->micro_batch : 1,
-        .seq = spec->augment && spec->augment->has_train_length ? (int)spec->augment->train_length : 4096,
+        .micro_batch =
+            spec->train && spec->train->has_micro_batch ? (int)spec->train->micro_batch : 1,
+        .seq = spec->augment && spec->augment->has_train_length ? (int)spec->augment->train_length
+                                                                : 4096,
         .act_bytes = 2,
         .gpu_mem_gb = gpu_mem_gb,
     };

@@ -40,13 +40,13 @@ extern "C" {
 #define E2_PLAN_RUNTIME_RESERVE ((uint64_t)1000000000)
 
 typedef struct {
-    int gpus;           /* data-parallel ranks (>= 1) */
-    int zero1;          /* optimizer state sharded over the ranks */
-    int recompute;      /* one block's activations, rebuilt in backward */
-    int micro_batch;    /* B: sequences per forward/backward (>= 1) */
-    int seq;            /* T: training length R (>= 1) */
-    int act_bytes;      /* 2 (cuda, bf16) or 4 (cpu, fp32) */
-    double gpu_mem_gb;  /* memory per GPU in GB (10^9 bytes); 0 = unknown */
+    int gpus;          /* data-parallel ranks (>= 1) */
+    int zero1;         /* optimizer state sharded over the ranks */
+    int recompute;     /* one block's activations, rebuilt in backward */
+    int micro_batch;   /* B: sequences per forward/backward (>= 1) */
+    int seq;           /* T: training length R (>= 1) */
+    int act_bytes;     /* 2 (cuda, bf16) or 4 (cpu, fp32) */
+    double gpu_mem_gb; /* memory per GPU in GB (10^9 bytes); 0 = unknown */
 } e2_plan_opts;
 
 typedef struct {
@@ -60,12 +60,12 @@ typedef struct {
 /* The model's activation allocation for micro-batches of B sequences of T
  * tokens, elements of esz bytes, with or without the backward's scratch and
  * recomputation: the size e2w_acts_create allocates. */
-uint64_t e2_plan_acts_bytes(const E2__V1__LlamaConfig *cfg, int B, int T, int esz,
-                            int backward, int recompute);
+uint64_t e2_plan_acts_bytes(const E2__V1__LlamaConfig *cfg, int B, int T, int esz, int backward,
+                            int recompute);
 
 /* Fills p. Returns 0, or -1 with one line in err naming the bad field. */
-int e2_plan_compute(e2_plan *p, const E2__V1__LlamaConfig *cfg,
-                    const e2_plan_opts *o, char *err, size_t errlen);
+int e2_plan_compute(e2_plan *p, const E2__V1__LlamaConfig *cfg, const e2_plan_opts *o, char *err,
+                    size_t errlen);
 
 /* 1 when capacity is known and total <= capacity, else 0. */
 int e2_plan_fits(const e2_plan *p);
@@ -86,8 +86,7 @@ void e2_plan_refusal(const e2_plan *p, char *err, size_t errlen);
  * Returns 0 when the job fits or is not a cuda job, 1 when its model config
  * cannot be read here (err says why; the worker will find out), -1 when it
  * does not fit (err: e2_plan_refusal's line). */
-int e2_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb,
-                      char *err, size_t errlen);
+int e2_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb, char *err, size_t errlen);
 
 /* The few config.json fields a plan needs, read without the checkpoint
  * code: path is a checkpoint directory holding config.json, or the file.
@@ -97,20 +96,19 @@ int e2_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb,
  * here); model_type must be "llama" or "mistral". The worker's full reader
  * (worker/ckpt/hf_config.h) checks the rest when the job runs. Returns 0,
  * or -1 with one line in err naming the file and the field. */
-int e2_plan_config_read(const char *path, E2__V1__LlamaConfig *cfg, char *err,
-                        size_t errlen);
+int e2_plan_config_read(const char *path, E2__V1__LlamaConfig *cfg, char *err, size_t errlen);
 
 /* The names before the planner left worker/ (e2w_plan_*), kept for callers
  * not yet renamed. */
 #define E2W_PLAN_RUNTIME_RESERVE E2_PLAN_RUNTIME_RESERVE
-#define e2w_plan_opts e2_plan_opts
-#define e2w_plan e2_plan
-#define e2w_plan_acts_bytes e2_plan_acts_bytes
-#define e2w_plan_compute e2_plan_compute
-#define e2w_plan_fits e2_plan_fits
-#define e2w_plan_format e2_plan_format
-#define e2w_plan_refusal e2_plan_refusal
-#define e2w_plan_check_job e2_plan_check_job
+#define e2w_plan_opts            e2_plan_opts
+#define e2w_plan                 e2_plan
+#define e2w_plan_acts_bytes      e2_plan_acts_bytes
+#define e2w_plan_compute         e2_plan_compute
+#define e2w_plan_fits            e2_plan_fits
+#define e2w_plan_format          e2_plan_format
+#define e2w_plan_refusal         e2_plan_refusal
+#define e2w_plan_check_job       e2_plan_check_job
 
 #ifdef __cplusplus
 }

@@ -14,8 +14,8 @@
 #define PLAN_CONFIG_MAX (16u << 20)
 
 /* A positive integer below 2^32 at key; def when absent (0: required). */
-static int plan_u32(const char *file, json_t *root, const char *key, uint32_t def,
-                    uint32_t *out, char *err, size_t errlen) {
+static int plan_u32(const char *file, json_t *root, const char *key, uint32_t def, uint32_t *out,
+                    char *err, size_t errlen) {
     json_t *v = json_object_get(root, key);
     if (v == NULL || json_is_null(v)) {
         if (def == 0) return e2_errf(err, errlen, "%s: missing required field %s", file, key);
@@ -29,8 +29,8 @@ static int plan_u32(const char *file, json_t *root, const char *key, uint32_t de
     return 0;
 }
 
-static int plan_config_json(const char *file, json_t *root, E2__V1__LlamaConfig *c,
-                            char *err, size_t errlen) {
+static int plan_config_json(const char *file, json_t *root, E2__V1__LlamaConfig *c, char *err,
+                            size_t errlen) {
     if (!json_is_object(root)) return e2_errf(err, errlen, "%s: not a JSON object", file);
     json_t *mt = json_object_get(root, "model_type");
     if (!json_is_string(mt) || (strcmp(json_string_value(mt), "llama") != 0 &&
@@ -39,8 +39,8 @@ static int plan_config_json(const char *file, json_t *root, E2__V1__LlamaConfig 
     if (plan_u32(file, root, "hidden_size", 0, &c->hidden_size, err, errlen) < 0 ||
         plan_u32(file, root, "num_hidden_layers", 0, &c->num_hidden_layers, err, errlen) < 0 ||
         plan_u32(file, root, "num_attention_heads", 0, &c->num_attention_heads, err, errlen) < 0 ||
-        plan_u32(file, root, "num_key_value_heads", c->num_attention_heads,
-                 &c->num_key_value_heads, err, errlen) < 0 ||
+        plan_u32(file, root, "num_key_value_heads", c->num_attention_heads, &c->num_key_value_heads,
+                 err, errlen) < 0 ||
         plan_u32(file, root, "intermediate_size", 0, &c->intermediate_size, err, errlen) < 0 ||
         plan_u32(file, root, "vocab_size", 0, &c->vocab_size, err, errlen) < 0)
         return -1;
@@ -55,8 +55,7 @@ static int plan_config_json(const char *file, json_t *root, E2__V1__LlamaConfig 
     return 0;
 }
 
-int e2_plan_config_read(const char *path, E2__V1__LlamaConfig *cfg, char *err,
-                        size_t errlen) {
+int e2_plan_config_read(const char *path, E2__V1__LlamaConfig *cfg, char *err, size_t errlen) {
     e2__v1__llama_config__init(cfg);
     struct stat sb;
     char file[4096];
@@ -70,8 +69,7 @@ int e2_plan_config_read(const char *path, E2__V1__LlamaConfig *cfg, char *err,
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);
-    if (root == NULL)
-        /* Line and column only: jansson's text quotes the file. */
+    if (root == NULL) /* Line and column only: jansson's text quotes the file. */
         return e2_errf(err, errlen, "%s: not valid JSON (line %d, column %d)", file, je.line,
                        je.column);
     int rc = plan_config_json(file, root, cfg, err, errlen);

@@ -24,8 +24,8 @@
 
 #include "e2/v1/job.pb-c.h"
 
-#define E2_POS_G_MAX 1024     /* largest g_max (the spec validator's limit) */
-#define E2_POS_MAX_CHUNKS 4   /* = K_ROPE_MAX_CHUNKS of kernels/k.h */
+#define E2_POS_G_MAX      1024 /* largest g_max (the spec validator's limit) */
+#define E2_POS_MAX_CHUNKS 4    /* = K_ROPE_MAX_CHUNKS of kernels/k.h */
 
 /* Index into e2_pos_schemes[] (the table's order). */
 typedef enum { E2_POS_E2, E2_POS_PI, E2_POS_POSE, E2_POS_NONE, E2_POS_NTK, E2_POS_N } e2_pos_method;
@@ -35,21 +35,21 @@ typedef enum { E2_POS_PER_SAMPLE, E2_POS_PER_STEP } e2_pos_granularity;
 typedef struct {
     e2_pos_method method;
     e2_pos_granularity granularity;
-    uint32_t g_max;           /* e2: g in {1..g_max} */
-    const double *g_weights;  /* e2: g_max weights for g = 1..g_max, or NULL for uniform */
+    uint32_t g_max;          /* e2: g in {1..g_max} */
+    const double *g_weights; /* e2: g_max weights for g = 1..g_max, or NULL for uniform */
     size_t n_g_weights;
-    uint32_t n_sink;          /* leading tokens with offset 0 */
-    uint32_t original_window; /* L */
-    uint32_t train_length;    /* R */
-    double fixed_g;           /* pi: the scale; ntk: the export factor */
-    int no_offset;            /* e2: t = 0 (augment.random_offset false) */
-    uint32_t pose_chunks;     /* pose: chunks of the R-token window, 1..E2_POS_MAX_CHUNKS */
+    uint32_t n_sink;             /* leading tokens with offset 0 */
+    uint32_t original_window;    /* L */
+    uint32_t train_length;       /* R */
+    double fixed_g;              /* pi: the scale; ntk: the export factor */
+    int no_offset;               /* e2: t = 0 (augment.random_offset false) */
+    uint32_t pose_chunks;        /* pose: chunks of the R-token window, 1..E2_POS_MAX_CHUNKS */
     uint32_t pose_target_length; /* pose: largest position + 1 (>= R) */
 } e2_pos_config;
 
 /* The prepared sampler: the config and, for weighted e2, P(g <= i + 1). */
 typedef struct {
-    e2_pos_config cfg;        /* g_weights not kept: see cdf */
+    e2_pos_config cfg; /* g_weights not kept: see cdf */
     int uniform;
     double cdf[E2_POS_G_MAX];
 } e2_pos_sampler;
@@ -60,8 +60,8 @@ typedef struct {
 typedef struct {
     float g;
     int32_t t;
-    int n_chunks;                            /* 0: no chunks */
-    int32_t chunks[E2_POS_MAX_CHUNKS][2];    /* first token, skip bias */
+    int n_chunks;                         /* 0: no chunks */
+    int32_t chunks[E2_POS_MAX_CHUNKS][2]; /* first token, skip bias */
 } e2_pos_draw;
 
 /* Inference at window L': RoPE scale g (no offset, no sinks) and the
@@ -79,13 +79,14 @@ typedef struct {
 } e2_pos_hf;
 
 typedef struct e2_pos_scheme {
-    const char *name;   /* augment.method */
-    const char *about;  /* one line, for docs and errors */
-    int trains;         /* 0: inference-only; a fine-tune with it trains as "none" */
+    const char *name;  /* augment.method */
+    const char *about; /* one line, for docs and errors */
+    int trains;        /* 0: inference-only; a fine-tune with it trains as "none" */
     /* The scheme's own spec knobs (after defaults), one error line naming
      * the knob; NULL when it has none. */
     int (*check)(const E2__V1__AugmentSpec *a, char *err, size_t errlen);
-    void (*draw)(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit, e2_pos_draw *d);
+    void (*draw)(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit,
+                 e2_pos_draw *d);
     /* head_dim D (for NTK), window L' and L = cfg->original_window. */
     void (*infer)(const e2_pos_config *c, uint32_t window, uint32_t head_dim, e2_pos_infer *out);
     /* g: the scale a checkpoint is exported for (e2: the chosen g). */
@@ -102,15 +103,18 @@ const char *e2_pos_scheme_names(void);
 /* Checks cfg (one line naming the bad knob), prepares the sampler. */
 int e2_pos_sampler_init(e2_pos_sampler *s, const e2_pos_config *cfg, char *err, size_t errlen);
 /* The draw of one unit (see the file comment). */
-void e2_pos_sample(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t sample_index, e2_pos_draw *d);
+void e2_pos_sample(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t sample_index,
+                   e2_pos_draw *d);
 /* max(0, floor(g * L) - R): the largest E² offset for scale g. */
 int32_t e2_pos_t_max(const e2_pos_config *c, float g);
 /* Inference rule of cfg's scheme at window L' (g >= 1). */
-void e2_pos_inference(const e2_pos_config *c, uint32_t window, uint32_t head_dim, e2_pos_infer *out);
+void e2_pos_inference(const e2_pos_config *c, uint32_t window, uint32_t head_dim,
+                      e2_pos_infer *out);
 /* rope_scaling export of cfg's scheme for scale g. */
 void e2_pos_hf_rope_scaling(const e2_pos_config *c, double g, e2_pos_hf *out);
 
 /* Shared by the scheme files. */
-int e2_pos_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int e2_pos_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -18,13 +18,16 @@ static uint32_t e2_draw_g(const e2_pos_sampler *a, uint64_t key) {
     size_t lo = 0, hi = a->cfg.g_max - 1; /* first i with u < cdf[i] */
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (u < a->cdf[mid]) hi = mid;
-        else lo = mid + 1;
+        if (u < a->cdf[mid])
+            hi = mid;
+        else
+            lo = mid + 1;
     }
     return (uint32_t)lo + 1;
 }
 
-static void e2_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit, e2_pos_draw *d) {
+static void e2_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit,
+                    e2_pos_draw *d) {
     d->g = (float)e2_draw_g(s, e2w_rng_key(E2W_RNG_AUG_G, seed, step, unit));
     if (!s->cfg.no_offset) {
         uint64_t ctr = 0;
@@ -33,7 +36,8 @@ static void e2_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint6
     }
 }
 
-static void e2_infer(const e2_pos_config *c, uint32_t window, uint32_t head_dim, e2_pos_infer *out) {
+static void e2_infer(const e2_pos_config *c, uint32_t window, uint32_t head_dim,
+                     e2_pos_infer *out) {
     (void)head_dim;
     double g = (double)window / (double)c->original_window;
     out->g = g > 1.0 ? g : 1.0;

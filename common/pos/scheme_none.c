@@ -2,11 +2,13 @@
  * at inference; rope_scaling null. */
 #include "scheme.h"
 
-static void none_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit, e2_pos_draw *d) {
+static void none_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit,
+                      e2_pos_draw *d) {
     (void)s, (void)seed, (void)step, (void)unit, (void)d;
 }
 
-static void none_infer(const e2_pos_config *c, uint32_t window, uint32_t head_dim, e2_pos_infer *out) {
+static void none_infer(const e2_pos_config *c, uint32_t window, uint32_t head_dim,
+                       e2_pos_infer *out) {
     (void)c, (void)window, (void)head_dim, (void)out;
 }
 

@@ -8,13 +8,16 @@
 
 #include <math.h>
 
-static void ntk_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit, e2_pos_draw *d) {
+static void ntk_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit,
+                     e2_pos_draw *d) {
     (void)s, (void)seed, (void)step, (void)unit, (void)d;
 }
 
-static void ntk_infer(const e2_pos_config *c, uint32_t window, uint32_t head_dim, e2_pos_infer *out) {
+static void ntk_infer(const e2_pos_config *c, uint32_t window, uint32_t head_dim,
+                      e2_pos_infer *out) {
     double s = (double)window / (double)c->original_window;
-    if (s > 1.0 && head_dim > 2) out->theta_factor = pow(s, (double)head_dim / (double)(head_dim - 2));
+    if (s > 1.0 && head_dim > 2)
+        out->theta_factor = pow(s, (double)head_dim / (double)(head_dim - 2));
 }
 
 static void ntk_hf(const e2_pos_config *c, double g, e2_pos_hf *out) {
@@ -27,7 +30,8 @@ static void ntk_hf(const e2_pos_config *c, double g, e2_pos_hf *out) {
 
 const e2_pos_scheme e2_pos_scheme_ntk = {
     .name = "ntk",
-    .about = "NTK-aware: inference-only, rope_theta * (L'/L)^(D/(D-2)) at windows beyond L; trains as none",
+    .about = "NTK-aware: inference-only, rope_theta * (L'/L)^(D/(D-2)) at windows beyond L; trains "
+             "as none",
     .trains = 0,
     .check = NULL,
     .draw = ntk_draw,

@@ -3,12 +3,14 @@
  * L'/L through eval.scales). Export: linear rope_scaling, factor fixed_g. */
 #include "scheme.h"
 
-static void pi_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit, e2_pos_draw *d) {
+static void pi_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit,
+                    e2_pos_draw *d) {
     (void)seed, (void)step, (void)unit;
     d->g = (float)s->cfg.fixed_g;
 }
 
-static void pi_infer(const e2_pos_config *c, uint32_t window, uint32_t head_dim, e2_pos_infer *out) {
+static void pi_infer(const e2_pos_config *c, uint32_t window, uint32_t head_dim,
+                     e2_pos_infer *out) {
     (void)window, (void)head_dim;
     out->g = c->fixed_g;
 }

@@ -14,7 +14,8 @@
 #include "scheme.h"
 #include "rng.h"
 
-static void pose_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit, e2_pos_draw *d) {
+static void pose_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit,
+                      e2_pos_draw *d) {
     const e2_pos_config *c = &s->cfg;
     uint64_t key = e2w_rng_key(E2W_RNG_POSE, seed, step, unit), ctr = 0;
     int n = (int)c->pose_chunks;
@@ -36,7 +37,8 @@ static void pose_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uin
     }
 }
 
-static void pose_infer(const e2_pos_config *c, uint32_t window, uint32_t head_dim, e2_pos_infer *out) {
+static void pose_infer(const e2_pos_config *c, uint32_t window, uint32_t head_dim,
+                       e2_pos_infer *out) {
     (void)c, (void)window, (void)head_dim;
     out->g = 1.0;
 }
@@ -47,18 +49,20 @@ static void pose_hf(const e2_pos_config *c, double g, e2_pos_hf *out) {
 
 static int pose_check(const E2__V1__AugmentSpec *a, char *err, size_t errlen) {
     if (a->has_pose_chunks && (a->pose_chunks < 1 || a->pose_chunks > E2_POS_MAX_CHUNKS))
-        return e2_pos_err(err, errlen, "spec.augment.pose_chunks must be in [1, %d] (got %u)", E2_POS_MAX_CHUNKS,
-                          a->pose_chunks);
+        return e2_pos_err(err, errlen, "spec.augment.pose_chunks must be in [1, %d] (got %u)",
+                          E2_POS_MAX_CHUNKS, a->pose_chunks);
     if (a->has_pose_target_length && a->pose_target_length < a->train_length)
-        return e2_pos_err(err, errlen, "spec.augment.pose_target_length must be >= train_length (%u) (got %u)",
+        return e2_pos_err(err, errlen,
+                          "spec.augment.pose_target_length must be >= train_length (%u) (got %u)",
                           a->train_length, a->pose_target_length);
     return 0;
 }
 
 const e2_pos_scheme e2_pos_scheme_pose = {
     .name = "pose",
-    .about = "PoSE: the R-token window in pose_chunks chunks with random non-decreasing skip biases "
-             "(positions up to pose_target_length), g = 1",
+    .about =
+        "PoSE: the R-token window in pose_chunks chunks with random non-decreasing skip biases "
+        "(positions up to pose_target_length), g = 1",
     .trains = 1,
     .check = pose_check,
     .draw = pose_draw,

@@ -29,95 +29,95 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
-#define RPC_SLOTS 4  /* armed requests per method (and for the catch-all) */
+#define RPC_SLOTS 4 /* armed requests per method (and for the catch-all) */
 
 typedef enum { TAG_REQUEST, TAG_CLOSE, TAG_SEND, TAG_STATUS, TAG_SHUTDOWN } tag_kind;
 
 typedef struct {
-  tag_kind kind;
-  void *owner;  /* rpc_call, or rpc_server for TAG_SHUTDOWN */
+    tag_kind kind;
+    void *owner; /* rpc_call, or rpc_server for TAG_SHUTDOWN */
 } rpc_tag;
 
 typedef struct {
-  char *path;
-  const ProtobufCMessageDescriptor *request_type;
-  rpc_kind kind;
-  rpc_handler_cb handler;
-  void *data;
-  void *registered;  /* grpc_server_register_method handle */
-  int check_strings; /* rpc_server_check_strings */
+    char *path;
+    const ProtobufCMessageDescriptor *request_type;
+    rpc_kind kind;
+    rpc_handler_cb handler;
+    void *data;
+    void *registered;  /* grpc_server_register_method handle */
+    int check_strings; /* rpc_server_check_strings */
 } method_entry;
 
 typedef struct outmsg {
-  struct outmsg *next;
-  grpc_byte_buffer *buffer;
+    struct outmsg *next;
+    grpc_byte_buffer *buffer;
 } outmsg;
 
 struct rpc_call {
-  rpc_server *server;
-  method_entry *method;  /* NULL: the catch-all (unknown method) */
-  struct rpc_call *prev, *next;
-  rpc_tag tag_request, tag_close, tag_send, tag_status;
+    rpc_server *server;
+    method_entry *method; /* NULL: the catch-all (unknown method) */
+    struct rpc_call *prev, *next;
+    rpc_tag tag_request, tag_close, tag_send, tag_status;
 
-  /* Filled by gRPC when the request slot completes. */
-  grpc_call *call;
-  gpr_timespec deadline;
-  grpc_metadata_array md_in;
-  grpc_byte_buffer *payload;
-  grpc_call_details details;  /* catch-all only */
+    /* Filled by gRPC when the request slot completes. */
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md_in;
+    grpc_byte_buffer *payload;
+    grpc_call_details details; /* catch-all only */
 
-  char *path;         /* method path; owned when catch-all */
-  char *peer;         /* gpr_malloc'ed by gRPC */
-  char **md;          /* request metadata as C strings: key, value, ... */
-  size_t n_md;
-  ProtobufCMessage *request;
+    char *path; /* method path; owned when catch-all */
+    char *peer; /* gpr_malloc'ed by gRPC */
+    char **md;  /* request metadata as C strings: key, value, ... */
+    size_t n_md;
+    ProtobufCMessage *request;
 
-  int close_cancelled;  /* RECV_CLOSE_ON_SERVER out-parameter */
-  unsigned close_pending : 1, batch_pending : 1, status_done : 1,
-      finished : 1, cancelled : 1, initial_md_sent : 1;
-  outmsg *q_head, *q_tail;
-  size_t queued;
-  grpc_byte_buffer *sending;  /* message of the batch in flight */
-  rpc_status code;
-  grpc_slice status_details;
+    int close_cancelled; /* RECV_CLOSE_ON_SERVER out-parameter */
+    unsigned close_pending : 1, batch_pending : 1, status_done : 1, finished : 1, cancelled : 1,
+        initial_md_sent : 1;
+    outmsg *q_head, *q_tail;
+    size_t queued;
+    grpc_byte_buffer *sending; /* message of the batch in flight */
+    rpc_status code;
+    grpc_slice status_details;
 
-  void *data;
-  rpc_cancel_cb on_cancel;
-  rpc_principal principal;
-  int has_principal;
+    void *data;
+    rpc_cancel_cb on_cancel;
+    rpc_principal principal;
+    int has_principal;
 };
 
 typedef struct {
-  rpc_tag *tag;  /* NULL: the completion-queue thread has ended */
-  int success;
+    rpc_tag *tag; /* NULL: the completion-queue thread has ended */
+    int success;
 } cq_event;
 
 typedef enum { SRV_NEW, SRV_STARTED, SRV_SHUTTING, SRV_DONE } srv_state;
 
 struct rpc_server {
-  uv_loop_t *loop;
-  void *data;
-  grpc_server *srv;
-  grpc_completion_queue *cq;
-  method_entry *methods;
-  size_t n_methods;
-  srv_state state;
+    uv_loop_t *loop;
+    void *data;
+    grpc_server *srv;
+    grpc_completion_queue *cq;
+    method_entry *methods;
+    size_t n_methods;
+    srv_state state;
 
-  uv_thread_t thread;
-  uv_async_t async;
-  uv_timer_t grace;
-  int handles_open;
-  uv_mutex_t mu;  /* guards events, n_events, cap_events */
-  cq_event *events;
-  size_t n_events, cap_events;
+    uv_thread_t thread;
+    uv_async_t async;
+    uv_timer_t grace;
+    int handles_open;
+    uv_mutex_t mu; /* guards events, n_events, cap_events */
+    cq_event *events;
+    size_t n_events, cap_events;
 
-  rpc_call *calls;  /* live calls, armed request slots included */
-  size_t live;
-  rpc_tag tag_shutdown;
-  int shutdown_notified, cq_shut;
-  rpc_shutdown_cb on_shutdown;
-  rpc_auth_cb auth;
-  void *auth_data;
+    rpc_call *calls; /* live calls, armed request slots included */
+    size_t live;
+    rpc_tag tag_shutdown;
+    int shutdown_notified, cq_shut;
+    rpc_shutdown_cb on_shutdown;
+    rpc_auth_cb auth;
+    void *auth_data;
 };
 
 static void call_pump(rpc_call *c);
@@ -125,186 +125,172 @@ static void call_pump(rpc_call *c);
 /* ------------------------------------------------------------ call objects */
 
 static void call_drop_queue(rpc_call *c) {
-  while (c->q_head != NULL) {
-    outmsg *m = c->q_head;
-    c->q_head = m->next;
-    grpc_byte_buffer_destroy(m->buffer);
-    free(m);
-  }
-  c->q_tail = NULL;
-  c->queued = 0;
+    while (c->q_head != NULL) {
+        outmsg *m = c->q_head;
+        c->q_head = m->next;
+        grpc_byte_buffer_destroy(m->buffer);
+        free(m);
+    }
+    c->q_tail = NULL;
+    c->queued = 0;
 }
 
 static void server_maybe_teardown(rpc_server *s);
 
 static void call_free(rpc_call *c) {
-  rpc_server *s = c->server;
-  if (c->prev != NULL)
-    c->prev->next = c->next;
-  else
-    s->calls = c->next;
-  if (c->next != NULL)
-    c->next->prev = c->prev;
-  s->live--;
+    rpc_server *s = c->server;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        s->calls = c->next;
+    if (c->next != NULL) c->next->prev = c->prev;
+    s->live--;
 
-  call_drop_queue(c);
-  if (c->call != NULL)
-    grpc_call_unref(c->call);
-  grpc_metadata_array_destroy(&c->md_in);
-  if (c->payload != NULL)
-    grpc_byte_buffer_destroy(c->payload);
-  if (c->method == NULL) {
-    grpc_call_details_destroy(&c->details);
-    gpr_free(c->path);
-  }
-  gpr_free(c->peer);
-  for (size_t i = 0; i < c->n_md * 2; i++)
-    free(c->md[i]);
-  free(c->md);
-  if (c->request != NULL)
-    protobuf_c_message_free_unpacked(c->request, NULL);
-  grpc_slice_unref(c->status_details);
-  free(c);
-  server_maybe_teardown(s);
+    call_drop_queue(c);
+    if (c->call != NULL) grpc_call_unref(c->call);
+    grpc_metadata_array_destroy(&c->md_in);
+    if (c->payload != NULL) grpc_byte_buffer_destroy(c->payload);
+    if (c->method == NULL) {
+        grpc_call_details_destroy(&c->details);
+        gpr_free(c->path);
+    }
+    gpr_free(c->peer);
+    for (size_t i = 0; i < c->n_md * 2; i++) free(c->md[i]);
+    free(c->md);
+    if (c->request != NULL) protobuf_c_message_free_unpacked(c->request, NULL);
+    grpc_slice_unref(c->status_details);
+    free(c);
+    server_maybe_teardown(s);
 }
 
 static void call_maybe_free(rpc_call *c) {
-  if (!c->close_pending && !c->batch_pending && c->finished &&
-      (c->status_done || c->cancelled))
-    call_free(c);
+    if (!c->close_pending && !c->batch_pending && c->finished && (c->status_done || c->cancelled))
+        call_free(c);
 }
 
 /* Arm one request slot for `m` (NULL: the catch-all). */
 static int server_arm(rpc_server *s, method_entry *m) {
-  rpc_call *c = calloc(1, sizeof *c);
-  if (c == NULL)
-    return RPC_ENOMEM;
-  c->server = s;
-  c->method = m;
-  c->tag_request = (rpc_tag){TAG_REQUEST, c};
-  c->tag_close = (rpc_tag){TAG_CLOSE, c};
-  c->tag_send = (rpc_tag){TAG_SEND, c};
-  c->tag_status = (rpc_tag){TAG_STATUS, c};
-  c->status_details = grpc_empty_slice();
-  grpc_metadata_array_init(&c->md_in);
-  grpc_call_error e;
-  if (m != NULL) {
-    e = grpc_server_request_registered_call(s->srv, m->registered, &c->call,
-                                            &c->deadline, &c->md_in,
-                                            &c->payload, s->cq, s->cq,
-                                            &c->tag_request);
-  } else {
-    grpc_call_details_init(&c->details);
-    e = grpc_server_request_call(s->srv, &c->call, &c->details, &c->md_in,
-                                 s->cq, s->cq, &c->tag_request);
-  }
-  if (e != GRPC_CALL_OK) {
-    grpc_metadata_array_destroy(&c->md_in);
-    if (m == NULL)
-      grpc_call_details_destroy(&c->details);
-    free(c);
-    return RPC_EGRPC;
-  }
-  c->next = s->calls;
-  if (s->calls != NULL)
-    s->calls->prev = c;
-  s->calls = c;
-  s->live++;
-  return 0;
+    rpc_call *c = calloc(1, sizeof *c);
+    if (c == NULL) return RPC_ENOMEM;
+    c->server = s;
+    c->method = m;
+    c->tag_request = (rpc_tag){ TAG_REQUEST, c };
+    c->tag_close = (rpc_tag){ TAG_CLOSE, c };
+    c->tag_send = (rpc_tag){ TAG_SEND, c };
+    c->tag_status = (rpc_tag){ TAG_STATUS, c };
+    c->status_details = grpc_empty_slice();
+    grpc_metadata_array_init(&c->md_in);
+    grpc_call_error e;
+    if (m != NULL) {
+        e = grpc_server_request_registered_call(s->srv, m->registered, &c->call, &c->deadline,
+                                                &c->md_in, &c->payload, s->cq, s->cq,
+                                                &c->tag_request);
+    } else {
+        grpc_call_details_init(&c->details);
+        e = grpc_server_request_call(s->srv, &c->call, &c->details, &c->md_in, s->cq, s->cq,
+                                     &c->tag_request);
+    }
+    if (e != GRPC_CALL_OK) {
+        grpc_metadata_array_destroy(&c->md_in);
+        if (m == NULL) grpc_call_details_destroy(&c->details);
+        free(c);
+        return RPC_EGRPC;
+    }
+    c->next = s->calls;
+    if (s->calls != NULL) s->calls->prev = c;
+    s->calls = c;
+    s->live++;
+    return 0;
 }
 
 static int call_copy_metadata(rpc_call *c) {
-  c->md = calloc(c->md_in.count * 2 + 1, sizeof *c->md);
-  if (c->md == NULL)
-    return RPC_ENOMEM;
-  for (size_t i = 0; i < c->md_in.count; i++) {
-    const grpc_metadata *md = &c->md_in.metadata[i];
-    size_t kn = GRPC_SLICE_LENGTH(md->key), vn = GRPC_SLICE_LENGTH(md->value);
-    char *k = malloc(kn + 1), *v = malloc(vn + 1);
-    if (k == NULL || v == NULL) {
-      free(k);
-      free(v);
-      return RPC_ENOMEM;
+    c->md = calloc(c->md_in.count * 2 + 1, sizeof *c->md);
+    if (c->md == NULL) return RPC_ENOMEM;
+    for (size_t i = 0; i < c->md_in.count; i++) {
+        const grpc_metadata *md = &c->md_in.metadata[i];
+        size_t kn = GRPC_SLICE_LENGTH(md->key), vn = GRPC_SLICE_LENGTH(md->value);
+        char *k = malloc(kn + 1), *v = malloc(vn + 1);
+        if (k == NULL || v == NULL) {
+            free(k);
+            free(v);
+            return RPC_ENOMEM;
+        }
+        memcpy(k, GRPC_SLICE_START_PTR(md->key), kn);
+        k[kn] = '\0';
+        memcpy(v, GRPC_SLICE_START_PTR(md->value), vn);
+        v[vn] = '\0';
+        c->md[2 * c->n_md] = k;
+        c->md[2 * c->n_md + 1] = v;
+        c->n_md++;
     }
-    memcpy(k, GRPC_SLICE_START_PTR(md->key), kn);
-    k[kn] = '\0';
-    memcpy(v, GRPC_SLICE_START_PTR(md->value), vn);
-    v[vn] = '\0';
-    c->md[2 * c->n_md] = k;
-    c->md[2 * c->n_md + 1] = v;
-    c->n_md++;
-  }
-  return 0;
+    return 0;
 }
 
 /* A request slot completed: a new call has arrived. */
 static void call_accept(rpc_call *c) {
-  rpc_server *s = c->server;
-  if (s->state == SRV_STARTED)
-    server_arm(s, c->method);
+    rpc_server *s = c->server;
+    if (s->state == SRV_STARTED) server_arm(s, c->method);
 
-  if (c->method != NULL) {
-    c->path = c->method->path;
-  } else {
-    c->path = grpc_slice_to_c_string(c->details.method);
-    c->deadline = c->details.deadline;
-  }
-  c->peer = grpc_call_get_peer(c->call);
-
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
-  if (grpc_call_start_batch(c->call, &op, 1, &c->tag_close, NULL) == GRPC_CALL_OK)
-    c->close_pending = 1;
-  else
-    c->cancelled = 1;
-
-  char msg[512];
-  if (call_copy_metadata(c) != 0) {
-    rpc_call_finish(c, RPC_RESOURCE_EXHAUSTED, "server out of memory");
-    return;
-  }
-  if (s->auth != NULL) {
-    msg[0] = '\0';
-    rpc_status st = s->auth(c, &c->principal, msg, sizeof msg, s->auth_data);
-    if (st != RPC_OK) {
-      rpc_call_finish(c, st, msg[0] ? msg : rpc_status_name(st));
-      return;
+    if (c->method != NULL) {
+        c->path = c->method->path;
+    } else {
+        c->path = grpc_slice_to_c_string(c->details.method);
+        c->deadline = c->details.deadline;
     }
-    c->has_principal = 1;
-  }
-  if (c->method == NULL) {
-    snprintf(msg, sizeof msg, "unknown method %s", c->path);
-    rpc_call_finish(c, RPC_UNIMPLEMENTED, msg);
-    return;
-  }
-  const ProtobufCMessageDescriptor *t = c->method->request_type;
-  if (c->payload == NULL) {
-    snprintf(msg, sizeof msg, "request of %s has no message body", c->path);
-    rpc_call_finish(c, RPC_INVALID_ARGUMENT, msg);
-    return;
-  }
-  c->request = rpc__unpack_request(t, c->payload, c->method->check_strings,
-                                   msg, sizeof msg);
-  if (c->request == NULL) {
-    rpc_call_finish(c, RPC_INVALID_ARGUMENT, msg);
-    return;
-  }
-  c->method->handler(c, c->request, c->method->data);
+    c->peer = grpc_call_get_peer(c->call);
+
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+    if (grpc_call_start_batch(c->call, &op, 1, &c->tag_close, NULL) == GRPC_CALL_OK)
+        c->close_pending = 1;
+    else
+        c->cancelled = 1;
+
+    char msg[512];
+    if (call_copy_metadata(c) != 0) {
+        rpc_call_finish(c, RPC_RESOURCE_EXHAUSTED, "server out of memory");
+        return;
+    }
+    if (s->auth != NULL) {
+        msg[0] = '\0';
+        rpc_status st = s->auth(c, &c->principal, msg, sizeof msg, s->auth_data);
+        if (st != RPC_OK) {
+            rpc_call_finish(c, st, msg[0] ? msg : rpc_status_name(st));
+            return;
+        }
+        c->has_principal = 1;
+    }
+    if (c->method == NULL) {
+        snprintf(msg, sizeof msg, "unknown method %s", c->path);
+        rpc_call_finish(c, RPC_UNIMPLEMENTED, msg);
+        return;
+    }
+    const ProtobufCMessageDescriptor *t = c->method->request_type;
+    if (c->payload == NULL) {
+        snprintf(msg, sizeof msg, "request of %s has no message body", c->path);
+        rpc_call_finish(c, RPC_INVALID_ARGUMENT, msg);
+        return;
+    }
+    c->request = rpc__unpack_request(t, c->payload, c->method->check_strings, msg, sizeof msg);
+    if (c->request == NULL) {
+        rpc_call_finish(c, RPC_INVALID_ARGUMENT, msg);
+        return;
+    }
+    c->method->handler(c, c->request, c->method->data);
 }
 
 /* close_pending stays set while the cancel callback runs, so that a
  * handler finishing the call from inside it does not free it under us. */
 static void call_on_close(rpc_call *c) {
-  if (c->close_cancelled && !c->status_done) {
-    c->cancelled = 1;
-    call_drop_queue(c);
-    if (!c->finished && c->on_cancel != NULL)
-      c->on_cancel(c);
-  }
-  c->close_pending = 0;
-  call_maybe_free(c);
+    if (c->close_cancelled && !c->status_done) {
+        c->cancelled = 1;
+        call_drop_queue(c);
+        if (!c->finished && c->on_cancel != NULL) c->on_cancel(c);
+    }
+    c->close_pending = 0;
+    call_maybe_free(c);
 }
 
 /* Start the next batch if none is in flight: queued messages one at a
@@ -312,469 +298,446 @@ static void call_on_close(rpc_call *c) {
  * The first batch carries the initial metadata; a unary reply goes out as
  * one batch (metadata, message, status). */
 static void call_pump(rpc_call *c) {
-  if (c->batch_pending || c->status_done)
-    return;
-  if (c->cancelled) {
-    call_drop_queue(c);
-    return;
-  }
-  if (c->q_head == NULL && !c->finished)
-    return;
-  grpc_op ops[3];
-  size_t n = 0;
-  memset(ops, 0, sizeof ops);
-  if (!c->initial_md_sent) {
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    c->initial_md_sent = 1;
-  }
-  if (c->q_head != NULL) {
-    outmsg *m = c->q_head;
-    c->q_head = m->next;
-    if (c->q_head == NULL)
-      c->q_tail = NULL;
-    c->queued--;
-    c->sending = m->buffer;
-    free(m);
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = c->sending;
-  }
-  rpc_tag *tag = &c->tag_send;
-  if (c->finished && c->q_head == NULL) {
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = (grpc_status_code)c->code;
-    ops[n++].data.send_status_from_server.status_details = &c->status_details;
-    tag = &c->tag_status;
-  }
-  if (grpc_call_start_batch(c->call, ops, n, tag, NULL) != GRPC_CALL_OK) {
-    if (c->sending != NULL) {
-      grpc_byte_buffer_destroy(c->sending);
-      c->sending = NULL;
+    if (c->batch_pending || c->status_done) return;
+    if (c->cancelled) {
+        call_drop_queue(c);
+        return;
     }
-    c->cancelled = 1;
-    call_drop_queue(c);
-    return;
-  }
-  c->batch_pending = 1;
+    if (c->q_head == NULL && !c->finished) return;
+    grpc_op ops[3];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    if (!c->initial_md_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->initial_md_sent = 1;
+    }
+    if (c->q_head != NULL) {
+        outmsg *m = c->q_head;
+        c->q_head = m->next;
+        if (c->q_head == NULL) c->q_tail = NULL;
+        c->queued--;
+        c->sending = m->buffer;
+        free(m);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->sending;
+    }
+    rpc_tag *tag = &c->tag_send;
+    if (c->finished && c->q_head == NULL) {
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n].data.send_status_from_server.status = (grpc_status_code)c->code;
+        ops[n++].data.send_status_from_server.status_details = &c->status_details;
+        tag = &c->tag_status;
+    }
+    if (grpc_call_start_batch(c->call, ops, n, tag, NULL) != GRPC_CALL_OK) {
+        if (c->sending != NULL) {
+            grpc_byte_buffer_destroy(c->sending);
+            c->sending = NULL;
+        }
+        c->cancelled = 1;
+        call_drop_queue(c);
+        return;
+    }
+    c->batch_pending = 1;
 }
 
 static void call_on_batch(rpc_call *c, int is_status, int success) {
-  c->batch_pending = 0;
-  if (c->sending != NULL) {
-    grpc_byte_buffer_destroy(c->sending);
-    c->sending = NULL;
-  }
-  if (is_status)
-    c->status_done = 1;
-  else if (!success)
-    c->cancelled = 1;
-  call_pump(c);
-  call_maybe_free(c);
+    c->batch_pending = 0;
+    if (c->sending != NULL) {
+        grpc_byte_buffer_destroy(c->sending);
+        c->sending = NULL;
+    }
+    if (is_status)
+        c->status_done = 1;
+    else if (!success)
+        c->cancelled = 1;
+    call_pump(c);
+    call_maybe_free(c);
 }
 
 /* ---------------------------------------------------------- the call API */
 
-rpc_server *rpc_call_server(const rpc_call *call) { return call->server; }
-const char *rpc_call_method(const rpc_call *call) { return call->path; }
+rpc_server *rpc_call_server(const rpc_call *call) {
+    return call->server;
+}
+const char *rpc_call_method(const rpc_call *call) {
+    return call->path;
+}
 const char *rpc_call_peer(const rpc_call *call) {
-  return call->peer != NULL ? call->peer : "";
+    return call->peer != NULL ? call->peer : "";
 }
 
 const char *rpc_call_metadata(const rpc_call *call, const char *key) {
-  for (size_t i = 0; i < call->n_md; i++)
-    if (strcmp(call->md[2 * i], key) == 0)
-      return call->md[2 * i + 1];
-  return NULL;
+    for (size_t i = 0; i < call->n_md; i++)
+        if (strcmp(call->md[2 * i], key) == 0) return call->md[2 * i + 1];
+    return NULL;
 }
 
 int64_t rpc_call_deadline_ms(const rpc_call *call) {
-  gpr_timespec dl = gpr_convert_clock_type(call->deadline, GPR_CLOCK_MONOTONIC);
-  if (gpr_time_cmp(dl, gpr_inf_future(GPR_CLOCK_MONOTONIC)) >= 0)
-    return -1;
-  gpr_timespec left = gpr_time_sub(dl, gpr_now(GPR_CLOCK_MONOTONIC));
-  int64_t ms = gpr_time_to_millis(left);
-  return ms > 0 ? ms : 0;
+    gpr_timespec dl = gpr_convert_clock_type(call->deadline, GPR_CLOCK_MONOTONIC);
+    if (gpr_time_cmp(dl, gpr_inf_future(GPR_CLOCK_MONOTONIC)) >= 0) return -1;
+    gpr_timespec left = gpr_time_sub(dl, gpr_now(GPR_CLOCK_MONOTONIC));
+    int64_t ms = gpr_time_to_millis(left);
+    return ms > 0 ? ms : 0;
 }
 
 const rpc_principal *rpc_call_principal(const rpc_call *call) {
-  return call->has_principal ? &call->principal : NULL;
+    return call->has_principal ? &call->principal : NULL;
 }
 
-int rpc_call_cancelled(const rpc_call *call) { return call->cancelled; }
-void rpc_call_set_data(rpc_call *call, void *data) { call->data = data; }
-void *rpc_call_get_data(const rpc_call *call) { return call->data; }
-void rpc_call_on_cancel(rpc_call *call, rpc_cancel_cb cb) { call->on_cancel = cb; }
-size_t rpc_call_queued(const rpc_call *call) { return call->queued; }
+int rpc_call_cancelled(const rpc_call *call) {
+    return call->cancelled;
+}
+void rpc_call_set_data(rpc_call *call, void *data) {
+    call->data = data;
+}
+void *rpc_call_get_data(const rpc_call *call) {
+    return call->data;
+}
+void rpc_call_on_cancel(rpc_call *call, rpc_cancel_cb cb) {
+    call->on_cancel = cb;
+}
+size_t rpc_call_queued(const rpc_call *call) {
+    return call->queued;
+}
 
 int rpc_call_send(rpc_call *c, const ProtobufCMessage *message) {
-  if (c->method == NULL || c->method->kind != RPC_SERVER_STREAMING)
-    return RPC_EINVAL;
-  if (c->finished)
-    return RPC_ESTATE;
-  if (c->cancelled)
-    return RPC_ECANCELLED;
-  outmsg *m = malloc(sizeof *m);
-  if (m == NULL)
-    return RPC_ENOMEM;
-  m->buffer = rpc__pack(message);
-  m->next = NULL;
-  if (c->q_tail != NULL)
-    c->q_tail->next = m;
-  else
-    c->q_head = m;
-  c->q_tail = m;
-  c->queued++;
-  call_pump(c);
-  return 0;
+    if (c->method == NULL || c->method->kind != RPC_SERVER_STREAMING) return RPC_EINVAL;
+    if (c->finished) return RPC_ESTATE;
+    if (c->cancelled) return RPC_ECANCELLED;
+    outmsg *m = malloc(sizeof *m);
+    if (m == NULL) return RPC_ENOMEM;
+    m->buffer = rpc__pack(message);
+    m->next = NULL;
+    if (c->q_tail != NULL)
+        c->q_tail->next = m;
+    else
+        c->q_head = m;
+    c->q_tail = m;
+    c->queued++;
+    call_pump(c);
+    return 0;
 }
 
 int rpc_call_finish(rpc_call *c, rpc_status code, const char *message) {
-  if (c->finished)
-    return RPC_ESTATE;
-  c->finished = 1;
-  c->code = code;
-  if (message != NULL)
-    c->status_details = grpc_slice_from_copied_string(message);
-  call_pump(c);
-  call_maybe_free(c);
-  return 0;
+    if (c->finished) return RPC_ESTATE;
+    c->finished = 1;
+    c->code = code;
+    if (message != NULL) c->status_details = grpc_slice_from_copied_string(message);
+    call_pump(c);
+    call_maybe_free(c);
+    return 0;
 }
 
 int rpc_call_reply(rpc_call *c, const ProtobufCMessage *response) {
-  if (c->finished)
-    return RPC_ESTATE;
-  int rc = 0;
-  if (!c->cancelled) {
-    /* queue without pumping, so that message and status leave together */
-    outmsg *m = malloc(sizeof *m);
-    if (m == NULL) {
-      rpc_call_finish(c, RPC_RESOURCE_EXHAUSTED, "server out of memory");
-      return RPC_ENOMEM;
+    if (c->finished) return RPC_ESTATE;
+    int rc = 0;
+    if (!c->cancelled) {
+        /* queue without pumping, so that message and status leave together */
+        outmsg *m = malloc(sizeof *m);
+        if (m == NULL) {
+            rpc_call_finish(c, RPC_RESOURCE_EXHAUSTED, "server out of memory");
+            return RPC_ENOMEM;
+        }
+        m->buffer = rpc__pack(response);
+        m->next = NULL;
+        if (c->q_tail != NULL)
+            c->q_tail->next = m;
+        else
+            c->q_head = m;
+        c->q_tail = m;
+        c->queued++;
+    } else {
+        rc = RPC_ECANCELLED;
     }
-    m->buffer = rpc__pack(response);
-    m->next = NULL;
-    if (c->q_tail != NULL)
-      c->q_tail->next = m;
-    else
-      c->q_head = m;
-    c->q_tail = m;
-    c->queued++;
-  } else {
-    rc = RPC_ECANCELLED;
-  }
-  rpc_call_finish(c, RPC_OK, NULL);
-  return rc;
+    rpc_call_finish(c, RPC_OK, NULL);
+    return rc;
 }
 
 /* ------------------------------------------------------ the event pump */
 
 static void cq_thread(void *arg) {
-  rpc_server *s = arg;
-  for (;;) {
-    grpc_event ev = grpc_completion_queue_next(
-        s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    if (ev.type == GRPC_QUEUE_TIMEOUT)
-      continue;
-    cq_event e = {ev.type == GRPC_OP_COMPLETE ? ev.tag : NULL, ev.success};
-    uv_mutex_lock(&s->mu);
-    if (s->n_events == s->cap_events) {
-      size_t cap = s->cap_events ? s->cap_events * 2 : 64;
-      cq_event *grown = realloc(s->events, cap * sizeof *grown);
-      if (grown == NULL)
-        abort(); /* losing a completion would leak a call forever */
-      s->events = grown;
-      s->cap_events = cap;
+    rpc_server *s = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_TIMEOUT) continue;
+        cq_event e = { ev.type == GRPC_OP_COMPLETE ? ev.tag : NULL, ev.success };
+        uv_mutex_lock(&s->mu);
+        if (s->n_events == s->cap_events) {
+            size_t cap = s->cap_events ? s->cap_events * 2 : 64;
+            cq_event *grown = realloc(s->events, cap * sizeof *grown);
+            if (grown == NULL) abort(); /* losing a completion would leak a call forever */
+            s->events = grown;
+            s->cap_events = cap;
+        }
+        s->events[s->n_events++] = e;
+        uv_mutex_unlock(&s->mu);
+        uv_async_send(&s->async);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) return;
     }
-    s->events[s->n_events++] = e;
-    uv_mutex_unlock(&s->mu);
-    uv_async_send(&s->async);
-    if (ev.type == GRPC_QUEUE_SHUTDOWN)
-      return;
-  }
 }
 
 static void on_handle_closed(uv_handle_t *h) {
-  rpc_server *s = h->data;
-  if (--s->handles_open == 0) {
-    s->state = SRV_DONE;
-    if (s->on_shutdown != NULL)
-      s->on_shutdown(s);
-  }
+    rpc_server *s = h->data;
+    if (--s->handles_open == 0) {
+        s->state = SRV_DONE;
+        if (s->on_shutdown != NULL) s->on_shutdown(s);
+    }
 }
 
 static void server_on_thread_end(rpc_server *s) {
-  uv_thread_join(&s->thread);
-  grpc_completion_queue_destroy(s->cq);
-  s->cq = NULL;
-  uv_close((uv_handle_t *)&s->async, on_handle_closed);
-  uv_close((uv_handle_t *)&s->grace, on_handle_closed);
+    uv_thread_join(&s->thread);
+    grpc_completion_queue_destroy(s->cq);
+    s->cq = NULL;
+    uv_close((uv_handle_t *)&s->async, on_handle_closed);
+    uv_close((uv_handle_t *)&s->grace, on_handle_closed);
 }
 
 static void server_dispatch(rpc_server *s, rpc_tag *tag, int success) {
-  if (tag == NULL) {
-    server_on_thread_end(s);
-    return;
-  }
-  rpc_call *c = tag->owner;
-  switch (tag->kind) {
-  case TAG_REQUEST:
-    if (success && c->call != NULL)
-      call_accept(c);
-    else {
-      c->finished = 1;
-      c->cancelled = 1;
-      call_free(c);
+    if (tag == NULL) {
+        server_on_thread_end(s);
+        return;
     }
-    break;
-  case TAG_CLOSE: call_on_close(c); break;
-  case TAG_SEND: call_on_batch(c, 0, success); break;
-  case TAG_STATUS: call_on_batch(c, 1, success); break;
-  case TAG_SHUTDOWN:
-    s->shutdown_notified = 1;
-    uv_timer_stop(&s->grace);
-    server_maybe_teardown(s);
-    break;
-  }
+    rpc_call *c = tag->owner;
+    switch (tag->kind) {
+    case TAG_REQUEST:
+        if (success && c->call != NULL)
+            call_accept(c);
+        else {
+            c->finished = 1;
+            c->cancelled = 1;
+            call_free(c);
+        }
+        break;
+    case TAG_CLOSE: call_on_close(c); break;
+    case TAG_SEND: call_on_batch(c, 0, success); break;
+    case TAG_STATUS: call_on_batch(c, 1, success); break;
+    case TAG_SHUTDOWN:
+        s->shutdown_notified = 1;
+        uv_timer_stop(&s->grace);
+        server_maybe_teardown(s);
+        break;
+    }
 }
 
 static void on_async(uv_async_t *h) {
-  rpc_server *s = h->data;
-  for (;;) {
-    uv_mutex_lock(&s->mu);
-    cq_event *events = s->events;
-    size_t n = s->n_events;
-    s->events = NULL;
-    s->n_events = s->cap_events = 0;
-    uv_mutex_unlock(&s->mu);
-    if (n == 0)
-      return;
-    for (size_t i = 0; i < n; i++)
-      server_dispatch(s, events[i].tag, events[i].success);
-    free(events);
-  }
+    rpc_server *s = h->data;
+    for (;;) {
+        uv_mutex_lock(&s->mu);
+        cq_event *events = s->events;
+        size_t n = s->n_events;
+        s->events = NULL;
+        s->n_events = s->cap_events = 0;
+        uv_mutex_unlock(&s->mu);
+        if (n == 0) return;
+        for (size_t i = 0; i < n; i++) server_dispatch(s, events[i].tag, events[i].success);
+        free(events);
+    }
 }
 
 /* Once gRPC reported the shutdown and every call is gone: destroy the
  * server, then shut the queue down; the thread sees QUEUE_SHUTDOWN, posts
  * its last event and ends (server_on_thread_end). */
 static void server_maybe_teardown(rpc_server *s) {
-  if (s->state != SRV_SHUTTING || !s->shutdown_notified || s->live != 0 ||
-      s->cq_shut)
-    return;
-  s->cq_shut = 1;
-  grpc_server_destroy(s->srv);
-  s->srv = NULL;
-  grpc_completion_queue_shutdown(s->cq);
+    if (s->state != SRV_SHUTTING || !s->shutdown_notified || s->live != 0 || s->cq_shut) return;
+    s->cq_shut = 1;
+    grpc_server_destroy(s->srv);
+    s->srv = NULL;
+    grpc_completion_queue_shutdown(s->cq);
 }
 
 static void on_grace(uv_timer_t *t) {
-  rpc_server *s = t->data;
-  if (s->srv != NULL)
-    grpc_server_cancel_all_calls(s->srv);
+    rpc_server *s = t->data;
+    if (s->srv != NULL) grpc_server_cancel_all_calls(s->srv);
 }
 
 /* ------------------------------------------------------------ server API */
 
 rpc_server *rpc_server_new(uv_loop_t *loop, void *data) {
-  rpc_server *s = calloc(1, sizeof *s);
-  if (s == NULL)
-    return NULL;
-  rpc__grpc_ref();
-  s->loop = loop;
-  s->data = data;
-  s->tag_shutdown = (rpc_tag){TAG_SHUTDOWN, s};
-  grpc_arg arg;
-  arg.type = GRPC_ARG_INTEGER;
-  arg.key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
-  arg.value.integer = 0;
-  grpc_channel_args args = {1, &arg};
-  s->srv = grpc_server_create(&args, NULL);
-  s->cq = grpc_completion_queue_create_for_next(NULL);
-  grpc_server_register_completion_queue(s->srv, s->cq, NULL);
-  uv_mutex_init(&s->mu);
-  return s;
+    rpc_server *s = calloc(1, sizeof *s);
+    if (s == NULL) return NULL;
+    rpc__grpc_ref();
+    s->loop = loop;
+    s->data = data;
+    s->tag_shutdown = (rpc_tag){ TAG_SHUTDOWN, s };
+    grpc_arg arg;
+    arg.type = GRPC_ARG_INTEGER;
+    arg.key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
+    arg.value.integer = 0;
+    grpc_channel_args args = { 1, &arg };
+    s->srv = grpc_server_create(&args, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->srv, s->cq, NULL);
+    uv_mutex_init(&s->mu);
+    return s;
 }
 
-void *rpc_server_data(const rpc_server *server) { return server->data; }
+void *rpc_server_data(const rpc_server *server) {
+    return server->data;
+}
 
 int rpc_server_set_auth(rpc_server *s, rpc_auth_cb cb, void *data) {
-  if (s->state != SRV_NEW)
-    return RPC_ESTATE;
-  s->auth = cb;
-  s->auth_data = data;
-  return 0;
+    if (s->state != SRV_NEW) return RPC_ESTATE;
+    s->auth = cb;
+    s->auth_data = data;
+    return 0;
 }
 
 /* TLS server credentials from the files of `tls`; NULL with err set. */
-static grpc_server_credentials *server_tls_creds(const rpc_tls *tls, char *err,
-                                                 size_t errlen) {
-  grpc_server_credentials *creds = NULL;
-  char *cert = rpc__read_pem(tls->cert_file, "TLS certificate", err, errlen);
-  char *key = cert ? rpc__read_key(tls->key_file, "TLS key", err, errlen) : NULL;
-  char *ca = NULL;
-  if (key != NULL && tls->ca_file != NULL)
-    ca = rpc__read_pem(tls->ca_file, "TLS client CA", err, errlen);
-  if (key != NULL && (tls->ca_file == NULL || ca != NULL)) {
-    grpc_ssl_pem_key_cert_pair pair = {key, cert};
-    creds = grpc_ssl_server_credentials_create_ex(
-        ca, &pair, 1,
-        ca != NULL ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                   : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
-        NULL);
-    if (creds == NULL)
-      rpc__errf(err, errlen, "gRPC refused the TLS certificate %s / key %s",
-                tls->cert_file, tls->key_file);
-  }
-  free(cert);
-  rpc__wipe_free(key);
-  free(ca);
-  return creds;
-}
-
-int rpc_server_add_service(rpc_server *s,
-                           const ProtobufCServiceDescriptor *service,
-                           const rpc_method *methods, size_t n_methods,
-                           char *err, size_t errlen) {
-  if (s->state != SRV_NEW) {
-    rpc__errf(err, errlen, "methods must be added before rpc_server_start");
-    return RPC_ESTATE;
-  }
-  method_entry *grown =
-      realloc(s->methods, (s->n_methods + n_methods) * sizeof *grown);
-  if (grown == NULL)
-    return RPC_ENOMEM;
-  s->methods = grown;
-  for (size_t i = 0; i < n_methods; i++) {
-    const ProtobufCMethodDescriptor *md = NULL;
-    for (unsigned j = 0; j < service->n_methods; j++)
-      if (strcmp(service->methods[j].name, methods[i].name) == 0)
-        md = &service->methods[j];
-    if (md == NULL || methods[i].handler == NULL) {
-      rpc__errf(err, errlen, "service %s has no method %s (or no handler given)",
-                service->name, methods[i].name);
-      return RPC_EINVAL;
+static grpc_server_credentials *server_tls_creds(const rpc_tls *tls, char *err, size_t errlen) {
+    grpc_server_credentials *creds = NULL;
+    char *cert = rpc__read_pem(tls->cert_file, "TLS certificate", err, errlen);
+    char *key = cert ? rpc__read_key(tls->key_file, "TLS key", err, errlen) : NULL;
+    char *ca = NULL;
+    if (key != NULL && tls->ca_file != NULL)
+        ca = rpc__read_pem(tls->ca_file, "TLS client CA", err, errlen);
+    if (key != NULL && (tls->ca_file == NULL || ca != NULL)) {
+        grpc_ssl_pem_key_cert_pair pair = { key, cert };
+        creds = grpc_ssl_server_credentials_create_ex(
+            ca, &pair, 1,
+            ca != NULL ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                       : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            NULL);
+        if (creds == NULL)
+            rpc__errf(err, errlen, "gRPC refused the TLS certificate %s / key %s", tls->cert_file,
+                      tls->key_file);
     }
-    size_t n = strlen(service->name) + strlen(md->name) + 3;
-    char *path = malloc(n);
-    if (path == NULL)
-      return RPC_ENOMEM;
-    snprintf(path, n, "/%s/%s", service->name, md->name);
-    void *reg = grpc_server_register_method(
-        s->srv, path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
-    if (reg == NULL) {
-      rpc__errf(err, errlen, "method %s registered twice", path);
-      free(path);
-      return RPC_EINVAL;
+    free(cert);
+    rpc__wipe_free(key);
+    free(ca);
+    return creds;
+}
+
+int rpc_server_add_service(rpc_server *s, const ProtobufCServiceDescriptor *service,
+                           const rpc_method *methods, size_t n_methods, char *err, size_t errlen) {
+    if (s->state != SRV_NEW) {
+        rpc__errf(err, errlen, "methods must be added before rpc_server_start");
+        return RPC_ESTATE;
     }
-    s->methods[s->n_methods++] = (method_entry){
-        path, md->input, methods[i].kind, methods[i].handler, methods[i].data, reg,
-        0};
-  }
-  return 0;
+    method_entry *grown = realloc(s->methods, (s->n_methods + n_methods) * sizeof *grown);
+    if (grown == NULL) return RPC_ENOMEM;
+    s->methods = grown;
+    for (size_t i = 0; i < n_methods; i++) {
+        const ProtobufCMethodDescriptor *md = NULL;
+        for (unsigned j = 0; j < service->n_methods; j++)
+            if (strcmp(service->methods[j].name, methods[i].name) == 0) md = &service->methods[j];
+        if (md == NULL || methods[i].handler == NULL) {
+            rpc__errf(err, errlen, "service %s has no method %s (or no handler given)",
+                      service->name, methods[i].name);
+            return RPC_EINVAL;
+        }
+        size_t n = strlen(service->name) + strlen(md->name) + 3;
+        char *path = malloc(n);
+        if (path == NULL) return RPC_ENOMEM;
+        snprintf(path, n, "/%s/%s", service->name, md->name);
+        void *reg = grpc_server_register_method(s->srv, path, NULL,
+                                                GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        if (reg == NULL) {
+            rpc__errf(err, errlen, "method %s registered twice", path);
+            free(path);
+            return RPC_EINVAL;
+        }
+        s->methods[s->n_methods++] =
+            (method_entry){ path, md->input, methods[i].kind, methods[i].handler, methods[i].data,
+                            reg,  0 };
+    }
+    return 0;
 }
 
-void rpc_server_check_strings(rpc_server *s,
-                              const ProtobufCServiceDescriptor *service) {
-  size_t n = strlen(service->name);
-  for (size_t i = 0; i < s->n_methods; i++)
-    if (s->methods[i].path[0] == '/' &&
-        strncmp(s->methods[i].path + 1, service->name, n) == 0 &&
-        s->methods[i].path[n + 1] == '/')
-      s->methods[i].check_strings = 1;
+void rpc_server_check_strings(rpc_server *s, const ProtobufCServiceDescriptor *service) {
+    size_t n = strlen(service->name);
+    for (size_t i = 0; i < s->n_methods; i++)
+        if (s->methods[i].path[0] == '/' &&
+            strncmp(s->methods[i].path + 1, service->name, n) == 0 &&
+            s->methods[i].path[n + 1] == '/')
+            s->methods[i].check_strings = 1;
 }
 
-int rpc_server_listen(rpc_server *s, const char *address, const rpc_tls *tls,
-                      int *port, char *err, size_t errlen) {
-  if (s->state != SRV_NEW) {
-    rpc__errf(err, errlen, "listeners must be added before rpc_server_start");
-    return RPC_ESTATE;
-  }
-  if (address == NULL || address[0] == '\0') {
-    rpc__errf(err, errlen, "empty listen address: use unix:/path or host:port");
-    return RPC_EINVAL;
-  }
-  grpc_server_credentials *creds =
-      tls != NULL ? server_tls_creds(tls, err, errlen)
-                  : grpc_insecure_server_credentials_create();
-  if (creds == NULL)
-    return RPC_EINVAL;
-  rpc__last_error_clear();
-  int p = grpc_server_add_http2_port(s->srv, address, creds);
-  grpc_server_credentials_release(creds);
-  if (p == 0) {
-    const char *why = rpc__last_error();
-    rpc__errf(err, errlen, "cannot listen on %s%s%s", address,
-              why[0] ? ": " : "", why);
-    return RPC_EBIND;
-  }
-  if (port != NULL)
-    *port = strncmp(address, "unix:", 5) == 0 ? 0 : p;
-  return 0;
+int rpc_server_listen(rpc_server *s, const char *address, const rpc_tls *tls, int *port, char *err,
+                      size_t errlen) {
+    if (s->state != SRV_NEW) {
+        rpc__errf(err, errlen, "listeners must be added before rpc_server_start");
+        return RPC_ESTATE;
+    }
+    if (address == NULL || address[0] == '\0') {
+        rpc__errf(err, errlen, "empty listen address: use unix:/path or host:port");
+        return RPC_EINVAL;
+    }
+    grpc_server_credentials *creds = tls != NULL ? server_tls_creds(tls, err, errlen)
+                                                 : grpc_insecure_server_credentials_create();
+    if (creds == NULL) return RPC_EINVAL;
+    rpc__last_error_clear();
+    int p = grpc_server_add_http2_port(s->srv, address, creds);
+    grpc_server_credentials_release(creds);
+    if (p == 0) {
+        const char *why = rpc__last_error();
+        rpc__errf(err, errlen, "cannot listen on %s%s%s", address, why[0] ? ": " : "", why);
+        return RPC_EBIND;
+    }
+    if (port != NULL) *port = strncmp(address, "unix:", 5) == 0 ? 0 : p;
+    return 0;
 }
 
 int rpc_server_start(rpc_server *s, char *err, size_t errlen) {
-  if (s->state != SRV_NEW) {
-    rpc__errf(err, errlen, "server already started");
-    return RPC_ESTATE;
-  }
-  uv_async_init(s->loop, &s->async, on_async);
-  s->async.data = s;
-  uv_timer_init(s->loop, &s->grace);
-  s->grace.data = s;
-  s->handles_open = 2;
-  grpc_server_start(s->srv);
-  s->state = SRV_STARTED;
-  if (uv_thread_create(&s->thread, cq_thread, s) != 0) {
-    rpc__errf(err, errlen, "cannot start the completion-queue thread");
-    abort(); /* a started gRPC server without its queue thread cannot be torn down */
-  }
-  for (size_t i = 0; i < s->n_methods; i++)
-    for (int k = 0; k < RPC_SLOTS; k++)
-      if (server_arm(s, &s->methods[i]) != 0) {
-        rpc__errf(err, errlen, "cannot arm a request for %s", s->methods[i].path);
-        return RPC_EGRPC;
-      }
-  for (int k = 0; k < RPC_SLOTS; k++)
-    if (server_arm(s, NULL) != 0) {
-      rpc__errf(err, errlen, "cannot arm the catch-all request");
-      return RPC_EGRPC;
+    if (s->state != SRV_NEW) {
+        rpc__errf(err, errlen, "server already started");
+        return RPC_ESTATE;
     }
-  return 0;
+    uv_async_init(s->loop, &s->async, on_async);
+    s->async.data = s;
+    uv_timer_init(s->loop, &s->grace);
+    s->grace.data = s;
+    s->handles_open = 2;
+    grpc_server_start(s->srv);
+    s->state = SRV_STARTED;
+    if (uv_thread_create(&s->thread, cq_thread, s) != 0) {
+        rpc__errf(err, errlen, "cannot start the completion-queue thread");
+        abort(); /* a started gRPC server without its queue thread cannot be torn down */
+    }
+    for (size_t i = 0; i < s->n_methods; i++)
+        for (int k = 0; k < RPC_SLOTS; k++)
+            if (server_arm(s, &s->methods[i]) != 0) {
+                rpc__errf(err, errlen, "cannot arm a request for %s", s->methods[i].path);
+                return RPC_EGRPC;
+            }
+    for (int k = 0; k < RPC_SLOTS; k++)
+        if (server_arm(s, NULL) != 0) {
+            rpc__errf(err, errlen, "cannot arm the catch-all request");
+            return RPC_EGRPC;
+        }
+    return 0;
 }
 
 int rpc_server_shutdown(rpc_server *s, uint64_t grace_ms, rpc_shutdown_cb cb) {
-  if (s->state != SRV_STARTED)
-    return RPC_ESTATE;
-  s->state = SRV_SHUTTING;
-  s->on_shutdown = cb;
-  grpc_server_shutdown_and_notify(s->srv, s->cq, &s->tag_shutdown);
-  uv_timer_start(&s->grace, on_grace, grace_ms, 0);
-  return 0;
+    if (s->state != SRV_STARTED) return RPC_ESTATE;
+    s->state = SRV_SHUTTING;
+    s->on_shutdown = cb;
+    grpc_server_shutdown_and_notify(s->srv, s->cq, &s->tag_shutdown);
+    uv_timer_start(&s->grace, on_grace, grace_ms, 0);
+    return 0;
 }
 
 void rpc_server_free(rpc_server *s) {
-  if (s == NULL)
-    return;
-  if (s->state == SRV_STARTED || s->state == SRV_SHUTTING)
-    abort(); /* freeing a running server would leave gRPC holding its calls */
-  if (s->state == SRV_NEW) {
-    /* gRPC insists on a shutdown before destroy once a listener exists */
-    grpc_server_shutdown_and_notify(s->srv, s->cq, &s->tag_shutdown);
-    grpc_server_cancel_all_calls(s->srv);
-    while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                      NULL).tag != &s->tag_shutdown)
-      ;
-    grpc_server_destroy(s->srv);
-    grpc_completion_queue_shutdown(s->cq);
-    while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                      NULL).type != GRPC_QUEUE_SHUTDOWN)
-      ;
-    grpc_completion_queue_destroy(s->cq);
-  }
-  for (size_t i = 0; i < s->n_methods; i++)
-    free(s->methods[i].path);
-  free(s->methods);
-  free(s->events);
-  uv_mutex_destroy(&s->mu);
-  free(s);
-  rpc__grpc_unref();
+    if (s == NULL) return;
+    if (s->state == SRV_STARTED || s->state == SRV_SHUTTING)
+        abort(); /* freeing a running server would leave gRPC holding its calls */
+    if (s->state == SRV_NEW) {
+        /* gRPC insists on a shutdown before destroy once a listener exists */
+        grpc_server_shutdown_and_notify(s->srv, s->cq, &s->tag_shutdown);
+        grpc_server_cancel_all_calls(s->srv);
+        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).tag !=
+               &s->tag_shutdown)
+            ;
+        grpc_server_destroy(s->srv);
+        grpc_completion_queue_shutdown(s->cq);
+        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN)
+            ;
+        grpc_completion_queue_destroy(s->cq);
+    }
+    for (size_t i = 0; i < s->n_methods; i++) free(s->methods[i].path);
+    free(s->methods);
+    free(s->events);
+    uv_mutex_destroy(&s->mu);
+    free(s);
+    rpc__grpc_unref();
 }

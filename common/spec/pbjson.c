@@ -26,11 +26,10 @@ typedef struct {
     int lenient; /* command-line text: numbers and bools may be strings */
 } pj_ctx;
 
-#define MEMBER(msg, off, type) ((type *)((char *)(msg) + (off)))
+#define MEMBER(msg, off, type)  ((type *)((char *)(msg) + (off)))
 #define CMEMBER(msg, off, type) ((const type *)((const char *)(msg) + (off)))
 
-static int pj_fail(pj_ctx *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static int pj_fail(pj_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int pj_fail(pj_ctx *c, const char *fmt, ...) {
     if (c->err == NULL || c->errlen == 0) return -EINVAL;
@@ -49,8 +48,7 @@ static int pj_oom(pj_ctx *c) {
 }
 
 /* Appends ".name" or "[i]"-style segments; pj_pop restores the length. */
-static size_t pj_push(pj_ctx *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static size_t pj_push(pj_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static size_t pj_push(pj_ctx *c, const char *fmt, ...) {
     size_t old = c->plen;
@@ -95,10 +93,14 @@ static const char *pj_typename(const json_t *j) {
 
 /* The value as the user wrote it, for "got ..." in error lines. */
 static const char *pj_got(const json_t *j, char *buf, size_t n) {
-    if (json_is_string(j)) snprintf(buf, n, "\"%.40s\"", json_string_value(j));
-    else if (json_is_integer(j)) snprintf(buf, n, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
-    else if (json_is_real(j)) snprintf(buf, n, "%.17g", json_real_value(j));
-    else snprintf(buf, n, "%s", pj_typename(j));
+    if (json_is_string(j))
+        snprintf(buf, n, "\"%.40s\"", json_string_value(j));
+    else if (json_is_integer(j))
+        snprintf(buf, n, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+    else if (json_is_real(j))
+        snprintf(buf, n, "%.17g", json_real_value(j));
+    else
+        snprintf(buf, n, "%s", pj_typename(j));
     return buf;
 }
 
@@ -109,7 +111,10 @@ static void pj_json_name(const char *name, char *out, size_t n) {
     size_t k = 0;
     int up = 0;
     for (const char *p = name; *p && k + 1 < n; p++) {
-        if (*p == '_') { up = 1; continue; }
+        if (*p == '_') {
+            up = 1;
+            continue;
+        }
         out[k++] = up ? (char)toupper((unsigned char)*p) : *p;
         up = 0;
     }
@@ -137,7 +142,8 @@ static size_t pj_edit_distance(const char *a, const char *b) {
         row[0] = i;
         for (size_t j = 1; j <= lb; j++) {
             size_t up = row[j];
-            size_t sub = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            size_t sub =
+                diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
             size_t best = sub;
             if (up + 1 < best) best = up + 1;
             if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
@@ -162,7 +168,10 @@ static int pj_unknown(pj_ctx *c, const ProtobufCMessageDescriptor *d, const char
             if (*p != '_') b[k++] = (char)tolower((unsigned char)*p);
         b[k] = '\0';
         size_t dist = strcmp(a, b) == 0 ? 0 : pj_edit_distance(key, d->fields[i].name);
-        if (dist < bestd) { bestd = dist; best = d->fields[i].name; }
+        if (dist < bestd) {
+            bestd = dist;
+            best = d->fields[i].name;
+        }
     }
     if (best) return pj_fail(c, "unknown field (did you mean %s?)", best);
     return pj_fail(c, "unknown field of %s", d->name);
@@ -174,20 +183,25 @@ static int pj_is_map(const ProtobufCFieldDescriptor *f) {
     const ProtobufCMessageDescriptor *e = f->descriptor;
     size_t nl = strlen(e->name);
     return e->n_fields == 2 && nl > 5 && strcmp(e->name + nl - 5, "Entry") == 0 &&
-           e->fields[0].id == 1 && strcmp(e->fields[0].name, "key") == 0 &&
-           e->fields[1].id == 2 && strcmp(e->fields[1].name, "value") == 0;
+           e->fields[0].id == 1 && strcmp(e->fields[0].name, "key") == 0 && e->fields[1].id == 2 &&
+           strcmp(e->fields[1].name, "value") == 0;
 }
 
 /* --- clearing ------------------------------------------------------------- */
 
 static size_t pj_elt_size(ProtobufCType t) {
     switch (t) {
-    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_ENUM:
-        return 4;
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
-        return 8;
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_ENUM: return 4;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64: return 8;
     case PROTOBUF_C_TYPE_FLOAT: return sizeof(float);
     case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
     case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
@@ -227,8 +241,12 @@ static void pj_clear_singular(ProtobufCMessage *m, const ProtobufCFieldDescripto
         ProtobufCBinaryData *b = slot;
         const ProtobufCBinaryData *def = f->default_value;
         if (b->data && (def == NULL || def->data != b->data)) free(b->data);
-        if (def) *b = *def;
-        else { b->data = NULL; b->len = 0; }
+        if (def)
+            *b = *def;
+        else {
+            b->data = NULL;
+            b->len = 0;
+        }
         break;
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
@@ -238,8 +256,10 @@ static void pj_clear_singular(ProtobufCMessage *m, const ProtobufCFieldDescripto
         break;
     }
     default:
-        if (f->default_value) memcpy(slot, f->default_value, pj_elt_size(f->type));
-        else memset(slot, 0, pj_elt_size(f->type));
+        if (f->default_value)
+            memcpy(slot, f->default_value, pj_elt_size(f->type));
+        else
+            memset(slot, 0, pj_elt_size(f->type));
         break;
     }
     if (pj_has_flag(f)) *MEMBER(m, f->quantifier_offset, protobuf_c_boolean) = 0;
@@ -250,8 +270,10 @@ static void pj_clear_repeated(ProtobufCMessage *m, const ProtobufCFieldDescripto
     void **arr = MEMBER(m, f->offset, void *);
     if (*arr) {
         for (size_t i = 0; i < *n; i++) {
-            if (f->type == PROTOBUF_C_TYPE_STRING) free(((char **)*arr)[i]);
-            else if (f->type == PROTOBUF_C_TYPE_BYTES) free(((ProtobufCBinaryData *)*arr)[i].data);
+            if (f->type == PROTOBUF_C_TYPE_STRING)
+                free(((char **)*arr)[i]);
+            else if (f->type == PROTOBUF_C_TYPE_BYTES)
+                free(((ProtobufCBinaryData *)*arr)[i].data);
             else if (f->type == PROTOBUF_C_TYPE_MESSAGE)
                 protobuf_c_message_free_unpacked(((ProtobufCMessage **)*arr)[i], NULL);
         }
@@ -262,8 +284,10 @@ static void pj_clear_repeated(ProtobufCMessage *m, const ProtobufCFieldDescripto
 }
 
 static void pj_clear(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f) {
-    if (f->label == PROTOBUF_C_LABEL_REPEATED) pj_clear_repeated(m, f);
-    else pj_clear_singular(m, f);
+    if (f->label == PROTOBUF_C_LABEL_REPEATED)
+        pj_clear_repeated(m, f);
+    else
+        pj_clear_singular(m, f);
 }
 
 /* --- JSON -> values -------------------------------------------------------- */
@@ -278,14 +302,16 @@ static int pj_integer(pj_ctx *c, const json_t *j, int is_unsigned, int allow_str
     char got[64];
     if (json_is_integer(j)) {
         json_int_t v = json_integer_value(j);
-        if (is_unsigned && v < 0) return pj_fail(c, "%" JSON_INTEGER_FORMAT " is negative (expected %s)", v, expect);
+        if (is_unsigned && v < 0)
+            return pj_fail(c, "%" JSON_INTEGER_FORMAT " is negative (expected %s)", v, expect);
         *s = v;
         *u = (uint64_t)v;
         return 0;
     }
     if (json_is_real(j)) {
         double d = json_real_value(j);
-        if (d != floor(d)) return pj_fail(c, "expected %s, got %s", expect, pj_got(j, got, sizeof got));
+        if (d != floor(d))
+            return pj_fail(c, "expected %s, got %s", expect, pj_got(j, got, sizeof got));
         if (is_unsigned) {
             if (d < 0 || d >= 18446744073709551616.0) return pj_fail(c, "%.17g is out of range", d);
             *u = (uint64_t)d;
@@ -302,9 +328,12 @@ static int pj_integer(pj_ctx *c, const json_t *j, int is_unsigned, int allow_str
         if (*t == '\0' || isspace((unsigned char)*t) || (is_unsigned && *t == '-'))
             return pj_fail(c, "expected %s, got %s", expect, pj_got(j, got, sizeof got));
         errno = 0;
-        if (is_unsigned) *u = strtoull(t, &end, 10);
-        else *s = strtoll(t, &end, 10);
-        if (*end != '\0') return pj_fail(c, "expected %s, got %s", expect, pj_got(j, got, sizeof got));
+        if (is_unsigned)
+            *u = strtoull(t, &end, 10);
+        else
+            *s = strtoll(t, &end, 10);
+        if (*end != '\0')
+            return pj_fail(c, "expected %s, got %s", expect, pj_got(j, got, sizeof got));
         if (errno == ERANGE) return pj_fail(c, "%s is out of range", t);
         return 0;
     }
@@ -318,9 +347,18 @@ static int pj_double(pj_ctx *c, const json_t *j, double *out) {
     }
     if (json_is_string(j)) {
         const char *t = json_string_value(j);
-        if (strcmp(t, "NaN") == 0) { *out = NAN; return 0; }
-        if (strcmp(t, "Infinity") == 0) { *out = INFINITY; return 0; }
-        if (strcmp(t, "-Infinity") == 0) { *out = -INFINITY; return 0; }
+        if (strcmp(t, "NaN") == 0) {
+            *out = NAN;
+            return 0;
+        }
+        if (strcmp(t, "Infinity") == 0) {
+            *out = INFINITY;
+            return 0;
+        }
+        if (strcmp(t, "-Infinity") == 0) {
+            *out = -INFINITY;
+            return 0;
+        }
         if (c->lenient && *t && !isspace((unsigned char)*t)) {
             char *end;
             *out = strtod(t, &end);
@@ -377,23 +415,30 @@ static int pj_value(pj_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *
     int rc;
     char got[64];
     switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
         if ((rc = pj_integer(c, j, 0, c->lenient, "an integer", &s, &u))) return rc;
         if (s < INT32_MIN || s > INT32_MAX)
             return pj_fail(c, "%" PRId64 " is out of range for int32", s);
         *(int32_t *)slot = (int32_t)s;
         return 0;
-    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
         if ((rc = pj_integer(c, j, 1, c->lenient, "a non-negative integer", &s, &u))) return rc;
         if (u > UINT32_MAX) return pj_fail(c, "%" PRIu64 " is out of range for uint32", u);
         *(uint32_t *)slot = (uint32_t)u;
         return 0;
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
         if ((rc = pj_integer(c, j, 0, 1, "an integer or a decimal string", &s, &u))) return rc;
         *(int64_t *)slot = s;
         return 0;
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
-        if ((rc = pj_integer(c, j, 1, 1, "a non-negative integer or a decimal string", &s, &u))) return rc;
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        if ((rc = pj_integer(c, j, 1, 1, "a non-negative integer or a decimal string", &s, &u)))
+            return rc;
         *(uint64_t *)slot = u;
         return 0;
     case PROTOBUF_C_TYPE_FLOAT: {
@@ -403,8 +448,7 @@ static int pj_value(pj_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *
         *(float *)slot = (float)d;
         return 0;
     }
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return pj_double(c, j, (double *)slot);
+    case PROTOBUF_C_TYPE_DOUBLE: return pj_double(c, j, (double *)slot);
     case PROTOBUF_C_TYPE_BOOL:
         if (json_is_boolean(j)) {
             *(protobuf_c_boolean *)slot = json_is_true(j);
@@ -412,8 +456,14 @@ static int pj_value(pj_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *
         }
         if (c->lenient && json_is_string(j)) {
             const char *t = json_string_value(j);
-            if (strcmp(t, "true") == 0 || strcmp(t, "1") == 0) { *(protobuf_c_boolean *)slot = 1; return 0; }
-            if (strcmp(t, "false") == 0 || strcmp(t, "0") == 0) { *(protobuf_c_boolean *)slot = 0; return 0; }
+            if (strcmp(t, "true") == 0 || strcmp(t, "1") == 0) {
+                *(protobuf_c_boolean *)slot = 1;
+                return 0;
+            }
+            if (strcmp(t, "false") == 0 || strcmp(t, "0") == 0) {
+                *(protobuf_c_boolean *)slot = 0;
+                return 0;
+            }
         }
         return pj_fail(c, "expected true or false, got %s", pj_got(j, got, sizeof got));
     case PROTOBUF_C_TYPE_ENUM: {
@@ -422,12 +472,14 @@ static int pj_value(pj_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *
         if (json_is_string(j)) {
             ev = protobuf_c_enum_descriptor_get_value_by_name(ed, json_string_value(j));
             if (!ev && c->lenient) {
-                if (pj_integer(c, j, 0, 1, "an enum", &s, &u) == 0 && s >= INT32_MIN && s <= INT32_MAX)
+                if (pj_integer(c, j, 0, 1, "an enum", &s, &u) == 0 && s >= INT32_MIN &&
+                    s <= INT32_MAX)
                     ev = protobuf_c_enum_descriptor_get_value(ed, (int)s);
             }
         } else if (json_is_number(j)) {
             if ((rc = pj_integer(c, j, 0, 0, "an enum name", &s, &u))) return rc;
-            if (s >= INT32_MIN && s <= INT32_MAX) ev = protobuf_c_enum_descriptor_get_value(ed, (int)s);
+            if (s >= INT32_MIN && s <= INT32_MAX)
+                ev = protobuf_c_enum_descriptor_get_value(ed, (int)s);
         } else {
             return pj_fail(c, "expected an enum name (string), got %s", pj_typename(j));
         }
@@ -436,7 +488,8 @@ static int pj_value(pj_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *
             size_t k = 0;
             list[0] = '\0';
             for (unsigned i = 0; i < ed->n_values && k + 1 < sizeof list; i++) {
-                int n = snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", ed->values[i].name);
+                int n =
+                    snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", ed->values[i].name);
                 if (n < 0) break;
                 k += (size_t)n;
             }
@@ -449,14 +502,14 @@ static int pj_value(pj_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *
     case PROTOBUF_C_TYPE_STRING: {
         if (!json_is_string(j)) return pj_fail(c, "expected a string, got %s", pj_typename(j));
         const char *t = json_string_value(j);
-        if (strlen(t) != json_string_length(j)) return pj_fail(c, "string contains a NUL character");
+        if (strlen(t) != json_string_length(j))
+            return pj_fail(c, "string contains a NUL character");
         char *d = strdup(t);
         if (!d) return pj_oom(c);
         *(char **)slot = d;
         return 0;
     }
-    case PROTOBUF_C_TYPE_BYTES:
-        return pj_bytes(c, j, (ProtobufCBinaryData *)slot);
+    case PROTOBUF_C_TYPE_BYTES: return pj_bytes(c, j, (ProtobufCBinaryData *)slot);
     case PROTOBUF_C_TYPE_MESSAGE: {
         if (!json_is_object(j)) return pj_fail(c, "expected an object, got %s", pj_typename(j));
         ProtobufCMessage **sm = slot;
@@ -493,7 +546,7 @@ static int pj_set_singular(pj_ctx *c, ProtobufCMessage *m, const ProtobufCFieldD
         }
         return pj_value(c, f, j, slot);
     }
-    _Alignas(16) char tmp[32] = {0};
+    _Alignas(16) char tmp[32] = { 0 };
     int rc = pj_value(c, f, j, tmp);
     if (rc) return rc;
     pj_clear_singular(m, f);
@@ -504,7 +557,8 @@ static int pj_set_singular(pj_ctx *c, ProtobufCMessage *m, const ProtobufCFieldD
 }
 
 /* Map key text -> the key field's type (keys are always JSON strings). */
-static int pj_map(pj_ctx *c, ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const json_t *j) {
+static int pj_map(pj_ctx *c, ProtobufCMessage *m, const ProtobufCFieldDescriptor *f,
+                  const json_t *j) {
     if (!json_is_object(j)) return pj_fail(c, "expected an object (map), got %s", pj_typename(j));
     const ProtobufCMessageDescriptor *ed = f->descriptor;
     pj_clear_repeated(m, f);
@@ -536,7 +590,8 @@ static int pj_map(pj_ctx *c, ProtobufCMessage *m, const ProtobufCFieldDescriptor
     return 0;
 }
 
-static int pj_repeated(pj_ctx *c, ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const json_t *j) {
+static int pj_repeated(pj_ctx *c, ProtobufCMessage *m, const ProtobufCFieldDescriptor *f,
+                       const json_t *j) {
     if (pj_is_map(f)) return pj_map(c, m, f, j);
     if (!json_is_array(j)) return pj_fail(c, "expected an array, got %s", pj_typename(j));
     pj_clear_repeated(m, f);
@@ -582,20 +637,24 @@ static int pj_merge_object(pj_ctx *c, ProtobufCMessage *m, const json_t *obj) {
             for (unsigned i = 0; i < d->n_fields; i++)
                 if (i != idx && seen[i] && (d->fields[i].flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
                     d->fields[i].quantifier_offset == f->quantifier_offset)
-                    return pj_fail(c, "only one of %s and %s may be set", d->fields[i].name, f->name);
+                    return pj_fail(c, "only one of %s and %s may be set", d->fields[i].name,
+                                   f->name);
         }
         int rc = 0;
-        if (json_is_null(val)) pj_clear(m, f);
-        else if (f->label == PROTOBUF_C_LABEL_REPEATED) rc = pj_repeated(c, m, f, val);
-        else rc = pj_set_singular(c, m, f, val);
+        if (json_is_null(val))
+            pj_clear(m, f);
+        else if (f->label == PROTOBUF_C_LABEL_REPEATED)
+            rc = pj_repeated(c, m, f, val);
+        else
+            rc = pj_set_singular(c, m, f, val);
         if (rc) return rc;
         pj_pop(c, old);
     }
     return 0;
 }
 
-int e2_pbjson_merge(ProtobufCMessage *msg, const json_t *json, const char *root,
-                    char *err, size_t errlen) {
+int e2_pbjson_merge(ProtobufCMessage *msg, const json_t *json, const char *root, char *err,
+                    size_t errlen) {
     pj_ctx c;
     pj_init(&c, root, err, errlen, 0);
     if (!json_is_object(json)) return pj_fail(&c, "expected an object, got %s", pj_typename(json));
@@ -637,8 +696,10 @@ ProtobufCMessage *e2_pbjson_parse(const ProtobufCMessageDescriptor *desc, const 
 /* --- set by path ---------------------------------------------------------- */
 
 /* The command-line text of one value as a JSON value for pj_value. */
-static json_t *pj_text_value(const ProtobufCFieldDescriptor *f, const char *text, json_error_t *je) {
-    if (f->type == PROTOBUF_C_TYPE_MESSAGE) return json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, je);
+static json_t *pj_text_value(const ProtobufCFieldDescriptor *f, const char *text,
+                             json_error_t *je) {
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+        return json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, je);
     return json_string(text);
 }
 
@@ -648,9 +709,10 @@ static int pj_set_text(pj_ctx *c, ProtobufCMessage *m, const ProtobufCFieldDescr
     int rc;
     if (f->label != PROTOBUF_C_LABEL_REPEATED) {
         json_t *j = pj_text_value(f, value, &je);
-        if (!j) return f->type == PROTOBUF_C_TYPE_MESSAGE
-                           ? pj_fail(c, "invalid JSON at column %d: %s", je.column, je.text)
-                           : pj_oom(c);
+        if (!j)
+            return f->type == PROTOBUF_C_TYPE_MESSAGE
+                       ? pj_fail(c, "invalid JSON at column %d: %s", je.column, je.text)
+                       : pj_oom(c);
         if (json_is_null(j)) pj_clear(m, f);
         rc = json_is_null(j) ? 0 : pj_set_singular(c, m, f, j);
         json_decref(j);
@@ -708,7 +770,8 @@ int e2_pbjson_set(ProtobufCMessage *msg, const char *path, const char *value, co
             /* "<map>.<key>": replace or add one entry; the key is the rest. */
             json_t *obj = pj_map_json(m, f);
             json_t *ev = json_string(value);
-            int rc = (!obj || !ev || json_object_set(obj, dot + 1, ev)) ? pj_oom(&c) : pj_map(&c, m, f, obj);
+            int rc = (!obj || !ev || json_object_set(obj, dot + 1, ev)) ? pj_oom(&c)
+                                                                        : pj_map(&c, m, f, obj);
             json_decref(ev);
             json_decref(obj);
             return rc;
@@ -745,7 +808,8 @@ int e2_pbjson_set(ProtobufCMessage *msg, const char *path, const char *value, co
 static int pj_is_set(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f) {
     const void *slot = CMEMBER(m, f->offset, char);
     if (f->label == PROTOBUF_C_LABEL_REPEATED) return *CMEMBER(m, f->quantifier_offset, size_t) > 0;
-    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) return *CMEMBER(m, f->quantifier_offset, uint32_t) == f->id;
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+        return *CMEMBER(m, f->quantifier_offset, uint32_t) == f->id;
     if (f->type == PROTOBUF_C_TYPE_MESSAGE) return *(ProtobufCMessage *const *)slot != NULL;
     if (f->label == PROTOBUF_C_LABEL_REQUIRED) return 1;
     if (f->type == PROTOBUF_C_TYPE_STRING) {
@@ -753,7 +817,8 @@ static int pj_is_set(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *
         if (f->label == PROTOBUF_C_LABEL_NONE) return s && *s;
         return s && s != f->default_value;
     }
-    if (f->label == PROTOBUF_C_LABEL_OPTIONAL) return *CMEMBER(m, f->quantifier_offset, protobuf_c_boolean);
+    if (f->label == PROTOBUF_C_LABEL_OPTIONAL)
+        return *CMEMBER(m, f->quantifier_offset, protobuf_c_boolean);
     /* proto3 scalar: set when not the zero value. */
     if (f->type == PROTOBUF_C_TYPE_BYTES) return ((const ProtobufCBinaryData *)slot)->len > 0;
     static const char zero[8];
@@ -803,14 +868,18 @@ static json_t *pj_double_json(double d) {
 static json_t *pj_value_json(const ProtobufCFieldDescriptor *f, const void *slot) {
     char buf[32];
     switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
-        return json_integer(*(const int32_t *)slot);
-    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
-        return json_integer(*(const uint32_t *)slot);
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32: return json_integer(*(const int32_t *)slot);
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32: return json_integer(*(const uint32_t *)slot);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
         snprintf(buf, sizeof buf, "%" PRId64, *(const int64_t *)slot);
         return json_string(buf);
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
         snprintf(buf, sizeof buf, "%" PRIu64, *(const uint64_t *)slot);
         return json_string(buf);
     case PROTOBUF_C_TYPE_FLOAT: return pj_double_json(*(const float *)slot);
@@ -830,12 +899,13 @@ static json_t *pj_value_json(const ProtobufCFieldDescriptor *f, const void *slot
 
 /* Map key as JSON object key text. */
 static char *pj_key_text(const ProtobufCFieldDescriptor *kf, const void *slot) {
-    if (kf->type == PROTOBUF_C_TYPE_STRING) return strdup(*(char *const *)slot ? *(char *const *)slot : "");
-    if (kf->type == PROTOBUF_C_TYPE_BOOL) return strdup(*(const protobuf_c_boolean *)slot ? "true" : "false");
+    if (kf->type == PROTOBUF_C_TYPE_STRING)
+        return strdup(*(char *const *)slot ? *(char *const *)slot : "");
+    if (kf->type == PROTOBUF_C_TYPE_BOOL)
+        return strdup(*(const protobuf_c_boolean *)slot ? "true" : "false");
     json_t *j = pj_value_json(kf, slot);
     if (!j) return NULL;
-    char *t = json_is_string(j) ? strdup(json_string_value(j))
-                                : e2_pbjson_format(j, 0);
+    char *t = json_is_string(j) ? strdup(json_string_value(j)) : e2_pbjson_format(j, 0);
     json_decref(j);
     return t;
 }
@@ -902,7 +972,10 @@ static void pj_put(pj_buf *b, const char *s, size_t n) {
         size_t cap = b->cap ? b->cap : 256;
         while (b->len + n + 1 > cap) cap *= 2;
         char *p = realloc(b->p, cap);
-        if (!p) { b->oom = 1; return; }
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
         b->p = p;
         b->cap = cap;
     }
@@ -911,7 +984,9 @@ static void pj_put(pj_buf *b, const char *s, size_t n) {
     b->p[b->len] = '\0';
 }
 
-static void pj_puts(pj_buf *b, const char *s) { pj_put(b, s, strlen(s)); }
+static void pj_puts(pj_buf *b, const char *s) {
+    pj_put(b, s, strlen(s));
+}
 
 static void pj_newline(pj_buf *b, int indent, int depth) {
     if (indent <= 0) return;
@@ -924,15 +999,21 @@ static void pj_quote(pj_buf *b, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         char esc[8];
-        if (ch == '"') pj_puts(b, "\\\"");
-        else if (ch == '\\') pj_puts(b, "\\\\");
-        else if (ch == '\n') pj_puts(b, "\\n");
-        else if (ch == '\t') pj_puts(b, "\\t");
-        else if (ch == '\r') pj_puts(b, "\\r");
+        if (ch == '"')
+            pj_puts(b, "\\\"");
+        else if (ch == '\\')
+            pj_puts(b, "\\\\");
+        else if (ch == '\n')
+            pj_puts(b, "\\n");
+        else if (ch == '\t')
+            pj_puts(b, "\\t");
+        else if (ch == '\r')
+            pj_puts(b, "\\r");
         else if (ch < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", ch);
             pj_puts(b, esc);
-        } else pj_put(b, (const char *)&s[i], 1);
+        } else
+            pj_put(b, (const char *)&s[i], 1);
     }
     pj_put(b, "\"", 1);
 }
@@ -993,7 +1074,7 @@ static void pj_emit(pj_buf *b, const json_t *j, int indent, int depth) {
 }
 
 char *e2_pbjson_format(const json_t *json, int indent) {
-    pj_buf b = {0};
+    pj_buf b = { 0 };
     pj_emit(&b, json, indent, 0);
     if (b.oom) {
         free(b.p);

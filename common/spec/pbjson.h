@@ -42,15 +42,14 @@
 /* Parses text into a new message of `desc`. `root` names the message in
  * error paths ("spec" gives "spec.train.lr: ..."). Malformed JSON is
  * reported with its line and column. */
-ProtobufCMessage *e2_pbjson_parse(const ProtobufCMessageDescriptor *desc,
-                                  const char *text, size_t len,
-                                  const char *root, char *err, size_t errlen);
+ProtobufCMessage *e2_pbjson_parse(const ProtobufCMessageDescriptor *desc, const char *text,
+                                  size_t len, const char *root, char *err, size_t errlen);
 
 /* Merges a JSON object into an initialised message: fields present in
  * `json` replace those in `msg` (repeated and map fields are replaced as a
  * whole). On error, `msg` stays valid (freeable) but may be partly merged. */
-int e2_pbjson_merge(ProtobufCMessage *msg, const json_t *json,
-                    const char *root, char *err, size_t errlen);
+int e2_pbjson_merge(ProtobufCMessage *msg, const json_t *json, const char *root, char *err,
+                    size_t errlen);
 
 /* Sets one field by dotted path ("train.lr", "labels.team", "gMax") from
  * its command-line text, creating the sub-messages on the way: numbers and
@@ -59,8 +58,8 @@ int e2_pbjson_merge(ProtobufCMessage *msg, const json_t *json,
  * as a JSON array when the value starts with '[', a map entry as
  * "<map>.<key>", a message (or map, or repeated message) as JSON text;
  * "null" for a message clears it. */
-int e2_pbjson_set(ProtobufCMessage *msg, const char *path, const char *value,
-                  const char *root, char *err, size_t errlen);
+int e2_pbjson_set(ProtobufCMessage *msg, const char *path, const char *value, const char *root,
+                  char *err, size_t errlen);
 
 /* Message -> new JSON object (NULL only when out of memory). */
 json_t *e2_pbjson_from_message(const ProtobufCMessage *msg);

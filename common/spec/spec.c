@@ -37,8 +37,8 @@ static int spec_err(char *err, size_t errlen, int rc, const char *fmt, ...) {
 /* --- load ------------------------------------------------------------------ */
 
 E2__V1__JobSpec *e2_spec_parse(const char *text, size_t len, char *err, size_t errlen) {
-    return (E2__V1__JobSpec *)e2_pbjson_parse(&e2__v1__job_spec__descriptor, text, len,
-                                               SPEC_ROOT, err, errlen);
+    return (E2__V1__JobSpec *)e2_pbjson_parse(&e2__v1__job_spec__descriptor, text, len, SPEC_ROOT,
+                                              err, errlen);
 }
 
 void e2_spec_free(E2__V1__JobSpec *spec) {
@@ -64,13 +64,16 @@ int e2_spec_resolve_paths(E2__V1__JobSpec *spec, const char *base_dir, char *err
     int rc;
     if (spec->data) {
         for (size_t i = 0; i < spec->data->n_train_shards; i++)
-            if ((rc = spec_resolve(&spec->data->train_shards[i], base_dir, "spec.data.train_shards", err, errlen)))
+            if ((rc = spec_resolve(&spec->data->train_shards[i], base_dir, "spec.data.train_shards",
+                                   err, errlen)))
                 return rc;
         for (size_t i = 0; i < spec->data->n_eval_shards; i++)
-            if ((rc = spec_resolve(&spec->data->eval_shards[i], base_dir, "spec.data.eval_shards", err, errlen)))
+            if ((rc = spec_resolve(&spec->data->eval_shards[i], base_dir, "spec.data.eval_shards",
+                                   err, errlen)))
                 return rc;
     }
-    if (spec->model && (rc = spec_resolve(&spec->model->hf_dir, base_dir, "spec.model.hf_dir", err, errlen)))
+    if (spec->model &&
+        (rc = spec_resolve(&spec->model->hf_dir, base_dir, "spec.model.hf_dir", err, errlen)))
         return rc;
     return 0;
 }
@@ -120,7 +123,8 @@ E2__V1__JobSpec *e2_spec_load(const char *path, char *err, size_t errlen) {
     char *dir = strdup(path);
     char *slash = dir ? strrchr(dir, '/') : NULL;
     const char *base = ".";
-    if (slash == dir) base = "/";
+    if (slash == dir)
+        base = "/";
     else if (slash) {
         *slash = '\0';
         base = dir;
@@ -139,7 +143,8 @@ E2__V1__JobSpec *e2_spec_load(const char *path, char *err, size_t errlen) {
 
 /* --- overrides ------------------------------------------------------------- */
 
-int e2_spec_set(E2__V1__JobSpec *spec, const char *path, const char *value, char *err, size_t errlen) {
+int e2_spec_set(E2__V1__JobSpec *spec, const char *path, const char *value, char *err,
+                size_t errlen) {
     if (strncmp(path, SPEC_ROOT ".", sizeof SPEC_ROOT) == 0) path += sizeof SPEC_ROOT;
     return e2_pbjson_set(&spec->base, path, value, SPEC_ROOT, err, errlen);
 }
@@ -147,7 +152,8 @@ int e2_spec_set(E2__V1__JobSpec *spec, const char *path, const char *value, char
 int e2_spec_set_arg(E2__V1__JobSpec *spec, const char *arg, char *err, size_t errlen) {
     const char *eq = strchr(arg, '=');
     if (!eq || eq == arg)
-        return spec_err(err, errlen, -EINVAL, "--set %s: expected path=value (e.g. train.lr=3e-4)", arg);
+        return spec_err(err, errlen, -EINVAL, "--set %s: expected path=value (e.g. train.lr=3e-4)",
+                        arg);
     char path[256];
     size_t n = (size_t)(eq - arg);
     if (n >= sizeof path) return spec_err(err, errlen, -EINVAL, "--set: path too long");
@@ -158,12 +164,12 @@ int e2_spec_set_arg(E2__V1__JobSpec *spec, const char *arg, char *err, size_t er
 
 /* --- defaults -------------------------------------------------------------- */
 
-#define DEF(msg, field, value)                                                                    \
-    do {                                                                                           \
-        if (!(msg)->has_##field) {                                                                 \
-            (msg)->has_##field = 1;                                                                \
-            (msg)->field = (value);                                                                \
-        }                                                                                          \
+#define DEF(msg, field, value)      \
+    do {                            \
+        if (!(msg)->has_##field) {  \
+            (msg)->has_##field = 1; \
+            (msg)->field = (value); \
+        }                           \
     } while (0)
 
 static int spec_def_str(char **s, const char *value) {
@@ -194,7 +200,8 @@ static void spec_defaults_train(E2__V1__TrainSpec *t, uint32_t num_workers) {
     DEF(t, global_batch, 16);
     if (!t->has_micro_batch) {
         uint32_t per_rank = t->global_batch;
-        if (num_workers > 0 && t->global_batch % num_workers == 0) per_rank = t->global_batch / num_workers;
+        if (num_workers > 0 && t->global_batch % num_workers == 0)
+            per_rank = t->global_batch / num_workers;
         uint32_t mb = per_rank < 4 ? per_rank : 4;
         while (mb > 1 && per_rank % mb != 0) mb--;
         t->has_micro_batch = 1;
@@ -230,8 +237,8 @@ static void spec_defaults_eval(E2__V1__EvalSpec *e) {
     DEF(e, passkey_depth_buckets, 1);
 }
 
-int e2_spec_apply_model_defaults(E2__V1__JobSpec *spec, const E2__V1__LlamaConfig *cfg,
-                                 char *err, size_t errlen) {
+int e2_spec_apply_model_defaults(E2__V1__JobSpec *spec, const E2__V1__LlamaConfig *cfg, char *err,
+                                 size_t errlen) {
     if (!cfg || !cfg->has_max_position_embeddings || cfg->max_position_embeddings == 0) return 0;
     if (spec_sub((void **)&spec->augment, &e2__v1__augment_spec__descriptor) ||
         spec_sub((void **)&spec->eval, &e2__v1__eval_spec__descriptor))
@@ -325,7 +332,8 @@ static int roots_normalized(const char *p) {
     for (const char *c = p + 1; *c;) {
         const char *e = strchr(c, '/');
         size_t n = e ? (size_t)(e - c) : strlen(c);
-        if ((n == 0 && e) || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.')) return 0;
+        if ((n == 0 && e) || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+            return 0;
         if (!e) break;
         c = e + 1;
     }
@@ -339,20 +347,24 @@ static int roots_real(const char *field, const char *path, const char *roots, co
     if (!realpath(path, real)) return 0; /* missing: the file checks say so */
     if (roots_any(roots, real, strlen(real), 1)) return 0;
     return spec_err(err, errlen, -EACCES,
-                    "%s: \"%s\" resolves (through a symbolic link) to a path outside the %s (%s)", field, path,
-                    what, roots);
+                    "%s: \"%s\" resolves (through a symbolic link) to a path outside the %s (%s)",
+                    field, path, what, roots);
 }
 
-static int roots_one(const char *field, const char *path, const char *roots, const char *what, int deep,
-                     int dir, char *err, size_t errlen) {
+static int roots_one(const char *field, const char *path, const char *roots, const char *what,
+                     int deep, int dir, char *err, size_t errlen) {
     if (!roots_normalized(path))
-        return spec_err(err, errlen, -EACCES,
-                        "%s: \"%.300s\" must be a normalized absolute path (no \"//\", \".\" or \"..\" parts) "
-                        "when the %s are set (%s)", field, path, what, roots);
+        return spec_err(
+            err, errlen, -EACCES,
+            "%s: \"%.300s\" must be a normalized absolute path (no \"//\", \".\" or \"..\" parts) "
+            "when the %s are set (%s)",
+            field, path, what, roots);
     if (!roots_any(roots, path, strlen(path), 0))
-        return spec_err(err, errlen, -EACCES,
-                        "%s: \"%.300s\" is outside the %s (%s): move the files under one of them, or ask the "
-                        "admin to add a root", field, path, what, roots);
+        return spec_err(
+            err, errlen, -EACCES,
+            "%s: \"%.300s\" is outside the %s (%s): move the files under one of them, or ask the "
+            "admin to add a root",
+            field, path, what, roots);
     /* The folders up to the first glob character exist on this machine:
      * links among them must stay inside too. */
     size_t fixed = strcspn(path, "*?[");
@@ -392,8 +404,8 @@ static int roots_one(const char *field, const char *path, const char *roots, con
     return rc;
 }
 
-int e2_spec_check_roots(const E2__V1__JobSpec *spec, const char *data_roots, const char *export_root,
-                        int deep, char *err, size_t errlen) {
+int e2_spec_check_roots(const E2__V1__JobSpec *spec, const char *data_roots,
+                        const char *export_root, int deep, char *err, size_t errlen) {
     char field[64];
     int rc = 0;
     if (data_roots && *data_roots) {
@@ -401,20 +413,25 @@ int e2_spec_check_roots(const E2__V1__JobSpec *spec, const char *data_roots, con
         if (spec->data) {
             for (size_t i = 0; rc == 0 && i < spec->data->n_train_shards; i++) {
                 snprintf(field, sizeof field, "spec.data.train_shards[%zu]", i);
-                rc = roots_one(field, spec->data->train_shards[i], data_roots, what, deep, 0, err, errlen);
+                rc = roots_one(field, spec->data->train_shards[i], data_roots, what, deep, 0, err,
+                               errlen);
             }
             for (size_t i = 0; rc == 0 && i < spec->data->n_eval_shards; i++) {
                 snprintf(field, sizeof field, "spec.data.eval_shards[%zu]", i);
-                rc = roots_one(field, spec->data->eval_shards[i], data_roots, what, deep, 0, err, errlen);
+                rc = roots_one(field, spec->data->eval_shards[i], data_roots, what, deep, 0, err,
+                               errlen);
             }
         }
         if (rc == 0 && spec->model && spec->model->hf_dir && *spec->model->hf_dir)
-            rc = roots_one("spec.model.hf_dir", spec->model->hf_dir, data_roots, what, deep, 1, err, errlen);
+            rc = roots_one("spec.model.hf_dir", spec->model->hf_dir, data_roots, what, deep, 1, err,
+                           errlen);
         if (rc == 0 && spec->resume_from && *spec->resume_from)
-            rc = roots_one("spec.resume_from", spec->resume_from, data_roots, what, deep, 1, err, errlen);
+            rc = roots_one("spec.resume_from", spec->resume_from, data_roots, what, deep, 1, err,
+                           errlen);
     }
     if (rc == 0 && export_root && *export_root && spec->output_dir && *spec->output_dir)
-        rc = roots_one("spec.output_dir", spec->output_dir, export_root, "export root", 0, 0, err, errlen);
+        rc = roots_one("spec.output_dir", spec->output_dir, export_root, "export root", 0, 0, err,
+                       errlen);
     return rc;
 }
 
@@ -458,7 +475,8 @@ static int vu32(vctx *v, const char *path, uint32_t x, uint32_t lo, uint32_t hi)
 }
 
 /* Real in [lo, hi], with either end open when lo_open / hi_open. */
-static int vf64(vctx *v, const char *path, double x, double lo, int lo_open, double hi, int hi_open) {
+static int vf64(vctx *v, const char *path, double x, double lo, int lo_open, double hi,
+                int hi_open) {
     int bad = !isfinite(x) || (lo_open ? x <= lo : x < lo) || (hi_open ? x >= hi : x > hi);
     if (bad)
         return vfail(v, "%s must be in %c%g, %g%c (got %g)", path, lo_open ? '(' : '[', lo, hi,
@@ -490,18 +508,19 @@ static int vcharset(const char *s, const char *extra) {
     return 1;
 }
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        int rc_ = (x);                                                                             \
-        if (rc_) return rc_;                                                                       \
+#define TRY(x)               \
+    do {                     \
+        int rc_ = (x);       \
+        if (rc_) return rc_; \
     } while (0)
 
 #define U32_MAX_ANY 4294967295u
 
-int e2_spec_validate_config(const E2__V1__LlamaConfig *c, const char *path, char *err, size_t errlen) {
-    vctx v = {err, errlen};
+int e2_spec_validate_config(const E2__V1__LlamaConfig *c, const char *path, char *err,
+                            size_t errlen) {
+    vctx v = { err, errlen };
     char p[256];
-#define REQ(field)                                                                                 \
+#define REQ(field) \
     if (!c->has_##field) return vfail(&v, "%s." #field " is required", path);
     REQ(hidden_size);
     REQ(num_hidden_layers);
@@ -526,12 +545,14 @@ int e2_spec_validate_config(const E2__V1__LlamaConfig *c, const char *path, char
         return vfail(&v, "%s.num_attention_heads (%u) must divide %s.hidden_size (%u)", path,
                      c->num_attention_heads, path, c->hidden_size);
     if (c->num_attention_heads % kvh != 0)
-        return vfail(&v, "%s.num_key_value_heads (%u) must divide %s.num_attention_heads (%u)", path, kvh,
-                     path, c->num_attention_heads);
+        return vfail(&v, "%s.num_key_value_heads (%u) must divide %s.num_attention_heads (%u)",
+                     path, kvh, path, c->num_attention_heads);
     uint32_t hd = c->hidden_size / c->num_attention_heads;
     if (hd % 2 != 0)
-        return vfail(&v, "%s: head dim hidden_size / num_attention_heads (%u / %u = %u) must be even for RoPE",
-                     path, c->hidden_size, c->num_attention_heads, hd);
+        return vfail(
+            &v,
+            "%s: head dim hidden_size / num_attention_heads (%u / %u = %u) must be even for RoPE",
+            path, c->hidden_size, c->num_attention_heads, hd);
     return 0;
 }
 
@@ -545,16 +566,18 @@ static int vname(vctx *v, const char *name) {
 
 static int vlabels(vctx *v, const E2__V1__JobSpec *s) {
     if (s->n_labels > E2_SPEC_LABELS_MAX)
-        return vfail(v, "spec.labels must have at most %u entries (got %zu)", E2_SPEC_LABELS_MAX, s->n_labels);
+        return vfail(v, "spec.labels must have at most %u entries (got %zu)", E2_SPEC_LABELS_MAX,
+                     s->n_labels);
     for (size_t i = 0; i < s->n_labels; i++) {
         const char *k = s->labels[i]->key ? s->labels[i]->key : "";
         const char *val = s->labels[i]->value ? s->labels[i]->value : "";
         size_t n = strlen(k);
         if (n < 1 || n > E2_SPEC_LABEL_KEY_MAX || !vcharset(k, "._/-"))
-            return vfail(v, "spec.labels key \"%.80s\" must match [A-Za-z0-9._/-]{1,%u}", k, E2_SPEC_LABEL_KEY_MAX);
+            return vfail(v, "spec.labels key \"%.80s\" must match [A-Za-z0-9._/-]{1,%u}", k,
+                         E2_SPEC_LABEL_KEY_MAX);
         if (strlen(val) > E2_SPEC_LABEL_VALUE_MAX)
-            return vfail(v, "spec.labels.%s must be at most %u bytes (got %zu)", k, E2_SPEC_LABEL_VALUE_MAX,
-                         strlen(val));
+            return vfail(v, "spec.labels.%s must be at most %u bytes (got %zu)", k,
+                         E2_SPEC_LABEL_VALUE_MAX, strlen(val));
         for (const char *p = val; *p; p++)
             if ((unsigned char)*p < 0x20 || *p == 0x7f)
                 return vfail(v, "spec.labels.%s must not contain control characters", k);
@@ -569,7 +592,8 @@ static int vlabels(vctx *v, const E2__V1__JobSpec *s) {
 
 static int vpaths(vctx *v, const char *path, char *const *list, size_t n) {
     if (n > E2_SPEC_SHARD_PATTERNS_MAX)
-        return vfail(v, "%s must have at most %u entries (got %zu)", path, E2_SPEC_SHARD_PATTERNS_MAX, n);
+        return vfail(v, "%s must have at most %u entries (got %zu)", path,
+                     E2_SPEC_SHARD_PATTERNS_MAX, n);
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(list[i]);
         if (len == 0) return vfail(v, "%s[%zu] must be a non-empty path", path, i);
@@ -582,16 +606,19 @@ static int vmodel(vctx *v, const E2__V1__ModelSpec *m) {
     if (!m) return vfail(v, "spec.model is required (set model.hf_dir or model.config)");
     int has_dir = m->hf_dir && m->hf_dir[0];
     if (has_dir && m->config)
-        return vfail(v, "spec.model.config must be empty when spec.model.hf_dir is set (the checkpoint's "
-                        "config.json is the architecture)");
+        return vfail(
+            v, "spec.model.config must be empty when spec.model.hf_dir is set (the checkpoint's "
+               "config.json is the architecture)");
     if (!has_dir && !m->config) return vfail(v, "spec.model needs hf_dir or config");
-    if (m->hf_dir && strlen(m->hf_dir) > 4095) return vfail(v, "spec.model.hf_dir is longer than 4095 bytes");
-    if (m->config) return e2_spec_validate_config(m->config, "spec.model.config", v->err, v->errlen);
+    if (m->hf_dir && strlen(m->hf_dir) > 4095)
+        return vfail(v, "spec.model.hf_dir is longer than 4095 bytes");
+    if (m->config)
+        return e2_spec_validate_config(m->config, "spec.model.config", v->err, v->errlen);
     return 0;
 }
 
 static int vaugment(vctx *v, const E2__V1__AugmentSpec *a) {
-    static const char *const grans[] = {"per_sample", "per_step", NULL};
+    static const char *const grans[] = { "per_sample", "per_step", NULL };
     const char *methods[E2_POS_N + 1];
     for (int i = 0; i < E2_POS_N; i++) methods[i] = e2_pos_schemes[i]->name;
     methods[E2_POS_N] = NULL;
@@ -599,13 +626,16 @@ static int vaugment(vctx *v, const E2__V1__AugmentSpec *a) {
     TRY(vu32(v, "spec.augment.g_max", a->g_max, 1, E2_SPEC_G_MAX_LIMIT));
     if (a->n_g_weights != 0) {
         if (a->n_g_weights != a->g_max)
-            return vfail(v, "spec.augment.g_weights must have g_max (%u) entries, one per g in 1..%u (got %zu)",
-                         a->g_max, a->g_max, a->n_g_weights);
+            return vfail(
+                v,
+                "spec.augment.g_weights must have g_max (%u) entries, one per g in 1..%u (got %zu)",
+                a->g_max, a->g_max, a->n_g_weights);
         double sum = 0;
         for (size_t i = 0; i < a->n_g_weights; i++) {
             double w = a->g_weights[i];
             if (!isfinite(w) || w < 0)
-                return vfail(v, "spec.augment.g_weights[%zu] must be finite and >= 0 (got %g)", i, w);
+                return vfail(v, "spec.augment.g_weights[%zu] must be finite and >= 0 (got %g)", i,
+                             w);
             sum += w;
         }
         if (!(sum > 0) || !isfinite(sum))
@@ -619,8 +649,11 @@ static int vaugment(vctx *v, const E2__V1__AugmentSpec *a) {
         TRY(vu32(v, "spec.augment.original_window", a->original_window, 2, 1u << 24));
         double gmax = strcmp(a->method, "e2") == 0 ? (double)a->g_max : a->fixed_g;
         if (gmax * (double)a->original_window > (double)INT32_MAX)
-            return vfail(v, "spec.augment: the largest interpolated window g * original_window (%g * %u) must "
-                            "be below 2^31", gmax, a->original_window);
+            return vfail(
+                v,
+                "spec.augment: the largest interpolated window g * original_window (%g * %u) must "
+                "be below 2^31",
+                gmax, a->original_window);
     }
     const e2_pos_scheme *sch = e2_pos_scheme_find(a->method, NULL);
     if (sch && sch->check && sch->check(a, v->err, v->errlen) < 0) return -EINVAL;
@@ -628,16 +661,16 @@ static int vaugment(vctx *v, const E2__V1__AugmentSpec *a) {
 }
 
 static int vtrain(vctx *v, const E2__V1__TrainSpec *t, uint32_t num_workers) {
-    static const char *const schedules[] = {"cosine", "linear", "constant", NULL};
+    static const char *const schedules[] = { "cosine", "linear", "constant", NULL };
     TRY(vu32(v, "spec.train.steps", t->steps, 1, 1000000000u));
     TRY(vu32(v, "spec.train.global_batch", t->global_batch, 1, 1u << 20));
     TRY(vu32(v, "spec.train.micro_batch", t->micro_batch, 1, 1u << 20));
     if (t->global_batch % num_workers != 0)
-        return vfail(v, "spec.num_workers (%u) must divide spec.train.global_batch (%u)", num_workers,
-                     t->global_batch);
+        return vfail(v, "spec.num_workers (%u) must divide spec.train.global_batch (%u)",
+                     num_workers, t->global_batch);
     if (t->global_batch % t->micro_batch != 0)
-        return vfail(v, "spec.train.micro_batch (%u) must divide spec.train.global_batch (%u)", t->micro_batch,
-                     t->global_batch);
+        return vfail(v, "spec.train.micro_batch (%u) must divide spec.train.global_batch (%u)",
+                     t->micro_batch, t->global_batch);
     /* The per-rank batch need not be a multiple of micro_batch: the
      * trainer takes its largest divisor not above micro_batch. */
     TRY(vf64(v, "spec.train.lr", t->lr, 0, 1, 1, 0));
@@ -668,8 +701,10 @@ static int vcount(vctx *v, const char *path, size_t n, unsigned max) {
 static int veval(vctx *v, const E2__V1__EvalSpec *e, uint32_t vocab) {
     TRY(vcount(v, "spec.eval.windows", e->n_windows, E2_SPEC_EVAL_WINDOWS_MAX));
     TRY(vcount(v, "spec.eval.filler_tokens", e->n_filler_tokens, E2_SPEC_FILLER_TOKENS_MAX));
-    TRY(vcount(v, "spec.eval.prompt_prefix_tokens", e->n_prompt_prefix_tokens, E2_SPEC_PROMPT_TOKENS_MAX));
-    TRY(vcount(v, "spec.eval.prompt_suffix_tokens", e->n_prompt_suffix_tokens, E2_SPEC_PROMPT_TOKENS_MAX));
+    TRY(vcount(v, "spec.eval.prompt_prefix_tokens", e->n_prompt_prefix_tokens,
+               E2_SPEC_PROMPT_TOKENS_MAX));
+    TRY(vcount(v, "spec.eval.prompt_suffix_tokens", e->n_prompt_suffix_tokens,
+               E2_SPEC_PROMPT_TOKENS_MAX));
     uint32_t min_window = U32_MAX_ANY;
     char p[64];
     for (size_t i = 0; i < e->n_windows; i++) {
@@ -678,37 +713,44 @@ static int veval(vctx *v, const E2__V1__EvalSpec *e, uint32_t vocab) {
         if (e->windows[i] < min_window) min_window = e->windows[i];
     }
     if (e->n_scales != 0 && e->n_scales != e->n_windows)
-        return vfail(v, "spec.eval.scales must be empty or have one entry per window (%zu, got %zu)", e->n_windows,
-                     e->n_scales);
+        return vfail(v,
+                     "spec.eval.scales must be empty or have one entry per window (%zu, got %zu)",
+                     e->n_windows, e->n_scales);
     for (size_t i = 0; i < e->n_scales; i++) {
         snprintf(p, sizeof p, "spec.eval.scales[%zu]", i);
         TRY(vf64(v, p, e->scales[i], 1, 0, E2_SPEC_G_MAX_LIMIT, 0));
     }
-    if (e->has_stride) TRY(vu32(v, "spec.eval.stride", e->stride, 1, e->n_windows ? min_window : (1u << 24)));
+    if (e->has_stride)
+        TRY(vu32(v, "spec.eval.stride", e->stride, 1, e->n_windows ? min_window : (1u << 24)));
     TRY(vu32(v, "spec.eval.max_tokens", e->max_tokens, 1, (uint32_t)INT32_MAX));
-    if (e->has_score_from) TRY(vu32(v, "spec.eval.score_from", e->score_from, 0, (uint32_t)INT32_MAX));
+    if (e->has_score_from)
+        TRY(vu32(v, "spec.eval.score_from", e->score_from, 0, (uint32_t)INT32_MAX));
     TRY(vu32(v, "spec.eval.passkey_trials", e->passkey_trials, 0, 100000));
     TRY(vu32(v, "spec.eval.passkey_digits", e->passkey_digits, 1, 18));
     TRY(vu32(v, "spec.eval.passkey_depth_buckets", e->passkey_depth_buckets, 1,
              e->passkey_trials > 0 && e->passkey_trials < E2_SPEC_PASSKEY_BUCKETS_LIMIT
-                 ? e->passkey_trials : E2_SPEC_PASSKEY_BUCKETS_LIMIT));
+                 ? e->passkey_trials
+                 : E2_SPEC_PASSKEY_BUCKETS_LIMIT));
     TRY(vtokens(v, "spec.eval.filler_tokens", e->filler_tokens, e->n_filler_tokens, vocab));
-    TRY(vtokens(v, "spec.eval.prompt_prefix_tokens", e->prompt_prefix_tokens, e->n_prompt_prefix_tokens, vocab));
-    TRY(vtokens(v, "spec.eval.prompt_suffix_tokens", e->prompt_suffix_tokens, e->n_prompt_suffix_tokens, vocab));
+    TRY(vtokens(v, "spec.eval.prompt_prefix_tokens", e->prompt_prefix_tokens,
+                e->n_prompt_prefix_tokens, vocab));
+    TRY(vtokens(v, "spec.eval.prompt_suffix_tokens", e->prompt_suffix_tokens,
+                e->n_prompt_suffix_tokens, vocab));
     if (e->n_digit_tokens != 0 && e->n_digit_tokens != 10)
-        return vfail(v, "spec.eval.digit_tokens must be empty or hold ten ids for '0'..'9' (got %zu)",
+        return vfail(v,
+                     "spec.eval.digit_tokens must be empty or hold ten ids for '0'..'9' (got %zu)",
                      e->n_digit_tokens);
     TRY(vtokens(v, "spec.eval.digit_tokens", e->digit_tokens, e->n_digit_tokens, vocab));
     if (e->rope_scheme && e->rope_scheme[0] && !e2_pos_scheme_find(e->rope_scheme, NULL))
-        return vfail(v, "spec.eval.rope_scheme must be one of %s (got \"%s\")", e2_pos_scheme_names(),
-                     e->rope_scheme);
+        return vfail(v, "spec.eval.rope_scheme must be one of %s (got \"%s\")",
+                     e2_pos_scheme_names(), e->rope_scheme);
     TRY(vtokens(v, "spec.eval.key_pre_tokens", e->key_pre_tokens, e->n_key_pre_tokens, vocab));
     TRY(vtokens(v, "spec.eval.key_post_tokens", e->key_post_tokens, e->n_key_post_tokens, vocab));
     return 0;
 }
 
 static int spec_validate_filled(const E2__V1__JobSpec *s, vctx *v) {
-    static const char *const devices[] = {"cpu", "cuda", NULL};
+    static const char *const devices[] = { "cpu", "cuda", NULL };
     TRY(vname(v, s->name));
     TRY(vlabels(v, s));
     TRY(vstr_one_of(v, "spec.device", s->device, devices));
@@ -729,18 +771,21 @@ static int spec_validate_filled(const E2__V1__JobSpec *s, vctx *v) {
         return vfail(v, "spec.output_dir must be a path of 1 to 4095 bytes");
     TRY(vu32(v, "spec.log_every", s->log_every, 1, 1000000000u));
     if (s->resume_from && (s->resume_from[0] != '/' || strlen(s->resume_from) > 4095))
-        return vfail(v, "spec.resume_from must be an absolute path (of a committed step_N checkpoint folder) of at most 4095 bytes");
+        return vfail(v, "spec.resume_from must be an absolute path (of a committed step_N "
+                        "checkpoint folder) of at most 4095 bytes");
     return 0;
 }
 
 int e2_spec_validate(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
-    vctx v = {err, errlen};
+    vctx v = { err, errlen };
     /* Size first: everything after it walks the spec. */
     size_t bytes = protobuf_c_message_get_packed_size(&spec->base);
     if (bytes > E2_SPEC_MAX_BYTES)
-        return vfail(&v, "spec is %zu bytes encoded, over the limit of %u bytes (%u KiB): shorten its lists "
-                         "(eval.filler_tokens, data shard patterns, labels)",
-                     bytes, E2_SPEC_MAX_BYTES, E2_SPEC_MAX_BYTES / 1024);
+        return vfail(
+            &v,
+            "spec is %zu bytes encoded, over the limit of %u bytes (%u KiB): shorten its lists "
+            "(eval.filler_tokens, data shard patterns, labels)",
+            bytes, E2_SPEC_MAX_BYTES, E2_SPEC_MAX_BYTES / 1024);
     /* Name first: the output_dir default is derived from it. */
     TRY(vname(&v, spec->name));
     E2__V1__JobSpec *s = e2_spec_copy(spec);
@@ -753,18 +798,22 @@ int e2_spec_validate(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
 
 /* --- files ----------------------------------------------------------------- */
 
-static int spec_check_patterns(const char *path, char *const *pats, size_t n, char *err, size_t errlen) {
+static int spec_check_patterns(const char *path, char *const *pats, size_t n, char *err,
+                               size_t errlen) {
     for (size_t i = 0; i < n; i++) {
         glob_t g;
         int rc = glob(pats[i], 0, NULL, &g);
         if (rc == GLOB_NOMATCH)
-            return spec_err(err, errlen, -ENOENT, "%s[%zu]: no file matches \"%s\"", path, i, pats[i]);
-        if (rc != 0) return spec_err(err, errlen, -EIO, "%s[%zu]: cannot expand \"%s\"", path, i, pats[i]);
+            return spec_err(err, errlen, -ENOENT, "%s[%zu]: no file matches \"%s\"", path, i,
+                            pats[i]);
+        if (rc != 0)
+            return spec_err(err, errlen, -EIO, "%s[%zu]: cannot expand \"%s\"", path, i, pats[i]);
         for (size_t k = 0; k < g.gl_pathc; k++) {
             struct stat st;
             const char *f = g.gl_pathv[k];
             if (stat(f, &st) != 0 || !S_ISREG(st.st_mode) || access(f, R_OK) != 0) {
-                rc = spec_err(err, errlen, -ENOENT, "%s[%zu]: \"%s\" is not a readable file", path, i, f);
+                rc = spec_err(err, errlen, -ENOENT, "%s[%zu]: \"%s\" is not a readable file", path,
+                              i, f);
                 globfree(&g);
                 return rc;
             }
@@ -789,8 +838,9 @@ int e2_spec_check_files(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
         char *p = malloc(n);
         if (!p) return spec_err(err, errlen, -ENOMEM, "spec: out of memory");
         snprintf(p, n, "%s/config.json", spec->model->hf_dir);
-        rc = access(p, R_OK) == 0 ? 0
-                                  : spec_err(err, errlen, -ENOENT, "spec.model.hf_dir: \"%s\" is not readable", p);
+        rc = access(p, R_OK) == 0
+                 ? 0
+                 : spec_err(err, errlen, -ENOENT, "spec.model.hf_dir: \"%s\" is not readable", p);
         free(p);
         return rc;
     }

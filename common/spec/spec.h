@@ -32,16 +32,18 @@
 
 /* Limits the validator enforces (also the ranges in its messages). */
 #define E2_SPEC_G_MAX_LIMIT 1024u
-#define E2_SPEC_PASSKEY_BUCKETS_LIMIT 64u /* eval.passkey_depth_buckets: at most this, and at most passkey_trials */
-#define E2_SPEC_NAME_MAX 64u
-#define E2_SPEC_MAX_BYTES 65536u        /* the whole spec, protobuf-encoded */
-#define E2_SPEC_LABELS_MAX 64u          /* spec.labels entries */
-#define E2_SPEC_LABEL_KEY_MAX 63u       /* bytes of a label key */
-#define E2_SPEC_LABEL_VALUE_MAX 256u    /* bytes of a label value */
-#define E2_SPEC_SHARD_PATTERNS_MAX 256u /* spec.data.train_shards, and eval_shards */
-#define E2_SPEC_FILLER_TOKENS_MAX 4096u /* spec.eval.filler_tokens */
-#define E2_SPEC_PROMPT_TOKENS_MAX 1024u /* spec.eval.prompt_prefix_tokens, and prompt_suffix_tokens */
-#define E2_SPEC_EVAL_WINDOWS_MAX 64u    /* spec.eval.windows */
+#define E2_SPEC_PASSKEY_BUCKETS_LIMIT \
+    64u /* eval.passkey_depth_buckets: at most this, and at most passkey_trials */
+#define E2_SPEC_NAME_MAX           64u
+#define E2_SPEC_MAX_BYTES          65536u /* the whole spec, protobuf-encoded */
+#define E2_SPEC_LABELS_MAX         64u    /* spec.labels entries */
+#define E2_SPEC_LABEL_KEY_MAX      63u    /* bytes of a label key */
+#define E2_SPEC_LABEL_VALUE_MAX    256u   /* bytes of a label value */
+#define E2_SPEC_SHARD_PATTERNS_MAX 256u   /* spec.data.train_shards, and eval_shards */
+#define E2_SPEC_FILLER_TOKENS_MAX  4096u  /* spec.eval.filler_tokens */
+#define E2_SPEC_PROMPT_TOKENS_MAX \
+    1024u                            /* spec.eval.prompt_prefix_tokens, and prompt_suffix_tokens */
+#define E2_SPEC_EVAL_WINDOWS_MAX 64u /* spec.eval.windows */
 
 /* Reads and parses a spec file; relative data shard paths and model.hf_dir
  * are resolved against the directory of `path`. */
@@ -61,7 +63,8 @@ E2__V1__JobSpec *e2_spec_copy(const E2__V1__JobSpec *spec);
 
 /* Sets one field by dotted path, relative to the spec ("train.lr"; a
  * leading "spec." is accepted): see e2_pbjson_set for the value syntax. */
-int e2_spec_set(E2__V1__JobSpec *spec, const char *path, const char *value, char *err, size_t errlen);
+int e2_spec_set(E2__V1__JobSpec *spec, const char *path, const char *value, char *err,
+                size_t errlen);
 
 /* One `--set path=value` argument. */
 int e2_spec_set_arg(E2__V1__JobSpec *spec, const char *arg, char *err, size_t errlen);
@@ -70,8 +73,8 @@ int e2_spec_set_arg(E2__V1__JobSpec *spec, const char *arg, char *err, size_t er
 int e2_spec_apply_defaults(E2__V1__JobSpec *spec, char *err, size_t errlen);
 
 /* Fills the model-dependent defaults from the model's architecture. */
-int e2_spec_apply_model_defaults(E2__V1__JobSpec *spec, const E2__V1__LlamaConfig *cfg,
-                                 char *err, size_t errlen);
+int e2_spec_apply_model_defaults(E2__V1__JobSpec *spec, const E2__V1__LlamaConfig *cfg, char *err,
+                                 size_t errlen);
 
 /* Checks every field (defaults are applied to a copy first, so unset knobs
  * are checked at their default). Pure: no file or network access. Checks
@@ -81,7 +84,8 @@ int e2_spec_validate(const E2__V1__JobSpec *spec, char *err, size_t errlen);
 
 /* Checks one architecture; `path` names it in messages
  * ("spec.model.config", or a config.json path). */
-int e2_spec_validate_config(const E2__V1__LlamaConfig *cfg, const char *path, char *err, size_t errlen);
+int e2_spec_validate_config(const E2__V1__LlamaConfig *cfg, const char *path, char *err,
+                            size_t errlen);
 
 /* Checks that every data shard pattern matches readable files and that
  * model.hf_dir holds a config.json. */
@@ -97,8 +101,8 @@ int e2_spec_check_files(const E2__V1__JobSpec *spec, char *err, size_t errlen);
  * also every file a pattern matches and every entry of hf_dir and
  * resume_from, each resolved with realpath (symlinks). The error names the
  * field and the roots, never what a link points to or a file holds. */
-int e2_spec_check_roots(const E2__V1__JobSpec *spec, const char *data_roots, const char *export_root,
-                        int deep, char *err, size_t errlen);
+int e2_spec_check_roots(const E2__V1__JobSpec *spec, const char *data_roots,
+                        const char *export_root, int deep, char *err, size_t errlen);
 
 /* One file about to be opened: its realpath must be under one of the
  * roots (0 when it is, or when it does not exist or roots is empty). */

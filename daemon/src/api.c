@@ -18,15 +18,14 @@
 #include "spec.h"
 
 #define API_PAGE_DEFAULT 100
-#define API_PAGE_MAX 1000
+#define API_PAGE_MAX     1000
 /* ListJobs stops a page at this many bytes of jobs (next_page_token goes
  * on from there): half of gRPC's default 4 MiB receive limit, so that no
  * client needs a larger one. */
-#define API_PAGE_MAX_BYTES (2u << 20)
+#define API_PAGE_MAX_BYTES  (2u << 20)
 #define API_CANCEL_GRACE_MS 30000
 
-static void api_reply(rpc_call *call, void *msg)
-{
+static void api_reply(rpc_call *call, void *msg) {
     if (!msg) {
         rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
         return;
@@ -37,8 +36,7 @@ static void api_reply(rpc_call *call, void *msg)
 
 static void api_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void api_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
-{
+static void api_fail(rpc_call *call, rpc_status code, const char *fmt, ...) {
     char msg[E2_ERRLEN + 64];
     va_list ap;
     va_start(ap, fmt);
@@ -48,12 +46,9 @@ static void api_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
 }
 
 /* Formats an error line into msg; returns code. */
-static rpc_status api_err(char *msg, size_t msglen, rpc_status code,
-                          const char *fmt, ...)
+static rpc_status api_err(char *msg, size_t msglen, rpc_status code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static rpc_status api_err(char *msg, size_t msglen, rpc_status code,
-                          const char *fmt, ...)
-{
+static rpc_status api_err(char *msg, size_t msglen, rpc_status code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, msglen, fmt, ap);
@@ -62,9 +57,7 @@ static rpc_status api_err(char *msg, size_t msglen, rpc_status code,
 }
 
 /* Answers a call with a builder's result (api_build_*). */
-static void api_answer(rpc_call *call, rpc_status code, void *reply,
-                       const char *msg)
-{
+static void api_answer(rpc_call *call, rpc_status code, void *reply, const char *msg) {
     if (code != RPC_OK)
         rpc_call_finish(call, code, msg);
     else
@@ -72,26 +65,21 @@ static void api_answer(rpc_call *call, rpc_status code, void *reply,
 }
 
 /* Loads a job named by a request, or says why not in msg. */
-static rpc_status api_find(e2d_server *srv, const char *id, store_job *j,
-                           char *msg, size_t msglen)
-{
+static rpc_status api_find(e2d_server *srv, const char *id, store_job *j, char *msg,
+                           size_t msglen) {
     char err[E2_ERRLEN];
     int rc;
     if (!id || !*id)
         return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
                        "id is required (a job id such as j-000001)");
     rc = store_job_get(srv->db, id, j, err, sizeof err);
-    if (rc == STORE_NOTFOUND)
-        return api_err(msg, msglen, RPC_NOT_FOUND, "job %s not found", id);
-    if (rc < 0)
-        return api_err(msg, msglen, RPC_INTERNAL, "state store: %s", err);
+    if (rc == STORE_NOTFOUND) return api_err(msg, msglen, RPC_NOT_FOUND, "job %s not found", id);
+    if (rc < 0) return api_err(msg, msglen, RPC_INTERNAL, "state store: %s", err);
     return RPC_OK;
 }
 
 /* Loads a job named by a request, or answers the call with the error. */
-static int api_load(e2d_server *srv, rpc_call *call, const char *id,
-                    store_job *j)
-{
+static int api_load(e2d_server *srv, rpc_call *call, const char *id, store_job *j) {
     char msg[E2_ERRLEN + 64];
     rpc_status code = api_find(srv, id, j, msg, sizeof msg);
     if (code != RPC_OK) {
@@ -103,35 +91,27 @@ static int api_load(e2d_server *srv, rpc_call *call, const char *id,
 
 /* ---- rows -> messages ---- */
 
-static E2__V1__GetMetricsResponse *api_eval_parse(const char *text)
-{
+static E2__V1__GetMetricsResponse *api_eval_parse(const char *text) {
     char err[E2_ERRLEN];
-    if (!text || !*text)
-        return NULL;
+    if (!text || !*text) return NULL;
     return (E2__V1__GetMetricsResponse *)e2_pbjson_parse(
-        &e2__v1__get_metrics_response__descriptor, text, strlen(text), "eval",
-        err, sizeof err);
+        &e2__v1__get_metrics_response__descriptor, text, strlen(text), "eval", err, sizeof err);
 }
 
-static char *api_eval_table(E2__V1__EvalResult **ev, size_t n)
-{
+static char *api_eval_table(E2__V1__EvalResult **ev, size_t n) {
     size_t cap = 256 + 128 * n, off = 0;
     char *t = malloc(cap);
-    if (!t)
-        return NULL;
+    if (!t) return NULL;
     off += (size_t)snprintf(t + off, cap - off,
                             "| model | window | scale | loss | perplexity | "
                             "passkey |\n|---|---:|---:|---:|---:|---:|\n");
     for (size_t i = 0; i < n && off < cap; i++) {
         char pk[32] = "-";
         if (ev[i]->passkey_trials)
-            snprintf(pk, sizeof pk, "%u/%u", ev[i]->passkey_correct,
-                     ev[i]->passkey_trials);
-        off += (size_t)snprintf(t + off, cap - off,
-                                "| %s | %u | %g | %.4f | %.3f | %s |\n",
-                                ev[i]->before_training ? "base" : "trained",
-                                ev[i]->window, ev[i]->scale, ev[i]->loss,
-                                ev[i]->perplexity, pk);
+            snprintf(pk, sizeof pk, "%u/%u", ev[i]->passkey_correct, ev[i]->passkey_trials);
+        off += (size_t)snprintf(t + off, cap - off, "| %s | %u | %g | %.4f | %.3f | %s |\n",
+                                ev[i]->before_training ? "base" : "trained", ev[i]->window,
+                                ev[i]->scale, ev[i]->loss, ev[i]->perplexity, pk);
     }
     return t;
 }
@@ -141,20 +121,17 @@ typedef struct api_list {
     size_t n;
 } api_list;
 
-static void api_push(api_list *l, void *m)
-{
+static void api_push(api_list *l, void *m) {
     void **v;
     if (!m || !(v = realloc(l->v, (l->n + 1) * sizeof *v))) {
-        if (m)
-            protobuf_c_message_free_unpacked(m, NULL);
+        if (m) protobuf_c_message_free_unpacked(m, NULL);
         return;
     }
     l->v = v;
     l->v[l->n++] = m;
 }
 
-static void api_ckpt_msg(void *ud, const store_ckpt *c)
-{
+static void api_ckpt_msg(void *ud, const store_ckpt *c) {
     E2__V1__Checkpoint *m = malloc(sizeof *m);
     if (m) {
         e2__v1__checkpoint__init(m);
@@ -167,8 +144,7 @@ static void api_ckpt_msg(void *ud, const store_ckpt *c)
     api_push(ud, m);
 }
 
-static void api_event_msg(void *ud, const store_event *e)
-{
+static void api_event_msg(void *ud, const store_event *e) {
     api_list *l = ud;
     E2__V1__JobEvent *m = malloc(sizeof *m);
     if (m) {
@@ -182,15 +158,13 @@ static void api_event_msg(void *ud, const store_event *e)
     api_push(l, m);
 }
 
-static E2__V1__Failure *api_failure_msg(const store_job *j)
-{
+static E2__V1__Failure *api_failure_msg(const store_job *j) {
     E2__V1__Failure *f;
     size_t n = 0;
-    if (j->fail_rank < 0 && !j->fail_exit_code && !j->fail_signal &&
-        !j->fail_user && !j->fail_log && !j->fail_worker[0])
+    if (j->fail_rank < 0 && !j->fail_exit_code && !j->fail_signal && !j->fail_user &&
+        !j->fail_log && !j->fail_worker[0])
         return NULL;
-    if (!(f = malloc(sizeof *f)))
-        return NULL;
+    if (!(f = malloc(sizeof *f))) return NULL;
     e2__v1__failure__init(f);
     f->has_exit_code = f->has_signal = f->has_rank = f->has_user_error = 1;
     f->exit_code = j->fail_exit_code;
@@ -199,8 +173,7 @@ static E2__V1__Failure *api_failure_msg(const store_job *j)
     f->user_error = j->fail_user != 0;
     f->worker_id = strdup(j->fail_worker);
     if (j->fail_log) {
-        for (const char *p = j->fail_log; *p; p++)
-            n += *p == '\n';
+        for (const char *p = j->fail_log; *p; p++) n += *p == '\n';
         n++;
         if ((f->last_log_lines = calloc(n, sizeof *f->last_log_lines))) {
             const char *p = j->fail_log;
@@ -220,22 +193,19 @@ static E2__V1__Failure *api_failure_msg(const store_job *j)
  * field 2 (= Job.spec) that protobuf-c writes verbatim; otherwise (the
  * HTTP JSON API needs a message) the packed bytes are unpacked. Rows
  * stored before schema 4 have only the JSON. */
-static void api_job_spec(E2__V1__Job *m, const store_job *j, int raw)
-{
+static void api_job_spec(E2__V1__Job *m, const store_job *j, int raw) {
     char err[E2_ERRLEN];
     ProtobufCMessageUnknownField *uf;
     size_t n = j->spec_pb_len, pre = 1;
     if (!j->spec_pb) {
-        m->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err,
-                                sizeof err);
+        m->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err, sizeof err);
         return;
     }
     if (!raw) {
         m->spec = e2__v1__job_spec__unpack(NULL, n, j->spec_pb);
         return;
     }
-    for (size_t v = n; v >= 0x80; v >>= 7)
-        pre++;
+    for (size_t v = n; v >= 0x80; v >>= 7) pre++;
     if (!(uf = calloc(1, sizeof *uf)) || !(uf->data = malloc(pre + n))) {
         free(uf);
         return;
@@ -250,16 +220,13 @@ static void api_job_spec(E2__V1__Job *m, const store_job *j, int raw)
     m->base.n_unknown_fields = 1;
 }
 
-static E2__V1__Job *api_job_msg(e2d_server *srv, const store_job *j,
-                                int with_events, int raw)
-{
+static E2__V1__Job *api_job_msg(e2d_server *srv, const store_job *j, int with_events, int raw) {
     char err[E2_ERRLEN], dir[JOBDIR_PATHLEN];
     E2__V1__Job *m = malloc(sizeof *m);
     E2__V1__GetMetricsResponse *ev;
-    api_list l = {0};
+    api_list l = { 0 };
     e2d_run *run;
-    if (!m)
-        return NULL;
+    if (!m) return NULL;
     e2__v1__job__init(m);
     m->id = strdup(j->id);
     api_job_spec(m, j, raw);
@@ -284,12 +251,10 @@ static E2__V1__Job *api_job_msg(e2d_server *srv, const store_job *j,
     m->has_started_unix_ms = m->has_finished_unix_ms = 1;
     m->started_unix_ms = j->started_ms;
     m->finished_unix_ms = j->finished_ms;
-    if (j->request_id)
-        m->request_id = strdup(j->request_id);
+    if (j->request_id) m->request_id = strdup(j->request_id);
     jobdir_path(srv->cfg.state_dir, j->id, dir);
     m->job_dir = strdup(dir);
-    if (store_ckpt_list(srv->db, j->id, api_ckpt_msg, &l, err, sizeof err) ==
-        0) {
+    if (store_ckpt_list(srv->db, j->id, api_ckpt_msg, &l, err, sizeof err) == 0) {
         m->checkpoints = (E2__V1__Checkpoint **)l.v;
         m->n_checkpoints = l.n;
     } else {
@@ -297,10 +262,8 @@ static E2__V1__Job *api_job_msg(e2d_server *srv, const store_job *j,
     }
     if (with_events) {
         memset(&l, 0, sizeof l);
-        if (store_event_list(srv->db, j->id, api_event_msg, &l, err,
-                             sizeof err) == 0) {
-            for (size_t i = 0; i < l.n; i++)
-                ((E2__V1__JobEvent *)l.v[i])->job_id = strdup(j->id);
+        if (store_event_list(srv->db, j->id, api_event_msg, &l, err, sizeof err) == 0) {
+            for (size_t i = 0; i < l.n; i++) ((E2__V1__JobEvent *)l.v[i])->job_id = strdup(j->id);
             m->events = (E2__V1__JobEvent **)l.v;
             m->n_events = l.n;
         } else {
@@ -326,21 +289,16 @@ static E2__V1__Job *api_job_msg(e2d_server *srv, const store_job *j,
 
 /* ---- SubmitJob ---- */
 
-static int api_request_id_ok(const char *s)
-{
+static int api_request_id_ok(const char *s) {
     size_t n = strlen(s);
-    if (n < 1 || n > 128)
-        return 0;
+    if (n < 1 || n > 128) return 0;
     for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && !strchr("._-", *s))
-            return 0;
+        if (!isalnum((unsigned char)*s) && !strchr("._-", *s)) return 0;
     return 1;
 }
 
 /* The reply leaves with its batch's commit (batch.c). */
-static void api_reply_submit(e2d_server *srv, rpc_call *call,
-                             const store_job *j, int created)
-{
+static void api_reply_submit(e2d_server *srv, rpc_call *call, const store_job *j, int created) {
     E2__V1__SubmitJobResponse *r = malloc(sizeof *r);
     if (r) {
         e2__v1__submit_job_response__init(r);
@@ -353,10 +311,8 @@ static void api_reply_submit(e2d_server *srv, rpc_call *call,
 
 /* Inserts the job, its first event and its directory in one savepoint of
  * the open batch: the reply goes out only once all three are durable. */
-static int api_store_job(e2d_server *srv, const E2__V1__JobSpec *spec,
-                         const E2__V1__JobSpec *full, const char *rid,
-                         store_job *j, char *err, size_t errlen)
-{
+static int api_store_job(e2d_server *srv, const E2__V1__JobSpec *spec, const E2__V1__JobSpec *full,
+                         const char *rid, store_job *j, char *err, size_t errlen) {
     store_label *labels = calloc(spec->n_labels + 1, sizeof *labels);
     char *pretty = e2_spec_to_json(spec, 2);
     int rc = E2_ERR;
@@ -384,16 +340,12 @@ static int api_store_job(e2d_server *srv, const E2__V1__JobSpec *spec,
     j->keep_last = (int)full->checkpoint->keep_last;
     j->total_steps = full->train->steps;
     j->created_ms = e2d_now_ms();
-    if (store_begin(srv->db, err, errlen) < 0)
-        goto out;
-    store_event e = {j->created_ms, JOBSTATE_UNSPECIFIED, JOBSTATE_PENDING,
-                     "submitted"};
+    if (store_begin(srv->db, err, errlen) < 0) goto out;
+    store_event e = { j->created_ms, JOBSTATE_UNSPECIFIED, JOBSTATE_PENDING, "submitted" };
     if (store_end(srv->db,
-                  store_job_insert(srv->db, j, labels, (int)spec->n_labels,
-                                   err, errlen) == 0 &&
+                  store_job_insert(srv->db, j, labels, (int)spec->n_labels, err, errlen) == 0 &&
                       store_event_add(srv->db, j->id, &e, err, errlen) == 0 &&
-                      jobdir_create(srv->cfg.state_dir, j->id, pretty, err,
-                                    errlen) == 0,
+                      jobdir_create(srv->cfg.state_dir, j->id, pretty, err, errlen) == 0,
                   err, errlen) < 0)
         goto out;
     rc = 0;
@@ -406,66 +358,54 @@ out:
 /* ---- submit limits: what a job may ask for (docs/limits.md) ---- */
 
 /* The caller is an admin: its token's role, or no token file at all. */
-static int api_caller_admin(rpc_call *call)
-{
+static int api_caller_admin(rpc_call *call) {
     const rpc_principal *p = rpc_call_principal(call);
     return !p || !strcmp(p->role, "admin");
 }
 
 /* Memory per cpu worker in GB: --cpu-mem, else this host's memory. */
-static double api_cpu_mem_gb(const e2d_server *srv)
-{
+static double api_cpu_mem_gb(const e2d_server *srv) {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
-    if (srv->cfg.cpu_mem > 0)
-        return srv->cfg.cpu_mem;
+    if (srv->cfg.cpu_mem > 0) return srv->cfg.cpu_mem;
     return pages > 0 && size > 0 ? (double)pages * (double)size / 1e9 : 0;
 }
 
 /* A cpu job's memory plan against the bound (the cuda one is
  * e2w_plan_check_job's, with --gpu-mem). Inline model configs only: an
  * hf_dir is read by the workers. */
-static int api_check_cpu_mem(const e2d_server *srv, const E2__V1__JobSpec *full,
-                             char *err, size_t errlen)
-{
+static int api_check_cpu_mem(const e2d_server *srv, const E2__V1__JobSpec *full, char *err,
+                             size_t errlen) {
     const E2__V1__LlamaConfig *cfg = full->model ? full->model->config : NULL;
     double gb = api_cpu_mem_gb(srv);
     e2w_plan p;
     e2w_plan_opts o = {
         .gpus = (int)full->num_workers,
         .recompute = full->train->has_recompute && full->train->recompute,
-        .micro_batch = full->train->has_micro_batch
-                           ? (int)full->train->micro_batch : 1,
+        .micro_batch = full->train->has_micro_batch ? (int)full->train->micro_batch : 1,
         .seq = (int)full->augment->train_length,
         .act_bytes = 4,
         .gpu_mem_gb = gb,
     };
-    if (strcmp(full->device, "cpu") || !cfg || gb <= 0)
-        return 0;
-    if (e2w_plan_compute(&p, cfg, &o, err, errlen) < 0)
-        return E2_ERR;
+    if (strcmp(full->device, "cpu") || !cfg || gb <= 0) return 0;
+    if (e2w_plan_compute(&p, cfg, &o, err, errlen) < 0) return E2_ERR;
     p.reserve = 0; /* no CUDA context on a cpu worker */
     p.total = p.params + p.grads + p.optim + p.acts + p.scratch;
-    if (p.total <= p.capacity)
-        return 0;
+    if (p.total <= p.capacity) return 0;
     return e2_errf(err, errlen,
                    "spec: a cpu worker needs %.2f GB for this job (parameters "
                    "%.2f, activations %.2f at T=%d) but the limit cpu-mem is "
                    "%.2f GB: use a smaller model, micro_batch or train_length",
-                   (double)p.total / 1e9, (double)p.params / 1e9,
-                   (double)p.acts / 1e9, o.seq, gb);
+                   (double)p.total / 1e9, (double)p.params / 1e9, (double)p.acts / 1e9, o.seq, gb);
 }
 
 /* Limits of e2d.conf a valid spec (defaults applied) must also meet:
  * spec.num_workers (max-workers-per-job), spec.priority (the caller's
  * role's ceiling) and the memory plan. RPC_OK, or INVALID_ARGUMENT /
  * PERMISSION_DENIED with one line naming the limit. */
-static rpc_status api_check_limits(e2d_server *srv, rpc_call *call,
-                                   const E2__V1__JobSpec *full, char *msg,
-                                   size_t msglen)
-{
+static rpc_status api_check_limits(e2d_server *srv, rpc_call *call, const E2__V1__JobSpec *full,
+                                   char *msg, size_t msglen) {
     int admin = api_caller_admin(call);
-    int ceiling = admin ? srv->cfg.priority_max_admin
-                        : srv->cfg.priority_max_submitter;
+    int ceiling = admin ? srv->cfg.priority_max_admin : srv->cfg.priority_max_submitter;
     if ((int)full->num_workers > srv->cfg.max_workers_per_job)
         return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
                        "spec.num_workers: %u is above the limit "
@@ -477,16 +417,14 @@ static rpc_status api_check_limits(e2d_server *srv, rpc_call *call,
                        "(priority-max-%s in e2d.conf)",
                        full->priority, ceiling, admin ? "admin" : "submitter",
                        admin ? "admin" : "submitter");
-    if (api_check_cpu_mem(srv, full, msg, msglen) < 0)
-        return RPC_INVALID_ARGUMENT;
+    if (api_check_cpu_mem(srv, full, msg, msglen) < 0) return RPC_INVALID_ARGUMENT;
     return RPC_OK;
 }
 
 /* A request_id seen before: the same spec gets the stored job back
  * (created = false); another spec is refused naming that job. */
-static void api_submit_again(e2d_server *srv, rpc_call *call,
-                             const E2__V1__SubmitJobRequest *req, store_job *j)
-{
+static void api_submit_again(e2d_server *srv, rpc_call *call, const E2__V1__SubmitJobRequest *req,
+                             store_job *j) {
     char *json = req->spec ? e2_spec_to_json(req->spec, 0) : NULL;
     int same = json && j->spec_json && !strcmp(json, j->spec_json);
     free(json);
@@ -496,16 +434,14 @@ static void api_submit_again(e2d_server *srv, rpc_call *call,
     }
     api_fail(call, RPC_ALREADY_EXISTS,
              "request_id \"%.64s\" was used by job %s with a different spec: "
-             "use a new request_id, or resend that job's spec", j->request_id,
-             j->id);
+             "use a new request_id, or resend that job's spec",
+             j->request_id, j->id);
 }
 
-static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
-{
+static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__SubmitJobRequest *req = (const void *)msg;
     e2d_server *srv = ud;
-    const char *rid = req->request_id && *req->request_id ? req->request_id
-                                                          : NULL;
+    const char *rid = req->request_id && *req->request_id ? req->request_id : NULL;
     char err[E2_ERRLEN];
     E2__V1__JobSpec *full;
     store_job j;
@@ -516,8 +452,7 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     }
     if (rid && !api_request_id_ok(rid)) {
         api_fail(call, RPC_INVALID_ARGUMENT,
-                 "request_id must match [A-Za-z0-9._-]{1,128} (got \"%.64s\")",
-                 rid);
+                 "request_id must match [A-Za-z0-9._-]{1,128} (got \"%.64s\")", rid);
         return;
     }
     if (rid) {
@@ -533,8 +468,7 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         }
     }
     if (!req->spec) {
-        api_fail(call, RPC_INVALID_ARGUMENT,
-                 "spec is required: the request carries no job spec");
+        api_fail(call, RPC_INVALID_ARGUMENT, "spec is required: the request carries no job spec");
         return;
     }
     if (e2_spec_validate(req->spec, err, sizeof err) < 0) {
@@ -542,15 +476,13 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         return;
     }
     /* Data access: paths outside --data-roots / --export-root. */
-    if (e2_spec_check_roots(req->spec, srv->cfg.data_roots,
-                            srv->cfg.export_root, 0, err, sizeof err) < 0) {
+    if (e2_spec_check_roots(req->spec, srv->cfg.data_roots, srv->cfg.export_root, 0, err,
+                            sizeof err) < 0) {
         api_fail(call, RPC_INVALID_ARGUMENT, "%s", err);
         return;
     }
-    if (!(full = e2_spec_copy(req->spec)) ||
-        e2_spec_apply_defaults(full, err, sizeof err) < 0) {
-        if (full)
-            e2_spec_free(full);
+    if (!(full = e2_spec_copy(req->spec)) || e2_spec_apply_defaults(full, err, sizeof err) < 0) {
+        if (full) e2_spec_free(full);
         api_fail(call, RPC_INVALID_ARGUMENT, "%s", full ? err : "out of memory");
         return;
     }
@@ -569,19 +501,16 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         }
     }
     rc = e2d_batch_join(srv, err, sizeof err);
-    if (rc == 0)
-        rc = api_store_job(srv, req->spec, full, rid, &j, err, sizeof err);
-    if (rc == 0)
-        rc = authz_set_owner(srv, call, j.id, err, sizeof err);
+    if (rc == 0) rc = api_store_job(srv, req->spec, full, rid, &j, err, sizeof err);
+    if (rc == 0) rc = authz_set_owner(srv, call, j.id, err, sizeof err);
     e2_spec_free(full);
     if (rc < 0) {
         store_job_free(&j);
         api_fail(call, RPC_INTERNAL, "storing the job failed: %s", err);
         return;
     }
-    e2d_log("job %s: submitted (%s, %d %s worker%s, priority %d)", j.id,
-            req->spec->name, j.num_workers, j.device,
-            j.num_workers == 1 ? "" : "s", j.priority);
+    e2d_log("job %s: submitted (%s, %d %s worker%s, priority %d)", j.id, req->spec->name,
+            j.num_workers, j.device, j.num_workers == 1 ? "" : "s", j.priority);
     api_reply_submit(srv, call, &j, 1);
     store_job_free(&j);
     srv->sched_pending = 1;
@@ -589,83 +518,65 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud)
 
 /* ---- GetJob, CancelJob ---- */
 
-static rpc_status api_get_job_reply(e2d_server *srv,
-                                    const E2__V1__GetJobRequest *req,
-                                    E2__V1__GetJobResponse **out, char *msg,
-                                    size_t msglen, int raw);
+static rpc_status api_get_job_reply(e2d_server *srv, const E2__V1__GetJobRequest *req,
+                                    E2__V1__GetJobResponse **out, char *msg, size_t msglen,
+                                    int raw);
 
 rpc_status api_build_get_job(e2d_server *srv, const E2__V1__GetJobRequest *req,
-                             E2__V1__GetJobResponse **out, char *msg,
-                             size_t msglen)
-{
+                             E2__V1__GetJobResponse **out, char *msg, size_t msglen) {
     return api_get_job_reply(srv, req, out, msg, msglen, 0);
 }
 
 /* GetJob's reply; raw: the spec as stored bytes (gRPC). */
-static rpc_status api_get_job_reply(e2d_server *srv,
-                                    const E2__V1__GetJobRequest *req,
-                                    E2__V1__GetJobResponse **out, char *msg,
-                                    size_t msglen, int raw)
-{
+static rpc_status api_get_job_reply(e2d_server *srv, const E2__V1__GetJobRequest *req,
+                                    E2__V1__GetJobResponse **out, char *msg, size_t msglen,
+                                    int raw) {
     E2__V1__GetJobResponse *r;
     store_job j;
     rpc_status code;
     e2d_batch_flush(srv);
     *out = NULL;
-    if ((code = api_find(srv, req->id, &j, msg, msglen)) != RPC_OK)
-        return code;
+    if ((code = api_find(srv, req->id, &j, msg, msglen)) != RPC_OK) return code;
     if ((r = malloc(sizeof *r))) {
         e2__v1__get_job_response__init(r);
         r->job = api_job_msg(srv, &j, 1, raw);
     }
     store_job_free(&j);
-    if (!(*out = r))
-        return api_err(msg, msglen, RPC_RESOURCE_EXHAUSTED,
-                       "e2d: out of memory");
+    if (!(*out = r)) return api_err(msg, msglen, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
     return RPC_OK;
 }
 
-static void api_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
-{
+static void api_get(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     E2__V1__GetJobResponse *r;
     char m[E2_ERRLEN + 64];
-    rpc_status code = api_get_job_reply(ud, (const void *)msg, &r, m,
-                                        sizeof m, 1);
+    rpc_status code = api_get_job_reply(ud, (const void *)msg, &r, m, sizeof m, 1);
     api_answer(call, code, r, m);
 }
 
 /* A job already SUCCEEDED, FAILED or CANCELLED: FAILED_PRECONDITION (as
  * coordinator.proto says), the call answered. */
-static int api_cancel_finished(rpc_call *call, const store_job *j)
-{
-    if (!jobstate_terminal(j->state))
-        return 0;
-    api_fail(call, RPC_FAILED_PRECONDITION,
-             "job %s is already %s: there is nothing to cancel", j->id,
-             jobstate_name(j->state));
+static int api_cancel_finished(rpc_call *call, const store_job *j) {
+    if (!jobstate_terminal(j->state)) return 0;
+    api_fail(call, RPC_FAILED_PRECONDITION, "job %s is already %s: there is nothing to cancel",
+             j->id, jobstate_name(j->state));
     return E2_ERR;
 }
 
-static void api_cancel(rpc_call *call, const ProtobufCMessage *msg, void *ud)
-{
+static void api_cancel(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__CancelJobRequest *req = (const void *)msg;
     e2d_server *srv = ud;
     E2__V1__CancelJobResponse *r;
-    int64_t grace = req->has_grace_seconds
-                        ? (int64_t)req->grace_seconds * 1000
-                        : API_CANCEL_GRACE_MS;
+    int64_t grace =
+        req->has_grace_seconds ? (int64_t)req->grace_seconds * 1000 : API_CANCEL_GRACE_MS;
     store_job j;
     e2d_batch_flush(srv);
-    if (api_load(srv, call, req->id, &j) < 0)
-        return;
-    if (authz_check_cancel(srv, call, j.id) < 0 ||
-        api_cancel_finished(call, &j) < 0) {
+    if (api_load(srv, call, req->id, &j) < 0) return;
+    if (authz_check_cancel(srv, call, j.id) < 0 || api_cancel_finished(call, &j) < 0) {
         store_job_free(&j);
         return;
     }
     if (sched_cancel(srv, &j, grace) < 0) {
-        api_fail(call, RPC_INTERNAL, "job %s: the cancel could not be stored",
-                 j.id);
+        api_fail(call, RPC_INTERNAL, "job %s: the cancel could not be stored", j.id);
         store_job_free(&j);
         return;
     }
@@ -690,8 +601,7 @@ typedef struct api_page {
 
 /* Adds a job unless the page's bytes would pass API_PAGE_MAX_BYTES (a
  * page holds at least one job): then the page ends there. */
-static int api_page_add(void *ud, const store_job *j)
-{
+static int api_page_add(void *ud, const store_job *j) {
     api_page *p = ud;
     E2__V1__Job *m = api_job_msg(p->srv, j, 0, p->raw);
     size_t n = m ? protobuf_c_message_get_packed_size(&m->base) + 8 : 0;
@@ -707,49 +617,41 @@ static int api_page_add(void *ud, const store_job *j)
     return 0;
 }
 
-static rpc_status api_list_jobs_reply(e2d_server *srv,
-                                      const E2__V1__ListJobsRequest *req,
-                                      E2__V1__ListJobsResponse **out,
-                                      char *msg, size_t msglen, int raw);
+static rpc_status api_list_jobs_reply(e2d_server *srv, const E2__V1__ListJobsRequest *req,
+                                      E2__V1__ListJobsResponse **out, char *msg, size_t msglen,
+                                      int raw);
 
-rpc_status api_build_list_jobs(e2d_server *srv,
-                               const E2__V1__ListJobsRequest *req,
-                               E2__V1__ListJobsResponse **out, char *msg,
-                               size_t msglen)
-{
+rpc_status api_build_list_jobs(e2d_server *srv, const E2__V1__ListJobsRequest *req,
+                               E2__V1__ListJobsResponse **out, char *msg, size_t msglen) {
     return api_list_jobs_reply(srv, req, out, msg, msglen, 0);
 }
 
 /* ListJobs's reply; raw: the specs as stored bytes (gRPC). */
-static rpc_status api_list_jobs_reply(e2d_server *srv,
-                                      const E2__V1__ListJobsRequest *req,
-                                      E2__V1__ListJobsResponse **out,
-                                      char *msg, size_t msglen, int raw)
-{
+static rpc_status api_list_jobs_reply(e2d_server *srv, const E2__V1__ListJobsRequest *req,
+                                      E2__V1__ListJobsResponse **out, char *msg, size_t msglen,
+                                      int raw) {
     store_jobq q;
-    api_page page = {srv, {0}, 0, 0, raw, 0, 0};
-    char err[E2_ERRLEN], *labels[STORE_MAX_SELECTORS] = {0};
-    uint32_t size = req->has_page_size && req->page_size ? req->page_size
-                                                         : API_PAGE_DEFAULT;
+    api_page page = { srv, { 0 }, 0, 0, raw, 0, 0 };
+    char err[E2_ERRLEN], *labels[STORE_MAX_SELECTORS] = { 0 };
+    uint32_t size = req->has_page_size && req->page_size ? req->page_size : API_PAGE_DEFAULT;
     E2__V1__ListJobsResponse *r;
     rpc_status code = RPC_OK;
     e2d_batch_flush(srv);
     *out = NULL;
     memset(&q, 0, sizeof q);
     if (size > API_PAGE_MAX)
-        return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
-                       "page_size must be in [0, %d] (got %u)", API_PAGE_MAX,
-                       size);
+        return api_err(msg, msglen, RPC_INVALID_ARGUMENT, "page_size must be in [0, %d] (got %u)",
+                       API_PAGE_MAX, size);
     for (size_t i = 0; i < req->n_states; i++) {
         if ((int)req->states[i] <= 0 || (int)req->states[i] >= JOBSTATE_N)
             return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
                            "states[%zu]: unknown job state %d (use PENDING "
-                           ".. CANCELLED)", i, (int)req->states[i]);
+                           ".. CANCELLED)",
+                           i, (int)req->states[i]);
         q.states |= 1u << req->states[i];
     }
     if (req->n_labels > STORE_MAX_SELECTORS)
-        return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
-                       "labels: at most %d selectors (got %zu)",
+        return api_err(msg, msglen, RPC_INVALID_ARGUMENT, "labels: at most %d selectors (got %zu)",
                        STORE_MAX_SELECTORS, req->n_labels);
     if (req->page_token && *req->page_token) {
         char *end;
@@ -758,15 +660,15 @@ static rpc_status api_list_jobs_reply(e2d_server *srv,
         if (*end || errno || q.before_seq <= 0)
             return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
                            "page_token: \"%.32s\" is not a next_page_token "
-                           "of ListJobs", req->page_token);
+                           "of ListJobs",
+                           req->page_token);
     }
     for (size_t i = 0; i < req->n_labels; i++) {
         char *eq;
-        if (!(labels[i] = strdup(req->labels[i])) ||
-            !(eq = strchr(labels[i], '=')) || eq == labels[i]) {
+        if (!(labels[i] = strdup(req->labels[i])) || !(eq = strchr(labels[i], '=')) ||
+            eq == labels[i]) {
             code = api_err(msg, msglen, RPC_INVALID_ARGUMENT,
-                           "labels[%zu]: expected key=value (got \"%.64s\")",
-                           i, req->labels[i]);
+                           "labels[%zu]: expected key=value (got \"%.64s\")", i, req->labels[i]);
             goto out;
         }
         *eq = 0;
@@ -775,14 +677,12 @@ static rpc_status api_list_jobs_reply(e2d_server *srv,
     }
     q.nlabels = (int)req->n_labels;
     q.limit = (int)size + 1;
-    if (store_job_list(srv->db, &q, api_page_add, &page, err, sizeof err) <
-        0) {
+    if (store_job_list(srv->db, &q, api_page_add, &page, err, sizeof err) < 0) {
         code = api_err(msg, msglen, RPC_INTERNAL, "state store: %s", err);
         goto out;
     }
     if (!(r = malloc(sizeof *r))) {
-        code = api_err(msg, msglen, RPC_RESOURCE_EXHAUSTED,
-                       "e2d: out of memory");
+        code = api_err(msg, msglen, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
         goto out;
     }
     e2__v1__list_jobs_response__init(r);
@@ -806,38 +706,29 @@ static rpc_status api_list_jobs_reply(e2d_server *srv,
     page.jobs.n = 0;
     *out = r;
 out:
-    for (size_t i = 0; i < page.jobs.n; i++)
-        protobuf_c_message_free_unpacked(page.jobs.v[i], NULL);
+    for (size_t i = 0; i < page.jobs.n; i++) protobuf_c_message_free_unpacked(page.jobs.v[i], NULL);
     free(page.jobs.v);
-    for (size_t i = 0; i < STORE_MAX_SELECTORS; i++)
-        free(labels[i]);
+    for (size_t i = 0; i < STORE_MAX_SELECTORS; i++) free(labels[i]);
     return code;
 }
 
-static void api_list_jobs(rpc_call *call, const ProtobufCMessage *msg,
-                          void *ud)
-{
+static void api_list_jobs(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     E2__V1__ListJobsResponse *r;
     char m[E2_ERRLEN + 64];
-    rpc_status code = api_list_jobs_reply(ud, (const void *)msg, &r, m,
-                                          sizeof m, 1);
+    rpc_status code = api_list_jobs_reply(ud, (const void *)msg, &r, m, sizeof m, 1);
     api_answer(call, code, r, m);
 }
 
 /* ---- WatchJob ---- */
 
-static void api_watch(rpc_call *call, const ProtobufCMessage *msg, void *ud)
-{
+static void api_watch(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__WatchJobRequest *req = (const void *)msg;
     e2d_server *srv = ud;
     E2__V1__JobEvent *e;
     store_job j;
     e2d_batch_flush(srv);
-    if (api_load(srv, call, req->id, &j) < 0)
-        return;
-    if ((e = e2d_job_event_msg(srv, &j,
-                               E2__V1__JOB_EVENT_KIND__JOB_EVENT_KIND_SNAPSHOT,
-                               NULL))) {
+    if (api_load(srv, call, req->id, &j) < 0) return;
+    if ((e = e2d_job_event_msg(srv, &j, E2__V1__JOB_EVENT_KIND__JOB_EVENT_KIND_SNAPSHOT, NULL))) {
         rpc_call_send(call, &e->base);
         protobuf_c_message_free_unpacked(&e->base, NULL);
     }
@@ -848,19 +739,16 @@ static void api_watch(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     store_job_free(&j);
 }
 
-static void api_logs(rpc_call *call, const ProtobufCMessage *msg, void *ud)
-{
+static void api_logs(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     e2d_batch_flush(ud);
     logs_start(ud, call, (const E2__V1__StreamLogsRequest *)msg);
 }
 
 /* ---- ListWorkers ---- */
 
-static E2__V1__Worker *api_worker_msg(const e2d_worker *w)
-{
+static E2__V1__Worker *api_worker_msg(const e2d_worker *w) {
     E2__V1__Worker *m = malloc(sizeof *m);
-    if (!m)
-        return NULL;
+    if (!m) return NULL;
     e2__v1__worker__init(m);
     m->id = strdup(w->row.id);
     m->hostname = strdup(w->row.host);
@@ -882,18 +770,16 @@ static E2__V1__Worker *api_worker_msg(const e2d_worker *w)
     return m;
 }
 
-static void api_workers(rpc_call *call, const ProtobufCMessage *msg, void *ud)
-{
+static void api_workers(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__ListWorkersRequest *req = (const void *)msg;
     e2d_server *srv = ud;
     E2__V1__ListWorkersResponse *r = malloc(sizeof *r);
-    api_list l = {0};
+    api_list l = { 0 };
     e2d_batch_flush(srv);
     if (r) {
         e2__v1__list_workers_response__init(r);
         for (e2d_worker *w = srv->workers; w; w = w->next)
-            if (w->row.state != E2__V1__WORKER_STATE__WORKER_STATE_LOST ||
-                req->include_lost)
+            if (w->row.state != E2__V1__WORKER_STATE__WORKER_STATE_LOST || req->include_lost)
                 api_push(&l, api_worker_msg(w));
         r->workers = (E2__V1__Worker **)l.v;
         r->n_workers = l.n;
@@ -908,12 +794,10 @@ typedef struct api_points {
     uint32_t since;
 } api_points;
 
-static void api_point_msg(void *ud, const store_metric *s)
-{
+static void api_point_msg(void *ud, const store_metric *s) {
     api_points *p = ud;
     E2__V1__MetricPoint *m;
-    if (s->step <= p->since || !(m = malloc(sizeof *m)))
-        return;
+    if (s->step <= p->since || !(m = malloc(sizeof *m))) return;
     e2__v1__metric_point__init(m);
     m->has_step = m->has_loss = m->has_lr = m->has_grad_norm = 1;
     m->has_tokens_per_second = m->has_time_unix_ms = m->has_attempt = 1;
@@ -927,22 +811,17 @@ static void api_point_msg(void *ud, const store_metric *s)
     api_push(&p->l, m);
 }
 
-rpc_status api_build_metrics(e2d_server *srv,
-                             const E2__V1__GetMetricsRequest *req,
-                             E2__V1__GetMetricsResponse **out, char *msg,
-                             size_t msglen)
-{
+rpc_status api_build_metrics(e2d_server *srv, const E2__V1__GetMetricsRequest *req,
+                             E2__V1__GetMetricsResponse **out, char *msg, size_t msglen) {
     char err[E2_ERRLEN];
-    api_points p = {{0}, req->has_since_step ? req->since_step : 0};
+    api_points p = { { 0 }, req->has_since_step ? req->since_step : 0 };
     E2__V1__GetMetricsResponse *r = NULL;
     store_job j;
     rpc_status code;
     e2d_batch_flush(srv);
     *out = NULL;
-    if ((code = api_find(srv, req->id, &j, msg, msglen)) != RPC_OK)
-        return code;
-    if (store_metric_list(srv->db, j.id, api_point_msg, &p, err, sizeof err) <
-        0)
+    if ((code = api_find(srv, req->id, &j, msg, msglen)) != RPC_OK) return code;
+    if (store_metric_list(srv->db, j.id, api_point_msg, &p, err, sizeof err) < 0)
         code = api_err(msg, msglen, RPC_INTERNAL, "state store: %s", err);
     else if (!(r = api_eval_parse(j.eval_json)) && (r = malloc(sizeof *r)))
         e2__v1__get_metrics_response__init(r);
@@ -953,39 +832,32 @@ rpc_status api_build_metrics(e2d_server *srv,
         *out = r;
         return RPC_OK;
     }
-    for (size_t i = 0; i < p.l.n; i++)
-        protobuf_c_message_free_unpacked(p.l.v[i], NULL);
+    for (size_t i = 0; i < p.l.n; i++) protobuf_c_message_free_unpacked(p.l.v[i], NULL);
     free(p.l.v);
-    if (code == RPC_OK)
-        code = api_err(msg, msglen, RPC_RESOURCE_EXHAUSTED,
-                       "e2d: out of memory");
+    if (code == RPC_OK) code = api_err(msg, msglen, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
     return code;
 }
 
-static void api_metrics(rpc_call *call, const ProtobufCMessage *msg, void *ud)
-{
+static void api_metrics(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     E2__V1__GetMetricsResponse *r;
     char m[E2_ERRLEN + 64];
-    rpc_status code = api_build_metrics(ud, (const void *)msg, &r, m,
-                                        sizeof m);
+    rpc_status code = api_build_metrics(ud, (const void *)msg, &r, m, sizeof m);
     api_answer(call, code, r, m);
 }
 
-int api_register(e2d_server *srv, char *err, size_t errlen)
-{
+int api_register(e2d_server *srv, char *err, size_t errlen) {
     const rpc_method methods[] = {
-        {"SubmitJob", RPC_UNARY, api_submit, srv},
-        {"GetJob", RPC_UNARY, api_get, srv},
-        {"ListJobs", RPC_UNARY, api_list_jobs, srv},
-        {"CancelJob", RPC_UNARY, api_cancel, srv},
-        {"WatchJob", RPC_SERVER_STREAMING, api_watch, srv},
-        {"StreamLogs", RPC_SERVER_STREAMING, api_logs, srv},
-        {"ListWorkers", RPC_UNARY, api_workers, srv},
-        {"GetMetrics", RPC_UNARY, api_metrics, srv},
+        { "SubmitJob", RPC_UNARY, api_submit, srv },
+        { "GetJob", RPC_UNARY, api_get, srv },
+        { "ListJobs", RPC_UNARY, api_list_jobs, srv },
+        { "CancelJob", RPC_UNARY, api_cancel, srv },
+        { "WatchJob", RPC_SERVER_STREAMING, api_watch, srv },
+        { "StreamLogs", RPC_SERVER_STREAMING, api_logs, srv },
+        { "ListWorkers", RPC_UNARY, api_workers, srv },
+        { "GetMetrics", RPC_UNARY, api_metrics, srv },
     };
-    if (rpc_server_add_service(srv->rpc, &e2__v1__coordinator__descriptor,
-                               methods, sizeof methods / sizeof methods[0],
-                               err, errlen) != 0)
+    if (rpc_server_add_service(srv->rpc, &e2__v1__coordinator__descriptor, methods,
+                               sizeof methods / sizeof methods[0], err, errlen) != 0)
         return E2_ERR;
     /* Specs are stored as JSON and paths are globbed: a NUL or invalid
      * UTF-8 would change them silently. */

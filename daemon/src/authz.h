@@ -42,22 +42,20 @@ int authz_enabled(void);
  * path it maps to. RPC_OK with *principal filled, or UNAUTHENTICATED /
  * PERMISSION_DENIED with one line in msg. Without a token file: RPC_OK as
  * an anonymous admin. */
-rpc_status authz_check(const char *authorization, const char *path,
-                       rpc_principal *principal, char *msg, size_t msglen);
+rpc_status authz_check(const char *authorization, const char *path, rpc_principal *principal,
+                       char *msg, size_t msglen);
 
 /* authz_check for the HTTP listener (an http_auth_cb): 0 to allow, else
  * 401 or 403 with a line in msg. */
-int authz_http(const char *authorization, const char *path, char *msg,
-               size_t msglen, void *data);
+int authz_http(const char *authorization, const char *path, char *msg, size_t msglen, void *data);
 
 /* Records the caller as the owner of job_id (nothing without a token
  * file). Part of the caller's open store transaction. */
-int authz_set_owner(struct e2d_server *srv, rpc_call *call, const char *job_id,
-                    char *err, size_t errlen);
+int authz_set_owner(struct e2d_server *srv, rpc_call *call, const char *job_id, char *err,
+                    size_t errlen);
 /* CancelJob: 0 when the caller may cancel job_id; otherwise the call has
  * been finished (PERMISSION_DENIED: a submitter and another's job) and
  * < 0 is returned. */
-int authz_check_cancel(struct e2d_server *srv, rpc_call *call,
-                       const char *job_id);
+int authz_check_cancel(struct e2d_server *srv, rpc_call *call, const char *job_id);
 
 #endif

@@ -15,26 +15,21 @@
 #include "base.h"
 #include "e2d.h"
 
-int e2d_batch_join(e2d_server *srv, char *err, size_t errlen)
-{
-    if (srv->batch_open)
-        return 0;
-    if (store_begin(srv->db, err, errlen) < 0)
-        return E2_ERR;
+int e2d_batch_join(e2d_server *srv, char *err, size_t errlen) {
+    if (srv->batch_open) return 0;
+    if (store_begin(srv->db, err, errlen) < 0) return E2_ERR;
     srv->batch_open = 1;
     return 0;
 }
 
-void e2d_batch_reply(e2d_server *srv, rpc_call *call, ProtobufCMessage *msg)
-{
+void e2d_batch_reply(e2d_server *srv, rpc_call *call, ProtobufCMessage *msg) {
     e2d_reply *r;
     if (!msg) {
         rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
         return;
     }
     if (!srv->batch_open || !(r = calloc(1, sizeof *r))) {
-        if (srv->batch_open)
-            e2d_batch_flush(srv);
+        if (srv->batch_open) e2d_batch_flush(srv);
         rpc_call_reply(call, msg);
         protobuf_c_message_free_unpacked(msg, NULL);
         return;
@@ -45,13 +40,11 @@ void e2d_batch_reply(e2d_server *srv, rpc_call *call, ProtobufCMessage *msg)
     srv->batch_tail = &r->next;
 }
 
-void e2d_batch_flush(e2d_server *srv)
-{
+void e2d_batch_flush(e2d_server *srv) {
     char err[E2_ERRLEN], msg[E2_ERRLEN + 32];
     e2d_reply *r;
     int rc;
-    if (!srv->batch_open)
-        return;
+    if (!srv->batch_open) return;
     srv->batch_open = 0;
     if ((rc = store_commit(srv->db, err, sizeof err)) < 0) {
         e2d_log("group commit failed: %s", err);
@@ -67,17 +60,14 @@ void e2d_batch_flush(e2d_server *srv)
         free(r);
     }
     srv->batch_tail = &srv->batch;
-    if (srv->sched_pending && !srv->shutting_down)
-        sched_run_queue(srv);
+    if (srv->sched_pending && !srv->shutting_down) sched_run_queue(srv);
 }
 
-static void e2d_batch_check(uv_check_t *h)
-{
+static void e2d_batch_check(uv_check_t *h) {
     e2d_batch_flush(h->data);
 }
 
-void e2d_batch_start(e2d_server *srv)
-{
+void e2d_batch_start(e2d_server *srv) {
     srv->batch_tail = &srv->batch;
     uv_check_init(srv->loop, &srv->batch_check);
     srv->batch_check.data = srv;

@@ -14,8 +14,7 @@
 #include "base.h"
 #include "e2d.h"
 
-void ckpt_pending_free(e2d_pending_ckpt *p)
-{
+void ckpt_pending_free(e2d_pending_ckpt *p) {
     for (size_t i = 0; i < p->nfiles; i++) {
         free((char *)p->files[i].name);
         free((char *)p->files[i].sha256);
@@ -30,31 +29,26 @@ typedef struct ckpt_last {
     char *path;
 } ckpt_last;
 
-static void ckpt_take_last(void *ud, const store_ckpt *c)
-{
+static void ckpt_take_last(void *ud, const store_ckpt *c) {
     ckpt_last *l = ud;
     l->step = c->step;
     snprintf(l->path, JOBDIR_PATHLEN, "%s", c->path);
 }
 
-int64_t ckpt_latest(e2d_server *srv, const char *job, char *path)
-{
+int64_t ckpt_latest(e2d_server *srv, const char *job, char *path) {
     char err[E2_ERRLEN];
-    ckpt_last l = {-1, path};
+    ckpt_last l = { -1, path };
     path[0] = 0;
     if (store_ckpt_list(srv->db, job, ckpt_take_last, &l, err, sizeof err) < 0)
         e2d_log("job %s: %s", job, err);
     return l.step;
 }
 
-static e2d_pending_ckpt *ckpt_pending_get(e2d_run *run, int64_t step)
-{
+static e2d_pending_ckpt *ckpt_pending_get(e2d_run *run, int64_t step) {
     e2d_pending_ckpt *p;
     for (p = run->pending; p; p = p->next)
-        if (p->step == step)
-            return p;
-    if (!(p = calloc(1, sizeof *p)) ||
-        !(p->reported = calloc((size_t)run->world, 1))) {
+        if (p->step == step) return p;
+    if (!(p = calloc(1, sizeof *p)) || !(p->reported = calloc((size_t)run->world, 1))) {
         free(p);
         return NULL;
     }
@@ -64,8 +58,7 @@ static e2d_pending_ckpt *ckpt_pending_get(e2d_run *run, int64_t step)
     return p;
 }
 
-static void ckpt_pending_drop(e2d_run *run, e2d_pending_ckpt *p)
-{
+static void ckpt_pending_drop(e2d_run *run, e2d_pending_ckpt *p) {
     for (e2d_pending_ckpt **q = &run->pending; *q; q = &(*q)->next)
         if (*q == p) {
             *q = p->next;
@@ -76,8 +69,7 @@ static void ckpt_pending_drop(e2d_run *run, e2d_pending_ckpt *p)
 
 /* Replaces rank's files in p by the reported ones. */
 static int ckpt_pending_set(e2d_pending_ckpt *p, int rank,
-                            const E2__V1__ReportCheckpointRequest *req)
-{
+                            const E2__V1__ReportCheckpointRequest *req) {
     size_t k = 0;
     jobdir_file *v;
     for (size_t i = 0; i < p->nfiles; i++) {
@@ -90,8 +82,7 @@ static int ckpt_pending_set(e2d_pending_ckpt *p, int rank,
     }
     p->nfiles = k;
     v = realloc(p->files, (k + req->n_files + 1) * sizeof *v);
-    if (!v)
-        return E2_ERR;
+    if (!v) return E2_ERR;
     p->files = v;
     for (size_t i = 0; i < req->n_files; i++) {
         const E2__V1__CheckpointFile *f = req->files[i];
@@ -105,17 +96,14 @@ static int ckpt_pending_set(e2d_pending_ckpt *p, int rank,
     return 0;
 }
 
-static char *ckpt_manifest(const e2d_run *run, const e2d_pending_ckpt *p,
-                           int64_t now)
-{
+static char *ckpt_manifest(const e2d_run *run, const e2d_pending_ckpt *p, int64_t now) {
     json_t *m = json_object(), *files = json_array();
     char *text;
     for (size_t i = 0; i < p->nfiles; i++)
-        json_array_append_new(
-            files, json_pack("{s:i, s:s, s:I, s:s}", "rank", p->files[i].rank,
-                             "name", p->files[i].name, "size",
-                             (json_int_t)p->files[i].size, "sha256",
-                             p->files[i].sha256));
+        json_array_append_new(files,
+                              json_pack("{s:i, s:s, s:I, s:s}", "rank", p->files[i].rank, "name",
+                                        p->files[i].name, "size", (json_int_t)p->files[i].size,
+                                        "sha256", p->files[i].sha256));
     json_object_set_new(m, "job_id", json_string(run->job));
     json_object_set_new(m, "attempt", json_integer(run->attempt));
     json_object_set_new(m, "step", json_integer(p->step));
@@ -133,17 +121,14 @@ typedef struct ckpt_all {
     int n, cap;
 } ckpt_all;
 
-static void ckpt_collect(void *ud, const store_ckpt *c)
-{
+static void ckpt_collect(void *ud, const store_ckpt *c) {
     ckpt_all *a = ud;
     if (a->n == a->cap) {
         int cap = a->cap ? 2 * a->cap : 16;
         int64_t *s = realloc(a->steps, (size_t)cap * sizeof *s);
         char **p = s ? realloc(a->paths, (size_t)cap * sizeof *p) : NULL;
-        if (s)
-            a->steps = s;
-        if (!p)
-            return;
+        if (s) a->steps = s;
+        if (!p) return;
         a->paths = p;
         a->cap = cap;
     }
@@ -152,31 +137,26 @@ static void ckpt_collect(void *ud, const store_ckpt *c)
 }
 
 /* keep_last retention: the oldest go first; the newest always stays. */
-static void ckpt_retain(e2d_server *srv, const char *job, int keep_last)
-{
+static void ckpt_retain(e2d_server *srv, const char *job, int keep_last) {
     char err[E2_ERRLEN];
-    ckpt_all a = {0};
-    if (keep_last < 1)
-        keep_last = 1;
+    ckpt_all a = { 0 };
+    if (keep_last < 1) keep_last = 1;
     if (store_ckpt_list(srv->db, job, ckpt_collect, &a, err, sizeof err) < 0)
         e2d_log("job %s: %s", job, err);
     for (int i = 0; i + keep_last < a.n; i++) {
-        if (!a.paths[i] ||
-            store_ckpt_delete(srv->db, job, a.steps[i], err, sizeof err) < 0 ||
+        if (!a.paths[i] || store_ckpt_delete(srv->db, job, a.steps[i], err, sizeof err) < 0 ||
             jobdir_ckpt_remove(a.paths[i], err, sizeof err) < 0)
-            e2d_log("job %s: retention of step %lld: %s", job,
-                    (long long)a.steps[i], a.paths[i] ? err : "out of memory");
+            e2d_log("job %s: retention of step %lld: %s", job, (long long)a.steps[i],
+                    a.paths[i] ? err : "out of memory");
     }
-    for (int i = 0; i < a.n; i++)
-        free(a.paths[i]);
+    for (int i = 0; i < a.n; i++) free(a.paths[i]);
     free(a.paths);
     free(a.steps);
 }
 
 int ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,
-                const E2__V1__ReportCheckpointRequest *req, int *committed,
-                char *path, char *msg, size_t msglen)
-{
+                const E2__V1__ReportCheckpointRequest *req, int *committed, char *path, char *msg,
+                size_t msglen) {
     char err[E2_ERRLEN];
     e2d_pending_ckpt *p = ckpt_pending_get(run, step), *q, *qn;
     int64_t now = e2d_now_ms();
@@ -189,21 +169,20 @@ int ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,
         return RPC_RESOURCE_EXHAUSTED;
     }
     for (int r = 0; r < run->world; r++)
-        if (!p->reported[r])
-            return RPC_OK;
+        if (!p->reported[r]) return RPC_OK;
     if (!(manifest = ckpt_manifest(run, p, now))) {
         snprintf(msg, msglen, "out of memory");
         return RPC_RESOURCE_EXHAUSTED;
     }
-    if (jobdir_ckpt_commit(srv->cfg.state_dir, run->job, step, manifest,
-                           p->files, p->nfiles, path, err, sizeof err) < 0) {
+    if (jobdir_ckpt_commit(srv->cfg.state_dir, run->job, step, manifest, p->files, p->nfiles, path,
+                           err, sizeof err) < 0) {
         free(manifest);
         ckpt_pending_drop(run, p);
         snprintf(msg, msglen, "%s", err);
         e2d_log("job %s: checkpoint not committed: %s", run->job, err);
         return RPC_FAILED_PRECONDITION;
     }
-    store_ckpt c = {step, path, now, run->attempt, manifest};
+    store_ckpt c = { step, path, now, run->attempt, manifest };
     if (store_ckpt_add(srv->db, run->job, &c, err, sizeof err) < 0) {
         free(manifest);
         ckpt_pending_drop(run, p);
@@ -211,13 +190,11 @@ int ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,
         return RPC_INTERNAL;
     }
     free(manifest);
-    e2d_log("job %s: checkpoint step %lld committed", run->job,
-            (long long)step);
+    e2d_log("job %s: checkpoint step %lld committed", run->job, (long long)step);
     /* Older partial sets can no longer complete usefully. */
     for (q = run->pending; q; q = qn) {
         qn = q->next;
-        if (q->step <= step)
-            ckpt_pending_drop(run, q);
+        if (q->step <= step) ckpt_pending_drop(run, q);
     }
     if (store_job_get(srv->db, run->job, &j, err, sizeof err) == 0) {
         ckpt_retain(srv, run->job, j.keep_last);
@@ -225,10 +202,8 @@ int ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,
          * heartbeat has carried progress yet (a fast job can commit a
          * checkpoint between two heartbeats). */
         if (j.state == JOBSTATE_STARTING) {
-            for (int r = 0; r < run->world; r++)
-                run->progressed[r] = 1;
-            e2d_job_transition(srv, &j, JOBSTATE_RUNNING,
-                               "all ranks saved a checkpoint");
+            for (int r = 0; r < run->world; r++) run->progressed[r] = 1;
+            e2d_job_transition(srv, &j, JOBSTATE_RUNNING, "all ranks saved a checkpoint");
         }
         store_job_free(&j);
     }

@@ -96,13 +96,11 @@ static const char config_usage_text[] =
     "checkpoint (those workers are stopped with e2d); workers that dialled\n"
     "in and reconnect within --heartbeat-timeout carry on with their attempt.\n";
 
-const char *config_usage(void)
-{
+const char *config_usage(void) {
     return config_usage_text;
 }
 
-void config_init(e2d_config *c)
-{
+void config_init(e2d_config *c) {
     memset(c, 0, sizeof *c);
     c->heartbeat_timeout = 10;
     c->hang_timeout = 600;
@@ -112,51 +110,44 @@ void config_init(e2d_config *c)
     c->priority_max_admin = 1000000;
 }
 
-static int config_num(const char *key, const char *v, double lo, double hi,
-                      double *out, char *err, size_t errlen)
-{
+static int config_num(const char *key, const char *v, double lo, double hi, double *out, char *err,
+                      size_t errlen) {
     char *end;
     double d = 0;
     errno = 0;
     d = strtod(v, &end);
     if (end == v || *end || errno || !(d >= lo && d <= hi))
-        return e2_errf(err, errlen, "%s must be a number in [%g, %g] (got '%s')",
-                       key, lo, hi, v);
+        return e2_errf(err, errlen, "%s must be a number in [%g, %g] (got '%s')", key, lo, hi, v);
     *out = d;
     return 0;
 }
 
-static int config_str(const char *key, const char *v, char *dst, size_t n,
-                      char *err, size_t errlen)
-{
-    if (!*v)
-        return e2_errf(err, errlen, "%s must not be empty", key);
+static int config_str(const char *key, const char *v, char *dst, size_t n, char *err,
+                      size_t errlen) {
+    if (!*v) return e2_errf(err, errlen, "%s must not be empty", key);
     if (strlen(v) >= n)
-        return e2_errf(err, errlen, "%s is too long (at most %zu bytes)", key,
-                       n - 1);
+        return e2_errf(err, errlen, "%s is too long (at most %zu bytes)", key, n - 1);
     memcpy(dst, v, strlen(v) + 1);
     return 0;
 }
 
-int config_roots_ok(const char *key, const char *v, char *err, size_t errlen)
-{
+int config_roots_ok(const char *key, const char *v, char *err, size_t errlen) {
     for (const char *r = v;;) {
         const char *end = strchr(r, ':');
         size_t n = end ? (size_t)(end - r) : strlen(r);
         if (n == 0 || r[0] != '/')
             return e2_errf(err, errlen,
                            "%s must be absolute folders separated by ':' "
-                           "(got '%s')", key, v);
-        if (!end)
-            return 0;
+                           "(got '%s')",
+                           key, v);
+        if (!end) return 0;
         r = end + 1;
     }
 }
 
 /* The submit limits (see e2d_config): 1 when key is one of them. */
-static int config_limit(e2d_config *c, const char *key, const char *value,
-                        int *rc, char *err, size_t errlen)
-{
+static int config_limit(e2d_config *c, const char *key, const char *value, int *rc, char *err,
+                        size_t errlen) {
     double d = 0;
     int *dst = NULL;
     double lo = 0, hi = 0;
@@ -172,139 +163,102 @@ static int config_limit(e2d_config *c, const char *key, const char *value,
         dst = &c->priority_max_admin, lo = -2147483647.0, hi = 2147483647.0;
     else
         return 0;
-    if ((*rc = config_num(key, value, lo, hi, &d, err, errlen)) < 0)
-        return 1;
+    if ((*rc = config_num(key, value, lo, hi, &d, err, errlen)) < 0) return 1;
     if (d != (int)d)
-        *rc = e2_errf(err, errlen, "%s must be a whole number (got '%s')", key,
-                      value);
+        *rc = e2_errf(err, errlen, "%s must be a whole number (got '%s')", key, value);
     else
         *dst = (int)d;
     return 1;
 }
 
-int config_set(e2d_config *c, const char *key, const char *value, char *err,
-               size_t errlen)
-{
+int config_set(e2d_config *c, const char *key, const char *value, char *err, size_t errlen) {
     double d = 0;
     if (!strcmp(key, "data-roots") || !strcmp(key, "export-root")) {
         int roots = !strcmp(key, "data-roots");
-        if (config_roots_ok(key, value, err, errlen) < 0)
-            return E2_ERR;
+        if (config_roots_ok(key, value, err, errlen) < 0) return E2_ERR;
         if (!roots && strchr(value, ':'))
-            return e2_errf(err, errlen, "export-root is one folder (got '%s')",
-                           value);
-        return roots ? config_str(key, value, c->data_roots,
-                                  sizeof c->data_roots, err, errlen)
-                     : config_str(key, value, c->export_root,
-                                  sizeof c->export_root, err, errlen);
+            return e2_errf(err, errlen, "export-root is one folder (got '%s')", value);
+        return roots ? config_str(key, value, c->data_roots, sizeof c->data_roots, err, errlen)
+                     : config_str(key, value, c->export_root, sizeof c->export_root, err, errlen);
     }
     int rc = 0;
-    if (config_limit(c, key, value, &rc, err, errlen))
-        return rc;
+    if (config_limit(c, key, value, &rc, err, errlen)) return rc;
     if (!strcmp(key, "listen"))
         return config_str(key, value, c->listen, sizeof c->listen, err, errlen);
     if (!strcmp(key, "tls-cert"))
-        return config_str(key, value, c->tls_cert, sizeof c->tls_cert, err,
-                          errlen);
+        return config_str(key, value, c->tls_cert, sizeof c->tls_cert, err, errlen);
     if (!strcmp(key, "tls-key"))
-        return config_str(key, value, c->tls_key, sizeof c->tls_key, err,
-                          errlen);
+        return config_str(key, value, c->tls_key, sizeof c->tls_key, err, errlen);
     if (!strcmp(key, "tls-client-ca"))
-        return config_str(key, value, c->tls_client_ca,
-                          sizeof c->tls_client_ca, err, errlen);
+        return config_str(key, value, c->tls_client_ca, sizeof c->tls_client_ca, err, errlen);
     if (!strcmp(key, "token-file"))
-        return config_str(key, value, c->token_file, sizeof c->token_file, err,
-                          errlen);
+        return config_str(key, value, c->token_file, sizeof c->token_file, err, errlen);
     if (!strcmp(key, "insecure")) {
         if (strcmp(value, "yes") && strcmp(value, "no"))
-            return e2_errf(err, errlen, "insecure must be yes or no (got '%s')",
-                           value);
+            return e2_errf(err, errlen, "insecure must be yes or no (got '%s')", value);
         c->insecure = !strcmp(value, "yes");
         return 0;
     }
     if (!strcmp(key, "state-dir"))
-        return config_str(key, value, c->state_dir, sizeof c->state_dir, err,
-                          errlen);
+        return config_str(key, value, c->state_dir, sizeof c->state_dir, err, errlen);
     if (!strcmp(key, "worker-bin"))
-        return config_str(key, value, c->worker_bin, sizeof c->worker_bin,
-                          err, errlen);
+        return config_str(key, value, c->worker_bin, sizeof c->worker_bin, err, errlen);
     if (!strcmp(key, "local-workers")) {
-        if (config_num(key, value, 0, 256, &d, err, errlen) < 0)
-            return E2_ERR;
+        if (config_num(key, value, 0, 256, &d, err, errlen) < 0) return E2_ERR;
         if (d != (int)d)
-            return e2_errf(err, errlen,
-                           "local-workers must be a whole number (got '%s')",
-                           value);
+            return e2_errf(err, errlen, "local-workers must be a whole number (got '%s')", value);
         c->local_workers = (int)d;
         return 0;
     }
     if (!strcmp(key, "heartbeat-timeout"))
-        return config_num(key, value, 0.1, 86400, &c->heartbeat_timeout, err,
-                          errlen);
+        return config_num(key, value, 0.1, 86400, &c->heartbeat_timeout, err, errlen);
     if (!strcmp(key, "hang-timeout"))
-        return config_num(key, value, 0, 604800, &c->hang_timeout, err,
-                          errlen);
+        return config_num(key, value, 0, 604800, &c->hang_timeout, err, errlen);
     if (!strcmp(key, "shutdown-grace"))
-        return config_num(key, value, 0, 3600, &c->shutdown_grace, err,
-                          errlen);
-    if (!strcmp(key, "gpu-mem"))
-        return config_num(key, value, 0, 1e6, &c->gpu_mem, err, errlen);
+        return config_num(key, value, 0, 3600, &c->shutdown_grace, err, errlen);
+    if (!strcmp(key, "gpu-mem")) return config_num(key, value, 0, 1e6, &c->gpu_mem, err, errlen);
     if (!strcmp(key, "http-listen"))
-        return config_str(key, value, c->http_listen, sizeof c->http_listen,
-                          err, errlen);
+        return config_str(key, value, c->http_listen, sizeof c->http_listen, err, errlen);
     if (!strcmp(key, "http-root"))
-        return config_str(key, value, c->http_root, sizeof c->http_root, err,
-                          errlen);
+        return config_str(key, value, c->http_root, sizeof c->http_root, err, errlen);
     if (!strcmp(key, "http-metrics-public")) {
         if (strcmp(value, "yes") && strcmp(value, "no"))
-            return e2_errf(err, errlen,
-                           "http-metrics-public must be yes or no (got '%s')",
-                           value);
+            return e2_errf(err, errlen, "http-metrics-public must be yes or no (got '%s')", value);
         c->http_metrics_public = !strcmp(value, "yes");
         return 0;
     }
     return e2_errf(err, errlen, "%s: unknown setting (see e2d --help)", key);
 }
 
-static char *config_trim(char *s)
-{
+static char *config_trim(char *s) {
     char *e;
-    while (isspace((unsigned char)*s))
-        s++;
+    while (isspace((unsigned char)*s)) s++;
     e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1]))
-        *--e = 0;
+    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
     return s;
 }
 
-int config_load(e2d_config *c, const char *path, char *err, size_t errlen)
-{
+int config_load(e2d_config *c, const char *path, char *err, size_t errlen) {
     char line[2048], msg[E2_ERRLEN];
     int lineno = 0;
     FILE *f = fopen(path, "r");
-    if (!f)
-        return e2_errf(err, errlen, "config %s: %s", path, strerror(errno));
+    if (!f) return e2_errf(err, errlen, "config %s: %s", path, strerror(errno));
     while (fgets(line, sizeof line, f)) {
         char *hash, *eq, *key, *val;
         lineno++;
-        if ((hash = strchr(line, '#')))
-            *hash = 0;
+        if ((hash = strchr(line, '#'))) *hash = 0;
         key = config_trim(line);
-        if (!*key)
-            continue;
+        if (!*key) continue;
         if (!(eq = strchr(key, '='))) {
             fclose(f);
-            return e2_errf(err, errlen, "%s:%d: expected `key = value`", path,
-                           lineno);
+            return e2_errf(err, errlen, "%s:%d: expected `key = value`", path, lineno);
         }
         *eq = 0;
         key = config_trim(key);
         val = config_trim(eq + 1);
-        if (!strcmp(key, "config") ||
-            config_set(c, key, val, msg, sizeof msg) < 0) {
+        if (!strcmp(key, "config") || config_set(c, key, val, msg, sizeof msg) < 0) {
             fclose(f);
-            if (!strcmp(key, "config"))
-                snprintf(msg, sizeof msg, "config files do not nest");
+            if (!strcmp(key, "config")) snprintf(msg, sizeof msg, "config files do not nest");
             return e2_errf(err, errlen, "%s:%d: %s", path, lineno, msg);
         }
     }
@@ -314,41 +268,30 @@ int config_load(e2d_config *c, const char *path, char *err, size_t errlen)
 
 /* Splits "--key=value" / "--key value"; returns the argv index consumed up
  * to, or < 0 with err set. */
-static int config_flag(int argc, char **argv, int i, char *key, size_t keyn,
-                       const char **val, char *err, size_t errlen)
-{
+static int config_flag(int argc, char **argv, int i, char *key, size_t keyn, const char **val,
+                       char *err, size_t errlen) {
     const char *a = argv[i] + 2, *eq = strchr(a, '=');
     size_t n = eq ? (size_t)(eq - a) : strlen(a);
-    if (n >= keyn)
-        n = keyn - 1;
+    if (n >= keyn) n = keyn - 1;
     memcpy(key, a, n);
     key[n] = 0;
     if (eq) {
         *val = eq + 1;
         return i;
     }
-    if (i + 1 >= argc)
-        return e2_errf(err, errlen, "--%s needs a value (see e2d --help)",
-                       key);
+    if (i + 1 >= argc) return e2_errf(err, errlen, "--%s needs a value (see e2d --help)", key);
     *val = argv[i + 1];
     return i + 1;
 }
 
-int config_parse(e2d_config *c, int argc, char **argv, char *err,
-                 size_t errlen)
-{
+int config_parse(e2d_config *c, int argc, char **argv, char *err, size_t errlen) {
     char key[64];
     const char *val = NULL;
     /* The file first, so that flags override it. */
     for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--config", 8) ||
-            (argv[i][8] && argv[i][8] != '='))
-            continue;
-        if ((i = config_flag(argc, argv, i, key, sizeof key, &val, err,
-                             errlen)) < 0)
-            return E2_ERR;
-        if (config_str("config", val, c->config_file, sizeof c->config_file,
-                       err, errlen) < 0 ||
+        if (strncmp(argv[i], "--config", 8) || (argv[i][8] && argv[i][8] != '=')) continue;
+        if ((i = config_flag(argc, argv, i, key, sizeof key, &val, err, errlen)) < 0) return E2_ERR;
+        if (config_str("config", val, c->config_file, sizeof c->config_file, err, errlen) < 0 ||
             config_load(c, c->config_file, err, errlen) < 0)
             return E2_ERR;
     }
@@ -363,29 +306,20 @@ int config_parse(e2d_config *c, int argc, char **argv, char *err,
             continue;
         }
         if (strncmp(argv[i], "--", 2))
-            return e2_errf(err, errlen,
-                           "unexpected argument '%s' (see e2d --help)",
-                           argv[i]);
-        if ((i = config_flag(argc, argv, i, key, sizeof key, &val, err,
-                             errlen)) < 0)
-            return E2_ERR;
-        if (!strcmp(key, "config"))
-            continue;
-        if (config_set(c, key, val, msg, sizeof msg) < 0)
-            return e2_errf(err, errlen, "--%s", msg);
+            return e2_errf(err, errlen, "unexpected argument '%s' (see e2d --help)", argv[i]);
+        if ((i = config_flag(argc, argv, i, key, sizeof key, &val, err, errlen)) < 0) return E2_ERR;
+        if (!strcmp(key, "config")) continue;
+        if (config_set(c, key, val, msg, sizeof msg) < 0) return e2_errf(err, errlen, "--%s", msg);
     }
     return 0;
 }
 
 /* The default state directory (see --help). */
-static int config_default_state_dir(e2d_config *c, char *err, size_t errlen)
-{
+static int config_default_state_dir(e2d_config *c, char *err, size_t errlen) {
     const char *env = getenv("E2_STATE_DIR"), *xdg, *home;
     if (env && *env)
-        return config_str("E2_STATE_DIR", env, c->state_dir,
-                          sizeof c->state_dir, err, errlen);
-    if (geteuid() == 0 && (access("/var/lib/e2", W_OK) == 0 ||
-                           access("/var/lib", W_OK) == 0)) {
+        return config_str("E2_STATE_DIR", env, c->state_dir, sizeof c->state_dir, err, errlen);
+    if (geteuid() == 0 && (access("/var/lib/e2", W_OK) == 0 || access("/var/lib", W_OK) == 0)) {
         snprintf(c->state_dir, sizeof c->state_dir, "/var/lib/e2");
         return 0;
     }
@@ -401,32 +335,28 @@ static int config_default_state_dir(e2d_config *c, char *err, size_t errlen)
     return 0;
 }
 
-int config_finish(e2d_config *c, const char *self_exe, char *err,
-                  size_t errlen)
-{
-    if (!c->state_dir[0] && config_default_state_dir(c, err, errlen) < 0)
-        return E2_ERR;
+int config_finish(e2d_config *c, const char *self_exe, char *err, size_t errlen) {
+    if (!c->state_dir[0] && config_default_state_dir(c, err, errlen) < 0) return E2_ERR;
     if (!c->listen[0]) {
         if (strlen(c->state_dir) + sizeof "unix:/e2d.sock" > 108)
             return e2_errf(err, errlen,
                            "state dir %s is too long for a unix socket path: "
-                           "give --listen", c->state_dir);
-        snprintf(c->listen, sizeof c->listen, "unix:%s/e2d.sock",
-                 c->state_dir);
+                           "give --listen",
+                           c->state_dir);
+        snprintf(c->listen, sizeof c->listen, "unix:%s/e2d.sock", c->state_dir);
     }
     if (!c->http_root[0] && self_exe) {
         /* <prefix>/bin/e2d serves <prefix>/share/e2/web; a build-tree e2d
          * has no such folder and serves the source tree's web/. */
         const char *slash = strrchr(self_exe, '/');
         int dirlen = slash ? (int)(slash - self_exe) : 1;
-        snprintf(c->http_root, sizeof c->http_root,
-                 "%.*s/../share/e2/web", dirlen, slash ? self_exe : ".");
+        snprintf(c->http_root, sizeof c->http_root, "%.*s/../share/e2/web", dirlen,
+                 slash ? self_exe : ".");
         if (access(c->http_root, R_OK) < 0)
             snprintf(c->http_root, sizeof c->http_root, "%s", E2D_SOURCE_WEB);
     }
     if (!c->tls_cert[0] != !c->tls_key[0])
-        return e2_errf(err, errlen,
-                       "TLS needs both --tls-cert and --tls-key (got only %s)",
+        return e2_errf(err, errlen, "TLS needs both --tls-cert and --tls-key (got only %s)",
                        c->tls_cert[0] ? "--tls-cert" : "--tls-key");
     if (c->tls_client_ca[0] && !c->tls_cert[0])
         return e2_errf(err, errlen,

@@ -40,8 +40,8 @@
 #include "rpc.h"
 #include "store.h"
 
-#define E2D_FAIL_LINES 20      /* Failure.last_log_lines kept */
-#define E2D_CRON_MS 100        /* period of e2d_cron */
+#define E2D_FAIL_LINES 20  /* Failure.last_log_lines kept */
+#define E2D_CRON_MS    100 /* period of e2d_cron */
 /* SIGTERM -> SIGKILL for spawned workers: short enough that nothing of a
  * cancelled job survives grace + 5 s. */
 #define E2D_KILL_AFTER_MS 3000
@@ -52,11 +52,11 @@
 /* A registered worker (ids are never reused; LOST ones stay listed). */
 typedef struct e2d_worker {
     struct e2d_worker *next;
-    store_worker row;          /* what ListWorkers shows and SQLite keeps */
-    int64_t seen_ms;           /* last heartbeat (or registration/restart),
+    store_worker row;       /* what ListWorkers shows and SQLite keeps */
+    int64_t seen_ms;        /* last heartbeat (or registration/restart),
                                   monotonic */
-    int64_t seen_wall_ms;      /* the same on the wall clock (shown) */
-    E2__V1__Command **cmds;    /* queued for the next heartbeat reply */
+    int64_t seen_wall_ms;   /* the same on the wall clock (shown) */
+    E2__V1__Command **cmds; /* queued for the next heartbeat reply */
     size_t ncmds;
     /* Holds an attempt that has ended (aborted, cancelled): stays BUSY
      * until it says IDLE or reports done, so it is not double-booked. */
@@ -81,8 +81,8 @@ typedef struct e2d_worker {
 typedef struct e2d_pending_ckpt {
     struct e2d_pending_ckpt *next;
     int64_t step;
-    unsigned char *reported;   /* (world) */
-    jobdir_file *files;        /* strings owned */
+    unsigned char *reported; /* (world) */
+    jobdir_file *files;      /* strings owned */
     size_t nfiles;
 } e2d_pending_ckpt;
 
@@ -116,21 +116,21 @@ typedef struct e2d_waiter {
     rpc_call *call;
     char job[STORE_IDLEN];
     int attempt;
-    int rank;                  /* logs: -1 = all */
-    int nranks;                /* logs: ranks followed */
-    uint64_t *offsets;         /* logs: (nranks) next byte per rank */
-    int follow;                /* logs: keep going until the attempt ends */
-    char *key;                 /* rendezvous key */
-    int64_t deadline_ms;       /* rendezvous: answer not-found after
+    int rank;                 /* logs: -1 = all */
+    int nranks;               /* logs: ranks followed */
+    uint64_t *offsets;        /* logs: (nranks) next byte per rank */
+    int follow;               /* logs: keep going until the attempt ends */
+    char *key;                /* rendezvous key */
+    int64_t deadline_ms;      /* rendezvous: answer not-found after
                                   (monotonic) */
-    struct e2d_waiter **list;  /* the list it is on */
+    struct e2d_waiter **list; /* the list it is on */
 } e2d_waiter;
 
 /* A process group to SIGKILL at a time (after SIGTERM). */
 typedef struct e2d_kill {
     struct e2d_kill *next;
     int pgid;
-    int64_t at_ms;             /* monotonic */
+    int64_t at_ms; /* monotonic */
 } e2d_kill;
 
 /* A SubmitJob reply waiting for its batch's commit (batch.c). */
@@ -145,11 +145,11 @@ typedef struct e2d_local {
     struct e2d_server *srv;
     int index;
     uv_process_t proc;
-    uv_timer_t timer;          /* restart backoff */
-    int alive;                 /* proc is running (handle open) */
+    uv_timer_t timer; /* restart backoff */
+    int alive;        /* proc is running (handle open) */
     int pid;
     int backoff_ms;
-    int64_t started_ms;        /* monotonic */
+    int64_t started_ms; /* monotonic */
 } e2d_local;
 
 typedef struct e2d_server {
@@ -159,28 +159,28 @@ typedef struct e2d_server {
     rpc_server *rpc;
     uv_timer_t cron;
     uv_signal_t sigterm, sigint;
-    e2d_worker *workers;       /* registration order */
+    e2d_worker *workers; /* registration order */
     e2d_run *runs;
     e2d_waiter *watches, *follows, *rdvwaits;
     e2d_kill *kills;
     e2d_local *locals;
     int nlocals;
     int64_t hb_interval_ms, hb_timeout_ms, hang_timeout_ms;
-    uv_check_t batch_check;    /* flushes the batch at the end of a turn */
+    uv_check_t batch_check;         /* flushes the batch at the end of a turn */
     e2d_reply *batch, **batch_tail; /* replies waiting for the commit */
-    int batch_open;            /* a group-commit transaction is open */
-    int sched_pending;         /* run the scheduler at the next cron */
+    int batch_open;                 /* a group-commit transaction is open */
+    int sched_pending;              /* run the scheduler at the next cron */
     /* Scheduling passes over the queue: count, total and longest CPU seconds
      * (logged at exit; bench/cluster reads them). */
     long sched_passes;
     double sched_pass_s, sched_pass_max_s;
-    int shutting_down;         /* SIGTERM/SIGINT seen */
-    int rpc_down;              /* the RPC server has shut down */
-    int64_t kill_locals_ms;    /* shutdown: SIGKILL local workers then
+    int shutting_down;      /* SIGTERM/SIGINT seen */
+    int rpc_down;           /* the RPC server has shut down */
+    int64_t kill_locals_ms; /* shutdown: SIGKILL local workers then
                                   (monotonic) */
-    int lock_fd;               /* flock on <state-dir>/e2d.lock */
-    http_server *http;         /* --http-listen; NULL when off */
-    notify_state notify;       /* systemd readiness and watchdog */
+    int lock_fd;            /* flock on <state-dir>/e2d.lock */
+    http_server *http;      /* --http-listen; NULL when off */
+    notify_state notify;    /* systemd readiness and watchdog */
 } e2d_server;
 
 /* ---- main.c ---- */
@@ -209,24 +209,21 @@ void e2d_batch_start(e2d_server *srv);
 /* ---- jobs.c ---- */
 /* Moves j to state `to` (must be legal), stores row + event in one
  * transaction, tells watchers. Returns < 0 when the store failed. */
-int e2d_job_transition(e2d_server *srv, store_job *j, int to,
-                       const char *reason);
+int e2d_job_transition(e2d_server *srv, store_job *j, int to, const char *reason);
 /* Writes j's row (progress, counters) without a transition. */
 int e2d_job_save(e2d_server *srv, store_job *j);
 /* Sends a PROGRESS event to j's watchers. */
 void e2d_job_notify_progress(e2d_server *srv, const store_job *j);
 /* Fills j's failure fields from a rank's report and its log's tail. */
-void e2d_job_set_failure(e2d_server *srv, store_job *j, int rank,
-                         const char *worker, int exit_code, int sig,
-                         int user_error);
+void e2d_job_set_failure(e2d_server *srv, store_job *j, int rank, const char *worker, int exit_code,
+                         int sig, int user_error);
 /* JobEvent for j (kind, with current progress), heap-allocated. */
-E2__V1__JobEvent *e2d_job_event_msg(e2d_server *srv, const store_job *j,
-                                    int kind, const char *reason);
+E2__V1__JobEvent *e2d_job_event_msg(e2d_server *srv, const store_job *j, int kind,
+                                    const char *reason);
 /* ETA in seconds from the run's rate; 0 when unknown. */
 double e2d_job_eta(e2d_server *srv, const store_job *j);
 /* Finishes every watcher of a job (terminal state reached). */
-void e2d_watch_notify(e2d_server *srv, const store_job *j, int kind,
-                      const char *reason);
+void e2d_watch_notify(e2d_server *srv, const store_job *j, int kind, const char *reason);
 
 /* ---- sched.c ---- */
 e2d_worker *sched_worker_find(e2d_server *srv, const char *id);
@@ -237,15 +234,14 @@ void sched_worker_save(e2d_server *srv, e2d_worker *w);
 void sched_worker_idle(e2d_server *srv, e2d_worker *w);
 /* Queues a command (takes ownership). */
 void sched_worker_push(e2d_worker *w, E2__V1__Command *c);
-void sched_queue_abort(e2d_worker *w, const char *job, int attempt,
-                       const char *reason);
+void sched_queue_abort(e2d_worker *w, const char *job, int attempt, const char *reason);
 /* Gang scheduling pass: starts every queued job whose gang fits. */
 void sched_run_queue(e2d_server *srv);
 /* Ends the run of j for an infrastructure fault at `rank` (-1: not rank
  * specific): aborts the other ranks, then RESTARTING (budget left),
  * FAILED (spent) or CANCELLED (it was being cancelled). */
-void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank,
-                          int exit_code, int sig, const char *reason);
+void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank, int exit_code, int sig,
+                          const char *reason);
 /* Ends a run without a fault (job terminal): frees its workers that have
  * reported, marks the others draining with an Abort. */
 void sched_run_end(e2d_server *srv, e2d_run *run, const char *why);
@@ -263,8 +259,8 @@ void sched_free(e2d_server *srv);
 /* One rank's report; *committed and path set when it completed the set.
  * Returns an rpc status (RPC_OK or an error with msg). */
 int ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,
-                const E2__V1__ReportCheckpointRequest *req, int *committed,
-                char *path, char *msg, size_t msglen);
+                const E2__V1__ReportCheckpointRequest *req, int *committed, char *path, char *msg,
+                size_t msglen);
 /* The newest committed checkpoint of a job: step (or -1) and path. */
 int64_t ckpt_latest(e2d_server *srv, const char *job, char *path);
 void ckpt_pending_free(e2d_pending_ckpt *p);
@@ -276,29 +272,21 @@ int api_register(e2d_server *srv, char *err, size_t errlen);
  * with protobuf_c_message_free_unpacked), or an error status with one line
  * in msg. */
 rpc_status api_build_get_job(e2d_server *srv, const E2__V1__GetJobRequest *req,
-                             E2__V1__GetJobResponse **out, char *msg,
-                             size_t msglen);
-rpc_status api_build_list_jobs(e2d_server *srv,
-                               const E2__V1__ListJobsRequest *req,
-                               E2__V1__ListJobsResponse **out, char *msg,
-                               size_t msglen);
-rpc_status api_build_metrics(e2d_server *srv,
-                             const E2__V1__GetMetricsRequest *req,
-                             E2__V1__GetMetricsResponse **out, char *msg,
-                             size_t msglen);
+                             E2__V1__GetJobResponse **out, char *msg, size_t msglen);
+rpc_status api_build_list_jobs(e2d_server *srv, const E2__V1__ListJobsRequest *req,
+                               E2__V1__ListJobsResponse **out, char *msg, size_t msglen);
+rpc_status api_build_metrics(e2d_server *srv, const E2__V1__GetMetricsRequest *req,
+                             E2__V1__GetMetricsResponse **out, char *msg, size_t msglen);
 int wapi_register(e2d_server *srv, char *err, size_t errlen);
 /* Answers rendezvous waiters of (job, attempt, key) after a put, and
  * expired ones. */
-void wapi_rdv_wake(e2d_server *srv, const char *job, int attempt,
-                   const char *key);
+void wapi_rdv_wake(e2d_server *srv, const char *job, int attempt, const char *key);
 void wapi_cron(e2d_server *srv);
-void logs_start(e2d_server *srv, rpc_call *call,
-                const E2__V1__StreamLogsRequest *req);
+void logs_start(e2d_server *srv, rpc_call *call, const E2__V1__StreamLogsRequest *req);
 void logs_cron(e2d_server *srv);
 /* A waiter on *list for call, whose client going away finishes the call
  * and frees the waiter. NULL when out of memory. */
-e2d_waiter *e2d_waiter_add(e2d_waiter **list, rpc_call *call,
-                           const char *job);
+e2d_waiter *e2d_waiter_add(e2d_waiter **list, rpc_call *call, const char *job);
 /* Finishes the waiter's call with a status, unlinks and frees it. */
 void e2d_waiter_done(e2d_waiter *w, rpc_status code, const char *msg);
 /* Unlinks and frees a waiter whose call was finished by other means. */

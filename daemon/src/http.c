@@ -43,31 +43,31 @@
 #include "e2d.h"
 #include "pbjson.h"
 
-#define HTTP_MAX_CONNS 256         /* connections in all */
-#define HTTP_MAX_PER_IP 32         /* connections from one address */
+#define HTTP_MAX_CONNS   256       /* connections in all */
+#define HTTP_MAX_PER_IP  32        /* connections from one address */
 #define HTTP_CONN_MEMORY 16384     /* request head + reply head, per conn */
-#define HTTP_IDLE_S 30             /* no byte either way this long: closed */
-#define HTTP_HEAD_MS 10000         /* open/last reply -> whole request head */
-#define HTTP_REPLY_MS 60000        /* request head -> reply sent */
-#define HTTP_SWEEP_MS 500          /* how often deadlines are checked */
-#define HTTP_MAX_FILE (4 << 20)    /* largest static file served */
-#define HTTP_MAX_QUERY 16          /* query parameters of one request */
+#define HTTP_IDLE_S      30        /* no byte either way this long: closed */
+#define HTTP_HEAD_MS     10000     /* open/last reply -> whole request head */
+#define HTTP_REPLY_MS    60000     /* request head -> reply sent */
+#define HTTP_SWEEP_MS    500       /* how often deadlines are checked */
+#define HTTP_MAX_FILE    (4 << 20) /* largest static file served */
+#define HTTP_MAX_QUERY   16        /* query parameters of one request */
 
 /* One TCP connection, as libmicrohttpd reports them (socket context). */
 typedef struct http_conn {
     struct http_conn *prev, *next;
     int fd;
-    int64_t deadline_ms;           /* the current request's absolute end */
-    int cut;                       /* shut down at its deadline */
+    int64_t deadline_ms; /* the current request's absolute end */
+    int cut;             /* shut down at its deadline */
 } http_conn;
 
 struct http_server {
     e2d_server *srv;
     struct MHD_Daemon *d;
-    uv_poll_t poll;                /* libmicrohttpd's epoll descriptor */
-    uv_timer_t timer;              /* MHD_get_timeout */
-    uv_timer_t sweep;              /* deadlines */
-    int open_handles;              /* freed when it drops to 0 */
+    uv_poll_t poll;   /* libmicrohttpd's epoll descriptor */
+    uv_timer_t timer; /* MHD_get_timeout */
+    uv_timer_t sweep; /* deadlines */
+    int open_handles; /* freed when it drops to 0 */
     http_conn *conns;
     char root[512];
     http_auth_cb auth;
@@ -82,12 +82,12 @@ struct http_server {
 typedef struct http_req {
     http_server *h;
     struct MHD_Connection *mc;
-    char *path;                    /* percent-decoded */
+    char *path; /* percent-decoded */
     const char *authorization;
-    int close;                     /* Connection: close on the reply */
-    int failed;                    /* queueing the reply failed */
+    int close;  /* Connection: close on the reply */
+    int failed; /* queueing the reply failed */
     struct {
-        const char *key, *value;   /* percent-decoded */
+        const char *key, *value; /* percent-decoded */
     } q[HTTP_MAX_QUERY];
     int nq, too_many;
 } http_req;
@@ -99,14 +99,11 @@ typedef struct http_buf {
     int failed;
 } http_buf;
 
-static void http_bprintf(http_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void http_bprintf(http_buf *b, const char *fmt, ...)
-{
+static void http_bprintf(http_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void http_bprintf(http_buf *b, const char *fmt, ...) {
     va_list ap;
     int n;
-    if (b->failed)
-        return;
+    if (b->failed) return;
     for (;;) {
         size_t room = b->cap - b->len;
         va_start(ap, fmt);
@@ -121,8 +118,7 @@ static void http_bprintf(http_buf *b, const char *fmt, ...)
             return;
         }
         size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
+        while (cap < b->len + (size_t)n + 1) cap *= 2;
         char *p = realloc(b->p, cap);
         if (!p) {
             b->failed = 1;
@@ -138,11 +134,10 @@ static void http_bprintf(http_buf *b, const char *fmt, ...)
 /* Queues the reply. `extra` is one more header line ("Name: value") or
  * NULL. libmicrohttpd adds Content-Length and Date, and leaves the body
  * out for HEAD. */
-static void http_send(http_req *r, int status, const char *ctype,
-                      const char *extra, const char *body, size_t len)
-{
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+static void http_send(http_req *r, int status, const char *ctype, const char *extra,
+                      const char *body, size_t len) {
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     char name[64];
     const char *colon;
     int ok;
@@ -151,44 +146,34 @@ static void http_send(http_req *r, int status, const char *ctype,
         return;
     }
     ok = MHD_add_response_header(resp, "Content-Type", ctype) == MHD_YES &&
-         MHD_add_response_header(resp, "Cache-Control", "no-store") ==
-             MHD_YES &&
-         MHD_add_response_header(resp, "X-Content-Type-Options",
-                                 "nosniff") == MHD_YES;
-    if (ok && extra && (colon = strchr(extra, ':')) &&
-        (size_t)(colon - extra) < sizeof name) {
+         MHD_add_response_header(resp, "Cache-Control", "no-store") == MHD_YES &&
+         MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") == MHD_YES;
+    if (ok && extra && (colon = strchr(extra, ':')) && (size_t)(colon - extra) < sizeof name) {
         memcpy(name, extra, (size_t)(colon - extra));
         name[colon - extra] = 0;
         ok = MHD_add_response_header(resp, name, colon + 2) == MHD_YES;
     }
-    if (ok && r->close)
-        ok = MHD_add_response_header(resp, "Connection", "close") == MHD_YES;
-    if (!ok || MHD_queue_response(r->mc, (unsigned)status, resp) != MHD_YES)
-        r->failed = 1;
+    if (ok && r->close) ok = MHD_add_response_header(resp, "Connection", "close") == MHD_YES;
+    if (!ok || MHD_queue_response(r->mc, (unsigned)status, resp) != MHD_YES) r->failed = 1;
     MHD_destroy_response(resp);
 }
 
 /* A plain-text error of one line; `fatal` closes the connection after it
  * (the request's framing cannot be trusted). */
-static void http_error(http_req *r, int status, int fatal, const char *fmt,
-                       ...) __attribute__((format(printf, 4, 5)));
-static void http_error(http_req *r, int status, int fatal, const char *fmt,
-                       ...)
-{
+static void http_error(http_req *r, int status, int fatal, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void http_error(http_req *r, int status, int fatal, const char *fmt, ...) {
     char msg[E2_ERRLEN + 64];
     va_list ap;
     int n;
     va_start(ap, fmt);
     n = vsnprintf(msg, sizeof msg - 1, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n > sizeof msg - 2)
-        n = (int)sizeof msg - 2;
+    if (n < 0) n = 0;
+    if ((size_t)n > sizeof msg - 2) n = (int)sizeof msg - 2;
     msg[n++] = '\n';
     msg[n] = 0;
-    if (fatal)
-        r->close = 1;
+    if (fatal) r->close = 1;
     http_send(r, status, "text/plain; charset=utf-8",
               status == 405   ? "Allow: GET, HEAD"
               : status == 401 ? "WWW-Authenticate: Bearer realm=\"e2d\""
@@ -198,8 +183,7 @@ static void http_error(http_req *r, int status, int fatal, const char *fmt,
 
 /* ---- JSON API ---- */
 
-static int http_status_of(rpc_status code)
-{
+static int http_status_of(rpc_status code) {
     switch (code) {
     case RPC_INVALID_ARGUMENT: return 400;
     case RPC_NOT_FOUND: return 404;
@@ -209,26 +193,20 @@ static int http_status_of(rpc_status code)
     }
 }
 
-static void http_json_error(http_req *r, rpc_status code,
-                            const char *msg)
-{
-    json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code",
-                          rpc_status_name(code), "message", msg);
+static void http_json_error(http_req *r, rpc_status code, const char *msg) {
+    json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", rpc_status_name(code), "message", msg);
     char *text = o ? e2_pbjson_format(o, 0) : NULL;
     json_decref(o);
     if (!text) {
         http_error(r, 500, 0, "e2d: out of memory");
         return;
     }
-    http_send(r, http_status_of(code), "application/json", NULL, text,
-              strlen(text));
+    http_send(r, http_status_of(code), "application/json", NULL, text, strlen(text));
     free(text);
 }
 
 /* Sends reply (and frees it) or the error of a builder. */
-static void http_json_reply(http_req *r, rpc_status code,
-                            void *reply, const char *msg)
-{
+static void http_json_reply(http_req *r, rpc_status code, void *reply, const char *msg) {
     char *text;
     if (code != RPC_OK) {
         http_json_error(r, code, msg);
@@ -245,34 +223,28 @@ static void http_json_reply(http_req *r, rpc_status code,
 }
 
 /* A whole non-negative number of at most `max`, or -1. */
-static long long http_number(const char *s, long long max)
-{
+static long long http_number(const char *s, long long max) {
     char *end;
     long long v;
-    if (!isdigit((unsigned char)*s))
-        return -1;
+    if (!isdigit((unsigned char)*s)) return -1;
     errno = 0;
     v = strtoll(s, &end, 10);
     return *end || errno || v > max ? -1 : v;
 }
 
-static int http_state_value(const char *s)
-{
+static int http_state_value(const char *s) {
     char name[64];
     const ProtobufCEnumValue *v;
     if (strncmp(s, "JOB_STATE_", 10)) {
         snprintf(name, sizeof name, "JOB_STATE_%s", s);
-        for (char *p = name; *p; p++)
-            *p = (char)toupper((unsigned char)*p);
+        for (char *p = name; *p; p++) *p = (char)toupper((unsigned char)*p);
         s = name;
     }
-    v = protobuf_c_enum_descriptor_get_value_by_name(
-        &e2__v1__job_state__descriptor, s);
+    v = protobuf_c_enum_descriptor_get_value_by_name(&e2__v1__job_state__descriptor, s);
     return v && v->value > 0 ? v->value : -1;
 }
 
-static void http_api_list(http_req *r)
-{
+static void http_api_list(http_req *r) {
     e2d_server *srv = r->h->srv;
     E2__V1__ListJobsRequest q = E2__V1__LIST_JOBS_REQUEST__INIT;
     E2__V1__JobState states[HTTP_MAX_QUERY];
@@ -298,8 +270,7 @@ static void http_api_list(http_req *r)
             labels[q.n_labels++] = (char *)(uintptr_t)r->q[i].value;
         } else if (!strcmp(k, "page_size")) {
             if ((n = http_number(v, 1000000)) < 0) {
-                http_json_error(r, RPC_INVALID_ARGUMENT,
-                                "page_size must be a whole number");
+                http_json_error(r, RPC_INVALID_ARGUMENT, "page_size must be a whole number");
                 return;
             }
             q.has_page_size = 1;
@@ -309,7 +280,8 @@ static void http_api_list(http_req *r)
         } else {
             snprintf(msg, sizeof msg,
                      "%.64s: unknown query parameter (use state, label, "
-                     "page_size, page_token)", k);
+                     "page_size, page_token)",
+                     k);
             http_json_error(r, RPC_INVALID_ARGUMENT, msg);
             return;
         }
@@ -318,15 +290,13 @@ static void http_api_list(http_req *r)
     http_json_reply(r, code, out, msg);
 }
 
-static void http_api_job(http_req *r, char *id)
-{
+static void http_api_job(http_req *r, char *id) {
     E2__V1__GetJobRequest q = E2__V1__GET_JOB_REQUEST__INIT;
     E2__V1__GetJobResponse *out = NULL;
     char msg[E2_ERRLEN + 64];
     rpc_status code;
     if (r->nq) {
-        http_json_error(r, RPC_INVALID_ARGUMENT,
-                        "this resource takes no query parameters");
+        http_json_error(r, RPC_INVALID_ARGUMENT, "this resource takes no query parameters");
         return;
     }
     q.id = id;
@@ -334,8 +304,7 @@ static void http_api_job(http_req *r, char *id)
     http_json_reply(r, code, out, msg);
 }
 
-static void http_api_metrics(http_req *r, char *id)
-{
+static void http_api_metrics(http_req *r, char *id) {
     E2__V1__GetMetricsRequest q = E2__V1__GET_METRICS_REQUEST__INIT;
     E2__V1__GetMetricsResponse *out = NULL;
     char msg[E2_ERRLEN + 64];
@@ -344,15 +313,13 @@ static void http_api_metrics(http_req *r, char *id)
     q.id = id;
     for (int i = 0; i < r->nq; i++) {
         if (strcmp(r->q[i].key, "since_step")) {
-            snprintf(msg, sizeof msg,
-                     "%.64s: unknown query parameter (use since_step)",
+            snprintf(msg, sizeof msg, "%.64s: unknown query parameter (use since_step)",
                      r->q[i].key);
             http_json_error(r, RPC_INVALID_ARGUMENT, msg);
             return;
         }
         if ((n = http_number(r->q[i].value, UINT32_MAX)) < 0) {
-            http_json_error(r, RPC_INVALID_ARGUMENT,
-                            "since_step must be a whole number");
+            http_json_error(r, RPC_INVALID_ARGUMENT, "since_step must be a whole number");
             return;
         }
         q.has_since_step = 1;
@@ -366,24 +333,28 @@ static void http_api_metrics(http_req *r, char *id)
 
 /* The gauges of each live job, one family per row of http_job_gauges. */
 enum {
-    HTTP_G_STEP, HTTP_G_TOTAL, HTTP_G_LOSS, HTTP_G_TPS, HTTP_G_RESTARTS,
-    HTTP_G_ATTEMPT, HTTP_G_CKPT_AGE, HTTP_G_N
+    HTTP_G_STEP,
+    HTTP_G_TOTAL,
+    HTTP_G_LOSS,
+    HTTP_G_TPS,
+    HTTP_G_RESTARTS,
+    HTTP_G_ATTEMPT,
+    HTTP_G_CKPT_AGE,
+    HTTP_G_N
 };
 
 static const struct {
     const char *name, *help;
 } http_job_gauges[HTTP_G_N] = {
-    [HTTP_G_STEP] = {"e2_job_step", "Newest training step of a live job."},
-    [HTTP_G_TOTAL] = {"e2_job_total_steps", "Steps the job trains for."},
-    [HTTP_G_LOSS] = {"e2_job_loss", "Training loss at the newest step."},
-    [HTTP_G_TPS] = {"e2_job_tokens_per_second",
-                    "Training throughput of the job (all ranks)."},
-    [HTTP_G_RESTARTS] = {"e2_job_restarts",
-                         "Restarts after infrastructure faults."},
-    [HTTP_G_ATTEMPT] = {"e2_job_attempt", "Current attempt number."},
-    [HTTP_G_CKPT_AGE] = {"e2_job_checkpoint_age_seconds",
-                         "Seconds since the newest committed checkpoint "
-                         "(absent before the first)."},
+    [HTTP_G_STEP] = { "e2_job_step", "Newest training step of a live job." },
+    [HTTP_G_TOTAL] = { "e2_job_total_steps", "Steps the job trains for." },
+    [HTTP_G_LOSS] = { "e2_job_loss", "Training loss at the newest step." },
+    [HTTP_G_TPS] = { "e2_job_tokens_per_second", "Training throughput of the job (all ranks)." },
+    [HTTP_G_RESTARTS] = { "e2_job_restarts", "Restarts after infrastructure faults." },
+    [HTTP_G_ATTEMPT] = { "e2_job_attempt", "Current attempt number." },
+    [HTTP_G_CKPT_AGE] = { "e2_job_checkpoint_age_seconds",
+                          "Seconds since the newest committed checkpoint "
+                          "(absent before the first)." },
 };
 
 typedef struct http_active {
@@ -400,20 +371,16 @@ typedef struct http_scan {
 } http_scan;
 
 /* Jobs that hold or wait for workers without being finished. */
-static int http_job_live(int state)
-{
+static int http_job_live(int state) {
     return state == JOBSTATE_STARTING || state == JOBSTATE_RUNNING ||
            state == JOBSTATE_RESTARTING || state == JOBSTATE_CANCELLING;
 }
 
-static int http_scan_job(void *ud, const store_job *j)
-{
+static int http_scan_job(void *ud, const store_job *j) {
     http_scan *s = ud;
     http_active *a;
-    if (j->state > 0 && j->state < JOBSTATE_N)
-        s->by_state[j->state]++;
-    if (!http_job_live(j->state))
-        return 0;
+    if (j->state > 0 && j->state < JOBSTATE_N) s->by_state[j->state]++;
+    if (!http_job_live(j->state)) return 0;
     if (s->nactive == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 16;
         http_active *p = realloc(s->active, cap * sizeof *p);
@@ -436,19 +403,16 @@ static int http_scan_job(void *ud, const store_job *j)
     return 0;
 }
 
-static void http_newest_ckpt(void *ud, const store_ckpt *c)
-{
+static void http_newest_ckpt(void *ud, const store_ckpt *c) {
     *(int64_t *)ud = c->committed_ms; /* ascending steps: the last wins */
 }
 
-static void http_gauge_head(http_buf *b, const char *name, const char *help)
-{
+static void http_gauge_head(http_buf *b, const char *name, const char *help) {
     http_bprintf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
 }
 
 /* Prometheus spells NaN and +Inf/-Inf so; %.17g would give "nan", "inf". */
-static void http_value(http_buf *b, double v)
-{
+static void http_value(http_buf *b, double v) {
     if (v != v)
         http_bprintf(b, "NaN\n");
     else if (v > 1e308 || v < -1e308)
@@ -459,36 +423,28 @@ static void http_value(http_buf *b, double v)
 
 /* Counts every stored job by state (one pass over the jobs table, O(jobs)
  * per scrape) and collects the live ones with their newest checkpoint. */
-static int http_scan_jobs(e2d_server *srv, http_scan *s, char *err,
-                          size_t errlen)
-{
+static int http_scan_jobs(e2d_server *srv, http_scan *s, char *err, size_t errlen) {
     int64_t now = e2d_now_ms();
     unsigned all = 0;
-    for (int st = 1; st < JOBSTATE_N; st++)
-        all |= 1u << st;
-    if (store_job_in_states(srv->db, all, http_scan_job, s, err, errlen) < 0)
-        return E2_ERR;
-    if (s->failed)
-        return e2_errf(err, errlen, "out of memory");
+    for (int st = 1; st < JOBSTATE_N; st++) all |= 1u << st;
+    if (store_job_in_states(srv->db, all, http_scan_job, s, err, errlen) < 0) return E2_ERR;
+    if (s->failed) return e2_errf(err, errlen, "out of memory");
     for (size_t i = 0; i < s->nactive; i++) {
         http_active *a = &s->active[i];
         int64_t at = -1;
-        if (store_ckpt_list(srv->db, a->id, http_newest_ckpt, &at, err,
-                            errlen) < 0)
-            return E2_ERR;
+        if (store_ckpt_list(srv->db, a->id, http_newest_ckpt, &at, err, errlen) < 0) return E2_ERR;
         a->has_ckpt = at >= 0;
         a->v[HTTP_G_CKPT_AGE] = at >= 0 && now > at ? (now - at) / 1000.0 : 0;
     }
     return 0;
 }
 
-static void http_metrics(http_req *r)
-{
+static void http_metrics(http_req *r) {
     e2d_server *srv = r->h->srv;
-    static const char *wstates[] = {"UNSPECIFIED", "IDLE", "BUSY", "LOST"};
-    int64_t workers[4] = {0};
-    http_scan s = {{0}, NULL, 0, 0, 0};
-    http_buf b = {0};
+    static const char *wstates[] = { "UNSPECIFIED", "IDLE", "BUSY", "LOST" };
+    int64_t workers[4] = { 0 };
+    http_scan s = { { 0 }, NULL, 0, 0, 0 };
+    http_buf b = { 0 };
     char err[E2_ERRLEN];
     e2d_batch_flush(srv);
     if (http_scan_jobs(srv, &s, err, sizeof err) < 0) {
@@ -497,8 +453,7 @@ static void http_metrics(http_req *r)
         return;
     }
     for (e2d_worker *w = srv->workers; w; w = w->next)
-        if (w->row.state >= 0 && w->row.state < 4)
-            workers[w->row.state]++;
+        if (w->row.state >= 0 && w->row.state < 4) workers[w->row.state]++;
     http_gauge_head(&b, "e2_up", "1 while e2d serves (0 while shutting down).");
     http_bprintf(&b, "e2_up %d\n", !srv->shutting_down);
     http_gauge_head(&b, "e2_jobs", "Stored jobs by state.");
@@ -507,15 +462,12 @@ static void http_metrics(http_req *r)
                      (long long)s.by_state[st]);
     http_gauge_head(&b, "e2_workers", "Registered workers by state.");
     for (int st = 1; st < 4; st++)
-        http_bprintf(&b, "e2_workers{state=\"%s\"} %lld\n", wstates[st],
-                     (long long)workers[st]);
+        http_bprintf(&b, "e2_workers{state=\"%s\"} %lld\n", wstates[st], (long long)workers[st]);
     for (int g = 0; g < HTTP_G_N; g++) {
         http_gauge_head(&b, http_job_gauges[g].name, http_job_gauges[g].help);
         for (size_t i = 0; i < s.nactive; i++) {
-            if (g == HTTP_G_CKPT_AGE && !s.active[i].has_ckpt)
-                continue;
-            http_bprintf(&b, "%s{job=\"%s\"} ", http_job_gauges[g].name,
-                         s.active[i].id);
+            if (g == HTTP_G_CKPT_AGE && !s.active[i].has_ckpt) continue;
+            http_bprintf(&b, "%s{job=\"%s\"} ", http_job_gauges[g].name, s.active[i].id);
             http_value(&b, s.active[i].v[g]);
         }
     }
@@ -523,38 +475,34 @@ static void http_metrics(http_req *r)
     if (b.failed)
         http_error(r, 500, 0, "e2d: out of memory");
     else
-        http_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
-                  b.p, b.len);
+        http_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.p, b.len);
     free(b.p);
 }
 
 /* ---- static files ---- */
 
-static const char *http_ctype(const char *name)
-{
+static const char *http_ctype(const char *name) {
     static const struct {
         const char *ext, *type;
     } types[] = {
-        {".html", "text/html; charset=utf-8"},
-        {".js", "text/javascript; charset=utf-8"},
-        {".css", "text/css; charset=utf-8"},
-        {".svg", "image/svg+xml"},
-        {".png", "image/png"},
-        {".ico", "image/x-icon"},
-        {".txt", "text/plain; charset=utf-8"},
+        { ".html", "text/html; charset=utf-8" },
+        { ".js", "text/javascript; charset=utf-8" },
+        { ".css", "text/css; charset=utf-8" },
+        { ".svg", "image/svg+xml" },
+        { ".png", "image/png" },
+        { ".ico", "image/x-icon" },
+        { ".txt", "text/plain; charset=utf-8" },
     };
     const char *dot = strrchr(name, '.');
     for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
-        if (!strcmp(dot, types[i].ext))
-            return types[i].type;
+        if (!strcmp(dot, types[i].ext)) return types[i].type;
     return NULL;
 }
 
 /* Files directly in the root only, by a plain name: no '/', no leading
  * dot, so no path can leave the root. O_NONBLOCK: a FIFO put there must
  * not block the loop (it then fails the regular-file check). */
-static void http_file(http_req *r, const char *name)
-{
+static void http_file(http_req *r, const char *name) {
     char path[1024];
     const char *ctype = http_ctype(name);
     struct stat st;
@@ -562,17 +510,14 @@ static void http_file(http_req *r, const char *name)
     int fd;
     ssize_t got = 0;
     for (const char *p = name; *p; p++)
-        if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
-            ctype = NULL;
+        if (!isalnum((unsigned char)*p) && !strchr("._-", *p)) ctype = NULL;
     if (!ctype || name[0] == '.' ||
-        (size_t)snprintf(path, sizeof path, "%s/%s", r->h->root, name) >=
-            sizeof path ||
+        (size_t)snprintf(path, sizeof path, "%s/%s", r->h->root, name) >= sizeof path ||
         (fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
         http_error(r, 404, 0, "%s: no such page", r->path);
         return;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-        st.st_size > HTTP_MAX_FILE ||
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > HTTP_MAX_FILE ||
         !(data = malloc((size_t)st.st_size + 1))) {
         close(fd);
         http_error(r, 404, 0, "%s: no such page", r->path);
@@ -580,8 +525,7 @@ static void http_file(http_req *r, const char *name)
     }
     while (got < st.st_size) {
         ssize_t n = read(fd, data + got, (size_t)(st.st_size - got));
-        if (n <= 0)
-            break;
+        if (n <= 0) break;
         got += n;
     }
     close(fd);
@@ -594,18 +538,13 @@ static void http_file(http_req *r, const char *name)
 
 /* Asks the auth hook about a request that reads what the gRPC method
  * `method` reads; answers 401/403 itself when refused. */
-static int http_authorized(http_req *r,
-                           const char *method)
-{
+static int http_authorized(http_req *r, const char *method) {
     http_server *h = r->h;
     char msg[E2_ERRLEN];
     int status;
-    if (!h->auth)
-        return 1;
+    if (!h->auth) return 1;
     msg[0] = 0;
-    if (!(status = h->auth(r->authorization, method, msg, sizeof msg,
-                           h->auth_data)))
-        return 1;
+    if (!(status = h->auth(r->authorization, method, msg, sizeof msg, h->auth_data))) return 1;
     http_error(r, status, 0, "%s", msg[0] ? msg : "denied");
     return 0;
 }
@@ -615,8 +554,7 @@ static int http_authorized(http_req *r,
 /* /healthz and the page's files hold no data and need no token; /metrics
  * counts as ListJobs unless --http-metrics-public; the API as the methods
  * it mirrors. */
-static void http_route(http_req *r)
-{
+static void http_route(http_req *r) {
     char *p = r->path, *id, *slash;
     if (!strcmp(p, "/healthz")) {
         int down = r->h->srv->shutting_down;
@@ -625,28 +563,23 @@ static void http_route(http_req *r)
         return;
     }
     if (!strcmp(p, "/metrics")) {
-        if (r->h->metrics_public ||
-            http_authorized(r, HTTP_COORD "ListJobs"))
-            http_metrics(r);
+        if (r->h->metrics_public || http_authorized(r, HTTP_COORD "ListJobs")) http_metrics(r);
         return;
     }
     if (!strcmp(p, "/api/v1/jobs")) {
-        if (http_authorized(r, HTTP_COORD "ListJobs"))
-            http_api_list(r);
+        if (http_authorized(r, HTTP_COORD "ListJobs")) http_api_list(r);
         return;
     }
     if (!strncmp(p, "/api/v1/jobs/", 13) && p[13]) {
         id = p + 13;
         slash = strchr(id, '/');
         if (!slash) {
-            if (http_authorized(r, HTTP_COORD "GetJob"))
-                http_api_job(r, id);
+            if (http_authorized(r, HTTP_COORD "GetJob")) http_api_job(r, id);
             return;
         }
         if (!strcmp(slash, "/metrics")) {
             *slash = 0;
-            if (http_authorized(r, HTTP_COORD "GetMetrics"))
-                http_api_metrics(r, id);
+            if (http_authorized(r, HTTP_COORD "GetMetrics")) http_api_metrics(r, id);
             return;
         }
     }
@@ -662,8 +595,7 @@ static void http_route(http_req *r)
 /* ---- requests ---- */
 
 /* The connection's context (see http_notify), or NULL. */
-static http_conn *http_conn_of(struct MHD_Connection *mc)
-{
+static http_conn *http_conn_of(struct MHD_Connection *mc) {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci ? ci->socket_context : NULL;
@@ -672,36 +604,31 @@ static http_conn *http_conn_of(struct MHD_Connection *mc)
 /* Called with each request's raw target, before libmicrohttpd decodes
  * it: a bad or NUL escape (%zz, %00) would otherwise be passed through
  * or cut the string short. Its answer is the request's context. */
-static void *http_uri(void *cls, const char *uri, struct MHD_Connection *mc)
-{
+static void *http_uri(void *cls, const char *uri, struct MHD_Connection *mc) {
     http_server *h = cls;
     (void)mc;
     for (const char *p = uri; *p; p++)
-        if (*p == '%' &&
-            (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]) ||
-             (p[1] == '0' && p[2] == '0')))
+        if (*p == '%' && (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]) ||
+                          (p[1] == '0' && p[2] == '0')))
             return &h->uri_bad;
     return &h->uri_ok;
 }
 
-static enum MHD_Result http_header(void *cls, enum MHD_ValueKind kind,
-                                   const char *key, const char *value)
-{
+static enum MHD_Result http_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value) {
     int *n = cls; /* [0] Content-Length, [1] Transfer-Encoding, [2] CL>0 */
     (void)kind;
     if (!strcasecmp(key, "Content-Length")) {
         n[0]++;
-        if (!value || strspn(value, "0") != strlen(value) || !*value)
-            n[2] = 1;
+        if (!value || strspn(value, "0") != strlen(value) || !*value) n[2] = 1;
     } else if (!strcasecmp(key, "Transfer-Encoding")) {
         n[1]++;
     }
     return MHD_YES;
 }
 
-static enum MHD_Result http_arg(void *cls, enum MHD_ValueKind kind,
-                                const char *key, const char *value)
-{
+static enum MHD_Result http_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value) {
     http_req *r = cls;
     (void)kind;
     if (r->nq == HTTP_MAX_QUERY) {
@@ -719,16 +646,13 @@ static enum MHD_Result http_arg(void *cls, enum MHD_ValueKind kind,
  * closes the connection without reading any further (right for a request
  * with a body, which is refused there), so the answer to any other request
  * is queued on the second call and the connection stays open. */
-static enum MHD_Result http_access(void *cls, struct MHD_Connection *mc,
-                                   const char *url, const char *method,
-                                   const char *version,
-                                   const char *upload_data,
-                                   size_t *upload_size, void **req_cls)
-{
+static enum MHD_Result http_access(void *cls, struct MHD_Connection *mc, const char *url,
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_size, void **req_cls) {
     http_server *h = cls;
     http_req r;
     char path[2048];
-    int framing[3] = {0, 0, 0};
+    int framing[3] = { 0, 0, 0 };
     (void)upload_data;
     memset(&r, 0, sizeof r);
     r.h = h;
@@ -744,8 +668,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *mc,
     if (*req_cls == &h->uri_ok || *req_cls == &h->uri_bad) {
         /* First call: the head is in. */
         http_conn *c = http_conn_of(mc);
-        if (c)
-            c->deadline_ms = e2d_now_ms() + HTTP_REPLY_MS;
+        if (c) c->deadline_ms = e2d_now_ms() + HTTP_REPLY_MS;
         MHD_get_connection_values(mc, MHD_HEADER_KIND, http_header, framing);
         if (framing[0] > 1 || (framing[0] && framing[1])) {
             http_error(&r, 400, 1,
@@ -763,31 +686,27 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *mc,
         return r.failed ? MHD_NO : MHD_YES;
     }
     /* Second call: the request is complete (it has no body). */
-    if (strcmp(version, MHD_HTTP_VERSION_1_1) &&
-        strcmp(version, MHD_HTTP_VERSION_1_0)) {
-        http_error(&r, 400, 1,
-                   "unsupported protocol version (HTTP/1.0 or HTTP/1.1)");
+    if (strcmp(version, MHD_HTTP_VERSION_1_1) && strcmp(version, MHD_HTTP_VERSION_1_0)) {
+        http_error(&r, 400, 1, "unsupported protocol version (HTTP/1.0 or HTTP/1.1)");
     } else if (url[0] != '/') {
         http_error(&r, 400, 1,
                    "request target must be an absolute path such as "
                    "/metrics");
     } else if (*req_cls == &h->head_bad ||
-               (MHD_get_connection_values(mc, MHD_GET_ARGUMENT_KIND, http_arg,
-                                          &r),
-                r.too_many)) {
+               (MHD_get_connection_values(mc, MHD_GET_ARGUMENT_KIND, http_arg, &r), r.too_many)) {
         http_error(&r, 400, 0,
                    "malformed percent-escape or too many query parameters "
-                   "(at most %d)", HTTP_MAX_QUERY);
-    } else if (strcmp(method, MHD_HTTP_METHOD_GET) &&
-               strcmp(method, MHD_HTTP_METHOD_HEAD)) {
+                   "(at most %d)",
+                   HTTP_MAX_QUERY);
+    } else if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD)) {
         http_error(&r, 405, 0,
                    "%.32s: method not allowed (this API is read-only: GET or "
-                   "HEAD)", method);
+                   "HEAD)",
+                   method);
     } else if ((size_t)snprintf(path, sizeof path, "%s", url) >= sizeof path) {
         http_error(&r, 404, 0, "%.64s...: no such page", url);
     } else {
-        r.authorization =
-            MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Authorization");
+        r.authorization = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Authorization");
         http_route(&r);
     }
     *req_cls = &h->answered;
@@ -795,22 +714,19 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *mc,
 }
 
 /* The reply is sent: the next request head is due HTTP_HEAD_MS from now. */
-static void http_completed(void *cls, struct MHD_Connection *mc,
-                           void **req_cls, enum MHD_RequestTerminationCode toe)
-{
+static void http_completed(void *cls, struct MHD_Connection *mc, void **req_cls,
+                           enum MHD_RequestTerminationCode toe) {
     http_conn *c = http_conn_of(mc);
     (void)cls;
     (void)req_cls;
     (void)toe;
-    if (c)
-        c->deadline_ms = e2d_now_ms() + HTTP_HEAD_MS;
+    if (c) c->deadline_ms = e2d_now_ms() + HTTP_HEAD_MS;
 }
 
 /* ---- connections and the loop ---- */
 
 static void http_notify(void *cls, struct MHD_Connection *mc, void **ctx,
-                        enum MHD_ConnectionNotificationCode toe)
-{
+                        enum MHD_ConnectionNotificationCode toe) {
     http_server *h = cls;
     http_conn *c = *ctx;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
@@ -821,8 +737,7 @@ static void http_notify(void *cls, struct MHD_Connection *mc, void **ctx,
         c->fd = ci->connect_fd;
         c->deadline_ms = e2d_now_ms() + HTTP_HEAD_MS;
         c->next = h->conns;
-        if (h->conns)
-            h->conns->prev = c;
+        if (h->conns) h->conns->prev = c;
         h->conns = c;
         *ctx = c;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && c) {
@@ -830,8 +745,7 @@ static void http_notify(void *cls, struct MHD_Connection *mc, void **ctx,
             c->prev->next = c->next;
         else
             h->conns = c->next;
-        if (c->next)
-            c->next->prev = c->prev;
+        if (c->next) c->next->prev = c->prev;
         free(c);
         *ctx = NULL;
     }
@@ -840,8 +754,7 @@ static void http_notify(void *cls, struct MHD_Connection *mc, void **ctx,
 static void http_timer_cb(uv_timer_t *t);
 
 /* Runs libmicrohttpd and arms the timer for its next timeout. */
-static void http_run(http_server *h)
-{
+static void http_run(http_server *h) {
     MHD_UNSIGNED_LONG_LONG ms;
     MHD_run(h->d);
     if (MHD_get_timeout(h->d, &ms) == MHD_YES)
@@ -850,13 +763,11 @@ static void http_run(http_server *h)
         uv_timer_stop(&h->timer);
 }
 
-static void http_timer_cb(uv_timer_t *t)
-{
+static void http_timer_cb(uv_timer_t *t) {
     http_run(t->data);
 }
 
-static void http_poll_cb(uv_poll_t *p, int status, int events)
-{
+static void http_poll_cb(uv_poll_t *p, int status, int events) {
     (void)status;
     (void)events;
     http_run(p->data);
@@ -864,8 +775,7 @@ static void http_poll_cb(uv_poll_t *p, int status, int events)
 
 /* Shuts down every connection past its deadline; libmicrohttpd reads the
  * end of the stream and closes it. */
-static void http_sweep_cb(uv_timer_t *t)
-{
+static void http_sweep_cb(uv_timer_t *t) {
     http_server *h = t->data;
     int64_t now = e2d_now_ms();
     int cut = 0;
@@ -875,21 +785,16 @@ static void http_sweep_cb(uv_timer_t *t)
             c->cut = 1;
             cut = 1;
         }
-    if (cut)
-        http_run(h);
+    if (cut) http_run(h);
 }
 
-static void http_handle_closed(uv_handle_t *handle)
-{
+static void http_handle_closed(uv_handle_t *handle) {
     http_server *h = handle->data;
-    if (--h->open_handles == 0)
-        free(h);
+    if (--h->open_handles == 0) free(h);
 }
 
 /* "host:port" -> sockaddr; IPv6 as "[::1]:port". */
-static int http_addr(const char *listen, struct sockaddr_storage *sa,
-                     char *err, size_t errlen)
-{
+static int http_addr(const char *listen, struct sockaddr_storage *sa, char *err, size_t errlen) {
     char host[256];
     const char *colon = strrchr(listen, ':');
     long long port;
@@ -897,14 +802,14 @@ static int http_addr(const char *listen, struct sockaddr_storage *sa,
     if (!colon || colon == listen || (port = http_number(colon + 1, 65535)) < 0)
         return e2_errf(err, errlen,
                        "http-listen must be host:port such as 127.0.0.1:8080 "
-                       "(got '%s')", listen);
+                       "(got '%s')",
+                       listen);
     n = (size_t)(colon - listen);
     if (listen[0] == '[' && colon[-1] == ']') {
         listen++;
         n -= 2;
     }
-    if (n >= sizeof host)
-        return e2_errf(err, errlen, "http-listen: host too long");
+    if (n >= sizeof host) return e2_errf(err, errlen, "http-listen: host too long");
     memcpy(host, listen, n);
     host[n] = 0;
     if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)sa) == 0 ||
@@ -912,38 +817,32 @@ static int http_addr(const char *listen, struct sockaddr_storage *sa,
         return 0;
     return e2_errf(err, errlen,
                    "http-listen: '%s' is not an IP address (give a numeric "
-                   "address such as 127.0.0.1 or [::1])", host);
+                   "address such as 127.0.0.1 or [::1])",
+                   host);
 }
 
-static int http_loopback(const struct sockaddr_storage *sa)
-{
-    static const unsigned char v6_loopback[16] = {[15] = 1};
+static int http_loopback(const struct sockaddr_storage *sa) {
+    static const unsigned char v6_loopback[16] = { [15] = 1 };
     if (sa->ss_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >>
-                24) == 127;
-    return !memcmp(&((const struct sockaddr_in6 *)sa)->sin6_addr, v6_loopback,
-                   16);
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    return !memcmp(&((const struct sockaddr_in6 *)sa)->sin6_addr, v6_loopback, 16);
 }
 
 /* Binds and listens on the address; the socket goes to libmicrohttpd. */
-static int http_bind(const char *listen_addr, struct sockaddr_storage *sa,
-                     int *fd_out, char *err, size_t errlen)
-{
-    socklen_t len = sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
+static int http_bind(const char *listen_addr, struct sockaddr_storage *sa, int *fd_out, char *err,
+                     size_t errlen) {
+    socklen_t len =
+        sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     int one = 1, fd;
     *fd_out = -1;
-    if ((fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                     0)) < 0)
-        return e2_errf(err, errlen, "http-listen %s: socket: %s", listen_addr,
-                       strerror(errno));
+    if ((fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+        return e2_errf(err, errlen, "http-listen %s: socket: %s", listen_addr, strerror(errno));
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)sa, len) < 0 || listen(fd, 128) < 0 ||
         getsockname(fd, (struct sockaddr *)sa, &len) < 0) {
         int e = errno;
         close(fd);
-        return e2_errf(err, errlen, "http-listen %s: %s%s", listen_addr,
-                       strerror(e),
+        return e2_errf(err, errlen, "http-listen %s: %s%s", listen_addr, strerror(e),
                        e == EADDRINUSE ? " (another program listens on "
                                          "that port: pick another one)"
                                        : "");
@@ -952,25 +851,23 @@ static int http_bind(const char *listen_addr, struct sockaddr_storage *sa,
     return 0;
 }
 
-int http_start(http_server **out, e2d_server *srv, const http_options *opt,
-               int *port, char *err, size_t errlen)
-{
+int http_start(http_server **out, e2d_server *srv, const http_options *opt, int *port, char *err,
+               size_t errlen) {
     struct sockaddr_storage sa;
     const union MHD_DaemonInfo *di;
     http_server *h;
     int fd;
     *out = NULL;
     memset(&sa, 0, sizeof sa);
-    if (http_addr(opt->listen, &sa, err, errlen) < 0)
-        return E2_ERR;
+    if (http_addr(opt->listen, &sa, err, errlen) < 0) return E2_ERR;
     if (!opt->insecure && !http_loopback(&sa))
         return e2_errf(err, errlen,
                        "http-listen %s: the HTTP listener is plaintext: bind "
                        "a loopback address (127.0.0.1:PORT, [::1]:PORT) and "
                        "put a TLS proxy in front, or give --insecure on a "
-                       "fenced network", opt->listen);
-    if (http_bind(opt->listen, &sa, &fd, err, errlen) < 0)
-        return E2_ERR;
+                       "fenced network",
+                       opt->listen);
+    if (http_bind(opt->listen, &sa, &fd, err, errlen) < 0) return E2_ERR;
     if (!(h = calloc(1, sizeof *h))) {
         close(fd);
         return e2_errf(err, errlen, "out of memory");
@@ -981,26 +878,23 @@ int http_start(http_server **out, e2d_server *srv, const http_options *opt,
     h->auth_data = opt->auth_data;
     h->metrics_public = opt->metrics_public;
     h->d = MHD_start_daemon(
-        MHD_USE_EPOLL | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0,
-        NULL, NULL, http_access, h,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNS,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_MAX_PER_IP,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
-        MHD_OPTION_URI_LOG_CALLBACK, http_uri, h,
-        MHD_OPTION_NOTIFY_COMPLETED, http_completed, h,
-        MHD_OPTION_NOTIFY_CONNECTION, http_notify, h,
-        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
-        MHD_OPTION_END);
+        MHD_USE_EPOLL | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL, http_access,
+        h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)HTTP_MAX_CONNS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_MAX_PER_IP,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)HTTP_IDLE_S, MHD_OPTION_URI_LOG_CALLBACK, http_uri, h,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, h, MHD_OPTION_NOTIFY_CONNECTION, http_notify,
+        h, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, MHD_OPTION_END);
     if (!h->d || !(di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD))) {
         if (h->d)
             MHD_stop_daemon(h->d);
         else
             close(fd);
         free(h);
-        return e2_errf(err, errlen, "http-listen %s: libmicrohttpd did not "
-                       "start", opt->listen);
+        return e2_errf(err, errlen,
+                       "http-listen %s: libmicrohttpd did not "
+                       "start",
+                       opt->listen);
     }
     uv_poll_init(srv->loop, &h->poll, di->epoll_fd);
     uv_timer_init(srv->loop, &h->timer);
@@ -1010,17 +904,14 @@ int http_start(http_server **out, e2d_server *srv, const http_options *opt,
     uv_poll_start(&h->poll, UV_READABLE, http_poll_cb);
     uv_timer_start(&h->sweep, http_sweep_cb, HTTP_SWEEP_MS, HTTP_SWEEP_MS);
     http_run(h);
-    *port = ntohs(sa.ss_family == AF_INET6
-                      ? ((struct sockaddr_in6 *)&sa)->sin6_port
-                      : ((struct sockaddr_in *)&sa)->sin_port);
+    *port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                                           : ((struct sockaddr_in *)&sa)->sin_port);
     *out = h;
     return 0;
 }
 
-void http_close(http_server *h)
-{
-    if (!h)
-        return;
+void http_close(http_server *h) {
+    if (!h) return;
     /* The poll handle lets go of the epoll descriptor before
      * libmicrohttpd closes it (with the listener and every connection). */
     uv_poll_stop(&h->poll);

@@ -22,47 +22,39 @@
 
 #define LOCAL_BACKOFF_MIN_MS 500
 #define LOCAL_BACKOFF_MAX_MS 30000
-#define LOCAL_STABLE_MS 60000
+#define LOCAL_STABLE_MS      60000
 
 extern char **environ;
 
 static void local_spawn(e2d_local *l);
 
-static void local_pidfile(const e2d_server *srv, int i, char *out, size_t n)
-{
+static void local_pidfile(const e2d_server *srv, int i, char *out, size_t n) {
     snprintf(out, n, "%s/workers/local-%d.pid", srv->cfg.state_dir, i);
 }
 
-static void local_closed(uv_handle_t *h)
-{
+static void local_closed(uv_handle_t *h) {
     e2d_local *l = h->data;
     l->alive = 0;
 }
 
-static void local_restart(uv_timer_t *t)
-{
+static void local_restart(uv_timer_t *t) {
     local_spawn(t->data);
 }
 
 /* Waits out the backoff, then tries again; doubles the backoff. */
-static void local_backoff(e2d_local *l)
-{
+static void local_backoff(e2d_local *l) {
     uv_timer_start(&l->timer, local_restart, (uint64_t)l->backoff_ms, 0);
     l->backoff_ms *= 2;
-    if (l->backoff_ms > LOCAL_BACKOFF_MAX_MS)
-        l->backoff_ms = LOCAL_BACKOFF_MAX_MS;
+    if (l->backoff_ms > LOCAL_BACKOFF_MAX_MS) l->backoff_ms = LOCAL_BACKOFF_MAX_MS;
 }
 
 /* A failed uv_spawn still leaves a handle to close before it is reused. */
-static void local_spawn_failed(uv_handle_t *h)
-{
+static void local_spawn_failed(uv_handle_t *h) {
     e2d_local *l = h->data;
-    if (!l->srv->shutting_down)
-        local_backoff(l);
+    if (!l->srv->shutting_down) local_backoff(l);
 }
 
-static void local_exited(uv_process_t *p, int64_t status, int sig)
-{
+static void local_exited(uv_process_t *p, int64_t status, int sig) {
     e2d_local *l = p->data;
     e2d_server *srv = l->srv;
     char pf[JOBDIR_PATHLEN];
@@ -75,30 +67,25 @@ static void local_exited(uv_process_t *p, int64_t status, int sig)
     kill(-pid, SIGKILL);
     uv_close((uv_handle_t *)p, local_closed);
     e2d_log("local worker %d (pid %d) %s %lld", l->index, pid,
-            sig ? "killed by signal" : "exited with code",
-            (long long)(sig ? sig : status));
+            sig ? "killed by signal" : "exited with code", (long long)(sig ? sig : status));
     sched_process_exited(srv, pid, status, sig);
-    if (srv->shutting_down)
-        return;
-    if (lived > LOCAL_STABLE_MS)
-        l->backoff_ms = LOCAL_BACKOFF_MIN_MS;
+    if (srv->shutting_down) return;
+    if (lived > LOCAL_STABLE_MS) l->backoff_ms = LOCAL_BACKOFF_MIN_MS;
     local_backoff(l);
 }
 
-static void local_spawn(e2d_local *l)
-{
+static void local_spawn(e2d_local *l) {
     e2d_server *srv = l->srv;
     char logp[JOBDIR_PATHLEN], pf[JOBDIR_PATHLEN], idx[32], pid[32];
     char omp[48];
-    char *args[8] = {srv->cfg.worker_bin, "--coordinator", srv->cfg.listen};
+    char *args[8] = { srv->cfg.worker_bin, "--coordinator", srv->cfg.listen };
     int na = 3;
     char **env;
     size_t n = 0;
     int fd, rc;
     uv_process_options_t o;
     uv_stdio_container_t io[3];
-    if (srv->shutting_down || l->alive)
-        return;
+    if (srv->shutting_down || l->alive) return;
     /* The workers check e2d's data roots again before opening a file. */
     if (srv->cfg.data_roots[0]) {
         args[na++] = "--data-roots";
@@ -108,17 +95,13 @@ static void local_spawn(e2d_local *l)
         args[na++] = "--export-root";
         args[na++] = srv->cfg.export_root;
     }
-    snprintf(logp, sizeof logp, "%s/workers/local-%d.log", srv->cfg.state_dir,
-             l->index);
-    if ((fd = open(logp, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) <
-        0) {
-        e2d_log("local worker %d: open %s: %s", l->index, logp,
-                strerror(errno));
+    snprintf(logp, sizeof logp, "%s/workers/local-%d.log", srv->cfg.state_dir, l->index);
+    if ((fd = open(logp, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+        e2d_log("local worker %d: open %s: %s", l->index, logp, strerror(errno));
         uv_timer_start(&l->timer, local_restart, LOCAL_BACKOFF_MAX_MS, 0);
         return;
     }
-    while (environ[n])
-        n++;
+    while (environ[n]) n++;
     if (!(env = calloc(n + 4, sizeof *env))) {
         close(fd);
         return;
@@ -152,8 +135,7 @@ static void local_spawn(e2d_local *l)
     free(env);
     close(fd);
     if (rc < 0) {
-        e2d_log("local worker %d: spawn %s: %s", l->index, srv->cfg.worker_bin,
-                uv_strerror(rc));
+        e2d_log("local worker %d: spawn %s: %s", l->index, srv->cfg.worker_bin, uv_strerror(rc));
         uv_close((uv_handle_t *)&l->proc, local_spawn_failed);
         return;
     }
@@ -166,20 +148,17 @@ static void local_spawn(e2d_local *l)
     e2d_log("local worker %d started (pid %d)", l->index, l->pid);
 }
 
-int local_init(e2d_server *srv, char *err, size_t errlen)
-{
+int local_init(e2d_server *srv, char *err, size_t errlen) {
     char dir[JOBDIR_PATHLEN];
-    if (!srv->cfg.local_workers)
-        return 0;
+    if (!srv->cfg.local_workers) return 0;
     if (access(srv->cfg.worker_bin, X_OK) < 0)
         return e2_errf(err, errlen,
                        "--local-workers: %s is not an executable (%s): give "
-                       "--worker-bin", srv->cfg.worker_bin, strerror(errno));
+                       "--worker-bin",
+                       srv->cfg.worker_bin, strerror(errno));
     snprintf(dir, sizeof dir, "%s/workers", srv->cfg.state_dir);
-    if (e2_mkdir_p(dir, 0755, err, errlen) < 0)
-        return E2_ERR;
-    if (!(srv->locals = calloc((size_t)srv->cfg.local_workers,
-                               sizeof *srv->locals)))
+    if (e2_mkdir_p(dir, 0755, err, errlen) < 0) return E2_ERR;
+    if (!(srv->locals = calloc((size_t)srv->cfg.local_workers, sizeof *srv->locals)))
         return e2_errf(err, errlen, "out of memory");
     srv->nlocals = srv->cfg.local_workers;
     for (int i = 0; i < srv->nlocals; i++) {
@@ -193,61 +172,47 @@ int local_init(e2d_server *srv, char *err, size_t errlen)
     return 0;
 }
 
-void local_start(e2d_server *srv)
-{
-    for (int i = 0; i < srv->nlocals; i++)
-        local_spawn(&srv->locals[i]);
+void local_start(e2d_server *srv) {
+    for (int i = 0; i < srv->nlocals; i++) local_spawn(&srv->locals[i]);
 }
 
-void local_stop(e2d_server *srv)
-{
+void local_stop(e2d_server *srv) {
     for (int i = 0; i < srv->nlocals; i++) {
         e2d_local *l = &srv->locals[i];
         uv_timer_stop(&l->timer);
-        if (l->alive)
-            kill(-l->pid, SIGTERM);
+        if (l->alive) kill(-l->pid, SIGTERM);
     }
 }
 
-void local_kill(e2d_server *srv)
-{
+void local_kill(e2d_server *srv) {
     for (int i = 0; i < srv->nlocals; i++)
-        if (srv->locals[i].alive)
-            kill(-srv->locals[i].pid, SIGKILL);
+        if (srv->locals[i].alive) kill(-srv->locals[i].pid, SIGKILL);
 }
 
-int local_all_exited(e2d_server *srv)
-{
+int local_all_exited(e2d_server *srv) {
     for (int i = 0; i < srv->nlocals; i++)
-        if (srv->locals[i].alive)
-            return 0;
+        if (srv->locals[i].alive) return 0;
     return 1;
 }
 
-void local_close(e2d_server *srv)
-{
-    for (int i = 0; i < srv->nlocals; i++)
-        uv_close((uv_handle_t *)&srv->locals[i].timer, NULL);
+void local_close(e2d_server *srv) {
+    for (int i = 0; i < srv->nlocals; i++) uv_close((uv_handle_t *)&srv->locals[i].timer, NULL);
 }
 
-int local_owns_pid(e2d_server *srv, int pid)
-{
+int local_owns_pid(e2d_server *srv, int pid) {
     for (int i = 0; i < srv->nlocals; i++)
-        if (srv->locals[i].alive && srv->locals[i].pid == pid)
-            return 1;
+        if (srv->locals[i].alive && srv->locals[i].pid == pid) return 1;
     return 0;
 }
 
 /* A pid from a pid file is only signalled when its command line still
  * says it is an e2worker dialling a coordinator (pids are reused). */
-static int local_is_worker(int pid)
-{
+static int local_is_worker(int pid) {
     char p[64], cmd[4096];
     ssize_t n;
     int fd, found = 0;
     snprintf(p, sizeof p, "/proc/%d/cmdline", pid);
-    if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
-        return 0;
+    if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0) return 0;
     n = read(fd, cmd, sizeof cmd - 1);
     close(fd);
     for (ssize_t i = 0; i < n; i += (ssize_t)strlen(cmd + i) + 1) {
@@ -257,29 +222,24 @@ static int local_is_worker(int pid)
     return found;
 }
 
-void local_reap_stale(e2d_server *srv)
-{
+void local_reap_stale(e2d_server *srv) {
     char dir[JOBDIR_PATHLEN], pf[JOBDIR_PATHLEN + 300], buf[32];
     DIR *d;
     struct dirent *e;
     snprintf(dir, sizeof dir, "%s/workers", srv->cfg.state_dir);
-    if (!(d = opendir(dir)))
-        return;
+    if (!(d = opendir(dir))) return;
     while ((e = readdir(d))) {
         int fd, pid;
         ssize_t n;
-        if (strncmp(e->d_name, "local-", 6) || !strstr(e->d_name, ".pid"))
-            continue;
+        if (strncmp(e->d_name, "local-", 6) || !strstr(e->d_name, ".pid")) continue;
         snprintf(pf, sizeof pf, "%s/%s", dir, e->d_name);
-        if ((fd = open(pf, O_RDONLY | O_CLOEXEC)) < 0)
-            continue;
+        if ((fd = open(pf, O_RDONLY | O_CLOEXEC)) < 0) continue;
         n = read(fd, buf, sizeof buf - 1);
         close(fd);
         buf[n > 0 ? n : 0] = 0;
         pid = atoi(buf);
         if (pid > 1 && local_is_worker(pid)) {
-            e2d_log("stopping local worker pid %d left by a previous e2d",
-                    pid);
+            e2d_log("stopping local worker pid %d left by a previous e2d", pid);
             kill(-pid, SIGKILL);
         }
         unlink(pf);

@@ -14,19 +14,17 @@
 #include "base.h"
 #include "e2d.h"
 
-#define LOGS_CHUNK 65536
+#define LOGS_CHUNK      65536
 #define LOGS_MAX_QUEUED 16 /* messages in flight before a follower waits */
 
 /* Sends what rank r's log holds from its offset: whole lines, or
  * everything when final. Returns 1 when more is left to send. */
-static int logs_pump_rank(e2d_server *srv, e2d_waiter *w, int r, int final)
-{
+static int logs_pump_rank(e2d_server *srv, e2d_waiter *w, int r, int final) {
     char path[JOBDIR_PATHLEN];
     char *buf = malloc(LOGS_CHUNK);
     int fd, more = 0;
     int rank = w->rank >= 0 ? w->rank : r;
-    if (!buf)
-        return 0;
+    if (!buf) return 0;
     jobdir_log_path(srv->cfg.state_dir, w->job, w->attempt, rank, path);
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
         free(buf);
@@ -36,16 +34,12 @@ static int logs_pump_rank(e2d_server *srv, e2d_waiter *w, int r, int final)
         ssize_t n = pread(fd, buf, LOGS_CHUNK, (off_t)w->offsets[r]);
         size_t len;
         E2__V1__LogChunk c;
-        if (n <= 0)
-            break;
+        if (n <= 0) break;
         len = (size_t)n;
         if (!final || n == LOGS_CHUNK) {
-            while (len && buf[len - 1] != '\n')
-                len--;
-            if (!len && n == LOGS_CHUNK)
-                len = (size_t)n; /* one line longer than a chunk */
-            if (!len)
-                break;
+            while (len && buf[len - 1] != '\n') len--;
+            if (!len && n == LOGS_CHUNK) len = (size_t)n; /* one line longer than a chunk */
+            if (!len) break;
         }
         e2__v1__log_chunk__init(&c);
         c.has_attempt = c.has_rank = c.has_offset = c.has_data = 1;
@@ -54,8 +48,7 @@ static int logs_pump_rank(e2d_server *srv, e2d_waiter *w, int r, int final)
         c.offset = w->offsets[r];
         c.data.data = (uint8_t *)buf;
         c.data.len = len;
-        if (rpc_call_send(w->call, &c.base) < 0)
-            break;
+        if (rpc_call_send(w->call, &c.base) < 0) break;
         w->offsets[r] += len;
     }
     more = rpc_call_queued(w->call) >= LOGS_MAX_QUEUED;
@@ -66,16 +59,13 @@ static int logs_pump_rank(e2d_server *srv, e2d_waiter *w, int r, int final)
 
 /* The attempt a follower reads has ended (or never started and the job
  * is over). */
-static int logs_attempt_over(e2d_server *srv, const e2d_waiter *w)
-{
+static int logs_attempt_over(e2d_server *srv, const e2d_waiter *w) {
     store_job j;
     char err[E2_ERRLEN];
     e2d_run *run = sched_run_find(srv, w->job);
     int over;
-    if (run && run->attempt == w->attempt)
-        return 0;
-    if (store_job_get(srv->db, w->job, &j, err, sizeof err) < 0)
-        return 1;
+    if (run && run->attempt == w->attempt) return 0;
+    if (store_job_get(srv->db, w->job, &j, err, sizeof err) < 0) return 1;
     over = w->attempt ? (j.attempt != w->attempt || !jobstate_active(j.state))
                       : jobstate_terminal(j.state);
     store_job_free(&j);
@@ -83,32 +73,26 @@ static int logs_attempt_over(e2d_server *srv, const e2d_waiter *w)
 }
 
 /* Resolves "latest attempt" once the job has one. */
-static int logs_resolve(e2d_server *srv, e2d_waiter *w)
-{
+static int logs_resolve(e2d_server *srv, e2d_waiter *w) {
     store_job j;
     char err[E2_ERRLEN];
-    if (w->attempt)
-        return 1;
-    if (store_job_get(srv->db, w->job, &j, err, sizeof err) < 0)
-        return 0;
+    if (w->attempt) return 1;
+    if (store_job_get(srv->db, w->job, &j, err, sizeof err) < 0) return 0;
     w->attempt = j.attempt;
     store_job_free(&j);
     return w->attempt > 0;
 }
 
 /* Returns 1 when the waiter is finished (and freed). */
-static int logs_pump(e2d_server *srv, e2d_waiter *w, int follow)
-{
+static int logs_pump(e2d_server *srv, e2d_waiter *w, int follow) {
     int over, more = 0;
     if (!logs_resolve(srv, w)) {
-        if (follow && !logs_attempt_over(srv, w))
-            return 0;
+        if (follow && !logs_attempt_over(srv, w)) return 0;
         e2d_waiter_done(w, RPC_OK, NULL);
         return 1;
     }
     over = !follow || logs_attempt_over(srv, w);
-    for (int r = 0; r < w->nranks; r++)
-        more |= logs_pump_rank(srv, w, r, over);
+    for (int r = 0; r < w->nranks; r++) more |= logs_pump_rank(srv, w, r, over);
     if (over && !more) {
         e2d_waiter_done(w, RPC_OK, NULL);
         return 1;
@@ -116,9 +100,7 @@ static int logs_pump(e2d_server *srv, e2d_waiter *w, int follow)
     return 0;
 }
 
-void logs_start(e2d_server *srv, rpc_call *call,
-                const E2__V1__StreamLogsRequest *req)
-{
+void logs_start(e2d_server *srv, rpc_call *call, const E2__V1__StreamLogsRequest *req) {
     char err[E2_ERRLEN];
     store_job j;
     e2d_waiter *w;
@@ -128,16 +110,14 @@ void logs_start(e2d_server *srv, rpc_call *call,
         return;
     }
     if ((rc = store_job_get(srv->db, req->id, &j, err, sizeof err)) < 0) {
-        rpc_call_finish(call, rc == STORE_NOTFOUND ? RPC_NOT_FOUND
-                                                   : RPC_INTERNAL, err);
+        rpc_call_finish(call, rc == STORE_NOTFOUND ? RPC_NOT_FOUND : RPC_INTERNAL, err);
         return;
     }
     if ((int)req->attempt > j.attempt || rank < -1 || rank >= j.num_workers) {
         snprintf(err, sizeof err, "%s must be in [%d, %d] (got %d)",
                  (int)req->attempt > j.attempt ? "attempt" : "rank",
                  (int)req->attempt > j.attempt ? 0 : -1,
-                 (int)req->attempt > j.attempt ? j.attempt
-                                               : j.num_workers - 1,
+                 (int)req->attempt > j.attempt ? j.attempt : j.num_workers - 1,
                  (int)req->attempt > j.attempt ? (int)req->attempt : rank);
         rpc_call_finish(call, RPC_INVALID_ARGUMENT, err);
         store_job_free(&j);
@@ -159,13 +139,11 @@ void logs_start(e2d_server *srv, rpc_call *call,
         e2d_waiter_done(w, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
         return;
     }
-    for (int r = 0; r < w->nranks; r++)
-        w->offsets[r] = req->offset;
+    for (int r = 0; r < w->nranks; r++) w->offsets[r] = req->offset;
     logs_pump(srv, w, req->follow);
 }
 
-void logs_cron(e2d_server *srv)
-{
+void logs_cron(e2d_server *srv) {
     e2d_waiter *w, *next;
     for (w = srv->follows; w; w = next) {
         next = w->next;

@@ -10,21 +10,17 @@
 
 #include "base.h"
 
-static void notify_watchdog_tick(uv_timer_t *t)
-{
+static void notify_watchdog_tick(uv_timer_t *t) {
     (void)t;
     sd_notify(0, "WATCHDOG=1");
 }
 
-int notify_ready(notify_state *n, uv_loop_t *loop, const char *status,
-                 char *err, size_t errlen)
-{
+int notify_ready(notify_state *n, uv_loop_t *loop, const char *status, char *err, size_t errlen) {
     char msg[512];
     uint64_t usec = 0;
     int rc;
     memset(n, 0, sizeof *n);
-    snprintf(msg, sizeof msg, "READY=1\nMAINPID=%d\nSTATUS=%s", (int)getpid(),
-             status);
+    snprintf(msg, sizeof msg, "READY=1\nMAINPID=%d\nSTATUS=%s", (int)getpid(), status);
     sd_notify(0, msg);
     /* 0 keeps WATCHDOG_USEC in the environment: the local workers we spawn
      * ignore it, and a re-exec would need it. */
@@ -32,9 +28,9 @@ int notify_ready(notify_state *n, uv_loop_t *loop, const char *status,
     if (rc < 0)
         return e2_errf(err, errlen,
                        "WATCHDOG_USEC is not a valid period (%s); fix the "
-                       "unit's WatchdogSec=", strerror(-rc));
-    if (rc == 0 || usec == 0)
-        return 0;
+                       "unit's WatchdogSec=",
+                       strerror(-rc));
+    if (rc == 0 || usec == 0) return 0;
     n->watchdog_usec = usec;
     uv_timer_init(loop, &n->watchdog);
     /* Half the period, as sd_watchdog_enabled(3) recommends; at least 1 ms. */
@@ -44,8 +40,7 @@ int notify_ready(notify_state *n, uv_loop_t *loop, const char *status,
     return 0;
 }
 
-void notify_stopping(notify_state *n)
-{
+void notify_stopping(notify_state *n) {
     sd_notify(0, "STOPPING=1");
     if (n->watchdog_on) {
         uv_close((uv_handle_t *)&n->watchdog, NULL);

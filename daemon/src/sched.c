@@ -39,36 +39,28 @@
 #define WS_BUSY E2__V1__WORKER_STATE__WORKER_STATE_BUSY
 #define WS_LOST E2__V1__WORKER_STATE__WORKER_STATE_LOST
 
-e2d_worker *sched_worker_find(e2d_server *srv, const char *id)
-{
-    if (!id)
-        return NULL;
+e2d_worker *sched_worker_find(e2d_server *srv, const char *id) {
+    if (!id) return NULL;
     for (e2d_worker *w = srv->workers; w; w = w->next)
-        if (!strcmp(w->row.id, id))
-            return w;
+        if (!strcmp(w->row.id, id)) return w;
     return NULL;
 }
 
-e2d_run *sched_run_find(e2d_server *srv, const char *job)
-{
-    if (!job)
-        return NULL;
+e2d_run *sched_run_find(e2d_server *srv, const char *job) {
+    if (!job) return NULL;
     for (e2d_run *r = srv->runs; r; r = r->next)
-        if (!strcmp(r->job, job))
-            return r;
+        if (!strcmp(r->job, job)) return r;
     return NULL;
 }
 
-void sched_worker_save(e2d_server *srv, e2d_worker *w)
-{
+void sched_worker_save(e2d_server *srv, e2d_worker *w) {
     char err[E2_ERRLEN];
     w->row.last_heartbeat_ms = w->seen_wall_ms;
     if (store_worker_put(srv->db, &w->row, err, sizeof err) < 0)
         e2d_log("worker %s: saving failed: %s", w->row.id, err);
 }
 
-void sched_worker_push(e2d_worker *w, E2__V1__Command *c)
-{
+void sched_worker_push(e2d_worker *w, E2__V1__Command *c) {
     E2__V1__Command **v = realloc(w->cmds, (w->ncmds + 1) * sizeof *v);
     if (!v) {
         protobuf_c_message_free_unpacked(&c->base, NULL);
@@ -78,18 +70,14 @@ void sched_worker_push(e2d_worker *w, E2__V1__Command *c)
     w->cmds[w->ncmds++] = c;
 }
 
-static void sched_worker_clear_cmds(e2d_worker *w)
-{
-    for (size_t i = 0; i < w->ncmds; i++)
-        protobuf_c_message_free_unpacked(&w->cmds[i]->base, NULL);
+static void sched_worker_clear_cmds(e2d_worker *w) {
+    for (size_t i = 0; i < w->ncmds; i++) protobuf_c_message_free_unpacked(&w->cmds[i]->base, NULL);
     free(w->cmds);
     w->cmds = NULL;
     w->ncmds = 0;
 }
 
-void sched_queue_abort(e2d_worker *w, const char *job, int attempt,
-                       const char *reason)
-{
+void sched_queue_abort(e2d_worker *w, const char *job, int attempt, const char *reason) {
     E2__V1__Command *c = malloc(sizeof *c);
     E2__V1__Abort *a = malloc(sizeof *a);
     if (!c || !a) {
@@ -112,9 +100,7 @@ void sched_queue_abort(e2d_worker *w, const char *job, int attempt,
 
 /* The worker's deadline is on the wall clock (it is another host's):
  * `left_ms` from now. */
-static void sched_queue_cancel(e2d_worker *w, const char *job, int attempt,
-                               int64_t left_ms)
-{
+static void sched_queue_cancel(e2d_worker *w, const char *job, int attempt, int64_t left_ms) {
     E2__V1__Command *c = malloc(sizeof *c);
     E2__V1__Cancel *k = malloc(sizeof *k);
     if (!c || !k) {
@@ -135,17 +121,12 @@ static void sched_queue_cancel(e2d_worker *w, const char *job, int attempt,
 }
 
 /* The worker holds rank `rank` of (job, attempt). */
-static int sched_worker_holds(const e2d_worker *w, const char *job,
-                              int attempt)
-{
-    return w->row.state != WS_LOST && !strcmp(w->row.job, job) &&
-           w->row.attempt == attempt;
+static int sched_worker_holds(const e2d_worker *w, const char *job, int attempt) {
+    return w->row.state != WS_LOST && !strcmp(w->row.job, job) && w->row.attempt == attempt;
 }
 
-void sched_worker_idle(e2d_server *srv, e2d_worker *w)
-{
-    if (w->row.state == WS_LOST)
-        return;
+void sched_worker_idle(e2d_server *srv, e2d_worker *w) {
+    if (w->row.state == WS_LOST) return;
     w->row.state = WS_IDLE;
     w->row.job[0] = 0;
     w->row.attempt = 0;
@@ -159,8 +140,7 @@ void sched_worker_idle(e2d_server *srv, e2d_worker *w)
 
 /* ---- runs ---- */
 
-static void sched_run_free(e2d_run *r)
-{
+static void sched_run_free(e2d_run *r) {
     while (r->pending) {
         e2d_pending_ckpt *p = r->pending;
         r->pending = p->next;
@@ -175,19 +155,16 @@ static void sched_run_free(e2d_run *r)
     free(r);
 }
 
-static e2d_run *sched_run_new(e2d_server *srv, const char *job, int attempt,
-                              int world, int64_t start_step)
-{
+static e2d_run *sched_run_new(e2d_server *srv, const char *job, int attempt, int world,
+                              int64_t start_step) {
     e2d_run *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
+    if (!r) return NULL;
     r->workers = calloc((size_t)world, sizeof *r->workers);
     r->outcome = calloc((size_t)world, sizeof *r->outcome);
     r->progressed = calloc((size_t)world, 1);
     r->steps = calloc((size_t)world, sizeof *r->steps);
     r->tps = calloc((size_t)world, sizeof *r->tps);
-    if (!r->workers || !r->outcome || !r->progressed || !r->steps ||
-        !r->tps) {
+    if (!r->workers || !r->outcome || !r->progressed || !r->steps || !r->tps) {
         sched_run_free(r);
         return NULL;
     }
@@ -196,22 +173,18 @@ static e2d_run *sched_run_new(e2d_server *srv, const char *job, int attempt,
     r->world = world;
     r->start_step = start_step;
     r->last_step = start_step;
-    for (int i = 0; i < world; i++)
-        r->steps[i] = -1;
+    for (int i = 0; i < world; i++) r->steps[i] = -1;
     r->started_ms = r->last_progress_ms = e2d_mono_ms();
     r->next = srv->runs;
     srv->runs = r;
     return r;
 }
 
-void sched_run_end(e2d_server *srv, e2d_run *run, const char *why)
-{
+void sched_run_end(e2d_server *srv, e2d_run *run, const char *why) {
     e2d_run **p;
     for (int i = 0; i < run->world; i++) {
         e2d_worker *w = sched_worker_find(srv, run->workers[i]);
-        if (!w || !sched_worker_holds(w, run->job, run->attempt) ||
-            run->outcome[i])
-            continue;
+        if (!w || !sched_worker_holds(w, run->job, run->attempt) || run->outcome[i]) continue;
         sched_queue_abort(w, run->job, run->attempt, why);
         w->draining = 1;
     }
@@ -223,8 +196,7 @@ void sched_run_end(e2d_server *srv, e2d_run *run, const char *why)
     sched_run_free(run);
 }
 
-static int sched_load(e2d_server *srv, const char *id, store_job *j)
-{
+static int sched_load(e2d_server *srv, const char *id, store_job *j) {
     char err[E2_ERRLEN];
     if (store_job_get(srv->db, id, j, err, sizeof err) < 0) {
         e2d_log("job %s: %s", id, err);
@@ -233,9 +205,8 @@ static int sched_load(e2d_server *srv, const char *id, store_job *j)
     return 0;
 }
 
-void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank,
-                          int exit_code, int sig, const char *reason)
-{
+void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank, int exit_code, int sig,
+                          const char *reason) {
     store_job j;
     char why[1024];
     int attempt = run->attempt;
@@ -243,24 +214,20 @@ void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank,
         sched_run_end(srv, run, reason);
         return;
     }
-    e2d_job_set_failure(srv, &j, rank,
-                        rank >= 0 && rank < run->world ? run->workers[rank]
-                                                       : NULL,
+    e2d_job_set_failure(srv, &j, rank, rank >= 0 && rank < run->world ? run->workers[rank] : NULL,
                         exit_code, sig, 0);
     sched_run_end(srv, run, reason);
     if (j.state == JOBSTATE_CANCELLING) {
-        snprintf(why, sizeof why, "cancelled (attempt %d ended: %s)", attempt,
-                 reason);
+        snprintf(why, sizeof why, "cancelled (attempt %d ended: %s)", attempt, reason);
         e2d_job_transition(srv, &j, JOBSTATE_CANCELLED, why);
     } else if (j.restarts < j.max_restarts) {
         j.restarts++;
-        snprintf(why, sizeof why, "attempt %d failed: %s; restart %d of %d",
-                 attempt, reason, j.restarts, j.max_restarts);
+        snprintf(why, sizeof why, "attempt %d failed: %s; restart %d of %d", attempt, reason,
+                 j.restarts, j.max_restarts);
         e2d_job_transition(srv, &j, JOBSTATE_RESTARTING, why);
     } else {
-        snprintf(why, sizeof why,
-                 "attempt %d failed: %s; restart budget spent (%d of %d)",
-                 attempt, reason, j.restarts, j.max_restarts);
+        snprintf(why, sizeof why, "attempt %d failed: %s; restart budget spent (%d of %d)", attempt,
+                 reason, j.restarts, j.max_restarts);
         e2d_job_transition(srv, &j, JOBSTATE_FAILED, why);
     }
     store_job_free(&j);
@@ -274,8 +241,7 @@ void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank,
  * directory is not e2d's), one that matches nothing here, or a file that
  * cannot be stat'ed leaves the manifest empty and the ranks expand the
  * patterns themselves (and report what they cannot read). */
-static void sched_shard_manifest(E2__V1__Assignment *a)
-{
+static void sched_shard_manifest(E2__V1__Assignment *a) {
     const E2__V1__DataSpec *d = a->spec->data;
     E2__V1__ShardFile **files = NULL;
     size_t n = 0, cap = 0;
@@ -301,8 +267,7 @@ static void sched_shard_manifest(E2__V1__Assignment *a)
             }
             ok = stat(g.gl_pathv[k], &st) == 0 && S_ISREG(st.st_mode) &&
                  (f = malloc(sizeof *f)) != NULL;
-            if (!ok)
-                break;
+            if (!ok) break;
             e2__v1__shard_file__init(f);
             f->path = strdup(g.gl_pathv[k]);
             f->has_bytes = 1;
@@ -313,8 +278,7 @@ static void sched_shard_manifest(E2__V1__Assignment *a)
         globfree(&g);
     }
     if (!ok) {
-        for (size_t k = 0; k < n; k++)
-            protobuf_c_message_free_unpacked(&files[k]->base, NULL);
+        for (size_t k = 0; k < n; k++) protobuf_c_message_free_unpacked(&files[k]->base, NULL);
         free(files);
         return;
     }
@@ -324,11 +288,9 @@ static void sched_shard_manifest(E2__V1__Assignment *a)
 
 /* Copies rank 0's manifest into another rank's assignment (the expansion
  * runs once per attempt); on failure that rank expands the patterns. */
-static void sched_shard_copy(E2__V1__Assignment *a, const E2__V1__Assignment *from)
-{
+static void sched_shard_copy(E2__V1__Assignment *a, const E2__V1__Assignment *from) {
     size_t n = from->n_train_shards;
-    if (n == 0 || !(a->train_shards = calloc(n, sizeof *a->train_shards)))
-        return;
+    if (n == 0 || !(a->train_shards = calloc(n, sizeof *a->train_shards))) return;
     for (size_t i = 0; i < n; i++) {
         E2__V1__ShardFile *f = malloc(sizeof *f);
         if (f) {
@@ -343,8 +305,7 @@ static void sched_shard_copy(E2__V1__Assignment *a, const E2__V1__Assignment *fr
         }
         a->train_shards[a->n_train_shards++] = f;
     }
-    if (a->n_train_shards == n)
-        return;
+    if (a->n_train_shards == n) return;
     for (size_t i = 0; i < a->n_train_shards; i++)
         protobuf_c_message_free_unpacked(&a->train_shards[i]->base, NULL);
     free(a->train_shards);
@@ -354,11 +315,9 @@ static void sched_shard_copy(E2__V1__Assignment *a, const E2__V1__Assignment *fr
 
 /* The assignment of one rank; like: rank 0's, whose shard manifest it
  * shares, or NULL to expand the manifest (rank 0). */
-static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j,
-                                         int rank, const char *ckpt,
-                                         int64_t start_step,
-                                         const E2__V1__Assignment *like)
-{
+static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j, int rank,
+                                         const char *ckpt, int64_t start_step,
+                                         const E2__V1__Assignment *like) {
     char err[E2_ERRLEN], dir[JOBDIR_PATHLEN];
     E2__V1__Command *c = malloc(sizeof *c);
     E2__V1__Assignment *a = malloc(sizeof *a);
@@ -383,8 +342,7 @@ static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j,
         a->spec = e2__v1__job_spec__unpack(NULL, j->spec_pb_len, j->spec_pb);
         snprintf(err, sizeof err, "the packed spec does not unpack");
     } else {
-        a->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err,
-                                sizeof err);
+        a->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err, sizeof err);
     }
     jobdir_path(srv->cfg.state_dir, j->id, dir);
     a->job_dir = strdup(dir);
@@ -404,13 +362,10 @@ static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j,
 /* An assignment above E2D_ASSIGNMENT_MAX_BYTES (its shard manifest, in
  * practice) would not reach the worker: the job FAILS now as a user error
  * with the sizes and the fix. Returns 1 when it did. */
-static int sched_assignment_too_big(e2d_server *srv, store_job *j,
-                                    const E2__V1__Command *first)
-{
+static int sched_assignment_too_big(e2d_server *srv, store_job *j, const E2__V1__Command *first) {
     size_t n = protobuf_c_message_get_packed_size(&first->base);
     char why[512];
-    if (n <= E2D_ASSIGNMENT_MAX_BYTES)
-        return 0;
+    if (n <= E2D_ASSIGNMENT_MAX_BYTES) return 0;
     snprintf(why, sizeof why,
              "the assignment is %.1f MiB (shard manifest of %zu files), above "
              "the %u MiB a worker accepts: use fewer, larger shards "
@@ -425,26 +380,24 @@ static int sched_assignment_too_big(e2d_server *srv, store_job *j,
 
 /* Starts attempt j->attempt + 1 on the given workers (all idle, of j's
  * device kind): rows and transition in one transaction, then commands. */
-static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
-{
+static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang) {
     char err[E2_ERRLEN], ckpt[JOBDIR_PATHLEN], reason[1024];
     size_t off;
     int attempt = j->attempt + 1;
     int64_t step = ckpt_latest(srv, j->id, ckpt);
     E2__V1__Command *first;
     e2d_run *run;
-    if (jobdir_attempt_start(srv->cfg.state_dir, j->id, attempt, err,
-                             sizeof err) < 0) {
+    if (jobdir_attempt_start(srv->cfg.state_dir, j->id, attempt, err, sizeof err) < 0) {
         e2d_log("job %s: cannot prepare attempt %d: %s", j->id, attempt, err);
         return E2_ERR;
     }
     off = (size_t)snprintf(reason, sizeof reason, "attempt %d on ", attempt);
     for (int r = 0; r < j->num_workers && off < sizeof reason; r++)
-        off += (size_t)snprintf(reason + off, sizeof reason - off, "%s%s",
-                                r ? "," : "", gang[r]->row.id);
+        off += (size_t)snprintf(reason + off, sizeof reason - off, "%s%s", r ? "," : "",
+                                gang[r]->row.id);
     if (step >= 0 && off < sizeof reason)
-        snprintf(reason + off, sizeof reason - off,
-                 ", resuming from checkpoint step %lld", (long long)step);
+        snprintf(reason + off, sizeof reason - off, ", resuming from checkpoint step %lld",
+                 (long long)step);
     /* Rank 0's assignment expands the shard manifest, the others copy it;
      * it is handed over last, when nothing reads it any more. One that
      * would not fit a worker's message limit fails the job here, with the
@@ -456,14 +409,11 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
         protobuf_c_message_free_unpacked(&first->base, NULL);
         return E2_ERR;
     }
-    if (!(run = sched_run_new(srv, j->id, attempt, j->num_workers,
-                              step > 0 ? step : 0))) {
-        if (first)
-            protobuf_c_message_free_unpacked(&first->base, NULL);
+    if (!(run = sched_run_new(srv, j->id, attempt, j->num_workers, step > 0 ? step : 0))) {
+        if (first) protobuf_c_message_free_unpacked(&first->base, NULL);
         return E2_ERR;
     }
-    if (store_begin(srv->db, err, sizeof err) < 0)
-        goto fail;
+    if (store_begin(srv->db, err, sizeof err) < 0) goto fail;
     j->attempt = attempt;
     j->step = step > 0 ? step : 0;
     for (int r = 0; r < j->num_workers; r++) {
@@ -479,23 +429,17 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang)
         snprintf(run->workers[r], sizeof run->workers[r], "%s", w->row.id);
     }
     if (store_end(srv->db,
-                  store_rdv_clear(srv->db, j->id, attempt, err,
-                                  sizeof err) == 0 &&
-                      store_metric_trim(srv->db, j->id, j->step, err,
-                                        sizeof err) == 0 &&
-                      e2d_job_transition(srv, j, JOBSTATE_STARTING,
-                                         reason) == 0,
+                  store_rdv_clear(srv->db, j->id, attempt, err, sizeof err) == 0 &&
+                      store_metric_trim(srv->db, j->id, j->step, err, sizeof err) == 0 &&
+                      e2d_job_transition(srv, j, JOBSTATE_STARTING, reason) == 0,
                   err, sizeof err) < 0)
         goto fail_tx;
     for (int r = 1; r < j->num_workers; r++) {
-        E2__V1__Command *c = sched_assignment(srv, j, r, step >= 0 ? ckpt : "",
-                                              step,
+        E2__V1__Command *c = sched_assignment(srv, j, r, step >= 0 ? ckpt : "", step,
                                               first ? first->assignment : NULL);
-        if (c)
-            sched_worker_push(gang[r], c);
+        if (c) sched_worker_push(gang[r], c);
     }
-    if (first)
-        sched_worker_push(gang[0], first);
+    if (first) sched_worker_push(gang[0], first);
     return 0;
 fail_tx:
     e2d_log("job %s: start failed: %s", j->id, err);
@@ -513,28 +457,24 @@ fail:
             break;
         }
     sched_run_free(run);
-    if (first)
-        protobuf_c_message_free_unpacked(&first->base, NULL);
+    if (first) protobuf_c_message_free_unpacked(&first->base, NULL);
     return E2_ERR;
 }
 
 typedef struct sched_queue_ctx {
     char (*ids)[STORE_IDLEN];
-    char (*devs)[16];  /* each job's device, to skip a blocked one unread */
+    char (*devs)[16]; /* each job's device, to skip a blocked one unread */
     size_t n, cap;
 } sched_queue_ctx;
 
-static int sched_collect(void *ud, const char *id, const char *device)
-{
+static int sched_collect(void *ud, const char *id, const char *device) {
     sched_queue_ctx *q = ud;
     if (q->n == q->cap) {
         size_t cap = q->cap ? 2 * q->cap : 64;
         void *v = realloc(q->ids, cap * sizeof *q->ids);
-        if (!v)
-            return 1;
+        if (!v) return 1;
         q->ids = v;
-        if (!(v = realloc(q->devs, cap * sizeof *q->devs)))
-            return 1;
+        if (!(v = realloc(q->devs, cap * sizeof *q->devs))) return 1;
         q->devs = v;
         q->cap = cap;
     }
@@ -543,26 +483,21 @@ static int sched_collect(void *ud, const char *id, const char *device)
     return 0;
 }
 
-static int sched_collect_job(void *ud, const store_job *j)
-{
+static int sched_collect_job(void *ud, const store_job *j) {
     return sched_collect(ud, j->id, j->device);
 }
 
-static int sched_idle(const e2d_worker *w, const char *device)
-{
-    return w->row.state == WS_IDLE && !w->draining &&
-           !strcmp(w->row.device, device);
+static int sched_idle(const e2d_worker *w, const char *device) {
+    return w->row.state == WS_IDLE && !w->draining && !strcmp(w->row.device, device);
 }
 
 /* Workers of a device kind that are registered and not LOST. */
 /* 1 when an assignment failed to reach w in the last minute. */
-static int sched_missed(const e2d_worker *w)
-{
+static int sched_missed(const e2d_worker *w) {
     return w->missed_ms && e2d_mono_ms() - w->missed_ms < 60000;
 }
 
-static int sched_registered(e2d_server *srv, const char *device)
-{
+static int sched_registered(e2d_server *srv, const char *device) {
     int n = 0;
     for (e2d_worker *w = srv->workers; w; w = w->next)
         n += w->row.state != WS_LOST && !strcmp(w->row.device, device);
@@ -574,46 +509,37 @@ static int sched_registered(e2d_server *srv, const char *device)
 /* Says in the job's reason (stored, shown by GetJob; no event) why it
  * waits, when that changed: too few workers of its device registered
  * (parked; it blocks nothing), or enough registered but busy. */
-static void sched_wait_reason(e2d_server *srv, store_job *j, int registered)
-{
+static void sched_wait_reason(e2d_server *srv, store_job *j, int registered) {
     char why[256];
     int parked = registered < j->num_workers;
-    int was = j->reason && !strncmp(j->reason, SCHED_UNSCHEDULABLE,
-                                    strlen(SCHED_UNSCHEDULABLE));
+    int was = j->reason && !strncmp(j->reason, SCHED_UNSCHEDULABLE, strlen(SCHED_UNSCHEDULABLE));
     char *copy;
-    if (!parked && !was)
-        return;
+    if (!parked && !was) return;
     if (parked)
-        snprintf(why, sizeof why, SCHED_UNSCHEDULABLE "needs %d %s worker%s, "
-                 "%d registered; it waits for more and holds up no other job",
-                 j->num_workers, j->device, j->num_workers == 1 ? "" : "s",
-                 registered);
+        snprintf(why, sizeof why,
+                 SCHED_UNSCHEDULABLE "needs %d %s worker%s, "
+                                     "%d registered; it waits for more and holds up no other job",
+                 j->num_workers, j->device, j->num_workers == 1 ? "" : "s", registered);
     else
-        snprintf(why, sizeof why, "waiting for %d idle %s worker%s",
-                 j->num_workers, j->device, j->num_workers == 1 ? "" : "s");
-    if (j->reason && !strcmp(j->reason, why))
-        return;
-    if (!(copy = strdup(why)))
-        return;
+        snprintf(why, sizeof why, "waiting for %d idle %s worker%s", j->num_workers, j->device,
+                 j->num_workers == 1 ? "" : "s");
+    if (j->reason && !strcmp(j->reason, why)) return;
+    if (!(copy = strdup(why))) return;
     free(j->reason);
     j->reason = copy;
-    if (e2d_job_save(srv, j) == 0 && parked)
-        e2d_log("job %s: %s", j->id, why);
+    if (e2d_job_save(srv, j) == 0 && parked) e2d_log("job %s: %s", j->id, why);
 }
 
-void sched_run_queue(e2d_server *srv)
-{
+void sched_run_queue(e2d_server *srv) {
     char err[E2_ERRLEN], blocked[8][16];
     int nblocked = 0, idle = 0;
-    sched_queue_ctx q = {0};
+    sched_queue_ctx q = { 0 };
     struct timespec t0, t1;
     srv->sched_pending = 0;
-    if (srv->shutting_down)
-        return;
+    if (srv->shutting_down) return;
     for (e2d_worker *w = srv->workers; w; w = w->next)
         idle += w->row.state == WS_IDLE && !w->draining;
-    if (!idle)
-        return;
+    if (!idle) return;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
     if (store_job_queued_ids(srv->db, sched_collect, &q, err, sizeof err) < 0)
         e2d_log("scheduler: %s", err);
@@ -623,25 +549,20 @@ void sched_run_queue(e2d_server *srv)
         int n = 0, skip = 0, registered;
         /* Behind a blocked job of its device: skipped without reading its
          * row again (the pass is O(queue); a read per job made it slow). */
-        for (int b = 0; b < nblocked; b++)
-            skip |= !strcmp(blocked[b], q.devs[i]);
-        if (skip || sched_load(srv, q.ids[i], &j) < 0)
-            continue;
+        for (int b = 0; b < nblocked; b++) skip |= !strcmp(blocked[b], q.devs[i]);
+        if (skip || sched_load(srv, q.ids[i], &j) < 0) continue;
         /* A job the registered workers can never hold blocks nothing. */
         registered = sched_registered(srv, j.device);
         sched_wait_reason(srv, &j, registered);
         skip = registered < j.num_workers;
-        if (skip || j.num_workers <= 0 ||
-            !(gang = calloc((size_t)j.num_workers, sizeof *gang))) {
+        if (skip || j.num_workers <= 0 || !(gang = calloc((size_t)j.num_workers, sizeof *gang))) {
             store_job_free(&j);
             continue;
         }
         /* Workers an assignment recently failed to reach come last. */
         for (int late = 0; late < 2; late++)
-            for (e2d_worker *w = srv->workers; w && n < j.num_workers;
-                 w = w->next)
-                if (sched_idle(w, j.device) && sched_missed(w) == late)
-                    gang[n++] = w;
+            for (e2d_worker *w = srv->workers; w && n < j.num_workers; w = w->next)
+                if (sched_idle(w, j.device) && sched_missed(w) == late) gang[n++] = w;
         if (n == j.num_workers)
             sched_start(srv, &j, gang);
         else if (nblocked < 8)
@@ -655,17 +576,15 @@ void sched_run_queue(e2d_server *srv)
     double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     srv->sched_passes++;
     srv->sched_pass_s += dt;
-    if (dt > srv->sched_pass_max_s)
-        srv->sched_pass_max_s = dt;
+    if (dt > srv->sched_pass_max_s) srv->sched_pass_max_s = dt;
 }
 
 /* ---- faults ---- */
 
 static void sched_cancel_settle(e2d_server *srv, e2d_run *run, int late);
 
-static void sched_worker_lost(e2d_server *srv, e2d_worker *w,
-                              const char *reason, int exit_code, int sig)
-{
+static void sched_worker_lost(e2d_server *srv, e2d_worker *w, const char *reason, int exit_code,
+                              int sig) {
     char job[STORE_IDLEN], why[512];
     int attempt = w->row.attempt, rank = w->row.rank, draining = w->draining;
     e2d_run *run;
@@ -681,8 +600,8 @@ static void sched_worker_lost(e2d_server *srv, e2d_worker *w,
     sched_worker_clear_cmds(w);
     sched_worker_save(srv, w);
     srv->sched_pending = 1; /* capacity changed: parked jobs' reasons */
-    if (!job[0] || draining || !(run = sched_run_find(srv, job)) ||
-        run->attempt != attempt || run->outcome[rank])
+    if (!job[0] || draining || !(run = sched_run_find(srv, job)) || run->attempt != attempt ||
+        run->outcome[rank])
         return;
     if (run->killed) {
         /* A rank cancel terminated has exited: part of the cancel. */
@@ -690,22 +609,17 @@ static void sched_worker_lost(e2d_server *srv, e2d_worker *w,
         sched_cancel_settle(srv, run, 0);
         return;
     }
-    snprintf(why, sizeof why, "worker %s (rank %d): %s", w->row.id, rank,
-             reason);
+    snprintf(why, sizeof why, "worker %s (rank %d): %s", w->row.id, rank, reason);
     sched_attempt_failed(srv, run, rank, exit_code, sig, why);
 }
 
-void sched_process_exited(e2d_server *srv, int pid, int64_t status, int sig)
-{
+void sched_process_exited(e2d_server *srv, int pid, int64_t status, int sig) {
     char why[128];
-    if (srv->shutting_down)
-        return;
+    if (srv->shutting_down) return;
     if (sig)
-        snprintf(why, sizeof why, "process %d was killed by signal %d", pid,
-                 sig);
+        snprintf(why, sizeof why, "process %d was killed by signal %d", pid, sig);
     else
-        snprintf(why, sizeof why, "process %d exited with code %lld", pid,
-                 (long long)status);
+        snprintf(why, sizeof why, "process %d exited with code %lld", pid, (long long)status);
     for (e2d_worker *w = srv->workers; w; w = w->next)
         if (w->row.spawned && w->row.pid == pid && w->row.state != WS_LOST)
             sched_worker_lost(srv, w, why, sig ? 0 : (int)status, sig);
@@ -715,12 +629,10 @@ void sched_process_exited(e2d_server *srv, int pid, int64_t status, int sig)
  * exited (its process group is killed when it does, local.c); the ranks
  * on workers e2d did not spawn get an Abort. `late`: the backstop after
  * SIGKILL fired; ends the wait whatever is left. */
-static void sched_cancel_settle(e2d_server *srv, e2d_run *run, int late)
-{
+static void sched_cancel_settle(e2d_server *srv, e2d_run *run, int late) {
     store_job j;
     for (int r = 0; r < run->world && !late; r++)
-        if (run->killed[r] && !run->outcome[r])
-            return;
+        if (run->killed[r] && !run->outcome[r]) return;
     if (sched_load(srv, run->job, &j) < 0) {
         sched_run_end(srv, run, "cancelled");
         return;
@@ -737,8 +649,7 @@ static void sched_cancel_settle(e2d_server *srv, e2d_run *run, int late)
 /* Grace is over: SIGTERM the process groups of the ranks e2d spawned
  * (SIGKILL follows E2D_KILL_AFTER_MS later) and wait for them to exit
  * (sched_cancel_settle); without such ranks the job is CANCELLED now. */
-static void sched_cancel_expire(e2d_server *srv, e2d_run *run)
-{
+static void sched_cancel_expire(e2d_server *srv, e2d_run *run) {
     store_job j;
     int killed = 0;
     if (run->killed) {
@@ -749,14 +660,9 @@ static void sched_cancel_expire(e2d_server *srv, e2d_run *run)
     for (int r = 0; r < run->world; r++) {
         e2d_worker *w = sched_worker_find(srv, run->workers[r]);
         e2d_kill *k;
-        if (!w || run->outcome[r] || !sched_worker_holds(w, run->job,
-                                                         run->attempt))
-            continue;
-        if (!w->row.spawned || !local_owns_pid(srv, w->row.pid))
-            continue;
-        if (!run->killed &&
-            !(run->killed = calloc((size_t)run->world, 1)))
-            break;
+        if (!w || run->outcome[r] || !sched_worker_holds(w, run->job, run->attempt)) continue;
+        if (!w->row.spawned || !local_owns_pid(srv, w->row.pid)) continue;
+        if (!run->killed && !(run->killed = calloc((size_t)run->world, 1))) break;
         kill(-w->row.pid, SIGTERM);
         run->killed[r] = 1;
         killed++;
@@ -769,10 +675,9 @@ static void sched_cancel_expire(e2d_server *srv, e2d_run *run)
     }
     if (killed) {
         e2d_log("job %s: grace period over; SIGTERM to %d rank%s (SIGKILL "
-                "%d s later); CANCELLED once they have exited", run->job,
-                killed, killed == 1 ? "" : "s", E2D_KILL_AFTER_MS / 1000);
-        run->cancel_deadline_ms = e2d_mono_ms() + E2D_KILL_AFTER_MS +
-                                  srv->hb_timeout_ms;
+                "%d s later); CANCELLED once they have exited",
+                run->job, killed, killed == 1 ? "" : "s", E2D_KILL_AFTER_MS / 1000);
+        run->cancel_deadline_ms = e2d_mono_ms() + E2D_KILL_AFTER_MS + srv->hb_timeout_ms;
         return;
     }
     if (sched_load(srv, run->job, &j) < 0) {
@@ -786,12 +691,10 @@ static void sched_cancel_expire(e2d_server *srv, e2d_run *run)
     store_job_free(&j);
 }
 
-int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms)
-{
+int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms) {
     char why[128];
     e2d_run *run;
-    if (jobstate_terminal(j->state) || j->state == JOBSTATE_CANCELLING)
-        return 0;
+    if (jobstate_terminal(j->state) || j->state == JOBSTATE_CANCELLING) return 0;
     j->cancellations++;
     if (jobstate_queued(j->state))
         return e2d_job_transition(srv, j, JOBSTATE_CANCELLED,
@@ -799,28 +702,22 @@ int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms)
     if (!(run = sched_run_find(srv, j->id))) {
         /* Active without a run cannot outlive startup recovery; should it
          * happen, there are no workers to wait for. */
-        if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING,
-                               "cancel requested") < 0)
-            return E2_ERR;
+        if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING, "cancel requested") < 0) return E2_ERR;
         return e2d_job_transition(srv, j, JOBSTATE_CANCELLED,
                                   "cancelled on request (no workers held it)");
     }
-    snprintf(why, sizeof why, "cancel requested (grace %.0f s)",
-             (double)grace_ms / 1000.0);
-    if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING, why) < 0)
-        return E2_ERR;
+    snprintf(why, sizeof why, "cancel requested (grace %.0f s)", (double)grace_ms / 1000.0);
+    if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING, why) < 0) return E2_ERR;
     run->cancel_deadline_ms = e2d_mono_ms() + grace_ms;
     for (int r = 0; r < run->world; r++) {
         e2d_worker *w = sched_worker_find(srv, run->workers[r]);
-        if (w && !run->outcome[r] &&
-            sched_worker_holds(w, run->job, run->attempt))
+        if (w && !run->outcome[r] && sched_worker_holds(w, run->job, run->attempt))
             sched_queue_cancel(w, run->job, run->attempt, grace_ms);
     }
     return 0;
 }
 
-void sched_cron(e2d_server *srv)
-{
+void sched_cron(e2d_server *srv) {
     int64_t now = e2d_mono_ms();
     e2d_run *r, *rnext;
     e2d_kill **kp;
@@ -832,26 +729,22 @@ void sched_cron(e2d_server *srv)
             sched_worker_lost(srv, w, why, 0, 0);
             /* A silent worker e2d spawned (stopped, wedged) is killed so
              * that local.c starts a fresh one in its place. */
-            if (w->row.spawned && local_owns_pid(srv, w->row.pid))
-                kill(-w->row.pid, SIGKILL);
-        } else if (w->draining && w->abort_ms &&
-                   now - w->abort_ms > srv->hb_timeout_ms && w->row.spawned &&
-                   local_owns_pid(srv, w->row.pid)) {
+            if (w->row.spawned && local_owns_pid(srv, w->row.pid)) kill(-w->row.pid, SIGKILL);
+        } else if (w->draining && w->abort_ms && now - w->abort_ms > srv->hb_timeout_ms &&
+                   w->row.spawned && local_owns_pid(srv, w->row.pid)) {
             /* Its rank ignored the Abort (stuck in a system call, a
              * deadlock): a fresh process takes its place. */
             e2d_log("worker %s (pid %d): still in job %s %.1f s after its "
-                    "abort; killing it", w->row.id, w->row.pid, w->row.job,
-                    (double)(now - w->abort_ms) / 1000.0);
+                    "abort; killing it",
+                    w->row.id, w->row.pid, w->row.job, (double)(now - w->abort_ms) / 1000.0);
             w->abort_ms = 0;
             kill(-w->row.pid, SIGKILL);
         }
     for (r = srv->runs; r; r = rnext) {
         rnext = r->next;
         if (r->cancel_deadline_ms) {
-            if (now >= r->cancel_deadline_ms)
-                sched_cancel_expire(srv, r);
-        } else if (srv->hang_timeout_ms > 0 &&
-                   now - r->last_progress_ms > srv->hang_timeout_ms) {
+            if (now >= r->cancel_deadline_ms) sched_cancel_expire(srv, r);
+        } else if (srv->hang_timeout_ms > 0 && now - r->last_progress_ms > srv->hang_timeout_ms) {
             snprintf(why, sizeof why, "hang: no step progress for %.1f s",
                      (double)(now - r->last_progress_ms) / 1000.0);
             sched_attempt_failed(srv, r, -1, 0, 0, why);
@@ -863,23 +756,19 @@ void sched_cron(e2d_server *srv)
             kp = &k->next;
             continue;
         }
-        if (local_owns_pid(srv, k->pgid))
-            kill(-k->pgid, SIGKILL);
+        if (local_owns_pid(srv, k->pgid)) kill(-k->pgid, SIGKILL);
         *kp = k->next;
         free(k);
     }
-    if (srv->sched_pending)
-        sched_run_queue(srv);
+    if (srv->sched_pending) sched_run_queue(srv);
 }
 
 /* ---- startup ---- */
 
-static void sched_restore_worker(void *ud, const store_worker *row)
-{
+static void sched_restore_worker(void *ud, const store_worker *row) {
     e2d_server *srv = ud;
     e2d_worker *w = calloc(1, sizeof *w), **p;
-    if (!w)
-        return;
+    if (!w) return;
     w->row = *row;
     w->seen_ms = e2d_mono_ms();
     w->seen_wall_ms = e2d_now_ms();
@@ -898,14 +787,12 @@ static void sched_restore_worker(void *ud, const store_worker *row)
 /* An attempt found running at startup carries on when every rank's
  * worker is still registered (not LOST); it then has one heartbeat
  * timeout to check in, like any worker. Otherwise the attempt is over. */
-static void sched_recover_job(e2d_server *srv, store_job *j)
-{
+static void sched_recover_job(e2d_server *srv, store_job *j) {
     e2d_worker **gang = calloc((size_t)j->num_workers, sizeof *gang);
     int n = 0;
     char why[256];
     e2d_run *run;
-    if (!gang)
-        return;
+    if (!gang) return;
     for (e2d_worker *w = srv->workers; w; w = w->next)
         if (sched_worker_holds(w, j->id, j->attempt) && w->row.rank >= 0 &&
             w->row.rank < j->num_workers && !gang[w->row.rank]) {
@@ -913,28 +800,23 @@ static void sched_recover_job(e2d_server *srv, store_job *j)
             n++;
         }
     if (n == j->num_workers &&
-        (run = sched_run_new(srv, j->id, j->attempt, j->num_workers,
-                             j->step))) {
+        (run = sched_run_new(srv, j->id, j->attempt, j->num_workers, j->step))) {
         for (int r = 0; r < n; r++)
-            snprintf(run->workers[r], sizeof run->workers[r], "%s",
-                     gang[r]->row.id);
+            snprintf(run->workers[r], sizeof run->workers[r], "%s", gang[r]->row.id);
         /* A cancel in progress gets its workers a fresh short grace (the
          * deadline was not stored). */
         if (j->state == JOBSTATE_CANCELLING) {
             run->cancel_deadline_ms = e2d_mono_ms() + E2D_KILL_AFTER_MS;
             for (int r = 0; r < n; r++)
-                sched_queue_cancel(gang[r], j->id, j->attempt,
-                                   E2D_KILL_AFTER_MS);
+                sched_queue_cancel(gang[r], j->id, j->attempt, E2D_KILL_AFTER_MS);
         }
-        e2d_log("job %s: attempt %d carries on after restart", j->id,
-                j->attempt);
+        e2d_log("job %s: attempt %d carries on after restart", j->id, j->attempt);
         free(gang);
         return;
     }
     for (int r = 0; r < j->num_workers; r++)
         if (gang[r]) {
-            sched_queue_abort(gang[r], j->id, j->attempt,
-                              "e2d restarted; the attempt is over");
+            sched_queue_abort(gang[r], j->id, j->attempt, "e2d restarted; the attempt is over");
             gang[r]->draining = 1;
         }
     free(gang);
@@ -946,29 +828,25 @@ static void sched_recover_job(e2d_server *srv, store_job *j)
     /* Not counted against max_restarts: the fault was e2d's own. */
     snprintf(why, sizeof why,
              "e2d restarted and attempt %d's workers are gone; restarting "
-             "from the last committed checkpoint", j->attempt);
+             "from the last committed checkpoint",
+             j->attempt);
     e2d_job_transition(srv, j, JOBSTATE_RESTARTING, why);
 }
 
-int sched_recover(e2d_server *srv, char *err, size_t errlen)
-{
-    sched_queue_ctx q = {0};
-    unsigned active = (1u << JOBSTATE_STARTING) | (1u << JOBSTATE_RUNNING) |
-                      (1u << JOBSTATE_CANCELLING);
-    if (store_worker_list(srv->db, sched_restore_worker, srv, err, errlen) < 0)
-        return E2_ERR;
-    for (e2d_worker *w = srv->workers; w; w = w->next)
-        sched_worker_save(srv, w);
-    if (store_job_in_states(srv->db, active, sched_collect_job, &q, err,
-                            errlen) < 0) {
+int sched_recover(e2d_server *srv, char *err, size_t errlen) {
+    sched_queue_ctx q = { 0 };
+    unsigned active =
+        (1u << JOBSTATE_STARTING) | (1u << JOBSTATE_RUNNING) | (1u << JOBSTATE_CANCELLING);
+    if (store_worker_list(srv->db, sched_restore_worker, srv, err, errlen) < 0) return E2_ERR;
+    for (e2d_worker *w = srv->workers; w; w = w->next) sched_worker_save(srv, w);
+    if (store_job_in_states(srv->db, active, sched_collect_job, &q, err, errlen) < 0) {
         free(q.ids);
         free(q.devs);
         return E2_ERR;
     }
     for (size_t i = 0; i < q.n; i++) {
         store_job j;
-        if (sched_load(srv, q.ids[i], &j) < 0)
-            continue;
+        if (sched_load(srv, q.ids[i], &j) < 0) continue;
         sched_recover_job(srv, &j);
         store_job_free(&j);
     }
@@ -978,19 +856,16 @@ int sched_recover(e2d_server *srv, char *err, size_t errlen)
     for (e2d_worker *w = srv->workers; w; w = w->next)
         if (w->row.state == WS_BUSY && !w->draining) {
             e2d_run *r = sched_run_find(srv, w->row.job);
-            if (!r || r->attempt != w->row.attempt)
-                w->draining = 1;
+            if (!r || r->attempt != w->row.attempt) w->draining = 1;
         }
     srv->sched_pending = 1;
     return 0;
 }
 
-void sched_free(e2d_server *srv)
-{
+void sched_free(e2d_server *srv) {
     if (srv->sched_passes)
-        e2d_log("scheduler: %ld passes, CPU time mean %.3f ms, max %.3f ms",
-                srv->sched_passes, srv->sched_pass_s * 1e3 / (double)srv->sched_passes,
-                srv->sched_pass_max_s * 1e3);
+        e2d_log("scheduler: %ld passes, CPU time mean %.3f ms, max %.3f ms", srv->sched_passes,
+                srv->sched_pass_s * 1e3 / (double)srv->sched_passes, srv->sched_pass_max_s * 1e3);
     while (srv->workers) {
         e2d_worker *w = srv->workers;
         srv->workers = w->next;

@@ -85,44 +85,68 @@ static const char *store_migrations[STORE_SCHEMA_VERSION] = {
 };
 
 enum {
-    Q_JOB_INSERT, Q_JOB_SETID, Q_JOB_SETPB, Q_LABEL_INSERT, Q_JOB_GET, Q_JOB_BY_REQ,
-    Q_JOB_UPDATE, Q_JOB_COUNT, Q_EVENT_ADD, Q_EVENT_LIST,
-    Q_WSEQ_BUMP, Q_WSEQ_GET, Q_WORKER_PUT, Q_WORKER_LIST,
-    Q_CKPT_ADD, Q_CKPT_DEL, Q_CKPT_LIST, Q_METRIC_ADD, Q_METRIC_LIST,
+    Q_JOB_INSERT,
+    Q_JOB_SETID,
+    Q_JOB_SETPB,
+    Q_LABEL_INSERT,
+    Q_JOB_GET,
+    Q_JOB_BY_REQ,
+    Q_JOB_UPDATE,
+    Q_JOB_COUNT,
+    Q_EVENT_ADD,
+    Q_EVENT_LIST,
+    Q_WSEQ_BUMP,
+    Q_WSEQ_GET,
+    Q_WORKER_PUT,
+    Q_WORKER_LIST,
+    Q_CKPT_ADD,
+    Q_CKPT_DEL,
+    Q_CKPT_LIST,
+    Q_METRIC_ADD,
+    Q_METRIC_LIST,
     Q_METRIC_TRIM,
-    Q_RDV_PUT, Q_RDV_GET, Q_RDV_CLEAR, Q_JOB_QUEUED, Q_JOB_QUEUED_IDS,
-    Q_JOB_STATES, Q_BEGIN,
-    Q_COMMIT, Q_ROLLBACK, Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
-    Q_OWNER_SET, Q_OWNER_GET, Q_N
+    Q_RDV_PUT,
+    Q_RDV_GET,
+    Q_RDV_CLEAR,
+    Q_JOB_QUEUED,
+    Q_JOB_QUEUED_IDS,
+    Q_JOB_STATES,
+    Q_BEGIN,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_SAVEPOINT,
+    Q_RELEASE,
+    Q_ROLLBACK_TO,
+    Q_OWNER_SET,
+    Q_OWNER_GET,
+    Q_N
 };
 
-#define JOB_COLS \
-    "seq, id, request_id, spec, state, reason, priority, device," \
-    " num_workers, max_restarts, keep_last, created_ms, updated_ms," \
+#define JOB_COLS                                                         \
+    "seq, id, request_id, spec, state, reason, priority, device,"        \
+    " num_workers, max_restarts, keep_last, created_ms, updated_ms,"     \
     " attempt, restarts, user_errors, cancellations, step, total_steps," \
-    " loss, lr, tokens_per_second, started_ms, fail_exit_code," \
-    " fail_signal, fail_rank, fail_log, eval, fail_worker, fail_user," \
+    " loss, lr, tokens_per_second, started_ms, fail_exit_code,"          \
+    " fail_signal, fail_rank, fail_log, eval, fail_worker, fail_user,"   \
     " finished_ms, spec_pb"
 
 static const char *store_sql[Q_N] = {
-    [Q_JOB_INSERT] =
-        "INSERT INTO jobs(id, request_id, spec, state, reason, priority,"
-        " device, num_workers, max_restarts, keep_last, created_ms,"
-        " updated_ms, total_steps) VALUES('', ?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-        " ?8, ?9, ?10, ?10, ?11)",
+    [Q_JOB_INSERT] = "INSERT INTO jobs(id, request_id, spec, state, reason, priority,"
+                     " device, num_workers, max_restarts, keep_last, created_ms,"
+                     " updated_ms, total_steps) VALUES('', ?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+                     " ?8, ?9, ?10, ?10, ?11)",
     [Q_JOB_SETPB] = "UPDATE jobs SET spec_pb = ?2 WHERE seq = ?1",
     [Q_JOB_SETID] = "UPDATE jobs SET id = ?2 WHERE seq = ?1",
     [Q_LABEL_INSERT] = "INSERT INTO job_labels VALUES(?1, ?2, ?3)",
     [Q_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
     [Q_JOB_BY_REQ] = "SELECT " JOB_COLS " FROM jobs WHERE request_id = ?1",
-    [Q_JOB_UPDATE] =
-        "UPDATE jobs SET state = ?2, reason = ?3, updated_ms = ?4,"
-        " attempt = ?5, restarts = ?6, user_errors = ?7, cancellations = ?8,"
-        " step = ?9, total_steps = ?10, loss = ?11, lr = ?12,"
-        " tokens_per_second = ?13, started_ms = ?14, fail_exit_code = ?15,"
-        " fail_signal = ?16, fail_rank = ?17, fail_log = ?18, eval = ?19,"
-        " fail_worker = ?20, fail_user = ?21, finished_ms = ?22"
-        " WHERE id = ?1",
+    [Q_JOB_UPDATE] = "UPDATE jobs SET state = ?2, reason = ?3, updated_ms = ?4,"
+                     " attempt = ?5, restarts = ?6, user_errors = ?7, cancellations = ?8,"
+                     " step = ?9, total_steps = ?10, loss = ?11, lr = ?12,"
+                     " tokens_per_second = ?13, started_ms = ?14, fail_exit_code = ?15,"
+                     " fail_signal = ?16, fail_rank = ?17, fail_log = ?18, eval = ?19,"
+                     " fail_worker = ?20, fail_user = ?21, finished_ms = ?22"
+                     " WHERE id = ?1",
     [Q_JOB_COUNT] = "SELECT count(*) FROM jobs",
     [Q_OWNER_SET] = "UPDATE jobs SET owner = ?2 WHERE id = ?1",
     [Q_OWNER_GET] = "SELECT owner FROM jobs WHERE id = ?1",
@@ -178,17 +202,14 @@ struct store {
     int in_tx; /* open levels: 1 = BEGIN, each further one a SAVEPOINT */
 };
 
-static int store_fail(store *s, char *err, size_t errlen, const char *what)
-{
+static int store_fail(store *s, char *err, size_t errlen, const char *what) {
     return e2_errf(err, errlen, "sqlite %s: %s", what, sqlite3_errmsg(s->db));
 }
 
 /* The cached statement for q, reset and with its bindings cleared. */
-static sqlite3_stmt *store_q(store *s, int q, char *err, size_t errlen)
-{
-    if (!s->stmt[q] &&
-        sqlite3_prepare_v3(s->db, store_sql[q], -1, SQLITE_PREPARE_PERSISTENT,
-                           &s->stmt[q], NULL) != SQLITE_OK) {
+static sqlite3_stmt *store_q(store *s, int q, char *err, size_t errlen) {
+    if (!s->stmt[q] && sqlite3_prepare_v3(s->db, store_sql[q], -1, SQLITE_PREPARE_PERSISTENT,
+                                          &s->stmt[q], NULL) != SQLITE_OK) {
         store_fail(s, err, errlen, "prepare");
         return NULL;
     }
@@ -197,8 +218,7 @@ static sqlite3_stmt *store_q(store *s, int q, char *err, size_t errlen)
     return s->stmt[q];
 }
 
-static void bind_text(sqlite3_stmt *st, int i, const char *v)
-{
+static void bind_text(sqlite3_stmt *st, int i, const char *v) {
     if (v)
         sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
     else
@@ -206,17 +226,14 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
 }
 
 /* Runs a statement that returns no rows. */
-static int store_done(store *s, sqlite3_stmt *st, char *err, size_t errlen)
-{
+static int store_done(store *s, sqlite3_stmt *st, char *err, size_t errlen) {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return store_fail(s, err, errlen, "write");
+    if (rc != SQLITE_DONE) return store_fail(s, err, errlen, "write");
     return 0;
 }
 
-static int store_exec(store *s, const char *sql, char *err, size_t errlen)
-{
+static int store_exec(store *s, const char *sql, char *err, size_t errlen) {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         e2_errf(err, errlen, "sqlite: %s", msg ? msg : "error");
@@ -226,39 +243,31 @@ static int store_exec(store *s, const char *sql, char *err, size_t errlen)
     return 0;
 }
 
-int store_version(store *s)
-{
+int store_version(store *s) {
     sqlite3_stmt *st;
     int v = -1;
-    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) !=
-        SQLITE_OK)
-        return -1;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int(st, 0);
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) return -1;
+    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return v;
 }
 
 /* Applies the migrations from the database's version up to `upto`, each in
  * one transaction together with its user_version bump. */
-static int store_migrate(store *s, int upto, char *err, size_t errlen)
-{
+static int store_migrate(store *s, int upto, char *err, size_t errlen) {
     int v = store_version(s);
-    if (v < 0)
-        return store_fail(s, err, errlen, "user_version");
+    if (v < 0) return store_fail(s, err, errlen, "user_version");
     if (v > STORE_SCHEMA_VERSION)
         return e2_errf(err, errlen,
                        "state database schema version %d is newer than this "
-                       "e2d supports (%d): upgrade e2d", v,
-                       STORE_SCHEMA_VERSION);
+                       "e2d supports (%d): upgrade e2d",
+                       v, STORE_SCHEMA_VERSION);
     for (; v < upto; v++) {
         char bump[64];
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
-        if (store_exec(s, "BEGIN IMMEDIATE", err, errlen) < 0)
-            return E2_ERR;
+        if (store_exec(s, "BEGIN IMMEDIATE", err, errlen) < 0) return E2_ERR;
         if (store_exec(s, store_migrations[v], err, errlen) < 0 ||
-            store_exec(s, bump, err, errlen) < 0 ||
-            store_exec(s, "COMMIT", err, errlen) < 0) {
+            store_exec(s, bump, err, errlen) < 0 || store_exec(s, "COMMIT", err, errlen) < 0) {
             store_exec(s, "ROLLBACK", NULL, 0);
             return E2_ERR;
         }
@@ -266,21 +275,16 @@ static int store_migrate(store *s, int upto, char *err, size_t errlen)
     return 0;
 }
 
-int store_open(store **out, const char *path, int upto_version, char *err,
-               size_t errlen)
-{
+int store_open(store **out, const char *path, int upto_version, char *err, size_t errlen) {
     store *s = calloc(1, sizeof *s);
     *out = NULL;
-    if (!s)
-        return e2_errf(err, errlen, "out of memory");
+    if (!s) return e2_errf(err, errlen, "out of memory");
     if (upto_version < 0 || upto_version > STORE_SCHEMA_VERSION)
         upto_version = STORE_SCHEMA_VERSION;
     if (sqlite3_open_v2(path, &s->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                            SQLITE_OPEN_NOMUTEX,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
-        e2_errf(err, errlen, "open %s: %s", path,
-                s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        e2_errf(err, errlen, "open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto err;
     }
     sqlite3_busy_timeout(s->db, 5000);
@@ -296,36 +300,27 @@ err:
     return E2_ERR;
 }
 
-void store_close(store *s)
-{
-    if (!s)
-        return;
-    for (int i = 0; i < Q_N; i++)
-        sqlite3_finalize(s->stmt[i]);
+void store_close(store *s) {
+    if (!s) return;
+    for (int i = 0; i < Q_N; i++) sqlite3_finalize(s->stmt[i]);
     sqlite3_close(s->db);
     free(s);
 }
 
-static int store_simple(store *s, int q, char *err, size_t errlen)
-{
+static int store_simple(store *s, int q, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, q, err, errlen);
     return st ? store_done(s, st, err, errlen) : E2_ERR;
 }
 
-int store_begin(store *s, char *err, size_t errlen)
-{
-    if (store_simple(s, s->in_tx ? Q_SAVEPOINT : Q_BEGIN, err, errlen) < 0)
-        return E2_ERR;
+int store_begin(store *s, char *err, size_t errlen) {
+    if (store_simple(s, s->in_tx ? Q_SAVEPOINT : Q_BEGIN, err, errlen) < 0) return E2_ERR;
     s->in_tx++;
     return 0;
 }
 
-int store_commit(store *s, char *err, size_t errlen)
-{
-    if (s->in_tx <= 0)
-        return e2_errf(err, errlen, "commit without a transaction");
-    if (store_simple(s, s->in_tx > 1 ? Q_RELEASE : Q_COMMIT, err, errlen) <
-        0) {
+int store_commit(store *s, char *err, size_t errlen) {
+    if (s->in_tx <= 0) return e2_errf(err, errlen, "commit without a transaction");
+    if (store_simple(s, s->in_tx > 1 ? Q_RELEASE : Q_COMMIT, err, errlen) < 0) {
         store_rollback(s);
         return E2_ERR;
     }
@@ -333,18 +328,14 @@ int store_commit(store *s, char *err, size_t errlen)
     return 0;
 }
 
-int store_end(store *s, int ok, char *err, size_t errlen)
-{
-    if (ok)
-        return store_commit(s, err, errlen);
+int store_end(store *s, int ok, char *err, size_t errlen) {
+    if (ok) return store_commit(s, err, errlen);
     store_rollback(s);
     return E2_ERR;
 }
 
-void store_rollback(store *s)
-{
-    if (s->in_tx <= 0)
-        return;
+void store_rollback(store *s) {
+    if (s->in_tx <= 0) return;
     if (s->in_tx > 1) {
         store_simple(s, Q_ROLLBACK_TO, NULL, 0);
         store_simple(s, Q_RELEASE, NULL, 0);
@@ -356,8 +347,7 @@ void store_rollback(store *s)
 
 /* ---- jobs ---- */
 
-void store_job_free(store_job *j)
-{
+void store_job_free(store_job *j) {
     free(j->request_id);
     free(j->spec_json);
     free(j->spec_pb);
@@ -367,20 +357,17 @@ void store_job_free(store_job *j)
     memset(j, 0, sizeof *j);
 }
 
-static char *col_dup(sqlite3_stmt *st, int i)
-{
+static char *col_dup(sqlite3_stmt *st, int i) {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? strdup((const char *)t) : NULL;
 }
 
-static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t n)
-{
+static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t n) {
     const unsigned char *t = sqlite3_column_text(st, i);
     snprintf(dst, n, "%s", t ? (const char *)t : "");
 }
 
-static void job_from_row(sqlite3_stmt *st, store_job *j)
-{
+static void job_from_row(sqlite3_stmt *st, store_job *j) {
     memset(j, 0, sizeof *j);
     j->seq = sqlite3_column_int64(st, 0);
     col_copy(st, 1, j->id, sizeof j->id);
@@ -423,14 +410,11 @@ static void job_from_row(sqlite3_stmt *st, store_job *j)
     }
 }
 
-int store_job_insert(store *s, store_job *j, const store_label *labels,
-                     int nlabels, char *err, size_t errlen)
-{
+int store_job_insert(store *s, store_job *j, const store_label *labels, int nlabels, char *err,
+                     size_t errlen) {
     sqlite3_stmt *st;
-    if (store_begin(s, err, errlen) < 0)
-        return E2_ERR;
-    if (!(st = store_q(s, Q_JOB_INSERT, err, errlen)))
-        goto err;
+    if (store_begin(s, err, errlen) < 0) return E2_ERR;
+    if (!(st = store_q(s, Q_JOB_INSERT, err, errlen))) goto err;
     bind_text(st, 1, j->request_id);
     bind_text(st, 2, j->spec_json);
     sqlite3_bind_int(st, 3, j->state);
@@ -442,35 +426,27 @@ int store_job_insert(store *s, store_job *j, const store_label *labels,
     sqlite3_bind_int(st, 9, j->keep_last);
     sqlite3_bind_int64(st, 10, j->created_ms);
     sqlite3_bind_int64(st, 11, j->total_steps);
-    if (store_done(s, st, err, errlen) < 0)
-        goto err;
+    if (store_done(s, st, err, errlen) < 0) goto err;
     if (j->spec_pb) {
-        if (!(st = store_q(s, Q_JOB_SETPB, err, errlen)))
-            goto err;
+        if (!(st = store_q(s, Q_JOB_SETPB, err, errlen))) goto err;
         sqlite3_bind_int64(st, 1, sqlite3_last_insert_rowid(s->db));
-        sqlite3_bind_blob(st, 2, j->spec_pb, (int)j->spec_pb_len,
-                          SQLITE_TRANSIENT);
-        if (store_done(s, st, err, errlen) < 0)
-            goto err;
+        sqlite3_bind_blob(st, 2, j->spec_pb, (int)j->spec_pb_len, SQLITE_TRANSIENT);
+        if (store_done(s, st, err, errlen) < 0) goto err;
     }
     j->seq = sqlite3_last_insert_rowid(s->db);
     j->updated_ms = j->created_ms;
     j->fail_rank = -1;
     snprintf(j->id, sizeof j->id, "j-%06lld", (long long)j->seq);
-    if (!(st = store_q(s, Q_JOB_SETID, err, errlen)))
-        goto err;
+    if (!(st = store_q(s, Q_JOB_SETID, err, errlen))) goto err;
     sqlite3_bind_int64(st, 1, j->seq);
     bind_text(st, 2, j->id);
-    if (store_done(s, st, err, errlen) < 0)
-        goto err;
+    if (store_done(s, st, err, errlen) < 0) goto err;
     for (int i = 0; i < nlabels; i++) {
-        if (!(st = store_q(s, Q_LABEL_INSERT, err, errlen)))
-            goto err;
+        if (!(st = store_q(s, Q_LABEL_INSERT, err, errlen))) goto err;
         bind_text(st, 1, j->id);
         bind_text(st, 2, labels[i].key);
         bind_text(st, 3, labels[i].value);
-        if (store_done(s, st, err, errlen) < 0)
-            goto err;
+        if (store_done(s, st, err, errlen) < 0) goto err;
     }
     return store_commit(s, err, errlen);
 err:
@@ -478,13 +454,10 @@ err:
     return E2_ERR;
 }
 
-static int store_job_one(store *s, int q, const char *key, store_job *j,
-                         char *err, size_t errlen)
-{
+static int store_job_one(store *s, int q, const char *key, store_job *j, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, q, err, errlen);
     int rc;
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, key);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -500,23 +473,17 @@ static int store_job_one(store *s, int q, const char *key, store_job *j,
     return store_fail(s, err, errlen, "read job");
 }
 
-int store_job_get(store *s, const char *id, store_job *j, char *err,
-                  size_t errlen)
-{
+int store_job_get(store *s, const char *id, store_job *j, char *err, size_t errlen) {
     return store_job_one(s, Q_JOB_GET, id, j, err, errlen);
 }
 
-int store_job_by_request(store *s, const char *request_id, store_job *j,
-                         char *err, size_t errlen)
-{
+int store_job_by_request(store *s, const char *request_id, store_job *j, char *err, size_t errlen) {
     return store_job_one(s, Q_JOB_BY_REQ, request_id, j, err, errlen);
 }
 
-int store_job_update(store *s, const store_job *j, char *err, size_t errlen)
-{
+int store_job_update(store *s, const store_job *j, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_JOB_UPDATE, err, errlen);
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, j->id);
     sqlite3_bind_int(st, 2, j->state);
     bind_text(st, 3, j->reason ? j->reason : "");
@@ -539,19 +506,16 @@ int store_job_update(store *s, const store_job *j, char *err, size_t errlen)
     bind_text(st, 20, j->fail_worker);
     sqlite3_bind_int(st, 21, j->fail_user);
     sqlite3_bind_int64(st, 22, j->finished_ms);
-    if (store_done(s, st, err, errlen) < 0)
-        return E2_ERR;
-    if (sqlite3_changes(s->db) != 1)
-        return e2_errf(err, errlen, "job %s not found", j->id);
+    if (store_done(s, st, err, errlen) < 0) return E2_ERR;
+    if (sqlite3_changes(s->db) != 1) return e2_errf(err, errlen, "job %s not found", j->id);
     return 0;
 }
 
 /* Steps st and calls fn per row; finalizes st when `own` (an uncached
  * statement), else resets it. */
 static int store_job_rows(store *s, sqlite3_stmt *st, int own,
-                          int (*fn)(void *ud, const store_job *j), void *ud,
-                          char *err, size_t errlen)
-{
+                          int (*fn)(void *ud, const store_job *j), void *ud, char *err,
+                          size_t errlen) {
     int n = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         store_job j;
@@ -560,11 +524,9 @@ static int store_job_rows(store *s, sqlite3_stmt *st, int own,
         stop = fn(ud, &j);
         store_job_free(&j);
         n++;
-        if (stop)
-            break;
+        if (stop) break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        n = store_fail(s, err, errlen, "list jobs");
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) n = store_fail(s, err, errlen, "list jobs");
     if (own)
         sqlite3_finalize(st);
     else
@@ -574,31 +536,26 @@ static int store_job_rows(store *s, sqlite3_stmt *st, int own,
 
 /* The list query is built per call (its WHERE clause depends on the filter)
  * and is therefore not cached; ListJobs is not a hot path. */
-int store_job_list(store *s, const store_jobq *q,
-                   int (*fn)(void *ud, const store_job *j), void *ud,
-                   char *err, size_t errlen)
-{
+int store_job_list(store *s, const store_jobq *q, int (*fn)(void *ud, const store_job *j), void *ud,
+                   char *err, size_t errlen) {
     char sql[2048];
     size_t n;
     sqlite3_stmt *st;
     if (q->nlabels < 0 || q->nlabels > STORE_MAX_SELECTORS)
-        return e2_errf(err, errlen, "at most %d label selectors",
-                       STORE_MAX_SELECTORS);
-    n = (size_t)snprintf(sql, sizeof sql,
-                         "SELECT " JOB_COLS " FROM jobs WHERE seq < ?1%s",
+        return e2_errf(err, errlen, "at most %d label selectors", STORE_MAX_SELECTORS);
+    n = (size_t)snprintf(sql, sizeof sql, "SELECT " JOB_COLS " FROM jobs WHERE seq < ?1%s",
                          q->states ? " AND ((1 << state) & ?2) != 0" : "");
     for (int i = 0; i < q->nlabels && n < sizeof sql; i++)
         n += (size_t)snprintf(sql + n, sizeof sql - n,
                               " AND EXISTS (SELECT 1 FROM job_labels l"
                               " WHERE l.job = jobs.id AND l.key = ?%d"
-                              " AND l.value = ?%d)", 4 + 2 * i, 5 + 2 * i);
-    if (n < sizeof sql)
-        snprintf(sql + n, sizeof sql - n, " ORDER BY seq DESC LIMIT ?3");
+                              " AND l.value = ?%d)",
+                              4 + 2 * i, 5 + 2 * i);
+    if (n < sizeof sql) snprintf(sql + n, sizeof sql - n, " ORDER BY seq DESC LIMIT ?3");
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
         return store_fail(s, err, errlen, "prepare list");
     sqlite3_bind_int64(st, 1, q->before_seq > 0 ? q->before_seq : INT64_MAX);
-    if (q->states)
-        sqlite3_bind_int64(st, 2, q->states);
+    if (q->states) sqlite3_bind_int64(st, 2, q->states);
     sqlite3_bind_int(st, 3, q->limit > 0 ? q->limit : -1);
     for (int i = 0; i < q->nlabels; i++) {
         bind_text(st, 4 + 2 * i, q->labels[i].key);
@@ -607,81 +564,61 @@ int store_job_list(store *s, const store_jobq *q,
     return store_job_rows(s, st, 1, fn, ud, err, errlen);
 }
 
-int store_job_queued(store *s, int (*fn)(void *ud, const store_job *j),
-                     void *ud, char *err, size_t errlen)
-{
+int store_job_queued(store *s, int (*fn)(void *ud, const store_job *j), void *ud, char *err,
+                     size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_JOB_QUEUED, err, errlen);
     return st ? store_job_rows(s, st, 0, fn, ud, err, errlen) : E2_ERR;
 }
 
-int store_job_queued_ids(store *s,
-                         int (*fn)(void *ud, const char *id, const char *device),
-                         void *ud, char *err, size_t errlen)
-{
+int store_job_queued_ids(store *s, int (*fn)(void *ud, const char *id, const char *device),
+                         void *ud, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_JOB_QUEUED_IDS, err, errlen);
     int n = 0, rc;
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
         const char *dev = (const char *)sqlite3_column_text(st, 1);
         n++;
-        if (fn(ud, id ? id : "", dev ? dev : ""))
-            break;
+        if (fn(ud, id ? id : "", dev ? dev : "")) break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        n = store_fail(s, err, errlen, "list queued jobs");
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) n = store_fail(s, err, errlen, "list queued jobs");
     sqlite3_reset(st);
     return n;
 }
 
-int store_job_in_states(store *s, unsigned states,
-                        int (*fn)(void *ud, const store_job *j), void *ud,
-                        char *err, size_t errlen)
-{
+int store_job_in_states(store *s, unsigned states, int (*fn)(void *ud, const store_job *j),
+                        void *ud, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_JOB_STATES, err, errlen);
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     sqlite3_bind_int64(st, 1, states);
     return store_job_rows(s, st, 0, fn, ud, err, errlen);
 }
 
-int store_job_count(store *s)
-{
+int store_job_count(store *s) {
     sqlite3_stmt *st = store_q(s, Q_JOB_COUNT, NULL, 0);
     int n = -1;
-    if (st && sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int(st, 0);
-    if (st)
-        sqlite3_reset(st);
+    if (st && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
+    if (st) sqlite3_reset(st);
     return n;
 }
 
-int store_job_set_owner(store *s, const char *id, const char *owner,
-                        char *err, size_t errlen)
-{
+int store_job_set_owner(store *s, const char *id, const char *owner, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_OWNER_SET, err, errlen);
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, id);
     bind_text(st, 2, owner);
     return store_done(s, st, err, errlen);
 }
 
-int store_job_owner(store *s, const char *id, char *owner, size_t len,
-                    char *err, size_t errlen)
-{
+int store_job_owner(store *s, const char *id, char *owner, size_t len, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_OWNER_GET, err, errlen);
     int rc;
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, id);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        col_copy(st, 0, owner, len);
+    if (rc == SQLITE_ROW) col_copy(st, 0, owner, len);
     sqlite3_reset(st);
-    if (rc == SQLITE_ROW)
-        return 0;
+    if (rc == SQLITE_ROW) return 0;
     if (rc == SQLITE_DONE) {
         e2_errf(err, errlen, "job %s not found", id);
         return STORE_NOTFOUND;
@@ -691,12 +628,9 @@ int store_job_owner(store *s, const char *id, char *owner, size_t len,
 
 /* ---- events ---- */
 
-int store_event_add(store *s, const char *job, const store_event *e,
-                    char *err, size_t errlen)
-{
+int store_event_add(store *s, const char *job, const store_event *e, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_EVENT_ADD, err, errlen);
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, job);
     sqlite3_bind_int64(st, 2, e->time_ms);
     sqlite3_bind_int(st, 3, e->from);
@@ -705,14 +639,11 @@ int store_event_add(store *s, const char *job, const store_event *e,
     return store_done(s, st, err, errlen);
 }
 
-int store_event_list(store *s, const char *job,
-                     void (*fn)(void *ud, const store_event *e), void *ud,
-                     char *err, size_t errlen)
-{
+int store_event_list(store *s, const char *job, void (*fn)(void *ud, const store_event *e),
+                     void *ud, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_EVENT_LIST, err, errlen);
     int rc;
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, job);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         store_event e = {
@@ -729,27 +660,21 @@ int store_event_list(store *s, const char *job,
 
 /* ---- workers ---- */
 
-int64_t store_next_worker_seq(store *s, char *err, size_t errlen)
-{
+int64_t store_next_worker_seq(store *s, char *err, size_t errlen) {
     sqlite3_stmt *st;
     int64_t v = -1;
     if (store_simple(s, Q_WSEQ_BUMP, err, errlen) < 0 ||
         !(st = store_q(s, Q_WSEQ_GET, err, errlen)))
         return E2_ERR;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
+    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
-    if (v < 0)
-        return store_fail(s, err, errlen, "worker_seq");
+    if (v < 0) return store_fail(s, err, errlen, "worker_seq");
     return v;
 }
 
-int store_worker_put(store *s, const store_worker *w, char *err,
-                     size_t errlen)
-{
+int store_worker_put(store *s, const store_worker *w, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_WORKER_PUT, err, errlen);
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, w->id);
     bind_text(st, 2, w->host);
     bind_text(st, 3, w->device);
@@ -767,13 +692,11 @@ int store_worker_put(store *s, const store_worker *w, char *err,
     return store_done(s, st, err, errlen);
 }
 
-int store_worker_list(store *s, void (*fn)(void *ud, const store_worker *w),
-                      void *ud, char *err, size_t errlen)
-{
+int store_worker_list(store *s, void (*fn)(void *ud, const store_worker *w), void *ud, char *err,
+                      size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_WORKER_LIST, err, errlen);
     int rc;
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         store_worker w;
         memset(&w, 0, sizeof w);
@@ -799,12 +722,9 @@ int store_worker_list(store *s, void (*fn)(void *ud, const store_worker *w),
 
 /* ---- checkpoints ---- */
 
-int store_ckpt_add(store *s, const char *job, const store_ckpt *c,
-                   char *err, size_t errlen)
-{
+int store_ckpt_add(store *s, const char *job, const store_ckpt *c, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_CKPT_ADD, err, errlen);
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, job);
     sqlite3_bind_int64(st, 2, c->step);
     bind_text(st, 3, c->path);
@@ -814,25 +734,19 @@ int store_ckpt_add(store *s, const char *job, const store_ckpt *c,
     return store_done(s, st, err, errlen);
 }
 
-int store_ckpt_delete(store *s, const char *job, int64_t step, char *err,
-                      size_t errlen)
-{
+int store_ckpt_delete(store *s, const char *job, int64_t step, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_CKPT_DEL, err, errlen);
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, job);
     sqlite3_bind_int64(st, 2, step);
     return store_done(s, st, err, errlen);
 }
 
-int store_ckpt_list(store *s, const char *job,
-                    void (*fn)(void *ud, const store_ckpt *c), void *ud,
-                    char *err, size_t errlen)
-{
+int store_ckpt_list(store *s, const char *job, void (*fn)(void *ud, const store_ckpt *c), void *ud,
+                    char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_CKPT_LIST, err, errlen);
     int rc;
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, job);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         store_ckpt c = {
@@ -850,12 +764,9 @@ int store_ckpt_list(store *s, const char *job,
 
 /* ---- metrics ---- */
 
-int store_metric_add(store *s, const char *job, const store_metric *m,
-                     char *err, size_t errlen)
-{
+int store_metric_add(store *s, const char *job, const store_metric *m, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_METRIC_ADD, err, errlen);
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, job);
     sqlite3_bind_int64(st, 2, m->step);
     sqlite3_bind_int(st, 3, m->attempt);
@@ -867,25 +778,19 @@ int store_metric_add(store *s, const char *job, const store_metric *m,
     return store_done(s, st, err, errlen);
 }
 
-int store_metric_trim(store *s, const char *job, int64_t step, char *err,
-                      size_t errlen)
-{
+int store_metric_trim(store *s, const char *job, int64_t step, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_METRIC_TRIM, err, errlen);
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, job);
     sqlite3_bind_int64(st, 2, step);
     return store_done(s, st, err, errlen);
 }
 
-int store_metric_list(store *s, const char *job,
-                      void (*fn)(void *ud, const store_metric *m), void *ud,
-                      char *err, size_t errlen)
-{
+int store_metric_list(store *s, const char *job, void (*fn)(void *ud, const store_metric *m),
+                      void *ud, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_METRIC_LIST, err, errlen);
     int rc;
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, job);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         store_metric m = {
@@ -905,12 +810,10 @@ int store_metric_list(store *s, const char *job,
 
 /* ---- rendezvous ---- */
 
-int store_rdv_put(store *s, const char *job, int attempt, const char *key,
-                  const void *val, size_t len, char *err, size_t errlen)
-{
+int store_rdv_put(store *s, const char *job, int attempt, const char *key, const void *val,
+                  size_t len, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_RDV_PUT, err, errlen);
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, job);
     sqlite3_bind_int(st, 2, attempt);
     bind_text(st, 3, key);
@@ -918,15 +821,13 @@ int store_rdv_put(store *s, const char *job, int attempt, const char *key,
     return store_done(s, st, err, errlen);
 }
 
-int store_rdv_get(store *s, const char *job, int attempt, const char *key,
-                  void **val, size_t *len, char *err, size_t errlen)
-{
+int store_rdv_get(store *s, const char *job, int attempt, const char *key, void **val, size_t *len,
+                  char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_RDV_GET, err, errlen);
     int rc;
     *val = NULL;
     *len = 0;
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, job);
     sqlite3_bind_int(st, 2, attempt);
     bind_text(st, 3, key);
@@ -938,24 +839,19 @@ int store_rdv_get(store *s, const char *job, int attempt, const char *key,
             sqlite3_reset(st);
             return e2_errf(err, errlen, "out of memory");
         }
-        if (n)
-            memcpy(*val, sqlite3_column_blob(st, 0), (size_t)n);
+        if (n) memcpy(*val, sqlite3_column_blob(st, 0), (size_t)n);
         *len = (size_t)n;
         sqlite3_reset(st);
         return 0;
     }
     sqlite3_reset(st);
-    if (rc == SQLITE_DONE)
-        return STORE_NOTFOUND;
+    if (rc == SQLITE_DONE) return STORE_NOTFOUND;
     return store_fail(s, err, errlen, "rendezvous");
 }
 
-int store_rdv_clear(store *s, const char *job, int attempt, char *err,
-                    size_t errlen)
-{
+int store_rdv_clear(store *s, const char *job, int attempt, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_RDV_CLEAR, err, errlen);
-    if (!st)
-        return E2_ERR;
+    if (!st) return E2_ERR;
     bind_text(st, 1, job);
     sqlite3_bind_int(st, 2, attempt);
     return store_done(s, st, err, errlen);

@@ -21,18 +21,17 @@
 #include "e2d.h"
 #include "pbjson.h"
 
-#define WS_IDLE E2__V1__WORKER_STATE__WORKER_STATE_IDLE
-#define WS_BUSY E2__V1__WORKER_STATE__WORKER_STATE_BUSY
-#define WS_LOST E2__V1__WORKER_STATE__WORKER_STATE_LOST
-#define WAPI_RDV_MAX_VALUE (1u << 20)
+#define WS_IDLE              E2__V1__WORKER_STATE__WORKER_STATE_IDLE
+#define WS_BUSY              E2__V1__WORKER_STATE__WORKER_STATE_BUSY
+#define WS_LOST              E2__V1__WORKER_STATE__WORKER_STATE_LOST
+#define WAPI_RDV_MAX_VALUE   (1u << 20)
 #define WAPI_RDV_MAX_WAIT_MS 60000u
-#define WAPI_SECRET_BYTES 32 /* worker secret: 64 hex digits */
-#define WAPI_ID_BYTES 12     /* worker id: "w-" and 24 hex digits */
+#define WAPI_SECRET_BYTES    32 /* worker secret: 64 hex digits */
+#define WAPI_ID_BYTES        12 /* worker id: "w-" and 24 hex digits */
 
 static void wapi_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void wapi_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
-{
+static void wapi_fail(rpc_call *call, rpc_status code, const char *fmt, ...) {
     char msg[E2_ERRLEN + 64];
     va_list ap;
     va_start(ap, fmt);
@@ -41,8 +40,7 @@ static void wapi_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
     rpc_call_finish(call, code, msg);
 }
 
-static void wapi_reply(rpc_call *call, void *msg)
-{
+static void wapi_reply(rpc_call *call, void *msg) {
     if (!msg) {
         rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
         return;
@@ -54,15 +52,13 @@ static void wapi_reply(rpc_call *call, void *msg)
 /* ---- worker identity ---- */
 
 /* nbytes (<= 32) random bytes from getrandom as lowercase hex. */
-static int wapi_random_hex(char *out, size_t nbytes)
-{
+static int wapi_random_hex(char *out, size_t nbytes) {
     static const char hex[] = "0123456789abcdef";
     unsigned char b[32];
     size_t got = 0;
     while (got < nbytes) {
         ssize_t r = getrandom(b + got, nbytes - got, 0);
-        if (r < 0 && errno != EINTR)
-            return E2_ERR;
+        if (r < 0 && errno != EINTR) return E2_ERR;
         got += r > 0 ? (size_t)r : 0;
     }
     for (size_t i = 0; i < nbytes; i++) {
@@ -73,41 +69,39 @@ static int wapi_random_hex(char *out, size_t nbytes)
     return 0;
 }
 
-static void wapi_secret_hash(const char *secret, char hex[65])
-{
+static void wapi_secret_hash(const char *secret, char hex[65]) {
     uint8_t d[E2_SHA256_LEN];
     e2_sha256(secret, strlen(secret), d);
     e2_sha256_hex(d, hex);
 }
 
 /* 1 when secret is w's (compared in constant time). */
-static int wapi_secret_ok(const e2d_worker *w, const char *secret)
-{
+static int wapi_secret_ok(const e2d_worker *w, const char *secret) {
     char h[65];
     unsigned diff = 0;
-    if (!w->row.secret_sha256[0] || !secret || !*secret)
-        return 0;
+    if (!w->row.secret_sha256[0] || !secret || !*secret) return 0;
     wapi_secret_hash(secret, h);
-    for (size_t i = 0; i < 64; i++)
-        diff |= (unsigned)(h[i] ^ w->row.secret_sha256[i]);
+    for (size_t i = 0; i < 64; i++) diff |= (unsigned)(h[i] ^ w->row.secret_sha256[i]);
     return diff == 0;
 }
 
 /* The worker named by a request, if `secret` is its own; else NULL with
  * the call answered: NOT_FOUND (unknown id, or a row from before worker
  * secrets: register again) or PERMISSION_DENIED (another's secret). */
-static e2d_worker *wapi_worker(e2d_server *srv, rpc_call *call,
-                               const char *id, const char *secret)
-{
+static e2d_worker *wapi_worker(e2d_server *srv, rpc_call *call, const char *id,
+                               const char *secret) {
     e2d_worker *w = sched_worker_find(srv, id);
     if (!w || !w->row.secret_sha256[0]) {
-        wapi_fail(call, RPC_NOT_FOUND, "worker %.40s is not registered: "
-                  "register again", id ? id : "(none)");
+        wapi_fail(call, RPC_NOT_FOUND,
+                  "worker %.40s is not registered: "
+                  "register again",
+                  id ? id : "(none)");
         return NULL;
     }
     if (!wapi_secret_ok(w, secret)) {
         e2d_log("access: %s request for worker %s refused: worker_secret "
-                "is not its secret", rpc_call_method(call), w->row.id);
+                "is not its secret",
+                rpc_call_method(call), w->row.id);
         wapi_fail(call, RPC_PERMISSION_DENIED,
                   "worker_secret is %s the secret of worker %s (a worker "
                   "may act only as itself)",
@@ -119,17 +113,15 @@ static e2d_worker *wapi_worker(e2d_server *srv, rpc_call *call,
 
 /* The current run of (job, attempt) with the worker holding `rank`, or
  * NULL with the call answered FAILED_PRECONDITION. */
-static e2d_run *wapi_run(e2d_server *srv, rpc_call *call, e2d_worker *w,
-                         const char *job, int attempt, int rank)
-{
+static e2d_run *wapi_run(e2d_server *srv, rpc_call *call, e2d_worker *w, const char *job,
+                         int attempt, int rank) {
     e2d_run *run = sched_run_find(srv, job);
-    if (!job || !run || run->attempt != attempt || rank < 0 ||
-        rank >= run->world || strcmp(run->workers[rank], w->row.id) ||
-        w->draining) {
+    if (!job || !run || run->attempt != attempt || rank < 0 || rank >= run->world ||
+        strcmp(run->workers[rank], w->row.id) || w->draining) {
         wapi_fail(call, RPC_FAILED_PRECONDITION,
                   "attempt %d of job %s is not current for worker %s (rank "
-                  "%d): stop it", attempt, job ? job : "(none)", w->row.id,
-                  rank);
+                  "%d): stop it",
+                  attempt, job ? job : "(none)", w->row.id, rank);
         return NULL;
     }
     return run;
@@ -137,9 +129,7 @@ static e2d_run *wapi_run(e2d_server *srv, rpc_call *call, e2d_worker *w,
 
 /* A new worker with a fresh id (unused by any row, LOST ones included:
  * every row is in srv->workers) and secret (written to secret). */
-static e2d_worker *wapi_worker_new(e2d_server *srv, char secret[65],
-                                   char *err, size_t errlen)
-{
+static e2d_worker *wapi_worker_new(e2d_server *srv, char secret[65], char *err, size_t errlen) {
     char hex[2 * WAPI_ID_BYTES + 1], id[STORE_IDLEN];
     e2d_worker *w, **p;
     do {
@@ -171,18 +161,13 @@ static e2d_worker *wapi_worker_new(e2d_server *srv, char secret[65],
 /* Another live worker already registered as the spawned process pid: a
  * second claim is not believed (e2d signals the process groups of the
  * workers it spawned). */
-static int wapi_pid_claimed(e2d_server *srv, const e2d_worker *self, int pid)
-{
+static int wapi_pid_claimed(e2d_server *srv, const e2d_worker *self, int pid) {
     for (e2d_worker *w = srv->workers; w; w = w->next)
-        if (w != self && w->row.spawned && w->row.pid == pid &&
-            w->row.state != WS_LOST)
-            return 1;
+        if (w != self && w->row.spawned && w->row.pid == pid && w->row.state != WS_LOST) return 1;
     return 0;
 }
 
-static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
-                                 void *ud)
-{
+static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__RegisterWorkerRequest *req = (const void *)msg;
     const E2__V1__Progress *run_p = req->running;
     e2d_server *srv = ud;
@@ -197,27 +182,28 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
         return;
     }
     if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
-        wapi_fail(call, RPC_INVALID_ARGUMENT,
-                  "device must be \"cpu\" or \"cuda\" (got \"%.32s\")", device);
+        wapi_fail(call, RPC_INVALID_ARGUMENT, "device must be \"cpu\" or \"cuda\" (got \"%.32s\")",
+                  device);
         return;
     }
     w = sched_worker_find(srv, req->previous_worker_id);
     if (w && !wapi_secret_ok(w, req->previous_worker_secret)) {
         /* Not its secret: never another worker's id, a new one. */
         e2d_log("access: RegisterWorker with previous_worker_id %s but not "
-                "its secret: registered as a new worker", w->row.id);
+                "its secret: registered as a new worker",
+                w->row.id);
         w = NULL;
     }
-    if (w)
-        snprintf(secret, sizeof secret, "%s", req->previous_worker_secret);
-    if (w && w->row.state == WS_BUSY && !w->draining &&
-        (run = sched_run_find(srv, w->row.job)) &&
+    if (w) snprintf(secret, sizeof secret, "%s", req->previous_worker_secret);
+    if (w && w->row.state == WS_BUSY && !w->draining && (run = sched_run_find(srv, w->row.job)) &&
         run->attempt == w->row.attempt &&
         !(run_p && run_p->job_id && !strcmp(run_p->job_id, w->row.job) &&
           (int)run_p->attempt == w->row.attempt)) {
         char why[128];
-        snprintf(why, sizeof why, "worker %s (rank %d) registered again "
-                 "without its rank", w->row.id, w->row.rank);
+        snprintf(why, sizeof why,
+                 "worker %s (rank %d) registered again "
+                 "without its rank",
+                 w->row.id, w->row.rank);
         sched_attempt_failed(srv, run, w->row.rank, 0, 0, why);
     }
     if (!w && !(w = wapi_worker_new(srv, secret, err, sizeof err))) {
@@ -225,15 +211,13 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
         return;
     }
     /* Shown by ListWorkers and logged: control characters escaped. */
-    e2d_log_escape(w->row.host, sizeof w->row.host,
-                   req->hostname ? req->hostname : "");
+    e2d_log_escape(w->row.host, sizeof w->row.host, req->hostname ? req->hostname : "");
     snprintf(w->row.device, sizeof w->row.device, "%s", device);
-    e2d_log_escape(w->row.version, sizeof w->row.version,
-                   req->version ? req->version : "");
+    e2d_log_escape(w->row.version, sizeof w->row.version, req->version ? req->version : "");
     w->row.device_index = (int)req->device_index;
     w->row.pid = req->pid;
-    w->row.spawned = req->spawned_by_e2d && local_owns_pid(srv, req->pid) &&
-                     !wapi_pid_claimed(srv, w, req->pid);
+    w->row.spawned =
+        req->spawned_by_e2d && local_owns_pid(srv, req->pid) && !wapi_pid_claimed(srv, w, req->pid);
     w->row.registered_ms = w->seen_wall_ms = e2d_now_ms();
     w->seen_ms = e2d_mono_ms();
     w->draining = 0;
@@ -251,17 +235,16 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
         w->row.attempt = (int)run_p->attempt;
         w->row.rank = rank;
         run = sched_run_find(srv, run_p->job_id);
-        if (!run || run->attempt != (int)run_p->attempt || rank < 0 ||
-            rank >= run->world || strcmp(run->workers[rank], w->row.id)) {
+        if (!run || run->attempt != (int)run_p->attempt || rank < 0 || rank >= run->world ||
+            strcmp(run->workers[rank], w->row.id)) {
             sched_queue_abort(w, run_p->job_id, (int)run_p->attempt,
                               "the attempt is no longer current");
             w->draining = 1;
         }
     }
     sched_worker_save(srv, w);
-    e2d_log("worker %s registered (%s, %s:%d, pid %d%s)", w->row.id,
-            w->row.host, w->row.device, w->row.device_index, w->row.pid,
-            w->row.spawned ? ", spawned by e2d" : "");
+    e2d_log("worker %s registered (%s, %s:%d, pid %d%s)", w->row.id, w->row.host, w->row.device,
+            w->row.device_index, w->row.pid, w->row.spawned ? ", spawned by e2d" : "");
     if ((r = malloc(sizeof *r))) {
         e2__v1__register_worker_response__init(r);
         r->worker_id = strdup(w->row.id);
@@ -276,27 +259,23 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg,
 
 /* ---- Heartbeat ---- */
 
-static void wapi_metric_line(e2d_server *srv, const store_job *j,
-                             const E2__V1__Progress *p, int64_t now)
-{
+static void wapi_metric_line(e2d_server *srv, const store_job *j, const E2__V1__Progress *p,
+                             int64_t now) {
     char line[512], err[E2_ERRLEN];
     snprintf(line, sizeof line,
              "{\"step\":%u,\"attempt\":%d,\"loss\":%.9g,\"lr\":%.9g,"
              "\"grad_norm\":%.9g,\"tokens_per_second\":%.6g,"
              "\"time_unix_ms\":%lld}",
-             p->step, j->attempt, p->loss, p->lr, p->grad_norm,
-             j->tokens_per_second, (long long)now);
-    if (jobdir_metrics_append(srv->cfg.state_dir, j->id, line, err,
-                              sizeof err) < 0)
+             p->step, j->attempt, p->loss, p->lr, p->grad_norm, j->tokens_per_second,
+             (long long)now);
+    if (jobdir_metrics_append(srv->cfg.state_dir, j->id, line, err, sizeof err) < 0)
         e2d_log("job %s: %s", j->id, err);
 }
 
 /* A progress report of a current rank: hang clock, RUNNING once every
  * rank reported, and rank 0's step becomes the job's (stored with its
  * metric point in one transaction). */
-static void wapi_progress(e2d_server *srv, e2d_run *run, int rank,
-                          const E2__V1__Progress *p)
-{
+static void wapi_progress(e2d_server *srv, e2d_run *run, int rank, const E2__V1__Progress *p) {
     char err[E2_ERRLEN], why[64];
     int64_t now = e2d_now_ms(), mono = e2d_mono_ms();
     int all = 1, advanced = 0;
@@ -308,32 +287,26 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank,
         run->last_progress_ms = mono;
         advanced = rank == 0;
     }
-    if (store_job_get(srv->db, run->job, &j, err, sizeof err) < 0)
-        return;
-    for (int r = 0; r < run->world; r++)
-        all &= run->progressed[r];
+    if (store_job_get(srv->db, run->job, &j, err, sizeof err) < 0) return;
+    for (int r = 0; r < run->world; r++) all &= run->progressed[r];
     if (j.state == JOBSTATE_STARTING && all) {
-        snprintf(why, sizeof why, "all %d rank%s training", run->world,
-                 run->world == 1 ? "" : "s");
+        snprintf(why, sizeof why, "all %d rank%s training", run->world, run->world == 1 ? "" : "s");
         e2d_job_transition(srv, &j, JOBSTATE_RUNNING, why);
     }
     if (advanced) {
         double tps = 0;
-        for (int r = 0; r < run->world; r++)
-            tps += run->tps[r];
+        for (int r = 0; r < run->world; r++) tps += run->tps[r];
         run->last_step = p->step;
         j.step = p->step;
         j.loss = p->loss;
         j.lr = p->lr;
         j.tokens_per_second = tps;
         j.updated_ms = now;
-        store_metric m = {p->step, j.attempt, p->loss, p->lr, p->grad_norm,
-                          tps, now};
+        store_metric m = { p->step, j.attempt, p->loss, p->lr, p->grad_norm, tps, now };
         if (store_begin(srv->db, err, sizeof err) < 0 ||
             store_end(srv->db,
                       store_job_update(srv->db, &j, err, sizeof err) == 0 &&
-                          store_metric_add(srv->db, j.id, &m, err,
-                                           sizeof err) == 0,
+                          store_metric_add(srv->db, j.id, &m, err, sizeof err) == 0,
                       err, sizeof err) < 0) {
             e2d_log("job %s: progress not stored: %s", j.id, err);
         } else {
@@ -349,31 +322,28 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank,
  * message limit, or the connection dropped), so the attempt fails now
  * with that reason instead of waiting for the hang timeout. */
 static void wapi_assignment_lost(e2d_server *srv, e2d_worker *w,
-                                 const E2__V1__HeartbeatRequest *req)
-{
+                                 const E2__V1__HeartbeatRequest *req) {
     char why[256];
     e2d_run *run;
     int rank = w->row.rank;
     if (!w->assign_out || w->row.state != WS_BUSY || w->draining ||
-        (req->progress && req->progress->job_id) || !req->has_state ||
-        req->state != WS_IDLE)
+        (req->progress && req->progress->job_id) || !req->has_state || req->state != WS_IDLE)
         return;
     w->assign_out = 0;
     w->missed_ms = e2d_mono_ms();
     run = sched_run_find(srv, w->row.job);
-    if (!run || run->attempt != w->row.attempt || rank < 0 ||
-        rank >= run->world || run->outcome[rank])
+    if (!run || run->attempt != w->row.attempt || rank < 0 || rank >= run->world ||
+        run->outcome[rank])
         return;
-    snprintf(why, sizeof why, "the assignment of rank %d did not reach worker "
+    snprintf(why, sizeof why,
+             "the assignment of rank %d did not reach worker "
              "%s (its next heartbeat says IDLE): the reply was lost (too "
-             "large for the worker, or the connection dropped)", rank,
-             w->row.id);
+             "large for the worker, or the connection dropped)",
+             rank, w->row.id);
     sched_attempt_failed(srv, run, rank, 0, 0, why);
 }
 
-static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
-                           void *ud)
-{
+static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__HeartbeatRequest *req = (const void *)msg;
     const E2__V1__Progress *p = req->progress;
     e2d_server *srv = ud;
@@ -381,8 +351,7 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
     E2__V1__HeartbeatResponse *r;
     e2d_worker *w;
     e2d_batch_flush(srv);
-    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)))
-        return;
+    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret))) return;
     w->seen_ms = e2d_mono_ms();
     w->seen_wall_ms = e2d_now_ms();
     if (w->row.state == WS_LOST) {
@@ -406,27 +375,22 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
     wapi_assignment_lost(srv, w, req);
     if (p && p->job_id) {
         int mine = w->row.state == WS_BUSY && !strcmp(w->row.job, p->job_id) &&
-                   w->row.attempt == (int)p->attempt &&
-                   w->row.rank == (int)p->rank;
+                   w->row.attempt == (int)p->attempt && w->row.rank == (int)p->rank;
         e2d_run *run = sched_run_find(srv, p->job_id);
         if (mine && req->n_log_lines &&
-            jobdir_log_append(srv->cfg.state_dir, p->job_id, (int)p->attempt,
-                              (int)p->rank, req->log_lines, req->n_log_lines,
-                              err, sizeof err) < 0)
+            jobdir_log_append(srv->cfg.state_dir, p->job_id, (int)p->attempt, (int)p->rank,
+                              req->log_lines, req->n_log_lines, err, sizeof err) < 0)
             e2d_log("job %s: %s", p->job_id, err);
-        if (mine)
-            w->assign_out = 0;
+        if (mine) w->assign_out = 0;
         if (mine && !w->draining && run && run->attempt == (int)p->attempt)
             wapi_progress(srv, run, (int)p->rank, p);
         else if (!w->ncmds)
-            sched_queue_abort(w, p->job_id, (int)p->attempt,
-                              "the attempt is no longer current");
+            sched_queue_abort(w, p->job_id, (int)p->attempt, "the attempt is no longer current");
     } else if (req->has_state && req->state == WS_IDLE && w->draining) {
         sched_worker_idle(srv, w);
     } else if (req->n_log_lines && w->row.state == WS_BUSY &&
-               jobdir_log_append(srv->cfg.state_dir, w->row.job,
-                                 w->row.attempt, w->row.rank, req->log_lines,
-                                 req->n_log_lines, err, sizeof err) < 0) {
+               jobdir_log_append(srv->cfg.state_dir, w->row.job, w->row.attempt, w->row.rank,
+                                 req->log_lines, req->n_log_lines, err, sizeof err) < 0) {
         e2d_log("job %s: %s", w->row.job, err);
     }
     if (!(r = malloc(sizeof *r))) {
@@ -435,8 +399,7 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
     }
     e2__v1__heartbeat_response__init(r);
     for (size_t i = 0; i < w->ncmds; i++)
-        if (w->cmds[i]->kind_case == E2__V1__COMMAND__KIND_ASSIGNMENT &&
-            w->row.state == WS_BUSY)
+        if (w->cmds[i]->kind_case == E2__V1__COMMAND__KIND_ASSIGNMENT && w->row.state == WS_BUSY)
             w->assign_out = 1;
     r->commands = w->cmds;
     r->n_commands = w->ncmds;
@@ -447,9 +410,7 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg,
 
 /* ---- ReportCheckpoint ---- */
 
-static void wapi_report_checkpoint(rpc_call *call, const ProtobufCMessage *msg,
-                                   void *ud)
-{
+static void wapi_report_checkpoint(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__ReportCheckpointRequest *req = (const void *)msg;
     e2d_server *srv = ud;
     char emsg[E2_ERRLEN], path[JOBDIR_PATHLEN];
@@ -459,15 +420,13 @@ static void wapi_report_checkpoint(rpc_call *call, const ProtobufCMessage *msg,
     int committed, rc;
     e2d_batch_flush(srv);
     if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)) ||
-        !(run = wapi_run(srv, call, w, req->job_id, (int)req->attempt,
-                         (int)req->rank)))
+        !(run = wapi_run(srv, call, w, req->job_id, (int)req->attempt, (int)req->rank)))
         return;
     if (!req->has_step) {
         wapi_fail(call, RPC_INVALID_ARGUMENT, "step is required");
         return;
     }
-    rc = ckpt_report(srv, run, (int)req->rank, req->step, req, &committed,
-                     path, emsg, sizeof emsg);
+    rc = ckpt_report(srv, run, (int)req->rank, req->step, req, &committed, path, emsg, sizeof emsg);
     if (rc != RPC_OK) {
         wapi_fail(call, rc, "%s", emsg);
         return;
@@ -476,17 +435,14 @@ static void wapi_report_checkpoint(rpc_call *call, const ProtobufCMessage *msg,
         e2__v1__report_checkpoint_response__init(r);
         r->has_committed = 1;
         r->committed = committed;
-        if (committed)
-            r->path = strdup(path);
+        if (committed) r->path = strdup(path);
     }
     wapi_reply(call, r);
 }
 
 /* ---- Rendezvous ---- */
 
-static void wapi_rdv_answer(rpc_call *call, const void *val, size_t len,
-                            int found)
-{
+static void wapi_rdv_answer(rpc_call *call, const void *val, size_t len, int found) {
     E2__V1__RendezvousGetResponse *r = malloc(sizeof *r);
     if (r) {
         e2__v1__rendezvous_get_response__init(r);
@@ -496,15 +452,13 @@ static void wapi_rdv_answer(rpc_call *call, const void *val, size_t len,
             r->has_value = 1;
             r->value.len = len;
             r->value.data = malloc(len ? len : 1);
-            if (r->value.data && len)
-                memcpy(r->value.data, val, len);
+            if (r->value.data && len) memcpy(r->value.data, val, len);
         }
     }
     wapi_reply(call, r);
 }
 
-static void wapi_rdv_put(rpc_call *call, const ProtobufCMessage *msg, void *ud)
-{
+static void wapi_rdv_put(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__RendezvousPutRequest *req = (const void *)msg;
     e2d_server *srv = ud;
     char err[E2_ERRLEN];
@@ -515,25 +469,21 @@ static void wapi_rdv_put(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         !wapi_run(srv, call, w, req->job_id, (int)req->attempt, w->row.rank))
         return;
     if (!req->key || !*req->key || req->value.len > WAPI_RDV_MAX_VALUE) {
-        wapi_fail(call, RPC_INVALID_ARGUMENT,
-                  "%s", !req->key || !*req->key
-                            ? "key is required"
-                            : "value must be at most 1 MiB");
+        wapi_fail(call, RPC_INVALID_ARGUMENT, "%s",
+                  !req->key || !*req->key ? "key is required" : "value must be at most 1 MiB");
         return;
     }
-    if (store_rdv_put(srv->db, req->job_id, (int)req->attempt, req->key,
-                      req->value.data, req->value.len, err, sizeof err) < 0) {
+    if (store_rdv_put(srv->db, req->job_id, (int)req->attempt, req->key, req->value.data,
+                      req->value.len, err, sizeof err) < 0) {
         wapi_fail(call, RPC_INTERNAL, "state store: %s", err);
         return;
     }
-    if ((r = malloc(sizeof *r)))
-        e2__v1__rendezvous_put_response__init(r);
+    if ((r = malloc(sizeof *r))) e2__v1__rendezvous_put_response__init(r);
     wapi_reply(call, r);
     wapi_rdv_wake(srv, req->job_id, (int)req->attempt, req->key);
 }
 
-static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
-{
+static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__RendezvousGetRequest *req = (const void *)msg;
     e2d_server *srv = ud;
     char err[E2_ERRLEN];
@@ -548,12 +498,11 @@ static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
         return;
     if (!req->key || !*req->key || req->wait_ms > WAPI_RDV_MAX_WAIT_MS) {
         wapi_fail(call, RPC_INVALID_ARGUMENT, "%s",
-                  !req->key || !*req->key ? "key is required"
-                                          : "wait_ms must be in [0, 60000]");
+                  !req->key || !*req->key ? "key is required" : "wait_ms must be in [0, 60000]");
         return;
     }
-    rc = store_rdv_get(srv->db, req->job_id, (int)req->attempt, req->key,
-                       &val, &len, err, sizeof err);
+    rc = store_rdv_get(srv->db, req->job_id, (int)req->attempt, req->key, &val, &len, err,
+                       sizeof err);
     if (rc == 0 || (rc == STORE_NOTFOUND && !req->wait_ms)) {
         wapi_rdv_answer(call, val, len, rc == 0);
         free(val);
@@ -575,37 +524,29 @@ static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud)
     wt->deadline_ms = e2d_mono_ms() + req->wait_ms;
 }
 
-static void wapi_rdv_finish(e2d_waiter *wt, const void *val, size_t len,
-                            int found)
-{
+static void wapi_rdv_finish(e2d_waiter *wt, const void *val, size_t len, int found) {
     rpc_call *call = wt->call;
     rpc_call_set_data(call, NULL);
     e2d_waiter_remove(wt);
     wapi_rdv_answer(call, val, len, found);
 }
 
-void wapi_rdv_wake(e2d_server *srv, const char *job, int attempt,
-                   const char *key)
-{
+void wapi_rdv_wake(e2d_server *srv, const char *job, int attempt, const char *key) {
     e2d_waiter *wt, *next;
     for (wt = srv->rdvwaits; wt; wt = next) {
         char err[E2_ERRLEN];
         void *val;
         size_t len;
         next = wt->next;
-        if (strcmp(wt->job, job) || wt->attempt != attempt ||
-            strcmp(wt->key, key))
-            continue;
-        if (store_rdv_get(srv->db, job, attempt, key, &val, &len, err,
-                          sizeof err) == 0) {
+        if (strcmp(wt->job, job) || wt->attempt != attempt || strcmp(wt->key, key)) continue;
+        if (store_rdv_get(srv->db, job, attempt, key, &val, &len, err, sizeof err) == 0) {
             wapi_rdv_finish(wt, val, len, 1);
             free(val);
         }
     }
 }
 
-void wapi_cron(e2d_server *srv)
-{
+void wapi_cron(e2d_server *srv) {
     int64_t now = e2d_mono_ms();
     e2d_waiter *wt, *next;
     for (wt = srv->rdvwaits; wt; wt = next) {
@@ -621,17 +562,13 @@ void wapi_cron(e2d_server *srv)
 
 /* ---- ReportDone ---- */
 
-static void wapi_store_eval(e2d_server *srv, store_job *j,
-                            const E2__V1__ReportDoneRequest *req)
-{
+static void wapi_store_eval(e2d_server *srv, store_job *j, const E2__V1__ReportDoneRequest *req) {
     char err[E2_ERRLEN];
     E2__V1__GetMetricsResponse ev;
     if (req->eval_json && *req->eval_json &&
-        jobdir_write_eval(srv->cfg.state_dir, j->id, req->eval_json, err,
-                          sizeof err) < 0)
+        jobdir_write_eval(srv->cfg.state_dir, j->id, req->eval_json, err, sizeof err) < 0)
         e2d_log("job %s: %s", j->id, err);
-    if (!req->n_eval)
-        return;
+    if (!req->n_eval) return;
     e2__v1__get_metrics_response__init(&ev);
     ev.eval = req->eval;
     ev.n_eval = req->n_eval;
@@ -640,12 +577,9 @@ static void wapi_store_eval(e2d_server *srv, store_job *j,
 }
 
 static void wapi_done_outcome(e2d_server *srv, e2d_run *run, int rank,
-                              const E2__V1__ReportDoneRequest *req,
-                              const char *worker)
-{
+                              const E2__V1__ReportDoneRequest *req, const char *worker) {
     char why[1024];
-    const char *reason = req->reason && *req->reason ? req->reason
-                                                     : "no reason given";
+    const char *reason = req->reason && *req->reason ? req->reason : "no reason given";
     int all = 1, all_ok = 1;
     store_job j;
     char err[E2_ERRLEN];
@@ -653,19 +587,17 @@ static void wapi_done_outcome(e2d_server *srv, e2d_run *run, int rank,
         e2d_log("job %s: %s", run->job, err);
         return;
     }
-    run->outcome[rank] = req->outcome ? (int)req->outcome
-                                      : E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
+    run->outcome[rank] = req->outcome ? (int)req->outcome : E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
     for (int r = 0; r < run->world; r++) {
         all &= run->outcome[r] != 0;
         all_ok &= run->outcome[r] == E2__V1__OUTCOME__OUTCOME_SUCCEEDED;
     }
     switch (run->outcome[rank]) {
     case E2__V1__OUTCOME__OUTCOME_SUCCEEDED:
-        if (rank == 0)
-            wapi_store_eval(srv, &j, req);
+        if (rank == 0) wapi_store_eval(srv, &j, req);
         if (all_ok) {
-            snprintf(why, sizeof why, "finished: all %d rank%s succeeded",
-                     run->world, run->world == 1 ? "" : "s");
+            snprintf(why, sizeof why, "finished: all %d rank%s succeeded", run->world,
+                     run->world == 1 ? "" : "s");
             sched_run_end(srv, run, why);
             e2d_job_transition(srv, &j, JOBSTATE_SUCCEEDED, why);
         } else if (rank == 0) {
@@ -675,8 +607,10 @@ static void wapi_done_outcome(e2d_server *srv, e2d_run *run, int rank,
     case E2__V1__OUTCOME__OUTCOME_FAILED_USER:
         j.user_errors++;
         e2d_job_set_failure(srv, &j, rank, worker, req->exit_code, 0, 1);
-        snprintf(why, sizeof why, "rank %d failed: %s (exit code %d; user "
-                 "error, not retried)", rank, reason, req->exit_code);
+        snprintf(why, sizeof why,
+                 "rank %d failed: %s (exit code %d; user "
+                 "error, not retried)",
+                 rank, reason, req->exit_code);
         sched_run_end(srv, run, why);
         e2d_job_transition(srv, &j, JOBSTATE_FAILED, why);
         break;
@@ -690,22 +624,22 @@ static void wapi_done_outcome(e2d_server *srv, e2d_run *run, int rank,
             }
             break;
         }
-        snprintf(why, sizeof why, "rank %d stopped without a cancel request "
-                 "(%s)", rank, reason);
+        snprintf(why, sizeof why,
+                 "rank %d stopped without a cancel request "
+                 "(%s)",
+                 rank, reason);
         sched_attempt_failed(srv, run, rank, req->exit_code, 0, why);
         break;
     default:
-        snprintf(why, sizeof why, "rank %d on %s failed: %s (exit code %d)",
-                 rank, worker, reason, req->exit_code);
+        snprintf(why, sizeof why, "rank %d on %s failed: %s (exit code %d)", rank, worker, reason,
+                 req->exit_code);
         sched_attempt_failed(srv, run, rank, req->exit_code, 0, why);
         break;
     }
     store_job_free(&j);
 }
 
-static void wapi_report_done(rpc_call *call, const ProtobufCMessage *msg,
-                             void *ud)
-{
+static void wapi_report_done(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__ReportDoneRequest *req = (const void *)msg;
     e2d_server *srv = ud;
     char err[E2_ERRLEN], worker[STORE_IDLEN];
@@ -714,46 +648,37 @@ static void wapi_report_done(rpc_call *call, const ProtobufCMessage *msg,
     e2d_run *run;
     int rank = (int)req->rank, attempt = (int)req->attempt, current;
     e2d_batch_flush(srv);
-    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)))
-        return;
-    if (!req->job_id || w->row.state != WS_BUSY ||
-        strcmp(w->row.job, req->job_id) || w->row.attempt != attempt ||
-        w->row.rank != rank) {
-        wapi_fail(call, RPC_FAILED_PRECONDITION,
-                  "worker %s holds no rank %d of job %s attempt %d",
-                  w->row.id, rank, req->job_id ? req->job_id : "(none)",
-                  attempt);
+    if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret))) return;
+    if (!req->job_id || w->row.state != WS_BUSY || strcmp(w->row.job, req->job_id) ||
+        w->row.attempt != attempt || w->row.rank != rank) {
+        wapi_fail(call, RPC_FAILED_PRECONDITION, "worker %s holds no rank %d of job %s attempt %d",
+                  w->row.id, rank, req->job_id ? req->job_id : "(none)", attempt);
         return;
     }
     if (req->n_log_lines &&
-        jobdir_log_append(srv->cfg.state_dir, req->job_id, attempt, rank,
-                          req->log_lines, req->n_log_lines, err,
-                          sizeof err) < 0)
+        jobdir_log_append(srv->cfg.state_dir, req->job_id, attempt, rank, req->log_lines,
+                          req->n_log_lines, err, sizeof err) < 0)
         e2d_log("job %s: %s", req->job_id, err);
     run = sched_run_find(srv, req->job_id);
-    current = run && run->attempt == attempt && !w->draining &&
-              rank < run->world && !run->outcome[rank];
+    current =
+        run && run->attempt == attempt && !w->draining && rank < run->world && !run->outcome[rank];
     snprintf(worker, sizeof worker, "%s", w->row.id);
     sched_worker_idle(srv, w);
-    if (current)
-        wapi_done_outcome(srv, run, rank, req, worker);
-    if ((r = malloc(sizeof *r)))
-        e2__v1__report_done_response__init(r);
+    if (current) wapi_done_outcome(srv, run, rank, req, worker);
+    if ((r = malloc(sizeof *r))) e2__v1__report_done_response__init(r);
     wapi_reply(call, r);
     sched_run_queue(srv);
 }
 
-int wapi_register(e2d_server *srv, char *err, size_t errlen)
-{
+int wapi_register(e2d_server *srv, char *err, size_t errlen) {
     const rpc_method methods[] = {
-        {"RegisterWorker", RPC_UNARY, wapi_register_worker, srv},
-        {"Heartbeat", RPC_UNARY, wapi_heartbeat, srv},
-        {"ReportCheckpoint", RPC_UNARY, wapi_report_checkpoint, srv},
-        {"RendezvousPut", RPC_UNARY, wapi_rdv_put, srv},
-        {"RendezvousGet", RPC_UNARY, wapi_rdv_get, srv},
-        {"ReportDone", RPC_UNARY, wapi_report_done, srv},
+        { "RegisterWorker", RPC_UNARY, wapi_register_worker, srv },
+        { "Heartbeat", RPC_UNARY, wapi_heartbeat, srv },
+        { "ReportCheckpoint", RPC_UNARY, wapi_report_checkpoint, srv },
+        { "RendezvousPut", RPC_UNARY, wapi_rdv_put, srv },
+        { "RendezvousGet", RPC_UNARY, wapi_rdv_get, srv },
+        { "ReportDone", RPC_UNARY, wapi_report_done, srv },
     };
-    return rpc_server_add_service(srv->rpc, &e2__v1__worker_control__descriptor,
-                                  methods, sizeof methods / sizeof methods[0],
-                                  err, errlen);
+    return rpc_server_add_service(srv->rpc, &e2__v1__worker_control__descriptor, methods,
+                                  sizeof methods / sizeof methods[0], err, errlen);
 }

@@ -23,12 +23,12 @@
 #include "cpu.h"
 
 #define KCPU_SUMSQ_PARTS 64
-#define KCPU_LANES 16 /* partial sums per part, kept in vector registers */
+#define KCPU_LANES       16 /* partial sums per part, kept in vector registers */
 
 /* Sum of squares of x[lo, hi) in double, in KCPU_LANES lanes combined in a
  * fixed order. */
 static double kcpu_sumsq_range(const float *x, size_t lo, size_t hi) {
-    double lane[KCPU_LANES] = {0};
+    double lane[KCPU_LANES] = { 0 };
     size_t i = lo;
     for (; i + KCPU_LANES <= hi; i += KCPU_LANES)
 #pragma omp simd

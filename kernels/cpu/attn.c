@@ -60,7 +60,7 @@ typedef int32_t kcpu_vi __attribute__((vector_size(KCPU_VW * sizeof(float))));
 typedef float kcpu_vfu __attribute__((vector_size(KCPU_VW * sizeof(float)), aligned(4)));
 
 #define KCPU_LOG2E 1.44269504088896340736
-#define KCPU_LN2 0.69314718055994530942
+#define KCPU_LN2   0.69314718055994530942
 
 /* a * b + c, fused where the ISA allows (ISO C mode does not contract). */
 static inline kcpu_vf kcpu_fma(kcpu_vf a, kcpu_vf b, kcpu_vf c) {
@@ -75,7 +75,9 @@ static inline kcpu_vf kcpu_fma(kcpu_vf a, kcpu_vf b, kcpu_vf c) {
 
 /* x in every lane. x - 0 is x for every x (x + 0 is not, for x = -0), so
  * the compiler folds the subtraction away and emits a bare broadcast. */
-static inline kcpu_vf kcpu_splat(float x) { return x - (kcpu_vf){0}; }
+static inline kcpu_vf kcpu_splat(float x) {
+    return x - (kcpu_vf){ 0 };
+}
 
 /* 2^x for scores already shifted to x <= ~0; exactly 0 below -125 (masked
  * scores are -inf). x = n + f with |f| <= 1/2, 2^f by its degree-7 Taylor
@@ -100,15 +102,15 @@ static inline kcpu_vf kcpu_exp2v(kcpu_vf x) {
 }
 
 /* c (MR, nv*VW) [+]= a (MR, K) . b (K, nv*VW): the register block. */
-static inline __attribute__((always_inline)) void
-kcpu_block(float *c, int ldc, const float *a, int ars, int aks, const float *b,
-           int ldb, int K, int nv, int accumulate) {
+static inline __attribute__((always_inline)) void kcpu_block(float *c, int ldc, const float *a,
+                                                             int ars, int aks, const float *b,
+                                                             int ldb, int K, int nv,
+                                                             int accumulate) {
     kcpu_vf acc[KCPU_MR][KCPU_NV];
     for (int r = 0; r < KCPU_MR; r++)
         for (int v = 0; v < nv; v++)
-            acc[r][v] = accumulate
-                            ? *(const kcpu_vf *)(c + (size_t)r * ldc + v * KCPU_VW)
-                            : kcpu_splat(0.0f);
+            acc[r][v] = accumulate ? *(const kcpu_vf *)(c + (size_t)r * ldc + v * KCPU_VW)
+                                   : kcpu_splat(0.0f);
     for (int k = 0; k < K; k++) {
         const float *bk = b + (size_t)k * ldb;
         kcpu_vf bv[KCPU_NV];
@@ -119,24 +121,21 @@ kcpu_block(float *c, int ldc, const float *a, int ars, int aks, const float *b,
         }
     }
     for (int r = 0; r < KCPU_MR; r++)
-        for (int v = 0; v < nv; v++)
-            *(kcpu_vf *)(c + (size_t)r * ldc + v * KCPU_VW) = acc[r][v];
+        for (int v = 0; v < nv; v++) *(kcpu_vf *)(c + (size_t)r * ldc + v * KCPU_VW) = acc[r][v];
 }
 
 /* c (M, N) [+]= A (M, K) . b (K, N), with A(i, k) = a[i * ars + k * aks]:
  * ars = lda, aks = 1 for a row-major A, ars = 1, aks = lda for A stored
  * transposed. c is a packed tile (64-byte aligned, ldc a multiple of the
  * vector width); M % KCPU_MR == 0 and N % KCPU_VW == 0. */
-static void kcpu_tile_gemm(float *c, int ldc, const float *a, int ars, int aks,
-                           const float *b, int ldb, int M, int N, int K,
-                           int accumulate) {
+static void kcpu_tile_gemm(float *c, int ldc, const float *a, int ars, int aks, const float *b,
+                           int ldb, int M, int N, int K, int accumulate) {
     for (int i = 0; i < M; i += KCPU_MR) {
         float *ci = c + (size_t)i * ldc;
         const float *ai = a + (size_t)i * ars;
         int j = 0;
         for (; j + KCPU_NV * KCPU_VW <= N; j += KCPU_NV * KCPU_VW)
-            kcpu_block(ci + j, ldc, ai, ars, aks, b + j, ldb, K, KCPU_NV,
-                       accumulate);
+            kcpu_block(ci + j, ldc, ai, ars, aks, b + j, ldb, K, KCPU_NV, accumulate);
         for (; j < N; j += KCPU_VW)
             kcpu_block(ci + j, ldc, ai, ars, aks, b + j, ldb, K, 1, accumulate);
     }
@@ -148,8 +147,7 @@ static void kcpu_tile_gemm(float *c, int ldc, const float *a, int ars, int aks,
  * zeroed. Channels D.. keep whatever the buffer held: as an A operand only
  * the first D are read, and as a B operand they only reach padding columns
  * of the result, which are never read. */
-static void kcpu_pack_rows(float *dst, int Dp, const float *src, size_t ld,
-                           int n, int D) {
+static void kcpu_pack_rows(float *dst, int Dp, const float *src, size_t ld, int n, int D) {
     for (int r = 0; r < KCPU_ATTN_TILE; r++) {
         if (r < n)
             memcpy(dst + (size_t)r * Dp, src + r * ld, (size_t)D * sizeof(float));
@@ -159,8 +157,7 @@ static void kcpu_pack_rows(float *dst, int Dp, const float *src, size_t ld,
 }
 
 /* dst (Dp, TILE) = mul * src^T for rows [0, n); columns n.. are zeroed. */
-static void kcpu_pack_cols(float *dst, const float *src, size_t ld, int n,
-                           int D, float mul) {
+static void kcpu_pack_cols(float *dst, const float *src, size_t ld, int n, int D, float mul) {
     for (int d = 0; d < D; d++) {
         float *out = dst + (size_t)d * KCPU_ATTN_TILE;
         for (int c = 0; c < n; c++) out[c] = mul * src[c * ld + d];
@@ -172,8 +169,7 @@ static void kcpu_pack_cols(float *dst, const float *src, size_t ld, int n,
  * stored by query rows (s[r][c]) or by key rows (s[c][r]). */
 static void kcpu_mask_rows(float *s) {
     for (int r = 0; r < KCPU_ATTN_TILE; r++)
-        for (int c = r + 1; c < KCPU_ATTN_TILE; c++)
-            s[r * KCPU_ATTN_TILE + c] = -INFINITY;
+        for (int c = r + 1; c < KCPU_ATTN_TILE; c++) s[r * KCPU_ATTN_TILE + c] = -INFINITY;
 }
 
 static void kcpu_mask_cols(float *s) {
@@ -196,15 +192,16 @@ static float *kcpu_attn_tiles(int slots, size_t slot) {
     size_t bytes = (size_t)slots * slot * sizeof(float);
     float *p = aligned_alloc(64, bytes);
     if (p == NULL) {
-        fprintf(stderr, "kcpu attn: out of memory for %zu bytes of tiles\n",
-                bytes);
+        fprintf(stderr, "kcpu attn: out of memory for %zu bytes of tiles\n", bytes);
         abort();
     }
     memset(p, 0, bytes);
     return p;
 }
 
-static int kcpu_pad_dim(int D) { return (D + 15) / 16 * 16; }
+static int kcpu_pad_dim(int D) {
+    return (D + 15) / 16 * 16;
+}
 
 static size_t kcpu_slot(int Dp) {
     return (size_t)KCPU_ATTN_TILE * (size_t)(Dp > KCPU_ATTN_TILE ? Dp : KCPU_ATTN_TILE);
@@ -213,8 +210,8 @@ static size_t kcpu_slot(int Dp) {
 /* A tile of n rows of D channels as an operand of tile products (A rows,
  * or B with N = Dp): read in place when the tile is full and D needs no
  * padding, else from a zero-padded copy in buf. *ars gets the row stride. */
-static const float *kcpu_rows_operand(float *buf, int Dp, const float *src,
-                                      size_t ld, int n, int D, int *ars) {
+static const float *kcpu_rows_operand(float *buf, int Dp, const float *src, size_t ld, int n, int D,
+                                      int *ars) {
     if (n == KCPU_ATTN_TILE && D == Dp) {
         *ars = (int)ld;
         return src;
@@ -252,9 +249,9 @@ static void kcpu_softmax_tile(float *s, float *mx, float *l, float *alpha) {
     for (int v = 0; v < KCPU_TV; v++) *(kcpu_vf *)(l + v * KCPU_VW) = sum[v];
 }
 
-void kcpu_attn_fwd(void *out_,          /* (B, T, H*D) */
-                   float *lse,          /* (B, H, T) */
-                   const void *qkv_,    /* (B, T, (H+2*KVH)*D) */
+void kcpu_attn_fwd(void *out_,       /* (B, T, H*D) */
+                   float *lse,       /* (B, H, T) */
+                   const void *qkv_, /* (B, T, (H+2*KVH)*D) */
                    int B, int T, int H, int KVH, int D) {
     float *out = out_;
     const float *qkv = qkv_;
@@ -297,8 +294,7 @@ void kcpu_attn_fwd(void *out_,          /* (B, T, H*D) */
                     for (int r = 0; r < TL; r++)
                         for (int d = 0; d < Dp; d++) O[(size_t)r * Dp + d] *= alpha[r];
                 int vrs;
-                const float *Vb =
-                    kcpu_rows_operand(Vp, Dp, k + (size_t)KVH * D, ld, nk, D, &vrs);
+                const float *Vb = kcpu_rows_operand(Vp, Dp, k + (size_t)KVH * D, ld, nk, D, &vrs);
                 kcpu_tile_gemm(O, Dp, S, 1, TL, Vb, vrs, TL, Dp, TL, 1);
             }
             for (int r = 0; r < nq; r++) {
@@ -317,8 +313,7 @@ void kcpu_attn_fwd(void *out_,          /* (B, T, H*D) */
 
 /* The base-2 lse and the delta of the query rows of a tile (+inf and 0 on
  * padding rows, so that their probabilities are 0). */
-static void kcpu_row_stats(float *lse2, float *dl, const float *lse,
-                           const float *delta, int nq) {
+static void kcpu_row_stats(float *lse2, float *dl, const float *lse, const float *delta, int nq) {
     for (int r = 0; r < KCPU_ATTN_TILE; r++) {
         lse2[r] = r < nq ? (float)(lse[r] * KCPU_LOG2E) : INFINITY;
         dl[r] = r < nq ? delta[r] : 0.0f;
@@ -327,8 +322,7 @@ static void kcpu_row_stats(float *lse2, float *dl, const float *lse,
 
 /* S (base-2 scores) -> P = 2^(S - lse2) in place, dP -> dS = P (dP - delta)
  * in place; tiles stored by query rows (s[r][c]). */
-static void kcpu_dscores_rows(float *S, float *dP, const float *lse2,
-                              const float *dl) {
+static void kcpu_dscores_rows(float *S, float *dP, const float *lse2, const float *dl) {
     for (int r = 0; r < KCPU_ATTN_TILE; r++) {
         kcpu_vf vl = kcpu_splat(lse2[r]), vd = kcpu_splat(dl[r]);
         for (int v = 0; v < KCPU_TV; v++) {
@@ -341,8 +335,7 @@ static void kcpu_dscores_rows(float *S, float *dP, const float *lse2,
 }
 
 /* Same with tiles stored by key rows (s[c][r]). */
-static void kcpu_dscores_cols(float *S, float *dP, const float *lse2,
-                              const float *dl) {
+static void kcpu_dscores_cols(float *S, float *dP, const float *lse2, const float *dl) {
     for (int c = 0; c < KCPU_ATTN_TILE; c++)
         for (int v = 0; v < KCPU_TV; v++) {
             kcpu_vf *s = (kcpu_vf *)(S + c * KCPU_ATTN_TILE + v * KCPU_VW);
@@ -353,8 +346,8 @@ static void kcpu_dscores_cols(float *S, float *dP, const float *lse2,
 }
 
 /* delta[b, h, i] = dout[b, i, h] . out[b, i, h] (double accumulation). */
-static void kcpu_attn_delta(float *delta, const float *dout, const float *out,
-                            int B, int T, int H, int D) {
+static void kcpu_attn_delta(float *delta, const float *dout, const float *out, int B, int T, int H,
+                            int D) {
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
         int b = bt / T, t = bt % T;
@@ -367,12 +360,12 @@ static void kcpu_attn_delta(float *delta, const float *dout, const float *out,
     }
 }
 
-void kcpu_attn_bwd(void *dqkv_,         /* (B, T, (H+2*KVH)*D) += */
-                   float *delta,        /* (B, H, T) scratch */
-                   const void *dout_,   /* (B, T, H*D) */
-                   const void *qkv_,    /* (B, T, (H+2*KVH)*D) */
-                   const void *out_,    /* (B, T, H*D) */
-                   const float *lse,    /* (B, H, T) */
+void kcpu_attn_bwd(void *dqkv_,       /* (B, T, (H+2*KVH)*D) += */
+                   float *delta,      /* (B, H, T) scratch */
+                   const void *dout_, /* (B, T, H*D) */
+                   const void *qkv_,  /* (B, T, (H+2*KVH)*D) */
+                   const void *out_,  /* (B, T, H*D) */
+                   const float *lse,  /* (B, H, T) */
                    int B, int T, int H, int KVH, int D) {
     float *dqkv = dqkv_;
     const float *dout = dout_, *qkv = qkv_, *out = out_;
@@ -415,11 +408,11 @@ void kcpu_attn_bwd(void *dqkv_,         /* (B, T, (H+2*KVH)*D) += */
                     int i0 = qt * TL, nq = T - i0 < TL ? T - i0 : TL;
                     size_t st = ((size_t)b * H + h) * T + i0;
                     int qs, os;
-                    const float *Q = kcpu_rows_operand(
-                        Qp, Dp, rows + i0 * ld + (size_t)h * D, ld, nq, D, &qs);
+                    const float *Q =
+                        kcpu_rows_operand(Qp, Dp, rows + i0 * ld + (size_t)h * D, ld, nq, D, &qs);
                     const float *dO = kcpu_rows_operand(
-                        dOp, Dp, dout + ((size_t)b * T + i0) * ldo + (size_t)h * D,
-                        ldo, nq, D, &os);
+                        dOp, Dp, dout + ((size_t)b * T + i0) * ldo + (size_t)h * D, ldo, nq, D,
+                        &os);
                     kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
                     kcpu_tile_gemm(S, TL, Q, qs, 1, Kt, TL, TL, TL, D, 0);
                     if (qt == kt) kcpu_mask_rows(S);
@@ -451,16 +444,15 @@ void kcpu_attn_bwd(void *dqkv_,         /* (B, T, (H+2*KVH)*D) += */
             const float *rows = qkv + (size_t)b * T * ld;
             float *Qt = Qp, *dOt = dOp, *Kp = A1, *dQ = A2, *Vp = Kt;
             kcpu_pack_cols(Qt, rows + i0 * ld + (size_t)h * D, ld, nq, D, qmul);
-            kcpu_pack_cols(dOt, dout + ((size_t)b * T + i0) * ldo + (size_t)h * D,
-                           ldo, nq, D, 1.0f);
+            kcpu_pack_cols(dOt, dout + ((size_t)b * T + i0) * ldo + (size_t)h * D, ldo, nq, D,
+                           1.0f);
             kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
             memset(dQ, 0, (size_t)TL * Dp * sizeof(float));
             for (int kt = 0; kt <= qt; kt++) {
                 int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL, ks, vs;
                 const float *k = rows + j0 * ld + (size_t)(H + kvh) * D;
                 const float *K = kcpu_rows_operand(Kp, Dp, k, ld, nk, D, &ks);
-                const float *V =
-                    kcpu_rows_operand(Vp, Dp, k + (size_t)KVH * D, ld, nk, D, &vs);
+                const float *V = kcpu_rows_operand(Vp, Dp, k + (size_t)KVH * D, ld, nk, D, &vs);
                 kcpu_tile_gemm(S, TL, K, ks, 1, Qt, TL, TL, TL, D, 0);
                 if (kt == qt) kcpu_mask_cols(S);
                 kcpu_tile_gemm(dP, TL, V, vs, 1, dOt, TL, TL, TL, D, 0);

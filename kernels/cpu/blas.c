@@ -5,7 +5,9 @@
 
 #include "blas.h"
 
-const char *kcpu_blas_core(void) { return openblas_get_corename(); }
+const char *kcpu_blas_core(void) {
+    return openblas_get_corename();
+}
 
 static int kcpu_core_is(const char *core, const char *const *names) {
     for (; *names != NULL; names++)
@@ -16,9 +18,9 @@ static int kcpu_core_is(const char *core, const char *const *names) {
 const char *kcpu_blas_coretype_hint(void) {
     if (getenv("OPENBLAS_CORETYPE") != NULL) return NULL;
 #if defined(__x86_64__) && defined(__GNUC__)
-    static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
-    static const char *const avx2[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake",
-                                       "SapphireRapids", NULL};
+    static const char *const avx512[] = { "SkylakeX", "Cooperlake", "SapphireRapids", NULL };
+    static const char *const avx2[] = { "Haswell",        "Zen", "SkylakeX", "Cooperlake",
+                                        "SapphireRapids", NULL };
     const char *core = kcpu_blas_core();
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&

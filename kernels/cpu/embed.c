@@ -17,8 +17,7 @@ void kcpu_embed_fwd(void *out_,            /* (N, C) */
     const float *wte = wte_;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
-        memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C,
-               (size_t)C * sizeof(float));
+        memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
 }
 
 /* Several rows may hit the same token, so rows cannot be split across

@@ -30,7 +30,10 @@ static inline float kcpu_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale;
+    union {
+        int32_t i;
+        float f;
+    } scale;
     scale.i = ((int32_t)n + 127) * (1 << 23);
     return x == x ? p * scale.f : x;
 }

@@ -24,12 +24,11 @@ void kcpu_matmul_fwd(void *out_,          /* (N, OC) */
     float beta = 0.0f;
     if (bias != NULL) {
 #pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++)
-            memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp,
-                C, weight, C, beta, out, OC);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, beta,
+                out, OC);
 }
 
 /* dbias (OC) += sum over rows of dout (N, OC). Each task owns a block of
@@ -39,7 +38,7 @@ static void kcpu_bias_grad(float *dbias, const float *dout, int N, int OC) {
 #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < OC; c0 += KCPU_BIAS_BLOCK) {
         int nc = OC - c0 < KCPU_BIAS_BLOCK ? OC - c0 : KCPU_BIAS_BLOCK;
-        float acc[KCPU_BIAS_BLOCK] = {0};
+        float acc[KCPU_BIAS_BLOCK] = { 0 };
         for (int n = 0; n < N; n++) {
             const float *row = dout + (size_t)n * OC + c0;
 #pragma omp simd
@@ -61,11 +60,11 @@ void kcpu_matmul_bwd(void *dinp_,         /* (N, C) += */
     if (N <= 0 || OC <= 0 || C <= 0) return;
     /* dinp (N, C) += dout (N, OC) @ weight (OC, C) */
     if (dinp != NULL)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f,
-                    dout, OC, weight, C, 1.0f, dinp, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
+                    1.0f, dinp, C);
     /* dweight (OC, C) += dout^T (OC, N) @ inp (N, C) */
     if (dweight != NULL)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f,
-                    dout, OC, inp, C, 1.0f, dweight, C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
+                    dweight, C);
     if (dbias != NULL) kcpu_bias_grad(dbias, dout, N, OC);
 }

@@ -25,7 +25,9 @@ void *kcpu_alloc(size_t bytes) {
     return p;
 }
 
-void kcpu_free(void *p) { free(p); }
+void kcpu_free(void *p) {
+    free(p);
+}
 
 void kcpu_zero(void *p, size_t bytes) {
     if (bytes <= KCPU_ZERO_BLOCK) {

@@ -56,7 +56,7 @@ void kcpu_rmsnorm_bwd(void *dinp_,         /* (N, C) += */
 #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < C; c0 += KCPU_RMS_BLOCK) {
         int nc = C - c0 < KCPU_RMS_BLOCK ? C - c0 : KCPU_RMS_BLOCK;
-        float acc[KCPU_RMS_BLOCK] = {0};
+        float acc[KCPU_RMS_BLOCK] = { 0 };
         for (int n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C + c0;
             const float *dy = dout + (size_t)n * C + c0;

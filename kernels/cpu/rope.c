@@ -24,9 +24,9 @@
 #define KCPU_ROPE_PAIRS 128
 
 /* dir = +1 rotates forward, -1 backward. */
-static void kcpu_rope_apply(float *x,          /* (B*T rows, row_stride) */
-                            int B, int T, int nh, int D, int row_stride,
-                            const k_rope *r, double dir) {
+static void kcpu_rope_apply(float *x, /* (B*T rows, row_stride) */
+                            int B, int T, int nh, int D, int row_stride, const k_rope *r,
+                            double dir) {
     int half = D / 2;
     int blocks = (T + KCPU_ROPE_ROWS - 1) / KCPU_ROPE_ROWS;
     double theta = (double)r->theta;
@@ -87,12 +87,10 @@ static void kcpu_rope_apply(float *x,          /* (B*T rows, row_stride) */
     }
 }
 
-void kcpu_rope_fwd(void *x, int B, int T, int nh, int D, int row_stride,
-                   const k_rope *r) {
+void kcpu_rope_fwd(void *x, int B, int T, int nh, int D, int row_stride, const k_rope *r) {
     kcpu_rope_apply(x, B, T, nh, D, row_stride, r, 1.0);
 }
 
-void kcpu_rope_bwd(void *dx, int B, int T, int nh, int D, int row_stride,
-                   const k_rope *r) {
+void kcpu_rope_bwd(void *dx, int B, int T, int nh, int D, int row_stride, const k_rope *r) {
     kcpu_rope_apply(dx, B, T, nh, D, row_stride, r, -1.0);
 }

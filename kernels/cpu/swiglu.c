@@ -24,9 +24,9 @@ void kcpu_swiglu_fwd(void *out_,       /* (N, F) */
     }
 }
 
-void kcpu_swiglu_bwd(void *dinp_,      /* (N, 2F) += */
+void kcpu_swiglu_bwd(void *dinp_,       /* (N, 2F) += */
                      const void *dout_, /* (N, F) */
-                     const void *inp_, /* (N, 2F) */
+                     const void *inp_,  /* (N, 2F) */
                      int N, int F) {
     float *dinp = dinp_;
     const float *dout = dout_, *inp = inp_;

@@ -15,7 +15,7 @@
 #include "kmath.h"
 
 #define KCPU_XENT_CHUNK 512 /* logits per chunk: 2 KiB, stays in L1 */
-#define KCPU_LANES 16       /* independent partial results: one AVX-512 vector */
+#define KCPU_LANES      16  /* independent partial results: one AVX-512 vector */
 
 /* max and sum of exp(x - max) over one chunk of n <= KCPU_XENT_CHUNK logits.
  * The partial results live in KCPU_LANES lanes that the compiler keeps in
@@ -58,9 +58,9 @@ static float kcpu_logsumexp(const float *x, int V) {
     return m + logf(s);
 }
 
-void kcpu_xent_fwd(float *losses,           /* (N) */
-                   const void *logits_,     /* (N, V) */
-                   const int32_t *targets,  /* (N) */
+void kcpu_xent_fwd(float *losses,          /* (N) */
+                   const void *logits_,    /* (N, V) */
+                   const int32_t *targets, /* (N) */
                    int ignore_index, int N, int V) {
     const float *logits = logits_;
 #pragma omp parallel for schedule(static)
@@ -74,8 +74,8 @@ void kcpu_xent_fwd(float *losses,           /* (N) */
     }
 }
 
-void kcpu_xent_bwd(void *logits_,           /* (N, V) in: logits, out: grad */
-                   const int32_t *targets,  /* (N) */
+void kcpu_xent_bwd(void *logits_,          /* (N, V) in: logits, out: grad */
+                   const int32_t *targets, /* (N) */
                    float dloss, int ignore_index, int N, int V) {
     float *logits = logits_;
 #pragma omp parallel for schedule(static)

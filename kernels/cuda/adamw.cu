@@ -17,7 +17,7 @@
 
 #include "kcuda.h"
 
-#define KCUDA_SUMSQ_BLOCKS K_CUDA_SUMSQ_BLOCKS /* k.h */
+#define KCUDA_SUMSQ_BLOCKS  K_CUDA_SUMSQ_BLOCKS /* k.h */
 #define KCUDA_SUMSQ_THREADS 256
 
 __global__ void kcuda_sumsq_k(double *part, const float *x, size_t n) {
@@ -68,10 +68,9 @@ __device__ __forceinline__ bf16 kcuda_round_stochastic(float w, uint64_t seed, s
     return __ushort_as_bfloat16((unsigned short)(t >> 16));
 }
 
-__global__ void kcuda_adamw_k(float *master, bf16 *param, const float *grad, float *m,
-                              float *v, size_t n, float lr, float b1, float b2, float eps,
-                              float wd, float gs, float inv_bc1, float inv_bc2,
-                              uint64_t seed, size_t index0) {
+__global__ void kcuda_adamw_k(float *master, bf16 *param, const float *grad, float *m, float *v,
+                              size_t n, float lr, float b1, float b2, float eps, float wd, float gs,
+                              float inv_bc1, float inv_bc2, uint64_t seed, size_t index0) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float g = grad[i] * gs;
@@ -94,7 +93,7 @@ void kcuda_adamw(float *master,      /* (n) */
     float inv_bc1 = (float)(1.0 / (1.0 - pow(hp->beta1, hp->step)));
     float inv_bc2 = (float)(1.0 / (1.0 - pow(hp->beta2, hp->step)));
     kcuda_adamw_k<<<kcuda_blocks(n, 256), 256, 0, kcuda.stream>>>(
-        master, (bf16 *)param, (const float *)grad, m, v, n, hp->lr, hp->beta1, hp->beta2,
-        hp->eps, hp->weight_decay, hp->grad_scale, inv_bc1, inv_bc2, hp->seed, hp->index0);
+        master, (bf16 *)param, (const float *)grad, m, v, n, hp->lr, hp->beta1, hp->beta2, hp->eps,
+        hp->weight_decay, hp->grad_scale, inv_bc1, inv_bc2, hp->seed, hp->index0);
     kcuda_launched();
 }

@@ -29,13 +29,13 @@
 
 #include "kcuda.h"
 
-#define KCUDA_ATTN_WARPS 4
-#define KCUDA_ATTN_RW 4                                  /* rows per warp */
-#define KCUDA_ATTN_BR (KCUDA_ATTN_WARPS * KCUDA_ATTN_RW) /* rows per block */
-#define KCUDA_ATTN_BC 32                                 /* keys per tile */
+#define KCUDA_ATTN_WARPS   4
+#define KCUDA_ATTN_RW      4                                  /* rows per warp */
+#define KCUDA_ATTN_BR      (KCUDA_ATTN_WARPS * KCUDA_ATTN_RW) /* rows per block */
+#define KCUDA_ATTN_BC      32                                 /* keys per tile */
 #define KCUDA_ATTN_THREADS (KCUDA_ATTN_WARPS * 32)
-#define KCUDA_LOG2E 1.4426950408889634f
-#define KCUDA_LN2 0.6931471805599453f
+#define KCUDA_LOG2E        1.4426950408889634f
+#define KCUDA_LN2          0.6931471805599453f
 
 /* Rows r0 .. r0+n-1 of two heads (a, b: row 0's first channel, rows lda /
  * ldb apart, D channels each) into fp32 smem tiles of row stride sa / sb;
@@ -55,13 +55,13 @@ __device__ __forceinline__ void kcuda_attn_load2(float *A, int sa, const bf16 *a
 
 template <int DC>
 __global__ void __launch_bounds__(KCUDA_ATTN_THREADS)
-kcuda_attn_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KVH, int D,
-                 float qscale) {
+    kcuda_attn_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KVH, int D,
+                     float qscale) {
     extern __shared__ float sm[];
     const int DP = D + 1;
-    float *Qs = sm;                       /* (BR, D)  scaled q rows */
-    float *Ks = Qs + KCUDA_ATTN_BR * D;   /* (BC, DP) */
-    float *Vs = Ks + KCUDA_ATTN_BC * DP;  /* (BC, D) */
+    float *Qs = sm;                      /* (BR, D)  scaled q rows */
+    float *Ks = Qs + KCUDA_ATTN_BR * D;  /* (BC, DP) */
+    float *Vs = Ks + KCUDA_ATTN_BC * DP; /* (BC, D) */
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     const int qt = gridDim.x - 1 - blockIdx.x; /* longest rows first */
     const int h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KVH);
@@ -135,8 +135,8 @@ kcuda_attn_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KVH, 
 /* ---- backward ---- */
 
 /* delta[b, h, i] = dout[b, i, h, :] . out[b, i, h, :]; one warp per row. */
-__global__ void kcuda_attn_delta_k(float *delta, const bf16 *dout, const bf16 *out, int T,
-                                   int H, int D, size_t rows) {
+__global__ void kcuda_attn_delta_k(float *delta, const bf16 *dout, const bf16 *out, int T, int H,
+                                   int D, size_t rows) {
     size_t row = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
@@ -155,17 +155,16 @@ __global__ void kcuda_attn_delta_k(float *delta, const bf16 *dout, const bf16 *o
  * 4 keys of its warp for the sums. */
 template <int DC>
 __global__ void __launch_bounds__(KCUDA_ATTN_THREADS)
-kcuda_attn_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
-                 const float *delta, int T, int H, int KVH, int D, float qscale,
-                 float scale) {
+    kcuda_attn_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
+                     const float *delta, int T, int H, int KVH, int D, float qscale, float scale) {
     extern __shared__ float sm[];
     const int DP = D + 1;
-    float *Ks = sm;                          /* (BR, D) keys of this block */
-    float *Vs = Ks + KCUDA_ATTN_BR * D;      /* (BR, D) */
-    float *Qs = Vs + KCUDA_ATTN_BR * D;      /* (BC, DP) query tile */
-    float *Os = Qs + KCUDA_ATTN_BC * DP;     /* (BC, DP) dout tile */
-    float *L2 = Os + KCUDA_ATTN_BC * DP;     /* (BC) lse in base 2 */
-    float *Dl = L2 + KCUDA_ATTN_BC;          /* (BC) delta */
+    float *Ks = sm;                      /* (BR, D) keys of this block */
+    float *Vs = Ks + KCUDA_ATTN_BR * D;  /* (BR, D) */
+    float *Qs = Vs + KCUDA_ATTN_BR * D;  /* (BC, DP) query tile */
+    float *Os = Qs + KCUDA_ATTN_BC * DP; /* (BC, DP) dout tile */
+    float *L2 = Os + KCUDA_ATTN_BC * DP; /* (BC) lse in base 2 */
+    float *Dl = L2 + KCUDA_ATTN_BC;      /* (BC) delta */
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     const int kt = gridDim.x - 1 - blockIdx.x;
     const int kvh = blockIdx.y, b = blockIdx.z, G = H / KVH;
@@ -245,15 +244,14 @@ kcuda_attn_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse
  * tile for the scores, lane = channels for the sums). */
 template <int DC>
 __global__ void __launch_bounds__(KCUDA_ATTN_THREADS)
-kcuda_attn_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
-                const float *delta, int T, int H, int KVH, int D, float qscale,
-                float scale) {
+    kcuda_attn_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
+                    const float *delta, int T, int H, int KVH, int D, float qscale, float scale) {
     extern __shared__ float sm[];
     const int DP = D + 1;
-    float *Qs = sm;                       /* (BR, D) */
-    float *Os = Qs + KCUDA_ATTN_BR * D;   /* (BR, D) dout rows */
-    float *Ks = Os + KCUDA_ATTN_BR * D;   /* (BC, DP) */
-    float *Vs = Ks + KCUDA_ATTN_BC * DP;  /* (BC, DP) */
+    float *Qs = sm;                      /* (BR, D) */
+    float *Os = Qs + KCUDA_ATTN_BR * D;  /* (BR, D) dout rows */
+    float *Ks = Os + KCUDA_ATTN_BR * D;  /* (BC, DP) */
+    float *Vs = Ks + KCUDA_ATTN_BC * DP; /* (BC, DP) */
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     const int qt = gridDim.x - 1 - blockIdx.x;
     const int h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KVH);
@@ -262,8 +260,8 @@ kcuda_attn_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
     const bf16 *kb = base + (size_t)(H + kvh) * D, *vb = base + (size_t)(H + KVH + kvh) * D;
     const bf16 *dob = dout + (size_t)b * T * H * D;
     const int i0 = qt * KCUDA_ATTN_BR;
-    kcuda_attn_load2(Qs, D, base + (size_t)h * D, ld, Os, D, dob + (size_t)h * D,
-                     (size_t)H * D, i0, KCUDA_ATTN_BR, T, D);
+    kcuda_attn_load2(Qs, D, base + (size_t)h * D, ld, Os, D, dob + (size_t)h * D, (size_t)H * D, i0,
+                     KCUDA_ATTN_BR, T, D);
     float l2[KCUDA_ATTN_RW], dl[KCUDA_ATTN_RW], dq[KCUDA_ATTN_RW][DC];
     for (int r = 0; r < KCUDA_ATTN_RW; r++) {
         int i = i0 + w * KCUDA_ATTN_RW + r;
@@ -322,24 +320,25 @@ kcuda_attn_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
 /* ---- launchers ---- */
 
 static int kcuda_attn_dc(int D) {
-    if (D % 2 != 0 || D > 256) kcuda_fail("attention head dim must be even and <= 256", __FILE__, __LINE__);
+    if (D % 2 != 0 || D > 256)
+        kcuda_fail("attention head dim must be even and <= 256", __FILE__, __LINE__);
     int need = (D + 31) / 32;
     return need <= 1 ? 1 : need <= 2 ? 2 : need <= 4 ? 4 : 8;
 }
 
 /* Dynamic shared memory beyond 48 KiB must be asked for per kernel. */
-template <typename F>
-static void kcuda_attn_smem(F *kernel, size_t bytes) {
+template <typename F> static void kcuda_attn_smem(F *kernel, size_t bytes) {
     if (bytes > 48 * 1024)
-        kcuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)bytes));
+        kcuda_check(
+            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
 template <int DC>
-static void kcuda_attn_fwd_launch(void *out, float *lse, const void *qkv, int B, int T,
-                                  int H, int KVH, int D) {
-    size_t smem = ((size_t)KCUDA_ATTN_BR * D + (size_t)KCUDA_ATTN_BC * (D + 1) +
-                   (size_t)KCUDA_ATTN_BC * D) * sizeof(float);
+static void kcuda_attn_fwd_launch(void *out, float *lse, const void *qkv, int B, int T, int H,
+                                  int KVH, int D) {
+    size_t smem =
+        ((size_t)KCUDA_ATTN_BR * D + (size_t)KCUDA_ATTN_BC * (D + 1) + (size_t)KCUDA_ATTN_BC * D) *
+        sizeof(float);
     kcuda_attn_smem(kcuda_attn_fwd_k<DC>, smem);
     dim3 grid((T + KCUDA_ATTN_BR - 1) / KCUDA_ATTN_BR, H, B);
     float qscale = KCUDA_LOG2E / sqrtf((float)D);
@@ -349,25 +348,25 @@ static void kcuda_attn_fwd_launch(void *out, float *lse, const void *qkv, int B,
 }
 
 template <int DC>
-static void kcuda_attn_bwd_launch(void *dqkv, const float *delta, const void *dout,
-                                  const void *qkv, const float *lse, int B, int T, int H,
-                                  int KVH, int D) {
+static void kcuda_attn_bwd_launch(void *dqkv, const float *delta, const void *dout, const void *qkv,
+                                  const float *lse, int B, int T, int H, int KVH, int D) {
     float scale = 1.0f / sqrtf((float)D), qscale = KCUDA_LOG2E * scale;
-    size_t smem_kv = ((size_t)2 * KCUDA_ATTN_BR * D + (size_t)2 * KCUDA_ATTN_BC * (D + 1) +
-                      2 * KCUDA_ATTN_BC) * sizeof(float);
+    size_t smem_kv =
+        ((size_t)2 * KCUDA_ATTN_BR * D + (size_t)2 * KCUDA_ATTN_BC * (D + 1) + 2 * KCUDA_ATTN_BC) *
+        sizeof(float);
     kcuda_attn_smem(kcuda_attn_dkv_k<DC>, smem_kv);
     dim3 gkv((T + KCUDA_ATTN_BR - 1) / KCUDA_ATTN_BR, KVH, B);
     kcuda_attn_dkv_k<DC><<<gkv, KCUDA_ATTN_THREADS, smem_kv, kcuda.stream>>>(
-        (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, lse, delta, T, H, KVH, D,
-        qscale, scale);
+        (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, lse, delta, T, H, KVH, D, qscale,
+        scale);
     kcuda_launched();
-    size_t smem_q = ((size_t)2 * KCUDA_ATTN_BR * D + (size_t)2 * KCUDA_ATTN_BC * (D + 1)) *
-                    sizeof(float);
+    size_t smem_q =
+        ((size_t)2 * KCUDA_ATTN_BR * D + (size_t)2 * KCUDA_ATTN_BC * (D + 1)) * sizeof(float);
     kcuda_attn_smem(kcuda_attn_dq_k<DC>, smem_q);
     dim3 gq((T + KCUDA_ATTN_BR - 1) / KCUDA_ATTN_BR, H, B);
     kcuda_attn_dq_k<DC><<<gq, KCUDA_ATTN_THREADS, smem_q, kcuda.stream>>>(
-        (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, lse, delta, T, H, KVH, D,
-        qscale, scale);
+        (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, lse, delta, T, H, KVH, D, qscale,
+        scale);
     kcuda_launched();
 }
 

@@ -22,22 +22,21 @@
 
 #include "kcuda.h"
 
-#define TC_ROWS 64 /* query rows (or keys) per block, 16 per warp */
-#define TC_KEYS 64 /* keys (or queries) per staged tile */
+#define TC_ROWS    64 /* query rows (or keys) per block, 16 per warp */
+#define TC_KEYS    64 /* keys (or queries) per staged tile */
 #define TC_THREADS 128
-#define TC_LOG2E 1.4426950408889634f
-#define TC_LN2 0.6931471805599453f
+#define TC_LOG2E   1.4426950408889634f
+#define TC_LN2     0.6931471805599453f
 
 /* ---- fragments of mma.m16n8k16 (g = lane / 4, t = lane % 4) ----
  * A (16 x 16, row-major): r0 (g, 2t..2t+1), r1 (g+8, 2t..), r2 (g, 2t+8..),
  * r3 (g+8, 2t+8..). B (16 x 8): r0 (k 2t..2t+1, n g), r1 (k 2t+8.., n g).
  * C (16 x 8 fp32): c0, c1 (g, 2t..2t+1), c2, c3 (g+8, 2t..2t+1). */
 __device__ __forceinline__ void tc_mma(float c[4], const uint32_t a[4], const uint32_t b[2]) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 __device__ __forceinline__ uint32_t tc_pack(bf16 lo, bf16 hi) {
@@ -68,7 +67,8 @@ __device__ __forceinline__ void tc_frag_a(uint32_t a[4], const bf16 *s, int r0, 
 
 /* B[k][n] = s[n0 + n][k0 + k]: the tile's rows are B's columns (K in Q K^T). */
 template <int SD>
-__device__ __forceinline__ void tc_frag_b_rows(uint32_t b[2], const bf16 *s, int n0, int k0, int lane) {
+__device__ __forceinline__ void tc_frag_b_rows(uint32_t b[2], const bf16 *s, int n0, int k0,
+                                               int lane) {
     const bf16 *p = s + (n0 + (lane & 7)) * SD + k0 + ((lane >> 3) & 1) * 8;
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
                  : "=r"(b[0]), "=r"(b[1])
@@ -77,7 +77,8 @@ __device__ __forceinline__ void tc_frag_b_rows(uint32_t b[2], const bf16 *s, int
 
 /* B[k][n] = s[k0 + k][n0 + n]: the tile's rows are B's rows (V in P V). */
 template <int SD>
-__device__ __forceinline__ void tc_frag_b_cols(uint32_t b[2], const bf16 *s, int k0, int n0, int lane) {
+__device__ __forceinline__ void tc_frag_b_cols(uint32_t b[2], const bf16 *s, int k0, int n0,
+                                               int lane) {
     const bf16 *p = s + (k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * SD + n0;
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
                  : "=r"(b[0]), "=r"(b[1])
@@ -97,20 +98,19 @@ __device__ __forceinline__ void tc_frag_a_acc(uint32_t a[4], const float c0[4], 
  * k loop: s = A1 B1^T and dp = A2 B2^T, A rows a_row..a_row+15 of the warp,
  * B rows 0..8*NT-1, both over D = 16*KS channels (fp32 accumulators). */
 template <int SD, int KS, int NT>
-__device__ __forceinline__ void tc_mma_pair(float s[NT][4], float dp[NT][4],
-                                            const bf16 *A1, const bf16 *B1,
-                                            const bf16 *A2, const bf16 *B2,
+__device__ __forceinline__ void tc_mma_pair(float s[NT][4], float dp[NT][4], const bf16 *A1,
+                                            const bf16 *B1, const bf16 *A2, const bf16 *B2,
                                             int a_row, int lane) {
-    #pragma unroll
+#pragma unroll
     for (int n = 0; n < NT; n++)
-        #pragma unroll
+#pragma unroll
         for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.0f;
-    #pragma unroll
+#pragma unroll
     for (int ks = 0; ks < KS; ks++) {
         uint32_t a1[4], a2[4];
         tc_frag_a<SD>(a1, A1, a_row, ks * 16, lane);
         tc_frag_a<SD>(a2, A2, a_row, ks * 16, lane);
-        #pragma unroll
+#pragma unroll
         for (int n = 0; n < NT; n++) {
             uint32_t b1[2], b2[2];
             tc_frag_b_rows<SD>(b1, B1, n * 8, ks * 16, lane);
@@ -127,11 +127,11 @@ __device__ __forceinline__ void tc_mma_pair(float s[NT][4], float dp[NT][4],
 template <int SD, int DN>
 __device__ __forceinline__ void tc_mma_pb(float acc[DN][4], const float p[][4], const bf16 *B,
                                           int lane) {
-    #pragma unroll
+#pragma unroll
     for (int kk = 0; kk < TC_KEYS / 16; kk++) {
         uint32_t a[4];
         tc_frag_a_acc(a, p[2 * kk], p[2 * kk + 1]);
-        #pragma unroll
+#pragma unroll
         for (int dn = 0; dn < DN; dn++) {
             uint32_t bf[2];
             tc_frag_b_cols<SD>(bf, B, kk * 16, dn * 8, lane);
@@ -157,7 +157,8 @@ __device__ __forceinline__ void tc_load(bf16 *dst, const bf16 *src, size_t ld, i
 
 template <int D>
 __global__ void __launch_bounds__(TC_THREADS)
-kcuda_attn_tc_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KVH, float qscale) {
+    kcuda_attn_tc_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KVH,
+                        float qscale) {
     constexpr int SD = D + 8, KS = D / 16, DN = D / 8, NT = TC_KEYS / 8;
     extern __shared__ uint4 tc_smem[];
     bf16 *Qs = (bf16 *)tc_smem, *Ks = Qs + TC_ROWS * SD, *Vs = Ks + TC_KEYS * SD;
@@ -170,10 +171,10 @@ kcuda_attn_tc_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KV
     tc_load<D>(Qs, base + (size_t)h * D, ld, i0, T);
     __syncthreads();
     uint32_t qf[KS][4];
-    #pragma unroll
+#pragma unroll
     for (int ks = 0; ks < KS; ks++) tc_frag_a<SD>(qf[ks], Qs, w * 16, ks * 16, lane);
-    float o[DN][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    #pragma unroll
+    float o[DN][4], m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
+#pragma unroll
     for (int dn = 0; dn < DN; dn++) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.0f;
     const int kend = min(T, i0 + TC_ROWS);
     for (int j0 = 0; j0 < kend; j0 += TC_KEYS) {
@@ -182,10 +183,10 @@ kcuda_attn_tc_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KV
         tc_load<D>(Vs, base + (size_t)(H + KVH + kvh) * D, ld, j0, T);
         __syncthreads();
         float s[NT][4];
-        #pragma unroll
+#pragma unroll
         for (int n = 0; n < NT; n++) {
             s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-            #pragma unroll
+#pragma unroll
             for (int ks = 0; ks < KS; ks++) {
                 uint32_t bk[2];
                 tc_frag_b_rows<SD>(bk, Ks, n * 8, ks * 16, lane);
@@ -193,10 +194,10 @@ kcuda_attn_tc_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KV
             }
         }
         const bool edge = j0 + TC_KEYS > iw || j0 + TC_KEYS > T;
-        float mx[2] = {m[0], m[1]};
-        #pragma unroll
+        float mx[2] = { m[0], m[1] };
+#pragma unroll
         for (int n = 0; n < NT; n++)
-            #pragma unroll
+#pragma unroll
             for (int e = 0; e < 4; e++) {
                 float v = s[n][e] * qscale;
                 if (edge) {
@@ -206,8 +207,8 @@ kcuda_attn_tc_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KV
                 s[n][e] = v;
                 mx[e >> 1] = fmaxf(mx[e >> 1], v);
             }
-        float ref[2], alpha[2], rs[2] = {0.0f, 0.0f};
-        #pragma unroll
+        float ref[2], alpha[2], rs[2] = { 0.0f, 0.0f };
+#pragma unroll
         for (int r = 0; r < 2; r++) {
             mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
             mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
@@ -215,17 +216,17 @@ kcuda_attn_tc_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KV
             alpha[r] = exp2f(m[r] - ref[r]);
             m[r] = mx[r];
         }
-        #pragma unroll
+#pragma unroll
         for (int n = 0; n < NT; n++)
-            #pragma unroll
+#pragma unroll
             for (int e = 0; e < 4; e++) {
                 float p = exp2f(s[n][e] - ref[e >> 1]);
                 s[n][e] = p;
                 rs[e >> 1] += p;
             }
-        #pragma unroll
+#pragma unroll
         for (int r = 0; r < 2; r++) l[r] = l[r] * alpha[r] + rs[r];
-        #pragma unroll
+#pragma unroll
         for (int dn = 0; dn < DN; dn++) {
             o[dn][0] *= alpha[0];
             o[dn][1] *= alpha[0];
@@ -234,7 +235,7 @@ kcuda_attn_tc_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KV
         }
         tc_mma_pb<SD, DN>(o, s, Vs, lane);
     }
-    #pragma unroll
+#pragma unroll
     for (int r = 0; r < 2; r++) {
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
@@ -242,7 +243,7 @@ kcuda_attn_tc_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KV
         if (row >= T) continue;
         float inv = 1.0f / l[r];
         bf16 *orow = out + ((size_t)b * T + row) * (size_t)H * D + (size_t)h * D + 2 * t;
-        #pragma unroll
+#pragma unroll
         for (int dn = 0; dn < DN; dn++)
             *(uint32_t *)(orow + dn * 8) = tc_packf(o[dn][2 * r] * inv, o[dn][2 * r + 1] * inv);
         if (t == 0) lse[((size_t)b * H + h) * T + row] = (m[r] + log2f(l[r])) * TC_LN2;
@@ -253,8 +254,8 @@ kcuda_attn_tc_fwd_k(bf16 *out, float *lse, const bf16 *qkv, int T, int H, int KV
 
 template <int D>
 __global__ void __launch_bounds__(TC_THREADS)
-kcuda_attn_tc_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
-                   const float *delta, int T, int H, int KVH, float qscale, float scale) {
+    kcuda_attn_tc_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
+                       const float *delta, int T, int H, int KVH, float qscale, float scale) {
     constexpr int SD = D + 8, KS = D / 16, DN = D / 8, NT = TC_KEYS / 8;
     extern __shared__ uint4 tc_smem[];
     bf16 *Qs = (bf16 *)tc_smem, *Os = Qs + TC_ROWS * SD, *Ks = Os + TC_ROWS * SD;
@@ -268,7 +269,7 @@ kcuda_attn_tc_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *l
     tc_load<D>(Qs, base + (size_t)h * D, ld, i0, T);
     tc_load<D>(Os, dout + (size_t)b * T * H * D + (size_t)h * D, (size_t)H * D, i0, T);
     float l2[2], dl[2];
-    #pragma unroll
+#pragma unroll
     for (int r = 0; r < 2; r++) {
         int row = iw + g + r * 8;
         size_t st = ((size_t)b * H + h) * T + row;
@@ -276,7 +277,7 @@ kcuda_attn_tc_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *l
         dl[r] = row < T ? delta[st] : 0.0f;
     }
     float dq[DN][4];
-    #pragma unroll
+#pragma unroll
     for (int dn = 0; dn < DN; dn++) dq[dn][0] = dq[dn][1] = dq[dn][2] = dq[dn][3] = 0.0f;
     const int kend = min(T, i0 + TC_ROWS);
     for (int j0 = 0; j0 < kend; j0 += TC_KEYS) {
@@ -286,9 +287,9 @@ kcuda_attn_tc_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *l
         __syncthreads();
         float s[NT][4], dp[NT][4];
         tc_mma_pair<SD, KS, NT>(s, dp, Qs, Ks, Os, Vs, w * 16, lane);
-        #pragma unroll
+#pragma unroll
         for (int n = 0; n < NT; n++)
-            #pragma unroll
+#pragma unroll
             for (int e = 0; e < 4; e++) {
                 int row = iw + g + (e >> 1) * 8, key = j0 + n * 8 + 2 * t + (e & 1);
                 bool keep = key <= row && key < T && row < T;
@@ -298,12 +299,12 @@ kcuda_attn_tc_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *l
         tc_mma_pb<SD, DN>(dq, s, Ks, lane);
     }
     bf16 *db = dqkv + (size_t)b * T * ld + (size_t)h * D + 2 * t;
-    #pragma unroll
+#pragma unroll
     for (int r = 0; r < 2; r++) {
         int row = iw + g + r * 8;
         if (row >= T) continue;
         bf16 *dqr = db + (size_t)row * ld;
-        #pragma unroll
+#pragma unroll
         for (int dn = 0; dn < DN; dn++) {
             bf16 *p = dqr + dn * 8;
             *(uint32_t *)p = tc_packf(kcuda_f(p[0]) + dq[dn][2 * r] * scale,
@@ -316,8 +317,8 @@ kcuda_attn_tc_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *l
 
 template <int D>
 __global__ void __launch_bounds__(TC_THREADS)
-kcuda_attn_tc_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
-                    const float *delta, int T, int H, int KVH, float qscale, float scale) {
+    kcuda_attn_tc_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
+                        const float *delta, int T, int H, int KVH, float qscale, float scale) {
     constexpr int SD = D + 8, KS = D / 16, DN = D / 8, NT = TC_KEYS / 8;
     extern __shared__ uint4 tc_smem[];
     bf16 *Ks = (bf16 *)tc_smem, *Vs = Ks + TC_ROWS * SD, *Qs = Vs + TC_ROWS * SD;
@@ -333,9 +334,9 @@ kcuda_attn_tc_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *
     tc_load<D>(Ks, base + (size_t)(H + kvh) * D, ld, k0, T);
     tc_load<D>(Vs, base + (size_t)(H + KVH + kvh) * D, ld, k0, T);
     float dk[DN][4], dv[DN][4];
-    #pragma unroll
+#pragma unroll
     for (int dn = 0; dn < DN; dn++)
-        #pragma unroll
+#pragma unroll
         for (int e = 0; e < 4; e++) dk[dn][e] = dv[dn][e] = 0.0f;
     for (int h = kvh * G; h < (kvh + 1) * G; h++) {
         const float *lh = lse + ((size_t)b * H + h) * T, *dh = delta + ((size_t)b * H + h) * T;
@@ -351,9 +352,9 @@ kcuda_attn_tc_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *
             __syncthreads();
             float s[NT][4], dp[NT][4]; /* S^T and dP^T: keys x queries */
             tc_mma_pair<SD, KS, NT>(s, dp, Ks, Qs, Vs, Os, w * 16, lane);
-            #pragma unroll
+#pragma unroll
             for (int n = 0; n < NT; n++)
-                #pragma unroll
+#pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int key = kw + g + (e >> 1) * 8, qi = n * 8 + 2 * t + (e & 1), q = i0 + qi;
                     bool keep = key <= q && q < T && key < T;
@@ -366,19 +367,19 @@ kcuda_attn_tc_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *
         }
     }
     bf16 *db = dqkv + (size_t)b * T * ld + 2 * t;
-    #pragma unroll
+#pragma unroll
     for (int r = 0; r < 2; r++) {
         int key = kw + g + r * 8;
         if (key >= T) continue;
         bf16 *dkr = db + (size_t)key * ld + (size_t)(H + kvh) * D;
         bf16 *dvr = db + (size_t)key * ld + (size_t)(H + KVH + kvh) * D;
-        #pragma unroll
+#pragma unroll
         for (int dn = 0; dn < DN; dn++) {
             bf16 *pk = dkr + dn * 8, *pv = dvr + dn * 8;
             *(uint32_t *)pk = tc_packf(kcuda_f(pk[0]) + dk[dn][2 * r] * scale,
                                        kcuda_f(pk[1]) + dk[dn][2 * r + 1] * scale);
-            *(uint32_t *)pv = tc_packf(kcuda_f(pv[0]) + dv[dn][2 * r],
-                                       kcuda_f(pv[1]) + dv[dn][2 * r + 1]);
+            *(uint32_t *)pv =
+                tc_packf(kcuda_f(pv[0]) + dv[dn][2 * r], kcuda_f(pv[1]) + dv[dn][2 * r + 1]);
         }
     }
 }
@@ -390,16 +391,15 @@ static bool kcuda_attn_tc_ok(int D, const void *a, const void *b, const void *c)
            ((uintptr_t)c % 16) == 0;
 }
 
-template <typename F>
-static void kcuda_attn_tc_smem(F *kernel, size_t bytes) {
+template <typename F> static void kcuda_attn_tc_smem(F *kernel, size_t bytes) {
     if (bytes > 48 * 1024)
-        kcuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)bytes));
+        kcuda_check(
+            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
 template <int D>
-static void kcuda_attn_tc_fwd_launch(void *out, float *lse, const void *qkv, int B, int T,
-                                     int H, int KVH) {
+static void kcuda_attn_tc_fwd_launch(void *out, float *lse, const void *qkv, int B, int T, int H,
+                                     int KVH) {
     size_t smem = (size_t)3 * TC_ROWS * (D + 8) * sizeof(bf16);
     kcuda_attn_tc_smem(kcuda_attn_tc_fwd_k<D>, smem);
     dim3 grid((T + TC_ROWS - 1) / TC_ROWS, H, B);
@@ -417,30 +417,31 @@ static void kcuda_attn_tc_bwd_launch(void *dqkv, const float *delta, const void 
     kcuda_attn_tc_smem(kcuda_attn_tc_dq_k<D>, smem_q);
     dim3 gq((T + TC_ROWS - 1) / TC_ROWS, H, B);
     kcuda_attn_tc_dq_k<D><<<gq, TC_THREADS, smem_q, kcuda.stream>>>(
-        (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, lse, delta, T, H, KVH, qscale,
-        scale);
+        (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, lse, delta, T, H, KVH, qscale, scale);
     kcuda_launched();
     size_t smem_kv = smem_q + (size_t)2 * TC_KEYS * sizeof(float);
     kcuda_attn_tc_smem(kcuda_attn_tc_dkv_k<D>, smem_kv);
     dim3 gkv((T + TC_ROWS - 1) / TC_ROWS, KVH, B);
     kcuda_attn_tc_dkv_k<D><<<gkv, TC_THREADS, smem_kv, kcuda.stream>>>(
-        (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, lse, delta, T, H, KVH, qscale,
-        scale);
+        (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, lse, delta, T, H, KVH, qscale, scale);
     kcuda_launched();
 }
 
-int kcuda_attn_tc_fwd(void *out, float *lse, const void *qkv, int B, int T, int H, int KVH,
-                      int D) {
+int kcuda_attn_tc_fwd(void *out, float *lse, const void *qkv, int B, int T, int H, int KVH, int D) {
     if (!kcuda_attn_tc_ok(D, out, qkv, qkv)) return 0;
-    if (D == 64) kcuda_attn_tc_fwd_launch<64>(out, lse, qkv, B, T, H, KVH);
-    else kcuda_attn_tc_fwd_launch<128>(out, lse, qkv, B, T, H, KVH);
+    if (D == 64)
+        kcuda_attn_tc_fwd_launch<64>(out, lse, qkv, B, T, H, KVH);
+    else
+        kcuda_attn_tc_fwd_launch<128>(out, lse, qkv, B, T, H, KVH);
     return 1;
 }
 
 int kcuda_attn_tc_bwd(void *dqkv, const float *delta, const void *dout, const void *qkv,
                       const float *lse, int B, int T, int H, int KVH, int D) {
     if (!kcuda_attn_tc_ok(D, dqkv, dout, qkv)) return 0;
-    if (D == 64) kcuda_attn_tc_bwd_launch<64>(dqkv, delta, dout, qkv, lse, B, T, H, KVH);
-    else kcuda_attn_tc_bwd_launch<128>(dqkv, delta, dout, qkv, lse, B, T, H, KVH);
+    if (D == 64)
+        kcuda_attn_tc_bwd_launch<64>(dqkv, delta, dout, qkv, lse, B, T, H, KVH);
+    else
+        kcuda_attn_tc_bwd_launch<128>(dqkv, delta, dout, qkv, lse, B, T, H, KVH);
     return 1;
 }

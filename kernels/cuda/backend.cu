@@ -17,14 +17,13 @@
 kcuda_state kcuda;
 
 void kcuda_fail_cuda(cudaError_t e, const char *call, const char *file, int line) {
-    fprintf(stderr, "e2 cuda: %s:%d: %s: %s (%s)\n", file, line, call,
-            cudaGetErrorString(e), cudaGetErrorName(e));
+    fprintf(stderr, "e2 cuda: %s:%d: %s: %s (%s)\n", file, line, call, cudaGetErrorString(e),
+            cudaGetErrorName(e));
     abort();
 }
 
 void kcuda_fail_cublas(cublasStatus_t s, const char *call, const char *file, int line) {
-    fprintf(stderr, "e2 cuda: %s:%d: %s: cuBLAS status %d\n", file, line, call,
-            (int)s);
+    fprintf(stderr, "e2 cuda: %s:%d: %s: cuBLAS status %d\n", file, line, call, (int)s);
     abort();
 }
 
@@ -58,7 +57,8 @@ void *kcuda_host(size_t bytes) {
     if (bytes <= kcuda.host_bytes) return kcuda.host;
     free(kcuda.host);
     kcuda.host = malloc(bytes);
-    if (kcuda.host == NULL) kcuda_fail("out of host memory for a staging buffer", __FILE__, __LINE__);
+    if (kcuda.host == NULL)
+        kcuda_fail("out of host memory for a staging buffer", __FILE__, __LINE__);
     kcuda.host_bytes = bytes;
     return kcuda.host;
 }

@@ -12,8 +12,8 @@
 
 #include "kcuda.h"
 
-__global__ void kcuda_embed_fwd_k(bf16 *out, const int32_t *tokens, const bf16 *wte,
-                                  int C, size_t n) {
+__global__ void kcuda_embed_fwd_k(bf16 *out, const int32_t *tokens, const bf16 *wte, int C,
+                                  size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     size_t r = i / (size_t)C, c = i % (size_t)C;
@@ -26,8 +26,7 @@ __global__ void kcuda_embed_bwd_k(float *dwte, const bf16 *dout, const int32_t *
     int u = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) return;
     float acc = 0.0f;
-    for (int k = start[u]; k < start[u + 1]; k++)
-        acc += kcuda_f(dout[(size_t)rows[k] * C + c]);
+    for (int k = start[u]; k < start[u + 1]; k++) acc += kcuda_f(dout[(size_t)rows[k] * C + c]);
     dwte[(size_t)tok[u] * C + c] += acc;
 }
 
@@ -37,8 +36,8 @@ void kcuda_embed_fwd(void *out,             /* (N, C) */
                      int N, int C) {
     size_t n = (size_t)N * (size_t)C;
     if (n == 0) return;
-    kcuda_embed_fwd_k<<<kcuda_blocks(n, 256), 256, 0, kcuda.stream>>>(
-        (bf16 *)out, tokens, (const bf16 *)wte, C, n);
+    kcuda_embed_fwd_k<<<kcuda_blocks(n, 256), 256, 0, kcuda.stream>>>((bf16 *)out, tokens,
+                                                                      (const bf16 *)wte, C, n);
     kcuda_launched();
 }
 
@@ -76,12 +75,15 @@ void kcuda_embed_bwd(void *dwte,            /* (V, C) += fp32 */
     /* Device copy: tok (U) | start (U+1) | rows (N), packed. */
     int32_t *d = (int32_t *)kcuda_scratch(KCUDA_SCR_EMBED, (3 * n + 1) * sizeof(int32_t));
     int32_t *dtok = d, *dstart = d + U, *drows = dstart + U + 1;
-    kcuda_check(cudaMemcpyAsync(dtok, tok, (size_t)U * sizeof(int32_t), cudaMemcpyHostToDevice, kcuda.stream));
-    kcuda_check(cudaMemcpyAsync(dstart, start, (size_t)(U + 1) * sizeof(int32_t), cudaMemcpyHostToDevice, kcuda.stream));
-    kcuda_check(cudaMemcpyAsync(drows, rows, n * sizeof(int32_t), cudaMemcpyHostToDevice, kcuda.stream));
+    kcuda_check(cudaMemcpyAsync(dtok, tok, (size_t)U * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                kcuda.stream));
+    kcuda_check(cudaMemcpyAsync(dstart, start, (size_t)(U + 1) * sizeof(int32_t),
+                                cudaMemcpyHostToDevice, kcuda.stream));
+    kcuda_check(
+        cudaMemcpyAsync(drows, rows, n * sizeof(int32_t), cudaMemcpyHostToDevice, kcuda.stream));
     dim3 grid((unsigned)U, kcuda_blocks((size_t)C, 128));
-    kcuda_embed_bwd_k<<<grid, 128, 0, kcuda.stream>>>((float *)dwte, (const bf16 *)dout,
-                                                      dtok, dstart, drows, C);
+    kcuda_embed_bwd_k<<<grid, 128, 0, kcuda.stream>>>((float *)dwte, (const bf16 *)dout, dtok,
+                                                      dstart, drows, C);
     kcuda_launched();
     /* The host staging buffer is reused by the next op: let the copies out. */
     kcuda_check(cudaStreamSynchronize(kcuda.stream));

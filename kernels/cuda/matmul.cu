@@ -31,15 +31,23 @@ static uint32_t kcuda_align_of(const void *p) {
  * fp32 (the weight gradients). */
 #define KCUDA_GEMM_TILE 16
 
-__device__ __forceinline__ float kcuda_ld(const bf16 *p) { return kcuda_f(*p); }
-__device__ __forceinline__ float kcuda_ld(const float *p) { return *p; }
-__device__ __forceinline__ void kcuda_st(bf16 *p, float v) { *p = kcuda_b(v); }
-__device__ __forceinline__ void kcuda_st(float *p, float v) { *p = v; }
+__device__ __forceinline__ float kcuda_ld(const bf16 *p) {
+    return kcuda_f(*p);
+}
+__device__ __forceinline__ float kcuda_ld(const float *p) {
+    return *p;
+}
+__device__ __forceinline__ void kcuda_st(bf16 *p, float v) {
+    *p = kcuda_b(v);
+}
+__device__ __forceinline__ void kcuda_st(float *p, float v) {
+    *p = v;
+}
 
 template <typename TD>
-__global__ void kcuda_gemm_fallback_k(TD *d, const bf16 *a, const bf16 *b, int m, int n,
-                                      int k, int lda, int ldb, int ldd, int ta, int tb,
-                                      float beta, const bf16 *bias) {
+__global__ void kcuda_gemm_fallback_k(TD *d, const bf16 *a, const bf16 *b, int m, int n, int k,
+                                      int lda, int ldb, int ldd, int ta, int tb, float beta,
+                                      const bf16 *bias) {
     __shared__ float As[KCUDA_GEMM_TILE][KCUDA_GEMM_TILE + 1];
     __shared__ float Bs[KCUDA_GEMM_TILE][KCUDA_GEMM_TILE + 1];
     int tx = threadIdx.x, ty = threadIdx.y;
@@ -48,12 +56,12 @@ __global__ void kcuda_gemm_fallback_k(TD *d, const bf16 *a, const bf16 *b, int m
     for (int k0 = 0; k0 < k; k0 += KCUDA_GEMM_TILE) {
         int ak = k0 + ty, bk = k0 + tx;
         /* As[kk][row] = op(A)(row, kk); Bs[kk][col] = op(B)(kk, col) */
-        As[ty][tx] = r < m && ak < k
-                         ? kcuda_f(ta ? a[(size_t)ak + (size_t)r * lda] : a[(size_t)r + (size_t)ak * lda])
-                         : 0.0f;
-        Bs[tx][ty] = c < n && bk < k
-                         ? kcuda_f(tb ? b[(size_t)c + (size_t)bk * ldb] : b[(size_t)bk + (size_t)c * ldb])
-                         : 0.0f;
+        As[ty][tx] = r < m && ak < k ? kcuda_f(ta ? a[(size_t)ak + (size_t)r * lda]
+                                                  : a[(size_t)r + (size_t)ak * lda])
+                                     : 0.0f;
+        Bs[tx][ty] = c < n && bk < k ? kcuda_f(tb ? b[(size_t)c + (size_t)bk * ldb]
+                                                  : b[(size_t)bk + (size_t)c * ldb])
+                                     : 0.0f;
         __syncthreads();
         for (int kk = 0; kk < KCUDA_GEMM_TILE; kk++) acc += As[kk][tx] * Bs[kk][ty];
         __syncthreads();
@@ -71,13 +79,13 @@ static void kcuda_gemm_fallback(void *d, int d_f32, const void *a, const void *b
     dim3 grid((unsigned)((m + KCUDA_GEMM_TILE - 1) / KCUDA_GEMM_TILE),
               (unsigned)((n + KCUDA_GEMM_TILE - 1) / KCUDA_GEMM_TILE));
     if (d_f32)
-        kcuda_gemm_fallback_k<float><<<grid, block, 0, kcuda.stream>>>(
-            (float *)d, (const bf16 *)a, (const bf16 *)b, m, n, k, lda, ldb, ldd, ta, tb, beta,
-            (const bf16 *)bias);
+        kcuda_gemm_fallback_k<float>
+            <<<grid, block, 0, kcuda.stream>>>((float *)d, (const bf16 *)a, (const bf16 *)b, m, n,
+                                               k, lda, ldb, ldd, ta, tb, beta, (const bf16 *)bias);
     else
-        kcuda_gemm_fallback_k<bf16><<<grid, block, 0, kcuda.stream>>>(
-            (bf16 *)d, (const bf16 *)a, (const bf16 *)b, m, n, k, lda, ldb, ldd, ta, tb, beta,
-            (const bf16 *)bias);
+        kcuda_gemm_fallback_k<bf16>
+            <<<grid, block, 0, kcuda.stream>>>((bf16 *)d, (const bf16 *)a, (const bf16 *)b, m, n, k,
+                                               lda, ldb, ldd, ta, tb, beta, (const bf16 *)bias);
     kcuda_launched();
 }
 
@@ -119,28 +127,40 @@ static void kcuda_plan_make(kcuda_plan *p, const kcuda_plan_key *key, const void
     cublasOperation_t opb = key->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     cudaDataType_t td = key->d_f32 ? CUDA_R_32F : CUDA_R_16BF;
     kcuda_cublas_check(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
-    kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    kcuda_cublas_check(
+        cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    kcuda_cublas_check(
+        cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
     if (key->has_bias) {
         cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
         cudaDataType_t bt = CUDA_R_16BF;
-        kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-        kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-        kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+        kcuda_cublas_check(
+            cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        kcuda_cublas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                          &bias, sizeof bias));
+        kcuda_cublas_check(cublasLtMatmulDescSetAttribute(
+            p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     }
     int m = key->m, n = key->n, k = key->k;
-    kcuda_cublas_check(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, key->ta ? k : m, key->ta ? m : k, key->lda));
-    kcuda_cublas_check(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, key->tb ? n : k, key->tb ? k : n, key->ldb));
+    kcuda_cublas_check(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, key->ta ? k : m,
+                                                  key->ta ? m : k, key->lda));
+    kcuda_cublas_check(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, key->tb ? n : k,
+                                                  key->tb ? k : n, key->ldb));
     kcuda_cublas_check(cublasLtMatrixLayoutCreate(&p->lc, td, m, n, key->ldd));
     kcuda_cublas_check(cublasLtMatrixLayoutCreate(&p->ld, td, m, n, key->ldd));
     cublasLtMatmulPreference_t pref;
     kcuda_cublas_check(cublasLtMatmulPreferenceCreate(&pref));
+    kcuda_cublas_check(
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                             &kcuda.lt_ws_bytes, sizeof kcuda.lt_ws_bytes));
     kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(
-        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &kcuda.lt_ws_bytes, sizeof kcuda.lt_ws_bytes));
-    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key->al_a, sizeof key->al_a));
-    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key->al_b, sizeof key->al_b));
-    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key->al_d, sizeof key->al_d));
-    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key->al_d, sizeof key->al_d));
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key->al_a, sizeof key->al_a));
+    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key->al_b, sizeof key->al_b));
+    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key->al_d, sizeof key->al_d));
+    kcuda_cublas_check(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key->al_d, sizeof key->al_d));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(kcuda.lt, p->op, p->la, p->lb, p->lc, p->ld,
@@ -162,9 +182,8 @@ static void kcuda_plan_destroy(kcuda_plan *p) {
 /* Column-major D (m, n) = op(A) (m, k) . op(B) (k, n) + beta * D [+ bias];
  * D bf16 or (d_f32) fp32, A and B bf16, fp32 accumulation; cuBLASLt when it
  * has a kernel for the shape, else the fallback above. beta is 0 or 1. */
-static void kcuda_lt_gemm(void *d, int d_f32, const void *a, const void *b, int m, int n,
-                          int k, int lda, int ldb, int ldd, int ta, int tb, float beta,
-                          const void *bias) {
+static void kcuda_lt_gemm(void *d, int d_f32, const void *a, const void *b, int m, int n, int k,
+                          int lda, int ldb, int ldd, int ta, int tb, float beta, const void *bias) {
     kcuda_plan_key key;
     memset(&key, 0, sizeof key); /* compared with memcmp: no stray padding */
     key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldb, key.ldd = ldd;
@@ -191,8 +210,8 @@ static void kcuda_lt_gemm(void *d, int d_f32, const void *a, const void *b, int 
         if (bias != NULL)
             kcuda_cublas_check(cublasLtMatmulDescSetAttribute(
                 p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-        st = cublasLtMatmul(kcuda.lt, p->op, &alpha, a, p->la, b, p->lb, &beta, d, p->lc, d,
-                            p->ld, &p->algo, kcuda.lt_ws, kcuda.lt_ws_bytes, kcuda.stream);
+        st = cublasLtMatmul(kcuda.lt, p->op, &alpha, a, p->la, b, p->lb, &beta, d, p->lc, d, p->ld,
+                            &p->algo, kcuda.lt_ws, kcuda.lt_ws_bytes, kcuda.stream);
         if (st != CUBLAS_STATUS_NOT_SUPPORTED) {
             kcuda_cublas_check(st);
             kcuda_launched();
@@ -227,8 +246,7 @@ void kcuda_matmul_bwd(void *dinp,         /* (N, C) += */
     if (dinp != NULL) kcuda_lt_gemm(dinp, 0, weight, dout, C, N, OC, C, OC, C, 0, 0, 1.0f, NULL);
     /* dweight^T (C, OC) += inp^T (C, N) . dout (op T of (OC, N)), into the
      * fp32 gradient (C and D fp32): no bf16 rounding per micro-batch */
-    if (dweight != NULL)
-        kcuda_lt_gemm(dweight, 1, inp, dout, C, OC, N, C, OC, C, 0, 1, 1.0f, NULL);
+    if (dweight != NULL) kcuda_lt_gemm(dweight, 1, inp, dout, C, OC, N, C, OC, C, 0, 1, 1.0f, NULL);
     if (dbias != NULL) kcuda_colsum_acc((float *)dbias, (const bf16 *)dout, N, OC);
 }
 
@@ -238,8 +256,7 @@ void kcuda_matmul_bwd(void *dinp,         /* (N, C) += */
  * the sum does not depend on the device. */
 #define KCUDA_COLSUM_CHUNKS K_CUDA_COLSUM_CHUNKS /* k.h */
 
-__global__ void kcuda_colsum_part_k(float *part, const bf16 *dout, int N, int OC,
-                                    int rows_per) {
+__global__ void kcuda_colsum_part_k(float *part, const bf16 *dout, int N, int OC, int rows_per) {
     int c = blockIdx.x * blockDim.x + threadIdx.x, p = blockIdx.y;
     if (c >= OC) return;
     int r0 = p * rows_per, r1 = min(N, r0 + rows_per);
@@ -258,8 +275,8 @@ __global__ void kcuda_colsum_fold_k(float *dst, const float *part, int OC, int p
 
 void kcuda_colsum_acc(float *dbias, const bf16 *dout, int N, int OC) {
     int rows_per = (N + KCUDA_COLSUM_CHUNKS - 1) / KCUDA_COLSUM_CHUNKS;
-    float *part = (float *)kcuda_scratch(KCUDA_SCR_COLSUM,
-                                         (size_t)KCUDA_COLSUM_CHUNKS * OC * sizeof(float));
+    float *part =
+        (float *)kcuda_scratch(KCUDA_SCR_COLSUM, (size_t)KCUDA_COLSUM_CHUNKS * OC * sizeof(float));
     dim3 grid(kcuda_blocks((size_t)OC, 256), KCUDA_COLSUM_CHUNKS);
     kcuda_colsum_part_k<<<grid, 256, 0, kcuda.stream>>>(part, dout, N, OC, rows_per);
     kcuda_launched();

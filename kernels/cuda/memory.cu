@@ -52,8 +52,8 @@ void kcuda_upload(void *dst, const float *src, size_t n) {
         size_t m = n - i0 < KCUDA_STAGE_ELEMS ? n - i0 : KCUDA_STAGE_ELEMS;
         uint16_t *h = (uint16_t *)kcuda_host(m * 2);
         for (size_t i = 0; i < m; i++) h[i] = kcuda_f32_to_bf16(src[i0 + i]);
-        kcuda_check(cudaMemcpyAsync((uint16_t *)dst + i0, h, m * 2, cudaMemcpyHostToDevice,
-                                    kcuda.stream));
+        kcuda_check(
+            cudaMemcpyAsync((uint16_t *)dst + i0, h, m * 2, cudaMemcpyHostToDevice, kcuda.stream));
         kcuda_check(cudaStreamSynchronize(kcuda.stream));
     }
 }
@@ -62,8 +62,8 @@ void kcuda_download(float *dst, const void *src, size_t n) {
     for (size_t i0 = 0; i0 < n; i0 += KCUDA_STAGE_ELEMS) {
         size_t m = n - i0 < KCUDA_STAGE_ELEMS ? n - i0 : KCUDA_STAGE_ELEMS;
         uint16_t *h = (uint16_t *)kcuda_host(m * 2);
-        kcuda_check(cudaMemcpyAsync(h, (const uint16_t *)src + i0, m * 2,
-                                    cudaMemcpyDeviceToHost, kcuda.stream));
+        kcuda_check(cudaMemcpyAsync(h, (const uint16_t *)src + i0, m * 2, cudaMemcpyDeviceToHost,
+                                    kcuda.stream));
         kcuda_check(cudaStreamSynchronize(kcuda.stream));
         for (size_t i = 0; i < m; i++) {
             uint32_t u = (uint32_t)h[i] << 16;
@@ -89,4 +89,6 @@ void kcuda_sync(void) {
     kcuda_check(cudaGetLastError());
 }
 
-void *kcuda_stream_handle(void) { return kcuda.stream; }
+void *kcuda_stream_handle(void) {
+    return kcuda.stream;
+}

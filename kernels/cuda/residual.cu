@@ -9,8 +9,8 @@ __global__ void kcuda_add_k(bf16 *out, const bf16 *a, const bf16 *b, size_t n) {
 
 void kcuda_add(void *out, const void *a, const void *b, size_t n) {
     if (n == 0) return;
-    kcuda_add_k<<<kcuda_blocks(n, 256), 256, 0, kcuda.stream>>>(
-        (bf16 *)out, (const bf16 *)a, (const bf16 *)b, n);
+    kcuda_add_k<<<kcuda_blocks(n, 256), 256, 0, kcuda.stream>>>((bf16 *)out, (const bf16 *)a,
+                                                                (const bf16 *)b, n);
     kcuda_launched();
 }
 

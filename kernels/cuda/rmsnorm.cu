@@ -8,10 +8,10 @@
 #include "kcuda.h"
 
 #define KCUDA_RMS_THREADS 256
-#define KCUDA_RMS_CHUNKS K_CUDA_COLSUM_CHUNKS /* k.h: shares the column-sum scratch */
+#define KCUDA_RMS_CHUNKS  K_CUDA_COLSUM_CHUNKS /* k.h: shares the column-sum scratch */
 
-__global__ void kcuda_rmsnorm_fwd_k(bf16 *out, float *rstd, const bf16 *inp,
-                                    const bf16 *weight, float eps, int C) {
+__global__ void kcuda_rmsnorm_fwd_k(bf16 *out, float *rstd, const bf16 *inp, const bf16 *weight,
+                                    float eps, int C) {
     size_t n = blockIdx.x;
     const bf16 *x = inp + n * C;
     bf16 *y = out + n * C;
@@ -38,8 +38,8 @@ __global__ void kcuda_rmsnorm_dinp_k(bf16 *dinp, const bf16 *dout, const bf16 *i
     s = kcuda_block_sum(s);
     float k = r * r * r * s / (float)C;
     for (int c = threadIdx.x; c < C; c += blockDim.x)
-        dx[c] = kcuda_b(kcuda_f(dx[c]) + r * kcuda_f(weight[c]) * kcuda_f(dy[c]) -
-                        kcuda_f(x[c]) * k);
+        dx[c] =
+            kcuda_b(kcuda_f(dx[c]) + r * kcuda_f(weight[c]) * kcuda_f(dy[c]) - kcuda_f(x[c]) * k);
 }
 
 __global__ void kcuda_rmsnorm_dw_part_k(float *part, const bf16 *dout, const bf16 *inp,
@@ -86,8 +86,8 @@ void kcuda_rmsnorm_bwd(void *dinp,         /* (N, C) += */
         (bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, (const bf16 *)weight, rstd, C);
     kcuda_launched();
     int rows_per = (N + KCUDA_RMS_CHUNKS - 1) / KCUDA_RMS_CHUNKS;
-    float *part = (float *)kcuda_scratch(KCUDA_SCR_COLSUM,
-                                         (size_t)KCUDA_RMS_CHUNKS * C * sizeof(float));
+    float *part =
+        (float *)kcuda_scratch(KCUDA_SCR_COLSUM, (size_t)KCUDA_RMS_CHUNKS * C * sizeof(float));
     dim3 grid(kcuda_blocks((size_t)C, 256), KCUDA_RMS_CHUNKS);
     kcuda_rmsnorm_dw_part_k<<<grid, 256, 0, kcuda.stream>>>(
         part, (const bf16 *)dout, (const bf16 *)inp, rstd, N, C, rows_per);

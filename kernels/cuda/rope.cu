@@ -22,9 +22,8 @@ typedef struct {
     int ck[KCUDA_ROPE_SEQS][K_ROPE_MAX_CHUNKS][2]; /* PoSE chunks (k.h) */
 } kcuda_rope_seqs;
 
-__global__ void kcuda_rope_k(bf16 *x, kcuda_rope_seqs seqs, int T, int nh, int D,
-                             int row_stride, double theta, int n_sink, int n_chunks,
-                             double dir, size_t n) {
+__global__ void kcuda_rope_k(bf16 *x, kcuda_rope_seqs seqs, int T, int nh, int D, int row_stride,
+                             double theta, int n_sink, int n_chunks, double dir, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     int half = D / 2;
@@ -49,8 +48,8 @@ __global__ void kcuda_rope_k(bf16 *x, kcuda_rope_seqs seqs, int T, int nh, int D
     }
 }
 
-static void kcuda_rope_apply(void *x, int B, int T, int nh, int D, int row_stride,
-                             const k_rope *r, double dir) {
+static void kcuda_rope_apply(void *x, int B, int T, int nh, int D, int row_stride, const k_rope *r,
+                             double dir) {
     if (B <= 0 || T <= 0 || nh <= 0 || D < 2) return;
     for (int b0 = 0; b0 < B; b0 += KCUDA_ROPE_SEQS) {
         int nb = B - b0 < KCUDA_ROPE_SEQS ? B - b0 : KCUDA_ROPE_SEQS;
@@ -72,12 +71,10 @@ static void kcuda_rope_apply(void *x, int B, int T, int nh, int D, int row_strid
     }
 }
 
-void kcuda_rope_fwd(void *x, int B, int T, int nh, int D, int row_stride,
-                    const k_rope *r) {
+void kcuda_rope_fwd(void *x, int B, int T, int nh, int D, int row_stride, const k_rope *r) {
     kcuda_rope_apply(x, B, T, nh, D, row_stride, r, 1.0);
 }
 
-void kcuda_rope_bwd(void *dx, int B, int T, int nh, int D, int row_stride,
-                    const k_rope *r) {
+void kcuda_rope_bwd(void *dx, int B, int T, int nh, int D, int row_stride, const k_rope *r) {
     kcuda_rope_apply(dx, B, T, nh, D, row_stride, r, -1.0);
 }

@@ -15,8 +15,7 @@ __global__ void kcuda_swiglu_fwd_k(bf16 *out, const bf16 *inp, int F, size_t n) 
     out[i] = kcuda_b(g * sg * u);
 }
 
-__global__ void kcuda_swiglu_bwd_k(bf16 *dinp, const bf16 *dout, const bf16 *inp,
-                                   int F, size_t n) {
+__global__ void kcuda_swiglu_bwd_k(bf16 *dinp, const bf16 *dout, const bf16 *inp, int F, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     size_t r = i / (size_t)F, c = i % (size_t)F;
@@ -33,8 +32,8 @@ void kcuda_swiglu_fwd(void *out,       /* (N, F) */
                       int N, int F) {
     size_t n = (size_t)N * (size_t)F;
     if (n == 0) return;
-    kcuda_swiglu_fwd_k<<<kcuda_blocks(n, 256), 256, 0, kcuda.stream>>>(
-        (bf16 *)out, (const bf16 *)inp, F, n);
+    kcuda_swiglu_fwd_k<<<kcuda_blocks(n, 256), 256, 0, kcuda.stream>>>((bf16 *)out,
+                                                                       (const bf16 *)inp, F, n);
     kcuda_launched();
 }
 

@@ -82,8 +82,8 @@ void kcuda_xent_fwd(float *losses,          /* (N) */
                     const int32_t *targets, /* (N) device */
                     int ignore_index, int N, int V) {
     if (N <= 0 || V <= 0) return;
-    kcuda_xent_fwd_k<<<N, KCUDA_XENT_THREADS, 0, kcuda.stream>>>(
-        losses, (const bf16 *)logits, targets, ignore_index, V);
+    kcuda_xent_fwd_k<<<N, KCUDA_XENT_THREADS, 0, kcuda.stream>>>(losses, (const bf16 *)logits,
+                                                                 targets, ignore_index, V);
     kcuda_launched();
 }
 
@@ -91,7 +91,7 @@ void kcuda_xent_bwd(void *logits,           /* (N, V) in: logits, out: grad */
                     const int32_t *targets, /* (N) device */
                     float dloss, int ignore_index, int N, int V) {
     if (N <= 0 || V <= 0) return;
-    kcuda_xent_bwd_k<<<N, KCUDA_XENT_THREADS, 0, kcuda.stream>>>(
-        (bf16 *)logits, targets, dloss, ignore_index, V);
+    kcuda_xent_bwd_k<<<N, KCUDA_XENT_THREADS, 0, kcuda.stream>>>((bf16 *)logits, targets, dloss,
+                                                                 ignore_index, V);
     kcuda_launched();
 }

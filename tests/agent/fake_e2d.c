@@ -73,8 +73,7 @@ static void h_heartbeat(rpc_call *call, const ProtobufCMessage *m, void *data) {
     resp.n_commands = (size_t)f->n_cmds;
     resp.commands = (E2__V1__Command **)f->cmds;
     rpc_call_reply(call, &resp.base);
-    for (int i = 0; i < f->n_cmds; i++)
-        protobuf_c_message_free_unpacked(f->cmds[i], NULL);
+    for (int i = 0; i < f->n_cmds; i++) protobuf_c_message_free_unpacked(f->cmds[i], NULL);
     f->n_cmds = 0;
     pthread_mutex_unlock(&f->mu);
 }
@@ -194,12 +193,12 @@ static void *loop_main(void *arg) {
 int fake_start(fake_e2d *f, const char *path) {
     char err[256];
     static const rpc_method methods[] = {
-        {"RegisterWorker", RPC_UNARY, h_register, NULL},
-        {"Heartbeat", RPC_UNARY, h_heartbeat, NULL},
-        {"ReportCheckpoint", RPC_UNARY, h_checkpoint, NULL},
-        {"RendezvousPut", RPC_UNARY, h_put, NULL},
-        {"RendezvousGet", RPC_UNARY, h_get, NULL},
-        {"ReportDone", RPC_UNARY, h_done, NULL},
+        { "RegisterWorker", RPC_UNARY, h_register, NULL },
+        { "Heartbeat", RPC_UNARY, h_heartbeat, NULL },
+        { "ReportCheckpoint", RPC_UNARY, h_checkpoint, NULL },
+        { "RendezvousPut", RPC_UNARY, h_put, NULL },
+        { "RendezvousGet", RPC_UNARY, h_get, NULL },
+        { "ReportDone", RPC_UNARY, h_done, NULL },
     };
     rpc_method m[6];
     for (int i = 0; i < 6; i++) {
@@ -214,8 +213,8 @@ int fake_start(fake_e2d *f, const char *path) {
     f->wake.data = f;
     f->server = rpc_server_new(&f->loop, f);
     if (!f->server ||
-        rpc_server_add_service(f->server, &e2__v1__worker_control__descriptor, m,
-                               6, err, sizeof err) < 0 ||
+        rpc_server_add_service(f->server, &e2__v1__worker_control__descriptor, m, 6, err,
+                               sizeof err) < 0 ||
         rpc_server_listen(f->server, f->address, NULL, NULL, err, sizeof err) < 0 ||
         rpc_server_start(f->server, err, sizeof err) < 0) {
         fprintf(stderr, "fake_e2d: %s\n", err);
@@ -233,8 +232,7 @@ void fake_stop(fake_e2d *f) {
 
 void fake_free(fake_e2d *f) {
     for (int i = 0; i < f->n_lines; i++) free(f->lines[i]);
-    for (int i = 0; i < f->n_cmds; i++)
-        protobuf_c_message_free_unpacked(f->cmds[i], NULL);
+    for (int i = 0; i < f->n_cmds; i++) protobuf_c_message_free_unpacked(f->cmds[i], NULL);
     f->n_lines = f->n_cmds = 0;
 }
 
@@ -250,9 +248,8 @@ static void queue(fake_e2d *f, const E2__V1__Command *cmd) {
     free(buf);
 }
 
-void fake_assign(fake_e2d *f, const char *job_id, uint32_t attempt,
-                 uint32_t rank, uint32_t world, uint32_t steps,
-                 uint32_t ckpt_every, const char *job_dir) {
+void fake_assign(fake_e2d *f, const char *job_id, uint32_t attempt, uint32_t rank, uint32_t world,
+                 uint32_t steps, uint32_t ckpt_every, const char *job_dir) {
     E2__V1__TrainSpec ts = E2__V1__TRAIN_SPEC__INIT;
     ts.has_steps = 1, ts.steps = steps;
     E2__V1__CheckpointSpec cs = E2__V1__CHECKPOINT_SPEC__INIT;
@@ -273,8 +270,7 @@ void fake_assign(fake_e2d *f, const char *job_id, uint32_t attempt,
     queue(f, &c);
 }
 
-void fake_cancel(fake_e2d *f, const char *job_id, uint32_t attempt,
-                 int64_t deadline_unix_ms) {
+void fake_cancel(fake_e2d *f, const char *job_id, uint32_t attempt, int64_t deadline_unix_ms) {
     E2__V1__Cancel cn = E2__V1__CANCEL__INIT;
     cn.job_id = (char *)job_id;
     cn.has_attempt = 1, cn.attempt = attempt;

@@ -13,7 +13,7 @@
 #include "e2/v1/worker.pb-c.h"
 #include "rpc.h"
 
-#define FAKE_MAX_CMDS 8
+#define FAKE_MAX_CMDS  8
 #define FAKE_MAX_LINES 4096
 #define FAKE_MAX_FILES 8
 
@@ -27,8 +27,8 @@ typedef struct {
     int bad_secrets;           /* requests refused for a wrong secret */
     char last_hostname[64], last_device[16], last_prev_id[32];
     int last_pid, last_spawned, last_running_step, last_had_running;
-    int forget;                 /* answer the next Heartbeat NOT_FOUND */
-    int stale;                  /* the attempt is over: FAILED_PRECONDITION to
+    int forget; /* answer the next Heartbeat NOT_FOUND */
+    int stale;  /* the attempt is over: FAILED_PRECONDITION to
                                    heartbeats with progress and ReportDone */
     uint32_t interval_ms;
     /* heartbeats */
@@ -48,7 +48,7 @@ typedef struct {
     /* done */
     int dones, refused_dones;
     int done_outcome, done_exit_code;
-    uint32_t done_last_step;    /* last_step when ReportDone arrived */
+    uint32_t done_last_step; /* last_step when ReportDone arrived */
     char done_reason[256], done_eval[256];
     int64_t done_unix_ms;
     /* rendezvous: one key is enough for the tests */
@@ -74,11 +74,9 @@ void fake_stop(fake_e2d *f);
 void fake_free(fake_e2d *f);
 
 /* Queues commands for the next Heartbeat. */
-void fake_assign(fake_e2d *f, const char *job_id, uint32_t attempt,
-                 uint32_t rank, uint32_t world, uint32_t steps,
-                 uint32_t ckpt_every, const char *job_dir);
-void fake_cancel(fake_e2d *f, const char *job_id, uint32_t attempt,
-                 int64_t deadline_unix_ms);
+void fake_assign(fake_e2d *f, const char *job_id, uint32_t attempt, uint32_t rank, uint32_t world,
+                 uint32_t steps, uint32_t ckpt_every, const char *job_dir);
+void fake_cancel(fake_e2d *f, const char *job_id, uint32_t attempt, int64_t deadline_unix_ms);
 void fake_abort(fake_e2d *f, const char *job_id, uint32_t attempt);
 
 #endif

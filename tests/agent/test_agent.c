@@ -20,13 +20,12 @@
 #include "base.h"
 #include "fake_e2d.h"
 
-#define CHECK(c)                                                              \
-    do {                                                                      \
-        if (!(c)) {                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,  \
-                    #c);                                                      \
-            exit(1);                                                          \
-        }                                                                     \
+#define CHECK(c)                                                                  \
+    do {                                                                          \
+        if (!(c)) {                                                               \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
+            exit(1);                                                              \
+        }                                                                         \
     } while (0)
 
 static int64_t now_ms(void) {
@@ -36,42 +35,41 @@ static int64_t now_ms(void) {
 }
 
 static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
 }
 
 /* Polls cond (an expression over f, read under f->mu) for up to ms. */
-#define WAIT_FOR(f, cond, ms)                                                 \
-    do {                                                                      \
-        int64_t end_ = now_ms() + (ms), ok_ = 0;                              \
-        while (!ok_) {                                                        \
-            pthread_mutex_lock(&(f)->mu);                                     \
-            ok_ = (cond);                                                     \
-            pthread_mutex_unlock(&(f)->mu);                                   \
-            if (!ok_) {                                                       \
-                if (now_ms() > end_) {                                        \
-                    fprintf(stderr, "%s:%d: timed out waiting for %s\n",      \
-                            __FILE__, __LINE__, #cond);                       \
-                    exit(1);                                                  \
-                }                                                             \
-                sleep_ms(10);                                                 \
-            }                                                                 \
-        }                                                                     \
+#define WAIT_FOR(f, cond, ms)                                                                \
+    do {                                                                                     \
+        int64_t end_ = now_ms() + (ms), ok_ = 0;                                             \
+        while (!ok_) {                                                                       \
+            pthread_mutex_lock(&(f)->mu);                                                    \
+            ok_ = (cond);                                                                    \
+            pthread_mutex_unlock(&(f)->mu);                                                  \
+            if (!ok_) {                                                                      \
+                if (now_ms() > end_) {                                                       \
+                    fprintf(stderr, "%s:%d: timed out waiting for %s\n", __FILE__, __LINE__, \
+                            #cond);                                                          \
+                    exit(1);                                                                 \
+                }                                                                            \
+                sleep_ms(10);                                                                \
+            }                                                                                \
+        }                                                                                    \
     } while (0)
 
 /* ---- the scripted runner ---- */
 
-static atomic_int runners_active;   /* training threads inside the runner */
+static atomic_int runners_active; /* training threads inside the runner */
 static atomic_int runner_last_step;
-static atomic_int runner_finish;    /* set: the rank succeeds before its next step */
+static atomic_int runner_finish; /* set: the rank succeeds before its next step */
 static const char ckpt_content[] = "rank weights of a scripted runner\n";
 
 /* Steps of 20 ms; a line and a progress report per step; a checkpoint file
  * rank-<r>.bin every checkpoint.every steps; eval JSON on success, which
  * comes after the spec's steps or, in a long job, once the case sets
  * runner_finish (so a case can act mid-job however slow the machine). */
-static void scripted_runner(e2w_agent_job *job, e2w_agent_result *res,
-                            void *data) {
+static void scripted_runner(e2w_agent_job *job, e2w_agent_result *res, void *data) {
     (void)data;
     atomic_fetch_add(&runners_active, 1);
     const E2__V1__Assignment *as = e2w_agent_job_assignment(job);
@@ -100,11 +98,10 @@ static void scripted_runner(e2w_agent_job *job, e2w_agent_result *res,
             snprintf(dir, sizeof dir, "%s/checkpoints/step_%u.tmp", as->job_dir, s);
             CHECK(e2_mkdir_p(dir, 0755, err, sizeof err) == 0);
             snprintf(path, sizeof path, "%s/rank-%u.bin", dir, as->rank);
-            CHECK(e2_write_file_atomic(path, ckpt_content, sizeof ckpt_content - 1,
-                                       err, sizeof err) == 0);
+            CHECK(e2_write_file_atomic(path, ckpt_content, sizeof ckpt_content - 1, err,
+                                       sizeof err) == 0);
             int committed = 0;
-            CHECK(e2w_agent_job_checkpoint(job, s, NULL, 0, &committed, err,
-                                           sizeof err) == 0);
+            CHECK(e2w_agent_job_checkpoint(job, s, NULL, 0, &committed, err, sizeof err) == 0);
             CHECK(committed == 1);
         }
     }
@@ -142,7 +139,7 @@ static void setup_with(harness *h, int start_server, e2w_agent_runner runner) {
     if (start_server) CHECK(fake_start(&h->f, h->sock) == 0);
     char addr[320];
     snprintf(addr, sizeof addr, "unix:%s", h->sock);
-    e2w_agent_config cfg = {0};
+    e2w_agent_config cfg = { 0 };
     cfg.coordinator = addr;
     cfg.device = "cpu";
     cfg.name = "test-host";
@@ -394,36 +391,38 @@ static void test_stop_without_server(void) {
 static void test_args(void) {
     e2w_agent_config c;
     char err[E2_ERRLEN];
-    char *ok[] = {"e2worker", "--coordinator", "unix:/tmp/x.sock", "--device",
-                  "cuda", "--device-index", "3", "--name", "n1", "--spawned"};
+    char *ok[] = { "e2worker", "--coordinator", "unix:/tmp/x.sock",
+                   "--device", "cuda",          "--device-index",
+                   "3",        "--name",        "n1",
+                   "--spawned" };
     unsetenv("E2_SPAWNED_BY_E2D");
     CHECK(e2w_agent_parse_args(10, ok, &c, err, sizeof err) == 0);
     CHECK(!strcmp(c.coordinator, "unix:/tmp/x.sock"));
     CHECK(!strcmp(c.device, "cuda") && c.device_index == 3);
     CHECK(!strcmp(c.name, "n1") && c.spawned_by_e2d == 1);
-    char *env[] = {"e2worker", "--coordinator", "h:1"};
+    char *env[] = { "e2worker", "--coordinator", "h:1" };
     setenv("E2_SPAWNED_BY_E2D", "1", 1);
     CHECK(e2w_agent_parse_args(3, env, &c, err, sizeof err) == 0);
     CHECK(c.spawned_by_e2d == 1 && !strcmp(c.device, "cpu"));
     unsetenv("E2_SPAWNED_BY_E2D");
-    char *none[] = {"e2worker"};
+    char *none[] = { "e2worker" };
     CHECK(e2w_agent_parse_args(1, none, &c, err, sizeof err) < 0);
     CHECK(strstr(err, "--coordinator") != NULL);
-    char *dev[] = {"e2worker", "--coordinator", "h:1", "--device", "tpu"};
+    char *dev[] = { "e2worker", "--coordinator", "h:1", "--device", "tpu" };
     CHECK(e2w_agent_parse_args(5, dev, &c, err, sizeof err) < 0);
     CHECK(strstr(err, "--device") && strstr(err, "tpu"));
-    char *idx[] = {"e2worker", "--coordinator", "h:1", "--device-index", "x"};
+    char *idx[] = { "e2worker", "--coordinator", "h:1", "--device-index", "x" };
     CHECK(e2w_agent_parse_args(5, idx, &c, err, sizeof err) < 0);
     CHECK(strstr(err, "--device-index") != NULL);
-    char *unk[] = {"e2worker", "--coordinator", "h:1", "--bogus"};
+    char *unk[] = { "e2worker", "--coordinator", "h:1", "--bogus" };
     CHECK(e2w_agent_parse_args(4, unk, &c, err, sizeof err) < 0);
     CHECK(strstr(err, "--bogus") != NULL);
-    char *miss[] = {"e2worker", "--coordinator"};
+    char *miss[] = { "e2worker", "--coordinator" };
     CHECK(e2w_agent_parse_args(2, miss, &c, err, sizeof err) < 0);
-    char *eq[] = {"e2worker", "--coordinator=unix:/a.sock", "--device=cpu", "--name=n2"};
+    char *eq[] = { "e2worker", "--coordinator=unix:/a.sock", "--device=cpu", "--name=n2" };
     CHECK(e2w_agent_parse_args(4, eq, &c, err, sizeof err) == 0);
     CHECK(!strcmp(c.coordinator, "unix:/a.sock") && !strcmp(c.name, "n2"));
-    char *help[] = {"e2worker", "--coordinator", "--help"};
+    char *help[] = { "e2worker", "--coordinator", "--help" };
     CHECK(e2w_agent_parse_args(3, help, &c, err, sizeof err) == 1);
 }
 
@@ -440,10 +439,10 @@ static void write_conf(char *path, size_t n, const char *text) {
 
 /* Parses `e2worker --config FILE [extra...]` with FILE holding text;
  * returns parse_args' code, cfg and err filled, FILE's path in path. */
-static int parse_conf(const char *text, char **extra, int n_extra, e2w_agent_config *c,
-                      char *path, size_t pathn, char *err, size_t errlen) {
+static int parse_conf(const char *text, char **extra, int n_extra, e2w_agent_config *c, char *path,
+                      size_t pathn, char *err, size_t errlen) {
     write_conf(path, pathn, text);
-    char *argv[16] = {"e2worker", "--config", path};
+    char *argv[16] = { "e2worker", "--config", path };
     CHECK(n_extra <= 13);
     for (int i = 0; i < n_extra; i++) argv[3 + i] = extra[i];
     int rc = e2w_agent_parse_args(3 + n_extra, argv, c, err, errlen);
@@ -482,7 +481,7 @@ static void test_config_good_file(void) {
     e2w_agent_args_free(&c);
     /* The file is read before --help, so `e2worker --config FILE --help`
      * checks FILE (the deploy test checks the example config that way). */
-    char *help[] = {"--help"};
+    char *help[] = { "--help" };
     CHECK(parse_conf("coordinator = h:1\n", help, 1, &c, path, sizeof path, err, sizeof err) == 1);
     e2w_agent_args_free(&c);
     CHECK(parse_conf("cordinator = h:1\n", help, 1, &c, path, sizeof path, err, sizeof err) < 0);
@@ -491,7 +490,7 @@ static void test_config_good_file(void) {
     CHECK(parse_conf("device = cpu\n", NULL, 0, &c, path, sizeof path, err, sizeof err) < 0);
     CHECK(strstr(err, "coordinator") != NULL);
     e2w_agent_args_free(&c);
-    char *missing[] = {"e2worker", "--config", "/nonexistent/worker.conf"};
+    char *missing[] = { "e2worker", "--config", "/nonexistent/worker.conf" };
     CHECK(e2w_agent_parse_args(3, missing, &c, err, sizeof err) < 0);
     CHECK(strstr(err, "/nonexistent/worker.conf") != NULL);
     e2w_agent_args_free(&c);
@@ -518,8 +517,7 @@ static void test_config_unknown_key(void) {
                      sizeof path, err, sizeof err) < 0);
     check_file_line(err, path, 2, "nest");
     e2w_agent_args_free(&c);
-    CHECK(parse_conf("\n\ncoordinator h:1\n", NULL, 0, &c, path, sizeof path, err,
-                     sizeof err) < 0);
+    CHECK(parse_conf("\n\ncoordinator h:1\n", NULL, 0, &c, path, sizeof path, err, sizeof err) < 0);
     check_file_line(err, path, 3, "key = value");
     e2w_agent_args_free(&c);
 }
@@ -528,13 +526,13 @@ static void test_config_bad_value(void) {
     static const struct {
         const char *text, *want;
     } cases[] = {
-        {"coordinator = h:1\ndevice = tpu\n", "tpu"},
-        {"coordinator = h:1\ndevice-index = 1024\n", "device-index"},
-        {"coordinator = h:1\ndevice-index = 1x\n", "device-index"},
-        {"coordinator = h:1\ndevice-index =\n", "device-index"},
-        {"coordinator = h:1\nspawned = maybe\n", "spawned"},
-        {"coordinator = h:1\nname = \n", "name"},
-        {"coordinator = h:1\nenv.NCCL_DEBUG =\n", "NCCL_DEBUG"},
+        { "coordinator = h:1\ndevice = tpu\n", "tpu" },
+        { "coordinator = h:1\ndevice-index = 1024\n", "device-index" },
+        { "coordinator = h:1\ndevice-index = 1x\n", "device-index" },
+        { "coordinator = h:1\ndevice-index =\n", "device-index" },
+        { "coordinator = h:1\nspawned = maybe\n", "spawned" },
+        { "coordinator = h:1\nname = \n", "name" },
+        { "coordinator = h:1\nenv.NCCL_DEBUG =\n", "NCCL_DEBUG" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         e2w_agent_config c;
@@ -550,17 +548,18 @@ static void test_config_flag_overrides_file(void) {
     char err[E2_ERRLEN], path[64];
     setenv("E2_TLS_CA", "/env/ca.pem", 1);
     setenv("E2_TOKEN_FILE", "/env/token", 1);
-    char *flags[] = {"--coordinator", "unix:/run/e2/e2d.sock", "--device-index=1", "--name", "n9"};
+    char *flags[] = { "--coordinator", "unix:/run/e2/e2d.sock", "--device-index=1", "--name",
+                      "n9" };
     CHECK(parse_conf("coordinator = head:7070\ndevice = cuda\ndevice-index = 3\n"
                      "name = from-file\ntls-ca = /file/ca.pem\n",
                      flags, 5, &c, path, sizeof path, err, sizeof err) == 0);
     CHECK(!strcmp(c.coordinator, "unix:/run/e2/e2d.sock"));
     CHECK(!strcmp(c.device, "cuda") && c.device_index == 1 && !strcmp(c.name, "n9"));
-    CHECK(!strcmp(c.tls_ca, "/file/ca.pem"));       /* the file beats the environment */
-    CHECK(!strcmp(c.token_file, "/env/token"));     /* which gives the default */
+    CHECK(!strcmp(c.tls_ca, "/file/ca.pem"));   /* the file beats the environment */
+    CHECK(!strcmp(c.token_file, "/env/token")); /* which gives the default */
     e2w_agent_args_free(&c);
     /* A bad flag is still an error after a good file. */
-    char *bad[] = {"--device", "gpu"};
+    char *bad[] = { "--device", "gpu" };
     CHECK(parse_conf("coordinator = h:1\n", bad, 2, &c, path, sizeof path, err, sizeof err) < 0);
     CHECK(!strncmp(err, "--device", 8));
     e2w_agent_args_free(&c);
@@ -583,9 +582,9 @@ static void test_config_env_lines(void) {
     CHECK(!strcmp(c.env[0][0], "NCCL_SOCKET_IFNAME") && !strcmp(c.env[0][1], "eth1"));
     CHECK(!strcmp(c.env[1][0], "NCCL_IB_DISABLE") && !strcmp(c.env[1][1], "0"));
     e2w_agent_args_free(&c);
-    static const char *const refused[] = {"env.LD_PRELOAD = /x.so\n", "env.OMP_NUM_THREADS = 4\n",
-                                          "env.NCCL_ = 1\n", "env.NCCL_debug = INFO\n",
-                                          "env.CUDA_VISIBLE_DEVICES = 1\n"};
+    static const char *const refused[] = { "env.LD_PRELOAD = /x.so\n", "env.OMP_NUM_THREADS = 4\n",
+                                           "env.NCCL_ = 1\n", "env.NCCL_debug = INFO\n",
+                                           "env.CUDA_VISIBLE_DEVICES = 1\n" };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         CHECK(parse_conf(refused[i], NULL, 0, &c, path, sizeof path, err, sizeof err) < 0);
         check_file_line(err, path, 1, "NCCL_");
@@ -599,7 +598,7 @@ static void test_config_env_lines(void) {
     unsetenv("E2_COMM_IFACE");
     setenv("CUDA_VISIBLE_DEVICES", "0", 1);
     write_conf(path, sizeof path, text);
-    char *argv[] = {"e2worker", "--config", path};
+    char *argv[] = { "e2worker", "--config", path };
     CHECK(e2w_agent_main(3, argv) == 2);
     unlink(path);
     const char *v = getenv("NCCL_SOCKET_IFNAME");
@@ -652,8 +651,8 @@ static void test_shard_manifest(void) {
     snprintf(path[1], sizeof path[1], "%s/train_1.bin", dir);
     CHECK(e2_write_file_atomic(path[0], "abcdef", 6, err, sizeof err) == 0);
     CHECK(e2_write_file_atomic(path[1], "abc", 3, err, sizeof err) == 0);
-    E2__V1__ShardFile f[2] = {E2__V1__SHARD_FILE__INIT, E2__V1__SHARD_FILE__INIT};
-    E2__V1__ShardFile *fp[2] = {&f[0], &f[1]};
+    E2__V1__ShardFile f[2] = { E2__V1__SHARD_FILE__INIT, E2__V1__SHARD_FILE__INIT };
+    E2__V1__ShardFile *fp[2] = { &f[0], &f[1] };
     for (int i = 0; i < 2; i++) {
         f[i].path = path[i];
         f[i].has_bytes = 1;
@@ -689,24 +688,24 @@ int main(int argc, char **argv) {
         const char *name;
         void (*fn)(void);
     } cases[] = {
-        {"registers_with_identity", test_registers_with_identity},
-        {"runs_assignment_to_success", test_runs_assignment_to_success},
-        {"cancel_stops_at_step_boundary", test_cancel_stops_at_step_boundary},
-        {"cancel_of_other_job_is_ignored", test_cancel_of_other_job_is_ignored},
-        {"abort_stops_the_rank", test_abort_stops_the_rank},
-        {"reregisters_on_not_found", test_reregisters_on_not_found},
-        {"stale_attempt_is_dropped", test_stale_attempt_is_dropped},
-        {"reconnects_after_server_restart", test_reconnects_after_server_restart},
-        {"stop_reports_and_returns", test_stop_reports_and_returns},
-        {"stop_without_server", test_stop_without_server},
-        {"rendezvous_roundtrip", test_rendezvous_roundtrip},
-        {"args", test_args},
-        {"config_good_file", test_config_good_file},
-        {"config_unknown_key", test_config_unknown_key},
-        {"config_bad_value", test_config_bad_value},
-        {"config_flag_overrides_file", test_config_flag_overrides_file},
-        {"config_env_lines", test_config_env_lines},
-        {"shard_manifest", test_shard_manifest},
+        { "registers_with_identity", test_registers_with_identity },
+        { "runs_assignment_to_success", test_runs_assignment_to_success },
+        { "cancel_stops_at_step_boundary", test_cancel_stops_at_step_boundary },
+        { "cancel_of_other_job_is_ignored", test_cancel_of_other_job_is_ignored },
+        { "abort_stops_the_rank", test_abort_stops_the_rank },
+        { "reregisters_on_not_found", test_reregisters_on_not_found },
+        { "stale_attempt_is_dropped", test_stale_attempt_is_dropped },
+        { "reconnects_after_server_restart", test_reconnects_after_server_restart },
+        { "stop_reports_and_returns", test_stop_reports_and_returns },
+        { "stop_without_server", test_stop_without_server },
+        { "rendezvous_roundtrip", test_rendezvous_roundtrip },
+        { "args", test_args },
+        { "config_good_file", test_config_good_file },
+        { "config_unknown_key", test_config_unknown_key },
+        { "config_bad_value", test_config_bad_value },
+        { "config_flag_overrides_file", test_config_flag_overrides_file },
+        { "config_env_lines", test_config_env_lines },
+        { "shard_manifest", test_shard_manifest },
     };
     if (argc != 2) {
         fprintf(stderr, "usage: test_agent CASE\n");

@@ -11,21 +11,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CHECK(cond)                                                         \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                 \
-            return 1;                                                       \
-        }                                                                   \
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            return 1;                                                                \
+        }                                                                            \
     } while (0)
 
 /* A fresh scratch directory under the test's working directory; removed
  * when the case passes, kept for inspection when it fails. */
 static char g_dir[256];
 
-static int rm_entry(const char *path, const struct stat *sb, int flag,
-                    struct FTW *ftw) {
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb, (void)flag, (void)ftw;
     return remove(path);
 }
@@ -49,17 +47,16 @@ static int hex_of(const void *data, size_t len, const char *want) {
 }
 
 static int test_sha256_vectors(void) {
-    CHECK(hex_of("", 0,
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") == 0);
-    CHECK(hex_of("abc", 3,
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
+    CHECK(hex_of("", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") == 0);
+    CHECK(hex_of("abc", 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") ==
+          0);
     const char *m2 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
     CHECK(hex_of(m2, strlen(m2),
-        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1") == 0);
+                 "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1") == 0);
     const char *m4 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmn"
                      "hijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
     CHECK(hex_of(m4, strlen(m4),
-        "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1") == 0);
+                 "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1") == 0);
     /* One million 'a', hashed in uneven pieces to exercise buffering. */
     char *a = malloc(1000000);
     CHECK(a != NULL);
@@ -89,17 +86,17 @@ static int test_sha256_lengths(void) {
         size_t n;
         const char *hex;
     } v[] = {
-        {55, "8af594de0e003fdee5c8bb088216c824349b4137070f559574f4a4bddd27b714"},
-        {56, "db81bc2bfd43620591df192139062da77d4c376f1888ea3d2190bd07c8d901f9"},
-        {63, "bd535b38bf0d0d1a09d370b7e34b2696cea3767801a45d5611a4aaa6954e8527"},
-        {64, "292be91abe8c0909fe3d26575af5755eee74d23816dc68c3ba41765136967654"},
-        {65, "ba65aedf7884642499a59ae124894611d986cf429e69f569488048af3a99e25a"},
-        {119, "d367ab298e74477421127b0b448667c37c006c636f5738f081c39388756e5fad"},
-        {120, "be7beb9c82089eb08da8fe6eb30c13b9d56869014e228a8c3eb0fdfe832efab2"},
-        {127, "770cba7b80c7615a327db5812ccd3f80895d801b587448fcd0b2c1a10f5c88a3"},
-        {128, "cb5311e1d7aa8e11d6af7081f3ffc3e4efa008c7483a1a791fe170bf37546ba7"},
-        {1000, "59425e4412e296fc74736673ce067027f384203f59c0d2c3e6be7b13347b3ffc"},
-        {4097, "cccd1be35d39d5af1686e69fcdcab1831ffbecbd9e95c9205326ebfb16dbe2c1"},
+        { 55, "8af594de0e003fdee5c8bb088216c824349b4137070f559574f4a4bddd27b714" },
+        { 56, "db81bc2bfd43620591df192139062da77d4c376f1888ea3d2190bd07c8d901f9" },
+        { 63, "bd535b38bf0d0d1a09d370b7e34b2696cea3767801a45d5611a4aaa6954e8527" },
+        { 64, "292be91abe8c0909fe3d26575af5755eee74d23816dc68c3ba41765136967654" },
+        { 65, "ba65aedf7884642499a59ae124894611d986cf429e69f569488048af3a99e25a" },
+        { 119, "d367ab298e74477421127b0b448667c37c006c636f5738f081c39388756e5fad" },
+        { 120, "be7beb9c82089eb08da8fe6eb30c13b9d56869014e228a8c3eb0fdfe832efab2" },
+        { 127, "770cba7b80c7615a327db5812ccd3f80895d801b587448fcd0b2c1a10f5c88a3" },
+        { 128, "cb5311e1d7aa8e11d6af7081f3ffc3e4efa008c7483a1a791fe170bf37546ba7" },
+        { 1000, "59425e4412e296fc74736673ce067027f384203f59c0d2c3e6be7b13347b3ffc" },
+        { 4097, "cccd1be35d39d5af1686e69fcdcab1831ffbecbd9e95c9205326ebfb16dbe2c1" },
     };
     static uint8_t buf[4097];
     for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)(i * 7 % 251);
@@ -181,8 +178,7 @@ static int test_afile_abort_keeps_old(void) {
 
 static int test_atomic_write_bad_dir_fails(void) {
     char err[E2_ERRLEN] = "";
-    CHECK(e2_write_file_atomic("/nonexistent-e2-dir/x", "a", 1, err,
-                               sizeof err) < 0);
+    CHECK(e2_write_file_atomic("/nonexistent-e2-dir/x", "a", 1, err, sizeof err) < 0);
     CHECK(strstr(err, "/nonexistent-e2-dir/x") != NULL);
     return 0;
 }
@@ -238,15 +234,15 @@ static const struct {
     const char *name;
     int (*fn)(void);
 } cases[] = {
-    {"sha256_vectors", test_sha256_vectors},
-    {"sha256_lengths", test_sha256_lengths},
-    {"sha256_file", test_sha256_file},
-    {"atomic_write_replaces", test_atomic_write_replaces},
-    {"afile_abort_keeps_old", test_afile_abort_keeps_old},
-    {"atomic_write_bad_dir_fails", test_atomic_write_bad_dir_fails},
-    {"mkdir_p", test_mkdir_p},
-    {"read_file_limit", test_read_file_limit},
-    {"errf_one_line", test_errf_one_line},
+    { "sha256_vectors", test_sha256_vectors },
+    { "sha256_lengths", test_sha256_lengths },
+    { "sha256_file", test_sha256_file },
+    { "atomic_write_replaces", test_atomic_write_replaces },
+    { "afile_abort_keeps_old", test_afile_abort_keeps_old },
+    { "atomic_write_bad_dir_fails", test_atomic_write_bad_dir_fails },
+    { "mkdir_p", test_mkdir_p },
+    { "read_file_limit", test_read_file_limit },
+    { "errf_one_line", test_errf_one_line },
 };
 
 int main(int argc, char **argv) {

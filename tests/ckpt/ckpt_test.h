@@ -13,39 +13,35 @@
 
 #include "base.h"
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,  \
-                    #cond);                                                  \
-            return 1;                                                        \
-        }                                                                    \
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            return 1;                                                                \
+        }                                                                            \
     } while (0)
 
 /* CHECK_OK(call with err): the call returns >= 0, else print err. */
-#define CHECK_OK(call)                                                       \
-    do {                                                                     \
-        if ((call) < 0) {                                                    \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__,     \
-                    #call, err);                                             \
-            return 1;                                                        \
-        }                                                                    \
+#define CHECK_OK(call)                                                                 \
+    do {                                                                               \
+        if ((call) < 0) {                                                              \
+            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, err); \
+            return 1;                                                                  \
+        }                                                                              \
     } while (0)
 
 /* CHECK_ERR(call, substring): the call fails and err contains substring. */
-#define CHECK_ERR(call, sub)                                                 \
-    do {                                                                     \
-        err[0] = '\0';                                                       \
-        if ((call) >= 0) {                                                   \
-            fprintf(stderr, "%s:%d: %s unexpectedly succeeded\n", __FILE__,  \
-                    __LINE__, #call);                                        \
-            return 1;                                                        \
-        }                                                                    \
-        if (strstr(err, (sub)) == NULL || strchr(err, '\n') != NULL) {       \
-            fprintf(stderr, "%s:%d: error \"%s\" lacks \"%s\"\n", __FILE__,  \
-                    __LINE__, err, (sub));                                   \
-            return 1;                                                        \
-        }                                                                    \
+#define CHECK_ERR(call, sub)                                                                       \
+    do {                                                                                           \
+        err[0] = '\0';                                                                             \
+        if ((call) >= 0) {                                                                         \
+            fprintf(stderr, "%s:%d: %s unexpectedly succeeded\n", __FILE__, __LINE__, #call);      \
+            return 1;                                                                              \
+        }                                                                                          \
+        if (strstr(err, (sub)) == NULL || strchr(err, '\n') != NULL) {                             \
+            fprintf(stderr, "%s:%d: error \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, err, (sub)); \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
 typedef struct {
@@ -58,15 +54,14 @@ typedef struct {
 static char ckpt_scratch_dirs[16][256];
 static int ckpt_n_scratch;
 
-static inline int ckpt_rm_entry(const char *path, const struct stat *sb,
-                                int flag, struct FTW *ftw) {
+static inline int ckpt_rm_entry(const char *path, const struct stat *sb, int flag,
+                                struct FTW *ftw) {
     (void)sb, (void)flag, (void)ftw;
     return remove(path);
 }
 
 /* Runs the case named argv[1]. */
-static inline int ckpt_main(int argc, char **argv, const ckpt_case *cases,
-                            size_t n) {
+static inline int ckpt_main(int argc, char **argv, const ckpt_case *cases, size_t n) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s <case>\n", argv[0]);
         return 2;
@@ -88,10 +83,8 @@ static inline const char *ckpt_scratch(const char *tag) {
     char err[E2_ERRLEN];
     snprintf(dir, sizeof dir, "ckpt_scratch_%s_%ld", tag, (long)getpid());
     int seen = 0;
-    for (int k = 0; k < ckpt_n_scratch; k++)
-        seen |= strcmp(ckpt_scratch_dirs[k], dir) == 0;
-    if (!seen && ckpt_n_scratch < 16)
-        memcpy(ckpt_scratch_dirs[ckpt_n_scratch++], dir, sizeof dir);
+    for (int k = 0; k < ckpt_n_scratch; k++) seen |= strcmp(ckpt_scratch_dirs[k], dir) == 0;
+    if (!seen && ckpt_n_scratch < 16) memcpy(ckpt_scratch_dirs[ckpt_n_scratch++], dir, sizeof dir);
     if (e2_mkdir_p(dir, 0755, err, sizeof err) < 0) {
         fprintf(stderr, "%s\n", err);
         exit(1);

@@ -34,8 +34,9 @@ static int tool_write(const char *spec, const char *dir, uint64_t max) {
         json_t *shape = json_object_get(t, "shape");
         json_t *bits = json_object_get(t, "bits");
         out[i].name = json_string_value(json_object_get(t, "name"));
-        out[i].dtype = strcmp(json_string_value(json_object_get(t, "dtype")),
-                              "BF16") == 0 ? E2W_DT_BF16 : E2W_DT_F32;
+        out[i].dtype = strcmp(json_string_value(json_object_get(t, "dtype")), "BF16") == 0
+                           ? E2W_DT_BF16
+                           : E2W_DT_F32;
         out[i].ndim = (int)json_array_size(shape);
         for (int d = 0; d < out[i].ndim; d++)
             out[i].shape[d] = json_integer_value(json_array_get(shape, (size_t)d));
@@ -71,21 +72,21 @@ static int tool_dump(const char *path) {
         float *v = malloc((x->numel ? x->numel : 1) * sizeof *v);
         rc = e2w_st_read_f32(st, x->name, x->ndim, x->shape, v, err, sizeof err);
         json_t *shape = json_array(), *bits = json_array();
-        for (int d = 0; d < x->ndim; d++)
-            json_array_append_new(shape, json_integer(x->shape[d]));
+        for (int d = 0; d < x->ndim; d++) json_array_append_new(shape, json_integer(x->shape[d]));
         for (uint64_t k = 0; k < x->numel; k++) {
             uint32_t u;
             memcpy(&u, &v[k], 4);
             json_array_append_new(bits, json_integer(u));
         }
         json_object_set_new(root, x->name,
-                            json_pack("{s:s, s:o, s:o}", "dtype",
-                                      e2w_dtype_name(x->dtype), "shape", shape,
-                                      "bits", bits));
+                            json_pack("{s:s, s:o, s:o}", "dtype", e2w_dtype_name(x->dtype), "shape",
+                                      shape, "bits", bits));
         free(v);
     }
-    if (rc < 0) fprintf(stderr, "st_tool: %s\n", err);
-    else json_dumpf(root, stdout, JSON_COMPACT);
+    if (rc < 0)
+        fprintf(stderr, "st_tool: %s\n", err);
+    else
+        json_dumpf(root, stdout, JSON_COMPACT);
     json_decref(root);
     e2w_st_close(st);
     return rc < 0;

@@ -59,8 +59,8 @@ static int test_config_roundtrip_plain(void) {
     CHECK(strcmp(rm.torch_dtype, "bfloat16") == 0);
     json_t *j = load_config(dir);
     CHECK(j != NULL);
-    CHECK(strcmp(json_string_value(json_array_get(
-                     json_object_get(j, "architectures"), 0)), "LlamaForCausalLM") == 0);
+    CHECK(strcmp(json_string_value(json_array_get(json_object_get(j, "architectures"), 0)),
+                 "LlamaForCausalLM") == 0);
     CHECK(strcmp(json_string_value(json_object_get(j, "model_type")), "llama") == 0);
     CHECK(strcmp(json_string_value(json_object_get(j, "hidden_act")), "silu") == 0);
     CHECK(json_is_null(json_object_get(j, "rope_scaling")));
@@ -148,8 +148,7 @@ static const char *llama2_7b =
 static int test_config_reads_llama2(void) {
     E2__V1__LlamaConfig c;
     e2w_hf_meta m;
-    CHECK_OK(e2w_hf_config_read(write_text("cfg_l2", llama2_7b), &c, &m, err,
-                                sizeof err));
+    CHECK_OK(e2w_hf_config_read(write_text("cfg_l2", llama2_7b), &c, &m, err, sizeof err));
     CHECK(c.hidden_size == 4096 && c.num_hidden_layers == 32);
     CHECK(c.num_attention_heads == 32 && c.num_key_value_heads == 32);
     CHECK(c.intermediate_size == 11008 && c.vocab_size == 32000);
@@ -165,50 +164,55 @@ static int test_config_reads_llama2(void) {
 static int test_config_defaults_and_lists(void) {
     E2__V1__LlamaConfig c;
     e2w_hf_meta m;
-    CHECK_OK(e2w_hf_config_read(write_text("cfg_def",
-        "{\"model_type\": \"llama\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
-        " \"num_attention_heads\": 4, \"intermediate_size\": 100,"
-        " \"vocab_size\": 50, \"eos_token_id\": [7, 8],"
-        " \"rope_scaling\": {\"type\": \"linear\", \"factor\": 8.0},"
-        " \"max_position_embeddings\": 32768}"), &c, &m, err, sizeof err));
+    CHECK_OK(e2w_hf_config_read(
+        write_text("cfg_def",
+                   "{\"model_type\": \"llama\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+                   " \"num_attention_heads\": 4, \"intermediate_size\": 100,"
+                   " \"vocab_size\": 50, \"eos_token_id\": [7, 8],"
+                   " \"rope_scaling\": {\"type\": \"linear\", \"factor\": 8.0},"
+                   " \"max_position_embeddings\": 32768}"),
+        &c, &m, err, sizeof err));
     CHECK(c.num_key_value_heads == 4 && c.rms_norm_eps == 1e-6);
     CHECK(c.rope_theta == 10000.0 && !c.tie_word_embeddings);
     CHECK(c.has_tie_word_embeddings && c.has_rms_norm_eps);
     CHECK(m.eos_token_id == 7 && m.bos_token_id == -1);
     CHECK(m.rope_scale == 8.0 && m.max_position == 32768);
     CHECK(c.max_position_embeddings == 4096);
-    CHECK_OK(e2w_hf_config_read(write_text("cfg_def2",
-        "{\"model_type\": \"llama\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
-        " \"num_attention_heads\": 4, \"intermediate_size\": 100,"
-        " \"vocab_size\": 50}"), &c, &m, err, sizeof err));
+    CHECK_OK(e2w_hf_config_read(
+        write_text("cfg_def2",
+                   "{\"model_type\": \"llama\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+                   " \"num_attention_heads\": 4, \"intermediate_size\": 100,"
+                   " \"vocab_size\": 50}"),
+        &c, &m, err, sizeof err));
     CHECK(c.max_position_embeddings == 2048);
     return 0;
 }
 
 static int test_config_accepts_mistral(void) {
     E2__V1__LlamaConfig c;
-    CHECK_OK(e2w_hf_config_read(write_text("cfg_mis",
-        "{\"model_type\": \"mistral\", \"architectures\": [\"MistralForCausalLM\"],"
-        " \"hidden_size\": 64, \"num_hidden_layers\": 2,"
-        " \"num_attention_heads\": 4, \"num_key_value_heads\": 2,"
-        " \"intermediate_size\": 100, \"vocab_size\": 50,"
-        " \"max_position_embeddings\": 32768, \"sliding_window\": null,"
-        " \"rope_theta\": 1000000.0}"), &c, NULL, err, sizeof err));
+    CHECK_OK(e2w_hf_config_read(
+        write_text("cfg_mis",
+                   "{\"model_type\": \"mistral\", \"architectures\": [\"MistralForCausalLM\"],"
+                   " \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+                   " \"num_attention_heads\": 4, \"num_key_value_heads\": 2,"
+                   " \"intermediate_size\": 100, \"vocab_size\": 50,"
+                   " \"max_position_embeddings\": 32768, \"sliding_window\": null,"
+                   " \"rope_theta\": 1000000.0}"),
+        &c, NULL, err, sizeof err));
     CHECK(c.num_key_value_heads == 2 && c.rope_theta == 1e6);
     return 0;
 }
 
 /* A minimal valid config with one key replaced or added. */
-static int expect_config_reject(const char *tag, const char *extra,
-                                const char *want) {
+static int expect_config_reject(const char *tag, const char *extra, const char *want) {
     char json[1024];
     snprintf(json, sizeof json,
              "{\"hidden_size\": 64, \"num_hidden_layers\": 2,"
              " \"num_attention_heads\": 4, \"intermediate_size\": 100,"
-             " \"vocab_size\": 50, %s}", extra);
+             " \"vocab_size\": 50, %s}",
+             extra);
     E2__V1__LlamaConfig c;
-    CHECK_ERR(e2w_hf_config_read(write_text(tag, json), &c, NULL, err, sizeof err),
-              want);
+    CHECK_ERR(e2w_hf_config_read(write_text(tag, json), &c, NULL, err, sizeof err), want);
     CHECK(strstr(err, "config.json") != NULL);
     return 0;
 }
@@ -217,16 +221,18 @@ static int expect_config_reject(const char *tag, const char *extra,
 static int test_config_reads_rope_parameters(void) {
     E2__V1__LlamaConfig c;
     e2w_hf_meta m;
-    CHECK_OK(e2w_hf_config_read(write_text("cfg_rp",
-        "{\"model_type\": \"llama\", \"hidden_size\": 64,"
-        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
-        " \"intermediate_size\": 100, \"vocab_size\": 50,"
-        " \"max_position_embeddings\": 16384, \"rope_parameters\":"
-        " {\"rope_type\": \"linear\", \"rope_theta\": 500000.0,"
-        " \"factor\": 4.0}}"), &c, &m, err, sizeof err));
+    CHECK_OK(e2w_hf_config_read(
+        write_text("cfg_rp", "{\"model_type\": \"llama\", \"hidden_size\": 64,"
+                             " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+                             " \"intermediate_size\": 100, \"vocab_size\": 50,"
+                             " \"max_position_embeddings\": 16384, \"rope_parameters\":"
+                             " {\"rope_type\": \"linear\", \"rope_theta\": 500000.0,"
+                             " \"factor\": 4.0}}"),
+        &c, &m, err, sizeof err));
     CHECK(c.rope_theta == 500000.0 && m.rope_scale == 4.0);
     CHECK(c.max_position_embeddings == 4096);
-    CHECK(expect_config_reject("rj_rp", "\"model_type\": \"llama\", "
+    CHECK(expect_config_reject("rj_rp",
+                               "\"model_type\": \"llama\", "
                                "\"rope_parameters\": {\"rope_type\": \"yarn\", "
                                "\"rope_theta\": 10000.0, \"factor\": 4}",
                                "rope_parameters type 'yarn' is not supported") == 0);
@@ -236,38 +242,49 @@ static int test_config_reads_rope_parameters(void) {
 static int test_config_rejects_other_models(void) {
     CHECK(expect_config_reject("rj_qwen", "\"model_type\": \"qwen2\"",
                                "model_type 'qwen2' is not supported") == 0);
-    CHECK(expect_config_reject("rj_nomt", "\"rope_theta\": 1e4",
-                               "missing model_type") == 0);
-    CHECK(expect_config_reject("rj_act", "\"model_type\": \"llama\", "
-                               "\"hidden_act\": \"gelu\"", "hidden_act") == 0);
-    CHECK(expect_config_reject("rj_bias", "\"model_type\": \"llama\", "
+    CHECK(expect_config_reject("rj_nomt", "\"rope_theta\": 1e4", "missing model_type") == 0);
+    CHECK(expect_config_reject("rj_act",
+                               "\"model_type\": \"llama\", "
+                               "\"hidden_act\": \"gelu\"",
+                               "hidden_act") == 0);
+    CHECK(expect_config_reject("rj_bias",
+                               "\"model_type\": \"llama\", "
                                "\"attention_bias\": true",
                                "attention_bias = true is not supported") == 0);
-    CHECK(expect_config_reject("rj_hd", "\"model_type\": \"llama\", "
-                               "\"head_dim\": 32", "head_dim") == 0);
-    CHECK(expect_config_reject("rj_sw", "\"model_type\": \"mistral\", "
+    CHECK(expect_config_reject("rj_hd",
+                               "\"model_type\": \"llama\", "
+                               "\"head_dim\": 32",
+                               "head_dim") == 0);
+    CHECK(expect_config_reject("rj_sw",
+                               "\"model_type\": \"mistral\", "
                                "\"max_position_embeddings\": 8192, "
                                "\"sliding_window\": 4096",
                                "sliding_window attention is not supported") == 0);
-    CHECK(expect_config_reject("rj_sw0", "\"model_type\": \"mistral\", "
+    CHECK(expect_config_reject("rj_sw0",
+                               "\"model_type\": \"mistral\", "
                                "\"max_position_embeddings\": 8192",
                                "sliding_window attention is not supported") == 0);
     return 0;
 }
 
 static int test_config_rejects_rope_scaling(void) {
-    CHECK(expect_config_reject("rj_yarn", "\"model_type\": \"llama\", "
+    CHECK(expect_config_reject("rj_yarn",
+                               "\"model_type\": \"llama\", "
                                "\"rope_scaling\": {\"rope_type\": \"yarn\", "
                                "\"factor\": 4}",
                                "rope_scaling type 'yarn' is not supported") == 0);
-    CHECK(expect_config_reject("rj_dyn", "\"model_type\": \"llama\", "
+    CHECK(expect_config_reject("rj_dyn",
+                               "\"model_type\": \"llama\", "
                                "\"rope_scaling\": {\"type\": \"dynamic\", "
                                "\"factor\": 2}",
                                "rope_scaling type 'dynamic' is not supported") == 0);
-    CHECK(expect_config_reject("rj_l3", "\"model_type\": \"llama\", "
+    CHECK(expect_config_reject("rj_l3",
+                               "\"model_type\": \"llama\", "
                                "\"rope_scaling\": {\"rope_type\": \"llama3\", "
-                               "\"factor\": 8}", "'llama3'") == 0);
-    CHECK(expect_config_reject("rj_fac", "\"model_type\": \"llama\", "
+                               "\"factor\": 8}",
+                               "'llama3'") == 0);
+    CHECK(expect_config_reject("rj_fac",
+                               "\"model_type\": \"llama\", "
                                "\"rope_scaling\": {\"rope_type\": \"linear\", "
                                "\"factor\": 0.5}",
                                "rope_scaling.factor must be a number >= 1") == 0);
@@ -275,25 +292,30 @@ static int test_config_rejects_rope_scaling(void) {
 }
 
 static int test_config_rejects_bad_fields(void) {
-    CHECK(expect_config_reject("rj_kvh", "\"model_type\": \"llama\", "
+    CHECK(expect_config_reject("rj_kvh",
+                               "\"model_type\": \"llama\", "
                                "\"num_key_value_heads\": 3",
                                "num_key_value_heads (3) must divide "
                                "num_attention_heads (4)") == 0);
-    CHECK(expect_config_reject("rj_neg", "\"model_type\": \"llama\", "
+    CHECK(expect_config_reject("rj_neg",
+                               "\"model_type\": \"llama\", "
                                "\"rms_norm_eps\": -1",
                                "rms_norm_eps must be a positive number") == 0);
-    CHECK(expect_config_reject("rj_real", "\"model_type\": \"llama\", "
+    CHECK(expect_config_reject("rj_real",
+                               "\"model_type\": \"llama\", "
                                "\"max_position_embeddings\": 4096.5",
                                "max_position_embeddings must be a positive "
                                "integer") == 0);
     E2__V1__LlamaConfig c;
-    CHECK_ERR(e2w_hf_config_read(write_text("rj_miss",
-        "{\"model_type\": \"llama\", \"num_hidden_layers\": 2}"), &c, NULL, err,
-        sizeof err), "missing required field hidden_size");
-    CHECK_ERR(e2w_hf_config_read(write_text("rj_json", "{\"model_type\": "),
-                                 &c, NULL, err, sizeof err), "not valid JSON");
-    CHECK_ERR(e2w_hf_config_read(ckpt_scratch("rj_none"), &c, NULL, err,
-                                 sizeof err), "No such file");
+    CHECK_ERR(e2w_hf_config_read(
+                  write_text("rj_miss", "{\"model_type\": \"llama\", \"num_hidden_layers\": 2}"),
+                  &c, NULL, err, sizeof err),
+              "missing required field hidden_size");
+    CHECK_ERR(
+        e2w_hf_config_read(write_text("rj_json", "{\"model_type\": "), &c, NULL, err, sizeof err),
+        "not valid JSON");
+    CHECK_ERR(e2w_hf_config_read(ckpt_scratch("rj_none"), &c, NULL, err, sizeof err),
+              "No such file");
     return 0;
 }
 
@@ -348,8 +370,7 @@ static int test_config_keeps_source_fields(void) {
     const char *key;
     json_t *v;
     json_object_foreach(in, key, v) {
-        if (strcmp(key, "max_position_embeddings") == 0 ||
-            strcmp(key, "rope_scaling") == 0)
+        if (strcmp(key, "max_position_embeddings") == 0 || strcmp(key, "rope_scaling") == 0)
             continue;
         if (!json_equal(v, json_object_get(out, key))) {
             fprintf(stderr, "field %s changed\n", key);
@@ -407,13 +428,13 @@ static int test_config_eps_printed_exactly(void) {
  * top-level rope_theta is added for transformers 4. */
 static int test_config_updates_rope_parameters(void) {
     char src[256];
-    snprintf(src, sizeof src, "%s", write_text("cfg_rp5",
-        "{\"model_type\": \"llama\", \"hidden_size\": 64,"
-        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
-        " \"intermediate_size\": 100, \"vocab_size\": 50,"
-        " \"max_position_embeddings\": 1024, \"dtype\": \"float32\","
-        " \"rope_parameters\": {\"rope_type\": \"default\","
-        " \"rope_theta\": 500000.0}}"));
+    snprintf(src, sizeof src, "%s",
+             write_text("cfg_rp5", "{\"model_type\": \"llama\", \"hidden_size\": 64,"
+                                   " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+                                   " \"intermediate_size\": 100, \"vocab_size\": 50,"
+                                   " \"max_position_embeddings\": 1024, \"dtype\": \"float32\","
+                                   " \"rope_parameters\": {\"rope_type\": \"default\","
+                                   " \"rope_theta\": 500000.0}}"));
     E2__V1__LlamaConfig c;
     e2w_hf_meta m;
     CHECK_OK(e2w_hf_config_read(src, &c, &m, err, sizeof err));
@@ -439,20 +460,20 @@ static int test_config_updates_rope_parameters(void) {
 }
 
 static const ckpt_case cases[] = {
-    {"config_roundtrip_plain", test_config_roundtrip_plain},
-    {"config_roundtrip_scaled", test_config_roundtrip_scaled},
-    {"config_modern_rope_scaling", test_config_modern_rope_scaling},
-    {"config_keeps_source_fields", test_config_keeps_source_fields},
-    {"config_eps_printed_exactly", test_config_eps_printed_exactly},
-    {"config_updates_rope_parameters", test_config_updates_rope_parameters},
-    {"config_reads_llama2", test_config_reads_llama2},
-    {"config_defaults_and_lists", test_config_defaults_and_lists},
-    {"config_accepts_mistral", test_config_accepts_mistral},
-    {"config_reads_rope_parameters", test_config_reads_rope_parameters},
-    {"config_rejects_other_models", test_config_rejects_other_models},
-    {"config_rejects_rope_scaling", test_config_rejects_rope_scaling},
-    {"config_rejects_bad_fields", test_config_rejects_bad_fields},
-    {"config_write_rejects_invalid", test_config_write_rejects_invalid},
+    { "config_roundtrip_plain", test_config_roundtrip_plain },
+    { "config_roundtrip_scaled", test_config_roundtrip_scaled },
+    { "config_modern_rope_scaling", test_config_modern_rope_scaling },
+    { "config_keeps_source_fields", test_config_keeps_source_fields },
+    { "config_eps_printed_exactly", test_config_eps_printed_exactly },
+    { "config_updates_rope_parameters", test_config_updates_rope_parameters },
+    { "config_reads_llama2", test_config_reads_llama2 },
+    { "config_defaults_and_lists", test_config_defaults_and_lists },
+    { "config_accepts_mistral", test_config_accepts_mistral },
+    { "config_reads_rope_parameters", test_config_reads_rope_parameters },
+    { "config_rejects_other_models", test_config_rejects_other_models },
+    { "config_rejects_rope_scaling", test_config_rejects_rope_scaling },
+    { "config_rejects_bad_fields", test_config_rejects_bad_fields },
+    { "config_write_rejects_invalid", test_config_write_rejects_invalid },
 };
 
 int main(int argc, char **argv) {

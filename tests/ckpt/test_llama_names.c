@@ -18,16 +18,14 @@ static void tiny(E2__V1__LlamaConfig *c, int tied) {
     c->has_tie_word_embeddings = 1, c->tie_word_embeddings = tied;
 }
 
-static int expect(const E2__V1__LlamaConfig *c, size_t i, const char *name,
-                  int ndim, int64_t r, int64_t k) {
+static int expect(const E2__V1__LlamaConfig *c, size_t i, const char *name, int ndim, int64_t r,
+                  int64_t k) {
     e2w_llama_tensor t;
     e2w_llama_tensor_at(c, i, &t);
     if (strcmp(t.name, name) != 0 || t.ndim != ndim || t.shape[0] != r ||
-        (ndim == 2 && t.shape[1] != k) ||
-        t.numel != (uint64_t)r * (uint64_t)(ndim == 2 ? k : 1)) {
-        fprintf(stderr, "entry %zu: got %s (%d: %lld, %lld), want %s\n", i,
-                t.name, t.ndim, (long long)t.shape[0], (long long)t.shape[1],
-                name);
+        (ndim == 2 && t.shape[1] != k) || t.numel != (uint64_t)r * (uint64_t)(ndim == 2 ? k : 1)) {
+        fprintf(stderr, "entry %zu: got %s (%d: %lld, %lld), want %s\n", i, t.name, t.ndim,
+                (long long)t.shape[0], (long long)t.shape[1], name);
         return 1;
     }
     return 0;
@@ -47,8 +45,7 @@ static int test_llama_table_untied(void) {
     CHECK(expect(&c, 6, "model.layers.0.mlp.up_proj.weight", 2, 12, 8) == 0);
     CHECK(expect(&c, 7, "model.layers.0.mlp.down_proj.weight", 2, 8, 12) == 0);
     CHECK(expect(&c, 8, "model.layers.0.input_layernorm.weight", 1, 8, 0) == 0);
-    CHECK(expect(&c, 9, "model.layers.0.post_attention_layernorm.weight", 1, 8,
-                 0) == 0);
+    CHECK(expect(&c, 9, "model.layers.0.post_attention_layernorm.weight", 1, 8, 0) == 0);
     CHECK(expect(&c, 10, "model.layers.1.self_attn.q_proj.weight", 2, 8, 8) == 0);
     CHECK(expect(&c, 19, "model.norm.weight", 1, 8, 0) == 0);
     CHECK(expect(&c, 20, "lm_head.weight", 2, 16, 8) == 0);
@@ -88,8 +85,7 @@ static int test_llama_config_check_errors(void) {
     E2__V1__LlamaConfig c;
     tiny(&c, 0);
     c.has_vocab_size = 0;
-    CHECK_ERR(e2w_llama_config_check(&c, err, sizeof err),
-              "vocab_size must be set and > 0");
+    CHECK_ERR(e2w_llama_config_check(&c, err, sizeof err), "vocab_size must be set and > 0");
     tiny(&c, 0);
     c.num_attention_heads = 3;
     CHECK_ERR(e2w_llama_config_check(&c, err, sizeof err),
@@ -100,8 +96,7 @@ static int test_llama_config_check_errors(void) {
     CHECK_ERR(e2w_llama_config_check(&c, err, sizeof err), "must be even");
     tiny(&c, 0);
     c.num_key_value_heads = 3;
-    CHECK_ERR(e2w_llama_config_check(&c, err, sizeof err),
-              "num_key_value_heads (3) must divide");
+    CHECK_ERR(e2w_llama_config_check(&c, err, sizeof err), "num_key_value_heads (3) must divide");
     return 0;
 }
 
@@ -117,11 +112,11 @@ static int write_model(const char *dir, const E2__V1__LlamaConfig *c, long skip,
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         e2w_llama_tensor_at(c, i, &t[i]);
-        for (uint64_t j = 0; j < t[i].numel; j++)
-            g_data[i][j] = (float)(i * 1000 + j);
+        for (uint64_t j = 0; j < t[i].numel; j++) g_data[i][j] = (float)(i * 1000 + j);
         if ((long)i == skip) continue;
-        out[k++] = (e2w_st_out){t[i].name, g_data[i], t[i].ndim,
-                                {t[i].shape[0], t[i].shape[1]}, E2W_DT_F32};
+        out[k++] = (e2w_st_out){
+            t[i].name, g_data[i], t[i].ndim, { t[i].shape[0], t[i].shape[1] }, E2W_DT_F32
+        };
     }
     if (extra) out[k++] = *extra;
     return e2w_st_write_dir(dir, out, k, 0, NULL, err, sizeof err);
@@ -139,14 +134,12 @@ static int test_llama_check_and_stacked_reads(void) {
     /* Layer 1: q rows 0..7, k rows 8..11, v rows 12..15 of a (16, 8) weight. */
     float qkv[16 * 8], gu[24 * 8];
     CHECK_OK(e2w_llama_read_qkv(st, &c, 1, qkv, err, sizeof err));
-    CHECK(qkv[0] == 10000.0f && qkv[63] == 10063.0f);    /* entry 10, q */
-    CHECK(qkv[64] == 11000.0f && qkv[95] == 11031.0f);   /* entry 11, k */
-    CHECK(qkv[96] == 12000.0f && qkv[127] == 12031.0f);  /* entry 12, v */
+    CHECK(qkv[0] == 10000.0f && qkv[63] == 10063.0f);   /* entry 10, q */
+    CHECK(qkv[64] == 11000.0f && qkv[95] == 11031.0f);  /* entry 11, k */
+    CHECK(qkv[96] == 12000.0f && qkv[127] == 12031.0f); /* entry 12, v */
     CHECK_OK(e2w_llama_read_gate_up(st, &c, 0, gu, err, sizeof err));
-    CHECK(gu[0] == 5000.0f && gu[95] == 5095.0f && gu[96] == 6000.0f &&
-          gu[191] == 6095.0f);
-    CHECK_ERR(e2w_llama_read_qkv(st, &c, 2, qkv, err, sizeof err),
-              "layer 2 out of range");
+    CHECK(gu[0] == 5000.0f && gu[95] == 5095.0f && gu[96] == 6000.0f && gu[191] == 6095.0f);
+    CHECK_ERR(e2w_llama_read_qkv(st, &c, 2, qkv, err, sizeof err), "layer 2 out of range");
     /* The same checkpoint is not a model with another width. */
     c.intermediate_size = 16;
     CHECK_ERR(e2w_llama_check_ckpt(st, &c, err, sizeof err),
@@ -164,12 +157,10 @@ static int test_llama_check_rejects(void) {
     snprintf(dir, sizeof dir, "%s/missing", ckpt_scratch("lrej"));
     CHECK_OK(write_model(dir, &c, 19, NULL));
     CHECK_OK(e2w_st_open(&st, dir, err, sizeof err));
-    CHECK_ERR(e2w_llama_check_ckpt(st, &c, err, sizeof err),
-              "missing tensor model.norm.weight");
+    CHECK_ERR(e2w_llama_check_ckpt(st, &c, err, sizeof err), "missing tensor model.norm.weight");
     e2w_st_close(st);
     static float bias[8];
-    e2w_st_out extra = {"model.layers.0.self_attn.q_proj.bias", bias, 1, {8},
-                        E2W_DT_F32};
+    e2w_st_out extra = { "model.layers.0.self_attn.q_proj.bias", bias, 1, { 8 }, E2W_DT_F32 };
     snprintf(dir, sizeof dir, "%s/extra", ckpt_scratch("lrej"));
     CHECK_OK(write_model(dir, &c, -1, &extra));
     CHECK_OK(e2w_st_open(&st, dir, err, sizeof err));
@@ -205,7 +196,7 @@ static int test_llama_tied_head_conflict(void) {
     CHECK(strstr(err, "model.safetensors") != NULL);
     e2w_st_close(st);
     /* The head as a bf16 copy of the (bf16-exact) embedding. */
-    e2w_st_out head = {"lm_head.weight", g_data[0], 2, {16, 8}, E2W_DT_BF16};
+    e2w_st_out head = { "lm_head.weight", g_data[0], 2, { 16, 8 }, E2W_DT_BF16 };
     snprintf(dir, sizeof dir, "%s/copy", ckpt_scratch("ltie"));
     CHECK_OK(write_model(dir, &c, -1, &head)); /* tied: the table has no head */
     CHECK_OK(e2w_st_open(&st, dir, err, sizeof err));
@@ -215,13 +206,13 @@ static int test_llama_tied_head_conflict(void) {
 }
 
 static const ckpt_case cases[] = {
-    {"llama_table_untied", test_llama_table_untied},
-    {"llama_table_tied", test_llama_table_tied},
-    {"llama_find", test_llama_find},
-    {"llama_config_check_errors", test_llama_config_check_errors},
-    {"llama_check_and_stacked_reads", test_llama_check_and_stacked_reads},
-    {"llama_check_rejects", test_llama_check_rejects},
-    {"llama_tied_head_conflict", test_llama_tied_head_conflict},
+    { "llama_table_untied", test_llama_table_untied },
+    { "llama_table_tied", test_llama_table_tied },
+    { "llama_find", test_llama_find },
+    { "llama_config_check_errors", test_llama_config_check_errors },
+    { "llama_check_and_stacked_reads", test_llama_check_and_stacked_reads },
+    { "llama_check_rejects", test_llama_check_rejects },
+    { "llama_tied_head_conflict", test_llama_tied_head_conflict },
 };
 
 int main(int argc, char **argv) {

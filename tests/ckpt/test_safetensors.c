@@ -32,8 +32,7 @@ static uint16_t ref_bf16(float x) {
     uint32_t lo = f32_bits(x) & 0xffff0000u;
     uint32_t hi = lo + 0x10000u;
     double dx = fabs((double)x), dlo = fabs((double)bits_f32(lo));
-    double dhi = (hi & 0x7fffffffu) == 0x7f800000u ? ldexp(1.0, 128)
-                                                   : fabs((double)bits_f32(hi));
+    double dhi = (hi & 0x7fffffffu) == 0x7f800000u ? ldexp(1.0, 128) : fabs((double)bits_f32(hi));
     double a = dx - dlo, b = dhi - dx;
     if (a < b) return (uint16_t)(lo >> 16);
     if (a > b) return (uint16_t)(hi >> 16);
@@ -44,9 +43,12 @@ static uint16_t ref_bf16(float x) {
 static double ref_f16(uint16_t h) {
     int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
     double v;
-    if (e == 31) v = m ? NAN : INFINITY;
-    else if (e == 0) v = ldexp((double)m, -24);
-    else v = ldexp(1.0 + m / 1024.0, e - 15);
+    if (e == 31)
+        v = m ? NAN : INFINITY;
+    else if (e == 0)
+        v = ldexp((double)m, -24);
+    else
+        v = ldexp(1.0 + m / 1024.0, e - 15);
     return s ? -v : v;
 }
 
@@ -55,9 +57,8 @@ static int test_bf16_rounding(void) {
     /* Constructed ties (low half exactly 0x8000), both parities, and
      * neighbours, across signs and exponents including subnormals and the
      * overflow boundary. */
-    static const uint32_t hi16[] = {0x3f80, 0x3f81, 0xbf80, 0xbf81, 0x0000,
-                                    0x0001, 0x8001, 0x7f7f, 0xff7f, 0x7f7e,
-                                    0x4b00, 0x0080};
+    static const uint32_t hi16[] = { 0x3f80, 0x3f81, 0xbf80, 0xbf81, 0x0000, 0x0001,
+                                     0x8001, 0x7f7f, 0xff7f, 0x7f7e, 0x4b00, 0x0080 };
     for (size_t i = 0; i < sizeof hi16 / sizeof hi16[0]; i++)
         for (uint32_t lo = 0x7ffe; lo <= 0x8002; lo++) {
             float x = bits_f32(hi16[i] << 16 | lo);
@@ -75,8 +76,7 @@ static int test_bf16_rounding(void) {
         if ((u & 0x7fffffffu) > 0x7f800000u) continue; /* NaN */
         float x = bits_f32(u);
         if (e2w_f32_to_bf16(x) != ref_bf16(x)) {
-            fprintf(stderr, "bf16(%08x): got %04x want %04x\n", u,
-                    e2w_f32_to_bf16(x), ref_bf16(x));
+            fprintf(stderr, "bf16(%08x): got %04x want %04x\n", u, e2w_f32_to_bf16(x), ref_bf16(x));
             return 1;
         }
     }
@@ -117,11 +117,11 @@ static void make_tensors(e2w_st_out *t, e2w_dtype big) {
     for (int i = 0; i < 5; i++) g_b[i] = ckpt_randf(&s);
     for (int i = 0; i < 12; i++) g_e[i] = ckpt_randf(&s);
     g_c[0] = -3.25f;
-    t[0] = (e2w_st_out){"a", g_a, 2, {3, 4}, big};
-    t[1] = (e2w_st_out){"b", g_b, 1, {5}, E2W_DT_BF16};
-    t[2] = (e2w_st_out){"c", g_c, 0, {0}, E2W_DT_F32};
-    t[3] = (e2w_st_out){"d", NULL, 2, {0, 3}, big};
-    t[4] = (e2w_st_out){"e", g_e, 3, {2, 3, 2}, big};
+    t[0] = (e2w_st_out){ "a", g_a, 2, { 3, 4 }, big };
+    t[1] = (e2w_st_out){ "b", g_b, 1, { 5 }, E2W_DT_BF16 };
+    t[2] = (e2w_st_out){ "c", g_c, 0, { 0 }, E2W_DT_F32 };
+    t[3] = (e2w_st_out){ "d", NULL, 2, { 0, 3 }, big };
+    t[4] = (e2w_st_out){ "e", g_e, 3, { 2, 3, 2 }, big };
 }
 
 /* Compares every tensor of t with what st returns, through the stored
@@ -139,8 +139,7 @@ static int compare_all(const e2w_st *st, const e2w_st_out *t, size_t n) {
             numel *= (uint64_t)x->shape[d];
         }
         CHECK(x->numel == numel && numel <= 64);
-        CHECK_OK(e2w_st_read_f32(st, t[i].name, t[i].ndim, t[i].shape, buf, err,
-                                 sizeof err));
+        CHECK_OK(e2w_st_read_f32(st, t[i].name, t[i].ndim, t[i].shape, buf, err, sizeof err));
         for (uint64_t k = 0; k < numel; k++) {
             float want = t[i].dtype == E2W_DT_F32
                              ? t[i].data[k]
@@ -163,14 +162,17 @@ static int roundtrip(e2w_dtype big, const char *tag) {
     int rc = compare_all(st, t, NT);
     /* Listing is sorted by name. */
     for (size_t i = 1; rc == 0 && i < e2w_st_count(st); i++)
-        if (strcmp(e2w_st_tensor(st, i - 1)->name, e2w_st_tensor(st, i)->name) >= 0)
-            rc = 1;
+        if (strcmp(e2w_st_tensor(st, i - 1)->name, e2w_st_tensor(st, i)->name) >= 0) rc = 1;
     e2w_st_close(st);
     return rc;
 }
 
-static int test_roundtrip_f32(void) { return roundtrip(E2W_DT_F32, "rt_f32"); }
-static int test_roundtrip_bf16(void) { return roundtrip(E2W_DT_BF16, "rt_bf16"); }
+static int test_roundtrip_f32(void) {
+    return roundtrip(E2W_DT_F32, "rt_f32");
+}
+static int test_roundtrip_bf16(void) {
+    return roundtrip(E2W_DT_BF16, "rt_bf16");
+}
 
 /* Data section 8-aligned, each tensor at a multiple of its element size,
  * __metadata__.format == "pt", offsets contiguous. */
@@ -189,8 +191,8 @@ static int test_layout(void) {
     json_t *h = json_loadb(buf + 8, n, 0, NULL);
     free(buf);
     CHECK(h != NULL);
-    CHECK(strcmp(json_string_value(json_object_get(
-                     json_object_get(h, "__metadata__"), "format")), "pt") == 0);
+    CHECK(strcmp(json_string_value(json_object_get(json_object_get(h, "__metadata__"), "format")),
+                 "pt") == 0);
     uint64_t total = 0;
     const char *k;
     json_t *v;
@@ -220,8 +222,9 @@ static void make_many(e2w_st_out *t) {
         for (int k = 0; k < 40; k++) g_sh[i][k] = ckpt_randf(&s);
         snprintf(names[i], sizeof names[i], "layer.%d.w", NS - i); /* unsorted */
         int rows = 1 + i % 4;
-        t[i] = (e2w_st_out){names[i], g_sh[i], 2, {rows, 10},
-                            i % 3 == 0 ? E2W_DT_BF16 : E2W_DT_F32};
+        t[i] = (e2w_st_out){
+            names[i], g_sh[i], 2, { rows, 10 }, i % 3 == 0 ? E2W_DT_BF16 : E2W_DT_F32
+        };
     }
 }
 
@@ -235,8 +238,7 @@ static uint64_t out_bytes(const e2w_st_out *t) {
  * bytes; weight_map lists every tensor once, sorted by name, each pointing
  * at a shard model-%05d-of-%05d.safetensors that holds it; each shard stays
  * within max bytes unless it holds a single tensor. */
-static int check_index(const char *dir, const e2w_st_out *t, size_t n, int ns,
-                       uint64_t max) {
+static int check_index(const char *dir, const e2w_st_out *t, size_t n, int ns, uint64_t max) {
     char path[512];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     json_t *root = json_load_file(path, 0, NULL);
@@ -298,10 +300,8 @@ static int test_sharded_equals_single(void) {
         const e2w_st_tensor_info *ta = e2w_st_tensor(a, i);
         const e2w_st_tensor_info *tb = e2w_st_tensor(b, i);
         CHECK(strcmp(ta->name, tb->name) == 0 && ta->dtype == tb->dtype);
-        CHECK_OK(e2w_st_read_f32(a, ta->name, ta->ndim, ta->shape, x, err,
-                                 sizeof err));
-        CHECK_OK(e2w_st_read_f32(b, tb->name, tb->ndim, tb->shape, y, err,
-                                 sizeof err));
+        CHECK_OK(e2w_st_read_f32(a, ta->name, ta->ndim, ta->shape, x, err, sizeof err));
+        CHECK_OK(e2w_st_read_f32(b, tb->name, tb->ndim, tb->shape, y, err, sizeof err));
         CHECK(memcmp(x, y, ta->numel * 4) == 0);
     }
     e2w_st_close(a);
@@ -330,8 +330,7 @@ static int test_rewrite_removes_stale(void) {
     CHECK(ns == 1);
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     CHECK(access(path, F_OK) != 0);
-    snprintf(path, sizeof path, "%s/model-00001-of-%05d.safetensors", dir,
-             ns_before);
+    snprintf(path, sizeof path, "%s/model-00001-of-%05d.safetensors", dir, ns_before);
     CHECK(access(path, F_OK) != 0);
     CHECK_OK(e2w_st_write_dir(dir, t, NS, 200, &ns, err, sizeof err));
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
@@ -363,8 +362,8 @@ static int test_single_file_preferred(void) {
 
 /* Writes path: 8-byte length field nfield, header text, then dlen data
  * bytes (counting pattern). */
-static void raw_file(const char *path, uint64_t nfield, const char *hdr,
-                     const void *data, size_t dlen) {
+static void raw_file(const char *path, uint64_t nfield, const char *hdr, const void *data,
+                     size_t dlen) {
     FILE *f = fopen(path, "wb");
     if (f == NULL) {
         perror(path);
@@ -383,7 +382,7 @@ static int test_f16_read(void) {
     const char *dir = ckpt_scratch("f16");
     char path[512];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    const uint16_t h[6] = {0x3c00, 0xc000, 0x3555, 0x0001, 0x7bff, 0x8000};
+    const uint16_t h[6] = { 0x3c00, 0xc000, 0x3555, 0x0001, 0x7bff, 0x8000 };
     const char *hdr = "{\"h\":{\"dtype\":\"F16\",\"shape\":[2,3],"
                       "\"data_offsets\":[0,12]},\"__metadata__\":{\"k\":\"v\"}}";
     raw_file(path, strlen(hdr), hdr, h, sizeof h);
@@ -392,20 +391,20 @@ static int test_f16_read(void) {
     const e2w_st_tensor_info *x = e2w_st_find(st, "h");
     CHECK(x != NULL && x->dtype == E2W_DT_F16 && x->numel == 6);
     float out[6];
-    CHECK_OK(e2w_st_read_f32(st, "h", 2, (int64_t[]){2, 3}, out, err, sizeof err));
+    CHECK_OK(e2w_st_read_f32(st, "h", 2, (int64_t[]){ 2, 3 }, out, err, sizeof err));
     e2w_st_close(st);
     CHECK(out[0] == 1.0f && out[1] == -2.0f);
-    CHECK(out[2] == 0.333251953125f);           /* 0x3555 */
-    CHECK(out[3] == 5.9604644775390625e-08f);   /* 2^-24, smallest subnormal */
-    CHECK(out[4] == 65504.0f);                  /* largest finite */
-    CHECK(out[5] == 0.0f && signbit(out[5]));   /* -0 */
+    CHECK(out[2] == 0.333251953125f);         /* 0x3555 */
+    CHECK(out[3] == 5.9604644775390625e-08f); /* 2^-24, smallest subnormal */
+    CHECK(out[4] == 65504.0f);                /* largest finite */
+    CHECK(out[5] == 0.0f && signbit(out[5])); /* -0 */
     return 0;
 }
 
 /* Writes dir/model.safetensors from hdr + dlen data bytes, opens dir and
  * expects one error line naming the file and containing want. */
-static int expect_reject(const char *tag, int64_t nfield, const char *hdr,
-                         size_t dlen, const char *want) {
+static int expect_reject(const char *tag, int64_t nfield, const char *hdr, size_t dlen,
+                         const char *want) {
     const char *dir = ckpt_scratch(tag);
     char path[512];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
@@ -417,7 +416,7 @@ static int expect_reject(const char *tag, int64_t nfield, const char *hdr,
     return 0;
 }
 
-#define T_F32_2(name, b, e)                                                    \
+#define T_F32_2(name, b, e) \
     "\"" name "\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[" #b "," #e "]}"
 
 static int test_reject_truncated_file(void) {
@@ -436,74 +435,80 @@ static int test_reject_header_past_eof(void) {
     return expect_reject("past", 1000, "{}", 0, "runs past the end of the file");
 }
 static int test_reject_bad_json(void) {
-    return expect_reject("json", -1, "{\"a\": {\"dtype\": \"F32\",", 0,
-                         "not valid JSON");
+    return expect_reject("json", -1, "{\"a\": {\"dtype\": \"F32\",", 0, "not valid JSON");
 }
 static int test_reject_not_object(void) {
     return expect_reject("notobj", -1, "[1, 2]", 0, "not a JSON object");
 }
 static int test_reject_duplicate_key(void) {
-    return expect_reject("dup", -1, "{" T_F32_2("a", 0, 8) "," T_F32_2("a", 8, 16)
-                         "}", 16, "not valid JSON");
+    return expect_reject("dup", -1, "{" T_F32_2("a", 0, 8) "," T_F32_2("a", 8, 16) "}", 16,
+                         "not valid JSON");
 }
 static int test_reject_unknown_dtype(void) {
-    return expect_reject("dtype", -1, "{\"a\":{\"dtype\":\"Q7\",\"shape\":[1],"
-                         "\"data_offsets\":[0,1]}}", 1,
-                         "tensor a: unknown dtype 'Q7'");
+    return expect_reject("dtype", -1,
+                         "{\"a\":{\"dtype\":\"Q7\",\"shape\":[1],"
+                         "\"data_offsets\":[0,1]}}",
+                         1, "tensor a: unknown dtype 'Q7'");
 }
 static int test_reject_unsupported_dtype(void) {
-    return expect_reject("i64", -1, "{\"a\":{\"dtype\":\"I64\",\"shape\":[1],"
-                         "\"data_offsets\":[0,8]}}", 8,
-                         "tensor a: dtype I64 is not supported");
+    return expect_reject("i64", -1,
+                         "{\"a\":{\"dtype\":\"I64\",\"shape\":[1],"
+                         "\"data_offsets\":[0,8]}}",
+                         8, "tensor a: dtype I64 is not supported");
 }
 static int test_reject_offsets_out_of_range(void) {
     return expect_reject("range", -1, "{" T_F32_2("a", 0, 8) "}", 4,
                          "tensor a: data_offsets [0, 8] run past the data section");
 }
 static int test_reject_overlapping_offsets(void) {
-    return expect_reject("overlap", -1, "{" T_F32_2("a", 0, 8) ","
-                         T_F32_2("b", 4, 12) "}", 12, "tensors a and b overlap");
+    return expect_reject("overlap", -1, "{" T_F32_2("a", 0, 8) "," T_F32_2("b", 4, 12) "}", 12,
+                         "tensors a and b overlap");
 }
 static int test_reject_gap(void) {
-    return expect_reject("gap", -1, "{" T_F32_2("a", 0, 8) "," T_F32_2("b", 12, 20)
-                         "}", 20, "4 unused bytes before tensor b");
+    return expect_reject("gap", -1, "{" T_F32_2("a", 0, 8) "," T_F32_2("b", 12, 20) "}", 20,
+                         "4 unused bytes before tensor b");
 }
 static int test_reject_trailing_bytes(void) {
     return expect_reject("trail", -1, "{" T_F32_2("a", 0, 8) "}", 12,
                          "4 bytes after the last tensor");
 }
 static int test_reject_shape_size_mismatch(void) {
-    return expect_reject("size", -1, "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],"
-                         "\"data_offsets\":[0,8]}}", 8,
+    return expect_reject("size", -1,
+                         "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],"
+                         "\"data_offsets\":[0,8]}}",
+                         8,
                          "tensor a: shape [3] of F32 needs 12 bytes but "
                          "data_offsets span 8");
 }
 static int test_reject_negative_dim(void) {
-    return expect_reject("neg", -1, "{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],"
-                         "\"data_offsets\":[0,8]}}", 8, "tensor a: shape[0]");
+    return expect_reject("neg", -1,
+                         "{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],"
+                         "\"data_offsets\":[0,8]}}",
+                         8, "tensor a: shape[0]");
 }
 static int test_reject_shape_overflow(void) {
-    return expect_reject("ovf", -1, "{\"a\":{\"dtype\":\"F32\",\"shape\":"
-                         "[4294967296,4294967296],\"data_offsets\":[0,8]}}", 8,
-                         "tensor a: shape overflows");
+    return expect_reject("ovf", -1,
+                         "{\"a\":{\"dtype\":\"F32\",\"shape\":"
+                         "[4294967296,4294967296],\"data_offsets\":[0,8]}}",
+                         8, "tensor a: shape overflows");
 }
 static int test_reject_begin_after_end(void) {
-    return expect_reject("order", -1, "{" T_F32_2("a", 8, 0) "}", 8,
-                         "begin <= end");
+    return expect_reject("order", -1, "{" T_F32_2("a", 8, 0) "}", 8, "begin <= end");
 }
 static int test_reject_extra_field(void) {
-    return expect_reject("extra", -1, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
-                         "\"data_offsets\":[0,8],\"foo\":1}}", 8,
-                         "tensor a: unexpected field 'foo'");
+    return expect_reject("extra", -1,
+                         "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+                         "\"data_offsets\":[0,8],\"foo\":1}}",
+                         8, "tensor a: unexpected field 'foo'");
 }
 static int test_reject_missing_dtype(void) {
-    return expect_reject("nodtype", -1, "{\"a\":{\"shape\":[2],"
-                         "\"data_offsets\":[0,8]}}", 8,
-                         "tensor a: missing or non-string dtype");
+    return expect_reject("nodtype", -1,
+                         "{\"a\":{\"shape\":[2],"
+                         "\"data_offsets\":[0,8]}}",
+                         8, "tensor a: missing or non-string dtype");
 }
 static int test_reject_bad_metadata(void) {
-    return expect_reject("meta", -1, "{" T_F32_2("a", 0, 8)
-                         ",\"__metadata__\":{\"x\":1}}", 8,
+    return expect_reject("meta", -1, "{" T_F32_2("a", 0, 8) ",\"__metadata__\":{\"x\":1}}", 8,
                          "__metadata__.x is not a string");
 }
 
@@ -531,15 +536,15 @@ static const char *two_shards(const char *tag) {
 static int test_index_hand_made_ok(void) {
     const char *dir = two_shards("idx_ok");
     CHECK_OK(write_index(dir, "{\"metadata\":{\"total_size\":24},\"weight_map\":"
-                         "{\"a\":\"s1.safetensors\",\"b\":\"s1.safetensors\","
-                         "\"c\":\"s2.safetensors\"}}"));
+                              "{\"a\":\"s1.safetensors\",\"b\":\"s1.safetensors\","
+                              "\"c\":\"s2.safetensors\"}}"));
     e2w_st *st;
     CHECK_OK(e2w_st_open(&st, dir, err, sizeof err));
     CHECK(e2w_st_count(st) == 3);
     CHECK(strstr(e2w_st_find(st, "c")->file, "s2.safetensors") != NULL);
     float v[2];
-    CHECK_OK(e2w_st_read_f32(st, "b", 1, (int64_t[]){2}, v, err, sizeof err));
-    uint8_t want[8] = {8, 9, 10, 11, 12, 13, 14, 15}; /* raw_file's pattern */
+    CHECK_OK(e2w_st_read_f32(st, "b", 1, (int64_t[]){ 2 }, v, err, sizeof err));
+    uint8_t want[8] = { 8, 9, 10, 11, 12, 13, 14, 15 }; /* raw_file's pattern */
     CHECK(memcmp(v, want, 8) == 0);
     e2w_st_close(st);
     return 0;
@@ -561,8 +566,8 @@ static int test_reject_missing_shard(void) {
 static int test_reject_index_missing_tensor(void) {
     const char *dir = two_shards("idx_ghost");
     CHECK_OK(write_index(dir, "{\"weight_map\":{\"a\":\"s1.safetensors\","
-                         "\"b\":\"s1.safetensors\",\"c\":\"s2.safetensors\","
-                         "\"ghost\":\"s2.safetensors\"}}"));
+                              "\"b\":\"s1.safetensors\",\"c\":\"s2.safetensors\","
+                              "\"ghost\":\"s2.safetensors\"}}"));
     e2w_st *st;
     CHECK_ERR(e2w_st_open(&st, dir, err, sizeof err),
               "weight_map lists tensor ghost in s2.safetensors");
@@ -571,16 +576,15 @@ static int test_reject_index_missing_tensor(void) {
 static int test_reject_index_unlisted_tensor(void) {
     const char *dir = two_shards("idx_unlisted");
     CHECK_OK(write_index(dir, "{\"weight_map\":{\"a\":\"s1.safetensors\","
-                         "\"c\":\"s2.safetensors\"}}"));
+                              "\"c\":\"s2.safetensors\"}}"));
     e2w_st *st;
-    CHECK_ERR(e2w_st_open(&st, dir, err, sizeof err),
-              "shard s1.safetensors holds tensor b");
+    CHECK_ERR(e2w_st_open(&st, dir, err, sizeof err), "shard s1.safetensors holds tensor b");
     return 0;
 }
 static int test_reject_index_wrong_shard(void) {
     const char *dir = two_shards("idx_wrong");
     CHECK_OK(write_index(dir, "{\"weight_map\":{\"a\":\"s1.safetensors\","
-                         "\"b\":\"s2.safetensors\",\"c\":\"s2.safetensors\"}}"));
+                              "\"b\":\"s2.safetensors\",\"c\":\"s2.safetensors\"}}"));
     e2w_st *st;
     CHECK_ERR(e2w_st_open(&st, dir, err, sizeof err),
               "tensor b is in s1.safetensors but weight_map says s2.safetensors");
@@ -619,8 +623,8 @@ static int test_read_shape_mismatch(void) {
     e2w_st *st;
     CHECK_OK(e2w_st_open(&st, dir, err, sizeof err));
     float buf[12];
-    int rc = e2w_st_read_f32(st, "a", 2, (int64_t[]){4, 3}, buf, err, sizeof err);
-    int rc2 = e2w_st_read_f32(st, "zz", 1, (int64_t[]){1}, buf, NULL, 0);
+    int rc = e2w_st_read_f32(st, "a", 2, (int64_t[]){ 4, 3 }, buf, err, sizeof err);
+    int rc2 = e2w_st_read_f32(st, "zz", 1, (int64_t[]){ 1 }, buf, NULL, 0);
     e2w_st_close(st);
     CHECK(rc < 0 && rc2 < 0);
     CHECK(strstr(err, "tensor a has shape [3, 4], expected [4, 3]") != NULL);
@@ -636,18 +640,17 @@ static int test_read_missing_tensor(void) {
     CHECK_OK(e2w_st_open(&st, dir, err, sizeof err));
     float buf[1];
     err[0] = '\0';
-    int rc = e2w_st_read_f32(st, "zz", 1, (int64_t[]){1}, buf, err, sizeof err);
+    int rc = e2w_st_read_f32(st, "zz", 1, (int64_t[]){ 1 }, buf, err, sizeof err);
     e2w_st_close(st);
     CHECK(rc < 0 && strstr(err, "no tensor named zz") != NULL);
     return 0;
 }
 static int test_write_rejects_bad_input(void) {
-    float x[2] = {1, 2};
-    e2w_st_out t[2] = {{"w", x, 1, {2}, E2W_DT_F32}, {"w", x, 1, {2}, E2W_DT_F32}};
+    float x[2] = { 1, 2 };
+    e2w_st_out t[2] = { { "w", x, 1, { 2 }, E2W_DT_F32 }, { "w", x, 1, { 2 }, E2W_DT_F32 } };
     char path[512];
     snprintf(path, sizeof path, "%s/x.safetensors", ckpt_scratch("wbad"));
-    CHECK_ERR(e2w_st_write_file(path, t, 2, err, sizeof err),
-              "tensor name w given twice");
+    CHECK_ERR(e2w_st_write_file(path, t, 2, err, sizeof err), "tensor name w given twice");
     t[1].name = "v";
     t[1].dtype = E2W_DT_F16;
     CHECK_ERR(e2w_st_write_file(path, t, 2, err, sizeof err),
@@ -686,9 +689,12 @@ static int test_fuzz_mutations(void) {
         int flips = 1 + (int)(ckpt_rand(&s) % 3);
         for (int f = 0; f < flips && kind < 3; f++) {
             size_t at = (size_t)(ckpt_rand(&s) % (8 + hlen));
-            if (kind == 0) buf[at] ^= (char)(1u << (ckpt_rand(&s) % 8));
-            else if (kind == 1) buf[at] = "{}[],:\"0123456789-eE. "[ckpt_rand(&s) % 23];
-            else buf[at] = (char)ckpt_rand(&s);
+            if (kind == 0)
+                buf[at] ^= (char)(1u << (ckpt_rand(&s) % 8));
+            else if (kind == 1)
+                buf[at] = "{}[],:\"0123456789-eE. "[ckpt_rand(&s) % 23];
+            else
+                buf[at] = (char)ckpt_rand(&s);
         }
         if (kind == 3) n = (size_t)(ckpt_rand(&s) % len);
         /* Rewritten in place: truncate-and-close would make ext4 flush. */
@@ -704,8 +710,7 @@ static int test_fuzz_mutations(void) {
         for (size_t i = 0; i < e2w_st_count(st); i++) {
             const e2w_st_tensor_info *x = e2w_st_tensor(st, i);
             if (x->numel <= 64)
-                CHECK_OK(e2w_st_read_f32(st, x->name, x->ndim, x->shape, out,
-                                         err, sizeof err));
+                CHECK_OK(e2w_st_read_f32(st, x->name, x->ndim, x->shape, out, err, sizeof err));
         }
         e2w_st_close(st);
     }
@@ -719,19 +724,21 @@ static int test_fuzz_mutations(void) {
 
 /* A NaN, +Inf or -Inf weight, in any stored dtype, is an error naming the
  * tensor and the element; finite extremes read. */
-static int expect_nonfinite(const char *tag, const char *dtype, const void *data,
-                            size_t bytes, const char *want) {
+static int expect_nonfinite(const char *tag, const char *dtype, const void *data, size_t bytes,
+                            const char *want) {
     const char *dir = ckpt_scratch(tag);
     char path[512], hdr[160];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     size_t n = bytes / (strcmp(dtype, "F32") == 0 ? 4 : 2);
-    snprintf(hdr, sizeof hdr, "{\"w\":{\"dtype\":\"%s\",\"shape\":[%zu],"
-             "\"data_offsets\":[0,%zu]}}", dtype, n, bytes);
+    snprintf(hdr, sizeof hdr,
+             "{\"w\":{\"dtype\":\"%s\",\"shape\":[%zu],"
+             "\"data_offsets\":[0,%zu]}}",
+             dtype, n, bytes);
     raw_file(path, strlen(hdr), hdr, data, bytes);
     e2w_st *st;
     CHECK_OK(e2w_st_open(&st, dir, err, sizeof err));
     float out[8];
-    int64_t shape[1] = {(int64_t)n};
+    int64_t shape[1] = { (int64_t)n };
     err[0] = '\0';
     int rc = e2w_st_read_f32(st, "w", 1, shape, out, err, sizeof err);
     e2w_st_close(st);
@@ -749,13 +756,13 @@ static int expect_nonfinite(const char *tag, const char *dtype, const void *data
 }
 
 static int test_reject_nonfinite_weight(void) {
-    const float f_nan[3] = {1.0f, NAN, 2.0f};
-    const float f_inf[2] = {0.5f, INFINITY};
-    const float f_ninf[1] = {-INFINITY};
-    const float f_max[2] = {3.4028234663852886e38f, -3.4028234663852886e38f};
-    const uint16_t b_nan[2] = {0x3f80, 0x7fc0};
-    const uint16_t h_inf[3] = {0x3c00, 0x3c00, 0x7c00};
-    const uint16_t h_max[1] = {0x7bff};
+    const float f_nan[3] = { 1.0f, NAN, 2.0f };
+    const float f_inf[2] = { 0.5f, INFINITY };
+    const float f_ninf[1] = { -INFINITY };
+    const float f_max[2] = { 3.4028234663852886e38f, -3.4028234663852886e38f };
+    const uint16_t b_nan[2] = { 0x3f80, 0x7fc0 };
+    const uint16_t h_inf[3] = { 0x3c00, 0x3c00, 0x7c00 };
+    const uint16_t h_max[1] = { 0x7bff };
     CHECK(expect_nonfinite("nf_f32", "F32", f_nan, sizeof f_nan, "NaN at element 1") == 0);
     CHECK(expect_nonfinite("nf_inf", "F32", f_inf, sizeof f_inf, "Inf at element 1") == 0);
     CHECK(expect_nonfinite("nf_ninf", "F32", f_ninf, sizeof f_ninf, "-Inf at element 0") == 0);
@@ -767,46 +774,46 @@ static int test_reject_nonfinite_weight(void) {
 }
 
 static const ckpt_case cases[] = {
-    {"bf16_rounding", test_bf16_rounding},
-    {"f16_exhaustive", test_f16_exhaustive},
-    {"roundtrip_f32", test_roundtrip_f32},
-    {"roundtrip_bf16", test_roundtrip_bf16},
-    {"layout", test_layout},
-    {"sharded_equals_single", test_sharded_equals_single},
-    {"rewrite_removes_stale", test_rewrite_removes_stale},
-    {"single_file_preferred", test_single_file_preferred},
-    {"f16_read", test_f16_read},
-    {"reject_truncated_file", test_reject_truncated_file},
-    {"reject_header_past_eof", test_reject_header_past_eof},
-    {"reject_bad_json", test_reject_bad_json},
-    {"reject_not_object", test_reject_not_object},
-    {"reject_duplicate_key", test_reject_duplicate_key},
-    {"reject_unknown_dtype", test_reject_unknown_dtype},
-    {"reject_unsupported_dtype", test_reject_unsupported_dtype},
-    {"reject_offsets_out_of_range", test_reject_offsets_out_of_range},
-    {"reject_overlapping_offsets", test_reject_overlapping_offsets},
-    {"reject_gap", test_reject_gap},
-    {"reject_trailing_bytes", test_reject_trailing_bytes},
-    {"reject_shape_size_mismatch", test_reject_shape_size_mismatch},
-    {"reject_negative_dim", test_reject_negative_dim},
-    {"reject_shape_overflow", test_reject_shape_overflow},
-    {"reject_begin_after_end", test_reject_begin_after_end},
-    {"reject_extra_field", test_reject_extra_field},
-    {"reject_missing_dtype", test_reject_missing_dtype},
-    {"reject_bad_metadata", test_reject_bad_metadata},
-    {"index_hand_made_ok", test_index_hand_made_ok},
-    {"reject_missing_shard", test_reject_missing_shard},
-    {"reject_index_missing_tensor", test_reject_index_missing_tensor},
-    {"reject_index_unlisted_tensor", test_reject_index_unlisted_tensor},
-    {"reject_index_wrong_shard", test_reject_index_wrong_shard},
-    {"reject_index_path_escape", test_reject_index_path_escape},
-    {"reject_index_bad_json", test_reject_index_bad_json},
-    {"reject_empty_dir", test_reject_empty_dir},
-    {"read_shape_mismatch", test_read_shape_mismatch},
-    {"read_missing_tensor", test_read_missing_tensor},
-    {"write_rejects_bad_input", test_write_rejects_bad_input},
-    {"fuzz_mutations", test_fuzz_mutations},
-    {"reject_nonfinite_weight", test_reject_nonfinite_weight},
+    { "bf16_rounding", test_bf16_rounding },
+    { "f16_exhaustive", test_f16_exhaustive },
+    { "roundtrip_f32", test_roundtrip_f32 },
+    { "roundtrip_bf16", test_roundtrip_bf16 },
+    { "layout", test_layout },
+    { "sharded_equals_single", test_sharded_equals_single },
+    { "rewrite_removes_stale", test_rewrite_removes_stale },
+    { "single_file_preferred", test_single_file_preferred },
+    { "f16_read", test_f16_read },
+    { "reject_truncated_file", test_reject_truncated_file },
+    { "reject_header_past_eof", test_reject_header_past_eof },
+    { "reject_bad_json", test_reject_bad_json },
+    { "reject_not_object", test_reject_not_object },
+    { "reject_duplicate_key", test_reject_duplicate_key },
+    { "reject_unknown_dtype", test_reject_unknown_dtype },
+    { "reject_unsupported_dtype", test_reject_unsupported_dtype },
+    { "reject_offsets_out_of_range", test_reject_offsets_out_of_range },
+    { "reject_overlapping_offsets", test_reject_overlapping_offsets },
+    { "reject_gap", test_reject_gap },
+    { "reject_trailing_bytes", test_reject_trailing_bytes },
+    { "reject_shape_size_mismatch", test_reject_shape_size_mismatch },
+    { "reject_negative_dim", test_reject_negative_dim },
+    { "reject_shape_overflow", test_reject_shape_overflow },
+    { "reject_begin_after_end", test_reject_begin_after_end },
+    { "reject_extra_field", test_reject_extra_field },
+    { "reject_missing_dtype", test_reject_missing_dtype },
+    { "reject_bad_metadata", test_reject_bad_metadata },
+    { "index_hand_made_ok", test_index_hand_made_ok },
+    { "reject_missing_shard", test_reject_missing_shard },
+    { "reject_index_missing_tensor", test_reject_index_missing_tensor },
+    { "reject_index_unlisted_tensor", test_reject_index_unlisted_tensor },
+    { "reject_index_wrong_shard", test_reject_index_wrong_shard },
+    { "reject_index_path_escape", test_reject_index_path_escape },
+    { "reject_index_bad_json", test_reject_index_bad_json },
+    { "reject_empty_dir", test_reject_empty_dir },
+    { "read_shape_mismatch", test_read_shape_mismatch },
+    { "read_missing_tensor", test_read_missing_tensor },
+    { "write_rejects_bad_input", test_write_rejects_bad_input },
+    { "fuzz_mutations", test_fuzz_mutations },
+    { "reject_nonfinite_weight", test_reject_nonfinite_weight },
 };
 
 int main(int argc, char **argv) {

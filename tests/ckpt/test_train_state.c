@@ -15,7 +15,7 @@ static const unsigned char g_rng[13] = "rng-state-13";
 static int write_sample(const char *path) {
     uint64_t s = 3;
     for (int i = 0; i < NM; i++) g_m[i] = ckpt_randf(&s), g_v[i] = ckpt_randf(&s);
-    uint64_t cursor[3] = {7, 1ull << 40, 99};
+    uint64_t cursor[3] = { 7, 1ull << 40, 99 };
     e2w_ts_writer *w = e2w_ts_writer_new();
     CHECK(w != NULL);
     CHECK_OK(e2w_ts_put(w, "adamw.m", E2W_TS_F32, g_m, NM, err, sizeof err));
@@ -61,10 +61,8 @@ static int test_ts_roundtrip(void) {
     /* Misuse names the blob. */
     CHECK_ERR(e2w_ts_read(ts, "adamw.m", E2W_TS_F32, m, NM - 1, err, sizeof err),
               "blob adamw.m has 1000 elements, expected 999");
-    CHECK_ERR(e2w_ts_get_u64(ts, "rng", &step, err, sizeof err),
-              "blob rng is bytes, expected u64");
-    CHECK_ERR(e2w_ts_get(ts, "nope", E2W_TS_F32, &p, &n, err, sizeof err),
-              "no blob named nope");
+    CHECK_ERR(e2w_ts_get_u64(ts, "rng", &step, err, sizeof err), "blob rng is bytes, expected u64");
+    CHECK_ERR(e2w_ts_get(ts, "nope", E2W_TS_F32, &p, &n, err, sizeof err), "no blob named nope");
     e2w_ts_close(ts);
     return 0;
 }
@@ -80,7 +78,7 @@ static int test_ts_detects_corruption(void) {
     char *buf;
     size_t len;
     CHECK_OK(e2_read_file(path, 1 << 20, &buf, &len, err, sizeof err));
-    size_t offs[] = {12, 30, 50, 400, len / 2, len - 40, len - 1};
+    size_t offs[] = { 12, 30, 50, 400, len / 2, len - 40, len - 1 };
     for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
         buf[offs[i]] ^= 0x10;
         if (e2_write_file_atomic(bad, buf, len, err, sizeof err) < 0) {
@@ -92,8 +90,7 @@ static int test_ts_detects_corruption(void) {
         err[0] = '\0';
         int rc = e2w_ts_open(&ts, bad, err, sizeof err);
         if (rc >= 0 || ts != NULL || strstr(err, "corrupt.bin") == NULL ||
-            (strstr(err, "checksum mismatch") == NULL &&
-             strstr(err, "version") == NULL)) {
+            (strstr(err, "checksum mismatch") == NULL && strstr(err, "version") == NULL)) {
             fprintf(stderr, "flip at %zu: rc %d err \"%s\"\n", offs[i], rc, err);
             free(buf);
             return 1;
@@ -125,8 +122,7 @@ static int test_ts_rejects_foreign_file(void) {
     CHECK_OK(e2_write_file_atomic(path, junk, sizeof junk, err, sizeof err));
     e2w_ts *ts;
     CHECK_ERR(e2w_ts_open(&ts, path, err, sizeof err), "not a train-state file");
-    CHECK_ERR(e2w_ts_open(&ts, "/nonexistent-e2/state.bin", err, sizeof err),
-              "No such file");
+    CHECK_ERR(e2w_ts_open(&ts, "/nonexistent-e2/state.bin", err, sizeof err), "No such file");
     return 0;
 }
 
@@ -151,11 +147,11 @@ static int test_ts_put_misuse(void) {
 }
 
 static const ckpt_case cases[] = {
-    {"ts_roundtrip", test_ts_roundtrip},
-    {"ts_detects_corruption", test_ts_detects_corruption},
-    {"ts_detects_truncation", test_ts_detects_truncation},
-    {"ts_rejects_foreign_file", test_ts_rejects_foreign_file},
-    {"ts_put_misuse", test_ts_put_misuse},
+    { "ts_roundtrip", test_ts_roundtrip },
+    { "ts_detects_corruption", test_ts_detects_corruption },
+    { "ts_detects_truncation", test_ts_detects_truncation },
+    { "ts_rejects_foreign_file", test_ts_rejects_foreign_file },
+    { "ts_put_misuse", test_ts_put_misuse },
 };
 
 int main(int argc, char **argv) {

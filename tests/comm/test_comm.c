@@ -22,13 +22,12 @@
 #include "comm.h"
 #include "reducer.h"
 
-#define CHECK(c)                                                              \
-    do {                                                                      \
-        if (!(c)) {                                                           \
-            fprintf(stderr, "rank %d: %s:%d: check failed: %s\n", g_rank,     \
-                    __FILE__, __LINE__, #c);                                  \
-            _exit(1);                                                         \
-        }                                                                     \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "rank %d: %s:%d: check failed: %s\n", g_rank, __FILE__, __LINE__, #c); \
+            _exit(1);                                                                              \
+        }                                                                                          \
     } while (0)
 
 static int g_rank = -1, g_world;
@@ -41,7 +40,7 @@ static double now_s(void) {
 }
 
 static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
 }
 
@@ -76,7 +75,7 @@ static void start_together(const char *dir) {
 }
 
 static e2w_comm *connect_rank(const char *dir, int timeout_ms) {
-    e2w_comm_config cfg = {0};
+    e2w_comm_config cfg = { 0 };
     cfg.engine = E2W_COMM_GLOO;
     cfg.rank = g_rank;
     cfg.world_size = g_world;
@@ -96,7 +95,7 @@ static e2w_comm *connect_rank(const char *dir, int timeout_ms) {
 /* Rank r contributes (r + 1) * (i % 7 + 1): the average is
  * (W + 1) / 2 * (i % 7 + 1) and the sum W (W + 1) / 2 * (i % 7 + 1). */
 static void case_allreduce(e2w_comm *c) {
-    static const size_t sizes[] = {1, 1000, 1u << 20};
+    static const size_t sizes[] = { 1, 1000, 1u << 20 };
     for (size_t s = 0; s < 3; s++) {
         size_t n = sizes[s];
         float *x = malloc(n * sizeof *x);
@@ -111,7 +110,7 @@ static void case_allreduce(e2w_comm *c) {
         }
         free(x);
     }
-    double h[3] = {g_rank, 1.0, 0.5 * g_rank};
+    double h[3] = { g_rank, 1.0, 0.5 * g_rank };
     CHECK(e2w_comm_allreduce(c, h, 3, E2W_COMM_F64, E2W_COMM_SUM, g_err, sizeof g_err) == 0);
     double tri = g_world * (g_world - 1) / 2.0;
     CHECK(h[0] == tri && h[1] == (double)g_world && h[2] == 0.5 * tri);
@@ -141,9 +140,9 @@ static unsigned char gather_byte(size_t i, size_t j) {
  * chunk [min(r S, n), min((r + 1) S, n)), S = ceil(n / W), and garbage
  * elsewhere; afterwards every byte is right on every rank. */
 static void case_allgather(e2w_comm *c) {
-    static const size_t sizes[] = {1, 2, 7, 1001, (1u << 20) + 3};
-    static const e2w_comm_dtype dts[] = {E2W_COMM_BF16, E2W_COMM_F32, E2W_COMM_F64};
-    static const size_t eszs[] = {2, 4, 8};
+    static const size_t sizes[] = { 1, 2, 7, 1001, (1u << 20) + 3 };
+    static const e2w_comm_dtype dts[] = { E2W_COMM_BF16, E2W_COMM_F32, E2W_COMM_F64 };
+    static const size_t eszs[] = { 2, 4, 8 };
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         for (size_t d = 0; d < 3; d++) {
             size_t n = sizes[s], esz = eszs[d], W = (size_t)g_world;
@@ -190,7 +189,7 @@ static void *abort_later(void *arg) {
  * EABORTED, and the others fail soon after instead of waiting for the 20 s
  * timeout. */
 static void case_abort(e2w_comm *c, const char *dir) {
-    float x[256] = {0};
+    float x[256] = { 0 };
     double t0 = now_s();
     if (g_rank == 0) {
         pthread_t t;
@@ -205,7 +204,7 @@ static void case_abort(e2w_comm *c, const char *dir) {
               E2W_COMM_EABORTED);
         CHECK(e2w_comm_barrier(c, g_err, sizeof g_err) == E2W_COMM_EABORTED);
         CHECK(now_s() - t1 < 1.0); /* at once, not after the 20 s timeout */
-        e2w_comm_abort(c); /* twice is harmless */
+        e2w_comm_abort(c);         /* twice is harmless */
         return;
     }
     if (g_rank == g_world - 1) await_mark(dir, "aborted");
@@ -245,7 +244,7 @@ static void case_allgather_abort(e2w_comm *c, const char *dir) {
 static void case_peer_exit(e2w_comm *c) {
     CHECK(e2w_comm_barrier(c, g_err, sizeof g_err) == 0);
     if (g_rank == g_world - 1) _exit(0);
-    float x[1000] = {0};
+    float x[1000] = { 0 };
     double t0 = now_s();
     CHECK(e2w_comm_allreduce(c, x, 1000, E2W_COMM_F32, E2W_COMM_SUM, g_err, sizeof g_err) < 0);
     CHECK(now_s() - t0 < 4.0);
@@ -258,7 +257,7 @@ static void case_timeout(e2w_comm *c) {
         sleep_ms(2500);
         return;
     }
-    float x[10] = {0};
+    float x[10] = { 0 };
     double t0 = now_s();
     int rc = e2w_comm_allreduce(c, x, 10, E2W_COMM_F32, E2W_COMM_SUM, g_err, sizeof g_err);
     CHECK(rc == E2W_COMM_ETIMEDOUT);
@@ -274,7 +273,7 @@ static void case_spans(e2w_comm *c) {
     for (int i = 0; i < 40; i++) x[i] = (float)((g_rank + 1) * (i + 1));
     void *mark = (void *)&g_rank;
     CHECK(e2w_comm_mark(c, NULL, &mark, g_err, sizeof g_err) == 0 && mark == NULL);
-    e2w_comm_span sp[3] = {{x, 5}, {x + 10, 1}, {x + 30, 10}};
+    e2w_comm_span sp[3] = { { x, 5 }, { x + 10, 1 }, { x + 30, 10 } };
     CHECK(e2w_comm_allreduce_spans(c, mark, sp, 3, E2W_COMM_F32, E2W_COMM_SUM, g_err,
                                    sizeof g_err) == 0);
     e2w_comm_mark_free(c, mark);
@@ -294,9 +293,9 @@ static void case_reducer(e2w_comm *c) {
     CHECK(x != NULL);
     e2w_reducer *r = NULL;
     CHECK(e2w_reducer_create(&r, c, x, E2W_COMM_F32, NULL, g_err, sizeof g_err) == 0);
-    const e2w_reducer_range packed[3] = {{50, 10}, {0, 10}, {2000, 300}};
-    const e2w_reducer_range alone = {100000, 200000};
-    const e2w_reducer_range last[2] = {{3000, 1}, {99999, 1}};
+    const e2w_reducer_range packed[3] = { { 50, 10 }, { 0, 10 }, { 2000, 300 } };
+    const e2w_reducer_range alone = { 100000, 200000 };
+    const e2w_reducer_range last[2] = { { 3000, 1 }, { 99999, 1 } };
     for (int step = 0; step < 2; step++) {
         for (size_t i = 0; i < n; i++) x[i] = (float)((g_rank + 1) * (int)(i % 7 + 1));
         e2w_reducer_push(r, packed, 3);
@@ -305,8 +304,8 @@ static void case_reducer(e2w_comm *c) {
         e2w_reducer_push(r, last, 2);
         CHECK(e2w_reducer_wait(r, NULL, g_err, sizeof g_err) == 0);
         for (size_t i = 0; i < n; i++) {
-            int summed = i < 10 || (i >= 50 && i < 60) || (i >= 2000 && i < 2300) ||
-                         i == 3000 || i >= 99999;
+            int summed =
+                i < 10 || (i >= 50 && i < 60) || (i >= 2000 && i < 2300) || i == 3000 || i >= 99999;
             double mine = (g_rank + 1) * (double)(i % 7 + 1);
             double want = summed ? g_world * (g_world + 1) / 2.0 * (double)(i % 7 + 1) : mine;
             CHECK(x[i] == (float)want);
@@ -321,10 +320,10 @@ static void case_reducer(e2w_comm *c) {
  * pushes: wait reports the failure instead of hanging, every later wait
  * too, and free returns. */
 static void case_reducer_abort(e2w_comm *c) {
-    float x[512] = {0};
+    float x[512] = { 0 };
     e2w_reducer *r = NULL;
     CHECK(e2w_reducer_create(&r, c, x, E2W_COMM_F32, NULL, g_err, sizeof g_err) == 0);
-    const e2w_reducer_range all = {0, 512};
+    const e2w_reducer_range all = { 0, 512 };
     double t0 = now_s();
     if (g_rank == g_world - 1) {
         sleep_ms(1000);
@@ -346,18 +345,30 @@ static int run_rank(const char *name, const char *dir) {
     int timeout_ms = !strcmp(name, "timeout") ? 500 : 20000;
     start_together(dir);
     e2w_comm *c = connect_rank(dir, timeout_ms);
-    if (!strcmp(name, "allreduce")) case_allreduce(c);
-    else if (!strcmp(name, "broadcast")) case_broadcast(c);
-    else if (!strcmp(name, "allgather")) case_allgather(c);
-    else if (!strcmp(name, "allgather_abort")) case_allgather_abort(c, dir);
-    else if (!strcmp(name, "barrier")) case_barrier(c, dir);
-    else if (!strcmp(name, "abort")) case_abort(c, dir);
-    else if (!strcmp(name, "peer_exit")) case_peer_exit(c);
-    else if (!strcmp(name, "timeout")) case_timeout(c);
-    else if (!strcmp(name, "reducer")) case_reducer(c);
-    else if (!strcmp(name, "spans")) case_spans(c);
-    else if (!strcmp(name, "reducer_abort")) case_reducer_abort(c);
-    else CHECK(!"unknown case");
+    if (!strcmp(name, "allreduce"))
+        case_allreduce(c);
+    else if (!strcmp(name, "broadcast"))
+        case_broadcast(c);
+    else if (!strcmp(name, "allgather"))
+        case_allgather(c);
+    else if (!strcmp(name, "allgather_abort"))
+        case_allgather_abort(c, dir);
+    else if (!strcmp(name, "barrier"))
+        case_barrier(c, dir);
+    else if (!strcmp(name, "abort"))
+        case_abort(c, dir);
+    else if (!strcmp(name, "peer_exit"))
+        case_peer_exit(c);
+    else if (!strcmp(name, "timeout"))
+        case_timeout(c);
+    else if (!strcmp(name, "reducer"))
+        case_reducer(c);
+    else if (!strcmp(name, "spans"))
+        case_spans(c);
+    else if (!strcmp(name, "reducer_abort"))
+        case_reducer_abort(c);
+    else
+        CHECK(!"unknown case");
     e2w_comm_free(c);
     return 0;
 }

@@ -15,36 +15,29 @@
 
 typedef int (*clock_fn)(clockid_t, struct timespec *);
 
-static const volatile int64_t *clockshift_offset(void)
-{
+static const volatile int64_t *clockshift_offset(void) {
     static const volatile int64_t *off;
     static int tried;
     if (!tried) {
         const char *path = getenv("E2D_TEST_CLOCK_FILE");
         int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-        void *p = fd >= 0 ? mmap(NULL, sizeof(int64_t), PROT_READ,
-                                 MAP_SHARED, fd, 0)
-                          : MAP_FAILED;
-        if (fd >= 0)
-            close(fd);
+        void *p = fd >= 0 ? mmap(NULL, sizeof(int64_t), PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+        if (fd >= 0) close(fd);
         off = p == MAP_FAILED ? NULL : p;
         tried = 1;
     }
     return off;
 }
 
-int clock_gettime(clockid_t id, struct timespec *ts)
-{
+int clock_gettime(clockid_t id, struct timespec *ts) {
     static clock_fn real;
     const volatile int64_t *off;
     int rc;
-    if (!real)
-        real = (clock_fn)dlsym(RTLD_NEXT, "clock_gettime");
+    if (!real) real = (clock_fn)dlsym(RTLD_NEXT, "clock_gettime");
     rc = real(id, ts);
     if (rc == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE) &&
         (off = clockshift_offset()) && *off) {
-        int64_t ns = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec +
-                     *off * 1000000;
+        int64_t ns = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec + *off * 1000000;
         ts->tv_sec = ns / 1000000000;
         ts->tv_nsec = ns % 1000000000;
     }

@@ -6,8 +6,7 @@
 
 #include "check.h"
 
-int main(void)
-{
+int main(void) {
     /* The happy path and the fault paths. */
     CHECK(jobstate_can(JOBSTATE_PENDING, JOBSTATE_STARTING));
     CHECK(jobstate_can(JOBSTATE_STARTING, JOBSTATE_RUNNING));
@@ -30,16 +29,13 @@ int main(void)
     /* Terminal states lead nowhere, and only they are terminal. */
     for (int from = 0; from < JOBSTATE_N; from++) {
         int out = 0;
-        for (int to = 0; to < JOBSTATE_N; to++)
-            out += jobstate_can(from, to);
-        CHECK(jobstate_terminal(from) == (from == JOBSTATE_SUCCEEDED ||
-                                          from == JOBSTATE_FAILED ||
+        for (int to = 0; to < JOBSTATE_N; to++) out += jobstate_can(from, to);
+        CHECK(jobstate_terminal(from) == (from == JOBSTATE_SUCCEEDED || from == JOBSTATE_FAILED ||
                                           from == JOBSTATE_CANCELLED));
         CHECK(!jobstate_terminal(from) == (out > 0 || from == 0));
         /* A non-terminal state can always reach a terminal one. */
         if (from && !jobstate_terminal(from))
-            CHECK(jobstate_can(from, JOBSTATE_FAILED) ||
-                  jobstate_can(from, JOBSTATE_CANCELLED));
+            CHECK(jobstate_can(from, JOBSTATE_FAILED) || jobstate_can(from, JOBSTATE_CANCELLED));
     }
     CHECK(strcmp(jobstate_name(JOBSTATE_CANCELLING), "CANCELLING") == 0);
     CHECK(strcmp(jobstate_name(42), "UNKNOWN") == 0);

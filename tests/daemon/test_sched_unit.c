@@ -17,11 +17,9 @@
 
 static e2d_server g_srv;
 
-static int setup(void)
-{
+static int setup(void) {
     char dir[] = "/tmp/e2d_sched_XXXXXX", db[600], err[E2_ERRLEN];
-    if (!mkdtemp(dir))
-        return 1;
+    if (!mkdtemp(dir)) return 1;
     memset(&g_srv, 0, sizeof g_srv);
     config_init(&g_srv.cfg);
     snprintf(g_srv.cfg.state_dir, sizeof g_srv.cfg.state_dir, "%s", dir);
@@ -29,27 +27,22 @@ static int setup(void)
     g_srv.hb_interval_ms = 1000;
     g_srv.hb_timeout_ms = 10000;
     g_srv.hang_timeout_ms = 600000;
-    CHECK(store_open(&g_srv.db, db, STORE_SCHEMA_VERSION, err, sizeof err) ==
-          0);
+    CHECK(store_open(&g_srv.db, db, STORE_SCHEMA_VERSION, err, sizeof err) == 0);
     return 0;
 }
 
-static void teardown(void)
-{
+static void teardown(void) {
     char cmd[600];
     sched_free(&g_srv);
     store_close(g_srv.db);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_srv.cfg.state_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cleanup of %s failed\n", g_srv.cfg.state_dir);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", g_srv.cfg.state_dir);
 }
 
 /* A registered worker of `device` in `state`, appended to the registry. */
-static e2d_worker *worker(const char *id, const char *device, int state)
-{
+static e2d_worker *worker(const char *id, const char *device, int state) {
     e2d_worker *w = calloc(1, sizeof *w), **p;
-    if (!w)
-        abort();
+    if (!w) abort();
     snprintf(w->row.id, sizeof w->row.id, "%s", id);
     snprintf(w->row.device, sizeof w->row.device, "%s", device);
     w->row.state = state;
@@ -62,8 +55,7 @@ static e2d_worker *worker(const char *id, const char *device, int state)
 }
 
 /* A PENDING job stored as SubmitJob would (row, directory); its id. */
-static const char *job(int num_workers, int priority, char *id)
-{
+static const char *job(int num_workers, int priority, char *id) {
     char err[E2_ERRLEN];
     store_job j;
     memset(&j, 0, sizeof j);
@@ -88,30 +80,25 @@ static const char *job(int num_workers, int priority, char *id)
 }
 
 /* The job an assignment queued on w names, or "" when none. */
-static const char *assigned(const e2d_worker *w)
-{
+static const char *assigned(const e2d_worker *w) {
     for (size_t i = 0; i < w->ncmds; i++)
         if (w->cmds[i]->kind_case == E2__V1__COMMAND__KIND_ASSIGNMENT)
             return w->cmds[i]->assignment->job_id;
     return "";
 }
 
-static int state_of(const char *id, char *reason, size_t n)
-{
+static int state_of(const char *id, char *reason, size_t n) {
     char err[E2_ERRLEN];
     store_job j;
     int s;
-    if (store_job_get(g_srv.db, id, &j, err, sizeof err) < 0)
-        return -1;
+    if (store_job_get(g_srv.db, id, &j, err, sizeof err) < 0) return -1;
     s = j.state;
-    if (reason)
-        snprintf(reason, n, "%s", j.reason ? j.reason : "");
+    if (reason) snprintf(reason, n, "%s", j.reason ? j.reason : "");
     store_job_free(&j);
     return s;
 }
 
-static int parked_job_does_not_block(void)
-{
+static int parked_job_does_not_block(void) {
     char big[STORE_IDLEN], small[STORE_IDLEN], why[256];
     e2d_worker *w = worker("w-a", "cpu", WS_IDLE);
     job(2, 0, big);
@@ -124,8 +111,7 @@ static int parked_job_does_not_block(void)
     return 0;
 }
 
-static int fitting_job_blocks_the_queue(void)
-{
+static int fitting_job_blocks_the_queue(void) {
     char big[STORE_IDLEN], small[STORE_IDLEN], why[256];
     e2d_worker *busy = worker("w-a", "cpu", WS_BUSY);
     e2d_worker *idle = worker("w-b", "cpu", WS_IDLE);
@@ -139,8 +125,7 @@ static int fitting_job_blocks_the_queue(void)
     return 0;
 }
 
-static int lost_workers_are_not_capacity(void)
-{
+static int lost_workers_are_not_capacity(void) {
     char big[STORE_IDLEN], why[256];
     worker("w-a", "cpu", WS_IDLE);
     worker("w-b", "cpu", WS_LOST);
@@ -156,8 +141,7 @@ static int lost_workers_are_not_capacity(void)
     return 0;
 }
 
-static int higher_priority_first(void)
-{
+static int higher_priority_first(void) {
     char lo[STORE_IDLEN], hi[STORE_IDLEN];
     e2d_worker *w = worker("w-a", "cpu", WS_IDLE);
     job(1, 0, lo);
@@ -168,8 +152,7 @@ static int higher_priority_first(void)
     return 0;
 }
 
-static int cancel_of_pending_head_asks_for_a_pass(void)
-{
+static int cancel_of_pending_head_asks_for_a_pass(void) {
     char big[STORE_IDLEN], err[E2_ERRLEN];
     store_job j;
     worker("w-a", "cpu", WS_BUSY);
@@ -185,8 +168,7 @@ static int cancel_of_pending_head_asks_for_a_pass(void)
     return 0;
 }
 
-static int log_escape_controls(void)
-{
+static int log_escape_controls(void) {
     char out[128];
     e2d_log_escape(out, sizeof out, "a\x1b[1m\nb\xc2\x9b\xc3\xa9\xff");
     CHECK(!strcmp(out, "a\\x1b[1m\\x0ab\\x9b\xc3\xa9\\xff"));
@@ -199,21 +181,18 @@ static const struct {
     const char *name;
     int (*fn)(void);
 } cases[] = {
-    {"parked_job_does_not_block", parked_job_does_not_block},
-    {"fitting_job_blocks_the_queue", fitting_job_blocks_the_queue},
-    {"lost_workers_are_not_capacity", lost_workers_are_not_capacity},
-    {"higher_priority_first", higher_priority_first},
-    {"cancel_of_pending_head_asks_for_a_pass",
-     cancel_of_pending_head_asks_for_a_pass},
-    {"log_escape_controls", log_escape_controls},
+    { "parked_job_does_not_block", parked_job_does_not_block },
+    { "fitting_job_blocks_the_queue", fitting_job_blocks_the_queue },
+    { "lost_workers_are_not_capacity", lost_workers_are_not_capacity },
+    { "higher_priority_first", higher_priority_first },
+    { "cancel_of_pending_head_asks_for_a_pass", cancel_of_pending_head_asks_for_a_pass },
+    { "log_escape_controls", log_escape_controls },
 };
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     int fails = 0, ran = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], cases[i].name))
-            continue;
+        if (argc > 1 && strcmp(argv[1], cases[i].name)) continue;
         ran++;
         if (setup()) {
             fails++;

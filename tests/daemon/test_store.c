@@ -15,19 +15,15 @@
 
 static char g_db[512];
 
-static void scratch(void)
-{
+static void scratch(void) {
     char dir[] = "/tmp/e2d_store_XXXXXX";
-    if (!mkdtemp(dir))
-        abort();
+    if (!mkdtemp(dir)) abort();
     snprintf(g_db, sizeof g_db, "%s/e2d.db", dir);
 }
 
-static int insert(store *s, const char *rid, int prio, const char *team,
-                  store_job *j)
-{
+static int insert(store *s, const char *rid, int prio, const char *team, store_job *j) {
     char err[E2_ERRLEN];
-    store_label l = {"team", team};
+    store_label l = { "team", team };
     memset(j, 0, sizeof *j);
     j->request_id = rid ? strdup(rid) : NULL;
     j->spec_json = strdup("{\"name\":\"t\"}");
@@ -40,13 +36,11 @@ static int insert(store *s, const char *rid, int prio, const char *team,
     j->created_ms = 1000;
     j->total_steps = 10;
     int rc = store_job_insert(s, j, &l, team ? 1 : 0, err, sizeof err);
-    if (rc < 0)
-        fprintf(stderr, "insert: %s\n", err);
+    if (rc < 0) fprintf(stderr, "insert: %s\n", err);
     return rc;
 }
 
-static int migrate_then_reopen(void)
-{
+static int migrate_then_reopen(void) {
     char err[E2_ERRLEN];
     store *s;
     store_job j, g;
@@ -73,15 +67,13 @@ static int migrate_then_reopen(void)
     return 0;
 }
 
-static int newer_schema_refused(void)
-{
+static int newer_schema_refused(void) {
     char err[E2_ERRLEN];
     store *s;
     sqlite3 *db;
     scratch();
     CHECK(sqlite3_open(g_db, &db) == SQLITE_OK);
-    CHECK(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL) ==
-          SQLITE_OK);
+    CHECK(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     CHECK(store_open(&s, g_db, STORE_SCHEMA_VERSION, err, sizeof err) < 0);
     CHECK(s == NULL);
@@ -89,8 +81,7 @@ static int newer_schema_refused(void)
     return 0;
 }
 
-static int update_roundtrip(void)
-{
+static int update_roundtrip(void) {
     char err[E2_ERRLEN];
     store *s;
     store_job j, g;
@@ -117,15 +108,13 @@ static int update_roundtrip(void)
     CHECK(strcmp(g.reason, "rank 1 exited with code 2") == 0);
     CHECK(g.request_id == NULL);
     store_job_free(&g);
-    CHECK(store_job_get(s, "j-999999", &g, err, sizeof err) ==
-          STORE_NOTFOUND);
+    CHECK(store_job_get(s, "j-999999", &g, err, sizeof err) == STORE_NOTFOUND);
     store_close(s);
     store_job_free(&j);
     return 0;
 }
 
-static int request_id_unique(void)
-{
+static int request_id_unique(void) {
     char err[E2_ERRLEN];
     store *s;
     store_job a, b, g;
@@ -144,8 +133,7 @@ static int request_id_unique(void)
 }
 
 /* Inner levels are savepoints: rolling one back keeps the outer work. */
-static int nested_transactions(void)
-{
+static int nested_transactions(void) {
     char err[E2_ERRLEN];
     store *s;
     store_job a, b, g;
@@ -164,8 +152,7 @@ static int nested_transactions(void)
     CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
     CHECK(store_job_by_request(s, "outer", &g, err, sizeof err) == 0);
     store_job_free(&g);
-    CHECK(store_job_by_request(s, "inner", &g, err, sizeof err) ==
-          STORE_NOTFOUND);
+    CHECK(store_job_by_request(s, "inner", &g, err, sizeof err) == STORE_NOTFOUND);
     CHECK(store_job_count(s) == 1);
     /* An uncommitted outer level is gone after close. */
     CHECK(store_begin(s, err, sizeof err) == 0);
@@ -180,18 +167,20 @@ static int nested_transactions(void)
     return 0;
 }
 
-struct seen { int n; char ids[16][STORE_IDLEN]; int64_t last; };
+struct seen {
+    int n;
+    char ids[16][STORE_IDLEN];
+    int64_t last;
+};
 
-static int collect(void *ud, const store_job *j)
-{
+static int collect(void *ud, const store_job *j) {
     struct seen *v = ud;
     snprintf(v->ids[v->n++], STORE_IDLEN, "%s", j->id);
     v->last = j->seq;
     return 0;
 }
 
-static int list_filters_and_pages(void)
-{
+static int list_filters_and_pages(void) {
     char err[E2_ERRLEN];
     store *s;
     store_job j;
@@ -208,20 +197,20 @@ static int list_filters_and_pages(void)
     }
     /* Newest first, label selector. */
     memset(&v, 0, sizeof v);
-    store_jobq q = {.labels = {{"team", "a"}}, .nlabels = 1};
+    store_jobq q = { .labels = { { "team", "a" } }, .nlabels = 1 };
     CHECK(store_job_list(s, &q, collect, &v, err, sizeof err) == 3);
     CHECK(strcmp(v.ids[0], "j-000005") == 0 && strcmp(v.ids[2], "j-000001") == 0);
     /* Every selector must match. */
     memset(&v, 0, sizeof v);
-    store_jobq q2 = {.labels = {{"team", "a"}, {"team", "b"}}, .nlabels = 2};
+    store_jobq q2 = { .labels = { { "team", "a" }, { "team", "b" } }, .nlabels = 2 };
     CHECK(store_job_list(s, &q2, collect, &v, err, sizeof err) == 0);
     memset(&v, 0, sizeof v);
-    store_jobq r = {.states = 1u << JOBSTATE_RUNNING};
+    store_jobq r = { .states = 1u << JOBSTATE_RUNNING };
     CHECK(store_job_list(s, &r, collect, &v, err, sizeof err) == 1);
     CHECK(strcmp(v.ids[0], "j-000005") == 0);
     /* Pages of 2 via before_seq. */
     memset(&v, 0, sizeof v);
-    store_jobq p = {.limit = 2};
+    store_jobq p = { .limit = 2 };
     CHECK(store_job_list(s, &p, collect, &v, err, sizeof err) == 2);
     p.before_seq = v.last;
     CHECK(store_job_list(s, &p, collect, &v, err, sizeof err) == 2);
@@ -234,33 +223,27 @@ static int list_filters_and_pages(void)
     CHECK(strcmp(v.ids[0], "j-000004") == 0 && strcmp(v.ids[1], "j-000001") == 0);
     CHECK(strcmp(v.ids[3], "j-000003") == 0);
     memset(&v, 0, sizeof v);
-    CHECK(store_job_in_states(s, 1u << JOBSTATE_RUNNING, collect, &v, err,
-                              sizeof err) == 1);
+    CHECK(store_job_in_states(s, 1u << JOBSTATE_RUNNING, collect, &v, err, sizeof err) == 1);
     store_close(s);
     return 0;
 }
 
-static void count_event(void *ud, const store_event *e)
-{
+static void count_event(void *ud, const store_event *e) {
     int *n = ud;
-    if (e->to == JOBSTATE_STARTING && strcmp(e->reason, "assigned") == 0)
-        (*n)++;
+    if (e->to == JOBSTATE_STARTING && strcmp(e->reason, "assigned") == 0) (*n)++;
 }
 
-static void count_ckpt(void *ud, const store_ckpt *c)
-{
+static void count_ckpt(void *ud, const store_ckpt *c) {
     int64_t *sum = ud;
     *sum += c->step;
 }
 
-static void count_metric(void *ud, const store_metric *m)
-{
+static void count_metric(void *ud, const store_metric *m) {
     double *sum = ud;
     *sum += m->loss;
 }
 
-static int events_ckpts_metrics_rdv(void)
-{
+static int events_ckpts_metrics_rdv(void) {
     char err[E2_ERRLEN];
     store *s;
     int n = 0;
@@ -270,11 +253,11 @@ static int events_ckpts_metrics_rdv(void)
     size_t len;
     scratch();
     CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
-    store_event e = {5, JOBSTATE_PENDING, JOBSTATE_STARTING, "assigned"};
+    store_event e = { 5, JOBSTATE_PENDING, JOBSTATE_STARTING, "assigned" };
     CHECK(store_event_add(s, "j-000001", &e, err, sizeof err) == 0);
     CHECK(store_event_list(s, "j-000001", count_event, &n, err, sizeof err) == 0);
     CHECK(n == 1);
-    store_ckpt c = {10, "/x/step_10", 7, 1, "{}"};
+    store_ckpt c = { 10, "/x/step_10", 7, 1, "{}" };
     CHECK(store_ckpt_add(s, "j-000001", &c, err, sizeof err) == 0);
     c.step = 20;
     CHECK(store_ckpt_add(s, "j-000001", &c, err, sizeof err) == 0);
@@ -282,7 +265,7 @@ static int events_ckpts_metrics_rdv(void)
     CHECK(store_ckpt_list(s, "j-000001", count_ckpt, &steps, err, sizeof err) == 0);
     CHECK(steps == 20);
     /* A step reported again by a later attempt replaces the earlier one. */
-    store_metric m = {.step = 1, .attempt = 1, .loss = 2.0};
+    store_metric m = { .step = 1, .attempt = 1, .loss = 2.0 };
     CHECK(store_metric_add(s, "j-000001", &m, err, sizeof err) == 0);
     m.attempt = 2;
     m.loss = 3.0;
@@ -295,21 +278,18 @@ static int events_ckpts_metrics_rdv(void)
     loss = 0;
     CHECK(store_metric_list(s, "j-000001", count_metric, &loss, err, sizeof err) == 0);
     CHECK(loss == 3.0);
-    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) ==
-          STORE_NOTFOUND);
+    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == STORE_NOTFOUND);
     CHECK(store_rdv_put(s, "j-000001", 1, "k", "abc", 3, err, sizeof err) == 0);
     CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == 0);
     CHECK(len == 3 && memcmp(val, "abc", 3) == 0);
     free(val);
     CHECK(store_rdv_clear(s, "j-000001", 2, err, sizeof err) == 0);
-    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) ==
-          STORE_NOTFOUND);
+    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == STORE_NOTFOUND);
     store_close(s);
     return 0;
 }
 
-int main(void)
-{
+int main(void) {
     int fails = 0;
     fails += migrate_then_reopen();
     fails += newer_schema_refused();
@@ -318,7 +298,6 @@ int main(void)
     fails += nested_transactions();
     fails += list_filters_and_pages();
     fails += events_ckpts_metrics_rdv();
-    if (fails)
-        fprintf(stderr, "%d case(s) failed\n", fails);
+    if (fails) fprintf(stderr, "%d case(s) failed\n", fails);
     return fails ? 1 : 0;
 }

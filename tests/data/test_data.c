@@ -41,8 +41,7 @@ static int count_files(void) {
     DIR *d = opendir(dir);
     int n = 0;
     struct dirent *e;
-    while (d && (e = readdir(d)))
-        n += e->d_name[0] != '.';
+    while (d && (e = readdir(d))) n += e->d_name[0] != '.';
     if (d) closedir(d);
     return n;
 }
@@ -59,7 +58,7 @@ static char *in_dir(const char *name) {
 static int write_raw(const char *path, const int32_t *h, int nh, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
-    int32_t header[E2W_SHARD_HEADER_INTS] = {0};
+    int32_t header[E2W_SHARD_HEADER_INTS] = { 0 };
     for (int i = 0; i < nh && i < E2W_SHARD_HEADER_INTS; i++) header[i] = h[i];
     if (nh >= 0) fwrite(header, 4, E2W_SHARD_HEADER_INTS, f);
     for (size_t i = 0; i < n; i++) fputc((int)(i & 0x7f), f);
@@ -72,7 +71,8 @@ static int shard_round_trip(int width, uint32_t max_token) {
     CHECK(make_dir() == 0);
     enum { N = 5000 };
     static uint32_t tok[N];
-    for (uint32_t i = 0; i < N; i++) tok[i] = (uint32_t)(((uint64_t)i * 2654435761u) % ((uint64_t)max_token + 1));
+    for (uint32_t i = 0; i < N; i++)
+        tok[i] = (uint32_t)(((uint64_t)i * 2654435761u) % ((uint64_t)max_token + 1));
     tok[0] = max_token;
     tok[1] = 0;
     const char *p = in_dir("s.bin");
@@ -96,8 +96,12 @@ static int shard_round_trip(int width, uint32_t max_token) {
     return 0;
 }
 
-static int case_shard_u16(void) { return shard_round_trip(2, 65535); }
-static int case_shard_u32(void) { return shard_round_trip(4, 4294967295u); }
+static int case_shard_u16(void) {
+    return shard_round_trip(2, 65535);
+}
+static int case_shard_u32(void) {
+    return shard_round_trip(4, 4294967295u);
+}
 
 static int case_shard_empty(void) {
     CHECK(make_dir() == 0);
@@ -114,7 +118,7 @@ static int case_shard_empty(void) {
  * shard is replaced whole. */
 static int case_shard_atomic(void) {
     CHECK(make_dir() == 0);
-    uint32_t a[3] = {1, 2, 3}, b[4] = {9, 70000, 8, 7};
+    uint32_t a[3] = { 1, 2, 3 }, b[4] = { 9, 70000, 8, 7 };
     const char *p = in_dir("x.bin");
     CHECK(e2w_shard_write(p, b, 4, 2, err, sizeof err) != 0);
     CHECK_MSG(err, "token 70000 at 1 does not fit uint16");
@@ -141,14 +145,32 @@ static int case_shard_corrupt(void) {
         size_t body;
         const char *want;
     } t[] = {
-        {"short.bin", {0}, -1, 100, "truncated header (a shard starts with a 1024-byte header)"},
-        {"empty.bin", {0}, -1, 0, "truncated header"},
-        {"magic.bin", {12345, 1, 0}, 3, 0, "bad magic (expected 20240520 for uint16 or 20240801 for uint32 tokens)"},
-        {"v16.bin", {20240520, 7, 0}, 3, 0, "bad header: uint16 token shards need version 1"},
-        {"v32.bin", {20240801, 1, 0}, 3, 0, "bad header: uint32 token shards need version 7"},
-        {"neg.bin", {20240520, 1, -5}, 3, 0, "bad header: negative token count"},
-        {"long.bin", {20240520, 1, 10}, 3, 21, "size mismatch: the file's size is not the 1024-byte header plus the header's token count times 2 bytes"},
-        {"cut.bin", {20240801, 7, 10}, 3, 39, "size mismatch: the file's size is not the 1024-byte header plus the header's token count times 4 bytes"},
+        { "short.bin",
+          { 0 },
+          -1,
+          100,
+          "truncated header (a shard starts with a 1024-byte header)" },
+        { "empty.bin", { 0 }, -1, 0, "truncated header" },
+        { "magic.bin",
+          { 12345, 1, 0 },
+          3,
+          0,
+          "bad magic (expected 20240520 for uint16 or 20240801 for uint32 tokens)" },
+        { "v16.bin", { 20240520, 7, 0 }, 3, 0, "bad header: uint16 token shards need version 1" },
+        { "v32.bin", { 20240801, 1, 0 }, 3, 0, "bad header: uint32 token shards need version 7" },
+        { "neg.bin", { 20240520, 1, -5 }, 3, 0, "bad header: negative token count" },
+        { "long.bin",
+          { 20240520, 1, 10 },
+          3,
+          21,
+          "size mismatch: the file's size is not the 1024-byte header plus the header's token "
+          "count times 2 bytes" },
+        { "cut.bin",
+          { 20240801, 7, 10 },
+          3,
+          39,
+          "size mismatch: the file's size is not the 1024-byte header plus the header's token "
+          "count times 4 bytes" },
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         const char *p = in_dir(t[i].name);
@@ -189,10 +211,10 @@ static int write_counting(const uint32_t *sizes, int n, uint32_t *total) {
 
 static int case_dataset_windows(void) {
     CHECK(make_dir() == 0);
-    const uint32_t sizes[] = {50, 3, 48};
+    const uint32_t sizes[] = { 50, 3, 48 };
     uint32_t total;
     CHECK(write_counting(sizes, 3, &total) == 0);
-    char *pat[] = {in_dir("c_*.bin")};
+    char *pat[] = { in_dir("c_*.bin") };
     e2w_dataset *ds;
     const uint32_t R = 7;
     CHECK(e2w_dataset_open(&ds, pat, 1, R, err, sizeof err) == 0);
@@ -208,7 +230,8 @@ static int case_dataset_windows(void) {
     CHECK(e2w_dataset_read_tokens(ds, total - 2, 2, out) == 0 && out[1] == (int32_t)total - 1);
     CHECK(e2w_dataset_check_vocab(ds, total, err, sizeof err) == 0);
     CHECK(e2w_dataset_check_vocab(ds, 60, err, sizeof err) != 0);
-    CHECK_MSG(err, "c_02.bin: the token at position 7 is outside the model's vocabulary (vocab_size 60)");
+    CHECK_MSG(
+        err, "c_02.bin: the token at position 7 is outside the model's vocabulary (vocab_size 60)");
     e2w_dataset_close(ds);
     remove_dir();
     return 0;
@@ -216,21 +239,21 @@ static int case_dataset_windows(void) {
 
 static int case_dataset_errors(void) {
     CHECK(make_dir() == 0);
-    const uint32_t sizes[] = {5};
+    const uint32_t sizes[] = { 5 };
     uint32_t total;
     CHECK(write_counting(sizes, 1, &total) == 0);
     e2w_dataset *ds;
-    char *none[] = {in_dir("nothing_*.bin")};
+    char *none[] = { in_dir("nothing_*.bin") };
     CHECK(e2w_dataset_open(&ds, none, 1, 4, err, sizeof err) == -ENOENT);
     CHECK_MSG(err, "nothing_*.bin: no token shard matches");
-    char *one[] = {in_dir("c_00.bin")};
+    char *one[] = { in_dir("c_00.bin") };
     CHECK(e2w_dataset_open(&ds, one, 1, 5, err, sizeof err) != 0);
     CHECK_MSG(err, "5 tokens in 1 shard(s), fewer than one training sequence of 5 + 1 tokens");
     CHECK(e2w_dataset_open(&ds, one, 1, 4, err, sizeof err) == 0 && e2w_dataset_samples(ds) == 1);
     e2w_dataset_close(ds);
-    int32_t bad[3] = {20240520, 2, 0};
+    int32_t bad[3] = { 20240520, 2, 0 };
     CHECK(write_raw(in_dir("c_01.bin"), bad, 3, 0) == 0);
-    char *all[] = {in_dir("c_*.bin")};
+    char *all[] = { in_dir("c_*.bin") };
     CHECK(e2w_dataset_open(&ds, all, 1, 2, err, sizeof err) != 0);
     CHECK_MSG(err, "c_01.bin: bad header: uint16 token shards need version 1");
     remove_dir();
@@ -241,8 +264,10 @@ static int is_permutation(const uint64_t *p, uint64_t n) {
     unsigned char *seen = calloc(n, 1);
     int ok = 1;
     for (uint64_t i = 0; i < n && ok; i++) {
-        if (p[i] >= n || seen[p[i]]) ok = 0;
-        else seen[p[i]] = 1;
+        if (p[i] >= n || seen[p[i]])
+            ok = 0;
+        else
+            seen[p[i]] = 1;
     }
     free(seen);
     return ok;
@@ -271,7 +296,7 @@ static int case_order_permutation(void) {
 static int case_order_uniform(void) {
     enum { N = 8, E = 8000 };
     uint64_t p[N];
-    double cnt[N][N] = {{0}};
+    double cnt[N][N] = { { 0 } };
     for (uint64_t e = 0; e < E; e++) {
         e2w_order_permutation(42, e, N, p);
         for (int i = 0; i < N; i++) cnt[i][p[i]] += 1;
@@ -288,23 +313,23 @@ static int case_order_uniform(void) {
 /* sample_at(k) is perm(seed, k / n)[k mod n] in any call order. */
 static int case_order_sample_at(void) {
     CHECK(make_dir() == 0);
-    const uint32_t sizes[] = {101};
+    const uint32_t sizes[] = { 101 };
     uint32_t total;
     CHECK(write_counting(sizes, 1, &total) == 0);
-    char *one[] = {in_dir("c_00.bin")};
+    char *one[] = { in_dir("c_00.bin") };
     e2w_dataset *ds;
     CHECK(e2w_dataset_open(&ds, one, 1, 4, err, sizeof err) == 0);
     uint64_t n = e2w_dataset_samples(ds);
     CHECK(n == 25);
     uint64_t perm[25], s;
-    const uint64_t ks[] = {0, 24, 25, 74, 3, 26, 130, 1, 49, 50};
+    const uint64_t ks[] = { 0, 24, 25, 74, 3, 26, 130, 1, 49, 50 };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         CHECK(e2w_dataset_sample_at(ds, 9, ks[i], &s) == 0);
         e2w_order_permutation(9, ks[i] / n, n, perm);
         CHECK(s == perm[ks[i] % n]);
     }
     /* Each epoch visits every sample once. */
-    unsigned char seen[25] = {0};
+    unsigned char seen[25] = { 0 };
     for (uint64_t k = 2 * n; k < 3 * n; k++) {
         CHECK(e2w_dataset_sample_at(ds, 9, k, &s) == 0);
         CHECK(s < n && !seen[s]);
@@ -318,7 +343,7 @@ static int case_order_sample_at(void) {
 /* --- E² sampler ----------------------------------------------------------- */
 
 static e2w_aug_config aug_cfg(e2w_aug_method m, uint32_t g_max, uint32_t L, uint32_t R) {
-    e2w_aug_config c = {0};
+    e2w_aug_config c = { 0 };
     c.method = m;
     c.granularity = E2W_AUG_PER_SAMPLE;
     c.g_max = g_max;
@@ -334,7 +359,7 @@ static int case_aug_chi_uniform(void) {
     e2w_aug_config c = aug_cfg(E2W_AUG_E2, 20, 4096, 4096);
     CHECK(e2w_aug_init(&a, &c, err, sizeof err) == 0);
     enum { D = 40000 };
-    double cnt[21] = {0};
+    double cnt[21] = { 0 };
     for (uint64_t i = 0; i < D; i++) {
         float g;
         int32_t t;
@@ -352,12 +377,12 @@ static int case_aug_chi_uniform(void) {
 static int case_aug_chi_weighted(void) {
     e2w_aug a;
     e2w_aug_config c = aug_cfg(E2W_AUG_E2, 6, 4096, 4096);
-    const double w[6] = {0, 1, 2, 3, 4, 0};
+    const double w[6] = { 0, 1, 2, 3, 4, 0 };
     c.g_weights = w;
     c.n_g_weights = 6;
     CHECK(e2w_aug_init(&a, &c, err, sizeof err) == 0);
     enum { D = 50000 };
-    double cnt[7] = {0};
+    double cnt[7] = { 0 };
     for (uint64_t i = 0; i < D; i++) {
         float g;
         int32_t t;
@@ -382,8 +407,8 @@ static int case_aug_t_range(void) {
     e2w_aug a;
     e2w_aug_config c = aug_cfg(E2W_AUG_E2, 4, L, R);
     CHECK(e2w_aug_init(&a, &c, err, sizeof err) == 0);
-    int hit0[5] = {0}, hitmax[5] = {0};
-    double tc[161] = {0};
+    int hit0[5] = { 0 }, hitmax[5] = { 0 };
+    double tc[161] = { 0 };
     int n4 = 0;
     for (uint64_t i = 0; i < 40000; i++) {
         float g;
@@ -425,10 +450,12 @@ static int case_aug_sinks(void) {
         int32_t t;
         e2w_aug_draw(&a, 5, 0, i, &g, &t);
         moved += t > 0;
-        for (uint32_t m = 0; m < c.n_sink; m++) CHECK(e2w_aug_position(c.n_sink, m, g, t) == (float)m / g);
+        for (uint32_t m = 0; m < c.n_sink; m++)
+            CHECK(e2w_aug_position(c.n_sink, m, g, t) == (float)m / g);
         for (uint32_t m = c.n_sink; m < 128; m++) {
             CHECK(e2w_aug_position(c.n_sink, m, g, t) == (float)((double)m + t) / g);
-            float d = e2w_aug_position(c.n_sink, m, g, t) - e2w_aug_position(c.n_sink, c.n_sink, g, t);
+            float d =
+                e2w_aug_position(c.n_sink, m, g, t) - e2w_aug_position(c.n_sink, c.n_sink, g, t);
             CHECK(fabsf(d - (float)(m - c.n_sink) / g) <= 1e-3f * (float)(m + t) / g);
         }
         CHECK(e2w_aug_position(0, 0, g, t) == (float)t / g);
@@ -448,7 +475,7 @@ static int case_aug_pure_split(void) {
     int32_t t1[STEPS][GB], t2[STEPS][GB];
     for (uint64_t s = 0; s < STEPS; s++)
         for (uint64_t i = 0; i < GB; i++) e2w_aug_draw(&a, 11, s, s * GB + i, &g1[s][i], &t1[s][i]);
-    const int splits[][2] = {{1, 24}, {2, 4}, {3, 2}, {4, 3}, {8, 1}, {6, 4}};
+    const int splits[][2] = { { 1, 24 }, { 2, 4 }, { 3, 2 }, { 4, 3 }, { 8, 1 }, { 6, 4 } };
     for (size_t k = 0; k < sizeof splits / sizeof splits[0]; k++) {
         int W = splits[k][0], mb = splits[k][1], per = GB / W;
         memset(g2, 0, sizeof g2);
@@ -481,7 +508,7 @@ static int case_aug_per_step(void) {
     e2w_aug_config c = aug_cfg(E2W_AUG_E2, 20, 512, 256);
     c.granularity = E2W_AUG_PER_STEP;
     CHECK(e2w_aug_init(&a, &c, err, sizeof err) == 0);
-    double cnt[21] = {0};
+    double cnt[21] = { 0 };
     enum { STEPS = 20000 };
     for (uint64_t s = 0; s < STEPS; s++) {
         float g0, g;
@@ -540,7 +567,7 @@ static int case_aug_init_errors(void) {
     CHECK(e2w_aug_init(&a, &c, err, sizeof err) != 0);
     CHECK_MSG(err, "augment.g_max must be in [1, 1024] (got 0)");
     c = aug_cfg(E2W_AUG_E2, 3, 64, 64);
-    const double w2[2] = {1, 1}, wneg[3] = {1, -1, 1}, wzero[3] = {0, 0, 0};
+    const double w2[2] = { 1, 1 }, wneg[3] = { 1, -1, 1 }, wzero[3] = { 0, 0, 0 };
     c.g_weights = w2;
     c.n_g_weights = 2;
     CHECK(e2w_aug_init(&a, &c, err, sizeof err) != 0);
@@ -585,7 +612,8 @@ static int write_text(const char *path, const char *text) {
 }
 
 /* Reads back all shards matching prefix_split_*.bin in order. */
-static size_t read_split(const char *prefix, const char *split, uint32_t *out, size_t cap, int *nshards) {
+static size_t read_split(const char *prefix, const char *split, uint32_t *out, size_t cap,
+                         int *nshards) {
     size_t n = 0;
     *nshards = 0;
     for (int i = 0;; i++) {
@@ -604,13 +632,14 @@ static int case_prep_text(void) {
     CHECK(make_dir() == 0);
     CHECK(write_text(in_dir("a.txt"), "hello") == 0);
     CHECK(write_text(in_dir("b.txt"), "ab\xff") == 0);
-    char *files[] = {in_dir("a.txt"), in_dir("b.txt")};
-    const uint32_t want[] = {256, 'h', 'e', 'l', 'l', 'o', 256, 'a', 'b', 255};
+    char *files[] = { in_dir("a.txt"), in_dir("b.txt") };
+    const uint32_t want[] = { 256, 'h', 'e', 'l', 'l', 'o', 256, 'a', 'b', 255 };
     char prefix[256];
     snprintf(prefix, sizeof prefix, "%s", in_dir("one"));
     e2w_prep_stats st;
     CHECK(e2w_prep_text(files, 2, prefix, 1000, 0, &st, err, sizeof err) == 0);
-    CHECK(st.train_tokens == 10 && st.val_tokens == 0 && st.train_shards == 1 && st.val_shards == 0);
+    CHECK(st.train_tokens == 10 && st.val_tokens == 0 && st.train_shards == 1 &&
+          st.val_shards == 0);
     uint32_t got[32];
     int ns;
     CHECK(read_split(prefix, "train", got, 32, &ns) == 10 && ns == 1);
@@ -628,7 +657,7 @@ static int case_prep_text(void) {
     snprintf(prefix, sizeof prefix, "%s", in_dir("split_train_000000.bin"));
     CHECK(e2w_shard_open(&s, prefix, err, sizeof err) == 0 && s.width == 2);
     e2w_shard_close(&s);
-    char *missing[] = {in_dir("nope.txt")};
+    char *missing[] = { in_dir("nope.txt") };
     CHECK(e2w_prep_text(missing, 1, in_dir("x"), 10, 0, NULL, err, sizeof err) != 0);
     CHECK_MSG(err, "nope.txt: No such file");
     CHECK(e2w_prep_text(files, 2, in_dir("x"), 10, 1.0, NULL, err, sizeof err) != 0);
@@ -672,12 +701,13 @@ static int case_gen_text(void) {
 /* The counter-based RNG: unbiased small ranges, pure in its inputs. */
 static int case_rng(void) {
     uint64_t key = e2w_rng_key(9, 1, 2, 3), ctr = 0;
-    double cnt[3] = {0};
+    double cnt[3] = { 0 };
     for (int i = 0; i < 30000; i++) cnt[e2w_rng_below(key, &ctr, 3)] += 1;
     double chi = 0;
     for (int i = 0; i < 3; i++) chi += (cnt[i] - 10000) * (cnt[i] - 10000) / 10000;
     CHECK(chi < 13.82);
-    CHECK(e2w_rng_key(9, 1, 2, 3) == key && e2w_rng_key(9, 1, 2, 4) != key && e2w_rng_key(9, 2, 1, 3) != key);
+    CHECK(e2w_rng_key(9, 1, 2, 3) == key && e2w_rng_key(9, 1, 2, 4) != key &&
+          e2w_rng_key(9, 2, 1, 3) != key);
     double u = e2w_rng_unit(key, 5);
     CHECK(u >= 0 && u < 1 && u == e2w_rng_unit(key, 5));
     return 0;
@@ -748,17 +778,22 @@ static int case_pose_draws(void) {
             for (uint32_t k = 0; k < nc; k++) {
                 CHECK(d.chunks[k][0] >= 0 && d.chunks[k][0] < (int32_t)R);
                 CHECK(d.chunks[k][1] >= 0 && d.chunks[k][1] <= (int32_t)(Lt - R));
-                if (k) CHECK(d.chunks[k][0] >= d.chunks[k - 1][0] && d.chunks[k][1] >= d.chunks[k - 1][1]);
+                if (k)
+                    CHECK(d.chunks[k][0] >= d.chunks[k - 1][0] &&
+                          d.chunks[k][1] >= d.chunks[k - 1][1]);
             }
-            float last = e2w_aug_position_draw(0, R - 1, &d), first = e2w_aug_position_draw(0, 0, &d);
+            float last = e2w_aug_position_draw(0, R - 1, &d),
+                  first = e2w_aug_position_draw(0, 0, &d);
             CHECK(last <= (float)(Lt - 1));
             top += d.chunks[nc - 1][1] == (int32_t)(Lt - R);
             long_dist += last - first >= (float)(4 * L);
         }
         CHECK(top > 0);
         /* With more than one chunk, distances far beyond R occur. */
-        if (nc > 1) CHECK(long_dist > 400);
-        else CHECK(long_dist == 0);
+        if (nc > 1)
+            CHECK(long_dist > 400);
+        else
+            CHECK(long_dist == 0);
     }
     return 0;
 }
@@ -766,8 +801,8 @@ static int case_pose_draws(void) {
 /* A hand-computed draw's positions: chunks at 0 (skip 3) and 5 (skip 40),
  * 2 sinks: 0, 1, 2+3, 3+3, 4+3, 5+40, 6+40. */
 static int case_pose_positions(void) {
-    e2_pos_draw d = {.g = 1.0f, .t = 0, .n_chunks = 2, .chunks = {{0, 3}, {5, 40}}};
-    const float want[7] = {0, 1, 5, 6, 7, 45, 46};
+    e2_pos_draw d = { .g = 1.0f, .t = 0, .n_chunks = 2, .chunks = { { 0, 3 }, { 5, 40 } } };
+    const float want[7] = { 0, 1, 5, 6, 7, 45, 46 };
     for (uint32_t m = 0; m < 7; m++) CHECK(e2w_aug_position_draw(2, m, &d) == want[m]);
     return 0;
 }
@@ -820,32 +855,32 @@ static int case_scheme_table(void) {
 
 int main(int argc, char **argv) {
     static const check_case cases[] = {
-        {"shard_u16", case_shard_u16},
-        {"shard_u32", case_shard_u32},
-        {"shard_empty", case_shard_empty},
-        {"shard_atomic", case_shard_atomic},
-        {"shard_corrupt", case_shard_corrupt},
-        {"dataset_windows", case_dataset_windows},
-        {"dataset_errors", case_dataset_errors},
-        {"order_permutation", case_order_permutation},
-        {"order_uniform", case_order_uniform},
-        {"order_sample_at", case_order_sample_at},
-        {"aug_chi_uniform", case_aug_chi_uniform},
-        {"aug_chi_weighted", case_aug_chi_weighted},
-        {"aug_t_range", case_aug_t_range},
-        {"aug_sinks", case_aug_sinks},
-        {"aug_pure_split", case_aug_pure_split},
-        {"aug_per_step", case_aug_per_step},
-        {"aug_methods", case_aug_methods},
-        {"aug_init_errors", case_aug_init_errors},
-        {"aug_no_offset", case_aug_no_offset},
-        {"pose_draws", case_pose_draws},
-        {"pose_positions", case_pose_positions},
-        {"scheme_table", case_scheme_table},
-        {"prep_text", case_prep_text},
-        {"gen_text", case_gen_text},
-        {"rng", case_rng},
-        {NULL, NULL},
+        { "shard_u16", case_shard_u16 },
+        { "shard_u32", case_shard_u32 },
+        { "shard_empty", case_shard_empty },
+        { "shard_atomic", case_shard_atomic },
+        { "shard_corrupt", case_shard_corrupt },
+        { "dataset_windows", case_dataset_windows },
+        { "dataset_errors", case_dataset_errors },
+        { "order_permutation", case_order_permutation },
+        { "order_uniform", case_order_uniform },
+        { "order_sample_at", case_order_sample_at },
+        { "aug_chi_uniform", case_aug_chi_uniform },
+        { "aug_chi_weighted", case_aug_chi_weighted },
+        { "aug_t_range", case_aug_t_range },
+        { "aug_sinks", case_aug_sinks },
+        { "aug_pure_split", case_aug_pure_split },
+        { "aug_per_step", case_aug_per_step },
+        { "aug_methods", case_aug_methods },
+        { "aug_init_errors", case_aug_init_errors },
+        { "aug_no_offset", case_aug_no_offset },
+        { "pose_draws", case_pose_draws },
+        { "pose_positions", case_pose_positions },
+        { "scheme_table", case_scheme_table },
+        { "prep_text", case_prep_text },
+        { "gen_text", case_gen_text },
+        { "rng", case_rng },
+        { NULL, NULL },
     };
     return check_main(cases, argc, argv);
 }

@@ -10,8 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int run_file(const char *path)
-{
+static int run_file(const char *path) {
     FILE *f = fopen(path, "rb");
     uint8_t *buf = NULL;
     size_t n = 0, cap = 0, r;
@@ -22,8 +21,7 @@ static int run_file(const char *path)
     do {
         if (n == cap) {
             cap = cap ? cap * 2 : 4096;
-            if (!(buf = realloc(buf, cap)))
-                abort();
+            if (!(buf = realloc(buf, cap))) abort();
         }
         r = fread(buf + n, 1, cap - n, f);
         n += r;
@@ -31,8 +29,7 @@ static int run_file(const char *path)
     fclose(f);
     /* An exact-size copy, so ASan sees a read past the input's end. */
     uint8_t *in = malloc(n ? n : 1);
-    if (!in)
-        abort();
+    if (!in) abort();
     memcpy(in, buf, n);
     free(buf);
     LLVMFuzzerTestOneInput(in, n);
@@ -40,13 +37,11 @@ static int run_file(const char *path)
     return 0;
 }
 
-static int cmp(const void *a, const void *b)
-{
+static int cmp(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     int runs = 0;
     for (int i = 1; i < argc; i++) {
         struct stat st;
@@ -55,8 +50,7 @@ int main(int argc, char **argv)
             return 2;
         }
         if (!S_ISDIR(st.st_mode)) {
-            if (run_file(argv[i]) < 0)
-                return 2;
+            if (run_file(argv[i]) < 0) return 2;
             runs++;
             continue;
         }
@@ -65,8 +59,7 @@ int main(int argc, char **argv)
         char **names = calloc(n > 0 ? (size_t)n : 1, sizeof *names);
         int m = 0;
         for (int k = 0; k < n; k++) {
-            if (ents[k]->d_name[0] != '.')
-                names[m++] = strdup(ents[k]->d_name);
+            if (ents[k]->d_name[0] != '.') names[m++] = strdup(ents[k]->d_name);
             free(ents[k]);
         }
         free(ents);
@@ -75,8 +68,7 @@ int main(int argc, char **argv)
             char p[4096];
             snprintf(p, sizeof p, "%s/%s", argv[i], names[k]);
             if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
-                if (run_file(p) < 0)
-                    return 2;
+                if (run_file(p) < 0) return 2;
                 runs++;
             }
             free(names[k]);

@@ -6,13 +6,11 @@
 
 #include "config.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static char path[512];
     char err[512];
     e2d_config c;
-    if (!path[0])
-        snprintf(path, sizeof path, "%s", fuzz_file("e2d.conf"));
+    if (!path[0]) snprintf(path, sizeof path, "%s", fuzz_file("e2d.conf"));
     fuzz_write(path, data, size, 0600);
     config_init(&c);
     (void)config_load(&c, path, err, sizeof err);

@@ -8,22 +8,19 @@
 
 #include "shard.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static char path[512];
     char err[512];
     e2w_shard s;
-    if (!path[0])
-        snprintf(path, sizeof path, "%s", fuzz_file("x.bin"));
+    if (!path[0]) snprintf(path, sizeof path, "%s", fuzz_file("x.bin"));
     fuzz_write(path, data, size, 0600);
-    if (e2w_shard_open(&s, path, err, sizeof err) < 0)
-        return 0;
-    if ((s.width != 2 && s.width != 4) ||
-        (const uint8_t *)s.data + s.n_tokens * (uint64_t)s.width >
-            (const uint8_t *)s.map + s.map_len) {
-        fprintf(stderr, "fuzz_shard: accepted shard with width %d and %llu "
-                "tokens in a %zu-byte file\n", s.width,
-                (unsigned long long)s.n_tokens, s.map_len);
+    if (e2w_shard_open(&s, path, err, sizeof err) < 0) return 0;
+    if ((s.width != 2 && s.width != 4) || (const uint8_t *)s.data + s.n_tokens * (uint64_t)s.width >
+                                              (const uint8_t *)s.map + s.map_len) {
+        fprintf(stderr,
+                "fuzz_shard: accepted shard with width %d and %llu "
+                "tokens in a %zu-byte file\n",
+                s.width, (unsigned long long)s.n_tokens, s.map_len);
         abort();
     }
     if (s.n_tokens > 0) {

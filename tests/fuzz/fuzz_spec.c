@@ -14,39 +14,31 @@
 #include "pbjson.h"
 #include "spec.h"
 
-static void fuzz_fail(const char *what, const char *a, const char *b)
-{
-    fprintf(stderr, "fuzz_spec: %s\n  first:  %s\n  second: %s\n", what,
-            a ? a : "(null)", b ? b : "(null)");
+static void fuzz_fail(const char *what, const char *a, const char *b) {
+    fprintf(stderr, "fuzz_spec: %s\n  first:  %s\n  second: %s\n", what, a ? a : "(null)",
+            b ? b : "(null)");
     abort();
 }
 
-static void round_trips(const E2__V1__JobSpec *s)
-{
+static void round_trips(const E2__V1__JobSpec *s) {
     char err[512];
     char *j1 = e2_spec_to_json(s, 0);
-    if (!j1)
-        fuzz_fail("spec -> JSON failed", NULL, NULL);
+    if (!j1) fuzz_fail("spec -> JSON failed", NULL, NULL);
     E2__V1__JobSpec *s2 = e2_spec_parse(j1, strlen(j1), err, sizeof err);
-    if (!s2)
-        fuzz_fail("printed spec does not parse", j1, err);
+    if (!s2) fuzz_fail("printed spec does not parse", j1, err);
     char *j2 = e2_spec_to_json(s2, 0);
-    if (!j2 || strcmp(j1, j2))
-        fuzz_fail("JSON round trip changed the spec", j1, j2);
+    if (!j2 || strcmp(j1, j2)) fuzz_fail("JSON round trip changed the spec", j1, j2);
 
     /* The binary form e2d stores and sends. */
     size_t n = protobuf_c_message_get_packed_size(&s->base);
     uint8_t *buf = malloc(n ? n : 1);
-    if (!buf)
-        abort();
+    if (!buf) abort();
     if (protobuf_c_message_pack(&s->base, buf) != n)
         fuzz_fail("packed size differs from get_packed_size", j1, NULL);
     E2__V1__JobSpec *s3 = e2__v1__job_spec__unpack(NULL, n, buf);
-    if (!s3)
-        fuzz_fail("packed spec does not unpack", j1, NULL);
+    if (!s3) fuzz_fail("packed spec does not unpack", j1, NULL);
     char *j3 = e2_spec_to_json(s3, 0);
-    if (!j3 || strcmp(j1, j3))
-        fuzz_fail("binary round trip changed the spec", j1, j3);
+    if (!j3 || strcmp(j1, j3)) fuzz_fail("binary round trip changed the spec", j1, j3);
 
     /* The copy e2d makes before filling defaults. */
     E2__V1__JobSpec *c = e2_spec_copy(s);
@@ -63,8 +55,7 @@ static void round_trips(const E2__V1__JobSpec *s)
     e2__v1__job_spec__free_unpacked(s3, NULL);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[512];
     char *text = fuzz_strdup(data, size), *json = text;
     /* The --set lines, cut off the text. */
@@ -72,8 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int nset = 0;
     while (!strncmp(json, "--set ", 6) && nset < 8) {
         char *nl = strchr(json, '\n');
-        if (!nl)
-            break;
+        if (!nl) break;
         *nl = 0;
         sets[nset++] = json + 6;
         json = nl + 1;
@@ -86,8 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     round_trips(s);
     for (int i = 0; i < nset; i++)
-        if (e2_spec_set_arg(s, sets[i], err, sizeof err) < 0)
-            break;
+        if (e2_spec_set_arg(s, sets[i], err, sizeof err) < 0) break;
     round_trips(s);
     if (e2_spec_validate(s, err, sizeof err) == 0) {
         E2__V1__JobSpec *full = e2_spec_copy(s);
@@ -97,8 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (size_t i = 0; full->eval && i < full->eval->n_windows; i++)
                 (void)e2_spec_eval_stride(full, full->eval->windows[i]);
         }
-        if (full)
-            e2_spec_free(full);
+        if (full) e2_spec_free(full);
     }
     e2_spec_free(s);
     free(text);

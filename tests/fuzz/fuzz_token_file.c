@@ -11,17 +11,14 @@
 
 #include "auth.h"
 
-static const char *const methods[] = {
-    "/e2.v1.Coordinator/SubmitJob", "/e2.v1.Coordinator/GetJob",
-    "/e2.v1.WorkerControl/Heartbeat", "/e2.v1.Nope/Nope", ""};
+static const char *const methods[] = { "/e2.v1.Coordinator/SubmitJob", "/e2.v1.Coordinator/GetJob",
+                                       "/e2.v1.WorkerControl/Heartbeat", "/e2.v1.Nope/Nope", "" };
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static char path[512];
     char err[512], tok[AUTH_TOKEN_MAX + 2];
     auth_tokens t;
-    if (!path[0])
-        snprintf(path, sizeof path, "%s", fuzz_file("tokens"));
+    if (!path[0]) snprintf(path, sizeof path, "%s", fuzz_file("tokens"));
     fuzz_write(path, data, size, 0600);
     int loaded = auth_tokens_load(&t, path, err, sizeof err) == 0;
     (void)auth_token_read(path, tok, sizeof tok, err, sizeof err);
@@ -38,8 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (loaded) {
         for (size_t i = 0; i < t.n; i++)
             if (auth_tokens_find(&t, t.v[i].token) == NULL) {
-                fprintf(stderr, "fuzz_token_file: loaded token %s not found\n",
-                        t.v[i].name);
+                fprintf(stderr, "fuzz_token_file: loaded token %s not found\n", t.v[i].name);
                 abort();
             }
         auth_tokens_free(&t);

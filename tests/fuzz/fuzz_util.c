@@ -12,13 +12,11 @@
 
 static char scratch[256];
 
-static void fuzz_cleanup(void)
-{
+static void fuzz_cleanup(void) {
     DIR *d = opendir(scratch);
     struct dirent *e;
     char p[512];
-    if (!d)
-        return;
+    if (!d) return;
     while ((e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
             snprintf(p, sizeof p, "%s/%s", scratch, e->d_name);
@@ -28,8 +26,7 @@ static void fuzz_cleanup(void)
     rmdir(scratch);
 }
 
-const char *fuzz_dir(void)
-{
+const char *fuzz_dir(void) {
     if (!scratch[0]) {
         struct stat st;
         const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode)
@@ -45,15 +42,13 @@ const char *fuzz_dir(void)
     return scratch;
 }
 
-const char *fuzz_file(const char *name)
-{
+const char *fuzz_file(const char *name) {
     static char path[512];
     snprintf(path, sizeof path, "%s/%s", fuzz_dir(), name);
     return path;
 }
 
-void fuzz_write(const char *path, const void *data, size_t size, mode_t mode)
-{
+void fuzz_write(const char *path, const void *data, size_t size, mode_t mode) {
     const char *p = data;
     int fd;
     unlink(path);
@@ -64,8 +59,7 @@ void fuzz_write(const char *path, const void *data, size_t size, mode_t mode)
     }
     while (size > 0) {
         ssize_t w = write(fd, p, size);
-        if (w < 0 && errno == EINTR)
-            continue;
+        if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
             perror("fuzz: write");
             abort();
@@ -76,13 +70,10 @@ void fuzz_write(const char *path, const void *data, size_t size, mode_t mode)
     close(fd);
 }
 
-char *fuzz_strdup(const uint8_t *data, size_t size)
-{
+char *fuzz_strdup(const uint8_t *data, size_t size) {
     char *s = malloc(size + 1);
-    if (!s)
-        abort();
-    if (size)
-        memcpy(s, data, size);
+    if (!s) abort();
+    if (size) memcpy(s, data, size);
     s[size] = 0;
     return s;
 }

@@ -52,7 +52,7 @@
 #include "plan.h"
 
 #define TOL_BF16 1e-2
-#define TOL_F32 1e-5
+#define TOL_F32  1e-5
 
 static const k_backend *C, *G;
 static int failures;
@@ -117,7 +117,7 @@ static void dual_set(dual *t, const float *src) {
 }
 
 static dual dual_new(size_t n, int act, float lo, float hi) {
-    dual t = {n, act, xmalloc(n * sizeof(float)), NULL, NULL};
+    dual t = { n, act, xmalloc(n * sizeof(float)), NULL, NULL };
     t.c = dev_alloc(C, n * sizeof(float));
     t.g = dev_alloc(G, n * (act ? 2 : 4));
     float *src = xmalloc(n * sizeof(float));
@@ -147,14 +147,16 @@ static void check_arrays(const char *op, const char *what, const float *gv, cons
     double rel = den > 0.0 ? sqrt(num / den) : sqrt(num);
     int ok = nan == 0 && rel <= tol;
     if (!ok) failures++;
-    printf("  %-18s %-8s rel.err %.2e  (tol %.0e)%s  %s\n", op, what, rel, tol,
-           nan ? "  NaN!" : "", ok ? "ok" : "FAIL");
+    printf("  %-18s %-8s rel.err %.2e  (tol %.0e)%s  %s\n", op, what, rel, tol, nan ? "  NaN!" : "",
+           ok ? "ok" : "FAIL");
 }
 
 static void check(const char *op, const char *what, dual *t, double tol) {
     float *gv = xmalloc(t->n * sizeof(float)), *cv = xmalloc(t->n * sizeof(float));
-    if (t->act) G->download(gv, t->g, t->n);
-    else G->download_raw(gv, t->g, t->n * sizeof(float));
+    if (t->act)
+        G->download(gv, t->g, t->n);
+    else
+        G->download_raw(gv, t->g, t->n * sizeof(float));
     C->download(cv, t->c, t->n);
     check_arrays(op, what, gv, cv, t->n, tol);
     free(gv);
@@ -206,7 +208,7 @@ static void check_matmul(int N, int Cin, int OC, int with_bias) {
     check("matmul_bwd", "dinp", &dinp, TOL_BF16);
     check("matmul_bwd", "dweight", &dw, TOL_BF16);
     check("matmul_bwd", "dbias", &db, TOL_BF16);
-    dual *all[] = {&inp, &w, &bias, &out, &dout, &dinp, &dw, &db};
+    dual *all[] = { &inp, &w, &bias, &out, &dout, &dinp, &dw, &db };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dual_free(all[i]);
 }
 
@@ -229,7 +231,7 @@ static void check_embed(void) {
     check_same_bits("embed_bwd", d2, dwte.g, (size_t)V * Cc * 4);
     G->free(d2);
     tokens_free(th, tc, tg);
-    dual *all[] = {&wte, &out, &dout, &dwte};
+    dual *all[] = { &wte, &out, &dout, &dwte };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dual_free(all[i]);
 }
 
@@ -255,15 +257,15 @@ static void check_rmsnorm(void) {
     G->free(a);
     G->free(b);
     G->free(scr);
-    dual *all[] = {&inp, &w, &out, &rstd, &dout, &dinp, &dw};
+    dual *all[] = { &inp, &w, &out, &rstd, &dout, &dinp, &dw };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dual_free(all[i]);
 }
 
 static void check_rope(void) {
     int B = 3, T = 70, H = 4, KVH = 2, D = 32, ld = (H + 2 * KVH) * D;
-    float g[3] = {1.0f, 2.5f, 16.0f};
-    int32_t t[3] = {0, 137, 60000};
-    k_rope r = {.theta = 10000.0f, .n_sink = 4, .g = g, .t = t};
+    float g[3] = { 1.0f, 2.5f, 16.0f };
+    int32_t t[3] = { 0, 137, 60000 };
+    k_rope r = { .theta = 10000.0f, .n_sink = 4, .g = g, .t = t };
     dual x = dual_new((size_t)B * T * ld, 1, -1, 1);
     C->rope_fwd(x.c, B, T, H + KVH, D, ld, &r);
     G->rope_fwd(x.g, B, T, H + KVH, D, ld, &r);
@@ -275,8 +277,8 @@ static void check_rope(void) {
     dual_free(&x);
     dual_free(&dx);
     /* PoSE chunk skip biases (k_rope.chunks): 3 chunks per sequence. */
-    int32_t ck[3 * 3 * 2] = {0, 0, 20, 300, 41, 900, 0, 7, 5, 7, 69, 4000, 0, 1, 1, 2, 2, 3};
-    k_rope rc = {.theta = 10000.0f, .n_sink = 0, .g = g, .t = t, .n_chunks = 3, .chunks = ck};
+    int32_t ck[3 * 3 * 2] = { 0, 0, 20, 300, 41, 900, 0, 7, 5, 7, 69, 4000, 0, 1, 1, 2, 2, 3 };
+    k_rope rc = { .theta = 10000.0f, .n_sink = 0, .g = g, .t = t, .n_chunks = 3, .chunks = ck };
     dual y = dual_new((size_t)B * T * ld, 1, -1, 1);
     C->rope_fwd(y.c, B, T, H + KVH, D, ld, &rc);
     G->rope_fwd(y.g, B, T, H + KVH, D, ld, &rc);
@@ -291,7 +293,8 @@ static void check_attn(int B, int T, int H, int KVH, int D) {
     char name[64];
     size_t ld = (size_t)(H + 2 * KVH) * D, nq = (size_t)B * T * ld, no = (size_t)B * T * H * D;
     size_t nl = (size_t)B * H * T;
-    dual qkv = dual_new(nq, 1, -1.5f, 1.5f), out = dual_new(no, 1, 0, 0), lse = dual_new(nl, 0, 0, 0);
+    dual qkv = dual_new(nq, 1, -1.5f, 1.5f), out = dual_new(no, 1, 0, 0),
+         lse = dual_new(nl, 0, 0, 0);
     C->attn_fwd(out.c, lse.c, qkv.c, B, T, H, KVH, D);
     G->attn_fwd(out.g, lse.g, qkv.g, B, T, H, KVH, D);
     snprintf(name, sizeof name, "attn_fwd D=%d T=%d", D, T);
@@ -329,7 +332,7 @@ static void check_attn(int B, int T, int H, int KVH, int D) {
     check_same_bits(name, a, b, nq * 2);
     G->free(a);
     G->free(b);
-    dual *all[] = {&qkv, &out, &lse, &dout, &dqkv, &delta};
+    dual *all[] = { &qkv, &out, &lse, &dout, &dqkv, &delta };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dual_free(all[i]);
 }
 
@@ -343,7 +346,7 @@ static void check_swiglu(void) {
     C->swiglu_bwd(dinp.c, dout.c, inp.c, N, F);
     G->swiglu_bwd(dinp.g, dout.g, inp.g, N, F);
     check("swiglu_bwd", "dinp", &dinp, TOL_BF16);
-    dual *all[] = {&inp, &out, &dout, &dinp};
+    dual *all[] = { &inp, &out, &dout, &dinp };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dual_free(all[i]);
 }
 
@@ -388,8 +391,14 @@ static void check_optimizer(void) {
     printf("  %-18s %-8s bitwise repeat  %s\n", "sumsq", "det.", sg == sg2 ? "ok" : "FAIL");
     dual master = dual_new(n, 0, -1, 1), m = dual_new(n, 0, -0.01f, 0.01f);
     dual v = dual_new(n, 0, 0, 1e-4f), param = dual_new(n, 1, 0, 0);
-    k_adamw hp = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
-                  .weight_decay = 0.1f, .step = 7, .grad_scale = 0.5f, .seed = 42};
+    k_adamw hp = { .lr = 1e-3f,
+                   .beta1 = 0.9f,
+                   .beta2 = 0.95f,
+                   .eps = 1e-8f,
+                   .weight_decay = 0.1f,
+                   .step = 7,
+                   .grad_scale = 0.5f,
+                   .seed = 42 };
     C->adamw(master.c, param.c, grad.c, m.c, v.c, n, &hp);
     G->adamw(master.g, param.g, grad.g, m.g, v.g, n, &hp);
     check("adamw", "master", &master, TOL_F32);
@@ -416,7 +425,7 @@ static void check_optimizer(void) {
            "rounding", bad, n, bad ? "FAIL" : "ok");
     free(pm);
     free(pp);
-    dual *all[] = {&grad, &master, &m, &v, &param};
+    dual *all[] = { &grad, &master, &m, &v, &param };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dual_free(all[i]);
 }
 
@@ -445,8 +454,8 @@ static void make_stream(int32_t *tok, int32_t *tgt, int B, int T, int V) {
     }
 }
 
-static void trainee_make(trainee *t, const k_backend *k, const e2w_model_config *cfg, int B,
-                         int T, int recompute) {
+static void trainee_make(trainee *t, const k_backend *k, const e2w_model_config *cfg, int B, int T,
+                         int recompute) {
     char err[256];
     t->k = k;
     if (e2w_model_create(&t->m, k, cfg, err, sizeof err) < 0 ||
@@ -472,8 +481,10 @@ static void trainee_opt(trainee *t) {
 
 static void check_increment(const char *op, const char *what, dual *t) {
     float *gv = xmalloc(t->n * sizeof(float)), *cv = xmalloc(t->n * sizeof(float));
-    if (t->act) G->download(gv, t->g, t->n);
-    else G->download_raw(gv, t->g, t->n * sizeof(float));
+    if (t->act)
+        G->download(gv, t->g, t->n);
+    else
+        G->download_raw(gv, t->g, t->n * sizeof(float));
     C->download(cv, t->c, t->n);
     for (size_t i = 0; i < t->n; i++) {
         gv[i] -= t->h[i];
@@ -503,7 +514,7 @@ static void check_accum_ops(void) {
     dual_set(&rstd, r); /* the same statistics for both */
     free(r);
     for (int mb = 0; mb < ACCUM_MICRO; mb++) {
-        const k_backend *ks[2] = {C, G};
+        const k_backend *ks[2] = { C, G };
         for (int j = 0; j < 2; j++) {
             const k_backend *k = ks[j];
             int gpu = k == G;
@@ -519,7 +530,7 @@ static void check_accum_ops(void) {
     check_increment("accum x64 rmsnorm", "dweight", &rdw);
     check_increment("accum x64 embed", "dwte", &dwte);
     tokens_free(th, tc, tg);
-    dual *all[] = {&inp, &w, &dout, &dw, &db, &rin, &rw, &rout, &rstd, &rdout, &rdw, &scr, &dwte};
+    dual *all[] = { &inp, &w, &dout, &dw, &db, &rin, &rw, &rout, &rstd, &rdout, &rdw, &scr, &dwte };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dual_free(all[i]);
 }
 
@@ -527,9 +538,17 @@ static void check_accum_ops(void) {
  * 1 / (all tokens), into one gradient; the gradient must match the CPU's
  * (the trainer's gradient accumulation, with E² RoPE and a tied head). */
 static void check_accum_model(void) {
-    e2w_model_config cfg = {.C = 64, .n_layer = 2, .H = 4, .KVH = 2, .D = 16, .F = 128,
-                            .V = 128, .max_pos = 128, .eps = 1e-5f, .theta = 10000.0f,
-                            .tied = 1};
+    e2w_model_config cfg = { .C = 64,
+                             .n_layer = 2,
+                             .H = 4,
+                             .KVH = 2,
+                             .D = 16,
+                             .F = 128,
+                             .V = 128,
+                             .max_pos = 128,
+                             .eps = 1e-5f,
+                             .theta = 10000.0f,
+                             .tied = 1 };
     int B = 1, T = 64;
     trainee tc, tg;
     trainee_make(&tc, C, &cfg, B, T, 0);
@@ -542,18 +561,17 @@ static void check_accum_model(void) {
     trainee_opt(&tc);
     trainee_opt(&tg);
     int32_t *tok = xmalloc((size_t)B * T * 4), *tgt = xmalloc((size_t)B * T * 4);
-    float g[1] = {2.0f};
-    int32_t t[1] = {17};
-    k_rope r = {.theta = cfg.theta, .n_sink = 4, .g = g, .t = t};
-    trainee *ts[2] = {&tc, &tg};
+    float g[1] = { 2.0f };
+    int32_t t[1] = { 17 };
+    k_rope r = { .theta = cfg.theta, .n_sink = 4, .g = g, .t = t };
+    trainee *ts[2] = { &tc, &tg };
     for (int j = 0; j < 2; j++) ts[j]->k->zero(ts[j]->m.grads, ts[j]->m.n_params * ts[j]->m.gesz);
     for (int mb = 0; mb < ACCUM_MICRO; mb++) {
         make_stream(tok, tgt, B, T, cfg.V);
         for (int j = 0; j < 2; j++) {
             e2w_acts_set_batch(&ts[j]->a, &ts[j]->m, tok, tgt, B, T);
             (void)e2w_model_forward(&ts[j]->m, &ts[j]->a, B, T, &r, 1);
-            e2w_model_backward(&ts[j]->m, &ts[j]->a, B, T, &r,
-                               1.0f / (float)(B * T * ACCUM_MICRO));
+            e2w_model_backward(&ts[j]->m, &ts[j]->a, B, T, &r, 1.0f / (float)(B * T * ACCUM_MICRO));
         }
     }
     size_t n = tc.m.n_params;
@@ -596,10 +614,10 @@ static const struct {
     const char *name;
     void (*run)(void);
 } groups[] = {
-    {"matmul", group_matmul},   {"embed", check_embed},       {"rmsnorm", check_rmsnorm},
-    {"rope", check_rope},       {"attn", group_attn},         {"swiglu", check_swiglu},
-    {"residual", check_residual}, {"xent", group_xent},       {"optimizer", check_optimizer},
-    {"accum", group_accum},
+    { "matmul", group_matmul },     { "embed", check_embed }, { "rmsnorm", check_rmsnorm },
+    { "rope", check_rope },         { "attn", group_attn },   { "swiglu", check_swiglu },
+    { "residual", check_residual }, { "xent", group_xent },   { "optimizer", check_optimizer },
+    { "accum", group_accum },
 };
 #define N_GROUPS (int)(sizeof groups / sizeof groups[0])
 
@@ -636,8 +654,13 @@ static double trainee_step(trainee *t, const int32_t *tok, const int32_t *tgt, i
     double loss = e2w_model_forward(m, &t->a, B, T, r, 1) / (double)(B * T);
     e2w_model_backward(m, &t->a, B, T, r, 1.0f / (float)(B * T));
     double norm = sqrt(k->sumsq(m->grads, m->n_params));
-    k_adamw hp = {.lr = 2e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
-                  .weight_decay = 0.0f, .step = step, .seed = 1234u + (uint64_t)step};
+    k_adamw hp = { .lr = 2e-3f,
+                   .beta1 = 0.9f,
+                   .beta2 = 0.95f,
+                   .eps = 1e-8f,
+                   .weight_decay = 0.0f,
+                   .step = step,
+                   .seed = 1234u + (uint64_t)step };
     hp.grad_scale = norm > 1.0 ? (float)(1.0 / norm) : 1.0f;
     float *master = m->master ? m->master : (float *)m->params;
     k->adamw(master, m->params, m->grads, m->m, m->v, m->n_params, &hp);
@@ -645,9 +668,17 @@ static double trainee_step(trainee *t, const int32_t *tok, const int32_t *tgt, i
 }
 
 static int run_train(void) {
-    e2w_model_config cfg = {.C = 128, .n_layer = 2, .H = 4, .KVH = 2, .D = 32, .F = 256,
-                            .V = 512, .max_pos = 256, .eps = 1e-5f, .theta = 10000.0f,
-                            .tied = 0};
+    e2w_model_config cfg = { .C = 128,
+                             .n_layer = 2,
+                             .H = 4,
+                             .KVH = 2,
+                             .D = 32,
+                             .F = 256,
+                             .V = 512,
+                             .max_pos = 256,
+                             .eps = 1e-5f,
+                             .theta = 10000.0f,
+                             .tied = 0 };
     int B = 2, T = 128, steps = 20;
     printf("== train: %d steps, C=%d L=%d H=%d KVH=%d F=%d V=%d, B=%d T=%d, E2 rope\n", steps,
            cfg.C, cfg.n_layer, cfg.H, cfg.KVH, cfg.F, cfg.V, B, T);
@@ -663,10 +694,10 @@ static int run_train(void) {
     trainee_opt(&tc);
     trainee_opt(&tg);
     int32_t *tok = xmalloc((size_t)B * T * 4), *tgt = xmalloc((size_t)B * T * 4);
-    float g[2] = {1.0f, 4.0f};
-    int32_t t[2] = {0, 300};
-    k_rope r = {.theta = cfg.theta, .n_sink = 4, .g = g, .t = t};
-    double first[2] = {0, 0}, last[2] = {0, 0}, worst = 0.0;
+    float g[2] = { 1.0f, 4.0f };
+    int32_t t[2] = { 0, 300 };
+    k_rope r = { .theta = cfg.theta, .n_sink = 4, .g = g, .t = t };
+    double first[2] = { 0, 0 }, last[2] = { 0, 0 }, worst = 0.0;
     int nan = 0;
     for (int s = 1; s <= steps; s++) {
         make_stream(tok, tgt, B, T, cfg.V);
@@ -680,8 +711,9 @@ static int run_train(void) {
         printf("  step %2d  loss cpu %.5f  cuda %.5f  rel.diff %.2e\n", s, lc, lg, rel);
     }
     int ok = !nan && worst <= 2e-2 && last[0] < first[0] && last[1] < first[1];
-    printf("  loss curves: worst rel.diff %.2e (tol 2e-02), cpu %.4f -> %.4f, cuda %.4f -> %.4f  %s\n",
-           worst, first[0], last[0], first[1], last[1], ok ? "ok" : "FAIL");
+    printf(
+        "  loss curves: worst rel.diff %.2e (tol 2e-02), cpu %.4f -> %.4f, cuda %.4f -> %.4f  %s\n",
+        worst, first[0], last[0], first[1], last[1], ok ? "ok" : "FAIL");
     if (!ok) failures++;
     free(tok);
     free(tgt);
@@ -717,8 +749,8 @@ static void write_json(const char *path, const char *device, double seconds) {
     }
     fprintf(f, "{\"device\": \"%s\", \"bench_seconds\": %.1f, \"figures\": {", device, seconds);
     for (int i = 0; i < n_figs; i++)
-        fprintf(f, "%s\n  \"%s\": {\"value\": %.6g, \"unit\": \"%s\"}", i ? "," : "",
-                figs[i].name, isfinite(figs[i].value) ? figs[i].value : -1.0, figs[i].unit);
+        fprintf(f, "%s\n  \"%s\": {\"value\": %.6g, \"unit\": \"%s\"}", i ? "," : "", figs[i].name,
+                isfinite(figs[i].value) ? figs[i].value : -1.0, figs[i].unit);
     fprintf(f, "\n}}\n");
     fclose(f);
 }
@@ -754,8 +786,11 @@ static double bench_gemm(void) {
     static const struct {
         const char *name;
         int C, OC;
-    } shapes[] = {{"qkv", 2048, 2560}, {"wo", 2048, 2048}, {"gate_up", 2048, 11264},
-                  {"down", 5632, 2048}, {"head", 2048, 32000}};
+    } shapes[] = { { "qkv", 2048, 2560 },
+                   { "wo", 2048, 2048 },
+                   { "gate_up", 2048, 11264 },
+                   { "down", 5632, 2048 },
+                   { "head", 2048, 32000 } };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         double r = gemm_rate(4096, shapes[i].C, shapes[i].OC, 20);
         char name[64];
@@ -794,7 +829,8 @@ static void bench_attn(int T, double gemm) {
      * backward does 2.5 times the forward's products. */
     double ffwd = 2.0 * (double)T * T * D * H * B, fall = 3.5 * ffwd;
     double rate = fall / (tf + tb);
-    printf("  attention fwd+bwd T=%-5d H=32 KVH=8 D=128 %8.1f TFLOP/s  (%.1f%% of GEMM; fwd %.2f ms, bwd %.2f ms)\n",
+    printf("  attention fwd+bwd T=%-5d H=32 KVH=8 D=128 %8.1f TFLOP/s  (%.1f%% of GEMM; fwd %.2f "
+           "ms, bwd %.2f ms)\n",
            T, rate * 1e-12, 100.0 * rate / gemm, tf * 1e3, tb * 1e3);
     char name[64];
     snprintf(name, sizeof name, "attn_T%d_tflops", T);
@@ -821,9 +857,17 @@ static double used_bytes(void) {
 
 static void bench_train(double gemm) {
     /* TinyLlama-1.1B's shape: a ~1B Llama with grouped-query attention. */
-    e2w_model_config cfg = {.C = 2048, .n_layer = 22, .H = 32, .KVH = 4, .D = 64, .F = 5632,
-                            .V = 32000, .max_pos = 4096, .eps = 1e-5f, .theta = 10000.0f,
-                            .tied = 0};
+    e2w_model_config cfg = { .C = 2048,
+                             .n_layer = 22,
+                             .H = 32,
+                             .KVH = 4,
+                             .D = 64,
+                             .F = 5632,
+                             .V = 32000,
+                             .max_pos = 4096,
+                             .eps = 1e-5f,
+                             .theta = 10000.0f,
+                             .tied = 0 };
     int B = 1, T = 4096, steps = 3;
     G->sync();
     double base = used_bytes();
@@ -839,9 +883,9 @@ static void bench_train(double gemm) {
         tok[i] = (int32_t)(rng_next() % (uint64_t)cfg.V);
         tgt[i] = (int32_t)(rng_next() % (uint64_t)cfg.V);
     }
-    float g[1] = {4.0f};
-    int32_t off[1] = {1000};
-    k_rope r = {.theta = cfg.theta, .n_sink = 4, .g = g, .t = off};
+    float g[1] = { 4.0f };
+    int32_t off[1] = { 1000 };
+    k_rope r = { .theta = cfg.theta, .n_sink = 4, .g = g, .t = off };
     trainee_step(&t, tok, tgt, B, T, &r, 1);
     G->sync();
     double t0 = now();
@@ -855,8 +899,9 @@ static void bench_train(double gemm) {
     double held = used_bytes() - base;
     printf("  train ~1B Llama (C=2048 L=22 H=32 KVH=4 F=5632 V=32000, %.2fB params) B=%d R=%d\n",
            (double)t.m.n_params * 1e-9, B, T);
-    printf("      %.0f tokens/s, %.2f s/step, %.1f TFLOP/s model, MFU %.1f%% of measured GEMM rate\n",
-           tps, dt, flops * 1e-12, 100.0 * flops / gemm);
+    printf(
+        "      %.0f tokens/s, %.2f s/step, %.1f TFLOP/s model, MFU %.1f%% of measured GEMM rate\n",
+        tps, dt, flops * 1e-12, 100.0 * flops / gemm);
     printf("      device memory held by the model, optimizer, activations and scratch: %.2f GiB\n",
            held / (1 << 30));
     figure("train_1b_R4096_tokens_per_s", tps, "tokens/s");
@@ -869,7 +914,7 @@ static void bench_train(double gemm) {
      * workspace (allocated before base was taken). */
     E2__V1__LlamaConfig pc = E2__V1__LLAMA_CONFIG__INIT;
     e2w_model_config_to_proto(&cfg, &pc);
-    e2w_plan_opts po = {.gpus = 1, .micro_batch = B, .seq = T, .act_bytes = 2};
+    e2w_plan_opts po = { .gpus = 1, .micro_batch = B, .seq = T, .act_bytes = 2 };
     e2w_plan plan;
     char err[256];
     if (e2w_plan_compute(&plan, &pc, &po, err, sizeof err) == 0) {
@@ -895,9 +940,9 @@ static void bench_train(double gemm) {
             et[i] = (int32_t)(rng_next() % (uint64_t)cfg.V);
             eg[i] = (int32_t)(rng_next() % (uint64_t)cfg.V);
         }
-        float ge[1] = {16.0f};
-        int32_t te[1] = {0};
-        k_rope re = {.theta = cfg.theta, .n_sink = 4, .g = ge, .t = te};
+        float ge[1] = { 16.0f };
+        int32_t te[1] = { 0 };
+        k_rope re = { .theta = cfg.theta, .n_sink = 4, .g = ge, .t = te };
         e2w_acts_set_batch(&ea, &t.m, et, eg, 1, TE);
         (void)e2w_model_forward(&t.m, &ea, 1, TE, &re, 1); /* warm-up */
         G->sync();
@@ -947,7 +992,8 @@ int main(int argc, char **argv) {
         for (int j = 0; j < N_GROUPS; j++) printf("%s\n", groups[j].name);
         return 0;
     }
-    if (strcmp(what, "ops") && strcmp(what, "train") && strcmp(what, "bench") && strcmp(what, "all")) {
+    if (strcmp(what, "ops") && strcmp(what, "train") && strcmp(what, "bench") &&
+        strcmp(what, "all")) {
         fprintf(stderr, "usage: gpu_check list | ops [GROUP...] | train | bench [JSON] | all\n");
         return 2;
     }
@@ -963,7 +1009,9 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "train") || !strcmp(what, "all")) run_train();
     if (!strcmp(what, "bench") || !strcmp(what, "all"))
         run_bench(!strcmp(what, "bench") && argc > 2 ? argv[2] : NULL);
-    if (failures) printf("gpu_check: %d check(s) FAILED\n", failures);
-    else if (strcmp(what, "bench")) printf("gpu_check: all checks passed\n");
+    if (failures)
+        printf("gpu_check: %d check(s) FAILED\n", failures);
+    else if (strcmp(what, "bench"))
+        printf("gpu_check: all checks passed\n");
     return failures ? 1 : 0;
 }

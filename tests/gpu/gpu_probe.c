@@ -14,31 +14,32 @@
 
 static int failures;
 
-#define EXPECT(cond, what)                                                   \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "gpu_probe: FAIL: %s\n", what);                  \
-            failures++;                                                      \
-        }                                                                    \
+#define EXPECT(cond, what)                                  \
+    do {                                                    \
+        if (!(cond)) {                                      \
+            fprintf(stderr, "gpu_probe: FAIL: %s\n", what); \
+            failures++;                                     \
+        }                                                   \
     } while (0)
 
 static void check_table(const k_backend *k) {
     EXPECT(strcmp(k->name, "cuda") == 0, "backend name is \"cuda\"");
     EXPECT(k->act_dtype == K_BF16, "act dtype is bf16");
     const void *ops[] = {
-        (const void *)k->alloc, (const void *)k->free, (const void *)k->zero,
-        (const void *)k->upload, (const void *)k->download, (const void *)k->upload_raw,
-        (const void *)k->download_raw, (const void *)k->sync, (const void *)k->matmul_fwd,
-        (const void *)k->matmul_bwd, (const void *)k->embed_fwd, (const void *)k->embed_bwd,
-        (const void *)k->rmsnorm_fwd, (const void *)k->rmsnorm_bwd, (const void *)k->rope_fwd,
-        (const void *)k->rope_bwd, (const void *)k->attn_fwd, (const void *)k->attn_bwd,
-        (const void *)k->swiglu_fwd, (const void *)k->swiglu_bwd, (const void *)k->add,
-        (const void *)k->accumulate, (const void *)k->xent_fwd, (const void *)k->xent_bwd,
-        (const void *)k->sumsq, (const void *)k->adamw,
+        (const void *)k->alloc,        (const void *)k->free,        (const void *)k->zero,
+        (const void *)k->upload,       (const void *)k->download,    (const void *)k->upload_raw,
+        (const void *)k->download_raw, (const void *)k->sync,        (const void *)k->matmul_fwd,
+        (const void *)k->matmul_bwd,   (const void *)k->embed_fwd,   (const void *)k->embed_bwd,
+        (const void *)k->rmsnorm_fwd,  (const void *)k->rmsnorm_bwd, (const void *)k->rope_fwd,
+        (const void *)k->rope_bwd,     (const void *)k->attn_fwd,    (const void *)k->attn_bwd,
+        (const void *)k->swiglu_fwd,   (const void *)k->swiglu_bwd,  (const void *)k->add,
+        (const void *)k->accumulate,   (const void *)k->xent_fwd,    (const void *)k->xent_bwd,
+        (const void *)k->sumsq,        (const void *)k->adamw,
     };
-    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) EXPECT(ops[i] != NULL, "every operation is set");
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        EXPECT(ops[i] != NULL, "every operation is set");
     /* 1.5, -0.375 and 3 are exact in bf16; 1 + 2^-12 rounds to 1. */
-    float in[4] = {1.5f, -0.375f, 3.0f, 1.0f + 1.0f / 4096.0f}, out[4] = {0};
+    float in[4] = { 1.5f, -0.375f, 3.0f, 1.0f + 1.0f / 4096.0f }, out[4] = { 0 };
     void *p = k->alloc(sizeof in);
     EXPECT(p != NULL, "alloc of 16 bytes");
     if (p == NULL) return;
@@ -46,7 +47,7 @@ static void check_table(const k_backend *k) {
     k->download(out, p, 4);
     EXPECT(out[0] == 1.5f && out[1] == -0.375f && out[2] == 3.0f && out[3] == 1.0f,
            "upload/download round to bf16");
-    int32_t raw[4] = {7, -1, 123456789, 0}, back[4] = {0};
+    int32_t raw[4] = { 7, -1, 123456789, 0 }, back[4] = { 0 };
     k->upload_raw(p, raw, sizeof raw);
     k->download_raw(back, p, sizeof back);
     EXPECT(memcmp(raw, back, sizeof raw) == 0, "raw copies keep bytes");

@@ -25,24 +25,24 @@
 /* Tolerances of the increments: bf16 attention plus the rounding of the
  * accumulated bf16 value (|before| <= 1 gives up to 2^-9 absolute). */
 #define GRAD_TOL_PART 2e-2
-#define GRAD_TOL_ROW 6e-2
+#define GRAD_TOL_ROW  6e-2
 
 typedef struct {
-    double part_rel[3];  /* norm-wise relative error of the Q, K, V increments */
-    double worst_row;    /* largest row error (see above) */
-    int worst_part;      /* 0 Q, 1 K, 2 V */
+    double part_rel[3]; /* norm-wise relative error of the Q, K, V increments */
+    double worst_row;   /* largest row error (see above) */
+    int worst_part;     /* 0 Q, 1 K, 2 V */
     int worst_b, worst_t, worst_head;
-    size_t nan;          /* NaN or inf in the device's values */
+    size_t nan; /* NaN or inf in the device's values */
     int ok;
 } grad_check_result;
 
 /* before, gpu_after, cpu_after: (B, T, (H + 2 KVH) D) host arrays. */
 static inline grad_check_result grad_check_qkv(const float *before, const float *gpu_after,
-                                               const float *cpu_after, int B, int T, int H,
-                                               int KVH, int D) {
-    grad_check_result r = {{0, 0, 0}, 0, 0, 0, 0, 0, 0, 0};
+                                               const float *cpu_after, int B, int T, int H, int KVH,
+                                               int D) {
+    grad_check_result r = { { 0, 0, 0 }, 0, 0, 0, 0, 0, 0, 0 };
     size_t ld = (size_t)(H + 2 * KVH) * (size_t)D;
-    int heads[3] = {H, KVH, KVH}, first[3] = {0, H, H + KVH};
+    int heads[3] = { H, KVH, KVH }, first[3] = { 0, H, H + KVH };
     for (int p = 0; p < 3; p++) {
         double num = 0, den = 0;
         size_t rows = (size_t)B * (size_t)T * (size_t)heads[p];
@@ -87,12 +87,12 @@ static inline grad_check_result grad_check_qkv(const float *before, const float 
 
 /* One line per check, as gpu_check prints its others. */
 static inline void grad_check_print(const char *op, const grad_check_result *r) {
-    static const char part[3] = {'q', 'k', 'v'};
+    static const char part[3] = { 'q', 'k', 'v' };
     printf("  %-18s %-8s increments rel.err dq %.2e dk %.2e dv %.2e (tol %.0e); worst row "
            "%.2e at d%c b=%d t=%d head=%d (tol %.0e)%s  %s\n",
-           op, "dqkv", r->part_rel[0], r->part_rel[1], r->part_rel[2], GRAD_TOL_PART,
-           r->worst_row, part[r->worst_part], r->worst_b, r->worst_t, r->worst_head,
-           GRAD_TOL_ROW, r->nan ? "  NaN!" : "", r->ok ? "ok" : "FAIL");
+           op, "dqkv", r->part_rel[0], r->part_rel[1], r->part_rel[2], GRAD_TOL_PART, r->worst_row,
+           part[r->worst_part], r->worst_b, r->worst_t, r->worst_head, GRAD_TOL_ROW,
+           r->nan ? "  NaN!" : "", r->ok ? "ok" : "FAIL");
 }
 
 #endif

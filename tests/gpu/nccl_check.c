@@ -25,23 +25,23 @@
 
 static int failures;
 
-#define EXPECT(cond, ...)                                            \
-    do {                                                             \
-        if (!(cond)) {                                               \
-            printf("  FAIL %s:%d: ", __FILE__, __LINE__);            \
-            printf(__VA_ARGS__);                                     \
-            printf("\n");                                            \
-            failures++;                                              \
-        }                                                            \
+#define EXPECT(cond, ...)                                 \
+    do {                                                  \
+        if (!(cond)) {                                    \
+            printf("  FAIL %s:%d: ", __FILE__, __LINE__); \
+            printf(__VA_ARGS__);                          \
+            printf("\n");                                 \
+            failures++;                                   \
+        }                                                 \
     } while (0)
 
-#define CUDA_OK(call)                                                            \
-    do {                                                                         \
-        cudaError_t e_ = (call);                                                 \
-        if (e_ != cudaSuccess) {                                                 \
-            printf("nccl_check: %s: %s\n", #call, cudaGetErrorString(e_));       \
-            exit(1);                                                             \
-        }                                                                        \
+#define CUDA_OK(call)                                                      \
+    do {                                                                   \
+        cudaError_t e_ = (call);                                           \
+        if (e_ != cudaSuccess) {                                           \
+            printf("nccl_check: %s: %s\n", #call, cudaGetErrorString(e_)); \
+            exit(1);                                                       \
+        }                                                                  \
     } while (0)
 
 static double now(void) {
@@ -74,14 +74,16 @@ static void collectives(e2w_comm *c) {
     float *d;
     CUDA_OK(cudaMalloc((void **)&d, n * sizeof *d));
     fill(d, n);
-    EXPECT(e2w_comm_allreduce(c, d, n, E2W_COMM_F32, E2W_COMM_SUM, err, sizeof err) == 0, "%s", err);
+    EXPECT(e2w_comm_allreduce(c, d, n, E2W_COMM_F32, E2W_COMM_SUM, err, sizeof err) == 0, "%s",
+           err);
     EXPECT(mismatches(d, n) == 0, "allreduce F32 SUM changed the data");
-    EXPECT(e2w_comm_allreduce(c, d, n, E2W_COMM_F32, E2W_COMM_AVG, err, sizeof err) == 0, "%s", err);
+    EXPECT(e2w_comm_allreduce(c, d, n, E2W_COMM_F32, E2W_COMM_AVG, err, sizeof err) == 0, "%s",
+           err);
     EXPECT(mismatches(d, n) == 0, "allreduce F32 AVG changed the data");
     /* bf16: the same bytes as 2n bf16 elements (the low halves are not
      * valid on their own, but one rank's sum is the identity) */
-    EXPECT(e2w_comm_allreduce(c, d, 2 * n, E2W_COMM_BF16, E2W_COMM_SUM, err, sizeof err) == 0,
-           "%s", err);
+    EXPECT(e2w_comm_allreduce(c, d, 2 * n, E2W_COMM_BF16, E2W_COMM_SUM, err, sizeof err) == 0, "%s",
+           err);
     EXPECT(e2w_comm_allgather(c, d, n, E2W_COMM_F32, err, sizeof err) == 0, "%s", err);
     EXPECT(mismatches(d, n) == 0, "allgather changed the data");
     EXPECT(e2w_comm_broadcast(c, d, n * sizeof *d, 0, err, sizeof err) == 0, "%s", err);
@@ -113,7 +115,8 @@ static void reducer(e2w_comm *c) {
             CUDA_OK(cudaMemcpyAsync(grads + b * per, h + b * per, per * sizeof *h,
                                     cudaMemcpyHostToDevice, s));
             /* two ranges per bucket, as a layer's tensors */
-            e2w_reducer_range rr[2] = {{b * per, per / 3}, {b * per + per / 3, per - per / 3}};
+            e2w_reducer_range rr[2] = { { b * per, per / 3 },
+                                        { b * per + per / 3, per - per / 3 } };
             e2w_reducer_push(r, rr, 2);
         }
         double waited = 0;

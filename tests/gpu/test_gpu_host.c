@@ -108,8 +108,8 @@ static void test_attn_check_catches_wrong_dq(void) {
     r = grad_check_qkv(before, gpu, cpu, B, T, H, KVH, D);
     grad_check_print("dq 5% too large", &r);
     EXPECT(!r.ok, "a 5%% too large dq passes the increment check");
-    EXPECT(r.part_rel[0] > GRAD_TOL_PART && r.part_rel[1] < GRAD_TOL_PART,
-           "dq %.3e dk %.3e", r.part_rel[0], r.part_rel[1]);
+    EXPECT(r.part_rel[0] > GRAD_TOL_PART && r.part_rel[1] < GRAD_TOL_PART, "dq %.3e dk %.3e",
+           r.part_rel[0], r.part_rel[1]);
     EXPECT(old_check_passes(gpu, cpu, nq), "the old norm check was expected to miss this");
 
     free(qkv), free(dout), free(before), free(out), free(lse), free(delta);
@@ -145,8 +145,16 @@ static int by_index0(const void *a, const void *b) {
  * index0 must be the global offset of its first element, and the calls
  * must tile the range. */
 static void sr_case(const k_backend *k, int world, int rank) {
-    e2w_model_config cfg = {.C = 32, .n_layer = 2, .H = 4, .KVH = 2, .D = 8, .F = 64,
-                            .V = 50, .max_pos = 64, .eps = 1e-5f, .theta = 10000.0f};
+    e2w_model_config cfg = { .C = 32,
+                             .n_layer = 2,
+                             .H = 4,
+                             .KVH = 2,
+                             .D = 8,
+                             .F = 64,
+                             .V = 50,
+                             .max_pos = 64,
+                             .eps = 1e-5f,
+                             .theta = 10000.0f };
     e2w_model m;
     char err[256];
     CHECK(e2w_model_create(&m, k, &cfg, err, sizeof err) == 0);
@@ -165,8 +173,8 @@ static void sr_case(const k_backend *k, int world, int rank) {
     size_t covered = 0;
     for (int i = 0; i < n_calls; i++) {
         EXPECT(calls[i].index0 == calls[i].at,
-               "world %d rank %d: call %d updates elements from %zu with index0 %zu", world,
-               rank, i, calls[i].at, calls[i].index0);
+               "world %d rank %d: call %d updates elements from %zu with index0 %zu", world, rank,
+               i, calls[i].at, calls[i].index0);
         covered += calls[i].n;
     }
     qsort(calls, (size_t)n_calls, sizeof calls[0], by_index0);
@@ -192,8 +200,8 @@ int main(int argc, char **argv) {
         const char *name;
         void (*fn)(void);
     } cases[] = {
-        {"attn_check_catches_wrong_dq", test_attn_check_catches_wrong_dq},
-        {"sr_index_is_global", test_sr_index_is_global},
+        { "attn_check_catches_wrong_dq", test_attn_check_catches_wrong_dq },
+        { "sr_index_is_global", test_sr_index_is_global },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (argc > 1 && strcmp(argv[1], cases[i].name) == 0) {

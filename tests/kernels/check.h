@@ -28,14 +28,14 @@
  * one run shows every broken property. */
 static int kc_failures;
 
-#define KC_EXPECT(cond, ...)                                         \
-    do {                                                             \
-        if (!(cond)) {                                               \
-            fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__);    \
-            fprintf(stderr, __VA_ARGS__);                            \
-            fputc('\n', stderr);                                     \
-            kc_failures++;                                           \
-        }                                                            \
+#define KC_EXPECT(cond, ...)                                      \
+    do {                                                          \
+        if (!(cond)) {                                            \
+            fprintf(stderr, "%s:%d: FAIL: ", __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                         \
+            fputc('\n', stderr);                                  \
+            kc_failures++;                                        \
+        }                                                         \
     } while (0)
 
 /* ---- memory: tests abort on allocation failure ---- */
@@ -47,15 +47,17 @@ static inline void *kc_xmalloc(size_t bytes) {
     }
     return p;
 }
-#define kc_floats(n) ((float *)kc_xmalloc((size_t)(n) * sizeof(float)))
+#define kc_floats(n)  ((float *)kc_xmalloc((size_t)(n) * sizeof(float)))
 #define kc_doubles(n) ((double *)kc_xmalloc((size_t)(n) * sizeof(double)))
-#define kc_ints(n) ((int32_t *)kc_xmalloc((size_t)(n) * sizeof(int32_t)))
+#define kc_ints(n)    ((int32_t *)kc_xmalloc((size_t)(n) * sizeof(int32_t)))
 
 /* ---- random numbers ---- */
-typedef struct { uint64_t s; } kc_rng;
+typedef struct {
+    uint64_t s;
+} kc_rng;
 
 static inline kc_rng kc_seed(uint64_t seed) {
-    kc_rng r = {seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull};
+    kc_rng r = { seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull };
     return r;
 }
 
@@ -86,8 +88,7 @@ static inline void kc_to_double(double *dst, const float *src, size_t n) {
 }
 
 /* ---- comparisons ---- */
-static inline double kc_max_rel_err(const float *got, const double *want,
-                                    size_t n, double floor) {
+static inline double kc_max_rel_err(const float *got, const double *want, size_t n, double floor) {
     double worst = 0.0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - want[i]);
@@ -99,8 +100,7 @@ static inline double kc_max_rel_err(const float *got, const double *want,
 }
 
 /* Same for two float arrays (e.g. one backend against another). */
-static inline double kc_max_rel_err_f(const float *got, const float *want,
-                                      size_t n, double floor) {
+static inline double kc_max_rel_err_f(const float *got, const float *want, size_t n, double floor) {
     double worst = 0.0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - (double)want[i]);
@@ -114,14 +114,13 @@ static inline double kc_max_rel_err_f(const float *got, const float *want,
 /* Records a failure when the max relative error exceeds tol. With the
  * environment variable KC_VERBOSE set, every comparison prints its error, to
  * see how much room a tolerance leaves. */
-#define KC_CLOSE(got, want, n, floor, tol, what)                              \
-    do {                                                                      \
-        double kc_e_ = kc_max_rel_err((got), (want), (n), (floor));           \
-        if (getenv("KC_VERBOSE"))                                             \
-            fprintf(stderr, "  %s: max rel err %.3g (tol %.3g)\n", (what),    \
-                    kc_e_, (double)(tol));                                    \
-        KC_EXPECT(kc_e_ <= (tol), "%s: max rel err %.3g > tol %.3g", (what),  \
-                  kc_e_, (double)(tol));                                      \
+#define KC_CLOSE(got, want, n, floor, tol, what)                                                  \
+    do {                                                                                          \
+        double kc_e_ = kc_max_rel_err((got), (want), (n), (floor));                               \
+        if (getenv("KC_VERBOSE"))                                                                 \
+            fprintf(stderr, "  %s: max rel err %.3g (tol %.3g)\n", (what), kc_e_, (double)(tol)); \
+        KC_EXPECT(kc_e_ <= (tol), "%s: max rel err %.3g > tol %.3g", (what), kc_e_,               \
+                  (double)(tol));                                                                 \
     } while (0)
 
 /* ---- finite differences ----
@@ -131,17 +130,16 @@ static inline double kc_max_rel_err_f(const float *got, const float *want,
  * Inputs that are not differentiated (token ids, shapes) travel in ctx. */
 typedef void (*kc_fwd_fn)(void *ctx, double *const *in, double *out);
 
-static inline double kc_loss(kc_fwd_fn fwd, void *ctx, double *const *in,
-                             const double *w, double *out, size_t out_n) {
+static inline double kc_loss(kc_fwd_fn fwd, void *ctx, double *const *in, const double *w,
+                             double *out, size_t out_n) {
     fwd(ctx, in, out);
     double L = 0.0;
     for (size_t k = 0; k < out_n; k++) L += out[k] * w[k];
     return L;
 }
 
-static inline void kc_fd_grad(kc_fwd_fn fwd, void *ctx, double *const *in,
-                              int which, size_t in_n, const double *w,
-                              size_t out_n, double h, double *grad) {
+static inline void kc_fd_grad(kc_fwd_fn fwd, void *ctx, double *const *in, int which, size_t in_n,
+                              const double *w, size_t out_n, double h, double *grad) {
     double *out = kc_doubles(out_n);
     double *x = in[which];
     for (size_t j = 0; j < in_n; j++) {
@@ -170,8 +168,7 @@ static inline int kc_main(int argc, char **argv, const kc_case *cases, int n) {
         if (argc > 1 && strcmp(argv[1], cases[i].name) != 0) continue;
         int before = kc_failures;
         cases[i].fn();
-        fprintf(stderr, "%s %s\n", kc_failures == before ? "ok  " : "FAIL",
-                cases[i].name);
+        fprintf(stderr, "%s %s\n", kc_failures == before ? "ok  " : "FAIL", cases[i].name);
         ran++;
     }
     if (ran == 0) {

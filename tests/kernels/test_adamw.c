@@ -31,8 +31,13 @@ static void adamw_run(float wd, float gs, int alias) {
     double *w = kc_doubles(N_EL), *mr = kc_doubles(N_EL), *vr = kc_doubles(N_EL);
     kc_fill(master, N_EL, -1, 1, &r);
     kc_to_double(w, master, N_EL);
-    k_adamw hp = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
-                  .weight_decay = wd, .grad_scale = gs, .seed = 7};
+    k_adamw hp = { .lr = 1e-2f,
+                   .beta1 = 0.9f,
+                   .beta2 = 0.95f,
+                   .eps = 1e-8f,
+                   .weight_decay = wd,
+                   .grad_scale = gs,
+                   .seed = 7 };
     for (int step = 1; step <= 3; step++) {
         hp.step = step;
         kc_fill(grad, N_EL, -2, 2, &r);
@@ -51,28 +56,45 @@ static void adamw_run(float wd, float gs, int alias) {
                   "param differs from master after step %d (alias=%d)", step, alias);
     }
     if (!alias) free(param);
-    free(master); free(m); free(v); free(grad); free(w); free(mr); free(vr);
+    free(master);
+    free(m);
+    free(v);
+    free(grad);
+    free(w);
+    free(mr);
+    free(vr);
 }
 
-static void adamw_three_steps(void) { adamw_run(0.0f, 1.0f, 0); }
-static void adamw_weight_decay_grad_scale(void) { adamw_run(0.1f, 0.25f, 0); }
-static void adamw_param_aliases_master(void) { adamw_run(0.1f, 0.25f, 1); }
+static void adamw_three_steps(void) {
+    adamw_run(0.0f, 1.0f, 0);
+}
+static void adamw_weight_decay_grad_scale(void) {
+    adamw_run(0.1f, 0.25f, 0);
+}
+static void adamw_param_aliases_master(void) {
+    adamw_run(0.1f, 0.25f, 1);
+}
 
 /* Decoupled decay: a zero gradient on a fresh state leaves m = v = 0 and
  * shrinks the weight by exactly lr * weight_decay * w. */
 static void adamw_decay_only(void) {
     const k_backend *k = k_cpu();
-    float master[4] = {1.0f, -2.0f, 0.5f, 0.0f}, m[4] = {0}, v[4] = {0}, grad[4] = {0};
-    k_adamw hp = {.lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                  .weight_decay = 0.5f, .step = 1, .grad_scale = 1.0f};
+    float master[4] = { 1.0f, -2.0f, 0.5f, 0.0f }, m[4] = { 0 }, v[4] = { 0 }, grad[4] = { 0 };
+    k_adamw hp = { .lr = 0.1f,
+                   .beta1 = 0.9f,
+                   .beta2 = 0.999f,
+                   .eps = 1e-8f,
+                   .weight_decay = 0.5f,
+                   .step = 1,
+                   .grad_scale = 1.0f };
     k->adamw(master, master, grad, m, v, 4, &hp);
-    const double want[4] = {0.95, -1.9, 0.475, 0.0};
+    const double want[4] = { 0.95, -1.9, 0.475, 0.0 };
     KC_CLOSE(master, want, 4, 1e-3, 1e-6, "decayed weights");
 }
 
 static void sumsq_matches_double(void) {
     const k_backend *k = k_cpu();
-    const size_t sizes[] = {0, 1, 63, 65, 100003, 1000003};
+    const size_t sizes[] = { 0, 1, 63, 65, 100003, 1000003 };
     for (int i = 0; i < 6; i++) {
         size_t n = sizes[i];
         kc_rng r = kc_seed(200 + i);
@@ -100,18 +122,18 @@ static void sumsq_threads(void) {
     }
     KC_EXPECT(memcmp(&s[0], &s[1], sizeof(double)) == 0, "1 vs 2 threads: %.17g %.17g", s[0], s[1]);
     KC_EXPECT(memcmp(&s[0], &s[2], sizeof(double)) == 0, "1 vs 3 threads: %.17g %.17g", s[0], s[2]);
-    KC_EXPECT(memcmp(&s[0], &(double){k->sumsq(x, n)}, sizeof(double)) == 0, "rerun differs");
+    KC_EXPECT(memcmp(&s[0], &(double){ k->sumsq(x, n) }, sizeof(double)) == 0, "rerun differs");
     free(x);
 }
 
 int main(int argc, char **argv) {
     const kc_case cases[] = {
-        {"adamw_three_steps", adamw_three_steps},
-        {"adamw_weight_decay_grad_scale", adamw_weight_decay_grad_scale},
-        {"adamw_param_aliases_master", adamw_param_aliases_master},
-        {"adamw_decay_only", adamw_decay_only},
-        {"sumsq_matches_double", sumsq_matches_double},
-        {"sumsq_threads", sumsq_threads},
+        { "adamw_three_steps", adamw_three_steps },
+        { "adamw_weight_decay_grad_scale", adamw_weight_decay_grad_scale },
+        { "adamw_param_aliases_master", adamw_param_aliases_master },
+        { "adamw_decay_only", adamw_decay_only },
+        { "sumsq_matches_double", sumsq_matches_double },
+        { "sumsq_threads", sumsq_threads },
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -20,7 +20,9 @@ static size_t qkv_len(const shape *s) {
 static size_t out_len(const shape *s) {
     return (size_t)s->B * s->T * s->H * s->D;
 }
-static size_t lse_len(const shape *s) { return (size_t)s->B * s->H * s->T; }
+static size_t lse_len(const shape *s) {
+    return (size_t)s->B * s->H * s->T;
+}
 
 /* Pointers to q of head h, k and v of kv head kvh, token (b, i). */
 #define QP(s, x, b, i, h) \
@@ -30,8 +32,7 @@ static size_t lse_len(const shape *s) { return (size_t)s->B * s->H * s->T; }
 
 /* Probabilities p[0..i] of query (b, h, i), full softmax in double; returns
  * the log-sum-exp. */
-static double ref_probs(const shape *s, const double *qkv, int b, int h, int i,
-                        double *p) {
+static double ref_probs(const shape *s, const double *qkv, int b, int h, int i, double *p) {
     int g = h / (s->H / s->KVH);
     const double *q = QP(s, qkv, b, i, h);
     double mx = -INFINITY, sum = 0.0;
@@ -65,8 +66,7 @@ static void ref_fwd(const shape *s, const double *qkv, double *out, double *lse)
 }
 
 /* Analytic backward in double: dqkv (zeroed) = d(sum out * dout)/d qkv. */
-static void ref_bwd(const shape *s, const double *qkv, const double *dout,
-                    double *dqkv) {
+static void ref_bwd(const shape *s, const double *qkv, const double *dout, double *dqkv) {
     double *p = kc_doubles(s->T), *dp = kc_doubles(s->T);
     double sc = 1.0 / sqrt((double)s->D);
     for (int b = 0; b < s->B; b++)
@@ -106,8 +106,8 @@ typedef struct {
 } run;
 
 static run run_alloc(const shape *s, uint64_t seed, float amp) {
-    run r = {kc_floats(qkv_len(s)), kc_floats(out_len(s)), kc_floats(lse_len(s)),
-             kc_floats(out_len(s)), kc_floats(qkv_len(s)), kc_floats(lse_len(s))};
+    run r = { kc_floats(qkv_len(s)), kc_floats(out_len(s)), kc_floats(lse_len(s)),
+              kc_floats(out_len(s)), kc_floats(qkv_len(s)), kc_floats(lse_len(s)) };
     kc_rng rng = kc_seed(seed);
     kc_fill(r.qkv, qkv_len(s), -amp, amp, &rng);
     kc_fill(r.dout, out_len(s), -1.0f, 1.0f, &rng);
@@ -126,16 +126,15 @@ static void run_free(run *r) {
 static void run_kernels(const shape *s, run *r) {
     const k_backend *k = k_cpu();
     k->attn_fwd(r->out, r->lse, r->qkv, s->B, s->T, s->H, s->KVH, s->D);
-    k->attn_bwd(r->dqkv, r->delta, r->dout, r->qkv, r->out, r->lse, s->B, s->T,
-                s->H, s->KVH, s->D);
+    k->attn_bwd(r->dqkv, r->delta, r->dout, r->qkv, r->out, r->lse, s->B, s->T, s->H, s->KVH, s->D);
 }
 
 /* (B, T, H, KVH, D): ratios 1, 2, 4; odd H and KVH; T = 1, 7, 33, 64, 100,
  * 130; D = 16, 64 plus 24 (not a multiple of 16) and 128. */
 static const shape shapes[] = {
-    {1, 1, 2, 2, 16},   {2, 7, 4, 2, 16},   {1, 33, 3, 3, 64},
-    {1, 100, 4, 1, 16}, {2, 100, 6, 3, 64}, {1, 64, 4, 1, 64},
-    {1, 130, 8, 2, 64}, {1, 70, 2, 1, 24},  {1, 65, 3, 3, 128},
+    { 1, 1, 2, 2, 16 },   { 2, 7, 4, 2, 16 },   { 1, 33, 3, 3, 64 },
+    { 1, 100, 4, 1, 16 }, { 2, 100, 6, 3, 64 }, { 1, 64, 4, 1, 64 },
+    { 1, 130, 8, 2, 64 }, { 1, 70, 2, 1, 24 },  { 1, 65, 3, 3, 128 },
 };
 #define NSHAPES ((int)(sizeof(shapes) / sizeof(shapes[0])))
 
@@ -159,11 +158,11 @@ static void attn_fwd_reference(void) {
             ref_fwd(s, qkv, out, lse);
             k_cpu()->attn_fwd(r.out, r.lse, r.qkv, s->B, s->T, s->H, s->KVH, s->D);
             char what[96];
-            snprintf(what, sizeof what, "out B=%d T=%d H=%d KVH=%d D=%d amp=%g",
-                     s->B, s->T, s->H, s->KVH, s->D, amp);
+            snprintf(what, sizeof what, "out B=%d T=%d H=%d KVH=%d D=%d amp=%g", s->B, s->T, s->H,
+                     s->KVH, s->D, amp);
             KC_CLOSE(r.out, out, out_len(s), 0.1, 5e-6 * amp * amp, what);
-            snprintf(what, sizeof what, "lse B=%d T=%d H=%d KVH=%d D=%d amp=%g",
-                     s->B, s->T, s->H, s->KVH, s->D, amp);
+            snprintf(what, sizeof what, "lse B=%d T=%d H=%d KVH=%d D=%d amp=%g", s->B, s->T, s->H,
+                     s->KVH, s->D, amp);
             KC_CLOSE(r.lse, lse, lse_len(s), 1.0, 1e-6, what);
             free(qkv);
             free(out);
@@ -176,7 +175,7 @@ static void attn_fwd_reference(void) {
 /* Changing q, k and v of token p leaves every output before p bitwise the
  * same, and changes the outputs at p. */
 static void attn_causal(void) {
-    const shape s = {2, 130, 4, 2, 64};
+    const shape s = { 2, 130, 4, 2, 64 };
     const int p = 70;
     run r = run_alloc(&s, 7, 1.0f);
     float *out0 = kc_floats(out_len(&s)), *lse0 = kc_floats(lse_len(&s));
@@ -184,8 +183,7 @@ static void attn_causal(void) {
     k->attn_fwd(out0, lse0, r.qkv, s.B, s.T, s.H, s.KVH, s.D);
     size_t row = (size_t)(s.H + 2 * s.KVH) * s.D, orow = (size_t)s.H * s.D;
     for (int b = 0; b < s.B; b++)
-        for (size_t c = 0; c < row; c++)
-            r.qkv[((size_t)b * s.T + p) * row + c] *= -1.5f;
+        for (size_t c = 0; c < row; c++) r.qkv[((size_t)b * s.T + p) * row + c] *= -1.5f;
     k->attn_fwd(r.out, r.lse, r.qkv, s.B, s.T, s.H, s.KVH, s.D);
     for (int b = 0; b < s.B; b++) {
         const float *o0 = out0 + (size_t)b * s.T * orow, *o1 = r.out + (size_t)b * s.T * orow;
@@ -224,8 +222,8 @@ static void check_grad_fd(const shape *s, uint64_t seed) {
     double *qkv = kc_doubles(nq), *w = kc_doubles(no), *out = kc_doubles(no);
     kc_to_double(qkv, r.qkv, nq);
     kc_to_double(w, r.dout, no);
-    double *in[1] = {qkv};
-    fd_ctx c = {s};
+    double *in[1] = { qkv };
+    fd_ctx c = { s };
     const double h = 1e-4;
     int slots = s->H + 2 * s->KVH;
     size_t total = nq <= 2048 ? nq : 240;
@@ -269,11 +267,10 @@ static void check_grad_fd(const shape *s, uint64_t seed) {
 
 static void attn_bwd_fd(void) {
     const shape fds[] = {
-        {2, 7, 4, 2, 16}, {1, 33, 3, 3, 64}, {1, 100, 4, 1, 16},
-        {1, 70, 6, 3, 24}, {1, 1, 2, 1, 16},
+        { 2, 7, 4, 2, 16 },  { 1, 33, 3, 3, 64 }, { 1, 100, 4, 1, 16 },
+        { 1, 70, 6, 3, 24 }, { 1, 1, 2, 1, 16 },
     };
-    for (int i = 0; i < (int)(sizeof(fds) / sizeof(fds[0])); i++)
-        check_grad_fd(&fds[i], 200 + i);
+    for (int i = 0; i < (int)(sizeof(fds) / sizeof(fds[0])); i++) check_grad_fd(&fds[i], 200 + i);
 }
 
 /* Every coordinate of dqkv against the analytic double backward (itself
@@ -290,8 +287,8 @@ static void attn_bwd_reference(void) {
         ref_bwd(s, qkv, dout, want);
         double scale = max_abs(want, nq);
         double e = kc_max_rel_err(r.dqkv, want, nq, scale);
-        KC_EXPECT(e < 5e-6, "dqkv B=%d T=%d H=%d KVH=%d D=%d: err %.3g of max %.3g",
-                  s->B, s->T, s->H, s->KVH, s->D, e, scale);
+        KC_EXPECT(e < 5e-6, "dqkv B=%d T=%d H=%d KVH=%d D=%d: err %.3g of max %.3g", s->B, s->T,
+                  s->H, s->KVH, s->D, e, scale);
         free(qkv);
         free(dout);
         free(want);
@@ -301,7 +298,7 @@ static void attn_bwd_reference(void) {
 
 /* dqkv accumulates: starting from X gives X + (the gradient from zero). */
 static void attn_bwd_accumulates(void) {
-    const shape s = {2, 100, 4, 2, 64};
+    const shape s = { 2, 100, 4, 2, 64 };
     size_t nq = qkv_len(&s);
     run r = run_alloc(&s, 17, 1.0f);
     run_kernels(&s, &r);
@@ -310,8 +307,7 @@ static void attn_bwd_accumulates(void) {
     kc_rng rng = kc_seed(18);
     kc_fill(x, nq, -1.0f, 1.0f, &rng);
     memcpy(r.dqkv, x, nq * sizeof(float));
-    k_cpu()->attn_bwd(r.dqkv, r.delta, r.dout, r.qkv, r.out, r.lse, s.B, s.T,
-                      s.H, s.KVH, s.D);
+    k_cpu()->attn_bwd(r.dqkv, r.delta, r.dout, r.qkv, r.out, r.lse, s.B, s.T, s.H, s.KVH, s.D);
     size_t bad = 0;
     for (size_t i = 0; i < nq; i++) bad += r.dqkv[i] != x[i] + g0[i];
     KC_EXPECT(bad == 0, "%zu of %zu dqkv elements are not X + grad", bad, nq);
@@ -322,7 +318,7 @@ static void attn_bwd_accumulates(void) {
 
 /* out, lse and dqkv are bitwise the same on 1, 2 and 3 threads. */
 static void attn_deterministic_threads(void) {
-    const shape s = {1, 300, 6, 2, 64};
+    const shape s = { 1, 300, 6, 2, 64 };
     size_t nq = qkv_len(&s), no = out_len(&s), nl = lse_len(&s);
     int saved = omp_get_max_threads();
     run r[3];
@@ -345,12 +341,12 @@ static void attn_deterministic_threads(void) {
 
 int main(int argc, char **argv) {
     static const kc_case cases[] = {
-        {"attn_fwd_reference", attn_fwd_reference},
-        {"attn_causal", attn_causal},
-        {"attn_bwd_fd", attn_bwd_fd},
-        {"attn_bwd_reference", attn_bwd_reference},
-        {"attn_bwd_accumulates", attn_bwd_accumulates},
-        {"attn_deterministic_threads", attn_deterministic_threads},
+        { "attn_fwd_reference", attn_fwd_reference },
+        { "attn_causal", attn_causal },
+        { "attn_bwd_fd", attn_bwd_fd },
+        { "attn_bwd_reference", attn_bwd_reference },
+        { "attn_bwd_accumulates", attn_bwd_accumulates },
+        { "attn_deterministic_threads", attn_deterministic_threads },
     };
     return kc_main(argc, argv, cases, (int)(sizeof(cases) / sizeof(cases[0])));
 }

@@ -6,17 +6,19 @@
 #include "check.h"
 #include "k.h"
 
-typedef struct { int N, C, V; const int32_t *tok; } em_shape;
+typedef struct {
+    int N, C, V;
+    const int32_t *tok;
+} em_shape;
 
 /* in[0] = wte (V, C) */
 static void em_ref(void *ctx, double *const *in, double *out) {
     const em_shape *s = ctx;
     for (int n = 0; n < s->N; n++)
-        for (int c = 0; c < s->C; c++)
-            out[n * s->C + c] = in[0][s->tok[n] * s->C + c];
+        for (int c = 0; c < s->C; c++) out[n * s->C + c] = in[0][s->tok[n] * s->C + c];
 }
 
-static const int dims[][3] = {{1, 5, 7}, {17, 67, 7}, {3, 64, 259}, {40, 130, 3}};
+static const int dims[][3] = { { 1, 5, 7 }, { 17, 67, 7 }, { 3, 64, 259 }, { 40, 130, 3 } };
 #define N_DIMS (int)(sizeof dims / sizeof dims[0])
 
 static void embed_fwd(void) {
@@ -33,7 +35,9 @@ static void embed_fwd(void) {
         for (int n = 0; n < N; n++)
             ok &= memcmp(out + (size_t)n * C, wte + (size_t)tok[n] * C, C * sizeof(float)) == 0;
         KC_EXPECT(ok, "row of out is not the token's row of wte (N=%d C=%d V=%d)", N, C, V);
-        free(tok); free(wte); free(out);
+        free(tok);
+        free(wte);
+        free(out);
     }
 }
 
@@ -52,13 +56,19 @@ static void embed_bwd(void) {
         kc_to_double(dw, wte, nw);
         kc_to_double(ddout, dout, nout);
         k->embed_bwd(dwte, dout, tok, N, C);
-        em_shape s = {N, C, V, tok};
-        double *in[1] = {dw};
+        em_shape s = { N, C, V, tok };
+        double *in[1] = { dw };
         kc_fd_grad(em_ref, &s, in, 0, nw, ddout, nout, 1e-3, fd);
         char what[64];
         snprintf(what, sizeof what, "dwte N=%d C=%d V=%d", N, C, V);
         KC_CLOSE(dwte, fd, nw, 1.0, 1e-6, what);
-        free(tok); free(wte); free(dout); free(dwte); free(dw); free(ddout); free(fd);
+        free(tok);
+        free(wte);
+        free(dout);
+        free(dwte);
+        free(dw);
+        free(ddout);
+        free(fd);
     }
 }
 
@@ -77,7 +87,11 @@ static void embed_bwd_accumulates(void) {
     double *want = kc_doubles((size_t)V * C);
     for (size_t j = 0; j < (size_t)V * C; j++) want[j] = 2.0 * once[j];
     KC_CLOSE(twice, want, (size_t)V * C, 1.0, 1e-6, "dwte after two calls");
-    free(tok); free(dout); free(once); free(twice); free(want);
+    free(tok);
+    free(dout);
+    free(once);
+    free(twice);
+    free(want);
 }
 
 /* Many rows hitting few tokens: the sum is the same bits with 1, 2 and 3
@@ -99,15 +113,16 @@ static void embed_bwd_threads(void) {
     KC_EXPECT(memcmp(g[0], g[1], (size_t)V * C * sizeof(float)) == 0, "1 vs 2 threads differ");
     KC_EXPECT(memcmp(g[0], g[2], (size_t)V * C * sizeof(float)) == 0, "1 vs 3 threads differ");
     for (int t = 0; t < 3; t++) free(g[t]);
-    free(tok); free(dout);
+    free(tok);
+    free(dout);
 }
 
 int main(int argc, char **argv) {
     const kc_case cases[] = {
-        {"embed_fwd", embed_fwd},
-        {"embed_bwd", embed_bwd},
-        {"embed_bwd_accumulates", embed_bwd_accumulates},
-        {"embed_bwd_threads", embed_bwd_threads},
+        { "embed_fwd", embed_fwd },
+        { "embed_bwd", embed_bwd },
+        { "embed_bwd_accumulates", embed_bwd_accumulates },
+        { "embed_bwd_threads", embed_bwd_threads },
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

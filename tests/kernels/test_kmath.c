@@ -9,7 +9,10 @@ static void expf_accuracy(void) {
     for (int i = 0; i <= 2000000; i++) {
         float x = -87.0f + 175.0f * (float)i / 2000000.0f;
         double want = exp((double)x), e = fabs((double)kcpu_expf(x) - want) / want;
-        if (e > worst) { worst = e; at = x; }
+        if (e > worst) {
+            worst = e;
+            at = x;
+        }
     }
     /* 2e-7 is about 1.7 ulp; the polynomial reaches about 1.4 */
     KC_EXPECT(worst < 2e-7, "max rel err %.3g at x = %.9g", worst, at);
@@ -25,8 +28,8 @@ static void expf_tails_and_nan(void) {
 
 int main(int argc, char **argv) {
     const kc_case cases[] = {
-        {"expf_accuracy", expf_accuracy},
-        {"expf_tails_and_nan", expf_tails_and_nan},
+        { "expf_accuracy", expf_accuracy },
+        { "expf_tails_and_nan", expf_tails_and_nan },
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

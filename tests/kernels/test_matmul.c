@@ -7,10 +7,12 @@
 #include "check.h"
 #include "k.h"
 
-typedef struct { int N, C, OC, has_bias; } mm_shape;
+typedef struct {
+    int N, C, OC, has_bias;
+} mm_shape;
 
 static const mm_shape shapes[] = {
-    {1, 5, 7, 1}, {3, 64, 17, 0}, {3, 64, 17, 1}, {17, 67, 33, 1}, {17, 67, 5, 0},
+    { 1, 5, 7, 1 }, { 3, 64, 17, 0 }, { 3, 64, 17, 1 }, { 17, 67, 33, 1 }, { 17, 67, 5, 0 },
 };
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
 
@@ -20,8 +22,7 @@ static void mm_ref(void *ctx, double *const *in, double *out) {
     for (int n = 0; n < s->N; n++)
         for (int o = 0; o < s->OC; o++) {
             double acc = in[2] ? in[2][o] : 0.0;
-            for (int c = 0; c < s->C; c++)
-                acc += in[0][n * s->C + c] * in[1][o * s->C + c];
+            for (int c = 0; c < s->C; c++) acc += in[0][n * s->C + c] * in[1][o * s->C + c];
             out[n * s->OC + o] = acc;
         }
 }
@@ -34,7 +35,7 @@ typedef struct {
 
 static mm_case mm_make(mm_shape s, uint64_t seed) {
     kc_rng r = kc_seed(seed);
-    mm_case m = {.s = s};
+    mm_case m = { .s = s };
     size_t nin = (size_t)s.N * s.C, nw = (size_t)s.OC * s.C, nout = (size_t)s.N * s.OC;
     m.inp = kc_floats(nin);
     m.w = kc_floats(nw);
@@ -56,13 +57,19 @@ static mm_case mm_make(mm_shape s, uint64_t seed) {
 }
 
 static void mm_free(mm_case *m) {
-    free(m->inp); free(m->w); free(m->b); free(m->dout);
-    free(m->din); free(m->dw); free(m->db); free(m->ddout);
+    free(m->inp);
+    free(m->w);
+    free(m->b);
+    free(m->dout);
+    free(m->din);
+    free(m->dw);
+    free(m->db);
+    free(m->ddout);
 }
 
 static void matmul_fwd(void) {
     const k_backend *k = k_cpu();
-    const mm_shape big[] = {{64, 128, 259, 1}, {64, 128, 259, 0}};
+    const mm_shape big[] = { { 64, 128, 259, 1 }, { 64, 128, 259, 0 } };
     for (int i = 0; i < N_SHAPES + 2; i++) {
         mm_shape s = i < N_SHAPES ? shapes[i] : big[i - N_SHAPES];
         mm_case m = mm_make(s, 100 + i);
@@ -71,12 +78,14 @@ static void matmul_fwd(void) {
         double *want = kc_doubles(nout);
         for (size_t j = 0; j < nout; j++) out[j] = 1e9f; /* must be overwritten */
         k->matmul_fwd(out, m.inp, m.w, s.has_bias ? m.b : NULL, s.N, s.C, s.OC);
-        double *in[3] = {m.din, m.dw, s.has_bias ? m.db : NULL};
+        double *in[3] = { m.din, m.dw, s.has_bias ? m.db : NULL };
         mm_ref(&s, in, want);
         char what[64];
         snprintf(what, sizeof what, "out N=%d C=%d OC=%d bias=%d", s.N, s.C, s.OC, s.has_bias);
         KC_CLOSE(out, want, nout, 1.0, 1e-5, what);
-        free(out); free(want); mm_free(&m);
+        free(out);
+        free(want);
+        mm_free(&m);
     }
 }
 
@@ -88,7 +97,7 @@ static void matmul_bwd(void) {
         size_t nin = (size_t)s.N * s.C, nw = (size_t)s.OC * s.C, nout = (size_t)s.N * s.OC;
         float *gin = kc_floats(nin), *gw = kc_floats(nw), *gb = kc_floats(s.OC);
         k->matmul_bwd(gin, gw, s.has_bias ? gb : NULL, m.dout, m.inp, m.w, s.N, s.C, s.OC);
-        double *in[3] = {m.din, m.dw, s.has_bias ? m.db : NULL};
+        double *in[3] = { m.din, m.dw, s.has_bias ? m.db : NULL };
         double *fd = kc_doubles(nin > nw ? nin : nw);
         char what[96];
         kc_fd_grad(mm_ref, &s, in, 0, nin, m.ddout, nout, 1e-3, fd);
@@ -102,14 +111,18 @@ static void matmul_bwd(void) {
             snprintf(what, sizeof what, "dbias N=%d C=%d OC=%d", s.N, s.C, s.OC);
             KC_CLOSE(gb, fd, s.OC, 1.0, 1e-5, what);
         }
-        free(gin); free(gw); free(gb); free(fd); mm_free(&m);
+        free(gin);
+        free(gw);
+        free(gb);
+        free(fd);
+        mm_free(&m);
     }
 }
 
 /* A NULL gradient skips its product and the others are still computed. */
 static void matmul_bwd_null_outputs(void) {
     const k_backend *k = k_cpu();
-    mm_shape s = {17, 67, 33, 1};
+    mm_shape s = { 17, 67, 33, 1 };
     mm_case m = mm_make(s, 300);
     size_t nin = (size_t)s.N * s.C, nw = (size_t)s.OC * s.C;
     float *all_in = kc_floats(nin), *all_w = kc_floats(nw), *all_b = kc_floats(s.OC);
@@ -123,27 +136,33 @@ static void matmul_bwd_null_outputs(void) {
     memset(g, 0, nw * sizeof(float));
     k->matmul_bwd(NULL, NULL, g, m.dout, m.inp, m.w, s.N, s.C, s.OC);
     KC_EXPECT(memcmp(g, all_b, s.OC * sizeof(float)) == 0, "dbias alone differs");
-    free(all_in); free(all_w); free(all_b); free(g); mm_free(&m);
+    free(all_in);
+    free(all_w);
+    free(all_b);
+    free(g);
+    mm_free(&m);
 }
 
 /* Backward twice from zero gives twice the gradient (+=, not =). */
 static void matmul_bwd_accumulates(void) {
     const k_backend *k = k_cpu();
-    mm_shape s = {17, 67, 33, 1};
+    mm_shape s = { 17, 67, 33, 1 };
     mm_case m = mm_make(s, 400);
     size_t nin = (size_t)s.N * s.C, nw = (size_t)s.OC * s.C;
-    float *g1[3] = {kc_floats(nin), kc_floats(nw), kc_floats(s.OC)};
-    float *g2[3] = {kc_floats(nin), kc_floats(nw), kc_floats(s.OC)};
-    size_t len[3] = {nin, nw, (size_t)s.OC};
+    float *g1[3] = { kc_floats(nin), kc_floats(nw), kc_floats(s.OC) };
+    float *g2[3] = { kc_floats(nin), kc_floats(nw), kc_floats(s.OC) };
+    size_t len[3] = { nin, nw, (size_t)s.OC };
     k->matmul_bwd(g1[0], g1[1], g1[2], m.dout, m.inp, m.w, s.N, s.C, s.OC);
     for (int r = 0; r < 2; r++)
         k->matmul_bwd(g2[0], g2[1], g2[2], m.dout, m.inp, m.w, s.N, s.C, s.OC);
-    const char *names[3] = {"dinp", "dweight", "dbias"};
+    const char *names[3] = { "dinp", "dweight", "dbias" };
     for (int t = 0; t < 3; t++) {
         double *twice = kc_doubles(len[t]);
         for (size_t j = 0; j < len[t]; j++) twice[j] = 2.0 * g1[t][j];
         KC_CLOSE(g2[t], twice, len[t], 1.0, 1e-6, names[t]);
-        free(twice); free(g1[t]); free(g2[t]);
+        free(twice);
+        free(g1[t]);
+        free(g2[t]);
     }
     mm_free(&m);
 }
@@ -152,7 +171,7 @@ static void matmul_bwd_accumulates(void) {
  * 1, 2 and 3 threads. */
 static void matmul_bwd_bias_threads(void) {
     const k_backend *k = k_cpu();
-    mm_shape s = {1024, 3, 200, 1};
+    mm_shape s = { 1024, 3, 200, 1 };
     mm_case m = mm_make(s, 500);
     float *gb[3];
     for (int t = 0; t < 3; t++) {
@@ -168,11 +187,11 @@ static void matmul_bwd_bias_threads(void) {
 
 int main(int argc, char **argv) {
     const kc_case cases[] = {
-        {"matmul_fwd", matmul_fwd},
-        {"matmul_bwd", matmul_bwd},
-        {"matmul_bwd_null_outputs", matmul_bwd_null_outputs},
-        {"matmul_bwd_accumulates", matmul_bwd_accumulates},
-        {"matmul_bwd_bias_threads", matmul_bwd_bias_threads},
+        { "matmul_fwd", matmul_fwd },
+        { "matmul_bwd", matmul_bwd },
+        { "matmul_bwd_null_outputs", matmul_bwd_null_outputs },
+        { "matmul_bwd_accumulates", matmul_bwd_accumulates },
+        { "matmul_bwd_bias_threads", matmul_bwd_bias_threads },
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -5,7 +5,7 @@
 
 static void alloc_aligned_zeroed(void) {
     const k_backend *k = k_cpu();
-    const size_t sizes[] = {0, 1, 3, 64, 1000, 1 << 20};
+    const size_t sizes[] = { 0, 1, 3, 64, 1000, 1 << 20 };
     for (int i = 0; i < 6; i++) {
         unsigned char *p = k->alloc(sizes[i]);
         KC_EXPECT(p != NULL, "alloc(%zu) returned NULL", sizes[i]);
@@ -29,7 +29,7 @@ static void copies_round_trip(void) {
     k->upload(dev, src, n);
     k->download(back, dev, n);
     KC_EXPECT(memcmp(src, back, n * sizeof(float)) == 0, "upload/download changed values");
-    int32_t tok[5] = {3, -1, 7, 0, 2147483647}, tok_back[5];
+    int32_t tok[5] = { 3, -1, 7, 0, 2147483647 }, tok_back[5];
     int32_t *dtok = k->alloc(sizeof tok);
     k->upload_raw(dtok, tok, sizeof tok);
     k->download_raw(tok_back, dtok, sizeof tok);
@@ -42,14 +42,15 @@ static void copies_round_trip(void) {
     KC_EXPECT(nonzero == 0, "zero left %zu elements", nonzero);
     k->free(dev);
     k->free(dtok);
-    free(src); free(back);
+    free(src);
+    free(back);
 }
 
 /* Sizes below, at and above the parallel block size, from unaligned starts:
  * exactly the given bytes become zero, nothing around them. */
 static void zero_exact_range(void) {
     const k_backend *k = k_cpu();
-    const size_t sizes[] = {1, 1000, (size_t)1 << 20, ((size_t)3 << 20) + 13};
+    const size_t sizes[] = { 1, 1000, (size_t)1 << 20, ((size_t)3 << 20) + 13 };
     for (int i = 0; i < 4; i++) {
         size_t n = sizes[i] + 64;
         unsigned char *p = k->alloc(n);
@@ -67,20 +68,21 @@ static void table_complete(void) {
     KC_EXPECT(k != NULL && k == k_cpu(), "k_get(\"cpu\") is not k_cpu()");
     KC_EXPECT(strcmp(k->name, "cpu") == 0 && k->act_dtype == K_F32, "name/dtype wrong");
     /* every member that this backend's dense ops provide is set */
-    KC_EXPECT(k->alloc && k->free && k->zero && k->upload && k->download &&
-              k->upload_raw && k->download_raw && k->sync, "memory ops missing");
-    KC_EXPECT(k->matmul_fwd && k->matmul_bwd && k->embed_fwd && k->embed_bwd &&
-              k->rmsnorm_fwd && k->rmsnorm_bwd && k->swiglu_fwd && k->swiglu_bwd &&
-              k->add && k->accumulate && k->xent_fwd && k->xent_bwd && k->sumsq &&
-              k->adamw, "dense ops missing");
+    KC_EXPECT(k->alloc && k->free && k->zero && k->upload && k->download && k->upload_raw &&
+                  k->download_raw && k->sync,
+              "memory ops missing");
+    KC_EXPECT(k->matmul_fwd && k->matmul_bwd && k->embed_fwd && k->embed_bwd && k->rmsnorm_fwd &&
+                  k->rmsnorm_bwd && k->swiglu_fwd && k->swiglu_bwd && k->add && k->accumulate &&
+                  k->xent_fwd && k->xent_bwd && k->sumsq && k->adamw,
+              "dense ops missing");
 }
 
 int main(int argc, char **argv) {
     const kc_case cases[] = {
-        {"alloc_aligned_zeroed", alloc_aligned_zeroed},
-        {"copies_round_trip", copies_round_trip},
-        {"zero_exact_range", zero_exact_range},
-        {"table_complete", table_complete},
+        { "alloc_aligned_zeroed", alloc_aligned_zeroed },
+        { "copies_round_trip", copies_round_trip },
+        { "zero_exact_range", zero_exact_range },
+        { "table_complete", table_complete },
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -3,7 +3,7 @@
 #include "check.h"
 #include "k.h"
 
-static const size_t sizes[] = {1, 17, 16384 + 67};
+static const size_t sizes[] = { 1, 17, 16384 + 67 };
 #define N_SIZES (int)(sizeof sizes / sizeof sizes[0])
 
 static void add(void) {
@@ -21,7 +21,9 @@ static void add(void) {
         k->add(a, a, b, n); /* in place: out == a */
         for (size_t j = 0; j < n; j++) bad += a[j] != out[j];
         KC_EXPECT(bad == 0, "add in place n=%zu: %zu elements differ", n, bad);
-        free(a); free(b); free(out);
+        free(a);
+        free(b);
+        free(out);
     }
 }
 
@@ -38,11 +40,13 @@ static void accumulate(void) {
         size_t bad = 0;
         for (size_t j = 0; j < n; j++) bad += dst[j] != orig[j] + src[j];
         KC_EXPECT(bad == 0, "accumulate n=%zu: %zu elements differ from dst + src", n, bad);
-        free(dst); free(src); free(orig);
+        free(dst);
+        free(src);
+        free(orig);
     }
 }
 
 int main(int argc, char **argv) {
-    const kc_case cases[] = {{"add", add}, {"accumulate", accumulate}};
+    const kc_case cases[] = { { "add", add }, { "accumulate", accumulate } };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -8,9 +8,11 @@
 
 #define EPS 1e-5f
 
-typedef struct { int N, C; } rn_shape;
+typedef struct {
+    int N, C;
+} rn_shape;
 
-static const rn_shape shapes[] = {{1, 5}, {3, 64}, {17, 67}, {4, 300}};
+static const rn_shape shapes[] = { { 1, 5 }, { 3, 64 }, { 17, 67 }, { 4, 300 } };
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
 
 static double rn_rstd(const double *x, int C) {
@@ -37,8 +39,8 @@ typedef struct {
 static rn_data rn_make(rn_shape s, uint64_t seed) {
     kc_rng r = kc_seed(seed);
     size_t nx = (size_t)s.N * s.C;
-    rn_data d = {kc_floats(nx), kc_floats(s.C), kc_floats(nx),
-                 kc_doubles(nx), kc_doubles(s.C), kc_doubles(nx)};
+    rn_data d = { kc_floats(nx),  kc_floats(s.C),  kc_floats(nx),
+                  kc_doubles(nx), kc_doubles(s.C), kc_doubles(nx) };
     kc_fill(d.inp, nx, -2, 2, &r);
     kc_fill(d.w, s.C, 0.5f, 1.5f, &r);
     kc_fill(d.dout, nx, -1, 1, &r);
@@ -49,7 +51,12 @@ static rn_data rn_make(rn_shape s, uint64_t seed) {
 }
 
 static void rn_free(rn_data *d) {
-    free(d->inp); free(d->w); free(d->dout); free(d->din); free(d->dw); free(d->ddout);
+    free(d->inp);
+    free(d->w);
+    free(d->dout);
+    free(d->din);
+    free(d->dw);
+    free(d->ddout);
 }
 
 static void rmsnorm_fwd(void) {
@@ -61,7 +68,7 @@ static void rmsnorm_fwd(void) {
         float *out = kc_floats(nx), *rstd = kc_floats(s.N);
         double *want = kc_doubles(nx), *want_r = kc_doubles(s.N);
         k->rmsnorm_fwd(out, rstd, d.inp, d.w, EPS, s.N, s.C);
-        double *in[2] = {d.din, d.dw};
+        double *in[2] = { d.din, d.dw };
         rn_ref(&s, in, want);
         for (int n = 0; n < s.N; n++) want_r[n] = rn_rstd(d.din + (size_t)n * s.C, s.C);
         char what[64];
@@ -69,7 +76,11 @@ static void rmsnorm_fwd(void) {
         KC_CLOSE(out, want, nx, 1e-3, 1e-5, what);
         snprintf(what, sizeof what, "rstd N=%d C=%d", s.N, s.C);
         KC_CLOSE(rstd, want_r, s.N, 1e-3, 1e-5, what);
-        free(out); free(rstd); free(want); free(want_r); rn_free(&d);
+        free(out);
+        free(rstd);
+        free(want);
+        free(want_r);
+        rn_free(&d);
     }
 }
 
@@ -77,7 +88,8 @@ static void rn_backward(const k_backend *k, rn_shape s, rn_data *d, float *gin, 
     float *out = kc_floats((size_t)s.N * s.C), *rstd = kc_floats(s.N);
     k->rmsnorm_fwd(out, rstd, d->inp, d->w, EPS, s.N, s.C);
     k->rmsnorm_bwd(gin, gw, d->dout, d->inp, d->w, rstd, s.N, s.C);
-    free(out); free(rstd);
+    free(out);
+    free(rstd);
 }
 
 static void rmsnorm_bwd(void) {
@@ -89,7 +101,7 @@ static void rmsnorm_bwd(void) {
         float *gin = kc_floats(nx), *gw = kc_floats(s.C);
         double *fd = kc_doubles(nx);
         rn_backward(k, s, &d, gin, gw);
-        double *in[2] = {d.din, d.dw};
+        double *in[2] = { d.din, d.dw };
         char what[64];
         kc_fd_grad(rn_ref, &s, in, 0, nx, d.ddout, nx, 1e-4, fd);
         snprintf(what, sizeof what, "dinp N=%d C=%d", s.N, s.C);
@@ -97,13 +109,16 @@ static void rmsnorm_bwd(void) {
         kc_fd_grad(rn_ref, &s, in, 1, s.C, d.ddout, nx, 1e-4, fd);
         snprintf(what, sizeof what, "dweight N=%d C=%d", s.N, s.C);
         KC_CLOSE(gw, fd, s.C, 1e-1, 2e-5, what);
-        free(gin); free(gw); free(fd); rn_free(&d);
+        free(gin);
+        free(gw);
+        free(fd);
+        rn_free(&d);
     }
 }
 
 static void rmsnorm_bwd_accumulates(void) {
     const k_backend *k = k_cpu();
-    rn_shape s = {17, 67};
+    rn_shape s = { 17, 67 };
     rn_data d = rn_make(s, 70);
     size_t nx = (size_t)s.N * s.C;
     float *gin1 = kc_floats(nx), *gw1 = kc_floats(s.C);
@@ -116,12 +131,17 @@ static void rmsnorm_bwd_accumulates(void) {
     KC_CLOSE(gin2, want, nx, 1e-1, 1e-6, "dinp after two calls");
     for (int c = 0; c < s.C; c++) want[c] = 2.0 * gw1[c];
     KC_CLOSE(gw2, want, s.C, 1e-1, 1e-6, "dweight after two calls");
-    free(gin1); free(gw1); free(gin2); free(gw2); free(want); rn_free(&d);
+    free(gin1);
+    free(gw1);
+    free(gin2);
+    free(gw2);
+    free(want);
+    rn_free(&d);
 }
 
 static void rmsnorm_bwd_threads(void) {
     const k_backend *k = k_cpu();
-    rn_shape s = {512, 130};
+    rn_shape s = { 512, 130 };
     rn_data d = rn_make(s, 80);
     size_t nx = (size_t)s.N * s.C;
     float *gin[2], *gw[2];
@@ -133,16 +153,19 @@ static void rmsnorm_bwd_threads(void) {
     }
     KC_EXPECT(memcmp(gw[0], gw[1], s.C * sizeof(float)) == 0, "dweight: 1 vs 2 threads differ");
     KC_EXPECT(memcmp(gin[0], gin[1], nx * sizeof(float)) == 0, "dinp: 1 vs 2 threads differ");
-    for (int t = 0; t < 2; t++) { free(gin[t]); free(gw[t]); }
+    for (int t = 0; t < 2; t++) {
+        free(gin[t]);
+        free(gw[t]);
+    }
     rn_free(&d);
 }
 
 int main(int argc, char **argv) {
     const kc_case cases[] = {
-        {"rmsnorm_fwd", rmsnorm_fwd},
-        {"rmsnorm_bwd", rmsnorm_bwd},
-        {"rmsnorm_bwd_accumulates", rmsnorm_bwd_accumulates},
-        {"rmsnorm_bwd_threads", rmsnorm_bwd_threads},
+        { "rmsnorm_fwd", rmsnorm_fwd },
+        { "rmsnorm_bwd", rmsnorm_bwd },
+        { "rmsnorm_bwd_accumulates", rmsnorm_bwd_accumulates },
+        { "rmsnorm_bwd_threads", rmsnorm_bwd_threads },
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

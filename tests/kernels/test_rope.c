@@ -8,13 +8,13 @@
 #include "k.h"
 
 /* Reference rotation in double, rotate_half pairing; dir = -1 inverts. */
-static void ref_rope(double *x, int B, int T, int nh, int D, int row_stride,
-                     const k_rope *r, double dir) {
+static void ref_rope(double *x, int B, int T, int nh, int D, int row_stride, const k_rope *r,
+                     double dir) {
     int half = D / 2;
     for (int b = 0; b < B; b++)
         for (int m = 0; m < T; m++) {
-            double pos = ((double)m + (m < r->n_sink ? 0.0 : (double)r->t[b] +
-                                                                (double)k_rope_skip(r, b, m))) /
+            double pos = ((double)m +
+                          (m < r->n_sink ? 0.0 : (double)r->t[b] + (double)k_rope_skip(r, b, m))) /
                          (double)r->g[b];
             double *row = x + ((size_t)b * T + m) * row_stride;
             for (int h = 0; h < nh; h++)
@@ -31,9 +31,8 @@ static void ref_rope(double *x, int B, int T, int nh, int D, int row_stride,
 
 /* Runs rope_fwd on a random strided tensor and compares it with the
  * reference, including the untouched channels past nh*D. */
-static void check_against_reference(int B, int T, int nh, int D, int extra,
-                                    k_rope *r, double tol, uint64_t seed,
-                                    const char *what) {
+static void check_against_reference(int B, int T, int nh, int D, int extra, k_rope *r, double tol,
+                                    uint64_t seed, const char *what) {
     const k_backend *k = k_cpu();
     int rs = nh * D + extra;
     size_t n = (size_t)B * T * rs;
@@ -50,9 +49,9 @@ static void check_against_reference(int B, int T, int nh, int D, int extra,
 }
 
 static void rope_standard(void) {
-    float g[2] = {1.0f, 1.0f};
-    int32_t t[2] = {0, 0};
-    k_rope r = {10000.0f, 4, g, t, 0, NULL};
+    float g[2] = { 1.0f, 1.0f };
+    int32_t t[2] = { 0, 0 };
+    k_rope r = { 10000.0f, 4, g, t, 0, NULL };
     check_against_reference(2, 150, 3, 64, 5, &r, 2e-6, 1, "D=64 strided");
     check_against_reference(1, 70, 2, 8, 0, &r, 2e-6, 2, "D=8");
     /* D/2 above one pass of held pairs, and another base. */
@@ -65,9 +64,9 @@ static void rope_standard(void) {
 static void rope_shift_invariance(void) {
     const k_backend *k = k_cpu();
     const int T = 80, D = 64, rs = 2 * D, ns = 4;
-    float g[2] = {2.5f, 2.5f};
-    int32_t t[2] = {0, 977};
-    k_rope r = {10000.0f, ns, g, t, 0, NULL};
+    float g[2] = { 2.5f, 2.5f };
+    int32_t t[2] = { 0, 977 };
+    k_rope r = { 10000.0f, ns, g, t, 0, NULL };
     size_t per = (size_t)T * rs;
     kc_rng rng = kc_seed(11);
     float *x = kc_floats(2 * per);
@@ -87,8 +86,7 @@ static void rope_shift_invariance(void) {
             else if ((m < ns) != (n < ns))
                 moved = fabs(d0 - d1) > moved ? fabs(d0 - d1) : moved;
         }
-    KC_EXPECT(worst < 2e-5, "non-sink q.k changed by %.3g under a shift of t",
-              worst);
+    KC_EXPECT(worst < 2e-5, "non-sink q.k changed by %.3g under a shift of t", worst);
     /* The offset must actually move sinks against the rest. */
     KC_EXPECT(moved > 1e-2, "sink/non-sink q.k unchanged by t (%.3g)", moved);
     free(x);
@@ -98,17 +96,16 @@ static void rope_shift_invariance(void) {
 static void rope_sinks_ignore_t(void) {
     const k_backend *k = k_cpu();
     const int T = 12, D = 16, nh = 2, rs = nh * D, ns = 5;
-    float g[2] = {3.0f, 3.0f};
-    int32_t t[2] = {0, 4093};
-    k_rope r = {10000.0f, ns, g, t, 0, NULL};
+    float g[2] = { 3.0f, 3.0f };
+    int32_t t[2] = { 0, 4093 };
+    k_rope r = { 10000.0f, ns, g, t, 0, NULL };
     size_t per = (size_t)T * rs;
     kc_rng rng = kc_seed(5);
     float *x = kc_floats(2 * per);
     kc_fill(x, per, -1.0f, 1.0f, &rng);
     memcpy(x + per, x, per * sizeof(float));
     k->rope_fwd(x, 2, T, nh, D, rs, &r);
-    KC_EXPECT(memcmp(x, x + per, (size_t)ns * rs * sizeof(float)) == 0,
-              "sink rows depend on t");
+    KC_EXPECT(memcmp(x, x + per, (size_t)ns * rs * sizeof(float)) == 0, "sink rows depend on t");
     int differ = 0;
     for (size_t i = (size_t)ns * rs; i < per; i++) differ += x[i] != x[per + i];
     KC_EXPECT(differ > 0, "non-sink rows ignore t");
@@ -118,9 +115,9 @@ static void rope_sinks_ignore_t(void) {
 /* g = 3, t = 7 up to m = 65600: fractional positions near 21870, where an
  * fp32 position would be off by ~1e-3 rad; the kernel must match double. */
 static void rope_fractional_exact(void) {
-    float g[2] = {3.0f, 7.0f};
-    int32_t t[2] = {7, 123456};
-    k_rope r = {10000.0f, 4, g, t, 0, NULL};
+    float g[2] = { 3.0f, 7.0f };
+    int32_t t[2] = { 7, 123456 };
+    k_rope r = { 10000.0f, 4, g, t, 0, NULL };
     check_against_reference(1, 65600, 1, 64, 0, &r, 2e-6, 21, "g=3 t=7");
     check_against_reference(2, 3000, 2, 128, 2, &r, 2e-6, 22, "g=3,7");
 }
@@ -133,11 +130,12 @@ static void rope_fractional_exact(void) {
  * token 0 is at 0 either way): 0, (1+1+2)/2 = 2, 2.5, 3, 3.5, (5+1+9)/2 = 7.5, 8, 8.5. */
 static void rope_pose_chunks_hand(void) {
     const k_backend *k = k_cpu();
-    float g[2] = {1.0f, 2.0f};
-    int32_t t[2] = {0, 1};
-    int32_t ck[2 * 2 * 2] = {0, 0, 3, 5, 0, 2, 5, 9};
-    static const double want_pos[2][8] = {{0, 1, 2, 8, 9, 10, 11, 12}, {0, 2, 2.5, 3, 3.5, 7.5, 8, 8.5}};
-    k_rope r = {1.0f, 1, g, t, 2, ck};
+    float g[2] = { 1.0f, 2.0f };
+    int32_t t[2] = { 0, 1 };
+    int32_t ck[2 * 2 * 2] = { 0, 0, 3, 5, 0, 2, 5, 9 };
+    static const double want_pos[2][8] = { { 0, 1, 2, 8, 9, 10, 11, 12 },
+                                           { 0, 2, 2.5, 3, 3.5, 7.5, 8, 8.5 } };
+    k_rope r = { 1.0f, 1, g, t, 2, ck };
     float x[2 * 8 * 2];
     for (int i = 0; i < 16; i++) {
         x[2 * i] = 1.0f;
@@ -156,10 +154,10 @@ static void rope_pose_chunks_hand(void) {
 /* Chunks in a long sequence with several kernel blocks: a chunk boundary
  * inside a block and one on a block's first row, against the reference. */
 static void rope_pose_chunks_reference(void) {
-    float g[2] = {1.0f, 3.0f};
-    int32_t t[2] = {0, 17};
-    int32_t ck[2 * 3 * 2] = {0, 0, 100, 400, 128, 900, 0, 5, 64, 70, 65, 2000};
-    k_rope r = {10000.0f, 0, g, t, 3, ck};
+    float g[2] = { 1.0f, 3.0f };
+    int32_t t[2] = { 0, 17 };
+    int32_t ck[2 * 3 * 2] = { 0, 0, 100, 400, 128, 900, 0, 5, 64, 70, 65, 2000 };
+    k_rope r = { 10000.0f, 0, g, t, 3, ck };
     check_against_reference(2, 300, 2, 64, 3, &r, 2e-6, 23, "pose chunks");
     r.n_sink = 4;
     check_against_reference(2, 300, 2, 64, 3, &r, 2e-6, 24, "pose chunks, 4 sinks");
@@ -180,10 +178,10 @@ static void rope_ref_fwd(void *ctx_, double *const *in, double *out) {
 
 static void rope_bwd_fd(void) {
     const k_backend *k = k_cpu();
-    float g[2] = {1.5f, 4.0f};
-    int32_t t[2] = {3, 40};
-    k_rope r = {10000.0f, 2, g, t, 0, NULL};
-    rope_ctx c = {2, 10, 2, 8, 2 * 8 + 3, &r};
+    float g[2] = { 1.5f, 4.0f };
+    int32_t t[2] = { 3, 40 };
+    k_rope r = { 10000.0f, 2, g, t, 0, NULL };
+    rope_ctx c = { 2, 10, 2, 8, 2 * 8 + 3, &r };
     size_t n = (size_t)c.B * c.T * c.rs;
     kc_rng rng = kc_seed(31);
     float *xf = kc_floats(n), *dx = kc_floats(n);
@@ -192,7 +190,7 @@ static void rope_bwd_fd(void) {
     kc_fill(dx, n, -1.0f, 1.0f, &rng);
     kc_to_double(x, xf, n);
     kc_to_double(w, dx, n);
-    double *in[1] = {x};
+    double *in[1] = { x };
     kc_fd_grad(rope_ref_fwd, &c, in, 0, n, w, n, 1e-4, want);
     k->rope_bwd(dx, c.B, c.T, c.nh, c.D, c.rs, &r);
     KC_CLOSE(dx, want, n, 1.0, 1e-6, "rope_bwd vs finite differences");
@@ -206,11 +204,11 @@ static void rope_bwd_fd(void) {
 /* The backward with PoSE chunks: finite differences of the reference. */
 static void rope_bwd_fd_chunks(void) {
     const k_backend *k = k_cpu();
-    float g[2] = {1.0f, 2.0f};
-    int32_t t[2] = {0, 3};
-    int32_t ck[2 * 2 * 2] = {0, 0, 4, 37, 0, 1, 6, 250};
-    k_rope r = {10000.0f, 1, g, t, 2, ck};
-    rope_ctx c = {2, 10, 2, 8, 2 * 8 + 3, &r};
+    float g[2] = { 1.0f, 2.0f };
+    int32_t t[2] = { 0, 3 };
+    int32_t ck[2 * 2 * 2] = { 0, 0, 4, 37, 0, 1, 6, 250 };
+    k_rope r = { 10000.0f, 1, g, t, 2, ck };
+    rope_ctx c = { 2, 10, 2, 8, 2 * 8 + 3, &r };
     size_t n = (size_t)c.B * c.T * c.rs;
     kc_rng rng = kc_seed(32);
     float *xf = kc_floats(n), *dx = kc_floats(n);
@@ -219,7 +217,7 @@ static void rope_bwd_fd_chunks(void) {
     kc_fill(dx, n, -1.0f, 1.0f, &rng);
     kc_to_double(x, xf, n);
     kc_to_double(w, dx, n);
-    double *in[1] = {x};
+    double *in[1] = { x };
     kc_fd_grad(rope_ref_fwd, &c, in, 0, n, w, n, 1e-4, want);
     k->rope_bwd(dx, c.B, c.T, c.nh, c.D, c.rs, &r);
     KC_CLOSE(dx, want, n, 1.0, 1e-6, "rope_bwd with chunks vs finite differences");
@@ -233,9 +231,9 @@ static void rope_bwd_fd_chunks(void) {
 static void rope_roundtrip(void) {
     const k_backend *k = k_cpu();
     const int B = 2, T = 300, nh = 4, D = 128, rs = nh * D;
-    float g[2] = {16.0f, 1.0f};
-    int32_t t[2] = {60000, 0};
-    k_rope r = {10000.0f, 4, g, t, 0, NULL};
+    float g[2] = { 16.0f, 1.0f };
+    int32_t t[2] = { 60000, 0 };
+    k_rope r = { 10000.0f, 4, g, t, 0, NULL };
     size_t n = (size_t)B * T * rs;
     kc_rng rng = kc_seed(41);
     float *x = kc_floats(n);
@@ -251,15 +249,15 @@ static void rope_roundtrip(void) {
 
 int main(int argc, char **argv) {
     static const kc_case cases[] = {
-        {"rope_standard", rope_standard},
-        {"rope_shift_invariance", rope_shift_invariance},
-        {"rope_sinks_ignore_t", rope_sinks_ignore_t},
-        {"rope_fractional_exact", rope_fractional_exact},
-        {"rope_bwd_fd", rope_bwd_fd},
-        {"rope_roundtrip", rope_roundtrip},
-        {"rope_pose_chunks_hand", rope_pose_chunks_hand},
-        {"rope_pose_chunks_reference", rope_pose_chunks_reference},
-        {"rope_bwd_fd_chunks", rope_bwd_fd_chunks},
+        { "rope_standard", rope_standard },
+        { "rope_shift_invariance", rope_shift_invariance },
+        { "rope_sinks_ignore_t", rope_sinks_ignore_t },
+        { "rope_fractional_exact", rope_fractional_exact },
+        { "rope_bwd_fd", rope_bwd_fd },
+        { "rope_roundtrip", rope_roundtrip },
+        { "rope_pose_chunks_hand", rope_pose_chunks_hand },
+        { "rope_pose_chunks_reference", rope_pose_chunks_reference },
+        { "rope_bwd_fd_chunks", rope_bwd_fd_chunks },
     };
     return kc_main(argc, argv, cases, (int)(sizeof(cases) / sizeof(cases[0])));
 }

@@ -4,9 +4,11 @@
 #include "check.h"
 #include "k.h"
 
-typedef struct { int N, F; } sw_shape;
+typedef struct {
+    int N, F;
+} sw_shape;
 
-static const sw_shape shapes[] = {{1, 5}, {3, 64}, {17, 67}};
+static const sw_shape shapes[] = { { 1, 5 }, { 3, 64 }, { 17, 67 } };
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
 
 /* in[0] = inp (N, 2F) */
@@ -24,7 +26,7 @@ static void swiglu_fwd(void) {
     const k_backend *k = k_cpu();
     for (int i = 0; i < N_SHAPES + 1; i++) {
         /* the last run puts gates far into both tails of the sigmoid */
-        sw_shape s = i < N_SHAPES ? shapes[i] : (sw_shape){8, 67};
+        sw_shape s = i < N_SHAPES ? shapes[i] : (sw_shape){ 8, 67 };
         float lo = i < N_SHAPES ? -4.0f : -120.0f, hi = -lo;
         kc_rng r = kc_seed(90 + i);
         size_t nin = (size_t)s.N * 2 * s.F, nout = (size_t)s.N * s.F;
@@ -33,12 +35,15 @@ static void swiglu_fwd(void) {
         kc_fill(inp, nin, lo, hi, &r);
         kc_to_double(din, inp, nin);
         k->swiglu_fwd(out, inp, s.N, s.F);
-        double *in[1] = {din};
+        double *in[1] = { din };
         sw_ref(&s, in, want);
         char what[64];
         snprintf(what, sizeof what, "out N=%d F=%d range %g", s.N, s.F, (double)hi);
         KC_CLOSE(out, want, nout, 1e-3, 1e-5, what);
-        free(inp); free(out); free(din); free(want);
+        free(inp);
+        free(out);
+        free(din);
+        free(want);
     }
 }
 
@@ -55,18 +60,23 @@ static void swiglu_bwd(void) {
         kc_to_double(din, inp, nin);
         kc_to_double(ddout, dout, nout);
         k->swiglu_bwd(dinp, dout, inp, s.N, s.F);
-        double *in[1] = {din};
+        double *in[1] = { din };
         kc_fd_grad(sw_ref, &s, in, 0, nin, ddout, nout, 1e-4, fd);
         char what[64];
         snprintf(what, sizeof what, "dinp N=%d F=%d", s.N, s.F);
         KC_CLOSE(dinp, fd, nin, 1e-2, 1e-5, what);
-        free(inp); free(dout); free(dinp); free(din); free(ddout); free(fd);
+        free(inp);
+        free(dout);
+        free(dinp);
+        free(din);
+        free(ddout);
+        free(fd);
     }
 }
 
 static void swiglu_bwd_accumulates(void) {
     const k_backend *k = k_cpu();
-    sw_shape s = {17, 67};
+    sw_shape s = { 17, 67 };
     kc_rng r = kc_seed(110);
     size_t nin = (size_t)s.N * 2 * s.F, nout = (size_t)s.N * s.F;
     float *inp = kc_floats(nin), *dout = kc_floats(nout);
@@ -79,14 +89,18 @@ static void swiglu_bwd_accumulates(void) {
     double *want = kc_doubles(nin);
     for (size_t j = 0; j < nin; j++) want[j] = 2.0 * once[j];
     KC_CLOSE(twice, want, nin, 1e-2, 1e-6, "dinp after two calls");
-    free(inp); free(dout); free(once); free(twice); free(want);
+    free(inp);
+    free(dout);
+    free(once);
+    free(twice);
+    free(want);
 }
 
 int main(int argc, char **argv) {
     const kc_case cases[] = {
-        {"swiglu_fwd", swiglu_fwd},
-        {"swiglu_bwd", swiglu_bwd},
-        {"swiglu_bwd_accumulates", swiglu_bwd_accumulates},
+        { "swiglu_fwd", swiglu_fwd },
+        { "swiglu_bwd", swiglu_bwd },
+        { "swiglu_bwd_accumulates", swiglu_bwd_accumulates },
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -5,7 +5,10 @@
 #include "check.h"
 #include "k.h"
 
-typedef struct { int N, V, ignore; const int32_t *tgt; } xe_shape;
+typedef struct {
+    int N, V, ignore;
+    const int32_t *tgt;
+} xe_shape;
 
 /* in[0] = logits (N, V); out = losses (N) */
 static void xe_ref(void *ctx, double *const *in, double *out) {
@@ -23,12 +26,15 @@ static void xe_ref(void *ctx, double *const *in, double *out) {
     }
 }
 
-typedef struct { int N, V, ignore, ignored_rows; float lo, hi; } xe_dims;
+typedef struct {
+    int N, V, ignore, ignored_rows;
+    float lo, hi;
+} xe_dims;
 
 /* ignored_rows: rows 0, 3, 6, ... up to that many get target = ignore. */
 static const xe_dims dims[] = {
-    {1, 7, -1, 0, -3, 3},     {3, 259, -1, 1, -3, 3},   {17, 259, -100, 6, -3, 3},
-    {5, 7, 2, 2, -3, 3},      {3, 1031, -1, 1, -5, 5},  {4, 67, -1, 1, 100, 110},
+    { 1, 7, -1, 0, -3, 3 }, { 3, 259, -1, 1, -3, 3 },  { 17, 259, -100, 6, -3, 3 },
+    { 5, 7, 2, 2, -3, 3 },  { 3, 1031, -1, 1, -5, 5 }, { 4, 67, -1, 1, 100, 110 },
 };
 #define N_DIMS (int)(sizeof dims / sizeof dims[0])
 
@@ -42,7 +48,7 @@ typedef struct {
 static xe_data xe_make(xe_dims d, uint64_t seed) {
     kc_rng r = kc_seed(seed);
     size_t nx = (size_t)d.N * d.V;
-    xe_data x = {{d.N, d.V, d.ignore, NULL}, kc_ints(d.N), kc_floats(nx), kc_doubles(nx)};
+    xe_data x = { { d.N, d.V, d.ignore, NULL }, kc_ints(d.N), kc_floats(nx), kc_doubles(nx) };
     kc_fill_tokens(x.tgt, d.N, d.V, &r);
     for (int n = 0; n < d.N; n++)
         if (x.tgt[n] == d.ignore) x.tgt[n] = (x.tgt[n] + 1) % d.V; /* only chosen rows */
@@ -53,20 +59,24 @@ static xe_data xe_make(xe_dims d, uint64_t seed) {
     return x;
 }
 
-static void xe_free(xe_data *x) { free(x->tgt); free(x->logits); free(x->dlogits); }
+static void xe_free(xe_data *x) {
+    free(x->tgt);
+    free(x->logits);
+    free(x->dlogits);
+}
 
 static void xent_fwd(void) {
     const k_backend *k = k_cpu();
     xe_dims all[N_DIMS + 1];
     memcpy(all, dims, sizeof dims);
-    all[N_DIMS] = (xe_dims){3, 32000, -1, 1, -10, 10};
+    all[N_DIMS] = (xe_dims){ 3, 32000, -1, 1, -10, 10 };
     for (int i = 0; i < N_DIMS + 1; i++) {
         xe_data x = xe_make(all[i], 150 + i);
         float *loss = kc_floats(x.s.N);
         double *want = kc_doubles(x.s.N);
         for (int n = 0; n < x.s.N; n++) loss[n] = -1.0f; /* must be overwritten */
         k->xent_fwd(loss, x.logits, x.tgt, x.s.ignore, x.s.N, x.s.V);
-        double *in[1] = {x.dlogits};
+        double *in[1] = { x.dlogits };
         xe_ref(&x.s, in, want);
         char what[64];
         snprintf(what, sizeof what, "losses N=%d V=%d", x.s.N, x.s.V);
@@ -74,7 +84,9 @@ static void xent_fwd(void) {
         for (int n = 0; n < x.s.N; n++)
             if (x.tgt[n] == x.s.ignore)
                 KC_EXPECT(loss[n] == 0.0f, "ignored row %d has loss %g", n, (double)loss[n]);
-        free(loss); free(want); xe_free(&x);
+        free(loss);
+        free(want);
+        xe_free(&x);
     }
 }
 
@@ -86,13 +98,15 @@ static void xent_bwd(void) {
         size_t nx = (size_t)x.s.N * x.s.V;
         double *w = kc_doubles(x.s.N), *fd = kc_doubles(nx);
         for (int n = 0; n < x.s.N; n++) w[n] = (double)dloss;
-        double *in[1] = {x.dlogits};
+        double *in[1] = { x.dlogits };
         kc_fd_grad(xe_ref, &x.s, in, 0, nx, w, x.s.N, 1e-4, fd);
         k->xent_bwd(x.logits, x.tgt, dloss, x.s.ignore, x.s.N, x.s.V);
         char what[64];
         snprintf(what, sizeof what, "dlogits N=%d V=%d", x.s.N, x.s.V);
         KC_CLOSE(x.logits, fd, nx, 1e-3, 3e-5, what);
-        free(w); free(fd); xe_free(&x);
+        free(w);
+        free(fd);
+        xe_free(&x);
     }
 }
 
@@ -100,10 +114,10 @@ static void xent_bwd(void) {
  * (softmax - onehot) * dloss in double. */
 static void xent_bwd_large_vocab(void) {
     const k_backend *k = k_cpu();
-    xe_data x = xe_make((xe_dims){3, 32000, -1, 1, -10, 10}, 170);
+    xe_data x = xe_make((xe_dims){ 3, 32000, -1, 1, -10, 10 }, 170);
     size_t nx = (size_t)3 * 32000;
     double *want = kc_doubles(nx), *loss = kc_doubles(3);
-    double *in[1] = {x.dlogits};
+    double *in[1] = { x.dlogits };
     xe_ref(&x.s, in, loss);
     for (int n = 0; n < 3; n++) {
         const double *l = x.dlogits + (size_t)n * 32000;
@@ -115,12 +129,14 @@ static void xent_bwd_large_vocab(void) {
     }
     k->xent_bwd(x.logits, x.tgt, 2.0f, x.s.ignore, 3, 32000);
     KC_CLOSE(x.logits, want, nx, 1e-4, 1e-5, "dlogits V=32000");
-    free(want); free(loss); xe_free(&x);
+    free(want);
+    free(loss);
+    xe_free(&x);
 }
 
 static void xent_bwd_ignore_rows_zero(void) {
     const k_backend *k = k_cpu();
-    xe_data x = xe_make((xe_dims){17, 259, -100, 6, -3, 3}, 180);
+    xe_data x = xe_make((xe_dims){ 17, 259, -100, 6, -3, 3 }, 180);
     k->xent_bwd(x.logits, x.tgt, 1.0f, -100, 17, 259);
     int ignored = 0;
     for (int n = 0; n < 17; n++) {
@@ -145,10 +161,10 @@ static void xent_bwd_ignore_rows_zero(void) {
 
 int main(int argc, char **argv) {
     const kc_case cases[] = {
-        {"xent_fwd", xent_fwd},
-        {"xent_bwd", xent_bwd},
-        {"xent_bwd_large_vocab", xent_bwd_large_vocab},
-        {"xent_bwd_ignore_rows_zero", xent_bwd_ignore_rows_zero},
+        { "xent_fwd", xent_fwd },
+        { "xent_bwd", xent_bwd },
+        { "xent_bwd_large_vocab", xent_bwd_large_vocab },
+        { "xent_bwd_ignore_rows_zero", xent_bwd_ignore_rows_zero },
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

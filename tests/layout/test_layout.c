@@ -11,15 +11,16 @@
 
 /* C=8, 2 layers, 2 heads of D=4, 1 kv head, F=16, V=32. */
 static e2_layout_dims small_dims(int tied) {
-    e2_layout_dims d = {.C = 8, .n_layer = 2, .H = 2, .KVH = 1, .D = 4, .F = 16, .V = 32,
-                        .tied = tied};
+    e2_layout_dims d = {
+        .C = 8, .n_layer = 2, .H = 2, .KVH = 1, .D = 4, .F = 16, .V = 32, .tied = tied
+    };
     return d;
 }
 
 /* wte 256, ln1 16, qkv 2*(2+2)*4*8 = 256, wo 128, ln2 16, gate|up 512,
  * down 256, lnf 8, head 256 (0 when tied); offsets are the running sums. */
 static void case_params_hand_counts(void) {
-    const size_t want[E2_LAYOUT_P_COUNT] = {256, 16, 256, 128, 16, 512, 256, 8, 256};
+    const size_t want[E2_LAYOUT_P_COUNT] = { 256, 16, 256, 128, 16, 512, 256, 8, 256 };
     e2_layout_dims d = small_dims(0);
     e2_layout_params p;
     e2_layout_params_fill(&p, &d);
@@ -32,8 +33,8 @@ static void case_params_hand_counts(void) {
     EXPECT(p.n_params == 1704, "n_params %zu", p.n_params);
     d.tied = 1;
     e2_layout_params_fill(&p, &d);
-    EXPECT(p.numel[E2_LAYOUT_P_HEAD] == 0 && p.n_params == 1704 - 256, "tied: head %zu, n_params %zu",
-           p.numel[E2_LAYOUT_P_HEAD], p.n_params);
+    EXPECT(p.numel[E2_LAYOUT_P_HEAD] == 0 && p.n_params == 1704 - 256,
+           "tied: head %zu, n_params %zu", p.numel[E2_LAYOUT_P_HEAD], p.n_params);
     /* AdamW m, v, and the fp32 master beside bf16 weights */
     EXPECT(e2_layout_optim_floats(0) == 2 && e2_layout_optim_floats(1) == 3, "optimizer floats");
 }
@@ -55,7 +56,7 @@ static void check_regions(const e2_layout_region *r, int n, size_t total, const 
 }
 
 static void case_acts_regions(void) {
-    e2_layout_dims d = {.C = 48, .n_layer = 3, .H = 6, .KVH = 2, .D = 8, .F = 72, .V = 100};
+    e2_layout_dims d = { .C = 48, .n_layer = 3, .H = 6, .KVH = 2, .D = 8, .F = 72, .V = 100 };
     for (int backward = 0; backward <= 1; backward++) {
         for (int rec = 0; rec <= 1; rec++) {
             for (size_t esz = 2; esz <= 4; esz += 2) {
@@ -65,9 +66,10 @@ static void case_acts_regions(void) {
                 snprintf(what, sizeof what, "backward %d recompute %d esz %zu", backward, rec, esz);
                 check_regions(a.layer, E2_LAYOUT_L_COUNT, a.layer_bytes, what);
                 check_regions(a.a, E2_LAYOUT_A_COUNT, a.bytes, what);
-                EXPECT(a.N == 74 && a.nsets == (backward && !rec ? 3u : 1u), "%s: N %zu sets %zu", what,
-                       a.N, a.nsets);
-                EXPECT(a.a[E2_LAYOUT_A_LAYERS].bytes == a.nsets * a.layer_bytes, "%s: layer sets", what);
+                EXPECT(a.N == 74 && a.nsets == (backward && !rec ? 3u : 1u), "%s: N %zu sets %zu",
+                       what, a.N, a.nsets);
+                EXPECT(a.a[E2_LAYOUT_A_LAYERS].bytes == a.nsets * a.layer_bytes, "%s: layer sets",
+                       what);
                 for (int i = E2_LAYOUT_A_DRES; i < E2_LAYOUT_A_COUNT; i++)
                     EXPECT((a.a[i].bytes > 0) == (backward != 0), "%s: %s has %zu bytes", what,
                            a.a[i].name, a.a[i].bytes);
@@ -101,11 +103,14 @@ static void case_cuda_scratch(void) {
 }
 
 int main(int argc, char **argv) {
-    struct { const char *name; void (*fn)(void); } cases[] = {
-        {"params_hand_counts", case_params_hand_counts},
-        {"acts_regions", case_acts_regions},
-        {"eval_logits_chunked", case_eval_logits_chunked},
-        {"cuda_scratch", case_cuda_scratch},
+    struct {
+        const char *name;
+        void (*fn)(void);
+    } cases[] = {
+        { "params_hand_counts", case_params_hand_counts },
+        { "acts_regions", case_acts_regions },
+        { "eval_logits_chunked", case_eval_logits_chunked },
+        { "cuda_scratch", case_cuda_scratch },
     };
     int ran = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

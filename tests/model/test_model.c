@@ -22,14 +22,24 @@ static uint64_t rng_next(uint64_t *s) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
-static double rng_unif(uint64_t *s) { return (double)(rng_next(s) >> 11) / 9007199254740992.0; }
+static double rng_unif(uint64_t *s) {
+    return (double)(rng_next(s) >> 11) / 9007199254740992.0;
+}
 
 enum { B = 2, T = 9 };
 
 static e2w_model_config tiny(int tied) {
-    e2w_model_config c = {.C = 16, .n_layer = 2, .H = 4, .KVH = 2, .D = 4,
-                          .F = 24, .V = 11, .max_pos = 64, .eps = 1e-5f,
-                          .theta = 10000.0f, .tied = tied};
+    e2w_model_config c = { .C = 16,
+                           .n_layer = 2,
+                           .H = 4,
+                           .KVH = 2,
+                           .D = 4,
+                           .F = 24,
+                           .V = 11,
+                           .max_pos = 64,
+                           .eps = 1e-5f,
+                           .theta = 10000.0f,
+                           .tied = tied };
     return c;
 }
 
@@ -46,7 +56,7 @@ static void make_model(e2w_model *m, int tied) {
     float *w = malloc(m->n_params * sizeof(float));
     uint64_t s = 7;
     for (size_t i = 0; i < m->n_params; i++) w[i] = (float)(rng_unif(&s) - 0.5);
-    const int norms[3] = {E2W_P_LN1, E2W_P_LN2, E2W_P_LNF};
+    const int norms[3] = { E2W_P_LN1, E2W_P_LN2, E2W_P_LNF };
     for (int n = 0; n < 3; n++)
         for (size_t i = 0; i < m->psize[norms[n]]; i++)
             w[m->poff[norms[n]] + i] = (float)(0.8 + 0.4 * rng_unif(&s));
@@ -68,8 +78,10 @@ static void make_batch(batch *b) {
         b->targets[i] = (int32_t)(rng_next(&s) % 11);
     }
     b->targets[3] = -1; /* one ignored row */
-    b->g[0] = 2.5f; b->g[1] = 7.0f;
-    b->t[0] = 5; b->t[1] = 13;
+    b->g[0] = 2.5f;
+    b->g[1] = 7.0f;
+    b->t[0] = 5;
+    b->t[1] = 13;
     b->rope.theta = 10000.0f;
     b->rope.n_sink = 3;
     b->rope.g = b->g;
@@ -128,8 +140,8 @@ static void check_fd(int tied, int recompute) {
             e2w_model_upload(&m, i, &w0, 1);
             double fd = (lp - lm) / ((double)wp - (double)wm);
             EXPECT(fabs(fd - g[i]) <= 2e-4 + 2e-2 * fabs(fd),
-                   "tensor %d elem %zu: analytic %.6g vs finite difference %.6g", p,
-                   i - m.poff[p], g[i], fd);
+                   "tensor %d elem %zu: analytic %.6g vs finite difference %.6g", p, i - m.poff[p],
+                   g[i], fd);
             checked++;
         }
     }
@@ -156,9 +168,15 @@ static void check_fd(int tied, int recompute) {
     e2w_model_free(&m);
 }
 
-static void test_grad_fd(void) { check_fd(0, 0); }
-static void test_grad_fd_tied(void) { check_fd(1, 0); }
-static void test_grad_fd_recompute(void) { check_fd(0, 1); }
+static void test_grad_fd(void) {
+    check_fd(0, 0);
+}
+static void test_grad_fd_tied(void) {
+    check_fd(1, 0);
+}
+static void test_grad_fd_recompute(void) {
+    check_fd(0, 1);
+}
 
 /* Recomputation must change memory, never numbers. */
 static void test_recompute_bitwise(void) {
@@ -173,7 +191,8 @@ static void test_recompute_bitwise(void) {
         fprintf(stderr, "%s\n", err);
         exit(1);
     }
-    EXPECT(a1.bytes < a0.bytes, "recompute should use less memory (%zu vs %zu)", a1.bytes, a0.bytes);
+    EXPECT(a1.bytes < a0.bytes, "recompute should use less memory (%zu vs %zu)", a1.bytes,
+           a0.bytes);
     float *g0 = grads_of(&m, &a0, &b);
     float *g1 = grads_of(&m, &a1, &b);
     EXPECT(memcmp(g0, g1, m.n_params * sizeof(float)) == 0, "gradients differ with recompute");
@@ -216,7 +235,7 @@ static void test_grads_ready(void) {
         batch b;
         make_all(&m, &a, &b, tied, 0);
         float *plain = grads_of(&m, &a, &b);
-        ready_log l = {&m, calloc(m.n_params, sizeof(float)), calloc(m.n_params, 1), 0, 0, 0};
+        ready_log l = { &m, calloc(m.n_params, sizeof(float)), calloc(m.n_params, 1), 0, 0, 0 };
         m.k->zero(m.grads, m.n_params * m.esz);
         loss_of(&m, &a, &b);
         e2w_model_backward_notify(&m, &a, B, T, &b.rope, 1.0f / (B * T), on_ready, &l);
@@ -277,7 +296,12 @@ static void test_init_seeded(void) {
     e2w_model m;
     char err[256];
     e2w_model_config c = tiny(0);
-    c.C = 64; c.H = 4; c.KVH = 2; c.D = 16; c.F = 128; c.V = 97;
+    c.C = 64;
+    c.H = 4;
+    c.KVH = 2;
+    c.D = 16;
+    c.F = 128;
+    c.V = 97;
     if (e2w_model_create(&m, k_get("cpu"), &c, err, sizeof err) < 0) exit(1);
     float *w0 = malloc(m.n_params * sizeof(float)), *w1 = malloc(m.n_params * sizeof(float));
     e2w_model_init(&m, 42);
@@ -290,8 +314,10 @@ static void test_init_seeded(void) {
     EXPECT(memcmp(w0, w1, m.n_params * sizeof(float)) != 0, "different seeds give the same init");
     EXPECT(w0[m.poff[E2W_P_LN1]] == 1.0f && w0[m.poff[E2W_P_LNF] + 3] == 1.0f, "norms not 1");
     double s2 = 0, d2 = 0;
-    for (size_t i = 0; i < m.psize[E2W_P_QKV]; i++) s2 += (double)w0[m.poff[E2W_P_QKV] + i] * w0[m.poff[E2W_P_QKV] + i];
-    for (size_t i = 0; i < m.psize[E2W_P_DOWN]; i++) d2 += (double)w0[m.poff[E2W_P_DOWN] + i] * w0[m.poff[E2W_P_DOWN] + i];
+    for (size_t i = 0; i < m.psize[E2W_P_QKV]; i++)
+        s2 += (double)w0[m.poff[E2W_P_QKV] + i] * w0[m.poff[E2W_P_QKV] + i];
+    for (size_t i = 0; i < m.psize[E2W_P_DOWN]; i++)
+        d2 += (double)w0[m.poff[E2W_P_DOWN] + i] * w0[m.poff[E2W_P_DOWN] + i];
     double sd = sqrt(s2 / m.psize[E2W_P_QKV]), dd = sqrt(d2 / m.psize[E2W_P_DOWN]);
     EXPECT(fabs(sd - 0.02) < 0.002, "qkv std %.4f, want 0.02", sd);
     EXPECT(fabs(dd - 0.01) < 0.001, "down std %.4f, want 0.02/sqrt(4)", dd);
@@ -306,16 +332,23 @@ static void test_config_errors(void) {
     E2__V1__LlamaConfig p = E2__V1__LLAMA_CONFIG__INIT;
     EXPECT(e2w_model_config_from_proto(&c, &p, err, sizeof err) < 0, "empty config accepted");
     EXPECT(strstr(err, "hidden_size") != NULL, "error does not name the field: %s", err);
-    p.has_hidden_size = 1; p.hidden_size = 30;
-    p.has_num_hidden_layers = 1; p.num_hidden_layers = 1;
-    p.has_num_attention_heads = 1; p.num_attention_heads = 4;
-    p.has_intermediate_size = 1; p.intermediate_size = 8;
-    p.has_vocab_size = 1; p.vocab_size = 8;
-    p.has_max_position_embeddings = 1; p.max_position_embeddings = 8;
+    p.has_hidden_size = 1;
+    p.hidden_size = 30;
+    p.has_num_hidden_layers = 1;
+    p.num_hidden_layers = 1;
+    p.has_num_attention_heads = 1;
+    p.num_attention_heads = 4;
+    p.has_intermediate_size = 1;
+    p.intermediate_size = 8;
+    p.has_vocab_size = 1;
+    p.vocab_size = 8;
+    p.has_max_position_embeddings = 1;
+    p.max_position_embeddings = 8;
     EXPECT(e2w_model_config_from_proto(&c, &p, err, sizeof err) < 0, "C %% H != 0 accepted");
     EXPECT(strstr(err, "num_attention_heads") != NULL, "error does not name the field: %s", err);
     p.hidden_size = 32;
-    EXPECT(e2w_model_config_from_proto(&c, &p, err, sizeof err) == 0, "valid config refused: %s", err);
+    EXPECT(e2w_model_config_from_proto(&c, &p, err, sizeof err) == 0, "valid config refused: %s",
+           err);
     EXPECT(c.KVH == 4 && c.D == 8 && fabsf(c.eps - 1e-5f) < 1e-12f && c.theta == 10000.0f,
            "defaults not applied");
 }
@@ -333,14 +366,16 @@ static void test_hf_roundtrip(void) {
         e2w_model a, b;
         e2w_model_config c = tiny(tied);
         if (e2w_model_create(&a, k_get("cpu"), &c, err, sizeof err) < 0 ||
-            e2w_model_create(&b, k_get("cpu"), &c, err, sizeof err) < 0) exit(1);
+            e2w_model_create(&b, k_get("cpu"), &c, err, sizeof err) < 0)
+            exit(1);
         e2w_model_init(&a, 9);
         float *wa = malloc(a.n_params * sizeof(float)), *wb = malloc(a.n_params * sizeof(float));
         e2w_model_download(&a, 0, wa, a.n_params);
         EXPECT(e2w_model_save_hf(&a, one, 0, 0, err, sizeof err) == 0, "save: %s", err);
         EXPECT(e2w_model_load_hf(&b, one, err, sizeof err) == 0, "load: %s", err);
         e2w_model_download(&b, 0, wb, b.n_params);
-        EXPECT(memcmp(wa, wb, a.n_params * sizeof(float)) == 0, "single file round trip differs (tied=%d)", tied);
+        EXPECT(memcmp(wa, wb, a.n_params * sizeof(float)) == 0,
+               "single file round trip differs (tied=%d)", tied);
         /* Shards of at most 2 KiB: many files, same weights. */
         memset(wb, 0, a.n_params * sizeof(float));
         e2w_model_upload(&b, 0, wb, b.n_params);
@@ -351,7 +386,8 @@ static void test_hf_roundtrip(void) {
         EXPECT(stat(idx, &st) == 0, "no shard index written");
         EXPECT(e2w_model_load_hf(&b, many, err, sizeof err) == 0, "load sharded: %s", err);
         e2w_model_download(&b, 0, wb, b.n_params);
-        EXPECT(memcmp(wa, wb, a.n_params * sizeof(float)) == 0, "sharded round trip differs (tied=%d)", tied);
+        EXPECT(memcmp(wa, wb, a.n_params * sizeof(float)) == 0,
+               "sharded round trip differs (tied=%d)", tied);
         /* Export of the re-imported model, imported again: still identical. */
         EXPECT(e2w_model_save_hf(&b, one, 0, 0, err, sizeof err) == 0, "re-save: %s", err);
         EXPECT(e2w_model_load_hf(&a, one, err, sizeof err) == 0, "re-load: %s", err);
@@ -401,7 +437,8 @@ static void test_forward_only_chunked(void) {
         exit(1);
     }
     EXPECT(fwd.bytes < full.bytes / 2, "forward-only acts %zu vs %zu bytes", fwd.bytes, full.bytes);
-    int32_t *tok = malloc((size_t)T2 * sizeof(int32_t)), *tgt = malloc((size_t)T2 * sizeof(int32_t));
+    int32_t *tok = malloc((size_t)T2 * sizeof(int32_t)),
+            *tgt = malloc((size_t)T2 * sizeof(int32_t));
     uint64_t s = 5;
     for (int i = 0; i < T2; i++) {
         tok[i] = (int32_t)(rng_next(&s) % 11);
@@ -409,7 +446,7 @@ static void test_forward_only_chunked(void) {
     }
     float g = 3.0f;
     int32_t t0 = 0;
-    k_rope rope = {.theta = 10000.0f, .n_sink = 0, .g = &g, .t = &t0};
+    k_rope rope = { .theta = 10000.0f, .n_sink = 0, .g = &g, .t = &t0 };
     e2w_acts_set_batch(&full, &m, tok, tgt, 1, T2);
     e2w_acts_set_batch(&fwd, &m, tok, tgt, 1, T2);
     double l0 = e2w_model_forward(&m, &full, 1, T2, &rope, 1);
@@ -421,7 +458,8 @@ static void test_forward_only_chunked(void) {
     m.k->download(a, (char *)full.logits + (size_t)(T2 - 1) * 11 * m.esz, 11);
     m.k->download(b, (char *)fwd.logits + (size_t)(T2 - 1 - fwd.logits_row0) * 11 * m.esz, 11);
     for (int v = 0; v < 11; v++)
-        EXPECT(fabsf(a[v] - b[v]) <= 1e-4f * (1.0f + fabsf(a[v])), "last-row logit %d: %g vs %g", v, a[v], b[v]);
+        EXPECT(fabsf(a[v] - b[v]) <= 1e-4f * (1.0f + fabsf(a[v])), "last-row logit %d: %g vs %g", v,
+               a[v], b[v]);
     free(tok);
     free(tgt);
     e2w_acts_free(&full, &m);
@@ -455,12 +493,16 @@ static double ref_loss(const e2w_model *m, const double *w, const batch *b) {
     int C = c->C, H = c->H, KVH = c->KVH, D = c->D, F = c->F, V = c->V, L = c->n_layer;
     int QKV = (H + 2 * KVH) * D, N = B * T;
     double *x = calloc((size_t)N * C, sizeof(double)), *ln = calloc((size_t)C, sizeof(double));
-    double *qkv = calloc((size_t)N * QKV, sizeof(double)), *att = calloc((size_t)N * H * D, sizeof(double));
-    double *tmp = calloc((size_t)(2 * F + V + C), sizeof(double)), *p = calloc((size_t)T, sizeof(double));
+    double *qkv = calloc((size_t)N * QKV, sizeof(double)),
+           *att = calloc((size_t)N * H * D, sizeof(double));
+    double *tmp = calloc((size_t)(2 * F + V + C), sizeof(double)),
+           *p = calloc((size_t)T, sizeof(double));
     for (int n = 0; n < N; n++)
-        for (int i = 0; i < C; i++) x[(size_t)n * C + i] = w[m->poff[E2W_P_WTE] + (size_t)b->tokens[n] * C + i];
+        for (int i = 0; i < C; i++)
+            x[(size_t)n * C + i] = w[m->poff[E2W_P_WTE] + (size_t)b->tokens[n] * C + i];
     for (int l = 0; l < L; l++) {
-        const double *ln1 = w + m->poff[E2W_P_LN1] + (size_t)l * C, *ln2 = w + m->poff[E2W_P_LN2] + (size_t)l * C;
+        const double *ln1 = w + m->poff[E2W_P_LN1] + (size_t)l * C,
+                     *ln2 = w + m->poff[E2W_P_LN2] + (size_t)l * C;
         const double *Wq = w + m->poff[E2W_P_QKV] + (size_t)l * QKV * C;
         const double *Wo = w + m->poff[E2W_P_WO] + (size_t)l * C * H * D;
         const double *Wgu = w + m->poff[E2W_P_GU] + (size_t)l * 2 * F * C;
@@ -474,7 +516,8 @@ static double ref_loss(const e2w_model *m, const double *w, const batch *b) {
             for (int h = 0; h < H + KVH; h++) {
                 double *v = qkv + (size_t)n * QKV + (size_t)h * D;
                 for (int j = 0; j < D / 2; j++) {
-                    double ang = pos * pow(b->rope.theta, -2.0 * j / D), x1 = v[j], x2 = v[j + D / 2];
+                    double ang = pos * pow(b->rope.theta, -2.0 * j / D), x1 = v[j],
+                           x2 = v[j + D / 2];
                     v[j] = x1 * cos(ang) - x2 * sin(ang);
                     v[j + D / 2] = x2 * cos(ang) + x1 * sin(ang);
                 }
@@ -497,7 +540,8 @@ static double ref_loss(const e2w_model *m, const double *w, const batch *b) {
                     double *o = att + ((size_t)bb * T + t) * H * D + (size_t)h * D;
                     for (int j = 0; j < D; j++) o[j] = 0;
                     for (int u = 0; u <= t; u++) {
-                        const double *v = qkv + ((size_t)bb * T + u) * QKV + (size_t)(H + KVH + kh) * D;
+                        const double *v =
+                            qkv + ((size_t)bb * T + u) * QKV + (size_t)(H + KVH + kh) * D;
                         for (int j = 0; j < D; j++) o[j] += p[u] / z * v[j];
                     }
                 }
@@ -523,7 +567,12 @@ static double ref_loss(const e2w_model *m, const double *w, const batch *b) {
         for (int v = 0; v < V; v++) z += exp(tmp[v] - mx);
         sum += mx + log(z) - tmp[b->targets[n]];
     }
-    free(x); free(ln); free(qkv); free(att); free(tmp); free(p);
+    free(x);
+    free(ln);
+    free(qkv);
+    free(att);
+    free(tmp);
+    free(p);
     return sum / N;
 }
 
@@ -544,7 +593,8 @@ static void check_vs_double(int tied) {
     e2w_model_download(&m, 0, wf, m.n_params);
     for (size_t i = 0; i < m.n_params; i++) w[i] = wf[i];
     double l64 = ref_loss(&m, w, &b);
-    EXPECT(fabs(l32 - l64) <= 1e-5 * fabs(l64), "loss fp32 %.9g vs double reference %.9g", l32, l64);
+    EXPECT(fabs(l32 - l64) <= 1e-5 * fabs(l64), "loss fp32 %.9g vs double reference %.9g", l32,
+           l64);
     uint64_t s = 17;
     for (int p = 0; p < E2W_P_COUNT; p++) {
         for (int r = 0; r < 4 && m.psize[p] > 0; r++) {
@@ -557,7 +607,8 @@ static void check_vs_double(int tied) {
             w[i] = w0;
             double fd = (lp - lm) / (2 * h);
             EXPECT(fabs(fd - g[i]) <= 2e-5 + 2e-3 * fabs(fd),
-                   "tensor %d elem %zu: analytic %.8g vs double finite difference %.8g", p, i - m.poff[p], g[i], fd);
+                   "tensor %d elem %zu: analytic %.8g vs double finite difference %.8g", p,
+                   i - m.poff[p], g[i], fd);
         }
     }
     free(w);
@@ -567,22 +618,29 @@ static void check_vs_double(int tied) {
     e2w_model_free(&m);
 }
 
-static void test_vs_double(void) { check_vs_double(0); }
-static void test_vs_double_tied(void) { check_vs_double(1); }
+static void test_vs_double(void) {
+    check_vs_double(0);
+}
+static void test_vs_double_tied(void) {
+    check_vs_double(1);
+}
 
-static const struct { const char *name; void (*fn)(void); } cases[] = {
-    {"vs_double", test_vs_double},
-    {"vs_double_tied", test_vs_double_tied},
-    {"forward_only_chunked", test_forward_only_chunked},
-    {"hf_roundtrip", test_hf_roundtrip},
-    {"grad_fd", test_grad_fd},
-    {"grad_fd_tied", test_grad_fd_tied},
-    {"grad_fd_recompute", test_grad_fd_recompute},
-    {"recompute_bitwise", test_recompute_bitwise},
-    {"hf_view_covers_params", test_hf_view_covers_params},
-    {"grads_ready", test_grads_ready},
-    {"init_seeded", test_init_seeded},
-    {"config_errors", test_config_errors},
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} cases[] = {
+    { "vs_double", test_vs_double },
+    { "vs_double_tied", test_vs_double_tied },
+    { "forward_only_chunked", test_forward_only_chunked },
+    { "hf_roundtrip", test_hf_roundtrip },
+    { "grad_fd", test_grad_fd },
+    { "grad_fd_tied", test_grad_fd_tied },
+    { "grad_fd_recompute", test_grad_fd_recompute },
+    { "recompute_bitwise", test_recompute_bitwise },
+    { "hf_view_covers_params", test_hf_view_covers_params },
+    { "grads_ready", test_grads_ready },
+    { "init_seeded", test_init_seeded },
+    { "config_errors", test_config_errors },
 };
 
 int main(int argc, char **argv) {

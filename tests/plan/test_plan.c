@@ -32,7 +32,7 @@ static E2__V1__LlamaConfig small_cfg(void) {
  * ln2 16, gate|up 2*32*8=512, down 2*8*16=256, lnf 8, head 256 -> 1704. */
 static void case_hand_counts(void) {
     E2__V1__LlamaConfig c = small_cfg();
-    e2w_plan_opts o = {.gpus = 2, .micro_batch = 1, .seq = 4, .act_bytes = 2, .gpu_mem_gb = 1};
+    e2w_plan_opts o = { .gpus = 2, .micro_batch = 1, .seq = 4, .act_bytes = 2, .gpu_mem_gb = 1 };
     e2w_plan p;
     char err[256];
     EXPECT(e2w_plan_compute(&p, &c, &o, err, sizeof err) == 0, "%s", err);
@@ -65,7 +65,7 @@ static void case_hand_counts(void) {
 
 static void case_zero1_shards(void) {
     E2__V1__LlamaConfig c = small_cfg();
-    e2w_plan_opts o = {.gpus = 3, .zero1 = 1, .micro_batch = 1, .seq = 4, .act_bytes = 2};
+    e2w_plan_opts o = { .gpus = 3, .zero1 = 1, .micro_batch = 1, .seq = 4, .act_bytes = 2 };
     e2w_plan p;
     char err[256];
     EXPECT(e2w_plan_compute(&p, &c, &o, err, sizeof err) == 0, "%s", err);
@@ -83,7 +83,7 @@ static void case_llama2_7b_params(void) {
     c.has_num_attention_heads = 1, c.num_attention_heads = 32;
     c.has_intermediate_size = 1, c.intermediate_size = 11008;
     c.has_vocab_size = 1, c.vocab_size = 32000;
-    e2w_plan_opts o = {.gpus = 8, .micro_batch = 1, .seq = 4096, .act_bytes = 2};
+    e2w_plan_opts o = { .gpus = 8, .micro_batch = 1, .seq = 4096, .act_bytes = 2 };
     e2w_plan p;
     char err[256];
     EXPECT(e2w_plan_compute(&p, &c, &o, err, sizeof err) == 0, "%s", err);
@@ -94,11 +94,13 @@ static void case_llama2_7b_params(void) {
  * untied, GQA and not, with and without backward and recompute (fp32 acts
  * on the CPU backend). */
 static void case_acts_match_model(void) {
-    struct { int C, L, H, KVH, F, V, tied, B, T; } cs[] = {
-        {8, 2, 2, 1, 16, 32, 0, 1, 4},
-        {48, 3, 6, 2, 72, 100, 1, 2, 37},
-        {64, 1, 4, 4, 160, 257, 0, 3, 65},
-        {32, 2, 4, 2, 64, 300, 0, 2, 300}, /* forward-only logits in chunks */
+    struct {
+        int C, L, H, KVH, F, V, tied, B, T;
+    } cs[] = {
+        { 8, 2, 2, 1, 16, 32, 0, 1, 4 },
+        { 48, 3, 6, 2, 72, 100, 1, 2, 37 },
+        { 64, 1, 4, 4, 160, 257, 0, 3, 65 },
+        { 32, 2, 4, 2, 64, 300, 0, 2, 300 }, /* forward-only logits in chunks */
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         E2__V1__LlamaConfig c = E2__V1__LLAMA_CONFIG__INIT;
@@ -115,7 +117,7 @@ static void case_acts_match_model(void) {
         char err[256];
         EXPECT(e2w_model_config_from_proto(&mc, &c, err, sizeof err) == 0, "%s", err);
         EXPECT(e2w_model_create(&m, k_cpu(), &mc, err, sizeof err) == 0, "%s", err);
-        e2w_plan_opts o = {.gpus = 1, .micro_batch = cs[i].B, .seq = cs[i].T, .act_bytes = 4};
+        e2w_plan_opts o = { .gpus = 1, .micro_batch = cs[i].B, .seq = cs[i].T, .act_bytes = 4 };
         e2w_plan p;
         EXPECT(e2w_plan_compute(&p, &c, &o, err, sizeof err) == 0, "%s", err);
         EXPECT(p.n_params == m.n_params, "config %zu: n_params %llu vs model %zu", i,
@@ -123,7 +125,8 @@ static void case_acts_match_model(void) {
         for (int backward = 0; backward <= 1; backward++) {
             for (int rec = 0; rec <= 1; rec++) {
                 e2w_acts a;
-                EXPECT(e2w_acts_create(&a, &m, cs[i].B, cs[i].T, backward, rec, err, sizeof err) == 0,
+                EXPECT(e2w_acts_create(&a, &m, cs[i].B, cs[i].T, backward, rec, err, sizeof err) ==
+                           0,
                        "%s", err);
                 uint64_t want = a.bytes;
                 uint64_t got = e2w_plan_acts_bytes(&c, cs[i].B, cs[i].T, 4, backward, rec);
@@ -138,7 +141,7 @@ static void case_acts_match_model(void) {
 
 static void case_fits_boundary(void) {
     E2__V1__LlamaConfig c = small_cfg();
-    e2w_plan_opts o = {.gpus = 1, .micro_batch = 1, .seq = 4, .act_bytes = 2};
+    e2w_plan_opts o = { .gpus = 1, .micro_batch = 1, .seq = 4, .act_bytes = 2 };
     e2w_plan p;
     char err[512];
     EXPECT(e2w_plan_compute(&p, &c, &o, err, sizeof err) == 0, "%s", err);
@@ -160,7 +163,7 @@ static void case_fits_boundary(void) {
 static void case_bad_config(void) {
     E2__V1__LlamaConfig c = small_cfg();
     c.num_key_value_heads = 3;
-    e2w_plan_opts o = {.gpus = 1, .micro_batch = 1, .seq = 4, .act_bytes = 2};
+    e2w_plan_opts o = { .gpus = 1, .micro_batch = 1, .seq = 4, .act_bytes = 2 };
     e2w_plan p;
     char err[256] = "";
     EXPECT(e2w_plan_compute(&p, &c, &o, err, sizeof err) < 0, "kv heads 3 of 2 accepted");
@@ -190,34 +193,40 @@ static void case_check_job(void) {
     /* train.zero1 shards the optimizer in e2d's plan too: on 4 GPUs with
      * room between the two totals, the job fits only with it. */
     spec.has_num_workers = 1, spec.num_workers = 4;
-    e2w_plan_opts o = {.gpus = 4, .micro_batch = 2, .seq = 16, .act_bytes = 2};
+    e2w_plan_opts o = { .gpus = 4, .micro_batch = 2, .seq = 16, .act_bytes = 2 };
     e2w_plan plain, sharded;
     EXPECT(e2w_plan_compute(&plain, &c, &o, err, sizeof err) == 0, "%s", err);
     o.zero1 = 1;
     EXPECT(e2w_plan_compute(&sharded, &c, &o, err, sizeof err) == 0, "%s", err);
     double between = (double)(plain.total + sharded.total) / 2e9;
-    EXPECT(sharded.total < plain.total, "zero1 plan %llu vs %llu", (unsigned long long)sharded.total,
-           (unsigned long long)plain.total);
-    EXPECT(e2w_plan_check_job(&spec, between, err, sizeof err) == -1, "fits without zero1 at %g GB", between);
+    EXPECT(sharded.total < plain.total, "zero1 plan %llu vs %llu",
+           (unsigned long long)sharded.total, (unsigned long long)plain.total);
+    EXPECT(e2w_plan_check_job(&spec, between, err, sizeof err) == -1, "fits without zero1 at %g GB",
+           between);
     train.has_zero1 = 1, train.zero1 = 1;
-    EXPECT(e2w_plan_check_job(&spec, between, err, sizeof err) == 0, "zero1 job at %g GB: %s", between, err);
+    EXPECT(e2w_plan_check_job(&spec, between, err, sizeof err) == 0, "zero1 job at %g GB: %s",
+           between, err);
     model.config = NULL;
     model.hf_dir = "/nonexistent/e2-plan-test";
-    EXPECT(e2w_plan_check_job(&spec, 80, err, sizeof err) == 1, "unreadable config is 'cannot tell'");
+    EXPECT(e2w_plan_check_job(&spec, 80, err, sizeof err) == 1,
+           "unreadable config is 'cannot tell'");
 }
 
 static void case_cli_status(void) {
     char err[512];
-    char *fits[] = {"--model", "llama-2-7b", "--gpus", "8", "--gpu-mem", "80", "--zero1"};
-    char *over[] = {"--model", "llama-2-7b", "--gpus", "8", "--gpu-mem", "80"};
-    char *bad[] = {"--model", "llama-2-7b", "--gpus", "0", "--gpu-mem", "80"};
-    char *missing[] = {"--gpus", "8"};
-    EXPECT(e2w_plan_main(7, fits, err, sizeof err) == 0, "7B with ZeRO-1 on 8 x 80 GB fits: %s", err);
+    char *fits[] = { "--model", "llama-2-7b", "--gpus", "8", "--gpu-mem", "80", "--zero1" };
+    char *over[] = { "--model", "llama-2-7b", "--gpus", "8", "--gpu-mem", "80" };
+    char *bad[] = { "--model", "llama-2-7b", "--gpus", "0", "--gpu-mem", "80" };
+    char *missing[] = { "--gpus", "8" };
+    EXPECT(e2w_plan_main(7, fits, err, sizeof err) == 0, "7B with ZeRO-1 on 8 x 80 GB fits: %s",
+           err);
     err[0] = '\0';
     EXPECT(e2w_plan_main(6, over, err, sizeof err) == 1, "7B without ZeRO-1 does not fit");
     EXPECT(strstr(err, "needs") != NULL, "refusal line: %s", err);
-    EXPECT(e2w_plan_main(6, bad, err, sizeof err) == 2 && strstr(err, "--gpus"), "--gpus 0: %s", err);
-    EXPECT(e2w_plan_main(2, missing, err, sizeof err) == 2 && strstr(err, "--model"), "missing: %s", err);
+    EXPECT(e2w_plan_main(6, bad, err, sizeof err) == 2 && strstr(err, "--gpus"), "--gpus 0: %s",
+           err);
+    EXPECT(e2w_plan_main(2, missing, err, sizeof err) == 2 && strstr(err, "--model"), "missing: %s",
+           err);
 }
 
 /* --model takes a Hugging Face config.json (or its directory). */
@@ -230,15 +239,16 @@ static void case_cli_config_file(void) {
     if (f == NULL) return;
     fputs("{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_hidden_layers\": 2,"
           " \"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"intermediate_size\": 16,"
-          " \"vocab_size\": 32, \"max_position_embeddings\": 64}\n", f);
+          " \"vocab_size\": 32, \"max_position_embeddings\": 64}\n",
+          f);
     fclose(f);
-    char *fits[] = {"--model", dir, "--gpus", "1", "--gpu-mem", "80"};
-    char *tiny[] = {"--model", path, "--gpus", "1", "--gpu-mem", "0.5"};
+    char *fits[] = { "--model", dir, "--gpus", "1", "--gpu-mem", "80" };
+    char *tiny[] = { "--model", path, "--gpus", "1", "--gpu-mem", "0.5" };
     EXPECT(e2w_plan_main(6, fits, err, sizeof err) == 0, "small config.json on 80 GB: %s", err);
     EXPECT(e2w_plan_main(6, tiny, err, sizeof err) == 1, "0.5 GB is below the runtime reserve");
     char missing[80];
     snprintf(missing, sizeof missing, "%s/nope", dir);
-    char *bad[] = {"--model", missing, "--gpus", "1", "--gpu-mem", "80"};
+    char *bad[] = { "--model", missing, "--gpus", "1", "--gpu-mem", "80" };
     EXPECT(e2w_plan_main(6, bad, err, sizeof err) == 2, "missing config: %s", err);
     remove(path);
     rmdir(dir);
@@ -267,13 +277,15 @@ static void case_config_read(void) {
                c.intermediate_size == 16 && c.vocab_size == 32,
            "fields %u %u %u %u %u", c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
            c.intermediate_size, c.vocab_size);
-    EXPECT(c.has_num_key_value_heads && c.num_key_value_heads == 2, "kv heads default to the heads: %u",
-           c.num_key_value_heads);
+    EXPECT(c.has_num_key_value_heads && c.num_key_value_heads == 2,
+           "kv heads default to the heads: %u", c.num_key_value_heads);
     EXPECT(c.has_tie_word_embeddings && c.tie_word_embeddings, "tied");
     write_file(path, "{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_hidden_layers\": 2,"
-                     " \"num_attention_heads\": 2, \"intermediate_size\": \"do-not-echo\", \"vocab_size\": 32}\n");
+                     " \"num_attention_heads\": 2, \"intermediate_size\": \"do-not-echo\", "
+                     "\"vocab_size\": 32}\n");
     EXPECT(e2_plan_config_read(path, &c, err, sizeof err) < 0, "string intermediate_size accepted");
-    EXPECT(strstr(err, "intermediate_size") && !strstr(err, "do-not-echo"), "names the field only: %s", err);
+    EXPECT(strstr(err, "intermediate_size") && !strstr(err, "do-not-echo"),
+           "names the field only: %s", err);
     write_file(path, "{\"model_type\": \"gpt2\", \"hidden_size\": 8}\n");
     EXPECT(e2_plan_config_read(dir, &c, err, sizeof err) < 0 && strstr(err, "model_type"),
            "gpt2: %s", err);
@@ -290,8 +302,10 @@ static void case_check_job_hf_dir(void) {
     char dir[] = "/tmp/e2-plan-XXXXXX", path[64], err[512] = "";
     EXPECT(mkdtemp(dir) != NULL, "mkdtemp");
     snprintf(path, sizeof path, "%s/config.json", dir);
-    write_file(path, "{\"model_type\": \"llama\", \"hidden_size\": 4096, \"num_hidden_layers\": 32,"
-                     " \"num_attention_heads\": 32, \"intermediate_size\": 11008, \"vocab_size\": 32000}\n");
+    write_file(
+        path,
+        "{\"model_type\": \"llama\", \"hidden_size\": 4096, \"num_hidden_layers\": 32,"
+        " \"num_attention_heads\": 32, \"intermediate_size\": 11008, \"vocab_size\": 32000}\n");
     E2__V1__ModelSpec model = E2__V1__MODEL_SPEC__INIT;
     E2__V1__TrainSpec train = E2__V1__TRAIN_SPEC__INIT;
     E2__V1__JobSpec spec = E2__V1__JOB_SPEC__INIT;
@@ -308,18 +322,21 @@ static void case_check_job_hf_dir(void) {
 }
 
 int main(int argc, char **argv) {
-    struct { const char *name; void (*fn)(void); } cases[] = {
-        {"hand_counts", case_hand_counts},
-        {"zero1_shards", case_zero1_shards},
-        {"llama2_7b_params", case_llama2_7b_params},
-        {"acts_match_model", case_acts_match_model},
-        {"fits_boundary", case_fits_boundary},
-        {"bad_config", case_bad_config},
-        {"check_job", case_check_job},
-        {"cli_status", case_cli_status},
-        {"cli_config_file", case_cli_config_file},
-        {"config_read", case_config_read},
-        {"check_job_hf_dir", case_check_job_hf_dir},
+    struct {
+        const char *name;
+        void (*fn)(void);
+    } cases[] = {
+        { "hand_counts", case_hand_counts },
+        { "zero1_shards", case_zero1_shards },
+        { "llama2_7b_params", case_llama2_7b_params },
+        { "acts_match_model", case_acts_match_model },
+        { "fits_boundary", case_fits_boundary },
+        { "bad_config", case_bad_config },
+        { "check_job", case_check_job },
+        { "cli_status", case_cli_status },
+        { "cli_config_file", case_cli_config_file },
+        { "config_read", case_config_read },
+        { "check_job_hf_dir", case_check_job_hf_dir },
     };
     int ran = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

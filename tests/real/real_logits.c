@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
         }
     float g = 1.0f;
     int32_t t0 = 0;
-    k_rope rope = {.theta = m.cfg.theta, .n_sink = 0, .g = &g, .t = &t0};
+    k_rope rope = { .theta = m.cfg.theta, .n_sink = 0, .g = &g, .t = &t0 };
     e2w_acts_set_batch(&a, &m, tokens, NULL, 1, (int)T);
     e2w_model_forward(&m, &a, 1, (int)T, &rope, 0);
     if (a.logits_row0 != 0) {

@@ -43,7 +43,7 @@ static void test_shard_error_echoes_no_content(void) {
     CHECK(strstr(err, "1094861633") == NULL);
     CHECK(strstr(err, "1300") == NULL);
     /* A header that passes the magic but not the size check. */
-    int32_t h[3] = {E2W_SHARD_MAGIC_U16, E2W_SHARD_VERSION_U16, 123457};
+    int32_t h[3] = { E2W_SHARD_MAGIC_U16, E2W_SHARD_VERSION_U16, 123457 };
     FILE *f = fopen(in_dir("size.bin"), "wb");
     CHECK(f != NULL);
     if (f) {
@@ -84,7 +84,7 @@ static void test_safetensors_error_echoes_no_content(void) {
     CHECK(strstr(err, "m.safetensors") != NULL);
     CHECK(strstr(err, "4702111234474983745") == NULL); /* "AAAAAAAA" */
     /* A header length that fits but is not JSON: no quote of it. */
-    char buf[40] = {0};
+    char buf[40] = { 0 };
     uint64_t n = 16;
     memcpy(buf, &n, 8);
     memcpy(buf + 8, "root:x:0:0:root", 16);
@@ -104,9 +104,9 @@ static const struct {
     const char *name;
     void (*fn)(void);
 } cases[] = {
-    {"shard_error_echoes_no_content", test_shard_error_echoes_no_content},
-    {"config_json_error_echoes_no_content", test_config_json_error_echoes_no_content},
-    {"safetensors_error_echoes_no_content", test_safetensors_error_echoes_no_content},
+    { "shard_error_echoes_no_content", test_shard_error_echoes_no_content },
+    { "config_json_error_echoes_no_content", test_config_json_error_echoes_no_content },
+    { "safetensors_error_echoes_no_content", test_safetensors_error_echoes_no_content },
 };
 
 int main(int argc, char **argv) {

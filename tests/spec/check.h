@@ -6,21 +6,22 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            return 1;                                                                              \
-        }                                                                                          \
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            return 1;                                                                \
+        }                                                                            \
     } while (0)
 
 /* The error text must contain `want`. */
-#define CHECK_MSG(err, want)                                                                       \
-    do {                                                                                           \
-        if (strstr((err), (want)) == NULL) {                                                       \
-            fprintf(stderr, "%s:%d: error \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, (err), (want)); \
-            return 1;                                                                              \
-        }                                                                                          \
+#define CHECK_MSG(err, want)                                                                 \
+    do {                                                                                     \
+        if (strstr((err), (want)) == NULL) {                                                 \
+            fprintf(stderr, "%s:%d: error \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, (err), \
+                    (want));                                                                 \
+            return 1;                                                                        \
+        }                                                                                    \
     } while (0)
 
 typedef struct {

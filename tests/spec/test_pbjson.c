@@ -13,15 +13,18 @@
 static char err[1024];
 
 static E2test__All *parse_all(const char *text) {
-    return (E2test__All *)e2_pbjson_parse(&e2test__all__descriptor, text, strlen(text), "m", err, sizeof err);
+    return (E2test__All *)e2_pbjson_parse(&e2test__all__descriptor, text, strlen(text), "m", err,
+                                          sizeof err);
 }
 
 static const char *full_all =
     "{\"i32\": -5, \"s32\": -7, \"u32\": 4000000000, \"i64\": \"-9007199254740993\","
     " \"u64\": \"18446744073709551615\", \"s64\": 12, \"f64\": \"77\", \"fl\": 0.5, \"db\": 3e-4,"
-    " \"flag\": true, \"text\": \"h\\u00e9llo \\\"q\\\"\\n\", \"blob\": \"AAEC/w==\", \"color\": \"GREEN\","
+    " \"flag\": true, \"text\": \"h\\u00e9llo \\\"q\\\"\\n\", \"blob\": \"AAEC/w==\", \"color\": "
+    "\"GREEN\","
     " \"inner\": {\"a\": 1, \"tags\": [\"x\", \"y\"]}, \"inners\": [{\"a\": 2}, {}],"
-    " \"many64\": [1, \"2\", -3], \"colors\": [\"RED\", 2], \"byId\": {\"7\": \"seven\", \"-1\": \"neg\"},"
+    " \"many64\": [1, \"2\", -3], \"colors\": [\"RED\", 2], \"byId\": {\"7\": \"seven\", \"-1\": "
+    "\"neg\"},"
     " \"by_name\": {\"k\": {\"a\": 9}}, \"choiceInner\": {\"a\": 4}, \"must\": 1}";
 
 static int case_all_fields(void) {
@@ -41,12 +44,14 @@ static int case_all_fields(void) {
     CHECK(strcmp(m->text, "h\xc3\xa9llo \"q\"\n") == 0);
     CHECK(m->has_blob && m->blob.len == 4 && m->blob.data[0] == 0 && m->blob.data[3] == 0xff);
     CHECK(m->has_color && m->color == E2TEST__COLOR__GREEN);
-    CHECK(m->inner && m->inner->a == 1 && m->inner->n_tags == 2 && strcmp(m->inner->tags[1], "y") == 0);
+    CHECK(m->inner && m->inner->a == 1 && m->inner->n_tags == 2 &&
+          strcmp(m->inner->tags[1], "y") == 0);
     CHECK(m->n_inners == 2 && m->inners[0]->a == 2 && !m->inners[1]->has_a);
     CHECK(m->n_many64 == 3 && m->many64[1] == 2 && m->many64[2] == -3);
     CHECK(m->n_colors == 2 && m->colors[1] == E2TEST__COLOR__GREEN);
     CHECK(m->n_by_id == 2);
-    CHECK(m->n_by_name == 1 && strcmp(m->by_name[0]->key, "k") == 0 && m->by_name[0]->value->a == 9);
+    CHECK(m->n_by_name == 1 && strcmp(m->by_name[0]->key, "k") == 0 &&
+          m->by_name[0]->value->a == 9);
     CHECK(m->choice_case == E2TEST__ALL__CHOICE_CHOICE_INNER && m->choice_inner->a == 4);
     CHECK(strcmp(m->with_default, "dflt") == 0);
     protobuf_c_message_free_unpacked(&m->base, NULL);
@@ -67,7 +72,8 @@ static int case_round_trip(void) {
     char *t1flat = e2_pbjson_to_string(&m->base, 0);
     CHECK(t2 && t1flat && strcmp(t1flat, t2) == 0);
     /* Wire encodings are identical too. */
-    size_t n1 = protobuf_c_message_get_packed_size(&m->base), n2 = protobuf_c_message_get_packed_size(&m2->base);
+    size_t n1 = protobuf_c_message_get_packed_size(&m->base),
+           n2 = protobuf_c_message_get_packed_size(&m2->base);
     CHECK(n1 == n2);
     uint8_t *b1 = malloc(n1), *b2 = malloc(n2);
     protobuf_c_message_pack(&m->base, b1);
@@ -105,8 +111,8 @@ static int case_only_set_fields(void) {
 
 static int case_proto3(void) {
     const char *text = "{\"count\": 0, \"label\": \"x\", \"ratio\": 0, \"on\": true, \"ids\": [3]}";
-    E2test3__Plain *p = (E2test3__Plain *)e2_pbjson_parse(&e2test3__plain__descriptor, text, strlen(text), "p",
-                                                          err, sizeof err);
+    E2test3__Plain *p = (E2test3__Plain *)e2_pbjson_parse(&e2test3__plain__descriptor, text,
+                                                          strlen(text), "p", err, sizeof err);
     CHECK(p);
     CHECK(p->count == 0 && strcmp(p->label, "x") == 0 && p->on && p->n_ids == 1 && p->ids[0] == 3);
     char *t = e2_pbjson_to_string(&p->base, 0);
@@ -133,35 +139,38 @@ static int case_type_errors(void) {
     static const struct {
         const char *json, *want;
     } t[] = {
-        {"{\"i32\": \"5\"}", "m.i32: expected an integer, got string"},
-        {"{\"i32\": 2147483648}", "m.i32: 2147483648 is out of range for int32"},
-        {"{\"u32\": -1}", "m.u32: -1 is negative"},
-        {"{\"u32\": 1.5}", "m.u32: expected a non-negative integer, got 1.5"},
-        {"{\"u64\": \"-3\"}", "m.u64: expected a non-negative integer or a decimal string, got \"-3\""},
-        {"{\"i64\": \"12a\"}", "m.i64: expected an integer or a decimal string"},
-        {"{\"i64\": \"99999999999999999999\"}", "m.i64: 99999999999999999999 is out of range"},
-        {"{\"db\": \"3e-4\"}", "m.db: expected a number, got string"},
-        {"{\"fl\": 1e300}", "m.fl: 1e+300 is out of range for float"},
-        {"{\"flag\": 1}", "m.flag: expected true or false, got 1"},
-        {"{\"text\": 3}", "m.text: expected a string, got number"},
-        {"{\"text\": [\"a\"]}", "m.text: expected a string, got array"},
-        {"{\"blob\": \"a$==\"}", "m.blob: invalid base64 character '$'"},
-        {"{\"color\": \"BLUE\"}", "m.color: unknown Color value \"BLUE\" (expected one of: COLOR_UNSPECIFIED, RED, GREEN)"},
-        {"{\"color\": 9}", "m.color: unknown Color value 9"},
-        {"{\"inner\": 3}", "m.inner: expected an object, got number"},
-        {"{\"inner\": {\"tags\": [\"a\", 1]}}", "m.inner.tags[1]: expected a string, got number"},
-        {"{\"inners\": {}}", "m.inners: expected an array, got object"},
-        {"{\"many64\": [1, null]}", "m.many64[1]: null is not allowed"},
-        {"{\"by_id\": {\"x\": \"v\"}}", "m.by_id.x: expected an integer, got \"x\""},
-        {"{\"by_id\": []}", "m.by_id: expected an object (map), got array"},
-        {"{\"by_name\": {\"k\": {\"b\": 1}}}", "m.by_name.k.b: unknown field"},
-        {"{\"choice_text\": \"a\", \"choiceInner\": {}}", "m.choice_inner: only one of choice_text and choice_inner"},
-        {"{\"i32\": 1, \"i_32\": 2}", "m.i_32: unknown field (did you mean i32?)"},
-        {"{\"u64\": 1, \"U64\": 2}", "m.U64: unknown field (did you mean u64?)"},
-        {"{\"withDefault\": \"a\", \"with_default\": \"b\"}", "m.with_default: set twice"},
-        {"{\"zzzzzz\": 1}", "m.zzzzzz: unknown field of e2test.All"},
-        {"{\"text\": \"a\\u0000b\"}", "invalid JSON"},
-        {"{\"i32\": 1, \"i32\": 2}", "invalid JSON at line 1"},
+        { "{\"i32\": \"5\"}", "m.i32: expected an integer, got string" },
+        { "{\"i32\": 2147483648}", "m.i32: 2147483648 is out of range for int32" },
+        { "{\"u32\": -1}", "m.u32: -1 is negative" },
+        { "{\"u32\": 1.5}", "m.u32: expected a non-negative integer, got 1.5" },
+        { "{\"u64\": \"-3\"}",
+          "m.u64: expected a non-negative integer or a decimal string, got \"-3\"" },
+        { "{\"i64\": \"12a\"}", "m.i64: expected an integer or a decimal string" },
+        { "{\"i64\": \"99999999999999999999\"}", "m.i64: 99999999999999999999 is out of range" },
+        { "{\"db\": \"3e-4\"}", "m.db: expected a number, got string" },
+        { "{\"fl\": 1e300}", "m.fl: 1e+300 is out of range for float" },
+        { "{\"flag\": 1}", "m.flag: expected true or false, got 1" },
+        { "{\"text\": 3}", "m.text: expected a string, got number" },
+        { "{\"text\": [\"a\"]}", "m.text: expected a string, got array" },
+        { "{\"blob\": \"a$==\"}", "m.blob: invalid base64 character '$'" },
+        { "{\"color\": \"BLUE\"}", "m.color: unknown Color value \"BLUE\" (expected one of: "
+                                   "COLOR_UNSPECIFIED, RED, GREEN)" },
+        { "{\"color\": 9}", "m.color: unknown Color value 9" },
+        { "{\"inner\": 3}", "m.inner: expected an object, got number" },
+        { "{\"inner\": {\"tags\": [\"a\", 1]}}", "m.inner.tags[1]: expected a string, got number" },
+        { "{\"inners\": {}}", "m.inners: expected an array, got object" },
+        { "{\"many64\": [1, null]}", "m.many64[1]: null is not allowed" },
+        { "{\"by_id\": {\"x\": \"v\"}}", "m.by_id.x: expected an integer, got \"x\"" },
+        { "{\"by_id\": []}", "m.by_id: expected an object (map), got array" },
+        { "{\"by_name\": {\"k\": {\"b\": 1}}}", "m.by_name.k.b: unknown field" },
+        { "{\"choice_text\": \"a\", \"choiceInner\": {}}",
+          "m.choice_inner: only one of choice_text and choice_inner" },
+        { "{\"i32\": 1, \"i_32\": 2}", "m.i_32: unknown field (did you mean i32?)" },
+        { "{\"u64\": 1, \"U64\": 2}", "m.U64: unknown field (did you mean u64?)" },
+        { "{\"withDefault\": \"a\", \"with_default\": \"b\"}", "m.with_default: set twice" },
+        { "{\"zzzzzz\": 1}", "m.zzzzzz: unknown field of e2test.All" },
+        { "{\"text\": \"a\\u0000b\"}", "invalid JSON" },
+        { "{\"i32\": 1, \"i32\": 2}", "invalid JSON at line 1" },
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         err[0] = '\0';
@@ -175,14 +184,10 @@ static int case_type_errors(void) {
 
 static int case_accepts(void) {
     static const char *ok[] = {
-        "{\"must\": 1, \"u32\": 4.0}",
-        "{\"must\": 1, \"i64\": 5}",
-        "{\"must\": 1, \"db\": 7}",
-        "{\"must\": 1, \"inner\": null}",
-        "{\"must\": 1, \"blob\": \"-_8\"}",
-        "{\"must\": 1, \"color\": 1}",
-        "{\"must\": 1, \"byId\": {}}",
-        "{}",
+        "{\"must\": 1, \"u32\": 4.0}",      "{\"must\": 1, \"i64\": 5}",
+        "{\"must\": 1, \"db\": 7}",         "{\"must\": 1, \"inner\": null}",
+        "{\"must\": 1, \"blob\": \"-_8\"}", "{\"must\": 1, \"color\": 1}",
+        "{\"must\": 1, \"byId\": {}}",      "{}",
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         E2test__All *m = parse_all(ok[i]);
@@ -255,7 +260,8 @@ static int case_format(void) {
     CHECK(t && strcmp(t, "{\"x\": [0.1, 1.0, 3], \"s\": \"\\u0001\\\"\", \"o\": {}}") == 0);
     free(t);
     t = e2_pbjson_format(j, 2);
-    CHECK(t && strcmp(t, "{\n  \"x\": [\n    0.1,\n    1.0,\n    3\n  ],\n  \"s\": \"\\u0001\\\"\",\n  \"o\": {}\n}") == 0);
+    CHECK(t && strcmp(t, "{\n  \"x\": [\n    0.1,\n    1.0,\n    3\n  ],\n  \"s\": "
+                         "\"\\u0001\\\"\",\n  \"o\": {}\n}") == 0);
     json_t *back = json_loads(t, 0, NULL);
     CHECK(back && json_equal(back, j));
     json_decref(back);
@@ -274,14 +280,16 @@ static uint64_t fz_next(void) {
 }
 
 static json_t *fz_value(int depth) {
-    static const char *keys[] = {"i32", "u64", "db", "fl", "flag", "text", "blob", "color", "inner", "inners",
-                                 "many64", "colors", "byId", "by_name", "choice_text", "choiceInner", "a",
-                                 "tags", "must", "bogus"};
+    static const char *keys[] = { "i32",         "u64",    "db",    "fl",      "flag",
+                                  "text",        "blob",   "color", "inner",   "inners",
+                                  "many64",      "colors", "byId",  "by_name", "choice_text",
+                                  "choiceInner", "a",      "tags",  "must",    "bogus" };
     switch (fz_next() % (depth > 3 ? 6 : 8)) {
     case 0: return json_integer((json_int_t)fz_next() >> (fz_next() % 64));
     case 1: return json_real((double)(int64_t)fz_next() / (double)(1 + fz_next() % 1000));
     case 2: {
-        static const char *s[] = {"", "NaN", "RED", "-1", "18446744073709551616", "AAEC", "x y", "1e5", "Infinity"};
+        static const char *s[] = { "",     "NaN", "RED", "-1",      "18446744073709551616",
+                                   "AAEC", "x y", "1e5", "Infinity" };
         return json_string(s[fz_next() % 9]);
     }
     case 3: return json_boolean(fz_next() & 1);
@@ -289,7 +297,8 @@ static json_t *fz_value(int depth) {
     case 5: return json_integer(-(json_int_t)(fz_next() % 5));
     case 6: {
         json_t *a = json_array();
-        for (int i = 0, n = (int)(fz_next() % 4); i < n; i++) json_array_append_new(a, fz_value(depth + 1));
+        for (int i = 0, n = (int)(fz_next() % 4); i < n; i++)
+            json_array_append_new(a, fz_value(depth + 1));
         return a;
     }
     default: {
@@ -309,8 +318,10 @@ static int case_fuzz(void) {
         json_t *o = json_object();
         for (int i = 0, n = (int)(fz_next() % 6); i < n; i++) {
             json_t *v = fz_value(0);
-            json_object_set_new(o, (const char *[]){"i32", "inner", "inners", "byId", "by_name", "many64", "colors",
-                                                    "choiceInner", "choice_text", "blob", "db", "u64"}[fz_next() % 12],
+            json_object_set_new(o,
+                                (const char *[]){ "i32", "inner", "inners", "byId", "by_name",
+                                                  "many64", "colors", "choiceInner", "choice_text",
+                                                  "blob", "db", "u64" }[fz_next() % 12],
                                 v);
         }
         char *text = e2_pbjson_format(o, 0);
@@ -346,18 +357,18 @@ static int case_fuzz(void) {
 
 int main(int argc, char **argv) {
     static const check_case cases[] = {
-        {"all_fields", case_all_fields},
-        {"round_trip", case_round_trip},
-        {"only_set_fields", case_only_set_fields},
-        {"proto3", case_proto3},
-        {"nonfinite", case_nonfinite},
-        {"type_errors", case_type_errors},
-        {"accepts", case_accepts},
-        {"set_path", case_set_path},
-        {"copy", case_copy},
-        {"format", case_format},
-        {"fuzz", case_fuzz},
-        {NULL, NULL},
+        { "all_fields", case_all_fields },
+        { "round_trip", case_round_trip },
+        { "only_set_fields", case_only_set_fields },
+        { "proto3", case_proto3 },
+        { "nonfinite", case_nonfinite },
+        { "type_errors", case_type_errors },
+        { "accepts", case_accepts },
+        { "set_path", case_set_path },
+        { "copy", case_copy },
+        { "format", case_format },
+        { "fuzz", case_fuzz },
+        { NULL, NULL },
     };
     return check_main(cases, argc, argv);
 }

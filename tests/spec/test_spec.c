@@ -20,16 +20,20 @@ static const char *good =
     "  \"device\": \"cpu\",\n"
     "  \"numWorkers\": 2,\n"
     "  \"priority\": -3,\n"
-    "  \"model\": {\"config\": {\"hidden_size\": 64, \"numHiddenLayers\": 2, \"num_attention_heads\": 4,\n"
+    "  \"model\": {\"config\": {\"hidden_size\": 64, \"numHiddenLayers\": 2, "
+    "\"num_attention_heads\": 4,\n"
     "              \"num_key_value_heads\": 2, \"intermediate_size\": 128, \"vocab_size\": 257,\n"
-    "              \"rms_norm_eps\": 1e-6, \"rope_theta\": 10000, \"max_position_embeddings\": 256,\n"
+    "              \"rms_norm_eps\": 1e-6, \"rope_theta\": 10000, \"max_position_embeddings\": "
+    "256,\n"
     "              \"tie_word_embeddings\": true},\n"
     "            \"init_seed\": \"42\"},\n"
     "  \"data\": {\"train_shards\": [\"/data/t_*.bin\"], \"evalShards\": [\"/data/v.bin\"]},\n"
     "  \"augment\": {\"method\": \"e2\", \"g_max\": 4, \"gWeights\": [1, 2, 3, 4], \"n_sink\": 4,\n"
     "              \"granularity\": \"per_step\", \"train_length\": 128},\n"
-    "  \"train\": {\"steps\": 50, \"global_batch\": 8, \"micro_batch\": 2, \"lr\": 3e-4, \"min_lr\": 3e-5,\n"
-    "            \"warmup_steps\": 5, \"schedule\": \"linear\", \"weight_decay\": 0.1, \"seed\": 7,\n"
+    "  \"train\": {\"steps\": 50, \"global_batch\": 8, \"micro_batch\": 2, \"lr\": 3e-4, "
+    "\"min_lr\": 3e-5,\n"
+    "            \"warmup_steps\": 5, \"schedule\": \"linear\", \"weight_decay\": 0.1, \"seed\": "
+    "7,\n"
     "            \"recompute\": true, \"zero1\": true},\n"
     "  \"checkpoint\": {\"every\": 10, \"keep_last\": 3},\n"
     "  \"eval\": {\"windows\": [256, 1024], \"stride\": 128, \"passkey_trials\": 4},\n"
@@ -49,7 +53,8 @@ static int case_round_trip(void) {
     CHECK(s->num_workers == 2 && s->priority == -3);
     CHECK(s->model->init_seed == 42 && s->model->config->num_hidden_layers == 2);
     CHECK(s->model->config->tie_word_embeddings && s->model->config->rms_norm_eps == 1e-6);
-    CHECK(s->data->n_eval_shards == 1 && s->augment->n_g_weights == 4 && s->augment->g_weights[3] == 4);
+    CHECK(s->data->n_eval_shards == 1 && s->augment->n_g_weights == 4 &&
+          s->augment->g_weights[3] == 4);
     CHECK(s->train->lr == 3e-4 && s->train->recompute && s->train->zero1);
     char *t1 = e2_spec_to_json(s, 2);
     CHECK(t1);
@@ -58,7 +63,8 @@ static int case_round_trip(void) {
     char *t2 = e2_spec_to_json(s2, 2);
     CHECK(strcmp(t1, t2) == 0);
     /* Original names on output; the input's fields are all there. */
-    CHECK(strstr(t1, "\"num_workers\": 2") && strstr(t1, "\"g_weights\"") && !strstr(t1, "numWorkers"));
+    CHECK(strstr(t1, "\"num_workers\": 2") && strstr(t1, "\"g_weights\"") &&
+          !strstr(t1, "numWorkers"));
     json_t *a = json_loads(t1, 0, NULL), *b = e2_pbjson_from_message(&s->base);
     CHECK(a && b && json_equal(a, b));
     CHECK(json_object_size(a) == 12);
@@ -95,22 +101,29 @@ static int case_wrong_types(void) {
     static const struct {
         const char *json, *want;
     } t[] = {
-        {"{\"train\": {\"lr\": \"3e-4\"}}", "spec.train.lr: expected a number, got string"},
-        {"{\"train\": {\"steps\": \"10\"}}", "spec.train.steps: expected a non-negative integer, got string"},
-        {"{\"train\": {\"steps\": 2.5}}", "spec.train.steps: expected a non-negative integer, got 2.5"},
-        {"{\"num_workers\": -1}", "spec.num_workers: -1 is negative"},
-        {"{\"priority\": 3000000000}", "spec.priority: 3000000000 is out of range for int32"},
-        {"{\"name\": 5}", "spec.name: expected a string, got number"},
-        {"{\"labels\": [\"a\"]}", "spec.labels: expected an object (map), got array"},
-        {"{\"labels\": {\"a\": 1}}", "spec.labels.a: expected a string, got number"},
-        {"{\"data\": {\"train_shards\": \"a.bin\"}}", "spec.data.train_shards: expected an array, got string"},
-        {"{\"data\": {\"train_shards\": [\"a\", 2]}}", "spec.data.train_shards[1]: expected a string, got number"},
-        {"{\"train\": {\"recompute\": \"yes\"}}", "spec.train.recompute: expected true or false"},
-        {"{\"model\": 3}", "spec.model: expected an object, got number"},
-        {"{\"model\": {\"init_seed\": \"12x\"}}", "spec.model.init_seed: expected a non-negative integer or a decimal string"},
-        {"{\"augment\": {\"g_weights\": [1, \"x\"]}}", "spec.augment.g_weights[1]: expected a number, got string"},
-        {"{\"eval\": {\"filler_tokens\": [1, 2147483648]}}", "spec.eval.filler_tokens[1]: 2147483648 is out of range"},
-        {"{\"log_every\": 1, \"logEvery\": 2}", "spec.log_every: set twice"},
+        { "{\"train\": {\"lr\": \"3e-4\"}}", "spec.train.lr: expected a number, got string" },
+        { "{\"train\": {\"steps\": \"10\"}}",
+          "spec.train.steps: expected a non-negative integer, got string" },
+        { "{\"train\": {\"steps\": 2.5}}",
+          "spec.train.steps: expected a non-negative integer, got 2.5" },
+        { "{\"num_workers\": -1}", "spec.num_workers: -1 is negative" },
+        { "{\"priority\": 3000000000}", "spec.priority: 3000000000 is out of range for int32" },
+        { "{\"name\": 5}", "spec.name: expected a string, got number" },
+        { "{\"labels\": [\"a\"]}", "spec.labels: expected an object (map), got array" },
+        { "{\"labels\": {\"a\": 1}}", "spec.labels.a: expected a string, got number" },
+        { "{\"data\": {\"train_shards\": \"a.bin\"}}",
+          "spec.data.train_shards: expected an array, got string" },
+        { "{\"data\": {\"train_shards\": [\"a\", 2]}}",
+          "spec.data.train_shards[1]: expected a string, got number" },
+        { "{\"train\": {\"recompute\": \"yes\"}}", "spec.train.recompute: expected true or false" },
+        { "{\"model\": 3}", "spec.model: expected an object, got number" },
+        { "{\"model\": {\"init_seed\": \"12x\"}}",
+          "spec.model.init_seed: expected a non-negative integer or a decimal string" },
+        { "{\"augment\": {\"g_weights\": [1, \"x\"]}}",
+          "spec.augment.g_weights[1]: expected a number, got string" },
+        { "{\"eval\": {\"filler_tokens\": [1, 2147483648]}}",
+          "spec.eval.filler_tokens[1]: 2147483648 is out of range" },
+        { "{\"log_every\": 1, \"logEvery\": 2}", "spec.log_every: set twice" },
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         E2__V1__JobSpec *s = parse(t[i].json);
@@ -119,7 +132,8 @@ static int case_wrong_types(void) {
         CHECK_MSG(err, t[i].want);
     }
     /* 64-bit fields take numbers or strings. */
-    E2__V1__JobSpec *s = parse("{\"train\": {\"seed\": \"18446744073709551615\"}, \"model\": {\"init_seed\": 9}}");
+    E2__V1__JobSpec *s =
+        parse("{\"train\": {\"seed\": \"18446744073709551615\"}, \"model\": {\"init_seed\": 9}}");
     CHECK(s && s->train->seed == UINT64_MAX && s->model->init_seed == 9);
     e2_spec_free(s);
     return 0;
@@ -166,18 +180,22 @@ static int case_set_overrides(void) {
     CHECK(e2_spec_set_arg(s, "name=a=b", err, sizeof err) == 0);
     CHECK(e2_spec_set(s, "model.init_seed", "18446744073709551615", err, sizeof err) == 0);
     CHECK(s->train->lr == 3e-3 && s->train->steps == 7 && !s->train->recompute);
-    CHECK(s->augment->n_g_weights == 4 && s->augment->g_weights[2] == 0 && s->augment->g_weights[3] == 2.5);
-    CHECK(s->n_labels == 3 && s->data->n_train_shards == 2 && strcmp(s->data->train_shards[1], "/b.bin") == 0);
+    CHECK(s->augment->n_g_weights == 4 && s->augment->g_weights[2] == 0 &&
+          s->augment->g_weights[3] == 2.5);
+    CHECK(s->n_labels == 3 && s->data->n_train_shards == 2 &&
+          strcmp(s->data->train_shards[1], "/b.bin") == 0);
     CHECK(s->eval->n_windows == 2 && s->eval->windows[1] == 512 && strcmp(s->name, "a=b") == 0);
     CHECK(s->model->init_seed == UINT64_MAX);
     int team = 0;
     for (size_t i = 0; i < s->n_labels; i++)
-        if (strcmp(s->labels[i]->key, "team") == 0) team = strcmp(s->labels[i]->value, "other") == 0;
+        if (strcmp(s->labels[i]->key, "team") == 0)
+            team = strcmp(s->labels[i]->value, "other") == 0;
     CHECK(team);
     /* Sub-messages are created on the way. */
     E2__V1__JobSpec *e = parse("{}");
     CHECK(e2_spec_set_arg(e, "model.config.hidden_size=64", err, sizeof err) == 0);
-    CHECK(e->model && e->model->config && e->model->config->has_hidden_size && e->model->config->hidden_size == 64);
+    CHECK(e->model && e->model->config && e->model->config->has_hidden_size &&
+          e->model->config->hidden_size == 64);
     e2_spec_free(e);
     CHECK(e2_spec_set_arg(s, "train.lrr=1", err, sizeof err) != 0);
     CHECK_MSG(err, "spec.train.lrr: unknown field (did you mean lr?)");
@@ -199,9 +217,10 @@ static int case_set_overrides(void) {
 }
 
 static int case_defaults(void) {
-    E2__V1__JobSpec *s = parse("{\"name\": \"d\", \"model\": {\"config\": {\"hidden_size\": 64, \"num_hidden_layers\": 1,"
-                               " \"num_attention_heads\": 4, \"intermediate_size\": 96, \"vocab_size\": 300,"
-                               " \"max_position_embeddings\": 512}}, \"data\": {\"train_shards\": [\"x\"]}}");
+    E2__V1__JobSpec *s = parse(
+        "{\"name\": \"d\", \"model\": {\"config\": {\"hidden_size\": 64, \"num_hidden_layers\": 1,"
+        " \"num_attention_heads\": 4, \"intermediate_size\": 96, \"vocab_size\": 300,"
+        " \"max_position_embeddings\": 512}}, \"data\": {\"train_shards\": [\"x\"]}}");
     CHECK(s);
     CHECK(e2_spec_apply_defaults(s, err, sizeof err) == 0);
     CHECK(strcmp(s->device, "cpu") == 0 && s->has_num_workers && s->num_workers == 1);
@@ -229,9 +248,11 @@ static int case_defaults(void) {
     CHECK(e->passkey_digits == 5 && e->seed == 1 && e->has_eval_base && !e->eval_base);
     CHECK(e2_spec_validate(s, err, sizeof err) == 0);
     /* Set fields are kept. */
-    E2__V1__JobSpec *k = parse("{\"name\": \"k\", \"train\": {\"lr\": 0.5, \"micro_batch\": 16}, \"augment\": {\"n_sink\": 0}}");
+    E2__V1__JobSpec *k = parse("{\"name\": \"k\", \"train\": {\"lr\": 0.5, \"micro_batch\": 16}, "
+                               "\"augment\": {\"n_sink\": 0}}");
     CHECK(e2_spec_apply_defaults(k, err, sizeof err) == 0);
-    CHECK(k->train->lr == 0.5 && k->train->micro_batch == 16 && k->augment->n_sink == 0 && k->augment->has_n_sink);
+    CHECK(k->train->lr == 0.5 && k->train->micro_batch == 16 && k->augment->n_sink == 0 &&
+          k->augment->has_n_sink);
     CHECK(!k->augment->has_original_window);
     e2_spec_free(k);
     e2_spec_free(s);
@@ -241,7 +262,8 @@ static int case_defaults(void) {
 static int case_micro_batch_default(void) {
     static const struct {
         uint32_t global, workers, want;
-    } t[] = {{16, 1, 4}, {6, 1, 3}, {3, 1, 3}, {16, 8, 2}, {12, 2, 3}, {14, 2, 1}, {10, 3, 2}};
+    } t[] = { { 16, 1, 4 }, { 6, 1, 3 },  { 3, 1, 3 }, { 16, 8, 2 },
+              { 12, 2, 3 }, { 14, 2, 1 }, { 10, 3, 2 } };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         E2__V1__JobSpec *s = parse("{}");
         char v[32];
@@ -251,7 +273,8 @@ static int case_micro_batch_default(void) {
         CHECK(e2_spec_set(s, "num_workers", v, err, sizeof err) == 0);
         CHECK(e2_spec_apply_defaults(s, err, sizeof err) == 0);
         if (s->train->micro_batch != t[i].want)
-            fprintf(stderr, "global %u workers %u: micro %u\n", t[i].global, t[i].workers, s->train->micro_batch);
+            fprintf(stderr, "global %u workers %u: micro %u\n", t[i].global, t[i].workers,
+                    s->train->micro_batch);
         CHECK(s->train->micro_batch == t[i].want);
         e2_spec_free(s);
     }
@@ -259,7 +282,8 @@ static int case_micro_batch_default(void) {
 }
 
 static int case_model_defaults(void) {
-    E2__V1__JobSpec *s = parse("{\"name\": \"m\", \"model\": {\"hf_dir\": \"/ckpt\"}, \"eval\": {\"windows\": [2048, 16384, 32768]}}");
+    E2__V1__JobSpec *s = parse("{\"name\": \"m\", \"model\": {\"hf_dir\": \"/ckpt\"}, \"eval\": "
+                               "{\"windows\": [2048, 16384, 32768]}}");
     CHECK(s);
     CHECK(e2_spec_apply_defaults(s, err, sizeof err) == 0);
     CHECK(!s->augment->has_original_window && s->eval->n_scales == 0);
@@ -268,12 +292,14 @@ static int case_model_defaults(void) {
     cfg.max_position_embeddings = 4096;
     CHECK(e2_spec_apply_model_defaults(s, &cfg, err, sizeof err) == 0);
     CHECK(s->augment->original_window == 4096);
-    CHECK(s->eval->n_scales == 3 && s->eval->scales[0] == 1.0 && s->eval->scales[1] == 4.0 && s->eval->scales[2] == 8.0);
+    CHECK(s->eval->n_scales == 3 && s->eval->scales[0] == 1.0 && s->eval->scales[1] == 4.0 &&
+          s->eval->scales[2] == 8.0);
     CHECK(e2_spec_eval_stride(s, 16384) == 8192);
     /* An explicit original_window wins. */
     E2__V1__JobSpec *t = parse("{\"augment\": {\"original_window\": 100}}");
     CHECK(e2_spec_apply_model_defaults(t, &cfg, err, sizeof err) == 0);
-    CHECK(t->augment->original_window == 100 && t->eval->n_windows == 1 && t->eval->windows[0] == 100);
+    CHECK(t->augment->original_window == 100 && t->eval->n_windows == 1 &&
+          t->eval->windows[0] == 100);
     e2_spec_free(t);
     e2_spec_free(s);
     return 0;
@@ -285,7 +311,7 @@ static int case_validate_ok(void) {
     int rc = e2_spec_validate(s, err, sizeof err);
     if (rc) fprintf(stderr, "%s\n", err);
     CHECK(rc == 0);
-    static const char *methods[] = {"pi", "pose", "none"};
+    static const char *methods[] = { "pi", "pose", "none" };
     for (int i = 0; i < 3; i++) {
         CHECK(e2_spec_set(s, "augment.method", methods[i], err, sizeof err) == 0);
         CHECK(e2_spec_validate(s, err, sizeof err) == 0);
@@ -305,74 +331,108 @@ static int case_validate_ranges(void) {
     static const struct {
         const char *path, *value, *want;
     } t[] = {
-        {"name", "has space", "spec.name must match [A-Za-z0-9._-]{1,64} (got \"has space\")"},
-        {"name", "", "spec.name must match"},
-        {"name", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "spec.name must match"},
-        {"labels.bad key", "v", "spec.labels key \"bad key\" must match"},
-        {"device", "tpu", "spec.device must be one of \"cpu\", \"cuda\" (got \"tpu\")"},
-        {"num_workers", "0", "spec.num_workers must be in [1, 1024] (got 0)"},
-        {"num_workers", "3", "spec.num_workers (3) must divide spec.train.global_batch (8)"},
-        {"max_restarts", "5000", "spec.max_restarts must be in [0, 1000] (got 5000)"},
-        {"model.hf_dir", "/x", "spec.model.config must be empty when spec.model.hf_dir is set"},
-        {"model.config.hidden_size", "0", "spec.model.config.hidden_size must be in [1, 65536] (got 0)"},
-        {"model.config.hidden_size", "66", "spec.model.config.num_attention_heads (4) must divide spec.model.config.hidden_size (66)"},
-        {"model.config.hidden_size", "12", "head dim hidden_size / num_attention_heads (12 / 4 = 3) must be even"},
-        {"model.config.num_key_value_heads", "3", "spec.model.config.num_key_value_heads (3) must divide spec.model.config.num_attention_heads (4)"},
-        {"model.config.num_key_value_heads", "8", "spec.model.config.num_key_value_heads must be in [1, 4] (got 8)"},
-        {"model.config.num_hidden_layers", "0", "spec.model.config.num_hidden_layers must be in [1, 1024] (got 0)"},
-        {"model.config.intermediate_size", "0", "spec.model.config.intermediate_size must be in [1, 1048576] (got 0)"},
-        {"model.config.vocab_size", "1", "spec.model.config.vocab_size must be in [2, 16777216] (got 1)"},
-        {"model.config.max_position_embeddings", "1", "spec.model.config.max_position_embeddings must be in [2, 16777216] (got 1)"},
-        {"model.config.rms_norm_eps", "0", "spec.model.config.rms_norm_eps must be in (0, 1) (got 0)"},
-        {"model.config.rope_theta", "0.5", "spec.model.config.rope_theta must be in [1, 1e+12] (got 0.5)"},
-        {"data.train_shards", "", "spec.data.train_shards is required"},
-        {"data.eval_shards", "a,,b", "spec.data.eval_shards[1] must be a non-empty path"},
-        {"augment.method", "yarn", "spec.augment.method must be one of \"e2\", \"pi\", \"pose\", \"none\", \"ntk\" (got \"yarn\")"},
-        {"eval.rope_scheme", "yarn", "spec.eval.rope_scheme must be one of e2, pi, pose, none, ntk (got \"yarn\")"},
-        {"augment.g_max", "0", "spec.augment.g_max must be in [1, 1024] (got 0)"},
-        {"augment.g_max", "2000", "spec.augment.g_max must be in [1, 1024] (got 2000)"},
-        {"augment.g_weights", "1,2,3", "spec.augment.g_weights must have g_max (4) entries, one per g in 1..4 (got 3)"},
-        {"augment.g_weights", "1,-2,3,4", "spec.augment.g_weights[1] must be finite and >= 0 (got -2)"},
-        {"augment.g_weights", "0,0,0,0", "spec.augment.g_weights must have a positive finite sum (got 0)"},
-        {"augment.g_weights", "1,NaN,1,1", "spec.augment.g_weights[1] must be finite and >= 0 (got nan)"},
-        {"augment.granularity", "per_batch", "spec.augment.granularity must be one of \"per_sample\", \"per_step\""},
-        {"augment.train_length", "1", "spec.augment.train_length must be in [2, 1048576] (got 1)"},
-        {"augment.n_sink", "128", "spec.augment.n_sink must be in [0, 127] (got 128)"},
-        {"augment.fixed_g", "0.5", "spec.augment.fixed_g must be in [1, 1024] (got 0.5)"},
-        {"augment.original_window", "1", "spec.augment.original_window must be in [2, 16777216] (got 1)"},
-        {"train.steps", "0", "spec.train.steps must be in [1, 1000000000] (got 0)"},
-        {"train.global_batch", "0", "spec.train.global_batch must be in [1, 1048576] (got 0)"},
-        {"train.global_batch", "3", "spec.num_workers (2) must divide spec.train.global_batch (3)"},
-        {"train.micro_batch", "0", "spec.train.micro_batch must be in [1, 1048576] (got 0)"},
-        {"train.micro_batch", "3", "spec.train.micro_batch (3) must divide spec.train.global_batch (8)"},
-        {"train.lr", "0", "spec.train.lr must be in (0, 1] (got 0)"},
-        {"train.lr", "Infinity", "spec.train.lr must be in (0, 1] (got inf)"},
-        {"train.min_lr", "0.001", "spec.train.min_lr must be in [0, 0.0003] (got 0.001)"},
-        {"train.warmup_steps", "51", "spec.train.warmup_steps must be in [0, 50] (got 51)"},
-        {"train.schedule", "step", "spec.train.schedule must be one of \"cosine\", \"linear\", \"constant\" (got \"step\")"},
-        {"train.weight_decay", "-1", "spec.train.weight_decay must be in [0, 10] (got -1)"},
-        {"train.beta1", "1", "spec.train.beta1 must be in [0, 1) (got 1)"},
-        {"train.beta2", "-0.1", "spec.train.beta2 must be in [0, 1) (got -0.1)"},
-        {"train.adam_eps", "0", "spec.train.adam_eps must be in (0, 1] (got 0)"},
-        {"train.grad_clip", "-1", "spec.train.grad_clip must be in [0, 1e+06] (got -1)"},
-        {"checkpoint.every", "51", "spec.checkpoint.every must be in [0, 50] (got 51)"},
-        {"checkpoint.keep_last", "0", "spec.checkpoint.keep_last must be in [1, 1000] (got 0)"},
-        {"eval.windows", "256,1", "spec.eval.windows[1] must be in [2, 16777216] (got 1)"},
-        {"eval.scales", "1", "spec.eval.scales must be empty or have one entry per window (2, got 1)"},
-        {"eval.scales", "1,0.5", "spec.eval.scales[1] must be in [1, 1024] (got 0.5)"},
-        {"eval.stride", "0", "spec.eval.stride must be in [1, 256] (got 0)"},
-        {"eval.stride", "300", "spec.eval.stride must be in [1, 256] (got 300)"},
-        {"eval.max_tokens", "0", "spec.eval.max_tokens must be in [1, 2147483647] (got 0)"},
-        {"eval.passkey_trials", "100001", "spec.eval.passkey_trials must be in [0, 100000] (got 100001)"},
-        {"eval.passkey_digits", "0", "spec.eval.passkey_digits must be in [1, 18] (got 0)"},
-        {"eval.filler_tokens", "1,257", "spec.eval.filler_tokens[1] must be a token id in [0, 256] (got 257)"},
-        {"eval.prompt_prefix_tokens", "-1", "spec.eval.prompt_prefix_tokens[0] must be a token id in [0, 256] (got -1)"},
-        {"eval.prompt_suffix_tokens", "300", "spec.eval.prompt_suffix_tokens[0] must be a token id"},
-        {"eval.digit_tokens", "1,2,3", "spec.eval.digit_tokens must be empty or hold ten ids for '0'..'9' (got 3)"},
-        {"eval.key_pre_tokens", "257", "spec.eval.key_pre_tokens[0] must be a token id"},
-        {"eval.key_post_tokens", "1,-1", "spec.eval.key_post_tokens[1] must be a token id"},
-        {"output_dir", "", "spec.output_dir must be a path of 1 to 4095 bytes"},
-        {"log_every", "0", "spec.log_every must be in [1, 1000000000] (got 0)"},
+        { "name", "has space", "spec.name must match [A-Za-z0-9._-]{1,64} (got \"has space\")" },
+        { "name", "", "spec.name must match" },
+        { "name", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+          "spec.name must match" },
+        { "labels.bad key", "v", "spec.labels key \"bad key\" must match" },
+        { "device", "tpu", "spec.device must be one of \"cpu\", \"cuda\" (got \"tpu\")" },
+        { "num_workers", "0", "spec.num_workers must be in [1, 1024] (got 0)" },
+        { "num_workers", "3", "spec.num_workers (3) must divide spec.train.global_batch (8)" },
+        { "max_restarts", "5000", "spec.max_restarts must be in [0, 1000] (got 5000)" },
+        { "model.hf_dir", "/x", "spec.model.config must be empty when spec.model.hf_dir is set" },
+        { "model.config.hidden_size", "0",
+          "spec.model.config.hidden_size must be in [1, 65536] (got 0)" },
+        { "model.config.hidden_size", "66",
+          "spec.model.config.num_attention_heads (4) must divide spec.model.config.hidden_size "
+          "(66)" },
+        { "model.config.hidden_size", "12",
+          "head dim hidden_size / num_attention_heads (12 / 4 = 3) must be even" },
+        { "model.config.num_key_value_heads", "3",
+          "spec.model.config.num_key_value_heads (3) must divide "
+          "spec.model.config.num_attention_heads (4)" },
+        { "model.config.num_key_value_heads", "8",
+          "spec.model.config.num_key_value_heads must be in [1, 4] (got 8)" },
+        { "model.config.num_hidden_layers", "0",
+          "spec.model.config.num_hidden_layers must be in [1, 1024] (got 0)" },
+        { "model.config.intermediate_size", "0",
+          "spec.model.config.intermediate_size must be in [1, 1048576] (got 0)" },
+        { "model.config.vocab_size", "1",
+          "spec.model.config.vocab_size must be in [2, 16777216] (got 1)" },
+        { "model.config.max_position_embeddings", "1",
+          "spec.model.config.max_position_embeddings must be in [2, 16777216] (got 1)" },
+        { "model.config.rms_norm_eps", "0",
+          "spec.model.config.rms_norm_eps must be in (0, 1) (got 0)" },
+        { "model.config.rope_theta", "0.5",
+          "spec.model.config.rope_theta must be in [1, 1e+12] (got 0.5)" },
+        { "data.train_shards", "", "spec.data.train_shards is required" },
+        { "data.eval_shards", "a,,b", "spec.data.eval_shards[1] must be a non-empty path" },
+        { "augment.method", "yarn",
+          "spec.augment.method must be one of \"e2\", \"pi\", \"pose\", \"none\", \"ntk\" (got "
+          "\"yarn\")" },
+        { "eval.rope_scheme", "yarn",
+          "spec.eval.rope_scheme must be one of e2, pi, pose, none, ntk (got \"yarn\")" },
+        { "augment.g_max", "0", "spec.augment.g_max must be in [1, 1024] (got 0)" },
+        { "augment.g_max", "2000", "spec.augment.g_max must be in [1, 1024] (got 2000)" },
+        { "augment.g_weights", "1,2,3",
+          "spec.augment.g_weights must have g_max (4) entries, one per g in 1..4 (got 3)" },
+        { "augment.g_weights", "1,-2,3,4",
+          "spec.augment.g_weights[1] must be finite and >= 0 (got -2)" },
+        { "augment.g_weights", "0,0,0,0",
+          "spec.augment.g_weights must have a positive finite sum (got 0)" },
+        { "augment.g_weights", "1,NaN,1,1",
+          "spec.augment.g_weights[1] must be finite and >= 0 (got nan)" },
+        { "augment.granularity", "per_batch",
+          "spec.augment.granularity must be one of \"per_sample\", \"per_step\"" },
+        { "augment.train_length", "1",
+          "spec.augment.train_length must be in [2, 1048576] (got 1)" },
+        { "augment.n_sink", "128", "spec.augment.n_sink must be in [0, 127] (got 128)" },
+        { "augment.fixed_g", "0.5", "spec.augment.fixed_g must be in [1, 1024] (got 0.5)" },
+        { "augment.original_window", "1",
+          "spec.augment.original_window must be in [2, 16777216] (got 1)" },
+        { "train.steps", "0", "spec.train.steps must be in [1, 1000000000] (got 0)" },
+        { "train.global_batch", "0", "spec.train.global_batch must be in [1, 1048576] (got 0)" },
+        { "train.global_batch", "3",
+          "spec.num_workers (2) must divide spec.train.global_batch (3)" },
+        { "train.micro_batch", "0", "spec.train.micro_batch must be in [1, 1048576] (got 0)" },
+        { "train.micro_batch", "3",
+          "spec.train.micro_batch (3) must divide spec.train.global_batch (8)" },
+        { "train.lr", "0", "spec.train.lr must be in (0, 1] (got 0)" },
+        { "train.lr", "Infinity", "spec.train.lr must be in (0, 1] (got inf)" },
+        { "train.min_lr", "0.001", "spec.train.min_lr must be in [0, 0.0003] (got 0.001)" },
+        { "train.warmup_steps", "51", "spec.train.warmup_steps must be in [0, 50] (got 51)" },
+        { "train.schedule", "step",
+          "spec.train.schedule must be one of \"cosine\", \"linear\", \"constant\" (got "
+          "\"step\")" },
+        { "train.weight_decay", "-1", "spec.train.weight_decay must be in [0, 10] (got -1)" },
+        { "train.beta1", "1", "spec.train.beta1 must be in [0, 1) (got 1)" },
+        { "train.beta2", "-0.1", "spec.train.beta2 must be in [0, 1) (got -0.1)" },
+        { "train.adam_eps", "0", "spec.train.adam_eps must be in (0, 1] (got 0)" },
+        { "train.grad_clip", "-1", "spec.train.grad_clip must be in [0, 1e+06] (got -1)" },
+        { "checkpoint.every", "51", "spec.checkpoint.every must be in [0, 50] (got 51)" },
+        { "checkpoint.keep_last", "0", "spec.checkpoint.keep_last must be in [1, 1000] (got 0)" },
+        { "eval.windows", "256,1", "spec.eval.windows[1] must be in [2, 16777216] (got 1)" },
+        { "eval.scales", "1",
+          "spec.eval.scales must be empty or have one entry per window (2, got 1)" },
+        { "eval.scales", "1,0.5", "spec.eval.scales[1] must be in [1, 1024] (got 0.5)" },
+        { "eval.stride", "0", "spec.eval.stride must be in [1, 256] (got 0)" },
+        { "eval.stride", "300", "spec.eval.stride must be in [1, 256] (got 300)" },
+        { "eval.max_tokens", "0", "spec.eval.max_tokens must be in [1, 2147483647] (got 0)" },
+        { "eval.passkey_trials", "100001",
+          "spec.eval.passkey_trials must be in [0, 100000] (got 100001)" },
+        { "eval.passkey_digits", "0", "spec.eval.passkey_digits must be in [1, 18] (got 0)" },
+        { "eval.filler_tokens", "1,257",
+          "spec.eval.filler_tokens[1] must be a token id in [0, 256] (got 257)" },
+        { "eval.prompt_prefix_tokens", "-1",
+          "spec.eval.prompt_prefix_tokens[0] must be a token id in [0, 256] (got -1)" },
+        { "eval.prompt_suffix_tokens", "300",
+          "spec.eval.prompt_suffix_tokens[0] must be a token id" },
+        { "eval.digit_tokens", "1,2,3",
+          "spec.eval.digit_tokens must be empty or hold ten ids for '0'..'9' (got 3)" },
+        { "eval.key_pre_tokens", "257", "spec.eval.key_pre_tokens[0] must be a token id" },
+        { "eval.key_post_tokens", "1,-1", "spec.eval.key_post_tokens[1] must be a token id" },
+        { "output_dir", "", "spec.output_dir must be a path of 1 to 4095 bytes" },
+        { "log_every", "0", "spec.log_every must be in [1, 1000000000] (got 0)" },
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         E2__V1__JobSpec *s = parse(good);
@@ -395,7 +455,8 @@ static int case_validate_ranges(void) {
     CHECK(e2_spec_set(w, "augment.g_weights", "", err, sizeof err) == 0);
     CHECK(e2_spec_set(w, "augment.original_window", "16000000", err, sizeof err) == 0);
     CHECK(e2_spec_validate(w, err, sizeof err) != 0);
-    CHECK_MSG(err, "spec.augment: the largest interpolated window g * original_window (1024 * 16000000) must be below 2^31");
+    CHECK_MSG(err, "spec.augment: the largest interpolated window g * original_window (1024 * "
+                   "16000000) must be below 2^31");
     e2_spec_free(w);
     /* Model missing or both unset. */
     E2__V1__JobSpec *s = parse("{\"name\": \"x\", \"data\": {\"train_shards\": [\"a\"]}}");
@@ -436,8 +497,10 @@ static int case_load_resolves(void) {
     CHECK(mkdtemp(dir));
     char path[512], real[4096];
     snprintf(path, sizeof path, "%s/job.json", dir);
-    CHECK(write_file(path, "{\"name\": \"r\", \"data\": {\"train_shards\": [\"d/t_*.bin\", \"/abs/x.bin\"],"
-                           " \"eval_shards\": [\"v.bin\"]}, \"model\": {\"hf_dir\": \"m\"}}") == 0);
+    CHECK(
+        write_file(path,
+                   "{\"name\": \"r\", \"data\": {\"train_shards\": [\"d/t_*.bin\", \"/abs/x.bin\"],"
+                   " \"eval_shards\": [\"v.bin\"]}, \"model\": {\"hf_dir\": \"m\"}}") == 0);
     E2__V1__JobSpec *s = e2_spec_load(path, err, sizeof err);
     CHECK(s);
     CHECK(realpath(dir, real));
@@ -632,10 +695,13 @@ static int case_roots_outside_refused(void) {
     CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) == 0);
     CHECK(e2_spec_set(s, "data.eval_shards", "/etc/shadow", err, sizeof err) == 0);
     CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
-    CHECK_MSG(err, "spec.data.eval_shards[0]: \"/etc/shadow\" is outside the data roots (/srv/a:/data)");
+    CHECK_MSG(err,
+              "spec.data.eval_shards[0]: \"/etc/shadow\" is outside the data roots (/srv/a:/data)");
     CHECK(e2_spec_set(s, "data.eval_shards", "/data/../etc/shadow", err, sizeof err) == 0);
     CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
-    CHECK_MSG(err, "spec.data.eval_shards[0]: \"/data/../etc/shadow\" must be a normalized absolute path");
+    CHECK_MSG(
+        err,
+        "spec.data.eval_shards[0]: \"/data/../etc/shadow\" must be a normalized absolute path");
     CHECK(e2_spec_set(s, "data.eval_shards", "/data//x.bin", err, sizeof err) == 0);
     CHECK(e2_spec_check_roots(s, roots, NULL, 0, err, sizeof err) != 0);
     CHECK(e2_spec_set(s, "data.eval_shards", "data/x.bin", err, sizeof err) == 0);
@@ -706,30 +772,30 @@ static int case_roots_symlink_resolved(void) {
 
 int main(int argc, char **argv) {
     static const check_case cases[] = {
-        {"round_trip", case_round_trip},
-        {"unknown_top", case_unknown_top},
-        {"unknown_nested", case_unknown_nested},
-        {"wrong_types", case_wrong_types},
-        {"empty_body", case_empty_body},
-        {"malformed", case_malformed},
-        {"set_overrides", case_set_overrides},
-        {"defaults", case_defaults},
-        {"micro_batch_default", case_micro_batch_default},
-        {"model_defaults", case_model_defaults},
-        {"validate_ok", case_validate_ok},
-        {"validate_ranges", case_validate_ranges},
-        {"validate_pure", case_validate_pure},
-        {"load_resolves", case_load_resolves},
-        {"check_files", case_check_files},
-        {"fuzz", case_fuzz},
-        {"limit_filler_tokens", case_limit_filler_tokens},
-        {"limit_shard_patterns", case_limit_shard_patterns},
-        {"limit_spec_bytes", case_limit_spec_bytes},
-        {"limit_labels", case_limit_labels},
-        {"labels_duplicate_key", case_labels_duplicate_key},
-        {"roots_outside_refused", case_roots_outside_refused},
-        {"roots_symlink_resolved", case_roots_symlink_resolved},
-        {NULL, NULL},
+        { "round_trip", case_round_trip },
+        { "unknown_top", case_unknown_top },
+        { "unknown_nested", case_unknown_nested },
+        { "wrong_types", case_wrong_types },
+        { "empty_body", case_empty_body },
+        { "malformed", case_malformed },
+        { "set_overrides", case_set_overrides },
+        { "defaults", case_defaults },
+        { "micro_batch_default", case_micro_batch_default },
+        { "model_defaults", case_model_defaults },
+        { "validate_ok", case_validate_ok },
+        { "validate_ranges", case_validate_ranges },
+        { "validate_pure", case_validate_pure },
+        { "load_resolves", case_load_resolves },
+        { "check_files", case_check_files },
+        { "fuzz", case_fuzz },
+        { "limit_filler_tokens", case_limit_filler_tokens },
+        { "limit_shard_patterns", case_limit_shard_patterns },
+        { "limit_spec_bytes", case_limit_spec_bytes },
+        { "limit_labels", case_limit_labels },
+        { "labels_duplicate_key", case_labels_duplicate_key },
+        { "roots_outside_refused", case_roots_outside_refused },
+        { "roots_symlink_resolved", case_roots_symlink_resolved },
+        { NULL, NULL },
     };
     return check_main(cases, argc, argv);
 }

@@ -34,28 +34,28 @@
 #include "base.h"
 #include "rpc.h"
 
-#define LOG_CAP   8192  /* queued trainer lines; more are dropped and counted */
-#define LOG_BATCH 512   /* lines per Heartbeat */
-#define DONE_TRIES_STOPPING 3  /* ReportDone tries once the worker is ending */
+#define LOG_CAP             8192 /* queued trainer lines; more are dropped and counted */
+#define LOG_BATCH           512  /* lines per Heartbeat */
+#define DONE_TRIES_STOPPING 3    /* ReportDone tries once the worker is ending */
 #define DEFAULT_INTERVAL_MS 1000
-#define PROGRESS_GAP_MS 100    /* a new step is sent this soon after the last beat */
+#define PROGRESS_GAP_MS     100 /* a new step is sent this soon after the last beat */
 
-#define PATH_WC "/e2.v1.WorkerControl/"
+#define PATH_WC             "/e2.v1.WorkerControl/"
 
 struct e2w_agent_job {
     e2w_agent *agent;
-    E2__V1__Assignment *asg;   /* own unpacked copy */
+    E2__V1__Assignment *asg; /* own unpacked copy */
     pthread_t thread;
-    atomic_int stop;           /* E2W_AGENT_RUN / CANCEL / ABORT */
-    atomic_llong deadline_ms;  /* Cancel's deadline, 0 none */
-    int stop_by_worker;        /* under agent->mu: stop came from e2w_agent_stop */
-    rpc_client *client;        /* training thread's channel */
+    atomic_int stop;          /* E2W_AGENT_RUN / CANCEL / ABORT */
+    atomic_llong deadline_ms; /* Cancel's deadline, 0 none */
+    int stop_by_worker;       /* under agent->mu: stop came from e2w_agent_stop */
+    rpc_client *client;       /* training thread's channel */
     /* under agent->mu */
     int has_progress;
     E2__V1__Progress progress;
-    int finished;              /* the runner returned */
-    int joined;                /* control thread only */
-    int final_beat;            /* control thread only: last progress sent */
+    int finished;   /* the runner returned */
+    int joined;     /* control thread only */
+    int final_beat; /* control thread only: last progress sent */
     e2w_agent_result result;
     e2w_agent_abort_cb abort_cb; /* collectives to break on Abort */
     void *abort_data;
@@ -74,13 +74,13 @@ struct e2w_agent {
     char worker_secret[128];
     char prev_worker_secret[128];
     uint32_t interval_ms;
-    int64_t last_beat_ms;      /* monotonic, when the last Heartbeat left */
-    int progress_dirty;        /* a step ended since that Heartbeat */
+    int64_t last_beat_ms; /* monotonic, when the last Heartbeat left */
+    int progress_dirty;   /* a step ended since that Heartbeat */
     e2w_agent_job *job;
-    char **logs;               /* ring of LOG_CAP lines */
+    char **logs; /* ring of LOG_CAP lines */
     size_t log_head, log_n;
     uint64_t log_dropped;
-    rpc_client *client;        /* control thread's channel */
+    rpc_client *client;              /* control thread's channel */
     char bearer[AUTH_TOKEN_MAX + 8]; /* "Bearer <token>"; "" without one */
 };
 
@@ -98,8 +98,7 @@ static int64_t mono_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void emit(e2w_agent *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static void emit(e2w_agent *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void emit(e2w_agent *a, const char *fmt, ...) {
     if (!a->cfg.on_event) return;
     char line[768];
@@ -123,34 +122,31 @@ static void timed_wait(e2w_agent *a, int ms) {
     pthread_cond_timedwait(&a->cv, &a->mu, &ts);
 }
 
-static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
+static char *xstrdup(const char *s) {
+    return s ? strdup(s) : NULL;
+}
 
 /* One unary call on *client; an unreachable server replaces the channel so
  * the next try dials afresh. Returns the gRPC status (or RPC_UNAVAILABLE
  * when no channel could be made). */
-static int call(e2w_agent *a, rpc_client **client, const char *method,
-                const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rt,
-                ProtobufCMessage **resp, int64_t timeout_ms, char *msg,
-                size_t msglen) {
+static int call(e2w_agent *a, rpc_client **client, const char *method, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *rt, ProtobufCMessage **resp, int64_t timeout_ms,
+                char *msg, size_t msglen) {
     char path[128];
     snprintf(path, sizeof path, PATH_WC "%s", method);
     *resp = NULL;
     if (!*client) {
-        rpc_client_tls tls = {a->cfg.tls_ca, a->cfg.tls_cert, a->cfg.tls_key,
-                              NULL};
+        rpc_client_tls tls = { a->cfg.tls_ca, a->cfg.tls_cert, a->cfg.tls_key, NULL };
         int use_tls = a->cfg.tls_ca || a->cfg.tls_cert || a->cfg.tls_key;
-        *client = rpc_client_new_tls(a->coordinator, use_tls ? &tls : NULL,
-                                     msg, msglen);
+        *client = rpc_client_new_tls(a->coordinator, use_tls ? &tls : NULL, msg, msglen);
         if (!*client) return RPC_UNAVAILABLE;
-        if (a->bearer[0] &&
-            rpc_client_set_metadata(*client, "authorization", a->bearer) < 0) {
+        if (a->bearer[0] && rpc_client_set_metadata(*client, "authorization", a->bearer) < 0) {
             rpc_client_free(*client);
             *client = NULL;
             return RPC_UNAVAILABLE;
         }
     }
-    int st = rpc_client_call(*client, path, req, rt, resp, timeout_ms, msg,
-                             msglen);
+    int st = rpc_client_call(*client, path, req, rt, resp, timeout_ms, msg, msglen);
     if (st == RPC_UNAVAILABLE || st == RPC_DEADLINE_EXCEEDED) {
         rpc_client_free(*client);
         *client = NULL;
@@ -227,8 +223,7 @@ static void log_drop(e2w_agent *a, size_t n) {
 
 /* ---- the agent object ---- */
 
-int e2w_agent_new(e2w_agent **out, const e2w_agent_config *cfg, char *err,
-                  size_t errlen) {
+int e2w_agent_new(e2w_agent **out, const e2w_agent_config *cfg, char *err, size_t errlen) {
     *out = NULL;
     if (!cfg->coordinator || !*cfg->coordinator)
         return e2_errf(err, errlen, "--coordinator is required (unix:/path or host:port)");
@@ -275,8 +270,7 @@ int e2w_agent_new(e2w_agent **out, const e2w_agent_config *cfg, char *err,
 void e2w_agent_free(e2w_agent *a) {
     if (!a) return;
     if (a->logs) {
-        for (size_t i = 0; i < a->log_n; i++)
-            free(a->logs[(a->log_head + i) % LOG_CAP]);
+        for (size_t i = 0; i < a->log_n; i++) free(a->logs[(a->log_head + i) % LOG_CAP]);
         free(a->logs);
     }
     if (a->client) rpc_client_free(a->client);
@@ -328,9 +322,8 @@ int64_t e2w_agent_job_cancel_deadline(e2w_agent_job *job) {
     return atomic_load(&job->deadline_ms);
 }
 
-void e2w_agent_job_progress(e2w_agent_job *job, uint32_t step, double loss,
-                            double lr, double grad_norm,
-                            double tokens_per_second) {
+void e2w_agent_job_progress(e2w_agent_job *job, uint32_t step, double loss, double lr,
+                            double grad_norm, double tokens_per_second) {
     e2w_agent *a = job->agent;
     pthread_mutex_lock(&a->mu);
     E2__V1__Progress *p = &job->progress;
@@ -352,8 +345,7 @@ void e2w_agent_job_log(e2w_agent_job *job, const char *line) {
     log_push(a, line);
 }
 
-void e2w_agent_job_set_abort(e2w_agent_job *job, e2w_agent_abort_cb cb,
-                             void *data) {
+void e2w_agent_job_set_abort(e2w_agent_job *job, e2w_agent_abort_cb cb, void *data) {
     e2w_agent *a = job->agent;
     pthread_mutex_lock(&a->mu);
     job->abort_cb = cb;
@@ -371,9 +363,8 @@ static void abort_job(e2w_agent_job *j) {
 
 /* Is a call from the training thread worth retrying? */
 static int retryable(int st) {
-    return st == RPC_UNAVAILABLE || st == RPC_DEADLINE_EXCEEDED ||
-           st == RPC_NOT_FOUND || st == RPC_INTERNAL || st == RPC_UNKNOWN ||
-           st == RPC_RESOURCE_EXHAUSTED;
+    return st == RPC_UNAVAILABLE || st == RPC_DEADLINE_EXCEEDED || st == RPC_NOT_FOUND ||
+           st == RPC_INTERNAL || st == RPC_UNKNOWN || st == RPC_RESOURCE_EXHAUSTED;
 }
 
 /* A training-thread call, retried with backoff while e2d is unreachable (or
@@ -381,9 +372,8 @@ static int retryable(int st) {
  * the rank is aborted. */
 static int job_call(e2w_agent_job *j, const char *method, ProtobufCMessage *req,
                     char **worker_id_field, char **secret_field,
-                    const ProtobufCMessageDescriptor *rt,
-                    ProtobufCMessage **resp, int64_t timeout_ms, char *err,
-                    size_t errlen) {
+                    const ProtobufCMessageDescriptor *rt, ProtobufCMessage **resp,
+                    int64_t timeout_ms, char *err, size_t errlen) {
     e2w_agent *a = j->agent;
     char wid[128], secret[128], msg[512];
     int backoff = 50;
@@ -392,21 +382,18 @@ static int job_call(e2w_agent_job *j, const char *method, ProtobufCMessage *req,
         copy_worker_secret(a, secret, sizeof secret);
         *worker_id_field = wid;
         *secret_field = secret;
-        int st = call(a, &j->client, method, req, rt, resp, timeout_ms, msg,
-                      sizeof msg);
+        int st = call(a, &j->client, method, req, rt, resp, timeout_ms, msg, sizeof msg);
         *worker_id_field = NULL;
         *secret_field = NULL;
         if (st == RPC_OK) return 0;
         if (!retryable(st))
-            return e2_errf(err, errlen, "%s: %s: %s", method,
-                           rpc_status_name(st), msg);
+            return e2_errf(err, errlen, "%s: %s: %s", method, rpc_status_name(st), msg);
         if (atomic_load(&j->stop) == E2W_AGENT_ABORT)
             return e2_errf(err, errlen, "%s: %s (rank aborted)", method, msg);
         pthread_mutex_lock(&a->mu);
         timed_wait(a, backoff);
         pthread_mutex_unlock(&a->mu);
-        backoff = backoff * 2 > a->cfg.backoff_max_ms ? a->cfg.backoff_max_ms
-                                                      : backoff * 2;
+        backoff = backoff * 2 > a->cfg.backoff_max_ms ? a->cfg.backoff_max_ms : backoff * 2;
     }
 }
 
@@ -415,8 +402,8 @@ static int cmp_str(const void *x, const void *y) {
 }
 
 /* Appends the regular files below dir/rel to *names (sorted later). */
-static int list_files(const char *dir, const char *rel, char ***names,
-                      size_t *n, size_t *cap, char *err, size_t errlen) {
+static int list_files(const char *dir, const char *rel, char ***names, size_t *n, size_t *cap,
+                      char *err, size_t errlen) {
     char path[4096];
     snprintf(path, sizeof path, "%s%s%s", dir, *rel ? "/" : "", rel);
     DIR *d = opendir(path);
@@ -453,9 +440,8 @@ static int list_files(const char *dir, const char *rel, char ***names,
     return rc;
 }
 
-int e2w_agent_job_checkpoint(e2w_agent_job *job, uint32_t step,
-                             const char *const *names, size_t n_names,
-                             int *committed, char *err, size_t errlen) {
+int e2w_agent_job_checkpoint(e2w_agent_job *job, uint32_t step, const char *const *names,
+                             size_t n_names, int *committed, char *err, size_t errlen) {
     const E2__V1__Assignment *asg = job->asg;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/checkpoints/step_%u.tmp", asg->job_dir, step);
@@ -476,7 +462,7 @@ int e2w_agent_job_checkpoint(e2w_agent_job *job, uint32_t step,
     }
     E2__V1__CheckpointFile *files = calloc(n ? n : 1, sizeof *files);
     E2__V1__CheckpointFile **fp = calloc(n ? n : 1, sizeof *fp);
-    char (*hex)[E2_SHA256_HEXLEN] = calloc(n ? n : 1, sizeof *hex);
+    char(*hex)[E2_SHA256_HEXLEN] = calloc(n ? n : 1, sizeof *hex);
     if (!files || !fp || !hex) {
         rc = e2_errf(err, errlen, "out of memory");
         goto out_files;
@@ -502,8 +488,7 @@ int e2w_agent_job_checkpoint(e2w_agent_job *job, uint32_t step,
     req.n_files = n;
     req.files = fp;
     ProtobufCMessage *resp = NULL;
-    rc = job_call(job, "ReportCheckpoint", &req.base, &req.worker_id,
-                  &req.worker_secret,
+    rc = job_call(job, "ReportCheckpoint", &req.base, &req.worker_id, &req.worker_secret,
                   &e2__v1__report_checkpoint_response__descriptor, &resp,
                   job->agent->cfg.rpc_timeout_ms, err, errlen);
     if (rc == 0) {
@@ -521,9 +506,8 @@ out:
     return rc;
 }
 
-int e2w_agent_job_rdzv_put(e2w_agent_job *job, const char *key,
-                           const void *value, size_t len, char *err,
-                           size_t errlen) {
+int e2w_agent_job_rdzv_put(e2w_agent_job *job, const char *key, const void *value, size_t len,
+                           char *err, size_t errlen) {
     E2__V1__RendezvousPutRequest req = E2__V1__RENDEZVOUS_PUT_REQUEST__INIT;
     req.job_id = job->asg->job_id;
     req.has_attempt = 1, req.attempt = job->asg->attempt;
@@ -532,17 +516,15 @@ int e2w_agent_job_rdzv_put(e2w_agent_job *job, const char *key,
     req.value.data = (uint8_t *)value;
     req.value.len = len;
     ProtobufCMessage *resp = NULL;
-    int rc = job_call(job, "RendezvousPut", &req.base, &req.worker_id,
-                      &req.worker_secret,
+    int rc = job_call(job, "RendezvousPut", &req.base, &req.worker_id, &req.worker_secret,
                       &e2__v1__rendezvous_put_response__descriptor, &resp,
                       job->agent->cfg.rpc_timeout_ms, err, errlen);
     if (resp) protobuf_c_message_free_unpacked(resp, NULL);
     return rc;
 }
 
-int e2w_agent_job_rdzv_get(e2w_agent_job *job, const char *key,
-                           int timeout_ms, void **value, size_t *len,
-                           char *err, size_t errlen) {
+int e2w_agent_job_rdzv_get(e2w_agent_job *job, const char *key, int timeout_ms, void **value,
+                           size_t *len, char *err, size_t errlen) {
     *value = NULL;
     *len = 0;
     int64_t end = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
@@ -556,8 +538,7 @@ int e2w_agent_job_rdzv_get(e2w_agent_job *job, const char *key,
         req.key = (char *)key;
         req.has_wait_ms = 1, req.wait_ms = (uint32_t)left;
         ProtobufCMessage *resp = NULL;
-        int rc = job_call(job, "RendezvousGet", &req.base, &req.worker_id,
-                          &req.worker_secret,
+        int rc = job_call(job, "RendezvousGet", &req.base, &req.worker_id, &req.worker_secret,
                           &e2__v1__rendezvous_get_response__descriptor, &resp,
                           job->agent->cfg.rpc_timeout_ms + left, err, errlen);
         if (rc < 0) return rc;
@@ -575,8 +556,7 @@ int e2w_agent_job_rdzv_get(e2w_agent_job *job, const char *key,
         }
         protobuf_c_message_free_unpacked(resp, NULL);
         if (now_ms() >= end) {
-            e2_errf(err, errlen, "rendezvous key %s not put within %d ms", key,
-                    timeout_ms);
+            e2_errf(err, errlen, "rendezvous key %s not put within %d ms", key, timeout_ms);
             return E2_ENOENT;
         }
         if (atomic_load(&job->stop) == E2W_AGENT_ABORT)
@@ -591,8 +571,7 @@ static void *job_main(void *arg) {
     e2w_agent *a = j->agent;
     j->result.outcome = E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
     j->result.exit_code = 1;
-    snprintf(j->result.reason, sizeof j->result.reason,
-             "the runner returned no outcome");
+    snprintf(j->result.reason, sizeof j->result.reason, "the runner returned no outcome");
     a->cfg.runner(j, &j->result, a->cfg.runner_data);
     pthread_mutex_lock(&a->mu);
     j->finished = 1;
@@ -653,8 +632,8 @@ static void job_progress(e2w_agent_job *j, E2__V1__Progress *p) {
         p->has_total_steps = 1, p->total_steps = s->train->steps;
 }
 
-static int same_attempt(const e2w_agent_job *j, const char *job_id,
-                        int has_attempt, uint32_t attempt) {
+static int same_attempt(const e2w_agent_job *j, const char *job_id, int has_attempt,
+                        uint32_t attempt) {
     return j && job_id && !strcmp(j->asg->job_id, job_id) &&
            (!has_attempt || attempt == j->asg->attempt);
 }
@@ -673,28 +652,23 @@ static void apply_commands(e2w_agent *a, const E2__V1__HeartbeatResponse *r) {
             if (job_start(a, as) < 0)
                 emit(a, "cannot start job %s: out of memory", as->job_id);
             else
-                emit(a, "assigned %s attempt %u rank %u/%u", as->job_id,
-                     as->attempt, as->rank, as->world_size);
+                emit(a, "assigned %s attempt %u rank %u/%u", as->job_id, as->attempt, as->rank,
+                     as->world_size);
             break;
         }
         case E2__V1__COMMAND__KIND_CANCEL:
-            if (!same_attempt(j, c->cancel->job_id, c->cancel->has_attempt,
-                              c->cancel->attempt))
+            if (!same_attempt(j, c->cancel->job_id, c->cancel->has_attempt, c->cancel->attempt))
                 break;
             atomic_store(&j->deadline_ms, c->cancel->deadline_unix_ms);
             raise_stop(j, E2W_AGENT_CANCEL);
             emit(a, "cancel of %s", j->asg->job_id);
             break;
         case E2__V1__COMMAND__KIND_ABORT:
-            if (!same_attempt(j, c->abort->job_id, c->abort->has_attempt,
-                              c->abort->attempt))
-                break;
+            if (!same_attempt(j, c->abort->job_id, c->abort->has_attempt, c->abort->attempt)) break;
             abort_job(j);
-            emit(a, "abort of %s: %s", j->asg->job_id,
-                 c->abort->reason ? c->abort->reason : "");
+            emit(a, "abort of %s: %s", j->asg->job_id, c->abort->reason ? c->abort->reason : "");
             break;
-        default:
-            break;
+        default: break;
         }
     }
     pthread_mutex_unlock(&a->mu);
@@ -728,8 +702,8 @@ static int do_register(e2w_agent *a, char *msg, size_t msglen) {
     pthread_mutex_unlock(&a->mu);
     ProtobufCMessage *resp = NULL;
     int st = call(a, &a->client, "RegisterWorker", &req.base,
-                  &e2__v1__register_worker_response__descriptor, &resp,
-                  a->cfg.rpc_timeout_ms, msg, msglen);
+                  &e2__v1__register_worker_response__descriptor, &resp, a->cfg.rpc_timeout_ms, msg,
+                  msglen);
     if (st != RPC_OK) return st;
     E2__V1__RegisterWorkerResponse *r = (E2__V1__RegisterWorkerResponse *)resp;
     if (!r->worker_id || !*r->worker_id) {
@@ -744,15 +718,14 @@ static int do_register(e2w_agent *a, char *msg, size_t msglen) {
     /* An e2d without worker identity answers none: requests go without. */
     snprintf(a->worker_secret, sizeof a->worker_secret, "%s",
              r->worker_secret ? r->worker_secret : "");
-    snprintf(a->prev_worker_secret, sizeof a->prev_worker_secret, "%s",
-             a->worker_secret);
+    snprintf(a->prev_worker_secret, sizeof a->prev_worker_secret, "%s", a->worker_secret);
     a->interval_ms = r->has_heartbeat_interval_ms && r->heartbeat_interval_ms
                          ? r->heartbeat_interval_ms
                          : DEFAULT_INTERVAL_MS;
     pthread_mutex_unlock(&a->mu);
     protobuf_c_message_free_unpacked(resp, NULL);
-    emit(a, "registered with %s as %s (heartbeat every %u ms)", a->coordinator,
-         prev, a->interval_ms);
+    emit(a, "registered with %s as %s (heartbeat every %u ms)", a->coordinator, prev,
+         a->interval_ms);
     return RPC_OK;
 }
 
@@ -769,8 +742,8 @@ static int do_heartbeat(e2w_agent *a, char *msg, size_t msglen) {
     req.worker_id = wid;
     if (*secret) req.worker_secret = secret;
     req.has_state = 1;
-    req.state = a->job ? E2__V1__WORKER_STATE__WORKER_STATE_BUSY
-                       : E2__V1__WORKER_STATE__WORKER_STATE_IDLE;
+    req.state =
+        a->job ? E2__V1__WORKER_STATE__WORKER_STATE_BUSY : E2__V1__WORKER_STATE__WORKER_STATE_IDLE;
     if (a->job) {
         job_progress(a->job, &prog);
         req.progress = &prog;
@@ -781,9 +754,8 @@ static int do_heartbeat(e2w_agent *a, char *msg, size_t msglen) {
     req.n_log_lines = a->job ? log_peek(a, lines, LOG_BATCH) : 0;
     req.log_lines = lines;
     ProtobufCMessage *resp = NULL;
-    int st = call(a, &a->client, "Heartbeat", &req.base,
-                  &e2__v1__heartbeat_response__descriptor, &resp,
-                  a->cfg.rpc_timeout_ms, msg, msglen);
+    int st = call(a, &a->client, "Heartbeat", &req.base, &e2__v1__heartbeat_response__descriptor,
+                  &resp, a->cfg.rpc_timeout_ms, msg, msglen);
     if (st == RPC_FAILED_PRECONDITION) {
         /* the attempt this rank belongs to is over: stop it */
         pthread_mutex_lock(&a->mu);
@@ -846,13 +818,11 @@ static int do_report_done(e2w_agent *a, char *msg, size_t msglen) {
     req.n_log_lines = log_peek(a, lines, LOG_BATCH);
     req.log_lines = lines;
     ProtobufCMessage *resp = NULL;
-    int st = call(a, &a->client, "ReportDone", &req.base,
-                  &e2__v1__report_done_response__descriptor, &resp,
-                  a->cfg.rpc_timeout_ms, msg, msglen);
+    int st = call(a, &a->client, "ReportDone", &req.base, &e2__v1__report_done_response__descriptor,
+                  &resp, a->cfg.rpc_timeout_ms, msg, msglen);
     if (resp) protobuf_c_message_free_unpacked(resp, NULL);
     if (st == RPC_FAILED_PRECONDITION || st == RPC_INVALID_ARGUMENT) {
-        emit(a, "ReportDone of %s refused: %s: %s", j->asg->job_id,
-             rpc_status_name(st), msg);
+        emit(a, "ReportDone of %s refused: %s: %s", j->asg->job_id, rpc_status_name(st), msg);
         st = RPC_OK;
     }
     if (st == RPC_OK) log_drop(a, req.n_log_lines);
@@ -866,8 +836,7 @@ static void job_join(e2w_agent *a, e2w_agent_job *j) {
     j->joined = 1;
     settle_result(a, j);
     emit(a, "%s rank %u ended: %s%s%s", j->asg->job_id, j->asg->rank,
-         outcome_name(j->result.outcome), *j->result.reason ? ": " : "",
-         j->result.reason);
+         outcome_name(j->result.outcome), *j->result.reason ? ": " : "", j->result.reason);
 }
 
 /* Forgets the reported rank: the worker is idle again. */
@@ -889,8 +858,7 @@ static void wait_next_beat(e2w_agent *a) {
         if (a->stop_requested || (a->job && a->job->finished)) return;
         int64_t since = mono_ms() - a->last_beat_ms;
         int64_t due = (int64_t)a->interval_ms - since;
-        if (a->progress_dirty && PROGRESS_GAP_MS - since < due)
-            due = PROGRESS_GAP_MS - since;
+        if (a->progress_dirty && PROGRESS_GAP_MS - since < due) due = PROGRESS_GAP_MS - since;
         if (due <= 0) return;
         timed_wait(a, (int)due);
     }
@@ -946,10 +914,8 @@ int e2w_agent_run(e2w_agent *a, char *err, size_t errlen) {
             continue; /* heartbeat at once: commands may be waiting */
         }
         /* A worker asked to end does not wait for an unreachable e2d. */
-        if (st != RPC_OK && stopping && finished &&
-            ++give_up >= DONE_TRIES_STOPPING) {
-            emit(a, "giving up reporting %s: e2d unreachable (%s)",
-                 j->asg->job_id, msg);
+        if (st != RPC_OK && stopping && finished && ++give_up >= DONE_TRIES_STOPPING) {
+            emit(a, "giving up reporting %s: e2d unreachable (%s)", j->asg->job_id, msg);
             job_release(a, j);
             continue;
         }
@@ -962,12 +928,11 @@ int e2w_agent_run(e2w_agent *a, char *err, size_t errlen) {
             wait_next_beat(a);
         } else {
             if (!unreachable)
-                emit(a, "e2d at %s unreachable (%s: %s): retrying",
-                     a->coordinator, rpc_status_name(st), msg);
+                emit(a, "e2d at %s unreachable (%s: %s): retrying", a->coordinator,
+                     rpc_status_name(st), msg);
             unreachable = 1;
             timed_wait(a, backoff);
-            backoff = backoff * 2 > a->cfg.backoff_max_ms ? a->cfg.backoff_max_ms
-                                                          : backoff * 2;
+            backoff = backoff * 2 > a->cfg.backoff_max_ms ? a->cfg.backoff_max_ms : backoff * 2;
         }
         pthread_mutex_unlock(&a->mu);
     }

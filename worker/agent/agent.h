@@ -34,10 +34,10 @@ typedef struct e2w_agent_job e2w_agent_job;
 
 /* How a rank ended; values are e2.v1.Outcome's. */
 typedef struct {
-    int outcome;        /* E2__V1__OUTCOME__OUTCOME_* */
-    int exit_code;      /* 0 on success */
-    char reason[512];   /* one line for humans; empty on success */
-    char *eval_json;    /* rank 0: eval.json text (malloc'd, freed by the agent) or NULL */
+    int outcome;      /* E2__V1__OUTCOME__OUTCOME_* */
+    int exit_code;    /* 0 on success */
+    char reason[512]; /* one line for humans; empty on success */
+    char *eval_json;  /* rank 0: eval.json text (malloc'd, freed by the agent) or NULL */
     /* rank 0: evaluation results, each row and the array malloc'd (freed by
      * the agent); NULL when none */
     E2__V1__EvalResult **eval;
@@ -46,23 +46,22 @@ typedef struct {
 
 /* Runs one rank to its end (in the training thread) and fills *result.
  * It must poll e2w_agent_job_should_stop at every step boundary. */
-typedef void (*e2w_agent_runner)(e2w_agent_job *job, e2w_agent_result *result,
-                                 void *data);
+typedef void (*e2w_agent_runner)(e2w_agent_job *job, e2w_agent_result *result, void *data);
 
 /* At most this many `env.NAME = value` lines in a --config file. */
 #define E2W_AGENT_MAX_ENV 64
 
 typedef struct {
-    const char *coordinator;   /* "unix:/path" or "host:port" */
-    const char *device;        /* "cpu" or "cuda" */
-    uint32_t device_index;     /* GPU ordinal; 0 for cpu */
-    const char *name;          /* reported hostname; NULL: gethostname() */
-    int spawned_by_e2d;        /* started by e2d --local-workers */
-    int rpc_timeout_ms;        /* per call; default 5000 */
-    int backoff_max_ms;        /* ceiling of the reconnect backoff; default 2000 */
-    const char *token_file;    /* bearer token (role worker) for e2d; NULL: none */
-    const char *tls_ca;        /* PEM CA of e2d's certificate: TLS; NULL: plaintext */
-    const char *tls_cert;      /* client certificate and key for mutual TLS */
+    const char *coordinator; /* "unix:/path" or "host:port" */
+    const char *device;      /* "cpu" or "cuda" */
+    uint32_t device_index;   /* GPU ordinal; 0 for cpu */
+    const char *name;        /* reported hostname; NULL: gethostname() */
+    int spawned_by_e2d;      /* started by e2d --local-workers */
+    int rpc_timeout_ms;      /* per call; default 5000 */
+    int backoff_max_ms;      /* ceiling of the reconnect backoff; default 2000 */
+    const char *token_file;  /* bearer token (role worker) for e2d; NULL: none */
+    const char *tls_ca;      /* PEM CA of e2d's certificate: TLS; NULL: plaintext */
+    const char *tls_cert;    /* client certificate and key for mutual TLS */
     const char *tls_key;
     /* Where this machine's collectives listen (E2_COMM_IFACE, E2_COMM_HOST,
      * which e2w_agent_main sets from these); NULL: the environment's. */
@@ -79,7 +78,7 @@ typedef struct {
     char *config_text;
     const char *env[E2W_AGENT_MAX_ENV][2];
     int n_env;
-    e2w_agent_runner runner;   /* NULL: the trainer (worker/train) */
+    e2w_agent_runner runner; /* NULL: the trainer (worker/train) */
     void *runner_data;
     /* Called from the training thread with each trainer log line (no '\n')
      * before it is queued for e2d; NULL: none. e2worker prints them. */
@@ -103,8 +102,7 @@ typedef struct {
  * --help, so `--config FILE --help` checks it. Returns 0, 1 for --help, or
  * E2_ERR naming the bad flag, or FILE:LINE and the bad key or value. Call
  * e2w_agent_args_free(cfg) after it, whatever it returned. */
-int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg,
-                         char *err, size_t errlen);
+int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg, char *err, size_t errlen);
 
 /* Frees what e2w_agent_parse_args allocated in cfg (the config file's
  * text); strings of cfg that came from the file are invalid after it. */
@@ -113,8 +111,7 @@ void e2w_agent_args_free(e2w_agent_config *cfg);
 /* Usage text of the flags above. */
 const char *e2w_agent_usage(void);
 
-int e2w_agent_new(e2w_agent **out, const e2w_agent_config *cfg, char *err,
-                  size_t errlen);
+int e2w_agent_new(e2w_agent **out, const e2w_agent_config *cfg, char *err, size_t errlen);
 
 /* The control loop; returns after e2w_agent_stop once the current rank (if
  * any) has stopped and its ReportDone was sent (or could not be). */
@@ -140,10 +137,11 @@ int e2w_agent_main(int argc, char **argv);
 const E2__V1__Assignment *e2w_agent_job_assignment(const e2w_agent_job *job);
 
 /* Stop levels returned by e2w_agent_job_should_stop. */
-#define E2W_AGENT_RUN    0  /* keep training */
-#define E2W_AGENT_CANCEL 1  /* Cancel: stop at this step boundary; a final
+#define E2W_AGENT_RUN 0 /* keep training */
+#define E2W_AGENT_CANCEL \
+    1                     /* Cancel: stop at this step boundary; a final
                                checkpoint is welcome if it fits the deadline */
-#define E2W_AGENT_ABORT  2  /* Abort or worker shutdown: stop now, no checkpoint */
+#define E2W_AGENT_ABORT 2 /* Abort or worker shutdown: stop now, no checkpoint */
 
 int e2w_agent_job_should_stop(e2w_agent_job *job);
 
@@ -152,9 +150,8 @@ int64_t e2w_agent_job_cancel_deadline(e2w_agent_job *job);
 
 /* Progress of the last finished optimizer step; the next heartbeat carries
  * the latest one. */
-void e2w_agent_job_progress(e2w_agent_job *job, uint32_t step, double loss,
-                            double lr, double grad_norm,
-                            double tokens_per_second);
+void e2w_agent_job_progress(e2w_agent_job *job, uint32_t step, double loss, double lr,
+                            double grad_norm, double tokens_per_second);
 
 /* One trainer output line (a trailing '\n' is dropped); batched into the
  * heartbeats. Lines beyond the queue's bound are dropped and counted. */
@@ -166,19 +163,16 @@ void e2w_agent_job_log(e2w_agent_job *job, const char *line);
  * directory (n_names of them); NULL: every regular file below it. Retries
  * while e2d is unreachable. *committed (may be NULL) is set when this report
  * completed the checkpoint. */
-int e2w_agent_job_checkpoint(e2w_agent_job *job, uint32_t step,
-                             const char *const *names, size_t n_names,
-                             int *committed, char *err, size_t errlen);
+int e2w_agent_job_checkpoint(e2w_agent_job *job, uint32_t step, const char *const *names,
+                             size_t n_names, int *committed, char *err, size_t errlen);
 
 /* Rendezvous store of the job attempt (e2d's RendezvousPut/Get), for the
  * collectives' set-up. get waits up to timeout_ms; E2_ENOENT when the key
  * was not put in time. *value is malloc'd. */
-int e2w_agent_job_rdzv_put(e2w_agent_job *job, const char *key,
-                           const void *value, size_t len, char *err,
-                           size_t errlen);
-int e2w_agent_job_rdzv_get(e2w_agent_job *job, const char *key,
-                           int timeout_ms, void **value, size_t *len,
+int e2w_agent_job_rdzv_put(e2w_agent_job *job, const char *key, const void *value, size_t len,
                            char *err, size_t errlen);
+int e2w_agent_job_rdzv_get(e2w_agent_job *job, const char *key, int timeout_ms, void **value,
+                           size_t *len, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -65,9 +65,8 @@ static const char *env_or_null(const char *name) {
 
 /* The flags that take a value, without their dashes. */
 static const char *const agent_keys[] = {
-    "coordinator", "device",  "device-index", "name",       "token-file",
-    "tls-ca",      "tls-cert", "tls-key",     "comm-iface", "comm-host",
-    "data-roots",  "export-root",
+    "coordinator", "device",  "device-index", "name",      "token-file", "tls-ca",
+    "tls-cert",    "tls-key", "comm-iface",   "comm-host", "data-roots", "export-root",
 };
 
 static int agent_takes_value(const char *key) {
@@ -78,8 +77,8 @@ static int agent_takes_value(const char *key) {
 
 /* Applies one setting: a flag without its dashes, or a config file key.
  * The message names the key; the caller adds "--" or FILE:LINE. */
-static int agent_set(e2w_agent_config *cfg, const char *key, const char *v,
-                     char *err, size_t errlen) {
+static int agent_set(e2w_agent_config *cfg, const char *key, const char *v, char *err,
+                     size_t errlen) {
     if (!strcmp(key, "spawned")) {
         if (strcmp(v, "yes") && strcmp(v, "no"))
             return e2_errf(err, errlen, "spawned must be yes or no (got '%s')", v);
@@ -119,12 +118,15 @@ static int agent_set(e2w_agent_config *cfg, const char *key, const char *v,
             const char *end = strchr(r, ':');
             if (r[0] != '/' || (!roots && end))
                 return e2_errf(err, errlen, "%s must be %s (got '%s')", key,
-                               roots ? "absolute folders separated by ':'" : "one absolute folder", v);
+                               roots ? "absolute folders separated by ':'" : "one absolute folder",
+                               v);
             if (!end) break;
             r = end + 1;
         }
-        if (roots) cfg->data_roots = v;
-        else cfg->export_root = v;
+        if (roots)
+            cfg->data_roots = v;
+        else
+            cfg->export_root = v;
     } else {
         cfg->comm_host = v;
     }
@@ -134,15 +136,16 @@ static int agent_set(e2w_agent_config *cfg, const char *key, const char *v,
 /* `env.NAME = value`: only NCCL's variables, which NCCL reads when the
  * first rank connects. OpenMP and OpenBLAS read theirs when the program
  * loads, before any file is read: those belong in the unit's Environment=. */
-static int agent_set_env(e2w_agent_config *cfg, const char *name, const char *v,
-                         char *err, size_t errlen) {
+static int agent_set_env(e2w_agent_config *cfg, const char *name, const char *v, char *err,
+                         size_t errlen) {
     int ok = !strncmp(name, "NCCL_", 5) && name[5];
     for (const char *p = name + 5; ok && *p; p++)
         ok = (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_';
     if (!ok)
         return e2_errf(err, errlen,
                        "env.%s: only NCCL_* variables (capitals, digits, '_') can be set here; "
-                       "others go in the unit's Environment=", name);
+                       "others go in the unit's Environment=",
+                       name);
     if (!*v) return e2_errf(err, errlen, "env.%s must not be empty", name);
     for (int i = 0; i < cfg->n_env; i++)
         if (!strcmp(cfg->env[i][0], name)) {
@@ -166,8 +169,7 @@ static char *agent_trim(char *s) {
 
 /* Reads the --config file into cfg->config_text and applies its lines,
  * which the text is cut into in place. */
-static int agent_load_config(e2w_agent_config *cfg, const char *path, char *err,
-                             size_t errlen) {
+static int agent_load_config(e2w_agent_config *cfg, const char *path, char *err, size_t errlen) {
     char msg[E2_ERRLEN], *text;
     size_t len;
     if (cfg->config_text) return e2_errf(err, errlen, "--config given twice");
@@ -207,8 +209,8 @@ void e2w_agent_args_free(e2w_agent_config *cfg) {
 
 /* Splits argv[i], "--key=value" or "--key value", into key (without the
  * dashes) and *val; returns the index of the last argument used. */
-static int agent_flag(int argc, char **argv, int i, char *key, size_t keyn,
-                      const char **val, char *err, size_t errlen) {
+static int agent_flag(int argc, char **argv, int i, char *key, size_t keyn, const char **val,
+                      char *err, size_t errlen) {
     const char *a = argv[i] + 2, *eq = strchr(a, '=');
     size_t n = eq ? (size_t)(eq - a) : strlen(a);
     snprintf(key, keyn, "%.*s", (int)(n < keyn ? n : keyn - 1), a);
@@ -221,8 +223,7 @@ static int agent_flag(int argc, char **argv, int i, char *key, size_t keyn,
     return i + 1;
 }
 
-int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg,
-                         char *err, size_t errlen) {
+int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg, char *err, size_t errlen) {
     char key[32], msg[E2_ERRLEN];
     const char *v = NULL;
     memset(cfg, 0, sizeof *cfg);
@@ -247,10 +248,12 @@ int e2w_agent_parse_args(int argc, char **argv, e2w_agent_config *cfg,
             cfg->spawned_by_e2d = 1;
             continue;
         }
-        if (strncmp(argv[i], "--", 2)) return e2_errf(err, errlen, "unexpected argument %s (see --help)", argv[i]);
+        if (strncmp(argv[i], "--", 2))
+            return e2_errf(err, errlen, "unexpected argument %s (see --help)", argv[i]);
         char flag[32];
         size_t fl = strcspn(argv[i] + 2, "=");
-        snprintf(flag, sizeof flag, "%.*s", (int)(fl < sizeof flag ? fl : sizeof flag - 1), argv[i] + 2);
+        snprintf(flag, sizeof flag, "%.*s", (int)(fl < sizeof flag ? fl : sizeof flag - 1),
+                 argv[i] + 2);
         if (strcmp(flag, "config") && !agent_takes_value(flag))
             return e2_errf(err, errlen, "unknown flag %s (see --help)", argv[i]);
         if ((i = agent_flag(argc, argv, i, key, sizeof key, &v, err, errlen)) < 0) return E2_ERR;
@@ -293,8 +296,9 @@ static int select_gpu(uint32_t index, char *err, size_t errlen) {
             if (p) p++;
         }
         if (!p || !*p)
-            return e2_errf(err, errlen, "--device-index %u: CUDA_VISIBLE_DEVICES=%s lists fewer GPUs",
-                           index, vis);
+            return e2_errf(err, errlen,
+                           "--device-index %u: CUDA_VISIBLE_DEVICES=%s lists fewer GPUs", index,
+                           vis);
         size_t n = strcspn(p, ",");
         snprintf(pick, sizeof pick, "%.*s", (int)(n < sizeof pick ? n : sizeof pick - 1), p);
     }
@@ -312,7 +316,7 @@ static void print_line(const char *line, void *data) {
 /* Signals arrive on whatever thread the kernel picks (OpenBLAS starts its
  * threads before main, with signals unblocked), so a handler forwards them
  * through a pipe to the signal thread; a second one ends the process. */
-static int sig_pipe[2] = {-1, -1};
+static int sig_pipe[2] = { -1, -1 };
 static volatile sig_atomic_t sig_seen;
 
 static void on_signal(int sig) {

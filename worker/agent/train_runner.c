@@ -66,9 +66,10 @@ static int verify_manifest(const char *dir, char *err, size_t errlen) {
         if ((rc = e2_sha256_file(path, d, &got, err, errlen)) < 0) break;
         e2_sha256_hex(d, hex);
         if (got != (uint64_t)size || strcmp(hex, want)) {
-            rc = e2_errf(err, errlen, "%s: %s does not match its checksum in manifest.json "
-                         "(size %llu, want %lld): the checkpoint is damaged", dir, name,
-                         (unsigned long long)got, (long long)size);
+            rc = e2_errf(err, errlen,
+                         "%s: %s does not match its checksum in manifest.json "
+                         "(size %llu, want %lld): the checkpoint is damaged",
+                         dir, name, (unsigned long long)got, (long long)size);
             break;
         }
     }
@@ -80,20 +81,20 @@ typedef struct {
     e2w_agent_job *job;
     const E2__V1__Assignment *as;
     const k_backend *k;
-    e2w_comm *comm;            /* NULL for a single rank */
-    int comm_on_device;        /* NCCL: collectives on device memory */
-    void *dev_doubles;         /* NCCL: device buffer of on_allreduce_host, */
-    size_t dev_doubles_n;      /* grown as needed, kept until comm_close */
-    int comm_failed;           /* a collective outside the trainer failed */
+    e2w_comm *comm;       /* NULL for a single rank */
+    int comm_on_device;   /* NCCL: collectives on device memory */
+    void *dev_doubles;    /* NCCL: device buffer of on_allreduce_host, */
+    size_t dev_doubles_n; /* grown as needed, kept until comm_close */
+    int comm_failed;      /* a collective outside the trainer failed */
     char comm_err[E2_ERRLEN];
     unsigned log_every;
-    double last_step_s;        /* wall time of the last step */
-    e2w_reducer *red;          /* gradient buckets, with comm */
-    double red_busy_s;         /* reducer's busy seconds at the last progress */
-    double exposed_s;          /* waited for the reducer since then */
-    int zero1;                 /* train.zero1 with several ranks */
-    double gather_s;           /* in ZeRO-1 all-gathers since then */
-    int last_ckpt_step;        /* step of the last checkpoint reported */
+    double last_step_s; /* wall time of the last step */
+    e2w_reducer *red;   /* gradient buckets, with comm */
+    double red_busy_s;  /* reducer's busy seconds at the last progress */
+    double exposed_s;   /* waited for the reducer since then */
+    int zero1;          /* train.zero1 with several ranks */
+    double gather_s;    /* in ZeRO-1 all-gathers since then */
+    int last_ckpt_step; /* step of the last checkpoint reported */
 } runner_ctx;
 
 /* A collective that makes no progress for this long fails the rank (e2d's
@@ -133,8 +134,8 @@ static void finish(e2w_agent_result *r, int outcome, const char *reason) {
 static void on_progress(void *ud, const e2w_train_progress *p) {
     runner_ctx *c = ud;
     c->last_step_s = p->step_s;
-    e2w_agent_job_progress(c->job, (uint32_t)p->step, p->loss, p->lr,
-                           p->grad_norm, p->tokens_per_s);
+    e2w_agent_job_progress(c->job, (uint32_t)p->step, p->loss, p->lr, p->grad_norm,
+                           p->tokens_per_s);
     /* With several ranks: the step's time in gradient all-reduces (on the
      * reducer's thread, beside the backward) and the part of it the step
      * waited for (exposed; the rest was hidden by the backward); with
@@ -143,13 +144,14 @@ static void on_progress(void *ud, const e2w_train_progress *p) {
     char gather[48] = "";
     if (c->zero1) snprintf(gather, sizeof gather, ", allgather %.2f ms", c->gather_s * 1e3);
     if ((p->step % (int)c->log_every == 0 || p->step == p->steps) && c->red)
-        say(c, "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s | "
+        say(c,
+            "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s | "
             "%.2f ms, allreduce %.2f ms, exposed %.2f ms%s",
-            p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s,
-            p->step_s * 1e3, (busy - c->red_busy_s) * 1e3, c->exposed_s * 1e3, gather);
+            p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s, p->step_s * 1e3,
+            (busy - c->red_busy_s) * 1e3, c->exposed_s * 1e3, gather);
     else if (p->step % (int)c->log_every == 0 || p->step == p->steps)
-        say(c, "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s",
-            p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s);
+        say(c, "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s", p->step, p->steps,
+            p->loss, p->lr, p->grad_norm, p->tokens_per_s);
     c->red_busy_s = busy;
     c->exposed_s = 0;
     c->gather_s = 0;
@@ -157,14 +159,13 @@ static void on_progress(void *ud, const e2w_train_progress *p) {
 
 /* Rank 0 writes the whole state (ranks hold identical weights); the other
  * ranks report an empty file list so e2d still hears from every rank. */
-static int on_checkpoint(void *ud, int step, const char *tmp_dir,
-                         const char *final_dir, char *err, size_t errlen) {
+static int on_checkpoint(void *ud, int step, const char *tmp_dir, const char *final_dir, char *err,
+                         size_t errlen) {
     runner_ctx *c = ud;
     (void)tmp_dir, (void)final_dir;
-    static const char *const none[1] = {NULL};
+    static const char *const none[1] = { NULL };
     int committed = 0;
-    int rc = e2w_agent_job_checkpoint(c->job, (uint32_t)step,
-                                      c->as->rank == 0 ? NULL : none, 0,
+    int rc = e2w_agent_job_checkpoint(c->job, (uint32_t)step, c->as->rank == 0 ? NULL : none, 0,
                                       &committed, err, errlen);
     if (rc < 0) return rc;
     c->last_ckpt_step = step;
@@ -174,13 +175,13 @@ static int on_checkpoint(void *ud, int step, const char *tmp_dir,
 
 /* ---- data parallelism: e2w_comm over e2d's rendezvous store ---- */
 
-static int rdzv_set(void *ud, const char *key, const void *value, size_t len,
-                    char *err, size_t errlen) {
+static int rdzv_set(void *ud, const char *key, const void *value, size_t len, char *err,
+                    size_t errlen) {
     return e2w_agent_job_rdzv_put(ud, key, value, len, err, errlen);
 }
 
-static int rdzv_get(void *ud, const char *key, int timeout_ms, void **value,
-                    size_t *len, char *err, size_t errlen) {
+static int rdzv_get(void *ud, const char *key, int timeout_ms, void **value, size_t *len, char *err,
+                    size_t errlen) {
     return e2w_agent_job_rdzv_get(ud, key, timeout_ms, value, len, err, errlen);
 }
 
@@ -210,8 +211,7 @@ static int on_grads_wait(void *ud, char *err, size_t errlen) {
 
 /* Host doubles (the loss): Gloo reduces host memory; NCCL needs them on
  * the device and back. */
-static int on_allreduce_host(void *ud, double *x, size_t n, char *err,
-                             size_t errlen) {
+static int on_allreduce_host(void *ud, double *x, size_t n, char *err, size_t errlen) {
     runner_ctx *c = ud;
     if (!c->comm_on_device)
         return e2w_comm_allreduce(c->comm, x, n, E2W_COMM_F64, E2W_COMM_SUM, err, errlen);
@@ -225,8 +225,7 @@ static int on_allreduce_host(void *ud, double *x, size_t n, char *err,
     void *d = c->dev_doubles;
     c->k->upload_raw(d, x, n * sizeof *x);
     int rc = e2w_comm_order_after(c->comm, c->k->stream ? c->k->stream() : NULL, err, errlen);
-    if (rc == 0)
-        rc = e2w_comm_allreduce(c->comm, d, n, E2W_COMM_F64, E2W_COMM_SUM, err, errlen);
+    if (rc == 0) rc = e2w_comm_allreduce(c->comm, d, n, E2W_COMM_F64, E2W_COMM_SUM, err, errlen);
     if (rc == 0) c->k->download_raw(x, d, n * sizeof *x);
     return rc;
 }
@@ -234,8 +233,7 @@ static int on_allreduce_host(void *ud, double *x, size_t n, char *err,
 /* ZeRO-1: the updated parameters (and, at a checkpoint, the optimizer
  * state's pieces) gathered from every rank's shard, on the backend's
  * device; a device engine waits for the kernels that wrote them. */
-static int on_allgather(void *ud, void *buf, size_t n, k_dtype dtype, char *err,
-                        size_t errlen) {
+static int on_allgather(void *ud, void *buf, size_t n, k_dtype dtype, char *err, size_t errlen) {
     runner_ctx *c = ud;
     double t0 = mono_s();
     int rc = e2w_comm_order_after(c->comm, c->k->stream ? c->k->stream() : NULL, err, errlen);
@@ -246,7 +244,9 @@ static int on_allgather(void *ud, void *buf, size_t n, k_dtype dtype, char *err,
     return rc;
 }
 
-static void on_abort(void *data) { e2w_comm_abort(data); }
+static void on_abort(void *data) {
+    e2w_comm_abort(data);
+}
 
 /* How many ranks say yes; -1 when the collective failed (comm_err says
  * why). */
@@ -272,9 +272,8 @@ static int on_should_stop(void *ud) {
 /* Connects the ranks of the attempt: Gloo for cpu, NCCL for cuda. The Gloo
  * address comes from E2_COMM_IFACE (an interface) or E2_COMM_HOST (a host
  * name or address), else loopback: ranks on one machine. */
-static int comm_connect(runner_ctx *c, const E2__V1__JobSpec *spec, char *err,
-                        size_t errlen) {
-    e2w_comm_config cc = {0};
+static int comm_connect(runner_ctx *c, const E2__V1__JobSpec *spec, char *err, size_t errlen) {
+    e2w_comm_config cc = { 0 };
     cc.engine = strcmp(spec->device, "cuda") ? E2W_COMM_GLOO : E2W_COMM_NCCL;
     cc.rank = (int)c->as->rank;
     cc.world_size = (int)c->as->world_size;
@@ -311,7 +310,8 @@ static void comm_close(runner_ctx *c) {
  * files may differ. */
 static int resolve_spec(E2__V1__JobSpec *spec, const e2w_agent_config *cfg_agent, char *err,
                         size_t errlen) {
-    if (e2_spec_check_roots(spec, cfg_agent->data_roots, cfg_agent->export_root, 1, err, errlen) < 0)
+    if (e2_spec_check_roots(spec, cfg_agent->data_roots, cfg_agent->export_root, 1, err, errlen) <
+        0)
         return -1;
     E2__V1__ModelSpec *ms = spec->model;
     if (ms && ms->hf_dir && *ms->hf_dir) {
@@ -326,8 +326,7 @@ static int resolve_spec(E2__V1__JobSpec *spec, const e2w_agent_config *cfg_agent
         ms->config = cfg;
         if (e2_spec_apply_model_defaults(spec, cfg, err, errlen) < 0) return -1;
     }
-    if (e2_spec_apply_defaults(spec, err, errlen) < 0 ||
-        e2_spec_validate(spec, err, errlen) < 0 ||
+    if (e2_spec_apply_defaults(spec, err, errlen) < 0 || e2_spec_validate(spec, err, errlen) < 0 ||
         e2_spec_check_files(spec, err, errlen) < 0)
         return -1;
     return 0;
@@ -337,9 +336,8 @@ static int resolve_spec(E2__V1__JobSpec *spec, const e2w_agent_config *cfg_agent
 
 /* Evaluates at every eval window (worker/train's e2w_eval_spec, as
  * `e2worker run` does), logging one line per row. */
-static int evaluate(runner_ctx *c, e2w_model *m, const E2__V1__JobSpec *spec,
-                    const char *tag, e2w_eval_results *ev, char *err,
-                    size_t errlen) {
+static int evaluate(runner_ctx *c, e2w_model *m, const E2__V1__JobSpec *spec, const char *tag,
+                    e2w_eval_results *ev, char *err, size_t errlen) {
     int first = ev->n;
     if (e2w_eval_spec(m, spec, tag, ev, err, errlen) < 0) return -1;
     for (int i = first; i < ev->n; i++) {
@@ -397,8 +395,8 @@ static int run_failure_outcome(const char *msg) {
  * model (with its optimizer state and activations) larger than this
  * worker's memory. */
 static int create_failure_outcome(const char *msg) {
-    if (strstr(msg, "outside the model's vocabulary") || strstr(msg, "fewer than one training sequence") ||
-        strstr(msg, "cannot allocate"))
+    if (strstr(msg, "outside the model's vocabulary") ||
+        strstr(msg, "fewer than one training sequence") || strstr(msg, "cannot allocate"))
         return E2__V1__OUTCOME__OUTCOME_FAILED_USER;
     return E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
 }
@@ -433,28 +431,24 @@ static void final_checkpoint(runner_ctx *c, e2w_train *t) {
     int go = e2w_agent_job_should_stop(c->job) == E2W_AGENT_CANCEL && deadline &&
              step != c->last_ckpt_step && step > (int)c->as->start_step &&
              deadline - wall_ms() >= (int64_t)(c->last_step_s * 1000.0) + 1000;
-    if (c->comm && !c->comm_failed)
-        go = ranks_agree(c, go) == (int)c->as->world_size;
+    if (c->comm && !c->comm_failed) go = ranks_agree(c, go) == (int)c->as->world_size;
     if (!go) return;
     char err[E2_ERRLEN];
-    if (e2w_train_checkpoint(t, err, sizeof err) < 0)
-        say(c, "final checkpoint failed: %s", err);
+    if (e2w_train_checkpoint(t, err, sizeof err) < 0) say(c, "final checkpoint failed: %s", err);
 }
 
-void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
-                            void *data) {
+void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *data) {
     (void)data;
     const E2__V1__Assignment *as = e2w_agent_job_assignment(job);
-    runner_ctx c = {.job = job, .as = as, .last_ckpt_step = -1};
+    runner_ctx c = { .job = job, .as = as, .last_ckpt_step = -1 };
     char err[E2_ERRLEN] = "";
     e2w_train *t = NULL;
     e2w_eval_results ev;
     e2w_eval_results_init(&ev);
     E2__V1__JobSpec *spec = NULL;
-    char **shards = NULL;      /* e2d's shard manifest, as the trainer reads it */
+    char **shards = NULL; /* e2d's shard manifest, as the trainer reads it */
     size_t n_shards = 0;
-    if (as->spec)
-        spec = (E2__V1__JobSpec *)e2_pbjson_copy(&as->spec->base);
+    if (as->spec) spec = (E2__V1__JobSpec *)e2_pbjson_copy(&as->spec->base);
     if (!spec) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, "the assignment carries no spec");
         return;
@@ -466,8 +460,7 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
     }
     const k_backend *k = k_get(spec->device);
     if (!k) {
-        snprintf(err, sizeof err, "spec.device '%s' is not available on this worker",
-                 spec->device);
+        snprintf(err, sizeof err, "spec.device '%s' is not available on this worker", spec->device);
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
         goto done;
     }
@@ -518,23 +511,24 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         int outcome = create_failure_outcome(err);
         if (outcome == E2__V1__OUTCOME__OUTCOME_FAILED_USER && strstr(err, "cannot allocate")) {
             char why[E2_ERRLEN];
-            snprintf(why, sizeof why, "the model does not fit this worker's memory (%s): use more workers "
-                     "with train.zero1, train.recompute or a smaller train.micro_batch", err);
+            snprintf(why, sizeof why,
+                     "the model does not fit this worker's memory (%s): use more workers "
+                     "with train.zero1, train.recompute or a smaller train.micro_batch",
+                     err);
             snprintf(err, sizeof err, "%s", why);
         }
         finish(res, outcome, err);
         say(&c, "failed: %s", err);
         goto done;
     }
-    if (c.comm &&
-        e2w_reducer_create(&c.red, c.comm, e2w_train_model(t)->grads,
-                           k->grad_dtype == K_BF16 ? E2W_COMM_BF16 : E2W_COMM_F32,
-                           k->stream ? k->stream() : NULL, err, sizeof err) < 0) {
+    if (c.comm && e2w_reducer_create(&c.red, c.comm, e2w_train_model(t)->grads,
+                                     k->grad_dtype == K_BF16 ? E2W_COMM_BF16 : E2W_COMM_F32,
+                                     k->stream ? k->stream() : NULL, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
         goto done;
     }
-    say(&c, "job %s attempt %u rank %u/%u on %s, job dir %s", as->job_id, as->attempt,
-        as->rank, hooks.world_size, k->name, as->job_dir);
+    say(&c, "job %s attempt %u rank %u/%u on %s, job dir %s", as->job_id, as->attempt, as->rank,
+        hooks.world_size, k->name, as->job_dir);
     if (n_shards)
         say(&c, "data: %zu shard file%s of e2d's manifest, sizes checked", n_shards,
             n_shards == 1 ? "" : "s");
@@ -543,20 +537,24 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
     e2w_train_memory mem;
     e2w_train_memory_report(t, &mem);
     c.zero1 = c.comm && spec->train->zero1;
-    say(&c, "memory: %zu parameters; bytes: weights %zu, gradients %zu, optimizer %zu%s, "
-        "activations %zu", mem.n_params, mem.param_bytes, mem.grad_bytes, mem.optim_bytes,
+    say(&c,
+        "memory: %zu parameters; bytes: weights %zu, gradients %zu, optimizer %zu%s, "
+        "activations %zu",
+        mem.n_params, mem.param_bytes, mem.grad_bytes, mem.optim_bytes,
         c.zero1 ? " (ZeRO-1: this rank's shard)" : "", mem.act_bytes);
-    const char *from = as->resume_checkpoint && *as->resume_checkpoint
-                           ? as->resume_checkpoint
-                           : spec->resume_from && *spec->resume_from ? spec->resume_from : NULL;
+    const char *from = as->resume_checkpoint && *as->resume_checkpoint ? as->resume_checkpoint
+                       : spec->resume_from && *spec->resume_from       ? spec->resume_from
+                                                                       : NULL;
     if (from) {
         /* The job's own checkpoint failing its checksums is a fault of the
          * storage; a resume_from the user named that fails is theirs. */
         int own = from == as->resume_checkpoint;
         if (verify_manifest(from, err, sizeof err) < 0 ||
             e2w_train_resume(t, from, err, sizeof err) < 0) {
-            finish(res, own ? E2__V1__OUTCOME__OUTCOME_FAILED_INFRA
-                            : E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
+            finish(res,
+                   own ? E2__V1__OUTCOME__OUTCOME_FAILED_INFRA
+                       : E2__V1__OUTCOME__OUTCOME_FAILED_USER,
+                   err);
             say(&c, "failed: %s", err);
             goto done;
         }
@@ -588,8 +586,8 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res,
         snprintf(err, sizeof err, "%s at step %d", aborted ? "aborted" : "cancelled",
                  e2w_train_step(t));
         say(&c, "%s", err);
-        finish(res, aborted ? E2__V1__OUTCOME__OUTCOME_FAILED_INFRA
-                            : E2__V1__OUTCOME__OUTCOME_CANCELLED,
+        finish(res,
+               aborted ? E2__V1__OUTCOME__OUTCOME_FAILED_INFRA : E2__V1__OUTCOME__OUTCOME_CANCELLED,
                err);
         goto done;
     }

@@ -89,8 +89,8 @@ void e2w_hf_meta_init(e2w_hf_meta *meta);
 
 /* Reads path (a checkpoint directory holding config.json, or the file
  * itself) into cfg (initialised here) and meta (may be NULL). */
-int e2w_hf_config_read(const char *path, E2__V1__LlamaConfig *cfg,
-                       e2w_hf_meta *meta, char *err, size_t errlen);
+int e2w_hf_config_read(const char *path, E2__V1__LlamaConfig *cfg, e2w_hf_meta *meta, char *err,
+                       size_t errlen);
 
 /* Writes dir/config.json atomically: a transformers-loadable
  * LlamaForCausalLM config (architectures, model_type "llama", hidden_act
@@ -100,8 +100,8 @@ int e2w_hf_config_read(const char *path, E2__V1__LlamaConfig *cfg,
  * (1e-05 stays 1e-05) and keeps a decimal point (10000.0, 4.0).
  * cfg must pass e2w_llama_config_check; meta may be NULL (no scaling,
  * float32, no source). dir may be meta->source's directory. */
-int e2w_hf_config_write(const char *dir, const E2__V1__LlamaConfig *cfg,
-                        const e2w_hf_meta *meta, char *err, size_t errlen);
+int e2w_hf_config_write(const char *dir, const E2__V1__LlamaConfig *cfg, const e2w_hf_meta *meta,
+                        char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -61,8 +61,8 @@ typedef enum {
 typedef struct {
     char name[E2W_LLAMA_NAME_MAX];
     e2w_llama_kind kind;
-    int layer;          /* block index; -1 for embed, norm, lm_head */
-    int ndim;           /* 1 or 2 */
+    int layer; /* block index; -1 for embed, norm, lm_head */
+    int ndim;  /* 1 or 2 */
     int64_t shape[2];
     uint64_t numel;
 } e2w_llama_tensor;
@@ -73,8 +73,7 @@ typedef struct {
  * rms_norm_eps, rope_theta, max_position_embeddings > 0 when set.
  * Errors name the field: "config: num_attention_heads (12) must divide
  * hidden_size (1000)". */
-int e2w_llama_config_check(const E2__V1__LlamaConfig *cfg, char *err,
-                           size_t errlen);
+int e2w_llama_config_check(const E2__V1__LlamaConfig *cfg, char *err, size_t errlen);
 
 /* KVH: num_key_value_heads, or H when unset or 0. */
 uint32_t e2w_llama_kv_heads(const E2__V1__LlamaConfig *cfg);
@@ -84,12 +83,10 @@ uint32_t e2w_llama_kv_heads(const E2__V1__LlamaConfig *cfg);
 size_t e2w_llama_tensor_count(const E2__V1__LlamaConfig *cfg);
 
 /* Entry i (0 <= i < count) of the table, in the order above. */
-void e2w_llama_tensor_at(const E2__V1__LlamaConfig *cfg, size_t i,
-                         e2w_llama_tensor *out);
+void e2w_llama_tensor_at(const E2__V1__LlamaConfig *cfg, size_t i, e2w_llama_tensor *out);
 
 /* Looks a name up in the table; returns the index, or -1. */
-long e2w_llama_tensor_find(const E2__V1__LlamaConfig *cfg, const char *name,
-                           e2w_llama_tensor *out);
+long e2w_llama_tensor_find(const E2__V1__LlamaConfig *cfg, const char *name, e2w_llama_tensor *out);
 
 /* Checks that a checkpoint holds exactly the Llama tensors of cfg with the
  * right shapes. Ignored: rotary_emb.inv_freq buffers (old checkpoints) and,
@@ -99,16 +96,16 @@ long e2w_llama_tensor_find(const E2__V1__LlamaConfig *cfg, const char *name,
  * name the tensor: "checkpoint /m: missing tensor model.norm.weight",
  * "... unexpected tensor model.layers.0.self_attn.q_proj.bias (not part of
  * a Llama model)". */
-int e2w_llama_check_ckpt(const e2w_st *st, const E2__V1__LlamaConfig *cfg,
-                         char *err, size_t errlen);
+int e2w_llama_check_ckpt(const e2w_st *st, const E2__V1__LlamaConfig *cfg, char *err,
+                         size_t errlen);
 
 /* Reads q, k, v of layer into the stacked weight dst ((H + 2 KVH) D, C). */
-int e2w_llama_read_qkv(const e2w_st *st, const E2__V1__LlamaConfig *cfg,
-                       int layer, float *dst, char *err, size_t errlen);
+int e2w_llama_read_qkv(const e2w_st *st, const E2__V1__LlamaConfig *cfg, int layer, float *dst,
+                       char *err, size_t errlen);
 
 /* Reads gate, up of layer into the stacked weight dst (2F, C). */
-int e2w_llama_read_gate_up(const e2w_st *st, const E2__V1__LlamaConfig *cfg,
-                           int layer, float *dst, char *err, size_t errlen);
+int e2w_llama_read_gate_up(const e2w_st *st, const E2__V1__LlamaConfig *cfg, int layer, float *dst,
+                           char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -35,7 +35,7 @@
 extern "C" {
 #endif
 
-#define E2W_ST_MAX_DIMS 8
+#define E2W_ST_MAX_DIMS   8
 #define E2W_ST_MAX_HEADER (100u * 1000u * 1000u) /* as the reference reader */
 
 typedef enum {
@@ -61,12 +61,12 @@ uint16_t e2w_f32_to_bf16(float f);
 /* ---- reading ---- */
 
 typedef struct {
-    const char *name;  /* tensor name, e.g. "model.norm.weight" */
+    const char *name; /* tensor name, e.g. "model.norm.weight" */
     e2w_dtype dtype;
-    int ndim;                         /* 0 (scalar) .. E2W_ST_MAX_DIMS */
-    int64_t shape[E2W_ST_MAX_DIMS];   /* row-major, last index fastest */
-    uint64_t numel;                   /* product of shape (1 for a scalar) */
-    const char *file;                 /* path of the file that holds it */
+    int ndim;                       /* 0 (scalar) .. E2W_ST_MAX_DIMS */
+    int64_t shape[E2W_ST_MAX_DIMS]; /* row-major, last index fastest */
+    uint64_t numel;                 /* product of shape (1 for a scalar) */
+    const char *file;               /* path of the file that holds it */
 } e2w_st_tensor_info;
 
 typedef struct e2w_st e2w_st;
@@ -93,24 +93,23 @@ const e2w_st_tensor_info *e2w_st_find(const e2w_st *st, const char *name);
  * [32000, 4096], expected [32000, 5120]". A NaN or Inf among the values is
  * an error naming the tensor and the element (dst is then partly
  * written). */
-int e2w_st_read_f32(const e2w_st *st, const char *name, int ndim,
-                    const int64_t *shape, float *dst, char *err,
-                    size_t errlen);
+int e2w_st_read_f32(const e2w_st *st, const char *name, int ndim, const int64_t *shape, float *dst,
+                    char *err, size_t errlen);
 
 /* *same = 1 when tensors a and b have the same shape and the same values
  * (as fp32, bit for bit; the stored dtypes may differ), else 0. Errors
  * only when one of them is missing. */
-int e2w_st_same_values(const e2w_st *st, const char *a, const char *b,
-                       int *same, char *err, size_t errlen);
+int e2w_st_same_values(const e2w_st *st, const char *a, const char *b, int *same, char *err,
+                       size_t errlen);
 
 /* ---- writing ---- */
 
 typedef struct {
     const char *name;
-    const float *data;               /* fp32 host array, numel elements */
+    const float *data; /* fp32 host array, numel elements */
     int ndim;
     int64_t shape[E2W_ST_MAX_DIMS];
-    e2w_dtype dtype;                 /* stored dtype: E2W_DT_F32 or E2W_DT_BF16 */
+    e2w_dtype dtype; /* stored dtype: E2W_DT_F32 or E2W_DT_BF16 */
 } e2w_st_out;
 
 /* Writes one safetensors file atomically (base.h: tmp + fsync + rename).
@@ -121,8 +120,7 @@ typedef struct {
  * gaps). Header keys appear in that same order, then
  * "__metadata__": {"format": "pt"} (transformers requires it).
  * Names must be unique and non-empty. */
-int e2w_st_write_file(const char *path, const e2w_st_out *t, size_t n,
-                      char *err, size_t errlen);
+int e2w_st_write_file(const char *path, const e2w_st_out *t, size_t n, char *err, size_t errlen);
 
 /* Writes a checkpoint into directory dir (created if missing).
  * max_shard_bytes == 0, or everything fits: one model.safetensors.
@@ -135,9 +133,8 @@ int e2w_st_write_file(const char *path, const e2w_st_out *t, size_t n,
  * index, shards of another count) are removed afterwards so readers cannot
  * pick up stale weights. One writer per directory at a time. *n_shards receives the shard count (1 for a
  * single file) when not NULL. */
-int e2w_st_write_dir(const char *dir, const e2w_st_out *t, size_t n,
-                     uint64_t max_shard_bytes, int *n_shards, char *err,
-                     size_t errlen);
+int e2w_st_write_dir(const char *dir, const e2w_st_out *t, size_t n, uint64_t max_shard_bytes,
+                     int *n_shards, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

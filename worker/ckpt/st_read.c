@@ -19,12 +19,12 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "safetensors data is little-endian; e2 reads it in place");
 
-#define E2W_INDEX_NAME "model.safetensors.index.json"
+#define E2W_INDEX_NAME  "model.safetensors.index.json"
 #define E2W_SINGLE_NAME "model.safetensors"
 
 typedef struct {
     char *path;
-    uint8_t *map;       /* whole file, read-only */
+    uint8_t *map; /* whole file, read-only */
     size_t size;
     const uint8_t *data; /* data section: map + 8 + header length */
     uint64_t data_len;
@@ -32,17 +32,17 @@ typedef struct {
 
 typedef struct {
     e2w_st_tensor_info info;
-    size_t file;        /* index into e2w_st.files */
-    uint64_t begin;     /* offsets within the data section */
+    size_t file;    /* index into e2w_st.files */
+    uint64_t begin; /* offsets within the data section */
     uint64_t end;
 } e2w__tensor;
 
 struct e2w_st {
     e2w__file *files;
     size_t nfiles;
-    e2w__tensor *t;     /* sorted by name */
+    e2w__tensor *t; /* sorted by name */
     size_t n;
-    char *path;         /* what e2w_st_open was given, for messages */
+    char *path; /* what e2w_st_open was given, for messages */
 };
 
 const char *e2w_dtype_name(e2w_dtype dt) {
@@ -54,7 +54,9 @@ const char *e2w_dtype_name(e2w_dtype dt) {
     return "?";
 }
 
-size_t e2w_dtype_size(e2w_dtype dt) { return dt == E2W_DT_F32 ? 4 : 2; }
+size_t e2w_dtype_size(e2w_dtype dt) {
+    return dt == E2W_DT_F32 ? 4 : 2;
+}
 
 float e2w_bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
@@ -113,24 +115,28 @@ static void e2w__fmt_shape(char *buf, size_t len, int ndim, const int64_t *shape
     size_t o = 0;
     o += (size_t)snprintf(buf + o, len - o, "[");
     for (int i = 0; i < ndim && o < len; i++)
-        o += (size_t)snprintf(buf + o, len - o, "%s%lld", i ? ", " : "",
-                              (long long)shape[i]);
+        o += (size_t)snprintf(buf + o, len - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
     if (o < len) snprintf(buf + o, len - o, "]");
 }
 
 static int e2w__dtype_parse(const char *s, e2w_dtype *dt) {
-    if (strcmp(s, "F32") == 0) *dt = E2W_DT_F32;
-    else if (strcmp(s, "BF16") == 0) *dt = E2W_DT_BF16;
-    else if (strcmp(s, "F16") == 0) *dt = E2W_DT_F16;
-    else return -1;
+    if (strcmp(s, "F32") == 0)
+        *dt = E2W_DT_F32;
+    else if (strcmp(s, "BF16") == 0)
+        *dt = E2W_DT_BF16;
+    else if (strcmp(s, "F16") == 0)
+        *dt = E2W_DT_F16;
+    else
+        return -1;
     return 0;
 }
 
 /* dtypes of the safetensors format that e2 knows but does not read. */
 static int e2w__dtype_known(const char *s) {
-    static const char *const known[] = {
-        "BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64", "F64",
-        "C64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4"};
+    static const char *const known[] = { "BOOL",    "U8",      "I8",      "I16",     "U16",
+                                         "I32",     "U32",     "I64",     "U64",     "F64",
+                                         "C64",     "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3",
+                                         "F6_E3M2", "F4" };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(s, known[i]) == 0) return 1;
     return 0;
@@ -145,8 +151,7 @@ static int64_t e2w__json_uint(const json_t *v) {
 
 /* ---- one file ---- */
 
-static int e2w__map_file(e2w__file *f, const char *path, char *err,
-                         size_t errlen) {
+static int e2w__map_file(e2w__file *f, const char *path, char *err, size_t errlen) {
     memset(f, 0, sizeof *f);
     f->path = malloc(strlen(path) + 1);
     if (f->path == NULL) return e2_errf(err, errlen, "%s: out of memory", path);
@@ -163,12 +168,12 @@ static int e2w__map_file(e2w__file *f, const char *path, char *err,
         close(fd);
         return e2_errf(err, errlen,
                        "%s: file is %zu bytes, too short for the 8-byte "
-                       "safetensors header length", path, f->size);
+                       "safetensors header length",
+                       path, f->size);
     }
     void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (m == MAP_FAILED)
-        return e2_errf(err, errlen, "mmap %s: %s", path, strerror(errno));
+    if (m == MAP_FAILED) return e2_errf(err, errlen, "mmap %s: %s", path, strerror(errno));
     f->map = m;
     uint64_t n;
     memcpy(&n, f->map, 8);
@@ -178,9 +183,10 @@ static int e2w__map_file(e2w__file *f, const char *path, char *err,
                        "file: truncated or not a safetensors file",
                        path);
     if (n > E2W_ST_MAX_HEADER)
-        return e2_errf(err, errlen, "%s: the header length exceeds the %u "
-                       "byte limit (not a safetensors file?)", path,
-                       E2W_ST_MAX_HEADER);
+        return e2_errf(err, errlen,
+                       "%s: the header length exceeds the %u "
+                       "byte limit (not a safetensors file?)",
+                       path, E2W_ST_MAX_HEADER);
     f->data = f->map + 8 + n;
     f->data_len = f->size - 8 - n;
     return 0;
@@ -204,48 +210,49 @@ static int e2w__cmp_name(const void *a, const void *b) {
 }
 
 /* Validates one tensor entry of file f's header into t. */
-static int e2w__parse_entry(const e2w__file *f, const char *name,
-                            json_t *v, e2w__tensor *t, char *err,
-                            size_t errlen) {
+static int e2w__parse_entry(const e2w__file *f, const char *name, json_t *v, e2w__tensor *t,
+                            char *err, size_t errlen) {
     const char *p = f->path;
-    if (name[0] == '\0')
-        return e2_errf(err, errlen, "%s: tensor with an empty name", p);
+    if (name[0] == '\0') return e2_errf(err, errlen, "%s: tensor with an empty name", p);
     if (!json_is_object(v))
-        return e2_errf(err, errlen, "%s: tensor %s: entry is not a JSON object",
-                       p, name);
+        return e2_errf(err, errlen, "%s: tensor %s: entry is not a JSON object", p, name);
     const char *key;
     json_t *x;
     json_object_foreach(v, key, x) {
-        if (strcmp(key, "dtype") && strcmp(key, "shape") &&
-            strcmp(key, "data_offsets"))
-            return e2_errf(err, errlen, "%s: tensor %s: unexpected field '%s' "
-                           "(expected dtype, shape, data_offsets)", p, name, key);
+        if (strcmp(key, "dtype") && strcmp(key, "shape") && strcmp(key, "data_offsets"))
+            return e2_errf(err, errlen,
+                           "%s: tensor %s: unexpected field '%s' "
+                           "(expected dtype, shape, data_offsets)",
+                           p, name, key);
     }
     json_t *dt = json_object_get(v, "dtype");
     json_t *sh = json_object_get(v, "shape");
     json_t *off = json_object_get(v, "data_offsets");
     if (!json_is_string(dt))
-        return e2_errf(err, errlen, "%s: tensor %s: missing or non-string dtype",
-                       p, name);
+        return e2_errf(err, errlen, "%s: tensor %s: missing or non-string dtype", p, name);
     const char *ds = json_string_value(dt);
     if (e2w__dtype_parse(ds, &t->info.dtype) < 0) {
         if (e2w__dtype_known(ds))
-            return e2_errf(err, errlen, "%s: tensor %s: dtype %s is not "
-                           "supported (e2 reads F32, BF16, F16)", p, name, ds);
-        return e2_errf(err, errlen, "%s: tensor %s: unknown dtype '%s'", p,
-                       name, ds);
+            return e2_errf(err, errlen,
+                           "%s: tensor %s: dtype %s is not "
+                           "supported (e2 reads F32, BF16, F16)",
+                           p, name, ds);
+        return e2_errf(err, errlen, "%s: tensor %s: unknown dtype '%s'", p, name, ds);
     }
     if (!json_is_array(sh) || json_array_size(sh) > E2W_ST_MAX_DIMS)
-        return e2_errf(err, errlen, "%s: tensor %s: shape must be an array of "
-                       "at most %d non-negative integers", p, name,
-                       E2W_ST_MAX_DIMS);
+        return e2_errf(err, errlen,
+                       "%s: tensor %s: shape must be an array of "
+                       "at most %d non-negative integers",
+                       p, name, E2W_ST_MAX_DIMS);
     t->info.ndim = (int)json_array_size(sh);
     uint64_t numel = 1;
     for (int i = 0; i < t->info.ndim; i++) {
         int64_t d = e2w__json_uint(json_array_get(sh, (size_t)i));
         if (d < 0)
-            return e2_errf(err, errlen, "%s: tensor %s: shape[%d] is not a "
-                           "non-negative integer", p, name, i);
+            return e2_errf(err, errlen,
+                           "%s: tensor %s: shape[%d] is not a "
+                           "non-negative integer",
+                           p, name, i);
         t->info.shape[i] = d;
         if (d != 0 && numel > UINT64_MAX / (uint64_t)d / 4)
             return e2_errf(err, errlen, "%s: tensor %s: shape overflows", p, name);
@@ -253,25 +260,30 @@ static int e2w__parse_entry(const e2w__file *f, const char *name,
     }
     t->info.numel = numel;
     if (!json_is_array(off) || json_array_size(off) != 2)
-        return e2_errf(err, errlen, "%s: tensor %s: data_offsets must be "
-                       "[begin, end]", p, name);
+        return e2_errf(err, errlen,
+                       "%s: tensor %s: data_offsets must be "
+                       "[begin, end]",
+                       p, name);
     int64_t b = e2w__json_uint(json_array_get(off, 0));
     int64_t e = e2w__json_uint(json_array_get(off, 1));
     if (b < 0 || e < 0 || b > e)
-        return e2_errf(err, errlen, "%s: tensor %s: data_offsets must be "
-                       "non-negative integers with begin <= end", p, name);
+        return e2_errf(err, errlen,
+                       "%s: tensor %s: data_offsets must be "
+                       "non-negative integers with begin <= end",
+                       p, name);
     if ((uint64_t)e > f->data_len)
-        return e2_errf(err, errlen, "%s: tensor %s: data_offsets [%lld, %lld] "
-                       "run past the data section (%llu bytes)", p, name,
-                       (long long)b, (long long)e,
-                       (unsigned long long)f->data_len);
+        return e2_errf(err, errlen,
+                       "%s: tensor %s: data_offsets [%lld, %lld] "
+                       "run past the data section (%llu bytes)",
+                       p, name, (long long)b, (long long)e, (unsigned long long)f->data_len);
     uint64_t want = numel * e2w_dtype_size(t->info.dtype);
     if ((uint64_t)(e - b) != want) {
         char s[160];
         e2w__fmt_shape(s, sizeof s, t->info.ndim, t->info.shape);
-        return e2_errf(err, errlen, "%s: tensor %s: shape %s of %s needs %llu "
-                       "bytes but data_offsets span %lld", p, name, s, ds,
-                       (unsigned long long)want, (long long)(e - b));
+        return e2_errf(err, errlen,
+                       "%s: tensor %s: shape %s of %s needs %llu "
+                       "bytes but data_offsets span %lld",
+                       p, name, s, ds, (unsigned long long)want, (long long)(e - b));
     }
     t->begin = (uint64_t)b;
     t->end = (uint64_t)e;
@@ -283,27 +295,28 @@ static int e2w__parse_entry(const e2w__file *f, const char *name,
 
 /* The tensors of one file must tile its data section: sorted by offset,
  * each starts where the previous ended, the last ends at the section end. */
-static int e2w__check_tiling(const e2w__file *f, e2w__tensor *t, size_t n,
-                             char *err, size_t errlen) {
+static int e2w__check_tiling(const e2w__file *f, e2w__tensor *t, size_t n, char *err,
+                             size_t errlen) {
     qsort(t, n, sizeof *t, e2w__cmp_begin);
     uint64_t at = 0;
     for (size_t i = 0; i < n; i++) {
         if (t[i].begin < at)
-            return e2_errf(err, errlen, "%s: tensors %s and %s overlap "
+            return e2_errf(err, errlen,
+                           "%s: tensors %s and %s overlap "
                            "(data_offsets [%llu, %llu] and [%llu, %llu])",
                            f->path, t[i - 1].info.name, t[i].info.name,
-                           (unsigned long long)t[i - 1].begin,
-                           (unsigned long long)t[i - 1].end,
-                           (unsigned long long)t[i].begin,
-                           (unsigned long long)t[i].end);
+                           (unsigned long long)t[i - 1].begin, (unsigned long long)t[i - 1].end,
+                           (unsigned long long)t[i].begin, (unsigned long long)t[i].end);
         if (t[i].begin > at)
-            return e2_errf(err, errlen, "%s: %llu unused bytes before tensor %s "
-                           "(data_offsets must be contiguous)", f->path,
-                           (unsigned long long)(t[i].begin - at), t[i].info.name);
+            return e2_errf(err, errlen,
+                           "%s: %llu unused bytes before tensor %s "
+                           "(data_offsets must be contiguous)",
+                           f->path, (unsigned long long)(t[i].begin - at), t[i].info.name);
         at = t[i].end;
     }
     if (at != f->data_len)
-        return e2_errf(err, errlen, "%s: %llu bytes after the last tensor "
+        return e2_errf(err, errlen,
+                       "%s: %llu bytes after the last tensor "
                        "(data section is %llu bytes, tensors cover %llu)",
                        f->path, (unsigned long long)(f->data_len - at),
                        (unsigned long long)f->data_len, (unsigned long long)at);
@@ -320,11 +333,12 @@ static int e2w__parse_file(e2w_st *st, size_t fi, char *err, size_t errlen) {
     const e2w__file *f = &st->files[fi];
     uint64_t hlen = (uint64_t)(f->data - f->map) - 8;
     json_error_t je;
-    json_t *root = json_loadb((const char *)f->map + 8, (size_t)hlen,
-                              JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb((const char *)f->map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL)
-        return e2_errf(err, errlen, "%s: header is not valid JSON (header "
-                       "byte %d)", f->path, je.position);
+        return e2_errf(err, errlen,
+                       "%s: header is not valid JSON (header "
+                       "byte %d)",
+                       f->path, je.position);
     if (!json_is_object(root)) {
         json_decref(root);
         return e2_errf(err, errlen, "%s: header is not a JSON object", f->path);
@@ -341,13 +355,17 @@ static int e2w__parse_file(e2w_st *st, size_t fi, char *err, size_t errlen) {
             const char *mk;
             json_t *mv;
             if (!json_is_object(v))
-                rc = e2_errf(err, errlen, "%s: __metadata__ is not a JSON "
-                             "object", f->path);
+                rc = e2_errf(err, errlen,
+                             "%s: __metadata__ is not a JSON "
+                             "object",
+                             f->path);
             else
                 json_object_foreach(v, mk, mv) {
                     if (rc == 0 && !json_is_string(mv))
-                        rc = e2_errf(err, errlen, "%s: __metadata__.%s is not "
-                                     "a string", f->path, mk);
+                        rc = e2_errf(err, errlen,
+                                     "%s: __metadata__.%s is not "
+                                     "a string",
+                                     f->path, mk);
                 }
             continue;
         }
@@ -373,8 +391,7 @@ static int e2w__parse_file(e2w_st *st, size_t fi, char *err, size_t errlen) {
     return rc;
 }
 
-static int e2w__add_file(e2w_st *st, const char *path, char *err,
-                         size_t errlen) {
+static int e2w__add_file(e2w_st *st, const char *path, char *err, size_t errlen) {
     e2w__file *fs = realloc(st->files, (st->nfiles + 1) * sizeof *fs);
     if (fs == NULL) return e2_errf(err, errlen, "%s: out of memory", path);
     st->files = fs;
@@ -396,8 +413,7 @@ void e2w_st_close(e2w_st *st) {
 /* A shard name from weight_map must be a plain file in the checkpoint
  * directory: no path separators, not "." or "..". */
 static int e2w__plain_name(const char *s) {
-    return s[0] != '\0' && strchr(s, '/') == NULL && strcmp(s, ".") != 0 &&
-           strcmp(s, "..") != 0;
+    return s[0] != '\0' && strchr(s, '/') == NULL && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 }
 
 static int e2w__ends_with(const char *s, const char *suffix) {
@@ -417,18 +433,17 @@ static const char *e2w__file_base(const e2w_st *st, size_t k) {
 }
 
 /* Opens every shard named by the index and cross-checks the weight_map. */
-static int e2w__open_index(e2w_st *st, const char *dir, const char *index,
-                           char *err, size_t errlen) {
+static int e2w__open_index(e2w_st *st, const char *dir, const char *index, char *err,
+                           size_t errlen) {
     char *text;
     size_t len;
-    if (e2_read_file(index, E2W_ST_MAX_HEADER, &text, &len, err, errlen) < 0)
-        return E2_ERR;
+    if (e2_read_file(index, E2W_ST_MAX_HEADER, &text, &len, err, errlen) < 0) return E2_ERR;
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);
     if (root == NULL)
-        return e2_errf(err, errlen, "%s: not valid JSON (line %d, column %d)",
-                       index, je.line, je.column);
+        return e2_errf(err, errlen, "%s: not valid JSON (line %d, column %d)", index, je.line,
+                       je.column);
     int rc = 0;
     json_t *wm = json_object_get(root, "weight_map");
     json_t *md = json_object_get(root, "metadata");
@@ -441,15 +456,15 @@ static int e2w__open_index(e2w_st *st, const char *dir, const char *index,
     if (rc == 0) {
         json_object_foreach(wm, name, v) {
             if (!json_is_string(v) || !e2w__plain_name(json_string_value(v))) {
-                rc = e2_errf(err, errlen, "%s: weight_map[\"%s\"] must be the "
+                rc = e2_errf(err, errlen,
+                             "%s: weight_map[\"%s\"] must be the "
                              "file name of a shard in the same directory",
                              index, name);
                 break;
             }
             const char *shard = json_string_value(v);
             size_t k = 0;
-            while (k < st->nfiles && strcmp(e2w__file_base(st, k), shard) != 0)
-                k++;
+            while (k < st->nfiles && strcmp(e2w__file_base(st, k), shard) != 0) k++;
             if (k < st->nfiles) continue;
             char *path = e2w__join(dir, shard);
             if (path == NULL) {
@@ -466,24 +481,26 @@ static int e2w__open_index(e2w_st *st, const char *dir, const char *index,
         json_t *want = json_object_get(wm, st->t[i].info.name);
         const char *shard = e2w__file_base(st, st->t[i].file);
         if (i > 0 && strcmp(st->t[i - 1].info.name, st->t[i].info.name) == 0)
-            rc = e2_errf(err, errlen, "%s: tensor %s is in both %s and %s",
-                         index, st->t[i].info.name,
-                         e2w__file_base(st, st->t[i - 1].file), shard);
+            rc = e2_errf(err, errlen, "%s: tensor %s is in both %s and %s", index,
+                         st->t[i].info.name, e2w__file_base(st, st->t[i - 1].file), shard);
         else if (want == NULL)
-            rc = e2_errf(err, errlen, "%s: shard %s holds tensor %s, which "
-                         "weight_map does not list", index, shard,
-                         st->t[i].info.name);
+            rc = e2_errf(err, errlen,
+                         "%s: shard %s holds tensor %s, which "
+                         "weight_map does not list",
+                         index, shard, st->t[i].info.name);
         else if (strcmp(json_string_value(want), shard) != 0)
-            rc = e2_errf(err, errlen, "%s: tensor %s is in %s but weight_map "
-                         "says %s", index, st->t[i].info.name, shard,
-                         json_string_value(want));
+            rc = e2_errf(err, errlen,
+                         "%s: tensor %s is in %s but weight_map "
+                         "says %s",
+                         index, st->t[i].info.name, shard, json_string_value(want));
     }
     if (rc == 0) {
         json_object_foreach(wm, name, v) {
             if (e2w_st_find(st, name) == NULL) {
-                rc = e2_errf(err, errlen, "%s: weight_map lists tensor %s in %s, "
-                             "but that shard has no such tensor", index, name,
-                             json_string_value(v));
+                rc = e2_errf(err, errlen,
+                             "%s: weight_map lists tensor %s in %s, "
+                             "but that shard has no such tensor",
+                             index, name, json_string_value(v));
                 break;
             }
         }
@@ -510,8 +527,10 @@ int e2w_st_open(e2w_st **out, const char *path, char *err, size_t errlen) {
         if (dir == NULL)
             rc = e2_errf(err, errlen, "%s: out of memory", path);
         else {
-            if (k > 1) dir[k - 1] = '\0'; /* "/x.json" keeps "/" */
-            else if (k == 1) dir[1] = '\0';
+            if (k > 1)
+                dir[k - 1] = '\0'; /* "/x.json" keeps "/" */
+            else if (k == 1)
+                dir[1] = '\0';
             rc = e2w__open_index(st, dir, path, err, errlen);
         }
         free(dir);
@@ -529,8 +548,8 @@ int e2w_st_open(e2w_st **out, const char *path, char *err, size_t errlen) {
         } else if (access(index, F_OK) == 0)
             rc = e2w__open_index(st, path, index, err, errlen);
         else
-            rc = e2_errf(err, errlen, "%s: no %s or %s in this directory", path,
-                         E2W_SINGLE_NAME, E2W_INDEX_NAME);
+            rc = e2_errf(err, errlen, "%s: no %s or %s in this directory", path, E2W_SINGLE_NAME,
+                         E2W_INDEX_NAME);
         free(index);
         free(single);
     }
@@ -542,7 +561,9 @@ int e2w_st_open(e2w_st **out, const char *path, char *err, size_t errlen) {
     return 0;
 }
 
-size_t e2w_st_count(const e2w_st *st) { return st->n; }
+size_t e2w_st_count(const e2w_st *st) {
+    return st->n;
+}
 
 const e2w_st_tensor_info *e2w_st_tensor(const e2w_st *st, size_t i) {
     return i < st->n ? &st->t[i].info : NULL;
@@ -554,8 +575,10 @@ static const e2w__tensor *e2w__find(const e2w_st *st, const char *name) {
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(st->t[mid].info.name, name);
         if (c == 0) return &st->t[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -565,28 +588,24 @@ const e2w_st_tensor_info *e2w_st_find(const e2w_st *st, const char *name) {
     return t ? &t->info : NULL;
 }
 
-int e2w_st_read_f32(const e2w_st *st, const char *name, int ndim,
-                    const int64_t *shape, float *dst, char *err,
-                    size_t errlen) {
+int e2w_st_read_f32(const e2w_st *st, const char *name, int ndim, const int64_t *shape, float *dst,
+                    char *err, size_t errlen) {
     const e2w__tensor *t = e2w__find(st, name);
-    if (t == NULL)
-        return e2_errf(err, errlen, "%s: no tensor named %s", st->path, name);
+    if (t == NULL) return e2_errf(err, errlen, "%s: no tensor named %s", st->path, name);
     int same = t->info.ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->info.shape[i] == shape[i];
     if (!same) {
         char got[160], want[160];
         e2w__fmt_shape(got, sizeof got, t->info.ndim, t->info.shape);
         e2w__fmt_shape(want, sizeof want, ndim, shape);
-        return e2_errf(err, errlen, "%s: tensor %s has shape %s, expected %s",
-                       t->info.file, name, got, want);
+        return e2_errf(err, errlen, "%s: tensor %s has shape %s, expected %s", t->info.file, name,
+                       got, want);
     }
     const uint8_t *src = st->files[t->file].data + t->begin;
     uint64_t n = t->info.numel;
     if (n == 0) return 0;
     switch (t->info.dtype) {
-    case E2W_DT_F32:
-        memcpy(dst, src, n * 4);
-        break;
+    case E2W_DT_F32: memcpy(dst, src, n * 4); break;
     case E2W_DT_BF16:
         for (uint64_t i = 0; i < n; i++) {
             uint16_t h;
@@ -608,9 +627,11 @@ int e2w_st_read_f32(const e2w_st *st, const char *name, int ndim,
         uint32_t bits;
         memcpy(&bits, dst + i, 4);
         if ((bits & 0x7f800000u) == 0x7f800000u)
-            return e2_errf(err, errlen, "%s: tensor %s holds a non-finite value "
+            return e2_errf(err, errlen,
+                           "%s: tensor %s holds a non-finite value "
                            "(%s at element %llu): the weights are corrupt or "
-                           "diverged", t->info.file, name,
+                           "diverged",
+                           t->info.file, name,
                            (bits & 0x007fffffu) ? "NaN"
                            : (bits >> 31)       ? "-Inf"
                                                 : "Inf",
@@ -625,26 +646,19 @@ static float e2w__elem(const e2w_st *st, const e2w__tensor *t, uint64_t i) {
     uint16_t h;
     float f;
     switch (t->info.dtype) {
-    case E2W_DT_BF16:
-        memcpy(&h, src + 2 * i, 2);
-        return e2w_bf16_to_f32(h);
-    case E2W_DT_F16:
-        memcpy(&h, src + 2 * i, 2);
-        return e2w_f16_to_f32(h);
+    case E2W_DT_BF16: memcpy(&h, src + 2 * i, 2); return e2w_bf16_to_f32(h);
+    case E2W_DT_F16: memcpy(&h, src + 2 * i, 2); return e2w_f16_to_f32(h);
     case E2W_DT_F32:
-    default:
-        memcpy(&f, src + 4 * i, 4);
-        return f;
+    default: memcpy(&f, src + 4 * i, 4); return f;
     }
 }
 
-int e2w_st_same_values(const e2w_st *st, const char *a, const char *b,
-                       int *same, char *err, size_t errlen) {
+int e2w_st_same_values(const e2w_st *st, const char *a, const char *b, int *same, char *err,
+                       size_t errlen) {
     const e2w__tensor *ta = e2w__find(st, a), *tb = e2w__find(st, b);
     *same = 0;
     if (ta == NULL || tb == NULL)
-        return e2_errf(err, errlen, "%s: no tensor named %s", st->path,
-                       ta == NULL ? a : b);
+        return e2_errf(err, errlen, "%s: no tensor named %s", st->path, ta == NULL ? a : b);
     if (ta->info.ndim != tb->info.ndim) return 0;
     for (int d = 0; d < ta->info.ndim; d++)
         if (ta->info.shape[d] != tb->info.shape[d]) return 0;

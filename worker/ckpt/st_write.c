@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define E2W_INDEX_NAME "model.safetensors.index.json"
+#define E2W_INDEX_NAME  "model.safetensors.index.json"
 #define E2W_SINGLE_NAME "model.safetensors"
 
 static uint64_t e2w__numel(const e2w_st_out *t) {
@@ -33,23 +33,28 @@ static int e2w__cmp_str(const void *a, const void *b) {
 
 /* Checks the caller's tensor list: names unique and non-empty, dtypes
  * writable, shapes valid, data present. */
-static int e2w__check_out(const char *path, const e2w_st_out *t, size_t n,
-                          char *err, size_t errlen) {
+static int e2w__check_out(const char *path, const e2w_st_out *t, size_t n, char *err,
+                          size_t errlen) {
     for (size_t i = 0; i < n; i++) {
         const char *nm = t[i].name;
         if (nm == NULL || nm[0] == '\0' || strcmp(nm, "__metadata__") == 0)
-            return e2_errf(err, errlen, "%s: tensor %zu has an empty or "
-                           "reserved name", path, i);
+            return e2_errf(err, errlen,
+                           "%s: tensor %zu has an empty or "
+                           "reserved name",
+                           path, i);
         if (t[i].dtype != E2W_DT_F32 && t[i].dtype != E2W_DT_BF16)
-            return e2_errf(err, errlen, "%s: tensor %s: e2 writes F32 or BF16, "
-                           "not %s", path, nm, e2w_dtype_name(t[i].dtype));
+            return e2_errf(err, errlen,
+                           "%s: tensor %s: e2 writes F32 or BF16, "
+                           "not %s",
+                           path, nm, e2w_dtype_name(t[i].dtype));
         if (t[i].ndim < 0 || t[i].ndim > E2W_ST_MAX_DIMS)
-            return e2_errf(err, errlen, "%s: tensor %s: ndim %d out of range "
-                           "0..%d", path, nm, t[i].ndim, E2W_ST_MAX_DIMS);
+            return e2_errf(err, errlen,
+                           "%s: tensor %s: ndim %d out of range "
+                           "0..%d",
+                           path, nm, t[i].ndim, E2W_ST_MAX_DIMS);
         for (int d = 0; d < t[i].ndim; d++)
             if (t[i].shape[d] < 0)
-                return e2_errf(err, errlen, "%s: tensor %s: negative shape[%d]",
-                               path, nm, d);
+                return e2_errf(err, errlen, "%s: tensor %s: negative shape[%d]", path, nm, d);
         if (t[i].data == NULL && e2w__numel(&t[i]) > 0)
             return e2_errf(err, errlen, "%s: tensor %s: no data", path, nm);
     }
@@ -60,19 +65,16 @@ static int e2w__check_out(const char *path, const e2w_st_out *t, size_t n,
     int rc = 0;
     for (size_t i = 1; i < n && rc == 0; i++)
         if (strcmp(names[i - 1], names[i]) == 0)
-            rc = e2_errf(err, errlen, "%s: tensor name %s given twice", path,
-                         names[i]);
+            rc = e2_errf(err, errlen, "%s: tensor name %s given twice", path, names[i]);
     free(names);
     return rc;
 }
 
 /* Streams one tensor's data in its stored dtype. */
-static int e2w__write_data(e2_afile *f, const e2w_st_out *t, char *err,
-                           size_t errlen) {
+static int e2w__write_data(e2_afile *f, const e2w_st_out *t, char *err, size_t errlen) {
     uint64_t n = e2w__numel(t);
     if (n == 0) return 0;
-    if (t->dtype == E2W_DT_F32)
-        return e2_afile_write(f, t->data, n * 4, err, errlen);
+    if (t->dtype == E2W_DT_F32) return e2_afile_write(f, t->data, n * 4, err, errlen);
     enum { CHUNK = 1 << 15 };
     uint16_t buf[CHUNK];
     for (uint64_t i = 0; i < n; i += CHUNK) {
@@ -83,8 +85,7 @@ static int e2w__write_data(e2_afile *f, const e2w_st_out *t, char *err,
     return 0;
 }
 
-int e2w_st_write_file(const char *path, const e2w_st_out *t, size_t n,
-                      char *err, size_t errlen) {
+int e2w_st_write_file(const char *path, const e2w_st_out *t, size_t n, char *err, size_t errlen) {
     if (e2w__check_out(path, t, n, err, errlen) < 0) return E2_ERR;
     /* Storage order: 4-byte tensors, then 2-byte ones, each in caller order. */
     size_t *order = malloc((n ? n : 1) * sizeof *order);
@@ -102,13 +103,12 @@ int e2w_st_write_file(const char *path, const e2w_st_out *t, size_t n,
     for (size_t j = 0; j < n; j++) {
         const e2w_st_out *x = &t[order[j]];
         json_t *shape = json_array();
-        for (int d = 0; d < x->ndim; d++)
-            json_array_append_new(shape, json_integer(x->shape[d]));
+        for (int d = 0; d < x->ndim; d++) json_array_append_new(shape, json_integer(x->shape[d]));
         uint64_t end = off + e2w__nbytes(x);
         json_object_set_new(root, x->name,
-            json_pack("{s:s, s:o, s:[I, I]}", "dtype", e2w_dtype_name(x->dtype),
-                      "shape", shape, "data_offsets", (json_int_t)off,
-                      (json_int_t)end));
+                            json_pack("{s:s, s:o, s:[I, I]}", "dtype", e2w_dtype_name(x->dtype),
+                                      "shape", shape, "data_offsets", (json_int_t)off,
+                                      (json_int_t)end));
         off = end;
     }
     json_object_set_new(root, "__metadata__", json_pack("{s:s}", "format", "pt"));
@@ -126,8 +126,7 @@ int e2w_st_write_file(const char *path, const e2w_st_out *t, size_t n,
     if (rc == 0) rc = e2_afile_write(&f, &hlen_padded, 8, err, errlen);
     if (rc == 0) rc = e2_afile_write(&f, hdr, hlen, err, errlen);
     if (rc == 0) rc = e2_afile_write(&f, "        ", pad, err, errlen);
-    for (size_t j = 0; j < n && rc == 0; j++)
-        rc = e2w__write_data(&f, &t[order[j]], err, errlen);
+    for (size_t j = 0; j < n && rc == 0; j++) rc = e2w__write_data(&f, &t[order[j]], err, errlen);
     free(hdr);
     free(order);
     if (rc < 0) {
@@ -145,8 +144,7 @@ static void e2w__shard_name(char *buf, size_t len, int i, int n) {
 /* Total shard count of a file named like a shard, else 0. */
 static int e2w__shard_total(const char *name) {
     int i, n, used = 0;
-    if (strlen(name) != 32 ||
-        sscanf(name, "model-%5d-of-%5d.safetensors%n", &i, &n, &used) != 2 ||
+    if (strlen(name) != 32 || sscanf(name, "model-%5d-of-%5d.safetensors%n", &i, &n, &used) != 2 ||
         used != 32)
         return 0;
     return n;
@@ -154,11 +152,9 @@ static int e2w__shard_total(const char *name) {
 
 /* Removes files of another layout than the one just written (n_shards == 1:
  * a single file; otherwise n_shards shards and the index). */
-static int e2w__remove_stale(const char *dir, int n_shards, char *err,
-                             size_t errlen) {
+static int e2w__remove_stale(const char *dir, int n_shards, char *err, size_t errlen) {
     DIR *d = opendir(dir);
-    if (d == NULL)
-        return e2_errf(err, errlen, "opendir %s: %s", dir, strerror(errno));
+    if (d == NULL) return e2_errf(err, errlen, "opendir %s: %s", dir, strerror(errno));
     struct dirent *de;
     int rc = 0;
     char path[4096];
@@ -171,8 +167,7 @@ static int e2w__remove_stale(const char *dir, int n_shards, char *err,
         if (!stale) continue;
         snprintf(path, sizeof path, "%s/%s", dir, nm);
         if (unlink(path) != 0)
-            rc = e2_errf(err, errlen, "remove stale %s: %s", path,
-                         strerror(errno));
+            rc = e2_errf(err, errlen, "remove stale %s: %s", path, strerror(errno));
     }
     closedir(d);
     return rc;
@@ -189,9 +184,8 @@ static int e2w__cmp_entry(const void *a, const void *b) {
 
 /* transformers' index: {"metadata": {"total_size": N}, "weight_map": {...}}
  * with weight_map keys sorted by name. */
-static int e2w__write_index(const char *dir, const e2w_st_out *t, size_t n,
-                            const int *shard_of, int n_shards, char *err,
-                            size_t errlen) {
+static int e2w__write_index(const char *dir, const e2w_st_out *t, size_t n, const int *shard_of,
+                            int n_shards, char *err, size_t errlen) {
     e2w__entry *e = malloc((n ? n : 1) * sizeof *e);
     json_t *wm = json_object();
     int rc = 0;
@@ -202,7 +196,7 @@ static int e2w__write_index(const char *dir, const e2w_st_out *t, size_t n,
     }
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        e[i] = (e2w__entry){t[i].name, shard_of[i] + 1};
+        e[i] = (e2w__entry){ t[i].name, shard_of[i] + 1 };
         total += e2w__nbytes(&t[i]);
     }
     qsort(e, n, sizeof *e, e2w__cmp_entry);
@@ -211,8 +205,8 @@ static int e2w__write_index(const char *dir, const e2w_st_out *t, size_t n,
         e2w__shard_name(shard, sizeof shard, e[i].shard, n_shards);
         json_object_set_new(wm, e[i].name, json_string(shard));
     }
-    json_t *root = json_pack("{s:{s:I}, s:O}", "metadata", "total_size",
-                             (json_int_t)total, "weight_map", wm);
+    json_t *root =
+        json_pack("{s:{s:I}, s:O}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
     char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
     json_decref(root);
     if (text == NULL) rc = e2_errf(err, errlen, "%s: cannot encode index", dir);
@@ -229,18 +223,15 @@ static int e2w__write_index(const char *dir, const e2w_st_out *t, size_t n,
     return rc;
 }
 
-int e2w_st_write_dir(const char *dir, const e2w_st_out *t, size_t n,
-                     uint64_t max_shard_bytes, int *n_shards, char *err,
-                     size_t errlen) {
+int e2w_st_write_dir(const char *dir, const e2w_st_out *t, size_t n, uint64_t max_shard_bytes,
+                     int *n_shards, char *err, size_t errlen) {
     if (e2_mkdir_p(dir, 0755, err, errlen) < 0) return E2_ERR;
     if (e2w__check_out(dir, t, n, err, errlen) < 0) return E2_ERR;
-    if (strlen(dir) > 4000)
-        return e2_errf(err, errlen, "%s: directory path too long", dir);
+    if (strlen(dir) > 4000) return e2_errf(err, errlen, "%s: directory path too long", dir);
     int *shard_of = malloc((n ? n : 1) * sizeof *shard_of);
     e2w_st_out *part = malloc((n ? n : 1) * sizeof *part);
     int rc = 0;
-    if (shard_of == NULL || part == NULL)
-        rc = e2_errf(err, errlen, "%s: out of memory", dir);
+    if (shard_of == NULL || part == NULL) rc = e2_errf(err, errlen, "%s: out of memory", dir);
     /* Greedy packing in caller order. */
     int ns = 1;
     uint64_t cur = 0;
@@ -266,8 +257,7 @@ int e2w_st_write_dir(const char *dir, const e2w_st_out *t, size_t n,
         snprintf(path, sizeof path, "%s/%s", dir, name);
         rc = e2w_st_write_file(path, part, k, err, errlen);
     }
-    if (rc == 0 && ns > 1)
-        rc = e2w__write_index(dir, t, n, shard_of, ns, err, errlen);
+    if (rc == 0 && ns > 1) rc = e2w__write_index(dir, t, n, shard_of, ns, err, errlen);
     if (rc == 0) rc = e2w__remove_stale(dir, ns, err, errlen);
     if (rc == 0) rc = e2_fsync_dir(dir, err, errlen);
     free(shard_of);

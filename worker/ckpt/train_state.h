@@ -51,15 +51,13 @@ void e2w_ts_writer_free(e2w_ts_writer *w);
 /* Adds blob `name` of count elements of type. The data is NOT copied (AdamW
  * moments can be gigabytes): it must stay valid until e2w_ts_write.
  * Names are unique, 1..255 bytes. */
-int e2w_ts_put(e2w_ts_writer *w, const char *name, e2w_ts_type type,
-               const void *data, uint64_t count, char *err, size_t errlen);
+int e2w_ts_put(e2w_ts_writer *w, const char *name, e2w_ts_type type, const void *data,
+               uint64_t count, char *err, size_t errlen);
 /* Adds a single u64 (step, data cursor, ...); the value is copied. */
-int e2w_ts_put_u64(e2w_ts_writer *w, const char *name, uint64_t value,
-                   char *err, size_t errlen);
+int e2w_ts_put_u64(e2w_ts_writer *w, const char *name, uint64_t value, char *err, size_t errlen);
 
 /* Writes every blob put so far to path, atomically. */
-int e2w_ts_write(const e2w_ts_writer *w, const char *path, char *err,
-                 size_t errlen);
+int e2w_ts_write(const e2w_ts_writer *w, const char *path, char *err, size_t errlen);
 
 /* ---- reading ---- */
 
@@ -72,20 +70,18 @@ void e2w_ts_close(e2w_ts *ts);
 
 size_t e2w_ts_count(const e2w_ts *ts);
 /* Entry i in file order; returns its name. */
-const char *e2w_ts_entry(const e2w_ts *ts, size_t i, e2w_ts_type *type,
-                         uint64_t *count);
+const char *e2w_ts_entry(const e2w_ts *ts, size_t i, e2w_ts_type *type, uint64_t *count);
 
 /* Blob `name` in place: *data (valid until close, 8-byte aligned) and its
  * element count. Fails naming the blob when absent or of another type. */
-int e2w_ts_get(const e2w_ts *ts, const char *name, e2w_ts_type type,
-               const void **data, uint64_t *count, char *err, size_t errlen);
+int e2w_ts_get(const e2w_ts *ts, const char *name, e2w_ts_type type, const void **data,
+               uint64_t *count, char *err, size_t errlen);
 /* Copies blob `name` into dst, which holds exactly count elements; a
  * different stored count is an error naming both. */
-int e2w_ts_read(const e2w_ts *ts, const char *name, e2w_ts_type type,
-                void *dst, uint64_t count, char *err, size_t errlen);
+int e2w_ts_read(const e2w_ts *ts, const char *name, e2w_ts_type type, void *dst, uint64_t count,
+                char *err, size_t errlen);
 /* A u64 blob of exactly one element. */
-int e2w_ts_get_u64(const e2w_ts *ts, const char *name, uint64_t *value,
-                   char *err, size_t errlen);
+int e2w_ts_get_u64(const e2w_ts *ts, const char *name, uint64_t *value, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -24,9 +24,8 @@ int cli_resolve_spec(const char *path, char **sets, int n_sets, const char *mode
                      E2__V1__JobSpec **out, char *err, size_t errlen);
 
 /* Parses a whole decimal/real argument of option opt; -1 with err set. */
-int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out,
-                   char *err, size_t errlen);
-int cli_parse_double(const char *opt, const char *s, double *out, char *err,
-                     size_t errlen);
+int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out, char *err,
+                   size_t errlen);
+int cli_parse_double(const char *opt, const char *s, double *out, char *err, size_t errlen);
 
 #endif

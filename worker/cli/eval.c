@@ -18,7 +18,8 @@
 #include "model.h"
 #include "spec.h"
 
-#define EVAL_USAGE "usage: e2worker eval SPEC.json --model DIR [--set path=value ...] [--out FILE.json]"
+#define EVAL_USAGE \
+    "usage: e2worker eval SPEC.json --model DIR [--set path=value ...] [--out FILE.json]"
 
 /* Writes text to path atomically. */
 static int eval_write(const char *path, char *text, char *err, size_t errlen) {
@@ -54,16 +55,23 @@ int cli_eval(int argc, char **argv, char *err, size_t errlen) {
     }
     for (int i = 0; i < argc; i++) {
         if ((strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "--model") == 0 ||
-             strcmp(argv[i], "--out") == 0) && i + 1 >= argc) {
+             strcmp(argv[i], "--out") == 0) &&
+            i + 1 >= argc) {
             e2_errf(err, errlen, "eval: %s needs a value (" EVAL_USAGE ")", argv[i]);
             goto done;
         }
-        if (strcmp(argv[i], "--set") == 0) sets[n_sets++] = argv[++i];
-        else if (strncmp(argv[i], "--set=", 6) == 0) sets[n_sets++] = argv[i] + 6;
-        else if (strcmp(argv[i], "--model") == 0) model_arg = argv[++i];
-        else if (strncmp(argv[i], "--model=", 8) == 0) model_arg = argv[i] + 8;
-        else if (strcmp(argv[i], "--out") == 0) out = argv[++i];
-        else if (strncmp(argv[i], "--out=", 6) == 0) out = argv[i] + 6;
+        if (strcmp(argv[i], "--set") == 0)
+            sets[n_sets++] = argv[++i];
+        else if (strncmp(argv[i], "--set=", 6) == 0)
+            sets[n_sets++] = argv[i] + 6;
+        else if (strcmp(argv[i], "--model") == 0)
+            model_arg = argv[++i];
+        else if (strncmp(argv[i], "--model=", 8) == 0)
+            model_arg = argv[i] + 8;
+        else if (strcmp(argv[i], "--out") == 0)
+            out = argv[++i];
+        else if (strncmp(argv[i], "--out=", 6) == 0)
+            out = argv[i] + 6;
         else if (argv[i][0] == '-' || spec_path != NULL) {
             e2_errf(err, errlen, "eval: unexpected argument '%s' (" EVAL_USAGE ")", argv[i]);
             goto done;
@@ -72,18 +80,23 @@ int cli_eval(int argc, char **argv, char *err, size_t errlen) {
         }
     }
     if (spec_path == NULL || model_arg == NULL) {
-        e2_errf(err, errlen, "eval: missing %s (" EVAL_USAGE ")", spec_path ? "--model DIR" : "SPEC.json");
+        e2_errf(err, errlen, "eval: missing %s (" EVAL_USAGE ")",
+                spec_path ? "--model DIR" : "SPEC.json");
         goto done;
     }
     if (realpath(model_arg, model_dir) == NULL) {
-        e2_errf(err, errlen, "--model %s: %s (give a Hugging Face model directory or a run's checkpoints/step_N)",
-                model_arg, strerror(errno));
+        e2_errf(
+            err, errlen,
+            "--model %s: %s (give a Hugging Face model directory or a run's checkpoints/step_N)",
+            model_arg, strerror(errno));
         goto done;
     }
     if (cli_resolve_spec(spec_path, sets, n_sets, model_dir, &spec, err, errlen) < 0) goto done;
     const k_backend *k = k_get(spec->device);
     if (k == NULL) {
-        e2_errf(err, errlen, "spec.device '%s' is not available in this build/machine (use \"cpu\")", spec->device);
+        e2_errf(err, errlen,
+                "spec.device '%s' is not available in this build/machine (use \"cpu\")",
+                spec->device);
         goto done;
     }
     E2__V1__LlamaConfig hf = E2__V1__LLAMA_CONFIG__INIT;

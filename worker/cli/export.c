@@ -21,33 +21,44 @@ int cli_export(int argc, char **argv, char *err, size_t errlen) {
     int form = E2W_ROPE_SCALING_LEGACY;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--checkpoint") == 0 && v) ckpt = argv[++i];
-        else if (strcmp(a, "--out") == 0 && v) out = argv[++i];
-        else if (strcmp(a, "--scheme") == 0 && v) scheme = argv[++i];
+        if (strcmp(a, "--checkpoint") == 0 && v)
+            ckpt = argv[++i];
+        else if (strcmp(a, "--out") == 0 && v)
+            out = argv[++i];
+        else if (strcmp(a, "--scheme") == 0 && v)
+            scheme = argv[++i];
         else if (strcmp(a, "--window") == 0) {
             if (cli_parse_long("--window", v, 1, 1L << 30, &window, err, errlen) < 0) return 1;
             i++;
         } else if (strcmp(a, "--rope-scaling") == 0) {
-            if (v != NULL && strcmp(v, "legacy") == 0) form = E2W_ROPE_SCALING_LEGACY;
-            else if (v != NULL && strcmp(v, "modern") == 0) form = E2W_ROPE_SCALING_MODERN;
+            if (v != NULL && strcmp(v, "legacy") == 0)
+                form = E2W_ROPE_SCALING_LEGACY;
+            else if (v != NULL && strcmp(v, "modern") == 0)
+                form = E2W_ROPE_SCALING_MODERN;
             else {
-                e2_errf(err, errlen, "export: --rope-scaling must be legacy (loads in every "
-                        "transformers from 4.31 on) or modern (4.43 on) (got %s)", v ? v : "nothing");
+                e2_errf(err, errlen,
+                        "export: --rope-scaling must be legacy (loads in every "
+                        "transformers from 4.31 on) or modern (4.43 on) (got %s)",
+                        v ? v : "nothing");
                 return 1;
             }
             i++;
         } else {
-            e2_errf(err, errlen, "export: unexpected argument '%s' (see e2worker export --help)", a);
+            e2_errf(err, errlen, "export: unexpected argument '%s' (see e2worker export --help)",
+                    a);
             return 1;
         }
     }
     if (ckpt == NULL || out == NULL || window == 0) {
-        e2_errf(err, errlen, "export: --checkpoint, --window and --out are required (see e2worker export --help)");
+        e2_errf(
+            err, errlen,
+            "export: --checkpoint, --window and --out are required (see e2worker export --help)");
         return 1;
     }
-    e2_pos_config pc = {0};
+    e2_pos_config pc = { 0 };
     if (e2_pos_scheme_find(scheme, &pc.method) == NULL) {
-        e2_errf(err, errlen, "export: --scheme must be one of %s (got \"%s\")", e2_pos_scheme_names(), scheme);
+        e2_errf(err, errlen, "export: --scheme must be one of %s (got \"%s\")",
+                e2_pos_scheme_names(), scheme);
         return 1;
     }
     E2__V1__LlamaConfig cfg = E2__V1__LLAMA_CONFIG__INIT;
@@ -56,14 +67,14 @@ int cli_export(int argc, char **argv, char *err, size_t errlen) {
     e2w_model_config mc;
     if (e2w_model_config_from_proto(&mc, &cfg, err, errlen) < 0) return 1;
     if (window < mc.max_pos) {
-        e2_errf(err, errlen, "export: --window %ld is below the model's original window %d", window, mc.max_pos);
+        e2_errf(err, errlen, "export: --window %ld is below the model's original window %d", window,
+                mc.max_pos);
         return 1;
     }
     e2w_model m;
     int rc = 1;
     if (e2w_model_create(&m, k_get("cpu"), &mc, err, errlen) < 0) return 1;
-    if (e2w_model_load_hf(&m, ckpt, err, errlen) < 0 ||
-        e2_mkdir_p(out, 0755, err, errlen) < 0 ||
+    if (e2w_model_load_hf(&m, ckpt, err, errlen) < 0 || e2_mkdir_p(out, 0755, err, errlen) < 0 ||
         e2w_model_save_hf(&m, out, 0, 0, err, errlen) < 0)
         goto done;
     /* The scheme's export for g = L'/L (pi and ntk: their factor is L'/L). */

@@ -31,23 +31,33 @@ static int inspect_parse(int argc, char **argv, inspect_args *a, char *err, size
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int r = 0;
-        if (strcmp(o, "--model") == 0 && v) a->model = v;
-        else if (strcmp(o, "--tokens") == 0 && v) a->tokens = v;
-        else if (strcmp(o, "--out") == 0 && v) a->out = v;
-        else if (strcmp(o, "--batch") == 0) r = cli_parse_long(o, v, 1, 1 << 20, &a->B, err, errlen);
-        else if (strcmp(o, "--seq") == 0) r = cli_parse_long(o, v, 1, 1 << 24, &a->T, err, errlen);
-        else if (strcmp(o, "--offset") == 0) r = cli_parse_long(o, v, 0, 1L << 30, &a->offset, err, errlen);
-        else if (strcmp(o, "--sinks") == 0) r = cli_parse_long(o, v, 0, 1 << 24, &a->sinks, err, errlen);
+        if (strcmp(o, "--model") == 0 && v)
+            a->model = v;
+        else if (strcmp(o, "--tokens") == 0 && v)
+            a->tokens = v;
+        else if (strcmp(o, "--out") == 0 && v)
+            a->out = v;
+        else if (strcmp(o, "--batch") == 0)
+            r = cli_parse_long(o, v, 1, 1 << 20, &a->B, err, errlen);
+        else if (strcmp(o, "--seq") == 0)
+            r = cli_parse_long(o, v, 1, 1 << 24, &a->T, err, errlen);
+        else if (strcmp(o, "--offset") == 0)
+            r = cli_parse_long(o, v, 0, 1L << 30, &a->offset, err, errlen);
+        else if (strcmp(o, "--sinks") == 0)
+            r = cli_parse_long(o, v, 0, 1 << 24, &a->sinks, err, errlen);
         else if (strcmp(o, "--scale") == 0) {
             r = cli_parse_double(o, v, &a->scale, err, errlen);
-            if (r == 0 && !(a->scale >= 1.0)) r = e2_errf(err, errlen, "--scale must be >= 1 (got %s)", v);
+            if (r == 0 && !(a->scale >= 1.0))
+                r = e2_errf(err, errlen, "--scale must be >= 1 (got %s)", v);
         } else
-            return e2_errf(err, errlen, "inspect: unexpected argument '%s' (see e2worker --help)", o);
+            return e2_errf(err, errlen, "inspect: unexpected argument '%s' (see e2worker --help)",
+                           o);
         if (r < 0) return -1;
         i++;
     }
     if (!a->model || !a->tokens || !a->out || !a->B || !a->T)
-        return e2_errf(err, errlen, "inspect: --model, --tokens, --batch, --seq and --out are required");
+        return e2_errf(err, errlen,
+                       "inspect: --model, --tokens, --batch, --seq and --out are required");
     return 0;
 }
 
@@ -87,7 +97,8 @@ int cli_inspect(int argc, char **argv, char *err, size_t errlen) {
         goto done;
     }
     if (n < need) {
-        e2_errf(err, errlen, "%s: %zu tokens, need %zu for --batch %d --seq %d", a.tokens, n, need, B, T);
+        e2_errf(err, errlen, "%s: %zu tokens, need %zu for --batch %d --seq %d", a.tokens, n, need,
+                B, T);
         goto done;
     }
     for (int b = 0; b < B; b++) {
@@ -110,7 +121,7 @@ int cli_inspect(int argc, char **argv, char *err, size_t errlen) {
         e2w_model_alloc_train(&m, err, errlen) < 0 ||
         e2w_acts_create(&acts, &m, B, T, 1, 0, err, errlen) < 0)
         goto done;
-    k_rope rope = {.theta = mc.theta, .n_sink = (int)a.sinks, .g = g, .t = off};
+    k_rope rope = { .theta = mc.theta, .n_sink = (int)a.sinks, .g = g, .t = off };
     e2w_acts_set_batch(&acts, &m, tok, tgt, B, T);
     float loss = (float)(e2w_model_forward(&m, &acts, B, T, &rope, 1) / ((double)B * T));
     size_t nl = (size_t)B * T * (size_t)V;
@@ -119,7 +130,7 @@ int cli_inspect(int argc, char **argv, char *err, size_t errlen) {
     int nt = e2w_model_hf_count(&m);
     outs = calloc((size_t)nt + 2, sizeof *outs);
     e2w_model_hf_tensor *ts = calloc((size_t)nt, sizeof *ts);
-    char (*names)[128] = calloc((size_t)nt, sizeof *names);
+    char(*names)[128] = calloc((size_t)nt, sizeof *names);
     if (!logits || !grads || !outs || !ts || !names) {
         free(ts);
         free(names);
@@ -129,15 +140,18 @@ int cli_inspect(int argc, char **argv, char *err, size_t errlen) {
     m.k->download(logits, acts.logits, nl);
     e2w_model_backward(&m, &acts, B, T, &rope, (float)(1.0 / ((double)B * T)));
     e2w_model_download_grad(&m, 0, grads, m.n_params);
-    outs[0] = (e2w_st_out){.name = "logits", .data = logits, .ndim = 3,
-                           .shape = {B, T, V}, .dtype = E2W_DT_F32};
-    outs[1] = (e2w_st_out){.name = "loss", .data = &loss, .ndim = 0, .dtype = E2W_DT_F32};
+    outs[0] = (e2w_st_out){
+        .name = "logits", .data = logits, .ndim = 3, .shape = { B, T, V }, .dtype = E2W_DT_F32
+    };
+    outs[1] = (e2w_st_out){ .name = "loss", .data = &loss, .ndim = 0, .dtype = E2W_DT_F32 };
     for (int i = 0; i < nt; i++) {
         e2w_model_hf_tensor_at(&m, i, &ts[i]);
         snprintf(names[i], sizeof names[i], "grad.%s", ts[i].name);
-        outs[i + 2] = (e2w_st_out){.name = names[i], .data = grads + ts[i].offset,
-                                   .ndim = ts[i].ndim, .shape = {ts[i].shape[0], ts[i].shape[1]},
-                                   .dtype = E2W_DT_F32};
+        outs[i + 2] = (e2w_st_out){ .name = names[i],
+                                    .data = grads + ts[i].offset,
+                                    .ndim = ts[i].ndim,
+                                    .shape = { ts[i].shape[0], ts[i].shape[1] },
+                                    .dtype = E2W_DT_F32 };
     }
     int w = e2w_st_write_file(a.out, outs, (size_t)nt + 2, err, errlen);
     free(ts);

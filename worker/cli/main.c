@@ -95,10 +95,9 @@ static const char prep_usage[] =
     "  --val-fraction F   share of tokens for validation, in [0, 1) (default 0)\n"
     "  -h, --help         this text\n";
 
-static const char version_usage[] =
-    "usage: e2worker version\n"
-    "\n"
-    "Print the version of e2worker.\n";
+static const char version_usage[] = "usage: e2worker version\n"
+                                    "\n"
+                                    "Print the version of e2worker.\n";
 
 static const char usage[] =
     "usage: e2worker <command> [options]\n"
@@ -149,17 +148,17 @@ static const struct {
     const char *name, *usage;
     int (*fn)(int argc, char **argv, char *err, size_t errlen);
 } commands[] = {
-    {"run", run_usage, cli_run},
-    {"eval", eval_usage, cli_eval},
-    {"inspect", inspect_usage, cli_inspect},
-    {"export", export_usage, cli_export},
-    {"prep", prep_usage, cli_prep},
-    {"plan", NULL, cli_plan},
-    {"version", version_usage, cli_version},
+    { "run", run_usage, cli_run },
+    { "eval", eval_usage, cli_eval },
+    { "inspect", inspect_usage, cli_inspect },
+    { "export", export_usage, cli_export },
+    { "prep", prep_usage, cli_prep },
+    { "plan", NULL, cli_plan },
+    { "version", version_usage, cli_version },
 };
 
-int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out,
-                   char *err, size_t errlen) {
+int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out, char *err,
+                   size_t errlen) {
     char *end;
     errno = 0;
     long v = s ? strtol(s, &end, 10) : 0;
@@ -172,8 +171,7 @@ int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out,
     return 0;
 }
 
-int cli_parse_double(const char *opt, const char *s, double *out, char *err,
-                     size_t errlen) {
+int cli_parse_double(const char *opt, const char *s, double *out, char *err, size_t errlen) {
     char *end;
     errno = 0;
     double v = s ? strtod(s, &end) : 0;
@@ -222,7 +220,7 @@ int main(int argc, char **argv) {
         for (int i = 2; i < argc; i++) {
             if (strcmp(argv[i], "--help") != 0 && strcmp(argv[i], "-h") != 0) continue;
             if (commands[c].usage == NULL) { /* plan prints its own */
-                char *help[] = {argv[i], NULL};
+                char *help[] = { argv[i], NULL };
                 return commands[c].fn(1, help, err, sizeof err);
             }
             fputs(commands[c].usage, stdout);

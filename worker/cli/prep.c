@@ -19,7 +19,8 @@ int cli_prep(int argc, char **argv, char *err, size_t errlen) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
             out = argv[++i];
         } else if (strcmp(argv[i], "--val-fraction") == 0) {
-            if (cli_parse_double("--val-fraction", i + 1 < argc ? argv[i + 1] : NULL, &val, err, errlen) < 0)
+            if (cli_parse_double("--val-fraction", i + 1 < argc ? argv[i + 1] : NULL, &val, err,
+                                 errlen) < 0)
                 return 1;
             if (val < 0.0 || val >= 1.0) {
                 e2_errf(err, errlen, "--val-fraction must be in [0, 1) (got %s)", argv[i + 1]);
@@ -27,7 +28,10 @@ int cli_prep(int argc, char **argv, char *err, size_t errlen) {
             }
             i++;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            e2_errf(err, errlen, "prep: unexpected option '%s' (usage: e2worker prep --out PREFIX [--val-fraction F] FILES...)", argv[i]);
+            e2_errf(err, errlen,
+                    "prep: unexpected option '%s' (usage: e2worker prep --out PREFIX "
+                    "[--val-fraction F] FILES...)",
+                    argv[i]);
             return 1;
         } else {
             files[n++] = argv[i];
@@ -40,7 +44,7 @@ int cli_prep(int argc, char **argv, char *err, size_t errlen) {
     e2w_prep_stats st;
     if (e2w_prep_text(files, n, out, PREP_SHARD_TOKENS, val, &st, err, errlen) < 0) return 1;
     printf("prep: %llu train tokens in %d shard(s), %llu val tokens in %d shard(s) (vocab %d)\n",
-           (unsigned long long)st.train_tokens, st.train_shards,
-           (unsigned long long)st.val_tokens, st.val_shards, E2W_BYTE_VOCAB);
+           (unsigned long long)st.train_tokens, st.train_shards, (unsigned long long)st.val_tokens,
+           st.val_shards, E2W_BYTE_VOCAB);
     return 0;
 }

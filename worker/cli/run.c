@@ -76,8 +76,8 @@ static void run_progress(void *ud, const e2w_train_progress *p) {
     fprintf(c->metrics,
             "{\"step\":%d,\"loss\":%.17g,\"lr\":%.9g,\"grad_norm\":%.9g,"
             "\"step_s\":%.6f,\"tokens_per_s\":%.3f,\"gflops\":%.3f,\"tokens\":%llu}\n",
-            p->step, p->loss, p->lr, p->grad_norm, p->step_s, p->tokens_per_s,
-            p->gflops, (unsigned long long)p->tokens);
+            p->step, p->loss, p->lr, p->grad_norm, p->step_s, p->tokens_per_s, p->gflops,
+            (unsigned long long)p->tokens);
     fflush(c->metrics);
     if (p->step % (int)c->log_every == 0 || p->step == p->steps)
         run_say(c, "step %d/%d | loss %.6f | lr %.3e | grad norm %.4f | %.0f tok/s | %.2f GFLOP/s",
@@ -118,10 +118,8 @@ int cli_resolve_spec(const char *path, char **sets, int n_sets, const char *mode
             goto fail;
         }
     }
-    if (run_model_config(spec, err, errlen) < 0 ||
-        e2_spec_apply_defaults(spec, err, errlen) < 0 ||
-        e2_spec_validate(spec, err, errlen) < 0 ||
-        e2_spec_check_files(spec, err, errlen) < 0)
+    if (run_model_config(spec, err, errlen) < 0 || e2_spec_apply_defaults(spec, err, errlen) < 0 ||
+        e2_spec_validate(spec, err, errlen) < 0 || e2_spec_check_files(spec, err, errlen) < 0)
         goto fail;
     if (spec->output_dir == NULL || spec->output_dir[0] == '\0') {
         char dir[512];
@@ -173,7 +171,7 @@ int cli_run(int argc, char **argv, char *err, size_t errlen) {
     int n_sets = 0, fresh = 0, rc = 1;
     E2__V1__JobSpec *spec = NULL;
     e2w_train *t = NULL;
-    run_ctx ctx = {0};
+    run_ctx ctx = { 0 };
     e2w_eval_results ev;
     e2w_eval_results_init(&ev);
     if (sets == NULL) {
@@ -192,28 +190,37 @@ int cli_run(int argc, char **argv, char *err, size_t errlen) {
         } else if (strcmp(argv[i], "--fresh") == 0) {
             fresh = 1;
         } else if (argv[i][0] == '-' || spec_path != NULL) {
-            e2_errf(err, errlen, "run: unexpected argument '%s' (usage: e2worker run SPEC.json [--set path=value ...] [--fresh])", argv[i]);
+            e2_errf(err, errlen,
+                    "run: unexpected argument '%s' (usage: e2worker run SPEC.json [--set "
+                    "path=value ...] [--fresh])",
+                    argv[i]);
             goto done;
         } else {
             spec_path = argv[i];
         }
     }
     if (spec_path == NULL) {
-        e2_errf(err, errlen, "run: missing SPEC.json (usage: e2worker run SPEC.json [--set path=value ...] [--fresh])");
+        e2_errf(err, errlen,
+                "run: missing SPEC.json (usage: e2worker run SPEC.json [--set path=value ...] "
+                "[--fresh])");
         goto done;
     }
     if (cli_resolve_spec(spec_path, sets, n_sets, NULL, &spec, err, errlen) < 0) goto done;
     const k_backend *k = k_get(spec->device);
     if (k == NULL) {
-        e2_errf(err, errlen, "spec.device '%s' is not available in this build/machine (use \"cpu\")", spec->device);
+        e2_errf(err, errlen,
+                "spec.device '%s' is not available in this build/machine (use \"cpu\")",
+                spec->device);
         goto done;
     }
     if (e2_mkdir_p(spec->output_dir, 0755, err, errlen) < 0) goto done;
     char latest[4200];
     int have_ckpt = e2w_train_find_latest(spec->output_dir, latest, sizeof latest);
     if (have_ckpt && fresh) {
-        e2_errf(err, errlen, "--fresh: %s already holds a checkpoint (%s); remove it or choose another output_dir",
-                spec->output_dir, latest);
+        e2_errf(
+            err, errlen,
+            "--fresh: %s already holds a checkpoint (%s); remove it or choose another output_dir",
+            spec->output_dir, latest);
         goto done;
     }
     if (run_write_spec(spec, err, errlen) < 0) goto done;
@@ -221,20 +228,26 @@ int cli_run(int argc, char **argv, char *err, size_t errlen) {
         (ctx.metrics = run_open(spec->output_dir, "metrics.jsonl", err, errlen)) == NULL)
         goto done;
     ctx.log_every = spec->has_log_every && spec->log_every > 0 ? spec->log_every : 1;
-    e2w_train_hooks hooks = {.ud = &ctx, .rank = 0, .world_size = 1, .progress = run_progress,
-                             .should_stop = run_should_stop};
+    e2w_train_hooks hooks = { .ud = &ctx,
+                              .rank = 0,
+                              .world_size = 1,
+                              .progress = run_progress,
+                              .should_stop = run_should_stop };
     if (e2w_train_create(&t, spec, k, spec->output_dir, &hooks, err, errlen) < 0) goto done;
     e2w_train_memory mem;
     e2w_train_memory_report(t, &mem);
-    run_say(&ctx, "e2worker run: job %s on %s, output %s", spec->name ? spec->name : "?",
-            k->name, spec->output_dir);
-    run_say(&ctx, "model: %zu parameters | memory MiB: params %.1f, grads %.1f, optimizer %.1f, activations %.1f",
+    run_say(&ctx, "e2worker run: job %s on %s, output %s", spec->name ? spec->name : "?", k->name,
+            spec->output_dir);
+    run_say(&ctx,
+            "model: %zu parameters | memory MiB: params %.1f, grads %.1f, optimizer %.1f, "
+            "activations %.1f",
             mem.n_params, mem.param_bytes / 1048576.0, mem.grad_bytes / 1048576.0,
             mem.optim_bytes / 1048576.0, mem.act_bytes / 1048576.0);
     /* The run's own newest checkpoint first; else the spec's resume_from
      * (a checkpoint of another run or e2d job with the same training). */
-    const char *from = have_ckpt ? latest
-                       : spec->resume_from && *spec->resume_from ? spec->resume_from : NULL;
+    const char *from = have_ckpt                                 ? latest
+                       : spec->resume_from && *spec->resume_from ? spec->resume_from
+                                                                 : NULL;
     if (from) {
         if (e2w_train_resume(t, from, err, errlen) < 0) goto done;
         run_say(&ctx, "resumed from %s (step %d)", from, e2w_train_step(t));

@@ -22,18 +22,18 @@ int e2w_comm_engine_available(e2w_comm_engine engine) {
     return engine == E2W_COMM_GLOO;
 }
 
-int e2w_comm_init(e2w_comm **out, const e2w_comm_config *cfg, char *err,
-                  size_t errlen) {
+int e2w_comm_init(e2w_comm **out, const e2w_comm_config *cfg, char *err, size_t errlen) {
     *out = NULL;
     if (cfg->world_size < 1)
         return e2_errf(err, errlen, "comm: world_size must be >= 1 (got %d)", cfg->world_size);
     if (cfg->rank < 0 || cfg->rank >= cfg->world_size)
-        return e2_errf(err, errlen, "comm: rank must be in [0, %d) (got %d)",
-                       cfg->world_size, cfg->rank);
+        return e2_errf(err, errlen, "comm: rank must be in [0, %d) (got %d)", cfg->world_size,
+                       cfg->rank);
     if (!cfg->store.set || !cfg->store.get)
         return e2_errf(err, errlen, "comm: the rendezvous store needs set and get callbacks");
     if (!e2w_comm_engine_available(cfg->engine))
-        return e2_errf(err, errlen, "comm: engine %s is not in this build (NCCL needs CUDA at build time)",
+        return e2_errf(err, errlen,
+                       "comm: engine %s is not in this build (NCCL needs CUDA at build time)",
                        cfg->engine == E2W_COMM_NCCL ? "nccl" : "?");
     e2w_comm_config c = *cfg;
     if (c.timeout_ms <= 0) c.timeout_ms = 60000;
@@ -56,21 +56,20 @@ int e2w_comm_init(e2w_comm **out, const e2w_comm_config *cfg, char *err,
     return 0;
 }
 
-int e2w_comm_allreduce(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype,
-                       e2w_comm_op op, char *err, size_t errlen) {
+int e2w_comm_allreduce(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype, e2w_comm_op op,
+                       char *err, size_t errlen) {
     if (n == 0) return 0;
     return c->ops->allreduce(c->impl, buf, n, dtype, op, err, errlen);
 }
 
-int e2w_comm_allgather(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype,
-                       char *err, size_t errlen) {
+int e2w_comm_allgather(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype, char *err,
+                       size_t errlen) {
     if (n == 0) return 0;
     size_t esz = dtype == E2W_COMM_F64 ? 8 : dtype == E2W_COMM_BF16 ? 2 : 4;
     return c->ops->allgather(c->impl, buf, n, esz, err, errlen);
 }
 
-int e2w_comm_broadcast(e2w_comm *c, void *buf, size_t bytes, int root,
-                       char *err, size_t errlen) {
+int e2w_comm_broadcast(e2w_comm *c, void *buf, size_t bytes, int root, char *err, size_t errlen) {
     if (root < 0 || root >= c->world_size)
         return e2_errf(err, errlen, "comm: broadcast root must be in [0, %d) (got %d)",
                        c->world_size, root);
@@ -108,7 +107,9 @@ int e2w_comm_allreduce_spans(e2w_comm *c, void *after, const e2w_comm_span *span
     return 0;
 }
 
-void e2w_comm_abort(e2w_comm *c) { c->ops->abort(c->impl); }
+void e2w_comm_abort(e2w_comm *c) {
+    c->ops->abort(c->impl);
+}
 
 void e2w_comm_free(e2w_comm *c) {
     if (!c) return;
@@ -116,8 +117,12 @@ void e2w_comm_free(e2w_comm *c) {
     free(c);
 }
 
-int e2w_comm_rank(const e2w_comm *c) { return c->rank; }
-int e2w_comm_world_size(const e2w_comm *c) { return c->world_size; }
+int e2w_comm_rank(const e2w_comm *c) {
+    return c->rank;
+}
+int e2w_comm_world_size(const e2w_comm *c) {
+    return c->world_size;
+}
 
 /* ---- directory store ---- */
 
@@ -125,9 +130,8 @@ int e2w_comm_world_size(const e2w_comm *c) { return c->world_size; }
 static int dir_path(const char *dir, const char *key, char *path, size_t len) {
     int n = snprintf(path, len, "%s/", dir);
     for (const unsigned char *k = (const unsigned char *)key; *k && n < (int)len - 4; k++) {
-        if ((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') ||
-            (*k >= '0' && *k <= '9') || *k == '-' || *k == '_' ||
-            (*k == '.' && k != (const unsigned char *)key))
+        if ((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') ||
+            *k == '-' || *k == '_' || (*k == '.' && k != (const unsigned char *)key))
             path[n++] = (char)*k;
         else
             n += snprintf(path + n, len - (size_t)n, "%%%02X", *k);
@@ -136,8 +140,8 @@ static int dir_path(const char *dir, const char *key, char *path, size_t len) {
     return n < (int)len - 4 ? 0 : -1;
 }
 
-static int dir_set(void *ud, const char *key, const void *value, size_t len,
-                   char *err, size_t errlen) {
+static int dir_set(void *ud, const char *key, const void *value, size_t len, char *err,
+                   size_t errlen) {
     char path[4096];
     if (dir_path(ud, key, path, sizeof path) < 0)
         return e2_errf(err, errlen, "dirstore: key too long: %s", key);
@@ -145,12 +149,12 @@ static int dir_set(void *ud, const char *key, const void *value, size_t len,
 }
 
 /* Polls every 2 ms: the directory store serves tests and set-up only. */
-static int dir_get(void *ud, const char *key, int timeout_ms, void **value,
-                   size_t *len, char *err, size_t errlen) {
+static int dir_get(void *ud, const char *key, int timeout_ms, void **value, size_t *len, char *err,
+                   size_t errlen) {
     char path[4096];
     if (dir_path(ud, key, path, sizeof path) < 0)
         return e2_errf(err, errlen, "dirstore: key too long: %s", key);
-    struct timespec t0, now, nap = {0, 2000000};
+    struct timespec t0, now, nap = { 0, 2000000 };
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
         char *data;
@@ -170,8 +174,7 @@ static int dir_get(void *ud, const char *key, int timeout_ms, void **value,
     }
 }
 
-int e2w_comm_dirstore_open(e2w_comm_store *store, const char *dir, char *err,
-                           size_t errlen) {
+int e2w_comm_dirstore_open(e2w_comm_store *store, const char *dir, char *err, size_t errlen) {
     memset(store, 0, sizeof *store);
     if (e2_mkdir_p(dir, 0755, err, errlen) < 0) return E2_ERR;
     if (!(store->ud = strdup(dir))) return e2_errf(err, errlen, "out of memory");

@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define E2W_COMM_EABORTED (-20)  /* e2w_comm_abort was called */
+#define E2W_COMM_EABORTED  (-20) /* e2w_comm_abort was called */
 #define E2W_COMM_ETIMEDOUT (-21) /* a peer did not answer within timeout_ms */
 
 typedef enum { E2W_COMM_GLOO = 0, E2W_COMM_NCCL = 1 } e2w_comm_engine;
@@ -40,37 +40,35 @@ typedef enum { E2W_COMM_SUM = 0, E2W_COMM_AVG = 1 } e2w_comm_op;
 typedef struct {
     void *ud;
     /* Stores value under key (overwrites). */
-    int (*set)(void *ud, const char *key, const void *value, size_t len,
-               char *err, size_t errlen);
+    int (*set)(void *ud, const char *key, const void *value, size_t len, char *err, size_t errlen);
     /* Waits up to timeout_ms for key and returns a malloc'd copy of its
      * value; E2_ENOENT (base.h) when it did not appear in time. */
-    int (*get)(void *ud, const char *key, int timeout_ms, void **value,
-               size_t *len, char *err, size_t errlen);
+    int (*get)(void *ud, const char *key, int timeout_ms, void **value, size_t *len, char *err,
+               size_t errlen);
 } e2w_comm_store;
 
 typedef struct {
     e2w_comm_engine engine;
-    int rank, world_size;     /* 0 <= rank < world_size */
-    int timeout_ms;           /* set-up and each collective; default 60000 */
+    int rank, world_size; /* 0 <= rank < world_size */
+    int timeout_ms;       /* set-up and each collective; default 60000 */
     /* Gloo: address this rank listens on and advertises; NULL with iface
      * NULL: 127.0.0.1 (all ranks on one machine). */
     const char *hostname;
-    const char *iface;        /* Gloo: network interface instead ("eth0") */
-    int device;               /* NCCL: CUDA device ordinal */
-    void *stream;             /* NCCL: cudaStream_t of the collectives; NULL: default */
+    const char *iface; /* Gloo: network interface instead ("eth0") */
+    int device;        /* NCCL: CUDA device ordinal */
+    void *stream;      /* NCCL: cudaStream_t of the collectives; NULL: default */
     e2w_comm_store store;
 } e2w_comm_config;
 
 typedef struct e2w_comm e2w_comm;
 
 /* Connects the ranks (every rank calls it with the same world_size). */
-int e2w_comm_init(e2w_comm **out, const e2w_comm_config *cfg, char *err,
-                  size_t errlen);
+int e2w_comm_init(e2w_comm **out, const e2w_comm_config *cfg, char *err, size_t errlen);
 
 /* In-place all-reduce of n elements: SUM, or AVG (sum / world_size).
  * Gloo: host memory, F32 or F64. NCCL: device memory, F32, F64 or BF16. */
-int e2w_comm_allreduce(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype,
-                       e2w_comm_op op, char *err, size_t errlen);
+int e2w_comm_allreduce(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype, e2w_comm_op op,
+                       char *err, size_t errlen);
 
 /* In-place all-gather of n elements (ZeRO-1's parameters): the buffer is
  * cut into W chunks of S = ceil(n / W) elements, the last ones shorter or
@@ -78,12 +76,11 @@ int e2w_comm_allreduce(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype,
  * chunk r of its buf, and afterwards every rank's buf holds every chunk.
  * No padding: n is the buffer's length. A plain copy, so any dtype. Gloo:
  * host memory; NCCL: device memory. */
-int e2w_comm_allgather(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype,
-                       char *err, size_t errlen);
+int e2w_comm_allgather(e2w_comm *c, void *buf, size_t n, e2w_comm_dtype dtype, char *err,
+                       size_t errlen);
 
 /* Copies `bytes` bytes of root's buf into every rank's buf. */
-int e2w_comm_broadcast(e2w_comm *c, void *buf, size_t bytes, int root,
-                       char *err, size_t errlen);
+int e2w_comm_broadcast(e2w_comm *c, void *buf, size_t bytes, int root, char *err, size_t errlen);
 
 /* Returns once every rank entered it. */
 int e2w_comm_barrier(e2w_comm *c, char *err, size_t errlen);
@@ -127,8 +124,7 @@ int e2w_comm_engine_available(e2w_comm_engine engine);
 /* A store kept in a directory every rank can read (one file per key,
  * written atomically); for tests and single-machine runs. The directory is
  * created if missing. */
-int e2w_comm_dirstore_open(e2w_comm_store *store, const char *dir, char *err,
-                           size_t errlen);
+int e2w_comm_dirstore_open(e2w_comm_store *store, const char *dir, char *err, size_t errlen);
 void e2w_comm_dirstore_close(e2w_comm_store *store);
 
 #ifdef __cplusplus

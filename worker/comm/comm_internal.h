@@ -10,15 +10,13 @@ extern "C" {
 #endif
 
 typedef struct {
-    int (*allreduce)(void *impl, void *buf, size_t n, e2w_comm_dtype dtype,
-                     e2w_comm_op op, char *err, size_t errlen);
-    int (*broadcast)(void *impl, void *buf, size_t bytes, int root, char *err,
-                     size_t errlen);
+    int (*allreduce)(void *impl, void *buf, size_t n, e2w_comm_dtype dtype, e2w_comm_op op,
+                     char *err, size_t errlen);
+    int (*broadcast)(void *impl, void *buf, size_t bytes, int root, char *err, size_t errlen);
     /* n elements of esz bytes, chunks as in e2w_comm_allgather. */
-    int (*allgather)(void *impl, void *buf, size_t n, size_t esz, char *err,
-                     size_t errlen);
+    int (*allgather)(void *impl, void *buf, size_t n, size_t esz, char *err, size_t errlen);
     int (*barrier)(void *impl, char *err, size_t errlen);
-    void (*abort)(void *impl);   /* any thread */
+    void (*abort)(void *impl); /* any thread */
     void (*free)(void *impl);
     /* Device engines: order later collectives after the work queued on a
      * compute stream (e2w_comm_order_after); NULL for host engines. */
@@ -36,11 +34,11 @@ typedef struct {
 } e2w_comm_ops;
 
 /* Connect an engine for cfg (already validated by comm.c). */
-int e2w_comm_gloo_create(const e2w_comm_config *cfg, void **impl,
-                         const e2w_comm_ops **ops, char *err, size_t errlen);
+int e2w_comm_gloo_create(const e2w_comm_config *cfg, void **impl, const e2w_comm_ops **ops,
+                         char *err, size_t errlen);
 #ifdef E2_HAVE_CUDA
-int e2w_comm_nccl_create(const e2w_comm_config *cfg, void **impl,
-                         const e2w_comm_ops **ops, char *err, size_t errlen);
+int e2w_comm_nccl_create(const e2w_comm_config *cfg, void **impl, const e2w_comm_ops **ops,
+                         char *err, size_t errlen);
 #endif
 
 #ifdef __cplusplus

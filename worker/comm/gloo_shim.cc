@@ -36,7 +36,9 @@
 namespace {
 
 struct Aborted : std::exception {
-    const char *what() const noexcept override { return "aborted"; }
+    const char *what() const noexcept override {
+        return "aborted";
+    }
 };
 
 // gloo::rendezvous::Store over the caller's callbacks. wait() fetches the
@@ -46,8 +48,7 @@ struct Aborted : std::exception {
 // is stopped.)
 class CallbackStore : public gloo::rendezvous::Store {
   public:
-    CallbackStore(const e2w_comm_store &s, int timeout_ms)
-        : s_(s), timeout_ms_(timeout_ms) {}
+    CallbackStore(const e2w_comm_store &s, int timeout_ms) : s_(s), timeout_ms_(timeout_ms) {}
 
     void set(const std::string &key, const std::vector<char> &data) override {
         char err[E2_ERRLEN] = "";
@@ -93,8 +94,8 @@ class CallbackStore : public gloo::rendezvous::Store {
 struct Gloo {
     std::shared_ptr<gloo::rendezvous::Context> ctx;
     std::chrono::milliseconds timeout;
-    std::atomic<bool> aborted{false};
-    std::mutex mu;   // guards aborted's transition and `live`
+    std::atomic<bool> aborted{ false };
+    std::mutex mu;                                      // guards aborted's transition and `live`
     std::vector<gloo::transport::UnboundBuffer *> live; // buffers of the running collective
 };
 
@@ -103,8 +104,7 @@ struct Gloo {
 // abort is missed).
 class LiveBuffers {
   public:
-    LiveBuffers(Gloo *g, std::initializer_list<gloo::transport::UnboundBuffer *> bufs)
-        : g_(g) {
+    LiveBuffers(Gloo *g, std::initializer_list<gloo::transport::UnboundBuffer *> bufs) : g_(g) {
         std::lock_guard<std::mutex> lock(g_->mu);
         if (g_->aborted) throw Aborted();
         g_->live.assign(bufs.begin(), bufs.end());
@@ -127,30 +127,24 @@ void wait_send(Gloo *g, gloo::transport::UnboundBuffer *b) {
 }
 
 // Runs fn, turning what Gloo throws into a code and a line.
-template <typename F>
-int guarded(Gloo *g, const char *what, char *err, size_t errlen, F fn) {
-    if (g->aborted)
-        return e2_errf(err, errlen, "comm %s: aborted", what), E2W_COMM_EABORTED;
+template <typename F> int guarded(Gloo *g, const char *what, char *err, size_t errlen, F fn) {
+    if (g->aborted) return e2_errf(err, errlen, "comm %s: aborted", what), E2W_COMM_EABORTED;
     try {
         fn();
         return 0;
     } catch (const std::exception &e) {
-        if (g->aborted)
-            return e2_errf(err, errlen, "comm %s: aborted", what), E2W_COMM_EABORTED;
+        if (g->aborted) return e2_errf(err, errlen, "comm %s: aborted", what), E2W_COMM_EABORTED;
         e2_errf(err, errlen, "comm %s: %s", what, e.what());
-        return strstr(e.what(), "imed out") || strstr(e.what(), "imeout")
-                   ? E2W_COMM_ETIMEDOUT
-                   : E2_ERR;
+        return strstr(e.what(), "imed out") || strstr(e.what(), "imeout") ? E2W_COMM_ETIMEDOUT
+                                                                          : E2_ERR;
     }
 }
 
-template <typename T>
-void add(T *dst, const T *src, size_t n) {
+template <typename T> void add(T *dst, const T *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
-template <typename T>
-void scale(T *x, size_t n, int world) {
+template <typename T> void scale(T *x, size_t n, int world) {
     T s = (T)1 / (T)world;
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
@@ -160,8 +154,7 @@ void scale(T *x, size_t n, int world) {
 // r - s to its right neighbour and adds chunk r - s - 1 from its left one;
 // after W - 1 steps it holds the full sum of chunk r + 1. All-gather: the
 // full chunks travel around the ring the same way.
-template <typename T>
-void ring_allreduce(Gloo *g, T *buf, size_t n) {
+template <typename T> void ring_allreduce(Gloo *g, T *buf, size_t n) {
     const int W = g->ctx->size, r = g->ctx->rank;
     if (W == 1) return;
     auto lo = [&](int c) { return (size_t)c * n / (size_t)W; };
@@ -171,7 +164,7 @@ void ring_allreduce(Gloo *g, T *buf, size_t n) {
     std::vector<T> tmp(std::max<size_t>(maxlen, 1));
     auto data = g->ctx->createUnboundBuffer(buf, n * sizeof(T));
     auto in = g->ctx->createUnboundBuffer(tmp.data(), tmp.size() * sizeof(T));
-    LiveBuffers live(g, {data.get(), in.get()});
+    LiveBuffers live(g, { data.get(), in.get() });
     const int left = (r + W - 1) % W, right = (r + 1) % W;
     const uint64_t slot = (uint64_t)g->ctx->nextSlot();
     for (int s = 0; s < W - 1; s++) {
@@ -193,8 +186,8 @@ void ring_allreduce(Gloo *g, T *buf, size_t n) {
     }
 }
 
-int gloo_allreduce(void *impl, void *buf, size_t n, e2w_comm_dtype dtype,
-                   e2w_comm_op op, char *err, size_t errlen) {
+int gloo_allreduce(void *impl, void *buf, size_t n, e2w_comm_dtype dtype, e2w_comm_op op, char *err,
+                   size_t errlen) {
     Gloo *g = static_cast<Gloo *>(impl);
     if (dtype != E2W_COMM_F32 && dtype != E2W_COMM_F64)
         return e2_errf(err, errlen, "comm allreduce: Gloo reduces f32 or f64 buffers only");
@@ -222,7 +215,7 @@ void ring_allgather(Gloo *g, char *buf, size_t n, size_t esz) {
     auto lo = [&](int c) { return std::min((size_t)c * S, n) * esz; };
     auto len = [&](int c) { return lo(c + 1) - lo(c); };
     auto data = g->ctx->createUnboundBuffer(buf, n * esz);
-    LiveBuffers live(g, {data.get()});
+    LiveBuffers live(g, { data.get() });
     const int right = (r + 1) % W, left = (r + W - 1) % W;
     const uint64_t slot = (uint64_t)g->ctx->nextSlot();
     for (int s = 0; s < W - 1; s++) {
@@ -234,8 +227,7 @@ void ring_allgather(Gloo *g, char *buf, size_t n, size_t esz) {
     }
 }
 
-int gloo_allgather(void *impl, void *buf, size_t n, size_t esz, char *err,
-                   size_t errlen) {
+int gloo_allgather(void *impl, void *buf, size_t n, size_t esz, char *err, size_t errlen) {
     Gloo *g = static_cast<Gloo *>(impl);
     return guarded(g, "allgather", err, errlen,
                    [&] { ring_allgather(g, static_cast<char *>(buf), n, esz); });
@@ -243,12 +235,11 @@ int gloo_allgather(void *impl, void *buf, size_t n, size_t esz, char *err,
 
 // The root sends the whole buffer to every rank: W - 1 copies from one
 // link, fine for the small state broadcasts of a job's start.
-int gloo_broadcast(void *impl, void *buf, size_t bytes, int root, char *err,
-                   size_t errlen) {
+int gloo_broadcast(void *impl, void *buf, size_t bytes, int root, char *err, size_t errlen) {
     Gloo *g = static_cast<Gloo *>(impl);
     return guarded(g, "broadcast", err, errlen, [&] {
         auto data = g->ctx->createUnboundBuffer(buf, bytes);
-        LiveBuffers live(g, {data.get()});
+        LiveBuffers live(g, { data.get() });
         const uint64_t slot = (uint64_t)g->ctx->nextSlot();
         if (g->ctx->rank != root) {
             data->recv(root, slot);
@@ -293,16 +284,18 @@ void gloo_abort(void *impl) {
     }
 }
 
-void gloo_free(void *impl) { delete static_cast<Gloo *>(impl); }
+void gloo_free(void *impl) {
+    delete static_cast<Gloo *>(impl);
+}
 
-const e2w_comm_ops gloo_ops = {gloo_allreduce, gloo_broadcast, gloo_allgather, gloo_barrier,
-                               gloo_abort, gloo_free, nullptr, nullptr, nullptr, nullptr};
+const e2w_comm_ops gloo_ops = { gloo_allreduce, gloo_broadcast, gloo_allgather, gloo_barrier,
+                                gloo_abort,     gloo_free,      nullptr,        nullptr,
+                                nullptr,        nullptr };
 
 } // namespace
 
 extern "C" int e2w_comm_gloo_create(const e2w_comm_config *cfg, void **impl,
-                                    const e2w_comm_ops **ops, char *err,
-                                    size_t errlen) {
+                                    const e2w_comm_ops **ops, char *err, size_t errlen) {
     Gloo *g = new (std::nothrow) Gloo;
     if (!g) return e2_errf(err, errlen, "comm: out of memory");
     g->timeout = std::chrono::milliseconds(cfg->timeout_ms);

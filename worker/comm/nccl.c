@@ -45,14 +45,14 @@
 typedef struct {
     ncclComm_t comm;
     cudaStream_t stream;
-    int own_stream;            /* created here, destroyed in free */
-    cudaEvent_t mark;          /* order_after's event on the compute stream */
+    int own_stream;   /* created here, destroyed in free */
+    cudaEvent_t mark; /* order_after's event on the compute stream */
     int device, rank, world_size;
     int timeout_ms;
-    float *scratch;            /* one float on the device, for barrier */
+    float *scratch; /* one float on the device, for barrier */
     atomic_int abort_requested;
-    int aborted;               /* ncclCommAbort done (owner thread only) */
-    pthread_mutex_t pool_mu;   /* the free events below */
+    int aborted;             /* ncclCommAbort done (owner thread only) */
+    pthread_mutex_t pool_mu; /* the free events below */
     cudaEvent_t pool[NCCL_EVENT_POOL];
     int n_pool;
 } nccl_engine;
@@ -64,7 +64,7 @@ static double mono_ms(void) {
 }
 
 static void nap(void) {
-    struct timespec ts = {0, 200000};
+    struct timespec ts = { 0, 200000 };
     nanosleep(&ts, NULL);
 }
 
@@ -105,8 +105,7 @@ static void event_put(nccl_engine *e, cudaEvent_t ev) {
  * is done (recorded earlier, it could pass before the collective was
  * queued) or, without an event from the pool, the whole stream. Aborts on
  * request, on an asynchronous error or after timeout_ms. */
-static int watch(nccl_engine *e, const char *what, int stream_too, char *err,
-                 size_t errlen) {
+static int watch(nccl_engine *e, const char *what, int stream_too, char *err, size_t errlen) {
     double end = mono_ms() + e->timeout_ms;
     cudaEvent_t done = NULL;
     int recorded = 0, rc = 0;
@@ -159,8 +158,7 @@ static int watch(nccl_engine *e, const char *what, int stream_too, char *err,
 }
 
 /* Checks a call that only enqueues; ncclInProgress is fine (non-blocking). */
-static int enqueued(nccl_engine *e, ncclResult_t r, const char *what,
-                    char *err, size_t errlen) {
+static int enqueued(nccl_engine *e, ncclResult_t r, const char *what, char *err, size_t errlen) {
     if (r == ncclSuccess || r == ncclInProgress) return 0;
     kill_comm(e);
     return e2_errf(err, errlen, "comm %s: NCCL: %s", what, ncclGetErrorString(r));
@@ -179,22 +177,22 @@ static int usable(nccl_engine *e, const char *what, char *err, size_t errlen) {
     return 0;
 }
 
-static int nccl_allreduce(void *impl, void *buf, size_t n, e2w_comm_dtype dtype,
-                          e2w_comm_op op, char *err, size_t errlen) {
+static int nccl_allreduce(void *impl, void *buf, size_t n, e2w_comm_dtype dtype, e2w_comm_op op,
+                          char *err, size_t errlen) {
     nccl_engine *e = impl;
     int rc = usable(e, "allreduce", err, errlen);
     if (rc < 0) return rc;
-    ncclDataType_t t = dtype == E2W_COMM_F64 ? ncclFloat64
-                       : dtype == E2W_COMM_BF16 ? ncclBfloat16 : ncclFloat32;
+    ncclDataType_t t = dtype == E2W_COMM_F64    ? ncclFloat64
+                       : dtype == E2W_COMM_BF16 ? ncclBfloat16
+                                                : ncclFloat32;
     ncclRedOp_t o = op == E2W_COMM_AVG ? ncclAvg : ncclSum;
-    if ((rc = enqueued(e, ncclAllReduce(buf, buf, n, t, o, e->comm, e->stream),
-                       "allreduce", err, errlen)) < 0)
+    if ((rc = enqueued(e, ncclAllReduce(buf, buf, n, t, o, e->comm, e->stream), "allreduce", err,
+                       errlen)) < 0)
         return rc;
     return watch(e, "allreduce", 1, err, errlen);
 }
 
-static int nccl_broadcast(void *impl, void *buf, size_t bytes, int root,
-                          char *err, size_t errlen) {
+static int nccl_broadcast(void *impl, void *buf, size_t bytes, int root, char *err, size_t errlen) {
     nccl_engine *e = impl;
     int rc = usable(e, "broadcast", err, errlen);
     if (rc < 0) return rc;
@@ -208,8 +206,7 @@ static int nccl_broadcast(void *impl, void *buf, size_t bytes, int root,
  * chunk already sits at its place in the output). Otherwise the chunks of
  * e2w_comm_allgather are uneven and ncclAllGather's equal counts do not
  * fit: one ncclBroadcast per rank's chunk, fused in a group. As bytes. */
-static int nccl_allgather(void *impl, void *buf, size_t n, size_t esz, char *err,
-                          size_t errlen) {
+static int nccl_allgather(void *impl, void *buf, size_t n, size_t esz, char *err, size_t errlen) {
     nccl_engine *e = impl;
     int rc = usable(e, "allgather", err, errlen);
     if (rc < 0) return rc;
@@ -217,8 +214,7 @@ static int nccl_allgather(void *impl, void *buf, size_t n, size_t esz, char *err
     char *b = buf;
     ncclResult_t r;
     if (S * W == n) {
-        r = ncclAllGather(b + (size_t)e->rank * S * esz, b, S * esz, ncclUint8, e->comm,
-                          e->stream);
+        r = ncclAllGather(b + (size_t)e->rank * S * esz, b, S * esz, ncclUint8, e->comm, e->stream);
     } else {
         r = ncclGroupStart();
         for (size_t q = 0; q < W && (r == ncclSuccess || r == ncclInProgress); q++) {
@@ -239,9 +235,9 @@ static int nccl_barrier(void *impl, char *err, size_t errlen) {
     nccl_engine *e = impl;
     int rc = usable(e, "barrier", err, errlen);
     if (rc < 0) return rc;
-    if ((rc = enqueued(e, ncclAllReduce(e->scratch, e->scratch, 1, ncclFloat32, ncclSum,
-                                        e->comm, e->stream),
-                       "barrier", err, errlen)) < 0)
+    if ((rc = enqueued(
+             e, ncclAllReduce(e->scratch, e->scratch, 1, ncclFloat32, ncclSum, e->comm, e->stream),
+             "barrier", err, errlen)) < 0)
         return rc;
     return watch(e, "barrier", 1, err, errlen);
 }
@@ -316,14 +312,15 @@ static int nccl_mark(void *impl, void *stream, void **mark, char *err, size_t er
     return 0;
 }
 
-static void nccl_mark_free(void *impl, void *mark) { event_put(impl, (cudaEvent_t)mark); }
+static void nccl_mark_free(void *impl, void *mark) {
+    event_put(impl, (cudaEvent_t)mark);
+}
 
 /* The reducer's thread: the collective stream waits for the bucket's mark
  * now, right before its all-reduces (one group), then this call waits for
  * them. */
 static int nccl_allreduce_spans(void *impl, void *after, const e2w_comm_span *spans, int n,
-                                e2w_comm_dtype dtype, e2w_comm_op op, char *err,
-                                size_t errlen) {
+                                e2w_comm_dtype dtype, e2w_comm_op op, char *err, size_t errlen) {
     nccl_engine *e = impl;
     int rc = usable(e, "allreduce", err, errlen);
     if (rc < 0) return rc;
@@ -332,8 +329,9 @@ static int nccl_allreduce_spans(void *impl, void *after, const e2w_comm_span *sp
         if (c != cudaSuccess)
             return e2_errf(err, errlen, "comm allreduce: CUDA: %s", cudaGetErrorString(c));
     }
-    ncclDataType_t t = dtype == E2W_COMM_F64 ? ncclFloat64
-                       : dtype == E2W_COMM_BF16 ? ncclBfloat16 : ncclFloat32;
+    ncclDataType_t t = dtype == E2W_COMM_F64    ? ncclFloat64
+                       : dtype == E2W_COMM_BF16 ? ncclBfloat16
+                                                : ncclFloat32;
     ncclRedOp_t o = op == E2W_COMM_AVG ? ncclAvg : ncclSum;
     ncclResult_t r = ncclGroupStart();
     for (int i = 0; i < n && (r == ncclSuccess || r == ncclInProgress); i++)
@@ -345,14 +343,13 @@ static int nccl_allreduce_spans(void *impl, void *after, const e2w_comm_span *sp
     return watch(e, "allreduce", 1, err, errlen);
 }
 
-static const e2w_comm_ops nccl_ops = {nccl_allreduce, nccl_broadcast, nccl_allgather,
-                                      nccl_barrier, nccl_abort, nccl_free,
-                                      nccl_order_after, nccl_mark, nccl_mark_free,
-                                      nccl_allreduce_spans};
+static const e2w_comm_ops nccl_ops = { nccl_allreduce,      nccl_broadcast, nccl_allgather,
+                                       nccl_barrier,        nccl_abort,     nccl_free,
+                                       nccl_order_after,    nccl_mark,      nccl_mark_free,
+                                       nccl_allreduce_spans };
 
 /* Rank 0 publishes the unique id; the others wait for it. */
-static int exchange_uid(const e2w_comm_config *cfg, ncclUniqueId *id, char *err,
-                        size_t errlen) {
+static int exchange_uid(const e2w_comm_config *cfg, ncclUniqueId *id, char *err, size_t errlen) {
     if (cfg->rank == 0) {
         ncclResult_t r = ncclGetUniqueId(id);
         if (r != ncclSuccess)
@@ -373,8 +370,8 @@ static int exchange_uid(const e2w_comm_config *cfg, ncclUniqueId *id, char *err,
     return 0;
 }
 
-int e2w_comm_nccl_create(const e2w_comm_config *cfg, void **impl,
-                         const e2w_comm_ops **ops, char *err, size_t errlen) {
+int e2w_comm_nccl_create(const e2w_comm_config *cfg, void **impl, const e2w_comm_ops **ops,
+                         char *err, size_t errlen) {
     nccl_engine *e = calloc(1, sizeof *e);
     if (!e) return e2_errf(err, errlen, "comm: out of memory");
     e->device = cfg->device;
@@ -404,8 +401,8 @@ int e2w_comm_nccl_create(const e2w_comm_config *cfg, void **impl,
     ncclResult_t r = ncclCommInitRankConfig(&e->comm, cfg->world_size, id, cfg->rank, &config);
     if (r != ncclSuccess && r != ncclInProgress) {
         e->comm = NULL;
-        rc = e2_errf(err, errlen, "comm connect: ncclCommInitRankConfig: %s",
-                     ncclGetErrorString(r));
+        rc =
+            e2_errf(err, errlen, "comm connect: ncclCommInitRankConfig: %s", ncclGetErrorString(r));
         goto fail;
     }
     if ((rc = watch(e, "connect", 0, err, errlen)) < 0) goto fail;

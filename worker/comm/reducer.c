@@ -12,7 +12,7 @@
 
 typedef struct bucket {
     struct bucket *next;
-    void *mark;                /* device engines: the compute stream at push */
+    void *mark; /* device engines: the compute stream at push */
     int n;
     e2w_reducer_range r[];
 } bucket;
@@ -22,16 +22,16 @@ struct e2w_reducer {
     char *base;
     size_t esz;
     e2w_comm_dtype dtype;
-    void *stream;              /* device engines: the compute stream */
+    void *stream; /* device engines: the compute stream */
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cv;         /* work queued, work done, quit */
-    bucket *head, *tail;       /* waiting buckets, oldest first */
-    int busy;                  /* the thread is summing a bucket */
+    pthread_cond_t cv;   /* work queued, work done, quit */
+    bucket *head, *tail; /* waiting buckets, oldest first */
+    int busy;            /* the thread is summing a bucket */
     int quit;
-    int rc;                    /* first failure, sticky */
+    int rc; /* first failure, sticky */
     char err[E2_ERRLEN];
-    char *stage;               /* host engines: packed bucket */
+    char *stage; /* host engines: packed bucket */
     size_t stage_cap;
     double busy_s;
 };
@@ -48,8 +48,7 @@ static size_t dtype_size(e2w_comm_dtype d) {
 
 /* Sums one bucket over the ranks: packed into the staging buffer when it has
  * several ranges on the host and fits, else range by range in place. */
-static int reduce_bucket(e2w_reducer *r, const bucket *b, char *err,
-                         size_t errlen) {
+static int reduce_bucket(e2w_reducer *r, const bucket *b, char *err, size_t errlen) {
     size_t total = 0;
     for (int i = 0; i < b->n; i++) total += b->r[i].n;
     size_t bytes = total * r->esz;
@@ -65,8 +64,7 @@ static int reduce_bucket(e2w_reducer *r, const bucket *b, char *err,
             memcpy(p, r->base + b->r[i].offset * r->esz, b->r[i].n * r->esz);
             p += b->r[i].n * r->esz;
         }
-        int rc = e2w_comm_allreduce(r->comm, r->stage, total, r->dtype, E2W_COMM_SUM,
-                                    err, errlen);
+        int rc = e2w_comm_allreduce(r->comm, r->stage, total, r->dtype, E2W_COMM_SUM, err, errlen);
         if (rc < 0) return rc;
         p = r->stage;
         for (int i = 0; i < b->n; i++) {
@@ -129,9 +127,8 @@ static void *reducer_main(void *arg) {
     return NULL;
 }
 
-int e2w_reducer_create(e2w_reducer **out, e2w_comm *comm, void *base,
-                       e2w_comm_dtype dtype, void *stream, char *err,
-                       size_t errlen) {
+int e2w_reducer_create(e2w_reducer **out, e2w_comm *comm, void *base, e2w_comm_dtype dtype,
+                       void *stream, char *err, size_t errlen) {
     *out = NULL;
     e2w_reducer *r = calloc(1, sizeof *r);
     if (!r) return e2_errf(err, errlen, "reducer: out of memory");
@@ -153,8 +150,7 @@ int e2w_reducer_create(e2w_reducer **out, e2w_comm *comm, void *base,
     return 0;
 }
 
-void e2w_reducer_push(e2w_reducer *r, const e2w_reducer_range *ranges,
-                      int nranges) {
+void e2w_reducer_push(e2w_reducer *r, const e2w_reducer_range *ranges, int nranges) {
     char err[E2_ERRLEN];
     int rc = 0;
     if (nranges <= 0) return;
@@ -176,8 +172,10 @@ void e2w_reducer_push(e2w_reducer *r, const e2w_reducer_range *ranges,
     }
     pthread_mutex_lock(&r->mu);
     if (b) {
-        if (r->tail) r->tail->next = b;
-        else r->head = b;
+        if (r->tail)
+            r->tail->next = b;
+        else
+            r->head = b;
         r->tail = b;
     } else if (r->rc == 0) {
         r->rc = rc;
@@ -187,8 +185,7 @@ void e2w_reducer_push(e2w_reducer *r, const e2w_reducer_range *ranges,
     pthread_mutex_unlock(&r->mu);
 }
 
-int e2w_reducer_wait(e2w_reducer *r, double *waited_s, char *err,
-                     size_t errlen) {
+int e2w_reducer_wait(e2w_reducer *r, double *waited_s, char *err, size_t errlen) {
     double t0 = mono_s();
     pthread_mutex_lock(&r->mu);
     while (r->head || r->busy) pthread_cond_wait(&r->cv, &r->mu);

@@ -47,20 +47,17 @@ typedef struct {
 /* The reducer of buffer base (n elements of dtype F32 or BF16; device
  * memory when stream is not NULL, the cudaStream_t of the kernels that
  * write it). Starts the reducer's thread. */
-int e2w_reducer_create(e2w_reducer **out, e2w_comm *comm, void *base,
-                       e2w_comm_dtype dtype, void *stream, char *err,
-                       size_t errlen);
+int e2w_reducer_create(e2w_reducer **out, e2w_comm *comm, void *base, e2w_comm_dtype dtype,
+                       void *stream, char *err, size_t errlen);
 
 /* Hands over one bucket: ranges whose gradients are final. Never blocks on
  * the collective; a failure shows in e2w_reducer_wait. */
-void e2w_reducer_push(e2w_reducer *r, const e2w_reducer_range *ranges,
-                      int nranges);
+void e2w_reducer_push(e2w_reducer *r, const e2w_reducer_range *ranges, int nranges);
 
 /* Waits until every bucket pushed so far is summed. Returns 0, or the first
  * failure of any of them (then the communicator is broken: abort it). The
  * seconds this call waited are added to *waited_s when not NULL. */
-int e2w_reducer_wait(e2w_reducer *r, double *waited_s, char *err,
-                     size_t errlen);
+int e2w_reducer_wait(e2w_reducer *r, double *waited_s, char *err, size_t errlen);
 
 /* Seconds the reducer's thread spent in collectives since creation. */
 double e2w_reducer_busy_seconds(e2w_reducer *r);

@@ -9,9 +9,12 @@ int e2w_aug_method_parse(const char *name, e2w_aug_method *out) {
 }
 
 int e2w_aug_granularity_parse(const char *name, e2w_aug_granularity *out) {
-    if (name && strcmp(name, "per_sample") == 0) *out = E2W_AUG_PER_SAMPLE;
-    else if (name && strcmp(name, "per_step") == 0) *out = E2W_AUG_PER_STEP;
-    else return -EINVAL;
+    if (name && strcmp(name, "per_sample") == 0)
+        *out = E2W_AUG_PER_SAMPLE;
+    else if (name && strcmp(name, "per_step") == 0)
+        *out = E2W_AUG_PER_STEP;
+    else
+        return -EINVAL;
     return 0;
 }
 
@@ -22,13 +25,17 @@ int e2w_aug_init(e2w_aug *a, const e2w_aug_config *cfg, char *err, size_t errlen
 int e2w_aug_config_spec(e2w_aug_config *c, const E2__V1__AugmentSpec *s, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     if (e2w_aug_method_parse(s->method, &c->method))
-        return e2_pos_err(err, errlen, "augment.method must be one of %s (got \"%s\")", e2_pos_scheme_names(),
-                          s->method ? s->method : "");
+        return e2_pos_err(err, errlen, "augment.method must be one of %s (got \"%s\")",
+                          e2_pos_scheme_names(), s->method ? s->method : "");
     if (e2w_aug_granularity_parse(s->granularity, &c->granularity))
-        return e2_pos_err(err, errlen, "augment.granularity must be per_sample or per_step (got \"%s\")",
+        return e2_pos_err(err, errlen,
+                          "augment.granularity must be per_sample or per_step (got \"%s\")",
                           s->granularity ? s->granularity : "");
-    if (!s->has_g_max || !s->has_n_sink || !s->has_train_length || !s->has_fixed_g || !s->has_original_window)
-        return e2_pos_err(err, errlen, "augment: defaults not applied (original_window needs the model's config)");
+    if (!s->has_g_max || !s->has_n_sink || !s->has_train_length || !s->has_fixed_g ||
+        !s->has_original_window)
+        return e2_pos_err(
+            err, errlen,
+            "augment: defaults not applied (original_window needs the model's config)");
     c->g_max = s->g_max;
     c->g_weights = s->g_weights;
     c->n_g_weights = s->n_g_weights;
@@ -38,7 +45,8 @@ int e2w_aug_config_spec(e2w_aug_config *c, const E2__V1__AugmentSpec *s, char *e
     c->fixed_g = s->fixed_g;
     c->no_offset = s->has_random_offset && !s->random_offset;
     c->pose_chunks = s->has_pose_chunks ? s->pose_chunks : 2;
-    c->pose_target_length = s->has_pose_target_length ? s->pose_target_length : 8 * s->original_window;
+    c->pose_target_length =
+        s->has_pose_target_length ? s->pose_target_length : 8 * s->original_window;
     return 0;
 }
 
@@ -48,13 +56,17 @@ int e2w_aug_init_spec(e2w_aug *a, const E2__V1__AugmentSpec *s, char *err, size_
     return e2w_aug_init(a, &c, err, errlen);
 }
 
-int32_t e2w_aug_t_max(const e2w_aug *a, float g) { return e2_pos_t_max(&a->cfg, g); }
+int32_t e2w_aug_t_max(const e2w_aug *a, float g) {
+    return e2_pos_t_max(&a->cfg, g);
+}
 
-void e2w_aug_draw_pos(const e2w_aug *a, uint64_t seed, uint64_t step, uint64_t sample_index, e2_pos_draw *d) {
+void e2w_aug_draw_pos(const e2w_aug *a, uint64_t seed, uint64_t step, uint64_t sample_index,
+                      e2_pos_draw *d) {
     e2_pos_sample(a, seed, step, sample_index, d);
 }
 
-void e2w_aug_draw(const e2w_aug *a, uint64_t seed, uint64_t step, uint64_t sample_index, float *g, int32_t *t) {
+void e2w_aug_draw(const e2w_aug *a, uint64_t seed, uint64_t step, uint64_t sample_index, float *g,
+                  int32_t *t) {
     e2_pos_draw d;
     e2_pos_sample(a, seed, step, sample_index, &d);
     *g = d.g;

@@ -23,14 +23,14 @@
 #define E2W_AUG_G_MAX E2_POS_G_MAX
 
 typedef e2_pos_method e2w_aug_method;
-#define E2W_AUG_E2 E2_POS_E2
-#define E2W_AUG_PI E2_POS_PI
+#define E2W_AUG_E2   E2_POS_E2
+#define E2W_AUG_PI   E2_POS_PI
 #define E2W_AUG_POSE E2_POS_POSE
 #define E2W_AUG_NONE E2_POS_NONE
-#define E2W_AUG_NTK E2_POS_NTK
+#define E2W_AUG_NTK  E2_POS_NTK
 typedef e2_pos_granularity e2w_aug_granularity;
 #define E2W_AUG_PER_SAMPLE E2_POS_PER_SAMPLE
-#define E2W_AUG_PER_STEP E2_POS_PER_STEP
+#define E2W_AUG_PER_STEP   E2_POS_PER_STEP
 
 typedef e2_pos_config e2w_aug_config;
 typedef e2_pos_sampler e2w_aug;
@@ -41,7 +41,8 @@ int e2w_aug_init(e2w_aug *a, const e2w_aug_config *cfg, char *err, size_t errlen
 /* The config of a job spec's augment section after defaults
  * (original_window set; pose_target_length unset = 8 * original_window,
  * pose_chunks unset = 2). */
-int e2w_aug_config_spec(e2w_aug_config *c, const E2__V1__AugmentSpec *spec, char *err, size_t errlen);
+int e2w_aug_config_spec(e2w_aug_config *c, const E2__V1__AugmentSpec *spec, char *err,
+                        size_t errlen);
 /* e2w_aug_config_spec, then e2w_aug_init. */
 int e2w_aug_init_spec(e2w_aug *a, const E2__V1__AugmentSpec *spec, char *err, size_t errlen);
 
@@ -54,9 +55,11 @@ int32_t e2w_aug_t_max(const e2w_aug *a, float g);
 
 /* (g, t) of global sample `sample_index` in `step` (per_step ignores
  * sample_index); PoSE's chunks are in e2w_aug_draw_pos. */
-void e2w_aug_draw(const e2w_aug *a, uint64_t seed, uint64_t step, uint64_t sample_index, float *g, int32_t *t);
+void e2w_aug_draw(const e2w_aug *a, uint64_t seed, uint64_t step, uint64_t sample_index, float *g,
+                  int32_t *t);
 /* The whole draw: g, t and chunk skip biases. */
-void e2w_aug_draw_pos(const e2w_aug *a, uint64_t seed, uint64_t step, uint64_t sample_index, e2_pos_draw *d);
+void e2w_aug_draw_pos(const e2w_aug *a, uint64_t seed, uint64_t step, uint64_t sample_index,
+                      e2_pos_draw *d);
 
 /* Reference RoPE position of token m (fp32, as kernels compute it):
  * m / g for the n_sink sinks, (m + t) / g after them. */

@@ -13,12 +13,12 @@
 
 struct e2w_dataset {
     e2w_shard *shards;
-    uint64_t *start;    /* (n_shards + 1) stream offset of each shard's first token */
+    uint64_t *start; /* (n_shards + 1) stream offset of each shard's first token */
     size_t n_shards;
     uint64_t n_tokens;
     uint64_t n_samples;
     uint32_t seq_len;
-    uint64_t *perm;     /* (n_samples) order of perm_epoch, or NULL */
+    uint64_t *perm; /* (n_samples) order of perm_epoch, or NULL */
     uint64_t perm_seed, perm_epoch;
 };
 
@@ -73,8 +73,10 @@ int e2w_dataset_open(e2w_dataset **out, char *const *patterns, size_t n_patterns
     for (size_t i = 0; i < n_patterns && rc == 0; i++) {
         glob_t g;
         int gr = glob(patterns[i], 0, NULL, &g);
-        if (gr == GLOB_NOMATCH) rc = ds_err(err, errlen, -ENOENT, "%s: no token shard matches", patterns[i]);
-        else if (gr != 0) rc = ds_err(err, errlen, -EIO, "%s: cannot expand the pattern", patterns[i]);
+        if (gr == GLOB_NOMATCH)
+            rc = ds_err(err, errlen, -ENOENT, "%s: no token shard matches", patterns[i]);
+        else if (gr != 0)
+            rc = ds_err(err, errlen, -EIO, "%s: cannot expand the pattern", patterns[i]);
         for (size_t k = 0; gr == 0 && rc == 0 && k < g.gl_pathc; k++)
             rc = ds_add_shard(ds, g.gl_pathv[k], &cap, err, errlen);
         if (gr == 0) globfree(&g);
@@ -91,7 +93,8 @@ int e2w_dataset_open(e2w_dataset **out, char *const *patterns, size_t n_patterns
         ds->start[ds->n_shards] = ds->n_tokens;
         if (ds->n_tokens < (uint64_t)seq_len + 1)
             rc = ds_err(err, errlen, -EINVAL,
-                        "dataset: %llu tokens in %zu shard(s), fewer than one training sequence of %u + 1 tokens",
+                        "dataset: %llu tokens in %zu shard(s), fewer than one training sequence of "
+                        "%u + 1 tokens",
                         (unsigned long long)ds->n_tokens, ds->n_shards, seq_len);
         ds->n_samples = (ds->n_tokens - 1) / seq_len;
     }
@@ -112,18 +115,28 @@ void e2w_dataset_close(e2w_dataset *ds) {
     free(ds);
 }
 
-uint64_t e2w_dataset_tokens(const e2w_dataset *ds) { return ds->n_tokens; }
-uint64_t e2w_dataset_samples(const e2w_dataset *ds) { return ds->n_samples; }
-size_t e2w_dataset_shards(const e2w_dataset *ds) { return ds->n_shards; }
-uint32_t e2w_dataset_seq_len(const e2w_dataset *ds) { return ds->seq_len; }
+uint64_t e2w_dataset_tokens(const e2w_dataset *ds) {
+    return ds->n_tokens;
+}
+uint64_t e2w_dataset_samples(const e2w_dataset *ds) {
+    return ds->n_samples;
+}
+size_t e2w_dataset_shards(const e2w_dataset *ds) {
+    return ds->n_shards;
+}
+uint32_t e2w_dataset_seq_len(const e2w_dataset *ds) {
+    return ds->seq_len;
+}
 
 /* Index of the shard holding stream position pos (binary search). */
 static size_t ds_shard_of(const e2w_dataset *ds, uint64_t pos) {
     size_t lo = 0, hi = ds->n_shards;
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
-        if (ds->start[mid] <= pos) lo = mid;
-        else hi = mid;
+        if (ds->start[mid] <= pos)
+            lo = mid;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -166,7 +179,8 @@ int e2w_dataset_check_vocab(const e2w_dataset *ds, uint32_t vocab, char *err, si
             uint32_t t = e2w_shard_token(sh, i);
             if (t >= vocab)
                 return ds_err(err, errlen, -EINVAL,
-                              "%s: the token at position %llu is outside the model's vocabulary (vocab_size %u)",
+                              "%s: the token at position %llu is outside the model's vocabulary "
+                              "(vocab_size %u)",
                               sh->path, (unsigned long long)i, vocab);
         }
     }

@@ -34,7 +34,8 @@ size_t e2w_dataset_shards(const e2w_dataset *ds);
 uint32_t e2w_dataset_seq_len(const e2w_dataset *ds);
 
 /* Tokens [start, start + n) of the stream; -ERANGE past the end. */
-int e2w_dataset_read_tokens(const e2w_dataset *ds, uint64_t start, uint64_t n, int32_t *out /* (n) */);
+int e2w_dataset_read_tokens(const e2w_dataset *ds, uint64_t start, uint64_t n,
+                            int32_t *out /* (n) */);
 
 /* Sample s: its R + 1 tokens. */
 int e2w_dataset_read_sample(const e2w_dataset *ds, uint64_t sample, int32_t *out /* (R + 1) */);

@@ -15,22 +15,27 @@
 #include <string.h>
 
 static const char *const gen_adj[] = {
-    "quiet", "bright", "old", "young", "careful", "small", "large", "green", "silver", "patient",
-    "clever", "distant", "warm", "cold", "gentle", "busy", "hidden", "narrow", "wide", "curious",
+    "quiet",  "bright", "old",     "young",  "careful", "small",   "large",
+    "green",  "silver", "patient", "clever", "distant", "warm",    "cold",
+    "gentle", "busy",   "hidden",  "narrow", "wide",    "curious",
 };
 static const char *const gen_noun[] = {
-    "river", "garden", "baker", "sailor", "teacher", "village", "lantern", "window", "mountain", "letter",
-    "market", "bridge", "forest", "painter", "clock", "harbor", "library", "farmer", "road", "island",
+    "river",  "garden",   "baker",   "sailor", "teacher", "village", "lantern",
+    "window", "mountain", "letter",  "market", "bridge",  "forest",  "painter",
+    "clock",  "harbor",   "library", "farmer", "road",    "island",
 };
 static const char *const gen_verb[] = {
-    "visited", "painted", "crossed", "found", "watched", "carried", "repaired", "described", "followed", "opened",
-    "remembered", "measured", "counted", "cleaned", "studied", "greeted", "built", "closed", "planted", "heard",
+    "visited",   "painted",  "crossed", "found",      "watched",  "carried", "repaired",
+    "described", "followed", "opened",  "remembered", "measured", "counted", "cleaned",
+    "studied",   "greeted",  "built",   "closed",     "planted",  "heard",
 };
-static const char *const gen_prep[] = {"near", "behind", "beside", "under", "across", "beyond", "inside", "above"};
-static const char *const gen_adv[] = {"slowly", "quickly", "often", "never", "once", "gladly", "quietly", "early"};
+static const char *const gen_prep[] = { "near",   "behind", "beside", "under",
+                                        "across", "beyond", "inside", "above" };
+static const char *const gen_adv[] = { "slowly", "quickly", "often",   "never",
+                                       "once",   "gladly",  "quietly", "early" };
 static const char *const gen_name[] = {
-    "Ada", "Basil", "Clara", "Dmitri", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas",
-    "Kira", "Leo", "Maya", "Nils", "Olga", "Pavel", "Rosa", "Stefan", "Tara", "Viktor",
+    "Ada",  "Basil", "Clara", "Dmitri", "Elena", "Farid", "Greta", "Hugo",   "Ines", "Jonas",
+    "Kira", "Leo",   "Maya",  "Nils",   "Olga",  "Pavel", "Rosa",  "Stefan", "Tara", "Viktor",
 };
 
 #define GEN_PICK(list) list[e2w_rng_below(key, ctr, sizeof list / sizeof list[0])]
@@ -87,7 +92,7 @@ static void gen_sentence(gen_out *o, uint64_t key, uint64_t *ctr, const char *na
 
 void e2w_gen_text(uint64_t seed, char *buf, size_t cap) {
     if (cap == 0) return;
-    gen_out o = {buf, cap, 0};
+    gen_out o = { buf, cap, 0 };
     uint64_t key = e2w_rng_key(E2W_RNG_GEN, seed, 0, 0);
     uint64_t c = 0, *ctr = &c;
     char s[256];
@@ -96,7 +101,8 @@ void e2w_gen_text(uint64_t seed, char *buf, size_t cap) {
         unsigned number = 1000 + (unsigned)e2w_rng_below(key, ctr, 9000);
         const char *adj = GEN_PICK(gen_adj);
         const char *noun = GEN_PICK(gen_noun);
-        snprintf(s, sizeof s, "Story %llu. Once there was a %s %s named %s, who kept the number %u.\n",
+        snprintf(s, sizeof s,
+                 "Story %llu. Once there was a %s %s named %s, who kept the number %u.\n",
                  (unsigned long long)story, adj, noun, name, number);
         gen_put(&o, s);
         for (uint64_t p = 0, np = 2 + e2w_rng_below(key, ctr, 4); p < np; p++) {
@@ -115,7 +121,8 @@ void e2w_gen_text(uint64_t seed, char *buf, size_t cap) {
 int e2w_gen_text_file(const char *path, uint64_t seed, size_t n_bytes, char *err, size_t errlen) {
     char *buf = malloc(n_bytes + 1);
     if (!buf) {
-        if (err && errlen) snprintf(err, errlen, "%s: out of memory for %zu bytes of text", path, n_bytes);
+        if (err && errlen)
+            snprintf(err, errlen, "%s: out of memory for %zu bytes of text", path, n_bytes);
         return -ENOMEM;
     }
     e2w_gen_text(seed, buf, n_bytes + 1);
@@ -123,7 +130,8 @@ int e2w_gen_text_file(const char *path, uint64_t seed, size_t n_bytes, char *err
     int rc = 0;
     if (!f || fwrite(buf, 1, n_bytes, f) != n_bytes) rc = -EIO;
     if (f && fclose(f) != 0) rc = -EIO;
-    if (rc && err && errlen) snprintf(err, errlen, "%s: cannot write generated text: %s", path, strerror(errno));
+    if (rc && err && errlen)
+        snprintf(err, errlen, "%s: cannot write generated text: %s", path, strerror(errno));
     free(buf);
     return rc;
 }

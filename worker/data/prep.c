@@ -54,21 +54,26 @@ static int prep_emit(prep_out *o, const uint32_t *tok, size_t n, char *err, size
         }
         if (!o->open) {
             char path[4096];
-            snprintf(path, sizeof path, "%s_%s_%06d.bin", o->prefix, split ? "val" : "train", o->index[split]++);
+            snprintf(path, sizeof path, "%s_%s_%06d.bin", o->prefix, split ? "val" : "train",
+                     o->index[split]++);
             int rc = e2w_shard_writer_open(&o->w, path, 2, err, errlen);
             if (rc) return rc;
             o->open = 1;
             o->split = split;
-            if (split) o->st->val_shards++;
-            else o->st->train_shards++;
+            if (split)
+                o->st->val_shards++;
+            else
+                o->st->train_shards++;
         }
         uint64_t room = o->shard_tokens - o->w.n_tokens;
         if (!split && o->train_total - o->written < room) room = o->train_total - o->written;
         size_t m = n < room ? n : (size_t)room;
         int rc = e2w_shard_writer_append(&o->w, tok, m, err, errlen);
         if (rc) return rc;
-        if (split) o->st->val_tokens += m;
-        else o->st->train_tokens += m;
+        if (split)
+            o->st->val_tokens += m;
+        else
+            o->st->train_tokens += m;
         o->written += m;
         tok += m;
         n -= m;
@@ -102,15 +107,19 @@ int e2w_prep_text(char *const *files, int n, const char *out_prefix, size_t shar
     memset(o.st, 0, sizeof *o.st);
     if (n < 1) return prep_err(err, errlen, -EINVAL, "prep: no input text files");
     if (shard_tokens < 1 || shard_tokens > E2W_SHARD_MAX_TOKENS)
-        return prep_err(err, errlen, -EINVAL, "prep: shard size must be in [1, %u] tokens (got %zu)",
+        return prep_err(err, errlen, -EINVAL,
+                        "prep: shard size must be in [1, %u] tokens (got %zu)",
                         E2W_SHARD_MAX_TOKENS, shard_tokens);
     if (!(val_fraction >= 0 && val_fraction < 1))
-        return prep_err(err, errlen, -EINVAL, "prep: validation fraction must be in [0, 1) (got %g)", val_fraction);
+        return prep_err(err, errlen, -EINVAL,
+                        "prep: validation fraction must be in [0, 1) (got %g)", val_fraction);
     uint64_t total = 0;
     for (int i = 0; i < n; i++) {
         struct stat st;
-        if (stat(files[i], &st) != 0) return prep_err(err, errlen, -errno, "%s: %s", files[i], strerror(errno));
-        if (!S_ISREG(st.st_mode)) return prep_err(err, errlen, -EINVAL, "%s: not a regular file", files[i]);
+        if (stat(files[i], &st) != 0)
+            return prep_err(err, errlen, -errno, "%s: %s", files[i], strerror(errno));
+        if (!S_ISREG(st.st_mode))
+            return prep_err(err, errlen, -EINVAL, "%s: not a regular file", files[i]);
         total += (uint64_t)st.st_size + 1;
     }
     uint64_t val = (uint64_t)((double)total * val_fraction);

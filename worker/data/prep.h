@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define E2W_BYTE_VOCAB 257
-#define E2W_BYTE_EOT 256
+#define E2W_BYTE_EOT   256
 
 typedef struct {
     uint64_t train_tokens, val_tokens;

@@ -37,26 +37,30 @@ static int sh_check(e2w_shard *s, const int32_t *h, uint64_t size, char *err, si
     const char *p = s->path;
     if (h[0] == E2W_SHARD_MAGIC_U16) {
         if (h[1] != E2W_SHARD_VERSION_U16)
-            return sh_err(err, errlen, -EINVAL, "%s: bad header: uint16 token shards need version %d",
-                          p, E2W_SHARD_VERSION_U16);
+            return sh_err(err, errlen, -EINVAL,
+                          "%s: bad header: uint16 token shards need version %d", p,
+                          E2W_SHARD_VERSION_U16);
         s->width = 2;
     } else if (h[0] == E2W_SHARD_MAGIC_U32) {
         if (h[1] != E2W_SHARD_VERSION_U32)
-            return sh_err(err, errlen, -EINVAL, "%s: bad header: uint32 token shards need version %d",
-                          p, E2W_SHARD_VERSION_U32);
+            return sh_err(err, errlen, -EINVAL,
+                          "%s: bad header: uint32 token shards need version %d", p,
+                          E2W_SHARD_VERSION_U32);
         s->width = 4;
     } else {
         return sh_err(err, errlen, -EINVAL,
-                      "%s: bad magic (expected %d for uint16 or %d for uint32 tokens): not an llm.c token shard",
+                      "%s: bad magic (expected %d for uint16 or %d for uint32 tokens): not an "
+                      "llm.c token shard",
                       p, E2W_SHARD_MAGIC_U16, E2W_SHARD_MAGIC_U32);
     }
     if (h[2] < 0) return sh_err(err, errlen, -EINVAL, "%s: bad header: negative token count", p);
     uint64_t want = E2W_SHARD_HEADER_BYTES + (uint64_t)h[2] * (uint64_t)s->width;
     if (size != want)
-        return sh_err(err, errlen, -EINVAL,
-                      "%s: size mismatch: the file's size is not the %d-byte header plus the header's token "
-                      "count times %d bytes (truncated or not a shard)",
-                      p, E2W_SHARD_HEADER_BYTES, s->width);
+        return sh_err(
+            err, errlen, -EINVAL,
+            "%s: size mismatch: the file's size is not the %d-byte header plus the header's token "
+            "count times %d bytes (truncated or not a shard)",
+            p, E2W_SHARD_HEADER_BYTES, s->width);
     s->n_tokens = (uint64_t)h[2];
     return 0;
 }
@@ -67,17 +71,21 @@ int e2w_shard_open(e2w_shard *s, const char *path, char *err, size_t errlen) {
     if (!s->path) return sh_err(err, errlen, -ENOMEM, "%s: out of memory", path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        int rc = sh_err(err, errlen, -errno, "%s: cannot open token shard: %s", path, strerror(errno));
+        int rc =
+            sh_err(err, errlen, -errno, "%s: cannot open token shard: %s", path, strerror(errno));
         e2w_shard_close(s);
         return rc;
     }
     struct stat st;
     int rc = 0;
-    if (fstat(fd, &st) != 0) rc = sh_err(err, errlen, -errno, "%s: cannot stat: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode)) rc = sh_err(err, errlen, -EINVAL, "%s: not a regular file", path);
+    if (fstat(fd, &st) != 0)
+        rc = sh_err(err, errlen, -errno, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = sh_err(err, errlen, -EINVAL, "%s: not a regular file", path);
     else if ((uint64_t)st.st_size < E2W_SHARD_HEADER_BYTES)
-        rc = sh_err(err, errlen, -EINVAL, "%s: truncated header (a shard starts with a %d-byte header)",
-                    path, E2W_SHARD_HEADER_BYTES);
+        rc = sh_err(err, errlen, -EINVAL,
+                    "%s: truncated header (a shard starts with a %d-byte header)", path,
+                    E2W_SHARD_HEADER_BYTES);
     if (rc == 0) {
         s->map_len = (size_t)st.st_size;
         s->map = mmap(NULL, s->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -97,10 +105,12 @@ int e2w_shard_open(e2w_shard *s, const char *path, char *err, size_t errlen) {
     return rc;
 }
 
-int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char *err, size_t errlen) {
+int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char *err,
+                          size_t errlen) {
     memset(w, 0, sizeof *w);
     if (width != 2 && width != 4)
-        return sh_err(err, errlen, -EINVAL, "%s: token width must be 2 (uint16) or 4 (uint32), got %d", path, width);
+        return sh_err(err, errlen, -EINVAL,
+                      "%s: token width must be 2 (uint16) or 4 (uint32), got %d", path, width);
     w->width = width;
     size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
     w->path = strdup(path);
@@ -112,7 +122,8 @@ int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char
     snprintf(w->tmp, n, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(w->tmp);
     if (fd < 0) {
-        int rc = sh_err(err, errlen, -errno, "%s: cannot create %s: %s", path, w->tmp, strerror(errno));
+        int rc =
+            sh_err(err, errlen, -errno, "%s: cannot create %s: %s", path, w->tmp, strerror(errno));
         free(w->tmp);
         w->tmp = NULL;
         e2w_shard_writer_abort(w);
@@ -120,7 +131,8 @@ int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char
     }
     /* mkstemp creates 0600; shards are data for every user of the job. */
     if (fchmod(fd, 0644) != 0) {
-        int rc = sh_err(err, errlen, -errno, "%s: cannot chmod %s: %s", path, w->tmp, strerror(errno));
+        int rc =
+            sh_err(err, errlen, -errno, "%s: cannot chmod %s: %s", path, w->tmp, strerror(errno));
         close(fd);
         e2w_shard_writer_abort(w);
         return rc;
@@ -135,9 +147,11 @@ int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char
     return 0;
 }
 
-int e2w_shard_writer_append(e2w_shard_writer *w, const uint32_t *tokens, size_t n, char *err, size_t errlen) {
+int e2w_shard_writer_append(e2w_shard_writer *w, const uint32_t *tokens, size_t n, char *err,
+                            size_t errlen) {
     if (w->n_tokens + n > E2W_SHARD_MAX_TOKENS)
-        return sh_err(err, errlen, -EINVAL, "%s: more than %u tokens in one shard", w->path, E2W_SHARD_MAX_TOKENS);
+        return sh_err(err, errlen, -EINVAL, "%s: more than %u tokens in one shard", w->path,
+                      E2W_SHARD_MAX_TOKENS);
     uint8_t buf[8192];
     size_t per = sizeof buf / (size_t)w->width;
     for (size_t i = 0; i < n; i += per) {
@@ -146,7 +160,8 @@ int e2w_shard_writer_append(e2w_shard_writer *w, const uint32_t *tokens, size_t 
             uint32_t t = tokens[i + k];
             if (w->width == 2) {
                 if (t > 0xFFFF)
-                    return sh_err(err, errlen, -EINVAL, "%s: token %u at %llu does not fit uint16 (use 4-byte tokens)",
+                    return sh_err(err, errlen, -EINVAL,
+                                  "%s: token %u at %llu does not fit uint16 (use 4-byte tokens)",
                                   w->path, t, (unsigned long long)(w->n_tokens + i + k));
                 uint16_t v = (uint16_t)t;
                 memcpy(buf + k * 2, &v, 2);
@@ -166,7 +181,8 @@ static int sh_fsync_dir(const char *path) {
     if (!d) return -ENOMEM;
     char *slash = strrchr(d, '/');
     const char *dir = ".";
-    if (slash == d) dir = "/";
+    if (slash == d)
+        dir = "/";
     else if (slash) {
         *slash = '\0';
         dir = d;
@@ -179,16 +195,19 @@ static int sh_fsync_dir(const char *path) {
 }
 
 int e2w_shard_writer_commit(e2w_shard_writer *w, char *err, size_t errlen) {
-    int32_t h[3] = {w->width == 2 ? E2W_SHARD_MAGIC_U16 : E2W_SHARD_MAGIC_U32,
-                    w->width == 2 ? E2W_SHARD_VERSION_U16 : E2W_SHARD_VERSION_U32, (int32_t)w->n_tokens};
+    int32_t h[3] = { w->width == 2 ? E2W_SHARD_MAGIC_U16 : E2W_SHARD_MAGIC_U32,
+                     w->width == 2 ? E2W_SHARD_VERSION_U16 : E2W_SHARD_VERSION_U32,
+                     (int32_t)w->n_tokens };
     int rc = 0;
-    if (fflush(w->f) != 0 || fseek(w->f, 0, SEEK_SET) != 0 || fwrite(h, 4, 3, w->f) != 3 || fflush(w->f) != 0 ||
-        fsync(fileno(w->f)) != 0)
+    if (fflush(w->f) != 0 || fseek(w->f, 0, SEEK_SET) != 0 || fwrite(h, 4, 3, w->f) != 3 ||
+        fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
         rc = sh_err(err, errlen, -EIO, "%s: cannot write %s: %s", w->path, w->tmp, strerror(errno));
-    if (fclose(w->f) != 0 && rc == 0) rc = sh_err(err, errlen, -EIO, "%s: close failed: %s", w->tmp, strerror(errno));
+    if (fclose(w->f) != 0 && rc == 0)
+        rc = sh_err(err, errlen, -EIO, "%s: close failed: %s", w->tmp, strerror(errno));
     w->f = NULL;
     if (rc == 0 && rename(w->tmp, w->path) != 0)
-        rc = sh_err(err, errlen, -errno, "%s: cannot rename %s into place: %s", w->path, w->tmp, strerror(errno));
+        rc = sh_err(err, errlen, -errno, "%s: cannot rename %s into place: %s", w->path, w->tmp,
+                    strerror(errno));
     if (rc == 0 && sh_fsync_dir(w->path) != 0)
         rc = sh_err(err, errlen, -EIO, "%s: cannot fsync its folder", w->path);
     if (rc == 0) {
@@ -207,7 +226,8 @@ void e2w_shard_writer_abort(e2w_shard_writer *w) {
     memset(w, 0, sizeof *w);
 }
 
-int e2w_shard_write(const char *path, const uint32_t *tokens, size_t n, int width, char *err, size_t errlen) {
+int e2w_shard_write(const char *path, const uint32_t *tokens, size_t n, int width, char *err,
+                    size_t errlen) {
     e2w_shard_writer w;
     int rc = e2w_shard_writer_open(&w, path, width, err, errlen);
     if (rc) return rc;

@@ -14,21 +14,21 @@
 #include <stdio.h>
 #include <string.h>
 
-#define E2W_SHARD_HEADER_INTS 256
+#define E2W_SHARD_HEADER_INTS  256
 #define E2W_SHARD_HEADER_BYTES (E2W_SHARD_HEADER_INTS * 4)
-#define E2W_SHARD_MAGIC_U16 20240520
-#define E2W_SHARD_VERSION_U16 1
-#define E2W_SHARD_MAGIC_U32 20240801
-#define E2W_SHARD_VERSION_U32 7
-#define E2W_SHARD_MAX_TOKENS 2147483647u /* header[2] is an int32 */
+#define E2W_SHARD_MAGIC_U16    20240520
+#define E2W_SHARD_VERSION_U16  1
+#define E2W_SHARD_MAGIC_U32    20240801
+#define E2W_SHARD_VERSION_U32  7
+#define E2W_SHARD_MAX_TOKENS   2147483647u /* header[2] is an int32 */
 
 typedef struct {
     char *path;
-    void *map;            /* whole file */
+    void *map; /* whole file */
     size_t map_len;
-    const uint8_t *data;  /* first token */
+    const uint8_t *data; /* first token */
     uint64_t n_tokens;
-    int width;            /* bytes per token: 2 or 4 */
+    int width; /* bytes per token: 2 or 4 */
 } e2w_shard;
 
 /* Maps and checks a shard; each mismatch is one line naming the file. */
@@ -55,12 +55,15 @@ typedef struct {
     int width;
 } e2w_shard_writer;
 
-int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char *err, size_t errlen);
-int e2w_shard_writer_append(e2w_shard_writer *w, const uint32_t *tokens, size_t n, char *err, size_t errlen);
+int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char *err,
+                          size_t errlen);
+int e2w_shard_writer_append(e2w_shard_writer *w, const uint32_t *tokens, size_t n, char *err,
+                            size_t errlen);
 int e2w_shard_writer_commit(e2w_shard_writer *w, char *err, size_t errlen);
 void e2w_shard_writer_abort(e2w_shard_writer *w);
 
 /* Writes a whole shard atomically. width: 2 (uint16) or 4 (uint32). */
-int e2w_shard_write(const char *path, const uint32_t *tokens, size_t n, int width, char *err, size_t errlen);
+int e2w_shard_write(const char *path, const uint32_t *tokens, size_t n, int width, char *err,
+                    size_t errlen);
 
 #endif

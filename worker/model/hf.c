@@ -37,8 +37,8 @@ done:
     return rc;
 }
 
-int e2w_model_save_hf(const e2w_model *m, const char *dir, int bf16,
-                      uint64_t max_shard_bytes, char *err, size_t errlen) {
+int e2w_model_save_hf(const e2w_model *m, const char *dir, int bf16, uint64_t max_shard_bytes,
+                      char *err, size_t errlen) {
     int n = e2w_model_hf_count(m), rc = -1;
     float *buf = malloc(m->n_params * sizeof(float));
     e2w_st_out *outs = calloc((size_t)n, sizeof *outs);

@@ -12,9 +12,8 @@
 #include "e2/v1/job.pb-c.h"
 #include "llama_names.h"
 
-int e2w_model_config_from_proto(e2w_model_config *c,
-                                const E2__V1__LlamaConfig *p,
-                                char *err, size_t errlen) {
+int e2w_model_config_from_proto(e2w_model_config *c, const E2__V1__LlamaConfig *p, char *err,
+                                size_t errlen) {
     memset(c, 0, sizeof *c);
     if (p == NULL) {
         snprintf(err, errlen, "model.config is missing: give model.hf_dir or model.config");
@@ -30,32 +29,42 @@ int e2w_model_config_from_proto(e2w_model_config *c,
     c->eps = p->has_rms_norm_eps ? (float)p->rms_norm_eps : 1e-5f;
     c->theta = p->has_rope_theta ? (float)p->rope_theta : 10000.0f;
     c->tied = p->has_tie_word_embeddings && p->tie_word_embeddings;
-    const struct { const char *name; int v; } req[] = {
-        {"hidden_size", c->C}, {"num_hidden_layers", c->n_layer},
-        {"num_attention_heads", c->H}, {"num_key_value_heads", c->KVH},
-        {"intermediate_size", c->F}, {"vocab_size", c->V},
-        {"max_position_embeddings", c->max_pos},
+    const struct {
+        const char *name;
+        int v;
+    } req[] = {
+        { "hidden_size", c->C },
+        { "num_hidden_layers", c->n_layer },
+        { "num_attention_heads", c->H },
+        { "num_key_value_heads", c->KVH },
+        { "intermediate_size", c->F },
+        { "vocab_size", c->V },
+        { "max_position_embeddings", c->max_pos },
     };
     for (size_t i = 0; i < sizeof req / sizeof req[0]; i++) {
         if (req[i].v <= 0) {
-            snprintf(err, errlen, "model.config.%s must be >= 1 (got %d)",
-                     req[i].name, req[i].v);
+            snprintf(err, errlen, "model.config.%s must be >= 1 (got %d)", req[i].name, req[i].v);
             return -1;
         }
     }
     if (c->C % c->H != 0) {
-        snprintf(err, errlen, "model.config.hidden_size (%d) must be a multiple of num_attention_heads (%d)",
+        snprintf(err, errlen,
+                 "model.config.hidden_size (%d) must be a multiple of num_attention_heads (%d)",
                  c->C, c->H);
         return -1;
     }
     if (c->H % c->KVH != 0) {
-        snprintf(err, errlen, "model.config.num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
-                 c->H, c->KVH);
+        snprintf(
+            err, errlen,
+            "model.config.num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
+            c->H, c->KVH);
         return -1;
     }
     c->D = c->C / c->H;
     if (c->D % 2 != 0) {
-        snprintf(err, errlen, "model.config: head dimension hidden_size/num_attention_heads must be even for RoPE (got %d)",
+        snprintf(err, errlen,
+                 "model.config: head dimension hidden_size/num_attention_heads must be even for "
+                 "RoPE (got %d)",
                  c->D);
         return -1;
     }
@@ -66,24 +75,32 @@ int e2w_model_config_from_proto(e2w_model_config *c,
     return 0;
 }
 
-void e2w_model_config_to_proto(const e2w_model_config *c,
-                               E2__V1__LlamaConfig *p) {
-    p->has_hidden_size = 1; p->hidden_size = (uint32_t)c->C;
-    p->has_num_hidden_layers = 1; p->num_hidden_layers = (uint32_t)c->n_layer;
-    p->has_num_attention_heads = 1; p->num_attention_heads = (uint32_t)c->H;
-    p->has_num_key_value_heads = 1; p->num_key_value_heads = (uint32_t)c->KVH;
-    p->has_intermediate_size = 1; p->intermediate_size = (uint32_t)c->F;
-    p->has_vocab_size = 1; p->vocab_size = (uint32_t)c->V;
-    p->has_rms_norm_eps = 1; p->rms_norm_eps = c->eps;
-    p->has_rope_theta = 1; p->rope_theta = c->theta;
+void e2w_model_config_to_proto(const e2w_model_config *c, E2__V1__LlamaConfig *p) {
+    p->has_hidden_size = 1;
+    p->hidden_size = (uint32_t)c->C;
+    p->has_num_hidden_layers = 1;
+    p->num_hidden_layers = (uint32_t)c->n_layer;
+    p->has_num_attention_heads = 1;
+    p->num_attention_heads = (uint32_t)c->H;
+    p->has_num_key_value_heads = 1;
+    p->num_key_value_heads = (uint32_t)c->KVH;
+    p->has_intermediate_size = 1;
+    p->intermediate_size = (uint32_t)c->F;
+    p->has_vocab_size = 1;
+    p->vocab_size = (uint32_t)c->V;
+    p->has_rms_norm_eps = 1;
+    p->rms_norm_eps = c->eps;
+    p->has_rope_theta = 1;
+    p->rope_theta = c->theta;
     p->has_max_position_embeddings = 1;
     p->max_position_embeddings = (uint32_t)c->max_pos;
-    p->has_tie_word_embeddings = 1; p->tie_word_embeddings = c->tied != 0;
+    p->has_tie_word_embeddings = 1;
+    p->tie_word_embeddings = c->tied != 0;
 }
 
 /* The model's dims in the layout table's terms. */
 static e2_layout_dims model_dims(const e2w_model_config *c) {
-    e2_layout_dims d = {c->C, c->n_layer, c->H, c->KVH, c->D, c->F, c->V, c->tied};
+    e2_layout_dims d = { c->C, c->n_layer, c->H, c->KVH, c->D, c->F, c->V, c->tied };
     return d;
 }
 
@@ -99,8 +116,8 @@ static void model_size_table(e2w_model *m) {
     m->n_params = p.n_params;
 }
 
-int e2w_model_create(e2w_model *m, const k_backend *k,
-                     const e2w_model_config *cfg, char *err, size_t errlen) {
+int e2w_model_create(e2w_model *m, const k_backend *k, const e2w_model_config *cfg, char *err,
+                     size_t errlen) {
     memset(m, 0, sizeof *m);
     m->k = k;
     m->cfg = *cfg;
@@ -120,8 +137,7 @@ int e2w_model_alloc_train(e2w_model *m, char *err, size_t errlen) {
     return e2w_model_alloc_train_shard(m, 0, m->n_params, err, errlen);
 }
 
-int e2w_model_alloc_train_shard(e2w_model *m, size_t lo, size_t n, char *err,
-                                size_t errlen) {
+int e2w_model_alloc_train_shard(e2w_model *m, size_t lo, size_t n, char *err, size_t errlen) {
     const k_backend *k = m->k;
     int need_master = k->act_dtype != K_F32;
     size_t per = e2_layout_optim_floats(need_master); /* m, v (, master) */
@@ -199,14 +215,13 @@ void e2w_model_init(e2w_model *m, uint64_t seed) {
 }
 
 size_t e2w_model_matmul_params(const e2w_model *m) {
-    return m->psize[E2W_P_QKV] + m->psize[E2W_P_WO] + m->psize[E2W_P_GU] +
-           m->psize[E2W_P_DOWN] + (size_t)m->cfg.V * (size_t)m->cfg.C;
+    return m->psize[E2W_P_QKV] + m->psize[E2W_P_WO] + m->psize[E2W_P_GU] + m->psize[E2W_P_DOWN] +
+           (size_t)m->cfg.V * (size_t)m->cfg.C;
 }
 
 double e2w_model_flops_per_token(const e2w_model *m, int T) {
     const e2w_model_config *c = &m->cfg;
-    return 6.0 * (double)e2w_model_matmul_params(m) +
-           6.0 * c->n_layer * (double)c->H * c->D * T;
+    return 6.0 * (double)e2w_model_matmul_params(m) + 6.0 * c->n_layer * (double)c->H * c->D * T;
 }
 
 void e2w_model_upload(e2w_model *m, size_t offset, const float *src, size_t n) {
@@ -223,17 +238,18 @@ void e2w_model_download(const e2w_model *m, size_t offset, float *dst, size_t n)
     m->k->download(dst, (const char *)m->params + offset * m->esz, n);
 }
 
-void e2w_model_download_grad(const e2w_model *m, size_t offset, float *dst,
-                             size_t n) {
+void e2w_model_download_grad(const e2w_model *m, size_t offset, float *dst, size_t n) {
     const char *g = (const char *)m->grads + offset * m->gesz;
-    if (m->k->grad_dtype == K_F32) m->k->download_raw(dst, g, n * sizeof(float));
-    else m->k->download(dst, g, n);
+    if (m->k->grad_dtype == K_F32)
+        m->k->download_raw(dst, g, n * sizeof(float));
+    else
+        m->k->download(dst, g, n);
 }
 
 /* ---- activations ---- */
 
-int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T,
-                    int backward, int recompute, char *err, size_t errlen) {
+int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T, int backward, int recompute,
+                    char *err, size_t errlen) {
     memset(a, 0, sizeof *a);
     e2_layout_dims d = model_dims(&m->cfg);
     e2_layout_acts t;
@@ -244,11 +260,16 @@ int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T,
     a->recompute = t.recompute;
     const e2_layout_region *l = t.layer;
     a->ll = (e2w_layer_layout){
-        .ln1 = l[E2_LAYOUT_L_LN1].offset, .rstd1 = l[E2_LAYOUT_L_RSTD1].offset,
-        .qkv = l[E2_LAYOUT_L_QKV].offset, .atty = l[E2_LAYOUT_L_ATTY].offset,
-        .lse = l[E2_LAYOUT_L_LSE].offset, .mid = l[E2_LAYOUT_L_MID].offset,
-        .ln2 = l[E2_LAYOUT_L_LN2].offset, .rstd2 = l[E2_LAYOUT_L_RSTD2].offset,
-        .fch = l[E2_LAYOUT_L_FCH].offset, .swi = l[E2_LAYOUT_L_SWI].offset,
+        .ln1 = l[E2_LAYOUT_L_LN1].offset,
+        .rstd1 = l[E2_LAYOUT_L_RSTD1].offset,
+        .qkv = l[E2_LAYOUT_L_QKV].offset,
+        .atty = l[E2_LAYOUT_L_ATTY].offset,
+        .lse = l[E2_LAYOUT_L_LSE].offset,
+        .mid = l[E2_LAYOUT_L_MID].offset,
+        .ln2 = l[E2_LAYOUT_L_LN2].offset,
+        .rstd2 = l[E2_LAYOUT_L_RSTD2].offset,
+        .fch = l[E2_LAYOUT_L_FCH].offset,
+        .swi = l[E2_LAYOUT_L_SWI].offset,
         .total = t.layer_bytes,
     };
     a->bytes = t.bytes;

@@ -43,21 +43,19 @@ typedef struct E2__V1__LlamaConfig E2__V1__LlamaConfig;
 /* Architecture in plain integers; D = C / H is the head dimension. */
 typedef struct {
     int C, n_layer, H, KVH, D, F, V;
-    int max_pos;     /* original window L */
-    float eps;       /* rms_norm_eps */
-    float theta;     /* rope_theta */
-    int tied;        /* lm_head shares embed_tokens */
+    int max_pos; /* original window L */
+    float eps;   /* rms_norm_eps */
+    float theta; /* rope_theta */
+    int tied;    /* lm_head shares embed_tokens */
 } e2w_model_config;
 
 /* Fills c from the proto, applying the proto's documented defaults
  * (num_key_value_heads = H, rms_norm_eps 1e-5, rope_theta 10000). Returns 0,
  * or -1 with one line in err naming the bad field. */
-int e2w_model_config_from_proto(e2w_model_config *c,
-                                const E2__V1__LlamaConfig *p,
-                                char *err, size_t errlen);
+int e2w_model_config_from_proto(e2w_model_config *c, const E2__V1__LlamaConfig *p, char *err,
+                                size_t errlen);
 /* The reverse: writes every field of p (p must be initialised). */
-void e2w_model_config_to_proto(const e2w_model_config *c,
-                               E2__V1__LlamaConfig *p);
+void e2w_model_config_to_proto(const e2w_model_config *c, E2__V1__LlamaConfig *p);
 
 /* Parameter tensors, in buffer order: the rows of the layout table
  * (common/layout/layout.h), which gives their shapes. */
@@ -77,21 +75,21 @@ enum {
 typedef struct e2w_model {
     const k_backend *k;
     e2w_model_config cfg;
-    size_t esz;                     /* bytes per act element */
-    size_t gesz;                    /* bytes per gradient element (the
+    size_t esz;                /* bytes per act element */
+    size_t gesz;               /* bytes per gradient element (the
                                        backend's grad_dtype: fp32, 4) */
-    size_t psize[E2W_P_COUNT];      /* elements per tensor kind */
-    size_t poff[E2W_P_COUNT];       /* element offset in the buffers */
+    size_t psize[E2W_P_COUNT]; /* elements per tensor kind */
+    size_t poff[E2W_P_COUNT];  /* element offset in the buffers */
     size_t n_params;
-    void *params;                   /* (n_params) act dtype */
-    void *grads;                    /* (n_params) grad dtype, NULL until train */
+    void *params; /* (n_params) act dtype */
+    void *grads;  /* (n_params) grad dtype, NULL until train */
     /* The optimizer state covers parameters [opt_lo, opt_lo + opt_n): all
      * of them (0, n_params), or one rank's shard under ZeRO-1. Parameter
      * i's moments are m[i - opt_lo], v[i - opt_lo]. */
     size_t opt_lo, opt_n;
-    float *opt;                     /* m | v | master, one allocation */
-    float *m, *v;                   /* (opt_n) AdamW moments */
-    float *master;                  /* (opt_n) fp32 master, or NULL (fp32 act) */
+    float *opt;    /* m | v | master, one allocation */
+    float *m, *v;  /* (opt_n) AdamW moments */
+    float *master; /* (opt_n) fp32 master, or NULL (fp32 act) */
 } e2w_model;
 
 /* Byte offsets of one block's activations inside a layer set (from the
@@ -107,40 +105,39 @@ typedef struct {
 /* Activations for micro-batches of up to B sequences of up to T tokens. */
 typedef struct e2w_acts {
     int B, T;
-    int backward;     /* gradient scratch allocated */
-    int recompute;    /* one set of block activations, shared by the blocks
+    int backward;  /* gradient scratch allocated */
+    int recompute; /* one set of block activations, shared by the blocks
                          (rebuilt before each block's backward); always so
                          for forward-only acts */
     size_t bytes;
-    void *mem;        /* the one allocation */
-    int32_t *tokens;  /* (B*T) device */
-    int32_t *targets; /* (B*T) device */
-    float *losses;    /* (B*T) per-token loss */
+    void *mem;          /* the one allocation */
+    int32_t *tokens;    /* (B*T) device */
+    int32_t *targets;   /* (B*T) device */
+    float *losses;      /* (B*T) per-token loss */
     float *host_losses; /* (B*T) host copy, for the sum */
-    void *res;        /* (L+1, B*T, C) residual stream at each block input */
-    void *lnf;        /* (B*T, C) */
-    float *rstdf;     /* (B*T) */
-    int logit_rows;   /* rows of logits held: B*T when backward, else at
+    void *res;          /* (L+1, B*T, C) residual stream at each block input */
+    void *lnf;          /* (B*T, C) */
+    float *rstdf;       /* (B*T) */
+    int logit_rows;     /* rows of logits held: B*T when backward, else at
                          most E2W_LOGIT_CHUNK (the head runs chunk by chunk) */
-    int logits_row0;  /* first token row whose logits a->logits holds */
-    void *logits;     /* (logit_rows, V); after backward: d logits */
-    void *layers;     /* block activations, L sets (or 1 when recompute) */
+    int logits_row0;    /* first token row whose logits a->logits holds */
+    void *logits;       /* (logit_rows, V); after backward: d logits */
+    void *layers;       /* block activations, L sets (or 1 when recompute) */
     e2w_layer_layout ll;
     /* backward scratch (NULL when !backward) */
     void *dres, *dln, *dqkv, *datty, *dfch, *dswi;
-    float *delta;     /* (B, H, T) */
+    float *delta; /* (B, H, T) */
 } e2w_acts;
 
 /* Creates the model with its parameter buffer (zeroed). Returns 0 or -1. */
-int e2w_model_create(e2w_model *m, const k_backend *k,
-                     const e2w_model_config *cfg, char *err, size_t errlen);
+int e2w_model_create(e2w_model *m, const k_backend *k, const e2w_model_config *cfg, char *err,
+                     size_t errlen);
 /* Adds gradients and AdamW state (moments; fp32 master when needed, filled
  * from the current parameters). */
 int e2w_model_alloc_train(e2w_model *m, char *err, size_t errlen);
 /* The same with the optimizer state of parameters [lo, lo + n) only
  * (ZeRO-1's shard; lo + n <= n_params); the gradients stay whole. */
-int e2w_model_alloc_train_shard(e2w_model *m, size_t lo, size_t n, char *err,
-                                size_t errlen);
+int e2w_model_alloc_train_shard(e2w_model *m, size_t lo, size_t n, char *err, size_t errlen);
 void e2w_model_free(e2w_model *m);
 
 /* From-scratch initialisation, a pure function of (config, seed):
@@ -162,8 +159,8 @@ double e2w_model_flops_per_token(const e2w_model *m, int T);
 /* Activations for up to B x T tokens: with backward (training) or without
  * (evaluation: no gradient scratch, one set of block activations, the head
  * in chunks), with or without recomputation. Returns 0 or -1. */
-int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T,
-                    int backward, int recompute, char *err, size_t errlen);
+int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T, int backward, int recompute,
+                    char *err, size_t errlen);
 void e2w_acts_free(e2w_acts *a, const e2w_model *m);
 
 /* Uploads a micro-batch: tokens (B*T) host int32 and targets (B*T) or NULL. */
@@ -175,13 +172,12 @@ void e2w_acts_set_batch(e2w_acts *a, const e2w_model *m, const int32_t *tokens,
  * rows whose target is -1 ignored); without, 0 is returned. Either way
  * a->logits holds the logits of rows [a->logits_row0, B*T): all rows when
  * the acts have backward buffers, the last chunk of rows otherwise. */
-double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T,
-                         const k_rope *rope, int with_targets);
+double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
+                         int with_targets);
 /* Backward of the last forward (with targets): gradients ACCUMULATE into
  * m->grads, each row's loss weighted by dloss (1 / tokens of the global
  * batch makes the sum over micro-batches the mean). */
-void e2w_model_backward(e2w_model *m, e2w_acts *a, int B, int T,
-                        const k_rope *rope, float dloss);
+void e2w_model_backward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope, float dloss);
 
 /* A range of the gradient buffer, in elements. */
 typedef struct {
@@ -199,9 +195,8 @@ typedef void (*e2w_grads_ready)(void *ud, const e2w_grad_range *r, int nr);
 /* e2w_model_backward, announcing each finished group to ready (data-parallel
  * training sums a layer's gradients over the ranks while the backward of the
  * layers below it still runs). */
-void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T,
-                               const k_rope *rope, float dloss,
-                               e2w_grads_ready ready, void *ud);
+void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
+                               float dloss, e2w_grads_ready ready, void *ud);
 
 /* Hugging Face tensors, in the order of ckpt's name table (llama_names.h):
  * the i-th one (0 <= i < e2w_model_hf_count) has a transformers name, a 1-
@@ -223,16 +218,15 @@ int e2w_model_load_hf(e2w_model *m, const char *path, char *err, size_t errlen);
 /* Writes the weights as transformers tensors into dir (fp32, or bf16 when
  * bf16 != 0), one file or shards of at most max_shard_bytes (0 = one file).
  * config.json is written by the caller (ckpt). */
-int e2w_model_save_hf(const e2w_model *m, const char *dir, int bf16,
-                      uint64_t max_shard_bytes, char *err, size_t errlen);
+int e2w_model_save_hf(const e2w_model *m, const char *dir, int bf16, uint64_t max_shard_bytes,
+                      char *err, size_t errlen);
 
 /* Copies between fp32 host arrays and the parameter buffer (also the fp32
  * master, when present, on upload: the part of [offset, offset + n) that it
  * covers). */
 void e2w_model_upload(e2w_model *m, size_t offset, const float *src, size_t n);
 void e2w_model_download(const e2w_model *m, size_t offset, float *dst, size_t n);
-void e2w_model_download_grad(const e2w_model *m, size_t offset, float *dst,
-                             size_t n);
+void e2w_model_download_grad(const e2w_model *m, size_t offset, float *dst, size_t n);
 
 #ifdef __cplusplus
 }

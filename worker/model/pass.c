@@ -11,8 +11,16 @@
 #define IGNORE_INDEX (-1)
 
 typedef struct {
-    void *ln1; float *rstd1; void *qkv; void *atty; float *lse;
-    void *mid; void *ln2; float *rstd2; void *fch; void *swi;
+    void *ln1;
+    float *rstd1;
+    void *qkv;
+    void *atty;
+    float *lse;
+    void *mid;
+    void *ln2;
+    float *rstd2;
+    void *fch;
+    void *swi;
 } block_acts;
 
 typedef struct {
@@ -30,9 +38,9 @@ static char *at(void *base, size_t elems, size_t esz) {
 static block_acts block_acts_at(const e2w_acts *a, int l) {
     char *p = (char *)a->layers + (a->recompute ? 0 : (size_t)l * a->ll.total);
     block_acts b = {
-        p + a->ll.ln1, (float *)(p + a->ll.rstd1), p + a->ll.qkv,
-        p + a->ll.atty, (float *)(p + a->ll.lse), p + a->ll.mid,
-        p + a->ll.ln2, (float *)(p + a->ll.rstd2), p + a->ll.fch,
+        p + a->ll.ln1,  (float *)(p + a->ll.rstd1), p + a->ll.qkv,
+        p + a->ll.atty, (float *)(p + a->ll.lse),   p + a->ll.mid,
+        p + a->ll.ln2,  (float *)(p + a->ll.rstd2), p + a->ll.fch,
         p + a->ll.swi,
     };
     return b;
@@ -55,9 +63,8 @@ static block_params block_params_at(const e2w_model *m, int l) {
     size_t o[6];
     block_offsets(m, l, o);
     block_params p = {
-        at(m->params, o[0], m->esz), at(m->params, o[1], m->esz),
-        at(m->params, o[2], m->esz), at(m->params, o[3], m->esz),
-        at(m->params, o[4], m->esz), at(m->params, o[5], m->esz),
+        at(m->params, o[0], m->esz), at(m->params, o[1], m->esz), at(m->params, o[2], m->esz),
+        at(m->params, o[3], m->esz), at(m->params, o[4], m->esz), at(m->params, o[5], m->esz),
     };
     return p;
 }
@@ -66,9 +73,8 @@ static block_grads block_grads_at(const e2w_model *m, int l) {
     size_t o[6];
     block_offsets(m, l, o);
     block_grads g = {
-        at(m->grads, o[0], m->gesz), at(m->grads, o[1], m->gesz),
-        at(m->grads, o[2], m->gesz), at(m->grads, o[3], m->gesz),
-        at(m->grads, o[4], m->gesz), at(m->grads, o[5], m->gesz),
+        at(m->grads, o[0], m->gesz), at(m->grads, o[1], m->gesz), at(m->grads, o[2], m->gesz),
+        at(m->grads, o[3], m->gesz), at(m->grads, o[4], m->gesz), at(m->grads, o[5], m->gesz),
     };
     return g;
 }
@@ -81,8 +87,8 @@ static void *res_at(const e2w_model *m, const e2w_acts *a, int l) {
 /* One block forward: res[l] -> res[l+1]. With write_out = 0 (recomputation
  * before the backward) the last matmul, whose output the backward does not
  * read, is skipped. */
-static void block_forward(const e2w_model *m, const e2w_acts *a, int l, int B,
-                          int T, const k_rope *rope, int write_out) {
+static void block_forward(const e2w_model *m, const e2w_acts *a, int l, int B, int T,
+                          const k_rope *rope, int write_out) {
     const k_backend *k = m->k;
     const e2w_model_config *c = &m->cfg;
     int N = B * T, C = c->C, D = c->D, H = c->H, KVH = c->KVH, F = c->F;
@@ -110,8 +116,8 @@ static const void *head_weight(const e2w_model *m) {
     return at(m->params, m->cfg.tied ? m->poff[E2W_P_WTE] : m->poff[E2W_P_HEAD], m->esz);
 }
 
-double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T,
-                         const k_rope *rope, int with_targets) {
+double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
+                         int with_targets) {
     const k_backend *k = m->k;
     const e2w_model_config *c = &m->cfg;
     int N = B * T, C = c->C, V = c->V;
@@ -125,7 +131,8 @@ double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T,
     int first = with_targets ? 0 : (N - 1) / a->logit_rows * a->logit_rows;
     for (int r0 = first; r0 < N; r0 += a->logit_rows) {
         int rows = N - r0 < a->logit_rows ? N - r0 : a->logit_rows;
-        k->matmul_fwd(a->logits, at(a->lnf, (size_t)r0 * C, m->esz), head_weight(m), NULL, rows, C, V);
+        k->matmul_fwd(a->logits, at(a->lnf, (size_t)r0 * C, m->esz), head_weight(m), NULL, rows, C,
+                      V);
         if (with_targets)
             k->xent_fwd(a->losses + r0, a->logits, a->targets + r0, IGNORE_INDEX, rows, V);
         a->logits_row0 = r0;
@@ -141,8 +148,8 @@ double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T,
 }
 
 /* Backward of block l: on entry a->dres holds d res[l+1], on exit d res[l]. */
-static void block_backward(const e2w_model *m, const e2w_acts *a, int l, int B,
-                           int T, const k_rope *rope) {
+static void block_backward(const e2w_model *m, const e2w_acts *a, int l, int B, int T,
+                           const k_rope *rope) {
     const k_backend *k = m->k;
     const e2w_model_config *c = &m->cfg;
     int N = B * T, C = c->C, D = c->D, H = c->H, KVH = c->KVH, F = c->F;
@@ -175,22 +182,19 @@ static void block_backward(const e2w_model *m, const e2w_acts *a, int l, int B,
 static void block_ranges(const e2w_model *m, int l, e2w_grad_range r[6]) {
     size_t o[6];
     block_offsets(m, l, o);
-    static const int kind[6] = {E2W_P_LN1, E2W_P_QKV, E2W_P_WO,
-                                E2W_P_LN2, E2W_P_GU,  E2W_P_DOWN};
+    static const int kind[6] = { E2W_P_LN1, E2W_P_QKV, E2W_P_WO, E2W_P_LN2, E2W_P_GU, E2W_P_DOWN };
     for (int i = 0; i < 6; i++) {
         r[i].offset = o[i];
         r[i].n = m->psize[kind[i]] / (size_t)m->cfg.n_layer;
     }
 }
 
-void e2w_model_backward(e2w_model *m, e2w_acts *a, int B, int T,
-                        const k_rope *rope, float dloss) {
+void e2w_model_backward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope, float dloss) {
     e2w_model_backward_notify(m, a, B, T, rope, dloss, NULL, NULL);
 }
 
-void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T,
-                               const k_rope *rope, float dloss,
-                               e2w_grads_ready ready, void *ud) {
+void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
+                               float dloss, e2w_grads_ready ready, void *ud) {
     const k_backend *k = m->k;
     const e2w_model_config *c = &m->cfg;
     int N = B * T, C = c->C, V = c->V;
@@ -201,11 +205,10 @@ void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T,
     k->matmul_bwd(a->dln, dhead, NULL, a->logits, a->lnf, head_weight(m), N, C, V);
     k->zero(a->dres, (size_t)N * C * e);
     k->rmsnorm_bwd(a->dres, at(m->grads, m->poff[E2W_P_LNF], m->gesz), a->dln,
-                   res_at(m, a, c->n_layer), at(m->params, m->poff[E2W_P_LNF], e),
-                   a->rstdf, N, C);
+                   res_at(m, a, c->n_layer), at(m->params, m->poff[E2W_P_LNF], e), a->rstdf, N, C);
     if (ready) {
-        e2w_grad_range r[6] = {{m->poff[E2W_P_LNF], m->psize[E2W_P_LNF]},
-                               {m->poff[E2W_P_HEAD], m->psize[E2W_P_HEAD]}};
+        e2w_grad_range r[6] = { { m->poff[E2W_P_LNF], m->psize[E2W_P_LNF] },
+                                { m->poff[E2W_P_HEAD], m->psize[E2W_P_HEAD] } };
         ready(ud, r, c->tied ? 1 : 2);
     }
     for (int l = c->n_layer - 1; l >= 0; l--) {
@@ -218,7 +221,7 @@ void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T,
     }
     k->embed_bwd(at(m->grads, m->poff[E2W_P_WTE], m->gesz), a->dres, a->tokens, N, C);
     if (ready) {
-        e2w_grad_range r = {m->poff[E2W_P_WTE], m->psize[E2W_P_WTE]};
+        e2w_grad_range r = { m->poff[E2W_P_WTE], m->psize[E2W_P_WTE] };
         ready(ud, &r, 1);
     }
 }

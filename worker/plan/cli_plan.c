@@ -22,9 +22,9 @@ typedef struct {
 } plan_preset;
 
 static const plan_preset plan_presets[] = {
-    {"llama-2-7b", 4096, 32, 32, 32, 11008, 32000, 4096},
-    {"llama-2-13b", 5120, 40, 40, 40, 13824, 32000, 4096},
-    {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 2048},
+    { "llama-2-7b", 4096, 32, 32, 32, 11008, 32000, 4096 },
+    { "llama-2-13b", 5120, 40, 40, 40, 13824, 32000, 4096 },
+    { "tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 2048 },
 };
 
 static const char plan_usage[] =
@@ -68,7 +68,7 @@ static int plan_number(const char *opt, const char *s, double lo, double hi, int
 int e2w_plan_main(int argc, char **argv, char *err, size_t errlen) {
     const char *model = NULL;
     double gpus = 0, mem = 0, seq = 4096, mb = 1;
-    e2_plan_opts o = {.act_bytes = 2};
+    e2_plan_opts o = { .act_bytes = 2 };
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
@@ -93,7 +93,8 @@ int e2w_plan_main(int argc, char **argv, char *err, size_t errlen) {
             rc = plan_number(a, v, 1, 1 << 16, 1, &mb, err, errlen);
         } else if (!strcmp(a, "--device")) {
             if (v == NULL || (strcmp(v, "cuda") && strcmp(v, "cpu"))) {
-                snprintf(err, errlen, "plan: --device must be cuda or cpu (got %s)", v ? v : "nothing");
+                snprintf(err, errlen, "plan: --device must be cuda or cpu (got %s)",
+                         v ? v : "nothing");
                 return 2;
             }
             o.act_bytes = strcmp(v, "cuda") == 0 ? 2 : 4;
@@ -105,7 +106,8 @@ int e2w_plan_main(int argc, char **argv, char *err, size_t errlen) {
         i++;
     }
     if (model == NULL || gpus == 0 || mem == 0) {
-        snprintf(err, errlen, "plan: --model, --gpus and --gpu-mem are required (see e2worker plan --help)");
+        snprintf(err, errlen,
+                 "plan: --model, --gpus and --gpu-mem are required (see e2worker plan --help)");
         return 2;
     }
     E2__V1__LlamaConfig cfg = E2__V1__LLAMA_CONFIG__INIT;

@@ -9,7 +9,8 @@
 #include "dataset.h"
 #include "train_internal.h"
 
-_Static_assert(E2_POS_MAX_CHUNKS == K_ROPE_MAX_CHUNKS, "scheme.h and k.h disagree on the chunk limit");
+_Static_assert(E2_POS_MAX_CHUNKS == K_ROPE_MAX_CHUNKS,
+               "scheme.h and k.h disagree on the chunk limit");
 
 struct train_data {
     e2w_dataset *ds;
@@ -19,9 +20,8 @@ struct train_data {
     int32_t *seq; /* (R + 1) */
 };
 
-int train_data_open(train_data **out, const E2__V1__JobSpec *spec,
-                    char *const *files, size_t n_files, int R, int vocab,
-                    char *err, size_t errlen) {
+int train_data_open(train_data **out, const E2__V1__JobSpec *spec, char *const *files,
+                    size_t n_files, int R, int vocab, char *err, size_t errlen) {
     *out = NULL;
     train_data *d = calloc(1, sizeof *d);
     if (d == NULL) return e2_errf(err, errlen, "trainer: out of memory");
@@ -34,11 +34,12 @@ int train_data_open(train_data **out, const E2__V1__JobSpec *spec,
     }
     if (spec->data == NULL || spec->data->n_train_shards == 0) {
         train_data_close(d);
-        return e2_errf(err, errlen, "spec.data.train_shards is empty: give at least one token shard");
+        return e2_errf(err, errlen,
+                       "spec.data.train_shards is empty: give at least one token shard");
     }
     if (e2w_dataset_open(&d->ds, n_files ? files : spec->data->train_shards,
-                         n_files ? n_files : spec->data->n_train_shards, (uint32_t)R,
-                         err, errlen) < 0 ||
+                         n_files ? n_files : spec->data->n_train_shards, (uint32_t)R, err,
+                         errlen) < 0 ||
         e2w_dataset_check_vocab(d->ds, (uint32_t)vocab, err, errlen) < 0 ||
         e2w_aug_init_spec(&d->aug, spec->augment, err, errlen) < 0) {
         train_data_close(d);
@@ -59,9 +60,9 @@ void train_data_close(train_data *d) {
     free(d);
 }
 
-int train_data_batch(train_data *d, uint64_t step0, uint64_t first, int B,
-                     int32_t *tokens, int32_t *targets, float *g, int32_t *t,
-                     int32_t *chunks, char *err, size_t errlen) {
+int train_data_batch(train_data *d, uint64_t step0, uint64_t first, int B, int32_t *tokens,
+                     int32_t *targets, float *g, int32_t *t, int32_t *chunks, char *err,
+                     size_t errlen) {
     int nc = train_data_chunks(d);
     int R = d->R;
     for (int i = 0; i < B; i++) {

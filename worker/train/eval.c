@@ -8,13 +8,13 @@
 
 #include "base.h"
 
-int e2w_eval_perplexity(e2w_model *m, const int32_t *tokens, size_t n,
-                        const e2w_eval_ppl_cfg *cfg, e2w_eval_ppl *out,
-                        char *err, size_t errlen) {
+int e2w_eval_perplexity(e2w_model *m, const int32_t *tokens, size_t n, const e2w_eval_ppl_cfg *cfg,
+                        e2w_eval_ppl *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     int W = cfg->window, S = cfg->stride;
     if (W < 1 || S < 1 || S > W)
-        return e2_errf(err, errlen, "eval: window %d and stride %d must satisfy 1 <= stride <= window", W, S);
+        return e2_errf(err, errlen,
+                       "eval: window %d and stride %d must satisfy 1 <= stride <= window", W, S);
     if (n < 2) return e2_errf(err, errlen, "eval: need at least 2 held-out tokens (got %zu)", n);
     e2w_acts a;
     if (e2w_acts_create(&a, m, 1, W, 0, 1, err, errlen) < 0) return -1;
@@ -26,10 +26,11 @@ int e2w_eval_perplexity(e2w_model *m, const int32_t *tokens, size_t n,
     }
     float g = (float)cfg->scale;
     int32_t t0 = 0;
-    k_rope rope = {.theta = m->cfg.theta, .n_sink = 0, .g = &g, .t = &t0};
+    k_rope rope = { .theta = m->cfg.theta, .n_sink = 0, .g = &g, .t = &t0 };
     double sum = 0.0;
     uint64_t scored = 0;
-    for (size_t j0 = cfg->score_from; cfg->score_from > 0 && j0 < n && scored < cfg->max_tokens; j0 += (size_t)S) {
+    for (size_t j0 = cfg->score_from; cfg->score_from > 0 && j0 < n && scored < cfg->max_tokens;
+         j0 += (size_t)S) {
         /* Targets [j0, j1); inputs tokens[begin, j1 - 1). */
         size_t j1 = j0 + (size_t)S < n ? j0 + (size_t)S : n;
         if (j1 - j0 > cfg->max_tokens - scored) j1 = j0 + (size_t)(cfg->max_tokens - scored);
@@ -40,7 +41,8 @@ int e2w_eval_perplexity(e2w_model *m, const int32_t *tokens, size_t n,
         scored += j1 - j0;
         out->windows++;
     }
-    for (size_t begin = 0; cfg->score_from == 0 && begin + 1 < n && scored < cfg->max_tokens; begin += (size_t)S) {
+    for (size_t begin = 0; cfg->score_from == 0 && begin + 1 < n && scored < cfg->max_tokens;
+         begin += (size_t)S) {
         size_t len = n - 1 - begin < (size_t)W ? n - 1 - begin : (size_t)W;
         /* The first window scores everything; later ones what is new. */
         size_t from = begin == 0 ? 0 : (size_t)(W - S);
@@ -75,8 +77,8 @@ static const char pk_key_pre[] = "The pass key is ";
 static const char pk_key_post[] = ". Remember it. ";
 static const char pk_suffix[] = "\nWhat is the pass key? The pass key is ";
 
-static int32_t pk_ids[sizeof pk_prefix + sizeof pk_filler + sizeof pk_key_pre +
-                      sizeof pk_key_post + sizeof pk_suffix];
+static int32_t pk_ids[sizeof pk_prefix + sizeof pk_filler + sizeof pk_key_pre + sizeof pk_key_post +
+                      sizeof pk_suffix];
 
 static const int32_t *pk_put(size_t *at, const char *s, size_t *n, int32_t off) {
     const int32_t *start = pk_ids + *at;
@@ -116,9 +118,8 @@ int e2w_eval_passkey_min_window(const e2w_passkey_prompt *p, int n_digits) {
     return (int)(p->n_prefix + p->n_key_pre + p->n_key_post + p->n_suffix) + 2 * n_digits + 1;
 }
 
-int e2w_eval_passkey(e2w_model *m, const e2w_passkey_prompt *p,
-                     const e2w_eval_passkey_cfg *cfg, int *correct,
-                     char *err, size_t errlen) {
+int e2w_eval_passkey(e2w_model *m, const e2w_passkey_prompt *p, const e2w_eval_passkey_cfg *cfg,
+                     int *correct, char *err, size_t errlen) {
     e2w_passkey_result r;
     int rc = e2w_eval_passkey_buckets(m, p, cfg, &r, err, errlen);
     *correct = r.correct;
@@ -126,19 +127,22 @@ int e2w_eval_passkey(e2w_model *m, const e2w_passkey_prompt *p,
 }
 
 int e2w_eval_passkey_buckets(e2w_model *m, const e2w_passkey_prompt *p,
-                             const e2w_eval_passkey_cfg *cfg, e2w_passkey_result *out,
-                             char *err, size_t errlen) {
+                             const e2w_eval_passkey_cfg *cfg, e2w_passkey_result *out, char *err,
+                             size_t errlen) {
     memset(out, 0, sizeof *out);
     int W = cfg->window, K = cfg->n_digits, V = m->cfg.V, B = cfg->buckets > 0 ? cfg->buckets : 1;
     size_t fixed = p->n_prefix + p->n_key_pre + (size_t)K + p->n_key_post + p->n_suffix;
     if (K < 1 || K > 20 || p->n_filler == 0)
         return e2_errf(err, errlen, "passkey: digits must be 1..20 and filler non-empty");
     if (W < e2w_eval_passkey_min_window(p, K))
-        return e2_errf(err, errlen, "passkey: window %d is too short for the prompt (%zu tokens)", W, fixed + (size_t)K);
+        return e2_errf(err, errlen, "passkey: window %d is too short for the prompt (%zu tokens)",
+                       W, fixed + (size_t)K);
     size_t n_fill = (size_t)W - (size_t)K - fixed;
     if (B > E2W_PASSKEY_MAX_BUCKETS || (size_t)B > n_fill + 1)
-        return e2_errf(err, errlen, "passkey: %d depth buckets need 1..%d and at most %zu (filler slots + 1) at window %d",
-                       B, E2W_PASSKEY_MAX_BUCKETS, n_fill + 1, W);
+        return e2_errf(
+            err, errlen,
+            "passkey: %d depth buckets need 1..%d and at most %zu (filler slots + 1) at window %d",
+            B, E2W_PASSKEY_MAX_BUCKETS, n_fill + 1, W);
     out->buckets = B;
     out->n_fill = (int)n_fill;
     for (int b = 0; b < B; b++) {
@@ -147,7 +151,8 @@ int e2w_eval_passkey_buckets(e2w_model *m, const e2w_passkey_prompt *p,
     }
     for (int d = 0; d < 10; d++)
         if (p->digits[d] < 0 || p->digits[d] >= V)
-            return e2_errf(err, errlen, "passkey: digit token %d is outside the vocabulary (%d)", p->digits[d], V);
+            return e2_errf(err, errlen, "passkey: digit token %d is outside the vocabulary (%d)",
+                           p->digits[d], V);
     e2w_acts a;
     if (e2w_acts_create(&a, m, 1, W, 0, 1, err, errlen) < 0) return -1;
     int32_t *seq = malloc((size_t)W * sizeof(int32_t));
@@ -160,7 +165,7 @@ int e2w_eval_passkey_buckets(e2w_model *m, const e2w_passkey_prompt *p,
     }
     float g = (float)cfg->scale;
     int32_t t0 = 0;
-    k_rope rope = {.theta = m->cfg.theta, .n_sink = 0, .g = &g, .t = &t0};
+    k_rope rope = { .theta = m->cfg.theta, .n_sink = 0, .g = &g, .t = &t0 };
     uint64_t s = cfg->seed;
     for (int trial = 0; trial < cfg->trials; trial++) {
         int key[20];

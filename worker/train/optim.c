@@ -21,7 +21,10 @@ double e2w_train_lr(const E2__V1__TrainSpec *ts, int s) {
 
 static int decays(int kind, int tied) {
     switch (kind) {
-    case E2W_P_QKV: case E2W_P_WO: case E2W_P_GU: case E2W_P_DOWN: return 1;
+    case E2W_P_QKV:
+    case E2W_P_WO:
+    case E2W_P_GU:
+    case E2W_P_DOWN: return 1;
     case E2W_P_HEAD: return !tied;
     default: return 0;
     }
@@ -49,16 +52,20 @@ int train_optim_alloc(e2w_train *t, char *err, size_t errlen) {
  * parameter has its own stochastic-rounding stream: neither restarted per
  * tensor kind (element i of every tensor would get the same dither) nor per
  * ZeRO-1 shard. */
-double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts,
-                            int step, double lr, uint64_t seed) {
+double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts, int step, double lr,
+                            uint64_t seed) {
     const k_backend *k = m->k;
     double norm = sqrt(k->sumsq(m->grads, m->n_params));
     if (!isfinite(norm)) return norm; /* no update: the caller stops the run */
     float scale = 1.0f;
     if (ts->grad_clip > 0 && norm > ts->grad_clip) scale = (float)(ts->grad_clip / norm);
     k_adamw hp = {
-        .lr = (float)lr, .beta1 = (float)ts->beta1, .beta2 = (float)ts->beta2,
-        .eps = (float)ts->adam_eps, .step = step, .grad_scale = scale,
+        .lr = (float)lr,
+        .beta1 = (float)ts->beta1,
+        .beta2 = (float)ts->beta2,
+        .eps = (float)ts->adam_eps,
+        .step = step,
+        .grad_scale = scale,
         .seed = seed ^ (uint64_t)step,
     };
     size_t held_lo = m->opt_lo, held_hi = m->opt_lo + m->opt_n;
@@ -79,6 +86,5 @@ double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts,
 int train_params_gather(e2w_train *t, char *err, size_t errlen) {
     if (!t->zero1) return 0;
     e2w_model *m = &t->model;
-    return t->hooks.allgather(t->hooks.ud, m->params, m->n_params, t->k->act_dtype, err,
-                              errlen);
+    return t->hooks.allgather(t->hooks.ud, m->params, m->n_params, t->k->act_dtype, err, errlen);
 }

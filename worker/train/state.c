@@ -28,8 +28,8 @@
  * many floats (16 MiB) of extra device memory per rank at most. */
 #define TRAIN_GATHER_FLOATS ((size_t)1 << 22)
 
-int train_state_gather(const e2w_train *t, const float *shard, float *full,
-                       size_t piece, char *err, size_t errlen) {
+int train_state_gather(const e2w_train *t, const float *shard, float *full, size_t piece, char *err,
+                       size_t errlen) {
     const e2w_model *m = &t->model;
     const k_backend *k = t->k;
     int W = t->hooks.world_size, r = t->hooks.rank;
@@ -69,8 +69,8 @@ int train_state_gather(const e2w_train *t, const float *shard, float *full,
 /* Rank 0's host copy of a whole optimizer array (n_params fp32): the
  * download of dev, or under ZeRO-1 the gather of every rank's shard (all
  * ranks call it then; *host stays NULL off rank 0). */
-static int state_fetch(const e2w_train *t, const float *dev, float **host,
-                       char *err, size_t errlen) {
+static int state_fetch(const e2w_train *t, const float *dev, float **host, char *err,
+                       size_t errlen) {
     const e2w_model *m = &t->model;
     *host = NULL;
     if (t->hooks.rank == 0 && (*host = malloc(m->n_params * sizeof(float))) == NULL)
@@ -82,15 +82,13 @@ static int state_fetch(const e2w_train *t, const float *dev, float **host,
     return 0;
 }
 
-int train_state_write(const e2w_train *t, const char *dir, char *err,
-                      size_t errlen) {
+int train_state_write(const e2w_train *t, const char *dir, char *err, size_t errlen) {
     if (t->hooks.rank != 0 && !t->zero1) return 0;
     const e2w_model *m = &t->model;
     float *mh = NULL, *vh = NULL, *master = NULL;
     e2w_ts_writer *w = NULL;
     int rc = -1;
-    if (state_fetch(t, m->m, &mh, err, errlen) < 0 ||
-        state_fetch(t, m->v, &vh, err, errlen) < 0 ||
+    if (state_fetch(t, m->m, &mh, err, errlen) < 0 || state_fetch(t, m->v, &vh, err, errlen) < 0 ||
         (m->master && state_fetch(t, m->master, &master, err, errlen) < 0))
         goto done;
     if (t->hooks.rank != 0) {
@@ -111,8 +109,10 @@ int train_state_write(const e2w_train *t, const char *dir, char *err,
         if (e2w_hf_config_read(src, &src_cfg, &meta, why, sizeof why) == 0)
             meta.source = src;
         else
-            fprintf(stderr, "e2worker: checkpoint %s: config.json without the source's extra "
-                    "fields: %s\n", dir, why);
+            fprintf(stderr,
+                    "e2worker: checkpoint %s: config.json without the source's extra "
+                    "fields: %s\n",
+                    dir, why);
     }
     if (e2w_model_save_hf(m, dir, 0, 0, err, errlen) < 0 ||
         e2w_hf_config_write(dir, &cfg, &meta, err, errlen) < 0)
@@ -143,8 +143,8 @@ done:
 
 /* Reads the whole array and keeps the part this rank holds (its ZeRO-1
  * shard, or all of it). */
-static int state_upload(e2w_model *m, const e2w_ts *ts, const char *name,
-                        float *dev, float *host, char *err, size_t errlen) {
+static int state_upload(e2w_model *m, const e2w_ts *ts, const char *name, float *dev, float *host,
+                        char *err, size_t errlen) {
     if (e2w_ts_read(ts, name, E2W_TS_F32, host, m->n_params, err, errlen) < 0) return -1;
     m->k->upload_raw(dev, host + m->opt_lo, m->opt_n * sizeof(float));
     return 0;
@@ -164,7 +164,9 @@ int train_state_read(e2w_train *t, const char *dir, char *err, size_t errlen) {
         e2w_ts_get_u64(ts, "data_cursor", &cursor, err, errlen) < 0)
         goto done;
     if (hash != t->spec_hash) {
-        e2_errf(err, errlen, "%s: checkpoint belongs to another spec (model/data/augment/train differ): use a new output_dir",
+        e2_errf(err, errlen,
+                "%s: checkpoint belongs to another spec (model/data/augment/train differ): use a "
+                "new output_dir",
                 dir);
         goto done;
     }
@@ -194,7 +196,6 @@ done:
     return rc;
 }
 
-int e2w_train_resume(e2w_train *t, const char *ckpt_dir, char *err,
-                     size_t errlen) {
+int e2w_train_resume(e2w_train *t, const char *ckpt_dir, char *err, size_t errlen) {
     return train_state_read(t, ckpt_dir, err, errlen);
 }

@@ -66,9 +66,9 @@ static int train_model_create(e2w_train *t, char *err, size_t errlen) {
     return 0;
 }
 
-int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec,
-                     const k_backend *k, const char *output_dir,
-                     const e2w_train_hooks *hooks, char *err, size_t errlen) {
+int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec, const k_backend *k,
+                     const char *output_dir, const e2w_train_hooks *hooks, char *err,
+                     size_t errlen) {
     *out = NULL;
     e2w_train *t = calloc(1, sizeof *t);
     if (t == NULL) return e2_errf(err, errlen, "trainer: out of memory");
@@ -83,7 +83,8 @@ int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec,
     }
     const E2__V1__TrainSpec *ts = t->spec->train;
     if (ts == NULL || t->spec->augment == NULL || t->spec->model == NULL) {
-        e2_errf(err, errlen, "trainer: spec has no train/augment/model section (apply defaults first)");
+        e2_errf(err, errlen,
+                "trainer: spec has no train/augment/model section (apply defaults first)");
         goto fail;
     }
     int W = t->hooks.world_size;
@@ -153,31 +154,39 @@ void e2w_train_memory_report(const e2w_train *t, e2w_train_memory *m) {
     m->act_bytes = t->acts.bytes;
 }
 
-int e2w_train_step(const e2w_train *t) { return t->step; }
-e2w_model *e2w_train_model(e2w_train *t) { return &t->model; }
-const E2__V1__JobSpec *e2w_train_spec(const e2w_train *t) { return t->spec; }
+int e2w_train_step(const e2w_train *t) {
+    return t->step;
+}
+e2w_model *e2w_train_model(e2w_train *t) {
+    return &t->model;
+}
+const E2__V1__JobSpec *e2w_train_spec(const e2w_train *t) {
+    return t->spec;
+}
 
 /* One optimizer step: n_micro forward/backward passes accumulate into the
  * gradients, then all-reduce, clip, AdamW; fills *p. A non-finite loss or
  * gradient norm fails the step before the weights change. */
-static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err,
-                          size_t errlen) {
+static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err, size_t errlen) {
     const E2__V1__TrainSpec *ts = t->spec->train;
     e2w_model *m = &t->model;
     const k_backend *k = t->k;
     int s = t->step + 1, MB = t->micro_batch, R = t->R;
     uint64_t GB = ts->global_batch;
-    uint64_t base = (uint64_t)(s - 1) * GB +
-                    (uint64_t)t->hooks.rank * (GB / (uint64_t)t->hooks.world_size);
+    uint64_t base =
+        (uint64_t)(s - 1) * GB + (uint64_t)t->hooks.rank * (GB / (uint64_t)t->hooks.world_size);
     float dloss = (float)(1.0 / ((double)GB * (double)R));
-    k_rope rope = {.theta = m->cfg.theta, .n_sink = (int)t->spec->augment->n_sink,
-                   .g = t->g, .t = t->t, .n_chunks = t->n_chunks,
-                   .chunks = t->n_chunks ? t->chunks : NULL};
+    k_rope rope = { .theta = m->cfg.theta,
+                    .n_sink = (int)t->spec->augment->n_sink,
+                    .g = t->g,
+                    .t = t->t,
+                    .n_chunks = t->n_chunks,
+                    .chunks = t->n_chunks ? t->chunks : NULL };
     double t0 = now_s(), loss = 0.0;
     k->zero(m->grads, m->n_params * m->gesz);
     for (int j = 0; j < t->n_micro; j++) {
-        if (train_data_batch(t->data, (uint64_t)(s - 1), base + (uint64_t)j * (uint64_t)MB,
-                             MB, t->tokens, t->targets, t->g, t->t, t->chunks, err, errlen) < 0)
+        if (train_data_batch(t->data, (uint64_t)(s - 1), base + (uint64_t)j * (uint64_t)MB, MB,
+                             t->tokens, t->targets, t->g, t->t, t->chunks, err, errlen) < 0)
             return -1;
         e2w_acts_set_batch(&t->acts, m, t->tokens, t->targets, MB, R);
         loss += e2w_model_forward(m, &t->acts, MB, R, &rope, 1);
@@ -187,22 +196,25 @@ static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err,
         e2w_model_backward_notify(m, &t->acts, MB, R, &rope, dloss,
                                   last ? t->hooks.grad_ready : NULL, t->hooks.ud);
     }
-    if (t->hooks.grad_wait && t->hooks.grad_wait(t->hooks.ud, err, errlen) < 0)
-        return -1;
+    if (t->hooks.grad_wait && t->hooks.grad_wait(t->hooks.ud, err, errlen) < 0) return -1;
     if (t->hooks.allreduce &&
         t->hooks.allreduce(t->hooks.ud, m->grads, m->n_params, k->grad_dtype, err, errlen) < 0)
         return -1;
-    if (t->hooks.allreduce_host &&
-        t->hooks.allreduce_host(t->hooks.ud, &loss, 1, err, errlen) < 0)
+    if (t->hooks.allreduce_host && t->hooks.allreduce_host(t->hooks.ud, &loss, 1, err, errlen) < 0)
         return -1;
     loss /= (double)GB * (double)R;
     if (!isfinite(loss))
-        return e2_errf(err, errlen, "step %d: loss is %s; stopping (last committed checkpoint left intact: lower train.lr or check the data)",
+        return e2_errf(err, errlen,
+                       "step %d: loss is %s; stopping (last committed checkpoint left intact: "
+                       "lower train.lr or check the data)",
                        s, isnan(loss) ? "NaN" : "infinite");
     double lr = e2w_train_lr(ts, s);
     double norm = train_optimizer_step(m, ts, s, lr, ts->seed);
     if (!isfinite(norm))
-        return e2_errf(err, errlen, "step %d: gradient norm is not finite; stopping (last committed checkpoint left intact)", s);
+        return e2_errf(err, errlen,
+                       "step %d: gradient norm is not finite; stopping (last committed checkpoint "
+                       "left intact)",
+                       s);
     if (train_params_gather(t, err, errlen) < 0) return -1;
     k->sync();
     t->step = s;
@@ -232,7 +244,8 @@ static int is_step_dir(const char *name, long *step) {
 /* Keeps the newest keep_last committed checkpoints (0 keeps all). */
 static void train_retention(const e2w_train *t) {
     uint32_t keep = t->spec->checkpoint && t->spec->checkpoint->has_keep_last
-                        ? t->spec->checkpoint->keep_last : 2;
+                        ? t->spec->checkpoint->keep_last
+                        : 2;
     if (keep == 0) return;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/checkpoints", t->output_dir);
@@ -276,7 +289,8 @@ int e2w_train_checkpoint(e2w_train *t, char *err, size_t errlen) {
         return t->hooks.checkpoint(t->hooks.ud, t->step, tmp, fin, err, errlen);
     struct stat st;
     if (stat(fin, &st) == 0)
-        return e2_errf(err, errlen, "%s already exists: refusing to overwrite a committed checkpoint", fin);
+        return e2_errf(err, errlen,
+                       "%s already exists: refusing to overwrite a committed checkpoint", fin);
     if (rename(tmp, fin) != 0)
         return e2_errf(err, errlen, "rename %s -> %s: %s", tmp, fin, strerror(errno));
     if (e2_fsync_dir(root, err, errlen) < 0) return -1;
@@ -286,8 +300,8 @@ int e2w_train_checkpoint(e2w_train *t, char *err, size_t errlen) {
 
 int e2w_train_run(e2w_train *t, char *err, size_t errlen) {
     const E2__V1__TrainSpec *ts = t->spec->train;
-    uint32_t every = t->spec->checkpoint && t->spec->checkpoint->has_every
-                         ? t->spec->checkpoint->every : 0;
+    uint32_t every =
+        t->spec->checkpoint && t->spec->checkpoint->has_every ? t->spec->checkpoint->every : 0;
     while (t->step < (int)ts->steps) {
         if (t->hooks.should_stop && t->hooks.should_stop(t->hooks.ud)) return 1;
         e2w_train_progress p;

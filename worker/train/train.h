@@ -49,19 +49,19 @@ extern "C" {
 
 /* What one optimizer step did (passed to the progress hook). */
 typedef struct {
-    int step, steps;        /* step just done (1-based), total */
-    double loss;            /* mean token loss of the global batch */
+    int step, steps; /* step just done (1-based), total */
+    double loss;     /* mean token loss of the global batch */
     double lr;
-    double grad_norm;       /* global L2 norm before clipping */
-    double step_s;          /* wall time of the step */
-    double tokens_per_s;    /* tokens of the global batch / step_s */
-    double gflops;          /* model GFLOP/s achieved (all ranks) */
-    uint64_t tokens;        /* tokens trained so far (global) */
+    double grad_norm;    /* global L2 norm before clipping */
+    double step_s;       /* wall time of the step */
+    double tokens_per_s; /* tokens of the global batch / step_s */
+    double gflops;       /* model GFLOP/s achieved (all ranks) */
+    uint64_t tokens;     /* tokens trained so far (global) */
 } e2w_train_progress;
 
 typedef struct {
-    void *ud;               /* passed to every hook */
-    int rank, world_size;   /* 0 and 1 for a single process */
+    void *ud;             /* passed to every hook */
+    int rank, world_size; /* 0 and 1 for a single process */
     /* The training shard files to read, in order, instead of expanding
      * spec.data.train_shards (a data-parallel job's manifest, so that every
      * rank reads the same files); each is a glob pattern matching one file.
@@ -71,8 +71,7 @@ typedef struct {
     size_t n_shard_files;
     /* Sums n act-dtype elements of a device buffer over all ranks in place.
      * NULL: single process. Returns 0 or < 0 with err set. */
-    int (*allreduce)(void *ud, void *buf, size_t n, k_dtype dtype, char *err,
-                     size_t errlen);
+    int (*allreduce)(void *ud, void *buf, size_t n, k_dtype dtype, char *err, size_t errlen);
     /* Overlapped gradient sum (instead of allreduce): during the backward
      * of the step's last micro-batch, grad_ready receives each group of
      * gradient ranges as soon as it is final (e2w_grads_ready: head, each
@@ -85,19 +84,17 @@ typedef struct {
      * in place of n elements of dtype in a device buffer, where rank r
      * holds the right values of [min(r S, n), min((r + 1) S, n)),
      * S = ceil(n / world_size) (e2w_comm_allgather's chunks). */
-    int (*allgather)(void *ud, void *buf, size_t n, k_dtype dtype, char *err,
-                     size_t errlen);
+    int (*allgather)(void *ud, void *buf, size_t n, k_dtype dtype, char *err, size_t errlen);
     /* Sums n host doubles over all ranks in place (the loss). */
-    int (*allreduce_host)(void *ud, double *x, size_t n, char *err,
-                          size_t errlen);
+    int (*allreduce_host)(void *ud, double *x, size_t n, char *err, size_t errlen);
     /* After each step. */
     void (*progress)(void *ud, const e2w_train_progress *p);
     /* After this rank wrote checkpoint step into tmp_dir. NULL: the trainer
      * commits it itself (rename tmp_dir -> final_dir, fsync, retention).
      * Otherwise the hook owns the commit (e2d renames once all ranks
      * reported) and returns 0, or < 0 to stop the run. */
-    int (*checkpoint)(void *ud, int step, const char *tmp_dir,
-                      const char *final_dir, char *err, size_t errlen);
+    int (*checkpoint)(void *ud, int step, const char *tmp_dir, const char *final_dir, char *err,
+                      size_t errlen);
     /* Polled before each step: non-zero stops the run cleanly (cancel). */
     int (*should_stop)(void *ud);
 } e2w_train_hooks;
@@ -117,9 +114,9 @@ typedef struct e2w_train e2w_train;
  * opens the data, creates the model (from model.hf_dir or a seeded init)
  * and its buffers on backend k. output_dir receives checkpoints/. The spec
  * is copied. */
-int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec,
-                     const k_backend *k, const char *output_dir,
-                     const e2w_train_hooks *hooks, char *err, size_t errlen);
+int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec, const k_backend *k,
+                     const char *output_dir, const e2w_train_hooks *hooks, char *err,
+                     size_t errlen);
 void e2w_train_free(e2w_train *t);
 
 /* Memory the trainer holds, for the start-up report. */
@@ -130,8 +127,7 @@ void e2w_train_memory_report(const e2w_train *t, e2w_train_memory *m);
 
 /* Restores a checkpoint directory (step_N/): weights, AdamW state and step;
  * the spec hash recorded there must match. */
-int e2w_train_resume(e2w_train *t, const char *ckpt_dir, char *err,
-                     size_t errlen);
+int e2w_train_resume(e2w_train *t, const char *ckpt_dir, char *err, size_t errlen);
 /* Newest committed checkpoint under output_dir/checkpoints (step_N with the
  * largest N holding a complete training state), written into path; returns
  * 1 when found, 0 when none. */

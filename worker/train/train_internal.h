@@ -12,23 +12,23 @@
 typedef struct train_data train_data;
 
 struct e2w_train {
-    E2__V1__JobSpec *spec;       /* resolved copy */
+    E2__V1__JobSpec *spec; /* resolved copy */
     const k_backend *k;
     e2w_train_hooks hooks;
     char *output_dir;
     e2w_model model;
     e2w_acts acts;
     train_data *data;
-    int step;                    /* optimizer steps done */
-    int R;                       /* tokens per training sequence */
-    int micro_batch, n_micro;    /* per forward/backward; per step per rank */
-    int32_t *tokens, *targets;   /* (micro_batch * R) host */
-    float *g;                    /* (micro_batch) */
-    int32_t *t;                  /* (micro_batch) */
-    int n_chunks;                /* PoSE chunks per sample (0: none) */
-    int32_t *chunks;             /* (micro_batch, n_chunks, 2): k_rope.chunks */
+    int step;                  /* optimizer steps done */
+    int R;                     /* tokens per training sequence */
+    int micro_batch, n_micro;  /* per forward/backward; per step per rank */
+    int32_t *tokens, *targets; /* (micro_batch * R) host */
+    float *g;                  /* (micro_batch) */
+    int32_t *t;                /* (micro_batch) */
+    int n_chunks;              /* PoSE chunks per sample (0: none) */
+    int32_t *chunks;           /* (micro_batch, n_chunks, 2): k_rope.chunks */
     uint64_t spec_hash;
-    int zero1;                   /* optimizer state sharded over the ranks
+    int zero1; /* optimizer state sharded over the ranks
                                     (train.zero1 and world_size > 1) */
 };
 
@@ -47,8 +47,8 @@ int train_optim_alloc(e2w_train *t, char *err, size_t errlen);
  * for (m->opt_lo, m->opt_n): all, or this rank's ZeRO-1 shard, which
  * train_params_gather then spreads. A non-finite norm is returned without
  * touching the weights. */
-double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts,
-                            int step, double lr, uint64_t seed);
+double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts, int step, double lr,
+                            uint64_t seed);
 /* ZeRO-1: all-gathers the parameters after the shards' updates (every rank
  * calls it); nothing without ZeRO-1. */
 int train_params_gather(e2w_train *t, char *err, size_t errlen);
@@ -56,29 +56,27 @@ int train_params_gather(e2w_train *t, char *err, size_t errlen);
 /* Training data: the shards of spec.data.train_shards as R+1-token
  * sequences in the seeded order (every token checked < vocab), and the E²
  * sampler. */
-int train_data_open(train_data **out, const E2__V1__JobSpec *spec,
-                    char *const *files, size_t n_files, int R,
-                    int vocab, char *err, size_t errlen);
+int train_data_open(train_data **out, const E2__V1__JobSpec *spec, char *const *files,
+                    size_t n_files, int R, int vocab, char *err, size_t errlen);
 void train_data_close(train_data *d);
 /* Fills B sequences starting at global sample index first of step (0-based
  * step index): tokens/targets (B, R), g (B), t (B), and chunks
  * (B, train_data_chunks(d), 2) when that is > 0. */
-int train_data_batch(train_data *d, uint64_t step0, uint64_t first, int B,
-                     int32_t *tokens, int32_t *targets, float *g, int32_t *t,
-                     int32_t *chunks, char *err, size_t errlen);
+int train_data_batch(train_data *d, uint64_t step0, uint64_t first, int B, int32_t *tokens,
+                     int32_t *targets, float *g, int32_t *t, int32_t *chunks, char *err,
+                     size_t errlen);
 /* Chunks per sample of the position scheme (PoSE), 0 for the others. */
 int train_data_chunks(const train_data *d);
 
 /* Checkpoint files of this rank into dir (created). */
-int train_state_write(const e2w_train *t, const char *dir, char *err,
-                      size_t errlen);
+int train_state_write(const e2w_train *t, const char *dir, char *err, size_t errlen);
 int train_state_read(e2w_train *t, const char *dir, char *err, size_t errlen);
 /* ZeRO-1: the full (n_params) fp32 array whose rank-local shard (the
  * model's opt_n elements, device memory) is `shard`, gathered into rank 0's
  * host array `full` (NULL on the other ranks) through the all-gather hook,
  * in pieces of at most `piece` elements per rank (a device buffer of W x
  * piece floats). Every rank must call it. */
-int train_state_gather(const e2w_train *t, const float *shard, float *full,
-                       size_t piece, char *err, size_t errlen);
+int train_state_gather(const e2w_train *t, const float *shard, float *full, size_t piece, char *err,
+                       size_t errlen);
 
 #endif
