@@ -17,8 +17,9 @@ libsystemd-dev libmicrohttpd-dev libssl-dev openssl fortunes systemd iproute2"
 # venv + pip for the throwaway transformers venvs (tests/compat) and the
 # Python client's install test (tests/python); Debian's CPU-only torch for
 # transformers' model load in tests/compat; clang and its fuzzer runtime
-# for the libFuzzer targets (tests/fuzz).
-TEST_PKGS="chromium python3-venv python3-pip python3-torch clang libclang-rt-14-dev"
+# for the libFuzzer targets (tests/fuzz); clang-format for CI's format check.
+TEST_PKGS="chromium python3-venv python3-pip python3-torch clang libclang-rt-14-dev
+clang-format"
 
 case "${1:-}" in
 "") ;;
