@@ -80,8 +80,8 @@ static const char *store_migrations[STORE_SCHEMA_VERSION] = {
     /* 3 -> 4: worker identity (the SHA-256 of each worker's secret, never
      * the secret) and each job's spec packed as protobuf, which replies
      * embed as it is instead of parsing spec's JSON. */
-    "ALTER TABLE workers ADD COLUMN secret_sha256 TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE jobs ADD COLUMN spec_pb BLOB;",
+    ("ALTER TABLE workers ADD COLUMN secret_sha256 TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE jobs ADD COLUMN spec_pb BLOB;"),
 };
 
 enum {

@@ -46,7 +46,10 @@ static void read_all(const char *path) {
         /* The validated data section bounds numel by the file size. */
         float *dst = malloc((t->numel ? t->numel : 1) * sizeof *dst);
         if (!dst) abort();
-        if (e2w_st_read_f32(st, t->name, t->ndim, t->shape, dst, err, sizeof err) < 0) {
+        /* A tensor holding NaN or Inf is refused at read, by design (the
+         * reader names it); any other failure of an accepted tensor is a bug. */
+        if (e2w_st_read_f32(st, t->name, t->ndim, t->shape, dst, err, sizeof err) < 0 &&
+            !strstr(err, "non-finite value")) {
             fprintf(stderr, "fuzz_safetensors: accepted tensor %s unreadable: %s\n", t->name, err);
             abort();
         }
