@@ -176,14 +176,12 @@ static void rope_ref_fwd(void *ctx_, double *const *in, double *out) {
     ref_rope(out, c->B, c->T, c->nh, c->D, c->rs, c->r, 1.0);
 }
 
-static void rope_bwd_fd(void) {
+/* rope_bwd against finite differences of the reference, for one k_rope. */
+static void rope_bwd_fd_check(const k_rope *r, uint64_t seed, const char *what) {
     const k_backend *k = k_cpu();
-    float g[2] = { 1.5f, 4.0f };
-    int32_t t[2] = { 3, 40 };
-    k_rope r = { 10000.0f, 2, g, t, 0, NULL };
-    rope_ctx c = { 2, 10, 2, 8, 2 * 8 + 3, &r };
+    rope_ctx c = { 2, 10, 2, 8, 2 * 8 + 3, r };
     size_t n = (size_t)c.B * c.T * c.rs;
-    kc_rng rng = kc_seed(31);
+    kc_rng rng = kc_seed(seed);
     float *xf = kc_floats(n), *dx = kc_floats(n);
     double *x = kc_doubles(n), *w = kc_doubles(n), *want = kc_doubles(n);
     kc_fill(xf, n, -1.0f, 1.0f, &rng);
@@ -192,8 +190,8 @@ static void rope_bwd_fd(void) {
     kc_to_double(w, dx, n);
     double *in[1] = { x };
     kc_fd_grad(rope_ref_fwd, &c, in, 0, n, w, n, 1e-4, want);
-    k->rope_bwd(dx, c.B, c.T, c.nh, c.D, c.rs, &r);
-    KC_CLOSE(dx, want, n, 1.0, 1e-6, "rope_bwd vs finite differences");
+    k->rope_bwd(dx, c.B, c.T, c.nh, c.D, c.rs, r);
+    KC_CLOSE(dx, want, n, 1.0, 1e-6, what);
     free(xf);
     free(dx);
     free(x);
@@ -201,31 +199,20 @@ static void rope_bwd_fd(void) {
     free(want);
 }
 
+static void rope_bwd_fd(void) {
+    float g[2] = { 1.5f, 4.0f };
+    int32_t t[2] = { 3, 40 };
+    k_rope r = { 10000.0f, 2, g, t, 0, NULL };
+    rope_bwd_fd_check(&r, 31, "rope_bwd vs finite differences");
+}
+
 /* The backward with PoSE chunks: finite differences of the reference. */
 static void rope_bwd_fd_chunks(void) {
-    const k_backend *k = k_cpu();
     float g[2] = { 1.0f, 2.0f };
     int32_t t[2] = { 0, 3 };
     int32_t ck[2 * 2 * 2] = { 0, 0, 4, 37, 0, 1, 6, 250 };
     k_rope r = { 10000.0f, 1, g, t, 2, ck };
-    rope_ctx c = { 2, 10, 2, 8, 2 * 8 + 3, &r };
-    size_t n = (size_t)c.B * c.T * c.rs;
-    kc_rng rng = kc_seed(32);
-    float *xf = kc_floats(n), *dx = kc_floats(n);
-    double *x = kc_doubles(n), *w = kc_doubles(n), *want = kc_doubles(n);
-    kc_fill(xf, n, -1.0f, 1.0f, &rng);
-    kc_fill(dx, n, -1.0f, 1.0f, &rng);
-    kc_to_double(x, xf, n);
-    kc_to_double(w, dx, n);
-    double *in[1] = { x };
-    kc_fd_grad(rope_ref_fwd, &c, in, 0, n, w, n, 1e-4, want);
-    k->rope_bwd(dx, c.B, c.T, c.nh, c.D, c.rs, &r);
-    KC_CLOSE(dx, want, n, 1.0, 1e-6, "rope_bwd with chunks vs finite differences");
-    free(xf);
-    free(dx);
-    free(x);
-    free(w);
-    free(want);
+    rope_bwd_fd_check(&r, 32, "rope_bwd with chunks vs finite differences");
 }
 
 static void rope_roundtrip(void) {
