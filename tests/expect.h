@@ -6,6 +6,7 @@
 #define E2_TESTS_EXPECT_H
 
 #include <stdio.h>
+#include <string.h>
 
 static int failures;
 
@@ -21,5 +22,28 @@ static int failures;
 
 /* EXPECT with the condition's text as the message. */
 #define CHECK(cond) EXPECT(cond, "CHECK failed: %s", #cond)
+
+/* One named case of a test program. */
+typedef struct {
+    const char *name;
+    void (*fn)(void);
+} expect_case;
+
+/* main's body: runs the case named by argv[1] (every case without one);
+ * 2 for an unknown name, else 1 when an expectation failed. */
+static inline int expect_main(const char *prog, const expect_case *cases, size_t n, int argc,
+                              char **argv) {
+    int ran = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (argc > 1 && strcmp(argv[1], cases[i].name) != 0) continue;
+        cases[i].fn();
+        ran++;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "%s: unknown case %s\n", prog, argv[1]);
+        return 2;
+    }
+    return failures ? 1 : 0;
+}
 
 #endif

@@ -103,24 +103,11 @@ static void case_cuda_scratch(void) {
 }
 
 int main(int argc, char **argv) {
-    struct {
-        const char *name;
-        void (*fn)(void);
-    } cases[] = {
+    static const expect_case cases[] = {
         { "params_hand_counts", case_params_hand_counts },
         { "acts_regions", case_acts_regions },
         { "eval_logits_chunked", case_eval_logits_chunked },
         { "cuda_scratch", case_cuda_scratch },
     };
-    int ran = 0;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], cases[i].name) != 0) continue;
-        cases[i].fn();
-        ran++;
-    }
-    if (ran == 0) {
-        fprintf(stderr, "test_layout: unknown case %s\n", argv[1]);
-        return 2;
-    }
-    return failures ? 1 : 0;
+    return expect_main("test_layout", cases, sizeof cases / sizeof cases[0], argc, argv);
 }

@@ -322,10 +322,7 @@ static void case_check_job_hf_dir(void) {
 }
 
 int main(int argc, char **argv) {
-    struct {
-        const char *name;
-        void (*fn)(void);
-    } cases[] = {
+    static const expect_case cases[] = {
         { "hand_counts", case_hand_counts },
         { "zero1_shards", case_zero1_shards },
         { "llama2_7b_params", case_llama2_7b_params },
@@ -338,15 +335,5 @@ int main(int argc, char **argv) {
         { "config_read", case_config_read },
         { "check_job_hf_dir", case_check_job_hf_dir },
     };
-    int ran = 0;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], cases[i].name) != 0) continue;
-        cases[i].fn();
-        ran++;
-    }
-    if (ran == 0) {
-        fprintf(stderr, "test_plan: unknown case %s\n", argv[1]);
-        return 2;
-    }
-    return failures ? 1 : 0;
+    return expect_main("test_plan", cases, sizeof cases / sizeof cases[0], argc, argv);
 }
