@@ -10,11 +10,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "authz.h"
 #include "base.h"
-#include "e2d.h"
 #include "pbjson.h"
 #include "plan.h"
+#include "scheduler.h"
 #include "spec.h"
 
 #define API_PAGE_DEFAULT 100
@@ -279,7 +280,7 @@ static E2__V1__Job *api_job_msg(e2d_server *srv, const store_job *j, int with_ev
         protobuf_c_message_free_unpacked(&ev->base, NULL);
         m->eval_table = api_eval_table(m->eval, m->n_eval);
     }
-    if ((run = sched_run_find(srv, j->id)) &&
+    if ((run = e2d_run_find(srv, j->id)) &&
         (m->worker_ids = calloc((size_t)run->world, sizeof(char *)))) {
         for (int r = 0; r < run->world; r++)
             m->worker_ids[m->n_worker_ids++] = strdup(run->workers[r]);
