@@ -164,8 +164,9 @@ static int e2d_listen(e2d_server *srv, char *err, size_t errlen) {
 static int e2d_http_auth(const char *authorization, const char *method, char *msg, size_t msglen,
                          void *data) {
     rpc_principal who;
-    (void)data;
-    switch (authz_check(authorization, method, &who, msg, msglen)) {
+    e2d_server *srv = data;
+    switch (authz_check(authorization, method, rpc_server_method_role(srv->rpc, method), &who, msg,
+                        msglen)) {
     case RPC_OK: return 0;
     case RPC_UNAUTHENTICATED: return 401;
     default: return 403;
@@ -176,7 +177,7 @@ static int e2d_http_auth(const char *authorization, const char *method, char *ms
  * loaded the tokens. */
 static int e2d_listen_http(e2d_server *srv, char *err, size_t errlen) {
     http_options opt = {
-        srv->cfg.http_listen,         srv->cfg.http_root, authz_enabled() ? authz_http : NULL, NULL,
+        srv->cfg.http_listen,         srv->cfg.http_root, authz_enabled() ? authz_http : NULL, srv,
         srv->cfg.http_metrics_public, srv->cfg.insecure
     };
     int port = 0;

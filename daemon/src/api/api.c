@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "authz.h"
 #include "base.h"
 #include "pbjson.h"
@@ -847,15 +848,18 @@ static void api_metrics(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
 }
 
 int api_register(e2d_server *srv, char *err, size_t errlen) {
+    /* Each row: method, kind, handler, data, and the role a caller needs
+     * (auth_role_allows: admin may call all, a submitter what a viewer may;
+     * ctest -R daemon_methods checks every method of the service has one). */
     const rpc_method methods[] = {
-        { "SubmitJob", RPC_UNARY, api_submit, srv },
-        { "GetJob", RPC_UNARY, api_get, srv },
-        { "ListJobs", RPC_UNARY, api_list_jobs, srv },
-        { "CancelJob", RPC_UNARY, api_cancel, srv },
-        { "WatchJob", RPC_SERVER_STREAMING, api_watch, srv },
-        { "StreamLogs", RPC_SERVER_STREAMING, api_logs, srv },
-        { "ListWorkers", RPC_UNARY, api_workers, srv },
-        { "GetMetrics", RPC_UNARY, api_metrics, srv },
+        { "SubmitJob", RPC_UNARY, api_submit, srv, AUTH_ROLE_SUBMITTER },
+        { "GetJob", RPC_UNARY, api_get, srv, AUTH_ROLE_VIEWER },
+        { "ListJobs", RPC_UNARY, api_list_jobs, srv, AUTH_ROLE_VIEWER },
+        { "CancelJob", RPC_UNARY, api_cancel, srv, AUTH_ROLE_SUBMITTER },
+        { "WatchJob", RPC_SERVER_STREAMING, api_watch, srv, AUTH_ROLE_VIEWER },
+        { "StreamLogs", RPC_SERVER_STREAMING, api_logs, srv, AUTH_ROLE_VIEWER },
+        { "ListWorkers", RPC_UNARY, api_workers, srv, AUTH_ROLE_VIEWER },
+        { "GetMetrics", RPC_UNARY, api_metrics, srv, AUTH_ROLE_VIEWER },
     };
     if (rpc_server_add_service(srv->rpc, &e2__v1__coordinator__descriptor, methods,
                                sizeof methods / sizeof methods[0], err, errlen) != 0)

@@ -18,6 +18,7 @@
 #include <sys/random.h>
 
 #include "api.h"
+#include "auth.h"
 #include "base.h"
 #include "local.h"
 #include "pbjson.h"
@@ -673,13 +674,14 @@ static void wapi_report_done(rpc_call *call, const ProtobufCMessage *msg, void *
 }
 
 int wapi_register(e2d_server *srv, char *err, size_t errlen) {
+    /* The last column is the role a caller needs (see api_register). */
     const rpc_method methods[] = {
-        { "RegisterWorker", RPC_UNARY, wapi_register_worker, srv },
-        { "Heartbeat", RPC_UNARY, wapi_heartbeat, srv },
-        { "ReportCheckpoint", RPC_UNARY, wapi_report_checkpoint, srv },
-        { "RendezvousPut", RPC_UNARY, wapi_rdv_put, srv },
-        { "RendezvousGet", RPC_UNARY, wapi_rdv_get, srv },
-        { "ReportDone", RPC_UNARY, wapi_report_done, srv },
+        { "RegisterWorker", RPC_UNARY, wapi_register_worker, srv, AUTH_ROLE_WORKER },
+        { "Heartbeat", RPC_UNARY, wapi_heartbeat, srv, AUTH_ROLE_WORKER },
+        { "ReportCheckpoint", RPC_UNARY, wapi_report_checkpoint, srv, AUTH_ROLE_WORKER },
+        { "RendezvousPut", RPC_UNARY, wapi_rdv_put, srv, AUTH_ROLE_WORKER },
+        { "RendezvousGet", RPC_UNARY, wapi_rdv_get, srv, AUTH_ROLE_WORKER },
+        { "ReportDone", RPC_UNARY, wapi_report_done, srv, AUTH_ROLE_WORKER },
     };
     return rpc_server_add_service(srv->rpc, &e2__v1__worker_control__descriptor, methods,
                                   sizeof methods / sizeof methods[0], err, errlen);
