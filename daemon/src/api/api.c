@@ -75,7 +75,7 @@ static rpc_status api_find(e2d_server *srv, const char *id, store_job *j, char *
         return api_err(msg, msglen, RPC_INVALID_ARGUMENT,
                        "id is required (a job id such as j-000001)");
     rc = store_job_get(srv->db, id, j, err, sizeof err);
-    if (rc == STORE_NOTFOUND) return api_err(msg, msglen, RPC_NOT_FOUND, "job %s not found", id);
+    if (rc == E2_NOTFOUND) return api_err(msg, msglen, RPC_NOT_FOUND, "job %s not found", id);
     if (rc < 0) return api_err(msg, msglen, RPC_INTERNAL, "state store: %s", err);
     return RPC_OK;
 }
@@ -464,7 +464,7 @@ static void api_submit(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
             store_job_free(&j);
             return;
         }
-        if (rc != STORE_NOTFOUND) {
+        if (rc != E2_NOTFOUND) {
             api_fail(call, RPC_INTERNAL, "state store: %s", err);
             return;
         }

@@ -110,7 +110,7 @@ void logs_start(e2d_server *srv, rpc_call *call, const E2__V1__StreamLogsRequest
         return;
     }
     if ((rc = store_job_get(srv->db, req->id, &j, err, sizeof err)) < 0) {
-        rpc_call_finish(call, rc == STORE_NOTFOUND ? RPC_NOT_FOUND : RPC_INTERNAL, err);
+        rpc_call_finish(call, rc == E2_NOTFOUND ? RPC_NOT_FOUND : RPC_INTERNAL, err);
         return;
     }
     if ((int)req->attempt > j.attempt || rank < -1 || rank >= j.num_workers) {

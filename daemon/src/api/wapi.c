@@ -506,12 +506,12 @@ static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud) 
     }
     rc = store_rdv_get(srv->db, req->job_id, (int)req->attempt, req->key, &val, &len, err,
                        sizeof err);
-    if (rc == 0 || (rc == STORE_NOTFOUND && !req->wait_ms)) {
+    if (rc == 0 || (rc == E2_NOTFOUND && !req->wait_ms)) {
         wapi_rdv_answer(call, val, len, rc == 0);
         free(val);
         return;
     }
-    if (rc < 0 && rc != STORE_NOTFOUND) {
+    if (rc < 0 && rc != E2_NOTFOUND) {
         wapi_fail(call, RPC_INTERNAL, "state store: %s", err);
         return;
     }
