@@ -508,11 +508,11 @@ static int sched_registered(e2d_server *srv, const char *device) {
 
 /* Says in the job's reason (stored, shown by GetJob; no event) why it
  * waits, when that changed: too few workers of its device registered
- * (parked; it blocks nothing), or enough registered but busy. */
-/* Saves why j waits when that changed. The saves of one pass share one
- * transaction (*tx: open), which the pass commits before it starts a job
- * and at its end: one commit instead of one per queued job (with 1,000
- * parked jobs, 1,000 fsyncs stalled the loop for seconds). */
+ * (parked; it blocks nothing), or enough registered but busy. The saves
+ * of one pass share one transaction (*tx: open), which the pass commits
+ * before it starts a job and at its end: one commit instead of one per
+ * queued job (with 1,000 parked jobs, 1,000 fsyncs stalled the loop for
+ * seconds). */
 static void sched_wait_reason(e2d_server *srv, store_job *j, int registered, int *tx) {
     char why[256], err[E2_ERRLEN];
     int parked = registered < j->num_workers;
