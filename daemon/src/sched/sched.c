@@ -32,26 +32,13 @@
 #include <time.h>
 
 #include "base.h"
-#include "e2d.h"
+#include "local.h"
+#include "scheduler.h"
 #include "spec.h"
 
 #define WS_IDLE E2__V1__WORKER_STATE__WORKER_STATE_IDLE
 #define WS_BUSY E2__V1__WORKER_STATE__WORKER_STATE_BUSY
 #define WS_LOST E2__V1__WORKER_STATE__WORKER_STATE_LOST
-
-e2d_worker *sched_worker_find(e2d_server *srv, const char *id) {
-    if (!id) return NULL;
-    for (e2d_worker *w = srv->workers; w; w = w->next)
-        if (!strcmp(w->row.id, id)) return w;
-    return NULL;
-}
-
-e2d_run *sched_run_find(e2d_server *srv, const char *job) {
-    if (!job) return NULL;
-    for (e2d_run *r = srv->runs; r; r = r->next)
-        if (!strcmp(r->job, job)) return r;
-    return NULL;
-}
 
 void sched_worker_save(e2d_server *srv, e2d_worker *w) {
     char err[E2_ERRLEN];
@@ -183,7 +170,7 @@ static e2d_run *sched_run_new(e2d_server *srv, const char *job, int attempt, int
 void sched_run_end(e2d_server *srv, e2d_run *run, const char *why) {
     e2d_run **p;
     for (int i = 0; i < run->world; i++) {
-        e2d_worker *w = sched_worker_find(srv, run->workers[i]);
+        e2d_worker *w = e2d_worker_find(srv, run->workers[i]);
         if (!w || !sched_worker_holds(w, run->job, run->attempt) || run->outcome[i]) continue;
         sched_queue_abort(w, run->job, run->attempt, why);
         w->draining = 1;
@@ -620,7 +607,7 @@ static void sched_worker_lost(e2d_server *srv, e2d_worker *w, const char *reason
     sched_worker_clear_cmds(w);
     sched_worker_save(srv, w);
     srv->sched_pending = 1; /* capacity changed: parked jobs' reasons */
-    if (!job[0] || draining || !(run = sched_run_find(srv, job)) || run->attempt != attempt ||
+    if (!job[0] || draining || !(run = e2d_run_find(srv, job)) || run->attempt != attempt ||
         run->outcome[rank])
         return;
     if (run->killed) {
@@ -678,7 +665,7 @@ static void sched_cancel_expire(e2d_server *srv, e2d_run *run) {
         return;
     }
     for (int r = 0; r < run->world; r++) {
-        e2d_worker *w = sched_worker_find(srv, run->workers[r]);
+        e2d_worker *w = e2d_worker_find(srv, run->workers[r]);
         e2d_kill *k;
         if (!w || run->outcome[r] || !sched_worker_holds(w, run->job, run->attempt)) continue;
         if (!w->row.spawned || !local_owns_pid(srv, w->row.pid)) continue;
@@ -719,7 +706,7 @@ int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms) {
     if (jobstate_queued(j->state))
         return e2d_job_transition(srv, j, JOBSTATE_CANCELLED,
                                   "cancelled on request before it started");
-    if (!(run = sched_run_find(srv, j->id))) {
+    if (!(run = e2d_run_find(srv, j->id))) {
         /* Active without a run cannot outlive startup recovery; should it
          * happen, there are no workers to wait for. */
         if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING, "cancel requested") < 0) return E2_ERR;
@@ -730,7 +717,7 @@ int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms) {
     if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING, why) < 0) return E2_ERR;
     run->cancel_deadline_ms = e2d_mono_ms() + grace_ms;
     for (int r = 0; r < run->world; r++) {
-        e2d_worker *w = sched_worker_find(srv, run->workers[r]);
+        e2d_worker *w = e2d_worker_find(srv, run->workers[r]);
         if (w && !run->outcome[r] && sched_worker_holds(w, run->job, run->attempt))
             sched_queue_cancel(w, run->job, run->attempt, grace_ms);
     }
@@ -875,7 +862,7 @@ int sched_recover(e2d_server *srv, char *err, size_t errlen) {
     /* BUSY workers whose attempt did not survive only drain. */
     for (e2d_worker *w = srv->workers; w; w = w->next)
         if (w->row.state == WS_BUSY && !w->draining) {
-            e2d_run *r = sched_run_find(srv, w->row.job);
+            e2d_run *r = e2d_run_find(srv, w->row.job);
             if (!r || r->attempt != w->row.attempt) w->draining = 1;
         }
     srv->sched_pending = 1;
