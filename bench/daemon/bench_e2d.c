@@ -8,7 +8,7 @@
  * jobs), idle worker Heartbeat and SubmitJob: calls per second, p50 and
  * p99 latency, and e2d's CPU time per call (utime + stime of the e2d
  * process from /proc/PID/stat, which survives a loaded machine better
- * than calls per second). Each client thread has its own rpc_client
+ * than calls per second). Each client thread has its own e2_rpc_client
  * (connection), as separate processes would; each heartbeating thread is
  * one registered worker. SubmitJob is durable (SQLite WAL,
  * synchronous=FULL; concurrent submits share a commit), so its rate is
@@ -48,7 +48,7 @@ enum { BENCH_GET, BENCH_SUBMIT, BENCH_HEARTBEAT, BENCH_REGISTER };
 static const char *bench_names[] = { "GetJob", "SubmitJob", "Heartbeat" };
 
 typedef struct bench_ctx {
-    rpc_client *client;
+    e2_rpc_client *client;
     E2__V1__JobSpec *spec;
     char **jobs; /* GetJob targets, taken in turn from `next` */
     int njobs, next;
@@ -77,17 +77,17 @@ static int bench_call(bench_ctx *c, char **id_out) {
         req.worker_secret = c->secret;
         req.has_state = 1;
         req.state = E2__V1__WORKER_STATE__WORKER_STATE_IDLE;
-        rc =
-            rpc_client_call(c->client, "/e2.v1.WorkerControl/Heartbeat", &req.base,
-                            &e2__v1__heartbeat_response__descriptor, &resp, 10000, msg, sizeof msg);
+        rc = e2_rpc_client_call(c->client, "/e2.v1.WorkerControl/Heartbeat", &req.base,
+                                &e2__v1__heartbeat_response__descriptor, &resp, 10000, msg,
+                                sizeof msg);
     } else if (c->kind == BENCH_REGISTER) {
         E2__V1__RegisterWorkerRequest req = E2__V1__REGISTER_WORKER_REQUEST__INIT;
         req.hostname = "bench";
         req.device = "cuda"; /* no cpu job is ever given to it */
-        rc = rpc_client_call(c->client, "/e2.v1.WorkerControl/RegisterWorker", &req.base,
-                             &e2__v1__register_worker_response__descriptor, &resp, 10000, msg,
-                             sizeof msg);
-        if (rc == RPC_OK) {
+        rc = e2_rpc_client_call(c->client, "/e2.v1.WorkerControl/RegisterWorker", &req.base,
+                                &e2__v1__register_worker_response__descriptor, &resp, 10000, msg,
+                                sizeof msg);
+        if (rc == E2_RPC_OK) {
             const E2__V1__RegisterWorkerResponse *r = (const void *)resp;
             snprintf(c->worker, sizeof c->worker, "%s", r->worker_id);
             snprintf(c->secret, sizeof c->secret, "%s", r->worker_secret ? r->worker_secret : "");
@@ -95,19 +95,22 @@ static int bench_call(bench_ctx *c, char **id_out) {
     } else if (c->kind == BENCH_SUBMIT) {
         E2__V1__SubmitJobRequest req = E2__V1__SUBMIT_JOB_REQUEST__INIT;
         req.spec = c->spec;
-        rc = rpc_client_call(c->client, "/e2.v1.Coordinator/SubmitJob", &req.base,
-                             &e2__v1__submit_job_response__descriptor, &resp, 10000, msg,
-                             sizeof msg);
-        if (rc == RPC_OK && id_out) *id_out = strdup(((E2__V1__SubmitJobResponse *)resp)->job->id);
+        rc = e2_rpc_client_call(c->client, "/e2.v1.Coordinator/SubmitJob", &req.base,
+                                &e2__v1__submit_job_response__descriptor, &resp, 10000, msg,
+                                sizeof msg);
+        if (rc == E2_RPC_OK && id_out)
+            *id_out = strdup(((E2__V1__SubmitJobResponse *)resp)->job->id);
     } else {
         E2__V1__GetJobRequest req = E2__V1__GET_JOB_REQUEST__INIT;
         req.id = c->jobs[c->next];
         c->next = (c->next + 1) % c->njobs;
-        rc = rpc_client_call(c->client, "/e2.v1.Coordinator/GetJob", &req.base,
-                             &e2__v1__get_job_response__descriptor, &resp, 10000, msg, sizeof msg);
+        rc = e2_rpc_client_call(c->client, "/e2.v1.Coordinator/GetJob", &req.base,
+                                &e2__v1__get_job_response__descriptor, &resp, 10000, msg,
+                                sizeof msg);
     }
     if (resp) protobuf_c_message_free_unpacked(resp, NULL);
-    if (rc != RPC_OK) fprintf(stderr, "bench: call failed: %s: %s\n", rpc_status_name(rc), msg);
+    if (rc != E2_RPC_OK)
+        fprintf(stderr, "bench: call failed: %s: %s\n", e2_rpc_status_name(rc), msg);
     return rc;
 }
 
@@ -116,7 +119,7 @@ static void *bench_thread(void *arg) {
     double end = bench_now() + c->seconds;
     while (bench_now() < end) {
         double t0 = bench_now();
-        if (bench_call(c, NULL) != RPC_OK) c->errors++;
+        if (bench_call(c, NULL) != E2_RPC_OK) c->errors++;
         if (c->nlat == c->caplat) {
             size_t cap = c->caplat ? 2 * c->caplat : 4096;
             double *v = realloc(c->lat, cap * sizeof *v);
@@ -165,7 +168,7 @@ static void bench_run(const char *addr, pid_t pid, E2__V1__JobSpec *spec, char *
         ctx[i] = (bench_ctx){ .spec = spec, .jobs = jobs, .njobs = njobs, .kind = kind };
         ctx[i].seconds = secs;
         ctx[i].next = (int)((long)i * njobs / threads);
-        if (!(ctx[i].client = rpc_client_new(addr, err, sizeof err))) {
+        if (!(ctx[i].client = e2_rpc_client_new(addr, err, sizeof err))) {
             fprintf(stderr, "bench: %s\n", err);
             exit(1);
         }
@@ -204,7 +207,7 @@ static void bench_run(const char *addr, pid_t pid, E2__V1__JobSpec *spec, char *
     free(lat);
     for (int i = 0; i < threads; i++) {
         free(ctx[i].lat);
-        rpc_client_free(ctx[i].client);
+        e2_rpc_client_free(ctx[i].client);
     }
 }
 
@@ -256,7 +259,7 @@ typedef struct bench_fill {
 static void *bench_fill_thread(void *arg) {
     bench_fill *f = arg;
     for (int i = 0; i < f->n; i++)
-        if (bench_call(&f->c, &f->ids[i]) != RPC_OK) f->c.errors++;
+        if (bench_call(&f->c, &f->ids[i]) != E2_RPC_OK) f->c.errors++;
     return NULL;
 }
 
@@ -266,7 +269,7 @@ int main(int argc, char **argv) {
     const char *e2d = E2D_PATH;
     double secs = 3;
     int nthreads = 0, threads[16], njobs = 1000, stored = 0;
-    rpc_client *client;
+    e2_rpc_client *client;
     E2__V1__JobSpec *spec;
     bench_fill fill[8];
     pthread_t th[8];
@@ -308,7 +311,7 @@ int main(int argc, char **argv) {
     }
     if (!(jobs = calloc((size_t)njobs, sizeof *jobs))) return 1;
     if ((pid = bench_daemon(e2d, dir, addr, sizeof addr)) < 0) return 1;
-    if (!(client = rpc_client_new(addr, err, sizeof err))) {
+    if (!(client = e2_rpc_client_new(addr, err, sizeof err))) {
         fprintf(stderr, "bench: %s\n", err);
         return 1;
     }
@@ -336,7 +339,7 @@ int main(int argc, char **argv) {
     }
     printf("e2d VmRSS: %ld KiB at start, %ld KiB with %d stored jobs\n", rss0, bench_rss_kb(pid),
            njobs);
-    rpc_client_free(client);
+    e2_rpc_client_free(client);
     if (strstr(calls_arg, "get"))
         for (int t = 0; t < nthreads; t++)
             bench_run(addr, pid, spec, jobs, njobs, BENCH_GET, threads[t], secs);
