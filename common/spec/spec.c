@@ -6,10 +6,10 @@
 #include "spec.h"
 #include "pbjson.h"
 #include "scheme.h"
+#include "shards.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <glob.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -378,12 +378,14 @@ static int roots_one(const char *field, const char *path, const char *roots, con
     free(pre);
     if (rc || !deep) return rc;
     if (!dir) {
-        glob_t g;
-        if (glob(path, 0, NULL, &g) == 0) {
-            for (size_t k = 0; rc == 0 && k < g.gl_pathc; k++)
-                rc = roots_real(field, g.gl_pathv[k], roots, what, err, errlen);
-            globfree(&g);
-        }
+        /* A pattern that does not expand is left to the file checks (which
+         * run before anything is read). */
+        e2_shard_list l = { 0 };
+        char *const pats[1] = { (char *)path };
+        if (e2_shards_expand(pats, 1, field, &l, NULL, 0) == 0)
+            for (size_t k = 0; rc == 0 && k < l.n; k++)
+                rc = roots_real(field, l.paths[k], roots, what, err, errlen);
+        e2_shards_free(&l);
         return rc;
     }
     DIR *d = opendir(path);
@@ -798,29 +800,14 @@ int e2_spec_validate(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
 
 /* --- files ----------------------------------------------------------------- */
 
+/* Every pattern matches readable files (e2_shards_expand's check; the
+ * list itself is not kept). */
 static int spec_check_patterns(const char *path, char *const *pats, size_t n, char *err,
                                size_t errlen) {
-    for (size_t i = 0; i < n; i++) {
-        glob_t g;
-        int rc = glob(pats[i], 0, NULL, &g);
-        if (rc == GLOB_NOMATCH)
-            return spec_err(err, errlen, -ENOENT, "%s[%zu]: no file matches \"%s\"", path, i,
-                            pats[i]);
-        if (rc != 0)
-            return spec_err(err, errlen, -EIO, "%s[%zu]: cannot expand \"%s\"", path, i, pats[i]);
-        for (size_t k = 0; k < g.gl_pathc; k++) {
-            struct stat st;
-            const char *f = g.gl_pathv[k];
-            if (stat(f, &st) != 0 || !S_ISREG(st.st_mode) || access(f, R_OK) != 0) {
-                rc = spec_err(err, errlen, -ENOENT, "%s[%zu]: \"%s\" is not a readable file", path,
-                              i, f);
-                globfree(&g);
-                return rc;
-            }
-        }
-        globfree(&g);
-    }
-    return 0;
+    e2_shard_list l = { 0 };
+    int rc = e2_shards_expand(pats, n, path, &l, err, errlen);
+    e2_shards_free(&l);
+    return rc;
 }
 
 int e2_spec_check_files(const E2__V1__JobSpec *spec, char *err, size_t errlen) {

@@ -318,17 +318,25 @@ static int create_failure_outcome(const char *msg) {
  * every training shard's header (e2d's manifest, else the spec's
  * patterns), and the eval shards as evaluation will read them (headers
  * and the vocabulary). */
-static int preflight_data(const E2__V1__JobSpec *spec, uint32_t vocab, char **shards,
-                          size_t n_shards, char *err, size_t errlen) {
+static int preflight_data(const E2__V1__JobSpec *spec, uint32_t vocab, const e2_shard_list *shards,
+                          char *err, size_t errlen) {
     e2w_dataset *ds = NULL;
     const E2__V1__DataSpec *d = spec->data;
-    if (n_shards ? e2w_dataset_open(&ds, shards, n_shards, 1, err, errlen) < 0
-                 : e2w_dataset_open(&ds, d->train_shards, d->n_train_shards, 1, err, errlen) < 0)
-        return -1;
+    e2_shard_list files = { 0 };
+    int rc = shards->n ? 0
+                       : e2_shards_expand(d->train_shards, d->n_train_shards,
+                                          "spec.data.train_shards", &files, err, errlen);
+    if (rc == 0) rc = e2w_dataset_open(&ds, shards->n ? shards : &files, 1, err, errlen);
+    e2_shards_free(&files);
+    if (rc < 0) return -1;
     e2w_dataset_close(ds);
     if (d->n_eval_shards == 0 || !spec->eval || spec->eval->n_windows == 0) return 0;
-    if (e2w_dataset_open(&ds, d->eval_shards, d->n_eval_shards, 1, err, errlen) < 0) return -1;
-    int rc = vocab ? e2w_dataset_check_vocab(ds, vocab, err, errlen) : 0;
+    rc = e2_shards_expand(d->eval_shards, d->n_eval_shards, "spec.data.eval_shards", &files, err,
+                          errlen);
+    if (rc == 0) rc = e2w_dataset_open(&ds, &files, 1, err, errlen);
+    e2_shards_free(&files);
+    if (rc < 0) return -1;
+    rc = vocab ? e2w_dataset_check_vocab(ds, vocab, err, errlen) : 0;
     e2w_dataset_close(ds);
     if (rc < 0) return -1;
     return 0;
@@ -358,8 +366,7 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
     e2w_eval_results ev;
     e2w_eval_results_init(&ev);
     E2__V1__JobSpec *spec = NULL;
-    char **shards = NULL; /* e2d's shard manifest, as the trainer reads it */
-    size_t n_shards = 0;
+    e2_shard_list shards = { 0 }; /* e2d's shard manifest, as the trainer reads it */
     if (as->spec) spec = (E2__V1__JobSpec *)e2_pbjson_copy(&as->spec->base);
     if (!spec) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, "the assignment carries no spec");
@@ -402,7 +409,7 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
     };
     /* A worker that sees other shard files than e2d found is a fault of
      * that machine's storage, not of the job. */
-    if (e2w_agent_shard_files(as, &shards, &n_shards, err, sizeof err) < 0) {
+    if (e2w_agent_shard_files(as, &shards, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
         say(&c, "failed: %s", err);
         goto done;
@@ -414,9 +421,8 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
             say(&c, "failed: %s", err);
             goto done;
         }
-    hooks.shard_files = shards;
-    hooks.n_shard_files = n_shards;
-    if (preflight_data(spec, arch.vocab_size, shards, n_shards, err, sizeof err) < 0) {
+    hooks.shard_files = shards.n ? &shards : NULL;
+    if (preflight_data(spec, arch.vocab_size, &shards, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
         say(&c, "failed: %s", err);
         goto done;
@@ -447,9 +453,9 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
     }
     say(&c, "job %s attempt %u rank %u/%u on %s, job dir %s", as->job_id, as->attempt, as->rank,
         hooks.world_size, k->name, as->job_dir);
-    if (n_shards)
-        say(&c, "data: %zu shard file%s of e2d's manifest, sizes checked", n_shards,
-            n_shards == 1 ? "" : "s");
+    if (shards.n)
+        say(&c, "data: %zu shard file%s of e2d's manifest, sizes checked", shards.n,
+            shards.n == 1 ? "" : "s");
     else
         say(&c, "data: no shard manifest from e2d; spec.data.train_shards expanded here");
     e2w_train_memory mem;
@@ -504,7 +510,7 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
 done:
     comm_close(&c);
     e2w_train_free(t);
-    e2w_agent_shard_files_free(shards, n_shards);
+    e2_shards_free(&shards);
     e2_spec_free(spec);
     e2w_eval_results_free(&ev);
 }

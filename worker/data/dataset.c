@@ -5,7 +5,6 @@
 #include "shard.h"
 
 #include <errno.h>
-#include <glob.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,27 +59,18 @@ static int ds_add_shard(e2w_dataset *ds, const char *path, size_t *cap, char *er
     return rc;
 }
 
-int e2w_dataset_open(e2w_dataset **out, char *const *patterns, size_t n_patterns, uint32_t seq_len,
-                     char *err, size_t errlen) {
+int e2w_dataset_open(e2w_dataset **out, const e2_shard_list *files, uint32_t seq_len, char *err,
+                     size_t errlen) {
     *out = NULL;
     if (seq_len < 1) return ds_err(err, errlen, -EINVAL, "dataset: sequence length must be >= 1");
-    if (n_patterns == 0) return ds_err(err, errlen, -EINVAL, "dataset: no token shards given");
+    if (files->n == 0) return ds_err(err, errlen, -EINVAL, "dataset: no token shards given");
     e2w_dataset *ds = calloc(1, sizeof *ds);
     if (!ds) return ds_err(err, errlen, -ENOMEM, "dataset: out of memory");
     ds->seq_len = seq_len;
     size_t cap = 0;
     int rc = 0;
-    for (size_t i = 0; i < n_patterns && rc == 0; i++) {
-        glob_t g;
-        int gr = glob(patterns[i], 0, NULL, &g);
-        if (gr == GLOB_NOMATCH)
-            rc = ds_err(err, errlen, -ENOENT, "%s: no token shard matches", patterns[i]);
-        else if (gr != 0)
-            rc = ds_err(err, errlen, -EIO, "%s: cannot expand the pattern", patterns[i]);
-        for (size_t k = 0; gr == 0 && rc == 0 && k < g.gl_pathc; k++)
-            rc = ds_add_shard(ds, g.gl_pathv[k], &cap, err, errlen);
-        if (gr == 0) globfree(&g);
-    }
+    for (size_t i = 0; i < files->n && rc == 0; i++)
+        rc = ds_add_shard(ds, files->paths[i], &cap, err, errlen);
     if (rc == 0) {
         ds->start = malloc((ds->n_shards + 1) * sizeof *ds->start);
         if (!ds->start) rc = ds_err(err, errlen, -ENOMEM, "dataset: out of memory");

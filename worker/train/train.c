@@ -107,11 +107,10 @@ int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec, const k_backe
     if (e2w_acts_create(&t->acts, &t->model, t->micro_batch, t->R, 1,
                         ts->has_recompute && ts->recompute, err, errlen) < 0)
         goto fail;
-    if (train_data_open(&t->data, t->spec, t->hooks.shard_files, t->hooks.n_shard_files, t->R,
-                        t->model.cfg.V, err, errlen) < 0)
+    if (train_data_open(&t->data, t->spec, t->hooks.shard_files, t->R, t->model.cfg.V, err,
+                        errlen) < 0)
         goto fail;
     t->hooks.shard_files = NULL; /* the caller's, read only here */
-    t->hooks.n_shard_files = 0;
     size_t n = (size_t)t->micro_batch * (size_t)t->R;
     t->tokens = malloc(n * sizeof(int32_t));
     t->targets = malloc(n * sizeof(int32_t));

@@ -42,6 +42,7 @@
 
 #include "e2/v1/job.pb-c.h"
 #include "model.h"
+#include "shards.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -64,11 +65,9 @@ typedef struct {
     int rank, world_size; /* 0 and 1 for a single process */
     /* The training shard files to read, in order, instead of expanding
      * spec.data.train_shards (a data-parallel job's manifest, so that every
-     * rank reads the same files); each is a glob pattern matching one file.
-     * NULL: the spec's patterns. Read by e2w_train_create only; the spec and
-     * its hash stay as given. */
-    char *const *shard_files;
-    size_t n_shard_files;
+     * rank reads the same files). NULL: the spec's patterns, expanded here.
+     * Read by e2w_train_create only; the spec and its hash stay as given. */
+    const e2_shard_list *shard_files;
     /* Sums n act-dtype elements of a device buffer over all ranks in place.
      * NULL: single process. Returns 0 or < 0 with err set. */
     int (*allreduce)(void *ud, void *buf, size_t n, k_dtype dtype, char *err, size_t errlen);
