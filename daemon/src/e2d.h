@@ -170,6 +170,7 @@ typedef struct e2d_server {
     e2d_reply *batch, **batch_tail; /* replies waiting for the commit */
     int batch_open;                 /* a group-commit transaction is open */
     int sched_pending;              /* run the scheduler at the next cron */
+    struct expand_req *expanding;   /* held gangs whose shard manifest expands (expand.c) */
     /* Scheduling passes over the queue: count, total and longest CPU seconds
      * (logged at exit; bench/cluster reads them). */
     long sched_passes;
