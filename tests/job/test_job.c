@@ -175,6 +175,18 @@ static void test_resume_choice(void) {
     CHECK(e2w_job_resume_from("/mine/checkpoints/step_4", &s, NULL) != NULL);
 }
 
+/* The trainer's failure codes map to the class the agent reports: data and
+ * size are the user's, a diverged run is its own class, the rest the
+ * machinery's. */
+static void test_fail_class(void) {
+    CHECK(e2w_job_fail_of(E2W_TRAIN_EDATA) == E2W_JOB_FAIL_USER);
+    CHECK(e2w_job_fail_of(E2W_TRAIN_ENOMEM) == E2W_JOB_FAIL_USER);
+    CHECK(e2w_job_fail_of(E2W_TRAIN_ENAN) == E2W_JOB_FAIL_NAN);
+    CHECK(e2w_job_fail_of(-1) == E2W_JOB_FAIL_INFRA);
+    CHECK(e2w_job_fail_of(-5) == E2W_JOB_FAIL_INFRA);
+    CHECK(e2w_job_fail_of(0) == E2W_JOB_FAIL_NONE);
+}
+
 int main(int argc, char **argv) {
     static const expect_case cases[] = {
         { "resolve_fills_defaults", test_resolve_fills_defaults },
@@ -182,6 +194,7 @@ int main(int argc, char **argv) {
         { "resolve_bad_field_one_line", test_resolve_bad_field_one_line },
         { "resolve_roots_first", test_resolve_roots_first },
         { "resume_choice", test_resume_choice },
+        { "fail_class", test_fail_class },
     };
     return expect_main("test_job", cases, sizeof cases / sizeof cases[0], argc, argv);
 }

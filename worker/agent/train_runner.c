@@ -303,15 +303,11 @@ static int eval_to_result(const e2w_eval_results *ev, e2w_agent_result *res) {
 
 /* ---- the runner ---- */
 
-/* The trainer's set-up failures that the job's spec or data cause, and
- * that every retry would meet again: a data problem its checks name, or a
- * model (with its optimizer state and activations) larger than this
- * worker's memory. */
-static int create_failure_outcome(const char *msg) {
-    if (strstr(msg, "outside the model's vocabulary") ||
-        strstr(msg, "fewer than one training sequence") || strstr(msg, "cannot allocate"))
-        return E2__V1__OUTCOME__OUTCOME_FAILED_USER;
-    return E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
+/* The agent's outcome of a failure class: a diverged run is the user's to
+ * fix, as a bad spec or data is. */
+static int outcome_of(e2w_job_fail f) {
+    return f == E2W_JOB_FAIL_USER || f == E2W_JOB_FAIL_NAN ? E2__V1__OUTCOME__OUTCOME_FAILED_USER
+                                                           : E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
 }
 
 /* Data problems are the job's and are found before training, not after:
@@ -431,9 +427,12 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
         goto done;
     }
-    if (e2w_train_create(&t, spec, k, as->job_dir, &hooks, err, sizeof err) < 0) {
-        int outcome = create_failure_outcome(err);
-        if (outcome == E2__V1__OUTCOME__OUTCOME_FAILED_USER && strstr(err, "cannot allocate")) {
+    int rc = e2w_train_create(&t, spec, k, as->job_dir, &hooks, err, sizeof err);
+    if (rc < 0) {
+        /* The trainer's set-up failures the job's data or size cause are
+         * met again by every retry: a user error. */
+        int outcome = outcome_of(e2w_job_fail_of(rc));
+        if (rc == E2W_TRAIN_ENOMEM) {
             char why[E2_ERRLEN];
             snprintf(why, sizeof why,
                      "the model does not fit this worker's memory (%s): use more workers "
@@ -479,10 +478,7 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
         if (e2w_agent_job_should_stop(job) == E2W_AGENT_ABORT)
             finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, "aborted");
         else
-            finish(res,
-                   fail == E2W_JOB_FAIL_USER ? E2__V1__OUTCOME__OUTCOME_FAILED_USER
-                                             : E2__V1__OUTCOME__OUTCOME_FAILED_INFRA,
-                   err);
+            finish(res, outcome_of(fail), err);
         say(&c, "failed: %s", err);
         goto done;
     }

@@ -78,13 +78,13 @@ static int drive_evaluate(e2w_train *t, const e2w_job_drive_opts *o, const char 
     return 0;
 }
 
-/* Failures the user must fix (the loss diverged) are told apart from the
- * machinery's by the trainer's message. */
-static e2w_job_fail drive_run_failure(const char *msg) {
-    if (strstr(msg, "loss is NaN") || strstr(msg, "loss is infinite") ||
-        strstr(msg, "gradient norm is not finite"))
-        return E2W_JOB_FAIL_USER;
-    return E2W_JOB_FAIL_INFRA;
+e2w_job_fail e2w_job_fail_of(int rc) {
+    switch (rc) {
+    case E2W_TRAIN_EDATA:
+    case E2W_TRAIN_ENOMEM: return E2W_JOB_FAIL_USER;
+    case E2W_TRAIN_ENAN: return E2W_JOB_FAIL_NAN;
+    default: return rc < 0 ? E2W_JOB_FAIL_INFRA : E2W_JOB_FAIL_NONE;
+    }
 }
 
 int e2w_job_drive(e2w_train *t, const e2w_job_drive_opts *o, e2w_eval_results *ev,
@@ -113,7 +113,7 @@ int e2w_job_drive(e2w_train *t, const e2w_job_drive_opts *o, e2w_eval_results *e
     if (o->before_train) o->before_train(o->ud);
     int r = e2w_train_run(t, err, errlen);
     if (r < 0) {
-        *fail = drive_run_failure(err);
+        *fail = e2w_job_fail_of(r);
         return -1;
     }
     if (r == 1) return 1;

@@ -50,13 +50,20 @@ int e2w_spec_resolve(E2__V1__JobSpec *spec, const e2w_resolve_opts *o, E2__V1__L
 const char *e2w_job_resume_from(const char *own, const E2__V1__JobSpec *spec, int *is_own);
 
 /* Why a job failed, for the agent's outcome: the user's to fix (the spec,
- * the data, a checkpoint they named, a diverged loss), or the machinery's
- * (retried elsewhere). */
+ * the data, a model too large, a checkpoint they named), a diverged run
+ * (the loss or gradient norm not finite: the user's too, lower the
+ * learning rate or check the data), or the machinery's (retried
+ * elsewhere). */
 typedef enum {
     E2W_JOB_FAIL_NONE = 0,
     E2W_JOB_FAIL_USER,
     E2W_JOB_FAIL_INFRA,
+    E2W_JOB_FAIL_NAN,
 } e2w_job_fail;
+
+/* The class of a negative return of e2w_train_create or e2w_train_run
+ * (train.h's E2W_TRAIN_E* codes; anything else is the machinery's). */
+e2w_job_fail e2w_job_fail_of(int rc);
 
 /* The run of one rank, once the trainer exists. */
 typedef struct {

@@ -2,6 +2,7 @@
  * dataset's seeded order and the (g, t) sampler of worker/data, both pure
  * functions of (seed, step, global sample index). PoSE's chunk skip
  * biases travel in a (B, n_chunks, 2) table to k_rope. */
+#include <errno.h>
 #include <stdlib.h>
 
 #include "aug.h"
@@ -43,10 +44,13 @@ int train_data_open(train_data **out, const E2__V1__JobSpec *spec, const e2_shar
                                       "spec.data.train_shards", &expanded, err, errlen);
     if (rc == 0) rc = e2w_dataset_open(&d->ds, files ? files : &expanded, (uint32_t)R, err, errlen);
     e2_shards_free(&expanded);
-    if (rc < 0 || e2w_dataset_check_vocab(d->ds, (uint32_t)vocab, err, errlen) < 0 ||
-        e2w_aug_init_spec(&d->aug, spec->augment, err, errlen) < 0) {
+    if (rc == 0) rc = e2w_dataset_check_vocab(d->ds, (uint32_t)vocab, err, errlen);
+    if (rc == 0) rc = e2w_aug_init_spec(&d->aug, spec->augment, err, errlen);
+    if (rc < 0) {
         train_data_close(d);
-        return -1;
+        /* -EINVAL: the data (or the spec's draw) fails its checks, the
+         * job's fault; a file that cannot be read is the machine's. */
+        return rc == -EINVAL ? E2W_TRAIN_EDATA : -1;
     }
     *out = d;
     return 0;

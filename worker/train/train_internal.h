@@ -55,7 +55,7 @@ int train_params_gather(e2w_train *t, char *err, size_t errlen);
 
 /* Training data: files (NULL: spec.data.train_shards expanded) as
  * R+1-token sequences in the seeded order (every token checked < vocab),
- * and the E² sampler. */
+ * and the E² sampler. E2W_TRAIN_EDATA when the data fails its checks. */
 int train_data_open(train_data **out, const E2__V1__JobSpec *spec, const e2_shard_list *files,
                     int R, int vocab, char *err, size_t errlen);
 void train_data_close(train_data *d);
