@@ -562,9 +562,10 @@ void sched_run_queue(e2d_server *srv) {
                 if (sched_idle(w, j.device) && sched_missed(w) == late &&
                     !expand_worker_held(srv, w))
                     gang[n++] = w;
-        if (n == j.num_workers && expand_start(srv, &j, gang, sched_manifest_ready) != 0)
-            sched_start(srv, &j, gang, NULL);
-        else if (nblocked < 8)
+        if (n == j.num_workers) {
+            if (expand_start(srv, &j, gang, sched_manifest_ready) != 0)
+                sched_start(srv, &j, gang, NULL);
+        } else if (nblocked < 8)
             snprintf(blocked[nblocked++], sizeof blocked[0], "%s", j.device);
         free(gang);
         store_job_free(&j);
