@@ -56,7 +56,7 @@ static void run_loop(void *arg) {
     uv_run(&((server *)arg)->loop, UV_RUN_DEFAULT);
 }
 
-static const rpc_method methods[] = { { "GetJob", RPC_UNARY, handle_get_job, NULL } };
+static const rpc_method methods[] = { { "GetJob", RPC_UNARY, handle_get_job, NULL, 0 } };
 
 static int server_start(server *s, const char *listen, int *port) {
     char err[256];

@@ -2,12 +2,12 @@
  *
  * e2d reads a token file: one `<token> <name> <role>` per line, '#' starts
  * a comment line, blank lines are skipped. The file must not be readable
- * or writable by others (chmod 600/640), like an ssh key. Roles:
- *   viewer     reads: GetJob, ListJobs, WatchJob, StreamLogs, ListWorkers,
- *              GetMetrics
- *   submitter  a viewer that may also SubmitJob and CancelJob (e2d lets it
+ * or writable by others (chmod 600/640), like an ssh key. Roles (which
+ * method needs which is the role column of e2d's method tables):
+ *   viewer     reads (jobs, logs, workers, metrics)
+ *   submitter  a viewer that may also submit and cancel jobs (e2d lets it
  *              cancel only jobs it submitted itself)
- *   worker     e2.v1.WorkerControl only
+ *   worker     the worker methods (e2.v1.WorkerControl) only
  *   admin      every method
  * Clients (e2ctl, e2worker) read their own token from a file holding the
  * token as the first word of its first non-comment line, so both a bare
@@ -67,9 +67,12 @@ int auth_equal(const char *a, size_t an, const char *b, size_t bn);
 const char *auth_role_name(auth_role role);
 /* AUTH_ROLE_NONE for anything but the four role names. */
 auth_role auth_role_parse(const char *name);
-/* 1 when `role` may call the gRPC method `path`
- * ("/e2.v1.Coordinator/SubmitJob"), else 0. */
-int auth_role_allows(auth_role role, const char *path);
+/* 1 when a caller of role `have` may call a method that needs role `need`
+ * (the role column of the method's row in e2d's tables, api.c and wapi.c):
+ * admin may call everything, a submitter what a viewer may, any other
+ * role only methods that need exactly it. A need that is no role (a
+ * method without a row: -1, or AUTH_ROLE_NONE) lets only admin through. */
+int auth_role_allows(auth_role have, int need);
 
 /* The token of an "authorization" metadata value "Bearer <token>" (scheme
  * case-insensitive), or NULL when the value has another form. */

@@ -91,12 +91,16 @@ typedef void (*rpc_shutdown_cb)(rpc_server *server);
 
 /* One method of a service, named as in the .proto ("SubmitJob"). The
  * protoc-c descriptor gives the path and the message types; the kind is
- * stated here because protoc-c drops `stream`. */
+ * stated here because protoc-c drops `stream`. `role` is the role a caller
+ * needs, kept in the row so that a method and who may call it are one
+ * entry; its meaning is the auth hook's (e2d: an auth_role, see
+ * daemon/src/api/authz.c), which reads it with rpc_call_role. */
 typedef struct {
     const char *name;
     rpc_kind kind;
     rpc_handler_cb handler;
     void *data;
+    int role;
 } rpc_method;
 
 /* Optional TLS for a listener (NULL: plaintext). The files are read when
@@ -169,7 +173,13 @@ void rpc_server_free(rpc_server *server);
 
 rpc_server *rpc_call_server(const rpc_call *call);
 const char *rpc_call_method(const rpc_call *call); /* "/e2.v1.Coordinator/GetJob" */
-const char *rpc_call_peer(const rpc_call *call);   /* "unix:", "ipv4:127.0.0.1:5123" */
+/* The role column of the call's method row (rpc_method.role); -1 when the
+ * server has no row for the method (it will answer UNIMPLEMENTED). */
+int rpc_call_role(const rpc_call *call);
+/* The same for a method path ("/e2.v1.Coordinator/GetJob"), e.g. for
+ * another front end that mirrors the methods; -1 when no row. */
+int rpc_server_method_role(const rpc_server *server, const char *path);
+const char *rpc_call_peer(const rpc_call *call); /* "unix:", "ipv4:127.0.0.1:5123" */
 /* Value of a request metadata key (lower case, e.g. "authorization"), or
  * NULL when the client sent none. Valid while the call lives. */
 const char *rpc_call_metadata(const rpc_call *call, const char *key);

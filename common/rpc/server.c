@@ -44,6 +44,7 @@ typedef struct {
     rpc_kind kind;
     rpc_handler_cb handler;
     void *data;
+    int role;          /* rpc_method.role */
     void *registered;  /* grpc_server_register_method handle */
     int check_strings; /* rpc_server_check_strings */
 } method_entry;
@@ -362,6 +363,14 @@ rpc_server *rpc_call_server(const rpc_call *call) {
 const char *rpc_call_method(const rpc_call *call) {
     return call->path;
 }
+int rpc_call_role(const rpc_call *call) {
+    return call->method != NULL ? call->method->role : -1;
+}
+int rpc_server_method_role(const rpc_server *s, const char *path) {
+    for (size_t i = 0; s != NULL && path != NULL && i < s->n_methods; i++)
+        if (strcmp(s->methods[i].path, path) == 0) return s->methods[i].role;
+    return -1;
+}
 const char *rpc_call_peer(const rpc_call *call) {
     return call->peer != NULL ? call->peer : "";
 }
@@ -636,9 +645,10 @@ int rpc_server_add_service(rpc_server *s, const ProtobufCServiceDescriptor *serv
             free(path);
             return RPC_EINVAL;
         }
-        s->methods[s->n_methods++] =
-            (method_entry){ path, md->input, methods[i].kind, methods[i].handler, methods[i].data,
-                            reg,  0 };
+        s->methods[s->n_methods++] = (method_entry){
+            path, md->input, methods[i].kind, methods[i].handler, methods[i].data, methods[i].role,
+            reg,  0
+        };
     }
     return 0;
 }

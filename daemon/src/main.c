@@ -20,9 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "authz.h"
 #include "base.h"
-#include "e2d.h"
+#include "http.h"
+#include "local.h"
+#include "scheduler.h"
 
 static void e2d_rpc_log(int severity, const char *file, int line, const char *message, void *data) {
     (void)data;
@@ -42,6 +45,13 @@ static void e2d_rpc_down(rpc_server *rpc) {
     rpc_server_free(rpc);
     srv->rpc = NULL;
     srv->rpc_down = 1;
+}
+
+/* A --local-workers process exited (local.c's on_exit): an entry point of
+ * the loop like any other, so the open batch commits first. */
+static void e2d_local_exited(e2d_server *srv, int pid, int64_t status, int sig) {
+    e2d_batch_flush(srv);
+    sched_process_exited(srv, pid, status, sig);
 }
 
 static void e2d_cron(uv_timer_t *t) {
@@ -154,8 +164,9 @@ static int e2d_listen(e2d_server *srv, char *err, size_t errlen) {
 static int e2d_http_auth(const char *authorization, const char *method, char *msg, size_t msglen,
                          void *data) {
     rpc_principal who;
-    (void)data;
-    switch (authz_check(authorization, method, &who, msg, msglen)) {
+    e2d_server *srv = data;
+    switch (authz_check(authorization, method, rpc_server_method_role(srv->rpc, method), &who, msg,
+                        msglen)) {
     case RPC_OK: return 0;
     case RPC_UNAUTHENTICATED: return 401;
     default: return 403;
@@ -166,7 +177,7 @@ static int e2d_http_auth(const char *authorization, const char *method, char *ms
  * loaded the tokens. */
 static int e2d_listen_http(e2d_server *srv, char *err, size_t errlen) {
     http_options opt = {
-        srv->cfg.http_listen,         srv->cfg.http_root, authz_enabled() ? authz_http : NULL, NULL,
+        srv->cfg.http_listen,         srv->cfg.http_root, authz_enabled() ? authz_http : NULL, srv,
         srv->cfg.http_metrics_public, srv->cfg.insecure
     };
     int port = 0;
@@ -193,7 +204,8 @@ static int e2d_run_server(e2d_server *srv, char *err, size_t errlen) {
     srv->hang_timeout_ms = (int64_t)(srv->cfg.hang_timeout * 1000.0);
     srv->loop = uv_default_loop();
     local_reap_stale(srv);
-    if (local_init(srv, err, errlen) < 0 || sched_recover(srv, err, errlen) < 0) return E2_ERR;
+    if (local_init(srv, e2d_local_exited, err, errlen) < 0 || sched_recover(srv, err, errlen) < 0)
+        return E2_ERR;
     rpc_log_set(e2d_rpc_log, srv);
     if (!(srv->rpc = rpc_server_new(srv->loop, srv))) return e2_errf(err, errlen, "out of memory");
     if (e2d_listen(srv, err, errlen) < 0) return E2_ERR;

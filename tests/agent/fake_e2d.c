@@ -193,12 +193,12 @@ static void *loop_main(void *arg) {
 int fake_start(fake_e2d *f, const char *path) {
     char err[256];
     static const rpc_method methods[] = {
-        { "RegisterWorker", RPC_UNARY, h_register, NULL },
-        { "Heartbeat", RPC_UNARY, h_heartbeat, NULL },
-        { "ReportCheckpoint", RPC_UNARY, h_checkpoint, NULL },
-        { "RendezvousPut", RPC_UNARY, h_put, NULL },
-        { "RendezvousGet", RPC_UNARY, h_get, NULL },
-        { "ReportDone", RPC_UNARY, h_done, NULL },
+        { "RegisterWorker", RPC_UNARY, h_register, NULL, 0 },
+        { "Heartbeat", RPC_UNARY, h_heartbeat, NULL, 0 },
+        { "ReportCheckpoint", RPC_UNARY, h_checkpoint, NULL, 0 },
+        { "RendezvousPut", RPC_UNARY, h_put, NULL, 0 },
+        { "RendezvousGet", RPC_UNARY, h_get, NULL, 0 },
+        { "ReportDone", RPC_UNARY, h_done, NULL, 0 },
     };
     rpc_method m[6];
     for (int i = 0; i < 6; i++) {

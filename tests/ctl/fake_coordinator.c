@@ -305,14 +305,14 @@ int main(int argc, char **argv) {
         return 2;
     }
     static const rpc_method methods[] = {
-        { "SubmitJob", RPC_UNARY, submit_job, NULL },
-        { "GetJob", RPC_UNARY, get_job, NULL },
-        { "ListJobs", RPC_UNARY, list_jobs, NULL },
-        { "CancelJob", RPC_UNARY, cancel_job, NULL },
-        { "WatchJob", RPC_SERVER_STREAMING, watch_job, NULL },
-        { "StreamLogs", RPC_SERVER_STREAMING, stream_logs, NULL },
-        { "ListWorkers", RPC_UNARY, list_workers, NULL },
-        { "GetMetrics", RPC_UNARY, get_metrics, NULL },
+        { "SubmitJob", RPC_UNARY, submit_job, NULL, 0 },
+        { "GetJob", RPC_UNARY, get_job, NULL, 0 },
+        { "ListJobs", RPC_UNARY, list_jobs, NULL, 0 },
+        { "CancelJob", RPC_UNARY, cancel_job, NULL, 0 },
+        { "WatchJob", RPC_SERVER_STREAMING, watch_job, NULL, 0 },
+        { "StreamLogs", RPC_SERVER_STREAMING, stream_logs, NULL, 0 },
+        { "ListWorkers", RPC_UNARY, list_workers, NULL, 0 },
+        { "GetMetrics", RPC_UNARY, get_metrics, NULL, 0 },
     };
     uv_loop_t *loop = uv_default_loop();
     char err[256];

@@ -9,7 +9,7 @@
 
 #include "base.h"
 #include "check.h"
-#include "e2d.h"
+#include "scheduler.h"
 
 #define WS_IDLE E2__V1__WORKER_STATE__WORKER_STATE_IDLE
 #define WS_BUSY E2__V1__WORKER_STATE__WORKER_STATE_BUSY

@@ -108,7 +108,7 @@ static int update_roundtrip(void) {
     CHECK(strcmp(g.reason, "rank 1 exited with code 2") == 0);
     CHECK(g.request_id == NULL);
     store_job_free(&g);
-    CHECK(store_job_get(s, "j-999999", &g, err, sizeof err) == STORE_NOTFOUND);
+    CHECK(store_job_get(s, "j-999999", &g, err, sizeof err) == E2_NOTFOUND);
     store_close(s);
     store_job_free(&j);
     return 0;
@@ -152,7 +152,7 @@ static int nested_transactions(void) {
     CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
     CHECK(store_job_by_request(s, "outer", &g, err, sizeof err) == 0);
     store_job_free(&g);
-    CHECK(store_job_by_request(s, "inner", &g, err, sizeof err) == STORE_NOTFOUND);
+    CHECK(store_job_by_request(s, "inner", &g, err, sizeof err) == E2_NOTFOUND);
     CHECK(store_job_count(s) == 1);
     /* An uncommitted outer level is gone after close. */
     CHECK(store_begin(s, err, sizeof err) == 0);
@@ -278,13 +278,13 @@ static int events_ckpts_metrics_rdv(void) {
     loss = 0;
     CHECK(store_metric_list(s, "j-000001", count_metric, &loss, err, sizeof err) == 0);
     CHECK(loss == 3.0);
-    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == STORE_NOTFOUND);
+    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == E2_NOTFOUND);
     CHECK(store_rdv_put(s, "j-000001", 1, "k", "abc", 3, err, sizeof err) == 0);
     CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == 0);
     CHECK(len == 3 && memcmp(val, "abc", 3) == 0);
     free(val);
     CHECK(store_rdv_clear(s, "j-000001", 2, err, sizeof err) == 0);
-    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == STORE_NOTFOUND);
+    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == E2_NOTFOUND);
     store_close(s);
     return 0;
 }

@@ -145,8 +145,8 @@ static void loop_thread(void *arg) {
 }
 
 static const rpc_method test_methods[] = {
-    { "GetJob", RPC_UNARY, handle_get_job, NULL },
-    { "WatchJob", RPC_SERVER_STREAMING, handle_watch_job, NULL },
+    { "GetJob", RPC_UNARY, handle_get_job, NULL, 0 },
+    { "WatchJob", RPC_SERVER_STREAMING, handle_watch_job, NULL, 0 },
 };
 
 /* Start a server on "unix" (temp dir) or "tcp" (127.0.0.1:0). */
@@ -548,7 +548,7 @@ static void test_bad_setup_rejected(void) {
     uv_loop_t loop;
     uv_loop_init(&loop);
     rpc_server *s = rpc_server_new(&loop, NULL);
-    rpc_method m = { "NoSuchMethod", RPC_UNARY, handle_get_job, NULL };
+    rpc_method m = { "NoSuchMethod", RPC_UNARY, handle_get_job, NULL, 0 };
     char err[256] = "";
     CHECK(rpc_server_add_service(s, &e2__v1__coordinator__descriptor, &m, 1, err, sizeof err) ==
           RPC_EINVAL);

@@ -84,7 +84,7 @@ static void loop_thread(void *arg) {
 }
 
 static const rpc_method methods[] = {
-    { "GetJob", RPC_UNARY, handle_get_job, NULL },
+    { "GetJob", RPC_UNARY, handle_get_job, NULL, 0 },
 };
 
 /* A server on 127.0.0.1:0 with `tls` (NULL: plaintext) and, when `auth`,

@@ -557,7 +557,7 @@ int e2w_agent_job_rdzv_get(e2w_agent_job *job, const char *key, int timeout_ms, 
         protobuf_c_message_free_unpacked(resp, NULL);
         if (now_ms() >= end) {
             e2_errf(err, errlen, "rendezvous key %s not put within %d ms", key, timeout_ms);
-            return E2_ENOENT;
+            return E2_NOTFOUND;
         }
         if (atomic_load(&job->stop) == E2W_AGENT_ABORT)
             return e2_errf(err, errlen, "rendezvous key %s: rank aborted", key);

@@ -38,14 +38,17 @@ void authz_close(void);
 /* 1 when a token file is loaded (calls need tokens). */
 int authz_enabled(void);
 /* The decision for one call, also for other front ends (HTTP): the value
- * of its "authorization" header (NULL when absent) and the gRPC method
- * path it maps to. RPC_OK with *principal filled, or UNAUTHENTICATED /
+ * of its "authorization" header (NULL when absent), the gRPC method path it
+ * maps to and the role that method needs (its row's role column:
+ * rpc_call_role, rpc_server_method_role; -1 when no row, which only admin
+ * passes). RPC_OK with *principal filled, or UNAUTHENTICATED /
  * PERMISSION_DENIED with one line in msg. Without a token file: RPC_OK as
  * an anonymous admin. */
-rpc_status authz_check(const char *authorization, const char *path, rpc_principal *principal,
-                       char *msg, size_t msglen);
+rpc_status authz_check(const char *authorization, const char *path, int need,
+                       rpc_principal *principal, char *msg, size_t msglen);
 
-/* authz_check for the HTTP listener (an http_auth_cb): 0 to allow, else
+/* authz_check for the HTTP listener (an http_auth_cb; data is the
+ * e2d_server, whose RPC method tables give the role): 0 to allow, else
  * 401 or 403 with a line in msg. */
 int authz_http(const char *authorization, const char *path, char *msg, size_t msglen, void *data);
 

@@ -11,15 +11,19 @@
  *
  * Prepared statements are cached per store (one per query kind) and reset
  * after each use. The store is used from the libuv loop thread only.
- * Errors follow common/base/base.h: negative return, one line in err. */
+ * Errors follow common/base/base.h: E2_ERR with one line in err, and
+ * E2_NOTFOUND (with its line) where a row or key asked for by id does not
+ * exist: store_job_get, store_job_by_request, store_job_owner,
+ * store_rdv_get. */
 #ifndef E2D_STORE_H
 #define E2D_STORE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base.h"
+
 #define STORE_SCHEMA_VERSION 4
-#define STORE_NOTFOUND       (-2) /* = E2_ENOENT: no such row */
 #define STORE_IDLEN          32
 
 typedef struct store store;
@@ -114,6 +118,7 @@ typedef struct store_jobq {
 
 int store_open(store **out, const char *path, int upto_version, char *err, size_t errlen);
 void store_close(store *s);
+/* The schema version (PRAGMA user_version), or E2_ERR. */
 int store_version(store *s);
 
 /* Explicit transactions group several writes into one commit. They nest:
@@ -133,11 +138,14 @@ void store_job_free(store_job *j);
 /* Inserts j (j->id is assigned from the new seq) with its labels. */
 int store_job_insert(store *s, store_job *j, const store_label *labels, int nlabels, char *err,
                      size_t errlen);
+/* E2_NOTFOUND when there is no job id. */
 int store_job_get(store *s, const char *id, store_job *j, char *err, size_t errlen);
 /* The job's owner (the name of the token that submitted it; "" without
  * tokens). Kept out of store_job: only access control reads it. */
 int store_job_set_owner(store *s, const char *id, const char *owner, char *err, size_t errlen);
+/* E2_NOTFOUND when there is no job id. */
 int store_job_owner(store *s, const char *id, char *owner, size_t len, char *err, size_t errlen);
+/* The job submitted with request_id; E2_NOTFOUND when none was. */
 int store_job_by_request(store *s, const char *request_id, store_job *j, char *err, size_t errlen);
 /* Writes every mutable column of j back. */
 int store_job_update(store *s, const store_job *j, char *err, size_t errlen);
@@ -188,7 +196,7 @@ int store_metric_list(store *s, const char *job, void (*fn)(void *ud, const stor
 /* ---- rendezvous ---- */
 int store_rdv_put(store *s, const char *job, int attempt, const char *key, const void *val,
                   size_t len, char *err, size_t errlen);
-/* *val is malloc'd (free it); STORE_NOTFOUND when the key is absent. */
+/* *val is malloc'd (free it); E2_NOTFOUND when the key is absent. */
 int store_rdv_get(store *s, const char *job, int attempt, const char *key, void **val, size_t *len,
                   char *err, size_t errlen);
 /* Drops the keys of every attempt of job before `attempt`. */

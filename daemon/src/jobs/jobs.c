@@ -61,7 +61,7 @@ int e2d_job_transition(e2d_server *srv, store_job *j, int to, const char *reason
 }
 
 double e2d_job_eta(e2d_server *srv, const store_job *j) {
-    e2d_run *r = sched_run_find(srv, j->id);
+    e2d_run *r = e2d_run_find(srv, j->id);
     double done, ms;
     if (!r || r->last_step <= r->start_step || j->total_steps <= j->step) return 0;
     done = (double)(r->last_step - r->start_step);

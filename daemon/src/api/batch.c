@@ -12,8 +12,9 @@
  * each turn. */
 #include <stdlib.h>
 
+#include "api.h"
 #include "base.h"
-#include "e2d.h"
+#include "scheduler.h"
 
 int e2d_batch_join(e2d_server *srv, char *err, size_t errlen) {
     if (srv->batch_open) return 0;

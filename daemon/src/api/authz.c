@@ -28,8 +28,8 @@ void authz_close(void) {
     authz_on = 0;
 }
 
-rpc_status authz_check(const char *authorization, const char *path, rpc_principal *principal,
-                       char *msg, size_t msglen) {
+rpc_status authz_check(const char *authorization, const char *path, int need,
+                       rpc_principal *principal, char *msg, size_t msglen) {
     const auth_token *t;
     memset(principal, 0, sizeof *principal);
     if (!authz_on) {
@@ -46,7 +46,7 @@ rpc_status authz_check(const char *authorization, const char *path, rpc_principa
         snprintf(msg, msglen, "unknown bearer token");
         return RPC_UNAUTHENTICATED;
     }
-    if (!auth_role_allows(t->role, path)) {
+    if (!auth_role_allows(t->role, need)) {
         snprintf(msg, msglen, "%s (role %s) may not call %s", t->name, auth_role_name(t->role),
                  path);
         return RPC_PERMISSION_DENIED;
@@ -58,8 +58,9 @@ rpc_status authz_check(const char *authorization, const char *path, rpc_principa
 
 int authz_http(const char *authorization, const char *path, char *msg, size_t msglen, void *data) {
     rpc_principal p;
-    rpc_status st = authz_check(authorization, path, &p, msg, msglen);
-    (void)data;
+    e2d_server *srv = data;
+    rpc_status st =
+        authz_check(authorization, path, rpc_server_method_role(srv->rpc, path), &p, msg, msglen);
     if (st == RPC_OK) return 0;
     e2d_log("access: HTTP %s refused (%s)", path, rpc_status_name(st));
     return st == RPC_UNAUTHENTICATED ? 401 : 403;
@@ -69,7 +70,7 @@ int authz_http(const char *authorization, const char *path, char *msg, size_t ms
 static rpc_status authz_hook(const rpc_call *call, rpc_principal *principal, char *msg,
                              size_t msglen, void *data) {
     rpc_status st = authz_check(rpc_call_metadata(call, "authorization"), rpc_call_method(call),
-                                principal, msg, msglen);
+                                rpc_call_role(call), principal, msg, msglen);
     (void)data;
     if (st != RPC_OK)
         e2d_log("access: %s refused (%s) for %s: %s", rpc_call_method(call), rpc_status_name(st),

@@ -17,9 +17,12 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "api.h"
+#include "auth.h"
 #include "base.h"
-#include "e2d.h"
+#include "local.h"
 #include "pbjson.h"
+#include "scheduler.h"
 
 #define WS_IDLE              E2__V1__WORKER_STATE__WORKER_STATE_IDLE
 #define WS_BUSY              E2__V1__WORKER_STATE__WORKER_STATE_BUSY
@@ -90,7 +93,7 @@ static int wapi_secret_ok(const e2d_worker *w, const char *secret) {
  * secrets: register again) or PERMISSION_DENIED (another's secret). */
 static e2d_worker *wapi_worker(e2d_server *srv, rpc_call *call, const char *id,
                                const char *secret) {
-    e2d_worker *w = sched_worker_find(srv, id);
+    e2d_worker *w = e2d_worker_find(srv, id);
     if (!w || !w->row.secret_sha256[0]) {
         wapi_fail(call, RPC_NOT_FOUND,
                   "worker %.40s is not registered: "
@@ -115,7 +118,7 @@ static e2d_worker *wapi_worker(e2d_server *srv, rpc_call *call, const char *id,
  * NULL with the call answered FAILED_PRECONDITION. */
 static e2d_run *wapi_run(e2d_server *srv, rpc_call *call, e2d_worker *w, const char *job,
                          int attempt, int rank) {
-    e2d_run *run = sched_run_find(srv, job);
+    e2d_run *run = e2d_run_find(srv, job);
     if (!job || !run || run->attempt != attempt || rank < 0 || rank >= run->world ||
         strcmp(run->workers[rank], w->row.id) || w->draining) {
         wapi_fail(call, RPC_FAILED_PRECONDITION,
@@ -138,7 +141,7 @@ static e2d_worker *wapi_worker_new(e2d_server *srv, char secret[65], char *err, 
             return NULL;
         }
         snprintf(id, sizeof id, "w-%s", hex);
-    } while (sched_worker_find(srv, id));
+    } while (e2d_worker_find(srv, id));
     if (wapi_random_hex(secret, WAPI_SECRET_BYTES) < 0) {
         e2_errf(err, errlen, "getrandom: %s", strerror(errno));
         return NULL;
@@ -186,7 +189,7 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg, vo
                   device);
         return;
     }
-    w = sched_worker_find(srv, req->previous_worker_id);
+    w = e2d_worker_find(srv, req->previous_worker_id);
     if (w && !wapi_secret_ok(w, req->previous_worker_secret)) {
         /* Not its secret: never another worker's id, a new one. */
         e2d_log("access: RegisterWorker with previous_worker_id %s but not "
@@ -195,7 +198,7 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg, vo
         w = NULL;
     }
     if (w) snprintf(secret, sizeof secret, "%s", req->previous_worker_secret);
-    if (w && w->row.state == WS_BUSY && !w->draining && (run = sched_run_find(srv, w->row.job)) &&
+    if (w && w->row.state == WS_BUSY && !w->draining && (run = e2d_run_find(srv, w->row.job)) &&
         run->attempt == w->row.attempt &&
         !(run_p && run_p->job_id && !strcmp(run_p->job_id, w->row.job) &&
           (int)run_p->attempt == w->row.attempt)) {
@@ -234,7 +237,7 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg, vo
         snprintf(w->row.job, sizeof w->row.job, "%s", run_p->job_id);
         w->row.attempt = (int)run_p->attempt;
         w->row.rank = rank;
-        run = sched_run_find(srv, run_p->job_id);
+        run = e2d_run_find(srv, run_p->job_id);
         if (!run || run->attempt != (int)run_p->attempt || rank < 0 || rank >= run->world ||
             strcmp(run->workers[rank], w->row.id)) {
             sched_queue_abort(w, run_p->job_id, (int)run_p->attempt,
@@ -331,7 +334,7 @@ static void wapi_assignment_lost(e2d_server *srv, e2d_worker *w,
         return;
     w->assign_out = 0;
     w->missed_ms = e2d_mono_ms();
-    run = sched_run_find(srv, w->row.job);
+    run = e2d_run_find(srv, w->row.job);
     if (!run || run->attempt != w->row.attempt || rank < 0 || rank >= run->world ||
         run->outcome[rank])
         return;
@@ -376,7 +379,7 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg, void *ud
     if (p && p->job_id) {
         int mine = w->row.state == WS_BUSY && !strcmp(w->row.job, p->job_id) &&
                    w->row.attempt == (int)p->attempt && w->row.rank == (int)p->rank;
-        e2d_run *run = sched_run_find(srv, p->job_id);
+        e2d_run *run = e2d_run_find(srv, p->job_id);
         if (mine && req->n_log_lines &&
             jobdir_log_append(srv->cfg.state_dir, p->job_id, (int)p->attempt, (int)p->rank,
                               req->log_lines, req->n_log_lines, err, sizeof err) < 0)
@@ -503,12 +506,12 @@ static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud) 
     }
     rc = store_rdv_get(srv->db, req->job_id, (int)req->attempt, req->key, &val, &len, err,
                        sizeof err);
-    if (rc == 0 || (rc == STORE_NOTFOUND && !req->wait_ms)) {
+    if (rc == 0 || (rc == E2_NOTFOUND && !req->wait_ms)) {
         wapi_rdv_answer(call, val, len, rc == 0);
         free(val);
         return;
     }
-    if (rc < 0 && rc != STORE_NOTFOUND) {
+    if (rc < 0 && rc != E2_NOTFOUND) {
         wapi_fail(call, RPC_INTERNAL, "state store: %s", err);
         return;
     }
@@ -550,7 +553,7 @@ void wapi_cron(e2d_server *srv) {
     int64_t now = e2d_mono_ms();
     e2d_waiter *wt, *next;
     for (wt = srv->rdvwaits; wt; wt = next) {
-        e2d_run *run = sched_run_find(srv, wt->job);
+        e2d_run *run = e2d_run_find(srv, wt->job);
         next = wt->next;
         if (!run || run->attempt != wt->attempt)
             e2d_waiter_done(wt, RPC_FAILED_PRECONDITION,
@@ -659,7 +662,7 @@ static void wapi_report_done(rpc_call *call, const ProtobufCMessage *msg, void *
         jobdir_log_append(srv->cfg.state_dir, req->job_id, attempt, rank, req->log_lines,
                           req->n_log_lines, err, sizeof err) < 0)
         e2d_log("job %s: %s", req->job_id, err);
-    run = sched_run_find(srv, req->job_id);
+    run = e2d_run_find(srv, req->job_id);
     current =
         run && run->attempt == attempt && !w->draining && rank < run->world && !run->outcome[rank];
     snprintf(worker, sizeof worker, "%s", w->row.id);
@@ -671,13 +674,14 @@ static void wapi_report_done(rpc_call *call, const ProtobufCMessage *msg, void *
 }
 
 int wapi_register(e2d_server *srv, char *err, size_t errlen) {
+    /* The last column is the role a caller needs (see api_register). */
     const rpc_method methods[] = {
-        { "RegisterWorker", RPC_UNARY, wapi_register_worker, srv },
-        { "Heartbeat", RPC_UNARY, wapi_heartbeat, srv },
-        { "ReportCheckpoint", RPC_UNARY, wapi_report_checkpoint, srv },
-        { "RendezvousPut", RPC_UNARY, wapi_rdv_put, srv },
-        { "RendezvousGet", RPC_UNARY, wapi_rdv_get, srv },
-        { "ReportDone", RPC_UNARY, wapi_report_done, srv },
+        { "RegisterWorker", RPC_UNARY, wapi_register_worker, srv, AUTH_ROLE_WORKER },
+        { "Heartbeat", RPC_UNARY, wapi_heartbeat, srv, AUTH_ROLE_WORKER },
+        { "ReportCheckpoint", RPC_UNARY, wapi_report_checkpoint, srv, AUTH_ROLE_WORKER },
+        { "RendezvousPut", RPC_UNARY, wapi_rdv_put, srv, AUTH_ROLE_WORKER },
+        { "RendezvousGet", RPC_UNARY, wapi_rdv_get, srv, AUTH_ROLE_WORKER },
+        { "ReportDone", RPC_UNARY, wapi_report_done, srv, AUTH_ROLE_WORKER },
     };
     return rpc_server_add_service(srv->rpc, &e2__v1__worker_control__descriptor, methods,
                                   sizeof methods / sizeof methods[0], err, errlen);

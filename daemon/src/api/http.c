@@ -40,7 +40,7 @@
 #include <unistd.h>
 
 #include "base.h"
-#include "e2d.h"
+#include "api.h"
 #include "pbjson.h"
 
 #define HTTP_MAX_CONNS   256       /* connections in all */

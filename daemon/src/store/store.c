@@ -245,8 +245,8 @@ static int store_exec(store *s, const char *sql, char *err, size_t errlen) {
 
 int store_version(store *s) {
     sqlite3_stmt *st;
-    int v = -1;
-    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) return -1;
+    int v = E2_ERR;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) return E2_ERR;
     if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return v;
@@ -468,7 +468,7 @@ static int store_job_one(store *s, int q, const char *key, store_job *j, char *e
     sqlite3_reset(st);
     if (rc == SQLITE_DONE) {
         e2_errf(err, errlen, "job %s not found", key);
-        return STORE_NOTFOUND;
+        return E2_NOTFOUND;
     }
     return store_fail(s, err, errlen, "read job");
 }
@@ -621,7 +621,7 @@ int store_job_owner(store *s, const char *id, char *owner, size_t len, char *err
     if (rc == SQLITE_ROW) return 0;
     if (rc == SQLITE_DONE) {
         e2_errf(err, errlen, "job %s not found", id);
-        return STORE_NOTFOUND;
+        return E2_NOTFOUND;
     }
     return store_fail(s, err, errlen, "read job owner");
 }
@@ -845,7 +845,10 @@ int store_rdv_get(store *s, const char *job, int attempt, const char *key, void 
         return 0;
     }
     sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return STORE_NOTFOUND;
+    if (rc == SQLITE_DONE) {
+        e2_errf(err, errlen, "rendezvous key %s of job %s attempt %d not found", key, job, attempt);
+        return E2_NOTFOUND;
+    }
     return store_fail(s, err, errlen, "rendezvous");
 }
 

@@ -1,6 +1,6 @@
-/* e2d.h -- the coordinator daemon's central state and the functions its
- * modules share (prefix e2d_, module prefixes sched_, api_, wapi_,
- * logs_, local_).
+/* e2d.h -- the coordinator daemon's central state (layer jobs/) and the
+ * functions of that layer: job transitions and watchers (jobs.c), run and
+ * worker lookups (runs.c), waiting calls (waiter.c).
  *
  * One e2d_server holds everything. Every field is touched from the libuv
  * loop thread only: RPC handlers, timers, signal and child-exit callbacks
@@ -10,19 +10,22 @@
  * that holds workers, and the calls waiting for something (watchers, log
  * followers, rendezvous readers).
  *
- * Module map:
- *   main.c    flags, startup recovery, signals, shutdown
- *   batch.c   group commit of SubmitJob
- *   jobs.c    transitions (store + event + watchers), progress, failures
- *   sched.c   worker registry, gang scheduling, faults, cancel, cron
- *   ckpt.c    two-phase checkpoint commit and retention
- *   api.c     e2.v1.Coordinator handlers
- *   wapi.c    e2.v1.WorkerControl handlers (with rendezvous waits)
- *   logs.c    StreamLogs (file reads, follow)
- *   local.c   --local-workers: spawn, capture, restart with backoff
- *   log.c     clocks (wall for stored times, monotonic for durations), log
- *   http.c    --http-listen: /metrics, /healthz, JSON API, status page
- *   notify.c  systemd readiness (sd_notify) and watchdog
+ * Layers (folders of daemon/src; a file includes and calls only its own
+ * layer and the ones below it, checked by ctest -R daemon_layers):
+ *   base/   log.c (clocks, log line), config.c (flags, --config),
+ *           notify.c (systemd readiness and watchdog)
+ *   store/  store.c (SQLite), jobstate.c (legal transitions), jobdir.c
+ *   jobs/   this header; jobs.c (transitions: store + event + watchers,
+ *           progress, failures), runs.c (run and worker lookups),
+ *           waiter.c (calls waiting on the loop)
+ *   sched/  sched.c (worker registry, gang scheduling, faults, cancel,
+ *           cron), ckpt.c (two-phase checkpoint commit and retention),
+ *           local.c (--local-workers: spawn, capture, restart; reports
+ *           exits through the callback given to local_init)
+ *   api/    api.c (e2.v1.Coordinator), wapi.c (e2.v1.WorkerControl),
+ *           logs.c (StreamLogs), batch.c (group commit of SubmitJob),
+ *           authz.c (who may call what), http.c (--http-listen)
+ *   main.c  flags, startup recovery, signals, shutdown
  */
 #ifndef E2D_H
 #define E2D_H
@@ -31,9 +34,9 @@
 #include <uv.h>
 
 #include "config.h"
+#include "log.h"
 #include "e2/v1/coordinator.pb-c.h"
 #include "e2/v1/worker.pb-c.h"
-#include "http.h"
 #include "jobdir.h"
 #include "jobstate.h"
 #include "notify.h"
@@ -165,47 +168,26 @@ typedef struct e2d_server {
     e2d_kill *kills;
     e2d_local *locals;
     int nlocals;
+    /* local_init's on_exit: a spawned worker process exited. */
+    void (*local_exited)(struct e2d_server *srv, int pid, int64_t status, int sig);
     int64_t hb_interval_ms, hb_timeout_ms, hang_timeout_ms;
     uv_check_t batch_check;         /* flushes the batch at the end of a turn */
     e2d_reply *batch, **batch_tail; /* replies waiting for the commit */
     int batch_open;                 /* a group-commit transaction is open */
     int sched_pending;              /* run the scheduler at the next cron */
-    struct expand_req *expanding;   /* held gangs whose shard manifest expands (expand.c) */
+    struct e2d_expand_req *expanding;   /* held gangs whose shard manifest expands (expand.c) */
     /* Scheduling passes over the queue: count, total and longest CPU seconds
      * (logged at exit; bench/cluster reads them). */
     long sched_passes;
     double sched_pass_s, sched_pass_max_s;
-    int shutting_down;      /* SIGTERM/SIGINT seen */
-    int rpc_down;           /* the RPC server has shut down */
-    int64_t kill_locals_ms; /* shutdown: SIGKILL local workers then
+    int shutting_down;        /* SIGTERM/SIGINT seen */
+    int rpc_down;             /* the RPC server has shut down */
+    int64_t kill_locals_ms;   /* shutdown: SIGKILL local workers then
                                   (monotonic) */
-    int lock_fd;            /* flock on <state-dir>/e2d.lock */
-    http_server *http;      /* --http-listen; NULL when off */
-    notify_state notify;    /* systemd readiness and watchdog */
+    int lock_fd;              /* flock on <state-dir>/e2d.lock */
+    struct http_server *http; /* --http-listen; NULL when off (api/http.h) */
+    notify_state notify;      /* systemd readiness and watchdog */
 } e2d_server;
-
-/* ---- main.c ---- */
-/* Wall clock (CLOCK_REALTIME), only for stored and shown timestamps. */
-int64_t e2d_now_ms(void);
-/* Monotonic clock (CLOCK_MONOTONIC) for every duration, timeout and
- * deadline: a step of the wall clock neither loses nor keeps workers. */
-int64_t e2d_mono_ms(void);
-/* Copies in to out with control characters (C0, DEL, C1) written as
- * \xNN, so that text from a client (a hostname, a reason) cannot forge
- * log lines or send terminal escapes. Returns the length written. */
-size_t e2d_log_escape(char *out, size_t outlen, const char *in);
-void e2d_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* ---- batch.c ---- */
-/* Opens the group-commit transaction (if not open). */
-int e2d_batch_join(e2d_server *srv, char *err, size_t errlen);
-/* Replies after the batch commits (at once when none is open); takes the
- * message. */
-void e2d_batch_reply(e2d_server *srv, rpc_call *call, ProtobufCMessage *msg);
-/* Commits the open batch and sends its replies; every entry point other
- * than SubmitJob calls it first. */
-void e2d_batch_flush(e2d_server *srv);
-void e2d_batch_start(e2d_server *srv);
 
 /* ---- jobs.c ---- */
 /* Moves j to state `to` (must be legal), stores row + event in one
@@ -226,65 +208,13 @@ double e2d_job_eta(e2d_server *srv, const store_job *j);
 /* Finishes every watcher of a job (terminal state reached). */
 void e2d_watch_notify(e2d_server *srv, const store_job *j, int kind, const char *reason);
 
-/* ---- sched.c ---- */
-e2d_worker *sched_worker_find(e2d_server *srv, const char *id);
-e2d_run *sched_run_find(e2d_server *srv, const char *job);
-/* Saves the worker's row. */
-void sched_worker_save(e2d_server *srv, e2d_worker *w);
-/* The worker holds nothing any more (it reported done or went idle). */
-void sched_worker_idle(e2d_server *srv, e2d_worker *w);
-/* Queues a command (takes ownership). */
-void sched_worker_push(e2d_worker *w, E2__V1__Command *c);
-void sched_queue_abort(e2d_worker *w, const char *job, int attempt, const char *reason);
-/* Gang scheduling pass: starts every queued job whose gang fits. */
-void sched_run_queue(e2d_server *srv);
-/* Ends the run of j for an infrastructure fault at `rank` (-1: not rank
- * specific): aborts the other ranks, then RESTARTING (budget left),
- * FAILED (spent) or CANCELLED (it was being cancelled). */
-void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank, int exit_code, int sig,
-                          const char *reason);
-/* Ends a run without a fault (job terminal): frees its workers that have
- * reported, marks the others draining with an Abort. */
-void sched_run_end(e2d_server *srv, e2d_run *run, const char *why);
-/* CancelJob: returns < 0 on store failure. */
-int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms);
-/* A spawned worker process exited (local.c). */
-void sched_process_exited(e2d_server *srv, int pid, int64_t status, int sig);
-/* Rebuilds workers and runs from SQLite at startup. */
-int sched_recover(e2d_server *srv, char *err, size_t errlen);
-/* Periodic checks: lost workers, hangs, cancel deadlines, kills. */
-void sched_cron(e2d_server *srv);
-void sched_free(e2d_server *srv);
+/* ---- runs.c ---- */
+/* The registered worker with this id, or NULL. */
+e2d_worker *e2d_worker_find(e2d_server *srv, const char *id);
+/* The current run of a job, or NULL. */
+e2d_run *e2d_run_find(e2d_server *srv, const char *job);
 
-/* ---- ckpt.c ---- */
-/* One rank's report; *committed and path set when it completed the set.
- * Returns an rpc status (RPC_OK or an error with msg). */
-int ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,
-                const E2__V1__ReportCheckpointRequest *req, int *committed, char *path, char *msg,
-                size_t msglen);
-/* The newest committed checkpoint of a job: step (or -1) and path. */
-int64_t ckpt_latest(e2d_server *srv, const char *job, char *path);
-void ckpt_pending_free(e2d_pending_ckpt *p);
-
-/* ---- api.c / wapi.c / logs.c ---- */
-int api_register(e2d_server *srv, char *err, size_t errlen);
-/* GetJob, ListJobs and GetMetrics without an rpc_call (the HTTP API of
- * http.c answers from the same code): RPC_OK with the reply in *out (free
- * with protobuf_c_message_free_unpacked), or an error status with one line
- * in msg. */
-rpc_status api_build_get_job(e2d_server *srv, const E2__V1__GetJobRequest *req,
-                             E2__V1__GetJobResponse **out, char *msg, size_t msglen);
-rpc_status api_build_list_jobs(e2d_server *srv, const E2__V1__ListJobsRequest *req,
-                               E2__V1__ListJobsResponse **out, char *msg, size_t msglen);
-rpc_status api_build_metrics(e2d_server *srv, const E2__V1__GetMetricsRequest *req,
-                             E2__V1__GetMetricsResponse **out, char *msg, size_t msglen);
-int wapi_register(e2d_server *srv, char *err, size_t errlen);
-/* Answers rendezvous waiters of (job, attempt, key) after a put, and
- * expired ones. */
-void wapi_rdv_wake(e2d_server *srv, const char *job, int attempt, const char *key);
-void wapi_cron(e2d_server *srv);
-void logs_start(e2d_server *srv, rpc_call *call, const E2__V1__StreamLogsRequest *req);
-void logs_cron(e2d_server *srv);
+/* ---- waiter.c ---- */
 /* A waiter on *list for call, whose client going away finishes the call
  * and frees the waiter. NULL when out of memory. */
 e2d_waiter *e2d_waiter_add(e2d_waiter **list, rpc_call *call, const char *job);
@@ -294,23 +224,5 @@ void e2d_waiter_done(e2d_waiter *w, rpc_status code, const char *msg);
 void e2d_waiter_remove(e2d_waiter *w);
 /* Finishes (with code) and frees every waiter of every list (shutdown). */
 void e2d_waiters_finish_all(e2d_server *srv);
-
-/* ---- local.c ---- */
-/* Checks --worker-bin and prepares the workers/ folder (before serving). */
-int local_init(e2d_server *srv, char *err, size_t errlen);
-/* Spawns the workers (once the listener is up). */
-void local_start(e2d_server *srv);
-/* SIGTERM to every local worker's process group; SIGKILL follows. */
-void local_stop(e2d_server *srv);
-/* SIGKILL to every local worker's process group (after the grace). */
-void local_kill(e2d_server *srv);
-/* Closes the restart timers (last step of shutdown). */
-void local_close(e2d_server *srv);
-/* 1 once every local worker has exited. */
-int local_all_exited(e2d_server *srv);
-/* Kills workers a previous e2d left behind (pid files). */
-void local_reap_stale(e2d_server *srv);
-/* 1 when pid is one of ours (then its process group is its pid). */
-int local_owns_pid(e2d_server *srv, int pid);
 
 #endif

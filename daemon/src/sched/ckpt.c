@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "base.h"
-#include "e2d.h"
+#include "scheduler.h"
 
 void ckpt_pending_free(e2d_pending_ckpt *p) {
     for (size_t i = 0; i < p->nfiles; i++) {

@@ -30,27 +30,14 @@
 #include <time.h>
 
 #include "base.h"
-#include "e2d.h"
 #include "expand.h"
+#include "local.h"
+#include "scheduler.h"
 #include "spec.h"
 
 #define WS_IDLE E2__V1__WORKER_STATE__WORKER_STATE_IDLE
 #define WS_BUSY E2__V1__WORKER_STATE__WORKER_STATE_BUSY
 #define WS_LOST E2__V1__WORKER_STATE__WORKER_STATE_LOST
-
-e2d_worker *sched_worker_find(e2d_server *srv, const char *id) {
-    if (!id) return NULL;
-    for (e2d_worker *w = srv->workers; w; w = w->next)
-        if (!strcmp(w->row.id, id)) return w;
-    return NULL;
-}
-
-e2d_run *sched_run_find(e2d_server *srv, const char *job) {
-    if (!job) return NULL;
-    for (e2d_run *r = srv->runs; r; r = r->next)
-        if (!strcmp(r->job, job)) return r;
-    return NULL;
-}
 
 void sched_worker_save(e2d_server *srv, e2d_worker *w) {
     char err[E2_ERRLEN];
@@ -182,7 +169,7 @@ static e2d_run *sched_run_new(e2d_server *srv, const char *job, int attempt, int
 void sched_run_end(e2d_server *srv, e2d_run *run, const char *why) {
     e2d_run **p;
     for (int i = 0; i < run->world; i++) {
-        e2d_worker *w = sched_worker_find(srv, run->workers[i]);
+        e2d_worker *w = e2d_worker_find(srv, run->workers[i]);
         if (!w || !sched_worker_holds(w, run->job, run->attempt) || run->outcome[i]) continue;
         sched_queue_abort(w, run->job, run->attempt, why);
         w->draining = 1;
@@ -509,7 +496,7 @@ static void sched_wait_reason(e2d_server *srv, store_job *j, int registered) {
  * (not cancelled meanwhile) and every worker of the gang is still idle
  * (none lost or drained); otherwise the workers are free for another
  * pass. A manifest that failed leaves the ranks to expand the patterns. */
-static void sched_manifest_ready(e2d_server *srv, const expand_req *x, const e2_shard_list *files,
+static void sched_manifest_ready(e2d_server *srv, const e2d_expand_req *x, const e2_shard_list *files,
                                  const char *err) {
     store_job j;
     e2d_worker **gang = calloc((size_t)x->n, sizeof *gang);
@@ -546,7 +533,7 @@ void sched_run_queue(e2d_server *srv) {
         /* Behind a blocked job of its device: skipped without reading its
          * row again (the pass is O(queue); a read per job made it slow). */
         for (int b = 0; b < nblocked; b++) skip |= !strcmp(blocked[b], q.devs[i]);
-        if (skip || expand_job_pending(srv, q.ids[i]) || sched_load(srv, q.ids[i], &j) < 0)
+        if (skip || e2d_expand_job_pending(srv, q.ids[i]) || sched_load(srv, q.ids[i], &j) < 0)
             continue;
         /* A job the registered workers can never hold blocks nothing. */
         registered = sched_registered(srv, j.device);
@@ -560,10 +547,10 @@ void sched_run_queue(e2d_server *srv) {
         for (int late = 0; late < 2; late++)
             for (e2d_worker *w = srv->workers; w && n < j.num_workers; w = w->next)
                 if (sched_idle(w, j.device) && sched_missed(w) == late &&
-                    !expand_worker_held(srv, w))
+                    !e2d_expand_worker_held(srv, w))
                     gang[n++] = w;
         if (n == j.num_workers) {
-            if (expand_start(srv, &j, gang, sched_manifest_ready) != 0)
+            if (e2d_expand_start(srv, &j, gang, sched_manifest_ready) != 0)
                 sched_start(srv, &j, gang, NULL);
         } else if (nblocked < 8)
             snprintf(blocked[nblocked++], sizeof blocked[0], "%s", j.device);
@@ -600,7 +587,7 @@ static void sched_worker_lost(e2d_server *srv, e2d_worker *w, const char *reason
     sched_worker_clear_cmds(w);
     sched_worker_save(srv, w);
     srv->sched_pending = 1; /* capacity changed: parked jobs' reasons */
-    if (!job[0] || draining || !(run = sched_run_find(srv, job)) || run->attempt != attempt ||
+    if (!job[0] || draining || !(run = e2d_run_find(srv, job)) || run->attempt != attempt ||
         run->outcome[rank])
         return;
     if (run->killed) {
@@ -658,7 +645,7 @@ static void sched_cancel_expire(e2d_server *srv, e2d_run *run) {
         return;
     }
     for (int r = 0; r < run->world; r++) {
-        e2d_worker *w = sched_worker_find(srv, run->workers[r]);
+        e2d_worker *w = e2d_worker_find(srv, run->workers[r]);
         e2d_kill *k;
         if (!w || run->outcome[r] || !sched_worker_holds(w, run->job, run->attempt)) continue;
         if (!w->row.spawned || !local_owns_pid(srv, w->row.pid)) continue;
@@ -699,7 +686,7 @@ int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms) {
     if (jobstate_queued(j->state))
         return e2d_job_transition(srv, j, JOBSTATE_CANCELLED,
                                   "cancelled on request before it started");
-    if (!(run = sched_run_find(srv, j->id))) {
+    if (!(run = e2d_run_find(srv, j->id))) {
         /* Active without a run cannot outlive startup recovery; should it
          * happen, there are no workers to wait for. */
         if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING, "cancel requested") < 0) return E2_ERR;
@@ -710,7 +697,7 @@ int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms) {
     if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING, why) < 0) return E2_ERR;
     run->cancel_deadline_ms = e2d_mono_ms() + grace_ms;
     for (int r = 0; r < run->world; r++) {
-        e2d_worker *w = sched_worker_find(srv, run->workers[r]);
+        e2d_worker *w = e2d_worker_find(srv, run->workers[r]);
         if (w && !run->outcome[r] && sched_worker_holds(w, run->job, run->attempt))
             sched_queue_cancel(w, run->job, run->attempt, grace_ms);
     }
@@ -855,7 +842,7 @@ int sched_recover(e2d_server *srv, char *err, size_t errlen) {
     /* BUSY workers whose attempt did not survive only drain. */
     for (e2d_worker *w = srv->workers; w; w = w->next)
         if (w->row.state == WS_BUSY && !w->draining) {
-            e2d_run *r = sched_run_find(srv, w->row.job);
+            e2d_run *r = e2d_run_find(srv, w->row.job);
             if (!r || r->attempt != w->row.attempt) w->draining = 1;
         }
     srv->sched_pending = 1;

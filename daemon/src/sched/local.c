@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "base.h"
-#include "e2d.h"
+#include "local.h"
 
 #define LOCAL_BACKOFF_MIN_MS 500
 #define LOCAL_BACKOFF_MAX_MS 30000
@@ -60,7 +60,6 @@ static void local_exited(uv_process_t *p, int64_t status, int sig) {
     char pf[JOBDIR_PATHLEN];
     int pid = l->pid;
     int64_t lived = e2d_mono_ms() - l->started_ms;
-    e2d_batch_flush(srv);
     local_pidfile(srv, l->index, pf, sizeof pf);
     unlink(pf);
     /* Its children (the group) go with it: a trainer must not outlive it. */
@@ -68,7 +67,7 @@ static void local_exited(uv_process_t *p, int64_t status, int sig) {
     uv_close((uv_handle_t *)p, local_closed);
     e2d_log("local worker %d (pid %d) %s %lld", l->index, pid,
             sig ? "killed by signal" : "exited with code", (long long)(sig ? sig : status));
-    sched_process_exited(srv, pid, status, sig);
+    if (srv->local_exited) srv->local_exited(srv, pid, status, sig);
     if (srv->shutting_down) return;
     if (lived > LOCAL_STABLE_MS) l->backoff_ms = LOCAL_BACKOFF_MIN_MS;
     local_backoff(l);
@@ -148,9 +147,10 @@ static void local_spawn(e2d_local *l) {
     e2d_log("local worker %d started (pid %d)", l->index, l->pid);
 }
 
-int local_init(e2d_server *srv, char *err, size_t errlen) {
+int local_init(e2d_server *srv, local_exit_fn on_exit, char *err, size_t errlen) {
     char dir[JOBDIR_PATHLEN];
     if (!srv->cfg.local_workers) return 0;
+    srv->local_exited = on_exit;
     if (access(srv->cfg.worker_bin, X_OK) < 0)
         return e2_errf(err, errlen,
                        "--local-workers: %s is not an executable (%s): give "

@@ -7,20 +7,20 @@
 
 #include "spec.h"
 
-int expand_job_pending(const e2d_server *srv, const char *job) {
-    for (const expand_req *x = srv->expanding; x; x = x->next)
+int e2d_expand_job_pending(const e2d_server *srv, const char *job) {
+    for (const e2d_expand_req *x = srv->expanding; x; x = x->next)
         if (!strcmp(x->job, job)) return 1;
     return 0;
 }
 
-int expand_worker_held(const e2d_server *srv, const e2d_worker *w) {
-    for (const expand_req *x = srv->expanding; x; x = x->next)
+int e2d_expand_worker_held(const e2d_server *srv, const e2d_worker *w) {
+    for (const e2d_expand_req *x = srv->expanding; x; x = x->next)
         for (int r = 0; r < x->n; r++)
             if (!strcmp(x->gang[r], w->row.id)) return 1;
     return 0;
 }
 
-static void expand_free(expand_req *x) {
+static void expand_free(e2d_expand_req *x) {
     for (size_t i = 0; i < x->npat; i++) free(x->patterns[i]);
     free(x->patterns);
     free(x->gang);
@@ -30,7 +30,7 @@ static void expand_free(expand_req *x) {
 
 /* The job's training shard patterns, copied into x when every one is
  * absolute; x->npat = 0 otherwise. E2_ERR when out of memory. */
-static int expand_patterns(const store_job *j, expand_req *x) {
+static int expand_patterns(const store_job *j, e2d_expand_req *x) {
     E2__V1__JobSpec *s = j->spec_pb ? e2__v1__job_spec__unpack(NULL, j->spec_pb_len, j->spec_pb)
                                     : e2_spec_parse(j->spec_json, strlen(j->spec_json), NULL, 0);
     const E2__V1__DataSpec *d = s ? s->data : NULL;
@@ -46,14 +46,14 @@ static int expand_patterns(const store_job *j, expand_req *x) {
 }
 
 static void expand_work(uv_work_t *req) {
-    expand_req *x = req->data;
+    e2d_expand_req *x = req->data;
     x->rc = e2_shards_expand(x->patterns, x->npat, "spec.data.train_shards", &x->files, x->err,
                              sizeof x->err);
 }
 
 static void expand_after(uv_work_t *req, int status) {
-    expand_req *x = req->data;
-    for (expand_req **p = &x->srv->expanding; *p; p = &(*p)->next)
+    e2d_expand_req *x = req->data;
+    for (e2d_expand_req **p = &x->srv->expanding; *p; p = &(*p)->next)
         if (*p == x) {
             *p = x->next;
             break;
@@ -63,8 +63,8 @@ static void expand_after(uv_work_t *req, int status) {
     expand_free(x);
 }
 
-int expand_start(e2d_server *srv, const store_job *j, e2d_worker **gang, expand_done_cb done) {
-    expand_req *x = calloc(1, sizeof *x);
+int e2d_expand_start(e2d_server *srv, const store_job *j, e2d_worker **gang, e2d_expand_done_cb done) {
+    e2d_expand_req *x = calloc(1, sizeof *x);
     if (!x || !(x->gang = calloc((size_t)j->num_workers, sizeof *x->gang)) ||
         expand_patterns(j, x) < 0 || x->npat == 0) {
         if (x) expand_free(x);

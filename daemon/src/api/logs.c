@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "base.h"
-#include "e2d.h"
 
 #define LOGS_CHUNK      65536
 #define LOGS_MAX_QUEUED 16 /* messages in flight before a follower waits */
@@ -62,7 +62,7 @@ static int logs_pump_rank(e2d_server *srv, e2d_waiter *w, int r, int final) {
 static int logs_attempt_over(e2d_server *srv, const e2d_waiter *w) {
     store_job j;
     char err[E2_ERRLEN];
-    e2d_run *run = sched_run_find(srv, w->job);
+    e2d_run *run = e2d_run_find(srv, w->job);
     int over;
     if (run && run->attempt == w->attempt) return 0;
     if (store_job_get(srv->db, w->job, &j, err, sizeof err) < 0) return 1;
@@ -110,7 +110,7 @@ void logs_start(e2d_server *srv, rpc_call *call, const E2__V1__StreamLogsRequest
         return;
     }
     if ((rc = store_job_get(srv->db, req->id, &j, err, sizeof err)) < 0) {
-        rpc_call_finish(call, rc == STORE_NOTFOUND ? RPC_NOT_FOUND : RPC_INTERNAL, err);
+        rpc_call_finish(call, rc == E2_NOTFOUND ? RPC_NOT_FOUND : RPC_INTERNAL, err);
         return;
     }
     if ((int)req->attempt > j.attempt || rank < -1 || rank >= j.num_workers) {
