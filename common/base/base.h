@@ -12,7 +12,7 @@
  *    errno value (-EINVAL), not a module's own code;
  *  - where a caller must tell one failure apart, the function returns one
  *    of the named codes below instead of E2_ERR, and its header says which
- *    (store_job_get: E2_NOTFOUND when there is no such job). Every other
+ *    (e2_store_job_get: E2_NOTFOUND when there is no such job). Every other
  *    caller only tests `< 0`;
  *  - it takes `char *err, size_t errlen` last and, on every failure
  *    (named codes included), writes ONE line (no trailing newline) saying
@@ -26,7 +26,7 @@
  *    line as message: E2_NOTFOUND -> NOT_FOUND, others -> INTERNAL or the
  *    status the handler knows).
  * e2_errf() is the helper that formats such a line and returns E2_ERR.
- * (The gRPC layer, common/rpc, keeps its RPC_E* codes: they mirror gRPC's.)
+ * (The gRPC layer, common/rpc, keeps its E2_RPC_E* codes: they mirror gRPC's.)
  */
 #ifndef E2_COMMON_BASE_H
 #define E2_COMMON_BASE_H

@@ -13,30 +13,30 @@
 int e2d_batch_join(e2d_server *srv, char *err, size_t errlen);
 /* Replies after the batch commits (at once when none is open); takes the
  * message. */
-void e2d_batch_reply(e2d_server *srv, rpc_call *call, ProtobufCMessage *msg);
+void e2d_batch_reply(e2d_server *srv, e2_rpc_call *call, ProtobufCMessage *msg);
 /* Commits the open batch and sends its replies; every entry point other
  * than SubmitJob calls it first. */
 void e2d_batch_flush(e2d_server *srv);
 void e2d_batch_start(e2d_server *srv);
 
 /* ---- api.c / wapi.c / logs.c ---- */
-int api_register(e2d_server *srv, char *err, size_t errlen);
-/* GetJob, ListJobs and GetMetrics without an rpc_call (the HTTP API of
- * http.c answers from the same code): RPC_OK with the reply in *out (free
+int e2_api_register(e2d_server *srv, char *err, size_t errlen);
+/* GetJob, ListJobs and GetMetrics without an e2_rpc_call (the HTTP API of
+ * http.c answers from the same code): E2_RPC_OK with the reply in *out (free
  * with protobuf_c_message_free_unpacked), or an error status with one line
  * in msg. */
-rpc_status api_build_get_job(e2d_server *srv, const E2__V1__GetJobRequest *req,
-                             E2__V1__GetJobResponse **out, char *msg, size_t msglen);
-rpc_status api_build_list_jobs(e2d_server *srv, const E2__V1__ListJobsRequest *req,
-                               E2__V1__ListJobsResponse **out, char *msg, size_t msglen);
-rpc_status api_build_metrics(e2d_server *srv, const E2__V1__GetMetricsRequest *req,
-                             E2__V1__GetMetricsResponse **out, char *msg, size_t msglen);
-int wapi_register(e2d_server *srv, char *err, size_t errlen);
+e2_rpc_status e2_api_build_get_job(e2d_server *srv, const E2__V1__GetJobRequest *req,
+                                   E2__V1__GetJobResponse **out, char *msg, size_t msglen);
+e2_rpc_status e2_api_build_list_jobs(e2d_server *srv, const E2__V1__ListJobsRequest *req,
+                                     E2__V1__ListJobsResponse **out, char *msg, size_t msglen);
+e2_rpc_status e2_api_build_metrics(e2d_server *srv, const E2__V1__GetMetricsRequest *req,
+                                   E2__V1__GetMetricsResponse **out, char *msg, size_t msglen);
+int e2_wapi_register(e2d_server *srv, char *err, size_t errlen);
 /* Answers rendezvous waiters of (job, attempt, key) after a put, and
  * expired ones. */
-void wapi_rdv_wake(e2d_server *srv, const char *job, int attempt, const char *key);
-void wapi_cron(e2d_server *srv);
-void logs_start(e2d_server *srv, rpc_call *call, const E2__V1__StreamLogsRequest *req);
-void logs_cron(e2d_server *srv);
+void e2_wapi_rdv_wake(e2d_server *srv, const char *job, int attempt, const char *key);
+void e2_wapi_cron(e2d_server *srv);
+void e2_logs_start(e2d_server *srv, e2_rpc_call *call, const E2__V1__StreamLogsRequest *req);
+void e2_logs_cron(e2d_server *srv);
 
 #endif

@@ -21,7 +21,7 @@
  *   sched/  sched.c (worker registry, gang scheduling, faults, cancel,
  *           cron), ckpt.c (two-phase checkpoint commit and retention),
  *           local.c (--local-workers: spawn, capture, restart; reports
- *           exits through the callback given to local_init)
+ *           exits through the callback given to e2_local_init)
  *   api/    api.c (e2.v1.Coordinator), wapi.c (e2.v1.WorkerControl),
  *           logs.c (StreamLogs), batch.c (group commit of SubmitJob),
  *           authz.c (who may call what), http.c (--http-listen)
@@ -55,7 +55,7 @@
 /* A registered worker (ids are never reused; LOST ones stay listed). */
 typedef struct e2d_worker {
     struct e2d_worker *next;
-    store_worker row;       /* what ListWorkers shows and SQLite keeps */
+    e2_store_worker row;    /* what ListWorkers shows and SQLite keeps */
     int64_t seen_ms;        /* last heartbeat (or registration/restart),
                                   monotonic */
     int64_t seen_wall_ms;   /* the same on the wall clock (shown) */
@@ -85,26 +85,26 @@ typedef struct e2d_pending_ckpt {
     struct e2d_pending_ckpt *next;
     int64_t step;
     unsigned char *reported; /* (world) */
-    jobdir_file *files;      /* strings owned */
+    e2_jobdir_file *files;   /* strings owned */
     size_t nfiles;
 } e2d_pending_ckpt;
 
 /* The current attempt of a job in STARTING, RUNNING or CANCELLING. */
 typedef struct e2d_run {
     struct e2d_run *next;
-    char job[STORE_IDLEN];
+    char job[E2_STORE_IDLEN];
     int attempt, world;
-    char (*workers)[STORE_IDLEN]; /* (world) worker id per rank */
-    int *outcome;                 /* (world) Outcome reported, 0 = none */
-    unsigned char *progressed;    /* (world) sent progress this attempt */
-    int64_t *steps;               /* (world) newest step per rank */
-    double *tps;                  /* (world) tokens/s per rank */
-    int64_t start_step;           /* step resumed from */
-    int64_t started_ms;           /* assignment time (monotonic) */
-    int64_t last_progress_ms;     /* newest step advance (hang check;
+    char (*workers)[E2_STORE_IDLEN]; /* (world) worker id per rank */
+    int *outcome;                    /* (world) Outcome reported, 0 = none */
+    unsigned char *progressed;       /* (world) sent progress this attempt */
+    int64_t *steps;                  /* (world) newest step per rank */
+    double *tps;                     /* (world) tokens/s per rank */
+    int64_t start_step;              /* step resumed from */
+    int64_t started_ms;              /* assignment time (monotonic) */
+    int64_t last_progress_ms;        /* newest step advance (hang check;
                                      monotonic) */
-    int64_t last_step;            /* newest step of rank 0 */
-    int64_t cancel_deadline_ms;   /* 0: no cancel asked (monotonic) */
+    int64_t last_step;               /* newest step of rank 0 */
+    int64_t cancel_deadline_ms;      /* 0: no cancel asked (monotonic) */
     /* The grace is over and these ranks' processes (spawned by e2d) got
      * SIGTERM: the job is CANCELLED once each of them has exited.
      * NULL: not in that phase. (world) */
@@ -116,8 +116,8 @@ typedef struct e2d_run {
  * RendezvousGet with wait_ms. */
 typedef struct e2d_waiter {
     struct e2d_waiter *next;
-    rpc_call *call;
-    char job[STORE_IDLEN];
+    e2_rpc_call *call;
+    char job[E2_STORE_IDLEN];
     int attempt;
     int rank;                 /* logs: -1 = all */
     int nranks;               /* logs: ranks followed */
@@ -139,7 +139,7 @@ typedef struct e2d_kill {
 /* A SubmitJob reply waiting for its batch's commit (batch.c). */
 typedef struct e2d_reply {
     struct e2d_reply *next;
-    rpc_call *call;
+    e2_rpc_call *call;
     ProtobufCMessage *msg;
 } e2d_reply;
 
@@ -158,8 +158,8 @@ typedef struct e2d_local {
 typedef struct e2d_server {
     e2d_config cfg;
     uv_loop_t *loop;
-    store *db;
-    rpc_server *rpc;
+    e2_store *db;
+    e2_rpc_server *rpc;
     uv_timer_t cron;
     uv_signal_t sigterm, sigint;
     e2d_worker *workers; /* registration order */
@@ -168,45 +168,45 @@ typedef struct e2d_server {
     e2d_kill *kills;
     e2d_local *locals;
     int nlocals;
-    /* local_init's on_exit: a spawned worker process exited. */
+    /* e2_local_init's on_exit: a spawned worker process exited. */
     void (*local_exited)(struct e2d_server *srv, int pid, int64_t status, int sig);
     int64_t hb_interval_ms, hb_timeout_ms, hang_timeout_ms;
-    uv_check_t batch_check;         /* flushes the batch at the end of a turn */
-    e2d_reply *batch, **batch_tail; /* replies waiting for the commit */
-    int batch_open;                 /* a group-commit transaction is open */
-    int sched_pending;              /* run the scheduler at the next cron */
-    struct e2d_expand_req *expanding;   /* held gangs whose shard manifest expands (expand.c) */
+    uv_check_t batch_check;           /* flushes the batch at the end of a turn */
+    e2d_reply *batch, **batch_tail;   /* replies waiting for the commit */
+    int batch_open;                   /* a group-commit transaction is open */
+    int sched_pending;                /* run the scheduler at the next cron */
+    struct e2d_expand_req *expanding; /* held gangs whose shard manifest expands (expand.c) */
     /* Scheduling passes over the queue: count, total and longest CPU seconds
      * (logged at exit; bench/cluster reads them). */
     long sched_passes;
     double sched_pass_s, sched_pass_max_s;
-    int shutting_down;        /* SIGTERM/SIGINT seen */
-    int rpc_down;             /* the RPC server has shut down */
-    int64_t kill_locals_ms;   /* shutdown: SIGKILL local workers then
+    int shutting_down;           /* SIGTERM/SIGINT seen */
+    int rpc_down;                /* the RPC server has shut down */
+    int64_t kill_locals_ms;      /* shutdown: SIGKILL local workers then
                                   (monotonic) */
-    int lock_fd;              /* flock on <state-dir>/e2d.lock */
-    struct http_server *http; /* --http-listen; NULL when off (api/http.h) */
-    notify_state notify;      /* systemd readiness and watchdog */
+    int lock_fd;                 /* flock on <state-dir>/e2d.lock */
+    struct e2_http_server *http; /* --http-listen; NULL when off (api/http.h) */
+    e2_notify_state notify;      /* systemd readiness and watchdog */
 } e2d_server;
 
 /* ---- jobs.c ---- */
 /* Moves j to state `to` (must be legal), stores row + event in one
  * transaction, tells watchers. Returns < 0 when the store failed. */
-int e2d_job_transition(e2d_server *srv, store_job *j, int to, const char *reason);
+int e2d_job_transition(e2d_server *srv, e2_store_job *j, int to, const char *reason);
 /* Writes j's row (progress, counters) without a transition. */
-int e2d_job_save(e2d_server *srv, store_job *j);
+int e2d_job_save(e2d_server *srv, e2_store_job *j);
 /* Sends a PROGRESS event to j's watchers. */
-void e2d_job_notify_progress(e2d_server *srv, const store_job *j);
+void e2d_job_notify_progress(e2d_server *srv, const e2_store_job *j);
 /* Fills j's failure fields from a rank's report and its log's tail. */
-void e2d_job_set_failure(e2d_server *srv, store_job *j, int rank, const char *worker, int exit_code,
-                         int sig, int user_error);
+void e2d_job_set_failure(e2d_server *srv, e2_store_job *j, int rank, const char *worker,
+                         int exit_code, int sig, int user_error);
 /* JobEvent for j (kind, with current progress), heap-allocated. */
-E2__V1__JobEvent *e2d_job_event_msg(e2d_server *srv, const store_job *j, int kind,
+E2__V1__JobEvent *e2d_job_event_msg(e2d_server *srv, const e2_store_job *j, int kind,
                                     const char *reason);
 /* ETA in seconds from the run's rate; 0 when unknown. */
-double e2d_job_eta(e2d_server *srv, const store_job *j);
+double e2d_job_eta(e2d_server *srv, const e2_store_job *j);
 /* Finishes every watcher of a job (terminal state reached). */
-void e2d_watch_notify(e2d_server *srv, const store_job *j, int kind, const char *reason);
+void e2d_watch_notify(e2d_server *srv, const e2_store_job *j, int kind, const char *reason);
 
 /* ---- runs.c ---- */
 /* The registered worker with this id, or NULL. */
@@ -217,9 +217,9 @@ e2d_run *e2d_run_find(e2d_server *srv, const char *job);
 /* ---- waiter.c ---- */
 /* A waiter on *list for call, whose client going away finishes the call
  * and frees the waiter. NULL when out of memory. */
-e2d_waiter *e2d_waiter_add(e2d_waiter **list, rpc_call *call, const char *job);
+e2d_waiter *e2d_waiter_add(e2d_waiter **list, e2_rpc_call *call, const char *job);
 /* Finishes the waiter's call with a status, unlinks and frees it. */
-void e2d_waiter_done(e2d_waiter *w, rpc_status code, const char *msg);
+void e2d_waiter_done(e2d_waiter *w, e2_rpc_status code, const char *msg);
 /* Unlinks and frees a waiter whose call was finished by other means. */
 void e2d_waiter_remove(e2d_waiter *w);
 /* Finishes (with code) and frees every waiter of every list (shutdown). */

@@ -30,7 +30,7 @@ static void expand_free(e2d_expand_req *x) {
 
 /* The job's training shard patterns, copied into x when every one is
  * absolute; x->npat = 0 otherwise. E2_ERR when out of memory. */
-static int expand_patterns(const store_job *j, e2d_expand_req *x) {
+static int expand_patterns(const e2_store_job *j, e2d_expand_req *x) {
     E2__V1__JobSpec *s = j->spec_pb ? e2__v1__job_spec__unpack(NULL, j->spec_pb_len, j->spec_pb)
                                     : e2_spec_parse(j->spec_json, strlen(j->spec_json), NULL, 0);
     const E2__V1__DataSpec *d = s ? s->data : NULL;
@@ -63,7 +63,8 @@ static void expand_after(uv_work_t *req, int status) {
     expand_free(x);
 }
 
-int e2d_expand_start(e2d_server *srv, const store_job *j, e2d_worker **gang, e2d_expand_done_cb done) {
+int e2d_expand_start(e2d_server *srv, const e2_store_job *j, e2d_worker **gang,
+                     e2d_expand_done_cb done) {
     e2d_expand_req *x = calloc(1, sizeof *x);
     if (!x || !(x->gang = calloc((size_t)j->num_workers, sizeof *x->gang)) ||
         expand_patterns(j, x) < 0 || x->npat == 0) {

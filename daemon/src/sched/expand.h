@@ -19,19 +19,19 @@ typedef struct e2d_expand_req e2d_expand_req;
 /* On the loop thread when the expansion is done (also at shutdown, with
  * srv->shutting_down set): files is NULL when it failed (err says why, one
  * line naming the pattern). The request is freed after it returns. */
-typedef void (*e2d_expand_done_cb)(e2d_server *srv, const e2d_expand_req *x, const e2_shard_list *files,
-                               const char *err);
+typedef void (*e2d_expand_done_cb)(e2d_server *srv, const e2d_expand_req *x,
+                                   const e2_shard_list *files, const char *err);
 
 struct e2d_expand_req {
     uv_work_t req;
     struct e2d_expand_req *next; /* srv->expanding */
     e2d_server *srv;
     e2d_expand_done_cb done;
-    char job[STORE_IDLEN];
-    int attempt;               /* the job's attempt when the gang was chosen */
-    int n;                     /* gang size */
-    char (*gang)[STORE_IDLEN]; /* (n) worker ids, by rank */
-    char **patterns;           /* (npat) spec.data.train_shards, all absolute */
+    char job[E2_STORE_IDLEN];
+    int attempt;                  /* the job's attempt when the gang was chosen */
+    int n;                        /* gang size */
+    char (*gang)[E2_STORE_IDLEN]; /* (n) worker ids, by rank */
+    char **patterns;              /* (npat) spec.data.train_shards, all absolute */
     size_t npat;
     e2_shard_list files;
     int rc;
@@ -43,7 +43,8 @@ struct e2d_expand_req {
  * there is nothing to expand (no patterns, or a relative one: the ranks'
  * working directory is not e2d's) or no memory for it: the caller starts
  * the attempt without a manifest, as it did before. */
-int e2d_expand_start(e2d_server *srv, const store_job *j, e2d_worker **gang, e2d_expand_done_cb done);
+int e2d_expand_start(e2d_server *srv, const e2_store_job *j, e2d_worker **gang,
+                     e2d_expand_done_cb done);
 
 /* 1 while job's manifest is being expanded. */
 int e2d_expand_job_pending(const e2d_server *srv, const char *job);
