@@ -14,6 +14,9 @@ Usage:
                                      higher layer defines
   check_layers.py selftest ROOT      a copy of the tree with violations
                                      planted: each must be caught
+  check_layers.py prefix LIB...      every global symbol of the libraries
+                                     (daemon/ and common/) starts with e2_
+                                     or e2d_ (docs/architecture.md)
 Exit status 0 when clean, 1 with one line per violation.
 """
 import os
@@ -125,6 +128,21 @@ def check_symbols(libs):
     return bad
 
 
+def check_prefix(libs):
+    bad = []
+    for lib in libs:
+        out = subprocess.run(["nm", "-g", "--defined-only", lib], capture_output=True,
+                             text=True, check=True).stdout
+        names = re.findall(r"^[0-9a-f]+ [TDBRC] (\S+)$", out, re.M)
+        if not names:
+            bad.append("%s: no global symbols read (is it a library?)" % lib)
+        for n in names:
+            if not n.startswith(("e2_", "e2d_")):
+                bad.append("%s: global %s has no e2_ prefix; name it e2_%s (or make it "
+                           "static)" % (os.path.basename(lib), n, n))
+    return bad
+
+
 def plant(root, rel, text):
     p = os.path.join(root, "daemon", "src", rel)
     with open(p, encoding="utf-8") as fh:
@@ -164,12 +182,17 @@ def selftest(root):
 
 
 def main(argv):
-    if len(argv) < 3 or argv[1] not in ("includes", "symbols", "selftest"):
+    if len(argv) < 3 or argv[1] not in ("includes", "symbols", "selftest", "prefix"):
         print(__doc__.strip(), file=sys.stderr)
         return 2
     if argv[1] == "selftest":
         return selftest(argv[2])
-    bad = check_includes(argv[2]) if argv[1] == "includes" else check_symbols(argv[2:])
+    if argv[1] == "includes":
+        bad = check_includes(argv[2])
+    elif argv[1] == "symbols":
+        bad = check_symbols(argv[2:])
+    else:
+        bad = check_prefix(argv[2:])
     for b in bad:
         print(b)
     if not bad:
