@@ -218,6 +218,11 @@ const k_backend *k_cuda(void);
 /* "cpu" or "cuda"; NULL when unknown or unavailable. */
 const k_backend *k_get(const char *name);
 
+/* Process start, before a backend runs: the OPENBLAS_CORETYPE value to set
+ * (then re-execute the process) when OpenBLAS chose slower kernels than
+ * this CPU supports, else NULL (kernels/cpu/blas.h says why). */
+const char *k_cpu_coretype_hint(void);
+
 /* Device memory the CUDA backend keeps beside the model's buffers, stated
  * once here for the backend (kernels/cuda) and for the memory plan
  * (common/layout: e2_layout_cuda_scratch_bytes):

@@ -35,9 +35,10 @@ int main(int argc, char **argv) {
     }
     double t_write = now() - t0;
     free(tok);
-    char *pat[] = { path };
+    e2_shard_list files = { 0 };
     e2w_dataset *ds;
-    if (e2w_dataset_open(&ds, pat, 1, R, err, sizeof err)) {
+    if (e2_shards_add(&files, path, n_tokens * 2) < 0 ||
+        e2w_dataset_open(&ds, &files, R, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
@@ -67,6 +68,7 @@ int main(int argc, char **argv) {
            (double)reads / t_read, (double)reads * R / t_read / 1e6, (unsigned long long)sum);
     free(buf);
     e2w_dataset_close(ds);
+    e2_shards_free(&files);
 
     e2w_aug a;
     e2w_aug_config c = { .method = E2W_AUG_E2,

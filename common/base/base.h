@@ -52,6 +52,12 @@ extern "C" {
  * `return e2_errf(err, errlen, "...", ...);`. err may be NULL. */
 int e2_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* e2_errf for libraries that return a specific negative code (-errno):
+ * writes the line and returns rc, as in
+ * `return e2_errf_rc(err, errlen, -ENOENT, "%s: no such shard", path);`. */
+int e2_errf_rc(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* ---- directories ---- */
 
 /* mkdir -p: creates path and its missing parents with mode (e.g. 0755).

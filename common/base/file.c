@@ -12,15 +12,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int e2_errf(char *err, size_t errlen, const char *fmt, ...) {
-    if (err == NULL || errlen == 0) return E2_ERR;
-    va_list ap;
-    va_start(ap, fmt);
+static void e2__verrf(char *err, size_t errlen, const char *fmt, va_list ap) {
+    if (err == NULL || errlen == 0) return;
     vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
     for (char *p = err; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
+}
+
+int e2_errf(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    e2__verrf(err, errlen, fmt, ap);
+    va_end(ap);
     return E2_ERR;
+}
+
+int e2_errf_rc(char *err, size_t errlen, int rc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    e2__verrf(err, errlen, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 static char *e2__strdup(const char *s) {

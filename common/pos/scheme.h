@@ -113,8 +113,4 @@ void e2_pos_inference(const e2_pos_config *c, uint32_t window, uint32_t head_dim
 /* rope_scaling export of cfg's scheme for scale g. */
 void e2_pos_hf_rope_scaling(const e2_pos_config *c, double g, e2_pos_hf *out);
 
-/* Shared by the scheme files. */
-int e2_pos_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 #endif

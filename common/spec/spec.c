@@ -4,12 +4,13 @@
  * it documents and returns the first problem as one line naming the field
  * (`spec.augment.g_max must be in [1, 1024] (got 0)`). */
 #include "spec.h"
+#include "base.h"
 #include "pbjson.h"
 #include "scheme.h"
+#include "shards.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <glob.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -20,19 +21,6 @@
 #include <unistd.h>
 
 #define SPEC_ROOT "spec"
-
-static int spec_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int spec_err(char *err, size_t errlen, int rc, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 /* --- load ------------------------------------------------------------------ */
 
@@ -53,7 +41,7 @@ static int spec_resolve(char **p, const char *base, const char *field, char *err
     if (*p == NULL || (*p)[0] == '\0' || (*p)[0] == '/') return 0;
     size_t n = strlen(base) + strlen(*p) + 2;
     char *j = malloc(n);
-    if (!j) return spec_err(err, errlen, -ENOMEM, "%s: out of memory", field);
+    if (!j) return e2_errf_rc(err, errlen, -ENOMEM, "%s: out of memory", field);
     snprintf(j, n, "%s/%s", base, *p);
     free(*p);
     *p = j;
@@ -81,7 +69,7 @@ int e2_spec_resolve_paths(E2__V1__JobSpec *spec, const char *base_dir, char *err
 static char *spec_read_file(const char *path, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        spec_err(err, errlen, -errno, "%s: cannot open spec file: %s", path, strerror(errno));
+        e2_errf_rc(err, errlen, -errno, "%s: cannot open spec file: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 4096, n = 0;
@@ -102,7 +90,8 @@ static char *spec_read_file(const char *path, size_t *len, char *err, size_t err
     fclose(f);
     if (!buf || bad) {
         free(buf);
-        spec_err(err, errlen, -EIO, "%s: cannot read spec file (unreadable or over 64 MiB)", path);
+        e2_errf_rc(err, errlen, -EIO, "%s: cannot read spec file (unreadable or over 64 MiB)",
+                   path);
         return NULL;
     }
     *len = n;
@@ -117,7 +106,7 @@ E2__V1__JobSpec *e2_spec_load(const char *path, char *err, size_t errlen) {
     E2__V1__JobSpec *spec = e2_spec_parse(text, len, msg, sizeof msg);
     free(text);
     if (!spec) {
-        spec_err(err, errlen, -EINVAL, "%s: %s", path, msg);
+        e2_errf_rc(err, errlen, -EINVAL, "%s: %s", path, msg);
         return NULL;
     }
     char *dir = strdup(path);
@@ -132,7 +121,7 @@ E2__V1__JobSpec *e2_spec_load(const char *path, char *err, size_t errlen) {
     char real[PATH_MAX];
     if (realpath(base, real)) base = real;
     int rc = dir ? e2_spec_resolve_paths(spec, base, err, errlen)
-                 : spec_err(err, errlen, -ENOMEM, "%s: out of memory", path);
+                 : e2_errf_rc(err, errlen, -ENOMEM, "%s: out of memory", path);
     free(dir);
     if (rc) {
         e2_spec_free(spec);
@@ -152,11 +141,11 @@ int e2_spec_set(E2__V1__JobSpec *spec, const char *path, const char *value, char
 int e2_spec_set_arg(E2__V1__JobSpec *spec, const char *arg, char *err, size_t errlen) {
     const char *eq = strchr(arg, '=');
     if (!eq || eq == arg)
-        return spec_err(err, errlen, -EINVAL, "--set %s: expected path=value (e.g. train.lr=3e-4)",
-                        arg);
+        return e2_errf_rc(err, errlen, -EINVAL,
+                          "--set %s: expected path=value (e.g. train.lr=3e-4)", arg);
     char path[256];
     size_t n = (size_t)(eq - arg);
-    if (n >= sizeof path) return spec_err(err, errlen, -EINVAL, "--set: path too long");
+    if (n >= sizeof path) return e2_errf_rc(err, errlen, -EINVAL, "--set: path too long");
     memcpy(path, arg, n);
     path[n] = '\0';
     return e2_spec_set(spec, path, eq + 1, err, errlen);
@@ -242,19 +231,19 @@ int e2_spec_apply_model_defaults(E2__V1__JobSpec *spec, const E2__V1__LlamaConfi
     if (!cfg || !cfg->has_max_position_embeddings || cfg->max_position_embeddings == 0) return 0;
     if (spec_sub((void **)&spec->augment, &e2__v1__augment_spec__descriptor) ||
         spec_sub((void **)&spec->eval, &e2__v1__eval_spec__descriptor))
-        return spec_err(err, errlen, -ENOMEM, "spec: out of memory");
+        return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
     E2__V1__AugmentSpec *a = spec->augment;
     DEF(a, original_window, cfg->max_position_embeddings);
     E2__V1__EvalSpec *e = spec->eval;
     if (e->n_windows == 0) {
         e->windows = malloc(sizeof *e->windows);
-        if (!e->windows) return spec_err(err, errlen, -ENOMEM, "spec: out of memory");
+        if (!e->windows) return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
         e->windows[0] = a->original_window;
         e->n_windows = 1;
     }
     if (e->n_scales == 0 && a->original_window > 0) {
         e->scales = malloc(e->n_windows * sizeof *e->scales);
-        if (!e->scales) return spec_err(err, errlen, -ENOMEM, "spec: out of memory");
+        if (!e->scales) return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
         for (size_t i = 0; i < e->n_windows; i++) {
             double g = (double)e->windows[i] / (double)a->original_window;
             e->scales[i] = g < 1.0 ? 1.0 : g;
@@ -273,7 +262,7 @@ int e2_spec_apply_defaults(E2__V1__JobSpec *spec, char *err, size_t errlen) {
         spec_def_str(&spec->augment->method, "e2") ||
         spec_def_str(&spec->augment->granularity, "per_sample") ||
         spec_def_str(&spec->train->schedule, "cosine"))
-        return spec_err(err, errlen, -ENOMEM, "spec: out of memory");
+        return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
     DEF(spec, num_workers, 1);
     DEF(spec, priority, 0);
     DEF(spec, max_restarts, 3);
@@ -281,7 +270,7 @@ int e2_spec_apply_defaults(E2__V1__JobSpec *spec, char *err, size_t errlen) {
     if (spec->output_dir == NULL && spec->name != NULL) {
         size_t n = strlen(spec->name) + sizeof "./e2-run-";
         spec->output_dir = malloc(n);
-        if (!spec->output_dir) return spec_err(err, errlen, -ENOMEM, "spec: out of memory");
+        if (!spec->output_dir) return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
         snprintf(spec->output_dir, n, "./e2-run-%s", spec->name);
     }
     if (spec->model) {
@@ -346,21 +335,21 @@ static int roots_real(const char *field, const char *path, const char *roots, co
     char real[PATH_MAX];
     if (!realpath(path, real)) return 0; /* missing: the file checks say so */
     if (roots_any(roots, real, strlen(real), 1)) return 0;
-    return spec_err(err, errlen, -EACCES,
-                    "%s: \"%s\" resolves (through a symbolic link) to a path outside the %s (%s)",
-                    field, path, what, roots);
+    return e2_errf_rc(err, errlen, -EACCES,
+                      "%s: \"%s\" resolves (through a symbolic link) to a path outside the %s (%s)",
+                      field, path, what, roots);
 }
 
 static int roots_one(const char *field, const char *path, const char *roots, const char *what,
                      int deep, int dir, char *err, size_t errlen) {
     if (!roots_normalized(path))
-        return spec_err(
+        return e2_errf_rc(
             err, errlen, -EACCES,
             "%s: \"%.300s\" must be a normalized absolute path (no \"//\", \".\" or \"..\" parts) "
             "when the %s are set (%s)",
             field, path, what, roots);
     if (!roots_any(roots, path, strlen(path), 0))
-        return spec_err(
+        return e2_errf_rc(
             err, errlen, -EACCES,
             "%s: \"%.300s\" is outside the %s (%s): move the files under one of them, or ask the "
             "admin to add a root",
@@ -369,7 +358,7 @@ static int roots_one(const char *field, const char *path, const char *roots, con
      * links among them must stay inside too. */
     size_t fixed = strcspn(path, "*?[");
     char *pre = strndup(path, fixed);
-    if (!pre) return spec_err(err, errlen, -ENOMEM, "spec: out of memory");
+    if (!pre) return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
     if (path[fixed]) {
         char *slash = strrchr(pre, '/');
         slash[slash == pre ? 1 : 0] = '\0';
@@ -378,12 +367,14 @@ static int roots_one(const char *field, const char *path, const char *roots, con
     free(pre);
     if (rc || !deep) return rc;
     if (!dir) {
-        glob_t g;
-        if (glob(path, 0, NULL, &g) == 0) {
-            for (size_t k = 0; rc == 0 && k < g.gl_pathc; k++)
-                rc = roots_real(field, g.gl_pathv[k], roots, what, err, errlen);
-            globfree(&g);
-        }
+        /* A pattern that does not expand is left to the file checks (which
+         * run before anything is read). */
+        e2_shard_list l = { 0 };
+        char *const pats[1] = { (char *)path };
+        if (e2_shards_expand(pats, 1, field, &l, NULL, 0) == 0)
+            for (size_t k = 0; rc == 0 && k < l.n; k++)
+                rc = roots_real(field, l.paths[k], roots, what, err, errlen);
+        e2_shards_free(&l);
         return rc;
     }
     DIR *d = opendir(path);
@@ -393,7 +384,7 @@ static int roots_one(const char *field, const char *path, const char *roots, con
         size_t n = strlen(path) + strlen(de->d_name) + 2;
         char *f = malloc(n);
         if (!f) {
-            rc = spec_err(err, errlen, -ENOMEM, "spec: out of memory");
+            rc = e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
             break;
         }
         snprintf(f, n, "%s/%s", path, de->d_name);
@@ -789,7 +780,7 @@ int e2_spec_validate(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
     /* Name first: the output_dir default is derived from it. */
     TRY(vname(&v, spec->name));
     E2__V1__JobSpec *s = e2_spec_copy(spec);
-    if (!s) return spec_err(err, errlen, -ENOMEM, "spec: out of memory");
+    if (!s) return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
     int rc = e2_spec_apply_defaults(s, err, errlen);
     if (rc == 0) rc = spec_validate_filled(s, &v);
     e2_spec_free(s);
@@ -798,29 +789,14 @@ int e2_spec_validate(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
 
 /* --- files ----------------------------------------------------------------- */
 
+/* Every pattern matches readable files (e2_shards_expand's check; the
+ * list itself is not kept). */
 static int spec_check_patterns(const char *path, char *const *pats, size_t n, char *err,
                                size_t errlen) {
-    for (size_t i = 0; i < n; i++) {
-        glob_t g;
-        int rc = glob(pats[i], 0, NULL, &g);
-        if (rc == GLOB_NOMATCH)
-            return spec_err(err, errlen, -ENOENT, "%s[%zu]: no file matches \"%s\"", path, i,
-                            pats[i]);
-        if (rc != 0)
-            return spec_err(err, errlen, -EIO, "%s[%zu]: cannot expand \"%s\"", path, i, pats[i]);
-        for (size_t k = 0; k < g.gl_pathc; k++) {
-            struct stat st;
-            const char *f = g.gl_pathv[k];
-            if (stat(f, &st) != 0 || !S_ISREG(st.st_mode) || access(f, R_OK) != 0) {
-                rc = spec_err(err, errlen, -ENOENT, "%s[%zu]: \"%s\" is not a readable file", path,
-                              i, f);
-                globfree(&g);
-                return rc;
-            }
-        }
-        globfree(&g);
-    }
-    return 0;
+    e2_shard_list l = { 0 };
+    int rc = e2_shards_expand(pats, n, path, &l, err, errlen);
+    e2_shards_free(&l);
+    return rc;
 }
 
 int e2_spec_check_files(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
@@ -836,11 +812,11 @@ int e2_spec_check_files(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
     if (spec->model && spec->model->hf_dir && spec->model->hf_dir[0]) {
         size_t n = strlen(spec->model->hf_dir) + sizeof "/config.json";
         char *p = malloc(n);
-        if (!p) return spec_err(err, errlen, -ENOMEM, "spec: out of memory");
+        if (!p) return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
         snprintf(p, n, "%s/config.json", spec->model->hf_dir);
         rc = access(p, R_OK) == 0
                  ? 0
-                 : spec_err(err, errlen, -ENOENT, "spec.model.hf_dir: \"%s\" is not readable", p);
+                 : e2_errf_rc(err, errlen, -ENOENT, "spec.model.hf_dir: \"%s\" is not readable", p);
         free(p);
         return rc;
     }

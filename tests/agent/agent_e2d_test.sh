@@ -25,6 +25,9 @@
 #   rank_dies       kill -9 of one rank's worker: the other rank's
 #                   collective fails at once, it reports FAILED_INFRA and
 #                   lives on; the job leaves RUNNING
+#   finetune_hf     a job whose model is another job's committed checkpoint
+#                   (model.hf_dir) resolves on the worker as `e2worker run`
+#                   resolves it and reaches SUCCEEDED
 set -u
 . "$(dirname "$0")/../lib.sh"
 E2D=$1
@@ -157,6 +160,24 @@ EOF
     log=state/jobs/j-000001/attempt-1/rank-0.log
     grep -q "step 6/6" "$log" || fail "rank log lacks the last step: $(cat "$log")"
     grep -q "eval final window 128" "$log" || fail "rank log lacks the evaluation"
+    ;;
+finetune_hf)
+    write_spec 2 2
+    ctl submit spec.json --wait >/dev/null 2>submit.err || fail "first job: $(cat submit.err)"
+    ck="$TMP/state/jobs/j-000001/checkpoints/step_2"
+    [ -f "$ck/config.json" ] || fail "no committed HF checkpoint at $ck"
+    $PY - "$ck" <<'PYEOF' || fail "spec"
+import json, sys
+s = json.load(open("spec.json"))
+s["name"] = "agent-ft"
+s["model"] = {"hf_dir": sys.argv[1]}
+json.dump(s, open("spec.json", "w"))
+PYEOF
+    ctl submit spec.json --wait >/dev/null 2>submit.err ||
+        fail "fine-tune from hf_dir: $(cat submit.err); $(ctl status j-000002)"
+    state_is j-000002 JOB_STATE_SUCCEEDED || fail "fine-tune: $(ctl status j-000002)"
+    log=state/jobs/j-000002/attempt-1/rank-0.log
+    grep -q "step 2/2" "$log" || fail "the fine-tune did not train: $(cat "$log")"
     ;;
 cancel)
     write_spec 100000 0

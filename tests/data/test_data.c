@@ -209,6 +209,17 @@ static int write_counting(const uint32_t *sizes, int n, uint32_t *total) {
     return 0;
 }
 
+/* The dataset of the files one pattern names (common/shards expands it,
+ * as the trainer does): the expansion's error, else the open's. */
+static int open_pattern(e2w_dataset **ds, char *pat, uint32_t R) {
+    e2_shard_list files = { 0 };
+    char *const pats[1] = { pat };
+    int rc = e2_shards_expand(pats, 1, "shards", &files, err, sizeof err);
+    if (rc == 0) rc = e2w_dataset_open(ds, &files, R, err, sizeof err);
+    e2_shards_free(&files);
+    return rc;
+}
+
 static int case_dataset_windows(void) {
     CHECK(make_dir() == 0);
     const uint32_t sizes[] = { 50, 3, 48 };
@@ -217,7 +228,7 @@ static int case_dataset_windows(void) {
     char *pat[] = { in_dir("c_*.bin") };
     e2w_dataset *ds;
     const uint32_t R = 7;
-    CHECK(e2w_dataset_open(&ds, pat, 1, R, err, sizeof err) == 0);
+    CHECK(open_pattern(&ds, pat[0], R) == 0);
     CHECK(e2w_dataset_shards(ds) == 3 && e2w_dataset_tokens(ds) == total);
     CHECK(e2w_dataset_samples(ds) == (total - 1) / R);
     int32_t out[8];
@@ -244,17 +255,18 @@ static int case_dataset_errors(void) {
     CHECK(write_counting(sizes, 1, &total) == 0);
     e2w_dataset *ds;
     char *none[] = { in_dir("nothing_*.bin") };
-    CHECK(e2w_dataset_open(&ds, none, 1, 4, err, sizeof err) == -ENOENT);
-    CHECK_MSG(err, "nothing_*.bin: no token shard matches");
+    CHECK(open_pattern(&ds, none[0], 4) == -ENOENT);
+    CHECK_MSG(err, "shards[0]: no file matches");
+    CHECK_MSG(err, "nothing_*.bin");
     char *one[] = { in_dir("c_00.bin") };
-    CHECK(e2w_dataset_open(&ds, one, 1, 5, err, sizeof err) != 0);
+    CHECK(open_pattern(&ds, one[0], 5) != 0);
     CHECK_MSG(err, "5 tokens in 1 shard(s), fewer than one training sequence of 5 + 1 tokens");
-    CHECK(e2w_dataset_open(&ds, one, 1, 4, err, sizeof err) == 0 && e2w_dataset_samples(ds) == 1);
+    CHECK(open_pattern(&ds, one[0], 4) == 0 && e2w_dataset_samples(ds) == 1);
     e2w_dataset_close(ds);
     int32_t bad[3] = { 20240520, 2, 0 };
     CHECK(write_raw(in_dir("c_01.bin"), bad, 3, 0) == 0);
     char *all[] = { in_dir("c_*.bin") };
-    CHECK(e2w_dataset_open(&ds, all, 1, 2, err, sizeof err) != 0);
+    CHECK(open_pattern(&ds, all[0], 2) != 0);
     CHECK_MSG(err, "c_01.bin: bad header: uint16 token shards need version 1");
     remove_dir();
     return 0;
@@ -318,7 +330,7 @@ static int case_order_sample_at(void) {
     CHECK(write_counting(sizes, 1, &total) == 0);
     char *one[] = { in_dir("c_00.bin") };
     e2w_dataset *ds;
-    CHECK(e2w_dataset_open(&ds, one, 1, 4, err, sizeof err) == 0);
+    CHECK(open_pattern(&ds, one[0], 4) == 0);
     uint64_t n = e2w_dataset_samples(ds);
     CHECK(n == 25);
     uint64_t perm[25], s;

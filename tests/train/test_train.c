@@ -204,7 +204,7 @@ static void test_nan_stops(void) {
     run_log l = { .poison_at = 2 };
     e2w_train *t = make_trainer(s, &l);
     int rc = e2w_train_run(t, err, sizeof err);
-    EXPECT(rc < 0, "diverging run did not fail");
+    EXPECT(rc == E2W_TRAIN_ENAN, "diverging run returned %d, want E2W_TRAIN_ENAN", rc);
     EXPECT(strstr(err, "NaN") || strstr(err, "infinite") || strstr(err, "not finite"), "error: %s",
            err);
     EXPECT(e2w_train_step(t) == 2, "stopped after step %d, want 2", e2w_train_step(t));
@@ -219,6 +219,53 @@ static void test_nan_stops(void) {
     t = make_trainer(s, &l);
     EXPECT(e2w_train_resume(t, latest, err, sizeof err) == 0, "resume after NaN: %s", err);
     e2w_train_free(t);
+    e2_spec_free(s);
+}
+
+/* e2w_train_create with rc, err; NULL trainer expected. */
+static int create_fails(const E2__V1__JobSpec *s, char *err, size_t errlen) {
+    e2w_train *t = NULL;
+    int rc = e2w_train_create(&t, s, k_get("cpu"), s->output_dir, NULL, err, errlen);
+    EXPECT(rc < 0 && t == NULL, "create returned %d", rc);
+    e2w_train_free(t);
+    return rc;
+}
+
+/* The trainer says by its return whose fault a failed set-up is: the
+ * data's (too few tokens, a token outside the vocabulary), the model's
+ * size (larger than this machine's memory), or neither (a shard that
+ * cannot be read: the machine's). */
+static void test_create_failure_class(void) {
+    char a[600], tiny[700], err[512] = "";
+    dir_for(a, sizeof a, "class");
+    snprintf(tiny, sizeof tiny, "%s/tiny.bin", tmp_root);
+    text_shard(tiny, 5);
+    E2__V1__JobSpec *s = make_spec(a, 2, 4, 2, 1e-3, 1, "");
+    char *train = s->data->train_shards[0];
+    s->data->train_shards[0] = tiny;
+    int rc = create_fails(s, err, sizeof err);
+    EXPECT(rc == E2W_TRAIN_EDATA && strstr(err, "fewer than one training sequence"), "%d: %s", rc,
+           err);
+    s->data->train_shards[0] = train;
+    s->model->config->vocab_size = 64;
+    rc = create_fails(s, err, sizeof err);
+    EXPECT(rc == E2W_TRAIN_EDATA && strstr(err, "outside the model's vocabulary"), "%d: %s", rc,
+           err);
+    s->model->config->vocab_size = 128;
+    E2__V1__LlamaConfig *c = s->model->config;
+    c->hidden_size = 65536, c->num_hidden_layers = 64, c->num_attention_heads = 512;
+    c->num_key_value_heads = 512, c->intermediate_size = 1048576;
+    rc = create_fails(s, err, sizeof err);
+    EXPECT(rc == E2W_TRAIN_ENOMEM && strstr(err, "cannot allocate"), "%d: %s", rc, err);
+    c->hidden_size = 32, c->num_hidden_layers = 2, c->num_attention_heads = 4;
+    c->num_key_value_heads = 2, c->intermediate_size = 48;
+    chmod(tiny, 0);
+    s->data->train_shards[0] = tiny;
+    rc = create_fails(s, err, sizeof err);
+    if (access(tiny, R_OK) != 0) /* root reads it anyway */
+        EXPECT(rc < 0 && rc != E2W_TRAIN_EDATA && rc != E2W_TRAIN_ENOMEM, "%d: %s", rc, err);
+    s->data->train_shards[0] = train;
+    unlink(tiny);
     e2_spec_free(s);
 }
 
@@ -712,6 +759,7 @@ static const struct {
     { "microbatch_invariance", test_microbatch_invariance },
     { "loss_decreases", test_loss_decreases },
     { "nan_stops", test_nan_stops },
+    { "create_failure_class", test_create_failure_class },
     { "retention", test_retention },
     { "lr_schedule", test_lr_schedule },
     { "eval_long_window", test_eval_long_window },

@@ -5,17 +5,17 @@
 #define E2W_AGENT_INTERNAL_H
 
 #include "agent.h"
+#include "shards.h"
 
 /* Runs the assignment with worker/train (train_runner.c). */
 void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *result, void *data);
 
 /* The assignment's shard manifest as the files the trainer reads
- * (e2w_train_hooks.shard_files): each checked to exist here with the size
- * e2d saw, its path escaped for glob. *n = 0 and *paths = NULL without a
- * manifest. Returns 0, or -1 with one line in err. */
-int e2w_agent_shard_files(const E2__V1__Assignment *as, char ***paths, size_t *n, char *err,
+ * (e2w_train_hooks.shard_files), appended to files: each checked to exist
+ * here with the size e2d saw. Nothing appended without a manifest.
+ * Returns 0, or -1 with one line in err (files freed). */
+int e2w_agent_shard_files(const E2__V1__Assignment *as, e2_shard_list *files, char *err,
                           size_t errlen);
-void e2w_agent_shard_files_free(char **paths, size_t n);
 
 /* The agent's settings (data roots for the runner's file checks). */
 const e2w_agent_config *e2w_agent_job_config(const e2w_agent_job *job);

@@ -1,15 +1,16 @@
 /* train_runner.c -- the agent's default runner: one rank of an assignment
  * trained by worker/train, with the agent's hooks plugged in.
  *
- * The spec arrives as submitted; it is resolved here as `e2worker run`
- * does (the hf_dir model's config, defaults, validation, files), and a spec
- * that fails is a user error, never retried. The trainer's checkpoint hook
- * hands each step_N.tmp/ to e2d (which commits it once every rank
- * reported) instead of renaming it. A resume (the job's last committed
- * checkpoint, else spec.resume_from) first checks every file against the
- * sizes and sha256 of the checkpoint's manifest.json. Rank 0 evaluates the
- * trained model at every eval window (e2w_eval_spec, shared with `e2worker
- * run`) and returns the results, structured and as eval.json text.
+ * The spec arrives as submitted; it is resolved by worker/job as
+ * `e2worker run` resolves it (e2w_spec_resolve, after the data roots), and
+ * a spec that fails is a user error, never retried. The trainer's
+ * checkpoint hook hands each step_N.tmp/ to e2d (which commits it once
+ * every rank reported) instead of renaming it. The run is worker/job's
+ * e2w_job_drive: a resume (the job's last committed checkpoint, else
+ * spec.resume_from) first checks every file against the sizes and sha256
+ * of the checkpoint's manifest.json; rank 0 evaluates the trained model at
+ * every eval window and returns the results, structured and as eval.json
+ * text.
  *
  * Outcomes: trained -> SUCCEEDED; stopped by Cancel -> CANCELLED (after a
  * final checkpoint when the deadline leaves room for one); stopped by Abort
@@ -22,60 +23,16 @@
 #include <string.h>
 #include <time.h>
 
-#include <jansson.h>
-
 #include "agent_internal.h"
 #include "base.h"
 #include "comm.h"
 #include "dataset.h"
 #include "eval.h"
-#include "hf_config.h"
+#include "job.h"
 #include "pbjson.h"
 #include "reducer.h"
 #include "spec.h"
 #include "train.h"
-
-/* Checks a committed checkpoint folder against its manifest.json (written
- * by e2d at the commit): every file listed there has its size and sha256. */
-static int verify_manifest(const char *dir, char *err, size_t errlen) {
-    char path[4200];
-    json_error_t je;
-    snprintf(path, sizeof path, "%s/manifest.json", dir);
-    json_t *m = json_load_file(path, 0, &je);
-    json_t *files = m ? json_object_get(m, "files") : NULL;
-    size_t i;
-    json_t *f;
-    int rc = 0;
-    if (!json_is_array(files)) {
-        json_decref(m);
-        return e2_errf(err, errlen, "%s: not a committed checkpoint (%s)", dir,
-                       m ? "manifest.json lists no files" : je.text);
-    }
-    json_array_foreach(files, i, f) {
-        const char *name = json_string_value(json_object_get(f, "name"));
-        const char *want = json_string_value(json_object_get(f, "sha256"));
-        json_int_t size = json_integer_value(json_object_get(f, "size"));
-        uint8_t d[E2_SHA256_LEN];
-        char hex[E2_SHA256_HEXLEN];
-        uint64_t got = 0;
-        if (!name || !want || strchr(name, '/')) {
-            rc = e2_errf(err, errlen, "%s: manifest.json entry %zu is malformed", dir, i);
-            break;
-        }
-        snprintf(path, sizeof path, "%s/%s", dir, name);
-        if ((rc = e2_sha256_file(path, d, &got, err, errlen)) < 0) break;
-        e2_sha256_hex(d, hex);
-        if (got != (uint64_t)size || strcmp(hex, want)) {
-            rc = e2_errf(err, errlen,
-                         "%s: %s does not match its checksum in manifest.json "
-                         "(size %llu, want %lld): the checkpoint is damaged",
-                         dir, name, (unsigned long long)got, (long long)size);
-            break;
-        }
-    }
-    json_decref(m);
-    return rc;
-}
 
 typedef struct {
     e2w_agent_job *job;
@@ -121,6 +78,17 @@ static void say(runner_ctx *c, const char *fmt, ...) {
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     e2w_agent_job_log(c->job, line);
+}
+
+static void say_line(void *ud, const char *line) {
+    say(ud, "%s", line);
+}
+
+/* A resumed job's checkpoint of that step exists already: a final one at
+ * the same step would be a second copy. */
+static void on_resumed(void *ud, int step) {
+    runner_ctx *c = ud;
+    c->last_ckpt_step = step;
 }
 
 static void finish(e2w_agent_result *r, int outcome, const char *reason) {
@@ -301,53 +269,7 @@ static void comm_close(runner_ctx *c) {
     c->comm = NULL;
 }
 
-/* ---- spec ---- */
-
-/* As `e2worker run`: an hf_dir model's config.json fills model.config,
- * then defaults, validation and the files. First, every file the spec
- * names is checked against this worker's data roots (links resolved),
- * before any is opened: e2d checked the text at submit, this machine's
- * files may differ. */
-static int resolve_spec(E2__V1__JobSpec *spec, const e2w_agent_config *cfg_agent, char *err,
-                        size_t errlen) {
-    if (e2_spec_check_roots(spec, cfg_agent->data_roots, cfg_agent->export_root, 1, err, errlen) <
-        0)
-        return -1;
-    E2__V1__ModelSpec *ms = spec->model;
-    if (ms && ms->hf_dir && *ms->hf_dir) {
-        E2__V1__LlamaConfig *cfg = malloc(sizeof *cfg);
-        if (!cfg) return e2_errf(err, errlen, "out of memory");
-        e2__v1__llama_config__init(cfg);
-        if (e2w_hf_config_read(ms->hf_dir, cfg, NULL, err, errlen) < 0) {
-            free(cfg);
-            return -1;
-        }
-        if (ms->config) protobuf_c_message_free_unpacked(&ms->config->base, NULL);
-        ms->config = cfg;
-        if (e2_spec_apply_model_defaults(spec, cfg, err, errlen) < 0) return -1;
-    }
-    if (e2_spec_apply_defaults(spec, err, errlen) < 0 || e2_spec_validate(spec, err, errlen) < 0 ||
-        e2_spec_check_files(spec, err, errlen) < 0)
-        return -1;
-    return 0;
-}
-
 /* ---- evaluation (rank 0) ---- */
-
-/* Evaluates at every eval window (worker/train's e2w_eval_spec, as
- * `e2worker run` does), logging one line per row. */
-static int evaluate(runner_ctx *c, e2w_model *m, const E2__V1__JobSpec *spec, const char *tag,
-                    e2w_eval_results *ev, char *err, size_t errlen) {
-    int first = ev->n;
-    if (e2w_eval_spec(m, spec, tag, ev, err, errlen) < 0) return -1;
-    for (int i = first; i < ev->n; i++) {
-        const e2w_eval_row *w = &ev->rows[i];
-        say(c, "eval %s window %d scale %g: nll %.4f perplexity %.4f (%llu tokens) passkey %d/%d",
-            w->tag, w->window, w->scale, w->nll, w->ppl, (unsigned long long)w->tokens,
-            w->passkey_correct, w->passkey_trials);
-    }
-    return 0;
-}
 
 /* Hands the rows to the result as e2.v1.EvalResult messages (each row
  * malloc'd on its own: the agent frees them as unpacked messages) and as
@@ -381,42 +303,36 @@ static int eval_to_result(const e2w_eval_results *ev, e2w_agent_result *res) {
 
 /* ---- the runner ---- */
 
-/* Failures the user must fix (the loss diverged) are told apart from the
- * machinery's by the trainer's message. */
-static int run_failure_outcome(const char *msg) {
-    if (strstr(msg, "loss is NaN") || strstr(msg, "loss is infinite") ||
-        strstr(msg, "gradient norm is not finite"))
-        return E2__V1__OUTCOME__OUTCOME_FAILED_USER;
-    return E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
-}
-
-/* The trainer's set-up failures that the job's spec or data cause, and
- * that every retry would meet again: a data problem its checks name, or a
- * model (with its optimizer state and activations) larger than this
- * worker's memory. */
-static int create_failure_outcome(const char *msg) {
-    if (strstr(msg, "outside the model's vocabulary") ||
-        strstr(msg, "fewer than one training sequence") || strstr(msg, "cannot allocate"))
-        return E2__V1__OUTCOME__OUTCOME_FAILED_USER;
-    return E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
+/* The agent's outcome of a failure class: a diverged run is the user's to
+ * fix, as a bad spec or data is. */
+static int outcome_of(e2w_job_fail f) {
+    return f == E2W_JOB_FAIL_USER || f == E2W_JOB_FAIL_NAN ? E2__V1__OUTCOME__OUTCOME_FAILED_USER
+                                                           : E2__V1__OUTCOME__OUTCOME_FAILED_INFRA;
 }
 
 /* Data problems are the job's and are found before training, not after:
  * every training shard's header (e2d's manifest, else the spec's
  * patterns), and the eval shards as evaluation will read them (headers
  * and the vocabulary). */
-static int preflight_data(const E2__V1__JobSpec *spec, char **shards, size_t n_shards, char *err,
-                          size_t errlen) {
+static int preflight_data(const E2__V1__JobSpec *spec, uint32_t vocab, const e2_shard_list *shards,
+                          char *err, size_t errlen) {
     e2w_dataset *ds = NULL;
     const E2__V1__DataSpec *d = spec->data;
-    if (n_shards ? e2w_dataset_open(&ds, shards, n_shards, 1, err, errlen) < 0
-                 : e2w_dataset_open(&ds, d->train_shards, d->n_train_shards, 1, err, errlen) < 0)
-        return -1;
+    e2_shard_list files = { 0 };
+    int rc = shards->n ? 0
+                       : e2_shards_expand(d->train_shards, d->n_train_shards,
+                                          "spec.data.train_shards", &files, err, errlen);
+    if (rc == 0) rc = e2w_dataset_open(&ds, shards->n ? shards : &files, 1, err, errlen);
+    e2_shards_free(&files);
+    if (rc < 0) return -1;
     e2w_dataset_close(ds);
     if (d->n_eval_shards == 0 || !spec->eval || spec->eval->n_windows == 0) return 0;
-    if (e2w_dataset_open(&ds, d->eval_shards, d->n_eval_shards, 1, err, errlen) < 0) return -1;
-    uint32_t vocab = spec->model && spec->model->config ? spec->model->config->vocab_size : 0;
-    int rc = vocab ? e2w_dataset_check_vocab(ds, vocab, err, errlen) : 0;
+    rc = e2_shards_expand(d->eval_shards, d->n_eval_shards, "spec.data.eval_shards", &files, err,
+                          errlen);
+    if (rc == 0) rc = e2w_dataset_open(&ds, &files, 1, err, errlen);
+    e2_shards_free(&files);
+    if (rc < 0) return -1;
+    rc = vocab ? e2w_dataset_check_vocab(ds, vocab, err, errlen) : 0;
     e2w_dataset_close(ds);
     if (rc < 0) return -1;
     return 0;
@@ -446,15 +362,20 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
     e2w_eval_results ev;
     e2w_eval_results_init(&ev);
     E2__V1__JobSpec *spec = NULL;
-    char **shards = NULL; /* e2d's shard manifest, as the trainer reads it */
-    size_t n_shards = 0;
+    e2_shard_list shards = { 0 }; /* e2d's shard manifest, as the trainer reads it */
     if (as->spec) spec = (E2__V1__JobSpec *)e2_pbjson_copy(&as->spec->base);
     if (!spec) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, "the assignment carries no spec");
         return;
     }
     const e2w_agent_config *acfg = e2w_agent_job_config(job);
-    if (resolve_spec(spec, acfg, err, sizeof err) < 0) {
+    /* As `e2worker run`, after every file the spec names is checked
+     * against this worker's data roots (links resolved), before any is
+     * opened: e2d checked the text at submit, this machine's files may
+     * differ. */
+    e2w_resolve_opts ro = { .data_roots = acfg->data_roots, .export_root = acfg->export_root };
+    E2__V1__LlamaConfig arch = E2__V1__LLAMA_CONFIG__INIT;
+    if (e2w_spec_resolve(spec, &ro, &arch, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
         goto done;
     }
@@ -484,7 +405,7 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
     };
     /* A worker that sees other shard files than e2d found is a fault of
      * that machine's storage, not of the job. */
-    if (e2w_agent_shard_files(as, &shards, &n_shards, err, sizeof err) < 0) {
+    if (e2w_agent_shard_files(as, &shards, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
         say(&c, "failed: %s", err);
         goto done;
@@ -496,9 +417,8 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
             say(&c, "failed: %s", err);
             goto done;
         }
-    hooks.shard_files = shards;
-    hooks.n_shard_files = n_shards;
-    if (preflight_data(spec, shards, n_shards, err, sizeof err) < 0) {
+    hooks.shard_files = shards.n ? &shards : NULL;
+    if (preflight_data(spec, arch.vocab_size, &shards, err, sizeof err) < 0) {
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_USER, err);
         say(&c, "failed: %s", err);
         goto done;
@@ -507,9 +427,12 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
         finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
         goto done;
     }
-    if (e2w_train_create(&t, spec, k, as->job_dir, &hooks, err, sizeof err) < 0) {
-        int outcome = create_failure_outcome(err);
-        if (outcome == E2__V1__OUTCOME__OUTCOME_FAILED_USER && strstr(err, "cannot allocate")) {
+    int rc = e2w_train_create(&t, spec, k, as->job_dir, &hooks, err, sizeof err);
+    if (rc < 0) {
+        /* The trainer's set-up failures the job's data or size cause are
+         * met again by every retry: a user error. */
+        int outcome = outcome_of(e2w_job_fail_of(rc));
+        if (rc == E2W_TRAIN_ENOMEM) {
             char why[E2_ERRLEN];
             snprintf(why, sizeof why,
                      "the model does not fit this worker's memory (%s): use more workers "
@@ -529,9 +452,9 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
     }
     say(&c, "job %s attempt %u rank %u/%u on %s, job dir %s", as->job_id, as->attempt, as->rank,
         hooks.world_size, k->name, as->job_dir);
-    if (n_shards)
-        say(&c, "data: %zu shard file%s of e2d's manifest, sizes checked", n_shards,
-            n_shards == 1 ? "" : "s");
+    if (shards.n)
+        say(&c, "data: %zu shard file%s of e2d's manifest, sizes checked", shards.n,
+            shards.n == 1 ? "" : "s");
     else
         say(&c, "data: no shard manifest from e2d; spec.data.train_shards expanded here");
     e2w_train_memory mem;
@@ -542,36 +465,20 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
         "activations %zu",
         mem.n_params, mem.param_bytes, mem.grad_bytes, mem.optim_bytes,
         c.zero1 ? " (ZeRO-1: this rank's shard)" : "", mem.act_bytes);
-    const char *from = as->resume_checkpoint && *as->resume_checkpoint ? as->resume_checkpoint
-                       : spec->resume_from && *spec->resume_from       ? spec->resume_from
-                                                                       : NULL;
-    if (from) {
-        /* The job's own checkpoint failing its checksums is a fault of the
-         * storage; a resume_from the user named that fails is theirs. */
-        int own = from == as->resume_checkpoint;
-        if (verify_manifest(from, err, sizeof err) < 0 ||
-            e2w_train_resume(t, from, err, sizeof err) < 0) {
-            finish(res,
-                   own ? E2__V1__OUTCOME__OUTCOME_FAILED_INFRA
-                       : E2__V1__OUTCOME__OUTCOME_FAILED_USER,
-                   err);
-            say(&c, "failed: %s", err);
-            goto done;
-        }
-        c.last_ckpt_step = e2w_train_step(t);
-        say(&c, "resumed from %s (step %d)", from, e2w_train_step(t));
-    } else if (as->rank == 0 && spec->eval && spec->eval->eval_base) {
-        if (evaluate(&c, e2w_train_model(t), spec, "base", &ev, err, sizeof err) < 0) {
-            finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
-            goto done;
-        }
-    }
-    int r = e2w_train_run(t, err, sizeof err);
+    e2w_job_drive_opts drive = { .own_ckpt = as->resume_checkpoint,
+                                 .verify_manifest = 1,
+                                 .evaluate = as->rank == 0,
+                                 .log_eval_rows = 1,
+                                 .say = say_line,
+                                 .resumed = on_resumed,
+                                 .ud = &c };
+    e2w_job_fail fail;
+    int r = e2w_job_drive(t, &drive, &ev, &fail, err, sizeof err);
     if (r < 0) {
         if (e2w_agent_job_should_stop(job) == E2W_AGENT_ABORT)
             finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, "aborted");
         else
-            finish(res, run_failure_outcome(err), err);
+            finish(res, outcome_of(fail), err);
         say(&c, "failed: %s", err);
         goto done;
     }
@@ -591,22 +498,15 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *res, void *dat
                err);
         goto done;
     }
-    say(&c, "training done at step %d", e2w_train_step(t));
-    if (as->rank == 0) {
-        if (evaluate(&c, e2w_train_model(t), spec, "final", &ev, err, sizeof err) < 0) {
-            finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, err);
-            goto done;
-        }
-        if (eval_to_result(&ev, res) < 0) {
-            finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, "out of memory");
-            goto done;
-        }
+    if (as->rank == 0 && eval_to_result(&ev, res) < 0) {
+        finish(res, E2__V1__OUTCOME__OUTCOME_FAILED_INFRA, "out of memory");
+        goto done;
     }
     finish(res, E2__V1__OUTCOME__OUTCOME_SUCCEEDED, "");
 done:
     comm_close(&c);
     e2w_train_free(t);
-    e2w_agent_shard_files_free(shards, n_shards);
+    e2_shards_free(&shards);
     e2_spec_free(spec);
     e2w_eval_results_free(&ev);
 }

@@ -16,10 +16,11 @@ int cli_export(int argc, char **argv, char *err, size_t errlen);
 int cli_prep(int argc, char **argv, char *err, size_t errlen);
 int cli_eval(int argc, char **argv, char *err, size_t errlen);
 
-/* Loads SPEC.json, applies the --set overrides, points model.hf_dir at
- * model_dir (when not NULL; model.config dropped), then the model's
- * config.json defaults, the spec defaults, validation and the file checks;
- * output_dir defaults to e2-run-NAME. *out is the caller's (e2_spec_free). */
+/* Loads SPEC.json and resolves it as the agent does (worker/job's
+ * e2w_spec_resolve: the --set overrides, model.hf_dir pointed at model_dir
+ * when not NULL, the model's config.json defaults, the spec defaults,
+ * validation and the file checks); output_dir defaults to e2-run-NAME.
+ * *out is the caller's (e2_spec_free). */
 int cli_resolve_spec(const char *path, char **sets, int n_sets, const char *model_dir,
                      E2__V1__JobSpec **out, char *err, size_t errlen);
 

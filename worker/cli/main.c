@@ -18,7 +18,7 @@
 
 #include "agent.h"
 #include "cli.h"
-#include "cpu/blas.h"
+#include "k.h"
 #include "plan_cli.h"
 
 /* Each command's own usage, printed by `e2worker CMD --help` (or -h). */
@@ -189,10 +189,10 @@ int main(int argc, char **argv) {
      * write must fail with EPIPE and be reported, not kill this worker. */
     signal(SIGPIPE, SIG_IGN);
     /* OpenBLAS picks its kernels when it loads; on a CPU it does not know it
-     * runs ~6x slower ones (kernels/cpu/blas.h). Choose the core through the
+     * runs ~6x slower ones (k_cpu_coretype_hint). Choose the core through the
      * environment and start again; execv only returns on failure, and then
      * the slow kernels still compute the same results. */
-    const char *core = kcpu_blas_coretype_hint();
+    const char *core = k_cpu_coretype_hint();
     int again = core != NULL && setenv("OPENBLAS_CORETYPE", core, 1) == 0;
     /* OpenMP threads that spin between parallel regions (libgomp's default)
      * starve everything else on a busy machine: the gradient reducer's

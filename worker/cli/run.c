@@ -1,10 +1,12 @@
 /* run.c -- `e2worker run SPEC.json`: one job, trained and evaluated in this
- * process with no daemon. The spec is resolved (overrides, defaults, the
- * model's own config for an hf_dir model), validated and written back as
+ * process with no daemon, by worker/job as the agent runs one. The spec is
+ * resolved (e2w_spec_resolve: overrides, the model's own config for an
+ * hf_dir model, defaults, validation, files) and written back as
  * output_dir/spec.json; training resumes from the newest complete
- * checkpoint of output_dir, else from spec.resume_from; progress goes to stderr, output_dir/log and one JSON line per
- * step to output_dir/metrics.jsonl; evaluation (e2w_eval_spec) ends the run
- * with eval.json, eval.md and the table on stdout. SIGINT/SIGTERM stop at a
+ * checkpoint of output_dir, else from spec.resume_from; progress goes to
+ * stderr, output_dir/log and one JSON line per step to
+ * output_dir/metrics.jsonl; evaluation (e2w_eval_spec) ends the run with
+ * eval.json, eval.md and the table on stdout. SIGINT/SIGTERM stop at a
  * step boundary with a checkpoint (exit status 130). */
 #include <errno.h>
 #include <signal.h>
@@ -16,7 +18,7 @@
 #include "base.h"
 #include "cli.h"
 #include "eval.h"
-#include "hf_config.h"
+#include "job.h"
 #include "spec.h"
 #include "train.h"
 
@@ -39,7 +41,8 @@ static int run_should_stop(void *ud) {
     return run_stop_requested != 0;
 }
 
-static void run_catch_signals(void) {
+static void run_catch_signals(void *ud) {
+    (void)ud;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = run_on_signal;
@@ -71,6 +74,10 @@ static void run_say(run_ctx *c, const char *fmt, ...) {
     }
 }
 
+static void run_say_line(void *ud, const char *line) {
+    run_say(ud, "%s", line);
+}
+
 static void run_progress(void *ud, const e2w_train_progress *p) {
     run_ctx *c = ud;
     fprintf(c->metrics,
@@ -84,43 +91,12 @@ static void run_progress(void *ud, const e2w_train_progress *p) {
                 p->step, p->steps, p->loss, p->lr, p->grad_norm, p->tokens_per_s, p->gflops);
 }
 
-/* An hf_dir model brings its architecture: config.json gives the
- * model-dependent defaults (original_window, eval windows and scales). */
-static int run_model_config(E2__V1__JobSpec *spec, char *err, size_t errlen) {
-    E2__V1__ModelSpec *ms = spec->model;
-    if (ms == NULL || ms->hf_dir == NULL || ms->hf_dir[0] == '\0') return 0;
-    E2__V1__LlamaConfig cfg = E2__V1__LLAMA_CONFIG__INIT;
-    if (e2w_hf_config_read(ms->hf_dir, &cfg, NULL, err, errlen) < 0) return -1;
-    return e2_spec_apply_model_defaults(spec, &cfg, err, errlen);
-}
-
 int cli_resolve_spec(const char *path, char **sets, int n_sets, const char *model_dir,
                      E2__V1__JobSpec **out, char *err, size_t errlen) {
     E2__V1__JobSpec *spec = e2_spec_load(path, err, errlen);
     if (spec == NULL) return -1;
-    for (int i = 0; i < n_sets; i++)
-        if (e2_spec_set_arg(spec, sets[i], err, errlen) < 0) goto fail;
-    if (model_dir != NULL) {
-        if (spec->model == NULL) {
-            spec->model = malloc(sizeof *spec->model);
-            if (spec->model == NULL) {
-                e2_errf(err, errlen, "out of memory");
-                goto fail;
-            }
-            e2__v1__model_spec__init(spec->model);
-        }
-        if (spec->model->config) e2__v1__llama_config__free_unpacked(spec->model->config, NULL);
-        spec->model->config = NULL;
-        free(spec->model->hf_dir);
-        spec->model->hf_dir = strdup(model_dir);
-        if (spec->model->hf_dir == NULL) {
-            e2_errf(err, errlen, "out of memory");
-            goto fail;
-        }
-    }
-    if (run_model_config(spec, err, errlen) < 0 || e2_spec_apply_defaults(spec, err, errlen) < 0 ||
-        e2_spec_validate(spec, err, errlen) < 0 || e2_spec_check_files(spec, err, errlen) < 0)
-        goto fail;
+    e2w_resolve_opts o = { .sets = sets, .n_sets = (size_t)n_sets, .model_dir = model_dir };
+    if (e2w_spec_resolve(spec, &o, NULL, err, errlen) < 0) goto fail;
     if (spec->output_dir == NULL || spec->output_dir[0] == '\0') {
         char dir[512];
         snprintf(dir, sizeof dir, "e2-run-%s", spec->name ? spec->name : "job");
@@ -243,20 +219,13 @@ int cli_run(int argc, char **argv, char *err, size_t errlen) {
             "activations %.1f",
             mem.n_params, mem.param_bytes / 1048576.0, mem.grad_bytes / 1048576.0,
             mem.optim_bytes / 1048576.0, mem.act_bytes / 1048576.0);
-    /* The run's own newest checkpoint first; else the spec's resume_from
-     * (a checkpoint of another run or e2d job with the same training). */
-    const char *from = have_ckpt                                 ? latest
-                       : spec->resume_from && *spec->resume_from ? spec->resume_from
-                                                                 : NULL;
-    if (from) {
-        if (e2w_train_resume(t, from, err, errlen) < 0) goto done;
-        run_say(&ctx, "resumed from %s (step %d)", from, e2w_train_step(t));
-    } else if (spec->eval && spec->eval->eval_base) {
-        run_say(&ctx, "evaluating the starting model");
-        if (e2w_eval_spec(e2w_train_model(t), spec, "base", &ev, err, errlen) < 0) goto done;
-    }
-    run_catch_signals();
-    int r = e2w_train_run(t, err, errlen);
+    e2w_job_drive_opts drive = { .own_ckpt = have_ckpt ? latest : NULL,
+                                 .evaluate = 1,
+                                 .say = run_say_line,
+                                 .before_train = run_catch_signals,
+                                 .ud = &ctx };
+    e2w_job_fail fail;
+    int r = e2w_job_drive(t, &drive, &ev, &fail, err, errlen);
     if (r < 0) goto done;
     if (r == 1) {
         if (run_checkpoint_now(t, spec->output_dir, err, errlen) < 0) goto done;
@@ -265,10 +234,7 @@ int cli_run(int argc, char **argv, char *err, size_t errlen) {
         rc = 130;
         goto done;
     }
-    run_say(&ctx, "training done at step %d; evaluating", e2w_train_step(t));
-    if (e2w_eval_spec(e2w_train_model(t), spec, "final", &ev, err, errlen) < 0 ||
-        e2w_eval_results_write(&ev, spec->output_dir, err, errlen) < 0)
-        goto done;
+    if (e2w_eval_results_write(&ev, spec->output_dir, err, errlen) < 0) goto done;
     char *table = e2w_eval_results_markdown(&ev);
     if (table) fputs(table, stdout);
     free(table);

@@ -1,5 +1,6 @@
 /* aug: the trainer's position sampler over the scheme table; see aug.h. */
 #include "aug.h"
+#include "base.h"
 
 #include <errno.h>
 #include <string.h>
@@ -25,16 +26,16 @@ int e2w_aug_init(e2w_aug *a, const e2w_aug_config *cfg, char *err, size_t errlen
 int e2w_aug_config_spec(e2w_aug_config *c, const E2__V1__AugmentSpec *s, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     if (e2w_aug_method_parse(s->method, &c->method))
-        return e2_pos_err(err, errlen, "augment.method must be one of %s (got \"%s\")",
+        return e2_errf_rc(err, errlen, -EINVAL, "augment.method must be one of %s (got \"%s\")",
                           e2_pos_scheme_names(), s->method ? s->method : "");
     if (e2w_aug_granularity_parse(s->granularity, &c->granularity))
-        return e2_pos_err(err, errlen,
+        return e2_errf_rc(err, errlen, -EINVAL,
                           "augment.granularity must be per_sample or per_step (got \"%s\")",
                           s->granularity ? s->granularity : "");
     if (!s->has_g_max || !s->has_n_sink || !s->has_train_length || !s->has_fixed_g ||
         !s->has_original_window)
-        return e2_pos_err(
-            err, errlen,
+        return e2_errf_rc(
+            err, errlen, -EINVAL,
             "augment: defaults not applied (original_window needs the model's config)");
     c->g_max = s->g_max;
     c->g_weights = s->g_weights;

@@ -1,12 +1,11 @@
 /* dataset: shards concatenated into one token stream, R + 1 token windows
  * with stride R, and the (seed, epoch) sample order; see dataset.h. */
 #include "dataset.h"
+#include "base.h"
 #include "rng.h"
 #include "shard.h"
 
 #include <errno.h>
-#include <glob.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,19 +20,6 @@ struct e2w_dataset {
     uint64_t *perm; /* (n_samples) order of perm_epoch, or NULL */
     uint64_t perm_seed, perm_epoch;
 };
-
-static int ds_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int ds_err(char *err, size_t errlen, int rc, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 void e2w_order_permutation(uint64_t seed, uint64_t epoch, uint64_t n, uint64_t *out) {
     uint64_t key = e2w_rng_key(E2W_RNG_ORDER, seed, epoch, 0);
@@ -51,7 +37,7 @@ static int ds_add_shard(e2w_dataset *ds, const char *path, size_t *cap, char *er
     if (ds->n_shards == *cap) {
         size_t nc = *cap ? *cap * 2 : 8;
         e2w_shard *ns = realloc(ds->shards, nc * sizeof *ns);
-        if (!ns) return ds_err(err, errlen, -ENOMEM, "%s: out of memory", path);
+        if (!ns) return e2_errf_rc(err, errlen, -ENOMEM, "%s: out of memory", path);
         ds->shards = ns;
         *cap = nc;
     }
@@ -60,30 +46,22 @@ static int ds_add_shard(e2w_dataset *ds, const char *path, size_t *cap, char *er
     return rc;
 }
 
-int e2w_dataset_open(e2w_dataset **out, char *const *patterns, size_t n_patterns, uint32_t seq_len,
-                     char *err, size_t errlen) {
+int e2w_dataset_open(e2w_dataset **out, const e2_shard_list *files, uint32_t seq_len, char *err,
+                     size_t errlen) {
     *out = NULL;
-    if (seq_len < 1) return ds_err(err, errlen, -EINVAL, "dataset: sequence length must be >= 1");
-    if (n_patterns == 0) return ds_err(err, errlen, -EINVAL, "dataset: no token shards given");
+    if (seq_len < 1)
+        return e2_errf_rc(err, errlen, -EINVAL, "dataset: sequence length must be >= 1");
+    if (files->n == 0) return e2_errf_rc(err, errlen, -EINVAL, "dataset: no token shards given");
     e2w_dataset *ds = calloc(1, sizeof *ds);
-    if (!ds) return ds_err(err, errlen, -ENOMEM, "dataset: out of memory");
+    if (!ds) return e2_errf_rc(err, errlen, -ENOMEM, "dataset: out of memory");
     ds->seq_len = seq_len;
     size_t cap = 0;
     int rc = 0;
-    for (size_t i = 0; i < n_patterns && rc == 0; i++) {
-        glob_t g;
-        int gr = glob(patterns[i], 0, NULL, &g);
-        if (gr == GLOB_NOMATCH)
-            rc = ds_err(err, errlen, -ENOENT, "%s: no token shard matches", patterns[i]);
-        else if (gr != 0)
-            rc = ds_err(err, errlen, -EIO, "%s: cannot expand the pattern", patterns[i]);
-        for (size_t k = 0; gr == 0 && rc == 0 && k < g.gl_pathc; k++)
-            rc = ds_add_shard(ds, g.gl_pathv[k], &cap, err, errlen);
-        if (gr == 0) globfree(&g);
-    }
+    for (size_t i = 0; i < files->n && rc == 0; i++)
+        rc = ds_add_shard(ds, files->paths[i], &cap, err, errlen);
     if (rc == 0) {
         ds->start = malloc((ds->n_shards + 1) * sizeof *ds->start);
-        if (!ds->start) rc = ds_err(err, errlen, -ENOMEM, "dataset: out of memory");
+        if (!ds->start) rc = e2_errf_rc(err, errlen, -ENOMEM, "dataset: out of memory");
     }
     if (rc == 0) {
         for (size_t i = 0; i < ds->n_shards; i++) {
@@ -92,10 +70,11 @@ int e2w_dataset_open(e2w_dataset **out, char *const *patterns, size_t n_patterns
         }
         ds->start[ds->n_shards] = ds->n_tokens;
         if (ds->n_tokens < (uint64_t)seq_len + 1)
-            rc = ds_err(err, errlen, -EINVAL,
-                        "dataset: %llu tokens in %zu shard(s), fewer than one training sequence of "
-                        "%u + 1 tokens",
-                        (unsigned long long)ds->n_tokens, ds->n_shards, seq_len);
+            rc = e2_errf_rc(
+                err, errlen, -EINVAL,
+                "dataset: %llu tokens in %zu shard(s), fewer than one training sequence of "
+                "%u + 1 tokens",
+                (unsigned long long)ds->n_tokens, ds->n_shards, seq_len);
         ds->n_samples = (ds->n_tokens - 1) / seq_len;
     }
     if (rc) {
@@ -178,10 +157,11 @@ int e2w_dataset_check_vocab(const e2w_dataset *ds, uint32_t vocab, char *err, si
         for (uint64_t i = 0; i < sh->n_tokens; i++) {
             uint32_t t = e2w_shard_token(sh, i);
             if (t >= vocab)
-                return ds_err(err, errlen, -EINVAL,
-                              "%s: the token at position %llu is outside the model's vocabulary "
-                              "(vocab_size %u)",
-                              sh->path, (unsigned long long)i, vocab);
+                return e2_errf_rc(
+                    err, errlen, -EINVAL,
+                    "%s: the token at position %llu is outside the model's vocabulary "
+                    "(vocab_size %u)",
+                    sh->path, (unsigned long long)i, vocab);
         }
     }
     return 0;

@@ -1,8 +1,8 @@
 /* dataset: the training token stream and the order samples are read in.
  *
- * The shards (paths or glob patterns, each pattern's matches in sorted
- * order) are concatenated into one stream of N tokens. Training sample s is
- * the window of R + 1 tokens starting at s * R: inputs are its first R
+ * The shard files (spec patterns expanded by common/shards: each
+ * pattern's matches in sorted order) are concatenated into one stream of
+ * N tokens. Training sample s is the window of R + 1 tokens starting at s * R: inputs are its first R
  * tokens, targets its last R, and consecutive samples share one token
  * (stride R, as llm.c's loader), so n_samples = (N - 1) / R and no target
  * is lost at a boundary. Windows may span shards.
@@ -18,14 +18,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shards.h"
+
 typedef struct e2w_dataset e2w_dataset;
 
-/* Opens the shards; fails (one line naming the file or pattern) when a
- * pattern matches nothing, a shard is bad, or there are fewer than R + 1
- * tokens. seq_len is R (>= 1). patterns is `char *const *` (as execv's
- * argv) so that argv and protobuf-c string arrays pass without a cast. */
-int e2w_dataset_open(e2w_dataset **out, char *const *patterns, size_t n_patterns, uint32_t seq_len,
-                     char *err, size_t errlen);
+/* Opens the shard files in order (exact paths: patterns are expanded by
+ * e2_shards_expand first, or come as e2d's manifest); fails (one line
+ * naming the file) when a shard is bad or there are fewer than R + 1
+ * tokens. seq_len is R (>= 1). */
+int e2w_dataset_open(e2w_dataset **out, const e2_shard_list *files, uint32_t seq_len, char *err,
+                     size_t errlen);
 void e2w_dataset_close(e2w_dataset *ds);
 
 uint64_t e2w_dataset_tokens(const e2w_dataset *ds);  /* N */

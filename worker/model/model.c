@@ -4,6 +4,7 @@
  * Hugging Face view of the parameter buffer. The passes live in pass.c. */
 #include "model.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +129,7 @@ int e2w_model_create(e2w_model *m, const k_backend *k, const e2w_model_config *c
     if (m->params == NULL) {
         snprintf(err, errlen, "model: cannot allocate %.1f MiB of parameters",
                  (double)(m->n_params * m->esz) / 1048576.0);
-        return -1;
+        return -ENOMEM;
     }
     return 0;
 }
@@ -146,7 +147,7 @@ int e2w_model_alloc_train_shard(e2w_model *m, size_t lo, size_t n, char *err, si
     if (m->grads == NULL || m->opt == NULL) {
         snprintf(err, errlen, "model: cannot allocate %.1f MiB of gradients and optimizer state",
                  (double)(m->n_params * m->gesz + n * 4 * per) / 1048576.0);
-        return -1;
+        return -ENOMEM;
     }
     m->opt_lo = lo;
     m->opt_n = n;
@@ -282,7 +283,7 @@ int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T, int backward,
         a->host_losses = NULL;
         snprintf(err, errlen, "model: cannot allocate %.1f MiB of activations for B=%d T=%d",
                  (double)t.bytes / 1048576.0, B, T);
-        return -1;
+        return -ENOMEM;
     }
     const e2_layout_region *r = t.a;
     a->mem = p;

@@ -2,6 +2,7 @@
  * dataset's seeded order and the (g, t) sampler of worker/data, both pure
  * functions of (seed, step, global sample index). PoSE's chunk skip
  * biases travel in a (B, n_chunks, 2) table to k_rope. */
+#include <errno.h>
 #include <stdlib.h>
 
 #include "aug.h"
@@ -20,8 +21,8 @@ struct train_data {
     int32_t *seq; /* (R + 1) */
 };
 
-int train_data_open(train_data **out, const E2__V1__JobSpec *spec, char *const *files,
-                    size_t n_files, int R, int vocab, char *err, size_t errlen) {
+int train_data_open(train_data **out, const E2__V1__JobSpec *spec, const e2_shard_list *files,
+                    int R, int vocab, char *err, size_t errlen) {
     *out = NULL;
     train_data *d = calloc(1, sizeof *d);
     if (d == NULL) return e2_errf(err, errlen, "trainer: out of memory");
@@ -37,13 +38,19 @@ int train_data_open(train_data **out, const E2__V1__JobSpec *spec, char *const *
         return e2_errf(err, errlen,
                        "spec.data.train_shards is empty: give at least one token shard");
     }
-    if (e2w_dataset_open(&d->ds, n_files ? files : spec->data->train_shards,
-                         n_files ? n_files : spec->data->n_train_shards, (uint32_t)R, err,
-                         errlen) < 0 ||
-        e2w_dataset_check_vocab(d->ds, (uint32_t)vocab, err, errlen) < 0 ||
-        e2w_aug_init_spec(&d->aug, spec->augment, err, errlen) < 0) {
+    e2_shard_list expanded = { 0 };
+    int rc = files ? 0
+                   : e2_shards_expand(spec->data->train_shards, spec->data->n_train_shards,
+                                      "spec.data.train_shards", &expanded, err, errlen);
+    if (rc == 0) rc = e2w_dataset_open(&d->ds, files ? files : &expanded, (uint32_t)R, err, errlen);
+    e2_shards_free(&expanded);
+    if (rc == 0) rc = e2w_dataset_check_vocab(d->ds, (uint32_t)vocab, err, errlen);
+    if (rc == 0) rc = e2w_aug_init_spec(&d->aug, spec->augment, err, errlen);
+    if (rc < 0) {
         train_data_close(d);
-        return -1;
+        /* -EINVAL: the data (or the spec's draw) fails its checks, the
+         * job's fault; a file that cannot be read is the machine's. */
+        return rc == -EINVAL ? E2W_TRAIN_EDATA : -1;
     }
     *out = d;
     return 0;

@@ -48,8 +48,13 @@ int e2w_eval_read_tokens(const E2__V1__DataSpec *d, size_t want, int vocab, int3
     e2w_dataset *ds = NULL;
     *out = NULL;
     *n = 0;
-    if (e2w_dataset_open(&ds, d->eval_shards, d->n_eval_shards, 1, err, errlen) < 0) return -1;
-    int rc = -1;
+    e2_shard_list files = { 0 };
+    int rc = e2_shards_expand(d->eval_shards, d->n_eval_shards, "spec.data.eval_shards", &files,
+                              err, errlen);
+    if (rc == 0) rc = e2w_dataset_open(&ds, &files, 1, err, errlen);
+    e2_shards_free(&files);
+    if (rc < 0) return -1;
+    rc = -1;
     if (e2w_dataset_check_vocab(ds, (uint32_t)vocab, err, errlen) < 0) goto done;
     uint64_t total = e2w_dataset_tokens(ds);
     size_t len = total < want ? (size_t)total : want;

@@ -58,9 +58,9 @@ static int train_model_create(e2w_train *t, char *err, size_t errlen) {
     if (e2w_model_config_from_proto(&cfg, from_hf ? &hf : ms->config, err, errlen) < 0) return -1;
     /* Training buffers first, so the weights land in the fp32 master too
      * (when the backend keeps one) unrounded. */
-    if (e2w_model_create(&t->model, t->k, &cfg, err, errlen) < 0 ||
-        train_optim_alloc(t, err, errlen) < 0)
-        return -1;
+    int rc = e2w_model_create(&t->model, t->k, &cfg, err, errlen);
+    if (rc == 0) rc = train_optim_alloc(t, err, errlen);
+    if (rc < 0) return rc == -ENOMEM ? E2W_TRAIN_ENOMEM : -1;
     if (from_hf) return e2w_model_load_hf(&t->model, ms->hf_dir, err, errlen);
     e2w_model_init(&t->model, ms->has_init_seed ? ms->init_seed : 1);
     return 0;
@@ -70,6 +70,7 @@ int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec, const k_backe
                      const char *output_dir, const e2w_train_hooks *hooks, char *err,
                      size_t errlen) {
     *out = NULL;
+    int rc = -1;
     e2w_train *t = calloc(1, sizeof *t);
     if (t == NULL) return e2_errf(err, errlen, "trainer: out of memory");
     t->k = k;
@@ -103,15 +104,16 @@ int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec, const k_backe
     while (per_rank % t->micro_batch != 0) t->micro_batch--;
     t->n_micro = per_rank / t->micro_batch;
     t->spec_hash = e2w_train_spec_hash(t->spec);
-    if (train_model_create(t, err, errlen) < 0) goto fail;
-    if (e2w_acts_create(&t->acts, &t->model, t->micro_batch, t->R, 1,
-                        ts->has_recompute && ts->recompute, err, errlen) < 0)
+    if ((rc = train_model_create(t, err, errlen)) < 0) goto fail;
+    if ((rc = e2w_acts_create(&t->acts, &t->model, t->micro_batch, t->R, 1,
+                              ts->has_recompute && ts->recompute, err, errlen)) < 0) {
+        if (rc == -ENOMEM) rc = E2W_TRAIN_ENOMEM;
         goto fail;
-    if (train_data_open(&t->data, t->spec, t->hooks.shard_files, t->hooks.n_shard_files, t->R,
-                        t->model.cfg.V, err, errlen) < 0)
+    }
+    if ((rc = train_data_open(&t->data, t->spec, t->hooks.shard_files, t->R, t->model.cfg.V, err,
+                              errlen)) < 0)
         goto fail;
     t->hooks.shard_files = NULL; /* the caller's, read only here */
-    t->hooks.n_shard_files = 0;
     size_t n = (size_t)t->micro_batch * (size_t)t->R;
     t->tokens = malloc(n * sizeof(int32_t));
     t->targets = malloc(n * sizeof(int32_t));
@@ -120,14 +122,14 @@ int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec, const k_backe
     t->n_chunks = train_data_chunks(t->data);
     t->chunks = malloc(((size_t)t->micro_batch * (size_t)t->n_chunks * 2 + 1) * sizeof(int32_t));
     if (!t->tokens || !t->targets || !t->g || !t->t || !t->chunks) {
-        e2_errf(err, errlen, "trainer: out of memory");
+        rc = e2_errf(err, errlen, "trainer: out of memory");
         goto fail;
     }
     *out = t;
     return 0;
 fail:
     e2w_train_free(t);
-    return -1;
+    return rc < 0 ? rc : -1;
 }
 
 void e2w_train_free(e2w_train *t) {
@@ -204,17 +206,17 @@ static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err, size_t
         return -1;
     loss /= (double)GB * (double)R;
     if (!isfinite(loss))
-        return e2_errf(err, errlen,
-                       "step %d: loss is %s; stopping (last committed checkpoint left intact: "
-                       "lower train.lr or check the data)",
-                       s, isnan(loss) ? "NaN" : "infinite");
+        return e2_errf_rc(err, errlen, E2W_TRAIN_ENAN,
+                          "step %d: loss is %s; stopping (last committed checkpoint left intact: "
+                          "lower train.lr or check the data)",
+                          s, isnan(loss) ? "NaN" : "infinite");
     double lr = e2w_train_lr(ts, s);
     double norm = train_optimizer_step(m, ts, s, lr, ts->seed);
     if (!isfinite(norm))
-        return e2_errf(err, errlen,
-                       "step %d: gradient norm is not finite; stopping (last committed checkpoint "
-                       "left intact)",
-                       s);
+        return e2_errf_rc(err, errlen, E2W_TRAIN_ENAN,
+                          "step %d: gradient norm is not finite; stopping (last committed "
+                          "checkpoint left intact)",
+                          s);
     if (train_params_gather(t, err, errlen) < 0) return -1;
     k->sync();
     t->step = s;
@@ -305,7 +307,8 @@ int e2w_train_run(e2w_train *t, char *err, size_t errlen) {
     while (t->step < (int)ts->steps) {
         if (t->hooks.should_stop && t->hooks.should_stop(t->hooks.ud)) return 1;
         e2w_train_progress p;
-        if (train_one_step(t, &p, err, errlen) < 0) return -1;
+        int rc = train_one_step(t, &p, err, errlen);
+        if (rc < 0) return rc;
         if (t->hooks.progress) t->hooks.progress(t->hooks.ud, &p);
         int last = t->step == (int)ts->steps;
         if (last || (every > 0 && t->step % (int)every == 0))

@@ -42,6 +42,7 @@
 
 #include "e2/v1/job.pb-c.h"
 #include "model.h"
+#include "shards.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -64,11 +65,9 @@ typedef struct {
     int rank, world_size; /* 0 and 1 for a single process */
     /* The training shard files to read, in order, instead of expanding
      * spec.data.train_shards (a data-parallel job's manifest, so that every
-     * rank reads the same files); each is a glob pattern matching one file.
-     * NULL: the spec's patterns. Read by e2w_train_create only; the spec and
-     * its hash stay as given. */
-    char *const *shard_files;
-    size_t n_shard_files;
+     * rank reads the same files). NULL: the spec's patterns, expanded here.
+     * Read by e2w_train_create only; the spec and its hash stay as given. */
+    const e2_shard_list *shard_files;
     /* Sums n act-dtype elements of a device buffer over all ranks in place.
      * NULL: single process. Returns 0 or < 0 with err set. */
     int (*allreduce)(void *ud, void *buf, size_t n, k_dtype dtype, char *err, size_t errlen);
@@ -110,10 +109,24 @@ typedef struct e2w_train e2w_train;
  * state file is not a complete checkpoint. */
 #define E2W_TRAIN_STATE_FILE "train_state.bin"
 
+/* Why e2w_train_create or e2w_train_run failed, as their negative return,
+ * for a caller that must tell the job's faults (never retried) from the
+ * machine's; the message says what. Outside the errno range, so that no
+ * -errno passed up from below reads as one. Any other negative value is
+ * the machine's: I/O, the device, a collective or a hook. */
+#define E2W_TRAIN_EDATA \
+    (-1001) /* the data fails its checks: a bad shard, too few tokens, a
+                                    token outside the vocabulary */
+#define E2W_TRAIN_ENOMEM \
+    (-1002)                    /* the model, its training state or its activations do not
+                                    fit this device's memory */
+#define E2W_TRAIN_ENAN (-1003) /* the loss or the gradient norm is not finite (diverged) */
+
 /* Builds the trainer for a resolved spec (defaults applied, validated):
  * opens the data, creates the model (from model.hf_dir or a seeded init)
  * and its buffers on backend k. output_dir receives checkpoints/. The spec
- * is copied. */
+ * is copied. Fails with E2W_TRAIN_EDATA or E2W_TRAIN_ENOMEM when the job's
+ * data or size is at fault. */
 int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec, const k_backend *k,
                      const char *output_dir, const e2w_train_hooks *hooks, char *err,
                      size_t errlen);
@@ -134,8 +147,8 @@ int e2w_train_resume(e2w_train *t, const char *ckpt_dir, char *err, size_t errle
 int e2w_train_find_latest(const char *output_dir, char *path, size_t pathlen);
 
 /* Runs steps until train.steps, or until should_stop. Returns 0 when done,
- * 1 when stopped early, < 0 on error (a non-finite loss is an error; the
- * last committed checkpoint is left untouched). */
+ * 1 when stopped early, < 0 on error (E2W_TRAIN_ENAN for a non-finite loss
+ * or gradient norm; the last committed checkpoint is left untouched). */
 int e2w_train_run(e2w_train *t, char *err, size_t errlen);
 
 /* Writes a checkpoint of the current step now. */

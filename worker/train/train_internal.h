@@ -53,11 +53,11 @@ double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts, int step,
  * calls it); nothing without ZeRO-1. */
 int train_params_gather(e2w_train *t, char *err, size_t errlen);
 
-/* Training data: the shards of spec.data.train_shards as R+1-token
- * sequences in the seeded order (every token checked < vocab), and the E²
- * sampler. */
-int train_data_open(train_data **out, const E2__V1__JobSpec *spec, char *const *files,
-                    size_t n_files, int R, int vocab, char *err, size_t errlen);
+/* Training data: files (NULL: spec.data.train_shards expanded) as
+ * R+1-token sequences in the seeded order (every token checked < vocab),
+ * and the E² sampler. E2W_TRAIN_EDATA when the data fails its checks. */
+int train_data_open(train_data **out, const E2__V1__JobSpec *spec, const e2_shard_list *files,
+                    int R, int vocab, char *err, size_t errlen);
 void train_data_close(train_data *d);
 /* Fills B sequences starting at global sample index first of step (0-based
  * step index): tokens/targets (B, R), g (B), t (B), and chunks

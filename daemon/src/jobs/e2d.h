@@ -171,10 +171,11 @@ typedef struct e2d_server {
     /* e2_local_init's on_exit: a spawned worker process exited. */
     void (*local_exited)(struct e2d_server *srv, int pid, int64_t status, int sig);
     int64_t hb_interval_ms, hb_timeout_ms, hang_timeout_ms;
-    uv_check_t batch_check;         /* flushes the batch at the end of a turn */
-    e2d_reply *batch, **batch_tail; /* replies waiting for the commit */
-    int batch_open;                 /* a group-commit transaction is open */
-    int sched_pending;              /* run the scheduler at the next cron */
+    uv_check_t batch_check;           /* flushes the batch at the end of a turn */
+    e2d_reply *batch, **batch_tail;   /* replies waiting for the commit */
+    int batch_open;                   /* a group-commit transaction is open */
+    int sched_pending;                /* run the scheduler at the next cron */
+    struct e2d_expand_req *expanding; /* held gangs whose shard manifest expands (expand.c) */
     /* Scheduling passes over the queue: count, total and longest CPU seconds
      * (logged at exit; bench/cluster reads them). */
     long sched_passes;

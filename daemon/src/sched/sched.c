@@ -23,15 +23,14 @@
  * timeout after an Abort, is killed (local.c starts a fresh one in its
  * place). */
 #include <errno.h>
-#include <glob.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "base.h"
+#include "expand.h"
 #include "local.h"
 #include "scheduler.h"
 #include "spec.h"
@@ -222,55 +221,27 @@ void e2_sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank, int exit_c
 
 /* ---- scheduling ---- */
 
-/* The assignment's shard manifest: every absolute pattern of
- * spec.data.train_shards expanded (sorted, as the ranks would) with each
- * file's size. All or nothing: a relative pattern (the ranks' working
- * directory is not e2d's), one that matches nothing here, or a file that
- * cannot be stat'ed leaves the manifest empty and the ranks expand the
- * patterns themselves (and report what they cannot read). */
-static void sched_shard_manifest(E2__V1__Assignment *a) {
-    const E2__V1__DataSpec *d = a->spec->data;
-    E2__V1__ShardFile **files = NULL;
-    size_t n = 0, cap = 0;
-    int ok = d && d->n_train_shards > 0;
-    for (size_t i = 0; ok && i < d->n_train_shards; i++) {
-        glob_t g;
-        if (d->train_shards[i][0] != '/') {
-            ok = 0;
-            break;
-        }
-        ok = glob(d->train_shards[i], 0, NULL, &g) == 0;
-        for (size_t k = 0; ok && k < g.gl_pathc; k++) {
-            struct stat st;
-            E2__V1__ShardFile *f = NULL;
-            if (n == cap) {
-                void *v = realloc(files, (cap ? 2 * cap : 16) * sizeof *files);
-                if (!v) {
-                    ok = 0;
-                    break;
-                }
-                files = v;
-                cap = cap ? 2 * cap : 16;
-            }
-            ok = stat(g.gl_pathv[k], &st) == 0 && S_ISREG(st.st_mode) &&
-                 (f = malloc(sizeof *f)) != NULL;
-            if (!ok) break;
-            e2__v1__shard_file__init(f);
-            f->path = strdup(g.gl_pathv[k]);
-            f->has_bytes = 1;
-            f->bytes = (uint64_t)st.st_size;
-            files[n++] = f;
-            ok = f->path != NULL;
-        }
-        globfree(&g);
+/* The assignment's shard manifest: the files common/shards found for
+ * spec.data.train_shards (expand.c), with their sizes. All or nothing: out
+ * of memory leaves it empty and the ranks expand the patterns themselves. */
+static void sched_shard_manifest(E2__V1__Assignment *a, const e2_shard_list *files) {
+    E2__V1__ShardFile **f = calloc(files->n, sizeof *f);
+    size_t n = 0;
+    for (; f && n < files->n; n++) {
+        if (!(f[n] = malloc(sizeof *f[n]))) break;
+        e2__v1__shard_file__init(f[n]);
+        f[n]->has_bytes = 1;
+        f[n]->bytes = files->bytes[n];
+        if (!(f[n]->path = strdup(files->paths[n]))) break;
     }
-    if (!ok) {
-        for (size_t k = 0; k < n; k++) protobuf_c_message_free_unpacked(&files[k]->base, NULL);
-        free(files);
+    if (f && n == files->n) {
+        a->train_shards = f;
+        a->n_train_shards = n;
         return;
     }
-    a->train_shards = files;
-    a->n_train_shards = n;
+    for (size_t k = 0; f && k <= n && k < files->n; k++)
+        if (f[k]) protobuf_c_message_free_unpacked(&f[k]->base, NULL);
+    free(f);
 }
 
 /* Copies rank 0's manifest into another rank's assignment (the expansion
@@ -301,10 +272,11 @@ static void sched_shard_copy(E2__V1__Assignment *a, const E2__V1__Assignment *fr
 }
 
 /* The assignment of one rank; like: rank 0's, whose shard manifest it
- * shares, or NULL to expand the manifest (rank 0). */
+ * shares, or NULL for rank 0, whose manifest is files (NULL: none). */
 static E2__V1__Command *sched_assignment(e2d_server *srv, const e2_store_job *j, int rank,
                                          const char *ckpt, int64_t start_step,
-                                         const E2__V1__Assignment *like) {
+                                         const E2__V1__Assignment *like,
+                                         const e2_shard_list *files) {
     char err[E2_ERRLEN], dir[E2_JOBDIR_PATHLEN];
     E2__V1__Command *c = malloc(sizeof *c);
     E2__V1__Assignment *a = malloc(sizeof *a);
@@ -341,8 +313,8 @@ static E2__V1__Command *sched_assignment(e2d_server *srv, const e2_store_job *j,
     }
     if (like)
         sched_shard_copy(a, like);
-    else
-        sched_shard_manifest(a);
+    else if (files)
+        sched_shard_manifest(a, files);
     return c;
 }
 
@@ -367,8 +339,10 @@ static int sched_assignment_too_big(e2d_server *srv, e2_store_job *j,
 }
 
 /* Starts attempt j->attempt + 1 on the given workers (all idle, of j's
- * device kind): rows and transition in one transaction, then commands. */
-static int sched_start(e2d_server *srv, e2_store_job *j, e2d_worker **gang) {
+ * device kind): rows and transition in one transaction, then commands.
+ * files: rank 0's shard manifest (NULL: none). */
+static int sched_start(e2d_server *srv, e2_store_job *j, e2d_worker **gang,
+                       const e2_shard_list *files) {
     char err[E2_ERRLEN], ckpt[E2_JOBDIR_PATHLEN], reason[1024];
     size_t off;
     int attempt = j->attempt + 1;
@@ -386,12 +360,12 @@ static int sched_start(e2d_server *srv, e2_store_job *j, e2d_worker **gang) {
     if (step >= 0 && off < sizeof reason)
         snprintf(reason + off, sizeof reason - off, ", resuming from checkpoint step %lld",
                  (long long)step);
-    /* Rank 0's assignment expands the shard manifest, the others copy it;
+    /* Rank 0's assignment carries the shard manifest, the others copy it;
      * it is handed over last, when nothing reads it any more. One that
      * would not fit a worker's message limit fails the job here, with the
      * reason, instead of being lost on the way. */
     j->attempt = attempt;
-    first = sched_assignment(srv, j, 0, step >= 0 ? ckpt : "", step, NULL);
+    first = sched_assignment(srv, j, 0, step >= 0 ? ckpt : "", step, NULL, files);
     j->attempt = attempt - 1;
     if (first && sched_assignment_too_big(srv, j, first)) {
         protobuf_c_message_free_unpacked(&first->base, NULL);
@@ -424,7 +398,7 @@ static int sched_start(e2d_server *srv, e2_store_job *j, e2d_worker **gang) {
         goto fail_tx;
     for (int r = 1; r < j->num_workers; r++) {
         E2__V1__Command *c = sched_assignment(srv, j, r, step >= 0 ? ckpt : "", step,
-                                              first ? first->assignment : NULL);
+                                              first ? first->assignment : NULL, NULL);
         if (c) e2_sched_worker_push(gang[r], c);
     }
     if (first) e2_sched_worker_push(gang[0], first);
@@ -536,6 +510,28 @@ static void sched_reasons_commit(e2d_server *srv, int *tx) {
     *tx = 0;
 }
 
+/* A held gang's shard manifest is ready (expand.c): the attempt starts as
+ * it would have at once, when the job is still queued at the same attempt
+ * (not cancelled meanwhile) and every worker of the gang is still idle
+ * (none lost or drained); otherwise the workers are free for another
+ * pass. A manifest that failed leaves the ranks to expand the patterns. */
+static void sched_manifest_ready(e2d_server *srv, const e2d_expand_req *x,
+                                 const e2_shard_list *files, const char *err) {
+    e2_store_job j;
+    e2d_worker **gang = calloc((size_t)x->n, sizeof *gang);
+    int ok = gang && !srv->shutting_down && sched_load(srv, x->job, &j) == 0;
+    if (ok) {
+        ok = e2_jobstate_queued(j.state) && j.attempt == x->attempt;
+        for (int r = 0; ok && r < x->n; r++)
+            ok = (gang[r] = e2d_worker_find(srv, x->gang[r])) && sched_idle(gang[r], j.device);
+        if (ok && !files) e2d_log("job %s: no shard manifest (%s)", j.id, err);
+        if (ok) sched_start(srv, &j, gang, files);
+        e2_store_job_free(&j);
+    }
+    if (!ok) srv->sched_pending = 1;
+    free(gang);
+}
+
 void e2_sched_run_queue(e2d_server *srv) {
     char err[E2_ERRLEN], blocked[8][16];
     int nblocked = 0, idle = 0, tx = 0;
@@ -556,7 +552,8 @@ void e2_sched_run_queue(e2d_server *srv) {
         /* Behind a blocked job of its device: skipped without reading its
          * row again (the pass is O(queue); a read per job made it slow). */
         for (int b = 0; b < nblocked; b++) skip |= !strcmp(blocked[b], q.devs[i]);
-        if (skip || sched_load(srv, q.ids[i], &j) < 0) continue;
+        if (skip || e2d_expand_job_pending(srv, q.ids[i]) || sched_load(srv, q.ids[i], &j) < 0)
+            continue;
         /* A job the registered workers can never hold blocks nothing. */
         registered = sched_registered(srv, j.device);
         sched_wait_reason(srv, &j, registered, &tx);
@@ -568,10 +565,13 @@ void e2_sched_run_queue(e2d_server *srv) {
         /* Workers an assignment recently failed to reach come last. */
         for (int late = 0; late < 2; late++)
             for (e2d_worker *w = srv->workers; w && n < j.num_workers; w = w->next)
-                if (sched_idle(w, j.device) && sched_missed(w) == late) gang[n++] = w;
+                if (sched_idle(w, j.device) && sched_missed(w) == late &&
+                    !e2d_expand_worker_held(srv, w))
+                    gang[n++] = w;
         if (n == j.num_workers) {
             sched_reasons_commit(srv, &tx);
-            sched_start(srv, &j, gang);
+            if (e2d_expand_start(srv, &j, gang, sched_manifest_ready) != 0)
+                sched_start(srv, &j, gang, NULL);
         } else if (nblocked < 8)
             snprintf(blocked[nblocked++], sizeof blocked[0], "%s", j.device);
         free(gang);
