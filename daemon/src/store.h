@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 #define STORE_NOTFOUND       (-2) /* = E2_ENOENT: no such row */
 #define STORE_IDLEN          32
 
@@ -55,6 +55,11 @@ typedef struct store_job {
     char fail_worker[STORE_IDLEN]; /* worker that held fail_rank */
     int fail_user;                 /* 1: the failure was a user error */
     int64_t finished_ms;           /* entry into a terminal state */
+    /* spec.min_workers, the smallest gang of an elastic restart; and the
+     * ranks of the current (or last) attempt, 0 before the first start.
+     * Rows from before schema 5 hold 0 in both: num_workers. */
+    int min_workers;
+    int world_size;
 } store_job;
 
 typedef struct store_label {
