@@ -75,11 +75,6 @@ typedef struct e2d_worker {
      * The scheduler gives such a worker a rank only when no other idle
      * worker can take it, so a restart does not land on it again. */
     int64_t missed_ms;
-    /* When (monotonic) its rank last ended an attempt (a failure it
-     * reported, a rank it stopped); 0: never. An elastic restart leaves
-     * it out for a minute when min_workers others are idle, so that a
-     * worker being stopped (systemctl stop) is not given the new rank. */
-    int64_t failed_ms;
 } e2d_worker;
 
 /* A checkpoint step some ranks of a run have reported. */

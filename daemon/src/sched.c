@@ -214,7 +214,6 @@ static int sched_load(e2d_server *srv, const char *id, store_job *j) {
 void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank, int exit_code, int sig,
                           const char *reason) {
     store_job j;
-    e2d_worker *w;
     char why[1024];
     int attempt = run->attempt;
     if (sched_load(srv, run->job, &j) < 0) {
@@ -223,8 +222,6 @@ void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank, int exit_code
     }
     e2d_job_set_failure(srv, &j, rank, rank >= 0 && rank < run->world ? run->workers[rank] : NULL,
                         exit_code, sig, 0);
-    if (rank >= 0 && rank < run->world && (w = sched_worker_find(srv, run->workers[rank])))
-        w->failed_ms = e2d_mono_ms();
     sched_run_end(srv, run, reason);
     if (j.state == JOBSTATE_CANCELLING) {
         snprintf(why, sizeof why, "cancelled (attempt %d ended: %s)", attempt, reason);
@@ -577,20 +574,6 @@ static uint32_t sched_global_batch(const store_job *j) {
     return gb;
 }
 
-/* Moves the workers of gang[0..n) whose rank ended an attempt in the last
- * minute to the end (order otherwise kept); returns how many others there
- * are. */
-static int sched_failed_last(e2d_worker **gang, int n) {
-    int good = 0;
-    for (int i = 0; i < n; i++) {
-        e2d_worker *w = gang[i];
-        if (w->failed_ms && e2d_mono_ms() - w->failed_ms < 60000) continue;
-        memmove(gang + good + 1, gang + good, (size_t)(i - good) * sizeof *gang);
-        gang[good++] = w;
-    }
-    return good;
-}
-
 /* The world size of an elastic restart on `idle` workers: the largest
  * n in [min_workers, idle] that divides the global batch; 0: none. */
 static int sched_elastic_world(const store_job *j, int idle) {
@@ -634,12 +617,6 @@ void sched_run_queue(e2d_server *srv) {
         for (int late = 0; late < 2; late++)
             for (e2d_worker *w = srv->workers; w && n < j.num_workers; w = w->next)
                 if (sched_idle(w, j.device) && sched_missed(w) == late) gang[n++] = w;
-        /* Elastic: the workers whose rank just ended an attempt come last
-         * and are left out when min_workers others are idle. */
-        if (need < j.num_workers) {
-            int good = sched_failed_last(gang, n);
-            if (good >= need) n = good;
-        }
         if (n == j.num_workers) {
             world = n;
         } else if (n >= need) { /* elastic, once the last attempt's ranks stopped */

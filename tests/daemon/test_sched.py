@@ -383,32 +383,6 @@ def elastic_restart_waits_for_its_survivors(d, c):
 
 
 @t.with_daemon(heartbeat_timeout=1.0)
-def elastic_restart_leaves_out_the_failed_worker(d, c):
-    """The worker whose rank ended the attempt (here: it stopped, as at
-    systemctl stop) is idle again but left out of the elastic restart:
-    attempt 2 runs on the two others (world size 2)."""
-    job = c.call("SubmitJob", spec=spec2("el", 3, min_workers=2)).job.id
-    by_rank, ckpt = _three_ranks_with_checkpoint(c, job)
-    stopped, alive = by_rank[2], [by_rank[0], by_rank[1]]
-    with t.keep_beating(*alive):
-        stopped.done(t.OUT_CANCELLED, exit_code=1, reason="e2worker was stopped (signal)")
-        j = c.wait_state(job, t.RESTARTING, timeout=10)
-        assert "rank 2 stopped" in j.reason, j.reason
-        stopped.assignment = None
-        stopped.commands.clear()
-        with t.keep_beating(stopped):
-            for w in alive:
-                w.assignment = None
-            _wait_assigned(c, job, alive)
-            a = [w.assignment for w in alive]
-            assert all(x.attempt == 2 and x.world_size == 2 for x in a), a
-            assert sorted(x.rank for x in a) == [0, 1], a
-    assert not stopped.assignment, stopped.assignment
-    j = c.job(job)
-    assert j.world_size == 2 and stopped.id not in j.worker_ids, j
-
-
-@t.with_daemon(heartbeat_timeout=1.0)
 def gang_job_waits_for_all_after_a_loss(d, c):
     """min_workers = num_workers (the default): after a loss the job waits
     for three workers, parked as before, and restarts on all three once
@@ -777,7 +751,6 @@ if __name__ == "__main__":
                  lost_worker_restarts_from_checkpoint,
                  elastic_restart_on_survivors,
                  elastic_restart_waits_for_its_survivors,
-                 elastic_restart_leaves_out_the_failed_worker,
                  gang_job_waits_for_all_after_a_loss,
                  hang_is_handled_like_a_lost_worker,
                  user_error_is_not_retried, restart_budget_is_finite,
