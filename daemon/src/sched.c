@@ -506,7 +506,7 @@ static int sched_collect_job(void *ud, const store_job *j) {
 }
 
 static int sched_idle(const e2d_worker *w, const char *device) {
-    return w->row.state == WS_IDLE && !w->draining && !strcmp(w->row.device, device);
+    return w->row.state == WS_IDLE && !w->draining && !w->leaving && !strcmp(w->row.device, device);
 }
 
 /* Workers of a device kind that are registered and not LOST. */

@@ -383,6 +383,40 @@ def elastic_restart_waits_for_its_survivors(d, c):
 
 
 @t.with_daemon(heartbeat_timeout=1.0)
+def elastic_restart_leaves_out_a_stopping_worker(d, c):
+    """A worker being shut down (systemctl stop: its heartbeats say
+    stopping) ends its rank and reports it, so it looks idle until its
+    heartbeat timeout: the elastic restart runs on the two others, and it
+    gets no rank of any job."""
+    job = c.call("SubmitJob", spec=spec2("el", 3, min_workers=2)).job.id
+    by_rank, ckpt = _three_ranks_with_checkpoint(c, job)
+    stopping, alive = by_rank[2], [by_rank[0], by_rank[1]]
+    a = stopping.assignment
+    with t.keep_beating(*alive):
+        c.call("Heartbeat", worker_id=stopping.id, worker_secret=stopping.secret,
+               state=t.BUSY, stopping=True,
+               progress=M("Progress", job_id=a.job_id, attempt=a.attempt, rank=a.rank, step=3))
+        stopping.done(t.OUT_FAILED_INFRA, exit_code=1, reason="aborted at step 3")
+        j = c.wait_state(job, t.RESTARTING, timeout=10)
+        assert "rank 2" in j.reason, j.reason
+        for w in alive:
+            w.assignment = None
+        deadline = time.time() + 10
+        while not all(w.assignment for w in alive):
+            assert time.time() < deadline, c.job(job)
+            # Still alive for a moment, idle: it must get no rank.
+            assert not [cmd for cmd in stopping.beat(t.IDLE)
+                        if cmd.WhichOneof("kind") == "assignment"]
+            time.sleep(0.05)
+    got = [w.assignment for w in alive]
+    assert all(x.attempt == 2 and x.world_size == 2 for x in got), got
+    assert sorted(x.rank for x in got) == [0, 1], got
+    j = c.job(job)
+    assert j.world_size == 2 and stopping.id not in j.worker_ids, j
+    assert "worker %s: stopping" % stopping.id in d.log()
+
+
+@t.with_daemon(heartbeat_timeout=1.0)
 def gang_job_waits_for_all_after_a_loss(d, c):
     """min_workers = num_workers (the default): after a loss the job waits
     for three workers, parked as before, and restarts on all three once
@@ -751,6 +785,7 @@ if __name__ == "__main__":
                  lost_worker_restarts_from_checkpoint,
                  elastic_restart_on_survivors,
                  elastic_restart_waits_for_its_survivors,
+                 elastic_restart_leaves_out_a_stopping_worker,
                  gang_job_waits_for_all_after_a_loss,
                  hang_is_handled_like_a_lost_worker,
                  user_error_is_not_retried, restart_budget_is_finite,
