@@ -213,8 +213,8 @@ int ctl_follow(ctl_ctx *ctx, const char *job_id) {
     const int tty = isatty(STDOUT_FILENO), json = ctx->args->json;
     E2__V1__WatchJobRequest req = E2__V1__WATCH_JOB_REQUEST__INIT;
     req.id = (char *)job_id;
-    rpc_stream *s = rpc_client_stream(ctx->client, "/e2.v1.Coordinator/WatchJob", &req.base,
-                                      &e2__v1__job_event__descriptor, 0);
+    e2_rpc_stream *s = e2_rpc_client_stream(ctx->client, "/e2.v1.Coordinator/WatchJob", &req.base,
+                                            &e2__v1__job_event__descriptor, 0);
     if (s == NULL) {
         ctl_err("out of memory");
         return CTL_EXIT_UNREACHABLE;
@@ -224,7 +224,7 @@ int ctl_follow(ctl_ctx *ctx, const char *job_id) {
     int progress_shown = 0;
     char line[512];
     ProtobufCMessage *m;
-    while (rpc_stream_next(s, &m) == 1) {
+    while (e2_rpc_stream_next(s, &m) == 1) {
         E2__V1__JobEvent *ev = (E2__V1__JobEvent *)m;
         int changed = ev->state != last;
         last = ev->state;
@@ -251,9 +251,9 @@ int ctl_follow(ctl_ctx *ctx, const char *job_id) {
     }
     if (progress_shown) putchar('\n');
     char message[1024];
-    int code = rpc_stream_status(s, message, sizeof message);
-    rpc_stream_free(s);
-    if (code != RPC_OK) return ctl_rpc_failed(ctx, "WatchJob", code, message);
+    int code = e2_rpc_stream_status(s, message, sizeof message);
+    e2_rpc_stream_free(s);
+    if (code != E2_RPC_OK) return ctl_rpc_failed(ctx, "WatchJob", code, message);
     if (!is_terminal(last)) {
         ctl_err("the watch of %s ended while it was %s", job_id, ctl_state_name(last));
         return CTL_EXIT_JOB_OTHER;
@@ -301,14 +301,14 @@ int ctl_logs(ctl_ctx *ctx) {
     req.rank = a->rank;
     req.has_follow = a->follow;
     req.follow = a->follow;
-    rpc_stream *s = rpc_client_stream(ctx->client, "/e2.v1.Coordinator/StreamLogs", &req.base,
-                                      &e2__v1__log_chunk__descriptor, 0);
+    e2_rpc_stream *s = e2_rpc_client_stream(ctx->client, "/e2.v1.Coordinator/StreamLogs", &req.base,
+                                            &e2__v1__log_chunk__descriptor, 0);
     if (s == NULL) {
         ctl_err("out of memory");
         return CTL_EXIT_UNREACHABLE;
     }
     ProtobufCMessage *m;
-    while (rpc_stream_next(s, &m) == 1) {
+    while (e2_rpc_stream_next(s, &m) == 1) {
         if (a->json)
             print_json_line(m);
         else
@@ -317,9 +317,9 @@ int ctl_logs(ctl_ctx *ctx) {
         protobuf_c_message_free_unpacked(m, NULL);
     }
     char message[1024];
-    int code = rpc_stream_status(s, message, sizeof message);
-    rpc_stream_free(s);
-    return code == RPC_OK ? CTL_EXIT_OK : ctl_rpc_failed(ctx, "StreamLogs", code, message);
+    int code = e2_rpc_stream_status(s, message, sizeof message);
+    e2_rpc_stream_free(s);
+    return code == E2_RPC_OK ? CTL_EXIT_OK : ctl_rpc_failed(ctx, "StreamLogs", code, message);
 }
 
 int ctl_workers(ctl_ctx *ctx) {

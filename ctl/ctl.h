@@ -52,7 +52,7 @@ typedef struct {
 /* Connection state of one run of e2ctl. */
 typedef struct {
     const ctl_args *args;
-    rpc_client *client;
+    e2_rpc_client *client;
     char target[512];
 } ctl_ctx;
 

@@ -84,19 +84,19 @@ void ctl_print_json(const ProtobufCMessage *msg) {
 }
 
 int ctl_rpc_failed(ctl_ctx *ctx, const char *method, int code, const char *message) {
-    if (code == RPC_UNAVAILABLE || code == RPC_DEADLINE_EXCEEDED) {
-        ctl_err("cannot reach e2d at %s (%s%s%s)", ctx->target, rpc_status_name(code),
+    if (code == E2_RPC_UNAVAILABLE || code == E2_RPC_DEADLINE_EXCEEDED) {
+        ctl_err("cannot reach e2d at %s (%s%s%s)", ctx->target, e2_rpc_status_name(code),
                 message[0] ? ": " : "", message);
         return CTL_EXIT_UNREACHABLE;
     }
-    if (code == RPC_UNIMPLEMENTED) {
+    if (code == E2_RPC_UNIMPLEMENTED) {
         ctl_err("e2d at %s does not serve %s (is it an e2d of this version?)", ctx->target, method);
         return CTL_EXIT_REJECTED;
     }
     if (message[0] != '\0')
         ctl_err("%s", message);
     else
-        ctl_err("%s failed: %s", method, rpc_status_name(code));
+        ctl_err("%s failed: %s", method, e2_rpc_status_name(code));
     return CTL_EXIT_REJECTED;
 }
 
@@ -104,9 +104,9 @@ int ctl_call(ctl_ctx *ctx, const char *method, const ProtobufCMessage *request,
              const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response) {
     char path[128], message[1024];
     snprintf(path, sizeof path, "/e2.v1.Coordinator/%s", method);
-    int code = rpc_client_call(ctx->client, path, request, response_type, response,
-                               CTL_CALL_TIMEOUT_MS, message, sizeof message);
-    if (code == RPC_OK) return 0;
+    int code = e2_rpc_client_call(ctx->client, path, request, response_type, response,
+                                  CTL_CALL_TIMEOUT_MS, message, sizeof message);
+    if (code == E2_RPC_OK) return 0;
     return ctl_rpc_failed(ctx, method, code, message);
 }
 
@@ -431,21 +431,21 @@ static int connect_ctx(ctl_ctx *ctx) {
     const char *ca = a->tls_ca != NULL ? a->tls_ca : getenv("E2_TLS_CA");
     const char *cert = a->tls_cert != NULL ? a->tls_cert : getenv("E2_TLS_CERT");
     const char *key = a->tls_key != NULL ? a->tls_key : getenv("E2_TLS_KEY");
-    rpc_client_tls tls = { ca, cert, key, NULL };
+    e2_rpc_client_tls tls = { ca, cert, key, NULL };
     int use_tls = (ca != NULL && ca[0] != '\0') || cert != NULL || key != NULL;
-    ctx->client = rpc_client_new_tls(ctx->target, use_tls ? &tls : NULL, err, sizeof err);
+    ctx->client = e2_rpc_client_new_tls(ctx->target, use_tls ? &tls : NULL, err, sizeof err);
     if (ctx->client == NULL) {
         ctl_err("%s: %s", use_tls ? "TLS" : "--server", err);
         return CTL_EXIT_USAGE;
     }
-    char path[1024], token[AUTH_TOKEN_MAX + 1], header[AUTH_TOKEN_MAX + 16];
+    char path[1024], token[E2_AUTH_TOKEN_MAX + 1], header[E2_AUTH_TOKEN_MAX + 16];
     if (!token_path(a, path, sizeof path)) return 0;
-    if (auth_token_read(path, token, sizeof token, err, sizeof err) < 0) {
+    if (e2_auth_token_read(path, token, sizeof token, err, sizeof err) < 0) {
         ctl_err("%s", err);
         return CTL_EXIT_USAGE;
     }
     snprintf(header, sizeof header, "Bearer %s", token);
-    rpc_client_set_metadata(ctx->client, "authorization", header);
+    e2_rpc_client_set_metadata(ctx->client, "authorization", header);
     return 0;
 }
 
@@ -480,6 +480,6 @@ int main(int argc, char **argv) {
     if (cmd->run == ctl_version) return ctl_version(&ctx);
     rc = connect_ctx(&ctx);
     if (rc == 0) rc = cmd->run(&ctx);
-    rpc_client_free(ctx.client);
+    e2_rpc_client_free(ctx.client);
     return rc;
 }

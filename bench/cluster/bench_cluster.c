@@ -70,7 +70,7 @@ typedef struct sim_thread {
 } sim_thread;
 
 static sim_cfg cfg = { 1000, 10000, 8, 3, 1000, 10, 3600, E2D_PATH };
-static rpc_client *client;
+static e2_rpc_client *client;
 static atomic_int stop;
 static atomic_long ranks_done, ranks_failed, heartbeats, jobs_rank0_done;
 static atomic_int registered;
@@ -119,9 +119,9 @@ static double sim_pct(double *v, size_t n, double q) {
 static int sim_call(const char *method, const ProtobufCMessage *req,
                     const ProtobufCMessageDescriptor *rt, ProtobufCMessage **resp) {
     char msg[256];
-    int rc = rpc_client_call(client, method, req, rt, resp, SIM_TIMEOUT_MS, msg, sizeof msg);
-    if (rc != RPC_OK)
-        fprintf(stderr, "bench_cluster: %s: %s: %s\n", method, rpc_status_name(rc), msg);
+    int rc = e2_rpc_client_call(client, method, req, rt, resp, SIM_TIMEOUT_MS, msg, sizeof msg);
+    if (rc != E2_RPC_OK)
+        fprintf(stderr, "bench_cluster: %s: %s: %s\n", method, e2_rpc_status_name(rc), msg);
     return rc;
 }
 
@@ -244,7 +244,7 @@ static void *sim_submit_thread(void *arg) {
         ProtobufCMessage *resp = NULL;
         req.spec = specs[i % 4];
         if (sim_call("/e2.v1.Coordinator/SubmitJob", &req.base,
-                     &e2__v1__submit_job_response__descriptor, &resp) != RPC_OK)
+                     &e2__v1__submit_job_response__descriptor, &resp) != E2_RPC_OK)
             (*errors)++;
         if (resp) protobuf_c_message_free_unpacked(resp, NULL);
     }
@@ -259,7 +259,7 @@ static double sim_list_page(int size, size_t *bytes, int *njobs) {
     req.has_page_size = 1;
     req.page_size = (uint32_t)size;
     if (sim_call("/e2.v1.Coordinator/ListJobs", &req.base, &e2__v1__list_jobs_response__descriptor,
-                 &resp) != RPC_OK)
+                 &resp) != E2_RPC_OK)
         return -1;
     dt = (sim_now() - t0) * 1e3;
     if (bytes) *bytes = protobuf_c_message_get_packed_size(resp);
@@ -293,7 +293,7 @@ static int sim_list_all(int *succeeded, sim_lat *s2s, sim_lat *run) {
         req.page_size = 1000;
         req.page_token = token;
         if (sim_call("/e2.v1.Coordinator/ListJobs", &req.base,
-                     &e2__v1__list_jobs_response__descriptor, (ProtobufCMessage **)&r) != RPC_OK)
+                     &e2__v1__list_jobs_response__descriptor, (ProtobufCMessage **)&r) != E2_RPC_OK)
             return -1;
         for (size_t i = 0; i < r->n_jobs; i++) {
             const E2__V1__Job *j = r->jobs[i];
@@ -324,7 +324,8 @@ static int sim_register(sim_worker *w, int i) {
     req.pid = getpid();
     req.version = "bench_cluster";
     if (sim_call("/e2.v1.WorkerControl/RegisterWorker", &req.base,
-                 &e2__v1__register_worker_response__descriptor, (ProtobufCMessage **)&r) != RPC_OK)
+                 &e2__v1__register_worker_response__descriptor,
+                 (ProtobufCMessage **)&r) != E2_RPC_OK)
         return -1;
     snprintf(w->id, sizeof w->id, "%s", r->worker_id);
     snprintf(w->secret, sizeof w->secret, "%s", r->worker_secret ? r->worker_secret : "");
@@ -362,7 +363,7 @@ static void sim_checkpoint(sim_thread *t, sim_worker *w) {
     req.files = &fp;
     t->calls++;
     if (sim_call("/e2.v1.WorkerControl/ReportCheckpoint", &req.base,
-                 &e2__v1__report_checkpoint_response__descriptor, &resp) != RPC_OK)
+                 &e2__v1__report_checkpoint_response__descriptor, &resp) != E2_RPC_OK)
         t->errors++;
     if (resp) protobuf_c_message_free_unpacked(resp, NULL);
 }
@@ -381,7 +382,7 @@ static void sim_done(sim_thread *t, sim_worker *w, E2__V1__Outcome outcome) {
     req.reason = outcome == E2__V1__OUTCOME__OUTCOME_SUCCEEDED ? "trained" : "cancelled";
     t->calls++;
     if (sim_call("/e2.v1.WorkerControl/ReportDone", &req.base,
-                 &e2__v1__report_done_response__descriptor, &resp) != RPC_OK) {
+                 &e2__v1__report_done_response__descriptor, &resp) != E2_RPC_OK) {
         t->errors++;
         atomic_fetch_add(&ranks_failed, 1);
     } else if (outcome == E2__V1__OUTCOME__OUTCOME_SUCCEEDED) {
@@ -459,7 +460,7 @@ static void sim_tick(sim_thread *t, sim_worker *w) {
     sim_lat_add(&t->hb, sim_now() - t0);
     t->calls++;
     atomic_fetch_add(&heartbeats, 1);
-    if (rc != RPC_OK) {
+    if (rc != E2_RPC_OK) {
         t->errors++;
         return;
     }
@@ -569,7 +570,7 @@ int main(int argc, char **argv) {
            cfg.workers, cfg.threads, cfg.heartbeat_ms, cfg.jobs, total_ranks, cfg.steps);
     fflush(stdout);
     if ((pid = sim_daemon(dir, addr, sizeof addr)) < 0) return 1;
-    if (!(client = rpc_client_new(addr, err, sizeof err))) {
+    if (!(client = e2_rpc_client_new(addr, err, sizeof err))) {
         fprintf(stderr, "bench_cluster: %s\n", err);
         kill(pid, SIGKILL);
         return 1;
@@ -690,7 +691,7 @@ int main(int argc, char **argv) {
     printf("start-to-finish: p50 %.2f s, p99 %.2f s\n", sim_pct(run.v, run.n, 0.5),
            sim_pct(run.v, run.n, 0.99));
     if (listed != cfg.jobs || succeeded != cfg.jobs) status = 1;
-    rpc_client_free(client);
+    e2_rpc_client_free(client);
     if (sim_daemon_stop(pid, dir) != 0) status = 1;
     printf("result: %s\n", status ? "NOT every job SUCCEEDED" : "every job SUCCEEDED");
     free(hb.v);

@@ -3,7 +3,7 @@
  * Starts the real e2d on a temporary state dir (unix socket), then for 1
  * and 8 client threads measures SubmitJob, GetJob and (idle) worker
  * Heartbeat round trips per second (each thread its own blocking calls
- * over one shared rpc_client; each heartbeating thread is one registered
+ * over one shared e2_rpc_client; each heartbeating thread is one registered
  * worker), and finally e2d's resident memory (VmRSS from /proc) with
  * 1 000 stored jobs on a fresh e2d. SubmitJob is durable (SQLite WAL,
  * synchronous=FULL; concurrent submits share a commit), so its rate is
@@ -40,7 +40,7 @@ enum { BENCH_GET, BENCH_SUBMIT, BENCH_HEARTBEAT, BENCH_REGISTER };
 static const char *bench_names[] = { "GetJob", "SubmitJob", "Heartbeat" };
 
 typedef struct bench_ctx {
-    rpc_client *client;
+    e2_rpc_client *client;
     E2__V1__JobSpec *spec;
     const char *job_id; /* GetJob target */
     int kind;           /* BENCH_* */
@@ -67,17 +67,17 @@ static int bench_call(bench_ctx *c, char **id_out) {
         req.worker_secret = c->secret;
         req.has_state = 1;
         req.state = E2__V1__WORKER_STATE__WORKER_STATE_IDLE;
-        rc =
-            rpc_client_call(c->client, "/e2.v1.WorkerControl/Heartbeat", &req.base,
-                            &e2__v1__heartbeat_response__descriptor, &resp, 10000, msg, sizeof msg);
+        rc = e2_rpc_client_call(c->client, "/e2.v1.WorkerControl/Heartbeat", &req.base,
+                                &e2__v1__heartbeat_response__descriptor, &resp, 10000, msg,
+                                sizeof msg);
     } else if (c->kind == BENCH_REGISTER) {
         E2__V1__RegisterWorkerRequest req = E2__V1__REGISTER_WORKER_REQUEST__INIT;
         req.hostname = "bench";
         req.device = "cuda"; /* no cpu job is ever given to it */
-        rc = rpc_client_call(c->client, "/e2.v1.WorkerControl/RegisterWorker", &req.base,
-                             &e2__v1__register_worker_response__descriptor, &resp, 10000, msg,
-                             sizeof msg);
-        if (rc == RPC_OK) {
+        rc = e2_rpc_client_call(c->client, "/e2.v1.WorkerControl/RegisterWorker", &req.base,
+                                &e2__v1__register_worker_response__descriptor, &resp, 10000, msg,
+                                sizeof msg);
+        if (rc == E2_RPC_OK) {
             const E2__V1__RegisterWorkerResponse *r = (const void *)resp;
             snprintf(c->worker, sizeof c->worker, "%s", r->worker_id);
             snprintf(c->secret, sizeof c->secret, "%s", r->worker_secret ? r->worker_secret : "");
@@ -85,18 +85,21 @@ static int bench_call(bench_ctx *c, char **id_out) {
     } else if (c->kind == BENCH_SUBMIT) {
         E2__V1__SubmitJobRequest req = E2__V1__SUBMIT_JOB_REQUEST__INIT;
         req.spec = c->spec;
-        rc = rpc_client_call(c->client, "/e2.v1.Coordinator/SubmitJob", &req.base,
-                             &e2__v1__submit_job_response__descriptor, &resp, 10000, msg,
-                             sizeof msg);
-        if (rc == RPC_OK && id_out) *id_out = strdup(((E2__V1__SubmitJobResponse *)resp)->job->id);
+        rc = e2_rpc_client_call(c->client, "/e2.v1.Coordinator/SubmitJob", &req.base,
+                                &e2__v1__submit_job_response__descriptor, &resp, 10000, msg,
+                                sizeof msg);
+        if (rc == E2_RPC_OK && id_out)
+            *id_out = strdup(((E2__V1__SubmitJobResponse *)resp)->job->id);
     } else {
         E2__V1__GetJobRequest req = E2__V1__GET_JOB_REQUEST__INIT;
         req.id = (char *)c->job_id;
-        rc = rpc_client_call(c->client, "/e2.v1.Coordinator/GetJob", &req.base,
-                             &e2__v1__get_job_response__descriptor, &resp, 10000, msg, sizeof msg);
+        rc = e2_rpc_client_call(c->client, "/e2.v1.Coordinator/GetJob", &req.base,
+                                &e2__v1__get_job_response__descriptor, &resp, 10000, msg,
+                                sizeof msg);
     }
     if (resp) protobuf_c_message_free_unpacked(resp, NULL);
-    if (rc != RPC_OK) fprintf(stderr, "bench: call failed: %s: %s\n", rpc_status_name(rc), msg);
+    if (rc != E2_RPC_OK)
+        fprintf(stderr, "bench: call failed: %s: %s\n", e2_rpc_status_name(rc), msg);
     return rc;
 }
 
@@ -105,14 +108,14 @@ static void *bench_thread(void *arg) {
     double end = bench_now() + c->seconds;
     while (bench_now() < end) {
         double t0 = bench_now();
-        if (bench_call(c, NULL) != RPC_OK) c->errors++;
+        if (bench_call(c, NULL) != E2_RPC_OK) c->errors++;
         c->lat_sum += bench_now() - t0;
         c->calls++;
     }
     return NULL;
 }
 
-static void bench_run(rpc_client *client, E2__V1__JobSpec *spec, const char *job, int kind,
+static void bench_run(e2_rpc_client *client, E2__V1__JobSpec *spec, const char *job, int kind,
                       int threads, double secs) {
     bench_ctx ctx[8];
     pthread_t th[8];
@@ -189,7 +192,7 @@ typedef struct bench_fill {
 static void *bench_fill_thread(void *arg) {
     bench_fill *f = arg;
     for (int i = 0; i < f->n; i++)
-        if (bench_call(&f->c, NULL) != RPC_OK) f->c.errors++;
+        if (bench_call(&f->c, NULL) != E2_RPC_OK) f->c.errors++;
     return NULL;
 }
 
@@ -198,7 +201,7 @@ int main(int argc, char **argv) {
     char addr[200], err[256];
     const char *e2d = E2D_PATH;
     double secs = 3;
-    rpc_client *client;
+    e2_rpc_client *client;
     E2__V1__JobSpec *spec;
     bench_ctx one;
     bench_fill fill[8];
@@ -217,7 +220,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if ((pid = bench_daemon(e2d, dir, addr, sizeof addr)) < 0) return 1;
-    if (!(client = rpc_client_new(addr, err, sizeof err))) {
+    if (!(client = e2_rpc_client_new(addr, err, sizeof err))) {
         fprintf(stderr, "bench: %s\n", err);
         return 1;
     }
@@ -225,7 +228,7 @@ int main(int argc, char **argv) {
            "figure, %ld CPUs\n",
            e2d, secs, sysconf(_SC_NPROCESSORS_ONLN));
     one = (bench_ctx){ client, spec, NULL, BENCH_SUBMIT, "", "", 0, 0, 0, 0 };
-    if (bench_call(&one, &job) != RPC_OK) {
+    if (bench_call(&one, &job) != E2_RPC_OK) {
         kill(pid, SIGKILL);
         return 1;
     }
@@ -235,12 +238,12 @@ int main(int argc, char **argv) {
     bench_run(client, spec, job, BENCH_GET, 8, secs);
     bench_run(client, spec, job, BENCH_HEARTBEAT, 1, secs);
     bench_run(client, spec, job, BENCH_HEARTBEAT, 8, secs);
-    rpc_client_free(client);
+    e2_rpc_client_free(client);
     bench_daemon_stop(pid, dir);
 
     /* Memory: a fresh e2d, exactly 1 000 jobs stored through it. */
     if ((pid = bench_daemon(e2d, dir2, addr, sizeof addr)) < 0 ||
-        !(client = rpc_client_new(addr, err, sizeof err)))
+        !(client = e2_rpc_client_new(addr, err, sizeof err)))
         return 1;
     rss0 = bench_rss_kb(pid);
     for (int i = 0; i < 8; i++) {
@@ -249,7 +252,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < 8; i++) pthread_join(th[i], NULL);
     printf("e2d VmRSS: %ld KiB at start, %ld KiB with 1000 stored jobs\n", rss0, bench_rss_kb(pid));
-    rpc_client_free(client);
+    e2_rpc_client_free(client);
     bench_daemon_stop(pid, dir2);
     e2_spec_free(spec);
     free(job);

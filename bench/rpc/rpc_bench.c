@@ -2,7 +2,7 @@
  * against a trivial handler on the server's libuv loop (the path every e2d
  * RPC takes: completion-queue thread -> uv_async -> loop -> reply), with 1
  * and 8 client threads, over a unix socket and over 127.0.0.1 TCP. Each
- * client thread has its own rpc_client (as separate e2ctl/e2worker
+ * client thread has its own e2_rpc_client (as separate e2ctl/e2worker
  * processes would). Prints the configuration and the figures; asserts
  * nothing.
  *
@@ -27,10 +27,10 @@ typedef struct {
     uv_loop_t loop;
     uv_async_t stop;
     uv_thread_t thread;
-    rpc_server *srv;
+    e2_rpc_server *srv;
 } server;
 
-static void handle_get_job(rpc_call *call, const ProtobufCMessage *request, void *data) {
+static void handle_get_job(e2_rpc_call *call, const ProtobufCMessage *request, void *data) {
     (void)data;
     const E2__V1__GetJobRequest *req = (const E2__V1__GetJobRequest *)request;
     E2__V1__Job job = E2__V1__JOB__INIT;
@@ -39,33 +39,33 @@ static void handle_get_job(rpc_call *call, const ProtobufCMessage *request, void
     job.has_state = 1;
     job.state = E2__V1__JOB_STATE__JOB_STATE_RUNNING;
     resp.job = &job;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
 }
 
-static void on_shut_down(rpc_server *srv) {
-    server *s = rpc_server_data(srv);
+static void on_shut_down(e2_rpc_server *srv) {
+    server *s = e2_rpc_server_data(srv);
     uv_close((uv_handle_t *)&s->stop, NULL);
 }
 
 static void on_stop(uv_async_t *a) {
     server *s = a->data;
-    rpc_server_shutdown(s->srv, 100, on_shut_down);
+    e2_rpc_server_shutdown(s->srv, 100, on_shut_down);
 }
 
 static void run_loop(void *arg) {
     uv_run(&((server *)arg)->loop, UV_RUN_DEFAULT);
 }
 
-static const rpc_method methods[] = { { "GetJob", RPC_UNARY, handle_get_job, NULL } };
+static const e2_rpc_method methods[] = { { "GetJob", E2_RPC_UNARY, handle_get_job, NULL, 0 } };
 
 static int server_start(server *s, const char *listen, int *port) {
     char err[256];
     uv_loop_init(&s->loop);
-    s->srv = rpc_server_new(&s->loop, s);
-    if (rpc_server_add_service(s->srv, &e2__v1__coordinator__descriptor, methods, 1, err,
-                               sizeof err) != 0 ||
-        rpc_server_listen(s->srv, listen, NULL, port, err, sizeof err) != 0 ||
-        rpc_server_start(s->srv, err, sizeof err) != 0) {
+    s->srv = e2_rpc_server_new(&s->loop, s);
+    if (e2_rpc_server_add_service(s->srv, &e2__v1__coordinator__descriptor, methods, 1, err,
+                                  sizeof err) != 0 ||
+        e2_rpc_server_listen(s->srv, listen, NULL, port, err, sizeof err) != 0 ||
+        e2_rpc_server_start(s->srv, err, sizeof err) != 0) {
         fprintf(stderr, "rpc_bench: %s\n", err);
         return -1;
     }
@@ -78,7 +78,7 @@ static int server_start(server *s, const char *listen, int *port) {
 static void server_stop(server *s) {
     uv_async_send(&s->stop);
     uv_thread_join(&s->thread);
-    rpc_server_free(s->srv);
+    e2_rpc_server_free(s->srv);
     uv_loop_close(&s->loop);
 }
 
@@ -92,7 +92,7 @@ typedef struct {
 
 static void client_thread(void *arg) {
     client_job *j = arg;
-    rpc_client *c = rpc_client_new(j->target, NULL, 0);
+    e2_rpc_client *c = e2_rpc_client_new(j->target, NULL, 0);
     E2__V1__GetJobRequest req = E2__V1__GET_JOB_REQUEST__INIT;
     req.id = "j-000042";
     char msg[128];
@@ -102,10 +102,10 @@ static void client_thread(void *arg) {
         if (t0 >= end) break;
         ProtobufCMessage *resp = NULL;
         int code =
-            rpc_client_call(c, "/e2.v1.Coordinator/GetJob", &req.base,
-                            &e2__v1__get_job_response__descriptor, &resp, 5000, msg, sizeof msg);
+            e2_rpc_client_call(c, "/e2.v1.Coordinator/GetJob", &req.base,
+                               &e2__v1__get_job_response__descriptor, &resp, 5000, msg, sizeof msg);
         double dt = now_s() - t0;
-        if (code == RPC_OK) {
+        if (code == E2_RPC_OK) {
             protobuf_c_message_free_unpacked(resp, NULL);
             if (j->calls < j->cap_lat) j->lat[j->calls] = dt;
             j->calls++;
@@ -113,7 +113,7 @@ static void client_thread(void *arg) {
             j->errors++;
         }
     }
-    rpc_client_free(c);
+    e2_rpc_client_free(c);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -166,9 +166,9 @@ int main(int argc, char **argv) {
     printf("rpc_bench: unary GetJob round trips, trivial handler on the server's libuv loop\n");
     E2__V1__GetJobRequest req = E2__V1__GET_JOB_REQUEST__INIT;
     req.id = "j-000042";
-    printf(
-        "config: %.1f s per row, %ld CPUs online, request %zu bytes, one rpc_client per thread\n",
-        seconds, cpus, protobuf_c_message_get_packed_size(&req.base));
+    printf("config: %.1f s per row, %ld CPUs online, request %zu bytes, one e2_rpc_client per "
+           "thread\n",
+           seconds, cpus, protobuf_c_message_get_packed_size(&req.base));
     printf("%-5s %7s %10s %8s %12s %10s %10s\n", "via", "threads", "calls", "errors", "calls/s",
            "p50_us", "p99_us");
     char dir[] = "/tmp/e2-rpc-bench-XXXXXX", addr[128], target[128];

@@ -1,5 +1,6 @@
-/* auth.c -- token file parsing, constant-time token lookup and the role ->
- * method table (see auth.h). */
+/* auth.c -- token file parsing, constant-time token lookup and which role
+ * satisfies which (see auth.h; the role each method needs is a column of
+ * e2d's method tables). */
 #include "auth.h"
 
 #include <ctype.h>
@@ -16,39 +17,27 @@
 
 static const char *const auth_role_names[] = { "none", "viewer", "submitter", "worker", "admin" };
 
-/* Methods a viewer may call; a submitter adds SubmitJob and CancelJob. */
-static const char *const auth_read_methods[] = { "GetJob",     "ListJobs",    "WatchJob",
-                                                 "StreamLogs", "ListWorkers", "GetMetrics" };
-
-#define COORD_PREFIX  "/e2.v1.Coordinator/"
-#define WORKER_PREFIX "/e2.v1.WorkerControl/"
-
-const char *auth_role_name(auth_role role) {
-    if ((unsigned)role > AUTH_ROLE_ADMIN) return "none";
+const char *e2_auth_role_name(e2_auth_role role) {
+    if ((unsigned)role > E2_AUTH_ROLE_ADMIN) return "none";
     return auth_role_names[role];
 }
 
-auth_role auth_role_parse(const char *name) {
-    for (int r = AUTH_ROLE_VIEWER; r <= AUTH_ROLE_ADMIN; r++)
-        if (!strcmp(name, auth_role_names[r])) return (auth_role)r;
-    return AUTH_ROLE_NONE;
+e2_auth_role e2_auth_role_parse(const char *name) {
+    for (int r = E2_AUTH_ROLE_VIEWER; r <= E2_AUTH_ROLE_ADMIN; r++)
+        if (!strcmp(name, auth_role_names[r])) return (e2_auth_role)r;
+    return E2_AUTH_ROLE_NONE;
 }
 
-int auth_role_allows(auth_role role, const char *path) {
-    const char *m;
-    if (role == AUTH_ROLE_ADMIN) return 1;
-    if (!strncmp(path, WORKER_PREFIX, strlen(WORKER_PREFIX))) return role == AUTH_ROLE_WORKER;
-    if (strncmp(path, COORD_PREFIX, strlen(COORD_PREFIX))) return 0;
-    m = path + strlen(COORD_PREFIX);
-    if (role == AUTH_ROLE_SUBMITTER && (!strcmp(m, "SubmitJob") || !strcmp(m, "CancelJob")))
-        return 1;
-    if (role != AUTH_ROLE_VIEWER && role != AUTH_ROLE_SUBMITTER) return 0;
-    for (size_t i = 0; i < sizeof auth_read_methods / sizeof *auth_read_methods; i++)
-        if (!strcmp(m, auth_read_methods[i])) return 1;
-    return 0;
+int e2_auth_role_allows(e2_auth_role have, int need) {
+    if (have == E2_AUTH_ROLE_ADMIN) return 1;
+    if (have == E2_AUTH_ROLE_NONE || need <= (int)E2_AUTH_ROLE_NONE ||
+        need > (int)E2_AUTH_ROLE_ADMIN)
+        return 0;
+    if (have == (e2_auth_role)need) return 1;
+    return need == E2_AUTH_ROLE_VIEWER && have == E2_AUTH_ROLE_SUBMITTER;
 }
 
-int auth_equal(const char *a, size_t an, const char *b, size_t bn) {
+int e2_auth_equal(const char *a, size_t an, const char *b, size_t bn) {
     unsigned diff = (unsigned)(an != bn);
     for (size_t i = 0; i < bn; i++) {
         unsigned char x = i < an ? (unsigned char)a[i] : 0;
@@ -57,17 +46,17 @@ int auth_equal(const char *a, size_t an, const char *b, size_t bn) {
     return diff == 0;
 }
 
-const auth_token *auth_tokens_find(const auth_tokens *t, const char *token) {
-    const auth_token *hit = NULL;
+const e2_auth_token *e2_auth_tokens_find(const e2_auth_tokens *t, const char *token) {
+    const e2_auth_token *hit = NULL;
     size_t n;
     if (!token) return NULL;
-    n = strnlen(token, AUTH_TOKEN_MAX + 1);
+    n = strnlen(token, E2_AUTH_TOKEN_MAX + 1);
     for (size_t i = 0; i < t->n; i++)
-        if (auth_equal(token, n, t->v[i].token, t->v[i].len)) hit = &t->v[i];
+        if (e2_auth_equal(token, n, t->v[i].token, t->v[i].len)) hit = &t->v[i];
     return hit;
 }
 
-const char *auth_bearer(const char *authorization) {
+const char *e2_auth_bearer(const char *authorization) {
     if (!authorization || strncasecmp(authorization, "Bearer ", 7)) return NULL;
     authorization += 7;
     while (*authorization == ' ') authorization++;
@@ -79,7 +68,7 @@ static void auth_wipe(char *p, size_t n) {
     while (n--) *v++ = 0;
 }
 
-void auth_tokens_free(auth_tokens *t) {
+void e2_auth_tokens_free(e2_auth_tokens *t) {
     for (size_t i = 0; i < t->n; i++) {
         auth_wipe(t->v[i].token, t->v[i].len);
         free(t->v[i].token);
@@ -115,14 +104,14 @@ static FILE *auth_open_secret(const char *path, const char *what, char *err, siz
 
 static int auth_name_ok(const char *s) {
     size_t n = strlen(s);
-    if (n == 0 || n > AUTH_NAME_MAX) return 0;
+    if (n == 0 || n > E2_AUTH_NAME_MAX) return 0;
     for (; *s; s++)
         if (!isalnum((unsigned char)*s) && !strchr("._@-", *s)) return 0;
     return 1;
 }
 
 /* Parses one non-comment line "<token> <name> <role>" into e. */
-static int auth_parse_line(char *line, auth_token *e, const char *path, int lineno, char *err,
+static int auth_parse_line(char *line, e2_auth_token *e, const char *path, int lineno, char *err,
                            size_t errlen) {
     char *save = NULL, *tok, *name, *role, *extra;
     tok = strtok_r(line, " \t", &save);
@@ -132,15 +121,15 @@ static int auth_parse_line(char *line, auth_token *e, const char *path, int line
     if (!role || extra)
         return e2_errf(err, errlen, "%s:%d: expected `<token> <name> <role>` (3 fields)", path,
                        lineno);
-    if (strlen(tok) < AUTH_TOKEN_MIN || strlen(tok) > AUTH_TOKEN_MAX)
+    if (strlen(tok) < E2_AUTH_TOKEN_MIN || strlen(tok) > E2_AUTH_TOKEN_MAX)
         return e2_errf(err, errlen,
                        "%s:%d: token of %s must be %d to %d characters "
                        "(e.g. `openssl rand -hex 32`)",
-                       path, lineno, name, AUTH_TOKEN_MIN, AUTH_TOKEN_MAX);
+                       path, lineno, name, E2_AUTH_TOKEN_MIN, E2_AUTH_TOKEN_MAX);
     if (!auth_name_ok(name))
         return e2_errf(err, errlen, "%s:%d: name '%.64s' must be 1 to %d of [A-Za-z0-9._@-]", path,
-                       lineno, name, AUTH_NAME_MAX);
-    if ((e->role = auth_role_parse(role)) == AUTH_ROLE_NONE)
+                       lineno, name, E2_AUTH_NAME_MAX);
+    if ((e->role = e2_auth_role_parse(role)) == E2_AUTH_ROLE_NONE)
         return e2_errf(err, errlen,
                        "%s:%d: role '%.32s' must be admin, submitter, viewer "
                        "or worker",
@@ -153,8 +142,9 @@ static int auth_parse_line(char *line, auth_token *e, const char *path, int line
 }
 
 /* Appends e (taking its token) unless the token is already there. */
-static int auth_tokens_push(auth_tokens *t, auth_token *e, size_t *cap, char *err, size_t errlen) {
-    if (auth_tokens_find(t, e->token)) {
+static int auth_tokens_push(e2_auth_tokens *t, e2_auth_token *e, size_t *cap, char *err,
+                            size_t errlen) {
+    if (e2_auth_tokens_find(t, e->token)) {
         auth_wipe(e->token, e->len);
         free(e->token);
         return e2_errf(err, errlen,
@@ -164,7 +154,7 @@ static int auth_tokens_push(auth_tokens *t, auth_token *e, size_t *cap, char *er
     }
     if (t->n == *cap) {
         size_t ncap = *cap ? *cap * 2 : 8;
-        auth_token *grown = realloc(t->v, ncap * sizeof *grown);
+        e2_auth_token *grown = realloc(t->v, ncap * sizeof *grown);
         if (!grown) {
             auth_wipe(e->token, e->len);
             free(e->token);
@@ -177,18 +167,18 @@ static int auth_tokens_push(auth_tokens *t, auth_token *e, size_t *cap, char *er
     return 0;
 }
 
-int auth_tokens_add(auth_tokens *t, const char *token, const char *name, auth_role role, char *err,
-                    size_t errlen) {
-    auth_token e;
+int e2_auth_tokens_add(e2_auth_tokens *t, const char *token, const char *name, e2_auth_role role,
+                       char *err, size_t errlen) {
+    e2_auth_token e;
     size_t cap = t->n;
     memset(&e, 0, sizeof e);
-    if (strlen(token) < AUTH_TOKEN_MIN || strlen(token) > AUTH_TOKEN_MAX ||
+    if (strlen(token) < E2_AUTH_TOKEN_MIN || strlen(token) > E2_AUTH_TOKEN_MAX ||
         strcspn(token, " \t\r\n") != strlen(token))
         return e2_errf(err, errlen,
                        "token of %s must be %d to %d characters without "
                        "blanks",
-                       name, AUTH_TOKEN_MIN, AUTH_TOKEN_MAX);
-    if (!auth_name_ok(name) || role == AUTH_ROLE_NONE)
+                       name, E2_AUTH_TOKEN_MIN, E2_AUTH_TOKEN_MAX);
+    if (!auth_name_ok(name) || role == E2_AUTH_ROLE_NONE)
         return e2_errf(err, errlen, "bad token name '%.64s' or role", name);
     snprintf(e.name, sizeof e.name, "%s", name);
     e.role = role;
@@ -198,7 +188,7 @@ int auth_tokens_add(auth_tokens *t, const char *token, const char *name, auth_ro
     return auth_tokens_push(t, &e, &cap, err, errlen);
 }
 
-int auth_tokens_load(auth_tokens *t, const char *path, char *err, size_t errlen) {
+int e2_auth_tokens_load(e2_auth_tokens *t, const char *path, char *err, size_t errlen) {
     char line[AUTH_LINE_MAX + 2], msg[256];
     int lineno = 0, rc = 0;
     size_t cap = 0;
@@ -207,7 +197,7 @@ int auth_tokens_load(auth_tokens *t, const char *path, char *err, size_t errlen)
     if (!(f = auth_open_secret(path, "token file", err, errlen))) return E2_ERR;
     while (rc == 0 && fgets(line, sizeof line, f)) {
         char *p = line, *end;
-        auth_token e;
+        e2_auth_token e;
         lineno++;
         if (!strchr(line, '\n') && !feof(f)) {
             rc = e2_errf(err, errlen, "%s:%d: line longer than %d characters", path, lineno,
@@ -233,11 +223,11 @@ int auth_tokens_load(auth_tokens *t, const char *path, char *err, size_t errlen)
                      "token file %s has no tokens: add `<token> <name> <role>` "
                      "lines",
                      path);
-    if (rc < 0) auth_tokens_free(t);
+    if (rc < 0) e2_auth_tokens_free(t);
     return rc;
 }
 
-int auth_token_read(const char *path, char *tok, size_t tok_len, char *err, size_t errlen) {
+int e2_auth_token_read(const char *path, char *tok, size_t tok_len, char *err, size_t errlen) {
     char line[AUTH_LINE_MAX + 2];
     int rc = E2_ERR, too_long = 0;
     FILE *f = auth_open_secret(path, "token file", err, errlen);
@@ -248,7 +238,7 @@ int auth_token_read(const char *path, char *tok, size_t tok_len, char *err, size
         while (isspace((unsigned char)*p)) p++;
         if (!*p || *p == '#') continue;
         n = strcspn(p, " \t\r\n");
-        if (n >= tok_len || n > AUTH_TOKEN_MAX) {
+        if (n >= tok_len || n > E2_AUTH_TOKEN_MAX) {
             too_long = 1;
             break;
         }
@@ -260,7 +250,7 @@ int auth_token_read(const char *path, char *tok, size_t tok_len, char *err, size
     auth_wipe(line, sizeof line);
     fclose(f);
     if (too_long)
-        e2_errf(err, errlen, "token in %s is longer than %d characters", path, AUTH_TOKEN_MAX);
+        e2_errf(err, errlen, "token in %s is longer than %d characters", path, E2_AUTH_TOKEN_MAX);
     else if (rc < 0)
         e2_errf(err, errlen, "token file %s holds no token", path);
     return rc;

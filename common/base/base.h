@@ -5,15 +5,28 @@
  * directory fsync, mkdir -p, bounded whole-file reads, SHA-256 of buffers and
  * files for checkpoint manifests.
  *
- * Error convention (used by e2_base and by every e2 library that follows it):
- *  - a function that can fail returns int: 0 (or a count) on success, a
- *    negative value on failure (E2_ERR, or a more specific E2_E* code below);
- *  - it takes `char *err, size_t errlen` last and, on failure, writes ONE
- *    line (no trailing newline) saying what failed and, where it helps, what
- *    to do: "open /x/model.safetensors: No such file or directory".
- *    err may be NULL (or errlen 0) when the caller does not want the text.
- *  - nothing is ever printed by library code.
- * e2_errf() is the helper that formats such a line.
+ * Error convention -- the one way e2's C code reports failure (e2_base, the
+ * daemon and its store, and every library that says it follows base.h):
+ *  - a function that can fail returns int: 0 (or a count, an id, a value
+ *    >= 0) on success and E2_ERR on failure. Not -1 written out, not an
+ *    errno value (-EINVAL), not a module's own code;
+ *  - where a caller must tell one failure apart, the function returns one
+ *    of the named codes below instead of E2_ERR, and its header says which
+ *    (e2_store_job_get: E2_NOTFOUND when there is no such job). Every other
+ *    caller only tests `< 0`;
+ *  - it takes `char *err, size_t errlen` last and, on every failure
+ *    (named codes included), writes ONE line (no trailing newline) saying
+ *    what failed and, where it helps, what to do:
+ *    "open /x/model.safetensors: No such file or directory".
+ *    err may be NULL (or errlen 0) when the caller does not want the text;
+ *  - a function that returns a pointer returns NULL on failure, with the
+ *    line in err when it takes one; a yes/no question returns 1 or 0;
+ *  - nothing is ever printed by library code; the caller decides (e2d logs
+ *    it, a CLI prints it, an RPC handler turns it into a status with the
+ *    line as message: E2_NOTFOUND -> NOT_FOUND, others -> INTERNAL or the
+ *    status the handler knows).
+ * e2_errf() is the helper that formats such a line and returns E2_ERR.
+ * (The gRPC layer, common/rpc, keeps its E2_RPC_E* codes: they mirror gRPC's.)
  */
 #ifndef E2_COMMON_BASE_H
 #define E2_COMMON_BASE_H
@@ -30,9 +43,9 @@ extern "C" {
 #define E2_ERRLEN 512
 
 /* Failure codes (all < 0). Most callers only test `< 0`. */
-#define E2_ERR     (-1) /* generic failure; the message says why */
-#define E2_ENOENT  (-2) /* a file or directory does not exist */
-#define E2_ETOOBIG (-3) /* a file is larger than the caller's limit */
+#define E2_ERR      (-1) /* generic failure; the message says why */
+#define E2_NOTFOUND (-2) /* what was asked for does not exist: a file, a row, a key */
+#define E2_ETOOBIG  (-3) /* a file is larger than the caller's limit */
 
 /* Formats one error line into err (printf-style), replacing any newline in
  * the result by a space. Returns E2_ERR so that callers can write
@@ -85,7 +98,7 @@ void e2_afile_abort(e2_afile *f);
 /* Reads the whole file at path into a malloc'd buffer (*out, freed by the
  * caller with free()), of *len bytes plus a terminating NUL that is not
  * counted, so text files can be parsed in place. Files larger than max_size
- * bytes fail with E2_ETOOBIG; a missing file fails with E2_ENOENT. */
+ * bytes fail with E2_ETOOBIG; a missing file fails with E2_NOTFOUND. */
 int e2_read_file(const char *path, size_t max_size, char **out, size_t *len, char *err,
                  size_t errlen);
 

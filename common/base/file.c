@@ -174,7 +174,7 @@ int e2_read_file(const char *path, size_t max_size, char **out, size_t *len, cha
     if (fd < 0) {
         int e = errno;
         e2_errf(err, errlen, "open %s: %s", path, strerror(e));
-        return e == ENOENT ? E2_ENOENT : E2_ERR;
+        return e == ENOENT ? E2_NOTFOUND : E2_ERR;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {

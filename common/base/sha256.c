@@ -53,7 +53,7 @@ int e2_sha256_file(const char *path, uint8_t out[E2_SHA256_LEN], uint64_t *size,
     if (fd < 0) {
         int e = errno;
         e2_errf(err, errlen, "open %s: %s", path, strerror(e));
-        return e == ENOENT ? E2_ENOENT : E2_ERR;
+        return e == ENOENT ? E2_NOTFOUND : E2_ERR;
     }
     enum { CHUNK = 1 << 20 };
     uint8_t *buf = malloc(CHUNK);

@@ -2,7 +2,7 @@
  *
  * Each call gets its own completion queue and keeps at most one batch in
  * flight, so a thread blocks only on its own events; the channel is shared
- * (gRPC channels are thread-safe), which makes one rpc_client usable from
+ * (gRPC channels are thread-safe), which makes one e2_rpc_client usable from
  * several threads with separate calls. A channel is plaintext or TLS
  * (optionally with a client certificate for mutual TLS).
  */
@@ -16,13 +16,13 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
-struct rpc_client {
+struct e2_rpc_client {
     grpc_channel *channel;
     grpc_metadata *md;
     size_t n_md;
 };
 
-struct rpc_stream {
+struct e2_rpc_stream {
     grpc_completion_queue *cq;
     grpc_call *call;
     const ProtobufCMessageDescriptor *type;
@@ -63,53 +63,54 @@ static void copy_slice(char *dst, size_t len, grpc_slice s) {
 }
 
 /* TLS channel credentials from the files of `tls`; NULL with err set. */
-static grpc_channel_credentials *client_tls_creds(const rpc_client_tls *tls, char *err,
+static grpc_channel_credentials *client_tls_creds(const e2_rpc_client_tls *tls, char *err,
                                                   size_t errlen) {
     if ((tls->cert_file == NULL) != (tls->key_file == NULL)) {
-        rpc__errf(err, errlen,
-                  "mutual TLS needs both a client certificate and "
-                  "its key (only one was given)");
+        e2_rpc__errf(err, errlen,
+                     "mutual TLS needs both a client certificate and "
+                     "its key (only one was given)");
         return NULL;
     }
     char *ca = NULL, *cert = NULL, *key = NULL;
     grpc_channel_credentials *creds = NULL;
-    if (tls->ca_file != NULL && (ca = rpc__read_pem(tls->ca_file, "TLS CA", err, errlen)) == NULL)
+    if (tls->ca_file != NULL &&
+        (ca = e2_rpc__read_pem(tls->ca_file, "TLS CA", err, errlen)) == NULL)
         goto done;
     if (tls->cert_file != NULL &&
-        ((cert = rpc__read_pem(tls->cert_file, "TLS client certificate", err, errlen)) == NULL ||
-         (key = rpc__read_key(tls->key_file, "TLS client key", err, errlen)) == NULL))
+        ((cert = e2_rpc__read_pem(tls->cert_file, "TLS client certificate", err, errlen)) == NULL ||
+         (key = e2_rpc__read_key(tls->key_file, "TLS client key", err, errlen)) == NULL))
         goto done;
     grpc_ssl_pem_key_cert_pair pair = { key, cert };
     creds = grpc_ssl_credentials_create(ca, cert != NULL ? &pair : NULL, NULL, NULL);
-    if (creds == NULL) rpc__errf(err, errlen, "gRPC refused the TLS client settings");
+    if (creds == NULL) e2_rpc__errf(err, errlen, "gRPC refused the TLS client settings");
 done:
     free(ca);
     free(cert);
-    rpc__wipe_free(key);
+    e2_rpc__wipe_free(key);
     return creds;
 }
 
-rpc_client *rpc_client_new(const char *target, char *err, size_t errlen) {
-    return rpc_client_new_tls(target, NULL, err, errlen);
+e2_rpc_client *e2_rpc_client_new(const char *target, char *err, size_t errlen) {
+    return e2_rpc_client_new_tls(target, NULL, err, errlen);
 }
 
-rpc_client *rpc_client_new_tls(const char *target, const rpc_client_tls *tls, char *err,
-                               size_t errlen) {
+e2_rpc_client *e2_rpc_client_new_tls(const char *target, const e2_rpc_client_tls *tls, char *err,
+                                     size_t errlen) {
     if (target == NULL || target[0] == '\0') {
-        rpc__errf(err, errlen, "empty server address: use unix:/path or host:port");
+        e2_rpc__errf(err, errlen, "empty server address: use unix:/path or host:port");
         return NULL;
     }
-    rpc_client *c = calloc(1, sizeof *c);
+    e2_rpc_client *c = calloc(1, sizeof *c);
     if (c == NULL) {
-        rpc__errf(err, errlen, "out of memory");
+        e2_rpc__errf(err, errlen, "out of memory");
         return NULL;
     }
-    rpc__grpc_ref();
+    e2_rpc__grpc_ref();
     grpc_channel_credentials *creds =
         tls != NULL ? client_tls_creds(tls, err, errlen) : grpc_insecure_credentials_create();
     if (creds == NULL) {
         free(c);
-        rpc__grpc_unref();
+        e2_rpc__grpc_unref();
         return NULL;
     }
     grpc_arg arg;
@@ -122,7 +123,7 @@ rpc_client *rpc_client_new_tls(const char *target, const rpc_client_tls *tls, ch
     return c;
 }
 
-void rpc_client_free(rpc_client *c) {
+void e2_rpc_client_free(e2_rpc_client *c) {
     if (c == NULL) return;
     for (size_t i = 0; i < c->n_md; i++) {
         grpc_slice_unref(c->md[i].key);
@@ -131,11 +132,11 @@ void rpc_client_free(rpc_client *c) {
     free(c->md);
     grpc_channel_destroy(c->channel);
     free(c);
-    rpc__grpc_unref();
+    e2_rpc__grpc_unref();
 }
 
-int rpc_client_set_metadata(rpc_client *c, const char *key, const char *value) {
-    if (key == NULL || value == NULL || key[0] == '\0') return RPC_EINVAL;
+int e2_rpc_client_set_metadata(e2_rpc_client *c, const char *key, const char *value) {
+    if (key == NULL || value == NULL || key[0] == '\0') return E2_RPC_EINVAL;
     for (size_t i = 0; i < c->n_md; i++) {
         if (grpc_slice_str_cmp(c->md[i].key, key) == 0) {
             grpc_slice_unref(c->md[i].value);
@@ -144,7 +145,7 @@ int rpc_client_set_metadata(rpc_client *c, const char *key, const char *value) {
         }
     }
     grpc_metadata *grown = realloc(c->md, (c->n_md + 1) * sizeof *grown);
-    if (grown == NULL) return RPC_ENOMEM;
+    if (grown == NULL) return E2_RPC_ENOMEM;
     c->md = grown;
     memset(&c->md[c->n_md], 0, sizeof c->md[0]);
     c->md[c->n_md].key = grpc_slice_from_copied_string(key);
@@ -153,7 +154,7 @@ int rpc_client_set_metadata(rpc_client *c, const char *key, const char *value) {
     return 0;
 }
 
-static grpc_call *client_create_call(rpc_client *c, grpc_completion_queue *cq, const char *path,
+static grpc_call *client_create_call(e2_rpc_client *c, grpc_completion_queue *cq, const char *path,
                                      int64_t timeout_ms) {
     grpc_slice method = grpc_slice_from_copied_string(path);
     grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
@@ -162,14 +163,14 @@ static grpc_call *client_create_call(rpc_client *c, grpc_completion_queue *cq, c
     return call;
 }
 
-int rpc_client_call(rpc_client *c, const char *path, const ProtobufCMessage *request,
-                    const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
-                    int64_t timeout_ms, char *message, size_t message_len) {
+int e2_rpc_client_call(e2_rpc_client *c, const char *path, const ProtobufCMessage *request,
+                       const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
+                       int64_t timeout_ms, char *message, size_t message_len) {
     *response = NULL;
-    rpc__errf(message, message_len, "%s", "");
+    e2_rpc__errf(message, message_len, "%s", "");
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     grpc_call *call = client_create_call(c, cq, path, timeout_ms);
-    grpc_byte_buffer *req = rpc__pack(request), *resp = NULL;
+    grpc_byte_buffer *req = e2_rpc__pack(request), *resp = NULL;
     grpc_metadata_array initial_md, trailing_md;
     grpc_metadata_array_init(&initial_md);
     grpc_metadata_array_init(&trailing_md);
@@ -195,18 +196,18 @@ int rpc_client_call(rpc_client *c, const char *path, const ProtobufCMessage *req
 
     int code;
     if (grpc_call_start_batch(call, ops, 6, ops, NULL) != GRPC_CALL_OK) {
-        code = RPC_INTERNAL;
-        rpc__errf(message, message_len, "gRPC refused to start the call %s", path);
+        code = E2_RPC_INTERNAL;
+        e2_rpc__errf(message, message_len, "gRPC refused to start the call %s", path);
     } else {
         wait_one(cq);
         code = (int)status;
         copy_slice(message, message_len, details);
-        if (code == RPC_OK) {
-            *response = resp != NULL ? rpc__unpack(response_type, resp) : NULL;
+        if (code == E2_RPC_OK) {
+            *response = resp != NULL ? e2_rpc__unpack(response_type, resp) : NULL;
             if (*response == NULL) {
-                code = RPC_INTERNAL;
-                rpc__errf(message, message_len, "the server's reply to %s is not a valid %s", path,
-                          response_type->name);
+                code = E2_RPC_INTERNAL;
+                e2_rpc__errf(message, message_len, "the server's reply to %s is not a valid %s",
+                             path, response_type->name);
             }
         }
     }
@@ -220,14 +221,16 @@ int rpc_client_call(rpc_client *c, const char *path, const ProtobufCMessage *req
     return code;
 }
 
-rpc_stream *rpc_client_stream(rpc_client *c, const char *path, const ProtobufCMessage *request,
-                              const ProtobufCMessageDescriptor *message_type, int64_t timeout_ms) {
-    rpc_stream *s = calloc(1, sizeof *s);
+e2_rpc_stream *e2_rpc_client_stream(e2_rpc_client *c, const char *path,
+                                    const ProtobufCMessage *request,
+                                    const ProtobufCMessageDescriptor *message_type,
+                                    int64_t timeout_ms) {
+    e2_rpc_stream *s = calloc(1, sizeof *s);
     if (s == NULL) return NULL;
     s->type = message_type;
     s->cq = grpc_completion_queue_create_for_next(NULL);
     s->call = client_create_call(c, s->cq, path, timeout_ms);
-    s->request = rpc__pack(request);
+    s->request = e2_rpc__pack(request);
     s->details = grpc_empty_slice();
     s->status = GRPC_STATUS_UNKNOWN;
     grpc_metadata_array_init(&s->initial_md);
@@ -245,7 +248,7 @@ rpc_stream *rpc_client_stream(rpc_client *c, const char *path, const ProtobufCMe
     return s;
 }
 
-static void stream_wait(rpc_stream *s) {
+static void stream_wait(e2_rpc_stream *s) {
     while (s->pending > 0) {
         wait_one(s->cq);
         s->pending--;
@@ -253,7 +256,7 @@ static void stream_wait(rpc_stream *s) {
 }
 
 /* Receive the final status; the stream is over. */
-static void stream_end(rpc_stream *s) {
+static void stream_end(e2_rpc_stream *s) {
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -267,7 +270,7 @@ static void stream_end(rpc_stream *s) {
     s->ended = 1;
 }
 
-int rpc_stream_next(rpc_stream *s, ProtobufCMessage **message) {
+int e2_rpc_stream_next(e2_rpc_stream *s, ProtobufCMessage **message) {
     *message = NULL;
     if (s->ended) return 0;
     stream_wait(s);
@@ -290,7 +293,7 @@ int rpc_stream_next(rpc_stream *s, ProtobufCMessage **message) {
         stream_end(s);
         return 0;
     }
-    *message = rpc__unpack(s->type, bb);
+    *message = e2_rpc__unpack(s->type, bb);
     grpc_byte_buffer_destroy(bb);
     if (*message == NULL) {
         snprintf(s->local_error, sizeof s->local_error, "a message of the stream is not a valid %s",
@@ -303,19 +306,19 @@ int rpc_stream_next(rpc_stream *s, ProtobufCMessage **message) {
     return 1;
 }
 
-int rpc_stream_status(const rpc_stream *s, char *message, size_t message_len) {
+int e2_rpc_stream_status(const e2_rpc_stream *s, char *message, size_t message_len) {
     if (s->local_error[0] != '\0')
-        rpc__errf(message, message_len, "%s", s->local_error);
+        e2_rpc__errf(message, message_len, "%s", s->local_error);
     else
         copy_slice(message, message_len, s->details);
     return (int)s->status;
 }
 
-void rpc_stream_cancel(rpc_stream *s) {
+void e2_rpc_stream_cancel(e2_rpc_stream *s) {
     grpc_call_cancel(s->call, NULL);
 }
 
-void rpc_stream_free(rpc_stream *s) {
+void e2_rpc_stream_free(e2_rpc_stream *s) {
     if (s == NULL) return;
     if (!s->ended) {
         grpc_call_cancel(s->call, NULL);

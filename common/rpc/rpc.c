@@ -18,7 +18,7 @@
 
 static uv_mutex_t log_mu;
 static uv_once_t log_once = UV_ONCE_INIT;
-static rpc_log_cb log_cb;
+static e2_rpc_log_cb log_cb;
 static void *log_data;
 static _Thread_local char last_error[512];
 
@@ -30,13 +30,13 @@ static void log_route(gpr_log_func_args *args) {
     if (args->severity == GPR_LOG_SEVERITY_ERROR)
         snprintf(last_error, sizeof last_error, "%s", args->message);
     uv_mutex_lock(&log_mu);
-    rpc_log_cb cb = log_cb;
+    e2_rpc_log_cb cb = log_cb;
     void *data = log_data;
     uv_mutex_unlock(&log_mu);
     if (cb != NULL) cb((int)args->severity, args->file, args->line, args->message, data);
 }
 
-void rpc_log_set(rpc_log_cb cb, void *data) {
+void e2_rpc_log_set(e2_rpc_log_cb cb, void *data) {
     uv_once(&log_once, log_init);
     uv_mutex_lock(&log_mu);
     log_cb = cb;
@@ -44,38 +44,38 @@ void rpc_log_set(rpc_log_cb cb, void *data) {
     uv_mutex_unlock(&log_mu);
 }
 
-const char *rpc__last_error(void) {
+const char *e2_rpc__last_error(void) {
     return last_error;
 }
-void rpc__last_error_clear(void) {
+void e2_rpc__last_error_clear(void) {
     last_error[0] = '\0';
 }
 
-void rpc__grpc_ref(void) {
+void e2_rpc__grpc_ref(void) {
     uv_once(&log_once, log_init);
     gpr_set_log_function(log_route);
     grpc_init();
 }
 
-void rpc__grpc_unref(void) {
+void e2_rpc__grpc_unref(void) {
     grpc_shutdown();
 }
 
-const char *rpc_strerror(int err) {
+const char *e2_rpc_strerror(int err) {
     switch (err) {
     case 0: return "success";
-    case RPC_EINVAL: return "RPC_EINVAL: invalid argument";
-    case RPC_ENOMEM: return "RPC_ENOMEM: out of memory";
-    case RPC_EBIND: return "RPC_EBIND: could not listen on the address";
-    case RPC_ESTATE: return "RPC_ESTATE: not allowed in the current state";
-    case RPC_ENOTSUP: return "RPC_ENOTSUP: not supported";
-    case RPC_ECANCELLED: return "RPC_ECANCELLED: the call was cancelled";
-    case RPC_EGRPC: return "RPC_EGRPC: gRPC refused the operation";
-    default: return "RPC_E?: unknown error";
+    case E2_RPC_EINVAL: return "E2_RPC_EINVAL: invalid argument";
+    case E2_RPC_ENOMEM: return "E2_RPC_ENOMEM: out of memory";
+    case E2_RPC_EBIND: return "E2_RPC_EBIND: could not listen on the address";
+    case E2_RPC_ESTATE: return "E2_RPC_ESTATE: not allowed in the current state";
+    case E2_RPC_ENOTSUP: return "E2_RPC_ENOTSUP: not supported";
+    case E2_RPC_ECANCELLED: return "E2_RPC_ECANCELLED: the call was cancelled";
+    case E2_RPC_EGRPC: return "E2_RPC_EGRPC: gRPC refused the operation";
+    default: return "E2_RPC_E?: unknown error";
     }
 }
 
-const char *rpc_status_name(int code) {
+const char *e2_rpc_status_name(int code) {
     static const char *const names[] = { "OK",
                                          "CANCELLED",
                                          "UNKNOWN",
@@ -97,7 +97,7 @@ const char *rpc_status_name(int code) {
     return names[code];
 }
 
-grpc_byte_buffer *rpc__pack(const ProtobufCMessage *message) {
+grpc_byte_buffer *e2_rpc__pack(const ProtobufCMessage *message) {
     size_t n = protobuf_c_message_get_packed_size(message);
     grpc_slice slice = grpc_slice_malloc(n);
     protobuf_c_message_pack(message, GRPC_SLICE_START_PTR(slice));
@@ -106,7 +106,7 @@ grpc_byte_buffer *rpc__pack(const ProtobufCMessage *message) {
     return bb;
 }
 
-ProtobufCMessage *rpc__unpack(const ProtobufCMessageDescriptor *type, grpc_byte_buffer *buffer) {
+ProtobufCMessage *e2_rpc__unpack(const ProtobufCMessageDescriptor *type, grpc_byte_buffer *buffer) {
     grpc_byte_buffer_reader reader;
     if (!grpc_byte_buffer_reader_init(&reader, buffer)) return NULL;
     grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
@@ -189,10 +189,10 @@ static int wire_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, c
             for (size_t i = 0; i < len;) {
                 size_t k = v[i] ? utf8_seq(v + i, len - i) : 0;
                 if (k == 0) {
-                    rpc__errf(msg, msglen,
-                              "%s: the string %s at byte %zu: send it as UTF-8 text "
-                              "without NUL",
-                              path, v[i] ? "is not valid UTF-8" : "holds a NUL byte", i);
+                    e2_rpc__errf(msg, msglen,
+                                 "%s: the string %s at byte %zu: send it as UTF-8 text "
+                                 "without NUL",
+                                 path, v[i] ? "is not valid UTF-8" : "holds a NUL byte", i);
                     return -1;
                 }
                 i += k;
@@ -203,12 +203,12 @@ static int wire_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, c
     return 0;
 }
 
-ProtobufCMessage *rpc__unpack_request(const ProtobufCMessageDescriptor *type,
-                                      grpc_byte_buffer *buffer, int check_strings, char *msg,
-                                      size_t msglen) {
+ProtobufCMessage *e2_rpc__unpack_request(const ProtobufCMessageDescriptor *type,
+                                         grpc_byte_buffer *buffer, int check_strings, char *msg,
+                                         size_t msglen) {
     grpc_byte_buffer_reader reader;
     if (!grpc_byte_buffer_reader_init(&reader, buffer)) {
-        rpc__errf(msg, msglen, "request body is unreadable");
+        e2_rpc__errf(msg, msglen, "request body is unreadable");
         return NULL;
     }
     grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
@@ -218,8 +218,8 @@ ProtobufCMessage *rpc__unpack_request(const ProtobufCMessageDescriptor *type,
     ProtobufCMessage *m = protobuf_c_message_unpack(type, NULL, n, data);
     char path[512] = "";
     if (m == NULL)
-        rpc__errf(msg, msglen, "request body is not a valid %s (protobuf decoding failed)",
-                  type->name);
+        e2_rpc__errf(msg, msglen, "request body is not a valid %s (protobuf decoding failed)",
+                     type->name);
     else if (check_strings &&
              wire_strings(type, data, data + n, path, sizeof path, 0, msg, msglen) < 0) {
         protobuf_c_message_free_unpacked(m, NULL);
@@ -229,7 +229,7 @@ ProtobufCMessage *rpc__unpack_request(const ProtobufCMessageDescriptor *type,
     return m;
 }
 
-void rpc__errf(char *buf, size_t len, const char *fmt, ...) {
+void e2_rpc__errf(char *buf, size_t len, const char *fmt, ...) {
     if (buf == NULL || len == 0) return;
     va_list ap;
     va_start(ap, fmt);
@@ -237,14 +237,14 @@ void rpc__errf(char *buf, size_t len, const char *fmt, ...) {
     va_end(ap);
 }
 
-char *rpc__read_pem(const char *path, const char *what, char *err, size_t errlen) {
+char *e2_rpc__read_pem(const char *path, const char *what, char *err, size_t errlen) {
     if (path == NULL || path[0] == '\0') {
-        rpc__errf(err, errlen, "no %s file given", what);
+        e2_rpc__errf(err, errlen, "no %s file given", what);
         return NULL;
     }
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        rpc__errf(err, errlen, "cannot read %s file %s: %s", what, path, strerror(errno));
+        e2_rpc__errf(err, errlen, "cannot read %s file %s: %s", what, path, strerror(errno));
         return NULL;
     }
     size_t cap = 4096, n = 0;
@@ -264,33 +264,33 @@ char *rpc__read_pem(const char *path, const char *what, char *err, size_t errlen
     int bad = ferror(f);
     fclose(f);
     if (buf == NULL) {
-        rpc__errf(err, errlen, "out of memory reading %s", path);
+        e2_rpc__errf(err, errlen, "out of memory reading %s", path);
         return NULL;
     }
     buf[n] = '\0';
     if (bad || strstr(buf, "-----BEGIN ") == NULL) {
-        rpc__errf(err, errlen, "%s file %s is not PEM (no -----BEGIN line)", what, path);
+        e2_rpc__errf(err, errlen, "%s file %s is not PEM (no -----BEGIN line)", what, path);
         free(buf);
         return NULL;
     }
     return buf;
 }
 
-char *rpc__read_key(const char *path, const char *what, char *err, size_t errlen) {
+char *e2_rpc__read_key(const char *path, const char *what, char *err, size_t errlen) {
     struct stat st;
     if (path != NULL && path[0] != '\0' && stat(path, &st) == 0 &&
         (st.st_mode & (S_IROTH | S_IWOTH))) {
-        rpc__errf(err, errlen,
-                  "%s file %s is accessible by other users (mode %03o): it holds "
-                  "a private key, run chmod 600 %s (or 640 with the daemon's "
-                  "group)",
-                  what, path, (unsigned)(st.st_mode & 0777), path);
+        e2_rpc__errf(err, errlen,
+                     "%s file %s is accessible by other users (mode %03o): it holds "
+                     "a private key, run chmod 600 %s (or 640 with the daemon's "
+                     "group)",
+                     what, path, (unsigned)(st.st_mode & 0777), path);
         return NULL;
     }
-    return rpc__read_pem(path, what, err, errlen);
+    return e2_rpc__read_pem(path, what, err, errlen);
 }
 
-void rpc__wipe_free(char *s) {
+void e2_rpc__wipe_free(char *s) {
     if (s == NULL) return;
     volatile char *v = s;
     while (*v) *v++ = '\0';

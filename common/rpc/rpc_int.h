@@ -8,43 +8,44 @@
 #include <grpc/byte_buffer.h>
 #include <protobuf-c/protobuf-c.h>
 
-/* grpc_init/grpc_shutdown, counted, with gRPC's log routed to rpc_log_set. */
-void rpc__grpc_ref(void);
-void rpc__grpc_unref(void);
+/* grpc_init/grpc_shutdown, counted, with gRPC's log routed to e2_rpc_log_set. */
+void e2_rpc__grpc_ref(void);
+void e2_rpc__grpc_unref(void);
 
 /* The last ERROR line gRPC logged on this thread ("" if none); cleared by
- * rpc__last_error_clear. Lets rpc_server_listen say why a bind failed. */
-const char *rpc__last_error(void);
-void rpc__last_error_clear(void);
+ * e2_rpc__last_error_clear. Lets e2_rpc_server_listen say why a bind failed. */
+const char *e2_rpc__last_error(void);
+void e2_rpc__last_error_clear(void);
 
 /* A message serialized into a new byte buffer; NULL when out of memory. */
-grpc_byte_buffer *rpc__pack(const ProtobufCMessage *message);
+grpc_byte_buffer *e2_rpc__pack(const ProtobufCMessage *message);
 /* A byte buffer decoded as `type`; NULL when it is not a valid encoding. */
-ProtobufCMessage *rpc__unpack(const ProtobufCMessageDescriptor *type, grpc_byte_buffer *buffer);
+ProtobufCMessage *e2_rpc__unpack(const ProtobufCMessageDescriptor *type, grpc_byte_buffer *buffer);
 
 /* A request body decoded as `type`; with check_strings, refusing what
  * protobuf-c would accept but change: a string field (at any depth) that
  * holds a NUL byte (C strings end there) or is not valid UTF-8 (proto3
  * strings are UTF-8). NULL with one line in msg naming the field
  * ("spec.name: the string ...") or the decoding failure. */
-ProtobufCMessage *rpc__unpack_request(const ProtobufCMessageDescriptor *type,
-                                      grpc_byte_buffer *buffer, int check_strings, char *msg,
-                                      size_t msglen);
+ProtobufCMessage *e2_rpc__unpack_request(const ProtobufCMessageDescriptor *type,
+                                         grpc_byte_buffer *buffer, int check_strings, char *msg,
+                                         size_t msglen);
 
 /* The whole PEM file at `path` as a new string (free it; keys: wipe it
  * first); NULL with "cannot read <what> file ..." in err. */
-char *rpc__read_pem(const char *path, const char *what, char *err, size_t errlen);
+char *e2_rpc__read_pem(const char *path, const char *what, char *err, size_t errlen);
 
-/* rpc__read_pem for a private key: like a token file, a key file that
+/* e2_rpc__read_pem for a private key: like a token file, a key file that
  * other users may read or write is refused ("... is accessible by other
  * users (mode 644): ... chmod 600 ..."), before any byte is read. */
-char *rpc__read_key(const char *path, const char *what, char *err, size_t errlen);
+char *e2_rpc__read_key(const char *path, const char *what, char *err, size_t errlen);
 
 /* Overwrites a string (a private key) before freeing it, so that it does
  * not linger in freed heap memory a crash dump could show. NULL is fine. */
-void rpc__wipe_free(char *s);
+void e2_rpc__wipe_free(char *s);
 
 /* snprintf into (buf, len) when buf is not NULL. */
-void rpc__errf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void e2_rpc__errf(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -7,7 +7,7 @@
  * every other gRPC call itself: grpc_call_start_batch is not thread-safe
  * per call, and handlers must see all state from one thread.
  *
- * A call object (rpc_call) is allocated when a request slot is armed and
+ * A call object (e2_rpc_call) is allocated when a request slot is armed and
  * lives until (1) its RECV_CLOSE_ON_SERVER op completed, (2) no send batch
  * is in flight and (3) its handler finished it. RECV_CLOSE_ON_SERVER is
  * armed first on every call: it is gRPC's only notice that the client
@@ -35,17 +35,18 @@ typedef enum { TAG_REQUEST, TAG_CLOSE, TAG_SEND, TAG_STATUS, TAG_SHUTDOWN } tag_
 
 typedef struct {
     tag_kind kind;
-    void *owner; /* rpc_call, or rpc_server for TAG_SHUTDOWN */
+    void *owner; /* e2_rpc_call, or e2_rpc_server for TAG_SHUTDOWN */
 } rpc_tag;
 
 typedef struct {
     char *path;
     const ProtobufCMessageDescriptor *request_type;
-    rpc_kind kind;
-    rpc_handler_cb handler;
+    e2_rpc_kind kind;
+    e2_rpc_handler_cb handler;
     void *data;
+    int role;          /* e2_rpc_method.role */
     void *registered;  /* grpc_server_register_method handle */
-    int check_strings; /* rpc_server_check_strings */
+    int check_strings; /* e2_rpc_server_check_strings */
 } method_entry;
 
 typedef struct outmsg {
@@ -53,10 +54,10 @@ typedef struct outmsg {
     grpc_byte_buffer *buffer;
 } outmsg;
 
-struct rpc_call {
-    rpc_server *server;
+struct e2_rpc_call {
+    e2_rpc_server *server;
     method_entry *method; /* NULL: the catch-all (unknown method) */
-    struct rpc_call *prev, *next;
+    struct e2_rpc_call *prev, *next;
     rpc_tag tag_request, tag_close, tag_send, tag_status;
 
     /* Filled by gRPC when the request slot completes. */
@@ -78,12 +79,12 @@ struct rpc_call {
     outmsg *q_head, *q_tail;
     size_t queued;
     grpc_byte_buffer *sending; /* message of the batch in flight */
-    rpc_status code;
+    e2_rpc_status code;
     grpc_slice status_details;
 
     void *data;
-    rpc_cancel_cb on_cancel;
-    rpc_principal principal;
+    e2_rpc_cancel_cb on_cancel;
+    e2_rpc_principal principal;
     int has_principal;
 };
 
@@ -94,7 +95,7 @@ typedef struct {
 
 typedef enum { SRV_NEW, SRV_STARTED, SRV_SHUTTING, SRV_DONE } srv_state;
 
-struct rpc_server {
+struct e2_rpc_server {
     uv_loop_t *loop;
     void *data;
     grpc_server *srv;
@@ -111,20 +112,20 @@ struct rpc_server {
     cq_event *events;
     size_t n_events, cap_events;
 
-    rpc_call *calls; /* live calls, armed request slots included */
+    e2_rpc_call *calls; /* live calls, armed request slots included */
     size_t live;
     rpc_tag tag_shutdown;
     int shutdown_notified, cq_shut;
-    rpc_shutdown_cb on_shutdown;
-    rpc_auth_cb auth;
+    e2_rpc_shutdown_cb on_shutdown;
+    e2_rpc_auth_cb auth;
     void *auth_data;
 };
 
-static void call_pump(rpc_call *c);
+static void call_pump(e2_rpc_call *c);
 
 /* ------------------------------------------------------------ call objects */
 
-static void call_drop_queue(rpc_call *c) {
+static void call_drop_queue(e2_rpc_call *c) {
     while (c->q_head != NULL) {
         outmsg *m = c->q_head;
         c->q_head = m->next;
@@ -135,10 +136,10 @@ static void call_drop_queue(rpc_call *c) {
     c->queued = 0;
 }
 
-static void server_maybe_teardown(rpc_server *s);
+static void server_maybe_teardown(e2_rpc_server *s);
 
-static void call_free(rpc_call *c) {
-    rpc_server *s = c->server;
+static void call_free(e2_rpc_call *c) {
+    e2_rpc_server *s = c->server;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -163,15 +164,15 @@ static void call_free(rpc_call *c) {
     server_maybe_teardown(s);
 }
 
-static void call_maybe_free(rpc_call *c) {
+static void call_maybe_free(e2_rpc_call *c) {
     if (!c->close_pending && !c->batch_pending && c->finished && (c->status_done || c->cancelled))
         call_free(c);
 }
 
 /* Arm one request slot for `m` (NULL: the catch-all). */
-static int server_arm(rpc_server *s, method_entry *m) {
-    rpc_call *c = calloc(1, sizeof *c);
-    if (c == NULL) return RPC_ENOMEM;
+static int server_arm(e2_rpc_server *s, method_entry *m) {
+    e2_rpc_call *c = calloc(1, sizeof *c);
+    if (c == NULL) return E2_RPC_ENOMEM;
     c->server = s;
     c->method = m;
     c->tag_request = (rpc_tag){ TAG_REQUEST, c };
@@ -194,7 +195,7 @@ static int server_arm(rpc_server *s, method_entry *m) {
         grpc_metadata_array_destroy(&c->md_in);
         if (m == NULL) grpc_call_details_destroy(&c->details);
         free(c);
-        return RPC_EGRPC;
+        return E2_RPC_EGRPC;
     }
     c->next = s->calls;
     if (s->calls != NULL) s->calls->prev = c;
@@ -203,9 +204,9 @@ static int server_arm(rpc_server *s, method_entry *m) {
     return 0;
 }
 
-static int call_copy_metadata(rpc_call *c) {
+static int call_copy_metadata(e2_rpc_call *c) {
     c->md = calloc(c->md_in.count * 2 + 1, sizeof *c->md);
-    if (c->md == NULL) return RPC_ENOMEM;
+    if (c->md == NULL) return E2_RPC_ENOMEM;
     for (size_t i = 0; i < c->md_in.count; i++) {
         const grpc_metadata *md = &c->md_in.metadata[i];
         size_t kn = GRPC_SLICE_LENGTH(md->key), vn = GRPC_SLICE_LENGTH(md->value);
@@ -213,7 +214,7 @@ static int call_copy_metadata(rpc_call *c) {
         if (k == NULL || v == NULL) {
             free(k);
             free(v);
-            return RPC_ENOMEM;
+            return E2_RPC_ENOMEM;
         }
         memcpy(k, GRPC_SLICE_START_PTR(md->key), kn);
         k[kn] = '\0';
@@ -227,8 +228,8 @@ static int call_copy_metadata(rpc_call *c) {
 }
 
 /* A request slot completed: a new call has arrived. */
-static void call_accept(rpc_call *c) {
-    rpc_server *s = c->server;
+static void call_accept(e2_rpc_call *c) {
+    e2_rpc_server *s = c->server;
     if (s->state == SRV_STARTED) server_arm(s, c->method);
 
     if (c->method != NULL) {
@@ -250,32 +251,32 @@ static void call_accept(rpc_call *c) {
 
     char msg[512];
     if (call_copy_metadata(c) != 0) {
-        rpc_call_finish(c, RPC_RESOURCE_EXHAUSTED, "server out of memory");
+        e2_rpc_call_finish(c, E2_RPC_RESOURCE_EXHAUSTED, "server out of memory");
         return;
     }
     if (s->auth != NULL) {
         msg[0] = '\0';
-        rpc_status st = s->auth(c, &c->principal, msg, sizeof msg, s->auth_data);
-        if (st != RPC_OK) {
-            rpc_call_finish(c, st, msg[0] ? msg : rpc_status_name(st));
+        e2_rpc_status st = s->auth(c, &c->principal, msg, sizeof msg, s->auth_data);
+        if (st != E2_RPC_OK) {
+            e2_rpc_call_finish(c, st, msg[0] ? msg : e2_rpc_status_name(st));
             return;
         }
         c->has_principal = 1;
     }
     if (c->method == NULL) {
         snprintf(msg, sizeof msg, "unknown method %s", c->path);
-        rpc_call_finish(c, RPC_UNIMPLEMENTED, msg);
+        e2_rpc_call_finish(c, E2_RPC_UNIMPLEMENTED, msg);
         return;
     }
     const ProtobufCMessageDescriptor *t = c->method->request_type;
     if (c->payload == NULL) {
         snprintf(msg, sizeof msg, "request of %s has no message body", c->path);
-        rpc_call_finish(c, RPC_INVALID_ARGUMENT, msg);
+        e2_rpc_call_finish(c, E2_RPC_INVALID_ARGUMENT, msg);
         return;
     }
-    c->request = rpc__unpack_request(t, c->payload, c->method->check_strings, msg, sizeof msg);
+    c->request = e2_rpc__unpack_request(t, c->payload, c->method->check_strings, msg, sizeof msg);
     if (c->request == NULL) {
-        rpc_call_finish(c, RPC_INVALID_ARGUMENT, msg);
+        e2_rpc_call_finish(c, E2_RPC_INVALID_ARGUMENT, msg);
         return;
     }
     c->method->handler(c, c->request, c->method->data);
@@ -283,7 +284,7 @@ static void call_accept(rpc_call *c) {
 
 /* close_pending stays set while the cancel callback runs, so that a
  * handler finishing the call from inside it does not free it under us. */
-static void call_on_close(rpc_call *c) {
+static void call_on_close(e2_rpc_call *c) {
     if (c->close_cancelled && !c->status_done) {
         c->cancelled = 1;
         call_drop_queue(c);
@@ -297,7 +298,7 @@ static void call_on_close(rpc_call *c) {
  * time, then the status once the handler finished and the queue is empty.
  * The first batch carries the initial metadata; a unary reply goes out as
  * one batch (metadata, message, status). */
-static void call_pump(rpc_call *c) {
+static void call_pump(e2_rpc_call *c) {
     if (c->batch_pending || c->status_done) return;
     if (c->cancelled) {
         call_drop_queue(c);
@@ -340,7 +341,7 @@ static void call_pump(rpc_call *c) {
     c->batch_pending = 1;
 }
 
-static void call_on_batch(rpc_call *c, int is_status, int success) {
+static void call_on_batch(e2_rpc_call *c, int is_status, int success) {
     c->batch_pending = 0;
     if (c->sending != NULL) {
         grpc_byte_buffer_destroy(c->sending);
@@ -356,23 +357,31 @@ static void call_on_batch(rpc_call *c, int is_status, int success) {
 
 /* ---------------------------------------------------------- the call API */
 
-rpc_server *rpc_call_server(const rpc_call *call) {
+e2_rpc_server *e2_rpc_call_server(const e2_rpc_call *call) {
     return call->server;
 }
-const char *rpc_call_method(const rpc_call *call) {
+const char *e2_rpc_call_method(const e2_rpc_call *call) {
     return call->path;
 }
-const char *rpc_call_peer(const rpc_call *call) {
+int e2_rpc_call_role(const e2_rpc_call *call) {
+    return call->method != NULL ? call->method->role : -1;
+}
+int e2_rpc_server_method_role(const e2_rpc_server *s, const char *path) {
+    for (size_t i = 0; s != NULL && path != NULL && i < s->n_methods; i++)
+        if (strcmp(s->methods[i].path, path) == 0) return s->methods[i].role;
+    return -1;
+}
+const char *e2_rpc_call_peer(const e2_rpc_call *call) {
     return call->peer != NULL ? call->peer : "";
 }
 
-const char *rpc_call_metadata(const rpc_call *call, const char *key) {
+const char *e2_rpc_call_metadata(const e2_rpc_call *call, const char *key) {
     for (size_t i = 0; i < call->n_md; i++)
         if (strcmp(call->md[2 * i], key) == 0) return call->md[2 * i + 1];
     return NULL;
 }
 
-int64_t rpc_call_deadline_ms(const rpc_call *call) {
+int64_t e2_rpc_call_deadline_ms(const e2_rpc_call *call) {
     gpr_timespec dl = gpr_convert_clock_type(call->deadline, GPR_CLOCK_MONOTONIC);
     if (gpr_time_cmp(dl, gpr_inf_future(GPR_CLOCK_MONOTONIC)) >= 0) return -1;
     gpr_timespec left = gpr_time_sub(dl, gpr_now(GPR_CLOCK_MONOTONIC));
@@ -380,33 +389,33 @@ int64_t rpc_call_deadline_ms(const rpc_call *call) {
     return ms > 0 ? ms : 0;
 }
 
-const rpc_principal *rpc_call_principal(const rpc_call *call) {
+const e2_rpc_principal *e2_rpc_call_principal(const e2_rpc_call *call) {
     return call->has_principal ? &call->principal : NULL;
 }
 
-int rpc_call_cancelled(const rpc_call *call) {
+int e2_rpc_call_cancelled(const e2_rpc_call *call) {
     return call->cancelled;
 }
-void rpc_call_set_data(rpc_call *call, void *data) {
+void e2_rpc_call_set_data(e2_rpc_call *call, void *data) {
     call->data = data;
 }
-void *rpc_call_get_data(const rpc_call *call) {
+void *e2_rpc_call_get_data(const e2_rpc_call *call) {
     return call->data;
 }
-void rpc_call_on_cancel(rpc_call *call, rpc_cancel_cb cb) {
+void e2_rpc_call_on_cancel(e2_rpc_call *call, e2_rpc_cancel_cb cb) {
     call->on_cancel = cb;
 }
-size_t rpc_call_queued(const rpc_call *call) {
+size_t e2_rpc_call_queued(const e2_rpc_call *call) {
     return call->queued;
 }
 
-int rpc_call_send(rpc_call *c, const ProtobufCMessage *message) {
-    if (c->method == NULL || c->method->kind != RPC_SERVER_STREAMING) return RPC_EINVAL;
-    if (c->finished) return RPC_ESTATE;
-    if (c->cancelled) return RPC_ECANCELLED;
+int e2_rpc_call_send(e2_rpc_call *c, const ProtobufCMessage *message) {
+    if (c->method == NULL || c->method->kind != E2_RPC_SERVER_STREAMING) return E2_RPC_EINVAL;
+    if (c->finished) return E2_RPC_ESTATE;
+    if (c->cancelled) return E2_RPC_ECANCELLED;
     outmsg *m = malloc(sizeof *m);
-    if (m == NULL) return RPC_ENOMEM;
-    m->buffer = rpc__pack(message);
+    if (m == NULL) return E2_RPC_ENOMEM;
+    m->buffer = e2_rpc__pack(message);
     m->next = NULL;
     if (c->q_tail != NULL)
         c->q_tail->next = m;
@@ -418,8 +427,8 @@ int rpc_call_send(rpc_call *c, const ProtobufCMessage *message) {
     return 0;
 }
 
-int rpc_call_finish(rpc_call *c, rpc_status code, const char *message) {
-    if (c->finished) return RPC_ESTATE;
+int e2_rpc_call_finish(e2_rpc_call *c, e2_rpc_status code, const char *message) {
+    if (c->finished) return E2_RPC_ESTATE;
     c->finished = 1;
     c->code = code;
     if (message != NULL) c->status_details = grpc_slice_from_copied_string(message);
@@ -428,17 +437,17 @@ int rpc_call_finish(rpc_call *c, rpc_status code, const char *message) {
     return 0;
 }
 
-int rpc_call_reply(rpc_call *c, const ProtobufCMessage *response) {
-    if (c->finished) return RPC_ESTATE;
+int e2_rpc_call_reply(e2_rpc_call *c, const ProtobufCMessage *response) {
+    if (c->finished) return E2_RPC_ESTATE;
     int rc = 0;
     if (!c->cancelled) {
         /* queue without pumping, so that message and status leave together */
         outmsg *m = malloc(sizeof *m);
         if (m == NULL) {
-            rpc_call_finish(c, RPC_RESOURCE_EXHAUSTED, "server out of memory");
-            return RPC_ENOMEM;
+            e2_rpc_call_finish(c, E2_RPC_RESOURCE_EXHAUSTED, "server out of memory");
+            return E2_RPC_ENOMEM;
         }
-        m->buffer = rpc__pack(response);
+        m->buffer = e2_rpc__pack(response);
         m->next = NULL;
         if (c->q_tail != NULL)
             c->q_tail->next = m;
@@ -447,16 +456,16 @@ int rpc_call_reply(rpc_call *c, const ProtobufCMessage *response) {
         c->q_tail = m;
         c->queued++;
     } else {
-        rc = RPC_ECANCELLED;
+        rc = E2_RPC_ECANCELLED;
     }
-    rpc_call_finish(c, RPC_OK, NULL);
+    e2_rpc_call_finish(c, E2_RPC_OK, NULL);
     return rc;
 }
 
 /* ------------------------------------------------------ the event pump */
 
 static void cq_thread(void *arg) {
-    rpc_server *s = arg;
+    e2_rpc_server *s = arg;
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_TIMEOUT) continue;
@@ -477,14 +486,14 @@ static void cq_thread(void *arg) {
 }
 
 static void on_handle_closed(uv_handle_t *h) {
-    rpc_server *s = h->data;
+    e2_rpc_server *s = h->data;
     if (--s->handles_open == 0) {
         s->state = SRV_DONE;
         if (s->on_shutdown != NULL) s->on_shutdown(s);
     }
 }
 
-static void server_on_thread_end(rpc_server *s) {
+static void server_on_thread_end(e2_rpc_server *s) {
     uv_thread_join(&s->thread);
     grpc_completion_queue_destroy(s->cq);
     s->cq = NULL;
@@ -492,12 +501,12 @@ static void server_on_thread_end(rpc_server *s) {
     uv_close((uv_handle_t *)&s->grace, on_handle_closed);
 }
 
-static void server_dispatch(rpc_server *s, rpc_tag *tag, int success) {
+static void server_dispatch(e2_rpc_server *s, rpc_tag *tag, int success) {
     if (tag == NULL) {
         server_on_thread_end(s);
         return;
     }
-    rpc_call *c = tag->owner;
+    e2_rpc_call *c = tag->owner;
     switch (tag->kind) {
     case TAG_REQUEST:
         if (success && c->call != NULL)
@@ -520,7 +529,7 @@ static void server_dispatch(rpc_server *s, rpc_tag *tag, int success) {
 }
 
 static void on_async(uv_async_t *h) {
-    rpc_server *s = h->data;
+    e2_rpc_server *s = h->data;
     for (;;) {
         uv_mutex_lock(&s->mu);
         cq_event *events = s->events;
@@ -537,7 +546,7 @@ static void on_async(uv_async_t *h) {
 /* Once gRPC reported the shutdown and every call is gone: destroy the
  * server, then shut the queue down; the thread sees QUEUE_SHUTDOWN, posts
  * its last event and ends (server_on_thread_end). */
-static void server_maybe_teardown(rpc_server *s) {
+static void server_maybe_teardown(e2_rpc_server *s) {
     if (s->state != SRV_SHUTTING || !s->shutdown_notified || s->live != 0 || s->cq_shut) return;
     s->cq_shut = 1;
     grpc_server_destroy(s->srv);
@@ -546,16 +555,16 @@ static void server_maybe_teardown(rpc_server *s) {
 }
 
 static void on_grace(uv_timer_t *t) {
-    rpc_server *s = t->data;
+    e2_rpc_server *s = t->data;
     if (s->srv != NULL) grpc_server_cancel_all_calls(s->srv);
 }
 
 /* ------------------------------------------------------------ server API */
 
-rpc_server *rpc_server_new(uv_loop_t *loop, void *data) {
-    rpc_server *s = calloc(1, sizeof *s);
+e2_rpc_server *e2_rpc_server_new(uv_loop_t *loop, void *data) {
+    e2_rpc_server *s = calloc(1, sizeof *s);
     if (s == NULL) return NULL;
-    rpc__grpc_ref();
+    e2_rpc__grpc_ref();
     s->loop = loop;
     s->data = data;
     s->tag_shutdown = (rpc_tag){ TAG_SHUTDOWN, s };
@@ -571,25 +580,25 @@ rpc_server *rpc_server_new(uv_loop_t *loop, void *data) {
     return s;
 }
 
-void *rpc_server_data(const rpc_server *server) {
+void *e2_rpc_server_data(const e2_rpc_server *server) {
     return server->data;
 }
 
-int rpc_server_set_auth(rpc_server *s, rpc_auth_cb cb, void *data) {
-    if (s->state != SRV_NEW) return RPC_ESTATE;
+int e2_rpc_server_set_auth(e2_rpc_server *s, e2_rpc_auth_cb cb, void *data) {
+    if (s->state != SRV_NEW) return E2_RPC_ESTATE;
     s->auth = cb;
     s->auth_data = data;
     return 0;
 }
 
 /* TLS server credentials from the files of `tls`; NULL with err set. */
-static grpc_server_credentials *server_tls_creds(const rpc_tls *tls, char *err, size_t errlen) {
+static grpc_server_credentials *server_tls_creds(const e2_rpc_tls *tls, char *err, size_t errlen) {
     grpc_server_credentials *creds = NULL;
-    char *cert = rpc__read_pem(tls->cert_file, "TLS certificate", err, errlen);
-    char *key = cert ? rpc__read_key(tls->key_file, "TLS key", err, errlen) : NULL;
+    char *cert = e2_rpc__read_pem(tls->cert_file, "TLS certificate", err, errlen);
+    char *key = cert ? e2_rpc__read_key(tls->key_file, "TLS key", err, errlen) : NULL;
     char *ca = NULL;
     if (key != NULL && tls->ca_file != NULL)
-        ca = rpc__read_pem(tls->ca_file, "TLS client CA", err, errlen);
+        ca = e2_rpc__read_pem(tls->ca_file, "TLS client CA", err, errlen);
     if (key != NULL && (tls->ca_file == NULL || ca != NULL)) {
         grpc_ssl_pem_key_cert_pair pair = { key, cert };
         creds = grpc_ssl_server_credentials_create_ex(
@@ -598,52 +607,54 @@ static grpc_server_credentials *server_tls_creds(const rpc_tls *tls, char *err, 
                        : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
             NULL);
         if (creds == NULL)
-            rpc__errf(err, errlen, "gRPC refused the TLS certificate %s / key %s", tls->cert_file,
-                      tls->key_file);
+            e2_rpc__errf(err, errlen, "gRPC refused the TLS certificate %s / key %s",
+                         tls->cert_file, tls->key_file);
     }
     free(cert);
-    rpc__wipe_free(key);
+    e2_rpc__wipe_free(key);
     free(ca);
     return creds;
 }
 
-int rpc_server_add_service(rpc_server *s, const ProtobufCServiceDescriptor *service,
-                           const rpc_method *methods, size_t n_methods, char *err, size_t errlen) {
+int e2_rpc_server_add_service(e2_rpc_server *s, const ProtobufCServiceDescriptor *service,
+                              const e2_rpc_method *methods, size_t n_methods, char *err,
+                              size_t errlen) {
     if (s->state != SRV_NEW) {
-        rpc__errf(err, errlen, "methods must be added before rpc_server_start");
-        return RPC_ESTATE;
+        e2_rpc__errf(err, errlen, "methods must be added before e2_rpc_server_start");
+        return E2_RPC_ESTATE;
     }
     method_entry *grown = realloc(s->methods, (s->n_methods + n_methods) * sizeof *grown);
-    if (grown == NULL) return RPC_ENOMEM;
+    if (grown == NULL) return E2_RPC_ENOMEM;
     s->methods = grown;
     for (size_t i = 0; i < n_methods; i++) {
         const ProtobufCMethodDescriptor *md = NULL;
         for (unsigned j = 0; j < service->n_methods; j++)
             if (strcmp(service->methods[j].name, methods[i].name) == 0) md = &service->methods[j];
         if (md == NULL || methods[i].handler == NULL) {
-            rpc__errf(err, errlen, "service %s has no method %s (or no handler given)",
-                      service->name, methods[i].name);
-            return RPC_EINVAL;
+            e2_rpc__errf(err, errlen, "service %s has no method %s (or no handler given)",
+                         service->name, methods[i].name);
+            return E2_RPC_EINVAL;
         }
         size_t n = strlen(service->name) + strlen(md->name) + 3;
         char *path = malloc(n);
-        if (path == NULL) return RPC_ENOMEM;
+        if (path == NULL) return E2_RPC_ENOMEM;
         snprintf(path, n, "/%s/%s", service->name, md->name);
         void *reg = grpc_server_register_method(s->srv, path, NULL,
                                                 GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
         if (reg == NULL) {
-            rpc__errf(err, errlen, "method %s registered twice", path);
+            e2_rpc__errf(err, errlen, "method %s registered twice", path);
             free(path);
-            return RPC_EINVAL;
+            return E2_RPC_EINVAL;
         }
-        s->methods[s->n_methods++] =
-            (method_entry){ path, md->input, methods[i].kind, methods[i].handler, methods[i].data,
-                            reg,  0 };
+        s->methods[s->n_methods++] = (method_entry){
+            path, md->input, methods[i].kind, methods[i].handler, methods[i].data, methods[i].role,
+            reg,  0
+        };
     }
     return 0;
 }
 
-void rpc_server_check_strings(rpc_server *s, const ProtobufCServiceDescriptor *service) {
+void e2_rpc_server_check_strings(e2_rpc_server *s, const ProtobufCServiceDescriptor *service) {
     size_t n = strlen(service->name);
     for (size_t i = 0; i < s->n_methods; i++)
         if (s->methods[i].path[0] == '/' &&
@@ -652,35 +663,35 @@ void rpc_server_check_strings(rpc_server *s, const ProtobufCServiceDescriptor *s
             s->methods[i].check_strings = 1;
 }
 
-int rpc_server_listen(rpc_server *s, const char *address, const rpc_tls *tls, int *port, char *err,
-                      size_t errlen) {
+int e2_rpc_server_listen(e2_rpc_server *s, const char *address, const e2_rpc_tls *tls, int *port,
+                         char *err, size_t errlen) {
     if (s->state != SRV_NEW) {
-        rpc__errf(err, errlen, "listeners must be added before rpc_server_start");
-        return RPC_ESTATE;
+        e2_rpc__errf(err, errlen, "listeners must be added before e2_rpc_server_start");
+        return E2_RPC_ESTATE;
     }
     if (address == NULL || address[0] == '\0') {
-        rpc__errf(err, errlen, "empty listen address: use unix:/path or host:port");
-        return RPC_EINVAL;
+        e2_rpc__errf(err, errlen, "empty listen address: use unix:/path or host:port");
+        return E2_RPC_EINVAL;
     }
     grpc_server_credentials *creds = tls != NULL ? server_tls_creds(tls, err, errlen)
                                                  : grpc_insecure_server_credentials_create();
-    if (creds == NULL) return RPC_EINVAL;
-    rpc__last_error_clear();
+    if (creds == NULL) return E2_RPC_EINVAL;
+    e2_rpc__last_error_clear();
     int p = grpc_server_add_http2_port(s->srv, address, creds);
     grpc_server_credentials_release(creds);
     if (p == 0) {
-        const char *why = rpc__last_error();
-        rpc__errf(err, errlen, "cannot listen on %s%s%s", address, why[0] ? ": " : "", why);
-        return RPC_EBIND;
+        const char *why = e2_rpc__last_error();
+        e2_rpc__errf(err, errlen, "cannot listen on %s%s%s", address, why[0] ? ": " : "", why);
+        return E2_RPC_EBIND;
     }
     if (port != NULL) *port = strncmp(address, "unix:", 5) == 0 ? 0 : p;
     return 0;
 }
 
-int rpc_server_start(rpc_server *s, char *err, size_t errlen) {
+int e2_rpc_server_start(e2_rpc_server *s, char *err, size_t errlen) {
     if (s->state != SRV_NEW) {
-        rpc__errf(err, errlen, "server already started");
-        return RPC_ESTATE;
+        e2_rpc__errf(err, errlen, "server already started");
+        return E2_RPC_ESTATE;
     }
     uv_async_init(s->loop, &s->async, on_async);
     s->async.data = s;
@@ -690,25 +701,25 @@ int rpc_server_start(rpc_server *s, char *err, size_t errlen) {
     grpc_server_start(s->srv);
     s->state = SRV_STARTED;
     if (uv_thread_create(&s->thread, cq_thread, s) != 0) {
-        rpc__errf(err, errlen, "cannot start the completion-queue thread");
+        e2_rpc__errf(err, errlen, "cannot start the completion-queue thread");
         abort(); /* a started gRPC server without its queue thread cannot be torn down */
     }
     for (size_t i = 0; i < s->n_methods; i++)
         for (int k = 0; k < RPC_SLOTS; k++)
             if (server_arm(s, &s->methods[i]) != 0) {
-                rpc__errf(err, errlen, "cannot arm a request for %s", s->methods[i].path);
-                return RPC_EGRPC;
+                e2_rpc__errf(err, errlen, "cannot arm a request for %s", s->methods[i].path);
+                return E2_RPC_EGRPC;
             }
     for (int k = 0; k < RPC_SLOTS; k++)
         if (server_arm(s, NULL) != 0) {
-            rpc__errf(err, errlen, "cannot arm the catch-all request");
-            return RPC_EGRPC;
+            e2_rpc__errf(err, errlen, "cannot arm the catch-all request");
+            return E2_RPC_EGRPC;
         }
     return 0;
 }
 
-int rpc_server_shutdown(rpc_server *s, uint64_t grace_ms, rpc_shutdown_cb cb) {
-    if (s->state != SRV_STARTED) return RPC_ESTATE;
+int e2_rpc_server_shutdown(e2_rpc_server *s, uint64_t grace_ms, e2_rpc_shutdown_cb cb) {
+    if (s->state != SRV_STARTED) return E2_RPC_ESTATE;
     s->state = SRV_SHUTTING;
     s->on_shutdown = cb;
     grpc_server_shutdown_and_notify(s->srv, s->cq, &s->tag_shutdown);
@@ -716,7 +727,7 @@ int rpc_server_shutdown(rpc_server *s, uint64_t grace_ms, rpc_shutdown_cb cb) {
     return 0;
 }
 
-void rpc_server_free(rpc_server *s) {
+void e2_rpc_server_free(e2_rpc_server *s) {
     if (s == NULL) return;
     if (s->state == SRV_STARTED || s->state == SRV_SHUTTING)
         abort(); /* freeing a running server would leave gRPC holding its calls */
@@ -739,5 +750,5 @@ void rpc_server_free(rpc_server *s) {
     free(s->events);
     uv_mutex_destroy(&s->mu);
     free(s);
-    rpc__grpc_unref();
+    e2_rpc__grpc_unref();
 }

@@ -20,9 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "authz.h"
 #include "base.h"
-#include "e2d.h"
+#include "http.h"
+#include "local.h"
+#include "scheduler.h"
 
 static void e2d_rpc_log(int severity, const char *file, int line, const char *message, void *data) {
     (void)data;
@@ -34,14 +37,21 @@ static void e2d_close_all(e2d_server *srv) {
     uv_close((uv_handle_t *)&srv->batch_check, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
-    local_close(srv);
+    e2_local_close(srv);
 }
 
-static void e2d_rpc_down(rpc_server *rpc) {
-    e2d_server *srv = rpc_server_data(rpc);
-    rpc_server_free(rpc);
+static void e2d_rpc_down(e2_rpc_server *rpc) {
+    e2d_server *srv = e2_rpc_server_data(rpc);
+    e2_rpc_server_free(rpc);
     srv->rpc = NULL;
     srv->rpc_down = 1;
+}
+
+/* A --local-workers process exited (local.c's on_exit): an entry point of
+ * the loop like any other, so the open batch commits first. */
+static void e2d_local_exited(e2d_server *srv, int pid, int64_t status, int sig) {
+    e2d_batch_flush(srv);
+    e2_sched_process_exited(srv, pid, status, sig);
 }
 
 static void e2d_cron(uv_timer_t *t) {
@@ -49,18 +59,18 @@ static void e2d_cron(uv_timer_t *t) {
     e2d_batch_flush(srv);
     if (srv->shutting_down) {
         if (srv->kill_locals_ms && e2d_mono_ms() >= srv->kill_locals_ms) {
-            local_kill(srv);
+            e2_local_kill(srv);
             srv->kill_locals_ms = 0;
         }
-        if (srv->rpc_down && local_all_exited(srv)) {
+        if (srv->rpc_down && e2_local_all_exited(srv)) {
             uv_timer_stop(&srv->cron);
             e2d_close_all(srv);
         }
         return;
     }
-    sched_cron(srv);
-    wapi_cron(srv);
-    logs_cron(srv);
+    e2_sched_cron(srv);
+    e2_wapi_cron(srv);
+    e2_logs_cron(srv);
 }
 
 static void e2d_shutdown(uv_signal_t *s, int signum) {
@@ -69,12 +79,12 @@ static void e2d_shutdown(uv_signal_t *s, int signum) {
     e2d_batch_flush(srv);
     srv->shutting_down = 1;
     e2d_log("signal %d: shutting down (grace %.1f s)", signum, srv->cfg.shutdown_grace);
-    notify_stopping(&srv->notify);
-    http_close(srv->http);
+    e2_notify_stopping(&srv->notify);
+    e2_http_close(srv->http);
     srv->http = NULL;
     e2d_waiters_finish_all(srv);
-    rpc_server_shutdown(srv->rpc, (uint64_t)(srv->cfg.shutdown_grace * 1000), e2d_rpc_down);
-    local_stop(srv);
+    e2_rpc_server_shutdown(srv->rpc, (uint64_t)(srv->cfg.shutdown_grace * 1000), e2d_rpc_down);
+    e2_local_stop(srv);
     srv->kill_locals_ms = e2d_mono_ms() + E2D_KILL_AFTER_MS;
 }
 
@@ -85,7 +95,7 @@ static void e2d_shutdown(uv_signal_t *s, int signum) {
  * e2d.db, so the database file is created here first. */
 static int e2d_private_state(const char *dir, char *err, size_t errlen) {
     static const char *const files[] = { "e2d.db", "e2d.db-wal", "e2d.db-shm", "e2d.lock" };
-    char p[JOBDIR_PATHLEN];
+    char p[E2_JOBDIR_PATHLEN];
     struct stat st;
     int fd;
     if (e2_mkdir_p(dir, 0750, err, errlen) < 0) return E2_ERR;
@@ -115,7 +125,7 @@ static int e2d_private_state(const char *dir, char *err, size_t errlen) {
 /* One e2d per state directory: a second one would corrupt nothing in
  * SQLite, but would double-schedule jobs. */
 static int e2d_lock(e2d_server *srv, char *err, size_t errlen) {
-    char p[JOBDIR_PATHLEN];
+    char p[E2_JOBDIR_PATHLEN];
     snprintf(p, sizeof p, "%s/e2d.lock", srv->cfg.state_dir);
     if ((srv->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
         return e2_errf(err, errlen, "open %s: %s", p, strerror(errno));
@@ -138,9 +148,9 @@ static int e2d_listen(e2d_server *srv, char *err, size_t errlen) {
      * --http-listen (port in use, plaintext on a public address) then
      * leaves a server that was never started, which main() can free, and
      * its socket file goes with it. */
-    if (api_register(srv, err, errlen) < 0 || wapi_register(srv, err, errlen) < 0 ||
-        authz_listen(srv, &port, err, errlen) < 0 || e2d_listen_http(srv, err, errlen) < 0 ||
-        rpc_server_start(srv->rpc, err, errlen) < 0)
+    if (e2_api_register(srv, err, errlen) < 0 || e2_wapi_register(srv, err, errlen) < 0 ||
+        e2_authz_listen(srv, &port, err, errlen) < 0 || e2d_listen_http(srv, err, errlen) < 0 ||
+        e2_rpc_server_start(srv->rpc, err, errlen) < 0)
         return E2_ERR;
     if (port)
         e2d_log("listening on %s (port %d)", addr, port);
@@ -153,11 +163,12 @@ static int e2d_listen(e2d_server *srv, char *err, size_t errlen) {
  * role may call the method the request mirrors. */
 static int e2d_http_auth(const char *authorization, const char *method, char *msg, size_t msglen,
                          void *data) {
-    rpc_principal who;
-    (void)data;
-    switch (authz_check(authorization, method, &who, msg, msglen)) {
-    case RPC_OK: return 0;
-    case RPC_UNAUTHENTICATED: return 401;
+    e2_rpc_principal who;
+    e2d_server *srv = data;
+    switch (e2_authz_check(authorization, method, e2_rpc_server_method_role(srv->rpc, method), &who,
+                           msg, msglen)) {
+    case E2_RPC_OK: return 0;
+    case E2_RPC_UNAUTHENTICATED: return 401;
     default: return 403;
     }
 }
@@ -165,37 +176,42 @@ static int e2d_http_auth(const char *authorization, const char *method, char *ms
 /* The dashboards' HTTP listener (--http-listen), once the gRPC setup
  * loaded the tokens. */
 static int e2d_listen_http(e2d_server *srv, char *err, size_t errlen) {
-    http_options opt = {
-        srv->cfg.http_listen,         srv->cfg.http_root, authz_enabled() ? authz_http : NULL, NULL,
-        srv->cfg.http_metrics_public, srv->cfg.insecure
-    };
+    e2_http_options opt = { srv->cfg.http_listen,
+                            srv->cfg.http_root,
+                            e2_authz_enabled() ? e2_authz_http : NULL,
+                            srv,
+                            srv->cfg.http_metrics_public,
+                            srv->cfg.insecure };
     int port = 0;
     if (!srv->cfg.http_listen[0]) return 0;
-    if (authz_enabled()) opt.auth = e2d_http_auth;
-    if (http_start(&srv->http, srv, &opt, &port, err, errlen) < 0) return E2_ERR;
+    if (e2_authz_enabled()) opt.auth = e2d_http_auth;
+    if (e2_http_start(&srv->http, srv, &opt, &port, err, errlen) < 0) return E2_ERR;
     e2d_log("http on %s (port %d), pages from %s", srv->cfg.http_listen, port, srv->cfg.http_root);
     return 0;
 }
 
 static int e2d_run_server(e2d_server *srv, char *err, size_t errlen) {
     char status[600];
-    char p[JOBDIR_PATHLEN];
+    char p[E2_JOBDIR_PATHLEN];
     double hb = srv->cfg.heartbeat_timeout * 1000.0;
     snprintf(p, sizeof p, "%s/jobs", srv->cfg.state_dir);
     if (e2d_private_state(srv->cfg.state_dir, err, errlen) < 0 ||
         e2_mkdir_p(p, 0755, err, errlen) < 0 || e2d_lock(srv, err, errlen) < 0)
         return E2_ERR;
     snprintf(p, sizeof p, "%s/e2d.db", srv->cfg.state_dir);
-    if (store_open(&srv->db, p, STORE_SCHEMA_VERSION, err, errlen) < 0) return E2_ERR;
+    if (e2_store_open(&srv->db, p, E2_STORE_SCHEMA_VERSION, err, errlen) < 0) return E2_ERR;
     srv->hb_timeout_ms = (int64_t)hb;
     srv->hb_interval_ms = (int64_t)(hb / 4 < 1000 ? hb / 4 : 1000);
     if (srv->hb_interval_ms < 20) srv->hb_interval_ms = 20;
     srv->hang_timeout_ms = (int64_t)(srv->cfg.hang_timeout * 1000.0);
     srv->loop = uv_default_loop();
-    local_reap_stale(srv);
-    if (local_init(srv, err, errlen) < 0 || sched_recover(srv, err, errlen) < 0) return E2_ERR;
-    rpc_log_set(e2d_rpc_log, srv);
-    if (!(srv->rpc = rpc_server_new(srv->loop, srv))) return e2_errf(err, errlen, "out of memory");
+    e2_local_reap_stale(srv);
+    if (e2_local_init(srv, e2d_local_exited, err, errlen) < 0 ||
+        e2_sched_recover(srv, err, errlen) < 0)
+        return E2_ERR;
+    e2_rpc_log_set(e2d_rpc_log, srv);
+    if (!(srv->rpc = e2_rpc_server_new(srv->loop, srv)))
+        return e2_errf(err, errlen, "out of memory");
     if (e2d_listen(srv, err, errlen) < 0) return E2_ERR;
     e2d_batch_start(srv);
     uv_timer_init(srv->loop, &srv->cron);
@@ -206,9 +222,9 @@ static int e2d_run_server(e2d_server *srv, char *err, size_t errlen) {
     srv->sigterm.data = srv->sigint.data = srv;
     uv_signal_start(&srv->sigterm, e2d_shutdown, SIGTERM);
     uv_signal_start(&srv->sigint, e2d_shutdown, SIGINT);
-    local_start(srv);
+    e2_local_start(srv);
     e2d_log("state in %s (%d jobs stored), heartbeat timeout %.1f s", srv->cfg.state_dir,
-            store_job_count(srv->db), srv->cfg.heartbeat_timeout);
+            e2_store_job_count(srv->db), srv->cfg.heartbeat_timeout);
     if (!srv->cfg.data_roots[0])
         e2d_log("warning: no data-roots: jobs may read any file e2d's user "
                 "can read (set data-roots, see docs/security.md)");
@@ -216,7 +232,7 @@ static int e2d_run_server(e2d_server *srv, char *err, size_t errlen) {
         e2d_log("data roots %s%s%s", srv->cfg.data_roots,
                 srv->cfg.export_root[0] ? ", export root " : "", srv->cfg.export_root);
     snprintf(status, sizeof status, "serving on %s", srv->cfg.listen);
-    if (notify_ready(&srv->notify, srv->loop, status, err, errlen) < 0) return E2_ERR;
+    if (e2_notify_ready(&srv->notify, srv->loop, status, err, errlen) < 0) return E2_ERR;
     uv_run(srv->loop, UV_RUN_DEFAULT);
     e2d_log("stopped");
     return 0;
@@ -229,17 +245,17 @@ int main(int argc, char **argv) {
     int rc;
     signal(SIGPIPE, SIG_IGN);
     srv.lock_fd = -1;
-    config_init(&srv.cfg);
-    if (config_parse(&srv.cfg, argc, argv, err, sizeof err) < 0) {
+    e2_config_init(&srv.cfg);
+    if (e2_config_parse(&srv.cfg, argc, argv, err, sizeof err) < 0) {
         fprintf(stderr, "e2d: %s\n", err);
         return 2;
     }
     if (srv.cfg.help) {
-        fputs(config_usage(), stdout);
+        fputs(e2_config_usage(), stdout);
         return 0;
     }
     if (uv_exepath(self, &selflen) < 0) snprintf(self, sizeof self, "%s", argv[0]);
-    if (config_finish(&srv.cfg, self, err, sizeof err) < 0) {
+    if (e2_config_finish(&srv.cfg, self, err, sizeof err) < 0) {
         fprintf(stderr, "e2d: %s\n", err);
         return 2;
     }
@@ -247,16 +263,16 @@ int main(int argc, char **argv) {
     if (rc < 0) {
         fprintf(stderr, "e2d: %s\n", err);
         if (srv.http) { /* a later step failed: close it, run its closes */
-            http_close(srv.http);
+            e2_http_close(srv.http);
             srv.http = NULL;
             uv_run(srv.loop, UV_RUN_NOWAIT);
         }
     }
-    if (srv.rpc) rpc_server_free(srv.rpc);
-    sched_free(&srv);
+    if (srv.rpc) e2_rpc_server_free(srv.rpc);
+    e2_sched_free(&srv);
     free(srv.locals);
-    store_close(srv.db);
-    authz_close();
+    e2_store_close(srv.db);
+    e2_authz_close();
     if (srv.loop) uv_loop_close(srv.loop);
     if (srv.lock_fd >= 0) close(srv.lock_fd);
     return rc < 0 ? 1 : 0;

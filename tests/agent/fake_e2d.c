@@ -11,14 +11,14 @@ static void copy_str(char *dst, size_t n, const char *src) {
 
 /* Like e2d: a request must carry the secret of its worker (mu held).
  * Returns 0, or refuses the call with PERMISSION_DENIED. */
-static int secret_ok(fake_e2d *f, rpc_call *call, const char *secret) {
+static int secret_ok(fake_e2d *f, e2_rpc_call *call, const char *secret) {
     if (secret && !strcmp(secret, f->secret)) return 0;
     f->bad_secrets++;
-    rpc_call_finish(call, RPC_PERMISSION_DENIED, "worker_secret is not the worker's");
+    e2_rpc_call_finish(call, E2_RPC_PERMISSION_DENIED, "worker_secret is not the worker's");
     return -1;
 }
 
-static void h_register(rpc_call *call, const ProtobufCMessage *m, void *data) {
+static void h_register(e2_rpc_call *call, const ProtobufCMessage *m, void *data) {
     fake_e2d *f = data;
     const E2__V1__RegisterWorkerRequest *r = (const void *)m;
     E2__V1__RegisterWorkerResponse resp = E2__V1__REGISTER_WORKER_RESPONSE__INIT;
@@ -39,17 +39,17 @@ static void h_register(rpc_call *call, const ProtobufCMessage *m, void *data) {
     resp.worker_secret = f->secret;
     resp.has_heartbeat_interval_ms = 1;
     resp.heartbeat_interval_ms = f->interval_ms;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
     pthread_mutex_unlock(&f->mu);
 }
 
-static void h_heartbeat(rpc_call *call, const ProtobufCMessage *m, void *data) {
+static void h_heartbeat(e2_rpc_call *call, const ProtobufCMessage *m, void *data) {
     fake_e2d *f = data;
     const E2__V1__HeartbeatRequest *r = (const void *)m;
     pthread_mutex_lock(&f->mu);
     if (f->forget || !r->worker_id || strcmp(r->worker_id, f->worker_id)) {
         pthread_mutex_unlock(&f->mu);
-        rpc_call_finish(call, RPC_NOT_FOUND, "unknown worker");
+        e2_rpc_call_finish(call, E2_RPC_NOT_FOUND, "unknown worker");
         return;
     }
     if (secret_ok(f, call, r->worker_secret) < 0) {
@@ -58,7 +58,7 @@ static void h_heartbeat(rpc_call *call, const ProtobufCMessage *m, void *data) {
     }
     if (f->stale && r->progress) {
         pthread_mutex_unlock(&f->mu);
-        rpc_call_finish(call, RPC_FAILED_PRECONDITION, "attempt is not current");
+        e2_rpc_call_finish(call, E2_RPC_FAILED_PRECONDITION, "attempt is not current");
         return;
     }
     f->heartbeats++;
@@ -72,13 +72,13 @@ static void h_heartbeat(rpc_call *call, const ProtobufCMessage *m, void *data) {
     E2__V1__HeartbeatResponse resp = E2__V1__HEARTBEAT_RESPONSE__INIT;
     resp.n_commands = (size_t)f->n_cmds;
     resp.commands = (E2__V1__Command **)f->cmds;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
     for (int i = 0; i < f->n_cmds; i++) protobuf_c_message_free_unpacked(f->cmds[i], NULL);
     f->n_cmds = 0;
     pthread_mutex_unlock(&f->mu);
 }
 
-static void h_checkpoint(rpc_call *call, const ProtobufCMessage *m, void *data) {
+static void h_checkpoint(e2_rpc_call *call, const ProtobufCMessage *m, void *data) {
     fake_e2d *f = data;
     const E2__V1__ReportCheckpointRequest *r = (const void *)m;
     pthread_mutex_lock(&f->mu);
@@ -98,10 +98,10 @@ static void h_checkpoint(rpc_call *call, const ProtobufCMessage *m, void *data) 
     E2__V1__ReportCheckpointResponse resp = E2__V1__REPORT_CHECKPOINT_RESPONSE__INIT;
     resp.has_committed = 1;
     resp.committed = 1;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
 }
 
-static void h_put(rpc_call *call, const ProtobufCMessage *m, void *data) {
+static void h_put(e2_rpc_call *call, const ProtobufCMessage *m, void *data) {
     fake_e2d *f = data;
     const E2__V1__RendezvousPutRequest *r = (const void *)m;
     pthread_mutex_lock(&f->mu);
@@ -115,11 +115,11 @@ static void h_put(rpc_call *call, const ProtobufCMessage *m, void *data) {
     f->rdzv_set = 1;
     pthread_mutex_unlock(&f->mu);
     E2__V1__RendezvousPutResponse resp = E2__V1__RENDEZVOUS_PUT_RESPONSE__INIT;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
 }
 
 /* Answers at once (wait_ms is not honoured: the agent loops). */
-static void h_get(rpc_call *call, const ProtobufCMessage *m, void *data) {
+static void h_get(e2_rpc_call *call, const ProtobufCMessage *m, void *data) {
     fake_e2d *f = data;
     const E2__V1__RendezvousGetRequest *r = (const void *)m;
     E2__V1__RendezvousGetResponse resp = E2__V1__RENDEZVOUS_GET_RESPONSE__INIT;
@@ -135,11 +135,11 @@ static void h_get(rpc_call *call, const ProtobufCMessage *m, void *data) {
         resp.value.data = f->rdzv_val;
         resp.value.len = f->rdzv_len;
     }
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
     pthread_mutex_unlock(&f->mu);
 }
 
-static void h_done(rpc_call *call, const ProtobufCMessage *m, void *data) {
+static void h_done(e2_rpc_call *call, const ProtobufCMessage *m, void *data) {
     fake_e2d *f = data;
     const E2__V1__ReportDoneRequest *r = (const void *)m;
     struct timespec ts;
@@ -152,7 +152,7 @@ static void h_done(rpc_call *call, const ProtobufCMessage *m, void *data) {
     if (f->stale) {
         f->refused_dones++;
         pthread_mutex_unlock(&f->mu);
-        rpc_call_finish(call, RPC_FAILED_PRECONDITION, "attempt is not current");
+        e2_rpc_call_finish(call, E2_RPC_FAILED_PRECONDITION, "attempt is not current");
         return;
     }
     f->dones++;
@@ -166,12 +166,12 @@ static void h_done(rpc_call *call, const ProtobufCMessage *m, void *data) {
         f->lines[f->n_lines++] = strdup(r->log_lines[i]);
     pthread_mutex_unlock(&f->mu);
     E2__V1__ReportDoneResponse resp = E2__V1__REPORT_DONE_RESPONSE__INIT;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
 }
 
-static void on_shutdown(rpc_server *s) {
-    fake_e2d *f = rpc_server_data(s);
-    rpc_server_free(s);
+static void on_shutdown(e2_rpc_server *s) {
+    fake_e2d *f = e2_rpc_server_data(s);
+    e2_rpc_server_free(s);
     f->server = NULL;
     uv_close((uv_handle_t *)&f->wake, NULL);
 }
@@ -180,7 +180,7 @@ static void on_wake(uv_async_t *h) {
     fake_e2d *f = h->data;
     if (f->stopping == 1) {
         f->stopping = 2;
-        rpc_server_shutdown(f->server, 100, on_shutdown);
+        e2_rpc_server_shutdown(f->server, 100, on_shutdown);
     }
 }
 
@@ -192,15 +192,15 @@ static void *loop_main(void *arg) {
 
 int fake_start(fake_e2d *f, const char *path) {
     char err[256];
-    static const rpc_method methods[] = {
-        { "RegisterWorker", RPC_UNARY, h_register, NULL },
-        { "Heartbeat", RPC_UNARY, h_heartbeat, NULL },
-        { "ReportCheckpoint", RPC_UNARY, h_checkpoint, NULL },
-        { "RendezvousPut", RPC_UNARY, h_put, NULL },
-        { "RendezvousGet", RPC_UNARY, h_get, NULL },
-        { "ReportDone", RPC_UNARY, h_done, NULL },
+    static const e2_rpc_method methods[] = {
+        { "RegisterWorker", E2_RPC_UNARY, h_register, NULL, 0 },
+        { "Heartbeat", E2_RPC_UNARY, h_heartbeat, NULL, 0 },
+        { "ReportCheckpoint", E2_RPC_UNARY, h_checkpoint, NULL, 0 },
+        { "RendezvousPut", E2_RPC_UNARY, h_put, NULL, 0 },
+        { "RendezvousGet", E2_RPC_UNARY, h_get, NULL, 0 },
+        { "ReportDone", E2_RPC_UNARY, h_done, NULL, 0 },
     };
-    rpc_method m[6];
+    e2_rpc_method m[6];
     for (int i = 0; i < 6; i++) {
         m[i] = methods[i];
         m[i].data = f;
@@ -211,12 +211,12 @@ int fake_start(fake_e2d *f, const char *path) {
     uv_loop_init(&f->loop);
     uv_async_init(&f->loop, &f->wake, on_wake);
     f->wake.data = f;
-    f->server = rpc_server_new(&f->loop, f);
+    f->server = e2_rpc_server_new(&f->loop, f);
     if (!f->server ||
-        rpc_server_add_service(f->server, &e2__v1__worker_control__descriptor, m, 6, err,
-                               sizeof err) < 0 ||
-        rpc_server_listen(f->server, f->address, NULL, NULL, err, sizeof err) < 0 ||
-        rpc_server_start(f->server, err, sizeof err) < 0) {
+        e2_rpc_server_add_service(f->server, &e2__v1__worker_control__descriptor, m, 6, err,
+                                  sizeof err) < 0 ||
+        e2_rpc_server_listen(f->server, f->address, NULL, NULL, err, sizeof err) < 0 ||
+        e2_rpc_server_start(f->server, err, sizeof err) < 0) {
         fprintf(stderr, "fake_e2d: %s\n", err);
         return -1;
     }

@@ -60,7 +60,7 @@ typedef struct {
     /* server plumbing */
     uv_loop_t loop;
     uv_async_t wake;
-    rpc_server *server;
+    e2_rpc_server *server;
     pthread_t thread;
     int stopping;
     char address[256];

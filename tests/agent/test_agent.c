@@ -618,7 +618,7 @@ static void rdzv_runner(e2w_agent_job *job, e2w_agent_result *res, void *data) {
     char err[E2_ERRLEN];
     void *v = NULL;
     size_t n = 0;
-    int ok = e2w_agent_job_rdzv_get(job, "missing", 100, &v, &n, err, sizeof err) == E2_ENOENT;
+    int ok = e2w_agent_job_rdzv_get(job, "missing", 100, &v, &n, err, sizeof err) == E2_NOTFOUND;
     ok = ok && e2w_agent_job_rdzv_put(job, "uid", "\x01\x02\x03", 3, err, sizeof err) == 0;
     ok = ok && e2w_agent_job_rdzv_get(job, "uid", 1000, &v, &n, err, sizeof err) == 0;
     ok = ok && n == 3 && !memcmp(v, "\x01\x02\x03", 3);

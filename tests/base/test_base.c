@@ -130,7 +130,7 @@ static int test_sha256_file(void) {
     CHECK(size == 3);
     CHECK(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
     snprintf(path, sizeof path, "%s/missing", g_dir);
-    CHECK(e2_sha256_file(path, d, NULL, err, sizeof err) == E2_ENOENT);
+    CHECK(e2_sha256_file(path, d, NULL, err, sizeof err) == E2_NOTFOUND);
     CHECK(strstr(err, "missing") != NULL);
     return 0;
 }
@@ -215,7 +215,7 @@ static int test_read_file_limit(void) {
     CHECK(len == 10 && buf[10] == '\0');
     free(buf);
     snprintf(path, sizeof path, "%s/nope", g_dir);
-    CHECK(e2_read_file(path, 10, &buf, &len, err, sizeof err) == E2_ENOENT);
+    CHECK(e2_read_file(path, 10, &buf, &len, err, sizeof err) == E2_NOTFOUND);
     CHECK(e2_read_file(g_dir, 10, &buf, &len, err, sizeof err) < 0);
     return 0;
 }

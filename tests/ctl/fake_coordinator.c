@@ -30,7 +30,7 @@ typedef struct {
 
 static fake_job jobs[MAX_JOBS];
 static int n_jobs;
-static rpc_server *server;
+static e2_rpc_server *server;
 static uv_signal_t sig_term, sig_int;
 
 static fake_job *find_job(const char *id) {
@@ -54,23 +54,24 @@ static void fill_job(const fake_job *f, E2__V1__Job *j) {
         j->eval_table = "| window | ppl |\n|---:|---:|\n| 64 | 9.50 |\n| 256 | 11.25 |\n";
 }
 
-static int not_found(rpc_call *call, const char *id) {
+static int not_found(e2_rpc_call *call, const char *id) {
     char msg[160];
     snprintf(msg, sizeof msg, "job %s not found", id != NULL ? id : "");
-    return rpc_call_finish(call, RPC_NOT_FOUND, msg);
+    return e2_rpc_call_finish(call, E2_RPC_NOT_FOUND, msg);
 }
 
-static void submit_job(rpc_call *call, const ProtobufCMessage *request, void *data) {
+static void submit_job(e2_rpc_call *call, const ProtobufCMessage *request, void *data) {
     (void)data;
     const E2__V1__SubmitJobRequest *req = (const E2__V1__SubmitJobRequest *)request;
     const E2__V1__JobSpec *spec = req->spec;
     if (spec == NULL || spec->name == NULL || spec->name[0] == '\0') {
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT, "spec.name must be set ([A-Za-z0-9._-]{1,64})");
+        e2_rpc_call_finish(call, E2_RPC_INVALID_ARGUMENT,
+                           "spec.name must be set ([A-Za-z0-9._-]{1,64})");
         return;
     }
     if (spec->augment != NULL && spec->augment->has_g_max && spec->augment->g_max == 0) {
-        rpc_call_finish(call, RPC_INVALID_ARGUMENT,
-                        "spec.augment.g_max must be in [1, 1024] (got 0)");
+        e2_rpc_call_finish(call, E2_RPC_INVALID_ARGUMENT,
+                           "spec.augment.g_max must be in [1, 1024] (got 0)");
         return;
     }
     E2__V1__SubmitJobResponse resp = E2__V1__SUBMIT_JOB_RESPONSE__INIT;
@@ -82,11 +83,11 @@ static void submit_job(rpc_call *call, const ProtobufCMessage *request, void *da
             if (strcmp(jobs[i].request_id, req->request_id) == 0) {
                 fill_job(&jobs[i], &job);
                 resp.created = 0;
-                rpc_call_reply(call, &resp.base);
+                e2_rpc_call_reply(call, &resp.base);
                 return;
             }
     if (n_jobs == MAX_JOBS) {
-        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "too many jobs");
+        e2_rpc_call_finish(call, E2_RPC_RESOURCE_EXHAUSTED, "too many jobs");
         return;
     }
     fake_job *f = &jobs[n_jobs++];
@@ -102,10 +103,10 @@ static void submit_job(rpc_call *call, const ProtobufCMessage *request, void *da
     f->total = spec->train != NULL && spec->train->has_steps ? spec->train->steps : 3;
     fill_job(f, &job);
     resp.created = 1;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
 }
 
-static void get_job(rpc_call *call, const ProtobufCMessage *request, void *data) {
+static void get_job(e2_rpc_call *call, const ProtobufCMessage *request, void *data) {
     (void)data;
     const E2__V1__GetJobRequest *req = (const E2__V1__GetJobRequest *)request;
     fake_job *f = find_job(req->id);
@@ -117,7 +118,7 @@ static void get_job(rpc_call *call, const ProtobufCMessage *request, void *data)
     E2__V1__Job job = E2__V1__JOB__INIT;
     fill_job(f, &job);
     resp.job = &job;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
 }
 
 static int has_label(const fake_job *f, const char *kv) {
@@ -132,7 +133,7 @@ static int has_label(const fake_job *f, const char *kv) {
 }
 
 /* Newest first; page_token is the index to continue from. */
-static void list_jobs(rpc_call *call, const ProtobufCMessage *request, void *data) {
+static void list_jobs(e2_rpc_call *call, const ProtobufCMessage *request, void *data) {
     (void)data;
     const E2__V1__ListJobsRequest *req = (const E2__V1__ListJobsRequest *)request;
     uint32_t page = req->page_size ? req->page_size : 100;
@@ -159,10 +160,10 @@ static void list_jobs(rpc_call *call, const ProtobufCMessage *request, void *dat
     }
     resp.jobs = ptr;
     resp.next_page_token = next;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
 }
 
-static void cancel_job(rpc_call *call, const ProtobufCMessage *request, void *data) {
+static void cancel_job(e2_rpc_call *call, const ProtobufCMessage *request, void *data) {
     (void)data;
     const E2__V1__CancelJobRequest *req = (const E2__V1__CancelJobRequest *)request;
     fake_job *f = find_job(req->id);
@@ -176,10 +177,11 @@ static void cancel_job(rpc_call *call, const ProtobufCMessage *request, void *da
     E2__V1__Job job = E2__V1__JOB__INIT;
     fill_job(f, &job);
     resp.job = &job;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
 }
 
-static void send_event(rpc_call *call, fake_job *f, E2__V1__JobEventKind kind, const char *reason) {
+static void send_event(e2_rpc_call *call, fake_job *f, E2__V1__JobEventKind kind,
+                       const char *reason) {
     E2__V1__JobEvent ev = E2__V1__JOB_EVENT__INIT;
     ev.job_id = f->id;
     ev.has_kind = ev.has_state = ev.has_step = ev.has_total_steps = 1;
@@ -192,10 +194,10 @@ static void send_event(rpc_call *call, fake_job *f, E2__V1__JobEventKind kind, c
     ev.loss = 5.0 / (1.0 + f->step);
     ev.tokens_per_second = 1000.0 + f->step;
     ev.eta_seconds = (double)(f->total - f->step);
-    rpc_call_send(call, &ev.base);
+    e2_rpc_call_send(call, &ev.base);
 }
 
-static void watch_job(rpc_call *call, const ProtobufCMessage *request, void *data) {
+static void watch_job(e2_rpc_call *call, const ProtobufCMessage *request, void *data) {
     (void)data;
     const E2__V1__WatchJobRequest *req = (const E2__V1__WatchJobRequest *)request;
     fake_job *f = find_job(req->id);
@@ -222,10 +224,10 @@ static void watch_job(rpc_call *call, const ProtobufCMessage *request, void *dat
         }
         send_event(call, f, E2__V1__JOB_EVENT_KIND__JOB_EVENT_KIND_TRANSITION, why);
     }
-    rpc_call_finish(call, RPC_OK, NULL);
+    e2_rpc_call_finish(call, E2_RPC_OK, NULL);
 }
 
-static void stream_logs(rpc_call *call, const ProtobufCMessage *request, void *data) {
+static void stream_logs(e2_rpc_call *call, const ProtobufCMessage *request, void *data) {
     (void)data;
     const E2__V1__StreamLogsRequest *req = (const E2__V1__StreamLogsRequest *)request;
     fake_job *f = find_job(req->id);
@@ -243,12 +245,12 @@ static void stream_logs(rpc_call *call, const ProtobufCMessage *request, void *d
         c.rank = r;
         c.data.data = (uint8_t *)text;
         c.data.len = strlen(text);
-        rpc_call_send(call, &c.base);
+        e2_rpc_call_send(call, &c.base);
     }
-    rpc_call_finish(call, RPC_OK, NULL);
+    e2_rpc_call_finish(call, E2_RPC_OK, NULL);
 }
 
-static void list_workers(rpc_call *call, const ProtobufCMessage *request, void *data) {
+static void list_workers(e2_rpc_call *call, const ProtobufCMessage *request, void *data) {
     (void)request;
     (void)data;
     E2__V1__Worker w = E2__V1__WORKER__INIT, *wp = &w;
@@ -261,10 +263,10 @@ static void list_workers(rpc_call *call, const ProtobufCMessage *request, void *
     E2__V1__ListWorkersResponse resp = E2__V1__LIST_WORKERS_RESPONSE__INIT;
     resp.n_workers = 1;
     resp.workers = &wp;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
 }
 
-static void get_metrics(rpc_call *call, const ProtobufCMessage *request, void *data) {
+static void get_metrics(e2_rpc_call *call, const ProtobufCMessage *request, void *data) {
     (void)data;
     const E2__V1__GetMetricsRequest *req = (const E2__V1__GetMetricsRequest *)request;
     fake_job *f = find_job(req->id);
@@ -284,10 +286,10 @@ static void get_metrics(rpc_call *call, const ProtobufCMessage *request, void *d
     E2__V1__GetMetricsResponse resp = E2__V1__GET_METRICS_RESPONSE__INIT;
     resp.n_points = 3;
     resp.points = pp;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
 }
 
-static void on_shut_down(rpc_server *s) {
+static void on_shut_down(e2_rpc_server *s) {
     (void)s;
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
@@ -296,7 +298,7 @@ static void on_shut_down(rpc_server *s) {
 static void on_signal(uv_signal_t *h, int signum) {
     (void)h;
     (void)signum;
-    rpc_server_shutdown(server, 1000, on_shut_down);
+    e2_rpc_server_shutdown(server, 1000, on_shut_down);
 }
 
 int main(int argc, char **argv) {
@@ -304,23 +306,23 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: fake_coordinator ADDRESS\n");
         return 2;
     }
-    static const rpc_method methods[] = {
-        { "SubmitJob", RPC_UNARY, submit_job, NULL },
-        { "GetJob", RPC_UNARY, get_job, NULL },
-        { "ListJobs", RPC_UNARY, list_jobs, NULL },
-        { "CancelJob", RPC_UNARY, cancel_job, NULL },
-        { "WatchJob", RPC_SERVER_STREAMING, watch_job, NULL },
-        { "StreamLogs", RPC_SERVER_STREAMING, stream_logs, NULL },
-        { "ListWorkers", RPC_UNARY, list_workers, NULL },
-        { "GetMetrics", RPC_UNARY, get_metrics, NULL },
+    static const e2_rpc_method methods[] = {
+        { "SubmitJob", E2_RPC_UNARY, submit_job, NULL, 0 },
+        { "GetJob", E2_RPC_UNARY, get_job, NULL, 0 },
+        { "ListJobs", E2_RPC_UNARY, list_jobs, NULL, 0 },
+        { "CancelJob", E2_RPC_UNARY, cancel_job, NULL, 0 },
+        { "WatchJob", E2_RPC_SERVER_STREAMING, watch_job, NULL, 0 },
+        { "StreamLogs", E2_RPC_SERVER_STREAMING, stream_logs, NULL, 0 },
+        { "ListWorkers", E2_RPC_UNARY, list_workers, NULL, 0 },
+        { "GetMetrics", E2_RPC_UNARY, get_metrics, NULL, 0 },
     };
     uv_loop_t *loop = uv_default_loop();
     char err[256];
-    server = rpc_server_new(loop, NULL);
-    if (rpc_server_add_service(server, &e2__v1__coordinator__descriptor, methods,
-                               sizeof methods / sizeof methods[0], err, sizeof err) != 0 ||
-        rpc_server_listen(server, argv[1], NULL, NULL, err, sizeof err) != 0 ||
-        rpc_server_start(server, err, sizeof err) != 0) {
+    server = e2_rpc_server_new(loop, NULL);
+    if (e2_rpc_server_add_service(server, &e2__v1__coordinator__descriptor, methods,
+                                  sizeof methods / sizeof methods[0], err, sizeof err) != 0 ||
+        e2_rpc_server_listen(server, argv[1], NULL, NULL, err, sizeof err) != 0 ||
+        e2_rpc_server_start(server, err, sizeof err) != 0) {
         fprintf(stderr, "fake_coordinator: %s\n", err);
         return 1;
     }
@@ -331,7 +333,7 @@ int main(int argc, char **argv) {
     printf("ready\n");
     fflush(stdout);
     uv_run(loop, UV_RUN_DEFAULT);
-    rpc_server_free(server);
+    e2_rpc_server_free(server);
     for (int i = 0; i < n_jobs; i++) e2__v1__job_spec__free_unpacked(jobs[i].spec, NULL);
     uv_loop_close(loop);
     return 0;

@@ -1,6 +1,6 @@
 /* test_sched_unit.c -- e2d's scheduler (sched.c) without RPC: a real
  * SQLite store and job directories in a temporary state dir, workers put
- * in the registry directly, then sched_run_queue / sched_cancel, and the
+ * in the registry directly, then e2_sched_run_queue / e2_sched_cancel, and the
  * commands queued on the workers and the stored job rows checked.
  * Usage: test_daemon_sched_unit CASE (one ctest test per case). */
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 
 #include "base.h"
 #include "check.h"
-#include "e2d.h"
+#include "scheduler.h"
 
 #define WS_IDLE E2__V1__WORKER_STATE__WORKER_STATE_IDLE
 #define WS_BUSY E2__V1__WORKER_STATE__WORKER_STATE_BUSY
@@ -21,20 +21,20 @@ static int setup(void) {
     char dir[] = "/tmp/e2d_sched_XXXXXX", db[600], err[E2_ERRLEN];
     if (!mkdtemp(dir)) return 1;
     memset(&g_srv, 0, sizeof g_srv);
-    config_init(&g_srv.cfg);
+    e2_config_init(&g_srv.cfg);
     snprintf(g_srv.cfg.state_dir, sizeof g_srv.cfg.state_dir, "%s", dir);
     snprintf(db, sizeof db, "%s/e2d.db", dir);
     g_srv.hb_interval_ms = 1000;
     g_srv.hb_timeout_ms = 10000;
     g_srv.hang_timeout_ms = 600000;
-    CHECK(store_open(&g_srv.db, db, STORE_SCHEMA_VERSION, err, sizeof err) == 0);
+    CHECK(e2_store_open(&g_srv.db, db, E2_STORE_SCHEMA_VERSION, err, sizeof err) == 0);
     return 0;
 }
 
 static void teardown(void) {
     char cmd[600];
-    sched_free(&g_srv);
-    store_close(g_srv.db);
+    e2_sched_free(&g_srv);
+    e2_store_close(g_srv.db);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_srv.cfg.state_dir);
     if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", g_srv.cfg.state_dir);
 }
@@ -57,11 +57,11 @@ static e2d_worker *worker(const char *id, const char *device, int state) {
 /* A PENDING job stored as SubmitJob would (row, directory); its id. */
 static const char *job(int num_workers, int priority, char *id) {
     char err[E2_ERRLEN];
-    store_job j;
+    e2_store_job j;
     memset(&j, 0, sizeof j);
     j.spec_json = strdup("{\"name\":\"t\"}");
     j.reason = strdup("submitted");
-    j.state = JOBSTATE_PENDING;
+    j.state = E2_JOBSTATE_PENDING;
     j.priority = priority;
     snprintf(j.device, sizeof j.device, "cpu");
     j.num_workers = num_workers;
@@ -69,13 +69,13 @@ static const char *job(int num_workers, int priority, char *id) {
     j.keep_last = 2;
     j.total_steps = 10;
     j.created_ms = e2d_now_ms();
-    if (store_job_insert(g_srv.db, &j, NULL, 0, err, sizeof err) < 0 ||
-        jobdir_create(g_srv.cfg.state_dir, j.id, "{}", err, sizeof err) < 0) {
+    if (e2_store_job_insert(g_srv.db, &j, NULL, 0, err, sizeof err) < 0 ||
+        e2_jobdir_create(g_srv.cfg.state_dir, j.id, "{}", err, sizeof err) < 0) {
         fprintf(stderr, "job: %s\n", err);
         abort();
     }
-    snprintf(id, STORE_IDLEN, "%s", j.id);
-    store_job_free(&j);
+    snprintf(id, E2_STORE_IDLEN, "%s", j.id);
+    e2_store_job_free(&j);
     return id;
 }
 
@@ -89,81 +89,81 @@ static const char *assigned(const e2d_worker *w) {
 
 static int state_of(const char *id, char *reason, size_t n) {
     char err[E2_ERRLEN];
-    store_job j;
+    e2_store_job j;
     int s;
-    if (store_job_get(g_srv.db, id, &j, err, sizeof err) < 0) return -1;
+    if (e2_store_job_get(g_srv.db, id, &j, err, sizeof err) < 0) return -1;
     s = j.state;
     if (reason) snprintf(reason, n, "%s", j.reason ? j.reason : "");
-    store_job_free(&j);
+    e2_store_job_free(&j);
     return s;
 }
 
 static int parked_job_does_not_block(void) {
-    char big[STORE_IDLEN], small[STORE_IDLEN], why[256];
+    char big[E2_STORE_IDLEN], small[E2_STORE_IDLEN], why[256];
     e2d_worker *w = worker("w-a", "cpu", WS_IDLE);
     job(2, 0, big);
     job(1, 0, small);
-    sched_run_queue(&g_srv);
+    e2_sched_run_queue(&g_srv);
     CHECK(!strcmp(assigned(w), small));
-    CHECK(state_of(small, NULL, 0) == JOBSTATE_STARTING);
-    CHECK(state_of(big, why, sizeof why) == JOBSTATE_PENDING);
+    CHECK(state_of(small, NULL, 0) == E2_JOBSTATE_STARTING);
+    CHECK(state_of(big, why, sizeof why) == E2_JOBSTATE_PENDING);
     CHECK(strstr(why, "unschedulable: needs 2 cpu workers, 1 registered"));
     return 0;
 }
 
 static int fitting_job_blocks_the_queue(void) {
-    char big[STORE_IDLEN], small[STORE_IDLEN], why[256];
+    char big[E2_STORE_IDLEN], small[E2_STORE_IDLEN], why[256];
     e2d_worker *busy = worker("w-a", "cpu", WS_BUSY);
     e2d_worker *idle = worker("w-b", "cpu", WS_IDLE);
     job(2, 0, big);
     job(1, 0, small);
-    sched_run_queue(&g_srv);
+    e2_sched_run_queue(&g_srv);
     CHECK(idle->ncmds == 0 && busy->ncmds == 0);
-    CHECK(state_of(small, NULL, 0) == JOBSTATE_PENDING);
-    CHECK(state_of(big, why, sizeof why) == JOBSTATE_PENDING);
+    CHECK(state_of(small, NULL, 0) == E2_JOBSTATE_PENDING);
+    CHECK(state_of(big, why, sizeof why) == E2_JOBSTATE_PENDING);
     CHECK(!strstr(why, "unschedulable"));
     return 0;
 }
 
 static int lost_workers_are_not_capacity(void) {
-    char big[STORE_IDLEN], why[256];
+    char big[E2_STORE_IDLEN], why[256];
     worker("w-a", "cpu", WS_IDLE);
     worker("w-b", "cpu", WS_LOST);
     worker("w-c", "cuda", WS_IDLE);
     job(2, 0, big);
-    sched_run_queue(&g_srv);
-    CHECK(state_of(big, why, sizeof why) == JOBSTATE_PENDING);
+    e2_sched_run_queue(&g_srv);
+    CHECK(state_of(big, why, sizeof why) == E2_JOBSTATE_PENDING);
     CHECK(strstr(why, "needs 2 cpu workers, 1 registered"));
     /* A second cpu worker registers: the job becomes schedulable. */
     worker("w-d", "cpu", WS_IDLE);
-    sched_run_queue(&g_srv);
-    CHECK(state_of(big, NULL, 0) == JOBSTATE_STARTING);
+    e2_sched_run_queue(&g_srv);
+    CHECK(state_of(big, NULL, 0) == E2_JOBSTATE_STARTING);
     return 0;
 }
 
 static int higher_priority_first(void) {
-    char lo[STORE_IDLEN], hi[STORE_IDLEN];
+    char lo[E2_STORE_IDLEN], hi[E2_STORE_IDLEN];
     e2d_worker *w = worker("w-a", "cpu", WS_IDLE);
     job(1, 0, lo);
     job(1, 5, hi);
-    sched_run_queue(&g_srv);
+    e2_sched_run_queue(&g_srv);
     CHECK(!strcmp(assigned(w), hi));
-    CHECK(state_of(lo, NULL, 0) == JOBSTATE_PENDING);
+    CHECK(state_of(lo, NULL, 0) == E2_JOBSTATE_PENDING);
     return 0;
 }
 
 static int cancel_of_pending_head_asks_for_a_pass(void) {
-    char big[STORE_IDLEN], err[E2_ERRLEN];
-    store_job j;
+    char big[E2_STORE_IDLEN], err[E2_ERRLEN];
+    e2_store_job j;
     worker("w-a", "cpu", WS_BUSY);
     worker("w-b", "cpu", WS_IDLE);
     job(2, 0, big);
-    sched_run_queue(&g_srv);
+    e2_sched_run_queue(&g_srv);
     CHECK(g_srv.sched_pending == 0);
-    CHECK(store_job_get(g_srv.db, big, &j, err, sizeof err) == 0);
-    CHECK(sched_cancel(&g_srv, &j, 0) == 0);
-    store_job_free(&j);
-    CHECK(state_of(big, NULL, 0) == JOBSTATE_CANCELLED);
+    CHECK(e2_store_job_get(g_srv.db, big, &j, err, sizeof err) == 0);
+    CHECK(e2_sched_cancel(&g_srv, &j, 0) == 0);
+    e2_store_job_free(&j);
+    CHECK(state_of(big, NULL, 0) == E2_JOBSTATE_CANCELLED);
     CHECK(g_srv.sched_pending == 1);
     return 0;
 }

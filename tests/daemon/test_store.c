@@ -21,13 +21,13 @@ static void scratch(void) {
     snprintf(g_db, sizeof g_db, "%s/e2d.db", dir);
 }
 
-static int insert(store *s, const char *rid, int prio, const char *team, store_job *j) {
+static int insert(e2_store *s, const char *rid, int prio, const char *team, e2_store_job *j) {
     char err[E2_ERRLEN];
-    store_label l = { "team", team };
+    e2_store_label l = { "team", team };
     memset(j, 0, sizeof *j);
     j->request_id = rid ? strdup(rid) : NULL;
     j->spec_json = strdup("{\"name\":\"t\"}");
-    j->state = JOBSTATE_PENDING;
+    j->state = E2_JOBSTATE_PENDING;
     j->priority = prio;
     snprintf(j->device, sizeof j->device, "cpu");
     j->num_workers = 2;
@@ -35,47 +35,47 @@ static int insert(store *s, const char *rid, int prio, const char *team, store_j
     j->keep_last = 2;
     j->created_ms = 1000;
     j->total_steps = 10;
-    int rc = store_job_insert(s, j, &l, team ? 1 : 0, err, sizeof err);
+    int rc = e2_store_job_insert(s, j, &l, team ? 1 : 0, err, sizeof err);
     if (rc < 0) fprintf(stderr, "insert: %s\n", err);
     return rc;
 }
 
 static int migrate_then_reopen(void) {
     char err[E2_ERRLEN];
-    store *s;
-    store_job j, g;
+    e2_store *s;
+    e2_store_job j, g;
     scratch();
-    CHECK(store_open(&s, g_db, 1, err, sizeof err) == 0);
-    CHECK(store_version(s) == 1);
+    CHECK(e2_store_open(&s, g_db, 1, err, sizeof err) == 0);
+    CHECK(e2_store_version(s) == 1);
     CHECK(insert(s, "r1", 0, "a", &j) == 0);
-    store_close(s);
+    e2_store_close(s);
     /* Version 1 -> 2 keeps the row and adds the meta table. */
-    CHECK(store_open(&s, g_db, STORE_SCHEMA_VERSION, err, sizeof err) == 0);
-    CHECK(store_version(s) == STORE_SCHEMA_VERSION);
-    CHECK(store_next_worker_seq(s, err, sizeof err) == 1);
-    CHECK(store_job_get(s, j.id, &g, err, sizeof err) == 0);
+    CHECK(e2_store_open(&s, g_db, E2_STORE_SCHEMA_VERSION, err, sizeof err) == 0);
+    CHECK(e2_store_version(s) == E2_STORE_SCHEMA_VERSION);
+    CHECK(e2_store_next_worker_seq(s, err, sizeof err) == 1);
+    CHECK(e2_store_job_get(s, j.id, &g, err, sizeof err) == 0);
     CHECK(strcmp(g.request_id, "r1") == 0);
-    CHECK(g.num_workers == 2 && g.state == JOBSTATE_PENDING);
-    store_job_free(&g);
-    store_close(s);
+    CHECK(g.num_workers == 2 && g.state == E2_JOBSTATE_PENDING);
+    e2_store_job_free(&g);
+    e2_store_close(s);
     /* Reopen at the current version: nothing migrates, data stays. */
-    CHECK(store_open(&s, g_db, STORE_SCHEMA_VERSION, err, sizeof err) == 0);
-    CHECK(store_next_worker_seq(s, err, sizeof err) == 2);
-    CHECK(store_job_count(s) == 1);
-    store_close(s);
-    store_job_free(&j);
+    CHECK(e2_store_open(&s, g_db, E2_STORE_SCHEMA_VERSION, err, sizeof err) == 0);
+    CHECK(e2_store_next_worker_seq(s, err, sizeof err) == 2);
+    CHECK(e2_store_job_count(s) == 1);
+    e2_store_close(s);
+    e2_store_job_free(&j);
     return 0;
 }
 
 static int newer_schema_refused(void) {
     char err[E2_ERRLEN];
-    store *s;
+    e2_store *s;
     sqlite3 *db;
     scratch();
     CHECK(sqlite3_open(g_db, &db) == SQLITE_OK);
     CHECK(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
-    CHECK(store_open(&s, g_db, STORE_SCHEMA_VERSION, err, sizeof err) < 0);
+    CHECK(e2_store_open(&s, g_db, E2_STORE_SCHEMA_VERSION, err, sizeof err) < 0);
     CHECK(s == NULL);
     CHECK(strstr(err, "99") && strstr(err, "upgrade e2d"));
     return 0;
@@ -83,13 +83,13 @@ static int newer_schema_refused(void) {
 
 static int update_roundtrip(void) {
     char err[E2_ERRLEN];
-    store *s;
-    store_job j, g;
+    e2_store *s;
+    e2_store_job j, g;
     scratch();
-    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(e2_store_open(&s, g_db, -1, err, sizeof err) == 0);
     CHECK(insert(s, NULL, 0, NULL, &j) == 0);
     CHECK(strcmp(j.id, "j-000001") == 0);
-    j.state = JOBSTATE_FAILED;
+    j.state = E2_JOBSTATE_FAILED;
     free(j.reason);
     j.reason = strdup("rank 1 exited with code 2");
     j.fail_exit_code = 2;
@@ -98,194 +98,194 @@ static int update_roundtrip(void) {
     j.attempt = 3;
     j.restarts = 2;
     j.loss = 1.5;
-    CHECK(store_job_update(s, &j, err, sizeof err) == 0);
-    store_close(s);
-    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
-    CHECK(store_job_get(s, j.id, &g, err, sizeof err) == 0);
-    CHECK(g.state == JOBSTATE_FAILED && g.fail_exit_code == 2);
+    CHECK(e2_store_job_update(s, &j, err, sizeof err) == 0);
+    e2_store_close(s);
+    CHECK(e2_store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(e2_store_job_get(s, j.id, &g, err, sizeof err) == 0);
+    CHECK(g.state == E2_JOBSTATE_FAILED && g.fail_exit_code == 2);
     CHECK(g.fail_rank == 1 && g.attempt == 3 && g.restarts == 2);
     CHECK(strcmp(g.fail_log, "a\nb") == 0 && g.loss == 1.5);
     CHECK(strcmp(g.reason, "rank 1 exited with code 2") == 0);
     CHECK(g.request_id == NULL);
-    store_job_free(&g);
-    CHECK(store_job_get(s, "j-999999", &g, err, sizeof err) == STORE_NOTFOUND);
-    store_close(s);
-    store_job_free(&j);
+    e2_store_job_free(&g);
+    CHECK(e2_store_job_get(s, "j-999999", &g, err, sizeof err) == E2_NOTFOUND);
+    e2_store_close(s);
+    e2_store_job_free(&j);
     return 0;
 }
 
 static int request_id_unique(void) {
     char err[E2_ERRLEN];
-    store *s;
-    store_job a, b, g;
+    e2_store *s;
+    e2_store_job a, b, g;
     scratch();
-    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(e2_store_open(&s, g_db, -1, err, sizeof err) == 0);
     CHECK(insert(s, "same", 0, NULL, &a) == 0);
     CHECK(insert(s, "same", 0, NULL, &b) < 0);
-    CHECK(store_job_count(s) == 1);
-    CHECK(store_job_by_request(s, "same", &g, err, sizeof err) == 0);
+    CHECK(e2_store_job_count(s) == 1);
+    CHECK(e2_store_job_by_request(s, "same", &g, err, sizeof err) == 0);
     CHECK(strcmp(g.id, a.id) == 0);
-    store_job_free(&g);
-    store_close(s);
-    store_job_free(&a);
-    store_job_free(&b);
+    e2_store_job_free(&g);
+    e2_store_close(s);
+    e2_store_job_free(&a);
+    e2_store_job_free(&b);
     return 0;
 }
 
 /* Inner levels are savepoints: rolling one back keeps the outer work. */
 static int nested_transactions(void) {
     char err[E2_ERRLEN];
-    store *s;
-    store_job a, b, g;
+    e2_store *s;
+    e2_store_job a, b, g;
     scratch();
-    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
-    CHECK(store_begin(s, err, sizeof err) == 0);
+    CHECK(e2_store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(e2_store_begin(s, err, sizeof err) == 0);
     CHECK(insert(s, "outer", 0, NULL, &a) == 0);
-    CHECK(store_begin(s, err, sizeof err) == 0);
+    CHECK(e2_store_begin(s, err, sizeof err) == 0);
     CHECK(insert(s, "inner", 0, NULL, &b) == 0);
-    store_rollback(s);
-    CHECK(store_begin(s, err, sizeof err) == 0);
-    CHECK(store_end(s, 1, err, sizeof err) == 0);
-    CHECK(store_commit(s, err, sizeof err) == 0);
-    CHECK(store_commit(s, err, sizeof err) < 0); /* nothing left open */
-    store_close(s);
-    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
-    CHECK(store_job_by_request(s, "outer", &g, err, sizeof err) == 0);
-    store_job_free(&g);
-    CHECK(store_job_by_request(s, "inner", &g, err, sizeof err) == STORE_NOTFOUND);
-    CHECK(store_job_count(s) == 1);
+    e2_store_rollback(s);
+    CHECK(e2_store_begin(s, err, sizeof err) == 0);
+    CHECK(e2_store_end(s, 1, err, sizeof err) == 0);
+    CHECK(e2_store_commit(s, err, sizeof err) == 0);
+    CHECK(e2_store_commit(s, err, sizeof err) < 0); /* nothing left open */
+    e2_store_close(s);
+    CHECK(e2_store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(e2_store_job_by_request(s, "outer", &g, err, sizeof err) == 0);
+    e2_store_job_free(&g);
+    CHECK(e2_store_job_by_request(s, "inner", &g, err, sizeof err) == E2_NOTFOUND);
+    CHECK(e2_store_job_count(s) == 1);
     /* An uncommitted outer level is gone after close. */
-    CHECK(store_begin(s, err, sizeof err) == 0);
-    store_job_free(&b);
+    CHECK(e2_store_begin(s, err, sizeof err) == 0);
+    e2_store_job_free(&b);
     CHECK(insert(s, "lost", 0, NULL, &b) == 0);
-    store_close(s);
-    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
-    CHECK(store_job_count(s) == 1);
-    store_close(s);
-    store_job_free(&a);
-    store_job_free(&b);
+    e2_store_close(s);
+    CHECK(e2_store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(e2_store_job_count(s) == 1);
+    e2_store_close(s);
+    e2_store_job_free(&a);
+    e2_store_job_free(&b);
     return 0;
 }
 
 struct seen {
     int n;
-    char ids[16][STORE_IDLEN];
+    char ids[16][E2_STORE_IDLEN];
     int64_t last;
 };
 
-static int collect(void *ud, const store_job *j) {
+static int collect(void *ud, const e2_store_job *j) {
     struct seen *v = ud;
-    snprintf(v->ids[v->n++], STORE_IDLEN, "%s", j->id);
+    snprintf(v->ids[v->n++], E2_STORE_IDLEN, "%s", j->id);
     v->last = j->seq;
     return 0;
 }
 
 static int list_filters_and_pages(void) {
     char err[E2_ERRLEN];
-    store *s;
-    store_job j;
+    e2_store *s;
+    e2_store_job j;
     struct seen v;
     scratch();
-    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
+    CHECK(e2_store_open(&s, g_db, -1, err, sizeof err) == 0);
     for (int i = 0; i < 5; i++) {
         CHECK(insert(s, NULL, i == 3 ? 5 : 0, i % 2 ? "b" : "a", &j) == 0);
         if (i == 4) {
-            j.state = JOBSTATE_RUNNING;
-            CHECK(store_job_update(s, &j, err, sizeof err) == 0);
+            j.state = E2_JOBSTATE_RUNNING;
+            CHECK(e2_store_job_update(s, &j, err, sizeof err) == 0);
         }
-        store_job_free(&j);
+        e2_store_job_free(&j);
     }
     /* Newest first, label selector. */
     memset(&v, 0, sizeof v);
-    store_jobq q = { .labels = { { "team", "a" } }, .nlabels = 1 };
-    CHECK(store_job_list(s, &q, collect, &v, err, sizeof err) == 3);
+    e2_store_jobq q = { .labels = { { "team", "a" } }, .nlabels = 1 };
+    CHECK(e2_store_job_list(s, &q, collect, &v, err, sizeof err) == 3);
     CHECK(strcmp(v.ids[0], "j-000005") == 0 && strcmp(v.ids[2], "j-000001") == 0);
     /* Every selector must match. */
     memset(&v, 0, sizeof v);
-    store_jobq q2 = { .labels = { { "team", "a" }, { "team", "b" } }, .nlabels = 2 };
-    CHECK(store_job_list(s, &q2, collect, &v, err, sizeof err) == 0);
+    e2_store_jobq q2 = { .labels = { { "team", "a" }, { "team", "b" } }, .nlabels = 2 };
+    CHECK(e2_store_job_list(s, &q2, collect, &v, err, sizeof err) == 0);
     memset(&v, 0, sizeof v);
-    store_jobq r = { .states = 1u << JOBSTATE_RUNNING };
-    CHECK(store_job_list(s, &r, collect, &v, err, sizeof err) == 1);
+    e2_store_jobq r = { .states = 1u << E2_JOBSTATE_RUNNING };
+    CHECK(e2_store_job_list(s, &r, collect, &v, err, sizeof err) == 1);
     CHECK(strcmp(v.ids[0], "j-000005") == 0);
     /* Pages of 2 via before_seq. */
     memset(&v, 0, sizeof v);
-    store_jobq p = { .limit = 2 };
-    CHECK(store_job_list(s, &p, collect, &v, err, sizeof err) == 2);
+    e2_store_jobq p = { .limit = 2 };
+    CHECK(e2_store_job_list(s, &p, collect, &v, err, sizeof err) == 2);
     p.before_seq = v.last;
-    CHECK(store_job_list(s, &p, collect, &v, err, sizeof err) == 2);
+    CHECK(e2_store_job_list(s, &p, collect, &v, err, sizeof err) == 2);
     p.before_seq = v.last;
-    CHECK(store_job_list(s, &p, collect, &v, err, sizeof err) == 1);
+    CHECK(e2_store_job_list(s, &p, collect, &v, err, sizeof err) == 1);
     CHECK(v.n == 5 && strcmp(v.ids[4], "j-000001") == 0);
     /* The queue: priority first, then FIFO; RUNNING is not queued. */
     memset(&v, 0, sizeof v);
-    CHECK(store_job_queued(s, collect, &v, err, sizeof err) == 4);
+    CHECK(e2_store_job_queued(s, collect, &v, err, sizeof err) == 4);
     CHECK(strcmp(v.ids[0], "j-000004") == 0 && strcmp(v.ids[1], "j-000001") == 0);
     CHECK(strcmp(v.ids[3], "j-000003") == 0);
     memset(&v, 0, sizeof v);
-    CHECK(store_job_in_states(s, 1u << JOBSTATE_RUNNING, collect, &v, err, sizeof err) == 1);
-    store_close(s);
+    CHECK(e2_store_job_in_states(s, 1u << E2_JOBSTATE_RUNNING, collect, &v, err, sizeof err) == 1);
+    e2_store_close(s);
     return 0;
 }
 
-static void count_event(void *ud, const store_event *e) {
+static void count_event(void *ud, const e2_store_event *e) {
     int *n = ud;
-    if (e->to == JOBSTATE_STARTING && strcmp(e->reason, "assigned") == 0) (*n)++;
+    if (e->to == E2_JOBSTATE_STARTING && strcmp(e->reason, "assigned") == 0) (*n)++;
 }
 
-static void count_ckpt(void *ud, const store_ckpt *c) {
+static void count_ckpt(void *ud, const e2_store_ckpt *c) {
     int64_t *sum = ud;
     *sum += c->step;
 }
 
-static void count_metric(void *ud, const store_metric *m) {
+static void count_metric(void *ud, const e2_store_metric *m) {
     double *sum = ud;
     *sum += m->loss;
 }
 
 static int events_ckpts_metrics_rdv(void) {
     char err[E2_ERRLEN];
-    store *s;
+    e2_store *s;
     int n = 0;
     int64_t steps = 0;
     double loss = 0;
     void *val;
     size_t len;
     scratch();
-    CHECK(store_open(&s, g_db, -1, err, sizeof err) == 0);
-    store_event e = { 5, JOBSTATE_PENDING, JOBSTATE_STARTING, "assigned" };
-    CHECK(store_event_add(s, "j-000001", &e, err, sizeof err) == 0);
-    CHECK(store_event_list(s, "j-000001", count_event, &n, err, sizeof err) == 0);
+    CHECK(e2_store_open(&s, g_db, -1, err, sizeof err) == 0);
+    e2_store_event e = { 5, E2_JOBSTATE_PENDING, E2_JOBSTATE_STARTING, "assigned" };
+    CHECK(e2_store_event_add(s, "j-000001", &e, err, sizeof err) == 0);
+    CHECK(e2_store_event_list(s, "j-000001", count_event, &n, err, sizeof err) == 0);
     CHECK(n == 1);
-    store_ckpt c = { 10, "/x/step_10", 7, 1, "{}" };
-    CHECK(store_ckpt_add(s, "j-000001", &c, err, sizeof err) == 0);
+    e2_store_ckpt c = { 10, "/x/step_10", 7, 1, "{}" };
+    CHECK(e2_store_ckpt_add(s, "j-000001", &c, err, sizeof err) == 0);
     c.step = 20;
-    CHECK(store_ckpt_add(s, "j-000001", &c, err, sizeof err) == 0);
-    CHECK(store_ckpt_delete(s, "j-000001", 10, err, sizeof err) == 0);
-    CHECK(store_ckpt_list(s, "j-000001", count_ckpt, &steps, err, sizeof err) == 0);
+    CHECK(e2_store_ckpt_add(s, "j-000001", &c, err, sizeof err) == 0);
+    CHECK(e2_store_ckpt_delete(s, "j-000001", 10, err, sizeof err) == 0);
+    CHECK(e2_store_ckpt_list(s, "j-000001", count_ckpt, &steps, err, sizeof err) == 0);
     CHECK(steps == 20);
     /* A step reported again by a later attempt replaces the earlier one. */
-    store_metric m = { .step = 1, .attempt = 1, .loss = 2.0 };
-    CHECK(store_metric_add(s, "j-000001", &m, err, sizeof err) == 0);
+    e2_store_metric m = { .step = 1, .attempt = 1, .loss = 2.0 };
+    CHECK(e2_store_metric_add(s, "j-000001", &m, err, sizeof err) == 0);
     m.attempt = 2;
     m.loss = 3.0;
-    CHECK(store_metric_add(s, "j-000001", &m, err, sizeof err) == 0);
-    CHECK(store_metric_list(s, "j-000001", count_metric, &loss, err, sizeof err) == 0);
+    CHECK(e2_store_metric_add(s, "j-000001", &m, err, sizeof err) == 0);
+    CHECK(e2_store_metric_list(s, "j-000001", count_metric, &loss, err, sizeof err) == 0);
     CHECK(loss == 3.0);
     m.step = 2;
-    CHECK(store_metric_add(s, "j-000001", &m, err, sizeof err) == 0);
-    CHECK(store_metric_trim(s, "j-000001", 1, err, sizeof err) == 0);
+    CHECK(e2_store_metric_add(s, "j-000001", &m, err, sizeof err) == 0);
+    CHECK(e2_store_metric_trim(s, "j-000001", 1, err, sizeof err) == 0);
     loss = 0;
-    CHECK(store_metric_list(s, "j-000001", count_metric, &loss, err, sizeof err) == 0);
+    CHECK(e2_store_metric_list(s, "j-000001", count_metric, &loss, err, sizeof err) == 0);
     CHECK(loss == 3.0);
-    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == STORE_NOTFOUND);
-    CHECK(store_rdv_put(s, "j-000001", 1, "k", "abc", 3, err, sizeof err) == 0);
-    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == 0);
+    CHECK(e2_store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == E2_NOTFOUND);
+    CHECK(e2_store_rdv_put(s, "j-000001", 1, "k", "abc", 3, err, sizeof err) == 0);
+    CHECK(e2_store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == 0);
     CHECK(len == 3 && memcmp(val, "abc", 3) == 0);
     free(val);
-    CHECK(store_rdv_clear(s, "j-000001", 2, err, sizeof err) == 0);
-    CHECK(store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == STORE_NOTFOUND);
-    store_close(s);
+    CHECK(e2_store_rdv_clear(s, "j-000001", 2, err, sizeof err) == 0);
+    CHECK(e2_store_rdv_get(s, "j-000001", 1, "k", &val, &len, err, sizeof err) == E2_NOTFOUND);
+    e2_store_close(s);
     return 0;
 }
 

@@ -1,5 +1,5 @@
 /* fuzz_e2d_conf.c -- e2d's --config file (daemon/src/config.c): the input
- * is the file, read with config_load into a config filled by config_init. */
+ * is the file, read with e2_config_load into a config filled by e2_config_init. */
 #include "fuzz.h"
 
 #include <stdio.h>
@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     e2d_config c;
     if (!path[0]) snprintf(path, sizeof path, "%s", fuzz_file("e2d.conf"));
     fuzz_write(path, data, size, 0600);
-    config_init(&c);
-    (void)config_load(&c, path, err, sizeof err);
+    e2_config_init(&c);
+    (void)e2_config_load(&c, path, err, sizeof err);
     return 0;
 }

@@ -1,7 +1,7 @@
 /* fuzz_token_file.c -- bearer tokens (common/auth): the input is a token
- * file (mode 0600) read by e2d (auth_tokens_load) and by a client
- * (auth_token_read); its first line is also used as an Authorization
- * header value: auth_bearer, then a lookup and the role check for a few
+ * file (mode 0600) read by e2d (e2_auth_tokens_load) and by a client
+ * (e2_auth_token_read); its first line is also used as an Authorization
+ * header value: e2_auth_bearer, then a lookup and the role check for a few
  * methods. */
 #include "fuzz.h"
 
@@ -11,34 +11,40 @@
 
 #include "auth.h"
 
-static const char *const methods[] = { "/e2.v1.Coordinator/SubmitJob", "/e2.v1.Coordinator/GetJob",
-                                       "/e2.v1.WorkerControl/Heartbeat", "/e2.v1.Nope/Nope", "" };
+/* Needs as a method row's role column holds them (-1: no row). */
+static const int needs[] = { -1,
+                             E2_AUTH_ROLE_NONE,
+                             E2_AUTH_ROLE_VIEWER,
+                             E2_AUTH_ROLE_SUBMITTER,
+                             E2_AUTH_ROLE_WORKER,
+                             E2_AUTH_ROLE_ADMIN,
+                             99 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static char path[512];
-    char err[512], tok[AUTH_TOKEN_MAX + 2];
-    auth_tokens t;
+    char err[512], tok[E2_AUTH_TOKEN_MAX + 2];
+    e2_auth_tokens t;
     if (!path[0]) snprintf(path, sizeof path, "%s", fuzz_file("tokens"));
     fuzz_write(path, data, size, 0600);
-    int loaded = auth_tokens_load(&t, path, err, sizeof err) == 0;
-    (void)auth_token_read(path, tok, sizeof tok, err, sizeof err);
+    int loaded = e2_auth_tokens_load(&t, path, err, sizeof err) == 0;
+    (void)e2_auth_token_read(path, tok, sizeof tok, err, sizeof err);
 
     char *text = fuzz_strdup(data, size);
     text[strcspn(text, "\n")] = 0;
-    const char *bearer = auth_bearer(text);
+    const char *bearer = e2_auth_bearer(text);
     if (bearer && loaded) {
-        const auth_token *e = auth_tokens_find(&t, bearer);
-        for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
-            (void)auth_role_allows(e ? e->role : AUTH_ROLE_NONE, methods[i]);
+        const e2_auth_token *e = e2_auth_tokens_find(&t, bearer);
+        for (size_t i = 0; i < sizeof needs / sizeof *needs; i++)
+            (void)e2_auth_role_allows(e ? e->role : E2_AUTH_ROLE_NONE, needs[i]);
     }
-    (void)auth_role_parse(text);
+    (void)e2_auth_role_parse(text);
     if (loaded) {
         for (size_t i = 0; i < t.n; i++)
-            if (auth_tokens_find(&t, t.v[i].token) == NULL) {
+            if (e2_auth_tokens_find(&t, t.v[i].token) == NULL) {
                 fprintf(stderr, "fuzz_token_file: loaded token %s not found\n", t.v[i].name);
                 abort();
             }
-        auth_tokens_free(&t);
+        e2_auth_tokens_free(&t);
     }
     free(text);
     return 0;

@@ -38,7 +38,7 @@ typedef struct {
     uv_loop_t loop;
     uv_thread_t thread;
     uv_async_t stop;
-    rpc_server *srv;
+    e2_rpc_server *srv;
     uint64_t grace_ms;
     char addr[300];
     char dir[64];
@@ -48,28 +48,28 @@ typedef struct {
     atomic_int later;     /* "later" calls received */
 } harness;
 
-static void on_cancel_finish(rpc_call *call) {
-    harness *h = rpc_server_data(rpc_call_server(call));
+static void on_cancel_finish(e2_rpc_call *call) {
+    harness *h = e2_rpc_server_data(e2_rpc_call_server(call));
     atomic_fetch_add(&h->cancels, 1);
-    rpc_call_finish(call, RPC_CANCELLED, "cancelled");
+    e2_rpc_call_finish(call, E2_RPC_CANCELLED, "cancelled");
 }
 
 typedef struct {
     uv_timer_t timer;
-    rpc_call *call;
+    e2_rpc_call *call;
 } later_reply;
 
-static void reply_job(rpc_call *call, const char *id) {
+static void reply_job(e2_rpc_call *call, const char *id) {
     E2__V1__Job job = E2__V1__JOB__INIT;
     E2__V1__GetJobResponse resp = E2__V1__GET_JOB_RESPONSE__INIT;
-    const char *auth = rpc_call_metadata(call, "authorization");
+    const char *auth = e2_rpc_call_metadata(call, "authorization");
     job.id = (char *)id;
     job.reason = (char *)(auth != NULL ? auth : "");
-    job.job_dir = (char *)rpc_call_peer(call);
+    job.job_dir = (char *)e2_rpc_call_peer(call);
     job.has_eta_seconds = 1;
-    job.eta_seconds = (double)rpc_call_deadline_ms(call);
+    job.eta_seconds = (double)e2_rpc_call_deadline_ms(call);
     resp.job = &job;
-    rpc_call_reply(call, &resp.base);
+    e2_rpc_call_reply(call, &resp.base);
 }
 
 static void on_timer_closed(uv_handle_t *h) {
@@ -82,28 +82,28 @@ static void on_later(uv_timer_t *t) {
     uv_close((uv_handle_t *)t, on_timer_closed);
 }
 
-static void handle_get_job(rpc_call *call, const ProtobufCMessage *request, void *data) {
+static void handle_get_job(e2_rpc_call *call, const ProtobufCMessage *request, void *data) {
     (void)data;
     const E2__V1__GetJobRequest *req = (const E2__V1__GetJobRequest *)request;
     const char *id = req->id != NULL ? req->id : "";
     if (strcmp(id, "slow") == 0) {
-        rpc_call_on_cancel(call, on_cancel_finish);
+        e2_rpc_call_on_cancel(call, on_cancel_finish);
     } else if (strcmp(id, "later") == 0) {
-        atomic_fetch_add(&((harness *)rpc_server_data(rpc_call_server(call)))->later, 1);
+        atomic_fetch_add(&((harness *)e2_rpc_server_data(e2_rpc_call_server(call)))->later, 1);
         later_reply *lr = calloc(1, sizeof *lr);
         lr->call = call;
-        uv_timer_init(&((harness *)rpc_server_data(rpc_call_server(call)))->loop, &lr->timer);
+        uv_timer_init(&((harness *)e2_rpc_server_data(e2_rpc_call_server(call)))->loop, &lr->timer);
         lr->timer.data = lr;
         uv_timer_start(&lr->timer, on_later, 50, 0);
-    } else if (rpc_call_send(call, request) != RPC_EINVAL) {
+    } else if (e2_rpc_call_send(call, request) != E2_RPC_EINVAL) {
         /* a unary method must refuse stream sends */
-        rpc_call_finish(call, RPC_INTERNAL, "rpc_call_send accepted a unary call");
+        e2_rpc_call_finish(call, E2_RPC_INTERNAL, "e2_rpc_call_send accepted a unary call");
     } else {
         reply_job(call, id);
     }
 }
 
-static void handle_watch_job(rpc_call *call, const ProtobufCMessage *request, void *data) {
+static void handle_watch_job(e2_rpc_call *call, const ProtobufCMessage *request, void *data) {
     (void)data;
     const E2__V1__WatchJobRequest *req = (const E2__V1__WatchJobRequest *)request;
     const char *id = req->id != NULL ? req->id : "";
@@ -111,32 +111,32 @@ static void handle_watch_job(rpc_call *call, const ProtobufCMessage *request, vo
     ev.job_id = (char *)id;
     ev.has_step = 1;
     if (strcmp(id, "forever") == 0) {
-        rpc_call_on_cancel(call, on_cancel_finish);
+        e2_rpc_call_on_cancel(call, on_cancel_finish);
         ev.step = 1;
-        rpc_call_send(call, &ev.base);
+        e2_rpc_call_send(call, &ev.base);
         return;
     }
     int k = strncmp(id, "n=", 2) == 0 ? atoi(id + 2) : 0;
     for (int i = 1; i <= k; i++) {
         ev.step = (uint32_t)i;
-        CHECK(rpc_call_send(call, &ev.base) == 0);
+        CHECK(e2_rpc_call_send(call, &ev.base) == 0);
     }
     /* the first message is in flight at once, the others wait their turn */
-    if (k > 0 && rpc_call_queued(call) != (size_t)k - 1)
-        rpc_call_finish(call, RPC_INTERNAL, "unexpected rpc_call_queued");
+    if (k > 0 && e2_rpc_call_queued(call) != (size_t)k - 1)
+        e2_rpc_call_finish(call, E2_RPC_INTERNAL, "unexpected e2_rpc_call_queued");
     else
-        rpc_call_finish(call, RPC_OK, NULL);
+        e2_rpc_call_finish(call, E2_RPC_OK, NULL);
 }
 
-static void on_shut_down(rpc_server *srv) {
-    harness *h = rpc_server_data(srv);
+static void on_shut_down(e2_rpc_server *srv) {
+    harness *h = e2_rpc_server_data(srv);
     atomic_store(&h->shut_down, 1);
     uv_close((uv_handle_t *)&h->stop, NULL);
 }
 
 static void on_stop(uv_async_t *a) {
     harness *h = a->data;
-    rpc_server_shutdown(h->srv, h->grace_ms, on_shut_down);
+    e2_rpc_server_shutdown(h->srv, h->grace_ms, on_shut_down);
 }
 
 static void loop_thread(void *arg) {
@@ -144,9 +144,9 @@ static void loop_thread(void *arg) {
     uv_run(&h->loop, UV_RUN_DEFAULT);
 }
 
-static const rpc_method test_methods[] = {
-    { "GetJob", RPC_UNARY, handle_get_job, NULL },
-    { "WatchJob", RPC_SERVER_STREAMING, handle_watch_job, NULL },
+static const e2_rpc_method test_methods[] = {
+    { "GetJob", E2_RPC_UNARY, handle_get_job, NULL, 0 },
+    { "WatchJob", E2_RPC_SERVER_STREAMING, handle_watch_job, NULL, 0 },
 };
 
 /* Start a server on "unix" (temp dir) or "tcp" (127.0.0.1:0). */
@@ -154,9 +154,9 @@ static harness *harness_start(const char *kind) {
     harness *h = calloc(1, sizeof *h);
     char err[256];
     uv_loop_init(&h->loop);
-    h->srv = rpc_server_new(&h->loop, h);
-    if (rpc_server_add_service(h->srv, &e2__v1__coordinator__descriptor, test_methods, 2, err,
-                               sizeof err) != 0) {
+    h->srv = e2_rpc_server_new(&h->loop, h);
+    if (e2_rpc_server_add_service(h->srv, &e2__v1__coordinator__descriptor, test_methods, 2, err,
+                                  sizeof err) != 0) {
         fprintf(stderr, "add_service: %s\n", err);
         exit(1);
     }
@@ -168,7 +168,7 @@ static harness *harness_start(const char *kind) {
     } else {
         snprintf(listen, sizeof listen, "127.0.0.1:0");
     }
-    if (rpc_server_listen(h->srv, listen, NULL, &h->port, err, sizeof err) != 0) {
+    if (e2_rpc_server_listen(h->srv, listen, NULL, &h->port, err, sizeof err) != 0) {
         fprintf(stderr, "listen: %s\n", err);
         exit(1);
     }
@@ -178,7 +178,7 @@ static harness *harness_start(const char *kind) {
         snprintf(h->addr, sizeof h->addr, "127.0.0.1:%d", h->port);
     uv_async_init(&h->loop, &h->stop, on_stop);
     h->stop.data = h;
-    if (rpc_server_start(h->srv, err, sizeof err) != 0) {
+    if (e2_rpc_server_start(h->srv, err, sizeof err) != 0) {
         fprintf(stderr, "start: %s\n", err);
         exit(1);
     }
@@ -191,7 +191,7 @@ static void harness_stop(harness *h, uint64_t grace_ms) {
     uv_async_send(&h->stop);
     uv_thread_join(&h->thread);
     CHECK(atomic_load(&h->shut_down) == 1);
-    rpc_server_free(h->srv);
+    e2_rpc_server_free(h->srv);
     CHECK(uv_loop_close(&h->loop) == 0);
     if (h->dir[0] != '\0') {
         char sock[128];
@@ -209,14 +209,14 @@ static int wait_for(atomic_int *v, int want, double seconds) {
 }
 
 /* Unary GetJob; returns the status, fills job fields into out params. */
-static int get_job(rpc_client *c, const char *id, int64_t timeout_ms, E2__V1__GetJobResponse **out,
-                   char *msg, size_t msglen) {
+static int get_job(e2_rpc_client *c, const char *id, int64_t timeout_ms,
+                   E2__V1__GetJobResponse **out, char *msg, size_t msglen) {
     E2__V1__GetJobRequest req = E2__V1__GET_JOB_REQUEST__INIT;
     req.id = (char *)id;
     ProtobufCMessage *resp = NULL;
     int code =
-        rpc_client_call(c, "/e2.v1.Coordinator/GetJob", &req.base,
-                        &e2__v1__get_job_response__descriptor, &resp, timeout_ms, msg, msglen);
+        e2_rpc_client_call(c, "/e2.v1.Coordinator/GetJob", &req.base,
+                           &e2__v1__get_job_response__descriptor, &resp, timeout_ms, msg, msglen);
     *out = (E2__V1__GetJobResponse *)resp;
     return code;
 }
@@ -226,13 +226,13 @@ static int get_job(rpc_client *c, const char *id, int64_t timeout_ms, E2__V1__Ge
 static void roundtrip(const char *kind) {
     harness *h = harness_start(kind);
     char err[256], msg[256];
-    rpc_client *c = rpc_client_new(h->addr, err, sizeof err);
+    e2_rpc_client *c = e2_rpc_client_new(h->addr, err, sizeof err);
     CHECK(c != NULL);
     E2__V1__GetJobResponse *r = NULL;
-    CHECK(get_job(c, "j-000042", 5000, &r, msg, sizeof msg) == RPC_OK);
+    CHECK(get_job(c, "j-000042", 5000, &r, msg, sizeof msg) == E2_RPC_OK);
     CHECK(r != NULL && r->job != NULL && strcmp(r->job->id, "j-000042") == 0);
     if (r != NULL) protobuf_c_message_free_unpacked(&r->base, NULL);
-    rpc_client_free(c);
+    e2_rpc_client_free(c);
     harness_stop(h, 100);
 }
 
@@ -246,27 +246,27 @@ static void test_unary_roundtrip_tcp(void) {
 static void test_reply_later(void) {
     harness *h = harness_start("unix");
     char msg[256];
-    rpc_client *c = rpc_client_new(h->addr, NULL, 0);
+    e2_rpc_client *c = e2_rpc_client_new(h->addr, NULL, 0);
     E2__V1__GetJobResponse *r = NULL;
     double t0 = now_s();
-    CHECK(get_job(c, "later", 5000, &r, msg, sizeof msg) == RPC_OK);
+    CHECK(get_job(c, "later", 5000, &r, msg, sizeof msg) == E2_RPC_OK);
     CHECK(now_s() - t0 >= 0.045);
     CHECK(r != NULL && strcmp(r->job->id, "later") == 0);
     if (r != NULL) protobuf_c_message_free_unpacked(&r->base, NULL);
-    rpc_client_free(c);
+    e2_rpc_client_free(c);
     harness_stop(h, 100);
 }
 
 static void test_server_streaming(void) {
     harness *h = harness_start("tcp");
-    rpc_client *c = rpc_client_new(h->addr, NULL, 0);
+    e2_rpc_client *c = e2_rpc_client_new(h->addr, NULL, 0);
     E2__V1__WatchJobRequest req = E2__V1__WATCH_JOB_REQUEST__INIT;
     req.id = "n=50";
-    rpc_stream *s = rpc_client_stream(c, "/e2.v1.Coordinator/WatchJob", &req.base,
-                                      &e2__v1__job_event__descriptor, 5000);
+    e2_rpc_stream *s = e2_rpc_client_stream(c, "/e2.v1.Coordinator/WatchJob", &req.base,
+                                            &e2__v1__job_event__descriptor, 5000);
     ProtobufCMessage *m;
     uint32_t expect = 1;
-    while (rpc_stream_next(s, &m) == 1) {
+    while (e2_rpc_stream_next(s, &m) == 1) {
         E2__V1__JobEvent *ev = (E2__V1__JobEvent *)m;
         CHECK(ev->step == expect);
         expect++;
@@ -274,44 +274,44 @@ static void test_server_streaming(void) {
     }
     CHECK(expect == 51);
     char msg[128];
-    CHECK(rpc_stream_status(s, msg, sizeof msg) == RPC_OK);
-    rpc_stream_free(s);
-    rpc_client_free(c);
+    CHECK(e2_rpc_stream_status(s, msg, sizeof msg) == E2_RPC_OK);
+    e2_rpc_stream_free(s);
+    e2_rpc_client_free(c);
     harness_stop(h, 100);
 }
 
 static void test_deadline_exceeded_tells_handler(void) {
     harness *h = harness_start("unix");
     char msg[256];
-    rpc_client *c = rpc_client_new(h->addr, NULL, 0);
+    e2_rpc_client *c = e2_rpc_client_new(h->addr, NULL, 0);
     E2__V1__GetJobResponse *r = NULL;
     double t0 = now_s();
-    CHECK(get_job(c, "slow", 200, &r, msg, sizeof msg) == RPC_DEADLINE_EXCEEDED);
+    CHECK(get_job(c, "slow", 200, &r, msg, sizeof msg) == E2_RPC_DEADLINE_EXCEEDED);
     double took = now_s() - t0;
     CHECK(took >= 0.15 && took < 3.0);
     CHECK(r == NULL);
     CHECK(wait_for(&h->cancels, 1, 3.0));
-    rpc_client_free(c);
+    e2_rpc_client_free(c);
     harness_stop(h, 100);
 }
 
 static void test_unknown_method_unimplemented_quickly(void) {
     harness *h = harness_start("unix");
     char msg[256];
-    rpc_client *c = rpc_client_new(h->addr, NULL, 0);
+    e2_rpc_client *c = e2_rpc_client_new(h->addr, NULL, 0);
     E2__V1__GetJobRequest req = E2__V1__GET_JOB_REQUEST__INIT;
     const char *paths[] = { "/e2.v1.Nope/Nothing", "/e2.v1.Coordinator/ListJobs" };
     for (int i = 0; i < 2; i++) {
         ProtobufCMessage *resp = NULL;
         double t0 = now_s();
-        int code = rpc_client_call(c, paths[i], &req.base, &e2__v1__get_job_response__descriptor,
-                                   &resp, 10000, msg, sizeof msg);
-        CHECK(code == RPC_UNIMPLEMENTED);
+        int code = e2_rpc_client_call(c, paths[i], &req.base, &e2__v1__get_job_response__descriptor,
+                                      &resp, 10000, msg, sizeof msg);
+        CHECK(code == E2_RPC_UNIMPLEMENTED);
         CHECK(now_s() - t0 < 2.0);
         CHECK(strstr(msg, paths[i]) != NULL);
         CHECK(resp == NULL);
     }
-    rpc_client_free(c);
+    e2_rpc_client_free(c);
     harness_stop(h, 100);
 }
 
@@ -378,26 +378,26 @@ static void test_undecodable_body_invalid_argument(void) {
 static void test_metadata_peer_deadline_visible(void) {
     harness *h = harness_start("tcp");
     char msg[256];
-    rpc_client *c = rpc_client_new(h->addr, NULL, 0);
-    CHECK(rpc_client_set_metadata(c, "authorization", "Bearer old") == 0);
-    CHECK(rpc_client_set_metadata(c, "authorization", "Bearer t0k3n") == 0);
+    e2_rpc_client *c = e2_rpc_client_new(h->addr, NULL, 0);
+    CHECK(e2_rpc_client_set_metadata(c, "authorization", "Bearer old") == 0);
+    CHECK(e2_rpc_client_set_metadata(c, "authorization", "Bearer t0k3n") == 0);
     E2__V1__GetJobResponse *r = NULL;
-    CHECK(get_job(c, "x", 5000, &r, msg, sizeof msg) == RPC_OK);
+    CHECK(get_job(c, "x", 5000, &r, msg, sizeof msg) == E2_RPC_OK);
     CHECK(r != NULL && strcmp(r->job->reason, "Bearer t0k3n") == 0);
     CHECK(r != NULL && strncmp(r->job->job_dir, "ipv4:127.0.0.1:", 15) == 0);
     /* grpc-timeout is sent rounded up to a coarser unit: allow a little over */
     CHECK(r != NULL && r->job->eta_seconds > 3000 && r->job->eta_seconds <= 5100);
     if (r != NULL) protobuf_c_message_free_unpacked(&r->base, NULL);
     /* no deadline: -1 */
-    CHECK(get_job(c, "x", 0, &r, msg, sizeof msg) == RPC_OK);
+    CHECK(get_job(c, "x", 0, &r, msg, sizeof msg) == E2_RPC_OK);
     CHECK(r != NULL && r->job->eta_seconds == -1);
     if (r != NULL) protobuf_c_message_free_unpacked(&r->base, NULL);
-    rpc_client_free(c);
+    e2_rpc_client_free(c);
     harness_stop(h, 100);
 }
 
 typedef struct {
-    rpc_stream *s;
+    e2_rpc_stream *s;
     atomic_int got_first;
     int n;
     int status;
@@ -406,23 +406,23 @@ typedef struct {
 static void read_stream(void *arg) {
     stream_reader *r = arg;
     ProtobufCMessage *m;
-    while (rpc_stream_next(r->s, &m) == 1) {
+    while (e2_rpc_stream_next(r->s, &m) == 1) {
         r->n++;
         atomic_store(&r->got_first, 1);
         protobuf_c_message_free_unpacked(m, NULL);
     }
-    r->status = rpc_stream_status(r->s, NULL, 0);
+    r->status = e2_rpc_stream_status(r->s, NULL, 0);
     atomic_store(&r->got_first, 1);
 }
 
 static void test_shutdown_grace_ends_stream(void) {
     harness *h = harness_start("unix");
-    rpc_client *c = rpc_client_new(h->addr, NULL, 0);
+    e2_rpc_client *c = e2_rpc_client_new(h->addr, NULL, 0);
     E2__V1__WatchJobRequest req = E2__V1__WATCH_JOB_REQUEST__INIT;
     req.id = "forever";
     stream_reader r = { 0 };
-    r.s = rpc_client_stream(c, "/e2.v1.Coordinator/WatchJob", &req.base,
-                            &e2__v1__job_event__descriptor, 0);
+    r.s = e2_rpc_client_stream(c, "/e2.v1.Coordinator/WatchJob", &req.base,
+                               &e2__v1__job_event__descriptor, 0);
     uv_thread_t t;
     uv_thread_create(&t, read_stream, &r);
     CHECK(wait_for(&r.got_first, 1, 5.0));
@@ -432,9 +432,9 @@ static void test_shutdown_grace_ends_stream(void) {
     CHECK(took >= 0.25 && took < 2.0);
     uv_thread_join(&t);
     CHECK(r.n == 1);
-    CHECK(r.status == RPC_CANCELLED || r.status == RPC_UNAVAILABLE);
-    rpc_stream_free(r.s);
-    rpc_client_free(c);
+    CHECK(r.status == E2_RPC_CANCELLED || r.status == E2_RPC_UNAVAILABLE);
+    e2_rpc_stream_free(r.s);
+    e2_rpc_client_free(c);
 }
 
 typedef struct {
@@ -444,12 +444,12 @@ typedef struct {
 
 static void call_later(void *arg) {
     later_caller *k = arg;
-    rpc_client *c = rpc_client_new(k->addr, NULL, 0);
+    e2_rpc_client *c = e2_rpc_client_new(k->addr, NULL, 0);
     E2__V1__GetJobResponse *r = NULL;
     char msg[128];
     k->code = get_job(c, "later", 5000, &r, msg, sizeof msg);
     if (r != NULL) protobuf_c_message_free_unpacked(&r->base, NULL);
-    rpc_client_free(c);
+    e2_rpc_client_free(c);
 }
 
 /* A call answered within the grace period succeeds, and the server is down
@@ -464,26 +464,26 @@ static void test_shutdown_lets_calls_finish(void) {
     harness_stop(h, 5000);
     CHECK(now_s() - t0 < 2.5);
     uv_thread_join(&t);
-    CHECK(k.code == RPC_OK);
+    CHECK(k.code == E2_RPC_OK);
 }
 
 static void test_client_cancel_tells_handler(void) {
     harness *h = harness_start("tcp");
-    rpc_client *c = rpc_client_new(h->addr, NULL, 0);
+    e2_rpc_client *c = e2_rpc_client_new(h->addr, NULL, 0);
     E2__V1__WatchJobRequest req = E2__V1__WATCH_JOB_REQUEST__INIT;
     req.id = "forever";
     stream_reader r = { 0 };
-    r.s = rpc_client_stream(c, "/e2.v1.Coordinator/WatchJob", &req.base,
-                            &e2__v1__job_event__descriptor, 0);
+    r.s = e2_rpc_client_stream(c, "/e2.v1.Coordinator/WatchJob", &req.base,
+                               &e2__v1__job_event__descriptor, 0);
     uv_thread_t t;
     uv_thread_create(&t, read_stream, &r);
     CHECK(wait_for(&r.got_first, 1, 5.0));
-    rpc_stream_cancel(r.s);
+    e2_rpc_stream_cancel(r.s);
     uv_thread_join(&t);
-    CHECK(r.status == RPC_CANCELLED);
+    CHECK(r.status == E2_RPC_CANCELLED);
     CHECK(wait_for(&h->cancels, 1, 3.0));
-    rpc_stream_free(r.s);
-    rpc_client_free(c);
+    e2_rpc_stream_free(r.s);
+    e2_rpc_client_free(c);
     harness_stop(h, 100);
 }
 
@@ -491,12 +491,12 @@ static void test_second_server_same_port_fails(void) {
     harness *h = harness_start("tcp");
     uv_loop_t loop;
     uv_loop_init(&loop);
-    rpc_server *s2 = rpc_server_new(&loop, NULL);
+    e2_rpc_server *s2 = e2_rpc_server_new(&loop, NULL);
     char addr[64], err[256] = "";
     snprintf(addr, sizeof addr, "127.0.0.1:%d", h->port);
-    CHECK(rpc_server_listen(s2, addr, NULL, NULL, err, sizeof err) == RPC_EBIND);
+    CHECK(e2_rpc_server_listen(s2, addr, NULL, NULL, err, sizeof err) == E2_RPC_EBIND);
     CHECK(strstr(err, addr) != NULL);
-    rpc_server_free(s2);
+    e2_rpc_server_free(s2);
     uv_loop_close(&loop);
     harness_stop(h, 100);
 }
@@ -505,17 +505,17 @@ static void test_unreachable_server_unavailable(void) {
     char dir[] = "/tmp/e2-rpc-test-XXXXXX", addr[128], msg[256];
     CHECK(mkdtemp(dir) != NULL);
     snprintf(addr, sizeof addr, "unix:%s/none.sock", dir);
-    rpc_client *c = rpc_client_new(addr, NULL, 0);
+    e2_rpc_client *c = e2_rpc_client_new(addr, NULL, 0);
     E2__V1__GetJobResponse *r = NULL;
     double t0 = now_s();
-    CHECK(get_job(c, "x", 5000, &r, msg, sizeof msg) == RPC_UNAVAILABLE);
+    CHECK(get_job(c, "x", 5000, &r, msg, sizeof msg) == E2_RPC_UNAVAILABLE);
     CHECK(now_s() - t0 < 3.0);
-    rpc_client_free(c);
+    e2_rpc_client_free(c);
     rmdir(dir);
 }
 
 typedef struct {
-    rpc_client *c;
+    e2_rpc_client *c;
     int ok;
     char id[16];
 } caller;
@@ -525,7 +525,7 @@ static void call_many(void *arg) {
     char msg[128];
     for (int i = 0; i < 50; i++) {
         E2__V1__GetJobResponse *r = NULL;
-        if (get_job(k->c, k->id, 5000, &r, msg, sizeof msg) == RPC_OK &&
+        if (get_job(k->c, k->id, 5000, &r, msg, sizeof msg) == E2_RPC_OK &&
             strcmp(r->job->id, k->id) == 0)
             k->ok++;
         if (r != NULL) protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -534,29 +534,29 @@ static void call_many(void *arg) {
 
 static void test_client_shared_by_threads(void) {
     harness *h = harness_start("unix");
-    rpc_client *c = rpc_client_new(h->addr, NULL, 0);
+    e2_rpc_client *c = e2_rpc_client_new(h->addr, NULL, 0);
     caller k[2] = { { c, 0, "a" }, { c, 0, "b" } };
     uv_thread_t t[2];
     for (int i = 0; i < 2; i++) uv_thread_create(&t[i], call_many, &k[i]);
     for (int i = 0; i < 2; i++) uv_thread_join(&t[i]);
     CHECK(k[0].ok == 50 && k[1].ok == 50);
-    rpc_client_free(c);
+    e2_rpc_client_free(c);
     harness_stop(h, 100);
 }
 
 static void test_bad_setup_rejected(void) {
     uv_loop_t loop;
     uv_loop_init(&loop);
-    rpc_server *s = rpc_server_new(&loop, NULL);
-    rpc_method m = { "NoSuchMethod", RPC_UNARY, handle_get_job, NULL };
+    e2_rpc_server *s = e2_rpc_server_new(&loop, NULL);
+    e2_rpc_method m = { "NoSuchMethod", E2_RPC_UNARY, handle_get_job, NULL, 0 };
     char err[256] = "";
-    CHECK(rpc_server_add_service(s, &e2__v1__coordinator__descriptor, &m, 1, err, sizeof err) ==
-          RPC_EINVAL);
+    CHECK(e2_rpc_server_add_service(s, &e2__v1__coordinator__descriptor, &m, 1, err, sizeof err) ==
+          E2_RPC_EINVAL);
     CHECK(strstr(err, "NoSuchMethod") != NULL);
-    CHECK(rpc_server_listen(s, "", NULL, NULL, err, sizeof err) == RPC_EINVAL);
-    rpc_tls tls = { "cert.pem", "key.pem", NULL };
-    CHECK(rpc_server_listen(s, "127.0.0.1:0", &tls, NULL, err, sizeof err) == RPC_EINVAL);
-    rpc_server_free(s);
+    CHECK(e2_rpc_server_listen(s, "", NULL, NULL, err, sizeof err) == E2_RPC_EINVAL);
+    e2_rpc_tls tls = { "cert.pem", "key.pem", NULL };
+    CHECK(e2_rpc_server_listen(s, "127.0.0.1:0", &tls, NULL, err, sizeof err) == E2_RPC_EINVAL);
+    e2_rpc_server_free(s);
     uv_loop_close(&loop);
 }
 

@@ -35,43 +35,44 @@ static const char good[] = "# e2d tokens\n"
                            "# a worker\n" TOK_W " worker-1 worker\r\n";
 
 static void test_token_file_parsed(void) {
-    auth_tokens t;
+    e2_auth_tokens t;
     char err[256];
-    CHECK(auth_tokens_load(&t, write_file("t", good, 0600), err, sizeof err) == 0);
+    CHECK(e2_auth_tokens_load(&t, write_file("t", good, 0600), err, sizeof err) == 0);
     CHECK(t.n == 4);
-    const auth_token *e = auth_tokens_find(&t, TOK_S);
-    CHECK(e != NULL && strcmp(e->name, "alice") == 0 && e->role == AUTH_ROLE_SUBMITTER);
-    e = auth_tokens_find(&t, TOK_W);
-    CHECK(e != NULL && strcmp(e->name, "worker-1") == 0 && e->role == AUTH_ROLE_WORKER);
-    CHECK(auth_tokens_find(&t, TOK_A)->role == AUTH_ROLE_ADMIN);
-    CHECK(auth_tokens_find(&t, TOK_V)->role == AUTH_ROLE_VIEWER);
-    auth_tokens_free(&t);
+    const e2_auth_token *e = e2_auth_tokens_find(&t, TOK_S);
+    CHECK(e != NULL && strcmp(e->name, "alice") == 0 && e->role == E2_AUTH_ROLE_SUBMITTER);
+    e = e2_auth_tokens_find(&t, TOK_W);
+    CHECK(e != NULL && strcmp(e->name, "worker-1") == 0 && e->role == E2_AUTH_ROLE_WORKER);
+    CHECK(e2_auth_tokens_find(&t, TOK_A)->role == E2_AUTH_ROLE_ADMIN);
+    CHECK(e2_auth_tokens_find(&t, TOK_V)->role == E2_AUTH_ROLE_VIEWER);
+    e2_auth_tokens_free(&t);
     CHECK(t.n == 0 && t.v == NULL);
     /* group-readable is fine (e2d may run as a service user of group e2) */
-    CHECK(auth_tokens_load(&t, write_file("t", good, 0640), err, sizeof err) == 0);
-    auth_tokens_free(&t);
+    CHECK(e2_auth_tokens_load(&t, write_file("t", good, 0640), err, sizeof err) == 0);
+    e2_auth_tokens_free(&t);
 }
 
 static void test_token_file_readable_by_others_refused(void) {
-    auth_tokens t;
+    e2_auth_tokens t;
     char err[256];
     const char *p = write_file("t", good, 0644);
-    CHECK(auth_tokens_load(&t, p, err, sizeof err) < 0);
+    CHECK(e2_auth_tokens_load(&t, p, err, sizeof err) < 0);
     CHECK(strstr(err, p) != NULL && strstr(err, "chmod 600") != NULL);
     CHECK(t.n == 0);
-    CHECK(auth_tokens_load(&t, write_file("t", good, 0602), err, sizeof err) < 0);
+    CHECK(e2_auth_tokens_load(&t, write_file("t", good, 0602), err, sizeof err) < 0);
     char tok[300];
-    CHECK(auth_token_read(write_file("c", TOK_V "\n", 0604), tok, sizeof tok, err, sizeof err) < 0);
+    CHECK(e2_auth_token_read(write_file("c", TOK_V "\n", 0604), tok, sizeof tok, err, sizeof err) <
+          0);
     CHECK(strstr(err, "chmod 600") != NULL);
-    CHECK(auth_tokens_load(&t, "/nonexistent/tokens", err, sizeof err) < 0);
+    CHECK(e2_auth_tokens_load(&t, "/nonexistent/tokens", err, sizeof err) < 0);
     CHECK(strstr(err, "/nonexistent/tokens") != NULL);
 }
 
 static void expect_error(const char *text, const char *needle) {
-    auth_tokens t;
+    e2_auth_tokens t;
     char err[256] = "";
     const char *p = write_file("bad", text, 0600);
-    CHECK(auth_tokens_load(&t, p, err, sizeof err) < 0);
+    CHECK(e2_auth_tokens_load(&t, p, err, sizeof err) < 0);
     if (strstr(err, needle) == NULL) {
         fprintf(stderr, "  error \"%s\" lacks \"%s\"\n", err, needle);
         failures++;
@@ -97,101 +98,92 @@ static void test_token_file_errors_name_the_line(void) {
 /* A refused line's token must not leak into the message (it may be a
  * real secret with a typo elsewhere on the line). */
 static void test_tokens_not_in_errors(void) {
-    auth_tokens t;
+    e2_auth_tokens t;
     char err[256], bad[512];
     snprintf(bad, sizeof bad, "%s root superuser\n", TOK_A);
-    CHECK(auth_tokens_load(&t, write_file("bad", bad, 0600), err, sizeof err) < 0);
+    CHECK(e2_auth_tokens_load(&t, write_file("bad", bad, 0600), err, sizeof err) < 0);
     CHECK(strstr(err, "aaaaaaaa") == NULL);
     snprintf(bad, sizeof bad, "%s root admin\n%s dup viewer\n", TOK_A, TOK_A);
-    CHECK(auth_tokens_load(&t, write_file("bad", bad, 0600), err, sizeof err) < 0);
+    CHECK(e2_auth_tokens_load(&t, write_file("bad", bad, 0600), err, sizeof err) < 0);
     CHECK(strstr(err, "aaaaaaaa") == NULL);
     snprintf(bad, sizeof bad, "%s root\n", TOK_A);
-    CHECK(auth_tokens_load(&t, write_file("bad", bad, 0600), err, sizeof err) < 0);
+    CHECK(e2_auth_tokens_load(&t, write_file("bad", bad, 0600), err, sizeof err) < 0);
     CHECK(strstr(err, "aaaaaaaa") == NULL);
 }
 
 static void test_find_is_exact(void) {
-    auth_tokens t;
+    e2_auth_tokens t;
     char err[256];
-    CHECK(auth_tokens_load(&t, write_file("t", good, 0600), err, sizeof err) == 0);
-    CHECK(auth_tokens_find(&t, NULL) == NULL);
-    CHECK(auth_tokens_find(&t, "") == NULL);
-    CHECK(auth_tokens_find(&t, "aaaaaaaaaaaaaaaa-admin-000") == NULL);  /* prefix */
-    CHECK(auth_tokens_find(&t, TOK_A "1") == NULL);                     /* longer */
-    CHECK(auth_tokens_find(&t, "Aaaaaaaaaaaaaaaa-admin-0001") == NULL); /* case */
-    CHECK(auth_equal("abc", 3, "abc", 3) == 1);
-    CHECK(auth_equal("abd", 3, "abc", 3) == 0);
-    CHECK(auth_equal("ab", 2, "abc", 3) == 0);
-    CHECK(auth_equal("abcd", 4, "abc", 3) == 0);
-    CHECK(auth_equal("", 0, "", 0) == 1);
+    CHECK(e2_auth_tokens_load(&t, write_file("t", good, 0600), err, sizeof err) == 0);
+    CHECK(e2_auth_tokens_find(&t, NULL) == NULL);
+    CHECK(e2_auth_tokens_find(&t, "") == NULL);
+    CHECK(e2_auth_tokens_find(&t, "aaaaaaaaaaaaaaaa-admin-000") == NULL);  /* prefix */
+    CHECK(e2_auth_tokens_find(&t, TOK_A "1") == NULL);                     /* longer */
+    CHECK(e2_auth_tokens_find(&t, "Aaaaaaaaaaaaaaaa-admin-0001") == NULL); /* case */
+    CHECK(e2_auth_equal("abc", 3, "abc", 3) == 1);
+    CHECK(e2_auth_equal("abd", 3, "abc", 3) == 0);
+    CHECK(e2_auth_equal("ab", 2, "abc", 3) == 0);
+    CHECK(e2_auth_equal("abcd", 4, "abc", 3) == 0);
+    CHECK(e2_auth_equal("", 0, "", 0) == 1);
     /* e2d adds its local workers' token to the file's */
-    CHECK(auth_tokens_add(&t, "0123456789abcdef0123", "e2d-local", AUTH_ROLE_WORKER, err,
-                          sizeof err) == 0);
+    CHECK(e2_auth_tokens_add(&t, "0123456789abcdef0123", "e2d-local", E2_AUTH_ROLE_WORKER, err,
+                             sizeof err) == 0);
     CHECK(t.n == 5);
-    CHECK(auth_tokens_find(&t, "0123456789abcdef0123")->role == AUTH_ROLE_WORKER);
-    CHECK(auth_tokens_find(&t, TOK_V)->role == AUTH_ROLE_VIEWER);
-    CHECK(auth_tokens_add(&t, TOK_V, "again", AUTH_ROLE_ADMIN, err, sizeof err) < 0);
-    CHECK(auth_tokens_add(&t, "short", "x", AUTH_ROLE_ADMIN, err, sizeof err) < 0);
+    CHECK(e2_auth_tokens_find(&t, "0123456789abcdef0123")->role == E2_AUTH_ROLE_WORKER);
+    CHECK(e2_auth_tokens_find(&t, TOK_V)->role == E2_AUTH_ROLE_VIEWER);
+    CHECK(e2_auth_tokens_add(&t, TOK_V, "again", E2_AUTH_ROLE_ADMIN, err, sizeof err) < 0);
+    CHECK(e2_auth_tokens_add(&t, "short", "x", E2_AUTH_ROLE_ADMIN, err, sizeof err) < 0);
     CHECK(t.n == 5);
-    auth_tokens_free(&t);
+    e2_auth_tokens_free(&t);
 }
 
 static void test_role_table(void) {
-    static const char *coord[] = { "GetJob",     "ListJobs",    "WatchJob",
-                                   "StreamLogs", "ListWorkers", "GetMetrics" };
-    static const char *wc[] = { "RegisterWorker", "Heartbeat",     "ReportCheckpoint",
-                                "RendezvousPut",  "RendezvousGet", "ReportDone" };
-    char p[128];
-    for (size_t i = 0; i < 6; i++) {
-        snprintf(p, sizeof p, "/e2.v1.Coordinator/%s", coord[i]);
-        CHECK(auth_role_allows(AUTH_ROLE_VIEWER, p));
-        CHECK(auth_role_allows(AUTH_ROLE_SUBMITTER, p));
-        CHECK(auth_role_allows(AUTH_ROLE_ADMIN, p));
-        CHECK(!auth_role_allows(AUTH_ROLE_WORKER, p));
-        CHECK(!auth_role_allows(AUTH_ROLE_NONE, p));
-        snprintf(p, sizeof p, "/e2.v1.WorkerControl/%s", wc[i]);
-        CHECK(auth_role_allows(AUTH_ROLE_WORKER, p));
-        CHECK(auth_role_allows(AUTH_ROLE_ADMIN, p));
-        CHECK(!auth_role_allows(AUTH_ROLE_VIEWER, p));
-        CHECK(!auth_role_allows(AUTH_ROLE_SUBMITTER, p));
+    /* Which role satisfies which need (the need is the role column of a
+     * method's row; daemon_methods_* check the rows): allowed[have][need],
+     * needs NONE..ADMIN. */
+    static const int allowed[5][5] = {
+        /* need:       none viewer submitter worker admin */
+        /* none */ { 0, 0, 0, 0, 0 },
+        /* viewer */ { 0, 1, 0, 0, 0 },
+        /* submitter */ { 0, 1, 1, 0, 0 },
+        /* worker */ { 0, 0, 0, 1, 0 },
+        /* admin */ { 1, 1, 1, 1, 1 },
+    };
+    for (int have = E2_AUTH_ROLE_NONE; have <= E2_AUTH_ROLE_ADMIN; have++) {
+        for (int need = E2_AUTH_ROLE_NONE; need <= E2_AUTH_ROLE_ADMIN; need++)
+            CHECK(e2_auth_role_allows((e2_auth_role)have, need) == allowed[have][need]);
+        /* No row (-1) or a need that is no role: admin only. */
+        CHECK(e2_auth_role_allows((e2_auth_role)have, -1) == (have == E2_AUTH_ROLE_ADMIN));
+        CHECK(e2_auth_role_allows((e2_auth_role)have, 99) == (have == E2_AUTH_ROLE_ADMIN));
     }
-    const char *write[] = { "/e2.v1.Coordinator/SubmitJob", "/e2.v1.Coordinator/CancelJob" };
-    for (size_t i = 0; i < 2; i++) {
-        CHECK(auth_role_allows(AUTH_ROLE_SUBMITTER, write[i]));
-        CHECK(auth_role_allows(AUTH_ROLE_ADMIN, write[i]));
-        CHECK(!auth_role_allows(AUTH_ROLE_VIEWER, write[i]));
-        CHECK(!auth_role_allows(AUTH_ROLE_WORKER, write[i]));
-    }
-    CHECK(!auth_role_allows(AUTH_ROLE_VIEWER, "/e2.v1.Coordinator/GetJobX"));
-    CHECK(!auth_role_allows(AUTH_ROLE_WORKER, "/e2.v1.WorkerControlX/Heartbeat"));
-    CHECK(auth_role_parse("admin") == AUTH_ROLE_ADMIN);
-    CHECK(auth_role_parse("Admin") == AUTH_ROLE_NONE);
-    CHECK(auth_role_parse("none") == AUTH_ROLE_NONE);
-    CHECK(strcmp(auth_role_name(AUTH_ROLE_SUBMITTER), "submitter") == 0);
+    CHECK(e2_auth_role_parse("admin") == E2_AUTH_ROLE_ADMIN);
+    CHECK(e2_auth_role_parse("Admin") == E2_AUTH_ROLE_NONE);
+    CHECK(e2_auth_role_parse("none") == E2_AUTH_ROLE_NONE);
+    CHECK(strcmp(e2_auth_role_name(E2_AUTH_ROLE_SUBMITTER), "submitter") == 0);
 }
 
 static void test_bearer_header(void) {
-    CHECK(strcmp(auth_bearer("Bearer abc"), "abc") == 0);
-    CHECK(strcmp(auth_bearer("bearer  abc"), "abc") == 0);
-    CHECK(auth_bearer("Bearer ") == NULL);
-    CHECK(auth_bearer("Basic abc") == NULL);
-    CHECK(auth_bearer("abc") == NULL);
-    CHECK(auth_bearer(NULL) == NULL);
+    CHECK(strcmp(e2_auth_bearer("Bearer abc"), "abc") == 0);
+    CHECK(strcmp(e2_auth_bearer("bearer  abc"), "abc") == 0);
+    CHECK(e2_auth_bearer("Bearer ") == NULL);
+    CHECK(e2_auth_bearer("Basic abc") == NULL);
+    CHECK(e2_auth_bearer("abc") == NULL);
+    CHECK(e2_auth_bearer(NULL) == NULL);
 }
 
 static void test_client_token_file(void) {
     char tok[300], err[256];
-    CHECK(auth_token_read(write_file("c", "# mine\n\n  " TOK_V "\n", 0600), tok, sizeof tok, err,
-                          sizeof err) == 0);
+    CHECK(e2_auth_token_read(write_file("c", "# mine\n\n  " TOK_V "\n", 0600), tok, sizeof tok, err,
+                             sizeof err) == 0);
     CHECK(strcmp(tok, TOK_V) == 0);
     /* a line copied from e2d's token file works too */
-    CHECK(auth_token_read(write_file("c", TOK_S " alice submitter\n", 0600), tok, sizeof tok, err,
-                          sizeof err) == 0);
+    CHECK(e2_auth_token_read(write_file("c", TOK_S " alice submitter\n", 0600), tok, sizeof tok,
+                             err, sizeof err) == 0);
     CHECK(strcmp(tok, TOK_S) == 0);
-    CHECK(auth_token_read(write_file("c", "# nothing\n", 0600), tok, sizeof tok, err, sizeof err) <
-          0);
+    CHECK(e2_auth_token_read(write_file("c", "# nothing\n", 0600), tok, sizeof tok, err,
+                             sizeof err) < 0);
     CHECK(strstr(err, "holds no token") != NULL);
-    CHECK(auth_token_read(write_file("c", TOK_V "\n", 0600), tok, 8, err, sizeof err) < 0);
+    CHECK(e2_auth_token_read(write_file("c", TOK_V "\n", 0600), tok, 8, err, sizeof err) < 0);
 }
 
 static const struct {

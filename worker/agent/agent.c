@@ -49,7 +49,7 @@ struct e2w_agent_job {
     atomic_int stop;          /* E2W_AGENT_RUN / CANCEL / ABORT */
     atomic_llong deadline_ms; /* Cancel's deadline, 0 none */
     int stop_by_worker;       /* under agent->mu: stop came from e2w_agent_stop */
-    rpc_client *client;       /* training thread's channel */
+    e2_rpc_client *client;    /* training thread's channel */
     /* under agent->mu */
     int has_progress;
     E2__V1__Progress progress;
@@ -80,8 +80,8 @@ struct e2w_agent {
     char **logs; /* ring of LOG_CAP lines */
     size_t log_head, log_n;
     uint64_t log_dropped;
-    rpc_client *client;              /* control thread's channel */
-    char bearer[AUTH_TOKEN_MAX + 8]; /* "Bearer <token>"; "" without one */
+    e2_rpc_client *client;              /* control thread's channel */
+    char bearer[E2_AUTH_TOKEN_MAX + 8]; /* "Bearer <token>"; "" without one */
 };
 
 /* ---- small helpers ---- */
@@ -127,28 +127,28 @@ static char *xstrdup(const char *s) {
 }
 
 /* One unary call on *client; an unreachable server replaces the channel so
- * the next try dials afresh. Returns the gRPC status (or RPC_UNAVAILABLE
+ * the next try dials afresh. Returns the gRPC status (or E2_RPC_UNAVAILABLE
  * when no channel could be made). */
-static int call(e2w_agent *a, rpc_client **client, const char *method, const ProtobufCMessage *req,
-                const ProtobufCMessageDescriptor *rt, ProtobufCMessage **resp, int64_t timeout_ms,
-                char *msg, size_t msglen) {
+static int call(e2w_agent *a, e2_rpc_client **client, const char *method,
+                const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rt,
+                ProtobufCMessage **resp, int64_t timeout_ms, char *msg, size_t msglen) {
     char path[128];
     snprintf(path, sizeof path, PATH_WC "%s", method);
     *resp = NULL;
     if (!*client) {
-        rpc_client_tls tls = { a->cfg.tls_ca, a->cfg.tls_cert, a->cfg.tls_key, NULL };
+        e2_rpc_client_tls tls = { a->cfg.tls_ca, a->cfg.tls_cert, a->cfg.tls_key, NULL };
         int use_tls = a->cfg.tls_ca || a->cfg.tls_cert || a->cfg.tls_key;
-        *client = rpc_client_new_tls(a->coordinator, use_tls ? &tls : NULL, msg, msglen);
-        if (!*client) return RPC_UNAVAILABLE;
-        if (a->bearer[0] && rpc_client_set_metadata(*client, "authorization", a->bearer) < 0) {
-            rpc_client_free(*client);
+        *client = e2_rpc_client_new_tls(a->coordinator, use_tls ? &tls : NULL, msg, msglen);
+        if (!*client) return E2_RPC_UNAVAILABLE;
+        if (a->bearer[0] && e2_rpc_client_set_metadata(*client, "authorization", a->bearer) < 0) {
+            e2_rpc_client_free(*client);
             *client = NULL;
-            return RPC_UNAVAILABLE;
+            return E2_RPC_UNAVAILABLE;
         }
     }
-    int st = rpc_client_call(*client, path, req, rt, resp, timeout_ms, msg, msglen);
-    if (st == RPC_UNAVAILABLE || st == RPC_DEADLINE_EXCEEDED) {
-        rpc_client_free(*client);
+    int st = e2_rpc_client_call(*client, path, req, rt, resp, timeout_ms, msg, msglen);
+    if (st == E2_RPC_UNAVAILABLE || st == E2_RPC_DEADLINE_EXCEEDED) {
+        e2_rpc_client_free(*client);
         *client = NULL;
     }
     return st;
@@ -255,8 +255,8 @@ int e2w_agent_new(e2w_agent **out, const e2w_agent_config *cfg, char *err, size_
     }
     a->interval_ms = DEFAULT_INTERVAL_MS;
     if (cfg->token_file && *cfg->token_file) {
-        char tok[AUTH_TOKEN_MAX + 1];
-        if (auth_token_read(cfg->token_file, tok, sizeof tok, err, errlen) < 0) {
+        char tok[E2_AUTH_TOKEN_MAX + 1];
+        if (e2_auth_token_read(cfg->token_file, tok, sizeof tok, err, errlen) < 0) {
             e2w_agent_free(a);
             return E2_ERR;
         }
@@ -273,7 +273,7 @@ void e2w_agent_free(e2w_agent *a) {
         for (size_t i = 0; i < a->log_n; i++) free(a->logs[(a->log_head + i) % LOG_CAP]);
         free(a->logs);
     }
-    if (a->client) rpc_client_free(a->client);
+    if (a->client) e2_rpc_client_free(a->client);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     free(a->coordinator);
@@ -363,8 +363,8 @@ static void abort_job(e2w_agent_job *j) {
 
 /* Is a call from the training thread worth retrying? */
 static int retryable(int st) {
-    return st == RPC_UNAVAILABLE || st == RPC_DEADLINE_EXCEEDED || st == RPC_NOT_FOUND ||
-           st == RPC_INTERNAL || st == RPC_UNKNOWN || st == RPC_RESOURCE_EXHAUSTED;
+    return st == E2_RPC_UNAVAILABLE || st == E2_RPC_DEADLINE_EXCEEDED || st == E2_RPC_NOT_FOUND ||
+           st == E2_RPC_INTERNAL || st == E2_RPC_UNKNOWN || st == E2_RPC_RESOURCE_EXHAUSTED;
 }
 
 /* A training-thread call, retried with backoff while e2d is unreachable (or
@@ -385,9 +385,9 @@ static int job_call(e2w_agent_job *j, const char *method, ProtobufCMessage *req,
         int st = call(a, &j->client, method, req, rt, resp, timeout_ms, msg, sizeof msg);
         *worker_id_field = NULL;
         *secret_field = NULL;
-        if (st == RPC_OK) return 0;
+        if (st == E2_RPC_OK) return 0;
         if (!retryable(st))
-            return e2_errf(err, errlen, "%s: %s: %s", method, rpc_status_name(st), msg);
+            return e2_errf(err, errlen, "%s: %s: %s", method, e2_rpc_status_name(st), msg);
         if (atomic_load(&j->stop) == E2W_AGENT_ABORT)
             return e2_errf(err, errlen, "%s: %s (rank aborted)", method, msg);
         pthread_mutex_lock(&a->mu);
@@ -557,7 +557,7 @@ int e2w_agent_job_rdzv_get(e2w_agent_job *job, const char *key, int timeout_ms, 
         protobuf_c_message_free_unpacked(resp, NULL);
         if (now_ms() >= end) {
             e2_errf(err, errlen, "rendezvous key %s not put within %d ms", key, timeout_ms);
-            return E2_ENOENT;
+            return E2_NOTFOUND;
         }
         if (atomic_load(&job->stop) == E2W_AGENT_ABORT)
             return e2_errf(err, errlen, "rendezvous key %s: rank aborted", key);
@@ -583,7 +583,7 @@ static void *job_main(void *arg) {
 static void job_free(e2w_agent_job *j) {
     if (!j) return;
     if (j->asg) protobuf_c_message_free_unpacked(&j->asg->base, NULL);
-    if (j->client) rpc_client_free(j->client);
+    if (j->client) e2_rpc_client_free(j->client);
     free(j->result.eval_json);
     for (size_t i = 0; i < j->result.n_eval; i++)
         protobuf_c_message_free_unpacked(&j->result.eval[i]->base, NULL);
@@ -704,12 +704,12 @@ static int do_register(e2w_agent *a, char *msg, size_t msglen) {
     int st = call(a, &a->client, "RegisterWorker", &req.base,
                   &e2__v1__register_worker_response__descriptor, &resp, a->cfg.rpc_timeout_ms, msg,
                   msglen);
-    if (st != RPC_OK) return st;
+    if (st != E2_RPC_OK) return st;
     E2__V1__RegisterWorkerResponse *r = (E2__V1__RegisterWorkerResponse *)resp;
     if (!r->worker_id || !*r->worker_id) {
         protobuf_c_message_free_unpacked(resp, NULL);
         snprintf(msg, msglen, "RegisterWorker answered without a worker id");
-        return RPC_INTERNAL;
+        return E2_RPC_INTERNAL;
     }
     snprintf(prev, sizeof prev, "%s", r->worker_id);
     pthread_mutex_lock(&a->mu);
@@ -726,7 +726,7 @@ static int do_register(e2w_agent *a, char *msg, size_t msglen) {
     protobuf_c_message_free_unpacked(resp, NULL);
     emit(a, "registered with %s as %s (heartbeat every %u ms)", a->coordinator, prev,
          a->interval_ms);
-    return RPC_OK;
+    return E2_RPC_OK;
 }
 
 /* The RPC runs with mu released; the job cannot go away meanwhile because
@@ -758,19 +758,19 @@ static int do_heartbeat(e2w_agent *a, char *msg, size_t msglen) {
     ProtobufCMessage *resp = NULL;
     int st = call(a, &a->client, "Heartbeat", &req.base, &e2__v1__heartbeat_response__descriptor,
                   &resp, a->cfg.rpc_timeout_ms, msg, msglen);
-    if (st == RPC_FAILED_PRECONDITION) {
+    if (st == E2_RPC_FAILED_PRECONDITION) {
         /* the attempt this rank belongs to is over: stop it */
         pthread_mutex_lock(&a->mu);
         if (a->job) abort_job(a->job);
         pthread_mutex_unlock(&a->mu);
         emit(a, "e2d ended the attempt: %s", msg);
-        return RPC_OK;
+        return E2_RPC_OK;
     }
-    if (st != RPC_OK) return st;
+    if (st != E2_RPC_OK) return st;
     log_drop(a, req.n_log_lines);
     apply_commands(a, (E2__V1__HeartbeatResponse *)resp);
     protobuf_c_message_free_unpacked(resp, NULL);
-    return RPC_OK;
+    return E2_RPC_OK;
 }
 
 static const char *outcome_name(int o) {
@@ -797,7 +797,7 @@ static void settle_result(e2w_agent *a, e2w_agent_job *j) {
     }
 }
 
-/* ReportDone of the finished rank. RPC_OK also when e2d refused it for
+/* ReportDone of the finished rank. E2_RPC_OK also when e2d refused it for
  * good (the attempt is over): there is nothing left to tell. */
 static int do_report_done(e2w_agent *a, char *msg, size_t msglen) {
     e2w_agent_job *j = a->job;
@@ -823,11 +823,11 @@ static int do_report_done(e2w_agent *a, char *msg, size_t msglen) {
     int st = call(a, &a->client, "ReportDone", &req.base, &e2__v1__report_done_response__descriptor,
                   &resp, a->cfg.rpc_timeout_ms, msg, msglen);
     if (resp) protobuf_c_message_free_unpacked(resp, NULL);
-    if (st == RPC_FAILED_PRECONDITION || st == RPC_INVALID_ARGUMENT) {
-        emit(a, "ReportDone of %s refused: %s: %s", j->asg->job_id, rpc_status_name(st), msg);
-        st = RPC_OK;
+    if (st == E2_RPC_FAILED_PRECONDITION || st == E2_RPC_INVALID_ARGUMENT) {
+        emit(a, "ReportDone of %s refused: %s: %s", j->asg->job_id, e2_rpc_status_name(st), msg);
+        st = E2_RPC_OK;
     }
-    if (st == RPC_OK) log_drop(a, req.n_log_lines);
+    if (st == E2_RPC_OK) log_drop(a, req.n_log_lines);
     return st;
 }
 
@@ -897,13 +897,13 @@ int e2w_agent_run(e2w_agent *a, char *err, size_t errlen) {
         } else if (finished && !j->final_beat) {
             /* the last step's progress and lines go before ReportDone */
             st = do_heartbeat(a, msg, sizeof msg);
-            if (st == RPC_OK) {
+            if (st == E2_RPC_OK) {
                 j->final_beat = 1;
                 continue;
             }
         } else if (finished) {
             st = do_report_done(a, msg, sizeof msg);
-            if (st == RPC_OK) {
+            if (st == E2_RPC_OK) {
                 job_release(a, j);
                 give_up = 0;
                 continue;
@@ -911,24 +911,24 @@ int e2w_agent_run(e2w_agent *a, char *err, size_t errlen) {
         } else {
             st = do_heartbeat(a, msg, sizeof msg);
         }
-        if (st == RPC_NOT_FOUND) {
+        if (st == E2_RPC_NOT_FOUND) {
             emit(a, "e2d does not know this worker: registering again");
             forget_worker_id(a);
             continue;
         }
-        if (st == RPC_OK && !registered) {
+        if (st == E2_RPC_OK && !registered) {
             unreachable = 0;
             continue; /* heartbeat at once: commands may be waiting */
         }
         /* A worker asked to end does not wait for an unreachable e2d. */
-        if (st != RPC_OK && stopping && finished && ++give_up >= DONE_TRIES_STOPPING) {
+        if (st != E2_RPC_OK && stopping && finished && ++give_up >= DONE_TRIES_STOPPING) {
             emit(a, "giving up reporting %s: e2d unreachable (%s)", j->asg->job_id, msg);
             job_release(a, j);
             continue;
         }
 
         pthread_mutex_lock(&a->mu);
-        if (st == RPC_OK) {
+        if (st == E2_RPC_OK) {
             backoff = 50;
             if (unreachable) emit(a, "e2d reachable again");
             unreachable = 0;
@@ -936,7 +936,7 @@ int e2w_agent_run(e2w_agent *a, char *err, size_t errlen) {
         } else {
             if (!unreachable)
                 emit(a, "e2d at %s unreachable (%s: %s): retrying", a->coordinator,
-                     rpc_status_name(st), msg);
+                     e2_rpc_status_name(st), msg);
             unreachable = 1;
             timed_wait(a, backoff);
             backoff = backoff * 2 > a->cfg.backoff_max_ms ? a->cfg.backoff_max_ms : backoff * 2;

@@ -167,7 +167,7 @@ int e2w_agent_job_checkpoint(e2w_agent_job *job, uint32_t step, const char *cons
                              size_t n_names, int *committed, char *err, size_t errlen);
 
 /* Rendezvous store of the job attempt (e2d's RendezvousPut/Get), for the
- * collectives' set-up. get waits up to timeout_ms; E2_ENOENT when the key
+ * collectives' set-up. get waits up to timeout_ms; E2_NOTFOUND when the key
  * was not put in time. *value is malloc'd. */
 int e2w_agent_job_rdzv_put(e2w_agent_job *job, const char *key, const void *value, size_t len,
                            char *err, size_t errlen);

@@ -163,12 +163,12 @@ static int dir_get(void *ud, const char *key, int timeout_ms, void **value, size
             *value = data;
             return 0;
         }
-        if (rc != E2_ENOENT) return rc;
+        if (rc != E2_NOTFOUND) return rc;
         clock_gettime(CLOCK_MONOTONIC, &now);
         long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
         if (ms >= timeout_ms) {
             e2_errf(err, errlen, "dirstore: key %s not set within %d ms", key, timeout_ms);
-            return E2_ENOENT;
+            return E2_NOTFOUND;
         }
         nanosleep(&nap, NULL);
     }

@@ -42,7 +42,7 @@ typedef struct {
     /* Stores value under key (overwrites). */
     int (*set)(void *ud, const char *key, const void *value, size_t len, char *err, size_t errlen);
     /* Waits up to timeout_ms for key and returns a malloc'd copy of its
-     * value; E2_ENOENT (base.h) when it did not appear in time. */
+     * value; E2_NOTFOUND (base.h) when it did not appear in time. */
     int (*get)(void *ud, const char *key, int timeout_ms, void **value, size_t *len, char *err,
                size_t errlen);
 } e2w_comm_store;

@@ -30,32 +30,36 @@ struct e2d_server;
 
 /* Loads the token file, installs the auth hook and adds the --listen
  * listener (TLS or not, by the settings); fixes the unix socket's mode
- * and group. *port as for rpc_server_listen. Before rpc_server_start. */
-int authz_listen(struct e2d_server *srv, int *port, char *err, size_t errlen);
+ * and group. *port as for e2_rpc_server_listen. Before e2_rpc_server_start. */
+int e2_authz_listen(struct e2d_server *srv, int *port, char *err, size_t errlen);
 /* Forgets the tokens (wiped). */
-void authz_close(void);
+void e2_authz_close(void);
 
 /* 1 when a token file is loaded (calls need tokens). */
-int authz_enabled(void);
+int e2_authz_enabled(void);
 /* The decision for one call, also for other front ends (HTTP): the value
- * of its "authorization" header (NULL when absent) and the gRPC method
- * path it maps to. RPC_OK with *principal filled, or UNAUTHENTICATED /
- * PERMISSION_DENIED with one line in msg. Without a token file: RPC_OK as
+ * of its "authorization" header (NULL when absent), the gRPC method path it
+ * maps to and the role that method needs (its row's role column:
+ * e2_rpc_call_role, e2_rpc_server_method_role; -1 when no row, which only admin
+ * passes). E2_RPC_OK with *principal filled, or UNAUTHENTICATED /
+ * PERMISSION_DENIED with one line in msg. Without a token file: E2_RPC_OK as
  * an anonymous admin. */
-rpc_status authz_check(const char *authorization, const char *path, rpc_principal *principal,
-                       char *msg, size_t msglen);
+e2_rpc_status e2_authz_check(const char *authorization, const char *path, int need,
+                             e2_rpc_principal *principal, char *msg, size_t msglen);
 
-/* authz_check for the HTTP listener (an http_auth_cb): 0 to allow, else
+/* e2_authz_check for the HTTP listener (an e2_http_auth_cb; data is the
+ * e2d_server, whose RPC method tables give the role): 0 to allow, else
  * 401 or 403 with a line in msg. */
-int authz_http(const char *authorization, const char *path, char *msg, size_t msglen, void *data);
+int e2_authz_http(const char *authorization, const char *path, char *msg, size_t msglen,
+                  void *data);
 
 /* Records the caller as the owner of job_id (nothing without a token
  * file). Part of the caller's open store transaction. */
-int authz_set_owner(struct e2d_server *srv, rpc_call *call, const char *job_id, char *err,
-                    size_t errlen);
+int e2_authz_set_owner(struct e2d_server *srv, e2_rpc_call *call, const char *job_id, char *err,
+                       size_t errlen);
 /* CancelJob: 0 when the caller may cancel job_id; otherwise the call has
  * been finished (PERMISSION_DENIED: a submitter and another's job) and
  * < 0 is returned. */
-int authz_check_cancel(struct e2d_server *srv, rpc_call *call, const char *job_id);
+int e2_authz_check_cancel(struct e2d_server *srv, e2_rpc_call *call, const char *job_id);
 
 #endif

@@ -9,39 +9,39 @@
 #include "base.h"
 #include "e2d.h"
 
-int e2d_job_save(e2d_server *srv, store_job *j) {
+int e2d_job_save(e2d_server *srv, e2_store_job *j) {
     char err[E2_ERRLEN];
-    if (store_job_update(srv->db, j, err, sizeof err) < 0) {
+    if (e2_store_job_update(srv->db, j, err, sizeof err) < 0) {
         e2d_log("job %s: saving failed: %s", j->id, err);
         return E2_ERR;
     }
     return 0;
 }
 
-int e2d_job_transition(e2d_server *srv, store_job *j, int to, const char *reason) {
+int e2d_job_transition(e2d_server *srv, e2_store_job *j, int to, const char *reason) {
     char err[E2_ERRLEN];
     int from = j->state;
     int64_t now = e2d_now_ms(), finished = j->finished_ms, started = j->started_ms,
             updated = j->updated_ms;
     char *old_reason = j->reason;
-    store_event e = { now, from, to, reason };
-    if (!jobstate_can(from, to)) {
-        e2d_log("job %s: refused illegal transition %s -> %s (%s)", j->id, jobstate_name(from),
-                jobstate_name(to), reason);
+    e2_store_event e = { now, from, to, reason };
+    if (!e2_jobstate_can(from, to)) {
+        e2d_log("job %s: refused illegal transition %s -> %s (%s)", j->id, e2_jobstate_name(from),
+                e2_jobstate_name(to), reason);
         return E2_ERR;
     }
     j->state = to;
     j->reason = strdup(reason);
     j->updated_ms = now;
-    if (jobstate_terminal(to)) j->finished_ms = now;
-    if (to == JOBSTATE_STARTING && !j->started_ms) j->started_ms = now;
-    if (store_begin(srv->db, err, sizeof err) < 0 ||
-        store_end(srv->db,
-                  store_job_update(srv->db, j, err, sizeof err) == 0 &&
-                      store_event_add(srv->db, j->id, &e, err, sizeof err) == 0,
-                  err, sizeof err) < 0) {
-        e2d_log("job %s: storing %s -> %s failed: %s", j->id, jobstate_name(from),
-                jobstate_name(to), err);
+    if (e2_jobstate_terminal(to)) j->finished_ms = now;
+    if (to == E2_JOBSTATE_STARTING && !j->started_ms) j->started_ms = now;
+    if (e2_store_begin(srv->db, err, sizeof err) < 0 ||
+        e2_store_end(srv->db,
+                     e2_store_job_update(srv->db, j, err, sizeof err) == 0 &&
+                         e2_store_event_add(srv->db, j->id, &e, err, sizeof err) == 0,
+                     err, sizeof err) < 0) {
+        e2d_log("job %s: storing %s -> %s failed: %s", j->id, e2_jobstate_name(from),
+                e2_jobstate_name(to), err);
         free(j->reason);
         j->reason = old_reason;
         j->state = from;
@@ -51,7 +51,7 @@ int e2d_job_transition(e2d_server *srv, store_job *j, int to, const char *reason
         return E2_ERR;
     }
     free(old_reason);
-    e2d_log("job %s: %s -> %s: %s", j->id, jobstate_name(from), jobstate_name(to), reason);
+    e2d_log("job %s: %s -> %s: %s", j->id, e2_jobstate_name(from), e2_jobstate_name(to), reason);
     /* Every transition can change what the queue may start: a job joins
      * it, or one leaves it (a cancelled head no longer blocks the jobs
      * behind it), or an attempt ends. The pass runs at the next cron. */
@@ -60,8 +60,8 @@ int e2d_job_transition(e2d_server *srv, store_job *j, int to, const char *reason
     return 0;
 }
 
-double e2d_job_eta(e2d_server *srv, const store_job *j) {
-    e2d_run *r = sched_run_find(srv, j->id);
+double e2d_job_eta(e2d_server *srv, const e2_store_job *j) {
+    e2d_run *r = e2d_run_find(srv, j->id);
     double done, ms;
     if (!r || r->last_step <= r->start_step || j->total_steps <= j->step) return 0;
     done = (double)(r->last_step - r->start_step);
@@ -70,7 +70,7 @@ double e2d_job_eta(e2d_server *srv, const store_job *j) {
     return (double)(j->total_steps - j->step) * ms / done / 1000.0;
 }
 
-E2__V1__JobEvent *e2d_job_event_msg(e2d_server *srv, const store_job *j, int kind,
+E2__V1__JobEvent *e2d_job_event_msg(e2d_server *srv, const e2_store_job *j, int kind,
                                     const char *reason) {
     E2__V1__JobEvent *e = malloc(sizeof *e);
     if (!e) return NULL;
@@ -100,31 +100,31 @@ E2__V1__JobEvent *e2d_job_event_msg(e2d_server *srv, const store_job *j, int kin
     return e;
 }
 
-void e2d_watch_notify(e2d_server *srv, const store_job *j, int kind, const char *reason) {
+void e2d_watch_notify(e2d_server *srv, const e2_store_job *j, int kind, const char *reason) {
     e2d_waiter *w, *next;
-    int terminal = jobstate_terminal(j->state);
+    int terminal = e2_jobstate_terminal(j->state);
     for (w = srv->watches; w; w = next) {
         E2__V1__JobEvent *e;
         next = w->next;
         if (strcmp(w->job, j->id)) continue;
         /* A slow reader loses progress events, never transitions. */
         if (kind == E2__V1__JOB_EVENT_KIND__JOB_EVENT_KIND_PROGRESS &&
-            rpc_call_queued(w->call) > 64)
+            e2_rpc_call_queued(w->call) > 64)
             continue;
         if ((e = e2d_job_event_msg(srv, j, kind, reason))) {
-            rpc_call_send(w->call, &e->base);
+            e2_rpc_call_send(w->call, &e->base);
             protobuf_c_message_free_unpacked(&e->base, NULL);
         }
-        if (terminal) e2d_waiter_done(w, RPC_OK, NULL);
+        if (terminal) e2d_waiter_done(w, E2_RPC_OK, NULL);
     }
 }
 
-void e2d_job_notify_progress(e2d_server *srv, const store_job *j) {
+void e2d_job_notify_progress(e2d_server *srv, const e2_store_job *j) {
     e2d_watch_notify(srv, j, E2__V1__JOB_EVENT_KIND__JOB_EVENT_KIND_PROGRESS, NULL);
 }
 
-void e2d_job_set_failure(e2d_server *srv, store_job *j, int rank, const char *worker, int exit_code,
-                         int sig, int user_error) {
+void e2d_job_set_failure(e2d_server *srv, e2_store_job *j, int rank, const char *worker,
+                         int exit_code, int sig, int user_error) {
     char *lines[E2D_FAIL_LINES];
     size_t len = 0;
     int n = 0;
@@ -136,7 +136,7 @@ void e2d_job_set_failure(e2d_server *srv, store_job *j, int rank, const char *wo
     free(j->fail_log);
     j->fail_log = NULL;
     if (rank >= 0)
-        n = jobdir_log_tail(srv->cfg.state_dir, j->id, j->attempt, rank, lines, E2D_FAIL_LINES);
+        n = e2_jobdir_log_tail(srv->cfg.state_dir, j->id, j->attempt, rank, lines, E2D_FAIL_LINES);
     for (int i = 0; i < n; i++) len += strlen(lines[i]) + 1;
     if (n && (j->fail_log = malloc(len))) {
         size_t off = 0;

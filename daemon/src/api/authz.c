@@ -16,64 +16,67 @@
 #include "base.h"
 #include "e2d.h"
 
-static auth_tokens authz_tokens;
+static e2_auth_tokens authz_tokens;
 static int authz_on;
 
-int authz_enabled(void) {
+int e2_authz_enabled(void) {
     return authz_on;
 }
 
-void authz_close(void) {
-    auth_tokens_free(&authz_tokens);
+void e2_authz_close(void) {
+    e2_auth_tokens_free(&authz_tokens);
     authz_on = 0;
 }
 
-rpc_status authz_check(const char *authorization, const char *path, rpc_principal *principal,
-                       char *msg, size_t msglen) {
-    const auth_token *t;
+e2_rpc_status e2_authz_check(const char *authorization, const char *path, int need,
+                             e2_rpc_principal *principal, char *msg, size_t msglen) {
+    const e2_auth_token *t;
     memset(principal, 0, sizeof *principal);
     if (!authz_on) {
         snprintf(principal->role, sizeof principal->role, "admin");
-        return RPC_OK;
+        return E2_RPC_OK;
     }
     if (!authorization) {
         snprintf(msg, msglen,
                  "no bearer token: e2ctl reads it from --token-file, "
                  "E2_TOKEN_FILE or ~/.config/e2/token");
-        return RPC_UNAUTHENTICATED;
+        return E2_RPC_UNAUTHENTICATED;
     }
-    if (!(t = auth_tokens_find(&authz_tokens, auth_bearer(authorization)))) {
+    if (!(t = e2_auth_tokens_find(&authz_tokens, e2_auth_bearer(authorization)))) {
         snprintf(msg, msglen, "unknown bearer token");
-        return RPC_UNAUTHENTICATED;
+        return E2_RPC_UNAUTHENTICATED;
     }
-    if (!auth_role_allows(t->role, path)) {
-        snprintf(msg, msglen, "%s (role %s) may not call %s", t->name, auth_role_name(t->role),
+    if (!e2_auth_role_allows(t->role, need)) {
+        snprintf(msg, msglen, "%s (role %s) may not call %s", t->name, e2_auth_role_name(t->role),
                  path);
-        return RPC_PERMISSION_DENIED;
+        return E2_RPC_PERMISSION_DENIED;
     }
     snprintf(principal->name, sizeof principal->name, "%s", t->name);
-    snprintf(principal->role, sizeof principal->role, "%s", auth_role_name(t->role));
-    return RPC_OK;
+    snprintf(principal->role, sizeof principal->role, "%s", e2_auth_role_name(t->role));
+    return E2_RPC_OK;
 }
 
-int authz_http(const char *authorization, const char *path, char *msg, size_t msglen, void *data) {
-    rpc_principal p;
-    rpc_status st = authz_check(authorization, path, &p, msg, msglen);
-    (void)data;
-    if (st == RPC_OK) return 0;
-    e2d_log("access: HTTP %s refused (%s)", path, rpc_status_name(st));
-    return st == RPC_UNAUTHENTICATED ? 401 : 403;
+int e2_authz_http(const char *authorization, const char *path, char *msg, size_t msglen,
+                  void *data) {
+    e2_rpc_principal p;
+    e2d_server *srv = data;
+    e2_rpc_status st = e2_authz_check(authorization, path,
+                                      e2_rpc_server_method_role(srv->rpc, path), &p, msg, msglen);
+    if (st == E2_RPC_OK) return 0;
+    e2d_log("access: HTTP %s refused (%s)", path, e2_rpc_status_name(st));
+    return st == E2_RPC_UNAUTHENTICATED ? 401 : 403;
 }
 
 /* The rpc auth hook: refusals are logged with the peer, never the token. */
-static rpc_status authz_hook(const rpc_call *call, rpc_principal *principal, char *msg,
-                             size_t msglen, void *data) {
-    rpc_status st = authz_check(rpc_call_metadata(call, "authorization"), rpc_call_method(call),
-                                principal, msg, msglen);
+static e2_rpc_status authz_hook(const e2_rpc_call *call, e2_rpc_principal *principal, char *msg,
+                                size_t msglen, void *data) {
+    e2_rpc_status st =
+        e2_authz_check(e2_rpc_call_metadata(call, "authorization"), e2_rpc_call_method(call),
+                       e2_rpc_call_role(call), principal, msg, msglen);
     (void)data;
-    if (st != RPC_OK)
-        e2d_log("access: %s refused (%s) for %s: %s", rpc_call_method(call), rpc_status_name(st),
-                rpc_call_peer(call), msg);
+    if (st != E2_RPC_OK)
+        e2d_log("access: %s refused (%s) for %s: %s", e2_rpc_call_method(call),
+                e2_rpc_status_name(st), e2_rpc_call_peer(call), msg);
     return st;
 }
 
@@ -107,8 +110,8 @@ static int authz_local_token(const e2d_config *c, char *err, size_t errlen) {
     close(fd);
     tok[2 * sizeof raw] = 0;
     if (rc == 0)
-        rc =
-            auth_tokens_add(&authz_tokens, tok, "e2d-local-workers", AUTH_ROLE_WORKER, err, errlen);
+        rc = e2_auth_tokens_add(&authz_tokens, tok, "e2d-local-workers", E2_AUTH_ROLE_WORKER, err,
+                                errlen);
     if (rc == 0 && setenv("E2_TOKEN_FILE", path, 1) < 0)
         rc = e2_errf(err, errlen, "setenv: %s", strerror(errno));
     memset(tok, 0, sizeof tok);
@@ -116,10 +119,10 @@ static int authz_local_token(const e2d_config *c, char *err, size_t errlen) {
     return rc;
 }
 
-int authz_listen(struct e2d_server *srv, int *port, char *err, size_t errlen) {
+int e2_authz_listen(struct e2d_server *srv, int *port, char *err, size_t errlen) {
     const e2d_config *c = &srv->cfg;
     int is_unix = !strncmp(c->listen, "unix:", 5);
-    rpc_tls tls = { c->tls_cert, c->tls_key, c->tls_client_ca[0] ? c->tls_client_ca : NULL };
+    e2_rpc_tls tls = { c->tls_cert, c->tls_key, c->tls_client_ca[0] ? c->tls_client_ca : NULL };
     if (!is_unix && !c->tls_cert[0] && !c->insecure)
         return e2_errf(err, errlen,
                        "--listen %s is TCP without TLS: give --tls-cert and "
@@ -127,10 +130,10 @@ int authz_listen(struct e2d_server *srv, int *port, char *err, size_t errlen) {
                        "network",
                        c->listen);
     if (c->token_file[0]) {
-        if (auth_tokens_load(&authz_tokens, c->token_file, err, errlen) < 0) return E2_ERR;
+        if (e2_auth_tokens_load(&authz_tokens, c->token_file, err, errlen) < 0) return E2_ERR;
         authz_on = 1;
         if (c->local_workers > 0 && authz_local_token(c, err, errlen) < 0) return E2_ERR;
-        if (rpc_server_set_auth(srv->rpc, authz_hook, srv) < 0)
+        if (e2_rpc_server_set_auth(srv->rpc, authz_hook, srv) < 0)
             return e2_errf(err, errlen, "cannot install the auth hook");
         e2d_log("access: %zu token(s) from %s; every call needs one", authz_tokens.n,
                 c->token_file);
@@ -141,7 +144,8 @@ int authz_listen(struct e2d_server *srv, int *port, char *err, size_t errlen) {
         e2d_log("WARNING: --insecure: %s serves plaintext: requests, tokens "
                 "and job data cross the network unencrypted",
                 c->listen);
-    if (rpc_server_listen(srv->rpc, c->listen, c->tls_cert[0] ? &tls : NULL, port, err, errlen) < 0)
+    if (e2_rpc_server_listen(srv->rpc, c->listen, c->tls_cert[0] ? &tls : NULL, port, err, errlen) <
+        0)
         return E2_ERR;
     if (c->tls_cert[0])
         e2d_log("access: TLS on %s%s", c->listen,
@@ -150,19 +154,19 @@ int authz_listen(struct e2d_server *srv, int *port, char *err, size_t errlen) {
     return 0;
 }
 
-int authz_set_owner(struct e2d_server *srv, rpc_call *call, const char *job_id, char *err,
-                    size_t errlen) {
-    const rpc_principal *p = rpc_call_principal(call);
+int e2_authz_set_owner(struct e2d_server *srv, e2_rpc_call *call, const char *job_id, char *err,
+                       size_t errlen) {
+    const e2_rpc_principal *p = e2_rpc_call_principal(call);
     if (!p) return 0;
-    return store_job_set_owner(srv->db, job_id, p->name, err, errlen);
+    return e2_store_job_set_owner(srv->db, job_id, p->name, err, errlen);
 }
 
-int authz_check_cancel(struct e2d_server *srv, rpc_call *call, const char *job_id) {
-    const rpc_principal *p = rpc_call_principal(call);
-    char owner[AUTH_NAME_MAX + 1], err[E2_ERRLEN], msg[E2_ERRLEN];
-    if (!p || strcmp(p->role, auth_role_name(AUTH_ROLE_SUBMITTER))) return 0;
-    if (store_job_owner(srv->db, job_id, owner, sizeof owner, err, sizeof err) < 0) {
-        rpc_call_finish(call, RPC_INTERNAL, err);
+int e2_authz_check_cancel(struct e2d_server *srv, e2_rpc_call *call, const char *job_id) {
+    const e2_rpc_principal *p = e2_rpc_call_principal(call);
+    char owner[E2_AUTH_NAME_MAX + 1], err[E2_ERRLEN], msg[E2_ERRLEN];
+    if (!p || strcmp(p->role, e2_auth_role_name(E2_AUTH_ROLE_SUBMITTER))) return 0;
+    if (e2_store_job_owner(srv->db, job_id, owner, sizeof owner, err, sizeof err) < 0) {
+        e2_rpc_call_finish(call, E2_RPC_INTERNAL, err);
         return E2_ERR;
     }
     if (!strcmp(owner, p->name)) return 0;
@@ -171,6 +175,6 @@ int authz_check_cancel(struct e2d_server *srv, rpc_call *call, const char *job_i
              "may cancel only its own jobs",
              job_id, p->name);
     e2d_log("access: CancelJob %s refused for %s", job_id, p->name);
-    rpc_call_finish(call, RPC_PERMISSION_DENIED, msg);
+    e2_rpc_call_finish(call, E2_RPC_PERMISSION_DENIED, msg);
     return E2_ERR;
 }

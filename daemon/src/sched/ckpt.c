@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "base.h"
-#include "e2d.h"
+#include "scheduler.h"
 
-void ckpt_pending_free(e2d_pending_ckpt *p) {
+void e2_ckpt_pending_free(e2d_pending_ckpt *p) {
     for (size_t i = 0; i < p->nfiles; i++) {
         free((char *)p->files[i].name);
         free((char *)p->files[i].sha256);
@@ -29,17 +29,17 @@ typedef struct ckpt_last {
     char *path;
 } ckpt_last;
 
-static void ckpt_take_last(void *ud, const store_ckpt *c) {
+static void ckpt_take_last(void *ud, const e2_store_ckpt *c) {
     ckpt_last *l = ud;
     l->step = c->step;
-    snprintf(l->path, JOBDIR_PATHLEN, "%s", c->path);
+    snprintf(l->path, E2_JOBDIR_PATHLEN, "%s", c->path);
 }
 
-int64_t ckpt_latest(e2d_server *srv, const char *job, char *path) {
+int64_t e2_ckpt_latest(e2d_server *srv, const char *job, char *path) {
     char err[E2_ERRLEN];
     ckpt_last l = { -1, path };
     path[0] = 0;
-    if (store_ckpt_list(srv->db, job, ckpt_take_last, &l, err, sizeof err) < 0)
+    if (e2_store_ckpt_list(srv->db, job, ckpt_take_last, &l, err, sizeof err) < 0)
         e2d_log("job %s: %s", job, err);
     return l.step;
 }
@@ -64,14 +64,14 @@ static void ckpt_pending_drop(e2d_run *run, e2d_pending_ckpt *p) {
             *q = p->next;
             break;
         }
-    ckpt_pending_free(p);
+    e2_ckpt_pending_free(p);
 }
 
 /* Replaces rank's files in p by the reported ones. */
 static int ckpt_pending_set(e2d_pending_ckpt *p, int rank,
                             const E2__V1__ReportCheckpointRequest *req) {
     size_t k = 0;
-    jobdir_file *v;
+    e2_jobdir_file *v;
     for (size_t i = 0; i < p->nfiles; i++) {
         if (p->files[i].rank == rank) {
             free((char *)p->files[i].name);
@@ -86,7 +86,7 @@ static int ckpt_pending_set(e2d_pending_ckpt *p, int rank,
     p->files = v;
     for (size_t i = 0; i < req->n_files; i++) {
         const E2__V1__CheckpointFile *f = req->files[i];
-        jobdir_file *d = &p->files[p->nfiles++];
+        e2_jobdir_file *d = &p->files[p->nfiles++];
         d->rank = rank;
         d->name = strdup(f->name ? f->name : "");
         d->size = f->size;
@@ -121,7 +121,7 @@ typedef struct ckpt_all {
     int n, cap;
 } ckpt_all;
 
-static void ckpt_collect(void *ud, const store_ckpt *c) {
+static void ckpt_collect(void *ud, const e2_store_ckpt *c) {
     ckpt_all *a = ud;
     if (a->n == a->cap) {
         int cap = a->cap ? 2 * a->cap : 16;
@@ -141,11 +141,11 @@ static void ckpt_retain(e2d_server *srv, const char *job, int keep_last) {
     char err[E2_ERRLEN];
     ckpt_all a = { 0 };
     if (keep_last < 1) keep_last = 1;
-    if (store_ckpt_list(srv->db, job, ckpt_collect, &a, err, sizeof err) < 0)
+    if (e2_store_ckpt_list(srv->db, job, ckpt_collect, &a, err, sizeof err) < 0)
         e2d_log("job %s: %s", job, err);
     for (int i = 0; i + keep_last < a.n; i++) {
-        if (!a.paths[i] || store_ckpt_delete(srv->db, job, a.steps[i], err, sizeof err) < 0 ||
-            jobdir_ckpt_remove(a.paths[i], err, sizeof err) < 0)
+        if (!a.paths[i] || e2_store_ckpt_delete(srv->db, job, a.steps[i], err, sizeof err) < 0 ||
+            e2_jobdir_ckpt_remove(a.paths[i], err, sizeof err) < 0)
             e2d_log("job %s: retention of step %lld: %s", job, (long long)a.steps[i],
                     a.paths[i] ? err : "out of memory");
     }
@@ -154,40 +154,40 @@ static void ckpt_retain(e2d_server *srv, const char *job, int keep_last) {
     free(a.steps);
 }
 
-int ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,
-                const E2__V1__ReportCheckpointRequest *req, int *committed, char *path, char *msg,
-                size_t msglen) {
+int e2_ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,
+                   const E2__V1__ReportCheckpointRequest *req, int *committed, char *path,
+                   char *msg, size_t msglen) {
     char err[E2_ERRLEN];
     e2d_pending_ckpt *p = ckpt_pending_get(run, step), *q, *qn;
     int64_t now = e2d_now_ms();
-    store_job j;
+    e2_store_job j;
     char *manifest;
     *committed = 0;
     path[0] = 0;
     if (!p || ckpt_pending_set(p, rank, req) < 0) {
         snprintf(msg, msglen, "out of memory");
-        return RPC_RESOURCE_EXHAUSTED;
+        return E2_RPC_RESOURCE_EXHAUSTED;
     }
     for (int r = 0; r < run->world; r++)
-        if (!p->reported[r]) return RPC_OK;
+        if (!p->reported[r]) return E2_RPC_OK;
     if (!(manifest = ckpt_manifest(run, p, now))) {
         snprintf(msg, msglen, "out of memory");
-        return RPC_RESOURCE_EXHAUSTED;
+        return E2_RPC_RESOURCE_EXHAUSTED;
     }
-    if (jobdir_ckpt_commit(srv->cfg.state_dir, run->job, step, manifest, p->files, p->nfiles, path,
-                           err, sizeof err) < 0) {
+    if (e2_jobdir_ckpt_commit(srv->cfg.state_dir, run->job, step, manifest, p->files, p->nfiles,
+                              path, err, sizeof err) < 0) {
         free(manifest);
         ckpt_pending_drop(run, p);
         snprintf(msg, msglen, "%s", err);
         e2d_log("job %s: checkpoint not committed: %s", run->job, err);
-        return RPC_FAILED_PRECONDITION;
+        return E2_RPC_FAILED_PRECONDITION;
     }
-    store_ckpt c = { step, path, now, run->attempt, manifest };
-    if (store_ckpt_add(srv->db, run->job, &c, err, sizeof err) < 0) {
+    e2_store_ckpt c = { step, path, now, run->attempt, manifest };
+    if (e2_store_ckpt_add(srv->db, run->job, &c, err, sizeof err) < 0) {
         free(manifest);
         ckpt_pending_drop(run, p);
         snprintf(msg, msglen, "state store: %s", err);
-        return RPC_INTERNAL;
+        return E2_RPC_INTERNAL;
     }
     free(manifest);
     e2d_log("job %s: checkpoint step %lld committed", run->job, (long long)step);
@@ -196,17 +196,17 @@ int ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,
         qn = q->next;
         if (q->step <= step) ckpt_pending_drop(run, q);
     }
-    if (store_job_get(srv->db, run->job, &j, err, sizeof err) == 0) {
+    if (e2_store_job_get(srv->db, run->job, &j, err, sizeof err) == 0) {
         ckpt_retain(srv, run->job, j.keep_last);
         /* Every rank saved a trained step: the job runs even if no
          * heartbeat has carried progress yet (a fast job can commit a
          * checkpoint between two heartbeats). */
-        if (j.state == JOBSTATE_STARTING) {
+        if (j.state == E2_JOBSTATE_STARTING) {
             for (int r = 0; r < run->world; r++) run->progressed[r] = 1;
-            e2d_job_transition(srv, &j, JOBSTATE_RUNNING, "all ranks saved a checkpoint");
+            e2d_job_transition(srv, &j, E2_JOBSTATE_RUNNING, "all ranks saved a checkpoint");
         }
-        store_job_free(&j);
+        e2_store_job_free(&j);
     }
     *committed = 1;
-    return RPC_OK;
+    return E2_RPC_OK;
 }

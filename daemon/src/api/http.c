@@ -40,7 +40,7 @@
 #include <unistd.h>
 
 #include "base.h"
-#include "e2d.h"
+#include "api.h"
 #include "pbjson.h"
 
 #define HTTP_MAX_CONNS   256       /* connections in all */
@@ -61,7 +61,7 @@ typedef struct http_conn {
     int cut;             /* shut down at its deadline */
 } http_conn;
 
-struct http_server {
+struct e2_http_server {
     e2d_server *srv;
     struct MHD_Daemon *d;
     uv_poll_t poll;   /* libmicrohttpd's epoll descriptor */
@@ -70,7 +70,7 @@ struct http_server {
     int open_handles; /* freed when it drops to 0 */
     http_conn *conns;
     char root[512];
-    http_auth_cb auth;
+    e2_http_auth_cb auth;
     void *auth_data;
     int metrics_public;
     /* Per-request states, as the request's context pointer: target
@@ -80,7 +80,7 @@ struct http_server {
 
 /* One request being answered. */
 typedef struct http_req {
-    http_server *h;
+    e2_http_server *h;
     struct MHD_Connection *mc;
     char *path; /* percent-decoded */
     const char *authorization;
@@ -183,18 +183,19 @@ static void http_error(http_req *r, int status, int fatal, const char *fmt, ...)
 
 /* ---- JSON API ---- */
 
-static int http_status_of(rpc_status code) {
+static int http_status_of(e2_rpc_status code) {
     switch (code) {
-    case RPC_INVALID_ARGUMENT: return 400;
-    case RPC_NOT_FOUND: return 404;
-    case RPC_UNAVAILABLE:
-    case RPC_RESOURCE_EXHAUSTED: return 503;
+    case E2_RPC_INVALID_ARGUMENT: return 400;
+    case E2_RPC_NOT_FOUND: return 404;
+    case E2_RPC_UNAVAILABLE:
+    case E2_RPC_RESOURCE_EXHAUSTED: return 503;
     default: return 500;
     }
 }
 
-static void http_json_error(http_req *r, rpc_status code, const char *msg) {
-    json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", rpc_status_name(code), "message", msg);
+static void http_json_error(http_req *r, e2_rpc_status code, const char *msg) {
+    json_t *o =
+        json_pack("{s:{s:s,s:s}}", "error", "code", e2_rpc_status_name(code), "message", msg);
     char *text = o ? e2_pbjson_format(o, 0) : NULL;
     json_decref(o);
     if (!text) {
@@ -206,16 +207,16 @@ static void http_json_error(http_req *r, rpc_status code, const char *msg) {
 }
 
 /* Sends reply (and frees it) or the error of a builder. */
-static void http_json_reply(http_req *r, rpc_status code, void *reply, const char *msg) {
+static void http_json_reply(http_req *r, e2_rpc_status code, void *reply, const char *msg) {
     char *text;
-    if (code != RPC_OK) {
+    if (code != E2_RPC_OK) {
         http_json_error(r, code, msg);
         return;
     }
     text = e2_pbjson_to_string(reply, 0);
     protobuf_c_message_free_unpacked(reply, NULL);
     if (!text) {
-        http_json_error(r, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
+        http_json_error(r, E2_RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
         return;
     }
     http_send(r, 200, "application/json", NULL, text, strlen(text));
@@ -250,7 +251,7 @@ static void http_api_list(http_req *r) {
     E2__V1__JobState states[HTTP_MAX_QUERY];
     char *labels[HTTP_MAX_QUERY], msg[E2_ERRLEN + 64];
     E2__V1__ListJobsResponse *out = NULL;
-    rpc_status code;
+    e2_rpc_status code;
     q.states = states;
     q.labels = labels;
     for (int i = 0; i < r->nq; i++) {
@@ -259,7 +260,7 @@ static void http_api_list(http_req *r) {
         if (!strcmp(k, "state")) {
             int s = http_state_value(v);
             if (s < 0) {
-                http_json_error(r, RPC_INVALID_ARGUMENT,
+                http_json_error(r, E2_RPC_INVALID_ARGUMENT,
                                 "state: unknown job state (use PENDING, "
                                 "STARTING, RUNNING, RESTARTING, SUCCEEDED, "
                                 "FAILED, CANCELLING or CANCELLED)");
@@ -270,7 +271,7 @@ static void http_api_list(http_req *r) {
             labels[q.n_labels++] = (char *)(uintptr_t)r->q[i].value;
         } else if (!strcmp(k, "page_size")) {
             if ((n = http_number(v, 1000000)) < 0) {
-                http_json_error(r, RPC_INVALID_ARGUMENT, "page_size must be a whole number");
+                http_json_error(r, E2_RPC_INVALID_ARGUMENT, "page_size must be a whole number");
                 return;
             }
             q.has_page_size = 1;
@@ -282,11 +283,11 @@ static void http_api_list(http_req *r) {
                      "%.64s: unknown query parameter (use state, label, "
                      "page_size, page_token)",
                      k);
-            http_json_error(r, RPC_INVALID_ARGUMENT, msg);
+            http_json_error(r, E2_RPC_INVALID_ARGUMENT, msg);
             return;
         }
     }
-    code = api_build_list_jobs(srv, &q, &out, msg, sizeof msg);
+    code = e2_api_build_list_jobs(srv, &q, &out, msg, sizeof msg);
     http_json_reply(r, code, out, msg);
 }
 
@@ -294,13 +295,13 @@ static void http_api_job(http_req *r, char *id) {
     E2__V1__GetJobRequest q = E2__V1__GET_JOB_REQUEST__INIT;
     E2__V1__GetJobResponse *out = NULL;
     char msg[E2_ERRLEN + 64];
-    rpc_status code;
+    e2_rpc_status code;
     if (r->nq) {
-        http_json_error(r, RPC_INVALID_ARGUMENT, "this resource takes no query parameters");
+        http_json_error(r, E2_RPC_INVALID_ARGUMENT, "this resource takes no query parameters");
         return;
     }
     q.id = id;
-    code = api_build_get_job(r->h->srv, &q, &out, msg, sizeof msg);
+    code = e2_api_build_get_job(r->h->srv, &q, &out, msg, sizeof msg);
     http_json_reply(r, code, out, msg);
 }
 
@@ -308,24 +309,24 @@ static void http_api_metrics(http_req *r, char *id) {
     E2__V1__GetMetricsRequest q = E2__V1__GET_METRICS_REQUEST__INIT;
     E2__V1__GetMetricsResponse *out = NULL;
     char msg[E2_ERRLEN + 64];
-    rpc_status code;
+    e2_rpc_status code;
     long long n;
     q.id = id;
     for (int i = 0; i < r->nq; i++) {
         if (strcmp(r->q[i].key, "since_step")) {
             snprintf(msg, sizeof msg, "%.64s: unknown query parameter (use since_step)",
                      r->q[i].key);
-            http_json_error(r, RPC_INVALID_ARGUMENT, msg);
+            http_json_error(r, E2_RPC_INVALID_ARGUMENT, msg);
             return;
         }
         if ((n = http_number(r->q[i].value, UINT32_MAX)) < 0) {
-            http_json_error(r, RPC_INVALID_ARGUMENT, "since_step must be a whole number");
+            http_json_error(r, E2_RPC_INVALID_ARGUMENT, "since_step must be a whole number");
             return;
         }
         q.has_since_step = 1;
         q.since_step = (uint32_t)n;
     }
-    code = api_build_metrics(r->h->srv, &q, &out, msg, sizeof msg);
+    code = e2_api_build_metrics(r->h->srv, &q, &out, msg, sizeof msg);
     http_json_reply(r, code, out, msg);
 }
 
@@ -358,13 +359,13 @@ static const struct {
 };
 
 typedef struct http_active {
-    char id[STORE_IDLEN];
+    char id[E2_STORE_IDLEN];
     double v[HTTP_G_N];
     int has_ckpt;
 } http_active;
 
 typedef struct http_scan {
-    int64_t by_state[JOBSTATE_N];
+    int64_t by_state[E2_JOBSTATE_N];
     http_active *active;
     size_t nactive, cap;
     int failed;
@@ -372,14 +373,14 @@ typedef struct http_scan {
 
 /* Jobs that hold or wait for workers without being finished. */
 static int http_job_live(int state) {
-    return state == JOBSTATE_STARTING || state == JOBSTATE_RUNNING ||
-           state == JOBSTATE_RESTARTING || state == JOBSTATE_CANCELLING;
+    return state == E2_JOBSTATE_STARTING || state == E2_JOBSTATE_RUNNING ||
+           state == E2_JOBSTATE_RESTARTING || state == E2_JOBSTATE_CANCELLING;
 }
 
-static int http_scan_job(void *ud, const store_job *j) {
+static int http_scan_job(void *ud, const e2_store_job *j) {
     http_scan *s = ud;
     http_active *a;
-    if (j->state > 0 && j->state < JOBSTATE_N) s->by_state[j->state]++;
+    if (j->state > 0 && j->state < E2_JOBSTATE_N) s->by_state[j->state]++;
     if (!http_job_live(j->state)) return 0;
     if (s->nactive == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 16;
@@ -403,7 +404,7 @@ static int http_scan_job(void *ud, const store_job *j) {
     return 0;
 }
 
-static void http_newest_ckpt(void *ud, const store_ckpt *c) {
+static void http_newest_ckpt(void *ud, const e2_store_ckpt *c) {
     *(int64_t *)ud = c->committed_ms; /* ascending steps: the last wins */
 }
 
@@ -426,13 +427,14 @@ static void http_value(http_buf *b, double v) {
 static int http_scan_jobs(e2d_server *srv, http_scan *s, char *err, size_t errlen) {
     int64_t now = e2d_now_ms();
     unsigned all = 0;
-    for (int st = 1; st < JOBSTATE_N; st++) all |= 1u << st;
-    if (store_job_in_states(srv->db, all, http_scan_job, s, err, errlen) < 0) return E2_ERR;
+    for (int st = 1; st < E2_JOBSTATE_N; st++) all |= 1u << st;
+    if (e2_store_job_in_states(srv->db, all, http_scan_job, s, err, errlen) < 0) return E2_ERR;
     if (s->failed) return e2_errf(err, errlen, "out of memory");
     for (size_t i = 0; i < s->nactive; i++) {
         http_active *a = &s->active[i];
         int64_t at = -1;
-        if (store_ckpt_list(srv->db, a->id, http_newest_ckpt, &at, err, errlen) < 0) return E2_ERR;
+        if (e2_store_ckpt_list(srv->db, a->id, http_newest_ckpt, &at, err, errlen) < 0)
+            return E2_ERR;
         a->has_ckpt = at >= 0;
         a->v[HTTP_G_CKPT_AGE] = at >= 0 && now > at ? (now - at) / 1000.0 : 0;
     }
@@ -457,8 +459,8 @@ static void http_metrics(http_req *r) {
     http_gauge_head(&b, "e2_up", "1 while e2d serves (0 while shutting down).");
     http_bprintf(&b, "e2_up %d\n", !srv->shutting_down);
     http_gauge_head(&b, "e2_jobs", "Stored jobs by state.");
-    for (int st = 1; st < JOBSTATE_N; st++)
-        http_bprintf(&b, "e2_jobs{state=\"%s\"} %lld\n", jobstate_name(st),
+    for (int st = 1; st < E2_JOBSTATE_N; st++)
+        http_bprintf(&b, "e2_jobs{state=\"%s\"} %lld\n", e2_jobstate_name(st),
                      (long long)s.by_state[st]);
     http_gauge_head(&b, "e2_workers", "Registered workers by state.");
     for (int st = 1; st < 4; st++)
@@ -539,7 +541,7 @@ static void http_file(http_req *r, const char *name) {
 /* Asks the auth hook about a request that reads what the gRPC method
  * `method` reads; answers 401/403 itself when refused. */
 static int http_authorized(http_req *r, const char *method) {
-    http_server *h = r->h;
+    e2_http_server *h = r->h;
     char msg[E2_ERRLEN];
     int status;
     if (!h->auth) return 1;
@@ -584,7 +586,7 @@ static void http_route(http_req *r) {
         }
     }
     if (!strncmp(p, "/api/", 5)) {
-        http_json_error(r, RPC_NOT_FOUND,
+        http_json_error(r, E2_RPC_NOT_FOUND,
                         "no such API path (use /api/v1/jobs, "
                         "/api/v1/jobs/<id>, /api/v1/jobs/<id>/metrics)");
         return;
@@ -605,7 +607,7 @@ static http_conn *http_conn_of(struct MHD_Connection *mc) {
  * it: a bad or NUL escape (%zz, %00) would otherwise be passed through
  * or cut the string short. Its answer is the request's context. */
 static void *http_uri(void *cls, const char *uri, struct MHD_Connection *mc) {
-    http_server *h = cls;
+    e2_http_server *h = cls;
     (void)mc;
     for (const char *p = uri; *p; p++)
         if (*p == '%' && (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]) ||
@@ -649,7 +651,7 @@ static enum MHD_Result http_arg(void *cls, enum MHD_ValueKind kind, const char *
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *mc, const char *url,
                                    const char *method, const char *version, const char *upload_data,
                                    size_t *upload_size, void **req_cls) {
-    http_server *h = cls;
+    e2_http_server *h = cls;
     http_req r;
     char path[2048];
     int framing[3] = { 0, 0, 0 };
@@ -727,7 +729,7 @@ static void http_completed(void *cls, struct MHD_Connection *mc, void **req_cls,
 
 static void http_notify(void *cls, struct MHD_Connection *mc, void **ctx,
                         enum MHD_ConnectionNotificationCode toe) {
-    http_server *h = cls;
+    e2_http_server *h = cls;
     http_conn *c = *ctx;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
@@ -754,7 +756,7 @@ static void http_notify(void *cls, struct MHD_Connection *mc, void **ctx,
 static void http_timer_cb(uv_timer_t *t);
 
 /* Runs libmicrohttpd and arms the timer for its next timeout. */
-static void http_run(http_server *h) {
+static void http_run(e2_http_server *h) {
     MHD_UNSIGNED_LONG_LONG ms;
     MHD_run(h->d);
     if (MHD_get_timeout(h->d, &ms) == MHD_YES)
@@ -776,7 +778,7 @@ static void http_poll_cb(uv_poll_t *p, int status, int events) {
 /* Shuts down every connection past its deadline; libmicrohttpd reads the
  * end of the stream and closes it. */
 static void http_sweep_cb(uv_timer_t *t) {
-    http_server *h = t->data;
+    e2_http_server *h = t->data;
     int64_t now = e2d_now_ms();
     int cut = 0;
     for (http_conn *c = h->conns; c; c = c->next)
@@ -789,7 +791,7 @@ static void http_sweep_cb(uv_timer_t *t) {
 }
 
 static void http_handle_closed(uv_handle_t *handle) {
-    http_server *h = handle->data;
+    e2_http_server *h = handle->data;
     if (--h->open_handles == 0) free(h);
 }
 
@@ -851,11 +853,11 @@ static int http_bind(const char *listen_addr, struct sockaddr_storage *sa, int *
     return 0;
 }
 
-int http_start(http_server **out, e2d_server *srv, const http_options *opt, int *port, char *err,
-               size_t errlen) {
+int e2_http_start(e2_http_server **out, e2d_server *srv, const e2_http_options *opt, int *port,
+                  char *err, size_t errlen) {
     struct sockaddr_storage sa;
     const union MHD_DaemonInfo *di;
-    http_server *h;
+    e2_http_server *h;
     int fd;
     *out = NULL;
     memset(&sa, 0, sizeof sa);
@@ -910,7 +912,7 @@ int http_start(http_server **out, e2d_server *srv, const http_options *opt, int 
     return 0;
 }
 
-void http_close(http_server *h) {
+void e2_http_close(e2_http_server *h) {
     if (!h) return;
     /* The poll handle lets go of the epoll descriptor before
      * libmicrohttpd closes it (with the listener and every connection). */

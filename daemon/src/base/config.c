@@ -96,11 +96,11 @@ static const char config_usage_text[] =
     "checkpoint (those workers are stopped with e2d); workers that dialled\n"
     "in and reconnect within --heartbeat-timeout carry on with their attempt.\n";
 
-const char *config_usage(void) {
+const char *e2_config_usage(void) {
     return config_usage_text;
 }
 
-void config_init(e2d_config *c) {
+void e2_config_init(e2d_config *c) {
     memset(c, 0, sizeof *c);
     c->heartbeat_timeout = 10;
     c->hang_timeout = 600;
@@ -131,7 +131,7 @@ static int config_str(const char *key, const char *v, char *dst, size_t n, char 
     return 0;
 }
 
-int config_roots_ok(const char *key, const char *v, char *err, size_t errlen) {
+int e2_config_roots_ok(const char *key, const char *v, char *err, size_t errlen) {
     for (const char *r = v;;) {
         const char *end = strchr(r, ':');
         size_t n = end ? (size_t)(end - r) : strlen(r);
@@ -171,11 +171,11 @@ static int config_limit(e2d_config *c, const char *key, const char *value, int *
     return 1;
 }
 
-int config_set(e2d_config *c, const char *key, const char *value, char *err, size_t errlen) {
+int e2_config_set(e2d_config *c, const char *key, const char *value, char *err, size_t errlen) {
     double d = 0;
     if (!strcmp(key, "data-roots") || !strcmp(key, "export-root")) {
         int roots = !strcmp(key, "data-roots");
-        if (config_roots_ok(key, value, err, errlen) < 0) return E2_ERR;
+        if (e2_config_roots_ok(key, value, err, errlen) < 0) return E2_ERR;
         if (!roots && strchr(value, ':'))
             return e2_errf(err, errlen, "export-root is one folder (got '%s')", value);
         return roots ? config_str(key, value, c->data_roots, sizeof c->data_roots, err, errlen)
@@ -238,7 +238,7 @@ static char *config_trim(char *s) {
     return s;
 }
 
-int config_load(e2d_config *c, const char *path, char *err, size_t errlen) {
+int e2_config_load(e2d_config *c, const char *path, char *err, size_t errlen) {
     char line[2048], msg[E2_ERRLEN];
     int lineno = 0;
     FILE *f = fopen(path, "r");
@@ -256,7 +256,7 @@ int config_load(e2d_config *c, const char *path, char *err, size_t errlen) {
         *eq = 0;
         key = config_trim(key);
         val = config_trim(eq + 1);
-        if (!strcmp(key, "config") || config_set(c, key, val, msg, sizeof msg) < 0) {
+        if (!strcmp(key, "config") || e2_config_set(c, key, val, msg, sizeof msg) < 0) {
             fclose(f);
             if (!strcmp(key, "config")) snprintf(msg, sizeof msg, "config files do not nest");
             return e2_errf(err, errlen, "%s:%d: %s", path, lineno, msg);
@@ -284,7 +284,7 @@ static int config_flag(int argc, char **argv, int i, char *key, size_t keyn, con
     return i + 1;
 }
 
-int config_parse(e2d_config *c, int argc, char **argv, char *err, size_t errlen) {
+int e2_config_parse(e2d_config *c, int argc, char **argv, char *err, size_t errlen) {
     char key[64];
     const char *val = NULL;
     /* The file first, so that flags override it. */
@@ -292,7 +292,7 @@ int config_parse(e2d_config *c, int argc, char **argv, char *err, size_t errlen)
         if (strncmp(argv[i], "--config", 8) || (argv[i][8] && argv[i][8] != '=')) continue;
         if ((i = config_flag(argc, argv, i, key, sizeof key, &val, err, errlen)) < 0) return E2_ERR;
         if (config_str("config", val, c->config_file, sizeof c->config_file, err, errlen) < 0 ||
-            config_load(c, c->config_file, err, errlen) < 0)
+            e2_config_load(c, c->config_file, err, errlen) < 0)
             return E2_ERR;
     }
     for (int i = 1; i < argc; i++) {
@@ -309,7 +309,8 @@ int config_parse(e2d_config *c, int argc, char **argv, char *err, size_t errlen)
             return e2_errf(err, errlen, "unexpected argument '%s' (see e2d --help)", argv[i]);
         if ((i = config_flag(argc, argv, i, key, sizeof key, &val, err, errlen)) < 0) return E2_ERR;
         if (!strcmp(key, "config")) continue;
-        if (config_set(c, key, val, msg, sizeof msg) < 0) return e2_errf(err, errlen, "--%s", msg);
+        if (e2_config_set(c, key, val, msg, sizeof msg) < 0)
+            return e2_errf(err, errlen, "--%s", msg);
     }
     return 0;
 }
@@ -335,7 +336,7 @@ static int config_default_state_dir(e2d_config *c, char *err, size_t errlen) {
     return 0;
 }
 
-int config_finish(e2d_config *c, const char *self_exe, char *err, size_t errlen) {
+int e2_config_finish(e2d_config *c, const char *self_exe, char *err, size_t errlen) {
     if (!c->state_dir[0] && config_default_state_dir(c, err, errlen) < 0) return E2_ERR;
     if (!c->listen[0]) {
         if (strlen(c->state_dir) + sizeof "unix:/e2d.sock" > 108)

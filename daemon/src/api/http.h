@@ -28,32 +28,32 @@
 #include <stddef.h>
 
 struct e2d_server;
-typedef struct http_server http_server;
+typedef struct e2_http_server e2_http_server;
 
 /* Decides whether a request may proceed: returns 0 to allow it, or an
  * HTTP status (401, 403) with a line in msg. authorization is the
  * request's Authorization header or NULL; method the gRPC method whose
  * data the request reads ("/e2.v1.Coordinator/GetJob"). /healthz and the
  * page's static files are not asked about: they hold no job data. */
-typedef int (*http_auth_cb)(const char *authorization, const char *method, char *msg, size_t msglen,
-                            void *data);
+typedef int (*e2_http_auth_cb)(const char *authorization, const char *method, char *msg,
+                               size_t msglen, void *data);
 
-typedef struct http_options {
-    const char *listen; /* "host:port" (port 0: any free port) */
-    const char *root;   /* directory of index.html, app.js, ... */
-    http_auth_cb auth;  /* NULL: every request is allowed */
+typedef struct e2_http_options {
+    const char *listen;   /* "host:port" (port 0: any free port) */
+    const char *root;     /* directory of index.html, app.js, ... */
+    e2_http_auth_cb auth; /* NULL: every request is allowed */
     void *auth_data;
     int metrics_public; /* /metrics is not asked about */
     /* The listener is plaintext: an address other than loopback is
      * refused unless this is set (e2d's --insecure). */
     int insecure;
-} http_options;
+} e2_http_options;
 
 /* Binds and starts listening on srv->loop. *port gets the bound port. */
-int http_start(http_server **out, struct e2d_server *srv, const http_options *opt, int *port,
-               char *err, size_t errlen);
+int e2_http_start(e2_http_server **out, struct e2d_server *srv, const e2_http_options *opt,
+                  int *port, char *err, size_t errlen);
 /* Closes the listener and every connection; the server is freed once
  * their handles have closed (the loop must run on). NULL is fine. */
-void http_close(http_server *h);
+void e2_http_close(e2_http_server *h);
 
 #endif

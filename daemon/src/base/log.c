@@ -7,7 +7,7 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "e2d.h"
+#include "log.h"
 
 int64_t e2d_now_ms(void) {
     struct timespec ts;

@@ -40,20 +40,20 @@ typedef struct e2d_config {
 } e2d_config;
 
 /* Fills defaults that do not depend on other settings. */
-void config_init(e2d_config *c);
+void e2_config_init(e2d_config *c);
 /* Applies the config file named by --config (if any), then the flags.
  * self is argv[0]'s resolved path, used for the default worker-bin. */
-int config_parse(e2d_config *c, int argc, char **argv, char *err, size_t errlen);
+int e2_config_parse(e2d_config *c, int argc, char **argv, char *err, size_t errlen);
 /* Applies one key = value setting (flag name without dashes). */
-int config_set(e2d_config *c, const char *key, const char *value, char *err, size_t errlen);
+int e2_config_set(e2d_config *c, const char *key, const char *value, char *err, size_t errlen);
 /* Reads a config file. */
-int config_load(e2d_config *c, const char *path, char *err, size_t errlen);
+int e2_config_load(e2d_config *c, const char *path, char *err, size_t errlen);
 /* Resolves the settings that depend on others (state dir, listen address,
  * worker binary next to e2d). */
-int config_finish(e2d_config *c, const char *self_exe, char *err, size_t errlen);
+int e2_config_finish(e2d_config *c, const char *self_exe, char *err, size_t errlen);
 /* Checks a ':'-separated list of absolute folders ("data-roots"). */
-int config_roots_ok(const char *key, const char *v, char *err, size_t errlen);
+int e2_config_roots_ok(const char *key, const char *v, char *err, size_t errlen);
 /* The --help text. */
-const char *config_usage(void);
+const char *e2_config_usage(void);
 
 #endif

@@ -16,8 +16,8 @@
 
 #include "base.h"
 
-void jobdir_path(const char *state_dir, const char *id, char *out) {
-    snprintf(out, JOBDIR_PATHLEN, "%s/jobs/%s", state_dir, id);
+void e2_jobdir_path(const char *state_dir, const char *id, char *out) {
+    snprintf(out, E2_JOBDIR_PATHLEN, "%s/jobs/%s", state_dir, id);
 }
 
 static int jobdir_append(const char *path, const char *data, size_t len, char *err, size_t errlen);
@@ -25,10 +25,10 @@ static int jobdir_append(const char *path, const char *data, size_t len, char *e
 /* spec.json is a copy for people and tools; the record is the database
  * (and workers get the spec in their Assignment), so it is written without
  * an fsync: a SubmitJob then costs one fsync, the database's. */
-int jobdir_create(const char *state_dir, const char *id, const char *spec_json, char *err,
-                  size_t errlen) {
-    char dir[JOBDIR_PATHLEN], p[JOBDIR_PATHLEN + 32];
-    jobdir_path(state_dir, id, dir);
+int e2_jobdir_create(const char *state_dir, const char *id, const char *spec_json, char *err,
+                     size_t errlen) {
+    char dir[E2_JOBDIR_PATHLEN], p[E2_JOBDIR_PATHLEN + 32];
+    e2_jobdir_path(state_dir, id, dir);
     snprintf(p, sizeof p, "%s/checkpoints", dir);
     if (e2_mkdir_p(p, 0755, err, errlen) < 0) return E2_ERR;
     snprintf(p, sizeof p, "%s/spec.json", dir);
@@ -49,12 +49,12 @@ static int jobdir_rmtree(const char *path, char *err, size_t errlen) {
     return 0;
 }
 
-int jobdir_attempt_start(const char *state_dir, const char *id, int attempt, char *err,
-                         size_t errlen) {
-    char dir[JOBDIR_PATHLEN], p[JOBDIR_PATHLEN + 300];
+int e2_jobdir_attempt_start(const char *state_dir, const char *id, int attempt, char *err,
+                            size_t errlen) {
+    char dir[E2_JOBDIR_PATHLEN], p[E2_JOBDIR_PATHLEN + 300];
     DIR *d;
     struct dirent *e;
-    jobdir_path(state_dir, id, dir);
+    e2_jobdir_path(state_dir, id, dir);
     snprintf(p, sizeof p, "%s/attempt-%d", dir, attempt);
     if (e2_mkdir_p(p, 0755, err, errlen) < 0) return E2_ERR;
     snprintf(p, sizeof p, "%s/checkpoints", dir);
@@ -63,7 +63,7 @@ int jobdir_attempt_start(const char *state_dir, const char *id, int attempt, cha
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name);
         if (n > 4 && !strcmp(e->d_name + n - 4, ".tmp")) {
-            char t[JOBDIR_PATHLEN + 600];
+            char t[E2_JOBDIR_PATHLEN + 600];
             snprintf(t, sizeof t, "%s/%s", p, e->d_name);
             if (jobdir_rmtree(t, err, errlen) < 0) {
                 closedir(d);
@@ -75,8 +75,8 @@ int jobdir_attempt_start(const char *state_dir, const char *id, int attempt, cha
     return 0;
 }
 
-void jobdir_log_path(const char *state_dir, const char *id, int attempt, int rank, char *out) {
-    snprintf(out, JOBDIR_PATHLEN, "%s/jobs/%s/attempt-%d/rank-%d.log", state_dir, id, attempt,
+void e2_jobdir_log_path(const char *state_dir, const char *id, int attempt, int rank, char *out) {
+    snprintf(out, E2_JOBDIR_PATHLEN, "%s/jobs/%s/attempt-%d/rank-%d.log", state_dir, id, attempt,
              rank);
 }
 
@@ -97,9 +97,9 @@ static int jobdir_append(const char *path, const char *data, size_t len, char *e
     return 0;
 }
 
-int jobdir_log_append(const char *state_dir, const char *id, int attempt, int rank,
-                      char *const *lines, size_t n, char *err, size_t errlen) {
-    char p[JOBDIR_PATHLEN], *buf;
+int e2_jobdir_log_append(const char *state_dir, const char *id, int attempt, int rank,
+                         char *const *lines, size_t n, char *err, size_t errlen) {
+    char p[E2_JOBDIR_PATHLEN], *buf;
     size_t len = 0, off = 0;
     int rc;
     if (!n) return 0;
@@ -111,7 +111,7 @@ int jobdir_log_append(const char *state_dir, const char *id, int attempt, int ra
         off += l;
         buf[off++] = '\n';
     }
-    jobdir_log_path(state_dir, id, attempt, rank, p);
+    e2_jobdir_log_path(state_dir, id, attempt, rank, p);
     rc = jobdir_append(p, buf, len, err, errlen);
     free(buf);
     return rc;
@@ -119,14 +119,14 @@ int jobdir_log_append(const char *state_dir, const char *id, int attempt, int ra
 
 /* Reads at most the last 16 KiB: enough for the lines a failure report
  * shows, and bounded however large the log grew. */
-int jobdir_log_tail(const char *state_dir, const char *id, int attempt, int rank, char **lines,
-                    int max) {
-    char p[JOBDIR_PATHLEN], buf[16384];
+int e2_jobdir_log_tail(const char *state_dir, const char *id, int attempt, int rank, char **lines,
+                       int max) {
+    char p[E2_JOBDIR_PATHLEN], buf[16384];
     int fd, n = 0;
     ssize_t len;
     off_t size;
     char *end, *start;
-    jobdir_log_path(state_dir, id, attempt, rank, p);
+    e2_jobdir_log_path(state_dir, id, attempt, rank, p);
     if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0) return 0;
     size = lseek(fd, 0, SEEK_END);
     if (size > (off_t)sizeof buf - 1)
@@ -155,9 +155,9 @@ int jobdir_log_tail(const char *state_dir, const char *id, int attempt, int rank
     return n;
 }
 
-int jobdir_metrics_append(const char *state_dir, const char *id, const char *json_line, char *err,
-                          size_t errlen) {
-    char p[JOBDIR_PATHLEN + 16], *buf;
+int e2_jobdir_metrics_append(const char *state_dir, const char *id, const char *json_line,
+                             char *err, size_t errlen) {
+    char p[E2_JOBDIR_PATHLEN + 16], *buf;
     size_t n = strlen(json_line);
     int rc;
     snprintf(p, sizeof p, "%s/jobs/%s/metrics.jsonl", state_dir, id);
@@ -169,19 +169,19 @@ int jobdir_metrics_append(const char *state_dir, const char *id, const char *jso
     return rc;
 }
 
-int jobdir_write_eval(const char *state_dir, const char *id, const char *json, char *err,
-                      size_t errlen) {
-    char p[JOBDIR_PATHLEN + 16];
+int e2_jobdir_write_eval(const char *state_dir, const char *id, const char *json, char *err,
+                         size_t errlen) {
+    char p[E2_JOBDIR_PATHLEN + 16];
     snprintf(p, sizeof p, "%s/jobs/%s/eval.json", state_dir, id);
     return e2_write_file_atomic(p, json, strlen(json), err, errlen);
 }
 
-int jobdir_ckpt_commit(const char *state_dir, const char *id, int64_t step,
-                       const char *manifest_json, const jobdir_file *files, size_t nfiles,
-                       char *out, char *err, size_t errlen) {
-    char tmp[JOBDIR_PATHLEN + 8], p[JOBDIR_PATHLEN + 600];
+int e2_jobdir_ckpt_commit(const char *state_dir, const char *id, int64_t step,
+                          const char *manifest_json, const e2_jobdir_file *files, size_t nfiles,
+                          char *out, char *err, size_t errlen) {
+    char tmp[E2_JOBDIR_PATHLEN + 8], p[E2_JOBDIR_PATHLEN + 600];
     struct stat st;
-    snprintf(out, JOBDIR_PATHLEN, "%s/jobs/%s/checkpoints/step_%lld", state_dir, id,
+    snprintf(out, E2_JOBDIR_PATHLEN, "%s/jobs/%s/checkpoints/step_%lld", state_dir, id,
              (long long)step);
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
     if (stat(tmp, &st) < 0 || !S_ISDIR(st.st_mode))
@@ -213,6 +213,6 @@ int jobdir_ckpt_commit(const char *state_dir, const char *id, int64_t step,
     return e2_fsync_parent(out, err, errlen);
 }
 
-int jobdir_ckpt_remove(const char *path, char *err, size_t errlen) {
+int e2_jobdir_ckpt_remove(const char *path, char *err, size_t errlen) {
     return jobdir_rmtree(path, err, errlen);
 }

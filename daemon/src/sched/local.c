@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "base.h"
-#include "e2d.h"
+#include "local.h"
 
 #define LOCAL_BACKOFF_MIN_MS 500
 #define LOCAL_BACKOFF_MAX_MS 30000
@@ -57,10 +57,9 @@ static void local_spawn_failed(uv_handle_t *h) {
 static void local_exited(uv_process_t *p, int64_t status, int sig) {
     e2d_local *l = p->data;
     e2d_server *srv = l->srv;
-    char pf[JOBDIR_PATHLEN];
+    char pf[E2_JOBDIR_PATHLEN];
     int pid = l->pid;
     int64_t lived = e2d_mono_ms() - l->started_ms;
-    e2d_batch_flush(srv);
     local_pidfile(srv, l->index, pf, sizeof pf);
     unlink(pf);
     /* Its children (the group) go with it: a trainer must not outlive it. */
@@ -68,7 +67,7 @@ static void local_exited(uv_process_t *p, int64_t status, int sig) {
     uv_close((uv_handle_t *)p, local_closed);
     e2d_log("local worker %d (pid %d) %s %lld", l->index, pid,
             sig ? "killed by signal" : "exited with code", (long long)(sig ? sig : status));
-    sched_process_exited(srv, pid, status, sig);
+    if (srv->local_exited) srv->local_exited(srv, pid, status, sig);
     if (srv->shutting_down) return;
     if (lived > LOCAL_STABLE_MS) l->backoff_ms = LOCAL_BACKOFF_MIN_MS;
     local_backoff(l);
@@ -76,7 +75,7 @@ static void local_exited(uv_process_t *p, int64_t status, int sig) {
 
 static void local_spawn(e2d_local *l) {
     e2d_server *srv = l->srv;
-    char logp[JOBDIR_PATHLEN], pf[JOBDIR_PATHLEN], idx[32], pid[32];
+    char logp[E2_JOBDIR_PATHLEN], pf[E2_JOBDIR_PATHLEN], idx[32], pid[32];
     char omp[48];
     char *args[8] = { srv->cfg.worker_bin, "--coordinator", srv->cfg.listen };
     int na = 3;
@@ -148,9 +147,10 @@ static void local_spawn(e2d_local *l) {
     e2d_log("local worker %d started (pid %d)", l->index, l->pid);
 }
 
-int local_init(e2d_server *srv, char *err, size_t errlen) {
-    char dir[JOBDIR_PATHLEN];
+int e2_local_init(e2d_server *srv, e2_local_exit_fn on_exit, char *err, size_t errlen) {
+    char dir[E2_JOBDIR_PATHLEN];
     if (!srv->cfg.local_workers) return 0;
+    srv->local_exited = on_exit;
     if (access(srv->cfg.worker_bin, X_OK) < 0)
         return e2_errf(err, errlen,
                        "--local-workers: %s is not an executable (%s): give "
@@ -172,11 +172,11 @@ int local_init(e2d_server *srv, char *err, size_t errlen) {
     return 0;
 }
 
-void local_start(e2d_server *srv) {
+void e2_local_start(e2d_server *srv) {
     for (int i = 0; i < srv->nlocals; i++) local_spawn(&srv->locals[i]);
 }
 
-void local_stop(e2d_server *srv) {
+void e2_local_stop(e2d_server *srv) {
     for (int i = 0; i < srv->nlocals; i++) {
         e2d_local *l = &srv->locals[i];
         uv_timer_stop(&l->timer);
@@ -184,22 +184,22 @@ void local_stop(e2d_server *srv) {
     }
 }
 
-void local_kill(e2d_server *srv) {
+void e2_local_kill(e2d_server *srv) {
     for (int i = 0; i < srv->nlocals; i++)
         if (srv->locals[i].alive) kill(-srv->locals[i].pid, SIGKILL);
 }
 
-int local_all_exited(e2d_server *srv) {
+int e2_local_all_exited(e2d_server *srv) {
     for (int i = 0; i < srv->nlocals; i++)
         if (srv->locals[i].alive) return 0;
     return 1;
 }
 
-void local_close(e2d_server *srv) {
+void e2_local_close(e2d_server *srv) {
     for (int i = 0; i < srv->nlocals; i++) uv_close((uv_handle_t *)&srv->locals[i].timer, NULL);
 }
 
-int local_owns_pid(e2d_server *srv, int pid) {
+int e2_local_owns_pid(e2d_server *srv, int pid) {
     for (int i = 0; i < srv->nlocals; i++)
         if (srv->locals[i].alive && srv->locals[i].pid == pid) return 1;
     return 0;
@@ -222,8 +222,8 @@ static int local_is_worker(int pid) {
     return found;
 }
 
-void local_reap_stale(e2d_server *srv) {
-    char dir[JOBDIR_PATHLEN], pf[JOBDIR_PATHLEN + 300], buf[32];
+void e2_local_reap_stale(e2d_server *srv) {
+    char dir[E2_JOBDIR_PATHLEN], pf[E2_JOBDIR_PATHLEN + 300], buf[32];
     DIR *d;
     struct dirent *e;
     snprintf(dir, sizeof dir, "%s/workers", srv->cfg.state_dir);

@@ -15,7 +15,8 @@ static void notify_watchdog_tick(uv_timer_t *t) {
     sd_notify(0, "WATCHDOG=1");
 }
 
-int notify_ready(notify_state *n, uv_loop_t *loop, const char *status, char *err, size_t errlen) {
+int e2_notify_ready(e2_notify_state *n, uv_loop_t *loop, const char *status, char *err,
+                    size_t errlen) {
     char msg[512];
     uint64_t usec = 0;
     int rc;
@@ -40,7 +41,7 @@ int notify_ready(notify_state *n, uv_loop_t *loop, const char *status, char *err
     return 0;
 }
 
-void notify_stopping(notify_state *n) {
+void e2_notify_stopping(e2_notify_state *n) {
     sd_notify(0, "STOPPING=1");
     if (n->watchdog_on) {
         uv_close((uv_handle_t *)&n->watchdog, NULL);

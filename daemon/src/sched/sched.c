@@ -38,35 +38,22 @@
 #include <time.h>
 
 #include "base.h"
-#include "e2d.h"
+#include "local.h"
+#include "scheduler.h"
 #include "spec.h"
 
 #define WS_IDLE E2__V1__WORKER_STATE__WORKER_STATE_IDLE
 #define WS_BUSY E2__V1__WORKER_STATE__WORKER_STATE_BUSY
 #define WS_LOST E2__V1__WORKER_STATE__WORKER_STATE_LOST
 
-e2d_worker *sched_worker_find(e2d_server *srv, const char *id) {
-    if (!id) return NULL;
-    for (e2d_worker *w = srv->workers; w; w = w->next)
-        if (!strcmp(w->row.id, id)) return w;
-    return NULL;
-}
-
-e2d_run *sched_run_find(e2d_server *srv, const char *job) {
-    if (!job) return NULL;
-    for (e2d_run *r = srv->runs; r; r = r->next)
-        if (!strcmp(r->job, job)) return r;
-    return NULL;
-}
-
-void sched_worker_save(e2d_server *srv, e2d_worker *w) {
+void e2_sched_worker_save(e2d_server *srv, e2d_worker *w) {
     char err[E2_ERRLEN];
     w->row.last_heartbeat_ms = w->seen_wall_ms;
-    if (store_worker_put(srv->db, &w->row, err, sizeof err) < 0)
+    if (e2_store_worker_put(srv->db, &w->row, err, sizeof err) < 0)
         e2d_log("worker %s: saving failed: %s", w->row.id, err);
 }
 
-void sched_worker_push(e2d_worker *w, E2__V1__Command *c) {
+void e2_sched_worker_push(e2d_worker *w, E2__V1__Command *c) {
     E2__V1__Command **v = realloc(w->cmds, (w->ncmds + 1) * sizeof *v);
     if (!v) {
         protobuf_c_message_free_unpacked(&c->base, NULL);
@@ -83,7 +70,7 @@ static void sched_worker_clear_cmds(e2d_worker *w) {
     w->ncmds = 0;
 }
 
-void sched_queue_abort(e2d_worker *w, const char *job, int attempt, const char *reason) {
+void e2_sched_queue_abort(e2d_worker *w, const char *job, int attempt, const char *reason) {
     E2__V1__Command *c = malloc(sizeof *c);
     E2__V1__Abort *a = malloc(sizeof *a);
     if (!c || !a) {
@@ -99,7 +86,7 @@ void sched_queue_abort(e2d_worker *w, const char *job, int attempt, const char *
     a->reason = strdup(reason);
     c->kind_case = E2__V1__COMMAND__KIND_ABORT;
     c->abort = a;
-    sched_worker_push(w, c);
+    e2_sched_worker_push(w, c);
     if (!w->abort_ms) /* repeated Aborts do not postpone the kill */
         w->abort_ms = e2d_mono_ms();
 }
@@ -123,7 +110,7 @@ static void sched_queue_cancel(e2d_worker *w, const char *job, int attempt, int6
     k->deadline_unix_ms = e2d_now_ms() + left_ms;
     c->kind_case = E2__V1__COMMAND__KIND_CANCEL;
     c->cancel = k;
-    sched_worker_push(w, c);
+    e2_sched_worker_push(w, c);
 }
 
 /* The worker holds rank `rank` of (job, attempt). */
@@ -131,7 +118,7 @@ static int sched_worker_holds(const e2d_worker *w, const char *job, int attempt)
     return w->row.state != WS_LOST && !strcmp(w->row.job, job) && w->row.attempt == attempt;
 }
 
-void sched_worker_idle(e2d_server *srv, e2d_worker *w) {
+void e2_sched_worker_idle(e2d_server *srv, e2d_worker *w) {
     if (w->row.state == WS_LOST) return;
     w->row.state = WS_IDLE;
     w->row.job[0] = 0;
@@ -140,7 +127,7 @@ void sched_worker_idle(e2d_server *srv, e2d_worker *w) {
     w->draining = 0;
     w->abort_ms = 0;
     w->assign_out = 0;
-    sched_worker_save(srv, w);
+    e2_sched_worker_save(srv, w);
     srv->sched_pending = 1;
 }
 
@@ -150,7 +137,7 @@ static void sched_run_free(e2d_run *r) {
     while (r->pending) {
         e2d_pending_ckpt *p = r->pending;
         r->pending = p->next;
-        ckpt_pending_free(p);
+        e2_ckpt_pending_free(p);
     }
     free(r->workers);
     free(r->outcome);
@@ -186,12 +173,12 @@ static e2d_run *sched_run_new(e2d_server *srv, const char *job, int attempt, int
     return r;
 }
 
-void sched_run_end(e2d_server *srv, e2d_run *run, const char *why) {
+void e2_sched_run_end(e2d_server *srv, e2d_run *run, const char *why) {
     e2d_run **p;
     for (int i = 0; i < run->world; i++) {
-        e2d_worker *w = sched_worker_find(srv, run->workers[i]);
+        e2d_worker *w = e2d_worker_find(srv, run->workers[i]);
         if (!w || !sched_worker_holds(w, run->job, run->attempt) || run->outcome[i]) continue;
-        sched_queue_abort(w, run->job, run->attempt, why);
+        e2_sched_queue_abort(w, run->job, run->attempt, why);
         w->draining = 1;
     }
     for (p = &srv->runs; *p; p = &(*p)->next)
@@ -202,41 +189,41 @@ void sched_run_end(e2d_server *srv, e2d_run *run, const char *why) {
     sched_run_free(run);
 }
 
-static int sched_load(e2d_server *srv, const char *id, store_job *j) {
+static int sched_load(e2d_server *srv, const char *id, e2_store_job *j) {
     char err[E2_ERRLEN];
-    if (store_job_get(srv->db, id, j, err, sizeof err) < 0) {
+    if (e2_store_job_get(srv->db, id, j, err, sizeof err) < 0) {
         e2d_log("job %s: %s", id, err);
         return E2_ERR;
     }
     return 0;
 }
 
-void sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank, int exit_code, int sig,
-                          const char *reason) {
-    store_job j;
+void e2_sched_attempt_failed(e2d_server *srv, e2d_run *run, int rank, int exit_code, int sig,
+                             const char *reason) {
+    e2_store_job j;
     char why[1024];
     int attempt = run->attempt;
     if (sched_load(srv, run->job, &j) < 0) {
-        sched_run_end(srv, run, reason);
+        e2_sched_run_end(srv, run, reason);
         return;
     }
     e2d_job_set_failure(srv, &j, rank, rank >= 0 && rank < run->world ? run->workers[rank] : NULL,
                         exit_code, sig, 0);
-    sched_run_end(srv, run, reason);
-    if (j.state == JOBSTATE_CANCELLING) {
+    e2_sched_run_end(srv, run, reason);
+    if (j.state == E2_JOBSTATE_CANCELLING) {
         snprintf(why, sizeof why, "cancelled (attempt %d ended: %s)", attempt, reason);
-        e2d_job_transition(srv, &j, JOBSTATE_CANCELLED, why);
+        e2d_job_transition(srv, &j, E2_JOBSTATE_CANCELLED, why);
     } else if (j.restarts < j.max_restarts) {
         j.restarts++;
         snprintf(why, sizeof why, "attempt %d failed: %s; restart %d of %d", attempt, reason,
                  j.restarts, j.max_restarts);
-        e2d_job_transition(srv, &j, JOBSTATE_RESTARTING, why);
+        e2d_job_transition(srv, &j, E2_JOBSTATE_RESTARTING, why);
     } else {
         snprintf(why, sizeof why, "attempt %d failed: %s; restart budget spent (%d of %d)", attempt,
                  reason, j.restarts, j.max_restarts);
-        e2d_job_transition(srv, &j, JOBSTATE_FAILED, why);
+        e2d_job_transition(srv, &j, E2_JOBSTATE_FAILED, why);
     }
-    store_job_free(&j);
+    e2_store_job_free(&j);
 }
 
 /* ---- scheduling ---- */
@@ -321,10 +308,10 @@ static void sched_shard_copy(E2__V1__Assignment *a, const E2__V1__Assignment *fr
 
 /* The assignment of one rank; like: rank 0's, whose shard manifest it
  * shares, or NULL to expand the manifest (rank 0). */
-static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j, int rank,
+static E2__V1__Command *sched_assignment(e2d_server *srv, const e2_store_job *j, int rank,
                                          const char *ckpt, int64_t start_step,
                                          const E2__V1__Assignment *like) {
-    char err[E2_ERRLEN], dir[JOBDIR_PATHLEN];
+    char err[E2_ERRLEN], dir[E2_JOBDIR_PATHLEN];
     E2__V1__Command *c = malloc(sizeof *c);
     E2__V1__Assignment *a = malloc(sizeof *a);
     if (!c || !a) {
@@ -350,7 +337,7 @@ static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j, in
     } else {
         a->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err, sizeof err);
     }
-    jobdir_path(srv->cfg.state_dir, j->id, dir);
+    e2_jobdir_path(srv->cfg.state_dir, j->id, dir);
     a->job_dir = strdup(dir);
     a->resume_checkpoint = strdup(ckpt ? ckpt : "");
     if (!a->spec) {
@@ -368,7 +355,8 @@ static E2__V1__Command *sched_assignment(e2d_server *srv, const store_job *j, in
 /* An assignment above E2D_ASSIGNMENT_MAX_BYTES (its shard manifest, in
  * practice) would not reach the worker: the job FAILS now as a user error
  * with the sizes and the fix. Returns 1 when it did. */
-static int sched_assignment_too_big(e2d_server *srv, store_job *j, const E2__V1__Command *first) {
+static int sched_assignment_too_big(e2d_server *srv, e2_store_job *j,
+                                    const E2__V1__Command *first) {
     size_t n = protobuf_c_message_get_packed_size(&first->base);
     char why[512];
     if (n <= E2D_ASSIGNMENT_MAX_BYTES) return 0;
@@ -380,21 +368,21 @@ static int sched_assignment_too_big(e2d_server *srv, store_job *j, const E2__V1_
              E2D_ASSIGNMENT_MAX_BYTES >> 20);
     j->user_errors++;
     j->fail_user = 1;
-    e2d_job_transition(srv, j, JOBSTATE_FAILED, why);
+    e2d_job_transition(srv, j, E2_JOBSTATE_FAILED, why);
     return 1;
 }
 
 /* Starts attempt j->attempt + 1 on the first `world` of the given workers
  * (all idle, of j's device kind): rows and transition in one
  * transaction, then commands. */
-static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang, int world) {
-    char err[E2_ERRLEN], ckpt[JOBDIR_PATHLEN], reason[1024];
+static int sched_start(e2d_server *srv, e2_store_job *j, e2d_worker **gang, int world) {
+    char err[E2_ERRLEN], ckpt[E2_JOBDIR_PATHLEN], reason[1024];
     size_t off;
     int attempt = j->attempt + 1, old_world = j->world_size;
-    int64_t step = ckpt_latest(srv, j->id, ckpt);
+    int64_t step = e2_ckpt_latest(srv, j->id, ckpt);
     E2__V1__Command *first;
     e2d_run *run;
-    if (jobdir_attempt_start(srv->cfg.state_dir, j->id, attempt, err, sizeof err) < 0) {
+    if (e2_jobdir_attempt_start(srv->cfg.state_dir, j->id, attempt, err, sizeof err) < 0) {
         e2d_log("job %s: cannot prepare attempt %d: %s", j->id, attempt, err);
         return E2_ERR;
     }
@@ -426,7 +414,7 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang, int wor
         if (first) protobuf_c_message_free_unpacked(&first->base, NULL);
         return E2_ERR;
     }
-    if (store_begin(srv->db, err, sizeof err) < 0) goto fail;
+    if (e2_store_begin(srv->db, err, sizeof err) < 0) goto fail;
     j->attempt = attempt;
     j->world_size = world;
     j->step = step > 0 ? step : 0;
@@ -439,14 +427,14 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang, int wor
         w->draining = 0;
         w->abort_ms = 0;
         w->assign_out = 0;
-        sched_worker_save(srv, w);
+        e2_sched_worker_save(srv, w);
         snprintf(run->workers[r], sizeof run->workers[r], "%s", w->row.id);
     }
-    if (store_end(srv->db,
-                  store_rdv_clear(srv->db, j->id, attempt, err, sizeof err) == 0 &&
-                      store_metric_trim(srv->db, j->id, j->step, err, sizeof err) == 0 &&
-                      e2d_job_transition(srv, j, JOBSTATE_STARTING, reason) == 0,
-                  err, sizeof err) < 0)
+    if (e2_store_end(srv->db,
+                     e2_store_rdv_clear(srv->db, j->id, attempt, err, sizeof err) == 0 &&
+                         e2_store_metric_trim(srv->db, j->id, j->step, err, sizeof err) == 0 &&
+                         e2d_job_transition(srv, j, E2_JOBSTATE_STARTING, reason) == 0,
+                     err, sizeof err) < 0)
         goto fail_tx;
     if (world < j->num_workers)
         e2d_log("job %s: elastic restart: attempt %d runs on %d of %d workers (min_workers %d)",
@@ -454,9 +442,9 @@ static int sched_start(e2d_server *srv, store_job *j, e2d_worker **gang, int wor
     for (int r = 1; r < world; r++) {
         E2__V1__Command *c = sched_assignment(srv, j, r, step >= 0 ? ckpt : "", step,
                                               first ? first->assignment : NULL);
-        if (c) sched_worker_push(gang[r], c);
+        if (c) e2_sched_worker_push(gang[r], c);
     }
-    if (first) sched_worker_push(gang[0], first);
+    if (first) e2_sched_worker_push(gang[0], first);
     return 0;
 fail_tx:
     e2d_log("job %s: start failed: %s", j->id, err);
@@ -480,7 +468,7 @@ fail:
 }
 
 typedef struct sched_queue_ctx {
-    char (*ids)[STORE_IDLEN];
+    char (*ids)[E2_STORE_IDLEN];
     char (*devs)[16]; /* each job's device, to skip a blocked one unread */
     size_t n, cap;
 } sched_queue_ctx;
@@ -497,11 +485,11 @@ static int sched_collect(void *ud, const char *id, const char *device) {
         q->cap = cap;
     }
     snprintf(q->devs[q->n], sizeof q->devs[0], "%s", device);
-    snprintf(q->ids[q->n++], STORE_IDLEN, "%s", id);
+    snprintf(q->ids[q->n++], E2_STORE_IDLEN, "%s", id);
     return 0;
 }
 
-static int sched_collect_job(void *ud, const store_job *j) {
+static int sched_collect_job(void *ud, const e2_store_job *j) {
     return sched_collect(ud, j->id, j->device);
 }
 
@@ -528,7 +516,7 @@ static int sched_registered(e2d_server *srv, const char *device) {
  * waits, when that changed: too few workers of its device registered
  * (parked; it blocks nothing), or enough registered but busy. `need`:
  * the workers it can start on (num_workers, or min_workers when elastic). */
-static void sched_wait_reason(e2d_server *srv, store_job *j, int registered, int need) {
+static void sched_wait_reason(e2d_server *srv, e2_store_job *j, int registered, int need) {
     char why[256];
     int parked = registered < need;
     int was = j->reason && !strncmp(j->reason, SCHED_UNSCHEDULABLE, strlen(SCHED_UNSCHEDULABLE));
@@ -550,20 +538,21 @@ static void sched_wait_reason(e2d_server *srv, store_job *j, int registered, int
 }
 
 /* The job may restart on fewer than num_workers workers (see the top). */
-static int sched_elastic(const store_job *j) {
-    return j->state == JOBSTATE_RESTARTING && j->min_workers > 0 && j->min_workers < j->num_workers;
+static int sched_elastic(const e2_store_job *j) {
+    return j->state == E2_JOBSTATE_RESTARTING && j->min_workers > 0 &&
+           j->min_workers < j->num_workers;
 }
 
 /* A rank of j's last attempt is still stopping on w (its Abort less than
  * a heartbeat timeout ago): an elastic restart waits for it. */
-static int sched_draining_for(e2d_server *srv, const e2d_worker *w, const store_job *j) {
+static int sched_draining_for(e2d_server *srv, const e2d_worker *w, const e2_store_job *j) {
     return w->row.state == WS_BUSY && w->draining && !strcmp(w->row.job, j->id) &&
            w->row.attempt == j->attempt &&
            (!w->abort_ms || e2d_mono_ms() - w->abort_ms < srv->hb_timeout_ms);
 }
 
 /* spec.train.global_batch of j (defaults applied); 0 if unreadable. */
-static uint32_t sched_global_batch(const store_job *j) {
+static uint32_t sched_global_batch(const e2_store_job *j) {
     char err[E2_ERRLEN];
     uint32_t gb = 0;
     E2__V1__JobSpec *s = j->spec_pb
@@ -576,14 +565,14 @@ static uint32_t sched_global_batch(const store_job *j) {
 
 /* The world size of an elastic restart on `idle` workers: the largest
  * n in [min_workers, idle] that divides the global batch; 0: none. */
-static int sched_elastic_world(const store_job *j, int idle) {
+static int sched_elastic_world(const e2_store_job *j, int idle) {
     uint32_t gb = sched_global_batch(j);
     for (int n = idle; gb && n >= j->min_workers; n--)
         if (gb % (uint32_t)n == 0) return n;
     return 0;
 }
 
-void sched_run_queue(e2d_server *srv) {
+void e2_sched_run_queue(e2d_server *srv) {
     char err[E2_ERRLEN], blocked[8][16];
     int nblocked = 0, idle = 0;
     sched_queue_ctx q = { 0 };
@@ -594,10 +583,10 @@ void sched_run_queue(e2d_server *srv) {
         idle += w->row.state == WS_IDLE && !w->draining;
     if (!idle) return;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-    if (store_job_queued_ids(srv->db, sched_collect, &q, err, sizeof err) < 0)
+    if (e2_store_job_queued_ids(srv->db, sched_collect, &q, err, sizeof err) < 0)
         e2d_log("scheduler: %s", err);
     for (size_t i = 0; i < q.n; i++) {
-        store_job j;
+        e2_store_job j;
         e2d_worker **gang;
         int n = 0, skip = 0, registered, need, world = 0;
         /* Behind a blocked job of its device: skipped without reading its
@@ -610,7 +599,7 @@ void sched_run_queue(e2d_server *srv) {
         sched_wait_reason(srv, &j, registered, need);
         skip = registered < need;
         if (skip || j.num_workers <= 0 || !(gang = calloc((size_t)j.num_workers, sizeof *gang))) {
-            store_job_free(&j);
+            e2_store_job_free(&j);
             continue;
         }
         /* Workers an assignment recently failed to reach come last. */
@@ -630,7 +619,7 @@ void sched_run_queue(e2d_server *srv) {
         else if (nblocked < 8)
             snprintf(blocked[nblocked++], sizeof blocked[0], "%s", j.device);
         free(gang);
-        store_job_free(&j);
+        e2_store_job_free(&j);
     }
     free(q.ids);
     free(q.devs);
@@ -647,7 +636,7 @@ static void sched_cancel_settle(e2d_server *srv, e2d_run *run, int late);
 
 static void sched_worker_lost(e2d_server *srv, e2d_worker *w, const char *reason, int exit_code,
                               int sig) {
-    char job[STORE_IDLEN], why[512];
+    char job[E2_STORE_IDLEN], why[512];
     int attempt = w->row.attempt, rank = w->row.rank, draining = w->draining;
     e2d_run *run;
     snprintf(job, sizeof job, "%s", w->row.job);
@@ -660,9 +649,9 @@ static void sched_worker_lost(e2d_server *srv, e2d_worker *w, const char *reason
     w->abort_ms = 0;
     w->assign_out = 0;
     sched_worker_clear_cmds(w);
-    sched_worker_save(srv, w);
+    e2_sched_worker_save(srv, w);
     srv->sched_pending = 1; /* capacity changed: parked jobs' reasons */
-    if (!job[0] || draining || !(run = sched_run_find(srv, job)) || run->attempt != attempt ||
+    if (!job[0] || draining || !(run = e2d_run_find(srv, job)) || run->attempt != attempt ||
         run->outcome[rank])
         return;
     if (run->killed) {
@@ -672,10 +661,10 @@ static void sched_worker_lost(e2d_server *srv, e2d_worker *w, const char *reason
         return;
     }
     snprintf(why, sizeof why, "worker %s (rank %d): %s", w->row.id, rank, reason);
-    sched_attempt_failed(srv, run, rank, exit_code, sig, why);
+    e2_sched_attempt_failed(srv, run, rank, exit_code, sig, why);
 }
 
-void sched_process_exited(e2d_server *srv, int pid, int64_t status, int sig) {
+void e2_sched_process_exited(e2d_server *srv, int pid, int64_t status, int sig) {
     char why[128];
     if (srv->shutting_down) return;
     if (sig)
@@ -692,27 +681,27 @@ void sched_process_exited(e2d_server *srv, int pid, int64_t status, int sig) {
  * on workers e2d did not spawn get an Abort. `late`: the backstop after
  * SIGKILL fired; ends the wait whatever is left. */
 static void sched_cancel_settle(e2d_server *srv, e2d_run *run, int late) {
-    store_job j;
+    e2_store_job j;
     for (int r = 0; r < run->world && !late; r++)
         if (run->killed[r] && !run->outcome[r]) return;
     if (sched_load(srv, run->job, &j) < 0) {
-        sched_run_end(srv, run, "cancelled");
+        e2_sched_run_end(srv, run, "cancelled");
         return;
     }
-    sched_run_end(srv, run, "cancelled: grace period over");
-    e2d_job_transition(srv, &j, JOBSTATE_CANCELLED,
+    e2_sched_run_end(srv, run, "cancelled: grace period over");
+    e2d_job_transition(srv, &j, E2_JOBSTATE_CANCELLED,
                        late ? "cancelled: grace period over; a rank's process "
                               "did not exit after SIGKILL"
                             : "cancelled: grace period over, remaining ranks "
                               "terminated (their processes have exited)");
-    store_job_free(&j);
+    e2_store_job_free(&j);
 }
 
 /* Grace is over: SIGTERM the process groups of the ranks e2d spawned
  * (SIGKILL follows E2D_KILL_AFTER_MS later) and wait for them to exit
  * (sched_cancel_settle); without such ranks the job is CANCELLED now. */
 static void sched_cancel_expire(e2d_server *srv, e2d_run *run) {
-    store_job j;
+    e2_store_job j;
     int killed = 0;
     if (run->killed) {
         /* SIGKILL went out a heartbeat timeout ago (backstop). */
@@ -720,10 +709,10 @@ static void sched_cancel_expire(e2d_server *srv, e2d_run *run) {
         return;
     }
     for (int r = 0; r < run->world; r++) {
-        e2d_worker *w = sched_worker_find(srv, run->workers[r]);
+        e2d_worker *w = e2d_worker_find(srv, run->workers[r]);
         e2d_kill *k;
         if (!w || run->outcome[r] || !sched_worker_holds(w, run->job, run->attempt)) continue;
-        if (!w->row.spawned || !local_owns_pid(srv, w->row.pid)) continue;
+        if (!w->row.spawned || !e2_local_owns_pid(srv, w->row.pid)) continue;
         if (!run->killed && !(run->killed = calloc((size_t)run->world, 1))) break;
         kill(-w->row.pid, SIGTERM);
         run->killed[r] = 1;
@@ -743,43 +732,44 @@ static void sched_cancel_expire(e2d_server *srv, e2d_run *run) {
         return;
     }
     if (sched_load(srv, run->job, &j) < 0) {
-        sched_run_end(srv, run, "cancelled");
+        e2_sched_run_end(srv, run, "cancelled");
         return;
     }
-    sched_run_end(srv, run, "cancelled: grace period over");
-    e2d_job_transition(srv, &j, JOBSTATE_CANCELLED,
+    e2_sched_run_end(srv, run, "cancelled: grace period over");
+    e2d_job_transition(srv, &j, E2_JOBSTATE_CANCELLED,
                        "cancelled: grace period over (ranks on workers e2d "
                        "did not spawn were told to abort)");
-    store_job_free(&j);
+    e2_store_job_free(&j);
 }
 
-int sched_cancel(e2d_server *srv, store_job *j, int64_t grace_ms) {
+int e2_sched_cancel(e2d_server *srv, e2_store_job *j, int64_t grace_ms) {
     char why[128];
     e2d_run *run;
-    if (jobstate_terminal(j->state) || j->state == JOBSTATE_CANCELLING) return 0;
+    if (e2_jobstate_terminal(j->state) || j->state == E2_JOBSTATE_CANCELLING) return 0;
     j->cancellations++;
-    if (jobstate_queued(j->state))
-        return e2d_job_transition(srv, j, JOBSTATE_CANCELLED,
+    if (e2_jobstate_queued(j->state))
+        return e2d_job_transition(srv, j, E2_JOBSTATE_CANCELLED,
                                   "cancelled on request before it started");
-    if (!(run = sched_run_find(srv, j->id))) {
+    if (!(run = e2d_run_find(srv, j->id))) {
         /* Active without a run cannot outlive startup recovery; should it
          * happen, there are no workers to wait for. */
-        if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING, "cancel requested") < 0) return E2_ERR;
-        return e2d_job_transition(srv, j, JOBSTATE_CANCELLED,
+        if (e2d_job_transition(srv, j, E2_JOBSTATE_CANCELLING, "cancel requested") < 0)
+            return E2_ERR;
+        return e2d_job_transition(srv, j, E2_JOBSTATE_CANCELLED,
                                   "cancelled on request (no workers held it)");
     }
     snprintf(why, sizeof why, "cancel requested (grace %.0f s)", (double)grace_ms / 1000.0);
-    if (e2d_job_transition(srv, j, JOBSTATE_CANCELLING, why) < 0) return E2_ERR;
+    if (e2d_job_transition(srv, j, E2_JOBSTATE_CANCELLING, why) < 0) return E2_ERR;
     run->cancel_deadline_ms = e2d_mono_ms() + grace_ms;
     for (int r = 0; r < run->world; r++) {
-        e2d_worker *w = sched_worker_find(srv, run->workers[r]);
+        e2d_worker *w = e2d_worker_find(srv, run->workers[r]);
         if (w && !run->outcome[r] && sched_worker_holds(w, run->job, run->attempt))
             sched_queue_cancel(w, run->job, run->attempt, grace_ms);
     }
     return 0;
 }
 
-void sched_cron(e2d_server *srv) {
+void e2_sched_cron(e2d_server *srv) {
     int64_t now = e2d_mono_ms();
     e2d_run *r, *rnext;
     e2d_kill **kp;
@@ -791,9 +781,9 @@ void sched_cron(e2d_server *srv) {
             sched_worker_lost(srv, w, why, 0, 0);
             /* A silent worker e2d spawned (stopped, wedged) is killed so
              * that local.c starts a fresh one in its place. */
-            if (w->row.spawned && local_owns_pid(srv, w->row.pid)) kill(-w->row.pid, SIGKILL);
+            if (w->row.spawned && e2_local_owns_pid(srv, w->row.pid)) kill(-w->row.pid, SIGKILL);
         } else if (w->draining && w->abort_ms && now - w->abort_ms > srv->hb_timeout_ms &&
-                   w->row.spawned && local_owns_pid(srv, w->row.pid)) {
+                   w->row.spawned && e2_local_owns_pid(srv, w->row.pid)) {
             /* Its rank ignored the Abort (stuck in a system call, a
              * deadlock): a fresh process takes its place. */
             e2d_log("worker %s (pid %d): still in job %s %.1f s after its "
@@ -809,7 +799,7 @@ void sched_cron(e2d_server *srv) {
         } else if (srv->hang_timeout_ms > 0 && now - r->last_progress_ms > srv->hang_timeout_ms) {
             snprintf(why, sizeof why, "hang: no step progress for %.1f s",
                      (double)(now - r->last_progress_ms) / 1000.0);
-            sched_attempt_failed(srv, r, -1, 0, 0, why);
+            e2_sched_attempt_failed(srv, r, -1, 0, 0, why);
         }
     }
     for (kp = &srv->kills; *kp;) {
@@ -818,16 +808,16 @@ void sched_cron(e2d_server *srv) {
             kp = &k->next;
             continue;
         }
-        if (local_owns_pid(srv, k->pgid)) kill(-k->pgid, SIGKILL);
+        if (e2_local_owns_pid(srv, k->pgid)) kill(-k->pgid, SIGKILL);
         *kp = k->next;
         free(k);
     }
-    if (srv->sched_pending) sched_run_queue(srv);
+    if (srv->sched_pending) e2_sched_run_queue(srv);
 }
 
 /* ---- startup ---- */
 
-static void sched_restore_worker(void *ud, const store_worker *row) {
+static void sched_restore_worker(void *ud, const e2_store_worker *row) {
     e2d_server *srv = ud;
     e2d_worker *w = calloc(1, sizeof *w), **p;
     if (!w) return;
@@ -849,7 +839,7 @@ static void sched_restore_worker(void *ud, const store_worker *row) {
 /* An attempt found running at startup carries on when every rank's
  * worker is still registered (not LOST); it then has one heartbeat
  * timeout to check in, like any worker. Otherwise the attempt is over. */
-static void sched_recover_job(e2d_server *srv, store_job *j) {
+static void sched_recover_job(e2d_server *srv, e2_store_job *j) {
     /* The attempt's own world size (an elastic restart's may be smaller
      * than num_workers; 0 in rows from before schema 5). */
     int world = j->world_size > 0 ? j->world_size : j->num_workers;
@@ -869,7 +859,7 @@ static void sched_recover_job(e2d_server *srv, store_job *j) {
             snprintf(run->workers[r], sizeof run->workers[r], "%s", gang[r]->row.id);
         /* A cancel in progress gets its workers a fresh short grace (the
          * deadline was not stored). */
-        if (j->state == JOBSTATE_CANCELLING) {
+        if (j->state == E2_JOBSTATE_CANCELLING) {
             run->cancel_deadline_ms = e2d_mono_ms() + E2D_KILL_AFTER_MS;
             for (int r = 0; r < n; r++)
                 sched_queue_cancel(gang[r], j->id, j->attempt, E2D_KILL_AFTER_MS);
@@ -880,12 +870,12 @@ static void sched_recover_job(e2d_server *srv, store_job *j) {
     }
     for (int r = 0; r < world; r++)
         if (gang[r]) {
-            sched_queue_abort(gang[r], j->id, j->attempt, "e2d restarted; the attempt is over");
+            e2_sched_queue_abort(gang[r], j->id, j->attempt, "e2d restarted; the attempt is over");
             gang[r]->draining = 1;
         }
     free(gang);
-    if (j->state == JOBSTATE_CANCELLING) {
-        e2d_job_transition(srv, j, JOBSTATE_CANCELLED,
+    if (j->state == E2_JOBSTATE_CANCELLING) {
+        e2d_job_transition(srv, j, E2_JOBSTATE_CANCELLED,
                            "cancelled (e2d restarted during the cancel)");
         return;
     }
@@ -894,39 +884,39 @@ static void sched_recover_job(e2d_server *srv, store_job *j) {
              "e2d restarted and attempt %d's workers are gone; restarting "
              "from the last committed checkpoint",
              j->attempt);
-    e2d_job_transition(srv, j, JOBSTATE_RESTARTING, why);
+    e2d_job_transition(srv, j, E2_JOBSTATE_RESTARTING, why);
 }
 
-int sched_recover(e2d_server *srv, char *err, size_t errlen) {
+int e2_sched_recover(e2d_server *srv, char *err, size_t errlen) {
     sched_queue_ctx q = { 0 };
     unsigned active =
-        (1u << JOBSTATE_STARTING) | (1u << JOBSTATE_RUNNING) | (1u << JOBSTATE_CANCELLING);
-    if (store_worker_list(srv->db, sched_restore_worker, srv, err, errlen) < 0) return E2_ERR;
-    for (e2d_worker *w = srv->workers; w; w = w->next) sched_worker_save(srv, w);
-    if (store_job_in_states(srv->db, active, sched_collect_job, &q, err, errlen) < 0) {
+        (1u << E2_JOBSTATE_STARTING) | (1u << E2_JOBSTATE_RUNNING) | (1u << E2_JOBSTATE_CANCELLING);
+    if (e2_store_worker_list(srv->db, sched_restore_worker, srv, err, errlen) < 0) return E2_ERR;
+    for (e2d_worker *w = srv->workers; w; w = w->next) e2_sched_worker_save(srv, w);
+    if (e2_store_job_in_states(srv->db, active, sched_collect_job, &q, err, errlen) < 0) {
         free(q.ids);
         free(q.devs);
         return E2_ERR;
     }
     for (size_t i = 0; i < q.n; i++) {
-        store_job j;
+        e2_store_job j;
         if (sched_load(srv, q.ids[i], &j) < 0) continue;
         sched_recover_job(srv, &j);
-        store_job_free(&j);
+        e2_store_job_free(&j);
     }
     free(q.ids);
     free(q.devs);
     /* BUSY workers whose attempt did not survive only drain. */
     for (e2d_worker *w = srv->workers; w; w = w->next)
         if (w->row.state == WS_BUSY && !w->draining) {
-            e2d_run *r = sched_run_find(srv, w->row.job);
+            e2d_run *r = e2d_run_find(srv, w->row.job);
             if (!r || r->attempt != w->row.attempt) w->draining = 1;
         }
     srv->sched_pending = 1;
     return 0;
 }
 
-void sched_free(e2d_server *srv) {
+void e2_sched_free(e2d_server *srv) {
     if (srv->sched_passes)
         e2d_log("scheduler: %ld passes, CPU time mean %.3f ms, max %.3f ms", srv->sched_passes,
                 srv->sched_pass_s * 1e3 / (double)srv->sched_passes, srv->sched_pass_max_s * 1e3);

@@ -12,25 +12,26 @@
  * each turn. */
 #include <stdlib.h>
 
+#include "api.h"
 #include "base.h"
-#include "e2d.h"
+#include "scheduler.h"
 
 int e2d_batch_join(e2d_server *srv, char *err, size_t errlen) {
     if (srv->batch_open) return 0;
-    if (store_begin(srv->db, err, errlen) < 0) return E2_ERR;
+    if (e2_store_begin(srv->db, err, errlen) < 0) return E2_ERR;
     srv->batch_open = 1;
     return 0;
 }
 
-void e2d_batch_reply(e2d_server *srv, rpc_call *call, ProtobufCMessage *msg) {
+void e2d_batch_reply(e2d_server *srv, e2_rpc_call *call, ProtobufCMessage *msg) {
     e2d_reply *r;
     if (!msg) {
-        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
+        e2_rpc_call_finish(call, E2_RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
         return;
     }
     if (!srv->batch_open || !(r = calloc(1, sizeof *r))) {
         if (srv->batch_open) e2d_batch_flush(srv);
-        rpc_call_reply(call, msg);
+        e2_rpc_call_reply(call, msg);
         protobuf_c_message_free_unpacked(msg, NULL);
         return;
     }
@@ -46,21 +47,21 @@ void e2d_batch_flush(e2d_server *srv) {
     int rc;
     if (!srv->batch_open) return;
     srv->batch_open = 0;
-    if ((rc = store_commit(srv->db, err, sizeof err)) < 0) {
+    if ((rc = e2_store_commit(srv->db, err, sizeof err)) < 0) {
         e2d_log("group commit failed: %s", err);
         snprintf(msg, sizeof msg, "storing the job failed: %s", err);
     }
     while ((r = srv->batch)) {
         srv->batch = r->next;
         if (rc == 0)
-            rpc_call_reply(r->call, r->msg);
+            e2_rpc_call_reply(r->call, r->msg);
         else
-            rpc_call_finish(r->call, RPC_INTERNAL, msg);
+            e2_rpc_call_finish(r->call, E2_RPC_INTERNAL, msg);
         protobuf_c_message_free_unpacked(r->msg, NULL);
         free(r);
     }
     srv->batch_tail = &srv->batch;
-    if (srv->sched_pending && !srv->shutting_down) sched_run_queue(srv);
+    if (srv->sched_pending && !srv->shutting_down) e2_sched_run_queue(srv);
 }
 
 static void e2d_batch_check(uv_check_t *h) {

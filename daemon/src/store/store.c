@@ -11,8 +11,8 @@
 #include "base.h"
 
 /* Migration i takes user_version i to i+1. Never edit a shipped entry:
- * append a new one and bump STORE_SCHEMA_VERSION. */
-static const char *store_migrations[STORE_SCHEMA_VERSION] = {
+ * append a new one and bump E2_STORE_SCHEMA_VERSION. */
+static const char *store_migrations[E2_STORE_SCHEMA_VERSION] = {
     /* 0 -> 1: the tables. */
     "CREATE TABLE jobs("
     " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -202,18 +202,18 @@ static const char *store_sql[Q_N] = {
     [Q_ROLLBACK_TO] = "ROLLBACK TO n",
 };
 
-struct store {
+struct e2_store {
     sqlite3 *db;
     sqlite3_stmt *stmt[Q_N];
     int in_tx; /* open levels: 1 = BEGIN, each further one a SAVEPOINT */
 };
 
-static int store_fail(store *s, char *err, size_t errlen, const char *what) {
+static int store_fail(e2_store *s, char *err, size_t errlen, const char *what) {
     return e2_errf(err, errlen, "sqlite %s: %s", what, sqlite3_errmsg(s->db));
 }
 
 /* The cached statement for q, reset and with its bindings cleared. */
-static sqlite3_stmt *store_q(store *s, int q, char *err, size_t errlen) {
+static sqlite3_stmt *store_q(e2_store *s, int q, char *err, size_t errlen) {
     if (!s->stmt[q] && sqlite3_prepare_v3(s->db, store_sql[q], -1, SQLITE_PREPARE_PERSISTENT,
                                           &s->stmt[q], NULL) != SQLITE_OK) {
         store_fail(s, err, errlen, "prepare");
@@ -232,14 +232,14 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v) {
 }
 
 /* Runs a statement that returns no rows. */
-static int store_done(store *s, sqlite3_stmt *st, char *err, size_t errlen) {
+static int store_done(e2_store *s, sqlite3_stmt *st, char *err, size_t errlen) {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) return store_fail(s, err, errlen, "write");
     return 0;
 }
 
-static int store_exec(store *s, const char *sql, char *err, size_t errlen) {
+static int store_exec(e2_store *s, const char *sql, char *err, size_t errlen) {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         e2_errf(err, errlen, "sqlite: %s", msg ? msg : "error");
@@ -249,10 +249,10 @@ static int store_exec(store *s, const char *sql, char *err, size_t errlen) {
     return 0;
 }
 
-int store_version(store *s) {
+int e2_store_version(e2_store *s) {
     sqlite3_stmt *st;
-    int v = -1;
-    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) return -1;
+    int v = E2_ERR;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) return E2_ERR;
     if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return v;
@@ -260,14 +260,14 @@ int store_version(store *s) {
 
 /* Applies the migrations from the database's version up to `upto`, each in
  * one transaction together with its user_version bump. */
-static int store_migrate(store *s, int upto, char *err, size_t errlen) {
-    int v = store_version(s);
+static int store_migrate(e2_store *s, int upto, char *err, size_t errlen) {
+    int v = e2_store_version(s);
     if (v < 0) return store_fail(s, err, errlen, "user_version");
-    if (v > STORE_SCHEMA_VERSION)
+    if (v > E2_STORE_SCHEMA_VERSION)
         return e2_errf(err, errlen,
                        "state database schema version %d is newer than this "
                        "e2d supports (%d): upgrade e2d",
-                       v, STORE_SCHEMA_VERSION);
+                       v, E2_STORE_SCHEMA_VERSION);
     for (; v < upto; v++) {
         char bump[64];
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
@@ -281,12 +281,12 @@ static int store_migrate(store *s, int upto, char *err, size_t errlen) {
     return 0;
 }
 
-int store_open(store **out, const char *path, int upto_version, char *err, size_t errlen) {
-    store *s = calloc(1, sizeof *s);
+int e2_store_open(e2_store **out, const char *path, int upto_version, char *err, size_t errlen) {
+    e2_store *s = calloc(1, sizeof *s);
     *out = NULL;
     if (!s) return e2_errf(err, errlen, "out of memory");
-    if (upto_version < 0 || upto_version > STORE_SCHEMA_VERSION)
-        upto_version = STORE_SCHEMA_VERSION;
+    if (upto_version < 0 || upto_version > E2_STORE_SCHEMA_VERSION)
+        upto_version = E2_STORE_SCHEMA_VERSION;
     if (sqlite3_open_v2(path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
@@ -302,45 +302,45 @@ int store_open(store **out, const char *path, int upto_version, char *err, size_
     *out = s;
     return 0;
 err:
-    store_close(s);
+    e2_store_close(s);
     return E2_ERR;
 }
 
-void store_close(store *s) {
+void e2_store_close(e2_store *s) {
     if (!s) return;
     for (int i = 0; i < Q_N; i++) sqlite3_finalize(s->stmt[i]);
     sqlite3_close(s->db);
     free(s);
 }
 
-static int store_simple(store *s, int q, char *err, size_t errlen) {
+static int store_simple(e2_store *s, int q, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, q, err, errlen);
     return st ? store_done(s, st, err, errlen) : E2_ERR;
 }
 
-int store_begin(store *s, char *err, size_t errlen) {
+int e2_store_begin(e2_store *s, char *err, size_t errlen) {
     if (store_simple(s, s->in_tx ? Q_SAVEPOINT : Q_BEGIN, err, errlen) < 0) return E2_ERR;
     s->in_tx++;
     return 0;
 }
 
-int store_commit(store *s, char *err, size_t errlen) {
+int e2_store_commit(e2_store *s, char *err, size_t errlen) {
     if (s->in_tx <= 0) return e2_errf(err, errlen, "commit without a transaction");
     if (store_simple(s, s->in_tx > 1 ? Q_RELEASE : Q_COMMIT, err, errlen) < 0) {
-        store_rollback(s);
+        e2_store_rollback(s);
         return E2_ERR;
     }
     s->in_tx--;
     return 0;
 }
 
-int store_end(store *s, int ok, char *err, size_t errlen) {
-    if (ok) return store_commit(s, err, errlen);
-    store_rollback(s);
+int e2_store_end(e2_store *s, int ok, char *err, size_t errlen) {
+    if (ok) return e2_store_commit(s, err, errlen);
+    e2_store_rollback(s);
     return E2_ERR;
 }
 
-void store_rollback(store *s) {
+void e2_store_rollback(e2_store *s) {
     if (s->in_tx <= 0) return;
     if (s->in_tx > 1) {
         store_simple(s, Q_ROLLBACK_TO, NULL, 0);
@@ -353,7 +353,7 @@ void store_rollback(store *s) {
 
 /* ---- jobs ---- */
 
-void store_job_free(store_job *j) {
+void e2_store_job_free(e2_store_job *j) {
     free(j->request_id);
     free(j->spec_json);
     free(j->spec_pb);
@@ -373,7 +373,7 @@ static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t n) {
     snprintf(dst, n, "%s", t ? (const char *)t : "");
 }
 
-static void job_from_row(sqlite3_stmt *st, store_job *j) {
+static void job_from_row(sqlite3_stmt *st, e2_store_job *j) {
     memset(j, 0, sizeof *j);
     j->seq = sqlite3_column_int64(st, 0);
     col_copy(st, 1, j->id, sizeof j->id);
@@ -418,10 +418,10 @@ static void job_from_row(sqlite3_stmt *st, store_job *j) {
     j->world_size = sqlite3_column_int(st, 33);
 }
 
-int store_job_insert(store *s, store_job *j, const store_label *labels, int nlabels, char *err,
-                     size_t errlen) {
+int e2_store_job_insert(e2_store *s, e2_store_job *j, const e2_store_label *labels, int nlabels,
+                        char *err, size_t errlen) {
     sqlite3_stmt *st;
-    if (store_begin(s, err, errlen) < 0) return E2_ERR;
+    if (e2_store_begin(s, err, errlen) < 0) return E2_ERR;
     if (!(st = store_q(s, Q_JOB_INSERT, err, errlen))) goto err;
     bind_text(st, 1, j->request_id);
     bind_text(st, 2, j->spec_json);
@@ -462,13 +462,14 @@ int store_job_insert(store *s, store_job *j, const store_label *labels, int nlab
         bind_text(st, 3, labels[i].value);
         if (store_done(s, st, err, errlen) < 0) goto err;
     }
-    return store_commit(s, err, errlen);
+    return e2_store_commit(s, err, errlen);
 err:
-    store_rollback(s);
+    e2_store_rollback(s);
     return E2_ERR;
 }
 
-static int store_job_one(store *s, int q, const char *key, store_job *j, char *err, size_t errlen) {
+static int store_job_one(e2_store *s, int q, const char *key, e2_store_job *j, char *err,
+                         size_t errlen) {
     sqlite3_stmt *st = store_q(s, q, err, errlen);
     int rc;
     if (!st) return E2_ERR;
@@ -482,20 +483,21 @@ static int store_job_one(store *s, int q, const char *key, store_job *j, char *e
     sqlite3_reset(st);
     if (rc == SQLITE_DONE) {
         e2_errf(err, errlen, "job %s not found", key);
-        return STORE_NOTFOUND;
+        return E2_NOTFOUND;
     }
     return store_fail(s, err, errlen, "read job");
 }
 
-int store_job_get(store *s, const char *id, store_job *j, char *err, size_t errlen) {
+int e2_store_job_get(e2_store *s, const char *id, e2_store_job *j, char *err, size_t errlen) {
     return store_job_one(s, Q_JOB_GET, id, j, err, errlen);
 }
 
-int store_job_by_request(store *s, const char *request_id, store_job *j, char *err, size_t errlen) {
+int e2_store_job_by_request(e2_store *s, const char *request_id, e2_store_job *j, char *err,
+                            size_t errlen) {
     return store_job_one(s, Q_JOB_BY_REQ, request_id, j, err, errlen);
 }
 
-int store_job_update(store *s, const store_job *j, char *err, size_t errlen) {
+int e2_store_job_update(e2_store *s, const e2_store_job *j, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_JOB_UPDATE, err, errlen);
     if (!st) return E2_ERR;
     bind_text(st, 1, j->id);
@@ -528,16 +530,16 @@ int store_job_update(store *s, const store_job *j, char *err, size_t errlen) {
 
 /* Steps st and calls fn per row; finalizes st when `own` (an uncached
  * statement), else resets it. */
-static int store_job_rows(store *s, sqlite3_stmt *st, int own,
-                          int (*fn)(void *ud, const store_job *j), void *ud, char *err,
+static int store_job_rows(e2_store *s, sqlite3_stmt *st, int own,
+                          int (*fn)(void *ud, const e2_store_job *j), void *ud, char *err,
                           size_t errlen) {
     int n = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_job j;
+        e2_store_job j;
         int stop;
         job_from_row(st, &j);
         stop = fn(ud, &j);
-        store_job_free(&j);
+        e2_store_job_free(&j);
         n++;
         if (stop) break;
     }
@@ -551,13 +553,14 @@ static int store_job_rows(store *s, sqlite3_stmt *st, int own,
 
 /* The list query is built per call (its WHERE clause depends on the filter)
  * and is therefore not cached; ListJobs is not a hot path. */
-int store_job_list(store *s, const store_jobq *q, int (*fn)(void *ud, const store_job *j), void *ud,
-                   char *err, size_t errlen) {
+int e2_store_job_list(e2_store *s, const e2_store_jobq *q,
+                      int (*fn)(void *ud, const e2_store_job *j), void *ud, char *err,
+                      size_t errlen) {
     char sql[2048];
     size_t n;
     sqlite3_stmt *st;
-    if (q->nlabels < 0 || q->nlabels > STORE_MAX_SELECTORS)
-        return e2_errf(err, errlen, "at most %d label selectors", STORE_MAX_SELECTORS);
+    if (q->nlabels < 0 || q->nlabels > E2_STORE_MAX_SELECTORS)
+        return e2_errf(err, errlen, "at most %d label selectors", E2_STORE_MAX_SELECTORS);
     n = (size_t)snprintf(sql, sizeof sql, "SELECT " JOB_COLS " FROM jobs WHERE seq < ?1%s",
                          q->states ? " AND ((1 << state) & ?2) != 0" : "");
     for (int i = 0; i < q->nlabels && n < sizeof sql; i++)
@@ -579,14 +582,14 @@ int store_job_list(store *s, const store_jobq *q, int (*fn)(void *ud, const stor
     return store_job_rows(s, st, 1, fn, ud, err, errlen);
 }
 
-int store_job_queued(store *s, int (*fn)(void *ud, const store_job *j), void *ud, char *err,
-                     size_t errlen) {
+int e2_store_job_queued(e2_store *s, int (*fn)(void *ud, const e2_store_job *j), void *ud,
+                        char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_JOB_QUEUED, err, errlen);
     return st ? store_job_rows(s, st, 0, fn, ud, err, errlen) : E2_ERR;
 }
 
-int store_job_queued_ids(store *s, int (*fn)(void *ud, const char *id, const char *device),
-                         void *ud, char *err, size_t errlen) {
+int e2_store_job_queued_ids(e2_store *s, int (*fn)(void *ud, const char *id, const char *device),
+                            void *ud, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_JOB_QUEUED_IDS, err, errlen);
     int n = 0, rc;
     if (!st) return E2_ERR;
@@ -601,15 +604,15 @@ int store_job_queued_ids(store *s, int (*fn)(void *ud, const char *id, const cha
     return n;
 }
 
-int store_job_in_states(store *s, unsigned states, int (*fn)(void *ud, const store_job *j),
-                        void *ud, char *err, size_t errlen) {
+int e2_store_job_in_states(e2_store *s, unsigned states, int (*fn)(void *ud, const e2_store_job *j),
+                           void *ud, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_JOB_STATES, err, errlen);
     if (!st) return E2_ERR;
     sqlite3_bind_int64(st, 1, states);
     return store_job_rows(s, st, 0, fn, ud, err, errlen);
 }
 
-int store_job_count(store *s) {
+int e2_store_job_count(e2_store *s) {
     sqlite3_stmt *st = store_q(s, Q_JOB_COUNT, NULL, 0);
     int n = -1;
     if (st && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
@@ -617,7 +620,8 @@ int store_job_count(store *s) {
     return n;
 }
 
-int store_job_set_owner(store *s, const char *id, const char *owner, char *err, size_t errlen) {
+int e2_store_job_set_owner(e2_store *s, const char *id, const char *owner, char *err,
+                           size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_OWNER_SET, err, errlen);
     if (!st) return E2_ERR;
     bind_text(st, 1, id);
@@ -625,7 +629,8 @@ int store_job_set_owner(store *s, const char *id, const char *owner, char *err, 
     return store_done(s, st, err, errlen);
 }
 
-int store_job_owner(store *s, const char *id, char *owner, size_t len, char *err, size_t errlen) {
+int e2_store_job_owner(e2_store *s, const char *id, char *owner, size_t len, char *err,
+                       size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_OWNER_GET, err, errlen);
     int rc;
     if (!st) return E2_ERR;
@@ -636,14 +641,15 @@ int store_job_owner(store *s, const char *id, char *owner, size_t len, char *err
     if (rc == SQLITE_ROW) return 0;
     if (rc == SQLITE_DONE) {
         e2_errf(err, errlen, "job %s not found", id);
-        return STORE_NOTFOUND;
+        return E2_NOTFOUND;
     }
     return store_fail(s, err, errlen, "read job owner");
 }
 
 /* ---- events ---- */
 
-int store_event_add(store *s, const char *job, const store_event *e, char *err, size_t errlen) {
+int e2_store_event_add(e2_store *s, const char *job, const e2_store_event *e, char *err,
+                       size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_EVENT_ADD, err, errlen);
     if (!st) return E2_ERR;
     bind_text(st, 1, job);
@@ -654,14 +660,14 @@ int store_event_add(store *s, const char *job, const store_event *e, char *err, 
     return store_done(s, st, err, errlen);
 }
 
-int store_event_list(store *s, const char *job, void (*fn)(void *ud, const store_event *e),
-                     void *ud, char *err, size_t errlen) {
+int e2_store_event_list(e2_store *s, const char *job, void (*fn)(void *ud, const e2_store_event *e),
+                        void *ud, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_EVENT_LIST, err, errlen);
     int rc;
     if (!st) return E2_ERR;
     bind_text(st, 1, job);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_event e = {
+        e2_store_event e = {
             .time_ms = sqlite3_column_int64(st, 0),
             .from = sqlite3_column_int(st, 1),
             .to = sqlite3_column_int(st, 2),
@@ -675,7 +681,7 @@ int store_event_list(store *s, const char *job, void (*fn)(void *ud, const store
 
 /* ---- workers ---- */
 
-int64_t store_next_worker_seq(store *s, char *err, size_t errlen) {
+int64_t e2_store_next_worker_seq(e2_store *s, char *err, size_t errlen) {
     sqlite3_stmt *st;
     int64_t v = -1;
     if (store_simple(s, Q_WSEQ_BUMP, err, errlen) < 0 ||
@@ -687,7 +693,7 @@ int64_t store_next_worker_seq(store *s, char *err, size_t errlen) {
     return v;
 }
 
-int store_worker_put(store *s, const store_worker *w, char *err, size_t errlen) {
+int e2_store_worker_put(e2_store *s, const e2_store_worker *w, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_WORKER_PUT, err, errlen);
     if (!st) return E2_ERR;
     bind_text(st, 1, w->id);
@@ -707,13 +713,13 @@ int store_worker_put(store *s, const store_worker *w, char *err, size_t errlen) 
     return store_done(s, st, err, errlen);
 }
 
-int store_worker_list(store *s, void (*fn)(void *ud, const store_worker *w), void *ud, char *err,
-                      size_t errlen) {
+int e2_store_worker_list(e2_store *s, void (*fn)(void *ud, const e2_store_worker *w), void *ud,
+                         char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_WORKER_LIST, err, errlen);
     int rc;
     if (!st) return E2_ERR;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_worker w;
+        e2_store_worker w;
         memset(&w, 0, sizeof w);
         col_copy(st, 0, w.id, sizeof w.id);
         col_copy(st, 1, w.host, sizeof w.host);
@@ -737,7 +743,8 @@ int store_worker_list(store *s, void (*fn)(void *ud, const store_worker *w), voi
 
 /* ---- checkpoints ---- */
 
-int store_ckpt_add(store *s, const char *job, const store_ckpt *c, char *err, size_t errlen) {
+int e2_store_ckpt_add(e2_store *s, const char *job, const e2_store_ckpt *c, char *err,
+                      size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_CKPT_ADD, err, errlen);
     if (!st) return E2_ERR;
     bind_text(st, 1, job);
@@ -749,7 +756,7 @@ int store_ckpt_add(store *s, const char *job, const store_ckpt *c, char *err, si
     return store_done(s, st, err, errlen);
 }
 
-int store_ckpt_delete(store *s, const char *job, int64_t step, char *err, size_t errlen) {
+int e2_store_ckpt_delete(e2_store *s, const char *job, int64_t step, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_CKPT_DEL, err, errlen);
     if (!st) return E2_ERR;
     bind_text(st, 1, job);
@@ -757,14 +764,14 @@ int store_ckpt_delete(store *s, const char *job, int64_t step, char *err, size_t
     return store_done(s, st, err, errlen);
 }
 
-int store_ckpt_list(store *s, const char *job, void (*fn)(void *ud, const store_ckpt *c), void *ud,
-                    char *err, size_t errlen) {
+int e2_store_ckpt_list(e2_store *s, const char *job, void (*fn)(void *ud, const e2_store_ckpt *c),
+                       void *ud, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_CKPT_LIST, err, errlen);
     int rc;
     if (!st) return E2_ERR;
     bind_text(st, 1, job);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_ckpt c = {
+        e2_store_ckpt c = {
             .step = sqlite3_column_int64(st, 0),
             .path = (const char *)sqlite3_column_text(st, 1),
             .committed_ms = sqlite3_column_int64(st, 2),
@@ -779,7 +786,8 @@ int store_ckpt_list(store *s, const char *job, void (*fn)(void *ud, const store_
 
 /* ---- metrics ---- */
 
-int store_metric_add(store *s, const char *job, const store_metric *m, char *err, size_t errlen) {
+int e2_store_metric_add(e2_store *s, const char *job, const e2_store_metric *m, char *err,
+                        size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_METRIC_ADD, err, errlen);
     if (!st) return E2_ERR;
     bind_text(st, 1, job);
@@ -793,7 +801,7 @@ int store_metric_add(store *s, const char *job, const store_metric *m, char *err
     return store_done(s, st, err, errlen);
 }
 
-int store_metric_trim(store *s, const char *job, int64_t step, char *err, size_t errlen) {
+int e2_store_metric_trim(e2_store *s, const char *job, int64_t step, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_METRIC_TRIM, err, errlen);
     if (!st) return E2_ERR;
     bind_text(st, 1, job);
@@ -801,14 +809,15 @@ int store_metric_trim(store *s, const char *job, int64_t step, char *err, size_t
     return store_done(s, st, err, errlen);
 }
 
-int store_metric_list(store *s, const char *job, void (*fn)(void *ud, const store_metric *m),
-                      void *ud, char *err, size_t errlen) {
+int e2_store_metric_list(e2_store *s, const char *job,
+                         void (*fn)(void *ud, const e2_store_metric *m), void *ud, char *err,
+                         size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_METRIC_LIST, err, errlen);
     int rc;
     if (!st) return E2_ERR;
     bind_text(st, 1, job);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_metric m = {
+        e2_store_metric m = {
             .step = sqlite3_column_int64(st, 0),
             .attempt = sqlite3_column_int(st, 1),
             .loss = sqlite3_column_double(st, 2),
@@ -825,8 +834,8 @@ int store_metric_list(store *s, const char *job, void (*fn)(void *ud, const stor
 
 /* ---- rendezvous ---- */
 
-int store_rdv_put(store *s, const char *job, int attempt, const char *key, const void *val,
-                  size_t len, char *err, size_t errlen) {
+int e2_store_rdv_put(e2_store *s, const char *job, int attempt, const char *key, const void *val,
+                     size_t len, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_RDV_PUT, err, errlen);
     if (!st) return E2_ERR;
     bind_text(st, 1, job);
@@ -836,8 +845,8 @@ int store_rdv_put(store *s, const char *job, int attempt, const char *key, const
     return store_done(s, st, err, errlen);
 }
 
-int store_rdv_get(store *s, const char *job, int attempt, const char *key, void **val, size_t *len,
-                  char *err, size_t errlen) {
+int e2_store_rdv_get(e2_store *s, const char *job, int attempt, const char *key, void **val,
+                     size_t *len, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_RDV_GET, err, errlen);
     int rc;
     *val = NULL;
@@ -860,11 +869,14 @@ int store_rdv_get(store *s, const char *job, int attempt, const char *key, void 
         return 0;
     }
     sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return STORE_NOTFOUND;
+    if (rc == SQLITE_DONE) {
+        e2_errf(err, errlen, "rendezvous key %s of job %s attempt %d not found", key, job, attempt);
+        return E2_NOTFOUND;
+    }
     return store_fail(s, err, errlen, "rendezvous");
 }
 
-int store_rdv_clear(store *s, const char *job, int attempt, char *err, size_t errlen) {
+int e2_store_rdv_clear(e2_store *s, const char *job, int attempt, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_RDV_CLEAR, err, errlen);
     if (!st) return E2_ERR;
     bind_text(st, 1, job);

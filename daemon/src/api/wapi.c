@@ -17,9 +17,12 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "api.h"
+#include "auth.h"
 #include "base.h"
-#include "e2d.h"
+#include "local.h"
 #include "pbjson.h"
+#include "scheduler.h"
 
 #define WS_IDLE              E2__V1__WORKER_STATE__WORKER_STATE_IDLE
 #define WS_BUSY              E2__V1__WORKER_STATE__WORKER_STATE_BUSY
@@ -29,23 +32,23 @@
 #define WAPI_SECRET_BYTES    32 /* worker secret: 64 hex digits */
 #define WAPI_ID_BYTES        12 /* worker id: "w-" and 24 hex digits */
 
-static void wapi_fail(rpc_call *call, rpc_status code, const char *fmt, ...)
+static void wapi_fail(e2_rpc_call *call, e2_rpc_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void wapi_fail(rpc_call *call, rpc_status code, const char *fmt, ...) {
+static void wapi_fail(e2_rpc_call *call, e2_rpc_status code, const char *fmt, ...) {
     char msg[E2_ERRLEN + 64];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    rpc_call_finish(call, code, msg);
+    e2_rpc_call_finish(call, code, msg);
 }
 
-static void wapi_reply(rpc_call *call, void *msg) {
+static void wapi_reply(e2_rpc_call *call, void *msg) {
     if (!msg) {
-        rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
+        e2_rpc_call_finish(call, E2_RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
         return;
     }
-    rpc_call_reply(call, msg);
+    e2_rpc_call_reply(call, msg);
     protobuf_c_message_free_unpacked(msg, NULL);
 }
 
@@ -88,11 +91,11 @@ static int wapi_secret_ok(const e2d_worker *w, const char *secret) {
 /* The worker named by a request, if `secret` is its own; else NULL with
  * the call answered: NOT_FOUND (unknown id, or a row from before worker
  * secrets: register again) or PERMISSION_DENIED (another's secret). */
-static e2d_worker *wapi_worker(e2d_server *srv, rpc_call *call, const char *id,
+static e2d_worker *wapi_worker(e2d_server *srv, e2_rpc_call *call, const char *id,
                                const char *secret) {
-    e2d_worker *w = sched_worker_find(srv, id);
+    e2d_worker *w = e2d_worker_find(srv, id);
     if (!w || !w->row.secret_sha256[0]) {
-        wapi_fail(call, RPC_NOT_FOUND,
+        wapi_fail(call, E2_RPC_NOT_FOUND,
                   "worker %.40s is not registered: "
                   "register again",
                   id ? id : "(none)");
@@ -101,8 +104,8 @@ static e2d_worker *wapi_worker(e2d_server *srv, rpc_call *call, const char *id,
     if (!wapi_secret_ok(w, secret)) {
         e2d_log("access: %s request for worker %s refused: worker_secret "
                 "is not its secret",
-                rpc_call_method(call), w->row.id);
-        wapi_fail(call, RPC_PERMISSION_DENIED,
+                e2_rpc_call_method(call), w->row.id);
+        wapi_fail(call, E2_RPC_PERMISSION_DENIED,
                   "worker_secret is %s the secret of worker %s (a worker "
                   "may act only as itself)",
                   secret && *secret ? "not" : "required:", w->row.id);
@@ -113,12 +116,12 @@ static e2d_worker *wapi_worker(e2d_server *srv, rpc_call *call, const char *id,
 
 /* The current run of (job, attempt) with the worker holding `rank`, or
  * NULL with the call answered FAILED_PRECONDITION. */
-static e2d_run *wapi_run(e2d_server *srv, rpc_call *call, e2d_worker *w, const char *job,
+static e2d_run *wapi_run(e2d_server *srv, e2_rpc_call *call, e2d_worker *w, const char *job,
                          int attempt, int rank) {
-    e2d_run *run = sched_run_find(srv, job);
+    e2d_run *run = e2d_run_find(srv, job);
     if (!job || !run || run->attempt != attempt || rank < 0 || rank >= run->world ||
         strcmp(run->workers[rank], w->row.id) || w->draining) {
-        wapi_fail(call, RPC_FAILED_PRECONDITION,
+        wapi_fail(call, E2_RPC_FAILED_PRECONDITION,
                   "attempt %d of job %s is not current for worker %s (rank "
                   "%d): stop it",
                   attempt, job ? job : "(none)", w->row.id, rank);
@@ -130,7 +133,7 @@ static e2d_run *wapi_run(e2d_server *srv, rpc_call *call, e2d_worker *w, const c
 /* A new worker with a fresh id (unused by any row, LOST ones included:
  * every row is in srv->workers) and secret (written to secret). */
 static e2d_worker *wapi_worker_new(e2d_server *srv, char secret[65], char *err, size_t errlen) {
-    char hex[2 * WAPI_ID_BYTES + 1], id[STORE_IDLEN];
+    char hex[2 * WAPI_ID_BYTES + 1], id[E2_STORE_IDLEN];
     e2d_worker *w, **p;
     do {
         if (wapi_random_hex(hex, WAPI_ID_BYTES) < 0) {
@@ -138,7 +141,7 @@ static e2d_worker *wapi_worker_new(e2d_server *srv, char secret[65], char *err, 
             return NULL;
         }
         snprintf(id, sizeof id, "w-%s", hex);
-    } while (sched_worker_find(srv, id));
+    } while (e2d_worker_find(srv, id));
     if (wapi_random_hex(secret, WAPI_SECRET_BYTES) < 0) {
         e2_errf(err, errlen, "getrandom: %s", strerror(errno));
         return NULL;
@@ -167,7 +170,7 @@ static int wapi_pid_claimed(e2d_server *srv, const e2d_worker *self, int pid) {
     return 0;
 }
 
-static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
+static void wapi_register_worker(e2_rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__RegisterWorkerRequest *req = (const void *)msg;
     const E2__V1__Progress *run_p = req->running;
     e2d_server *srv = ud;
@@ -178,15 +181,15 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg, vo
     e2d_run *run;
     e2d_batch_flush(srv);
     if (srv->shutting_down) {
-        wapi_fail(call, RPC_UNAVAILABLE, "e2d is shutting down");
+        wapi_fail(call, E2_RPC_UNAVAILABLE, "e2d is shutting down");
         return;
     }
     if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
-        wapi_fail(call, RPC_INVALID_ARGUMENT, "device must be \"cpu\" or \"cuda\" (got \"%.32s\")",
-                  device);
+        wapi_fail(call, E2_RPC_INVALID_ARGUMENT,
+                  "device must be \"cpu\" or \"cuda\" (got \"%.32s\")", device);
         return;
     }
-    w = sched_worker_find(srv, req->previous_worker_id);
+    w = e2d_worker_find(srv, req->previous_worker_id);
     if (w && !wapi_secret_ok(w, req->previous_worker_secret)) {
         /* Not its secret: never another worker's id, a new one. */
         e2d_log("access: RegisterWorker with previous_worker_id %s but not "
@@ -195,7 +198,7 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg, vo
         w = NULL;
     }
     if (w) snprintf(secret, sizeof secret, "%s", req->previous_worker_secret);
-    if (w && w->row.state == WS_BUSY && !w->draining && (run = sched_run_find(srv, w->row.job)) &&
+    if (w && w->row.state == WS_BUSY && !w->draining && (run = e2d_run_find(srv, w->row.job)) &&
         run->attempt == w->row.attempt &&
         !(run_p && run_p->job_id && !strcmp(run_p->job_id, w->row.job) &&
           (int)run_p->attempt == w->row.attempt)) {
@@ -204,10 +207,10 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg, vo
                  "worker %s (rank %d) registered again "
                  "without its rank",
                  w->row.id, w->row.rank);
-        sched_attempt_failed(srv, run, w->row.rank, 0, 0, why);
+        e2_sched_attempt_failed(srv, run, w->row.rank, 0, 0, why);
     }
     if (!w && !(w = wapi_worker_new(srv, secret, err, sizeof err))) {
-        wapi_fail(call, RPC_INTERNAL, "registering failed: %s", err);
+        wapi_fail(call, E2_RPC_INTERNAL, "registering failed: %s", err);
         return;
     }
     /* Shown by ListWorkers and logged: control characters escaped. */
@@ -216,8 +219,8 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg, vo
     e2d_log_escape(w->row.version, sizeof w->row.version, req->version ? req->version : "");
     w->row.device_index = (int)req->device_index;
     w->row.pid = req->pid;
-    w->row.spawned =
-        req->spawned_by_e2d && local_owns_pid(srv, req->pid) && !wapi_pid_claimed(srv, w, req->pid);
+    w->row.spawned = req->spawned_by_e2d && e2_local_owns_pid(srv, req->pid) &&
+                     !wapi_pid_claimed(srv, w, req->pid);
     w->row.registered_ms = w->seen_wall_ms = e2d_now_ms();
     w->seen_ms = e2d_mono_ms();
     w->draining = 0;
@@ -235,15 +238,15 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg, vo
         snprintf(w->row.job, sizeof w->row.job, "%s", run_p->job_id);
         w->row.attempt = (int)run_p->attempt;
         w->row.rank = rank;
-        run = sched_run_find(srv, run_p->job_id);
+        run = e2d_run_find(srv, run_p->job_id);
         if (!run || run->attempt != (int)run_p->attempt || rank < 0 || rank >= run->world ||
             strcmp(run->workers[rank], w->row.id)) {
-            sched_queue_abort(w, run_p->job_id, (int)run_p->attempt,
-                              "the attempt is no longer current");
+            e2_sched_queue_abort(w, run_p->job_id, (int)run_p->attempt,
+                                 "the attempt is no longer current");
             w->draining = 1;
         }
     }
-    sched_worker_save(srv, w);
+    e2_sched_worker_save(srv, w);
     e2d_log("worker %s registered (%s, %s:%d, pid %d%s)", w->row.id, w->row.host, w->row.device,
             w->row.device_index, w->row.pid, w->row.spawned ? ", spawned by e2d" : "");
     if ((r = malloc(sizeof *r))) {
@@ -255,12 +258,12 @@ static void wapi_register_worker(rpc_call *call, const ProtobufCMessage *msg, vo
         r->heartbeat_timeout_ms = (uint32_t)srv->hb_timeout_ms;
     }
     wapi_reply(call, r);
-    sched_run_queue(srv);
+    e2_sched_run_queue(srv);
 }
 
 /* ---- Heartbeat ---- */
 
-static void wapi_metric_line(e2d_server *srv, const store_job *j, const E2__V1__Progress *p,
+static void wapi_metric_line(e2d_server *srv, const e2_store_job *j, const E2__V1__Progress *p,
                              int64_t now) {
     char line[512], err[E2_ERRLEN];
     snprintf(line, sizeof line,
@@ -269,7 +272,7 @@ static void wapi_metric_line(e2d_server *srv, const store_job *j, const E2__V1__
              "\"time_unix_ms\":%lld}",
              p->step, j->attempt, p->loss, p->lr, p->grad_norm, j->tokens_per_second,
              (long long)now);
-    if (jobdir_metrics_append(srv->cfg.state_dir, j->id, line, err, sizeof err) < 0)
+    if (e2_jobdir_metrics_append(srv->cfg.state_dir, j->id, line, err, sizeof err) < 0)
         e2d_log("job %s: %s", j->id, err);
 }
 
@@ -280,7 +283,7 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank, const E2__V1_
     char err[E2_ERRLEN], why[64];
     int64_t now = e2d_now_ms(), mono = e2d_mono_ms();
     int all = 1, advanced = 0;
-    store_job j;
+    e2_store_job j;
     run->progressed[rank] = 1;
     run->tps[rank] = p->tokens_per_second;
     if ((int64_t)p->step > run->steps[rank]) {
@@ -288,11 +291,11 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank, const E2__V1_
         run->last_progress_ms = mono;
         advanced = rank == 0;
     }
-    if (store_job_get(srv->db, run->job, &j, err, sizeof err) < 0) return;
+    if (e2_store_job_get(srv->db, run->job, &j, err, sizeof err) < 0) return;
     for (int r = 0; r < run->world; r++) all &= run->progressed[r];
-    if (j.state == JOBSTATE_STARTING && all) {
+    if (j.state == E2_JOBSTATE_STARTING && all) {
         snprintf(why, sizeof why, "all %d rank%s training", run->world, run->world == 1 ? "" : "s");
-        e2d_job_transition(srv, &j, JOBSTATE_RUNNING, why);
+        e2d_job_transition(srv, &j, E2_JOBSTATE_RUNNING, why);
     }
     if (advanced) {
         double tps = 0;
@@ -303,19 +306,19 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank, const E2__V1_
         j.lr = p->lr;
         j.tokens_per_second = tps;
         j.updated_ms = now;
-        store_metric m = { p->step, j.attempt, p->loss, p->lr, p->grad_norm, tps, now };
-        if (store_begin(srv->db, err, sizeof err) < 0 ||
-            store_end(srv->db,
-                      store_job_update(srv->db, &j, err, sizeof err) == 0 &&
-                          store_metric_add(srv->db, j.id, &m, err, sizeof err) == 0,
-                      err, sizeof err) < 0) {
+        e2_store_metric m = { p->step, j.attempt, p->loss, p->lr, p->grad_norm, tps, now };
+        if (e2_store_begin(srv->db, err, sizeof err) < 0 ||
+            e2_store_end(srv->db,
+                         e2_store_job_update(srv->db, &j, err, sizeof err) == 0 &&
+                             e2_store_metric_add(srv->db, j.id, &m, err, sizeof err) == 0,
+                         err, sizeof err) < 0) {
             e2d_log("job %s: progress not stored: %s", j.id, err);
         } else {
             wapi_metric_line(srv, &j, p, now);
             e2d_job_notify_progress(srv, &j);
         }
     }
-    store_job_free(&j);
+    e2_store_job_free(&j);
 }
 
 /* The worker's heartbeat says IDLE, without progress, after its
@@ -332,7 +335,7 @@ static void wapi_assignment_lost(e2d_server *srv, e2d_worker *w,
         return;
     w->assign_out = 0;
     w->missed_ms = e2d_mono_ms();
-    run = sched_run_find(srv, w->row.job);
+    run = e2d_run_find(srv, w->row.job);
     if (!run || run->attempt != w->row.attempt || rank < 0 || rank >= run->world ||
         run->outcome[rank])
         return;
@@ -341,10 +344,10 @@ static void wapi_assignment_lost(e2d_server *srv, e2d_worker *w,
              "%s (its next heartbeat says IDLE): the reply was lost (too "
              "large for the worker, or the connection dropped)",
              rank, w->row.id);
-    sched_attempt_failed(srv, run, rank, 0, 0, why);
+    e2_sched_attempt_failed(srv, run, rank, 0, 0, why);
 }
 
-static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
+static void wapi_heartbeat(e2_rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__HeartbeatRequest *req = (const void *)msg;
     const E2__V1__Progress *p = req->progress;
     e2d_server *srv = ud;
@@ -376,28 +379,28 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg, void *ud
         }
         e2d_log("worker %s: heartbeat again after being lost%s", w->row.id,
                 w->draining ? "; stopping the rank it still runs" : "");
-        sched_worker_save(srv, w);
+        e2_sched_worker_save(srv, w);
         srv->sched_pending = 1;
     }
     wapi_assignment_lost(srv, w, req);
     if (p && p->job_id) {
         int mine = w->row.state == WS_BUSY && !strcmp(w->row.job, p->job_id) &&
                    w->row.attempt == (int)p->attempt && w->row.rank == (int)p->rank;
-        e2d_run *run = sched_run_find(srv, p->job_id);
+        e2d_run *run = e2d_run_find(srv, p->job_id);
         if (mine && req->n_log_lines &&
-            jobdir_log_append(srv->cfg.state_dir, p->job_id, (int)p->attempt, (int)p->rank,
-                              req->log_lines, req->n_log_lines, err, sizeof err) < 0)
+            e2_jobdir_log_append(srv->cfg.state_dir, p->job_id, (int)p->attempt, (int)p->rank,
+                                 req->log_lines, req->n_log_lines, err, sizeof err) < 0)
             e2d_log("job %s: %s", p->job_id, err);
         if (mine) w->assign_out = 0;
         if (mine && !w->draining && run && run->attempt == (int)p->attempt)
             wapi_progress(srv, run, (int)p->rank, p);
         else if (!w->ncmds)
-            sched_queue_abort(w, p->job_id, (int)p->attempt, "the attempt is no longer current");
+            e2_sched_queue_abort(w, p->job_id, (int)p->attempt, "the attempt is no longer current");
     } else if (req->has_state && req->state == WS_IDLE && w->draining) {
-        sched_worker_idle(srv, w);
+        e2_sched_worker_idle(srv, w);
     } else if (req->n_log_lines && w->row.state == WS_BUSY &&
-               jobdir_log_append(srv->cfg.state_dir, w->row.job, w->row.attempt, w->row.rank,
-                                 req->log_lines, req->n_log_lines, err, sizeof err) < 0) {
+               e2_jobdir_log_append(srv->cfg.state_dir, w->row.job, w->row.attempt, w->row.rank,
+                                    req->log_lines, req->n_log_lines, err, sizeof err) < 0) {
         e2d_log("job %s: %s", w->row.job, err);
     }
     if (!(r = malloc(sizeof *r))) {
@@ -417,10 +420,10 @@ static void wapi_heartbeat(rpc_call *call, const ProtobufCMessage *msg, void *ud
 
 /* ---- ReportCheckpoint ---- */
 
-static void wapi_report_checkpoint(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
+static void wapi_report_checkpoint(e2_rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__ReportCheckpointRequest *req = (const void *)msg;
     e2d_server *srv = ud;
-    char emsg[E2_ERRLEN], path[JOBDIR_PATHLEN];
+    char emsg[E2_ERRLEN], path[E2_JOBDIR_PATHLEN];
     E2__V1__ReportCheckpointResponse *r;
     e2d_worker *w;
     e2d_run *run;
@@ -430,11 +433,12 @@ static void wapi_report_checkpoint(rpc_call *call, const ProtobufCMessage *msg, 
         !(run = wapi_run(srv, call, w, req->job_id, (int)req->attempt, (int)req->rank)))
         return;
     if (!req->has_step) {
-        wapi_fail(call, RPC_INVALID_ARGUMENT, "step is required");
+        wapi_fail(call, E2_RPC_INVALID_ARGUMENT, "step is required");
         return;
     }
-    rc = ckpt_report(srv, run, (int)req->rank, req->step, req, &committed, path, emsg, sizeof emsg);
-    if (rc != RPC_OK) {
+    rc = e2_ckpt_report(srv, run, (int)req->rank, req->step, req, &committed, path, emsg,
+                        sizeof emsg);
+    if (rc != E2_RPC_OK) {
         wapi_fail(call, rc, "%s", emsg);
         return;
     }
@@ -449,7 +453,7 @@ static void wapi_report_checkpoint(rpc_call *call, const ProtobufCMessage *msg, 
 
 /* ---- Rendezvous ---- */
 
-static void wapi_rdv_answer(rpc_call *call, const void *val, size_t len, int found) {
+static void wapi_rdv_answer(e2_rpc_call *call, const void *val, size_t len, int found) {
     E2__V1__RendezvousGetResponse *r = malloc(sizeof *r);
     if (r) {
         e2__v1__rendezvous_get_response__init(r);
@@ -465,7 +469,7 @@ static void wapi_rdv_answer(rpc_call *call, const void *val, size_t len, int fou
     wapi_reply(call, r);
 }
 
-static void wapi_rdv_put(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
+static void wapi_rdv_put(e2_rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__RendezvousPutRequest *req = (const void *)msg;
     e2d_server *srv = ud;
     char err[E2_ERRLEN];
@@ -476,21 +480,21 @@ static void wapi_rdv_put(rpc_call *call, const ProtobufCMessage *msg, void *ud) 
         !wapi_run(srv, call, w, req->job_id, (int)req->attempt, w->row.rank))
         return;
     if (!req->key || !*req->key || req->value.len > WAPI_RDV_MAX_VALUE) {
-        wapi_fail(call, RPC_INVALID_ARGUMENT, "%s",
+        wapi_fail(call, E2_RPC_INVALID_ARGUMENT, "%s",
                   !req->key || !*req->key ? "key is required" : "value must be at most 1 MiB");
         return;
     }
-    if (store_rdv_put(srv->db, req->job_id, (int)req->attempt, req->key, req->value.data,
-                      req->value.len, err, sizeof err) < 0) {
-        wapi_fail(call, RPC_INTERNAL, "state store: %s", err);
+    if (e2_store_rdv_put(srv->db, req->job_id, (int)req->attempt, req->key, req->value.data,
+                         req->value.len, err, sizeof err) < 0) {
+        wapi_fail(call, E2_RPC_INTERNAL, "state store: %s", err);
         return;
     }
     if ((r = malloc(sizeof *r))) e2__v1__rendezvous_put_response__init(r);
     wapi_reply(call, r);
-    wapi_rdv_wake(srv, req->job_id, (int)req->attempt, req->key);
+    e2_wapi_rdv_wake(srv, req->job_id, (int)req->attempt, req->key);
 }
 
-static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
+static void wapi_rdv_get(e2_rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__RendezvousGetRequest *req = (const void *)msg;
     e2d_server *srv = ud;
     char err[E2_ERRLEN];
@@ -504,27 +508,27 @@ static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud) 
         !wapi_run(srv, call, w, req->job_id, (int)req->attempt, w->row.rank))
         return;
     if (!req->key || !*req->key || req->wait_ms > WAPI_RDV_MAX_WAIT_MS) {
-        wapi_fail(call, RPC_INVALID_ARGUMENT, "%s",
+        wapi_fail(call, E2_RPC_INVALID_ARGUMENT, "%s",
                   !req->key || !*req->key ? "key is required" : "wait_ms must be in [0, 60000]");
         return;
     }
-    rc = store_rdv_get(srv->db, req->job_id, (int)req->attempt, req->key, &val, &len, err,
-                       sizeof err);
-    if (rc == 0 || (rc == STORE_NOTFOUND && !req->wait_ms)) {
+    rc = e2_store_rdv_get(srv->db, req->job_id, (int)req->attempt, req->key, &val, &len, err,
+                          sizeof err);
+    if (rc == 0 || (rc == E2_NOTFOUND && !req->wait_ms)) {
         wapi_rdv_answer(call, val, len, rc == 0);
         free(val);
         return;
     }
-    if (rc < 0 && rc != STORE_NOTFOUND) {
-        wapi_fail(call, RPC_INTERNAL, "state store: %s", err);
+    if (rc < 0 && rc != E2_NOTFOUND) {
+        wapi_fail(call, E2_RPC_INTERNAL, "state store: %s", err);
         return;
     }
     if (!(wt = e2d_waiter_add(&srv->rdvwaits, call, req->job_id)) ||
         !(wt->key = strdup(req->key))) {
         if (wt)
-            e2d_waiter_done(wt, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
+            e2d_waiter_done(wt, E2_RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
         else
-            wapi_fail(call, RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
+            wapi_fail(call, E2_RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
         return;
     }
     wt->attempt = (int)req->attempt;
@@ -532,13 +536,13 @@ static void wapi_rdv_get(rpc_call *call, const ProtobufCMessage *msg, void *ud) 
 }
 
 static void wapi_rdv_finish(e2d_waiter *wt, const void *val, size_t len, int found) {
-    rpc_call *call = wt->call;
-    rpc_call_set_data(call, NULL);
+    e2_rpc_call *call = wt->call;
+    e2_rpc_call_set_data(call, NULL);
     e2d_waiter_remove(wt);
     wapi_rdv_answer(call, val, len, found);
 }
 
-void wapi_rdv_wake(e2d_server *srv, const char *job, int attempt, const char *key) {
+void e2_wapi_rdv_wake(e2d_server *srv, const char *job, int attempt, const char *key) {
     e2d_waiter *wt, *next;
     for (wt = srv->rdvwaits; wt; wt = next) {
         char err[E2_ERRLEN];
@@ -546,21 +550,21 @@ void wapi_rdv_wake(e2d_server *srv, const char *job, int attempt, const char *ke
         size_t len;
         next = wt->next;
         if (strcmp(wt->job, job) || wt->attempt != attempt || strcmp(wt->key, key)) continue;
-        if (store_rdv_get(srv->db, job, attempt, key, &val, &len, err, sizeof err) == 0) {
+        if (e2_store_rdv_get(srv->db, job, attempt, key, &val, &len, err, sizeof err) == 0) {
             wapi_rdv_finish(wt, val, len, 1);
             free(val);
         }
     }
 }
 
-void wapi_cron(e2d_server *srv) {
+void e2_wapi_cron(e2d_server *srv) {
     int64_t now = e2d_mono_ms();
     e2d_waiter *wt, *next;
     for (wt = srv->rdvwaits; wt; wt = next) {
-        e2d_run *run = sched_run_find(srv, wt->job);
+        e2d_run *run = e2d_run_find(srv, wt->job);
         next = wt->next;
         if (!run || run->attempt != wt->attempt)
-            e2d_waiter_done(wt, RPC_FAILED_PRECONDITION,
+            e2d_waiter_done(wt, E2_RPC_FAILED_PRECONDITION,
                             "the attempt ended while waiting for the key");
         else if (now >= wt->deadline_ms)
             wapi_rdv_finish(wt, NULL, 0, 0);
@@ -569,11 +573,12 @@ void wapi_cron(e2d_server *srv) {
 
 /* ---- ReportDone ---- */
 
-static void wapi_store_eval(e2d_server *srv, store_job *j, const E2__V1__ReportDoneRequest *req) {
+static void wapi_store_eval(e2d_server *srv, e2_store_job *j,
+                            const E2__V1__ReportDoneRequest *req) {
     char err[E2_ERRLEN];
     E2__V1__GetMetricsResponse ev;
     if (req->eval_json && *req->eval_json &&
-        jobdir_write_eval(srv->cfg.state_dir, j->id, req->eval_json, err, sizeof err) < 0)
+        e2_jobdir_write_eval(srv->cfg.state_dir, j->id, req->eval_json, err, sizeof err) < 0)
         e2d_log("job %s: %s", j->id, err);
     if (!req->n_eval) return;
     e2__v1__get_metrics_response__init(&ev);
@@ -588,9 +593,9 @@ static void wapi_done_outcome(e2d_server *srv, e2d_run *run, int rank,
     char why[1024];
     const char *reason = req->reason && *req->reason ? req->reason : "no reason given";
     int all = 1, all_ok = 1;
-    store_job j;
+    e2_store_job j;
     char err[E2_ERRLEN];
-    if (store_job_get(srv->db, run->job, &j, err, sizeof err) < 0) {
+    if (e2_store_job_get(srv->db, run->job, &j, err, sizeof err) < 0) {
         e2d_log("job %s: %s", run->job, err);
         return;
     }
@@ -605,8 +610,8 @@ static void wapi_done_outcome(e2d_server *srv, e2d_run *run, int rank,
         if (all_ok) {
             snprintf(why, sizeof why, "finished: all %d rank%s succeeded", run->world,
                      run->world == 1 ? "" : "s");
-            sched_run_end(srv, run, why);
-            e2d_job_transition(srv, &j, JOBSTATE_SUCCEEDED, why);
+            e2_sched_run_end(srv, run, why);
+            e2d_job_transition(srv, &j, E2_JOBSTATE_SUCCEEDED, why);
         } else if (rank == 0) {
             e2d_job_save(srv, &j);
         }
@@ -618,14 +623,14 @@ static void wapi_done_outcome(e2d_server *srv, e2d_run *run, int rank,
                  "rank %d failed: %s (exit code %d; user "
                  "error, not retried)",
                  rank, reason, req->exit_code);
-        sched_run_end(srv, run, why);
-        e2d_job_transition(srv, &j, JOBSTATE_FAILED, why);
+        e2_sched_run_end(srv, run, why);
+        e2d_job_transition(srv, &j, E2_JOBSTATE_FAILED, why);
         break;
     case E2__V1__OUTCOME__OUTCOME_CANCELLED:
-        if (j.state == JOBSTATE_CANCELLING) {
+        if (j.state == E2_JOBSTATE_CANCELLING) {
             if (all) {
-                sched_run_end(srv, run, "cancelled");
-                e2d_job_transition(srv, &j, JOBSTATE_CANCELLED,
+                e2_sched_run_end(srv, run, "cancelled");
+                e2d_job_transition(srv, &j, E2_JOBSTATE_CANCELLED,
                                    "cancelled on request: every rank "
                                    "stopped");
             }
@@ -635,21 +640,21 @@ static void wapi_done_outcome(e2d_server *srv, e2d_run *run, int rank,
                  "rank %d stopped without a cancel request "
                  "(%s)",
                  rank, reason);
-        sched_attempt_failed(srv, run, rank, req->exit_code, 0, why);
+        e2_sched_attempt_failed(srv, run, rank, req->exit_code, 0, why);
         break;
     default:
         snprintf(why, sizeof why, "rank %d on %s failed: %s (exit code %d)", rank, worker, reason,
                  req->exit_code);
-        sched_attempt_failed(srv, run, rank, req->exit_code, 0, why);
+        e2_sched_attempt_failed(srv, run, rank, req->exit_code, 0, why);
         break;
     }
-    store_job_free(&j);
+    e2_store_job_free(&j);
 }
 
-static void wapi_report_done(rpc_call *call, const ProtobufCMessage *msg, void *ud) {
+static void wapi_report_done(e2_rpc_call *call, const ProtobufCMessage *msg, void *ud) {
     const E2__V1__ReportDoneRequest *req = (const void *)msg;
     e2d_server *srv = ud;
-    char err[E2_ERRLEN], worker[STORE_IDLEN];
+    char err[E2_ERRLEN], worker[E2_STORE_IDLEN];
     E2__V1__ReportDoneResponse *r;
     e2d_worker *w;
     e2d_run *run;
@@ -658,34 +663,36 @@ static void wapi_report_done(rpc_call *call, const ProtobufCMessage *msg, void *
     if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret))) return;
     if (!req->job_id || w->row.state != WS_BUSY || strcmp(w->row.job, req->job_id) ||
         w->row.attempt != attempt || w->row.rank != rank) {
-        wapi_fail(call, RPC_FAILED_PRECONDITION, "worker %s holds no rank %d of job %s attempt %d",
-                  w->row.id, rank, req->job_id ? req->job_id : "(none)", attempt);
+        wapi_fail(call, E2_RPC_FAILED_PRECONDITION,
+                  "worker %s holds no rank %d of job %s attempt %d", w->row.id, rank,
+                  req->job_id ? req->job_id : "(none)", attempt);
         return;
     }
     if (req->n_log_lines &&
-        jobdir_log_append(srv->cfg.state_dir, req->job_id, attempt, rank, req->log_lines,
-                          req->n_log_lines, err, sizeof err) < 0)
+        e2_jobdir_log_append(srv->cfg.state_dir, req->job_id, attempt, rank, req->log_lines,
+                             req->n_log_lines, err, sizeof err) < 0)
         e2d_log("job %s: %s", req->job_id, err);
-    run = sched_run_find(srv, req->job_id);
+    run = e2d_run_find(srv, req->job_id);
     current =
         run && run->attempt == attempt && !w->draining && rank < run->world && !run->outcome[rank];
     snprintf(worker, sizeof worker, "%s", w->row.id);
-    sched_worker_idle(srv, w);
+    e2_sched_worker_idle(srv, w);
     if (current) wapi_done_outcome(srv, run, rank, req, worker);
     if ((r = malloc(sizeof *r))) e2__v1__report_done_response__init(r);
     wapi_reply(call, r);
-    sched_run_queue(srv);
+    e2_sched_run_queue(srv);
 }
 
-int wapi_register(e2d_server *srv, char *err, size_t errlen) {
-    const rpc_method methods[] = {
-        { "RegisterWorker", RPC_UNARY, wapi_register_worker, srv },
-        { "Heartbeat", RPC_UNARY, wapi_heartbeat, srv },
-        { "ReportCheckpoint", RPC_UNARY, wapi_report_checkpoint, srv },
-        { "RendezvousPut", RPC_UNARY, wapi_rdv_put, srv },
-        { "RendezvousGet", RPC_UNARY, wapi_rdv_get, srv },
-        { "ReportDone", RPC_UNARY, wapi_report_done, srv },
+int e2_wapi_register(e2d_server *srv, char *err, size_t errlen) {
+    /* The last column is the role a caller needs (see e2_api_register). */
+    const e2_rpc_method methods[] = {
+        { "RegisterWorker", E2_RPC_UNARY, wapi_register_worker, srv, E2_AUTH_ROLE_WORKER },
+        { "Heartbeat", E2_RPC_UNARY, wapi_heartbeat, srv, E2_AUTH_ROLE_WORKER },
+        { "ReportCheckpoint", E2_RPC_UNARY, wapi_report_checkpoint, srv, E2_AUTH_ROLE_WORKER },
+        { "RendezvousPut", E2_RPC_UNARY, wapi_rdv_put, srv, E2_AUTH_ROLE_WORKER },
+        { "RendezvousGet", E2_RPC_UNARY, wapi_rdv_get, srv, E2_AUTH_ROLE_WORKER },
+        { "ReportDone", E2_RPC_UNARY, wapi_report_done, srv, E2_AUTH_ROLE_WORKER },
     };
-    return rpc_server_add_service(srv->rpc, &e2__v1__worker_control__descriptor, methods,
-                                  sizeof methods / sizeof methods[0], err, errlen);
+    return e2_rpc_server_add_service(srv->rpc, &e2__v1__worker_control__descriptor, methods,
+                                     sizeof methods / sizeof methods[0], err, errlen);
 }

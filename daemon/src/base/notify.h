@@ -14,17 +14,18 @@
 #include <stdint.h>
 #include <uv.h>
 
-typedef struct notify_state {
+typedef struct e2_notify_state {
     uv_timer_t watchdog;
     int watchdog_on;        /* the timer was started */
     uint64_t watchdog_usec; /* systemd's period; 0 = none */
-} notify_state;
+} e2_notify_state;
 
 /* READY=1 with a status line, then the watchdog timer when systemd asked
  * for one. Returns < 0 with err set when WATCHDOG_USEC is malformed. */
-int notify_ready(notify_state *n, uv_loop_t *loop, const char *status, char *err, size_t errlen);
+int e2_notify_ready(e2_notify_state *n, uv_loop_t *loop, const char *status, char *err,
+                    size_t errlen);
 /* STOPPING=1 and the watchdog timer closed (its handle is closed: call once,
  * before the loop's last run). */
-void notify_stopping(notify_state *n);
+void e2_notify_stopping(e2_notify_state *n);
 
 #endif

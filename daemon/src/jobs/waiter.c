@@ -8,12 +8,12 @@
 
 #include "e2d.h"
 
-static void e2d_waiter_cancelled(rpc_call *call) {
-    e2d_waiter *w = rpc_call_get_data(call);
-    if (w) e2d_waiter_done(w, RPC_CANCELLED, "client went away");
+static void e2d_waiter_cancelled(e2_rpc_call *call) {
+    e2d_waiter *w = e2_rpc_call_get_data(call);
+    if (w) e2d_waiter_done(w, E2_RPC_CANCELLED, "client went away");
 }
 
-e2d_waiter *e2d_waiter_add(e2d_waiter **list, rpc_call *call, const char *job) {
+e2d_waiter *e2d_waiter_add(e2d_waiter **list, e2_rpc_call *call, const char *job) {
     e2d_waiter *w = calloc(1, sizeof *w);
     if (!w) return NULL;
     w->call = call;
@@ -21,14 +21,14 @@ e2d_waiter *e2d_waiter_add(e2d_waiter **list, rpc_call *call, const char *job) {
     w->list = list;
     w->next = *list;
     *list = w;
-    rpc_call_set_data(call, w);
-    rpc_call_on_cancel(call, e2d_waiter_cancelled);
+    e2_rpc_call_set_data(call, w);
+    e2_rpc_call_on_cancel(call, e2d_waiter_cancelled);
     return w;
 }
 
-void e2d_waiter_done(e2d_waiter *w, rpc_status code, const char *msg) {
-    rpc_call_set_data(w->call, NULL);
-    rpc_call_finish(w->call, code, msg);
+void e2d_waiter_done(e2d_waiter *w, e2_rpc_status code, const char *msg) {
+    e2_rpc_call_set_data(w->call, NULL);
+    e2_rpc_call_finish(w->call, code, msg);
     e2d_waiter_remove(w);
 }
 
@@ -44,12 +44,12 @@ void e2d_waiter_remove(e2d_waiter *w) {
     free(w);
 }
 
-static void e2d_waiters_finish(e2d_waiter **list, rpc_status code, const char *msg) {
+static void e2d_waiters_finish(e2d_waiter **list, e2_rpc_status code, const char *msg) {
     while (*list) e2d_waiter_done(*list, code, msg);
 }
 
 void e2d_waiters_finish_all(e2d_server *srv) {
-    e2d_waiters_finish(&srv->watches, RPC_UNAVAILABLE, "e2d is shutting down");
-    e2d_waiters_finish(&srv->follows, RPC_UNAVAILABLE, "e2d is shutting down");
-    e2d_waiters_finish(&srv->rdvwaits, RPC_UNAVAILABLE, "e2d is shutting down");
+    e2d_waiters_finish(&srv->watches, E2_RPC_UNAVAILABLE, "e2d is shutting down");
+    e2d_waiters_finish(&srv->follows, E2_RPC_UNAVAILABLE, "e2d is shutting down");
+    e2d_waiters_finish(&srv->rdvwaits, E2_RPC_UNAVAILABLE, "e2d is shutting down");
 }
