@@ -2,8 +2,9 @@
 WorkerControl clients over the real socket): gang scheduling, priority and
 FIFO order, lost worker -> RESTARTING -> rescheduled from the last
 committed checkpoint, hang detection, user errors never retried, the
-restart budget, cancel, the checkpoint commit with retention, and
-rendezvous waits. Usage: test_sched.py [case ...] (E2D_BIN set)."""
+restart budget, cancel, the checkpoint commit with retention, GetJob
+after each change (its memo), and rendezvous waits.
+Usage: test_sched.py [case ...] (E2D_BIN set)."""
 
 import os
 import shutil
@@ -696,6 +697,65 @@ def checkpoint_commit_and_retention(d, c):
     assert sorted(os.listdir(ck)) == ["step_4", "step_6"]
 
 
+def _get_twice(c, job):
+    """GetJob twice: after a change the first reply is built from the rows
+    (and kept as the job's memo), the second comes from the memo; both
+    must be the same Job."""
+    first, again = c.job(job), c.job(job)
+    assert first == again, (first, again)
+    return first
+
+
+@t.with_daemon()
+def get_job_follows_every_change(d, c):
+    """GetJob answers an unchanged job from a memo of its packed reply;
+    every change (transition, progress, checkpoint, failure, run, cancel)
+    shows in the next GetJob, the same as a reply built from the rows."""
+    spec = t.small_spec(checkpoint={"every": 2, "keep_last": 2})
+    job = c.call("SubmitJob", spec=spec).job.id
+    # Two ranks: with one worker it stays PENDING throughout.
+    other = c.call("SubmitJob", spec=spec2("other")).job.id
+    j = _get_twice(c, job)
+    assert j.state == t.PENDING and not j.worker_ids and j.spec.name == "t"
+    assert _get_twice(c, other).spec.name == "other"
+    n_events = len(j.events)
+    w = t.FakeWorker(c)
+    a = w.wait_command("assignment")
+    assert a.job_id == job
+    j = _get_twice(c, job)
+    assert j.state == t.STARTING and list(j.worker_ids) == [w.id], j
+    assert len(j.events) == n_events + 1 and j.events[-1].state == t.STARTING
+    w.progress(2, loss=0.5)
+    j = _get_twice(c, job)
+    assert j.state == t.RUNNING and j.step == 2 and abs(j.loss - 0.5) < 1e-6, j
+    r = _report(c, w, 2, [_write_ckpt(a.job_dir, 2, 0, b"c" * 4)])
+    assert r.committed
+    assert [cp.step for cp in _get_twice(c, job).checkpoints] == [2]
+    # A failed attempt: the failure and the restart show at once (the
+    # next pass may already have started attempt 2 on the idle worker).
+    w.done(t.OUT_FAILED_INFRA, exit_code=137, reason="device lost")
+    j = _get_twice(c, job)
+    assert j.state in (t.RESTARTING, t.STARTING) and j.restarts == 1, j
+    assert j.failure.exit_code == 137 and j.failure.worker_id == w.id, j
+    w.assignment = None
+    b = w.wait_command("assignment")
+    assert b.attempt == 2
+    j = _get_twice(c, job)
+    assert j.attempt == 2 and list(j.worker_ids) == [w.id], j
+    # Cancel: CANCELLING, then CANCELLED once the rank reports.
+    c.call("CancelJob", id=job, grace_seconds=30)
+    j = _get_twice(c, job)
+    assert j.state == t.CANCELLING and j.cancellations == 1, j
+    w.done(t.OUT_CANCELLED, reason="cancelled")
+    j = _get_twice(c, job)
+    assert j.state == t.CANCELLED and not j.worker_ids, j
+    assert [e.state for e in j.events][-2:] == [t.CANCELLING, t.CANCELLED]
+    # The other job never changed, and an unknown id is still NOT_FOUND.
+    assert _get_twice(c, other).state == t.PENDING
+    t.expect_rpc_error(lambda: c.job("j-999999"), grpc.StatusCode.NOT_FOUND,
+                       "j-999999")
+
+
 @t.with_daemon()
 def rendezvous_waits_for_the_key(d, c):
     job = c.call("SubmitJob", spec=spec2()).job.id
@@ -790,5 +850,5 @@ if __name__ == "__main__":
                  hang_is_handled_like_a_lost_worker,
                  user_error_is_not_retried, restart_budget_is_finite,
                  cancel_pending_and_running, checkpoint_commit_and_retention,
-                 rendezvous_waits_for_the_key,
+                 get_job_follows_every_change, rendezvous_waits_for_the_key,
                  assignment_carries_the_shard_manifest])

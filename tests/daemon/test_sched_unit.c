@@ -3,8 +3,10 @@
  * in the registry directly, then e2_sched_run_queue / e2_sched_cancel, and the
  * commands queued on the workers and the stored job rows checked.
  * Usage: test_daemon_sched_unit CASE (one ctest test per case). */
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base.h"
@@ -168,6 +170,54 @@ static int cancel_of_pending_head_asks_for_a_pass(void) {
     return 0;
 }
 
+/* Size of the store's write-ahead log. */
+static long long wal_bytes(void) {
+    char p[600];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/e2d.db-wal", g_srv.cfg.state_dir);
+    return stat(p, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* Why a queue of parked jobs waits is saved in one transaction per pass,
+ * committed before a job starts and at the end (not one commit, and
+ * fsync, per job): another connection sees every reason, no write
+ * transaction is left open, and the log grew by a few pages, not by one
+ * commit per job. */
+static int parked_reasons_are_committed_by_the_pass(void) {
+    char ids[41][E2_STORE_IDLEN], fit[E2_STORE_IDLEN], db[600];
+    e2d_worker *w = worker("w-a", "cpu", WS_IDLE);
+    sqlite3 *other;
+    sqlite3_stmt *st;
+    long long wal0;
+    int n = -1;
+    for (int i = 0; i < 20; i++) job(2, 0, ids[i]);
+    job(1, 0, fit);
+    for (int i = 20; i < 41; i++) job(2, 0, ids[i]);
+    wal0 = wal_bytes();
+    e2_sched_run_queue(&g_srv);
+    CHECK(!strcmp(assigned(w), fit));
+    CHECK(state_of(fit, NULL, 0) == E2_JOBSTATE_STARTING);
+    /* WAL frames are a page (4 KiB) plus a 24-byte header; 41 commits
+     * would append at least 41. */
+    CHECK(wal0 > 0 && wal_bytes() - wal0 < 20 * (4096 + 24));
+    snprintf(db, sizeof db, "%s/e2d.db", g_srv.cfg.state_dir);
+    CHECK(sqlite3_open_v2(db, &other, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(other,
+                             "SELECT count(*) FROM jobs WHERE state = 1 AND reason ="
+                             " 'unschedulable: needs 2 cpu workers, 1 registered;"
+                             " it waits for more and holds up no other job'",
+                             -1, &st, NULL) == SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    CHECK(n == 41);
+    CHECK(sqlite3_exec(other, "BEGIN IMMEDIATE; COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(other);
+    /* Nothing changed: the next pass writes nothing. */
+    e2_sched_run_queue(&g_srv);
+    CHECK(state_of(ids[40], NULL, 0) == E2_JOBSTATE_PENDING);
+    return 0;
+}
+
 static int log_escape_controls(void) {
     char out[128];
     e2d_log_escape(out, sizeof out, "a\x1b[1m\nb\xc2\x9b\xc3\xa9\xff");
@@ -186,6 +236,7 @@ static const struct {
     { "lost_workers_are_not_capacity", lost_workers_are_not_capacity },
     { "higher_priority_first", higher_priority_first },
     { "cancel_of_pending_head_asks_for_a_pass", cancel_of_pending_head_asks_for_a_pass },
+    { "parked_reasons_are_committed_by_the_pass", parked_reasons_are_committed_by_the_pass },
     { "log_escape_controls", log_escape_controls },
 };
 

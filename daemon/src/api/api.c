@@ -190,39 +190,54 @@ static E2__V1__Failure *api_failure_msg(const e2_store_job *j) {
     return f;
 }
 
-/* Job.spec from the stored row, without parsing JSON on the loop thread:
- * raw (gRPC replies): the packed bytes go out as they are, as an unknown
- * field 2 (= Job.spec) that protobuf-c writes verbatim; otherwise (the
- * HTTP JSON API needs a message) the packed bytes are unpacked. Rows
- * stored before schema 4 have only the JSON. */
-static void api_job_spec(E2__V1__Job *m, const e2_store_job *j, int raw) {
-    char err[E2_ERRLEN];
+/* Attaches the bytes a then b to m as one length-delimited unknown field
+ * `tag`, which protobuf-c packs verbatim (so bytes that are already a
+ * packed message go out without being unpacked). */
+static int api_unknown_bytes(ProtobufCMessage *m, uint32_t tag, const void *a, size_t na,
+                             const void *b, size_t nb) {
     ProtobufCMessageUnknownField *uf;
-    size_t n = j->spec_pb_len, pre = 1;
-    if (!j->spec_pb) {
-        m->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err, sizeof err);
-        return;
-    }
-    if (!raw) {
-        m->spec = e2__v1__job_spec__unpack(NULL, n, j->spec_pb);
-        return;
-    }
+    size_t n = na + nb, pre = 1;
     for (size_t v = n; v >= 0x80; v >>= 7) pre++;
     if (!(uf = calloc(1, sizeof *uf)) || !(uf->data = malloc(pre + n))) {
         free(uf);
-        return;
+        return E2_ERR;
     }
-    uf->tag = 2; /* Job.spec */
+    uf->tag = tag;
     uf->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
     uf->len = pre + n;
     for (size_t v = n, i = 0; i < pre; i++, v >>= 7)
         uf->data[i] = (uint8_t)((v & 0x7f) | (i + 1 < pre ? 0x80 : 0));
-    memcpy(uf->data + pre, j->spec_pb, n);
-    m->base.unknown_fields = uf;
-    m->base.n_unknown_fields = 1;
+    if (na) memcpy(uf->data + pre, a, na);
+    if (nb) memcpy(uf->data + pre + na, b, nb);
+    m->unknown_fields = uf;
+    m->n_unknown_fields = 1;
+    return 0;
 }
 
-static E2__V1__Job *api_job_msg(e2d_server *srv, const e2_store_job *j, int with_events, int raw) {
+/* Job.spec from the stored row, without parsing JSON on the loop thread:
+ * raw (gRPC replies): the packed bytes go out as they are, as an unknown
+ * field 2 (= Job.spec) that protobuf-c writes verbatim; otherwise (the
+ * HTTP JSON API needs a message) the packed bytes are unpacked. Rows
+ * stored before schema 4 have only the JSON. < 0: no spec (out of memory,
+ * or stored JSON that no longer parses). */
+static int api_job_spec(E2__V1__Job *m, const e2_store_job *j, int raw) {
+    char err[E2_ERRLEN];
+    size_t n = j->spec_pb_len;
+    if (!j->spec_pb) {
+        m->spec = e2_spec_parse(j->spec_json, strlen(j->spec_json), err, sizeof err);
+        return m->spec ? 0 : E2_ERR;
+    }
+    if (!raw) {
+        m->spec = e2__v1__job_spec__unpack(NULL, n, j->spec_pb);
+        return m->spec ? 0 : E2_ERR;
+    }
+    return api_unknown_bytes(&m->base, 2 /* Job.spec */, j->spec_pb, n, NULL, 0);
+}
+
+/* The Job message of a stored row; *whole (when not NULL) says whether
+ * every table it reads was read (0: a read failed, something is missing). */
+static E2__V1__Job *api_job_msg_whole(e2d_server *srv, const e2_store_job *j, int with_events,
+                                      int raw, int *whole) {
     char err[E2_ERRLEN], dir[E2_JOBDIR_PATHLEN];
     E2__V1__Job *m = malloc(sizeof *m);
     E2__V1__GetMetricsResponse *ev;
@@ -231,7 +246,7 @@ static E2__V1__Job *api_job_msg(e2d_server *srv, const e2_store_job *j, int with
     if (!m) return NULL;
     e2__v1__job__init(m);
     m->id = strdup(j->id);
-    api_job_spec(m, j, raw);
+    if (api_job_spec(m, j, raw) < 0 && whole) *whole = 0;
     m->has_state = m->has_created_unix_ms = m->has_updated_unix_ms = 1;
     m->state = j->state;
     m->reason = strdup(j->reason ? j->reason : "");
@@ -263,6 +278,7 @@ static E2__V1__Job *api_job_msg(e2d_server *srv, const e2_store_job *j, int with
         m->n_checkpoints = l.n;
     } else {
         free(l.v);
+        if (whole) *whole = 0;
     }
     if (with_events) {
         memset(&l, 0, sizeof l);
@@ -272,6 +288,7 @@ static E2__V1__Job *api_job_msg(e2d_server *srv, const e2_store_job *j, int with
             m->n_events = l.n;
         } else {
             free(l.v);
+            if (whole) *whole = 0;
         }
     }
     m->failure = api_failure_msg(j);
@@ -289,6 +306,10 @@ static E2__V1__Job *api_job_msg(e2d_server *srv, const e2_store_job *j, int with
             m->worker_ids[m->n_worker_ids++] = strdup(run->workers[r]);
     }
     return m;
+}
+
+static E2__V1__Job *api_job_msg(e2d_server *srv, const e2_store_job *j, int with_events, int raw) {
+    return api_job_msg_whole(srv, j, with_events, raw, NULL);
 }
 
 /* ---- SubmitJob ---- */
@@ -528,17 +549,18 @@ static void api_submit(e2_rpc_call *call, const ProtobufCMessage *msg, void *ud)
 
 static e2_rpc_status api_get_job_reply(e2d_server *srv, const E2__V1__GetJobRequest *req,
                                        E2__V1__GetJobResponse **out, char *msg, size_t msglen,
-                                       int raw);
+                                       int raw, int *whole);
 
 e2_rpc_status e2_api_build_get_job(e2d_server *srv, const E2__V1__GetJobRequest *req,
                                    E2__V1__GetJobResponse **out, char *msg, size_t msglen) {
-    return api_get_job_reply(srv, req, out, msg, msglen, 0);
+    return api_get_job_reply(srv, req, out, msg, msglen, 0, NULL);
 }
 
-/* GetJob's reply; raw: the spec as stored bytes (gRPC). */
+/* GetJob's reply; raw: the spec as stored bytes (gRPC); *whole as for
+ * api_job_msg_whole. */
 static e2_rpc_status api_get_job_reply(e2d_server *srv, const E2__V1__GetJobRequest *req,
                                        E2__V1__GetJobResponse **out, char *msg, size_t msglen,
-                                       int raw) {
+                                       int raw, int *whole) {
     E2__V1__GetJobResponse *r;
     e2_store_job j;
     e2_rpc_status code;
@@ -547,17 +569,104 @@ static e2_rpc_status api_get_job_reply(e2d_server *srv, const E2__V1__GetJobRequ
     if ((code = api_find(srv, req->id, &j, msg, msglen)) != E2_RPC_OK) return code;
     if ((r = malloc(sizeof *r))) {
         e2__v1__get_job_response__init(r);
-        r->job = api_job_msg(srv, &j, 1, raw);
+        r->job = api_job_msg_whole(srv, &j, 1, raw, whole);
     }
     e2_store_job_free(&j);
     if (!(*out = r)) return api_err(msg, msglen, E2_RPC_RESOURCE_EXHAUSTED, "e2d: out of memory");
     return E2_RPC_OK;
 }
 
+/* GetJob over gRPC answers from the job's memo (store.h) when it has one:
+ * the packed Job less what changes without a store write (eta_seconds and
+ * worker_ids follow the run in memory), after the step counts the ETA
+ * needs. The reply carries those bytes and then the live fields, packed
+ * on their own, as one unknown field 1 (= GetJobResponse.job): two packed
+ * Jobs back to back parse as their merge, the same Job the reply built
+ * from the rows carries. */
+typedef struct api_memo_head {
+    int64_t step, total_steps;
+} api_memo_head;
+
+/* eta_seconds and worker_ids of a job, packed as a Job; NULL when out of
+ * memory. */
+static uint8_t *api_job_live(e2d_server *srv, const char *id, const api_memo_head *h, size_t *len) {
+    E2__V1__Job live = E2__V1__JOB__INIT;
+    e2d_run *run = e2d_run_find(srv, id);
+    e2_store_job j;
+    uint8_t *buf = NULL;
+    memset(&j, 0, sizeof j);
+    snprintf(j.id, sizeof j.id, "%s", id);
+    j.step = h->step;
+    j.total_steps = h->total_steps;
+    live.has_eta_seconds = 1;
+    live.eta_seconds = e2d_job_eta(srv, &j);
+    if (run && run->world > 0) {
+        if (!(live.worker_ids = malloc((size_t)run->world * sizeof(char *)))) return NULL;
+        for (int r = 0; r < run->world; r++) live.worker_ids[r] = run->workers[r];
+        live.n_worker_ids = (size_t)run->world;
+    }
+    *len = e2__v1__job__get_packed_size(&live);
+    if ((buf = malloc(*len ? *len : 1))) e2__v1__job__pack(&live, buf);
+    free(live.worker_ids);
+    return buf;
+}
+
+/* GetJob's reply from the job's memo; NULL when it has none (or out of
+ * memory): then the rows are read. */
+static E2__V1__GetJobResponse *api_get_job_memo(e2d_server *srv, const char *id) {
+    api_memo_head h;
+    size_t n, nlive = 0;
+    const uint8_t *memo = store_memo_get(srv->db, id, &n);
+    E2__V1__GetJobResponse *r;
+    uint8_t *live;
+    if (!memo || n < sizeof h) return NULL;
+    memcpy(&h, memo, sizeof h);
+    /* No store call until memo is copied: it lives until the next one. */
+    if (!(live = api_job_live(srv, id, &h, &nlive))) return NULL;
+    if ((r = malloc(sizeof *r))) {
+        e2__v1__get_job_response__init(r);
+        if (api_unknown_bytes(&r->base, 1 /* GetJobResponse.job */, memo + sizeof h, n - sizeof h,
+                              live, nlive) < 0) {
+            free(r);
+            r = NULL;
+        }
+    }
+    free(live);
+    return r;
+}
+
+/* Keeps m (GetJob's Job, built from the rows) as the job's memo. */
+static void api_get_job_keep(e2d_server *srv, E2__V1__Job *m) {
+    api_memo_head h = { m->step, m->total_steps };
+    size_t nw = m->n_worker_ids, n;
+    uint8_t *buf;
+    m->has_eta_seconds = 0;
+    m->n_worker_ids = 0;
+    n = e2__v1__job__get_packed_size(m);
+    if ((buf = malloc(sizeof h + n))) {
+        memcpy(buf, &h, sizeof h);
+        e2__v1__job__pack(m, buf + sizeof h);
+        store_memo_put(srv->db, m->id, buf, sizeof h + n);
+        free(buf);
+    }
+    m->has_eta_seconds = 1;
+    m->n_worker_ids = nw;
+}
+
 static void api_get(e2_rpc_call *call, const ProtobufCMessage *msg, void *ud) {
+    e2d_server *srv = ud;
+    const E2__V1__GetJobRequest *req = (const void *)msg;
     E2__V1__GetJobResponse *r;
     char m[E2_ERRLEN + 64];
-    e2_rpc_status code = api_get_job_reply(ud, (const void *)msg, &r, m, sizeof m, 1);
+    e2_rpc_status code;
+    int whole = 1;
+    e2d_batch_flush(srv);
+    if (req->id && *req->id && (r = api_get_job_memo(srv, req->id))) {
+        api_reply(call, r);
+        return;
+    }
+    code = api_get_job_reply(srv, req, &r, m, sizeof m, 1, &whole);
+    if (code == E2_RPC_OK && r->job && whole) api_get_job_keep(srv, r->job);
     api_answer(call, code, r, m);
 }
 

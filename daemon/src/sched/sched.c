@@ -515,9 +515,13 @@ static int sched_registered(e2d_server *srv, const char *device) {
 /* Says in the job's reason (stored, shown by GetJob; no event) why it
  * waits, when that changed: too few workers of its device registered
  * (parked; it blocks nothing), or enough registered but busy. `need`:
- * the workers it can start on (num_workers, or min_workers when elastic). */
-static void sched_wait_reason(e2d_server *srv, e2_store_job *j, int registered, int need) {
-    char why[256];
+ * the workers it can start on (num_workers, or min_workers when elastic).
+ * The saves of one pass share one transaction (*tx: open), which the pass
+ * commits before it starts a job and at its end: one commit instead of
+ * one per queued job (with 1,000 parked jobs, 1,000 fsyncs stalled the
+ * loop for seconds). */
+static void sched_wait_reason(e2d_server *srv, e2_store_job *j, int registered, int need, int *tx) {
+    char why[256], err[E2_ERRLEN];
     int parked = registered < need;
     int was = j->reason && !strncmp(j->reason, SCHED_UNSCHEDULABLE, strlen(SCHED_UNSCHEDULABLE));
     char *copy;
@@ -534,6 +538,12 @@ static void sched_wait_reason(e2d_server *srv, e2_store_job *j, int registered, 
     if (!(copy = strdup(why))) return;
     free(j->reason);
     j->reason = copy;
+    if (!*tx) {
+        if (e2_store_begin(srv->db, err, sizeof err) < 0)
+            e2d_log("scheduler: %s", err);
+        else
+            *tx = 1;
+    }
     if (e2d_job_save(srv, j) == 0 && parked) e2d_log("job %s: %s", j->id, why);
 }
 
@@ -572,9 +582,17 @@ static int sched_elastic_world(const e2_store_job *j, int idle) {
     return 0;
 }
 
+/* Commits the waiting reasons a pass saved (sched_wait_reason). */
+static void sched_reasons_commit(e2d_server *srv, int *tx) {
+    char err[E2_ERRLEN];
+    if (*tx && e2_store_end(srv->db, 1, err, sizeof err) < 0)
+        e2d_log("scheduler: saving why jobs wait: %s", err);
+    *tx = 0;
+}
+
 void e2_sched_run_queue(e2d_server *srv) {
     char err[E2_ERRLEN], blocked[8][16];
-    int nblocked = 0, idle = 0;
+    int nblocked = 0, idle = 0, tx = 0;
     sched_queue_ctx q = { 0 };
     struct timespec t0, t1;
     srv->sched_pending = 0;
@@ -596,7 +614,7 @@ void e2_sched_run_queue(e2d_server *srv) {
         /* A job the registered workers can never hold blocks nothing. */
         registered = sched_registered(srv, j.device);
         need = sched_elastic(&j) ? j.min_workers : j.num_workers;
-        sched_wait_reason(srv, &j, registered, need);
+        sched_wait_reason(srv, &j, registered, need, &tx);
         skip = registered < need;
         if (skip || j.num_workers <= 0 || !(gang = calloc((size_t)j.num_workers, sizeof *gang))) {
             e2_store_job_free(&j);
@@ -614,13 +632,15 @@ void e2_sched_run_queue(e2d_server *srv) {
                 stopping = sched_draining_for(srv, w, &j);
             if (!stopping) world = sched_elastic_world(&j, n);
         }
-        if (world > 0)
+        if (world > 0) {
+            sched_reasons_commit(srv, &tx);
             sched_start(srv, &j, gang, world);
-        else if (nblocked < 8)
+        } else if (nblocked < 8)
             snprintf(blocked[nblocked++], sizeof blocked[0], "%s", j.device);
         free(gang);
         e2_store_job_free(&j);
     }
+    sched_reasons_commit(srv, &tx);
     free(q.ids);
     free(q.devs);
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);

@@ -202,11 +202,28 @@ static const char *store_sql[Q_N] = {
     [Q_ROLLBACK_TO] = "ROLLBACK TO n",
 };
 
+/* A memo (store.h): bytes derived from one job's committed state. */
+typedef struct store_memo {
+    struct store_memo *hnext;       /* hash chain */
+    struct store_memo *prev, *next; /* recency list, newest first */
+    char job[E2_STORE_IDLEN];
+    size_t len;
+    unsigned char data[];
+} store_memo;
+
+#define STORE_MEMO_BUCKETS 4096 /* power of two */
+
 struct e2_store {
     sqlite3 *db;
     sqlite3_stmt *stmt[Q_N];
     int in_tx; /* open levels: 1 = BEGIN, each further one a SAVEPOINT */
+    store_memo *memo_tab[STORE_MEMO_BUCKETS];
+    store_memo *memo_new, *memo_old; /* recency list ends */
+    size_t memo_n, memo_bytes, memo_max_n, memo_max_bytes;
 };
+
+static void store_memo_drop(e2_store *s, const char *job);
+static void store_memo_clear(e2_store *s);
 
 static int store_fail(e2_store *s, char *err, size_t errlen, const char *what) {
     return e2_errf(err, errlen, "sqlite %s: %s", what, sqlite3_errmsg(s->db));
@@ -285,6 +302,8 @@ int e2_store_open(e2_store **out, const char *path, int upto_version, char *err,
     e2_store *s = calloc(1, sizeof *s);
     *out = NULL;
     if (!s) return e2_errf(err, errlen, "out of memory");
+    s->memo_max_n = STORE_MEMO_MAX;
+    s->memo_max_bytes = STORE_MEMO_MAX_BYTES;
     if (upto_version < 0 || upto_version > E2_STORE_SCHEMA_VERSION)
         upto_version = E2_STORE_SCHEMA_VERSION;
     if (sqlite3_open_v2(path, &s->db,
@@ -309,6 +328,7 @@ err:
 void e2_store_close(e2_store *s) {
     if (!s) return;
     for (int i = 0; i < Q_N; i++) sqlite3_finalize(s->stmt[i]);
+    store_memo_clear(s);
     sqlite3_close(s->db);
     free(s);
 }
@@ -342,6 +362,9 @@ int e2_store_end(e2_store *s, int ok, char *err, size_t errlen) {
 
 void e2_store_rollback(e2_store *s) {
     if (s->in_tx <= 0) return;
+    /* Writes inside the transaction dropped their jobs' memos and none
+     * was kept meanwhile; dropping all is the simple guarantee. */
+    store_memo_clear(s);
     if (s->in_tx > 1) {
         store_simple(s, Q_ROLLBACK_TO, NULL, 0);
         store_simple(s, Q_RELEASE, NULL, 0);
@@ -451,6 +474,7 @@ int e2_store_job_insert(e2_store *s, e2_store_job *j, const e2_store_label *labe
     j->updated_ms = j->created_ms;
     j->fail_rank = -1;
     snprintf(j->id, sizeof j->id, "j-%06lld", (long long)j->seq);
+    store_memo_drop(s, j->id);
     if (!(st = store_q(s, Q_JOB_SETID, err, errlen))) goto err;
     sqlite3_bind_int64(st, 1, j->seq);
     bind_text(st, 2, j->id);
@@ -500,6 +524,7 @@ int e2_store_job_by_request(e2_store *s, const char *request_id, e2_store_job *j
 int e2_store_job_update(e2_store *s, const e2_store_job *j, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_JOB_UPDATE, err, errlen);
     if (!st) return E2_ERR;
+    store_memo_drop(s, j->id);
     bind_text(st, 1, j->id);
     sqlite3_bind_int(st, 2, j->state);
     bind_text(st, 3, j->reason ? j->reason : "");
@@ -624,6 +649,7 @@ int e2_store_job_set_owner(e2_store *s, const char *id, const char *owner, char 
                            size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_OWNER_SET, err, errlen);
     if (!st) return E2_ERR;
+    store_memo_drop(s, id);
     bind_text(st, 1, id);
     bind_text(st, 2, owner);
     return store_done(s, st, err, errlen);
@@ -652,6 +678,7 @@ int e2_store_event_add(e2_store *s, const char *job, const e2_store_event *e, ch
                        size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_EVENT_ADD, err, errlen);
     if (!st) return E2_ERR;
+    store_memo_drop(s, job);
     bind_text(st, 1, job);
     sqlite3_bind_int64(st, 2, e->time_ms);
     sqlite3_bind_int(st, 3, e->from);
@@ -747,6 +774,7 @@ int e2_store_ckpt_add(e2_store *s, const char *job, const e2_store_ckpt *c, char
                       size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_CKPT_ADD, err, errlen);
     if (!st) return E2_ERR;
+    store_memo_drop(s, job);
     bind_text(st, 1, job);
     sqlite3_bind_int64(st, 2, c->step);
     bind_text(st, 3, c->path);
@@ -759,6 +787,7 @@ int e2_store_ckpt_add(e2_store *s, const char *job, const e2_store_ckpt *c, char
 int e2_store_ckpt_delete(e2_store *s, const char *job, int64_t step, char *err, size_t errlen) {
     sqlite3_stmt *st = store_q(s, Q_CKPT_DEL, err, errlen);
     if (!st) return E2_ERR;
+    store_memo_drop(s, job);
     bind_text(st, 1, job);
     sqlite3_bind_int64(st, 2, step);
     return store_done(s, st, err, errlen);
@@ -882,4 +911,101 @@ int e2_store_rdv_clear(e2_store *s, const char *job, int attempt, char *err, siz
     bind_text(st, 1, job);
     sqlite3_bind_int(st, 2, attempt);
     return store_done(s, st, err, errlen);
+}
+
+/* ---- memos ---- */
+
+static store_memo **store_memo_slot(e2_store *s, const char *job) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)job; *p; p++) h = (h ^ *p) * 16777619u;
+    return &s->memo_tab[h & (STORE_MEMO_BUCKETS - 1)];
+}
+
+/* Unlinks m from its chain (*slot leads to it) and the recency list. */
+static void store_memo_free(e2_store *s, store_memo **slot, store_memo *m) {
+    while (*slot != m) slot = &(*slot)->hnext;
+    *slot = m->hnext;
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        s->memo_new = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    else
+        s->memo_old = m->prev;
+    s->memo_n--;
+    s->memo_bytes -= m->len;
+    free(m);
+}
+
+static void store_memo_drop(e2_store *s, const char *job) {
+    store_memo **slot = store_memo_slot(s, job);
+    for (store_memo *m = *slot; m; m = m->hnext)
+        if (!strcmp(m->job, job)) {
+            store_memo_free(s, slot, m);
+            return;
+        }
+}
+
+static void store_memo_clear(e2_store *s) {
+    while (s->memo_old) store_memo_free(s, store_memo_slot(s, s->memo_old->job), s->memo_old);
+}
+
+const void *store_memo_get(e2_store *s, const char *job, size_t *len) {
+    for (store_memo *m = *store_memo_slot(s, job); m; m = m->hnext) {
+        if (strcmp(m->job, job)) continue;
+        if (m->prev) { /* to the front of the recency list */
+            m->prev->next = m->next;
+            if (m->next)
+                m->next->prev = m->prev;
+            else
+                s->memo_old = m->prev;
+            m->prev = NULL;
+            m->next = s->memo_new;
+            s->memo_new->prev = m;
+            s->memo_new = m;
+        }
+        *len = m->len;
+        return m->data;
+    }
+    return NULL;
+}
+
+void store_memo_put(e2_store *s, const char *job, const void *data, size_t len) {
+    store_memo **slot, *m;
+    /* Inside a transaction what was read may not be committed (yet). */
+    if (s->in_tx || strlen(job) >= E2_STORE_IDLEN) return;
+    store_memo_drop(s, job);
+    if (len > s->memo_max_bytes / 8 || !s->memo_max_n) return;
+    while (s->memo_old &&
+           (s->memo_n + 1 > s->memo_max_n || s->memo_bytes + len > s->memo_max_bytes))
+        store_memo_free(s, store_memo_slot(s, s->memo_old->job), s->memo_old);
+    if (!(m = malloc(sizeof *m + len))) return;
+    snprintf(m->job, sizeof m->job, "%s", job);
+    m->len = len;
+    memcpy(m->data, data, len);
+    slot = store_memo_slot(s, job);
+    m->hnext = *slot;
+    *slot = m;
+    m->prev = NULL;
+    m->next = s->memo_new;
+    if (s->memo_new)
+        s->memo_new->prev = m;
+    else
+        s->memo_old = m;
+    s->memo_new = m;
+    s->memo_n++;
+    s->memo_bytes += len;
+}
+
+void store_memo_limits(e2_store *s, size_t max_entries, size_t max_bytes) {
+    s->memo_max_n = max_entries;
+    s->memo_max_bytes = max_bytes;
+    while (s->memo_old && (s->memo_n > max_entries || s->memo_bytes > max_bytes))
+        store_memo_free(s, store_memo_slot(s, s->memo_old->job), s->memo_old);
+}
+
+void store_memo_stats(e2_store *s, size_t *entries, size_t *bytes) {
+    *entries = s->memo_n;
+    *bytes = s->memo_bytes;
 }
