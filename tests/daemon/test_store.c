@@ -294,7 +294,7 @@ static int events_ckpts_metrics_rdv(void) {
 /* 1 when job has the memo `want`. */
 static int memo_is(e2_store *s, const char *job, const char *want) {
     size_t n;
-    const void *m = store_memo_get(s, job, &n);
+    const void *m = e2_store_memo_get(s, job, &n);
     return m && n == strlen(want) && memcmp(m, want, n) == 0;
 }
 
@@ -308,43 +308,43 @@ static int memo_dropped_by_every_write(void) {
     scratch();
     CHECK(e2_store_open(&s, g_db, E2_STORE_SCHEMA_VERSION, err, sizeof err) == 0);
     CHECK(insert(s, NULL, 0, NULL, &a) == 0 && insert(s, NULL, 0, NULL, &b) == 0);
-    CHECK(store_memo_get(s, a.id, &n) == NULL);
-    store_memo_put(s, a.id, "a1", 2);
-    store_memo_put(s, b.id, "b1", 2);
+    CHECK(e2_store_memo_get(s, a.id, &n) == NULL);
+    e2_store_memo_put(s, a.id, "a1", 2);
+    e2_store_memo_put(s, b.id, "b1", 2);
     CHECK(memo_is(s, a.id, "a1") && memo_is(s, b.id, "b1"));
-    store_memo_stats(s, &n, &bytes);
+    e2_store_memo_stats(s, &n, &bytes);
     CHECK(n == 2 && bytes == 4);
     /* Each write of a's state drops a's memo, and only a's. */
     a.step = 3;
     CHECK(e2_store_job_update(s, &a, err, sizeof err) == 0);
-    CHECK(store_memo_get(s, a.id, &n) == NULL && memo_is(s, b.id, "b1"));
-    store_memo_put(s, a.id, "a2", 2);
+    CHECK(e2_store_memo_get(s, a.id, &n) == NULL && memo_is(s, b.id, "b1"));
+    e2_store_memo_put(s, a.id, "a2", 2);
     CHECK(e2_store_event_add(s, a.id, &e, err, sizeof err) == 0);
-    CHECK(store_memo_get(s, a.id, &n) == NULL && memo_is(s, b.id, "b1"));
-    store_memo_put(s, a.id, "a3", 2);
+    CHECK(e2_store_memo_get(s, a.id, &n) == NULL && memo_is(s, b.id, "b1"));
+    e2_store_memo_put(s, a.id, "a3", 2);
     CHECK(e2_store_ckpt_add(s, a.id, &c, err, sizeof err) == 0);
-    CHECK(store_memo_get(s, a.id, &n) == NULL);
-    store_memo_put(s, a.id, "a4", 2);
+    CHECK(e2_store_memo_get(s, a.id, &n) == NULL);
+    e2_store_memo_put(s, a.id, "a4", 2);
     CHECK(e2_store_ckpt_delete(s, a.id, 2, err, sizeof err) == 0);
-    CHECK(store_memo_get(s, a.id, &n) == NULL);
-    store_memo_put(s, a.id, "a5", 2);
+    CHECK(e2_store_memo_get(s, a.id, &n) == NULL);
+    e2_store_memo_put(s, a.id, "a5", 2);
     CHECK(e2_store_job_set_owner(s, a.id, "alice", err, sizeof err) == 0);
-    CHECK(store_memo_get(s, a.id, &n) == NULL);
+    CHECK(e2_store_memo_get(s, a.id, &n) == NULL);
     /* Writes of other tables leave it. */
-    store_memo_put(s, a.id, "a6", 2);
+    e2_store_memo_put(s, a.id, "a6", 2);
     CHECK(e2_store_rdv_put(s, a.id, 1, "k", "v", 1, err, sizeof err) == 0);
     CHECK(memo_is(s, a.id, "a6"));
     /* Inside a transaction nothing is kept (what was read may roll back),
      * and a rollback drops every memo. */
     CHECK(e2_store_begin(s, err, sizeof err) == 0);
     CHECK(e2_store_job_update(s, &b, err, sizeof err) == 0);
-    store_memo_put(s, b.id, "b2", 2);
-    CHECK(store_memo_get(s, b.id, &n) == NULL);
+    e2_store_memo_put(s, b.id, "b2", 2);
+    CHECK(e2_store_memo_get(s, b.id, &n) == NULL);
     e2_store_rollback(s);
-    CHECK(store_memo_get(s, a.id, &n) == NULL);
-    store_memo_stats(s, &n, &bytes);
+    CHECK(e2_store_memo_get(s, a.id, &n) == NULL);
+    e2_store_memo_stats(s, &n, &bytes);
     CHECK(n == 0 && bytes == 0);
-    store_memo_put(s, b.id, "b3", 2);
+    e2_store_memo_put(s, b.id, "b3", 2);
     CHECK(memo_is(s, b.id, "b3"));
     e2_store_close(s);
     e2_store_job_free(&a);
@@ -361,36 +361,36 @@ static int memo_bounded(void) {
     /* The default bounds hold with many more jobs than memos. */
     for (int i = 0; i < STORE_MEMO_MAX + 500; i++) {
         snprintf(id, sizeof id, "j-%06d", i);
-        store_memo_put(s, id, id, strlen(id));
+        e2_store_memo_put(s, id, id, strlen(id));
     }
-    store_memo_stats(s, &n, &bytes);
+    e2_store_memo_stats(s, &n, &bytes);
     CHECK(n == STORE_MEMO_MAX && bytes == n * 8);
-    CHECK(store_memo_get(s, "j-000000", &n) == NULL);
+    CHECK(e2_store_memo_get(s, "j-000000", &n) == NULL);
     CHECK(memo_is(s, "j-004595", "j-004595"));
     /* Small bounds: the least recently used go first (a get counts as a
      * use), by count and by bytes; a memo over 1/8 of the bytes is not
      * kept at all. */
-    store_memo_limits(s, 3, 2048);
-    store_memo_stats(s, &n, &bytes);
+    e2_store_memo_limits(s, 3, 2048);
+    e2_store_memo_stats(s, &n, &bytes);
     CHECK(n == 3);
-    store_memo_put(s, "x", "1", 1);
-    store_memo_put(s, "y", "2", 1);
-    store_memo_put(s, "z", "3", 1);
+    e2_store_memo_put(s, "x", "1", 1);
+    e2_store_memo_put(s, "y", "2", 1);
+    e2_store_memo_put(s, "z", "3", 1);
     CHECK(memo_is(s, "x", "1"));
-    store_memo_put(s, "w", "4", 1);
-    CHECK(store_memo_get(s, "y", &n) == NULL);
+    e2_store_memo_put(s, "w", "4", 1);
+    CHECK(e2_store_memo_get(s, "y", &n) == NULL);
     CHECK(memo_is(s, "x", "1") && memo_is(s, "z", "3") && memo_is(s, "w", "4"));
     memset(big, 'b', sizeof big);
-    store_memo_put(s, "big", big, sizeof big);
-    CHECK(store_memo_get(s, "big", &n) == NULL);
-    store_memo_limits(s, 100, 8 * 250);
+    e2_store_memo_put(s, "big", big, sizeof big);
+    CHECK(e2_store_memo_get(s, "big", &n) == NULL);
+    e2_store_memo_limits(s, 100, 8 * 250);
     for (int i = 0; i < 20; i++) {
         snprintf(id, sizeof id, "k%d", i);
-        store_memo_put(s, id, big, 250);
+        e2_store_memo_put(s, id, big, 250);
     }
-    store_memo_stats(s, &n, &bytes);
+    e2_store_memo_stats(s, &n, &bytes);
     CHECK(bytes <= 8 * 250 && n == 8);
-    CHECK(memo_is(s, "w", "4") == 0 && store_memo_get(s, "k19", &n) != NULL);
+    CHECK(memo_is(s, "w", "4") == 0 && e2_store_memo_get(s, "k19", &n) != NULL);
     e2_store_close(s);
     return 0;
 }

@@ -616,7 +616,7 @@ static uint8_t *api_job_live(e2d_server *srv, const char *id, const api_memo_hea
 static E2__V1__GetJobResponse *api_get_job_memo(e2d_server *srv, const char *id) {
     api_memo_head h;
     size_t n, nlive = 0;
-    const uint8_t *memo = store_memo_get(srv->db, id, &n);
+    const uint8_t *memo = e2_store_memo_get(srv->db, id, &n);
     E2__V1__GetJobResponse *r;
     uint8_t *live;
     if (!memo || n < sizeof h) return NULL;
@@ -646,7 +646,7 @@ static void api_get_job_keep(e2d_server *srv, E2__V1__Job *m) {
     if ((buf = malloc(sizeof h + n))) {
         memcpy(buf, &h, sizeof h);
         e2__v1__job__pack(m, buf + sizeof h);
-        store_memo_put(srv->db, m->id, buf, sizeof h + n);
+        e2_store_memo_put(srv->db, m->id, buf, sizeof h + n);
         free(buf);
     }
     m->has_eta_seconds = 1;

@@ -951,7 +951,7 @@ static void store_memo_clear(e2_store *s) {
     while (s->memo_old) store_memo_free(s, store_memo_slot(s, s->memo_old->job), s->memo_old);
 }
 
-const void *store_memo_get(e2_store *s, const char *job, size_t *len) {
+const void *e2_store_memo_get(e2_store *s, const char *job, size_t *len) {
     for (store_memo *m = *store_memo_slot(s, job); m; m = m->hnext) {
         if (strcmp(m->job, job)) continue;
         if (m->prev) { /* to the front of the recency list */
@@ -971,7 +971,7 @@ const void *store_memo_get(e2_store *s, const char *job, size_t *len) {
     return NULL;
 }
 
-void store_memo_put(e2_store *s, const char *job, const void *data, size_t len) {
+void e2_store_memo_put(e2_store *s, const char *job, const void *data, size_t len) {
     store_memo **slot, *m;
     /* Inside a transaction what was read may not be committed (yet). */
     if (s->in_tx || strlen(job) >= E2_STORE_IDLEN) return;
@@ -998,14 +998,14 @@ void store_memo_put(e2_store *s, const char *job, const void *data, size_t len) 
     s->memo_bytes += len;
 }
 
-void store_memo_limits(e2_store *s, size_t max_entries, size_t max_bytes) {
+void e2_store_memo_limits(e2_store *s, size_t max_entries, size_t max_bytes) {
     s->memo_max_n = max_entries;
     s->memo_max_bytes = max_bytes;
     while (s->memo_old && (s->memo_n > max_entries || s->memo_bytes > max_bytes))
         store_memo_free(s, store_memo_slot(s, s->memo_old->job), s->memo_old);
 }
 
-void store_memo_stats(e2_store *s, size_t *entries, size_t *bytes) {
+void e2_store_memo_stats(e2_store *s, size_t *entries, size_t *bytes) {
     *entries = s->memo_n;
     *bytes = s->memo_bytes;
 }

@@ -221,7 +221,7 @@ int e2_store_rdv_clear(e2_store *s, const char *job, int attempt, char *err, siz
  * of an unchanged job touches no table. A memo never shows anything but
  * the committed state: every function above that writes a job's row,
  * events, checkpoints or owner drops that job's memo (before writing), a
- * rollback drops them all, and store_memo_put keeps nothing while a
+ * rollback drops them all, and e2_store_memo_put keeps nothing while a
  * transaction is open. Past STORE_MEMO_MAX memos or STORE_MEMO_MAX_BYTES
  * the least recently used go; a memo over 1/8 of the byte bound is not
  * kept. */
@@ -229,11 +229,11 @@ int e2_store_rdv_clear(e2_store *s, const char *job, int attempt, char *err, siz
 #define STORE_MEMO_MAX_BYTES (32u << 20)
 /* The job's memo and its length, or NULL; valid until the next store
  * call. */
-const void *store_memo_get(e2_store *s, const char *job, size_t *len);
+const void *e2_store_memo_get(e2_store *s, const char *job, size_t *len);
 /* Keeps a copy of data as the job's memo (replacing any). */
-void store_memo_put(e2_store *s, const char *job, const void *data, size_t len);
+void e2_store_memo_put(e2_store *s, const char *job, const void *data, size_t len);
 /* Changes the bounds (evicting at once); tests use small ones. */
-void store_memo_limits(e2_store *s, size_t max_entries, size_t max_bytes);
-void store_memo_stats(e2_store *s, size_t *entries, size_t *bytes);
+void e2_store_memo_limits(e2_store *s, size_t max_entries, size_t max_bytes);
+void e2_store_memo_stats(e2_store *s, size_t *entries, size_t *bytes);
 
 #endif
