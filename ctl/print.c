@@ -179,7 +179,12 @@ void ctl_print_job(const E2__V1__Job *j) {
     if (spec != NULL)
         printf("Device:     %s x %u\n", spec->device != NULL ? ctl_esc(spec->device) : "cpu",
                spec->has_num_workers ? spec->num_workers : 1);
-    printf("Attempt:    %u\n", j->attempt);
+    if (j->world_size > 0 && spec != NULL && spec->has_num_workers &&
+        j->world_size != spec->num_workers)
+        printf("Attempt:    %u on %u of %u workers (elastic restart, min_workers %u)\n", j->attempt,
+               j->world_size, spec->num_workers, spec->has_min_workers ? spec->min_workers : 0);
+    else
+        printf("Attempt:    %u\n", j->attempt);
     printf("Faults:     infrastructure %u (restarts), user errors %u, "
            "cancellations %u\n",
            j->restarts, j->user_errors, j->cancellations);

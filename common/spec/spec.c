@@ -264,6 +264,7 @@ int e2_spec_apply_defaults(E2__V1__JobSpec *spec, char *err, size_t errlen) {
         spec_def_str(&spec->train->schedule, "cosine"))
         return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
     DEF(spec, num_workers, 1);
+    DEF(spec, min_workers, spec->num_workers);
     DEF(spec, priority, 0);
     DEF(spec, max_restarts, 3);
     DEF(spec, log_every, 1);
@@ -754,6 +755,12 @@ static int spec_validate_filled(const E2__V1__JobSpec *s, vctx *v) {
     TRY(vpaths(v, "spec.data.eval_shards", s->data->eval_shards, s->data->n_eval_shards));
     TRY(vaugment(v, s->augment));
     TRY(vtrain(v, s->train, s->num_workers));
+    TRY(vu32(v, "spec.min_workers", s->min_workers, 1, s->num_workers));
+    if (s->train->global_batch % s->min_workers != 0)
+        return vfail(v,
+                     "spec.min_workers (%u) must divide spec.train.global_batch (%u): an elastic "
+                     "restart splits the global batch evenly over its ranks",
+                     s->min_workers, s->train->global_batch);
     TRY(vu32(v, "spec.checkpoint.every", s->checkpoint->every, 0, s->train->steps));
     TRY(vu32(v, "spec.checkpoint.keep_last", s->checkpoint->keep_last, 1, 1000));
     uint32_t vocab = s->model->config ? s->model->config->vocab_size : 0;

@@ -36,6 +36,9 @@ def submit_validation(d, c):
         lambda: c.call("SubmitJob", spec=t.small_spec(
             train={"steps": 10, "global_batch": 4, "lr": -1.0})), bad,
         "spec.train.lr")
+    t.expect_rpc_error(
+        lambda: c.call("SubmitJob", spec=t.small_spec(num_workers=2, min_workers=3)),
+        bad, "spec.min_workers must be in [1, 2] (got 3)")
     # Unknown enumerated strings.
     t.expect_rpc_error(
         lambda: c.call("SubmitJob", spec=t.small_spec(device="tpu")), bad,

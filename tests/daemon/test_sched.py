@@ -255,6 +255,197 @@ def lost_worker_restarts_from_checkpoint(d, c):
         outcome=t.OUT_SUCCEEDED), grpc.StatusCode.FAILED_PRECONDITION)
 
 
+def _three_ranks_with_checkpoint(c, job):
+    """Three fake workers take ranks 0-2 of `job` and commit checkpoint
+    step 2; returns ({rank: worker}, the checkpoint's path)."""
+    ws = [t.FakeWorker(c) for _ in range(3)]
+    with t.keep_beating(*ws):
+        deadline = time.time() + 10
+        while not all(w.assignment for w in ws):
+            assert time.time() < deadline, "no assignments: %s" % c.job(job)
+            time.sleep(0.05)
+        by_rank = {w.assignment.rank: w for w in ws}
+        assert sorted(by_rank) == [0, 1, 2]
+        assert all(w.assignment.world_size == 3 for w in ws)
+        for r in range(3):
+            by_rank[r].progress(2)
+        for r in range(3):
+            rep = _report(c, by_rank[r], 2, [_write_ckpt(
+                by_rank[r].assignment.job_dir, 2, r, b"x" * (r + 1))])
+    assert rep.committed, rep
+    return by_rank, rep.path
+
+
+def _lose_rank_2(c, job, by_rank):
+    """Rank 2's worker goes silent while the others heartbeat: the job
+    RESTARTS, the survivors got an Abort and are idle again. Returns
+    (lost worker, [survivors by rank])."""
+    lost, alive = by_rank[2], [by_rank[0], by_rank[1]]
+    with t.keep_beating(*alive):
+        j = c.wait_state(job, t.RESTARTING, timeout=10)
+    assert "lost" in j.reason and j.failure.rank == 2, j.reason
+    for w in alive:
+        w.beat(t.BUSY)
+        assert "abort" in [cmd.WhichOneof("kind") for cmd in w.commands]
+        w.assignment = None
+        w.commands.clear()
+    return lost, alive
+
+
+def _wait_assigned(c, job, workers, timeout=10):
+    deadline = time.time() + timeout
+    while not all(w.assignment for w in workers):
+        assert time.time() < deadline, "not all assigned: %s" % c.job(job)
+        time.sleep(0.05)
+
+
+@t.with_daemon(heartbeat_timeout=1.0)
+def elastic_restart_on_survivors(d, c):
+    """min_workers 2 of 3: a lost worker's job restarts at once on the two
+    survivors from the committed checkpoint (world size 2, shown by
+    GetJob and the event), the lost worker coming back is drained and gets
+    no rank, and the job SUCCEEDS on two ranks."""
+    job = c.call("SubmitJob", spec=spec2("el", 3, min_workers=2)).job.id
+    by_rank, ckpt = _three_ranks_with_checkpoint(c, job)
+    assert c.job(job).world_size == 3
+    lost, alive = _lose_rank_2(c, job, by_rank)
+    with t.keep_beating(*alive):
+        _wait_assigned(c, job, alive)
+        a = [w.assignment for w in alive]
+        assert sorted(x.rank for x in a) == [0, 1], a
+        assert all(x.attempt == 2 and x.world_size == 2 for x in a), a
+        assert all(x.resume_checkpoint == ckpt and x.start_step == 2 for x in a), a
+        j = c.job(job)
+        assert j.attempt == 2 and j.world_size == 2 and j.restarts == 1, j
+        ids = {x.rank: w.id for x, w in zip(a, alive)}
+        assert list(j.worker_ids) == [ids[0], ids[1]], j.worker_ids
+        start = [e for e in j.events if e.state == t.STARTING][-1].reason
+        assert "(elastic: world size 2 of num_workers 3, min_workers 2)" in start, start
+        assert start.endswith("resuming from checkpoint step 2"), start
+        # The lost worker is back, still running its attempt-1 rank: it is
+        # told to stop it, goes idle, and gets no rank in attempt 2.
+        lost.progress(3)
+        assert "abort" in [cmd.WhichOneof("kind") for cmd in lost.commands]
+        lost.assignment = None
+        lost.commands.clear()
+        with t.keep_beating(lost):
+            deadline = time.time() + 10
+            while True:
+                ws = {w.id: w for w in c.call("ListWorkers").workers}
+                if lost.id in ws and ws[lost.id].state == t.IDLE:
+                    break
+                assert time.time() < deadline, ws
+                time.sleep(0.05)
+            for w in alive:
+                w.progress(10)
+            for w in alive:
+                w.done()
+            j = c.wait_state(job, (t.SUCCEEDED, t.FAILED), timeout=10)
+        assert not lost.assignment and not lost.commands, lost.commands
+    assert j.state == t.SUCCEEDED and j.world_size == 2 and j.attempt == 2, j
+    assert "all 2 ranks succeeded" in j.reason, j.reason
+    assert "elastic restart: attempt 2 runs on 2 of 3 workers" in d.log()
+
+
+@t.with_daemon(heartbeat_timeout=4.0)
+def elastic_restart_waits_for_its_survivors(d, c):
+    """An elastic restart takes the survivors once they have stopped their
+    ranks, not the first min_workers idle workers: with a spare idle
+    worker and one survivor still stopping its rank, nothing starts; once
+    it has stopped, attempt 2 runs on the spare and both survivors (world
+    size 3)."""
+    job = c.call("SubmitJob", spec=spec2("el", 3, min_workers=2)).job.id
+    by_rank, ckpt = _three_ranks_with_checkpoint(c, job)
+    spare = t.FakeWorker(c)
+    lost, alive = by_rank[2], [by_rank[0], by_rank[1]]
+    with t.keep_beating(spare, *alive):
+        c.wait_state(job, t.RESTARTING, timeout=20)
+        # Survivor 0 stops its rank (says IDLE); survivor 1 still runs it.
+        alive[0].assignment = None
+        deadline = time.time() + 10
+        while {w.id: w.state for w in c.call("ListWorkers").workers}.get(
+                alive[0].id) != t.IDLE:
+            assert time.time() < deadline, c.call("ListWorkers")
+            time.sleep(0.05)
+        # Two idle workers (min_workers) for five scheduler passes, well
+        # within the 4 s the survivor has to stop: no attempt 2 yet.
+        end = time.time() + 0.5
+        while time.time() < end:
+            assert c.job(job).state == t.RESTARTING, c.job(job)
+            time.sleep(0.05)
+        assert not spare.assignment and not alive[0].assignment
+        alive[1].assignment = None
+        _wait_assigned(c, job, alive + [spare])
+    a = [w.assignment for w in alive + [spare]]
+    assert sorted(x.rank for x in a) == [0, 1, 2], a
+    assert all(x.attempt == 2 and x.world_size == 3 for x in a), a
+    j = c.job(job)
+    assert j.world_size == 3 and lost.id not in j.worker_ids, j
+
+
+@t.with_daemon(heartbeat_timeout=1.0)
+def elastic_restart_leaves_out_a_stopping_worker(d, c):
+    """A worker being shut down (systemctl stop: its heartbeats say
+    stopping) ends its rank and reports it, so it looks idle until its
+    heartbeat timeout: the elastic restart runs on the two others, and it
+    gets no rank of any job."""
+    job = c.call("SubmitJob", spec=spec2("el", 3, min_workers=2)).job.id
+    by_rank, ckpt = _three_ranks_with_checkpoint(c, job)
+    stopping, alive = by_rank[2], [by_rank[0], by_rank[1]]
+    a = stopping.assignment
+    with t.keep_beating(*alive):
+        c.call("Heartbeat", worker_id=stopping.id, worker_secret=stopping.secret,
+               state=t.BUSY, stopping=True,
+               progress=M("Progress", job_id=a.job_id, attempt=a.attempt, rank=a.rank, step=3))
+        stopping.done(t.OUT_FAILED_INFRA, exit_code=1, reason="aborted at step 3")
+        j = c.wait_state(job, t.RESTARTING, timeout=10)
+        assert "rank 2" in j.reason, j.reason
+        for w in alive:
+            w.assignment = None
+        deadline = time.time() + 10
+        while not all(w.assignment for w in alive):
+            assert time.time() < deadline, c.job(job)
+            # Still alive for a moment, idle: it must get no rank.
+            assert not [cmd for cmd in stopping.beat(t.IDLE)
+                        if cmd.WhichOneof("kind") == "assignment"]
+            time.sleep(0.05)
+    got = [w.assignment for w in alive]
+    assert all(x.attempt == 2 and x.world_size == 2 for x in got), got
+    assert sorted(x.rank for x in got) == [0, 1], got
+    j = c.job(job)
+    assert j.world_size == 2 and stopping.id not in j.worker_ids, j
+    assert "worker %s: stopping" % stopping.id in d.log()
+
+
+@t.with_daemon(heartbeat_timeout=1.0)
+def gang_job_waits_for_all_after_a_loss(d, c):
+    """min_workers = num_workers (the default): after a loss the job waits
+    for three workers, parked as before, and restarts on all three once
+    the lost worker is back."""
+    job = c.call("SubmitJob", spec=spec2("gang", 3)).job.id
+    by_rank, ckpt = _three_ranks_with_checkpoint(c, job)
+    lost, alive = _lose_rank_2(c, job, by_rank)
+    with t.keep_beating(*alive):
+        deadline = time.time() + 10
+        while not c.job(job).reason.startswith(
+                "unschedulable: needs 3 cpu workers, 2 registered"):
+            assert time.time() < deadline, c.job(job)
+            time.sleep(0.05)
+        assert c.job(job).state == t.RESTARTING
+        assert not any(w.assignment for w in alive)
+        lost.progress(3)
+        lost.assignment = None
+        lost.commands.clear()
+        with t.keep_beating(lost):
+            _wait_assigned(c, job, alive + [lost])
+    a = [w.assignment for w in alive + [lost]]
+    assert sorted(x.rank for x in a) == [0, 1, 2], a
+    assert all(x.attempt == 2 and x.world_size == 3 for x in a), a
+    assert all(x.resume_checkpoint == ckpt for x in a), a
+    j = c.job(job)
+    assert j.world_size == 3 and "elastic" not in j.reason, j
+
+
 @t.with_daemon("--hang-timeout", "1")
 def hang_is_handled_like_a_lost_worker(d, c):
     job = c.call("SubmitJob", spec=t.small_spec()).job.id
@@ -659,6 +850,10 @@ if __name__ == "__main__":
                  oversized_shard_manifest_fails_at_assignment,
                  lost_assignment_fails_the_attempt_at_once,
                  lost_worker_restarts_from_checkpoint,
+                 elastic_restart_on_survivors,
+                 elastic_restart_waits_for_its_survivors,
+                 elastic_restart_leaves_out_a_stopping_worker,
+                 gang_job_waits_for_all_after_a_loss,
                  hang_is_handled_like_a_lost_worker,
                  user_error_is_not_retried, restart_budget_is_finite,
                  cancel_pending_and_running, checkpoint_commit_and_retention,

@@ -37,6 +37,20 @@
 #                 committed checkpoint: the job restarts from it and
 #                 SUCCEEDS with the final weights and optimizer state of an
 #                 uninterrupted train.zero1 run, bit for bit
+# The elastic cases run three agents the test starts itself (`e2worker
+# --coordinator`, as on other hosts; e2d spawns none, so none is replaced
+# behind the test's back) and a 3-worker job with global batch 6:
+#   elastic_three_to_two
+#                 min_workers 2: one agent frozen (SIGSTOP) after a
+#                 committed checkpoint is declared LOST, and e2d restarts
+#                 the job at once on the two survivors (world size 2) from
+#                 that checkpoint; the frozen agent thawed while attempt 2
+#                 runs is drained and gets no rank in it; the job SUCCEEDS
+#                 with the per-step losses of an uninterrupted 3-worker run
+#   elastic_gang_waits
+#                 min_workers 3 (the default): after the same loss the job
+#                 waits (RESTARTING, unschedulable with 2 workers) and
+#                 restarts on all three once the agent is back, SUCCEEDS
 set -u
 . "$(dirname "$0")/../lib.sh"
 E2D=$1
@@ -51,9 +65,13 @@ HANG=600
 [ "$CASE" = hang ] && HANG=6
 LOCAL=2
 [ "$CASE" = one_vs_four ] && LOCAL=4
+AGENTS=0
+case $CASE in elastic_*) LOCAL=0 AGENTS=3 ;; esac
 E2D_PID=
+AGENT_PIDS=
 
 cleanup() {
+    for p in $AGENT_PIDS; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
     if [ -n "$E2D_PID" ]; then
         for f in "$TMP"/state/workers/local-*.pid; do
             [ -f "$f" ] && kill -CONT "$(cat "$f")" 2>/dev/null
@@ -68,7 +86,8 @@ cd "$TMP" || exit 1
 
 fail() {
     echo "FAIL ($CASE): $*" >&2
-    for f in e2d.log state/workers/local-0.log state/workers/local-1.log; do
+    for f in e2d.log state/workers/local-0.log state/workers/local-1.log agent-1.log agent-2.log \
+        agent-3.log; do
         [ -f "$f" ] && { echo "--- $f" >&2; tail -n 25 "$f" >&2; }
     done
     exit 1
@@ -88,6 +107,15 @@ start_e2d() {
     E2D_PID=$!
     wait_until 10 test -S "$TMP/e2d.sock" || fail "e2d did not listen"
     wait_until 30 idle_workers $LOCAL || fail "the $LOCAL local workers did not register: $(ctl workers)"
+    n=1
+    while [ $n -le $AGENTS ]; do
+        OMP_NUM_THREADS=1 "$E2W" --coordinator "$SOCK" --name "agent-$n" >"agent-$n.out" \
+            2>"agent-$n.log" &
+        AGENT_PIDS="$AGENT_PIDS $!"
+        echo $! >"agent-$n.pid"
+        n=$((n + 1))
+    done
+    wait_until 30 idle_workers $((LOCAL + AGENTS)) || fail "the workers did not register: $(ctl workers)"
 }
 
 write_spec() { # $1 = steps, $2 = checkpoint every, $3 = more train fields
@@ -99,9 +127,9 @@ write_spec() { # $1 = steps, $2 = checkpoint every, $3 = more train fields
    "max_position_embeddings": 32}},
  "data": {"train_shards": ["$TMP/data_train_*.bin"], "eval_shards": ["$TMP/data_val_*.bin"]},
  "augment": {"train_length": 16, "g_max": 4, "n_sink": 2},
- "train": {"steps": $1, "global_batch": 4, "micro_batch": 2, "lr": 0.003, "warmup_steps": 2${3:-}},
+ "train": {"steps": $1, "global_batch": ${GB:-4}, "micro_batch": 2, "lr": 0.003, "warmup_steps": 2${3:-}},
  "checkpoint": {"every": $2, "keep_last": 10},
- "max_restarts": 2,
+ "max_restarts": 2${TOP:-},
  "eval": {"windows": [32], "max_tokens": 64}}
 EOF
 }
@@ -261,6 +289,40 @@ same_final() {
     done
 }
 
+# first_step JOB ATTEMPT: the first step rank 0 of ATTEMPT trained
+first_step() {
+    sed -n 's/^step \([0-9]*\)\/.*/\1/p' "$(jobdir "$1")/attempt-$2/rank-0.log" 2>/dev/null | head -1
+}
+agent_is() { # NAME STATE (LOST ones too)
+    [ "$(ctl workers --all --json 2>/dev/null |
+        json_get "[w['state'] for w in d.get('workers', []) if w.get('hostname') == '$1'][-1]" 2>/dev/null)" = "$2" ]
+}
+attempt_is() { [ "$(job_field "$1" "j['attempt']")" = "$2" ]; }
+reason_has() { job_field "$1" "j.get('reason', '')" | grep -qF "$2"; }
+
+# elastic_interrupt: submits the spec on 3 workers and freezes agent-3
+# (SIGSTOP) once checkpoint step_5 is committed, while the job trains; up
+# to 3 jobs. e2d declares it LOST within the heartbeat timeout. Sets j and
+# last (the job's last committed checkpoint step then; an elastic restart
+# may have committed more since).
+elastic_interrupt() {
+    for try in 1 2 3; do
+        j=$(submit 3) || fail "submit: $(cat submit.err)"
+        FINAL=$(jobdir "$j")/checkpoints/step_$STEPS
+        if kill_when "$(jobdir "$j")/checkpoints/step_5" STOP "$(cat agent-3.pid)"; then
+            leaves_running_within "$j" $HB "the frozen agent (heartbeat timeout)"
+            wait_until 10 agent_is agent-3 WORKER_STATE_LOST || fail "agent-3 not LOST: $(ctl workers --all)"
+            last=$(job_field "$j" "max([c['step'] for c in j.get('checkpoints', [])] or [0])")
+            [ -n "$last" ] && [ "$last" -ge 5 ] && [ "$last" -lt "$STEPS" ] ||
+                fail "last committed checkpoint '$last': $(ctl status "$j")"
+            return 0
+        fi
+        wait_until 60 state_is "$j" JOB_STATE_SUCCEEDED || fail "job $j did not end"
+        wait_until 30 idle_workers 3 || fail "workers not idle"
+    done
+    fail "3 jobs finished before they could be interrupted"
+}
+
 make_data
 start_e2d
 
@@ -417,6 +479,56 @@ zero1)
     [ "$p0" = "$p1" ] && [ $((z0 + z1)) = "$p0" ] && [ "$z0" -lt "$p0" ] && [ "$z1" -lt "$p0" ] ||
         fail "optimizer bytes: plain $p0 $p1, zero1 $z0 $z1 (want two shards adding up to $p0)"
     ;;
+elastic_three_to_two)
+    # Long enough that attempt 2 still trains when agent-3 is thawed.
+    GB=6 TOP=', "min_workers": 2'
+    write_spec 300 5
+    ref=$(submit 3 --wait) || fail "uninterrupted 3-worker job: $(cat submit.err)"
+    elastic_interrupt
+    wait_until 30 attempt_is "$j" 2 || fail "no attempt 2: $(ctl status "$j")"
+    # The lost agent comes back while attempt 2 runs: drained, no rank.
+    kill -CONT "$(cat agent-3.pid)"
+    s=$(job_field "$j" "j['state']")
+    [ "$s" = JOB_STATE_STARTING ] || [ "$s" = JOB_STATE_RUNNING ] ||
+        fail "attempt 2 is $s when agent-3 comes back: $(ctl status "$j")"
+    [ "$(job_field "$j" "j['world_size']")" = 2 ] || fail "world size not 2: $(ctl status "$j")"
+    # The step it resumed from: the newest attempt 1 committed (attempt 2
+    # may have committed more by now).
+    ev=$(events "$j" | grep "^attempt 2 on ")
+    echo "$ev" | grep -q "(elastic: world size 2 of num_workers 3, min_workers 2), resuming from checkpoint step [0-9]*$" ||
+        fail "attempt 2 is not an elastic restart from a checkpoint: $(events "$j")"
+    last=${ev##* }
+    [ "$last" -ge 5 ] && [ "$last" -lt 300 ] || fail "attempt 2 resumed from step $last"
+    grep -q "elastic restart: attempt 2 runs on 2 of 3 workers" e2d.log || fail "no elastic restart in e2d's log"
+    ctl status "$j" | grep -q "Attempt:    2 on 2 of 3 workers" || fail "e2ctl status: $(ctl status "$j")"
+    wait_until 30 agent_is agent-3 WORKER_STATE_IDLE || fail "agent-3 not back and idle: $(ctl workers --all)"
+    grep -q "heartbeat again after being lost" e2d.log || fail "e2d's log does not say agent-3 is back"
+    wait_until 120 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not succeed: $(ctl status "$j")"
+    [ "$(job_field "$j" "j['attempt']")" = 2 ] && [ "$(job_field "$j" "j['restarts']")" = 1 ] &&
+        [ "$(job_field "$j" "j['world_size']")" = 2 ] || fail "not one elastic restart: $(ctl status "$j")"
+    [ -e "$(jobdir "$j")/attempt-2/rank-2.log" ] && fail "attempt 2 had a rank 2"
+    grep -q "assigned $j attempt 2" agent-3.log && fail "agent-3 was given a rank of attempt 2"
+    first=$(first_step "$j" 2)
+    [ "$first" = $((last + 1)) ] || fail "attempt 2 started at step '$first', not $((last + 1))"
+    same_losses "$j" "$ref"
+    ;;
+elastic_gang_waits)
+    GB=6
+    write_spec 40 5
+    elastic_interrupt
+    wait_until 20 reason_has "$j" "unschedulable: needs 3 cpu workers, 2 registered" ||
+        fail "not waiting for 3 workers: $(ctl status "$j")"
+    wait_until 20 idle_workers 2 || fail "the survivors are not idle: $(ctl workers)"
+    state_is "$j" JOB_STATE_RESTARTING && [ "$(job_field "$j" "j['attempt']")" = 1 ] ||
+        fail "the job did not wait: $(ctl status "$j")"
+    kill -CONT "$(cat agent-3.pid)"
+    wait_until 120 state_is "$j" JOB_STATE_SUCCEEDED || fail "job did not succeed: $(ctl status "$j")"
+    [ "$(job_field "$j" "j['attempt']")" = 2 ] && [ "$(job_field "$j" "j['world_size']")" = 3 ] ||
+        fail "not restarted on 3: $(ctl status "$j")"
+    events "$j" | grep -q "resuming from checkpoint step $last$" ||
+        fail "the restart did not resume from step $last: $(events "$j")"
+    grep -q "step $STEPS/$STEPS" "$(jobdir "$j")/attempt-2/rank-2.log" || fail "rank 2 of attempt 2 did not finish"
+    ;;
 zero1_kill9)
     write_spec 40 5 ', "zero1": true'
     interrupt 2 step_10 KILL 1
@@ -439,7 +551,8 @@ wait "$E2D_PID"
 rc=$?
 E2D_PID=
 [ $rc = 0 ] || fail "e2d exited with status $rc"
-if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" e2d.log state/workers/*.log; then
+if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" e2d.log state/workers/*.log \
+    agent-*.log 2>/dev/null; then
     fail "sanitizer report"
 fi
 exit 0

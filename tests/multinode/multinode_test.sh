@@ -19,21 +19,20 @@
 # Usage (as root): multinode_test.sh E2D E2WORKER E2CTL CASE
 # Cases:
 #   host_lost_detected_and_resumed_on_survivors
-#                 a 3-worker job; host-3's link goes down after a committed
-#                 checkpoint: e2d declares its worker LOST within the
-#                 heartbeat timeout, the survivors' ranks are aborted out of
-#                 their blocked collectives and go IDLE, and the job is kept
-#                 for a restart (RESTARTING, not FAILED). e2d has no elastic
-#                 shrink (a restart needs num_workers workers), so the
-#                 2-host path is the operator's: the job is cancelled and
-#                 resubmitted with resume_from its last committed checkpoint
-#                 on num_workers 2, and SUCCEEDS on host-1 and host-2 from
-#                 that step (not step 0)
+#                 a 3-worker job with min_workers 2; host-3's link goes down
+#                 after a committed checkpoint: e2d declares its worker LOST
+#                 within the heartbeat timeout, the survivors' ranks are
+#                 aborted out of their blocked collectives, and e2d restarts
+#                 the job elastically at once on host-1 and host-2 (attempt
+#                 2, world size 2) from the last committed checkpoint; it
+#                 SUCCEEDS, training on from that step (not step 0)
 #   host_link_restored_rejoins
-#                 the same link loss; then the link comes back: host-3's
-#                 agent re-registers (ListWorkers shows it again, not LOST),
-#                 and the job restarts on all three hosts from its last
-#                 committed checkpoint and SUCCEEDS
+#                 a 3-worker gang job (min_workers 3, the default) and the
+#                 same link loss: the survivors go IDLE and the job waits
+#                 for a restart (RESTARTING, not FAILED); then the link
+#                 comes back: host-3's agent re-registers (ListWorkers shows
+#                 it again, not LOST), and the job restarts on all three
+#                 hosts from its last committed checkpoint and SUCCEEDS
 # Everything is bounded; the namespaces and processes go on any exit.
 set -u
 . "$(dirname "$0")/../lib.sh"
@@ -164,6 +163,7 @@ worker_not() { s=$(worker_state "$1"); [ -n "$s" ] && [ "$s" != "$2" ]; }
 idle_hosts() {
     [ "$(ctl workers --json 2>/dev/null | json_get "sum(w['state'] == 'WORKER_STATE_IDLE' for w in d.get('workers', []))")" = "$1" ]
 }
+attempt_is() { [ "$(job_field "$1" "j['attempt']")" = "$2" ]; }
 last_ckpt() { job_field "$1" "max([c['step'] for c in j.get('checkpoints', [])] or [0])"; }
 ckpt_committed() { s=$(last_ckpt "$1"); [ -n "$s" ] && [ "$s" -gt 0 ]; }
 events() { job_field "$1" "'\n'.join(e.get('reason', '') for e in j.get('events', []))"; }
@@ -179,7 +179,7 @@ write_spec() { # STEPS [extra top-level fields]
  "data": {"train_shards": ["$TMP/data_train_*.bin"], "eval_shards": ["$TMP/data_val_*.bin"]},
  "augment": {"train_length": 16, "g_max": 4, "n_sink": 2},
  "train": {"steps": $1, "global_batch": 6, "micro_batch": 2, "lr": 0.003, "warmup_steps": 2},
- "checkpoint": {"every": 5, "keep_last": 50},
+ "checkpoint": {"every": 5, "keep_last": 100},
  "max_restarts": 2${2:-},
  "eval": {"windows": [32], "max_tokens": 64}}
 EOF
@@ -207,8 +207,11 @@ for n in 1 2 3; do
 done
 
 # Long enough that the link goes down well before the end, even on a fast
-# machine: the first checkpoint is at step 5 of 300.
-write_spec 300
+# machine: the first checkpoint is at step 5 of 300 (all 60 are kept).
+case $CASE in
+host_lost_detected_and_resumed_on_survivors) write_spec 300 ', "min_workers": 2' ;;
+*) write_spec 300 ;;
+esac
 j=$(submit 3) || fail "submit: $(cat submit.err)"
 wait_until 60 ckpt_committed "$j" || fail "no committed checkpoint: $(ctl status "$j")"
 state_is "$j" JOB_STATE_RUNNING || fail "the job is no longer running: $(ctl status "$j")"
@@ -220,6 +223,7 @@ for n in 1 2 3; do
 done
 
 ip -n "$NSB" link set p-h3 down || fail "link down"
+t0ms=$(date +%s%3N)
 t0=$(date +%s)
 wait_until $((HB + 10)) worker_is host-3 WORKER_STATE_LOST || fail "host-3 not LOST within $((HB + 10)) s"
 dt=$(($(date +%s) - t0))
@@ -228,29 +232,48 @@ echo "host-3 declared LOST $dt s after its link went down (heartbeat timeout $HB
 wait_until 5 left_running "$j" || fail "the job still RUNNING after host-3 was lost: $(ctl status "$j")"
 events "$j" | grep -q "no heartbeat" || fail "no heartbeat loss recorded: $(events "$j")"
 grep -q "worker .*: lost: no heartbeat" e2d.log || fail "e2d's log does not say the worker was lost"
-# The survivors were blocked in a collective with host-3; e2d's Abort gets
-# them out (long before Gloo's own timeout) and they go IDLE.
-wait_until 20 worker_is host-1 WORKER_STATE_IDLE || fail "host-1 not IDLE: $(ctl workers --all)"
-wait_until 20 worker_is host-2 WORKER_STATE_IDLE || fail "host-2 not IDLE: $(ctl workers --all)"
-s=$(job_field "$j" "j['state']")
-[ "$s" = JOB_STATE_RESTARTING ] || [ "$s" = JOB_STATE_PENDING ] ||
-    fail "the job is $s, not kept for a restart: $(ctl status "$j")"
-last=$(last_ckpt "$j")
 
 case $CASE in
 host_lost_detected_and_resumed_on_survivors)
-    ctl cancel "$j" --grace 1 >/dev/null || fail "cancel"
-    wait_until 20 state_is "$j" JOB_STATE_CANCELLED || fail "not CANCELLED: $(ctl status "$j")"
-    [ -d "$(jobdir "$j")/checkpoints/step_$last" ] || fail "checkpoint step_$last is missing"
-    write_spec 300 ", \"resume_from\": \"$(jobdir "$j")/checkpoints/step_$last\""
-    j2=$(submit 2) || fail "resubmit on 2 workers: $(cat submit.err)"
-    wait_until 150 state_is "$j2" JOB_STATE_SUCCEEDED || fail "the resumed job did not succeed: $(ctl status "$j2")"
-    first=$(first_step "$j2" 1)
-    [ "$first" = $((last + 1)) ] || fail "the resumed job started at step '$first', not $((last + 1))"
-    grep -q "step $STEPS/$STEPS" "$(jobdir "$j2")/attempt-1/rank-1.log" || fail "rank 1 of the resumed job did not finish"
-    echo "resumed on host-1 and host-2 from committed step $last; SUCCEEDED"
+    # The survivors were blocked in a collective with host-3; e2d's Abort
+    # gets them out (long before Gloo's own timeout) and the job restarts
+    # on them at once.
+    wait_until 30 attempt_is "$j" 2 || fail "no elastic restart on the survivors: $(ctl status "$j")"
+    [ "$(job_field "$j" "j['world_size']")" = 2 ] || fail "attempt 2's world size is not 2: $(ctl status "$j")"
+    # From the stored events: the loss, and attempt 2's start, after t0.
+    at() { job_field "$j" "[int(e['time_unix_ms']) - $t0ms for e in j['events'] if e['state'] == '$1'][-1]"; }
+    echo "after the link went down: the job RESTARTING at $(at JOB_STATE_RESTARTING) ms," \
+        "attempt 2 STARTING on the survivors at $(at JOB_STATE_STARTING) ms"
+    ev=$(events "$j" | grep "^attempt 2 on ")
+    echo "$ev" | grep -q "(elastic: world size 2 of num_workers 3, min_workers 2), resuming from checkpoint step [0-9]*$" ||
+        fail "attempt 2 is not an elastic restart from a checkpoint: $(events "$j")"
+    last=${ev##* }
+    [ "$last" -ge 5 ] || fail "attempt 2 resumed from step $last"
+    [ "$(job_field "$j" "[c['attempt'] for c in j['checkpoints'] if c['step'] == $last][0]")" = 1 ] ||
+        fail "step $last is not a checkpoint attempt 1 committed: $(ctl status "$j")"
+    grep -q "elastic restart: attempt 2 runs on 2 of 3 workers" e2d.log || fail "no elastic restart in e2d's log"
+    wait_until 150 state_is "$j" JOB_STATE_SUCCEEDED || fail "the job did not succeed: $(ctl status "$j")"
+    [ "$(job_field "$j" "j['attempt']")" = 2 ] && [ "$(job_field "$j" "j['restarts']")" = 1 ] &&
+        [ "$(job_field "$j" "j['world_size']")" = 2 ] || fail "not one elastic restart: $(ctl status "$j")"
+    first=$(first_step "$j" 2)
+    [ "$first" = $((last + 1)) ] || fail "attempt 2 started at step '$first', not $((last + 1))"
+    grep -q "step $STEPS/$STEPS" "$(jobdir "$j")/attempt-2/rank-1.log" || fail "rank 1 of attempt 2 did not finish"
+    [ -e "$(jobdir "$j")/attempt-2/rank-2.log" ] && fail "attempt 2 had a rank 2"
+    for n in 1 2; do
+        grep -q "assigned $j attempt 2 rank [01]/2" host-$n.log || fail "host-$n had no rank of attempt 2"
+    done
+    worker_is host-3 WORKER_STATE_LOST || fail "host-3 is not LOST: $(ctl workers --all)"
+    echo "restarted elastically on host-1 and host-2 from committed step $last; SUCCEEDED"
     ;;
 host_link_restored_rejoins)
+    # The survivors were blocked in a collective with host-3; e2d's Abort
+    # gets them out (long before Gloo's own timeout) and they go IDLE.
+    wait_until 20 worker_is host-1 WORKER_STATE_IDLE || fail "host-1 not IDLE: $(ctl workers --all)"
+    wait_until 20 worker_is host-2 WORKER_STATE_IDLE || fail "host-2 not IDLE: $(ctl workers --all)"
+    s=$(job_field "$j" "j['state']")
+    [ "$s" = JOB_STATE_RESTARTING ] || [ "$s" = JOB_STATE_PENDING ] ||
+        fail "the job is $s, not kept for a restart: $(ctl status "$j")"
+    last=$(last_ckpt "$j")
     ip -n "$NSB" link set p-h3 up || fail "link up"
     wait_until 30 worker_not host-3 WORKER_STATE_LOST || fail "host-3 did not come back: $(ctl workers --all)"
     grep -q "worker .*: heartbeat again after being lost" e2d.log || fail "e2d's log does not say host-3 is back"

@@ -340,6 +340,8 @@ static int case_validate_ranges(void) {
         { "num_workers", "0", "spec.num_workers must be in [1, 1024] (got 0)" },
         { "num_workers", "3", "spec.num_workers (3) must divide spec.train.global_batch (8)" },
         { "max_restarts", "5000", "spec.max_restarts must be in [0, 1000] (got 5000)" },
+        { "min_workers", "0", "spec.min_workers must be in [1, 2] (got 0)" },
+        { "min_workers", "3", "spec.min_workers must be in [1, 2] (got 3)" },
         { "model.hf_dir", "/x", "spec.model.config must be empty when spec.model.hf_dir is set" },
         { "model.config.hidden_size", "0",
           "spec.model.config.hidden_size must be in [1, 65536] (got 0)" },
@@ -449,6 +451,24 @@ static int case_validate_ranges(void) {
         CHECK_MSG(err, t[i].want);
         e2_spec_free(s);
     }
+    /* min_workers: default num_workers; an elastic gang must split the
+     * global batch evenly. */
+    E2__V1__JobSpec *m = parse(good);
+    CHECK(e2_spec_set(m, "num_workers", "4", err, sizeof err) == 0);
+    CHECK(e2_spec_validate(m, err, sizeof err) == 0);
+    CHECK(e2_spec_apply_defaults(m, err, sizeof err) == 0);
+    CHECK(m->has_min_workers && m->min_workers == 4);
+    e2_spec_free(m);
+    m = parse(good);
+    CHECK(e2_spec_set(m, "num_workers", "4", err, sizeof err) == 0);
+    CHECK(e2_spec_set(m, "min_workers", "2", err, sizeof err) == 0);
+    CHECK(e2_spec_validate(m, err, sizeof err) == 0);
+    CHECK(e2_spec_set(m, "min_workers", "3", err, sizeof err) == 0);
+    CHECK(e2_spec_validate(m, err, sizeof err) != 0);
+    CHECK(strchr(err, '\n') == NULL);
+    CHECK_MSG(err, "spec.min_workers (3) must divide spec.train.global_batch (8): an elastic "
+                   "restart splits the global batch evenly over its ranks");
+    e2_spec_free(m);
     /* Interpolated windows must keep t and positions in int32. */
     E2__V1__JobSpec *w = parse(good);
     CHECK(e2_spec_set(w, "augment.g_max", "1024", err, sizeof err) == 0);

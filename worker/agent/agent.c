@@ -744,6 +744,8 @@ static int do_heartbeat(e2w_agent *a, char *msg, size_t msglen) {
     req.has_state = 1;
     req.state =
         a->job ? E2__V1__WORKER_STATE__WORKER_STATE_BUSY : E2__V1__WORKER_STATE__WORKER_STATE_IDLE;
+    /* Shutting down: e2d gives this worker no new rank. */
+    if (a->stop_requested) req.has_stopping = req.stopping = 1;
     if (a->job) {
         job_progress(a->job, &prog);
         req.progress = &prog;
@@ -881,7 +883,12 @@ int e2w_agent_run(e2w_agent *a, char *err, size_t errlen) {
         int finished = j && j->finished;
         int registered = *a->worker_id != 0;
         pthread_mutex_unlock(&a->mu);
-        if (stopping && !j) break;
+        if (stopping && !j) {
+            /* e2d hears it is going (one try): no rank lands on it while
+             * it would still look idle until its heartbeat timeout. */
+            if (registered) do_heartbeat(a, msg, sizeof msg);
+            break;
+        }
         if (finished) job_join(a, j);
 
         int st;

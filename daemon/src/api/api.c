@@ -256,8 +256,10 @@ static E2__V1__Job *api_job_msg_whole(e2d_server *srv, const e2_store_job *j, in
     m->attempt = (uint32_t)j->attempt;
     m->restarts = (uint32_t)j->restarts;
     m->user_errors = (uint32_t)j->user_errors;
-    m->has_cancellations = 1;
+    m->has_cancellations = m->has_world_size = 1;
     m->cancellations = (uint32_t)j->cancellations;
+    /* 0 before the first start; rows from before schema 5: num_workers. */
+    m->world_size = (uint32_t)(j->world_size ? j->world_size : j->attempt ? j->num_workers : 0);
     m->has_step = m->has_total_steps = m->has_loss = 1;
     m->step = (uint32_t)j->step;
     m->total_steps = (uint32_t)j->total_steps;
@@ -360,6 +362,7 @@ static int api_store_job(e2d_server *srv, const E2__V1__JobSpec *spec, const E2_
     j->priority = full->priority;
     snprintf(j->device, sizeof j->device, "%s", full->device);
     j->num_workers = (int)full->num_workers;
+    j->min_workers = (int)full->min_workers;
     j->max_restarts = (int)full->max_restarts;
     j->keep_last = (int)full->checkpoint->keep_last;
     j->total_steps = full->train->steps;

@@ -225,6 +225,7 @@ static void wapi_register_worker(e2_rpc_call *call, const ProtobufCMessage *msg,
     w->seen_ms = e2d_mono_ms();
     w->draining = 0;
     w->assign_out = 0;
+    w->leaving = 0;
     w->row.state = WS_IDLE;
     w->row.job[0] = 0;
     w->row.attempt = 0;
@@ -357,6 +358,12 @@ static void wapi_heartbeat(e2_rpc_call *call, const ProtobufCMessage *msg, void 
     if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret))) return;
     w->seen_ms = e2d_mono_ms();
     w->seen_wall_ms = e2d_now_ms();
+    if (req->has_stopping && req->stopping && !w->leaving) {
+        /* Shutting down: no new rank (an elastic restart of its job runs
+         * on the others); LOST once it is silent. */
+        w->leaving = 1;
+        e2d_log("worker %s: stopping (its process is shutting down); no new rank", w->row.id);
+    }
     if (w->row.state == WS_LOST) {
         /* Back after being declared lost: its attempt has ended. One that
          * still runs that rank drains it first (the Abort below; IDLE once

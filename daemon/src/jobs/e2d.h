@@ -78,6 +78,9 @@ typedef struct e2d_worker {
      * The scheduler gives such a worker a rank only when no other idle
      * worker can take it, so a restart does not land on it again. */
     int64_t missed_ms;
+    /* Its last heartbeat said it is shutting down (HeartbeatRequest.
+     * stopping): it gets no new rank until it registers again. */
+    int leaving;
 } e2d_worker;
 
 /* A checkpoint step some ranks of a run have reported. */

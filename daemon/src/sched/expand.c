@@ -63,11 +63,11 @@ static void expand_after(uv_work_t *req, int status) {
     expand_free(x);
 }
 
-int e2d_expand_start(e2d_server *srv, const e2_store_job *j, e2d_worker **gang,
+int e2d_expand_start(e2d_server *srv, const e2_store_job *j, e2d_worker **gang, int world,
                      e2d_expand_done_cb done) {
     e2d_expand_req *x = calloc(1, sizeof *x);
-    if (!x || !(x->gang = calloc((size_t)j->num_workers, sizeof *x->gang)) ||
-        expand_patterns(j, x) < 0 || x->npat == 0) {
+    if (!x || !(x->gang = calloc((size_t)world, sizeof *x->gang)) || expand_patterns(j, x) < 0 ||
+        x->npat == 0) {
         if (x) expand_free(x);
         return 1;
     }
@@ -75,7 +75,7 @@ int e2d_expand_start(e2d_server *srv, const e2_store_job *j, e2d_worker **gang,
     x->done = done;
     x->req.data = x;
     x->attempt = j->attempt;
-    x->n = j->num_workers;
+    x->n = world;
     snprintf(x->job, sizeof x->job, "%s", j->id);
     for (int r = 0; r < x->n; r++) snprintf(x->gang[r], sizeof x->gang[r], "%s", gang[r]->row.id);
     if (uv_queue_work(srv->loop, &x->req, expand_work, expand_after) < 0) {

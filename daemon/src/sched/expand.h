@@ -38,12 +38,13 @@ struct e2d_expand_req {
     char err[E2_ERRLEN];
 };
 
-/* Holds gang (j->num_workers workers) for j and expands j's training shard
+/* Holds the first world workers of gang (world <= j->num_workers: fewer
+ * on an elastic restart) for j and expands j's training shard
  * patterns on the thread pool; done follows. Returns 0 when queued; 1 when
  * there is nothing to expand (no patterns, or a relative one: the ranks'
  * working directory is not e2d's) or no memory for it: the caller starts
  * the attempt without a manifest, as it did before. */
-int e2d_expand_start(e2d_server *srv, const e2_store_job *j, e2d_worker **gang,
+int e2d_expand_start(e2d_server *srv, const e2_store_job *j, e2d_worker **gang, int world,
                      e2d_expand_done_cb done);
 
 /* 1 while job's manifest is being expanded. */

@@ -9,7 +9,13 @@
  * so a large job is never starved by a stream of small ones. A job that
  * cannot fit even the registered workers of its device (LOST ones not
  * counted) blocks nothing: it stays PENDING as unschedulable, with the
- * reason in Job.reason, and the jobs behind it are backfilled. Every
+ * reason in Job.reason, and the jobs behind it are backfilled. A
+ * RESTARTING job with spec.min_workers below num_workers is elastic: once
+ * the ranks of its failed attempt have stopped (or a heartbeat timeout
+ * after their Abort), it starts on the idle workers there are, between
+ * min_workers and num_workers of them (the most that divide its global
+ * batch), instead of waiting for all; it does not grow back during that
+ * attempt. Every
  * event that can change the answer runs a pass: a transition (submit,
  * cancel, end of an attempt), a worker registering, going idle or lost.
  *
@@ -293,7 +299,7 @@ static E2__V1__Command *sched_assignment(e2d_server *srv, const e2_store_job *j,
     a->has_attempt = a->has_rank = a->has_world_size = a->has_start_step = 1;
     a->attempt = (uint32_t)j->attempt;
     a->rank = (uint32_t)rank;
-    a->world_size = (uint32_t)j->num_workers;
+    a->world_size = (uint32_t)j->world_size;
     a->start_step = (uint32_t)(start_step > 0 ? start_step : 0);
     /* The packed spec (no JSON parse on the loop thread); rows from
      * before schema 4 have only the JSON. */
@@ -338,14 +344,14 @@ static int sched_assignment_too_big(e2d_server *srv, e2_store_job *j,
     return 1;
 }
 
-/* Starts attempt j->attempt + 1 on the given workers (all idle, of j's
- * device kind): rows and transition in one transaction, then commands.
- * files: rank 0's shard manifest (NULL: none). */
-static int sched_start(e2d_server *srv, e2_store_job *j, e2d_worker **gang,
+/* Starts attempt j->attempt + 1 on the first `world` of the given workers
+ * (all idle, of j's device kind): rows and transition in one
+ * transaction, then commands. files: rank 0's shard manifest (NULL: none). */
+static int sched_start(e2d_server *srv, e2_store_job *j, e2d_worker **gang, int world,
                        const e2_shard_list *files) {
     char err[E2_ERRLEN], ckpt[E2_JOBDIR_PATHLEN], reason[1024];
     size_t off;
-    int attempt = j->attempt + 1;
+    int attempt = j->attempt + 1, old_world = j->world_size;
     int64_t step = e2_ckpt_latest(srv, j->id, ckpt);
     E2__V1__Command *first;
     e2d_run *run;
@@ -354,9 +360,13 @@ static int sched_start(e2d_server *srv, e2_store_job *j, e2d_worker **gang,
         return E2_ERR;
     }
     off = (size_t)snprintf(reason, sizeof reason, "attempt %d on ", attempt);
-    for (int r = 0; r < j->num_workers && off < sizeof reason; r++)
+    for (int r = 0; r < world && off < sizeof reason; r++)
         off += (size_t)snprintf(reason + off, sizeof reason - off, "%s%s", r ? "," : "",
                                 gang[r]->row.id);
+    if (world < j->num_workers && off < sizeof reason)
+        off += (size_t)snprintf(reason + off, sizeof reason - off,
+                                " (elastic: world size %d of num_workers %d, min_workers %d)",
+                                world, j->num_workers, j->min_workers);
     if (step >= 0 && off < sizeof reason)
         snprintf(reason + off, sizeof reason - off, ", resuming from checkpoint step %lld",
                  (long long)step);
@@ -365,20 +375,23 @@ static int sched_start(e2d_server *srv, e2_store_job *j, e2d_worker **gang,
      * would not fit a worker's message limit fails the job here, with the
      * reason, instead of being lost on the way. */
     j->attempt = attempt;
+    j->world_size = world;
     first = sched_assignment(srv, j, 0, step >= 0 ? ckpt : "", step, NULL, files);
     j->attempt = attempt - 1;
+    j->world_size = old_world;
     if (first && sched_assignment_too_big(srv, j, first)) {
         protobuf_c_message_free_unpacked(&first->base, NULL);
         return E2_ERR;
     }
-    if (!(run = sched_run_new(srv, j->id, attempt, j->num_workers, step > 0 ? step : 0))) {
+    if (!(run = sched_run_new(srv, j->id, attempt, world, step > 0 ? step : 0))) {
         if (first) protobuf_c_message_free_unpacked(&first->base, NULL);
         return E2_ERR;
     }
     if (e2_store_begin(srv->db, err, sizeof err) < 0) goto fail;
     j->attempt = attempt;
+    j->world_size = world;
     j->step = step > 0 ? step : 0;
-    for (int r = 0; r < j->num_workers; r++) {
+    for (int r = 0; r < world; r++) {
         e2d_worker *w = gang[r];
         w->row.state = WS_BUSY;
         snprintf(w->row.job, sizeof w->row.job, "%s", j->id);
@@ -396,7 +409,10 @@ static int sched_start(e2d_server *srv, e2_store_job *j, e2d_worker **gang,
                          e2d_job_transition(srv, j, E2_JOBSTATE_STARTING, reason) == 0,
                      err, sizeof err) < 0)
         goto fail_tx;
-    for (int r = 1; r < j->num_workers; r++) {
+    if (world < j->num_workers)
+        e2d_log("job %s: elastic restart: attempt %d runs on %d of %d workers (min_workers %d)",
+                j->id, attempt, world, j->num_workers, j->min_workers);
+    for (int r = 1; r < world; r++) {
         E2__V1__Command *c = sched_assignment(srv, j, r, step >= 0 ? ckpt : "", step,
                                               first ? first->assignment : NULL, NULL);
         if (c) e2_sched_worker_push(gang[r], c);
@@ -406,7 +422,8 @@ static int sched_start(e2d_server *srv, e2_store_job *j, e2d_worker **gang,
 fail_tx:
     e2d_log("job %s: start failed: %s", j->id, err);
     j->attempt = attempt - 1;
-    for (int r = 0; r < j->num_workers; r++) {
+    j->world_size = old_world;
+    for (int r = 0; r < world; r++) {
         gang[r]->row.state = WS_IDLE;
         gang[r]->row.job[0] = 0;
         gang[r]->row.attempt = 0;
@@ -450,7 +467,7 @@ static int sched_collect_job(void *ud, const e2_store_job *j) {
 }
 
 static int sched_idle(const e2d_worker *w, const char *device) {
-    return w->row.state == WS_IDLE && !w->draining && !strcmp(w->row.device, device);
+    return w->row.state == WS_IDLE && !w->draining && !w->leaving && !strcmp(w->row.device, device);
 }
 
 /* Workers of a device kind that are registered and not LOST. */
@@ -470,14 +487,15 @@ static int sched_registered(e2d_server *srv, const char *device) {
 
 /* Says in the job's reason (stored, shown by GetJob; no event) why it
  * waits, when that changed: too few workers of its device registered
- * (parked; it blocks nothing), or enough registered but busy. The saves
- * of one pass share one transaction (*tx: open), which the pass commits
- * before it starts a job and at its end: one commit instead of one per
- * queued job (with 1,000 parked jobs, 1,000 fsyncs stalled the loop for
- * seconds). */
-static void sched_wait_reason(e2d_server *srv, e2_store_job *j, int registered, int *tx) {
+ * (parked; it blocks nothing), or enough registered but busy. `need`:
+ * the workers it can start on (num_workers, or min_workers when elastic).
+ * The saves of one pass share one transaction (*tx: open), which the pass
+ * commits before it starts a job and at its end: one commit instead of
+ * one per queued job (with 1,000 parked jobs, 1,000 fsyncs stalled the
+ * loop for seconds). */
+static void sched_wait_reason(e2d_server *srv, e2_store_job *j, int registered, int need, int *tx) {
     char why[256], err[E2_ERRLEN];
-    int parked = registered < j->num_workers;
+    int parked = registered < need;
     int was = j->reason && !strncmp(j->reason, SCHED_UNSCHEDULABLE, strlen(SCHED_UNSCHEDULABLE));
     char *copy;
     if (!parked && !was) return;
@@ -485,10 +503,10 @@ static void sched_wait_reason(e2d_server *srv, e2_store_job *j, int registered, 
         snprintf(why, sizeof why,
                  SCHED_UNSCHEDULABLE "needs %d %s worker%s, "
                                      "%d registered; it waits for more and holds up no other job",
-                 j->num_workers, j->device, j->num_workers == 1 ? "" : "s", registered);
+                 need, j->device, need == 1 ? "" : "s", registered);
     else
-        snprintf(why, sizeof why, "waiting for %d idle %s worker%s", j->num_workers, j->device,
-                 j->num_workers == 1 ? "" : "s");
+        snprintf(why, sizeof why, "waiting for %d idle %s worker%s", need, j->device,
+                 need == 1 ? "" : "s");
     if (j->reason && !strcmp(j->reason, why)) return;
     if (!(copy = strdup(why))) return;
     free(j->reason);
@@ -500,6 +518,41 @@ static void sched_wait_reason(e2d_server *srv, e2_store_job *j, int registered, 
             *tx = 1;
     }
     if (e2d_job_save(srv, j) == 0 && parked) e2d_log("job %s: %s", j->id, why);
+}
+
+/* The job may restart on fewer than num_workers workers (see the top). */
+static int sched_elastic(const e2_store_job *j) {
+    return j->state == E2_JOBSTATE_RESTARTING && j->min_workers > 0 &&
+           j->min_workers < j->num_workers;
+}
+
+/* A rank of j's last attempt is still stopping on w (its Abort less than
+ * a heartbeat timeout ago): an elastic restart waits for it. */
+static int sched_draining_for(e2d_server *srv, const e2d_worker *w, const e2_store_job *j) {
+    return w->row.state == WS_BUSY && w->draining && !strcmp(w->row.job, j->id) &&
+           w->row.attempt == j->attempt &&
+           (!w->abort_ms || e2d_mono_ms() - w->abort_ms < srv->hb_timeout_ms);
+}
+
+/* spec.train.global_batch of j (defaults applied); 0 if unreadable. */
+static uint32_t sched_global_batch(const e2_store_job *j) {
+    char err[E2_ERRLEN];
+    uint32_t gb = 0;
+    E2__V1__JobSpec *s = j->spec_pb
+                             ? e2__v1__job_spec__unpack(NULL, j->spec_pb_len, j->spec_pb)
+                             : e2_spec_parse(j->spec_json, strlen(j->spec_json), err, sizeof err);
+    if (s && e2_spec_apply_defaults(s, err, sizeof err) == 0) gb = s->train->global_batch;
+    if (s) e2_spec_free(s);
+    return gb;
+}
+
+/* The world size of an elastic restart on `idle` workers: the largest
+ * n in [min_workers, idle] that divides the global batch; 0: none. */
+static int sched_elastic_world(const e2_store_job *j, int idle) {
+    uint32_t gb = sched_global_batch(j);
+    for (int n = idle; gb && n >= j->min_workers; n--)
+        if (gb % (uint32_t)n == 0) return n;
+    return 0;
 }
 
 /* Commits the waiting reasons a pass saved (sched_wait_reason). */
@@ -525,7 +578,7 @@ static void sched_manifest_ready(e2d_server *srv, const e2d_expand_req *x,
         for (int r = 0; ok && r < x->n; r++)
             ok = (gang[r] = e2d_worker_find(srv, x->gang[r])) && sched_idle(gang[r], j.device);
         if (ok && !files) e2d_log("job %s: no shard manifest (%s)", j.id, err);
-        if (ok) sched_start(srv, &j, gang, files);
+        if (ok) sched_start(srv, &j, gang, x->n, files);
         e2_store_job_free(&j);
     }
     if (!ok) srv->sched_pending = 1;
@@ -548,7 +601,7 @@ void e2_sched_run_queue(e2d_server *srv) {
     for (size_t i = 0; i < q.n; i++) {
         e2_store_job j;
         e2d_worker **gang;
-        int n = 0, skip = 0, registered;
+        int n = 0, skip = 0, registered, need, world = 0;
         /* Behind a blocked job of its device: skipped without reading its
          * row again (the pass is O(queue); a read per job made it slow). */
         for (int b = 0; b < nblocked; b++) skip |= !strcmp(blocked[b], q.devs[i]);
@@ -556,8 +609,9 @@ void e2_sched_run_queue(e2d_server *srv) {
             continue;
         /* A job the registered workers can never hold blocks nothing. */
         registered = sched_registered(srv, j.device);
-        sched_wait_reason(srv, &j, registered, &tx);
-        skip = registered < j.num_workers;
+        need = sched_elastic(&j) ? j.min_workers : j.num_workers;
+        sched_wait_reason(srv, &j, registered, need, &tx);
+        skip = registered < need;
         if (skip || j.num_workers <= 0 || !(gang = calloc((size_t)j.num_workers, sizeof *gang))) {
             e2_store_job_free(&j);
             continue;
@@ -569,9 +623,17 @@ void e2_sched_run_queue(e2d_server *srv) {
                     !e2d_expand_worker_held(srv, w))
                     gang[n++] = w;
         if (n == j.num_workers) {
+            world = n;
+        } else if (n >= need) { /* elastic, once the last attempt's ranks stopped */
+            int stopping = 0;
+            for (e2d_worker *w = srv->workers; w && !stopping; w = w->next)
+                stopping = sched_draining_for(srv, w, &j);
+            if (!stopping) world = sched_elastic_world(&j, n);
+        }
+        if (world > 0) {
             sched_reasons_commit(srv, &tx);
-            if (e2d_expand_start(srv, &j, gang, sched_manifest_ready) != 0)
-                sched_start(srv, &j, gang, NULL);
+            if (e2d_expand_start(srv, &j, gang, world, sched_manifest_ready) != 0)
+                sched_start(srv, &j, gang, world, NULL);
         } else if (nblocked < 8)
             snprintf(blocked[nblocked++], sizeof blocked[0], "%s", j.device);
         free(gang);
@@ -797,19 +859,21 @@ static void sched_restore_worker(void *ud, const e2_store_worker *row) {
  * worker is still registered (not LOST); it then has one heartbeat
  * timeout to check in, like any worker. Otherwise the attempt is over. */
 static void sched_recover_job(e2d_server *srv, e2_store_job *j) {
-    e2d_worker **gang = calloc((size_t)j->num_workers, sizeof *gang);
+    /* The attempt's own world size (an elastic restart's may be smaller
+     * than num_workers; 0 in rows from before schema 5). */
+    int world = j->world_size > 0 ? j->world_size : j->num_workers;
+    e2d_worker **gang = calloc((size_t)world, sizeof *gang);
     int n = 0;
     char why[256];
     e2d_run *run;
     if (!gang) return;
     for (e2d_worker *w = srv->workers; w; w = w->next)
-        if (sched_worker_holds(w, j->id, j->attempt) && w->row.rank >= 0 &&
-            w->row.rank < j->num_workers && !gang[w->row.rank]) {
+        if (sched_worker_holds(w, j->id, j->attempt) && w->row.rank >= 0 && w->row.rank < world &&
+            !gang[w->row.rank]) {
             gang[w->row.rank] = w;
             n++;
         }
-    if (n == j->num_workers &&
-        (run = sched_run_new(srv, j->id, j->attempt, j->num_workers, j->step))) {
+    if (n == world && (run = sched_run_new(srv, j->id, j->attempt, world, j->step))) {
         for (int r = 0; r < n; r++)
             snprintf(run->workers[r], sizeof run->workers[r], "%s", gang[r]->row.id);
         /* A cancel in progress gets its workers a fresh short grace (the
@@ -823,7 +887,7 @@ static void sched_recover_job(e2d_server *srv, e2_store_job *j) {
         free(gang);
         return;
     }
-    for (int r = 0; r < j->num_workers; r++)
+    for (int r = 0; r < world; r++)
         if (gang[r]) {
             e2_sched_queue_abort(gang[r], j->id, j->attempt, "e2d restarted; the attempt is over");
             gang[r]->draining = 1;

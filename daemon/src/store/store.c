@@ -82,12 +82,17 @@ static const char *store_migrations[E2_STORE_SCHEMA_VERSION] = {
      * embed as it is instead of parsing spec's JSON. */
     ("ALTER TABLE workers ADD COLUMN secret_sha256 TEXT NOT NULL DEFAULT '';"
      "ALTER TABLE jobs ADD COLUMN spec_pb BLOB;"),
+    /* 4 -> 5: elastic restarts: each job's smallest gang (spec.min_workers)
+     * and the ranks of its current attempt (0: num_workers). */
+    ("ALTER TABLE jobs ADD COLUMN min_workers INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE jobs ADD COLUMN world_size INTEGER NOT NULL DEFAULT 0;"),
 };
 
 enum {
     Q_JOB_INSERT,
     Q_JOB_SETID,
     Q_JOB_SETPB,
+    Q_JOB_SETMIN,
     Q_LABEL_INSERT,
     Q_JOB_GET,
     Q_JOB_BY_REQ,
@@ -128,7 +133,7 @@ enum {
     " attempt, restarts, user_errors, cancellations, step, total_steps," \
     " loss, lr, tokens_per_second, started_ms, fail_exit_code,"          \
     " fail_signal, fail_rank, fail_log, eval, fail_worker, fail_user,"   \
-    " finished_ms, spec_pb"
+    " finished_ms, spec_pb, min_workers, world_size"
 
 static const char *store_sql[Q_N] = {
     [Q_JOB_INSERT] = "INSERT INTO jobs(id, request_id, spec, state, reason, priority,"
@@ -136,6 +141,7 @@ static const char *store_sql[Q_N] = {
                      " updated_ms, total_steps) VALUES('', ?1, ?2, ?3, ?4, ?5, ?6, ?7,"
                      " ?8, ?9, ?10, ?10, ?11)",
     [Q_JOB_SETPB] = "UPDATE jobs SET spec_pb = ?2 WHERE seq = ?1",
+    [Q_JOB_SETMIN] = "UPDATE jobs SET min_workers = ?2 WHERE seq = ?1",
     [Q_JOB_SETID] = "UPDATE jobs SET id = ?2 WHERE seq = ?1",
     [Q_LABEL_INSERT] = "INSERT INTO job_labels VALUES(?1, ?2, ?3)",
     [Q_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
@@ -145,8 +151,8 @@ static const char *store_sql[Q_N] = {
                      " step = ?9, total_steps = ?10, loss = ?11, lr = ?12,"
                      " tokens_per_second = ?13, started_ms = ?14, fail_exit_code = ?15,"
                      " fail_signal = ?16, fail_rank = ?17, fail_log = ?18, eval = ?19,"
-                     " fail_worker = ?20, fail_user = ?21, finished_ms = ?22"
-                     " WHERE id = ?1",
+                     " fail_worker = ?20, fail_user = ?21, finished_ms = ?22,"
+                     " world_size = ?23 WHERE id = ?1",
     [Q_JOB_COUNT] = "SELECT count(*) FROM jobs",
     [Q_OWNER_SET] = "UPDATE jobs SET owner = ?2 WHERE id = ?1",
     [Q_OWNER_GET] = "SELECT owner FROM jobs WHERE id = ?1",
@@ -431,6 +437,8 @@ static void job_from_row(sqlite3_stmt *st, e2_store_job *j) {
             j->spec_pb_len = (size_t)n;
         }
     }
+    j->min_workers = sqlite3_column_int(st, 32);
+    j->world_size = sqlite3_column_int(st, 33);
 }
 
 int e2_store_job_insert(e2_store *s, e2_store_job *j, const e2_store_label *labels, int nlabels,
@@ -454,6 +462,12 @@ int e2_store_job_insert(e2_store *s, e2_store_job *j, const e2_store_label *labe
         if (!(st = store_q(s, Q_JOB_SETPB, err, errlen))) goto err;
         sqlite3_bind_int64(st, 1, sqlite3_last_insert_rowid(s->db));
         sqlite3_bind_blob(st, 2, j->spec_pb, (int)j->spec_pb_len, SQLITE_TRANSIENT);
+        if (store_done(s, st, err, errlen) < 0) goto err;
+    }
+    if (j->min_workers > 0) { /* schema 5 */
+        if (!(st = store_q(s, Q_JOB_SETMIN, err, errlen))) goto err;
+        sqlite3_bind_int64(st, 1, sqlite3_last_insert_rowid(s->db));
+        sqlite3_bind_int(st, 2, j->min_workers);
         if (store_done(s, st, err, errlen) < 0) goto err;
     }
     j->seq = sqlite3_last_insert_rowid(s->db);
@@ -533,6 +547,7 @@ int e2_store_job_update(e2_store *s, const e2_store_job *j, char *err, size_t er
     bind_text(st, 20, j->fail_worker);
     sqlite3_bind_int(st, 21, j->fail_user);
     sqlite3_bind_int64(st, 22, j->finished_ms);
+    sqlite3_bind_int(st, 23, j->world_size);
     if (store_done(s, st, err, errlen) < 0) return E2_ERR;
     if (sqlite3_changes(s->db) != 1) return e2_errf(err, errlen, "job %s not found", j->id);
     return 0;

@@ -23,7 +23,7 @@
 
 #include "base.h"
 
-#define E2_STORE_SCHEMA_VERSION 4
+#define E2_STORE_SCHEMA_VERSION 5
 #define E2_STORE_IDLEN          32
 
 typedef struct e2_store e2_store;
@@ -59,6 +59,11 @@ typedef struct e2_store_job {
     char fail_worker[E2_STORE_IDLEN]; /* worker that held fail_rank */
     int fail_user;                    /* 1: the failure was a user error */
     int64_t finished_ms;              /* entry into a terminal state */
+    /* spec.min_workers, the smallest gang of an elastic restart; and the
+     * ranks of the current (or last) attempt, 0 before the first start.
+     * Rows from before schema 5 hold 0 in both: num_workers. */
+    int min_workers;
+    int world_size;
 } e2_store_job;
 
 typedef struct e2_store_label {
