@@ -141,28 +141,48 @@ static void kcpu_tile_gemm(float *c, int ldc, const float *a, int ars, int aks, 
     }
 }
 
-/* ---- packing: strided rows of qkv into zero-padded tiles ---- */
+/* ---- packing ---- */
 
-/* dst (TILE, Dp) = src rows [0, n) (row stride ld, D channels); rows n.. are
- * zeroed. Channels D.. keep whatever the buffer held: as an A operand only
- * the first D are read, and as a B operand they only reach padding columns
- * of the result, which are never read. */
-static void kcpu_pack_rows(float *dst, int Dp, const float *src, size_t ld, int n, int D) {
+/* Rows of q, k, v and dout are read from the fused, strided tensors
+ * (row stride (H + 2 KVH) D or H D floats, a multiple of 4 KiB for many
+ * shapes). Reading tiles of them in place maps every row to the same few L1
+ * sets and every row to its own page, which starved the tile products; so
+ * before the tile loops, the rows of the heads that one (batch, kv head)
+ * needs are copied once into contiguous arrays of nt * TILE rows of Dp
+ * floats, zero-padded, shared by the team. */
+
+/* dst (TILE, Dp) = rows [0, n) of src (stride ld, D channels), zero padding
+ * rows and channels. */
+static void kcpu_pack_tile(float *dst, int Dp, const float *src, size_t ld, int n, int D) {
     for (int r = 0; r < KCPU_ATTN_TILE; r++) {
-        if (r < n)
-            memcpy(dst + (size_t)r * Dp, src + r * ld, (size_t)D * sizeof(float));
-        else
-            memset(dst + (size_t)r * Dp, 0, (size_t)D * sizeof(float));
+        float *o = dst + (size_t)r * Dp;
+        if (r < n) {
+            memcpy(o, src + r * ld, (size_t)D * sizeof(float));
+            memset(o + D, 0, (size_t)(Dp - D) * sizeof(float));
+        } else {
+            memset(o, 0, (size_t)Dp * sizeof(float));
+        }
     }
 }
 
-/* dst (Dp, TILE) = mul * src^T for rows [0, n); columns n.. are zeroed. */
-static void kcpu_pack_cols(float *dst, const float *src, size_t ld, int n, int D, float mul) {
-    for (int d = 0; d < D; d++) {
-        float *out = dst + (size_t)d * KCPU_ATTN_TILE;
-        for (int c = 0; c < n; c++) out[c] = mul * src[c * ld + d];
-        for (int c = n; c < KCPU_ATTN_TILE; c++) out[c] = 0.0f;
+/* Within a parallel region, every thread calling it: dst[a] (nt * TILE,
+ * Dp) = rows [0, T) of src[a] (stride ld[a]) for a < n, split by tiles
+ * across the team; returns after the implicit barrier. */
+static void kcpu_pack_heads(float *const *dst, const float *const *src, const size_t *ld, int n,
+                            int Dp, int T, int D) {
+    const int TL = KCPU_ATTN_TILE, nt = (T + TL - 1) / TL;
+#pragma omp for schedule(static)
+    for (int u = 0; u < n * nt; u++) {
+        int a = u / nt, t = u % nt, i0 = t * TL;
+        kcpu_pack_tile(dst[a] + (size_t)i0 * Dp, Dp, src[a] + (size_t)i0 * ld[a], ld[a],
+                       T - i0 < TL ? T - i0 : TL, D);
     }
+}
+
+/* dst (D, TILE) = mul * src^T for a packed tile (TILE rows, stride Dp). */
+static void kcpu_pack_cols(float *dst, const float *src, int Dp, int D, float mul) {
+    for (int c = 0; c < KCPU_ATTN_TILE; c++)
+        for (int d = 0; d < D; d++) dst[(size_t)d * KCPU_ATTN_TILE + c] = mul * src[c * Dp + d];
 }
 
 /* Future keys of a diagonal tile to -inf: key c > query r, with the tile
@@ -184,15 +204,15 @@ static inline kcpu_vf kcpu_vmax(kcpu_vf a, kcpu_vf b) {
 
 #define KCPU_TV (KCPU_ATTN_TILE / KCPU_VW) /* vectors across a tile */
 
-/* Per-thread tiles: `slots` buffers of TILE * max(Dp, TILE) floats, zeroed.
- * They are small (at most a few hundred KiB) and the kernel ops have no
- * error path, so running out of memory here ends the process, as llm.c's
- * mallocCheck does. */
-static float *kcpu_attn_tiles(int slots, size_t slot) {
-    size_t bytes = (size_t)slots * slot * sizeof(float);
+/* Zeroed, 64-byte aligned floats: per-thread tiles (a few hundred KiB) or
+ * the packed heads of one (batch, kv head) (a few arrays of T rows). The
+ * kernel ops have no error path, so running out of memory here ends the
+ * process, as llm.c's mallocCheck does. */
+static float *kcpu_attn_floats(size_t n) {
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
     float *p = aligned_alloc(64, bytes);
     if (p == NULL) {
-        fprintf(stderr, "kcpu attn: out of memory for %zu bytes of tiles\n", bytes);
+        fprintf(stderr, "kcpu attn: out of memory for %zu bytes of scratch\n", bytes);
         abort();
     }
     memset(p, 0, bytes);
@@ -207,35 +227,35 @@ static size_t kcpu_slot(int Dp) {
     return (size_t)KCPU_ATTN_TILE * (size_t)(Dp > KCPU_ATTN_TILE ? Dp : KCPU_ATTN_TILE);
 }
 
-/* A tile of n rows of D channels as an operand of tile products (A rows,
- * or B with N = Dp): read in place when the tile is full and D needs no
- * padding, else from a zero-padded copy in buf. *ars gets the row stride. */
-static const float *kcpu_rows_operand(float *buf, int Dp, const float *src, size_t ld, int n, int D,
-                                      int *ars) {
-    if (n == KCPU_ATTN_TILE && D == Dp) {
-        *ars = (int)ld;
-        return src;
-    }
-    kcpu_pack_rows(buf, Dp, src, ld, n, D);
-    *ars = Dp;
-    return buf;
-}
-
 /* ---- forward ---- */
 
+/* A query's running max may lag its true max by up to this much (base 2)
+ * before it is raised: probabilities then stay below 2^8, harmless in fp32,
+ * and the output accumulator is rescaled only when some query's max rises
+ * by more than that, which after the first tiles is rare. */
+#define KCPU_MAX_SLACK 8.0f
+
 /* Online softmax over one key tile, scores stored by key rows (s[c][r],
- * base 2): raises the running max mx of each query, rescales its running sum
- * l, turns s into the probabilities relative to the new max, and returns in
- * alpha the factor by which the query's output accumulator must shrink. All
- * vector lanes are queries, so the reductions over keys are plain adds. */
-static void kcpu_softmax_tile(float *s, float *mx, float *l, float *alpha) {
+ * base 2): raises the running max mx of the queries whose tile max exceeds
+ * it by more than the slack, rescales their running sums l, turns s into
+ * probabilities relative to mx, and returns in alpha the factor by which
+ * each query's output accumulator must shrink; returns whether any alpha is
+ * not 1. All vector lanes are queries, so the reductions over keys are
+ * plain vector operations. */
+static int kcpu_softmax_tile(float *s, float *mx, float *l, float *alpha) {
     kcpu_vf m[KCPU_TV], sum[KCPU_TV];
-    for (int v = 0; v < KCPU_TV; v++) m[v] = *(kcpu_vf *)(mx + v * KCPU_VW);
-    for (int c = 0; c < KCPU_ATTN_TILE; c++)
+    for (int v = 0; v < KCPU_TV; v++) m[v] = *(kcpu_vf *)(s + v * KCPU_VW);
+    for (int c = 1; c < KCPU_ATTN_TILE; c++)
         for (int v = 0; v < KCPU_TV; v++)
             m[v] = kcpu_vmax(*(kcpu_vf *)(s + c * KCPU_ATTN_TILE + v * KCPU_VW), m[v]);
+    kcpu_vi raised = { 0 };
     for (int v = 0; v < KCPU_TV; v++) {
-        kcpu_vf a = kcpu_exp2v(*(kcpu_vf *)(mx + v * KCPU_VW) - m[v]);
+        kcpu_vf old = *(kcpu_vf *)(mx + v * KCPU_VW);
+        kcpu_vi up = m[v] > old + kcpu_splat(KCPU_MAX_SLACK);
+        m[v] = (kcpu_vf)(((kcpu_vi)m[v] & up) | ((kcpu_vi)old & ~up));
+        kcpu_vf a = kcpu_exp2v(old - m[v]);
+        a = (kcpu_vf)(((kcpu_vi)a & up) | ((kcpu_vi)kcpu_splat(1.0f) & ~up));
+        raised |= up;
         *(kcpu_vf *)(alpha + v * KCPU_VW) = a;
         sum[v] = *(kcpu_vf *)(l + v * KCPU_VW) * a;
         *(kcpu_vf *)(mx + v * KCPU_VW) = m[v];
@@ -247,6 +267,9 @@ static void kcpu_softmax_tile(float *s, float *mx, float *l, float *alpha) {
             sum[v] += *p;
         }
     for (int v = 0; v < KCPU_TV; v++) *(kcpu_vf *)(l + v * KCPU_VW) = sum[v];
+    int any = 0;
+    for (int i = 0; i < KCPU_VW; i++) any |= raised[i];
+    return any;
 }
 
 void kcpu_attn_fwd(void *out_,       /* (B, T, H*D) */
@@ -259,54 +282,64 @@ void kcpu_attn_fwd(void *out_,       /* (B, T, H*D) */
     const int TL = KCPU_ATTN_TILE, Dp = kcpu_pad_dim(D);
     const int group = H / KVH, nt = (T + TL - 1) / TL;
     const size_t ld = (size_t)(H + 2 * KVH) * D, ldo = (size_t)H * D;
+    const size_t hs = (size_t)nt * TL * Dp; /* floats per packed head */
     const float qmul = (float)(KCPU_LOG2E / sqrt((double)D));
     const size_t slot = kcpu_slot(Dp);
+    float *kv = kcpu_attn_floats(2 * hs); /* packed k and v of one kv head */
 #pragma omp parallel
     {
-        float *ws = kcpu_attn_tiles(5, slot);
-        float *Qt = ws, *Kp = ws + slot, *Vp = ws + 2 * slot, *S = ws + 3 * slot;
-        float *O = ws + 4 * slot;
+        float *ws = kcpu_attn_floats(3 * slot);
+        float *Qt = ws, *S = ws + slot, *O = ws + 2 * slot;
         float mx[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         float l[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         float alpha[KCPU_ATTN_TILE] __attribute__((aligned(64)));
-        /* Longest query tiles first, so the dynamic schedule balances. */
-#pragma omp for schedule(dynamic, 1)
-        for (int u = 0; u < nt * B * H; u++) {
-            int qt = nt - 1 - u / (B * H), b = (u % (B * H)) / H, h = u % H;
-            int kvh = h / group, i0 = qt * TL;
-            int nq = T - i0 < TL ? T - i0 : TL;
+        for (int bk = 0; bk < B * KVH; bk++) {
+            int b = bk / KVH, kvh = bk % KVH;
             const float *rows = qkv + (size_t)b * T * ld;
-            /* Q^T, pre-scaled so that scores come out in base 2. */
-            kcpu_pack_cols(Qt, rows + i0 * ld + (size_t)h * D, ld, nq, D, qmul);
-            for (int r = 0; r < TL; r++) {
-                mx[r] = -INFINITY;
-                l[r] = 0.0f;
-            }
-            memset(O, 0, (size_t)TL * Dp * sizeof(float));
-            for (int kt = 0; kt <= qt; kt++) {
-                int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL, ars;
-                const float *k = rows + j0 * ld + (size_t)(H + kvh) * D;
-                const float *Ka = kcpu_rows_operand(Kp, Dp, k, ld, nk, D, &ars);
-                kcpu_tile_gemm(S, TL, Ka, ars, 1, Qt, TL, TL, TL, D, 0);
-                if (kt == qt) kcpu_mask_cols(S);
-                kcpu_softmax_tile(S, mx, l, alpha);
-                if (kt > 0)
-                    for (int r = 0; r < TL; r++)
-                        for (int d = 0; d < Dp; d++) O[(size_t)r * Dp + d] *= alpha[r];
-                int vrs;
-                const float *Vb = kcpu_rows_operand(Vp, Dp, k + (size_t)KVH * D, ld, nk, D, &vrs);
-                kcpu_tile_gemm(O, Dp, S, 1, TL, Vb, vrs, TL, Dp, TL, 1);
-            }
-            for (int r = 0; r < nq; r++) {
-                float inv = 1.0f / l[r];
-                float *o = out + ((size_t)b * T + i0 + r) * ldo + (size_t)h * D;
-                for (int d = 0; d < D; d++) o[d] = O[(size_t)r * Dp + d] * inv;
-                lse[((size_t)b * H + h) * T + i0 + r] =
-                    (float)(((double)mx[r] + log2((double)l[r])) * KCPU_LN2);
+            float *const dst[2] = { kv, kv + hs };
+            const float *const src[2] = { rows + (size_t)(H + kvh) * D,
+                                          rows + (size_t)(H + KVH + kvh) * D };
+            const size_t lds[2] = { ld, ld };
+            kcpu_pack_heads(dst, src, lds, 2, Dp, T, D);
+            /* (query head of the group, query tile) units, longest query
+             * tiles first so that the dynamic schedule balances. */
+#pragma omp for schedule(dynamic, 1)
+            for (int u = 0; u < nt * group; u++) {
+                int qt = nt - 1 - u / group, h = kvh * group + u % group, i0 = qt * TL;
+                int nq = T - i0 < TL ? T - i0 : TL;
+                /* Q^T, pre-scaled so that scores come out in base 2. */
+                for (int d = 0; d < D; d++) {
+                    const float *q = rows + (size_t)i0 * ld + (size_t)h * D + d;
+                    for (int c = 0; c < nq; c++) Qt[d * TL + c] = qmul * q[c * ld];
+                    for (int c = nq; c < TL; c++) Qt[d * TL + c] = 0.0f;
+                }
+                for (int r = 0; r < TL; r++) {
+                    mx[r] = -INFINITY;
+                    l[r] = 0.0f;
+                }
+                memset(O, 0, (size_t)TL * Dp * sizeof(float));
+                for (int kt = 0; kt <= qt; kt++) {
+                    const float *K = kv + (size_t)kt * TL * Dp, *V = K + hs;
+                    kcpu_tile_gemm(S, TL, K, Dp, 1, Qt, TL, TL, TL, D, 0);
+                    if (kt == qt) kcpu_mask_cols(S);
+                    if (kcpu_softmax_tile(S, mx, l, alpha) && kt > 0)
+                        for (int r = 0; r < TL; r++)
+                            if (alpha[r] != 1.0f)
+                                for (int d = 0; d < Dp; d++) O[(size_t)r * Dp + d] *= alpha[r];
+                    kcpu_tile_gemm(O, Dp, S, 1, TL, V, Dp, TL, Dp, TL, 1);
+                }
+                for (int r = 0; r < nq; r++) {
+                    float inv = 1.0f / l[r];
+                    float *o = out + ((size_t)b * T + i0 + r) * ldo + (size_t)h * D;
+                    for (int d = 0; d < D; d++) o[d] = O[(size_t)r * Dp + d] * inv;
+                    lse[((size_t)b * H + h) * T + i0 + r] =
+                        (float)(((double)mx[r] + log2((double)l[r])) * KCPU_LN2);
+                }
             }
         }
         free(ws);
     }
+    free(kv);
 }
 
 /* ---- backward ---- */
@@ -373,97 +406,119 @@ void kcpu_attn_bwd(void *dqkv_,       /* (B, T, (H+2*KVH)*D) += */
     const int TL = KCPU_ATTN_TILE, Dp = kcpu_pad_dim(D);
     const int group = H / KVH, nt = (T + TL - 1) / TL;
     const size_t ld = (size_t)(H + 2 * KVH) * D, ldo = (size_t)H * D;
+    const size_t hs = (size_t)nt * TL * Dp; /* floats per packed head */
     const float scale = (float)(1.0 / sqrt((double)D));
     const float qmul = (float)(KCPU_LOG2E / sqrt((double)D));
     const size_t slot = kcpu_slot(Dp);
+    const int na = 2 + 2 * group; /* packed arrays: k, v, q and dout per head */
     kcpu_attn_delta(delta, dout, out, B, T, H, D);
+    float *packed = kcpu_attn_floats((size_t)na * hs);
+    float **dst = malloc(sizeof(float *) * (size_t)na);
+    const float **src = malloc(sizeof(float *) * (size_t)na);
+    size_t *lds = malloc(sizeof(size_t) * (size_t)na);
+    if (dst == NULL || src == NULL || lds == NULL) {
+        fprintf(stderr, "kcpu attn: out of memory\n");
+        abort();
+    }
+    for (int a = 0; a < na; a++) dst[a] = packed + (size_t)a * hs;
+    /* packed layout: K, V, then Q of each head of the group, then dO */
+    const float *Kb = packed, *Vb = packed + hs, *Qb = packed + 2 * hs;
+    const float *dOb = packed + (size_t)(2 + group) * hs;
 #pragma omp parallel
     {
-        float *ws = kcpu_attn_tiles(8, slot);
-        float *Qp = ws, *dOp = ws + slot, *Kt = ws + 2 * slot, *Vt = ws + 3 * slot;
+        float *ws = kcpu_attn_floats(6 * slot);
+        float *A1 = ws, *A2 = ws + slot, *A3 = ws + 2 * slot, *A4 = ws + 3 * slot;
         float *S = ws + 4 * slot, *dP = ws + 5 * slot;
-        float *A1 = ws + 6 * slot, *A2 = ws + 7 * slot;
         float lse2[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         float dl[KCPU_ATTN_TILE] __attribute__((aligned(64)));
+        for (int bk = 0; bk < B * KVH; bk++) {
+            int b = bk / KVH, kvh = bk % KVH;
+            const float *rows = qkv + (size_t)b * T * ld;
+#pragma omp single
+            {
+                src[0] = rows + (size_t)(H + kvh) * D;
+                src[1] = rows + (size_t)(H + KVH + kvh) * D;
+                lds[0] = lds[1] = ld;
+                for (int g = 0; g < group; g++) {
+                    int h = kvh * group + g;
+                    src[2 + g] = rows + (size_t)h * D;
+                    lds[2 + g] = ld;
+                    src[2 + group + g] = dout + (size_t)b * T * ldo + (size_t)h * D;
+                    lds[2 + group + g] = ldo;
+                }
+            }
+            kcpu_pack_heads(dst, src, lds, na, Dp, T, D);
 
-        /* Pass 1: dK, dV of one key tile of one kv head, summed over the
-         * query heads of its group and the query tiles at or after it. K^T
-         * and V^T are packed once; a tile pair then reads Q and dO rows in
-         * place, and the products with P^T and dS^T read P and dS
-         * transposed in place. Early key tiles see the most queries, so they
-         * come first. */
+            /* Pass 1: dK, dV of one key tile, summed over the query heads of
+             * the group and the query tiles at or after it. K^T and V^T are
+             * packed once; the products with P^T and dS^T read P and dS
+             * transposed in place. Early key tiles see the most queries, so
+             * they come first. */
 #pragma omp for schedule(dynamic, 1) nowait
-        for (int u = 0; u < nt * B * KVH; u++) {
-            int kt = u / (B * KVH), b = (u % (B * KVH)) / KVH, kvh = u % KVH;
-            int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL;
-            const float *rows = qkv + (size_t)b * T * ld;
-            const float *k = rows + j0 * ld + (size_t)(H + kvh) * D;
-            kcpu_pack_cols(Kt, k, ld, nk, D, qmul);
-            kcpu_pack_cols(Vt, k + (size_t)KVH * D, ld, nk, D, 1.0f);
-            float *dK = A1, *dV = A2;
-            memset(dK, 0, (size_t)TL * Dp * sizeof(float));
-            memset(dV, 0, (size_t)TL * Dp * sizeof(float));
-            for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-                for (int qt = kt; qt < nt; qt++) {
-                    int i0 = qt * TL, nq = T - i0 < TL ? T - i0 : TL;
-                    size_t st = ((size_t)b * H + h) * T + i0;
-                    int qs, os;
-                    const float *Q =
-                        kcpu_rows_operand(Qp, Dp, rows + i0 * ld + (size_t)h * D, ld, nq, D, &qs);
-                    const float *dO = kcpu_rows_operand(
-                        dOp, Dp, dout + ((size_t)b * T + i0) * ldo + (size_t)h * D, ldo, nq, D,
-                        &os);
-                    kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
-                    kcpu_tile_gemm(S, TL, Q, qs, 1, Kt, TL, TL, TL, D, 0);
-                    if (qt == kt) kcpu_mask_rows(S);
-                    kcpu_tile_gemm(dP, TL, dO, os, 1, Vt, TL, TL, TL, D, 0);
-                    kcpu_dscores_rows(S, dP, lse2, dl);
-                    kcpu_tile_gemm(dV, Dp, S, 1, TL, dO, os, TL, Dp, TL, 1);
-                    kcpu_tile_gemm(dK, Dp, dP, 1, TL, Q, qs, TL, Dp, TL, 1);
+            for (int kt = 0; kt < nt; kt++) {
+                int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL;
+                float *Kt = A1, *Vt = A2, *dK = A3, *dV = A4;
+                kcpu_pack_cols(Kt, Kb + (size_t)j0 * Dp, Dp, D, qmul);
+                kcpu_pack_cols(Vt, Vb + (size_t)j0 * Dp, Dp, D, 1.0f);
+                memset(dK, 0, (size_t)TL * Dp * sizeof(float));
+                memset(dV, 0, (size_t)TL * Dp * sizeof(float));
+                for (int g = 0; g < group; g++) {
+                    int h = kvh * group + g;
+                    for (int qt = kt; qt < nt; qt++) {
+                        int i0 = qt * TL, nq = T - i0 < TL ? T - i0 : TL;
+                        size_t st = ((size_t)b * H + h) * T + i0;
+                        const float *Q = Qb + (size_t)g * hs + (size_t)i0 * Dp;
+                        const float *dO = dOb + (size_t)g * hs + (size_t)i0 * Dp;
+                        kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
+                        kcpu_tile_gemm(S, TL, Q, Dp, 1, Kt, TL, TL, TL, D, 0);
+                        if (qt == kt) kcpu_mask_rows(S);
+                        kcpu_tile_gemm(dP, TL, dO, Dp, 1, Vt, TL, TL, TL, D, 0);
+                        kcpu_dscores_rows(S, dP, lse2, dl);
+                        kcpu_tile_gemm(dV, Dp, S, 1, TL, dO, Dp, TL, Dp, TL, 1);
+                        kcpu_tile_gemm(dK, Dp, dP, 1, TL, Q, Dp, TL, Dp, TL, 1);
+                    }
+                }
+                for (int c = 0; c < nk; c++) {
+                    float *dk = dqkv + ((size_t)b * T + j0 + c) * ld + (size_t)(H + kvh) * D;
+                    float *dv = dk + (size_t)KVH * D;
+                    for (int d = 0; d < D; d++) {
+                        dk[d] += scale * dK[(size_t)c * Dp + d];
+                        dv[d] += dV[(size_t)c * Dp + d];
+                    }
                 }
             }
-            for (int c = 0; c < nk; c++) {
-                float *dk = dqkv + ((size_t)b * T + j0 + c) * ld + (size_t)(H + kvh) * D;
-                float *dv = dk + (size_t)KVH * D;
-                for (int d = 0; d < D; d++) {
-                    dk[d] += scale * dK[(size_t)c * Dp + d];
-                    dv[d] += dV[(size_t)c * Dp + d];
-                }
-            }
-        }
 
-        /* Pass 2: dQ of one query tile of one head, over its key tiles, with
-         * the mirror layout: Q^T and dO^T packed once, scores stored by key
-         * rows so that K and V rows are read in place. */
+            /* Pass 2: dQ of one query tile of one head, over its key tiles,
+             * with the mirror layout: Q^T and dO^T packed once, scores
+             * stored by key rows so that K and V rows are read as they are. */
 #pragma omp for schedule(dynamic, 1)
-        for (int u = 0; u < nt * B * H; u++) {
-            int qt = nt - 1 - u / (B * H), b = (u % (B * H)) / H, h = u % H;
-            int kvh = h / group, i0 = qt * TL;
-            int nq = T - i0 < TL ? T - i0 : TL;
-            size_t st = ((size_t)b * H + h) * T + i0;
-            const float *rows = qkv + (size_t)b * T * ld;
-            float *Qt = Qp, *dOt = dOp, *Kp = A1, *dQ = A2, *Vp = Kt;
-            kcpu_pack_cols(Qt, rows + i0 * ld + (size_t)h * D, ld, nq, D, qmul);
-            kcpu_pack_cols(dOt, dout + ((size_t)b * T + i0) * ldo + (size_t)h * D, ldo, nq, D,
-                           1.0f);
-            kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
-            memset(dQ, 0, (size_t)TL * Dp * sizeof(float));
-            for (int kt = 0; kt <= qt; kt++) {
-                int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL, ks, vs;
-                const float *k = rows + j0 * ld + (size_t)(H + kvh) * D;
-                const float *K = kcpu_rows_operand(Kp, Dp, k, ld, nk, D, &ks);
-                const float *V = kcpu_rows_operand(Vp, Dp, k + (size_t)KVH * D, ld, nk, D, &vs);
-                kcpu_tile_gemm(S, TL, K, ks, 1, Qt, TL, TL, TL, D, 0);
-                if (kt == qt) kcpu_mask_cols(S);
-                kcpu_tile_gemm(dP, TL, V, vs, 1, dOt, TL, TL, TL, D, 0);
-                kcpu_dscores_cols(S, dP, lse2, dl);
-                kcpu_tile_gemm(dQ, Dp, dP, 1, TL, K, ks, TL, Dp, TL, 1);
-            }
-            for (int r = 0; r < nq; r++) {
-                float *dq = dqkv + ((size_t)b * T + i0 + r) * ld + (size_t)h * D;
-                for (int d = 0; d < D; d++) dq[d] += scale * dQ[(size_t)r * Dp + d];
+            for (int u = 0; u < nt * group; u++) {
+                int qt = nt - 1 - u / group, g = u % group, h = kvh * group + g, i0 = qt * TL;
+                int nq = T - i0 < TL ? T - i0 : TL;
+                size_t st = ((size_t)b * H + h) * T + i0;
+                float *Qt = A1, *dOt = A2, *dQ = A3;
+                kcpu_pack_cols(Qt, Qb + (size_t)g * hs + (size_t)i0 * Dp, Dp, D, qmul);
+                kcpu_pack_cols(dOt, dOb + (size_t)g * hs + (size_t)i0 * Dp, Dp, D, 1.0f);
+                kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
+                memset(dQ, 0, (size_t)TL * Dp * sizeof(float));
+                for (int kt = 0; kt <= qt; kt++) {
+                    const float *K = Kb + (size_t)kt * TL * Dp, *V = Vb + (size_t)kt * TL * Dp;
+                    kcpu_tile_gemm(S, TL, K, Dp, 1, Qt, TL, TL, TL, D, 0);
+                    if (kt == qt) kcpu_mask_cols(S);
+                    kcpu_tile_gemm(dP, TL, V, Dp, 1, dOt, TL, TL, TL, D, 0);
+                    kcpu_dscores_cols(S, dP, lse2, dl);
+                    kcpu_tile_gemm(dQ, Dp, dP, 1, TL, K, Dp, TL, Dp, TL, 1);
+                }
+                for (int r = 0; r < nq; r++) {
+                    float *dq = dqkv + ((size_t)b * T + i0 + r) * ld + (size_t)h * D;
+                    for (int d = 0; d < D; d++) dq[d] += scale * dQ[(size_t)r * Dp + d];
+                }
             }
         }
         free(ws);
     }
+    free(dst);
+    free(src);
+    free(lds);
+    free(packed);
 }
