@@ -25,6 +25,7 @@
  * so the softmax needs only 2^x, computed by a branch-free polynomial.
  * Extra memory: a few tiles per thread, allocated per call. */
 #include <math.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,17 +368,6 @@ static void kcpu_dscores_rows(float *S, float *dP, const float *lse2, const floa
     }
 }
 
-/* Same with tiles stored by key rows (s[c][r]). */
-static void kcpu_dscores_cols(float *S, float *dP, const float *lse2, const float *dl) {
-    for (int c = 0; c < KCPU_ATTN_TILE; c++)
-        for (int v = 0; v < KCPU_TV; v++) {
-            kcpu_vf *s = (kcpu_vf *)(S + c * KCPU_ATTN_TILE + v * KCPU_VW);
-            kcpu_vf *dp = (kcpu_vf *)(dP + c * KCPU_ATTN_TILE + v * KCPU_VW);
-            *s = kcpu_exp2v(*s - *(const kcpu_vf *)(lse2 + v * KCPU_VW));
-            *dp = *s * (*dp - *(const kcpu_vf *)(dl + v * KCPU_VW));
-        }
-}
-
 /* delta[b, h, i] = dout[b, i, h] . out[b, i, h] (double accumulation). */
 static void kcpu_attn_delta(float *delta, const float *dout, const float *out, int B, int T, int H,
                             int D) {
@@ -389,6 +379,21 @@ static void kcpu_attn_delta(float *delta, const float *dout, const float *out, i
             double acc = 0.0;
             for (int d = 0; d < D; d++) acc += (double)dout[o + d] * out[o + d];
             delta[((size_t)b * H + h) * T + t] = (float)acc;
+        }
+    }
+}
+
+/* Wait until *flag >= want (another thread's release store). Spins
+ * briefly, then yields the core: on a machine with more threads than free
+ * cores the thread being waited for may need it. */
+static void kcpu_wait_for(const int *flag, int want) {
+    for (int spins = 0; __atomic_load_n(flag, __ATOMIC_ACQUIRE) < want; spins++) {
+        if (spins < 256) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield();
         }
     }
 }
@@ -407,28 +412,32 @@ void kcpu_attn_bwd(void *dqkv_,       /* (B, T, (H+2*KVH)*D) += */
     const int group = H / KVH, nt = (T + TL - 1) / TL;
     const size_t ld = (size_t)(H + 2 * KVH) * D, ldo = (size_t)H * D;
     const size_t hs = (size_t)nt * TL * Dp; /* floats per packed head */
+    const size_t tile = (size_t)TL * Dp;    /* floats per packed tile */
     const float scale = (float)(1.0 / sqrt((double)D));
     const float qmul = (float)(KCPU_LOG2E / sqrt((double)D));
     const size_t slot = kcpu_slot(Dp);
     const int na = 2 + 2 * group; /* packed arrays: k, v, q and dout per head */
     kcpu_attn_delta(delta, dout, out, B, T, H, D);
-    float *packed = kcpu_attn_floats((size_t)na * hs);
+    /* packed k, v, q of each head of the group, dout of each; then the dQ
+     * sums of each head */
+    float *packed = kcpu_attn_floats((size_t)(na + group) * hs);
+    const float *Kb = packed, *Vb = packed + hs, *Qb = packed + 2 * hs;
+    const float *dOb = packed + (size_t)(2 + group) * hs;
+    float *dQb = packed + (size_t)na * hs;
     float **dst = malloc(sizeof(float *) * (size_t)na);
     const float **src = malloc(sizeof(float *) * (size_t)na);
     size_t *lds = malloc(sizeof(size_t) * (size_t)na);
-    if (dst == NULL || src == NULL || lds == NULL) {
+    int *done = calloc((size_t)nt + 1, sizeof(int)); /* done[nt]: next unit */
+    if (dst == NULL || src == NULL || lds == NULL || done == NULL) {
         fprintf(stderr, "kcpu attn: out of memory\n");
         abort();
     }
     for (int a = 0; a < na; a++) dst[a] = packed + (size_t)a * hs;
-    /* packed layout: K, V, then Q of each head of the group, then dO */
-    const float *Kb = packed, *Vb = packed + hs, *Qb = packed + 2 * hs;
-    const float *dOb = packed + (size_t)(2 + group) * hs;
 #pragma omp parallel
     {
-        float *ws = kcpu_attn_floats(6 * slot);
-        float *A1 = ws, *A2 = ws + slot, *A3 = ws + 2 * slot, *A4 = ws + 3 * slot;
-        float *S = ws + 4 * slot, *dP = ws + 5 * slot;
+        float *ws = kcpu_attn_floats((size_t)(6 + group) * slot);
+        float *Kt = ws, *Vt = ws + slot, *dK = ws + 2 * slot, *dV = ws + 3 * slot;
+        float *S = ws + 4 * slot, *dP = ws + 5 * slot, *dQt = ws + 6 * slot;
         float lse2[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         float dl[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         for (int bk = 0; bk < B * KVH; bk++) {
@@ -446,26 +455,32 @@ void kcpu_attn_bwd(void *dqkv_,       /* (B, T, (H+2*KVH)*D) += */
                     src[2 + group + g] = dout + (size_t)b * T * ldo + (size_t)h * D;
                     lds[2 + group + g] = ldo;
                 }
+                memset(done, 0, ((size_t)nt + 1) * sizeof(int));
             }
             kcpu_pack_heads(dst, src, lds, na, Dp, T, D);
 
-            /* Pass 1: dK, dV of one key tile, summed over the query heads of
-             * the group and the query tiles at or after it. K^T and V^T are
-             * packed once; the products with P^T and dS^T read P and dS
-             * transposed in place. Early key tiles see the most queries, so
-             * they come first. */
-#pragma omp for schedule(dynamic, 1) nowait
-            for (int kt = 0; kt < nt; kt++) {
+            /* One unit per key tile kt: dK, dV of the tile, summed over the
+             * query heads of the group and the query tiles qt >= kt, and
+             * the tile's share dS K of dQ of each of those query tiles.
+             * Units are taken in order of kt (the earliest has the most
+             * query tiles); unit kt adds its share to the dQ sum of query
+             * tile qt only once unit kt - 1 has (done[qt] counts them), so
+             * every dQ is summed over kt in the same order whatever the
+             * thread count, and is complete, and written out, once unit
+             * qt has added the diagonal tile's share. */
+            for (;;) {
+                int kt = __atomic_fetch_add(&done[nt], 1, __ATOMIC_RELAXED);
+                if (kt >= nt) break;
                 int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL;
-                float *Kt = A1, *Vt = A2, *dK = A3, *dV = A4;
-                kcpu_pack_cols(Kt, Kb + (size_t)j0 * Dp, Dp, D, qmul);
-                kcpu_pack_cols(Vt, Vb + (size_t)j0 * Dp, Dp, D, 1.0f);
-                memset(dK, 0, (size_t)TL * Dp * sizeof(float));
-                memset(dV, 0, (size_t)TL * Dp * sizeof(float));
-                for (int g = 0; g < group; g++) {
-                    int h = kvh * group + g;
-                    for (int qt = kt; qt < nt; qt++) {
-                        int i0 = qt * TL, nq = T - i0 < TL ? T - i0 : TL;
+                const float *K = Kb + (size_t)kt * tile;
+                kcpu_pack_cols(Kt, K, Dp, D, qmul);
+                kcpu_pack_cols(Vt, Vb + (size_t)kt * tile, Dp, D, 1.0f);
+                memset(dK, 0, tile * sizeof(float));
+                memset(dV, 0, tile * sizeof(float));
+                for (int qt = kt; qt < nt; qt++) {
+                    int i0 = qt * TL, nq = T - i0 < TL ? T - i0 : TL;
+                    for (int g = 0; g < group; g++) {
+                        int h = kvh * group + g;
                         size_t st = ((size_t)b * H + h) * T + i0;
                         const float *Q = Qb + (size_t)g * hs + (size_t)i0 * Dp;
                         const float *dO = dOb + (size_t)g * hs + (size_t)i0 * Dp;
@@ -476,7 +491,25 @@ void kcpu_attn_bwd(void *dqkv_,       /* (B, T, (H+2*KVH)*D) += */
                         kcpu_dscores_rows(S, dP, lse2, dl);
                         kcpu_tile_gemm(dV, Dp, S, 1, TL, dO, Dp, TL, Dp, TL, 1);
                         kcpu_tile_gemm(dK, Dp, dP, 1, TL, Q, Dp, TL, Dp, TL, 1);
+                        kcpu_tile_gemm(dQt + (size_t)g * slot, Dp, dP, TL, 1, K, Dp, TL, Dp, TL, 0);
                     }
+                    kcpu_wait_for(&done[qt], kt);
+                    for (int g = 0; g < group; g++) {
+                        float *sum = dQb + (size_t)g * hs + (size_t)i0 * Dp;
+                        const float *add = dQt + (size_t)g * slot;
+                        if (kt == 0)
+                            memcpy(sum, add, tile * sizeof(float));
+                        else
+                            for (size_t e = 0; e < tile; e++) sum[e] += add[e];
+                        if (qt == kt)
+                            for (int r = 0; r < nq; r++) {
+                                float *dq = dqkv + ((size_t)b * T + i0 + r) * ld +
+                                            (size_t)(kvh * group + g) * D;
+                                for (int d = 0; d < D; d++)
+                                    dq[d] += scale * sum[(size_t)r * Dp + d];
+                            }
+                    }
+                    __atomic_store_n(&done[qt], kt + 1, __ATOMIC_RELEASE);
                 }
                 for (int c = 0; c < nk; c++) {
                     float *dk = dqkv + ((size_t)b * T + j0 + c) * ld + (size_t)(H + kvh) * D;
@@ -487,38 +520,14 @@ void kcpu_attn_bwd(void *dqkv_,       /* (B, T, (H+2*KVH)*D) += */
                     }
                 }
             }
-
-            /* Pass 2: dQ of one query tile of one head, over its key tiles,
-             * with the mirror layout: Q^T and dO^T packed once, scores
-             * stored by key rows so that K and V rows are read as they are. */
-#pragma omp for schedule(dynamic, 1)
-            for (int u = 0; u < nt * group; u++) {
-                int qt = nt - 1 - u / group, g = u % group, h = kvh * group + g, i0 = qt * TL;
-                int nq = T - i0 < TL ? T - i0 : TL;
-                size_t st = ((size_t)b * H + h) * T + i0;
-                float *Qt = A1, *dOt = A2, *dQ = A3;
-                kcpu_pack_cols(Qt, Qb + (size_t)g * hs + (size_t)i0 * Dp, Dp, D, qmul);
-                kcpu_pack_cols(dOt, dOb + (size_t)g * hs + (size_t)i0 * Dp, Dp, D, 1.0f);
-                kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
-                memset(dQ, 0, (size_t)TL * Dp * sizeof(float));
-                for (int kt = 0; kt <= qt; kt++) {
-                    const float *K = Kb + (size_t)kt * TL * Dp, *V = Vb + (size_t)kt * TL * Dp;
-                    kcpu_tile_gemm(S, TL, K, Dp, 1, Qt, TL, TL, TL, D, 0);
-                    if (kt == qt) kcpu_mask_cols(S);
-                    kcpu_tile_gemm(dP, TL, V, Dp, 1, dOt, TL, TL, TL, D, 0);
-                    kcpu_dscores_cols(S, dP, lse2, dl);
-                    kcpu_tile_gemm(dQ, Dp, dP, 1, TL, K, Dp, TL, Dp, TL, 1);
-                }
-                for (int r = 0; r < nq; r++) {
-                    float *dq = dqkv + ((size_t)b * T + i0 + r) * ld + (size_t)h * D;
-                    for (int d = 0; d < D; d++) dq[d] += scale * dQ[(size_t)r * Dp + d];
-                }
-            }
+            /* the next (batch, kv head) repacks the shared arrays */
+#pragma omp barrier
         }
         free(ws);
     }
     free(dst);
     free(src);
     free(lds);
+    free(done);
     free(packed);
 }
