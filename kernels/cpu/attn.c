@@ -152,11 +152,26 @@ static void kcpu_tile_gemm(float *c, int ldc, const float *a, int ars, int aks, 
  * needs are copied once into contiguous arrays of nt * TILE rows of Dp
  * floats, zero-padded, shared by the team. */
 
+/* Rows this far ahead are prefetched when strided rows are read or written
+ * one after another: the hardware prefetchers stay within a 4 KiB page, and
+ * every row is on a page of its own. */
+#define KCPU_PREFETCH_ROWS 8
+
+static inline void kcpu_prefetch_read(const float *row, int D) {
+    for (int d = 0; d < D; d += 16) __builtin_prefetch(row + d, 0, 3);
+}
+
+static inline void kcpu_prefetch_write(float *row, int D) {
+    for (int d = 0; d < D; d += 16) __builtin_prefetch(row + d, 1, 3);
+}
+
 /* dst (TILE, Dp) = rows [0, n) of src (stride ld, D channels), zero padding
  * rows and channels. */
 static void kcpu_pack_tile(float *dst, int Dp, const float *src, size_t ld, int n, int D) {
+    for (int r = 0; r < KCPU_PREFETCH_ROWS && r < n; r++) kcpu_prefetch_read(src + r * ld, D);
     for (int r = 0; r < KCPU_ATTN_TILE; r++) {
         float *o = dst + (size_t)r * Dp;
+        if (r + KCPU_PREFETCH_ROWS < n) kcpu_prefetch_read(src + (r + KCPU_PREFETCH_ROWS) * ld, D);
         if (r < n) {
             memcpy(o, src + r * ld, (size_t)D * sizeof(float));
             memset(o + D, 0, (size_t)(Dp - D) * sizeof(float));
@@ -286,7 +301,20 @@ void kcpu_attn_fwd(void *out_,       /* (B, T, H*D) */
     const size_t hs = (size_t)nt * TL * Dp; /* floats per packed head */
     const float qmul = (float)(KCPU_LOG2E / sqrt((double)D));
     const size_t slot = kcpu_slot(Dp);
-    float *kv = kcpu_attn_floats(2 * hs); /* packed k and v of one kv head */
+    const int na = 2 + group; /* packed arrays: k, v, q of each head of the group */
+    float *packed = kcpu_attn_floats((size_t)na * hs);
+    const float *Kb = packed, *Vb = packed + hs, *Qb = packed + 2 * hs;
+    float **dst = malloc(sizeof(float *) * (size_t)na);
+    const float **src = malloc(sizeof(float *) * (size_t)na);
+    size_t *lds = malloc(sizeof(size_t) * (size_t)na);
+    if (dst == NULL || src == NULL || lds == NULL) {
+        fprintf(stderr, "kcpu attn: out of memory\n");
+        abort();
+    }
+    for (int a = 0; a < na; a++) {
+        dst[a] = packed + (size_t)a * hs;
+        lds[a] = ld;
+    }
 #pragma omp parallel
     {
         float *ws = kcpu_attn_floats(3 * slot);
@@ -297,30 +325,28 @@ void kcpu_attn_fwd(void *out_,       /* (B, T, H*D) */
         for (int bk = 0; bk < B * KVH; bk++) {
             int b = bk / KVH, kvh = bk % KVH;
             const float *rows = qkv + (size_t)b * T * ld;
-            float *const dst[2] = { kv, kv + hs };
-            const float *const src[2] = { rows + (size_t)(H + kvh) * D,
-                                          rows + (size_t)(H + KVH + kvh) * D };
-            const size_t lds[2] = { ld, ld };
-            kcpu_pack_heads(dst, src, lds, 2, Dp, T, D);
+#pragma omp single
+            {
+                src[0] = rows + (size_t)(H + kvh) * D;
+                src[1] = rows + (size_t)(H + KVH + kvh) * D;
+                for (int g = 0; g < group; g++) src[2 + g] = rows + (size_t)(kvh * group + g) * D;
+            }
+            kcpu_pack_heads(dst, src, lds, na, Dp, T, D);
             /* (query head of the group, query tile) units, longest query
              * tiles first so that the dynamic schedule balances. */
 #pragma omp for schedule(dynamic, 1)
             for (int u = 0; u < nt * group; u++) {
-                int qt = nt - 1 - u / group, h = kvh * group + u % group, i0 = qt * TL;
+                int qt = nt - 1 - u / group, g = u % group, h = kvh * group + g, i0 = qt * TL;
                 int nq = T - i0 < TL ? T - i0 : TL;
                 /* Q^T, pre-scaled so that scores come out in base 2. */
-                for (int d = 0; d < D; d++) {
-                    const float *q = rows + (size_t)i0 * ld + (size_t)h * D + d;
-                    for (int c = 0; c < nq; c++) Qt[d * TL + c] = qmul * q[c * ld];
-                    for (int c = nq; c < TL; c++) Qt[d * TL + c] = 0.0f;
-                }
+                kcpu_pack_cols(Qt, Qb + (size_t)g * hs + (size_t)i0 * Dp, Dp, D, qmul);
                 for (int r = 0; r < TL; r++) {
                     mx[r] = -INFINITY;
                     l[r] = 0.0f;
                 }
                 memset(O, 0, (size_t)TL * Dp * sizeof(float));
                 for (int kt = 0; kt <= qt; kt++) {
-                    const float *K = kv + (size_t)kt * TL * Dp, *V = K + hs;
+                    const float *K = Kb + (size_t)kt * TL * Dp, *V = Vb + (size_t)kt * TL * Dp;
                     kcpu_tile_gemm(S, TL, K, Dp, 1, Qt, TL, TL, TL, D, 0);
                     if (kt == qt) kcpu_mask_cols(S);
                     if (kcpu_softmax_tile(S, mx, l, alpha) && kt > 0)
@@ -329,9 +355,14 @@ void kcpu_attn_fwd(void *out_,       /* (B, T, H*D) */
                                 for (int d = 0; d < Dp; d++) O[(size_t)r * Dp + d] *= alpha[r];
                     kcpu_tile_gemm(O, Dp, S, 1, TL, V, Dp, TL, Dp, TL, 1);
                 }
+                float *o0 = out + ((size_t)b * T + i0) * ldo + (size_t)h * D;
+                for (int r = 0; r < KCPU_PREFETCH_ROWS && r < nq; r++)
+                    kcpu_prefetch_write(o0 + r * ldo, D);
                 for (int r = 0; r < nq; r++) {
                     float inv = 1.0f / l[r];
-                    float *o = out + ((size_t)b * T + i0 + r) * ldo + (size_t)h * D;
+                    float *o = o0 + r * ldo;
+                    if (r + KCPU_PREFETCH_ROWS < nq)
+                        kcpu_prefetch_write(o + KCPU_PREFETCH_ROWS * ldo, D);
                     for (int d = 0; d < D; d++) o[d] = O[(size_t)r * Dp + d] * inv;
                     lse[((size_t)b * H + h) * T + i0 + r] =
                         (float)(((double)mx[r] + log2((double)l[r])) * KCPU_LN2);
@@ -340,7 +371,10 @@ void kcpu_attn_fwd(void *out_,       /* (B, T, H*D) */
         }
         free(ws);
     }
-    free(kv);
+    free(dst);
+    free(src);
+    free(lds);
+    free(packed);
 }
 
 /* ---- backward ---- */
@@ -380,6 +414,17 @@ static void kcpu_attn_delta(float *delta, const float *dout, const float *out, i
             for (int d = 0; d < D; d++) acc += (double)dout[o + d] * out[o + d];
             delta[((size_t)b * H + h) * T + t] = (float)acc;
         }
+    }
+}
+
+/* Strided rows dst[r * ld], r < n, += mul * rows of a packed tile. */
+static void kcpu_add_rows(float *dst, size_t ld, const float *tile, int Dp, int n, int D,
+                          float mul) {
+    for (int r = 0; r < KCPU_PREFETCH_ROWS && r < n; r++) kcpu_prefetch_write(dst + r * ld, D);
+    for (int r = 0; r < n; r++) {
+        float *o = dst + r * ld;
+        if (r + KCPU_PREFETCH_ROWS < n) kcpu_prefetch_write(o + KCPU_PREFETCH_ROWS * ld, D);
+        for (int d = 0; d < D; d++) o[d] += mul * tile[(size_t)r * Dp + d];
     }
 }
 
@@ -511,14 +556,9 @@ void kcpu_attn_bwd(void *dqkv_,       /* (B, T, (H+2*KVH)*D) += */
                     }
                     __atomic_store_n(&done[qt], kt + 1, __ATOMIC_RELEASE);
                 }
-                for (int c = 0; c < nk; c++) {
-                    float *dk = dqkv + ((size_t)b * T + j0 + c) * ld + (size_t)(H + kvh) * D;
-                    float *dv = dk + (size_t)KVH * D;
-                    for (int d = 0; d < D; d++) {
-                        dk[d] += scale * dK[(size_t)c * Dp + d];
-                        dv[d] += dV[(size_t)c * Dp + d];
-                    }
-                }
+                float *dk = dqkv + ((size_t)b * T + j0) * ld + (size_t)(H + kvh) * D;
+                kcpu_add_rows(dk, ld, dK, Dp, nk, D, scale);
+                kcpu_add_rows(dk + (size_t)KVH * D, ld, dV, Dp, nk, D, 1.0f);
             }
             /* the next (batch, kv head) repacks the shared arrays */
 #pragma omp barrier
