@@ -144,54 +144,46 @@ static void kcpu_tile_gemm(float *c, int ldc, const float *a, int ars, int aks, 
 
 /* ---- packing ---- */
 
-/* Rows of q, k, v and dout are read from the fused, strided tensors
- * (row stride (H + 2 KVH) D or H D floats, a multiple of 4 KiB for many
- * shapes). Reading tiles of them in place maps every row to the same few L1
- * sets and every row to its own page, which starved the tile products; so
- * before the tile loops, the rows of the heads that one (batch, kv head)
- * needs are copied once into contiguous arrays of nt * TILE rows of Dp
- * floats, zero-padded, shared by the team. */
+/* Rows of q, k, v and dout sit in fused tensors with a row stride of
+ * (H + 2 KVH) D or H D floats (a multiple of 4 KiB for many shapes). Tiles
+ * read in place from them put every row on its own page and the rows of a
+ * tile into the same few L1 sets, which starved the tile products. So each
+ * call first copies them, walking the tensors row after row, into one
+ * contiguous array per head of nt * TILE rows of Dp floats, zero-padded;
+ * the tile loops then read only those. That scratch is as large as the
+ * tensors it copies: O(T), no T x T buffer. */
 
-/* Rows this far ahead are prefetched when strided rows are read or written
- * one after another: the hardware prefetchers stay within a 4 KiB page, and
- * every row is on a page of its own. */
+/* Rows this far ahead are prefetched when strided rows are written one
+ * after another: the hardware prefetchers stay within a 4 KiB page, and
+ * every row of a head is on a page of its own. */
 #define KCPU_PREFETCH_ROWS 8
-
-static inline void kcpu_prefetch_read(const float *row, int D) {
-    for (int d = 0; d < D; d += 16) __builtin_prefetch(row + d, 0, 3);
-}
 
 static inline void kcpu_prefetch_write(float *row, int D) {
     for (int d = 0; d < D; d += 16) __builtin_prefetch(row + d, 1, 3);
 }
 
-/* dst (TILE, Dp) = rows [0, n) of src (stride ld, D channels), zero padding
- * rows and channels. */
-static void kcpu_pack_tile(float *dst, int Dp, const float *src, size_t ld, int n, int D) {
-    for (int r = 0; r < KCPU_PREFETCH_ROWS && r < n; r++) kcpu_prefetch_read(src + r * ld, D);
-    for (int r = 0; r < KCPU_ATTN_TILE; r++) {
-        float *o = dst + (size_t)r * Dp;
-        if (r + KCPU_PREFETCH_ROWS < n) kcpu_prefetch_read(src + (r + KCPU_PREFETCH_ROWS) * ld, D);
-        if (r < n) {
-            memcpy(o, src + r * ld, (size_t)D * sizeof(float));
-            memset(o + D, 0, (size_t)(Dp - D) * sizeof(float));
-        } else {
-            memset(o, 0, (size_t)Dp * sizeof(float));
-        }
-    }
-}
-
-/* Within a parallel region, every thread calling it: dst[a] (nt * TILE,
- * Dp) = rows [0, T) of src[a] (stride ld[a]) for a < n, split by tiles
- * across the team; returns after the implicit barrier. */
-static void kcpu_pack_heads(float *const *dst, const float *const *src, const size_t *ld, int n,
-                            int Dp, int T, int D) {
+/* Within a parallel region (no barrier at the end): for the S heads of D
+ * channels in each row of src (B, T, S*D), dst[(b*S + s)*hs + i*Dp + d] =
+ * src[b, i, s*D + d], with rows T.. up to nt * TILE and channels D.. of
+ * each head zero; hs = nt * TILE * Dp. Split by (batch, tile). */
+static void kcpu_pack_heads(float *dst, const float *src, int B, int T, int S, int D, int Dp) {
     const int TL = KCPU_ATTN_TILE, nt = (T + TL - 1) / TL;
-#pragma omp for schedule(static)
-    for (int u = 0; u < n * nt; u++) {
-        int a = u / nt, t = u % nt, i0 = t * TL;
-        kcpu_pack_tile(dst[a] + (size_t)i0 * Dp, Dp, src[a] + (size_t)i0 * ld[a], ld[a],
-                       T - i0 < TL ? T - i0 : TL, D);
+    const size_t hs = (size_t)nt * TL * Dp, ld = (size_t)S * D;
+#pragma omp for schedule(static) nowait
+    for (int u = 0; u < B * nt; u++) {
+        int b = u / nt, i0 = (u % nt) * TL;
+        for (int i = i0; i < i0 + TL; i++) {
+            const float *row = src + ((size_t)b * T + i) * ld;
+            for (int h = 0; h < S; h++) {
+                float *o = dst + (size_t)(b * S + h) * hs + (size_t)i * Dp;
+                if (i < T) {
+                    memcpy(o, row + (size_t)h * D, (size_t)D * sizeof(float));
+                    memset(o + D, 0, (size_t)(Dp - D) * sizeof(float));
+                } else {
+                    memset(o, 0, (size_t)Dp * sizeof(float));
+                }
+            }
+        }
     }
 }
 
@@ -220,19 +212,23 @@ static inline kcpu_vf kcpu_vmax(kcpu_vf a, kcpu_vf b) {
 
 #define KCPU_TV (KCPU_ATTN_TILE / KCPU_VW) /* vectors across a tile */
 
-/* Zeroed, 64-byte aligned floats: per-thread tiles (a few hundred KiB) or
- * the packed heads of one (batch, kv head) (a few arrays of T rows). The
- * kernel ops have no error path, so running out of memory here ends the
- * process, as llm.c's mallocCheck does. */
-static float *kcpu_attn_floats(size_t n) {
-    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-    float *p = aligned_alloc(64, bytes);
+/* 64-byte aligned floats, zeroed if asked: per-thread tiles (a few hundred
+ * KiB) or the packed heads (written in full by the packing). The kernel ops
+ * have no error path, so running out of memory here ends the process, as
+ * llm.c's mallocCheck does. */
+static void *kcpu_attn_scratch(size_t bytes, int zero) {
+    bytes = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, bytes);
     if (p == NULL) {
         fprintf(stderr, "kcpu attn: out of memory for %zu bytes of scratch\n", bytes);
         abort();
     }
-    memset(p, 0, bytes);
+    if (zero) memset(p, 0, bytes);
     return p;
+}
+
+static float *kcpu_attn_floats(size_t n) {
+    return kcpu_attn_scratch(n * sizeof(float), 1);
 }
 
 static int kcpu_pad_dim(int D) {
@@ -297,83 +293,65 @@ void kcpu_attn_fwd(void *out_,       /* (B, T, H*D) */
     if (B <= 0 || T <= 0 || H <= 0) return;
     const int TL = KCPU_ATTN_TILE, Dp = kcpu_pad_dim(D);
     const int group = H / KVH, nt = (T + TL - 1) / TL;
-    const size_t ld = (size_t)(H + 2 * KVH) * D, ldo = (size_t)H * D;
+    const size_t ldo = (size_t)H * D;
     const size_t hs = (size_t)nt * TL * Dp; /* floats per packed head */
     const float qmul = (float)(KCPU_LOG2E / sqrt((double)D));
     const size_t slot = kcpu_slot(Dp);
-    const int na = 2 + group; /* packed arrays: k, v, q of each head of the group */
-    float *packed = kcpu_attn_floats((size_t)na * hs);
-    const float *Kb = packed, *Vb = packed + hs, *Qb = packed + 2 * hs;
-    float **dst = malloc(sizeof(float *) * (size_t)na);
-    const float **src = malloc(sizeof(float *) * (size_t)na);
-    size_t *lds = malloc(sizeof(size_t) * (size_t)na);
-    if (dst == NULL || src == NULL || lds == NULL) {
-        fprintf(stderr, "kcpu attn: out of memory\n");
-        abort();
-    }
-    for (int a = 0; a < na; a++) {
-        dst[a] = packed + (size_t)a * hs;
-        lds[a] = ld;
-    }
+    const int S = H + 2 * KVH; /* heads per qkv row */
+    float *packed = kcpu_attn_scratch((size_t)B * S * hs * sizeof(float), 0);
 #pragma omp parallel
     {
         float *ws = kcpu_attn_floats(3 * slot);
-        float *Qt = ws, *S = ws + slot, *O = ws + 2 * slot;
+        float *Qt = ws, *St = ws + slot, *O = ws + 2 * slot;
         float mx[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         float l[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         float alpha[KCPU_ATTN_TILE] __attribute__((aligned(64)));
-        for (int bk = 0; bk < B * KVH; bk++) {
-            int b = bk / KVH, kvh = bk % KVH;
-            const float *rows = qkv + (size_t)b * T * ld;
-#pragma omp single
-            {
-                src[0] = rows + (size_t)(H + kvh) * D;
-                src[1] = rows + (size_t)(H + KVH + kvh) * D;
-                for (int g = 0; g < group; g++) src[2 + g] = rows + (size_t)(kvh * group + g) * D;
-            }
-            kcpu_pack_heads(dst, src, lds, na, Dp, T, D);
-            /* (query head of the group, query tile) units, longest query
-             * tiles first so that the dynamic schedule balances. */
+        kcpu_pack_heads(packed, qkv, B, T, S, D, Dp);
+#pragma omp barrier
+        /* (batch, kv head, query tile, head of the group) units: the
+         * threads work on the same k and v, which stay in cache, and take
+         * each pair's query tiles longest first so that the dynamic
+         * schedule ends on short units. */
 #pragma omp for schedule(dynamic, 1)
-            for (int u = 0; u < nt * group; u++) {
-                int qt = nt - 1 - u / group, g = u % group, h = kvh * group + g, i0 = qt * TL;
-                int nq = T - i0 < TL ? T - i0 : TL;
-                /* Q^T, pre-scaled so that scores come out in base 2. */
-                kcpu_pack_cols(Qt, Qb + (size_t)g * hs + (size_t)i0 * Dp, Dp, D, qmul);
-                for (int r = 0; r < TL; r++) {
-                    mx[r] = -INFINITY;
-                    l[r] = 0.0f;
-                }
-                memset(O, 0, (size_t)TL * Dp * sizeof(float));
-                for (int kt = 0; kt <= qt; kt++) {
-                    const float *K = Kb + (size_t)kt * TL * Dp, *V = Vb + (size_t)kt * TL * Dp;
-                    kcpu_tile_gemm(S, TL, K, Dp, 1, Qt, TL, TL, TL, D, 0);
-                    if (kt == qt) kcpu_mask_cols(S);
-                    if (kcpu_softmax_tile(S, mx, l, alpha) && kt > 0)
-                        for (int r = 0; r < TL; r++)
-                            if (alpha[r] != 1.0f)
-                                for (int d = 0; d < Dp; d++) O[(size_t)r * Dp + d] *= alpha[r];
-                    kcpu_tile_gemm(O, Dp, S, 1, TL, V, Dp, TL, Dp, TL, 1);
-                }
-                float *o0 = out + ((size_t)b * T + i0) * ldo + (size_t)h * D;
-                for (int r = 0; r < KCPU_PREFETCH_ROWS && r < nq; r++)
-                    kcpu_prefetch_write(o0 + r * ldo, D);
-                for (int r = 0; r < nq; r++) {
-                    float inv = 1.0f / l[r];
-                    float *o = o0 + r * ldo;
-                    if (r + KCPU_PREFETCH_ROWS < nq)
-                        kcpu_prefetch_write(o + KCPU_PREFETCH_ROWS * ldo, D);
-                    for (int d = 0; d < D; d++) o[d] = O[(size_t)r * Dp + d] * inv;
-                    lse[((size_t)b * H + h) * T + i0 + r] =
-                        (float)(((double)mx[r] + log2((double)l[r])) * KCPU_LN2);
-                }
+        for (int u = 0; u < nt * B * H; u++) {
+            int p = u / (nt * group), r = u % (nt * group);
+            int b = p / KVH, kvh = p % KVH, qt = nt - 1 - r / group, h = kvh * group + r % group;
+            int i0 = qt * TL;
+            int nq = T - i0 < TL ? T - i0 : TL;
+            const float *Kb = packed + (size_t)(b * S + H + kvh) * hs;
+            const float *Vb = Kb + (size_t)KVH * hs;
+            /* Q^T, pre-scaled so that scores come out in base 2. */
+            kcpu_pack_cols(Qt, packed + (size_t)(b * S + h) * hs + (size_t)i0 * Dp, Dp, D, qmul);
+            for (int r = 0; r < TL; r++) {
+                mx[r] = -INFINITY;
+                l[r] = 0.0f;
+            }
+            memset(O, 0, (size_t)TL * Dp * sizeof(float));
+            for (int kt = 0; kt <= qt; kt++) {
+                const float *K = Kb + (size_t)kt * TL * Dp, *V = Vb + (size_t)kt * TL * Dp;
+                kcpu_tile_gemm(St, TL, K, Dp, 1, Qt, TL, TL, TL, D, 0);
+                if (kt == qt) kcpu_mask_cols(St);
+                if (kcpu_softmax_tile(St, mx, l, alpha) && kt > 0)
+                    for (int r = 0; r < TL; r++)
+                        if (alpha[r] != 1.0f)
+                            for (int d = 0; d < Dp; d++) O[(size_t)r * Dp + d] *= alpha[r];
+                kcpu_tile_gemm(O, Dp, St, 1, TL, V, Dp, TL, Dp, TL, 1);
+            }
+            float *o0 = out + ((size_t)b * T + i0) * ldo + (size_t)h * D;
+            for (int r = 0; r < KCPU_PREFETCH_ROWS && r < nq; r++)
+                kcpu_prefetch_write(o0 + r * ldo, D);
+            for (int r = 0; r < nq; r++) {
+                float inv = 1.0f / l[r];
+                float *o = o0 + r * ldo;
+                if (r + KCPU_PREFETCH_ROWS < nq)
+                    kcpu_prefetch_write(o + KCPU_PREFETCH_ROWS * ldo, D);
+                for (int d = 0; d < D; d++) o[d] = O[(size_t)r * Dp + d] * inv;
+                lse[((size_t)b * H + h) * T + i0 + r] =
+                    (float)(((double)mx[r] + log2((double)l[r])) * KCPU_LN2);
             }
         }
         free(ws);
     }
-    free(dst);
-    free(src);
-    free(lds);
     free(packed);
 }
 
@@ -402,10 +380,11 @@ static void kcpu_dscores_rows(float *S, float *dP, const float *lse2, const floa
     }
 }
 
-/* delta[b, h, i] = dout[b, i, h] . out[b, i, h] (double accumulation). */
+/* delta[b, h, i] = dout[b, i, h] . out[b, i, h] (double accumulation);
+ * within a parallel region, no barrier at the end. */
 static void kcpu_attn_delta(float *delta, const float *dout, const float *out, int B, int T, int H,
                             int D) {
-#pragma omp parallel for schedule(static)
+#pragma omp for schedule(static) nowait
     for (int bt = 0; bt < B * T; bt++) {
         int b = bt / T, t = bt % T;
         for (int h = 0; h < H; h++) {
@@ -416,6 +395,11 @@ static void kcpu_attn_delta(float *delta, const float *dout, const float *out, i
         }
     }
 }
+
+/* (batch, kv head) pairs whose backward units are interleaved (see
+ * kcpu_attn_bwd); a fixed number, so the order of the sums never depends
+ * on the thread count. */
+#define KCPU_BWD_WINDOW 2
 
 /* Strided rows dst[r * ld], r < n, += mul * rows of a packed tile. */
 static void kcpu_add_rows(float *dst, size_t ld, const float *tile, int Dp, int n, int D,
@@ -455,119 +439,100 @@ void kcpu_attn_bwd(void *dqkv_,       /* (B, T, (H+2*KVH)*D) += */
     if (B <= 0 || T <= 0 || H <= 0) return;
     const int TL = KCPU_ATTN_TILE, Dp = kcpu_pad_dim(D);
     const int group = H / KVH, nt = (T + TL - 1) / TL;
-    const size_t ld = (size_t)(H + 2 * KVH) * D, ldo = (size_t)H * D;
+    const size_t ld = (size_t)(H + 2 * KVH) * D;
     const size_t hs = (size_t)nt * TL * Dp; /* floats per packed head */
     const size_t tile = (size_t)TL * Dp;    /* floats per packed tile */
     const float scale = (float)(1.0 / sqrt((double)D));
     const float qmul = (float)(KCPU_LOG2E / sqrt((double)D));
     const size_t slot = kcpu_slot(Dp);
-    const int na = 2 + 2 * group; /* packed arrays: k, v, q and dout per head */
-    kcpu_attn_delta(delta, dout, out, B, T, H, D);
-    /* packed k, v, q of each head of the group, dout of each; then the dQ
-     * sums of each head */
-    float *packed = kcpu_attn_floats((size_t)(na + group) * hs);
-    const float *Kb = packed, *Vb = packed + hs, *Qb = packed + 2 * hs;
-    const float *dOb = packed + (size_t)(2 + group) * hs;
-    float *dQb = packed + (size_t)na * hs;
-    float **dst = malloc(sizeof(float *) * (size_t)na);
-    const float **src = malloc(sizeof(float *) * (size_t)na);
-    size_t *lds = malloc(sizeof(size_t) * (size_t)na);
-    int *done = calloc((size_t)nt + 1, sizeof(int)); /* done[nt]: next unit */
-    if (dst == NULL || src == NULL || lds == NULL || done == NULL) {
+    const int S = H + 2 * KVH; /* heads per qkv row */
+    const int nu = B * KVH;    /* (batch, kv head) pairs */
+    /* packed q, k, v of every batch element, then dout, then the dQ sums */
+    float *packed = kcpu_attn_scratch((size_t)B * (S + 2 * H) * hs * sizeof(float), 0);
+    float *dOb = packed + (size_t)B * S * hs, *dQb = dOb + (size_t)B * H * hs;
+    /* done[p * nt + qt]: key tiles whose dQ share query tile qt of pair p
+     * holds; done[nu * nt]: the next unit to take */
+    int *done = calloc((size_t)nu * nt + 1, sizeof(int));
+    if (done == NULL) {
         fprintf(stderr, "kcpu attn: out of memory\n");
         abort();
     }
-    for (int a = 0; a < na; a++) dst[a] = packed + (size_t)a * hs;
 #pragma omp parallel
     {
         float *ws = kcpu_attn_floats((size_t)(6 + group) * slot);
         float *Kt = ws, *Vt = ws + slot, *dK = ws + 2 * slot, *dV = ws + 3 * slot;
-        float *S = ws + 4 * slot, *dP = ws + 5 * slot, *dQt = ws + 6 * slot;
+        float *St = ws + 4 * slot, *dP = ws + 5 * slot, *dQt = ws + 6 * slot;
         float lse2[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         float dl[KCPU_ATTN_TILE] __attribute__((aligned(64)));
-        for (int bk = 0; bk < B * KVH; bk++) {
-            int b = bk / KVH, kvh = bk % KVH;
-            const float *rows = qkv + (size_t)b * T * ld;
-#pragma omp single
-            {
-                src[0] = rows + (size_t)(H + kvh) * D;
-                src[1] = rows + (size_t)(H + KVH + kvh) * D;
-                lds[0] = lds[1] = ld;
+        kcpu_attn_delta(delta, dout, out, B, T, H, D);
+        kcpu_pack_heads(packed, qkv, B, T, S, D, Dp);
+        kcpu_pack_heads(dOb, dout, B, T, H, D, Dp);
+#pragma omp barrier
+
+        /* One unit per (key tile kt, batch b, kv head): dK, dV of the
+         * tile, summed over the query heads of the group and the query
+         * tiles qt >= kt, and the tile's share dS K of dQ of each of those
+         * query tiles. A unit adds its share to the dQ sum of query tile qt
+         * only once the unit of key tile kt - 1 of its pair has, so every
+         * dQ is summed over kt in the same order whatever the thread
+         * count, and is complete, and written out, once the unit of the
+         * diagonal tile has added its share. Units are taken in order:
+         * pairs in windows of KCPU_BWD_WINDOW, key tile major within a
+         * window. The threads thus work on the data of one or two pairs,
+         * which stays in cache, and the unit a unit may wait for was taken
+         * a window earlier and has a tile more to do, so waits are short
+         * or none. */
+        for (;;) {
+            int u = __atomic_fetch_add(&done[nu * nt], 1, __ATOMIC_RELAXED);
+            if (u >= nt * nu) break;
+            int p0 = u / (KCPU_BWD_WINDOW * nt) * KCPU_BWD_WINDOW;
+            int wn = nu - p0 < KCPU_BWD_WINDOW ? nu - p0 : KCPU_BWD_WINDOW, r = u - p0 * nt;
+            int kt = r / wn, p = p0 + r % wn, b = p / KVH, kvh = p % KVH;
+            int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL;
+            const float *K = packed + (size_t)(b * S + H + kvh) * hs + (size_t)kt * tile;
+            const float *V = K + (size_t)KVH * hs;
+            int *dn = done + (size_t)p * nt;
+            kcpu_pack_cols(Kt, K, Dp, D, qmul);
+            kcpu_pack_cols(Vt, V, Dp, D, 1.0f);
+            memset(dK, 0, tile * sizeof(float));
+            memset(dV, 0, tile * sizeof(float));
+            for (int qt = kt; qt < nt; qt++) {
+                int i0 = qt * TL, nq = T - i0 < TL ? T - i0 : TL;
                 for (int g = 0; g < group; g++) {
                     int h = kvh * group + g;
-                    src[2 + g] = rows + (size_t)h * D;
-                    lds[2 + g] = ld;
-                    src[2 + group + g] = dout + (size_t)b * T * ldo + (size_t)h * D;
-                    lds[2 + group + g] = ldo;
+                    size_t st = ((size_t)b * H + h) * T + i0;
+                    const float *Q = packed + (size_t)(b * S + h) * hs + (size_t)i0 * Dp;
+                    const float *dO = dOb + (size_t)(b * H + h) * hs + (size_t)i0 * Dp;
+                    kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
+                    kcpu_tile_gemm(St, TL, Q, Dp, 1, Kt, TL, TL, TL, D, 0);
+                    if (qt == kt) kcpu_mask_rows(St);
+                    kcpu_tile_gemm(dP, TL, dO, Dp, 1, Vt, TL, TL, TL, D, 0);
+                    kcpu_dscores_rows(St, dP, lse2, dl);
+                    kcpu_tile_gemm(dV, Dp, St, 1, TL, dO, Dp, TL, Dp, TL, 1);
+                    kcpu_tile_gemm(dK, Dp, dP, 1, TL, Q, Dp, TL, Dp, TL, 1);
+                    kcpu_tile_gemm(dQt + (size_t)g * slot, Dp, dP, TL, 1, K, Dp, TL, Dp, TL, 0);
                 }
-                memset(done, 0, ((size_t)nt + 1) * sizeof(int));
-            }
-            kcpu_pack_heads(dst, src, lds, na, Dp, T, D);
-
-            /* One unit per key tile kt: dK, dV of the tile, summed over the
-             * query heads of the group and the query tiles qt >= kt, and
-             * the tile's share dS K of dQ of each of those query tiles.
-             * Units are taken in order of kt (the earliest has the most
-             * query tiles); unit kt adds its share to the dQ sum of query
-             * tile qt only once unit kt - 1 has (done[qt] counts them), so
-             * every dQ is summed over kt in the same order whatever the
-             * thread count, and is complete, and written out, once unit
-             * qt has added the diagonal tile's share. */
-            for (;;) {
-                int kt = __atomic_fetch_add(&done[nt], 1, __ATOMIC_RELAXED);
-                if (kt >= nt) break;
-                int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL;
-                const float *K = Kb + (size_t)kt * tile;
-                kcpu_pack_cols(Kt, K, Dp, D, qmul);
-                kcpu_pack_cols(Vt, Vb + (size_t)kt * tile, Dp, D, 1.0f);
-                memset(dK, 0, tile * sizeof(float));
-                memset(dV, 0, tile * sizeof(float));
-                for (int qt = kt; qt < nt; qt++) {
-                    int i0 = qt * TL, nq = T - i0 < TL ? T - i0 : TL;
-                    for (int g = 0; g < group; g++) {
-                        int h = kvh * group + g;
-                        size_t st = ((size_t)b * H + h) * T + i0;
-                        const float *Q = Qb + (size_t)g * hs + (size_t)i0 * Dp;
-                        const float *dO = dOb + (size_t)g * hs + (size_t)i0 * Dp;
-                        kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
-                        kcpu_tile_gemm(S, TL, Q, Dp, 1, Kt, TL, TL, TL, D, 0);
-                        if (qt == kt) kcpu_mask_rows(S);
-                        kcpu_tile_gemm(dP, TL, dO, Dp, 1, Vt, TL, TL, TL, D, 0);
-                        kcpu_dscores_rows(S, dP, lse2, dl);
-                        kcpu_tile_gemm(dV, Dp, S, 1, TL, dO, Dp, TL, Dp, TL, 1);
-                        kcpu_tile_gemm(dK, Dp, dP, 1, TL, Q, Dp, TL, Dp, TL, 1);
-                        kcpu_tile_gemm(dQt + (size_t)g * slot, Dp, dP, TL, 1, K, Dp, TL, Dp, TL, 0);
-                    }
-                    kcpu_wait_for(&done[qt], kt);
-                    for (int g = 0; g < group; g++) {
-                        float *sum = dQb + (size_t)g * hs + (size_t)i0 * Dp;
-                        const float *add = dQt + (size_t)g * slot;
-                        if (kt == 0)
-                            memcpy(sum, add, tile * sizeof(float));
-                        else
-                            for (size_t e = 0; e < tile; e++) sum[e] += add[e];
-                        if (qt == kt)
-                            for (int r = 0; r < nq; r++) {
-                                float *dq = dqkv + ((size_t)b * T + i0 + r) * ld +
-                                            (size_t)(kvh * group + g) * D;
-                                for (int d = 0; d < D; d++)
-                                    dq[d] += scale * sum[(size_t)r * Dp + d];
-                            }
-                    }
-                    __atomic_store_n(&done[qt], kt + 1, __ATOMIC_RELEASE);
+                kcpu_wait_for(&dn[qt], kt);
+                for (int g = 0; g < group; g++) {
+                    int h = kvh * group + g;
+                    float *sum = dQb + (size_t)(b * H + h) * hs + (size_t)i0 * Dp;
+                    const float *add = dQt + (size_t)g * slot;
+                    if (kt == 0)
+                        memcpy(sum, add, tile * sizeof(float));
+                    else
+                        for (size_t e = 0; e < tile; e++) sum[e] += add[e];
+                    if (qt == kt)
+                        kcpu_add_rows(dqkv + ((size_t)b * T + i0) * ld + (size_t)h * D, ld, sum, Dp,
+                                      nq, D, scale);
                 }
-                float *dk = dqkv + ((size_t)b * T + j0) * ld + (size_t)(H + kvh) * D;
-                kcpu_add_rows(dk, ld, dK, Dp, nk, D, scale);
-                kcpu_add_rows(dk + (size_t)KVH * D, ld, dV, Dp, nk, D, 1.0f);
+                __atomic_store_n(&dn[qt], kt + 1, __ATOMIC_RELEASE);
             }
-            /* the next (batch, kv head) repacks the shared arrays */
-#pragma omp barrier
+            float *dk = dqkv + ((size_t)b * T + j0) * ld + (size_t)(H + kvh) * D;
+            kcpu_add_rows(dk, ld, dK, Dp, nk, D, scale);
+            kcpu_add_rows(dk + (size_t)KVH * D, ld, dV, Dp, nk, D, 1.0f);
         }
         free(ws);
     }
-    free(dst);
-    free(src);
-    free(lds);
     free(done);
     free(packed);
 }
