@@ -1,29 +1,28 @@
 /* attn.c -- causal grouped-query attention, flash style (fp32, OpenMP).
  *
  * out_i = sum_{j<=i} softmax_j(q_i . k_j / sqrt(D)) v_j for every query head
- * h, with k and v read from kv head h / (H / KVH) of the fused qkv rows in
- * place (k.h). No T x T matrix exists, not even per head: queries and keys
- * are cut into tiles of KCPU_ATTN_TILE, and the forward walks the key tiles
- * of a query tile with an online softmax, saving only the row log-sum-exp.
- * The backward recomputes the probabilities of a tile from lse:
+ * h, with k and v of kv head h / (H / KVH) of the fused qkv rows (k.h). No
+ * T x T matrix exists, not even per head: queries and keys are cut into
+ * tiles of KCPU_ATTN_TILE, and the forward walks the key tiles of a query
+ * tile with an online softmax, saving only the row log-sum-exp. The
+ * backward recomputes the probabilities of a tile from lse:
  *   P = exp(S - lse), dP = dO V^T, dS = P * (dP - delta), delta = rowsum(dO*O)
  *   dQ = scale dS K, dK = scale dS^T Q, dV = P^T dO.
- * It runs in two passes so that every thread owns what it writes: one over
- * (kv head, key tile) units that sum dK/dV over the group's query heads and
- * the later query tiles, one over (head, query tile) units for dQ. That costs
- * two extra tile products per tile pair but needs no atomics and no partial
- * buffers, and since each unit's order of summation is fixed, the results
- * are bitwise the same for any number of threads.
+ * It runs in one pass over (key tile, kv head) units, five tile products
+ * per tile pair: a unit owns dK and dV of its key tile and adds its share of
+ * dQ to each later query tile's sum in key-tile order (a per-tile counter
+ * makes a unit wait for the previous key tile's), so every sum has a fixed
+ * order and the results are bitwise the same for any number of threads.
  *
- * Tile products run on a small register-blocked kernel (GCC vector
- * extensions, explicit FMA where the ISA has it). Rows of q, k, v and dout
- * are read in place from the strided tensors; a transposed operand (Q^T,
- * K^T, V^T, dO^T) is packed once per work unit and reused over its whole
- * loop; the last, partial tile and head dims that are not a multiple of 16
- * go through zero-padded copies (head dim padded to Dp).
- * Scores are kept in base 2 (the packed Q^T or K^T carries log2(e)/sqrt(D))
- * so the softmax needs only 2^x, computed by a branch-free polynomial.
- * Extra memory: a few tiles per thread, allocated per call. */
+ * Each call first copies q, k, v (and dout) into one contiguous,
+ * zero-padded array per head (see "packing"): scratch as large as those
+ * tensors, O(T). Tile products run on a small register-blocked kernel (GCC
+ * vector extensions, explicit FMA where the ISA has it) on those arrays; a
+ * transposed operand (Q^T, K^T, V^T) is packed once per work unit and
+ * reused over its whole loop; head dims that are not a multiple of 16 are
+ * zero-padded (to Dp). Scores are kept in base 2 (the packed Q^T or K^T
+ * carries log2(e)/sqrt(D)) so the softmax needs only 2^x, computed by a
+ * branch-free polynomial. */
 #include <math.h>
 #include <sched.h>
 #include <stdint.h>
