@@ -14,9 +14,10 @@
  * makes a unit wait for the previous key tile's), so every sum has a fixed
  * order and the results are bitwise the same for any number of threads.
  *
- * Each call first copies q, k, v (and dout) into one contiguous,
- * zero-padded array per head (see "packing"): scratch as large as those
- * tensors, O(T). Tile products run on a small register-blocked kernel (GCC
+ * Each call first copies the heads whose tiles it reads again and again
+ * (k and v in the forward, q and dout in the backward) into one contiguous,
+ * zero-padded array per head (see "packing"): scratch at most as large as
+ * those tensors, O(T). Tile products run on a small register-blocked kernel (GCC
  * vector extensions, explicit FMA where the ISA has it) on those arrays; a
  * transposed operand (Q^T, K^T, V^T) is packed once per work unit and
  * reused over its whole loop; head dims that are not a multiple of 16 are
@@ -146,35 +147,60 @@ static void kcpu_tile_gemm(float *c, int ldc, const float *a, int ars, int aks, 
 /* Rows of q, k, v and dout sit in fused tensors with a row stride of
  * (H + 2 KVH) D or H D floats (a multiple of 4 KiB for many shapes). Tiles
  * read in place from them put every row on its own page and the rows of a
- * tile into the same few L1 sets, which starved the tile products. So each
- * call first copies them, walking the tensors row after row, into one
- * contiguous array per head of nt * TILE rows of Dp floats, zero-padded;
- * the tile loops then read only those. That scratch is as large as the
- * tensors it copies: O(T), no T x T buffer. */
+ * tile into the same few L1 sets, which starved the tile products. So the
+ * heads whose tiles a pass reads again and again (k and v in the forward,
+ * q and dout in the backward) are first copied, walking the tensors row
+ * after row, into one contiguous array per head of nt * TILE rows of Dp
+ * floats, zero-padded; a tile read once per work unit (q in the forward, k
+ * and v in the backward) is copied into a per-thread tile instead. That
+ * scratch is at most as large as the tensors it copies: O(T), no T x T
+ * buffer. */
 
-/* Rows this far ahead are prefetched when strided rows are written one
- * after another: the hardware prefetchers stay within a 4 KiB page, and
+/* Rows this far ahead are prefetched when strided rows are read or written
+ * one after another: the hardware prefetchers stay within a 4 KiB page, and
  * every row of a head is on a page of its own. */
 #define KCPU_PREFETCH_ROWS 8
+
+static inline void kcpu_prefetch_read(const float *row, int D) {
+    for (int d = 0; d < D; d += 16) __builtin_prefetch(row + d, 0, 3);
+}
 
 static inline void kcpu_prefetch_write(float *row, int D) {
     for (int d = 0; d < D; d += 16) __builtin_prefetch(row + d, 1, 3);
 }
 
-/* Within a parallel region (no barrier at the end): for the S heads of D
- * channels in each row of src (B, T, S*D), dst[(b*S + s)*hs + i*Dp + d] =
- * src[b, i, s*D + d], with rows T.. up to nt * TILE and channels D.. of
- * each head zero; hs = nt * TILE * Dp. Split by (batch, tile). */
-static void kcpu_pack_heads(float *dst, const float *src, int B, int T, int S, int D, int Dp) {
+/* dst (TILE, Dp) = rows [0, n) of src (stride ld, D channels), zero padding
+ * rows and channels. */
+static void kcpu_pack_tile(float *dst, int Dp, const float *src, size_t ld, int n, int D) {
+    for (int r = 0; r < KCPU_PREFETCH_ROWS && r < n; r++) kcpu_prefetch_read(src + r * ld, D);
+    for (int r = 0; r < KCPU_ATTN_TILE; r++) {
+        float *o = dst + (size_t)r * Dp;
+        if (r + KCPU_PREFETCH_ROWS < n) kcpu_prefetch_read(src + (r + KCPU_PREFETCH_ROWS) * ld, D);
+        if (r < n) {
+            memcpy(o, src + r * ld, (size_t)D * sizeof(float));
+            memset(o + D, 0, (size_t)(Dp - D) * sizeof(float));
+        } else {
+            memset(o, 0, (size_t)Dp * sizeof(float));
+        }
+    }
+}
+
+/* Within a parallel region (no barrier at the end): for nh heads of D
+ * channels at src[(b*T + i)*ld + j*D] (row stride ld floats),
+ * dst[(b*nh + j)*hs + i*Dp + d] = src[(b*T + i)*ld + j*D + d], with rows
+ * T.. up to nt * TILE and channels D.. of each head zero; hs = nt * TILE *
+ * Dp. Split by (batch, tile). */
+static void kcpu_pack_heads(float *dst, const float *src, size_t ld, int nh, int B, int T, int D,
+                            int Dp) {
     const int TL = KCPU_ATTN_TILE, nt = (T + TL - 1) / TL;
-    const size_t hs = (size_t)nt * TL * Dp, ld = (size_t)S * D;
+    const size_t hs = (size_t)nt * TL * Dp;
 #pragma omp for schedule(static) nowait
     for (int u = 0; u < B * nt; u++) {
         int b = u / nt, i0 = (u % nt) * TL;
         for (int i = i0; i < i0 + TL; i++) {
             const float *row = src + ((size_t)b * T + i) * ld;
-            for (int h = 0; h < S; h++) {
-                float *o = dst + (size_t)(b * S + h) * hs + (size_t)i * Dp;
+            for (int h = 0; h < nh; h++) {
+                float *o = dst + (size_t)(b * nh + h) * hs + (size_t)i * Dp;
                 if (i < T) {
                     memcpy(o, row + (size_t)h * D, (size_t)D * sizeof(float));
                     memset(o + D, 0, (size_t)(Dp - D) * sizeof(float));
@@ -292,20 +318,20 @@ void kcpu_attn_fwd(void *out_,       /* (B, T, H*D) */
     if (B <= 0 || T <= 0 || H <= 0) return;
     const int TL = KCPU_ATTN_TILE, Dp = kcpu_pad_dim(D);
     const int group = H / KVH, nt = (T + TL - 1) / TL;
-    const size_t ldo = (size_t)H * D;
+    const size_t ld = (size_t)(H + 2 * KVH) * D, ldo = (size_t)H * D;
     const size_t hs = (size_t)nt * TL * Dp; /* floats per packed head */
     const float qmul = (float)(KCPU_LOG2E / sqrt((double)D));
     const size_t slot = kcpu_slot(Dp);
-    const int S = H + 2 * KVH; /* heads per qkv row */
-    float *packed = kcpu_attn_scratch((size_t)B * S * hs * sizeof(float), 0);
+    /* packed k and v heads of every batch element */
+    float *packed = kcpu_attn_scratch((size_t)B * 2 * KVH * hs * sizeof(float), 0);
 #pragma omp parallel
     {
-        float *ws = kcpu_attn_floats(3 * slot);
-        float *Qt = ws, *St = ws + slot, *O = ws + 2 * slot;
+        float *ws = kcpu_attn_floats(4 * slot);
+        float *Qt = ws, *St = ws + slot, *O = ws + 2 * slot, *Qp = ws + 3 * slot;
         float mx[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         float l[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         float alpha[KCPU_ATTN_TILE] __attribute__((aligned(64)));
-        kcpu_pack_heads(packed, qkv, B, T, S, D, Dp);
+        kcpu_pack_heads(packed, qkv + (size_t)H * D, ld, 2 * KVH, B, T, D, Dp);
 #pragma omp barrier
         /* (batch, kv head, query tile, head of the group) units: the
          * threads work on the same k and v, which stay in cache, and take
@@ -317,10 +343,11 @@ void kcpu_attn_fwd(void *out_,       /* (B, T, H*D) */
             int b = p / KVH, kvh = p % KVH, qt = nt - 1 - r / group, h = kvh * group + r % group;
             int i0 = qt * TL;
             int nq = T - i0 < TL ? T - i0 : TL;
-            const float *Kb = packed + (size_t)(b * S + H + kvh) * hs;
+            const float *Kb = packed + (size_t)(b * 2 * KVH + kvh) * hs;
             const float *Vb = Kb + (size_t)KVH * hs;
             /* Q^T, pre-scaled so that scores come out in base 2. */
-            kcpu_pack_cols(Qt, packed + (size_t)(b * S + h) * hs + (size_t)i0 * Dp, Dp, D, qmul);
+            kcpu_pack_tile(Qp, Dp, qkv + ((size_t)b * T + i0) * ld + (size_t)h * D, ld, nq, D);
+            kcpu_pack_cols(Qt, Qp, Dp, D, qmul);
             for (int r = 0; r < TL; r++) {
                 mx[r] = -INFINITY;
                 l[r] = 0.0f;
@@ -444,11 +471,10 @@ void kcpu_attn_bwd(void *dqkv_,       /* (B, T, (H+2*KVH)*D) += */
     const float scale = (float)(1.0 / sqrt((double)D));
     const float qmul = (float)(KCPU_LOG2E / sqrt((double)D));
     const size_t slot = kcpu_slot(Dp);
-    const int S = H + 2 * KVH; /* heads per qkv row */
-    const int nu = B * KVH;    /* (batch, kv head) pairs */
-    /* packed q, k, v of every batch element, then dout, then the dQ sums */
-    float *packed = kcpu_attn_scratch((size_t)B * (S + 2 * H) * hs * sizeof(float), 0);
-    float *dOb = packed + (size_t)B * S * hs, *dQb = dOb + (size_t)B * H * hs;
+    const int nu = B * KVH; /* (batch, kv head) pairs */
+    /* packed q heads of every batch element, then dout, then the dQ sums */
+    float *packed = kcpu_attn_scratch((size_t)B * 3 * H * hs * sizeof(float), 0);
+    float *dOb = packed + (size_t)B * H * hs, *dQb = dOb + (size_t)B * H * hs;
     /* done[p * nt + qt]: key tiles whose dQ share query tile qt of pair p
      * holds; done[nu * nt]: the next unit to take */
     int *done = calloc((size_t)nu * nt + 1, sizeof(int));
@@ -458,14 +484,14 @@ void kcpu_attn_bwd(void *dqkv_,       /* (B, T, (H+2*KVH)*D) += */
     }
 #pragma omp parallel
     {
-        float *ws = kcpu_attn_floats((size_t)(6 + group) * slot);
+        float *ws = kcpu_attn_floats((size_t)(7 + group) * slot);
         float *Kt = ws, *Vt = ws + slot, *dK = ws + 2 * slot, *dV = ws + 3 * slot;
-        float *St = ws + 4 * slot, *dP = ws + 5 * slot, *dQt = ws + 6 * slot;
+        float *St = ws + 4 * slot, *dP = ws + 5 * slot, *K = ws + 6 * slot, *dQt = ws + 7 * slot;
         float lse2[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         float dl[KCPU_ATTN_TILE] __attribute__((aligned(64)));
         kcpu_attn_delta(delta, dout, out, B, T, H, D);
-        kcpu_pack_heads(packed, qkv, B, T, S, D, Dp);
-        kcpu_pack_heads(dOb, dout, B, T, H, D, Dp);
+        kcpu_pack_heads(packed, qkv, ld, H, B, T, D, Dp);
+        kcpu_pack_heads(dOb, dout, (size_t)H * D, H, B, T, D, Dp);
 #pragma omp barrier
 
         /* One unit per (key tile kt, batch b, kv head): dK, dV of the
@@ -488,11 +514,14 @@ void kcpu_attn_bwd(void *dqkv_,       /* (B, T, (H+2*KVH)*D) += */
             int wn = nu - p0 < KCPU_BWD_WINDOW ? nu - p0 : KCPU_BWD_WINDOW, r = u - p0 * nt;
             int kt = r / wn, p = p0 + r % wn, b = p / KVH, kvh = p % KVH;
             int j0 = kt * TL, nk = T - j0 < TL ? T - j0 : TL;
-            const float *K = packed + (size_t)(b * S + H + kvh) * hs + (size_t)kt * tile;
-            const float *V = K + (size_t)KVH * hs;
+            const float *k = qkv + ((size_t)b * T + j0) * ld + (size_t)(H + kvh) * D;
             int *dn = done + (size_t)p * nt;
+            /* K rows and K^T, V^T of the tile (dP holds V rows till the
+             * loop) */
+            kcpu_pack_tile(K, Dp, k, ld, nk, D);
+            kcpu_pack_tile(dP, Dp, k + (size_t)KVH * D, ld, nk, D);
             kcpu_pack_cols(Kt, K, Dp, D, qmul);
-            kcpu_pack_cols(Vt, V, Dp, D, 1.0f);
+            kcpu_pack_cols(Vt, dP, Dp, D, 1.0f);
             memset(dK, 0, tile * sizeof(float));
             memset(dV, 0, tile * sizeof(float));
             for (int qt = kt; qt < nt; qt++) {
@@ -500,7 +529,7 @@ void kcpu_attn_bwd(void *dqkv_,       /* (B, T, (H+2*KVH)*D) += */
                 for (int g = 0; g < group; g++) {
                     int h = kvh * group + g;
                     size_t st = ((size_t)b * H + h) * T + i0;
-                    const float *Q = packed + (size_t)(b * S + h) * hs + (size_t)i0 * Dp;
+                    const float *Q = packed + (size_t)(b * H + h) * hs + (size_t)i0 * Dp;
                     const float *dO = dOb + (size_t)(b * H + h) * hs + (size_t)i0 * Dp;
                     kcpu_row_stats(lse2, dl, lse + st, delta + st, nq);
                     kcpu_tile_gemm(St, TL, Q, Dp, 1, Kt, TL, TL, TL, D, 0);
