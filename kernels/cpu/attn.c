@@ -17,11 +17,11 @@
  * Each call first copies the heads whose tiles it reads again and again
  * (k and v in the forward, q and dout in the backward) into one contiguous,
  * zero-padded array per head (see "packing"): scratch at most as large as
- * those tensors, O(T). Tile products run on a small register-blocked kernel (GCC
- * vector extensions, explicit FMA where the ISA has it) on those arrays; a
- * transposed operand (Q^T, K^T, V^T) is packed once per work unit and
- * reused over its whole loop; head dims that are not a multiple of 16 are
- * zero-padded (to Dp). Scores are kept in base 2 (the packed Q^T or K^T
+ * those tensors, O(T). Tile products run on a small register-blocked
+ * kernel (GCC vector extensions, explicit FMA where the ISA has it) on
+ * those arrays; a transposed operand (Q^T, K^T, V^T) is packed once per
+ * work unit and reused over its whole loop; head dims that are not a
+ * multiple of 16 are zero-padded (to Dp). Scores are kept in base 2 (the packed Q^T or K^T
  * carries log2(e)/sqrt(D)) so the softmax needs only 2^x, computed by a
  * branch-free polynomial. */
 #include <math.h>
