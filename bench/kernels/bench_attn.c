@@ -4,29 +4,43 @@
  * Llama layer) it times attn_fwd and attn_bwd (median of `reps` calls after
  * one warm-up) and reports GFLOP/s under the causal convention
  *     fwd = 2 matmuls * 2 flop * (T^2 / 2) * D * H,   bwd = 2.5 * fwd
- * (the five T x T x D products of the backward, not the two the two-pass
- * backward recomputes). Next to wall-clock rates it prints fwd+bwd flops per
- * second of process CPU time (all threads), a per-core rate that holds up
- * on a machine shared with other jobs. It also times rope_fwd on q and k
- * together.
+ * (the five T x T x D products of the backward, not the ones the backward
+ * recomputes). In the same run, taking turns with the attention calls, it
+ * times OpenBLAS cblas_sgemm on square 1024 x 1024 matrices (2 * 1024^3
+ * flops), the machine's dense-matmul rate, and prints attention fwd+bwd as
+ * a share of it. Next to wall-clock rates it prints flops per second of
+ * process CPU time (all threads) for both, per-core rates that hold up on a
+ * machine shared with other jobs, and their ratio. It also times rope_fwd
+ * on q and k together.
  * Then one forward + backward at T = mem_T (default 16384) and the process's
  * peak resident memory (getrusage ru_maxrss), next to the size of the
  * tensors the caller holds and of one T x T fp32 matrix: a peak below the
  * latter shows that no T x T buffer exists. Asserts nothing.
  *
+ * When OpenBLAS picked slower kernels than the CPU supports (see
+ * kernels/cpu/blas.h), the program sets OPENBLAS_CORETYPE and re-executes
+ * itself, as e2worker does, so the sgemm figure is the machine's real one.
+ *
  * usage: bench_attn [reps (default 3)] [mem_T (default 16384, 0 skips)]
  */
+#include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "cpu/blas.h"
 #include "k.h"
+
+/* Side of the square sgemm timed next to attention. */
+#define BA_SGEMM_N 1024
 
 typedef struct {
     int T, H, KVH, D;
     float *qkv, *out, *lse, *dout, *dqkv, *delta;
+    float *ga, *gb, *gc; /* sgemm operands, BA_SGEMM_N^2 each */
 } ba_bufs;
 
 static double ba_clock(clockid_t id) {
@@ -67,9 +81,17 @@ static int ba_alloc(ba_bufs *b, int T, int H, int KVH, int D) {
     b->dout = k->alloc((size_t)T * orow * sizeof(float));
     b->lse = k->alloc((size_t)H * T * sizeof(float));
     b->delta = k->alloc((size_t)H * T * sizeof(float));
-    if (!b->qkv || !b->dqkv || !b->out || !b->dout || !b->lse || !b->delta) return -1;
+    size_t g = (size_t)BA_SGEMM_N * BA_SGEMM_N * sizeof(float);
+    b->ga = k->alloc(g);
+    b->gb = k->alloc(g);
+    b->gc = k->alloc(g);
+    if (!b->qkv || !b->dqkv || !b->out || !b->dout || !b->lse || !b->delta || !b->ga || !b->gb ||
+        !b->gc)
+        return -1;
     ba_fill(b->qkv, (size_t)T * row, 1);
     ba_fill(b->dout, (size_t)T * orow, 2);
+    ba_fill(b->ga, (size_t)BA_SGEMM_N * BA_SGEMM_N, 3);
+    ba_fill(b->gb, (size_t)BA_SGEMM_N * BA_SGEMM_N, 4);
     return 0;
 }
 
@@ -81,6 +103,9 @@ static void ba_free(ba_bufs *b) {
     k->free(b->dout);
     k->free(b->lse);
     k->free(b->delta);
+    k->free(b->ga);
+    k->free(b->gb);
+    k->free(b->gc);
 }
 
 static void ba_fwd(const ba_bufs *b) {
@@ -99,24 +124,42 @@ static void ba_rope(const ba_bufs *b) {
     k_cpu()->rope_fwd(b->qkv, 1, b->T, b->H + b->KVH, b->D, (b->H + 2 * b->KVH) * b->D, &r);
 }
 
-/* Median wall seconds of reps calls of fn after a warm-up call; *cpu gets
- * the median process CPU seconds of the same calls. */
-static double ba_time(void (*fn)(const ba_bufs *), const ba_bufs *b, int reps, double *cpu) {
-    double t[64], c[64];
-    fn(b);
-    for (int i = 0; i < reps; i++) {
-        double t0 = ba_now(), c0 = ba_clock(CLOCK_PROCESS_CPUTIME_ID);
-        fn(b);
-        t[i] = ba_now() - t0;
-        c[i] = ba_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
+static void ba_sgemm(const ba_bufs *b) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BA_SGEMM_N, BA_SGEMM_N, BA_SGEMM_N, 1.0f,
+                b->ga, BA_SGEMM_N, b->gb, BA_SGEMM_N, 0.0f, b->gc, BA_SGEMM_N);
+}
+
+#define BA_MAX_FNS 4
+
+/* Median wall seconds (wall[i]) and process CPU seconds (cpu[i]) of reps
+ * calls of each fns[i], after one warm-up call of each. The functions take
+ * turns within each repetition, so load from other processes on a shared
+ * machine hits all of them alike. */
+static void ba_time(void (*const *fns)(const ba_bufs *), int nfn, const ba_bufs *b, int reps,
+                    double *wall, double *cpu) {
+    double t[BA_MAX_FNS][64], c[BA_MAX_FNS][64];
+    for (int f = 0; f < nfn; f++) fns[f](b);
+    for (int i = 0; i < reps; i++)
+        for (int f = 0; f < nfn; f++) {
+            double t0 = ba_now(), c0 = ba_clock(CLOCK_PROCESS_CPUTIME_ID);
+            fns[f](b);
+            t[f][i] = ba_now() - t0;
+            c[f][i] = ba_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
+        }
+    for (int f = 0; f < nfn; f++) {
+        qsort(t[f], (size_t)reps, sizeof(double), ba_cmp);
+        qsort(c[f], (size_t)reps, sizeof(double), ba_cmp);
+        wall[f] = t[f][reps / 2];
+        cpu[f] = c[f][reps / 2];
     }
-    qsort(t, (size_t)reps, sizeof(double), ba_cmp);
-    qsort(c, (size_t)reps, sizeof(double), ba_cmp);
-    *cpu = c[reps / 2];
-    return t[reps / 2];
 }
 
 int main(int argc, char **argv) {
+    const char *hint = kcpu_blas_coretype_hint();
+    if (hint != NULL) {
+        setenv("OPENBLAS_CORETYPE", hint, 1);
+        execv("/proc/self/exe", argv);
+    }
     int reps = argc > 1 ? atoi(argv[1]) : 3;
     int memT = argc > 2 ? atoi(argv[2]) : 16384;
     if (reps < 1 || reps > 64 || memT < 0) {
@@ -125,11 +168,16 @@ int main(int argc, char **argv) {
     }
     const int H = 8, KVH = 8, D = 64;
     static const int Ts[] = { 512, 2048, 8192 };
-    printf("bench_attn: B=1 H=%d KVH=%d D=%d, %d OpenMP threads, median of %d\n", H, KVH, D,
-           omp_get_max_threads(), reps);
-    printf("flops (causal): fwd = 4*(T^2/2)*D*H, bwd = 2.5*fwd\n");
-    printf("%6s %9s %9s %9s %9s %13s %14s %8s\n", "T", "fwd ms", "fwd GF/s", "bwd ms", "bwd GF/s",
-           "fwd+bwd GF/s", "GF/s per core", "rope ms");
+    printf("bench_attn: B=1 H=%d KVH=%d D=%d, %d OpenMP threads, median of %d; OpenBLAS core %s\n",
+           H, KVH, D, omp_get_max_threads(), reps, kcpu_blas_core());
+    printf("flops (causal): fwd = 4*(T^2/2)*D*H, bwd = 2.5*fwd; sgemm %d^3 = 2*%d^3 flops, "
+           "timed in turn with fwd and bwd\n",
+           BA_SGEMM_N, BA_SGEMM_N);
+    printf("GF/s: wall clock; \"cpu\": per second of process CPU time (all threads)\n");
+    printf("%6s %8s %8s %8s %8s %9s %9s %6s %9s %9s %6s %8s\n", "T", "fwd ms", "fwd GF/s", "bwd ms",
+           "bwd GF/s", "attn GF/s", "sgemm", "attn/", "attn cpu", "sgemm cpu", "attn/", "rope ms");
+    printf("%6s %8s %8s %8s %8s %9s %9s %6s %9s %9s %6s %8s\n", "", "", "", "", "", "fwd+bwd",
+           "GF/s", "sgemm", "GF/s", "GF/s", "sgemm", "");
     for (int i = 0; i < (int)(sizeof(Ts) / sizeof(Ts[0])); i++) {
         ba_bufs b;
         if (ba_alloc(&b, Ts[i], H, KVH, D) != 0) {
@@ -137,12 +185,17 @@ int main(int argc, char **argv) {
             return 1;
         }
         double fl = 4.0 * ((double)Ts[i] * Ts[i] / 2.0) * D * H;
-        double cf, cb, cr;
-        double tf = ba_time(ba_fwd, &b, reps, &cf), tb = ba_time(ba_bwd, &b, reps, &cb);
-        double tr = ba_time(ba_rope, &b, reps, &cr);
-        printf("%6d %9.2f %9.1f %9.2f %9.1f %13.1f %14.1f %8.3f\n", Ts[i], 1e3 * tf, fl / tf * 1e-9,
-               1e3 * tb, 2.5 * fl / tb * 1e-9, 3.5 * fl / (tf + tb) * 1e-9,
-               3.5 * fl / (cf + cb) * 1e-9, 1e3 * tr);
+        double gfl = 2.0 * BA_SGEMM_N * BA_SGEMM_N * (double)BA_SGEMM_N;
+        void (*const fns[])(const ba_bufs *) = { ba_sgemm, ba_fwd, ba_bwd };
+        double w[3], c[3], wr, cr;
+        ba_time(fns, 3, &b, reps, w, c);
+        void (*const rope[])(const ba_bufs *) = { ba_rope };
+        ba_time(rope, 1, &b, reps, &wr, &cr);
+        double attn = 3.5 * fl / (w[1] + w[2]) * 1e-9, sg = gfl / w[0] * 1e-9;
+        double attn_c = 3.5 * fl / (c[1] + c[2]) * 1e-9, sg_c = gfl / c[0] * 1e-9;
+        printf("%6d %8.2f %8.1f %8.2f %8.1f %9.1f %9.1f %5.0f%% %9.1f %9.1f %5.0f%% %8.3f\n", Ts[i],
+               1e3 * w[1], fl / w[1] * 1e-9, 1e3 * w[2], 2.5 * fl / w[2] * 1e-9, attn, sg,
+               100.0 * attn / sg, attn_c, sg_c, 100.0 * attn_c / sg_c, 1e3 * wr);
         ba_free(&b);
     }
     if (memT > 0) {

@@ -2,9 +2,9 @@
  * attn_bwd) against a naive full-softmax reference in double: outputs and
  * lse, causal masking, gradients of q, k and v of every head against central
  * finite differences and an analytic double backward, accumulation into
- * dqkv, and bitwise determinism across thread counts. Shapes cover GQA
- * ratios 1, 2 and 4, odd head counts, T below, at and past the tile size,
- * and head dims that are and are not multiples of the vector width. */
+ * dqkv, and bitwise determinism across thread counts and runs. Shapes cover
+ * GQA ratios 1, 2 and 4, odd head counts, T below, at and past the tile
+ * size, and head dims that are and are not multiples of the vector width. */
 #include <omp.h>
 
 #include "check.h"
@@ -130,11 +130,13 @@ static void run_kernels(const shape *s, run *r) {
 }
 
 /* (B, T, H, KVH, D): ratios 1, 2, 4; odd H and KVH; T = 1, 7, 33, 64, 100,
- * 130; D = 16, 64 plus 24 (not a multiple of 16) and 128. */
+ * 130, 200 (below, at, and past the 64-row tile, with partial last tiles);
+ * D = 16, 64 plus 24 (not a multiple of 16) and 128; an odd number of
+ * (batch, kv head) pairs, which the backward takes two at a time. */
 static const shape shapes[] = {
-    { 1, 1, 2, 2, 16 },   { 2, 7, 4, 2, 16 },   { 1, 33, 3, 3, 64 },
-    { 1, 100, 4, 1, 16 }, { 2, 100, 6, 3, 64 }, { 1, 64, 4, 1, 64 },
-    { 1, 130, 8, 2, 64 }, { 1, 70, 2, 1, 24 },  { 1, 65, 3, 3, 128 },
+    { 1, 1, 2, 2, 16 },   { 2, 7, 4, 2, 16 },    { 1, 33, 3, 3, 64 },  { 1, 100, 4, 1, 16 },
+    { 2, 100, 6, 3, 64 }, { 1, 64, 4, 1, 64 },   { 1, 130, 8, 2, 64 }, { 1, 70, 2, 1, 24 },
+    { 1, 65, 3, 3, 128 }, { 1, 200, 4, 2, 128 }, { 3, 129, 2, 1, 24 },
 };
 #define NSHAPES ((int)(sizeof(shapes) / sizeof(shapes[0])))
 
@@ -339,6 +341,41 @@ static void attn_deterministic_threads(void) {
     for (int n = 0; n < 3; n++) run_free(&r[n]);
 }
 
+/* The same for more shapes, on 1, 2 and 4 threads (more threads than this
+ * machine may have cores, so the backward's ordered dQ adds wait on threads
+ * that are not running), and twice on the same thread count: GQA with D 128
+ * and a partial last tile, an odd number of (batch, kv head) pairs with D
+ * 24, and T below the tile. */
+static void attn_deterministic_shapes(void) {
+    static const shape ds[] = {
+        { 1, 257, 4, 1, 128 },
+        { 3, 200, 6, 3, 24 },
+        { 2, 40, 2, 2, 64 },
+    };
+    static const int threads[] = { 1, 2, 4, 4 };
+    int saved = omp_get_max_threads();
+    for (int si = 0; si < (int)(sizeof(ds) / sizeof(ds[0])); si++) {
+        const shape *s = &ds[si];
+        size_t nq = qkv_len(s), no = out_len(s), nl = lse_len(s);
+        run r[4];
+        for (int n = 0; n < 4; n++) {
+            r[n] = run_alloc(s, 31 + si, 1.5f);
+            omp_set_num_threads(threads[n]);
+            run_kernels(s, &r[n]);
+        }
+        omp_set_num_threads(saved);
+        for (int n = 1; n < 4; n++) {
+            KC_EXPECT(memcmp(r[0].out, r[n].out, no * sizeof(float)) == 0 &&
+                          memcmp(r[0].lse, r[n].lse, nl * sizeof(float)) == 0 &&
+                          memcmp(r[0].dqkv, r[n].dqkv, nq * sizeof(float)) == 0,
+                      "B=%d T=%d H=%d KVH=%d D=%d: results on %d threads (run %d) differ from 1 "
+                      "thread",
+                      s->B, s->T, s->H, s->KVH, s->D, threads[n], n);
+        }
+        for (int n = 0; n < 4; n++) run_free(&r[n]);
+    }
+}
+
 int main(int argc, char **argv) {
     static const kc_case cases[] = {
         { "attn_fwd_reference", attn_fwd_reference },
@@ -347,6 +384,7 @@ int main(int argc, char **argv) {
         { "attn_bwd_reference", attn_bwd_reference },
         { "attn_bwd_accumulates", attn_bwd_accumulates },
         { "attn_deterministic_threads", attn_deterministic_threads },
+        { "attn_deterministic_shapes", attn_deterministic_shapes },
     };
     return kc_main(argc, argv, cases, (int)(sizeof(cases) / sizeof(cases[0])));
 }
