@@ -153,7 +153,7 @@ def main():
             sys.exit("driver: STOP: the base model fails a gate (above), so fine-tuning results could not show "
                      "whether a method extends retrieval or context use. Results so far: "
                      f"{out}/results.json. Pretrain longer (--set pre_steps=N) or change the design.")
-        log("a gate failed; going on (--quick / --ignore-gates): the report marks every number as gate-failed")
+        log("a gate failed; going on (--quick / --ignore-gates): the report marks the failed gate's numbers")
 
     # 2. fine-tunes (same tokens for every method) and evaluations
     ms = methods(cfg) + (ablations(cfg) if a.ablations else [])
