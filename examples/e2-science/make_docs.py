@@ -82,6 +82,12 @@ def main():
         parts.append(report.render(res))
     else:
         parts.append("## The experiment (driver.py)\n\nNot run to the end in this session: see the intro.\n")
+    abl = os.path.join(ROOT, "docs/results/science_ablations.json")
+    if os.path.exists(abl):
+        with open(abl) as f:
+            res = json.load(f)
+        parts.append("## E² ablations (driver.py --ablations --arms ...; same base, fine-tune data and seeds)\n")
+        parts.append(report.render(res))
     with open(a.out, "w") as f:
         f.write("\n".join(parts))
 
