@@ -16,11 +16,14 @@ Documents:
   perplexity, up to thousands of tokens (most of a document's phrases
   recur only after hundreds of tokens).
 * passkey: the layout of `e2worker eval`'s passkey prompt with token ids
-  (eval.prompt_prefix_tokens = [EOT], eval.filler_tokens,
+  (eval.prompt_prefix_tokens = [EOT], eval.filler_tokens = FILLER,
   eval.key_pre_tokens = [KEY], eval.prompt_suffix_tokens = [QUERY, KEY],
-  eval.digit_tokens = 4..13): EOT, filler text, KEY, K key digits, filler
-  text, QUERY KEY, the K digits again. The key is found by content at any
-  depth; the answer is a copy (an induction-head task).
+  eval.digit_tokens = 4..13): EOT, the filler sentence repeated, KEY, K key
+  digits, filler, and QUERY KEY + the K digits again at several random
+  depths after the key. The key is found by content at any depth. (A
+  design with text filler and one question per document stayed at chance
+  after 3000 steps; a repeated filler and several questions per document
+  learn retrieval at L in about as many steps: docs/results.md.)
 * copy: a random span of words repeated (trains induction heads fast).
 * kv: multi-query associative recall: EOT, n (word key, digit value)
   pairs, then queries ASK key value for a shuffled subset of the keys; each
@@ -81,12 +84,34 @@ def text_tokens(rng, n, n_phrases=256, zipf=1.0):
     return out[:n]
 
 
-def passkey_doc(rng, L, K):
+# The passkey filler: one sentence (two phrases of the grammar) repeated,
+# as in the classic passkey test; the evaluation's filler is the same
+# sentence (science.build_data), so training and evaluation prompts share
+# their layout. A repeated filler is predictable, so what the model must
+# learn at the answer is retrieval by content: find KEY and copy its digits.
+FILLER = GRAMMAR.phrase(random.Random(3)) + [SEP] + GRAMMAR.phrase(random.Random(4)) + [SEP]
+
+
+def _fill(n):
+    return [FILLER[i % len(FILLER)] for i in range(n)]
+
+
+def passkey_doc(rng, L, K, n_queries=4):
+    """EOT, filler, KEY, K digits, filler with n_queries questions (QUERY
+    KEY, the K digits) at random depths after the key; the filler after
+    the key restarts at the filler's start, as e2worker eval's prompt does.
+    Several questions per document give several supervised answers."""
     key = [DIGIT0 + rng.randrange(N_DIGITS) for _ in range(K)]
-    n_fill = L - 1 - 1 - 2 - 2 * K
-    before = rng.randrange(n_fill + 1)
-    fill = text_tokens(rng, n_fill)
-    doc = [EOT] + fill[:before] + [KEY] + key + fill[before:] + [QUERY, KEY] + key
+    n_fill = L - 1 - (1 + K) - n_queries * (2 + K)
+    cut = sorted(rng.sample(range(n_fill + 1), n_queries + 1))
+    before = cut[0]
+    after = _fill(n_fill - before)
+    doc = [EOT] + _fill(before) + [KEY] + key
+    prev = 0
+    for c in cut[1:]:
+        doc += after[prev:c - before] + [QUERY, KEY] + key
+        prev = c - before
+    doc += after[prev:]
     assert len(doc) == L
     return doc
 
@@ -119,7 +144,7 @@ def copy_doc(rng, L):
     return doc[:L]
 
 
-def train_tokens(seed, L, n_slots, mix=(0.3, 0.3, 0.2, 0.2), K=2, text_slots=(1, 8)):
+def train_tokens(seed, L, n_slots, mix=(0.3, 0.3, 0.2, 0.2), K=2, text_slots=(1, 8), n_queries=4):
     """n_slots slots of L tokens, then EOT. A slot holds a passkey, kv or
     copy document, or is a piece of a text document of text_slots[0] to
     text_slots[1] slots (so that training windows also start in the middle
@@ -136,7 +161,7 @@ def train_tokens(seed, L, n_slots, mix=(0.3, 0.3, 0.2, 0.2), K=2, text_slots=(1,
             n += k
             continue
         if u < mix[0] + mix[1]:
-            out += passkey_doc(rng, L, K)
+            out += passkey_doc(rng, L, K, n_queries)
         elif u < mix[0] + mix[1] + mix[2]:
             out += kv_doc(rng, L)
         else:

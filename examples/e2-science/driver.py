@@ -112,6 +112,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=2, help="e2worker processes at once (1 thread each)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="e2worker device (default cpu)")
     ap.add_argument("--base", help="use this pretrained checkpoint instead of pretraining")
+    ap.add_argument("--arms", help="fine-tune only these arms (comma-separated names, e.g. the ablations')")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args()
     mode = "quick" if a.quick else "full"
@@ -153,10 +154,16 @@ def main():
             sys.exit("driver: STOP: the base model fails a gate (above), so fine-tuning results could not show "
                      "whether a method extends retrieval or context use. Results so far: "
                      f"{out}/results.json. Pretrain longer (--set pre_steps=N) or change the design.")
-        log("a gate failed; going on (--quick / --ignore-gates): the report marks every number as gate-failed")
+        log("a gate failed; going on (--quick / --ignore-gates): the report marks the failed gate's numbers")
 
     # 2. fine-tunes (same tokens for every method) and evaluations
     ms = methods(cfg) + (ablations(cfg) if a.ablations else [])
+    if a.arms:
+        want = a.arms.split(",")
+        bad = [w for w in want if w not in {m[0] for m in ms}]
+        if bad:
+            sys.exit(f"driver: --arms: unknown arm(s) {', '.join(bad)} (one of {', '.join(m[0] for m in ms)})")
+        ms = [m for m in ms if m[0] in want]
     seeds = list(range(1, cfg["ft_seeds"] + 1))
     tasks = [(m, s) for s in seeds for m in ms]
 

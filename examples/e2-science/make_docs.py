@@ -40,6 +40,24 @@ def curve_section(c, name):
     return "\n".join(o)
 
 
+def designs_section(paths):
+    """The gate measurements of the corpus designs tried for the base
+    (driver.py runs stopped at the gates: docs/results/science_design_*.json)."""
+    o = ["## Base designs tried (driver.py stopped at the gates)\n",
+         "Each row is a pretraining run of `driver.py` that stopped at the gates; its JSON holds the "
+         "full config and command. Slots (text, passkey, kv, copy) in percent.\n",
+         "| JSON | slots | steps | lr | pretraining (min) | gate 1 | gate 2 |", "|---|---|---|---|---|---|---|"]
+    for path in paths:
+        with open(path) as f:
+            r = json.load(f)
+        c, g = r["config"], r["gates"]
+        cells = [line.split(": ", 1)[1] for line in g["lines"]]
+        o.append(f"| `{os.path.relpath(path, ROOT)}` | {tuple(c['mix'])} | {c['pre_steps']} | {c['pre_lr']} | "
+                 f"{r.get('pretrain_seconds', 0) / 60:.1f} | {cells[0]} | {cells[1]} |")
+    o.append("")
+    return "\n".join(o)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--curve", action="append",
@@ -54,6 +72,9 @@ def main():
     for path in curves:
         with open(path) as f:
             parts.append(curve_section(json.load(f), os.path.relpath(path, ROOT)))
+    designs = sorted(glob.glob(os.path.join(ROOT, "docs/results/science_design_*.json")))
+    if designs:
+        parts.append(designs_section(designs))
     if os.path.exists(a.results):
         with open(a.results) as f:
             res = json.load(f)
@@ -61,6 +82,12 @@ def main():
         parts.append(report.render(res))
     else:
         parts.append("## The experiment (driver.py)\n\nNot run to the end in this session: see the intro.\n")
+    abl = os.path.join(ROOT, "docs/results/science_ablations.json")
+    if os.path.exists(abl):
+        with open(abl) as f:
+            res = json.load(f)
+        parts.append("## E² ablations (driver.py --ablations --arms ...; same base, fine-tune data and seeds)\n")
+        parts.append(report.render(res))
     with open(a.out, "w") as f:
         f.write("\n".join(parts))
 

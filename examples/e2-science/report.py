@@ -51,8 +51,12 @@ def render(res):
     o.append("**Gates** (the base model, before any fine-tune):\n")
     for line in g["lines"]:
         o.append(f"* {line}")
-    if not (g["retrieval"] and g["perplexity"]):
-        o.append("\n**A gate failed: the numbers below cannot show whether a method extends context use.**")
+    if not g["retrieval"]:
+        o.append("\n**The retrieval gate failed: the passkey numbers below cannot show whether a method extends "
+                 "retrieval past L.**")
+    if not g["perplexity"]:
+        o.append("\n**The perplexity gate failed: the perplexity numbers below cannot show whether a method "
+                 "extends context use on text (no perplexity claims are made).**")
     o.append("")
     o.append(f"Retrieval: passkey exact match (%, {cfg['K']} key tokens, {cfg['pk_trials']} trials per window in "
              f"{cfg['buckets']} depth buckets); perplexity: held-out text, the same {cfg['ppl_tokens']} final "

@@ -12,9 +12,9 @@ import corpus
 
 # Sizes per mode. full: the committed experiment; quick: CI (seconds).
 MODES = {
-    "full": dict(L=64, hidden=128, layers=2, heads=4, inter=256, pre_steps=3000, pre_lr=2e-3,
-                 batch=16, pre_docs=50000, ft_docs=4000, mix=(20, 30, 20, 30), K=1, pk_trials=100, buckets=4,
-                 factors=(1, 2, 4, 8, 16), ppl_tokens=16384, ppl_stride_div=2,
+    "full": dict(L=64, hidden=128, layers=2, heads=4, inter=256, pre_steps=4000, pre_lr=5e-3,
+                 batch=16, pre_docs=50000, ft_docs=4000, mix=(40, 60, 0, 0), K=1, pk_trials=100, buckets=4,
+                 factors=(1, 2, 4, 8, 16), ppl_tokens=65536, ppl_stride_div=2,
                  ft_steps=200, ft_seeds=3, ft_lr=2e-4),
     "quick": dict(L=64, hidden=32, layers=2, heads=2, inter=64, pre_steps=6, pre_lr=3e-3,
                   batch=2, pre_docs=200, ft_docs=50, mix=(30, 30, 20, 20), K=2, pk_trials=4, buckets=2,
@@ -66,7 +66,7 @@ def build_data(cfg, out):
          "pre": os.path.join(out, "pre.bin"), "ft": os.path.join(out, "ft.bin"),
          "heldout": os.path.join(out, "heldout.bin"),
          "score_from": top,
-         "filler": corpus.heldout_text(9001, 1, 2 * top)[1:],
+         "filler": list(corpus.FILLER),
          "prefix": [corpus.EOT], "suffix": [corpus.QUERY, corpus.KEY], "key_pre": [corpus.KEY],
          "digits": list(range(corpus.DIGIT0, corpus.DIGIT0 + corpus.N_DIGITS))}
     corpus.write_shard(d["pre"], corpus.train_tokens(1, L, cfg["pre_docs"], K=cfg["K"], mix=mix(cfg)))
