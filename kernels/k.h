@@ -197,6 +197,13 @@ typedef struct k_backend {
                      const int32_t *targets, /* (N) device */
                      float dloss,            /* d(total loss)/d(each row loss) */
                      int ignore_index, int N, int V);
+    /* Optional (NULL: xent_fwd then xent_bwd, which give the same results):
+     * both at once, for training, where the loss and its gradient are wanted
+     * together; each row is read from memory once. */
+    void (*xent_fwd_bwd)(float *losses,          /* (N) */
+                         void *logits,           /* (N, V) in: logits, out: grad */
+                         const int32_t *targets, /* (N) device */
+                         float dloss, int ignore_index, int N, int V);
 
     /* ---- optimizer ---- */
     /* Sum of squares of n grad-dtype elements, reduced deterministically. */

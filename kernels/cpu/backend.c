@@ -38,6 +38,7 @@ const k_backend *k_cpu(void) {
 
         .xent_fwd = kcpu_xent_fwd,
         .xent_bwd = kcpu_xent_bwd,
+        .xent_fwd_bwd = kcpu_xent_fwd_bwd,
 
         .sumsq = kcpu_sumsq,
         .adamw = kcpu_adamw,

@@ -54,6 +54,8 @@ void kcpu_xent_fwd(float *losses, const void *logits, const int32_t *targets, in
                    int N, int V);
 void kcpu_xent_bwd(void *logits, const int32_t *targets, float dloss, int ignore_index, int N,
                    int V);
+void kcpu_xent_fwd_bwd(float *losses, void *logits, const int32_t *targets, float dloss,
+                       int ignore_index, int N, int V);
 
 /* adamw.c */
 double kcpu_sumsq(const void *x, size_t n);

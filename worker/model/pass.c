@@ -116,15 +116,31 @@ static const void *head_weight(const e2w_model *m) {
     return at(m->params, m->cfg.tied ? m->poff[E2W_P_WTE] : m->poff[E2W_P_HEAD], m->esz);
 }
 
+/* Embedding, the blocks and the final norm: a->lnf holds the head's input. */
+static void trunk_forward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope) {
+    const k_backend *k = m->k;
+    const e2w_model_config *c = &m->cfg;
+    int N = B * T, C = c->C;
+    k->embed_fwd(res_at(m, a, 0), a->tokens, at(m->params, m->poff[E2W_P_WTE], m->esz), N, C);
+    for (int l = 0; l < c->n_layer; l++) block_forward(m, a, l, B, T, rope, 1);
+    k->rmsnorm_fwd(a->lnf, a->rstdf, res_at(m, a, c->n_layer),
+                   at(m->params, m->poff[E2W_P_LNF], m->esz), c->eps, N, C);
+}
+
+/* The sum of the per-token losses (a->losses), on the host. */
+static double loss_sum(const e2w_model *m, e2w_acts *a, int N) {
+    m->k->download_raw(a->host_losses, a->losses, (size_t)N * sizeof(float));
+    double sum = 0.0;
+    for (int i = 0; i < N; i++) sum += a->host_losses[i];
+    return sum;
+}
+
 double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
                          int with_targets) {
     const k_backend *k = m->k;
     const e2w_model_config *c = &m->cfg;
     int N = B * T, C = c->C, V = c->V;
-    k->embed_fwd(res_at(m, a, 0), a->tokens, at(m->params, m->poff[E2W_P_WTE], m->esz), N, C);
-    for (int l = 0; l < c->n_layer; l++) block_forward(m, a, l, B, T, rope, 1);
-    k->rmsnorm_fwd(a->lnf, a->rstdf, res_at(m, a, c->n_layer),
-                   at(m->params, m->poff[E2W_P_LNF], m->esz), c->eps, N, C);
+    trunk_forward(m, a, B, T, rope);
     /* The head and the loss, a chunk of rows at a time when the acts hold
      * fewer logit rows than tokens (forward-only); without targets only the
      * last chunk, whose logits the caller reads. */
@@ -141,10 +157,7 @@ double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *
         k->sync();
         return 0.0;
     }
-    k->download_raw(a->host_losses, a->losses, (size_t)N * sizeof(float));
-    double sum = 0.0;
-    for (int i = 0; i < N; i++) sum += a->host_losses[i];
-    return sum;
+    return loss_sum(m, a, N);
 }
 
 /* Backward of block l: on entry a->dres holds d res[l+1], on exit d res[l]. */
@@ -193,16 +206,14 @@ void e2w_model_backward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *r
     e2w_model_backward_notify(m, a, B, T, rope, dloss, NULL, NULL);
 }
 
-void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
-                               float dloss, e2w_grads_ready ready, void *ud) {
+/* The final norm's backward (a->dln holds d lnf), announcing the head's
+ * gradients, then the blocks' and the embedding's. */
+static void trunk_backward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
+                           e2w_grads_ready ready, void *ud) {
     const k_backend *k = m->k;
     const e2w_model_config *c = &m->cfg;
-    int N = B * T, C = c->C, V = c->V;
+    int N = B * T, C = c->C;
     size_t e = m->esz;
-    void *dhead = at(m->grads, c->tied ? m->poff[E2W_P_WTE] : m->poff[E2W_P_HEAD], m->gesz);
-    k->xent_bwd(a->logits, a->targets, dloss, IGNORE_INDEX, N, V);
-    k->zero(a->dln, (size_t)N * C * e);
-    k->matmul_bwd(a->dln, dhead, NULL, a->logits, a->lnf, head_weight(m), N, C, V);
     k->zero(a->dres, (size_t)N * C * e);
     k->rmsnorm_bwd(a->dres, at(m->grads, m->poff[E2W_P_LNF], m->gesz), a->dln,
                    res_at(m, a, c->n_layer), at(m->params, m->poff[E2W_P_LNF], e), a->rstdf, N, C);
@@ -224,4 +235,54 @@ void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T, const k_
         e2w_grad_range r = { m->poff[E2W_P_WTE], m->psize[E2W_P_WTE] };
         ready(ud, &r, 1);
     }
+}
+
+static void *head_grad(const e2w_model *m) {
+    const e2w_model_config *c = &m->cfg;
+    return at(m->grads, c->tied ? m->poff[E2W_P_WTE] : m->poff[E2W_P_HEAD], m->gesz);
+}
+
+void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
+                               float dloss, e2w_grads_ready ready, void *ud) {
+    const k_backend *k = m->k;
+    const e2w_model_config *c = &m->cfg;
+    int N = B * T, C = c->C, V = c->V;
+    size_t e = m->esz;
+    k->xent_bwd(a->logits, a->targets, dloss, IGNORE_INDEX, N, V);
+    k->zero(a->dln, (size_t)N * C * e);
+    k->matmul_bwd(a->dln, head_grad(m), NULL, a->logits, a->lnf, head_weight(m), N, C, V);
+    trunk_backward(m, a, B, T, rope, ready, ud);
+}
+
+double e2w_model_step(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope, float dloss,
+                      e2w_grads_ready ready, void *ud) {
+    const k_backend *k = m->k;
+    const e2w_model_config *c = &m->cfg;
+    int N = B * T, C = c->C, V = c->V;
+    size_t e = m->esz;
+    trunk_forward(m, a, B, T, rope);
+    /* The head, row chunk by row chunk: the chunk's logits are written,
+     * turned into their gradient and multiplied into d lnf while they are
+     * still in cache; the head weight's gradient is one product over all
+     * rows at the end (per chunk it would read and write the whole V x C
+     * gradient each time). */
+    k->zero(a->dln, (size_t)N * C * e);
+    const void *w = head_weight(m);
+    for (int r0 = 0; r0 < N; r0 += E2W_HEAD_CHUNK) {
+        int rows = N - r0 < E2W_HEAD_CHUNK ? N - r0 : E2W_HEAD_CHUNK;
+        void *lg = at(a->logits, (size_t)r0 * V, e);
+        const void *x = at(a->lnf, (size_t)r0 * C, e);
+        k->matmul_fwd(lg, x, w, NULL, rows, C, V);
+        if (k->xent_fwd_bwd != NULL) {
+            k->xent_fwd_bwd(a->losses + r0, lg, a->targets + r0, dloss, IGNORE_INDEX, rows, V);
+        } else {
+            k->xent_fwd(a->losses + r0, lg, a->targets + r0, IGNORE_INDEX, rows, V);
+            k->xent_bwd(lg, a->targets + r0, dloss, IGNORE_INDEX, rows, V);
+        }
+        k->matmul_bwd(at(a->dln, (size_t)r0 * C, e), NULL, NULL, lg, x, w, rows, C, V);
+    }
+    a->logits_row0 = 0;
+    k->matmul_bwd(NULL, head_grad(m), NULL, a->logits, a->lnf, w, N, C, V);
+    trunk_backward(m, a, B, T, rope, ready, ud);
+    return loss_sum(m, a, N);
 }
