@@ -145,6 +145,15 @@ static void bt_matmul_bwd(void *dinp, void *dw, void *dbias, const void *dout, c
     if (dw || dbias)
         BT_TIMED(PH_MM_DW + kd, bt_real->matmul_bwd(NULL, dw, dbias, dout, inp, w, N, C, OC));
 }
+static void bt_matmul_bwd_set(void *dinp, void *dw, void *dbias, const void *dout, const void *inp,
+                              const void *w, int N, int C, int OC) {
+    int kd = bt_mm_kind(C, OC);
+    if (dinp)
+        BT_TIMED(PH_MM_DINP + kd,
+                 bt_real->matmul_bwd_set(dinp, NULL, NULL, dout, inp, w, N, C, OC));
+    if (dw || dbias)
+        BT_TIMED(PH_MM_DW + kd, bt_real->matmul_bwd(NULL, dw, dbias, dout, inp, w, N, C, OC));
+}
 static void bt_attn_fwd(void *out, float *lse, const void *qkv, int B, int T, int H, int KVH,
                         int D) {
     BT_TIMED(PH_ATTN_FWD, bt_real->attn_fwd(out, lse, qkv, B, T, H, KVH, D));
@@ -172,6 +181,9 @@ static void bt_swiglu_fwd(void *out, const void *inp, int N, int F) {
 }
 static void bt_swiglu_bwd(void *dinp, const void *dout, const void *inp, int N, int F) {
     BT_TIMED(PH_SWIGLU_BWD, bt_real->swiglu_bwd(dinp, dout, inp, N, F));
+}
+static void bt_swiglu_bwd_set(void *dinp, const void *dout, const void *inp, int N, int F) {
+    BT_TIMED(PH_SWIGLU_BWD, bt_real->swiglu_bwd_set(dinp, dout, inp, N, F));
 }
 static void bt_add(void *out, const void *a, const void *b, size_t n) {
     BT_TIMED(PH_RESIDUAL, bt_real->add(out, a, b, n));
@@ -223,6 +235,8 @@ static const k_backend *bt_profiled(const k_backend *real, const e2w_model_confi
     b = *real;
     b.matmul_fwd = bt_matmul_fwd;
     b.matmul_bwd = bt_matmul_bwd;
+    b.matmul_bwd_set = real->matmul_bwd_set ? bt_matmul_bwd_set : NULL;
+    b.swiglu_bwd_set = real->swiglu_bwd_set ? bt_swiglu_bwd_set : NULL;
     b.attn_fwd = bt_attn_fwd;
     b.attn_bwd = bt_attn_bwd;
     b.rmsnorm_fwd = bt_rms_fwd;
