@@ -25,6 +25,7 @@ and exits 0 (compare.sh reads these lines). Asserts nothing.
 import argparse
 import math
 import os
+import re
 import statistics
 import sys
 import time
@@ -144,6 +145,25 @@ def e2_positions(B, gen):
     return pos
 
 
+def matmul_rate(N):
+    """GFLOP/s of this torch's BLAS on one step's products (per layer qkv, o,
+    gate|up, down and the head once; forward, d-input and d-weight), as
+    bench_train measures OpenBLAS: the two libraries' sgemm side by side."""
+    shapes = [(C, (H + 2 * KVH) * D, L), (H * D, C, L), (C, 2 * FF, L), (FF, C, L), (C, V, 1)]
+    flops, t = 0.0, 0.0
+    for cin, cout, count in shapes:
+        x, w = torch.randn(N, cin), torch.randn(cout, cin)
+        dy, dx, dw = torch.randn(N, cout), torch.zeros(N, cin), torch.zeros(cout, cin)
+        t0 = time.perf_counter()
+        for _ in range(count):
+            torch.mm(x, w.t())
+            dx.addmm_(dy, w)
+            dw.addmm_(dy.t(), x)
+        t += time.perf_counter() - t0
+        flops += 6.0 * N * cin * cout * count
+    return flops / t * 1e-9
+
+
 def main():
     ap = argparse.ArgumentParser(description="PyTorch on the bench_train config")
     ap.add_argument("--steps", type=int, default=3)
@@ -199,6 +219,10 @@ def main():
           f"attention {'sdpa' if HAS_SDPA else 'explicit softmax(QK^T)V'}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
           f"params {n_par}, loss {loss.item():.4f}")
+    if a.mode == "eager":
+        blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+        print(f"torch eager: sgemm ({blas.group(1) if blas else 'unknown BLAS'}) on the model's "
+              f"shapes: {matmul_rate(B * R):.1f} GFLOP/s")
     return 0
 
 
