@@ -197,6 +197,30 @@ typedef struct k_backend {
                      const int32_t *targets, /* (N) device */
                      float dloss,            /* d(total loss)/d(each row loss) */
                      int ignore_index, int N, int V);
+    /* ---- optional variants (NULL: the caller composes them from the ops
+     * above, with the same results) ---- */
+    /* matmul_bwd with dinp OVERWRITTEN (=) instead of accumulated (dweight
+     * and dbias still accumulate): saves zeroing a dinp that has one
+     * producer. NULL: zero dinp, then matmul_bwd. */
+    void (*matmul_bwd_set)(void *dinp,         /* (N, C) = */
+                           void *dweight,      /* (OC, C) += grad dtype */
+                           void *dbias,        /* (OC) += grad dtype */
+                           const void *dout,   /* (N, OC) */
+                           const void *inp,    /* (N, C) */
+                           const void *weight, /* (OC, C) */
+                           int N, int C, int OC);
+    /* swiglu_bwd with dinp overwritten. NULL: zero dinp, then swiglu_bwd. */
+    void (*swiglu_bwd_set)(void *dinp,       /* (N, 2F) = */
+                           const void *dout, /* (N, F) */
+                           const void *inp,  /* (N, 2F) */
+                           int N, int F);
+    /* Optional (NULL: xent_fwd then xent_bwd, which give the same results):
+     * both at once, for training, where the loss and its gradient are wanted
+     * together; each row is read from memory once. */
+    void (*xent_fwd_bwd)(float *losses,          /* (N) */
+                         void *logits,           /* (N, V) in: logits, out: grad */
+                         const int32_t *targets, /* (N) device */
+                         float dloss, int ignore_index, int N, int V);
 
     /* ---- optimizer ---- */
     /* Sum of squares of n grad-dtype elements, reduced deterministically. */

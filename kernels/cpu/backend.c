@@ -18,6 +18,7 @@ const k_backend *k_cpu(void) {
 
         .matmul_fwd = kcpu_matmul_fwd,
         .matmul_bwd = kcpu_matmul_bwd,
+        .matmul_bwd_set = kcpu_matmul_bwd_set,
 
         .embed_fwd = kcpu_embed_fwd,
         .embed_bwd = kcpu_embed_bwd,
@@ -32,12 +33,14 @@ const k_backend *k_cpu(void) {
 
         .swiglu_fwd = kcpu_swiglu_fwd,
         .swiglu_bwd = kcpu_swiglu_bwd,
+        .swiglu_bwd_set = kcpu_swiglu_bwd_set,
 
         .add = kcpu_add,
         .accumulate = kcpu_accumulate,
 
         .xent_fwd = kcpu_xent_fwd,
         .xent_bwd = kcpu_xent_bwd,
+        .xent_fwd_bwd = kcpu_xent_fwd_bwd,
 
         .sumsq = kcpu_sumsq,
         .adamw = kcpu_adamw,

@@ -21,6 +21,8 @@ void kcpu_matmul_fwd(void *out, const void *inp, const void *weight, const void 
                      int OC);
 void kcpu_matmul_bwd(void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
                      const void *weight, int N, int C, int OC);
+void kcpu_matmul_bwd_set(void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
+                         const void *weight, int N, int C, int OC);
 
 /* embed.c */
 void kcpu_embed_fwd(void *out, const int32_t *tokens, const void *wte, int N, int C);
@@ -44,6 +46,7 @@ void kcpu_attn_bwd(void *dqkv, float *delta, const void *dout, const void *qkv, 
 /* swiglu.c */
 void kcpu_swiglu_fwd(void *out, const void *inp, int N, int F);
 void kcpu_swiglu_bwd(void *dinp, const void *dout, const void *inp, int N, int F);
+void kcpu_swiglu_bwd_set(void *dinp, const void *dout, const void *inp, int N, int F);
 
 /* residual.c */
 void kcpu_add(void *out, const void *a, const void *b, size_t n);
@@ -54,6 +57,8 @@ void kcpu_xent_fwd(float *losses, const void *logits, const int32_t *targets, in
                    int N, int V);
 void kcpu_xent_bwd(void *logits, const int32_t *targets, float dloss, int ignore_index, int N,
                    int V);
+void kcpu_xent_fwd_bwd(float *losses, void *logits, const int32_t *targets, float dloss,
+                       int ignore_index, int N, int V);
 
 /* adamw.c */
 double kcpu_sumsq(const void *x, size_t n);

@@ -2,7 +2,8 @@
  *
  * The forward is one sgemm (the bias is broadcast into out first and sgemm
  * adds onto it with beta = 1); the backward is two sgemms that accumulate
- * into dinp and dweight, plus a column sum of dout for dbias. Nothing else
+ * into dinp and dweight (matmul_bwd_set: beta = 0 for dinp), plus a column
+ * sum of dout for dbias. Nothing else
  * touches the big tensors, so the layer runs at the machine's sgemm rate. */
 #include <cblas.h>
 #include <string.h>
@@ -48,23 +49,40 @@ static void kcpu_bias_grad(float *dbias, const float *dout, int N, int OC) {
     }
 }
 
-void kcpu_matmul_bwd(void *dinp_,         /* (N, C) += */
-                     void *dweight_,      /* (OC, C) += */
-                     void *dbias_,        /* (OC) += */
-                     const void *dout_,   /* (N, OC) */
-                     const void *inp_,    /* (N, C) */
-                     const void *weight_, /* (OC, C) */
-                     int N, int C, int OC) {
-    float *dinp = dinp_, *dweight = dweight_, *dbias = dbias_;
-    const float *dout = dout_, *inp = inp_, *weight = weight_;
+/* dinp = dinp_beta * dinp + dout @ weight (0: overwrite, 1: accumulate). */
+static void kcpu_matmul_bwd_beta(float *dinp, float dinp_beta, float *dweight, float *dbias,
+                                 const float *dout, const float *inp, const float *weight, int N,
+                                 int C, int OC) {
     if (N <= 0 || OC <= 0 || C <= 0) return;
-    /* dinp (N, C) += dout (N, OC) @ weight (OC, C) */
+    /* dinp (N, C) = beta dinp + dout (N, OC) @ weight (OC, C) */
     if (dinp != NULL)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
-                    1.0f, dinp, C);
+                    dinp_beta, dinp, C);
     /* dweight (OC, C) += dout^T (OC, N) @ inp (N, C) */
     if (dweight != NULL)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
                     dweight, C);
     if (dbias != NULL) kcpu_bias_grad(dbias, dout, N, OC);
+}
+
+void kcpu_matmul_bwd(void *dinp,         /* (N, C) += */
+                     void *dweight,      /* (OC, C) += */
+                     void *dbias,        /* (OC) += */
+                     const void *dout,   /* (N, OC) */
+                     const void *inp,    /* (N, C) */
+                     const void *weight, /* (OC, C) */
+                     int N, int C, int OC) {
+    kcpu_matmul_bwd_beta(dinp, 1.0f, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
+void kcpu_matmul_bwd_set(void *dinp,         /* (N, C) = */
+                         void *dweight,      /* (OC, C) += */
+                         void *dbias,        /* (OC) += */
+                         const void *dout,   /* (N, OC) */
+                         const void *inp,    /* (N, C) */
+                         const void *weight, /* (OC, C) */
+                         int N, int C, int OC) {
+    if (dinp != NULL && (OC <= 0 || C <= 0) && N > 0 && C > 0)
+        memset(dinp, 0, (size_t)N * (size_t)C * sizeof(float)); /* empty product: 0 */
+    kcpu_matmul_bwd_beta(dinp, 0.0f, dweight, dbias, dout, inp, weight, N, C, OC);
 }

@@ -2,13 +2,22 @@
  *
  * Tensors are 64-byte aligned (one cache line, one AVX-512 vector) so the
  * vectorised loops and sgemm start on aligned rows. Act tensors are fp32 on
- * the CPU, so upload/download are plain copies. */
+ * the CPU, so upload/download are plain copies.
+ *
+ * Allocations of KCPU_HUGE_MIN bytes or more (the model's parameter,
+ * gradient, optimizer and activation buffers) are aligned to 2 MiB and
+ * advised as transparent huge pages: sgemm walks rows that lie hundreds of
+ * KiB apart (the 32000-wide logits), which on 4 KiB pages costs a TLB miss
+ * per row. Where the kernel gives no huge pages the advice is a no-op. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cpu.h"
 
-#define KCPU_ALIGN 64
+#define KCPU_ALIGN      64
+#define KCPU_HUGE_ALIGN ((size_t)2 << 20)
+#define KCPU_HUGE_MIN   ((size_t)8 << 20)
 /* zero() splits buffers larger than this into blocks of this size across the
  * OpenMP threads (the model clears tens of MiB of gradient scratch per
  * layer); smaller ones are one memset. */
@@ -17,11 +26,16 @@
 void *kcpu_alloc(size_t bytes) {
     /* aligned_alloc wants a multiple of the alignment; 0 bytes still gets a
      * unique pointer so the caller can tell success from failure. */
-    size_t padded = (bytes + KCPU_ALIGN - 1) / KCPU_ALIGN * KCPU_ALIGN;
+    size_t align = bytes >= KCPU_HUGE_MIN ? KCPU_HUGE_ALIGN : KCPU_ALIGN;
+    size_t padded = (bytes + align - 1) / align * align;
     if (padded < bytes) return NULL; /* overflow */
     if (padded == 0) padded = KCPU_ALIGN;
-    void *p = aligned_alloc(KCPU_ALIGN, padded);
-    if (p != NULL) memset(p, 0, padded);
+    void *p = aligned_alloc(align, padded);
+    if (p == NULL) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (align == KCPU_HUGE_ALIGN) (void)madvise(p, padded, MADV_HUGEPAGE);
+#endif
+    kcpu_zero(p, padded);
     return p;
 }
 

@@ -100,6 +100,10 @@ static const k_backend kcuda_table = {
 
     .xent_fwd = kcuda_xent_fwd,
     .xent_bwd = kcuda_xent_bwd,
+    /* The optional variants: the model composes them from the ops above. */
+    .matmul_bwd_set = nullptr,
+    .swiglu_bwd_set = nullptr,
+    .xent_fwd_bwd = nullptr,
 
     .sumsq = kcuda_sumsq,
     .adamw = kcuda_adamw,

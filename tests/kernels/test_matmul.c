@@ -167,6 +167,34 @@ static void matmul_bwd_accumulates(void) {
     mm_free(&m);
 }
 
+/* matmul_bwd_set overwrites dinp (whatever it held, NaN included) with
+ * what matmul_bwd adds to a zeroed dinp; dweight and dbias still
+ * accumulate. */
+static void matmul_bwd_set(void) {
+    const k_backend *k = k_cpu();
+    KC_EXPECT(k->matmul_bwd_set != NULL, "the CPU backend has no matmul_bwd_set");
+    mm_shape s = { 17, 67, 33, 1 };
+    mm_case m = mm_make(s, 410);
+    size_t nin = (size_t)s.N * s.C, nw = (size_t)s.OC * s.C;
+    float *g1[3] = { kc_floats(nin), kc_floats(nw), kc_floats(s.OC) };
+    float *g2[3] = { kc_floats(nin), kc_floats(nw), kc_floats(s.OC) };
+    for (size_t j = 0; j < nin; j++) g2[0][j] = j % 3 ? NAN : 5.0f;
+    for (size_t j = 0; j < nw; j++) g1[1][j] = g2[1][j] = 0.25f;
+    for (int j = 0; j < s.OC; j++) g1[2][j] = g2[2][j] = -1.0f;
+    k->matmul_bwd(g1[0], g1[1], g1[2], m.dout, m.inp, m.w, s.N, s.C, s.OC);
+    k->matmul_bwd_set(g2[0], g2[1], g2[2], m.dout, m.inp, m.w, s.N, s.C, s.OC);
+    const char *names[3] = { "dinp", "dweight", "dbias" };
+    size_t len[3] = { nin, nw, (size_t)s.OC };
+    for (int t = 0; t < 3; t++) {
+        size_t bad = 0;
+        for (size_t j = 0; j < len[t]; j++) bad += !(g1[t][j] == g2[t][j]);
+        KC_EXPECT(bad == 0, "%s: %zu elements differ from matmul_bwd on zeros", names[t], bad);
+        free(g1[t]);
+        free(g2[t]);
+    }
+    mm_free(&m);
+}
+
 /* dbias is our own reduction (the sgemms are OpenBLAS's): bit-identical for
  * 1, 2 and 3 threads. */
 static void matmul_bwd_bias_threads(void) {
@@ -192,6 +220,7 @@ int main(int argc, char **argv) {
         { "matmul_bwd_null_outputs", matmul_bwd_null_outputs },
         { "matmul_bwd_accumulates", matmul_bwd_accumulates },
         { "matmul_bwd_bias_threads", matmul_bwd_bias_threads },
+        { "matmul_bwd_set", matmul_bwd_set },
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

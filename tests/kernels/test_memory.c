@@ -5,12 +5,15 @@
 
 static void alloc_aligned_zeroed(void) {
     const k_backend *k = k_cpu();
-    const size_t sizes[] = { 0, 1, 3, 64, 1000, 1 << 20 };
-    for (int i = 0; i < 6; i++) {
+    /* the last two take the huge-page path (2 MiB aligned) */
+    const size_t sizes[] = { 0, 1, 3, 64, 1000, 1 << 20, (8 << 20) + 3, 33 << 20 };
+    for (int i = 0; i < 8; i++) {
         unsigned char *p = k->alloc(sizes[i]);
         KC_EXPECT(p != NULL, "alloc(%zu) returned NULL", sizes[i]);
         if (p == NULL) continue;
         KC_EXPECT((uintptr_t)p % 64 == 0, "alloc(%zu) not 64-byte aligned", sizes[i]);
+        KC_EXPECT(sizes[i] < (8u << 20) || (uintptr_t)p % (2u << 20) == 0,
+                  "alloc(%zu) not 2 MiB aligned", sizes[i]);
         size_t nonzero = 0;
         for (size_t j = 0; j < sizes[i]; j++) nonzero += p[j] != 0;
         KC_EXPECT(nonzero == 0, "alloc(%zu): %zu bytes not zero", sizes[i], nonzero);

@@ -96,11 +96,36 @@ static void swiglu_bwd_accumulates(void) {
     free(want);
 }
 
+/* swiglu_bwd_set overwrites dinp (NaN included) with what swiglu_bwd adds
+ * to zeros, bit for bit. */
+static void swiglu_bwd_set(void) {
+    const k_backend *k = k_cpu();
+    KC_EXPECT(k->swiglu_bwd_set != NULL, "the CPU backend has no swiglu_bwd_set");
+    sw_shape s = { 17, 67 };
+    kc_rng r = kc_seed(130);
+    size_t nin = (size_t)s.N * 2 * s.F, nout = (size_t)s.N * s.F;
+    float *inp = kc_floats(nin), *dout = kc_floats(nout);
+    float *d1 = kc_floats(nin), *d2 = kc_floats(nin);
+    kc_fill(inp, nin, -4, 4, &r);
+    kc_fill(dout, nout, -1, 1, &r);
+    for (size_t j = 0; j < nin; j++) d2[j] = j % 2 ? NAN : 3.0f;
+    k->swiglu_bwd(d1, dout, inp, s.N, s.F);
+    k->swiglu_bwd_set(d2, dout, inp, s.N, s.F);
+    size_t bad = 0;
+    for (size_t j = 0; j < nin; j++) bad += !(d1[j] == d2[j]);
+    KC_EXPECT(bad == 0, "%zu elements differ from swiglu_bwd on zeros", bad);
+    free(inp);
+    free(dout);
+    free(d1);
+    free(d2);
+}
+
 int main(int argc, char **argv) {
     const kc_case cases[] = {
         { "swiglu_fwd", swiglu_fwd },
         { "swiglu_bwd", swiglu_bwd },
         { "swiglu_bwd_accumulates", swiglu_bwd_accumulates },
+        { "swiglu_bwd_set", swiglu_bwd_set },
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

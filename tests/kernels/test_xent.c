@@ -1,7 +1,7 @@
 /* test_xent.c -- fused softmax + cross-entropy: forward losses against a
  * double reference (ignore rows, logits far from 0, vocabularies larger than
- * one chunk, logits whose exp overflows fp32), the in-place backward against finite differences, and ignore
- * rows left exactly zero. */
+ * one chunk, logits whose exp overflows fp32), the in-place backward against finite differences, ignore
+ * rows left exactly zero, and the fused forward + backward equal to the two. */
 #include "check.h"
 #include "k.h"
 
@@ -159,12 +159,38 @@ static void xent_bwd_ignore_rows_zero(void) {
     xe_free(&x);
 }
 
+/* xent_fwd_bwd gives xent_fwd's losses and xent_bwd's gradient, bit for
+ * bit, on every shape (ignored rows, one chunk and many, large logits). */
+static void xent_fwd_bwd_matches(void) {
+    const k_backend *k = k_cpu();
+    KC_EXPECT(k->xent_fwd_bwd != NULL, "the CPU backend has no xent_fwd_bwd");
+    for (int d = 0; d < N_DIMS + 1; d++) {
+        xe_dims dd = d < N_DIMS ? dims[d] : (xe_dims){ 5, 32000, -1, 2, -10, 10 };
+        xe_data x = xe_make(dd, 190 + (uint64_t)d);
+        size_t nx = (size_t)dd.N * dd.V;
+        float *fused = kc_floats(nx), *loss = kc_floats(dd.N), *loss2 = kc_floats(dd.N);
+        memcpy(fused, x.logits, nx * sizeof(float));
+        k->xent_fwd(loss, x.logits, x.tgt, dd.ignore, dd.N, dd.V);
+        k->xent_bwd(x.logits, x.tgt, 0.37f, dd.ignore, dd.N, dd.V);
+        k->xent_fwd_bwd(loss2, fused, x.tgt, 0.37f, dd.ignore, dd.N, dd.V);
+        KC_EXPECT(memcmp(loss, loss2, (size_t)dd.N * sizeof(float)) == 0,
+                  "shape %d: losses differ from xent_fwd's", d);
+        KC_EXPECT(memcmp(x.logits, fused, nx * sizeof(float)) == 0,
+                  "shape %d: gradient differs from xent_bwd's", d);
+        free(fused);
+        free(loss);
+        free(loss2);
+        xe_free(&x);
+    }
+}
+
 int main(int argc, char **argv) {
     const kc_case cases[] = {
         { "xent_fwd", xent_fwd },
         { "xent_bwd", xent_bwd },
         { "xent_bwd_large_vocab", xent_bwd_large_vocab },
         { "xent_bwd_ignore_rows_zero", xent_bwd_ignore_rows_zero },
+        { "xent_fwd_bwd_matches", xent_fwd_bwd_matches },
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -95,10 +95,19 @@ static double loss_of(e2w_model *m, e2w_acts *a, batch *b) {
     return e2w_model_forward(m, a, B, T, &b->rope, 1) / (B * T);
 }
 
+/* grads_of's path: forward then backward, or e2w_model_step (the fused
+ * training micro-batch) when set. */
+static int use_step;
+
 static float *grads_of(e2w_model *m, e2w_acts *a, batch *b) {
     m->k->zero(m->grads, m->n_params * m->esz);
-    loss_of(m, a, b);
-    e2w_model_backward(m, a, B, T, &b->rope, 1.0f / (B * T));
+    if (use_step) {
+        e2w_acts_set_batch(a, m, b->tokens, b->targets, B, T);
+        e2w_model_step(m, a, B, T, &b->rope, 1.0f / (B * T), NULL, NULL);
+    } else {
+        loss_of(m, a, b);
+        e2w_model_backward(m, a, B, T, &b->rope, 1.0f / (B * T));
+    }
     float *g = malloc(m->n_params * sizeof(float));
     e2w_model_download_grad(m, 0, g, m->n_params);
     return g;
@@ -178,6 +187,11 @@ static void test_grad_fd_recompute(void) {
     check_fd(0, 1);
 }
 
+static void test_grad_fd_step(void) {
+    use_step = 1;
+    check_fd(0, 0);
+}
+
 /* Recomputation must change memory, never numbers. */
 static void test_recompute_bitwise(void) {
     e2w_model m;
@@ -254,6 +268,65 @@ static void test_grads_ready(void) {
                "order: first group at %zu, last at %zu", l.first, l.last);
         free(g);
         free(plain);
+        free(l.at_ready);
+        free(l.seen);
+        e2w_acts_free(&a, &m);
+        e2w_model_free(&m);
+    }
+}
+
+/* e2w_model_step against forward + backward on a batch of several head
+ * chunks (4 x 130 rows: chunks of 256, 256 and 8), tied and untied: the
+ * same loss and gradients, and the announced groups still partition the
+ * gradient buffer. */
+static void test_step_matches(void) {
+    enum { B2 = 4, T2 = 130, N2 = B2 * T2 };
+    for (int tied = 0; tied < 2; tied++) {
+        e2w_model m;
+        e2w_acts a;
+        char err[256];
+        make_model(&m, tied);
+        if (e2w_acts_create(&a, &m, B2, T2, 1, 0, err, sizeof err) < 0) {
+            fprintf(stderr, "%s\n", err);
+            exit(1);
+        }
+        static int32_t tok[N2], tgt[N2];
+        uint64_t s = 21;
+        for (int i = 0; i < N2; i++) {
+            tok[i] = (int32_t)(rng_next(&s) % 11);
+            tgt[i] = i % 37 == 5 ? -1 : (int32_t)(rng_next(&s) % 11);
+        }
+        float g[B2] = { 1.0f, 2.5f, 4.0f, 7.0f };
+        int32_t t[B2] = { 0, 3, 17, 40 };
+        k_rope rope = { .theta = 10000.0f, .n_sink = 2, .g = g, .t = t };
+        const float dloss = 1.0f / N2;
+        e2w_acts_set_batch(&a, &m, tok, tgt, B2, T2);
+        m.k->zero(m.grads, m.n_params * m.gesz);
+        double l0 = e2w_model_forward(&m, &a, B2, T2, &rope, 1);
+        e2w_model_backward(&m, &a, B2, T2, &rope, dloss);
+        float *g0 = malloc(m.n_params * sizeof(float)), *g1 = malloc(m.n_params * sizeof(float));
+        e2w_model_download_grad(&m, 0, g0, m.n_params);
+        ready_log l = { &m, calloc(m.n_params, sizeof(float)), calloc(m.n_params, 1), 0, 0, 0 };
+        m.k->zero(m.grads, m.n_params * m.gesz);
+        double l1 = e2w_model_step(&m, &a, B2, T2, &rope, dloss, on_ready, &l);
+        e2w_model_download_grad(&m, 0, g1, m.n_params);
+        EXPECT(fabs(l1 - l0) <= 1e-6 * fabs(l0), "tied=%d: loss %.9g vs %.9g", tied, l1, l0);
+        size_t bad = 0, worst = 0;
+        for (size_t i = 0; i < m.n_params; i++)
+            if (fabsf(g1[i] - g0[i]) > 1e-6f + 1e-5f * fabsf(g0[i])) {
+                if (bad++ == 0) worst = i;
+            }
+        EXPECT(bad == 0, "tied=%d: %zu gradients differ, first at %zu: %g vs %g", tied, bad, worst,
+               g1[worst], g0[worst]);
+        EXPECT(memcmp(g1, l.at_ready, m.n_params * sizeof(float)) == 0,
+               "tied=%d: a range changed after it was announced", tied);
+        size_t seen_bad = 0;
+        for (size_t j = 0; j < m.n_params; j++) seen_bad += l.seen[j] != 1;
+        EXPECT(seen_bad == 0 && l.groups == m.cfg.n_layer + 2,
+               "tied=%d: %zu elements not announced exactly once, %d groups", tied, seen_bad,
+               l.groups);
+        free(g0);
+        free(g1);
         free(l.at_ready);
         free(l.seen);
         e2w_acts_free(&a, &m);
@@ -639,6 +712,8 @@ static const struct {
     { "recompute_bitwise", test_recompute_bitwise },
     { "hf_view_covers_params", test_hf_view_covers_params },
     { "grads_ready", test_grads_ready },
+    { "grad_fd_step", test_grad_fd_step },
+    { "step_matches", test_step_matches },
     { "init_seeded", test_init_seeded },
     { "config_errors", test_config_errors },
 };

@@ -200,6 +200,20 @@ typedef void (*e2w_grads_ready)(void *ud, const e2w_grad_range *r, int nr);
 void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
                                float dloss, e2w_grads_ready ready, void *ud);
 
+/* Rows of the head (lm head + cross-entropy) per chunk in e2w_model_step:
+ * 256 x V logits (32 MiB at V = 32000) stay in the last-level cache between
+ * the product that writes them, the loss and the product that reads them. */
+#define E2W_HEAD_CHUNK 256
+
+/* One training micro-batch: e2w_model_forward with targets followed by
+ * e2w_model_backward_notify, the same gradients (accumulated) and the same
+ * loss sum returned, with the head fused: chunk by chunk of rows, the
+ * logits, the loss and its gradient (k->xent_fwd_bwd when the backend has
+ * it) and d lnf, while the chunk is in cache. The acts must have backward
+ * buffers. Afterwards a->logits holds d logits of every row. */
+double e2w_model_step(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope, float dloss,
+                      e2w_grads_ready ready, void *ud);
+
 /* Hugging Face tensors, in the order of ckpt's name table (llama_names.h):
  * the i-th one (0 <= i < e2w_model_hf_count) has a transformers name, a 1-
  * or 2-d shape and a contiguous element range of the parameter (and

@@ -116,15 +116,31 @@ static const void *head_weight(const e2w_model *m) {
     return at(m->params, m->cfg.tied ? m->poff[E2W_P_WTE] : m->poff[E2W_P_HEAD], m->esz);
 }
 
+/* Embedding, the blocks and the final norm: a->lnf holds the head's input. */
+static void trunk_forward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope) {
+    const k_backend *k = m->k;
+    const e2w_model_config *c = &m->cfg;
+    int N = B * T, C = c->C;
+    k->embed_fwd(res_at(m, a, 0), a->tokens, at(m->params, m->poff[E2W_P_WTE], m->esz), N, C);
+    for (int l = 0; l < c->n_layer; l++) block_forward(m, a, l, B, T, rope, 1);
+    k->rmsnorm_fwd(a->lnf, a->rstdf, res_at(m, a, c->n_layer),
+                   at(m->params, m->poff[E2W_P_LNF], m->esz), c->eps, N, C);
+}
+
+/* The sum of the per-token losses (a->losses), on the host. */
+static double loss_sum(const e2w_model *m, e2w_acts *a, int N) {
+    m->k->download_raw(a->host_losses, a->losses, (size_t)N * sizeof(float));
+    double sum = 0.0;
+    for (int i = 0; i < N; i++) sum += a->host_losses[i];
+    return sum;
+}
+
 double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
                          int with_targets) {
     const k_backend *k = m->k;
     const e2w_model_config *c = &m->cfg;
     int N = B * T, C = c->C, V = c->V;
-    k->embed_fwd(res_at(m, a, 0), a->tokens, at(m->params, m->poff[E2W_P_WTE], m->esz), N, C);
-    for (int l = 0; l < c->n_layer; l++) block_forward(m, a, l, B, T, rope, 1);
-    k->rmsnorm_fwd(a->lnf, a->rstdf, res_at(m, a, c->n_layer),
-                   at(m->params, m->poff[E2W_P_LNF], m->esz), c->eps, N, C);
+    trunk_forward(m, a, B, T, rope);
     /* The head and the loss, a chunk of rows at a time when the acts hold
      * fewer logit rows than tokens (forward-only); without targets only the
      * last chunk, whose logits the caller reads. */
@@ -141,10 +157,30 @@ double e2w_model_forward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *
         k->sync();
         return 0.0;
     }
-    k->download_raw(a->host_losses, a->losses, (size_t)N * sizeof(float));
-    double sum = 0.0;
-    for (int i = 0; i < N; i++) sum += a->host_losses[i];
-    return sum;
+    return loss_sum(m, a, N);
+}
+
+/* dinp = dout @ weight (overwritten) and dweight += dout^T @ inp: the
+ * backend's matmul_bwd_set, or zero + matmul_bwd. */
+static void mm_bwd_set(const k_backend *k, void *dinp, size_t esz, void *dw, const void *dout,
+                       const void *inp, const void *w, int N, int C, int OC) {
+    if (k->matmul_bwd_set != NULL) {
+        k->matmul_bwd_set(dinp, dw, NULL, dout, inp, w, N, C, OC);
+        return;
+    }
+    k->zero(dinp, (size_t)N * C * esz);
+    k->matmul_bwd(dinp, dw, NULL, dout, inp, w, N, C, OC);
+}
+
+/* dinp = SwiGLU's backward (overwritten). */
+static void swiglu_bwd_set(const k_backend *k, void *dinp, size_t esz, const void *dout,
+                           const void *inp, int N, int F) {
+    if (k->swiglu_bwd_set != NULL) {
+        k->swiglu_bwd_set(dinp, dout, inp, N, F);
+        return;
+    }
+    k->zero(dinp, (size_t)N * 2 * F * esz);
+    k->swiglu_bwd(dinp, dout, inp, N, F);
 }
 
 /* Backward of block l: on entry a->dres holds d res[l+1], on exit d res[l]. */
@@ -160,21 +196,16 @@ static void block_backward(const e2w_model *m, const e2w_acts *a, int l, int B, 
     block_params p = block_params_at(m, l);
     block_grads g = block_grads_at(m, l);
     /* res[l+1] = mid + swi @ Wdown^T: d mid is dres itself. */
-    k->zero(a->dswi, (size_t)N * F * e);
-    k->matmul_bwd(a->dswi, g.down, NULL, a->dres, b.swi, p.down, N, F, C);
-    k->zero(a->dfch, (size_t)N * 2 * F * e);
-    k->swiglu_bwd(a->dfch, a->dswi, b.fch, N, F);
-    k->zero(a->dln, (size_t)N * C * e);
-    k->matmul_bwd(a->dln, g.gu, NULL, a->dfch, b.ln2, p.gu, N, C, 2 * F);
+    mm_bwd_set(k, a->dswi, e, g.down, a->dres, b.swi, p.down, N, F, C);
+    swiglu_bwd_set(k, a->dfch, e, a->dswi, b.fch, N, F);
+    mm_bwd_set(k, a->dln, e, g.gu, a->dfch, b.ln2, p.gu, N, C, 2 * F);
     k->rmsnorm_bwd(a->dres, g.ln2, a->dln, b.mid, p.ln2, b.rstd2, N, C);
     /* mid = res[l] + atty @ Wo^T: d res[l] is d mid plus the ln1 branch. */
-    k->zero(a->datty, (size_t)N * H * D * e);
-    k->matmul_bwd(a->datty, g.wo, NULL, a->dres, b.atty, p.wo, N, H * D, C);
+    mm_bwd_set(k, a->datty, e, g.wo, a->dres, b.atty, p.wo, N, H * D, C);
     k->zero(a->dqkv, (size_t)N * QKV * e);
     k->attn_bwd(a->dqkv, a->delta, a->datty, b.qkv, b.atty, b.lse, B, T, H, KVH, D);
     k->rope_bwd(a->dqkv, B, T, H + KVH, D, QKV, rope);
-    k->zero(a->dln, (size_t)N * C * e);
-    k->matmul_bwd(a->dln, g.qkv, NULL, a->dqkv, b.ln1, p.qkv, N, C, QKV);
+    mm_bwd_set(k, a->dln, e, g.qkv, a->dqkv, b.ln1, p.qkv, N, C, QKV);
     k->rmsnorm_bwd(a->dres, g.ln1, a->dln, res_at(m, a, l), p.ln1, b.rstd1, N, C);
 }
 
@@ -193,16 +224,14 @@ void e2w_model_backward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *r
     e2w_model_backward_notify(m, a, B, T, rope, dloss, NULL, NULL);
 }
 
-void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
-                               float dloss, e2w_grads_ready ready, void *ud) {
+/* The final norm's backward (a->dln holds d lnf), announcing the head's
+ * gradients, then the blocks' and the embedding's. */
+static void trunk_backward(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
+                           e2w_grads_ready ready, void *ud) {
     const k_backend *k = m->k;
     const e2w_model_config *c = &m->cfg;
-    int N = B * T, C = c->C, V = c->V;
+    int N = B * T, C = c->C;
     size_t e = m->esz;
-    void *dhead = at(m->grads, c->tied ? m->poff[E2W_P_WTE] : m->poff[E2W_P_HEAD], m->gesz);
-    k->xent_bwd(a->logits, a->targets, dloss, IGNORE_INDEX, N, V);
-    k->zero(a->dln, (size_t)N * C * e);
-    k->matmul_bwd(a->dln, dhead, NULL, a->logits, a->lnf, head_weight(m), N, C, V);
     k->zero(a->dres, (size_t)N * C * e);
     k->rmsnorm_bwd(a->dres, at(m->grads, m->poff[E2W_P_LNF], m->gesz), a->dln,
                    res_at(m, a, c->n_layer), at(m->params, m->poff[E2W_P_LNF], e), a->rstdf, N, C);
@@ -224,4 +253,52 @@ void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T, const k_
         e2w_grad_range r = { m->poff[E2W_P_WTE], m->psize[E2W_P_WTE] };
         ready(ud, &r, 1);
     }
+}
+
+static void *head_grad(const e2w_model *m) {
+    const e2w_model_config *c = &m->cfg;
+    return at(m->grads, c->tied ? m->poff[E2W_P_WTE] : m->poff[E2W_P_HEAD], m->gesz);
+}
+
+void e2w_model_backward_notify(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope,
+                               float dloss, e2w_grads_ready ready, void *ud) {
+    const k_backend *k = m->k;
+    const e2w_model_config *c = &m->cfg;
+    int N = B * T, C = c->C, V = c->V;
+    size_t e = m->esz;
+    k->xent_bwd(a->logits, a->targets, dloss, IGNORE_INDEX, N, V);
+    mm_bwd_set(k, a->dln, e, head_grad(m), a->logits, a->lnf, head_weight(m), N, C, V);
+    trunk_backward(m, a, B, T, rope, ready, ud);
+}
+
+double e2w_model_step(e2w_model *m, e2w_acts *a, int B, int T, const k_rope *rope, float dloss,
+                      e2w_grads_ready ready, void *ud) {
+    const k_backend *k = m->k;
+    const e2w_model_config *c = &m->cfg;
+    int N = B * T, C = c->C, V = c->V;
+    size_t e = m->esz;
+    trunk_forward(m, a, B, T, rope);
+    /* The head, row chunk by row chunk: the chunk's logits are written,
+     * turned into their gradient and multiplied into d lnf while they are
+     * still in cache; the head weight's gradient is one product over all
+     * rows at the end (per chunk it would read and write the whole V x C
+     * gradient each time). */
+    const void *w = head_weight(m);
+    for (int r0 = 0; r0 < N; r0 += E2W_HEAD_CHUNK) {
+        int rows = N - r0 < E2W_HEAD_CHUNK ? N - r0 : E2W_HEAD_CHUNK;
+        void *lg = at(a->logits, (size_t)r0 * V, e);
+        const void *x = at(a->lnf, (size_t)r0 * C, e);
+        k->matmul_fwd(lg, x, w, NULL, rows, C, V);
+        if (k->xent_fwd_bwd != NULL) {
+            k->xent_fwd_bwd(a->losses + r0, lg, a->targets + r0, dloss, IGNORE_INDEX, rows, V);
+        } else {
+            k->xent_fwd(a->losses + r0, lg, a->targets + r0, IGNORE_INDEX, rows, V);
+            k->xent_bwd(lg, a->targets + r0, dloss, IGNORE_INDEX, rows, V);
+        }
+        mm_bwd_set(k, at(a->dln, (size_t)r0 * C, e), e, NULL, lg, x, w, rows, C, V);
+    }
+    a->logits_row0 = 0;
+    k->matmul_bwd(NULL, head_grad(m), NULL, a->logits, a->lnf, w, N, C, V);
+    trunk_backward(m, a, B, T, rope, ready, ud);
+    return loss_sum(m, a, N);
 }

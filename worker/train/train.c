@@ -191,12 +191,11 @@ static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err, size_t
                              t->tokens, t->targets, t->g, t->t, t->chunks, err, errlen) < 0)
             return -1;
         e2w_acts_set_batch(&t->acts, m, t->tokens, t->targets, MB, R);
-        loss += e2w_model_forward(m, &t->acts, MB, R, &rope, 1);
         /* Only the last micro-batch finishes gradients: its backward hands
          * them over layer by layer. */
         int last = j == t->n_micro - 1;
-        e2w_model_backward_notify(m, &t->acts, MB, R, &rope, dloss,
-                                  last ? t->hooks.grad_ready : NULL, t->hooks.ud);
+        loss += e2w_model_step(m, &t->acts, MB, R, &rope, dloss, last ? t->hooks.grad_ready : NULL,
+                               t->hooks.ud);
     }
     if (t->hooks.grad_wait && t->hooks.grad_wait(t->hooks.ud, err, errlen) < 0) return -1;
     if (t->hooks.allreduce &&
