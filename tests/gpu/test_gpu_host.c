@@ -159,7 +159,7 @@ static void sr_case(const k_backend *k, int world, int rank) {
     char err[256];
     CHECK(e2w_model_create(&m, k, &cfg, err, sizeof err) == 0);
     size_t lo, len;
-    train_shard(m.n_params, world, rank, &lo, &len);
+    e2w_train_shard(m.n_params, world, rank, &lo, &len);
     CHECK(e2w_model_alloc_train_shard(&m, lo, len, err, sizeof err) == 0);
     E2__V1__TrainSpec ts;
     e2__v1__train_spec__init(&ts);
@@ -167,7 +167,7 @@ static void sr_case(const k_backend *k, int world, int rank) {
     rec_base = m.params;
     rec_esz = m.esz;
     n_calls = 0;
-    train_optimizer_step(&m, &ts, 1, 1e-3, 7);
+    e2w_train_optimizer_step(&m, &ts, 1, 1e-3, 7);
     EXPECT(n_calls > 1 && n_calls <= MAX_CALLS, "%d adamw calls", n_calls);
     if (n_calls > MAX_CALLS) n_calls = MAX_CALLS;
     size_t covered = 0;

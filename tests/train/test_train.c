@@ -677,7 +677,7 @@ static void test_zero1_resume(void) {
     e2_spec_free(se);
 }
 
-/* train_state_gather on 3 ranks, in pieces of 97 elements (the last piece
+/* e2w_train_state_gather on 3 ranks, in pieces of 97 elements (the last piece
  * of each shard partial) and in one piece: rank 0 gets every element of
  * the ranks' shards at its place. */
 typedef struct {
@@ -710,7 +710,8 @@ static void *gather_run(void *arg) {
     /* Every rank takes part in both gathers whatever rank 0 finds. */
     for (int p = 0; p < 2; p++) {
         if (r->rank == 0) g->full = calloc(m->n_params, sizeof(float));
-        if (train_state_gather(t, m->m, g->full, pieces[p], r->err, sizeof r->err) < 0) r->rc = -1;
+        if (e2w_train_state_gather(t, m->m, g->full, pieces[p], r->err, sizeof r->err) < 0)
+            r->rc = -1;
         for (size_t i = 0; r->rank == 0 && r->rc == 0 && i < m->n_params; i++)
             if (g->full[i] != gather_value(i)) {
                 snprintf(r->err, sizeof r->err, "piece %zu: element %zu is %g, want %g", pieces[p],

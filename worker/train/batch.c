@@ -21,8 +21,8 @@ struct train_data {
     int32_t *seq; /* (R + 1) */
 };
 
-int train_data_open(train_data **out, const E2__V1__JobSpec *spec, const e2_shard_list *files,
-                    int R, int vocab, char *err, size_t errlen) {
+int e2w_train_data_open(train_data **out, const E2__V1__JobSpec *spec, const e2_shard_list *files,
+                        int R, int vocab, char *err, size_t errlen) {
     *out = NULL;
     train_data *d = calloc(1, sizeof *d);
     if (d == NULL) return e2_errf(err, errlen, "trainer: out of memory");
@@ -30,11 +30,11 @@ int train_data_open(train_data **out, const E2__V1__JobSpec *spec, const e2_shar
     d->seed = spec->train->seed;
     d->seq = malloc(((size_t)R + 1) * sizeof(int32_t));
     if (d->seq == NULL) {
-        train_data_close(d);
+        e2w_train_data_close(d);
         return e2_errf(err, errlen, "trainer: out of memory");
     }
     if (spec->data == NULL || spec->data->n_train_shards == 0) {
-        train_data_close(d);
+        e2w_train_data_close(d);
         return e2_errf(err, errlen,
                        "spec.data.train_shards is empty: give at least one token shard");
     }
@@ -47,7 +47,7 @@ int train_data_open(train_data **out, const E2__V1__JobSpec *spec, const e2_shar
     if (rc == 0) rc = e2w_dataset_check_vocab(d->ds, (uint32_t)vocab, err, errlen);
     if (rc == 0) rc = e2w_aug_init_spec(&d->aug, spec->augment, err, errlen);
     if (rc < 0) {
-        train_data_close(d);
+        e2w_train_data_close(d);
         /* -EINVAL: the data (or the spec's draw) fails its checks, the
          * job's fault; a file that cannot be read is the machine's. */
         return rc == -EINVAL ? E2W_TRAIN_EDATA : -1;
@@ -56,21 +56,21 @@ int train_data_open(train_data **out, const E2__V1__JobSpec *spec, const e2_shar
     return 0;
 }
 
-int train_data_chunks(const train_data *d) {
+int e2w_train_data_chunks(const train_data *d) {
     return d->aug.cfg.method == E2W_AUG_POSE ? (int)d->aug.cfg.pose_chunks : 0;
 }
 
-void train_data_close(train_data *d) {
+void e2w_train_data_close(train_data *d) {
     if (d == NULL) return;
     if (d->ds) e2w_dataset_close(d->ds);
     free(d->seq);
     free(d);
 }
 
-int train_data_batch(train_data *d, uint64_t step0, uint64_t first, int B, int32_t *tokens,
-                     int32_t *targets, float *g, int32_t *t, int32_t *chunks, char *err,
-                     size_t errlen) {
-    int nc = train_data_chunks(d);
+int e2w_train_data_batch(train_data *d, uint64_t step0, uint64_t first, int B, int32_t *tokens,
+                         int32_t *targets, float *g, int32_t *t, int32_t *chunks, char *err,
+                         size_t errlen) {
+    int nc = e2w_train_data_chunks(d);
     int R = d->R;
     for (int i = 0; i < B; i++) {
         uint64_t k = first + (uint64_t)i, s;

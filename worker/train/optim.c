@@ -30,19 +30,19 @@ static int decays(int kind, int tied) {
     }
 }
 
-void train_shard(size_t n, int world, int rank, size_t *lo, size_t *len) {
+void e2w_train_shard(size_t n, int world, int rank, size_t *lo, size_t *len) {
     size_t W = (size_t)world, S = (n + W - 1) / W, a = (size_t)rank * S, b = a + S;
     *lo = a < n ? a : n;
     *len = (b < n ? b : n) - *lo;
 }
 
-int train_optim_alloc(e2w_train *t, char *err, size_t errlen) {
+int e2w_train_optim_alloc(e2w_train *t, char *err, size_t errlen) {
     int W = t->hooks.world_size;
     t->zero1 = t->spec->train->has_zero1 && t->spec->train->zero1 && W > 1;
     if (t->zero1 && t->hooks.allgather == NULL)
         return e2_errf(err, errlen, "train.zero1 with %d ranks needs the all-gather hook", W);
     size_t lo, n;
-    train_shard(t->model.n_params, t->zero1 ? W : 1, t->zero1 ? t->hooks.rank : 0, &lo, &n);
+    e2w_train_shard(t->model.n_params, t->zero1 ? W : 1, t->zero1 ? t->hooks.rank : 0, &lo, &n);
     return e2w_model_alloc_train_shard(&t->model, lo, n, err, errlen);
 }
 
@@ -52,8 +52,8 @@ int train_optim_alloc(e2w_train *t, char *err, size_t errlen) {
  * parameter has its own stochastic-rounding stream: neither restarted per
  * tensor kind (element i of every tensor would get the same dither) nor per
  * ZeRO-1 shard. */
-double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts, int step, double lr,
-                            uint64_t seed) {
+double e2w_train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts, int step, double lr,
+                                uint64_t seed) {
     const k_backend *k = m->k;
     double norm = sqrt(k->sumsq(m->grads, m->n_params));
     if (!isfinite(norm)) return norm; /* no update: the caller stops the run */
@@ -83,7 +83,7 @@ double train_optimizer_step(e2w_model *m, const E2__V1__TrainSpec *ts, int step,
     return norm;
 }
 
-int train_params_gather(e2w_train *t, char *err, size_t errlen) {
+int e2w_train_params_gather(e2w_train *t, char *err, size_t errlen) {
     if (!t->zero1) return 0;
     e2w_model *m = &t->model;
     return t->hooks.allgather(t->hooks.ud, m->params, m->n_params, t->k->act_dtype, err, errlen);

@@ -28,8 +28,8 @@
  * many floats (16 MiB) of extra device memory per rank at most. */
 #define TRAIN_GATHER_FLOATS ((size_t)1 << 22)
 
-int train_state_gather(const e2w_train *t, const float *shard, float *full, size_t piece, char *err,
-                       size_t errlen) {
+int e2w_train_state_gather(const e2w_train *t, const float *shard, float *full, size_t piece,
+                           char *err, size_t errlen) {
     const e2w_model *m = &t->model;
     const k_backend *k = t->k;
     int W = t->hooks.world_size, r = t->hooks.rank;
@@ -55,7 +55,7 @@ int train_state_gather(const e2w_train *t, const float *shard, float *full, size
         k->download_raw(stage, dev, (size_t)W * P * sizeof(float));
         for (int q = 0; q < W; q++) {
             size_t lo, len;
-            train_shard(n, W, q, &lo, &len);
+            e2w_train_shard(n, W, q, &lo, &len);
             size_t got = len > p0 ? len - p0 : 0;
             if (got > P) got = P;
             if (got) memcpy(full + lo + p0, stage + (size_t)q * P, got * sizeof(float));
@@ -76,13 +76,13 @@ static int state_fetch(const e2w_train *t, const float *dev, float **host, char 
     if (t->hooks.rank == 0 && (*host = malloc(m->n_params * sizeof(float))) == NULL)
         return e2_errf(err, errlen, "checkpoint: out of memory");
     if (t->zero1)
-        return train_state_gather(t, dev, *host, TRAIN_GATHER_FLOATS / (size_t)t->hooks.world_size,
-                                  err, errlen);
+        return e2w_train_state_gather(
+            t, dev, *host, TRAIN_GATHER_FLOATS / (size_t)t->hooks.world_size, err, errlen);
     m->k->download_raw(*host, dev, m->n_params * sizeof(float));
     return 0;
 }
 
-int train_state_write(const e2w_train *t, const char *dir, char *err, size_t errlen) {
+int e2w_train_state_write(const e2w_train *t, const char *dir, char *err, size_t errlen) {
     if (t->hooks.rank != 0 && !t->zero1) return 0;
     const e2w_model *m = &t->model;
     float *mh = NULL, *vh = NULL, *master = NULL;
@@ -150,7 +150,7 @@ static int state_upload(e2w_model *m, const e2w_ts *ts, const char *name, float 
     return 0;
 }
 
-int train_state_read(e2w_train *t, const char *dir, char *err, size_t errlen) {
+int e2w_train_state_read(e2w_train *t, const char *dir, char *err, size_t errlen) {
     e2w_model *m = &t->model;
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, E2W_TRAIN_STATE_FILE);
@@ -197,5 +197,5 @@ done:
 }
 
 int e2w_train_resume(e2w_train *t, const char *ckpt_dir, char *err, size_t errlen) {
-    return train_state_read(t, ckpt_dir, err, errlen);
+    return e2w_train_state_read(t, ckpt_dir, err, errlen);
 }

@@ -59,7 +59,7 @@ static int train_model_create(e2w_train *t, char *err, size_t errlen) {
     /* Training buffers first, so the weights land in the fp32 master too
      * (when the backend keeps one) unrounded. */
     int rc = e2w_model_create(&t->model, t->k, &cfg, err, errlen);
-    if (rc == 0) rc = train_optim_alloc(t, err, errlen);
+    if (rc == 0) rc = e2w_train_optim_alloc(t, err, errlen);
     if (rc < 0) return rc == -ENOMEM ? E2W_TRAIN_ENOMEM : -1;
     if (from_hf) return e2w_model_load_hf(&t->model, ms->hf_dir, err, errlen);
     e2w_model_init(&t->model, ms->has_init_seed ? ms->init_seed : 1);
@@ -110,8 +110,8 @@ int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec, const k_backe
         if (rc == -ENOMEM) rc = E2W_TRAIN_ENOMEM;
         goto fail;
     }
-    if ((rc = train_data_open(&t->data, t->spec, t->hooks.shard_files, t->R, t->model.cfg.V, err,
-                              errlen)) < 0)
+    if ((rc = e2w_train_data_open(&t->data, t->spec, t->hooks.shard_files, t->R, t->model.cfg.V,
+                                  err, errlen)) < 0)
         goto fail;
     t->hooks.shard_files = NULL; /* the caller's, read only here */
     size_t n = (size_t)t->micro_batch * (size_t)t->R;
@@ -119,7 +119,7 @@ int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec, const k_backe
     t->targets = malloc(n * sizeof(int32_t));
     t->g = malloc((size_t)t->micro_batch * sizeof(float));
     t->t = malloc((size_t)t->micro_batch * sizeof(int32_t));
-    t->n_chunks = train_data_chunks(t->data);
+    t->n_chunks = e2w_train_data_chunks(t->data);
     t->chunks = malloc(((size_t)t->micro_batch * (size_t)t->n_chunks * 2 + 1) * sizeof(int32_t));
     if (!t->tokens || !t->targets || !t->g || !t->t || !t->chunks) {
         rc = e2_errf(err, errlen, "trainer: out of memory");
@@ -134,7 +134,7 @@ fail:
 
 void e2w_train_free(e2w_train *t) {
     if (t == NULL) return;
-    if (t->data) train_data_close(t->data);
+    if (t->data) e2w_train_data_close(t->data);
     if (t->acts.mem) e2w_acts_free(&t->acts, &t->model);
     e2w_model_free(&t->model);
     if (t->spec) e2_spec_free(t->spec);
@@ -187,8 +187,8 @@ static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err, size_t
     double t0 = now_s(), loss = 0.0;
     k->zero(m->grads, m->n_params * m->gesz);
     for (int j = 0; j < t->n_micro; j++) {
-        if (train_data_batch(t->data, (uint64_t)(s - 1), base + (uint64_t)j * (uint64_t)MB, MB,
-                             t->tokens, t->targets, t->g, t->t, t->chunks, err, errlen) < 0)
+        if (e2w_train_data_batch(t->data, (uint64_t)(s - 1), base + (uint64_t)j * (uint64_t)MB, MB,
+                                 t->tokens, t->targets, t->g, t->t, t->chunks, err, errlen) < 0)
             return -1;
         e2w_acts_set_batch(&t->acts, m, t->tokens, t->targets, MB, R);
         /* Only the last micro-batch finishes gradients: its backward hands
@@ -210,13 +210,13 @@ static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err, size_t
                           "lower train.lr or check the data)",
                           s, isnan(loss) ? "NaN" : "infinite");
     double lr = e2w_train_lr(ts, s);
-    double norm = train_optimizer_step(m, ts, s, lr, ts->seed);
+    double norm = e2w_train_optimizer_step(m, ts, s, lr, ts->seed);
     if (!isfinite(norm))
         return e2_errf_rc(err, errlen, E2W_TRAIN_ENAN,
                           "step %d: gradient norm is not finite; stopping (last committed "
                           "checkpoint left intact)",
                           s);
-    if (train_params_gather(t, err, errlen) < 0) return -1;
+    if (e2w_train_params_gather(t, err, errlen) < 0) return -1;
     k->sync();
     t->step = s;
     double dt = now_s() - t0;
@@ -284,7 +284,7 @@ int e2w_train_checkpoint(e2w_train *t, char *err, size_t errlen) {
     snprintf(fin, sizeof fin, "%s/step_%d", root, t->step);
     snprintf(tmp, sizeof tmp, "%s.tmp", fin);
     if (e2_mkdir_p(tmp, 0755, err, errlen) < 0) return -1;
-    if (train_state_write(t, tmp, err, errlen) < 0) return -1;
+    if (e2w_train_state_write(t, tmp, err, errlen) < 0) return -1;
     if (e2_fsync_dir(tmp, err, errlen) < 0) return -1;
     if (t->hooks.checkpoint)
         return t->hooks.checkpoint(t->hooks.ud, t->step, tmp, fin, err, errlen);
