@@ -43,7 +43,7 @@ static int plan_config_json(const char *file, json_t *root, E2__V1__LlamaConfig 
                  err, errlen) < 0 ||
         plan_u32(file, root, "intermediate_size", 0, &c->intermediate_size, err, errlen) < 0 ||
         plan_u32(file, root, "vocab_size", 0, &c->vocab_size, err, errlen) < 0)
-        return -1;
+        return E2_ERR;
     json_t *tie = json_object_get(root, "tie_word_embeddings");
     if (tie != NULL && !json_is_boolean(tie) && !json_is_null(tie))
         return e2_errf(err, errlen, "%s: tie_word_embeddings must be true or false", file);
