@@ -65,7 +65,7 @@ int e2_plan_config_read(const char *path, E2__V1__LlamaConfig *cfg, char *err, s
         snprintf(file, sizeof file, "%s", path);
     char *text;
     size_t len;
-    if (e2_read_file(file, PLAN_CONFIG_MAX, &text, &len, err, errlen) < 0) return -1;
+    if (e2_read_file(file, PLAN_CONFIG_MAX, &text, &len, err, errlen) < 0) return E2_ERR;
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);
