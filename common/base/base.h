@@ -52,9 +52,10 @@ extern "C" {
  * `return e2_errf(err, errlen, "...", ...);`. err may be NULL. */
 int e2_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* e2_errf for libraries that return a specific negative code (-errno):
- * writes the line and returns rc, as in
- * `return e2_errf_rc(err, errlen, -ENOENT, "%s: no such shard", path);`. */
+/* e2_errf for a named code: writes the line and returns rc, as in
+ * `return e2_errf_rc(err, errlen, E2_NOTFOUND, "%s: no such shard", path);`.
+ * (worker/data and worker/train still pass -errno codes here until they
+ * are converted; tests/base/check_errconv.py lists what is left.) */
 int e2_errf_rc(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

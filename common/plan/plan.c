@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base.h"
 #include "layout.h"
 
 /* The layout's dims of a config (fields >= 1, checked by the caller). */
@@ -34,7 +35,7 @@ uint64_t e2_plan_acts_bytes(const E2__V1__LlamaConfig *cfg, int B, int T, int es
 static int plan_field(const char *name, uint64_t v, char *err, size_t errlen) {
     if (v == 0) {
         snprintf(err, errlen, "model.config.%s must be >= 1 (got 0)", name);
-        return -1;
+        return E2_ERR;
     }
     return 0;
 }
@@ -47,29 +48,29 @@ int e2_plan_compute(e2_plan *p, const E2__V1__LlamaConfig *cfg, const e2_plan_op
         plan_field("num_attention_heads", cfg->num_attention_heads, err, errlen) < 0 ||
         plan_field("intermediate_size", cfg->intermediate_size, err, errlen) < 0 ||
         plan_field("vocab_size", cfg->vocab_size, err, errlen) < 0)
-        return -1;
+        return E2_ERR;
     if (cfg->has_num_key_value_heads &&
         (cfg->num_key_value_heads == 0 || cfg->num_attention_heads % cfg->num_key_value_heads)) {
         snprintf(err, errlen,
                  "model.config.num_key_value_heads (%u) must divide num_attention_heads (%u)",
                  cfg->num_key_value_heads, cfg->num_attention_heads);
-        return -1;
+        return E2_ERR;
     }
     if (cfg->hidden_size % cfg->num_attention_heads) {
         snprintf(err, errlen,
                  "model.config.hidden_size (%u) must be a multiple of num_attention_heads (%u)",
                  cfg->hidden_size, cfg->num_attention_heads);
-        return -1;
+        return E2_ERR;
     }
     if (o->gpus < 1 || o->micro_batch < 1 || o->seq < 1) {
         snprintf(err, errlen,
                  "plan: gpus, micro-batch and sequence length must be >= 1 (got %d, %d, %d)",
                  o->gpus, o->micro_batch, o->seq);
-        return -1;
+        return E2_ERR;
     }
     if (o->act_bytes != 2 && o->act_bytes != 4) {
         snprintf(err, errlen, "plan: act bytes must be 2 (cuda) or 4 (cpu) (got %d)", o->act_bytes);
-        return -1;
+        return E2_ERR;
     }
     p->o = *o;
     e2_layout_dims d = plan_dims(cfg);
@@ -189,5 +190,5 @@ int e2_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb, char *err,
     if (e2_plan_compute(&p, cfg, &o, err, errlen) < 0) return 1;
     if (e2_plan_fits(&p)) return 0;
     e2_plan_refusal(&p, err, errlen);
-    return -1;
+    return E2_ERR;
 }

@@ -63,7 +63,7 @@ typedef struct {
 uint64_t e2_plan_acts_bytes(const E2__V1__LlamaConfig *cfg, int B, int T, int esz, int backward,
                             int recompute);
 
-/* Fills p. Returns 0, or -1 with one line in err naming the bad field. */
+/* Fills p. Returns 0, or E2_ERR with one line in err naming the bad field. */
 int e2_plan_compute(e2_plan *p, const E2__V1__LlamaConfig *cfg, const e2_plan_opts *o, char *err,
                     size_t errlen);
 
@@ -84,7 +84,7 @@ void e2_plan_refusal(const e2_plan *p, char *err, size_t errlen);
  * comes from model.config, or from model.hf_dir's config.json
  * (e2_plan_config_read).
  * Returns 0 when the job fits or is not a cuda job, 1 when its model config
- * cannot be read here (err says why; the worker will find out), -1 when it
+ * cannot be read here (err says why; the worker will find out), E2_ERR when it
  * does not fit (err: e2_plan_refusal's line). */
 int e2_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb, char *err, size_t errlen);
 
@@ -95,7 +95,7 @@ int e2_plan_check_job(const E2__V1__JobSpec *spec, double gpu_mem_gb, char *err,
  * the heads) and tie_word_embeddings (default false) into cfg (initialised
  * here); model_type must be "llama" or "mistral". The worker's full reader
  * (worker/ckpt/hf_config.h) checks the rest when the job runs. Returns 0,
- * or -1 with one line in err naming the file and the field. */
+ * or E2_ERR with one line in err naming the file and the field. */
 int e2_plan_config_read(const char *path, E2__V1__LlamaConfig *cfg, char *err, size_t errlen);
 
 /* The names before the planner left worker/ (e2w_plan_*), kept for callers

@@ -43,7 +43,7 @@ static int plan_config_json(const char *file, json_t *root, E2__V1__LlamaConfig 
                  err, errlen) < 0 ||
         plan_u32(file, root, "intermediate_size", 0, &c->intermediate_size, err, errlen) < 0 ||
         plan_u32(file, root, "vocab_size", 0, &c->vocab_size, err, errlen) < 0)
-        return -1;
+        return E2_ERR;
     json_t *tie = json_object_get(root, "tie_word_embeddings");
     if (tie != NULL && !json_is_boolean(tie) && !json_is_null(tie))
         return e2_errf(err, errlen, "%s: tie_word_embeddings must be true or false", file);
@@ -65,7 +65,7 @@ int e2_plan_config_read(const char *path, E2__V1__LlamaConfig *cfg, char *err, s
         snprintf(file, sizeof file, "%s", path);
     char *text;
     size_t len;
-    if (e2_read_file(file, PLAN_CONFIG_MAX, &text, &len, err, errlen) < 0) return -1;
+    if (e2_read_file(file, PLAN_CONFIG_MAX, &text, &len, err, errlen) < 0) return E2_ERR;
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);

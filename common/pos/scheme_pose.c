@@ -15,8 +15,6 @@
 #include "base.h"
 #include "rng.h"
 
-#include <errno.h>
-
 static void pose_draw(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t unit,
                       e2_pos_draw *d) {
     const e2_pos_config *c = &s->cfg;
@@ -52,13 +50,12 @@ static void pose_hf(const e2_pos_config *c, double g, e2_pos_hf *out) {
 
 static int pose_check(const E2__V1__AugmentSpec *a, char *err, size_t errlen) {
     if (a->has_pose_chunks && (a->pose_chunks < 1 || a->pose_chunks > E2_POS_MAX_CHUNKS))
-        return e2_errf_rc(err, errlen, -EINVAL,
-                          "spec.augment.pose_chunks must be in [1, %d] (got %u)", E2_POS_MAX_CHUNKS,
-                          a->pose_chunks);
+        return e2_errf(err, errlen, "spec.augment.pose_chunks must be in [1, %d] (got %u)",
+                       E2_POS_MAX_CHUNKS, a->pose_chunks);
     if (a->has_pose_target_length && a->pose_target_length < a->train_length)
-        return e2_errf_rc(err, errlen, -EINVAL,
-                          "spec.augment.pose_target_length must be >= train_length (%u) (got %u)",
-                          a->train_length, a->pose_target_length);
+        return e2_errf(err, errlen,
+                       "spec.augment.pose_target_length must be >= train_length (%u) (got %u)",
+                       a->train_length, a->pose_target_length);
     return 0;
 }
 

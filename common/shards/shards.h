@@ -30,12 +30,14 @@ typedef struct {
  * listed twice, as the stream reads it). Each match must be a readable
  * regular file. On failure out is left as it was and err names the pattern
  * as field[i]: `spec.data.train_shards[0]: no file matches "/d/t_*.bin"`
- * (-ENOENT), `... cannot expand "..."` (-EIO), `...: "/d/x" is not a
- * readable file` (-ENOENT). field NULL reads "shards". */
+ * (E2_NOTFOUND), `... cannot expand "..."` (E2_ERR), `...: "/d/x" is not a
+ * readable file` (E2_NOTFOUND), out of memory (E2_ERR). field NULL reads
+ * "shards". */
 int e2_shards_expand(char *const *patterns, size_t n, const char *field, e2_shard_list *out,
                      char *err, size_t errlen);
 
-/* Appends one file as given (no expansion): 0 or -ENOMEM. */
+/* Appends one file as given (no expansion): 0 or E2_ERR (out of
+ * memory; no message). */
 int e2_shards_add(e2_shard_list *l, const char *path, uint64_t bytes);
 
 void e2_shards_free(e2_shard_list *l);

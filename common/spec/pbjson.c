@@ -4,6 +4,7 @@
  * hooked into the message as soon as it is made, so a message that failed
  * half-way is still freed completely by protobuf_c_message_free_unpacked. */
 #include "pbjson.h"
+#include "base.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -32,19 +33,19 @@ typedef struct {
 static int pj_fail(pj_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int pj_fail(pj_ctx *c, const char *fmt, ...) {
-    if (c->err == NULL || c->errlen == 0) return -EINVAL;
+    if (c->err == NULL || c->errlen == 0) return E2_ERR;
     int n = snprintf(c->err, c->errlen, "%s: ", c->path);
-    if (n < 0 || (size_t)n >= c->errlen) return -EINVAL;
+    if (n < 0 || (size_t)n >= c->errlen) return E2_ERR;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
     va_end(ap);
-    return -EINVAL;
+    return E2_ERR;
 }
 
 static int pj_oom(pj_ctx *c) {
     if (c->err && c->errlen) snprintf(c->err, c->errlen, "%s: out of memory", c->path);
-    return -ENOMEM;
+    return E2_ERR;
 }
 
 /* Appends ".name" or "[i]"-style segments; pj_pop restores the length. */
@@ -375,7 +376,7 @@ static int pj_b64_value(int ch) {
     if (ch >= '0' && ch <= '9') return ch - '0' + 52;
     if (ch == '+' || ch == '-') return 62;
     if (ch == '/' || ch == '_') return 63;
-    return -1;
+    return 64; /* not a base64 digit */
 }
 
 static int pj_bytes(pj_ctx *c, const json_t *j, ProtobufCBinaryData *out) {
@@ -391,7 +392,7 @@ static int pj_bytes(pj_ctx *c, const json_t *j, ProtobufCBinaryData *out) {
     int bits = 0;
     for (size_t i = 0; i < n; i++) {
         int v = pj_b64_value((unsigned char)t[i]);
-        if (v < 0) {
+        if (v > 63) {
             free(buf);
             return pj_fail(c, "invalid base64 character '%c'", t[i]);
         }

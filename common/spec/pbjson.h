@@ -30,8 +30,8 @@
  *
  * Messages built here are allocated with malloc and are freed with
  * protobuf_c_message_free_unpacked(msg, NULL), like unpacked messages.
- * Errors return a negative errno (-EINVAL bad input, -ENOMEM) and write one
- * line into the caller's buffer; nothing is printed. */
+ * Errors return E2_ERR (base.h's error convention: bad input or out of
+ * memory) and write one line into the caller's buffer; nothing is printed. */
 #ifndef E2_PBJSON_H
 #define E2_PBJSON_H
 

@@ -41,7 +41,7 @@ static int spec_resolve(char **p, const char *base, const char *field, char *err
     if (*p == NULL || (*p)[0] == '\0' || (*p)[0] == '/') return 0;
     size_t n = strlen(base) + strlen(*p) + 2;
     char *j = malloc(n);
-    if (!j) return e2_errf_rc(err, errlen, -ENOMEM, "%s: out of memory", field);
+    if (!j) return e2_errf(err, errlen, "%s: out of memory", field);
     snprintf(j, n, "%s/%s", base, *p);
     free(*p);
     *p = j;
@@ -69,7 +69,7 @@ int e2_spec_resolve_paths(E2__V1__JobSpec *spec, const char *base_dir, char *err
 static char *spec_read_file(const char *path, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        e2_errf_rc(err, errlen, -errno, "%s: cannot open spec file: %s", path, strerror(errno));
+        e2_errf(err, errlen, "%s: cannot open spec file: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 4096, n = 0;
@@ -90,8 +90,7 @@ static char *spec_read_file(const char *path, size_t *len, char *err, size_t err
     fclose(f);
     if (!buf || bad) {
         free(buf);
-        e2_errf_rc(err, errlen, -EIO, "%s: cannot read spec file (unreadable or over 64 MiB)",
-                   path);
+        e2_errf(err, errlen, "%s: cannot read spec file (unreadable or over 64 MiB)", path);
         return NULL;
     }
     *len = n;
@@ -106,7 +105,7 @@ E2__V1__JobSpec *e2_spec_load(const char *path, char *err, size_t errlen) {
     E2__V1__JobSpec *spec = e2_spec_parse(text, len, msg, sizeof msg);
     free(text);
     if (!spec) {
-        e2_errf_rc(err, errlen, -EINVAL, "%s: %s", path, msg);
+        e2_errf(err, errlen, "%s: %s", path, msg);
         return NULL;
     }
     char *dir = strdup(path);
@@ -121,7 +120,7 @@ E2__V1__JobSpec *e2_spec_load(const char *path, char *err, size_t errlen) {
     char real[PATH_MAX];
     if (realpath(base, real)) base = real;
     int rc = dir ? e2_spec_resolve_paths(spec, base, err, errlen)
-                 : e2_errf_rc(err, errlen, -ENOMEM, "%s: out of memory", path);
+                 : e2_errf(err, errlen, "%s: out of memory", path);
     free(dir);
     if (rc) {
         e2_spec_free(spec);
@@ -141,11 +140,10 @@ int e2_spec_set(E2__V1__JobSpec *spec, const char *path, const char *value, char
 int e2_spec_set_arg(E2__V1__JobSpec *spec, const char *arg, char *err, size_t errlen) {
     const char *eq = strchr(arg, '=');
     if (!eq || eq == arg)
-        return e2_errf_rc(err, errlen, -EINVAL,
-                          "--set %s: expected path=value (e.g. train.lr=3e-4)", arg);
+        return e2_errf(err, errlen, "--set %s: expected path=value (e.g. train.lr=3e-4)", arg);
     char path[256];
     size_t n = (size_t)(eq - arg);
-    if (n >= sizeof path) return e2_errf_rc(err, errlen, -EINVAL, "--set: path too long");
+    if (n >= sizeof path) return e2_errf(err, errlen, "--set: path too long");
     memcpy(path, arg, n);
     path[n] = '\0';
     return e2_spec_set(spec, path, eq + 1, err, errlen);
@@ -164,14 +162,14 @@ int e2_spec_set_arg(E2__V1__JobSpec *spec, const char *arg, char *err, size_t er
 static int spec_def_str(char **s, const char *value) {
     if (*s != NULL) return 0;
     *s = strdup(value);
-    return *s ? 0 : -ENOMEM;
+    return *s ? 0 : E2_ERR;
 }
 
-/* Creates an unset sub-message; returns -ENOMEM on failure. */
+/* Creates an unset sub-message; returns E2_ERR on failure. */
 static int spec_sub(void **slot, const ProtobufCMessageDescriptor *d) {
     if (*slot) return 0;
     ProtobufCMessage *m = malloc(d->sizeof_message);
-    if (!m) return -ENOMEM;
+    if (!m) return E2_ERR;
     protobuf_c_message_init(d, m);
     *slot = m;
     return 0;
@@ -231,19 +229,19 @@ int e2_spec_apply_model_defaults(E2__V1__JobSpec *spec, const E2__V1__LlamaConfi
     if (!cfg || !cfg->has_max_position_embeddings || cfg->max_position_embeddings == 0) return 0;
     if (spec_sub((void **)&spec->augment, &e2__v1__augment_spec__descriptor) ||
         spec_sub((void **)&spec->eval, &e2__v1__eval_spec__descriptor))
-        return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
+        return e2_errf(err, errlen, "spec: out of memory");
     E2__V1__AugmentSpec *a = spec->augment;
     DEF(a, original_window, cfg->max_position_embeddings);
     E2__V1__EvalSpec *e = spec->eval;
     if (e->n_windows == 0) {
         e->windows = malloc(sizeof *e->windows);
-        if (!e->windows) return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
+        if (!e->windows) return e2_errf(err, errlen, "spec: out of memory");
         e->windows[0] = a->original_window;
         e->n_windows = 1;
     }
     if (e->n_scales == 0 && a->original_window > 0) {
         e->scales = malloc(e->n_windows * sizeof *e->scales);
-        if (!e->scales) return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
+        if (!e->scales) return e2_errf(err, errlen, "spec: out of memory");
         for (size_t i = 0; i < e->n_windows; i++) {
             double g = (double)e->windows[i] / (double)a->original_window;
             e->scales[i] = g < 1.0 ? 1.0 : g;
@@ -262,7 +260,7 @@ int e2_spec_apply_defaults(E2__V1__JobSpec *spec, char *err, size_t errlen) {
         spec_def_str(&spec->augment->method, "e2") ||
         spec_def_str(&spec->augment->granularity, "per_sample") ||
         spec_def_str(&spec->train->schedule, "cosine"))
-        return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
+        return e2_errf(err, errlen, "spec: out of memory");
     DEF(spec, num_workers, 1);
     DEF(spec, min_workers, spec->num_workers);
     DEF(spec, priority, 0);
@@ -271,7 +269,7 @@ int e2_spec_apply_defaults(E2__V1__JobSpec *spec, char *err, size_t errlen) {
     if (spec->output_dir == NULL && spec->name != NULL) {
         size_t n = strlen(spec->name) + sizeof "./e2-run-";
         spec->output_dir = malloc(n);
-        if (!spec->output_dir) return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
+        if (!spec->output_dir) return e2_errf(err, errlen, "spec: out of memory");
         snprintf(spec->output_dir, n, "./e2-run-%s", spec->name);
     }
     if (spec->model) {
@@ -336,22 +334,22 @@ static int roots_real(const char *field, const char *path, const char *roots, co
     char real[PATH_MAX];
     if (!realpath(path, real)) return 0; /* missing: the file checks say so */
     if (roots_any(roots, real, strlen(real), 1)) return 0;
-    return e2_errf_rc(err, errlen, -EACCES,
-                      "%s: \"%s\" resolves (through a symbolic link) to a path outside the %s (%s)",
-                      field, path, what, roots);
+    return e2_errf(err, errlen,
+                   "%s: \"%s\" resolves (through a symbolic link) to a path outside the %s (%s)",
+                   field, path, what, roots);
 }
 
 static int roots_one(const char *field, const char *path, const char *roots, const char *what,
                      int deep, int dir, char *err, size_t errlen) {
     if (!roots_normalized(path))
-        return e2_errf_rc(
-            err, errlen, -EACCES,
+        return e2_errf(
+            err, errlen,
             "%s: \"%.300s\" must be a normalized absolute path (no \"//\", \".\" or \"..\" parts) "
             "when the %s are set (%s)",
             field, path, what, roots);
     if (!roots_any(roots, path, strlen(path), 0))
-        return e2_errf_rc(
-            err, errlen, -EACCES,
+        return e2_errf(
+            err, errlen,
             "%s: \"%.300s\" is outside the %s (%s): move the files under one of them, or ask the "
             "admin to add a root",
             field, path, what, roots);
@@ -359,7 +357,7 @@ static int roots_one(const char *field, const char *path, const char *roots, con
      * links among them must stay inside too. */
     size_t fixed = strcspn(path, "*?[");
     char *pre = strndup(path, fixed);
-    if (!pre) return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
+    if (!pre) return e2_errf(err, errlen, "spec: out of memory");
     if (path[fixed]) {
         char *slash = strrchr(pre, '/');
         slash[slash == pre ? 1 : 0] = '\0';
@@ -385,7 +383,7 @@ static int roots_one(const char *field, const char *path, const char *roots, con
         size_t n = strlen(path) + strlen(de->d_name) + 2;
         char *f = malloc(n);
         if (!f) {
-            rc = e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
+            rc = e2_errf(err, errlen, "spec: out of memory");
             break;
         }
         snprintf(f, n, "%s/%s", path, de->d_name);
@@ -458,7 +456,7 @@ static int vfail(vctx *v, const char *fmt, ...) {
         vsnprintf(v->err, v->errlen, fmt, ap);
         va_end(ap);
     }
-    return -EINVAL;
+    return E2_ERR;
 }
 
 static int vu32(vctx *v, const char *path, uint32_t x, uint32_t lo, uint32_t hi) {
@@ -648,7 +646,7 @@ static int vaugment(vctx *v, const E2__V1__AugmentSpec *a) {
                 gmax, a->original_window);
     }
     const e2_pos_scheme *sch = e2_pos_scheme_find(a->method, NULL);
-    if (sch && sch->check && sch->check(a, v->err, v->errlen) < 0) return -EINVAL;
+    if (sch && sch->check && sch->check(a, v->err, v->errlen) < 0) return E2_ERR;
     return 0;
 }
 
@@ -787,7 +785,7 @@ int e2_spec_validate(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
     /* Name first: the output_dir default is derived from it. */
     TRY(vname(&v, spec->name));
     E2__V1__JobSpec *s = e2_spec_copy(spec);
-    if (!s) return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
+    if (!s) return e2_errf(err, errlen, "spec: out of memory");
     int rc = e2_spec_apply_defaults(s, err, errlen);
     if (rc == 0) rc = spec_validate_filled(s, &v);
     e2_spec_free(s);
@@ -819,11 +817,11 @@ int e2_spec_check_files(const E2__V1__JobSpec *spec, char *err, size_t errlen) {
     if (spec->model && spec->model->hf_dir && spec->model->hf_dir[0]) {
         size_t n = strlen(spec->model->hf_dir) + sizeof "/config.json";
         char *p = malloc(n);
-        if (!p) return e2_errf_rc(err, errlen, -ENOMEM, "spec: out of memory");
+        if (!p) return e2_errf(err, errlen, "spec: out of memory");
         snprintf(p, n, "%s/config.json", spec->model->hf_dir);
         rc = access(p, R_OK) == 0
                  ? 0
-                 : e2_errf_rc(err, errlen, -ENOENT, "spec.model.hf_dir: \"%s\" is not readable", p);
+                 : e2_errf(err, errlen, "spec.model.hf_dir: \"%s\" is not readable", p);
         free(p);
         return rc;
     }

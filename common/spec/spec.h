@@ -20,8 +20,8 @@
  * when the spec carries model.config; for an hf_dir model, call it once the
  * checkpoint's config.json is read. g_weights stays empty when unset (it
  * means uniform) and eval.stride stays unset (it means L'/2 per window:
- * e2_spec_eval_stride). Functions return 0 or a negative errno and write
- * one line into err; nothing is printed. */
+ * e2_spec_eval_stride). Functions return 0 or E2_ERR (base.h's error convention)
+ * and write one line into err; nothing is printed. */
 #ifndef E2_SPEC_H
 #define E2_SPEC_H
 

@@ -1,6 +1,7 @@
 /* test_llama_names.c -- the LlamaForCausalLM tensor table: names, shapes
  * and order for GQA and tied/untied heads, lookup, checkpoint cross-check,
  * and reading q/k/v and gate/up into the stacked weights. */
+#include "base.h"
 #include "ckpt_test.h"
 #include "llama_names.h"
 
@@ -62,7 +63,7 @@ static int test_llama_table_tied(void) {
     tiny(&c, 1);
     CHECK(e2w_llama_tensor_count(&c) == 20);
     CHECK(expect(&c, 19, "model.norm.weight", 1, 8, 0) == 0);
-    CHECK(e2w_llama_tensor_find(&c, "lm_head.weight", NULL) == -1);
+    CHECK(e2w_llama_tensor_find(&c, "lm_head.weight", NULL) == E2_NOTFOUND);
     /* KVH unset means H. */
     c.has_num_key_value_heads = 0;
     CHECK(e2w_llama_kv_heads(&c) == 2);
@@ -76,8 +77,8 @@ static int test_llama_find(void) {
     e2w_llama_tensor t;
     CHECK(e2w_llama_tensor_find(&c, "model.layers.1.mlp.up_proj.weight", &t) == 15);
     CHECK(t.kind == E2W_LT_UP && t.layer == 1 && t.shape[0] == 12);
-    CHECK(e2w_llama_tensor_find(&c, "model.layers.2.mlp.up_proj.weight", &t) == -1);
-    CHECK(e2w_llama_tensor_find(&c, "model.norm.bias", &t) == -1);
+    CHECK(e2w_llama_tensor_find(&c, "model.layers.2.mlp.up_proj.weight", &t) == E2_NOTFOUND);
+    CHECK(e2w_llama_tensor_find(&c, "model.norm.bias", &t) == E2_NOTFOUND);
     return 0;
 }
 

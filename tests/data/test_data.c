@@ -1,6 +1,7 @@
 /* Tests of worker/data: token shards, the dataset view and sample order,
  * the E² sampler, text preparation and generated text. */
 #include "aug.h"
+#include "base.h"
 #include "check.h"
 #include "dataset.h"
 #include "prep.h"
@@ -255,7 +256,7 @@ static int case_dataset_errors(void) {
     CHECK(write_counting(sizes, 1, &total) == 0);
     e2w_dataset *ds;
     char *none[] = { in_dir("nothing_*.bin") };
-    CHECK(open_pattern(&ds, none[0], 4) == -ENOENT);
+    CHECK(open_pattern(&ds, none[0], 4) == E2_NOTFOUND);
     CHECK_MSG(err, "shards[0]: no file matches");
     CHECK_MSG(err, "nothing_*.bin");
     char *one[] = { in_dir("c_00.bin") };

@@ -67,13 +67,13 @@ static void test_sorted_with_sizes(void) {
     teardown();
 }
 
-/* A pattern that matches nothing: -ENOENT, one line naming the field, its
+/* A pattern that matches nothing: E2_NOTFOUND, one line naming the field, its
  * index and the pattern; what earlier patterns added is taken back. */
 static void test_no_match_names_pattern(void) {
     setup();
     char *pats[] = { at("t_*.bin"), at("nothing_*.bin") };
     e2_shard_list l = { 0 };
-    CHECK(e2_shards_expand(pats, 2, "spec.data.eval_shards", &l, err, sizeof err) == -ENOENT);
+    CHECK(e2_shards_expand(pats, 2, "spec.data.eval_shards", &l, err, sizeof err) == E2_NOTFOUND);
     EXPECT(strstr(err, "spec.data.eval_shards[1]: no file matches \"") &&
                strstr(err, "nothing_*.bin\"") && !strchr(err, '\n'),
            "got: %s", err);
@@ -88,7 +88,7 @@ static void test_directory_is_not_a_shard(void) {
     CHECK(mkdir(at("t_9.bin"), 0755) == 0);
     char *pats[] = { at("t_*.bin") };
     e2_shard_list l = { 0 };
-    CHECK(e2_shards_expand(pats, 1, "spec.data.train_shards", &l, err, sizeof err) == -ENOENT);
+    CHECK(e2_shards_expand(pats, 1, "spec.data.train_shards", &l, err, sizeof err) == E2_NOTFOUND);
     EXPECT(strstr(err, "spec.data.train_shards[0]: \"") &&
                strstr(err, "t_9.bin\" is not a readable file"),
            "got: %s", err);

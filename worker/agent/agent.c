@@ -594,7 +594,7 @@ static void job_free(e2w_agent_job *j) {
 /* Copies the assignment and starts its training thread (mu held). */
 static int job_start(e2w_agent *a, const E2__V1__Assignment *asg) {
     e2w_agent_job *j = calloc(1, sizeof *j);
-    if (!j) return -1;
+    if (!j) return E2_ERR;
     j->agent = a;
     size_t sz = protobuf_c_message_get_packed_size(&asg->base);
     uint8_t *buf = malloc(sz ? sz : 1);
@@ -605,14 +605,14 @@ static int job_start(e2w_agent *a, const E2__V1__Assignment *asg) {
     }
     if (!j->asg) {
         free(j);
-        return -1;
+        return E2_ERR;
     }
     e2__v1__progress__init(&j->progress);
     atomic_init(&j->stop, E2W_AGENT_RUN);
     atomic_init(&j->deadline_ms, 0);
     if (pthread_create(&j->thread, NULL, job_main, j) != 0) {
         job_free(j);
-        return -1;
+        return E2_ERR;
     }
     a->job = j;
     return 0;

@@ -13,7 +13,7 @@ void e2w_agent_train_runner(e2w_agent_job *job, e2w_agent_result *result, void *
 /* The assignment's shard manifest as the files the trainer reads
  * (e2w_train_hooks.shard_files), appended to files: each checked to exist
  * here with the size e2d saw. Nothing appended without a manifest.
- * Returns 0, or -1 with one line in err (files freed). */
+ * Returns 0, or E2_ERR with one line in err (files freed). */
 int e2w_agent_shard_files(const E2__V1__Assignment *as, e2_shard_list *files, char *err,
                           size_t errlen);
 

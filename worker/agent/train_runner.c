@@ -222,7 +222,7 @@ static int ranks_agree(runner_ctx *c, int yes) {
     double v = yes ? 1.0 : 0.0;
     if (on_allreduce_host(c, &v, 1, c->comm_err, sizeof c->comm_err) < 0) {
         c->comm_failed = 1;
-        return -1;
+        return E2_ERR;
     }
     return (int)(v + 0.5);
 }
@@ -251,7 +251,7 @@ static int comm_connect(runner_ctx *c, const E2__V1__JobSpec *spec, char *err, s
     cc.store.ud = c->job;
     cc.store.set = rdzv_set;
     cc.store.get = rdzv_get;
-    if (e2w_comm_init(&c->comm, &cc, err, errlen) < 0) return -1;
+    if (e2w_comm_init(&c->comm, &cc, err, errlen) < 0) return E2_ERR;
     c->comm_on_device = cc.engine == E2W_COMM_NCCL;
     e2w_agent_job_set_abort(c->job, on_abort, c->comm);
     return 0;
@@ -278,11 +278,11 @@ static int eval_to_result(const e2w_eval_results *ev, e2w_agent_result *res) {
     if (ev->n == 0) return 0;
     res->eval = calloc((size_t)ev->n, sizeof *res->eval);
     res->eval_json = e2w_eval_results_json(ev);
-    if (!res->eval || !res->eval_json) return -1;
+    if (!res->eval || !res->eval_json) return E2_ERR;
     for (int i = 0; i < ev->n; i++) {
         const e2w_eval_row *w = &ev->rows[i];
         E2__V1__EvalResult *r = malloc(sizeof *r);
-        if (!r) return -1;
+        if (!r) return E2_ERR;
         e2__v1__eval_result__init(r);
         res->eval[res->n_eval++] = r;
         r->has_window = 1, r->window = (uint32_t)w->window;
@@ -324,17 +324,17 @@ static int preflight_data(const E2__V1__JobSpec *spec, uint32_t vocab, const e2_
                                           "spec.data.train_shards", &files, err, errlen);
     if (rc == 0) rc = e2w_dataset_open(&ds, shards->n ? shards : &files, 1, err, errlen);
     e2_shards_free(&files);
-    if (rc < 0) return -1;
+    if (rc < 0) return E2_ERR;
     e2w_dataset_close(ds);
     if (d->n_eval_shards == 0 || !spec->eval || spec->eval->n_windows == 0) return 0;
     rc = e2_shards_expand(d->eval_shards, d->n_eval_shards, "spec.data.eval_shards", &files, err,
                           errlen);
     if (rc == 0) rc = e2w_dataset_open(&ds, &files, 1, err, errlen);
     e2_shards_free(&files);
-    if (rc < 0) return -1;
+    if (rc < 0) return E2_ERR;
     rc = vocab ? e2w_dataset_check_vocab(ds, vocab, err, errlen) : 0;
     e2w_dataset_close(ds);
-    if (rc < 0) return -1;
+    if (rc < 0) return E2_ERR;
     return 0;
 }
 

@@ -134,7 +134,7 @@ long e2w_llama_tensor_find(const E2__V1__LlamaConfig *cfg, const char *name,
             return (long)i;
         }
     }
-    return -1;
+    return E2_NOTFOUND;
 }
 
 static int e2w__ends_with(const char *s, const char *suffix) {

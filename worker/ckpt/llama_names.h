@@ -85,7 +85,7 @@ size_t e2w_llama_tensor_count(const E2__V1__LlamaConfig *cfg);
 /* Entry i (0 <= i < count) of the table, in the order above. */
 void e2w_llama_tensor_at(const E2__V1__LlamaConfig *cfg, size_t i, e2w_llama_tensor *out);
 
-/* Looks a name up in the table; returns the index, or -1. */
+/* Looks a name up in the table; returns the index, or E2_NOTFOUND (base.h). */
 long e2w_llama_tensor_find(const E2__V1__LlamaConfig *cfg, const char *name, e2w_llama_tensor *out);
 
 /* Checks that a checkpoint holds exactly the Llama tensors of cfg with the

@@ -127,7 +127,7 @@ static int e2w__dtype_parse(const char *s, e2w_dtype *dt) {
     else if (strcmp(s, "F16") == 0)
         *dt = E2W_DT_F16;
     else
-        return -1;
+        return E2_ERR;
     return 0;
 }
 
@@ -142,11 +142,11 @@ static int e2w__dtype_known(const char *s) {
     return 0;
 }
 
-/* Non-negative JSON integer, or -1. */
+/* Non-negative JSON integer, or E2_ERR. */
 static int64_t e2w__json_uint(const json_t *v) {
-    if (!json_is_integer(v)) return -1;
+    if (!json_is_integer(v)) return E2_ERR;
     json_int_t x = json_integer_value(v);
-    return x < 0 ? -1 : (int64_t)x;
+    return x < 0 ? E2_ERR : (int64_t)x;
 }
 
 /* ---- one file ---- */

@@ -24,7 +24,7 @@ int cli_eval(int argc, char **argv, char *err, size_t errlen);
 int cli_resolve_spec(const char *path, char **sets, int n_sets, const char *model_dir,
                      E2__V1__JobSpec **out, char *err, size_t errlen);
 
-/* Parses a whole decimal/real argument of option opt; -1 with err set. */
+/* Parses a whole decimal/real argument of option opt; E2_ERR with err set. */
 int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out, char *err,
                    size_t errlen);
 int cli_parse_double(const char *opt, const char *s, double *out, char *err, size_t errlen);

@@ -36,7 +36,7 @@ static int eval_write_out(const e2w_eval_results *ev, const char *out, char *err
     memcpy(md, out, n + 1);
     if (n > 5 && strcmp(out + n - 5, ".json") == 0) md[n - 5] = '\0';
     strcat(md, ".md");
-    if (eval_write(out, e2w_eval_results_json(ev), err, errlen) < 0) return -1;
+    if (eval_write(out, e2w_eval_results_json(ev), err, errlen) < 0) return E2_ERR;
     return eval_write(md, e2w_eval_results_markdown(ev), err, errlen);
 }
 

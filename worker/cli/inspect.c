@@ -52,7 +52,7 @@ static int inspect_parse(int argc, char **argv, inspect_args *a, char *err, size
         } else
             return e2_errf(err, errlen, "inspect: unexpected argument '%s' (see e2worker --help)",
                            o);
-        if (r < 0) return -1;
+        if (r < 0) return E2_ERR;
         i++;
     }
     if (!a->model || !a->tokens || !a->out || !a->B || !a->T)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "base.h"
 #include "cli.h"
 #include "k.h"
 #include "plan_cli.h"
@@ -165,7 +166,7 @@ int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out, 
     if (s == NULL || errno || end == s || *end != '\0' || v < lo || v > hi) {
         snprintf(err, errlen, "%s needs an integer in [%ld, %ld] (got %s)", opt, lo, hi,
                  s ? s : "nothing");
-        return -1;
+        return E2_ERR;
     }
     *out = v;
     return 0;
@@ -177,7 +178,7 @@ int cli_parse_double(const char *opt, const char *s, double *out, char *err, siz
     double v = s ? strtod(s, &end) : 0;
     if (s == NULL || errno || end == s || *end != '\0') {
         snprintf(err, errlen, "%s needs a number (got %s)", opt, s ? s : "nothing");
-        return -1;
+        return E2_ERR;
     }
     *out = v;
     return 0;

@@ -94,7 +94,7 @@ static void run_progress(void *ud, const e2w_train_progress *p) {
 int cli_resolve_spec(const char *path, char **sets, int n_sets, const char *model_dir,
                      E2__V1__JobSpec **out, char *err, size_t errlen) {
     E2__V1__JobSpec *spec = e2_spec_load(path, err, errlen);
-    if (spec == NULL) return -1;
+    if (spec == NULL) return E2_ERR;
     e2w_resolve_opts o = { .sets = sets, .n_sets = (size_t)n_sets, .model_dir = model_dir };
     if (e2w_spec_resolve(spec, &o, NULL, err, errlen) < 0) goto fail;
     if (spec->output_dir == NULL || spec->output_dir[0] == '\0') {
@@ -111,7 +111,7 @@ int cli_resolve_spec(const char *path, char **sets, int n_sets, const char *mode
     return 0;
 fail:
     e2_spec_free(spec);
-    return -1;
+    return E2_ERR;
 }
 
 static int run_write_spec(const E2__V1__JobSpec *spec, char *err, size_t errlen) {

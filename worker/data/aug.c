@@ -20,7 +20,9 @@ int e2w_aug_granularity_parse(const char *name, e2w_aug_granularity *out) {
 }
 
 int e2w_aug_init(e2w_aug *a, const e2w_aug_config *cfg, char *err, size_t errlen) {
-    return e2_pos_sampler_init(a, cfg, err, errlen);
+    /* A config that fails the scheme's checks is bad input: -EINVAL in
+     * this library's errno dialect (the trainer tells it apart). */
+    return e2_pos_sampler_init(a, cfg, err, errlen) < 0 ? -EINVAL : 0;
 }
 
 int e2w_aug_config_spec(e2w_aug_config *c, const E2__V1__AugmentSpec *s, char *err, size_t errlen) {

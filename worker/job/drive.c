@@ -66,7 +66,8 @@ static void drive_say(const e2w_job_drive_opts *o, const char *fmt, ...) {
 static int drive_evaluate(e2w_train *t, const e2w_job_drive_opts *o, const char *tag,
                           e2w_eval_results *ev, char *err, size_t errlen) {
     int first = ev->n;
-    if (e2w_eval_spec(e2w_train_model(t), e2w_train_spec(t), tag, ev, err, errlen) < 0) return -1;
+    if (e2w_eval_spec(e2w_train_model(t), e2w_train_spec(t), tag, ev, err, errlen) < 0)
+        return E2_ERR;
     for (int i = first; o->log_eval_rows && i < ev->n; i++) {
         const e2w_eval_row *w = &ev->rows[i];
         drive_say(o,
@@ -99,7 +100,7 @@ int e2w_job_drive(e2w_train *t, const e2w_job_drive_opts *o, e2w_eval_results *e
         if ((o->verify_manifest && e2w_job_verify_manifest(from, err, errlen) < 0) ||
             e2w_train_resume(t, from, err, errlen) < 0) {
             *fail = own ? E2W_JOB_FAIL_INFRA : E2W_JOB_FAIL_USER;
-            return -1;
+            return E2_ERR;
         }
         if (o->resumed) o->resumed(o->ud, e2w_train_step(t));
         drive_say(o, "resumed from %s (step %d)", from, e2w_train_step(t));
@@ -107,21 +108,21 @@ int e2w_job_drive(e2w_train *t, const e2w_job_drive_opts *o, e2w_eval_results *e
         drive_say(o, "evaluating the starting model");
         if (drive_evaluate(t, o, "base", ev, err, errlen) < 0) {
             *fail = E2W_JOB_FAIL_INFRA;
-            return -1;
+            return E2_ERR;
         }
     }
     if (o->before_train) o->before_train(o->ud);
     int r = e2w_train_run(t, err, errlen);
     if (r < 0) {
         *fail = e2w_job_fail_of(r);
-        return -1;
+        return E2_ERR;
     }
     if (r == 1) return 1;
     drive_say(o, "training done at step %d%s", e2w_train_step(t),
               o->evaluate ? "; evaluating" : "");
     if (o->evaluate && drive_evaluate(t, o, "final", ev, err, errlen) < 0) {
         *fail = E2W_JOB_FAIL_INFRA;
-        return -1;
+        return E2_ERR;
     }
     return 0;
 }

@@ -5,8 +5,8 @@
  * evaluate).
  *
  * Library e2w_job, prefix e2w_job_ (and e2w_spec_resolve). Functions return
- * 0 or < 0 with one line in err; nothing is printed: lines for the job's
- * log reach the caller through a hook. */
+ * 0 or E2_ERR (base.h's error convention) with one line in err; nothing is
+ * printed: lines for the job's log reach the caller through a hook. */
 #ifndef E2W_JOB_H
 #define E2W_JOB_H
 

@@ -29,7 +29,7 @@ static int resolve_model_config(E2__V1__JobSpec *spec, E2__V1__LlamaConfig *cfg,
                                 size_t errlen) {
     E2__V1__ModelSpec *ms = spec->model;
     if (ms == NULL || ms->hf_dir == NULL || ms->hf_dir[0] == '\0') return 0;
-    if (e2w_hf_config_read(ms->hf_dir, cfg, NULL, err, errlen) < 0) return -1;
+    if (e2w_hf_config_read(ms->hf_dir, cfg, NULL, err, errlen) < 0) return E2_ERR;
     return e2_spec_apply_model_defaults(spec, cfg, err, errlen);
 }
 
@@ -39,15 +39,16 @@ int e2w_spec_resolve(E2__V1__JobSpec *spec, const e2w_resolve_opts *o, E2__V1__L
     E2__V1__LlamaConfig hf = E2__V1__LLAMA_CONFIG__INIT;
     if (o == NULL) o = &none;
     for (size_t i = 0; i < o->n_sets; i++)
-        if (e2_spec_set_arg(spec, o->sets[i], err, errlen) < 0) return -1;
-    if (o->model_dir != NULL && resolve_model_dir(spec, o->model_dir, err, errlen) < 0) return -1;
+        if (e2_spec_set_arg(spec, o->sets[i], err, errlen) < 0) return E2_ERR;
+    if (o->model_dir != NULL && resolve_model_dir(spec, o->model_dir, err, errlen) < 0)
+        return E2_ERR;
     if ((o->data_roots || o->export_root) &&
         e2_spec_check_roots(spec, o->data_roots, o->export_root, 1, err, errlen) < 0)
-        return -1;
+        return E2_ERR;
     if (resolve_model_config(spec, &hf, err, errlen) < 0 ||
         e2_spec_apply_defaults(spec, err, errlen) < 0 || e2_spec_validate(spec, err, errlen) < 0 ||
         e2_spec_check_files(spec, err, errlen) < 0)
-        return -1;
+        return E2_ERR;
     if (cfg != NULL) {
         const E2__V1__ModelSpec *ms = spec->model;
         *cfg = ms && ms->config ? *ms->config : hf;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base.h"
 #include "e2/v1/job.pb-c.h"
 #include "model.h"
 #include "llama_names.h"
@@ -13,7 +14,7 @@
 
 int e2w_model_load_hf(e2w_model *m, const char *path, char *err, size_t errlen) {
     e2w_st *st = NULL;
-    if (e2w_st_open(&st, path, err, errlen) < 0) return -1;
+    if (e2w_st_open(&st, path, err, errlen) < 0) return E2_ERR;
     E2__V1__LlamaConfig cfg = E2__V1__LLAMA_CONFIG__INIT;
     e2w_model_config_to_proto(&m->cfg, &cfg);
     float *buf = malloc(m->n_params * sizeof(float));

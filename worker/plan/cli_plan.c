@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base.h"
 #include "hf_config.h"
 #include "plan_cli.h"
 
@@ -59,7 +60,7 @@ static int plan_number(const char *opt, const char *s, double lo, double hi, int
         (integer && v != (double)(long)v)) {
         snprintf(err, errlen, "plan: %s needs %s in [%g, %g] (got %s)", opt,
                  integer ? "an integer" : "a number", lo, hi, s ? s : "nothing");
-        return -1;
+        return E2_ERR;
     }
     *out = v;
     return 0;

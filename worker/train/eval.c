@@ -17,7 +17,7 @@ int e2w_eval_perplexity(e2w_model *m, const int32_t *tokens, size_t n, const e2w
                        "eval: window %d and stride %d must satisfy 1 <= stride <= window", W, S);
     if (n < 2) return e2_errf(err, errlen, "eval: need at least 2 held-out tokens (got %zu)", n);
     e2w_acts a;
-    if (e2w_acts_create(&a, m, 1, W, 0, 1, err, errlen) < 0) return -1;
+    if (e2w_acts_create(&a, m, 1, W, 0, 1, err, errlen) < 0) return E2_ERR;
     out->act_bytes = a.bytes;
     int32_t *tgt = malloc((size_t)W * sizeof(int32_t));
     if (tgt == NULL) {
@@ -154,7 +154,7 @@ int e2w_eval_passkey_buckets(e2w_model *m, const e2w_passkey_prompt *p,
             return e2_errf(err, errlen, "passkey: digit token %d is outside the vocabulary (%d)",
                            p->digits[d], V);
     e2w_acts a;
-    if (e2w_acts_create(&a, m, 1, W, 0, 1, err, errlen) < 0) return -1;
+    if (e2w_acts_create(&a, m, 1, W, 0, 1, err, errlen) < 0) return E2_ERR;
     int32_t *seq = malloc((size_t)W * sizeof(int32_t));
     float *row = malloc((size_t)V * sizeof(float));
     if (seq == NULL || row == NULL) {

@@ -53,7 +53,7 @@ int e2w_eval_read_tokens(const E2__V1__DataSpec *d, size_t want, int vocab, int3
                               err, errlen);
     if (rc == 0) rc = e2w_dataset_open(&ds, &files, 1, err, errlen);
     e2_shards_free(&files);
-    if (rc < 0) return -1;
+    if (rc < 0) return E2_ERR;
     rc = -1;
     if (e2w_dataset_check_vocab(ds, (uint32_t)vocab, err, errlen) < 0) goto done;
     uint64_t total = e2w_dataset_tokens(ds);
@@ -117,7 +117,7 @@ int e2w_eval_spec(e2w_model *m, const E2__V1__JobSpec *spec, const char *tag, e2
         size_t want = (size_t)e->max_tokens + (e->score_from > wmax ? e->score_from : wmax) + 1;
         if (e2w_eval_read_tokens(spec->data, want, m->cfg.V, &tokens, &n, err, errlen) < 0) {
             free(tokens);
-            return -1;
+            return E2_ERR;
         }
     }
     int rc = -1;

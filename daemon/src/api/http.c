@@ -223,14 +223,14 @@ static void http_json_reply(http_req *r, e2_rpc_status code, void *reply, const 
     free(text);
 }
 
-/* A whole non-negative number of at most `max`, or -1. */
+/* A whole non-negative number of at most `max`, or E2_ERR. */
 static long long http_number(const char *s, long long max) {
     char *end;
     long long v;
-    if (!isdigit((unsigned char)*s)) return -1;
+    if (!isdigit((unsigned char)*s)) return E2_ERR;
     errno = 0;
     v = strtoll(s, &end, 10);
-    return *end || errno || v > max ? -1 : v;
+    return *end || errno || v > max ? E2_ERR : v;
 }
 
 static int http_state_value(const char *s) {
