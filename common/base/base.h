@@ -46,8 +46,11 @@ extern "C" {
 #define E2_ERR      (-1) /* generic failure; the message says why */
 #define E2_NOTFOUND (-2) /* what was asked for does not exist: a file, a row, a key */
 #define E2_ETOOBIG  (-3) /* a file is larger than the caller's limit */
-#define E2_EDATA \
-    (-4) /* the input (data, a spec's values) fails its checks: the job's fault, not the machine's */
+/* the input (data, a spec's values) fails its checks: the job's fault,
+ * not the machine's */
+#define E2_EDATA (-4)
+/* memory (a device's or the host's) cannot hold what the job asks for */
+#define E2_ENOMEM (-5)
 
 /* Formats one error line into err (printf-style), replacing any newline in
  * the result by a space. Returns E2_ERR so that callers can write

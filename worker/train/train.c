@@ -60,7 +60,7 @@ static int train_model_create(e2w_train *t, char *err, size_t errlen) {
      * (when the backend keeps one) unrounded. */
     int rc = e2w_model_create(&t->model, t->k, &cfg, err, errlen);
     if (rc == 0) rc = e2w_train_optim_alloc(t, err, errlen);
-    if (rc < 0) return rc == -ENOMEM ? E2W_TRAIN_ENOMEM : -1;
+    if (rc < 0) return rc == E2_ENOMEM ? E2W_TRAIN_ENOMEM : -1;
     if (from_hf) return e2w_model_load_hf(&t->model, ms->hf_dir, err, errlen);
     e2w_model_init(&t->model, ms->has_init_seed ? ms->init_seed : 1);
     return 0;
@@ -107,7 +107,7 @@ int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec, const k_backe
     if ((rc = train_model_create(t, err, errlen)) < 0) goto fail;
     if ((rc = e2w_acts_create(&t->acts, &t->model, t->micro_batch, t->R, 1,
                               ts->has_recompute && ts->recompute, err, errlen)) < 0) {
-        if (rc == -ENOMEM) rc = E2W_TRAIN_ENOMEM;
+        if (rc == E2_ENOMEM) rc = E2W_TRAIN_ENOMEM;
         goto fail;
     }
     if ((rc = e2w_train_data_open(&t->data, t->spec, t->hooks.shard_files, t->R, t->model.cfg.V,
