@@ -59,8 +59,8 @@ int e2_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((forma
 
 /* e2_errf for a named code: writes the line and returns rc, as in
  * `return e2_errf_rc(err, errlen, E2_NOTFOUND, "%s: no such shard", path);`.
- * (worker/train still passes -errno codes here until it is converted;
- * tests/base/check_errconv.py lists what is left.) */
+ * Only with a named code (base.h's, or a library's typed class such as
+ * worker/train's E2W_TRAIN_E*); for E2_ERR use e2_errf. */
 int e2_errf_rc(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
