@@ -46,6 +46,11 @@ extern "C" {
 #define E2_ERR      (-1) /* generic failure; the message says why */
 #define E2_NOTFOUND (-2) /* what was asked for does not exist: a file, a row, a key */
 #define E2_ETOOBIG  (-3) /* a file is larger than the caller's limit */
+/* the input (data, a spec's values) fails its checks: the job's fault,
+ * not the machine's */
+#define E2_EDATA (-4)
+/* memory (a device's or the host's) cannot hold what the job asks for */
+#define E2_ENOMEM (-5)
 
 /* Formats one error line into err (printf-style), replacing any newline in
  * the result by a space. Returns E2_ERR so that callers can write
@@ -54,8 +59,8 @@ int e2_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((forma
 
 /* e2_errf for a named code: writes the line and returns rc, as in
  * `return e2_errf_rc(err, errlen, E2_NOTFOUND, "%s: no such shard", path);`.
- * (worker/data and worker/train still pass -errno codes here until they
- * are converted; tests/base/check_errconv.py lists what is left.) */
+ * Only with a named code (base.h's, or a library's typed class such as
+ * worker/train's E2W_TRAIN_E*); for E2_ERR use e2_errf. */
 int e2_errf_rc(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

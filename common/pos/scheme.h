@@ -101,7 +101,7 @@ const e2_pos_scheme *e2_pos_scheme_find(const char *name, e2_pos_method *method)
 const char *e2_pos_scheme_names(void);
 
 /* Checks cfg (one line naming the bad knob), prepares the sampler. 0 or
- * E2_ERR (base.h's error convention). */
+ * E2_EDATA (base.h): every failure is a bad value in the spec. */
 int e2_pos_sampler_init(e2_pos_sampler *s, const e2_pos_config *cfg, char *err, size_t errlen);
 /* The draw of one unit (see the file comment). */
 void e2_pos_sample(const e2_pos_sampler *s, uint64_t seed, uint64_t step, uint64_t sample_index,

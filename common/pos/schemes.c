@@ -40,30 +40,33 @@ const char *e2_pos_scheme_names(void) {
 int e2_pos_sampler_init(e2_pos_sampler *a, const e2_pos_config *cfg, char *err, size_t errlen) {
     memset(a, 0, sizeof *a);
     if ((int)cfg->method < 0 || cfg->method >= E2_POS_N)
-        return e2_errf(err, errlen, "augment.method must be one of %s", e2_pos_scheme_names());
+        return e2_errf_rc(err, errlen, E2_EDATA, "augment.method must be one of %s",
+                          e2_pos_scheme_names());
     if (cfg->g_max < 1 || cfg->g_max > E2_POS_G_MAX)
-        return e2_errf(err, errlen, "augment.g_max must be in [1, %d] (got %u)", E2_POS_G_MAX,
-                       cfg->g_max);
+        return e2_errf_rc(err, errlen, E2_EDATA, "augment.g_max must be in [1, %d] (got %u)",
+                          E2_POS_G_MAX, cfg->g_max);
     if (cfg->train_length < 2)
-        return e2_errf(err, errlen, "augment.train_length must be >= 2 (got %u)",
-                       cfg->train_length);
+        return e2_errf_rc(err, errlen, E2_EDATA, "augment.train_length must be >= 2 (got %u)",
+                          cfg->train_length);
     if (cfg->original_window < 2)
-        return e2_errf(err, errlen, "augment.original_window must be >= 2 (got %u)",
-                       cfg->original_window);
+        return e2_errf_rc(err, errlen, E2_EDATA, "augment.original_window must be >= 2 (got %u)",
+                          cfg->original_window);
     if (!(cfg->fixed_g >= 1.0 && cfg->fixed_g <= E2_POS_G_MAX))
-        return e2_errf(err, errlen, "augment.fixed_g must be in [1, %d] (got %g)", E2_POS_G_MAX,
-                       cfg->fixed_g);
+        return e2_errf_rc(err, errlen, E2_EDATA, "augment.fixed_g must be in [1, %d] (got %g)",
+                          E2_POS_G_MAX, cfg->fixed_g);
     double gbig = cfg->method == E2_POS_E2 ? (double)cfg->g_max : cfg->fixed_g;
     if (gbig * (double)cfg->original_window > 2147483647.0)
-        return e2_errf(err, errlen, "augment: g * original_window (%g * %u) must be below 2^31",
-                       gbig, cfg->original_window);
+        return e2_errf_rc(err, errlen, E2_EDATA,
+                          "augment: g * original_window (%g * %u) must be below 2^31", gbig,
+                          cfg->original_window);
     if (cfg->method == E2_POS_POSE) {
         if (cfg->pose_chunks < 1 || cfg->pose_chunks > E2_POS_MAX_CHUNKS)
-            return e2_errf(err, errlen, "augment.pose_chunks must be in [1, %d] (got %u)",
-                           E2_POS_MAX_CHUNKS, cfg->pose_chunks);
+            return e2_errf_rc(err, errlen, E2_EDATA,
+                              "augment.pose_chunks must be in [1, %d] (got %u)", E2_POS_MAX_CHUNKS,
+                              cfg->pose_chunks);
         if (cfg->pose_target_length < cfg->train_length || cfg->pose_target_length > 2147483647u)
-            return e2_errf(
-                err, errlen,
+            return e2_errf_rc(
+                err, errlen, E2_EDATA,
                 "augment.pose_target_length must be in [train_length (%u), 2^31) (got %u)",
                 cfg->train_length, cfg->pose_target_length);
     }
@@ -73,19 +76,20 @@ int e2_pos_sampler_init(e2_pos_sampler *a, const e2_pos_config *cfg, char *err, 
     a->uniform = cfg->g_weights == NULL || cfg->n_g_weights == 0;
     if (a->uniform) return 0;
     if (cfg->n_g_weights != cfg->g_max)
-        return e2_errf(err, errlen, "augment.g_weights must have g_max (%u) entries (got %zu)",
-                       cfg->g_max, cfg->n_g_weights);
+        return e2_errf_rc(err, errlen, E2_EDATA,
+                          "augment.g_weights must have g_max (%u) entries (got %zu)", cfg->g_max,
+                          cfg->n_g_weights);
     double sum = 0;
     for (size_t i = 0; i < cfg->n_g_weights; i++) {
         double w = cfg->g_weights[i];
         if (!isfinite(w) || w < 0)
-            return e2_errf(err, errlen, "augment.g_weights[%zu] must be finite and >= 0 (got %g)",
-                           i, w);
+            return e2_errf_rc(err, errlen, E2_EDATA,
+                              "augment.g_weights[%zu] must be finite and >= 0 (got %g)", i, w);
         sum += w;
     }
     if (!(sum > 0) || !isfinite(sum))
-        return e2_errf(err, errlen, "augment.g_weights must have a positive finite sum (got %g)",
-                       sum);
+        return e2_errf_rc(err, errlen, E2_EDATA,
+                          "augment.g_weights must have a positive finite sum (got %g)", sum);
     double acc = 0;
     size_t last = 0;
     for (size_t i = 0; i < cfg->n_g_weights; i++) {

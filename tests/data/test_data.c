@@ -178,14 +178,14 @@ static int case_shard_corrupt(void) {
         CHECK(write_raw(p, t[i].h, t[i].nh, t[i].body) == 0);
         e2w_shard s;
         err[0] = '\0';
-        CHECK(e2w_shard_open(&s, p, err, sizeof err) != 0);
+        CHECK(e2w_shard_open(&s, p, err, sizeof err) == E2_EDATA);
         CHECK_MSG(err, p);
         CHECK_MSG(err, t[i].want);
         CHECK(strchr(err, '\n') == NULL);
         CHECK(s.map == NULL && s.path == NULL);
     }
     e2w_shard s;
-    CHECK(e2w_shard_open(&s, in_dir("missing.bin"), err, sizeof err) == -ENOENT);
+    CHECK(e2w_shard_open(&s, in_dir("missing.bin"), err, sizeof err) == E2_NOTFOUND);
     CHECK_MSG(err, "missing.bin: cannot open token shard");
     CHECK(e2w_shard_open(&s, dir, err, sizeof err) != 0);
     remove_dir();
@@ -237,11 +237,11 @@ static int case_dataset_windows(void) {
         CHECK(e2w_dataset_read_sample(ds, s, out) == 0);
         for (uint32_t i = 0; i <= R; i++) CHECK(out[i] == (int32_t)(s * R + i));
     }
-    CHECK(e2w_dataset_read_sample(ds, e2w_dataset_samples(ds), out) == -ERANGE);
-    CHECK(e2w_dataset_read_tokens(ds, total - 2, 3, out) == -ERANGE);
+    CHECK(e2w_dataset_read_sample(ds, e2w_dataset_samples(ds), out) == E2_ERR);
+    CHECK(e2w_dataset_read_tokens(ds, total - 2, 3, out) == E2_ERR);
     CHECK(e2w_dataset_read_tokens(ds, total - 2, 2, out) == 0 && out[1] == (int32_t)total - 1);
     CHECK(e2w_dataset_check_vocab(ds, total, err, sizeof err) == 0);
-    CHECK(e2w_dataset_check_vocab(ds, 60, err, sizeof err) != 0);
+    CHECK(e2w_dataset_check_vocab(ds, 60, err, sizeof err) == E2_EDATA);
     CHECK_MSG(
         err, "c_02.bin: the token at position 7 is outside the model's vocabulary (vocab_size 60)");
     e2w_dataset_close(ds);
@@ -260,14 +260,14 @@ static int case_dataset_errors(void) {
     CHECK_MSG(err, "shards[0]: no file matches");
     CHECK_MSG(err, "nothing_*.bin");
     char *one[] = { in_dir("c_00.bin") };
-    CHECK(open_pattern(&ds, one[0], 5) != 0);
+    CHECK(open_pattern(&ds, one[0], 5) == E2_EDATA);
     CHECK_MSG(err, "5 tokens in 1 shard(s), fewer than one training sequence of 5 + 1 tokens");
     CHECK(open_pattern(&ds, one[0], 4) == 0 && e2w_dataset_samples(ds) == 1);
     e2w_dataset_close(ds);
     int32_t bad[3] = { 20240520, 2, 0 };
     CHECK(write_raw(in_dir("c_01.bin"), bad, 3, 0) == 0);
     char *all[] = { in_dir("c_*.bin") };
-    CHECK(open_pattern(&ds, all[0], 2) != 0);
+    CHECK(open_pattern(&ds, all[0], 2) == E2_EDATA);
     CHECK_MSG(err, "c_01.bin: bad header: uint16 token shards need version 1");
     remove_dir();
     return 0;
@@ -568,32 +568,32 @@ static int case_aug_methods(void) {
     e2w_aug_method m;
     e2w_aug_granularity gr;
     CHECK(e2w_aug_method_parse("pose", &m) == 0 && m == E2W_AUG_POSE);
-    CHECK(e2w_aug_method_parse("yarn", &m) == -EINVAL);
+    CHECK(e2w_aug_method_parse("yarn", &m) == E2_ERR);
     CHECK(e2w_aug_granularity_parse("per_step", &gr) == 0 && gr == E2W_AUG_PER_STEP);
-    CHECK(e2w_aug_granularity_parse("", &gr) == -EINVAL);
+    CHECK(e2w_aug_granularity_parse("", &gr) == E2_ERR);
     return 0;
 }
 
 static int case_aug_init_errors(void) {
     e2w_aug a;
     e2w_aug_config c = aug_cfg(E2W_AUG_E2, 0, 64, 64);
-    CHECK(e2w_aug_init(&a, &c, err, sizeof err) != 0);
+    CHECK(e2w_aug_init(&a, &c, err, sizeof err) == E2_EDATA);
     CHECK_MSG(err, "augment.g_max must be in [1, 1024] (got 0)");
     c = aug_cfg(E2W_AUG_E2, 3, 64, 64);
     const double w2[2] = { 1, 1 }, wneg[3] = { 1, -1, 1 }, wzero[3] = { 0, 0, 0 };
     c.g_weights = w2;
     c.n_g_weights = 2;
-    CHECK(e2w_aug_init(&a, &c, err, sizeof err) != 0);
+    CHECK(e2w_aug_init(&a, &c, err, sizeof err) == E2_EDATA);
     CHECK_MSG(err, "augment.g_weights must have g_max (3) entries (got 2)");
     c.g_weights = wneg;
     c.n_g_weights = 3;
-    CHECK(e2w_aug_init(&a, &c, err, sizeof err) != 0);
+    CHECK(e2w_aug_init(&a, &c, err, sizeof err) == E2_EDATA);
     CHECK_MSG(err, "augment.g_weights[1] must be finite and >= 0 (got -1)");
     c.g_weights = wzero;
-    CHECK(e2w_aug_init(&a, &c, err, sizeof err) != 0);
+    CHECK(e2w_aug_init(&a, &c, err, sizeof err) == E2_EDATA);
     CHECK_MSG(err, "positive finite sum");
     c = aug_cfg(E2W_AUG_E2, 1024, 1u << 22, 64);
-    CHECK(e2w_aug_init(&a, &c, err, sizeof err) != 0);
+    CHECK(e2w_aug_init(&a, &c, err, sizeof err) == E2_EDATA);
     CHECK_MSG(err, "must be below 2^31");
     E2__V1__AugmentSpec s = E2__V1__AUGMENT_SPEC__INIT;
     s.method = "e2";
@@ -603,14 +603,14 @@ static int case_aug_init_errors(void) {
     s.n_sink = 4;
     s.train_length = 4096;
     s.fixed_g = 8;
-    CHECK(e2w_aug_init_spec(&a, &s, err, sizeof err) != 0);
+    CHECK(e2w_aug_init_spec(&a, &s, err, sizeof err) == E2_EDATA);
     CHECK_MSG(err, "original_window");
     s.has_original_window = 1;
     s.original_window = 4096;
     CHECK(e2w_aug_init_spec(&a, &s, err, sizeof err) == 0);
     CHECK(a.cfg.g_max == 20 && a.uniform && a.cfg.original_window == 4096);
     s.method = "yarn";
-    CHECK(e2w_aug_init_spec(&a, &s, err, sizeof err) != 0);
+    CHECK(e2w_aug_init_spec(&a, &s, err, sizeof err) == E2_EDATA);
     CHECK_MSG(err, "augment.method must be one of e2, pi, pose, none, ntk (got \"yarn\")");
     return 0;
 }

@@ -2,11 +2,10 @@
 #include "aug.h"
 #include "base.h"
 
-#include <errno.h>
 #include <string.h>
 
 int e2w_aug_method_parse(const char *name, e2w_aug_method *out) {
-    return e2_pos_scheme_find(name, out) ? 0 : -EINVAL;
+    return e2_pos_scheme_find(name, out) ? 0 : E2_ERR;
 }
 
 int e2w_aug_granularity_parse(const char *name, e2w_aug_granularity *out) {
@@ -15,29 +14,29 @@ int e2w_aug_granularity_parse(const char *name, e2w_aug_granularity *out) {
     else if (name && strcmp(name, "per_step") == 0)
         *out = E2W_AUG_PER_STEP;
     else
-        return -EINVAL;
+        return E2_ERR;
     return 0;
 }
 
 int e2w_aug_init(e2w_aug *a, const e2w_aug_config *cfg, char *err, size_t errlen) {
-    /* A config that fails the scheme's checks is bad input: -EINVAL in
-     * this library's errno dialect (the trainer tells it apart). */
-    return e2_pos_sampler_init(a, cfg, err, errlen) < 0 ? -EINVAL : 0;
+    /* A config that fails the scheme's checks is bad input: E2_EDATA,
+     * which the trainer tells apart. */
+    return e2_pos_sampler_init(a, cfg, err, errlen);
 }
 
 int e2w_aug_config_spec(e2w_aug_config *c, const E2__V1__AugmentSpec *s, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     if (e2w_aug_method_parse(s->method, &c->method))
-        return e2_errf_rc(err, errlen, -EINVAL, "augment.method must be one of %s (got \"%s\")",
+        return e2_errf_rc(err, errlen, E2_EDATA, "augment.method must be one of %s (got \"%s\")",
                           e2_pos_scheme_names(), s->method ? s->method : "");
     if (e2w_aug_granularity_parse(s->granularity, &c->granularity))
-        return e2_errf_rc(err, errlen, -EINVAL,
+        return e2_errf_rc(err, errlen, E2_EDATA,
                           "augment.granularity must be per_sample or per_step (got \"%s\")",
                           s->granularity ? s->granularity : "");
     if (!s->has_g_max || !s->has_n_sink || !s->has_train_length || !s->has_fixed_g ||
         !s->has_original_window)
         return e2_errf_rc(
-            err, errlen, -EINVAL,
+            err, errlen, E2_EDATA,
             "augment: defaults not applied (original_window needs the model's config)");
     c->g_max = s->g_max;
     c->g_weights = s->g_weights;
@@ -55,7 +54,8 @@ int e2w_aug_config_spec(e2w_aug_config *c, const E2__V1__AugmentSpec *s, char *e
 
 int e2w_aug_init_spec(e2w_aug *a, const E2__V1__AugmentSpec *s, char *err, size_t errlen) {
     e2w_aug_config c;
-    if (e2w_aug_config_spec(&c, s, err, errlen) < 0) return -EINVAL;
+    int rc = e2w_aug_config_spec(&c, s, err, errlen);
+    if (rc < 0) return rc;
     return e2w_aug_init(a, &c, err, errlen);
 }
 

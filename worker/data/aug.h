@@ -35,7 +35,9 @@ typedef e2_pos_granularity e2w_aug_granularity;
 typedef e2_pos_config e2w_aug_config;
 typedef e2_pos_sampler e2w_aug;
 
-/* Checks the configuration (one line naming the bad knob) and prepares P. */
+/* Checks the configuration (one line naming the bad knob) and prepares P.
+ * 0 or E2_EDATA (base.h): the config is bad. The two below too, where the
+ * spec's augment section is bad. */
 int e2w_aug_init(e2w_aug *a, const e2w_aug_config *cfg, char *err, size_t errlen);
 
 /* The config of a job spec's augment section after defaults
@@ -46,7 +48,7 @@ int e2w_aug_config_spec(e2w_aug_config *c, const E2__V1__AugmentSpec *spec, char
 /* e2w_aug_config_spec, then e2w_aug_init. */
 int e2w_aug_init_spec(e2w_aug *a, const E2__V1__AugmentSpec *spec, char *err, size_t errlen);
 
-/* Method and granularity names as in the job spec; 0 or -EINVAL. */
+/* Method and granularity names as in the job spec; 0 or E2_ERR (no line). */
 int e2w_aug_method_parse(const char *name, e2w_aug_method *out);
 int e2w_aug_granularity_parse(const char *name, e2w_aug_granularity *out);
 

@@ -37,7 +37,7 @@ static int ds_add_shard(e2w_dataset *ds, const char *path, size_t *cap, char *er
     if (ds->n_shards == *cap) {
         size_t nc = *cap ? *cap * 2 : 8;
         e2w_shard *ns = realloc(ds->shards, nc * sizeof *ns);
-        if (!ns) return e2_errf_rc(err, errlen, -ENOMEM, "%s: out of memory", path);
+        if (!ns) return e2_errf(err, errlen, "%s: out of memory", path);
         ds->shards = ns;
         *cap = nc;
     }
@@ -50,10 +50,10 @@ int e2w_dataset_open(e2w_dataset **out, const e2_shard_list *files, uint32_t seq
                      size_t errlen) {
     *out = NULL;
     if (seq_len < 1)
-        return e2_errf_rc(err, errlen, -EINVAL, "dataset: sequence length must be >= 1");
-    if (files->n == 0) return e2_errf_rc(err, errlen, -EINVAL, "dataset: no token shards given");
+        return e2_errf_rc(err, errlen, E2_EDATA, "dataset: sequence length must be >= 1");
+    if (files->n == 0) return e2_errf_rc(err, errlen, E2_EDATA, "dataset: no token shards given");
     e2w_dataset *ds = calloc(1, sizeof *ds);
-    if (!ds) return e2_errf_rc(err, errlen, -ENOMEM, "dataset: out of memory");
+    if (!ds) return e2_errf(err, errlen, "dataset: out of memory");
     ds->seq_len = seq_len;
     size_t cap = 0;
     int rc = 0;
@@ -61,7 +61,7 @@ int e2w_dataset_open(e2w_dataset **out, const e2_shard_list *files, uint32_t seq
         rc = ds_add_shard(ds, files->paths[i], &cap, err, errlen);
     if (rc == 0) {
         ds->start = malloc((ds->n_shards + 1) * sizeof *ds->start);
-        if (!ds->start) rc = e2_errf_rc(err, errlen, -ENOMEM, "dataset: out of memory");
+        if (!ds->start) rc = e2_errf(err, errlen, "dataset: out of memory");
     }
     if (rc == 0) {
         for (size_t i = 0; i < ds->n_shards; i++) {
@@ -71,7 +71,7 @@ int e2w_dataset_open(e2w_dataset **out, const e2_shard_list *files, uint32_t seq
         ds->start[ds->n_shards] = ds->n_tokens;
         if (ds->n_tokens < (uint64_t)seq_len + 1)
             rc = e2_errf_rc(
-                err, errlen, -EINVAL,
+                err, errlen, E2_EDATA,
                 "dataset: %llu tokens in %zu shard(s), fewer than one training sequence of "
                 "%u + 1 tokens",
                 (unsigned long long)ds->n_tokens, ds->n_shards, seq_len);
@@ -121,7 +121,7 @@ static size_t ds_shard_of(const e2w_dataset *ds, uint64_t pos) {
 }
 
 int e2w_dataset_read_tokens(const e2w_dataset *ds, uint64_t start, uint64_t n, int32_t *out) {
-    if (start > ds->n_tokens || n > ds->n_tokens - start) return -ERANGE;
+    if (start > ds->n_tokens || n > ds->n_tokens - start) return E2_ERR;
     size_t s = n ? ds_shard_of(ds, start) : 0;
     for (uint64_t i = 0; i < n; s++) {
         const e2w_shard *sh = &ds->shards[s];
@@ -132,7 +132,7 @@ int e2w_dataset_read_tokens(const e2w_dataset *ds, uint64_t start, uint64_t n, i
 }
 
 int e2w_dataset_read_sample(const e2w_dataset *ds, uint64_t sample, int32_t *out) {
-    if (sample >= ds->n_samples) return -ERANGE;
+    if (sample >= ds->n_samples) return E2_ERR;
     return e2w_dataset_read_tokens(ds, sample * ds->seq_len, (uint64_t)ds->seq_len + 1, out);
 }
 
@@ -141,7 +141,7 @@ int e2w_dataset_sample_at(e2w_dataset *ds, uint64_t seed, uint64_t k, uint64_t *
     if (!ds->perm || ds->perm_seed != seed || ds->perm_epoch != epoch) {
         if (!ds->perm) {
             ds->perm = malloc(ds->n_samples * sizeof *ds->perm);
-            if (!ds->perm) return -ENOMEM;
+            if (!ds->perm) return E2_ERR;
         }
         e2w_order_permutation(seed, epoch, ds->n_samples, ds->perm);
         ds->perm_seed = seed;
@@ -158,7 +158,7 @@ int e2w_dataset_check_vocab(const e2w_dataset *ds, uint32_t vocab, char *err, si
             uint32_t t = e2w_shard_token(sh, i);
             if (t >= vocab)
                 return e2_errf_rc(
-                    err, errlen, -EINVAL,
+                    err, errlen, E2_EDATA,
                     "%s: the token at position %llu is outside the model's vocabulary "
                     "(vocab_size %u)",
                     sh->path, (unsigned long long)i, vocab);

@@ -25,7 +25,8 @@ typedef struct e2w_dataset e2w_dataset;
 /* Opens the shard files in order (exact paths: patterns are expanded by
  * e2_shards_expand first, or come as e2d's manifest); fails (one line
  * naming the file) when a shard is bad or there are fewer than R + 1
- * tokens. seq_len is R (>= 1). */
+ * tokens. seq_len is R (>= 1). 0, E2_EDATA when the data (or seq_len) is
+ * bad, the job's fault, or E2_ERR (base.h): a file cannot be read. */
 int e2w_dataset_open(e2w_dataset **out, const e2_shard_list *files, uint32_t seq_len, char *err,
                      size_t errlen);
 void e2w_dataset_close(e2w_dataset *ds);
@@ -35,7 +36,7 @@ uint64_t e2w_dataset_samples(const e2w_dataset *ds); /* (N - 1) / R */
 size_t e2w_dataset_shards(const e2w_dataset *ds);
 uint32_t e2w_dataset_seq_len(const e2w_dataset *ds);
 
-/* Tokens [start, start + n) of the stream; -ERANGE past the end. */
+/* Tokens [start, start + n) of the stream; E2_ERR past the end. */
 int e2w_dataset_read_tokens(const e2w_dataset *ds, uint64_t start, uint64_t n,
                             int32_t *out /* (n) */);
 
@@ -43,10 +44,11 @@ int e2w_dataset_read_tokens(const e2w_dataset *ds, uint64_t start, uint64_t n,
 int e2w_dataset_read_sample(const e2w_dataset *ds, uint64_t sample, int32_t *out /* (R + 1) */);
 
 /* Which sample the k-th consumed sample is. Caches one epoch's
- * permutation, so a dataset is used by one thread at a time. 0 or -ENOMEM. */
+ * permutation, so a dataset is used by one thread at a time. 0 or E2_ERR
+ * (out of memory). */
 int e2w_dataset_sample_at(e2w_dataset *ds, uint64_t seed, uint64_t k, uint64_t *sample);
 
-/* Fails with one line when a token is >= vocab (scans the whole stream). */
+/* E2_EDATA with one line when a token is >= vocab (scans the whole stream). */
 int e2w_dataset_check_vocab(const e2w_dataset *ds, uint32_t vocab, char *err, size_t errlen);
 
 /* perm(seed, epoch) of {0..n-1} into out (n entries). */

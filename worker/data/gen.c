@@ -6,6 +6,7 @@
  * only a model seeing the whole story can predict. Text is produced
  * sequentially from one counter-based stream, so a longer request extends
  * a shorter one. */
+#include "base.h"
 #include "prep.h"
 #include "rng.h"
 
@@ -123,13 +124,13 @@ int e2w_gen_text_file(const char *path, uint64_t seed, size_t n_bytes, char *err
     if (!buf) {
         if (err && errlen)
             snprintf(err, errlen, "%s: out of memory for %zu bytes of text", path, n_bytes);
-        return -ENOMEM;
+        return E2_ERR;
     }
     e2w_gen_text(seed, buf, n_bytes + 1);
     FILE *f = fopen(path, "wb");
     int rc = 0;
-    if (!f || fwrite(buf, 1, n_bytes, f) != n_bytes) rc = -EIO;
-    if (f && fclose(f) != 0) rc = -EIO;
+    if (!f || fwrite(buf, 1, n_bytes, f) != n_bytes) rc = E2_ERR;
+    if (f && fclose(f) != 0) rc = E2_ERR;
     if (rc && err && errlen)
         snprintf(err, errlen, "%s: cannot write generated text: %s", path, strerror(errno));
     free(buf);

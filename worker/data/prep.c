@@ -70,7 +70,7 @@ static int prep_emit(prep_out *o, const uint32_t *tok, size_t n, char *err, size
 
 static int prep_file(prep_out *o, const char *path, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
-    if (!f) return e2_errf_rc(err, errlen, -errno, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return e2_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     uint32_t eot = E2W_BYTE_EOT;
     int rc = prep_emit(o, &eot, 1, err, errlen);
     unsigned char buf[16384];
@@ -80,7 +80,7 @@ static int prep_file(prep_out *o, const char *path, char *err, size_t errlen) {
         for (size_t i = 0; i < got; i++) tok[i] = buf[i];
         rc = prep_emit(o, tok, got, err, errlen);
     }
-    if (rc == 0 && ferror(f)) rc = e2_errf_rc(err, errlen, -EIO, "%s: read error", path);
+    if (rc == 0 && ferror(f)) rc = e2_errf(err, errlen, "%s: read error", path);
     fclose(f);
     return rc;
 }
@@ -92,36 +92,33 @@ int e2w_prep_text(char *const *files, int n, const char *out_prefix, size_t shar
     memset(&o, 0, sizeof o);
     o.st = stats ? stats : &local;
     memset(o.st, 0, sizeof *o.st);
-    if (n < 1) return e2_errf_rc(err, errlen, -EINVAL, "prep: no input text files");
+    if (n < 1) return e2_errf(err, errlen, "prep: no input text files");
     if (shard_tokens < 1 || shard_tokens > E2W_SHARD_MAX_TOKENS)
-        return e2_errf_rc(err, errlen, -EINVAL,
-                          "prep: shard size must be in [1, %u] tokens (got %zu)",
-                          E2W_SHARD_MAX_TOKENS, shard_tokens);
+        return e2_errf(err, errlen, "prep: shard size must be in [1, %u] tokens (got %zu)",
+                       E2W_SHARD_MAX_TOKENS, shard_tokens);
     if (!(val_fraction >= 0 && val_fraction < 1))
-        return e2_errf_rc(err, errlen, -EINVAL,
-                          "prep: validation fraction must be in [0, 1) (got %g)", val_fraction);
+        return e2_errf(err, errlen, "prep: validation fraction must be in [0, 1) (got %g)",
+                       val_fraction);
     uint64_t total = 0;
     for (int i = 0; i < n; i++) {
         struct stat st;
         if (stat(files[i], &st) != 0)
-            return e2_errf_rc(err, errlen, -errno, "%s: %s", files[i], strerror(errno));
-        if (!S_ISREG(st.st_mode))
-            return e2_errf_rc(err, errlen, -EINVAL, "%s: not a regular file", files[i]);
+            return e2_errf(err, errlen, "%s: %s", files[i], strerror(errno));
+        if (!S_ISREG(st.st_mode)) return e2_errf(err, errlen, "%s: not a regular file", files[i]);
         total += (uint64_t)st.st_size + 1;
     }
     uint64_t val = (uint64_t)((double)total * val_fraction);
     if (val_fraction > 0 && val == 0) val = 1;
     if (val >= total)
-        return e2_errf_rc(err, errlen, -EINVAL,
-                          "prep: %llu tokens are too few for a train/val split",
-                          (unsigned long long)total);
+        return e2_errf(err, errlen, "prep: %llu tokens are too few for a train/val split",
+                       (unsigned long long)total);
     o.prefix = out_prefix;
     o.shard_tokens = shard_tokens;
     o.train_total = total - val;
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) rc = prep_file(&o, files[i], err, errlen);
     if (rc == 0 && o.written != total)
-        rc = e2_errf_rc(err, errlen, -EIO, "prep: the input files changed while being read");
+        rc = e2_errf(err, errlen, "prep: the input files changed while being read");
     if (rc == 0) rc = prep_roll(&o, err, errlen);
     if (o.open) e2w_shard_writer_abort(&o.w);
     return rc;

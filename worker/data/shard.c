@@ -24,28 +24,28 @@ static int sh_check(e2w_shard *s, const int32_t *h, uint64_t size, char *err, si
     const char *p = s->path;
     if (h[0] == E2W_SHARD_MAGIC_U16) {
         if (h[1] != E2W_SHARD_VERSION_U16)
-            return e2_errf_rc(err, errlen, -EINVAL,
+            return e2_errf_rc(err, errlen, E2_EDATA,
                               "%s: bad header: uint16 token shards need version %d", p,
                               E2W_SHARD_VERSION_U16);
         s->width = 2;
     } else if (h[0] == E2W_SHARD_MAGIC_U32) {
         if (h[1] != E2W_SHARD_VERSION_U32)
-            return e2_errf_rc(err, errlen, -EINVAL,
+            return e2_errf_rc(err, errlen, E2_EDATA,
                               "%s: bad header: uint32 token shards need version %d", p,
                               E2W_SHARD_VERSION_U32);
         s->width = 4;
     } else {
-        return e2_errf_rc(err, errlen, -EINVAL,
+        return e2_errf_rc(err, errlen, E2_EDATA,
                           "%s: bad magic (expected %d for uint16 or %d for uint32 tokens): not an "
                           "llm.c token shard",
                           p, E2W_SHARD_MAGIC_U16, E2W_SHARD_MAGIC_U32);
     }
     if (h[2] < 0)
-        return e2_errf_rc(err, errlen, -EINVAL, "%s: bad header: negative token count", p);
+        return e2_errf_rc(err, errlen, E2_EDATA, "%s: bad header: negative token count", p);
     uint64_t want = E2W_SHARD_HEADER_BYTES + (uint64_t)h[2] * (uint64_t)s->width;
     if (size != want)
         return e2_errf_rc(
-            err, errlen, -EINVAL,
+            err, errlen, E2_EDATA,
             "%s: size mismatch: the file's size is not the %d-byte header plus the header's token "
             "count times %d bytes (truncated or not a shard)",
             p, E2W_SHARD_HEADER_BYTES, s->width);
@@ -56,22 +56,22 @@ static int sh_check(e2w_shard *s, const int32_t *h, uint64_t size, char *err, si
 int e2w_shard_open(e2w_shard *s, const char *path, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     s->path = strdup(path);
-    if (!s->path) return e2_errf_rc(err, errlen, -ENOMEM, "%s: out of memory", path);
+    if (!s->path) return e2_errf(err, errlen, "%s: out of memory", path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        int rc = e2_errf_rc(err, errlen, -errno, "%s: cannot open token shard: %s", path,
-                            strerror(errno));
+        int rc = e2_errf_rc(err, errlen, errno == ENOENT ? E2_NOTFOUND : E2_ERR,
+                            "%s: cannot open token shard: %s", path, strerror(errno));
         e2w_shard_close(s);
         return rc;
     }
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) != 0)
-        rc = e2_errf_rc(err, errlen, -errno, "%s: cannot stat: %s", path, strerror(errno));
+        rc = e2_errf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
     else if (!S_ISREG(st.st_mode))
-        rc = e2_errf_rc(err, errlen, -EINVAL, "%s: not a regular file", path);
+        rc = e2_errf_rc(err, errlen, E2_EDATA, "%s: not a regular file", path);
     else if ((uint64_t)st.st_size < E2W_SHARD_HEADER_BYTES)
-        rc = e2_errf_rc(err, errlen, -EINVAL,
+        rc = e2_errf_rc(err, errlen, E2_EDATA,
                         "%s: truncated header (a shard starts with a %d-byte header)", path,
                         E2W_SHARD_HEADER_BYTES);
     if (rc == 0) {
@@ -79,7 +79,7 @@ int e2w_shard_open(e2w_shard *s, const char *path, char *err, size_t errlen) {
         s->map = mmap(NULL, s->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
         if (s->map == MAP_FAILED) {
             s->map = NULL;
-            rc = e2_errf_rc(err, errlen, -errno, "%s: cannot map: %s", path, strerror(errno));
+            rc = e2_errf(err, errlen, "%s: cannot map: %s", path, strerror(errno));
         }
     }
     close(fd);
@@ -97,7 +97,7 @@ int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char
                           size_t errlen) {
     memset(w, 0, sizeof *w);
     if (width != 2 && width != 4)
-        return e2_errf_rc(err, errlen, -EINVAL,
+        return e2_errf_rc(err, errlen, E2_EDATA,
                           "%s: token width must be 2 (uint16) or 4 (uint32), got %d", path, width);
     w->width = width;
     size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
@@ -105,13 +105,12 @@ int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char
     w->tmp = malloc(n);
     if (!w->path || !w->tmp) {
         e2w_shard_writer_abort(w);
-        return e2_errf_rc(err, errlen, -ENOMEM, "%s: out of memory", path);
+        return e2_errf(err, errlen, "%s: out of memory", path);
     }
     snprintf(w->tmp, n, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(w->tmp);
     if (fd < 0) {
-        int rc = e2_errf_rc(err, errlen, -errno, "%s: cannot create %s: %s", path, w->tmp,
-                            strerror(errno));
+        int rc = e2_errf(err, errlen, "%s: cannot create %s: %s", path, w->tmp, strerror(errno));
         free(w->tmp);
         w->tmp = NULL;
         e2w_shard_writer_abort(w);
@@ -119,8 +118,7 @@ int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char
     }
     /* mkstemp creates 0600; shards are data for every user of the job. */
     if (fchmod(fd, 0644) != 0) {
-        int rc = e2_errf_rc(err, errlen, -errno, "%s: cannot chmod %s: %s", path, w->tmp,
-                            strerror(errno));
+        int rc = e2_errf(err, errlen, "%s: cannot chmod %s: %s", path, w->tmp, strerror(errno));
         close(fd);
         e2w_shard_writer_abort(w);
         return rc;
@@ -130,7 +128,7 @@ int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char
     if (!w->f || fwrite(zero, 4, E2W_SHARD_HEADER_INTS, w->f) != E2W_SHARD_HEADER_INTS) {
         if (!w->f) close(fd);
         e2w_shard_writer_abort(w);
-        return e2_errf_rc(err, errlen, -EIO, "%s: cannot write the header", path);
+        return e2_errf(err, errlen, "%s: cannot write the header", path);
     }
     return 0;
 }
@@ -138,7 +136,7 @@ int e2w_shard_writer_open(e2w_shard_writer *w, const char *path, int width, char
 int e2w_shard_writer_append(e2w_shard_writer *w, const uint32_t *tokens, size_t n, char *err,
                             size_t errlen) {
     if (w->n_tokens + n > E2W_SHARD_MAX_TOKENS)
-        return e2_errf_rc(err, errlen, -EINVAL, "%s: more than %u tokens in one shard", w->path,
+        return e2_errf_rc(err, errlen, E2_EDATA, "%s: more than %u tokens in one shard", w->path,
                           E2W_SHARD_MAX_TOKENS);
     uint8_t buf[8192];
     size_t per = sizeof buf / (size_t)w->width;
@@ -149,7 +147,7 @@ int e2w_shard_writer_append(e2w_shard_writer *w, const uint32_t *tokens, size_t 
             if (w->width == 2) {
                 if (t > 0xFFFF)
                     return e2_errf_rc(
-                        err, errlen, -EINVAL,
+                        err, errlen, E2_EDATA,
                         "%s: token %u at %llu does not fit uint16 (use 4-byte tokens)", w->path, t,
                         (unsigned long long)(w->n_tokens + i + k));
                 uint16_t v = (uint16_t)t;
@@ -159,7 +157,7 @@ int e2w_shard_writer_append(e2w_shard_writer *w, const uint32_t *tokens, size_t 
             }
         }
         if (fwrite(buf, (size_t)w->width, m, w->f) != m)
-            return e2_errf_rc(err, errlen, -EIO, "%s: write failed: %s", w->tmp, strerror(errno));
+            return e2_errf(err, errlen, "%s: write failed: %s", w->tmp, strerror(errno));
     }
     w->n_tokens += n;
     return 0;
@@ -167,7 +165,7 @@ int e2w_shard_writer_append(e2w_shard_writer *w, const uint32_t *tokens, size_t 
 
 static int sh_fsync_dir(const char *path) {
     char *d = strdup(path);
-    if (!d) return -ENOMEM;
+    if (!d) return E2_ERR;
     char *slash = strrchr(d, '/');
     const char *dir = ".";
     if (slash == d)
@@ -177,7 +175,7 @@ static int sh_fsync_dir(const char *path) {
         dir = d;
     }
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc = fd < 0 || fsync(fd) != 0 ? -errno : 0;
+    int rc = fd < 0 || fsync(fd) != 0 ? E2_ERR : 0;
     if (fd >= 0) close(fd);
     free(d);
     return rc;
@@ -190,16 +188,15 @@ int e2w_shard_writer_commit(e2w_shard_writer *w, char *err, size_t errlen) {
     int rc = 0;
     if (fflush(w->f) != 0 || fseek(w->f, 0, SEEK_SET) != 0 || fwrite(h, 4, 3, w->f) != 3 ||
         fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
-        rc = e2_errf_rc(err, errlen, -EIO, "%s: cannot write %s: %s", w->path, w->tmp,
-                        strerror(errno));
+        rc = e2_errf(err, errlen, "%s: cannot write %s: %s", w->path, w->tmp, strerror(errno));
     if (fclose(w->f) != 0 && rc == 0)
-        rc = e2_errf_rc(err, errlen, -EIO, "%s: close failed: %s", w->tmp, strerror(errno));
+        rc = e2_errf(err, errlen, "%s: close failed: %s", w->tmp, strerror(errno));
     w->f = NULL;
     if (rc == 0 && rename(w->tmp, w->path) != 0)
-        rc = e2_errf_rc(err, errlen, -errno, "%s: cannot rename %s into place: %s", w->path, w->tmp,
-                        strerror(errno));
+        rc = e2_errf(err, errlen, "%s: cannot rename %s into place: %s", w->path, w->tmp,
+                     strerror(errno));
     if (rc == 0 && sh_fsync_dir(w->path) != 0)
-        rc = e2_errf_rc(err, errlen, -EIO, "%s: cannot fsync its folder", w->path);
+        rc = e2_errf(err, errlen, "%s: cannot fsync its folder", w->path);
     if (rc == 0) {
         free(w->tmp);
         w->tmp = NULL;

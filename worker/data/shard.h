@@ -31,7 +31,9 @@ typedef struct {
     int width; /* bytes per token: 2 or 4 */
 } e2w_shard;
 
-/* Maps and checks a shard; each mismatch is one line naming the file. */
+/* Maps and checks a shard; each mismatch is one line naming the file.
+ * 0, E2_NOTFOUND (no such file), E2_EDATA (the file is not a good shard)
+ * or E2_ERR (base.h). */
 int e2w_shard_open(e2w_shard *s, const char *path, char *err, size_t errlen);
 void e2w_shard_close(e2w_shard *s);
 

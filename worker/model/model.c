@@ -3,8 +3,8 @@
  * table, common/layout), initialisation, and the
  * Hugging Face view of the parameter buffer. The passes live in pass.c. */
 #include "model.h"
+#include "base.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +18,7 @@ int e2w_model_config_from_proto(e2w_model_config *c, const E2__V1__LlamaConfig *
     memset(c, 0, sizeof *c);
     if (p == NULL) {
         snprintf(err, errlen, "model.config is missing: give model.hf_dir or model.config");
-        return -1;
+        return E2_ERR;
     }
     c->C = (int)p->hidden_size;
     c->n_layer = (int)p->num_hidden_layers;
@@ -45,21 +45,21 @@ int e2w_model_config_from_proto(e2w_model_config *c, const E2__V1__LlamaConfig *
     for (size_t i = 0; i < sizeof req / sizeof req[0]; i++) {
         if (req[i].v <= 0) {
             snprintf(err, errlen, "model.config.%s must be >= 1 (got %d)", req[i].name, req[i].v);
-            return -1;
+            return E2_ERR;
         }
     }
     if (c->C % c->H != 0) {
         snprintf(err, errlen,
                  "model.config.hidden_size (%d) must be a multiple of num_attention_heads (%d)",
                  c->C, c->H);
-        return -1;
+        return E2_ERR;
     }
     if (c->H % c->KVH != 0) {
         snprintf(
             err, errlen,
             "model.config.num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
             c->H, c->KVH);
-        return -1;
+        return E2_ERR;
     }
     c->D = c->C / c->H;
     if (c->D % 2 != 0) {
@@ -67,11 +67,11 @@ int e2w_model_config_from_proto(e2w_model_config *c, const E2__V1__LlamaConfig *
                  "model.config: head dimension hidden_size/num_attention_heads must be even for "
                  "RoPE (got %d)",
                  c->D);
-        return -1;
+        return E2_ERR;
     }
     if (!(c->eps > 0.0f) || !(c->theta > 0.0f)) {
         snprintf(err, errlen, "model.config.rms_norm_eps and rope_theta must be > 0");
-        return -1;
+        return E2_ERR;
     }
     return 0;
 }
@@ -129,7 +129,7 @@ int e2w_model_create(e2w_model *m, const k_backend *k, const e2w_model_config *c
     if (m->params == NULL) {
         snprintf(err, errlen, "model: cannot allocate %.1f MiB of parameters",
                  (double)(m->n_params * m->esz) / 1048576.0);
-        return -ENOMEM;
+        return E2_ENOMEM;
     }
     return 0;
 }
@@ -147,7 +147,7 @@ int e2w_model_alloc_train_shard(e2w_model *m, size_t lo, size_t n, char *err, si
     if (m->grads == NULL || m->opt == NULL) {
         snprintf(err, errlen, "model: cannot allocate %.1f MiB of gradients and optimizer state",
                  (double)(m->n_params * m->gesz + n * 4 * per) / 1048576.0);
-        return -ENOMEM;
+        return E2_ENOMEM;
     }
     m->opt_lo = lo;
     m->opt_n = n;
@@ -158,7 +158,7 @@ int e2w_model_alloc_train_shard(e2w_model *m, size_t lo, size_t n, char *err, si
         float *host = malloc((n ? n : 1) * sizeof(float));
         if (host == NULL) {
             snprintf(err, errlen, "model: out of host memory for the master copy");
-            return -1;
+            return E2_ERR;
         }
         k->download(host, (const char *)m->params + lo * m->esz, n);
         k->upload_raw(m->master, host, n * sizeof(float));
@@ -283,7 +283,7 @@ int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T, int backward,
         a->host_losses = NULL;
         snprintf(err, errlen, "model: cannot allocate %.1f MiB of activations for B=%d T=%d",
                  (double)t.bytes / 1048576.0, B, T);
-        return -ENOMEM;
+        return E2_ENOMEM;
     }
     const e2_layout_region *r = t.a;
     a->mem = p;

@@ -129,12 +129,12 @@ typedef struct e2w_acts {
     float *delta; /* (B, H, T) */
 } e2w_acts;
 
-/* Creates the model with its parameter buffer (zeroed). Returns 0, -ENOMEM
- * when the device cannot hold it, or -1. */
+/* Creates the model with its parameter buffer (zeroed). Returns 0,
+ * E2_ENOMEM when the device cannot hold it, or E2_ERR (base.h). */
 int e2w_model_create(e2w_model *m, const k_backend *k, const e2w_model_config *cfg, char *err,
                      size_t errlen);
 /* Adds gradients and AdamW state (moments; fp32 master when needed, filled
- * from the current parameters); -ENOMEM when the device cannot hold them. */
+ * from the current parameters); E2_ENOMEM when the device cannot hold them. */
 int e2w_model_alloc_train(e2w_model *m, char *err, size_t errlen);
 /* The same with the optimizer state of parameters [lo, lo + n) only
  * (ZeRO-1's shard; lo + n <= n_params); the gradients stay whole. */
@@ -159,8 +159,8 @@ double e2w_model_flops_per_token(const e2w_model *m, int T);
 
 /* Activations for up to B x T tokens: with backward (training) or without
  * (evaluation: no gradient scratch, one set of block activations, the head
- * in chunks), with or without recomputation. Returns 0, -ENOMEM when the
- * device cannot hold them, or -1. */
+ * in chunks), with or without recomputation. Returns 0, E2_ENOMEM when the
+ * device cannot hold them, or E2_ERR (base.h). */
 int e2w_acts_create(e2w_acts *a, const e2w_model *m, int B, int T, int backward, int recompute,
                     char *err, size_t errlen);
 void e2w_acts_free(e2w_acts *a, const e2w_model *m);

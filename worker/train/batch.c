@@ -48,9 +48,9 @@ int e2w_train_data_open(train_data **out, const E2__V1__JobSpec *spec, const e2_
     if (rc == 0) rc = e2w_aug_init_spec(&d->aug, spec->augment, err, errlen);
     if (rc < 0) {
         e2w_train_data_close(d);
-        /* -EINVAL: the data (or the spec's draw) fails its checks, the
+        /* E2_EDATA: the data (or the spec's draw) fails its checks, the
          * job's fault; a file that cannot be read is the machine's. */
-        return rc == -EINVAL ? E2W_TRAIN_EDATA : -1;
+        return rc == E2_EDATA ? E2W_TRAIN_EDATA : E2_ERR;
     }
     *out = d;
     return 0;

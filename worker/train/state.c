@@ -63,7 +63,7 @@ int e2w_train_state_gather(const e2w_train *t, const float *shard, float *full, 
     }
     if (dev) k->free(dev);
     free(stage);
-    return rc < 0 ? -1 : 0;
+    return rc < 0 ? E2_ERR : 0;
 }
 
 /* Rank 0's host copy of a whole optimizer array (n_params fp32): the
@@ -87,7 +87,7 @@ int e2w_train_state_write(const e2w_train *t, const char *dir, char *err, size_t
     const e2w_model *m = &t->model;
     float *mh = NULL, *vh = NULL, *master = NULL;
     e2w_ts_writer *w = NULL;
-    int rc = -1;
+    int rc = E2_ERR;
     if (state_fetch(t, m->m, &mh, err, errlen) < 0 || state_fetch(t, m->v, &vh, err, errlen) < 0 ||
         (m->master && state_fetch(t, m->master, &master, err, errlen) < 0))
         goto done;
@@ -145,7 +145,7 @@ done:
  * shard, or all of it). */
 static int state_upload(e2w_model *m, const e2w_ts *ts, const char *name, float *dev, float *host,
                         char *err, size_t errlen) {
-    if (e2w_ts_read(ts, name, E2W_TS_F32, host, m->n_params, err, errlen) < 0) return -1;
+    if (e2w_ts_read(ts, name, E2W_TS_F32, host, m->n_params, err, errlen) < 0) return E2_ERR;
     m->k->upload_raw(dev, host + m->opt_lo, m->opt_n * sizeof(float));
     return 0;
 }
@@ -155,10 +155,10 @@ int e2w_train_state_read(e2w_train *t, const char *dir, char *err, size_t errlen
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, E2W_TRAIN_STATE_FILE);
     e2w_ts *ts = NULL;
-    if (e2w_ts_open(&ts, path, err, errlen) < 0) return -1;
+    if (e2w_ts_open(&ts, path, err, errlen) < 0) return E2_ERR;
     uint64_t step, hash, cursor;
     float *host = NULL;
-    int rc = -1;
+    int rc = E2_ERR;
     if (e2w_ts_get_u64(ts, "step", &step, err, errlen) < 0 ||
         e2w_ts_get_u64(ts, "spec_hash", &hash, err, errlen) < 0 ||
         e2w_ts_get_u64(ts, "data_cursor", &cursor, err, errlen) < 0)

@@ -53,14 +53,15 @@ static int train_model_create(e2w_train *t, char *err, size_t errlen) {
     const E2__V1__ModelSpec *ms = t->spec->model;
     int from_hf = ms->hf_dir != NULL && ms->hf_dir[0] != '\0';
     E2__V1__LlamaConfig hf = E2__V1__LLAMA_CONFIG__INIT;
-    if (from_hf && e2w_hf_config_read(ms->hf_dir, &hf, NULL, err, errlen) < 0) return -1;
+    if (from_hf && e2w_hf_config_read(ms->hf_dir, &hf, NULL, err, errlen) < 0) return E2_ERR;
     e2w_model_config cfg;
-    if (e2w_model_config_from_proto(&cfg, from_hf ? &hf : ms->config, err, errlen) < 0) return -1;
+    if (e2w_model_config_from_proto(&cfg, from_hf ? &hf : ms->config, err, errlen) < 0)
+        return E2_ERR;
     /* Training buffers first, so the weights land in the fp32 master too
      * (when the backend keeps one) unrounded. */
     int rc = e2w_model_create(&t->model, t->k, &cfg, err, errlen);
     if (rc == 0) rc = e2w_train_optim_alloc(t, err, errlen);
-    if (rc < 0) return rc == -ENOMEM ? E2W_TRAIN_ENOMEM : -1;
+    if (rc < 0) return rc == E2_ENOMEM ? E2W_TRAIN_ENOMEM : E2_ERR;
     if (from_hf) return e2w_model_load_hf(&t->model, ms->hf_dir, err, errlen);
     e2w_model_init(&t->model, ms->has_init_seed ? ms->init_seed : 1);
     return 0;
@@ -70,7 +71,7 @@ int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec, const k_backe
                      const char *output_dir, const e2w_train_hooks *hooks, char *err,
                      size_t errlen) {
     *out = NULL;
-    int rc = -1;
+    int rc = E2_ERR;
     e2w_train *t = calloc(1, sizeof *t);
     if (t == NULL) return e2_errf(err, errlen, "trainer: out of memory");
     t->k = k;
@@ -107,7 +108,7 @@ int e2w_train_create(e2w_train **out, const E2__V1__JobSpec *spec, const k_backe
     if ((rc = train_model_create(t, err, errlen)) < 0) goto fail;
     if ((rc = e2w_acts_create(&t->acts, &t->model, t->micro_batch, t->R, 1,
                               ts->has_recompute && ts->recompute, err, errlen)) < 0) {
-        if (rc == -ENOMEM) rc = E2W_TRAIN_ENOMEM;
+        if (rc == E2_ENOMEM) rc = E2W_TRAIN_ENOMEM;
         goto fail;
     }
     if ((rc = e2w_train_data_open(&t->data, t->spec, t->hooks.shard_files, t->R, t->model.cfg.V,
@@ -189,7 +190,7 @@ static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err, size_t
     for (int j = 0; j < t->n_micro; j++) {
         if (e2w_train_data_batch(t->data, (uint64_t)(s - 1), base + (uint64_t)j * (uint64_t)MB, MB,
                                  t->tokens, t->targets, t->g, t->t, t->chunks, err, errlen) < 0)
-            return -1;
+            return E2_ERR;
         e2w_acts_set_batch(&t->acts, m, t->tokens, t->targets, MB, R);
         /* Only the last micro-batch finishes gradients: its backward hands
          * them over layer by layer. */
@@ -197,12 +198,12 @@ static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err, size_t
         loss += e2w_model_step(m, &t->acts, MB, R, &rope, dloss, last ? t->hooks.grad_ready : NULL,
                                t->hooks.ud);
     }
-    if (t->hooks.grad_wait && t->hooks.grad_wait(t->hooks.ud, err, errlen) < 0) return -1;
+    if (t->hooks.grad_wait && t->hooks.grad_wait(t->hooks.ud, err, errlen) < 0) return E2_ERR;
     if (t->hooks.allreduce &&
         t->hooks.allreduce(t->hooks.ud, m->grads, m->n_params, k->grad_dtype, err, errlen) < 0)
-        return -1;
+        return E2_ERR;
     if (t->hooks.allreduce_host && t->hooks.allreduce_host(t->hooks.ud, &loss, 1, err, errlen) < 0)
-        return -1;
+        return E2_ERR;
     loss /= (double)GB * (double)R;
     if (!isfinite(loss))
         return e2_errf_rc(err, errlen, E2W_TRAIN_ENAN,
@@ -216,7 +217,7 @@ static int train_one_step(e2w_train *t, e2w_train_progress *p, char *err, size_t
                           "step %d: gradient norm is not finite; stopping (last committed "
                           "checkpoint left intact)",
                           s);
-    if (e2w_train_params_gather(t, err, errlen) < 0) return -1;
+    if (e2w_train_params_gather(t, err, errlen) < 0) return E2_ERR;
     k->sync();
     t->step = s;
     double dt = now_s() - t0;
@@ -283,9 +284,9 @@ int e2w_train_checkpoint(e2w_train *t, char *err, size_t errlen) {
     snprintf(root, sizeof root, "%s/checkpoints", t->output_dir);
     snprintf(fin, sizeof fin, "%s/step_%d", root, t->step);
     snprintf(tmp, sizeof tmp, "%s.tmp", fin);
-    if (e2_mkdir_p(tmp, 0755, err, errlen) < 0) return -1;
-    if (e2w_train_state_write(t, tmp, err, errlen) < 0) return -1;
-    if (e2_fsync_dir(tmp, err, errlen) < 0) return -1;
+    if (e2_mkdir_p(tmp, 0755, err, errlen) < 0) return E2_ERR;
+    if (e2w_train_state_write(t, tmp, err, errlen) < 0) return E2_ERR;
+    if (e2_fsync_dir(tmp, err, errlen) < 0) return E2_ERR;
     if (t->hooks.checkpoint)
         return t->hooks.checkpoint(t->hooks.ud, t->step, tmp, fin, err, errlen);
     struct stat st;
@@ -294,7 +295,7 @@ int e2w_train_checkpoint(e2w_train *t, char *err, size_t errlen) {
                        "%s already exists: refusing to overwrite a committed checkpoint", fin);
     if (rename(tmp, fin) != 0)
         return e2_errf(err, errlen, "rename %s -> %s: %s", tmp, fin, strerror(errno));
-    if (e2_fsync_dir(root, err, errlen) < 0) return -1;
+    if (e2_fsync_dir(root, err, errlen) < 0) return E2_ERR;
     train_retention(t);
     return 0;
 }
@@ -311,7 +312,7 @@ int e2w_train_run(e2w_train *t, char *err, size_t errlen) {
         if (t->hooks.progress) t->hooks.progress(t->hooks.ud, &p);
         int last = t->step == (int)ts->steps;
         if (last || (every > 0 && t->step % (int)every == 0))
-            if (e2w_train_checkpoint(t, err, errlen) < 0) return -1;
+            if (e2w_train_checkpoint(t, err, errlen) < 0) return E2_ERR;
     }
     return 0;
 }

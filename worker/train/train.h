@@ -111,9 +111,10 @@ typedef struct e2w_train e2w_train;
 
 /* Why e2w_train_create or e2w_train_run failed, as their negative return,
  * for a caller that must tell the job's faults (never retried) from the
- * machine's; the message says what. Outside the errno range, so that no
- * -errno passed up from below reads as one. Any other negative value is
- * the machine's: I/O, the device, a collective or a hook. */
+ * machine's; the message says what. Below -1000, apart from base.h's E2_
+ * codes (the libraries below report E2_EDATA and E2_ENOMEM, which the
+ * trainer turns into these). Any other negative value (E2_ERR) is the
+ * machine's: I/O, the device, a collective or a hook. */
 #define E2W_TRAIN_EDATA \
     (-1001) /* the data fails its checks: a bad shard, too few tokens, a
                                     token outside the vocabulary */
