@@ -132,8 +132,10 @@ def check_symbols(libs):
 
 
 def check_prefix(libs, allow=("e2_", "e2d_")):
-    """allow: the prefixes a global name may start with. C++-mangled names
-    (_Z..., the CUDA kernels' device stubs) are the compiler's, not ours."""
+    """allow: the prefixes a global name may start with. Names that begin
+    with "__" (reserved: e.g. ASan's __odr_asan.<name> in a sanitizer
+    build) or are C++-mangled (_Z..., the CUDA kernels' device stubs) are
+    the compiler's, not ours."""
     bad = []
     for lib in libs:
         out = subprocess.run(["nm", "-g", "--defined-only", lib], capture_output=True,
@@ -142,7 +144,7 @@ def check_prefix(libs, allow=("e2_", "e2d_")):
         if not names:
             bad.append("%s: no global symbols read (is it a library?)" % lib)
         for n in names:
-            if not n.startswith(tuple(allow)) and not n.startswith("_Z"):
+            if not n.startswith(tuple(allow)) and not n.startswith(("_Z", "__")):
                 bad.append("%s: global %s has none of the prefixes %s; name it %s%s (or "
                            "make it static)" % (os.path.basename(lib), n, "/".join(allow),
                                                 allow[0], n))
