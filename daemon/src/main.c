@@ -35,6 +35,7 @@ static void e2d_rpc_log(int severity, const char *file, int line, const char *me
 static void e2d_close_all(e2d_server *srv) {
     uv_close((uv_handle_t *)&srv->cron, NULL);
     uv_close((uv_handle_t *)&srv->batch_check, NULL);
+    e2_sched_close(srv);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     e2_local_close(srv);

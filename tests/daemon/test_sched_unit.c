@@ -170,6 +170,46 @@ static int cancel_of_pending_head_asks_for_a_pass(void) {
     return 0;
 }
 
+/* e2_sched_request coalesces: the requests of one loop turn (as many
+ * heartbeats, ReportDones and commits as it handled) run no pass until the
+ * loop turns, then exactly one, which assigns; a later request runs again,
+ * after the gap; a closed handle runs none and lets the loop end. */
+static int requests_in_one_turn_run_one_pass(void) {
+    char a[E2_STORE_IDLEN], b[E2_STORE_IDLEN];
+    uv_loop_t loop;
+    e2d_worker *w1 = worker("w-a", "cpu", WS_IDLE), *w2 = worker("w-b", "cpu", WS_BUSY);
+    CHECK(uv_loop_init(&loop) == 0);
+    g_srv.loop = &loop;
+    job(1, 0, a);
+    for (int i = 0; i < 50; i++) e2_sched_request(&g_srv);
+    CHECK(g_srv.sched_pending == 1);
+    CHECK(g_srv.sched_passes == 0);
+    CHECK(!strcmp(assigned(w1), ""));
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK(g_srv.sched_passes == 1);
+    CHECK(!strcmp(assigned(w1), a));
+    CHECK(state_of(a, NULL, 0) == E2_JOBSTATE_STARTING);
+    /* Nothing asked: a turn runs no pass. */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK(g_srv.sched_passes == 1);
+    /* The next turn's requests get their own pass. */
+    job(1, 0, b);
+    e2_sched_worker_idle(&g_srv, w2);
+    for (int i = 0; i < 50; i++) e2_sched_request(&g_srv);
+    /* (after the gap that the first pass's CPU time sets, <= 50 ms) */
+    for (int i = 0; i < 100 && g_srv.sched_passes == 1; i++) uv_run(&loop, UV_RUN_ONCE);
+    CHECK(g_srv.sched_passes == 2);
+    CHECK(!strcmp(assigned(w2), b));
+    /* Shutdown: closed, the loop has nothing left and ends. */
+    e2_sched_request(&g_srv);
+    e2_sched_close(&g_srv);
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(g_srv.sched_passes == 2);
+    CHECK(uv_loop_close(&loop) == 0);
+    g_srv.loop = NULL;
+    return 0;
+}
+
 /* Size of the store's write-ahead log. */
 static long long wal_bytes(void) {
     char p[600];
@@ -238,6 +278,7 @@ static const struct {
     { "cancel_of_pending_head_asks_for_a_pass", cancel_of_pending_head_asks_for_a_pass },
     { "parked_reasons_are_committed_by_the_pass", parked_reasons_are_committed_by_the_pass },
     { "log_escape_controls", log_escape_controls },
+    { "requests_in_one_turn_run_one_pass", requests_in_one_turn_run_one_pass },
 };
 
 int main(int argc, char **argv) {

@@ -61,7 +61,7 @@ void e2d_batch_flush(e2d_server *srv) {
         free(r);
     }
     srv->batch_tail = &srv->batch;
-    if (srv->sched_pending && !srv->shutting_down) e2_sched_run_queue(srv);
+    if (srv->sched_pending && !srv->shutting_down) e2_sched_request(srv);
 }
 
 static void e2d_batch_check(uv_check_t *h) {

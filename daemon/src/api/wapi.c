@@ -258,7 +258,7 @@ static void wapi_register_worker(e2_rpc_call *call, const ProtobufCMessage *msg,
         r->heartbeat_timeout_ms = (uint32_t)srv->hb_timeout_ms;
     }
     wapi_reply(call, r);
-    e2_sched_run_queue(srv);
+    e2_sched_request(srv);
 }
 
 /* ---- Heartbeat ---- */
@@ -680,7 +680,7 @@ static void wapi_report_done(e2_rpc_call *call, const ProtobufCMessage *msg, voi
     if (current) wapi_done_outcome(srv, run, rank, req, worker);
     if ((r = malloc(sizeof *r))) e2__v1__report_done_response__init(r);
     wapi_reply(call, r);
-    e2_sched_run_queue(srv);
+    e2_sched_request(srv);
 }
 
 int e2_wapi_register(e2d_server *srv, char *err, size_t errlen) {

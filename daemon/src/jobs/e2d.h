@@ -45,6 +45,11 @@
 
 #define E2D_FAIL_LINES 20  /* Failure.last_log_lines kept */
 #define E2D_CRON_MS    100 /* period of e2d_cron */
+/* A requested pass waits E2D_SCHED_GAP_X times the CPU time of the last one
+ * (at most E2D_SCHED_GAP_MAX_MS) after it: passes then take at most about
+ * 1/(1 + X) of a core, however many heartbeats and reports ask for them. */
+#define E2D_SCHED_GAP_X      10
+#define E2D_SCHED_GAP_MAX_MS 50
 /* SIGTERM -> SIGKILL for spawned workers: short enough that nothing of a
  * cancelled job survives grace + 5 s. */
 #define E2D_KILL_AFTER_MS 3000
@@ -178,6 +183,9 @@ typedef struct e2d_server {
     e2d_reply *batch, **batch_tail;   /* replies waiting for the commit */
     int batch_open;                   /* a group-commit transaction is open */
     int sched_pending;                /* run the scheduler at the next cron */
+    uv_timer_t sched_wake;            /* e2_sched_request: one pass next turn */
+    int sched_wake_init;              /* sched_wake initialized (closed at exit) */
+    int64_t sched_next_ms;            /* no requested pass before (monotonic) */
     struct e2d_expand_req *expanding; /* held gangs whose shard manifest expands (expand.c) */
     /* Scheduling passes over the queue: count, total and longest CPU seconds
      * (logged at exit; bench/cluster reads them). */

@@ -590,6 +590,7 @@ void e2_sched_run_queue(e2d_server *srv) {
     int nblocked = 0, idle = 0, tx = 0;
     sched_queue_ctx q = { 0 };
     struct timespec t0, t1;
+    int64_t gap_ms;
     srv->sched_pending = 0;
     if (srv->shutting_down) return;
     for (e2d_worker *w = srv->workers; w; w = w->next)
@@ -647,6 +648,36 @@ void e2_sched_run_queue(e2d_server *srv) {
     srv->sched_passes++;
     srv->sched_pass_s += dt;
     if (dt > srv->sched_pass_max_s) srv->sched_pass_max_s = dt;
+    gap_ms = (int64_t)(dt * 1e3 * E2D_SCHED_GAP_X);
+    srv->sched_next_ms =
+        e2d_mono_ms() + (gap_ms < E2D_SCHED_GAP_MAX_MS ? gap_ms : E2D_SCHED_GAP_MAX_MS);
+}
+
+/* A timer, not a synchronous pass: the handlers of one loop turn only
+ * arm it, and the pass runs once, in the next turn's timer phase (0 ms) or
+ * when the gap after the last pass has passed. */
+static void sched_wake_cb(uv_timer_t *h) {
+    e2d_server *srv = h->data;
+    if (srv->sched_pending) e2_sched_run_queue(srv);
+}
+
+void e2_sched_request(e2d_server *srv) {
+    int64_t wait;
+    srv->sched_pending = 1;
+    if (srv->shutting_down || !srv->loop) return;
+    if (!srv->sched_wake_init) {
+        if (uv_timer_init(srv->loop, &srv->sched_wake) != 0) return; /* cron runs it */
+        srv->sched_wake.data = srv;
+        srv->sched_wake_init = 1;
+    }
+    if (uv_is_active((uv_handle_t *)&srv->sched_wake)) return;
+    wait = srv->sched_next_ms - e2d_mono_ms();
+    uv_timer_start(&srv->sched_wake, sched_wake_cb, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
+void e2_sched_close(e2d_server *srv) {
+    if (srv->sched_wake_init && !uv_is_closing((uv_handle_t *)&srv->sched_wake))
+        uv_close((uv_handle_t *)&srv->sched_wake, NULL);
 }
 
 /* ---- faults ---- */
@@ -831,7 +862,11 @@ void e2_sched_cron(e2d_server *srv) {
         *kp = k->next;
         free(k);
     }
-    if (srv->sched_pending) e2_sched_run_queue(srv);
+    /* Within the gap after the last pass, the timer runs it. */
+    if (srv->sched_pending && e2d_mono_ms() >= srv->sched_next_ms)
+        e2_sched_run_queue(srv);
+    else if (srv->sched_pending)
+        e2_sched_request(srv);
 }
 
 /* ---- startup ---- */

@@ -18,6 +18,14 @@ void e2_sched_worker_push(e2d_worker *w, E2__V1__Command *c);
 void e2_sched_queue_abort(e2d_worker *w, const char *job, int attempt, const char *reason);
 /* Gang scheduling pass: starts every queued job whose gang fits. */
 void e2_sched_run_queue(e2d_server *srv);
+/* Asks for a pass: the requests of one loop turn (every heartbeat,
+ * ReportDone and commit it handled) share ONE pass, run in the next turn,
+ * before the loop waits again, or, under load, once the gap after the last
+ * pass has passed (E2D_SCHED_GAP_X). Without a loop (unit tests) it only
+ * sets sched_pending. */
+void e2_sched_request(e2d_server *srv);
+/* Closes the request's handle at shutdown (uv_close; the loop then ends). */
+void e2_sched_close(e2d_server *srv);
 /* Ends the run of j for an infrastructure fault at `rank` (-1: not rank
  * specific): aborts the other ranks, then RESTARTING (budget left),
  * FAILED (spent) or CANCELLED (it was being cancelled). */
