@@ -114,6 +114,12 @@ void e2_afile_abort(e2_afile *f);
 int e2_read_file(const char *path, size_t max_size, char **out, size_t *len, char *err,
                  size_t errlen);
 
+/* A model's config.json: path is the file itself or a directory holding
+ * it. Writes the file's path to file (filelen bytes), then reads it as
+ * e2_read_file does (the plan's and the checkpoint reader's config.json). */
+int e2_read_config_json(const char *path, size_t max_size, char *file, size_t filelen, char **out,
+                        size_t *len, char *err, size_t errlen);
+
 /* ---- SHA-256 (FIPS 180-4) ----
  * From OpenSSL's libcrypto (EVP), which uses the CPU's SHA extensions when
  * it has them. A context holds libcrypto's digest state from init to

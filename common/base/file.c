@@ -229,3 +229,13 @@ int e2_read_file(const char *path, size_t max_size, char **out, size_t *len, cha
     *len = got;
     return 0;
 }
+
+int e2_read_config_json(const char *path, size_t max_size, char *file, size_t filelen, char **out,
+                        size_t *len, char *err, size_t errlen) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        snprintf(file, filelen, "%s/config.json", path);
+    else
+        snprintf(file, filelen, "%s", path);
+    return e2_read_file(file, max_size, out, len, err, errlen);
+}

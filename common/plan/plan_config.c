@@ -6,7 +6,6 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "base.h"
 
@@ -57,15 +56,10 @@ static int plan_config_json(const char *file, json_t *root, E2__V1__LlamaConfig 
 
 int e2_plan_config_read(const char *path, E2__V1__LlamaConfig *cfg, char *err, size_t errlen) {
     e2__v1__llama_config__init(cfg);
-    struct stat sb;
-    char file[4096];
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        snprintf(file, sizeof file, "%s/config.json", path);
-    else
-        snprintf(file, sizeof file, "%s", path);
-    char *text;
+    char file[4096], *text;
     size_t len;
-    if (e2_read_file(file, PLAN_CONFIG_MAX, &text, &len, err, errlen) < 0) return E2_ERR;
+    if (e2_read_config_json(path, PLAN_CONFIG_MAX, file, sizeof file, &text, &len, err, errlen) < 0)
+        return E2_ERR;
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);
@@ -74,5 +68,5 @@ int e2_plan_config_read(const char *path, E2__V1__LlamaConfig *cfg, char *err, s
                        je.column);
     int rc = plan_config_json(file, root, cfg, err, errlen);
     json_decref(root);
-    return rc < 0 ? -1 : 0;
+    return rc < 0 ? E2_ERR : 0;
 }

@@ -219,15 +219,10 @@ int e2w_hf_config_read(const char *path, E2__V1__LlamaConfig *cfg, e2w_hf_meta *
     e2w_hf_meta local;
     if (meta == NULL) meta = &local;
     e2w_hf_meta_init(meta);
-    struct stat sb;
-    char file[4096];
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        snprintf(file, sizeof file, "%s/config.json", path);
-    else
-        snprintf(file, sizeof file, "%s", path);
-    char *text;
+    char file[4096], *text;
     size_t len;
-    if (e2_read_file(file, E2W_CONFIG_MAX, &text, &len, err, errlen) < 0) return E2_ERR;
+    if (e2_read_config_json(path, E2W_CONFIG_MAX, file, sizeof file, &text, &len, err, errlen) < 0)
+        return E2_ERR;
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);
