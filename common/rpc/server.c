@@ -409,12 +409,11 @@ size_t e2_rpc_call_queued(const e2_rpc_call *call) {
     return call->queued;
 }
 
-int e2_rpc_call_send(e2_rpc_call *c, const ProtobufCMessage *message) {
-    if (c->method == NULL || c->method->kind != E2_RPC_SERVER_STREAMING) return E2_RPC_EINVAL;
-    if (c->finished) return E2_RPC_ESTATE;
-    if (c->cancelled) return E2_RPC_ECANCELLED;
+/* Packs message onto the end of c's send queue (not sent yet: call_pump
+ * sends). Nonzero when out of memory. */
+static int call_enqueue(e2_rpc_call *c, const ProtobufCMessage *message) {
     outmsg *m = malloc(sizeof *m);
-    if (m == NULL) return E2_RPC_ENOMEM;
+    if (m == NULL) return 1;
     m->buffer = e2_rpc__pack(message);
     m->next = NULL;
     if (c->q_tail != NULL)
@@ -423,6 +422,14 @@ int e2_rpc_call_send(e2_rpc_call *c, const ProtobufCMessage *message) {
         c->q_head = m;
     c->q_tail = m;
     c->queued++;
+    return 0;
+}
+
+int e2_rpc_call_send(e2_rpc_call *c, const ProtobufCMessage *message) {
+    if (c->method == NULL || c->method->kind != E2_RPC_SERVER_STREAMING) return E2_RPC_EINVAL;
+    if (c->finished) return E2_RPC_ESTATE;
+    if (c->cancelled) return E2_RPC_ECANCELLED;
+    if (call_enqueue(c, message) != 0) return E2_RPC_ENOMEM;
     call_pump(c);
     return 0;
 }
@@ -442,19 +449,10 @@ int e2_rpc_call_reply(e2_rpc_call *c, const ProtobufCMessage *response) {
     int rc = 0;
     if (!c->cancelled) {
         /* queue without pumping, so that message and status leave together */
-        outmsg *m = malloc(sizeof *m);
-        if (m == NULL) {
+        if (call_enqueue(c, response) != 0) {
             e2_rpc_call_finish(c, E2_RPC_RESOURCE_EXHAUSTED, "server out of memory");
             return E2_RPC_ENOMEM;
         }
-        m->buffer = e2_rpc__pack(response);
-        m->next = NULL;
-        if (c->q_tail != NULL)
-            c->q_tail->next = m;
-        else
-            c->q_head = m;
-        c->q_tail = m;
-        c->queued++;
     } else {
         rc = E2_RPC_ECANCELLED;
     }
