@@ -144,7 +144,8 @@ def copy_doc(rng, L):
     return doc[:L]
 
 
-def train_tokens(seed, L, n_slots, mix=(0.3, 0.3, 0.2, 0.2), K=2, text_slots=(1, 8), n_queries=4):
+def train_tokens(seed, L, n_slots, mix=(0.3, 0.3, 0.2, 0.2), K=2, text_slots=(1, 8), n_queries=4,
+                 n_phrases=256, zipf=1.0):
     """n_slots slots of L tokens, then EOT. A slot holds a passkey, kv or
     copy document, or is a piece of a text document of text_slots[0] to
     text_slots[1] slots (so that training windows also start in the middle
@@ -157,7 +158,7 @@ def train_tokens(seed, L, n_slots, mix=(0.3, 0.3, 0.2, 0.2), K=2, text_slots=(1,
         u = rng.random()
         if u < mix[0]:
             k = min(rng.randint(*text_slots), n_slots - n)
-            out += [EOT] + text_tokens(rng, k * L - 1)
+            out += [EOT] + text_tokens(rng, k * L - 1, n_phrases, zipf)
             n += k
             continue
         if u < mix[0] + mix[1]:
@@ -171,12 +172,12 @@ def train_tokens(seed, L, n_slots, mix=(0.3, 0.3, 0.2, 0.2), K=2, text_slots=(1,
     return out
 
 
-def heldout_text(seed, n_docs, doc_len):
+def heldout_text(seed, n_docs, doc_len, n_phrases=256, zipf=1.0):
     """Held-out text documents of doc_len tokens each (EOT-led)."""
     rng = random.Random(seed)
     out = []
     for _ in range(n_docs):
-        out += [EOT] + text_tokens(rng, doc_len - 1)
+        out += [EOT] + text_tokens(rng, doc_len - 1, n_phrases, zipf)
     return out
 
 

@@ -140,7 +140,7 @@ def main():
     else:
         log(f"pretraining the base: {cfg['pre_steps']} steps x {cfg['batch']} x {L} tokens")
         t0 = time.time()
-        science.run_job(e2w, science.pretrain_spec(cfg, os.path.join(work, "base"), data, 1), 1)
+        science.run_job(e2w, science.pretrain_spec(cfg, os.path.join(work, "base"), data, cfg["pre_seed"]), 1)
         res["pretrain_seconds"] = time.time() - t0
         base_dir = science.final_checkpoint(os.path.join(work, "base"))
     base = science.score_base(e2w, cfg, base_dir, data, os.path.join(work, "gate"), 1)

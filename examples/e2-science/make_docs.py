@@ -45,14 +45,17 @@ def designs_section(paths):
     (driver.py runs stopped at the gates: docs/results/science_design_*.json)."""
     o = ["## Base designs tried (driver.py stopped at the gates)\n",
          "Each row is a pretraining run of `driver.py` that stopped at the gates; its JSON holds the "
-         "full config and command. Slots (text, passkey, kv, copy) in percent.\n",
-         "| JSON | slots | steps | lr | pretraining (min) | gate 1 | gate 2 |", "|---|---|---|---|---|---|---|"]
+         "full config and command. Slots (text, passkey, kv, copy) in percent; phrases: how many phrases a "
+         "text document owns (fewer phrases, more of them recur within L).\n",
+         "| JSON | slots | phrases | steps | lr | pretraining (min) | gate 1 | gate 2 |",
+         "|---|---|---|---|---|---|---|---|"]
     for path in paths:
         with open(path) as f:
             r = json.load(f)
         c, g = r["config"], r["gates"]
         cells = [line.split(": ", 1)[1] for line in g["lines"]]
-        o.append(f"| `{os.path.relpath(path, ROOT)}` | {tuple(c['mix'])} | {c['pre_steps']} | {c['pre_lr']} | "
+        o.append(f"| `{os.path.relpath(path, ROOT)}` | {tuple(c['mix'])} | {c.get('text_phrases', 256)} | "
+                 f"{c['pre_steps']} | {c['pre_lr']} | "
                  f"{r.get('pretrain_seconds', 0) / 60:.1f} | {cells[0]} | {cells[1]} |")
     o.append("")
     return "\n".join(o)
@@ -82,6 +85,18 @@ def main():
         parts.append(report.render(res))
     else:
         parts.append("## The experiment (driver.py)\n\nNot run to the end in this session: see the intro.\n")
+    base2 = os.path.join(ROOT, "docs/results/science_base2.json")
+    if os.path.exists(base2) and os.path.exists(a.results):
+        with open(base2) as f:
+            res2 = json.load(f)
+        parts.append("## The experiment on a second pretraining seed (driver.py --set pre_seed=2)\n")
+        parts.append(report.render(res2))
+        parts.append("## What every fine-tune seed of both bases agrees on\n")
+        parts.append("Paired differences (E² minus the baseline, same fine-tune seed) whose sign is the same in "
+                     "all fine-tune seeds on both pretraining seeds; only metrics whose gates passed on both.\n")
+        lines = report.agreement([res, res2])
+        parts.append("\n".join(lines) if lines else "* nothing: no difference has one sign everywhere.")
+        parts.append("")
     abl = os.path.join(ROOT, "docs/results/science_ablations.json")
     if os.path.exists(abl):
         with open(abl) as f:

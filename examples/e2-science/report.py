@@ -34,6 +34,68 @@ def arms(res):
     return out
 
 
+def paired(A, key, w):
+    """E² minus arm `key` at window w, per fine-tune seed (an arm with one
+    unseeded model, seed 0, pairs with every seed): (Δ perplexity list,
+    Δ passkey points list)."""
+    e2 = {s: rows for s, rows in A["e2"][1]}
+    other = {s: rows for s, rows in A[key][1]}
+    dp, da = [], []
+    for s in sorted(e2):
+        o_rows = other.get(s) or (other.get(0) if len(other) == 1 and 0 in other else None)
+        if o_rows is None:
+            continue
+        re = [r for r in e2[s] if r["window"] == w][0]
+        ro = [r for r in o_rows if r["window"] == w][0]
+        dp.append(re["perplexity"] - ro["perplexity"])
+        da.append(acc(re) - acc(ro))
+    return dp, da
+
+
+def one_sign(xs):
+    return len(xs) > 1 and (all(x < 0 for x in xs) or all(x > 0 for x in xs))
+
+
+def signs(res):
+    """{(baseline, window, metric): +1 / -1} for every paired difference
+    E² minus baseline whose sign every fine-tune seed shares (metric
+    "passkey": +1 = E² retrieves better; "ppl": -1 = E² lower), and only
+    for the metrics whose gate passed."""
+    A = arms(res)
+    g = res["gates"]
+    out = {}
+    if "e2" not in A:
+        return out
+    wins = sorted({r["window"] for _, rows in A["e2"][1] for r in rows})
+    for key in A:
+        if key == "e2":
+            continue
+        for w in wins:
+            dp, da = paired(A, key, w)
+            for metric, xs, ok in (("passkey", da, g["retrieval"]), ("ppl", dp, g["perplexity"])):
+                if ok and one_sign(xs):
+                    out[(key, w, metric)] = 1 if xs[0] > 0 else -1
+    return out
+
+
+def agreement(results):
+    """Markdown list of the paired differences whose sign is shared by
+    every fine-tune seed of every base in `results` (a list of
+    results.json dicts run with the same arms and windows)."""
+    sets = [signs(r) for r in results]
+    L = results[0]["config"]["L"]
+    common = [k for k in sets[0] if all(k in s and s[k] == sets[0][k] for s in sets[1:])]
+    o = []
+    for key, w, metric in sorted(common, key=lambda k: (k[2], k[0], k[1])):
+        sign = sets[0][(key, w, metric)]
+        if metric == "passkey":
+            what = "retrieves better" if sign > 0 else "retrieves worse"
+        else:
+            what = "has lower perplexity" if sign < 0 else "has higher perplexity"
+        o.append(f"* at {w // L}× L, E² {what} than `{key}`")
+    return o
+
+
 def write(res, out_dir):
     with open(f"{out_dir}/results.md", "w") as f:
         f.write(render(res))
@@ -114,26 +176,16 @@ def render(res):
                  "better). `all seeds` marks a sign shared by every seed; claims below use only those.\n")
         o.append("| baseline | window | Δ perplexity | all seeds | Δ passkey | all seeds |")
         o.append("|---|---|---|---|---|---|")
-        e2 = {s: rows for s, rows in A["e2"][1]}
         claims = []
         for key, (label, runs) in A.items():
             if key == "e2":
                 continue
-            other = {s: rows for s, rows in runs}
             for w in wins:
-                dp, da = [], []
-                for s in sorted(e2):
-                    o_rows = other.get(s) or (other.get(0) if len(other) == 1 and 0 in other else None)
-                    if o_rows is None:
-                        continue
-                    re = [r for r in e2[s] if r["window"] == w][0]
-                    ro = [r for r in o_rows if r["window"] == w][0]
-                    dp.append(re["perplexity"] - ro["perplexity"])
-                    da.append(acc(re) - acc(ro))
+                dp, da = paired(A, key, w)
                 if not dp:
                     continue
-                sp = "yes" if len(dp) > 1 and (all(x < 0 for x in dp) or all(x > 0 for x in dp)) else "no"
-                sa = "yes" if len(da) > 1 and (all(x < 0 for x in da) or all(x > 0 for x in da)) else "no"
+                sp = "yes" if one_sign(dp) else "no"
+                sa = "yes" if one_sign(da) else "no"
                 o.append(f"| `{key}` | {w // L}× | {ms(dp, '{:+.3f}')} | {sp} | {ms(da, '{:+.1f}')} | {sa} |")
                 if sa == "yes" and g["retrieval"]:
                     claims.append(f"at {w // L}× L, E² {'retrieves better' if da[0] > 0 else 'retrieves worse'} than "

@@ -14,12 +14,12 @@ import corpus
 MODES = {
     "full": dict(L=64, hidden=128, layers=2, heads=4, inter=256, pre_steps=4000, pre_lr=5e-3,
                  batch=16, pre_docs=50000, ft_docs=4000, mix=(40, 60, 0, 0), K=1, pk_trials=100, buckets=4,
-                 factors=(1, 2, 4, 8, 16), ppl_tokens=65536, ppl_stride_div=2,
-                 ft_steps=200, ft_seeds=3, ft_lr=2e-4),
+                 factors=(1, 2, 4, 8, 16), ppl_tokens=131072, ppl_stride_div=2,
+                 ft_steps=200, ft_seeds=3, ft_lr=2e-4, text_phrases=32, text_zipf=1.0, pre_seed=1),
     "quick": dict(L=64, hidden=32, layers=2, heads=2, inter=64, pre_steps=6, pre_lr=3e-3,
                   batch=2, pre_docs=200, ft_docs=50, mix=(30, 30, 20, 20), K=2, pk_trials=4, buckets=2,
                   factors=(1, 2), ppl_tokens=256, ppl_stride_div=2,
-                  ft_steps=2, ft_seeds=2, ft_lr=3e-4),
+                  ft_steps=2, ft_seeds=2, ft_lr=3e-4, text_phrases=32, text_zipf=1.0, pre_seed=1),
 }
 
 
@@ -69,10 +69,11 @@ def build_data(cfg, out):
          "filler": list(corpus.FILLER),
          "prefix": [corpus.EOT], "suffix": [corpus.QUERY, corpus.KEY], "key_pre": [corpus.KEY],
          "digits": list(range(corpus.DIGIT0, corpus.DIGIT0 + corpus.N_DIGITS))}
-    corpus.write_shard(d["pre"], corpus.train_tokens(1, L, cfg["pre_docs"], K=cfg["K"], mix=mix(cfg)))
-    corpus.write_shard(d["ft"], corpus.train_tokens(2, L, cfg["ft_docs"], K=cfg["K"], mix=mix(cfg)))
+    text = dict(n_phrases=cfg["text_phrases"], zipf=cfg["text_zipf"])
+    corpus.write_shard(d["pre"], corpus.train_tokens(1, L, cfg["pre_docs"], K=cfg["K"], mix=mix(cfg), **text))
+    corpus.write_shard(d["ft"], corpus.train_tokens(2, L, cfg["ft_docs"], K=cfg["K"], mix=mix(cfg), **text))
     n_docs = (top + cfg["ppl_tokens"]) // top + 2
-    corpus.write_shard(d["heldout"], corpus.heldout_text(3, n_docs, top))
+    corpus.write_shard(d["heldout"], corpus.heldout_text(3, n_docs, top, **text))
     return d
 
 
