@@ -4,9 +4,13 @@ results.json has the gates, every method x seed, NTK and the base, each
 with a row per window carrying perplexity and passkey buckets; PI and the
 control also scored at g = L'/L; results.md has its tables; and the two
 runs (different process counts) give the same numbers."""
+import copy
 import json
 import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../examples/e2-science"))
+import report  # noqa: E402
 
 EXPECTED = {"e2", "pi_short", "pi_long", "pose", "none", "ntk", "base"}
 
@@ -29,7 +33,34 @@ def numbers(r):
     return out
 
 
+def check_agreement():
+    """report.agreement keeps a paired difference only when every seed of
+    every base has the same sign, and only for a metric whose gate passed."""
+    def row(w, ppl, correct):
+        return {"window": w, "perplexity": ppl, "passkey": [{"correct": correct, "trials": 10}]}
+
+    def model(name, seed, ppl, correct):
+        return {"name": name, "label": name, "seed": seed,
+                "evals": {"own": [row(64, 7.0, 10), row(128, ppl, correct)]}}
+
+    res = {"config": {"L": 64, "factors": [1, 2]}, "gates": {"retrieval": True, "perplexity": True},
+           "models": [model("e2", 1, 8.0, 9), model("e2", 2, 8.1, 8),
+                      model("none", 1, 9.0, 5), model("none", 2, 9.5, 6)]}
+    lines = report.agreement([res, copy.deepcopy(res)])
+    assert lines == ["* at 2× L, E² retrieves better than `none`",
+                     "* at 2× L, E² has lower perplexity than `none`"], lines
+    flipped = copy.deepcopy(res)
+    flipped["models"][3]["evals"]["own"][1]["passkey"][0]["correct"] = 9  # seed 2: E² 8 < control 9
+    lines = report.agreement([res, flipped])
+    assert lines == ["* at 2× L, E² has lower perplexity than `none`"], lines
+    gated = copy.deepcopy(res)
+    gated["gates"]["perplexity"] = False
+    lines = report.agreement([res, gated])
+    assert lines == ["* at 2× L, E² retrieves better than `none`"], lines
+
+
 def main():
+    check_agreement()
     a, md_a = load(sys.argv[1])
     b, _ = load(sys.argv[2])
     names = {m["name"] for m in a["models"]}
