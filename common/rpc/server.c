@@ -26,10 +26,13 @@
  * armed first on every call: it is gRPC's only notice that the client
  * cancelled, passed its deadline or dropped the connection.
  *
- * Each registered method keeps RPC_SLOTS requests armed, re-armed before
- * the handler runs; a catch-all request answers methods nobody registered
- * with UNIMPLEMENTED right away (without it, such a client would wait for
- * its deadline).
+ * Each registered method keeps RPC_SLOTS more requests armed than it has
+ * calls in progress (up to RPC_SLOTS_MAX), re-armed before the handler
+ * runs: a request that finds no armed slot waits in gRPC until the loop
+ * arms one, and its completion then costs the queue thread an extra
+ * wake-up. A catch-all request answers methods nobody registered with
+ * UNIMPLEMENTED right away (without it, such a client would wait for its
+ * deadline).
  */
 #include "rpc.h"
 #include "rpc_int.h"
@@ -45,9 +48,10 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
-#define RPC_SLOTS 4  /* armed requests per method (and for the catch-all) */
-#define CQ_BATCH  64 /* completions the queue thread takes per lock */
-#define LAZY_MS   2  /* longest a free-only event waits for a loop wake */
+#define RPC_SLOTS     4  /* armed requests per method (and for the catch-all) */
+#define RPC_SLOTS_MAX 64 /* most armed requests per method (see call_accept) */
+#define CQ_BATCH      64 /* completions the queue thread takes per lock */
+#define LAZY_MS       2  /* longest a free-only event waits for a loop wake */
 
 typedef enum { TAG_REQUEST, TAG_CLOSE, TAG_SEND, TAG_STATUS, TAG_SHUTDOWN } tag_kind;
 
@@ -65,6 +69,8 @@ typedef struct {
     int role;          /* e2_rpc_method.role */
     void *registered;  /* grpc_server_register_method handle */
     int check_strings; /* e2_rpc_server_check_strings */
+    size_t armed;      /* request slots armed */
+    size_t active;     /* calls accepted and not yet freed */
 } method_entry;
 
 typedef struct outmsg {
@@ -93,7 +99,7 @@ struct e2_rpc_call {
 
     int close_cancelled; /* RECV_CLOSE_ON_SERVER out-parameter */
     unsigned close_pending : 1, batch_pending : 1, status_done : 1, finished : 1, cancelled : 1,
-        initial_md_sent : 1;
+        initial_md_sent : 1, counted : 1 /* in method->active */;
     outmsg *q_head, *q_tail;
     size_t queued;
     grpc_byte_buffer *sending; /* message of the batch in flight */
@@ -168,6 +174,7 @@ static void call_free(e2_rpc_call *c) {
         s->calls = c->next;
     if (c->next != NULL) c->next->prev = c->prev;
     s->live--;
+    if (c->counted) c->method->active--;
 
     call_drop_queue(c);
     if (c->call != NULL) grpc_call_unref(c->call);
@@ -222,6 +229,7 @@ static int server_arm(e2_rpc_server *s, method_entry *m) {
     if (s->calls != NULL) s->calls->prev = c;
     s->calls = c;
     s->live++;
+    if (m != NULL) m->armed++;
     return 0;
 }
 
@@ -252,7 +260,17 @@ static int call_copy_metadata(e2_rpc_call *c) {
 /* A request slot completed: a new call has arrived. */
 static void call_accept(e2_rpc_call *c) {
     e2_rpc_server *s = c->server;
-    if (s->state == SRV_STARTED) server_arm(s, c->method);
+    method_entry *m = c->method;
+    if (m != NULL) {
+        m->armed--;
+        m->active++;
+        c->counted = 1;
+        size_t want = m->active + RPC_SLOTS < RPC_SLOTS_MAX ? m->active + RPC_SLOTS : RPC_SLOTS_MAX;
+        while (s->state == SRV_STARTED && m->armed < want)
+            if (server_arm(s, m) != 0) break;
+    } else if (s->state == SRV_STARTED) {
+        server_arm(s, NULL);
+    }
 
     if (c->method != NULL) {
         c->path = c->method->path;
@@ -596,6 +614,7 @@ static void server_dispatch(e2_rpc_server *s, rpc_tag *tag, int success) {
         if (success && c->call != NULL)
             call_accept(c);
         else {
+            if (c->method != NULL) c->method->armed--;
             c->finished = 1;
             c->cancelled = 1;
             call_free(c);
@@ -745,10 +764,16 @@ int e2_rpc_server_add_service(e2_rpc_server *s, const ProtobufCServiceDescriptor
             free(path);
             return E2_RPC_EINVAL;
         }
-        s->methods[s->n_methods++] = (method_entry){
-            path, md->input, methods[i].kind, methods[i].handler, methods[i].data, methods[i].role,
-            reg,  0
-        };
+        s->methods[s->n_methods++] = (method_entry){ path,
+                                                     md->input,
+                                                     methods[i].kind,
+                                                     methods[i].handler,
+                                                     methods[i].data,
+                                                     methods[i].role,
+                                                     reg,
+                                                     0,
+                                                     0,
+                                                     0 };
     }
     return 0;
 }
