@@ -14,11 +14,12 @@
  * act on soon; it writes the eventfd only when the loop is not already
  * awake for the array (`signalled`, cleared by the loop under the lock
  * when it finds the array empty). uv_async_t is not used: its loop side
- * spins until the sending thread's write(2) returns, every wake. A unary call's two last events (its status was
- * sent; it closed without cancellation) only let the loop free the call:
- * they wait in the array for the next wake, at most LAZY_MS (the thread
- * wakes the loop for them itself then), so that each call wakes the loop
- * once instead of twice.
+ * spins until the sending thread's write(2) returns, every wake.
+ *
+ * A unary call's two last events (its status was sent; it closed without
+ * cancellation) only let the loop free the call: they wait in the array
+ * for the next wake, at most LAZY_MS (the thread wakes the loop for them
+ * itself then), so that each call wakes the loop once instead of twice.
  *
  * A call object (e2_rpc_call) is allocated when a request slot is armed and
  * lives until (1) its RECV_CLOSE_ON_SERVER op completed, (2) no send batch
