@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -238,7 +240,20 @@ static pid_t bench_daemon(const char *e2d, char *dir, char *addr, size_t n) {
         execl(e2d, "e2d", "--state-dir", dir, (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 200 && access(sock, F_OK) < 0; i++) usleep(50000);
+    /* gRPC binds (the socket file appears) some time before it listens:
+     * wait until a connect succeeds, or the first calls are refused. */
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    size_t socklen = strlen(sock);
+    if (socklen < sizeof sa.sun_path) memcpy(sa.sun_path, sock, socklen + 1);
+    for (int i = 0; i < 200; i++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0), ok = 0;
+        if (fd >= 0) {
+            ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+            close(fd);
+        }
+        if (ok) break;
+        usleep(50000);
+    }
     return pid;
 }
 

@@ -3,7 +3,10 @@
  * Each call gets its own completion queue and keeps at most one batch in
  * flight, so a thread blocks only on its own events; the channel is shared
  * (gRPC channels are thread-safe), which makes one e2_rpc_client usable from
- * several threads with separate calls. A channel is plaintext or TLS
+ * several threads with separate calls. A unary call's queue is empty once
+ * its one event is taken, so it goes back to a small pool in the client
+ * for the next call (creating and shutting down a queue per call cost
+ * about as much as the call). A channel is plaintext or TLS
  * (optionally with a client certificate for mutual TLS).
  */
 #include "rpc.h"
@@ -16,10 +19,15 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#define CQ_POOL 8 /* idle completion queues a client keeps */
+
 struct e2_rpc_client {
     grpc_channel *channel;
     grpc_metadata *md;
     size_t n_md;
+    uv_mutex_t pool_mu; /* guards pool, n_pool */
+    grpc_completion_queue *pool[CQ_POOL];
+    size_t n_pool;
 };
 
 struct e2_rpc_stream {
@@ -52,6 +60,24 @@ static void cq_destroy(grpc_completion_queue *cq) {
            GRPC_QUEUE_SHUTDOWN)
         ;
     grpc_completion_queue_destroy(cq);
+}
+
+/* An empty completion queue for one unary call: from the pool, or new. */
+static grpc_completion_queue *cq_get(e2_rpc_client *c) {
+    grpc_completion_queue *cq = NULL;
+    uv_mutex_lock(&c->pool_mu);
+    if (c->n_pool > 0) cq = c->pool[--c->n_pool];
+    uv_mutex_unlock(&c->pool_mu);
+    return cq != NULL ? cq : grpc_completion_queue_create_for_next(NULL);
+}
+
+/* Back to the pool; the caller took every event the queue will get. */
+static void cq_put(e2_rpc_client *c, grpc_completion_queue *cq) {
+    uv_mutex_lock(&c->pool_mu);
+    int kept = c->n_pool < CQ_POOL;
+    if (kept) c->pool[c->n_pool++] = cq;
+    uv_mutex_unlock(&c->pool_mu);
+    if (!kept) cq_destroy(cq);
 }
 
 static void copy_slice(char *dst, size_t len, grpc_slice s) {
@@ -120,6 +146,7 @@ e2_rpc_client *e2_rpc_client_new_tls(const char *target, const e2_rpc_client_tls
     grpc_channel_args args = { 1, &arg };
     c->channel = grpc_channel_create(target, creds, arg.value.string != NULL ? &args : NULL);
     grpc_channel_credentials_release(creds);
+    uv_mutex_init(&c->pool_mu);
     return c;
 }
 
@@ -130,6 +157,8 @@ void e2_rpc_client_free(e2_rpc_client *c) {
         grpc_slice_unref(c->md[i].value);
     }
     free(c->md);
+    for (size_t i = 0; i < c->n_pool; i++) cq_destroy(c->pool[i]);
+    uv_mutex_destroy(&c->pool_mu);
     grpc_channel_destroy(c->channel);
     free(c);
     e2_rpc__grpc_unref();
@@ -168,7 +197,7 @@ int e2_rpc_client_call(e2_rpc_client *c, const char *path, const ProtobufCMessag
                        int64_t timeout_ms, char *message, size_t message_len) {
     *response = NULL;
     e2_rpc__errf(message, message_len, "%s", "");
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_completion_queue *cq = cq_get(c);
     grpc_call *call = client_create_call(c, cq, path, timeout_ms);
     grpc_byte_buffer *req = e2_rpc__pack(request), *resp = NULL;
     grpc_metadata_array initial_md, trailing_md;
@@ -194,11 +223,12 @@ int e2_rpc_client_call(e2_rpc_client *c, const char *path, const ProtobufCMessag
     ops[5].data.recv_status_on_client.status = &status;
     ops[5].data.recv_status_on_client.status_details = &details;
 
-    int code;
+    int code, started = 0;
     if (grpc_call_start_batch(call, ops, 6, ops, NULL) != GRPC_CALL_OK) {
         code = E2_RPC_INTERNAL;
         e2_rpc__errf(message, message_len, "gRPC refused to start the call %s", path);
     } else {
+        started = 1;
         wait_one(cq);
         code = (int)status;
         copy_slice(message, message_len, details);
@@ -217,7 +247,10 @@ int e2_rpc_client_call(e2_rpc_client *c, const char *path, const ProtobufCMessag
     grpc_metadata_array_destroy(&initial_md);
     grpc_metadata_array_destroy(&trailing_md);
     grpc_call_unref(call);
-    cq_destroy(cq);
+    if (started)
+        cq_put(c, cq);
+    else
+        cq_destroy(cq);
     return code;
 }
 

@@ -22,8 +22,11 @@ static e2_rpc_log_cb log_cb;
 static void *log_data;
 static _Thread_local char last_error[512];
 
+/* Once per process, before the first grpc_init (so before gRPC holds any
+ * lock). */
 static void log_init(void) {
     uv_mutex_init(&log_mu);
+    e2_rpc__absl_tune();
 }
 
 static void log_route(gpr_log_func_args *args) {

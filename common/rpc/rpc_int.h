@@ -12,6 +12,10 @@
 void e2_rpc__grpc_ref(void);
 void e2_rpc__grpc_unref(void);
 
+/* Abseil's mutex deadlock detection off (absl_tune.cc): it costs every
+ * lock gRPC takes a walk of a process-wide graph under a global lock. */
+void e2_rpc__absl_tune(void);
+
 /* The last ERROR line gRPC logged on this thread ("" if none); cleared by
  * e2_rpc__last_error_clear. Lets e2_rpc_server_listen say why a bind failed. */
 const char *e2_rpc__last_error(void);

@@ -1,11 +1,25 @@
 /* server.c: the gRPC server half of e2_rpc.
  *
  * gRPC's completion queue has no file descriptor a libuv loop could poll,
- * so one thread blocks in grpc_completion_queue_next and appends every
- * event to a mutex-protected array, waking the loop with uv_async_send.
- * The loop drains the whole array each time (wake-ups coalesce) and makes
- * every other gRPC call itself: grpc_call_start_batch is not thread-safe
- * per call, and handlers must see all state from one thread.
+ * so one thread blocks in grpc_completion_queue_next and appends events
+ * to a mutex-protected array, waking the loop through an eventfd. The loop
+ * drains the whole array each time (wake-ups coalesce) and makes every
+ * other gRPC call itself: grpc_call_start_batch is not thread-safe per
+ * call, and handlers must see all state from one thread.
+ *
+ * Thread wake-ups, not gRPC's work, are most of a small call's cost on a
+ * busy machine, so the queue thread keeps them few: after each blocking
+ * wait it takes every completion that is already ready (one lock, one
+ * wake for the lot), and it wakes the loop only for events the loop must
+ * act on soon; it writes the eventfd only when the loop is not already
+ * awake for the array (`signalled`, cleared by the loop under the lock
+ * when it finds the array empty). uv_async_t is not used: its loop side
+ * spins until the sending thread's write(2) returns, every wake.
+ *
+ * A unary call's two last events (its status was sent; it closed without
+ * cancellation) only let the loop free the call: they wait in the array
+ * for the next wake, at most LAZY_MS (the thread wakes the loop for them
+ * itself then), so that each call wakes the loop once instead of twice.
  *
  * A call object (e2_rpc_call) is allocated when a request slot is armed and
  * lives until (1) its RECV_CLOSE_ON_SERVER op completed, (2) no send batch
@@ -13,23 +27,32 @@
  * armed first on every call: it is gRPC's only notice that the client
  * cancelled, passed its deadline or dropped the connection.
  *
- * Each registered method keeps RPC_SLOTS requests armed, re-armed before
- * the handler runs; a catch-all request answers methods nobody registered
- * with UNIMPLEMENTED right away (without it, such a client would wait for
- * its deadline).
+ * Each registered method keeps RPC_SLOTS more requests armed than it has
+ * calls in progress (up to RPC_SLOTS_MAX), re-armed before the handler
+ * runs: a request that finds no armed slot waits in gRPC until the loop
+ * arms one, and its completion then costs the queue thread an extra
+ * wake-up. A catch-all request answers methods nobody registered with
+ * UNIMPLEMENTED right away (without it, such a client would wait for its
+ * deadline).
  */
 #include "rpc.h"
 #include "rpc_int.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
-#define RPC_SLOTS 4 /* armed requests per method (and for the catch-all) */
+#define RPC_SLOTS     4  /* armed requests per method (and for the catch-all) */
+#define RPC_SLOTS_MAX 64 /* most armed requests per method (see call_accept) */
+#define CQ_BATCH      64 /* completions the queue thread takes per lock */
+#define LAZY_MS       2  /* longest a free-only event waits for a loop wake */
 
 typedef enum { TAG_REQUEST, TAG_CLOSE, TAG_SEND, TAG_STATUS, TAG_SHUTDOWN } tag_kind;
 
@@ -47,6 +70,8 @@ typedef struct {
     int role;          /* e2_rpc_method.role */
     void *registered;  /* grpc_server_register_method handle */
     int check_strings; /* e2_rpc_server_check_strings */
+    size_t armed;      /* request slots armed */
+    size_t active;     /* calls accepted and not yet freed */
 } method_entry;
 
 typedef struct outmsg {
@@ -68,14 +93,14 @@ struct e2_rpc_call {
     grpc_call_details details; /* catch-all only */
 
     char *path; /* method path; owned when catch-all */
-    char *peer; /* gpr_malloc'ed by gRPC */
-    char **md;  /* request metadata as C strings: key, value, ... */
+    char *peer; /* gpr_malloc'ed by gRPC, on the first e2_rpc_call_peer */
+    char **md;  /* request metadata as C strings: key, value, ...; one block */
     size_t n_md;
     ProtobufCMessage *request;
 
     int close_cancelled; /* RECV_CLOSE_ON_SERVER out-parameter */
     unsigned close_pending : 1, batch_pending : 1, status_done : 1, finished : 1, cancelled : 1,
-        initial_md_sent : 1;
+        initial_md_sent : 1, counted : 1 /* in method->active */;
     outmsg *q_head, *q_tail;
     size_t queued;
     grpc_byte_buffer *sending; /* message of the batch in flight */
@@ -105,12 +130,16 @@ struct e2_rpc_server {
     srv_state state;
 
     uv_thread_t thread;
-    uv_async_t async;
+    int wake_fd; /* eventfd: the queue thread wakes the loop; -1 until started */
+    uv_poll_t wake;
     uv_timer_t grace;
     int handles_open;
-    uv_mutex_t mu; /* guards events, n_events, cap_events */
+    uv_mutex_t mu; /* guards events, n_events, cap_events, signalled */
     cq_event *events;
     size_t n_events, cap_events;
+    int signalled;   /* wake_fd written; the loop has not yet found the array empty */
+    cq_event *spare; /* loop only: the array it drained last, reused */
+    size_t cap_spare;
 
     e2_rpc_call *calls; /* live calls, armed request slots included */
     size_t live;
@@ -146,6 +175,7 @@ static void call_free(e2_rpc_call *c) {
         s->calls = c->next;
     if (c->next != NULL) c->next->prev = c->prev;
     s->live--;
+    if (c->counted) c->method->active--;
 
     call_drop_queue(c);
     if (c->call != NULL) grpc_call_unref(c->call);
@@ -156,7 +186,6 @@ static void call_free(e2_rpc_call *c) {
         gpr_free(c->path);
     }
     gpr_free(c->peer);
-    for (size_t i = 0; i < c->n_md * 2; i++) free(c->md[i]);
     free(c->md);
     if (c->request != NULL) protobuf_c_message_free_unpacked(c->request, NULL);
     grpc_slice_unref(c->status_details);
@@ -201,36 +230,48 @@ static int server_arm(e2_rpc_server *s, method_entry *m) {
     if (s->calls != NULL) s->calls->prev = c;
     s->calls = c;
     s->live++;
+    if (m != NULL) m->armed++;
     return 0;
 }
 
+/* The request metadata as C strings, pointers and text in one allocation. */
 static int call_copy_metadata(e2_rpc_call *c) {
-    c->md = calloc(c->md_in.count * 2 + 1, sizeof *c->md);
+    size_t n = c->md_in.count, ptrs = (n * 2 + 1) * sizeof *c->md, bytes = ptrs;
+    for (size_t i = 0; i < n; i++)
+        bytes += GRPC_SLICE_LENGTH(c->md_in.metadata[i].key) +
+                 GRPC_SLICE_LENGTH(c->md_in.metadata[i].value) + 2;
+    c->md = malloc(bytes);
     if (c->md == NULL) return E2_RPC_ENOMEM;
-    for (size_t i = 0; i < c->md_in.count; i++) {
-        const grpc_metadata *md = &c->md_in.metadata[i];
-        size_t kn = GRPC_SLICE_LENGTH(md->key), vn = GRPC_SLICE_LENGTH(md->value);
-        char *k = malloc(kn + 1), *v = malloc(vn + 1);
-        if (k == NULL || v == NULL) {
-            free(k);
-            free(v);
-            return E2_RPC_ENOMEM;
+    char *text = (char *)c->md + ptrs;
+    for (size_t i = 0; i < n; i++) {
+        const grpc_slice *kv[2] = { &c->md_in.metadata[i].key, &c->md_in.metadata[i].value };
+        for (int j = 0; j < 2; j++) {
+            size_t len = GRPC_SLICE_LENGTH(*kv[j]);
+            memcpy(text, GRPC_SLICE_START_PTR(*kv[j]), len);
+            text[len] = '\0';
+            c->md[2 * i + (size_t)j] = text;
+            text += len + 1;
         }
-        memcpy(k, GRPC_SLICE_START_PTR(md->key), kn);
-        k[kn] = '\0';
-        memcpy(v, GRPC_SLICE_START_PTR(md->value), vn);
-        v[vn] = '\0';
-        c->md[2 * c->n_md] = k;
-        c->md[2 * c->n_md + 1] = v;
-        c->n_md++;
     }
+    c->md[2 * n] = NULL;
+    c->n_md = n;
     return 0;
 }
 
 /* A request slot completed: a new call has arrived. */
 static void call_accept(e2_rpc_call *c) {
     e2_rpc_server *s = c->server;
-    if (s->state == SRV_STARTED) server_arm(s, c->method);
+    method_entry *m = c->method;
+    if (m != NULL) {
+        m->armed--;
+        m->active++;
+        c->counted = 1;
+        size_t want = m->active + RPC_SLOTS < RPC_SLOTS_MAX ? m->active + RPC_SLOTS : RPC_SLOTS_MAX;
+        while (s->state == SRV_STARTED && m->armed < want)
+            if (server_arm(s, m) != 0) break;
+    } else if (s->state == SRV_STARTED) {
+        server_arm(s, NULL);
+    }
 
     if (c->method != NULL) {
         c->path = c->method->path;
@@ -238,7 +279,6 @@ static void call_accept(e2_rpc_call *c) {
         c->path = grpc_slice_to_c_string(c->details.method);
         c->deadline = c->details.deadline;
     }
-    c->peer = grpc_call_get_peer(c->call);
 
     grpc_op op;
     memset(&op, 0, sizeof op);
@@ -371,8 +411,12 @@ int e2_rpc_server_method_role(const e2_rpc_server *s, const char *path) {
         if (strcmp(s->methods[i].path, path) == 0) return s->methods[i].role;
     return -1;
 }
+/* Asked for only when something is logged about the call: gRPC builds the
+ * string under its own lock. */
 const char *e2_rpc_call_peer(const e2_rpc_call *call) {
-    return call->peer != NULL ? call->peer : "";
+    e2_rpc_call *c = (e2_rpc_call *)call;
+    if (c->peer == NULL && c->call != NULL) c->peer = grpc_call_get_peer(c->call);
+    return c->peer != NULL ? c->peer : "";
 }
 
 const char *e2_rpc_call_metadata(const e2_rpc_call *call, const char *key) {
@@ -462,24 +506,84 @@ int e2_rpc_call_reply(e2_rpc_call *c, const ProtobufCMessage *response) {
 
 /* ------------------------------------------------------ the event pump */
 
+/* Whether the loop must see this completion soon: everything but a sent
+ * status and a close that was no cancellation, which only free the call.
+ * c->close_cancelled is gRPC's to write until this completion and the
+ * loop's to read after it; the loop never writes it. */
+static int cq_event_urgent(const cq_event *e) {
+    if (e->tag == NULL) return 1;
+    if (e->tag->kind == TAG_STATUS) return 0;
+    if (e->tag->kind == TAG_CLOSE) return ((e2_rpc_call *)e->tag->owner)->close_cancelled != 0;
+    return 1;
+}
+
+/* Called with s->mu held; releases it. Writes the eventfd unless the loop
+ * is already due to look at the array. */
+static void cq_wake_locked(e2_rpc_server *s) {
+    int write_fd = !s->signalled && s->n_events > 0;
+    if (write_fd) s->signalled = 1;
+    uv_mutex_unlock(&s->mu);
+    if (write_fd) {
+        uint64_t one = 1;
+        while (write(s->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+            ;
+        /* EAGAIN: the counter is full, so the loop is woken anyway */
+    }
+}
+
 static void cq_thread(void *arg) {
     e2_rpc_server *s = arg;
+    int lazy = 0;       /* free-only events handed over without a wake */
+    gpr_timespec until; /* ... the oldest of them handed over at until - LAZY_MS */
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type == GRPC_QUEUE_TIMEOUT) continue;
-        cq_event e = { ev.type == GRPC_OP_COMPLETE ? ev.tag : NULL, ev.success };
+        grpc_event ev = grpc_completion_queue_next(
+            s->cq, lazy ? until : gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_TIMEOUT) {
+            /* the lazy events waited LAZY_MS: wake the loop for them */
+            uv_mutex_lock(&s->mu);
+            cq_wake_locked(s);
+            lazy = 0;
+            continue;
+        }
+        cq_event batch[CQ_BATCH];
+        size_t n = 0;
+        int urgent = 0, done = 0;
+        for (;;) {
+            cq_event *e = &batch[n++];
+            e->tag = ev.type == GRPC_OP_COMPLETE ? ev.tag : NULL;
+            e->success = ev.success;
+            urgent |= cq_event_urgent(e);
+            if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+                done = 1;
+                break;
+            }
+            if (n == CQ_BATCH) break;
+            ev = grpc_completion_queue_next(s->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+            if (ev.type == GRPC_QUEUE_TIMEOUT) break;
+        }
         uv_mutex_lock(&s->mu);
-        if (s->n_events == s->cap_events) {
-            size_t cap = s->cap_events ? s->cap_events * 2 : 64;
+        if (s->n_events + n > s->cap_events) {
+            size_t cap = s->cap_events ? s->cap_events : 64;
+            while (cap < s->n_events + n) cap *= 2;
             cq_event *grown = realloc(s->events, cap * sizeof *grown);
             if (grown == NULL) abort(); /* losing a completion would leak a call forever */
             s->events = grown;
             s->cap_events = cap;
         }
-        s->events[s->n_events++] = e;
-        uv_mutex_unlock(&s->mu);
-        uv_async_send(&s->async);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN) return;
+        memcpy(s->events + s->n_events, batch, n * sizeof *batch);
+        s->n_events += n;
+        if (urgent) {
+            cq_wake_locked(s);
+            lazy = 0;
+        } else {
+            uv_mutex_unlock(&s->mu);
+        }
+        if (!urgent && !lazy) {
+            lazy = 1;
+            until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                 gpr_time_from_millis(LAZY_MS, GPR_TIMESPAN));
+        }
+        if (done) return;
     }
 }
 
@@ -495,7 +599,8 @@ static void server_on_thread_end(e2_rpc_server *s) {
     uv_thread_join(&s->thread);
     grpc_completion_queue_destroy(s->cq);
     s->cq = NULL;
-    uv_close((uv_handle_t *)&s->async, on_handle_closed);
+    uv_poll_stop(&s->wake);
+    uv_close((uv_handle_t *)&s->wake, on_handle_closed);
     uv_close((uv_handle_t *)&s->grace, on_handle_closed);
 }
 
@@ -510,6 +615,7 @@ static void server_dispatch(e2_rpc_server *s, rpc_tag *tag, int success) {
         if (success && c->call != NULL)
             call_accept(c);
         else {
+            if (c->method != NULL) c->method->armed--;
             c->finished = 1;
             c->cancelled = 1;
             call_free(c);
@@ -526,18 +632,32 @@ static void server_dispatch(e2_rpc_server *s, rpc_tag *tag, int success) {
     }
 }
 
-static void on_async(uv_async_t *h) {
+/* Swaps the filled array for the one drained last time (no allocation in
+ * the steady state) and dispatches its events, until none are left; only
+ * then may the queue thread write the eventfd again. */
+static void on_wake(uv_poll_t *h, int status, int events_mask) {
+    (void)status;
+    (void)events_mask;
     e2_rpc_server *s = h->data;
+    uint64_t count;
+    while (read(s->wake_fd, &count, sizeof count) < 0 && errno == EINTR)
+        ;
     for (;;) {
         uv_mutex_lock(&s->mu);
         cq_event *events = s->events;
-        size_t n = s->n_events;
-        s->events = NULL;
-        s->n_events = s->cap_events = 0;
+        size_t n = s->n_events, cap = s->cap_events;
+        if (n == 0) {
+            s->signalled = 0;
+            uv_mutex_unlock(&s->mu);
+            return;
+        }
+        s->events = s->spare;
+        s->cap_events = s->cap_spare;
+        s->n_events = 0;
         uv_mutex_unlock(&s->mu);
-        if (n == 0) return;
+        s->spare = events;
+        s->cap_spare = cap;
         for (size_t i = 0; i < n; i++) server_dispatch(s, events[i].tag, events[i].success);
-        free(events);
     }
 }
 
@@ -566,6 +686,7 @@ e2_rpc_server *e2_rpc_server_new(uv_loop_t *loop, void *data) {
     s->loop = loop;
     s->data = data;
     s->tag_shutdown = (rpc_tag){ TAG_SHUTDOWN, s };
+    s->wake_fd = -1;
     grpc_arg arg;
     arg.type = GRPC_ARG_INTEGER;
     arg.key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
@@ -644,10 +765,16 @@ int e2_rpc_server_add_service(e2_rpc_server *s, const ProtobufCServiceDescriptor
             free(path);
             return E2_RPC_EINVAL;
         }
-        s->methods[s->n_methods++] = (method_entry){
-            path, md->input, methods[i].kind, methods[i].handler, methods[i].data, methods[i].role,
-            reg,  0
-        };
+        s->methods[s->n_methods++] = (method_entry){ path,
+                                                     md->input,
+                                                     methods[i].kind,
+                                                     methods[i].handler,
+                                                     methods[i].data,
+                                                     methods[i].role,
+                                                     reg,
+                                                     0,
+                                                     0,
+                                                     0 };
     }
     return 0;
 }
@@ -691,8 +818,16 @@ int e2_rpc_server_start(e2_rpc_server *s, char *err, size_t errlen) {
         e2_rpc__errf(err, errlen, "server already started");
         return E2_RPC_ESTATE;
     }
-    uv_async_init(s->loop, &s->async, on_async);
-    s->async.data = s;
+    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->wake_fd < 0 || uv_poll_init(s->loop, &s->wake, s->wake_fd) != 0) {
+        e2_rpc__errf(err, errlen, "cannot create the completion-queue eventfd: %s",
+                     strerror(errno));
+        if (s->wake_fd >= 0) close(s->wake_fd);
+        s->wake_fd = -1;
+        return E2_RPC_EGRPC;
+    }
+    s->wake.data = s;
+    uv_poll_start(&s->wake, UV_READABLE, on_wake);
     uv_timer_init(s->loop, &s->grace);
     s->grace.data = s;
     s->handles_open = 2;
@@ -745,7 +880,9 @@ void e2_rpc_server_free(e2_rpc_server *s) {
     }
     for (size_t i = 0; i < s->n_methods; i++) free(s->methods[i].path);
     free(s->methods);
+    if (s->wake_fd >= 0) close(s->wake_fd);
     free(s->events);
+    free(s->spare);
     uv_mutex_destroy(&s->mu);
     free(s);
     e2_rpc__grpc_unref();

@@ -544,6 +544,62 @@ static void test_client_shared_by_threads(void) {
     harness_stop(h, 100);
 }
 
+/* One client per thread: BURST_CALLS unary calls, then a BURST_EVENTS
+ * stream, so that completions of many calls reach the server together. */
+#define BURST_THREADS 8
+#define BURST_CALLS   200
+#define BURST_EVENTS  50
+
+typedef struct {
+    const char *addr;
+    int ok, events, stream_status;
+} burster;
+
+static void burst(void *arg) {
+    burster *b = arg;
+    e2_rpc_client *c = e2_rpc_client_new(b->addr, NULL, 0);
+    char msg[128], id[32];
+    for (int i = 0; i < BURST_CALLS; i++) {
+        snprintf(id, sizeof id, "b-%d", i);
+        E2__V1__GetJobResponse *r = NULL;
+        if (get_job(c, id, 10000, &r, msg, sizeof msg) == E2_RPC_OK && r->job != NULL &&
+            strcmp(r->job->id, id) == 0)
+            b->ok++;
+        if (r != NULL) protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    E2__V1__WatchJobRequest req = E2__V1__WATCH_JOB_REQUEST__INIT;
+    snprintf(id, sizeof id, "n=%d", BURST_EVENTS);
+    req.id = id;
+    stream_reader r = { 0 };
+    r.s = e2_rpc_client_stream(c, "/e2.v1.Coordinator/WatchJob", &req.base,
+                               &e2__v1__job_event__descriptor, 10000);
+    read_stream(&r);
+    b->events = r.n;
+    b->stream_status = r.status;
+    e2_rpc_stream_free(r.s);
+    e2_rpc_client_free(c);
+}
+
+/* Many concurrent calls all complete, and afterwards the server frees every
+ * call: the shutdown, with a grace period longer than the test's ctest
+ * TIMEOUT, ends only once no call is left (a completion the server's queue
+ * thread kept from the loop would hang it). */
+static void test_burst_then_shutdown_frees_every_call(void) {
+    harness *h = harness_start("unix");
+    burster b[BURST_THREADS];
+    uv_thread_t t[BURST_THREADS];
+    for (int i = 0; i < BURST_THREADS; i++) {
+        b[i] = (burster){ h->addr, 0, 0, -1 };
+        uv_thread_create(&t[i], burst, &b[i]);
+    }
+    for (int i = 0; i < BURST_THREADS; i++) {
+        uv_thread_join(&t[i]);
+        CHECK(b[i].ok == BURST_CALLS);
+        CHECK(b[i].events == BURST_EVENTS && b[i].stream_status == E2_RPC_OK);
+    }
+    harness_stop(h, 600000);
+}
+
 static void test_bad_setup_rejected(void) {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -579,6 +635,7 @@ static const struct {
     { "unreachable_server_unavailable", test_unreachable_server_unavailable },
     { "client_shared_by_threads", test_client_shared_by_threads },
     { "bad_setup_rejected", test_bad_setup_rejected },
+    { "burst_then_shutdown_frees_every_call", test_burst_then_shutdown_frees_every_call },
 };
 
 int main(int argc, char **argv) {
