@@ -44,9 +44,9 @@
 #include "rpc.h"
 #include "store.h"
 
-#define E2D_FAIL_LINES     20   /* Failure.last_log_lines kept */
-#define E2D_WORKER_BUCKETS 1024 /* e2d_worker_find's hash (power of 2) */
-#define E2D_CRON_MS        100  /* period of e2d_cron */
+#define E2D_FAIL_LINES   20   /* Failure.last_log_lines kept */
+#define E2D_HASH_BUCKETS 1024 /* worker and run hashes (runs.c; a power of 2) */
+#define E2D_CRON_MS      100  /* period of e2d_cron */
 /* A requested pass waits E2D_SCHED_GAP_X times the CPU time of the last one
  * (at most E2D_SCHED_GAP_MAX_MS) after it: passes then take at most about
  * 1/(1 + X) of a core, however many heartbeats and reports ask for them. */
@@ -181,9 +181,9 @@ typedef struct e2d_server {
     /* e2d_worker_find's hash of srv->workers by id (runs.c): a worker
      * enters it at its first lookup; workers are freed only at exit
      * (e2_sched_free, which empties it). */
-    e2d_worker *worker_tab[E2D_WORKER_BUCKETS];
+    e2d_worker *worker_tab[E2D_HASH_BUCKETS];
     /* e2d_run_find's hash of srv->runs by job (e2d_run_link/unlink). */
-    struct e2d_run *run_tab[E2D_WORKER_BUCKETS];
+    struct e2d_run *run_tab[E2D_HASH_BUCKETS];
     e2d_run *runs;
     e2d_waiter *watches, *follows, *rdvwaits;
     e2d_kill *kills;

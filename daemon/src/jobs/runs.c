@@ -10,7 +10,7 @@
 static uint32_t runs_hash(const char *id) {
     uint32_t h = 2166136261u; /* FNV-1a */
     for (const unsigned char *c = (const unsigned char *)id; *c; c++) h = (h ^ *c) * 16777619u;
-    return h & (E2D_WORKER_BUCKETS - 1);
+    return h & (E2D_HASH_BUCKETS - 1);
 }
 
 static e2d_worker **runs_worker_slot(e2d_server *srv, const char *id) {
