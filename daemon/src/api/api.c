@@ -543,6 +543,7 @@ static void api_submit(e2_rpc_call *call, const ProtobufCMessage *msg, void *ud)
     api_reply_submit(srv, call, &j, 1);
     e2_store_job_free(&j);
     srv->sched_pending = 1;
+    srv->batch_pass = 1;
 }
 
 /* ---- GetJob, CancelJob ---- */

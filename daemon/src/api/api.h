@@ -1,6 +1,6 @@
 /* api.h -- the API layer (api/): the RPC services and what serves them.
  * api.c (e2.v1.Coordinator, prefix api_), wapi.c (e2.v1.WorkerControl,
- * wapi_), logs.c (StreamLogs, logs_), batch.c (SubmitJob's group commit,
+ * wapi_), logs.c (StreamLogs, logs_), batch.c (group commit of SubmitJob, Heartbeat, ReportDone,
  * e2d_batch_); authz.h and http.h are the other two files of the layer.
  * It calls down into sched/, jobs/, store/ and base/; only main.c calls it. */
 #ifndef E2D_API_H
@@ -15,7 +15,7 @@ int e2d_batch_join(e2d_server *srv, char *err, size_t errlen);
  * message. */
 void e2d_batch_reply(e2d_server *srv, e2_rpc_call *call, ProtobufCMessage *msg);
 /* Commits the open batch and sends its replies; every entry point other
- * than SubmitJob calls it first. */
+ * than SubmitJob, Heartbeat and ReportDone calls it first. */
 void e2d_batch_flush(e2d_server *srv);
 void e2d_batch_start(e2d_server *srv);
 

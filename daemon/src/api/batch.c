@@ -1,15 +1,17 @@
-/* batch.c -- group commit for SubmitJob. Submits that arrive in one turn
- * of the loop (the RPC layer hands over every call the completion queue
- * holds at once) are stored in one SQLite transaction, each inside its own
- * savepoint, and answered together after its single commit: N concurrent
- * clients pay one fsync instead of N, and no reply leaves before its job
- * is durable.
+/* batch.c -- group commit for SubmitJob, Heartbeat and ReportDone. The
+ * writing calls that arrive in one turn of the loop (the RPC layer hands
+ * over every call the completion queue holds at once) are stored in one
+ * SQLite transaction, each of its own writes inside a savepoint, and
+ * answered together after its single commit: N concurrent clients or
+ * workers pay one fsync instead of N, and no reply leaves before what it
+ * acknowledges is durable.
  *
  * The rule that keeps this safe: any other entry point (every other
  * handler, the cron tick, child exits, signals) calls e2d_batch_flush
  * first, so nothing else ever writes inside an open batch or answers from
- * rows not yet committed. The loop's check phase flushes at the end of
- * each turn. */
+ * rows not yet committed; a member's reply goes through e2d_batch_reply,
+ * which holds it while a batch is open. The loop's check phase flushes at
+ * the end of each turn. */
 #include <stdlib.h>
 
 #include "api.h"
@@ -49,7 +51,7 @@ void e2d_batch_flush(e2d_server *srv) {
     srv->batch_open = 0;
     if ((rc = e2_store_commit(srv->db, err, sizeof err)) < 0) {
         e2d_log("group commit failed: %s", err);
-        snprintf(msg, sizeof msg, "storing the job failed: %s", err);
+        snprintf(msg, sizeof msg, "state store: commit failed: %s", err);
     }
     while ((r = srv->batch)) {
         srv->batch = r->next;
@@ -61,7 +63,11 @@ void e2d_batch_flush(e2d_server *srv) {
         free(r);
     }
     srv->batch_tail = &srv->batch;
-    if (srv->sched_pending && !srv->shutting_down) e2_sched_request(srv);
+    /* Submitted jobs get a pass at once; the transitions of worker calls
+     * (STARTING -> RUNNING) leave theirs to the cron, as before they
+     * joined the batch (ReportDone requests its own). */
+    if (srv->batch_pass && srv->sched_pending && !srv->shutting_down) e2_sched_request(srv);
+    srv->batch_pass = 0;
 }
 
 static void e2d_batch_check(uv_check_t *h) {

@@ -52,6 +52,15 @@ static void wapi_reply(e2_rpc_call *call, void *msg) {
     protobuf_c_message_free_unpacked(msg, NULL);
 }
 
+/* Joins the loop turn's group commit (batch.c) before a write: the
+ * heartbeats and ReportDone calls of one turn share one transaction and
+ * one fsync, and their replies (e2d_batch_reply) leave after it commits.
+ * When BEGIN fails the writes commit one by one, as before. */
+static void wapi_join(e2d_server *srv) {
+    char err[E2_ERRLEN];
+    if (e2d_batch_join(srv, err, sizeof err) < 0) e2d_log("group commit not opened: %s", err);
+}
+
 /* ---- worker identity ---- */
 
 /* nbytes (<= 32) random bytes from getrandom as lowercase hex. */
@@ -276,9 +285,18 @@ static void wapi_metric_line(e2d_server *srv, const e2_store_job *j, const E2__V
         e2d_log("job %s: %s", j->id, err);
 }
 
+/* 1 when a WatchJob stream follows job. */
+static int wapi_watched(e2d_server *srv, const char *job) {
+    for (e2d_waiter *w = srv->watches; w; w = w->next)
+        if (!strcmp(w->job, job)) return 1;
+    return 0;
+}
+
 /* A progress report of a current rank: hang clock, RUNNING once every
- * rank reported, and rank 0's step becomes the job's (stored with its
- * metric point in one transaction). */
+ * rank reported, and rank 0's step becomes the job's (its progress columns
+ * and metric point in one transaction, inside the turn's group commit).
+ * The job's row is read only until the run is known RUNNING, and for a
+ * watcher's event: a report of a running job writes without reading. */
 static void wapi_progress(e2d_server *srv, e2d_run *run, int rank, const E2__V1__Progress *p) {
     char err[E2_ERRLEN], why[64];
     int64_t now = e2d_now_ms(), mono = e2d_mono_ms();
@@ -291,16 +309,24 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank, const E2__V1_
         run->last_progress_ms = mono;
         advanced = rank == 0;
     }
-    if (e2_store_job_get(srv->db, run->job, &j, err, sizeof err) < 0) return;
-    for (int r = 0; r < run->world; r++) all &= run->progressed[r];
-    if (j.state == E2_JOBSTATE_STARTING && all) {
-        snprintf(why, sizeof why, "all %d rank%s training", run->world, run->world == 1 ? "" : "s");
-        e2d_job_transition(srv, &j, E2_JOBSTATE_RUNNING, why);
+    for (int r = 0; r < run->world && !run->running; r++) all &= run->progressed[r];
+    if (advanced || (!run->running && all)) wapi_join(srv);
+    if (!run->running && all && e2_store_job_get(srv->db, run->job, &j, err, sizeof err) == 0) {
+        run->running = 1;
+        if (j.state == E2_JOBSTATE_STARTING) {
+            snprintf(why, sizeof why, "all %d rank%s training", run->world,
+                     run->world == 1 ? "" : "s");
+            run->running = e2d_job_transition(srv, &j, E2_JOBSTATE_RUNNING, why) == 0;
+        }
+        e2_store_job_free(&j);
     }
     if (advanced) {
         double tps = 0;
         for (int r = 0; r < run->world; r++) tps += run->tps[r];
         run->last_step = p->step;
+        memset(&j, 0, sizeof j);
+        snprintf(j.id, sizeof j.id, "%s", run->job);
+        j.attempt = run->attempt;
         j.step = p->step;
         j.loss = p->loss;
         j.lr = p->lr;
@@ -309,16 +335,19 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank, const E2__V1_
         e2_store_metric m = { p->step, j.attempt, p->loss, p->lr, p->grad_norm, tps, now };
         if (e2_store_begin(srv->db, err, sizeof err) < 0 ||
             e2_store_end(srv->db,
-                         e2_store_job_update(srv->db, &j, err, sizeof err) == 0 &&
+                         e2_store_job_progress(srv->db, &j, err, sizeof err) == 0 &&
                              e2_store_metric_add(srv->db, j.id, &m, err, sizeof err) == 0,
                          err, sizeof err) < 0) {
             e2d_log("job %s: progress not stored: %s", j.id, err);
         } else {
             wapi_metric_line(srv, &j, p, now);
-            e2d_job_notify_progress(srv, &j);
+            if (wapi_watched(srv, run->job) &&
+                e2_store_job_get(srv->db, run->job, &j, err, sizeof err) == 0) {
+                e2d_job_notify_progress(srv, &j);
+                e2_store_job_free(&j);
+            }
         }
     }
-    e2_store_job_free(&j);
 }
 
 /* The worker's heartbeat says IDLE, without progress, after its
@@ -339,6 +368,7 @@ static void wapi_assignment_lost(e2d_server *srv, e2d_worker *w,
     if (!run || run->attempt != w->row.attempt || rank < 0 || rank >= run->world ||
         run->outcome[rank])
         return;
+    wapi_join(srv);
     snprintf(why, sizeof why,
              "the assignment of rank %d did not reach worker "
              "%s (its next heartbeat says IDLE): the reply was lost (too "
@@ -354,7 +384,9 @@ static void wapi_heartbeat(e2_rpc_call *call, const ProtobufCMessage *msg, void 
     char err[E2_ERRLEN];
     E2__V1__HeartbeatResponse *r;
     e2d_worker *w;
-    e2d_batch_flush(srv);
+    /* No flush here: a heartbeat joins the turn's group commit when it
+     * writes (wapi_join), and its reply waits for that commit whenever
+     * one is open (it may carry commands that rows of it decided). */
     if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret))) return;
     w->seen_ms = e2d_mono_ms();
     w->seen_wall_ms = e2d_now_ms();
@@ -379,6 +411,7 @@ static void wapi_heartbeat(e2_rpc_call *call, const ProtobufCMessage *msg, void 
         }
         e2d_log("worker %s: heartbeat again after being lost%s", w->row.id,
                 w->draining ? "; stopping the rank it still runs" : "");
+        wapi_join(srv);
         e2_sched_worker_save(srv, w);
         srv->sched_pending = 1;
     }
@@ -397,6 +430,7 @@ static void wapi_heartbeat(e2_rpc_call *call, const ProtobufCMessage *msg, void 
         else if (!w->ncmds)
             e2_sched_queue_abort(w, p->job_id, (int)p->attempt, "the attempt is no longer current");
     } else if (req->has_state && req->state == WS_IDLE && w->draining) {
+        wapi_join(srv);
         e2_sched_worker_idle(srv, w);
     } else if (req->n_log_lines && w->row.state == WS_BUSY &&
                e2_jobdir_log_append(srv->cfg.state_dir, w->row.job, w->row.attempt, w->row.rank,
@@ -415,7 +449,7 @@ static void wapi_heartbeat(e2_rpc_call *call, const ProtobufCMessage *msg, void 
     r->n_commands = w->ncmds;
     w->cmds = NULL;
     w->ncmds = 0;
-    wapi_reply(call, r);
+    e2d_batch_reply(srv, call, &r->base);
 }
 
 /* ---- ReportCheckpoint ---- */
@@ -428,7 +462,6 @@ static void wapi_report_checkpoint(e2_rpc_call *call, const ProtobufCMessage *ms
     e2d_worker *w;
     e2d_run *run;
     int committed, rc;
-    e2d_batch_flush(srv);
     if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret)) ||
         !(run = wapi_run(srv, call, w, req->job_id, (int)req->attempt, (int)req->rank)))
         return;
@@ -436,6 +469,12 @@ static void wapi_report_checkpoint(e2_rpc_call *call, const ProtobufCMessage *ms
         wapi_fail(call, E2_RPC_INVALID_ARGUMENT, "step is required");
         return;
     }
+    /* Only the report that completes the set writes (files, then its own
+     * commits, then retention deletes older checkpoints' files, which must
+     * not happen before the commit): it commits the turn's batch first.
+     * The others only note their files in memory and are answered at once,
+     * leaving the batch open for the rest of the turn. */
+    if (e2_ckpt_completes(run, (int)req->rank, req->step)) e2d_batch_flush(srv);
     rc = e2_ckpt_report(srv, run, (int)req->rank, req->step, req, &committed, path, emsg,
                         sizeof emsg);
     if (rc != E2_RPC_OK) {
@@ -448,7 +487,7 @@ static void wapi_report_checkpoint(e2_rpc_call *call, const ProtobufCMessage *ms
         r->committed = committed;
         if (committed) r->path = strdup(path);
     }
-    wapi_reply(call, r);
+    e2d_batch_reply(srv, call, r ? &r->base : NULL);
 }
 
 /* ---- Rendezvous ---- */
@@ -659,7 +698,6 @@ static void wapi_report_done(e2_rpc_call *call, const ProtobufCMessage *msg, voi
     e2d_worker *w;
     e2d_run *run;
     int rank = (int)req->rank, attempt = (int)req->attempt, current;
-    e2d_batch_flush(srv);
     if (!(w = wapi_worker(srv, call, req->worker_id, req->worker_secret))) return;
     if (!req->job_id || w->row.state != WS_BUSY || strcmp(w->row.job, req->job_id) ||
         w->row.attempt != attempt || w->row.rank != rank) {
@@ -676,10 +714,14 @@ static void wapi_report_done(e2_rpc_call *call, const ProtobufCMessage *msg, voi
     current =
         run && run->attempt == attempt && !w->draining && rank < run->world && !run->outcome[rank];
     snprintf(worker, sizeof worker, "%s", w->row.id);
+    /* The worker's IDLE row and the job's outcome join the turn's group
+     * commit; the reply leaves after it (the report is durable when
+     * acknowledged). */
+    wapi_join(srv);
     e2_sched_worker_idle(srv, w);
     if (current) wapi_done_outcome(srv, run, rank, req, worker);
     if ((r = malloc(sizeof *r))) e2__v1__report_done_response__init(r);
-    wapi_reply(call, r);
+    e2d_batch_reply(srv, call, r ? &r->base : NULL);
     e2_sched_request(srv);
 }
 

@@ -23,7 +23,8 @@
  *           local.c (--local-workers: spawn, capture, restart; reports
  *           exits through the callback given to e2_local_init)
  *   api/    api.c (e2.v1.Coordinator), wapi.c (e2.v1.WorkerControl),
- *           logs.c (StreamLogs), batch.c (group commit of SubmitJob),
+ *           logs.c (StreamLogs), batch.c (group commit: SubmitJob,
+ *           Heartbeat, ReportDone),
  *           authz.c (who may call what), http.c (--http-listen)
  *   main.c  flags, startup recovery, signals, shutdown
  */
@@ -43,8 +44,9 @@
 #include "rpc.h"
 #include "store.h"
 
-#define E2D_FAIL_LINES 20  /* Failure.last_log_lines kept */
-#define E2D_CRON_MS    100 /* period of e2d_cron */
+#define E2D_FAIL_LINES   20   /* Failure.last_log_lines kept */
+#define E2D_HASH_BUCKETS 1024 /* worker and run hashes (runs.c; a power of 2) */
+#define E2D_CRON_MS      100  /* period of e2d_cron */
 /* A requested pass waits E2D_SCHED_GAP_X times the CPU time of the last one
  * (at most E2D_SCHED_GAP_MAX_MS) after it: passes then take at most about
  * 1/(1 + X) of a core, however many heartbeats and reports ask for them. */
@@ -60,11 +62,12 @@
 /* A registered worker (ids are never reused; LOST ones stay listed). */
 typedef struct e2d_worker {
     struct e2d_worker *next;
-    e2_store_worker row;    /* what ListWorkers shows and SQLite keeps */
-    int64_t seen_ms;        /* last heartbeat (or registration/restart),
+    struct e2d_worker *hnext; /* chain of srv->worker_tab (runs.c) */
+    e2_store_worker row;      /* what ListWorkers shows and SQLite keeps */
+    int64_t seen_ms;          /* last heartbeat (or registration/restart),
                                   monotonic */
-    int64_t seen_wall_ms;   /* the same on the wall clock (shown) */
-    E2__V1__Command **cmds; /* queued for the next heartbeat reply */
+    int64_t seen_wall_ms;     /* the same on the wall clock (shown) */
+    E2__V1__Command **cmds;   /* queued for the next heartbeat reply */
     size_t ncmds;
     /* Holds an attempt that has ended (aborted, cancelled): stays BUSY
      * until it says IDLE or reports done, so it is not double-booked. */
@@ -100,6 +103,7 @@ typedef struct e2d_pending_ckpt {
 /* The current attempt of a job in STARTING, RUNNING or CANCELLING. */
 typedef struct e2d_run {
     struct e2d_run *next;
+    struct e2d_run *hnext; /* chain of srv->run_tab (runs.c) */
     char job[E2_STORE_IDLEN];
     int attempt, world;
     char (*workers)[E2_STORE_IDLEN]; /* (world) worker id per rank */
@@ -112,7 +116,10 @@ typedef struct e2d_run {
     int64_t last_progress_ms;        /* newest step advance (hang check;
                                      monotonic) */
     int64_t last_step;               /* newest step of rank 0 */
-    int64_t cancel_deadline_ms;      /* 0: no cancel asked (monotonic) */
+    /* Every rank has reported and the job's row was read past STARTING
+     * (moved to RUNNING then if it was): progress reports read no row. */
+    int running;
+    int64_t cancel_deadline_ms; /* 0: no cancel asked (monotonic) */
     /* The grace is over and these ranks' processes (spawned by e2d) got
      * SIGTERM: the job is CANCELLED once each of them has exited.
      * NULL: not in that phase. (world) */
@@ -144,7 +151,7 @@ typedef struct e2d_kill {
     int64_t at_ms; /* monotonic */
 } e2d_kill;
 
-/* A SubmitJob reply waiting for its batch's commit (batch.c). */
+/* A reply waiting for its batch's commit (batch.c). */
 typedef struct e2d_reply {
     struct e2d_reply *next;
     e2_rpc_call *call;
@@ -171,6 +178,12 @@ typedef struct e2d_server {
     uv_timer_t cron;
     uv_signal_t sigterm, sigint;
     e2d_worker *workers; /* registration order */
+    /* e2d_worker_find's hash of srv->workers by id (runs.c): a worker
+     * enters it at its first lookup; workers are freed only at exit
+     * (e2_sched_free, which empties it). */
+    e2d_worker *worker_tab[E2D_HASH_BUCKETS];
+    /* e2d_run_find's hash of srv->runs by job (e2d_run_link/unlink). */
+    struct e2d_run *run_tab[E2D_HASH_BUCKETS];
     e2d_run *runs;
     e2d_waiter *watches, *follows, *rdvwaits;
     e2d_kill *kills;
@@ -182,6 +195,7 @@ typedef struct e2d_server {
     uv_check_t batch_check;           /* flushes the batch at the end of a turn */
     e2d_reply *batch, **batch_tail;   /* replies waiting for the commit */
     int batch_open;                   /* a group-commit transaction is open */
+    int batch_pass;                   /* a SubmitJob joined it: a pass after the commit */
     int sched_pending;                /* run the scheduler at the next cron */
     uv_timer_t sched_wake;            /* e2_sched_request: one pass next turn */
     int sched_wake_init;              /* sched_wake initialized (closed at exit) */
@@ -224,6 +238,10 @@ void e2d_watch_notify(e2d_server *srv, const e2_store_job *j, int kind, const ch
 e2d_worker *e2d_worker_find(e2d_server *srv, const char *id);
 /* The current run of a job, or NULL. */
 e2d_run *e2d_run_find(e2d_server *srv, const char *job);
+/* Puts a new run on srv->runs (first) and in the hash e2d_run_find uses;
+ * e2d_run_unlink takes it off both (the caller frees it). */
+void e2d_run_link(e2d_server *srv, e2d_run *r);
+void e2d_run_unlink(e2d_server *srv, e2d_run *r);
 
 /* ---- waiter.c ---- */
 /* A waiter on *list for call, whose client going away finishes the call

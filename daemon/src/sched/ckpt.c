@@ -58,6 +58,15 @@ static e2d_pending_ckpt *ckpt_pending_get(e2d_run *run, int64_t step) {
     return p;
 }
 
+int e2_ckpt_completes(const e2d_run *run, int rank, int64_t step) {
+    const e2d_pending_ckpt *p;
+    for (p = run->pending; p && p->step != step; p = p->next)
+        ;
+    for (int r = 0; r < run->world; r++)
+        if (r != rank && (!p || !p->reported[r])) return 0;
+    return 1;
+}
+
 static void ckpt_pending_drop(e2d_run *run, e2d_pending_ckpt *p) {
     for (e2d_pending_ckpt **q = &run->pending; *q; q = &(*q)->next)
         if (*q == p) {

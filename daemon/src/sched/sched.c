@@ -167,24 +167,18 @@ static e2d_run *sched_run_new(e2d_server *srv, const char *job, int attempt, int
     r->last_step = start_step;
     for (int i = 0; i < world; i++) r->steps[i] = -1;
     r->started_ms = r->last_progress_ms = e2d_mono_ms();
-    r->next = srv->runs;
-    srv->runs = r;
+    e2d_run_link(srv, r);
     return r;
 }
 
 void e2_sched_run_end(e2d_server *srv, e2d_run *run, const char *why) {
-    e2d_run **p;
     for (int i = 0; i < run->world; i++) {
         e2d_worker *w = e2d_worker_find(srv, run->workers[i]);
         if (!w || !sched_worker_holds(w, run->job, run->attempt) || run->outcome[i]) continue;
         e2_sched_queue_abort(w, run->job, run->attempt, why);
         w->draining = 1;
     }
-    for (p = &srv->runs; *p; p = &(*p)->next)
-        if (*p == run) {
-            *p = run->next;
-            break;
-        }
+    e2d_run_unlink(srv, run);
     sched_run_free(run);
 }
 
@@ -430,11 +424,7 @@ fail_tx:
         gang[r]->row.rank = -1;
     }
 fail:
-    for (e2d_run **p = &srv->runs; *p; p = &(*p)->next)
-        if (*p == run) {
-            *p = run->next;
-            break;
-        }
+    e2d_run_unlink(srv, run);
     sched_run_free(run);
     if (first) protobuf_c_message_free_unpacked(&first->base, NULL);
     return E2_ERR;
@@ -980,9 +970,10 @@ void e2_sched_free(e2d_server *srv) {
         sched_worker_clear_cmds(w);
         free(w);
     }
+    memset(srv->worker_tab, 0, sizeof srv->worker_tab);
     while (srv->runs) {
         e2d_run *r = srv->runs;
-        srv->runs = r->next;
+        e2d_run_unlink(srv, r);
         sched_run_free(r);
     }
     while (srv->kills) {

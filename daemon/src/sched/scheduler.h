@@ -50,6 +50,10 @@ void e2_sched_free(e2d_server *srv);
 int e2_ckpt_report(e2d_server *srv, e2d_run *run, int rank, int64_t step,
                    const E2__V1__ReportCheckpointRequest *req, int *committed, char *path,
                    char *msg, size_t msglen);
+/* 1 when rank's report of step would complete the set (every other rank
+ * has reported it): that report writes the store and the job directory;
+ * any other only notes the files in memory. */
+int e2_ckpt_completes(const e2d_run *run, int rank, int64_t step);
 /* The newest committed checkpoint of a job: step (or -1) and path. */
 int64_t e2_ckpt_latest(e2d_server *srv, const char *job, char *path);
 void e2_ckpt_pending_free(e2d_pending_ckpt *p);

@@ -97,6 +97,7 @@ enum {
     Q_JOB_GET,
     Q_JOB_BY_REQ,
     Q_JOB_UPDATE,
+    Q_JOB_PROGRESS,
     Q_JOB_COUNT,
     Q_EVENT_ADD,
     Q_EVENT_LIST,
@@ -153,6 +154,9 @@ static const char *store_sql[Q_N] = {
                      " fail_signal = ?16, fail_rank = ?17, fail_log = ?18, eval = ?19,"
                      " fail_worker = ?20, fail_user = ?21, finished_ms = ?22,"
                      " world_size = ?23 WHERE id = ?1",
+    [Q_JOB_PROGRESS] = "UPDATE jobs SET step = ?2, loss = ?3, lr = ?4,"
+                       " tokens_per_second = ?5, updated_ms = ?6"
+                       " WHERE id = ?1 AND attempt = ?7",
     [Q_JOB_COUNT] = "SELECT count(*) FROM jobs",
     [Q_OWNER_SET] = "UPDATE jobs SET owner = ?2 WHERE id = ?1",
     [Q_OWNER_GET] = "SELECT owner FROM jobs WHERE id = ?1",
@@ -550,6 +554,23 @@ int e2_store_job_update(e2_store *s, const e2_store_job *j, char *err, size_t er
     sqlite3_bind_int(st, 23, j->world_size);
     if (store_done(s, st, err, errlen) < 0) return E2_ERR;
     if (sqlite3_changes(s->db) != 1) return e2_errf(err, errlen, "job %s not found", j->id);
+    return 0;
+}
+
+int e2_store_job_progress(e2_store *s, const e2_store_job *j, char *err, size_t errlen) {
+    sqlite3_stmt *st = store_q(s, Q_JOB_PROGRESS, err, errlen);
+    if (!st) return E2_ERR;
+    store_memo_drop(s, j->id);
+    bind_text(st, 1, j->id);
+    sqlite3_bind_int64(st, 2, j->step);
+    sqlite3_bind_double(st, 3, j->loss);
+    sqlite3_bind_double(st, 4, j->lr);
+    sqlite3_bind_double(st, 5, j->tokens_per_second);
+    sqlite3_bind_int64(st, 6, j->updated_ms);
+    sqlite3_bind_int(st, 7, j->attempt);
+    if (store_done(s, st, err, errlen) < 0) return E2_ERR;
+    if (sqlite3_changes(s->db) != 1)
+        return e2_errf(err, errlen, "job %s attempt %d not found", j->id, j->attempt);
     return 0;
 }
 

@@ -157,6 +157,11 @@ int e2_store_job_by_request(e2_store *s, const char *request_id, e2_store_job *j
                             size_t errlen);
 /* Writes every mutable column of j back. */
 int e2_store_job_update(e2_store *s, const e2_store_job *j, char *err, size_t errlen);
+/* Writes the progress columns of j only (step, loss, lr, tokens_per_second,
+ * updated_ms), for the row of j->id whose attempt is j->attempt: a
+ * heartbeat's progress needs no read of the row. E2_ERR (with its line)
+ * when no such row exists (the job moved on to another attempt). */
+int e2_store_job_progress(e2_store *s, const e2_store_job *j, char *err, size_t errlen);
 /* Calls fn for each matching job, newest first; fn returning non-zero
  * stops. Returns the number visited or < 0. */
 int e2_store_job_list(e2_store *s, const e2_store_jobq *q,
