@@ -9,6 +9,9 @@
 #
 # usage: bench/train/compare.sh [rounds (2)] [steps (3)] [micro_batch (4)]
 # env:   BUILD (default build), the CMake build directory with bench_train;
+#        BASE, optionally a second build directory (e.g. main's): its
+#        bench_train runs in every round too, before or after BUILD's in
+#        turn, and each round prints BUILD's rate over BASE's;
 #        OMP_NUM_THREADS (default 2), used for both sides (and as
 #        OPENBLAS_NUM_THREADS); PYTHON, a python with torch (default: the
 #        first of python3, /usr/bin/python3 that imports torch).
@@ -23,6 +26,14 @@ bench=${BUILD:-build}/bench/train/bench_train
     echo "compare.sh: $bench not found: build first (or set BUILD)" >&2
     exit 2
 }
+base=""
+if [ -n "${BASE:-}" ]; then
+    base=$BASE/bench/train/bench_train
+    [ -x "$base" ] || {
+        echo "compare.sh: $base not found (BASE)" >&2
+        exit 2
+    }
+fi
 threads=${OMP_NUM_THREADS:-2}
 export OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads"
 
@@ -44,7 +55,9 @@ trap 'rm -rf "$tmp"' EXIT
 echo "compare: $rounds rounds, $steps steps, micro-batch $mb, $threads threads, load $(cut -d' ' -f1-3 /proc/loadavg)"
 r=1
 while [ "$r" -le "$rounds" ]; do
+    if [ -n "$base" ] && [ $((r % 2)) -eq 1 ]; then "$base" "$steps" "$mb" >"$tmp/base" 2>&1; fi
     "$bench" "$steps" "$mb" >"$tmp/e2" 2>&1
+    if [ -n "$base" ] && [ $((r % 2)) -eq 0 ]; then "$base" "$steps" "$mb" >"$tmp/base" 2>&1; fi
     e2=$(rate "$tmp/e2")
     eager="" comp=""
     if [ -n "$py" ]; then
@@ -55,6 +68,12 @@ while [ "$r" -le "$rounds" ]; do
     fi
     echo "round $r (load $(cut -d' ' -f1 /proc/loadavg)):"
     grep -E "^step|^training / sgemm" "$tmp/e2" | sed 's/^/  e2    /'
+    if [ -n "$base" ]; then
+        grep -E "^step|^training / sgemm" "$tmp/base" | sed 's/^/  base  /'
+        echo "  e2 / base $(ratio "$e2" "$(rate "$tmp/base")")"
+        ratio "$e2" "$(rate "$tmp/base")" >>"$tmp/rb"
+        echo >>"$tmp/rb"
+    fi
     [ -n "$py" ] && grep -hE "^torch " "$tmp/eager" "$tmp/comp" | sed 's/^/  /'
     [ -n "$py" ] && [ -z "$eager" ] && tail -3 "$tmp/eager" | sed 's/^/  eager failed: /'
     echo "  e2 / eager $(ratio "$e2" "$eager"), e2 / compile $(ratio "$e2" "$comp")"
@@ -65,3 +84,4 @@ while [ "$r" -le "$rounds" ]; do
     r=$((r + 1))
 done
 echo "median over rounds: e2 / eager $(grep -v '^-' "$tmp/re" | grep . | median), e2 / compile $(grep -v '^-' "$tmp/rc" | grep . | median)"
+[ -z "$base" ] || echo "median over rounds: e2 / base $(grep -v '^-' "$tmp/rb" | grep . | median)"

@@ -1,7 +1,8 @@
 /* test_matmul.c -- matmul_fwd against a double reference; matmul_bwd against
  * central finite differences, with and without bias, NULL outputs skipped,
  * gradients that accumulate, and a bias gradient that does not depend on the
- * number of threads. */
+ * number of threads; products big enough to be cut between threads give the
+ * same bits with 1, 2 and 3 threads. */
 #include <omp.h>
 
 #include "check.h"
@@ -213,6 +214,68 @@ static void matmul_bwd_bias_threads(void) {
     mm_free(&m);
 }
 
+/* The sgemms run on the OpenMP team, cut in one block of rows or columns
+ * of the output per thread (kernels/cpu/matmul.c): with 2 and 3 threads the
+ * forward, dinp (overwritten and accumulated), dweight and dbias equal the
+ * 1-thread results bit for bit. The shapes cut rows and columns of every
+ * product (and blocks that are not whole 16-wide tiles); the 1-thread
+ * forward is also checked against the double reference. */
+static void matmul_threads(void) {
+    const k_backend *k = k_cpu();
+    const mm_shape sh[] = { { 300, 96, 260, 1 }, { 70, 80, 900, 0 }, { 517, 203, 45, 1 } };
+    int saved = omp_get_max_threads();
+    for (int i = 0; i < (int)(sizeof sh / sizeof sh[0]); i++) {
+        mm_shape s = sh[i];
+        mm_case m = mm_make(s, 700 + (uint64_t)i);
+        size_t nin = (size_t)s.N * s.C, nw = (size_t)s.OC * s.C, nout = (size_t)s.N * s.OC;
+        float *out[3], *gi[3], *gs[3], *gw[3], *gb[3];
+        for (int t = 0; t < 3; t++) {
+            omp_set_num_threads(t + 1);
+            out[t] = kc_floats(nout);
+            k->matmul_fwd(out[t], m.inp, m.w, s.has_bias ? m.b : NULL, s.N, s.C, s.OC);
+            gi[t] = kc_floats(nin);
+            gs[t] = kc_floats(nin);
+            gw[t] = kc_floats(nw);
+            gb[t] = kc_floats(s.OC);
+            for (size_t j = 0; j < nin; j++) gi[t][j] = 0.25f, gs[t][j] = NAN;
+            for (size_t j = 0; j < nw; j++) gw[t][j] = -0.5f;
+            for (int j = 0; j < s.OC; j++) gb[t][j] = 0.125f;
+            k->matmul_bwd(gi[t], gw[t], s.has_bias ? gb[t] : NULL, m.dout, m.inp, m.w, s.N, s.C,
+                          s.OC);
+            k->matmul_bwd_set(gs[t], gw[t], NULL, m.dout, m.inp, m.w, s.N, s.C, s.OC);
+        }
+        for (int t = 1; t < 3; t++) {
+            KC_EXPECT(memcmp(out[0], out[t], nout * sizeof(float)) == 0,
+                      "shape %d: forward, 1 vs %d threads differ", i, t + 1);
+            KC_EXPECT(memcmp(gi[0], gi[t], nin * sizeof(float)) == 0,
+                      "shape %d: dinp (+=), 1 vs %d threads differ", i, t + 1);
+            KC_EXPECT(memcmp(gs[0], gs[t], nin * sizeof(float)) == 0,
+                      "shape %d: dinp (=), 1 vs %d threads differ", i, t + 1);
+            KC_EXPECT(memcmp(gw[0], gw[t], nw * sizeof(float)) == 0,
+                      "shape %d: dweight, 1 vs %d threads differ", i, t + 1);
+            KC_EXPECT(memcmp(gb[0], gb[t], s.OC * sizeof(float)) == 0,
+                      "shape %d: dbias, 1 vs %d threads differ", i, t + 1);
+        }
+        double *ref = kc_doubles(nout);
+        double *in[3] = { m.din, m.dw, s.has_bias ? m.db : NULL };
+        mm_ref(&s, in, ref);
+        size_t bad = 0;
+        for (size_t j = 0; j < nout; j++)
+            if (fabs(out[2][j] - ref[j]) > 1e-4 * (1.0 + fabs(ref[j]))) bad++;
+        KC_EXPECT(bad == 0, "shape %d: %zu forward elements off the reference", i, bad);
+        free(ref);
+        for (int t = 0; t < 3; t++) {
+            free(out[t]);
+            free(gi[t]);
+            free(gs[t]);
+            free(gw[t]);
+            free(gb[t]);
+        }
+        mm_free(&m);
+    }
+    omp_set_num_threads(saved);
+}
+
 int main(int argc, char **argv) {
     const kc_case cases[] = {
         { "matmul_fwd", matmul_fwd },
@@ -221,6 +284,7 @@ int main(int argc, char **argv) {
         { "matmul_bwd_accumulates", matmul_bwd_accumulates },
         { "matmul_bwd_bias_threads", matmul_bwd_bias_threads },
         { "matmul_bwd_set", matmul_bwd_set },
+        { "matmul_threads", matmul_threads },
     };
     return kc_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }
