@@ -61,6 +61,47 @@ def designs_section(paths):
     return "\n".join(o)
 
 
+def lr_section(runs):
+    """The fine-tune learning-rate sweep: `runs` is [(lr, results.json)],
+    the same base, arms and seeds at each rate. For every arm and rate:
+    mean passkey (%) at each window above L and mean perplexity at L; then
+    each arm at its best rate (highest mean passkey over the windows
+    above L, chosen on these same evaluations)."""
+    cfg = runs[0][1]["config"]
+    L = cfg["L"]
+    wins = [L * f for f in cfg["factors"] if f > 1]
+    table = {}  # arm -> lr -> (passkey means by window, ppl at L, label)
+    for lr, res in runs:
+        for key, (label, arm_runs) in report.arms(res).items():
+            if key in ("ntk", "base"):
+                continue
+            pk = [sum(report.acc(r) for _, rows in arm_runs for r in rows if r["window"] == w) / len(arm_runs)
+                  for w in wins]
+            ppl = sum(r["perplexity"] for _, rows in arm_runs for r in rows if r["window"] == L) / len(arm_runs)
+            table.setdefault(key, {})[lr] = (pk, ppl, len(arm_runs))
+    o = ["## Fine-tune learning rate (base 1; driver.py --set ft_lr=...)\n",
+         "Each arm at each rate, mean over its fine-tune seeds: passkey exact match (%) at the windows "
+         "above L and perplexity at L. The main tables use 2e-4 for every arm.\n",
+         "| arm | lr | n | " + " | ".join(f"passkey {w // L}×" for w in wins) + f" | ppl at L ({L}) |",
+         "|---|---|---" + "|---" * len(wins) + "|---|"]
+    best = {}
+    for key in table:
+        for lr in sorted(table[key]):
+            pk, ppl, n = table[key][lr]
+            o.append(f"| `{key}` | {lr:g} | {n} | " + " | ".join(f"{x:.1f}" for x in pk) + f" | {ppl:.3f} |")
+        best[key] = max(table[key], key=lambda lr: sum(table[key][lr][0]))
+    o.append("")
+    o.append("Each arm at its best rate (the highest mean passkey over the windows above L; the rate is chosen on "
+             "the same evaluations it is scored on, which favours every arm alike):\n")
+    o.append("| arm | best lr | " + " | ".join(f"passkey {w // L}×" for w in wins) + " |")
+    o.append("|---|---" + "|---" * len(wins) + "|")
+    for key in table:
+        pk = table[key][best[key]][0]
+        o.append(f"| `{key}` | {best[key]:g} | " + " | ".join(f"{x:.1f}" for x in pk) + " |")
+    o.append("")
+    return "\n".join(o)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--curve", action="append",
@@ -97,12 +138,29 @@ def main():
         lines = report.agreement([res, res2])
         parts.append("\n".join(lines) if lines else "* nothing: no difference has one sign everywhere.")
         parts.append("")
-    abl = os.path.join(ROOT, "docs/results/science_ablations.json")
-    if os.path.exists(abl):
-        with open(abl) as f:
-            res = json.load(f)
-        parts.append("## E² ablations (driver.py --ablations --arms ...; same base, fine-tune data and seeds)\n")
-        parts.append(report.render(res))
+    sweep = sorted(glob.glob(os.path.join(ROOT, "docs/results/science_lr_*.json")))
+    if sweep and os.path.exists(a.results):
+        runs = []
+        for path in sweep + [a.results]:
+            with open(path) as f:
+                r = json.load(f)
+            runs.append((r["config"]["ft_lr"], r))
+        parts.append(lr_section(runs))
+    abls = []
+    for name, title in (("science_ablations.json", "base 1"), ("science_ablations_base2.json", "base 2")):
+        path = os.path.join(ROOT, "docs/results", name)
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            abls.append(json.load(f))
+        parts.append(f"## E² ablations, {title} (driver.py --ablations --arms ...; same base, fine-tune data and "
+                     f"seeds as its main run)\n")
+        parts.append(report.render(abls[-1]))
+    if len(abls) == 2:
+        parts.append("## What every fine-tune seed of both bases agrees on (ablations)\n")
+        lines = report.agreement(abls)
+        parts.append("\n".join(lines) if lines else "* nothing: no difference has one sign everywhere.")
+        parts.append("")
     with open(a.out, "w") as f:
         f.write("\n".join(parts))
 
