@@ -146,6 +146,19 @@ def main():
                 r = json.load(f)
             runs.append((r["config"]["ft_lr"], r))
         parts.append(lr_section(runs))
+    for path in sorted(glob.glob(os.path.join(ROOT, "docs/results/science_base2_lr_*.json"))):
+        with open(path) as f:
+            res2 = json.load(f)
+        lr = res2["config"]["ft_lr"]
+        parts.append(f"## Both bases at fine-tune rate {lr:g} (`{os.path.relpath(path, ROOT)}`: base 2; base 1's run "
+                     f"is in the sweep above)\n")
+        parts.append(report.render(res2))
+        base1 = [r for lr1, r in runs if lr1 == lr] if sweep and os.path.exists(a.results) else []
+        if base1:
+            parts.append(f"### What every fine-tune seed of both bases agrees on at rate {lr:g}\n")
+            lines = report.agreement([base1[0], res2])
+            parts.append("\n".join(lines) if lines else "* nothing: no difference has one sign everywhere.")
+            parts.append("")
     abls = []
     for name, title in (("science_ablations.json", "base 1"), ("science_ablations_base2.json", "base 2")):
         path = os.path.join(ROOT, "docs/results", name)
