@@ -44,14 +44,13 @@ static void kcpu_sgemm(int ta, int tb, int m, int n, int k, const float *a, int 
     int blas_threads = openblas_get_num_threads();
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     int split_rows = m >= n, len = split_rows ? m : n;
+    int tiles = (len + KCPU_SGEMM_ALIGN - 1) / KCPU_SGEMM_ALIGN;
     if ((double)m * n * k < KCPU_SGEMM_SPLIT_MIN) nt = 1;
-    if (nt > (len + KCPU_SGEMM_ALIGN - 1) / KCPU_SGEMM_ALIGN)
-        nt = (len + KCPU_SGEMM_ALIGN - 1) / KCPU_SGEMM_ALIGN;
+    if (nt > tiles) nt = tiles;
     if (blas_threads != 1) openblas_set_num_threads(1);
     if (nt <= 1) {
         cblas_sgemm(CblasRowMajor, cta, ctb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
     } else {
-        int tiles = (len + KCPU_SGEMM_ALIGN - 1) / KCPU_SGEMM_ALIGN;
 #pragma omp parallel num_threads(nt)
         {
             int t = omp_get_thread_num(), ntm = omp_get_num_threads();
