@@ -102,6 +102,17 @@ def lr_section(runs):
     return "\n".join(o)
 
 
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def agreement_lines(results):
+    """report.agreement as markdown lines, or a line saying there is none."""
+    lines = report.agreement(results)
+    return ("\n".join(lines) if lines else "* nothing: no difference has one sign everywhere.") + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--curve", action="append",
@@ -110,70 +121,60 @@ def main():
     ap.add_argument("--intro", default=os.path.join(HERE, "results_intro.md"))
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/results.md"))
     a = ap.parse_args()
+    results = os.path.join(ROOT, "docs/results")
     with open(a.intro) as f:
         parts = [f.read()]
-    curves = a.curve or sorted(glob.glob(os.path.join(ROOT, "docs/results/science_curve*.json")))
+    curves = a.curve or sorted(glob.glob(os.path.join(results, "science_curve*.json")))
     for path in curves:
-        with open(path) as f:
-            parts.append(curve_section(json.load(f), os.path.relpath(path, ROOT)))
-    designs = sorted(glob.glob(os.path.join(ROOT, "docs/results/science_design_*.json")))
+        parts.append(curve_section(load(path), os.path.relpath(path, ROOT)))
+    designs = sorted(glob.glob(os.path.join(results, "science_design_*.json")))
     if designs:
         parts.append(designs_section(designs))
-    if os.path.exists(a.results):
-        with open(a.results) as f:
-            res = json.load(f)
+    res = load(a.results) if os.path.exists(a.results) else None
+    if res:
         parts.append("## The experiment (driver.py)\n")
         parts.append(report.render(res))
     else:
         parts.append("## The experiment (driver.py)\n\nNot run to the end in this session: see the intro.\n")
-    base2 = os.path.join(ROOT, "docs/results/science_base2.json")
-    if os.path.exists(base2) and os.path.exists(a.results):
-        with open(base2) as f:
-            res2 = json.load(f)
+    base2 = os.path.join(results, "science_base2.json")
+    if res and os.path.exists(base2):
+        res2 = load(base2)
         parts.append("## The experiment on a second pretraining seed (driver.py --set pre_seed=2)\n")
         parts.append(report.render(res2))
         parts.append("## What every fine-tune seed of both bases agrees on\n")
         parts.append("Paired differences (E² minus the baseline, same fine-tune seed) whose sign is the same in "
                      "all fine-tune seeds on both pretraining seeds; only metrics whose gates passed on both.\n")
-        lines = report.agreement([res, res2])
-        parts.append("\n".join(lines) if lines else "* nothing: no difference has one sign everywhere.")
-        parts.append("")
-    sweep = sorted(glob.glob(os.path.join(ROOT, "docs/results/science_lr_*.json")))
-    if sweep and os.path.exists(a.results):
-        runs = []
-        for path in sweep + [a.results]:
-            with open(path) as f:
-                r = json.load(f)
-            runs.append((r["config"]["ft_lr"], r))
-        parts.append(lr_section(runs))
-    for path in sorted(glob.glob(os.path.join(ROOT, "docs/results/science_base2_lr_*.json"))):
-        with open(path) as f:
-            res2 = json.load(f)
+        parts.append(agreement_lines([res, res2]))
+    # The learning-rate sweep on base 1: the science_lr_*.json runs and the main run.
+    sweep = {}
+    if res:
+        for path in sorted(glob.glob(os.path.join(results, "science_lr_*.json"))):
+            r = load(path)
+            sweep[r["config"]["ft_lr"]] = r
+    if sweep:
+        sweep[res["config"]["ft_lr"]] = res
+        parts.append(lr_section(sorted(sweep.items(), key=lambda kv: kv[0])))
+    for path in sorted(glob.glob(os.path.join(results, "science_base2_lr_*.json"))):
+        res2 = load(path)
         lr = res2["config"]["ft_lr"]
         parts.append(f"## Both bases at fine-tune rate {lr:g} (`{os.path.relpath(path, ROOT)}`: base 2; base 1's run "
                      f"is in the sweep above)\n")
         parts.append(report.render(res2))
-        base1 = [r for lr1, r in runs if lr1 == lr] if sweep and os.path.exists(a.results) else []
-        if base1:
+        if lr in sweep:
             parts.append(f"### What every fine-tune seed of both bases agrees on at rate {lr:g}\n")
-            lines = report.agreement([base1[0], res2])
-            parts.append("\n".join(lines) if lines else "* nothing: no difference has one sign everywhere.")
-            parts.append("")
+            parts.append(agreement_lines([sweep[lr], res2]))
     abls = []
     for name, title in (("science_ablations.json", "base 1"), ("science_ablations_base2.json", "base 2")):
-        path = os.path.join(ROOT, "docs/results", name)
+        path = os.path.join(results, name)
         if not os.path.exists(path):
             continue
-        with open(path) as f:
-            abls.append(json.load(f))
+        abls.append(load(path))
         parts.append(f"## E² ablations, {title} (driver.py --ablations --arms ...; same base, fine-tune data and "
                      f"seeds as its main run)\n")
         parts.append(report.render(abls[-1]))
     if len(abls) == 2:
         parts.append("## What every fine-tune seed of both bases agrees on (ablations)\n")
-        lines = report.agreement(abls)
-        parts.append("\n".join(lines) if lines else "* nothing: no difference has one sign everywhere.")
-        parts.append("")
+        parts.append(agreement_lines(abls))
     with open(a.out, "w") as f:
         f.write("\n".join(parts))
 
