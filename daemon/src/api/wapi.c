@@ -285,13 +285,6 @@ static void wapi_metric_line(e2d_server *srv, const e2_store_job *j, const E2__V
         e2d_log("job %s: %s", j->id, err);
 }
 
-/* 1 when a WatchJob stream follows job. */
-static int wapi_watched(e2d_server *srv, const char *job) {
-    for (e2d_waiter *w = srv->watches; w; w = w->next)
-        if (!strcmp(w->job, job)) return 1;
-    return 0;
-}
-
 /* A progress report of a current rank: hang clock, RUNNING once every
  * rank reported, and rank 0's step becomes the job's (its progress columns
  * and metric point in one transaction, inside the turn's group commit).
@@ -341,7 +334,7 @@ static void wapi_progress(e2d_server *srv, e2d_run *run, int rank, const E2__V1_
             e2d_log("job %s: progress not stored: %s", j.id, err);
         } else {
             wapi_metric_line(srv, &j, p, now);
-            if (wapi_watched(srv, run->job) &&
+            if (e2d_job_watched(srv, run->job) &&
                 e2_store_job_get(srv->db, run->job, &j, err, sizeof err) == 0) {
                 e2d_job_notify_progress(srv, &j);
                 e2_store_job_free(&j);

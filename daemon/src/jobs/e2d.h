@@ -222,6 +222,8 @@ int e2d_job_transition(e2d_server *srv, e2_store_job *j, int to, const char *rea
 int e2d_job_save(e2d_server *srv, e2_store_job *j);
 /* Sends a PROGRESS event to j's watchers. */
 void e2d_job_notify_progress(e2d_server *srv, const e2_store_job *j);
+/* 1 when a WatchJob stream follows job (its progress events need the row). */
+int e2d_job_watched(const e2d_server *srv, const char *job);
 /* Fills j's failure fields from a rank's report and its log's tail. */
 void e2d_job_set_failure(e2d_server *srv, e2_store_job *j, int rank, const char *worker,
                          int exit_code, int sig, int user_error);

@@ -123,6 +123,12 @@ void e2d_job_notify_progress(e2d_server *srv, const e2_store_job *j) {
     e2d_watch_notify(srv, j, E2__V1__JOB_EVENT_KIND__JOB_EVENT_KIND_PROGRESS, NULL);
 }
 
+int e2d_job_watched(const e2d_server *srv, const char *job) {
+    for (const e2d_waiter *w = srv->watches; w; w = w->next)
+        if (!strcmp(w->job, job)) return 1;
+    return 0;
+}
+
 void e2d_job_set_failure(e2d_server *srv, e2_store_job *j, int rank, const char *worker,
                          int exit_code, int sig, int user_error) {
     char *lines[E2D_FAIL_LINES];
